@@ -1,0 +1,24 @@
+"""pynn: a small, very fast neural-network library with Keras' API.
+
+    model = pynn.Sequential([pynn.Input((784,)), pynn.layers.Dense(256, activation="relu"),
+                             pynn.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=5, batch_size=128)
+"""
+
+__version__ = "0.1.0"
+
+from . import activations, callbacks, initializers, layers, losses, metrics, ops, optimizers
+from .backend import available_backends, get_backend, set_backend
+from .config import floatx, set_floatx, set_seed
+from .info import info
+from .layers import Activation, Dense, Input
+from .model import Sequential
+from .threads import get_num_threads, set_num_threads
+
+__all__ = [
+    "Activation", "Dense", "Input", "Sequential", "activations", "available_backends",
+    "callbacks", "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers",
+    "losses", "metrics", "ops", "optimizers", "set_backend", "set_floatx", "set_num_threads",
+    "set_seed",
+]

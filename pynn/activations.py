@@ -1,0 +1,75 @@
+"""Activation functions: names, parameters, and plain functions on arrays.
+
+A layer stores an activation as a `Spec` (name + parameter), which the backend turns into a
+kernel call (and the Dense layer into a GEMM epilogue). The functions below run the NumPy
+reference on any array, for users and tests: `pynn.activations.relu(x)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# name -> default parameter (leaky_relu's negative slope and elu's alpha follow Keras 3).
+_DEFAULT_PARAMS = {"linear": 0.0, "relu": 0.0, "leaky_relu": 0.2, "elu": 1.0, "gelu": 0.0,
+                   "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0}
+NAMES = tuple(_DEFAULT_PARAMS)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """An activation by name with its one parameter (slope for leaky_relu, alpha for elu)."""
+
+    name: str
+    param: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in _DEFAULT_PARAMS:
+            raise ValueError(f"unknown activation {self.name!r}; known: {', '.join(NAMES)}")
+        if self.name in ("leaky_relu", "elu") and not self.param >= 0:
+            raise ValueError(f"{self.name} parameter must be >= 0, got {self.param}")
+
+    def get_config(self):
+        if self.param == _DEFAULT_PARAMS[self.name]:
+            return self.name
+        return {"name": self.name, "param": self.param}
+
+    def __call__(self, x):
+        from .backend import get_backend
+
+        x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
+        return get_backend("numpy").activation_forward(self.name, x, self.param)
+
+
+def get(identifier) -> Spec:
+    """Spec from None (linear), a name, a {'name', 'param'} dict, a Spec or this module's functions."""
+    if identifier is None:
+        return Spec("linear")
+    if isinstance(identifier, Spec):
+        return identifier
+    if isinstance(identifier, str):
+        return Spec(identifier, _DEFAULT_PARAMS.get(identifier, 0.0))
+    if isinstance(identifier, dict) and "name" in identifier:
+        return Spec(identifier["name"], float(identifier.get("param",
+                                                   _DEFAULT_PARAMS.get(identifier["name"], 0.0))))
+    raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "
+                     f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
+
+
+def leaky_relu_with(negative_slope: float) -> Spec:
+    return Spec("leaky_relu", float(negative_slope))
+
+
+def elu_with(alpha: float) -> Spec:
+    return Spec("elu", float(alpha))
+
+
+linear = Spec("linear")
+relu = Spec("relu")
+leaky_relu = Spec("leaky_relu", 0.2)
+elu = Spec("elu", 1.0)
+gelu = Spec("gelu")
+sigmoid = Spec("sigmoid")
+tanh = Spec("tanh")
+softmax = Spec("softmax")

@@ -1,0 +1,120 @@
+"""The one place a backend is chosen.
+
+Backends: `cpu` (the C++ extension pynn._C), `cuda` (pynn._cuda on CuPy arrays), `numpy` and
+`cupy` (pure-array fallbacks; numpy is the reference). The default is the fastest available
+one, or the `PYNN_BACKEND` environment variable; `set_backend()` switches at run time.
+A compiled module that is missing or broken never breaks `import pynn`: the reason is kept
+and shown by `pynn.info()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from .base import Backend
+from .numpy_backend import NumpyBackend
+
+_BACKEND_NAMES = ("cpu", "cuda", "numpy", "cupy")
+_instances: dict[str, Backend] = {}
+_unavailable: dict[str, str] = {}
+_current: Backend | None = None
+
+
+def _load_native(module):
+    """Import pynn._C or pynn._cuda; return (module, None) or (None, reason)."""
+    try:
+        return importlib.import_module(f"pynn.{module}"), None
+    except ImportError as exc:
+        return None, f"pynn.{module} could not be imported ({exc})"
+
+
+def _create(name: str) -> Backend:
+    if name == "numpy":
+        return NumpyBackend()
+    if name == "cpu":
+        _C, why = _load_native("_C")
+        if _C is None:
+            raise RuntimeError(why + "; the package was installed without its compiled part")
+        from .cpu_backend import CpuBackend
+        return CpuBackend(_C)
+    if name in ("cuda", "cupy"):
+        reason = cuda_unavailable_reason(name)
+        if reason:
+            raise RuntimeError(reason)
+        if name == "cupy":
+            from .cupy_backend import CupyBackend
+            return CupyBackend()
+        raise RuntimeError("the cuda backend is not implemented yet in this version; "
+                           "use 'cupy' on a GPU")
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_BACKEND_NAMES)}")
+
+
+def cuda_unavailable_reason(name="cuda"):
+    """None when the GPU backend `name` can run here, else why not (in words)."""
+    if name == "cuda":
+        _cuda, why = _load_native("_cuda")
+        if _cuda is None:
+            return why + " (build with nvcc available and PYNN_CUDA=AUTO or ON)"
+        report = _cuda.devices()
+        if report["error"]:
+            return f"no usable CUDA device: {report['error']}"
+        if not any(d["supported"] for d in report["devices"]):
+            archs = ", ".join(d["compute_capability"] for d in report["devices"])
+            return (f"pynn._cuda was built for architectures {_cuda.architectures}, not for this "
+                    f"GPU (compute capability {archs}); rebuild with "
+                    f"PYNN_CUDA_ARCHITECTURES=<arch> pip install .")
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return "CuPy is not installed (pip install 'pynn[cuda]')"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no CUDA device found"
+    except Exception as exc:  # CuPy raises its own CUDARuntimeError without a driver
+        return f"no usable CUDA device: {exc}"
+    if name == "cuda":
+        return "the cuda backend is not implemented yet in this version"
+    return None
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The backend called `name`, or the current one when name is None."""
+    if name is None:
+        return _current if _current is not None else _choose_default()
+    if name not in _instances:
+        _instances[name] = _create(name)
+    return _instances[name]
+
+
+def set_backend(name: str) -> Backend:
+    """Make `name` the backend for models compiled from now on and for pynn.ops."""
+    global _current
+    _current = get_backend(name)
+    return _current
+
+
+def _choose_default() -> Backend:
+    global _current
+    requested = os.environ.get("PYNN_BACKEND")
+    if requested:
+        _current = get_backend(requested)  # an explicit request fails loudly
+        return _current
+    try:
+        _current = get_backend("cpu")
+    except RuntimeError as exc:
+        _unavailable["cpu"] = str(exc)
+        _current = get_backend("numpy")
+    return _current
+
+
+def available_backends() -> dict:
+    """{name: None if usable else the reason it is not}."""
+    out = {}
+    for name in _BACKEND_NAMES:
+        try:
+            get_backend(name)
+            out[name] = None
+        except (RuntimeError, ImportError) as exc:
+            out[name] = str(exc)
+    return out

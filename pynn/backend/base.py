@@ -1,0 +1,83 @@
+"""The backend contract: the only operations layers, losses and optimizers may call.
+
+Every backend implements the same methods on its own arrays (numpy arrays for `numpy` and
+`cpu`, CuPy arrays for `cupy` and `cuda`). Shapes follow the row-major convention of Keras:
+activations are (batch, features), a Dense kernel is (in, out). Methods that take `out=`
+write into it and return it; the others return new arrays. A new backend is one new file.
+"""
+
+from __future__ import annotations
+
+
+class Backend:
+    """Base class. `name` identifies the backend; `xp` is its array module."""
+
+    name = "abstract"
+    xp = None
+    supports_float64 = False
+
+    # ---- arrays -----------------------------------------------------------------------
+    def asarray(self, x, dtype):
+        """x as a C-contiguous array of this backend with `dtype` (copy only if needed)."""
+        raise NotImplementedError
+
+    def to_numpy(self, a):
+        raise NotImplementedError
+
+    def zeros(self, shape, dtype):
+        raise NotImplementedError
+
+    def take_rows(self, a, index):
+        """a[index] for an integer index array (gathers one mini-batch)."""
+        raise NotImplementedError
+
+    # ---- dense algebra ----------------------------------------------------------------
+    def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, activation="linear",
+             act_param=0.0, alpha=1.0, beta=0.0, out=None):
+        """activation(alpha * op(a) @ op(b) + beta * out + bias)."""
+        raise NotImplementedError
+
+    def bias_grad(self, dz):
+        """Column sums of a 2-D array: the gradient of a bias added to every row."""
+        raise NotImplementedError
+
+    # ---- activations ------------------------------------------------------------------
+    def activation_forward(self, name, z, param=0.0):
+        raise NotImplementedError
+
+    def activation_backward(self, name, param, z, y, dy):
+        """dz = dy * f'(z); y = f(z) is given so most derivatives need not recompute f."""
+        raise NotImplementedError
+
+    def softmax_forward(self, z):
+        raise NotImplementedError
+
+    def softmax_backward(self, y, dy):
+        raise NotImplementedError
+
+    # ---- losses: return (sum of losses as a Python float, gradient * grad_scale) --------
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale):
+        raise NotImplementedError
+
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0):
+        """kind: 'mse', 'mae' or 'huber'."""
+        raise NotImplementedError
+
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale):
+        raise NotImplementedError
+
+    # ---- optimizers: update w (and state) in place -----------------------------------------
+    def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
+        raise NotImplementedError
+
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        raise NotImplementedError
+
+    def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
+        raise NotImplementedError
+
+    def adagrad_update(self, w, g, accumulator, lr, eps):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<pynn backend {self.name!r}>"

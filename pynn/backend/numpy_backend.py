@@ -1,0 +1,203 @@
+"""The reference backend: plain NumPy, float32 or float64, written to be obviously correct.
+
+Every fast kernel (C++, CUDA) is tested against these functions. The formulas are Keras 3's;
+keep them simple and readable rather than fast. `xp` is a parameter so the CuPy fallback can
+reuse the same code on the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import Backend
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    supports_float64 = True
+
+    def __init__(self, xp=np):
+        self.xp = xp
+
+    # ---- arrays -------------------------------------------------------------------------
+    def asarray(self, x, dtype):
+        return self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
+
+    def to_numpy(self, a):
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype):
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def take_rows(self, a, index):
+        return a[index]
+
+    # ---- dense algebra ------------------------------------------------------------------
+    def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, activation="linear",
+             act_param=0.0, alpha=1.0, beta=0.0, out=None):
+        opa = a.T if trans_a else a
+        opb = b.T if trans_b else b
+        if opa.shape[1] != opb.shape[0]:
+            raise ValueError(f"gemm: inner dimensions differ: op(a) is {opa.shape}, "
+                             f"op(b) is {opb.shape}")
+        z = opa @ opb
+        if alpha != 1.0:
+            z = z * alpha
+        if beta != 0.0:
+            if out is None:
+                raise ValueError("gemm: beta != 0 needs out=")
+            z = z + beta * out
+        if bias is not None:
+            z = z + bias
+        y = self.activation_forward(activation, z, act_param) if activation != "linear" else z
+        if out is not None:
+            out[...] = y
+            return out
+        return self.xp.ascontiguousarray(y, dtype=np.result_type(a, b))
+
+    def bias_grad(self, dz):
+        return dz.sum(axis=0)
+
+    # ---- activations --------------------------------------------------------------------
+    def activation_forward(self, name, z, param=0.0):
+        xp = self.xp
+        if name == "linear":
+            return z.copy()
+        if name == "relu":
+            return xp.maximum(z, 0).astype(z.dtype, copy=False)
+        if name == "leaky_relu":
+            return xp.where(z > 0, z, z * param).astype(z.dtype, copy=False)
+        if name == "elu":
+            return xp.where(z > 0, z, param * xp.expm1(xp.minimum(z, 0))).astype(z.dtype, copy=False)
+        if name == "gelu":
+            inner = _GELU_C * (z + 0.044715 * z ** 3)
+            return (0.5 * z * (1 + xp.tanh(inner))).astype(z.dtype, copy=False)
+        if name == "sigmoid":
+            return _sigmoid(xp, z)
+        if name == "tanh":
+            return xp.tanh(z)
+        if name == "softmax":
+            return self.softmax_forward(z)
+        raise ValueError(f"unknown activation {name!r}")
+
+    def activation_backward(self, name, param, z, y, dy):
+        xp = self.xp
+        if name == "linear":
+            return dy.copy()
+        if name == "relu":
+            return dy * (y > 0)
+        if name == "leaky_relu":
+            return dy * xp.where(y > 0, 1, param).astype(dy.dtype, copy=False)
+        if name == "elu":
+            return dy * xp.where(y > 0, 1, y + param).astype(dy.dtype, copy=False)
+        if name == "gelu":
+            z2 = z * z
+            t = xp.tanh(_GELU_C * (z + 0.044715 * z2 * z))
+            d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z2)
+            return (dy * d).astype(dy.dtype, copy=False)
+        if name == "sigmoid":
+            return dy * y * (1 - y)
+        if name == "tanh":
+            return dy * (1 - y * y)
+        if name == "softmax":
+            return self.softmax_backward(y, dy)
+        raise ValueError(f"unknown activation {name!r}")
+
+    def softmax_forward(self, z):
+        e = self.xp.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def softmax_backward(self, y, dy):
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+    # ---- losses -------------------------------------------------------------------------
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale):
+        xp = self.xp
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+        log_p = shifted - lse  # log-softmax: never log(0)
+        p = xp.exp(log_p)
+        if sparse:
+            rows = xp.arange(logits.shape[0])
+            loss = -log_p[rows, targets].sum()
+            grad = p
+            grad[rows, targets] -= 1
+        else:
+            loss = -(targets * log_p).sum()
+            grad = p * targets.sum(axis=-1, keepdims=True) - targets
+        return float(loss), (grad * grad_scale).astype(logits.dtype, copy=False)
+
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0):
+        xp = self.xp
+        d = pred - target
+        if kind == "mse":
+            return float((d * d).sum()), (2 * d * grad_scale).astype(pred.dtype, copy=False)
+        if kind == "mae":
+            return float(xp.abs(d).sum()), (xp.sign(d) * grad_scale).astype(pred.dtype, copy=False)
+        if kind == "huber":
+            a = xp.abs(d)
+            small = a <= delta
+            loss = xp.where(small, 0.5 * d * d, delta * (a - 0.5 * delta))
+            grad = xp.where(small, d, delta * xp.sign(d))
+            return float(loss.sum()), (grad * grad_scale).astype(pred.dtype, copy=False)
+        raise ValueError(f"unknown regression loss {kind!r}")
+
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale):
+        xp = self.xp
+        if from_logits:
+            x = pred
+            loss = xp.maximum(x, 0) - x * target + xp.log1p(xp.exp(-xp.abs(x)))
+            grad = _sigmoid(xp, x) - target
+        else:
+            pc = xp.clip(pred, eps, 1 - eps)
+            loss = -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc))
+            inside = (pred > eps) & (pred < 1 - eps)
+            grad = xp.where(inside, (pc - target) / (pc * (1 - pc)), 0)
+        return float(loss.sum()), (grad * grad_scale).astype(pred.dtype, copy=False)
+
+    # ---- optimizers (Keras 3 formulas) ---------------------------------------------------
+    def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
+        if momentum == 0:
+            w -= lr * g
+            return
+        velocity *= momentum
+        velocity -= lr * g
+        if nesterov:
+            w += momentum * velocity - lr * g
+        else:
+            w += velocity
+
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        xp = self.xp
+        if weight_decay:
+            w -= lr * weight_decay * w
+        lr_t = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        w -= lr_t * m / (xp.sqrt(v) + eps)
+
+    def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
+        xp = self.xp
+        velocity *= rho
+        velocity += (1 - rho) * g * g
+        increment = lr * g / xp.sqrt(velocity + eps)
+        if momentum > 0:
+            momentum_buf *= momentum
+            momentum_buf += increment
+            w -= momentum_buf
+        else:
+            w -= increment
+
+    def adagrad_update(self, w, g, accumulator, lr, eps):
+        accumulator += g * g
+        w -= lr * g / self.xp.sqrt(accumulator + eps)
+
+
+def _sigmoid(xp, z):
+    # exp of non-positive numbers only, so nothing overflows.
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)

@@ -1,0 +1,38 @@
+"""Global settings: the default float type and the random seed.
+
+`set_seed(n)` makes a run reproducible: weight initialisation, shuffling and (later) dropout
+all draw from one generator seeded here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_FLOATX = "float32"
+_rng = np.random.default_rng()
+
+
+def floatx() -> str:
+    """The float type of new weights and converted inputs ('float32' by default)."""
+    return _FLOATX
+
+
+def set_floatx(dtype: str) -> None:
+    """'float32' (default, every backend) or 'float64' (numpy backend; gradient checks)."""
+    global _FLOATX
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"floatx must be 'float32' or 'float64', got {dtype!r}")
+    _FLOATX = dtype
+
+
+def set_seed(seed: int) -> None:
+    """Seed pynn's random generator (initializers, shuffling) for reproducible runs."""
+    global _rng
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _rng = np.random.default_rng(int(seed))
+
+
+def rng() -> np.random.Generator:
+    """The generator every random draw in pynn uses."""
+    return _rng

@@ -1,0 +1,50 @@
+"""Checking and converting user data once, before any batch is made.
+
+Inputs become C-contiguous float arrays of the model's dtype (a copy only when the dtype or
+layout differs); every problem raises an exception that says what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_inputs(x, dtype, n_features=None, name="x"):
+    """x as a (N, features) float array; a 1-D x is one feature per sample when that fits."""
+    if x is None:
+        raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.ndim == 1 and n_features in (None, 1):
+        arr = arr.reshape(-1, 1)  # Keras' deliberate expansion of a 1-D input
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features per sample but the model expects "
+                         f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_lengths(x, y, x_name="x", y_name="y"):
+    n_y = np.shape(y)[0] if np.ndim(y) else None
+    if n_y != x.shape[0]:
+        raise ValueError(f"{x_name} and {y_name} have different numbers of samples: "
+                         f"{x.shape[0]} and {n_y}")
+
+
+def check_batch_size(batch_size, default):
+    if batch_size is None:
+        return default
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)

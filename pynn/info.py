@@ -1,0 +1,60 @@
+"""pynn.info(): what this installation can do and why not, in one dict (and printable)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from . import backend as backend_mod
+
+
+def info() -> dict:
+    from . import __version__
+
+    result = {"version": __version__, "python": platform.python_version(),
+              "machine": platform.machine(), "backend": backend_mod.get_backend().name,
+              "backends": backend_mod.available_backends()}
+    try:
+        from . import _C
+
+        result["cpu"] = {"build": dict(_C.build_info), "isa": _C.gemm_isa(),
+                         "threads": _C.num_threads(),
+                         "isa_supported": {i: _C.cpu_supports_isa(i)
+                                           for i in ("generic", "avx2", "avx512")}}
+    except ImportError as exc:
+        result["cpu"] = {"error": str(exc)}
+    try:
+        from . import _cuda
+
+        result["cuda"] = {"architectures": _cuda.architectures,
+                          "built_with": _cuda.cuda_version, **_cuda.devices()}
+    except ImportError as exc:
+        result["cuda"] = {"error": f"pynn._cuda not built or not importable ({exc})"}
+    result["env"] = {k: os.environ[k] for k in ("PYNN_BACKEND", "PYNN_ISA", "PYNN_NUM_THREADS")
+                     if k in os.environ}
+    return result
+
+
+def format_info(d=None) -> str:
+    d = d or info()
+    lines = [f"pynn {d['version']} (Python {d['python']}, {d['machine']})",
+             f"backend in use: {d['backend']}", "backends:"]
+    for name, why in d["backends"].items():
+        lines.append(f"  {name:6s} {'available' if why is None else 'unavailable: ' + why}")
+    cpu = d["cpu"]
+    if "error" in cpu:
+        lines.append(f"cpu kernels: {cpu['error']}")
+    else:
+        supported = ", ".join(k for k, v in cpu["isa_supported"].items() if v)
+        lines.append(f"cpu kernels: ISA {cpu['isa']} (CPU supports {supported}), "
+                     f"{cpu['threads']} threads, {cpu['build']['compiler']}")
+    cuda = d["cuda"]
+    if "architectures" in cuda:
+        devs = ", ".join(f"{x['name']} (sm {x['compute_capability']})" for x in cuda["devices"])
+        lines.append(f"cuda: built for {cuda['architectures']} with CUDA {cuda['built_with']}; "
+                     + (f"devices: {devs}" if devs else f"no device: {cuda['error']}"))
+    else:
+        lines.append(f"cuda: {cuda['error']}")
+    if d["env"]:
+        lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in d["env"].items()))
+    return "\n".join(lines)

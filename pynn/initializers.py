@@ -1,0 +1,183 @@
+"""Weight initializers with Keras' names. Each draws on the host from pynn's seeded generator
+(`pynn.set_seed`), so a run is reproducible on every backend; the layer then moves the array.
+Fans follow Keras for a Dense kernel (in, out): fan_in = in, fan_out = out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import config
+
+
+def _fans(shape):
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    def __call__(self, shape, dtype="float32"):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+
+class Zeros(Initializer):
+    def __call__(self, shape, dtype="float32"):
+        return np.zeros(shape, dtype=dtype)
+
+
+class Ones(Initializer):
+    def __call__(self, shape, dtype="float32"):
+        return np.ones(shape, dtype=dtype)
+
+
+class Constant(Initializer):
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype="float32"):
+        return np.full(shape, self.value, dtype=dtype)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype="float32"):
+        return config.rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+
+class RandomUniform(Initializer):
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def __call__(self, shape, dtype="float32"):
+        return config.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+
+class VarianceScaling(Initializer):
+    """Keras' VarianceScaling: variance = scale / fan, uniform or truncated normal."""
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"mode must be fan_in, fan_out or fan_avg, got {mode!r}")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(f"unknown distribution {distribution!r}")
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def __call__(self, shape, dtype="float32"):
+        fan_in, fan_out = _fans(tuple(shape))
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        variance = self.scale / max(1.0, fan)
+        rng = config.rng()
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            w = rng.uniform(-limit, limit, size=shape)
+        elif self.distribution == "untruncated_normal":
+            w = rng.normal(0.0, math.sqrt(variance), size=shape)
+        else:
+            # Normal truncated at two standard deviations, rescaled to keep the variance
+            # (0.8796... is the std of a unit normal truncated to [-2, 2]), as Keras does.
+            std = math.sqrt(variance) / 0.87962566103423978
+            w = rng.normal(0.0, 1.0, size=shape)
+            bad = np.abs(w) > 2
+            while bad.any():
+                w[bad] = rng.normal(0.0, 1.0, size=int(bad.sum()))
+                bad = np.abs(w) > 2
+            w *= std
+        return w.astype(dtype)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
+
+
+class GlorotUniform(VarianceScaling):
+    def __init__(self):
+        super().__init__(1.0, "fan_avg", "uniform")
+
+    def get_config(self):
+        return {}
+
+
+class GlorotNormal(VarianceScaling):
+    def __init__(self):
+        super().__init__(1.0, "fan_avg", "truncated_normal")
+
+    def get_config(self):
+        return {}
+
+
+class HeUniform(VarianceScaling):
+    def __init__(self):
+        super().__init__(2.0, "fan_in", "uniform")
+
+    def get_config(self):
+        return {}
+
+
+class HeNormal(VarianceScaling):
+    def __init__(self):
+        super().__init__(2.0, "fan_in", "truncated_normal")
+
+    def get_config(self):
+        return {}
+
+
+class LecunUniform(VarianceScaling):
+    def __init__(self):
+        super().__init__(1.0, "fan_in", "uniform")
+
+    def get_config(self):
+        return {}
+
+
+class LecunNormal(VarianceScaling):
+    def __init__(self):
+        super().__init__(1.0, "fan_in", "truncated_normal")
+
+    def get_config(self):
+        return {}
+
+
+_BY_NAME = {
+    "zeros": Zeros, "ones": Ones, "constant": Constant,
+    "random_normal": RandomNormal, "random_uniform": RandomUniform,
+    "variance_scaling": VarianceScaling,
+    "glorot_uniform": GlorotUniform, "xavier_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal, "xavier_normal": GlorotNormal,
+    "he_uniform": HeUniform, "he_normal": HeNormal,
+    "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+}
+_CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
+
+
+def get(identifier) -> Initializer:
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)}")
+        return cls()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASS_NAMES:
+        return _CLASS_NAMES[identifier["class_name"]](**identifier.get("config", {}))
+    raise ValueError(f"cannot interpret {identifier!r} as an initializer")
+
+
+def serialize(init: Initializer) -> dict:
+    return {"class_name": type(init).__name__, "config": init.get_config()}

@@ -1,0 +1,19 @@
+"""Layers, one family per file."""
+
+from .activation import Activation, Input, InputLayer
+from .base import Layer, Parameter
+from .dense import Dense
+
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, InputLayer)}
+
+
+def get_class(name, custom_objects=None):
+    """The layer class called `name` (registered layers and `custom_objects` only)."""
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown layer class {name!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+__all__ = ["Activation", "Dense", "Input", "InputLayer", "Layer", "Parameter", "get_class"]

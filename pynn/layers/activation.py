@@ -1,0 +1,66 @@
+"""Activation: applies an activation function to its input, as a layer of its own."""
+
+from __future__ import annotations
+
+from .. import activations as act_mod
+from .base import Layer
+
+
+class Activation(Layer):
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = act_mod.get(activation)
+        self._cache = None
+
+    @property
+    def output_activation(self):
+        return self.activation.name
+
+    def forward(self, x, training=False, logits=False):
+        if logits:
+            y = x
+        else:
+            y = self.backend.activation_forward(self.activation.name, x, self.activation.param)
+        if training:
+            self._cache = (x, y)
+        return y
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if self._cache is None:
+            raise RuntimeError(f"Activation {self.name!r}: backward without a training forward")
+        x, y = self._cache
+        self._cache = None
+        if logits or not need_input_grad:
+            return dy if need_input_grad else None
+        a = self.activation
+        return self.backend.activation_backward(a.name, a.param, x, y, dy)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation.get_config()}
+
+
+class InputLayer(Layer):
+    """Declares the input shape (without the batch axis); computes nothing."""
+
+    def __init__(self, shape, **kwargs):
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+            raise ValueError(f"Input: shape must be positive integers, got {shape!r}")
+        kwargs.setdefault("input_shape", shape)
+        super().__init__(**kwargs)
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy
+
+    def get_config(self):
+        config = super().get_config()
+        config["shape"] = config.pop("input_shape")
+        return config
+
+
+def Input(shape, name=None):
+    """Keras' `Input(shape=...)`: the first element of a Sequential declaring the input shape."""
+    return InputLayer(shape, name=name)

@@ -1,0 +1,164 @@
+"""Layer and Parameter: what every layer shares.
+
+A layer is built once its input shape is known (`build`), holds its weights as Parameters on
+the model's backend, and runs `forward(x, training)` / `backward(dy)` through the backend
+contract only. Shapes exclude the batch axis, as in Keras.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from ..backend import get_backend
+
+_name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def unique_name(prefix):
+    n = next(_name_counters[prefix])
+    return prefix if n == 0 else f"{prefix}_{n}"
+
+
+class Parameter:
+    """One weight array with its gradient. `value` lives on `backend`."""
+
+    __slots__ = ("name", "value", "grad", "trainable", "backend")
+
+    def __init__(self, name, value, backend, trainable=True):
+        self.name = name
+        self.value = value
+        self.grad = None
+        self.trainable = trainable
+        self.backend = backend
+
+    @property
+    def shape(self):
+        return tuple(self.value.shape)
+
+    def numpy(self):
+        return np.array(self.backend.to_numpy(self.value), copy=True)
+
+    def assign(self, array):
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise ValueError(f"{self.name}: expected shape {self.shape}, got {array.shape}")
+        self.value[...] = self.backend.asarray(array, self.value.dtype)
+
+    def to_backend(self, backend, dtype):
+        if backend is not self.backend or self.value.dtype != np.dtype(dtype):
+            self.value = backend.asarray(self.backend.to_numpy(self.value), dtype)
+            self.backend = backend
+            self.grad = None
+
+
+class Layer:
+    """Base class of every layer."""
+
+    def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None):
+        self.name = name or unique_name(_snake(type(self).__name__))
+        self._trainable = bool(trainable)
+        if input_dim is not None:
+            input_shape = (int(input_dim),)
+        self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+        self.built = False
+        self.backend = None
+        self._params: list[Parameter] = []
+        self._cache = None  # what forward(training=True) keeps for backward
+
+    def clear_cache(self):
+        self._cache = None
+
+    # ---- building ---------------------------------------------------------------------------
+    def build(self, input_shape, backend, dtype):
+        """Create the weights for inputs of `input_shape` (no batch axis)."""
+        self.input_shape = tuple(input_shape)
+        self.backend = backend
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def add_weight(self, name, array, backend, dtype):
+        p = Parameter(f"{self.name}/{name}", backend.asarray(array, dtype), backend,
+                      trainable=self._trainable)
+        self._params.append(p)
+        return p
+
+    def to_backend(self, backend, dtype):
+        self.backend = backend
+        for p in self._params:
+            p.to_backend(backend, dtype)
+
+    # ---- weights ------------------------------------------------------------------------------
+    @property
+    def params(self) -> list[Parameter]:
+        return self._params
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for p in self._params:
+            p.trainable = self._trainable
+
+    def count_params(self):
+        return int(sum(int(np.prod(p.shape)) for p in self._params))
+
+    def get_weights(self):
+        return [p.numpy() for p in self._params]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        if len(weights) != len(self._params):
+            raise ValueError(f"layer {self.name!r} has {len(self._params)} weight arrays, "
+                             f"got {len(weights)}")
+        for p, w in zip(self._params, weights):
+            if np.shape(w) != p.shape:
+                raise ValueError(f"layer {self.name!r}, weight {p.name!r}: expected shape "
+                                 f"{p.shape}, got {np.shape(w)}")
+        for p, w in zip(self._params, weights):
+            p.assign(w)
+
+    # ---- computation ------------------------------------------------------------------------
+    # The activation a loss may absorb (softmax/sigmoid with cross-entropy); None if none.
+    output_activation = None
+
+    def forward(self, x, training=False, logits=False):
+        raise NotImplementedError
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        """Gradients of the parameters (into .grad) and, if asked, of the input."""
+        raise NotImplementedError
+
+    # ---- config ---------------------------------------------------------------------------
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __call__(self, x):
+        """Inference on a numpy array (builds the layer on first use)."""
+        x = np.asarray(x)
+        backend = self.backend or get_backend()
+        if not self.built:
+            self.build(x.shape[1:], backend, "float32")
+        return backend.to_numpy(self.forward(backend.asarray(x, np.float32)))
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"

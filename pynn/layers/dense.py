@@ -1,0 +1,89 @@
+"""Dense: y = activation(x @ kernel + bias), kernel (in, out), bias (out,), as in Keras.
+
+The forward pass is one GEMM with the bias and activation fused into its epilogue. For the
+backward pass it keeps x and y (and the pre-activation z only for gelu/softmax, whose
+derivatives need it): dz = dy * f'(.), d kernel = x^T dz, d bias = column sums of dz,
+dx = dz kernel^T (skipped for the first layer).
+"""
+
+from __future__ import annotations
+
+from .. import activations as act_mod
+from .. import initializers
+from .base import Layer
+
+_NEEDS_Z = ("gelu", "softmax")
+
+
+class Dense(Layer):
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
+        self.units = units
+        self.activation = act_mod.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = self.bias = None
+        self._cache = None
+
+    def build(self, input_shape, backend, dtype):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense {self.name!r} expects inputs of shape (batch, features), "
+                             f"got (batch, {', '.join(map(str, input_shape))})")
+        super().build(input_shape, backend, dtype)
+        self._params = []
+        fan_in = int(input_shape[0])
+        self.kernel = self.add_weight("kernel", self.kernel_initializer((fan_in, self.units), dtype),
+                                      backend, dtype)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", self.bias_initializer((self.units,), dtype),
+                                        backend, dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    @property
+    def output_activation(self):
+        return self.activation.name
+
+    def forward(self, x, training=False, logits=False):
+        b = self.backend
+        bias = self.bias.value if self.use_bias else None
+        act = self.activation
+        if logits or act.name in _NEEDS_Z:
+            z = b.gemm(x, self.kernel.value, bias=bias)
+            y = z if logits else b.activation_forward(act.name, z, act.param)
+        else:
+            z = None
+            y = b.gemm(x, self.kernel.value, bias=bias, activation=act.name, act_param=act.param)
+        if training:
+            self._cache = (x, z, y)
+        return y
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if self._cache is None:
+            raise RuntimeError(f"Dense {self.name!r}: backward called without a training forward")
+        b = self.backend
+        x, z, y = self._cache
+        self._cache = None
+        act = self.activation
+        if logits or act.name == "linear":
+            dz = dy
+        else:
+            dz = b.activation_backward(act.name, act.param, z, y, dy)
+        if self.kernel.trainable:
+            self.kernel.grad = b.gemm(x, dz, trans_a=True)
+            if self.use_bias:
+                self.bias.grad = b.bias_grad(dz)
+        if need_input_grad:
+            return b.gemm(dz, self.kernel.value, trans_b=True)
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": self.activation.get_config(), "use_bias": self.use_bias,
+                "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}

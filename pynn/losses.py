@@ -1,0 +1,233 @@
+"""Losses, with Keras 3's names, formulas and reduction (mean over the batch of the per-sample
+loss; per-sample loss of element-wise losses is the mean over the last axis).
+
+Targets are checked and shaped once per `fit`, not per batch (`prepare_targets`): a target of
+shape (N,) against predictions (N, 1) is reshaped deliberately, as Keras does, and any other
+shape mismatch raises instead of broadcasting silently. Softmax + cross-entropy and sigmoid +
+binary cross-entropy are computed from logits (log-sum-exp), never log(0): a model whose
+output activation is softmax/sigmoid hands the loss its logits (see `fused_activation`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Loss:
+    """Base class. Subclasses implement `_sum_and_grad` (and `_logits_sum_and_grad` to fuse)."""
+
+    name = "loss"
+    # The output activation this loss can absorb: the model then feeds it pre-activations.
+    fused_activation: str | None = None
+
+    def get_config(self):
+        return {}
+
+    # ---- targets --------------------------------------------------------------------------
+    def prepare_targets(self, y, output_shape, dtype):
+        """y as an array of predictions' shape (N, *output_shape), checked; raises ValueError."""
+        y = np.asarray(y)
+        if y.dtype == object or not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
+            raise TypeError(f"{self.name}: targets must be numeric, got dtype {y.dtype}")
+        expected = (y.shape[0],) + tuple(output_shape) if y.ndim else None
+        if expected is not None and y.ndim == 1 and expected == (y.shape[0], 1):
+            y = y.reshape(-1, 1)  # (N,) against (N, 1): Keras' deliberate reshape
+        if y.shape != expected:
+            raise ValueError(f"{self.name}: targets have shape {y.shape} but the model's "
+                             f"predictions have shape {expected}; reshape the targets "
+                             f"(pynn never broadcasts targets silently)")
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if not np.isfinite(y).all():
+            raise ValueError(f"{self.name}: targets contain NaN or infinity")
+        return y
+
+    # ---- values ---------------------------------------------------------------------------
+    def value_and_grad(self, backend, y_pred, y_true):
+        """(mean loss, d loss / d y_pred) on backend arrays of prepared targets."""
+        total, grad = self._sum_and_grad(backend, y_pred, y_true, 1.0 / self._count(y_pred))
+        return total / self._count(y_pred), grad
+
+    def logits_value_and_grad(self, backend, logits, y_true):
+        """(mean loss, d loss / d logits) when the output activation was fused away."""
+        n = self._count(logits)
+        total, grad = self._logits_sum_and_grad(backend, logits, y_true, 1.0 / n)
+        return total / n, grad
+
+    def _count(self, y_pred):
+        return y_pred.size  # element-wise losses: mean over every element
+
+    def __call__(self, y_true, y_pred):
+        """The loss of numpy predictions (reference backend), Keras' argument order."""
+        from .backend import get_backend
+
+        y_pred = np.asarray(y_pred)
+        dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
+        y_pred = np.ascontiguousarray(y_pred, dtype=dtype)
+        if y_pred.ndim < 2:
+            raise ValueError(f"{self.name}: predictions must be (batch, outputs), got shape "
+                             f"{y_pred.shape}")
+        y_true = self.prepare_targets(y_true, y_pred.shape[1:], dtype)
+        return self.value_and_grad(get_backend("numpy"), y_pred, y_true)[0]
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MeanSquaredError(Loss):
+    name = "mean_squared_error"
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+        return backend.regression_loss("mse", y_pred, y_true, scale)
+
+
+class MeanAbsoluteError(Loss):
+    name = "mean_absolute_error"
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+        return backend.regression_loss("mae", y_pred, y_true, scale)
+
+
+class Huber(Loss):
+    name = "huber"
+
+    def __init__(self, delta=1.0):
+        if not delta > 0:
+            raise ValueError(f"huber: delta must be > 0, got {delta}")
+        self.delta = float(delta)
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+        return backend.regression_loss("huber", y_pred, y_true, scale, delta=self.delta)
+
+
+class BinaryCrossentropy(Loss):
+    name = "binary_crossentropy"
+    epsilon = 1e-7  # Keras' clip of probabilities
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if self.from_logits else "sigmoid"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"{self.name}: targets must lie in [0, 1], got values in "
+                             f"[{y.min()}, {y.max()}]")
+        return y
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+        return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale)
+
+    def _logits_sum_and_grad(self, backend, logits, y_true, scale):
+        return backend.binary_cross_entropy(logits, y_true, True, self.epsilon, scale)
+
+
+class CategoricalCrossentropy(Loss):
+    """Targets are one-hot (or probability) rows; predictions are probabilities or logits."""
+
+    name = "categorical_crossentropy"
+    sparse = False
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if self.from_logits else "softmax"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def _count(self, y_pred):
+        return y_pred.shape[0]  # one loss per sample
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+        if self.from_logits:
+            return self._logits_sum_and_grad(backend, y_pred, y_true, scale)
+        # Probabilities from an unfused model (say softmax inside another layer): take logs of
+        # the clipped probabilities, Keras' formula; d/dp of -sum t log p is -t / p.
+        xp = backend.xp
+        eps = 1e-7
+        p = y_pred / y_pred.sum(axis=-1, keepdims=True)
+        pc = xp.clip(p, eps, 1 - eps)
+        onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
+        total = float(-(onehot * xp.log(pc)).sum())
+        s = y_pred.sum(axis=-1, keepdims=True)
+        inside = (p > eps) & (p < 1 - eps)
+        dp = xp.where(inside, -onehot / pc, 0)
+        grad = (dp - (dp * p).sum(axis=-1, keepdims=True)) / s  # through the normalisation
+        return total, (grad * scale).astype(y_pred.dtype, copy=False)
+
+    def _dense_targets(self, backend, y_true, classes, dtype):
+        return y_true
+
+    def _logits_sum_and_grad(self, backend, logits, y_true, scale):
+        return backend.softmax_cross_entropy(logits, y_true, self.sparse, scale)
+
+
+class SparseCategoricalCrossentropy(CategoricalCrossentropy):
+    """Targets are integer class indices, shape (N,) or (N, 1)."""
+
+    name = "sparse_categorical_crossentropy"
+    sparse = True
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(f"{self.name}: targets must be class indices of shape (N,) or "
+                             f"(N, 1), got shape {y.shape}")
+        if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+            raise TypeError(f"{self.name}: labels must be integers, got dtype {y.dtype}")
+        if np.issubdtype(y.dtype, np.floating):
+            if not np.isfinite(y).all() or (y != np.round(y)).any():
+                raise ValueError(f"{self.name}: labels must be whole numbers")
+        classes = int(np.prod(output_shape))
+        if len(output_shape) != 1:
+            raise ValueError(f"{self.name}: predictions must be (N, classes), got (N, "
+                             f"{', '.join(map(str, output_shape))})")
+        if y.size and (y.min() < 0 or y.max() >= classes):
+            bad = y[(y < 0) | (y >= classes)][0].item()
+            raise ValueError(f"{self.name}: label {bad} is out of range for {classes} classes "
+                             f"(labels must be in [0, {classes - 1}])")
+        return np.ascontiguousarray(y, dtype=np.int32)
+
+    def _dense_targets(self, backend, y_true, classes, dtype):
+        xp = backend.xp
+        onehot = xp.zeros((y_true.shape[0], classes), dtype=dtype)
+        onehot[xp.arange(y_true.shape[0]), y_true] = 1
+        return onehot
+
+
+_ALIASES = {
+    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber, "huber_loss": Huber,
+    "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
+
+
+def get(identifier) -> Loss:
+    """A Loss from a name ('mse', 'sparse_categorical_crossentropy', ...) or a Loss."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_ALIASES))}")
+        return cls()
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        cls = _ALIASES.get(identifier["class_name"]) or globals().get(identifier["class_name"])
+        if not (isinstance(cls, type) and issubclass(cls, Loss)):
+            raise ValueError(f"unknown loss class {identifier['class_name']!r}")
+        return cls(**identifier.get("config", {}))
+    raise ValueError(f"cannot interpret {identifier!r} as a loss")
+
+
+def serialize(loss: Loss) -> dict:
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}

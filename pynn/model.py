@@ -1,0 +1,415 @@
+"""Sequential: a stack of layers with Keras' compile / fit / evaluate / predict.
+
+The model runs on one backend (chosen at compile, default the current one). Data is checked
+and converted once per call (pynn.data); each epoch shuffles an index and gathers one batch at
+a time, so the data set is never copied per epoch. When the output activation is softmax or
+sigmoid and the loss is the matching cross-entropy, the loss takes the logits directly
+(log-sum-exp; never log(0)) and the activation's backward pass is skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import config, data
+from . import losses as losses_mod
+from . import metrics as metrics_mod
+from . import optimizers as optimizers_mod
+from .backend import get_backend
+from .callbacks import CallbackList, History
+from .layers import InputLayer, Layer, get_class
+from .layers.base import unique_name
+from .progress import EpochProgress
+
+_PREDICT_BATCH = 1024
+
+
+class Sequential:
+    def __init__(self, layers=None, name=None):
+        self.name = name or unique_name("sequential")
+        self.layers: list[Layer] = []
+        self.backend = None
+        self.optimizer = None
+        self.loss = None
+        self.compiled = False
+        self.stop_training = False
+        self._metric_specs = []
+        self._metrics = []
+        self._fused = False
+        for layer in layers or []:
+            self.add(layer)
+
+    # ---- structure --------------------------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a pynn layer, got {layer!r}")
+        if isinstance(layer, InputLayer) and self.layers:
+            raise ValueError("an Input can only be the first element of a Sequential model")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"a layer named {layer.name!r} is already in the model")
+        self.layers.append(layer)
+        if self.input_shape is not None:  # Keras builds as soon as the input shape is known
+            self._build(self.input_shape)
+
+    @property
+    def _compute_layers(self):
+        return [l for l in self.layers if not isinstance(l, InputLayer)]
+
+    @property
+    def input_shape(self):
+        return self.layers[0].input_shape if self.layers else None
+
+    @property
+    def built(self):
+        return bool(self.layers) and all(l.built for l in self.layers)
+
+    @property
+    def output_shape(self):
+        shape = self.input_shape
+        if shape is None:
+            return None
+        for layer in self._compute_layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def build(self, input_shape):
+        """Create the weights for inputs of `input_shape` ((None, features) or (features,))."""
+        shape = tuple(input_shape)
+        if len(shape) >= 2 and shape[0] is None:
+            shape = shape[1:]
+        self._build(shape)
+
+    def _build(self, shape):
+        if not self.layers:
+            raise ValueError("the model has no layers; add some before building it")
+        backend = self.backend or get_backend()
+        self.backend = backend
+        dtype = config.floatx()
+        shape = tuple(int(d) for d in shape)
+        for layer in self.layers:
+            if not layer.built or layer.input_shape != shape:
+                if layer.built and layer.params:
+                    raise ValueError(f"layer {layer.name!r} was built for inputs {layer.input_shape},"
+                                     f" not {shape}")
+                layer.build(shape, backend, dtype)
+            shape = layer.compute_output_shape(shape)
+
+    def _ensure_built(self, n_features):
+        if not self.built:
+            self._build(self.input_shape or (n_features,))
+
+    @property
+    def _dtype(self):
+        return config.floatx()
+
+    # ---- compile ------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None):
+        """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'cuda') picks where
+        the model runs, default the current backend (pynn.set_backend)."""
+        if loss is None:
+            raise ValueError("compile: a loss is required, e.g. loss='mse'")
+        if device is not None and backend is None:
+            backend = {"cpu": None, "cuda": "cuda", "gpu": "cuda"}.get(device, device)
+        new_backend = get_backend(backend)
+        if config.floatx() == "float64" and not new_backend.supports_float64 \
+                and new_backend.name not in ("cpu",):
+            raise ValueError(f"backend {new_backend.name!r} runs float32 only")
+        self.backend = new_backend
+        for layer in self.layers:
+            if layer.built:
+                layer.to_backend(new_backend, self._dtype)
+        self.optimizer = optimizers_mod.get(optimizer)
+        self.loss = losses_mod.get(loss)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics must be a list, got {metrics!r}")
+        self._metric_specs = list(metrics or [])
+        self._metrics = []
+        self.compiled = True
+        if self.input_shape is not None:
+            self._build(self.input_shape)
+
+    def _prepare_compiled(self):
+        if not self.compiled:
+            raise RuntimeError("the model must be compiled before training or evaluating; "
+                               "call model.compile(optimizer, loss)")
+        last = self._compute_layers[-1] if self._compute_layers else None
+        if last is None:
+            raise ValueError("the model has no layers to train")
+        self._fused = (self.loss.fused_activation is not None
+                       and last.output_activation == self.loss.fused_activation)
+        out_dim = int(np.prod(self.output_shape))
+        self._metrics = [metrics_mod.resolve(m, self.loss.name, out_dim)
+                         for m in self._metric_specs]
+        for layer in self.layers:
+            layer.to_backend(self.backend, self._dtype)
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _inputs(self, x, name="x"):
+        n_features = self.input_shape[0] if self.input_shape else None
+        arr = data.as_inputs(x, self._dtype, n_features, name)
+        self._ensure_built(arr.shape[1])
+        return arr
+
+    def _targets(self, y, n, name="y"):
+        if y is None:
+            raise ValueError(f"{name} is None; pass the targets")
+        y_arr = np.asarray(y)
+        if y_arr.ndim == 0 or y_arr.shape[0] != n:
+            raise ValueError(f"x and {name} have different numbers of samples: {n} and "
+                             f"{y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
+        return self.loss.prepare_targets(y_arr, self.output_shape, self._dtype)
+
+    # ---- forward / backward -------------------------------------------------------------------
+    def _forward(self, x, training, logits):
+        layers = self._compute_layers
+        for i, layer in enumerate(layers):
+            x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
+        return x
+
+    def _loss_and_grad(self, out, y):
+        if self._fused:
+            return self.loss.logits_value_and_grad(self.backend, out, y)
+        return self.loss.value_and_grad(self.backend, out, y)
+
+    def _predictions(self, out):
+        """Model outputs from what _forward(logits=self._fused) returned."""
+        if self._fused:
+            last = self._compute_layers[-1]
+            return self.backend.activation_forward(last.activation.name, out,
+                                                   last.activation.param)
+        return out
+
+    def _train_step(self, xb, yb):
+        loss, out = self._compute_gradients(xb, yb)
+        self.optimizer.apply(self.trainable_params)
+        return loss, out
+
+    def _compute_gradients(self, xb, yb):
+        """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
+        out = self._forward(xb, training=True, logits=self._fused)
+        loss, grad = self._loss_and_grad(out, yb)
+        layers = self._compute_layers
+        # Only layers above the lowest trainable one need their input gradient.
+        trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
+        lowest = trainable[0] if trainable else len(layers)
+        for i in range(len(layers) - 1, lowest - 1, -1):
+            grad = layers[i].backward(grad, need_input_grad=i > lowest,
+                                      logits=self._fused and i == len(layers) - 1)
+        for i in range(lowest):
+            layers[i].clear_cache()
+        return loss, out
+
+    @property
+    def params(self):
+        return [p for l in self.layers for p in l.params]
+
+    @property
+    def trainable_params(self):
+        return [p for p in self.params if p.trainable]
+
+    def _batch_metrics(self, y_true, out):
+        if not self._metrics:
+            return {}
+        b = self.backend
+        y_pred = b.to_numpy(self._predictions(out))
+        y_true = b.to_numpy(y_true)
+        return {name: fn(y_true, y_pred) for name, fn in self._metrics}
+
+    # ---- training -----------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
+        """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs."""
+        self._prepare_compiled()
+        batch_size = data.check_batch_size(batch_size, 32)
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        x = self._inputs(x)
+        y = self._targets(y, x.shape[0])
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            x_val = self._inputs(validation_data[0], "validation x")
+            y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
+        elif validation_split:
+            # The last fraction, before shuffling, as Keras does.
+            n_val = int(x.shape[0] * validation_split)
+            if n_val == 0 or n_val == x.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves "
+                                 f"{x.shape[0] - n_val} training and {n_val} validation samples")
+            x, x_val = x[:-n_val], x[-n_val:]
+            y, y_val = y[:-n_val], y[-n_val:]
+        else:
+            x_val = y_val = None
+
+        b = self.backend
+        xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        history = History()
+        cbs = CallbackList([history, *(callbacks or [])], self,
+                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+        progress = EpochProgress(verbose, epochs, steps)
+        self.stop_training = False
+        cbs.call("on_train_begin", {})
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.call("on_epoch_begin", epoch, {})
+                progress.epoch_begin(epoch)
+                order = config.rng().permutation(n) if shuffle else np.arange(n)
+                sums = {}
+                seen = 0
+                for step in range(steps):
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    cbs.call("on_train_batch_begin", step, {})
+                    xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
+                    loss, out = self._train_step(xb, yb)
+                    batch_logs = {"loss": loss, **self._batch_metrics(yb, out)}
+                    k = len(idx)
+                    seen += k
+                    for key, v in batch_logs.items():
+                        sums[key] = sums.get(key, 0.0) + v * k
+                    running = {key: v / seen for key, v in sums.items()}
+                    progress.batch_end(step, running)
+                    cbs.call("on_train_batch_end", step, batch_logs)
+                    if self.stop_training:
+                        break
+                logs = {key: v / seen for key, v in sums.items()}
+                if x_val is not None:
+                    val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                progress.epoch_end(epoch, logs)
+                cbs.call("on_epoch_end", epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            progress.close()
+        cbs.call("on_train_end", {})
+        return history
+
+    def train_on_batch(self, x, y, return_dict=False):
+        """One optimizer step on one batch; returns the loss (and metrics) before the step."""
+        self._prepare_compiled()
+        x = self._inputs(x)
+        y = self._targets(y, x.shape[0])
+        b = self.backend
+        yd = b.asarray(y, y.dtype)
+        loss, out = self._train_step(b.asarray(x, self._dtype), yd)
+        logs = {"loss": loss, **self._batch_metrics(yd, out)}
+        return self._format_logs(logs, return_dict)
+
+    # ---- inference ----------------------------------------------------------------------------
+    def _evaluate_arrays(self, x, y, batch_size):
+        b = self.backend
+        sums = {}
+        n = x.shape[0]
+        for start in range(0, n, batch_size):
+            xb = b.asarray(x[start:start + batch_size], self._dtype)
+            yb = b.asarray(y[start:start + batch_size], y.dtype)
+            out = self._forward(xb, training=False, logits=self._fused)
+            loss, _ = self._loss_and_grad(out, yb)
+            k = xb.shape[0]
+            for key, v in {"loss": loss, **self._batch_metrics(yb, out)}.items():
+                sums[key] = sums.get(key, 0.0) + v * k
+        return {key: v / n for key, v in sums.items()}
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
+        """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict."""
+        self._prepare_compiled()
+        batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        x = self._inputs(x)
+        y = self._targets(y, x.shape[0])
+        logs = self._evaluate_arrays(x, y, batch_size)
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        return self._format_logs(logs, return_dict)
+
+    @staticmethod
+    def _format_logs(logs, return_dict):
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Model outputs for x, as a numpy array (batch_size only bounds memory use)."""
+        batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        if self.backend is None:
+            self.backend = get_backend()
+        x = self._inputs(x)
+        for layer in self.layers:
+            layer.to_backend(self.backend, self._dtype)
+        b = self.backend
+        outs = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = b.asarray(x[start:start + batch_size], self._dtype)
+            outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
+        return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
+
+    def __call__(self, x):
+        return self.predict(x)
+
+    # ---- weights ------------------------------------------------------------------------------
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights):
+        weights = list(weights)
+        expected = sum(len(l.params) for l in self.layers)
+        if len(weights) != expected:
+            raise ValueError(f"set_weights: the model has {expected} weight arrays, got "
+                             f"{len(weights)}")
+        params = self.params
+        for p, w in zip(params, weights):  # check every shape before assigning any
+            if np.shape(w) != p.shape:
+                raise ValueError(f"set_weights: {p.name!r}: expected shape {p.shape}, got "
+                                 f"{np.shape(w)}")
+        for p, w in zip(params, weights):
+            p.assign(w)
+
+    def count_params(self):
+        return sum(l.count_params() for l in self.layers)
+
+    def save_weights(self, filepath):
+        from .saving import save_weights
+
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        from .saving import load_weights
+
+        load_weights(self, filepath)
+
+    # ---- description ----------------------------------------------------------------------------
+    def summary(self, print_fn=print):
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shape = self.input_shape
+        for layer in self.layers:
+            if shape is not None:
+                shape = layer.compute_output_shape(shape)
+            out = f"(None, {', '.join(map(str, shape))})" if shape is not None else "?"
+            rows.append((f"{layer.name} ({type(layer).__name__})", out,
+                         str(layer.count_params()) if layer.built else "0 (unbuilt)"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        lines = [f'Model: "{self.name}"', line,
+                 "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
+        lines += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
+        total = self.count_params()
+        trainable = sum(int(np.prod(p.shape)) for p in self.params if p.trainable)
+        lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}",
+                  f"Backend: {(self.backend or get_backend()).name}", line]
+        print_fn("\n".join(lines))
+
+    def get_config(self):
+        return {"name": self.name,
+                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
+                           for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        layers = [get_class(entry["class_name"], custom_objects).from_config(entry["config"])
+                  for entry in config["layers"]]
+        return cls(layers, name=config.get("name"))

@@ -1,0 +1,47 @@
+"""Array operations on the current backend, for users and benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations as act_mod
+from .backend import get_backend
+
+
+def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1.0, beta=0.0,
+         out=None):
+    """activation(alpha * op(a) @ op(b) + beta * out + bias) on the current backend.
+
+    op(x) is x.T when trans_x. bias has length op(b).shape[1]. With out= the result is written
+    there (and beta may be non-zero); otherwise a new array is returned.
+    """
+    backend = get_backend()
+    spec = act_mod.get(activation)
+    if spec.name == "softmax":
+        raise ValueError("gemm: softmax is not an element-wise epilogue; apply it afterwards")
+    a_arr, b_arr = _matrix(backend, a, "a"), _matrix(backend, b, "b")
+    m, k = a_arr.shape[::-1] if trans_a else a_arr.shape
+    k2, n = b_arr.shape[::-1] if trans_b else b_arr.shape
+    if k != k2:
+        raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is "
+                         f"({k2}, {n})")
+    if bias is not None:
+        bias = backend.asarray(bias, a_arr.dtype)
+        if bias.shape != (n,):
+            raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
+    if out is not None and tuple(out.shape) != (m, n):
+        raise ValueError(f"gemm: out must have shape ({m}, {n}), got {tuple(out.shape)}")
+    if beta != 0.0 and out is None:
+        raise ValueError("gemm: beta != 0 needs out=")
+    return backend.gemm(a_arr, b_arr, trans_a, trans_b, bias, spec.name, spec.param, alpha,
+                        beta, out)
+
+
+def _matrix(backend, x, name):
+    arr = x if isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) \
+        else np.asarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
+    if arr.dtype == np.float64 and backend.name == "cpu":
+        arr = arr.astype(np.float32)
+    return backend.asarray(arr, arr.dtype) if not arr.flags.c_contiguous else arr

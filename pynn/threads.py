@@ -1,0 +1,25 @@
+"""Thread count of the C++ kernels (pynn's own pool; numpy/OpenBLAS keep theirs)."""
+
+from __future__ import annotations
+
+
+def _native():
+    try:
+        from . import _C
+    except ImportError:
+        return None
+    return _C
+
+
+def set_num_threads(n: int) -> None:
+    """Use n threads in the C++ kernels (n >= 1). No effect on the numpy backend."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"number of threads must be a positive integer, got {n!r}")
+    module = _native()
+    if module is not None:
+        module.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    module = _native()
+    return module.num_threads() if module is not None else 1

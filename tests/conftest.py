@@ -1,0 +1,50 @@
+"""Shared fixtures: backends, float64 reference mode, fresh random inputs every run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn.backend import available_backends
+
+AVAILABLE = {name for name, why in available_backends().items() if why is None}
+
+
+def pytest_report_header(config):
+    info = pynn.info()
+    return [f"pynn backends available: {sorted(AVAILABLE)}; default {info['backend']}",
+            f"pynn cpu: {info['cpu']}"]
+
+
+@pytest.fixture
+def rng():
+    """A fresh generator each run (seed printed on failure through the test id's repr)."""
+    seed = np.random.SeedSequence().entropy % (2**32)
+    print(f"rng seed {seed}")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def float64_numpy():
+    """Reference mode for gradient checks: numpy backend, float64 weights and data."""
+    previous_backend = pynn.get_backend()
+    previous_floatx = pynn.floatx()
+    pynn.set_backend("numpy")
+    pynn.set_floatx("float64")
+    yield pynn.get_backend("numpy")
+    pynn.set_floatx(previous_floatx)
+    pynn.set_backend(previous_backend.name)
+
+
+@pytest.fixture
+def numpy_backend():
+    previous = pynn.get_backend()
+    pynn.set_backend("numpy")
+    yield pynn.get_backend("numpy")
+    pynn.set_backend(previous.name)
+
+
+def requires_backend(name):
+    return pytest.mark.skipif(name not in AVAILABLE, reason=f"backend {name!r} unavailable: "
+                              f"{available_backends()[name]}")

@@ -1,0 +1,143 @@
+"""Bad input raises a clear exception naming the problem, never silently broadcasts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import losses
+
+
+def _model(loss="mse", out=1, activation=None):
+    m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(out, activation=activation)])
+    m.compile(optimizer="sgd", loss=loss)
+    return m
+
+
+def test_wrong_feature_count():
+    with pytest.raises(ValueError, match="4 features per sample but the model expects 3"):
+        _model().fit(np.zeros((5, 4)), np.zeros(5), verbose=0)
+    with pytest.raises(ValueError, match="expects 3"):
+        _model().predict(np.zeros((5, 4)))
+
+
+def test_mismatched_lengths():
+    with pytest.raises(ValueError, match="different numbers of samples: 5 and 4"):
+        _model().fit(np.zeros((5, 3)), np.zeros(4), verbose=0)
+
+
+def test_labels_out_of_range():
+    m = _model("sparse_categorical_crossentropy", out=3, activation="softmax")
+    with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes"):
+        m.fit(np.zeros((4, 3)), np.array([0, 1, 2, 3]), verbose=0)
+    with pytest.raises(ValueError, match=r"label -1"):
+        m.fit(np.zeros((2, 3)), np.array([0, -1]), verbose=0)
+    with pytest.raises(ValueError, match="whole numbers"):
+        m.fit(np.zeros((2, 3)), np.array([0.5, 1.0]), verbose=0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        _model("binary_crossentropy", activation="sigmoid").fit(
+            np.zeros((2, 3)), np.array([0.0, 2.0]), verbose=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_input(bad):
+    x = np.zeros((4, 3))
+    x[2, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        _model().fit(x, np.zeros(4), verbose=0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        _model().predict(x)
+    with pytest.raises(ValueError, match="targets contain NaN"):
+        _model().fit(np.zeros((4, 3)), np.array([0, bad, 0, 0]), verbose=0)
+
+
+def test_empty_data():
+    with pytest.raises(ValueError, match="empty"):
+        _model().fit(np.zeros((0, 3)), np.zeros(0), verbose=0)
+    with pytest.raises(ValueError, match="empty"):
+        _model().predict(np.zeros((0, 3)))
+
+
+def test_non_numeric_input():
+    with pytest.raises(TypeError, match="numeric"):
+        _model().fit(np.array([["a", "b", "c"]]), np.zeros(1), verbose=0)
+    with pytest.raises(ValueError, match="None"):
+        _model().fit(None, np.zeros(1), verbose=0)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown loss 'msee'"):
+        _model(loss="msee")
+    with pytest.raises(ValueError, match="unknown activation 'relu6'"):
+        pynn.Dense(3, activation="relu6")
+    with pytest.raises(ValueError, match="unknown initializer"):
+        pynn.Dense(3, kernel_initializer="glorot")
+    with pytest.raises(ValueError, match="unknown metric"):
+        m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+        m.compile(optimizer="sgd", loss="mse", metrics=["acuracy"])
+        m.fit(np.zeros((2, 3)), np.zeros(2), verbose=0)
+    with pytest.raises(ValueError, match="unknown backend"):
+        pynn.set_backend("tpu")
+
+
+def test_negative_learning_rate_and_bad_arguments():
+    with pytest.raises(ValueError, match="learning_rate must be > 0, got -0.1"):
+        pynn.optimizers.SGD(learning_rate=-0.1)
+    m = _model()
+    with pytest.raises(ValueError, match="batch_size"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="epochs"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), epochs=-1, verbose=0)
+    with pytest.raises(ValueError, match="validation_split"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), validation_split=1.5, verbose=0)
+    with pytest.raises(ValueError, match="units"):
+        pynn.Dense(0)
+    with pytest.raises(RuntimeError, match="compiled"):
+        pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)]).fit(np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(ValueError, match="loss is required"):
+        pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)]).compile(optimizer="sgd")
+
+
+# ---- no silent broadcasting: every loss -----------------------------------------------------
+ELEMENTWISE = ["mse", "mae", "huber", "binary_crossentropy"]
+
+
+@pytest.mark.parametrize("loss_name", ELEMENTWISE)
+def test_flat_targets_against_single_output_are_reshaped(loss_name, rng):
+    loss = losses.get(loss_name)
+    pred = rng.uniform(0.1, 0.9, size=(6, 1))
+    y = rng.integers(0, 2, size=6).astype(np.float64)
+    assert loss(y, pred) == loss(y.reshape(-1, 1), pred)
+    model = _model(loss_name, activation="sigmoid")
+    x = rng.normal(size=(6, 3))
+    assert model.evaluate(x, y) == model.evaluate(x, y.reshape(-1, 1))
+
+
+@pytest.mark.parametrize("loss_name", ELEMENTWISE + ["categorical_crossentropy"])
+@pytest.mark.parametrize("pred_shape,y_shape", [((6, 1), (6, 6)), ((6, 1), (1, 6)),
+                                                ((6, 2), (6,)), ((6, 2), (6, 1)),
+                                                ((6, 2), (6, 3)), ((6, 1), (3, 2))])
+def test_other_shape_mismatches_raise(loss_name, pred_shape, y_shape):
+    loss = losses.get(loss_name)
+    pred = np.full(pred_shape, 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        loss(np.zeros(y_shape), pred)
+
+
+@pytest.mark.parametrize("y_shape", [(6, 3), (3, 2), (6, 1, 1)])
+def test_sparse_labels_of_wrong_shape_raise(y_shape):
+    with pytest.raises(ValueError, match="shape"):
+        losses.SparseCategoricalCrossentropy()(np.zeros(y_shape), np.full((6, 3), 1 / 3))
+
+
+def test_sparse_labels_n_by_1_equal_flat():
+    pred = np.array([[0.2, 0.8], [0.6, 0.4]])
+    loss = losses.SparseCategoricalCrossentropy()
+    assert loss(np.array([1, 0]), pred) == loss(np.array([[1], [0]]), pred)
+
+
+def test_model_rejects_broadcastable_targets():
+    m = _model("mse", out=2)
+    with pytest.raises(ValueError, match=r"targets have shape \(5,\).*\(5, 2\)"):
+        m.fit(np.zeros((5, 3)), np.zeros(5), verbose=0)

@@ -1,0 +1,151 @@
+"""Finite-difference gradient checks in float64 for every layer, activation and loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import losses
+from pynn.activations import NAMES as ACTIVATIONS
+from gradcheck import assert_close_grad, numeric_grad
+
+
+def _away_from_kinks(x):
+    # relu/leaky_relu/elu/mae/huber have kinks at 0 (or +-delta): keep samples off them.
+    return np.where(np.abs(x) < 0.05, np.sign(x + 1e-12) * 0.05 + x, x)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_dense_gradients(float64_numpy, rng, activation, use_bias):
+    b = float64_numpy
+    layer = pynn.Dense(4, activation=activation, use_bias=use_bias)
+    layer.build((3,), b, "float64")
+    if use_bias:
+        layer.bias.value[...] = rng.normal(size=4)
+    r = rng.normal(size=(5, 4))
+    # Pre-activations off the kinks (relu & co. at 0) so central differences are valid.
+    while True:
+        x = rng.normal(size=(5, 3))
+        z = x @ layer.kernel.value + (layer.bias.value if use_bias else 0)
+        if np.abs(z).min() > 1e-3:
+            break
+
+    def f():
+        return float((layer.forward(x, training=False) * r).sum())
+
+    layer.forward(x, training=True)
+    dx = layer.backward(r)
+    assert_close_grad(layer.kernel.grad, numeric_grad(f, layer.kernel.value), what="d kernel")
+    if use_bias:
+        assert_close_grad(layer.bias.grad, numeric_grad(f, layer.bias.value), what="d bias")
+    assert_close_grad(dx, numeric_grad(f, x), what="d x")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_layer_gradients(float64_numpy, rng, activation):
+    b = float64_numpy
+    layer = pynn.Activation(activation)
+    layer.build((6,), b, "float64")
+    x = _away_from_kinks(rng.normal(size=(4, 6)) * 2)
+    r = rng.normal(size=(4, 6))
+
+    def f():
+        return float((layer.forward(x) * r).sum())
+
+    layer.forward(x, training=True)
+    assert_close_grad(layer.backward(r), numeric_grad(f, x), what=f"d {activation}")
+
+
+def _loss_cases(rng):
+    """(loss, y_pred, y_true) with predictions in each loss's valid domain."""
+    n, d = 6, 4
+    probs = rng.dirichlet(np.ones(d), size=n)
+    labels = rng.integers(0, d, size=n)
+    onehot = np.eye(d)[labels]
+    binary = rng.integers(0, 2, size=(n, 3)).astype(np.float64)
+    return [
+        (losses.MeanSquaredError(), rng.normal(size=(n, d)), rng.normal(size=(n, d))),
+        (losses.MeanAbsoluteError(), _away_from_kinks(rng.normal(size=(n, d))), np.zeros((n, d))),
+        (losses.Huber(delta=1.0), rng.normal(size=(n, d)) * 2, rng.normal(size=(n, d)) * 0.1),
+        (losses.BinaryCrossentropy(), rng.uniform(0.05, 0.95, size=(n, 3)), binary),
+        (losses.BinaryCrossentropy(from_logits=True), rng.normal(size=(n, 3)) * 3, binary),
+        (losses.CategoricalCrossentropy(), probs, onehot),
+        (losses.CategoricalCrossentropy(from_logits=True), rng.normal(size=(n, d)) * 3, onehot),
+        (losses.SparseCategoricalCrossentropy(), probs, labels),
+        (losses.SparseCategoricalCrossentropy(from_logits=True), rng.normal(size=(n, d)) * 3,
+         labels),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_loss_gradients(float64_numpy, rng, case):
+    loss, y_pred, y_true = _loss_cases(rng)[case]
+    b = float64_numpy
+    y = loss.prepare_targets(y_true, y_pred.shape[1:], np.float64)
+    value, grad = loss.value_and_grad(b, y_pred, y)
+    assert np.isclose(value, loss(y_true, y_pred))
+
+    def f():
+        return loss.value_and_grad(b, y_pred, y)[0]
+
+    assert_close_grad(grad, numeric_grad(f, y_pred), what=loss.name)
+
+
+@pytest.mark.parametrize("loss_cls", [losses.CategoricalCrossentropy,
+                                      losses.SparseCategoricalCrossentropy,
+                                      losses.BinaryCrossentropy])
+def test_fused_logits_gradients(float64_numpy, rng, loss_cls):
+    """The logits path a softmax/sigmoid output takes: gradient and value vs the probabilities."""
+    b = float64_numpy
+    loss = loss_cls()
+    n, d = 5, (1 if loss_cls is losses.BinaryCrossentropy else 4)
+    logits = rng.normal(size=(n, d)) * 3
+    if loss_cls is losses.SparseCategoricalCrossentropy:
+        y_true = rng.integers(0, d, size=n)
+    elif loss_cls is losses.CategoricalCrossentropy:
+        y_true = np.eye(d)[rng.integers(0, d, size=n)]
+    else:
+        y_true = rng.integers(0, 2, size=(n, 1)).astype(np.float64)
+    y = loss.prepare_targets(y_true, (d,), np.float64)
+    value, grad = loss.logits_value_and_grad(b, logits, y)
+    probs = b.activation_forward(loss.fused_activation, logits)
+    assert np.isclose(value, loss(y_true, probs), rtol=1e-6)
+
+    def f():
+        return loss.logits_value_and_grad(b, logits, y)[0]
+
+    assert_close_grad(grad, numeric_grad(f, logits), what=f"{loss.name} from logits")
+
+
+@pytest.mark.parametrize("head,loss", [
+    ([pynn.Dense(3, activation="softmax")], "sparse_categorical_crossentropy"),
+    ([pynn.Dense(3), pynn.Activation("softmax")], "categorical_crossentropy"),
+    ([pynn.Dense(1, activation="sigmoid")], "binary_crossentropy"),
+    ([pynn.Dense(2, activation="tanh")], "huber"),
+    ([pynn.Dense(2, activation="softmax")], "mse"),
+])
+def test_model_gradients(float64_numpy, rng, head, loss):
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="elu"), *head])
+    model.compile(optimizer="sgd", loss=loss)
+    model._prepare_compiled()
+    n = 7
+    x = rng.normal(size=(n, 4))
+    out_dim = model.output_shape[0]
+    if loss == "sparse_categorical_crossentropy":
+        y = rng.integers(0, out_dim, size=n)
+    elif loss == "categorical_crossentropy":
+        y = np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
+    elif loss == "binary_crossentropy":
+        y = rng.integers(0, 2, size=n).astype(np.float64)
+    else:
+        y = rng.normal(size=(n, out_dim))
+    y = model._targets(y, n)
+    model._compute_gradients(x, y)
+    for p in model.params:
+        def f():
+            out = model._forward(x, training=False, logits=model._fused)
+            return model._loss_and_grad(out, y)[0]
+
+        assert_close_grad(p.grad, numeric_grad(f, p.value), what=p.name)

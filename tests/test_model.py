@@ -1,0 +1,272 @@
+"""Sequential end to end: learning, Keras' API shape, history, save/load, callbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn.demo import build_model, load_digits_split
+
+
+def test_one_neuron_learns_a_line():
+    pynn.set_seed(1)
+    x = np.linspace(-2, 2, 200, dtype=np.float32)
+    y = 5 * x + 1
+    model = pynn.Sequential([pynn.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=pynn.optimizers.SGD(learning_rate=0.05), loss="mse")
+    model.fit(x, y, epochs=60, batch_size=16, verbose=0)
+    kernel, bias = model.get_weights()
+    assert kernel.shape == (1, 1) and bias.shape == (1,)
+    assert abs(kernel[0, 0] - 5) < 0.05
+    assert abs(bias[0] - 1) < 0.05
+    assert abs(model.predict(np.array([[10.0]]))[0, 0] - 51) < 0.5
+
+
+def test_mlp_learns_xor():
+    pynn.set_seed(3)
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    y = np.array([0, 1, 1, 0], dtype=np.float32)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(8, activation="tanh"),
+                             pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=pynn.optimizers.Adam(0.05), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    history = model.fit(x, y, epochs=300, batch_size=4, verbose=0)
+    assert history.history["accuracy"][-1] == 1.0
+    assert history.history["loss"][-1] < 0.1
+    np.testing.assert_array_equal(model.predict(x).reshape(-1) > 0.5, y > 0.5)
+
+
+@pytest.mark.slow
+def test_digits_mlp_reaches_97_percent(tmp_path):
+    pynn.set_seed(0)
+    x_train, y_train, x_test, y_test = load_digits_split(seed=0)
+    model = build_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=40, batch_size=32, verbose=0)
+    loss, acc = model.evaluate(x_test, y_test)
+    assert acc >= 0.97, f"test accuracy {acc:.4f}"
+    path = tmp_path / "digits.npz"
+    model.save_weights(path)
+    restored = build_model()
+    restored.load_weights(path)
+    np.testing.assert_array_equal(model.predict(x_test), restored.predict(x_test))
+
+
+def test_fit_returns_history_with_keras_keys():
+    pynn.set_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"),
+                             pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    assert isinstance(h, pynn.callbacks.History)
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in h.history.values())
+    assert h.epoch == [0, 1, 2]
+    h2 = model.fit(x, y, epochs=2, validation_data=(x[:10], y[:10]), verbose=0)
+    assert len(h2.history["val_loss"]) == 2
+    # val_loss is the loss of evaluate() on the same data
+    assert np.isclose(h2.history["val_loss"][-1], model.evaluate(x[:10], y[:10])[0], rtol=1e-5)
+
+
+def test_validation_split_takes_the_last_samples():
+    """Keras takes the last fraction before shuffling; training never sees it."""
+    seen = []
+
+    class Spy(pynn.callbacks.Callback):
+        pass
+
+    x = np.arange(10, dtype=np.float32).reshape(-1, 1)
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    original = model._train_step
+
+    def spy(xb, yb):
+        seen.extend(np.asarray(xb).reshape(-1).tolist())
+        return original(xb, yb)
+
+    model._train_step = spy
+    model.fit(x, x, epochs=1, batch_size=3, validation_split=0.3, verbose=0, callbacks=[Spy()])
+    assert sorted(seen) == list(range(7))
+
+
+def test_evaluate_predict_train_on_batch_shapes():
+    pynn.set_seed(0)
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [2.0], [-1.0]], dtype=np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    assert model.predict(x).shape == (20, 1)
+    assert model.predict(x[:1]).shape == (1, 1)
+    loss, mae = model.evaluate(x, y)
+    assert loss > 0 and mae > 0
+    assert set(model.evaluate(x, y, return_dict=True)) == {"loss", "mae"}
+    before = model.evaluate(x, y)[0]
+    step = model.train_on_batch(x, y)
+    assert np.isclose(step[0], before, rtol=1e-5)  # loss before the step
+    assert model.evaluate(x, y)[0] < before
+
+
+def test_predict_in_batches_equals_whole():
+    pynn.set_seed(0)
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="gelu")])
+    np.testing.assert_allclose(model.predict(x, batch_size=7), model.predict(x), rtol=1e-6)
+
+
+def test_get_set_weights_keras_shapes():
+    model = pynn.Sequential([pynn.Input((784,)), pynn.Dense(256, activation="relu"),
+                             pynn.Dense(10, use_bias=False)])
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(784, 256), (256,), (256, 10)]
+    assert model.count_params() == 784 * 256 + 256 + 2560
+    new = [np.full(s, 0.5, dtype=np.float32) for s in shapes]
+    model.set_weights(new)
+    assert all((w == 0.5).all() for w in model.get_weights())
+    with pytest.raises(ValueError, match="expected shape"):
+        model.set_weights([np.zeros((784, 255))] + new[1:])
+    with pytest.raises(ValueError, match="3 weight arrays"):
+        model.set_weights(new[:2])
+
+
+def test_input_shape_and_input_dim_and_lazy_build():
+    a = pynn.Sequential([pynn.Dense(2, input_dim=3)])
+    b = pynn.Sequential([pynn.Dense(2, input_shape=(3,))])
+    assert a.built and b.built and a.output_shape == (2,)
+    c = pynn.Sequential()
+    c.add(pynn.Dense(2))
+    assert not c.built
+    c.predict(np.zeros((1, 5)))
+    assert c.layers[0].kernel.shape == (5, 2)
+
+
+def test_summary_lists_layers_and_counts():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="relu", name="hidden"),
+                             pynn.Dense(1, name="out")])
+    model.layers[2].trainable = False
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "hidden (Dense)" in text and "(None, 3)" in text and "15" in text
+    assert "Total params: 19" in text
+    assert "Trainable params: 15" in text and "Non-trainable params: 4" in text
+
+
+def test_set_seed_makes_runs_reproducible():
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x.sum(axis=1)
+
+    def run():
+        pynn.set_seed(42)
+        m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(8, activation="relu"), pynn.Dense(1)])
+        m.compile(optimizer="adam", loss="mse")
+        m.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        return m.get_weights()
+
+    for a, b in zip(run(), run()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_weights_roundtrip(tmp_path):
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="tanh"),
+                             pynn.Dense(2, activation="softmax")])
+    path = tmp_path / "w.npz"
+    model.save_weights(path)
+    other = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="tanh"),
+                             pynn.Dense(2, activation="softmax")])
+    other.load_weights(path)
+    x = np.random.default_rng(1).normal(size=(9, 4))
+    np.testing.assert_array_equal(model.predict(x), other.predict(x))
+    assert not list(tmp_path.glob(".pynn-*"))  # no temporary left behind
+
+
+def test_load_weights_rejects_mismatches(tmp_path):
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5), pynn.Dense(2)])
+    path = tmp_path / "w.npz"
+    model.save_weights(path)
+    wrong = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6), pynn.Dense(2)])
+    before = wrong.get_weights()
+    with pytest.raises(ValueError, match=r"dense.*kernel.*\(4, 5\).*\(4, 6\)"):
+        wrong.load_weights(path)
+    for a, b in zip(before, wrong.get_weights()):  # nothing half-loaded
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="2 layers with weights|3 layers"):
+        pynn.Sequential([pynn.Input((4,)), pynn.Dense(5), pynn.Dense(2),
+                         pynn.Dense(2)]).load_weights(path)
+
+
+def test_load_weights_refuses_pickles_and_garbage(tmp_path):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, __pynn__=np.array("{}"), evil=np.array([object()], dtype=object))
+    with pytest.raises(ValueError, match="pickle"):
+        model.load_weights(pickled)
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match="npz"):
+        model.load_weights(garbage)
+    with pytest.raises(FileNotFoundError):
+        model.load_weights(tmp_path / "missing.npz")
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a pynn file"):
+        model.load_weights(plain)
+
+
+def test_callbacks_hooks_and_stop_training():
+    calls = []
+
+    class Recorder(pynn.callbacks.Callback):
+        def on_train_begin(self, logs=None): calls.append("train_begin")
+        def on_epoch_begin(self, epoch, logs=None): calls.append(f"epoch_begin{epoch}")
+        def on_train_batch_end(self, batch, logs=None): calls.append("batch")
+        def on_epoch_end(self, epoch, logs=None):
+            calls.append(f"epoch_end{epoch}")
+            if epoch == 1:
+                self.model.stop_training = True
+        def on_train_end(self, logs=None): calls.append("train_end")
+
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    h = model.fit(np.ones((4, 1)), np.ones(4), epochs=10, batch_size=2, verbose=0,
+                  callbacks=[Recorder()])
+    assert calls == ["train_begin", "epoch_begin0", "batch", "batch", "epoch_end0",
+                     "epoch_begin1", "batch", "batch", "epoch_end1", "train_end"]
+    assert len(h.history["loss"]) == 2
+
+
+def test_terminate_on_nan_stops():
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(1e30), loss="mse")
+    h = model.fit(np.full((8, 1), 1e10), np.full(8, 1e10), epochs=50, batch_size=1, verbose=0,
+                  callbacks=[pynn.callbacks.TerminateOnNaN()])
+    assert len(h.history["loss"]) < 50
+
+
+def test_verbose_outputs(capsys):
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((40, 1)), np.ones(40), epochs=2, batch_size=4, verbose=0)
+    assert capsys.readouterr().out == ""
+    model.fit(np.ones((40, 1)), np.ones(40), epochs=2, batch_size=4, verbose=2)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[0].startswith("Epoch 1/2") and "loss:" in out[0]
+    # verbose=1 but not a terminal (captured): one line per epoch, no per-step lines
+    model.fit(np.ones((40, 1)), np.ones(40), epochs=3, batch_size=4, verbose=1)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_config_roundtrip():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="leaky_relu"),
+                             pynn.Dense(2, activation=pynn.activations.Spec("elu", 0.5),
+                                        kernel_initializer="he_normal", use_bias=False)])
+    clone = pynn.Sequential.from_config(model.get_config())
+    assert [type(l) for l in clone.layers] == [type(l) for l in model.layers]
+    assert clone.layers[2].activation == pynn.activations.Spec("elu", 0.5)
+    assert not clone.layers[2].use_bias
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]

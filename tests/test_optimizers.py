@@ -1,0 +1,155 @@
+"""Each optimizer's update against a step computed by hand (Python floats, Keras' formulas),
+on every available backend, and the learning rate's checks and run-time changes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import optimizers
+from pynn.layers import Parameter
+from conftest import AVAILABLE
+
+
+def _param(backend, w, g):
+    p = Parameter("w", backend.asarray(np.array(w), np.float64 if backend.supports_float64
+                                       else np.float32), backend)
+    p.grad = backend.asarray(np.array(g), p.value.dtype)
+    return p
+
+
+def _run(opt, backend_name, w, grads):
+    b = pynn.get_backend(backend_name)
+    p = _param(b, w, grads[0])
+    for g in grads:
+        p.grad = b.asarray(np.array(g), p.value.dtype)
+        opt.apply([p])
+    return b.to_numpy(p.value).astype(np.float64)
+
+
+W0 = [0.5, -1.0, 2.0]
+GRADS = [[0.1, -0.2, 0.3], [0.4, 0.0, -0.5], [-0.3, 0.2, 0.1]]
+BACKENDS = sorted(AVAILABLE & {"numpy", "cpu"})
+
+
+def _hand_sgd(lr, momentum, nesterov):
+    out = []
+    for i, w in enumerate(W0):
+        v = 0.0
+        for g in (gs[i] for gs in GRADS):
+            if momentum == 0:
+                w -= lr * g
+                continue
+            v = momentum * v - lr * g
+            w = w + momentum * v - lr * g if nesterov else w + v
+        out.append(w)
+    return out
+
+
+def _hand_adam(lr, b1, b2, eps, wd=0.0):
+    out = []
+    for i, w in enumerate(W0):
+        m = v = 0.0
+        for t, g in enumerate((gs[i] for gs in GRADS), start=1):
+            w -= lr * wd * w
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            w -= lr_t * m / (math.sqrt(v) + eps)
+        out.append(w)
+    return out
+
+
+def _hand_rmsprop(lr, rho, momentum, eps):
+    out = []
+    for i, w in enumerate(W0):
+        v = mom = 0.0
+        for g in (gs[i] for gs in GRADS):
+            v = rho * v + (1 - rho) * g * g
+            inc = lr * g / math.sqrt(v + eps)
+            if momentum:
+                mom = momentum * mom + inc
+                w -= mom
+            else:
+                w -= inc
+        out.append(w)
+    return out
+
+
+def _hand_adagrad(lr, init, eps):
+    out = []
+    for i, w in enumerate(W0):
+        acc = init
+        for g in (gs[i] for gs in GRADS):
+            acc += g * g
+            w -= lr * g / math.sqrt(acc + eps)
+        out.append(w)
+    return out
+
+
+CASES = [
+    (lambda: optimizers.SGD(0.1), _hand_sgd(0.1, 0.0, False)),
+    (lambda: optimizers.SGD(0.1, momentum=0.9), _hand_sgd(0.1, 0.9, False)),
+    (lambda: optimizers.SGD(0.1, momentum=0.9, nesterov=True), _hand_sgd(0.1, 0.9, True)),
+    (lambda: optimizers.Adam(0.01), _hand_adam(0.01, 0.9, 0.999, 1e-7)),
+    (lambda: optimizers.AdamW(0.01, weight_decay=0.1), _hand_adam(0.01, 0.9, 0.999, 1e-7, 0.1)),
+    (lambda: optimizers.RMSprop(0.01), _hand_rmsprop(0.01, 0.9, 0.0, 1e-7)),
+    (lambda: optimizers.RMSprop(0.01, momentum=0.5), _hand_rmsprop(0.01, 0.9, 0.5, 1e-7)),
+    (lambda: optimizers.Adagrad(0.1), _hand_adagrad(0.1, 0.1, 1e-7)),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_update_matches_hand_computed(backend, case):
+    make, expected = CASES[case]
+    got = _run(make(), backend, list(W0), GRADS)
+    tol = 1e-12 if pynn.get_backend(backend).supports_float64 else 1e-6
+    np.testing.assert_allclose(got, expected, rtol=tol * 10, atol=tol)
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", optimizers.SGD), ("adam", optimizers.Adam),
+                                      ("adamw", optimizers.AdamW), ("rmsprop", optimizers.RMSprop),
+                                      ("adagrad", optimizers.Adagrad)])
+def test_by_name(name, cls):
+    assert type(optimizers.get(name)) is cls
+    assert type(optimizers.get(name.upper())) is cls
+
+
+@pytest.mark.parametrize("bad", [-0.1, 0, float("nan"), "fast", None])
+def test_bad_learning_rate(bad):
+    with pytest.raises(ValueError, match="learning_rate"):
+        optimizers.Adam(learning_rate=bad)
+    opt = optimizers.SGD()
+    with pytest.raises(ValueError, match="learning_rate"):
+        opt.learning_rate = bad
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="momentum"):
+        optimizers.SGD(momentum=1.5)
+    with pytest.raises(ValueError, match="beta_1"):
+        optimizers.Adam(beta_1=1.0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optimizers.get("adamax2")
+
+
+def test_learning_rate_settable_during_training():
+    """A callback halving the rate each epoch: the optimizer sees the new value."""
+    pynn.set_seed(0)
+    x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse")
+    seen = []
+
+    class Halve(pynn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(self.model.optimizer.learning_rate)
+            self.model.optimizer.learning_rate = self.model.optimizer.learning_rate / 2
+
+    model.fit(x, 3 * x, epochs=3, verbose=0, callbacks=[Halve()])
+    assert seen == [0.1, 0.05, 0.025]
+    assert model.optimizer.learning_rate == 0.0125

@@ -1,0 +1,132 @@
+"""The package: compiled modules present, graceful fallback, info, CLI, Keras' names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+
+
+def test_compiled_cpu_module_is_built_and_default():
+    # An install from the README builds pynn._C; its absence is a packaging bug, not a skip.
+    if os.environ.get("PYNN_ALLOW_NO_NATIVE") == "1":
+        pytest.skip("PYNN_ALLOW_NO_NATIVE=1: running from a source tree without pynn._C")
+    from pynn import _C
+
+    assert _C.build_info["version"] == pynn.__version__
+    assert pynn.available_backends()["cpu"] is None
+    if "PYNN_BACKEND" not in os.environ:
+        assert pynn.info()["backend"] == "cpu"
+
+
+def test_cuda_module_matches_build_and_reports_devices():
+    try:
+        from pynn import _C
+    except ImportError:
+        pytest.skip("pynn._C not built")
+    built = _C.build_info["cuda_build"].startswith("built")
+    if not built:
+        with pytest.raises(ImportError):
+            from pynn import _cuda  # noqa: F401
+        assert "not" in pynn.available_backends()["cuda"] or "could not" in \
+            pynn.available_backends()["cuda"]
+        return
+    from pynn import _cuda
+
+    report = _cuda.devices()
+    assert set(report) == {"runtime_version", "driver_version", "error", "devices"}
+    assert report["runtime_version"] > 0
+    if report["error"]:  # no GPU here: CUDA is off, with the reason in words
+        assert pynn.available_backends()["cuda"]
+
+
+def test_import_without_compiled_modules_falls_back_to_numpy():
+    code = ("import sys; sys.modules['pynn._C'] = None; sys.modules['pynn._cuda'] = None\n"
+            "import pynn, numpy as np\n"
+            "info = pynn.info(); assert info['backend'] == 'numpy', info['backend']\n"
+            "assert 'pynn._C' in info['backends']['cpu']\n"
+            "m = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])\n"
+            "m.compile(optimizer='sgd', loss='mse'); m.fit(np.ones((4, 2)), np.ones(4), verbose=0)\n"
+            "print('ok')")
+    env = {k: v for k, v in os.environ.items() if k != "PYNN_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_info_and_cli():
+    d = pynn.info()
+    assert d["version"] == pynn.__version__
+    assert set(d["backends"]) == {"cpu", "cuda", "numpy", "cupy"}
+    assert d["backends"]["numpy"] is None
+    out = subprocess.run([sys.executable, "-m", "pynn", "info", "--json"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["version"] == pynn.__version__
+    text = subprocess.run([sys.executable, "-m", "pynn", "info"], capture_output=True, text=True)
+    assert "backend in use" in text.stdout and "cuda" in text.stdout
+
+
+def test_set_backend_switches_and_reports(numpy_backend):
+    assert pynn.get_backend().name == "numpy"
+    m = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    assert m.backend.name == "numpy"
+    with pytest.raises(ValueError, match="unknown backend"):
+        pynn.set_backend("quantum")
+
+
+def test_keras_names_exist():
+    for name in ["Sequential", "Dense", "Activation", "Input", "set_seed"]:
+        assert hasattr(pynn, name)
+    for name in ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]:
+        assert hasattr(pynn.optimizers, name)
+    for name in ["MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy",
+                 "CategoricalCrossentropy", "SparseCategoricalCrossentropy"]:
+        assert hasattr(pynn.losses, name)
+    for name in ["GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform",
+                 "LecunNormal", "Zeros", "Ones"]:
+        assert hasattr(pynn.initializers, name)
+    for name in ["Callback", "History", "TerminateOnNaN", "LambdaCallback"]:
+        assert hasattr(pynn.callbacks, name)
+    layer = pynn.Dense(7, activation="relu")
+    assert layer.name.startswith("dense")
+    for key in ("units", "activation", "use_bias", "kernel_initializer", "name"):
+        assert key in layer.get_config()
+
+
+@pytest.mark.parametrize("name,fan", [("glorot_uniform", "avg"), ("glorot_normal", "avg"),
+                                      ("he_uniform", "in"), ("he_normal", "in"),
+                                      ("lecun_uniform", "in"), ("lecun_normal", "in")])
+def test_initializer_variance(name, fan):
+    pynn.set_seed(0)
+    fan_in, fan_out = 400, 100
+    w = pynn.initializers.get(name)((fan_in, fan_out))
+    scale = 2.0 if name.startswith("he") else 1.0
+    n = (fan_in + fan_out) / 2 if fan == "avg" else fan_in
+    assert w.shape == (fan_in, fan_out) and w.dtype == np.float32
+    assert abs(w.var() / (scale / n) - 1) < 0.05
+    assert abs(w.mean()) < 0.01
+    assert (pynn.initializers.get("zeros")((2, 3)) == 0).all()
+    assert (pynn.initializers.get("ones")((2,)) == 1).all()
+
+
+def test_activation_functions_on_arrays():
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    a = pynn.activations
+    np.testing.assert_allclose(a.relu(x), [0, 0, 0, 0.5, 2])
+    np.testing.assert_allclose(a.leaky_relu(x), [-0.4, -0.1, 0, 0.5, 2])
+    np.testing.assert_allclose(a.elu(x), [np.expm1(-2), np.expm1(-0.5), 0, 0.5, 2])
+    np.testing.assert_allclose(a.sigmoid(x), 1 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(a.tanh(x), np.tanh(x))
+    np.testing.assert_allclose(a.gelu(x), 0.5 * x * (1 + np.tanh(
+        np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))))
+    s = a.softmax(np.array([[1000.0, 0.0, -1000.0]]))
+    assert np.isfinite(s).all() and np.isclose(s.sum(), 1)
+    np.testing.assert_allclose(a.sigmoid(np.array([-1000.0, 1000.0])), [0, 1])
