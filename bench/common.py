@@ -1,0 +1,66 @@
+"""Shared benchmark helpers: interleaved timing, machine description, FMA peak.
+
+These machines are shared and noisy: compare implementations measured in the same run,
+alternating between them, and report ratios (and the median of several repetitions).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+
+def time_call(fn, min_time=0.05):
+    """Seconds per call of fn(), from enough calls to fill min_time."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return dt / n
+        n = max(n * 2, int(n * min_time / max(dt, 1e-9)) + 1)
+
+
+def interleaved(fns: dict, repeats=5, min_time=0.05):
+    """{name: median seconds per call}, the candidates measured in turn, `repeats` rounds."""
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(time_call(fn, min_time))
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def machine_line():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def numpy_blas():
+    """What numpy's BLAS is and which kernel it runs (threadpoolctl), for the record."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return "; ".join(f"{i.get('internal_api')} {i.get('version')} "
+                     f"({i.get('architecture')}, {i.get('num_threads')} threads)" for i in infos)
+
+
+def blas_threads(n):
+    """Context manager limiting numpy's BLAS to n threads."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n, user_api="blas")

@@ -1,0 +1,33 @@
+// pynn._C: the CPU backend's kernels. Each family registers itself from its own file
+// (bind_gemm.cpp, bind_kernels.cpp); this file holds the module and its build information.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void register_gemm(py::module_& m);
+void register_kernels(py::module_& m);
+
+#ifndef PYNN_VERSION
+#define PYNN_VERSION "unknown"
+#endif
+#ifndef PYNN_CUDA_STATUS
+#define PYNN_CUDA_STATUS "unknown"
+#endif
+
+PYBIND11_MODULE(_C, m) {
+    m.doc() = "pynn CPU kernels (C++): GEMM, activations, losses, optimizers";
+    py::dict info;
+    info["version"] = PYNN_VERSION;
+    info["compiler"] =
+#if defined(__clang__)
+        "clang " __clang_version__;
+#elif defined(__GNUC__)
+        "gcc " __VERSION__;
+#else
+        "unknown";
+#endif
+    info["cuda_build"] = PYNN_CUDA_STATUS;
+    m.attr("build_info") = info;
+    register_gemm(m);
+    register_kernels(m);
+}

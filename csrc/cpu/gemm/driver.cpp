@@ -1,0 +1,370 @@
+// pynn::gemm: the Goto/BLIS blocked driver around the ISA micro-kernels (kernel_table.h).
+//   for jc (NC columns of C)  for pc (KC slice of K)  [pack B slice: KC x NC, NR-wide strips]
+//     for ic (MC rows)  [pack A block: MC x KC, MR-tall strips]
+//       for jr (NR)  for ir (MR): micro-kernel on an MR x NR tile of C
+// Edge strips are zero-padded so the micro-kernel always runs full tiles and stores only the
+// valid part. The first K slice applies beta, later ones accumulate; the last applies the
+// epilogue (bias and ReLU inside the micro-kernel's store, other activations right after,
+// on the tile while it is in L1).
+// Small problems: packing B costs K*N per call and pays off only when many rows of A reuse
+// it, packing A costs M*K and pays off only across many column strips; below measured sizes
+// the micro-kernel reads A and/or B in place (its strided addressing covers row-major and
+// transposed A, and row-major B); only the ragged edge strip is packed then.
+// Threads: C is cut into tm x tn rectangles, one task each, run independently (each packs
+// its own operands: no barriers). The split minimises the re-packing it causes (tm*N + tn*M:
+// N blocks for small M, M blocks for large M). Below a FLOP cutoff everything stays on the
+// calling thread.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#if defined(__SSE2__)
+#include <xmmintrin.h>  // baseline on x86-64: used by the packing transposes only
+#endif
+
+#include "cpu/gemm/kernel_table.h"
+#include "math/activations.h"
+#include "pynn/gemm.h"
+#include "pynn/threadpool.h"
+
+namespace pynn {
+namespace gemm_detail {
+
+Tuning& tuning() {
+    // Measured on the 2-core Zen 4 (AVX2 kernel, one thread), see the report in bench/:
+    // in-place B wins only for short, narrow B (M <= 64, ldb <= 256-ish); in-place A wins
+    // while few column strips reuse it (N <= 256; N <= 128 when A is transposed, its k rows
+    // being lda apart).
+    // Parallel cutoff: 2 hot threads beat 1 from ~2.5e5 flops (32x64x64 +25%, 32x32x64
+    // -50%); a cold pool (sleeping worker) costs the caller only ~3 us; 5e5 leaves margin.
+    static Tuning t{5.0e5, 64, 320, 256, 128, 0, 0, 0};
+    return t;
+}
+
+}  // namespace gemm_detail
+
+namespace {
+using namespace gemm_detail;
+
+struct Problem {
+    bool ta, tb;
+    index_t M, N, K;
+    float alpha;
+    const float* A;
+    index_t lda;
+    const float* B;
+    index_t ldb;
+    float beta;
+    float* C;
+    index_t ldc;
+    const Epilogue* ep;
+};
+
+// ---- per-thread packing buffers: 64-byte aligned, grown on demand, never freed per call ----
+struct Buffer {
+    float* p = nullptr;
+    size_t cap = 0;  // floats
+    float* get(size_t n) {
+        if (n > cap) {
+            std::free(p);
+            const size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+            p = static_cast<float*>(std::aligned_alloc(64, bytes));
+            if (!p) throw std::bad_alloc();
+            cap = bytes / sizeof(float);
+        }
+        return p;
+    }
+    ~Buffer() { std::free(p); }
+};
+
+struct Buffers {
+    Buffer a, b, a_edge, b_edge;
+};
+
+Buffers& thread_buffers() {
+    thread_local Buffers bufs;
+    return bufs;
+}
+
+// ---- packing (templated on the strip width so the inner loops unroll) ---------------------
+
+// d[k*W + r] = src[r][k] for r < W, k < kc: the transposing half of packing (row-major A,
+// transposed B). 4 x 4 SSE transposes where the baseline ISA has SSE (all of x86-64): one
+// load and one store per 4 floats instead of one scattered access per float.
+template <int W>
+void pack_transpose(const float* const* src, index_t kc, float* d) {
+    index_t k = 0;
+#if defined(__SSE2__)
+    constexpr int W4 = W / 4 * 4;
+    for (; k + 4 <= kc; k += 4) {
+        for (int r = 0; r < W4; r += 4) {
+            __m128 x0 = _mm_loadu_ps(src[r] + k), x1 = _mm_loadu_ps(src[r + 1] + k);
+            __m128 x2 = _mm_loadu_ps(src[r + 2] + k), x3 = _mm_loadu_ps(src[r + 3] + k);
+            _MM_TRANSPOSE4_PS(x0, x1, x2, x3);
+            _mm_storeu_ps(d + (k + 0) * W + r, x0);
+            _mm_storeu_ps(d + (k + 1) * W + r, x1);
+            _mm_storeu_ps(d + (k + 2) * W + r, x2);
+            _mm_storeu_ps(d + (k + 3) * W + r, x3);
+        }
+        for (int r = W4; r < W; ++r)
+            for (int q = 0; q < 4; ++q) d[(k + q) * W + r] = src[r][k + q];
+    }
+#endif
+    for (; k < kc; ++k)
+        for (int r = 0; r < W; ++r) d[k * W + r] = src[r][k];
+}
+
+// op(A)[i0:i0+mc, p0:p0+kc] -> MR-tall strips: dst[s*kc + k*MR + r] (s a multiple of MR),
+// rows past mc zero.
+template <int MR>
+void pack_a_t(const Problem& p, index_t i0, index_t mc, index_t p0, index_t kc, float* dst) {
+    for (index_t s = 0; s < mc; s += MR) {
+        const int mr = static_cast<int>(std::min<index_t>(MR, mc - s));
+        float* d = dst + s * kc;
+        if (!p.ta) {
+            // Row-major A: MR row streams, each contiguous in k.
+            const float* rows[MR];
+            for (int r = 0; r < MR; ++r) rows[r] = p.A + (i0 + s + std::min(r, mr - 1)) * p.lda + p0;
+            if (mr == MR) {
+                pack_transpose<MR>(rows, kc, d);
+            } else {
+                for (index_t k = 0; k < kc; ++k)
+                    for (int r = 0; r < MR; ++r) d[k * MR + r] = r < mr ? rows[r][k] : 0.f;
+            }
+        } else {
+            // A stored K x M: the MR values of one k are contiguous.
+            const float* src = p.A + p0 * p.lda + i0 + s;
+            if (mr == MR) {
+                for (index_t k = 0; k < kc; ++k, src += p.lda)
+                    for (int r = 0; r < MR; ++r) d[k * MR + r] = src[r];
+            } else {
+                for (index_t k = 0; k < kc; ++k, src += p.lda)
+                    for (int r = 0; r < MR; ++r) d[k * MR + r] = r < mr ? src[r] : 0.f;
+            }
+        }
+    }
+}
+
+// op(B)[p0:p0+kc, j0:j0+nc] -> NR-wide strips: dst[s*kc + k*NR + c] (s a multiple of NR),
+// columns past nc zero.
+template <int NR>
+void pack_b_t(const Problem& p, index_t p0, index_t kc, index_t j0, index_t nc, float* dst) {
+    for (index_t s = 0; s < nc; s += NR) {
+        const int nr = static_cast<int>(std::min<index_t>(NR, nc - s));
+        float* d = dst + s * kc;
+        if (!p.tb) {
+            // Row-major B: each k row of the strip is contiguous.
+            const float* src = p.B + p0 * p.ldb + j0 + s;
+            if (nr == NR) {
+                for (index_t k = 0; k < kc; ++k, src += p.ldb)
+                    for (int c = 0; c < NR; ++c) d[k * NR + c] = src[c];
+            } else {
+                for (index_t k = 0; k < kc; ++k, src += p.ldb)
+                    for (int c = 0; c < NR; ++c) d[k * NR + c] = c < nr ? src[c] : 0.f;
+            }
+        } else {
+            // B stored N x K: NR column streams, each contiguous in k.
+            const float* cols[NR];
+            for (int c = 0; c < NR; ++c) cols[c] = p.B + (j0 + s + std::min(c, nr - 1)) * p.ldb + p0;
+            if (nr == NR) {
+                pack_transpose<NR>(cols, kc, d);
+            } else {
+                for (index_t k = 0; k < kc; ++k)
+                    for (int c = 0; c < NR; ++c) d[k * NR + c] = c < nr ? cols[c][k] : 0.f;
+            }
+        }
+    }
+}
+
+void pack_a(int mr, const Problem& p, index_t i0, index_t mc, index_t p0, index_t kc, float* dst) {
+    switch (mr) {
+        case 4: return pack_a_t<4>(p, i0, mc, p0, kc, dst);
+        case 6: return pack_a_t<6>(p, i0, mc, p0, kc, dst);
+        case 12: return pack_a_t<12>(p, i0, mc, p0, kc, dst);
+        default: std::abort();  // a new kernel shape needs its case here
+    }
+}
+
+void pack_b(int nr, const Problem& p, index_t p0, index_t kc, index_t j0, index_t nc, float* dst) {
+    switch (nr) {
+        case 8: return pack_b_t<8>(p, p0, kc, j0, nc, dst);
+        case 16: return pack_b_t<16>(p, p0, kc, j0, nc, dst);
+        case 32: return pack_b_t<32>(p, p0, kc, j0, nc, dst);
+        default: std::abort();
+    }
+}
+
+// ---- epilogue pieces outside the micro-kernel --------------------------------------------
+
+// The non-linear activations (all but linear and ReLU, which the micro-kernel does) on an
+// m x n tile just stored, while it is still in L1. One switch per tile, not per element.
+template <Activation ACT>
+void act_tile_t(float* c, index_t ldc, index_t m, index_t n, float param) {
+    for (index_t i = 0; i < m; ++i, c += ldc)
+        for (index_t j = 0; j < n; ++j) c[j] = math::activate(ACT, c[j], param);
+}
+
+void act_tile(Activation act, float* c, index_t ldc, index_t m, index_t n, float param) {
+    switch (act) {
+        case Activation::leaky_relu: return act_tile_t<Activation::leaky_relu>(c, ldc, m, n, param);
+        case Activation::elu: return act_tile_t<Activation::elu>(c, ldc, m, n, param);
+        case Activation::gelu: return act_tile_t<Activation::gelu>(c, ldc, m, n, param);
+        case Activation::sigmoid: return act_tile_t<Activation::sigmoid>(c, ldc, m, n, param);
+        case Activation::tanh: return act_tile_t<Activation::tanh>(c, ldc, m, n, param);
+        default: return;  // linear; relu is fused into the store
+    }
+}
+
+// K == 0 or alpha == 0: C = beta * C (never reading C when beta == 0) + bias, then act.
+void scale_epilogue(const Problem& p) {
+    const Epilogue& ep = *p.ep;
+    for (index_t i = 0; i < p.M; ++i) {
+        float* c = p.C + i * p.ldc;
+        for (index_t j = 0; j < p.N; ++j) {
+            float v = p.beta == 0.f ? 0.f : p.beta * c[j];
+            if (ep.bias) v += ep.bias[j];
+            c[j] = math::activate(ep.act, v, ep.act_param);
+        }
+    }
+}
+
+// Splits n into ceil(n / block) nearly equal pieces, rounded up to a multiple of unit
+// (K = 300 runs as 2 x 150, not 256 + 44).
+index_t balanced_block(index_t n, index_t block, index_t unit) {
+    const index_t pieces = (n + block - 1) / block;
+    const index_t b = (n + pieces - 1) / pieces;
+    return std::min(block, (b + unit - 1) / unit * unit);
+}
+
+// ---- the blocked loops over one rectangle C[i0:i1, j0:j1] ---------------------------------
+void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, index_t j0,
+              index_t j1) {
+    const int MR = kt.mr, NR = kt.nr;
+    const index_t m_all = i1 - i0, n_all = j1 - j0;
+    const Tuning& tune = tuning();
+    const bool do_pack_b = p.tb || m_all > tune.inplace_b_max_m || p.ldb > tune.inplace_b_max_ldb;
+    const bool do_pack_a = n_all > (p.ta ? tune.pack_a_min_n_t : tune.pack_a_min_n);
+    const index_t KC = balanced_block(p.K, tune.kc > 0 ? tune.kc : kt.kc, 1);
+    const index_t MC = balanced_block(m_all, tune.mc > 0 ? tune.mc : kt.mc, MR);
+    const index_t NC = balanced_block(n_all, tune.nc > 0 ? tune.nc : kt.nc, NR);
+
+    Buffers& bufs = thread_buffers();
+    float* const a_buf = do_pack_a ? bufs.a.get(static_cast<size_t>(MC) * KC) : nullptr;
+    float* const b_buf = do_pack_b ? bufs.b.get(static_cast<size_t>(NC) * KC) : nullptr;
+    float* const a_edge = bufs.a_edge.get(static_cast<size_t>(MR) * KC);
+    float* const b_edge = bufs.b_edge.get(static_cast<size_t>(NR) * KC);
+
+    const Epilogue& ep = *p.ep;
+    const bool relu = ep.act == Activation::relu;
+    const bool other_act = !relu && ep.act != Activation::linear;
+    // In-place A: element (i, k) at a[i*rsa + k*csa].
+    const index_t rsa = p.ta ? 1 : p.lda, csa = p.ta ? p.lda : 1;
+
+    for (index_t jc = j0; jc < j1; jc += NC) {
+        const index_t nc = std::min(NC, j1 - jc);
+        const index_t nc_full = nc / NR * NR;  // columns in full strips (in-place B)
+        for (index_t pc = 0; pc < p.K; pc += KC) {
+            const index_t kc = std::min(KC, p.K - pc);
+            const bool last = pc + kc == p.K;
+            TileEpilogue te{p.alpha, pc == 0 ? p.beta : 1.f, nullptr, last && relu};
+
+            if (do_pack_b) pack_b(NR, p, pc, kc, jc, nc, b_buf);
+            else if (nc_full < nc) pack_b(NR, p, pc, kc, jc + nc_full, nc - nc_full, b_edge);
+
+            for (index_t ic = i0; ic < i1; ic += MC) {
+                const index_t mc = std::min(MC, i1 - ic);
+                const index_t mc_full = mc / MR * MR;
+                if (do_pack_a) pack_a(MR, p, ic, mc, pc, kc, a_buf);
+                else if (mc_full < mc) pack_a(MR, p, ic + mc_full, mc - mc_full, pc, kc, a_edge);
+
+                for (index_t jr = 0; jr < nc; jr += NR) {
+                    const int nr = static_cast<int>(std::min<index_t>(NR, nc - jr));
+                    const float* b;
+                    index_t rsb;
+                    if (do_pack_b) {
+                        b = b_buf + jr * kc;
+                        rsb = NR;
+                    } else if (jr < nc_full) {
+                        b = p.B + pc * p.ldb + jc + jr;
+                        rsb = p.ldb;
+                    } else {
+                        b = b_edge;
+                        rsb = NR;
+                    }
+                    te.bias = last && ep.bias ? ep.bias + jc + jr : nullptr;
+
+                    for (index_t ir = 0; ir < mc; ir += MR) {
+                        const int mr = static_cast<int>(std::min<index_t>(MR, mc - ir));
+                        float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+                        if (do_pack_a) {
+                            kt.kernel(kc, a_buf + ir * kc, 1, MR, b, rsb, c, p.ldc, mr, nr, te);
+                        } else if (ir < mc_full) {
+                            const float* a = p.ta ? p.A + pc * p.lda + ic + ir
+                                                  : p.A + (ic + ir) * p.lda + pc;
+                            kt.kernel(kc, a, rsa, csa, b, rsb, c, p.ldc, mr, nr, te);
+                        } else {
+                            kt.kernel(kc, a_edge, 1, MR, b, rsb, c, p.ldc, mr, nr, te);
+                        }
+                        if (last && other_act) act_tile(ep.act, c, p.ldc, mr, nr, ep.act_param);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+          const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+          index_t ldc, const Epilogue& epilogue) {
+    if (M <= 0 || N <= 0) return;
+    const Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &epilogue};
+    if (K <= 0 || alpha == 0.f) {
+        scale_epilogue(p);
+        return;
+    }
+    const KernelTable& kt = active_kernels();
+    const int T = num_threads();
+    const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+    if (T <= 1 || flops < tuning().parallel_min_flops) {
+        run_rect(p, kt, 0, M, 0, N);
+        return;
+    }
+
+    // Grid tm x tn of rectangles, as many as threads allow (each at least one tile), with the
+    // least re-packing: each of the tm row blocks packs all of its B columns, each of the tn
+    // column blocks all of its A rows.
+    const index_t m_tiles = (M + kt.mr - 1) / kt.mr, n_tiles = (N + kt.nr - 1) / kt.nr;
+    index_t best_tm = 1, best_tn = 1;
+    double best_cost = 0.0;
+    for (index_t tm = 1; tm <= T; ++tm) {
+        for (index_t tn = 1; tm * tn <= T; ++tn) {
+            if (tm > m_tiles || tn > n_tiles) continue;
+            const double cost = static_cast<double>(tm) * N + static_cast<double>(tn) * M;
+            const bool more = tm * tn > best_tm * best_tn;
+            if (more || (tm * tn == best_tm * best_tn && cost < best_cost)) {
+                best_tm = tm;
+                best_tn = tn;
+                best_cost = cost;
+            }
+        }
+    }
+    const index_t tm = best_tm, tn = best_tn;
+    if (tm * tn <= 1) {
+        run_rect(p, kt, 0, M, 0, N);
+        return;
+    }
+    parallel_for(tm * tn, [&](index_t t) {
+        const index_t bi = t / tn, bj = t % tn;
+        // Boundaries on whole tiles, spread evenly.
+        const index_t i0 = std::min(M, (bi * m_tiles / tm) * kt.mr);
+        const index_t i1 = std::min(M, ((bi + 1) * m_tiles / tm) * kt.mr);
+        const index_t j0 = std::min(N, (bj * n_tiles / tn) * kt.nr);
+        const index_t j1 = std::min(N, ((bj + 1) * n_tiles / tn) * kt.nr);
+        if (i0 < i1 && j0 < j1) run_rect(p, kt, i0, i1, j0, j1);
+    });
+}
+
+}  // namespace pynn

@@ -1,0 +1,184 @@
+// AVX-512 micro-kernel of the CPU GEMM: a 12 x 32 tile of C (24 zmm accumulators, 2 zmm of
+// B, 1 broadcast of A: 27 of the 32 zmm registers), the fused store (alpha, beta, bias, ReLU)
+// with masked loads/stores for edge tiles, and the FMA peak loop. Same structure as
+// kernel_avx2.cpp (6 x 16 there), twice as tall and twice as wide.
+// Compiled with -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma only; called only after
+// cpuid + xgetbv say the CPU and OS support it. Everything but kernels_avx512() is in an
+// anonymous namespace and only <immintrin.h> is included: no inline code is shared with the
+// other ISA files under one name (see kernel_table.h).
+// Accumulators are named variables, not an array: GCC 12 spills arrays of vectors.
+#include <immintrin.h>
+
+#include "cpu/gemm/kernel_table.h"
+
+namespace pynn::gemm_detail {
+namespace {
+
+constexpr int MR = 12;
+constexpr int NR = 32;
+
+// The epilogue for one row of the tile. k0/k1 mask the valid columns (all ones on a full
+// tile): masked-off lanes are neither loaded (no fault past the end of C or bias) nor stored.
+#define PYNN_AVX512_STORE_ROW(i, x0, x1)                                           \
+    do {                                                                           \
+        float* ci = c + (i) * ldc;                                                 \
+        x0 = _mm512_mul_ps(x0, va);                                                \
+        x1 = _mm512_mul_ps(x1, va);                                                \
+        if (has_beta) {                                                            \
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, ci), x0);           \
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, ci + 16), x1);      \
+        }                                                                          \
+        if (bias) {                                                                \
+            x0 = _mm512_add_ps(x0, bias0);                                         \
+            x1 = _mm512_add_ps(x1, bias1);                                         \
+        }                                                                          \
+        if (relu) {                                                                \
+            /* max(NaN, 0) = 0, like z > 0 ? z : 0. The masked form because GCC 12 */ \
+            /* warns on _mm512_max_ps's internal _mm512_undefined_ps. */               \
+            x0 = _mm512_mask_max_ps(x0, __mmask16(0xFFFF), x0, zero);               \
+            x1 = _mm512_mask_max_ps(x1, __mmask16(0xFFFF), x1, zero);               \
+        }                                                                          \
+        _mm512_mask_storeu_ps(ci, k0, x0);                                         \
+        _mm512_mask_storeu_ps(ci + 16, k1, x1);                                    \
+    } while (0)
+
+void kernel_12x32(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
+                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
+    for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
+    __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
+    __m512 c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps();
+    __m512 c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps();
+    __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps();
+    __m512 c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+    __m512 c100 = _mm512_setzero_ps(), c101 = _mm512_setzero_ps();
+    __m512 c110 = _mm512_setzero_ps(), c111 = _mm512_setzero_ps();
+
+    // Rows 3q..3q+2 from a{3q} at offsets 0, rsa, 2 rsa: 4 pointers + 2 offsets in integer
+    // registers whatever the strides are (packed strips, row-major or transposed A).
+    const float* a0 = a;
+    const float* a3 = a + 3 * rsa;
+    const float* a6 = a + 6 * rsa;
+    const float* a9 = a + 9 * rsa;
+    const index_t r1 = rsa, r2 = 2 * rsa;
+    for (index_t k = 0; k < kc; ++k) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+        __m512 av;
+        av = _mm512_set1_ps(*(a0));
+        c00 = _mm512_fmadd_ps(av, b0, c00);
+        c01 = _mm512_fmadd_ps(av, b1, c01);
+        av = _mm512_set1_ps(*(a0 + r1));
+        c10 = _mm512_fmadd_ps(av, b0, c10);
+        c11 = _mm512_fmadd_ps(av, b1, c11);
+        av = _mm512_set1_ps(*(a0 + r2));
+        c20 = _mm512_fmadd_ps(av, b0, c20);
+        c21 = _mm512_fmadd_ps(av, b1, c21);
+        av = _mm512_set1_ps(*(a3));
+        c30 = _mm512_fmadd_ps(av, b0, c30);
+        c31 = _mm512_fmadd_ps(av, b1, c31);
+        av = _mm512_set1_ps(*(a3 + r1));
+        c40 = _mm512_fmadd_ps(av, b0, c40);
+        c41 = _mm512_fmadd_ps(av, b1, c41);
+        av = _mm512_set1_ps(*(a3 + r2));
+        c50 = _mm512_fmadd_ps(av, b0, c50);
+        c51 = _mm512_fmadd_ps(av, b1, c51);
+        av = _mm512_set1_ps(*(a6));
+        c60 = _mm512_fmadd_ps(av, b0, c60);
+        c61 = _mm512_fmadd_ps(av, b1, c61);
+        av = _mm512_set1_ps(*(a6 + r1));
+        c70 = _mm512_fmadd_ps(av, b0, c70);
+        c71 = _mm512_fmadd_ps(av, b1, c71);
+        av = _mm512_set1_ps(*(a6 + r2));
+        c80 = _mm512_fmadd_ps(av, b0, c80);
+        c81 = _mm512_fmadd_ps(av, b1, c81);
+        av = _mm512_set1_ps(*(a9));
+        c90 = _mm512_fmadd_ps(av, b0, c90);
+        c91 = _mm512_fmadd_ps(av, b1, c91);
+        av = _mm512_set1_ps(*(a9 + r1));
+        c100 = _mm512_fmadd_ps(av, b0, c100);
+        c101 = _mm512_fmadd_ps(av, b1, c101);
+        av = _mm512_set1_ps(*(a9 + r2));
+        c110 = _mm512_fmadd_ps(av, b0, c110);
+        c111 = _mm512_fmadd_ps(av, b1, c111);
+        a0 += csa;
+        a3 += csa;
+        a6 += csa;
+        a9 += csa;
+        b += rsb;
+    }
+
+    // Column masks: n in [1, 32].
+    const __mmask16 k0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
+    const __mmask16 k1 = n >= 32 ? __mmask16(0xFFFF)
+                                 : (n > 16 ? __mmask16((1u << (n - 16)) - 1u) : __mmask16(0));
+    const float* bias = ep.bias;
+    const bool has_beta = ep.beta != 0.f;
+    const bool relu = ep.relu;
+    const __m512 va = _mm512_set1_ps(ep.alpha);
+    const __m512 vb = _mm512_set1_ps(ep.beta);
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 bias0 = zero, bias1 = zero;
+    if (bias) {
+        bias0 = _mm512_maskz_loadu_ps(k0, bias);
+        bias1 = _mm512_maskz_loadu_ps(k1, bias + 16);
+    }
+    // Row 0 is always valid (m >= 1).
+    PYNN_AVX512_STORE_ROW(0, c00, c01);
+    if (1 < m) PYNN_AVX512_STORE_ROW(1, c10, c11);
+    if (2 < m) PYNN_AVX512_STORE_ROW(2, c20, c21);
+    if (3 < m) PYNN_AVX512_STORE_ROW(3, c30, c31);
+    if (4 < m) PYNN_AVX512_STORE_ROW(4, c40, c41);
+    if (5 < m) PYNN_AVX512_STORE_ROW(5, c50, c51);
+    if (6 < m) PYNN_AVX512_STORE_ROW(6, c60, c61);
+    if (7 < m) PYNN_AVX512_STORE_ROW(7, c70, c71);
+    if (8 < m) PYNN_AVX512_STORE_ROW(8, c80, c81);
+    if (9 < m) PYNN_AVX512_STORE_ROW(9, c90, c91);
+    if (10 < m) PYNN_AVX512_STORE_ROW(10, c100, c101);
+    if (11 < m) PYNN_AVX512_STORE_ROW(11, c110, c111);
+}
+
+#undef PYNN_AVX512_STORE_ROW
+
+// 12 independent chains (covers latency 4 x 2 pipes); 12 x 16 lanes x 2 flops.
+float fma_loop(index_t iters) {
+    const __m512 x = _mm512_set1_ps(0.9999999f), y = _mm512_set1_ps(1e-7f);
+    __m512 s0 = _mm512_set1_ps(0.f), s1 = _mm512_set1_ps(1.f), s2 = _mm512_set1_ps(2.f);
+    __m512 s3 = _mm512_set1_ps(3.f), s4 = _mm512_set1_ps(4.f), s5 = _mm512_set1_ps(5.f);
+    __m512 s6 = _mm512_set1_ps(6.f), s7 = _mm512_set1_ps(7.f), s8 = _mm512_set1_ps(8.f);
+    __m512 s9 = _mm512_set1_ps(9.f), s10 = _mm512_set1_ps(10.f), s11 = _mm512_set1_ps(11.f);
+    for (index_t i = 0; i < iters; ++i) {
+        s0 = _mm512_fmadd_ps(s0, x, y);
+        s1 = _mm512_fmadd_ps(s1, x, y);
+        s2 = _mm512_fmadd_ps(s2, x, y);
+        s3 = _mm512_fmadd_ps(s3, x, y);
+        s4 = _mm512_fmadd_ps(s4, x, y);
+        s5 = _mm512_fmadd_ps(s5, x, y);
+        s6 = _mm512_fmadd_ps(s6, x, y);
+        s7 = _mm512_fmadd_ps(s7, x, y);
+        s8 = _mm512_fmadd_ps(s8, x, y);
+        s9 = _mm512_fmadd_ps(s9, x, y);
+        s10 = _mm512_fmadd_ps(s10, x, y);
+        s11 = _mm512_fmadd_ps(s11, x, y);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)),
+                             _mm512_add_ps(_mm512_add_ps(s4, s5), _mm512_add_ps(s6, s7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(s8, s9), _mm512_add_ps(s10, s11)));
+    return _mm512_cvtss_f32(s);
+}
+
+// KC = 256: a 256 x 32 B strip (32 KiB) plus a 12 x 256 A strip (12 KiB) sit in L1
+// (48 KiB); MC = 144: the packed A block (144 KiB) sits in L2; NC = 3072: B panel in L3.
+const KernelTable kTable = {"avx512", MR, NR, 256, 144, 3072, kernel_12x32, fma_loop,
+                            12 * 16 * 2};
+
+}  // namespace
+
+const KernelTable& kernels_avx512() { return kTable; }
+
+}  // namespace pynn::gemm_detail

@@ -1,0 +1,101 @@
+// Optimizer updates (Keras 3 formulas), one fused in-place pass over n float32 parameters and
+// their slot buffers (all of length n; a whole model can be one flat buffer, then a step is one
+// call). The per-element math is csrc/math/optimizers.h (shared with CUDA). The loops take
+// __restrict pointers and keep branches outside, so GCC vectorises them; with the sqrt in
+// Adam/RMSprop/Adagrad that also needs -fno-math-errno (set for this file in CMakeLists.txt),
+// which keeps IEEE results and only stops sqrt of a negative from setting errno.
+#include <cmath>
+
+#include "cpu/chunks.h"
+#include "math/optimizers.h"
+#include "pynn/kernels.h"
+
+namespace pynn {
+namespace {
+
+void sgd_range(float* __restrict w, const float* __restrict g, index_t n, float lr) {
+    for (index_t i = 0; i < n; ++i) math::sgd_step(w[i], g[i], lr);
+}
+
+template <bool Nesterov>
+void sgd_momentum_range(float* __restrict w, const float* __restrict g, float* __restrict vel,
+                        index_t n, float lr, float momentum) {
+    for (index_t i = 0; i < n; ++i) math::sgd_momentum_step(w[i], g[i], vel[i], lr, momentum, Nesterov);
+}
+
+template <bool Decay>
+void adam_range(float* __restrict w, const float* __restrict g, float* __restrict m,
+                float* __restrict v, index_t n, float lr_t, float omb1, float omb2, float eps,
+                float lr_wd) {
+    for (index_t i = 0; i < n; ++i) {
+        float wi = w[i];
+        if (Decay) math::decay_step(wi, lr_wd);
+        math::adam_step(wi, g[i], m[i], v[i], lr_t, omb1, omb2, eps);
+        w[i] = wi;
+    }
+}
+
+void rmsprop_range(float* __restrict w, const float* __restrict g, float* __restrict vel,
+                   index_t n, float lr, float rho, float omr, float eps) {
+    for (index_t i = 0; i < n; ++i) math::rmsprop_step(w[i], g[i], vel[i], lr, rho, omr, eps);
+}
+
+void rmsprop_momentum_range(float* __restrict w, const float* __restrict g,
+                            float* __restrict vel, float* __restrict mom, index_t n, float lr,
+                            float rho, float omr, float momentum, float eps) {
+    for (index_t i = 0; i < n; ++i)
+        math::rmsprop_momentum_step(w[i], g[i], vel[i], mom[i], lr, rho, omr, momentum, eps);
+}
+
+void adagrad_range(float* __restrict w, const float* __restrict g, float* __restrict acc,
+                   index_t n, float lr, float eps) {
+    for (index_t i = 0; i < n; ++i) math::adagrad_step(w[i], g[i], acc[i], lr, eps);
+}
+
+}  // namespace
+
+void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
+                bool nesterov) {
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        if (momentum == 0.f)
+            sgd_range(w + b, g + b, e - b, lr);
+        else if (nesterov)
+            sgd_momentum_range<true>(w + b, g + b, velocity + b, e - b, lr, momentum);
+        else
+            sgd_momentum_range<false>(w + b, g + b, velocity + b, e - b, lr, momentum);
+    });
+}
+
+void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
+                 double beta2, float eps, float weight_decay, std::int64_t step) {
+    // Bias correction once per call, in double: beta^t for large t underflows gracefully.
+    const double t = static_cast<double>(step);
+    const float lr_t = static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
+                                          (1.0 - std::pow(beta1, t)));
+    const float omb1 = static_cast<float>(1.0 - beta1), omb2 = static_cast<float>(1.0 - beta2);
+    const float lr_wd = lr * weight_decay;
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        if (weight_decay != 0.f)
+            adam_range<true>(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, lr_wd);
+        else
+            adam_range<false>(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, 0.f);
+    });
+}
+
+void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
+                    float lr, double rho_d, float momentum, float eps) {
+    const float rho = static_cast<float>(rho_d), omr = static_cast<float>(1.0 - rho_d);
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        if (momentum > 0.f)
+            rmsprop_momentum_range(w + b, g + b, velocity + b, momentum_buf + b, e - b, lr, rho,
+                                   omr, momentum, eps);
+        else
+            rmsprop_range(w + b, g + b, velocity + b, e - b, lr, rho, omr, eps);
+    });
+}
+
+void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps) {
+    cpu::for_chunks(n, [&](index_t b, index_t e) { adagrad_range(w + b, g + b, accumulator + b, e - b, lr, eps); });
+}
+
+}  // namespace pynn

@@ -1,0 +1,37 @@
+// Single-precision GEMM on row-major matrices, with an optional fused epilogue:
+//   C[M,N] = act( alpha * op(A) * op(B) + beta * C + bias[N] )
+// op(A) is M x K (A stored K x M when trans_a), op(B) is K x N (B stored N x K when trans_b).
+// Leading dimensions are in elements, row-major (ld >= number of stored columns).
+// beta == 0 means C is write-only (never read, so it may hold NaN).
+#pragma once
+#include "pynn/common.h"
+
+namespace pynn {
+
+struct Epilogue {
+    const float* bias = nullptr;  // length N, added to every row; nullptr for none
+    Activation act = Activation::linear;
+    float act_param = 0.f;  // leaky_relu slope / elu alpha
+};
+
+// The fast path: packed, cache-blocked, ISA-dispatched, threaded.
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+          const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+          index_t ldc, const Epilogue& epilogue = {});
+
+// The specification: a plain triple loop with a double accumulator. Tests compare to it.
+void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+              const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+              index_t ldc, const Epilogue& epilogue = {});
+
+// Instruction set used by gemm: "avx512", "avx2" or "generic". Chosen once from cpuid/xgetbv
+// (PYNN_ISA overrides); set_gemm_isa returns false for a name the CPU cannot run.
+const char* gemm_isa();
+bool set_gemm_isa(const char* name);
+bool cpu_supports_isa(const char* name);
+
+// Single-thread peak of an ISA's FMA loop in GFLOP/s, measured for about `seconds`
+// (best ~1 ms chunk); -1 if the CPU cannot run that ISA.
+double fma_peak_gflops(const char* isa, double seconds);
+
+}  // namespace pynn

@@ -1,0 +1,52 @@
+// Element-wise, reduction, loss and optimizer kernels of the CPU backend. Row-major float32,
+// contiguous; sizes are element counts or (rows, cols). All formulas follow Keras 3 and match
+// pynn/backend/numpy_backend.py, which is their reference.
+#pragma once
+#include "pynn/common.h"
+
+namespace pynn {
+
+// ---- activations -------------------------------------------------------------------------
+void activation_forward(Activation act, float param, const float* z, float* y, index_t n);
+// dz = dy * f'(.): y is the forward output; z (pre-activation) is read only for gelu and may
+// be nullptr otherwise. dz may alias dy.
+void activation_backward(Activation act, float param, const float* z, const float* y,
+                         const float* dy, float* dz, index_t n);
+void softmax_forward(const float* z, float* y, index_t rows, index_t cols);  // y may alias z
+// dz = y * (dy - sum(dy * y, row)); dz may alias dy.
+void softmax_backward(const float* y, const float* dy, float* dz, index_t rows, index_t cols);
+
+// ---- reductions --------------------------------------------------------------------------
+void bias_grad(const float* dz, float* db, index_t rows, index_t cols);  // db = sum over rows
+
+// ---- losses: return the SUM of per-element (per-row for softmax CE) losses in double and
+// write grad = d(sum)/d(input) * grad_scale. Targets have the prediction's shape, except
+// sparse labels (one int32 per row, checked in range by the caller). grad may alias pred or
+// target; dlogits may alias logits (not targets).
+double softmax_xent_sparse(const float* logits, const std::int32_t* labels, float* dlogits,
+                           index_t rows, index_t cols, float grad_scale);
+double softmax_xent_dense(const float* logits, const float* targets, float* dlogits,
+                          index_t rows, index_t cols, float grad_scale);
+double mse_loss(const float* pred, const float* target, float* grad, index_t n, float grad_scale);
+double mae_loss(const float* pred, const float* target, float* grad, index_t n, float grad_scale);
+double huber_loss(const float* pred, const float* target, float* grad, index_t n, float delta,
+                  float grad_scale);
+// from_logits: pred are logits (stable form); else probabilities clipped to [eps, 1 - eps].
+double bce_loss(const float* pred, const float* target, float* grad, index_t n, bool from_logits,
+                float eps, float grad_scale);
+
+// ---- optimizers: one fused pass, in place --------------------------------------------------
+// w, g and the slot buffers must not overlap (the loops use __restrict pointers).
+void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
+                bool nesterov);  // velocity may be nullptr when momentum == 0
+// Adam (weight_decay = 0) and AdamW (decoupled: w -= lr * weight_decay * w first).
+// step is the 1-based update count, used for bias correction.
+// beta1, beta2 and rho are double so that 1 - beta is formed before rounding to float, as
+// Keras does (1.f - 0.999f is 1.3e-5 off float(1 - 0.999), which shows in parity tests).
+void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
+                 double beta2, float eps, float weight_decay, std::int64_t step);
+void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
+                    float lr, double rho, float momentum, float eps);  // momentum_buf nullable if momentum == 0
+void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps);
+
+}  // namespace pynn

@@ -1,0 +1,168 @@
+"""The C++ element-wise, loss and optimizer kernels against the numpy float64 reference, on
+fresh random inputs of awkward sizes (1, 3, 17, 129, non-multiples of the vector width)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import requires_backend
+from pynn.activations import NAMES
+from pynn.backend import get_backend
+
+pytestmark = requires_backend("cpu")
+
+SHAPES = [(1, 1), (1, 3), (3, 17), (17, 129), (129, 10), (257, 33), (70000, 2)]
+REF = get_backend("numpy")
+
+
+@pytest.fixture
+def cpu():
+    return get_backend("cpu")
+
+
+def f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def ref64(fn, *arrays, **kw):
+    return fn(*[np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray)
+                and a.dtype.kind == "f" else a for a in arrays], **kw)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("act", NAMES)
+def test_activation_forward_backward(cpu, rng, shape, act):
+    z = f32(rng.normal(size=shape) * 3)
+    param = {"leaky_relu": 0.2, "elu": 1.0}.get(act, 0.0)
+    y = cpu.activation_forward(act, z, param)
+    y_ref = ref64(REF.activation_forward, act, z, param)
+    np.testing.assert_allclose(y, y_ref, rtol=2e-6, atol=2e-6)
+    dy = f32(rng.normal(size=shape))
+    dz = cpu.activation_backward(act, param, z, y, dy)
+    # The reference gets the same float32 y, so relu's mask agrees exactly.
+    dz_ref = ref64(REF.activation_backward, act, param, z, y, dy)
+    np.testing.assert_allclose(dz, dz_ref, rtol=1e-5, atol=1e-5)
+    assert dz.dtype == np.float32 and y.dtype == np.float32
+
+
+def test_softmax_extreme_logits(cpu):
+    z = f32([[1000, 0, -1000], [-1000, -1000, -1000], [88, 89, 90]])
+    y = cpu.softmax_forward(z)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, REF.softmax_forward(z.astype(np.float64)), atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bias_grad(cpu, rng, shape):
+    dz = f32(rng.normal(size=shape))
+    np.testing.assert_allclose(cpu.bias_grad(dz), dz.astype(np.float64).sum(axis=0),
+                               rtol=1e-5, atol=1e-4 * np.sqrt(shape[0]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (129, 10), (5, 1000), (257, 3)])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_softmax_cross_entropy(cpu, rng, shape, sparse):
+    logits = f32(rng.normal(size=shape) * 5)
+    labels = rng.integers(0, shape[1], size=shape[0])
+    targets = labels.astype(np.int32) if sparse else f32(np.eye(shape[1])[labels])
+    scale = 1.0 / shape[0]
+    loss, grad = cpu.softmax_cross_entropy(logits, targets, sparse, scale)
+    ref_targets = targets if sparse else targets.astype(np.float64)
+    loss_ref, grad_ref = REF.softmax_cross_entropy(logits.astype(np.float64), ref_targets,
+                                                   sparse, scale)
+    assert np.isclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_cross_entropy_extreme_and_bad_labels(cpu):
+    logits = f32([[1000, -1000], [-1000, 1000]])
+    loss, grad = cpu.softmax_cross_entropy(logits, np.array([1, 1], np.int32), True, 1.0)
+    assert np.isfinite(loss) and np.isclose(loss, 2000, rtol=1e-6)
+    assert np.isfinite(grad).all()
+    with pytest.raises(ValueError, match="2"):
+        cpu.softmax_cross_entropy(logits, np.array([0, 2], np.int32), True, 1.0)
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
+@pytest.mark.parametrize("kind", ["mse", "mae", "huber"])
+def test_regression_losses(cpu, rng, n, kind):
+    pred, target = f32(rng.normal(size=(n, 1)) * 2), f32(rng.normal(size=(n, 1)))
+    loss, grad = cpu.regression_loss(kind, pred, target, 1.0 / n, delta=1.0)
+    loss_ref, grad_ref = REF.regression_loss(kind, pred.astype(np.float64),
+                                             target.astype(np.float64), 1.0 / n, delta=1.0)
+    assert np.isclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-7 / n)
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_binary_cross_entropy(cpu, rng, n, from_logits):
+    pred = f32(rng.normal(size=(n, 1)) * 4) if from_logits else f32(rng.uniform(0, 1, (n, 1)))
+    target = f32(rng.integers(0, 2, size=(n, 1)))
+    loss, grad = cpu.binary_cross_entropy(pred, target, from_logits, 1e-7, 1.0 / n)
+    loss_ref, grad_ref = REF.binary_cross_entropy(pred.astype(np.float64),
+                                                  target.astype(np.float64), from_logits,
+                                                  1e-7, 1.0 / n)
+    assert np.isclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-4, atol=1e-6 / n)
+
+
+def test_bce_extreme_logits(cpu):
+    pred = f32([[1000], [-1000], [0]])
+    loss, grad = cpu.binary_cross_entropy(pred, f32([[0], [1], [1]]), True, 1e-7, 1.0)
+    assert np.isclose(loss, 2000 + np.log(2), rtol=1e-6)
+    np.testing.assert_allclose(grad, [[1], [-1], [-0.5]], atol=1e-6)
+
+
+def _opt_state(rng, n):
+    w, g = rng.normal(size=n), rng.normal(size=n)
+    s1, s2 = np.abs(rng.normal(size=n)) * 0.1, np.abs(rng.normal(size=n)) * 0.1
+    return w, g, s1, s2
+
+
+OPTIMIZER_CASES = {
+    "sgd": lambda b, w, g, s1, s2: b.sgd_update(w, g, None, 0.1, 0.0, False),
+    "momentum": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, False),
+    "nesterov": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, True),
+    "adam": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.0, 3),
+    "adamw": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.01, 1),
+    "rmsprop": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, None, 1e-3, 0.9, 0.0, 1e-7),
+    "rmsprop_momentum": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, s2, 1e-3, 0.9, 0.5,
+                                                                 1e-7),
+    "adagrad": lambda b, w, g, s1, s2: b.adagrad_update(w, g, s1, 0.01, 1e-7),
+}
+
+
+@pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
+def test_optimizer_updates(cpu, rng, n, name):
+    state64 = _opt_state(rng, n)
+    state32 = [f32(a) for a in state64]
+    OPTIMIZER_CASES[name](cpu, *state32)
+    OPTIMIZER_CASES[name](REF, *state64)
+    for got, want in zip(state32, state64):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["dtype", "shape", "noncontig", "readonly"])
+def test_kernel_bindings_reject_bad_arrays(cpu, bad):
+    C = cpu._C
+    z = np.zeros((4, 3), np.float32)
+    out = np.zeros((4, 3), np.float32)
+    if bad == "dtype":
+        with pytest.raises(TypeError, match="float32"):
+            C.activation_forward(1, 0.0, z.astype(np.float64), out)
+    elif bad == "shape":
+        with pytest.raises(ValueError, match="shape"):
+            C.activation_forward(1, 0.0, z, np.zeros((4, 2), np.float32))
+    elif bad == "noncontig":
+        with pytest.raises(ValueError, match="contiguous"):
+            C.activation_forward(1, 0.0, np.zeros((4, 6), np.float32)[:, ::2], out)
+    else:
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            C.activation_forward(1, 0.0, z, out)
+    with pytest.raises(ValueError, match="step"):
+        w = np.zeros(3, np.float32)
+        C.adam_update(w, w.copy(), w.copy(), w.copy(), 0.1, 0.9, 0.999, 1e-7, 0.0, 0)

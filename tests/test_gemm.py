@@ -1,0 +1,249 @@
+"""The CPU GEMM against numpy (float64) and its naive reference: every transpose case,
+awkward sizes, leading dimensions, alpha/beta, the fused epilogue, every ISA this CPU runs,
+1 and 2 threads; binding fuzzing; the thread pool across fork."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pynn
+from conftest import requires_backend
+from pynn.backend.cpu_backend import ACTIVATION_CODES
+
+pytestmark = requires_backend("cpu")
+_C = pytest.importorskip("pynn._C")
+
+ISAS = [isa for isa in ("generic", "avx2", "avx512") if _C.cpu_supports_isa(isa)]
+SIZES = [1, 2, 3, 7, 17, 31, 33, 64, 129, 257]
+REF = pynn.get_backend("numpy")
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    previous = _C.gemm_isa()
+    _C.set_gemm_isa(request.param)
+    yield request.param
+    _C.set_gemm_isa(previous)
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
+def threads(request):
+    previous = _C.num_threads()
+    _C.set_num_threads(request.param)
+    assert _C.num_threads() == request.param
+    yield request.param
+    _C.set_num_threads(previous)
+
+
+def reference(a, b, ta, tb, alpha=1.0, beta=0.0, c=None, bias=None, act="linear", param=0.0):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    z = alpha * ((a64.T if ta else a64) @ (b64.T if tb else b64))
+    if beta:
+        z += beta * c.astype(np.float64)
+    if bias is not None:
+        z += bias
+    return REF.activation_forward(act, z, param)
+
+
+def tolerance(k):
+    return 1e-5 * np.sqrt(max(k, 1)) + 1e-6
+
+
+def operands(rng, m, k, n, ta, tb):
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    return a, b
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_all_sizes_and_transposes(rng, isa, threads, ta, tb):
+    for m in SIZES:
+        for n in SIZES:
+            k = int(rng.choice(SIZES))
+            a, b = operands(rng, m, k, n, ta, tb)
+            got = _C.gemm(a, b, ta, tb)
+            np.testing.assert_allclose(got, reference(a, b, ta, tb), rtol=tolerance(k),
+                                       atol=tolerance(k) * np.sqrt(k), err_msg=f"{m}x{k}x{n}")
+
+
+@pytest.mark.parametrize("m,k,n", [(128, 784, 256), (256, 1024, 1024), (32, 64, 64),
+                                   (300, 500, 200), (1, 1000, 1), (1000, 1, 1000)])
+def test_large_shapes(rng, isa, threads, m, k, n):
+    for ta, tb in [(False, False), (False, True), (True, False)]:
+        a, b = operands(rng, m, k, n, ta, tb)
+        np.testing.assert_allclose(_C.gemm(a, b, ta, tb), reference(a, b, ta, tb),
+                                   rtol=1e-4, atol=tolerance(k) * np.sqrt(k))
+
+
+@pytest.mark.parametrize("act", list(ACTIVATION_CODES))
+def test_epilogue_alpha_beta(rng, isa, threads, act):
+    param = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)
+    for m, k, n in [(1, 1, 1), (3, 17, 5), (33, 129, 65), (130, 70, 47)]:
+        a, b = operands(rng, m, k, n, False, False)
+        bias = rng.standard_normal(n).astype(np.float32)
+        c = rng.standard_normal((m, n)).astype(np.float32)
+        want = reference(a, b, False, False, 0.5, -1.5, c, bias, act, param)
+        got = _C.gemm(a, b, False, False, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES[act],
+                      param)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        # beta = 0: out is write-only, NaN in it must not leak through
+        out = np.full((m, n), np.nan, np.float32)
+        _C.gemm(a, b, False, False, 1.0, 0.0, out, bias, ACTIVATION_CODES[act], param)
+        np.testing.assert_allclose(out, reference(a, b, False, False, bias=bias, act=act,
+                                                  param=param), rtol=1e-4, atol=1e-4)
+
+
+def test_leading_dimensions(rng, isa, threads):
+    """Row slices of bigger arrays (ld > cols) work without a copy, for a, b and out."""
+    big_a = rng.standard_normal((40, 50), dtype=np.float32)
+    big_b = rng.standard_normal((60, 70), dtype=np.float32)
+    big_c = np.zeros((45, 80), np.float32)
+    a, b = big_a[3:20, 5:38], big_b[1:34, 2:31]  # (17, 33) @ (33, 29)
+    out = big_c[2:19, 7:36]
+    _C.gemm(a, b, False, False, 1.0, 0.0, out)
+    np.testing.assert_allclose(out, reference(a, b, False, False), rtol=1e-5, atol=1e-5)
+    assert (big_c[:2] == 0).all() and (big_c[:, :7] == 0).all() and (big_c[:, 36:] == 0).all()
+
+
+def test_matches_naive_reference(rng, isa):
+    for m, k, n in [(5, 3, 7), (129, 17, 33)]:
+        a, b = operands(rng, m, k, n, True, False)
+        bias = rng.standard_normal(n).astype(np.float32)
+        got = _C.gemm(a, b, True, False, 1.0, 0.0, None, bias, 4, 0.0)
+        ref = _C.gemm_ref(a, b, True, False, 1.0, 0.0, None, bias, 4, 0.0)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_sizes():
+    a = np.zeros((0, 5), np.float32)
+    assert _C.gemm(a, np.zeros((5, 3), np.float32)).shape == (0, 3)
+    c = np.ones((2, 3), np.float32)
+    out = _C.gemm(np.zeros((2, 0), np.float32), np.zeros((0, 3), np.float32), False, False,
+                  1.0, 2.0, c, np.ones(3, np.float32))
+    np.testing.assert_array_equal(out, np.full((2, 3), 3.0))
+
+
+def test_binding_errors():
+    a, b = np.zeros((3, 4), np.float32), np.zeros((5, 6), np.float32)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(5, 6\)|inner"):
+        _C.gemm(a, b)
+    with pytest.raises(TypeError, match="float32"):
+        _C.gemm(a.astype(np.float64), np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="2-d"):
+        _C.gemm(np.zeros(4, np.float32), np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="stride"):
+        _C.gemm(np.zeros((4, 3), np.float32).T, np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        _C.gemm(a, np.zeros((4, 2), np.float32), False, False, 1.0, 0.0, None,
+                np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="beta"):
+        _C.gemm(a, np.zeros((4, 2), np.float32), False, False, 1.0, 1.0)
+    with pytest.raises(ValueError):
+        _C.gemm(a, np.zeros((4, 2), np.float32), False, False, 1.0, 0.0,
+                np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="activation"):
+        _C.gemm(a, np.zeros((4, 2), np.float32), False, False, 1.0, 0.0, None, None, 99)
+    ro = np.zeros((3, 2), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only|writ"):
+        _C.gemm(a, np.zeros((4, 2), np.float32), False, False, 1.0, 0.0, ro)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(0, 40), k=st.integers(0, 40), n=st.integers(0, 40),
+       k2=st.integers(0, 40), ta=st.booleans(), tb=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float32, np.float64, np.int32, np.float16]),
+       layout=st.sampled_from(["c", "f", "strided", "misaligned", "sliced"]),
+       with_bias=st.booleans(), bias_len=st.integers(0, 41))
+def test_fuzz_bindings_never_crash(m, k, n, k2, ta, tb, dtype, layout, with_bias, bias_len):
+    """Random shapes, dtypes and layouts: a correct result or a clear exception, never a crash."""
+    rng = np.random.default_rng(m * 10007 + k * 101 + n)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k2) if tb else (k2, n)).astype(dtype)
+    if layout == "f":
+        a = np.asfortranarray(a)
+    elif layout == "strided":
+        a = np.repeat(a, 2, axis=1)[:, ::2]
+    elif layout == "misaligned" and a.size:
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        a = np.frombuffer(raw[1:1 + a.nbytes].data, dtype=a.dtype).reshape(a.shape)
+    elif layout == "sliced":
+        a = np.pad(a, ((0, 0), (0, 3)))[:, :a.shape[1]]
+    bias = rng.standard_normal(bias_len).astype(np.float32) if with_bias else None
+    try:
+        got = _C.gemm(a, b, ta, tb, 1.0, 0.0, None, bias, 1, 0.0)
+    except (ValueError, TypeError) as exc:
+        assert str(exc)  # a message, not an empty error
+        return
+    assert a.dtype == np.float32 and b.dtype == np.float32 and k == k2
+    want = reference(a, b, ta, tb, bias=bias, act="relu")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_isa_environment_switch():
+    """PYNN_ISA forces the instruction set; an unsupported one warns and falls back."""
+    code = "import pynn._C as C; print(C.gemm_isa())"
+    for isa in ISAS:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYNN_ISA": isa})
+        assert out.stdout.strip() == isa, out.stderr
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
+                         text=True, env={**os.environ, "PYNN_ISA": "sse9"})
+    assert out.stdout.strip() in ISAS and "sse9" in out.stderr
+    with pytest.raises(ValueError, match="supported"):
+        _C.set_gemm_isa("sse9")
+
+
+def test_pool_survives_fork():
+    """A forked child (multiprocessing's default) can run threaded kernels; no hang."""
+    code = (
+        "import os, sys, numpy as np, pynn._C as C\n"
+        "C.set_num_threads(2)\n"
+        "a = np.ones((512, 512), np.float32)\n"
+        "C.gemm(a, a)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    r = C.gemm(a, a)\n"
+        "    os._exit(0 if r[0, 0] == 512 and C.num_threads() == 2 else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert C.gemm(a, a)[0, 0] == 512\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_set_num_threads_is_obeyed():
+    previous = _C.num_threads()
+    try:
+        for n in (1, 3, 2):
+            pynn.set_num_threads(n)
+            assert pynn.get_num_threads() == n
+        with pytest.raises(ValueError):
+            pynn.set_num_threads(0)
+    finally:
+        _C.set_num_threads(previous)
+
+
+def test_num_threads_environment():
+    out = subprocess.run([sys.executable, "-c", "import pynn._C as C; print(C.num_threads())"],
+                         capture_output=True, text=True, env={**os.environ, "PYNN_NUM_THREADS": "3"})
+    assert out.stdout.strip() == "3", out.stderr
+
+
+def test_public_ops_gemm(rng):
+    a, b = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+    bias = rng.standard_normal(4)
+    got = pynn.ops.gemm(a, b, trans_b=True, bias=bias, activation="relu")
+    np.testing.assert_allclose(got, np.maximum(a @ b.T + bias, 0), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="inner"):
+        pynn.ops.gemm(a, b)
+    with pytest.raises(ValueError, match="bias"):
+        pynn.ops.gemm(a, b, trans_b=True, bias=np.zeros(3))
