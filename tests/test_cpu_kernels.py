@@ -166,3 +166,37 @@ def test_kernel_bindings_reject_bad_arrays(cpu, bad):
     with pytest.raises(ValueError, match="step"):
         w = np.zeros(3, np.float32)
         C.adam_update(w, w.copy(), w.copy(), w.copy(), 0.1, 0.9, 0.999, 1e-7, 0.0, 0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.integers(0, 20), cols=st.integers(0, 20), out_rows=st.integers(0, 20),
+       dtype=st.sampled_from([np.float32, np.float32, np.float64, np.int32]),
+       layout=st.sampled_from(["c", "f", "strided"]), label_shift=st.integers(-2, 2))
+def test_fuzz_kernel_bindings_never_crash(rows, cols, out_rows, dtype, layout, label_shift):
+    """Random shapes/dtypes/layouts into the element-wise bindings: a result or an exception."""
+    C = get_backend("cpu")._C
+    rng = np.random.default_rng(rows * 31 + cols)
+    z = rng.standard_normal((rows, cols)).astype(dtype)
+    if layout == "f":
+        z = np.asfortranarray(z)
+    elif layout == "strided":
+        z = np.repeat(z, 2, axis=1)[:, ::2]
+    out = np.zeros((out_rows, cols), np.float32)
+    labels = (np.arange(rows) % max(cols, 1) + label_shift).astype(np.int32)
+    calls = [
+        lambda: C.activation_forward(1, 0.0, z, out),
+        lambda: C.softmax_forward(z, out),
+        lambda: C.bias_grad(z, np.zeros(cols, np.float32)),
+        lambda: C.softmax_xent_sparse(z, labels, out, 1.0),
+        lambda: C.mse_loss(z, z, out, 1.0),
+        lambda: C.adam_update(out, z, out.copy(), out.copy(), 0.1, 0.9, 0.999, 1e-7, 0.0, 1),
+    ]
+    for call in calls:
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            assert str(exc)
