@@ -26,11 +26,17 @@ def time_call(fn, min_time=0.05):
         n = max(n * 2, int(n * min_time / max(dt, 1e-9)) + 1)
 
 
-def interleaved(fns: dict, repeats=5, min_time=0.05):
-    """{name: median seconds per call}, the candidates measured in turn, `repeats` rounds."""
+def interleaved(fns: dict, repeats=5, min_time=0.05, settle=0.25):
+    """{name: median seconds per call}, the candidates measured in turn, `repeats` rounds.
+
+    `settle` seconds of idleness precede each measurement: OpenBLAS' and OpenMP's workers
+    spin for up to ~0.1 s after a call and would otherwise steal the core of whatever runs
+    next (measured here: pynn's 2-thread GEMM right after numpy.matmul ran at 1-thread speed).
+    """
     samples = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(settle)
             samples[name].append(time_call(fn, min_time))
     return {name: statistics.median(s) for name, s in samples.items()}
 

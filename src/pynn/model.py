@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, data
+from . import engine as engine_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import get_backend
-from .callbacks import CallbackList, History
+from .callbacks import Callback, CallbackList, History
+from .engine import epoch_order
 from .layers import InputLayer, Layer, get_class
 from .layers.base import unique_name
 from .progress import EpochProgress
@@ -36,6 +38,8 @@ class Sequential:
         self._metric_specs = []
         self._metrics = []
         self._fused = False
+        self._predict_cache = None
+        self.engine_reason = None  # why the last fit could not use the native engine
         for layer in layers or []:
             self.add(layer)
 
@@ -217,8 +221,14 @@ class Sequential:
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs."""
+            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
+            engine="auto"):
+        """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
+
+        engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
+        'native' insists (ValueError naming what prevents it), 'layers' forces the Python
+        layer-by-layer path (the reference the native engine is tested against).
+        """
         self._prepare_compiled()
         batch_size = data.check_batch_size(batch_size, 32)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -247,34 +257,53 @@ class Sequential:
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
         n = x.shape[0]
         steps = -(-n // batch_size)
+        native = self._native_engine(engine, batch_size)
         history = History()
-        cbs = CallbackList([history, *(callbacks or [])], self,
-                           {"epochs": epochs, "steps": steps, "verbose": verbose})
+        user_callbacks = list(callbacks or [])
+        cbs = CallbackList([history, *user_callbacks], self,
+                           {"epochs": epochs, "steps": steps, "verbose": verbose,
+                            "engine": "native" if native else "layers"})
+        # The native engine runs chunks of batches between returns to Python; per-batch
+        # callbacks get exactly one batch per chunk, else the bar advances ~20 times an epoch.
+        batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
+        chunk = 1 if batch_hooks else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)
+        metric_names = [name for name, _ in self._metrics]
         self.stop_training = False
         cbs.call("on_train_begin", {})
         try:
             for epoch in range(initial_epoch, epochs):
                 cbs.call("on_epoch_begin", epoch, {})
                 progress.epoch_begin(epoch)
-                order = config.rng().permutation(n) if shuffle else np.arange(n)
+                order = epoch_order(n, shuffle)
                 sums = {}
                 seen = 0
-                for step in range(steps):
-                    idx = order[step * batch_size:(step + 1) * batch_size]
-                    cbs.call("on_train_batch_begin", step, {})
-                    xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
-                    loss, out = self._train_step(xb, yb)
-                    batch_logs = {"loss": loss, **self._batch_metrics(yb, out)}
-                    k = len(idx)
-                    seen += k
-                    for key, v in batch_logs.items():
-                        sums[key] = sums.get(key, 0.0) + v * k
-                    running = {key: v / seen for key, v in sums.items()}
-                    progress.batch_end(step, running)
-                    cbs.call("on_train_batch_end", step, batch_logs)
-                    if self.stop_training:
-                        break
+                step = 0
+                while step < steps and not self.stop_training:
+                    if native is not None:
+                        last = min(step + chunk, steps)
+                        if batch_hooks:
+                            cbs.call("on_train_batch_begin", step, {})
+                        rows = native.train(xd, yd, order, step, last, batch_size)
+                        batches = [(s, {"loss": float(r[0]),
+                                        **{k: float(v) for k, v in zip(metric_names, r[1:])}})
+                                   for s, r in zip(range(step, last), rows)]
+                    else:
+                        last = step + 1
+                        idx = order[step * batch_size:last * batch_size]
+                        cbs.call("on_train_batch_begin", step, {})
+                        xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
+                        loss, out = self._train_step(xb, yb)
+                        batches = [(step, {"loss": loss, **self._batch_metrics(yb, out)})]
+                    for s, batch_logs in batches:
+                        k = min(batch_size, n - s * batch_size)
+                        seen += k
+                        for key, v in batch_logs.items():
+                            sums[key] = sums.get(key, 0.0) + v * k
+                        progress.batch_end(s, {key: v / seen for key, v in sums.items()})
+                        if native is None or batch_hooks:
+                            cbs.call("on_train_batch_end", s, batch_logs)
+                    step = last
                 logs = {key: v / seen for key, v in sums.items()}
                 if x_val is not None:
                     val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
@@ -287,6 +316,20 @@ class Sequential:
             progress.close()
         cbs.call("on_train_end", {})
         return history
+
+    def _native_engine(self, engine, batch_size):
+        """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
+        if engine not in ("auto", "native", "layers"):
+            raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
+        if engine == "layers":
+            return None
+        reason = engine_mod.unsupported_reason(self)
+        self.engine_reason = reason
+        if reason is not None:
+            if engine == "native":
+                raise ValueError(f"the native engine cannot train this model: {reason}")
+            return None
+        return engine_mod.NativeEngine(self, batch_size)
 
     def train_on_batch(self, x, y, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) before the step."""
@@ -340,6 +383,9 @@ class Sequential:
         x = self._inputs(x)
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
+        native = self._predict_engine()
+        if native is not None:
+            return native.predict(x)
         b = self.backend
         outs = []
         for start in range(0, x.shape[0], batch_size):
@@ -349,6 +395,18 @@ class Sequential:
 
     def __call__(self, x):
         return self.predict(x)
+
+    def _predict_engine(self):
+        """The native forward pass for predict (cached while the weights stay the same arrays)."""
+        if engine_mod.unsupported_reason(self, for_training=False) is not None:
+            return None
+        key = tuple((id(l), getattr(l, "activation", None)) for l in self.layers) + \
+            tuple(id(p.value) for p in self.params)
+        cached = self._predict_cache
+        if cached is None or cached[0] != key:
+            cached = self._predict_cache = (key, engine_mod.NativeEngine(self, _PREDICT_BATCH,
+                                                                         training=False))
+        return cached[1]
 
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
@@ -400,7 +458,13 @@ class Sequential:
         trainable = sum(int(np.prod(p.shape)) for p in self.params if p.trainable)
         lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}",
-                  f"Backend: {(self.backend or get_backend()).name}", line]
+                  f"Backend: {(self.backend or get_backend()).name}"]
+        if self.compiled and self.built:
+            self._prepare_compiled()
+            reason = engine_mod.unsupported_reason(self)
+            lines.append("Training engine: native (whole steps in C++)" if reason is None
+                         else f"Training engine: layers (native engine not used: {reason})")
+        lines.append(line)
         print_fn("\n".join(lines))
 
     def get_config(self):
@@ -413,3 +477,9 @@ class Sequential:
         layers = [get_class(entry["class_name"], custom_objects).from_config(entry["config"])
                   for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+def _overrides_batch_hooks(callback):
+    cls = type(callback)
+    return any(getattr(cls, hook) is not getattr(Callback, hook)
+               for hook in ("on_train_batch_begin", "on_train_batch_end"))

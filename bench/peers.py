@@ -1,0 +1,142 @@
+"""Each library's trainer for a Workload, all with Adam (lr 1e-3), the same batch size and
+float32: pynn (native engine and layer path), PyTorch CPU, scikit-learn MLP, Keras 3 on TF.
+
+A trainer is make(workload, x, y) -> object with .epoch() -> mean training loss of that epoch
+(full pass, shuffled) and .predict_one(row) for single-row latency. Peers are written the way
+their users get the best speed (tensor indexing instead of DataLoader, inference_mode, ...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pynn_trainer(engine):
+    def make(w, x, y):
+        import pynn
+
+        pynn.set_seed(0)
+        layers = [pynn.Input((w.layers[0],))]
+        layers += [pynn.Dense(h, activation="relu") for h in w.layers[1:-1]]
+        layers.append(pynn.Dense(w.layers[-1],
+                                 activation="softmax" if w.loss == "xent" else None))
+        model = pynn.Sequential(layers)
+        model.compile(optimizer=pynn.optimizers.Adam(1e-3),
+                      loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse",
+                      backend="cpu")
+
+        class T:
+            def epoch(self):
+                h = model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0, engine=engine)
+                return h.history["loss"][-1]
+
+            def predict_one(self, row):
+                return model.predict(row)
+        return T()
+    return make
+
+
+def torch_trainer(w, x, y):
+    import torch
+
+    torch.manual_seed(0)
+    mods = []
+    for a, b in zip(w.layers[:-2], w.layers[1:-1]):
+        mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    mods.append(torch.nn.Linear(w.layers[-2], w.layers[-1]))
+    model = torch.nn.Sequential(*mods)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss() if w.loss == "xent" else torch.nn.MSELoss()
+    X = torch.from_numpy(x)
+    Y = torch.from_numpy(y)
+    n = len(x)
+
+    class T:
+        def epoch(self):
+            perm = torch.randperm(n)
+            total = 0.0
+            model.train()
+            for i in range(0, n, w.batch):
+                idx = perm[i:i + w.batch]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[idx]), Y[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            return total / n
+
+        def predict_one(self, row):
+            with torch.inference_mode():
+                out = model(torch.from_numpy(row))
+                if w.loss == "xent":
+                    out = torch.softmax(out, dim=1)
+                return out.numpy()
+    return T()
+
+
+def sklearn_trainer(w, x, y):
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    cls = MLPClassifier if w.loss == "xent" else MLPRegressor
+    model = cls(hidden_layer_sizes=w.layers[1:-1], activation="relu", solver="adam",
+                alpha=0.0, batch_size=w.batch, learning_rate_init=1e-3, shuffle=True,
+                random_state=0)
+    classes = np.unique(y) if w.loss == "xent" else None
+    target = y if w.loss == "xent" else y.ravel()
+
+    class T:
+        def epoch(self):
+            if classes is not None:
+                model.partial_fit(x, target, classes=classes)
+            else:
+                model.partial_fit(x, target)
+            # scikit-learn's squared loss is half the MSE
+            return model.loss_ * (2 if w.loss == "mse" else 1)
+
+        def predict_one(self, row):
+            return model.predict_proba(row) if classes is not None else model.predict(row)
+    return T()
+
+
+def keras_trainer(w, x, y):
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((w.layers[0],))]
+    layers += [keras.layers.Dense(h, activation="relu") for h in w.layers[1:-1]]
+    layers.append(keras.layers.Dense(w.layers[-1],
+                                     activation="softmax" if w.loss == "xent" else None))
+    model = keras.Sequential(layers)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse")
+
+    class T:
+        def epoch(self):
+            return model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0).history["loss"][-1]
+
+        def predict_one(self, row):
+            return model(row, training=False)
+    return T()
+
+
+TRAINERS = {
+    "pynn": pynn_trainer("auto"),
+    "pynn-layers": pynn_trainer("layers"),
+    "torch": torch_trainer,
+    "sklearn": sklearn_trainer,
+    "keras": keras_trainer,
+}
+
+
+def available(name):
+    module = {"torch": "torch", "sklearn": "sklearn", "keras": "keras"}.get(name)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False

@@ -1,0 +1,38 @@
+"""pytest-benchmark: one training epoch per library on the BENCHMARKS.md workloads.
+
+    python -m pytest bench/test_bench_train.py --benchmark-only --benchmark-group-by=param:workload
+
+Compare within a group (same run). bench/compare_peers.py prints the same as samples/s with
+ratios, final losses and single-row predict latency.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from peers import TRAINERS, available
+from workloads import WORKLOADS, make_data
+
+_data = {}
+
+
+def data(name):
+    if name not in _data:
+        _data[name] = make_data(WORKLOADS[name])
+    return _data[name]
+
+
+@pytest.mark.parametrize("lib", list(TRAINERS))
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_train_epoch(benchmark, workload, lib):
+    if not available(lib):
+        pytest.skip(f"{lib} is not installed (pip install '.[bench]' and the peers)")
+    w = WORKLOADS[workload]
+    x, y = data(workload)
+    trainer = TRAINERS[lib](w, x, y)
+    trainer.epoch()  # warm-up
+    time.sleep(1.0)  # let other libraries' spinning threads sleep first
+    benchmark.pedantic(trainer.epoch, rounds=2, iterations=1)
+    benchmark.extra_info["samples_per_s"] = w.samples / benchmark.stats["median"]

@@ -1,0 +1,161 @@
+"""When the native engine can train a model, and how it is driven.
+
+The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
+C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
+Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
+folds into it) on the cpu backend in float32, the losses and optimizers of this package, and
+the built-in metrics. Anything else trains layer by layer; `unsupported_reason` says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import config, losses, metrics, optimizers
+from .layers import Activation, Dense, InputLayer
+from .backend.cpu_backend import ACTIVATION_CODES
+
+_SOFTMAX_CODE = 7
+_METRIC_NAMES = {
+    metrics.sparse_categorical_accuracy: "sparse_accuracy",
+    metrics.categorical_accuracy: "categorical_accuracy",
+    metrics.binary_accuracy: "binary_accuracy",
+    metrics.mean_squared_error: "mse",
+    metrics.mean_absolute_error: "mae",
+}
+_OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam",
+               optimizers.RMSprop: "rmsprop", optimizers.Adagrad: "adagrad"}
+
+
+def _native_module():
+    try:
+        from . import _C
+    except ImportError:
+        return None
+    return _C if hasattr(_C, "DenseEngine") else None
+
+
+def _dense_stack(model):
+    """[(dense, activation Spec)] with Activation layers folded in, or a reason string."""
+    stack = []
+    for layer in model.layers:
+        if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, Dense):
+            stack.append([layer, layer.activation])
+        elif isinstance(layer, Activation) and stack and stack[-1][1].name == "linear":
+            stack[-1][1] = layer.activation
+        else:
+            return f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively"
+    if not stack:
+        return "the model has no Dense layers"
+    for dense, act in stack[:-1]:
+        if act.name == "softmax":
+            return f"softmax inside the network (layer {dense.name!r})"
+    return stack
+
+
+def _loss_kind(loss, last_act):
+    """The engine's loss name for this loss and output activation, or None."""
+    if isinstance(loss, losses.CategoricalCrossentropy):  # sparse too (a subclass)
+        if last_act in ("softmax", "linear") and (last_act == "softmax") != loss.from_logits:
+            return "softmax_xent_sparse" if loss.sparse else "softmax_xent_dense"
+        return None
+    if isinstance(loss, losses.BinaryCrossentropy):
+        if last_act in ("sigmoid", "linear") and (last_act == "sigmoid") != loss.from_logits:
+            return "bce_logits"
+        return None if loss.from_logits or last_act == "softmax" else "bce"
+    if last_act == "softmax":
+        return None
+    return {losses.MeanSquaredError: "mse", losses.MeanAbsoluteError: "mae",
+            losses.Huber: "huber"}.get(type(loss))
+
+
+def unsupported_reason(model, for_training=True):
+    """None when the native engine can run this (compiled) model, else why not."""
+    if _native_module() is None:
+        return "pynn._C (with its DenseEngine) is not available"
+    if model.backend is None or model.backend.name != "cpu":
+        return f"the backend is {getattr(model.backend, 'name', None)!r}, not 'cpu'"
+    if config.floatx() != "float32":
+        return "floatx is not float32"
+    stack = _dense_stack(model)
+    if isinstance(stack, str):
+        return stack
+    if not for_training:
+        return None
+    last_act = stack[-1][1].name
+    if _loss_kind(model.loss, last_act) is None:
+        return f"loss {model.loss.name} with a {last_act} output"
+    if type(model.optimizer) not in _OPTIMIZERS:
+        return f"optimizer {type(model.optimizer).__name__}"
+    for name, fn in model._metrics:
+        if fn not in _METRIC_NAMES:
+            return f"metric {name!r}"
+    return None
+
+
+class NativeEngine:
+    """A DenseEngine bound to a model's weights (and optimizer state when training)."""
+
+    def __init__(self, model, batch_size, training=True):
+        _C = _native_module()
+        stack = _dense_stack(model)
+        dense = [d for d, _ in stack]
+        acts = [a for _, a in stack]
+        sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
+        codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
+        if training:
+            loss = model.loss
+            kind = _loss_kind(loss, acts[-1].name)
+            loss_param = loss.delta if kind == "huber" else getattr(loss, "epsilon", 0.0)
+            opt = model.optimizer
+            opt_name = _OPTIMIZERS[type(opt)]
+        else:
+            kind, loss_param, opt, opt_name = "mse", 0.0, None, "sgd"
+            if acts[-1].name == "softmax":
+                kind = "softmax_xent_dense"
+        self.params = [p for d in dense for p in d.params]
+        self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
+                                     [d.use_bias for d in dense], kind, float(loss_param),
+                                     opt_name, int(batch_size))
+        if opt is None:
+            state = [[] for _ in self.params]
+        else:
+            state = [list(opt._slots_for(p).values()) for p in self.params]
+        self.engine.bind([p.value for p in self.params], [d.trainable for d in dense], state)
+        self.key = tuple(id(p.value) for p in self.params)
+        self.metric_names = [_METRIC_NAMES[fn] for _, fn in model._metrics] if training else []
+        self.optimizer = opt
+        self.out_dim = sizes[-1]
+
+    def hyper(self):
+        opt = self.optimizer
+        return {"lr": opt.learning_rate, "momentum": getattr(opt, "momentum", 0.0),
+                "nesterov": getattr(opt, "nesterov", False),
+                "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
+                "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
+                "weight_decay": getattr(opt, "weight_decay", 0.0)}
+
+    def train(self, x, y, order, first, last, batch_size):
+        """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs."""
+        logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
+                                 self.optimizer.iterations, self.metric_names)
+        self.optimizer.iterations += last - first
+        return logs
+
+    def predict(self, x):
+        out = np.empty((x.shape[0], self.out_dim), dtype=np.float32)
+        self.engine.predict(x, out)
+        return out
+
+
+def epoch_order(n, shuffle):
+    """The epoch's sample order: a seeded shuffle (in C++ when compiled) or range(n)."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    seed = int(config.rng().integers(0, 2**63 - 1))
+    _C = _native_module()
+    if _C is not None:
+        return _C.shuffled_order(n, seed)
+    return np.random.default_rng(seed).permutation(n).astype(np.int64)
