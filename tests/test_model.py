@@ -90,7 +90,8 @@ def test_validation_split_takes_the_last_samples():
         return original(xb, yb)
 
     model._train_step = spy
-    model.fit(x, x, epochs=1, batch_size=3, validation_split=0.3, verbose=0, callbacks=[Spy()])
+    model.fit(x, x, epochs=1, batch_size=3, validation_split=0.3, verbose=0, callbacks=[Spy()],
+              engine="layers")
     assert sorted(seen) == list(range(7))
 
 

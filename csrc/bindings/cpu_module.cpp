@@ -6,6 +6,7 @@ namespace py = pybind11;
 
 void register_gemm(py::module_& m);
 void register_kernels(py::module_& m);
+void register_engine(py::module_& m);
 
 #ifndef PYNN_VERSION
 #define PYNN_VERSION "unknown"
@@ -30,4 +31,5 @@ PYBIND11_MODULE(_C, m) {
     m.attr("build_info") = info;
     register_gemm(m);
     register_kernels(m);
+    register_engine(m);
 }

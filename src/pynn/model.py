@@ -480,6 +480,9 @@ class Sequential:
 
 
 def _overrides_batch_hooks(callback):
-    cls = type(callback)
-    return any(getattr(cls, hook) is not getattr(Callback, hook)
-               for hook in ("on_train_batch_begin", "on_train_batch_end"))
+    """Whether a callback does anything per batch (a subclass method or a LambdaCallback hook)."""
+    for hook in ("on_train_batch_begin", "on_train_batch_end"):
+        fn = getattr(callback, hook)
+        if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
+            return True
+    return False

@@ -1,0 +1,307 @@
+// pynn._C bindings of the native Dense training engine (csrc/cpu/engine.h):
+//   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
+//   .bind(params, trainable, state)      keeps references to every bound array
+//   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics)
+//        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
+//   .predict(x, out)                     out = model outputs, every activation applied
+//   shuffled_order(n, seed) -> int64 permutation of range(n)
+// Every array is checked (type, dtype, ndim, shape, contiguity, writability, overlap) before
+// a pointer is taken; train validates indices and labels before touching the weights, so a
+// bad argument raises and never leaves a half-trained model. The GIL is released around the
+// work (validation included).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bindings/checks.h"
+#include "cpu/engine.h"
+
+namespace py = pybind11;
+
+namespace pynn::bind {
+namespace {
+
+py::array as_array(const py::handle& h, const std::string& name) {
+    if (!py::isinstance<py::array>(h))
+        throw py::type_error(name + ": expected a numpy array, got " +
+                             std::string(py::str(py::type::handle_of(h).attr("__name__"))));
+    return py::reinterpret_borrow<py::array>(h);
+}
+
+bool is_int_dtype(const py::array& a, int itemsize) {
+    const py::dtype d = a.dtype();
+    return d.kind() == 'i' && d.itemsize() == itemsize;
+}
+
+void check_c_contiguous(const py::array& a, const std::string& name) {
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(name + ": expected a C-contiguous array (use numpy.ascontiguousarray)");
+}
+
+// float32, C-contiguous, exactly `shape`.
+void check_float_shape(const py::array& a, const std::string& name, std::vector<index_t> shape,
+                       bool writable) {
+    if (!a.dtype().is(py::dtype::of<float>()))
+        throw py::type_error(name + ": expected dtype float32, got " + std::string(py::str(a.dtype())));
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) {
+        std::string s = "(";
+        for (size_t i = 0; i < shape.size(); ++i)
+            s += std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
+        throw py::value_error(name + ": expected shape " + s + "), got " + shape_str(a));
+    }
+    check_c_contiguous(a, name);
+    if (writable && !a.writeable()) throw py::value_error(name + ": array is read-only");
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+    if (a.nbytes() == 0 || b.nbytes() == 0) return false;
+    auto a0 = reinterpret_cast<std::uintptr_t>(a.data()), b0 = reinterpret_cast<std::uintptr_t>(b.data());
+    return a0 < b0 + static_cast<std::uintptr_t>(b.nbytes()) && b0 < a0 + static_cast<std::uintptr_t>(a.nbytes());
+}
+
+double hyper_value(const py::dict& hyper, const char* key, bool required, double dflt, const char* who) {
+    PyObject* v = PyDict_GetItemString(hyper.ptr(), key);  // borrowed
+    if (!v) {
+        if (required)
+            throw py::value_error(std::string("hyper: missing key '") + key + "' (needed by " + who + ")");
+        return dflt;
+    }
+    const double d = PyFloat_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        throw py::type_error(std::string("hyper['") + key + "']: expected a number, got " +
+                             std::string(py::str(py::type::handle_of(py::handle(v)).attr("__name__"))));
+    }
+    return d;
+}
+
+class PyDenseEngine {
+public:
+    PyDenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& activations,
+                  const std::vector<float>& act_params, const std::vector<bool>& use_bias,
+                  const std::string& loss, float loss_param, const std::string& optimizer,
+                  index_t max_batch)
+        : eng_(sizes, activations, act_params, use_bias, parse_engine_loss(loss), loss_param,
+               parse_engine_optimizer(optimizer), max_batch) {}
+
+    void bind(const py::sequence& params, const py::sequence& trainable, const py::sequence& state) {
+        const int L = eng_.n_layers();
+        size_t n_params = 0;
+        for (int i = 0; i < L; ++i) n_params += eng_.has_bias(i) ? 2 : 1;
+        if (params.size() != n_params)
+            throw py::value_error("params: expected " + std::to_string(n_params) +
+                                  " arrays [W0, b0, W1, ...] (b omitted where use_bias is False), got " +
+                                  std::to_string(params.size()));
+        if (trainable.size() != static_cast<size_t>(L))
+            throw py::value_error("trainable: expected " + std::to_string(L) + " flags (one per layer), got " +
+                                  std::to_string(trainable.size()));
+        if (state.size() != n_params)
+            throw py::value_error("state: expected " + std::to_string(n_params) +
+                                  " lists (one per param), got " + std::to_string(state.size()));
+        int min_slots = 0, max_slots = 0;
+        const char* slots_doc = "";
+        switch (eng_.optimizer()) {
+            case EngineOptimizer::sgd: min_slots = 0, max_slots = 1, slots_doc = "[] or [velocity]"; break;
+            case EngineOptimizer::adam: min_slots = max_slots = 2, slots_doc = "[m, v]"; break;
+            case EngineOptimizer::rmsprop: min_slots = 1, max_slots = 2, slots_doc = "[velocity] or [velocity, momentum]"; break;
+            case EngineOptimizer::adagrad: min_slots = max_slots = 1, slots_doc = "[accumulator]"; break;
+        }
+        std::vector<py::array> arrays;  // every bound array, for the overlap check and refs
+        std::vector<float*> ptrs;
+        std::vector<bool> train_flags;
+        std::vector<std::vector<float*>> slot_ptrs;
+        for (int i = 0; i < L; ++i) {
+            const int r = PyObject_IsTrue(py::object(trainable[i]).ptr());
+            if (r < 0) throw py::error_already_set();
+            train_flags.push_back(r != 0);
+        }
+        size_t k = 0;
+        for (int i = 0; i < L; ++i) {
+            for (int j = 0; j < (eng_.has_bias(i) ? 2 : 1); ++j, ++k) {
+                std::vector<index_t> shape = j == 0 ? std::vector<index_t>{eng_.layer_in(i), eng_.layer_out(i)}
+                                                    : std::vector<index_t>{eng_.layer_out(i)};
+                const std::string pname = "params[" + std::to_string(k) + "] (" + (j == 0 ? "W" : "b") + std::to_string(i) + ")";
+                py::array p = as_array(params[k], pname);
+                check_float_shape(p, pname, shape, true);
+                arrays.push_back(p);
+                ptrs.push_back(static_cast<float*>(p.mutable_data()));
+                py::object st = state[k];
+                if (!py::isinstance<py::sequence>(st) || py::isinstance<py::str>(st))
+                    throw py::type_error("state[" + std::to_string(k) + "]: expected a list of arrays");
+                py::sequence slots = py::reinterpret_borrow<py::sequence>(st);
+                const int ns = static_cast<int>(slots.size());
+                // Frozen parameters may come without slots.
+                const bool frozen_empty = !train_flags[i] && ns == 0;
+                if (!frozen_empty && (ns < min_slots || ns > max_slots))
+                    throw py::value_error("state[" + std::to_string(k) + "]: expected " + slots_doc +
+                                          " for this optimizer, got " + std::to_string(ns) + " array(s)");
+                std::vector<float*> sp;
+                for (int s = 0; s < ns; ++s) {
+                    const std::string sname = "state[" + std::to_string(k) + "][" + std::to_string(s) + "]";
+                    py::array a = as_array(slots[s], sname);
+                    check_float_shape(a, sname, shape, true);
+                    arrays.push_back(a);
+                    sp.push_back(static_cast<float*>(a.mutable_data()));
+                }
+                slot_ptrs.push_back(std::move(sp));
+            }
+        }
+        // The optimizer loops use __restrict pointers: overlapping buffers would be silently
+        // miscomputed.
+        for (size_t a = 0; a < arrays.size(); ++a)
+            for (size_t b = a + 1; b < arrays.size(); ++b)
+                if (overlap(arrays[a], arrays[b]))
+                    throw py::value_error("bind: the bound arrays (params and state) must not share memory; "
+                                          "arrays #" + std::to_string(a) + " and #" + std::to_string(b) + " overlap");
+        eng_.bind(ptrs, train_flags, slot_ptrs);
+        refs_ = std::move(arrays);
+    }
+
+    py::array train(const py::object& x_obj, const py::object& y_obj, const py::object& order_obj,
+                    index_t first, index_t last, index_t batch_size, const py::dict& hyper,
+                    std::int64_t step, const py::sequence& metric_names) {
+        if (!eng_.bound()) throw py::value_error("train: no parameters bound; call bind(params, trainable, state) first");
+        const index_t in = eng_.in_features(), C = eng_.out_features();
+        py::array x = as_array(x_obj, "x");
+        if (!x.dtype().is(py::dtype::of<float>()))
+            throw py::type_error("x: expected dtype float32, got " + std::string(py::str(x.dtype())));
+        if (x.ndim() != 2 || x.shape(1) != in)
+            throw py::value_error("x: expected shape (N, " + std::to_string(in) + "), got " + shape_str(x));
+        check_c_contiguous(x, "x");
+        const index_t n = x.shape(0);
+        const bool sparse = eng_.loss() == EngineLoss::softmax_xent_sparse;
+        py::array y = as_array(y_obj, "y");
+        if (sparse) {
+            if (!y.dtype().is(py::dtype::of<std::int32_t>()))
+                throw py::type_error("y: expected int32 class labels for softmax_xent_sparse, got dtype " +
+                                     std::string(py::str(y.dtype())));
+            if (y.ndim() != 1 || y.shape(0) != n)
+                throw py::value_error("y: expected shape (" + std::to_string(n) + ",) (one label per row of x), got " + shape_str(y));
+            check_c_contiguous(y, "y");
+        } else {
+            check_float_shape(y, "y", {n, C}, false);
+        }
+        py::array order = as_array(order_obj, "order");
+        if (!is_int_dtype(order, 8))
+            throw py::type_error("order: expected dtype int64, got " + std::string(py::str(order.dtype())));
+        if (order.ndim() != 1 || order.shape(0) != n)
+            throw py::value_error("order: expected shape (" + std::to_string(n) + ",) (a permutation of the rows of x), got " + shape_str(order));
+        check_c_contiguous(order, "order");
+
+        EngineHyper h;
+        switch (eng_.optimizer()) {
+            case EngineOptimizer::sgd:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "sgd"));
+                h.momentum = static_cast<float>(hyper_value(hyper, "momentum", false, 0, "sgd"));
+                h.nesterov = hyper_value(hyper, "nesterov", false, 0, "sgd") != 0.0;
+                break;
+            case EngineOptimizer::adam:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "adam"));
+                h.beta1 = hyper_value(hyper, "beta_1", true, 0, "adam");
+                h.beta2 = hyper_value(hyper, "beta_2", true, 0, "adam");
+                h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "adam"));
+                h.weight_decay = static_cast<float>(hyper_value(hyper, "weight_decay", false, 0, "adam"));
+                break;
+            case EngineOptimizer::rmsprop:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "rmsprop"));
+                h.rho = hyper_value(hyper, "rho", true, 0, "rmsprop");
+                h.momentum = static_cast<float>(hyper_value(hyper, "momentum", false, 0, "rmsprop"));
+                h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "rmsprop"));
+                break;
+            case EngineOptimizer::adagrad:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "adagrad"));
+                h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "adagrad"));
+                break;
+        }
+        std::vector<EngineMetric> metrics;
+        for (const py::handle m : metric_names) {
+            if (!py::isinstance<py::str>(m)) throw py::type_error("metrics: expected a list of str");
+            metrics.push_back(parse_engine_metric(m.cast<std::string>()));
+        }
+        const int nm = static_cast<int>(metrics.size());
+        // Range errors come from validate() below; a negative count must not size the result.
+        const index_t n_out = last >= first ? last - first : 0;
+        py::array_t<double> result({n_out, static_cast<index_t>(1 + nm)});
+        const float* xp = static_cast<const float*>(x.data());
+        const void* yp = y.data();
+        const std::int64_t* op = static_cast<const std::int64_t*>(order.data());
+        double* rp = result.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            eng_.validate(op, n, first, last, batch_size, sparse ? static_cast<const std::int32_t*>(yp) : nullptr,
+                          h, metrics.data(), nm);
+            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp);
+        }
+        return result;
+    }
+
+    void predict(const py::object& x_obj, const py::object& out_obj) {
+        const index_t in = eng_.in_features(), C = eng_.out_features();
+        py::array x = as_array(x_obj, "x");
+        if (!x.dtype().is(py::dtype::of<float>()))
+            throw py::type_error("x: expected dtype float32, got " + std::string(py::str(x.dtype())));
+        if (x.ndim() != 2 || x.shape(1) != in)
+            throw py::value_error("x: expected shape (N, " + std::to_string(in) + "), got " + shape_str(x));
+        check_c_contiguous(x, "x");
+        const index_t n = x.shape(0);
+        py::array out = as_array(out_obj, "out");
+        check_float_shape(out, "out", {n, C}, true);
+        if (overlap(x, out)) throw py::value_error("out: must not share memory with x");
+        if (!eng_.bound()) throw py::value_error("predict: no parameters bound; call bind(params, trainable, state) first");
+        for (const py::array& a : refs_)
+            if (overlap(a, out)) throw py::value_error("out: must not share memory with the bound parameters or state");
+        const float* xp = static_cast<const float*>(x.data());
+        float* outp = static_cast<float*>(out.mutable_data());
+        py::gil_scoped_release nogil;
+        eng_.predict(xp, outp, n);
+    }
+
+private:
+    DenseEngine eng_;
+    std::vector<py::array> refs_;  // keep the bound arrays alive while the engine uses them
+};
+
+}  // namespace
+}  // namespace pynn::bind
+
+void register_engine(py::module_& m) {
+    using pynn::bind::PyDenseEngine;
+    py::class_<PyDenseEngine>(m, "DenseEngine",
+                              "Native training engine for a stack of Dense layers: whole chunks of "
+                              "an epoch (gather, forward, loss, backward, update) in C++.")
+        .def(py::init<const std::vector<pynn::index_t>&, const std::vector<int>&, const std::vector<float>&,
+                      const std::vector<bool>&, const std::string&, float, const std::string&, pynn::index_t>(),
+             py::arg("sizes"), py::arg("activations"), py::arg("act_params"), py::arg("use_bias"),
+             py::arg("loss"), py::arg("loss_param"), py::arg("optimizer"), py::arg("max_batch"))
+        .def("bind", &PyDenseEngine::bind, py::arg("params"), py::arg("trainable"), py::arg("state"),
+             "Bind the model's arrays [W0, b0, W1, ...] (updated in place), per-layer trainable flags "
+             "and per-param optimizer slot lists.")
+        .def("train", &PyDenseEngine::train, py::arg("x"), py::arg("y"), py::arg("order"),
+             py::arg("first_batch"), py::arg("last_batch"), py::arg("batch_size"), py::arg("hyper"),
+             py::arg("step"), py::arg("metrics"),
+             "Run batches [first_batch, last_batch) of the epoch given by order; returns float64 "
+             "(n_batches, 1 + len(metrics)): each batch's loss (before its update) and metrics.")
+        .def("predict", &PyDenseEngine::predict, py::arg("x"), py::arg("out"),
+             "out (N, out_features) = the model's outputs, every activation applied.");
+    m.def(
+        "shuffled_order",
+        [](std::int64_t n, std::uint64_t seed) {
+            if (n < 0) throw py::value_error("shuffled_order: n must be >= 0, got " + std::to_string(n));
+            py::array_t<std::int64_t> out(n);
+            std::int64_t* p = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                pynn::shuffled_order(p, n, seed);
+            }
+            return out;
+        },
+        py::arg("n"), py::arg("seed"),
+        "int64 permutation of range(n): Fisher-Yates with xoshiro256** seeded by splitmix64 "
+        "(the same seed gives the same order).");
+}

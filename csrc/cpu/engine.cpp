@@ -1,0 +1,689 @@
+// DenseEngine (engine.h): the training step of a Dense stack in C++, per batch of B rows:
+//   gather x/y rows by the epoch's order -> forward (one gemm per layer, bias + activation in
+//   its epilogue; a fused loss takes the last layer's logits) -> loss + dY (kernels.h, Keras'
+//   mean reduction folded into grad_scale) -> per layer from the top: dZ = dY * f'(Y) in
+//   place, dW = X^T dZ, db = colsum dZ, dX = dZ W^T (with the weights before their update),
+//   then the fused optimizer pass on W and b while their gradients are hot in cache.
+// Buffers live in one arena allocated at construction: nothing is allocated per step.
+#include "cpu/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <thread>
+
+#include "pynn/gemm.h"
+#include "pynn/kernels.h"
+#include "pynn/threadpool.h"
+
+#if defined(PYNN_X86)
+#include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+namespace pynn {
+namespace {
+
+constexpr int kLinear = static_cast<int>(Activation::linear);
+constexpr int kGelu = static_cast<int>(Activation::gelu);
+constexpr int kSigmoid = static_cast<int>(Activation::sigmoid);
+constexpr int kSoftmax = DenseEngine::kSoftmax;
+
+const char* act_name(int a) {
+    static const char* names[] = {"linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax"};
+    return (a >= 0 && a <= kSoftmax) ? names[a] : "?";
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// Floats rounded up to a 64-byte multiple, so every buffer in the arena starts aligned.
+index_t padded(index_t n) { return (n + 15) / 16 * 16; }
+
+// Index of the first maximum (numpy.argmax's tie rule).
+inline index_t argmax_row(const float* p, index_t n) {
+    index_t best = 0;
+    float m = p[0];
+    for (index_t j = 1; j < n; ++j)
+        if (p[j] > m) {
+            m = p[j];
+            best = j;
+        }
+    return best;
+}
+
+#if defined(PYNN_X86)
+// y[0:N] = x[0:K] . W (K x N row-major) + bias, [relu]: the single-row forward of predict.
+// gemm's 6x16 micro-tile would spend 5 of every 6 FMAs on padding rows here; this streams W
+// once with eight independent 8-wide accumulators per 64-column block (load-bound, ~5x
+// faster for the mnist model's 784x256 layer). Each output is still a k-sequential FMA sum,
+// so results differ from the batched path by float32 rounding only.
+// Compiled for AVX2+FMA through the target attribute (intrinsics only, no shared inline code)
+// and called only when gemm's runtime dispatch chose avx2 or avx512.
+// W has row stride ldw >= N (a column slice of a wider W when threads split the columns).
+__attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const float* W, index_t K,
+                                                       index_t N, index_t ldw, const float* bias,
+                                                       bool relu, float* y) {
+    const __m256 zero = _mm256_setzero_ps();
+    index_t j = 0;
+    for (; j + 64 <= N; j += 64) {
+        __m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+        const float* w = W + j;
+        for (index_t k = 0; k < K; ++k, w += ldw) {
+            const __m256 xk = _mm256_broadcast_ss(x + k);
+            a0 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w), a0);
+            a1 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 8), a1);
+            a2 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 16), a2);
+            a3 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 24), a3);
+            a4 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 32), a4);
+            a5 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 40), a5);
+            a6 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 48), a6);
+            a7 = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 56), a7);
+        }
+        if (bias) {
+            a0 = _mm256_add_ps(a0, _mm256_loadu_ps(bias + j));
+            a1 = _mm256_add_ps(a1, _mm256_loadu_ps(bias + j + 8));
+            a2 = _mm256_add_ps(a2, _mm256_loadu_ps(bias + j + 16));
+            a3 = _mm256_add_ps(a3, _mm256_loadu_ps(bias + j + 24));
+            a4 = _mm256_add_ps(a4, _mm256_loadu_ps(bias + j + 32));
+            a5 = _mm256_add_ps(a5, _mm256_loadu_ps(bias + j + 40));
+            a6 = _mm256_add_ps(a6, _mm256_loadu_ps(bias + j + 48));
+            a7 = _mm256_add_ps(a7, _mm256_loadu_ps(bias + j + 56));
+        }
+        if (relu) {  // max(NaN, 0) = 0, like gemm's epilogue
+            a0 = _mm256_max_ps(a0, zero), a1 = _mm256_max_ps(a1, zero);
+            a2 = _mm256_max_ps(a2, zero), a3 = _mm256_max_ps(a3, zero);
+            a4 = _mm256_max_ps(a4, zero), a5 = _mm256_max_ps(a5, zero);
+            a6 = _mm256_max_ps(a6, zero), a7 = _mm256_max_ps(a7, zero);
+        }
+        _mm256_storeu_ps(y + j, a0);
+        _mm256_storeu_ps(y + j + 8, a1);
+        _mm256_storeu_ps(y + j + 16, a2);
+        _mm256_storeu_ps(y + j + 24, a3);
+        _mm256_storeu_ps(y + j + 32, a4);
+        _mm256_storeu_ps(y + j + 40, a5);
+        _mm256_storeu_ps(y + j + 48, a6);
+        _mm256_storeu_ps(y + j + 56, a7);
+    }
+    // Narrow tails (e.g. a 10-class output): 8 columns at a time, then one by one.
+    for (; j + 8 <= N; j += 8) {
+        __m256 a = zero;
+        const float* w = W + j;
+        for (index_t k = 0; k < K; ++k, w += ldw) a = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k), _mm256_loadu_ps(w), a);
+        if (bias) a = _mm256_add_ps(a, _mm256_loadu_ps(bias + j));
+        if (relu) a = _mm256_max_ps(a, zero);
+        _mm256_storeu_ps(y + j, a);
+    }
+    for (; j < N; ++j) {
+        float a = 0.f;
+        for (index_t k = 0; k < K; ++k) a = std::fma(x[k], W[k * ldw + j], a);
+        if (bias) a += bias[j];
+        if (relu) a = a > 0.f ? a : 0.f;
+        y[j] = a;
+    }
+}
+
+// Single-row layers smaller than this (weights) stay on one thread: the pool round trip
+// (~1 us hot) costs more than streaming 128 KiB.
+constexpr index_t kGemvParallelMin = 32768;
+
+// Optimizer updates of tensors this large are split over the threads (see update()); parts
+// stay <= kKernelInlineMax, the size below which the kernels of kernels.h run inline
+// (cpu/chunks.h kParallelMin), so no parallel_for nests inside a task.
+constexpr index_t kUpdateParallelMin = 16384;
+constexpr index_t kKernelInlineMax = 65536;
+// Batches with more floats than this are gathered by all threads (DRAM latency-bound).
+constexpr index_t kGatherParallelMin = 32768;
+
+// Flush-to-zero + denormals-are-zero for the calling thread while in scope (restored after,
+// also on exceptions). Adam's first moment of a weight whose gradient stays zero (a dead
+// ReLU unit) decays by beta_1 every step into the denormal range, where each float
+// operation takes a microcode assist: measured on mnist_mlp, epochs slowed from ~105k to
+// ~59k samples/s once a few thousand such moments had formed. Flushing changes only values
+// below 1.2e-38 (TensorFlow's CPU kernels flush the same way).
+struct FlushDenormals {
+#if defined(__SSE__) || defined(PYNN_X86)
+    unsigned saved;
+    FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }  // FTZ | DAZ
+    ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
+constexpr int kGemvMaxSlices = 64;
+
+// A small number per thread, fixed for its lifetime (pool workers keep theirs).
+int worker_slot() {
+    static std::atomic<int> next{0};
+    thread_local int slot = next.fetch_add(1, std::memory_order_relaxed);
+    return slot;
+}
+#endif  // PYNN_X86
+
+bool use_gemv() {
+#if defined(PYNN_X86)
+    const char* isa = gemm_isa();  // follows set_gemm_isa / PYNN_ISA
+    return std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0;
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
+EngineLoss parse_engine_loss(const std::string& s) {
+    if (s == "softmax_xent_sparse") return EngineLoss::softmax_xent_sparse;
+    if (s == "softmax_xent_dense") return EngineLoss::softmax_xent_dense;
+    if (s == "bce_logits") return EngineLoss::bce_logits;
+    if (s == "bce") return EngineLoss::bce;
+    if (s == "mse") return EngineLoss::mse;
+    if (s == "mae") return EngineLoss::mae;
+    if (s == "huber") return EngineLoss::huber;
+    fail("loss: unknown loss '" + s +
+         "'; expected one of softmax_xent_sparse, softmax_xent_dense, bce_logits, bce, mse, mae, huber");
+}
+
+EngineOptimizer parse_engine_optimizer(const std::string& s) {
+    if (s == "sgd") return EngineOptimizer::sgd;
+    if (s == "adam") return EngineOptimizer::adam;
+    if (s == "rmsprop") return EngineOptimizer::rmsprop;
+    if (s == "adagrad") return EngineOptimizer::adagrad;
+    fail("optimizer: unknown optimizer '" + s + "'; expected one of sgd, adam, rmsprop, adagrad");
+}
+
+EngineMetric parse_engine_metric(const std::string& s) {
+    if (s == "sparse_accuracy") return EngineMetric::sparse_accuracy;
+    if (s == "categorical_accuracy") return EngineMetric::categorical_accuracy;
+    if (s == "binary_accuracy") return EngineMetric::binary_accuracy;
+    if (s == "mse") return EngineMetric::mse;
+    if (s == "mae") return EngineMetric::mae;
+    fail("metrics: unknown metric '" + s +
+         "'; expected one of sparse_accuracy, categorical_accuracy, binary_accuracy, mse, mae");
+}
+
+// ---- construction ---------------------------------------------------------------------------
+
+DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& acts,
+                         const std::vector<float>& act_params, const std::vector<bool>& use_bias,
+                         EngineLoss loss, float loss_param, EngineOptimizer optimizer,
+                         index_t max_batch)
+    : sizes_(sizes), loss_(loss), loss_param_(loss_param), opt_(optimizer), max_batch_(max_batch) {
+    if (sizes.size() < 2)
+        fail("sizes: expected at least 2 entries [in, ..., out], got " + std::to_string(sizes.size()));
+    const size_t L = sizes.size() - 1;
+    for (size_t i = 0; i < sizes.size(); ++i)
+        if (sizes[i] < 1)
+            fail("sizes[" + std::to_string(i) + "]: expected a positive size, got " + std::to_string(sizes[i]));
+    if (acts.size() != L)
+        fail("activations: expected " + std::to_string(L) + " entries (one per layer), got " + std::to_string(acts.size()));
+    if (act_params.size() != L)
+        fail("act_params: expected " + std::to_string(L) + " entries (one per layer), got " + std::to_string(act_params.size()));
+    if (use_bias.size() != L)
+        fail("use_bias: expected " + std::to_string(L) + " entries (one per layer), got " + std::to_string(use_bias.size()));
+    if (max_batch < 1) fail("max_batch: expected >= 1, got " + std::to_string(max_batch));
+    for (size_t i = 0; i < L; ++i) {
+        if (acts[i] < 0 || acts[i] > kSoftmax)
+            fail("activations[" + std::to_string(i) + "]: expected a code in [0, 7], got " + std::to_string(acts[i]));
+        if (acts[i] == kSoftmax && i + 1 != L)
+            fail("activations[" + std::to_string(i) + "]: softmax (7) is allowed on the last layer only");
+    }
+    const int last_act = acts[L - 1];
+    switch (loss) {
+        case EngineLoss::softmax_xent_sparse:
+        case EngineLoss::softmax_xent_dense:
+            if (last_act != kSoftmax && last_act != kLinear)
+                fail(std::string("loss: softmax cross-entropy needs a softmax or linear last layer, got ") + act_name(last_act));
+            fused_ = true;
+            break;
+        case EngineLoss::bce_logits:
+            if (last_act != kSigmoid && last_act != kLinear)
+                fail(std::string("loss: bce_logits needs a sigmoid or linear last layer, got ") + act_name(last_act));
+            fused_ = true;
+            break;
+        default:
+            if (last_act == kSoftmax)
+                fail("loss: a softmax last layer is only supported with softmax_xent_sparse/dense");
+    }
+    if (loss == EngineLoss::huber && !(loss_param > 0.f))
+        fail("loss_param: huber delta must be > 0, got " + std::to_string(loss_param));
+    if (loss == EngineLoss::bce && !(loss_param > 0.f && loss_param < 0.5f))
+        fail("loss_param: bce clip epsilon must be in (0, 0.5), got " + std::to_string(loss_param));
+
+    layers_.resize(L);
+    index_t total = padded(max_batch * sizes.front()) + padded(max_batch * std::max<index_t>(1, sizes.back()));
+    const bool need_probs = fused_ && last_act != kLinear;
+    if (need_probs) total += padded(max_batch * sizes.back());
+    for (size_t i = 0; i < L; ++i) {
+        Layer& l = layers_[i];
+        l.in = sizes[i];
+        l.out = sizes[i + 1];
+        l.act = acts[i];
+        l.param = act_params[i];
+        l.has_bias = use_bias[i];
+        total += 2 * padded(max_batch * l.out) + padded(l.in * l.out) + padded(l.out);
+        if (l.act == kGelu) total += padded(max_batch * l.out);
+    }
+    arena_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(total) * sizeof(float)));
+    if (!arena_) throw std::bad_alloc();
+    // Zeroed once so that nothing (even unused padding) is ever uninitialised.
+    std::memset(arena_, 0, static_cast<size_t>(total) * sizeof(float));
+    float* p = arena_;
+    auto take = [&](index_t n) {
+        float* r = p;
+        p += padded(n);
+        return r;
+    };
+    xb_ = take(max_batch * sizes.front());
+    yb_ = take(max_batch * sizes.back());
+    if (need_probs) probs_ = take(max_batch * sizes.back());
+    for (Layer& l : layers_) {
+        l.Y = take(max_batch * l.out);
+        l.D = take(max_batch * l.out);
+        l.dW = take(l.in * l.out);
+        l.db = take(l.out);
+        if (l.act == kGelu) l.Z = take(max_batch * l.out);
+    }
+}
+
+DenseEngine::~DenseEngine() { std::free(arena_); }
+
+void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
+                       const std::vector<std::vector<float*>>& state) {
+    size_t n_params = 0;
+    for (const Layer& l : layers_) n_params += l.has_bias ? 2 : 1;
+    if (params.size() != n_params || state.size() != n_params || trainable.size() != layers_.size())
+        fail("bind: expected " + std::to_string(n_params) + " params, " + std::to_string(n_params) +
+             " state lists and " + std::to_string(layers_.size()) + " trainable flags");
+    size_t k = 0;
+    lowest_trainable_ = static_cast<int>(layers_.size());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        Layer& l = layers_[i];
+        l.trainable = trainable[i];
+        if (l.trainable && lowest_trainable_ == static_cast<int>(layers_.size())) lowest_trainable_ = static_cast<int>(i);
+        auto set = [&](float*& w, float** slot, int& n_slots) {
+            w = params[k];
+            n_slots = static_cast<int>(state[k].size());
+            if (n_slots > 2) fail("bind: state[" + std::to_string(k) + "] has more than 2 slots");
+            slot[0] = n_slots > 0 ? state[k][0] : nullptr;
+            slot[1] = n_slots > 1 ? state[k][1] : nullptr;
+            ++k;
+        };
+        set(l.W, l.w_slot, l.n_w_slots);
+        if (l.has_bias) set(l.b, l.b_slot, l.n_b_slots);
+        else l.b = nullptr, l.n_b_slots = 0;
+    }
+    bound_ = true;
+}
+
+// ---- validation -----------------------------------------------------------------------------
+
+void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, index_t last,
+                           index_t bs, const std::int32_t* labels, const EngineHyper& h,
+                           const EngineMetric* metrics, int n_metrics) const {
+    if (!bound_) fail("train: no parameters bound; call bind(params, trainable, state) first");
+    if (bs < 1) fail("batch_size: expected >= 1, got " + std::to_string(bs));
+    if (bs > max_batch_)
+        fail("batch_size: " + std::to_string(bs) + " exceeds the engine's max_batch " + std::to_string(max_batch_));
+    const index_t n_batches = (n + bs - 1) / bs;
+    if (first < 0 || last < first || last > n_batches)
+        fail("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " + std::to_string(n_batches) +
+             " (batches of " + std::to_string(bs) + " in " + std::to_string(n) + " rows), got " +
+             std::to_string(first) + ", " + std::to_string(last));
+    const index_t r0 = first * bs, r1 = std::min(n, last * bs);
+    const index_t C = out_features();
+    for (index_t r = r0; r < r1; ++r) {
+        const std::int64_t idx = order[r];
+        if (idx < 0 || idx >= n)
+            fail("order: expected row indices in [0, " + std::to_string(n) + "), got " + std::to_string(idx) +
+                 " at position " + std::to_string(r));
+        if (labels && (labels[idx] < 0 || labels[idx] >= C))
+            fail("y: expected class labels in [0, " + std::to_string(C) + "), got " + std::to_string(labels[idx]) +
+                 " at row " + std::to_string(idx));
+    }
+    const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
+    for (int m = 0; m < n_metrics; ++m) {
+        if ((metrics[m] == EngineMetric::sparse_accuracy) != sparse)
+            fail(sparse ? "metrics: with integer labels (softmax_xent_sparse) only sparse_accuracy is available"
+                        : "metrics: sparse_accuracy needs integer labels (loss softmax_xent_sparse)");
+    }
+    if (!std::isfinite(h.lr)) fail("hyper: lr must be finite");
+    // The slots each trainable parameter needs for these hyper-parameters.
+    int need = 0;
+    const char* what = "";
+    switch (opt_) {
+        case EngineOptimizer::sgd: need = h.momentum != 0.f ? 1 : 0; what = "sgd with momentum needs [velocity]"; break;
+        case EngineOptimizer::adam: need = 2; what = "adam needs [m, v]"; break;
+        case EngineOptimizer::rmsprop: need = h.momentum > 0.f ? 2 : 1; what = h.momentum > 0.f ? "rmsprop with momentum needs [velocity, momentum]" : "rmsprop needs [velocity]"; break;
+        case EngineOptimizer::adagrad: need = 1; what = "adagrad needs [accumulator]"; break;
+    }
+    int k = 0;
+    for (const Layer& l : layers_) {
+        for (int j = 0; j < (l.has_bias ? 2 : 1); ++j, ++k) {
+            const int have = j == 0 ? l.n_w_slots : l.n_b_slots;
+            if (l.trainable && have < need)
+                fail("state[" + std::to_string(k) + "]: " + what + ", got " + std::to_string(have) + " slot(s)");
+        }
+    }
+}
+
+// ---- the step -------------------------------------------------------------------------------
+
+void DenseEngine::forward(const float* x0, index_t rows, bool training, float* final_out) {
+    const float* X = x0;
+    const size_t L = layers_.size();
+#if defined(PYNN_X86)
+    if (rows == 1 && !training && use_gemv()) {
+        for (size_t i = 0; i < L; ++i) {
+            Layer& l = layers_[i];
+            float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
+            const bool relu = l.act == static_cast<int>(Activation::relu);
+            const float* bias = l.has_bias ? l.b : nullptr;
+            // Two threads split the columns of a big layer: each core then streams half of W,
+            // which for the mnist model (1.07 MB of weights) stays in its own 1 MB L2.
+            const index_t blocks = l.out / 64;
+            const int T = blocks >= 2 && l.in * l.out >= kGemvParallelMin
+                              ? std::min({num_threads(), static_cast<int>(blocks), kGemvMaxSlices})
+                              : 1;
+            if (T > 1) {
+                // The pool hands tasks to whichever thread comes first; to keep each column
+                // slice in the same core's L2 from call to call, a task takes its thread's
+                // usual slice (caller: 0, workers: their own) when still free.
+                std::atomic<bool> taken[kGemvMaxSlices];
+                for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
+                const std::thread::id caller = std::this_thread::get_id();
+                parallel_for(T, [&](index_t) {
+                    int t = std::this_thread::get_id() == caller ? 0 : 1 + worker_slot() % (T - 1);
+                    if (taken[t].exchange(true)) {
+                        t = 0;
+                        while (taken[t].exchange(true)) ++t;  // T tasks, T slices: one is free
+                    }
+                    const index_t j0 = blocks * t / T * 64;
+                    const index_t j1 = t + 1 == T ? l.out : blocks * (t + 1) / T * 64;
+                    gemv_row_avx2(X, l.W + j0, l.in, j1 - j0, l.out, bias ? bias + j0 : nullptr, relu, Y + j0);
+                });
+            } else {
+                gemv_row_avx2(X, l.W, l.in, l.out, l.out, bias, relu, Y);
+            }
+            if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
+            else if (l.act != kLinear && l.act != static_cast<int>(Activation::relu))
+                activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
+            X = Y;
+        }
+        return;
+    }
+#endif
+    for (size_t i = 0; i < L; ++i) {
+        Layer& l = layers_[i];
+        const bool last = i + 1 == L;
+        float* Y = (last && final_out) ? final_out : l.Y;
+        Epilogue ep;
+        ep.bias = l.has_bias ? l.b : nullptr;
+        ep.act_param = l.param;
+        int act = (training && last && fused_) ? kLinear : l.act;
+        if (act == kSoftmax) {
+            gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
+            softmax_forward(Y, Y, rows, l.out);
+        } else if (act == kGelu && training) {
+            // Backward needs the pre-activation: keep Z, then Y = gelu(Z) (the layer path's order).
+            gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, l.Z, l.out, ep);
+            activation_forward(Activation::gelu, l.param, l.Z, Y, rows * l.out);
+        } else {
+            ep.act = static_cast<Activation>(act);
+            gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
+        }
+        X = Y;
+    }
+}
+
+double DenseEngine::loss_and_grad(const void* yb, index_t rows) {
+    Layer& l = layers_.back();
+    const index_t C = l.out, n = rows * C;
+    // The layer path's reduction: 1/rows for the cross-entropies, 1/(rows*C) element-wise;
+    // formed in double then rounded, as the Python float -> float32 argument is.
+    const float* t = static_cast<const float*>(yb);
+    switch (loss_) {
+        case EngineLoss::softmax_xent_sparse:
+            return softmax_xent_sparse(l.Y, static_cast<const std::int32_t*>(yb), l.D, rows, C,
+                                       static_cast<float>(1.0 / double(rows))) / double(rows);
+        case EngineLoss::softmax_xent_dense:
+            return softmax_xent_dense(l.Y, t, l.D, rows, C, static_cast<float>(1.0 / double(rows))) / double(rows);
+        default: break;
+    }
+    const float gs = static_cast<float>(1.0 / double(n));
+    double s = 0.0;
+    switch (loss_) {
+        case EngineLoss::bce_logits: s = bce_loss(l.Y, t, l.D, n, true, loss_param_, gs); break;
+        case EngineLoss::bce: s = bce_loss(l.Y, t, l.D, n, false, loss_param_, gs); break;
+        case EngineLoss::mse: s = mse_loss(l.Y, t, l.D, n, gs); break;
+        case EngineLoss::mae: s = mae_loss(l.Y, t, l.D, n, gs); break;
+        case EngineLoss::huber: s = huber_loss(l.Y, t, l.D, n, loss_param_, gs); break;
+        default: break;
+    }
+    return s / double(n);
+}
+
+void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
+                                  int n_metrics, double* res) {
+    const Layer& l = layers_.back();
+    const index_t C = l.out, n = rows * C;
+    const float* out = l.Y;  // activated outputs, or logits when the loss is fused
+    const float* probs = nullptr;
+    auto activated = [&]() -> const float* {
+        if (!fused_ || l.act == kLinear) return out;
+        if (!probs) {
+            if (l.act == kSoftmax) softmax_forward(out, probs_, rows, C);
+            else activation_forward(static_cast<Activation>(l.act), l.param, out, probs_, n);
+            probs = probs_;
+        }
+        return probs;
+    };
+    const float* t = static_cast<const float*>(yb);
+    for (int m = 0; m < n_metrics; ++m) {
+        double v = 0.0;
+        switch (metrics[m]) {
+            case EngineMetric::sparse_accuracy: {
+                // argmax is the same on logits and on their softmax.
+                const std::int32_t* lab = static_cast<const std::int32_t*>(yb);
+                index_t hits = 0;
+                for (index_t r = 0; r < rows; ++r) hits += argmax_row(out + r * C, C) == lab[r];
+                v = double(hits) / double(rows);
+                break;
+            }
+            case EngineMetric::categorical_accuracy: {
+                index_t hits = 0;
+                for (index_t r = 0; r < rows; ++r)
+                    hits += argmax_row(out + r * C, C) == argmax_row(t + r * C, C);
+                v = double(hits) / double(rows);
+                break;
+            }
+            case EngineMetric::binary_accuracy: {
+                // sigmoid(z) > 0.5 <=> z > 0: no need to activate sigmoid logits.
+                const float* p = out;
+                float thr = 0.5f;
+                if (fused_ && l.act == kSigmoid) thr = 0.f;
+                else p = activated();
+                index_t hits = 0;
+                for (index_t i = 0; i < n; ++i) hits += (p[i] > thr) == (t[i] > 0.5f);
+                v = double(hits) / double(n);
+                break;
+            }
+            case EngineMetric::mse:
+            case EngineMetric::mae: {
+                const float* p = activated();
+                const bool sq = metrics[m] == EngineMetric::mse;
+                double s = 0.0;
+                for (index_t i = 0; i < n; ++i) {
+                    const double d = double(p[i]) - double(t[i]);
+                    s += sq ? d * d : std::fabs(d);
+                }
+                v = s / double(n);
+                break;
+            }
+        }
+        res[m] = v;
+    }
+}
+
+void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
+                         const EngineHyper& h, std::int64_t step) {
+    auto run = [&](index_t b, index_t e) {
+        const index_t m = e - b;
+        float* s0 = n_slots > 0 ? slot[0] + b : nullptr;
+        float* s1 = n_slots > 1 ? slot[1] + b : nullptr;
+        switch (opt_) {
+            case EngineOptimizer::sgd: sgd_update(w + b, g + b, s0, m, h.lr, h.momentum, h.nesterov); break;
+            case EngineOptimizer::adam:
+                adam_update(w + b, g + b, s0, s1, m, h.lr, h.beta1, h.beta2, h.epsilon, h.weight_decay, step);
+                break;
+            case EngineOptimizer::rmsprop: rmsprop_update(w + b, g + b, s0, s1, m, h.lr, h.rho, h.momentum, h.epsilon); break;
+            case EngineOptimizer::adagrad: adagrad_update(w + b, g + b, s0, m, h.lr, h.epsilon); break;
+        }
+    };
+    // The update is element-wise, so any split gives the same bits. The kernels split only
+    // above 64K elements into 32K chunks (7 for mnist's 200K-weight layer: 4 + 3 on two
+    // threads); here medium and large tensors are cut into equal parts, a multiple of the
+    // thread count, each small enough (<= 64K) that the kernel runs it inline.
+    const int T = num_threads();
+    if (T > 1 && n >= kUpdateParallelMin) {
+        const index_t parts = T * ((n + T * kKernelInlineMax - 1) / (T * kKernelInlineMax));
+        const index_t per = (n + parts - 1) / parts;
+        const index_t step16 = (per + 15) / 16 * 16;  // 64-byte boundaries: no false sharing
+        parallel_for(parts, [&](index_t t) {
+            FlushDenormals ftz;  // MXCSR is per thread: pool workers need it too
+            const index_t b = std::min(n, t * step16), e = std::min(n, (t + 1) * step16);
+            if (b < e) run(b, e);
+        });
+    } else {
+        run(0, n);
+    }
+}
+
+void DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step) {
+    const int L = n_layers();
+    for (int i = L - 1; i >= lowest_trainable_; --i) {
+        Layer& l = layers_[i];
+        const bool logits = i == L - 1 && fused_;
+        if (!logits && l.act != kLinear)
+            activation_backward(static_cast<Activation>(l.act), l.param, l.Z, l.Y, l.D, l.D, rows * l.out);
+        const float* X = i == 0 ? xb_ : layers_[i - 1].Y;
+        if (l.trainable) {
+            gemm(true, false, l.in, l.out, rows, 1.f, X, l.in, l.D, l.out, 0.f, l.dW, l.out);
+            if (l.has_bias) bias_grad(l.D, l.db, rows, l.out);
+        }
+        // dX with the weights as they were in the forward pass: before this layer's update.
+        if (i > lowest_trainable_)
+            gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, layers_[i - 1].D, l.in);
+        if (l.trainable) {
+            update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
+            if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+        }
+    }
+}
+
+void DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
+                        index_t first, index_t last, index_t bs, const EngineHyper& h,
+                        std::int64_t step, const EngineMetric* metrics, int n_metrics,
+                        double* result) {
+    std::lock_guard<std::mutex> lock(mu_);
+    FlushDenormals ftz;
+    const index_t in = in_features(), C = out_features();
+    const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
+    for (index_t b = first; b < last; ++b) {
+        const index_t r0 = b * bs, rows = std::min(n, r0 + bs) - r0;
+        const std::int64_t* idx = order + r0;
+        // Gather this batch's rows (never the whole data set). Random rows of a large x miss
+        // the caches: with several threads more misses are in flight at once.
+        auto gather = [&](index_t a, index_t e) {
+            for (index_t r = a; r < e; ++r)
+                std::memcpy(xb_ + r * in, x + idx[r] * in, static_cast<size_t>(in) * sizeof(float));
+        };
+        const int T = num_threads();
+        if (T > 1 && rows * in >= kGatherParallelMin && rows >= 2 * T)
+            parallel_for(T, [&](index_t t) { gather(rows * t / T, rows * (t + 1) / T); });
+        else
+            gather(0, rows);
+        if (sparse) {
+            const std::int32_t* lab = static_cast<const std::int32_t*>(y);
+            std::int32_t* dst = static_cast<std::int32_t*>(yb_);
+            for (index_t r = 0; r < rows; ++r) dst[r] = lab[idx[r]];
+        } else {
+            const float* t = static_cast<const float*>(y);
+            float* dst = static_cast<float*>(yb_);
+            for (index_t r = 0; r < rows; ++r)
+                std::memcpy(dst + r * C, t + idx[r] * C, static_cast<size_t>(C) * sizeof(float));
+        }
+        forward(xb_, rows, true, nullptr);
+        double* res = result + (b - first) * (1 + n_metrics);
+        res[0] = loss_and_grad(yb_, rows);
+        if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
+        backward_update(rows, h, step + (b - first) + 1);
+    }
+}
+
+void DenseEngine::predict(const float* x, float* out, index_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const index_t in = in_features(), C = out_features();
+    for (index_t r0 = 0; r0 < n; r0 += max_batch_) {
+        const index_t rows = std::min(max_batch_, n - r0);
+        forward(x + r0 * in, rows, false, out + r0 * C);
+    }
+}
+
+// ---- shuffling ------------------------------------------------------------------------------
+
+namespace {
+
+inline std::uint64_t splitmix64(std::uint64_t& s) {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+inline std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+struct Xoshiro256ss {
+    std::uint64_t s[4];
+    explicit Xoshiro256ss(std::uint64_t seed) {
+        for (auto& w : s) w = splitmix64(seed);  // never all zero
+    }
+    std::uint64_t next() {
+        const std::uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = rotl(s[3], 45);
+        return r;
+    }
+    // Uniform in [0, bound), unbiased (Lemire's multiply-and-reject).
+    std::uint64_t below(std::uint64_t bound) {
+        unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
+        std::uint64_t low = static_cast<std::uint64_t>(m);
+        if (low < bound) {
+            const std::uint64_t thresh = (0 - bound) % bound;
+            while (low < thresh) {
+                m = static_cast<unsigned __int128>(next()) * bound;
+                low = static_cast<std::uint64_t>(m);
+            }
+        }
+        return static_cast<std::uint64_t>(m >> 64);
+    }
+};
+
+}  // namespace
+
+void shuffled_order(std::int64_t* out, index_t n, std::uint64_t seed) {
+    for (index_t i = 0; i < n; ++i) out[i] = i;
+    Xoshiro256ss rng(seed);
+    for (index_t i = n - 1; i > 0; --i) {
+        const index_t j = static_cast<index_t>(rng.below(static_cast<std::uint64_t>(i) + 1));
+        std::swap(out[i], out[j]);
+    }
+}
+
+}  // namespace pynn

@@ -1,0 +1,146 @@
+// The native training engine for a stack of Dense layers: a whole fit() epoch chunk (gather
+// the batch by the shuffled order, forward, loss, backward, optimizer update, per-batch loss
+// and metrics) runs in C++ with no Python and no allocation per step. The formulas are the
+// layer path's (pynn/layers/dense.py + pynn/model.py) built from the same kernels
+// (pynn/gemm.h, pynn/kernels.h), so both agree to float32 rounding.
+// Shapes: L layers, sizes[0..L] = [in, h1, ..., out]; W_i (sizes[i], sizes[i+1]) row-major,
+// b_i (sizes[i+1]). x (N, in) float32; targets int32 (N,) (sparse cross-entropy) or float32
+// (N, out). Every buffer is sized for max_batch rows when the engine is built.
+// No pybind11 here: raw pointers and sizes. Configuration errors throw std::invalid_argument
+// (pybind11 turns it into ValueError); the bindings check the arrays themselves.
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pynn/common.h"
+
+namespace pynn {
+
+enum class EngineLoss : int {
+    softmax_xent_sparse,  // fused: last pre-activation are logits, labels int32
+    softmax_xent_dense,   // fused: logits, dense targets
+    bce_logits,           // fused: logits, stable from-logits BCE
+    bce,                  // on probabilities, clipped to [eps, 1 - eps]
+    mse,
+    mae,
+    huber,
+};
+enum class EngineOptimizer : int { sgd, adam, rmsprop, adagrad };
+enum class EngineMetric : int { sparse_accuracy, categorical_accuracy, binary_accuracy, mse, mae };
+
+// Parses the binding names ("softmax_xent_sparse", "adam", "binary_accuracy", ...); throws
+// std::invalid_argument listing the known names.
+EngineLoss parse_engine_loss(const std::string& name);
+EngineOptimizer parse_engine_optimizer(const std::string& name);
+EngineMetric parse_engine_metric(const std::string& name);
+
+struct EngineHyper {
+    float lr = 0.f;
+    float momentum = 0.f;  // sgd, rmsprop
+    bool nesterov = false;
+    double beta1 = 0.9, beta2 = 0.999, rho = 0.9;  // double: 1 - beta formed before rounding
+    float epsilon = 1e-7f;
+    float weight_decay = 0.f;  // adam: decoupled (AdamW) when != 0
+};
+
+class DenseEngine {
+public:
+    static constexpr int kSoftmax = 7;  // activation code beyond common.h's Activation
+
+    DenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& activations,
+                const std::vector<float>& act_params, const std::vector<bool>& use_bias,
+                EngineLoss loss, float loss_param, EngineOptimizer optimizer, index_t max_batch);
+    ~DenseEngine();
+    DenseEngine(const DenseEngine&) = delete;
+    DenseEngine& operator=(const DenseEngine&) = delete;
+
+    int n_layers() const { return static_cast<int>(layers_.size()); }
+    index_t in_features() const { return sizes_.front(); }
+    index_t out_features() const { return sizes_.back(); }
+    index_t max_batch() const { return max_batch_; }
+    EngineLoss loss() const { return loss_; }
+    EngineOptimizer optimizer() const { return opt_; }
+    bool has_bias(int layer) const { return layers_[layer].has_bias; }
+    index_t layer_in(int layer) const { return layers_[layer].in; }
+    index_t layer_out(int layer) const { return layers_[layer].out; }
+    bool bound() const { return bound_; }
+
+    // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
+    // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
+    // rmsprop: 1 or 2, adagrad: 1; frozen params may have none). Sizes are the caller's duty.
+    void bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
+              const std::vector<std::vector<float*>>& state);
+
+    // Throws std::invalid_argument unless train(...) with these arguments is well-defined:
+    // batch indices, batch_size, every order entry of the batches in range, every label of
+    // those rows in [0, out), hyper-parameters and optimizer slots that fit, metrics that fit
+    // the targets. O(rows of the batches).
+    void validate(const std::int64_t* order, index_t n, index_t first_batch, index_t last_batch,
+                  index_t batch_size, const std::int32_t* labels, const EngineHyper& hyper,
+                  const EngineMetric* metrics, int n_metrics) const;
+
+    // Runs batches [first_batch, last_batch): batch b holds rows order[b*bs : (b+1)*bs] (the
+    // last one may be short). result: (last - first) x (1 + n_metrics) doubles: the batch's
+    // mean loss before its update, then each metric's batch mean. Batch j of the call uses
+    // step + j + 1 as the optimizer's iteration (Adam's bias correction). Call validate first.
+    void train(const float* x, const void* y, const std::int64_t* order, index_t n,
+               index_t first_batch, index_t last_batch, index_t batch_size,
+               const EngineHyper& hyper, std::int64_t step, const EngineMetric* metrics,
+               int n_metrics, double* result);
+
+    // out (n, out) = the model's outputs with every activation applied (softmax/sigmoid
+    // included), in chunks of max_batch rows.
+    void predict(const float* x, float* out, index_t n);
+
+private:
+    struct Layer {
+        index_t in = 0, out = 0;
+        int act = 0;  // Activation code or kSoftmax
+        float param = 0.f;
+        bool has_bias = false;
+        bool trainable = false;
+        float* W = nullptr;  // bound (the model's arrays)
+        float* b = nullptr;
+        float* w_slot[2] = {nullptr, nullptr};
+        float* b_slot[2] = {nullptr, nullptr};
+        int n_w_slots = 0, n_b_slots = 0;
+        float* Y = nullptr;   // owned: output, max_batch x out (logits for a fused last layer)
+        float* Z = nullptr;   // pre-activation (gelu only)
+        float* D = nullptr;   // gradient w.r.t. the output, then w.r.t. the pre-activation
+        float* dW = nullptr;  // in x out
+        float* db = nullptr;  // out
+    };
+
+    void forward(const float* x0, index_t rows, bool training, float* final_out);
+    double loss_and_grad(const void* yb, index_t rows);
+    void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
+                         int n_metrics, double* res);
+    void backward_update(index_t rows, const EngineHyper& h, std::int64_t step);
+    void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
+                const EngineHyper& h, std::int64_t step);
+
+    std::vector<index_t> sizes_;
+    std::vector<Layer> layers_;
+    EngineLoss loss_;
+    float loss_param_;
+    EngineOptimizer opt_;
+    index_t max_batch_;
+    bool fused_ = false;   // loss takes the last layer's pre-activation as logits
+    int lowest_trainable_ = 0;
+    bool bound_ = false;
+
+    float* arena_ = nullptr;   // one 64-byte aligned block for every buffer below
+    float* xb_ = nullptr;      // gathered inputs, max_batch x in
+    void* yb_ = nullptr;       // gathered targets (int32 labels or float rows)
+    float* probs_ = nullptr;   // activated outputs of a fused last layer (metrics only)
+
+    std::mutex mu_;  // train/predict share the buffers: one call at a time per engine
+};
+
+// Fisher-Yates permutation of [0, n) driven by xoshiro256** seeded through splitmix64:
+// the same seed gives the same order on every platform.
+void shuffled_order(std::int64_t* out, index_t n, std::uint64_t seed);
+
+}  // namespace pynn

@@ -1,0 +1,673 @@
+"""The native Dense training engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) against a pure
+numpy float64 re-implementation of the same training step, written here from the formulas of
+pynn/backend/numpy_backend.py and pynn/layers/dense.py + model.py: per-batch losses and
+metrics, and the weights and optimizer slots after several batches, for every loss, several
+activations, every optimizer, frozen layers and awkward sizes. Also predict, bad arguments and
+shuffled_order. Fresh random inputs each run; the seed is printed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pynn import _C
+
+LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH, SOFTMAX = range(8)
+FUSED = {"softmax_xent_sparse", "softmax_xent_dense", "bce_logits"}
+GELU_C = math.sqrt(2.0 / math.pi)
+
+
+@pytest.fixture
+def rng():
+    seed = np.random.SeedSequence().entropy % (2**32)
+    print(f"rng seed {seed}")
+    return np.random.default_rng(seed)
+
+
+# ---- float64 reference ------------------------------------------------------------------------
+
+def act_f(code, z, p):
+    if code == LIN:
+        return z
+    if code == RELU:
+        return np.maximum(z, 0)
+    if code == LEAKY:
+        return np.where(z > 0, z, p * z)
+    if code == ELU:
+        return np.where(z > 0, z, p * np.expm1(np.minimum(z, 0)))
+    if code == GELU:
+        return 0.5 * z * (1 + np.tanh(GELU_C * (z + 0.044715 * z**3)))
+    if code == SIGMOID:
+        return 1 / (1 + np.exp(-z))
+    if code == TANH:
+        return np.tanh(z)
+    if code == SOFTMAX:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise AssertionError(code)
+
+
+def act_grad(code, z, y, p):
+    if code == RELU:
+        return (y > 0).astype(np.float64)
+    if code == LEAKY:
+        return np.where(y > 0, 1.0, p)
+    if code == ELU:
+        return np.where(y > 0, 1.0, y + p)
+    if code == GELU:
+        t = np.tanh(GELU_C * (z + 0.044715 * z**3))
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * z * z)
+    if code == SIGMOID:
+        return y * (1 - y)
+    if code == TANH:
+        return 1 - y * y
+    return np.ones_like(y)
+
+
+def ref_loss(kind, out, t, param):
+    """(mean loss, d mean / d out): out are logits for the fused kinds."""
+    B, C = out.shape
+    if kind in ("softmax_xent_sparse", "softmax_xent_dense"):
+        m = out.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(out - m).sum(axis=1, keepdims=True))
+        p = np.exp(out - lse)
+        if kind == "softmax_xent_sparse":
+            onehot = np.zeros_like(out)
+            onehot[np.arange(B), t] = 1
+            return float((lse[:, 0] - out[np.arange(B), t]).sum() / B), (p - onehot) / B
+        return float((t * (lse - out)).sum() / B), (p * t.sum(axis=1, keepdims=True) - t) / B
+    n = out.size
+    d = out - t
+    if kind == "bce_logits":
+        x = out
+        loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        return float(loss.sum() / n), (1 / (1 + np.exp(-x)) - t) / n
+    if kind == "bce":
+        pc = np.clip(out, param, 1 - param)
+        loss = -(t * np.log(pc) + (1 - t) * np.log(1 - pc))
+        inside = (out > param) & (out < 1 - param)
+        return float(loss.sum() / n), np.where(inside, (pc - t) / (pc * (1 - pc)), 0) / n
+    if kind == "mse":
+        return float((d * d).sum() / n), 2 * d / n
+    if kind == "mae":
+        return float(np.abs(d).sum() / n), np.sign(d) / n
+    if kind == "huber":
+        a = np.abs(d)
+        small = a <= param
+        loss = np.where(small, 0.5 * d * d, param * (a - 0.5 * param))
+        return float(loss.sum() / n), np.where(small, d, param * np.sign(d)) / n
+    raise AssertionError(kind)
+
+
+def ref_metric(name, pred, t, threshold=0.5):
+    if name == "sparse_accuracy":
+        return float(np.mean(pred.argmax(axis=1) == t))
+    if name == "categorical_accuracy":
+        return float(np.mean(pred.argmax(axis=1) == t.argmax(axis=1)))
+    if name == "binary_accuracy":
+        return float(np.mean((pred > threshold) == (t > 0.5)))
+    if name == "mse":
+        return float(np.mean((pred - t) ** 2))
+    if name == "mae":
+        return float(np.mean(np.abs(pred - t)))
+    raise AssertionError(name)
+
+
+def ref_update(opt, w, g, slots, h, step):
+    """Keras 3 formulas (numpy_backend.py), float64, in place."""
+    lr = h["lr"]
+    if opt == "sgd":
+        mom = h.get("momentum", 0.0)
+        if mom == 0:
+            w -= lr * g
+        else:
+            v = slots[0]
+            v *= mom
+            v -= lr * g
+            w += (mom * v - lr * g) if h.get("nesterov", False) else v
+    elif opt == "adam":
+        b1, b2, eps, wd = h["beta_1"], h["beta_2"], h["epsilon"], h.get("weight_decay", 0.0)
+        m, v = slots
+        if wd:
+            w -= lr * wd * w
+        lr_t = lr * math.sqrt(1 - b2**step) / (1 - b1**step)
+        m += (g - m) * (1 - b1)
+        v += (g * g - v) * (1 - b2)
+        w -= lr_t * m / (np.sqrt(v) + eps)
+    elif opt == "rmsprop":
+        rho, mom, eps = h["rho"], h.get("momentum", 0.0), h["epsilon"]
+        vel = slots[0]
+        vel *= rho
+        vel += (1 - rho) * g * g
+        inc = lr * g / np.sqrt(vel + eps)
+        if mom > 0:
+            slots[1] *= mom
+            slots[1] += inc
+            w -= slots[1]
+        else:
+            w -= inc
+    elif opt == "adagrad":
+        slots[0] += g * g
+        w -= lr * g / np.sqrt(slots[0] + h["epsilon"])
+    else:
+        raise AssertionError(opt)
+
+
+class RefModel:
+    """The layer path in float64: params [W0, b0, ...] and slots, updated in place."""
+
+    def __init__(self, cfg, params, state):
+        self.cfg = cfg
+        self.params = [p.astype(np.float64) for p in params]
+        self.state = [[s.astype(np.float64) for s in st] for st in state]
+        self.initial = [p.copy() for p in self.params]
+
+    def layer_params(self):
+        k = 0
+        for use_b in self.cfg["use_bias"]:
+            W = k
+            b = k + 1 if use_b else None
+            k += 2 if use_b else 1
+            yield W, b
+
+    def forward(self, x, training):
+        cfg = self.cfg
+        L = len(cfg["acts"])
+        fused = cfg["loss"] in FUSED
+        xs, zs = [x], []
+        for i, (wi, bi) in enumerate(self.layer_params()):
+            z = xs[-1] @ self.params[wi]
+            if bi is not None:
+                z = z + self.params[bi]
+            code = cfg["acts"][i]
+            y = z if (training and fused and i == L - 1) else act_f(code, z, cfg["act_params"][i])
+            zs.append(z)
+            xs.append(y)
+        return xs, zs
+
+    def train(self, x, y, order, first, last, bs, h, step, metrics, trainable):
+        cfg = self.cfg
+        L = len(cfg["acts"])
+        fused = cfg["loss"] in FUSED
+        lp = list(self.layer_params())
+        lowest = next((i for i in range(L) if trainable[i]), L)
+        rows_out = []
+        for b in range(first, last):
+            idx = order[b * bs:(b + 1) * bs]
+            X = x[idx].astype(np.float64)
+            T = y[idx] if cfg["loss"] == "softmax_xent_sparse" else y[idx].astype(np.float64)
+            xs, zs = self.forward(X, training=True)
+            out = xs[-1]
+            loss, g = ref_loss(cfg["loss"], out, T, cfg["loss_param"])
+            last_act = cfg["acts"][-1]
+            pred = act_f(last_act, out, cfg["act_params"][-1]) if fused else out
+            row = [loss] + [ref_metric(m, pred, T) for m in metrics]
+            rows_out.append(row)
+            for i in range(L - 1, lowest - 1, -1):
+                if not (fused and i == L - 1):
+                    g = g * act_grad(cfg["acts"][i], zs[i], xs[i + 1], cfg["act_params"][i])
+                wi, bi = lp[i]
+                dW, db = xs[i].T @ g, g.sum(axis=0)
+                g_prev = g @ self.params[wi].T if i > lowest else None
+                if trainable[i]:
+                    t = step + (b - first) + 1
+                    ref_update(cfg["opt"], self.params[wi], dW, self.state[wi], h, t)
+                    if bi is not None:
+                        ref_update(cfg["opt"], self.params[bi], db, self.state[bi], h, t)
+                g = g_prev
+        return np.array(rows_out, dtype=np.float64).reshape(last - first, 1 + len(metrics))
+
+
+# ---- building blocks --------------------------------------------------------------------------
+
+HYPER = {
+    "sgd": dict(lr=0.05, momentum=0.0, nesterov=False),
+    "sgd_momentum": dict(lr=0.05, momentum=0.9, nesterov=False),
+    "sgd_nesterov": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "adam": dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0),
+    "adamw": dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.004),
+    "rmsprop": dict(lr=1e-3, rho=0.9, momentum=0.0, epsilon=1e-7),
+    "rmsprop_momentum": dict(lr=1e-3, rho=0.9, momentum=0.5, epsilon=1e-7),
+    "adagrad": dict(lr=0.05, epsilon=1e-7),
+}
+
+
+def opt_name(variant):
+    return {"adamw": "adam"}.get(variant, variant.split("_")[0])
+
+
+def n_slots(variant):
+    h = HYPER[variant]
+    opt = opt_name(variant)
+    if opt == "sgd":
+        return 1 if h["momentum"] else 0
+    if opt == "rmsprop":
+        return 2 if h["momentum"] else 1
+    return {"adam": 2, "adagrad": 1}[opt]
+
+
+def make_engine(rng, sizes, acts, loss, variant="adam", use_bias=None, act_params=None,
+                loss_param=0.0, max_batch=64, trainable=None):
+    L = len(sizes) - 1
+    use_bias = use_bias if use_bias is not None else [True] * L
+    act_params = act_params if act_params is not None else \
+        [0.2 if a == LEAKY else 1.0 if a == ELU else 0.0 for a in acts]
+    trainable = trainable if trainable is not None else [True] * L
+    cfg = dict(sizes=sizes, acts=acts, act_params=act_params, use_bias=use_bias, loss=loss,
+               loss_param=loss_param, opt=opt_name(variant))
+    eng = _C.DenseEngine(sizes, acts, act_params, use_bias, loss, loss_param, cfg["opt"], max_batch)
+    params, state = [], []
+    for i in range(L):
+        fan_in = sizes[i]
+        shapes = [(sizes[i], sizes[i + 1])] + ([(sizes[i + 1],)] if use_bias[i] else [])
+        for j, shape in enumerate(shapes):
+            scale = 1.0 / math.sqrt(fan_in) if j == 0 else 0.1
+            params.append(np.ascontiguousarray(rng.normal(0, scale, shape), dtype=np.float32))
+            init = 0.1 if cfg["opt"] == "adagrad" else 0.0
+            state.append([np.full(shape, init, dtype=np.float32) for _ in range(n_slots(variant))])
+    ref = RefModel(cfg, params, state)
+    eng.bind(params, trainable, state)
+    return eng, cfg, params, state, ref, trainable
+
+
+def make_data(rng, n, sizes, loss):
+    x = rng.normal(0, 1, (n, sizes[0])).astype(np.float32)
+    C = sizes[-1]
+    if loss == "softmax_xent_sparse":
+        y = rng.integers(0, C, n).astype(np.int32)
+    elif loss == "softmax_xent_dense":
+        y = rng.random((n, C)).astype(np.float32) + 0.01
+        y /= y.sum(axis=1, keepdims=True)
+    elif loss in ("bce", "bce_logits"):
+        y = rng.random((n, C)).astype(np.float32)
+    else:
+        y = rng.normal(0, 1, (n, C)).astype(np.float32)
+    return x, np.ascontiguousarray(y)
+
+
+def check_against_reference(rng, sizes, acts, loss, variant, n, bs, metrics=(), chunks=None,
+                            loss_param=0.0, use_bias=None, trainable=None, max_batch=None,
+                            rtol=1e-4):
+    eng, cfg, params, state, ref, trainable = make_engine(
+        rng, sizes, acts, loss, variant, use_bias=use_bias, loss_param=loss_param,
+        max_batch=max_batch or bs, trainable=trainable)
+    x, y = make_data(rng, n, sizes, loss)
+    order = rng.permutation(n).astype(np.int64)
+    n_batches = -(-n // bs)
+    h = HYPER[variant]
+    chunks = chunks or [(0, n_batches)]
+    got, want = [], []
+    step = 7  # optimizer iterations already done (Adam's bias correction continues from here)
+    for first, last in chunks:
+        got.append(eng.train(x, y, order, first, last, bs, h, step, list(metrics)))
+        want.append(ref.train(x, y, order, first, last, bs, h, step, list(metrics), trainable))
+        step += last - first
+    got, want = np.concatenate(got), np.concatenate(want)
+    assert got.dtype == np.float64 and got.shape == (n_batches, 1 + len(metrics))
+    np.testing.assert_allclose(got[:, 0], want[:, 0], rtol=rtol, atol=1e-6, err_msg="losses")
+    for j in range(len(metrics)):
+        # Accuracies are counts: float32 vs float64 may flip a borderline sample at most.
+        np.testing.assert_allclose(got[:, 1 + j], want[:, 1 + j], rtol=rtol, atol=1e-5,
+                                   err_msg=f"metric {metrics[j]}")
+    # Weights: float32 rounding differences in a gradient that nearly cancels can be
+    # amplified by the adaptive optimizers (Adam normalises the step size), so compare each
+    # weight with a tolerance of rtol on the weight plus a small fraction of the total
+    # movement of that tensor.
+    for k, (p, r, p0) in enumerate(zip(params, ref.params, ref.initial)):
+        moved = np.abs(r - p0).max()
+        np.testing.assert_allclose(p, r, rtol=rtol, atol=1e-6 + 1e-3 * moved,
+                                   err_msg=f"param {k}")
+    for k, (st, rst) in enumerate(zip(state, ref.state)):
+        for s, rs in zip(st, rst):
+            np.testing.assert_allclose(s, rs, rtol=1e-3, atol=1e-6 + 1e-3 * np.abs(rs).max(),
+                                       err_msg=f"state of param {k}")
+    return eng, params
+
+
+# ---- (a) training step against the reference ----------------------------------------------------
+
+LOSS_CASES = [
+    # (loss, last activation, loss_param, metrics)
+    ("softmax_xent_sparse", SOFTMAX, 0.0, ["sparse_accuracy"]),
+    ("softmax_xent_sparse", LIN, 0.0, ["sparse_accuracy"]),
+    ("softmax_xent_dense", SOFTMAX, 0.0, ["categorical_accuracy", "mse", "mae"]),
+    ("softmax_xent_dense", LIN, 0.0, ["categorical_accuracy"]),
+    ("bce_logits", SIGMOID, 0.0, ["binary_accuracy", "mse"]),
+    ("bce_logits", LIN, 0.0, ["binary_accuracy"]),
+    ("bce", SIGMOID, 1e-7, ["binary_accuracy", "mae"]),
+    ("mse", LIN, 0.0, ["mse", "mae"]),
+    ("mse", TANH, 0.0, ["mae"]),
+    ("mae", LIN, 0.0, ["mse"]),
+    ("huber", ELU, 0.5, ["mae", "binary_accuracy"]),
+]
+
+
+@pytest.mark.parametrize("loss,last_act,loss_param,metrics", LOSS_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in LOSS_CASES])
+@pytest.mark.parametrize("hidden", [RELU, GELU, TANH])
+def test_losses_match_reference(rng, loss, last_act, loss_param, metrics, hidden):
+    sizes = [13, 24, 17, 5 if "xent" in loss else 3]
+    check_against_reference(rng, sizes, [hidden, LEAKY, last_act], loss, "adam", n=83, bs=17,
+                            metrics=metrics, loss_param=loss_param)
+
+
+@pytest.mark.parametrize("variant", list(HYPER))
+def test_optimizers_match_reference(rng, variant):
+    check_against_reference(rng, [9, 16, 4], [ELU, SOFTMAX], "softmax_xent_sparse", variant,
+                            n=50, bs=8, metrics=["sparse_accuracy"], chunks=[(0, 3), (3, 7)])
+    check_against_reference(rng, [7, 12, 10, 2], [SIGMOID, LIN, LIN], "mse", variant, n=40,
+                            bs=16, metrics=["mse"])
+
+
+@pytest.mark.parametrize("act", [LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH])
+def test_hidden_activations(rng, act):
+    check_against_reference(rng, [6, 11, 9, 3], [act, act, LIN], "mse", "sgd_momentum", n=37,
+                            bs=10, metrics=["mae"])
+
+
+@pytest.mark.parametrize("n,bs", [(5, 1), (10, 3), (40, 17), (17, 17), (18, 17), (129, 64)])
+def test_awkward_sizes(rng, n, bs):
+    # 129 input features (one past a 128 multiple), a 1-wide output, short last batches.
+    check_against_reference(rng, [129, 33, 1], [RELU, SIGMOID], "bce_logits", "adam", n=n, bs=bs,
+                            metrics=["binary_accuracy"], max_batch=bs + 3)
+    check_against_reference(rng, [3, 129, 7], [TANH, SOFTMAX], "softmax_xent_sparse", "rmsprop",
+                            n=n, bs=bs, metrics=["sparse_accuracy"])
+
+
+def test_no_bias_and_chunks(rng):
+    check_against_reference(rng, [10, 20, 20, 4], [RELU, GELU, LIN], "huber", "adagrad", n=100,
+                            bs=9, use_bias=[False, True, False], loss_param=1.0,
+                            chunks=[(0, 1), (1, 1), (1, 5), (5, 12)])
+
+
+@pytest.mark.parametrize("trainable", [[False, True, True], [True, False, True],
+                                       [False, False, True], [True, True, False],
+                                       [False, False, False]])
+def test_frozen_layers(rng, trainable):
+    eng, params = check_against_reference(rng, [8, 12, 10, 3], [RELU, TANH, SOFTMAX],
+                                          "softmax_xent_sparse", "adam", n=30, bs=7,
+                                          trainable=trainable)
+
+
+def test_frozen_layers_unchanged(rng):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [5, 6, 2], [RELU, LIN], "mse", "adam",
+                                                   trainable=[False, True])
+    before = [p.copy() for p in params]
+    x, y = make_data(rng, 20, [5, 6, 2], "mse")
+    eng.train(x, y, np.arange(20, dtype=np.int64), 0, 4, 5, HYPER["adam"], 0, [])
+    np.testing.assert_array_equal(params[0], before[0])
+    np.testing.assert_array_equal(params[1], before[1])
+    assert not np.array_equal(params[2], before[2])
+
+
+def test_threads_agree(rng):
+    # Same results with 1 and 2 threads (the kernels cut work independently of thread count;
+    # the GEMM may split differently, so allow float32 rounding).
+    prev = _C.num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            _C.set_num_threads(threads)
+            r = np.random.default_rng(1234)
+            eng, cfg, params, state, ref, tr = make_engine(r, [64, 256, 256, 10],
+                                                           [RELU, RELU, SOFTMAX],
+                                                           "softmax_xent_sparse", "adam",
+                                                           max_batch=128)
+            x, y = make_data(r, 512, [64, 256, 256, 10], "softmax_xent_sparse")
+            out = eng.train(x, y, np.arange(512, dtype=np.int64), 0, 4, 128, HYPER["adam"], 0,
+                            ["sparse_accuracy"])
+            results.append((out, [p.copy() for p in params]))
+    finally:
+        _C.set_num_threads(prev)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# ---- (b) predict ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("acts,loss", [([RELU, RELU, SOFTMAX], "softmax_xent_sparse"),
+                                       ([GELU, ELU, SIGMOID], "bce_logits"),
+                                       ([TANH, LEAKY, LIN], "mse"),
+                                       ([SIGMOID, GELU, TANH], "huber")])
+@pytest.mark.parametrize("n", [0, 1, 7, 64, 150])
+def test_predict_matches_numpy(rng, acts, loss, n):
+    sizes = [21, 30, 17, 4]
+    eng, cfg, params, state, ref, tr = make_engine(rng, sizes, acts, loss, "sgd", max_batch=64,
+                                                   loss_param=1.0 if loss == "huber" else 0.0)
+    x = rng.normal(0, 1, (n, sizes[0])).astype(np.float32)
+    out = np.full((n, sizes[-1]), np.nan, dtype=np.float32)
+    assert eng.predict(x, out) is None
+    want = ref.forward(x.astype(np.float64), training=False)[0][-1]
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_predict_single_row_paths(rng, threads):
+    # One row takes the engine's own single-row kernel (64-column blocks, 8-wide and scalar
+    # tails, columns split over threads for big layers); it must agree with the batched path.
+    sizes = [300, 200, 130, 9]
+    prev = _C.num_threads()
+    _C.set_num_threads(threads)
+    try:
+        for acts, loss in (([RELU, GELU, SOFTMAX], "softmax_xent_sparse"),
+                           ([TANH, ELU, LIN], "mse"), ([LEAKY, SIGMOID, SIGMOID], "bce_logits")):
+            eng, cfg, params, state, ref, tr = make_engine(rng, sizes, acts, loss, "sgd",
+                                                           use_bias=[True, False, True],
+                                                           max_batch=16)
+            x = rng.normal(0, 1, (5, sizes[0])).astype(np.float32)
+            batched = np.empty((5, sizes[-1]), np.float32)
+            eng.predict(x, batched)
+            want = ref.forward(x.astype(np.float64), training=False)[0][-1]
+            for i in range(5):
+                one = np.empty((1, sizes[-1]), np.float32)
+                eng.predict(x[i:i + 1], one)
+                np.testing.assert_allclose(one[0], want[i], rtol=1e-4, atol=1e-6)
+                np.testing.assert_allclose(one[0], batched[i], rtol=1e-4, atol=1e-6)
+    finally:
+        _C.set_num_threads(prev)
+
+
+def test_predict_after_training_sees_new_weights(rng):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [4, 8, 2], [RELU, LIN], "mse", "sgd")
+    x, y = make_data(rng, 16, [4, 8, 2], "mse")
+    eng.train(x, y, np.arange(16, dtype=np.int64), 0, 2, 8, HYPER["sgd"], 0, [])
+    out = np.empty((16, 2), np.float32)
+    eng.predict(x, out)
+    want = np.maximum(x @ params[0] + params[1], 0) @ params[2] + params[3]
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
+
+
+# ---- (c) bad arguments ------------------------------------------------------------------------
+
+def small(rng, loss="softmax_xent_sparse", variant="adam", last=SOFTMAX):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, last], loss, variant,
+                                                   max_batch=8)
+    x, y = make_data(rng, 20, [4, 6, 3], loss)
+    return eng, params, state, x, y, np.arange(20, dtype=np.int64)
+
+
+def test_constructor_errors():
+    ok = dict(sizes=[4, 5, 3], activations=[1, 7], act_params=[0.0, 0.0], use_bias=[True, True],
+              loss="softmax_xent_sparse", loss_param=0.0, optimizer="adam", max_batch=8)
+
+    def build(**kw):
+        a = {**ok, **kw}
+        return _C.DenseEngine(a["sizes"], a["activations"], a["act_params"], a["use_bias"],
+                              a["loss"], a["loss_param"], a["optimizer"], a["max_batch"])
+
+    build()
+    cases = [
+        (dict(sizes=[4]), "sizes"),
+        (dict(sizes=[4, 0, 3]), r"sizes\[1\]"),
+        (dict(activations=[1]), "activations: expected 2"),
+        (dict(activations=[1, 9]), r"activations\[1\]"),
+        (dict(activations=[7, 7]), "softmax .* last layer only"),
+        (dict(act_params=[0.0]), "act_params"),
+        (dict(use_bias=[True]), "use_bias"),
+        (dict(loss="nll"), "unknown loss 'nll'"),
+        (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'"),
+        (dict(max_batch=0), "max_batch"),
+        (dict(activations=[1, 5]), "softmax or linear last layer"),
+        (dict(loss="bce_logits"), "sigmoid or linear last layer"),
+        (dict(loss="mse"), "softmax last layer is only supported"),
+        (dict(loss="huber", activations=[1, 0], loss_param=0.0), "huber delta"),
+        (dict(loss="bce", activations=[1, 5], loss_param=0.0), "clip epsilon"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            build(**kw)
+
+
+def test_train_before_bind():
+    eng = _C.DenseEngine([2, 1], [0], [0.0], [True], "mse", 0.0, "sgd", 4)
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="bind"):
+        eng.train(x, np.zeros((4, 1), np.float32), np.arange(4, dtype=np.int64), 0, 1, 4,
+                  HYPER["sgd"], 0, [])
+    with pytest.raises(ValueError, match="bind"):
+        eng.predict(x, np.zeros((4, 1), np.float32))
+
+
+def test_bind_errors(rng):
+    eng, params, state, x, y, order = small(rng)
+    tr = [True, True]
+    with pytest.raises(ValueError, match="params: expected 4 arrays"):
+        eng.bind(params[:3], tr, state)
+    with pytest.raises(ValueError, match="trainable: expected 2"):
+        eng.bind(params, [True], state)
+    with pytest.raises(ValueError, match="state: expected 4"):
+        eng.bind(params, tr, state[:3])
+    with pytest.raises(ValueError, match=r"params\[2\] \(W1\): expected shape \(6, 3\)"):
+        eng.bind(params[:2] + [params[2].T.copy()] + params[3:], tr, state)
+    with pytest.raises(TypeError, match=r"params\[0\] \(W0\): expected dtype float32"):
+        eng.bind([params[0].astype(np.float64)] + params[1:], tr, state)
+    with pytest.raises(TypeError, match=r"params\[1\] \(b0\): expected a numpy array, got list"):
+        eng.bind([params[0], list(params[1])] + params[2:], tr, state)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        eng.bind([np.asfortranarray(params[0])] + params[1:], tr, state)
+    ro = params[0].copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        eng.bind([ro] + params[1:], tr, state)
+    with pytest.raises(ValueError, match=r"state\[1\]: expected \[m, v\]"):
+        eng.bind(params, tr, [state[0], state[1][:1]] + state[2:])
+    with pytest.raises(ValueError, match=r"state\[3\]\[1\]: expected shape \(3,\)"):
+        eng.bind(params, tr, state[:3] + [[state[3][0], np.zeros(4, np.float32)]])
+    with pytest.raises(ValueError, match="must not share memory"):
+        eng.bind(params, tr, [[state[0][0], state[0][0]]] + state[1:])
+    with pytest.raises(ValueError, match="must not share memory"):
+        eng.bind(params, tr, [[params[0], state[0][1]]] + state[1:])
+    # Frozen layers may come without optimizer slots.
+    eng.bind(params, [False, True], [[], []] + state[2:])
+    eng.bind(params, tr, state)
+
+
+def test_train_errors_leave_weights_untouched(rng):
+    eng, params, state, x, y, order = small(rng)
+    h = HYPER["adam"]
+    before = [p.copy() for p in params]
+    cases = [
+        (TypeError, "x: expected dtype float32", dict(x=x.astype(np.float64))),
+        (ValueError, r"x: expected shape \(N, 4\)", dict(x=x[:, :3].copy())),
+        (ValueError, "C-contiguous", dict(x=np.asfortranarray(x))),
+        (TypeError, "x: expected a numpy array, got list", dict(x=x.tolist())),
+        (TypeError, "y: expected int32 class labels", dict(y=y.astype(np.int64))),
+        (ValueError, r"y: expected shape \(20,\)", dict(y=y[:10].copy())),
+        (ValueError, r"y: expected class labels in \[0, 3\), got 3 at row 5",
+         dict(y=np.where(np.arange(20) == 5, 3, y).astype(np.int32))),
+        (ValueError, r"got -1 at row 19", dict(y=np.where(np.arange(20) == 19, -1, y).astype(np.int32))),
+        (TypeError, "order: expected dtype int64", dict(order=order.astype(np.int32))),
+        (ValueError, r"order: expected shape \(20,\)", dict(order=order[:5].copy())),
+        (ValueError, r"order: expected row indices in \[0, 20\), got 20 at position 11",
+         dict(order=np.where(np.arange(20) == 11, 20, order).astype(np.int64))),
+        (ValueError, "got -3", dict(order=np.where(np.arange(20) == 0, -3, order).astype(np.int64))),
+        (ValueError, "batch_size: 9 exceeds the engine's max_batch 8", dict(batch_size=9)),
+        (ValueError, "batch_size: expected >= 1", dict(batch_size=0)),
+        (ValueError, "first_batch/last_batch", dict(first=0, last=4)),
+        (ValueError, "first_batch/last_batch", dict(first=2, last=1)),
+        (ValueError, "first_batch/last_batch", dict(first=-1, last=1)),
+        (ValueError, "missing key 'beta_1'", dict(hyper={"lr": 0.1, "beta_2": 0.9, "epsilon": 1e-7})),
+        (TypeError, r"hyper\['lr'\]: expected a number", dict(hyper={**h, "lr": "fast"})),
+        (ValueError, "unknown metric 'f1'", dict(metrics=["f1"])),
+        (ValueError, "only sparse_accuracy", dict(metrics=["mse"])),
+        (TypeError, "metrics: expected a list of str", dict(metrics=[3])),
+    ]
+    for exc, msg, kw in cases:
+        a = dict(x=x, y=y, order=order, first=0, last=3, batch_size=8, hyper=h, metrics=[])
+        a.update(kw)
+        with pytest.raises(exc, match=msg):
+            eng.train(a["x"], a["y"], a["order"], a["first"], a["last"], a["batch_size"],
+                      a["hyper"], 0, a["metrics"])
+        for p, b in zip(params, before):
+            np.testing.assert_array_equal(p, b)
+    # Labels outside the batches asked for are not looked at; empty ranges are fine.
+    assert eng.train(x, y, order, 1, 1, 8, h, 0, []).shape == (0, 1)
+
+
+def test_dense_targets_and_slots_errors(rng):
+    eng, params, state, x, y, order = small(rng, loss="mse", variant="sgd", last=LIN)
+    with pytest.raises(ValueError, match=r"y: expected shape \(20, 3\)"):
+        eng.train(x, y[:, :2].copy(), order, 0, 1, 8, HYPER["sgd"], 0, [])
+    with pytest.raises(TypeError, match="y: expected dtype float32"):
+        eng.train(x, y.astype(np.float64), order, 0, 1, 8, HYPER["sgd"], 0, [])
+    with pytest.raises(ValueError, match="sparse_accuracy needs integer labels"):
+        eng.train(x, y, order, 0, 1, 8, HYPER["sgd"], 0, ["sparse_accuracy"])
+    # sgd bound without velocity slots, then asked for momentum.
+    with pytest.raises(ValueError, match="sgd with momentum needs"):
+        eng.train(x, y, order, 0, 1, 8, HYPER["sgd_momentum"], 0, [])
+    eng2, params2, state2, x2, y2, order2 = small(rng, loss="mse", variant="rmsprop", last=LIN)
+    with pytest.raises(ValueError, match="rmsprop with momentum needs"):
+        eng2.train(x2, y2, order2, 0, 1, 8, HYPER["rmsprop_momentum"], 0, [])
+
+
+def test_predict_errors(rng):
+    eng, params, state, x, y, order = small(rng)
+    out = np.empty((20, 3), np.float32)
+    with pytest.raises(ValueError, match=r"out: expected shape \(20, 3\)"):
+        eng.predict(x, np.empty((20, 2), np.float32))
+    with pytest.raises(TypeError, match="out: expected dtype float32"):
+        eng.predict(x, np.empty((20, 3), np.float64))
+    with pytest.raises(TypeError, match="x: expected dtype float32"):
+        eng.predict(x.astype(np.float64), out)
+    with pytest.raises(ValueError, match=r"x: expected shape \(N, 4\)"):
+        eng.predict(x[:, :2].copy(), out)
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        eng.predict(x, ro)
+    with pytest.raises(ValueError, match="must not share memory"):
+        eng.predict(x[:1], np.ndarray((1, 3), np.float32, buffer=params[0]))
+    with pytest.raises(ValueError, match="must not share memory with x"):
+        eng.predict(x[:1], np.ndarray((1, 3), np.float32, buffer=x))
+    with pytest.raises(TypeError, match="out: expected a numpy array"):
+        eng.predict(x, None)
+
+
+# ---- (d) shuffled_order --------------------------------------------------------------------
+
+def test_shuffled_order(rng):
+    seed = int(rng.integers(0, 2**63))
+    for n in (0, 1, 2, 17, 100_000):
+        a = _C.shuffled_order(n, seed)
+        assert a.dtype == np.int64 and a.shape == (n,)
+        np.testing.assert_array_equal(np.sort(a), np.arange(n))
+        np.testing.assert_array_equal(a, _C.shuffled_order(n, seed))
+    b = _C.shuffled_order(1000, seed + 1)
+    assert not np.array_equal(_C.shuffled_order(1000, seed), b)
+    assert not np.array_equal(b, np.arange(1000))
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _C.shuffled_order(-1, 0)
+
+
+def test_shuffled_order_is_uniform_enough():
+    # Each of the 6 orders of 3 items appears about equally often over many seeds.
+    counts = {}
+    for s in range(6000):
+        key = tuple(_C.shuffled_order(3, s))
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 6
+    assert all(800 < c < 1200 for c in counts.values())

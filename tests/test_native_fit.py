@@ -1,0 +1,117 @@
+"""Model-level checks of the native engine: fit(engine='native') gives the layer path's results
+within float32 rounding, falls back visibly, and predict takes the native path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import requires_backend
+from pynn import engine as engine_mod
+
+pytestmark = requires_backend("cpu")
+
+CONFIGS = [
+    ("relu", "sparse_categorical_crossentropy", "softmax", 5, pynn.optimizers.Adam, ["accuracy"]),
+    ("tanh", "categorical_crossentropy", "softmax", 3, pynn.optimizers.RMSprop, ["accuracy"]),
+    ("gelu", "binary_crossentropy", "sigmoid", 1, pynn.optimizers.SGD, ["accuracy"]),
+    ("elu", "mse", None, 2, pynn.optimizers.Adagrad, ["mae"]),
+    ("leaky_relu", "huber", "linear", 2, pynn.optimizers.AdamW, ["mse"]),
+    ("sigmoid", "mae", "tanh", 1, pynn.optimizers.Adam, []),
+]
+
+
+def _data(rng, loss, out_dim, n=203):
+    x = rng.normal(size=(n, 11)).astype(np.float32)
+    if loss == "sparse_categorical_crossentropy":
+        return x, rng.integers(0, out_dim, size=n)
+    if loss == "categorical_crossentropy":
+        return x, np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
+    if loss == "binary_crossentropy":
+        return x, rng.integers(0, 2, size=n)
+    return x, rng.normal(size=(n, out_dim)).astype(np.float32)
+
+
+def _fit(config, x, y, engine):
+    hidden, loss, out_act, out_dim, opt_cls, metrics = config
+    pynn.set_seed(11)
+    model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(16, activation=hidden),
+                             pynn.Dense(7, activation=hidden),
+                             pynn.Dense(out_dim, activation=out_act)])
+    model.compile(optimizer=opt_cls(learning_rate=0.01), loss=loss, metrics=metrics,
+                  backend="cpu")
+    h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.1, verbose=0,
+                  engine=engine)
+    return model, h.history
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c[1] for c in CONFIGS])
+def test_native_matches_layer_path(rng, config):
+    x, y = _data(rng, config[1], config[3])
+    native, h_native = _fit(config, x, y, "native")
+    layers, h_layers = _fit(config, x, y, "layers")
+    assert h_native.keys() == h_layers.keys()
+    for key in h_native:
+        np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=1e-5,
+                                   err_msg=key)
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert native.optimizer.iterations == layers.optimizer.iterations
+
+
+def test_native_is_used_and_predict_matches(rng):
+    model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(8, activation="relu"),
+                             pynn.Dense(3), pynn.Activation("softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert engine_mod.unsupported_reason(model) is None
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Training engine: native" in lines[0]
+    x = rng.normal(size=(50, 11)).astype(np.float32)
+    native = model.predict(x)
+    assert model._predict_cache is not None
+    reference = model._forward(x, training=False, logits=False)  # layer-by-layer
+    np.testing.assert_allclose(native, reference, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x[:1]), reference[:1], rtol=1e-5, atol=1e-6)
+    model.set_weights([w * 2 for w in model.get_weights()])  # in place: same arrays, new values
+    np.testing.assert_allclose(model.predict(x), model._forward(x, False, False), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_unsupported_models_fall_back_visibly():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax"),
+                             pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    reason = engine_mod.unsupported_reason(model)
+    assert reason and "softmax" in reason
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Training engine: layers (native engine not used: softmax" in lines[0]
+    with pytest.raises(ValueError, match="native engine cannot train this model"):
+        model.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=0, engine="native")
+    h = model.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=0)  # auto: layer path
+    assert len(h.history["loss"]) == 1 and model.engine_reason == reason
+    with pytest.raises(ValueError, match="engine must be"):
+        model.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=0, engine="turbo")
+
+
+def test_batch_callbacks_see_every_batch_natively():
+    seen = []
+    cb = pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((10, 2)), np.ones(10), batch_size=3, epochs=2, verbose=0, callbacks=[cb],
+              engine="native")
+    assert seen == [0, 1, 2, 3] * 2
+
+
+def test_frozen_layer_unchanged_natively(rng):
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"), pynn.Dense(1)])
+    model.layers[1].trainable = False
+    model.compile(optimizer="adam", loss="mse")
+    before = model.layers[1].get_weights()
+    model.fit(rng.normal(size=(40, 5)), rng.normal(size=40), epochs=2, verbose=0,
+              engine="native")
+    for a, b in zip(before, model.layers[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
