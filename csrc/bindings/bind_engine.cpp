@@ -10,6 +10,7 @@
 // bad argument raises and never leaves a half-trained model. The GIL is released around the
 // work (validation included).
 #include <pybind11/numpy.h>
+#include <cmath>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -258,6 +259,12 @@ public:
             if (overlap(a, out)) throw py::value_error("out: must not share memory with the bound parameters or state");
         const float* xp = static_cast<const float*>(x.data());
         float* outp = static_cast<float*>(out.mutable_data());
+        if (n == 0) throw py::value_error("x is empty (0 samples)");
+        // Finiteness is checked here, in one cheap pass, so Python's single-row path needs
+        // no numpy reduction of its own.
+        index_t bad = 0;
+        for (index_t i = 0, total = n * in; i < total; ++i) bad += !std::isfinite(xp[i]);
+        if (bad) throw py::value_error("x contains " + std::to_string(bad) + " NaN or infinite value(s)");
         py::gil_scoped_release nogil;
         eng_.predict(xp, outp, n);
     }

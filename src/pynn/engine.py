@@ -145,9 +145,33 @@ class NativeEngine:
         return logs
 
     def predict(self, x):
-        out = np.empty((x.shape[0], self.out_dim), dtype=np.float32)
+        out = np.empty((len(x), self.out_dim), dtype=np.float32)
         self.engine.predict(x, out)
         return out
+
+
+class PredictEngine(NativeEngine):
+    """The native forward pass of a model, remembering what it was built for so predict can
+    reuse it after a check of a few identities (the weights are bound by reference)."""
+
+    def __init__(self, model, max_batch):
+        super().__init__(model, max_batch, training=False)
+        self.backend = model.backend
+        self.layers = list(model.layers)
+        self.activations = [getattr(l, "activation", None) for l in self.layers]
+        self.values = [p.value for p in self.params]
+        self.n_features = model.input_shape[0]
+
+    def describes(self, model):
+        """True while the model has the layers, activations and weight arrays bound here."""
+        if model.backend is not self.backend or config.floatx() != "float32":
+            return False
+        layers = model.layers
+        if len(layers) != len(self.layers) or any(
+                a is not b or getattr(a, "activation", None) is not act
+                for a, b, act in zip(layers, self.layers, self.activations)):
+            return False
+        return all(p.value is v for p, v in zip(self.params, self.values))
 
 
 def epoch_order(n, shuffle):

@@ -377,15 +377,25 @@ class Sequential:
 
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for x, as a numpy array (batch_size only bounds memory use)."""
+        cached = self._predict_cache
+        if cached is not None and batch_size is None and cached.describes(self):
+            # The lean path (single rows in microseconds): the binding checks dtype, shape,
+            # layout and finiteness itself; anything it refuses takes the full path below,
+            # which converts what it can and otherwise raises the usual clear error.
+            try:
+                return cached.predict(x)
+            except (TypeError, ValueError):
+                pass
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         if self.backend is None:
             self.backend = get_backend()
         x = self._inputs(x)
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
-        native = self._predict_engine()
-        if native is not None:
-            return native.predict(x)
+        if engine_mod.unsupported_reason(self, for_training=False) is None:
+            if cached is None or not cached.describes(self):
+                cached = self._predict_cache = engine_mod.PredictEngine(self, _PREDICT_BATCH)
+            return cached.predict(x)
         b = self.backend
         outs = []
         for start in range(0, x.shape[0], batch_size):
@@ -395,18 +405,6 @@ class Sequential:
 
     def __call__(self, x):
         return self.predict(x)
-
-    def _predict_engine(self):
-        """The native forward pass for predict (cached while the weights stay the same arrays)."""
-        if engine_mod.unsupported_reason(self, for_training=False) is not None:
-            return None
-        key = tuple((id(l), getattr(l, "activation", None)) for l in self.layers) + \
-            tuple(id(p.value) for p in self.params)
-        cached = self._predict_cache
-        if cached is None or cached[0] != key:
-            cached = self._predict_cache = (key, engine_mod.NativeEngine(self, _PREDICT_BATCH,
-                                                                         training=False))
-        return cached[1]
 
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
