@@ -259,7 +259,6 @@ public:
             if (overlap(a, out)) throw py::value_error("out: must not share memory with the bound parameters or state");
         const float* xp = static_cast<const float*>(x.data());
         float* outp = static_cast<float*>(out.mutable_data());
-        if (n == 0) throw py::value_error("x is empty (0 samples)");
         // Finiteness is checked here, in one cheap pass, so Python's single-row path needs
         // no numpy reduction of its own.
         index_t bad = 0;

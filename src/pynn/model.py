@@ -383,7 +383,8 @@ class Sequential:
             # layout and finiteness itself; anything it refuses takes the full path below,
             # which converts what it can and otherwise raises the usual clear error.
             try:
-                return cached.predict(x)
+                if len(x):
+                    return cached.predict(x)
             except (TypeError, ValueError):
                 pass
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
