@@ -130,3 +130,13 @@ def test_activation_functions_on_arrays():
     s = a.softmax(np.array([[1000.0, 0.0, -1000.0]]))
     assert np.isfinite(s).all() and np.isclose(s.sum(), 1)
     np.testing.assert_allclose(a.sigmoid(np.array([-1000.0, 1000.0])), [0, 1])
+
+
+def test_demo_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pynn", "demo", "--epochs", "3", "--out",
+                          str(tmp_path / "digits.npz")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "test accuracy" in out.stdout and "reloaded predictions identical: True" in out.stdout
+    assert "Epoch 3/3" in out.stdout  # one line per epoch when not a terminal
+    assert (tmp_path / "digits.npz").exists()

@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     p_info = sub.add_parser("info", help="version, backends, CPU ISA, threads, GPU")
     p_info.add_argument("--json", action="store_true", help="print as JSON")
     p_demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits, save, reload")
-    p_demo.add_argument("--epochs", type=int, default=30)
+    p_demo.add_argument("--epochs", type=int, default=40)
     p_demo.add_argument("--backend", default=None, help="cpu, numpy, cuda or cupy")
     p_demo.add_argument("--out", default="pynn_digits.npz", help="where to save the weights")
     p_demo.add_argument("--seed", type=int, default=0)
