@@ -14,11 +14,12 @@ from .config import floatx, set_floatx, set_seed
 from .info import info
 from .layers import Activation, Dense, Input
 from .model import Sequential
+from .saving import load_model
 from .threads import get_num_threads, set_num_threads
 
 __all__ = [
     "Activation", "Dense", "Input", "Sequential", "activations", "available_backends",
     "callbacks", "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers",
-    "losses", "metrics", "ops", "optimizers", "set_backend", "set_floatx", "set_num_threads",
+    "load_model", "losses", "metrics", "ops", "optimizers", "set_backend", "set_floatx", "set_num_threads",
     "set_seed",
 ]

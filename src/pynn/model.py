@@ -433,10 +433,20 @@ class Sequential:
 
         save_weights(self, filepath)
 
-    def load_weights(self, filepath):
+    def load_weights(self, filepath, skip_mismatch=False):
+        """Load weights saved by save_weights or save; shapes are checked first. With
+        skip_mismatch=True, layers that do not match are left untouched (their names are
+        returned) instead of raising."""
         from .saving import load_weights
 
-        load_weights(self, filepath)
+        return load_weights(self, filepath, skip_mismatch)
+
+    def save(self, filepath):
+        """The whole model in one .npz: layers, weights, compile settings, optimizer state.
+        pynn.load_model(filepath) rebuilds it."""
+        from .saving import save_model
+
+        save_model(self, filepath)
 
     # ---- description ----------------------------------------------------------------------------
     def summary(self, print_fn=print):

@@ -1,9 +1,15 @@
-"""Weights files: one .npz holding every weight array plus a JSON description, never a pickle.
+"""pynn files: one .npz holding arrays plus a JSON description, never a pickle.
 
-Layout: `__pynn__` is a JSON string (format name and version, pynn version, and per layer its
-name, class and weight shapes); `layer{i}.{weight}` are the arrays, in layer order. Files are
-written atomically: to a temporary file in the same directory, flushed and fsynced, then
-renamed over the target, so an interrupted save never leaves a truncated file behind.
+Two kinds share one layout. A weights file (`save_weights`) has `__pynn__`, a JSON string
+(format name and version, pynn version, and per layer its name, class and weight shapes), and
+`layer{i}.{weight}`, the arrays in layer order. A model file (`model.save`) adds the model's
+config (layers and their arguments), the compile settings, and the optimizer's step count and
+state arrays (`opt.{param index}.{slot}`), so `load_model` rebuilds a model that predicts and
+goes on training exactly like the saved one. Loading never unpickles and never evaluates a
+string; layer classes come only from pynn's registry or `custom_objects`.
+
+Files are written atomically: to a temporary file in the same directory, flushed and
+fsynced, then renamed over the target, so an interrupted save never leaves a truncated file.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import zipfile
 import numpy as np
 
 FORMAT = "pynn-weights"
+MODEL_FORMAT = "pynn-model"
 FORMAT_VERSION = 1
 META_KEY = "__pynn__"
 
@@ -45,11 +52,8 @@ def _weight_key(layer_index, param_name):
     return f"layer{layer_index}.{param_name.rsplit('/', 1)[-1]}"
 
 
-def save_weights(model, filepath):
-    if not model.built:
-        raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
-    from . import __version__
-
+def _weight_arrays(model):
+    """({key: array}, per-layer description) of every weight, trainable or not."""
     arrays, layers = {}, []
     for i, layer in enumerate(model.layers):
         entry = {"name": layer.name, "class": type(layer).__name__, "weights": []}
@@ -58,10 +62,94 @@ def save_weights(model, filepath):
             arrays[key] = p.numpy()
             entry["weights"].append({"key": key, "shape": list(p.shape)})
         layers.append(entry)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "pynn_version": __version__,
-            "layers": layers}
-    arrays[META_KEY] = np.array(json.dumps(meta))
+    return arrays, layers
+
+
+def _meta(kind, layers, **extra):
+    from . import __version__
+
+    return {"format": kind, "format_version": FORMAT_VERSION, "pynn_version": __version__,
+            "layers": layers, **extra}
+
+
+def save_weights(model, filepath):
+    if not model.built:
+        raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
+    arrays, layers = _weight_arrays(model)
+    arrays[META_KEY] = np.array(json.dumps(_meta(FORMAT, layers)))
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
+
+
+def save_model(model, filepath):
+    """The whole model: architecture, weights, compile settings and optimizer state."""
+    if not model.built:
+        raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
+    from . import losses, optimizers
+
+    arrays, layers = _weight_arrays(model)
+    extra = {"config": model.get_config()}
+    if model.compiled:
+        names = []
+        for m in model._metric_specs:
+            if not isinstance(m, str):
+                raise ValueError(f"cannot save metric {m!r}: only metrics given by name can be "
+                                 f"saved; compile with names or save_weights instead")
+            names.append(m)
+        opt = model.optimizer
+        slots = []
+        for i, p in enumerate(model.params):
+            state = opt._state.get(id(p))
+            for slot, value in (state or {}).items():
+                key = f"opt.{i}.{slot}"
+                arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
+                slots.append({"param": i, "slot": slot, "key": key})
+        extra["compile"] = {"optimizer": optimizers.serialize(opt),
+                            "loss": losses.serialize(model.loss), "metrics": names}
+        extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
+    arrays[META_KEY] = np.array(json.dumps(_meta(MODEL_FORMAT, layers, **extra)))
+    atomic_write(filepath, lambda f: np.savez(f, **arrays))
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state."""
+    from . import losses, optimizers
+    from .model import Sequential
+
+    arrays = read_npz(filepath)
+    meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
+    config = meta.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise ValueError(f"{filepath!r}: the model description has no layer list")
+    try:
+        model = Sequential.from_config(config, custom_objects)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
+    _assign_weights(model, arrays, meta, filepath)
+    settings = meta.get("compile")
+    if compile and settings:
+        model.compile(optimizer=optimizers.get(settings["optimizer"]),
+                      loss=losses.get(settings["loss"]), metrics=settings["metrics"] or None)
+        state = meta.get("optimizer_state", {})
+        opt = model.optimizer
+        params = model.params
+        restored = {}
+        for entry in state.get("slots", []):
+            i, slot, key = entry["param"], entry["slot"], entry["key"]
+            if not (isinstance(i, int) and 0 <= i < len(params)) or key not in arrays:
+                raise ValueError(f"{filepath!r}: optimizer state entry {entry!r} is invalid")
+            p = params[i]
+            if arrays[key].shape != p.shape:
+                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has shape "
+                                 f"{arrays[key].shape}, the weight {p.shape}")
+            restored.setdefault(i, {})[slot] = p.backend.asarray(arrays[key], p.value.dtype)
+        for i, slots in restored.items():
+            expected = opt._active_slots()
+            if set(slots) != set(expected):
+                raise ValueError(f"{filepath!r}: optimizer state of {params[i].name!r} has slots "
+                                 f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
+            opt._state[id(params[i])] = {s: slots[s] for s in expected}
+        opt.iterations = int(state.get("iterations", 0))
+    return model
 
 
 def read_npz(filepath):
@@ -82,23 +170,33 @@ def read_npz(filepath):
                          f"{exc}") from exc
 
 
-def read_meta(arrays, filepath):
+def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
     if META_KEY not in arrays:
         raise ValueError(f"{filepath!r} is not a pynn file (no {META_KEY} entry)")
     try:
         meta = json.loads(str(arrays[META_KEY]))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{filepath!r}: its description is not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{filepath!r} is not a pynn weights file")
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, MODEL_FORMAT):
+        raise ValueError(f"{filepath!r} is not a pynn file")
+    if meta["format"] not in kinds:
+        raise ValueError(f"{filepath!r} is a weights file, not a whole model: build the model "
+                         f"and call model.load_weights instead")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{filepath!r} has format version {version!r}; this pynn reads up to "
                          f"{FORMAT_VERSION}: upgrade pynn")
+    if not isinstance(meta.get("layers"), list):
+        raise ValueError(f"{filepath!r}: the description lists no layers")
     return meta
 
 
-def load_weights(model, filepath):
+def load_weights(model, filepath, skip_mismatch=False):
+    """Weights from a weights or model file into `model`, after checking every shape.
+
+    skip_mismatch=True loads the layers whose weights match and leaves the others untouched
+    (returning their names); otherwise any mismatch raises and nothing is loaded.
+    """
     arrays = read_npz(filepath)
     meta = read_meta(arrays, filepath)
     saved = [l for l in meta["layers"] if l["weights"]]
@@ -107,25 +205,44 @@ def load_weights(model, filepath):
         if first is None or len(first) != 2:
             raise ValueError("build the model (or give it an Input) before loading weights")
         model._ensure_built(first[0])
+    return _assign_weights(model, arrays, meta, filepath, skip_mismatch)
+
+
+def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False):
+    saved = [l for l in meta["layers"] if l.get("weights")]
     ours = [l for l in model.layers if l.params]
-    if len(saved) != len(ours):
+    if len(saved) != len(ours) and not skip_mismatch:
         raise ValueError(f"{filepath!r} holds weights for {len(saved)} layers, the model has "
                          f"{len(ours)} layers with weights")
-    plan = []
+    plan, skipped = [], []
     for layer, entry in zip(ours, saved):
-        if len(entry["weights"]) != len(layer.params):
-            raise ValueError(f"layer {layer.name!r}: the file has {len(entry['weights'])} weight "
-                             f"arrays (layer {entry['name']!r}), the model {len(layer.params)}")
-        for p, w in zip(layer.params, entry["weights"]):
-            array = arrays.get(w["key"])
-            if array is None:
-                raise ValueError(f"{filepath!r} lacks the array {w['key']!r}")
-            if array.shape != p.shape:
-                raise ValueError(f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}: "
-                                 f"the file has shape {array.shape}, the model {p.shape}")
-            if not np.issubdtype(array.dtype, np.floating):
-                raise ValueError(f"{filepath!r}: array {w['key']!r} has dtype {array.dtype}, "
-                                 f"expected floats")
-            plan.append((p, array))
+        try:
+            plan += _layer_plan(layer, entry, arrays, filepath)
+        except ValueError:
+            if not skip_mismatch:
+                raise
+            skipped.append(layer.name)
+    skipped += [layer.name for layer in ours[len(saved):]]
     for p, array in plan:  # every check passed: nothing is half-loaded
         p.assign(array)
+    return skipped
+
+
+def _layer_plan(layer, entry, arrays, filepath):
+    weights = entry["weights"]
+    if len(weights) != len(layer.params):
+        raise ValueError(f"layer {layer.name!r}: the file has {len(weights)} weight arrays "
+                         f"(layer {entry.get('name')!r}), the model {len(layer.params)}")
+    plan = []
+    for p, w in zip(layer.params, weights):
+        array = arrays.get(w.get("key"))
+        if array is None:
+            raise ValueError(f"{filepath!r} lacks the array {w.get('key')!r}")
+        if array.shape != p.shape:
+            raise ValueError(f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}: "
+                             f"the file has shape {array.shape}, the model {p.shape}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{filepath!r}: array {w.get('key')!r} has dtype {array.dtype}, "
+                             f"expected floats")
+        plan.append((p, array))
+    return plan

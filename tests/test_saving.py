@@ -1,0 +1,187 @@
+"""Whole-model files: exact round trips, resumable training, no code from files, atomic
+writes, and clear errors for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import saving
+
+
+def _model(optimizer="adam", metrics=("accuracy",)):
+    pynn.set_seed(3)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
+                             pynn.Dense(4, activation="leaky_relu"),
+                             pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=list(metrics))
+    return model
+
+
+def _data(n=120):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", pynn.optimizers.SGD(0.1, momentum=0.9),
+                                       "rmsprop", "adagrad", "adamw"])
+def test_roundtrip_and_resume_bit_for_bit(tmp_path, optimizer):
+    x, y = _data()
+    model = _model(optimizer)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = pynn.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.get_config()["layers"] == model.get_config()["layers"]
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    pynn.set_seed(99)
+    h1 = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    pynn.set_seed(99)
+    h2 = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_uncompiled_model_and_frozen_layers(tmp_path):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, trainable=False), pynn.Dense(1)])
+    model.save(tmp_path / "u.npz")
+    loaded = pynn.load_model(tmp_path / "u.npz")
+    assert not loaded.compiled and not loaded.layers[1].trainable
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_weights_accepts_model_files_and_skip_mismatch(tmp_path):
+    model = _model()
+    model.save(tmp_path / "m.npz")
+    other = _model()
+    other.set_weights([w * 0 for w in other.get_weights()])
+    other.load_weights(tmp_path / "m.npz")
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    head = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
+                            pynn.Dense(4, activation="leaky_relu"), pynn.Dense(5)])
+    before = head.layers[-1].get_weights()
+    skipped = head.load_weights(tmp_path / "m.npz", skip_mismatch=True)
+    assert skipped == [head.layers[-1].name]
+    np.testing.assert_array_equal(head.layers[1].get_weights()[0], model.layers[1].get_weights()[0])
+    for a, b in zip(before, head.layers[-1].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"kernel.*\(4, 3\).*\(4, 5\)"):
+        head.load_weights(tmp_path / "m.npz")
+
+
+def _rewrite(src, dst, mutate_meta=None, extra=None, drop=()):
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k not in drop}
+    meta = json.loads(str(arrays["__pynn__"]))
+    if mutate_meta:
+        mutate_meta(meta)
+    arrays["__pynn__"] = np.array(json.dumps(meta))
+    arrays.update(extra or {})
+    np.savez(dst, **arrays)
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    good = tmp_path / "good.npz"
+    _model().save(good)
+
+    pickled = tmp_path / "pickled.npz"
+    _rewrite(good, pickled, extra={"evil": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(ValueError, match="pickle"):
+        pynn.load_model(pickled)
+
+    unknown = tmp_path / "unknown.npz"
+    _rewrite(good, unknown, lambda m: m["config"]["layers"][1].__setitem__("class_name", "Evil"))
+    with pytest.raises(ValueError, match="unknown layer class 'Evil'"):
+        pynn.load_model(unknown)
+
+    shape = tmp_path / "shape.npz"
+    _rewrite(good, shape, lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 10))
+    with pytest.raises(ValueError, match=r"kernel.*\(6, 9\).*\(6, 10\)"):
+        pynn.load_model(shape)
+
+    newer = tmp_path / "newer.npz"
+    _rewrite(good, newer, lambda m: m.__setitem__("format_version", 99))
+    with pytest.raises(ValueError, match="format version 99.*upgrade"):
+        pynn.load_model(newer)
+
+    badarg = tmp_path / "badarg.npz"
+    _rewrite(good, badarg, lambda m: m["config"]["layers"][1]["config"].__setitem__("bogus", 1))
+    with pytest.raises(ValueError, match="arguments are invalid"):
+        pynn.load_model(badarg)
+
+    missing = tmp_path / "missing.npz"
+    _rewrite(good, missing, drop=("layer1.kernel",))
+    with pytest.raises(ValueError, match="lacks the array"):
+        pynn.load_model(missing)
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt|not a valid"):
+        pynn.load_model(truncated)
+
+    corrupt = tmp_path / "corrupt.npz"
+    data = bytearray(good.read_bytes())
+    data[200:400] = b"\x00" * 200
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        pynn.load_model(corrupt)
+
+    weights_only = tmp_path / "weights.npz"
+    _model().save_weights(weights_only)
+    with pytest.raises(ValueError, match="weights file, not a whole model"):
+        pynn.load_model(weights_only)
+    with pytest.raises(FileNotFoundError):
+        pynn.load_model(tmp_path / "nope.npz")
+
+
+def test_custom_layers_only_through_custom_objects(tmp_path):
+    class Scale(pynn.layers.Layer):
+        def __init__(self, factor=2.0, **kw):
+            super().__init__(**kw)
+            self.factor = factor
+
+        def forward(self, x, training=False, logits=False):
+            return x * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    model = pynn.Sequential([pynn.Input((2,)), Scale(3.0), pynn.Dense(1)])
+    model.save(tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="unknown layer class 'Scale'"):
+        pynn.load_model(tmp_path / "c.npz")
+    loaded = pynn.load_model(tmp_path / "c.npz", custom_objects={"Scale": Scale})
+    x = np.ones((1, 2), np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    model = _model()
+    model.save(path)
+    before = path.read_bytes()
+
+    def exploding_savez(f, **arrays):
+        f.write(b"PK\x03\x04 partial data")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(saving.np, "savez", exploding_savez)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_weights(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
+    monkeypatch.undo()
+    assert zipfile.is_zipfile(path) and pynn.load_model(path).count_params() == model.count_params()
