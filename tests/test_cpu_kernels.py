@@ -200,3 +200,32 @@ def test_fuzz_kernel_bindings_never_crash(rows, cols, out_rows, dtype, layout, l
             call()
         except (ValueError, TypeError) as exc:
             assert str(exc)
+
+
+def _cpu_isas():
+    from pynn import _C
+    return [isa for isa in ("generic", "avx2", "avx512") if _C.cpu_supports_isa(isa)]
+
+
+@pytest.mark.parametrize("isa", _cpu_isas())
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 23, 65537, 100003])
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
+def test_optimizer_updates_each_isa(cpu, rng, isa, n, name):
+    """The optimizer loops follow the GEMM's ISA choice (generic, or AVX2 + FMA for avx2 and
+    avx512): each one against the float64 reference, on sizes around the 8-float vector and
+    the parallel cutoff, with guard elements after every array that must stay untouched (the
+    vector tail uses masked loads/stores)."""
+    C = cpu._C
+    previous = C.gemm_isa()
+    state64 = _opt_state(rng, n)
+    padded = [f32(np.concatenate([a, np.full(9, 7.0)])) for a in state64]
+    state32 = [p[:n] for p in padded]
+    try:
+        C.set_gemm_isa(isa)
+        OPTIMIZER_CASES[name](cpu, *state32)
+    finally:
+        C.set_gemm_isa(previous)
+    OPTIMIZER_CASES[name](REF, *state64)
+    for got, want, p in zip(state32, state64, padded):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert (p[n:] == np.float32(7.0)).all()

@@ -4,10 +4,18 @@
 // __restrict pointers and keep branches outside, so GCC vectorises them; with the sqrt in
 // Adam/RMSprop/Adagrad that also needs -fno-math-errno (set for this file in CMakeLists.txt),
 // which keeps IEEE results and only stops sqrt of a negative from setting errno.
+// These loops are the portable (generic) variant; the update functions below pick per call the
+// AVX2 + FMA ones of optimizers_avx2.cpp when the GEMM dispatch runs avx2 or avx512 (one ISA
+// choice for the whole library: cpuid + xgetbv, PYNN_ISA, set_gemm_isa). AVX-512 CPUs use the
+// AVX2 loops: these passes are bound by memory traffic, and an untested AVX-512 copy is not
+// worth its risk.
 #include <cmath>
+#include <cstring>
 
 #include "cpu/chunks.h"
+#include "cpu/optimizer_ranges.h"
 #include "math/optimizers.h"
+#include "pynn/gemm.h"
 #include "pynn/kernels.h"
 
 namespace pynn {
@@ -52,17 +60,40 @@ void adagrad_range(float* __restrict w, const float* __restrict g, float* __rest
     for (index_t i = 0; i < n; ++i) math::adagrad_step(w[i], g[i], acc[i], lr, eps);
 }
 
+const opt_detail::OptimizerRanges kGeneric = {
+    "generic",
+    sgd_range,
+    sgd_momentum_range<false>,
+    sgd_momentum_range<true>,
+    [](float* w, const float* g, float* m, float* v, index_t n, float lr_t, float omb1,
+       float omb2, float eps) { adam_range<false>(w, g, m, v, n, lr_t, omb1, omb2, eps, 0.f); },
+    adam_range<true>,
+    rmsprop_range,
+    rmsprop_momentum_range,
+    adagrad_range,
+};
+
+// Follows the GEMM's ISA (read per call, so set_gemm_isa switches both); gemm only ever runs
+// avx2 or avx512 where cpuid and the OS allow them, and avx512 support implies avx2.
+const opt_detail::OptimizerRanges& ranges() {
+#if defined(PYNN_X86)
+    if (std::strcmp(gemm_isa(), "generic") != 0) return opt_detail::optimizer_ranges_avx2();
+#endif
+    return kGeneric;
+}
+
 }  // namespace
 
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
                 bool nesterov) {
+    const opt_detail::OptimizerRanges& k = ranges();
     cpu::for_chunks(n, [&](index_t b, index_t e) {
         if (momentum == 0.f)
-            sgd_range(w + b, g + b, e - b, lr);
+            k.sgd(w + b, g + b, e - b, lr);
         else if (nesterov)
-            sgd_momentum_range<true>(w + b, g + b, velocity + b, e - b, lr, momentum);
+            k.sgd_nesterov(w + b, g + b, velocity + b, e - b, lr, momentum);
         else
-            sgd_momentum_range<false>(w + b, g + b, velocity + b, e - b, lr, momentum);
+            k.sgd_momentum(w + b, g + b, velocity + b, e - b, lr, momentum);
     });
 }
 
@@ -74,28 +105,31 @@ void adam_update(float* w, const float* g, float* m, float* v, index_t n, float 
                                           (1.0 - std::pow(beta1, t)));
     const float omb1 = static_cast<float>(1.0 - beta1), omb2 = static_cast<float>(1.0 - beta2);
     const float lr_wd = lr * weight_decay;
+    const opt_detail::OptimizerRanges& k = ranges();
     cpu::for_chunks(n, [&](index_t b, index_t e) {
         if (weight_decay != 0.f)
-            adam_range<true>(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, lr_wd);
+            k.adamw(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, lr_wd);
         else
-            adam_range<false>(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, 0.f);
+            k.adam(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps);
     });
 }
 
 void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
                     float lr, double rho_d, float momentum, float eps) {
     const float rho = static_cast<float>(rho_d), omr = static_cast<float>(1.0 - rho_d);
+    const opt_detail::OptimizerRanges& k = ranges();
     cpu::for_chunks(n, [&](index_t b, index_t e) {
         if (momentum > 0.f)
-            rmsprop_momentum_range(w + b, g + b, velocity + b, momentum_buf + b, e - b, lr, rho,
+            k.rmsprop_momentum(w + b, g + b, velocity + b, momentum_buf + b, e - b, lr, rho,
                                    omr, momentum, eps);
         else
-            rmsprop_range(w + b, g + b, velocity + b, e - b, lr, rho, omr, eps);
+            k.rmsprop(w + b, g + b, velocity + b, e - b, lr, rho, omr, eps);
     });
 }
 
 void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps) {
-    cpu::for_chunks(n, [&](index_t b, index_t e) { adagrad_range(w + b, g + b, accumulator + b, e - b, lr, eps); });
+    const opt_detail::OptimizerRanges& k = ranges();
+    cpu::for_chunks(n, [&](index_t b, index_t e) { k.adagrad(w + b, g + b, accumulator + b, e - b, lr, eps); });
 }
 
 }  // namespace pynn
