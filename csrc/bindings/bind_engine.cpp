@@ -164,17 +164,23 @@ public:
         refs_ = std::move(arrays);
     }
 
-    py::array train(const py::object& x_obj, const py::object& y_obj, const py::object& order_obj,
-                    index_t first, index_t last, index_t batch_size, const py::dict& hyper,
-                    std::int64_t step, const py::sequence& metric_names) {
-        if (!eng_.bound()) throw py::value_error("train: no parameters bound; call bind(params, trainable, state) first");
-        const index_t in = eng_.in_features(), C = eng_.out_features();
+    // x: (N, in) float32, C-contiguous; the same check for train and predict.
+    static py::array checked_inputs(const py::object& x_obj, index_t in) {
         py::array x = as_array(x_obj, "x");
         if (!x.dtype().is(py::dtype::of<float>()))
             throw py::type_error("x: expected dtype float32, got " + std::string(py::str(x.dtype())));
         if (x.ndim() != 2 || x.shape(1) != in)
             throw py::value_error("x: expected shape (N, " + std::to_string(in) + "), got " + shape_str(x));
         check_c_contiguous(x, "x");
+        return x;
+    }
+
+    py::array train(const py::object& x_obj, const py::object& y_obj, const py::object& order_obj,
+                    index_t first, index_t last, index_t batch_size, const py::dict& hyper,
+                    std::int64_t step, const py::sequence& metric_names) {
+        if (!eng_.bound()) throw py::value_error("train: no parameters bound; call bind(params, trainable, state) first");
+        const index_t in = eng_.in_features(), C = eng_.out_features();
+        py::array x = checked_inputs(x_obj, in);
         const index_t n = x.shape(0);
         const bool sparse = eng_.loss() == EngineLoss::softmax_xent_sparse;
         py::array y = as_array(y_obj, "y");
@@ -244,12 +250,7 @@ public:
 
     void predict(const py::object& x_obj, const py::object& out_obj) {
         const index_t in = eng_.in_features(), C = eng_.out_features();
-        py::array x = as_array(x_obj, "x");
-        if (!x.dtype().is(py::dtype::of<float>()))
-            throw py::type_error("x: expected dtype float32, got " + std::string(py::str(x.dtype())));
-        if (x.ndim() != 2 || x.shape(1) != in)
-            throw py::value_error("x: expected shape (N, " + std::to_string(in) + "), got " + shape_str(x));
-        check_c_contiguous(x, "x");
+        py::array x = checked_inputs(x_obj, in);
         const index_t n = x.shape(0);
         py::array out = as_array(out_obj, "out");
         check_float_shape(out, "out", {n, C}, true);
