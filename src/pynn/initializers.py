@@ -106,52 +106,40 @@ class VarianceScaling(Initializer):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
 
-class GlorotUniform(VarianceScaling):
+class _Preset(VarianceScaling):
+    """A named VarianceScaling whose settings are fixed by its class (no arguments)."""
+
+    preset = (1.0, "fan_in", "truncated_normal")
+
     def __init__(self):
-        super().__init__(1.0, "fan_avg", "uniform")
+        super().__init__(*self.preset)
 
     def get_config(self):
         return {}
 
 
-class GlorotNormal(VarianceScaling):
-    def __init__(self):
-        super().__init__(1.0, "fan_avg", "truncated_normal")
-
-    def get_config(self):
-        return {}
+class GlorotUniform(_Preset):
+    preset = (1.0, "fan_avg", "uniform")
 
 
-class HeUniform(VarianceScaling):
-    def __init__(self):
-        super().__init__(2.0, "fan_in", "uniform")
-
-    def get_config(self):
-        return {}
+class GlorotNormal(_Preset):
+    preset = (1.0, "fan_avg", "truncated_normal")
 
 
-class HeNormal(VarianceScaling):
-    def __init__(self):
-        super().__init__(2.0, "fan_in", "truncated_normal")
-
-    def get_config(self):
-        return {}
+class HeUniform(_Preset):
+    preset = (2.0, "fan_in", "uniform")
 
 
-class LecunUniform(VarianceScaling):
-    def __init__(self):
-        super().__init__(1.0, "fan_in", "uniform")
-
-    def get_config(self):
-        return {}
+class HeNormal(_Preset):
+    preset = (2.0, "fan_in", "truncated_normal")
 
 
-class LecunNormal(VarianceScaling):
-    def __init__(self):
-        super().__init__(1.0, "fan_in", "truncated_normal")
+class LecunUniform(_Preset):
+    preset = (1.0, "fan_in", "uniform")
 
-    def get_config(self):
-        return {}
+
+class LecunNormal(_Preset):
+    preset = (1.0, "fan_in", "truncated_normal")
 
 
 _BY_NAME = {
