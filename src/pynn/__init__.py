@@ -8,7 +8,8 @@
 
 __version__ = "0.1.0"
 
-from . import activations, callbacks, initializers, layers, losses, metrics, ops, optimizers
+from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
+               schedules)
 from .backend import available_backends, get_backend, set_backend
 from .config import floatx, set_floatx, set_seed
 from .info import info
@@ -20,6 +21,6 @@ from .threads import get_num_threads, set_num_threads
 __all__ = [
     "Activation", "Dense", "Input", "Sequential", "activations", "available_backends",
     "callbacks", "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers",
-    "load_model", "losses", "metrics", "ops", "optimizers", "set_backend", "set_floatx", "set_num_threads",
-    "set_seed",
+    "load_model", "losses", "metrics", "ops", "optimizers", "schedules", "set_backend",
+    "set_floatx", "set_num_threads", "set_seed",
 ]

@@ -89,6 +89,8 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
+    if model.optimizer.clips:
+        return "gradient clipping (clipnorm/clipvalue/global_clipnorm)"
     for name, fn in model._metrics:
         if fn not in _METRIC_NAMES:
             return f"metric {name!r}"
@@ -139,6 +141,10 @@ class NativeEngine:
 
     def train(self, x, y, order, first, last, batch_size):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs."""
+        if self.optimizer.has_schedule and last - first > 1:
+            # A scheduled rate changes every step: one batch per call, each at its own rate.
+            return np.concatenate([self.train(x, y, order, b, b + 1, batch_size)
+                                   for b in range(first, last)])
         logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
                                  self.optimizer.iterations, self.metric_names)
         self.optimizer.iterations += last - first

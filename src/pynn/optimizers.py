@@ -1,13 +1,19 @@
 """Optimizers with Keras 3's names, defaults and update formulas.
 
 An optimizer keeps per-parameter state arrays (on the parameter's backend) and applies one
-fused update per parameter through the backend contract. `learning_rate` can be changed at
-any time, also during `fit` (a callback may set `model.optimizer.learning_rate`).
+fused update per parameter through the backend contract. `learning_rate` is a number, a
+schedule (pynn.schedules) or a function of the step; a number can be changed at any time,
+also during `fit` (a callback may set `model.optimizer.learning_rate`). Gradients can be
+clipped first, as in Keras: `clipvalue` element-wise, `clipnorm` per tensor by its L2 norm,
+`global_clipnorm` all tensors together by their joint norm.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+
+from .schedules import LearningRateSchedule
 
 
 def _check_positive(name, value, allow_zero=False):
@@ -30,21 +36,48 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate):
+    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None):
         self.learning_rate = learning_rate
         self.iterations = 0  # completed update steps
         self._state = {}  # id(param) -> {slot: array}
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("give clipnorm or global_clipnorm, not both")
+        self.clipnorm = None if clipnorm is None else _check_positive("clipnorm", clipnorm)
+        self.clipvalue = None if clipvalue is None else _check_positive("clipvalue", clipvalue)
+        self.global_clipnorm = (None if global_clipnorm is None
+                                else _check_positive("global_clipnorm", global_clipnorm))
 
     @property
     def learning_rate(self):
+        """The rate the next update uses (a schedule evaluated at the current step)."""
+        if self._schedule is not None:
+            return _check_positive("learning_rate (from the schedule)",
+                                   self._schedule(self.iterations))
         return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self._learning_rate = _check_positive("learning_rate", value)
+        if isinstance(value, LearningRateSchedule) or (callable(value) and
+                                                       not isinstance(value, numbers.Real)):
+            self._schedule, self._learning_rate = value, None
+        else:
+            self._schedule, self._learning_rate = None, _check_positive("learning_rate", value)
+
+    @property
+    def has_schedule(self):
+        return self._schedule is not None
+
+    @property
+    def clips(self):
+        return any(v is not None for v in (self.clipnorm, self.clipvalue, self.global_clipnorm))
 
     def get_config(self):
-        return {"learning_rate": self.learning_rate}
+        config = {"learning_rate": self._learning_rate if self._schedule is None
+                  else _schedule_config(self._schedule)}
+        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key)
+        return config
 
     def _slots_for(self, param):
         state = self._state.get(id(param))
@@ -62,23 +95,45 @@ class Optimizer:
 
     def apply(self, params):
         """One step: update every trainable parameter from its .grad, in place."""
+        lr = self.learning_rate  # before the step counter moves, as Keras evaluates schedules
         self.iterations += 1
-        for p in params:
-            if p.trainable and p.grad is not None:
-                self._update(p.backend, p.value, p.grad, self._slots_for(p))
+        active = [p for p in params if p.trainable and p.grad is not None]
+        if self.clips:
+            self._clip([p.grad for p in active])
+        for p in active:
+            self._update(p.backend, p.value, p.grad, self._slots_for(p), lr)
+
+    def _clip(self, grads):
+        if self.clipvalue is not None:
+            for g in grads:
+                g.clip(-self.clipvalue, self.clipvalue, out=g)
+        if self.clipnorm is not None:
+            for g in grads:
+                norm = math.sqrt(float((g * g).sum()))
+                if norm > self.clipnorm:
+                    g *= self.clipnorm / norm
+        if self.global_clipnorm is not None:
+            norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+            if norm > self.global_clipnorm:
+                for g in grads:
+                    g *= self.global_clipnorm / norm
 
     def reset(self):
         self._state.clear()
         self.iterations = 0
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        try:
+            config = self.get_config()
+        except ValueError:  # a plain function as learning rate cannot be serialised
+            config = {"learning_rate": self._schedule}
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.momentum = _check_fraction("momentum", momentum)
         self.nesterov = bool(nesterov)
 
@@ -88,16 +143,16 @@ class SGD(Optimizer):
     def _active_slots(self):
         return ("velocity",) if self.momentum else ()
 
-    def _update(self, b, w, g, s):
-        b.sgd_update(w, g, s.get("velocity"), self.learning_rate, self.momentum, self.nesterov)
+    def _update(self, b, w, g, s, lr):
+        b.sgd_update(w, g, s.get("velocity"), lr, self.momentum, self.nesterov)
 
 
 class Adam(Optimizer):
     slots = ("m", "v")
     weight_decay = 0.0
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.beta_1 = _check_fraction("beta_1", beta_1)
         self.beta_2 = _check_fraction("beta_2", beta_2)
         self.epsilon = _check_positive("epsilon", epsilon)
@@ -106,8 +161,8 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon}
 
-    def _update(self, b, w, g, s):
-        b.adam_update(w, g, s["m"], s["v"], self.learning_rate, self.beta_1, self.beta_2,
+    def _update(self, b, w, g, s, lr):
+        b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
                       self.epsilon, self.weight_decay, self.iterations)
 
 
@@ -115,8 +170,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: w -= lr * weight_decay * w before the Adam step."""
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon)
+                 epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
         self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
 
     def get_config(self):
@@ -124,8 +179,8 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.rho = _check_fraction("rho", rho)
         self.momentum = _check_fraction("momentum", momentum)
         self.epsilon = _check_positive("epsilon", epsilon)
@@ -137,16 +192,17 @@ class RMSprop(Optimizer):
     def _active_slots(self):
         return ("velocity", "momentum") if self.momentum else ("velocity",)
 
-    def _update(self, b, w, g, s):
-        b.rmsprop_update(w, g, s["velocity"], s.get("momentum"), self.learning_rate, self.rho,
+    def _update(self, b, w, g, s, lr):
+        b.rmsprop_update(w, g, s["velocity"], s.get("momentum"), lr, self.rho,
                          self.momentum, self.epsilon)
 
 
 class Adagrad(Optimizer):
     slots = ("accumulator",)
 
-    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
-        super().__init__(learning_rate)
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 **kwargs):
+        super().__init__(learning_rate, **kwargs)
         self.initial_accumulator_value = _check_positive(
             "initial_accumulator_value", initial_accumulator_value, allow_zero=True)
         self.epsilon = _check_positive("epsilon", epsilon)
@@ -161,8 +217,8 @@ class Adagrad(Optimizer):
         acc += self.initial_accumulator_value
         return acc
 
-    def _update(self, b, w, g, s):
-        b.adagrad_update(w, g, s["accumulator"], self.learning_rate, self.epsilon)
+    def _update(self, b, w, g, s, lr):
+        b.adagrad_update(w, g, s["accumulator"], lr, self.epsilon)
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
@@ -181,9 +237,26 @@ def get(identifier) -> Optimizer:
         cls = _BY_NAME.get(identifier["class_name"].lower())
         if cls is None:
             raise ValueError(f"unknown optimizer class {identifier['class_name']!r}")
-        return cls(**identifier.get("config", {}))
+        config = dict(identifier.get("config", {}))
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            from . import schedules
+
+            schedule_cls = getattr(schedules, str(lr.get("class_name")), None)
+            if not (isinstance(schedule_cls, type)
+                    and issubclass(schedule_cls, schedules.LearningRateSchedule)):
+                raise ValueError(f"unknown learning-rate schedule {lr.get('class_name')!r}")
+            config["learning_rate"] = schedule_cls(**lr.get("config", {}))
+        return cls(**config)
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer")
 
 
 def serialize(opt: Optimizer) -> dict:
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
+
+
+def _schedule_config(schedule):
+    if isinstance(schedule, LearningRateSchedule):
+        return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    raise ValueError(f"cannot serialise the learning-rate function {schedule!r}; use a "
+                     f"pynn.schedules class to save it")

@@ -1,0 +1,113 @@
+"""Learning-rate schedules and gradient clipping, on every optimizer, with both engines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import optimizers, schedules
+from pynn.layers import Parameter
+
+
+def test_schedule_formulas():
+    e = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    assert e(0) == 0.1 and math.isclose(e(10), 0.05) and math.isclose(e(5), 0.1 * 0.5 ** 0.5)
+    s = schedules.ExponentialDecay(0.1, 10, 0.5, staircase=True)
+    assert s(9) == 0.1 and math.isclose(s(10), 0.05) and math.isclose(s(25), 0.025)
+    p = schedules.PiecewiseConstantDecay([5, 10], [1.0, 0.5, 0.1])
+    assert [p(0), p(5), p(6), p(10), p(11)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+    c = schedules.CosineDecay(1.0, decay_steps=100, alpha=0.1)
+    assert c(0) == 1.0 and math.isclose(c(50), 0.55) and math.isclose(c(100), 0.1)
+    assert math.isclose(c(1000), 0.1)
+    with pytest.raises(ValueError):
+        schedules.PiecewiseConstantDecay([5], [1.0])
+    with pytest.raises(ValueError):
+        schedules.ExponentialDecay(-1, 10, 0.5)
+
+
+def _param(w, g):
+    b = pynn.get_backend("numpy")
+    p = Parameter("w", np.array(w, dtype=np.float64), b)
+    p.grad = np.array(g, dtype=np.float64)
+    return p
+
+
+def test_scheduled_sgd_uses_the_rate_of_each_step():
+    opt = optimizers.SGD(learning_rate=lambda step: 0.1 * (step + 1))
+    p = _param([1.0], [1.0])
+    for _ in range(3):
+        p.grad = np.array([1.0])
+        opt.apply([p])
+    assert math.isclose(p.value[0], 1.0 - 0.1 - 0.2 - 0.3)
+    assert opt.has_schedule and math.isclose(opt.learning_rate, 0.4)
+    opt.learning_rate = 0.5  # a number replaces the schedule
+    assert not opt.has_schedule and opt.learning_rate == 0.5
+
+
+def test_clipvalue_clipnorm_global_clipnorm():
+    p = _param([0.0, 0.0], [3.0, -4.0])
+    optimizers.SGD(1.0, clipvalue=1.0).apply([p])
+    np.testing.assert_allclose(p.value, [-1.0, 1.0])
+    p = _param([0.0, 0.0], [3.0, -4.0])  # norm 5 -> 1
+    optimizers.SGD(1.0, clipnorm=1.0).apply([p])
+    np.testing.assert_allclose(p.value, [-0.6, 0.8])
+    a, b = _param([0.0], [3.0]), _param([0.0], [4.0])  # joint norm 5 -> 2.5
+    optimizers.SGD(1.0, global_clipnorm=2.5).apply([a, b])
+    np.testing.assert_allclose([a.value[0], b.value[0]], [-1.5, -2.0])
+    small = _param([0.0], [0.1])  # below the bound: untouched
+    optimizers.SGD(1.0, clipnorm=1.0).apply([small])
+    np.testing.assert_allclose(small.value, [-0.1])
+    with pytest.raises(ValueError, match="not both"):
+        optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="clipvalue"):
+        optimizers.Adam(clipvalue=-1.0)
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_schedule_in_fit_matches_between_engines(engine):
+    pytest.importorskip("pynn._C")
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x.sum(axis=1)
+
+    def run(engine):
+        pynn.set_seed(5)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="relu"),
+                                 pynn.Dense(1)])
+        lr = schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.5)
+        model.compile(optimizer=optimizers.Adam(lr), loss="mse", backend="cpu")
+        h = model.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine)
+        return h.history["loss"], model.get_weights(), model.optimizer
+
+    losses, weights, opt = run(engine)
+    ref_losses, ref_weights, _ = run("layers")
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for a, b in zip(weights, ref_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert opt.iterations == 16 and math.isclose(opt.learning_rate, 0.05 * 0.5 ** (16 / 3))
+
+
+def test_clipping_trains_on_the_layer_path_and_stays_bounded():
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer=optimizers.SGD(1.0, global_clipnorm=0.01), loss="mse")
+    before = model.get_weights()
+    model.fit(np.full((4, 2), 100.0), np.full(4, -1e4), batch_size=4, epochs=1, verbose=0)
+    step = np.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(model.get_weights(), before)))
+    assert step <= 0.01 + 1e-6
+    reason = pynn.engine.unsupported_reason(model)
+    assert "clipping" in reason or "not available" in reason
+
+
+def test_schedule_survives_save_and_load(tmp_path):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer=optimizers.Adam(schedules.CosineDecay(0.1, 100), clipnorm=2.0),
+                  loss="mse")
+    model.fit(np.ones((8, 2)), np.ones(8), batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "s.npz")
+    loaded = pynn.load_model(tmp_path / "s.npz")
+    assert isinstance(loaded.optimizer._schedule, schedules.CosineDecay)
+    assert loaded.optimizer.clipnorm == 2.0
+    assert loaded.optimizer.learning_rate == model.optimizer.learning_rate
