@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, losses, metrics, optimizers
-from .layers import Activation, Dense, InputLayer
+from .layers import Activation, Dense, Dropout, InputLayer
 from .backend.cpu_backend import ACTIVATION_CODES
 
 _SOFTMAX_CODE = 7
@@ -35,11 +35,12 @@ def _native_module():
     return _C if hasattr(_C, "DenseEngine") else None
 
 
-def _dense_stack(model):
-    """[(dense, activation Spec)] with Activation layers folded in, or a reason string."""
+def _dense_stack(model, for_training=True):
+    """[(dense, activation Spec)] with Activation layers folded in, or a reason string.
+    Dropout is the identity at inference, so the forward pass for predict skips it."""
     stack = []
     for layer in model.layers:
-        if isinstance(layer, InputLayer):
+        if isinstance(layer, InputLayer) or (not for_training and isinstance(layer, Dropout)):
             continue
         if isinstance(layer, Dense):
             stack.append([layer, layer.activation])
@@ -79,7 +80,7 @@ def unsupported_reason(model, for_training=True):
         return f"the backend is {getattr(model.backend, 'name', None)!r}, not 'cpu'"
     if config.floatx() != "float32":
         return "floatx is not float32"
-    stack = _dense_stack(model)
+    stack = _dense_stack(model, for_training)
     if isinstance(stack, str):
         return stack
     if not for_training:
@@ -102,7 +103,7 @@ class NativeEngine:
 
     def __init__(self, model, batch_size, training=True):
         _C = _native_module()
-        stack = _dense_stack(model)
+        stack = _dense_stack(model, training)
         dense = [d for d, _ in stack]
         acts = [a for _, a in stack]
         sizes = [dense[0].input_shape[0]] + [d.units for d in dense]

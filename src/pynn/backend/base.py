@@ -27,6 +27,10 @@ class Backend:
     def zeros(self, shape, dtype):
         raise NotImplementedError
 
+    def dropout_mask(self, shape, rate, dtype):
+        """Inverted-dropout mask: 0 with probability rate, else 1 / (1 - rate); seeded."""
+        raise NotImplementedError
+
     def take_rows(self, a, index):
         """a[index] for an integer index array (gathers one mini-batch)."""
         raise NotImplementedError

@@ -36,6 +36,12 @@ class NumpyBackend(Backend):
     def take_rows(self, a, index):
         return a[index]
 
+    def dropout_mask(self, shape, rate, dtype):
+        from .. import config
+
+        keep = config.rng().random(shape) >= rate
+        return self.xp.asarray(keep.astype(dtype) / dtype.type(1 - rate))
+
     # ---- dense algebra ------------------------------------------------------------------
     def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, activation="linear",
              act_param=0.0, alpha=1.0, beta=0.0, out=None):

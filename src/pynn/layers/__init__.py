@@ -3,8 +3,9 @@
 from .activation import Activation, Input, InputLayer
 from .base import Layer, Parameter
 from .dense import Dense
+from .dropout import Dropout
 
-_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, InputLayer)}
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, InputLayer)}
 
 
 def get_class(name, custom_objects=None):
@@ -16,4 +17,4 @@ def get_class(name, custom_objects=None):
     return _REGISTRY[name]
 
 
-__all__ = ["Activation", "Dense", "Input", "InputLayer", "Layer", "Parameter", "get_class"]
+__all__ = ["Activation", "Dense", "Dropout", "Input", "InputLayer", "Layer", "Parameter", "get_class"]
