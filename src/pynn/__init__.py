@@ -13,14 +13,15 @@ from . import (activations, callbacks, initializers, layers, losses, metrics, op
 from .backend import available_backends, get_backend, set_backend
 from .config import floatx, set_floatx, set_seed
 from .info import info
-from .layers import Activation, Dense, Dropout, Input
+from .layers import Activation, BatchNormalization, Dense, Dropout, Input
 from .model import Sequential
 from .saving import load_model
 from .threads import get_num_threads, set_num_threads
 
 __all__ = [
-    "Activation", "Dense", "Dropout", "Input", "Sequential", "activations",
-    "available_backends", "callbacks", "floatx", "get_backend", "get_num_threads", "info",
-    "initializers", "layers", "load_model", "losses", "metrics", "ops", "optimizers",
-    "schedules", "set_backend", "set_floatx", "set_num_threads", "set_seed",
+    "Activation", "BatchNormalization", "Dense", "Dropout", "Input", "Sequential",
+    "activations", "available_backends", "callbacks", "floatx", "get_backend",
+    "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "metrics",
+    "ops", "optimizers", "schedules", "set_backend", "set_floatx", "set_num_threads",
+    "set_seed",
 ]

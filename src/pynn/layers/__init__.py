@@ -4,8 +4,10 @@ from .activation import Activation, Input, InputLayer
 from .base import Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
+from .normalization import BatchNormalization
 
-_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, InputLayer)}
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, BatchNormalization,
+                                            InputLayer)}
 
 
 def get_class(name, custom_objects=None):
@@ -17,4 +19,5 @@ def get_class(name, custom_objects=None):
     return _REGISTRY[name]
 
 
-__all__ = ["Activation", "Dense", "Dropout", "Input", "InputLayer", "Layer", "Parameter", "get_class"]
+__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Input", "InputLayer", "Layer",
+           "Parameter", "get_class"]

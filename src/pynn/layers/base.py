@@ -30,13 +30,16 @@ def unique_name(prefix):
 class Parameter:
     """One weight array with its gradient. `value` lives on `backend`."""
 
-    __slots__ = ("name", "value", "grad", "trainable", "backend")
+    __slots__ = ("name", "value", "grad", "trainable", "backend", "statistic")
 
-    def __init__(self, name, value, backend, trainable=True):
+    def __init__(self, name, value, backend, trainable=True, statistic=False):
         self.name = name
         self.value = value
         self.grad = None
-        self.trainable = trainable
+        # A statistic (BatchNormalization's moving mean/variance) is updated by its layer,
+        # never by an optimizer, so it never counts as trainable.
+        self.statistic = statistic
+        self.trainable = trainable and not statistic
         self.backend = backend
 
     @property
@@ -86,9 +89,9 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def add_weight(self, name, array, backend, dtype):
+    def add_weight(self, name, array, backend, dtype, statistic=False):
         p = Parameter(f"{self.name}/{name}", backend.asarray(array, dtype), backend,
-                      trainable=self._trainable)
+                      trainable=self._trainable, statistic=statistic)
         self._params.append(p)
         return p
 
@@ -110,7 +113,7 @@ class Layer:
     def trainable(self, value):
         self._trainable = bool(value)
         for p in self._params:
-            p.trainable = self._trainable
+            p.trainable = self._trainable and not p.statistic
 
     def count_params(self):
         return int(sum(int(np.prod(p.shape)) for p in self._params))

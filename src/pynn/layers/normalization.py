@@ -1,0 +1,93 @@
+"""BatchNormalization over the feature axis of (batch, features) inputs, as in Keras.
+
+Training: y = gamma * (x - mean_B) / sqrt(var_B + epsilon) + beta with the batch's mean and
+(biased) variance, and moving_stat = momentum * moving_stat + (1 - momentum) * batch_stat.
+Inference, and training of a frozen layer (trainable=False, Keras' fine-tuning rule): the
+moving statistics instead. Weights in Keras' order: gamma, beta, moving_mean, moving_variance
+(the last two are statistics: never trained, always saved).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import initializers
+from .base import Layer
+
+
+class BatchNormalization(Layer):
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("momentum", momentum), ("epsilon", epsilon)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1), got {momentum}")
+        if not epsilon > 0:
+            raise ValueError(f"BatchNormalization: epsilon must be > 0, got {epsilon}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, input_shape, backend, dtype):
+        if len(input_shape) != 1:
+            raise ValueError(f"BatchNormalization {self.name!r} expects (batch, features) "
+                             f"inputs, got (batch, {', '.join(map(str, input_shape))})")
+        super().build(input_shape, backend, dtype)
+        self._params = []
+        n = int(input_shape[0])
+        ones, zeros = initializers.Ones(), initializers.Zeros()
+        if self.scale:
+            self.gamma = self.add_weight("gamma", ones((n,), dtype), backend, dtype)
+        if self.center:
+            self.beta = self.add_weight("beta", zeros((n,), dtype), backend, dtype)
+        self.moving_mean = self.add_weight("moving_mean", zeros((n,), dtype), backend, dtype,
+                                           statistic=True)
+        self.moving_variance = self.add_weight("moving_variance", ones((n,), dtype), backend,
+                                               dtype, statistic=True)
+
+    def forward(self, x, training=False, logits=False):
+        use_batch = training and self.trainable
+        if use_batch:
+            mean = x.mean(axis=0)
+            var = x.var(axis=0)
+            m = self.momentum
+            self.moving_mean.value *= m
+            self.moving_mean.value += (1 - m) * mean
+            self.moving_variance.value *= m
+            self.moving_variance.value += (1 - m) * var
+        else:
+            mean, var = self.moving_mean.value, self.moving_variance.value
+        inv_std = 1 / self.backend.xp.sqrt(var + self.epsilon)
+        x_hat = (x - mean) * inv_std
+        y = x_hat
+        if self.scale:
+            y = y * self.gamma.value
+        if self.center:
+            y = y + self.beta.value
+        self._cache = (x_hat, inv_std, use_batch) if training else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if self._cache is None:
+            raise RuntimeError(f"BatchNormalization {self.name!r}: backward without a "
+                               f"training forward")
+        x_hat, inv_std, used_batch = self._cache
+        self._cache = None
+        if self.scale and self.gamma.trainable:
+            self.gamma.grad = (dy * x_hat).sum(axis=0)
+        if self.center and self.beta.trainable:
+            self.beta.grad = dy.sum(axis=0)
+        if not need_input_grad:
+            return None
+        g = dy * self.gamma.value if self.scale else dy
+        if not used_batch:  # moving statistics are constants
+            return (g * inv_std).astype(dy.dtype, copy=False)
+        # Through the batch mean and variance: dx = inv_std * (g - mean(g) - x_hat mean(g x_hat))
+        dx = inv_std * (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0))
+        return dx.astype(dy.dtype, copy=False)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
+

@@ -1,0 +1,99 @@
+"""BatchNormalization against a float64 NumPy reference in both modes, its gradients by
+finite differences, moving statistics, freezing, saving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from gradcheck import assert_close_grad, numeric_grad
+
+
+def _ref(x, gamma, beta, mean, var, eps):
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def _bn(n, backend="numpy", dtype="float64", **kw):
+    layer = pynn.BatchNormalization(**kw)
+    layer.build((n,), pynn.get_backend(backend), dtype)
+    return layer
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_both_modes_match_reference(rng, backend):
+    if pynn.available_backends()[backend] is not None:
+        pytest.skip(f"{backend} unavailable")
+    dtype = "float64" if backend == "numpy" else "float32"
+    layer = _bn(7, backend, dtype, momentum=0.9, epsilon=1e-3)
+    layer.gamma.value[...] = rng.normal(size=7)
+    layer.beta.value[...] = rng.normal(size=7)
+    x = (rng.normal(size=(33, 7)) * 3 + 2).astype(dtype)
+    y = layer.forward(x, training=True)
+    x64 = x.astype(np.float64)
+    want = _ref(x64, layer.gamma.value, layer.beta.value, x64.mean(0), x64.var(0), 1e-3)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x64.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x64.var(0), rtol=1e-5)
+    y_inf = layer.forward(x, training=False)
+    want_inf = _ref(x64, layer.gamma.value, layer.beta.value, layer.moving_mean.value,
+                    layer.moving_variance.value, 1e-3)
+    np.testing.assert_allclose(y_inf, want_inf, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_gradients_float64(float64_numpy, rng, trainable):
+    layer = _bn(5)
+    layer.gamma.value[...] = rng.normal(size=5)
+    layer.beta.value[...] = rng.normal(size=5)
+    layer.moving_variance.value[...] = rng.uniform(0.5, 2, size=5)
+    layer.trainable = trainable
+    x = rng.normal(size=(6, 5))
+    r = rng.normal(size=(6, 5))
+    mean0, var0 = layer.moving_mean.value.copy(), layer.moving_variance.value.copy()
+
+    def f():
+        layer.moving_mean.value[...] = mean0  # the forward pass moves them; keep f pure
+        layer.moving_variance.value[...] = var0
+        return float((layer.forward(x, training=True) * r).sum())
+
+    f()
+    layer.moving_mean.value[...] = mean0
+    layer.moving_variance.value[...] = var0
+    layer.forward(x, training=True)
+    dx = layer.backward(r)
+    assert_close_grad(dx, numeric_grad(f, x), what="d x")
+    if trainable:
+        assert_close_grad(layer.gamma.grad, numeric_grad(f, layer.gamma.value), what="d gamma")
+        assert_close_grad(layer.beta.grad, numeric_grad(f, layer.beta.value), what="d beta")
+
+
+def test_in_a_model_counts_saves_and_trains(tmp_path, rng):
+    pynn.set_seed(2)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(16), pynn.BatchNormalization(),
+                             pynn.Activation("relu"), pynn.Dense(1, activation="sigmoid")])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Non-trainable params: 32" in lines[0]  # moving mean + variance of 16 features
+    model.layers[2].trainable = False
+    model.layers[2].trainable = True
+    assert not model.layers[2].moving_mean.trainable
+    x = rng.normal(size=(200, 4)).astype(np.float32) * 5 + 3
+    y = (x[:, 0] > 3).astype(np.float32)
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    h = model.fit(x, y, epochs=15, batch_size=20, verbose=0)
+    assert h.history["accuracy"][-1] > 0.9
+    assert np.abs(model.layers[2].moving_mean.value).sum() > 0
+    model.save(tmp_path / "bn.npz")
+    loaded = pynn.load_model(tmp_path / "bn.npz")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_array_equal(loaded.layers[2].moving_variance.value,
+                                  model.layers[2].moving_variance.value)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="momentum"):
+        pynn.BatchNormalization(momentum=1.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        pynn.BatchNormalization(epsilon=0)
