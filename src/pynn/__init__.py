@@ -9,7 +9,7 @@
 __version__ = "0.1.0"
 
 from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
-               schedules)
+               regularizers, schedules)
 from .backend import available_backends, get_backend, set_backend
 from .config import floatx, set_floatx, set_seed
 from .info import info
@@ -22,6 +22,6 @@ __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "Input", "Sequential",
     "activations", "available_backends", "callbacks", "floatx", "get_backend",
     "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "metrics",
-    "ops", "optimizers", "schedules", "set_backend", "set_floatx", "set_num_threads",
-    "set_seed",
+    "ops", "optimizers", "regularizers", "schedules", "set_backend", "set_floatx",
+    "set_num_threads", "set_seed",
 ]

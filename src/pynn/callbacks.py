@@ -4,11 +4,20 @@
 on_train_batch_begin/on_train_batch_end, then on_epoch_end(epoch, logs) with the epoch's mean
 loss, metrics and validation values, and finally on_train_end. A callback may set
 `self.model.stop_training = True` to stop after the current epoch.
+
+Training callbacks (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau,
+CSVLogger) follow Keras 3's names, arguments and semantics; differences are noted per class.
+A monitored key missing from the logs gives a warning naming the keys there are, as in Keras.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import math
+import numbers
+import os
+import warnings
 
 
 class Callback:
@@ -54,6 +63,48 @@ class History(Callback):
     def __repr__(self):
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 
+    def plot(self, path=None):
+        """One panel per quantity (loss first, then each metric), training and validation
+        curves together; saves a PNG to `path` when given. Returns the matplotlib Figure.
+
+        Builds a bare Figure (no pyplot): works without a display and leaves no global state;
+        Jupyter still shows the returned figure."""
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install matplotlib "
+                              "(or pip install 'pynn[plot]')") from None
+        if not self.history:
+            raise ValueError("History.plot: nothing to plot; the history is empty (did fit run "
+                             "for at least one epoch?)")
+        bases = []
+        for key in self.history:
+            base = key[4:] if key.startswith("val_") else key
+            if base not in bases:
+                bases.append(base)
+        if "loss" in bases:
+            bases.insert(0, bases.pop(bases.index("loss")))
+        cols = min(3, len(bases))  # rows of three panels keep many metrics readable
+        rows = -(-len(bases) // cols)
+        fig = Figure(figsize=(5 * cols, 3.6 * rows), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax in axes[len(bases):]:
+            ax.remove()
+        for ax, base in zip(axes, bases):
+            for key, label in ((base, "train"), (f"val_{base}", "validation")):
+                values = self.history.get(key)
+                if values is not None:
+                    epochs = [e + 1 for e in self.epoch][-len(values):]
+                    ax.plot(epochs, values, marker="o" if len(values) < 30 else None,
+                            label=label)
+            ax.set_title(base)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        if path is not None:
+            fig.savefig(os.fspath(path), format="png", dpi=100)
+        return fig
+
 
 class TerminateOnNaN(Callback):
     """Stops training as soon as a batch loss is NaN or infinite."""
@@ -74,6 +125,334 @@ class LambdaCallback(Callback):
             if not name.startswith("on_") or not hasattr(Callback, name):
                 raise ValueError(f"LambdaCallback: unknown hook {name!r}")
             setattr(self, name, fn)
+
+
+# ---- monitoring helpers --------------------------------------------------------------------
+_HIGHER_IS_BETTER = ("acc", "accuracy", "auc", "roc_auc", "precision", "recall", "f1",
+                     "f1_score", "r2", "r2_score")
+
+
+def _check_mode(owner, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+    return mode
+
+
+def _higher_is_better(monitor, mode):
+    """'auto' reads the direction from the name: accuracy, AUC, precision, recall, F1 and R²
+    are maximised, everything else (losses, errors) minimised."""
+    if mode != "auto":
+        return mode == "max"
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return name in _HIGHER_IS_BETTER or name.endswith("accuracy")
+
+
+def _check_count(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_number(owner, name, value, low=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{owner}: {name} must be >= {low}, got {value}")
+    return float(value)
+
+
+def _monitored(owner, monitor, logs):
+    """logs[monitor] as a float, or None with a warning naming the keys the logs do have."""
+    value = (logs or {}).get(monitor)
+    if value is None:
+        warnings.warn(f"{owner} is conditioned on {monitor!r}, which is not in the logs; "
+                      f"available keys: {', '.join(sorted(logs or {})) or '(none)'}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return float(value)
+
+
+class _Monitor:
+    """Improvement test shared by the monitoring callbacks: better by more than min_delta."""
+
+    def __init__(self, monitor, mode, min_delta):
+        self.maximize = _higher_is_better(monitor, mode)
+        self.min_delta = min_delta
+
+    def initial(self):
+        return -math.inf if self.maximize else math.inf
+
+    def improved(self, current, reference):
+        if self.maximize:
+            return current - self.min_delta > reference
+        return current + self.min_delta < reference
+
+
+def _check_optimizer(owner, model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        raise ValueError(f"{owner} needs a compiled model with an optimizer")
+    if getattr(optimizer, "has_schedule", False):  # setting a number would drop the schedule
+        raise TypeError(f"{owner}: the optimizer's learning rate comes from a schedule "
+                        f"({optimizer._schedule!r}) and cannot be set by a callback (as in "
+                        f"Keras); give the optimizer a number")
+    return optimizer
+
+
+# ---- training callbacks ---------------------------------------------------------------------
+class EarlyStopping(Callback):
+    """Stops training when `monitor` has not improved by more than `min_delta` for `patience`
+    epochs (Keras 3 semantics; epochs before `start_from_epoch` are ignored; with `baseline`
+    the patience counter only resets once the value beats the baseline).
+
+    restore_best_weights=True puts back the weights of the best epoch when training ends,
+    whether it stopped early or ran all its epochs (Keras restores only on stopping in some
+    versions; pynn always does, so the model after fit is the best one seen)."""
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        owner = "EarlyStopping"
+        self.monitor = monitor
+        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
+        self.patience = _check_count(owner, "patience", patience)
+        self.verbose = verbose
+        self.mode = _check_mode(owner, mode)
+        self.baseline = None if baseline is None else _check_number(owner, "baseline", baseline)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = _check_count(owner, "start_from_epoch", start_from_epoch)
+        self._monitor = _Monitor(monitor, mode, self.min_delta)
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self._monitor.initial()
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored("EarlyStopping", self.monitor, logs)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()  # never worse than nothing (Keras)
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._monitor.improved(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._monitor.improved(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring the weights of epoch {self.best_epoch + 1}, the best one")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model after each epoch to `filepath`, which may hold format fields filled
+    from the epoch (1-based, as Keras) and the logs: "ckpt-{epoch:02d}-{val_loss:.2f}.npz".
+
+    Files are written atomically (a temporary file renamed into place). save_weights_only=True
+    writes model.save_weights (an .npz of the weights); otherwise model.save (the whole model)
+    when the model has it, and the weights file when it does not (whole-model files come with
+    pynn's model saving). Only save_freq="epoch" is supported."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__()
+        owner = "ModelCheckpoint"
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _check_mode(owner, mode)
+        if save_freq != "epoch":
+            raise ValueError(f"{owner}: only save_freq='epoch' is supported, got {save_freq!r}")
+        self.save_freq = save_freq
+        self._monitor = _Monitor(monitor, mode, 0.0)
+        self.initial_value_threshold = (None if initial_value_threshold is None else
+                                        _check_number(owner, "initial_value_threshold",
+                                                      initial_value_threshold))
+        self.best = None
+
+    def on_train_begin(self, logs=None):
+        if self.best is None:  # kept across fit calls, as Keras does
+            self.best = (self.initial_value_threshold if self.initial_value_threshold
+                         is not None else self._monitor.initial())
+
+    def _path(self, epoch, logs):
+        try:
+            return self.filepath.format(epoch=epoch + 1, **(logs or {}))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise KeyError(f"ModelCheckpoint: cannot format filepath {self.filepath!r} "
+                           f"({type(exc).__name__}: {exc}); logs have "
+                           f"{', '.join(sorted(logs or {})) or 'no keys'}") from None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_best_only:
+            current = _monitored("ModelCheckpoint", self.monitor, logs)
+            if current is None or not self._monitor.improved(current, self.best):
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                      f"{current:.5f}")
+            self.best = current
+        path = self._path(epoch, logs)
+        self._save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved to {path}")
+
+    def _save(self, path):
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        if not self.save_weights_only and hasattr(self.model, "save"):
+            self.model.save(path)
+        else:
+            self.model.save_weights(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets model.optimizer.learning_rate at the start of each epoch to
+    schedule(epoch, lr) (epoch 0-based, lr the current rate); schedule(epoch) also works."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"LearningRateScheduler: schedule must be callable, got "
+                             f"{schedule!r}")
+        self.schedule = schedule
+        self.verbose = verbose
+        try:
+            params = inspect.signature(schedule).parameters.values()
+            positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY,
+                                                          p.POSITIONAL_OR_KEYWORD)]
+            varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+            self._takes_lr = varargs or len(positional) >= 2
+        except (TypeError, ValueError):  # builtins without a signature: Keras' calling form
+            self._takes_lr = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = _check_optimizer("LearningRateScheduler", self.model)
+        lr = float(optimizer.learning_rate)
+        new = self.schedule(epoch, lr) if self._takes_lr else self.schedule(epoch)
+        if isinstance(new, bool) or not isinstance(new, numbers.Real) or not math.isfinite(new) \
+                or new <= 0:
+            raise ValueError(f"LearningRateScheduler: schedule({epoch}) returned {new!r}; it "
+                             f"must return a finite learning rate > 0")
+        optimizer.learning_rate = float(new)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}")
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by `factor` (down to `min_lr`) when `monitor` has not
+    improved by more than `min_delta` for `patience` epochs, then waits `cooldown` epochs
+    before counting again (Keras 3 semantics)."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        owner = "ReduceLROnPlateau"
+        self.factor = _check_number(owner, "factor", factor)
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"{owner}: factor must be in (0, 1) (it multiplies the learning "
+                             f"rate), got {factor}")
+        self.monitor = monitor
+        self.patience = _check_count(owner, "patience", patience)
+        self.verbose = verbose
+        self.mode = _check_mode(owner, mode)
+        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
+        self.cooldown = _check_count(owner, "cooldown", cooldown)
+        self.min_lr = _check_number(owner, "min_lr", min_lr, low=0)
+        self._monitor = _Monitor(monitor, mode, self.min_delta)
+        self._reset()
+
+    def _reset(self):
+        self.best = self._monitor.initial()
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored("ReduceLROnPlateau", self.monitor, logs)
+        if current is None:
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._monitor.improved(current, self.best):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                optimizer = _check_optimizer("ReduceLROnPlateau", self.model)
+                old = float(optimizer.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    if new > 0:  # pynn's optimizers refuse a zero rate (min_lr=0)
+                        optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
+                              f"to {new}")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Writes one CSV row per epoch: `epoch` then the log keys in sorted order (as Keras), a
+    header first unless appending to a non-empty file. The file is opened, written and closed
+    each epoch, so every finished epoch is on disk even if training is interrupted."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = bool(append)
+        self.keys = None
+
+    def on_train_begin(self, logs=None):
+        self.keys = None
+        exists = os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._write_header = not (self.append and exists)
+        if not self.append:
+            open(self.filename, "w").close()  # start the file fresh, as Keras' mode "w"
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        with open(self.filename, "a", newline="") as f:
+            writer = csv.writer(f, delimiter=self.sep)
+            if self._write_header:
+                writer.writerow(["epoch", *self.keys])
+                self._write_header = False
+            writer.writerow([epoch, *(logs.get(k, "NA") for k in self.keys)])
+            f.flush()
 
 
 class CallbackList:

@@ -90,6 +90,8 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
+    if any(layer.regularized() for layer in model.layers):
+        return "kernel/bias regularizers"
     if model.optimizer.clips:
         return "gradient clipping (clipnorm/clipvalue/global_clipnorm)"
     for name, fn in model._metrics:

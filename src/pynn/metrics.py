@@ -1,10 +1,38 @@
-"""Metrics: plain functions on arrays (`pynn.metrics.accuracy(y_true, y_pred)`) and the names
-`compile(metrics=[...])` accepts. "accuracy" picks binary, categorical or sparse accuracy
-from the loss and the output shape, as Keras does. Each function returns the mean over the
-samples; `fit` averages them over an epoch weighted by batch size.
+"""Metrics: plain functions on arrays (`pynn.metrics.precision(y_true, y_pred)`), stateful
+Metric objects (`reset_state`, `update_state`, `result`, as in Keras) and the names
+`compile(metrics=[...])` accepts.
+
+"accuracy" picks binary, categorical or sparse accuracy from the loss and the output shape, as
+Keras does. Accuracy, MSE and MAE are means over samples, so a batch-size-weighted mean of
+per-batch values is exact. Precision, recall, F1, ROC AUC, RMSE and R² are not: averaging them
+over batches gives a different (wrong) number, so their Metric objects accumulate sufficient
+statistics (confusion counts, sums of squares, or for AUC the scores themselves) and `result()`
+is the value over everything seen since `reset_state()`. `fit` resets them each epoch and
+`evaluate` once, so History and evaluate report the metric of the whole epoch / data set.
+
+Classification conventions (shared by the functions and the objects):
+- predictions of shape (N,) or (N, 1) are binary probabilities, positive when > threshold
+  (0.5); targets are positive when > 0.5;
+- predictions of shape (N, C), C >= 2, are multi-class probabilities; the predicted class is
+  the argmax; targets are integer labels (N,) / (N, 1) or one-hot (N, C);
+- multi-class precision, recall and F1 are macro averages over classes, exactly as
+  scikit-learn's `average="macro"`: the unweighted mean over the classes that occur in the
+  targets or the predictions, an undefined per-class value (0/0) counting as 0; macro F1 is the
+  mean of per-class F1 (not the F1 of macro precision and recall);
+- `roc_auc` is exact (rank statistic, ties counted half, equal to scikit-learn's
+  `roc_auc_score`), not Keras' 200-threshold approximation; for multi-class it is the
+  one-vs-rest macro average over classes that have both positives and negatives; it is NaN when
+  no class has both;
+- with `multilabel=True` (chosen by compile for binary cross-entropy with several outputs),
+  every output is its own binary label and all of them are pooled (Keras' default).
+Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
+`r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
+"uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -56,12 +84,361 @@ def _same_shape(name, y_true, y_pred):
         raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
 
 
+# ---- classification helpers -----------------------------------------------------------------
+def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False):
+    """(true labels, predicted labels, number of classes or None when binary) as int arrays."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
+        if y_true.size != y_pred.size:
+            raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
+        return ((y_true.reshape(-1) > 0.5).astype(np.int64),
+                (y_pred.reshape(-1) > threshold).astype(np.int64), None)
+    if y_pred.ndim != 2:
+        raise ValueError(f"{name}: predictions must have shape (N,) or (N, C), got "
+                         f"{y_pred.shape}")
+    n, c = y_pred.shape
+    return _true_classes(name, y_true, n, c), np.argmax(y_pred, axis=1), c
+
+
+def _true_classes(name, y_true, n, c):
+    """Integer class labels from integer or one-hot targets for (n, c) predictions."""
+    if y_true.shape == (n, c):
+        return np.argmax(y_true, axis=1)
+    if y_true.size != n:
+        raise ValueError(f"{name}: targets of shape {y_true.shape} for predictions of shape "
+                         f"{(n, c)}; expected integer labels ({n},) or one-hot ({n}, {c})")
+    labels = y_true.reshape(-1)
+    if labels.size and (np.any(labels != np.round(labels)) or labels.min() < 0
+                        or labels.max() >= c):
+        raise ValueError(f"{name}: labels must be integers in [0, {c}), got values from "
+                         f"{labels.min()} to {labels.max()}")
+    return labels.astype(np.int64)
+
+
+def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False):
+    """Per-class (tp, fp, fn) counts; one class (the positive one) when binary."""
+    true, pred, c = _labels(name, y_true, y_pred, threshold, multilabel)
+    if c is None:
+        tp = np.sum(true & pred)
+        return np.array([[tp, np.sum(pred) - tp, np.sum(true) - tp]], dtype=np.int64)
+    tp = np.bincount(true[true == pred], minlength=c)
+    fp = np.bincount(pred, minlength=c) - tp
+    fn = np.bincount(true, minlength=c) - tp
+    return np.stack([tp, fp, fn], axis=1).astype(np.int64)
+
+
+def _ratio(num, den):
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)  # 0/0 counts as 0
+
+
+def _macro(per_class, counts):
+    present = counts.sum(axis=1) > 0  # the classes in targets or predictions (scikit-learn)
+    return float(np.mean(per_class[present])) if present.any() else 0.0
+
+
+def _precision_from(counts):
+    tp, fp, _ = counts.T
+    return _macro(_ratio(tp, tp + fp), counts)
+
+
+def _recall_from(counts):
+    tp, _, fn = counts.T
+    return _macro(_ratio(tp, tp + fn), counts)
+
+
+def _f1_from(counts):
+    tp, fp, fn = counts.T
+    return _macro(_ratio(2 * tp, 2 * tp + fp + fn), counts)
+
+
+def precision(y_true, y_pred, threshold=0.5, multilabel=False):
+    """tp / (tp + fp); macro-averaged over classes for (N, C) predictions."""
+    return _precision_from(_confusion("precision", y_true, y_pred, threshold, multilabel))
+
+
+def recall(y_true, y_pred, threshold=0.5, multilabel=False):
+    """tp / (tp + fn); macro-averaged over classes for (N, C) predictions."""
+    return _recall_from(_confusion("recall", y_true, y_pred, threshold, multilabel))
+
+
+def f1_score(y_true, y_pred, threshold=0.5, multilabel=False):
+    """2 tp / (2 tp + fp + fn); macro-averaged over classes for (N, C) predictions."""
+    return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel))
+
+
+def _auc_scores(name, y_true, y_pred, multilabel=False):
+    """(labels, scores), copies (the AUC metric keeps them): binary 0/1 labels and 1-D scores,
+    or class labels and (N, C) scores."""
+    y_true = np.asarray(y_true)
+    y_pred = np.array(y_pred, dtype=np.result_type(np.asarray(y_pred).dtype, np.float32))
+    if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
+        if y_true.size != y_pred.size:
+            raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
+        return (y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1)
+    if y_pred.ndim != 2:
+        raise ValueError(f"{name}: predictions must have shape (N,) or (N, C), got "
+                         f"{y_pred.shape}")
+    n, c = y_pred.shape
+    return _true_classes(name, y_true, n, c), y_pred
+
+
+def _binary_auc(y, s):
+    """Area under the ROC curve via the Mann-Whitney statistic (ties count half): exact."""
+    pos = float(np.count_nonzero(y))
+    neg = y.size - pos
+    if pos == 0 or neg == 0:
+        return float("nan")  # undefined with a single class
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse.reshape(-1)]  # average 1-based rank of ties
+    return float((ranks[y > 0].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def _auc_from(y, s):
+    if s.ndim == 1:
+        return _binary_auc(y, s)
+    per_class = [_binary_auc(y == c, s[:, c]) for c in range(s.shape[1])]
+    defined = [a for a in per_class if a == a]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def roc_auc(y_true, y_pred, multilabel=False):
+    """Area under the ROC curve; one-vs-rest macro average for (N, C) probabilities."""
+    return _auc_from(*_auc_scores("roc_auc", y_true, y_pred, multilabel))
+
+
+def _regression_pair(name, y_true, y_pred):
+    y_true, y_pred = _pair(y_true, y_pred)
+    if y_true.ndim == 1:
+        y_true = y_true.reshape(-1, 1)
+    _same_shape(name, y_true, y_pred)
+    return y_true.astype(np.float64), y_pred.astype(np.float64)
+
+
+def root_mean_squared_error(y_true, y_pred):
+    """sqrt(mean squared error) over all elements."""
+    y_true, y_pred = _regression_pair("root_mean_squared_error", y_true, y_pred)
+    return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
+
+
+def _r2_stats(y_true, y_pred):
+    """Per column: count, mean of y, sum of squared deviations of y, sum of squared errors."""
+    n = y_true.shape[0]
+    mean = y_true.mean(axis=0)
+    return (n, mean, ((y_true - mean) ** 2).sum(axis=0), ((y_true - y_pred) ** 2).sum(axis=0))
+
+
+def _merge_r2(a, b):
+    """Chan et al.'s pairwise update: numerically stable, unlike sum(y^2) - sum(y)^2 / n."""
+    if a is None:
+        return b
+    na, ma, m2a, sa = a
+    nb, mb, m2b, sb = b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * nb / n, m2a + m2b + delta ** 2 * na * nb / n, sa + sb
+
+
+def _r2_from(stats):
+    if stats is None or stats[0] == 0:
+        return float("nan")
+    _, _, ss_tot, ss_res = stats
+    per_column = np.where(ss_tot > 0, 1.0 - _ratio(ss_res, ss_tot),
+                          np.where(ss_res == 0, 1.0, 0.0))  # constant targets: scikit-learn
+    return float(np.mean(per_column))
+
+
+def r2_score(y_true, y_pred):
+    """Coefficient of determination, averaged over output columns."""
+    return _r2_from(_r2_stats(*_regression_pair("r2_score", y_true, y_pred)))
+
+
+# ---- stateful metrics -----------------------------------------------------------------------
+class Metric:
+    """A metric accumulated over many batches, with Keras' API:
+
+        m = Precision(); m.update_state(y1, p1); m.update_state(y2, p2); m.result()
+
+    equals precision(concat(y1, y2), concat(p1, p2)). Subclasses define `_batch_state` (the
+    sufficient statistics of one batch), `_merge` and `_score` (the value of a state)."""
+
+    default_name = "metric"
+
+    def __init__(self, name=None):
+        self.name = name or self.default_name
+        self.reset_state()
+
+    def reset_state(self):
+        self._state = None
+
+    def update_state(self, y_true, y_pred):
+        self._update(y_true, y_pred)
+
+    def result(self):
+        return self._score(self._state) if self._state is not None else float("nan")
+
+    def __call__(self, y_true, y_pred):
+        """Update with one batch and return the result so far (as Keras' Metric.__call__)."""
+        self.update_state(y_true, y_pred)
+        return self.result()
+
+    def _update(self, y_true, y_pred):
+        """Adds a batch; returns the metric of that batch alone (fit's per-batch logs)."""
+        batch = self._batch_state(y_true, y_pred)
+        self._state = batch if self._state is None else self._merge(self._state, batch)
+        return self._score(batch)
+
+    def get_config(self):
+        return {"name": self.name}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+class MeanMetricWrapper(Metric):
+    """A per-sample mean metric (accuracy, MSE, a user function): the sample-weighted mean of
+    fn over the batches, which equals fn on all of them for decomposable metrics."""
+
+    def __init__(self, fn, name=None):
+        self.fn = fn
+        super().__init__(name or getattr(fn, "__name__", "metric"))
+
+    def reset_state(self):
+        self._total = 0.0
+        self._count = 0
+
+    def _update(self, y_true, y_pred):
+        value = float(self.fn(y_true, y_pred))
+        k = len(y_pred)
+        self._total += value * k
+        self._count += k
+        return value
+
+    def result(self):
+        return self._total / self._count if self._count else float("nan")
+
+
+class _ConfusionMetric(Metric):
+    def __init__(self, threshold=0.5, multilabel=False, name=None):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"{type(self).__name__}: threshold must be in [0, 1], got "
+                             f"{threshold}")
+        self.threshold = float(threshold)
+        self.multilabel = bool(multilabel)
+        super().__init__(name)
+
+    def _batch_state(self, y_true, y_pred):
+        return _confusion(self.name, y_true, y_pred, self.threshold, self.multilabel)
+
+    def _merge(self, a, b):
+        if a.shape != b.shape:
+            raise ValueError(f"{self.name}: a batch with {b.shape[0]} classes after batches "
+                             f"with {a.shape[0]}; call reset_state() between data sets")
+        return a + b
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold, "multilabel": self.multilabel}
+
+
+class Precision(_ConfusionMetric):
+    default_name = "precision"
+    _score = staticmethod(_precision_from)
+
+
+class Recall(_ConfusionMetric):
+    default_name = "recall"
+    _score = staticmethod(_recall_from)
+
+
+class F1Score(_ConfusionMetric):
+    """Macro F1 for multi-class outputs (Keras' F1Score defaults to per-class values;
+    pynn logs one number per metric, so it follows scikit-learn's average='macro')."""
+
+    default_name = "f1_score"
+    _score = staticmethod(_f1_from)
+
+
+class AUC(Metric):
+    """Exact ROC AUC over every sample seen: keeps a copy of the scores (N x outputs floats)
+    and labels, since an exact AUC needs the full ranking."""
+
+    default_name = "auc"
+
+    def __init__(self, multilabel=False, name=None):
+        self.multilabel = bool(multilabel)
+        super().__init__(name)
+
+    def reset_state(self):
+        self._state = None
+        self._cached = None
+
+    def _batch_state(self, y_true, y_pred):
+        return [_auc_scores(self.name, y_true, y_pred, self.multilabel)]
+
+    def _merge(self, a, b):
+        if a[0][1].shape[1:] != b[0][1].shape[1:]:
+            raise ValueError(f"{self.name}: batches of different output widths; call "
+                             f"reset_state() between data sets")
+        self._cached = None
+        return a + b
+
+    def _score(self, chunks):
+        if len(chunks) == 1:
+            return _auc_from(*chunks[0])
+        if self._cached is None:  # the progress bar may ask often; concatenate once
+            self._cached = _auc_from(np.concatenate([y for y, _ in chunks]),
+                                     np.concatenate([s for _, s in chunks]))
+        return self._cached
+
+    def get_config(self):
+        return {"name": self.name, "multilabel": self.multilabel}
+
+
+class RootMeanSquaredError(Metric):
+    default_name = "root_mean_squared_error"
+
+    def _batch_state(self, y_true, y_pred):
+        y_true, y_pred = _regression_pair(self.name, y_true, y_pred)
+        return np.array([np.sum((y_pred - y_true) ** 2), y_true.size], dtype=np.float64)
+
+    def _merge(self, a, b):
+        return a + b
+
+    def _score(self, state):
+        return float(np.sqrt(state[0] / state[1])) if state[1] else float("nan")
+
+
+class R2Score(Metric):
+    default_name = "r2_score"
+
+    def _batch_state(self, y_true, y_pred):
+        return _r2_stats(*_regression_pair(self.name, y_true, y_pred))
+
+    def _merge(self, a, b):
+        if np.shape(a[1]) != np.shape(b[1]):
+            raise ValueError(f"{self.name}: batches of different output widths; call "
+                             f"reset_state() between data sets")
+        return _merge_r2(a, b)
+
+    _score = staticmethod(_r2_from)
+
+
+# ---- names ----------------------------------------------------------------------------------
 _FUNCTIONS = {
     "binary_accuracy": binary_accuracy,
     "categorical_accuracy": categorical_accuracy,
     "sparse_categorical_accuracy": sparse_categorical_accuracy,
     "mse": mean_squared_error, "mean_squared_error": mean_squared_error,
     "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error,
+}
+_CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
+    "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
+    "auc": AUC, "roc_auc": AUC,
+}
+_REGRESSION = {
+    "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
+    "r2": R2Score, "r2_score": R2Score,
 }
 
 
@@ -76,16 +453,84 @@ def accuracy_for(loss_name, output_dim):
     return categorical_accuracy
 
 
-def resolve(identifier, loss_name, output_dim):
-    """(name for logs, function(y_true, y_pred) -> float) for a compile() metric."""
+def get(identifier, loss_name, output_dim):
+    """The Metric object for a compile() metric: a name, a Metric, or a function
+    fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count)."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
     if callable(identifier) and not isinstance(identifier, str):
-        return getattr(identifier, "__name__", "metric"), identifier
+        return MeanMetricWrapper(identifier)
     if not isinstance(identifier, str):
         raise ValueError(f"cannot interpret {identifier!r} as a metric")
     if identifier in ("accuracy", "acc"):
-        return identifier, accuracy_for(loss_name, output_dim)
-    fn = _FUNCTIONS.get(identifier)
-    if fn is None:
-        raise ValueError(f"unknown metric {identifier!r}; known: accuracy, "
-                         f"{', '.join(_FUNCTIONS)}")
-    return identifier, fn
+        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), identifier)
+    if identifier in _FUNCTIONS:
+        return MeanMetricWrapper(_FUNCTIONS[identifier], identifier)
+    if identifier in _CLASSIFICATION:
+        # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
+        multilabel = loss_name == "binary_crossentropy" and output_dim > 1
+        return _CLASSIFICATION[identifier](multilabel=multilabel, name=identifier)
+    if identifier in _REGRESSION:
+        return _REGRESSION[identifier](name=identifier)
+    known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION]
+    raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
+
+
+def resolve(identifier, loss_name, output_dim):
+    """(name for logs, function or Metric) for a compile() metric (kept for older callers;
+    the function is what the native engine recognises)."""
+    metric = get(identifier, loss_name, output_dim)
+    return metric.name, getattr(metric, "fn", metric)
+
+
+class EpochLogs(Mapping):
+    """The loss and metrics of one epoch (or one evaluate), read as a mapping {name: value so
+    far}: the loss and natively computed metrics as batch-size-weighted means, the Metric
+    objects through their state (exact for non-decomposable metrics). Values are computed when
+    read, so a progress bar that redraws a few times a second costs little."""
+
+    def __init__(self, metrics):
+        self.metrics = list(metrics)
+        self.reset()
+
+    def reset(self):
+        self._sums = {}
+        self._seen = 0
+        self._stateful = False
+        for m in self.metrics:
+            m.reset_state()
+
+    def add_means(self, k, values):
+        """A batch of k samples whose loss and metrics were computed elsewhere (natively)."""
+        self._seen += k
+        for key, v in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + v * k
+
+    def update(self, k, loss, y_true, y_pred):
+        """A batch of k samples: its loss, and predictions for the metrics (numpy arrays).
+        Returns the batch's own logs {loss, metric of this batch}."""
+        self._stateful = True
+        self.add_means(k, {"loss": loss})
+        return {"loss": loss, **{m.name: m._update(y_true, y_pred) for m in self.metrics}}
+
+    def _names(self):
+        if self._stateful:
+            return ["loss", *(m.name for m in self.metrics)]
+        return list(self._sums)
+
+    def __getitem__(self, key):
+        if key in self._sums:
+            return self._sums[key] / self._seen if self._seen else float("nan")
+        if self._stateful:
+            for m in self.metrics:
+                if m.name == key:
+                    return m.result()
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())

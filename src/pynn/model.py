@@ -36,7 +36,8 @@ class Sequential:
         self.compiled = False
         self.stop_training = False
         self._metric_specs = []
-        self._metrics = []
+        self._metrics = []  # (name, function or Metric): what the native engine checks
+        self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
         self._fused = False
         self._predict_cache = None
         self.engine_reason = None  # why the last fit could not use the native engine
@@ -142,8 +143,11 @@ class Sequential:
         self._fused = (self.loss.fused_activation is not None
                        and last.output_activation == self.loss.fused_activation)
         out_dim = int(np.prod(self.output_shape))
-        self._metrics = [metrics_mod.resolve(m, self.loss.name, out_dim)
-                         for m in self._metric_specs]
+        self._metric_objects = [metrics_mod.get(m, self.loss.name, out_dim)
+                                for m in self._metric_specs]
+        # The native engine knows a metric by its function; stateful metrics (precision,
+        # AUC, ...) are not among them, so they keep training on the layer path.
+        self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
 
@@ -201,7 +205,19 @@ class Sequential:
                                       logits=self._fused and i == len(layers) - 1)
         for i in range(lowest):
             layers[i].clear_cache()
-        return loss, out
+        return loss + self._regularization(add_gradients=True), out
+
+    def _regularization(self, add_gradients=False):
+        """The weight penalties (kernel/bias regularizers) of every layer, added to the loss
+        as Keras does; with add_gradients their derivatives join the parameters' .grad."""
+        total = 0.0
+        xp = self.backend.xp
+        for layer in self.layers:
+            for p, reg in layer.regularized():
+                total += reg.penalty(xp, p.value)
+                if add_gradients and p.trainable and p.grad is not None:
+                    reg.add_gradient(xp, p.value, p.grad)
+        return total
 
     @property
     def params(self):
@@ -211,13 +227,12 @@ class Sequential:
     def trainable_params(self):
         return [p for p in self.params if p.trainable]
 
-    def _batch_metrics(self, y_true, out):
-        if not self._metrics:
-            return {}
+    def _metric_arrays(self, y_true, out):
+        """(targets, predictions) as numpy arrays for the metrics; (None, None) without any."""
+        if not self._metric_objects:
+            return None, None
         b = self.backend
-        y_pred = b.to_numpy(self._predictions(out))
-        y_true = b.to_numpy(y_true)
-        return {name: fn(y_true, y_pred) for name, fn in self._metrics}
+        return b.to_numpy(y_true), b.to_numpy(self._predictions(out))
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -269,6 +284,7 @@ class Sequential:
         chunk = 1 if batch_hooks else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)
         metric_names = [name for name, _ in self._metrics]
+        epoch_logs = metrics_mod.EpochLogs(self._metric_objects)
         self.stop_training = False
         cbs.call("on_train_begin", {})
         try:
@@ -276,8 +292,7 @@ class Sequential:
                 cbs.call("on_epoch_begin", epoch, {})
                 progress.epoch_begin(epoch)
                 order = epoch_order(n, shuffle)
-                sums = {}
-                seen = 0
+                epoch_logs.reset()
                 step = 0
                 while step < steps and not self.stop_training:
                     if native is not None:
@@ -294,17 +309,17 @@ class Sequential:
                         cbs.call("on_train_batch_begin", step, {})
                         xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
                         loss, out = self._train_step(xb, yb)
-                        batches = [(step, {"loss": loss, **self._batch_metrics(yb, out)})]
+                        batch_logs = epoch_logs.update(len(idx), loss,
+                                                       *self._metric_arrays(yb, out))
+                        batches = [(step, batch_logs)]
                     for s, batch_logs in batches:
-                        k = min(batch_size, n - s * batch_size)
-                        seen += k
-                        for key, v in batch_logs.items():
-                            sums[key] = sums.get(key, 0.0) + v * k
-                        progress.batch_end(s, {key: v / seen for key, v in sums.items()})
+                        if native is not None:
+                            epoch_logs.add_means(min(batch_size, n - s * batch_size), batch_logs)
+                        progress.batch_end(s, epoch_logs)
                         if native is None or batch_hooks:
                             cbs.call("on_train_batch_end", s, batch_logs)
                     step = last
-                logs = {key: v / seen for key, v in sums.items()}
+                logs = dict(epoch_logs)
                 if x_val is not None:
                     val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
                     logs.update({f"val_{k}": v for k, v in val.items()})
@@ -339,23 +354,22 @@ class Sequential:
         b = self.backend
         yd = b.asarray(y, y.dtype)
         loss, out = self._train_step(b.asarray(x, self._dtype), yd)
-        logs = {"loss": loss, **self._batch_metrics(yd, out)}
+        logs = metrics_mod.EpochLogs(self._metric_objects).update(
+            x.shape[0], loss, *self._metric_arrays(yd, out))
         return self._format_logs(logs, return_dict)
 
     # ---- inference ----------------------------------------------------------------------------
     def _evaluate_arrays(self, x, y, batch_size):
         b = self.backend
-        sums = {}
-        n = x.shape[0]
-        for start in range(0, n, batch_size):
+        logs = metrics_mod.EpochLogs(self._metric_objects)  # metrics over the whole set
+        for start in range(0, x.shape[0], batch_size):
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             yb = b.asarray(y[start:start + batch_size], y.dtype)
             out = self._forward(xb, training=False, logits=self._fused)
             loss, _ = self._loss_and_grad(out, yb)
-            k = xb.shape[0]
-            for key, v in {"loss": loss, **self._batch_metrics(yb, out)}.items():
-                sums[key] = sums.get(key, 0.0) + v * k
-        return {key: v / n for key, v in sums.items()}
+            loss += self._regularization()
+            logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
+        return dict(logs)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict."""

@@ -133,6 +133,10 @@ class Layer:
         for p, w in zip(self._params, weights):
             p.assign(w)
 
+    def regularized(self):
+        """[(parameter, regularizer)] whose penalties join the loss; none by default."""
+        return []
+
     # ---- computation ------------------------------------------------------------------------
     # The activation a loss may absorb (softmax/sigmoid with cross-entropy); None if none.
     output_activation = None

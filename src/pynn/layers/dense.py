@@ -9,7 +9,7 @@ dx = dz kernel^T (skipped for the first layer).
 from __future__ import annotations
 
 from .. import activations as act_mod
-from .. import initializers
+from .. import initializers, regularizers
 from .base import Layer
 
 _NEEDS_Z = ("gelu", "softmax")
@@ -17,7 +17,8 @@ _NEEDS_Z = ("gelu", "softmax")
 
 class Dense(Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
@@ -26,6 +27,8 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel = self.bias = None
         self._cache = None
 
@@ -86,4 +89,13 @@ class Dense(Layer):
         return {**super().get_config(), "units": self.units,
                 "activation": self.activation.get_config(), "use_bias": self.use_bias,
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
-                "bias_initializer": initializers.serialize(self.bias_initializer)}
+                "bias_initializer": initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+
+    def regularized(self):
+        """[(parameter, regularizer)] for the penalties this layer adds to the loss."""
+        pairs = [(self.kernel, self.kernel_regularizer)]
+        if self.use_bias:
+            pairs.append((self.bias, self.bias_regularizer))
+        return [(p, r) for p, r in pairs if r is not None]

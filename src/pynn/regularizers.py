@@ -1,0 +1,93 @@
+"""Weight penalties added to the loss, with Keras' names and formulas:
+L1(l1): l1 * sum(|w|);  L2(l2): l2 * sum(w^2) (gradient 2 * l2 * w);  L1L2(l1, l2): both.
+`Dense(kernel_regularizer="l2")` uses Keras' default factor 0.01.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+
+def _factor(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+class Regularizer:
+    def __init__(self, l1=0.0, l2=0.0):
+        self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
+
+    def penalty(self, xp, w):
+        total = 0.0
+        if self.l1:
+            total += self.l1 * float(xp.abs(w).sum())
+        if self.l2:
+            total += self.l2 * float((w * w).sum())
+        return total
+
+    def add_gradient(self, xp, w, grad):
+        """grad += d penalty / d w, in place (sign(0) = 0 for the L1 kink)."""
+        if self.l1:
+            grad += self.l1 * xp.sign(w)
+        if self.l2:
+            grad += (2 * self.l2) * w
+
+    def get_config(self):
+        return {"l1": self.l1, "l2": self.l2}
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+class L1(Regularizer):
+    def __init__(self, l1=0.01):
+        super().__init__(l1=l1)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+class L2(Regularizer):
+    def __init__(self, l2=0.01):
+        super().__init__(l2=l2)
+
+    def get_config(self):
+        return {"l2": self.l2}
+
+
+class L1L2(Regularizer):
+    pass
+
+
+def l1(l1=0.01):
+    return L1(l1)
+
+
+def l2(l2=0.01):
+    return L2(l2)
+
+
+def l1_l2(l1=0.01, l2=0.01):
+    return L1L2(l1, l2)
+
+
+_BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
+_CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
+
+
+def get(identifier):
+    if identifier is None or isinstance(identifier, Regularizer):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _BY_NAME.get(identifier.lower())
+        if cls is None:
+            raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
+        return cls()
+    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
+        return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
+    raise ValueError(f"cannot interpret {identifier!r} as a regularizer")
+
+
+def serialize(reg):
+    return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}

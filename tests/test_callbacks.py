@@ -1,0 +1,337 @@
+"""Training callbacks: EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau,
+CSVLogger, and History.plot. Scripted monitor values come from a LambdaCallback that overwrites
+the epoch's logs before the callback under test reads them (callbacks run in list order)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
+                            ModelCheckpoint, ReduceLROnPlateau)
+
+
+def _model(lr=0.01):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, activation="tanh"), pynn.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(lr), loss="mse", metrics=["mae"])
+    return model
+
+
+def _data(n=32):
+    x = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    return x, x.sum(axis=1)
+
+
+def _script(values, key="val_loss", stamp_weights=False):
+    """Overwrites logs[key] with values[epoch]; optionally sets every weight to the epoch
+    number, so the weights of any epoch can be recognised afterwards."""
+
+    def on_epoch_end(epoch, logs):
+        logs[key] = values[epoch]
+        if stamp_weights:
+            model = script.model
+            model.set_weights([np.full(w.shape, float(epoch)) for w in model.get_weights()])
+
+    script = LambdaCallback(on_epoch_end=on_epoch_end)
+    return script
+
+
+def _fit(model, callbacks, epochs, **kwargs):
+    x, y = _data()
+    return model.fit(x, y, epochs=epochs, batch_size=8, verbose=0, callbacks=callbacks,
+                     **kwargs)
+
+
+# ---- EarlyStopping --------------------------------------------------------------------------
+@pytest.mark.parametrize("values,kwargs,stopped,best", [
+    # improves at epochs 0, 1; patience 2 runs out at epoch 3
+    ([1.0, 0.9, 0.95, 0.93, 0.8, 0.7], dict(patience=2), 3, 1),
+    # patience 0: the first epoch without improvement stops
+    ([1.0, 0.9, 0.95, 0.8], dict(patience=0), 2, 1),
+    # an improvement smaller than min_delta does not count
+    ([1.0, 0.99, 0.98, 0.97], dict(patience=1, min_delta=0.05), 1, 0),
+    # epochs before start_from_epoch are not watched
+    ([1.0, 2.0, 3.0, 4.0, 5.0], dict(patience=1, start_from_epoch=2), 3, 2),
+    # improvements that do not beat the baseline keep counting towards patience
+    ([0.9, 0.8, 0.85, 0.7], dict(patience=2, baseline=0.5), 2, 1),
+])
+def test_early_stopping_stops_at_the_right_epoch(values, kwargs, stopped, best):
+    es = EarlyStopping(**kwargs)
+    h = _fit(_model(), [_script(values), es], epochs=len(values))
+    assert h.epoch == list(range(stopped + 1))
+    assert es.stopped_epoch == stopped and es.best_epoch == best
+    assert es.best == values[best]
+
+
+def test_early_stopping_without_baseline_would_continue():
+    es = EarlyStopping(patience=2)
+    h = _fit(_model(), [_script([0.9, 0.8, 0.85, 0.7]), es], epochs=4)
+    assert len(h.epoch) == 4 and es.stopped_epoch == 0
+
+
+def test_early_stopping_max_mode_from_the_name():
+    es = EarlyStopping(monitor="val_accuracy", patience=1)
+    h = _fit(_model(), [_script([0.5, 0.7, 0.6, 0.9], key="val_accuracy"), es], epochs=4)
+    assert h.epoch == [0, 1, 2] and es.best == 0.7
+    es = EarlyStopping(monitor="val_accuracy", patience=1, mode="min")
+    h = _fit(_model(), [_script([0.5, 0.7, 0.6, 0.9], key="val_accuracy"), es], epochs=4)
+    assert h.epoch == [0, 1]
+
+
+@pytest.mark.parametrize("values,epochs,best", [
+    ([1.0, 0.5, 0.7, 0.8, 0.9], 5, 1),  # stops early at epoch 3
+    ([1.0, 0.5, 0.7], 3, 1),  # runs out of epochs first: still restored (pynn)
+    ([1.0, 0.9, 0.8], 3, 2),  # the last epoch is the best
+])
+def test_early_stopping_restores_the_best_weights(values, epochs, best):
+    model = _model()
+    es = EarlyStopping(patience=2, restore_best_weights=True)
+    _fit(model, [_script(values, stamp_weights=True), es], epochs=epochs)
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, np.full(w.shape, float(best)))
+
+
+def test_early_stopping_on_a_real_metric_and_missing_key_warns():
+    model = _model()
+    x, y = _data()
+    es = EarlyStopping(monitor="loss", patience=0)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[es])  # loss exists: no warning
+    with pytest.warns(RuntimeWarning, match="'val_loss'.*available keys: loss, mae"):
+        h = model.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping()])
+    assert len(h.epoch) == 2  # no crash, no stop
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(patience=-1), "patience must be an integer >= 0"),
+    (dict(patience=1.5), "patience"),
+    (dict(mode="minimum"), "mode must be 'auto', 'min' or 'max'"),
+    (dict(min_delta=-0.1), "min_delta must be >= 0"),
+    (dict(start_from_epoch=-2), "start_from_epoch"),
+])
+def test_early_stopping_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EarlyStopping(**kwargs)
+
+
+# ---- ModelCheckpoint ------------------------------------------------------------------------
+def test_checkpoint_every_epoch_with_formatted_names(tmp_path):
+    model = _model()
+    x, y = _data()
+    path = tmp_path / "ckpt" / "w-{epoch:02d}-{val_loss:.2f}.npz"  # the folder is created
+    h = model.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x, y),
+                  callbacks=[ModelCheckpoint(path, save_weights_only=True)])
+    names = sorted(os.listdir(tmp_path / "ckpt"))
+    assert names == [f"w-{e + 1:02d}-{v:.2f}.npz" for e, v in enumerate(h.history["val_loss"])]
+    other = _model()
+    other.load_weights(tmp_path / "ckpt" / names[-1])
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_best_only_writes_on_improvement(tmp_path):
+    model = _model()
+    values = [1.0, 1.2, 0.8, 0.8, 0.5]
+    written = []
+
+    def record(epoch, logs):
+        written.append(sorted(os.listdir(tmp_path)))
+
+    cb = ModelCheckpoint(str(tmp_path / "best-{epoch}.npz"), save_best_only=True,
+                         save_weights_only=True)
+    _fit(model, [_script(values), cb, LambdaCallback(on_epoch_end=record)], epochs=5)
+    assert written[-1] == ["best-1.npz", "best-3.npz", "best-5.npz"]
+    assert written[1] == ["best-1.npz"]  # epoch 2 was worse: nothing new
+    # a fixed name holds the weights of the best epoch
+    fixed = tmp_path / "fixed" / "best.npz"
+    _fit(_model(), [_script([1.0, 2.0, 0.5, 0.7], stamp_weights=True),
+                    ModelCheckpoint(fixed, save_best_only=True, save_weights_only=True)],
+         epochs=4)
+    reloaded = _model()
+    reloaded.load_weights(fixed)
+    assert all((w == 2.0).all() for w in reloaded.get_weights())  # epoch 2 (0-based), best
+    assert not list(fixed.parent.glob(".pynn-*"))  # atomic writes leave no temporaries
+
+
+def test_checkpoint_whole_model_or_weights(tmp_path):
+    model = _model()
+    path = tmp_path / "model-{epoch}.npz"
+    _fit(model, [ModelCheckpoint(path, monitor="loss")], epochs=2)
+    saved = tmp_path / "model-2.npz"
+    assert saved.exists() and saved.stat().st_size > 0
+    if hasattr(model, "save"):
+        restored = pynn.load_model(saved)
+        x, _ = _data()
+        np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    else:  # until whole-model saving exists, the weights are written
+        other = _model()
+        other.load_weights(saved)
+
+
+def test_checkpoint_missing_key_warns_and_bad_format_names_the_keys(tmp_path):
+    with pytest.warns(RuntimeWarning, match="available keys"):
+        _fit(_model(), [ModelCheckpoint(tmp_path / "w.npz", save_best_only=True)], epochs=1)
+    assert not (tmp_path / "w.npz").exists()
+    with pytest.raises(KeyError, match="cannot format filepath.*val_acc.*loss, mae"):
+        _fit(_model(), [ModelCheckpoint(tmp_path / "{val_acc}.npz")], epochs=1)
+    with pytest.raises(ValueError, match="mode"):
+        ModelCheckpoint(tmp_path / "w.npz", mode="best")
+    with pytest.raises(ValueError, match="save_freq"):
+        ModelCheckpoint(tmp_path / "w.npz", save_freq=10)
+
+
+# ---- learning rate --------------------------------------------------------------------------
+def _lr_recorder(model, rates):
+    """Records the learning rate at the end of each epoch (after the callback under test)."""
+    return LambdaCallback(on_epoch_end=lambda epoch, logs: rates.append(
+        model.optimizer.learning_rate))
+
+
+def test_learning_rate_scheduler_sets_the_rate_each_epoch():
+    model = _model(lr=0.1)
+    rates, seen = [], []
+    sched = LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch > 0 else lr)
+    _fit(model, [sched, _lr_recorder(model, rates)], epochs=4)
+    assert rates == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    # the one-argument form, and the epoch numbers it is given
+    sched = LearningRateScheduler(lambda epoch: seen.append(epoch) or 0.01 * (epoch + 1))
+    rates.clear()
+    _fit(model, [sched, _lr_recorder(model, rates)], epochs=3, initial_epoch=1)
+    assert seen == [1, 2] and rates == pytest.approx([0.02, 0.03])
+
+
+def test_learning_rate_scheduler_changes_training():
+    """The rate a schedule sets is the one the update uses (layer and native paths)."""
+    x, y = _data()
+    results = []
+    for callbacks in ([], [LearningRateScheduler(lambda epoch, lr: 0.05)]):
+        pynn.set_seed(3)
+        model = _model(lr=0.01 if callbacks else 0.05)
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False, callbacks=callbacks)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_learning_rate_scheduler_bad_schedule():
+    with pytest.raises(ValueError, match="callable"):
+        LearningRateScheduler(0.1)
+    with pytest.raises(ValueError, match="returned -1.*> 0"):
+        _fit(_model(), [LearningRateScheduler(lambda epoch, lr: -1)], epochs=1)
+
+
+def test_lr_callbacks_refuse_an_optimizer_with_a_schedule():
+    model = _model()
+    model.compile(optimizer=pynn.optimizers.SGD(lambda step: 0.01), loss="mse")
+    with pytest.raises(TypeError, match="comes from a schedule"):
+        _fit(model, [LearningRateScheduler(lambda epoch, lr: 0.1)], epochs=1)
+    with pytest.raises(TypeError, match="comes from a schedule"):
+        _fit(model, [_script([1.0, 1.0]), ReduceLROnPlateau(patience=0)], epochs=2)
+
+
+def test_reduce_lr_on_plateau_follows_keras():
+    model = _model(lr=1.0)
+    rates = []
+    plateau = ReduceLROnPlateau(factor=0.5, patience=2, cooldown=1)
+    _fit(model, [_script([1.0] * 7), plateau, _lr_recorder(model, rates)], epochs=7)
+    assert rates == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125])
+
+
+def test_reduce_lr_on_plateau_min_lr_min_delta_and_improvement():
+    model = _model(lr=1.0)
+    rates = []
+    plateau = ReduceLROnPlateau(factor=0.1, patience=1, min_lr=0.05, min_delta=0.01)
+    # 0.995 is not better than 1.0 by more than min_delta; 0.5 is
+    script = _script([1.0, 0.995, 0.5, 0.6, 0.6, 0.6])
+    _fit(model, [script, plateau, _lr_recorder(model, rates)], epochs=6)
+    assert rates == pytest.approx([1.0, 0.1, 0.1, 0.05, 0.05, 0.05])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(factor=1.0), "factor must be in \\(0, 1\\)"),
+    (dict(factor=2), "factor"), (dict(factor=0), "factor"),
+    (dict(patience=-1), "patience"), (dict(cooldown=-1), "cooldown"),
+    (dict(min_lr=-1e-3), "min_lr"), (dict(mode="lowest"), "mode"),
+])
+def test_reduce_lr_on_plateau_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ReduceLROnPlateau(**kwargs)
+
+
+def test_reduce_lr_on_plateau_missing_key_warns():
+    model = _model(lr=1.0)
+    with pytest.warns(RuntimeWarning, match="'val_mae'.*available keys: loss, mae"):
+        _fit(model, [ReduceLROnPlateau(monitor="val_mae", patience=0)], epochs=2)
+    assert model.optimizer.learning_rate == 1.0
+
+
+# ---- CSVLogger ------------------------------------------------------------------------------
+def _rows(path, sep=","):
+    with open(path, newline="") as f:
+        return list(csv.reader(f, delimiter=sep))
+
+
+def test_csv_logger_writes_header_and_one_row_per_epoch(tmp_path):
+    path = tmp_path / "log.csv"
+    x, y = _data()
+    lines_during = []
+    model = _model()
+    h = model.fit(x, y, epochs=3, batch_size=8, verbose=0, validation_data=(x, y),
+                  callbacks=[CSVLogger(path), LambdaCallback(
+                      on_epoch_end=lambda e, logs: lines_during.append(len(_rows(path))))])
+    rows = _rows(path)
+    assert rows[0] == ["epoch", "loss", "mae", "val_loss", "val_mae"]
+    assert len(rows) == 4 and lines_during == [2, 3, 4]  # flushed every epoch
+    for epoch, row in enumerate(rows[1:]):
+        assert int(row[0]) == epoch
+        for key, value in zip(rows[0][1:], row[1:]):
+            assert float(value) == h.history[key][epoch]  # repr round-trips exactly
+    # append: no second header; without append the file starts over
+    model.fit(x, y, epochs=2, verbose=0, validation_data=(x, y),
+              callbacks=[CSVLogger(path, append=True)])
+    rows = _rows(path)
+    assert len(rows) == 6 and [r[0] for r in rows[1:]] == ["0", "1", "2", "0", "1"]
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(path, separator=";")])
+    assert _rows(path, ";") == [["epoch", "loss", "mae"], _rows(path, ";")[1]]
+    appended = tmp_path / "new.csv"
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(appended, append=True)])
+    assert _rows(appended)[0] == ["epoch", "loss", "mae"]  # a new file still gets a header
+    with pytest.raises(ValueError, match="separator"):
+        CSVLogger(path, separator=";;")
+
+
+# ---- History.plot ---------------------------------------------------------------------------
+def test_history_plot_saves_a_png(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    x, y = _data()
+    h = _model().fit(x, y, epochs=3, verbose=0, validation_split=0.25)
+    path = tmp_path / "history.png"
+    fig = h.plot(path)
+    assert path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "mae"]
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)  # training and validation
+    assert h.plot() is not None  # no path: just the figure
+    many = pynn.callbacks.History()
+    many.epoch = [0, 1]
+    many.history = {k: [1.0, 0.5] for k in ["loss", "a", "b", "c", "val_loss", "val_c", "lr"]}
+    assert [ax.get_title() for ax in many.plot().axes] == ["loss", "a", "b", "c", "lr"]
+    with pytest.raises(ValueError, match="empty"):
+        pynn.callbacks.History().plot()
+
+
+def test_history_plot_without_matplotlib(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    h = pynn.callbacks.History()
+    h.history = {"loss": [1.0]}
+    h.epoch = [0]
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        h.plot()

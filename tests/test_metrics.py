@@ -1,0 +1,269 @@
+"""Metrics: the functions against scikit-learn, the stateful Metric API, and compile(metrics=)
+giving whole-epoch / whole-set values (not means of per-batch values) in fit and evaluate."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import engine as engine_mod
+from pynn import metrics as M
+
+skm = pytest.importorskip("sklearn.metrics")
+
+
+def _sk(fn, *args, **kwargs):
+    with warnings.catch_warnings():  # ill-defined precision etc.: sklearn warns, we count 0
+        warnings.simplefilter("ignore")
+        return fn(*args, zero_division=0, **kwargs)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _binary_case(rng, n):
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1)
+    p[rng.random(n) < 0.1] = 0.5  # ties, and exactly the threshold (negative, as > 0.5)
+    return y, p
+
+
+def _multiclass_case(rng, n, c):
+    y = rng.integers(0, c, n)
+    return y, _softmax(rng.normal(size=(n, c)) + 1.5 * np.eye(c)[y])
+
+
+@pytest.mark.parametrize("n", [1, 7, 200])
+def test_binary_classification_matches_sklearn(rng, n):
+    for _ in range(20):
+        y, p = _binary_case(rng, n)
+        hard = (p > 0.5).astype(int)
+        for shape in [(n,), (n, 1)]:
+            yy, pp = y.reshape(shape), p.reshape(shape)
+            assert M.precision(yy, pp) == pytest.approx(_sk(skm.precision_score, y, hard))
+            assert M.recall(yy, pp) == pytest.approx(_sk(skm.recall_score, y, hard))
+            assert M.f1_score(yy, pp) == pytest.approx(_sk(skm.f1_score, y, hard))
+        if 0 < y.sum() < n:
+            assert M.roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+        else:
+            assert np.isnan(M.roc_auc(y, p))  # undefined with one class (sklearn raises)
+
+
+@pytest.mark.parametrize("c", [2, 3, 7])
+def test_multiclass_classification_matches_sklearn_macro(rng, c):
+    for n in [5, 40, 300]:
+        y, p = _multiclass_case(rng, n, c)
+        hard = p.argmax(axis=1)
+        for targets in [y, y.reshape(-1, 1), np.eye(c)[y]]:  # integer or one-hot labels
+            assert M.precision(targets, p) == pytest.approx(
+                _sk(skm.precision_score, y, hard, average="macro"))
+            assert M.recall(targets, p) == pytest.approx(
+                _sk(skm.recall_score, y, hard, average="macro"))
+            assert M.f1_score(targets, p) == pytest.approx(
+                _sk(skm.f1_score, y, hard, average="macro"))
+        if len(np.unique(y)) == c:
+            want = (skm.roc_auc_score(y, p[:, 1]) if c == 2 else
+                    skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+            # two softmax columns: the mean of both one-vs-rest AUCs, each the binary AUC
+            assert M.roc_auc(y, p) == pytest.approx(want, abs=1e-12)
+            assert M.roc_auc(np.eye(c)[y], p) == pytest.approx(want, abs=1e-12)
+
+
+def test_regression_matches_sklearn(rng):
+    for shape in [(50,), (50, 1), (60, 3)]:
+        y = rng.normal(3.0, 2.0, size=shape)
+        p = y + rng.normal(size=shape)
+        assert M.root_mean_squared_error(y, p) == pytest.approx(
+            np.sqrt(skm.mean_squared_error(y, p)))
+        assert M.r2_score(y, p) == pytest.approx(skm.r2_score(y, p))
+        assert M.mean_squared_error(y, p) == pytest.approx(skm.mean_squared_error(y, p))
+    # constant targets: sklearn's force_finite convention
+    assert M.r2_score([2.0, 2.0, 2.0], [2.0, 2.0, 2.0]) == 1.0
+    assert M.r2_score([2.0, 2.0, 2.0], [2.0, 3.0, 2.0]) == 0.0
+
+
+def test_multilabel_pools_every_output():
+    y = np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]])
+    p = np.array([[0.9, 0.2, 0.4], [0.6, 0.1, 0.8], [0.7, 0.3, 0.1]])
+    assert M.precision(y, p, multilabel=True) == pytest.approx(
+        skm.precision_score(y.ravel(), (p.ravel() > 0.5).astype(int)))
+    assert M.roc_auc(y, p, multilabel=True) == pytest.approx(skm.roc_auc_score(y.ravel(),
+                                                                               p.ravel()))
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="labels must be integers in \\[0, 3\\)"):
+        M.precision([0, 3], np.full((2, 3), 1 / 3))
+    with pytest.raises(ValueError, match="expected integer labels"):
+        M.recall(np.zeros((4, 2)), np.full((4, 3), 1 / 3))
+    with pytest.raises(ValueError, match="y_true has shape"):
+        M.r2_score(np.zeros((4, 2)), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="threshold"):
+        M.Precision(threshold=2)
+
+
+@pytest.mark.parametrize("cls,fn,kind", [
+    (M.Precision, M.precision, "binary"), (M.Recall, M.recall, "multi"),
+    (M.F1Score, M.f1_score, "multi"), (M.F1Score, M.f1_score, "binary"),
+    (M.AUC, M.roc_auc, "binary"), (M.AUC, M.roc_auc, "multi"),
+    (M.RootMeanSquaredError, M.root_mean_squared_error, "reg"), (M.R2Score, M.r2_score, "reg"),
+])
+def test_stateful_metric_over_batches_equals_function_on_all(rng, cls, fn, kind):
+    n = 257
+    if kind == "binary":
+        y, p = _binary_case(rng, n)
+    elif kind == "multi":
+        y, p = _multiclass_case(rng, n, 4)
+    else:
+        y = rng.normal(10.0, 3.0, size=(n, 2))
+        p = y + rng.normal(size=(n, 2))
+    metric = cls()
+    cuts = np.sort(rng.choice(np.arange(1, n), size=6, replace=False))
+    batch_values = []
+    for a, b in zip([0, *cuts], [*cuts, n]):
+        metric.update_state(y[a:b], p[a:b])
+        batch_values.append(fn(y[a:b], p[a:b]))
+    assert metric.result() == pytest.approx(fn(y, p), rel=1e-10)
+    metric.reset_state()
+    assert np.isnan(metric.result())
+    assert metric(y, p) == pytest.approx(fn(y, p), rel=1e-10)  # Keras' __call__
+
+
+def test_compile_names_and_objects():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation="sigmoid")])
+    names = ["precision", "recall", "f1_score", "f1", "auc", "roc_auc", "rmse",
+             "root_mean_squared_error", "r2", "r2_score", "accuracy", "mae"]
+    model.compile(optimizer="sgd", loss="binary_crossentropy",
+                  metrics=[*names, M.Precision(name="prec_obj")])
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    y = (x[:, 0] > 0).astype(np.float32)
+    logs = model.evaluate(x, y, return_dict=True)
+    assert list(logs) == ["loss", *names, "prec_obj"]
+    assert logs["prec_obj"] == logs["precision"]
+    with pytest.raises(ValueError, match="unknown metric 'f2'.*precision"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["f2"])
+        model.evaluate(x, y)
+
+
+def _recording_model(loss, out_units, activation, metrics):
+    """A model whose extra metric records exactly the (targets, predictions) of each batch."""
+    batches = []
+
+    def recorder(y_true, y_pred):
+        batches.append((np.array(y_true), np.array(y_pred)))
+        return 0.0
+
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6, activation="tanh"),
+                             pynn.Dense(out_units, activation=activation)])
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss=loss, metrics=[*metrics, recorder])
+    return model, batches
+
+
+CASES = [  # loss, output units, activation, metrics, function per metric
+    ("binary_crossentropy", 1, "sigmoid", ["precision", "recall", "f1_score", "auc"],
+     [M.precision, M.recall, M.f1_score, M.roc_auc]),
+    ("sparse_categorical_crossentropy", 3, "softmax", ["precision", "recall", "f1", "auc"],
+     [M.precision, M.recall, M.f1_score, M.roc_auc]),
+    ("mse", 2, "linear", ["rmse", "r2", "mae"],
+     [M.root_mean_squared_error, M.r2_score, M.mean_absolute_error]),
+]
+
+
+@pytest.mark.parametrize("loss,units,act,names,fns", CASES, ids=[c[0] for c in CASES])
+def test_fit_history_holds_whole_epoch_values(rng, loss, units, act, names, fns):
+    pynn.set_seed(int(rng.integers(1 << 30)))
+    n = 203  # batches of 16 and a last one of 11
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    if loss == "mse":
+        y = np.stack([x[:, 0] + x[:, 1], x[:, 2] * 2], axis=1).astype(np.float32)
+    elif units == 1:
+        y = (x[:, 0] + 0.5 * rng.normal(size=n) > 0).astype(np.float32)
+    else:
+        y = np.digitize(x[:, 0] + 0.5 * rng.normal(size=n), [-0.5, 0.5])
+    model, batches = _recording_model(loss, units, act, names)
+    epochs = 3
+    h = model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
+    steps = -(-n // 16)
+    assert len(batches) == epochs * steps
+    for epoch in range(epochs):
+        chunk = batches[epoch * steps:(epoch + 1) * steps]
+        y_all = np.concatenate([b[0] for b in chunk])
+        p_all = np.concatenate([b[1] for b in chunk])
+        for name, fn in zip(names, fns):
+            assert h.history[name][epoch] == pytest.approx(fn(y_all, p_all), rel=1e-9), name
+    # evaluate: the whole set at once, whatever the batch size
+    logs = model.evaluate(x, y, batch_size=13, return_dict=True)
+    pred = model.predict(x)
+    for name, fn in zip(names, fns):
+        assert logs[name] == pytest.approx(fn(y, pred), rel=1e-5, abs=1e-6), name
+
+
+def test_whole_epoch_differs_from_batch_mean():
+    """Precision of the whole set is not the mean of per-batch precisions: the case this
+    API exists for (batch 1: 1 of 1 predicted positives right; batch 2: 1 of 3)."""
+    y = np.array([1, 0, 1, 0, 0, 0])
+    p = np.array([0.9, 0.1, 0.9, 0.8, 0.7, 0.1])
+    m = M.Precision()
+    m.update_state(y[:2], p[:2])
+    m.update_state(y[2:], p[2:])
+    assert m.result() == pytest.approx(2 / 4)
+    assert (M.precision(y[:2], p[:2]) + M.precision(y[2:], p[2:])) / 2 == pytest.approx(2 / 3)
+
+
+def test_validation_metrics_are_whole_set_values(rng):
+    pynn.set_seed(0)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 1] > 0).astype(np.float32)
+    x_val, y_val = x[:37], y[:37]
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["auc", "f1_score"])
+    seen = []
+
+    def check(epoch, logs):
+        pred = model.predict(x_val)
+        seen.append(epoch)
+        assert logs["val_auc"] == pytest.approx(M.roc_auc(y_val, pred), abs=1e-6)
+        assert logs["val_f1_score"] == pytest.approx(M.f1_score(y_val, pred), abs=1e-6)
+
+    model.fit(x, y, epochs=2, batch_size=10, validation_data=(x_val, y_val), verbose=0,
+              callbacks=[pynn.callbacks.LambdaCallback(on_epoch_end=check)])
+    assert seen == [0, 1]
+
+
+def test_train_on_batch_reports_the_batch_values(rng):
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 30)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["f1_score", "accuracy"])
+    before = model.predict(x)
+    loss, f1, acc = model.train_on_batch(x, y)
+    assert f1 == pytest.approx(M.f1_score(y, before), abs=1e-6)
+    assert acc == pytest.approx(M.sparse_categorical_accuracy(y, before))
+
+
+def test_stateful_metrics_keep_the_layer_path_and_native_keeps_simple_ones():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", "precision"])
+    model._prepare_compiled()
+    reason = engine_mod.unsupported_reason(model)
+    assert reason is not None
+    if engine_mod._native_module() is None:
+        pytest.skip("pynn._C not built: the native engine is never used")
+    assert "metric 'precision'" in reason
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    y = np.arange(40) % 3
+    with pytest.raises(ValueError, match="metric 'precision'"):
+        model.fit(x, y, epochs=1, verbose=0, engine="native")
+    h = model.fit(x, y, epochs=1, verbose=0)  # auto: falls back to the layer path
+    assert set(h.history) == {"loss", "accuracy", "precision"}
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", "mse"])
+    model._prepare_compiled()
+    assert engine_mod.unsupported_reason(model) is None
