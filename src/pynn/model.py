@@ -19,6 +19,7 @@ from . import optimizers as optimizers_mod
 from .backend import get_backend
 from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
+from .interrupts import DeferredInterrupt
 from .layers import InputLayer, Layer, get_class
 from .layers.base import unique_name
 from .progress import EpochProgress
@@ -40,6 +41,7 @@ class Sequential:
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
         self._fused = False
         self._predict_cache = None
+        self.history = None  # the History of the latest fit, kept if it is interrupted
         self.engine_reason = None  # why the last fit could not use the native engine
         for layer in layers or []:
             self.add(layer)
@@ -286,50 +288,59 @@ class Sequential:
         metric_names = [name for name, _ in self._metrics]
         epoch_logs = metrics_mod.EpochLogs(self._metric_objects)
         self.stop_training = False
+        self.history = history
         cbs.call("on_train_begin", {})
-        try:
-            for epoch in range(initial_epoch, epochs):
-                cbs.call("on_epoch_begin", epoch, {})
-                progress.epoch_begin(epoch)
-                order = epoch_order(n, shuffle)
-                epoch_logs.reset()
-                step = 0
-                while step < steps and not self.stop_training:
-                    if native is not None:
-                        last = min(step + chunk, steps)
-                        if batch_hooks:
-                            cbs.call("on_train_batch_begin", step, {})
-                        rows = native.train(xd, yd, order, step, last, batch_size)
-                        batches = [(s, {"loss": float(r[0]),
-                                        **{k: float(v) for k, v in zip(metric_names, r[1:])}})
-                                   for s, r in zip(range(step, last), rows)]
-                    else:
-                        last = step + 1
-                        idx = order[step * batch_size:last * batch_size]
-                        cbs.call("on_train_batch_begin", step, {})
-                        xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
-                        loss, out = self._train_step(xb, yb)
-                        batch_logs = epoch_logs.update(len(idx), loss,
-                                                       *self._metric_arrays(yb, out))
-                        batches = [(step, batch_logs)]
-                    for s, batch_logs in batches:
+        with DeferredInterrupt() as interrupt:
+            try:
+                for epoch in range(initial_epoch, epochs):
+                    cbs.call("on_epoch_begin", epoch, {})
+                    progress.epoch_begin(epoch)
+                    order = epoch_order(n, shuffle)
+                    epoch_logs.reset()
+                    step = 0
+                    while step < steps and not (self.stop_training or interrupt.requested):
                         if native is not None:
-                            epoch_logs.add_means(min(batch_size, n - s * batch_size), batch_logs)
-                        progress.batch_end(s, epoch_logs)
-                        if native is None or batch_hooks:
-                            cbs.call("on_train_batch_end", s, batch_logs)
-                    step = last
-                logs = dict(epoch_logs)
-                if x_val is not None:
-                    val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
-                    logs.update({f"val_{k}": v for k, v in val.items()})
-                progress.epoch_end(epoch, logs)
-                cbs.call("on_epoch_end", epoch, logs)
-                if self.stop_training:
-                    break
-        finally:
-            progress.close()
+                            last = min(step + chunk, steps)
+                            if batch_hooks:
+                                cbs.call("on_train_batch_begin", step, {})
+                            rows = native.train(xd, yd, order, step, last, batch_size)
+                            batches = [(s, {"loss": float(r[0]),
+                                            **{k: float(v) for k, v in zip(metric_names, r[1:])}})
+                                       for s, r in zip(range(step, last), rows)]
+                        else:
+                            last = step + 1
+                            idx = order[step * batch_size:last * batch_size]
+                            cbs.call("on_train_batch_begin", step, {})
+                            xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
+                            loss, out = self._train_step(xb, yb)
+                            batch_logs = epoch_logs.update(len(idx), loss,
+                                                           *self._metric_arrays(yb, out))
+                            batches = [(step, batch_logs)]
+                        for s, batch_logs in batches:
+                            if native is not None:
+                                epoch_logs.add_means(min(batch_size, n - s * batch_size), batch_logs)
+                            progress.batch_end(s, epoch_logs)
+                            if native is None or batch_hooks:
+                                cbs.call("on_train_batch_end", s, batch_logs)
+                        step = last
+                    if interrupt.requested:
+                        break  # the unfinished epoch is not logged
+                    logs = dict(epoch_logs)
+                    if x_val is not None:
+                        val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
+                        logs.update({f"val_{k}": v for k, v in val.items()})
+                    progress.epoch_end(epoch, logs)
+                    cbs.call("on_epoch_end", epoch, logs)
+                    if self.stop_training:
+                        break
+            finally:
+                progress.close()
         cbs.call("on_train_end", {})
+        if interrupt.requested:
+            raise KeyboardInterrupt(
+                f"training interrupted after {self.optimizer.iterations} steps: the model "
+                f"holds the weights of the last completed step, model.history the "
+                f"{len(history.epoch)} completed epoch(s)")
         return history
 
     def _native_engine(self, engine, batch_size):
