@@ -369,6 +369,12 @@ class Sequential:
             x.shape[0], loss, *self._metric_arrays(yd, out))
         return self._format_logs(logs, return_dict)
 
+    def partial_fit(self, x, y, batch_size=None, shuffle=True):
+        """One pass over a chunk of a stream (online learning): mini-batch steps that continue
+        the optimizer's state and step count, like scikit-learn's partial_fit. Returns self."""
+        self.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=shuffle)
+        return self
+
     # ---- inference ----------------------------------------------------------------------------
     def _evaluate_arrays(self, x, y, batch_size):
         b = self.backend
