@@ -85,9 +85,9 @@ def test_validation_split_takes_the_last_samples():
     model.compile(optimizer="sgd", loss="mse")
     original = model._train_step
 
-    def spy(xb, yb):
+    def spy(xb, yb, w=None):
         seen.extend(np.asarray(xb).reshape(-1).tolist())
-        return original(xb, yb)
+        return original(xb, yb, w)
 
     model._train_step = spy
     model.fit(x, x, epochs=1, batch_size=3, validation_split=0.3, verbose=0, callbacks=[Spy()],

@@ -42,15 +42,17 @@ class Loss:
         return y
 
     # ---- values ---------------------------------------------------------------------------
-    def value_and_grad(self, backend, y_pred, y_true):
-        """(mean loss, d loss / d y_pred) on backend arrays of prepared targets."""
-        total, grad = self._sum_and_grad(backend, y_pred, y_true, 1.0 / self._count(y_pred))
-        return total / self._count(y_pred), grad
+    def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
+        """(mean loss, d loss / d y_pred) on backend arrays of prepared targets. With
+        sample_weight, Keras' reduction: the weighted sum over the unweighted count."""
+        n = self._count(y_pred)
+        total, grad = self._sum_and_grad(backend, y_pred, y_true, 1.0 / n, sample_weight)
+        return total / n, grad
 
-    def logits_value_and_grad(self, backend, logits, y_true):
+    def logits_value_and_grad(self, backend, logits, y_true, sample_weight=None):
         """(mean loss, d loss / d logits) when the output activation was fused away."""
         n = self._count(logits)
-        total, grad = self._logits_sum_and_grad(backend, logits, y_true, 1.0 / n)
+        total, grad = self._logits_sum_and_grad(backend, logits, y_true, 1.0 / n, sample_weight)
         return total / n, grad
 
     def _count(self, y_pred):
@@ -76,15 +78,15 @@ class Loss:
 class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale):
-        return backend.regression_loss("mse", y_pred, y_true, scale)
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return backend.regression_loss("mse", y_pred, y_true, scale, sample_weight=sample_weight)
 
 
 class MeanAbsoluteError(Loss):
     name = "mean_absolute_error"
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale):
-        return backend.regression_loss("mae", y_pred, y_true, scale)
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return backend.regression_loss("mae", y_pred, y_true, scale, sample_weight=sample_weight)
 
 
 class Huber(Loss):
@@ -98,8 +100,9 @@ class Huber(Loss):
     def get_config(self):
         return {"delta": self.delta}
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale):
-        return backend.regression_loss("huber", y_pred, y_true, scale, delta=self.delta)
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return backend.regression_loss("huber", y_pred, y_true, scale, delta=self.delta,
+                                       sample_weight=sample_weight)
 
 
 class BinaryCrossentropy(Loss):
@@ -120,11 +123,13 @@ class BinaryCrossentropy(Loss):
                              f"[{y.min()}, {y.max()}]")
         return y
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale):
-        return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale)
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale,
+                                            sample_weight)
 
-    def _logits_sum_and_grad(self, backend, logits, y_true, scale):
-        return backend.binary_cross_entropy(logits, y_true, True, self.epsilon, scale)
+    def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
+        return backend.binary_cross_entropy(logits, y_true, True, self.epsilon, scale,
+                                            sample_weight)
 
 
 class CategoricalCrossentropy(Loss):
@@ -143,9 +148,9 @@ class CategoricalCrossentropy(Loss):
     def _count(self, y_pred):
         return y_pred.shape[0]  # one loss per sample
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale):
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         if self.from_logits:
-            return self._logits_sum_and_grad(backend, y_pred, y_true, scale)
+            return self._logits_sum_and_grad(backend, y_pred, y_true, scale, sample_weight)
         # Probabilities from an unfused model (say softmax inside another layer): take logs of
         # the clipped probabilities, Keras' formula; d/dp of -sum t log p is -t / p.
         xp = backend.xp
@@ -153,18 +158,19 @@ class CategoricalCrossentropy(Loss):
         p = y_pred / y_pred.sum(axis=-1, keepdims=True)
         pc = xp.clip(p, eps, 1 - eps)
         onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
-        total = float(-(onehot * xp.log(pc)).sum())
+        w = 1.0 if sample_weight is None else sample_weight[:, None]
+        total = float(-(w * onehot * xp.log(pc)).sum())
         s = y_pred.sum(axis=-1, keepdims=True)
         inside = (p > eps) & (p < 1 - eps)
-        dp = xp.where(inside, -onehot / pc, 0)
+        dp = xp.where(inside, -w * onehot / pc, 0)
         grad = (dp - (dp * p).sum(axis=-1, keepdims=True)) / s  # through the normalisation
         return total, (grad * scale).astype(y_pred.dtype, copy=False)
 
     def _dense_targets(self, backend, y_true, classes, dtype):
         return y_true
 
-    def _logits_sum_and_grad(self, backend, logits, y_true, scale):
-        return backend.softmax_cross_entropy(logits, y_true, self.sparse, scale)
+    def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
+        return backend.softmax_cross_entropy(logits, y_true, self.sparse, scale, sample_weight)
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):

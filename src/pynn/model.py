@@ -176,10 +176,44 @@ class Sequential:
             x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
         return x
 
-    def _loss_and_grad(self, out, y):
+    def _loss_and_grad(self, out, y, sample_weight=None):
         if self._fused:
-            return self.loss.logits_value_and_grad(self.backend, out, y)
-        return self.loss.value_and_grad(self.backend, out, y)
+            return self.loss.logits_value_and_grad(self.backend, out, y, sample_weight)
+        return self.loss.value_and_grad(self.backend, out, y, sample_weight)
+
+    def _sample_weights(self, sample_weight, class_weight, y):
+        """One float weight per sample (None when unweighted), checked."""
+        n = y.shape[0]
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            if w.ndim == 2 and w.shape[1] == 1:
+                w = w[:, 0]
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), one weight per "
+                                 f"sample, got {w.shape}")
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError("sample_weight must be finite and non-negative")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight must be a dict {{class: weight}}, got "
+                                f"{type(class_weight).__name__}")
+            labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1
+                                            else np.rint(y[:, 0]))
+            labels = np.asarray(labels).astype(np.int64)
+            table = np.ones(int(labels.max()) + 1 if labels.size else 1)
+            for cls, weight in class_weight.items():
+                if not isinstance(cls, (int, np.integer)) or cls < 0:
+                    raise ValueError(f"class_weight keys must be class indices, got {cls!r}")
+                if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight)
+                        and weight >= 0):
+                    raise ValueError(f"class_weight[{cls}] must be a finite number >= 0, "
+                                     f"got {weight!r}")
+                if cls < table.size:
+                    table[cls] = weight
+            cw = table[labels]
+            w = cw if w is None else w * cw
+        return w
 
     def _predictions(self, out):
         """Model outputs from what _forward(logits=self._fused) returned."""
@@ -189,15 +223,15 @@ class Sequential:
                                                    last.activation.param)
         return out
 
-    def _train_step(self, xb, yb):
-        loss, out = self._compute_gradients(xb, yb)
+    def _train_step(self, xb, yb, sample_weight=None):
+        loss, out = self._compute_gradients(xb, yb, sample_weight)
         self.optimizer.apply(self.trainable_params)
         return loss, out
 
-    def _compute_gradients(self, xb, yb):
+    def _compute_gradients(self, xb, yb, sample_weight=None):
         """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
         out = self._forward(xb, training=True, logits=self._fused)
-        loss, grad = self._loss_and_grad(out, yb)
+        loss, grad = self._loss_and_grad(out, yb, sample_weight)
         layers = self._compute_layers
         # Only layers above the lowest trainable one need their input gradient.
         trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
@@ -239,12 +273,15 @@ class Sequential:
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            engine="auto"):
+            engine="auto", sample_weight=None, class_weight=None):
         """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
 
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
         layer-by-layer path (the reference the native engine is tested against).
+        sample_weight (one non-negative number per sample) and class_weight ({class: weight})
+        scale each sample's loss, with Keras' reduction (weighted sum over the batch size);
+        they train on the layer path. Metrics stay unweighted.
         """
         self._prepare_compiled()
         batch_size = data.check_batch_size(batch_size, 32)
@@ -252,6 +289,7 @@ class Sequential:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         x = self._inputs(x)
         y = self._targets(y, x.shape[0])
+        w = self._sample_weights(sample_weight, class_weight, y)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         if validation_data is not None:
@@ -267,14 +305,16 @@ class Sequential:
                                  f"{x.shape[0] - n_val} training and {n_val} validation samples")
             x, x_val = x[:-n_val], x[-n_val:]
             y, y_val = y[:-n_val], y[-n_val:]
+            w = None if w is None else w[:-n_val]
         else:
             x_val = y_val = None
 
         b = self.backend
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
+        wd = None if w is None else b.asarray(w, self._dtype)
         n = x.shape[0]
         steps = -(-n // batch_size)
-        native = self._native_engine(engine, batch_size)
+        native = self._native_engine(engine, batch_size, weighted=w is not None)
         history = History()
         user_callbacks = list(callbacks or [])
         cbs = CallbackList([history, *user_callbacks], self,
@@ -312,7 +352,8 @@ class Sequential:
                             idx = order[step * batch_size:last * batch_size]
                             cbs.call("on_train_batch_begin", step, {})
                             xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
-                            loss, out = self._train_step(xb, yb)
+                            wb = None if wd is None else b.take_rows(wd, idx)
+                            loss, out = self._train_step(xb, yb, wb)
                             batch_logs = epoch_logs.update(len(idx), loss,
                                                            *self._metric_arrays(yb, out))
                             batches = [(step, batch_logs)]
@@ -343,13 +384,13 @@ class Sequential:
                 f"{len(history.epoch)} completed epoch(s)")
         return history
 
-    def _native_engine(self, engine, batch_size):
+    def _native_engine(self, engine, batch_size, weighted=False):
         """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
         if engine not in ("auto", "native", "layers"):
             raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
         if engine == "layers":
             return None
-        reason = engine_mod.unsupported_reason(self)
+        reason = "sample_weight/class_weight" if weighted else engine_mod.unsupported_reason(self)
         self.engine_reason = reason
         if reason is not None:
             if engine == "native":

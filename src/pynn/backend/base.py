@@ -59,15 +59,17 @@ class Backend:
     def softmax_backward(self, y, dy):
         raise NotImplementedError
 
-    # ---- losses: return (sum of losses as a Python float, gradient * grad_scale) --------
-    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale):
+    # ---- losses: return (sum of losses as a Python float, gradient * grad_scale); with
+    # sample_weight (one per row) each row's loss and gradient are scaled by its weight ------
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
         raise NotImplementedError
 
-    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0):
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
         """kind: 'mse', 'mae' or 'huber'."""
         raise NotImplementedError
 
-    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale):
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
+                             sample_weight=None):
         raise NotImplementedError
 
     # ---- optimizers: update w (and state) in place -----------------------------------------

@@ -81,9 +81,10 @@ class CpuBackend(NumpyBackend):
         return dz
 
     # ---- losses -------------------------------------------------------------------------
-    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale):
-        if not self._native(logits) or logits.ndim != 2:
-            return super().softmax_cross_entropy(logits, targets, sparse, grad_scale)
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
+        if not self._native(logits) or logits.ndim != 2 or sample_weight is not None:
+            return super().softmax_cross_entropy(logits, targets, sparse, grad_scale,
+                                                 sample_weight)
         logits = np.ascontiguousarray(logits)
         grad = np.empty_like(logits)
         if sparse:
@@ -94,9 +95,9 @@ class CpuBackend(NumpyBackend):
                                               grad, grad_scale)
         return float(loss), grad
 
-    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0):
-        if not self._native(pred, target):
-            return super().regression_loss(kind, pred, target, grad_scale, delta)
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
+        if not self._native(pred, target) or sample_weight is not None:
+            return super().regression_loss(kind, pred, target, grad_scale, delta, sample_weight)
         pred, target = np.ascontiguousarray(pred), np.ascontiguousarray(target)
         grad = np.empty_like(pred)
         if kind == "mse":
@@ -109,9 +110,11 @@ class CpuBackend(NumpyBackend):
             raise ValueError(f"unknown regression loss {kind!r}")
         return float(loss), grad
 
-    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale):
-        if not self._native(pred, target):
-            return super().binary_cross_entropy(pred, target, from_logits, eps, grad_scale)
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
+                             sample_weight=None):
+        if not self._native(pred, target) or sample_weight is not None:
+            return super().binary_cross_entropy(pred, target, from_logits, eps, grad_scale,
+                                                sample_weight)
         pred, target = np.ascontiguousarray(pred), np.ascontiguousarray(target)
         grad = np.empty_like(pred)
         loss = self._C.bce_loss(pred, target, grad, from_logits, eps, grad_scale)

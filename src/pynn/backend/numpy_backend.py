@@ -121,7 +121,7 @@ class NumpyBackend(Backend):
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
     # ---- losses -------------------------------------------------------------------------
-    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale):
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
         xp = self.xp
         shifted = logits - logits.max(axis=-1, keepdims=True)
         lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
@@ -129,30 +129,32 @@ class NumpyBackend(Backend):
         p = xp.exp(log_p)
         if sparse:
             rows = xp.arange(logits.shape[0])
-            loss = -log_p[rows, targets].sum()
+            loss = -log_p[rows, targets]
             grad = p
             grad[rows, targets] -= 1
         else:
-            loss = -(targets * log_p).sum()
+            loss = -(targets * log_p).sum(axis=-1)
             grad = p * targets.sum(axis=-1, keepdims=True) - targets
-        return float(loss), (grad * grad_scale).astype(logits.dtype, copy=False)
+        return _weighted(loss, grad, sample_weight, grad_scale, logits.dtype)
 
-    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0):
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
         xp = self.xp
         d = pred - target
         if kind == "mse":
-            return float((d * d).sum()), (2 * d * grad_scale).astype(pred.dtype, copy=False)
-        if kind == "mae":
-            return float(xp.abs(d).sum()), (xp.sign(d) * grad_scale).astype(pred.dtype, copy=False)
-        if kind == "huber":
+            loss, grad = d * d, 2 * d
+        elif kind == "mae":
+            loss, grad = xp.abs(d), xp.sign(d)
+        elif kind == "huber":
             a = xp.abs(d)
             small = a <= delta
             loss = xp.where(small, 0.5 * d * d, delta * (a - 0.5 * delta))
             grad = xp.where(small, d, delta * xp.sign(d))
-            return float(loss.sum()), (grad * grad_scale).astype(pred.dtype, copy=False)
-        raise ValueError(f"unknown regression loss {kind!r}")
+        else:
+            raise ValueError(f"unknown regression loss {kind!r}")
+        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
 
-    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale):
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
+                             sample_weight=None):
         xp = self.xp
         if from_logits:
             x = pred
@@ -163,7 +165,7 @@ class NumpyBackend(Backend):
             loss = -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc))
             inside = (pred > eps) & (pred < 1 - eps)
             grad = xp.where(inside, (pc - target) / (pc * (1 - pc)), 0)
-        return float(loss.sum()), (grad * grad_scale).astype(pred.dtype, copy=False)
+        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
 
     # ---- optimizers (Keras 3 formulas) ---------------------------------------------------
     def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
@@ -201,6 +203,15 @@ class NumpyBackend(Backend):
     def adagrad_update(self, w, g, accumulator, lr, eps):
         accumulator += g * g
         w -= lr * g / self.xp.sqrt(accumulator + eps)
+
+
+def _weighted(loss, grad, sample_weight, grad_scale, dtype):
+    """(sum of losses, gradient * grad_scale), each sample's row scaled by its weight."""
+    if sample_weight is not None:
+        w = sample_weight.reshape((-1,) + (1,) * (loss.ndim - 1))
+        loss = loss * w
+        grad = grad * w.reshape((-1,) + (1,) * (grad.ndim - 1))
+    return float(loss.sum()), (grad * grad_scale).astype(dtype, copy=False)
 
 
 def _sigmoid(xp, z):

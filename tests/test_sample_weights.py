@@ -1,0 +1,74 @@
+"""sample_weight and class_weight: Keras' weighted reduction, equivalences that pin it down,
+and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import losses
+
+
+@pytest.mark.parametrize("loss", [losses.MeanSquaredError(), losses.MeanAbsoluteError(),
+                                  losses.Huber(), losses.BinaryCrossentropy(),
+                                  losses.BinaryCrossentropy(from_logits=True),
+                                  losses.CategoricalCrossentropy(),
+                                  losses.SparseCategoricalCrossentropy(from_logits=True)])
+def test_weighted_loss_is_weighted_mean_of_per_sample_losses(rng, loss):
+    n, d = 6, 3
+    if isinstance(loss, losses.SparseCategoricalCrossentropy):
+        pred, y = rng.normal(size=(n, d)), rng.integers(0, d, size=n)
+    elif isinstance(loss, losses.CategoricalCrossentropy):
+        pred, y = rng.dirichlet(np.ones(d), size=n), np.eye(d)[rng.integers(0, d, size=n)]
+    elif isinstance(loss, losses.BinaryCrossentropy) and not loss.from_logits:
+        pred, y = rng.uniform(0.1, 0.9, size=(n, d)), rng.integers(0, 2, size=(n, d)) * 1.0
+    else:
+        pred, y = rng.normal(size=(n, d)), rng.integers(0, 2, size=(n, d)) * 1.0
+    w = rng.uniform(0, 2, size=n)
+    b = pynn.get_backend("numpy")
+    yt = loss.prepare_targets(y, pred.shape[1:], np.float64)
+    value, grad = loss.value_and_grad(b, pred, yt, w)
+    per_sample = np.array([loss(y[i:i + 1], pred[i:i + 1]) for i in range(n)])
+    assert np.isclose(value, (w * per_sample).sum() / n)
+    _, plain = loss.value_and_grad(b, pred, yt)
+    np.testing.assert_allclose(grad, plain * w[:, None], rtol=1e-12)
+
+
+def _fit(**kw):
+    pynn.set_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    h = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False, **kw)
+    return h.history["loss"], model.get_weights(), y
+
+
+def test_unit_weights_change_nothing_and_class_weight_equals_sample_weight():
+    plain, w_plain, y = _fit()
+    ones, w_ones, _ = _fit(sample_weight=np.ones(40))
+    np.testing.assert_allclose(ones, plain, rtol=1e-5)
+    for a, b in zip(w_ones, w_plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    by_class, w_class, _ = _fit(class_weight={0: 0.5, 1: 3.0})
+    by_sample, w_sample, _ = _fit(sample_weight=np.where(y == 1, 3.0, 0.5))
+    np.testing.assert_allclose(by_class, by_sample, rtol=1e-6)
+    for a, b in zip(w_class, w_sample):
+        np.testing.assert_array_equal(a, b)
+    zero, w_zero, _ = _fit(sample_weight=np.zeros(40))
+    assert zero == [0.0, 0.0]
+
+
+def test_bad_weights():
+    with pytest.raises(ValueError, match=r"shape \(40,\)"):
+        _fit(sample_weight=np.ones(39))
+    with pytest.raises(ValueError, match="non-negative"):
+        _fit(sample_weight=-np.ones(40))
+    with pytest.raises(TypeError, match="dict"):
+        _fit(class_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="class indices"):
+        _fit(class_weight={"a": 1.0})
+    with pytest.raises(ValueError, match="native engine cannot train this model: sample_weight"):
+        _fit(sample_weight=np.ones(40), engine="native")
