@@ -247,3 +247,16 @@ def test_public_ops_gemm(rng):
         pynn.ops.gemm(a, b)
     with pytest.raises(ValueError, match="bias"):
         pynn.ops.gemm(a, b, trans_b=True, bias=np.zeros(3))
+
+
+def test_relu_epilogue_propagates_nan(isa):
+    """NaN must survive ReLU (as in numpy), or NaN weights would hide behind it."""
+    a = np.ones((7, 5), np.float32)
+    a[2, 3] = np.nan
+    b = np.ones((5, 19), np.float32)
+    out = _C.gemm(a, b, False, False, 1.0, 0.0, None, np.zeros(19, np.float32), 1, 0.0)
+    assert np.isnan(out[2]).all() and np.isfinite(np.delete(out, 2, axis=0)).all()
+    act = np.array([np.nan, -1.0, 2.0], np.float32)
+    y = np.empty_like(act)
+    _C.activation_forward(1, 0.0, act, y)
+    assert np.isnan(y[0]) and y[1] == 0 and y[2] == 2

@@ -94,11 +94,11 @@ __attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const flo
             a6 = _mm256_add_ps(a6, _mm256_loadu_ps(bias + j + 48));
             a7 = _mm256_add_ps(a7, _mm256_loadu_ps(bias + j + 56));
         }
-        if (relu) {  // max(NaN, 0) = 0, like gemm's epilogue
-            a0 = _mm256_max_ps(a0, zero), a1 = _mm256_max_ps(a1, zero);
-            a2 = _mm256_max_ps(a2, zero), a3 = _mm256_max_ps(a3, zero);
-            a4 = _mm256_max_ps(a4, zero), a5 = _mm256_max_ps(a5, zero);
-            a6 = _mm256_max_ps(a6, zero), a7 = _mm256_max_ps(a7, zero);
+        if (relu) {  // max_ps returns its second operand for NaN: NaN propagates, like gemm
+            a0 = _mm256_max_ps(zero, a0), a1 = _mm256_max_ps(zero, a1);
+            a2 = _mm256_max_ps(zero, a2), a3 = _mm256_max_ps(zero, a3);
+            a4 = _mm256_max_ps(zero, a4), a5 = _mm256_max_ps(zero, a5);
+            a6 = _mm256_max_ps(zero, a6), a7 = _mm256_max_ps(zero, a7);
         }
         _mm256_storeu_ps(y + j, a0);
         _mm256_storeu_ps(y + j + 8, a1);
@@ -115,14 +115,14 @@ __attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const flo
         const float* w = W + j;
         for (index_t k = 0; k < K; ++k, w += ldw) a = _mm256_fmadd_ps(_mm256_broadcast_ss(x + k), _mm256_loadu_ps(w), a);
         if (bias) a = _mm256_add_ps(a, _mm256_loadu_ps(bias + j));
-        if (relu) a = _mm256_max_ps(a, zero);
+        if (relu) a = _mm256_max_ps(zero, a);
         _mm256_storeu_ps(y + j, a);
     }
     for (; j < N; ++j) {
         float a = 0.f;
         for (index_t k = 0; k < K; ++k) a = std::fma(x[k], W[k * ldw + j], a);
         if (bias) a += bias[j];
-        if (relu) a = a > 0.f ? a : 0.f;
+        if (relu) a = !(a <= 0.f) ? a : 0.f;
         y[j] = a;
     }
 }

@@ -35,7 +35,7 @@ PYNN_HD float gelu_grad(float z) {
 
 PYNN_HD float activate(Activation act, float z, float param) {
     switch (act) {
-        case Activation::relu: return z > 0.f ? z : 0.f;
+        case Activation::relu: return !(z <= 0.f) ? z : 0.f;  // NaN stays NaN, as in numpy
         case Activation::leaky_relu: return z > 0.f ? z : param * z;
         case Activation::elu: return z > 0.f ? z : param * (std::exp(z) - 1.f);
         case Activation::gelu: return gelu(z);

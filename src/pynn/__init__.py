@@ -8,8 +8,8 @@
 
 __version__ = "0.1.0"
 
-from . import (activations, callbacks, initializers, layers, losses, metrics, ops, optimizers,
-               regularizers, schedules)
+from . import (activations, callbacks, config, initializers, layers, losses, metrics, ops,
+               optimizers, regularizers, schedules)
 from .backend import available_backends, get_backend, set_backend
 from .config import floatx, set_floatx, set_seed
 from .info import info
@@ -20,7 +20,7 @@ from .threads import get_num_threads, set_num_threads
 
 __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "Input", "Sequential",
-    "activations", "available_backends", "callbacks", "floatx", "get_backend",
+    "activations", "available_backends", "callbacks", "config", "floatx", "get_backend",
     "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "metrics",
     "ops", "optimizers", "regularizers", "schedules", "set_backend", "set_floatx",
     "set_num_threads", "set_seed",

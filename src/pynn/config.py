@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 _FLOATX = "float32"
+_CHECK_FINITE = True
 _rng = np.random.default_rng()
 
 
@@ -36,3 +37,15 @@ def set_seed(seed: int) -> None:
 def rng() -> np.random.Generator:
     """The generator every random draw in pynn uses."""
     return _rng
+
+
+def check_finite() -> bool:
+    """Whether inputs and targets are checked for NaN/inf (True by default)."""
+    return _CHECK_FINITE
+
+
+def set_check_finite(enabled: bool) -> None:
+    """Opt out of (or back into) the NaN/inf check of inputs and targets: with it off, a
+    non-finite value trains or predicts as NaN instead of raising."""
+    global _CHECK_FINITE
+    _CHECK_FINITE = bool(enabled)

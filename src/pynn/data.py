@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import config
+
 
 def as_inputs(x, dtype, n_features=None, name="x"):
     """x as a (N, features) float array; a 1-D x is one feature per sample when that fits."""
@@ -28,9 +30,10 @@ def as_inputs(x, dtype, n_features=None, name="x"):
         raise ValueError(f"{name} has {arr.shape[1]} features per sample but the model expects "
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if config.check_finite() and not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (pynn.config."
+                         f"set_check_finite(False) lets them through)")
     return arr
 
 

@@ -450,7 +450,8 @@ class Sequential:
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for x, as a numpy array (batch_size only bounds memory use)."""
         cached = self._predict_cache
-        if cached is not None and batch_size is None and cached.describes(self):
+        if cached is not None and batch_size is None and config.check_finite() and \
+                cached.describes(self):
             # The lean path (single rows in microseconds): the binding checks dtype, shape,
             # layout and finiteness itself; anything it refuses takes the full path below,
             # which converts what it can and otherwise raises the usual clear error.
@@ -465,7 +466,8 @@ class Sequential:
         x = self._inputs(x)
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
-        if engine_mod.unsupported_reason(self, for_training=False) is None:
+        # The native forward refuses NaN/inf itself; with the check off, the layer path runs.
+        if config.check_finite() and engine_mod.unsupported_reason(self, for_training=False) is None:
             if cached is None or not cached.describes(self):
                 cached = self._predict_cache = engine_mod.PredictEngine(self, _PREDICT_BATCH)
             return cached.predict(x)

@@ -31,8 +31,8 @@ constexpr int NR = 16;
             x1 = _mm256_add_ps(x1, bias1);                                         \
         }                                                                          \
         if (relu) {                                                                \
-            x0 = _mm256_max_ps(x0, zero); /* max(NaN, 0) = 0, like z > 0 ? z : 0 */ \
-            x1 = _mm256_max_ps(x1, zero);                                          \
+            x0 = _mm256_max_ps(zero, x0); /* NaN propagates (max_ps returns operand 2) */ \
+            x1 = _mm256_max_ps(zero, x1);                                          \
         }                                                                          \
         _mm256_storeu_ps(ci, x0);                                                  \
         _mm256_storeu_ps(ci + 8, x1);                                              \
@@ -125,7 +125,7 @@ void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
             float v = alpha * t[i * NR + j];
             if (has_beta) v += beta * ci[j];
             if (bias) v += bias[j];
-            if (relu) v = v > 0.f ? v : 0.f;
+            if (relu) v = !(v <= 0.f) ? v : 0.f;
             ci[j] = v;
         }
     }

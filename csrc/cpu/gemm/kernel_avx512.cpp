@@ -35,8 +35,8 @@ constexpr int NR = 32;
         if (relu) {                                                                \
             /* max(NaN, 0) = 0, like z > 0 ? z : 0. The masked form because GCC 12 */ \
             /* warns on _mm512_max_ps's internal _mm512_undefined_ps. */               \
-            x0 = _mm512_mask_max_ps(x0, __mmask16(0xFFFF), x0, zero);               \
-            x1 = _mm512_mask_max_ps(x1, __mmask16(0xFFFF), x1, zero);               \
+            x0 = _mm512_mask_max_ps(x0, __mmask16(0xFFFF), zero, x0);  /* NaN propagates */               \
+            x1 = _mm512_mask_max_ps(x1, __mmask16(0xFFFF), zero, x1);               \
         }                                                                          \
         _mm512_mask_storeu_ps(ci, k0, x0);                                         \
         _mm512_mask_storeu_ps(ci + 16, k1, x1);                                    \

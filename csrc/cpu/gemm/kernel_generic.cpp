@@ -30,7 +30,7 @@ void kernel_4x8(index_t kc, const float* a, index_t rsa, index_t csa, const floa
             float v = ep.alpha * t[i][j];
             if (has_beta) v += ep.beta * ci[j];
             if (ep.bias) v += ep.bias[j];
-            if (ep.relu) v = v > 0.f ? v : 0.f;
+            if (ep.relu) v = !(v <= 0.f) ? v : 0.f;  // NaN stays NaN
             ci[j] = v;
         }
     }
