@@ -185,3 +185,23 @@ def test_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary left behind
     monkeypatch.undo()
     assert zipfile.is_zipfile(path) and pynn.load_model(path).count_params() == model.count_params()
+
+
+def test_h5_weights_roundtrip_and_errors(tmp_path):
+    pytest.importorskip("h5py")
+    model = _model()
+    path = tmp_path / "w.h5"
+    model.save_weights(path)
+    other = _model()
+    other.set_weights([w + 1 for w in other.get_weights()])
+    other.load_weights(path)
+    for a, b in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    import h5py
+
+    with h5py.File(path, "r") as h5:  # the same names as the .npz layout
+        assert "layer1.kernel" in h5 and "__pynn__" in h5.attrs
+    (tmp_path / "bad.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="HDF5"):
+        other.load_weights(tmp_path / "bad.h5")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pynn-")]

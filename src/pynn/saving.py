@@ -72,11 +72,38 @@ def _meta(kind, layers, **extra):
             "layers": layers, **extra}
 
 
+def _is_h5(filepath):
+    return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError("HDF5 weights files need h5py: pip install 'pynn[h5]'") from exc
+    return h5py
+
+
 def save_weights(model, filepath):
+    """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5."""
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
-    arrays[META_KEY] = np.array(json.dumps(_meta(FORMAT, layers)))
+    meta = json.dumps(_meta(FORMAT, layers))
+    if _is_h5(filepath):
+        h5py = _h5py()
+
+        def write_h5(f):
+            # The same names as in .npz: one dataset per array, the JSON description as an
+            # attribute; written to the temporary file object, renamed into place.
+            with h5py.File(f, "w") as h5:
+                h5.attrs[META_KEY] = meta
+                for key, array in arrays.items():
+                    h5.create_dataset(key, data=array)
+
+        atomic_write(filepath, write_h5)
+        return
+    arrays[META_KEY] = np.array(meta)
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
@@ -153,10 +180,12 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 
 def read_npz(filepath):
-    """{name: array} of an .npz file, refusing pickles; clear errors for bad files."""
+    """{name: array} of an .npz (or .h5) file, refusing pickles; clear errors for bad files."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"no such file: {filepath!r}")
+    if _is_h5(filepath):
+        return _read_h5(filepath)
     try:
         with np.load(filepath, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -167,6 +196,24 @@ def read_npz(filepath):
         raise ValueError(f"{filepath!r} is not a valid .npz file: {exc}") from exc
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ValueError(f"{filepath!r} is not a readable .npz file (truncated or corrupt?): "
+                         f"{exc}") from exc
+
+
+def _read_h5(filepath):
+    h5py = _h5py()
+    try:
+        with h5py.File(filepath, "r") as h5:
+            arrays = {}
+            for key, item in h5.items():
+                if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "fiub":
+                    raise ValueError(f"{filepath!r}: entry {key!r} is not a numeric array")
+                arrays[key] = item[()]
+            if META_KEY in h5.attrs:
+                meta = h5.attrs[META_KEY]
+                arrays[META_KEY] = np.array(meta.decode() if isinstance(meta, bytes) else meta)
+            return arrays
+    except OSError as exc:
+        raise ValueError(f"{filepath!r} is not a readable HDF5 file (truncated or corrupt?): "
                          f"{exc}") from exc
 
 
