@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cpu/chunks.h"
+#include "cpu/softmax_row.h"
 #include "math/activations.h"
 #include "pynn/kernels.h"
 
@@ -103,15 +104,8 @@ void softmax_forward(const float* z, float* y, index_t rows, index_t cols) {
         for (index_t r = r0; r < r1; ++r) {
             const float* zr = z + r * cols;
             float* yr = y + r * cols;
-            float m = zr[0];
-            for (index_t j = 1; j < cols; ++j) m = zr[j] > m ? zr[j] : m;
-            float s = 0.f;
-            for (index_t j = 0; j < cols; ++j) {
-                float e = std::exp(zr[j] - m);
-                yr[j] = e;
-                s += e;
-            }
-            float inv = 1.f / s;
+            float m;
+            const float inv = 1.f / cpu::exp_shifted_row(zr, yr, cols, &m);
             for (index_t j = 0; j < cols; ++j) yr[j] *= inv;
         }
     });

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "cpu/chunks.h"
+#include "cpu/softmax_row.h"
 #include "math/activations.h"
 #include "pynn/kernels.h"
 
@@ -51,14 +52,8 @@ double softmax_xent_sparse(const float* logits, const std::int32_t* labels, floa
             float* d = dlogits + r * cols;
             const index_t label = labels[r];
             const float z_label = z[label];
-            float m = z[0];
-            for (index_t j = 1; j < cols; ++j) m = z[j] > m ? z[j] : m;
-            float s = 0.f;
-            for (index_t j = 0; j < cols; ++j) {
-                float e = std::exp(z[j] - m);
-                d[j] = e;
-                s += e;
-            }
+            float m;
+            const float s = cpu::exp_shifted_row(z, d, cols, &m);
             loss += (double(m) + std::log(double(s))) - double(z_label);
             const float k = grad_scale / s;
             for (index_t j = 0; j < cols; ++j) d[j] *= k;
