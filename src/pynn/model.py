@@ -339,24 +339,16 @@ class Sequential:
                     epoch_logs.reset()
                     step = 0
                     while step < steps and not (self.stop_training or interrupt.requested):
+                        if native is None or batch_hooks:
+                            cbs.call("on_train_batch_begin", step, {})
                         if native is not None:
                             last = min(step + chunk, steps)
-                            if batch_hooks:
-                                cbs.call("on_train_batch_begin", step, {})
-                            rows = native.train(xd, yd, order, step, last, batch_size)
-                            batches = [(s, {"loss": float(r[0]),
-                                            **{k: float(v) for k, v in zip(metric_names, r[1:])}})
-                                       for s, r in zip(range(step, last), rows)]
+                            batches = self._native_chunk(native, xd, yd, order, step, last,
+                                                         batch_size, metric_names)
                         else:
                             last = step + 1
-                            idx = order[step * batch_size:last * batch_size]
-                            cbs.call("on_train_batch_begin", step, {})
-                            xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
-                            wb = None if wd is None else b.take_rows(wd, idx)
-                            loss, out = self._train_step(xb, yb, wb)
-                            batch_logs = epoch_logs.update(len(idx), loss,
-                                                           *self._metric_arrays(yb, out))
-                            batches = [(step, batch_logs)]
+                            batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
+                                                        epoch_logs)
                         for s, batch_logs in batches:
                             if native is not None:
                                 epoch_logs.add_means(min(batch_size, n - s * batch_size), batch_logs)
@@ -383,6 +375,22 @@ class Sequential:
                 f"holds the weights of the last completed step, model.history the "
                 f"{len(history.epoch)} completed epoch(s)")
         return history
+
+    @staticmethod
+    def _native_chunk(native, xd, yd, order, step, last, batch_size, metric_names):
+        """Batches [step, last) of the epoch in C++: [(batch index, its logs)]."""
+        rows = native.train(xd, yd, order, step, last, batch_size)
+        return [(s, {"loss": float(r[0]), **dict(zip(metric_names, map(float, r[1:])))})
+                for s, r in zip(range(step, last), rows)]
+
+    def _layer_batch(self, xd, yd, wd, order, step, batch_size, epoch_logs):
+        """Batch `step` of the epoch through the layers: [(step, its logs)]."""
+        b = self.backend
+        idx = order[step * batch_size:(step + 1) * batch_size]
+        xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
+        wb = None if wd is None else b.take_rows(wd, idx)
+        loss, out = self._train_step(xb, yb, wb)
+        return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out)))]
 
     def _native_engine(self, engine, batch_size, weighted=False):
         """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
