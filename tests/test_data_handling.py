@@ -1,0 +1,48 @@
+"""Inputs of any numeric dtype are converted once; integer and one-hot labels train alike."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import pynn
+
+
+def _fit(x, y, loss, out=3):
+    pynn.set_seed(8)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6, activation="tanh"),
+                             pynn.Dense(out, activation="softmax")])
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    h = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    return h.history, model.get_weights()
+
+
+def test_int_float64_float32_inputs_train_identically():
+    rng = np.random.default_rng(0)
+    x_int = rng.integers(-3, 4, size=(40, 4))
+    y = rng.integers(0, 3, size=40)
+    ref_h, ref_w = _fit(x_int.astype(np.float32), y, "sparse_categorical_crossentropy")
+    for x in (x_int, x_int.astype(np.float64), x_int.astype(np.int8).tolist()):
+        h, w = _fit(x, y, "sparse_categorical_crossentropy")
+        assert h == ref_h
+        for a, b in zip(w, ref_w):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_integer_and_one_hot_labels_train_alike():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    sparse_h, sparse_w = _fit(x, y, "sparse_categorical_crossentropy")
+    dense_h, dense_w = _fit(x, np.eye(3)[y], "categorical_crossentropy")
+    np.testing.assert_allclose(sparse_h["loss"], dense_h["loss"], rtol=1e-5)
+    np.testing.assert_allclose(sparse_h["accuracy"], dense_h["accuracy"])
+    for a, b in zip(sparse_w, dense_w):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_inputs_are_not_copied_when_already_right(monkeypatch):
+    """A float32 C-contiguous x reaches the batches without a whole-data copy."""
+    x = np.random.default_rng(2).normal(size=(32, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert model._inputs(x) is x or np.shares_memory(model._inputs(x), x)
