@@ -1,0 +1,374 @@
+"""scikit-learn estimators backed by pynn: MLPClassifier and MLPRegressor.
+
+They take scikit-learn's MLP parameter names and defaults (sklearn.neural_network) and train a
+pynn Sequential (kept as `model_`), so they drop into Pipeline, GridSearchCV and
+cross_val_score:
+
+    from pynn.sklearn import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=100, random_state=0).fit(X, y)
+
+Differences from scikit-learn's own MLPs, by design:
+
+* alpha: scikit-learn adds 0.5 * alpha * ||W||^2 / n to each mini-batch's mean loss, n being
+  that batch's size. pynn's L2(l2) adds l2 * ||W||^2 to every batch, so each Dense kernel gets
+  L2(alpha / (2 * batch_size)) - the same objective for full batches (only the last, shorter
+  batch of an epoch is penalised slightly less). Biases are not penalised, as in scikit-learn.
+  alpha=0 adds no regularizer, which keeps training on pynn's native engine.
+* random_state: an int (or RandomState) seeds pynn's global generator (pynn.set_seed) at the
+  start of fit; None leaves it as it is. Weight initialisation is Keras' glorot_uniform.
+* Stopping: max_iter is the number of epochs. Training also stops once the monitored loss
+  has not improved by tol for n_iter_no_change epochs (pynn.callbacks.EarlyStopping): the
+  training loss, or with early_stopping=True the loss on a held-out validation_fraction
+  (scikit-learn monitors the validation score), whose best weights are restored. Running
+  all max_iter epochs without stopping warns with ConvergenceWarning, as scikit-learn does.
+* Outputs are computed in float32 (pynn's floatx) and returned as float64.
+* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelEncoder
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError("pynn.sklearn needs scikit-learn: pip install 'pynn[sklearn]'") from exc
+
+from . import callbacks as callbacks_mod
+from . import config, optimizers, regularizers
+from .layers import Dense, Input
+from .model import Sequential
+
+_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "linear"}
+
+
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: checking parameters, building, training."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+
+    # ---- checks (in fit, never in __init__: scikit-learn's convention) ----------------------
+    def _check_params(self):
+        sizes = self.hidden_layer_sizes
+        if _is_int(sizes):
+            sizes = (sizes,)
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            sizes = None
+        if sizes is None or not all(_is_int(s) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got "
+                             f"{self.hidden_layer_sizes!r}")
+        sizes = [int(s) for s in sizes]
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got "
+                             f"{self.activation!r}")
+        if self.solver not in ("adam", "sgd"):
+            raise ValueError(f"solver must be 'adam' or 'sgd' (pynn has no 'lbfgs'), got "
+                             f"{self.solver!r}")
+        for name, low in (("alpha", 0.0), ("tol", 0.0)):
+            value = getattr(self, name)
+            if not _is_real(value) or not value >= low:
+                raise ValueError(f"{name} must be a number >= {low}, got {value!r}")
+        if not _is_real(self.learning_rate_init) or not self.learning_rate_init > 0:
+            raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
+        for name in ("max_iter", "n_iter_no_change"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
+                             f"{self.batch_size!r}")
+        if not _is_real(self.validation_fraction) or not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction!r}")
+        return sizes
+
+    def _batch_size(self, n):
+        # scikit-learn: 'auto' is min(200, n); a larger integer is clipped to n.
+        return min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+
+    def _seed(self):
+        if self.random_state is not None:
+            rs = self.random_state
+            seed = rs if _is_int(rs) else check_random_state(rs).randint(2**31 - 1)
+            config.set_seed(int(seed))
+
+    # ---- model ------------------------------------------------------------------------------
+    def _build_model(self, sizes, n_features, n_outputs, out_activation, loss, batch_size):
+        reg = regularizers.L2(self.alpha / (2.0 * batch_size)) if self.alpha > 0 else None
+        act = _ACTIVATIONS[self.activation]
+        layers = [Input((n_features,))]
+        layers += [Dense(s, activation=act, kernel_regularizer=reg) for s in sizes]
+        layers.append(Dense(n_outputs, activation=out_activation, kernel_regularizer=reg))
+        model = Sequential(layers)
+        if self.solver == "adam":
+            opt = optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
+                                  beta_2=self.beta_2, epsilon=self.epsilon)
+        else:
+            opt = optimizers.SGD(learning_rate=self.learning_rate_init, momentum=self.momentum,
+                                 nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+        model.compile(optimizer=opt, loss=loss)
+        return model
+
+    def _train(self, X, y, epochs, incremental):
+        """Run fit (or one partial_fit pass) on the encoded targets; updates the curves."""
+        n = X.shape[0]
+        batch_size = self._batch_size(n)
+        verbose = 1 if self.verbose else 0
+        if incremental:
+            history = self.model_.fit(X, y, batch_size=batch_size, epochs=1, verbose=verbose,
+                                      shuffle=self.shuffle)
+        else:
+            cbs, validation = [], None
+            if self.early_stopping:
+                X, X_val, y, y_val = self._validation_split(X, y)
+                validation = (X_val, y_val)
+                batch_size = self._batch_size(X.shape[0])
+                cbs.append(callbacks_mod.EarlyStopping(
+                    monitor="val_loss", min_delta=self.tol, patience=self.n_iter_no_change,
+                    restore_best_weights=True))
+            else:  # scikit-learn's stopping rule on the training loss
+                cbs.append(callbacks_mod.EarlyStopping(
+                    monitor="loss", min_delta=self.tol, patience=self.n_iter_no_change))
+            history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
+                                      verbose=verbose, shuffle=self.shuffle,
+                                      validation_data=validation, callbacks=cbs)
+            if not self.model_.stop_training:  # ran all max_iter epochs
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and "
+                              f"the optimization hasn't converged yet.", ConvergenceWarning)
+            if validation is not None:
+                self.validation_scores_ = [-v for v in history.history.get("val_loss", [])]
+                self.best_validation_score_ = max(self.validation_scores_, default=None)
+        losses = [float(v) for v in history.history.get("loss", [])]
+        self.loss_curve_ = getattr(self, "loss_curve_", []) + losses if incremental else losses
+        self.n_iter_ = len(self.loss_curve_)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
+        self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else float("nan")
+        self.t_ = int(self.model_.optimizer.iterations)
+
+    def _validation_split(self, X, y):
+        stratify = y if self._stratify_validation() else None
+        rs = self.random_state
+        try:
+            return train_test_split(X, y, test_size=self.validation_fraction, random_state=rs,
+                                    stratify=stratify)
+        except ValueError:  # a class too small to stratify: fall back to a plain split
+            return train_test_split(X, y, test_size=self.validation_fraction, random_state=rs)
+
+    def _stratify_validation(self):
+        return False
+
+    def _raw_predict(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        return np.asarray(self.model_.predict(X), dtype=np.float64)
+
+    # ---- pickling: the pynn model goes through its own .npz format --------------------------
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object's may be self.__dict__
+        model = state.get("model_")
+        if isinstance(model, Sequential):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.npz")
+                model.save(path)
+                with open(path, "rb") as f:
+                    state["model_"] = _SavedModel(f.read())
+        return state
+
+    def __setstate__(self, state):
+        saved = state.get("model_")
+        if isinstance(saved, _SavedModel):
+            from .saving import load_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.npz")
+                with open(path, "wb") as f:
+                    f.write(saved.data)
+                state = dict(state, model_=load_model(path))
+        super().__setstate__(state)
+
+
+class _SavedModel:
+    """A pynn model file's bytes inside a pickled estimator."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """A multi-layer perceptron classifier with scikit-learn's API, trained by pynn.
+
+    Two classes use one sigmoid output and binary cross-entropy; more use softmax and sparse
+    categorical cross-entropy. Labels may be of any type (strings too): they are encoded
+    through `classes_`. predict_proba returns one column per class (two for binary).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def _stratify_validation(self):
+        return True
+
+    def _encode(self, y, classes=None, reset=True):
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if reset:
+            encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
+            self.classes_ = encoder.classes_
+            if len(self.classes_) < 2:
+                raise ValueError(f"MLPClassifier needs samples of at least 2 classes to train; "
+                                 f"got 1 class ({self.classes_[0]!r})")
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels {unknown.tolist()} not among classes_ "
+                             f"{self.classes_.tolist()}")
+        codes = np.searchsorted(self.classes_, y)
+        return codes.astype(np.float32) if len(self.classes_) == 2 else codes.astype(np.int64)
+
+    def _fit(self, X, y, classes=None, incremental=False):
+        first = not (incremental and hasattr(self, "model_"))
+        sizes = self._check_params()
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32)
+        if first:
+            if incremental and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit "
+                                 "(all the labels the stream may hold)")
+            self._seed()
+            codes = self._encode(y, classes)
+            binary = len(self.classes_) == 2
+            self.model_ = self._build_model(
+                sizes, X.shape[1], 1 if binary else len(self.classes_),
+                "sigmoid" if binary else "softmax",
+                "binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                self._batch_size(X.shape[0]))
+            self.out_activation_ = "logistic" if binary else "softmax"
+            self.n_outputs_ = 1 if binary else len(self.classes_)
+            self.n_layers_ = len(sizes) + 2
+            self.loss_curve_ = []
+        else:
+            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+                raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
+                                 f"first partial_fit call, {self.classes_.tolist()}")
+            codes = self._encode(y, reset=False)
+        self._train(X, codes, self.max_iter, incremental)
+        return self
+
+    def fit(self, X, y):
+        """Train from scratch on (X, y) for up to max_iter epochs; returns self."""
+        return self._fit(X, y)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), continuing from the previous call; `classes` (every label
+        the data may hold) is required on the first call."""
+        return self._fit(X, y, classes=classes, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in classes_ order."""
+        out = self._raw_predict(X)
+        if len(self.classes_) == 2:
+            p = out[:, 0]
+            return np.column_stack([1.0 - p, p])
+        return out / out.sum(axis=1, keepdims=True)  # float32 rounding: rows sum to 1
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """The most probable class of each sample, as a label from classes_."""
+        proba = self.predict_proba(X)  # checks fitted before classes_ is looked at
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """A multi-layer perceptron regressor with scikit-learn's API, trained by pynn (mean
+    squared error, linear output). y may be 1-D or 2-D (several outputs); predict returns
+    the same number of dimensions as the y it was fitted on."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _fit(self, X, y, incremental=False):
+        first = not (incremental and hasattr(self, "model_"))
+        sizes = self._check_params()
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True,
+                             y_numeric=True)
+        y = np.asarray(y, dtype=np.float32)
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if first:
+            self._seed()
+            self._y_ndim = y.ndim
+            self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
+                                            self._batch_size(X.shape[0]))
+            self.out_activation_ = "identity"
+            self.n_outputs_ = y2.shape[1]
+            self.n_layers_ = len(sizes) + 2
+            self.loss_curve_ = []
+        elif y2.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y2.shape[1]} outputs, the model was fitted on "
+                             f"{self.n_outputs_}")
+        self._train(X, y2, self.max_iter, incremental)
+        return self
+
+    def fit(self, X, y):
+        """Train from scratch on (X, y) for up to max_iter epochs; returns self."""
+        return self._fit(X, y)
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing from the previous call."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        out = self._raw_predict(X)
+        return out[:, 0] if self._y_ndim == 1 else out
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and np.isfinite(value)
+
+
+__all__ = ["MLPClassifier", "MLPRegressor"]

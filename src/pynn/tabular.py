@@ -1,0 +1,270 @@
+"""What `pynn train`, `pynn predict` and `pynn bench` do: tabular data from CSV/.npz into an MLP.
+
+`train` standardises the features for training, then folds the scaling into the first Dense
+layer (W / std, b - (mean / std) @ W), so the saved model takes raw feature values and needs
+nothing else to predict; regression targets are standardised too and the last layer rescaled
+back (W * std_y, b * std_y + mean_y). Next to the model it writes `<model>.columns.json`: the
+feature column names, the target name, the task and (for classification) the class labels, which
+`predict` uses to pick the feature columns from a CSV by name (a target column there is
+ignored) and to turn output indices back into labels. Features from an .npz have no names:
+predict then takes the CSV's columns by position (dropping one named like the target), as it
+does for every column when the JSON file is missing.
+
+Every problem with the user's files raises UsageError, which the command line prints as one
+line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+MAX_AUTO_CLASSES = 20  # integer targets with at most this many values count as classes
+
+
+class UsageError(Exception):
+    """A problem with the command line's inputs: reported without a traceback, exit code 2."""
+
+
+def sidecar_path(model_path):
+    return os.fspath(model_path) + ".columns.json"
+
+
+# ---- reading data -----------------------------------------------------------------------------
+def read_csv(path):
+    """(column names, float array (rows, columns)) of a CSV file with a header row."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path!r}")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), None)
+    if not header or not any(h.strip() for h in header):
+        raise UsageError(f"{path!r} is empty or has no header row of column names")
+    names = [h.strip() for h in header]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"{path!r}: duplicate column names {dupes}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty body warns; it is reported below
+        try:
+            values = np.genfromtxt(path, delimiter=",", skip_header=1, dtype=np.float64,
+                                   ndmin=2, invalid_raise=True)
+        except ValueError as exc:  # rows with the wrong number of fields
+            raise UsageError(f"{path!r}: {exc}") from None
+    if values.size == 0:
+        raise UsageError(f"{path!r} has a header but no data rows")
+    if values.shape[1] != len(names):
+        raise UsageError(f"{path!r}: the header names {len(names)} columns, the rows have "
+                         f"{values.shape[1]}")
+    bad = np.argwhere(np.isnan(values))
+    if bad.size:
+        row, col = bad[0]
+        raise UsageError(f"{path!r}: column {names[col]!r} holds a non-numeric or missing value "
+                         f"(data row {row + 1}); {len(bad)} such value(s) in all")
+    return names, values
+
+
+def load_training_data(path, target):
+    """(x, y, feature names) from a CSV (target = a column name) or an .npz file (arrays
+    'x' and 'y', or 'x' and the array named by target)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path!r}")
+    if path.lower().endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is one usage error
+            raise UsageError(f"{path!r} is not a readable .npz file: {exc}") from None
+        y_key = target if target in arrays else ("y" if target is None else None)
+        if "x" not in arrays or y_key not in arrays:
+            want = f"'x' and {target!r}" if target else "'x' and 'y'"
+            raise UsageError(f"{path!r} must hold arrays {want}; it holds {sorted(arrays)}")
+        x, y = arrays["x"], arrays[y_key]
+        if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
+            raise UsageError(f"{path!r}: 'x' and {y_key!r} must be numeric arrays")
+        x = x.reshape(len(x), -1).astype(np.float64)
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != 1:
+            raise UsageError(f"{path!r}: {y_key!r} must be one target per sample, got shape "
+                             f"{arrays[y_key].shape}")
+        if len(x) != len(y):
+            raise UsageError(f"{path!r}: 'x' has {len(x)} rows, {y_key!r} {len(y)}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise UsageError(f"{path!r}: the data holds NaN or infinite values")
+        return x, y[:, 0].astype(np.float64), None, y_key  # no names: columns by position
+    if target is None:
+        raise UsageError("--target COLUMN is required for CSV data")
+    names, values = read_csv(path)
+    if target not in names:
+        raise UsageError(f"{path!r} has no column {target!r}; its columns are {names}")
+    col = names.index(target)
+    if len(names) < 2:
+        raise UsageError(f"{path!r} has no feature columns besides the target {target!r}")
+    features = [n for i, n in enumerate(names) if i != col]
+    return np.delete(values, col, axis=1), values[:, col], features, target
+
+
+def choose_task(y, task):
+    """'classify' or 'regress': as asked, else classes for few integer values."""
+    if task in ("classify", "regress"):
+        return task
+    values = np.unique(y)
+    integral = np.array_equal(values, np.round(values))
+    return "classify" if integral and 2 <= len(values) <= MAX_AUTO_CLASSES else "regress"
+
+
+# ---- training ---------------------------------------------------------------------------------
+def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=None,
+          learning_rate=1e-3, verbose=1, print_fn=print):
+    import pynn
+
+    if seed is not None:
+        pynn.set_seed(seed)
+    x, y, features, target = load_training_data(data, target)
+    task = choose_task(y, task)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0  # a constant column: leave it unscaled rather than divide by 0
+    xs = ((x - mean) / std).astype(np.float32)
+    meta = {"features": features, "target": target, "task": task}
+    model = pynn.Sequential([pynn.Input((x.shape[1],))]
+                            + [pynn.Dense(u, activation="relu") for u in layers])
+    if task == "classify":
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise UsageError(f"target {target!r} has a single value; nothing to classify")
+        if np.array_equal(classes, np.round(classes)):
+            classes = classes.astype(np.int64)  # CSV values are floats; labels 0, 1, not 0.0
+        meta["classes"] = [c.item() for c in classes]
+        model.add(pynn.Dense(len(classes), activation="softmax"))
+        model.compile(optimizer=pynn.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        targets = codes.astype(np.int64)
+    else:
+        model.add(pynn.Dense(1))
+        model.compile(optimizer=pynn.optimizers.Adam(learning_rate), loss="mse")
+        # Standardised targets train at any scale; the last layer is rescaled after training.
+        y_mean, y_std = float(y.mean()), float(y.std()) or 1.0
+        targets = ((y - y_mean) / y_std).astype(np.float32)
+    print_fn(f"{task} {target!r} from {x.shape[1]} features, {len(x)} samples"
+             + (f", {len(meta['classes'])} classes" if task == "classify" else ""))
+    history = model.fit(xs, targets, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    _fold_standardization(model, mean, std)
+    if task == "regress":
+        last = model._compute_layers[-1]
+        kernel, bias = last.get_weights()
+        last.set_weights([(kernel * y_std).astype(kernel.dtype),
+                          (bias * y_std + y_mean).astype(bias.dtype)])
+    model.save(out)
+    with open(sidecar_path(out), "w") as f:
+        json.dump(meta, f, indent=2)
+    final = {k: round(v[-1], 6) for k, v in history.history.items()}
+    scale = " (on standardised targets)" if task == "regress" else ""
+    print_fn(f"saved {out} (and {sidecar_path(out)}); final epoch{scale}: {final}")
+    return model
+
+
+def _fold_standardization(model, mean, std):
+    """Make the first Dense layer take raw features: W' = W / std, b' = b - (mean / std) @ W."""
+    first = model._compute_layers[0]
+    kernel, bias = first.get_weights()
+    first.set_weights([(kernel / std[:, None]).astype(kernel.dtype),
+                       (bias - (mean / std) @ kernel).astype(bias.dtype)])
+
+
+# ---- prediction -------------------------------------------------------------------------------
+def predict(model_path, data, out=None, print_fn=print):
+    import pynn
+
+    if not os.path.isfile(model_path):
+        raise UsageError(f"no such file: {model_path!r}")
+    try:
+        model = pynn.load_model(model_path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    meta = None
+    if os.path.isfile(sidecar_path(model_path)):
+        try:
+            with open(sidecar_path(model_path)) as f:
+                meta = json.load(f)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{sidecar_path(model_path)!r} is unreadable: {exc}") from None
+    names, values = read_csv(data)
+    n_features = model.input_shape[0]
+    if meta is not None and meta.get("features") is None and meta.get("target") in names:
+        # Trained on an .npz: the features have no names, the target column is dropped.
+        col = names.index(meta["target"])
+        names, values = names[:col] + names[col + 1:], np.delete(values, col, axis=1)
+    if meta is not None and meta.get("features") is not None:
+        missing = [c for c in meta["features"] if c not in names]
+        if missing:
+            raise UsageError(f"{data!r} lacks the feature column(s) {missing} the model was "
+                             f"trained on")
+        x = values[:, [names.index(c) for c in meta["features"]]]
+    elif len(names) != n_features:
+        why = ("the model was trained on unnamed .npz features, taken by position"
+               if meta is not None else f"{sidecar_path(model_path)!r}, which names them, is "
+               f"missing")
+        raise UsageError(f"{data!r} has {len(names)} feature columns, the model takes "
+                         f"{n_features} ({why})")
+    else:
+        x = values
+    outputs = model.predict(x.astype(np.float32))
+    column = (meta or {}).get("target") or "prediction"
+    if meta is not None and meta.get("task") == "classify":
+        preds = [meta["classes"][i] for i in np.argmax(outputs, axis=1)]
+    else:
+        preds = outputs[:, 0].tolist() if outputs.shape[1] == 1 else outputs.tolist()
+    lines = [column] + [str(p) for p in preds]
+    text = "\n".join(lines) + "\n"
+    if out is None:
+        print_fn(text, end="")
+    else:
+        with open(out, "w") as f:
+            f.write(text)
+        print_fn(f"wrote {len(preds)} predictions to {out}")
+    return preds
+
+
+# ---- benchmark --------------------------------------------------------------------------------
+def bench(print_fn=print):
+    """A quick timing (a few seconds): one GEMM size and one training epoch of a tabular MLP."""
+    import pynn
+
+    rng = np.random.default_rng(0)
+    n = 512
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    pynn.ops.gemm(a, b)  # warm up (threads, caches)
+    reps, start = 0, time.perf_counter()
+    while reps < 3 or time.perf_counter() - start < 0.5:
+        pynn.ops.gemm(a, b)
+        reps += 1
+    seconds = (time.perf_counter() - start) / reps
+    print_fn(f"backend {pynn.get_backend().name}, {pynn.get_num_threads()} thread(s)")
+    print_fn(f"gemm {n}x{n}x{n} float32: {seconds * 1e3:.2f} ms, "
+             f"{2 * n ** 3 / seconds / 1e9:.1f} GFLOP/s")
+
+    samples, features = 50_000, 32
+    x = rng.standard_normal((samples, features), dtype=np.float32)
+    y = (x[:, :4].sum(axis=1) > 0).astype(np.int64)
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((features,)), pynn.Dense(64, activation="relu"),
+                             pynn.Dense(64, activation="relu"),
+                             pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x[:256], y[:256], batch_size=128, epochs=1, verbose=0)  # warm up
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    print_fn(f"train MLP {features}-64-64-2, batch 128, one epoch of {samples} samples: "
+             f"{seconds:.2f} s, {samples / seconds:,.0f} samples/s")
+    start = time.perf_counter()
+    model.predict(x)
+    seconds = time.perf_counter() - start
+    print_fn(f"predict {samples} samples: {seconds * 1e3:.1f} ms, "
+             f"{samples / seconds:,.0f} samples/s")
+    return 0

@@ -1,0 +1,164 @@
+"""`pynn train|predict|bench` through a real subprocess: outputs, files, help and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pynn", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def write_csv(path, names, rows):
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for row in rows:
+            f.write(",".join(str(v) for v in row) + "\n")
+    return path
+
+
+@pytest.fixture
+def blobs_csv(tmp_path):
+    """Three well-separated classes, labelled 3/5/7, plus a target column last."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [6, 6], [0, 6]])
+    labels = np.repeat([3, 5, 7], 40)
+    x = centers[np.repeat([0, 1, 2], 40)] + rng.normal(scale=0.5, size=(120, 2))
+    rows = [(a, b, c) for (a, b), c in zip(x.round(4), labels)]
+    return write_csv(tmp_path / "blobs.csv", ["f1", "f2", "label"], rows), labels
+
+
+def test_train_then_predict_classification(tmp_path, blobs_csv):
+    path, labels = blobs_csv
+    model = tmp_path / "model.npz"
+    out = run_cli("train", "--data", path, "--target", "label", "--layers", "16",
+                  "--epochs", "30", "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "classify 'label'" in out.stdout and "3 classes" in out.stdout
+    meta = json.loads((tmp_path / "model.npz.columns.json").read_text())
+    assert meta == {"features": ["f1", "f2"], "target": "label", "task": "classify",
+                    "classes": [3, 5, 7]}
+    assert pynn.load_model(model).output_shape == (3,)
+    # The CSV still holds the target column: it is ignored, features are picked by name.
+    preds_path = tmp_path / "preds.csv"
+    out = run_cli("predict", "--model", model, "--data", path, "--out", preds_path)
+    assert out.returncode == 0, out.stderr
+    lines = preds_path.read_text().split()
+    assert lines[0] == "label"
+    assert (np.array(lines[1:], dtype=int) == labels).mean() > 0.95
+    # Columns in another order, no target, to stdout.
+    rows = np.loadtxt(path, delimiter=",", skiprows=1)[:5]
+    swapped = write_csv(tmp_path / "swapped.csv", ["f2", "f1"], rows[:, [1, 0]])
+    out = run_cli("predict", "--model", model, "--data", swapped)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["label"] + [str(v) for v in labels[:5]]
+
+
+def test_train_regression_from_npz_saves_raw_scale_model(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3)) * [1, 10, 100] + [0, 50, -300]  # raw, unscaled features
+    y = 1000 + 40 * x[:, 0] + 3 * x[:, 1] - 0.5 * x[:, 2]
+    np.savez(tmp_path / "data.npz", x=x, price=y)
+    model = tmp_path / "reg.npz"
+    out = run_cli("train", "--data", tmp_path / "data.npz", "--target", "price", "--layers",
+                  "32", "--epochs", "80", "--out", model, "--seed", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "regress 'price'" in out.stdout
+    pred = pynn.load_model(model).predict(x.astype(np.float32))[:, 0]
+    assert np.abs(pred - y).mean() < 0.1 * y.std()  # feature/target scaling folded in
+    # Unnamed .npz features: predict takes CSV columns by position, dropping the target.
+    csv = write_csv(tmp_path / "new.csv", ["a", "price", "b", "c"],
+                    [(r[0], 0.0, r[1], r[2]) for r in x[:4]])
+    out = run_cli("predict", "--model", model, "--data", csv)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split()
+    assert lines[0] == "price"
+    np.testing.assert_allclose(np.array(lines[1:], dtype=float), pred[:4], rtol=1e-5)
+
+
+def test_task_option_overrides_the_guess(tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    out = run_cli("train", "--data", path, "--target", "label", "--task", "regress",
+                  "--epochs", "1", "--out", tmp_path / "m.npz", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "regress 'label'" in out.stdout
+    assert pynn.load_model(tmp_path / "m.npz").output_shape == (1,)
+
+
+def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    model = tmp_path / "m.npz"
+    assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                   model, "--quiet").returncode == 0
+    (tmp_path / "m.npz.columns.json").unlink()
+    out = run_cli("predict", "--model", model, "--data", path)
+    assert out.returncode == 2
+    assert "has 3 feature columns, the model takes 2" in out.stderr
+    features = write_csv(tmp_path / "x.csv", ["u", "v"], [(0, 0), (6, 6)])
+    out = run_cli("predict", "--model", model, "--data", features)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "prediction"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_file", "no such file"),
+    ("missing_target", "has no column 'nope'"),
+    ("non_numeric", "column 'b' holds a non-numeric or missing value (data row 2)"),
+    ("no_target_arg", "--target COLUMN is required"),
+    ("npz_without_y", "must hold arrays 'x' and 'y'"),
+])
+def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
+    good = write_csv(tmp_path / "good.csv", ["a", "b"], [(1, 0), (2, 1)])
+    bad = write_csv(tmp_path / "bad.csv", ["a", "b"], [(1, 0), (2, "x")])
+    np.savez(tmp_path / "xonly.npz", x=np.zeros((4, 2)))
+    args = {"missing_file": ["--data", tmp_path / "none.csv", "--target", "b"],
+            "missing_target": ["--data", good, "--target", "nope"],
+            "non_numeric": ["--data", bad, "--target", "b"],
+            "no_target_arg": ["--data", good],
+            "npz_without_y": ["--data", tmp_path / "xonly.npz"]}[case]
+    out = run_cli("train", *args, "--out", tmp_path / "m.npz")
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_predict_errors_exit_2(tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    out = run_cli("predict", "--model", tmp_path / "none.npz", "--data", path)
+    assert out.returncode == 2 and "no such file" in out.stderr
+    model = tmp_path / "m.npz"
+    assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                   model, "--quiet").returncode == 0
+    other = write_csv(tmp_path / "other.csv", ["f1", "g"], [(1, 2)])
+    out = run_cli("predict", "--model", model, "--data", other)
+    assert out.returncode == 2 and "lacks the feature column(s) ['f2']" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args", [["--layers", "64,x"], ["--epochs", "-1"],
+                                  ["--batch-size", "0"], ["--task", "cluster"]])
+def test_bad_arguments_are_argparse_errors(tmp_path, args):
+    out = run_cli("train", "--data", "d.csv", "--target", "y", *args, cwd=tmp_path)
+    assert out.returncode == 2 and "error" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "bench"])
+def test_help(command):
+    out = run_cli(command, "--help")
+    assert out.returncode == 0
+    assert f"usage: pynn {command}" in out.stdout
+
+
+def test_bench_prints_rates():
+    out = run_cli("bench")
+    assert out.returncode == 0, out.stderr
+    assert "GFLOP/s" in out.stdout and "samples/s" in out.stdout

@@ -1,0 +1,182 @@
+"""pynn.sklearn: scikit-learn's estimator checks, and the estimators inside sklearn's tools."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", minversion="1.6")  # validate_data, __sklearn_tags__
+
+from sklearn.datasets import load_iris, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import pynn  # noqa: E402
+from pynn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+# Few epochs on purpose: that they end before convergence is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Small networks and few epochs keep the ~100 checks to a couple of seconds; a learning rate
+# of 0.01 still reaches the accuracy/R^2 that check_classifiers_train/check_regressors_train
+# require. Every check passes, so expected_failed_checks maps nothing.
+_CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01),
+            MLPRegressor(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01)]
+
+
+def _expected_failed_checks(estimator):
+    # {check name: reason} for checks that fail by design; none do at present.
+    return {}
+
+
+@parametrize_with_checks(_CHECKED, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    data = load_iris()
+    return data.data, data.target
+
+
+def test_iris_accuracy_in_a_pipeline(iris):
+    x, y = iris
+    clf = Pipeline([("scale", StandardScaler()),
+                    ("mlp", MLPClassifier(hidden_layer_sizes=(32,), max_iter=200,
+                                          learning_rate_init=0.01, random_state=0))])
+    clf.fit(x, y)
+    assert clf.score(x, y) > 0.9
+    mlp = clf.named_steps["mlp"]
+    np.testing.assert_array_equal(mlp.classes_, [0, 1, 2])
+    assert mlp.n_features_in_ == 4
+    assert isinstance(mlp.model_, pynn.Sequential)
+    assert mlp.n_iter_ == len(mlp.loss_curve_) >= 1
+    assert mlp.loss_ == mlp.loss_curve_[-1]
+    proba = clf.predict_proba(x)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_string_labels_binary_two_probability_columns(iris):
+    x, y = iris
+    keep = y < 2
+    labels = np.array(["setosa", "versicolor"])[y[keep]]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=100, learning_rate_init=0.01,
+                        random_state=1).fit(x[keep], labels)
+    assert clf.model_.layers[-1].units == 1  # one sigmoid output for two classes
+    assert clf.predict_proba(x[keep]).shape == (100, 2)
+    assert set(clf.predict(x[keep])) <= {"setosa", "versicolor"}
+    assert clf.score(x[keep], labels) > 0.9
+
+
+def test_cross_val_score_and_grid_search(iris):
+    x, y = iris
+    x = StandardScaler().fit_transform(x)
+    base = MLPClassifier(hidden_layer_sizes=(16,), max_iter=60, learning_rate_init=0.01,
+                         random_state=0)
+    scores = cross_val_score(base, x, y, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.8
+    grid = GridSearchCV(base, {"hidden_layer_sizes": [(8,), (16,)], "alpha": [1e-4, 1e-2]},
+                        cv=2).fit(x, y)
+    assert set(grid.best_params_) == {"hidden_layer_sizes", "alpha"}
+    assert grid.best_estimator_.score(x, y) > 0.8
+
+
+def test_regressor_learns_and_keeps_y_dimensions():
+    x, y = make_regression(n_samples=300, n_features=5, noise=1.0, random_state=0)
+    y = y / y.std()
+    reg = MLPRegressor(hidden_layer_sizes=(32,), max_iter=200, learning_rate_init=0.01,
+                       random_state=0).fit(x, y)
+    assert reg.predict(x).shape == (300,)
+    assert reg.score(x, y) > 0.9
+    y2 = np.column_stack([y, -y])
+    reg2 = MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0).fit(x, y2)
+    assert reg2.predict(x).shape == (300, 2)
+
+
+def test_same_random_state_same_model(iris):
+    x, y = iris
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=3).fit(x, y)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=3).fit(x, y)
+    np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))
+
+
+def test_partial_fit_needs_classes_first_and_continues(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(x, y)
+    clf.partial_fit(x[:50], y[:50], classes=[0, 1, 2])  # the first chunk holds one class
+    steps = clf.t_
+    clf.partial_fit(x[50:], y[50:])
+    assert clf.n_iter_ == 2 and clf.t_ > steps
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    with pytest.raises(ValueError, match="not among classes_"):
+        clf.partial_fit(x[:5], np.array([0, 1, 2, 3, 0]))
+
+
+def test_early_stopping_restores_best_and_records_scores(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, early_stopping=True,
+                        n_iter_no_change=3, tol=0.5, random_state=0).fit(x, y)
+    # tol=0.5 is never met after the first epoch: patience runs out after 3 more.
+    assert clf.n_iter_ < 300
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_alpha_maps_to_l2_per_batch(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(4,), alpha=0.3, batch_size=50, max_iter=1,
+                        random_state=0).fit(x, y)
+    for layer in clf.model_.layers[1:]:
+        assert layer.kernel_regularizer.l2 == pytest.approx(0.3 / (2 * 50))
+        assert layer.bias_regularizer is None
+    no_reg = MLPClassifier(hidden_layer_sizes=(4,), alpha=0, max_iter=1).fit(x, y)
+    assert no_reg.model_.layers[1].kernel_regularizer is None
+
+
+def test_pickle_round_trip_predicts_the_same(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(x, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(x), clf.predict_proba(x))
+    assert isinstance(clf.model_, pynn.Sequential)  # pickling left the original intact
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"activation": "softplus"}, "activation must be"),
+    ({"solver": "lbfgs"}, "solver must be"),
+    ({"hidden_layer_sizes": (8, 0)}, "hidden_layer_sizes"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"alpha": -1.0}, "alpha"),
+])
+def test_bad_parameters_are_named_at_fit(iris, params, match):
+    x, y = iris
+    clf = MLPClassifier(**params)  # scikit-learn: __init__ never validates
+    with pytest.raises(ValueError, match=match):
+        clf.fit(x, y)
+
+
+def test_convergence_warning_only_when_max_iter_runs_out(iris):
+    x, y = iris
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, tol=0.0).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=100, tol=10.0,
+                            n_iter_no_change=2).fit(x, y)  # tol never met: stops early
+    assert clf.n_iter_ < 100
+
+
+def test_predict_before_fit_raises_not_fitted(iris):
+    with pytest.raises(NotFittedError):
+        MLPRegressor().predict(iris[0])
