@@ -25,3 +25,12 @@ __all__ = [
     "ops", "optimizers", "regularizers", "schedules", "set_backend", "set_floatx",
     "set_num_threads", "set_seed",
 ]
+
+
+def __getattr__(name):
+    # Modules with optional dependencies load on first use: pynn.onnx, pynn.sklearn.
+    if name in ("onnx", "sklearn"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pynn' has no attribute {name!r}")

@@ -1,0 +1,98 @@
+"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Dropout (identity
+at inference) and BatchNormalization (inference mode), every activation included.
+
+Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
+Opset 20 is the default because its Gelu has the tanh approximation pynn uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("ONNX export needs the onnx package: pip install 'pynn[onnx]'") from exc
+    return onnx
+
+
+def _activation_nodes(helper, spec, source, name):
+    """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name)."""
+    if spec.name == "linear":
+        return [], source
+    out = f"{name}_{spec.name}"
+    ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+           "softmax": ("Softmax", {"axis": -1}),
+           "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
+           "elu": ("Elu", {"alpha": spec.param}),
+           "gelu": ("Gelu", {"approximate": "tanh"})}
+    op, attrs = ops[spec.name]
+    return [helper.make_node(op, [source], [out], name=out, **attrs)], out
+
+
+def export(model, filepath, opset=20):
+    """Write `model` (built) as an ONNX graph taking 'input' (batch, features) -> 'output'."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    from .saving import atomic_write
+
+    if not model.built:
+        raise ValueError("build the model (fit, build or an Input) before exporting it")
+    if opset < 20:
+        raise ValueError(f"opset must be >= 20 (Gelu with the tanh approximation), got {opset}")
+    nodes, inits = [], []
+    current = "input"
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
+    for layer in model.layers:
+        name = layer.name
+        if isinstance(layer, (InputLayer, Dropout)):
+            continue
+        if isinstance(layer, Dense):
+            w = const(f"{name}_kernel", layer.kernel.numpy())
+            out = f"{name}_z"
+            if layer.use_bias:
+                b = const(f"{name}_bias", layer.bias.numpy())
+                nodes.append(helper.make_node("Gemm", [current, w, b], [out], name=out))
+            else:
+                nodes.append(helper.make_node("MatMul", [current, w], [out], name=out))
+            act_nodes, current = _activation_nodes(helper, layer.activation, out, name)
+            nodes += act_nodes
+        elif isinstance(layer, Activation):
+            act_nodes, current = _activation_nodes(helper, layer.activation, current, name)
+            nodes += act_nodes
+        elif isinstance(layer, BatchNormalization):
+            n = layer.input_shape[0]
+            gamma = layer.gamma.numpy() if layer.scale else np.ones(n)
+            beta = layer.beta.numpy() if layer.center else np.zeros(n)
+            out = f"{name}_out"
+            nodes.append(helper.make_node(
+                "BatchNormalization",
+                [current, const(f"{name}_gamma", gamma), const(f"{name}_beta", beta),
+                 const(f"{name}_mean", layer.moving_mean.numpy()),
+                 const(f"{name}_var", layer.moving_variance.numpy())],
+                [out], name=out, epsilon=layer.epsilon))
+            current = out
+        else:
+            raise ValueError(f"layer {name!r} ({type(layer).__name__}) has no ONNX equivalent "
+                             f"in pynn's exporter")
+    nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
+    graph = helper.make_graph(
+        nodes, model.name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", model.input_shape[0]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT,
+                                       ["batch", int(np.prod(model.output_shape))])],
+        initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="pynn")
+    onnx.checker.check_model(proto)
+    atomic_write(filepath, lambda f: f.write(proto.SerializeToString()))
+    return proto

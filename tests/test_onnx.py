@@ -1,0 +1,52 @@
+"""ONNX export checked by running the file in onnxruntime against model.predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from pynn import onnx as pynn_onnx  # noqa: E402
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["output"], {"input": x})[0]
+
+
+@pytest.mark.parametrize("activation", list(pynn.activations.NAMES))
+def test_every_activation(tmp_path, rng, activation):
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((7,)), pynn.Dense(9, activation=activation),
+                             pynn.Dense(4, use_bias=False), pynn.Activation(activation)])
+    x = rng.normal(size=(13, 7)).astype(np.float32)
+    pynn_onnx.export(model, tmp_path / "m.onnx")
+    assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-5
+
+
+def test_trained_model_with_dropout_and_batchnorm(tmp_path, rng):
+    pynn.set_seed(1)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(16, activation="relu"),
+                             pynn.Dropout(0.3), pynn.BatchNormalization(),
+                             pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    model.fit(x, rng.integers(0, 3, size=64), epochs=3, batch_size=16, verbose=0)
+    pynn_onnx.export(model, tmp_path / "t.onnx")
+    assert np.abs(_run(tmp_path / "t.onnx", x) - model.predict(x)).max() < 1e-5
+    assert _run(tmp_path / "t.onnx", x[:1]).shape == (1, 3)  # any batch size
+
+
+def test_unsupported_layer_and_unbuilt_model(tmp_path):
+    class Custom(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            return x
+
+    with pytest.raises(ValueError, match="no ONNX equivalent"):
+        pynn_onnx.export(pynn.Sequential([pynn.Input((2,)), Custom()]), tmp_path / "c.onnx")
+    with pytest.raises(ValueError, match="build the model"):
+        pynn_onnx.export(pynn.Sequential([pynn.Dense(2)]), tmp_path / "u.onnx")
+    assert not list(tmp_path.iterdir())
