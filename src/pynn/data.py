@@ -11,11 +11,23 @@ import numpy as np
 from . import config
 
 
+def host_array(x):
+    """x as a numpy array, zero-copy through DLPack for CPU tensors (PyTorch, JAX, ...)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError):
+            pass  # not on the CPU, or a dtype numpy lacks: convert below
+    return np.asarray(x)
+
+
 def as_inputs(x, dtype, n_features=None, name="x"):
     """x as a (N, features) float array; a 1-D x is one feature per sample when that fits."""
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
-    arr = np.asarray(x)
+    arr = host_array(x)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
