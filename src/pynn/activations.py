@@ -58,10 +58,12 @@ def get(identifier) -> Spec:
 
 
 def leaky_relu_with(negative_slope: float) -> Spec:
+    """A leaky_relu Spec with another negative slope."""
     return Spec("leaky_relu", float(negative_slope))
 
 
 def elu_with(alpha: float) -> Spec:
+    """An elu Spec with another alpha."""
     return Spec("elu", float(alpha))
 
 

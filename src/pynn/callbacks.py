@@ -21,6 +21,8 @@ import warnings
 
 
 class Callback:
+    """Base class of callbacks: override the Keras-named hooks you need; `self.model` is the
+    model being trained."""
     def __init__(self):
         self.model = None
         self.params = {}

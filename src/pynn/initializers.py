@@ -20,6 +20,8 @@ def _fans(shape):
 
 
 class Initializer:
+    """Base class: `init(shape, dtype)` returns a new numpy array."""
+
     def __call__(self, shape, dtype="float32"):
         raise NotImplementedError
 
@@ -28,16 +30,22 @@ class Initializer:
 
 
 class Zeros(Initializer):
+    """All zeros."""
+
     def __call__(self, shape, dtype="float32"):
         return np.zeros(shape, dtype=dtype)
 
 
 class Ones(Initializer):
+    """All ones."""
+
     def __call__(self, shape, dtype="float32"):
         return np.ones(shape, dtype=dtype)
 
 
 class Constant(Initializer):
+    """Every element equal to `value`."""
+
     def __init__(self, value=0.0):
         self.value = float(value)
 
@@ -49,6 +57,8 @@ class Constant(Initializer):
 
 
 class RandomNormal(Initializer):
+    """Normal(mean, stddev) draws from pynn's seeded generator."""
+
     def __init__(self, mean=0.0, stddev=0.05):
         self.mean, self.stddev = float(mean), float(stddev)
 
@@ -60,6 +70,8 @@ class RandomNormal(Initializer):
 
 
 class RandomUniform(Initializer):
+    """Uniform(minval, maxval) draws from pynn's seeded generator."""
+
     def __init__(self, minval=-0.05, maxval=0.05):
         self.minval, self.maxval = float(minval), float(maxval)
 
@@ -119,26 +131,38 @@ class _Preset(VarianceScaling):
 
 
 class GlorotUniform(_Preset):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (Xavier uniform)."""
+
     preset = (1.0, "fan_avg", "uniform")
 
 
 class GlorotNormal(_Preset):
+    """Truncated normal with variance 2 / (fan_in + fan_out) (Xavier normal)."""
+
     preset = (1.0, "fan_avg", "truncated_normal")
 
 
 class HeUniform(_Preset):
+    """Uniform in +-sqrt(6 / fan_in), for ReLU layers."""
+
     preset = (2.0, "fan_in", "uniform")
 
 
 class HeNormal(_Preset):
+    """Truncated normal with variance 2 / fan_in, for ReLU layers."""
+
     preset = (2.0, "fan_in", "truncated_normal")
 
 
 class LecunUniform(_Preset):
+    """Uniform in +-sqrt(3 / fan_in)."""
+
     preset = (1.0, "fan_in", "uniform")
 
 
 class LecunNormal(_Preset):
+    """Truncated normal with variance 1 / fan_in."""
+
     preset = (1.0, "fan_in", "truncated_normal")
 
 
@@ -155,6 +179,8 @@ _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier) -> Initializer:
+    """An Initializer from a name ('glorot_uniform', 'he_normal', ...), a config dict or an
+    Initializer."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
@@ -168,4 +194,5 @@ def get(identifier) -> Initializer:
 
 
 def serialize(init: Initializer) -> dict:
+    """The {'class_name', 'config'} dict that `get` turns back into the initializer."""
     return {"class_name": type(init).__name__, "config": init.get_config()}

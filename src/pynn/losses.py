@@ -78,6 +78,8 @@ class Loss:
 
 
 class MeanSquaredError(Loss):
+    """mean((y_pred - y_true)^2) over every element."""
+
     name = "mean_squared_error"
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
@@ -85,6 +87,8 @@ class MeanSquaredError(Loss):
 
 
 class MeanAbsoluteError(Loss):
+    """mean(|y_pred - y_true|) over every element."""
+
     name = "mean_absolute_error"
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
@@ -92,6 +96,8 @@ class MeanAbsoluteError(Loss):
 
 
 class Huber(Loss):
+    """Quadratic within `delta` of the target, linear beyond: robust to outliers."""
+
     name = "huber"
 
     def __init__(self, delta=1.0):
@@ -108,6 +114,8 @@ class Huber(Loss):
 
 
 class BinaryCrossentropy(Loss):
+    """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
+    logits."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
 
@@ -238,4 +246,5 @@ def get(identifier) -> Loss:
 
 
 def serialize(loss: Loss) -> dict:
+    """The {'class_name', 'config'} dict that `get` turns back into the loss."""
     return {"class_name": type(loss).__name__, "config": loss.get_config()}

@@ -47,18 +47,21 @@ def _pair(y_true, y_pred):
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """Fraction of samples whose prediction > threshold agrees with target > 0.5."""
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("binary_accuracy", y_true, y_pred)
     return float(np.mean((y_pred > threshold) == (y_true > 0.5)))
 
 
 def categorical_accuracy(y_true, y_pred):
+    """Fraction of rows whose argmax agrees with the one-hot target's argmax."""
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("categorical_accuracy", y_true, y_pred)
     return float(np.mean(np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)))
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
+    """Fraction of rows whose argmax equals the integer label."""
     y_pred = np.asarray(y_pred)
     y_true = np.asarray(y_true).reshape(-1)
     if y_true.shape[0] != y_pred.shape[0]:
@@ -68,12 +71,14 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 
 def mean_squared_error(y_true, y_pred):
+    """mean((y_pred - y_true)^2)."""
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("mean_squared_error", y_true, y_pred)
     return float(np.mean((y_pred.astype(np.float64) - y_true) ** 2))
 
 
 def mean_absolute_error(y_true, y_pred):
+    """mean(|y_pred - y_true|)."""
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("mean_absolute_error", y_true, y_pred)
     return float(np.mean(np.abs(y_pred.astype(np.float64) - y_true)))
@@ -342,11 +347,15 @@ class _ConfusionMetric(Metric):
 
 
 class Precision(_ConfusionMetric):
+    """Stateful precision over all batches seen since reset_state (macro over classes for
+    several)."""
     default_name = "precision"
     _score = staticmethod(_precision_from)
 
 
 class Recall(_ConfusionMetric):
+    """Stateful recall over all batches seen since reset_state (macro over classes for several)."""
+
     default_name = "recall"
     _score = staticmethod(_recall_from)
 
@@ -396,6 +405,8 @@ class AUC(Metric):
 
 
 class RootMeanSquaredError(Metric):
+    """Stateful sqrt of the mean squared error over all elements seen."""
+
     default_name = "root_mean_squared_error"
 
     def _batch_state(self, y_true, y_pred):
@@ -410,6 +421,8 @@ class RootMeanSquaredError(Metric):
 
 
 class R2Score(Metric):
+    """Stateful coefficient of determination (mean over output columns, as scikit-learn)."""
+
     default_name = "r2_score"
 
     def _batch_state(self, y_true, y_pred):

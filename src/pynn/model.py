@@ -28,6 +28,8 @@ _PREDICT_BATCH = 1024
 
 
 class Sequential:
+    """A linear stack of layers with Keras' compile / fit / evaluate / predict."""
+
     def __init__(self, layers=None, name=None):
         self.name = name or unique_name("sequential")
         self.layers: list[Layer] = []

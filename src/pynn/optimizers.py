@@ -132,6 +132,8 @@ class Optimizer:
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.momentum = _check_fraction("momentum", momentum)
@@ -148,6 +150,8 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
+    """Adam (Kingma and Ba) with Keras' bias-corrected step size."""
+
     slots = ("m", "v")
     weight_decay = 0.0
 
@@ -179,6 +183,8 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
+    """RMSprop: divide by a moving root mean square of the gradients; optional momentum."""
+
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho = _check_fraction("rho", rho)
@@ -198,6 +204,8 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
+    """Adagrad: divide by the root of the accumulated squared gradients."""
+
     slots = ("accumulator",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
@@ -252,6 +260,7 @@ def get(identifier) -> Optimizer:
 
 
 def serialize(opt: Optimizer) -> dict:
+    """The {'class_name', 'config'} dict that `get` turns back into the optimizer."""
     return {"class_name": type(opt).__name__, "config": opt.get_config()}
 
 

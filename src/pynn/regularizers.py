@@ -15,6 +15,8 @@ def _factor(name, value):
 
 
 class Regularizer:
+    """Base class: l1 * sum(|w|) + l2 * sum(w^2) and its gradient."""
+
     def __init__(self, l1=0.0, l2=0.0):
         self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
 
@@ -41,6 +43,8 @@ class Regularizer:
 
 
 class L1(Regularizer):
+    """l1 * sum(|w|)."""
+
     def __init__(self, l1=0.01):
         super().__init__(l1=l1)
 
@@ -49,6 +53,8 @@ class L1(Regularizer):
 
 
 class L2(Regularizer):
+    """l2 * sum(w^2)."""
+
     def __init__(self, l2=0.01):
         super().__init__(l2=l2)
 
@@ -57,18 +63,23 @@ class L2(Regularizer):
 
 
 class L1L2(Regularizer):
+    """l1 * sum(|w|) + l2 * sum(w^2)."""
+
     pass
 
 
 def l1(l1=0.01):
+    """L1 regularizer (Keras' function form)."""
     return L1(l1)
 
 
 def l2(l2=0.01):
+    """L2 regularizer (Keras' function form)."""
     return L2(l2)
 
 
 def l1_l2(l1=0.01, l2=0.01):
+    """L1L2 regularizer (Keras' function form)."""
     return L1L2(l1, l2)
 
 
@@ -77,6 +88,7 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def get(identifier):
+    """A Regularizer from None, a name ('l1', 'l2', 'l1_l2'), a config dict or a Regularizer."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
@@ -90,4 +102,6 @@ def get(identifier):
 
 
 def serialize(reg):
+    """The {'class_name', 'config'} dict that `get` turns back into the regularizer (None stays
+    None)."""
     return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}

@@ -218,6 +218,7 @@ def _read_h5(filepath):
 
 
 def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
+    """The checked JSON description of a pynn file (`kinds` it may be); ValueError otherwise."""
     if META_KEY not in arrays:
         raise ValueError(f"{filepath!r} is not a pynn file (no {META_KEY} entry)")
     try:

@@ -9,6 +9,8 @@ import math
 
 
 class LearningRateSchedule:
+    """Base class: schedule(step) -> learning rate for the update at that step (0-based)."""
+
     def __call__(self, step):
         raise NotImplementedError
 

@@ -40,7 +40,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("pynn.sklearn needs scikit-learn: pip install 'pynn[sklearn]'") from exc
