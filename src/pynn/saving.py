@@ -142,7 +142,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     from . import losses, optimizers
     from .model import Sequential
 
-    arrays = read_npz(filepath)
+    arrays = read_arrays(filepath)
     meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
@@ -179,7 +179,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     return model
 
 
-def read_npz(filepath):
+def read_arrays(filepath):
     """{name: array} of an .npz (or .h5) file, refusing pickles; clear errors for bad files."""
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
@@ -245,7 +245,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     skip_mismatch=True loads the layers whose weights match and leaves the others untouched
     (returning their names); otherwise any mismatch raises and nothing is loaded.
     """
-    arrays = read_npz(filepath)
+    arrays = read_arrays(filepath)
     meta = read_meta(arrays, filepath)
     saved = [l for l in meta["layers"] if l["weights"]]
     if not model.built:
