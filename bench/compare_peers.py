@@ -6,8 +6,8 @@
 Each library trains its own model for --epochs epochs (Adam 1e-3, same batch, float32); the
 first epoch is the warm-up; the later ones are timed, alternating between libraries. Prints
 samples/s (median over timed epochs), pynn's ratio to each peer, the fraction of the compute
-limit (2 cores x measured FMA peak), each library's final training loss, and single-row
-predict latency.
+limit (2 cores x measured FMA peak), each library's final training loss (PyTorch and Keras
+start from pynn's initial weights, see peers.py), and single-row predict latency.
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def main():
         if best and "pynn" in rate:
             print(f"pynn vs best peer ({best}): {rate['pynn'] / rate[best]:.2f}x samples/s; "
                   f"loss {losses['pynn']:.4f} vs {losses[best]:.4f}")
+        if "torch" in losses and "pynn" in losses:
+            # Same initial weights and Adam settings (peers.py): a gap here is arithmetic.
+            print(f"final loss pynn vs torch: {100 * (losses['pynn'] / losses['torch'] - 1):+.1f}%")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ float32: pynn (native engine and layer path), PyTorch CPU, scikit-learn MLP, Ker
 A trainer is make(workload, x, y) -> object with .epoch() -> mean training loss of that epoch
 (full pass, shuffled) and .predict_one(row) for single-row latency. Peers are written the way
 their users get the best speed (tensor indexing instead of DataLoader, inference_mode, ...).
+
+So that the final losses compare the training arithmetic rather than the libraries' default
+initialisers (PyTorch's Kaiming-uniform against Glorot-uniform), PyTorch and Keras start from
+pynn's initial weights (`initial_weights`), and every Adam uses epsilon 1e-7 (Keras' and
+pynn's default; PyTorch's is 1e-8). scikit-learn keeps its own initialisation.
 """
 
 from __future__ import annotations
@@ -11,19 +16,32 @@ from __future__ import annotations
 import numpy as np
 
 
+ADAM_EPSILON = 1e-7
+
+
+def pynn_model(w):
+    """The workload's pynn model, compiled, with the seeded (Glorot-uniform) initial weights."""
+    import pynn
+
+    pynn.set_seed(0)
+    layers = [pynn.Input((w.layers[0],))]
+    layers += [pynn.Dense(h, activation="relu") for h in w.layers[1:-1]]
+    layers.append(pynn.Dense(w.layers[-1], activation="softmax" if w.loss == "xent" else None))
+    model = pynn.Sequential(layers)
+    model.compile(optimizer=pynn.optimizers.Adam(1e-3, epsilon=ADAM_EPSILON),
+                  loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse",
+                  backend="cpu")
+    return model
+
+
+def initial_weights(w):
+    """[kernel (in, out), bias, ...] as pynn initialises them for this workload."""
+    return pynn_model(w).get_weights()
+
+
 def pynn_trainer(engine):
     def make(w, x, y):
-        import pynn
-
-        pynn.set_seed(0)
-        layers = [pynn.Input((w.layers[0],))]
-        layers += [pynn.Dense(h, activation="relu") for h in w.layers[1:-1]]
-        layers.append(pynn.Dense(w.layers[-1],
-                                 activation="softmax" if w.loss == "xent" else None))
-        model = pynn.Sequential(layers)
-        model.compile(optimizer=pynn.optimizers.Adam(1e-3),
-                      loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse",
-                      backend="cpu")
+        model = pynn_model(w)
 
         class T:
             def epoch(self):
@@ -45,7 +63,13 @@ def torch_trainer(w, x, y):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     mods.append(torch.nn.Linear(w.layers[-2], w.layers[-1]))
     model = torch.nn.Sequential(*mods)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
+    weights = initial_weights(w)
+    with torch.no_grad():
+        for lin, kernel, bias in zip(linears, weights[0::2], weights[1::2]):
+            lin.weight.copy_(torch.from_numpy(kernel.T.copy()))  # torch stores (out, in)
+            lin.bias.copy_(torch.from_numpy(bias))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=ADAM_EPSILON)
     loss_fn = torch.nn.CrossEntropyLoss() if w.loss == "xent" else torch.nn.MSELoss()
     X = torch.from_numpy(x)
     Y = torch.from_numpy(y)
@@ -110,7 +134,8 @@ def keras_trainer(w, x, y):
     layers.append(keras.layers.Dense(w.layers[-1],
                                      activation="softmax" if w.loss == "xent" else None))
     model = keras.Sequential(layers)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+    model.set_weights(initial_weights(w))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=ADAM_EPSILON),
                   loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse")
 
     class T:
