@@ -1,6 +1,7 @@
 // pynn._cuda: the CUDA backend's kernels. Importing it never needs a GPU or a driver (the CUDA
 // runtime is linked statically and finds the driver at the first call); devices() tells
-// Python what is there and why CUDA may be unusable.
+// Python what is there and why CUDA may be unusable. The kernels are bound in
+// bind_cuda_kernels.cpp.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -10,6 +11,8 @@
 #include "cuda/device_info.h"
 
 namespace py = pybind11;
+
+void bind_cuda_kernels(py::module_& m);
 
 #ifndef PYNN_CUDA_ARCHS
 #define PYNN_CUDA_ARCHS ""
@@ -54,4 +57,6 @@ PYBIND11_MODULE(_cuda, m) {
         if (!err.empty()) throw std::runtime_error("pynn._cuda.fill: " + err);
     }, py::arg("ptr"), py::arg("value"), py::arg("n"), py::arg("stream") = 0,
        "Fill n float32 at a device pointer (from __cuda_array_interface__) on a stream.");
+
+    bind_cuda_kernels(m);
 }

@@ -1,0 +1,54 @@
+// The CUDA backend's kernels, host-callable: raw device pointers, sizes and the caller's
+// stream (CuPy's current stream). Same contracts and formulas as the CPU kernels of
+// pynn/kernels.h (the shared math lives in csrc/math/), so the numpy backend is the reference
+// for both. Sizes are checked by the bindings; launch errors throw std::runtime_error.
+// Functions returning a loss synchronise the stream to read it back (the layer path needs the
+// number); everything else is asynchronous.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "pynn/common.h"
+
+namespace pynn::cuda {
+
+// ---- activations (element-wise over n floats; dz may alias dy, y may alias z) --------------
+void activation_forward(Activation act, float param, const float* z, float* y, index_t n,
+                        cudaStream_t s);
+void activation_backward(Activation act, float param, const float* z, const float* y,
+                         const float* dy, float* dz, index_t n, cudaStream_t s);
+// The Dense epilogue after a GEMM: c[r, j] = act(c[r, j] + bias[j]) in place (bias nullable).
+void bias_activation(float* c, const float* bias, index_t rows, index_t cols, Activation act,
+                     float param, cudaStream_t s);
+void softmax_forward(const float* z, float* y, index_t rows, index_t cols, cudaStream_t s);
+void softmax_backward(const float* y, const float* dy, float* dz, index_t rows, index_t cols,
+                      cudaStream_t s);
+
+// ---- reductions --------------------------------------------------------------------------
+void bias_grad(const float* dz, float* db, index_t rows, index_t cols, cudaStream_t s);
+
+// ---- losses: the SUM of the losses (double), grad = d(sum)/d(pred) * grad_scale -----------
+// Labels are checked in range on the device: a label outside [0, cols) makes the call throw
+// std::out_of_range after the kernel (the gradient is then unspecified).
+double softmax_xent_sparse(const float* logits, const std::int32_t* labels, float* dlogits,
+                           index_t rows, index_t cols, float grad_scale, cudaStream_t s);
+double softmax_xent_dense(const float* logits, const float* targets, float* dlogits,
+                          index_t rows, index_t cols, float grad_scale, cudaStream_t s);
+enum class RegressionLoss : int { mse = 0, mae = 1, huber = 2 };
+double regression_loss(RegressionLoss kind, const float* pred, const float* target, float* grad,
+                       index_t n, float delta, float grad_scale, cudaStream_t s);
+double bce_loss(const float* pred, const float* target, float* grad, index_t n, bool from_logits,
+                float eps, float grad_scale, cudaStream_t s);
+
+// ---- optimizers: one fused pass over each parameter, in place ------------------------------
+void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
+                bool nesterov, cudaStream_t s);
+void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
+                 double beta2, float eps, float weight_decay, std::int64_t step, cudaStream_t s);
+void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
+                    float lr, double rho, float momentum, float eps, cudaStream_t s);
+void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps,
+                    cudaStream_t s);
+
+}  // namespace pynn::cuda

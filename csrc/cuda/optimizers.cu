@@ -1,0 +1,90 @@
+// Optimizer updates of the CUDA backend: one fused element-wise pass per parameter through
+// the per-element steps of math/optimizers.h (shared with the CPU). Per-call scalars (bias
+// correction, 1 - beta) are formed on the host in double, as on the CPU.
+#include <cmath>
+
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "math/optimizers.h"
+
+namespace pynn::cuda {
+namespace {
+
+#define PYNN_GRID_STRIDE(i, n)                                                              \
+    for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < (n);                \
+         i += index_t(gridDim.x) * blockDim.x)
+
+__global__ void sgd_kernel(float* w, const float* g, float* vel, index_t n, float lr,
+                           float momentum, bool nesterov) {
+    PYNN_GRID_STRIDE(i, n) {
+        if (vel) math::sgd_momentum_step(w[i], g[i], vel[i], lr, momentum, nesterov);
+        else math::sgd_step(w[i], g[i], lr);
+    }
+}
+
+__global__ void adam_kernel(float* w, const float* g, float* m, float* v, index_t n, float lr_t,
+                            float omb1, float omb2, float eps, float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::adam_step(wi, g[i], m[i], v[i], lr_t, omb1, omb2, eps);
+        w[i] = wi;
+    }
+}
+
+__global__ void rmsprop_kernel(float* w, const float* g, float* vel, float* mom, index_t n,
+                               float lr, float rho, float omr, float momentum, float eps) {
+    PYNN_GRID_STRIDE(i, n) {
+        if (mom) math::rmsprop_momentum_step(w[i], g[i], vel[i], mom[i], lr, rho, omr, momentum, eps);
+        else math::rmsprop_step(w[i], g[i], vel[i], lr, rho, omr, eps);
+    }
+}
+
+__global__ void adagrad_kernel(float* w, const float* g, float* acc, index_t n, float lr,
+                               float eps) {
+    PYNN_GRID_STRIDE(i, n) math::adagrad_step(w[i], g[i], acc[i], lr, eps);
+}
+
+#undef PYNN_GRID_STRIDE
+
+}  // namespace
+
+void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
+                bool nesterov, cudaStream_t s) {
+    if (n <= 0) return;
+    sgd_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, momentum == 0.f ? nullptr : velocity, n,
+                                                   lr, momentum, nesterov);
+    check_launch("sgd_update");
+}
+
+void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
+                 double beta2, float eps, float weight_decay, std::int64_t step, cudaStream_t s) {
+    if (n <= 0) return;
+    const double t = static_cast<double>(step);
+    const float lr_t = static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
+                                          (1.0 - std::pow(beta1, t)));
+    adam_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, m, v, n, lr_t,
+                                                    static_cast<float>(1.0 - beta1),
+                                                    static_cast<float>(1.0 - beta2), eps,
+                                                    lr * weight_decay);
+    check_launch("adam_update");
+}
+
+void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
+                    float lr, double rho, float momentum, float eps, cudaStream_t s) {
+    if (n <= 0) return;
+    rmsprop_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, velocity,
+                                                       momentum > 0.f ? momentum_buf : nullptr, n,
+                                                       lr, static_cast<float>(rho),
+                                                       static_cast<float>(1.0 - rho), momentum, eps);
+    check_launch("rmsprop_update");
+}
+
+void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps,
+                    cudaStream_t s) {
+    if (n <= 0) return;
+    adagrad_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, accumulator, n, lr, eps);
+    check_launch("adagrad_update");
+}
+
+}  // namespace pynn::cuda

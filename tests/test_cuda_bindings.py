@@ -1,0 +1,85 @@
+"""Argument checks of every pynn._cuda entry point. They run wherever _cuda is built, also
+without a GPU: each check must fail before any CUDA call, so the arrays here are objects that
+only carry a __cuda_array_interface__ with a dummy pointer (never dereferenced). The kernels
+themselves are tested on a GPU in test_cuda_backend.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+class FakeDeviceArray:
+    """Only the interface: pynn._cuda must reject it before touching the (dummy) pointer."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, readonly=False, ptr=4096):
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr,
+                                         "data": (ptr, readonly), "strides": strides,
+                                         "version": 3}
+
+
+@pytest.fixture
+def _cuda():
+    return pytest.importorskip("pynn._cuda", reason="pynn._cuda not built (no nvcc at build)")
+
+
+def F(*shape, **kw):
+    return FakeDeviceArray(shape, **kw)
+
+
+BAD_CALLS = {
+    "host array": (lambda c: c.activation_forward(1, 0.0, np.zeros(3, np.float32), F(3)),
+                   TypeError, "__cuda_array_interface__"),
+    "dtype": (lambda c: c.activation_forward(1, 0.0, F(3, typestr="<f8"), F(3)),
+              TypeError, "float32"),
+    "big endian": (lambda c: c.activation_forward(1, 0.0, F(3, typestr=">f4"), F(3)),
+                   TypeError, "float32"),
+    "shape": (lambda c: c.activation_forward(1, 0.0, F(3), F(4)), ValueError, "out"),
+    "strides": (lambda c: c.softmax_forward(F(4, 6, strides=(4, 16)), F(4, 6)),
+                ValueError, "C-contiguous"),
+    "readonly out": (lambda c: c.softmax_forward(F(4, 6), F(4, 6, readonly=True)),
+                     ValueError, "read-only"),
+    "null pointer": (lambda c: c.softmax_forward(F(4, 6, ptr=0), F(4, 6)),
+                     ValueError, "null device pointer"),
+    "misaligned": (lambda c: c.softmax_forward(F(4, 6, ptr=4098), F(4, 6)),
+                   ValueError, "aligned"),
+    "ndim": (lambda c: c.softmax_forward(F(24), F(24)), ValueError, "2-d"),
+    "act code": (lambda c: c.activation_forward(9, 0.0, F(3), F(3)), ValueError, "act"),
+    "gelu without z": (lambda c: c.activation_backward(4, 0.0, None, F(3), F(3), F(3)),
+                       ValueError, "pre-activation"),
+    "bias shape": (lambda c: c.bias_activation(F(4, 6), F(5), 1, 0.0), ValueError, "bias"),
+    "bias_grad out": (lambda c: c.bias_grad(F(4, 6), F(4)), ValueError, "out"),
+    "label dtype": (lambda c: c.softmax_xent_sparse(F(4, 6), F(4, typestr="<i8"), F(4, 6), 1.0),
+                    TypeError, "int32"),
+    "label count": (lambda c: c.softmax_xent_sparse(F(4, 6), F(5, typestr="<i4"), F(4, 6), 1.0),
+                    ValueError, "labels"),
+    "dlogits is targets": (lambda c: c.softmax_xent_dense(F(4, 6), F(4, 6, ptr=8192),
+                                                          F(4, 6, ptr=8192), 1.0),
+                           ValueError, "targets"),
+    "loss kind": (lambda c: c.regression_loss("msle", F(3), F(3), F(3), 1.0, 1.0),
+                  ValueError, "kind"),
+    "huber delta": (lambda c: c.regression_loss("huber", F(3), F(3), F(3), 0.0, 1.0),
+                    ValueError, "delta"),
+    "bce eps": (lambda c: c.bce_loss(F(3), F(3), F(3), False, 0.7, 1.0), ValueError, "eps"),
+    "adam step": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(3, ptr=12288),
+                                          F(3, ptr=16384), 1e-3, 0.9, 0.999, 1e-7, 0.0, 0),
+                  ValueError, "step"),
+    "adam aliasing": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(3, ptr=12288),
+                                              F(3, ptr=12288), 1e-3, 0.9, 0.999, 1e-7, 0.0, 1),
+                      ValueError, "distinct"),
+    "adam slot shape": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(4, ptr=12288),
+                                                F(3, ptr=16384), 1e-3, 0.9, 0.999, 1e-7, 0.0, 1),
+                        ValueError, "m"),
+    "momentum without velocity": (lambda c: c.sgd_update(F(3), F(3, ptr=8192), None, 0.1, 0.9,
+                                                         False),
+                                  ValueError, "velocity"),
+    "read-only weights": (lambda c: c.adagrad_update(F(3, readonly=True), F(3, ptr=8192),
+                                                     F(3, ptr=12288), 0.1, 1e-7),
+                          ValueError, "read-only"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_cuda_bindings_reject_bad_arrays_before_any_launch(_cuda, case):
+    call, exc, words = BAD_CALLS[case]
+    with pytest.raises(exc, match=words):
+        call(_cuda)
