@@ -19,10 +19,21 @@ bool arch_compiled(int major, int minor, const char* archs) {
         if (end == std::string::npos) end = list.size();
         std::string item = list.substr(pos, end - pos);
         std::string num = item.substr(0, item.find('-'));
-        // PTX ("90" or "90-virtual") JIT-compiles for newer GPUs too.
-        bool has_ptx = item.find("-real") == std::string::npos;
+        if (num.empty()) {
+            pos = end + 1;
+            continue;
+        }
+        const int cc = std::stoi(num);  // "90a" -> 90 (the suffix is checked below)
+        const bool arch_specific = num.back() == 'a' || num.back() == 'f';
+        // PTX ("90" or "90-virtual") JIT-compiles for any newer GPU; SASS ("-real", or the
+        // real half of "90") runs on GPUs of the same major version and an equal or higher
+        // minor one (8.0 code on 8.6 and 8.9), arch-specific SASS ("90a") on that GPU only.
+        const bool has_ptx = item.find("-real") == std::string::npos && !arch_specific;
         if (num == want) return true;
-        if (has_ptx && !num.empty() && std::stoi(num) <= major * 10 + minor) return true;
+        if (has_ptx && cc <= major * 10 + minor) return true;
+        if (!arch_specific && item.find("-virtual") == std::string::npos && cc / 10 == major &&
+            cc % 10 <= minor)
+            return true;
         pos = end + 1;
     }
     return false;
