@@ -45,8 +45,8 @@ def _create(name: str) -> Backend:
         if name == "cupy":
             from .cupy_backend import CupyBackend
             return CupyBackend()
-        raise RuntimeError("the cuda backend is not implemented yet in this version; "
-                           "use 'cupy' on a GPU")
+        from .cuda_backend import CudaBackend
+        return CudaBackend(_load_native("_cuda")[0])
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_BACKEND_NAMES)}")
 
 
@@ -73,8 +73,6 @@ def cuda_unavailable_reason(name="cuda"):
             return "no CUDA device found"
     except Exception as exc:  # CuPy raises its own CUDARuntimeError without a driver
         return f"no usable CUDA device: {exc}"
-    if name == "cuda":
-        return "the cuda backend is not implemented yet in this version"
     return None
 
 
