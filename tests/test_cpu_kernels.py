@@ -98,7 +98,10 @@ def test_regression_losses(cpu, rng, n, kind):
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("from_logits", [True, False])
 def test_binary_cross_entropy(cpu, rng, n, from_logits):
-    pred = f32(rng.normal(size=(n, 1)) * 4) if from_logits else f32(rng.uniform(0, 1, (n, 1)))
+    # Probabilities stay clear of the clip bound 1 - 1e-7, which float32 rounds below the
+    # float64 reference's (test_bce_probabilities_clipped uses exact values).
+    pred = f32(rng.normal(size=(n, 1)) * 4) if from_logits \
+        else f32(rng.uniform(0, 1 - 1e-6, (n, 1)))
     target = f32(rng.integers(0, 2, size=(n, 1)))
     loss, grad = cpu.binary_cross_entropy(pred, target, from_logits, 1e-7, 1.0 / n)
     loss_ref, grad_ref = REF.binary_cross_entropy(pred.astype(np.float64),
@@ -106,6 +109,14 @@ def test_binary_cross_entropy(cpu, rng, n, from_logits):
                                                   1e-7, 1.0 / n)
     assert np.isclose(loss, loss_ref, rtol=1e-5)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-4, atol=1e-6 / n)
+
+
+def test_bce_probabilities_clipped(cpu):
+    # Keras clips probabilities to [eps, 1 - eps]; the clip has zero gradient outside.
+    pred, target = f32([[0.0], [1.0], [0.5]]), f32([[0.0], [1.0], [1.0]])
+    loss, grad = cpu.binary_cross_entropy(pred, target, False, 1e-7, 0.5)
+    assert np.isclose(loss, np.log(2.0), rtol=1e-6)
+    np.testing.assert_allclose(grad, [[0.0], [0.0], [-1.0]], atol=1e-6)
 
 
 def test_bce_extreme_logits(cpu):
