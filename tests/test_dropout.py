@@ -1,4 +1,5 @@
-"""Dropout: inverted scaling, off at inference, seeded, exact gradient, in a model."""
+"""Dropout: inverted scaling, off at inference, seeded, exact gradient, counter-based masks
+identical on every backend, in a model (native engine and layer path)."""
 
 from __future__ import annotations
 
@@ -59,19 +60,111 @@ def test_bad_rate(rate):
         pynn.Dropout(rate)
 
 
-def test_model_with_dropout_trains_and_falls_back_visibly():
+def test_model_with_dropout_trains_natively_and_keeps_its_seed():
     pynn.set_seed(1)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(256, 4)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(int)
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(32, activation="relu"),
-                             pynn.Dropout(0.2), pynn.Dense(2, activation="softmax")])
+                             pynn.Dropout(0.2, seed=5), pynn.Dense(2, activation="softmax")])
     model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     h = model.fit(x, y, epochs=20, batch_size=32, verbose=0)
     assert h.history["accuracy"][-1] > 0.9
     assert model.evaluate(x, y)[1] > 0.9
-    if "cpu" in pynn.available_backends() and pynn.available_backends()["cpu"] is None:
-        assert "Dropout" in pynn.engine.unsupported_reason(model)
+    if CPU:
+        assert pynn.engine.unsupported_reason(model) is None
+    assert model.layers[2].step == model.optimizer.iterations == 20 * 8
     clone = pynn.Sequential.from_config(model.get_config())
-    assert clone.layers[2].rate == 0.2
+    assert (clone.layers[2].rate, clone.layers[2].seed) == (0.2, 5)
+
+
+CPU = pynn.available_backends()["cpu"] is None
+SHAPES = [(1, 1), (3, 17), (17, 129), (129, 10), (257, 33)]
+
+
+def _isas():
+    if not CPU:
+        return []
+    from pynn import _C
+    return [isa for isa in ("generic", "avx2", "avx512") if _C.cpu_supports_isa(isa)]
+
+
+@pytest.fixture
+def isa(request):
+    from pynn import _C
+    previous = _C.gemm_isa()
+    _C.set_gemm_isa(request.param)
+    yield request.param
+    _C.set_gemm_isa(previous)
+
+
+@pytest.mark.skipif(not CPU, reason="pynn._C not built")
+@pytest.mark.parametrize("isa", _isas(), indirect=True)
+@pytest.mark.parametrize("shape", SHAPES + [(5, 70001)])
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 0.77, 1 - 2**-40])
+def test_every_backend_draws_the_same_mask(rng, isa, shape, rate):
+    # The C++ kernel (portable and AVX2 loops, threaded above 64K elements) against the
+    # vectorised numpy reference, bit for bit; rate 1 - 2^-40 keeps nothing.
+    seed, step = int(rng.integers(0, 2**64, dtype=np.uint64)), int(rng.integers(0, 10**6))
+    ref = pynn.get_backend("numpy").dropout_mask(shape, rate, np.dtype(np.float32), seed, step)
+    cpu = pynn.get_backend("cpu").dropout_mask(shape, rate, np.dtype(np.float32), seed, step)
+    np.testing.assert_array_equal(cpu, ref)
+    ref64 = pynn.get_backend("numpy").dropout_mask(shape, rate, np.dtype(np.float64), seed,
+                                                   step)
+    np.testing.assert_array_equal(ref64 != 0, ref != 0)
+    np.testing.assert_allclose(ref64[ref64 != 0], 1 / (1 - rate), rtol=1e-15)
+
+
+def test_masks_depend_on_seed_and_step_only():
+    numpy = pynn.get_backend("numpy")
+    f32 = np.dtype(np.float32)
+    a = numpy.dropout_mask((64, 64), 0.5, f32, 1, 0)
+    np.testing.assert_array_equal(a, numpy.dropout_mask((64, 64), 0.5, f32, 1, 0))
+    for other in (numpy.dropout_mask((64, 64), 0.5, f32, 2, 0),
+                  numpy.dropout_mask((64, 64), 0.5, f32, 1, 1)):
+        # independent masks agree on about half the elements
+        assert 0.4 < np.mean((a != 0) == (other != 0)) < 0.6
+    # neighbouring elements and steps are not correlated
+    big = numpy.dropout_mask((400, 1000), 0.3, f32, 9, 3) != 0
+    assert abs(big.mean() - 0.7) < 0.005
+    assert abs(np.corrcoef(big[:, :-1].ravel(), big[:, 1:].ravel())[0, 1]) < 0.01
+
+
+@pytest.mark.skipif(not CPU, reason="pynn._C not built")
+def test_native_dropout_kernel_applies_and_checks(rng):
+    from pynn import _C
+    x = rng.normal(size=(7, 13)).astype(np.float32)
+    mask = pynn.get_backend("numpy").dropout_mask(x.shape, 0.25, x.dtype, 3, 4)
+    out = np.empty_like(x)
+    _C.dropout_apply(x, out, 0.25, 3, 4)
+    np.testing.assert_array_equal(out, x * mask)
+    _C.dropout_apply(x, x, 0.25, 3, 4)  # in place
+    np.testing.assert_array_equal(x, out)
+    with pytest.raises(ValueError, match="rate"):
+        _C.dropout_apply(None, out, 1.0, 3, 4)
+    with pytest.raises(ValueError, match="shape"):
+        _C.dropout_apply(x, np.empty((7, 12), np.float32), 0.25, 3, 4)
+    with pytest.raises(TypeError, match="float32"):
+        _C.dropout_apply(None, np.empty(3), 0.25, 3, 4)
+
+
+@pytest.mark.parametrize("layers,words", [
+    (lambda: [pynn.Dropout(0.5), pynn.Dense(3)], "inputs"),
+    (lambda: [pynn.Dense(3), pynn.Dropout(0.5)], "after the output"),
+    (lambda: [pynn.Dense(3), pynn.Dropout(0.5), pynn.Dropout(0.2), pynn.Dense(2)], "in a row"),
+    (lambda: [pynn.Dense(3), pynn.Dropout(0.5), pynn.Activation("relu"), pynn.Dense(2)],
+     "Activation"),
+])
+def test_dropout_placements_the_engine_does_not_take_fall_back_visibly(layers, words):
+    model = pynn.Sequential([pynn.Input((4,))] + layers())
+    model.compile(optimizer="adam", loss="mse", backend="cpu" if CPU else "numpy")
+    reason = pynn.engine.unsupported_reason(model)
+    assert reason is not None and words in reason
+    model.fit(np.ones((8, 4)), np.ones((8, model.output_shape[0])), verbose=0)  # still trains
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, "x", True])
+def test_bad_seed(seed):
+    with pytest.raises(ValueError, match="seed"):
+        pynn.Dropout(0.5, seed=seed)

@@ -33,12 +33,12 @@ def _data(rng, loss, out_dim, n=203):
     return x, rng.normal(size=(n, out_dim)).astype(np.float32)
 
 
-def _fit(config, x, y, engine):
+def _fit(config, x, y, engine, dropout=0.0):
     hidden, loss, out_act, out_dim, opt_cls, metrics = config
     pynn.set_seed(11)
     model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(16, activation=hidden),
-                             pynn.Dense(7, activation=hidden),
-                             pynn.Dense(out_dim, activation=out_act)])
+                             pynn.Dropout(dropout), pynn.Dense(7, activation=hidden),
+                             pynn.Dropout(dropout / 2), pynn.Dense(out_dim, activation=out_act)])
     model.compile(optimizer=opt_cls(learning_rate=0.01), loss=loss, metrics=metrics,
                   backend="cpu")
     h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.1, verbose=0,
@@ -46,11 +46,14 @@ def _fit(config, x, y, engine):
     return model, h.history
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.4], ids=["plain", "dropout"])
 @pytest.mark.parametrize("config", CONFIGS, ids=[c[1] for c in CONFIGS])
-def test_native_matches_layer_path(rng, config):
+def test_native_matches_layer_path(rng, config, dropout):
+    # With dropout both paths draw the same counter-based masks (the optimizer step is the
+    # counter), and the derivative of each activation must see the output before its mask.
     x, y = _data(rng, config[1], config[3])
-    native, h_native = _fit(config, x, y, "native")
-    layers, h_layers = _fit(config, x, y, "layers")
+    native, h_native = _fit(config, x, y, "native", dropout)
+    layers, h_layers = _fit(config, x, y, "layers", dropout)
     assert h_native.keys() == h_layers.keys()
     for key in h_native:
         np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=1e-5,

@@ -13,10 +13,10 @@ import pynn
 from pynn import saving
 
 
-def _model(optimizer="adam", metrics=("accuracy",)):
+def _model(optimizer="adam", metrics=("accuracy",), dropout=0.0):
     pynn.set_seed(3)
     model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
-                             pynn.Dense(4, activation="leaky_relu"),
+                             pynn.Dropout(dropout), pynn.Dense(4, activation="leaky_relu"),
                              pynn.Dense(3, activation="softmax")])
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=list(metrics))
@@ -29,11 +29,13 @@ def _data(n=120):
     return x, (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", pynn.optimizers.SGD(0.1, momentum=0.9),
-                                       "rmsprop", "adagrad", "adamw"])
-def test_roundtrip_and_resume_bit_for_bit(tmp_path, optimizer):
+@pytest.mark.parametrize("optimizer,dropout", [
+    ("adam", 0.0), ("sgd", 0.0), (pynn.optimizers.SGD(0.1, momentum=0.9), 0.0),
+    ("rmsprop", 0.0), ("adagrad", 0.0), ("adamw", 0.0), ("adam", 0.3)])
+def test_roundtrip_and_resume_bit_for_bit(tmp_path, optimizer, dropout):
+    # With dropout the saved seed and the optimizer's step continue the same masks.
     x, y = _data()
-    model = _model(optimizer)
+    model = _model(optimizer, dropout=dropout)
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
     path = tmp_path / "m.npz"
     model.save(path)

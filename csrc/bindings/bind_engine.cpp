@@ -1,5 +1,6 @@
 // pynn._C bindings of the native Dense training engine (csrc/cpu/engine.h):
 //   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
+//   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training)
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics)
 //        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
@@ -90,6 +91,11 @@ public:
                   index_t max_batch)
         : eng_(sizes, activations, act_params, use_bias, parse_engine_loss(loss), loss_param,
                parse_engine_optimizer(optimizer), max_batch) {}
+
+    void set_dropout(int layer, double rate, std::uint64_t seed) {
+        py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
+        eng_.set_dropout(layer, rate, seed);
+    }
 
     void bind(const py::sequence& params, const py::sequence& trainable, const py::sequence& state) {
         const int L = eng_.n_layers();
@@ -286,6 +292,11 @@ void register_engine(py::module_& m) {
                       const std::vector<bool>&, const std::string&, float, const std::string&, pynn::index_t>(),
              py::arg("sizes"), py::arg("activations"), py::arg("act_params"), py::arg("use_bias"),
              py::arg("loss"), py::arg("loss_param"), py::arg("optimizer"), py::arg("max_batch"))
+        .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
+             py::arg("seed"),
+             "Inverted dropout on that layer's activated output while training (not the last "
+             "layer), with math/dropout.h's counter-based masks for this seed: the same masks "
+             "as pynn.Dropout(rate, seed=seed) in the layer path. rate 0 removes it.")
         .def("bind", &PyDenseEngine::bind, py::arg("params"), py::arg("trainable"), py::arg("state"),
              "Bind the model's arrays [W0, b0, W1, ...] (updated in place), per-layer trainable flags "
              "and per-param optimizer slot lists.")

@@ -26,9 +26,26 @@ void check_disjoint(const py::array& a, const char* a_name, const py::array& b, 
                               ": expected separate buffers, got overlapping memory");
 }
 
-py::array optional_array(const py::object& o) { return o.is_none() ? py::array() : o.cast<py::array>(); }
 
 // ---- activations, softmax, bias gradient ----------------------------------------------------
+
+void dropout_apply_py(const py::object& x_obj, py::array& out, double rate, std::uint64_t seed,
+                      std::uint64_t step) {
+    if (!(rate >= 0.0 && rate < 1.0))
+        throw py::value_error("rate: expected a dropout rate in [0, 1), got " + std::to_string(rate));
+    const float* xp = nullptr;
+    if (!x_obj.is_none()) {
+        py::array x = x_obj.cast<py::array>();
+        xp = in_ptr<float>(x, "x");
+        check_same_shape(x, "x", out, "out");
+    }
+    float* op = out_ptr<float>(out, "out");
+    const index_t n = out.size();
+    if (n > index_t(0xffffffff))
+        throw py::value_error("out: dropout masks cover at most 2^32 - 1 elements per call");
+    py::gil_scoped_release nogil;
+    dropout_apply(xp, op, n, rate, seed, step);
+}
 
 void activation_forward_py(int act, float param, const py::array& z, py::array& out) {
     Activation a = to_activation(act);
@@ -266,6 +283,11 @@ void register_kernels(py::module_& m) {
           "logits (the row max is subtracted).");
     m.def("softmax_backward", &softmax_backward_py, arg("y"), arg("dy"), arg("out"),
           "out = y * (dy - sum(dy * y, axis=1, keepdims=True)) for 2-D y; out may be dy.");
+    m.def("dropout_apply", &dropout_apply_py, arg("x"), arg("out"), arg("rate"), arg("seed"),
+          arg("step"),
+          "out = x * mask (x None: the mask itself), the counter-based inverted-dropout mask of "
+          "math/dropout.h for (seed, step): 0 with probability rate, else 1 / (1 - rate). out "
+          "may be x. Any backend draws the same mask for the same (seed, step, shape).");
     m.def("bias_grad", &bias_grad_py, arg("dz"), arg("out"),
           "out[c] = sum over rows of dz[:, c]; dz (rows, cols), out (cols,), accumulated in "
           "double.");

@@ -4,6 +4,9 @@
 //   mean reduction folded into grad_scale) -> per layer from the top: dZ = dY * f'(Y) in
 //   place, dW = X^T dZ, db = colsum dZ, dX = dZ W^T (with the weights before their update),
 //   then the fused optimizer pass on W and b while their gradients are hot in cache.
+// Dropout after a layer's activation: forward writes Y * mask into the layer's `dropped`
+// buffer (the next layer's input), backward multiplies the incoming gradient by the same
+// mask, regenerated from (seed, step, index) rather than stored.
 // Buffers live in one arena allocated at construction: nothing is allocated per step.
 #include "cpu/engine.h"
 
@@ -290,6 +293,19 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
 
 DenseEngine::~DenseEngine() { std::free(arena_); }
 
+void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layer < 0 || layer + 1 >= n_layers())
+        fail("set_dropout: layer must be in [0, " + std::to_string(n_layers() - 1) +
+             ") (dropout after the output layer is not supported), got " + std::to_string(layer));
+    if (!(rate >= 0.0 && rate < 1.0))
+        fail("set_dropout: rate must be in [0, 1), got " + std::to_string(rate));
+    Layer& l = layers_[layer];
+    l.drop_rate = rate;
+    l.drop_seed = seed;
+    l.dropped.assign(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
+}
+
 void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
                        const std::vector<std::vector<float*>>& state) {
     size_t n_params = 0;
@@ -371,7 +387,8 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
 
 // ---- the step -------------------------------------------------------------------------------
 
-void DenseEngine::forward(const float* x0, index_t rows, bool training, float* final_out) {
+void DenseEngine::forward(const float* x0, index_t rows, bool training, float* final_out,
+                          std::uint64_t drop_step) {
     const float* X = x0;
     const size_t L = layers_.size();
 #if defined(PYNN_X86)
@@ -434,7 +451,9 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             ep.act = static_cast<Activation>(act);
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
         }
-        X = Y;
+        if (training && l.drop_rate > 0.0)
+            dropout_apply(Y, l.dropped.data(), rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+        X = l.input_for_next(training);
     }
 }
 
@@ -561,14 +580,18 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
     }
 }
 
-void DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step) {
+void DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
+                                  std::uint64_t drop_step) {
     const int L = n_layers();
     for (int i = L - 1; i >= lowest_trainable_; --i) {
         Layer& l = layers_[i];
         const bool logits = i == L - 1 && fused_;
+        // D holds the gradient w.r.t. what the next layer saw: through the dropout mask first.
+        if (l.drop_rate > 0.0)
+            dropout_apply(l.D, l.D, rows * l.out, l.drop_rate, l.drop_seed, drop_step);
         if (!logits && l.act != kLinear)
             activation_backward(static_cast<Activation>(l.act), l.param, l.Z, l.Y, l.D, l.D, rows * l.out);
-        const float* X = i == 0 ? xb_ : layers_[i - 1].Y;
+        const float* X = i == 0 ? xb_ : layers_[i - 1].input_for_next(true);
         if (l.trainable) {
             gemm(true, false, l.in, l.out, rows, 1.f, X, l.in, l.D, l.out, 0.f, l.dW, l.out);
             if (l.has_bias) bias_grad(l.D, l.db, rows, l.out);
@@ -615,11 +638,12 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
             for (index_t r = 0; r < rows; ++r)
                 std::memcpy(dst + r * C, t + idx[r] * C, static_cast<size_t>(C) * sizeof(float));
         }
-        forward(xb_, rows, true, nullptr);
+        const std::uint64_t drop_step = static_cast<std::uint64_t>(step + (b - first));
+        forward(xb_, rows, true, nullptr, drop_step);
         double* res = result + (b - first) * (1 + n_metrics);
         res[0] = loss_and_grad(yb_, rows);
         if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
-        backward_update(rows, h, step + (b - first) + 1);
+        backward_update(rows, h, step + (b - first) + 1, drop_step);
     }
 }
 
@@ -628,7 +652,7 @@ void DenseEngine::predict(const float* x, float* out, index_t n) {
     const index_t in = in_features(), C = out_features();
     for (index_t r0 = 0; r0 < n; r0 += max_batch_) {
         const index_t rows = std::min(max_batch_, n - r0);
-        forward(x + r0 * in, rows, false, out + r0 * C);
+        forward(x + r0 * in, rows, false, out + r0 * C, 0);
     }
 }
 

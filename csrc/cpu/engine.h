@@ -67,6 +67,12 @@ public:
     index_t layer_out(int layer) const { return layers_[layer].out; }
     bool bound() const { return bound_; }
 
+    // Inverted dropout on layer `layer`'s activated output while training (not on the last
+    // layer): the counter-based masks of math/dropout.h with this seed, the step being the
+    // optimizer's 0-based iteration, so masks equal the layer path's Dropout. rate 0 removes it.
+    void set_dropout(int layer, double rate, std::uint64_t seed);
+    double dropout_rate(int layer) const { return layers_[layer].drop_rate; }
+
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
     // rmsprop: 1 or 2, adagrad: 1; frozen params may have none). Sizes are the caller's duty.
@@ -84,7 +90,8 @@ public:
     // Runs batches [first_batch, last_batch): batch b holds rows order[b*bs : (b+1)*bs] (the
     // last one may be short). result: (last - first) x (1 + n_metrics) doubles: the batch's
     // mean loss before its update, then each metric's batch mean. Batch j of the call uses
-    // step + j + 1 as the optimizer's iteration (Adam's bias correction). Call validate first.
+    // step + j + 1 as the optimizer's iteration (Adam's bias correction) and step + j as its
+    // dropout step. Call validate first.
     void train(const float* x, const void* y, const std::int64_t* order, index_t n,
                index_t first_batch, index_t last_batch, index_t batch_size,
                const EngineHyper& hyper, std::int64_t step, const EngineMetric* metrics,
@@ -111,13 +118,22 @@ private:
         float* D = nullptr;   // gradient w.r.t. the output, then w.r.t. the pre-activation
         float* dW = nullptr;  // in x out
         float* db = nullptr;  // out
+        double drop_rate = 0.0;      // dropout after the activation (training only)
+        std::uint64_t drop_seed = 0;
+        std::vector<float> dropped;  // max_batch x out: Y with the mask applied, the next input
+        // The next layer's input: the dropped output while training with dropout, else Y.
+        const float* input_for_next(bool training) const {
+            return training && drop_rate > 0.0 ? dropped.data() : Y;
+        }
     };
 
-    void forward(const float* x0, index_t rows, bool training, float* final_out);
+    void forward(const float* x0, index_t rows, bool training, float* final_out,
+                 std::uint64_t drop_step);
     double loss_and_grad(const void* yb, index_t rows);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
                          int n_metrics, double* res);
-    void backward_update(index_t rows, const EngineHyper& h, std::int64_t step);
+    void backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
+                         std::uint64_t drop_step);
     void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                 const EngineHyper& h, std::int64_t step);
 

@@ -3,7 +3,8 @@
 The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
-folds into it) on the cpu backend in float32, the losses and optimizers of this package, and
+folds into it, a Dropout after a hidden layer runs with the same counter-based masks as the
+layer path) on the cpu backend in float32, the losses and optimizers of this package, and
 the built-in metrics. Anything else trains layer by layer; `unsupported_reason` says why.
 """
 
@@ -36,23 +37,35 @@ def _native_module():
 
 
 def _dense_stack(model, for_training=True):
-    """[(dense, activation Spec)] with Activation layers folded in, or a reason string.
-    Dropout is the identity at inference, so the forward pass for predict skips it."""
+    """[(dense, activation Spec, Dropout or None)] with Activation layers folded in, or a
+    reason string. Dropout is the identity at inference, so the forward pass for predict
+    skips it; rate 0 is the identity too."""
     stack = []
     for layer in model.layers:
-        if isinstance(layer, InputLayer) or (not for_training and isinstance(layer, Dropout)):
+        if isinstance(layer, InputLayer):
             continue
-        if isinstance(layer, Dense):
-            stack.append([layer, layer.activation])
-        elif isinstance(layer, Activation) and stack and stack[-1][1].name == "linear":
+        if isinstance(layer, Dropout):
+            if not for_training or layer.rate == 0:
+                continue
+            if not stack:
+                return f"dropout on the model's inputs (layer {layer.name!r})"
+            if stack[-1][2] is not None:
+                return f"two dropout layers in a row ({layer.name!r})"
+            stack[-1][2] = layer
+        elif isinstance(layer, Dense):
+            stack.append([layer, layer.activation, None])
+        elif isinstance(layer, Activation) and stack and stack[-1][1].name == "linear" \
+                and stack[-1][2] is None:
             stack[-1][1] = layer.activation
         else:
             return f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively"
     if not stack:
         return "the model has no Dense layers"
-    for dense, act in stack[:-1]:
+    for dense, act, _ in stack[:-1]:
         if act.name == "softmax":
             return f"softmax inside the network (layer {dense.name!r})"
+    if stack[-1][2] is not None:
+        return f"dropout after the output layer ({stack[-1][2].name!r})"
     return stack
 
 
@@ -106,8 +119,9 @@ class NativeEngine:
     def __init__(self, model, batch_size, training=True):
         _C = _native_module()
         stack = _dense_stack(model, training)
-        dense = [d for d, _ in stack]
-        acts = [a for _, a in stack]
+        dense = [d for d, _, _ in stack]
+        acts = [a for _, a, _ in stack]
+        self.dropouts = [drop for _, _, drop in stack if drop is not None]
         sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
@@ -124,6 +138,9 @@ class NativeEngine:
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size))
+        for i, (_, _, drop) in enumerate(stack):
+            if drop is not None:
+                self.engine.set_dropout(i, drop.rate, drop.seed)
         if opt is None:
             state = [[] for _ in self.params]
         else:
@@ -151,6 +168,8 @@ class NativeEngine:
         logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
                                  self.optimizer.iterations, self.metric_names)
         self.optimizer.iterations += last - first
+        for drop in self.dropouts:
+            drop.step = self.optimizer.iterations
         return logs
 
     def predict(self, x):

@@ -20,7 +20,7 @@ from .backend import get_backend
 from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import InputLayer, Layer, get_class
+from .layers import Dropout, InputLayer, Layer, get_class
 from .layers.base import unique_name
 from .progress import EpochProgress
 
@@ -232,6 +232,7 @@ class Sequential:
 
     def _compute_gradients(self, xb, yb, sample_weight=None):
         """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
+        self._sync_dropout_steps()
         out = self._forward(xb, training=True, logits=self._fused)
         loss, grad = self._loss_and_grad(out, yb, sample_weight)
         layers = self._compute_layers
@@ -244,6 +245,13 @@ class Sequential:
         for i in range(lowest):
             layers[i].clear_cache()
         return loss + self._regularization(add_gradients=True), out
+
+    def _sync_dropout_steps(self):
+        """Dropout masks follow the optimizer's step (the native engine uses the same), so
+        both training paths, and a run resumed from a file, draw the same masks."""
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.step = self.optimizer.iterations
 
     def _regularization(self, add_gradients=False):
         """The weight penalties (kernel/bias regularizers) of every layer, added to the loss

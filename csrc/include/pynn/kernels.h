@@ -2,6 +2,8 @@
 // contiguous; sizes are element counts or (rows, cols). All formulas follow Keras 3 and match
 // pynn/backend/numpy_backend.py, which is their reference.
 #pragma once
+#include <cstdint>
+
 #include "pynn/common.h"
 
 namespace pynn {
@@ -15,6 +17,12 @@ void activation_backward(Activation act, float param, const float* z, const floa
 void softmax_forward(const float* z, float* y, index_t rows, index_t cols);  // y may alias z
 // dz = y * (dy - sum(dy * y, row)); dz may alias dy.
 void softmax_backward(const float* y, const float* dy, float* dz, index_t rows, index_t cols);
+
+// ---- dropout (math/dropout.h's counter-based masks) ----------------------------------------
+// y[i] = x[i] * mask(seed, step, i): 0 with probability rate, else 1 / (1 - rate); x == nullptr
+// writes the mask itself. y may alias x. n < 2^32 (the element index is 32-bit).
+void dropout_apply(const float* x, float* y, index_t n, double rate, std::uint64_t seed,
+                   std::uint64_t step);
 
 // ---- reductions --------------------------------------------------------------------------
 void bias_grad(const float* dz, float* db, index_t rows, index_t cols);  // db = sum over rows

@@ -27,8 +27,9 @@ class Backend:
     def zeros(self, shape, dtype):
         raise NotImplementedError
 
-    def dropout_mask(self, shape, rate, dtype):
-        """Inverted-dropout mask: 0 with probability rate, else 1 / (1 - rate); seeded."""
+    def dropout_mask(self, shape, rate, dtype, seed, step):
+        """Inverted-dropout mask: 0 with probability rate, else 1 / (1 - rate). A pure function
+        of (seed, step, shape): every backend returns the same mask (csrc/math/dropout.h)."""
         raise NotImplementedError
 
     def take_rows(self, a, index):

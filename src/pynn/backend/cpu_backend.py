@@ -27,6 +27,13 @@ class CpuBackend(NumpyBackend):
         """True when every array is float32 (the kernels' type); float64 goes to numpy."""
         return all(a is None or a.dtype == np.float32 for a in arrays)
 
+    def dropout_mask(self, shape, rate, dtype, seed, step):
+        if np.dtype(dtype) != np.float32:
+            return super().dropout_mask(shape, rate, dtype, seed, step)
+        mask = np.empty(shape, dtype=np.float32)
+        self._C.dropout_apply(None, mask, rate, int(seed), int(step))
+        return mask
+
     # ---- dense algebra ------------------------------------------------------------------
     def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, activation="linear",
              act_param=0.0, alpha=1.0, beta=0.0, out=None):

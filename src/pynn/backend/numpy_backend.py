@@ -14,6 +14,27 @@ import numpy as np
 from .base import Backend
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_MASK64 = (1 << 64) - 1
+_GOLDEN64 = 0x9E3779B97F4A7C15
+
+
+def _splitmix64_mix(z):
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def dropout_key(seed, step):
+    """The 64-bit key of one (seed, step): csrc/math/dropout.h's dropout_key."""
+    return _splitmix64_mix(((seed ^ ((step * _GOLDEN64) & _MASK64)) + _GOLDEN64) & _MASK64)
+
+
+def _fmix32(h, xp):
+    h = h ^ (h >> xp.uint32(16))
+    h = h * xp.uint32(0x85EBCA6B)
+    h = h ^ (h >> xp.uint32(13))
+    h = h * xp.uint32(0xC2B2AE35)
+    return h ^ (h >> xp.uint32(16))
 
 
 class NumpyBackend(Backend):
@@ -36,11 +57,21 @@ class NumpyBackend(Backend):
     def take_rows(self, a, index):
         return a[index]
 
-    def dropout_mask(self, shape, rate, dtype):
-        from .. import config
-
-        keep = config.rng().random(shape) >= rate
-        return self.xp.asarray(keep.astype(dtype) / dtype.type(1 - rate))
+    def dropout_mask(self, shape, rate, dtype, seed, step):
+        # csrc/math/dropout.h vectorised: 32-bit hashes of the element index under a key per
+        # (seed, step); kept where the hash reaches ceil(rate * 2^32). uint32 products wrap.
+        xp = self.xp
+        dtype = np.dtype(dtype)
+        key = dropout_key(int(seed), int(step))
+        n = math.prod(shape)
+        if n > 0xFFFFFFFF:
+            raise ValueError(f"dropout: a mask covers at most 2^32 - 1 elements, got {n}")
+        i = xp.arange(n, dtype=xp.uint32)
+        h = _fmix32(i * xp.uint32(0x9E3779B9) + xp.uint32(key & 0xFFFFFFFF), xp)
+        h = _fmix32(h ^ xp.uint32(key >> 32), xp)
+        keep = h.astype(xp.uint64) >= math.ceil(rate * 2.0**32)
+        scale = dtype.type(1) / dtype.type(1 - rate)
+        return xp.where(keep, scale, dtype.type(0)).astype(dtype).reshape(shape)
 
     # ---- dense algebra ------------------------------------------------------------------
     def gemm(self, a, b, trans_a=False, trans_b=False, bias=None, activation="linear",

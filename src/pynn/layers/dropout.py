@@ -1,28 +1,41 @@
 """Dropout: during training, zero each input with probability `rate` and scale the survivors by
 1 / (1 - rate) (inverted dropout, so inference is the identity and needs no rescaling).
 
-Masks come from the backend's generator seeded by pynn.set_seed, so runs are reproducible.
+Masks are counter-based (csrc/math/dropout.h): the mask of a training step is a pure function
+of the layer's `seed`, the step and the element's position, identical on every backend and in
+the native engine. `seed` defaults to a draw from pynn's generator (so `pynn.set_seed` makes
+runs reproducible) and is saved with the model; the model sets `step` to its optimizer's
+iteration count before each training pass, so a resumed run continues the same masks.
 """
 
 from __future__ import annotations
 
 import numbers
 
+from .. import config
 from .base import Layer
 
 
 class Dropout(Layer):
-    def __init__(self, rate, **kwargs):
+    def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        if seed is None:
+            seed = int(config.rng().integers(0, 2**63 - 1))
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+                or not 0 <= seed < 2**64:
+            raise ValueError(f"Dropout: seed must be an integer in [0, 2**64), got {seed!r}")
         self.rate = float(rate)
+        self.seed = int(seed)
+        self.step = 0  # training passes so far; each draws the mask of its step
 
     def forward(self, x, training=False, logits=False):
         if not training or self.rate == 0:
             self._cache = None
             return x
-        mask = self.backend.dropout_mask(x.shape, self.rate, x.dtype)
+        mask = self.backend.dropout_mask(x.shape, self.rate, x.dtype, self.seed, self.step)
+        self.step += 1
         self._cache = mask
         return x * mask
 
@@ -34,4 +47,4 @@ class Dropout(Layer):
         return dy if mask is None else dy * mask
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
