@@ -33,12 +33,19 @@ def _data(rng, loss, out_dim, n=203):
     return x, rng.normal(size=(n, out_dim)).astype(np.float32)
 
 
-def _fit(config, x, y, engine, dropout=0.0):
+def _fit(config, x, y, engine, variant="plain"):
     hidden, loss, out_act, out_dim, opt_cls, metrics = config
     pynn.set_seed(11)
-    model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(16, activation=hidden),
+    dropout = 0.4 if variant == "dropout" else 0.0
+    regs = {}
+    if variant == "regularized":
+        regs = {"kernel_regularizer": pynn.regularizers.L1L2(1e-3, 1e-2),
+                "bias_regularizer": pynn.regularizers.L2(0.05)}
+    model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(16, activation=hidden, **regs),
                              pynn.Dropout(dropout), pynn.Dense(7, activation=hidden),
-                             pynn.Dropout(dropout / 2), pynn.Dense(out_dim, activation=out_act)])
+                             pynn.Dropout(dropout / 2),
+                             pynn.Dense(out_dim, activation=out_act,
+                                        kernel_regularizer=pynn.regularizers.L1(2e-3) if regs else None)])
     model.compile(optimizer=opt_cls(learning_rate=0.01), loss=loss, metrics=metrics,
                   backend="cpu")
     h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.1, verbose=0,
@@ -46,14 +53,15 @@ def _fit(config, x, y, engine, dropout=0.0):
     return model, h.history
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.4], ids=["plain", "dropout"])
+@pytest.mark.parametrize("variant", ["plain", "dropout", "regularized"])
 @pytest.mark.parametrize("config", CONFIGS, ids=[c[1] for c in CONFIGS])
-def test_native_matches_layer_path(rng, config, dropout):
+def test_native_matches_layer_path(rng, config, variant):
     # With dropout both paths draw the same counter-based masks (the optimizer step is the
-    # counter), and the derivative of each activation must see the output before its mask.
+    # counter), and the derivative of each activation must see the output before its mask;
+    # L1/L2 penalties join the loss and the gradients in both.
     x, y = _data(rng, config[1], config[3])
-    native, h_native = _fit(config, x, y, "native", dropout)
-    layers, h_layers = _fit(config, x, y, "layers", dropout)
+    native, h_native = _fit(config, x, y, "native", variant)
+    layers, h_layers = _fit(config, x, y, "layers", variant)
     assert h_native.keys() == h_layers.keys()
     for key in h_native:
         np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=1e-5,
@@ -118,3 +126,22 @@ def test_frozen_layer_unchanged_natively(rng):
               engine="native")
     for a, b in zip(before, model.layers[1].get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_regularized_layer_counts_in_the_native_loss(rng):
+    # A frozen layer's penalty is constant but still part of the loss (as in Keras).
+    x, y = rng.normal(size=(64, 5)).astype(np.float32), rng.normal(size=(64, 1))
+    runs = {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(4)
+        model = pynn.Sequential([
+            pynn.Input((5,)),
+            pynn.Dense(8, activation="tanh", kernel_regularizer="l2", trainable=False),
+            pynn.Dense(1, kernel_regularizer=pynn.regularizers.L1(0.01))])
+        model.compile(optimizer="adam", loss="mse", backend="cpu")
+        frozen = [w.copy() for w in model.layers[1].get_weights()]
+        runs[engine] = model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                                 engine=engine).history["loss"]
+        for a, b in zip(frozen, model.layers[1].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(runs["native"], runs["layers"], rtol=1e-5)

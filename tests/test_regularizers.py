@@ -1,5 +1,6 @@
 """kernel/bias regularizers: the penalty joins the loss and exactly 2*l2*w (l1*sign(w)) the
-gradient; configs round-trip; the native engine leaves them to the layer path."""
+gradient; configs round-trip; the native engine runs L1/L2 (tests/test_native_fit.py compares
+it with the layer path) and leaves custom penalties to the layer path."""
 
 from __future__ import annotations
 
@@ -54,7 +55,17 @@ def test_evaluate_includes_penalty_and_config_roundtrip(tmp_path):
     clone = pynn.Sequential.from_config(model.get_config())
     assert clone.layers[1].kernel_regularizer == regularizers.L2(0.01)
     if pynn.available_backends()["cpu"] is None:
-        assert "regularizers" in pynn.engine.unsupported_reason(model)
+        model.compile(optimizer="sgd", loss="mse", backend="cpu")
+        assert pynn.engine.unsupported_reason(model) is None  # L1/L2 run natively
+        model.layers[1].kernel_regularizer = Halved()
+        assert "custom regularizer Halved" in pynn.engine.unsupported_reason(model)
+
+
+class Halved(regularizers.Regularizer):
+    """A penalty the native engine does not know: it must fall back."""
+
+    def penalty(self, xp, w):
+        return 0.5 * super().penalty(xp, w)
 
 
 def test_bad_regularizers():

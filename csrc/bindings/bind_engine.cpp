@@ -1,6 +1,7 @@
 // pynn._C bindings of the native Dense training engine (csrc/cpu/engine.h):
 //   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training)
+//   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics)
 //        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
@@ -91,6 +92,11 @@ public:
                   index_t max_batch)
         : eng_(sizes, activations, act_params, use_bias, parse_engine_loss(loss), loss_param,
                parse_engine_optimizer(optimizer), max_batch) {}
+
+    void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
+        py::gil_scoped_release nogil;
+        eng_.set_regularizer(layer, kl1, kl2, bl1, bl2);
+    }
 
     void set_dropout(int layer, double rate, std::uint64_t seed) {
         py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
@@ -292,6 +298,10 @@ void register_engine(py::module_& m) {
                       const std::vector<bool>&, const std::string&, float, const std::string&, pynn::index_t>(),
              py::arg("sizes"), py::arg("activations"), py::arg("act_params"), py::arg("use_bias"),
              py::arg("loss"), py::arg("loss_param"), py::arg("optimizer"), py::arg("max_batch"))
+        .def("set_regularizer", &PyDenseEngine::set_regularizer, py::arg("layer"),
+             py::arg("kernel_l1"), py::arg("kernel_l2"), py::arg("bias_l1"), py::arg("bias_l2"),
+             "Keras L1/L2 penalties on a layer's kernel and bias: added to each batch's loss "
+             "and, for trainable layers, to the gradients before the update.")
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "

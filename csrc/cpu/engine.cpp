@@ -306,6 +306,30 @@ void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
     l.dropped.assign(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
 }
 
+void DenseEngine::set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
+                                  double bias_l2) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layer < 0 || layer >= n_layers())
+        fail("set_regularizer: layer must be in [0, " + std::to_string(n_layers()) + "), got " +
+             std::to_string(layer));
+    for (double f : {kernel_l1, kernel_l2, bias_l1, bias_l2})
+        if (!(f >= 0.0) || !std::isfinite(f))
+            fail("set_regularizer: factors must be finite and >= 0, got " + std::to_string(f));
+    Layer& l = layers_[layer];
+    if (!l.has_bias && (bias_l1 != 0.0 || bias_l2 != 0.0))
+        fail("set_regularizer: layer " + std::to_string(layer) + " has no bias to regularize");
+    l.w_l1 = kernel_l1, l.w_l2 = kernel_l2, l.b_l1 = bias_l1, l.b_l2 = bias_l2;
+}
+
+double DenseEngine::penalty(const Layer& l, bool add_gradients) {
+    double p = 0.0;
+    if (l.w_l1 != 0.0 || l.w_l2 != 0.0)
+        p += regularize(l.W, add_gradients ? l.dW : nullptr, l.in * l.out, l.w_l1, l.w_l2);
+    if (l.has_bias && (l.b_l1 != 0.0 || l.b_l2 != 0.0))
+        p += regularize(l.b, add_gradients ? l.db : nullptr, l.out, l.b_l1, l.b_l2);
+    return p;
+}
+
 void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
                        const std::vector<std::vector<float*>>& state) {
     size_t n_params = 0;
@@ -580,9 +604,10 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
     }
 }
 
-void DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
-                                  std::uint64_t drop_step) {
+double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
+                                    std::uint64_t drop_step) {
     const int L = n_layers();
+    double pen = 0.0;
     for (int i = L - 1; i >= lowest_trainable_; --i) {
         Layer& l = layers_[i];
         const bool logits = i == L - 1 && fused_;
@@ -600,10 +625,12 @@ void DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64
         if (i > lowest_trainable_)
             gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, layers_[i - 1].D, l.in);
         if (l.trainable) {
+            if (l.regularized()) pen += penalty(l, true);  // weights before their update
             update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
             if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
         }
     }
+    return pen;
 }
 
 void DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
@@ -614,6 +641,10 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
     FlushDenormals ftz;
     const index_t in = in_features(), C = out_features();
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
+    // Frozen layers' penalties are constant during the call (Keras adds them to the loss too).
+    double frozen_penalty = 0.0;
+    for (const Layer& l : layers_)
+        if (!l.trainable && l.regularized()) frozen_penalty += penalty(l, false);
     for (index_t b = first; b < last; ++b) {
         const index_t r0 = b * bs, rows = std::min(n, r0 + bs) - r0;
         const std::int64_t* idx = order + r0;
@@ -643,7 +674,7 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         double* res = result + (b - first) * (1 + n_metrics);
         res[0] = loss_and_grad(yb_, rows);
         if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
-        backward_update(rows, h, step + (b - first) + 1, drop_step);
+        res[0] += frozen_penalty + backward_update(rows, h, step + (b - first) + 1, drop_step);
     }
 }
 

@@ -73,6 +73,11 @@ public:
     void set_dropout(int layer, double rate, std::uint64_t seed);
     double dropout_rate(int layer) const { return layers_[layer].drop_rate; }
 
+    // Keras L1/L2 penalties on layer `layer`'s kernel and bias: added to each batch's loss
+    // (frozen layers too) and to the trainable parameters' gradients before their update.
+    void set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
+                         double bias_l2);
+
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
     // rmsprop: 1 or 2, adagrad: 1; frozen params may have none). Sizes are the caller's duty.
@@ -118,6 +123,8 @@ private:
         float* D = nullptr;   // gradient w.r.t. the output, then w.r.t. the pre-activation
         float* dW = nullptr;  // in x out
         float* db = nullptr;  // out
+        double w_l1 = 0.0, w_l2 = 0.0, b_l1 = 0.0, b_l2 = 0.0;  // weight penalties
+        bool regularized() const { return w_l1 != 0.0 || w_l2 != 0.0 || b_l1 != 0.0 || b_l2 != 0.0; }
         double drop_rate = 0.0;      // dropout after the activation (training only)
         std::uint64_t drop_seed = 0;
         std::vector<float> dropped;  // max_batch x out: Y with the mask applied, the next input
@@ -132,8 +139,10 @@ private:
     double loss_and_grad(const void* yb, index_t rows);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
                          int n_metrics, double* res);
-    void backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
-                         std::uint64_t drop_step);
+    // Returns the weight penalty of the trainable layers, taken before their update.
+    double backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
+                           std::uint64_t drop_step);
+    double penalty(const Layer& l, bool add_gradients);
     void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                 const EngineHyper& h, std::int64_t step);
 

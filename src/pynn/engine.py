@@ -4,15 +4,15 @@ The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-bat
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
 folds into it, a Dropout after a hidden layer runs with the same counter-based masks as the
-layer path) on the cpu backend in float32, the losses and optimizers of this package, and
-the built-in metrics. Anything else trains layer by layer; `unsupported_reason` says why.
+layer path, L1/L2 weight penalties join loss and gradients) on the cpu backend in float32,
+the losses and optimizers of this package, and the built-in metrics. Anything else trains layer by layer; `unsupported_reason` says why.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import config, losses, metrics, optimizers
+from . import config, losses, metrics, optimizers, regularizers
 from .layers import Activation, Dense, Dropout, InputLayer
 from .backend.cpu_backend import ACTIVATION_CODES
 
@@ -24,6 +24,8 @@ _METRIC_NAMES = {
     metrics.mean_squared_error: "mse",
     metrics.mean_absolute_error: "mae",
 }
+_REGULARIZERS = (regularizers.Regularizer, regularizers.L1, regularizers.L2,
+                 regularizers.L1L2)  # l1 * sum|w| + l2 * sum w^2 exactly
 _OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam",
                optimizers.RMSprop: "rmsprop", optimizers.Adagrad: "adagrad"}
 
@@ -103,8 +105,12 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
-    if any(layer.regularized() for layer in model.layers):
-        return "kernel/bias regularizers"
+    for layer in model.layers:
+        for param, reg in layer.regularized():
+            if not isinstance(layer, Dense):
+                return f"a regularizer on {type(layer).__name__} layer {layer.name!r}"
+            if type(reg) not in _REGULARIZERS:
+                return f"custom regularizer {type(reg).__name__} on {param.name!r}"
     if model.optimizer.clips:
         return "gradient clipping (clipnorm/clipvalue/global_clipnorm)"
     for name, fn in model._metrics:
@@ -138,9 +144,13 @@ class NativeEngine:
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size))
-        for i, (_, _, drop) in enumerate(stack):
+        for i, (layer, _, drop) in enumerate(stack):
             if drop is not None:
                 self.engine.set_dropout(i, drop.rate, drop.seed)
+            if training and layer.regularized():
+                k, b = layer.kernel_regularizer, layer.bias_regularizer if layer.use_bias else None
+                self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
+                                            b.l1 if b else 0.0, b.l2 if b else 0.0)
         if opt is None:
             state = [[] for _ in self.params]
         else:

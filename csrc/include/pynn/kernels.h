@@ -24,6 +24,10 @@ void softmax_backward(const float* y, const float* dy, float* dz, index_t rows, 
 void dropout_apply(const float* x, float* y, index_t n, double rate, std::uint64_t seed,
                    std::uint64_t step);
 
+// ---- weight penalties ----------------------------------------------------------------------
+// Returns l1 * sum|w| + l2 * sum w^2; with g, also g += l1 * sign(w) + 2 * l2 * w (Keras' L1/L2).
+double regularize(const float* w, float* g, index_t n, double l1, double l2);
+
 // ---- reductions --------------------------------------------------------------------------
 void bias_grad(const float* dz, float* db, index_t rows, index_t cols);  // db = sum over rows
 
