@@ -238,6 +238,11 @@ public:
                 h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "adagrad"));
                 break;
         }
+        // Gradient clipping (any optimizer; 0 = off), in the optimizer's order: clipvalue,
+        // then clipnorm per tensor, then global_clipnorm.
+        h.clipvalue = static_cast<float>(hyper_value(hyper, "clipvalue", false, 0, "clipping"));
+        h.clipnorm = hyper_value(hyper, "clipnorm", false, 0, "clipping");
+        h.global_clipnorm = hyper_value(hyper, "global_clipnorm", false, 0, "clipping");
         std::vector<EngineMetric> metrics;
         for (const py::handle m : metric_names) {
             if (!py::isinstance<py::str>(m)) throw py::type_error("metrics: expected a list of str");

@@ -390,6 +390,9 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
                         : "metrics: sparse_accuracy needs integer labels (loss softmax_xent_sparse)");
     }
     if (!std::isfinite(h.lr)) fail("hyper: lr must be finite");
+    for (double v : {double(h.clipvalue), h.clipnorm, h.global_clipnorm})
+        if (!(v >= 0.0) || !std::isfinite(v)) fail("hyper: clipping thresholds must be finite and >= 0 (0 = off)");
+    if (h.clipnorm > 0.0 && h.global_clipnorm > 0.0) fail("hyper: give clipnorm or global_clipnorm, not both");
     // The slots each trainable parameter needs for these hyper-parameters.
     int need = 0;
     const char* what = "";
@@ -604,10 +607,56 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
     }
 }
 
+namespace {
+
+// sum of squares of g (double); with clipvalue > 0, clamps g first.
+double clamp_and_square(float* g, index_t n, float clipvalue) {
+    double s = 0.0;
+    for (index_t i = 0; i < n; ++i) {
+        float v = g[i];
+        if (clipvalue > 0.f) g[i] = v = std::min(std::max(v, -clipvalue), clipvalue);
+        s += double(v) * double(v);
+    }
+    return s;
+}
+
+void scale(float* g, index_t n, float f) {
+    for (index_t i = 0; i < n; ++i) g[i] *= f;
+}
+
+}  // namespace
+
+// The optimizer's clipping (pynn/optimizers.py _clip) on this layer's trainable tensors:
+// clipvalue element-wise, then clipnorm per tensor (factor clipnorm / norm rounded to float,
+// as numpy's g *= python_float does).
+double DenseEngine::clip_layer(Layer& l, const EngineHyper& h) {
+    double total = 0.0;
+    auto one = [&](float* g, index_t n) {
+        double ss = clamp_and_square(g, n, h.clipvalue);
+        if (h.clipnorm > 0.0) {
+            const double norm = std::sqrt(ss);
+            if (norm > h.clipnorm) {
+                const float f = static_cast<float>(h.clipnorm / norm);
+                scale(g, n, f);
+                ss *= double(f) * double(f);
+            }
+        }
+        total += ss;
+    };
+    one(l.dW, l.in * l.out);
+    if (l.has_bias) one(l.db, l.out);
+    return total;
+}
+
+void DenseEngine::update_layer(Layer& l, const EngineHyper& h, std::int64_t step) {
+    update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
+    if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+}
+
 double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
                                     std::uint64_t drop_step) {
     const int L = n_layers();
-    double pen = 0.0;
+    double pen = 0.0, global_sq = 0.0;
     for (int i = L - 1; i >= lowest_trainable_; --i) {
         Layer& l = layers_[i];
         const bool logits = i == L - 1 && fused_;
@@ -626,8 +675,24 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
             gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, layers_[i - 1].D, l.in);
         if (l.trainable) {
             if (l.regularized()) pen += penalty(l, true);  // weights before their update
-            update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
-            if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+            const bool clips = h.clipvalue > 0.f || h.clipnorm > 0.0 || h.global_clipnorm > 0.0;
+            const double sq = clips ? clip_layer(l, h) : 0.0;
+            // The joint norm needs every gradient first: then all updates wait for the loop.
+            if (h.global_clipnorm > 0.0) global_sq += sq;
+            else update_layer(l, h, step);
+        }
+    }
+    if (h.global_clipnorm > 0.0) {
+        const double norm = std::sqrt(global_sq);
+        const float f = norm > h.global_clipnorm ? static_cast<float>(h.global_clipnorm / norm) : 1.f;
+        for (int i = L - 1; i >= lowest_trainable_; --i) {
+            Layer& l = layers_[i];
+            if (!l.trainable) continue;
+            if (f != 1.f) {
+                scale(l.dW, l.in * l.out, f);
+                if (l.has_bias) scale(l.db, l.out, f);
+            }
+            update_layer(l, h, step);
         }
     }
     return pen;

@@ -43,6 +43,9 @@ struct EngineHyper {
     double beta1 = 0.9, beta2 = 0.999, rho = 0.9;  // double: 1 - beta formed before rounding
     float epsilon = 1e-7f;
     float weight_decay = 0.f;  // adam: decoupled (AdamW) when != 0
+    float clipvalue = 0.f;     // > 0: clamp each gradient element to [-clipvalue, clipvalue]
+    double clipnorm = 0.0;     // > 0: rescale each tensor's gradient to this L2 norm at most
+    double global_clipnorm = 0.0;  // > 0: rescale all gradients to this joint norm at most
 };
 
 class DenseEngine {
@@ -143,6 +146,9 @@ private:
     double backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
                            std::uint64_t drop_step);
     double penalty(const Layer& l, bool add_gradients);
+    // clipvalue and clipnorm on one layer's gradients; returns their sum of squares after.
+    double clip_layer(Layer& l, const EngineHyper& h);
+    void update_layer(Layer& l, const EngineHyper& h, std::int64_t step);
     void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                 const EngineHyper& h, std::int64_t step);
 

@@ -111,8 +111,6 @@ def unsupported_reason(model, for_training=True):
                 return f"a regularizer on {type(layer).__name__} layer {layer.name!r}"
             if type(reg) not in _REGULARIZERS:
                 return f"custom regularizer {type(reg).__name__} on {param.name!r}"
-    if model.optimizer.clips:
-        return "gradient clipping (clipnorm/clipvalue/global_clipnorm)"
     for name, fn in model._metrics:
         if fn not in _METRIC_NAMES:
             return f"metric {name!r}"
@@ -167,7 +165,9 @@ class NativeEngine:
                 "nesterov": getattr(opt, "nesterov", False),
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
-                "weight_decay": getattr(opt, "weight_decay", 0.0)}
+                "weight_decay": getattr(opt, "weight_decay", 0.0),
+                "clipvalue": opt.clipvalue or 0.0, "clipnorm": opt.clipnorm or 0.0,
+                "global_clipnorm": opt.global_clipnorm or 0.0}
 
     def train(self, x, y, order, first, last, batch_size):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs."""
