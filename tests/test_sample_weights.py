@@ -70,5 +70,44 @@ def test_bad_weights():
         _fit(class_weight=[1.0, 2.0])
     with pytest.raises(ValueError, match="class indices"):
         _fit(class_weight={"a": 1.0})
-    with pytest.raises(ValueError, match="native engine cannot train this model: sample_weight"):
-        _fit(sample_weight=np.ones(40), engine="native")
+
+
+
+WEIGHTED_LOSSES = [("mse", None, 2), ("huber", "linear", 2), ("mae", None, 1),
+                   ("binary_crossentropy", "sigmoid", 1), ("categorical_crossentropy", "softmax", 3),
+                   ("sparse_categorical_crossentropy", "softmax", 3)]
+
+
+WEIGHTED_CASES = [(*case, how) for case in WEIGHTED_LOSSES
+                  for how in ("sample_weight", "class_weight")
+                  if how == "sample_weight" or case[0].endswith("crossentropy")]
+
+
+@pytest.mark.parametrize("loss,act,out,how", WEIGHTED_CASES,
+                         ids=[f"{c[0]}-{c[3]}" for c in WEIGHTED_CASES])
+def test_weighted_training_matches_between_engines(loss, act, out, how):
+    pytest.importorskip("pynn._C")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4)).astype(np.float32)
+    labels = rng.integers(0, out if out > 1 else 2, size=90)
+    if loss == "sparse_categorical_crossentropy":
+        y = labels
+    elif loss == "categorical_crossentropy":
+        y = np.eye(out)[labels]
+    elif loss == "binary_crossentropy":
+        y = labels[:, None] * 1.0
+    else:
+        y = rng.normal(size=(90, out))
+    kw = ({"sample_weight": rng.uniform(0, 3, size=90)} if how == "sample_weight"
+          else {"class_weight": {0: 0.3, 1: 2.0, 2: 1.1}})
+    runs = {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(8)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6, activation="tanh"),
+                                 pynn.Dense(out, activation=act)])
+        model.compile(optimizer="adam", loss=loss, backend="cpu")
+        h = model.fit(x, y, epochs=3, batch_size=16, verbose=0, engine=engine, **kw)
+        runs[engine] = h.history["loss"], model.get_weights()
+    np.testing.assert_allclose(runs["native"][0], runs["layers"][0], rtol=1e-5)
+    for a, b in zip(runs["native"][1], runs["layers"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -3,7 +3,8 @@
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .bind(params, trainable, state)      keeps references to every bound array
-//   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics)
+//   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics,
+//          sample_weight=None)
 //        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
 //   .predict(x, out)                     out = model outputs, every activation applied
 //   shuffled_order(n, seed) -> int64 permutation of range(n)
@@ -189,7 +190,8 @@ public:
 
     py::array train(const py::object& x_obj, const py::object& y_obj, const py::object& order_obj,
                     index_t first, index_t last, index_t batch_size, const py::dict& hyper,
-                    std::int64_t step, const py::sequence& metric_names) {
+                    std::int64_t step, const py::sequence& metric_names,
+                    const py::object& weight_obj) {
         if (!eng_.bound()) throw py::value_error("train: no parameters bound; call bind(params, trainable, state) first");
         const index_t in = eng_.in_features(), C = eng_.out_features();
         py::array x = checked_inputs(x_obj, in);
@@ -205,6 +207,12 @@ public:
             check_c_contiguous(y, "y");
         } else {
             check_float_shape(y, "y", {n, C}, false);
+        }
+        py::array weights;  // default-constructed: an empty array, not a null handle
+        const bool weighted = !weight_obj.is_none();
+        if (weighted) {
+            weights = as_array(weight_obj, "sample_weight");
+            check_float_shape(weights, "sample_weight", {n}, false);
         }
         py::array order = as_array(order_obj, "order");
         if (!is_int_dtype(order, 8))
@@ -255,12 +263,13 @@ public:
         const float* xp = static_cast<const float*>(x.data());
         const void* yp = y.data();
         const std::int64_t* op = static_cast<const std::int64_t*>(order.data());
+        const float* wp = weighted ? static_cast<const float*>(weights.data()) : nullptr;
         double* rp = result.mutable_data();
         {
             py::gil_scoped_release nogil;
             eng_.validate(op, n, first, last, batch_size, sparse ? static_cast<const std::int32_t*>(yp) : nullptr,
                           h, metrics.data(), nm);
-            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp);
+            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp);
         }
         return result;
     }
@@ -317,9 +326,11 @@ void register_engine(py::module_& m) {
              "and per-param optimizer slot lists.")
         .def("train", &PyDenseEngine::train, py::arg("x"), py::arg("y"), py::arg("order"),
              py::arg("first_batch"), py::arg("last_batch"), py::arg("batch_size"), py::arg("hyper"),
-             py::arg("step"), py::arg("metrics"),
+             py::arg("step"), py::arg("metrics"), py::arg("sample_weight") = py::none(),
              "Run batches [first_batch, last_batch) of the epoch given by order; returns float64 "
-             "(n_batches, 1 + len(metrics)): each batch's loss (before its update) and metrics.")
+             "(n_batches, 1 + len(metrics)): each batch's loss (before its update) and metrics. "
+             "sample_weight: float32 (N,), one weight per row of x (Keras' reduction: the "
+             "weighted sum over the batch's row count); metrics stay unweighted.")
         .def("predict", &PyDenseEngine::predict, py::arg("x"), py::arg("out"),
              "out (N, out_features) = the model's outputs, every activation applied.");
     m.def(

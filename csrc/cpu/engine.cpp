@@ -256,7 +256,8 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         fail("loss_param: bce clip epsilon must be in (0, 0.5), got " + std::to_string(loss_param));
 
     layers_.resize(L);
-    index_t total = padded(max_batch * sizes.front()) + padded(max_batch * std::max<index_t>(1, sizes.back()));
+    index_t total = padded(max_batch * sizes.front()) + padded(max_batch * std::max<index_t>(1, sizes.back())) +
+                    padded(max_batch);
     const bool need_probs = fused_ && last_act != kLinear;
     if (need_probs) total += padded(max_batch * sizes.back());
     for (size_t i = 0; i < L; ++i) {
@@ -281,6 +282,7 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
     };
     xb_ = take(max_batch * sizes.front());
     yb_ = take(max_batch * sizes.back());
+    wb_ = take(max_batch);
     if (need_probs) probs_ = take(max_batch * sizes.back());
     for (Layer& l : layers_) {
         l.Y = take(max_batch * l.out);
@@ -484,31 +486,44 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
     }
 }
 
-double DenseEngine::loss_and_grad(const void* yb, index_t rows) {
+// The loss SUM of rows [r0, r0 + rows) of the batch, writing their gradient rows scaled by
+// 1/denom (the batch's count: rows for the cross-entropies, rows*C element-wise; formed in
+// double then rounded, as the layer path's Python float -> float32 argument is).
+double DenseEngine::loss_rows(const void* yb, index_t r0, index_t rows, index_t denom) {
     Layer& l = layers_.back();
     const index_t C = l.out, n = rows * C;
-    // The layer path's reduction: 1/rows for the cross-entropies, 1/(rows*C) element-wise;
-    // formed in double then rounded, as the Python float -> float32 argument is.
-    const float* t = static_cast<const float*>(yb);
+    const float* z = l.Y + r0 * C;
+    float* d = l.D + r0 * C;
+    const float* t = static_cast<const float*>(yb) + r0 * C;
+    const float gs = static_cast<float>(1.0 / double(denom));
     switch (loss_) {
         case EngineLoss::softmax_xent_sparse:
-            return softmax_xent_sparse(l.Y, static_cast<const std::int32_t*>(yb), l.D, rows, C,
-                                       static_cast<float>(1.0 / double(rows))) / double(rows);
-        case EngineLoss::softmax_xent_dense:
-            return softmax_xent_dense(l.Y, t, l.D, rows, C, static_cast<float>(1.0 / double(rows))) / double(rows);
-        default: break;
+            return softmax_xent_sparse(z, static_cast<const std::int32_t*>(yb) + r0, d, rows, C, gs);
+        case EngineLoss::softmax_xent_dense: return softmax_xent_dense(z, t, d, rows, C, gs);
+        case EngineLoss::bce_logits: return bce_loss(z, t, d, n, true, loss_param_, gs);
+        case EngineLoss::bce: return bce_loss(z, t, d, n, false, loss_param_, gs);
+        case EngineLoss::mse: return mse_loss(z, t, d, n, gs);
+        case EngineLoss::mae: return mae_loss(z, t, d, n, gs);
+        case EngineLoss::huber: return huber_loss(z, t, d, n, loss_param_, gs);
     }
-    const float gs = static_cast<float>(1.0 / double(n));
+    return 0.0;
+}
+
+// The batch's mean loss (Keras' reduction) and its gradient in the last layer's D. With
+// sample weights (wb, one per row), each row's loss and gradient are scaled by its weight
+// and the mean still divides by the unweighted count, as the layer path does.
+double DenseEngine::loss_and_grad(const void* yb, index_t rows, const float* wb) {
+    const index_t C = layers_.back().out;
+    const bool per_row = loss_ == EngineLoss::softmax_xent_sparse || loss_ == EngineLoss::softmax_xent_dense;
+    const index_t denom = per_row ? rows : rows * C;
+    if (!wb) return loss_rows(yb, 0, rows, denom) / double(denom);
     double s = 0.0;
-    switch (loss_) {
-        case EngineLoss::bce_logits: s = bce_loss(l.Y, t, l.D, n, true, loss_param_, gs); break;
-        case EngineLoss::bce: s = bce_loss(l.Y, t, l.D, n, false, loss_param_, gs); break;
-        case EngineLoss::mse: s = mse_loss(l.Y, t, l.D, n, gs); break;
-        case EngineLoss::mae: s = mae_loss(l.Y, t, l.D, n, gs); break;
-        case EngineLoss::huber: s = huber_loss(l.Y, t, l.D, n, loss_param_, gs); break;
-        default: break;
+    float* d = layers_.back().D;
+    for (index_t r = 0; r < rows; ++r) {
+        s += double(wb[r]) * loss_rows(yb, r, 1, denom);
+        for (index_t j = 0; j < C; ++j) d[r * C + j] *= wb[r];
     }
-    return s / double(n);
+    return s / double(denom);
 }
 
 void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
@@ -701,7 +716,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
 void DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
                         index_t first, index_t last, index_t bs, const EngineHyper& h,
                         std::int64_t step, const EngineMetric* metrics, int n_metrics,
-                        double* result) {
+                        double* result, const float* sample_weight) {
     std::lock_guard<std::mutex> lock(mu_);
     FlushDenormals ftz;
     const index_t in = in_features(), C = out_features();
@@ -735,9 +750,11 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
                 std::memcpy(dst + r * C, t + idx[r] * C, static_cast<size_t>(C) * sizeof(float));
         }
         const std::uint64_t drop_step = static_cast<std::uint64_t>(step + (b - first));
+        if (sample_weight)
+            for (index_t r = 0; r < rows; ++r) wb_[r] = sample_weight[idx[r]];
         forward(xb_, rows, true, nullptr, drop_step);
         double* res = result + (b - first) * (1 + n_metrics);
-        res[0] = loss_and_grad(yb_, rows);
+        res[0] = loss_and_grad(yb_, rows, sample_weight ? wb_ : nullptr);
         if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
         res[0] += frozen_penalty + backward_update(rows, h, step + (b - first) + 1, drop_step);
     }

@@ -100,10 +100,11 @@ public:
     // mean loss before its update, then each metric's batch mean. Batch j of the call uses
     // step + j + 1 as the optimizer's iteration (Adam's bias correction) and step + j as its
     // dropout step. Call validate first.
+    // sample_weight (nullable): one weight per row of x, scaling that row's loss and gradient.
     void train(const float* x, const void* y, const std::int64_t* order, index_t n,
                index_t first_batch, index_t last_batch, index_t batch_size,
                const EngineHyper& hyper, std::int64_t step, const EngineMetric* metrics,
-               int n_metrics, double* result);
+               int n_metrics, double* result, const float* sample_weight = nullptr);
 
     // out (n, out) = the model's outputs with every activation applied (softmax/sigmoid
     // included), in chunks of max_batch rows.
@@ -139,7 +140,8 @@ private:
 
     void forward(const float* x0, index_t rows, bool training, float* final_out,
                  std::uint64_t drop_step);
-    double loss_and_grad(const void* yb, index_t rows);
+    double loss_and_grad(const void* yb, index_t rows, const float* wb);
+    double loss_rows(const void* yb, index_t r0, index_t rows, index_t denom);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
                          int n_metrics, double* res);
     // Returns the weight penalty of the trainable layers, taken before their update.
@@ -166,6 +168,7 @@ private:
     float* xb_ = nullptr;      // gathered inputs, max_batch x in
     void* yb_ = nullptr;       // gathered targets (int32 labels or float rows)
     float* probs_ = nullptr;   // activated outputs of a fused last layer (metrics only)
+    float* wb_ = nullptr;      // gathered sample weights, max_batch
 
     std::mutex mu_;  // train/predict share the buffers: one call at a time per engine
 };

@@ -169,14 +169,15 @@ class NativeEngine:
                 "clipvalue": opt.clipvalue or 0.0, "clipnorm": opt.clipnorm or 0.0,
                 "global_clipnorm": opt.global_clipnorm or 0.0}
 
-    def train(self, x, y, order, first, last, batch_size):
-        """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs."""
+    def train(self, x, y, order, first, last, batch_size, sample_weight=None):
+        """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.
+        sample_weight: float32 (N,) or None, one weight per row of x."""
         if self.optimizer.has_schedule and last - first > 1:
             # A scheduled rate changes every step: one batch per call, each at its own rate.
-            return np.concatenate([self.train(x, y, order, b, b + 1, batch_size)
+            return np.concatenate([self.train(x, y, order, b, b + 1, batch_size, sample_weight)
                                    for b in range(first, last)])
         logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
-                                 self.optimizer.iterations, self.metric_names)
+                                 self.optimizer.iterations, self.metric_names, sample_weight)
         self.optimizer.iterations += last - first
         for drop in self.dropouts:
             drop.step = self.optimizer.iterations

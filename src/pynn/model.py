@@ -290,8 +290,8 @@ class Sequential:
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
         layer-by-layer path (the reference the native engine is tested against).
         sample_weight (one non-negative number per sample) and class_weight ({class: weight})
-        scale each sample's loss, with Keras' reduction (weighted sum over the batch size);
-        they train on the layer path. Metrics stay unweighted.
+        scale each sample's loss, with Keras' reduction (weighted sum over the batch size),
+        on both engines. Metrics stay unweighted.
         """
         self._prepare_compiled()
         batch_size = data.check_batch_size(batch_size, 32)
@@ -324,7 +324,7 @@ class Sequential:
         wd = None if w is None else b.asarray(w, self._dtype)
         n = x.shape[0]
         steps = -(-n // batch_size)
-        native = self._native_engine(engine, batch_size, weighted=w is not None)
+        native = self._native_engine(engine, batch_size)
         history = History()
         user_callbacks = list(callbacks or [])
         cbs = CallbackList([history, *user_callbacks], self,
@@ -353,7 +353,7 @@ class Sequential:
                             cbs.call("on_train_batch_begin", step, {})
                         if native is not None:
                             last = min(step + chunk, steps)
-                            batches = self._native_chunk(native, xd, yd, order, step, last,
+                            batches = self._native_chunk(native, xd, yd, wd, order, step, last,
                                                          batch_size, metric_names)
                         else:
                             last = step + 1
@@ -387,9 +387,9 @@ class Sequential:
         return history
 
     @staticmethod
-    def _native_chunk(native, xd, yd, order, step, last, batch_size, metric_names):
+    def _native_chunk(native, xd, yd, wd, order, step, last, batch_size, metric_names):
         """Batches [step, last) of the epoch in C++: [(batch index, its logs)]."""
-        rows = native.train(xd, yd, order, step, last, batch_size)
+        rows = native.train(xd, yd, order, step, last, batch_size, wd)
         return [(s, {"loss": float(r[0]), **dict(zip(metric_names, map(float, r[1:])))})
                 for s, r in zip(range(step, last), rows)]
 
@@ -402,13 +402,13 @@ class Sequential:
         loss, out = self._train_step(xb, yb, wb)
         return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out)))]
 
-    def _native_engine(self, engine, batch_size, weighted=False):
+    def _native_engine(self, engine, batch_size):
         """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
         if engine not in ("auto", "native", "layers"):
             raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
         if engine == "layers":
             return None
-        reason = "sample_weight/class_weight" if weighted else engine_mod.unsupported_reason(self)
+        reason = engine_mod.unsupported_reason(self)
         self.engine_reason = reason
         if reason is not None:
             if engine == "native":
