@@ -481,6 +481,32 @@ def test_predict_after_training_sees_new_weights(rng):
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("loss,last", [("softmax_xent_sparse", SOFTMAX), ("bce_logits", SIGMOID),
+                                       ("mse", LIN)])
+def test_train_hands_back_each_batchs_outputs_before_its_update(rng, loss, last):
+    # outputs[batch rows] = what predict gave for those rows with the weights before the
+    # batch's update (activation applied), batch after batch, last batch short.
+    eng, cfg, params, state, ref, tr = make_engine(rng, [5, 7, 3], [TANH, last], loss, "adam")
+    x, y = make_data(rng, 19, [5, 7, 3], loss)
+    order = rng.permutation(19).astype(np.int64)
+    outputs = np.full((19 - 4, 3), np.nan, np.float32)  # batches 1..3 of size 4: rows 4..18
+    eng.train(x, y, order, 0, 1, 4, HYPER["adam"], 0, [])
+    want = []
+    for b in range(1, 5):
+        before = np.empty((19, 3), np.float32)
+        eng.predict(x, before)
+        rows = order[b * 4:(b + 1) * 4]
+        want.append(before[rows])
+        eng.train(x, y, order, b, b + 1, 4, HYPER["adam"], b, [],
+                  outputs=outputs[(b - 1) * 4:(b - 1) * 4 + len(rows)])
+    np.testing.assert_allclose(outputs, np.concatenate(want), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"outputs: expected shape \(15, 3\)"):
+        eng.train(x, y, order, 1, 5, 4, HYPER["adam"], 5, [], outputs=outputs[:14])
+    with pytest.raises(ValueError, match="bound parameters"):
+        eng.train(x, y, order, 0, 1, 4, HYPER["adam"], 5, [],
+                  outputs=params[0].reshape(-1)[:12].reshape(4, 3))
+
+
 # ---- (c) bad arguments ------------------------------------------------------------------------
 
 def small(rng, loss="softmax_xent_sparse", variant="adam", last=SOFTMAX):

@@ -4,7 +4,7 @@
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics,
-//          sample_weight=None)
+//          sample_weight=None, outputs=None)
 //        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
 //   .predict(x, out)                     out = model outputs, every activation applied
 //   shuffled_order(n, seed) -> int64 permutation of range(n)
@@ -191,7 +191,7 @@ public:
     py::array train(const py::object& x_obj, const py::object& y_obj, const py::object& order_obj,
                     index_t first, index_t last, index_t batch_size, const py::dict& hyper,
                     std::int64_t step, const py::sequence& metric_names,
-                    const py::object& weight_obj) {
+                    const py::object& weight_obj, const py::object& outputs_obj) {
         if (!eng_.bound()) throw py::value_error("train: no parameters bound; call bind(params, trainable, state) first");
         const index_t in = eng_.in_features(), C = eng_.out_features();
         py::array x = checked_inputs(x_obj, in);
@@ -213,6 +213,19 @@ public:
         if (weighted) {
             weights = as_array(weight_obj, "sample_weight");
             check_float_shape(weights, "sample_weight", {n}, false);
+        }
+        py::array outputs;
+        const bool want_outputs = !outputs_obj.is_none();
+        if (want_outputs) {
+            // Rows of batches [first, last) (range errors come from validate below).
+            const index_t r0 = std::max<index_t>(0, first) * batch_size;
+            const index_t r1 = batch_size > 0 ? std::min(n, std::max<index_t>(0, last) * batch_size) : 0;
+            outputs = as_array(outputs_obj, "outputs");
+            check_float_shape(outputs, "outputs", {std::max<index_t>(0, r1 - r0), C}, true);
+            if (overlap(outputs, x)) throw py::value_error("outputs: must not share memory with x");
+            for (const py::array& a : refs_)
+                if (overlap(a, outputs))
+                    throw py::value_error("outputs: must not share memory with the bound parameters or state");
         }
         py::array order = as_array(order_obj, "order");
         if (!is_int_dtype(order, 8))
@@ -264,12 +277,13 @@ public:
         const void* yp = y.data();
         const std::int64_t* op = static_cast<const std::int64_t*>(order.data());
         const float* wp = weighted ? static_cast<const float*>(weights.data()) : nullptr;
+        float* outp = want_outputs ? static_cast<float*>(outputs.mutable_data()) : nullptr;
         double* rp = result.mutable_data();
         {
             py::gil_scoped_release nogil;
             eng_.validate(op, n, first, last, batch_size, sparse ? static_cast<const std::int32_t*>(yp) : nullptr,
                           h, metrics.data(), nm);
-            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp);
+            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp, outp);
         }
         return result;
     }
@@ -327,10 +341,13 @@ void register_engine(py::module_& m) {
         .def("train", &PyDenseEngine::train, py::arg("x"), py::arg("y"), py::arg("order"),
              py::arg("first_batch"), py::arg("last_batch"), py::arg("batch_size"), py::arg("hyper"),
              py::arg("step"), py::arg("metrics"), py::arg("sample_weight") = py::none(),
+             py::arg("outputs") = py::none(),
              "Run batches [first_batch, last_batch) of the epoch given by order; returns float64 "
              "(n_batches, 1 + len(metrics)): each batch's loss (before its update) and metrics. "
              "sample_weight: float32 (N,), one weight per row of x (Keras' reduction: the "
-             "weighted sum over the batch's row count); metrics stay unweighted.")
+             "weighted sum over the batch's row count); metrics stay unweighted. outputs: "
+             "float32 (rows of the batches, out), filled with each batch's model outputs "
+             "(activations applied) before its update, for metrics computed by the caller.")
         .def("predict", &PyDenseEngine::predict, py::arg("x"), py::arg("out"),
              "out (N, out_features) = the model's outputs, every activation applied.");
     m.def(

@@ -588,6 +588,16 @@ void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetr
     }
 }
 
+// The last layer's outputs as predict returns them: a fused loss's logits through their
+// softmax/sigmoid, anything else as computed.
+void DenseEngine::activated_outputs(index_t rows, float* out) const {
+    const Layer& l = layers_.back();
+    const index_t n = rows * l.out;
+    if (fused_ && l.act == kSoftmax) softmax_forward(l.Y, out, rows, l.out);
+    else if (fused_ && l.act != kLinear) activation_forward(static_cast<Activation>(l.act), l.param, l.Y, out, n);
+    else std::memcpy(out, l.Y, static_cast<size_t>(n) * sizeof(float));
+}
+
 void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                          const EngineHyper& h, std::int64_t step) {
     auto run = [&](index_t b, index_t e) {
@@ -716,7 +726,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
 void DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
                         index_t first, index_t last, index_t bs, const EngineHyper& h,
                         std::int64_t step, const EngineMetric* metrics, int n_metrics,
-                        double* result, const float* sample_weight) {
+                        double* result, const float* sample_weight, float* outputs) {
     std::lock_guard<std::mutex> lock(mu_);
     FlushDenormals ftz;
     const index_t in = in_features(), C = out_features();
@@ -756,6 +766,7 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         double* res = result + (b - first) * (1 + n_metrics);
         res[0] = loss_and_grad(yb_, rows, sample_weight ? wb_ : nullptr);
         if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
+        if (outputs) activated_outputs(rows, outputs + (r0 - first * bs) * C);
         res[0] += frozen_penalty + backward_update(rows, h, step + (b - first) + 1, drop_step);
     }
 }

@@ -101,10 +101,14 @@ public:
     // step + j + 1 as the optimizer's iteration (Adam's bias correction) and step + j as its
     // dropout step. Call validate first.
     // sample_weight (nullable): one weight per row of x, scaling that row's loss and gradient.
+    // outputs (nullable): receives each batch's model outputs (activations applied, as
+    // predict returns them) before its update, batch after batch: (rows of the batches) x out,
+    // for metrics computed by the caller.
     void train(const float* x, const void* y, const std::int64_t* order, index_t n,
                index_t first_batch, index_t last_batch, index_t batch_size,
                const EngineHyper& hyper, std::int64_t step, const EngineMetric* metrics,
-               int n_metrics, double* result, const float* sample_weight = nullptr);
+               int n_metrics, double* result, const float* sample_weight = nullptr,
+               float* outputs = nullptr);
 
     // out (n, out) = the model's outputs with every activation applied (softmax/sigmoid
     // included), in chunks of max_batch rows.
@@ -144,6 +148,7 @@ private:
     double loss_rows(const void* yb, index_t r0, index_t rows, index_t denom);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
                          int n_metrics, double* res);
+    void activated_outputs(index_t rows, float* out) const;
     // Returns the weight penalty of the trainable layers, taken before their update.
     double backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
                            std::uint64_t drop_step);

@@ -5,7 +5,10 @@ C++: forward with fused bias + activation, loss, backward and the optimizer upda
 Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
 folds into it, a Dropout after a hidden layer runs with the same counter-based masks as the
 layer path, L1/L2 weight penalties join loss and gradients) on the cpu backend in float32,
-the losses and optimizers of this package, and the built-in metrics. Anything else trains layer by layer; `unsupported_reason` says why.
+with the losses and optimizers of this package, gradient clipping, sample/class weights and
+any metric (accuracy, MSE and MAE computed in C++; others updated in Python from the outputs
+the engine hands back per batch). Anything else trains layer by layer; `unsupported_reason`
+says why.
 """
 
 from __future__ import annotations
@@ -111,9 +114,6 @@ def unsupported_reason(model, for_training=True):
                 return f"a regularizer on {type(layer).__name__} layer {layer.name!r}"
             if type(reg) not in _REGULARIZERS:
                 return f"custom regularizer {type(reg).__name__} on {param.name!r}"
-    for name, fn in model._metrics:
-        if fn not in _METRIC_NAMES:
-            return f"metric {name!r}"
     return None
 
 
@@ -155,7 +155,13 @@ class NativeEngine:
             state = [list(opt._slots_for(p).values()) for p in self.params]
         self.engine.bind([p.value for p in self.params], [d.trainable for d in dense], state)
         self.key = tuple(id(p.value) for p in self.params)
-        self.metric_names = [_METRIC_NAMES[fn] for _, fn in model._metrics] if training else []
+        # Built-in per-sample metrics run in C++; with any other metric (precision, AUC, a
+        # user function...) the engine hands back each batch's outputs and Python updates
+        # every metric from them, exactly as the layer path does.
+        builtin = all(fn in _METRIC_NAMES for _, fn in model._metrics)
+        self.needs_outputs = training and not builtin
+        self.metric_names = ([_METRIC_NAMES[fn] for _, fn in model._metrics]
+                             if training and builtin else [])
         self.optimizer = opt
         self.out_dim = sizes[-1]
 
@@ -169,15 +175,23 @@ class NativeEngine:
                 "clipvalue": opt.clipvalue or 0.0, "clipnorm": opt.clipnorm or 0.0,
                 "global_clipnorm": opt.global_clipnorm or 0.0}
 
-    def train(self, x, y, order, first, last, batch_size, sample_weight=None):
+    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.
-        sample_weight: float32 (N,) or None, one weight per row of x."""
+        sample_weight: float32 (N,) or None, one weight per row of x; outputs: float32
+        (rows of the batches, out) or None, filled with the batches' model outputs."""
         if self.optimizer.has_schedule and last - first > 1:
             # A scheduled rate changes every step: one batch per call, each at its own rate.
-            return np.concatenate([self.train(x, y, order, b, b + 1, batch_size, sample_weight)
-                                   for b in range(first, last)])
+            logs = []
+            for b in range(first, last):
+                part = None
+                if outputs is not None:
+                    a = (b - first) * batch_size
+                    part = outputs[a:a + min(batch_size, len(x) - b * batch_size)]
+                logs.append(self.train(x, y, order, b, b + 1, batch_size, sample_weight, part))
+            return np.concatenate(logs)
         logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
-                                 self.optimizer.iterations, self.metric_names, sample_weight)
+                                 self.optimizer.iterations, self.metric_names, sample_weight,
+                                 outputs)
         self.optimizer.iterations += last - first
         for drop in self.dropouts:
             drop.step = self.optimizer.iterations

@@ -354,14 +354,12 @@ class Sequential:
                         if native is not None:
                             last = min(step + chunk, steps)
                             batches = self._native_chunk(native, xd, yd, wd, order, step, last,
-                                                         batch_size, metric_names)
+                                                         batch_size, metric_names, epoch_logs)
                         else:
                             last = step + 1
                             batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
                                                         epoch_logs)
                         for s, batch_logs in batches:
-                            if native is not None:
-                                epoch_logs.add_means(min(batch_size, n - s * batch_size), batch_logs)
                             progress.batch_end(s, epoch_logs)
                             if native is None or batch_hooks:
                                 cbs.call("on_train_batch_end", s, batch_logs)
@@ -387,11 +385,26 @@ class Sequential:
         return history
 
     @staticmethod
-    def _native_chunk(native, xd, yd, wd, order, step, last, batch_size, metric_names):
-        """Batches [step, last) of the epoch in C++: [(batch index, its logs)]."""
-        rows = native.train(xd, yd, order, step, last, batch_size, wd)
-        return [(s, {"loss": float(r[0]), **dict(zip(metric_names, map(float, r[1:])))})
-                for s, r in zip(range(step, last), rows)]
+    def _native_chunk(native, xd, yd, wd, order, step, last, batch_size, metric_names,
+                      epoch_logs):
+        """Batches [step, last) of the epoch in C++, added to epoch_logs: [(batch, its logs)].
+        Metrics the engine does not compute are updated here from the batches' outputs."""
+        n = xd.shape[0]
+        r0, r1 = step * batch_size, min(n, last * batch_size)
+        outputs = (np.empty((r1 - r0, native.out_dim), dtype=np.float32)
+                   if native.needs_outputs else None)
+        rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs)
+        batches = []
+        for s, r in zip(range(step, last), rows):
+            a, e = s * batch_size - r0, min(n, (s + 1) * batch_size) - r0
+            if outputs is None:
+                logs = {"loss": float(r[0]), **dict(zip(metric_names, map(float, r[1:])))}
+                epoch_logs.add_means(e - a, logs)
+            else:
+                logs = epoch_logs.update(e - a, float(r[0]), yd[order[r0 + a:r0 + e]],
+                                         outputs[a:e])
+            batches.append((s, logs))
+        return batches
 
     def _layer_batch(self, xd, yd, wd, order, step, batch_size, epoch_logs):
         """Batch `step` of the epoch through the layers: [(step, its logs)]."""
