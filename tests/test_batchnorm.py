@@ -97,3 +97,62 @@ def test_bad_arguments():
         pynn.BatchNormalization(momentum=1.0)
     with pytest.raises(ValueError, match="epsilon"):
         pynn.BatchNormalization(epsilon=0)
+
+
+# A Dense bias right before a normalisation with batch statistics gets a gradient that is 0
+# up to rounding, which Adam normalises into full-size steps: the usual use_bias=False there
+# keeps the two engines comparable (a frozen normalisation, with constant statistics, keeps it).
+BN_MODELS = {
+    # pre-activation: Dense (linear) -> BatchNormalization -> Activation
+    "pre": lambda: [pynn.Dense(12, use_bias=False), pynn.BatchNormalization(),
+                    pynn.Activation("relu"),
+                    pynn.Dense(7, activation="tanh"), pynn.Dense(3, activation="softmax")],
+    # post-activation, with dropout after it, and a gelu layer (keeps its pre-activation)
+    "post": lambda: [pynn.Dense(12, activation="gelu"), pynn.BatchNormalization(momentum=0.9),
+                     pynn.Dropout(0.3), pynn.Dense(7, activation="elu"),
+                     pynn.BatchNormalization(center=False), pynn.Dense(3, activation="softmax")],
+    # a frozen normalisation (moving statistics while training, gamma/beta fixed) and one
+    # without scale, under global gradient clipping
+    "frozen": lambda: [pynn.Dense(12), pynn.BatchNormalization(trainable=False),
+                       pynn.Activation("sigmoid"), pynn.Dense(7, use_bias=False),
+                       pynn.BatchNormalization(scale=False),
+                       pynn.Dense(3, activation="softmax")],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BN_MODELS))
+def test_native_engine_trains_batchnorm_like_the_layer_path(rng, kind):
+    pytest.importorskip("pynn._C")
+    x = rng.normal(size=(150, 6)).astype(np.float32) * 3 + 1
+    y = (x[:, 0] > 1).astype(int) + (x[:, 1] > 2)
+    runs = {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(4)
+        model = pynn.Sequential([pynn.Input((6,))] + BN_MODELS[kind]())
+        if kind == "frozen":  # moving statistics that differ from the batch's
+            model.layers[2].set_weights([np.full(12, 1.5, np.float32), np.full(12, 0.1, np.float32),
+                                         np.full(12, 0.5, np.float32), np.full(12, 4.0, np.float32)])
+        opt = pynn.optimizers.Adam(0.01, global_clipnorm=1.0 if kind == "frozen" else None)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], backend="cpu")
+        h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0,
+                      engine=engine)
+        runs[engine] = h.history, model.get_weights(), model.predict(x)
+    (h_n, w_n, p_n), (h_l, w_l, p_l) = runs["native"], runs["layers"]
+    for key in h_l:
+        np.testing.assert_allclose(h_n[key], h_l[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    for a, b in zip(w_n, w_l):  # gamma, beta and the moving statistics included
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(p_n, p_l, rtol=1e-4, atol=1e-6)
+
+
+def test_batchnorm_placements_the_engine_does_not_take_fall_back_visibly():
+    pytest.importorskip("pynn._C")
+    for layers, words in [([pynn.BatchNormalization(), pynn.Dense(2)], "on the model's inputs"),
+                          ([pynn.Dense(2), pynn.BatchNormalization()], "after the output"),
+                          ([pynn.Dense(3), pynn.BatchNormalization(), pynn.BatchNormalization(),
+                            pynn.Dense(2)], "BatchNormalization")]:
+        model = pynn.Sequential([pynn.Input((4,))] + layers)
+        model.compile(optimizer="adam", loss="mse", backend="cpu")
+        reason = pynn.engine.unsupported_reason(model)
+        assert reason is not None and words in reason, reason

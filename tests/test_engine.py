@@ -509,6 +509,26 @@ def test_train_hands_back_each_batchs_outputs_before_its_update(rng, loss, last)
 
 # ---- (c) bad arguments ------------------------------------------------------------------------
 
+def test_set_batchnorm_errors(rng):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, SOFTMAX],
+                                                   "softmax_xent_sparse", "adam")
+    ones, zeros = np.ones(6, np.float32), np.zeros(6, np.float32)
+    ok = dict(layer=0, pre=True, momentum=0.99, epsilon=1e-3, trainable=True, gamma=ones.copy(),
+              beta=zeros.copy(), moving_mean=zeros.copy(), moving_variance=ones.copy(),
+              gamma_slots=[zeros.copy(), zeros.copy()], beta_slots=[zeros.copy(), zeros.copy()])
+    for change, words in [(dict(layer=1), "after the output layer"), (dict(layer=5), "layer"),
+                          (dict(gamma=np.ones(5, np.float32)), r"gamma: expected shape \(6,\)"),
+                          (dict(moving_mean=None), "moving_mean: required"),
+                          (dict(momentum=1.0), "momentum"), (dict(epsilon=0.0), "epsilon"),
+                          (dict(beta_slots=[zeros.copy()] * 3), "at most 2")]:
+        with pytest.raises(ValueError, match=words):
+            eng.set_batchnorm(**{**ok, **change})
+    eng.set_batchnorm(**{**ok, "gamma_slots": []})  # accepted here, refused when training:
+    x, y = make_data(rng, 8, [4, 6, 3], "softmax_xent_sparse")
+    with pytest.raises(ValueError, match="adam needs"):
+        eng.train(x, y, np.arange(8, dtype=np.int64), 0, 1, 8, HYPER["adam"], 0, [])
+
+
 def small(rng, loss="softmax_xent_sparse", variant="adam", last=SOFTMAX):
     eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, last], loss, variant,
                                                    max_batch=8)

@@ -2,6 +2,8 @@
 //   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
+//   .set_batchnorm(layer, pre, momentum, epsilon, trainable, gamma, beta, moving_mean,
+//                  moving_variance, gamma_slots, beta_slots)   keeps references to the arrays
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics,
 //          sample_weight=None, outputs=None)
@@ -93,6 +95,43 @@ public:
                   index_t max_batch)
         : eng_(sizes, activations, act_params, use_bias, parse_engine_loss(loss), loss_param,
                parse_engine_optimizer(optimizer), max_batch) {}
+
+    void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
+                       const py::object& gamma, const py::object& beta, const py::object& mean,
+                       const py::object& var, const py::sequence& gamma_slots,
+                       const py::sequence& beta_slots) {
+        if (layer < 0 || layer + 1 >= eng_.n_layers())
+            throw py::value_error("set_batchnorm: layer must be in [0, " + std::to_string(eng_.n_layers() - 1) +
+                                  ") (batch normalization after the output layer is not supported), got " +
+                                  std::to_string(layer));
+        const index_t C = eng_.layer_out(layer);
+        std::vector<py::array> keep;
+        // A (C,) float32 writable array, kept alive with the engine; nullptr for None.
+        auto take = [&](const py::object& o, const std::string& name, bool optional) -> float* {
+            if (o.is_none()) {
+                if (optional) return nullptr;
+                throw py::value_error(name + ": required");
+            }
+            py::array a = as_array(o, name);
+            check_float_shape(a, name, {C}, true);
+            keep.push_back(a);
+            return static_cast<float*>(a.mutable_data());
+        };
+        float* g = take(gamma, "gamma", true);
+        float* bt = take(beta, "beta", true);
+        float* mm = take(mean, "moving_mean", false);
+        float* mv = take(var, "moving_variance", false);
+        std::vector<float*> gs, bs;
+        for (size_t k = 0; k < gamma_slots.size(); ++k)
+            gs.push_back(take(gamma_slots[k], "gamma_slots[" + std::to_string(k) + "]", false));
+        for (size_t k = 0; k < beta_slots.size(); ++k)
+            bs.push_back(take(beta_slots[k], "beta_slots[" + std::to_string(k) + "]", false));
+        {
+            py::gil_scoped_release nogil;
+            eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs);
+        }
+        for (auto& a : keep) bn_refs_.push_back(std::move(a));
+    }
 
     void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
         py::gil_scoped_release nogil;
@@ -312,6 +351,7 @@ public:
 private:
     DenseEngine eng_;
     std::vector<py::array> refs_;  // keep the bound arrays alive while the engine uses them
+    std::vector<py::array> bn_refs_;  // the same for batch normalisation's arrays
 };
 
 }  // namespace
@@ -330,6 +370,14 @@ void register_engine(py::module_& m) {
              py::arg("kernel_l1"), py::arg("kernel_l2"), py::arg("bias_l1"), py::arg("bias_l2"),
              "Keras L1/L2 penalties on a layer's kernel and bias: added to each batch's loss "
              "and, for trainable layers, to the gradients before the update.")
+        .def("set_batchnorm", &PyDenseEngine::set_batchnorm, py::arg("layer"), py::arg("pre"),
+             py::arg("momentum"), py::arg("epsilon"), py::arg("trainable"), py::arg("gamma"),
+             py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"),
+             py::arg("gamma_slots"), py::arg("beta_slots"),
+             "Keras BatchNormalization in a layer (not the last): pre=True between its GEMM and "
+             "its activation, else after the activation. float32 (out,) arrays, updated in "
+             "place (gamma/beta by the optimizer when trainable, the moving statistics while "
+             "training with batch statistics); gamma/beta may be None.")
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "

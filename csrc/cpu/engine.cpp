@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cpu/batchnorm.h"
 #include "pynn/gemm.h"
 #include "pynn/kernels.h"
 #include "pynn/threadpool.h"
@@ -308,6 +309,79 @@ void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
     l.dropped.assign(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
 }
 
+void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double epsilon,
+                                bool trainable, float* gamma, float* beta, float* moving_mean,
+                                float* moving_var, const std::vector<float*>& gamma_slots,
+                                const std::vector<float*>& beta_slots) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layer < 0 || layer + 1 >= n_layers())
+        fail("set_batchnorm: layer must be in [0, " + std::to_string(n_layers() - 1) +
+             ") (batch normalization after the output layer is not supported), got " + std::to_string(layer));
+    if (!(momentum >= 0.0 && momentum < 1.0)) fail("set_batchnorm: momentum must be in [0, 1)");
+    if (!(epsilon > 0.0) || !std::isfinite(epsilon)) fail("set_batchnorm: epsilon must be > 0");
+    if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
+    if (gamma_slots.size() > 2 || beta_slots.size() > 2) fail("set_batchnorm: at most 2 optimizer slots");
+    Layer& l = layers_[layer];
+    auto b = std::make_unique<Layer::BatchNorm>();
+    b->pre = pre;
+    b->momentum = momentum;
+    b->epsilon = epsilon;
+    b->trainable = trainable;
+    b->gamma = gamma;
+    b->beta = beta;
+    b->moving_mean = moving_mean;
+    b->moving_var = moving_var;
+    b->n_g_slots = static_cast<int>(gamma_slots.size());
+    b->n_b_slots = static_cast<int>(beta_slots.size());
+    for (int k = 0; k < b->n_g_slots; ++k) b->g_slot[k] = gamma_slots[k];
+    for (int k = 0; k < b->n_b_slots; ++k) b->b_slot[k] = beta_slots[k];
+    const size_t rows_x_out = static_cast<size_t>(max_batch_ * l.out), C = static_cast<size_t>(l.out);
+    b->xhat.assign(rows_x_out, 0.f);
+    if (!pre) b->out.assign(rows_x_out, 0.f);
+    for (auto* v : {&b->mean, &b->var, &b->inv_std, &b->dgamma, &b->dbeta}) v->assign(C, 0.f);
+    b->tmp.assign(2 * C, 0.f);
+    b->acc.assign(2 * C, 0.0);
+    l.bn = std::move(b);
+    find_lowest_trainable();
+}
+
+void DenseEngine::find_lowest_trainable() {
+    lowest_trainable_ = static_cast<int>(layers_.size());
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const Layer& l = layers_[i];
+        if (l.trainable || (l.bn && l.bn->trainable)) {
+            lowest_trainable_ = static_cast<int>(i);
+            break;
+        }
+    }
+}
+
+// Normalises z (rows x out) into `out` (gamma * xhat + beta), keeping xhat for backward:
+// with batch statistics (updating the moving ones, Keras' rule) when training a trainable
+// layer, else with the moving statistics.
+void DenseEngine::batchnorm_forward(Layer& l, float* z, index_t rows, bool training, float* out) {
+    Layer::BatchNorm& b = *l.bn;
+    const index_t C = l.out;
+    b.used_batch = training && b.trainable;
+    const float* mean = b.moving_mean;
+    const float* var = b.moving_var;
+    if (b.used_batch) {
+        bn::column_stats(z, rows, C, b.mean.data(), b.var.data(), b.acc.data());
+        const float m = static_cast<float>(b.momentum), om = static_cast<float>(1.0 - b.momentum);
+        for (index_t j = 0; j < C; ++j) {
+            b.moving_mean[j] *= m;
+            b.moving_mean[j] += om * b.mean[j];
+            b.moving_var[j] *= m;
+            b.moving_var[j] += om * b.var[j];
+        }
+        mean = b.mean.data();
+        var = b.var.data();
+    }
+    const float eps = static_cast<float>(b.epsilon);
+    for (index_t j = 0; j < C; ++j) b.inv_std[j] = 1.f / std::sqrt(var[j] + eps);
+    bn::normalize(z, rows, C, mean, b.inv_std.data(), b.gamma, b.beta, b.xhat.data(), out);
+}
+
 void DenseEngine::set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
                                   double bias_l2) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -340,11 +414,9 @@ void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool
         fail("bind: expected " + std::to_string(n_params) + " params, " + std::to_string(n_params) +
              " state lists and " + std::to_string(layers_.size()) + " trainable flags");
     size_t k = 0;
-    lowest_trainable_ = static_cast<int>(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
         Layer& l = layers_[i];
         l.trainable = trainable[i];
-        if (l.trainable && lowest_trainable_ == static_cast<int>(layers_.size())) lowest_trainable_ = static_cast<int>(i);
         auto set = [&](float*& w, float** slot, int& n_slots) {
             w = params[k];
             n_slots = static_cast<int>(state[k].size());
@@ -357,6 +429,7 @@ void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool
         if (l.has_bias) set(l.b, l.b_slot, l.n_b_slots);
         else l.b = nullptr, l.n_b_slots = 0;
     }
+    find_lowest_trainable();
     bound_ = true;
 }
 
@@ -405,12 +478,16 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
         case EngineOptimizer::adagrad: need = 1; what = "adagrad needs [accumulator]"; break;
     }
     int k = 0;
-    for (const Layer& l : layers_) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const Layer& l = layers_[i];
         for (int j = 0; j < (l.has_bias ? 2 : 1); ++j, ++k) {
             const int have = j == 0 ? l.n_w_slots : l.n_b_slots;
             if (l.trainable && have < need)
                 fail("state[" + std::to_string(k) + "]: " + what + ", got " + std::to_string(have) + " slot(s)");
         }
+        if (l.bn && l.bn->trainable &&
+            ((l.bn->gamma && l.bn->n_g_slots < need) || (l.bn->beta && l.bn->n_b_slots < need)))
+            fail("set_batchnorm: layer " + std::to_string(i) + ": " + what + " for gamma and beta");
     }
 }
 
@@ -421,7 +498,9 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
     const float* X = x0;
     const size_t L = layers_.size();
 #if defined(PYNN_X86)
-    if (rows == 1 && !training && use_gemv()) {
+    bool any_bn = false;
+    for (const Layer& l : layers_) any_bn = any_bn || l.bn;
+    if (rows == 1 && !training && use_gemv() && !any_bn) {
         for (size_t i = 0; i < L; ++i) {
             Layer& l = layers_[i];
             float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
@@ -469,7 +548,16 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
         ep.bias = l.has_bias ? l.b : nullptr;
         ep.act_param = l.param;
         int act = (training && last && fused_) ? kLinear : l.act;
-        if (act == kSoftmax) {
+        if (l.bn && l.bn->pre) {
+            // GEMM + bias into the xhat buffer, normalised there in place, then the
+            // activation (gelu keeps its input in Z for backward, as below).
+            float* z = l.bn->xhat.data();
+            gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, z, l.out, ep);
+            const bool keep_z = act == kGelu && training;
+            float* u = keep_z ? l.Z : Y;
+            batchnorm_forward(l, z, rows, training, u);
+            if (act != kLinear) activation_forward(static_cast<Activation>(act), l.param, u, Y, rows * l.out);
+        } else if (act == kSoftmax) {
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
             softmax_forward(Y, Y, rows, l.out);
         } else if (act == kGelu && training) {
@@ -480,8 +568,11 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             ep.act = static_cast<Activation>(act);
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
         }
-        if (training && l.drop_rate > 0.0)
-            dropout_apply(Y, l.dropped.data(), rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+        if (l.bn && !l.bn->pre) batchnorm_forward(l, Y, rows, training, l.bn->out.data());
+        if (training && l.drop_rate > 0.0) {
+            const float* a = l.bn && !l.bn->pre ? l.bn->out.data() : Y;
+            dropout_apply(a, l.dropped.data(), rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+        }
         X = l.input_for_next(training);
     }
 }
@@ -656,6 +747,7 @@ void scale(float* g, index_t n, float f) {
 // as numpy's g *= python_float does).
 double DenseEngine::clip_layer(Layer& l, const EngineHyper& h) {
     double total = 0.0;
+    const bool bn_tr = l.bn && l.bn->trainable;
     auto one = [&](float* g, index_t n) {
         double ss = clamp_and_square(g, n, h.clipvalue);
         if (h.clipnorm > 0.0) {
@@ -668,15 +760,29 @@ double DenseEngine::clip_layer(Layer& l, const EngineHyper& h) {
         }
         total += ss;
     };
-    one(l.dW, l.in * l.out);
-    if (l.has_bias) one(l.db, l.out);
+    if (l.trainable) {
+        one(l.dW, l.in * l.out);
+        if (l.has_bias) one(l.db, l.out);
+    }
+    if (bn_tr && l.bn->gamma) one(l.bn->dgamma.data(), l.out);
+    if (bn_tr && l.bn->beta) one(l.bn->dbeta.data(), l.out);
     return total;
 }
 
+// Every trainable tensor of the layer: W and b when the Dense trains, gamma and beta when
+// its batch normalisation does.
 void DenseEngine::update_layer(Layer& l, const EngineHyper& h, std::int64_t step) {
-    update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
-    if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+    if (l.trainable) {
+        update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
+        if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+    }
+    if (l.bn && l.bn->trainable) {
+        Layer::BatchNorm& b = *l.bn;
+        if (b.gamma) update(b.gamma, b.dgamma.data(), b.g_slot, b.n_g_slots, l.out, h, step);
+        if (b.beta) update(b.beta, b.dbeta.data(), b.b_slot, b.n_b_slots, l.out, h, step);
+    }
 }
+
 
 double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int64_t step,
                                     std::uint64_t drop_step) {
@@ -685,11 +791,22 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
     for (int i = L - 1; i >= lowest_trainable_; --i) {
         Layer& l = layers_[i];
         const bool logits = i == L - 1 && fused_;
-        // D holds the gradient w.r.t. what the next layer saw: through the dropout mask first.
+        // D holds the gradient w.r.t. what the next layer saw: through the dropout mask
+        // first, then back through the layer in reverse (post-activation normalisation,
+        // activation, pre-activation normalisation) to the GEMM's output.
         if (l.drop_rate > 0.0)
             dropout_apply(l.D, l.D, rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+        auto bn_backward = [&] {
+            Layer::BatchNorm& b = *l.bn;
+            bn::backward(l.D, b.xhat.data(), rows, l.out, b.inv_std.data(), b.gamma, b.used_batch,
+                         b.trainable && b.gamma ? b.dgamma.data() : nullptr,
+                         b.trainable && b.beta ? b.dbeta.data() : nullptr, l.D, b.acc.data(),
+                         b.tmp.data());
+        };
+        if (l.bn && !l.bn->pre) bn_backward();
         if (!logits && l.act != kLinear)
             activation_backward(static_cast<Activation>(l.act), l.param, l.Z, l.Y, l.D, l.D, rows * l.out);
+        if (l.bn && l.bn->pre) bn_backward();
         const float* X = i == 0 ? xb_ : layers_[i - 1].input_for_next(true);
         if (l.trainable) {
             gemm(true, false, l.in, l.out, rows, 1.f, X, l.in, l.D, l.out, 0.f, l.dW, l.out);
@@ -698,8 +815,8 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         // dX with the weights as they were in the forward pass: before this layer's update.
         if (i > lowest_trainable_)
             gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, layers_[i - 1].D, l.in);
-        if (l.trainable) {
-            if (l.regularized()) pen += penalty(l, true);  // weights before their update
+        if (l.trainable && l.regularized()) pen += penalty(l, true);  // weights before their update
+        if (l.trainable || (l.bn && l.bn->trainable)) {
             const bool clips = h.clipvalue > 0.f || h.clipnorm > 0.0 || h.global_clipnorm > 0.0;
             const double sq = clips ? clip_layer(l, h) : 0.0;
             // The joint norm needs every gradient first: then all updates wait for the loop.
@@ -712,10 +829,15 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         const float f = norm > h.global_clipnorm ? static_cast<float>(h.global_clipnorm / norm) : 1.f;
         for (int i = L - 1; i >= lowest_trainable_; --i) {
             Layer& l = layers_[i];
-            if (!l.trainable) continue;
+            const bool bn_tr = l.bn && l.bn->trainable;
+            if (!l.trainable && !bn_tr) continue;
             if (f != 1.f) {
-                scale(l.dW, l.in * l.out, f);
-                if (l.has_bias) scale(l.db, l.out, f);
+                if (l.trainable) {
+                    scale(l.dW, l.in * l.out, f);
+                    if (l.has_bias) scale(l.db, l.out, f);
+                }
+                if (bn_tr && l.bn->gamma) scale(l.bn->dgamma.data(), l.out, f);
+                if (bn_tr && l.bn->beta) scale(l.bn->dbeta.data(), l.out, f);
             }
             update_layer(l, h, step);
         }

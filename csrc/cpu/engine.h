@@ -10,6 +10,7 @@
 // (pybind11 turns it into ValueError); the bindings check the arrays themselves.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -81,6 +82,16 @@ public:
     void set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
                          double bias_l2);
 
+    // Batch normalization in layer `layer` (not the last): pre = between its GEMM and its
+    // activation, else after the activation (before any dropout). Keras' BatchNormalization:
+    // batch statistics and trained gamma/beta while training when `trainable`, the moving
+    // statistics otherwise (and always in predict); the moving statistics are updated in
+    // place. gamma/beta nullable (scale/center off); their optimizer slots as in bind().
+    void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
+                       float* gamma, float* beta, float* moving_mean, float* moving_var,
+                       const std::vector<float*>& gamma_slots,
+                       const std::vector<float*>& beta_slots);
+
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
     // rmsprop: 1 or 2, adagrad: 1; frozen params may have none). Sizes are the caller's duty.
@@ -133,12 +144,32 @@ private:
         float* db = nullptr;  // out
         double w_l1 = 0.0, w_l2 = 0.0, b_l1 = 0.0, b_l2 = 0.0;  // weight penalties
         bool regularized() const { return w_l1 != 0.0 || w_l2 != 0.0 || b_l1 != 0.0 || b_l2 != 0.0; }
+        struct BatchNorm {
+            bool pre = false;  // between GEMM and activation, else after the activation
+            double momentum = 0.99, epsilon = 1e-3;
+            bool trainable = false;
+            float* gamma = nullptr;  // bound (nullable)
+            float* beta = nullptr;
+            float* moving_mean = nullptr;
+            float* moving_var = nullptr;
+            float* g_slot[2] = {nullptr, nullptr};
+            float* b_slot[2] = {nullptr, nullptr};
+            int n_g_slots = 0, n_b_slots = 0;
+            bool used_batch = false;  // the last forward normalised with batch statistics
+            // Owned, sized at set_batchnorm: xhat and (post) the normalised output per row;
+            // per column the statistics in use, gradients and scratch.
+            std::vector<float> xhat, out, mean, var, inv_std, dgamma, dbeta, tmp;
+            std::vector<double> acc;
+        };
+        std::unique_ptr<BatchNorm> bn;
         double drop_rate = 0.0;      // dropout after the activation (training only)
         std::uint64_t drop_seed = 0;
         std::vector<float> dropped;  // max_batch x out: Y with the mask applied, the next input
-        // The next layer's input: the dropped output while training with dropout, else Y.
+        // The next layer's input: the dropped output while training with dropout, else the
+        // post-activation batch normalisation's output, else Y.
         const float* input_for_next(bool training) const {
-            return training && drop_rate > 0.0 ? dropped.data() : Y;
+            if (training && drop_rate > 0.0) return dropped.data();
+            return bn && !bn->pre ? bn->out.data() : Y;
         }
     };
 
@@ -156,6 +187,8 @@ private:
     // clipvalue and clipnorm on one layer's gradients; returns their sum of squares after.
     double clip_layer(Layer& l, const EngineHyper& h);
     void update_layer(Layer& l, const EngineHyper& h, std::int64_t step);
+    void batchnorm_forward(Layer& l, float* z, index_t rows, bool training, float* out);
+    void find_lowest_trainable();
     void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                 const EngineHyper& h, std::int64_t step);
 

@@ -3,8 +3,9 @@
 The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
-folds into it, a Dropout after a hidden layer runs with the same counter-based masks as the
-layer path, L1/L2 weight penalties join loss and gradients) on the cpu backend in float32,
+folds into it; a BatchNormalization before or after a hidden layer's activation and a Dropout
+at its end run inside the step, the dropout with the layer path's counter-based masks; L1/L2
+weight penalties join loss and gradients) on the cpu backend in float32,
 with the losses and optimizers of this package, gradient clipping, sample/class weights and
 any metric (accuracy, MSE and MAE computed in C++; others updated in Python from the outputs
 the engine hands back per batch). Anything else trains layer by layer; `unsupported_reason`
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
-from .layers import Activation, Dense, Dropout, InputLayer
+from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer
 from .backend.cpu_backend import ACTIVATION_CODES
 
 _SOFTMAX_CODE = 7
@@ -41,10 +42,35 @@ def _native_module():
     return _C if hasattr(_C, "DenseEngine") else None
 
 
+class _Stage:
+    """One engine layer: a Dense, its activation, an optional BatchNormalization (before the
+    activation when `bn_pre`, else after it) and an optional Dropout at the end."""
+
+    def __init__(self, dense):
+        self.dense, self.act = dense, dense.activation
+        self.bn, self.bn_pre, self.dropout = None, False, None
+
+    def take(self, layer):
+        """Folds `layer` (the next one in the model) into this stage; False if it can't."""
+        if self.dropout is not None:
+            return False  # nothing may follow the dropout within a stage
+        if isinstance(layer, Activation):
+            # After a linear Dense, or between a normalisation and the activation it feeds.
+            if self.act.name != "linear" or (self.bn is not None and not self.bn_pre):
+                return False
+            self.act = layer.activation
+            return True
+        if isinstance(layer, BatchNormalization):
+            if self.bn is not None:
+                return False
+            self.bn, self.bn_pre = layer, self.act.name == "linear"
+            return True
+        return False
+
+
 def _dense_stack(model, for_training=True):
-    """[(dense, activation Spec, Dropout or None)] with Activation layers folded in, or a
-    reason string. Dropout is the identity at inference, so the forward pass for predict
-    skips it; rate 0 is the identity too."""
+    """[_Stage] covering the model's layers, or a reason string. Dropout is the identity at
+    inference, so the forward pass for predict skips it; rate 0 is the identity too."""
     stack = []
     for layer in model.layers:
         if isinstance(layer, InputLayer):
@@ -54,23 +80,26 @@ def _dense_stack(model, for_training=True):
                 continue
             if not stack:
                 return f"dropout on the model's inputs (layer {layer.name!r})"
-            if stack[-1][2] is not None:
+            if stack[-1].dropout is not None:
                 return f"two dropout layers in a row ({layer.name!r})"
-            stack[-1][2] = layer
+            stack[-1].dropout = layer
         elif isinstance(layer, Dense):
-            stack.append([layer, layer.activation, None])
-        elif isinstance(layer, Activation) and stack and stack[-1][1].name == "linear" \
-                and stack[-1][2] is None:
-            stack[-1][1] = layer.activation
-        else:
-            return f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively"
+            stack.append(_Stage(layer))
+        elif not (stack and stack[-1].take(layer)):
+            where = "on the model's inputs " if not stack and isinstance(
+                layer, BatchNormalization) else ""
+            return (f"layer {layer.name!r} ({type(layer).__name__}) {where}is not supported "
+                    f"natively here")
     if not stack:
         return "the model has no Dense layers"
-    for dense, act, _ in stack[:-1]:
-        if act.name == "softmax":
-            return f"softmax inside the network (layer {dense.name!r})"
-    if stack[-1][2] is not None:
-        return f"dropout after the output layer ({stack[-1][2].name!r})"
+    for stage in stack[:-1]:
+        if stage.act.name == "softmax":
+            return f"softmax inside the network (layer {stage.dense.name!r})"
+    last = stack[-1]
+    if last.dropout is not None:
+        return f"dropout after the output layer ({last.dropout.name!r})"
+    if last.bn is not None:
+        return f"batch normalization after the output layer ({last.bn.name!r})"
     return stack
 
 
@@ -103,7 +132,7 @@ def unsupported_reason(model, for_training=True):
         return stack
     if not for_training:
         return None
-    last_act = stack[-1][1].name
+    last_act = stack[-1].act.name
     if _loss_kind(model.loss, last_act) is None:
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
@@ -123,9 +152,9 @@ class NativeEngine:
     def __init__(self, model, batch_size, training=True):
         _C = _native_module()
         stack = _dense_stack(model, training)
-        dense = [d for d, _, _ in stack]
-        acts = [a for _, a, _ in stack]
-        self.dropouts = [drop for _, _, drop in stack if drop is not None]
+        dense = [stage.dense for stage in stack]
+        acts = [stage.act for stage in stack]
+        self.dropouts = [stage.dropout for stage in stack if stage.dropout is not None]
         sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
@@ -142,13 +171,28 @@ class NativeEngine:
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size))
-        for i, (layer, _, drop) in enumerate(stack):
+        self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
+        for i, stage in enumerate(stack):
+            layer, drop, bn = stage.dense, stage.dropout, stage.bn
             if drop is not None:
                 self.engine.set_dropout(i, drop.rate, drop.seed)
             if training and layer.regularized():
                 k, b = layer.kernel_regularizer, layer.bias_regularizer if layer.use_bias else None
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
+            if bn is not None:
+                gamma, beta = bn.gamma, bn.beta
+
+                def slots(p):
+                    if not (training and bn.trainable and p is not None):
+                        return []
+                    return list(opt._slots_for(p).values())
+                self.engine.set_batchnorm(
+                    i, stage.bn_pre, bn.momentum, bn.epsilon, bool(training and bn.trainable),
+                    None if gamma is None else gamma.value, None if beta is None else beta.value,
+                    bn.moving_mean.value, bn.moving_variance.value, slots(gamma), slots(beta))
+                self.bn_params += [p for p in (gamma, beta, bn.moving_mean, bn.moving_variance)
+                                   if p is not None]
         if opt is None:
             state = [[] for _ in self.params]
         else:
@@ -212,7 +256,7 @@ class PredictEngine(NativeEngine):
         self.backend = model.backend
         self.layers = list(model.layers)
         self.activations = [getattr(l, "activation", None) for l in self.layers]
-        self.values = [p.value for p in self.params]
+        self.values = [p.value for p in self.params + self.bn_params]
         self.n_features = model.input_shape[0]
 
     def describes(self, model):
@@ -224,7 +268,7 @@ class PredictEngine(NativeEngine):
                 a is not b or getattr(a, "activation", None) is not act
                 for a, b, act in zip(layers, self.layers, self.activations)):
             return False
-        return all(p.value is v for p, v in zip(self.params, self.values))
+        return all(p.value is v for p, v in zip(self.params + self.bn_params, self.values))
 
 
 def epoch_order(n, shuffle):
