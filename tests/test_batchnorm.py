@@ -123,7 +123,7 @@ BN_MODELS = {
 @pytest.mark.parametrize("kind", sorted(BN_MODELS))
 def test_native_engine_trains_batchnorm_like_the_layer_path(rng, kind):
     pytest.importorskip("pynn._C")
-    x = rng.normal(size=(150, 6)).astype(np.float32) * 3 + 1
+    x = rng.normal(size=(480, 6)).astype(np.float32) * 3 + 1  # 48 steps: 2 batches per call
     y = (x[:, 0] > 1).astype(int) + (x[:, 1] > 2)
     runs = {}
     for engine in ("native", "layers"):
@@ -135,7 +135,7 @@ def test_native_engine_trains_batchnorm_like_the_layer_path(rng, kind):
         opt = pynn.optimizers.Adam(0.01, global_clipnorm=1.0 if kind == "frozen" else None)
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], backend="cpu")
-        h = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0,
+        h = model.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, verbose=0,
                       engine=engine)
         runs[engine] = h.history, model.get_weights(), model.predict(x)
     (h_n, w_n, p_n), (h_l, w_l, p_l) = runs["native"], runs["layers"]
@@ -149,7 +149,7 @@ def test_native_engine_trains_batchnorm_like_the_layer_path(rng, kind):
 def test_batchnorm_placements_the_engine_does_not_take_fall_back_visibly():
     pytest.importorskip("pynn._C")
     for layers, words in [([pynn.BatchNormalization(), pynn.Dense(2)], "on the model's inputs"),
-                          ([pynn.Dense(2), pynn.BatchNormalization()], "after the output"),
+                          ([pynn.Dense(2), pynn.BatchNormalization()], "in the output layer"),
                           ([pynn.Dense(3), pynn.BatchNormalization(), pynn.BatchNormalization(),
                             pynn.Dense(2)], "BatchNormalization")]:
         model = pynn.Sequential([pynn.Input((4,))] + layers)

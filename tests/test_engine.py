@@ -507,20 +507,57 @@ def test_train_hands_back_each_batchs_outputs_before_its_update(rng, loss, last)
                   outputs=params[0].reshape(-1)[:12].reshape(4, 3))
 
 
+def test_one_call_over_many_batches_equals_one_call_per_batch(rng):
+    # Per-batch offsets inside a call (Adam's step, the dropout step, sample weights, the
+    # outputs rows, batch normalisation's statistics) must give the same bits as calling
+    # batch by batch, with every feature on at once.
+    sizes = [5, 9, 7, 3]
+    x, y = make_data(rng, 37, sizes, "softmax_xent_sparse")
+    w = rng.uniform(0, 2, 37).astype(np.float32)
+    order = rng.permutation(37).astype(np.int64)
+    hyper = {**HYPER["adam"], "clipnorm": 0.5, "clipvalue": 0.2}
+    runs = []
+    for per_batch in (False, True):
+        eng, cfg, params, state, ref, tr = make_engine(np.random.default_rng(5), sizes,
+                                                       [TANH, RELU, SOFTMAX],
+                                                       "softmax_xent_sparse", "adam", max_batch=8)
+        eng.set_dropout(1, 0.3, 77)
+        eng.set_regularizer(0, 1e-3, 1e-2, 0.0, 1e-2)
+        bn = [np.ones(9, np.float32), np.zeros(9, np.float32), np.zeros(9, np.float32),
+              np.ones(9, np.float32)]
+        bn_slots = [[np.zeros(9, np.float32) for _ in range(2)] for _ in range(2)]
+        eng.set_batchnorm(0, False, 0.9, 1e-3, True, *bn, bn_slots[0], bn_slots[1])
+        outputs = np.full((37, 3), np.nan, np.float32)
+        if per_batch:
+            logs = np.concatenate([
+                eng.train(x, y, order, b, b + 1, 8, hyper, b, ["sparse_accuracy"], w,
+                          outputs[b * 8:min(37, (b + 1) * 8)]) for b in range(5)])
+        else:
+            logs = eng.train(x, y, order, 0, 5, 8, hyper, 0, ["sparse_accuracy"], w, outputs)
+        arrays = [logs, outputs, *params, *(a for slots in state for a in slots), *bn,
+                  *(a for slots in bn_slots for a in slots)]
+        runs.append(arrays)
+    assert len(runs[0]) == len(runs[1]) == 2 + 6 + 12 + 4 + 4
+    for one_call, per_batch in zip(*runs):
+        np.testing.assert_array_equal(one_call, per_batch)
+    assert not np.isnan(runs[0][1]).any()  # every row of outputs was written
+
+
 # ---- (c) bad arguments ------------------------------------------------------------------------
 
 def test_set_batchnorm_errors(rng):
     eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, SOFTMAX],
                                                    "softmax_xent_sparse", "adam")
     ones, zeros = np.ones(6, np.float32), np.zeros(6, np.float32)
-    ok = dict(layer=0, pre=True, momentum=0.99, epsilon=1e-3, trainable=True, gamma=ones.copy(),
+    ok = dict(layer=0, pre=True, momentum=0.99, epsilon=1e-3, trainable=True, gamma=ones,
               beta=zeros.copy(), moving_mean=zeros.copy(), moving_variance=ones.copy(),
               gamma_slots=[zeros.copy(), zeros.copy()], beta_slots=[zeros.copy(), zeros.copy()])
     for change, words in [(dict(layer=1), "after the output layer"), (dict(layer=5), "layer"),
                           (dict(gamma=np.ones(5, np.float32)), r"gamma: expected shape \(6,\)"),
                           (dict(moving_mean=None), "moving_mean: required"),
                           (dict(momentum=1.0), "momentum"), (dict(epsilon=0.0), "epsilon"),
-                          (dict(beta_slots=[zeros.copy()] * 3), "at most 2")]:
+                          (dict(beta_slots=[zeros.copy() for _ in range(3)]), "at most 2"),
+                          (dict(beta=ones), "separate buffers")]:
         with pytest.raises(ValueError, match=words):
             eng.set_batchnorm(**{**ok, **change})
     eng.set_batchnorm(**{**ok, "gamma_slots": []})  # accepted here, refused when training:

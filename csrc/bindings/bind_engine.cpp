@@ -11,8 +11,8 @@
 //   .predict(x, out)                     out = model outputs, every activation applied
 //   shuffled_order(n, seed) -> int64 permutation of range(n)
 // Every array is checked (type, dtype, ndim, shape, contiguity, writability, overlap) before
-// a pointer is taken; train validates indices and labels before touching the weights, so a
-// bad argument raises and never leaves a half-trained model. The GIL is released around the
+// a pointer is taken; train validates indices and labels (under the engine's lock) before
+// touching the weights, so a bad argument raises and never leaves a half-trained model. The GIL is released around the
 // work (validation included).
 #include <pybind11/numpy.h>
 #include <cmath>
@@ -126,11 +126,34 @@ public:
             gs.push_back(take(gamma_slots[k], "gamma_slots[" + std::to_string(k) + "]", false));
         for (size_t k = 0; k < beta_slots.size(); ++k)
             bs.push_back(take(beta_slots[k], "beta_slots[" + std::to_string(k) + "]", false));
+        // The optimizer loops use __restrict pointers and the statistics are written in
+        // place: every array must be its own buffer, apart from the bound parameters too.
+        for (size_t i = 0; i < keep.size(); ++i) {
+            for (size_t j = i + 1; j < keep.size(); ++j)
+                if (overlap(keep[i], keep[j]))
+                    throw py::value_error("set_batchnorm: gamma, beta, the moving statistics and the slots "
+                                          "must be separate buffers");
+            for (const py::array& r : refs_)
+                if (overlap(keep[i], r))
+                    throw py::value_error("set_batchnorm: arrays must not share memory with the bound parameters");
+        }
         {
             py::gil_scoped_release nogil;
             eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs);
         }
-        for (auto& a : keep) bn_refs_.push_back(std::move(a));
+        bn_refs_.resize(static_cast<size_t>(eng_.n_layers()));
+        bn_refs_[static_cast<size_t>(layer)] = std::move(keep);  // replaces a previous setting
+    }
+
+    // Every array the engine writes or reads by reference: bound parameters and state, and
+    // batch normalisation's arrays.
+    bool overlaps_bound(const py::array& a) const {
+        for (const py::array& r : refs_)
+            if (overlap(a, r)) return true;
+        for (const auto& layer : bn_refs_)
+            for (const py::array& r : layer)
+                if (overlap(a, r)) return true;
+        return false;
     }
 
     void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
@@ -212,7 +235,16 @@ public:
                 if (overlap(arrays[a], arrays[b]))
                     throw py::value_error("bind: the bound arrays (params and state) must not share memory; "
                                           "arrays #" + std::to_string(a) + " and #" + std::to_string(b) + " overlap");
-        eng_.bind(ptrs, train_flags, slot_ptrs);
+        for (size_t a = 0; a < arrays.size(); ++a)
+            for (const auto& layer : bn_refs_)
+                for (const py::array& r : layer)
+                    if (overlap(arrays[a], r))
+                        throw py::value_error("bind: array #" + std::to_string(a) +
+                                              " shares memory with a batch normalization array");
+        {
+            py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
+            eng_.bind(ptrs, train_flags, slot_ptrs);
+        }
         refs_ = std::move(arrays);
     }
 
@@ -256,15 +288,16 @@ public:
         py::array outputs;
         const bool want_outputs = !outputs_obj.is_none();
         if (want_outputs) {
-            // Rows of batches [first, last) (range errors come from validate below).
-            const index_t r0 = std::max<index_t>(0, first) * batch_size;
-            const index_t r1 = batch_size > 0 ? std::min(n, std::max<index_t>(0, last) * batch_size) : 0;
+            // Rows of batches [first, last); out-of-range arguments are clamped here (no
+            // overflow) and refused by validate inside train.
+            const index_t bs = std::max<index_t>(1, batch_size), n_batches = (n + bs - 1) / bs;
+            const index_t r0 = std::min(std::max<index_t>(0, first), n_batches) * bs;
+            const index_t r1 = std::min(n, std::min(std::max<index_t>(0, last), n_batches) * bs);
             outputs = as_array(outputs_obj, "outputs");
             check_float_shape(outputs, "outputs", {std::max<index_t>(0, r1 - r0), C}, true);
             if (overlap(outputs, x)) throw py::value_error("outputs: must not share memory with x");
-            for (const py::array& a : refs_)
-                if (overlap(a, outputs))
-                    throw py::value_error("outputs: must not share memory with the bound parameters or state");
+            if (overlaps_bound(outputs))
+                throw py::value_error("outputs: must not share memory with the bound parameters or state");
         }
         py::array order = as_array(order_obj, "order");
         if (!is_int_dtype(order, 8))
@@ -320,8 +353,6 @@ public:
         double* rp = result.mutable_data();
         {
             py::gil_scoped_release nogil;
-            eng_.validate(op, n, first, last, batch_size, sparse ? static_cast<const std::int32_t*>(yp) : nullptr,
-                          h, metrics.data(), nm);
             eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp, outp);
         }
         return result;
@@ -335,8 +366,8 @@ public:
         check_float_shape(out, "out", {n, C}, true);
         if (overlap(x, out)) throw py::value_error("out: must not share memory with x");
         if (!eng_.bound()) throw py::value_error("predict: no parameters bound; call bind(params, trainable, state) first");
-        for (const py::array& a : refs_)
-            if (overlap(a, out)) throw py::value_error("out: must not share memory with the bound parameters or state");
+        if (overlaps_bound(out))
+            throw py::value_error("out: must not share memory with the bound parameters or state");
         const float* xp = static_cast<const float*>(x.data());
         float* outp = static_cast<float*>(out.mutable_data());
         // Finiteness is checked here, in one cheap pass, so Python's single-row path needs
@@ -351,7 +382,7 @@ public:
 private:
     DenseEngine eng_;
     std::vector<py::array> refs_;  // keep the bound arrays alive while the engine uses them
-    std::vector<py::array> bn_refs_;  // the same for batch normalisation's arrays
+    std::vector<std::vector<py::array>> bn_refs_;  // the same for batch normalisation's, per layer
 };
 
 }  // namespace

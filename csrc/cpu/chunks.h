@@ -30,10 +30,17 @@ template <class F>
 double sum_chunks(index_t n, F&& fn) {
     if (n <= kParallelMin) return n > 0 ? fn(index_t(0), n) : 0.0;
     index_t tasks = (n + kChunk - 1) / kChunk;
-    std::vector<double> part(static_cast<size_t>(tasks));
+    // Partials on the stack up to 2M elements (the engine's per-step calls allocate nothing).
+    double local[64];
+    std::vector<double> heap;
+    double* part = local;
+    if (tasks > 64) {
+        heap.resize(static_cast<size_t>(tasks));
+        part = heap.data();
+    }
     parallel_for(tasks, [&](index_t k) { part[k] = fn(k * kChunk, std::min(n, (k + 1) * kChunk)); });
     double s = 0.0;
-    for (double p : part) s += p;
+    for (index_t k = 0; k < tasks; ++k) s += part[k];
     return s;
 }
 

@@ -304,9 +304,13 @@ void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
     if (!(rate >= 0.0 && rate < 1.0))
         fail("set_dropout: rate must be in [0, 1), got " + std::to_string(rate));
     Layer& l = layers_[layer];
+    if (rate > 0.0 && max_batch_ * l.out > index_t(0xffffffff))
+        fail("set_dropout: dropout masks cover at most 2^32 - 1 elements per batch (max_batch x units)");
+    // Allocate before committing: a failed allocation leaves the layer as it was.
+    std::vector<float> buffer(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
+    l.dropped.swap(buffer);
     l.drop_rate = rate;
     l.drop_seed = seed;
-    l.dropped.assign(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
 }
 
 void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double epsilon,
@@ -349,7 +353,7 @@ void DenseEngine::find_lowest_trainable() {
     lowest_trainable_ = static_cast<int>(layers_.size());
     for (size_t i = 0; i < layers_.size(); ++i) {
         const Layer& l = layers_[i];
-        if (l.trainable || (l.bn && l.bn->trainable)) {
+        if (l.trainable || (l.bn && l.bn->trainable && (l.bn->gamma || l.bn->beta))) {
             lowest_trainable_ = static_cast<int>(i);
             break;
         }
@@ -408,6 +412,7 @@ double DenseEngine::penalty(const Layer& l, bool add_gradients) {
 
 void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
                        const std::vector<std::vector<float*>>& state) {
+    std::lock_guard<std::mutex> lock(mu_);  // never while a train/predict uses the old arrays
     size_t n_params = 0;
     for (const Layer& l : layers_) n_params += l.has_bias ? 2 : 1;
     if (params.size() != n_params || state.size() != n_params || trainable.size() != layers_.size())
@@ -440,7 +445,8 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
                            const EngineMetric* metrics, int n_metrics) const {
     if (!bound_) fail("train: no parameters bound; call bind(params, trainable, state) first");
     if (bs < 1) fail("batch_size: expected >= 1, got " + std::to_string(bs));
-    if (bs > max_batch_)
+    // A batch holds min(batch_size, n) rows at most: that is what the buffers must fit.
+    if (std::min(bs, n) > max_batch_)
         fail("batch_size: " + std::to_string(bs) + " exceeds the engine's max_batch " + std::to_string(max_batch_));
     const index_t n_batches = (n + bs - 1) / bs;
     if (first < 0 || last < first || last > n_batches)
@@ -652,13 +658,11 @@ void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetr
                 break;
             }
             case EngineMetric::binary_accuracy: {
-                // sigmoid(z) > 0.5 <=> z > 0: no need to activate sigmoid logits.
-                const float* p = out;
-                float thr = 0.5f;
-                if (fused_ && l.act == kSigmoid) thr = 0.f;
-                else p = activated();
+                // On the probabilities, as the layer path: float32 sigmoid(z) rounds to 0.5 for
+                // 0 < z < ~1.2e-7, so "z > 0" on logits would disagree there.
+                const float* p = activated();
                 index_t hits = 0;
-                for (index_t i = 0; i < n; ++i) hits += (p[i] > thr) == (t[i] > 0.5f);
+                for (index_t i = 0; i < n; ++i) hits += (p[i] > 0.5f) == (t[i] > 0.5f);
                 v = double(hits) / double(n);
                 break;
             }
@@ -850,9 +854,12 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
                         std::int64_t step, const EngineMetric* metrics, int n_metrics,
                         double* result, const float* sample_weight, float* outputs) {
     std::lock_guard<std::mutex> lock(mu_);
+    const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
+    // Under the same lock as the step: nothing can rebind or reconfigure in between.
+    validate(order, n, first, last, bs, sparse ? static_cast<const std::int32_t*>(y) : nullptr, h,
+             metrics, n_metrics);
     FlushDenormals ftz;
     const index_t in = in_features(), C = out_features();
-    const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     // Frozen layers' penalties are constant during the call (Keras adds them to the loss too).
     double frozen_penalty = 0.0;
     for (const Layer& l : layers_)

@@ -110,7 +110,8 @@ public:
     // last one may be short). result: (last - first) x (1 + n_metrics) doubles: the batch's
     // mean loss before its update, then each metric's batch mean. Batch j of the call uses
     // step + j + 1 as the optimizer's iteration (Adam's bias correction) and step + j as its
-    // dropout step. Call validate first.
+    // dropout step. Runs validate first (under the engine's lock), so a bad argument throws
+    // before anything changes.
     // sample_weight (nullable): one weight per row of x, scaling that row's loss and gradient.
     // outputs (nullable): receives each batch's model outputs (activations applied, as
     // predict returns them) before its update, batch after batch: (rows of the batches) x out,

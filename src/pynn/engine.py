@@ -92,6 +92,10 @@ def _dense_stack(model, for_training=True):
                     f"natively here")
     if not stack:
         return "the model has no Dense layers"
+    if for_training and isinstance(model.layers[-1], Dropout):
+        # Even at rate 0: the layer path then computes the loss on the (dropout's) outputs,
+        # not fused with the output activation, which the engine would do.
+        return f"dropout after the output layer ({model.layers[-1].name!r})"
     for stage in stack[:-1]:
         if stage.act.name == "softmax":
             return f"softmax inside the network (layer {stage.dense.name!r})"
@@ -99,7 +103,7 @@ def _dense_stack(model, for_training=True):
     if last.dropout is not None:
         return f"dropout after the output layer ({last.dropout.name!r})"
     if last.bn is not None:
-        return f"batch normalization after the output layer ({last.bn.name!r})"
+        return f"batch normalization in the output layer ({last.bn.name!r})"
     return stack
 
 
@@ -257,6 +261,7 @@ class PredictEngine(NativeEngine):
         self.layers = list(model.layers)
         self.activations = [getattr(l, "activation", None) for l in self.layers]
         self.values = [p.value for p in self.params + self.bn_params]
+        self.bn_epsilons = [(l, l.epsilon) for l in self.layers if isinstance(l, BatchNormalization)]
         self.n_features = model.input_shape[0]
 
     def describes(self, model):
@@ -267,6 +272,8 @@ class PredictEngine(NativeEngine):
         if len(layers) != len(self.layers) or any(
                 a is not b or getattr(a, "activation", None) is not act
                 for a, b, act in zip(layers, self.layers, self.activations)):
+            return False
+        if any(layer.epsilon != eps for layer, eps in self.bn_epsilons):
             return False
         return all(p.value is v for p, v in zip(self.params + self.bn_params, self.values))
 

@@ -324,7 +324,7 @@ class Sequential:
         wd = None if w is None else b.asarray(w, self._dtype)
         n = x.shape[0]
         steps = -(-n // batch_size)
-        native = self._native_engine(engine, batch_size)
+        native = self._native_engine(engine, min(batch_size, n))  # buffers for the rows used
         history = History()
         user_callbacks = list(callbacks or [])
         cbs = CallbackList([history, *user_callbacks], self,
