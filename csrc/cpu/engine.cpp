@@ -718,7 +718,6 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
         const index_t per = (n + parts - 1) / parts;
         const index_t step16 = (per + 15) / 16 * 16;  // 64-byte boundaries: no false sharing
         parallel_for(parts, [&](index_t t) {
-            FlushDenormals ftz;  // MXCSR is per thread: pool workers need it too
             const index_t b = std::min(n, t * step16), e = std::min(n, (t + 1) * step16);
             if (b < e) run(b, e);
         });

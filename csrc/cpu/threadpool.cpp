@@ -8,6 +8,9 @@
 // parallel_for) runs its tasks inline instead of waiting.
 // fork(): the child has none of the parent's threads; an atfork handler drops (leaks, never
 // joins or destroys) the inherited pool so the child lazily builds a fresh one.
+// Floating-point mode: tasks run with the caller's flush-to-zero / denormals-are-zero bits
+// (x86 MXCSR), so a result never depends on which thread took which task (the native engine
+// flushes denormals, the layer path's kernels do not).
 #include "pynn/threadpool.h"
 
 #include <pthread.h>
@@ -63,6 +66,9 @@ public:
     // but the futex wake-up.
     void run(index_t n_tasks, const std::function<void(index_t)>& fn) {
         fn_ = &fn;
+#if defined(__x86_64__) || defined(__i386__)
+        csr_ = _mm_getcsr();  // published with the job (release store below)
+#endif
         done_tasks_.store(0, std::memory_order_relaxed);
         error_ = nullptr;
         error_flag_.store(false, std::memory_order_relaxed);
@@ -116,6 +122,18 @@ private:
             }
             if (!error_flag_.load(std::memory_order_relaxed)) {
                 try {
+#if defined(__x86_64__) || defined(__i386__)
+                    struct CallerMode {  // the caller's MXCSR while the task runs
+                        unsigned own;
+                        bool changed;
+                        explicit CallerMode(unsigned want) : own(_mm_getcsr()), changed(own != want) {
+                            if (changed) _mm_setcsr(want);
+                        }
+                        ~CallerMode() {
+                            if (changed) _mm_setcsr(own);
+                        }
+                    } mode(csr_);
+#endif
                     (*fn_)(t);
                 } catch (...) {
                     std::lock_guard<std::mutex> lk(error_mu_);
@@ -165,6 +183,7 @@ private:
     std::atomic<std::uint64_t> state_{0};  // generation << 32 | n_tasks << 16 | next task
     std::atomic<index_t> done_tasks_{0};
     const std::function<void(index_t)>* fn_ = nullptr;
+    unsigned csr_ = 0;  // the caller's MXCSR for this job's tasks
     std::mutex error_mu_;
     std::exception_ptr error_;
     std::atomic<bool> error_flag_{false};
