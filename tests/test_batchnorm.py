@@ -111,6 +111,15 @@ BN_MODELS = {
     "post": lambda: [pynn.Dense(12, activation="gelu"), pynn.BatchNormalization(momentum=0.9),
                      pynn.Dropout(0.3), pynn.Dense(7, activation="elu"),
                      pynn.BatchNormalization(center=False), pynn.Dense(3, activation="softmax")],
+    # the inputs normalised (its gamma/beta need the first layer's input gradient)
+    "inputs": lambda: [pynn.BatchNormalization(momentum=0.8), pynn.Dense(12, activation="relu"),
+                       pynn.BatchNormalization(), pynn.Dense(3, activation="softmax")],
+    # ... trained through a frozen first layer, and a frozen input normalisation
+    "inputs-frozen": lambda: [pynn.BatchNormalization(), pynn.Dense(12, activation="relu",
+                                                                    trainable=False),
+                              pynn.Dense(3, activation="softmax")],
+    "inputs-fixed": lambda: [pynn.BatchNormalization(trainable=False),
+                             pynn.Dense(12, activation="relu"), pynn.Dense(3, activation="softmax")],
     # a frozen normalisation (moving statistics while training, gamma/beta fixed) and one
     # without scale, under global gradient clipping
     "frozen": lambda: [pynn.Dense(12), pynn.BatchNormalization(trainable=False),
@@ -148,8 +157,9 @@ def test_native_engine_trains_batchnorm_like_the_layer_path(rng, kind):
 
 def test_batchnorm_placements_the_engine_does_not_take_fall_back_visibly():
     pytest.importorskip("pynn._C")
-    for layers, words in [([pynn.BatchNormalization(), pynn.Dense(2)], "on the model's inputs"),
-                          ([pynn.Dense(2), pynn.BatchNormalization()], "in the output layer"),
+    for layers, words in [([pynn.Dense(2), pynn.BatchNormalization()], "in the output layer"),
+                          ([pynn.BatchNormalization(), pynn.BatchNormalization(), pynn.Dense(2)],
+                           "BatchNormalization"),
                           ([pynn.Dense(3), pynn.BatchNormalization(), pynn.BatchNormalization(),
                             pynn.Dense(2)], "BatchNormalization")]:
         model = pynn.Sequential([pynn.Input((4,))] + layers)

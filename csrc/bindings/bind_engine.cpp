@@ -100,11 +100,11 @@ public:
                        const py::object& gamma, const py::object& beta, const py::object& mean,
                        const py::object& var, const py::sequence& gamma_slots,
                        const py::sequence& beta_slots) {
-        if (layer < 0 || layer + 1 >= eng_.n_layers())
-            throw py::value_error("set_batchnorm: layer must be in [0, " + std::to_string(eng_.n_layers() - 1) +
-                                  ") (batch normalization after the output layer is not supported), got " +
-                                  std::to_string(layer));
-        const index_t C = eng_.layer_out(layer);
+        if (layer < -1 || layer + 1 >= eng_.n_layers())
+            throw py::value_error("set_batchnorm: layer must be in [-1, " + std::to_string(eng_.n_layers() - 1) +
+                                  ") (-1: the inputs; batch normalization after the output layer is not "
+                                  "supported), got " + std::to_string(layer));
+        const index_t C = layer < 0 ? eng_.in_features() : eng_.layer_out(layer);
         std::vector<py::array> keep;
         // A (C,) float32 writable array, kept alive with the engine; nullptr for None.
         auto take = [&](const py::object& o, const std::string& name, bool optional) -> float* {
@@ -141,8 +141,8 @@ public:
             py::gil_scoped_release nogil;
             eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs);
         }
-        bn_refs_.resize(static_cast<size_t>(eng_.n_layers()));
-        bn_refs_[static_cast<size_t>(layer)] = std::move(keep);  // replaces a previous setting
+        bn_refs_.resize(static_cast<size_t>(eng_.n_layers()) + 1);  // [0]: the inputs' normalisation
+        bn_refs_[static_cast<size_t>(layer + 1)] = std::move(keep);  // replaces a previous setting
     }
 
     // Every array the engine writes or reads by reference: bound parameters and state, and
@@ -406,7 +406,7 @@ void register_engine(py::module_& m) {
              py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"),
              py::arg("gamma_slots"), py::arg("beta_slots"),
              "Keras BatchNormalization in a layer (not the last): pre=True between its GEMM and "
-             "its activation, else after the activation. float32 (out,) arrays, updated in "
+             "its activation, else after the activation; layer -1 normalises the inputs. float32 (out,) arrays, updated in "
              "place (gamma/beta by the optimizer when trainable, the moving statistics while "
              "training with batch statistics); gamma/beta may be None.")
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),

@@ -318,16 +318,17 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
                                 float* moving_var, const std::vector<float*>& gamma_slots,
                                 const std::vector<float*>& beta_slots) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (layer < 0 || layer + 1 >= n_layers())
-        fail("set_batchnorm: layer must be in [0, " + std::to_string(n_layers() - 1) +
-             ") (batch normalization after the output layer is not supported), got " + std::to_string(layer));
+    if (layer < -1 || layer + 1 >= n_layers())
+        fail("set_batchnorm: layer must be in [-1, " + std::to_string(n_layers() - 1) +
+             ") (-1: the inputs; batch normalization after the output layer is not supported), got " +
+             std::to_string(layer));
     if (!(momentum >= 0.0 && momentum < 1.0)) fail("set_batchnorm: momentum must be in [0, 1)");
     if (!(epsilon > 0.0) || !std::isfinite(epsilon)) fail("set_batchnorm: epsilon must be > 0");
     if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
     if (gamma_slots.size() > 2 || beta_slots.size() > 2) fail("set_batchnorm: at most 2 optimizer slots");
-    Layer& l = layers_[layer];
-    auto b = std::make_unique<Layer::BatchNorm>();
-    b->pre = pre;
+    const index_t cols = layer < 0 ? in_features() : layers_[layer].out;
+    auto b = std::make_unique<BatchNorm>();
+    b->pre = layer >= 0 && pre;
     b->momentum = momentum;
     b->epsilon = epsilon;
     b->trainable = trainable;
@@ -339,18 +340,28 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     b->n_b_slots = static_cast<int>(beta_slots.size());
     for (int k = 0; k < b->n_g_slots; ++k) b->g_slot[k] = gamma_slots[k];
     for (int k = 0; k < b->n_b_slots; ++k) b->b_slot[k] = beta_slots[k];
-    const size_t rows_x_out = static_cast<size_t>(max_batch_ * l.out), C = static_cast<size_t>(l.out);
-    b->xhat.assign(rows_x_out, 0.f);
-    if (!pre) b->out.assign(rows_x_out, 0.f);
+    const size_t rows_x_cols = static_cast<size_t>(max_batch_ * cols), C = static_cast<size_t>(cols);
+    b->xhat.assign(rows_x_cols, 0.f);
+    if (!b->pre) b->out.assign(rows_x_cols, 0.f);
     for (auto* v : {&b->mean, &b->var, &b->inv_std, &b->dgamma, &b->dbeta}) v->assign(C, 0.f);
     b->tmp.assign(2 * C, 0.f);
     b->acc.assign(2 * C, 0.0);
-    l.bn = std::move(b);
+    if (layer < 0) {
+        std::vector<float> grad(trainable && (gamma || beta) ? rows_x_cols : 0, 0.f);
+        input_bn_ = std::move(b);
+        input_grad_.swap(grad);
+    } else {
+        layers_[layer].bn = std::move(b);
+    }
     find_lowest_trainable();
 }
 
 void DenseEngine::find_lowest_trainable() {
     lowest_trainable_ = static_cast<int>(layers_.size());
+    if (input_bn_trains()) {  // its gradients come through every layer
+        lowest_trainable_ = 0;
+        return;
+    }
     for (size_t i = 0; i < layers_.size(); ++i) {
         const Layer& l = layers_[i];
         if (l.trainable || (l.bn && l.bn->trainable && (l.bn->gamma || l.bn->beta))) {
@@ -363,9 +374,8 @@ void DenseEngine::find_lowest_trainable() {
 // Normalises z (rows x out) into `out` (gamma * xhat + beta), keeping xhat for backward:
 // with batch statistics (updating the moving ones, Keras' rule) when training a trainable
 // layer, else with the moving statistics.
-void DenseEngine::batchnorm_forward(Layer& l, float* z, index_t rows, bool training, float* out) {
-    Layer::BatchNorm& b = *l.bn;
-    const index_t C = l.out;
+void DenseEngine::batchnorm_forward(BatchNorm& b, index_t C, const float* z, index_t rows,
+                                    bool training, float* out) {
     b.used_batch = training && b.trainable;
     const float* mean = b.moving_mean;
     const float* var = b.moving_var;
@@ -495,6 +505,9 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
             ((l.bn->gamma && l.bn->n_g_slots < need) || (l.bn->beta && l.bn->n_b_slots < need)))
             fail("set_batchnorm: layer " + std::to_string(i) + ": " + what + " for gamma and beta");
     }
+    if (input_bn_trains() && ((input_bn_->gamma && input_bn_->n_g_slots < need) ||
+                              (input_bn_->beta && input_bn_->n_b_slots < need)))
+        fail(std::string("set_batchnorm: the input normalisation: ") + what + " for gamma and beta");
 }
 
 // ---- the step -------------------------------------------------------------------------------
@@ -503,8 +516,12 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
                           std::uint64_t drop_step) {
     const float* X = x0;
     const size_t L = layers_.size();
+    if (input_bn_) {
+        batchnorm_forward(*input_bn_, in_features(), x0, rows, training, input_bn_->out.data());
+        X = input_bn_->out.data();
+    }
 #if defined(PYNN_X86)
-    bool any_bn = false;
+    bool any_bn = input_bn_ != nullptr;
     for (const Layer& l : layers_) any_bn = any_bn || l.bn;
     if (rows == 1 && !training && use_gemv() && !any_bn) {
         for (size_t i = 0; i < L; ++i) {
@@ -561,7 +578,7 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, z, l.out, ep);
             const bool keep_z = act == kGelu && training;
             float* u = keep_z ? l.Z : Y;
-            batchnorm_forward(l, z, rows, training, u);
+            batchnorm_forward(*l.bn, l.out, z, rows, training, u);
             if (act != kLinear) activation_forward(static_cast<Activation>(act), l.param, u, Y, rows * l.out);
         } else if (act == kSoftmax) {
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
@@ -574,7 +591,7 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             ep.act = static_cast<Activation>(act);
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
         }
-        if (l.bn && !l.bn->pre) batchnorm_forward(l, Y, rows, training, l.bn->out.data());
+        if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, rows, training, l.bn->out.data());
         if (training && l.drop_rate > 0.0) {
             const float* a = l.bn && !l.bn->pre ? l.bn->out.data() : Y;
             dropout_apply(a, l.dropped.data(), rows * l.out, l.drop_rate, l.drop_seed, drop_step);
@@ -748,27 +765,47 @@ void scale(float* g, index_t n, float f) {
 // The optimizer's clipping (pynn/optimizers.py _clip) on this layer's trainable tensors:
 // clipvalue element-wise, then clipnorm per tensor (factor clipnorm / norm rounded to float,
 // as numpy's g *= python_float does).
+namespace {
+// clipvalue then clipnorm on one gradient tensor; returns its sum of squares after.
+double clip_tensor(float* g, index_t n, const EngineHyper& h) {
+    double ss = clamp_and_square(g, n, h.clipvalue);
+    if (h.clipnorm > 0.0) {
+        const double norm = std::sqrt(ss);
+        if (norm > h.clipnorm) {
+            const float f = static_cast<float>(h.clipnorm / norm);
+            scale(g, n, f);
+            ss *= double(f) * double(f);
+        }
+    }
+    return ss;
+}
+}  // namespace
+
+double DenseEngine::clip_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h) {
+    double total = 0.0;
+    if (b.gamma) total += clip_tensor(b.dgamma.data(), cols, h);
+    if (b.beta) total += clip_tensor(b.dbeta.data(), cols, h);
+    return total;
+}
+
+void DenseEngine::update_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h, std::int64_t step) {
+    if (b.gamma) update(b.gamma, b.dgamma.data(), b.g_slot, b.n_g_slots, cols, h, step);
+    if (b.beta) update(b.beta, b.dbeta.data(), b.b_slot, b.n_b_slots, cols, h, step);
+}
+
+void DenseEngine::scale_batchnorm_grads(BatchNorm& b, index_t cols, float f) {
+    if (b.gamma) scale(b.dgamma.data(), cols, f);
+    if (b.beta) scale(b.dbeta.data(), cols, f);
+}
+
 double DenseEngine::clip_layer(Layer& l, const EngineHyper& h) {
     double total = 0.0;
     const bool bn_tr = l.bn && l.bn->trainable;
-    auto one = [&](float* g, index_t n) {
-        double ss = clamp_and_square(g, n, h.clipvalue);
-        if (h.clipnorm > 0.0) {
-            const double norm = std::sqrt(ss);
-            if (norm > h.clipnorm) {
-                const float f = static_cast<float>(h.clipnorm / norm);
-                scale(g, n, f);
-                ss *= double(f) * double(f);
-            }
-        }
-        total += ss;
-    };
     if (l.trainable) {
-        one(l.dW, l.in * l.out);
-        if (l.has_bias) one(l.db, l.out);
+        total += clip_tensor(l.dW, l.in * l.out, h);
+        if (l.has_bias) total += clip_tensor(l.db, l.out, h);
     }
-    if (bn_tr && l.bn->gamma) one(l.bn->dgamma.data(), l.out);
-    if (bn_tr && l.bn->beta) one(l.bn->dbeta.data(), l.out);
+    if (bn_tr) total += clip_batchnorm(*l.bn, l.out, h);
     return total;
 }
 
@@ -779,11 +816,7 @@ void DenseEngine::update_layer(Layer& l, const EngineHyper& h, std::int64_t step
         update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
         if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
     }
-    if (l.bn && l.bn->trainable) {
-        Layer::BatchNorm& b = *l.bn;
-        if (b.gamma) update(b.gamma, b.dgamma.data(), b.g_slot, b.n_g_slots, l.out, h, step);
-        if (b.beta) update(b.beta, b.dbeta.data(), b.b_slot, b.n_b_slots, l.out, h, step);
-    }
+    if (l.bn && l.bn->trainable) update_batchnorm(*l.bn, l.out, h, step);
 }
 
 
@@ -800,7 +833,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         if (l.drop_rate > 0.0)
             dropout_apply(l.D, l.D, rows * l.out, l.drop_rate, l.drop_seed, drop_step);
         auto bn_backward = [&] {
-            Layer::BatchNorm& b = *l.bn;
+            BatchNorm& b = *l.bn;
             bn::backward(l.D, b.xhat.data(), rows, l.out, b.inv_std.data(), b.gamma, b.used_batch,
                          b.trainable && b.gamma ? b.dgamma.data() : nullptr,
                          b.trainable && b.beta ? b.dbeta.data() : nullptr, l.D, b.acc.data(),
@@ -810,14 +843,17 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         if (!logits && l.act != kLinear)
             activation_backward(static_cast<Activation>(l.act), l.param, l.Z, l.Y, l.D, l.D, rows * l.out);
         if (l.bn && l.bn->pre) bn_backward();
-        const float* X = i == 0 ? xb_ : layers_[i - 1].input_for_next(true);
+        const float* X = i > 0 ? layers_[i - 1].input_for_next(true) : input_bn_ ? input_bn_->out.data() : xb_;
         if (l.trainable) {
             gemm(true, false, l.in, l.out, rows, 1.f, X, l.in, l.D, l.out, 0.f, l.dW, l.out);
             if (l.has_bias) bias_grad(l.D, l.db, rows, l.out);
         }
         // dX with the weights as they were in the forward pass: before this layer's update.
+        // The first layer's goes to a trained input normalisation only.
         if (i > lowest_trainable_)
             gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, layers_[i - 1].D, l.in);
+        else if (i == 0 && input_bn_trains())
+            gemm(false, true, rows, l.in, l.out, 1.f, l.D, l.out, l.W, l.out, 0.f, input_grad_.data(), l.in);
         if (l.trainable && l.regularized()) pen += penalty(l, true);  // weights before their update
         if (l.trainable || (l.bn && l.bn->trainable)) {
             const bool clips = h.clipvalue > 0.f || h.clipnorm > 0.0 || h.global_clipnorm > 0.0;
@@ -826,6 +862,17 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
             if (h.global_clipnorm > 0.0) global_sq += sq;
             else update_layer(l, h, step);
         }
+    }
+    if (input_bn_trains()) {  // below the first layer: its gamma and beta last
+        BatchNorm& b = *input_bn_;
+        const index_t C = in_features();
+        bn::backward(input_grad_.data(), b.xhat.data(), rows, C, b.inv_std.data(), b.gamma, b.used_batch,
+                     b.gamma ? b.dgamma.data() : nullptr, b.beta ? b.dbeta.data() : nullptr, nullptr,
+                     b.acc.data(), b.tmp.data());
+        const bool clips = h.clipvalue > 0.f || h.clipnorm > 0.0 || h.global_clipnorm > 0.0;
+        const double sq = clips ? clip_batchnorm(b, C, h) : 0.0;
+        if (h.global_clipnorm > 0.0) global_sq += sq;
+        else update_batchnorm(b, C, h, step);
     }
     if (h.global_clipnorm > 0.0) {
         const double norm = std::sqrt(global_sq);
@@ -839,10 +886,13 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
                     scale(l.dW, l.in * l.out, f);
                     if (l.has_bias) scale(l.db, l.out, f);
                 }
-                if (bn_tr && l.bn->gamma) scale(l.bn->dgamma.data(), l.out, f);
-                if (bn_tr && l.bn->beta) scale(l.bn->dbeta.data(), l.out, f);
+                if (bn_tr) scale_batchnorm_grads(*l.bn, l.out, f);
             }
             update_layer(l, h, step);
+        }
+        if (input_bn_trains()) {
+            if (f != 1.f) scale_batchnorm_grads(*input_bn_, in_features(), f);
+            update_batchnorm(*input_bn_, in_features(), h, step);
         }
     }
     return pen;

@@ -83,7 +83,8 @@ public:
                          double bias_l2);
 
     // Batch normalization in layer `layer` (not the last): pre = between its GEMM and its
-    // activation, else after the activation (before any dropout). Keras' BatchNormalization:
+    // activation, else after the activation (before any dropout); layer -1 normalises the
+    // model's inputs (pre is ignored). Keras' BatchNormalization:
     // batch statistics and trained gamma/beta while training when `trainable`, the moving
     // statistics otherwise (and always in predict); the moving statistics are updated in
     // place. gamma/beta nullable (scale/center off); their optimizer slots as in bind().
@@ -127,6 +128,23 @@ public:
     void predict(const float* x, float* out, index_t n);
 
 private:
+    struct BatchNorm {
+        bool pre = false;  // between GEMM and activation, else after the activation
+        double momentum = 0.99, epsilon = 1e-3;
+        bool trainable = false;
+        float* gamma = nullptr;  // bound (nullable)
+        float* beta = nullptr;
+        float* moving_mean = nullptr;
+        float* moving_var = nullptr;
+        float* g_slot[2] = {nullptr, nullptr};
+        float* b_slot[2] = {nullptr, nullptr};
+        int n_g_slots = 0, n_b_slots = 0;
+        bool used_batch = false;  // the last forward normalised with batch statistics
+        // Owned, sized at set_batchnorm: xhat and (post) the normalised output per row;
+        // per column the statistics in use, gradients and scratch.
+        std::vector<float> xhat, out, mean, var, inv_std, dgamma, dbeta, tmp;
+        std::vector<double> acc;
+    };
     struct Layer {
         index_t in = 0, out = 0;
         int act = 0;  // Activation code or kSoftmax
@@ -145,23 +163,6 @@ private:
         float* db = nullptr;  // out
         double w_l1 = 0.0, w_l2 = 0.0, b_l1 = 0.0, b_l2 = 0.0;  // weight penalties
         bool regularized() const { return w_l1 != 0.0 || w_l2 != 0.0 || b_l1 != 0.0 || b_l2 != 0.0; }
-        struct BatchNorm {
-            bool pre = false;  // between GEMM and activation, else after the activation
-            double momentum = 0.99, epsilon = 1e-3;
-            bool trainable = false;
-            float* gamma = nullptr;  // bound (nullable)
-            float* beta = nullptr;
-            float* moving_mean = nullptr;
-            float* moving_var = nullptr;
-            float* g_slot[2] = {nullptr, nullptr};
-            float* b_slot[2] = {nullptr, nullptr};
-            int n_g_slots = 0, n_b_slots = 0;
-            bool used_batch = false;  // the last forward normalised with batch statistics
-            // Owned, sized at set_batchnorm: xhat and (post) the normalised output per row;
-            // per column the statistics in use, gradients and scratch.
-            std::vector<float> xhat, out, mean, var, inv_std, dgamma, dbeta, tmp;
-            std::vector<double> acc;
-        };
         std::unique_ptr<BatchNorm> bn;
         double drop_rate = 0.0;      // dropout after the activation (training only)
         std::uint64_t drop_seed = 0;
@@ -188,7 +189,15 @@ private:
     // clipvalue and clipnorm on one layer's gradients; returns their sum of squares after.
     double clip_layer(Layer& l, const EngineHyper& h);
     void update_layer(Layer& l, const EngineHyper& h, std::int64_t step);
-    void batchnorm_forward(Layer& l, float* z, index_t rows, bool training, float* out);
+    void batchnorm_forward(BatchNorm& b, index_t cols, const float* z, index_t rows, bool training,
+                           float* out);
+    double clip_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h);
+    void update_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h, std::int64_t step);
+    void scale_batchnorm_grads(BatchNorm& b, index_t cols, float f);
+    // The input normalisation trains (needs the first layer's input gradient).
+    bool input_bn_trains() const {
+        return input_bn_ && input_bn_->trainable && (input_bn_->gamma || input_bn_->beta);
+    }
     void find_lowest_trainable();
     void update(float* w, const float* g, float* const* slot, int n_slots, index_t n,
                 const EngineHyper& h, std::int64_t step);
@@ -208,6 +217,8 @@ private:
     void* yb_ = nullptr;       // gathered targets (int32 labels or float rows)
     float* probs_ = nullptr;   // activated outputs of a fused last layer (metrics only)
     float* wb_ = nullptr;      // gathered sample weights, max_batch
+    std::unique_ptr<BatchNorm> input_bn_;  // normalisation of the model's inputs (optional)
+    std::vector<float> input_grad_;        // max_batch x in: its incoming gradient
 
     std::mutex mu_;  // train/predict share the buffers: one call at a time per engine
 };

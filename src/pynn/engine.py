@@ -3,8 +3,9 @@
 The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
-folds into it; a BatchNormalization before or after a hidden layer's activation and a Dropout
-at its end run inside the step, the dropout with the layer path's counter-based masks; L1/L2
+folds into it; a BatchNormalization of the inputs, or before or after a hidden layer's
+activation, and a Dropout at a hidden layer's end run inside the step, the dropout with the
+layer path's counter-based masks; L1/L2
 weight penalties join loss and gradients) on the cpu backend in float32,
 with the losses and optimizers of this package, gradient clipping, sample/class weights and
 any metric (accuracy, MSE and MAE computed in C++; others updated in Python from the outputs
@@ -68,12 +69,22 @@ class _Stage:
         return False
 
 
+class _Stack(list):
+    """The stages, and the BatchNormalization of the model's inputs (None without one)."""
+
+    input_bn = None
+
+
 def _dense_stack(model, for_training=True):
-    """[_Stage] covering the model's layers, or a reason string. Dropout is the identity at
-    inference, so the forward pass for predict skips it; rate 0 is the identity too."""
-    stack = []
+    """A _Stack of _Stages covering the model's layers, or a reason string. Dropout is the
+    identity at inference, so the forward pass for predict skips it; rate 0 is the identity
+    too."""
+    stack = _Stack()
     for layer in model.layers:
         if isinstance(layer, InputLayer):
+            continue
+        if isinstance(layer, BatchNormalization) and not stack and stack.input_bn is None:
+            stack.input_bn = layer  # normalises the inputs
             continue
         if isinstance(layer, Dropout):
             if not for_training or layer.rate == 0:
@@ -86,10 +97,8 @@ def _dense_stack(model, for_training=True):
         elif isinstance(layer, Dense):
             stack.append(_Stage(layer))
         elif not (stack and stack[-1].take(layer)):
-            where = "on the model's inputs " if not stack and isinstance(
-                layer, BatchNormalization) else ""
-            return (f"layer {layer.name!r} ({type(layer).__name__}) {where}is not supported "
-                    f"natively here")
+            return (f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively "
+                    f"here")
     if not stack:
         return "the model has no Dense layers"
     if for_training and isinstance(model.layers[-1], Dropout):
@@ -176,11 +185,12 @@ class NativeEngine:
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size))
         self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
-        for i, stage in enumerate(stack):
-            layer, drop, bn = stage.dense, stage.dropout, stage.bn
+        stages = [(-1, None, None, stack.input_bn, False)] if stack.input_bn is not None else []
+        stages += [(i, s.dense, s.dropout, s.bn, s.bn_pre) for i, s in enumerate(stack)]
+        for i, layer, drop, bn, bn_pre in stages:
             if drop is not None:
                 self.engine.set_dropout(i, drop.rate, drop.seed)
-            if training and layer.regularized():
+            if layer is not None and training and layer.regularized():
                 k, b = layer.kernel_regularizer, layer.bias_regularizer if layer.use_bias else None
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
@@ -192,7 +202,7 @@ class NativeEngine:
                         return []
                     return list(opt._slots_for(p).values())
                 self.engine.set_batchnorm(
-                    i, stage.bn_pre, bn.momentum, bn.epsilon, bool(training and bn.trainable),
+                    i, bn_pre, bn.momentum, bn.epsilon, bool(training and bn.trainable),
                     None if gamma is None else gamma.value, None if beta is None else beta.value,
                     bn.moving_mean.value, bn.moving_variance.value, slots(gamma), slots(beta))
                 self.bn_params += [p for p in (gamma, beta, bn.moving_mean, bn.moving_variance)
