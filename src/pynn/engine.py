@@ -2,15 +2,14 @@
 
 The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
-Python per batch. It takes stacks of Dense layers (an Activation right after a linear Dense
-folds into it; a BatchNormalization of the inputs, or before or after a hidden layer's
-activation, and a Dropout at a hidden layer's end run inside the step, the dropout with the
-layer path's counter-based masks; L1/L2
-weight penalties join loss and gradients) on the cpu backend in float32,
-with the losses and optimizers of this package, gradient clipping, sample/class weights and
-any metric (accuracy, MSE and MAE computed in C++; others updated in Python from the outputs
-the engine hands back per batch). Anything else trains layer by layer; `unsupported_reason`
-says why.
+Python per batch. It takes stacks of Dense layers on the cpu backend in float32: an
+Activation right after a linear Dense folds into it; a BatchNormalization of the inputs, or
+before or after a hidden layer's activation, and a Dropout at a hidden layer's end run inside
+the step (the dropout with the layer path's counter-based masks); L1/L2 weight penalties join
+loss and gradients. With the losses and optimizers of this package, gradient clipping,
+sample/class weights and any metric (accuracy, MSE and MAE computed in C++; others updated in
+Python from the outputs the engine hands back per batch). Anything else trains layer by
+layer; `unsupported_reason` says why.
 """
 
 from __future__ import annotations
