@@ -54,52 +54,15 @@ void store_edge(const float* t, float* c, index_t ldc, int m, int n, const TileE
     }
 }
 
-// The last row strip of C when M is not a multiple of 6 (M = 128 leaves 2 rows, 256 and 784
-// leave 4): computing all 6 rows there wasted up to 3% of an M = 128 GEMM (one strip in 22).
-// 4 rows keep 8 independent FMA chains (latency 4 x 2 pipes), so 1-4 rows cost 2/3 of a full
-// strip. Each row's sum runs in the same order as in the 6-row kernel: a row's result does
-// not depend on where the row falls (scikit-learn checks predict under sample reordering).
-void kernel_4x16(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
+// R rows of the tile (R = 6, or 4 for the last row strip when M is not a multiple of 6: M = 128
+// leaves 2 rows, 256 and 784 leave 4, and computing 6 rows there wasted up to 3% of an
+// M = 128 GEMM). 4 rows keep 8 independent FMA chains (latency 4 x 2 pipes), so 1-4 rows cost
+// 2/3 of a full strip. Each row sums in the same order whatever R is: a row's result does not
+// depend on where the row falls (scikit-learn checks predict under sample reordering).
+template <int R>
+void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    const float* a0 = a;
-    const index_t r1 = rsa, r2 = 2 * rsa, r3 = 3 * rsa;
-    for (index_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_loadu_ps(b);
-        const __m256 b1 = _mm256_loadu_ps(b + 8);
-        __m256 av = _mm256_broadcast_ss(a0);
-        c00 = _mm256_fmadd_ps(av, b0, c00);
-        c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a0 + r1);
-        c10 = _mm256_fmadd_ps(av, b0, c10);
-        c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a0 + r2);
-        c20 = _mm256_fmadd_ps(av, b0, c20);
-        c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a0 + r3);
-        c30 = _mm256_fmadd_ps(av, b0, c30);
-        c31 = _mm256_fmadd_ps(av, b1, c31);
-        a0 += csa;
-        b += rsb;
-    }
-    alignas(32) float t[4 * NR];
-    _mm256_store_ps(t + 0 * NR, c00);
-    _mm256_store_ps(t + 0 * NR + 8, c01);
-    _mm256_store_ps(t + 1 * NR, c10);
-    _mm256_store_ps(t + 1 * NR + 8, c11);
-    _mm256_store_ps(t + 2 * NR, c20);
-    _mm256_store_ps(t + 2 * NR + 8, c21);
-    _mm256_store_ps(t + 3 * NR, c30);
-    _mm256_store_ps(t + 3 * NR + 8, c31);
-    store_edge(t, c, ldc, m, n, ep);
-}
-
-void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
-                 index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
-    if (m <= 4) return kernel_4x16(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    static_assert(R == 4 || R == MR, "a 4- or 6-row tile");
     // Warm the C rows while the FMAs run (they are read when beta != 0, written always).
     for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
 
@@ -107,7 +70,7 @@ void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();  // R == 6 only
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
 
     // Rows 0-2 from a0, rows 3-5 from a3, at offsets 0, rsa, 2 rsa: few integer registers
@@ -131,21 +94,23 @@ void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
         av = _mm256_broadcast_ss(a3);
         c30 = _mm256_fmadd_ps(av, b0, c30);
         c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a3 + r1);
-        c40 = _mm256_fmadd_ps(av, b0, c40);
-        c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a3 + r2);
-        c50 = _mm256_fmadd_ps(av, b0, c50);
-        c51 = _mm256_fmadd_ps(av, b1, c51);
+        if constexpr (R == 6) {
+            av = _mm256_broadcast_ss(a3 + r1);
+            c40 = _mm256_fmadd_ps(av, b0, c40);
+            c41 = _mm256_fmadd_ps(av, b1, c41);
+            av = _mm256_broadcast_ss(a3 + r2);
+            c50 = _mm256_fmadd_ps(av, b0, c50);
+            c51 = _mm256_fmadd_ps(av, b1, c51);
+        }
         a0 += csa;
         a3 += csa;
         b += rsb;
     }
 
-    const float* bias = ep.bias;
-    const bool has_beta = ep.beta != 0.f;
-    const bool relu = ep.relu;
-    if (m == MR && n == NR) {
+    if (m == MR && n == NR) {  // R == 6: the full tile, epilogue in registers
+        const float* bias = ep.bias;
+        const bool has_beta = ep.beta != 0.f;
+        const bool relu = ep.relu;
         const __m256 va = _mm256_set1_ps(ep.alpha);
         const __m256 vb = _mm256_set1_ps(ep.beta);
         const __m256 zero = _mm256_setzero_ps();
@@ -174,11 +139,19 @@ void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     _mm256_store_ps(t + 2 * NR + 8, c21);
     _mm256_store_ps(t + 3 * NR, c30);
     _mm256_store_ps(t + 3 * NR + 8, c31);
-    _mm256_store_ps(t + 4 * NR, c40);
-    _mm256_store_ps(t + 4 * NR + 8, c41);
-    _mm256_store_ps(t + 5 * NR, c50);
-    _mm256_store_ps(t + 5 * NR + 8, c51);
+    if constexpr (R == 6) {
+        _mm256_store_ps(t + 4 * NR, c40);
+        _mm256_store_ps(t + 4 * NR + 8, c41);
+        _mm256_store_ps(t + 5 * NR, c50);
+        _mm256_store_ps(t + 5 * NR + 8, c51);
+    }
     store_edge(t, c, ldc, m, n, ep);
+}
+
+void kernel_6x16(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
+                 index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
+    if (m <= 4) return kernel_rx16<4>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    kernel_rx16<MR>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
 }
 
 #undef PYNN_AVX2_STORE_ROW
