@@ -122,11 +122,12 @@ void pack_transpose(const float* const* src, index_t kc, float* d) {
         for (int r = 0; r < W; ++r) d[k * W + r] = src[r][k];
 }
 
-// Full W-wide strips of the rows [0, kc) x columns [0, full) of a row-major matrix at src
-// (row stride ld): dst[s*kc + k*W + c] = src[k*ld + s + c], kPackRows rows at a time across
-// all strips (see kPackRows).
+// W-wide strips of the rows [0, kc) x columns [0, n) of a row-major matrix at src (row
+// stride ld): dst[s*kc + k*W + c] = src[k*ld + s + c], columns past n zero. Full strips go
+// kPackRows rows at a time across all strips (see kPackRows).
 template <int W>
-void pack_rows_across_strips(const float* src, index_t ld, index_t kc, index_t full, float* dst) {
+void pack_rows_into_strips(const float* src, index_t ld, index_t kc, index_t n, float* dst) {
+    const index_t full = n / W * W;
     for (index_t k0 = 0; k0 < kc; k0 += kPackRows) {
         const int kb = static_cast<int>(std::min<index_t>(kPackRows, kc - k0));
         const float* row = src + k0 * ld;
@@ -136,6 +137,12 @@ void pack_rows_across_strips(const float* src, index_t ld, index_t kc, index_t f
                 for (int c = 0; c < W; ++c) d[r * W + c] = row[r * ld + s + c];
         }
     }
+    if (full < n) {
+        const int w = static_cast<int>(n - full);
+        float* d = dst + full * kc;
+        for (index_t k = 0; k < kc; ++k)
+            for (int c = 0; c < W; ++c) d[k * W + c] = c < w ? src[k * ld + full + c] : 0.f;
+    }
 }
 
 // op(A)[i0:i0+mc, p0:p0+kc] -> MR-tall strips: dst[s*kc + k*MR + r] (s a multiple of MR),
@@ -144,16 +151,7 @@ template <int MR>
 void pack_a_t(const Problem& p, index_t i0, index_t mc, index_t p0, index_t kc, float* dst) {
     if (p.ta) {
         // A stored K x M: the MR values of one k are contiguous, a strip runs down A's rows.
-        const index_t full = mc / MR * MR;
-        const float* src = p.A + p0 * p.lda + i0;
-        pack_rows_across_strips<MR>(src, p.lda, kc, full, dst);
-        if (full < mc) {
-            const int mr = static_cast<int>(mc - full);
-            float* d = dst + full * kc;
-            for (index_t k = 0; k < kc; ++k)
-                for (int r = 0; r < MR; ++r) d[k * MR + r] = r < mr ? src[k * p.lda + full + r] : 0.f;
-        }
-        return;
+        return pack_rows_into_strips<MR>(p.A + p0 * p.lda + i0, p.lda, kc, mc, dst);
     }
     for (index_t s = 0; s < mc; s += MR) {
         // Row-major A: MR row streams, each contiguous in k.
@@ -176,16 +174,7 @@ template <int NR>
 void pack_b_t(const Problem& p, index_t p0, index_t kc, index_t j0, index_t nc, float* dst) {
     if (!p.tb) {
         // Row-major B: each k row of a strip is contiguous, a strip runs down B's rows.
-        const index_t full = nc / NR * NR;
-        const float* src = p.B + p0 * p.ldb + j0;
-        pack_rows_across_strips<NR>(src, p.ldb, kc, full, dst);
-        if (full < nc) {
-            const int nr = static_cast<int>(nc - full);
-            float* d = dst + full * kc;
-            for (index_t k = 0; k < kc; ++k)
-                for (int c = 0; c < NR; ++c) d[k * NR + c] = c < nr ? src[k * p.ldb + full + c] : 0.f;
-        }
-        return;
+        return pack_rows_into_strips<NR>(p.B + p0 * p.ldb + j0, p.ldb, kc, nc, dst);
     }
     for (index_t s = 0; s < nc; s += NR) {
         // B stored N x K: NR column streams, each contiguous in k.
