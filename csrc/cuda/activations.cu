@@ -33,12 +33,6 @@ __global__ void bias_activation_kernel(float* c, const float* bias, index_t rows
     }
 }
 
-// Warp w of the grid handles rows w, w + warps, ...; lanes stride over the columns.
-__device__ __forceinline__ index_t first_row() {
-    return (blockIdx.x * index_t(blockDim.x) + threadIdx.x) / kWarp;
-}
-__device__ __forceinline__ index_t row_stride() { return index_t(gridDim.x) * blockDim.x / kWarp; }
-
 __global__ void softmax_forward_kernel(const float* z, float* y, index_t rows, index_t cols) {
     const int lane = threadIdx.x % kWarp;
     for (index_t r = first_row(); r < rows; r += row_stride()) {

@@ -71,11 +71,6 @@ __device__ void block_add(double v, LossResult* out) {
     }
 }
 
-__device__ __forceinline__ index_t first_row() {
-    return (blockIdx.x * index_t(blockDim.x) + threadIdx.x) / kWarp;
-}
-__device__ __forceinline__ index_t row_stride() { return index_t(gridDim.x) * blockDim.x / kWarp; }
-
 // Per row: m = max z, s = sum exp(z - m); loss = m + log s - z[label];
 // dlogits = (exp(z - m) / s - onehot(label)) * grad_scale. dlogits may alias logits: z[label]
 // is read (by every lane) before the row is rewritten, and each lane rewrites only its own j.

@@ -1,5 +1,7 @@
-// Warp-level reductions for the row kernels (one warp per row: softmax, cross-entropy).
+// Warp-level reductions and row indexing for the row kernels (one warp per row: softmax,
+// cross-entropy).
 #pragma once
+#include "pynn/common.h"
 
 namespace pynn::cuda {
 
@@ -10,6 +12,13 @@ __device__ __forceinline__ T warp_sum(T v) {
     for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
+
+// Warp w of the grid handles rows w, w + warps, ...; its lanes stride over the columns. The
+// row loop is warp-uniform, so every lane reaches the shuffles inside it.
+__device__ __forceinline__ index_t first_row() {
+    return (blockIdx.x * index_t(blockDim.x) + threadIdx.x) / kWarp;
+}
+__device__ __forceinline__ index_t row_stride() { return index_t(gridDim.x) * blockDim.x / kWarp; }
 
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = kWarp / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
