@@ -75,7 +75,6 @@ public:
     // layer): the counter-based masks of math/dropout.h with this seed, the step being the
     // optimizer's 0-based iteration, so masks equal the layer path's Dropout. rate 0 removes it.
     void set_dropout(int layer, double rate, std::uint64_t seed);
-    double dropout_rate(int layer) const { return layers_[layer].drop_rate; }
 
     // Keras L1/L2 penalties on layer `layer`'s kernel and bias: added to each batch's loss
     // (frozen layers too) and to the trainable parameters' gradients before their update.

@@ -211,7 +211,6 @@ class NativeEngine:
         else:
             state = [list(opt._slots_for(p).values()) for p in self.params]
         self.engine.bind([p.value for p in self.params], [d.trainable for d in dense], state)
-        self.key = tuple(id(p.value) for p in self.params)
         # Built-in per-sample metrics run in C++; with any other metric (precision, AUC, a
         # user function...) the engine hands back each batch's outputs and Python updates
         # every metric from them, exactly as the layer path does.
