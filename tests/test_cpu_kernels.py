@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import requires_backend
+from kernel_cases import OPTIMIZER_CASES, SHAPES, opt_state, ref64
 from pynn.activations import NAMES
 from pynn.backend import get_backend
 
 pytestmark = requires_backend("cpu")
 
-SHAPES = [(1, 1), (1, 3), (3, 17), (17, 129), (129, 10), (257, 33), (70000, 2)]
 REF = get_backend("numpy")
 
 
@@ -23,11 +23,6 @@ def cpu():
 
 def f32(a):
     return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def ref64(fn, *arrays, **kw):
-    return fn(*[np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray)
-                and a.dtype.kind == "f" else a for a in arrays], **kw)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -126,29 +121,10 @@ def test_bce_extreme_logits(cpu):
     np.testing.assert_allclose(grad, [[1], [-1], [-0.5]], atol=1e-6)
 
 
-def _opt_state(rng, n):
-    w, g = rng.normal(size=n), rng.normal(size=n)
-    s1, s2 = np.abs(rng.normal(size=n)) * 0.1, np.abs(rng.normal(size=n)) * 0.1
-    return w, g, s1, s2
-
-
-OPTIMIZER_CASES = {
-    "sgd": lambda b, w, g, s1, s2: b.sgd_update(w, g, None, 0.1, 0.0, False),
-    "momentum": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, False),
-    "nesterov": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, True),
-    "adam": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.0, 3),
-    "adamw": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.01, 1),
-    "rmsprop": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, None, 1e-3, 0.9, 0.0, 1e-7),
-    "rmsprop_momentum": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, s2, 1e-3, 0.9, 0.5,
-                                                                 1e-7),
-    "adagrad": lambda b, w, g, s1, s2: b.adagrad_update(w, g, s1, 0.01, 1e-7),
-}
-
-
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
 def test_optimizer_updates(cpu, rng, n, name):
-    state64 = _opt_state(rng, n)
+    state64 = opt_state(rng, n)
     state32 = [f32(a) for a in state64]
     OPTIMIZER_CASES[name](cpu, *state32)
     OPTIMIZER_CASES[name](REF, *state64)
@@ -228,7 +204,7 @@ def test_optimizer_updates_each_isa(cpu, rng, isa, n, name):
     vector tail uses masked loads/stores)."""
     C = cpu._C
     previous = C.gemm_isa()
-    state64 = _opt_state(rng, n)
+    state64 = opt_state(rng, n)
     padded = [f32(np.concatenate([a, np.full(9, 7.0)])) for a in state64]
     state32 = [p[:n] for p in padded]
     try:

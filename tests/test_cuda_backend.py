@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import requires_backend
+from kernel_cases import OPTIMIZER_CASES, SHAPES, opt_state, ref64
 from pynn.activations import NAMES
 from pynn.backend import get_backend
 
 pytestmark = [pytest.mark.cuda, requires_backend("cuda")]
 
 REF = get_backend("numpy")
-SHAPES = [(1, 1), (1, 3), (3, 17), (17, 129), (129, 10), (257, 33), (70000, 2)]
 
 
 @pytest.fixture
@@ -29,11 +29,6 @@ def dev(backend, a, dtype=np.float32):
 
 def host(backend, a):
     return backend.to_numpy(a)
-
-
-def ref64(fn, *arrays, **kw):
-    return fn(*[np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray)
-                and a.dtype.kind == "f" else a for a in arrays], **kw)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -146,25 +141,10 @@ def test_binary_cross_entropy(cuda, rng, n, from_logits):
     np.testing.assert_allclose(host(cuda, grad), grad_ref, rtol=1e-4, atol=1e-6 / n)
 
 
-OPTIMIZER_CASES = {
-    "sgd": lambda b, w, g, s1, s2: b.sgd_update(w, g, None, 0.1, 0.0, False),
-    "momentum": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, False),
-    "nesterov": lambda b, w, g, s1, s2: b.sgd_update(w, g, s1, 0.1, 0.9, True),
-    "adam": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.0, 3),
-    "adamw": lambda b, w, g, s1, s2: b.adam_update(w, g, s1, s2, 1e-3, 0.9, 0.999, 1e-7, 0.01, 1),
-    "rmsprop": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, None, 1e-3, 0.9, 0.0, 1e-7),
-    "rmsprop_momentum": lambda b, w, g, s1, s2: b.rmsprop_update(w, g, s1, s2, 1e-3, 0.9, 0.5,
-                                                                 1e-7),
-    "adagrad": lambda b, w, g, s1, s2: b.adagrad_update(w, g, s1, 0.01, 1e-7),
-}
-
-
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
 def test_optimizer_updates(cuda, rng, n, name):
-    w, g = rng.normal(size=n), rng.normal(size=n)
-    s1, s2 = np.abs(rng.normal(size=n)) * 0.1, np.abs(rng.normal(size=n)) * 0.1
-    state64 = [w, g, s1, s2]
+    state64 = list(opt_state(rng, n))
     state_dev = [dev(cuda, a) for a in state64]
     OPTIMIZER_CASES[name](cuda, *state_dev)
     OPTIMIZER_CASES[name](REF, *state64)
