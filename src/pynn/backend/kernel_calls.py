@@ -1,0 +1,145 @@
+"""The backend methods that hand arrays to a compiled kernel module, written once for the
+`cpu` backend (pynn._C on numpy arrays) and the `cuda` backend (pynn._cuda on CuPy arrays):
+both modules take the same arguments in the same order, the CUDA one a trailing stream.
+
+A mixin: a backend lists it before its array backend (NumpyBackend or CupyBackend), sets
+`_kernels` to the module, and may override `_launch_args` (extra trailing arguments),
+`_native` (which arrays the kernels take) and `_native_update` (which parameters the
+optimizer kernels update in place). Anything the kernels do not take (other dtypes, sample
+weights, ...) falls through to the array backend's reference code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Codes of csrc/include/pynn/common.h's Activation enum.
+ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu": 4,
+                    "sigmoid": 5, "tanh": 6}
+
+
+class KernelCalls:
+    _kernels = None
+
+    def _launch_args(self):
+        """Arguments appended to every kernel call (the CUDA stream); none by default."""
+        return ()
+
+    def _call(self, name, *args):
+        return getattr(self._kernels, name)(*args, *self._launch_args())
+
+    def _native(self, *arrays):
+        """True when every array is float32 (the kernels' type)."""
+        return all(a is None or a.dtype == np.float32 for a in arrays)
+
+    def _native_update(self, w, *arrays):
+        """True when the optimizer kernels can update w in place with these arrays."""
+        return self._native(w, *arrays)
+
+    def _c(self, a):
+        return self.xp.ascontiguousarray(a)
+
+    # ---- reductions and activations ------------------------------------------------------
+    def bias_grad(self, dz):
+        if not self._native(dz) or dz.ndim != 2:
+            return super().bias_grad(dz)
+        out = self.xp.empty(dz.shape[1], dtype=np.float32)
+        self._call("bias_grad", self._c(dz), out)
+        return out
+
+    def activation_forward(self, name, z, param=0.0):
+        if name == "softmax":
+            return self.softmax_forward(z)
+        if not self._native(z):
+            return super().activation_forward(name, z, param)
+        z = self._c(z)
+        y = self.xp.empty_like(z)
+        self._call("activation_forward", ACTIVATION_CODES[name], param, z, y)
+        return y
+
+    def activation_backward(self, name, param, z, y, dy):
+        if name == "softmax":
+            return self.softmax_backward(y, dy)
+        if not self._native(z, y, dy):
+            return super().activation_backward(name, param, z, y, dy)
+        dz = self.xp.empty(dy.shape, dtype=np.float32)
+        self._call("activation_backward", ACTIVATION_CODES[name], param,
+                   None if z is None else self._c(z), self._c(y), self._c(dy), dz)
+        return dz
+
+    def softmax_forward(self, z):
+        if not self._native(z) or z.ndim != 2:
+            return super().softmax_forward(z)
+        z = self._c(z)
+        y = self.xp.empty_like(z)
+        self._call("softmax_forward", z, y)
+        return y
+
+    def softmax_backward(self, y, dy):
+        if not self._native(y, dy) or y.ndim != 2:
+            return super().softmax_backward(y, dy)
+        dz = self.xp.empty(dy.shape, dtype=np.float32)
+        self._call("softmax_backward", self._c(y), self._c(dy), dz)
+        return dz
+
+    # ---- losses -------------------------------------------------------------------------
+    def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
+        if not self._native(logits) or logits.ndim != 2 or sample_weight is not None:
+            return super().softmax_cross_entropy(logits, targets, sparse, grad_scale,
+                                                 sample_weight)
+        xp = self.xp
+        logits = self._c(logits)
+        grad = xp.empty_like(logits)
+        targets = xp.asarray(targets)
+        if sparse:
+            loss = self._call("softmax_xent_sparse", logits,
+                              xp.ascontiguousarray(targets, dtype=np.int32), grad, grad_scale)
+        else:
+            loss = self._call("softmax_xent_dense", logits,
+                              xp.ascontiguousarray(targets, dtype=np.float32), grad, grad_scale)
+        return float(loss), grad
+
+    def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
+        if not self._native(pred, target) or sample_weight is not None:
+            return super().regression_loss(kind, pred, target, grad_scale, delta, sample_weight)
+        if kind not in ("mse", "mae", "huber"):
+            raise ValueError(f"unknown regression loss {kind!r}")
+        pred, target = self._c(pred), self._c(target)
+        grad = self.xp.empty_like(pred)
+        return float(self._regression(kind, pred, target, grad, delta, grad_scale)), grad
+
+    def _regression(self, kind, pred, target, grad, delta, grad_scale):
+        """The loss sum of kind 'mse', 'mae' or 'huber', writing grad (module-specific)."""
+        raise NotImplementedError
+
+    def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
+                             sample_weight=None):
+        if not self._native(pred, target) or sample_weight is not None:
+            return super().binary_cross_entropy(pred, target, from_logits, eps, grad_scale,
+                                                sample_weight)
+        pred, target = self._c(pred), self._c(target)
+        grad = self.xp.empty_like(pred)
+        loss = self._call("bce_loss", pred, target, grad, from_logits, eps, grad_scale)
+        return float(loss), grad
+
+    # ---- optimizers ---------------------------------------------------------------------
+    def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
+        if not self._native_update(w, g, velocity):
+            return super().sgd_update(w, g, velocity, lr, momentum, nesterov)
+        self._call("sgd_update", w, self._c(g), velocity, lr, momentum, nesterov)
+
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        if not self._native_update(w, g, m, v):
+            return super().adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step)
+        self._call("adam_update", w, self._c(g), m, v, lr, beta1, beta2, eps, weight_decay, step)
+
+    def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
+        if not self._native_update(w, g, velocity, momentum_buf):
+            return super().rmsprop_update(w, g, velocity, momentum_buf, lr, rho, momentum, eps)
+        self._call("rmsprop_update", w, self._c(g), velocity, momentum_buf, lr, rho, momentum,
+                   eps)
+
+    def adagrad_update(self, w, g, accumulator, lr, eps):
+        if not self._native_update(w, g, accumulator):
+            return super().adagrad_update(w, g, accumulator, lr, eps)
+        self._call("adagrad_update", w, self._c(g), accumulator, lr, eps)
