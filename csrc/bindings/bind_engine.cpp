@@ -145,15 +145,19 @@ public:
         bn_refs_[static_cast<size_t>(layer + 1)] = std::move(keep);  // replaces a previous setting
     }
 
+    bool overlaps_batchnorm(const py::array& a) const {
+        for (const auto& layer : bn_refs_)
+            for (const py::array& r : layer)
+                if (overlap(a, r)) return true;
+        return false;
+    }
+
     // Every array the engine writes or reads by reference: bound parameters and state, and
     // batch normalisation's arrays.
     bool overlaps_bound(const py::array& a) const {
         for (const py::array& r : refs_)
             if (overlap(a, r)) return true;
-        for (const auto& layer : bn_refs_)
-            for (const py::array& r : layer)
-                if (overlap(a, r)) return true;
-        return false;
+        return overlaps_batchnorm(a);
     }
 
     void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
@@ -236,11 +240,9 @@ public:
                     throw py::value_error("bind: the bound arrays (params and state) must not share memory; "
                                           "arrays #" + std::to_string(a) + " and #" + std::to_string(b) + " overlap");
         for (size_t a = 0; a < arrays.size(); ++a)
-            for (const auto& layer : bn_refs_)
-                for (const py::array& r : layer)
-                    if (overlap(arrays[a], r))
-                        throw py::value_error("bind: array #" + std::to_string(a) +
-                                              " shares memory with a batch normalization array");
+            if (overlaps_batchnorm(arrays[a]))
+                throw py::value_error("bind: array #" + std::to_string(a) +
+                                      " shares memory with a batch normalization array");
         {
             py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
             eng_.bind(ptrs, train_flags, slot_ptrs);
