@@ -38,13 +38,8 @@ __global__ void softmax_forward_kernel(const float* z, float* y, index_t rows, i
     for (index_t r = first_row(); r < rows; r += row_stride()) {
         const float* zr = z + r * cols;
         float* yr = y + r * cols;
-        float m = -INFINITY;
-        for (index_t j = lane; j < cols; j += kWarp) m = fmaxf(m, zr[j]);
-        m = warp_max(m);
-        float s = 0.f;
-        for (index_t j = lane; j < cols; j += kWarp) s += expf(zr[j] - m);
-        s = warp_sum(s);
-        const float inv = 1.f / s;
+        float m;
+        const float inv = 1.f / row_exp_sum(zr, cols, lane, &m);
         // Each lane reads z[j] before writing y[j]: y may alias z.
         for (index_t j = lane; j < cols; j += kWarp) yr[j] = expf(zr[j] - m) * inv;
     }

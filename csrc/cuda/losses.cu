@@ -88,12 +88,8 @@ __global__ void xent_sparse_kernel(const float* logits, const std::int32_t* labe
             continue;
         }
         const float z_label = z[label];
-        float m = -INFINITY;
-        for (index_t j = lane; j < cols; j += kWarp) m = fmaxf(m, z[j]);
-        m = warp_max(m);
-        float s = 0.f;
-        for (index_t j = lane; j < cols; j += kWarp) s += expf(z[j] - m);
-        s = warp_sum(s);
+        float m;
+        const float s = row_exp_sum(z, cols, lane, &m);
         __syncwarp();  // every lane has read z[label] and the row before any lane writes
         const float k = grad_scale / s;
         for (index_t j = lane; j < cols; j += kWarp)
