@@ -20,14 +20,13 @@
 #include <thread>
 
 #include "cpu/batchnorm.h"
+#include "cpu/float_mode.h"
 #include "pynn/gemm.h"
 #include "pynn/kernels.h"
 #include "pynn/threadpool.h"
 
 #if defined(PYNN_X86)
 #include <immintrin.h>
-#elif defined(__SSE__)
-#include <xmmintrin.h>
 #endif
 
 namespace pynn {
@@ -135,28 +134,6 @@ __attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const flo
 // (~1 us hot) costs more than streaming 128 KiB.
 constexpr index_t kGemvParallelMin = 32768;
 
-// Optimizer updates of tensors this large are split over the threads (see update()); parts
-// stay <= kKernelInlineMax, the size below which the kernels of kernels.h run inline
-// (cpu/chunks.h kParallelMin), so no parallel_for nests inside a task.
-constexpr index_t kUpdateParallelMin = 16384;
-constexpr index_t kKernelInlineMax = 65536;
-// Batches with more floats than this are gathered by all threads (DRAM latency-bound).
-constexpr index_t kGatherParallelMin = 32768;
-
-// Flush-to-zero + denormals-are-zero for the calling thread while in scope (restored after,
-// also on exceptions). Adam's first moment of a weight whose gradient stays zero (a dead
-// ReLU unit) decays by beta_1 every step into the denormal range, where each float
-// operation takes a microcode assist: measured on mnist_mlp, epochs slowed from ~105k to
-// ~59k samples/s once a few thousand such moments had formed. Flushing changes only values
-// below 1.2e-38 (TensorFlow's CPU kernels flush the same way).
-struct FlushDenormals {
-#if defined(__SSE__) || defined(PYNN_X86)
-    unsigned saved;
-    FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040u); }  // FTZ | DAZ
-    ~FlushDenormals() { _mm_setcsr(saved); }
-#endif
-};
-
 constexpr int kGemvMaxSlices = 64;
 
 // A small number per thread, fixed for its lifetime (pool workers keep theirs).
@@ -165,16 +142,22 @@ int worker_slot() {
     thread_local int slot = next.fetch_add(1, std::memory_order_relaxed);
     return slot;
 }
+
+// The single-row kernel is AVX2; it runs when gemm's dispatch chose avx2 or avx512 (follows
+// set_gemm_isa / PYNN_ISA, so forcing generic tests the batched path).
+bool use_gemv() {
+    const char* isa = gemm_isa();
+    return std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0;
+}
 #endif  // PYNN_X86
 
-bool use_gemv() {
-#if defined(PYNN_X86)
-    const char* isa = gemm_isa();  // follows set_gemm_isa / PYNN_ISA
-    return std::strcmp(isa, "avx2") == 0 || std::strcmp(isa, "avx512") == 0;
-#else
-    return false;
-#endif
-}
+// Optimizer updates of tensors this large are split over the threads (see update()); parts
+// stay <= kKernelInlineMax, the size below which the kernels of kernels.h run inline
+// (cpu/chunks.h kParallelMin), so no parallel_for nests inside a task.
+constexpr index_t kUpdateParallelMin = 16384;
+constexpr index_t kKernelInlineMax = 65536;
+// Batches with more floats than this are gathered by all threads (DRAM latency-bound).
+constexpr index_t kGatherParallelMin = 32768;
 
 }  // namespace
 
@@ -907,6 +890,11 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
     // Under the same lock as the step: nothing can rebind or reconfigure in between.
     validate(order, n, first, last, bs, sparse ? static_cast<const std::int32_t*>(y) : nullptr, h,
              metrics, n_metrics);
+    // Adam's first moment of a weight whose gradient stays zero (a dead ReLU unit) decays by
+    // beta_1 every step into the denormal range, where each float operation takes a microcode
+    // assist: measured on mnist_mlp, epochs slowed from ~105k to ~59k samples/s once a few
+    // thousand such moments had formed. Flushing changes only values below 1.2e-38
+    // (TensorFlow's CPU kernels flush the same way); the pool's tasks run in this mode too.
     FlushDenormals ftz;
     const index_t in = in_features(), C = out_features();
     // Frozen layers' penalties are constant during the call (Keras adds them to the loss too).

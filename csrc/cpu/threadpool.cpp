@@ -9,9 +9,11 @@
 // fork(): the child has none of the parent's threads; an atfork handler drops (leaks, never
 // joins or destroys) the inherited pool so the child lazily builds a fresh one.
 // Floating-point mode: tasks run with the caller's flush-to-zero / denormals-are-zero bits
-// (x86 MXCSR), so a result never depends on which thread took which task (the native engine
-// flushes denormals, the layer path's kernels do not).
+// (x86 MXCSR, aarch64 FPCR: cpu/float_mode.h), so a result never depends on which thread
+// took which task (the native engine flushes denormals, the layer path's kernels do not).
 #include "pynn/threadpool.h"
+
+#include "cpu/float_mode.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -29,6 +31,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define PYNN_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define PYNN_CPU_RELAX() asm volatile("yield" ::: "memory")
 #else
 #define PYNN_CPU_RELAX() std::this_thread::yield()
 #endif
@@ -66,9 +70,7 @@ public:
     // but the futex wake-up.
     void run(index_t n_tasks, const std::function<void(index_t)>& fn) {
         fn_ = &fn;
-#if defined(__x86_64__) || defined(__i386__)
-        csr_ = _mm_getcsr();  // published with the job (release store below)
-#endif
+        mode_ = float_mode();  // published with the job (release store below)
         done_tasks_.store(0, std::memory_order_relaxed);
         error_ = nullptr;
         error_flag_.store(false, std::memory_order_relaxed);
@@ -122,18 +124,16 @@ private:
             }
             if (!error_flag_.load(std::memory_order_relaxed)) {
                 try {
-#if defined(__x86_64__) || defined(__i386__)
-                    struct CallerMode {  // the caller's MXCSR while the task runs
-                        unsigned own;
+                    struct CallerMode {  // the caller's MXCSR / FPCR while the task runs
+                        std::uint64_t own;
                         bool changed;
-                        explicit CallerMode(unsigned want) : own(_mm_getcsr()), changed(own != want) {
-                            if (changed) _mm_setcsr(want);
+                        explicit CallerMode(std::uint64_t want) : own(float_mode()), changed(own != want) {
+                            if (changed) set_float_mode(want);
                         }
                         ~CallerMode() {
-                            if (changed) _mm_setcsr(own);
+                            if (changed) set_float_mode(own);
                         }
-                    } mode(csr_);
-#endif
+                    } mode(mode_);
                     (*fn_)(t);
                 } catch (...) {
                     std::lock_guard<std::mutex> lk(error_mu_);
@@ -183,7 +183,7 @@ private:
     std::atomic<std::uint64_t> state_{0};  // generation << 32 | n_tasks << 16 | next task
     std::atomic<index_t> done_tasks_{0};
     const std::function<void(index_t)>* fn_ = nullptr;
-    unsigned csr_ = 0;  // the caller's MXCSR for this job's tasks
+    std::uint64_t mode_ = 0;  // the caller's float mode (cpu/float_mode.h) for this job's tasks
     std::mutex error_mu_;
     std::exception_ptr error_;
     std::atomic<bool> error_flag_{false};
