@@ -445,10 +445,11 @@ def test_predict_matches_numpy(rng, acts, loss, n):
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 def test_predict_single_row_paths(rng, threads):
-    # One row takes the engine's own single-row kernel (64-column blocks, 8-wide and scalar
-    # tails, columns split over threads for big layers); it must agree with the batched path.
+    # One row takes the engine's own single-row kernel (16-row bands with a short last band,
+    # 32- and 8-column strips and scalar columns; the rows of big layers split over the
+    # threads, their partial sums added after); it must agree with the batched path.
     sizes = [300, 200, 130, 9]
     prev = _C.num_threads()
     _C.set_num_threads(threads)

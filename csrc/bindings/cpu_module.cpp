@@ -1,6 +1,7 @@
 // pynn._C: the CPU backend's kernels. Each family registers itself from its own file
 // (bind_gemm.cpp, bind_kernels.cpp); this file holds the module and its build information.
 #include <pybind11/pybind11.h>
+#include <string>
 
 namespace py = pybind11;
 
@@ -19,7 +20,7 @@ PYBIND11_MODULE(_C, m) {
     m.doc() = "pynn CPU kernels (C++): GEMM, activations, losses, optimizers";
     py::dict info;
     info["version"] = PYNN_VERSION;
-    info["compiler"] =
+    std::string compiler =
 #if defined(__clang__)
         "clang " __clang_version__;
 #elif defined(__GNUC__)
@@ -27,6 +28,8 @@ PYBIND11_MODULE(_C, m) {
 #else
         "unknown";
 #endif
+    compiler.erase(compiler.find_last_not_of(' ') + 1);  // __clang_version__ ends in a space
+    info["compiler"] = compiler;
     info["cuda_build"] = PYNN_CUDA_STATUS;
     m.attr("build_info") = info;
     register_gemm(m);

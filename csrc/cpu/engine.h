@@ -219,6 +219,7 @@ private:
     std::unique_ptr<BatchNorm> input_bn_;  // normalisation of the model's inputs (optional)
     std::vector<float> input_grad_;        // max_batch x in: its incoming gradient
 
+    std::vector<float> gemv_parts_;  // predict(1 row): partial sums of the threads' row slices
     std::mutex mu_;  // train/predict share the buffers: one call at a time per engine
 };
 
