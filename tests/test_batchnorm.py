@@ -114,6 +114,10 @@ BN_MODELS = {
     # the inputs normalised (its gamma/beta need the first layer's input gradient)
     "inputs": lambda: [pynn.BatchNormalization(momentum=0.8), pynn.Dense(12, activation="relu"),
                        pynn.BatchNormalization(), pynn.Dense(3, activation="softmax")],
+    # ... with the normalised inputs dropped (its gradient comes back through the mask)
+    "inputs-dropout": lambda: [pynn.BatchNormalization(), pynn.Dropout(0.25),
+                               pynn.Dense(12, activation="relu"),
+                               pynn.Dense(3, activation="softmax")],
     # ... trained through a frozen first layer, and a frozen input normalisation
     "inputs-frozen": lambda: [pynn.BatchNormalization(), pynn.Dense(12, activation="relu",
                                                                     trainable=False),

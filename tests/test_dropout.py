@@ -150,7 +150,8 @@ def test_native_dropout_kernel_applies_and_checks(rng):
 
 
 @pytest.mark.parametrize("layers,words", [
-    (lambda: [pynn.Dropout(0.5), pynn.Dense(3)], "inputs"),
+    (lambda: [pynn.Dropout(0.5), pynn.BatchNormalization(), pynn.Dense(3)], "after the inputs'"),
+    (lambda: [pynn.Dropout(0.5), pynn.Dropout(0.2), pynn.Dense(3)], "in a row"),
     (lambda: [pynn.Dense(3), pynn.Dropout(0.5)], "after the output"),
     # rate 0 too: the layer path does not fuse the loss with the output activation then
     (lambda: [pynn.Dense(3, activation="sigmoid"), pynn.Dropout(0.0)], "after the output"),

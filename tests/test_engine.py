@@ -523,6 +523,7 @@ def test_one_call_over_many_batches_equals_one_call_per_batch(rng):
                                                        [TANH, RELU, SOFTMAX],
                                                        "softmax_xent_sparse", "adam", max_batch=8)
         eng.set_dropout(1, 0.3, 77)
+        eng.set_dropout(-1, 0.2, 78)  # the inputs
         eng.set_regularizer(0, 1e-3, 1e-2, 0.0, 1e-2)
         bn = [np.ones(9, np.float32), np.zeros(9, np.float32), np.zeros(9, np.float32),
               np.ones(9, np.float32)]
@@ -545,6 +546,17 @@ def test_one_call_over_many_batches_equals_one_call_per_batch(rng):
 
 
 # ---- (c) bad arguments ------------------------------------------------------------------------
+
+def test_set_dropout_errors(rng):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, SOFTMAX],
+                                                   "softmax_xent_sparse", "adam")
+    for layer, rate, words in [(-2, 0.5, r"layer must be in \[-1, 1\)"),
+                               (1, 0.5, "after the output layer"), (0, 1.0, "rate"),
+                               (-1, -0.1, "rate"), (0, float("nan"), "rate")]:
+        with pytest.raises(ValueError, match=words):
+            eng.set_dropout(layer, rate, 1)
+    eng.set_dropout(-1, 0.5, 1)  # the inputs
+    eng.set_dropout(0, 0.0, 1)   # rate 0: none
 
 def test_set_batchnorm_errors(rng):
     eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, SOFTMAX],

@@ -41,7 +41,8 @@ def _fit(config, x, y, engine, variant="plain"):
     if variant == "regularized":
         regs = {"kernel_regularizer": pynn.regularizers.L1L2(1e-3, 1e-2),
                 "bias_regularizer": pynn.regularizers.L2(0.05)}
-    model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(16, activation=hidden, **regs),
+    model = pynn.Sequential([pynn.Input((11,)), pynn.Dropout(dropout / 4),
+                             pynn.Dense(16, activation=hidden, **regs),
                              pynn.Dropout(dropout), pynn.Dense(7, activation=hidden),
                              pynn.Dropout(dropout / 2),
                              pynn.Dense(out_dim, activation=out_act,
@@ -58,8 +59,8 @@ def _fit(config, x, y, engine, variant="plain"):
 @pytest.mark.parametrize("variant", ["plain", "dropout", "regularized"])
 @pytest.mark.parametrize("config", CONFIGS, ids=[c[1] for c in CONFIGS])
 def test_native_matches_layer_path(rng, config, variant):
-    # With dropout both paths draw the same counter-based masks (the optimizer step is the
-    # counter), and the derivative of each activation must see the output before its mask;
+    # With dropout (of the inputs and two hidden layers) both paths draw the same
+    # counter-based masks (the optimizer step is the counter), and the derivative of each activation must see the output before its mask;
     # L1/L2 penalties join the loss and the gradients in both.
     x, y = _data(rng, config[1], config[3])
     native, h_native = _fit(config, x, y, "native", variant)

@@ -1,6 +1,7 @@
 // pynn._C bindings of the native Dense training engine (csrc/cpu/engine.h):
 //   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
-//   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training)
+//   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training;
+//                                        layer -1: the inputs)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .set_batchnorm(layer, pre, momentum, epsilon, trainable, gamma, beta, moving_mean,
 //                  moving_variance, gamma_slots, beta_slots)   keeps references to the arrays

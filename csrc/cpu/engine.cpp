@@ -271,16 +271,24 @@ DenseEngine::~DenseEngine() { std::free(arena_); }
 
 void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (layer < 0 || layer + 1 >= n_layers())
-        fail("set_dropout: layer must be in [0, " + std::to_string(n_layers() - 1) +
-             ") (dropout after the output layer is not supported), got " + std::to_string(layer));
+    if (layer < -1 || layer + 1 >= n_layers())
+        fail("set_dropout: layer must be in [-1, " + std::to_string(n_layers() - 1) +
+             ") (-1: the inputs; dropout after the output layer is not supported), got " +
+             std::to_string(layer));
     if (!(rate >= 0.0 && rate < 1.0))
         fail("set_dropout: rate must be in [0, 1), got " + std::to_string(rate));
-    Layer& l = layers_[layer];
-    if (rate > 0.0 && max_batch_ * l.out > index_t(0xffffffff))
+    const index_t width = layer < 0 ? in_features() : layers_[layer].out;
+    if (rate > 0.0 && max_batch_ * width > index_t(0xffffffff))
         fail("set_dropout: dropout masks cover at most 2^32 - 1 elements per batch (max_batch x units)");
     // Allocate before committing: a failed allocation leaves the layer as it was.
-    std::vector<float> buffer(rate > 0.0 ? static_cast<size_t>(max_batch_ * l.out) : 0, 0.f);
+    std::vector<float> buffer(rate > 0.0 ? static_cast<size_t>(max_batch_ * width) : 0, 0.f);
+    if (layer < 0) {
+        input_dropped_.swap(buffer);
+        input_drop_rate_ = rate;
+        input_drop_seed_ = seed;
+        return;
+    }
+    Layer& l = layers_[layer];
     l.dropped.swap(buffer);
     l.drop_rate = rate;
     l.drop_seed = seed;
@@ -492,6 +500,11 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
     if (input_bn_) {
         batchnorm_forward(*input_bn_, in_features(), x0, rows, training, input_bn_->out.data());
         X = input_bn_->out.data();
+    }
+    if (training && input_drop_rate_ > 0.0) {
+        dropout_apply(X, input_dropped_.data(), rows * in_features(), input_drop_rate_,
+                      input_drop_seed_, drop_step);
+        X = input_dropped_.data();
     }
 #if defined(PYNN_X86)
     bool any_bn = input_bn_ != nullptr;
@@ -823,7 +836,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         if (!logits && l.act != kLinear)
             activation_backward(static_cast<Activation>(l.act), l.param, l.Z, l.Y, l.D, l.D, rows * l.out);
         if (l.bn && l.bn->pre) bn_backward();
-        const float* X = i > 0 ? layers_[i - 1].input_for_next(true) : input_bn_ ? input_bn_->out.data() : xb_;
+        const float* X = i > 0 ? layers_[i - 1].input_for_next(true) : first_input(true);
         if (l.trainable) {
             gemm(true, false, l.in, l.out, rows, 1.f, X, l.in, l.D, l.out, 0.f, l.dW, l.out);
             if (l.has_bias) bias_grad(l.D, l.db, rows, l.out);
@@ -846,6 +859,9 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
     if (input_bn_trains()) {  // below the first layer: its gamma and beta last
         BatchNorm& b = *input_bn_;
         const index_t C = in_features();
+        if (input_drop_rate_ > 0.0)  // through the inputs' dropout mask first
+            dropout_apply(input_grad_.data(), input_grad_.data(), rows * C, input_drop_rate_,
+                          input_drop_seed_, drop_step);
         bn::backward(input_grad_.data(), b.xhat.data(), rows, C, b.inv_std.data(), b.gamma, b.used_batch,
                      b.gamma ? b.dgamma.data() : nullptr, b.beta ? b.dbeta.data() : nullptr, nullptr,
                      b.acc.data(), b.tmp.data());

@@ -72,8 +72,9 @@ public:
     bool bound() const { return bound_; }
 
     // Inverted dropout on layer `layer`'s activated output while training (not on the last
-    // layer): the counter-based masks of math/dropout.h with this seed, the step being the
-    // optimizer's 0-based iteration, so masks equal the layer path's Dropout. rate 0 removes it.
+    // layer; -1: the model's inputs, after their normalisation if any): the counter-based
+    // masks of math/dropout.h with this seed, the step being the optimizer's 0-based
+    // iteration, so masks equal the layer path's Dropout. rate 0 removes it.
     void set_dropout(int layer, double rate, std::uint64_t seed);
 
     // Keras L1/L2 penalties on layer `layer`'s kernel and bias: added to each batch's loss
@@ -218,6 +219,15 @@ private:
     float* wb_ = nullptr;      // gathered sample weights, max_batch
     std::unique_ptr<BatchNorm> input_bn_;  // normalisation of the model's inputs (optional)
     std::vector<float> input_grad_;        // max_batch x in: its incoming gradient
+    double input_drop_rate_ = 0.0;         // dropout of the (normalised) inputs, training only
+    std::uint64_t input_drop_seed_ = 0;
+    std::vector<float> input_dropped_;     // max_batch x in: the first layer's input then
+    // What the first layer sees: the inputs after their normalisation and dropout (while
+    // training), as present.
+    const float* first_input(bool training) const {
+        if (training && input_drop_rate_ > 0.0) return input_dropped_.data();
+        return input_bn_ ? input_bn_->out.data() : xb_;
+    }
 
     std::vector<float> gemv_parts_;  // predict(1 row): partial sums of the threads' row slices
     std::mutex mu_;  // train/predict share the buffers: one call at a time per engine

@@ -4,8 +4,9 @@ The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-bat
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers on the cpu backend in float32: an
 Activation right after a linear Dense folds into it; a BatchNormalization of the inputs, or
-before or after a hidden layer's activation, and a Dropout at a hidden layer's end run inside
-the step (the dropout with the layer path's counter-based masks); L1/L2 weight penalties join
+before or after a hidden layer's activation, and a Dropout of the inputs (after their
+normalisation) or at a hidden layer's end run inside the step (the dropout with the layer
+path's counter-based masks); L1/L2 weight penalties join
 loss and gradients. With the losses and optimizers of this package, gradient clipping,
 sample/class weights and any metric (accuracy, MSE and MAE computed in C++; others updated in
 Python from the outputs the engine hands back per batch). Anything else trains layer by
@@ -69,9 +70,11 @@ class _Stage:
 
 
 class _Stack(list):
-    """The stages, and the BatchNormalization of the model's inputs (None without one)."""
+    """The stages, and the BatchNormalization and Dropout of the model's inputs (None
+    without one; the dropout follows the normalisation)."""
 
     input_bn = None
+    input_dropout = None
 
 
 def _dense_stack(model, for_training=True):
@@ -83,13 +86,19 @@ def _dense_stack(model, for_training=True):
         if isinstance(layer, InputLayer):
             continue
         if isinstance(layer, BatchNormalization) and not stack and stack.input_bn is None:
+            if stack.input_dropout is not None:
+                return (f"batch normalization after the inputs' dropout (layer "
+                        f"{layer.name!r})")
             stack.input_bn = layer  # normalises the inputs
             continue
         if isinstance(layer, Dropout):
             if not for_training or layer.rate == 0:
                 continue
             if not stack:
-                return f"dropout on the model's inputs (layer {layer.name!r})"
+                if stack.input_dropout is not None:
+                    return f"two dropout layers in a row ({layer.name!r})"
+                stack.input_dropout = layer  # drops inputs (after their normalisation)
+                continue
             if stack[-1].dropout is not None:
                 return f"two dropout layers in a row ({layer.name!r})"
             stack[-1].dropout = layer
@@ -166,7 +175,8 @@ class NativeEngine:
         stack = _dense_stack(model, training)
         dense = [stage.dense for stage in stack]
         acts = [stage.act for stage in stack]
-        self.dropouts = [stage.dropout for stage in stack if stage.dropout is not None]
+        self.dropouts = [d for d in [stack.input_dropout] + [s.dropout for s in stack]
+                         if d is not None]
         sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
@@ -184,7 +194,9 @@ class NativeEngine:
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size))
         self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
-        stages = [(-1, None, None, stack.input_bn, False)] if stack.input_bn is not None else []
+        stages = []
+        if stack.input_bn is not None or stack.input_dropout is not None:
+            stages.append((-1, None, stack.input_dropout, stack.input_bn, False))
         stages += [(i, s.dense, s.dropout, s.bn, s.bn_pre) for i, s in enumerate(stack)]
         for i, layer, drop, bn, bn_pre in stages:
             if drop is not None:
