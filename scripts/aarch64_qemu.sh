@@ -43,7 +43,7 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 EOF
 # The host interpreter only satisfies find_package(Python); headers come from the aarch64 root.
 cmake -S . -B "$work/build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$work/toolchain.cmake" \
-  -DPYNN_CUDA=OFF -DSKBUILD_PROJECT_VERSION=0.0.0+aarch64 \
+  -DPYNN_CUDA=OFF -DSKBUILD_PROJECT_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)" \
   -DPython_EXECUTABLE="$(command -v python3)" -DPython_INCLUDE_DIR="$root/usr/include/python3.11" \
   -DCMAKE_CXX_FLAGS="-I$root/usr/include" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$work/build" -j 2
