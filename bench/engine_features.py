@@ -1,13 +1,15 @@
 """What each training feature costs, and what the native engine gains over the layer path.
 
     python bench/engine_features.py [--workloads tabular_small mnist_mlp] [--reps 3]
+                                    [--variants plain dropout ...]
 
 For each BENCHMARKS.md workload (its data and batch size, Adam 1e-3), variants of its model
 train one epoch with fit(engine="native") and fit(engine="layers"), alternating; samples/s is
 the median over --reps epochs (each on a fresh model, so the first includes no warm-up of the
-other). Variants: plain; dropout 0.2 after each hidden layer; BatchNormalization before each
-hidden activation (Dense without bias); L2 1e-4 on every kernel; class weights; metrics that
-the engine does not compute itself (precision + AUC, or RMSE + R2).
+other). Variants: plain; dropout 0.2 after each hidden layer; input dropout 0.1 (of the
+inputs only); BatchNormalization before each hidden activation (Dense without bias); L2 1e-4
+on every kernel; class weights (classifiers only); metrics that the engine does not compute
+itself (precision + AUC, or RMSE + R2).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from workloads import WORKLOADS, make_data
 def build(w, variant):
     pynn.set_seed(0)
     layers = [pynn.Input((w.layers[0],))]
+    if variant == "input dropout":
+        layers.append(pynn.Dropout(0.1))
     for h in w.layers[1:-1]:
         reg = pynn.regularizers.L2(1e-4) if variant == "l2" else None
         if variant == "batchnorm":
@@ -49,15 +53,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workloads", nargs="+", default=["tabular_small", "mnist_mlp"])
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--variants", nargs="+", default=None, help="default: all")
     args = ap.parse_args()
     print("| workload | variant | native samples/s | layers samples/s | native / layers |")
     print("|---|---|---|---|---|")
     for name in args.workloads:
         w = WORKLOADS[name]
         x, y = make_data(w)
-        variants = ["plain", "dropout", "batchnorm", "l2", "stateful metrics"]
+        variants = ["plain", "dropout", "input dropout", "batchnorm", "l2", "stateful metrics"]
         if w.loss == "xent":
-            variants.insert(4, "class weights")
+            variants.insert(5, "class weights")
+        if args.variants:
+            variants = [v for v in variants if v in args.variants]
         for variant in variants:
             kw = {"class_weight": {c: 1.0 + c / 10 for c in range(w.layers[-1])}} \
                 if variant == "class weights" else {}
