@@ -16,7 +16,7 @@ mkdir -p "$work/debs" "$work/wheels" "$root" "$site" "$pkg"
 
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 apt-get update -qq
-apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null
+apt-get install -y -qq g++-aarch64-linux-gnu qemu-user qemu-user-binfmt >/dev/null
 if [ ! -x "$root/usr/bin/python3.11" ]; then
   (cd "$work/debs" && apt-get download -qq python3.11-minimal:arm64 libpython3.11-minimal:arm64 \
     libpython3.11-stdlib:arm64 libpython3.11-dev:arm64 libc6:arm64 libstdc++6:arm64 \

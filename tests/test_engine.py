@@ -450,12 +450,16 @@ def test_predict_single_row_paths(rng, threads):
     # One row takes the engine's own single-row kernel (16-row bands with a short last band,
     # 32- and 8-column strips and scalar columns; the rows of big layers split over the
     # threads, their partial sums added after); it must agree with the batched path.
-    sizes = [300, 200, 130, 9]
     prev = _C.num_threads()
     _C.set_num_threads(threads)
     try:
-        for acts, loss in (([RELU, GELU, SOFTMAX], "softmax_xent_sparse"),
-                           ([TANH, ELU, LIN], "mse"), ([LEAKY, SIGMOID, SIGMOID], "bce_logits")):
+        # The second model's first layer (17 x 2050) is the narrowest that splits: one full
+        # band and a one-row band, 2050 columns ending in scalar ones; then layers narrower
+        # than a band and than one 8-column strip.
+        for sizes, acts, loss in (([300, 200, 130, 9], [RELU, GELU, SOFTMAX], "softmax_xent_sparse"),
+                                  ([300, 200, 130, 9], [TANH, ELU, LIN], "mse"),
+                                  ([300, 200, 130, 9], [LEAKY, SIGMOID, SIGMOID], "bce_logits"),
+                                  ([17, 2050, 5, 3], [RELU, TANH, LIN], "mse")):
             eng, cfg, params, state, ref, tr = make_engine(rng, sizes, acts, loss, "sgd",
                                                            use_bias=[True, False, True],
                                                            max_batch=16)
@@ -555,8 +559,13 @@ def test_set_dropout_errors(rng):
                                (-1, -0.1, "rate"), (0, float("nan"), "rate")]:
         with pytest.raises(ValueError, match=words):
             eng.set_dropout(layer, rate, 1)
-    eng.set_dropout(-1, 0.5, 1)  # the inputs
+    x = rng.normal(size=(9, 4)).astype(np.float32)
+    before, after = np.empty((9, 3), np.float32), np.empty((9, 3), np.float32)
+    eng.predict(x, before)
+    eng.set_dropout(-1, 0.5, 1)  # the inputs: training only, predict is unchanged
     eng.set_dropout(0, 0.0, 1)   # rate 0: none
+    eng.predict(x, after)
+    np.testing.assert_array_equal(after, before)
 
 def test_set_batchnorm_errors(rng):
     eng, cfg, params, state, ref, tr = make_engine(rng, [4, 6, 3], [RELU, SOFTMAX],
