@@ -4,7 +4,7 @@
 //   mean reduction folded into grad_scale) -> per layer from the top: dZ = dY * f'(Y) in
 //   place, dW = X^T dZ, db = colsum dZ, dX = dZ W^T (with the weights before their update),
 //   then the fused optimizer pass on W and b while their gradients are hot in cache.
-// Dropout after a layer's activation: forward writes Y * mask into the layer's `dropped`
+// Dropout after a layer's activation: forward writes Y * mask into the layer's `drop.out`
 // buffer (the next layer's input), backward multiplies the incoming gradient by the same
 // mask, regenerated from (seed, step, index) rather than stored.
 // Buffers live in one arena allocated at construction: nothing is allocated per step.
@@ -282,16 +282,14 @@ void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
         fail("set_dropout: dropout masks cover at most 2^32 - 1 elements per batch (max_batch x units)");
     // Allocate before committing: a failed allocation leaves the layer as it was.
     std::vector<float> buffer(rate > 0.0 ? static_cast<size_t>(max_batch_ * width) : 0, 0.f);
-    if (layer < 0) {
-        input_dropped_.swap(buffer);
-        input_drop_rate_ = rate;
-        input_drop_seed_ = seed;
-        return;
-    }
-    Layer& l = layers_[layer];
-    l.dropped.swap(buffer);
-    l.drop_rate = rate;
-    l.drop_seed = seed;
+    Drop& d = layer < 0 ? input_drop_ : layers_[layer].drop;
+    d.out.swap(buffer);
+    d.rate = rate;
+    d.seed = seed;
+}
+
+void DenseEngine::Drop::apply(const float* x, float* y, index_t n, std::uint64_t step) const {
+    dropout_apply(x, y, n, rate, seed, step);
 }
 
 void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double epsilon,
@@ -501,10 +499,9 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
         batchnorm_forward(*input_bn_, in_features(), x0, rows, training, input_bn_->out.data());
         X = input_bn_->out.data();
     }
-    if (training && input_drop_rate_ > 0.0) {
-        dropout_apply(X, input_dropped_.data(), rows * in_features(), input_drop_rate_,
-                      input_drop_seed_, drop_step);
-        X = input_dropped_.data();
+    if (training && input_drop_.on()) {
+        input_drop_.apply(X, input_drop_.out.data(), rows * in_features(), drop_step);
+        X = input_drop_.out.data();
     }
 #if defined(PYNN_X86)
     bool any_bn = input_bn_ != nullptr;
@@ -585,9 +582,9 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
         }
         if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, rows, training, l.bn->out.data());
-        if (training && l.drop_rate > 0.0) {
+        if (training && l.drop.on()) {
             const float* a = l.bn && !l.bn->pre ? l.bn->out.data() : Y;
-            dropout_apply(a, l.dropped.data(), rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+            l.drop.apply(a, l.drop.out.data(), rows * l.out, drop_step);
         }
         X = l.input_for_next(training);
     }
@@ -823,8 +820,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         // D holds the gradient w.r.t. what the next layer saw: through the dropout mask
         // first, then back through the layer in reverse (post-activation normalisation,
         // activation, pre-activation normalisation) to the GEMM's output.
-        if (l.drop_rate > 0.0)
-            dropout_apply(l.D, l.D, rows * l.out, l.drop_rate, l.drop_seed, drop_step);
+        if (l.drop.on()) l.drop.apply(l.D, l.D, rows * l.out, drop_step);
         auto bn_backward = [&] {
             BatchNorm& b = *l.bn;
             bn::backward(l.D, b.xhat.data(), rows, l.out, b.inv_std.data(), b.gamma, b.used_batch,
@@ -859,9 +855,8 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
     if (input_bn_trains()) {  // below the first layer: its gamma and beta last
         BatchNorm& b = *input_bn_;
         const index_t C = in_features();
-        if (input_drop_rate_ > 0.0)  // through the inputs' dropout mask first
-            dropout_apply(input_grad_.data(), input_grad_.data(), rows * C, input_drop_rate_,
-                          input_drop_seed_, drop_step);
+        if (input_drop_.on())  // through the inputs' dropout mask first
+            input_drop_.apply(input_grad_.data(), input_grad_.data(), rows * C, drop_step);
         bn::backward(input_grad_.data(), b.xhat.data(), rows, C, b.inv_std.data(), b.gamma, b.used_batch,
                      b.gamma ? b.dgamma.data() : nullptr, b.beta ? b.dbeta.data() : nullptr, nullptr,
                      b.acc.data(), b.tmp.data());

@@ -128,6 +128,16 @@ public:
     void predict(const float* x, float* out, index_t n);
 
 private:
+    // An inverted dropout inside the step (training only; rate 0: none), with the
+    // counter-based masks of math/dropout.h for this seed and the batch's step.
+    struct Drop {
+        double rate = 0.0;
+        std::uint64_t seed = 0;
+        std::vector<float> out;  // max_batch x width: the masked values
+        bool on() const { return rate > 0.0; }
+        // y[0:n] = x[0:n] * mask (in place when x == y).
+        void apply(const float* x, float* y, index_t n, std::uint64_t step) const;
+    };
     struct BatchNorm {
         bool pre = false;  // between GEMM and activation, else after the activation
         double momentum = 0.99, epsilon = 1e-3;
@@ -164,13 +174,11 @@ private:
         double w_l1 = 0.0, w_l2 = 0.0, b_l1 = 0.0, b_l2 = 0.0;  // weight penalties
         bool regularized() const { return w_l1 != 0.0 || w_l2 != 0.0 || b_l1 != 0.0 || b_l2 != 0.0; }
         std::unique_ptr<BatchNorm> bn;
-        double drop_rate = 0.0;      // dropout after the activation (training only)
-        std::uint64_t drop_seed = 0;
-        std::vector<float> dropped;  // max_batch x out: Y with the mask applied, the next input
+        Drop drop;  // after the activation: out is Y with the mask applied, the next input
         // The next layer's input: the dropped output while training with dropout, else the
         // post-activation batch normalisation's output, else Y.
         const float* input_for_next(bool training) const {
-            if (training && drop_rate > 0.0) return dropped.data();
+            if (training && drop.on()) return drop.out.data();
             return bn && !bn->pre ? bn->out.data() : Y;
         }
     };
@@ -219,13 +227,11 @@ private:
     float* wb_ = nullptr;      // gathered sample weights, max_batch
     std::unique_ptr<BatchNorm> input_bn_;  // normalisation of the model's inputs (optional)
     std::vector<float> input_grad_;        // max_batch x in: its incoming gradient
-    double input_drop_rate_ = 0.0;         // dropout of the (normalised) inputs, training only
-    std::uint64_t input_drop_seed_ = 0;
-    std::vector<float> input_dropped_;     // max_batch x in: the first layer's input then
+    Drop input_drop_;                      // of the (normalised) inputs: out is max_batch x in
     // What the first layer sees: the inputs after their normalisation and dropout (while
     // training), as present.
     const float* first_input(bool training) const {
-        if (training && input_drop_rate_ > 0.0) return input_dropped_.data();
+        if (training && input_drop_.on()) return input_drop_.out.data();
         return input_bn_ ? input_bn_->out.data() : xb_;
     }
 
