@@ -415,8 +415,9 @@ void register_engine(py::module_& m) {
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "
-             "layer; layer -1: the inputs, after their normalisation), with math/dropout.h's counter-based masks for this seed: the same masks "
-             "as pynn.Dropout(rate, seed=seed) in the layer path. rate 0 removes it.")
+             "layer; layer -1: the inputs, after their normalisation), with math/dropout.h's "
+             "counter-based masks for this seed: the same masks as pynn.Dropout(rate, "
+             "seed=seed) in the layer path. rate 0 removes it.")
         .def("bind", &PyDenseEngine::bind, py::arg("params"), py::arg("trainable"), py::arg("state"),
              "Bind the model's arrays [W0, b0, W1, ...] (updated in place), per-layer trainable flags "
              "and per-param optimizer slot lists.")
