@@ -112,6 +112,69 @@ def test_leading_dimensions(rng, isa, threads):
     assert (big_c[:2] == 0).all() and (big_c[:, :7] == 0).all() and (big_c[:, 36:] == 0).all()
 
 
+def test_edge_tiles_write_only_their_block(rng, isa, threads):
+    """Every edge-tile shape (rows and columns around the 6/12-row, 8/16/32-column tiles)
+    stores exactly its m x n block of a bigger array: a store mask one lane too wide would
+    overwrite the sentinel beside it (zero-padded strips make that extra lane 0 without bias,
+    so the bias, beta and ReLU epilogue all run here)."""
+    sentinel = np.float32(7.5)
+    for m in (1, 5, 6, 7, 11, 12, 13, 25):
+        for n in (1, 7, 8, 9, 15, 16, 17, 24, 29, 31, 32, 33, 47, 63, 65):
+            k = int(rng.integers(1, 40))
+            a, b = operands(rng, m, k, n, False, False)
+            bias = rng.standard_normal(n).astype(np.float32) + 10  # lane past the end: > 0
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            big = np.full((m + 4, n + 40), sentinel, np.float32)
+            out = big[2:2 + m, 3:3 + n]
+            out[...] = c0
+            _C.gemm(a, b, False, False, 1.0, 0.5, out, bias, ACTIVATION_CODES["relu"], 0.0)
+            want = reference(a, b, False, False, beta=0.5, c=c0, bias=bias, act="relu")
+            np.testing.assert_allclose(out, want, rtol=1e-5, atol=tolerance(k) * 10,
+                                       err_msg=f"m={m} n={n} k={k}")
+            out[...] = sentinel
+            assert (big == sentinel).all(), f"m={m} n={n} k={k}: wrote outside its block"
+
+
+def test_no_access_past_array_ends():
+    """Masked loads and stores, edge strips and unpacked operands never touch memory outside
+    a, b, bias or out: each array ends (or starts) against an inaccessible page, so one element
+    too far is a segfault, caught here as the subprocess' exit status."""
+    code = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+        "from guarded_memory import guarded, guarded_copy\n"
+        "import pynn._C as C\n"
+        "rng = np.random.default_rng()\n"
+        "count = 0\n"
+        f"for isa in {ISAS!r}:\n"
+        "    C.set_gemm_isa(isa)\n"
+        "    for threads in (1, 2):\n"
+        "        C.set_num_threads(threads)\n"
+        "        for m, k, n in [(1, 1, 1), (1, 300, 17), (7, 3, 9), (13, 5, 33), (12, 16, 32),\n"
+        "                        (25, 129, 47), (131, 7, 65), (3, 257, 1), (67, 300, 200)]:\n"
+        "            for ta in (False, True):\n"
+        "                for tb in (False, True):\n"
+        "                    for at in ('end', 'start'):\n"
+        "                        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)\n"
+        "                        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)\n"
+        "                        bias = rng.standard_normal(n, dtype=np.float32)\n"
+        "                        c0 = rng.standard_normal((m, n), dtype=np.float32)\n"
+        "                        ga, gb = guarded_copy(a, at), guarded_copy(b, at)\n"
+        "                        gbias, out = guarded_copy(bias, at), guarded_copy(c0, at)\n"
+        "                        C.gemm(ga, gb, ta, tb, 1.0, 0.5, out, gbias, 1, 0.0)\n"
+        "                        want = np.maximum((a.T if ta else a).astype(np.float64)\n"
+        "                                          @ (b.T if tb else b) + 0.5 * c0 + bias, 0)\n"
+        "                        assert np.allclose(out, want, rtol=1e-4, atol=1e-3), (isa, m, k, n)\n"
+        "                        out2 = guarded((m, n), at=at)\n"
+        "                        C.gemm(ga, gb, ta, tb, 1.0, 0.0, out2)\n"
+        "                        count += 1\n"
+        "print(count)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, f"exit status {out.returncode} (-11: segfault)\n{out.stderr}"
+    assert int(out.stdout) == len(ISAS) * 2 * 9 * 4 * 2
+
+
 @pytest.mark.parametrize("m", [5, 128, 131, 784])
 @pytest.mark.parametrize("ta", [False, True])
 def test_a_row_does_not_depend_on_its_position(rng, isa, threads, m, ta):
