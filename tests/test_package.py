@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -23,6 +24,26 @@ def test_compiled_cpu_module_is_built_and_default():
     assert pynn.available_backends()["cpu"] is None
     if "PYNN_BACKEND" not in os.environ:
         assert pynn.info()["backend"] == "cpu"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or
+                    not os.path.exists("/proc/cpuinfo"), reason="x86-64 Linux: cpuinfo flags")
+def test_isa_support_matches_the_cpu_flags():
+    """The GEMM offers avx2/avx512 exactly when the kernel reports them (cpuid + xgetbv
+    agree with it on Linux); only a PYNN_EMULATE_AVX512 test build offers avx512 without."""
+    _C = pytest.importorskip("pynn._C")
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    assert _C.cpu_supports_isa("generic")
+    assert _C.cpu_supports_isa("avx2") == ({"avx2", "fma"} <= flags)
+    if _C.build_info["avx512_emulated"]:
+        assert _C.cpu_supports_isa("avx512") == _C.cpu_supports_isa("avx2")
+    else:
+        want = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+        assert _C.cpu_supports_isa("avx512") == want
 
 
 def test_cuda_module_matches_build_and_reports_devices():

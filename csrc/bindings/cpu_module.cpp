@@ -31,6 +31,11 @@ PYBIND11_MODULE(_C, m) {
     compiler.erase(compiler.find_last_not_of(' ') + 1);  // __clang_version__ ends in a space
     info["compiler"] = compiler;
     info["cuda_build"] = PYNN_CUDA_STATUS;
+#if defined(PYNN_EMULATE_AVX512)
+    info["avx512_emulated"] = true;  // a test build (CMake option PYNN_EMULATE_AVX512)
+#else
+    info["avx512_emulated"] = false;
+#endif
     m.attr("build_info") = info;
     register_gemm(m);
     register_kernels(m);

@@ -7,7 +7,12 @@
 // anonymous namespace and only <immintrin.h> is included: no inline code is shared with the
 // other ISA files under one name (see kernel_table.h).
 // Accumulators are named variables, not an array: GCC 12 spills arrays of vectors.
+// PYNN_EMULATE_AVX512 (tests only) swaps the intrinsics for lane-by-lane C++ versions.
+#if defined(PYNN_EMULATE_AVX512)
+#include "cpu/gemm/avx512_emulation.h"
+#else
 #include <immintrin.h>
+#endif
 
 #include "cpu/gemm/kernel_table.h"
 
@@ -33,9 +38,10 @@ constexpr int NR = 32;
             x1 = _mm512_add_ps(x1, bias1);                                         \
         }                                                                          \
         if (relu) {                                                                \
-            /* max(NaN, 0) = 0, like z > 0 ? z : 0. The masked form because GCC 12 */ \
+            /* max(0, NaN) = NaN: vmaxps returns its second operand when either is */ \
+            /* NaN, as the avx2 and generic kernels do. The masked form because GCC 12 */ \
             /* warns on _mm512_max_ps's internal _mm512_undefined_ps. */               \
-            x0 = _mm512_mask_max_ps(x0, __mmask16(0xFFFF), zero, x0);  /* NaN propagates */               \
+            x0 = _mm512_mask_max_ps(x0, __mmask16(0xFFFF), zero, x0);               \
             x1 = _mm512_mask_max_ps(x1, __mmask16(0xFFFF), zero, x1);               \
         }                                                                          \
         _mm512_mask_storeu_ps(ci, k0, x0);                                         \
