@@ -3,6 +3,10 @@ fresh random inputs of awkward sizes (1, 3, 17, 129, non-multiples of the vector
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -216,3 +220,16 @@ def test_optimizer_updates_each_isa(cpu, rng, isa, n, name):
     for got, want, p in zip(state32, state64, padded):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert (p[n:] == np.float32(7.0)).all()
+
+
+def test_kernels_never_touch_memory_outside_their_arrays():
+    """Vector tails, masked loads and the native engine's row reads stay inside every array:
+    guarded_kernels_child.py runs each kernel, the native fit and predict on arrays against
+    an inaccessible page (one element too far is a segfault, seen here as the exit status)."""
+    here = os.path.dirname(__file__)
+    out = subprocess.run([sys.executable, os.path.join(here, "guarded_kernels_child.py")],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             filter(None, [here, os.environ.get("PYTHONPATH")]))})
+    assert out.returncode == 0, f"exit status {out.returncode} (-11: segfault)\n{out.stderr}"
+    assert int(out.stdout) == len(_cpu_isas()) * 2 * 2 * (6 + 6 + 4)
