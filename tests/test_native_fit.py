@@ -60,14 +60,20 @@ def _fit(config, x, y, engine, variant="plain"):
 @pytest.mark.parametrize("config", CONFIGS, ids=[c[1] for c in CONFIGS])
 def test_native_matches_layer_path(rng, config, variant):
     # With dropout (of the inputs and two hidden layers) both paths draw the same
-    # counter-based masks (the optimizer step is the counter), and the derivative of each activation must see the output before its mask;
-    # L1/L2 penalties join the loss and the gradients in both.
+    # counter-based masks (the optimizer step is the counter), and the derivative of each
+    # activation must see the output before its mask; L1/L2 penalties join the loss and the
+    # gradients in both.
     x, y = _data(rng, config[1], config[3])
     native, h_native = _fit(config, x, y, "native", variant)
     layers, h_layers = _fit(config, x, y, "layers", variant)
     assert h_native.keys() == h_layers.keys()
+    n_val = int(0.1 * len(x))
     for key in h_native:
-        np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=1e-5,
+        # Accuracy counts argmaxes: float32 rounding may flip one near-tie among an epoch's
+        # predictions (seen once in ~40 runs); the weights below must still agree.
+        n = n_val if key.startswith("val_") else len(x) - n_val
+        atol = 1.01 / n if key.endswith("accuracy") else 1e-5
+        np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=atol,
                                    err_msg=key)
     for a, b in zip(native.get_weights(), layers.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
