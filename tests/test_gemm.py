@@ -112,6 +112,25 @@ def test_leading_dimensions(rng, isa, threads):
     assert (big_c[:2] == 0).all() and (big_c[:, :7] == 0).all() and (big_c[:, 36:] == 0).all()
 
 
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("act", ["linear", "relu", "sigmoid"])
+def test_single_output_column(rng, threads, ta, tb, act):
+    """N = 1 (a one-output layer) takes a matrix-vector path: rows over 256-row blocks and
+    threads, K past the 8-wide sums, strided columns of B and C, the whole epilogue."""
+    for m, k in [(1, 1), (7, 9), (300, 257), (1000, 700)]:
+        a, b = operands(rng, m, k, 1, ta, tb)
+        if not tb:  # a strided column: every third element of a wider array
+            b = np.repeat(b, 3, axis=1)[:, :1]
+        bias = rng.standard_normal(1).astype(np.float32)
+        big = rng.standard_normal((m, 4)).astype(np.float32)
+        out = big[:, 2:3]  # ldc = 4
+        c0 = out.copy()
+        _C.gemm(a, b, ta, tb, 0.5, 2.0, out, bias, ACTIVATION_CODES[act], 0.0)
+        want = reference(a, b, ta, tb, alpha=0.5, beta=2.0, c=c0, bias=bias, act=act)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=tolerance(k) * 4,
+                                   err_msg=f"m={m} k={k}")
+
+
 def test_edge_tiles_write_only_their_block(rng, isa, threads):
     """Every edge-tile shape (rows and columns around the 6/12-row, 8/16/32-column tiles)
     stores exactly its m x n block of a bigger array: a store mask one lane too wide would
