@@ -154,3 +154,20 @@ def test_frozen_regularized_layer_counts_in_the_native_loss(rng):
         for a, b in zip(frozen, model.layers[1].get_weights()):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(runs["native"], runs["layers"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("out_act,units", [("sigmoid", 1), (None, 1), ("relu", 1),
+                                           ("softmax", 4), (None, 3)])
+def test_a_row_predicts_the_same_alone_and_in_a_batch(rng, out_act, units):
+    """A row's prediction does not depend on the batch around it (scikit-learn's subset
+    invariance): the single-row path and the batched GEMMs give the same bits, also for a
+    one-output layer (its matrix-vector path)."""
+    model = pynn.Sequential([pynn.Input((23,)), pynn.Dense(40, activation="relu"),
+                             pynn.Dense(17, activation="tanh"),
+                             pynn.Dense(units, activation=out_act)])
+    model.compile(optimizer="adam", loss="mse")
+    x = rng.normal(size=(37, 23)).astype(np.float32)
+    full = model.predict(x)
+    for i in (0, 5, 36):
+        np.testing.assert_array_equal(model.predict(x[i:i + 1]), full[i:i + 1])
+    np.testing.assert_array_equal(model.predict(x[3:9]), full[3:9])

@@ -512,6 +512,18 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
             const bool relu = l.act == static_cast<int>(Activation::relu);
             const float* bias = l.has_bias ? l.b : nullptr;
+            if (l.out == 1) {
+                // One output: gemm's matrix-vector path, as a batch takes it, so a row's
+                // prediction has the same bits alone as inside a batch.
+                Epilogue ep;
+                ep.bias = bias;
+                ep.act_param = l.param;
+                if (l.act != kSoftmax) ep.act = static_cast<Activation>(l.act);
+                gemm(false, false, 1, 1, l.in, 1.f, X, l.in, l.W, 1, 0.f, Y, 1, ep);
+                if (l.act == kSoftmax) softmax_forward(Y, Y, 1, 1);
+                X = Y;
+                continue;
+            }
             // Threads split the rows of a big layer's W (whole 16-row bands): each core then
             // streams a contiguous part of W, which for the mnist model (1.07 MB of weights)
             // stays in its own 1 MB L2, and the partial sums are added after.
