@@ -55,8 +55,12 @@ def test_nan_input(bad):
 def test_empty_data():
     with pytest.raises(ValueError, match="empty"):
         _model().fit(np.zeros((0, 3)), np.zeros(0), verbose=0)
-    with pytest.raises(ValueError, match="empty"):
-        _model().predict(np.zeros((0, 3)))
+    # predict of no rows is no predictions, as in Keras (of the right shape only)
+    model = _model()
+    out = model.predict(np.zeros((0, 3)))
+    assert out.shape == (0,) + tuple(model.output_shape) and out.dtype == np.float32
+    with pytest.raises(ValueError):
+        model.predict(np.zeros((0, 4)))
 
 
 def test_non_numeric_input():

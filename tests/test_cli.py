@@ -111,7 +111,8 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
 @pytest.mark.parametrize("case, message", [
     ("missing_file", "no such file"),
     ("missing_target", "has no column 'nope'"),
-    ("non_numeric", "column 'b' holds a non-numeric or missing value (data row 2)"),
+    ("non_numeric", "column 'b' holds a non-numeric, missing or infinite value on line 3"),
+    ("infinite_rate", "--learning-rate must be a finite number > 0"),
     ("no_target_arg", "--target COLUMN is required"),
     ("npz_without_y", "must hold arrays 'x' and 'y'"),
 ])
@@ -123,7 +124,8 @@ def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
             "missing_target": ["--data", good, "--target", "nope"],
             "non_numeric": ["--data", bad, "--target", "b"],
             "no_target_arg": ["--data", good],
-            "npz_without_y": ["--data", tmp_path / "xonly.npz"]}[case]
+            "npz_without_y": ["--data", tmp_path / "xonly.npz"],
+            "infinite_rate": ["--data", good, "--target", "b", "--learning-rate", "inf"]}[case]
     out = run_cli("train", *args, "--out", tmp_path / "m.npz")
     assert out.returncode == 2
     assert message in out.stderr
@@ -162,3 +164,25 @@ def test_bench_prints_rates():
     out = run_cli("bench")
     assert out.returncode == 0, out.stderr
     assert "GFLOP/s" in out.stdout and "samples/s" in out.stdout
+
+
+def test_predict_reads_only_the_feature_columns(tmp_path, blobs_csv):
+    """Spreadsheet exports: a byte-order mark, quoted numbers, a blank target column and a
+    text ID column (neither is a feature) all predict; a binary file is a clear error."""
+    path, _ = blobs_csv
+    model = tmp_path / "m.npz"
+    assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                   model, "--quiet").returncode == 0
+    names = open(path).readline().strip().split(",")
+    features = [n for n in names if n != "label"]
+    rows = [(f'"{0.5 * i}"', str(1.0 - i), "", f"id-{i}") for i in range(3)]
+    export = tmp_path / "export.csv"
+    export.write_text("\ufeff" + ",".join(features + ["label", "id"]) + "\n" +
+                      "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
+    out = run_cli("predict", "--model", model, "--data", export)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 1 + len(rows)
+    np.save(tmp_path / "x.npy", np.zeros((3, 2)))
+    out = run_cli("predict", "--model", model, "--data", tmp_path / "x.npy")
+    assert out.returncode == 2 and "not a CSV text file" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -356,3 +356,19 @@ def test_relu_epilogue_propagates_nan(isa):
     y = np.empty_like(act)
     _C.activation_forward(1, 0.0, act, y)
     assert np.isnan(y[0]) and y[1] == 0 and y[2] == 2
+
+
+def test_public_gemm_out_may_be_an_operand(rng):
+    """ops.gemm(out=) where out is also a or b (or bias): the kernels would overwrite what
+    they still read, so such operands are read from a copy, as numpy.matmul does."""
+    a = rng.standard_normal((64, 64), dtype=np.float32)
+    b = rng.standard_normal((64, 64), dtype=np.float32)
+    want = a.astype(np.float64) @ a
+    c = a.copy()
+    pynn.ops.gemm(c, c, out=c)
+    np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4)
+    c = a.copy()
+    pynn.ops.gemm(b, c, out=c, beta=1.0)
+    np.testing.assert_allclose(c, b.astype(np.float64) @ a + a, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="dtype"):
+        pynn.ops.gemm(a, b, out=np.zeros((64, 64), np.int64))

@@ -271,3 +271,30 @@ def test_config_roundtrip():
     assert clone.layers[2].activation == pynn.activations.Spec("elu", 0.5)
     assert not clone.layers[2].use_bias
     assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
+
+
+def test_a_model_without_an_input_shape_is_built_by_its_data():
+    """No Input layer and no input_shape: fit, evaluate and train_on_batch build the model
+    from the data, as Keras does (predict did already)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 2))
+    for call in ("fit", "evaluate", "train_on_batch"):
+        model = pynn.Sequential([pynn.Dense(8, activation="relu"), pynn.Dense(2)])
+        model.compile(optimizer="adam", loss="mse")
+        if call == "fit":
+            model.fit(x, y, epochs=1, verbose=0)
+        else:
+            getattr(model, call)(x, y)
+        assert model.input_shape == (5,) and model.output_shape == (2,)
+
+
+def test_numpy_integers_as_sizes_and_a_single_callback():
+    model = pynn.Sequential([pynn.Input((np.int64(4),)), pynn.Dense(np.int32(3))])
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.output_shape == (3,) and type(model.layers[-1].units) is int
+    history = pynn.callbacks.History()
+    model.fit(np.zeros((8, 4), np.float32), np.zeros((8, 3)), epochs=2, verbose=0,
+              callbacks=history)  # one callback, not in a list
+    assert len(history.history["loss"]) == 2
+    with pytest.raises(ValueError, match="initial_epoch"):
+        model.fit(np.zeros((8, 4)), np.zeros((8, 3)), epochs=2, initial_epoch=-1, verbose=0)

@@ -171,3 +171,46 @@ def test_a_row_predicts_the_same_alone_and_in_a_batch(rng, out_act, units):
     for i in (0, 5, 36):
         np.testing.assert_array_equal(model.predict(x[i:i + 1]), full[i:i + 1])
     np.testing.assert_array_equal(model.predict(x[3:9]), full[3:9])
+
+
+def test_subclassed_layers_and_losses_take_the_layer_path(rng):
+    """The engine computes built-in layers and losses itself; a subclass may override that
+    (here: a Dense scaling its output, a cross-entropy scaling the loss), so the model falls
+    back to the layer path, visibly, and trains and predicts as its own methods say."""
+    class ScaledDense(pynn.Dense):
+        def forward(self, x, training=False, logits=False):
+            return 2 * super().forward(x, training, logits)
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return super().backward(2 * dy, need_input_grad, logits)
+
+    class DoubledBCE(pynn.losses.BinaryCrossentropy):
+        def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
+            loss, grad = super().value_and_grad(backend, y_pred, y_true, sample_weight)
+            return 2 * loss, 2 * grad
+
+        def logits_value_and_grad(self, backend, z, y_true, sample_weight=None):
+            loss, grad = super().logits_value_and_grad(backend, z, y_true, sample_weight)
+            return 2 * loss, 2 * grad
+
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    for first, loss in [(ScaledDense, "binary_crossentropy"), (pynn.Dense, DoubledBCE())]:
+        def build():
+            pynn.set_seed(3)
+            m = pynn.Sequential([pynn.Input((4,)), first(8, activation="relu"),
+                                 pynn.Dense(1, activation="sigmoid")])
+            m.compile(optimizer="sgd", loss=loss)
+            return m
+        model = build()
+        reason = engine_mod.unsupported_reason(model)
+        assert reason is not None
+        lines = []
+        model.summary(print_fn=lines.append)
+        assert "Training engine: layers" in lines[0]
+        auto = model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False).history
+        layers = build().fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False,
+                             engine="layers").history
+        assert auto["loss"] == layers["loss"]
+        np.testing.assert_array_equal(model.predict(x),
+                                      model._forward(x, training=False, logits=False))

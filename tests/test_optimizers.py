@@ -153,3 +153,67 @@ def test_learning_rate_settable_during_training():
     model.fit(x, 3 * x, epochs=3, verbose=0, callbacks=[Halve()])
     assert seen == [0.1, 0.05, 0.025]
     assert model.optimizer.learning_rate == 0.0125
+
+
+def test_an_optimizer_trains_one_model():
+    """Its state belongs to one model's weights: a second live model is refused with a clear
+    error; once the first is gone the optimizer starts afresh, never reusing the state of a
+    freed weight whose id a new one happens to get."""
+    import gc
+
+    def model():
+        m = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+        return m
+
+    opt = pynn.optimizers.Adam(learning_rate=0.01)
+    first = model()
+    first.compile(optimizer=opt, loss="mse")
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 3))
+    first.fit(x, y, epochs=2, verbose=0)
+    assert opt.iterations > 0
+    with pytest.raises(ValueError, match="already trains another model"):
+        model().compile(optimizer=opt, loss="mse")
+    first.compile(optimizer=opt, loss="mse")  # the same model again is fine
+    del first
+    gc.collect()
+    second = model()
+    second.compile(optimizer=opt, loss="mse")
+    assert opt.iterations == 0
+    assert all(opt.state_of(p) is None for p in second.params)
+
+
+def test_state_lookup_checks_the_parameter_itself():
+    opt = pynn.optimizers.Adam()
+    backend = pynn.get_backend("numpy")
+    p = Parameter("w", np.zeros(3, np.float32), backend)
+    opt.set_state_of(p, {"m": np.ones(3), "v": np.ones(3)})
+    impostor = Parameter("w", np.zeros(3, np.float32), backend)
+    opt._state[id(impostor)] = opt._state.pop(id(p))  # what id reuse after a free looks like
+    assert opt.state_of(impostor) is None
+
+
+def test_infinite_hyper_parameters_are_refused():
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite"):
+            pynn.optimizers.Adam(learning_rate=bad)
+        with pytest.raises(ValueError, match="finite"):
+            pynn.optimizers.SGD(clipnorm=bad)
+
+
+def test_state_follows_the_weights_dtype_after_set_floatx():
+    """Trained in float64, then in float32 again: the optimizer's slots follow the weights'
+    dtype, so the native engine (float32) takes the model as the layer path does."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)), rng.normal(size=(32, 1))
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, activation="relu"), pynn.Dense(1)])
+    previous = pynn.floatx()
+    try:
+        pynn.set_floatx("float64")
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, epochs=1, verbose=0)
+        pynn.set_floatx("float32")
+        model.fit(x, y, epochs=1, verbose=0)
+    finally:
+        pynn.set_floatx(previous)
+    assert {v.dtype for p in model.params for v in model.optimizer.state_of(p).values()} \
+        == {np.dtype(np.float32)}

@@ -112,3 +112,15 @@ def test_weighted_training_matches_between_engines(loss, act, out, how):
     np.testing.assert_allclose(runs["native"][0], runs["layers"][0], rtol=1e-5)
     for a, b in zip(runs["native"][1], runs["layers"][1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_class_weight_needs_class_labels():
+    """Regression targets (negative or fractional) are not classes: class_weight refuses
+    them instead of indexing its table with them."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.zeros((6, 2), np.float32)
+    for y in (np.array([-1.0, 2.0] * 3), np.array([0.5, 1.0] * 3)):
+        with pytest.raises(ValueError, match="class labels"):
+            model.fit(x, y, class_weight={2: 100.0}, epochs=1, verbose=0)
+    model.fit(x, np.array([0.0, 2.0] * 3), class_weight={2: 3.0}, epochs=1, verbose=0)

@@ -207,3 +207,21 @@ def test_h5_weights_roundtrip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="HDF5"):
         other.load_weights(tmp_path / "bad.h5")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pynn-")]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a,b\n1,2\n", "not a pynn .npz"),
+    (b"", "not a pynn .npz"),
+    (b"\x80\x04K\x01.", "pickle"),
+])
+def test_load_names_what_the_file_is(tmp_path, content, message):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(content)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    with pytest.raises(ValueError, match=message):
+        model.load_weights(path)
+    with pytest.raises(ValueError, match=message):
+        pynn.load_model(path)
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"\.npy file"):
+        pynn.load_model(tmp_path / "one.npy")

@@ -45,7 +45,7 @@ def test_train_on_batch_keeps_optimizer_state():
     for i in range(1, 4):
         model.train_on_batch(x, y)
         assert model.optimizer.iterations == i
-    m = model.optimizer._state[id(model.layers[1].kernel)]["m"]
+    m = model.optimizer.state_of(model.layers[1].kernel)["m"]
     assert np.abs(m).sum() > 0  # the first moment persists between calls
 
 

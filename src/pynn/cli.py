@@ -109,8 +109,9 @@ def main(argv=None) -> int:
 
     try:
         if args.command == "train":
-            if not args.learning_rate > 0:
-                raise tabular.UsageError(f"--learning-rate must be > 0, got {args.learning_rate}")
+            if not 0 < args.learning_rate < float("inf"):
+                raise tabular.UsageError(f"--learning-rate must be a finite number > 0, got "
+                                         f"{args.learning_rate}")
             tabular.train(args.data, args.target, args.layers, args.epochs, args.out,
                           task=args.task, batch_size=args.batch_size, seed=args.seed,
                           learning_rate=args.learning_rate, verbose=0 if args.quiet else 1)

@@ -55,13 +55,13 @@ class _Stage:
         """Folds `layer` (the next one in the model) into this stage; False if it can't."""
         if self.dropout is not None:
             return False  # nothing may follow the dropout within a stage
-        if isinstance(layer, Activation):
+        if type(layer) is Activation:
             # After a linear Dense, or between a normalisation and the activation it feeds.
             if self.act.name != "linear" or (self.bn is not None and not self.bn_pre):
                 return False
             self.act = layer.activation
             return True
-        if isinstance(layer, BatchNormalization):
+        if type(layer) is BatchNormalization:
             if self.bn is not None:
                 return False
             self.bn, self.bn_pre = layer, self.act.name == "linear"
@@ -80,18 +80,19 @@ class _Stack(list):
 def _dense_stack(model, for_training=True):
     """A _Stack of _Stages covering the model's layers, or a reason string. Dropout is the
     identity at inference, so the forward pass for predict skips it; rate 0 is the identity
-    too."""
+    too. Layers are matched by exact type: a subclass may override what the engine would
+    compute (forward, backward), so it takes the layer path."""
     stack = _Stack()
     for layer in model.layers:
-        if isinstance(layer, InputLayer):
+        if type(layer) is InputLayer:
             continue
-        if isinstance(layer, BatchNormalization) and not stack and stack.input_bn is None:
+        if type(layer) is BatchNormalization and not stack and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"batch normalization after the inputs' dropout (layer "
                         f"{layer.name!r})")
             stack.input_bn = layer  # normalises the inputs
             continue
-        if isinstance(layer, Dropout):
+        if type(layer) is Dropout:
             if not for_training or layer.rate == 0:
                 continue
             if not stack:
@@ -102,14 +103,14 @@ def _dense_stack(model, for_training=True):
             if stack[-1].dropout is not None:
                 return f"two dropout layers in a row ({layer.name!r})"
             stack[-1].dropout = layer
-        elif isinstance(layer, Dense):
+        elif type(layer) is Dense:
             stack.append(_Stage(layer))
         elif not (stack and stack[-1].take(layer)):
             return (f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively "
                     f"here")
     if not stack:
         return "the model has no Dense layers"
-    if for_training and isinstance(model.layers[-1], Dropout):
+    if for_training and type(model.layers[-1]) is Dropout:
         # Even at rate 0: the layer path then computes the loss on the (dropout's) outputs,
         # not fused with the output activation, which the engine would do.
         return f"dropout after the output layer ({model.layers[-1].name!r})"
@@ -125,12 +126,13 @@ def _dense_stack(model, for_training=True):
 
 
 def _loss_kind(loss, last_act):
-    """The engine's loss name for this loss and output activation, or None."""
-    if isinstance(loss, losses.CategoricalCrossentropy):  # sparse too (a subclass)
+    """The engine's loss name for this loss and output activation, or None. Exact types, as
+    for layers: a user's subclass may compute something else."""
+    if type(loss) in (losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy):
         if last_act in ("softmax", "linear") and (last_act == "softmax") != loss.from_logits:
             return "softmax_xent_sparse" if loss.sparse else "softmax_xent_dense"
         return None
-    if isinstance(loss, losses.BinaryCrossentropy):
+    if type(loss) is losses.BinaryCrossentropy:
         if last_act in ("sigmoid", "linear") and (last_act == "sigmoid") != loss.from_logits:
             return "bce_logits"
         return None if loss.from_logits or last_act == "softmax" else "bce"
@@ -160,7 +162,7 @@ def unsupported_reason(model, for_training=True):
         return f"optimizer {type(model.optimizer).__name__}"
     for layer in model.layers:
         for param, reg in layer.regularized():
-            if not isinstance(layer, Dense):
+            if type(layer) is not Dense:
                 return f"a regularizer on {type(layer).__name__} layer {layer.name!r}"
             if type(reg) not in _REGULARIZERS:
                 return f"custom regularizer {type(reg).__name__} on {param.name!r}"

@@ -9,6 +9,8 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from . import config, data
@@ -127,7 +129,7 @@ class Sequential:
         for layer in self.layers:
             if layer.built:
                 layer.to_backend(new_backend, self._dtype)
-        self.optimizer = optimizers_mod.get(optimizer)
+        self.optimizer = self._own(optimizers_mod.get(optimizer))
         self.loss = losses_mod.get(loss)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")
@@ -137,10 +139,30 @@ class Sequential:
         if self.input_shape is not None:
             self._build(self.input_shape)
 
-    def _prepare_compiled(self):
+    def _own(self, optimizer):
+        """An optimizer keeps per-weight state and a step count, so it trains one model (as
+        in Keras); one whose model is gone starts afresh."""
+        owner = getattr(optimizer, "_owner", None)
+        model = owner() if owner is not None else None
+        if model is not None and model is not self:
+            raise ValueError(f"this {type(optimizer).__name__} already trains another model; "
+                             f"give each model its own optimizer (e.g. a new "
+                             f"pynn.optimizers.{type(optimizer).__name__}(...), or a name "
+                             f"such as 'adam')")
+        if owner is not None and model is None:
+            optimizer.reset()
+        optimizer._owner = weakref.ref(self)
+        return optimizer
+
+    def _check_compiled(self):
         if not self.compiled:
             raise RuntimeError("the model must be compiled before training or evaluating; "
                                "call model.compile(optimizer, loss)")
+
+    def _prepare_compiled(self):
+        """Loss fusion, metric objects and the backend's weights, once the model is built
+        (a model without an input shape is built by its first data, like Keras)."""
+        self._check_compiled()
         last = self._compute_layers[-1] if self._compute_layers else None
         if last is None:
             raise ValueError("the model has no layers to train")
@@ -200,9 +222,13 @@ class Sequential:
             if not isinstance(class_weight, dict):
                 raise TypeError(f"class_weight must be a dict {{class: weight}}, got "
                                 f"{type(class_weight).__name__}")
-            labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1
-                                            else np.rint(y[:, 0]))
-            labels = np.asarray(labels).astype(np.int64)
+            labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0])
+            labels = np.asarray(labels)
+            if labels.size and (not np.isfinite(labels).all() or (labels < 0).any()
+                                or (labels != np.rint(labels)).any()):
+                raise ValueError("class_weight needs class labels as targets (integers >= 0, "
+                                 "or one-hot rows); these targets are not: use sample_weight")
+            labels = labels.astype(np.int64)
             table = np.ones(int(labels.max()) + 1 if labels.size else 1)
             for cls, weight in class_weight.items():
                 if not isinstance(cls, (int, np.integer)) or cls < 0:
@@ -293,11 +319,16 @@ class Sequential:
         scale each sample's loss, with Keras' reduction (weighted sum over the batch size),
         on both engines. Metrics stay unweighted.
         """
-        self._prepare_compiled()
+        self._check_compiled()
         batch_size = data.check_batch_size(batch_size, 32)
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+                or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative integer, got "
+                             f"{initial_epoch!r}")
         x = self._inputs(x)
+        self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
         if not 0.0 <= validation_split < 1.0:
@@ -326,7 +357,7 @@ class Sequential:
         steps = -(-n // batch_size)
         native = self._native_engine(engine, min(batch_size, n))  # buffers for the rows used
         history = History()
-        user_callbacks = list(callbacks or [])
+        user_callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
         cbs = CallbackList([history, *user_callbacks], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose,
                             "engine": "native" if native else "layers"})
@@ -431,8 +462,9 @@ class Sequential:
 
     def train_on_batch(self, x, y, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) before the step."""
-        self._prepare_compiled()
+        self._check_compiled()
         x = self._inputs(x)
+        self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         b = self.backend
         yd = b.asarray(y, y.dtype)
@@ -462,9 +494,10 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict."""
-        self._prepare_compiled()
+        self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         x = self._inputs(x)
+        self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         logs = self._evaluate_arrays(x, y, batch_size)
         if verbose:
@@ -494,6 +527,10 @@ class Sequential:
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         if self.backend is None:
             self.backend = get_backend()
+        if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
+                tuple(np.shape(x)[1:]) in ((), tuple(self.input_shape)):
+            self._ensure_built(self.input_shape[0])
+            return np.empty((0,) + tuple(self.output_shape), dtype=self._dtype)  # as Keras
         x = self._inputs(x)
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)

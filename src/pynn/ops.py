@@ -29,8 +29,19 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         bias = backend.asarray(bias, a_arr.dtype)
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
-    if out is not None and tuple(out.shape) != (m, n):
-        raise ValueError(f"gemm: out must have shape ({m}, {n}), got {tuple(out.shape)}")
+    if out is not None:
+        if tuple(out.shape) != (m, n):
+            raise ValueError(f"gemm: out must have shape ({m}, {n}), got {tuple(out.shape)}")
+        if out.dtype != a_arr.dtype:
+            raise TypeError(f"gemm: out must have the computation's dtype {a_arr.dtype}, got "
+                            f"{out.dtype}")
+        # The kernels write out while still reading the operands: an operand that shares
+        # memory with out is read from a copy (numpy.matmul does the same).
+        shares = getattr(backend.xp, "may_share_memory", None)
+        if shares is not None:
+            a_arr = a_arr.copy() if shares(out, a_arr) else a_arr
+            b_arr = b_arr.copy() if shares(out, b_arr) else b_arr
+            bias = bias.copy() if bias is not None and shares(out, bias) else bias
     if beta != 0.0 and out is None:
         raise ValueError("gemm: beta != 0 needs out=")
     return backend.gemm(a_arr, b_arr, trans_a, trans_b, bias, spec.name, spec.param, alpha,

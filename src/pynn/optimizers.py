@@ -17,8 +17,9 @@ from .schedules import LearningRateSchedule
 
 
 def _check_positive(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value \
+            or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return float(value)
@@ -39,7 +40,8 @@ class Optimizer:
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None):
         self.learning_rate = learning_rate
         self.iterations = 0  # completed update steps
-        self._state = {}  # id(param) -> {slot: array}
+        self._state = {}  # id(param) -> (param, {slot: array}); the param guards against a
+        #                   freed parameter's id being reused by a new one
         if clipnorm is not None and global_clipnorm is not None:
             raise ValueError("give clipnorm or global_clipnorm, not both")
         self.clipnorm = None if clipnorm is None else _check_positive("clipnorm", clipnorm)
@@ -79,12 +81,24 @@ class Optimizer:
                 config[key] = getattr(self, key)
         return config
 
+    def state_of(self, param):
+        """param's slots {name: array}, or None before its first update."""
+        entry = self._state.get(id(param))
+        return entry[1] if entry is not None and entry[0] is param else None
+
+    def set_state_of(self, param, slots):
+        self._state[id(param)] = (param, slots)
+
     def _slots_for(self, param):
-        state = self._state.get(id(param))
+        state = self.state_of(param)
         if state is None:
             b = param.backend
             state = {s: self._initial_slot(s, b, param.value) for s in self._active_slots()}
-            self._state[id(param)] = state
+            self.set_state_of(param, state)
+        else:
+            for name, slot in state.items():  # the weights changed dtype (set_floatx)
+                if slot.dtype != param.value.dtype:
+                    state[name] = slot.astype(param.value.dtype)
         return state
 
     def _active_slots(self):

@@ -125,7 +125,7 @@ def save_model(model, filepath):
         opt = model.optimizer
         slots = []
         for i, p in enumerate(model.params):
-            state = opt._state.get(id(p))
+            state = opt.state_of(p)
             for slot, value in (state or {}).items():
                 key = f"opt.{i}.{slot}"
                 arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
@@ -174,7 +174,7 @@ def load_model(filepath, custom_objects=None, compile=True):
             if set(slots) != set(expected):
                 raise ValueError(f"{filepath!r}: optimizer state of {params[i].name!r} has slots "
                                  f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
-            opt._state[id(params[i])] = {s: slots[s] for s in expected}
+            opt.set_state_of(params[i], {s: slots[s] for s in expected})
         opt.iterations = int(state.get("iterations", 0))
     return model
 
@@ -186,6 +186,16 @@ def read_arrays(filepath):
         raise FileNotFoundError(f"no such file: {filepath!r}")
     if _is_h5(filepath):
         return _read_h5(filepath)
+    with open(filepath, "rb") as f:
+        head = f.read(6)
+    # Name what the file is before numpy guesses (it tries unpickling anything not a zip).
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{filepath!r} is a .npy file (a single array), not a pynn .npz file")
+    if head[:1] == b"\x80":
+        raise ValueError(f"{filepath!r} holds pickled objects; pynn never loads pickles")
+    if not head.startswith(b"PK"):
+        raise ValueError(f"{filepath!r} is not a pynn .npz (zip) or .h5 file: it starts with "
+                         f"{head!r}")
     try:
         with np.load(filepath, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

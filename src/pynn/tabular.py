@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import time
-import warnings
 
 import numpy as np
 
@@ -36,36 +35,66 @@ def sidecar_path(model_path):
 
 
 # ---- reading data -----------------------------------------------------------------------------
-def read_csv(path):
-    """(column names, float array (rows, columns)) of a CSV file with a header row."""
+def _csv_rows(path):
+    """A csv.reader over the file (UTF-8, a byte-order mark such as Excel writes dropped)."""
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path!r}")
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), None)
+    f = open(path, newline="", encoding="utf-8-sig")
+    return f, csv.reader(f)
+
+
+def csv_columns(path):
+    """The column names of a CSV file's header row."""
+    f, rows = _csv_rows(path)
+    with f:
+        try:
+            header = next(rows, None)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise UsageError(f"{path!r} is not a CSV text file: {exc}") from None
     if not header or not any(h.strip() for h in header):
         raise UsageError(f"{path!r} is empty or has no header row of column names")
     names = [h.strip() for h in header]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UsageError(f"{path!r}: duplicate column names {dupes}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an empty body warns; it is reported below
+    return names
+
+
+def read_csv(path, columns=None):
+    """(column names, float array (rows, len(columns))) of a CSV file with a header row: the
+    values of `columns` (default all), in that order. Only those must be numbers; quoted
+    numbers are fine; blank lines are skipped."""
+    names = csv_columns(path)
+    columns = names if columns is None else list(columns)
+    idx = [names.index(c) for c in columns]
+    out = []
+    f, rows = _csv_rows(path)
+    with f:
         try:
-            values = np.genfromtxt(path, delimiter=",", skip_header=1, dtype=np.float64,
-                                   ndmin=2, invalid_raise=True)
-        except ValueError as exc:  # rows with the wrong number of fields
-            raise UsageError(f"{path!r}: {exc}") from None
-    if values.size == 0:
+            next(rows)  # the header
+            for row in rows:
+                if not row or not any(field.strip() for field in row):
+                    continue
+                if len(row) != len(names):
+                    raise UsageError(f"{path!r}: line {rows.line_num} has {len(row)} fields, "
+                                     f"the header names {len(names)} columns")
+                values = []
+                for i in idx:
+                    try:
+                        v = float(row[i].strip())
+                    except ValueError:
+                        v = float("nan")
+                    if not np.isfinite(v):
+                        raise UsageError(f"{path!r}: column {names[i]!r} holds a non-numeric, "
+                                         f"missing or infinite value on line {rows.line_num}: "
+                                         f"{row[i]!r}")
+                    values.append(v)
+                out.append(values)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise UsageError(f"{path!r} is not a CSV text file: {exc}") from None
+    if not out:
         raise UsageError(f"{path!r} has a header but no data rows")
-    if values.shape[1] != len(names):
-        raise UsageError(f"{path!r}: the header names {len(names)} columns, the rows have "
-                         f"{values.shape[1]}")
-    bad = np.argwhere(np.isnan(values))
-    if bad.size:
-        row, col = bad[0]
-        raise UsageError(f"{path!r}: column {names[col]!r} holds a non-numeric or missing value "
-                         f"(data row {row + 1}); {len(bad)} such value(s) in all")
-    return names, values
+    return names, np.array(out, dtype=np.float64).reshape(len(out), len(idx))
 
 
 def load_training_data(path, target):
@@ -192,18 +221,18 @@ def predict(model_path, data, out=None, print_fn=print):
                 meta = json.load(f)
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"{sidecar_path(model_path)!r} is unreadable: {exc}") from None
-    names, values = read_csv(data)
+    # Only the feature columns are read (others, the target's included, may hold anything).
+    names = csv_columns(data)
     n_features = model.input_shape[0]
     if meta is not None and meta.get("features") is None and meta.get("target") in names:
         # Trained on an .npz: the features have no names, the target column is dropped.
-        col = names.index(meta["target"])
-        names, values = names[:col] + names[col + 1:], np.delete(values, col, axis=1)
+        names = [n for n in names if n != meta["target"]]
     if meta is not None and meta.get("features") is not None:
         missing = [c for c in meta["features"] if c not in names]
         if missing:
             raise UsageError(f"{data!r} lacks the feature column(s) {missing} the model was "
                              f"trained on")
-        x = values[:, [names.index(c) for c in meta["features"]]]
+        features = meta["features"]
     elif len(names) != n_features:
         why = ("the model was trained on unnamed .npz features, taken by position"
                if meta is not None else f"{sidecar_path(model_path)!r}, which names them, is "
@@ -211,7 +240,8 @@ def predict(model_path, data, out=None, print_fn=print):
         raise UsageError(f"{data!r} has {len(names)} feature columns, the model takes "
                          f"{n_features} ({why})")
     else:
-        x = values
+        features = names
+    _, x = read_csv(data, features)
     outputs = model.predict(x.astype(np.float32))
     column = (meta or {}).get("target") or "prediction"
     if meta is not None and meta.get("task") == "classify":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from .. import activations as act_mod
 from .base import Layer
 
@@ -43,9 +45,11 @@ class InputLayer(Layer):
     """Declares the input shape (without the batch axis); computes nothing."""
 
     def __init__(self, shape, **kwargs):
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
+                            for d in shape):
             raise ValueError(f"Input: shape must be positive integers, got {shape!r}")
+        shape = tuple(int(d) for d in shape)  # numpy integers too
         kwargs.setdefault("input_shape", shape)
         super().__init__(**kwargs)
 

@@ -8,6 +8,8 @@ dx = dz kernel^T (skipped for the first layer).
 
 from __future__ import annotations
 
+import numbers
+
 from .. import activations as act_mod
 from .. import initializers, regularizers
 from .base import Layer
@@ -20,9 +22,9 @@ class Dense(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
-        self.units = units
+        self.units = int(units)  # numpy integers too
         self.activation = act_mod.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
