@@ -298,3 +298,18 @@ def test_user_metric_function_runs_natively(rng):
     x = rng.normal(size=(50, 4)).astype(np.float32)
     h = model.fit(x, x[:, :1], epochs=1, batch_size=16, verbose=0, engine="native")
     assert calls == [16, 16, 16, 2] and "max_error" in h.history
+
+
+def test_metric_names_are_checked_at_compile_and_pairings_at_fit():
+    """An unknown metric fails at compile; a metric that does not fit the labels fails the
+    same way on both engines, naming the shapes (not the engine's internals)."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
+    with pytest.raises(ValueError, match="unknown metric 'bogus'"):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["bogus"])
+    x = np.zeros((8, 4), np.float32)
+    y = np.arange(8) % 3
+    for engine in ("auto", "layers"):
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["mse"])
+        with pytest.raises(ValueError, match=r"y_true has shape \(8,\), y_pred \(8, 3\)"):
+            model.fit(x, y, epochs=1, verbose=0, engine=engine)

@@ -228,7 +228,11 @@ class NativeEngine:
         # Built-in per-sample metrics run in C++; with any other metric (precision, AUC, a
         # user function...) the engine hands back each batch's outputs and Python updates
         # every metric from them, exactly as the layer path does.
-        builtin = all(fn in _METRIC_NAMES for _, fn in model._metrics)
+        # Integer labels pair with sparse accuracy only (and it with them); any other pairing
+        # goes through Python, whose metric names the shapes that do not match.
+        sparse = training and kind == "softmax_xent_sparse"
+        builtin = all(fn in _METRIC_NAMES and (_METRIC_NAMES[fn] == "sparse_accuracy") == sparse
+                      for _, fn in model._metrics)
         self.needs_outputs = training and not builtin
         self.metric_names = ([_METRIC_NAMES[fn] for _, fn in model._metrics]
                              if training and builtin else [])

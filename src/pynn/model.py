@@ -134,6 +134,8 @@ class Sequential:
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")
         self._metric_specs = list(metrics or [])
+        for m in self._metric_specs:  # unknown names fail here, not at the first fit
+            metrics_mod.get(m, self.loss.name, 1)
         self._metrics = []
         self.compiled = True
         if self.input_shape is not None:
