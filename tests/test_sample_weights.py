@@ -124,3 +124,31 @@ def test_class_weight_needs_class_labels():
         with pytest.raises(ValueError, match="class labels"):
             model.fit(x, y, class_weight={2: 100.0}, epochs=1, verbose=0)
     model.fit(x, np.array([0.0, 2.0] * 3), class_weight={2: 3.0}, epochs=1, verbose=0)
+
+
+def test_weights_in_evaluate_validation_and_single_batches():
+    """Keras' signatures: evaluate(sample_weight=), validation_data=(x, y, w), validation_split
+    splitting the weights too, test_on_batch / train_on_batch(sample_weight=), and
+    predict_on_batch; each weighted loss is the weighted mean of the per-sample losses."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 1))
+    w = rng.uniform(0, 3, 40)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    per_sample = ((model.predict(x).astype(np.float64) - y) ** 2).ravel()
+    np.testing.assert_allclose(model.evaluate(x, y, sample_weight=w, batch_size=7),
+                               (per_sample * w).mean(), rtol=1e-5)
+    np.testing.assert_allclose(model.test_on_batch(x, y, sample_weight=w),
+                               (per_sample * w).mean(), rtol=1e-5)
+    np.testing.assert_array_equal(model.predict_on_batch(x[:5]), model.predict(x[:5]))
+    history = model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, w)).history
+    np.testing.assert_allclose(history["val_loss"][-1], model.evaluate(x, y, sample_weight=w),
+                               rtol=1e-6)
+    history = model.fit(x, y, sample_weight=w, epochs=1, verbose=0,
+                        validation_split=0.25).history
+    np.testing.assert_allclose(history["val_loss"][-1],
+                               model.evaluate(x[30:], y[30:], sample_weight=w[30:]), rtol=1e-6)
+    before = model.evaluate(x, y, sample_weight=w)
+    np.testing.assert_allclose(model.train_on_batch(x, y, sample_weight=w), before, rtol=1e-5)
+    with pytest.raises(ValueError, match="validation_data"):
+        model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, w, w))

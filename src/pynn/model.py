@@ -335,11 +335,15 @@ class Sequential:
         w = self._sample_weights(sample_weight, class_weight, y)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                 "sample_weight_val)")
             x_val = self._inputs(validation_data[0], "validation x")
             y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
+            if len(validation_data) == 3:
+                w_val = self._sample_weights(validation_data[2], None, y_val)
         elif validation_split:
             # The last fraction, before shuffling, as Keras does.
             n_val = int(x.shape[0] * validation_split)
@@ -348,7 +352,7 @@ class Sequential:
                                  f"{x.shape[0] - n_val} training and {n_val} validation samples")
             x, x_val = x[:-n_val], x[-n_val:]
             y, y_val = y[:-n_val], y[-n_val:]
-            w = None if w is None else w[:-n_val]
+            w, w_val = (None, None) if w is None else (w[:-n_val], w[-n_val:])
         else:
             x_val = y_val = None
 
@@ -401,7 +405,8 @@ class Sequential:
                         break  # the unfinished epoch is not logged
                     logs = dict(epoch_logs)
                     if x_val is not None:
-                        val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH))
+                        val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH),
+                                                    w_val)
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
@@ -462,18 +467,30 @@ class Sequential:
             return None
         return engine_mod.NativeEngine(self, batch_size)
 
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) before the step."""
         self._check_compiled()
         x = self._inputs(x)
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
+        w = self._sample_weights(sample_weight, class_weight, y)
         b = self.backend
         yd = b.asarray(y, y.dtype)
-        loss, out = self._train_step(b.asarray(x, self._dtype), yd)
+        loss, out = self._train_step(b.asarray(x, self._dtype), yd,
+                                     None if w is None else b.asarray(w, self._dtype))
         logs = metrics_mod.EpochLogs(self._metric_objects).update(
             x.shape[0], loss, *self._metric_arrays(yd, out))
         return self._format_logs(logs, return_dict)
+
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
+        """Loss (and metrics) of one batch, no update (Keras' test_on_batch)."""
+        x = np.asarray(x) if not hasattr(x, "shape") else x
+        return self.evaluate(x, y, batch_size=max(1, len(x)), sample_weight=sample_weight,
+                             return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch (Keras' predict_on_batch): predict without batching."""
+        return self.predict(x)
 
     def partial_fit(self, x, y, batch_size=None, shuffle=True):
         """One pass over a chunk of a stream (online learning): mini-batch steps that continue
@@ -482,26 +499,30 @@ class Sequential:
         return self
 
     # ---- inference ----------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _evaluate_arrays(self, x, y, batch_size, w=None):
         b = self.backend
         logs = metrics_mod.EpochLogs(self._metric_objects)  # metrics over the whole set
         for start in range(0, x.shape[0], batch_size):
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             yb = b.asarray(y[start:start + batch_size], y.dtype)
+            wb = None if w is None else b.asarray(w[start:start + batch_size], self._dtype)
             out = self._forward(xb, training=False, logits=self._fused)
-            loss, _ = self._loss_and_grad(out, yb)
+            loss, _ = self._loss_and_grad(out, yb, wb)
             loss += self._regularization()
             logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
         return dict(logs)
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False):
-        """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
+                 sample_weight=None):
+        """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
+        sample_weight weighs each sample's loss as in fit (metrics stay unweighted)."""
         self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         x = self._inputs(x)
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
-        logs = self._evaluate_arrays(x, y, batch_size)
+        w = self._sample_weights(sample_weight, None, y)
+        logs = self._evaluate_arrays(x, y, batch_size, w)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._format_logs(logs, return_dict)
