@@ -68,6 +68,8 @@ def test_non_numeric_input():
         _model().fit(np.array([["a", "b", "c"]]), np.zeros(1), verbose=0)
     with pytest.raises(ValueError, match="None"):
         _model().fit(None, np.zeros(1), verbose=0)
+    with pytest.raises(TypeError, match="complex"):
+        _model().fit(np.zeros((2, 3)), np.array([1 + 2j, 0j]), verbose=0)
 
 
 def test_unknown_names():

@@ -190,6 +190,8 @@ class Sequential:
         if y is None:
             raise ValueError(f"{name} is None; pass the targets")
         y_arr = np.asarray(y)
+        if y_arr.dtype.kind == "c":
+            raise TypeError(f"{name} is complex ({y_arr.dtype}); targets must be real numbers")
         if y_arr.ndim == 0 or y_arr.shape[0] != n:
             raise ValueError(f"x and {name} have different numbers of samples: {n} and "
                              f"{y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
