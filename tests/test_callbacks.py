@@ -335,3 +335,23 @@ def test_history_plot_without_matplotlib(monkeypatch):
     h.epoch = [0]
     with pytest.raises(ImportError, match="pip install matplotlib"):
         h.plot()
+
+
+def test_model_checkpoint_refuses_an_unsavable_model_before_training(tmp_path):
+    """A whole-model checkpoint of a model that cannot be saved (a metric object, a plain
+    function as learning rate) fails at the start of fit, before any epoch is spent."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(learning_rate=lambda step: 0.01), loss="mse")
+    epochs = []
+    with pytest.raises(ValueError):
+        model.fit(np.zeros((4, 3)), np.zeros(4), epochs=2, verbose=0,
+                  callbacks=[pynn.callbacks.LambdaCallback(
+                                 on_epoch_end=lambda e, logs: epochs.append(e)),
+                             pynn.callbacks.ModelCheckpoint(str(tmp_path / "m.npz"))])
+    assert epochs == [] and not (tmp_path / "m.npz").exists()
+    # weights only: nothing to describe, it trains and saves
+    model.fit(np.zeros((4, 3)), np.zeros(4), epochs=1, verbose=0,
+              callbacks=[pynn.callbacks.ModelCheckpoint(str(tmp_path / "w.npz"),
+                                                        save_weights_only=True,
+                                                        monitor="loss")])
+    assert (tmp_path / "w.npz").exists()

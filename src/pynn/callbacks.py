@@ -295,6 +295,10 @@ class ModelCheckpoint(Callback):
         self.best = None
 
     def on_train_begin(self, logs=None):
+        if not self.save_weights_only and hasattr(self.model, "save"):
+            from .saving import check_savable
+
+            check_savable(self.model)  # now, not after the first epoch's training
         if self.best is None:  # kept across fit calls, as Keras does
             self.best = (self.initial_value_threshold if self.initial_value_threshold
                          is not None else self._monitor.initial())

@@ -107,6 +107,26 @@ def save_weights(model, filepath):
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
+def _metric_names(model):
+    for m in model._metric_specs:
+        if not isinstance(m, str):
+            raise ValueError(f"cannot save metric {m!r}: only metrics given by name can be "
+                             f"saved; compile with names or save_weights instead")
+    return list(model._metric_specs)
+
+
+def check_savable(model):
+    """Raises what save_model would about the model's description (layers, optimizer, loss,
+    metrics), without writing: a ModelCheckpoint fails before training, not after an epoch."""
+    from . import losses, optimizers
+
+    model.get_config()
+    if model.compiled:
+        _metric_names(model)
+        optimizers.serialize(model.optimizer)
+        losses.serialize(model.loss)
+
+
 def save_model(model, filepath):
     """The whole model: architecture, weights, compile settings and optimizer state."""
     if not model.built:
@@ -116,12 +136,7 @@ def save_model(model, filepath):
     arrays, layers = _weight_arrays(model)
     extra = {"config": model.get_config()}
     if model.compiled:
-        names = []
-        for m in model._metric_specs:
-            if not isinstance(m, str):
-                raise ValueError(f"cannot save metric {m!r}: only metrics given by name can be "
-                                 f"saved; compile with names or save_weights instead")
-            names.append(m)
+        names = _metric_names(model)
         opt = model.optimizer
         slots = []
         for i, p in enumerate(model.params):
