@@ -152,3 +152,11 @@ def test_weights_in_evaluate_validation_and_single_batches():
     np.testing.assert_allclose(model.train_on_batch(x, y, sample_weight=w), before, rtol=1e-5)
     with pytest.raises(ValueError, match="validation_data"):
         model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, w, w))
+
+
+def test_sample_weight_must_be_numbers():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    for bad in (["1", "2"], np.array([1 + 1j, 1])):
+        with pytest.raises(TypeError, match="sample_weight must be numbers"):
+            model.fit(np.zeros((2, 2)), np.zeros(2), sample_weight=bad, epochs=1, verbose=0)

@@ -214,7 +214,10 @@ class Sequential:
         n = y.shape[0]
         w = None
         if sample_weight is not None:
-            w = np.asarray(sample_weight, dtype=np.float64)
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must be numbers, got dtype {w.dtype}")
+            w = w.astype(np.float64)
             if w.ndim == 2 and w.shape[1] == 1:
                 w = w[:, 0]
             if w.shape != (n,):
