@@ -131,6 +131,33 @@ def test_single_output_column(rng, threads, ta, tb, act):
                                    err_msg=f"m={m} k={k}")
 
 
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_inner_dimension_one(rng, isa, ta, tb):
+    """K = 1 (the input gradient of a one-output layer; a one-feature model's first layer)
+    is an outer product: small ones take their own path, big threaded ones the tiles, and a
+    row's result is the same bits on both (alpha 1, beta 0)."""
+    for m, n in [(1, 1), (3, 17), (32, 64), (129, 33)]:
+        a, b = operands(rng, m, 1, n, ta, tb)
+        bias = rng.standard_normal(n).astype(np.float32)
+        out = rng.standard_normal((m, n)).astype(np.float32)
+        c0 = out.copy()
+        _C.gemm(a, b, ta, tb, 0.5, 2.0, out, bias, ACTIVATION_CODES["tanh"], 0.0)
+        want = reference(a, b, ta, tb, alpha=0.5, beta=2.0, c=c0, bias=bias, act="tanh")
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6, err_msg=f"m={m} n={n}")
+    previous = _C.num_threads()
+    try:
+        _C.set_num_threads(2)
+        x = rng.standard_normal((4000, 1)).astype(np.float32)
+        w = rng.standard_normal((1, 96)).astype(np.float32)
+        bias = rng.standard_normal(96).astype(np.float32)
+        relu = ACTIVATION_CODES["relu"]
+        big = _C.gemm(x, w, False, False, 1.0, 0.0, None, bias, relu, 0.0)
+        small = _C.gemm(x[:10], w, False, False, 1.0, 0.0, None, bias, relu, 0.0)
+        np.testing.assert_array_equal(small, big[:10])
+    finally:
+        _C.set_num_threads(previous)
+
+
 def test_edge_tiles_write_only_their_block(rng, isa, threads):
     """Every edge-tile shape (rows and columns around the 6/12-row, 8/16/32-column tiles)
     stores exactly its m x n block of a bigger array: a store mask one lane too wide would
