@@ -13,13 +13,13 @@ from . import (activations, callbacks, config, initializers, layers, losses, met
 from .backend import available_backends, get_backend, set_backend
 from .config import floatx, set_floatx, set_seed
 from .info import info
-from .layers import Activation, BatchNormalization, Dense, Dropout, Input
+from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Input
 from .model import Sequential
 from .saving import load_model
 from .threads import get_num_threads, set_num_threads
 
 __all__ = [
-    "Activation", "BatchNormalization", "Dense", "Dropout", "Input", "Sequential",
+    "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "Sequential",
     "activations", "available_backends", "callbacks", "config", "floatx", "get_backend",
     "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "metrics",
     "ops", "optimizers", "regularizers", "schedules", "set_backend", "set_floatx",

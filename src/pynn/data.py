@@ -23,8 +23,7 @@ def host_array(x):
     return np.asarray(x)
 
 
-def as_inputs(x, dtype, n_features=None, name="x"):
-    """x as a (N, features) float array; a 1-D x is one feature per sample when that fits."""
+def _numeric(x, name):
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
     arr = host_array(x)
@@ -32,6 +31,18 @@ def as_inputs(x, dtype, n_features=None, name="x"):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    return arr
+
+
+def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
+    """x as a C-contiguous float array of shape (N, *sample_shape): (N, features) unless the
+    model takes multi-axis samples (sample_shape of length > 1, or any_rank when its first
+    layer is a Flatten not yet built); a 1-D x is one feature per sample when that fits."""
+    sample_shape = None if sample_shape is None else tuple(sample_shape)
+    if (sample_shape is not None and len(sample_shape) > 1) or any_rank:
+        return _as_sample_array(x, dtype, sample_shape, name)
+    n_features = None if sample_shape is None else sample_shape[0]
+    arr = _numeric(x, name)
     if arr.ndim == 1 and n_features in (None, 1):
         arr = arr.reshape(-1, 1)  # Keras' deliberate expansion of a 1-D input
     if arr.ndim != 2:
@@ -41,6 +52,21 @@ def as_inputs(x, dtype, n_features=None, name="x"):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features per sample but the model expects "
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
+    return _finished(arr, dtype, name)
+
+
+def _as_sample_array(x, dtype, sample_shape, name):
+    arr = _numeric(x, name)
+    want = "(samples, ...)" if sample_shape is None else \
+        "(samples, " + ", ".join(str(d) for d in sample_shape) + ")"
+    if arr.ndim < 2 or (sample_shape is not None and arr.shape[1:] != sample_shape):
+        raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    return _finished(arr, dtype, name)
+
+
+def _finished(arr, dtype, name):
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if config.check_finite() and not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr)))

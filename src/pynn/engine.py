@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
-from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer
+from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
 from .backend.cpu_backend import ACTIVATION_CODES
 
 _SOFTMAX_CODE = 7
@@ -86,6 +86,9 @@ def _dense_stack(model, for_training=True):
     for layer in model.layers:
         if type(layer) is InputLayer:
             continue
+        if type(layer) is Flatten and not stack and stack.input_bn is None \
+                and stack.input_dropout is None:
+            continue  # the engine reads each sample as one row (C order) anyway
         if type(layer) is BatchNormalization and not stack and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"batch normalization after the inputs' dropout (layer "
@@ -167,6 +170,12 @@ def unsupported_reason(model, for_training=True):
             if type(reg) not in _REGULARIZERS:
                 return f"custom regularizer {type(reg).__name__} on {param.name!r}"
     return None
+
+
+def _rows(x):
+    """Multi-axis samples (a leading Flatten) as the (N, features) rows the engine reads; a
+    view when x is C-contiguous."""
+    return x.reshape(len(x), -1) if getattr(x, "ndim", 2) > 2 else x
 
 
 class NativeEngine:
@@ -263,7 +272,7 @@ class NativeEngine:
                     part = outputs[a:a + min(batch_size, len(x) - b * batch_size)]
                 logs.append(self.train(x, y, order, b, b + 1, batch_size, sample_weight, part))
             return np.concatenate(logs)
-        logs = self.engine.train(x, y, order, first, last, batch_size, self.hyper(),
+        logs = self.engine.train(_rows(x), y, order, first, last, batch_size, self.hyper(),
                                  self.optimizer.iterations, self.metric_names, sample_weight,
                                  outputs)
         self.optimizer.iterations += last - first
@@ -273,7 +282,7 @@ class NativeEngine:
 
     def predict(self, x):
         out = np.empty((len(x), self.out_dim), dtype=np.float32)
-        self.engine.predict(x, out)
+        self.engine.predict(_rows(x), out)
         return out
 
 

@@ -22,7 +22,7 @@ from .backend import get_backend
 from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import Dropout, InputLayer, Layer, get_class
+from .layers import Dropout, Flatten, InputLayer, Layer, get_class
 from .layers.base import unique_name
 from .progress import EpochProgress
 
@@ -105,9 +105,10 @@ class Sequential:
                 layer.build(shape, backend, dtype)
             shape = layer.compute_output_shape(shape)
 
-    def _ensure_built(self, n_features):
+    def _ensure_built(self, sample_shape):
+        """Builds an unbuilt model for samples of this shape (its own input shape first)."""
         if not self.built:
-            self._build(self.input_shape or (n_features,))
+            self._build(self.input_shape or tuple(sample_shape))
 
     @property
     def _dtype(self):
@@ -181,9 +182,10 @@ class Sequential:
 
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x"):
-        n_features = self.input_shape[0] if self.input_shape else None
-        arr = data.as_inputs(x, self._dtype, n_features, name)
-        self._ensure_built(arr.shape[1])
+        layers = self._compute_layers
+        any_rank = self.input_shape is None and bool(layers) and type(layers[0]) is Flatten
+        arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank)
+        self._ensure_built(arr.shape[1:])
         return arr
 
     def _targets(self, y, n, name="y"):
@@ -557,7 +559,7 @@ class Sequential:
             self.backend = get_backend()
         if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
                 tuple(np.shape(x)[1:]) in ((), tuple(self.input_shape)):
-            self._ensure_built(self.input_shape[0])
+            self._ensure_built(self.input_shape)
             return np.empty((0,) + tuple(self.output_shape), dtype=self._dtype)  # as Keras
         x = self._inputs(x)
         for layer in self.layers:

@@ -1,4 +1,4 @@
-"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Dropout (identity
+"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Flatten, Dropout (identity
 at inference) and BatchNormalization (inference mode), every activation included.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Activation, BatchNormalization, Dense, Dropout, InputLayer
+from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
 
 
 def _onnx():
@@ -35,7 +35,8 @@ def _activation_nodes(helper, spec, source, name):
 
 
 def export(model, filepath, opset=20):
-    """Write `model` (built) as an ONNX graph taking 'input' (batch, features) -> 'output'."""
+    """Write `model` (built) as an ONNX graph taking 'input' (batch, *input_shape) ->
+    'output'."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -54,9 +55,15 @@ def export(model, filepath, opset=20):
 
     for layer in model.layers:
         name = layer.name
-        if isinstance(layer, (InputLayer, Dropout)):
+        # Exact types: a subclass may compute something else than the operators below.
+        kind = type(layer)
+        if kind in (InputLayer, Dropout):
             continue
-        if isinstance(layer, Dense):
+        if kind is Flatten:
+            out = f"{name}_out"
+            nodes.append(helper.make_node("Flatten", [current], [out], name=out, axis=1))
+            current = out
+        elif kind is Dense:
             w = const(f"{name}_kernel", layer.kernel.numpy())
             out = f"{name}_z"
             if layer.use_bias:
@@ -66,10 +73,10 @@ def export(model, filepath, opset=20):
                 nodes.append(helper.make_node("MatMul", [current, w], [out], name=out))
             act_nodes, current = _activation_nodes(helper, layer.activation, out, name)
             nodes += act_nodes
-        elif isinstance(layer, Activation):
+        elif kind is Activation:
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name)
             nodes += act_nodes
-        elif isinstance(layer, BatchNormalization):
+        elif kind is BatchNormalization:
             n = layer.input_shape[0]
             gamma = layer.gamma.numpy() if layer.scale else np.ones(n)
             beta = layer.beta.numpy() if layer.center else np.zeros(n)
@@ -87,7 +94,8 @@ def export(model, filepath, opset=20):
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, model.name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", model.input_shape[0]])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       ["batch", *model.input_shape])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT,
                                        ["batch", int(np.prod(model.output_shape))])],
         initializer=inits)

@@ -277,7 +277,7 @@ def load_weights(model, filepath, skip_mismatch=False):
         first = saved[0]["weights"][0]["shape"] if saved else None
         if first is None or len(first) != 2:
             raise ValueError("build the model (or give it an Input) before loading weights")
-        model._ensure_built(first[0])
+        model._ensure_built((first[0],))
     return _assign_weights(model, arrays, meta, filepath, skip_mismatch)
 
 

@@ -5,9 +5,10 @@ from .base import Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNormalization
+from .reshape import Flatten
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, BatchNormalization,
-                                            InputLayer)}
+                                            Flatten, InputLayer)}
 
 
 def get_class(name, custom_objects=None):
@@ -19,5 +20,5 @@ def get_class(name, custom_objects=None):
     return _REGISTRY[name]
 
 
-__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Input", "InputLayer", "Layer",
-           "Parameter", "get_class"]
+__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",
+           "InputLayer", "Layer", "Parameter", "get_class"]

@@ -1,0 +1,26 @@
+"""Flatten: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...), row-major, as Keras' Flatten."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+class Flatten(Layer):
+    """Collapses every axis but the batch axis (C order), so image-shaped samples feed a
+    Dense layer; no weights. Its backward restores the input's shape."""
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape, dtype=np.int64)),)
+
+    def forward(self, x, training=False, logits=False):
+        if x.ndim < 2:
+            raise ValueError(f"Flatten {self.name!r} expects inputs of shape (batch, ...), "
+                             f"got shape {tuple(x.shape)}")
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if not need_input_grad:
+            return None
+        return dy.reshape((dy.shape[0],) + tuple(self.input_shape))
