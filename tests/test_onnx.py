@@ -45,8 +45,15 @@ def test_unsupported_layer_and_unbuilt_model(tmp_path):
         def forward(self, x, training=False, logits=False):
             return x
 
+    class DoubledDense(pynn.Dense):  # a built-in's subclass computes something else
+        def forward(self, x, training=False, logits=False):
+            return 2 * super().forward(x, training, logits)
+
     with pytest.raises(ValueError, match="no ONNX equivalent"):
         pynn_onnx.export(pynn.Sequential([pynn.Input((2,)), Custom()]), tmp_path / "c.onnx")
+    with pytest.raises(ValueError, match="no ONNX equivalent"):
+        pynn_onnx.export(pynn.Sequential([pynn.Input((2,)), DoubledDense(3)]),
+                         tmp_path / "d.onnx")
     with pytest.raises(ValueError, match="build the model"):
         pynn_onnx.export(pynn.Sequential([pynn.Dense(2)]), tmp_path / "u.onnx")
     assert not list(tmp_path.iterdir())
