@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,10 @@ def pytest_report_header(config):
 
 @pytest.fixture
 def rng():
-    """A fresh generator each run (seed printed on failure through the test id's repr)."""
-    seed = np.random.SeedSequence().entropy % (2**32)
+    """A fresh generator each run; the seed is printed on failure, and PYNN_TEST_SEED=<seed>
+    replays it."""
+    replay = os.environ.get("PYNN_TEST_SEED")
+    seed = int(replay) if replay else np.random.SeedSequence().entropy % (2**32)
     print(f"rng seed {seed}")
     return np.random.default_rng(seed)
 
