@@ -105,7 +105,10 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
     features = write_csv(tmp_path / "x.csv", ["u", "v"], [(0, 0), (6, 6)])
     out = run_cli("predict", "--model", model, "--data", features)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[0] == "prediction"
+    # No class labels without the sidecar: the three classes' probabilities, one column each
+    header, *rows = out.stdout.split()
+    assert header == "prediction_0,prediction_1,prediction_2"
+    np.testing.assert_allclose([sum(map(float, r.split(","))) for r in rows], 1, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case, message", [
@@ -186,3 +189,57 @@ def test_predict_reads_only_the_feature_columns(tmp_path, blobs_csv):
     out = run_cli("predict", "--model", model, "--data", tmp_path / "x.npy")
     assert out.returncode == 2 and "not a CSV text file" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_output_path_is_checked_before_training(tmp_path, blobs_csv):
+    """A directory, a missing folder or an input file as --out: one clear line, exit 2, before
+    any training, and the input left intact."""
+    path, _ = blobs_csv
+    before = open(path).read()
+    for out, message in [(tmp_path, "is a directory"),
+                         (tmp_path / "no" / "m.npz", "does not exist"),
+                         (path, "is the input file")]:
+        res = run_cli("train", "--data", path, "--target", "label", "--out", out)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr and "samples" not in res.stdout  # nothing trained
+    assert open(path).read() == before
+    model = tmp_path / "m.npz"
+    assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                   model, "--quiet").returncode == 0
+    saved = model.read_bytes()
+    for out, message in [(tmp_path, "is a directory"), (model, "is the input file"),
+                         (path, "is the input file")]:
+        res = run_cli("predict", "--model", model, "--data", path, "--out", out)
+        assert res.returncode == 2 and message in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    assert model.read_bytes() == saved and open(path).read() == before
+
+
+def test_predict_writes_one_column_per_output(tmp_path):
+    """A model saved from Python with several outputs: a well-formed CSV, prediction_0..k-1,
+    the same numbers as model.predict; the file is readable like one open() would create."""
+    rng = np.random.default_rng()
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="softmax")])
+    model.save(tmp_path / "multi.npz")
+    x = rng.normal(size=(5, 3)).round(3)
+    data = write_csv(tmp_path / "x.csv", ["a", "b", "c"], x.tolist())
+    out = tmp_path / "pred.csv"
+    res = run_cli("predict", "--model", tmp_path / "multi.npz", "--data", data, "--out", out)
+    assert res.returncode == 0, res.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "prediction_0,prediction_1,prediction_2,prediction_3"
+    got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    np.testing.assert_allclose(got, model.predict(x.astype(np.float32)), rtol=1e-6)
+    (tmp_path / "by_open").write_text("")
+    mode = (tmp_path / "by_open").stat().st_mode & 0o777
+    assert out.stat().st_mode & 0o777 == mode  # not the temporary file's 0600
+    assert (tmp_path / "multi.npz").stat().st_mode & 0o777 == mode
+
+
+def test_predict_refuses_a_model_with_multi_axis_samples(tmp_path):
+    model = pynn.Sequential([pynn.Input((2, 3)), pynn.Flatten(), pynn.Dense(1)])
+    model.save(tmp_path / "m.npz")
+    data = write_csv(tmp_path / "x.csv", ["a", "b"], [(1, 2)])
+    res = run_cli("predict", "--model", tmp_path / "m.npz", "--data", data)
+    assert res.returncode == 2 and "takes samples of shape (2, 3)" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr

@@ -14,9 +14,10 @@ _PREDICT_HELP = """\
 Predictions for the rows of a CSV file (with a header row). `pynn train` writes
 <model>.columns.json next to the model; with it, the feature columns are picked from the CSV by
 name (other columns, the target included, are ignored) and classes come back as their labels.
-Without it (or for a model trained on an .npz, whose features have no names) the CSV's columns
-are the features by position (a column named like the target is dropped). Output is a CSV with
-one column named after the target ('prediction' without the JSON file)."""
+For a model trained on an .npz (its features have no names) the CSV's columns are the features
+by position, a column named like the target dropped; without the JSON file every column is a
+feature, by position. Output is a CSV with one column named after the target ('prediction'
+without the JSON file; prediction_0, prediction_1, ... for a model with several outputs)."""
 
 _TRAIN_HELP = """\
 Train an MLP on tabular data and save it with model.save (pynn.load_model reads it).
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
             tabular.predict(args.model, args.data, args.out)
         elif args.command == "bench":
             tabular.bench()
-    except (tabular.UsageError, FileNotFoundError) as exc:
+    except (tabular.UsageError, OSError) as exc:  # a missing file, a full disk, no permission
         print(f"pynn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

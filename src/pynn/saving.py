@@ -39,6 +39,7 @@ def atomic_write(filepath, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(filepath))  # mkstemp's 0600 would hide the file from others
         os.replace(tmp, filepath)
     except BaseException:  # KeyboardInterrupt included: never leave the temporary behind
         try:
@@ -46,6 +47,16 @@ def atomic_write(filepath, write):
         except FileNotFoundError:
             pass
         raise
+
+
+def _file_mode(filepath):
+    """The permissions open() would give: the replaced file's, else 0666 less the umask."""
+    try:
+        return os.stat(filepath).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _weight_key(layer_index, param_name):

@@ -7,8 +7,8 @@ back (W * std_y, b * std_y + mean_y). Next to the model it writes `<model>.colum
 feature column names, the target name, the task and (for classification) the class labels, which
 `predict` uses to pick the feature columns from a CSV by name (a target column there is
 ignored) and to turn output indices back into labels. Features from an .npz have no names:
-predict then takes the CSV's columns by position (dropping one named like the target), as it
-does for every column when the JSON file is missing.
+predict then takes the CSV's columns by position, dropping a column named like the target.
+Without the JSON file every column of the CSV is a feature, by position.
 
 Every problem with the user's files raises UsageError, which the command line prints as one
 line and exits with code 2.
@@ -17,11 +17,14 @@ line and exits with code 2.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
 
 import numpy as np
+
+from .saving import atomic_write
 
 MAX_AUTO_CLASSES = 20  # integer targets with at most this many values count as classes
 
@@ -32,6 +35,21 @@ class UsageError(Exception):
 
 def sidecar_path(model_path):
     return os.fspath(model_path) + ".columns.json"
+
+
+def check_output_path(out, inputs=()):
+    """Fail before any work (training can take long) when `out` cannot be written as a new
+    file: a directory, a folder that does not exist, or one of the command's input files."""
+    path = os.fspath(out)
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path!r} is a directory; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--out {path!r}: the directory {folder!r} does not exist")
+    for source in inputs:
+        if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
+            raise UsageError(f"--out {path!r} is the input file {os.fspath(source)!r}; writing "
+                             f"would destroy it")
 
 
 # ---- reading data -----------------------------------------------------------------------------
@@ -151,6 +169,8 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
           learning_rate=1e-3, verbose=1, print_fn=print):
     import pynn
 
+    for path in (out, sidecar_path(out)):
+        check_output_path(path, inputs=[data])
     if seed is not None:
         pynn.set_seed(seed)
     x, y, features, target = load_training_data(data, target)
@@ -188,8 +208,7 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         last.set_weights([(kernel * y_std).astype(kernel.dtype),
                           (bias * y_std + y_mean).astype(bias.dtype)])
     model.save(out)
-    with open(sidecar_path(out), "w") as f:
-        json.dump(meta, f, indent=2)
+    atomic_write(sidecar_path(out), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     final = {k: round(v[-1], 6) for k, v in history.history.items()}
     scale = " (on standardised targets)" if task == "regress" else ""
     print_fn(f"saved {out} (and {sidecar_path(out)}); final epoch{scale}: {final}")
@@ -210,10 +229,15 @@ def predict(model_path, data, out=None, print_fn=print):
 
     if not os.path.isfile(model_path):
         raise UsageError(f"no such file: {model_path!r}")
+    if out is not None:
+        check_output_path(out, inputs=[model_path, sidecar_path(model_path), data])
     try:
         model = pynn.load_model(model_path)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if len(model.input_shape) != 1:
+        raise UsageError(f"{model_path!r} takes samples of shape {model.input_shape}; a CSV "
+                         f"row is one flat feature vector (use model.predict from Python)")
     meta = None
     if os.path.isfile(sidecar_path(model_path)):
         try:
@@ -244,19 +268,25 @@ def predict(model_path, data, out=None, print_fn=print):
     _, x = read_csv(data, features)
     outputs = model.predict(x.astype(np.float32))
     column = (meta or {}).get("target") or "prediction"
+    outputs = outputs.reshape(len(outputs), -1)
     if meta is not None and meta.get("task") == "classify":
-        preds = [meta["classes"][i] for i in np.argmax(outputs, axis=1)]
-    else:
-        preds = outputs[:, 0].tolist() if outputs.shape[1] == 1 else outputs.tolist()
-    lines = [column] + [str(p) for p in preds]
-    text = "\n".join(lines) + "\n"
+        header, preds = [column], [[meta["classes"][i]] for i in np.argmax(outputs, axis=1)]
+    elif outputs.shape[1] == 1:
+        header, preds = [column], outputs.tolist()
+    else:  # one column per output: a model saved from Python may have several
+        header = [f"{column}_{j}" for j in range(outputs.shape[1])]
+        preds = outputs.tolist()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(preds)
+    text = buffer.getvalue()
     if out is None:
         print_fn(text, end="")
     else:
-        with open(out, "w") as f:
-            f.write(text)
+        atomic_write(out, lambda f: f.write(text.encode()))
         print_fn(f"wrote {len(preds)} predictions to {out}")
-    return preds
+    return [row[0] for row in preds] if len(header) == 1 else preds
 
 
 # ---- benchmark --------------------------------------------------------------------------------
