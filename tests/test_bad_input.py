@@ -88,7 +88,7 @@ def test_unknown_names():
 
 
 def test_negative_learning_rate_and_bad_arguments():
-    with pytest.raises(ValueError, match="learning_rate must be > 0, got -0.1"):
+    with pytest.raises(ValueError, match="learning_rate must be >= 0, got -0.1"):
         pynn.optimizers.SGD(learning_rate=-0.1)
     m = _model()
     with pytest.raises(ValueError, match="batch_size"):

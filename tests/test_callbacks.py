@@ -219,17 +219,42 @@ def test_learning_rate_scheduler_changes_training():
 def test_learning_rate_scheduler_bad_schedule():
     with pytest.raises(ValueError, match="callable"):
         LearningRateScheduler(0.1)
-    with pytest.raises(ValueError, match="returned -1.*> 0"):
+    with pytest.raises(ValueError, match="returned -1.*>= 0"):
         _fit(_model(), [LearningRateScheduler(lambda epoch, lr: -1)], epochs=1)
 
 
-def test_lr_callbacks_refuse_an_optimizer_with_a_schedule():
+def test_a_zero_rate_from_a_scheduler_freezes_that_epoch():
+    """0 is a learning rate (a warm-up's first epoch, as in Keras): that epoch leaves the
+    weights unchanged, the next one trains."""
+    model = _model(lr=0.1)
+    weights = []
+    keep = LambdaCallback(on_epoch_end=lambda epoch, logs: weights.append(model.get_weights()))
+    before = model.get_weights()
+    h = _fit(model, [LearningRateScheduler(lambda epoch: 0.0 if epoch == 0 else 0.1), keep],
+             epochs=2)
+    for a, b in zip(weights[0], before):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(weights[1], before))
+    assert h.history["learning_rate"] == [0.0, 0.1]
+
+
+def test_lr_callbacks_refuse_an_optimizer_with_a_schedule_before_training():
     model = _model()
     model.compile(optimizer=pynn.optimizers.SGD(lambda step: 0.01), loss="mse")
-    with pytest.raises(TypeError, match="comes from a schedule"):
-        _fit(model, [LearningRateScheduler(lambda epoch, lr: 0.1)], epochs=1)
-    with pytest.raises(TypeError, match="comes from a schedule"):
-        _fit(model, [_script([1.0, 1.0]), ReduceLROnPlateau(patience=0)], epochs=2)
+    for callback in (LearningRateScheduler(lambda epoch, lr: 0.1), ReduceLROnPlateau()):
+        with pytest.raises(TypeError, match="comes from a schedule"):
+            _fit(model, [callback], epochs=2)
+        assert model.optimizer.iterations == 0  # refused at on_train_begin, not epochs later
+
+
+def test_lr_callbacks_log_the_epochs_rate():
+    """As Keras 3: the rate each epoch trained with goes into the logs, so History and a
+    CSVLogger listed after the callback record it."""
+    model = _model(lr=1.0)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=0)
+    h = _fit(model, [_script([1.0] * 3), plateau], epochs=3)
+    assert h.history["learning_rate"] == [1.0, 1.0, 0.5]  # reduced after epochs 1 and 2
+    assert model.optimizer.learning_rate == 0.25
 
 
 def test_reduce_lr_on_plateau_follows_keras():
@@ -263,7 +288,7 @@ def test_reduce_lr_on_plateau_bad_arguments(kwargs, match):
 
 def test_reduce_lr_on_plateau_missing_key_warns():
     model = _model(lr=1.0)
-    with pytest.warns(RuntimeWarning, match="'val_mae'.*available keys: loss, mae"):
+    with pytest.warns(RuntimeWarning, match="'val_mae'.*available keys: learning_rate, loss, mae"):
         _fit(model, [ReduceLROnPlateau(monitor="val_mae", patience=0)], epochs=2)
     assert model.optimizer.learning_rate == 1.0
 

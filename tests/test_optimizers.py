@@ -119,7 +119,7 @@ def test_by_name(name, cls):
     assert type(optimizers.get(name.upper())) is cls
 
 
-@pytest.mark.parametrize("bad", [-0.1, 0, float("nan"), "fast", None])
+@pytest.mark.parametrize("bad", [-0.1, float("inf"), float("nan"), "fast", None])
 def test_bad_learning_rate(bad):
     with pytest.raises(ValueError, match="learning_rate"):
         optimizers.Adam(learning_rate=bad)

@@ -11,6 +11,8 @@ import pynn
 from pynn import optimizers, schedules
 from pynn.layers import Parameter
 
+from conftest import AVAILABLE
+
 
 def test_schedule_formulas():
     e = schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
@@ -64,6 +66,28 @@ def test_clipvalue_clipnorm_global_clipnorm():
         optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
     with pytest.raises(ValueError, match="clipvalue"):
         optimizers.Adam(clipvalue=-1.0)
+
+
+@pytest.mark.parametrize("engine,backend", [("native", "cpu"), ("layers", "cpu"),
+                                            ("layers", "numpy")])
+def test_a_schedule_that_reaches_zero_trains_on_and_stops_moving(engine, backend):
+    """CosineDecay's default alpha=0 ends at a rate of 0 (as Keras, a legal rate): training
+    goes on past decay_steps, and the steps at rate 0 leave the weights as they were."""
+    if backend not in AVAILABLE:
+        pytest.skip(f"backend {backend!r} is not built here")
+    x = np.random.default_rng().normal(size=(64, 3)).astype(np.float32)
+    y = x.sum(axis=1)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="tanh"),
+                             pynn.Dense(1)])
+    model.compile(optimizer=optimizers.Adam(schedules.CosineDecay(0.05, decay_steps=8)),
+                  loss="mse", backend=backend)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, engine=engine)  # 8 steps: down to 0
+    assert model.optimizer.learning_rate == 0.0
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine)
+    assert model.optimizer.iterations == 24
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("engine", ["native", "layers"])

@@ -201,6 +201,12 @@ def _check_optimizer(owner, model):
     return optimizer
 
 
+def _log_learning_rate(model, logs):
+    """The epoch's rate in the logs (History, CSVLogger after this callback), as Keras 3."""
+    if logs is not None:
+        logs["learning_rate"] = float(model.optimizer.learning_rate)
+
+
 # ---- training callbacks ---------------------------------------------------------------------
 class EarlyStopping(Callback):
     """Stops training when `monitor` has not improved by more than `min_delta` for `patience`
@@ -354,17 +360,23 @@ class LearningRateScheduler(Callback):
         except (TypeError, ValueError):  # builtins without a signature: Keras' calling form
             self._takes_lr = True
 
+    def on_train_begin(self, logs=None):
+        _check_optimizer("LearningRateScheduler", self.model)
+
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = _check_optimizer("LearningRateScheduler", self.model)
         lr = float(optimizer.learning_rate)
         new = self.schedule(epoch, lr) if self._takes_lr else self.schedule(epoch)
         if isinstance(new, bool) or not isinstance(new, numbers.Real) or not math.isfinite(new) \
-                or new <= 0:
+                or new < 0:
             raise ValueError(f"LearningRateScheduler: schedule({epoch}) returned {new!r}; it "
-                             f"must return a finite learning rate > 0")
+                             f"must return a finite learning rate >= 0")
         optimizer.learning_rate = float(new)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        _log_learning_rate(self.model, logs)
 
 
 class ReduceLROnPlateau(Callback):
@@ -396,12 +408,14 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
+        _check_optimizer("ReduceLROnPlateau", self.model)  # a schedule: refused now, not later
         self._reset()
 
     def in_cooldown(self):
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):
+        _log_learning_rate(self.model, logs)
         current = _monitored("ReduceLROnPlateau", self.monitor, logs)
         if current is None:
             return
@@ -418,8 +432,7 @@ class ReduceLROnPlateau(Callback):
                 old = float(optimizer.learning_rate)
                 if old > self.min_lr:
                     new = max(old * self.factor, self.min_lr)
-                    if new > 0:  # pynn's optimizers refuse a zero rate (min_lr=0)
-                        optimizer.learning_rate = new
+                    optimizer.learning_rate = new
                     if self.verbose:
                         print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
                               f"to {new}")

@@ -371,7 +371,8 @@ class Sequential:
         native = self._native_engine(engine, min(batch_size, n))  # buffers for the rows used
         history = History()
         user_callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
-        cbs = CallbackList([history, *user_callbacks], self,
+        # History last, as Keras: it records what the other callbacks add to the epoch's logs
+        cbs = CallbackList([*user_callbacks, history], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose,
                             "engine": "native" if native else "layers"})
         # The native engine runs chunks of batches between returns to Python; per-batch

@@ -54,7 +54,7 @@ class Optimizer:
         """The rate the next update uses (a schedule evaluated at the current step)."""
         if self._schedule is not None:
             return _check_positive("learning_rate (from the schedule)",
-                                   self._schedule(self.iterations))
+                                   self._schedule(self.iterations), allow_zero=True)
         return self._learning_rate
 
     @learning_rate.setter
@@ -63,7 +63,9 @@ class Optimizer:
                                                        not isinstance(value, numbers.Real)):
             self._schedule, self._learning_rate = value, None
         else:
-            self._schedule, self._learning_rate = None, _check_positive("learning_rate", value)
+            # 0 is a rate (a warm-up's start, a decay's end), as in Keras
+            self._schedule, self._learning_rate = None, _check_positive("learning_rate", value,
+                                                                        allow_zero=True)
 
     @property
     def has_schedule(self):
