@@ -8,6 +8,8 @@ import pytest
 import pynn
 from pynn import losses
 
+from conftest import AVAILABLE
+
 
 def _model(loss="mse", out=1, activation=None):
     m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(out, activation=activation)])
@@ -147,3 +149,25 @@ def test_model_rejects_broadcastable_targets():
     m = _model("mse", out=2)
     with pytest.raises(ValueError, match=r"targets have shape \(5,\).*\(5, 2\)"):
         m.fit(np.zeros((5, 3)), np.zeros(5), verbose=0)
+
+
+@pytest.mark.parametrize("sample_shape, bad_shapes", [
+    ((4, 4), [(3, 16), (3, 2, 8), (3, 4, 4, 1)]),
+    ((3,), [(2, 3, 1), (2, 1, 3), (2, 3, 1, 1)]),
+])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_predict_checks_the_sample_shape_on_every_call(sample_shape, bad_shapes, backend):
+    """The second predict reuses a cached native engine: its fast path must refuse what the
+    first call refused (same rows of numbers, wrong sample shape), not reshape it."""
+    if backend not in AVAILABLE:
+        pytest.skip(f"backend {backend!r} is not built here")
+    model = pynn.Sequential([pynn.Input(sample_shape)] +
+                            ([pynn.Flatten()] if len(sample_shape) > 1 else []) +
+                            [pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", backend=backend)
+    good = np.ones((3,) + sample_shape, np.float32)
+    for _ in range(2):  # the first call builds the cache, the second uses it
+        assert model.predict(good).shape == (3, 2)
+        for shape in bad_shapes:
+            with pytest.raises(ValueError, match="shape"):
+                model.predict(np.ones(shape, np.float32))

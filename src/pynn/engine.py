@@ -299,6 +299,16 @@ class PredictEngine(NativeEngine):
         self.values = [p.value for p in self.bound]
         self.bn_epsilons = [(l, l.epsilon) for l in self.layers if isinstance(l, BatchNormalization)]
         self.n_features = model.input_shape[0]
+        self.sample_shape = tuple(model.input_shape)
+
+    def predict(self, x):
+        # The binding sees rows of n_features values; (N, 16) or (N, 2, 8) would pass that
+        # for (4, 4) samples, so the whole sample shape is checked here (a shapeless x, e.g.
+        # a list, fails too: the caller's full path converts it or names the problem).
+        shape = getattr(x, "shape", None)
+        if shape is None or tuple(shape[1:]) != self.sample_shape:
+            raise ValueError("not an array of this model's samples")
+        return super().predict(x)
 
     def describes(self, model):
         """True while the model has the layers, activations and weight arrays bound here.
