@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import pynn
 
@@ -72,3 +73,53 @@ def test_fine_tune_frozen_base_new_head(tmp_path):
     for a, b in zip(frozen, hidden.get_weights()):
         np.testing.assert_array_equal(a, b)  # bit-identical after training
     assert new.evaluate(x, y2)[1] > 0.85
+
+
+def _unfreeze_run(engine, hook):
+    """Epoch hook: the first Dense starts frozen, is unfrozen after epoch 0, and the batch
+    normalisation is frozen then. Batch hook: the first Dense is frozen after batch 2."""
+    import pytest
+
+    pytest.importorskip("pynn._C")
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(96, 4)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    pynn.set_seed(6)
+    dense = pynn.Dense(8, activation="tanh", trainable=hook == "batch")
+    bn = pynn.BatchNormalization()
+    model = pynn.Sequential([pynn.Input((4,)), dense, bn, pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  backend="cpu")
+    seen = {}
+
+    def on_epoch_end(epoch, logs):
+        if epoch == 0:
+            dense.trainable, bn.trainable = True, False
+            seen["bn"] = [w.copy() for w in bn.get_weights()]
+
+    def on_batch_end(batch, logs):
+        if batch == 2 and "dense" not in seen:
+            dense.trainable = False
+            seen["dense"] = [w.copy() for w in dense.get_weights()]
+
+    callback = (pynn.callbacks.LambdaCallback(on_epoch_end=on_epoch_end) if hook == "epoch"
+                else pynn.callbacks.LambdaCallback(on_train_batch_end=on_batch_end))
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, engine=engine,
+              callbacks=[callback])
+    return model, seen
+
+
+@pytest.mark.parametrize("hook", ["epoch", "batch"])
+def test_trainable_changed_mid_fit_by_a_callback(hook):
+    """Gradual unfreezing (or freezing) from a callback takes effect at once on both engines
+    (the native engine was built once per fit and kept training what it was built with)."""
+    (native, seen), (layers, _) = _unfreeze_run("native", hook), _unfreeze_run("layers", hook)
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    if hook == "epoch":  # the frozen normalisation's statistics and gamma/beta stay put
+        for a, b in zip(native.layers[2].get_weights(), seen["bn"]):
+            np.testing.assert_array_equal(a, b)
+        assert native.optimizer.iterations == 18
+    else:
+        for a, b in zip(native.layers[1].get_weights(), seen["dense"]):
+            np.testing.assert_array_equal(a, b)

@@ -247,6 +247,15 @@ class NativeEngine:
                              if training and builtin else [])
         self.optimizer = opt
         self.out_dim = sizes[-1]
+        # The objects are held so that their ids, compared by matches(), are not reused.
+        self.settings = _training_settings(model) if training else []
+        self.setting_ids = list(map(id, self.settings))
+
+    def matches(self, model):
+        """False once a callback changed what this engine was built from (a layer frozen or
+        unfrozen, an activation, rate or regularizer swapped, a weight array replaced): fit
+        then builds a new engine, so both engines follow mid-fit changes alike."""
+        return list(map(id, _training_settings(model))) == self.setting_ids
 
     def hyper(self):
         opt = self.optimizer
@@ -284,6 +293,25 @@ class NativeEngine:
         out = np.empty((len(x), self.out_dim), dtype=np.float32)
         self.engine.predict(_rows(x), out)
         return out
+
+
+# What a training engine is built from, besides the layers and their weight arrays.
+_LAYER_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regularizer", "rate",
+                   "momentum", "epsilon", "center", "scale")
+
+
+def _training_settings(model):
+    """The objects a training engine is built from, compared by identity (an equal value set
+    again only costs a rebuild). Read from each layer's __dict__: fit checks this once an
+    epoch, and after every batch when callbacks have batch hooks (~5 us for a 3-layer MLP)."""
+    settings = []
+    for layer in model.layers:
+        attributes = vars(layer)
+        settings.append(layer)
+        settings += map(attributes.get, _LAYER_SETTINGS)
+        for p in layer._params:
+            settings.append(p.value)
+    return settings
 
 
 class PredictEngine(NativeEngine):

@@ -396,6 +396,11 @@ class Sequential:
                     while step < steps and not (self.stop_training or interrupt.requested):
                         if native is None or batch_hooks:
                             cbs.call("on_train_batch_begin", step, {})
+                        # Callbacks may have frozen a layer (say) since the last chunk: only
+                        # epoch hooks run between chunks unless batch hooks were given.
+                        if native is not None and (step == 0 or batch_hooks) and \
+                                not native.matches(self):
+                            native = self._native_engine(engine, min(batch_size, n))
                         if native is not None:
                             last = min(step + chunk, steps)
                             batches = self._native_chunk(native, xd, yd, wd, order, step, last,
