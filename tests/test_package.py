@@ -103,6 +103,35 @@ def test_set_backend_switches_and_reports(numpy_backend):
         pynn.set_backend("quantum")
 
 
+def test_compile_device_picks_a_backend_on_that_device(monkeypatch):
+    """device='cpu' keeps a CPU backend that is current and leaves a GPU one for the fastest
+    CPU backend (it used to mean 'the current backend', a GPU one included)."""
+    import pynn.backend as backends
+
+    model = pynn.Sequential([pynn.Dense(1)])  # not built: nothing moves to the fake backend
+    monkeypatch.setattr(backends, "_current", backends.get_backend("numpy"))
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    assert model.backend.name == "numpy"
+
+    class FakeGpu(backends.Backend):
+        name = "cuda"
+
+    monkeypatch.setattr(backends, "_current", FakeGpu())
+    model.compile(optimizer="sgd", loss="mse", device="cpu")
+    expected = "cpu" if backends.available_backends()["cpu"] is None else "numpy"
+    assert model.backend.name == expected
+    model.compile(optimizer="sgd", loss="mse", device="gpu")
+    assert model.backend is backends._current
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        model.compile(optimizer="sgd", loss="mse", device="tpu")
+    with pytest.raises(ValueError, match="not both"):
+        model.compile(optimizer="sgd", loss="mse", device="cpu", backend="numpy")
+    if all(backends.available_backends()[name] for name in ("cuda", "cupy")):
+        monkeypatch.setattr(backends, "_current", backends.get_backend("numpy"))
+        with pytest.raises(RuntimeError, match="no backend runs on device 'gpu' here"):
+            model.compile(optimizer="sgd", loss="mse", device="gpu")
+
+
 def test_keras_names_exist():
     for name in ["Sequential", "Dense", "Activation", "Input", "set_seed"]:
         assert hasattr(pynn, name)

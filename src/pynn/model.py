@@ -18,7 +18,7 @@ from . import engine as engine_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from .backend import get_backend
+from .backend import backend_for_device, get_backend
 from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
@@ -116,13 +116,19 @@ class Sequential:
 
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None):
-        """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'cuda') picks where
-        the model runs, default the current backend (pynn.set_backend)."""
+        """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'gpu') picks where
+        the model runs, default the current backend (pynn.set_backend). A device takes the
+        current backend if it runs there, else the fastest one there (cpu before numpy, cuda
+        before cupy)."""
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse'")
-        if device is not None and backend is None:
-            backend = {"cpu": None, "cuda": "cuda", "gpu": "cuda"}.get(device, device)
-        new_backend = get_backend(backend)
+        if device is not None:
+            if backend is not None:
+                raise ValueError(f"compile: give backend= or device=, not both (got "
+                                 f"{backend!r} and {device!r})")
+            new_backend = backend_for_device(device)
+        else:
+            new_backend = get_backend(backend)
         if config.floatx() == "float64" and not new_backend.supports_float64 \
                 and new_backend.name not in ("cpu",):
             raise ValueError(f"backend {new_backend.name!r} runs float32 only")

@@ -85,6 +85,27 @@ def get_backend(name: str | None = None) -> Backend:
     return _instances[name]
 
 
+_DEVICE_BACKENDS = {"cpu": ("cpu", "numpy"), "gpu": ("cuda", "cupy"), "cuda": ("cuda", "cupy")}
+
+
+def backend_for_device(device: str) -> Backend:
+    """The backend that runs on `device` ('cpu', 'gpu' or 'cuda'): the current one if it
+    runs there, else the fastest available there; an error naming why none can."""
+    if device not in _DEVICE_BACKENDS:
+        raise ValueError(f"unknown device {device!r}; choose 'cpu' or 'gpu' (or 'cuda')")
+    names = _DEVICE_BACKENDS[device]
+    current = get_backend()
+    if current.name in names:
+        return current
+    reasons = []
+    for name in names:
+        try:
+            return get_backend(name)
+        except RuntimeError as exc:
+            reasons.append(f"{name}: {exc}")
+    raise RuntimeError(f"no backend runs on device {device!r} here ({'; '.join(reasons)})")
+
+
 def set_backend(name: str) -> Backend:
     """Make `name` the backend for models compiled from now on and for pynn.ops."""
     global _current
