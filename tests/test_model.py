@@ -134,6 +134,27 @@ def test_get_set_weights_keras_shapes():
         model.set_weights(new[:2])
 
 
+@pytest.mark.parametrize("bad, message", [
+    (np.array(["a", "b", "c"]), "must hold real numbers, got dtype <U1"),
+    (np.ones(3, np.complex64), "must hold real numbers, got dtype complex64"),
+    (np.ones(4), r"expected shape \(3,\), got \(4,\)"),
+])
+@pytest.mark.parametrize("target", ["model", "layer"])
+def test_set_weights_is_all_or_nothing_and_names_the_weight(bad, message, target):
+    """A bad last array used to fail after the others were assigned (a half-overwritten
+    model); complex arrays lost their imaginary part with only a numpy warning."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3), pynn.Dense(3)])
+    before = model.get_weights()
+    layer = model.layers[2]
+    new = [np.full(w.shape, 7.0) for w in (before if target == "model" else before[2:])]
+    new[-1] = bad
+    with pytest.raises(ValueError, match=message) as info:
+        (model if target == "model" else layer).set_weights(new)
+    assert "bias" in str(info.value)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_input_shape_and_input_dim_and_lazy_build():
     a = pynn.Sequential([pynn.Dense(2, input_dim=3)])
     b = pynn.Sequential([pynn.Dense(2, input_shape=(3,))])

@@ -602,11 +602,9 @@ class Sequential:
             raise ValueError(f"set_weights: the model has {expected} weight arrays, got "
                              f"{len(weights)}")
         params = self.params
-        for p, w in zip(params, weights):  # check every shape before assigning any
-            if np.shape(w) != p.shape:
-                raise ValueError(f"set_weights: {p.name!r}: expected shape {p.shape}, got "
-                                 f"{np.shape(w)}")
-        for p, w in zip(params, weights):
+        # every array checked and converted before any is assigned: all or nothing
+        arrays = [p.checked(w) for p, w in zip(params, weights)]
+        for p, w in zip(params, arrays):
             p.assign(w)
 
     def count_params(self):

@@ -49,11 +49,20 @@ class Parameter:
     def numpy(self):
         return np.array(self.backend.to_numpy(self.value), copy=True)
 
-    def assign(self, array):
+    def checked(self, array, owner="set_weights"):
+        """array as a host array of this parameter's shape and dtype; a clear error for a
+        wrong shape or non-real values (strings, complex numbers lose or break data)."""
         array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{owner}: weight {self.name!r} must hold real numbers, got "
+                             f"dtype {array.dtype}")
         if array.shape != self.shape:
-            raise ValueError(f"{self.name}: expected shape {self.shape}, got {array.shape}")
-        self.value[...] = self.backend.asarray(array, self.value.dtype)
+            raise ValueError(f"{owner}: weight {self.name!r}: expected shape {self.shape}, got "
+                             f"{array.shape}")
+        return array.astype(self.value.dtype, copy=False)
+
+    def assign(self, array):
+        self.value[...] = self.backend.asarray(self.checked(array), self.value.dtype)
 
     def to_backend(self, backend, dtype):
         if backend is not self.backend or self.value.dtype != np.dtype(dtype):
@@ -126,11 +135,9 @@ class Layer:
         if len(weights) != len(self._params):
             raise ValueError(f"layer {self.name!r} has {len(self._params)} weight arrays, "
                              f"got {len(weights)}")
-        for p, w in zip(self._params, weights):
-            if np.shape(w) != p.shape:
-                raise ValueError(f"layer {self.name!r}, weight {p.name!r}: expected shape "
-                                 f"{p.shape}, got {np.shape(w)}")
-        for p, w in zip(self._params, weights):
+        # every array checked and converted before any is assigned: all or nothing
+        arrays = [p.checked(w, f"layer {self.name!r}") for p, w in zip(self._params, weights)]
+        for p, w in zip(self._params, arrays):
             p.assign(w)
 
     def regularized(self):
