@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -130,6 +131,20 @@ def test_compile_device_picks_a_backend_on_that_device(monkeypatch):
         monkeypatch.setattr(backends, "_current", backends.get_backend("numpy"))
         with pytest.raises(RuntimeError, match="no backend runs on device 'gpu' here"):
             model.compile(optimizer="sgd", loss="mse", device="gpu")
+
+
+def test_optional_module_without_its_dependency(monkeypatch):
+    """pynn.sklearn without scikit-learn: hasattr is False (an ImportError escaped hasattr),
+    the attribute error and the import error say what to install."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "sklearn"] + ["sklearn"]:
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import sklearn(.x)` fail
+    monkeypatch.delitem(sys.modules, "pynn.sklearn", raising=False)
+    monkeypatch.delattr(pynn, "sklearn", raising=False)
+    assert not hasattr(pynn, "sklearn")
+    with pytest.raises(AttributeError, match=r"pip install 'pynn\[sklearn\]'"):
+        pynn.sklearn
+    with pytest.raises(ImportError, match=r"pip install 'pynn\[sklearn\]'"):
+        importlib.import_module("pynn.sklearn")
 
 
 def test_keras_names_exist():

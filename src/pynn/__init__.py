@@ -32,5 +32,8 @@ def __getattr__(name):
     if name in ("onnx", "sklearn"):
         import importlib
 
-        return importlib.import_module(f".{name}", __name__)
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ImportError as exc:  # an attribute: hasattr(pynn, "sklearn") is then False
+            raise AttributeError(str(exc)) from exc
     raise AttributeError(f"module 'pynn' has no attribute {name!r}")
