@@ -22,15 +22,20 @@ class EpochProgress:
             verbose = 1
         interactive = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
         self.mode = 0 if verbose == 0 else ("bar" if interactive else "line")
+        self._tqdm = None
+        if self.mode == "bar":
+            try:  # a dependency, but an install without dependencies should still train
+                from tqdm import tqdm
+                self._tqdm = tqdm
+            except ImportError:
+                self.mode = "line"
         self.epochs, self.steps = epochs, steps
         self._bar = None
 
     def epoch_begin(self, epoch):
         self._start = time.perf_counter()
         if self.mode == "bar":
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
+            self._bar = self._tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
                              unit="batch", file=self.stream, leave=True, dynamic_ncols=True)
 
     def batch_end(self, step, running_logs):

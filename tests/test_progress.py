@@ -1,0 +1,58 @@
+"""What fit prints: a tqdm bar per epoch on a terminal, one line per epoch elsewhere (log files
+must not fill with per-step lines), nothing with verbose=0."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from pynn.progress import EpochProgress
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _run(verbose, stream, epochs=2, steps=5):
+    progress = EpochProgress(verbose, epochs, steps, stream=stream)
+    for epoch in range(epochs):
+        progress.epoch_begin(epoch)
+        for step in range(steps):
+            progress.batch_end(step, {"loss": 1.0 / (step + 1)})
+        progress.epoch_end(epoch, {"loss": 0.25, "val_loss": 0.5})
+    progress.close()
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("verbose", [1, 2, "auto"])
+def test_one_line_per_epoch_when_not_a_terminal(verbose):
+    out = _run(verbose, io.StringIO())
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ")
+    assert lines[1].endswith("loss: 0.2500 - val_loss: 0.5000")
+
+
+def test_a_bar_on_a_terminal():
+    pytest.importorskip("tqdm")  # a dependency of pynn: present wherever pynn is installed
+    out = _run(1, Terminal())
+    assert "\r" in out and "Epoch 2/2" in out and "5/5" in out
+    assert "loss: 0.2500 - val_loss: 0.5000" in out
+    assert _run(2, Terminal()).count("\n") == 2  # verbose=2: lines even on a terminal
+
+
+def test_a_terminal_without_tqdm_gets_lines(monkeypatch):
+    """An install without dependencies: fit still trains and reports (it raised
+    ModuleNotFoundError after on_train_begin had already run)."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    out = _run(1, Terminal())
+    assert "\r" not in out and len(out.splitlines()) == 2
+
+
+def test_quiet_and_bad_verbose():
+    assert _run(0, Terminal()) == ""
+    with pytest.raises(ValueError, match="verbose must be 0, 1, 2 or 'auto'"):
+        EpochProgress(3, 1, 1)
