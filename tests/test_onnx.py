@@ -57,3 +57,37 @@ def test_unsupported_layer_and_unbuilt_model(tmp_path):
     with pytest.raises(ValueError, match="build the model"):
         pynn_onnx.export(pynn.Sequential([pynn.Dense(2)]), tmp_path / "u.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_float64_model_exports_in_float64(tmp_path, rng):
+    """It was declared FLOAT with its weights rounded: float64 inputs failed in onnxruntime."""
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(5, activation="tanh"),
+                                 pynn.BatchNormalization(), pynn.Dense(2)])
+        x = rng.normal(size=(7, 6))
+        expected = model.predict(x)
+        proto = pynn_onnx.export(model, tmp_path / "m64.onnx")
+    finally:
+        pynn.set_floatx(previous)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    got = _run(tmp_path / "m64.onnx", x)
+    assert got.dtype == np.float64
+    # float32 weights would differ by ~1e-7; onnxruntime's batch norm rounds differently (~1e-11)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_multi_axis_samples_declare_their_output_shape(tmp_path, rng, batch):
+    """(batch, 3, 4) samples through an Activation: the declared output shape is the one the
+    graph computes (it said (batch, 12)), at any batch size."""
+    model = pynn.Sequential([pynn.Input((3, 4)), pynn.Activation("tanh")])
+    proto = pynn_onnx.export(model, tmp_path / "a.onnx")
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 3, 4]
+    x = rng.normal(size=(batch, 3, 4)).astype(np.float32)
+    got = _run(tmp_path / "a.onnx", x)
+    assert got.shape == (batch, 3, 4)
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-6, atol=1e-6)
+    onnx.checker.check_model(onnx.shape_inference.infer_shapes(proto), full_check=True)

@@ -36,7 +36,8 @@ def _activation_nodes(helper, spec, source, name):
 
 def export(model, filepath, opset=20):
     """Write `model` (built) as an ONNX graph taking 'input' (batch, *input_shape) ->
-    'output'."""
+    'output' (batch, *output_shape), in the model's float type (float32, or float64 under
+    pynn.set_floatx('float64'))."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -48,9 +49,11 @@ def export(model, filepath, opset=20):
         raise ValueError(f"opset must be >= 20 (Gelu with the tanh approximation), got {opset}")
     nodes, inits = [], []
     current = "input"
+    dtype = np.dtype(model._dtype)  # what predict computes in
+    elem_type = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE}[dtype.type]
 
     def const(name, array):
-        inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
         return name
 
     for layer in model.layers:
@@ -94,10 +97,8 @@ def export(model, filepath, opset=20):
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, model.name,
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                       ["batch", *model.input_shape])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT,
-                                       ["batch", int(np.prod(model.output_shape))])],
+        [helper.make_tensor_value_info("input", elem_type, ["batch", *model.input_shape])],
+        [helper.make_tensor_value_info("output", elem_type, ["batch", *model.output_shape])],
         initializer=inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="pynn")
