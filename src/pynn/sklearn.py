@@ -19,10 +19,14 @@ Differences from scikit-learn's own MLPs, by design:
 * Stopping: max_iter is the number of epochs. Training also stops once the monitored loss
   has not improved by tol for n_iter_no_change epochs (pynn.callbacks.EarlyStopping): the
   training loss, or with early_stopping=True the loss on a held-out validation_fraction
-  (scikit-learn monitors the validation score), whose best weights are restored. Running
+  (scikit-learn monitors the validation score, which validation_scores_ records here too),
+  whose best weights are restored. Running
   all max_iter epochs without stopping warns with ConvergenceWarning, as scikit-learn does.
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
-* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'.
+* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'; the learning rate
+  is constant (no learning_rate='invscaling'/'adaptive').
+* sample_weight scales each sample's loss, as in scikit-learn >= 1.7; with mini-batches that is
+  not the same as repeating samples (neither is it in scikit-learn).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ try:
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                          validate_data)
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("pynn.sklearn needs scikit-learn: pip install 'pynn[sklearn]'") from exc
 
@@ -58,7 +64,8 @@ class _BaseMLP(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, momentum=0.9,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -72,6 +79,7 @@ class _BaseMLP(BaseEstimator):
         self.random_state = random_state
         self.tol = tol
         self.verbose = verbose
+        self.warm_start = warm_start
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
@@ -145,50 +153,87 @@ class _BaseMLP(BaseEstimator):
         model.compile(optimizer=opt, loss=loss)
         return model
 
-    def _train(self, X, y, epochs, incremental):
+    def _first_pass(self, incremental):
+        """Whether this fit starts a new network (scikit-learn: unless warm_start or
+        partial_fit continue a fitted one)."""
+        return not (hasattr(self, "model_") and (incremental or self.warm_start))
+
+    def _train(self, X, y, epochs, incremental, first, sample_weight=None):
         """Run fit (or one partial_fit pass) on the encoded targets; updates the curves."""
-        n = X.shape[0]
-        batch_size = self._batch_size(n)
+        batch_size = self._batch_size(X.shape[0])
         verbose = 1 if self.verbose else 0
+        if first:
+            self.loss_curve_, self.t_ = [], 0
         if incremental:
             history = self.model_.fit(X, y, batch_size=batch_size, epochs=1, verbose=verbose,
-                                      shuffle=self.shuffle)
+                                      shuffle=self.shuffle, sample_weight=sample_weight)
         else:
             cbs, validation = [], None
             if self.early_stopping:
-                X, X_val, y, y_val = self._validation_split(X, y)
-                validation = (X_val, y_val)
+                X, validation, y, sample_weight = self._validation_split(X, y, sample_weight)
                 batch_size = self._batch_size(X.shape[0])
                 cbs.append(callbacks_mod.EarlyStopping(
                     monitor="val_loss", min_delta=self.tol, patience=self.n_iter_no_change,
                     restore_best_weights=True))
+                # scikit-learn's validation_scores_: the score (accuracy, R^2) each epoch
+                self.validation_scores_ = []
+                cbs.append(callbacks_mod.LambdaCallback(
+                    on_epoch_end=lambda epoch, logs: self.validation_scores_.append(
+                        self._encoded_score(*validation))))
             else:  # scikit-learn's stopping rule on the training loss
                 cbs.append(callbacks_mod.EarlyStopping(
                     monitor="loss", min_delta=self.tol, patience=self.n_iter_no_change))
             history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
                                       verbose=verbose, shuffle=self.shuffle,
-                                      validation_data=validation, callbacks=cbs)
+                                      validation_data=validation, callbacks=cbs,
+                                      sample_weight=sample_weight)
             if not self.model_.stop_training:  # ran all max_iter epochs
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and "
                               f"the optimization hasn't converged yet.", ConvergenceWarning)
             if validation is not None:
-                self.validation_scores_ = [-v for v in history.history.get("val_loss", [])]
                 self.best_validation_score_ = max(self.validation_scores_, default=None)
         losses = [float(v) for v in history.history.get("loss", [])]
-        self.loss_curve_ = getattr(self, "loss_curve_", []) + losses if incremental else losses
+        self.loss_curve_ = self.loss_curve_ + losses
         self.n_iter_ = len(self.loss_curve_)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else float("nan")
-        self.t_ = int(self.model_.optimizer.iterations)
+        self.t_ += X.shape[0] * len(losses)  # training samples seen, as scikit-learn counts
 
-    def _validation_split(self, X, y):
-        stratify = y if self._stratify_validation() else None
-        rs = self.random_state
+    def _sample_weight(self, sample_weight, X):
+        return None if sample_weight is None else _check_sample_weight(sample_weight, X,
+                                                                       dtype=np.float32)
+
+    def _validation_split(self, X, y, sample_weight):
+        """(X_train, validation data tuple, y_train, sample_weight_train): a held-out
+        validation_fraction, stratified for classes where each class has two samples."""
+        arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
+        kwargs = dict(test_size=self.validation_fraction, random_state=self.random_state)
         try:
-            return train_test_split(X, y, test_size=self.validation_fraction, random_state=rs,
-                                    stratify=stratify)
+            parts = train_test_split(*arrays, stratify=y if self._stratify_validation() else None,
+                                     **kwargs)
         except ValueError:  # a class too small to stratify: fall back to a plain split
-            return train_test_split(X, y, test_size=self.validation_fraction, random_state=rs)
+            parts = train_test_split(*arrays, **kwargs)
+        train, held_out = parts[0::2], parts[1::2]
+        return train[0], tuple(held_out), train[1], (train[2] if len(train) == 3 else None)
+
+    def _encoded_score(self, X, y, sample_weight=None):
+        """score() on encoded targets, from the model's outputs."""
+        raise NotImplementedError
+
+    # ---- scikit-learn's fitted weights ------------------------------------------------------
+    def _dense_layers(self):
+        check_is_fitted(self, "model_")
+        return [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+
+    @property
+    def coefs_(self):
+        """Each layer's weight matrix, (inputs, units), as scikit-learn's coefs_ (copies)."""
+        return [layer.kernel.numpy().astype(np.float64) for layer in self._dense_layers()]
+
+    @property
+    def intercepts_(self):
+        """Each layer's bias vector, as scikit-learn's intercepts_ (copies)."""
+        return [layer.bias.numpy().astype(np.float64) for layer in self._dense_layers()]
 
     def _stratify_validation(self):
         return False
@@ -262,10 +307,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         codes = np.searchsorted(self.classes_, y)
         return codes.astype(np.float32) if len(self.classes_) == 2 else codes.astype(np.int64)
 
-    def _fit(self, X, y, classes=None, incremental=False):
-        first = not (incremental and hasattr(self, "model_"))
+    def _fit(self, X, y, sample_weight=None, classes=None, incremental=False):
+        first = self._first_pass(incremental)
         sizes = self._check_params()
         X, y = validate_data(self, X, y, reset=first, dtype=np.float32)
+        sample_weight = self._sample_weight(sample_weight, X)
+        if not first and not incremental:  # warm_start
+            labels = np.unique(column_or_1d(y))
+            if not np.array_equal(labels, self.classes_):
+                raise ValueError(f"warm_start can only be used where y has the same classes as "
+                                 f"in the previous call to fit: previously "
+                                 f"{self.classes_.tolist()}, y has {labels.tolist()}")
         if first:
             if incremental and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit "
@@ -281,23 +333,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.out_activation_ = "logistic" if binary else "softmax"
             self.n_outputs_ = 1 if binary else len(self.classes_)
             self.n_layers_ = len(sizes) + 2
-            self.loss_curve_ = []
         else:
             if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
                                  f"first partial_fit call, {self.classes_.tolist()}")
             codes = self._encode(y, reset=False)
-        self._train(X, codes, self.max_iter, incremental)
+        self._train(X, codes, self.max_iter, incremental, first, sample_weight)
         return self
 
-    def fit(self, X, y):
-        """Train from scratch on (X, y) for up to max_iter epochs; returns self."""
-        return self._fit(X, y)
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for up to max_iter epochs, from scratch unless warm_start;
+        sample_weight scales each sample's loss. Returns self."""
+        return self._fit(X, y, sample_weight)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the previous call; `classes` (every label
         the data may hold) is required on the first call."""
-        return self._fit(X, y, classes=classes, incremental=True)
+        return self._fit(X, y, sample_weight, classes=classes, incremental=True)
+
+    def _encoded_score(self, X, codes, sample_weight=None):
+        out = self.model_.predict(X)
+        predicted = (out[:, 0] > 0.5) if len(self.classes_) == 2 else np.argmax(out, axis=1)
+        return float(accuracy_score(codes, predicted, sample_weight=sample_weight))
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in classes_ order."""
@@ -319,47 +376,50 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """A multi-layer perceptron regressor with scikit-learn's API, trained by pynn (mean
-    squared error, linear output). y may be 1-D or 2-D (several outputs); predict returns
-    the same number of dimensions as the y it was fitted on."""
+    squared error, linear output). y may be 1-D or 2-D (several outputs); as scikit-learn's,
+    predict returns 1-D for one output, even when fitted on a (n, 1) y."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
-    def _fit(self, X, y, incremental=False):
-        first = not (incremental and hasattr(self, "model_"))
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        first = self._first_pass(incremental)
         sizes = self._check_params()
         X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True,
                              y_numeric=True)
+        sample_weight = self._sample_weight(sample_weight, X)
         y = np.asarray(y, dtype=np.float32)
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
             self._seed()
-            self._y_ndim = y.ndim
             self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
                                             self._batch_size(X.shape[0]))
             self.out_activation_ = "identity"
             self.n_outputs_ = y2.shape[1]
             self.n_layers_ = len(sizes) + 2
-            self.loss_curve_ = []
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, the model was fitted on "
                              f"{self.n_outputs_}")
-        self._train(X, y2, self.max_iter, incremental)
+        self._train(X, y2, self.max_iter, incremental, first, sample_weight)
         return self
 
-    def fit(self, X, y):
-        """Train from scratch on (X, y) for up to max_iter epochs; returns self."""
-        return self._fit(X, y)
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for up to max_iter epochs, from scratch unless warm_start;
+        sample_weight scales each sample's loss. Returns self."""
+        return self._fit(X, y, sample_weight)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the previous call."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         out = self._raw_predict(X)
-        return out[:, 0] if self._y_ndim == 1 else out
+        return out[:, 0] if self.n_outputs_ == 1 else out
+
+    def _encoded_score(self, X, y, sample_weight=None):
+        return float(r2_score(y, self.model_.predict(X), sample_weight=sample_weight))
 
 
 def _is_int(value):
