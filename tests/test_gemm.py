@@ -346,11 +346,12 @@ def test_pool_survives_fork():
 def test_set_num_threads_is_obeyed():
     previous = _C.num_threads()
     try:
-        for n in (1, 3, 2):
+        for n in (1, 3, np.int64(2)):  # numpy integers too (os.cpu_count-style arithmetic)
             pynn.set_num_threads(n)
             assert pynn.get_num_threads() == n
-        with pytest.raises(ValueError):
-            pynn.set_num_threads(0)
+        for bad in (0, 2.0, True):
+            with pytest.raises(ValueError, match="positive integer"):
+                pynn.set_num_threads(bad)
     finally:
         _C.set_num_threads(previous)
 

@@ -225,3 +225,18 @@ def test_load_names_what_the_file_is(tmp_path, content, message):
     np.save(tmp_path / "one.npy", np.zeros(3))
     with pytest.raises(ValueError, match=r"\.npy file"):
         pynn.load_model(tmp_path / "one.npy")
+
+
+def test_loading_a_model_leaves_the_seeded_generator_alone(tmp_path):
+    """load_model builds layers (drawing initial weights it then overwrites): a seeded run
+    that loads a model must shuffle and initialise as one that does not."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.Dropout(0.5), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.save(tmp_path / "m.npz")
+    draws = []
+    for load in (False, True):
+        pynn.set_seed(7)
+        if load:
+            pynn.load_model(tmp_path / "m.npz")
+        draws.append(pynn.config.rng().integers(0, 2**62, size=4))
+    np.testing.assert_array_equal(draws[0], draws[1])

@@ -6,6 +6,8 @@ all draw from one generator seeded here.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 _FLOATX = "float32"
@@ -37,6 +39,17 @@ def set_seed(seed: int) -> None:
 def rng() -> np.random.Generator:
     """The generator every random draw in pynn uses."""
     return _rng
+
+
+@contextlib.contextmanager
+def rng_untouched():
+    """Draws inside leave the generator as they found it (loading a model initialises
+    weights it then overwrites; a seeded run must not depend on whether it loaded one)."""
+    state = _rng.bit_generator.state
+    try:
+        yield
+    finally:
+        _rng.bit_generator.state = state
 
 
 def check_finite() -> bool:

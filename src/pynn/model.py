@@ -437,8 +437,10 @@ class Sequential:
         if interrupt.requested:
             raise KeyboardInterrupt(
                 f"training interrupted after {self.optimizer.iterations} steps: the model "
-                f"holds the weights of the last completed step, model.history the "
-                f"{len(history.epoch)} completed epoch(s)")
+                f"holds the weights of the last completed step unless an on_train_end "
+                f"callback put others back (EarlyStopping(restore_best_weights=True) restores "
+                f"its best epoch's), model.history the {len(history.epoch)} completed "
+                f"epoch(s)")
         return history
 
     @staticmethod

@@ -166,6 +166,7 @@ def save_model(model, filepath):
 def load_model(filepath, custom_objects=None, compile=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state."""
     from . import losses, optimizers
+    from .config import rng_untouched
     from .model import Sequential
 
     arrays = read_arrays(filepath)
@@ -174,7 +175,8 @@ def load_model(filepath, custom_objects=None, compile=True):
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{filepath!r}: the model description has no layer list")
     try:
-        model = Sequential.from_config(config, custom_objects)
+        with rng_untouched():  # the initial weights drawn here are overwritten below
+            model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
     _assign_weights(model, arrays, meta, filepath)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 
 def _native():
     try:
@@ -13,11 +15,11 @@ def _native():
 
 def set_num_threads(n: int) -> None:
     """Use n threads in the C++ kernels (n >= 1). No effect on the numpy backend."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"number of threads must be a positive integer, got {n!r}")
     module = _native()
     if module is not None:
-        module.set_num_threads(n)
+        module.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
