@@ -54,6 +54,22 @@ def test_nan_input(bad):
         _model().fit(np.zeros((4, 3)), np.array([0, bad, 0, 0]), verbose=0)
 
 
+def test_finite_values_beyond_float32_are_named_as_such():
+    """1e39 is finite in float64 but inf in float32: 'NaN or infinite' misled (with a numpy
+    overflow warning on top)."""
+    import warnings
+
+    x = np.zeros((4, 3))
+    x[1, 2] = -1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from the cast
+        with pytest.raises(ValueError, match=r"x holds 1 value\(s\) beyond float32's range "
+                                             r"\(\+-3.4e\+38\), largest magnitude 1e\+39"):
+            _model().predict(x)
+        with pytest.raises(ValueError, match="mean_squared_error: targets holds 1 value"):
+            _model().fit(np.zeros((4, 3)), np.array([0, 0, 1e40, 0]), verbose=0)
+
+
 def test_empty_data():
     with pytest.raises(ValueError, match="empty"):
         _model().fit(np.zeros((0, 3)), np.zeros(0), verbose=0)

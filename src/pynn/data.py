@@ -66,12 +66,30 @@ def _as_sample_array(x, dtype, sample_shape, name):
     return _finished(arr, dtype, name)
 
 
+def converted(arr, dtype):
+    """arr as a C-contiguous array of dtype, with numpy's overflow warning silenced: the
+    caller's finiteness check reports it by name (see overflow_error)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def overflow_error(source, arr, name):
+    """A ValueError when finite `source` values became inf in `arr`'s narrower dtype (1e39 in
+    float32), else None: such data is not 'NaN or infinite', it needs rescaling."""
+    if source.dtype.kind != "f" or not np.isfinite(source).all():
+        return None
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    return ValueError(f"{name} holds {bad} value(s) beyond {arr.dtype.name}'s range "
+                      f"(+-{np.finfo(arr.dtype).max:.3g}), largest magnitude "
+                      f"{np.abs(source).max():.3g}: rescale the data")
+
+
 def _finished(arr, dtype, name):
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    source, arr = arr, converted(arr, dtype)
     if config.check_finite() and not np.isfinite(arr).all():
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s) (pynn.config."
-                         f"set_check_finite(False) lets them through)")
+        raise overflow_error(source, arr, name) or ValueError(
+            f"{name} contains {int(np.count_nonzero(~np.isfinite(arr)))} NaN or infinite "
+            f"value(s) (pynn.config.set_check_finite(False) lets them through)")
     return arr
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
+from .data import converted, overflow_error
 
 
 class Loss:
@@ -38,9 +39,10 @@ class Loss:
             raise ValueError(f"{self.name}: targets have shape {y.shape} but the model's "
                              f"predictions have shape {expected}; reshape the targets "
                              f"(pynn never broadcasts targets silently)")
-        y = np.ascontiguousarray(y, dtype=dtype)
+        source, y = y, converted(y, dtype)
         if config.check_finite() and not np.isfinite(y).all():
-            raise ValueError(f"{self.name}: targets contain NaN or infinity")
+            raise overflow_error(source, y, f"{self.name}: targets") or ValueError(
+                f"{self.name}: targets contain NaN or infinity")
         return y
 
     # ---- values ---------------------------------------------------------------------------
