@@ -319,3 +319,20 @@ def test_numpy_integers_as_sizes_and_a_single_callback():
     assert len(history.history["loss"]) == 2
     with pytest.raises(ValueError, match="initial_epoch"):
         model.fit(np.zeros((8, 4)), np.zeros((8, 3)), epochs=2, initial_epoch=-1, verbose=0)
+
+
+@pytest.mark.parametrize("activation, loss", [
+    ("softmax", pynn.losses.SparseCategoricalCrossentropy(from_logits=True)),
+    ("sigmoid", pynn.losses.BinaryCrossentropy(from_logits=True)),
+])
+def test_from_logits_after_a_probability_output_warns(activation, loss):
+    """As Keras: logits expected, probabilities given (trains silently into a poor model)."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation=activation)])
+    with pytest.warns(UserWarning, match=f"from_logits=True, but the last layer ends in "
+                                         f"{activation}"):
+        model.compile(optimizer="adam", loss=loss)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)]).compile(optimizer="adam", loss=loss)

@@ -9,6 +9,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import numpy as np
@@ -145,6 +146,12 @@ class Sequential:
             metrics_mod.get(m, self.loss.name, 1)
         self._metrics = []
         self.compiled = True
+        last = self._compute_layers[-1] if self._compute_layers else None
+        if getattr(self.loss, "from_logits", False) and last is not None and \
+                last.output_activation in ("softmax", "sigmoid"):
+            warnings.warn(f"{self.loss.name} has from_logits=True, but the last layer ends in "
+                          f"{last.output_activation}: its outputs are probabilities, not logits "
+                          f"(was this intended?)", UserWarning, stacklevel=2)
         if self.input_shape is not None:
             self._build(self.input_shape)
 
