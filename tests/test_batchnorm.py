@@ -174,3 +174,14 @@ def test_batchnorm_placements_the_engine_does_not_take_fall_back_visibly():
         model.compile(optimizer="adam", loss="mse", backend="cpu")
         reason = pynn.engine.unsupported_reason(model)
         assert reason is not None and words in reason, reason
+
+
+def test_calling_the_model_in_training_mode_uses_and_updates_batch_statistics(rng):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.BatchNormalization(momentum=0.5)])
+    x = rng.normal(5, 2, size=(64, 3)).astype(np.float32)
+    out = model(x, training=True)
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-3)
+    np.testing.assert_allclose(model.layers[1].moving_mean.numpy(), 0.5 * x.mean(axis=0),
+                               rtol=1e-5)
+    assert np.abs(model(x).mean(axis=0)).min() > 0.5  # inference: the moving statistics

@@ -171,3 +171,15 @@ def test_dropout_placements_the_engine_does_not_take_fall_back_visibly(layers, w
 def test_bad_seed(seed):
     with pytest.raises(ValueError, match="seed"):
         pynn.Dropout(0.5, seed=seed)
+
+
+def test_calling_the_model_in_training_mode():
+    """model(x, training=True), as Keras: dropout active (zeros and 1/(1-rate) scaling),
+    while model(x) and model(x, training=False) are predict."""
+    model = pynn.Sequential([pynn.Input((50,)), pynn.Dropout(0.5)])
+    x = np.ones((40, 50), np.float32)
+    np.testing.assert_array_equal(model(x), x)
+    np.testing.assert_array_equal(model(x, training=False), x)
+    out = model(x, training=True)
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert 0.3 < (out == 0).mean() < 0.7

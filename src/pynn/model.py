@@ -597,8 +597,20 @@ class Sequential:
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
 
-    def __call__(self, x):
-        return self.predict(x)
+    def __call__(self, x, training=False):
+        """model(x) is predict(x); model(x, training=True) runs the layers as in a training
+        step (dropout active, batch normalisation on the batch's statistics, updating its
+        moving ones, as Keras does) without any weight update."""
+        if not training:
+            return self.predict(x)
+        if self.backend is None:
+            self.backend = get_backend()
+        x = self._inputs(x)
+        for layer in self.layers:
+            layer.to_backend(self.backend, self._dtype)
+        b = self.backend
+        return np.asarray(b.to_numpy(self._forward(b.asarray(x, self._dtype), training=True,
+                                                   logits=False)))
 
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
