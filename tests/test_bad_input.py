@@ -187,3 +187,18 @@ def test_predict_checks_the_sample_shape_on_every_call(sample_shape, bad_shapes,
         for shape in bad_shapes:
             with pytest.raises(ValueError, match="shape"):
                 model.predict(np.ones(shape, np.float32))
+
+
+def test_standalone_losses_take_1d_arrays_as_keras():
+    """Element-wise losses: one output per sample; categorical: one sample's classes."""
+    y, p = np.array([0.0, 1.0, 1.0]), np.array([0.1, 0.9, 0.8])
+    expected = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert losses.BinaryCrossentropy()(y, p) == pytest.approx(expected, rel=1e-6)
+    assert losses.MeanSquaredError()(y, p) == pytest.approx(np.mean((y - p) ** 2), rel=1e-6)
+    assert losses.MeanAbsoluteError()(y, p) == pytest.approx(np.mean(np.abs(y - p)), rel=1e-6)
+    cce = losses.CategoricalCrossentropy()([0, 1, 0], [0.1, 0.8, 0.1])
+    assert cce == pytest.approx(-np.log(0.8), rel=1e-6)
+    with pytest.raises(ValueError, match="predictions must be \\(batch, outputs\\)"):
+        losses.SparseCategoricalCrossentropy()([1], [0.1, 0.8, 0.1])
+    with pytest.raises(ValueError, match="targets have shape"):
+        losses.MeanSquaredError()(np.zeros(4), p)  # lengths differ: never broadcast

@@ -22,6 +22,9 @@ class Loss:
     name = "loss"
     # The output activation this loss can absorb: the model then feeds it pre-activations.
     fused_activation: str | None = None
+    # How a standalone call reads 1-D predictions (Keras reduces over the last axis): one
+    # output per sample for element-wise losses, None where it needs a class axis.
+    one_d_predictions = "samples"
 
     def get_config(self):
         return {}
@@ -69,9 +72,17 @@ class Loss:
         y_pred = np.asarray(y_pred)
         dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
         y_pred = np.ascontiguousarray(y_pred, dtype=dtype)
+        if y_pred.ndim == 1 and self.one_d_predictions == "samples":
+            y_pred = y_pred.reshape(-1, 1)  # y_true (N,) pairs with it as in a model
+        elif y_pred.ndim == 1 and self.one_d_predictions == "classes":
+            y_pred = y_pred.reshape(1, -1)  # one sample's class probabilities
+            y_true = np.reshape(y_true, (1, -1)) if np.ndim(y_true) == 1 else y_true
         if y_pred.ndim < 2:
             raise ValueError(f"{self.name}: predictions must be (batch, outputs), got shape "
                              f"{y_pred.shape}")
+        if np.ndim(y_true) == 0 or np.shape(y_true)[0] != y_pred.shape[0]:
+            raise ValueError(f"{self.name}: targets have shape {np.shape(y_true)} but the "
+                             f"predictions have shape {y_pred.shape}")
         y_true = self.prepare_targets(y_true, y_pred.shape[1:], dtype)
         return self.value_and_grad(get_backend("numpy"), y_pred, y_true)[0]
 
@@ -148,6 +159,7 @@ class CategoricalCrossentropy(Loss):
     """Targets are one-hot (or probability) rows; predictions are probabilities or logits."""
 
     name = "categorical_crossentropy"
+    one_d_predictions = "classes"
     sparse = False
 
     def __init__(self, from_logits=False):
@@ -190,6 +202,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     name = "sparse_categorical_crossentropy"
     sparse = True
+    one_d_predictions = None  # (batch, classes) only
 
     def prepare_targets(self, y, output_shape, dtype):
         y = np.asarray(y)
