@@ -240,3 +240,26 @@ def test_loading_a_model_leaves_the_seeded_generator_alone(tmp_path):
             pynn.load_model(tmp_path / "m.npz")
         draws.append(pynn.config.rng().integers(0, 2**62, size=4))
     np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_float64_weights_loaded_in_a_float32_session_warn(tmp_path):
+    """The float type is global (set_floatx) and models follow it; rounding a float64 file's
+    weights on load says so, and loading under float64 keeps them exactly."""
+    import warnings
+
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+        model.compile(optimizer="adam", loss="mse")
+        model.set_weights([np.full((3, 2), 0.1), np.full(2, 1 / 3)])
+        model.save(tmp_path / "m64.npz")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            exact = pynn.load_model(tmp_path / "m64.npz")
+        assert exact.get_weights()[1][0] == 1 / 3
+    finally:
+        pynn.set_floatx(previous)
+    with pytest.warns(UserWarning, match="holds float64 weights; they load as float32"):
+        rounded = pynn.load_model(tmp_path / "m64.npz")
+    assert rounded.get_weights()[1].dtype == np.float32

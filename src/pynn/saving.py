@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -309,9 +310,21 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False):
                 raise
             skipped.append(layer.name)
     skipped += [layer.name for layer in ours[len(saved):]]
+    _warn_if_narrowed(plan, filepath)
     for p, array in plan:  # every check passed: nothing is half-loaded
         p.assign(array)
     return skipped
+
+
+def _warn_if_narrowed(plan, filepath):
+    """pynn's float type is global (pynn.set_floatx) and models follow it: float64 weights
+    loaded in a float32 session are rounded, which deserves a word."""
+    for p, array in plan:
+        if array.dtype.kind == "f" and array.dtype.itemsize > p.value.dtype.itemsize:
+            warnings.warn(f"{filepath!r} holds {array.dtype} weights; they load as "
+                          f"{p.value.dtype} (pynn.set_floatx({array.dtype.name!r}) before "
+                          f"loading keeps them)", UserWarning, stacklevel=3)
+            return
 
 
 def _layer_plan(layer, entry, arrays, filepath):
