@@ -252,3 +252,32 @@ def test_convergence_warning_only_when_max_iter_runs_out(iris):
 def test_predict_before_fit_raises_not_fitted(iris):
     with pytest.raises(NotFittedError):
         MLPRegressor().predict(iris[0])
+
+
+def test_multilabel_indicator_targets():
+    """As sklearn.neural_network.MLPClassifier: one sigmoid per label, predict returns the
+    indicator matrix, predict_proba each label's probability."""
+    from sklearn.datasets import make_multilabel_classification
+
+    x, y = make_multilabel_classification(n_samples=300, n_features=8, n_classes=4,
+                                          random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, learning_rate_init=0.01,
+                        random_state=0).fit(x, y)
+    np.testing.assert_array_equal(clf.classes_, np.arange(4))
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 4
+    proba, pred = clf.predict_proba(x), clf.predict(x)
+    assert proba.shape == pred.shape == (300, 4)
+    np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
+    h = np.maximum(x @ clf.coefs_[0] + clf.intercepts_[0], 0)
+    manual = 1 / (1 + np.exp(-(h @ clf.coefs_[1] + clf.intercepts_[1])))
+    np.testing.assert_allclose(proba, manual, rtol=1e-4, atol=1e-6)
+    # per-label training accuracy: always-0 scores 0.57 here, scikit-learn's MLP 0.857
+    assert (pred == y).mean() > 0.78
+    with pytest.raises(ValueError, match="y has 3 labels, the model was fitted on 4"):
+        clf.partial_fit(x, y[:, :3])
+    with pytest.raises(ValueError, match="must be one too"):
+        clf.partial_fit(x, y[:, 0])
+    stopped = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, early_stopping=True,
+                            random_state=0).fit(x, y)
+    assert len(stopped.validation_scores_) == stopped.n_iter_  # subset accuracy per epoch
+    assert all(0 <= v <= 1 for v in stopped.validation_scores_)

@@ -44,7 +44,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
                                           validate_data)
@@ -281,17 +281,36 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Two classes use one sigmoid output and binary cross-entropy; more use softmax and sparse
     categorical cross-entropy. Labels may be of any type (strings too): they are encoded
     through `classes_`. predict_proba returns one column per class (two for binary).
+    Multi-label targets (a 0/1 indicator matrix, as scikit-learn takes) use one sigmoid
+    output per label; predict returns the indicator matrix, predict_proba each label's
+    probability, classes_ is 0..n_labels-1.
     """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = True
         return tags
 
     def _stratify_validation(self):
-        return True
+        return not self._multilabel
 
     def _encode(self, y, classes=None, reset=True):
+        """Targets for the model: label codes (float 0/1 for binary), or the float indicator
+        matrix of a multi-label y."""
+        multilabel = np.ndim(y) == 2 and type_of_target(y) == "multilabel-indicator"
+        if reset:
+            self._multilabel = multilabel
+        if self._multilabel:
+            if not multilabel:
+                raise ValueError(f"the model was fitted on a multi-label indicator matrix; y "
+                                 f"must be one too (0/1 values, shape (n, "
+                                 f"{len(self.classes_)})), got {type_of_target(y)!r} y")
+            if reset:
+                self.classes_ = np.arange(y.shape[1])
+            elif y.shape[1] != len(self.classes_):
+                raise ValueError(f"y has {y.shape[1]} labels, the model was fitted on "
+                                 f"{len(self.classes_)}")
+            return np.asarray(y, dtype=np.float32)
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if reset:
@@ -310,9 +329,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight=None, classes=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32)
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True)
         sample_weight = self._sample_weight(sample_weight, X)
-        if not first and not incremental:  # warm_start
+        if not first and not incremental and not self._multilabel:  # warm_start
             labels = np.unique(column_or_1d(y))
             if not np.array_equal(labels, self.classes_):
                 raise ValueError(f"warm_start can only be used where y has the same classes as "
@@ -324,17 +343,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  "(all the labels the stream may hold)")
             self._seed()
             codes = self._encode(y, classes)
-            binary = len(self.classes_) == 2
+            sigmoid = self._multilabel or len(self.classes_) == 2
+            self.n_outputs_ = 1 if len(self.classes_) == 2 and not self._multilabel \
+                else len(self.classes_)
             self.model_ = self._build_model(
-                sizes, X.shape[1], 1 if binary else len(self.classes_),
-                "sigmoid" if binary else "softmax",
-                "binary_crossentropy" if binary else "sparse_categorical_crossentropy",
+                sizes, X.shape[1], self.n_outputs_, "sigmoid" if sigmoid else "softmax",
+                "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy",
                 self._batch_size(X.shape[0]))
-            self.out_activation_ = "logistic" if binary else "softmax"
-            self.n_outputs_ = 1 if binary else len(self.classes_)
+            self.out_activation_ = "logistic" if sigmoid else "softmax"
             self.n_layers_ = len(sizes) + 2
         else:
-            if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            if classes is not None and not self._multilabel and \
+                    not np.array_equal(np.unique(classes), self.classes_):
                 raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
                                  f"first partial_fit call, {self.classes_.tolist()}")
             codes = self._encode(y, reset=False)
@@ -351,14 +371,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         the data may hold) is required on the first call."""
         return self._fit(X, y, sample_weight, classes=classes, incremental=True)
 
+    def _predicted_codes(self, out):
+        if self._multilabel:
+            return (out > 0.5).astype(np.int64)
+        return (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else np.argmax(out, axis=1)
+
     def _encoded_score(self, X, codes, sample_weight=None):
-        out = self.model_.predict(X)
-        predicted = (out[:, 0] > 0.5) if len(self.classes_) == 2 else np.argmax(out, axis=1)
+        predicted = self._predicted_codes(self.model_.predict(X))
+        if self._multilabel:
+            codes = codes.astype(np.int64)
         return float(accuracy_score(codes, predicted, sample_weight=sample_weight))
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), columns in classes_ order."""
+        """Class probabilities, shape (n_samples, n_classes), columns in classes_ order (for
+        multi-label targets, each label's own probability)."""
         out = self._raw_predict(X)
+        if self._multilabel:
+            return out
         if len(self.classes_) == 2:
             p = out[:, 0]
             return np.column_stack([1.0 - p, p])
@@ -369,8 +398,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """The most probable class of each sample, as a label from classes_."""
+        """The most probable class of each sample, as a label from classes_ (for multi-label
+        targets, the 0/1 indicator matrix: labels with probability > 0.5)."""
         proba = self.predict_proba(X)  # checks fitted before classes_ is looked at
+        if self._multilabel:
+            return (proba > 0.5).astype(np.int64)
         return self.classes_[np.argmax(proba, axis=1)]
 
 
