@@ -313,3 +313,43 @@ def test_metric_names_are_checked_at_compile_and_pairings_at_fit():
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["mse"])
         with pytest.raises(ValueError, match=r"y_true has shape \(8,\), y_pred \(8, 3\)"):
             model.fit(x, y, epochs=1, verbose=0, engine=engine)
+
+
+class _KerasStyleAccuracy(pynn.metrics.Metric):
+    """Written as a Keras user would: reset_state / update_state / result only."""
+
+    def reset_state(self):
+        self.right = self.seen = 0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.right += int((np.argmax(y_pred, axis=-1) == np.ravel(y_true)).sum())
+        self.seen += len(y_true)
+
+    def result(self):
+        return self.right / max(self.seen, 1)
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_a_keras_style_metric_subclass_in_fit_and_evaluate(rng, engine):
+    """It crashed fit and evaluate (they called a private hook the subclass lacks)."""
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=[_KerasStyleAccuracy(name="my_acc"), "accuracy"])
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, engine=engine)
+    np.testing.assert_allclose(history.history["my_acc"], history.history["accuracy"])
+    logs = model.evaluate(x, y, return_dict=True)
+    expected = np.mean(np.argmax(model.predict(x), axis=1) == y)
+    assert logs["my_acc"] == pytest.approx(expected) == pytest.approx(logs["accuracy"])
+
+
+def test_a_metric_that_gives_no_number_is_named():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+
+    def label(y_true, y_pred):
+        return "abc"
+
+    model.compile(optimizer="sgd", loss="mse", metrics=[label])
+    with pytest.raises(TypeError, match="metric 'label' must give one number, got 'abc'"):
+        model.fit(np.zeros((4, 2)), np.zeros(4), verbose=0)

@@ -265,8 +265,10 @@ class Metric:
 
         m = Precision(); m.update_state(y1, p1); m.update_state(y2, p2); m.result()
 
-    equals precision(concat(y1, y2), concat(p1, p2)). Subclasses define `_batch_state` (the
-    sufficient statistics of one batch), `_merge` and `_score` (the value of a state)."""
+    equals precision(concat(y1, y2), concat(p1, p2)). A user's subclass defines
+    reset_state, update_state and result, as in Keras; pynn's own define `_batch_state` (the
+    sufficient statistics of one batch), `_merge` and `_score` (the value of a state), which
+    also give each batch's own value to fit's per-batch logs."""
 
     default_name = "metric"
 
@@ -289,16 +291,32 @@ class Metric:
         return self.result()
 
     def _update(self, y_true, y_pred):
-        """Adds a batch; returns the metric of that batch alone (fit's per-batch logs)."""
+        """Adds a batch; returns the metric of that batch alone (fit's per-batch logs), or
+        for a Keras-style subclass its result so far (as Keras' batch logs show)."""
+        if type(self).update_state is not Metric.update_state:
+            self.update_state(y_true, y_pred)
+            return _number(self.name, self.result())
         batch = self._batch_state(y_true, y_pred)
         self._state = batch if self._state is None else self._merge(self._state, batch)
         return self._score(batch)
+
+    def _batch_state(self, y_true, y_pred):
+        raise NotImplementedError(f"{type(self).__name__}: a Metric subclass defines "
+                                  f"reset_state, update_state and result")
 
     def get_config(self):
         return {"name": self.name}
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _number(name, value):
+    """A metric's value as a float, or an error naming the metric."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"metric {name!r} must give one number, got {value!r:.80}") from None
 
 
 class MeanMetricWrapper(Metric):
@@ -314,7 +332,7 @@ class MeanMetricWrapper(Metric):
         self._count = 0
 
     def _update(self, y_true, y_pred):
-        value = float(self.fn(y_true, y_pred))
+        value = _number(self.name, self.fn(y_true, y_pred))
         k = len(y_pred)
         self._total += value * k
         self._count += k
