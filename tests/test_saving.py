@@ -209,6 +209,33 @@ def test_h5_weights_roundtrip_and_errors(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pynn-")]
 
 
+def test_whole_model_to_h5_and_back(tmp_path):
+    """model.save('m.h5') (and ModelCheckpoint('ck.h5')) wrote a zip the loader then read as
+    a corrupt HDF5 file; now real HDF5 that load_model restores, optimizer state included.
+    A zip under an .h5 name, as earlier builds wrote, still loads."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng()
+    x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.normal(size=32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="tanh"), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    checkpoint = pynn.callbacks.ModelCheckpoint(tmp_path / "ck.h5")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[checkpoint])
+    model.save(tmp_path / "m.h5")
+    for name in ("m.h5", "ck.h5"):
+        assert h5py.is_hdf5(tmp_path / name)
+        loaded = pynn.load_model(tmp_path / name)
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+        assert loaded.optimizer.iterations == 8
+    loaded = pynn.load_model(tmp_path / "m.h5")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "zip.npz")
+    (tmp_path / "zip.npz").rename(tmp_path / "legacy.h5")
+    assert pynn.load_model(tmp_path / "legacy.h5").count_params() == model.count_params()
+
+
 @pytest.mark.parametrize("content, message", [
     (b"a,b\n1,2\n", "not a pynn .npz"),
     (b"", "not a pynn .npz"),

@@ -101,13 +101,16 @@ def save_weights(model, filepath):
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
-    meta = json.dumps(_meta(FORMAT, layers))
+    _write(filepath, arrays, json.dumps(_meta(FORMAT, layers)))
+
+
+def _write(filepath, arrays, meta):
+    """arrays and the JSON description `meta` to .npz, or HDF5 when the name ends in
+    .h5/.hdf5 (the same names: one dataset per array, the description as an attribute)."""
     if _is_h5(filepath):
         h5py = _h5py()
 
-        def write_h5(f):
-            # The same names as in .npz: one dataset per array, the JSON description as an
-            # attribute; written to the temporary file object, renamed into place.
+        def write_h5(f):  # to the temporary file object, renamed into place
             with h5py.File(f, "w") as h5:
                 h5.attrs[META_KEY] = meta
                 for key, array in arrays.items():
@@ -115,7 +118,7 @@ def save_weights(model, filepath):
 
         atomic_write(filepath, write_h5)
         return
-    arrays[META_KEY] = np.array(meta)
+    arrays = {**arrays, META_KEY: np.array(meta)}
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
@@ -140,7 +143,8 @@ def check_savable(model):
 
 
 def save_model(model, filepath):
-    """The whole model: architecture, weights, compile settings and optimizer state."""
+    """The whole model: architecture, weights, compile settings and optimizer state, in
+    .npz (default) or HDF5 when the name ends in .h5/.hdf5."""
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     from . import losses, optimizers
@@ -160,8 +164,7 @@ def save_model(model, filepath):
         extra["compile"] = {"optimizer": optimizers.serialize(opt),
                             "loss": losses.serialize(model.loss), "metrics": names}
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
-    arrays[META_KEY] = np.array(json.dumps(_meta(MODEL_FORMAT, layers, **extra)))
-    atomic_write(filepath, lambda f: np.savez(f, **arrays))
+    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, **extra)))
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -213,10 +216,10 @@ def read_arrays(filepath):
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath):
         raise FileNotFoundError(f"no such file: {filepath!r}")
-    if _is_h5(filepath):
-        return _read_h5(filepath)
     with open(filepath, "rb") as f:
         head = f.read(6)
+    if _is_h5(filepath) and not head.startswith(b"PK"):  # earlier builds wrote model .h5 as zip
+        return _read_h5(filepath)
     # Name what the file is before numpy guesses (it tries unpickling anything not a zip).
     if head.startswith(b"\x93NUMPY"):
         raise ValueError(f"{filepath!r} is a .npy file (a single array), not a pynn .npz file")
