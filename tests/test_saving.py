@@ -290,3 +290,42 @@ def test_float64_weights_loaded_in_a_float32_session_warn(tmp_path):
     with pytest.warns(UserWarning, match="holds float64 weights; they load as float32"):
         rounded = pynn.load_model(tmp_path / "m64.npz")
     assert rounded.get_weights()[1].dtype == np.float32
+
+
+class _Doubling(pynn.layers.Layer):
+    """A user's layer (no weights): pickling carries its class by reference."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.output_shape = tuple(input_shape)
+
+    def forward(self, x, training=False, logits=False):
+        return 2 * x
+
+
+def test_pickle_and_deepcopy_of_a_model():
+    """A built, compiled model held the backend's modules and did not pickle (so neither
+    deepcopy nor a multiprocessing worker could take it)."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng()
+    x, y = rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, 3, size=32)
+    model = _model(dropout=0.25)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert twin.layers[1] is not model.layers[1]
+        np.testing.assert_array_equal(twin.predict(x), model.predict(x))
+        assert twin.optimizer.iterations == model.optimizer.iterations
+        twin.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for a, b in zip(twin.get_weights(), model.get_weights()):  # trains on identically
+        np.testing.assert_array_equal(a, b)
+    assert copy.copy(model).layers[1] is model.layers[1]  # shallow, as for any object
+    unbuilt = pynn.Sequential([pynn.Dense(2)])
+    unbuilt.compile(optimizer="sgd", loss="mse")
+    twin = pickle.loads(pickle.dumps(unbuilt))
+    assert twin.compiled and not twin.built and twin.loss.name == "mean_squared_error"
+    custom = pynn.Sequential([pynn.Input((3,)), _Doubling(), pynn.Dense(1)])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(custom)).predict(x[:, :3]),
+                                  custom.predict(x[:, :3]))

@@ -651,6 +651,25 @@ class Sequential:
 
         save_model(self, filepath)
 
+    def __reduce_ex__(self, protocol):
+        """Pickling (and copy.deepcopy) go through the model file's bytes: the layers,
+        weights, compile settings and optimizer state, not the backend's modules. A user's
+        layer classes travel as pickle references. Not kept: the backend (the default on
+        unpickling), the last fit's History."""
+        from .layers import _REGISTRY
+        from .saving import model_from_bytes, model_to_bytes
+
+        custom = {type(layer).__name__: type(layer) for layer in self.layers
+                  if _REGISTRY.get(type(layer).__name__) is not type(layer)
+                  and not isinstance(layer, InputLayer)}
+        return model_from_bytes, (model_to_bytes(self), custom or None)
+
+    def __copy__(self):
+        """copy.copy: a second model object sharing the same layers (as for any object)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     # ---- description ----------------------------------------------------------------------------
     def summary(self, print_fn=print):
         rows = [("Layer (type)", "Output Shape", "Param #")]

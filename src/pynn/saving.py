@@ -142,10 +142,11 @@ def check_savable(model):
         losses.serialize(model.loss)
 
 
-def save_model(model, filepath):
+def save_model(model, filepath, allow_unbuilt=False):
     """The whole model: architecture, weights, compile settings and optimizer state, in
-    .npz (default) or HDF5 when the name ends in .h5/.hdf5."""
-    if not model.built:
+    .npz (default) or HDF5 when the name ends in .h5/.hdf5. (allow_unbuilt: for pickling,
+    which keeps a model without weights yet as such.)"""
+    if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     from . import losses, optimizers
 
@@ -165,6 +166,23 @@ def save_model(model, filepath):
                             "loss": losses.serialize(model.loss), "metrics": names}
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
     _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, **extra)))
+
+
+def model_to_bytes(model):
+    """A model file's bytes (what pickling a model carries)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.npz")
+        save_model(model, path, allow_unbuilt=True)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def model_from_bytes(data, custom_objects=None):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.npz")
+        with open(path, "wb") as f:
+            f.write(data)
+        return load_model(path, custom_objects)
 
 
 def load_model(filepath, custom_objects=None, compile=True):

@@ -32,8 +32,6 @@ Differences from scikit-learn's own MLPs, by design:
 from __future__ import annotations
 
 import numbers
-import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -242,37 +240,6 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return np.asarray(self.model_.predict(X), dtype=np.float64)
-
-    # ---- pickling: the pynn model goes through its own .npz format --------------------------
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: object's may be self.__dict__
-        model = state.get("model_")
-        if isinstance(model, Sequential):
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.npz")
-                model.save(path)
-                with open(path, "rb") as f:
-                    state["model_"] = _SavedModel(f.read())
-        return state
-
-    def __setstate__(self, state):
-        saved = state.get("model_")
-        if isinstance(saved, _SavedModel):
-            from .saving import load_model
-
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.npz")
-                with open(path, "wb") as f:
-                    f.write(saved.data)
-                state = dict(state, model_=load_model(path))
-        super().__setstate__(state)
-
-
-class _SavedModel:
-    """A pynn model file's bytes inside a pickled estimator."""
-
-    def __init__(self, data):
-        self.data = data
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
