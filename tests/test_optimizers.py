@@ -182,6 +182,20 @@ def test_an_optimizer_trains_one_model():
     assert all(opt.state_of(p) is None for p in second.params)
 
 
+def test_an_optimizer_is_released_when_its_model_is_recompiled_with_another():
+    """It stayed owned until the first model was garbage-collected."""
+    opt = pynn.optimizers.Adam(learning_rate=0.01)
+    first = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    first.compile(optimizer=opt, loss="mse")
+    first.fit(np.ones((8, 4), np.float32), np.zeros((8, 3)), verbose=0)
+    first.compile(optimizer="sgd", loss="mse")
+    second = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    second.compile(optimizer=opt, loss="mse")
+    assert opt.iterations == 0  # starts afresh with its new model
+    with pytest.raises(ValueError, match="already trains another model"):
+        first.compile(optimizer=opt, loss="mse")  # now second's
+
+
 def test_state_lookup_checks_the_parameter_itself():
     opt = pynn.optimizers.Adam()
     backend = pynn.get_backend("numpy")

@@ -137,7 +137,12 @@ class Sequential:
         for layer in self.layers:
             if layer.built:
                 layer.to_backend(new_backend, self._dtype)
-        self.optimizer = self._own(optimizers_mod.get(optimizer))
+        new_optimizer = optimizers_mod.get(optimizer)
+        previous = getattr(self, "optimizer", None)
+        if previous is not None and previous is not new_optimizer and \
+                getattr(previous, "_owner", lambda: None)() is self:
+            previous._released = True  # another model may take it now (and start it afresh)
+        self.optimizer = self._own(new_optimizer)
         self.loss = losses_mod.get(loss)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")
@@ -157,17 +162,20 @@ class Sequential:
 
     def _own(self, optimizer):
         """An optimizer keeps per-weight state and a step count, so it trains one model (as
-        in Keras); one whose model is gone starts afresh."""
+        in Keras); one whose model is gone, or was compiled with another optimizer, starts
+        afresh with the next model."""
         owner = getattr(optimizer, "_owner", None)
         model = owner() if owner is not None else None
-        if model is not None and model is not self:
+        released = getattr(optimizer, "_released", False)  # its model was recompiled
+        if model is not None and model is not self and not released:
             raise ValueError(f"this {type(optimizer).__name__} already trains another model; "
                              f"give each model its own optimizer (e.g. a new "
                              f"pynn.optimizers.{type(optimizer).__name__}(...), or a name "
                              f"such as 'adam')")
-        if owner is not None and model is None:
+        if owner is not None and model is not self:  # its model is gone or let it go
             optimizer.reset()
         optimizer._owner = weakref.ref(self)
+        optimizer._released = False
         return optimizer
 
     def _check_compiled(self):
