@@ -243,3 +243,16 @@ def test_predict_refuses_a_model_with_multi_axis_samples(tmp_path):
     res = run_cli("predict", "--model", tmp_path / "m.npz", "--data", data)
     assert res.returncode == 2 and "takes samples of shape (2, 3)" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_predict_to_dev_null_and_a_row_beyond_float32(tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    model = tmp_path / "m.npz"
+    assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                   model, "--quiet").returncode == 0
+    res = run_cli("predict", "--model", model, "--data", path, "--out", "/dev/null")
+    assert res.returncode == 0, res.stderr
+    huge = write_csv(tmp_path / "huge.csv", ["f1", "f2"], [(1, 2), ("1e39", 3)])
+    res = run_cli("predict", "--model", model, "--data", huge)
+    assert res.returncode == 2 and "beyond float32's range" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "RuntimeWarning" not in res.stderr

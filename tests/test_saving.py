@@ -4,6 +4,7 @@ writes, and clear errors for every kind of bad file."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -329,3 +330,28 @@ def test_pickle_and_deepcopy_of_a_model():
     custom = pynn.Sequential([pynn.Input((3,)), _Doubling(), pynn.Dense(1)])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(custom)).predict(x[:, :3]),
                                   custom.predict(x[:, :3]))
+
+
+def test_atomic_write_follows_links_and_writes_through_special_files(tmp_path):
+    """A symlink stays a link to the new content; a FIFO or /dev/null is written through
+    (replacing them by a regular file broke `--out /dev/stdout` and friends)."""
+    import threading
+
+    from pynn.saving import atomic_write
+
+    (tmp_path / "real.bin").write_bytes(b"old")
+    (tmp_path / "link.bin").symlink_to(tmp_path / "real.bin")
+    atomic_write(tmp_path / "link.bin", lambda f: f.write(b"new"))
+    assert (tmp_path / "link.bin").is_symlink()
+    assert (tmp_path / "real.bin").read_bytes() == b"new"
+    atomic_write(os.devnull, lambda f: f.write(b"nothing"))
+    assert os.path.exists(os.devnull) and not os.path.isfile(os.devnull)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()))
+    reader.start()
+    atomic_write(fifo, lambda f: f.write(b"through the pipe"))
+    reader.join(timeout=10)
+    assert received == [b"through the pipe"] and not fifo.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.bin", "pipe", "real.bin"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -29,19 +31,26 @@ META_KEY = "__pynn__"
 
 
 def atomic_write(filepath, write):
-    """Call write(fileobj) on a temporary file, then move it to filepath in one step."""
-    filepath = os.fspath(filepath)
-    directory = os.path.dirname(os.path.abspath(filepath))
+    """Call write(fileobj) on a temporary file, then move it to filepath in one step. A
+    symlink is followed (its target is replaced, the link kept); a path that exists but is
+    no regular file (a FIFO, /dev/stdout, /dev/null) is written through, as open() would."""
+    target = os.path.realpath(os.fspath(filepath))
+    if os.path.exists(target) and not os.path.isfile(target):
+        with open(target, "wb") as f:
+            write(f)
+        return
+    directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pynn-", suffix=".tmp")
+    fd, tmp = _new_temporary(directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(filepath))  # mkstemp's 0600 would hide the file from others
-        os.replace(tmp, filepath)
+        if os.path.exists(target):  # keep the replaced file's permissions
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(tmp, target)
     except BaseException:  # KeyboardInterrupt included: never leave the temporary behind
         try:
             os.unlink(tmp)
@@ -50,14 +59,16 @@ def atomic_write(filepath, write):
         raise
 
 
-def _file_mode(filepath):
-    """The permissions open() would give: the replaced file's, else 0666 less the umask."""
-    try:
-        return os.stat(filepath).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+def _new_temporary(directory):
+    """(fd, path) of a new file created with mode 0666 so the umask applies as for open()
+    (mkstemp's 0600 would hide the result from others; reading the umask means setting it,
+    which races with other threads)."""
+    while True:
+        path = os.path.join(directory, f".pynn-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
 
 
 def _weight_key(layer_index, param_name):

@@ -46,6 +46,8 @@ def check_output_path(out, inputs=()):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"--out {path!r}: the directory {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out {path!r}: the directory {folder!r} is not writable")
     for source in inputs:
         if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
             raise UsageError(f"--out {path!r} is the input file {os.fspath(source)!r}; writing "
@@ -266,7 +268,10 @@ def predict(model_path, data, out=None, print_fn=print):
     else:
         features = names
     _, x = read_csv(data, features)
-    outputs = model.predict(x.astype(np.float32))
+    try:  # float64 in: predict names values beyond float32's range itself
+        outputs = model.predict(x)
+    except ValueError as exc:
+        raise UsageError(f"{data!r}: {exc}") from None
     column = (meta or {}).get("target") or "prediction"
     outputs = outputs.reshape(len(outputs), -1)
     if meta is not None and meta.get("task") == "classify":
