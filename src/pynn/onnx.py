@@ -20,11 +20,29 @@ def _onnx():
     return onnx
 
 
-def _activation_nodes(helper, spec, source, name):
-    """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name)."""
+def _activation_nodes(helper, spec, source, name, const, double):
+    """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name).
+    const(name, value) adds a scalar initializer. onnxruntime has no double LeakyRelu or
+    Elu kernel, so in float64 graphs those two are built from Less/Where/Mul (and Exp)."""
     if spec.name == "linear":
         return [], source
     out = f"{name}_{spec.name}"
+    if double and spec.name in ("leaky_relu", "elu"):
+        alpha = const(f"{out}_alpha", spec.param)
+        negative = helper.make_node("Less", [source, const(f"{out}_zero", 0.0)],
+                                    [f"{out}_neg"], name=f"{out}_neg")
+        nodes = [negative]
+        below = source
+        if spec.name == "elu":  # alpha * (exp(x) - 1) below 0
+            nodes += [helper.make_node("Exp", [source], [f"{out}_exp"], name=f"{out}_exp"),
+                      helper.make_node("Sub", [f"{out}_exp", const(f"{out}_one", 1.0)],
+                                       [f"{out}_expm1"], name=f"{out}_expm1")]
+            below = f"{out}_expm1"
+        nodes += [helper.make_node("Mul", [below, alpha], [f"{out}_scaled"],
+                                   name=f"{out}_scaled"),
+                  helper.make_node("Where", [f"{out}_neg", f"{out}_scaled", source], [out],
+                                   name=out)]
+        return nodes, out
     ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
            "softmax": ("Softmax", {"axis": -1}),
            "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
@@ -51,6 +69,7 @@ def export(model, filepath, opset=20):
     current = "input"
     dtype = np.dtype(model._dtype)  # what predict computes in
     elem_type = {np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE}[dtype.type]
+    double = dtype == np.float64
 
     def const(name, array):
         inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
@@ -74,10 +93,12 @@ def export(model, filepath, opset=20):
                 nodes.append(helper.make_node("Gemm", [current, w, b], [out], name=out))
             else:
                 nodes.append(helper.make_node("MatMul", [current, w], [out], name=out))
-            act_nodes, current = _activation_nodes(helper, layer.activation, out, name)
+            act_nodes, current = _activation_nodes(helper, layer.activation, out, name, const,
+                                                   double)
             nodes += act_nodes
         elif kind is Activation:
-            act_nodes, current = _activation_nodes(helper, layer.activation, current, name)
+            act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
+                                                   const, double)
             nodes += act_nodes
         elif kind is BatchNormalization:
             n = layer.input_shape[0]
