@@ -245,13 +245,25 @@ def test_predict_refuses_a_model_with_multi_axis_samples(tmp_path):
     assert "Traceback" not in res.stderr
 
 
-def test_predict_to_dev_null_and_a_row_beyond_float32(tmp_path, blobs_csv):
+def test_predict_into_a_pipe_and_a_row_beyond_float32(tmp_path, blobs_csv):
+    """--out a FIFO (what /dev/stdout may be; a real device is not used: a failing run as
+    root would replace it) gets the CSV written through it, and stays a FIFO."""
+    import os
+    import threading
+
     path, _ = blobs_csv
     model = tmp_path / "m.npz"
     assert run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
                    model, "--quiet").returncode == 0
-    res = run_cli("predict", "--model", model, "--data", path, "--out", "/dev/null")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo).read()), daemon=True)
+    reader.start()
+    res = run_cli("predict", "--model", model, "--data", path, "--out", fifo)
+    reader.join(timeout=60)
     assert res.returncode == 0, res.stderr
+    assert received and received[0].splitlines()[0] == "label" and not fifo.is_file()
     huge = write_csv(tmp_path / "huge.csv", ["f1", "f2"], [(1, 2), ("1e39", 3)])
     res = run_cli("predict", "--model", model, "--data", huge)
     assert res.returncode == 2 and "beyond float32's range" in res.stderr, res.stderr

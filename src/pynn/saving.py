@@ -189,6 +189,7 @@ def model_to_bytes(model):
 
 
 def model_from_bytes(data, custom_objects=None):
+    """The model whose file bytes model_to_bytes gave (unpickling a model)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.npz")
         with open(path, "wb") as f:
