@@ -123,3 +123,42 @@ def test_trainable_changed_mid_fit_by_a_callback(hook):
     else:
         for a, b in zip(native.layers[1].get_weights(), seen["dense"]):
             np.testing.assert_array_equal(a, b)
+
+
+def _regularizer_run(engine):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    pynn.set_seed(9)
+    dense = pynn.Dense(8, activation="tanh", kernel_regularizer=pynn.regularizers.L2(1e-4))
+    model = pynn.Sequential([pynn.Input((4,)), dense, pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  backend="cpu")
+
+    def stronger(epoch, logs):
+        dense.kernel_regularizer.l2 = 1.0  # changed in place, not replaced
+
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, engine=engine,
+              callbacks=[pynn.callbacks.LambdaCallback(on_epoch_end=stronger)])
+    return model
+
+
+def test_a_regularizer_changed_in_place_mid_fit():
+    pytest.importorskip("pynn._C")
+    native, layers = _regularizer_run("native"), _regularizer_run("layers")
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_weight_frozen_on_its_own_trains_on_the_layer_path():
+    """The engine freezes whole layers: a kernel frozen with its bias trainable diverged."""
+    pytest.importorskip("pynn._C")
+    x = np.random.default_rng(3).normal(size=(32, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", backend="cpu")
+    model.layers[1].kernel.trainable = False
+    kernel = model.layers[1].kernel.numpy()
+    model.fit(x, x.sum(axis=1), epochs=2, batch_size=8, verbose=0)
+    assert "frozen one by one" in model.engine_reason
+    np.testing.assert_array_equal(model.layers[1].kernel.numpy(), kernel)
+    assert not np.array_equal(model.layers[1].bias.numpy(), 0)

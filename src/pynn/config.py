@@ -52,6 +52,23 @@ def rng_untouched():
         _rng.bit_generator.state = state
 
 
+# Bumped whenever something a native training engine is built from changes (a layer's
+# trainable flag, activation, rate or regularizer, a weight array replaced, a regularizer's
+# factor): fit compares it after callbacks ran instead of re-reading every layer.
+_settings_version = 0
+
+
+def settings_changed() -> None:
+    """Note that something a native engine is built from changed (layers call this)."""
+    global _settings_version
+    _settings_version += 1
+
+
+def settings_version() -> int:
+    """A number that changes whenever settings_changed() was called since."""
+    return _settings_version
+
+
 def check_finite() -> bool:
     """Whether inputs and targets are checked for NaN/inf (True by default)."""
     return _CHECK_FINITE

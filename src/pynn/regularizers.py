@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numbers
 
+from . import config
+
 
 def _factor(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
@@ -19,6 +21,10 @@ class Regularizer:
 
     def __init__(self, l1=0.0, l2=0.0):
         self.l1, self.l2 = _factor("l1", l1), _factor("l2", l2)
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        config.settings_changed()  # a native engine holds l1 and l2
 
     def penalty(self, xp, w):
         total = 0.0

@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .. import config
 from ..backend import get_backend
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
@@ -64,6 +65,11 @@ class Parameter:
     def assign(self, array):
         self.value[...] = self.backend.asarray(self.checked(array), self.value.dtype)
 
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "value" or name == "trainable":  # what a native engine binds
+            config.settings_changed()
+
     def to_backend(self, backend, dtype):
         if backend is not self.backend or self.value.dtype != np.dtype(dtype):
             self.value = backend.asarray(self.backend.to_numpy(self.value), dtype)
@@ -71,8 +77,19 @@ class Parameter:
             self.grad = None
 
 
+# Layer attributes a native training engine is built from (see Layer.__setattr__).
+_ENGINE_SETTINGS = frozenset({"_trainable", "activation", "kernel_regularizer",
+                              "bias_regularizer", "use_bias", "rate", "momentum", "epsilon",
+                              "center", "scale"})
+
+
 class Layer:
     """Base class of every layer."""
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name in _ENGINE_SETTINGS:
+            config.settings_changed()
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None):
         self.name = name or unique_name(_snake(type(self).__name__))
