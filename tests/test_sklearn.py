@@ -164,6 +164,25 @@ def test_warm_start_continues_and_checks_the_classes(iris):
     assert cold.n_iter_ == 3 and cold.t_ == 3 * len(x)  # fit restarts without warm_start
     with pytest.raises(ValueError, match="warm_start can only be used where y has the same"):
         clf.fit(x[y < 2], y[y < 2])
+    # as scikit-learn, a warm fit takes the current solver, rate and alpha (fine-tuning at a
+    # lower rate silently kept the old Adam before)
+    clf.set_params(solver="sgd", learning_rate_init=1e-4, alpha=10.0).fit(x, y)
+    assert type(clf.model_.optimizer) is pynn.optimizers.SGD
+    assert clf.model_.optimizer.learning_rate == 1e-4
+    assert clf.model_.layers[1].kernel_regularizer.l2 == pytest.approx(10.0 / (2 * 150))
+    with pytest.raises(ValueError, match="hidden_layer_sizes and activation cannot change"):
+        clf.set_params(hidden_layer_sizes=(4,)).fit(x, y)
+
+
+def test_warm_start_appends_validation_scores(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0,
+                        early_stopping=True, tol=0.0, n_iter_no_change=50)
+    clf.fit(x, y).fit(x, y)
+    assert len(clf.validation_scores_) == clf.n_iter_ == 6
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    clf.set_params(early_stopping=False).fit(x, y)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
 
 
 def test_sample_weight_is_the_models_weighted_loss(iris):

@@ -136,32 +136,54 @@ class _BaseMLP(BaseEstimator):
 
     # ---- model ------------------------------------------------------------------------------
     def _build_model(self, sizes, n_features, n_outputs, out_activation, loss, batch_size):
-        reg = regularizers.L2(self.alpha / (2.0 * batch_size)) if self.alpha > 0 else None
+        reg = self._regularizer(batch_size)
         act = _ACTIVATIONS[self.activation]
         layers = [Input((n_features,))]
         layers += [Dense(s, activation=act, kernel_regularizer=reg) for s in sizes]
         layers.append(Dense(n_outputs, activation=out_activation, kernel_regularizer=reg))
         model = Sequential(layers)
-        if self.solver == "adam":
-            opt = optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
-                                  beta_2=self.beta_2, epsilon=self.epsilon)
-        else:
-            opt = optimizers.SGD(learning_rate=self.learning_rate_init, momentum=self.momentum,
-                                 nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
-        model.compile(optimizer=opt, loss=loss)
+        model.compile(optimizer=self._optimizer(), loss=loss)
         return model
+
+    def _regularizer(self, batch_size):
+        return regularizers.L2(self.alpha / (2.0 * batch_size)) if self.alpha > 0 else None
+
+    def _optimizer(self):
+        if self.solver == "adam":
+            return optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
+                                   beta_2=self.beta_2, epsilon=self.epsilon)
+        return optimizers.SGD(learning_rate=self.learning_rate_init, momentum=self.momentum,
+                              nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+
+    def _warm_restart(self, sizes, batch_size):
+        """A warm_start fit keeps the weights and, as scikit-learn, takes the current solver,
+        learning rate and alpha (a new optimizer, the penalty for this batch size)."""
+        dense = [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+        act = _ACTIVATIONS[self.activation]
+        if [d.units for d in dense[:-1]] != sizes or any(d.activation.name != act
+                                                         for d in dense[:-1]):
+            raise ValueError(f"warm_start keeps the fitted network: hidden_layer_sizes and "
+                             f"activation cannot change (fitted {[d.units for d in dense[:-1]]}, "
+                             f"{dense[0].activation.name!r}; now {sizes}, {act!r})")
+        reg = self._regularizer(batch_size)
+        for layer in dense:
+            layer.kernel_regularizer = reg
+        self.model_.compile(optimizer=self._optimizer(), loss=self.model_.loss)
 
     def _first_pass(self, incremental):
         """Whether this fit starts a new network (scikit-learn: unless warm_start or
         partial_fit continue a fitted one)."""
         return not (hasattr(self, "model_") and (incremental or self.warm_start))
 
-    def _train(self, X, y, epochs, incremental, first, sample_weight=None):
+    def _train(self, X, y, epochs, incremental, first, sample_weight=None, sizes=None):
         """Run fit (or one partial_fit pass) on the encoded targets; updates the curves."""
         batch_size = self._batch_size(X.shape[0])
         verbose = 1 if self.verbose else 0
         if first:
             self.loss_curve_, self.t_ = [], 0
+            self.validation_scores_ = self.best_validation_score_ = None
+        elif not incremental:
+            self._warm_restart(sizes, batch_size)
         if incremental:
             history = self.model_.fit(X, y, batch_size=batch_size, epochs=1, verbose=verbose,
                                       shuffle=self.shuffle, sample_weight=sample_weight)
@@ -173,8 +195,10 @@ class _BaseMLP(BaseEstimator):
                 cbs.append(callbacks_mod.EarlyStopping(
                     monitor="val_loss", min_delta=self.tol, patience=self.n_iter_no_change,
                     restore_best_weights=True))
-                # scikit-learn's validation_scores_: the score (accuracy, R^2) each epoch
-                self.validation_scores_ = []
+                # scikit-learn's validation_scores_: the score (accuracy, R^2) each epoch,
+                # appended to by warm_start fits
+                if self.validation_scores_ is None:
+                    self.validation_scores_ = []
                 cbs.append(callbacks_mod.LambdaCallback(
                     on_epoch_end=lambda epoch, logs: self.validation_scores_.append(
                         self._encoded_score(*validation))))
@@ -190,6 +214,8 @@ class _BaseMLP(BaseEstimator):
                               f"the optimization hasn't converged yet.", ConvergenceWarning)
             if validation is not None:
                 self.best_validation_score_ = max(self.validation_scores_, default=None)
+            else:
+                self.validation_scores_ = self.best_validation_score_ = None
         losses = [float(v) for v in history.history.get("loss", [])]
         self.loss_curve_ = self.loss_curve_ + losses
         self.n_iter_ = len(self.loss_curve_)
@@ -325,7 +351,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
                                  f"first partial_fit call, {self.classes_.tolist()}")
             codes = self._encode(y, reset=False)
-        self._train(X, codes, self.max_iter, incremental, first, sample_weight)
+        self._train(X, codes, self.max_iter, incremental, first, sample_weight, sizes)
         return self
 
     def fit(self, X, y, sample_weight=None):
@@ -401,7 +427,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, the model was fitted on "
                              f"{self.n_outputs_}")
-        self._train(X, y2, self.max_iter, incremental, first, sample_weight)
+        self._train(X, y2, self.max_iter, incremental, first, sample_weight, sizes)
         return self
 
     def fit(self, X, y, sample_weight=None):
