@@ -68,6 +68,12 @@ def test_finite_values_beyond_float32_are_named_as_such():
             _model().predict(x)
         with pytest.raises(ValueError, match="mean_squared_error: targets holds 1 value"):
             _model().fit(np.zeros((4, 3)), np.array([0, 0, 1e40, 0]), verbose=0)
+    pynn.config.set_check_finite(False)
+    try:  # unchecked: numpy's own overflow warning is the only word of it
+        with pytest.warns(RuntimeWarning, match="overflow"):
+            _model().predict(x)
+    finally:
+        pynn.config.set_check_finite(True)
 
 
 def test_empty_data():

@@ -215,10 +215,9 @@ def test_output_path_is_checked_before_training(tmp_path, blobs_csv):
     assert model.read_bytes() == saved and open(path).read() == before
 
 
-def test_predict_writes_one_column_per_output(tmp_path):
+def test_predict_writes_one_column_per_output(tmp_path, rng):
     """A model saved from Python with several outputs: a well-formed CSV, prediction_0..k-1,
     the same numbers as model.predict; the file is readable like one open() would create."""
-    rng = np.random.default_rng()
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="softmax")])
     model.save(tmp_path / "multi.npz")
     x = rng.normal(size=(5, 3)).round(3)

@@ -74,13 +74,20 @@ def test_load_weights_accepts_model_files_and_skip_mismatch(tmp_path):
     head = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
                             pynn.Dense(4, activation="leaky_relu"), pynn.Dense(5)])
     before = head.layers[-1].get_weights()
-    skipped = head.load_weights(tmp_path / "m.npz", skip_mismatch=True)
+    with pytest.warns(UserWarning, match=r"skip_mismatch left layers \['dense_\d+'\] unloaded")\
+            as caught:
+        skipped = head.load_weights(tmp_path / "m.npz", skip_mismatch=True)
+    assert caught[0].filename == __file__  # points at the caller, not into pynn
     assert skipped == [head.layers[-1].name]
     np.testing.assert_array_equal(head.layers[1].get_weights()[0], model.layers[1].get_weights()[0])
     for a, b in zip(before, head.layers[-1].get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"kernel.*\(4, 3\).*\(4, 5\)"):
         head.load_weights(tmp_path / "m.npz")
+    short = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh")])
+    with pytest.warns(UserWarning, match=r"left layers \[\] unloaded; the file's weights of "
+                                         r"layers \['dense_\d+', 'dense_\d+'\] have no layer"):
+        assert short.load_weights(tmp_path / "m.npz", skip_mismatch=True) == []
 
 
 def _rewrite(src, dst, mutate_meta=None, extra=None, drop=()):
@@ -210,12 +217,11 @@ def test_h5_weights_roundtrip_and_errors(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pynn-")]
 
 
-def test_whole_model_to_h5_and_back(tmp_path):
+def test_whole_model_to_h5_and_back(tmp_path, rng):
     """model.save('m.h5') (and ModelCheckpoint('ck.h5')) wrote a zip the loader then read as
     a corrupt HDF5 file; now real HDF5 that load_model restores, optimizer state included.
     A zip under an .h5 name, as earlier builds wrote, still loads."""
     h5py = pytest.importorskip("h5py")
-    rng = np.random.default_rng()
     x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.normal(size=32)
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="tanh"), pynn.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
@@ -288,8 +294,9 @@ def test_float64_weights_loaded_in_a_float32_session_warn(tmp_path):
         assert exact.get_weights()[1][0] == 1 / 3
     finally:
         pynn.set_floatx(previous)
-    with pytest.warns(UserWarning, match="holds float64 weights; they load as float32"):
+    with pytest.warns(UserWarning, match="holds float64 weights; they load as float32") as w:
         rounded = pynn.load_model(tmp_path / "m64.npz")
+    assert w[0].filename == __file__  # points at the caller, not into pynn
     assert rounded.get_weights()[1].dtype == np.float32
 
 
@@ -304,13 +311,12 @@ class _Doubling(pynn.layers.Layer):
         return 2 * x
 
 
-def test_pickle_and_deepcopy_of_a_model():
+def test_pickle_and_deepcopy_of_a_model(rng):
     """A built, compiled model held the backend's modules and did not pickle (so neither
     deepcopy nor a multiprocessing worker could take it)."""
     import copy
     import pickle
 
-    rng = np.random.default_rng()
     x, y = rng.normal(size=(32, 6)).astype(np.float32), rng.integers(0, 3, size=32)
     model = _model(dropout=0.25)
     model.fit(x, y, epochs=2, batch_size=8, verbose=0)

@@ -185,11 +185,11 @@ def test_warm_start_appends_validation_scores(iris):
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
 
 
-def test_sample_weight_is_the_models_weighted_loss(iris):
+def test_sample_weight_is_the_models_weighted_loss(iris, rng):
     """fit(sample_weight=) trains exactly what pynn's fit with those weights trains."""
     x, y = iris
     # class 2 weighs most (Adam's steps hardly see a uniform rescaling)
-    w = np.random.default_rng().uniform(0.1, 1.0, size=len(x)) * np.where(y == 2, 10.0, 1.0)
+    w = rng.uniform(0.1, 1.0, size=len(x)) * np.where(y == 2, 10.0, 1.0)
     params = dict(hidden_layer_sizes=(8,), max_iter=10, random_state=5, alpha=0, shuffle=False,
                   tol=0.0, learning_rate_init=0.05)
     clf = MLPClassifier(**params).fit(x, y, sample_weight=w)

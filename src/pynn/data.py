@@ -67,8 +67,11 @@ def _as_sample_array(x, dtype, sample_shape, name):
 
 
 def converted(arr, dtype):
-    """arr as a C-contiguous array of dtype, with numpy's overflow warning silenced: the
-    caller's finiteness check reports it by name (see overflow_error)."""
+    """arr as a C-contiguous array of dtype. With the finiteness check on, numpy's overflow
+    warning is silenced: the caller reports it by name (see overflow_error); with it off,
+    numpy's warning is all the user hears of values that became inf."""
+    if not config.check_finite():
+        return np.ascontiguousarray(arr, dtype=dtype)
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(arr, dtype=dtype)
 

@@ -213,7 +213,7 @@ def load_model(filepath, custom_objects=None, compile=True):
             model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
-    _assign_weights(model, arrays, meta, filepath)
+    _assign_weights(model, arrays, meta, filepath, user_depth=2)
     settings = meta.get("compile")
     if compile and settings:
         model.compile(optimizer=optimizers.get(settings["optimizer"]),
@@ -325,10 +325,13 @@ def load_weights(model, filepath, skip_mismatch=False):
         if first is None or len(first) != 2:
             raise ValueError("build the model (or give it an Input) before loading weights")
         model._ensure_built((first[0],))
-    return _assign_weights(model, arrays, meta, filepath, skip_mismatch)
+    # user -> Sequential.load_weights -> here -> _assign_weights
+    return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
 
 
-def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False):
+def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_depth=2):
+    """Checks every saved weight against the model, then assigns them all (or raises).
+    user_depth: how many frames above this one the user's call is, for warnings."""
     saved = [l for l in meta["layers"] if l.get("weights")]
     ours = [l for l in model.layers if l.params]
     if len(saved) != len(ours) and not skip_mismatch:
@@ -343,20 +346,25 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False):
                 raise
             skipped.append(layer.name)
     skipped += [layer.name for layer in ours[len(saved):]]
-    _warn_if_narrowed(plan, filepath)
+    unused = [entry.get("name") for entry in saved[len(ours):]]
+    if skipped or unused:  # as Keras: skipping is allowed, not silent
+        warnings.warn(f"{filepath!r}: skip_mismatch left layers {skipped} unloaded"
+                      + (f"; the file's weights of layers {unused} have no layer here"
+                         if unused else ""), UserWarning, stacklevel=user_depth + 1)
+    _warn_if_narrowed(plan, filepath, user_depth + 2)
     for p, array in plan:  # every check passed: nothing is half-loaded
         p.assign(array)
     return skipped
 
 
-def _warn_if_narrowed(plan, filepath):
+def _warn_if_narrowed(plan, filepath, stacklevel):
     """pynn's float type is global (pynn.set_floatx) and models follow it: float64 weights
     loaded in a float32 session are rounded, which deserves a word."""
     for p, array in plan:
         if array.dtype.kind == "f" and array.dtype.itemsize > p.value.dtype.itemsize:
             warnings.warn(f"{filepath!r} holds {array.dtype} weights; they load as "
                           f"{p.value.dtype} (pynn.set_floatx({array.dtype.name!r}) before "
-                          f"loading keeps them)", UserWarning, stacklevel=3)
+                          f"loading keeps them)", UserWarning, stacklevel=stacklevel)
             return
 
 
