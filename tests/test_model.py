@@ -336,3 +336,57 @@ def test_from_logits_after_a_probability_output_warns(activation, loss):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)]).compile(optimizer="adam", loss=loss)
+
+
+def test_keras_model_helpers(capsys):
+    """get_layer, pop, weights lists, metrics_names, predict(verbose=1)."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, name="hidden"),
+                             pynn.Dense(2, name="out")])
+    assert model.get_layer("hidden") is model.layers[1]
+    assert model.get_layer(index=-1) is model.layers[2]
+    with pytest.raises(ValueError, match="no layer named 'nope'.*'hidden', 'out'"):
+        model.get_layer("nope")
+    model.layers[1].trainable = False
+    assert [p.name for p in model.weights] == ["hidden/kernel", "hidden/bias", "out/kernel",
+                                              "out/bias"]
+    assert [p.name for p in model.trainable_weights] == ["out/kernel", "out/bias"]
+    assert [p.shape for p in model.non_trainable_weights] == [(4, 3), (3,)]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", "mae"])
+    assert model.metrics_names == ["loss", "accuracy", "mae"]  # the History keys
+    out = model.predict(np.zeros((5, 4)), verbose=1)
+    assert out.shape == (5, 2) and capsys.readouterr().out.startswith("5 samples - ")
+    assert model.pop().name == "out" and model.output_shape == (3,)
+    assert model.predict(np.zeros((2, 4))).shape == (2, 3)
+    model.pop()
+    with pytest.raises(ValueError, match="no layers to remove"):
+        model.pop()
+
+
+def test_build_takes_the_batch_axis_as_keras():
+    """build((32, 8)) built 32x8 samples (a Dense then refused them, a Flatten made a
+    256-input kernel); the first axis is the batch axis, None or a number."""
+    for shape in [(32, 8), (None, 8), (8,)]:
+        model = pynn.Sequential([pynn.Dense(4)])
+        model.build(shape)
+        assert model.layers[0].kernel.shape == (8, 4)
+    image = pynn.Sequential([pynn.Flatten(), pynn.Dense(4)])
+    image.build((16, 28, 28))
+    assert image.layers[1].kernel.shape == (784, 4)
+    with pytest.raises(ValueError, match="every axis but the batch axis needs a size"):
+        pynn.Sequential([pynn.Dense(4)]).build((None, None))
+
+
+def test_validation_freq_and_batch_size(rng):
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    seen = []
+    h = model.fit(x, x.sum(axis=1), epochs=5, batch_size=8, validation_split=0.25,
+                  validation_freq=2, validation_batch_size=3, verbose=0,
+                  callbacks=[pynn.callbacks.LambdaCallback(
+                      on_epoch_end=lambda epoch, logs: seen.append("val_loss" in logs))])
+    assert seen == [False, True, False, True, False]  # after epochs 2 and 4, as Keras
+    assert len(h.history["val_loss"]) == 2 and len(h.history["loss"]) == 5
+    with pytest.raises(ValueError, match="validation_freq must be a positive integer"):
+        model.fit(x, x.sum(axis=1), validation_split=0.25, validation_freq=0, verbose=0)

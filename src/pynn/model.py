@@ -9,6 +9,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import time
 import warnings
 import weakref
 
@@ -63,6 +64,27 @@ class Sequential:
         if self.input_shape is not None:  # Keras builds as soon as the input shape is known
             self._build(self.input_shape)
 
+    def pop(self):
+        """Remove and return the last layer (Keras' Sequential.pop); an Input stays."""
+        if not self._compute_layers:
+            raise ValueError("pop: the model has no layers to remove")
+        return self.layers.pop()
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or at `index` of model.layers (as Keras)."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give a name or an index (one of them)")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} is out of range for "
+                                 f"{len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are "
+                         f"{[l.name for l in self.layers]}")
+
     @property
     def _compute_layers(self):
         return [l for l in self.layers if not isinstance(l, InputLayer)]
@@ -85,10 +107,15 @@ class Sequential:
         return shape
 
     def build(self, input_shape):
-        """Create the weights for inputs of `input_shape` ((None, features) or (features,))."""
+        """Create the weights for inputs of `input_shape`, which starts with the batch axis
+        as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
+        (features,) is the sample shape."""
         shape = tuple(input_shape)
-        if len(shape) >= 2 and shape[0] is None:
-            shape = shape[1:]
+        if len(shape) >= 2:
+            shape = shape[1:]  # the batch axis, None or a number
+        if None in shape:
+            raise ValueError(f"build: every axis but the batch axis needs a size, got "
+                             f"{tuple(input_shape)}")
         self._build(shape)
 
     def _build(self, shape):
@@ -339,8 +366,11 @@ class Sequential:
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            engine="auto", sample_weight=None, class_weight=None):
+            engine="auto", sample_weight=None, class_weight=None, validation_freq=1,
+            validation_batch_size=None):
         """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
+        Validation (validation_split or validation_data) runs after every validation_freq-th
+        epoch, in batches of validation_batch_size (default: as fast as memory allows).
 
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
@@ -357,6 +387,12 @@ class Sequential:
                 or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative integer, got "
                              f"{initial_epoch!r}")
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
+                or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer, got "
+                             f"{validation_freq!r}")
+        val_batch = (None if validation_batch_size is None
+                     else data.check_batch_size(validation_batch_size, None))
         x = self._inputs(x)
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
@@ -438,9 +474,9 @@ class Sequential:
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
                     logs = dict(epoch_logs)
-                    if x_val is not None:
-                        val = self._evaluate_arrays(x_val, y_val, max(batch_size, _PREDICT_BATCH),
-                                                    w_val)
+                    if x_val is not None and (epoch + 1) % validation_freq == 0:
+                        val = self._evaluate_arrays(
+                            x_val, y_val, val_batch or max(batch_size, _PREDICT_BATCH), w_val)
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
@@ -571,7 +607,13 @@ class Sequential:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose=0):
-        """Model outputs for x, as a numpy array (batch_size only bounds memory use)."""
+        """Model outputs for x, as a numpy array (batch_size only bounds memory use);
+        verbose=1 prints the number of samples and the time taken."""
+        if verbose:
+            start = time.perf_counter()
+            out = self.predict(x, batch_size)
+            print(f"{len(out)} samples - {time.perf_counter() - start:.3f}s", flush=True)
+            return out
         cached = self._predict_cache
         if cached is not None and batch_size is None and config.check_finite() and \
                 cached.describes(self):
@@ -623,6 +665,29 @@ class Sequential:
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
         return [w for layer in self.layers for w in layer.get_weights()]
+
+    @property
+    def weights(self):
+        """Every weight as a Parameter (.name, .shape, .trainable, .numpy()), as Keras'
+        model.weights lists variables."""
+        return self.params
+
+    @property
+    def trainable_weights(self):
+        return self.trainable_params
+
+    @property
+    def non_trainable_weights(self):
+        return [p for p in self.params if not p.trainable]
+
+    @property
+    def metrics_names(self):
+        """The names evaluate and History use: 'loss', then each compiled metric."""
+        if not self.compiled:
+            return []
+        out_dim = int(np.prod(self.output_shape)) if self.built else 1
+        return ["loss"] + [metrics_mod.get(m, self.loss.name, out_dim).name
+                           for m in self._metric_specs]
 
     def set_weights(self, weights):
         weights = list(weights)
