@@ -331,7 +331,8 @@ class _KerasStyleAccuracy(pynn.metrics.Metric):
 
 @pytest.mark.parametrize("engine", ["native", "layers"])
 def test_a_keras_style_metric_subclass_in_fit_and_evaluate(rng, engine):
-    """It crashed fit and evaluate (they called a private hook the subclass lacks)."""
+    """It crashed fit and evaluate (they called a private hook the subclass lacks). Its
+    result() may be a numpy scalar: History holds floats."""
     x = rng.normal(size=(64, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(int)
     model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2, activation="softmax")])
@@ -353,3 +354,22 @@ def test_a_metric_that_gives_no_number_is_named():
     model.compile(optimizer="sgd", loss="mse", metrics=[label])
     with pytest.raises(TypeError, match="metric 'label' must give one number, got 'abc'"):
         model.fit(np.zeros((4, 2)), np.zeros(4), verbose=0)
+
+
+def test_a_builtin_metric_subclass_calling_super(rng):
+    """update_state overridden and calling super(): it recursed forever."""
+    class LoudPrecision(pynn.metrics.Precision):
+        calls = 0
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            LoudPrecision.calls += 1
+            super().update_state(y_true, y_pred)
+
+    m = LoudPrecision()
+    m.update_state(np.array([0, 1, 1]), np.array([0.2, 0.8, 0.3]))
+    assert m.result() == 1.0 and LoudPrecision.calls == 1
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[LoudPrecision()])
+    history = model.fit(x, (x[:, 0] > 0).astype(np.float32), epochs=1, batch_size=8, verbose=0)
+    assert isinstance(history.history["precision"][0], float)

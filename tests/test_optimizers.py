@@ -231,3 +231,18 @@ def test_state_follows_the_weights_dtype_after_set_floatx():
         pynn.set_floatx(previous)
     assert {v.dtype for p in model.params for v in model.optimizer.state_of(p).values()} \
         == {np.dtype(np.float32)}
+
+
+def test_a_refused_recompile_keeps_the_optimizer_owned():
+    """The release happened before the new optimizer was refused: a third model could then
+    take (and reset) the optimizer the first still trains with."""
+    opt1, opt2 = pynn.optimizers.Adam(), pynn.optimizers.Adam()
+    a = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    b = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    a.compile(optimizer=opt1, loss="mse")
+    b.compile(optimizer=opt2, loss="mse")
+    with pytest.raises(ValueError, match="already trains another model"):
+        a.compile(optimizer=opt2, loss="mse")
+    assert a.optimizer is opt1
+    with pytest.raises(ValueError, match="already trains another model"):
+        pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(optimizer=opt1, loss="mse")

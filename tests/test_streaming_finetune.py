@@ -162,3 +162,56 @@ def test_a_weight_frozen_on_its_own_trains_on_the_layer_path():
     assert "frozen one by one" in model.engine_reason
     np.testing.assert_array_equal(model.layers[1].kernel.numpy(), kernel)
     assert not np.array_equal(model.layers[1].bias.numpy(), 0)
+
+
+def test_unrelated_activity_during_fit_does_not_rebuild_the_engine(monkeypatch):
+    """Building layers or running a batch normalisation in training mode elsewhere moves
+    the change counter; with batch hooks the engine is re-checked, not rebuilt."""
+    pytest.importorskip("pynn._C")
+    from pynn import engine
+
+    built = []
+    original = engine.NativeEngine.__init__
+    monkeypatch.setattr(engine.NativeEngine, "__init__",
+                        lambda self, *a, **k: built.append(1) or original(self, *a, **k))
+    other = pynn.Sequential([pynn.Input((3,)), pynn.BatchNormalization()])
+    x = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+
+    def busy(batch, logs):
+        pynn.Dense(2, kernel_regularizer=pynn.regularizers.L2(0.1))
+        other(x, training=True)
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", backend="cpu")
+    model.fit(x, x.sum(axis=1), epochs=2, batch_size=8, verbose=0,
+              callbacks=[pynn.callbacks.LambdaCallback(on_train_batch_end=busy)])
+    assert len(built) == 1
+
+
+def _reseed_run(engine, change):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    pynn.set_seed(5)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, activation="tanh"),
+                             pynn.Dropout(0.3, seed=1), pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  backend="cpu")
+
+    def on_epoch_end(epoch, logs):
+        if change == "seed":
+            model.layers[2].seed = 99
+        else:
+            model.optimizer.reset()
+
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0, engine=engine,
+              callbacks=[pynn.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)])
+    return model
+
+
+@pytest.mark.parametrize("change", ["seed", "optimizer reset"])
+def test_dropout_seed_and_optimizer_reset_mid_fit(change):
+    pytest.importorskip("pynn._C")
+    native, layers = _reseed_run("native", change), _reseed_run("layers", change)
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -7,6 +7,7 @@ all draw from one generator seeded here.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -52,16 +53,19 @@ def rng_untouched():
         _rng.bit_generator.state = state
 
 
-# Bumped whenever something a native training engine is built from changes (a layer's
-# trainable flag, activation, rate or regularizer, a weight array replaced, a regularizer's
-# factor): fit compares it after callbacks ran instead of re-reading every layer.
+# Bumped whenever something a native training engine is built from may have changed (a
+# layer's trainable flag, activation, rate, seed or regularizer, a weight array replaced, a
+# regularizer's factor, the model's optimizer or loss): fit compares it after callbacks ran
+# and only then re-reads the model (engine.NativeEngine.matches).
 _settings_version = 0
+_settings_lock = threading.Lock()  # += is not atomic on free-threaded builds
 
 
 def settings_changed() -> None:
     """Note that something a native engine is built from changed (layers call this)."""
     global _settings_version
-    _settings_version += 1
+    with _settings_lock:
+        _settings_version += 1
 
 
 def settings_version() -> int:

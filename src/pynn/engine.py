@@ -19,6 +19,7 @@ import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
 from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
+from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
 
 _SOFTMAX_CODE = 7
@@ -184,6 +185,7 @@ class NativeEngine:
     """A DenseEngine bound to a model's weights (and optimizer state when training)."""
 
     def __init__(self, model, batch_size, training=True):
+        version = config.settings_version()  # first: a change made meanwhile is noticed
         _C = _native_module()
         stack = _dense_stack(model, training)
         dense = [stage.dense for stage in stack]
@@ -249,16 +251,26 @@ class NativeEngine:
                              if training and builtin else [])
         self.optimizer = opt
         self.out_dim = sizes[-1]
-        self.settings_version = config.settings_version()
+        self.settings_version = version
         self.layers_seen = list(model.layers)
+        # The objects are held so that their ids, part of the key, cannot be reused.
+        self.settings = _engine_settings(model) if training else []
+        self.settings_key = _settings_key(self.settings)
 
     def matches(self, model):
         """False once a callback changed what this engine was built from (a layer frozen or
-        unfrozen, an activation, rate or regularizer changed, a weight array replaced, a
-        layer added): fit then builds a new engine, so both engines follow mid-fit changes
-        alike. A counter the layers bump, and the layer list: well under a microsecond."""
-        return config.settings_version() == self.settings_version and \
-            model.layers == self.layers_seen
+        unfrozen, an activation, rate, seed or regularizer changed, a weight array replaced,
+        a layer added, the optimizer swapped or reset): fit then builds a new engine, so both
+        engines follow mid-fit changes alike. First a counter such changes bump and the layer
+        list (0.1 us); only when they moved, the model is read again (a few us), since the
+        counter also moves for other models and for new layers."""
+        version = config.settings_version()
+        if version == self.settings_version and model.layers == self.layers_seen:
+            return True
+        if _settings_key(_engine_settings(model)) != self.settings_key:
+            return False
+        self.settings_version, self.layers_seen = version, list(model.layers)
+        return True
 
     def hyper(self):
         opt = self.optimizer
@@ -296,6 +308,29 @@ class NativeEngine:
         out = np.empty((len(x), self.out_dim), dtype=np.float32)
         self.engine.predict(_rows(x), out)
         return out
+
+
+def _engine_settings(model):
+    """What a training engine is built from: the optimizer (and its state dict), the loss,
+    each layer with its settings, regularizer factors, weight arrays and trainable flags."""
+    optimizer = model.optimizer
+    items = [optimizer, getattr(optimizer, "_state", None), model.loss]
+    for layer in model.layers:
+        attributes = vars(layer)
+        items.append(layer)
+        items += map(attributes.get, ENGINE_SETTINGS)
+        for name in ("kernel_regularizer", "bias_regularizer"):
+            reg = attributes.get(name)
+            if reg is not None:
+                items += [getattr(reg, "l1", None), getattr(reg, "l2", None)]
+        for p in layer._params:
+            items += [p.value, p.trainable]
+    return items
+
+
+def _settings_key(items):
+    """Numbers, strings and flags by value, everything else by identity."""
+    return tuple(x if x is None or type(x) in (bool, int, float, str) else id(x) for x in items)
 
 
 class PredictEngine(NativeEngine):

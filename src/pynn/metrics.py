@@ -272,15 +272,17 @@ class Metric:
 
     default_name = "metric"
 
-    def __init__(self, name=None):
+    def __init__(self, name=None, dtype=None):  # dtype: Keras' argument; values are floats
         self.name = name or self.default_name
         self.reset_state()
 
     def reset_state(self):
         self._state = None
 
-    def update_state(self, y_true, y_pred):
-        self._update(y_true, y_pred)
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(f"{self.name}: pynn's metrics are unweighted (no sample_weight)")
+        self._add_batch(y_true, y_pred)
 
     def result(self):
         return self._score(self._state) if self._state is not None else float("nan")
@@ -296,6 +298,10 @@ class Metric:
         if type(self).update_state is not Metric.update_state:
             self.update_state(y_true, y_pred)
             return _number(self.name, self.result())
+        return self._add_batch(y_true, y_pred)
+
+    def _add_batch(self, y_true, y_pred):
+        """Merges a batch into the state; returns that batch's own value."""
         batch = self._batch_state(y_true, y_pred)
         self._state = batch if self._state is None else self._merge(self._state, batch)
         return self._score(batch)
@@ -331,7 +337,7 @@ class MeanMetricWrapper(Metric):
         self._total = 0.0
         self._count = 0
 
-    def _update(self, y_true, y_pred):
+    def _add_batch(self, y_true, y_pred):
         value = _number(self.name, self.fn(y_true, y_pred))
         k = len(y_pred)
         self._total += value * k
@@ -557,7 +563,7 @@ class EpochLogs(Mapping):
         if self._stateful:
             for m in self.metrics:
                 if m.name == key:
-                    return m.result()
+                    return _number(m.name, m.result())
         raise KeyError(key)
 
     def __iter__(self):

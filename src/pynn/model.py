@@ -64,6 +64,11 @@ class Sequential:
         if self.input_shape is not None:  # Keras builds as soon as the input shape is known
             self._build(self.input_shape)
 
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name in ("optimizer", "loss"):  # a native engine is built with them
+            config.settings_changed()
+
     def pop(self):
         """Remove and return the last layer (Keras' Sequential.pop); an Input stays."""
         if not self._compute_layers:
@@ -164,12 +169,12 @@ class Sequential:
         for layer in self.layers:
             if layer.built:
                 layer.to_backend(new_backend, self._dtype)
-        new_optimizer = optimizers_mod.get(optimizer)
         previous = getattr(self, "optimizer", None)
+        new_optimizer = self._own(optimizers_mod.get(optimizer))  # may refuse: keep previous
         if previous is not None and previous is not new_optimizer and \
                 getattr(previous, "_owner", lambda: None)() is self:
             previous._released = True  # another model may take it now (and start it afresh)
-        self.optimizer = self._own(new_optimizer)
+        self.optimizer = new_optimizer
         self.loss = losses_mod.get(loss)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")

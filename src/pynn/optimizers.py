@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 
+from . import config
 from .schedules import LearningRateSchedule
 
 
@@ -135,8 +136,9 @@ class Optimizer:
                     g *= self.global_clipnorm / norm
 
     def reset(self):
-        self._state.clear()
+        self._state = {}  # a new dict: a native engine bound to the old slots notices
         self.iterations = 0
+        config.settings_changed()
 
     def __repr__(self):
         try:

@@ -66,8 +66,12 @@ class Parameter:
         self.value[...] = self.backend.asarray(self.checked(array), self.value.dtype)
 
     def __setattr__(self, name, value):
+        # What a native engine binds: a new array (not `value *= m`, which rebinds the same
+        # one) or the flag.
+        changed = name == "trainable" or (name == "value" and
+                                          value is not getattr(self, "value", None))
         object.__setattr__(self, name, value)
-        if name == "value" or name == "trainable":  # what a native engine binds
+        if changed:
             config.settings_changed()
 
     def to_backend(self, backend, dtype):
@@ -78,9 +82,9 @@ class Parameter:
 
 
 # Layer attributes a native training engine is built from (see Layer.__setattr__).
-_ENGINE_SETTINGS = frozenset({"_trainable", "activation", "kernel_regularizer",
-                              "bias_regularizer", "use_bias", "rate", "momentum", "epsilon",
-                              "center", "scale"})
+ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regularizer",
+                   "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale")
+_ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 
 
 class Layer:
