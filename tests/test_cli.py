@@ -267,3 +267,23 @@ def test_predict_into_a_pipe_and_a_row_beyond_float32(tmp_path, blobs_csv):
     res = run_cli("predict", "--model", model, "--data", huge)
     assert res.returncode == 2 and "beyond float32's range" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and "RuntimeWarning" not in res.stderr
+
+
+def test_out_checks_a_pipe_itself_not_its_folder(tmp_path, monkeypatch):
+    """A FIFO (or /dev/stdout) in a folder the user cannot write is a fine --out: it is
+    written through, not replaced (non-root users were refused for /dev/stdout). The user
+    is simulated through os.access (root may write anywhere; switching users needs an
+    interpreter every user can run)."""
+    import os
+
+    from pynn import tabular
+
+    os.mkfifo(tmp_path / "pipe")
+    writable = {str(tmp_path / "pipe")}
+    monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) in writable)
+    tabular.check_output_path(tmp_path / "pipe")
+    with pytest.raises(tabular.UsageError, match="is not writable"):
+        tabular.check_output_path(tmp_path / "new.csv")
+    writable.clear()
+    with pytest.raises(tabular.UsageError, match="pipe' is not writable"):
+        tabular.check_output_path(tmp_path / "pipe")

@@ -43,10 +43,15 @@ def check_output_path(out, inputs=()):
     path = os.fspath(out)
     if os.path.isdir(path):
         raise UsageError(f"--out {path!r} is a directory; give a file name")
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # a symlink is written through
+    if os.path.exists(target) and not os.path.isfile(target):  # /dev/stdout, a FIFO
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"--out {path!r} is not writable")
+        return
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise UsageError(f"--out {path!r}: the directory {folder!r} does not exist")
-    if not os.access(folder, os.W_OK):
+    if not os.access(folder, os.W_OK):  # the new file is made there, then renamed
         raise UsageError(f"--out {path!r}: the directory {folder!r} is not writable")
     for source in inputs:
         if os.path.exists(path) and os.path.exists(source) and os.path.samefile(path, source):
