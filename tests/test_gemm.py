@@ -362,6 +362,25 @@ def test_num_threads_environment():
     assert out.stdout.strip() == "3", out.stderr
 
 
+@pytest.mark.parametrize("blocking", ["16,12,32", "7,5,3", "nonsense", "0,0,0"])
+def test_blocking_override_for_tuning(blocking):
+    """PYNN_GEMM_BLOCKING=kc,mc,nc (tuning experiments): small blocks split every loop into
+    many blocks and stay correct; odd values are rounded to the micro-tile, malformed ones
+    ignored."""
+    code = ("import numpy as np, pynn\n"
+            "rng = np.random.default_rng(0)\n"
+            "for m, k, n in [(37, 53, 71), (1, 129, 17), (130, 3, 65)]:\n"
+            "    a = rng.standard_normal((m, k), dtype=np.float32)\n"
+            "    b = rng.standard_normal((k, n), dtype=np.float32)\n"
+            "    ref = a.astype(np.float64) @ b\n"
+            "    got = pynn.ops.gemm(a, b)\n"
+            "    assert np.allclose(got, ref, rtol=1e-4, atol=1e-4), (m, k, n)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYNN_GEMM_BLOCKING": blocking}, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
 def test_public_ops_gemm(rng):
     a, b = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
     bias = rng.standard_normal(4)

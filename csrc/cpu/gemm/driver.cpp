@@ -15,6 +15,7 @@
 // N blocks for small M, M blocks for large M). Below a FLOP cutoff everything stays on the
 // calling thread.
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -39,7 +40,21 @@ Tuning& tuning() {
     // being lda apart).
     // Parallel cutoff: 2 hot threads beat 1 from ~2.5e5 flops (32x64x64 +25%, 32x32x64
     // -50%); a cold pool (sleeping worker) costs the caller only ~3 us; 5e5 leaves margin.
-    static Tuning t{5.0e5, 64, 320, 256, 128, 0, 0, 0};
+    static Tuning t = [] {
+        Tuning d{5.0e5, 64, 320, 256, 128, 0, 0, 0};
+        // PYNN_GEMM_BLOCKING="kc,mc,nc" overrides the kernel table's cache blocking, to tune
+        // on a new CPU without rebuilding (bench/gemm_table.py); not meant for production.
+        if (const char* env = std::getenv("PYNN_GEMM_BLOCKING")) {
+            long kc = 0, mc = 0, nc = 0;
+            if (std::sscanf(env, "%ld,%ld,%ld", &kc, &mc, &nc) == 3 && kc > 0 && mc > 0 &&
+                nc > 0) {
+                d.kc = kc;
+                d.mc = mc;
+                d.nc = nc;
+            }
+        }
+        return d;
+    }();
     return t;
 }
 
@@ -357,9 +372,12 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
     const Tuning& tune = tuning();
     const bool do_pack_b = p.tb || m_all > tune.inplace_b_max_m || p.ldb > tune.inplace_b_max_ldb;
     const bool do_pack_a = n_all > (p.ta ? tune.pack_a_min_n_t : tune.pack_a_min_n);
+    // An override (PYNN_GEMM_BLOCKING) is rounded up to whole micro-tiles, as the packing
+    // and the edge handling need (the tables' values already are).
+    const auto tiles = [](index_t v, index_t unit) { return (v + unit - 1) / unit * unit; };
     const index_t KC = balanced_block(p.K, tune.kc > 0 ? tune.kc : kt.kc, 1);
-    const index_t MC = balanced_block(m_all, tune.mc > 0 ? tune.mc : kt.mc, MR);
-    const index_t NC = balanced_block(n_all, tune.nc > 0 ? tune.nc : kt.nc, NR);
+    const index_t MC = balanced_block(m_all, tune.mc > 0 ? tiles(tune.mc, MR) : kt.mc, MR);
+    const index_t NC = balanced_block(n_all, tune.nc > 0 ? tiles(tune.nc, NR) : kt.nc, NR);
 
     Buffers& bufs = thread_buffers();
     float* const a_buf = do_pack_a ? bufs.a.get(static_cast<size_t>(MC) * KC) : nullptr;
