@@ -3,7 +3,9 @@
 `fit` calls, in order: on_train_begin, then per epoch on_epoch_begin, per batch
 on_train_batch_begin/on_train_batch_end, then on_epoch_end(epoch, logs) with the epoch's mean
 loss, metrics and validation values, and finally on_train_end. A callback may set
-`self.model.stop_training = True` to stop after the current epoch.
+`self.model.stop_training = True` to stop after the current batch (from a batch hook) or
+epoch (from on_epoch_end). evaluate and predict take no callbacks (on_test_* / on_predict_*
+are defined for Keras compatibility but not called).
 
 Training callbacks (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau,
 CSVLogger) follow Keras 3's names, arguments and semantics; differences are noted per class.

@@ -1,7 +1,7 @@
 """Global settings: the default float type and the random seed.
 
-`set_seed(n)` makes a run reproducible: weight initialisation, shuffling and (later) dropout
-all draw from one generator seeded here.
+`set_seed(n)` makes a run reproducible: weight initialisation, shuffling and Dropout's
+default seeds all draw from one generator seeded here.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def set_floatx(dtype: str) -> None:
 
 
 def set_seed(seed: int) -> None:
-    """Seed pynn's random generator (initializers, shuffling) for reproducible runs."""
+    """Seed pynn's random generator (initializers, shuffling, Dropout's default seeds) for
+    reproducible runs."""
     global _rng
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")

@@ -13,7 +13,7 @@ Differences from scikit-learn's own MLPs, by design:
   that batch's size. pynn's L2(l2) adds l2 * ||W||^2 to every batch, so each Dense kernel gets
   L2(alpha / (2 * batch_size)) - the same objective for full batches (only the last, shorter
   batch of an epoch is penalised slightly less). Biases are not penalised, as in scikit-learn.
-  alpha=0 adds no regularizer, which keeps training on pynn's native engine.
+  alpha=0 adds no regularizer (either way the network trains on pynn's native engine).
 * random_state: an int (or RandomState) seeds pynn's global generator (pynn.set_seed) at the
   start of fit; None leaves it as it is. Weight initialisation is Keras' glorot_uniform.
 * Stopping: max_iter is the number of epochs. Training also stops once the monitored loss

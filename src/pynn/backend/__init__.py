@@ -1,8 +1,9 @@
 """The one place a backend is chosen.
 
 Backends: `cpu` (the C++ extension pynn._C), `cuda` (pynn._cuda on CuPy arrays), `numpy` and
-`cupy` (pure-array fallbacks; numpy is the reference). The default is the fastest available
-one, or the `PYNN_BACKEND` environment variable; `set_backend()` switches at run time.
+`cupy` (pure-array fallbacks; numpy is the reference). The default is `cpu` when built, else
+`numpy` (the GPU backends only when asked for), or the `PYNN_BACKEND` environment variable;
+`set_backend()` switches at run time.
 A compiled module that is missing or broken never breaks `import pynn`: the reason is kept
 and shown by `pynn.info()`.
 """

@@ -2,7 +2,8 @@
 
 A layer is built once its input shape is known (`build`), holds its weights as Parameters on
 the model's backend, and runs `forward(x, training)` / `backward(dy)` through the backend
-contract only. Shapes exclude the batch axis, as in Keras.
+contract only. A layer's shapes exclude the batch axis (Keras' Layer.build includes it);
+Sequential.build takes Keras' shape, batch axis first.
 """
 
 from __future__ import annotations
