@@ -361,3 +361,34 @@ def test_atomic_write_follows_links_and_writes_through_special_files(tmp_path):
     reader.join(timeout=10)
     assert received == [b"through the pipe"] and not fifo.is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.bin", "pipe", "real.bin"]
+
+
+class Dense(pynn.layers.Layer):
+    """A user's class that shares a pynn layer's name."""
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+
+class _NeedsArguments(pynn.layers.Layer):
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def forward(self, x, training=False, logits=False):
+        return self.factor * x
+
+
+def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
+    import pickle
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", backend="numpy")
+    model.layers[1].kernel.trainable = False  # one weight frozen on its own
+    twin = pickle.loads(pickle.dumps(model))
+    assert twin.backend.name == "numpy"
+    assert [p.trainable for p in twin.params] == [False, True, True, True]
+    with pytest.raises(TypeError, match="shares its name with another layer class"):
+        pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense(), pynn.Dense(1)]))
+    with pytest.raises(TypeError, match="cannot be rebuilt from its get_config"):
+        pickle.dumps(pynn.Sequential([_NeedsArguments(2.0)]))

@@ -735,12 +735,24 @@ class Sequential:
         layer classes travel as pickle references. Not kept: the backend (the default on
         unpickling), the last fit's History."""
         from .layers import _REGISTRY
-        from .saving import model_from_bytes, model_to_bytes
+        from .saving import model_to_bytes
 
-        custom = {type(layer).__name__: type(layer) for layer in self.layers
-                  if _REGISTRY.get(type(layer).__name__) is not type(layer)
-                  and not isinstance(layer, InputLayer)}
-        return model_from_bytes, (model_to_bytes(self), custom or None)
+        custom = {}
+        for layer in self.layers:
+            cls = type(layer)
+            if _REGISTRY.get(cls.__name__) is cls or isinstance(layer, InputLayer):
+                continue
+            if cls.__name__ in _REGISTRY or custom.get(cls.__name__, cls) is not cls:
+                raise TypeError(f"cannot pickle the model: layer class {cls.__qualname__} "
+                                f"shares its name with another layer class in it; rename it")
+            try:  # fail here, not when unpickling (in a worker, say)
+                cls.from_config(layer.get_config())
+            except Exception as exc:  # noqa: BLE001 - any failure means the same
+                raise TypeError(f"cannot pickle the model: layer {layer.name!r} ({cls.__name__}) "
+                                f"cannot be rebuilt from its get_config(): {exc}") from exc
+            custom[cls.__name__] = cls
+        backend = getattr(self.backend, "name", None)
+        return _unpickle_model, (model_to_bytes(self), custom or None, backend)
 
     def __copy__(self):
         """copy.copy: a second model object sharing the same layers (as for any object)."""
@@ -786,6 +798,22 @@ class Sequential:
         layers = [get_class(entry["class_name"], custom_objects).from_config(entry["config"])
                   for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+def _unpickle_model(data, custom_objects, backend):
+    """A pickled model: rebuilt from its file's bytes, on its backend again when available."""
+    from .saving import model_from_bytes
+
+    model = model_from_bytes(data, custom_objects)
+    if backend is not None and backend != getattr(model.backend, "name", None):
+        try:
+            model.backend = get_backend(backend)
+        except (RuntimeError, ImportError):  # not here (a GPU model on a CPU machine)
+            return model
+        for layer in model.layers:
+            if layer.built:
+                layer.to_backend(model.backend, model._dtype)
+    return model
 
 
 def _overrides_batch_hooks(callback):

@@ -83,7 +83,8 @@ def _weight_arrays(model):
         for p in layer.params:
             key = _weight_key(i, p.name)
             arrays[key] = p.numpy()
-            entry["weights"].append({"key": key, "shape": list(p.shape)})
+            entry["weights"].append({"key": key, "shape": list(p.shape),
+                                     "trainable": bool(p.trainable)})
         layers.append(entry)
     return arrays, layers
 
@@ -214,6 +215,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
     _assign_weights(model, arrays, meta, filepath, user_depth=2)
+    _restore_frozen_weights(model, meta)
     settings = meta.get("compile")
     if compile and settings:
         model.compile(optimizer=optimizers.get(settings["optimizer"]),
@@ -327,6 +329,16 @@ def load_weights(model, filepath, skip_mismatch=False):
         model._ensure_built((first[0],))
     # user -> Sequential.load_weights -> here -> _assign_weights
     return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
+
+
+def _restore_frozen_weights(model, meta):
+    """A weight frozen on its own (param.trainable = False in a trainable layer) stays so;
+    the layer's own flag comes back with its config."""
+    saved = [l for l in meta["layers"] if l.get("weights")]
+    for layer, entry in zip([l for l in model.layers if l.params], saved):
+        for p, w in zip(layer.params, entry["weights"]):
+            if w.get("trainable") is False and p.trainable:
+                p.trainable = False
 
 
 def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_depth=2):
