@@ -392,3 +392,27 @@ def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
         pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense(), pynn.Dense(1)]))
     with pytest.raises(TypeError, match="cannot be rebuilt from its get_config"):
         pickle.dumps(pynn.Sequential([_NeedsArguments(2.0)]))
+
+
+@pytest.mark.parametrize("stdout_kind", ["appended file", "pipe"])
+def test_atomic_write_to_dev_stdout_writes_through(tmp_path, stdout_kind):
+    """/dev/stdout resolves to /proc/PID/fd/1: a pipe (not found by realpath) or the log a
+    shell opened with >> (a regular file that was replaced, losing the log)."""
+    import subprocess
+    import sys
+
+    code = ("from pynn.saving import atomic_write\n"
+            "atomic_write('/dev/stdout', lambda f: f.write(b'predictions\\n'))\n")
+    if stdout_kind == "pipe":
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == b"predictions\n"
+        return
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"earlier lines\n")
+    inode = log.stat().st_ino
+    with open(log, "ab") as stdout:
+        out = subprocess.run([sys.executable, "-c", code], stdout=stdout,
+                             stderr=subprocess.PIPE, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert log.read_bytes() == b"earlier lines\npredictions\n" and log.stat().st_ino == inode

@@ -32,13 +32,15 @@ META_KEY = "__pynn__"
 
 def atomic_write(filepath, write):
     """Call write(fileobj) on a temporary file, then move it to filepath in one step. A
-    symlink is followed (its target is replaced, the link kept); a path that exists but is
-    no regular file (a FIFO, /dev/stdout, /dev/null) is written through, as open() would."""
-    target = os.path.realpath(os.fspath(filepath))
-    if os.path.exists(target) and not os.path.isfile(target):
-        with open(target, "wb") as f:
+    symlink is followed (its target is replaced, the link kept). A stream (is_stream) is
+    written through in append mode, as a shell's redirection left it (/dev/stdout may be a
+    pipe, or a log file opened with >>: replacing it would lose the log)."""
+    filepath = os.fspath(filepath)
+    if is_stream(filepath):
+        with open(filepath, "ab") as f:
             write(f)
         return
+    target = os.path.realpath(filepath)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory {directory!r} does not exist")
@@ -57,6 +59,19 @@ def atomic_write(filepath, write):
         except FileNotFoundError:
             pass
         raise
+
+
+def is_stream(filepath):
+    """Whether filepath is written through rather than replaced: it exists and is no regular
+    file (a FIFO, a terminal, /dev/null), or names a process's file descriptor (/dev/stdout,
+    /dev/fd/N, /proc/self/fd/N: what the shell set up, whatever it is)."""
+    path = os.path.abspath(os.fspath(filepath))
+    if path.startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)  # follows links, /proc's included
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _new_temporary(directory):

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from .saving import atomic_write
+from .saving import atomic_write, is_stream
 
 MAX_AUTO_CLASSES = 20  # integer targets with at most this many values count as classes
 
@@ -43,11 +43,11 @@ def check_output_path(out, inputs=()):
     path = os.fspath(out)
     if os.path.isdir(path):
         raise UsageError(f"--out {path!r} is a directory; give a file name")
-    target = os.path.realpath(path)  # a symlink is written through
-    if os.path.exists(target) and not os.path.isfile(target):  # /dev/stdout, a FIFO
-        if not os.access(target, os.W_OK):
+    if is_stream(path):  # /dev/stdout, a FIFO: written through (saving.atomic_write)
+        if not os.access(path, os.W_OK):
             raise UsageError(f"--out {path!r} is not writable")
         return
+    target = os.path.realpath(path)  # a symlink's target is replaced
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise UsageError(f"--out {path!r}: the directory {folder!r} does not exist")
