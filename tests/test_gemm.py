@@ -362,11 +362,13 @@ def test_num_threads_environment():
     assert out.stdout.strip() == "3", out.stderr
 
 
-@pytest.mark.parametrize("blocking", ["16,12,32", "7,5,3", "nonsense", "0,0,0"])
-def test_blocking_override_for_tuning(blocking):
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("blocking", ["16,12,32", "7,5,3", "1,1,1", "nonsense", "0,0,0",
+                                      "64,96,128junk", "9223372036854775807,12,16"])
+def test_blocking_override_for_tuning(blocking, isa):
     """PYNN_GEMM_BLOCKING=kc,mc,nc (tuning experiments): small blocks split every loop into
-    many blocks and stay correct; odd values are rounded to the micro-tile, malformed ones
-    ignored."""
+    many blocks and stay correct; odd values are rounded to the micro-tile; malformed or
+    huge ones (an overflow crashed the process) are ignored with a message."""
     code = ("import numpy as np, pynn\n"
             "rng = np.random.default_rng(0)\n"
             "for m, k, n in [(37, 53, 71), (1, 129, 17), (130, 3, 65)]:\n"
@@ -377,8 +379,11 @@ def test_blocking_override_for_tuning(blocking):
             "    assert np.allclose(got, ref, rtol=1e-4, atol=1e-4), (m, k, n)\n"
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYNN_GEMM_BLOCKING": blocking}, timeout=120)
+                         env={**os.environ, "PYNN_GEMM_BLOCKING": blocking, "PYNN_ISA": isa},
+                         timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+    valid = blocking in ("16,12,32", "7,5,3", "1,1,1")
+    assert ("PYNN_GEMM_BLOCKING" in out.stderr) == (not valid), out.stderr
 
 
 def test_public_ops_gemm(rng):

@@ -385,11 +385,22 @@ def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2), pynn.Dense(1)])
     model.compile(optimizer="adam", loss="mse", backend="numpy")
     model.layers[1].kernel.trainable = False  # one weight frozen on its own
+    x = np.ones((4, 3))
+    model.fit(x, np.ones(4), verbose=0)
+    pynn.set_seed(3)
     twin = pickle.loads(pickle.dumps(model))
+    after_pickling = pynn.config.rng().integers(0, 2**62)
+    pynn.set_seed(3)
+    assert pynn.config.rng().integers(0, 2**62) == after_pickling  # generator untouched
     assert twin.backend.name == "numpy"
+    assert all(type(v) is np.ndarray for p in twin.params
+               for v in (twin.optimizer.state_of(p) or {}).values())
+    twin.fit(x, np.ones(4), verbose=0)  # slots on the restored backend
     assert [p.trainable for p in twin.params] == [False, True, True, True]
     with pytest.raises(TypeError, match="shares its name with another layer class"):
         pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense(), pynn.Dense(1)]))
+    alone = pickle.loads(pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense()])))
+    assert type(alone.layers[1]) is Dense  # named like a pynn layer, but the only "Dense"
     with pytest.raises(TypeError, match="cannot be rebuilt from its get_config"):
         pickle.dumps(pynn.Sequential([_NeedsArguments(2.0)]))
 

@@ -732,21 +732,25 @@ class Sequential:
     def __reduce_ex__(self, protocol):
         """Pickling (and copy.deepcopy) go through the model file's bytes: the layers,
         weights, compile settings and optimizer state, not the backend's modules. A user's
-        layer classes travel as pickle references. Not kept: the backend (the default on
-        unpickling), the last fit's History."""
+        layer classes travel as pickle references; the backend is restored where available
+        (else the default). Not kept: the last fit's History."""
         from .layers import _REGISTRY
         from .saving import model_to_bytes
 
         custom = {}
+        classes = {type(layer).__name__: set() for layer in self.layers}
+        for layer in self.layers:
+            classes[type(layer).__name__].add(type(layer))
         for layer in self.layers:
             cls = type(layer)
             if _REGISTRY.get(cls.__name__) is cls or isinstance(layer, InputLayer):
                 continue
-            if cls.__name__ in _REGISTRY or custom.get(cls.__name__, cls) is not cls:
+            if len(classes[cls.__name__]) > 1:  # the file names classes by __name__
                 raise TypeError(f"cannot pickle the model: layer class {cls.__qualname__} "
                                 f"shares its name with another layer class in it; rename it")
             try:  # fail here, not when unpickling (in a worker, say)
-                cls.from_config(layer.get_config())
+                with config.rng_untouched():  # a layer may draw a seed when built
+                    cls.from_config(layer.get_config())
             except Exception as exc:  # noqa: BLE001 - any failure means the same
                 raise TypeError(f"cannot pickle the model: layer {layer.name!r} ({cls.__name__}) "
                                 f"cannot be rebuilt from its get_config(): {exc}") from exc
@@ -805,7 +809,8 @@ def _unpickle_model(data, custom_objects, backend):
     from .saving import model_from_bytes
 
     model = model_from_bytes(data, custom_objects)
-    if backend is not None and backend != getattr(model.backend, "name", None):
+    old = model.backend
+    if backend is not None and backend != getattr(old, "name", None):
         try:
             model.backend = get_backend(backend)
         except (RuntimeError, ImportError):  # not here (a GPU model on a CPU machine)
@@ -813,6 +818,13 @@ def _unpickle_model(data, custom_objects, backend):
         for layer in model.layers:
             if layer.built:
                 layer.to_backend(model.backend, model._dtype)
+        if model.compiled:  # the optimizer's slots follow the weights
+            opt = model.optimizer
+            for p in model.params:
+                slots = opt.state_of(p)
+                if slots:
+                    opt.set_state_of(p, {k: model.backend.asarray(old.to_numpy(v), v.dtype)
+                                         for k, v in slots.items()})
     return model
 
 

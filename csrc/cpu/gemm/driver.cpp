@@ -46,11 +46,16 @@ Tuning& tuning() {
         // on a new CPU without rebuilding (bench/gemm_table.py); not meant for production.
         if (const char* env = std::getenv("PYNN_GEMM_BLOCKING")) {
             long kc = 0, mc = 0, nc = 0;
-            if (std::sscanf(env, "%ld,%ld,%ld", &kc, &mc, &nc) == 3 && kc > 0 && mc > 0 &&
-                nc > 0) {
+            char extra = 0;
+            const long most = 1L << 20;  // far beyond any cache; keeps the size sums exact
+            if (std::sscanf(env, "%ld,%ld,%ld%c", &kc, &mc, &nc, &extra) == 3 && kc > 0 &&
+                mc > 0 && nc > 0 && kc <= most && mc <= most && nc <= most) {
                 d.kc = kc;
                 d.mc = mc;
                 d.nc = nc;
+            } else {
+                std::fprintf(stderr, "pynn: PYNN_GEMM_BLOCKING=%s ignored (expected kc,mc,nc: "
+                             "three integers in 1..%ld)\n", env, most);
             }
         }
         return d;
