@@ -384,6 +384,11 @@ def test_blocking_override_for_tuning(blocking, isa):
     assert out.stdout.strip() == "ok", out.stderr
     valid = blocking in ("16,12,32", "7,5,3", "1,1,1")
     assert ("PYNN_GEMM_BLOCKING" in out.stderr) == (not valid), out.stderr
+    if isa == ISAS[0]:  # an experiment's setting shows in pynn info
+        info = subprocess.run([sys.executable, "-m", "pynn", "info"], capture_output=True,
+                              text=True, env={**os.environ, "PYNN_GEMM_BLOCKING": blocking},
+                              timeout=120)
+        assert f"PYNN_GEMM_BLOCKING={blocking}" in info.stdout, info.stdout
 
 
 def test_public_ops_gemm(rng):

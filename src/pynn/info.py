@@ -30,7 +30,8 @@ def info() -> dict:
                           "built_with": _cuda.cuda_version, **_cuda.devices()}
     except ImportError as exc:
         result["cuda"] = {"error": f"pynn._cuda not built or not importable ({exc})"}
-    result["env"] = {k: os.environ[k] for k in ("PYNN_BACKEND", "PYNN_ISA", "PYNN_NUM_THREADS")
+    result["env"] = {k: os.environ[k] for k in ("PYNN_BACKEND", "PYNN_ISA", "PYNN_NUM_THREADS",
+                                                "PYNN_GEMM_BLOCKING")
                      if k in os.environ}
     return result
 
