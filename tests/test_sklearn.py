@@ -199,7 +199,7 @@ def test_sample_weight_is_the_models_weighted_loss(iris, rng):
     model.compile(optimizer=pynn.optimizers.Adam(0.05, epsilon=1e-8),
                   loss="sparse_categorical_crossentropy")
     model.fit(x.astype(np.float32), y, batch_size=150, epochs=10, shuffle=False, verbose=0,
-              sample_weight=w.astype(np.float32))
+              sample_weight=(w * (len(w) / w.sum())).astype(np.float32))  # mean 1
     for a, b in zip(clf.model_.get_weights(), model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     unweighted = MLPClassifier(**params).fit(x, y)
@@ -300,3 +300,27 @@ def test_multilabel_indicator_targets():
                             random_state=0).fit(x, y)
     assert len(stopped.validation_scores_) == stopped.n_iter_  # subset accuracy per epoch
     assert all(0 <= v <= 1 for v in stopped.validation_scores_)
+
+
+def test_only_the_ratios_of_sample_weights_count(iris):
+    """As scikit-learn (a weighted average): uniform weights of 1e-3 or 100 train like none
+    (they scaled the loss, so the tol rule stopped after a few epochs or far too late)."""
+    x, y = iris
+    params = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, shuffle=False)
+    plain = MLPClassifier(**params).fit(x, y)
+    for scale in (1e-3, 100.0):
+        weighted = MLPClassifier(**params).fit(x, y, sample_weight=np.full(len(x), scale))
+        np.testing.assert_allclose(weighted.loss_curve_, plain.loss_curve_, rtol=1e-5)
+    with pytest.raises(ValueError, match="non-zero|positive sum"):
+        MLPClassifier(**params).fit(x, y, sample_weight=np.zeros(len(x)))
+
+
+def test_partial_fit_takes_the_current_alpha_and_checks_multilabel_classes(iris):
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    clf.partial_fit(x, y, classes=[0, 1, 2])
+    clf.set_params(alpha=10.0).partial_fit(x, y)
+    assert clf.model_.layers[1].kernel_regularizer.l2 == pytest.approx(10.0 / (2 * 150))
+    labels = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
+    with pytest.raises(ValueError, match="a multi-label y with 3 columns has classes"):
+        MLPClassifier(hidden_layer_sizes=(4,)).partial_fit(x, labels, classes=[0, 1])

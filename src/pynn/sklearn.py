@@ -25,8 +25,9 @@ Differences from scikit-learn's own MLPs, by design:
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
 * solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'; the learning rate
   is constant (no learning_rate='invscaling'/'adaptive').
-* sample_weight scales each sample's loss, as in scikit-learn >= 1.7; with mini-batches that is
-  not the same as repeating samples (neither is it in scikit-learn).
+* sample_weight weighs each sample's loss, as in scikit-learn >= 1.7 (only the ratios count:
+  the weights are scaled to mean 1); with mini-batches that is not the same as repeating
+  samples (neither is it in scikit-learn).
 """
 
 from __future__ import annotations
@@ -165,10 +166,14 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"warm_start keeps the fitted network: hidden_layer_sizes and "
                              f"activation cannot change (fitted {[d.units for d in dense[:-1]]}, "
                              f"{dense[0].activation.name!r}; now {sizes}, {act!r})")
-        reg = self._regularizer(batch_size)
-        for layer in dense:
-            layer.kernel_regularizer = reg
+        self._set_penalty(batch_size)
         self.model_.compile(optimizer=self._optimizer(), loss=self.model_.loss)
+
+    def _set_penalty(self, batch_size):
+        reg = self._regularizer(batch_size)
+        for layer in self.model_.layers:
+            if isinstance(layer, Dense):
+                layer.kernel_regularizer = reg
 
     def _first_pass(self, incremental):
         """Whether this fit starts a new network (scikit-learn: unless warm_start or
@@ -184,6 +189,8 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = self.best_validation_score_ = None
         elif not incremental:
             self._warm_restart(sizes, batch_size)
+        else:  # as scikit-learn's partial_fit: the current alpha, for this call's batches
+            self._set_penalty(batch_size)
         if incremental:
             history = self.model_.fit(X, y, batch_size=batch_size, epochs=1, verbose=verbose,
                                       shuffle=self.shuffle, sample_weight=sample_weight)
@@ -224,8 +231,16 @@ class _BaseMLP(BaseEstimator):
         self.t_ += X.shape[0] * len(losses)  # training samples seen, as scikit-learn counts
 
     def _sample_weight(self, sample_weight, X):
-        return None if sample_weight is None else _check_sample_weight(sample_weight, X,
-                                                                       dtype=np.float32)
+        """Weights scaled to mean 1: scikit-learn averages the loss by the weights' sum, so
+        only their ratios count; pynn's fit divides by the sample count (Keras), where
+        weights of 1e-3 would shrink the loss, the tol rule and alpha's share with it."""
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        total = w.sum()
+        if not total > 0:
+            raise ValueError("sample_weight must have a positive sum")
+        return (w * (len(w) / total)).astype(np.float32)
 
     def _validation_split(self, X, y, sample_weight):
         """(X_train, validation data tuple, y_train, sample_weight_train): a held-out
@@ -300,6 +315,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{len(self.classes_)})), got {type_of_target(y)!r} y")
             if reset:
                 self.classes_ = np.arange(y.shape[1])
+                if classes is not None and not np.array_equal(np.unique(classes),
+                                                              self.classes_):
+                    raise ValueError(f"classes={list(classes)!r}: a multi-label y with "
+                                     f"{y.shape[1]} columns has classes "
+                                     f"{self.classes_.tolist()}")
             elif y.shape[1] != len(self.classes_):
                 raise ValueError(f"y has {y.shape[1]} labels, the model was fitted on "
                                  f"{len(self.classes_)}")
