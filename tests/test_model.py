@@ -390,3 +390,27 @@ def test_validation_freq_and_batch_size(rng):
     assert len(h.history["val_loss"]) == 2 and len(h.history["loss"]) == 5
     with pytest.raises(ValueError, match="validation_freq must be a positive integer"):
         model.fit(x, x.sum(axis=1), validation_split=0.25, validation_freq=0, verbose=0)
+
+
+def test_assigned_activations_and_metric_names_are_checked():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2), pynn.Dense(1)])
+    model.layers[1].activation = "tanh"  # a name, as the constructor takes: converted
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(model.predict(x), np.tanh(x @ model.layers[1].kernel.numpy()
+                                                         + model.layers[1].bias.numpy())
+                               @ model.layers[2].kernel.numpy() + model.layers[2].bias.numpy(),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown activation|activation"):
+        model.layers[1].activation = "swoosh"
+
+    class NoSuper(pynn.metrics.Metric):
+        def __init__(self):
+            pass
+
+        def reset_state(self):
+            pass
+
+    with pytest.raises(TypeError, match=r"super\(\).__init__\(name=...\)"):
+        model.compile(optimizer="sgd", loss="mse", metrics=[NoSuper()])
+    with pytest.raises(ValueError, match="two metrics are named 'mae'"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["mae", "mae"])

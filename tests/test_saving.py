@@ -427,3 +427,20 @@ def test_atomic_write_to_dev_stdout_writes_through(tmp_path, stdout_kind):
                              stderr=subprocess.PIPE, timeout=60)
     assert out.returncode == 0, out.stderr
     assert log.read_bytes() == b"earlier lines\npredictions\n" and log.stat().st_ino == inode
+
+
+def test_pickling_a_model_compiled_with_metric_objects(rng):
+    """Metric objects cannot go into a model file (it names metrics), so pickling refused;
+    they now travel as pickled objects."""
+    import copy
+    import pickle
+
+    x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.integers(0, 2, size=32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy",
+                  metrics=["accuracy", pynn.metrics.Precision(), pynn.metrics.AUC()])
+    model.fit(x, y, epochs=1, verbose=0)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert twin.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
+    assert [type(m) for m in model._metric_specs[1:]] == [pynn.metrics.Precision,
+                                                         pynn.metrics.AUC]

@@ -314,7 +314,7 @@ class Metric:
         return {"name": self.name}
 
     def __repr__(self):
-        return f"<{type(self).__name__} name={self.name!r}>"
+        return f"<{type(self).__name__} name={getattr(self, 'name', None)!r}>"
 
 
 def _number(name, value):

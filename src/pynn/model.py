@@ -179,8 +179,19 @@ class Sequential:
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")
         self._metric_specs = list(metrics or [])
+        names = []
         for m in self._metric_specs:  # unknown names fail here, not at the first fit
-            metrics_mod.get(m, self.loss.name, 1)
+            try:
+                name = getattr(metrics_mod.get(m, self.loss.name, 1), "name", None)
+            except AttributeError:  # a Metric subclass whose __init__ skipped the base's
+                name = None
+            if not isinstance(name, str):
+                raise TypeError(f"metric {m!r} has no name: a Metric subclass calls "
+                                f"super().__init__(name=...) in its __init__")
+            if name in names:
+                raise ValueError(f"two metrics are named {name!r}; give one another name "
+                                 f"(History and the logs key metrics by name)")
+            names.append(name)
         self._metrics = []
         self.compiled = True
         last = self._compute_layers[-1] if self._compute_layers else None
@@ -756,7 +767,17 @@ class Sequential:
                                 f"cannot be rebuilt from its get_config(): {exc}") from exc
             custom[cls.__name__] = cls
         backend = getattr(self.backend, "name", None)
-        return _unpickle_model, (model_to_bytes(self), custom or None, backend)
+        specs = list(getattr(self, "_metric_specs", []))
+        if all(isinstance(m, str) for m in specs):
+            return _unpickle_model, (model_to_bytes(self), custom or None, backend)
+        # Metric objects and functions travel as pickle objects, not in the model file
+        # (which names metrics only).
+        try:
+            self._metric_specs = [m for m in specs if isinstance(m, str)]
+            data = model_to_bytes(self)
+        finally:
+            self._metric_specs = specs
+        return _unpickle_model, (data, custom or None, backend, specs)
 
     def __copy__(self):
         """copy.copy: a second model object sharing the same layers (as for any object)."""
@@ -804,11 +825,14 @@ class Sequential:
         return cls(layers, name=config.get("name"))
 
 
-def _unpickle_model(data, custom_objects, backend):
-    """A pickled model: rebuilt from its file's bytes, on its backend again when available."""
+def _unpickle_model(data, custom_objects, backend, metrics=None):
+    """A pickled model: rebuilt from its file's bytes, on its backend again when available,
+    with its compiled metrics when they were objects."""
     from .saving import model_from_bytes
 
     model = model_from_bytes(data, custom_objects)
+    if metrics is not None:
+        model._metric_specs = list(metrics)
     old = model.backend
     if backend is not None and backend != getattr(old, "name", None):
         try:

@@ -92,6 +92,10 @@ class Layer:
     """Base class of every layer."""
 
     def __setattr__(self, name, value):
+        if name == "activation":  # "relu" or None as in the constructors: a Spec
+            from .. import activations
+
+            value = activations.get(value)
         object.__setattr__(self, name, value)
         if name in _ENGINE_SETTINGS:
             config.settings_changed()
