@@ -165,10 +165,7 @@ class Sequential:
         if config.floatx() == "float64" and not new_backend.supports_float64 \
                 and new_backend.name not in ("cpu",):
             raise ValueError(f"backend {new_backend.name!r} runs float32 only")
-        self.backend = new_backend
-        for layer in self.layers:
-            if layer.built:
-                layer.to_backend(new_backend, self._dtype)
+        self._to_backend(new_backend)
         previous = getattr(self, "optimizer", None)
         new_optimizer = self._own(optimizers_mod.get(optimizer))  # may refuse: keep previous
         if previous is not None and previous is not new_optimizer and \
@@ -202,6 +199,21 @@ class Sequential:
                           f"(was this intended?)", UserWarning, stacklevel=2)
         if self.input_shape is not None:
             self._build(self.input_shape)
+
+    def _to_backend(self, backend):
+        """The weights, and the optimizer's slots with them, onto `backend` (compile with
+        another backend, a model unpickled where its backend runs)."""
+        old, self.backend = self.backend, backend
+        for layer in self.layers:
+            if layer.built:
+                layer.to_backend(backend, self._dtype)
+        if self.optimizer is None or old is None or old is backend:
+            return
+        for p in self.params:
+            slots = self.optimizer.state_of(p)
+            if slots:
+                self.optimizer.set_state_of(p, {k: backend.asarray(old.to_numpy(v), v.dtype)
+                                                for k, v in slots.items()})
 
     def _own(self, optimizer):
         """An optimizer keeps per-weight state and a step count, so it trains one model (as
@@ -833,22 +845,12 @@ def _unpickle_model(data, custom_objects, backend, metrics=None):
     model = model_from_bytes(data, custom_objects)
     if metrics is not None:
         model._metric_specs = list(metrics)
-    old = model.backend
-    if backend is not None and backend != getattr(old, "name", None):
+    if backend is not None and backend != getattr(model.backend, "name", None):
         try:
-            model.backend = get_backend(backend)
+            target = get_backend(backend)
         except (RuntimeError, ImportError):  # not here (a GPU model on a CPU machine)
             return model
-        for layer in model.layers:
-            if layer.built:
-                layer.to_backend(model.backend, model._dtype)
-        if model.compiled:  # the optimizer's slots follow the weights
-            opt = model.optimizer
-            for p in model.params:
-                slots = opt.state_of(p)
-                if slots:
-                    opt.set_state_of(p, {k: model.backend.asarray(old.to_numpy(v), v.dtype)
-                                         for k, v in slots.items()})
+        model._to_backend(target)
     return model
 
 
