@@ -761,9 +761,9 @@ class Sequential:
         from .saving import model_to_bytes
 
         custom = {}
-        classes = {type(layer).__name__: set() for layer in self.layers}
+        classes = {}  # class name -> the classes of that name in the model
         for layer in self.layers:
-            classes[type(layer).__name__].add(type(layer))
+            classes.setdefault(type(layer).__name__, set()).add(type(layer))
         for layer in self.layers:
             cls = type(layer)
             if _REGISTRY.get(cls.__name__) is cls or isinstance(layer, InputLayer):

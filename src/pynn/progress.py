@@ -36,7 +36,8 @@ class EpochProgress:
         self._start = time.perf_counter()
         if self.mode == "bar":
             self._bar = self._tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
-                             unit="batch", file=self.stream, leave=True, dynamic_ncols=True)
+                                   unit="batch", file=self.stream, leave=True,
+                                   dynamic_ncols=True)
 
     def batch_end(self, step, running_logs):
         """Called after each batch; cheap unless the bar is due for a redraw."""

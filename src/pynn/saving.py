@@ -346,11 +346,17 @@ def load_weights(model, filepath, skip_mismatch=False):
     return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
 
 
+def _layers_with_weights(model, meta):
+    """(the model's layers that have weights, the file's entries that have weights): paired
+    in order."""
+    return ([l for l in model.layers if l.params],
+            [l for l in meta["layers"] if l.get("weights")])
+
+
 def _restore_frozen_weights(model, meta):
     """A weight frozen on its own (param.trainable = False in a trainable layer) stays so;
     the layer's own flag comes back with its config."""
-    saved = [l for l in meta["layers"] if l.get("weights")]
-    for layer, entry in zip([l for l in model.layers if l.params], saved):
+    for layer, entry in zip(*_layers_with_weights(model, meta)):
         for p, w in zip(layer.params, entry["weights"]):
             if w.get("trainable") is False and p.trainable:
                 p.trainable = False
@@ -359,8 +365,7 @@ def _restore_frozen_weights(model, meta):
 def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_depth=2):
     """Checks every saved weight against the model, then assigns them all (or raises).
     user_depth: how many frames above this one the user's call is, for warnings."""
-    saved = [l for l in meta["layers"] if l.get("weights")]
-    ours = [l for l in model.layers if l.params]
+    ours, saved = _layers_with_weights(model, meta)
     if len(saved) != len(ours) and not skip_mismatch:
         raise ValueError(f"{filepath!r} holds weights for {len(saved)} layers, the model has "
                          f"{len(ours)} layers with weights")

@@ -159,7 +159,7 @@ class _BaseMLP(BaseEstimator):
     def _warm_restart(self, sizes, batch_size):
         """A warm_start fit keeps the weights and, as scikit-learn, takes the current solver,
         learning rate and alpha (a new optimizer, the penalty for this batch size)."""
-        dense = [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+        dense = self._dense_layers()
         act = _ACTIVATIONS[self.activation]
         if [d.units for d in dense[:-1]] != sizes or any(d.activation.name != act
                                                          for d in dense[:-1]):
@@ -171,9 +171,8 @@ class _BaseMLP(BaseEstimator):
 
     def _set_penalty(self, batch_size):
         reg = self._regularizer(batch_size)
-        for layer in self.model_.layers:
-            if isinstance(layer, Dense):
-                layer.kernel_regularizer = reg
+        for layer in self._dense_layers():
+            layer.kernel_regularizer = reg
 
     def _first_pass(self, incremental):
         """Whether this fit starts a new network (scikit-learn: unless warm_start or
