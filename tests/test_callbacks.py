@@ -380,3 +380,126 @@ def test_model_checkpoint_refuses_an_unsavable_model_before_training(tmp_path):
                                                         save_weights_only=True,
                                                         monitor="loss")])
     assert (tmp_path / "w.npz").exists()
+
+
+# ---- Keras 3 conventions found by a migration pass ------------------------------------------
+def _classifier(metrics):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(4, activation="tanh"),
+                             pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=pynn.optimizers.SGD(0.01), loss="binary_crossentropy",
+                  metrics=metrics)
+    x, t = _data(40)
+    return model, x, (t > 0).astype(np.float32)
+
+
+class _KerasStyleScore(pynn.metrics.Metric):
+    """A user's metric with Keras' private direction attribute."""
+    _direction = "up"
+
+    def reset_state(self):
+        self.total = 0.0
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total += 1.0
+
+    def result(self):
+        return self.total
+
+
+@pytest.mark.parametrize("metric", [lambda: pynn.metrics.AUC(name="roc"),
+                                    lambda: pynn.metrics.Precision(name="prec"),
+                                    lambda: _KerasStyleScore(name="score")])
+def test_auto_mode_takes_a_renamed_metrics_own_direction(metric):
+    m = metric()
+    model, x, y = _classifier([m])
+    key = f"val_{m.name}"
+    rising = [0.5, 0.6, 0.7, 0.8, 0.9]
+    stop = EarlyStopping(monitor=key, patience=0)
+    model.fit(x, y, epochs=5, validation_split=0.25, verbose=0,
+              callbacks=[_script(rising, key), stop])
+    assert stop.stopped_epoch == 0 and len(model.history.epoch) == 5  # every epoch improved
+    assert stop.best == 0.9
+
+
+@pytest.mark.parametrize("make", [lambda k, d: EarlyStopping(monitor=k),
+                                  lambda k, d: ReduceLROnPlateau(monitor=k),
+                                  lambda k, d: ModelCheckpoint(str(d / "m.npz"), monitor=k,
+                                                               save_best_only=True)])
+def test_auto_mode_refuses_a_value_of_unknown_direction(make, tmp_path):
+    model, x, y = _classifier([])
+    with pytest.raises(ValueError, match="mode='min' or mode='max'"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[make("val_custom", tmp_path)])
+    assert not any(tmp_path.iterdir())
+
+
+def test_known_names_keep_their_direction_without_a_model():
+    assert EarlyStopping(monitor="val_accuracy")._monitor.maximize is True
+    assert EarlyStopping(monitor="val_mean_absolute_error")._monitor.maximize is False
+    assert EarlyStopping(monitor="my_loss", mode="max")._monitor.maximize is True
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_model_trainable_false_freezes_every_layer(engine):
+    model, x, y = _classifier([])
+    model.trainable = False
+    assert model.trainable is False and model.trainable_weights == []
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, verbose=0, engine=engine)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.trainable = True
+    assert model.trainable is True and len(model.trainable_weights) == 4
+    model.fit(x, y, epochs=1, verbose=0, engine=engine)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def _stopper(hook, when):
+    def stop(*args):
+        if hook == "on_train_begin" or args[0] == when:
+            stopper.model.stop_training = True
+    stopper = LambdaCallback(**{hook: stop})
+    return stopper
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("hook,epochs_run", [("on_train_begin", 1), ("on_epoch_begin", 2)])
+def test_stop_training_before_an_epoch_still_logs_whole_epochs(engine, hook, epochs_run):
+    # Keras reads stop_training after a batch: the epoch runs one batch and logs completely.
+    model, x, y = _classifier(["accuracy"])
+    steps = 3  # 30 training rows (validation takes 10), batch 10
+    h = model.fit(x, y, epochs=4, batch_size=10, validation_split=0.25, verbose=0,
+                  engine=engine, callbacks=[_stopper(hook, 1)])
+    assert h.epoch == list(range(epochs_run))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert len(h.history[key]) == epochs_run, key
+        assert np.all(np.isfinite(h.history[key]))
+    assert model.optimizer.iterations == (epochs_run - 1) * steps + 1
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_keras_older_batch_hook_names_run(engine):
+    seen = []
+
+    class Legacy(pynn.callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(("begin", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            seen.append(("end", batch, sorted(logs)))
+
+    lam = []
+    model, x, y = _classifier([])
+    model.fit(x, y, epochs=2, batch_size=10, verbose=0, engine=engine,
+              callbacks=[Legacy(), LambdaCallback(on_batch_end=lambda b, logs: lam.append(b))])
+    assert [s for s in seen if s[0] == "begin"] == [("begin", b) for b in range(4)] * 2
+    assert [s for s in seen if s[0] == "end"] == [("end", b, ["loss"]) for b in range(4)] * 2
+    assert lam == list(range(4)) * 2
+
+
+def test_on_train_end_gets_the_last_epochs_logs():
+    got = []
+    model, x, y = _classifier(["accuracy"])
+    h = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0,
+                  callbacks=[LambdaCallback(on_train_end=lambda logs: got.append(dict(logs)))])
+    assert set(got[0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert got[0]["val_loss"] == h.history["val_loss"][-1]

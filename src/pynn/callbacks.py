@@ -39,8 +39,17 @@ class Callback:
     def on_train_end(self, logs=None): pass
     def on_epoch_begin(self, epoch, logs=None): pass
     def on_epoch_end(self, epoch, logs=None): pass
-    def on_train_batch_begin(self, batch, logs=None): pass
-    def on_train_batch_end(self, batch, logs=None): pass
+    # Keras' older batch hook names: the train-batch hooks call them, so a callback written
+    # for either name runs.
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
     def on_predict_begin(self, logs=None): pass
@@ -142,13 +151,25 @@ def _check_mode(owner, mode):
     return mode
 
 
-def _higher_is_better(monitor, mode):
-    """'auto' reads the direction from the name: accuracy, AUC, precision, recall, F1 and R²
-    are maximised, everything else (losses, errors) minimised."""
+_LOWER_IS_BETTER = ("mse", "mae", "rmse", "mape", "msle")
+
+
+def _higher_is_better(monitor, mode, model=None):
+    """The direction of `monitor`: mode 'max'/'min', or for 'auto' (as Keras 3) the
+    compiled metric of that name's own direction, else the name: accuracy, AUC, precision,
+    recall, F1 and R² are maximised, losses and errors minimised; None when it cannot tell."""
     if mode != "auto":
         return mode == "max"
     name = monitor[4:] if monitor.startswith("val_") else monitor
-    return name in _HIGHER_IS_BETTER or name.endswith("accuracy")
+    for metric in getattr(model, "_metric_objects", None) or ():
+        direction = getattr(metric, "direction", None) or getattr(metric, "_direction", None)
+        if getattr(metric, "name", None) == name and direction in ("up", "down"):
+            return direction == "up"
+    if name in _HIGHER_IS_BETTER or name.endswith("accuracy"):
+        return True
+    if name in _LOWER_IS_BETTER or name.endswith(("loss", "error", "crossentropy")):
+        return False
+    return None
 
 
 def _check_count(owner, name, value):
@@ -180,8 +201,19 @@ class _Monitor:
     """Improvement test shared by the monitoring callbacks: better by more than min_delta."""
 
     def __init__(self, monitor, mode, min_delta):
-        self.maximize = _higher_is_better(monitor, mode)
+        self.monitor, self.mode = monitor, mode
+        self.maximize = _higher_is_better(monitor, mode)  # None: known once a model is bound
         self.min_delta = min_delta
+
+    def bind(self, owner, model):
+        """Resolves mode 'auto' with the model's compiled metrics; refuses a value whose
+        direction it cannot tell rather than guess (a maximised metric minimised would stop
+        training at its first improvement)."""
+        maximize = _higher_is_better(self.monitor, self.mode, model)
+        if maximize is None:
+            raise ValueError(f"{owner}: cannot tell whether {self.monitor!r} should be "
+                             f"minimised or maximised; pass mode='min' or mode='max'")
+        self.maximize = maximize
 
     def initial(self):
         return -math.inf if self.maximize else math.inf
@@ -242,6 +274,7 @@ class EarlyStopping(Callback):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
+        self._monitor.bind("EarlyStopping", self.model)
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -307,6 +340,8 @@ class ModelCheckpoint(Callback):
             from .saving import check_savable
 
             check_savable(self.model)  # now, not after the first epoch's training
+        if self.save_best_only:  # the only use of the direction
+            self._monitor.bind("ModelCheckpoint", self.model)
         if self.best is None:  # kept across fit calls, as Keras does
             self.best = (self.initial_value_threshold if self.initial_value_threshold
                          is not None else self._monitor.initial())
@@ -411,6 +446,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         _check_optimizer("ReduceLROnPlateau", self.model)  # a schedule: refused now, not later
+        self._monitor.bind("ReduceLROnPlateau", self.model)
         self._reset()
 
     def in_cooldown(self):

@@ -271,6 +271,7 @@ class Metric:
     also give each batch's own value to fit's per-batch logs."""
 
     default_name = "metric"
+    direction = None  # "up" or "down": which way is better (callbacks' mode="auto"), as Keras'
 
     def __init__(self, name=None, dtype=None):  # dtype: Keras' argument; values are floats
         self.name = name or self.default_name
@@ -329,8 +330,9 @@ class MeanMetricWrapper(Metric):
     """A per-sample mean metric (accuracy, MSE, a user function): the sample-weighted mean of
     fn over the batches, which equals fn on all of them for decomposable metrics."""
 
-    def __init__(self, fn, name=None):
+    def __init__(self, fn, name=None, direction=None):
         self.fn = fn
+        self.direction = direction
         super().__init__(name or getattr(fn, "__name__", "metric"))
 
     def reset_state(self):
@@ -374,6 +376,7 @@ class Precision(_ConfusionMetric):
     """Stateful precision over all batches seen since reset_state (macro over classes for
     several)."""
     default_name = "precision"
+    direction = "up"
     _score = staticmethod(_precision_from)
 
 
@@ -381,6 +384,7 @@ class Recall(_ConfusionMetric):
     """Stateful recall over all batches seen since reset_state (macro over classes for several)."""
 
     default_name = "recall"
+    direction = "up"
     _score = staticmethod(_recall_from)
 
 
@@ -389,6 +393,7 @@ class F1Score(_ConfusionMetric):
     pynn logs one number per metric, so it follows scikit-learn's average='macro')."""
 
     default_name = "f1_score"
+    direction = "up"
     _score = staticmethod(_f1_from)
 
 
@@ -397,6 +402,7 @@ class AUC(Metric):
     and labels, since an exact AUC needs the full ranking."""
 
     default_name = "auc"
+    direction = "up"
 
     def __init__(self, multilabel=False, name=None):
         self.multilabel = bool(multilabel)
@@ -432,6 +438,7 @@ class RootMeanSquaredError(Metric):
     """Stateful sqrt of the mean squared error over all elements seen."""
 
     default_name = "root_mean_squared_error"
+    direction = "down"
 
     def _batch_state(self, y_true, y_pred):
         y_true, y_pred = _regression_pair(self.name, y_true, y_pred)
@@ -448,6 +455,7 @@ class R2Score(Metric):
     """Stateful coefficient of determination (mean over output columns, as scikit-learn)."""
 
     default_name = "r2_score"
+    direction = "up"
 
     def _batch_state(self, y_true, y_pred):
         return _r2_stats(*_regression_pair(self.name, y_true, y_pred))
@@ -502,9 +510,10 @@ def get(identifier, loss_name, output_dim):
     if not isinstance(identifier, str):
         raise ValueError(f"cannot interpret {identifier!r} as a metric")
     if identifier in ("accuracy", "acc"):
-        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), identifier)
+        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), identifier, "up")
     if identifier in _FUNCTIONS:
-        return MeanMetricWrapper(_FUNCTIONS[identifier], identifier)
+        direction = "up" if identifier.endswith("accuracy") else "down"
+        return MeanMetricWrapper(_FUNCTIONS[identifier], identifier, direction)
     if identifier in _CLASSIFICATION:
         # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
         multilabel = loss_name == "binary_crossentropy" and output_dim > 1

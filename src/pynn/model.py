@@ -469,6 +469,7 @@ class Sequential:
         epoch_logs = metrics_mod.EpochLogs(self._metric_objects)
         self.stop_training = False
         self.history = history
+        train_logs = {}
         cbs.call("on_train_begin", {})
         with DeferredInterrupt() as interrupt:
             try:
@@ -478,7 +479,10 @@ class Sequential:
                     order = epoch_order(n, shuffle)
                     epoch_logs.reset()
                     step = 0
-                    while step < steps and not (self.stop_training or interrupt.requested):
+                    # As Keras: stop_training is seen after a batch, so every logged epoch
+                    # trained at least one (a flag set at epoch begin still runs one batch).
+                    while step < steps and not interrupt.requested and \
+                            not (step > 0 and self.stop_training):
                         if native is None or batch_hooks:
                             cbs.call("on_train_batch_begin", step, {})
                         # Callbacks may have frozen a layer (say) since the last chunk: only
@@ -508,11 +512,12 @@ class Sequential:
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
+                    train_logs = logs
                     if self.stop_training:
                         break
             finally:
                 progress.close()
-        cbs.call("on_train_end", {})
+        cbs.call("on_train_end", dict(train_logs))  # the last epoch's logs, as Keras
         if interrupt.requested:
             raise KeyboardInterrupt(
                 f"training interrupted after {self.optimizer.iterations} steps: the model "
@@ -701,6 +706,18 @@ class Sequential:
         return self.params
 
     @property
+    def trainable(self):
+        """False when every layer is frozen. Setting it sets every layer's `trainable`, as
+        Keras' `model.trainable = False` freezes the whole model (layers added later keep
+        their own flag)."""
+        return any(layer.trainable for layer in self._compute_layers) or not self._compute_layers
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:
+            layer.trainable = value
+
+    @property
     def trainable_weights(self):
         return self.trainable_params
 
@@ -856,7 +873,7 @@ def _unpickle_model(data, custom_objects, backend, metrics=None):
 
 def _overrides_batch_hooks(callback):
     """Whether a callback does anything per batch (a subclass method or a LambdaCallback hook)."""
-    for hook in ("on_train_batch_begin", "on_train_batch_end"):
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"):
         fn = getattr(callback, hook)
         if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
             return True
