@@ -3,6 +3,8 @@ identical on every backend, in a model (native engine and layer path)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,28 @@ def test_calling_the_model_in_training_mode():
     out = model(x, training=True)
     assert set(np.unique(out)) == {0.0, 2.0}
     assert 0.3 < (out == 0).mean() < 0.7
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_dropout_after_a_softmax_output_keeps_training_finite(rng, backend):
+    # A dropped-out probability row sums to 0: the loss took 0/0 and every weight became NaN.
+    x = rng.normal(size=(150, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(8, activation="relu"),
+                             pynn.Dense(2, activation="softmax"), pynn.Dropout(0.5, seed=2)])
+    model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        h = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(h.history["loss"]))
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_zero_probability_row_counts_as_clipped_with_no_gradient():
+    from pynn import losses
+    p = np.array([[0.0, 0.0], [0.25, 0.75]])
+    loss = losses.CategoricalCrossentropy()
+    total, grad = loss._sum_and_grad(pynn.get_backend("numpy"), p, np.array([[1.0, 0.0]] * 2), 1.0)
+    assert total == pytest.approx(-np.log(1e-7) - np.log(0.25))
+    np.testing.assert_array_equal(grad[0], 0.0)
+    assert np.all(np.isfinite(grad))

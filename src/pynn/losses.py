@@ -179,12 +179,15 @@ class CategoricalCrossentropy(Loss):
         # the clipped probabilities, Keras' formula; d/dp of -sum t log p is -t / p.
         xp = backend.xp
         eps = 1e-7
-        p = y_pred / y_pred.sum(axis=-1, keepdims=True)
+        # A row of zeros (a Dropout after the softmax dropped all of it) counts as clipped
+        # probabilities, -log(eps) with no gradient, instead of 0/0 poisoning the weights.
+        s = y_pred.sum(axis=-1, keepdims=True)
+        s = xp.where(s > 0, s, 1)
+        p = y_pred / s
         pc = xp.clip(p, eps, 1 - eps)
         onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
         w = 1.0 if sample_weight is None else sample_weight[:, None]
         total = float(-(w * onehot * xp.log(pc)).sum())
-        s = y_pred.sum(axis=-1, keepdims=True)
         inside = (p > eps) & (p < 1 - eps)
         dp = xp.where(inside, -w * onehot / pc, 0)
         grad = (dp - (dp * p).sum(axis=-1, keepdims=True)) / s  # through the normalisation
