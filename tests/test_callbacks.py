@@ -503,3 +503,28 @@ def test_on_train_end_gets_the_last_epochs_logs():
                   callbacks=[LambdaCallback(on_train_end=lambda logs: got.append(dict(logs)))])
     assert set(got[0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert got[0]["val_loss"] == h.history["val_loss"][-1]
+
+
+@pytest.mark.parametrize("suffix,magic", [(".svg", b"<?xml"), (".pdf", b"%PDF"),
+                                          ("", b"\x89PNG")])
+def test_history_plot_writes_the_format_its_suffix_names(tmp_path, suffix, magic):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    x, y = _data()
+    h = _model().fit(x, y, epochs=2, verbose=0)
+    path = tmp_path / f"history{suffix}"
+    h.plot(path)
+    assert path.read_bytes()[:len(magic)] == magic  # PNG bytes went into every file
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no ".png" appended
+    with pytest.raises(ValueError, match="not supported"):
+        h.plot(tmp_path / "history.unknownformat")
+
+
+def test_history_plot_puts_validation_points_at_their_epochs():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    x, y = _data()
+    h = _model().fit(x, y, epochs=5, verbose=0, validation_split=0.25, validation_freq=2)
+    lines = {line.get_label(): line for line in h.plot().axes[0].get_lines()}
+    assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
+    assert list(lines["validation"].get_xdata()) == [2, 4]

@@ -63,22 +63,32 @@ class History(Callback):
         super().__init__()
         self.history = {}
         self.epoch = []
+        self._key_epochs = {}  # key -> the epochs its values belong to (validation_freq)
 
     def on_train_begin(self, logs=None):
         self.epoch = []
         self.history = {}
+        self._key_epochs = {}
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+            self._key_epochs.setdefault(k, []).append(epoch)
+
+    def _epochs_of(self, key):
+        epochs = getattr(self, "_key_epochs", {}).get(key)  # a History filled by hand has none
+        if epochs is None or len(epochs) != len(self.history[key]):
+            epochs = self.epoch[-len(self.history[key]):]
+        return epochs
 
     def __repr__(self):
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 
     def plot(self, path=None):
         """One panel per quantity (loss first, then each metric), training and validation
-        curves together; saves a PNG to `path` when given. Returns the matplotlib Figure.
+        curves together; saves it to `path` when given, in the format its suffix names (PNG
+        without one). Returns the matplotlib Figure.
 
         Builds a bare Figure (no pyplot): works without a display and leaves no global state;
         Jupyter still shows the returned figure."""
@@ -107,7 +117,7 @@ class History(Callback):
             for key, label in ((base, "train"), (f"val_{base}", "validation")):
                 values = self.history.get(key)
                 if values is not None:
-                    epochs = [e + 1 for e in self.epoch][-len(values):]
+                    epochs = [e + 1 for e in self._epochs_of(key)]
                     ax.plot(epochs, values, marker="o" if len(values) < 30 else None,
                             label=label)
             ax.set_title(base)
@@ -115,7 +125,10 @@ class History(Callback):
             ax.grid(alpha=0.3)
             ax.legend()
         if path is not None:
-            fig.savefig(os.fspath(path), format="png", dpi=100)
+            # The suffix names the format (.png, .svg, .pdf, ...; matplotlib refuses unknown
+            # ones); no suffix is a PNG written to exactly that path.
+            path = os.fspath(path)
+            fig.savefig(path, format=None if os.path.splitext(path)[1] else "png", dpi=100)
         return fig
 
 
