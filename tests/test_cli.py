@@ -287,3 +287,20 @@ def test_out_checks_a_pipe_itself_not_its_folder(tmp_path, monkeypatch):
     writable.clear()
     with pytest.raises(tabular.UsageError, match="pipe' is not writable"):
         tabular.check_output_path(tmp_path / "pipe")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--out", "{tmp}/missing/d.npz"], "does not exist"),
+    (["--out", "{tmp}"], "is a directory"),
+    (["--backend", "bogus"], "unknown backend 'bogus'"),
+])
+def test_demo_errors_exit_2_before_training(tmp_path, args, message):
+    result = run_cli("demo", "--epochs", 1, *[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "Epoch" not in result.stdout  # refused before any training
+
+
+def test_demo_epochs_must_be_a_non_negative_integer():
+    result = run_cli("demo", "--epochs", -1)
+    assert result.returncode == 2 and "an integer >= 0" in result.stderr

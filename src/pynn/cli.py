@@ -63,10 +63,10 @@ def main(argv=None) -> int:
     p_info = sub.add_parser("info", help="version, backends, CPU ISA, threads, GPU")
     p_info.add_argument("--json", action="store_true", help="print as JSON")
     p_demo = sub.add_parser("demo", help="train an MLP on scikit-learn's digits, save, reload")
-    p_demo.add_argument("--epochs", type=int, default=40)
+    p_demo.add_argument("--epochs", type=_non_negative, default=40, help="default 40")
     p_demo.add_argument("--backend", default=None, help="cpu, numpy, cuda or cupy")
     p_demo.add_argument("--out", default="pynn_digits.npz", help="where to save the weights")
-    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--seed", type=_non_negative, default=0)
     p_train = sub.add_parser("train", help="train an MLP on a CSV or .npz file and save it",
                              description=_TRAIN_HELP,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,13 +102,21 @@ def main(argv=None) -> int:
 
         print(json.dumps(info(), indent=2, default=str) if args.json else format_info())
         return 0
-    if args.command == "demo":
-        from .demo import run_demo
-
-        return run_demo(epochs=args.epochs, backend=args.backend, out=args.out, seed=args.seed)
     from . import tabular
 
     try:
+        if args.command == "demo":
+            from . import backend
+            from .demo import run_demo
+
+            tabular.check_output_path(args.out)  # before training, as `train` does
+            if args.backend is not None:
+                try:
+                    backend.get_backend(args.backend)
+                except (ValueError, RuntimeError) as exc:  # unknown, or no GPU / CuPy here
+                    raise tabular.UsageError(f"--backend: {exc}") from None
+            return run_demo(epochs=args.epochs, backend=args.backend, out=args.out,
+                            seed=args.seed)
         if args.command == "train":
             if not 0 < args.learning_rate < float("inf"):
                 raise tabular.UsageError(f"--learning-rate must be a finite number > 0, got "
