@@ -95,3 +95,24 @@ def test_multi_axis_samples_declare_their_output_shape(tmp_path, rng, batch):
     assert got.shape == (batch, 3, 4)
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-6, atol=1e-6)
     onnx.checker.check_model(onnx.shape_inference.infer_shapes(proto), full_check=True)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("activation", [a for a in pynn.activations.NAMES if a != "gelu"])
+def test_older_opsets_for_models_without_gelu(tmp_path, rng, opset, activation):
+    pynn.set_seed(2)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(8, activation=activation),
+                             pynn.BatchNormalization(), pynn.Dense(3, activation="softmax")])
+    x = rng.normal(size=(11, 6)).astype(np.float32)
+    pynn_onnx.export(model, tmp_path / "m.onnx", opset=opset)
+    assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == opset
+    assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-5
+
+
+@pytest.mark.parametrize("opset,match", [(19, "uses gelu"), (12, ">= 13"), (13.0, ">= 13"),
+                                         ("20", ">= 13")])
+def test_opset_too_old_for_the_model_is_refused(tmp_path, opset, match):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="gelu")])
+    with pytest.raises(ValueError, match=match):
+        pynn_onnx.export(model, tmp_path / "g.onnx", opset=opset)
+    assert not (tmp_path / "g.onnx").exists()

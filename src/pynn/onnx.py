@@ -63,8 +63,9 @@ def export(model, filepath, opset=20):
 
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
-    if opset < 20:
-        raise ValueError(f"opset must be >= 20 (Gelu with the tanh approximation), got {opset}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"opset must be an integer >= 13 (Softmax over the last axis), got "
+                         f"{opset!r}")
     nodes, inits = [], []
     current = "input"
     dtype = np.dtype(model._dtype)  # what predict computes in
@@ -115,6 +116,9 @@ def export(model, filepath, opset=20):
         else:
             raise ValueError(f"layer {name!r} ({type(layer).__name__}) has no ONNX equivalent "
                              f"in pynn's exporter")
+    if opset < 20 and any(node.op_type == "Gelu" for node in nodes):
+        raise ValueError(f"the model uses gelu, whose ONNX operator (Gelu with the tanh "
+                         f"approximation) needs opset >= 20, got opset {opset}")
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, model.name,
