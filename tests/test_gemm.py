@@ -360,6 +360,17 @@ def test_num_threads_environment():
     out = subprocess.run([sys.executable, "-c", "import pynn._C as C; print(C.num_threads())"],
                          capture_output=True, text=True, env={**os.environ, "PYNN_NUM_THREADS": "3"})
     assert out.stdout.strip() == "3", out.stderr
+    assert out.stderr == ""
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-1", "1025", "2x", ""])
+def test_num_threads_environment_typo_is_reported(bad):
+    code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYNN_NUM_THREADS": bad})
+    threads, cpus = out.stdout.split()
+    assert threads == cpus  # the default, not the typo
+    assert f"PYNN_NUM_THREADS={bad} ignored" in out.stderr
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -414,3 +414,14 @@ def test_assigned_activations_and_metric_names_are_checked():
         model.compile(optimizer="sgd", loss="mse", metrics=[NoSuper()])
     with pytest.raises(ValueError, match="two metrics are named 'mae'"):
         model.compile(optimizer="sgd", loss="mse", metrics=["mae", "mae"])
+
+
+def test_a_bare_number_is_a_one_axis_shape():
+    # Input(3) took it; input_shape=3 and build(5) failed with "'int' object is not iterable".
+    a = pynn.Sequential([pynn.Dense(4, input_shape=3), pynn.Dense(1)])
+    assert a.input_shape == (3,) and a.built
+    b = pynn.Sequential([pynn.Dense(2)])
+    b.build(5)
+    assert b.input_shape == (5,) and b.layers[0].kernel.shape == (5, 2)
+    with pytest.raises(ValueError):
+        pynn.Sequential([pynn.Dense(2)]).build((None, None))

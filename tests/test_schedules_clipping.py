@@ -169,3 +169,20 @@ def test_schedule_survives_save_and_load(tmp_path):
     assert isinstance(loaded.optimizer._schedule, schedules.CosineDecay)
     assert loaded.optimizer.clipnorm == 2.0
     assert loaded.optimizer.learning_rate == model.optimizer.learning_rate
+
+
+def test_piecewise_constant_zero_pauses_training_and_bad_pieces_are_named():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    p = schedules.PiecewiseConstantDecay([1], [0.1, 0.0])  # lr 0 is valid (SGD(0.0) is)
+    model.compile(optimizer=pynn.optimizers.SGD(p), loss="mse")
+    x = np.random.default_rng().normal(size=(8, 2)).astype(np.float32)
+    model.fit(x, x[:, :1], batch_size=4, epochs=1, verbose=0)  # steps 0, 1 (<= 1) at 0.1
+    after = model.get_weights()
+    model.fit(x, x[:, :1], batch_size=4, epochs=2, verbose=0)  # steps 2.. at 0
+    for a, b in zip(after, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="boundaries must not decrease"):
+        schedules.PiecewiseConstantDecay([5, 3], [1.0, 0.5, 0.1])
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="values must be finite and >= 0"):
+            schedules.PiecewiseConstantDecay([5], [1.0, bad])

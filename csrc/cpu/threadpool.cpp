@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -194,6 +195,10 @@ int default_threads() {
         char* end = nullptr;
         const long n = std::strtol(env, &end, 10);
         if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+        // Said once (the pool sizes itself once), as PYNN_GEMM_BLOCKING does: a typo must not
+        // pass for a setting.
+        std::fprintf(stderr, "pynn: PYNN_NUM_THREADS=%s ignored: expected an integer from 1 "
+                     "to 1024; using one thread per available CPU\n", env);
     }
     cpu_set_t set;
     CPU_ZERO(&set);

@@ -9,6 +9,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 import weakref
@@ -114,7 +115,9 @@ class Sequential:
     def build(self, input_shape):
         """Create the weights for inputs of `input_shape`, which starts with the batch axis
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
-        (features,) is the sample shape."""
+        (features,) or a bare number is the sample shape."""
+        if isinstance(input_shape, numbers.Integral):
+            input_shape = (input_shape,)
         shape = tuple(input_shape)
         if len(shape) >= 2:
             shape = shape[1:]  # the batch axis, None or a number

@@ -47,8 +47,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         if len(values) != len(boundaries) + 1:
             raise ValueError(f"PiecewiseConstantDecay needs len(values) == len(boundaries) + 1, "
                              f"got {len(values)} values for {len(boundaries)} boundaries")
-        if sorted(boundaries) != boundaries or any(v <= 0 for v in values):
-            raise ValueError("boundaries must increase and values must be > 0")
+        if any(b > c for b, c in zip(boundaries, boundaries[1:])):
+            raise ValueError(f"PiecewiseConstantDecay: boundaries must not decrease, got "
+                             f"{boundaries}")
+        if any(not 0 <= v < math.inf for v in values):  # 0 pauses training, as lr=0 does
+            raise ValueError(f"PiecewiseConstantDecay: values must be finite and >= 0, got "
+                             f"{values}")
         self.boundaries, self.values = boundaries, values
 
     def __call__(self, step):

@@ -8,6 +8,8 @@ Sequential.build takes Keras' shape, batch axis first.
 
 from __future__ import annotations
 
+import numbers
+
 import itertools
 import re
 from collections import defaultdict
@@ -105,6 +107,8 @@ class Layer:
         self._trainable = bool(trainable)
         if input_dim is not None:
             input_shape = (int(input_dim),)
+        if isinstance(input_shape, numbers.Integral):  # input_shape=3, as Input(3) takes
+            input_shape = (input_shape,)
         self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
         self.built = False
         self.backend = None
