@@ -528,3 +528,18 @@ def test_history_plot_puts_validation_points_at_their_epochs():
     lines = {line.get_label(): line for line in h.plot().axes[0].get_lines()}
     assert list(lines["train"].get_xdata()) == [1, 2, 3, 4, 5]
     assert list(lines["validation"].get_xdata()) == [2, 4]
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_batch_logs_are_the_epochs_means_so_far(engine):
+    # Keras 3: batch logs aggregate the epoch up to that batch; the last equals the epoch's.
+    seen = []
+    model, x, y = _classifier(["accuracy", "auc"])
+    h = model.fit(x, y, epochs=2, batch_size=7, verbose=0, engine=engine, callbacks=[
+        LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(dict(logs)))])
+    steps = -(-len(x) // 7)
+    assert len(seen) == 2 * steps
+    for epoch in range(2):
+        last = seen[(epoch + 1) * steps - 1]
+        for key in ("loss", "accuracy", "auc"):
+            assert last[key] == pytest.approx(h.history[key][epoch], rel=1e-6), key

@@ -504,7 +504,10 @@ class Sequential:
                         for s, batch_logs in batches:
                             progress.batch_end(s, epoch_logs)
                             if native is None or batch_hooks:
-                                cbs.call("on_train_batch_end", s, batch_logs)
+                                # As Keras: the epoch's means so far (chunks are one batch
+                                # when a callback listens), not the batch's own values.
+                                cbs.call("on_train_batch_end", s,
+                                         dict(epoch_logs) if batch_hooks else batch_logs)
                         step = last
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
