@@ -208,3 +208,16 @@ def test_standalone_losses_take_1d_arrays_as_keras():
         losses.SparseCategoricalCrossentropy()([1], [0.1, 0.8, 0.1])
     with pytest.raises(ValueError, match="targets have shape"):
         losses.MeanSquaredError()(np.zeros(4), p)  # lengths differ: never broadcast
+
+
+def test_keras_style_containers_as_x_are_named(rng):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1))
+    with pytest.raises(ValueError, match=r"not a rectangular array .*fit\(x, y\)"):
+        model.fit((x, y), epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="generator; pynn takes arrays"):
+        model.fit((row for row in x), y, epochs=1, verbose=0)
+    with pytest.raises(TypeError, match="dict; pynn takes arrays"):
+        model.predict({"input": x})
+    assert model.predict([list(r) for r in x]).shape == (8, 1)  # nested lists still work

@@ -413,6 +413,26 @@ def test_public_ops_gemm(rng):
         pynn.ops.gemm(a, b, trans_b=True, bias=np.zeros(3))
 
 
+def test_public_ops_gemm_keeps_float64_in_a_float64_session(rng):
+    a, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 3))
+    previous_backend, previous_floatx = pynn.get_backend().name, pynn.floatx()
+    try:
+        pynn.set_backend("cpu")
+        assert pynn.ops.gemm(a, b).dtype == np.float32  # the fast kernels' type by default
+        pynn.set_floatx("float64")
+        got = pynn.ops.gemm(a, b, bias=np.ones(3), activation="tanh")
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, np.tanh(a @ b + 1), rtol=1e-12)  # not float32's 1e-7
+        out = np.zeros((6, 3))
+        pynn.ops.gemm(a, b, out=out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12)
+        with pytest.raises(TypeError, match="out must be an array, got list"):
+            pynn.ops.gemm(a, b, out=[[0.0] * 3] * 6)
+    finally:
+        pynn.set_floatx(previous_floatx)
+        pynn.set_backend(previous_backend)
+
+
 def test_relu_epilogue_propagates_nan(isa):
     """NaN must survive ReLU (as in numpy), or NaN weights would hide behind it."""
     a = np.ones((7, 5), np.float32)

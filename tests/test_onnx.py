@@ -116,3 +116,9 @@ def test_opset_too_old_for_the_model_is_refused(tmp_path, opset, match):
     with pytest.raises(ValueError, match=match):
         pynn_onnx.export(model, tmp_path / "g.onnx", opset=opset)
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_arguments_swapped_are_named(tmp_path):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    with pytest.raises(TypeError, match="first argument must be a pynn model, got PosixPath"):
+        pynn_onnx.export(tmp_path / "m.onnx", model)

@@ -26,7 +26,14 @@ def host_array(x):
 def _numeric(x, name):
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
-    arr = host_array(x)
+    if isinstance(x, dict) or (hasattr(x, "__next__") and not hasattr(x, "__array__")):
+        raise TypeError(f"{name} is a {type(x).__name__}; pynn takes arrays (x, y), not "
+                        f"dicts, generators or datasets")
+    try:
+        arr = host_array(x)
+    except ValueError as exc:  # ragged nesting, such as a Keras-style (x, y) tuple as x
+        raise ValueError(f"{name} is not a rectangular array ({exc}); pass the samples as "
+                         f"one array, and targets separately: fit(x, y)") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):

@@ -61,6 +61,9 @@ def export(model, filepath, opset=20):
 
     from .saving import atomic_write
 
+    if not hasattr(model, "layers") or not hasattr(model, "built"):
+        raise TypeError(f"export(model, filepath): the first argument must be a pynn model, "
+                        f"got {type(model).__name__}")
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:

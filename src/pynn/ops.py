@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as act_mod
+from . import config
 from .backend import get_backend
 
 
@@ -14,6 +15,10 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
 
     op(x) is x.T when trans_x. bias has length op(b).shape[1]. With out= the result is written
     there (and beta may be non-zero); otherwise a new array is returned.
+
+    Computes in float32, or in float64 when an operand is float64 on the numpy backend or
+    under pynn.set_floatx("float64") (the cpu backend's kernels are float32: float64
+    operands are converted for them unless the session is float64).
     """
     backend = get_backend()
     spec = act_mod.get(activation)
@@ -30,6 +35,8 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
     if out is not None:
+        if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+            raise TypeError(f"gemm: out must be an array, got {type(out).__name__}")
         if tuple(out.shape) != (m, n):
             raise ValueError(f"gemm: out must have shape ({m}, {n}), got {tuple(out.shape)}")
         if out.dtype != a_arr.dtype:
@@ -53,6 +60,6 @@ def _matrix(backend, x, name):
         else np.asarray(x, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
-    if arr.dtype == np.float64 and backend.name == "cpu":
+    if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":
         arr = arr.astype(np.float32)
     return backend.asarray(arr, arr.dtype) if not arr.flags.c_contiguous else arr

@@ -16,7 +16,8 @@ def get_class(name, custom_objects=None):
     if custom_objects and name in custom_objects:
         return custom_objects[name]
     if name not in _REGISTRY:
-        raise ValueError(f"unknown layer class {name!r}; known: {', '.join(_REGISTRY)}")
+        raise ValueError(f"unknown layer class {name!r}; known: {', '.join(_REGISTRY)}; a "
+                         f"custom layer needs custom_objects={{{name!r}: {name}}}")
     return _REGISTRY[name]
 
 
