@@ -249,6 +249,10 @@ def test_pickle_round_trip_predicts_the_same(iris):
     ({"batch_size": 0}, "batch_size"),
     ({"max_iter": 0}, "max_iter"),
     ({"alpha": -1.0}, "alpha"),
+    ({"learning_rate": "optimal"}, "learning_rate must be"),
+    ({"solver": "sgd", "learning_rate": "invscaling"}, "constant learning rate only"),
+    ({"power_t": -1}, "power_t"),
+    ({"max_fun": 0}, "max_fun"),
 ])
 def test_bad_parameters_are_named_at_fit(iris, params, match):
     x, y = iris
@@ -324,3 +328,15 @@ def test_partial_fit_takes_the_current_alpha_and_checks_multilabel_classes(iris)
     labels = np.column_stack([y == 0, y == 1, y == 2]).astype(int)
     with pytest.raises(ValueError, match="a multi-label y with 3 columns has classes"):
         MLPClassifier(hidden_layer_sizes=(4,)).partial_fit(x, labels, classes=[0, 1])
+
+
+def test_scikit_learns_whole_parameter_list_is_accepted(iris):
+    # Parameters copied from a scikit-learn MLPClassifier (its defaults) construct and fit.
+    sk = pytest.importorskip("sklearn.neural_network").MLPClassifier()
+    params = {k: v for k, v in sk.get_params().items()}
+    assert set(params) == set(MLPClassifier().get_params())
+    params.update(hidden_layer_sizes=(8,), max_iter=3, learning_rate="adaptive")  # adam: unused
+    x, y = iris
+    with pytest.warns(ConvergenceWarning):
+        clf = MLPClassifier(**params).fit(x, y)
+    assert clf.predict(x).shape == y.shape

@@ -24,7 +24,9 @@ Differences from scikit-learn's own MLPs, by design:
   all max_iter epochs without stopping warns with ConvergenceWarning, as scikit-learn does.
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
 * solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'; the learning rate
-  is constant (no learning_rate='invscaling'/'adaptive').
+  is constant: learning_rate='invscaling'/'adaptive' is refused for sgd (ignored by adam, as
+  in scikit-learn); power_t and max_fun are accepted and checked but unused (they serve
+  only 'invscaling' and 'lbfgs').
 * sample_weight weighs each sample's loss, as in scikit-learn >= 1.7 (only the ratios count:
   the weights are scaled to mean 1); with mini-batches that is not the same as repeating
   samples (neither is it in scikit-learn).
@@ -62,17 +64,19 @@ class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: checking parameters, building, training."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9,
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -87,6 +91,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
 
     # ---- checks (in fit, never in __init__: scikit-learn's convention) ----------------------
     def _check_params(self):
@@ -111,6 +116,16 @@ class _BaseMLP(BaseEstimator):
             value = getattr(self, name)
             if not _is_real(value) or not value >= low:
                 raise ValueError(f"{name} must be a number >= {low}, got {value!r}")
+        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
+            raise ValueError(f"learning_rate must be 'constant', 'invscaling' or 'adaptive', "
+                             f"got {self.learning_rate!r}")
+        if self.solver == "sgd" and self.learning_rate != "constant":  # adam ignores it
+            raise ValueError(f"learning_rate={self.learning_rate!r}: pynn's sgd solver has a "
+                             f"constant learning rate only")
+        if not _is_real(self.power_t) or not self.power_t >= 0:
+            raise ValueError(f"power_t must be a number >= 0, got {self.power_t!r}")
+        if not _is_int(self.max_fun) or self.max_fun < 1:
+            raise ValueError(f"max_fun must be a positive integer, got {self.max_fun!r}")
         if not _is_real(self.learning_rate_init) or not self.learning_rate_init > 0:
             raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
         for name in ("max_iter", "n_iter_no_change"):
