@@ -268,7 +268,7 @@ class Metric:
     equals precision(concat(y1, y2), concat(p1, p2)). A user's subclass defines
     reset_state, update_state and result, as in Keras; pynn's own define `_batch_state` (the
     sufficient statistics of one batch), `_merge` and `_score` (the value of a state), which
-    also give each batch's own value to fit's per-batch logs."""
+    also give each batch's own value."""
 
     default_name = "metric"
     direction = None  # "up" or "down": which way is better (callbacks' mode="auto"), as Keras'
@@ -294,7 +294,7 @@ class Metric:
         return self.result()
 
     def _update(self, y_true, y_pred):
-        """Adds a batch; returns the metric of that batch alone (fit's per-batch logs), or
+        """Adds a batch; returns the metric of that batch alone, or
         for a Keras-style subclass its result so far (as Keras' batch logs show)."""
         if type(self).update_state is not Metric.update_state:
             self.update_state(y_true, y_pred)

@@ -486,7 +486,7 @@ class Sequential:
                     # trained at least one (a flag set at epoch begin still runs one batch).
                     while step < steps and not interrupt.requested and \
                             not (step > 0 and self.stop_training):
-                        if native is None or batch_hooks:
+                        if batch_hooks:
                             cbs.call("on_train_batch_begin", step, {})
                         # Callbacks may have frozen a layer (say) since the last chunk: only
                         # epoch hooks run between chunks unless batch hooks were given.
@@ -501,13 +501,12 @@ class Sequential:
                             last = step + 1
                             batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
                                                         epoch_logs)
-                        for s, batch_logs in batches:
+                        for s, _ in batches:
                             progress.batch_end(s, epoch_logs)
-                            if native is None or batch_hooks:
+                            if batch_hooks:  # else no callback does anything per batch
                                 # As Keras: the epoch's means so far (chunks are one batch
                                 # when a callback listens), not the batch's own values.
-                                cbs.call("on_train_batch_end", s,
-                                         dict(epoch_logs) if batch_hooks else batch_logs)
+                                cbs.call("on_train_batch_end", s, dict(epoch_logs))
                         step = last
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged

@@ -8,9 +8,8 @@ Sequential.build takes Keras' shape, batch axis first.
 
 from __future__ import annotations
 
-import numbers
-
 import itertools
+import numbers
 import re
 from collections import defaultdict
 
