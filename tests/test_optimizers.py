@@ -246,3 +246,27 @@ def test_a_refused_recompile_keeps_the_optimizer_owned():
     assert a.optimizer is opt1
     with pytest.raises(ValueError, match="already trains another model"):
         pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(optimizer=opt1, loss="mse")
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_adam_weight_decay_is_adamw_as_in_keras_3(engine):
+    rng = np.random.default_rng()
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = x @ rng.normal(size=(3, 2)).astype(np.float32)
+    trained = []
+    for opt in (pynn.optimizers.Adam(0.01, weight_decay=0.05),
+                pynn.optimizers.AdamW(0.01, weight_decay=0.05), pynn.optimizers.Adam(0.01)):
+        pynn.set_seed(7)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="tanh"),
+                                 pynn.Dense(2)])
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, epochs=3, batch_size=8, verbose=0, engine=engine, shuffle=False)
+        trained.append(model.get_weights())
+    for a, b in zip(trained[0], trained[1]):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(trained[0], trained[2]))
+    assert pynn.optimizers.Adam().get_config().get("weight_decay") is None
+    restored = pynn.optimizers.Adam(**pynn.optimizers.Adam(weight_decay=0.05).get_config())
+    assert restored.weight_decay == 0.05
+    with pytest.raises(ValueError, match="weight_decay"):
+        pynn.optimizers.Adam(weight_decay=-1)

@@ -173,15 +173,21 @@ class Adam(Optimizer):
     slots = ("m", "v")
     weight_decay = 0.0
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.beta_1 = _check_fraction("beta_1", beta_1)
         self.beta_2 = _check_fraction("beta_2", beta_2)
         self.epsilon = _check_positive("epsilon", epsilon)
+        if weight_decay is not None:  # Keras 3's Adam(weight_decay=): decoupled, as AdamW
+            self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+        config = {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                  "epsilon": self.epsilon}
+        if self.weight_decay:
+            config["weight_decay"] = self.weight_decay
+        return config
 
     def _update(self, b, w, g, s, lr):
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
@@ -193,8 +199,7 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
-        self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}
