@@ -445,3 +445,32 @@ def test_pickling_a_model_compiled_with_metric_objects(rng):
         assert twin.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
     assert [type(m) for m in model._metric_specs[1:]] == [pynn.metrics.Precision,
                                                          pynn.metrics.AUC]
+
+
+def test_pynn_metric_objects_are_saved_with_the_model(tmp_path, rng):
+    # ModelCheckpoint saves whole models by default: it failed for any metric object.
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="sigmoid")])
+    specs = [pynn.metrics.AUC(name="roc", multilabel=True), "accuracy",
+             pynn.metrics.Precision(threshold=0.3, name="p3"), pynn.metrics.R2Score()]
+    model.compile("adam", "binary_crossentropy", metrics=specs)
+    y2 = np.stack([y, 1 - y], axis=1)
+    model.fit(x, y2, epochs=1, verbose=0, callbacks=[
+        pynn.callbacks.ModelCheckpoint(str(tmp_path / "best.npz"), monitor="loss",
+                                       save_best_only=True)])
+    loaded = pynn.load_model(tmp_path / "best.npz")
+    assert loaded.metrics_names == model.metrics_names == ["loss", "roc", "accuracy", "p3",
+                                                           "r2_score"]
+    restored = loaded._metric_specs
+    assert restored[2].threshold == 0.3 and restored[0].multilabel is True
+    assert restored[0] is not specs[0]  # a new object, not the caller's
+    np.testing.assert_allclose(loaded.evaluate(x, y2, verbose=0),
+                               model.evaluate(x, y2, verbose=0), rtol=1e-6)
+
+    class Mine(pynn.metrics.AUC):
+        pass
+    model.compile("adam", "binary_crossentropy", metrics=[Mine()])
+    with pytest.raises(ValueError, match="cannot save metric"):
+        model.save(tmp_path / "mine.npz")
+    assert not (tmp_path / "mine.npz").exists()

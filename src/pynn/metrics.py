@@ -524,6 +524,31 @@ def get(identifier, loss_name, output_dim):
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
+_SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
+                                            RootMeanSquaredError, R2Score)}
+
+
+def serialize(metric):
+    """A compile() metric as saved in a model file: its name, or for pynn's own metric
+    classes {"class_name", "config"}; None for what a file cannot rebuild (functions, user
+    subclasses)."""
+    if isinstance(metric, str):
+        return metric
+    if type(metric).__name__ in _SAVABLE and type(metric) is _SAVABLE[type(metric).__name__]:
+        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    return None
+
+
+def deserialize(spec):
+    """The compile() metric a model file saved (see serialize)."""
+    if isinstance(spec, str):
+        return spec
+    try:
+        return _SAVABLE[spec["class_name"]](**spec["config"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"a saved metric is invalid: {spec!r} ({exc!r})") from None
+
+
 def resolve(identifier, loss_name, output_dim):
     """(name for logs, function or Metric) for a compile() metric (kept for older callers;
     the function is what the native engine recognises)."""

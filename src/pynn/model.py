@@ -805,7 +805,7 @@ class Sequential:
         if all(isinstance(m, str) for m in specs):
             return _unpickle_model, (model_to_bytes(self), custom or None, backend)
         # Metric objects and functions travel as pickle objects, not in the model file
-        # (which names metrics only).
+        # (which rebuilds only names and pynn's own metric classes, not user code).
         try:
             self._metric_specs = [m for m in specs if isinstance(m, str)]
             data = model_to_bytes(self)

@@ -150,11 +150,15 @@ def _write(filepath, arrays, meta):
 
 
 def _metric_names(model):
-    for m in model._metric_specs:
-        if not isinstance(m, str):
-            raise ValueError(f"cannot save metric {m!r}: only metrics given by name can be "
-                             f"saved; compile with names or save_weights instead")
-    return list(model._metric_specs)
+    from . import metrics
+
+    specs = [metrics.serialize(m) for m in model._metric_specs]
+    for m, spec in zip(model._metric_specs, specs):
+        if spec is None:
+            raise ValueError(f"cannot save metric {m!r}: only metrics given by name or as "
+                             f"pynn's own metric classes can be saved; compile with those or "
+                             f"save_weights instead")
+    return specs
 
 
 def check_savable(model):
@@ -215,7 +219,7 @@ def model_from_bytes(data, custom_objects=None):
 
 def load_model(filepath, custom_objects=None, compile=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state."""
-    from . import losses, optimizers
+    from . import losses, metrics, optimizers
     from .config import rng_untouched
     from .model import Sequential
 
@@ -234,7 +238,8 @@ def load_model(filepath, custom_objects=None, compile=True):
     settings = meta.get("compile")
     if compile and settings:
         model.compile(optimizer=optimizers.get(settings["optimizer"]),
-                      loss=losses.get(settings["loss"]), metrics=settings["metrics"] or None)
+                      loss=losses.get(settings["loss"]),
+                      metrics=[metrics.deserialize(m) for m in settings["metrics"]] or None)
         state = meta.get("optimizer_state", {})
         opt = model.optimizer
         params = model.params
