@@ -100,9 +100,10 @@ def test_early_stopping_on_a_real_metric_and_missing_key_warns():
     x, y = _data()
     es = EarlyStopping(monitor="loss", patience=0)
     model.fit(x, y, epochs=3, verbose=0, callbacks=[es])  # loss exists: no warning
-    with pytest.warns(RuntimeWarning, match="'val_loss'.*available keys: loss, mae"):
+    with pytest.warns(RuntimeWarning, match="'val_loss'.*available keys: loss, mae") as got:
         h = model.fit(x, y, epochs=2, verbose=0, callbacks=[EarlyStopping()])
     assert len(h.epoch) == 2  # no crash, no stop
+    assert {w.filename for w in got} == {__file__}  # points at the fit call, not at pynn
 
 
 @pytest.mark.parametrize("kwargs,match", [

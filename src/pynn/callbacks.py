@@ -199,13 +199,23 @@ def _check_number(owner, name, value, low=None):
     return float(value)
 
 
+def _user_stacklevel():
+    """warnings.warn's stacklevel, from the function calling this one, of the first frame
+    outside pynn: a callback's warning points at the user's fit() call, not at pynn."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _monitored(owner, monitor, logs):
     """logs[monitor] as a float, or None with a warning naming the keys the logs do have."""
     value = (logs or {}).get(monitor)
     if value is None:
         warnings.warn(f"{owner} is conditioned on {monitor!r}, which is not in the logs; "
                       f"available keys: {', '.join(sorted(logs or {})) or '(none)'}",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=_user_stacklevel())
         return None
     return float(value)
 
