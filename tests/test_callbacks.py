@@ -450,6 +450,9 @@ def test_model_trainable_false_freezes_every_layer(engine):
         np.testing.assert_array_equal(a, b)
     model.trainable = True
     assert model.trainable is True and len(model.trainable_weights) == 4
+    with_dropout = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3), pynn.Dropout(0.5)])
+    with_dropout.layers[1].trainable = False  # every layer with weights frozen by hand
+    assert with_dropout.trainable is False
     model.fit(x, y, epochs=1, verbose=0, engine=engine)
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
@@ -475,6 +478,43 @@ def test_stop_training_before_an_epoch_still_logs_whole_epochs(engine, hook, epo
         assert len(h.history[key]) == epochs_run, key
         assert np.all(np.isfinite(h.history[key]))
     assert model.optimizer.iterations == (epochs_run - 1) * steps + 1
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_stop_before_an_epoch_runs_one_batch_on_both_engines(engine):
+    # Without batch hooks the native engine runs chunks of ~steps/20 batches: a stop asked
+    # for at epoch begin must still run one batch only.
+    model, _, _ = _classifier([])
+    x = np.random.default_rng().normal(size=(600, 2)).astype(np.float32)
+    y = (x.sum(axis=1) > 0).astype(np.float32)
+    model.fit(x, y, epochs=3, batch_size=10, verbose=0, engine=engine,
+              callbacks=[_stopper("on_epoch_begin", 1)])
+    assert model.optimizer.iterations == 60 + 1
+
+
+def test_function_metric_may_state_its_direction():
+    def closeness(y_true, y_pred):
+        return float(-np.abs(y_true - y_pred).mean())
+    closeness.direction = "up"
+    model, x, y = _classifier([closeness])
+    stop = EarlyStopping(monitor="closeness", patience=0)
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[_script([1, 2, 3, 4], "closeness"), stop])
+    assert stop.stopped_epoch == 0 and stop.best == 4
+
+
+def test_costly_metrics_are_not_recomputed_over_the_epoch_every_batch(monkeypatch):
+    # An exact AUC so far sorts everything seen: once per batch made an epoch quadratic.
+    calls = []
+    original = pynn.metrics.AUC.result
+    monkeypatch.setattr(pynn.metrics.AUC, "result",
+                        lambda self: calls.append(1) or original(self))
+    model, x, y = _classifier(["auc"])
+    seen = []
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0, callbacks=[
+        pynn.callbacks.TerminateOnNaN(),
+        LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(logs["auc"]))])
+    assert len(seen) == 20 and all(0.0 <= v <= 1.0 or np.isnan(v) for v in seen)
+    assert len(calls) <= 4  # the epochs' ends, not 20 batches
 
 
 @pytest.mark.parametrize("engine", ["native", "layers"])
@@ -517,8 +557,9 @@ def test_history_plot_writes_the_format_its_suffix_names(tmp_path, suffix, magic
     h.plot(path)
     assert path.read_bytes()[:len(magic)] == magic  # PNG bytes went into every file
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no ".png" appended
-    with pytest.raises(ValueError, match="not supported"):
-        h.plot(tmp_path / "history.unknownformat")
+    other = tmp_path / "run_lr0.01"  # a dot, but no format: a PNG as named
+    h.plot(other)
+    assert other.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_history_plot_puts_validation_points_at_their_epochs():
@@ -535,12 +576,12 @@ def test_history_plot_puts_validation_points_at_their_epochs():
 def test_batch_logs_are_the_epochs_means_so_far(engine):
     # Keras 3: batch logs aggregate the epoch up to that batch; the last equals the epoch's.
     seen = []
-    model, x, y = _classifier(["accuracy", "auc"])
+    model, x, y = _classifier(["accuracy", "precision"])
     h = model.fit(x, y, epochs=2, batch_size=7, verbose=0, engine=engine, callbacks=[
         LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(dict(logs)))])
     steps = -(-len(x) // 7)
     assert len(seen) == 2 * steps
     for epoch in range(2):
         last = seen[(epoch + 1) * steps - 1]
-        for key in ("loss", "accuracy", "auc"):
+        for key in ("loss", "accuracy", "precision"):
             assert last[key] == pytest.approx(h.history[key][epoch], rel=1e-6), key

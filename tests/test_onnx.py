@@ -104,7 +104,7 @@ def test_older_opsets_for_models_without_gelu(tmp_path, rng, opset, activation):
     model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(8, activation=activation),
                              pynn.BatchNormalization(), pynn.Dense(3, activation="softmax")])
     x = rng.normal(size=(11, 6)).astype(np.float32)
-    pynn_onnx.export(model, tmp_path / "m.onnx", opset=opset)
+    pynn_onnx.export(model, tmp_path / "m.onnx", opset=np.int64(opset))  # numpy ints too
     assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version == opset
     assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-5
 

@@ -249,8 +249,7 @@ def test_a_refused_recompile_keeps_the_optimizer_owned():
 
 
 @pytest.mark.parametrize("engine", ["native", "layers"])
-def test_adam_weight_decay_is_adamw_as_in_keras_3(engine):
-    rng = np.random.default_rng()
+def test_adam_weight_decay_is_adamw_as_in_keras_3(engine, rng):
     x = rng.normal(size=(40, 3)).astype(np.float32)
     y = x @ rng.normal(size=(3, 2)).astype(np.float32)
     trained = []
@@ -270,3 +269,5 @@ def test_adam_weight_decay_is_adamw_as_in_keras_3(engine):
     assert restored.weight_decay == 0.05
     with pytest.raises(ValueError, match="weight_decay"):
         pynn.optimizers.Adam(weight_decay=-1)
+    with pytest.raises(ValueError, match="weight_decay"):
+        pynn.optimizers.AdamW(weight_decay=None)

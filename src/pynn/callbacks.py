@@ -87,8 +87,8 @@ class History(Callback):
 
     def plot(self, path=None):
         """One panel per quantity (loss first, then each metric), training and validation
-        curves together; saves it to `path` when given, in the format its suffix names (PNG
-        without one). Returns the matplotlib Figure.
+        curves together; saves it to `path` when given, in the format its suffix names (.svg,
+        .pdf, ...; PNG for any other name). Returns the matplotlib Figure.
 
         Builds a bare Figure (no pyplot): works without a display and leaves no global state;
         Jupyter still shows the returned figure."""
@@ -125,10 +125,12 @@ class History(Callback):
             ax.grid(alpha=0.3)
             ax.legend()
         if path is not None:
-            # The suffix names the format (.png, .svg, .pdf, ...; matplotlib refuses unknown
-            # ones); no suffix is a PNG written to exactly that path.
+            # A suffix matplotlib knows names the format (.png, .svg, .pdf, ...); any other
+            # name ("curve", "run_lr0.01") is a PNG written to exactly that path.
             path = os.fspath(path)
-            fig.savefig(path, format=None if os.path.splitext(path)[1] else "png", dpi=100)
+            suffix = os.path.splitext(path)[1][1:].lower()
+            known = suffix in fig.canvas.get_supported_filetypes()
+            fig.savefig(path, format=suffix if known else "png", dpi=100)
         return fig
 
 
@@ -272,7 +274,13 @@ class EarlyStopping(Callback):
 
     restore_best_weights=True puts back the weights of the best epoch when training ends,
     whether it stopped early or ran all its epochs (Keras restores only on stopping in some
-    versions; pynn always does, so the model after fit is the best one seen)."""
+    versions; pynn always does, so the model after fit is the best one seen).
+
+    mode="auto" (here, in ModelCheckpoint and ReduceLROnPlateau) takes the direction of the
+    compiled metric of that name (pynn's metrics know it; a Keras-style metric's `_direction`
+    or a metric function's `direction` attribute, "up" or "down", say it), else the name's
+    (accuracy, AUC, precision, recall, F1, R² up; losses and errors down); a name it cannot
+    place is refused when fit starts: pass mode="min" or "max"."""
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
                  baseline=None, restore_best_weights=False, start_from_epoch=0):

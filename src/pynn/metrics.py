@@ -272,6 +272,7 @@ class Metric:
 
     default_name = "metric"
     direction = None  # "up" or "down": which way is better (callbacks' mode="auto"), as Keras'
+    costly_result = False  # result() needs all data seen (a sort): not recomputed per batch
 
     def __init__(self, name=None, dtype=None):  # dtype: Keras' argument; values are floats
         self.name = name or self.default_name
@@ -332,7 +333,8 @@ class MeanMetricWrapper(Metric):
 
     def __init__(self, fn, name=None, direction=None):
         self.fn = fn
-        self.direction = direction
+        # A user's function may say which way is better: fn.direction = "up" or "down".
+        self.direction = direction or getattr(fn, "direction", None)
         super().__init__(name or getattr(fn, "__name__", "metric"))
 
     def reset_state(self):
@@ -403,6 +405,7 @@ class AUC(Metric):
 
     default_name = "auc"
     direction = "up"
+    costly_result = True
 
     def __init__(self, multilabel=False, name=None):
         self.multilabel = bool(multilabel)
@@ -602,6 +605,13 @@ class EpochLogs(Mapping):
 
     def __iter__(self):
         return iter(self._names())
+
+    def so_far(self, batch_logs):
+        """Keras' batch logs: each value as the epoch's so far, except a metric whose result
+        costs a pass over everything seen (AUC's sort), which gives `batch_logs`' value of the
+        batch alone; recomputing it after every batch made an epoch quadratic in its size."""
+        costly = {m.name for m in self.metrics if m.costly_result} if self._stateful else ()
+        return {k: batch_logs[k] if k in costly and k in batch_logs else self[k] for k in self}
 
     def __len__(self):
         return len(self._names())

@@ -116,7 +116,7 @@ class Sequential:
         """Create the weights for inputs of `input_shape`, which starts with the batch axis
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
         (features,) or a bare number is the sample shape."""
-        if isinstance(input_shape, numbers.Integral):
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
             input_shape = (input_shape,)
         shape = tuple(input_shape)
         if len(shape) >= 2:
@@ -494,19 +494,20 @@ class Sequential:
                                 not native.matches(self):
                             native = self._native_engine(engine, min(batch_size, n))
                         if native is not None:
-                            last = min(step + chunk, steps)
+                            # A stop asked for before the epoch's first batch: that one only.
+                            last = min(step + (1 if self.stop_training else chunk), steps)
                             batches = self._native_chunk(native, xd, yd, wd, order, step, last,
                                                          batch_size, metric_names, epoch_logs)
                         else:
                             last = step + 1
                             batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
                                                         epoch_logs)
-                        for s, _ in batches:
+                        for s, batch_logs in batches:
                             progress.batch_end(s, epoch_logs)
                             if batch_hooks:  # else no callback does anything per batch
                                 # As Keras: the epoch's means so far (chunks are one batch
                                 # when a callback listens), not the batch's own values.
-                                cbs.call("on_train_batch_end", s, dict(epoch_logs))
+                                cbs.call("on_train_batch_end", s, epoch_logs.so_far(batch_logs))
                         step = last
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
@@ -715,7 +716,8 @@ class Sequential:
         """False when every layer is frozen. Setting it sets every layer's `trainable`, as
         Keras' `model.trainable = False` freezes the whole model (layers added later keep
         their own flag)."""
-        return any(layer.trainable for layer in self._compute_layers) or not self._compute_layers
+        layers = [l for l in self._compute_layers if l.params] or self._compute_layers
+        return any(layer.trainable for layer in layers) if layers else True
 
     @trainable.setter
     def trainable(self, value):

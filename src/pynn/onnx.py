@@ -7,6 +7,8 @@ Opset 20 is the default because its Gelu has the tanh approximation pynn uses.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
@@ -66,9 +68,10 @@ def export(model, filepath, opset=20):
                         f"got {type(model).__name__}")
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or opset < 13:
         raise ValueError(f"opset must be an integer >= 13 (Softmax over the last axis), got "
                          f"{opset!r}")
+    opset = int(opset)
     nodes, inits = [], []
     current = "input"
     dtype = np.dtype(model._dtype)  # what predict computes in

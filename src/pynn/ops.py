@@ -25,6 +25,8 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     if spec.name == "softmax":
         raise ValueError("gemm: softmax is not an element-wise epilogue; apply it afterwards")
     a_arr, b_arr = _matrix(backend, a, "a"), _matrix(backend, b, "b")
+    if a_arr.dtype != b_arr.dtype:  # float32 with float64: computed in float64
+        a_arr, b_arr = a_arr.astype(np.float64), b_arr.astype(np.float64)
     m, k = a_arr.shape[::-1] if trans_a else a_arr.shape
     k2, n = b_arr.shape[::-1] if trans_b else b_arr.shape
     if k != k2:
@@ -57,7 +59,7 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
 
 def _matrix(backend, x, name):
     arr = x if isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) \
-        else np.asarray(x, dtype=np.float32)
+        else np.asarray(x, dtype=config.floatx())
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":

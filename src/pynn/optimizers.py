@@ -199,6 +199,8 @@ class AdamW(Adam):
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, **kwargs):
+        if weight_decay is None:
+            raise ValueError("AdamW: weight_decay must be a number >= 0, got None")
         super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, **kwargs)
 
     def get_config(self):

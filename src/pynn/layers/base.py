@@ -106,7 +106,8 @@ class Layer:
         self._trainable = bool(trainable)
         if input_dim is not None:
             input_shape = (int(input_dim),)
-        if isinstance(input_shape, numbers.Integral):  # input_shape=3, as Input(3) takes
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
+            # input_shape=3, as Input(3) takes
             input_shape = (input_shape,)
         self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
         self.built = False
