@@ -425,3 +425,20 @@ def test_a_bare_number_is_a_one_axis_shape():
     assert b.input_shape == (5,) and b.layers[0].kernel.shape == (5, 2)
     with pytest.raises(ValueError):
         pynn.Sequential([pynn.Dense(2)]).build((None, None))
+
+
+def test_keras_weight_properties_of_layers_and_unbuilt_count_params():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.BatchNormalization()])
+    dense, bn = model.layers[1], model.layers[2]
+    assert [p.shape for p in dense.weights] == [(3, 4), (4,)]
+    assert dense.trainable_weights == dense.weights and dense.non_trainable_weights == []
+    assert len(bn.trainable_weights) == 2 and len(bn.non_trainable_weights) == 2  # moving stats
+    dense.trainable = False
+    assert dense.trainable_weights == [] and len(dense.non_trainable_weights) == 2
+    assert model.count_params() == 3 * 4 + 4 + 4 * 4
+    unbuilt = pynn.Sequential([pynn.Dense(2)])
+    with pytest.raises(ValueError, match="no weights yet"):
+        unbuilt.count_params()  # was 0
+    lines = []
+    unbuilt.summary(print_fn=lines.append)  # still describes an unbuilt model
+    assert "Total params: 0" in lines[0]

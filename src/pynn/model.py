@@ -754,6 +754,11 @@ class Sequential:
             p.assign(w)
 
     def count_params(self):
+        """The number of weights; refused before the model is built, as Keras (0 would pass
+        for an answer)."""
+        if not self.built:
+            raise ValueError("count_params: the model has no weights yet: build it (fit, "
+                             "build or an Input) first")
         return sum(l.count_params() for l in self.layers)
 
     def save_weights(self, filepath):
@@ -836,7 +841,7 @@ class Sequential:
         lines = [f'Model: "{self.name}"', line,
                  "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
         lines += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
-        total = self.count_params()
+        total = sum(l.count_params() for l in self.layers)  # 0 while unbuilt
         trainable = sum(int(np.prod(p.shape)) for p in self.params if p.trainable)
         lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}",

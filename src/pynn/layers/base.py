@@ -145,6 +145,19 @@ class Layer:
         return self._params
 
     @property
+    def weights(self) -> list[Parameter]:
+        """Keras' name for the layer's weights (Parameters: .name, .shape, .numpy())."""
+        return self._params
+
+    @property
+    def trainable_weights(self) -> list[Parameter]:
+        return [p for p in self._params if p.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Parameter]:
+        return [p for p in self._params if not p.trainable]
+
+    @property
     def trainable(self):
         return self._trainable
 
