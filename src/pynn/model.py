@@ -9,7 +9,6 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
-import numbers
 import time
 import warnings
 import weakref
@@ -26,7 +25,7 @@ from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Dropout, Flatten, InputLayer, Layer, get_class
-from .layers.base import unique_name
+from .layers.base import as_shape, unique_name
 from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
@@ -116,14 +115,11 @@ class Sequential:
         """Create the weights for inputs of `input_shape`, which starts with the batch axis
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
         (features,) or a bare number is the sample shape."""
-        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
-            input_shape = (input_shape,)
-        shape = tuple(input_shape)
+        given = shape = as_shape(input_shape)
         if len(shape) >= 2:
             shape = shape[1:]  # the batch axis, None or a number
         if None in shape:
-            raise ValueError(f"build: every axis but the batch axis needs a size, got "
-                             f"{tuple(input_shape)}")
+            raise ValueError(f"build: every axis but the batch axis needs a size, got {given}")
         self._build(shape)
 
     def _build(self, shape):
@@ -841,7 +837,7 @@ class Sequential:
         lines = [f'Model: "{self.name}"', line,
                  "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
         lines += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
-        total = sum(l.count_params() for l in self.layers)  # 0 while unbuilt
+        total = self.count_params() if self.built else 0
         trainable = sum(int(np.prod(p.shape)) for p in self.params if p.trainable)
         lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}",

@@ -26,7 +26,7 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         raise ValueError("gemm: softmax is not an element-wise epilogue; apply it afterwards")
     a_arr, b_arr = _matrix(backend, a, "a"), _matrix(backend, b, "b")
     if a_arr.dtype != b_arr.dtype:  # float32 with float64: computed in float64
-        a_arr, b_arr = a_arr.astype(np.float64), b_arr.astype(np.float64)
+        a_arr, b_arr = a_arr.astype(np.float64, copy=False), b_arr.astype(np.float64, copy=False)
     m, k = a_arr.shape[::-1] if trans_a else a_arr.shape
     k2, n = b_arr.shape[::-1] if trans_b else b_arr.shape
     if k != k2:

@@ -112,7 +112,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver not in ("adam", "sgd"):
             raise ValueError(f"solver must be 'adam' or 'sgd' (pynn has no 'lbfgs'), got "
                              f"{self.solver!r}")
-        for name, low in (("alpha", 0.0), ("tol", 0.0)):
+        for name, low in (("alpha", 0.0), ("tol", 0.0), ("power_t", 0.0)):
             value = getattr(self, name)
             if not _is_real(value) or not value >= low:
                 raise ValueError(f"{name} must be a number >= {low}, got {value!r}")
@@ -122,13 +122,9 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd" and self.learning_rate != "constant":  # adam ignores it
             raise ValueError(f"learning_rate={self.learning_rate!r}: pynn's sgd solver has a "
                              f"constant learning rate only")
-        if not _is_real(self.power_t) or not self.power_t >= 0:
-            raise ValueError(f"power_t must be a number >= 0, got {self.power_t!r}")
-        if not _is_int(self.max_fun) or self.max_fun < 1:
-            raise ValueError(f"max_fun must be a positive integer, got {self.max_fun!r}")
         if not _is_real(self.learning_rate_init) or not self.learning_rate_init > 0:
             raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
-        for name in ("max_iter", "n_iter_no_change"):
+        for name in ("max_iter", "n_iter_no_change", "max_fun"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

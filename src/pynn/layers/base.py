@@ -25,6 +25,13 @@ def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def as_shape(shape):
+    """A shape as a tuple; a bare number n is (n,), as Input(n) takes it."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        return (shape,)
+    return tuple(shape)
+
+
 def unique_name(prefix):
     n = next(_name_counters[prefix])
     return prefix if n == 0 else f"{prefix}_{n}"
@@ -106,10 +113,8 @@ class Layer:
         self._trainable = bool(trainable)
         if input_dim is not None:
             input_shape = (int(input_dim),)
-        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
-            # input_shape=3, as Input(3) takes
-            input_shape = (input_shape,)
-        self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+        self.input_shape = (tuple(int(d) for d in as_shape(input_shape))
+                            if input_shape is not None else None)
         self.built = False
         self.backend = None
         self._params: list[Parameter] = []
