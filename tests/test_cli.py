@@ -84,6 +84,34 @@ def test_train_regression_from_npz_saves_raw_scale_model(tmp_path):
     np.testing.assert_allclose(np.array(lines[1:], dtype=float), pred[:4], rtol=1e-5)
 
 
+def test_features_far_from_zero_are_centred_before_float32(tmp_path, rng):
+    """Timestamps: float32 holds 1.7e9 + t to 128 s, so a model taking the raw values predicts
+    from a handful of distinct inputs. train keeps such columns' offsets in the sidecar and
+    predict subtracts them in float64; ordinary columns stay raw (no offset)."""
+    t = 1.7e9 + rng.uniform(0, 600, 300)
+    other = rng.normal(size=300)
+    y = (t - 1.7e9) + 10 * other
+    data = write_csv(tmp_path / "ts.csv", ["t", "other", "y"],
+                     [(f"{a:.3f}", f"{b:.5f}", f"{c:.5f}") for a, b, c in zip(t, other, y)])
+    model = tmp_path / "ts.npz"
+    out = run_cli("train", "--data", data, "--target", "y", "--layers", "16", "--epochs", "60",
+                  "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "feature(s) ['t'] sit far from zero" in out.stdout
+    offsets = json.loads((tmp_path / "ts.npz.columns.json").read_text())["offsets"]
+    assert offsets[1] == 0 and abs(offsets[0] - t.mean()) < 1e-3
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 0, out.stderr
+    pred = np.array(out.stdout.split()[1:], dtype=float)
+    # Raw float32 timestamps gave an error of ~0.27 std here; centred, ~0.02
+    assert np.sqrt(np.mean((pred - y) ** 2)) < 0.1 * y.std()
+    meta = json.loads((tmp_path / "ts.npz.columns.json").read_text())
+    meta["offsets"] = [1.0]
+    (tmp_path / "ts.npz.columns.json").write_text(json.dumps(meta))
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 2 and "'offsets' must be 2 finite numbers" in out.stderr
+
+
 def test_task_option_overrides_the_guess(tmp_path, blobs_csv):
     path, _ = blobs_csv
     out = run_cli("train", "--data", path, "--target", "label", "--task", "regress",
@@ -118,16 +146,26 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
     ("infinite_rate", "--learning-rate must be a finite number > 0"),
     ("no_target_arg", "--target COLUMN is required"),
     ("npz_without_y", "must hold arrays 'x' and 'y'"),
+    # float32's range: the column's spread overflowed and its weights were silently 0
+    ("beyond_float32", "holds 1 value(s) beyond float32's range"),
+    ("npz_beyond_float32", "holds 1 value(s) beyond float32's range"),
+    ("unnamed_column", "column(s) [3] have no name in the header row (a trailing comma"),
 ])
 def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
     good = write_csv(tmp_path / "good.csv", ["a", "b"], [(1, 0), (2, 1)])
     bad = write_csv(tmp_path / "bad.csv", ["a", "b"], [(1, 0), (2, "x")])
     np.savez(tmp_path / "xonly.npz", x=np.zeros((4, 2)))
+    huge = write_csv(tmp_path / "huge.csv", ["a", "b", "c"], [(1, 1e300, 0), (2, 3, 1)])
+    np.savez(tmp_path / "huge.npz", x=[[1.0], [-1e39]], y=[0.0, 1.0])
+    trailing = write_csv(tmp_path / "trailing.csv", ["a", "b", ""], [(1, 0, ""), (2, 1, "")])
     args = {"missing_file": ["--data", tmp_path / "none.csv", "--target", "b"],
             "missing_target": ["--data", good, "--target", "nope"],
             "non_numeric": ["--data", bad, "--target", "b"],
             "no_target_arg": ["--data", good],
             "npz_without_y": ["--data", tmp_path / "xonly.npz"],
+            "beyond_float32": ["--data", huge, "--target", "c"],
+            "npz_beyond_float32": ["--data", tmp_path / "huge.npz"],
+            "unnamed_column": ["--data", trailing, "--target", "b"],
             "infinite_rate": ["--data", good, "--target", "b", "--learning-rate", "inf"]}[case]
     out = run_cli("train", *args, "--out", tmp_path / "m.npz")
     assert out.returncode == 2
@@ -228,6 +266,8 @@ def test_predict_writes_one_column_per_output(tmp_path, rng):
     lines = out.read_text().splitlines()
     assert lines[0] == "prediction_0,prediction_1,prediction_2,prediction_3"
     got = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    # float32 outputs as float32's shortest text (not 0.6401630640029907 for 0.64016306)
+    assert all(str(np.float32(v)) == v for line in lines[1:] for v in line.split(","))
     np.testing.assert_allclose(got, model.predict(x.astype(np.float32)), rtol=1e-6)
     (tmp_path / "by_open").write_text("")
     mode = (tmp_path / "by_open").stat().st_mode & 0o777

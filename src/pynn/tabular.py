@@ -6,7 +6,10 @@ nothing else to predict; regression targets are standardised too and the last la
 back (W * std_y, b * std_y + mean_y). Next to the model it writes `<model>.columns.json`: the
 feature column names, the target name, the task and (for classification) the class labels, which
 `predict` uses to pick the feature columns from a CSV by name (a target column there is
-ignored) and to turn output indices back into labels. Features from an .npz have no names:
+ignored) and to turn output indices back into labels. A column whose values sit far from zero
+for their spread (timestamps, IDs) would lose its information when predict casts it to float32:
+such columns are centred in float64 before the cast, by offsets the JSON file keeps
+("offsets"), and the model takes them centred. Features from an .npz have no names:
 predict then takes the CSV's columns by position, dropping a column named like the target.
 Without the JSON file every column of the CSV is a feature, by position.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 
@@ -79,7 +83,7 @@ def csv_columns(path):
     if not header or not any(h.strip() for h in header):
         raise UsageError(f"{path!r} is empty or has no header row of column names")
     names = [h.strip() for h in header]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({n for n in names if n and names.count(n) > 1})
     if dupes:
         raise UsageError(f"{path!r}: duplicate column names {dupes}")
     return names
@@ -109,7 +113,7 @@ def read_csv(path, columns=None):
                         v = float(row[i].strip())
                     except ValueError:
                         v = float("nan")
-                    if not np.isfinite(v):
+                    if not math.isfinite(v):
                         raise UsageError(f"{path!r}: column {names[i]!r} holds a non-numeric, "
                                          f"missing or infinite value on line {rows.line_num}: "
                                          f"{row[i]!r}")
@@ -149,17 +153,43 @@ def load_training_data(path, target):
             raise UsageError(f"{path!r}: 'x' has {len(x)} rows, {y_key!r} {len(y)}")
         if not (np.isfinite(x).all() and np.isfinite(y).all()):
             raise UsageError(f"{path!r}: the data holds NaN or infinite values")
+        _check_float32_range(path, x)
+        _check_float32_range(path, y)
         return x, y[:, 0].astype(np.float64), None, y_key  # no names: columns by position
     if target is None:
         raise UsageError("--target COLUMN is required for CSV data")
-    names, values = read_csv(path)
+    names = csv_columns(path)
+    unnamed = [i + 1 for i, n in enumerate(names) if not n]
+    if unnamed:  # predict finds features by name
+        raise UsageError(f"{path!r}: column(s) {unnamed} have no name in the header row (a "
+                         f"trailing comma, or an index written by pandas' to_csv?); name or "
+                         f"remove them")
     if target not in names:
         raise UsageError(f"{path!r} has no column {target!r}; its columns are {names}")
     col = names.index(target)
     if len(names) < 2:
         raise UsageError(f"{path!r} has no feature columns besides the target {target!r}")
+    _, values = read_csv(path)
+    _check_float32_range(path, values)
     features = [n for i, n in enumerate(names) if i != col]
     return np.delete(values, col, axis=1), values[:, col], features, target
+
+
+def _check_float32_range(path, values):
+    """Training runs in float32 (and predict refuses such values): beyond its range a column's
+    spread would be infinite and its weights zero, silently."""
+    bad = int(np.count_nonzero(np.abs(values) > np.finfo(np.float32).max))
+    if bad:
+        raise UsageError(f"{path!r} holds {bad} value(s) beyond float32's range (magnitude "
+                         f"above {np.finfo(np.float32).max:.4g})")
+
+
+def centring_offsets(x, std):
+    """Per column, the offset predict subtracts in float64 before the float32 cast: the mean
+    where float32's rounding of the raw values (half an ulp, 2**-24 of the magnitude) exceeds
+    1e-4 of the column's spread, else 0 (the model then takes the raw values)."""
+    rounding = np.abs(x).max(axis=0) * 2.0**-24
+    return np.where(rounding > 1e-4 * std, x.mean(axis=0), 0.0)
 
 
 def choose_task(y, task):
@@ -186,6 +216,9 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
     std[std == 0] = 1.0  # a constant column: leave it unscaled rather than divide by 0
     xs = ((x - mean) / std).astype(np.float32)
     meta = {"features": features, "target": target, "task": task}
+    offsets = centring_offsets(x, std)
+    if offsets.any():
+        meta["offsets"] = offsets.tolist()
     model = pynn.Sequential([pynn.Input((x.shape[1],))]
                             + [pynn.Dense(u, activation="relu") for u in layers])
     if task == "classify":
@@ -207,8 +240,13 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         targets = ((y - y_mean) / y_std).astype(np.float32)
     print_fn(f"{task} {target!r} from {x.shape[1]} features, {len(x)} samples"
              + (f", {len(meta['classes'])} classes" if task == "classify" else ""))
+    if offsets.any():
+        centred = [features[i] if features else i for i in np.flatnonzero(offsets)]
+        print_fn(f"feature(s) {centred} sit far from zero for their spread: float32 would "
+                 f"round them, so the model takes them minus offsets that `pynn predict` "
+                 f"subtracts (kept in {sidecar_path(out)})")
     history = model.fit(xs, targets, epochs=epochs, batch_size=batch_size, verbose=verbose)
-    _fold_standardization(model, mean, std)
+    _fold_standardization(model, mean - offsets, std)
     if task == "regress":
         last = model._compute_layers[-1]
         kernel, bias = last.get_weights()
@@ -223,7 +261,8 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
 
 
 def _fold_standardization(model, mean, std):
-    """Make the first Dense layer take raw features: W' = W / std, b' = b - (mean / std) @ W."""
+    """Make the first Dense layer take raw features (less the centring offsets, which `mean`
+    has already lost): W' = W / std, b' = b - (mean / std) @ W."""
     first = model._compute_layers[0]
     kernel, bias = first.get_weights()
     first.set_weights([(kernel / std[:, None]).astype(kernel.dtype),
@@ -273,6 +312,13 @@ def predict(model_path, data, out=None, print_fn=print):
     else:
         features = names
     _, x = read_csv(data, features)
+    offsets = (meta or {}).get("offsets")
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.float64) if isinstance(offsets, list) else None
+        if offsets is None or offsets.shape != (x.shape[1],) or not np.isfinite(offsets).all():
+            raise UsageError(f"{sidecar_path(model_path)!r}: 'offsets' must be "
+                             f"{x.shape[1]} finite numbers, one per feature")
+        x = x - offsets  # in float64, before predict's cast to float32
     try:  # float64 in: predict names values beyond float32's range itself
         outputs = model.predict(x)
     except ValueError as exc:
@@ -281,15 +327,18 @@ def predict(model_path, data, out=None, print_fn=print):
     outputs = outputs.reshape(len(outputs), -1)
     if meta is not None and meta.get("task") == "classify":
         header, preds = [column], [[meta["classes"][i]] for i in np.argmax(outputs, axis=1)]
-    elif outputs.shape[1] == 1:
-        header, preds = [column], outputs.tolist()
+        text_rows = preds
     else:  # one column per output: a model saved from Python may have several
-        header = [f"{column}_{j}" for j in range(outputs.shape[1])]
+        header = ([column] if outputs.shape[1] == 1
+                  else [f"{column}_{j}" for j in range(outputs.shape[1])])
         preds = outputs.tolist()
+        # str of a numpy scalar: the shortest text that reads back as the model's float32
+        # (0.64016306, not tolist()'s double 0.6401630640029907)
+        text_rows = [[str(v) for v in row] for row in outputs]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(preds)
+    writer.writerows(text_rows)
     text = buffer.getvalue()
     if out is None:
         print_fn(text, end="")
