@@ -149,3 +149,29 @@ def test_model_gradients(float64_numpy, rng, head, loss):
             return model._loss_and_grad(out, y)[0]
 
         assert_close_grad(p.grad, numeric_grad(f, p.value), what=p.name)
+
+
+@pytest.mark.parametrize("case", [0, 1, 2, 3, 4, 5, 6])  # every loss that takes (N, T, d)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sequence_losses_average_over_every_position(float64_numpy, rng, case, weighted):
+    """Predictions (N, T, d): the loss is the mean over all N * T positions, exactly the loss
+    of the (N * T, d) rows (Keras, PyTorch); a sample's weight covers its T positions. The
+    cross-entropies counted N and were T times too large (gradient included)."""
+    n, t = 3, 5
+    draws = [_loss_cases(rng)[case] for _ in range(3)]  # 6 rows each; N * T = 15 needed
+    loss = draws[0][0]
+    pred = np.concatenate([c[1] for c in draws])[:n * t]
+    true = np.concatenate([c[2] for c in draws])[:n * t]
+    d = pred.shape[1]
+    b = float64_numpy
+    w = rng.uniform(0.1, 2, size=n) if weighted else None
+    w_rows = None if w is None else np.repeat(w, t)
+    flat_y = loss.prepare_targets(true, (d,), np.float64)
+    flat_value, flat_grad = loss.value_and_grad(b, pred, flat_y, w_rows)
+    seq_pred = pred.reshape(n, t, d)
+    seq_y = loss.prepare_targets(true.reshape(n, t, d), (t, d), np.float64)
+    value, grad = loss.value_and_grad(b, seq_pred, seq_y, w)
+    assert np.isclose(value, flat_value, rtol=1e-12)
+    np.testing.assert_allclose(grad.reshape(n * t, d), flat_grad, rtol=1e-12, atol=1e-15)
+    if not weighted:
+        assert np.isclose(loss(true.reshape(n, t, d), seq_pred), flat_value, rtol=1e-12)

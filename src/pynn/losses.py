@@ -170,7 +170,9 @@ class CategoricalCrossentropy(Loss):
         return {"from_logits": self.from_logits}
 
     def _count(self, y_pred):
-        return y_pred.shape[0]  # one loss per sample
+        # One loss per class distribution: per sample, or per (sample, step) for sequences
+        # (N, T, classes), whose mean is over N * T positions as in Keras and PyTorch.
+        return y_pred.size // y_pred.shape[-1] if y_pred.shape[-1] else y_pred.shape[0]
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         if self.from_logits:
@@ -186,7 +188,8 @@ class CategoricalCrossentropy(Loss):
         p = y_pred / s
         pc = xp.clip(p, eps, 1 - eps)
         onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
-        w = 1.0 if sample_weight is None else sample_weight[:, None]
+        w = (1.0 if sample_weight is None
+             else sample_weight.reshape((-1,) + (1,) * (y_pred.ndim - 1)))
         total = float(-(w * onehot * xp.log(pc)).sum())
         inside = (p > eps) & (p < 1 - eps)
         dp = xp.where(inside, -w * onehot / pc, 0)
