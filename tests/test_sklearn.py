@@ -223,6 +223,43 @@ def test_coefs_and_intercepts_compute_predict_proba(iris):
     assert not hasattr(MLPClassifier(), "coefs_")  # not fitted
 
 
+@pytest.mark.parametrize("kind", ["regressor", "multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_steps_and_loss_curve_are_scikit_learns(rng, kind, solver):
+    """From the same weights, three full-batch epochs take scikit-learn's own steps and report
+    its objective: the regressor's squared error is half the MSE and a multi-label log-loss
+    sums over labels, so alpha, the rates and loss_curve_ were off by 2x and by k."""
+    from sklearn import neural_network
+    from sklearn.datasets import make_multilabel_classification
+
+    n = 40
+    x = rng.normal(size=(n, 5))
+    if kind == "regressor":
+        y = x @ rng.normal(size=5) + rng.normal(size=n)
+    elif kind == "multilabel":
+        x, y = make_multilabel_classification(n_samples=n, n_features=5, n_classes=3,
+                                              random_state=int(rng.integers(1000)))
+        x = (x - x.mean(0)) / (x.std(0) + 1)
+    else:
+        y = rng.integers(0, 3 if kind == "multiclass" else 2, size=n)
+    ours_cls, theirs_cls = ((MLPRegressor, neural_network.MLPRegressor) if kind == "regressor"
+                            else (MLPClassifier, neural_network.MLPClassifier))
+    params = dict(hidden_layer_sizes=(6,), solver=solver, alpha=0.7, batch_size=n,
+                  shuffle=False, warm_start=True, learning_rate_init=0.05, epsilon=1e-2,
+                  momentum=0.9, n_iter_no_change=100, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = ours_cls(**params).fit(x.astype(np.float32), y)
+        theirs = theirs_cls(**params).fit(x, y)
+        theirs.coefs_ = [c.astype(np.float64) for c in ours.coefs_]
+        theirs.intercepts_ = [b.astype(np.float64) for b in ours.intercepts_]
+        ours.set_params(max_iter=3).fit(x.astype(np.float32), y)  # warm: fresh optimizers
+        theirs.set_params(max_iter=3).fit(x, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(ours.loss_curve_[-3:], theirs.loss_curve_[-3:], rtol=1e-4)
+
+
 def test_alpha_maps_to_l2_per_batch(iris):
     x, y = iris
     clf = MLPClassifier(hidden_layer_sizes=(4,), alpha=0.3, batch_size=50, max_iter=1,

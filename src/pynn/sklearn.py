@@ -9,11 +9,16 @@ cross_val_score:
 
 Differences from scikit-learn's own MLPs, by design:
 
-* alpha: scikit-learn adds 0.5 * alpha * ||W||^2 / n to each mini-batch's mean loss, n being
-  that batch's size. pynn's L2(l2) adds l2 * ||W||^2 to every batch, so each Dense kernel gets
-  L2(alpha / (2 * batch_size)) - the same objective for full batches (only the last, shorter
-  batch of an epoch is penalised slightly less). Biases are not penalised, as in scikit-learn.
-  alpha=0 adds no regularizer (either way the network trains on pynn's native engine).
+* The objective is scikit-learn's: its loss is c times pynn's (c = 1/2 for the regressor's
+  squared error, the number of labels for a multi-label classifier, whose log-loss sums over
+  labels, else 1), plus 0.5 * alpha * ||W||^2 / n for each mini-batch, n being that batch's
+  size. The model trains on pynn's loss plus L2(alpha / (2 * c * batch_size)) on each Dense
+  kernel, which is scikit-learn's objective divided by c; the optimizer takes that into account
+  (sgd's learning rate times c, adam's epsilon over c), so the steps are scikit-learn's, and
+  loss_curve_ reports scikit-learn's objective. For full batches this is exact; only the last,
+  shorter batch of an epoch is penalised slightly less. Biases are not penalised, as in
+  scikit-learn. alpha=0 adds no regularizer (either way the network trains on pynn's native
+  engine).
 * random_state: an int (or RandomState) seeds pynn's global generator (pynn.set_seed) at the
   start of fit; None leaves it as it is. Weight initialisation is Keras' glorot_uniform.
 * Stopping: max_iter is the number of epochs. Training also stops once the monitored loss
@@ -157,14 +162,22 @@ class _BaseMLP(BaseEstimator):
         model.compile(optimizer=self._optimizer(), loss=loss)
         return model
 
+    def _loss_scale(self):
+        """c: scikit-learn's loss over pynn's (see the module's docstring)."""
+        raise NotImplementedError
+
     def _regularizer(self, batch_size):
-        return regularizers.L2(self.alpha / (2.0 * batch_size)) if self.alpha > 0 else None
+        c = self._loss_scale()
+        return regularizers.L2(self.alpha / (2.0 * c * batch_size)) if self.alpha > 0 else None
 
     def _optimizer(self):
+        # pynn's objective is scikit-learn's over c, and so are its gradients: sgd's steps are
+        # scikit-learn's with a rate c times larger, adam's with an epsilon c times smaller.
+        c = self._loss_scale()
         if self.solver == "adam":
             return optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
-                                   beta_2=self.beta_2, epsilon=self.epsilon)
-        return optimizers.SGD(learning_rate=self.learning_rate_init, momentum=self.momentum,
+                                   beta_2=self.beta_2, epsilon=self.epsilon / c)
+        return optimizers.SGD(learning_rate=self.learning_rate_init * c, momentum=self.momentum,
                               nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
 
     def _warm_restart(self, sizes, batch_size):
@@ -194,6 +207,7 @@ class _BaseMLP(BaseEstimator):
         """Run fit (or one partial_fit pass) on the encoded targets; updates the curves."""
         batch_size = self._batch_size(X.shape[0])
         verbose = 1 if self.verbose else 0
+        c = self._loss_scale()  # tol is on scikit-learn's loss, the model's is that over c
         if first:
             self.loss_curve_, self.t_ = [], 0
             self.validation_scores_ = self.best_validation_score_ = None
@@ -210,7 +224,7 @@ class _BaseMLP(BaseEstimator):
                 X, validation, y, sample_weight = self._validation_split(X, y, sample_weight)
                 batch_size = self._batch_size(X.shape[0])
                 cbs.append(callbacks_mod.EarlyStopping(
-                    monitor="val_loss", min_delta=self.tol, patience=self.n_iter_no_change,
+                    monitor="val_loss", min_delta=self.tol / c, patience=self.n_iter_no_change,
                     restore_best_weights=True))
                 # scikit-learn's validation_scores_: the score (accuracy, R^2) each epoch,
                 # appended to by warm_start fits
@@ -221,7 +235,7 @@ class _BaseMLP(BaseEstimator):
                         self._encoded_score(*validation))))
             else:  # scikit-learn's stopping rule on the training loss
                 cbs.append(callbacks_mod.EarlyStopping(
-                    monitor="loss", min_delta=self.tol, patience=self.n_iter_no_change))
+                    monitor="loss", min_delta=self.tol / c, patience=self.n_iter_no_change))
             history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
                                       verbose=verbose, shuffle=self.shuffle,
                                       validation_data=validation, callbacks=cbs,
@@ -233,7 +247,7 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = max(self.validation_scores_, default=None)
             else:
                 self.validation_scores_ = self.best_validation_score_ = None
-        losses = [float(v) for v in history.history.get("loss", [])]
+        losses = [c * float(v) for v in history.history.get("loss", [])]
         self.loss_curve_ = self.loss_curve_ + losses
         self.n_iter_ = len(self.loss_curve_)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
@@ -349,6 +363,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         codes = np.searchsorted(self.classes_, y)
         return codes.astype(np.float32) if len(self.classes_) == 2 else codes.astype(np.int64)
 
+    def _loss_scale(self):
+        # scikit-learn's binary log-loss sums over the labels of a multi-label y
+        return len(self.classes_) if self._multilabel else 1
+
     def _fit(self, X, y, sample_weight=None, classes=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
@@ -438,6 +456,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+    def _loss_scale(self):
+        return 0.5  # scikit-learn's squared error is half the mean squared error
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first = self._first_pass(incremental)
