@@ -64,6 +64,14 @@ def test_clipvalue_clipnorm_global_clipnorm():
     np.testing.assert_allclose(small.value, [-0.1])
     with pytest.raises(ValueError, match="not both"):
         optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
+    # Keras applies one clipping: a norm wins over clipvalue (both were applied, in turn)
+    for norm in ("clipnorm", "global_clipnorm"):
+        p = _param([0.0, 0.0], [1.0, 0.01])
+        with pytest.warns(UserWarning, match="clipvalue is not applied"):
+            opt = optimizers.SGD(1.0, clipvalue=0.05, **{norm: 0.06})
+        opt.apply([p])
+        np.testing.assert_allclose(p.value, np.array([-0.06, -0.0006]) / np.hypot(1, 0.01),
+                                   rtol=1e-6)
     with pytest.raises(ValueError, match="clipvalue"):
         optimizers.Adam(clipvalue=-1.0)
 
@@ -131,6 +139,10 @@ CLIPS = [dict(clipvalue=0.05), dict(clipnorm=0.3), dict(global_clipnorm=0.5),
          dict(clipvalue=0.1, clipnorm=0.2), dict(clipvalue=0.1, global_clipnorm=0.3)]
 
 
+@pytest.mark.filterwarnings("ignore:clipvalue is not applied")
+
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop"])
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: "+".join(c))
 def test_clipping_matches_between_engines(opt, clip):
@@ -140,7 +152,7 @@ def test_clipping_matches_between_engines(opt, clip):
     x = rng.normal(size=(96, 5)).astype(np.float32)
     y = 20 * x[:, :2] @ np.array([[1.0, -2.0], [0.5, 1.0]]) + 5
 
-    def run(engine):
+    def run(engine, clip=clip):
         pynn.set_seed(2)
         model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(8, activation="tanh"),
                                  pynn.Dense(6, activation="relu"), pynn.Dense(2)])
@@ -157,6 +169,10 @@ def test_clipping_matches_between_engines(opt, clip):
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     for a, b in zip(weights, ref_weights):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    if len(clip) > 1:  # a norm beside clipvalue: the norm alone applies, on both engines
+        norm_only = {k: v for k, v in clip.items() if k != "clipvalue"}
+        for a, b in zip(weights, run("native", norm_only)[1]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_schedule_survives_save_and_load(tmp_path):

@@ -279,8 +279,9 @@ class NativeEngine:
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
                 "weight_decay": getattr(opt, "weight_decay", 0.0),
-                "clipvalue": opt.clipvalue or 0.0, "clipnorm": opt.clipnorm or 0.0,
-                "global_clipnorm": opt.global_clipnorm or 0.0}
+                # the one clipping that applies (Keras' order), the others off
+                **{k: (opt.clipping[1] if opt.clipping[0] == k else 0.0)
+                   for k in ("clipvalue", "clipnorm", "global_clipnorm")}}
 
     def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.

@@ -5,7 +5,8 @@ fused update per parameter through the backend contract. `learning_rate` is a nu
 schedule (pynn.schedules) or a function of the step; a number can be changed at any time,
 also during `fit` (a callback may set `model.optimizer.learning_rate`). Gradients can be
 clipped first, as in Keras: `clipvalue` element-wise, `clipnorm` per tensor by its L2 norm,
-`global_clipnorm` all tensors together by their joint norm.
+`global_clipnorm` all tensors together by their joint norm. As in Keras only one of them
+applies: clipnorm, else global_clipnorm, else clipvalue (a clipvalue beside a norm warns).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Optimizer:
         self.clipvalue = None if clipvalue is None else _check_positive("clipvalue", clipvalue)
         self.global_clipnorm = (None if global_clipnorm is None
                                 else _check_positive("global_clipnorm", global_clipnorm))
+        if clipvalue is not None and (clipnorm is not None or global_clipnorm is not None):
+            import warnings
+
+            warnings.warn("clipvalue is not applied when clipnorm or global_clipnorm is set "
+                          "(as in Keras, one clipping applies: the norm)", stacklevel=3)
 
     @property
     def learning_rate(self):
@@ -74,7 +80,16 @@ class Optimizer:
 
     @property
     def clips(self):
-        return any(v is not None for v in (self.clipnorm, self.clipvalue, self.global_clipnorm))
+        return self.clipping[0] is not None
+
+    @property
+    def clipping(self):
+        """(option, value) of the one clipping that applies, Keras' order: clipnorm, else
+        global_clipnorm, else clipvalue; (None, None) without clipping."""
+        for option in ("clipnorm", "global_clipnorm", "clipvalue"):
+            if getattr(self, option) is not None:
+                return option, getattr(self, option)
+        return None, None
 
     def get_config(self):
         config = {"learning_rate": self._learning_rate if self._schedule is None
@@ -121,19 +136,20 @@ class Optimizer:
             self._update(p.backend, p.value, p.grad, self._slots_for(p), lr)
 
     def _clip(self, grads):
-        if self.clipvalue is not None:
+        option, limit = self.clipping
+        if option == "clipvalue":
             for g in grads:
-                g.clip(-self.clipvalue, self.clipvalue, out=g)
-        if self.clipnorm is not None:
+                g.clip(-limit, limit, out=g)
+        elif option == "clipnorm":
             for g in grads:
                 norm = math.sqrt(float((g * g).sum()))
-                if norm > self.clipnorm:
-                    g *= self.clipnorm / norm
-        if self.global_clipnorm is not None:
+                if norm > limit:
+                    g *= limit / norm
+        elif option == "global_clipnorm":
             norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
-            if norm > self.global_clipnorm:
+            if norm > limit:
                 for g in grads:
-                    g *= self.global_clipnorm / norm
+                    g *= limit / norm
 
     def reset(self):
         self._state = {}  # a new dict: a native engine bound to the old slots notices
