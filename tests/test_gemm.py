@@ -343,6 +343,68 @@ def test_pool_survives_fork():
     assert out.returncode == 0, out.stderr
 
 
+_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # reserves terabytes: no RLIMIT_AS
+
+
+@pytest.mark.skipif(_ASAN, reason="AddressSanitizer cannot run under an address-space limit")
+@pytest.mark.parametrize("grow", [False, True])
+def test_pool_runs_with_the_threads_the_system_starts(grow):
+    """A worker the system refuses (here: no address space for more thread stacks, as a
+    container's limits do) leaves the pool with the workers it has, said once on stderr; the
+    first pool hung for ever (its constructor unwound under sleeping workers), a resized one
+    failed every call."""
+    code = (
+        "import resource, sys, numpy as np, pynn._C as C\n"
+        "a = np.ones((512, 512), np.float32)\n"
+        f"if {grow}:\n"
+        "    C.set_num_threads(2); C.gemm(a, a)\n"
+        "size = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')][0]\n"
+        "limit = size * 1024 + (300 << 20)  # room for a few dozen 8 MiB stacks\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "C.set_num_threads(1024)\n"
+        "for _ in range(3):\n"
+        "    assert C.gemm(a, a)[0, 0] == 512\n"
+        "print(C.num_threads())\n")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the thread pool hung when the system refused a thread")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1024"]
+    assert out.stderr.count("pynn: the system refused worker thread") == 1, out.stderr
+
+
+def test_forked_child_predicts_while_a_parent_thread_was_predicting():
+    """The child inherits the model's cached native engine with its lock held by a thread
+    that does not exist there: it waited for ever; now it builds its own engine."""
+    code = (
+        "import os, sys, threading, time, numpy as np, pynn\n"
+        "m = pynn.Sequential([pynn.Input((64,)), pynn.Dense(256, activation='relu'),\n"
+        "                     pynn.Dense(10)])\n"
+        "x = np.ones((512, 64), np.float32)\n"
+        "want = m.predict(x[:10])\n"
+        "threading.Thread(target=lambda: [m.predict(x) for _ in iter(int, 1)],\n"
+        "                 daemon=True).start()\n"
+        "for _ in range(5):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(0 if np.array_equal(m.predict(x[:10]), want) else 3)\n"
+        "    for _ in range(300):\n"
+        "        done, status = os.waitpid(pid, os.WNOHANG)\n"
+        "        if done:\n"
+        "            break\n"
+        "        time.sleep(0.1)\n"
+        "    else:\n"
+        "        os.kill(pid, 9); os.waitpid(pid, 0); print('child hung'); os._exit(1)\n"
+        "    if os.waitstatus_to_exitcode(status) != 0:\n"
+        "        print('child got', os.waitstatus_to_exitcode(status)); os._exit(1)\n"
+        "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_set_num_threads_is_obeyed():
     previous = _C.num_threads()
     try:
@@ -352,22 +414,50 @@ def test_set_num_threads_is_obeyed():
         for bad in (0, 2.0, True):
             with pytest.raises(ValueError, match="positive integer"):
                 pynn.set_num_threads(bad)
+        for big in (1025, 2**31, 10**6):  # 2**31 was pybind11's TypeError, 10**6 accepted
+            with pytest.raises(ValueError, match="at most 1024"):
+                pynn.set_num_threads(big)
+        with pytest.raises(ValueError, match="1 <= n <= 1024"):
+            _C.set_num_threads(2**31)
     finally:
         _C.set_num_threads(previous)
 
 
-def test_num_threads_environment():
+def _thread_env(**settings):
+    """os.environ with only the given thread-count variables set."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYNN_NUM_THREADS", "OMP_NUM_THREADS")}
+    return {**env, **settings}
+
+
+@pytest.mark.parametrize("settings, want", [
+    ({"PYNN_NUM_THREADS": "3"}, "3"),
+    # joblib/loky workers, MKL, PyTorch: OMP_NUM_THREADS, when pynn's own is not set
+    ({"OMP_NUM_THREADS": "3"}, "3"),
+    ({"OMP_NUM_THREADS": "4,2"}, "4"),  # OpenMP's nesting list: the first level
+    ({"PYNN_NUM_THREADS": "5", "OMP_NUM_THREADS": "1"}, "5"),
+])
+def test_num_threads_environment(settings, want):
     out = subprocess.run([sys.executable, "-c", "import pynn._C as C; print(C.num_threads())"],
-                         capture_output=True, text=True, env={**os.environ, "PYNN_NUM_THREADS": "3"})
-    assert out.stdout.strip() == "3", out.stderr
+                         capture_output=True, text=True, env=_thread_env(**settings))
+    assert out.stdout.strip() == want, out.stderr
     assert out.stderr == ""
+
+
+@pytest.mark.parametrize("omp", ["abc", "0", "", "2000"])
+def test_an_omp_value_pynn_cannot_take_is_skipped_quietly(omp):
+    code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_thread_env(OMP_NUM_THREADS=omp))
+    threads, cpus = out.stdout.split()
+    assert threads == cpus and out.stderr == ""  # another library's variable: no message
 
 
 @pytest.mark.parametrize("bad", ["abc", "0", "-1", "1025", "2x", ""])
 def test_num_threads_environment_typo_is_reported(bad):
     code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYNN_NUM_THREADS": bad})
+                         env=_thread_env(PYNN_NUM_THREADS=bad))
     threads, cpus = out.stdout.split()
     assert threads == cpus  # the default, not the typo
     assert f"PYNN_NUM_THREADS={bad} ignored" in out.stderr

@@ -265,12 +265,13 @@ void register_gemm(py::module_& m) {
     m.def("num_threads", [] { return num_threads(); }, "Threads the CPU kernels use.");
     m.def(
         "set_num_threads",
-        [](int n) {
-            if (n < 1)
-                throw py::value_error("set_num_threads: expected n >= 1, got " + std::to_string(n));
-            set_num_threads(n);
+        [](long long n) {
+            if (n < 1 || n > kMaxThreads)
+                throw py::value_error("set_num_threads: expected 1 <= n <= " +
+                                      std::to_string(kMaxThreads) + ", got " + std::to_string(n));
+            set_num_threads(static_cast<int>(n));
         },
-        py::arg("n"), "Set the number of threads the CPU kernels use (n >= 1).");
+        py::arg("n"), "Set the number of threads the CPU kernels use (1 <= n <= 1024).");
     m.def(
         "fma_peak_gflops",
         [](const std::string& isa, double seconds) {

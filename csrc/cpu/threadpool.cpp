@@ -8,6 +8,9 @@
 // parallel_for) runs its tasks inline instead of waiting.
 // fork(): the child has none of the parent's threads; an atfork handler drops (leaks, never
 // joins or destroys) the inherited pool so the child lazily builds a fresh one.
+// A worker the system refuses to start (a container's task limit, no address space for its
+// stack) is not an error: the pool runs with the workers it has and says so on stderr, once
+// per thread count asked for.
 // Floating-point mode: tasks run with the caller's flush-to-zero / denormals-are-zero bits
 // (x86 MXCSR, aarch64 FPCR: cpu/float_mode.h), so a result never depends on which thread
 // took which task (the native engine flushes denormals, the layer path's kernels do not).
@@ -51,6 +54,7 @@ public:
     explicit Pool(int n_workers) { start(n_workers); }
 
     int workers() const { return static_cast<int>(threads_.size()); }
+    int asked() const { return asked_; }  // workers asked for (workers() may be fewer)
 
     // Stops and joins the workers, then starts n_workers new ones. Caller holds use_.
     void resize(int n_workers) {
@@ -102,8 +106,17 @@ public:
 
 private:
     void start(int n_workers) {
+        asked_ = n_workers;
         threads_.reserve(n_workers);
-        for (int i = 0; i < n_workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+        for (int i = 0; i < n_workers; ++i) {
+            try {
+                threads_.emplace_back([this] { worker_loop(); });
+            } catch (const std::exception& e) {  // std::system_error: EAGAIN, ENOMEM
+                std::fprintf(stderr, "pynn: the system refused worker thread %d of %d (%s); "
+                             "running with %d threads\n", i + 1, n_workers, e.what(), i + 1);
+                break;
+            }
+        }
     }
 
     // Claims and runs tasks of job `gen` until none is left. A claim is a CAS on the one word
@@ -177,6 +190,7 @@ private:
     }
 
     std::vector<std::thread> threads_;
+    int asked_ = 0;
     std::mutex mu_;  // pairs with wake_/done_; the job is published under it
     std::condition_variable wake_, done_;
     std::atomic<bool> stop_{false};
@@ -194,11 +208,20 @@ int default_threads() {
     if (const char* env = std::getenv("PYNN_NUM_THREADS")) {
         char* end = nullptr;
         const long n = std::strtol(env, &end, 10);
-        if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+        if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreads) return static_cast<int>(n);
         // Said once (the pool sizes itself once), as PYNN_GEMM_BLOCKING does: a typo must not
         // pass for a setting.
         std::fprintf(stderr, "pynn: PYNN_NUM_THREADS=%s ignored: expected an integer from 1 "
-                     "to 1024; using one thread per available CPU\n", env);
+                     "to %d; using one thread per available CPU\n", env, kMaxThreads);
+    }
+    // OMP_NUM_THREADS next: what joblib/loky workers, MKL and PyTorch are limited by, so a
+    // process pool does not run N pools of all CPUs. Another library's variable: a value it
+    // does not take ("4,2" is OpenMP's nesting list: the first level counts) is just skipped.
+    if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+        char* end = nullptr;
+        const long n = std::strtol(env, &end, 10);
+        if (end != env && (*end == '\0' || *end == ',') && n >= 1 && n <= kMaxThreads)
+            return static_cast<int>(n);
     }
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -255,7 +278,7 @@ Pool* acquire_pool(std::unique_lock<std::mutex>& use_lock) {
     }
     use_lock = std::unique_lock<std::mutex>(p->use_, std::try_to_lock);
     if (!use_lock.owns_lock()) return nullptr;  // busy: the caller runs inline
-    if (p->workers() != want) p->resize(want);
+    if (p->asked() != want) p->resize(want);
     return p;
 }
 
@@ -269,7 +292,7 @@ int num_threads() {
 }
 
 void set_num_threads(int n) {
-    if (n < 1) n = 1;
+    n = n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
     g_threads.store(n, std::memory_order_relaxed);  // the pool follows at its next use
 }
 

@@ -15,6 +15,9 @@ layer; `unsupported_reason` says why.
 
 from __future__ import annotations
 
+import os
+import weakref
+
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
@@ -334,12 +337,32 @@ def _settings_key(items):
     return tuple(x if x is None or type(x) in (bool, int, float, str) else id(x) for x in items)
 
 
+# A forked child inherits the predict engines with their locks as they were at the fork: held,
+# if another thread of the parent was predicting (the child then waited for ever). The child
+# builds its own; the inherited ones are kept, never used or freed (freeing a held lock is
+# undefined).
+_predict_engines = weakref.WeakSet()
+_inherited_at_fork = []
+
+
+def _drop_predict_engines_in_child():
+    for engine in list(_predict_engines):
+        _inherited_at_fork.append(engine.engine)
+        engine.engine = None  # describes() is False: the model builds a new one
+    _predict_engines.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_predict_engines_in_child)
+
+
 class PredictEngine(NativeEngine):
     """The native forward pass of a model, remembering what it was built for so predict can
     reuse it after a check of a few identities (the weights are bound by reference)."""
 
     def __init__(self, model, max_batch):
         super().__init__(model, max_batch, training=False)
+        _predict_engines.add(self)
         self.backend = model.backend
         self.layers = list(model.layers)
         self.activations = [getattr(l, "activation", None) for l in self.layers]
@@ -362,7 +385,8 @@ class PredictEngine(NativeEngine):
         """True while the model has the layers, activations and weight arrays bound here.
         Plain loops, not any()/all() over generators: this runs on every predict call and
         is a tenth of a single-row predict's time."""
-        if model.backend is not self.backend or config.floatx() != "float32":
+        if self.engine is None or model.backend is not self.backend or \
+                config.floatx() != "float32":
             return False
         layers = model.layers
         if len(layers) != len(self.layers):

@@ -1,14 +1,16 @@
 // The CPU backend's own persistent thread pool (no OpenMP: libgomp hangs after fork and two
-// OpenMP runtimes in one process can crash). Sized from sched_getaffinity; PYNN_NUM_THREADS
-// and set_num_threads override; a forked child starts with a fresh pool.
+// OpenMP runtimes in one process can crash). Sized by PYNN_NUM_THREADS, else OMP_NUM_THREADS,
+// else sched_getaffinity; set_num_threads overrides; a forked child starts with a fresh pool.
 #pragma once
 #include <functional>
 #include "pynn/common.h"
 
 namespace pynn {
 
+constexpr int kMaxThreads = 1024;  // PYNN_NUM_THREADS and set_num_threads: 1..kMaxThreads
+
 int num_threads();
-void set_num_threads(int n);  // n >= 1; always obeyed
+void set_num_threads(int n);  // 1 <= n <= kMaxThreads; obeyed as far as the system starts threads
 
 // Runs fn(task) for task in [0, n_tasks) on up to num_threads() threads (the caller is one
 // of them) and returns when all are done. n_tasks <= 1 runs inline with no synchronisation.
