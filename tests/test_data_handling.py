@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import pynn
+from conftest import AVAILABLE
 
 
 def _fit(x, y, loss, out=3):
@@ -46,3 +48,29 @@ def test_inputs_are_not_copied_when_already_right(monkeypatch):
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     assert model._inputs(x) is x or np.shares_memory(model._inputs(x), x)
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("batch_size", [None, 7, 1000])
+def test_predict_converts_a_batch_at_a_time(rng, backend, batch_size):
+    """float64 or Fortran-ordered x: predict converts piece by piece, as Keras (it held a whole
+    float32 copy beside x: +748 MiB for 200k MNIST rows); the outputs are the same, and an
+    error names the whole of x."""
+    import tracemalloc
+
+    model = pynn.Sequential([pynn.Input((100,)), pynn.Dense(5, activation="relu"),
+                             pynn.Dense(3)])
+    model.compile(optimizer="sgd", loss="mse", backend=backend)
+    x = rng.normal(size=(20003, 100))  # 16 MB of float64; rows not a multiple of a piece
+    want = model.predict(x.astype(np.float32), batch_size=batch_size)
+    for data in (x, np.asfortranarray(x.astype(np.float32))):
+        tracemalloc.start()
+        got = model.predict(data, batch_size=batch_size)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        np.testing.assert_array_equal(got, want)
+        if batch_size is not None:  # (by default a piece is 16 MiB: all of x here)
+            assert peak < 8_000_000 / 2, peak  # a whole float32 copy of x is 8 MB
+    x[[5, 20000], 3] = np.nan  # in the first and the last piece
+    with pytest.raises(ValueError, match="x contains 2 NaN"):
+        model.predict(x, batch_size=batch_size)

@@ -660,7 +660,16 @@ class Sequential:
                     return cached.predict(x)
             except (TypeError, ValueError):
                 pass
+        given = batch_size is not None
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        if isinstance(x, np.ndarray) and x.ndim >= 2 and \
+                not (x.dtype == self._dtype and x.flags.c_contiguous):
+            # Converted whole, x (float64, Fortran order, a slice) would have a second copy
+            # next to it: convert a batch at a time, as Keras does (16 MiB a piece by default).
+            step = batch_size if given else max(_PREDICT_BATCH,
+                                                (4 << 20) // max(1, np.prod(x.shape[1:])))
+            if len(x) > step:
+                return self._predict_in_pieces(x, step)
         if self.backend is None:
             self.backend = get_backend()
         if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
@@ -681,6 +690,14 @@ class Sequential:
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
+
+    def _predict_in_pieces(self, x, step):
+        try:
+            return np.concatenate([self.predict(x[i:i + step], step)
+                                   for i in range(0, len(x), step)])
+        except ValueError:
+            self._inputs(x)  # a problem with the data: the message about all of it
+            raise
 
     def __call__(self, x, training=False):
         """model(x) is predict(x); model(x, training=True) runs the layers as in a training
