@@ -177,6 +177,29 @@ def test_custom_layers_only_through_custom_objects(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
+def test_a_custom_layer_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
+    """No get_config for its __init__ arguments: the file saved and could never be loaded
+    (found at deployment); now save, and ModelCheckpoint before training, refuse it."""
+    class NoConfig(pynn.layers.Layer):
+        def __init__(self, k, **kw):
+            super().__init__(**kw)
+            self.k = k
+
+        def forward(self, x, training=False, logits=False):
+            return x * self.k
+
+    model = pynn.Sequential([pynn.Input((2,)), NoConfig(5, name="times"), pynn.Dense(1)])
+    with pytest.raises(ValueError, match=r"cannot save the model: layer 'times' \(NoConfig\) "
+                                         r"cannot be rebuilt from its get_config\(\)"):
+        model.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="cannot save the model"):
+        model.fit(np.ones((4, 2)), np.ones(4), epochs=1, verbose=0,
+                  callbacks=[pynn.callbacks.ModelCheckpoint(tmp_path / "ck.npz")])
+    model.save_weights(tmp_path / "w.npz")  # weights files name no classes: fine
+
+
 def test_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     model = _model()
@@ -474,3 +497,57 @@ def test_pynn_metric_objects_are_saved_with_the_model(tmp_path, rng):
     with pytest.raises(ValueError, match="cannot save metric"):
         model.save(tmp_path / "mine.npz")
     assert not (tmp_path / "mine.npz").exists()
+
+
+def test_file_objects_save_and_load(tmp_path, rng):
+    """A binary file object (BytesIO, an open file, a storage stream) in place of a path:
+    'expected str, bytes or os.PathLike object' before; wrong objects are named."""
+    import io
+
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    model = _model()
+    model.fit(x, np.zeros(8, dtype=int), epochs=1, verbose=0)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    loaded = pynn.load_model(io.BytesIO(buffer.getvalue()))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+    with open(tmp_path / "w.npz", "wb") as f:
+        model.save_weights(f)
+    fresh = _model()
+    with open(tmp_path / "w.npz", "rb") as f:
+        fresh.load_weights(f)
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+    with open(tmp_path / "t.npz", "w") as f, pytest.raises(TypeError, match="binary mode"):
+        model.save(f)
+    with pytest.raises(TypeError, match="a path .* or a binary file object, got int"):
+        model.save(3)
+    with pytest.raises(ValueError, match="BytesIO file object.* is not a pynn .npz"):
+        pynn.load_model(io.BytesIO(b"a,b\n1,2\n"))
+
+
+def test_hdf5_content_loads_whatever_the_name(tmp_path, rng):
+    """An HDF5 file renamed .npz was 'not a pynn .npz (zip) or .h5 file'."""
+    pytest.importorskip("h5py")
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    model = _model()
+    model.save(tmp_path / "m.h5")
+    (tmp_path / "m.h5").rename(tmp_path / "m.npz")
+    np.testing.assert_array_equal(pynn.load_model(tmp_path / "m.npz").predict(x),
+                                  model.predict(x))
+
+
+def test_pickling_needs_no_temporary_directory(monkeypatch, rng):
+    """Pickles are made in memory: with no usable temporary directory (a read-only root file
+    system) pickling, deepcopy and process pools failed."""
+    import copy
+    import pickle
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/pynn-test")
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    model = _model()
+    model.build((None, 6))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(x),
+                                  model.predict(x))
+    np.testing.assert_array_equal(copy.deepcopy(model).predict(x), model.predict(x))

@@ -794,13 +794,12 @@ class Sequential:
 
         save_model(self, filepath)
 
-    def __reduce_ex__(self, protocol):
-        """Pickling (and copy.deepcopy) go through the model file's bytes: the layers,
-        weights, compile settings and optimizer state, not the backend's modules. A user's
-        layer classes travel as pickle references; the backend is restored where available
-        (else the default). Not kept: the last fit's History."""
+    def _user_layer_classes(self, action, error):
+        """{name: class} of the model's user-defined layer classes, checked as a file needs
+        them (it names a class by __name__ and rebuilds a layer from its get_config()):
+        raises `error` naming the layer when it could not be loaded back, so saving or
+        pickling fails now, not the load (in a deployment, a worker)."""
         from .layers import _REGISTRY
-        from .saving import model_to_bytes
 
         custom = {}
         classes = {}  # class name -> the classes of that name in the model
@@ -810,16 +809,27 @@ class Sequential:
             cls = type(layer)
             if _REGISTRY.get(cls.__name__) is cls or isinstance(layer, InputLayer):
                 continue
-            if len(classes[cls.__name__]) > 1:  # the file names classes by __name__
-                raise TypeError(f"cannot pickle the model: layer class {cls.__qualname__} "
-                                f"shares its name with another layer class in it; rename it")
-            try:  # fail here, not when unpickling (in a worker, say)
+            if len(classes[cls.__name__]) > 1:
+                raise error(f"cannot {action} the model: layer class {cls.__qualname__} "
+                            f"shares its name with another layer class in it; rename it")
+            try:
                 with config.rng_untouched():  # a layer may draw a seed when built
                     cls.from_config(layer.get_config())
             except Exception as exc:  # noqa: BLE001 - any failure means the same
-                raise TypeError(f"cannot pickle the model: layer {layer.name!r} ({cls.__name__}) "
-                                f"cannot be rebuilt from its get_config(): {exc}") from exc
+                raise error(f"cannot {action} the model: layer {layer.name!r} ({cls.__name__}) "
+                            f"cannot be rebuilt from its get_config(): {exc} (override "
+                            f"get_config to return its __init__ arguments)") from exc
             custom[cls.__name__] = cls
+        return custom
+
+    def __reduce_ex__(self, protocol):
+        """Pickling (and copy.deepcopy) go through the model file's bytes: the layers,
+        weights, compile settings and optimizer state, not the backend's modules. A user's
+        layer classes travel as pickle references; the backend is restored where available
+        (else the default). Not kept: the last fit's History."""
+        from .saving import model_to_bytes
+
+        custom = self._user_layer_classes("pickle", TypeError)
         backend = getattr(self.backend, "name", None)
         specs = list(getattr(self, "_metric_specs", []))
         if all(isinstance(m, str) for m in specs):

@@ -10,15 +10,17 @@ string; layer classes come only from pynn's registry or `custom_objects`.
 
 Files are written atomically: to a temporary file in the same directory, flushed and
 fsynced, then renamed over the target, so an interrupted save never leaves a truncated file.
+A binary file object (io.BytesIO, an open file, a cloud storage stream) works in place of a
+path: saving writes .npz to it as it is, loading reads either format.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import stat
-import tempfile
 import warnings
 import zipfile
 
@@ -115,6 +117,34 @@ def _is_h5(filepath):
     return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
 
 
+def _is_file_object(target):
+    return hasattr(target, "read") or hasattr(target, "write")
+
+
+def _check_target(target, mode):
+    """A path, or a binary file object for `mode` ('rb'/'wb'); TypeError otherwise."""
+    if _is_file_object(target):
+        if isinstance(target, io.TextIOBase):
+            raise TypeError(f"{where(target)} is a text file object: open it in binary mode "
+                            f"({mode!r})")
+        method = "read" if mode == "rb" else "write"
+        if not hasattr(target, method):
+            raise TypeError(f"{where(target)} is a file object without {method}()")
+        return
+    if not isinstance(target, (str, bytes, os.PathLike)):
+        raise TypeError(f"filepath must be a path (str or os.PathLike) or a binary file object, "
+                        f"got {type(target).__name__}")
+
+
+def where(target):
+    """How messages name a file: its path, or a file object's name."""
+    if _is_file_object(target):
+        name = getattr(target, "name", None)
+        return f"<file object {name}>" if isinstance(name, str) else \
+            f"<{type(target).__name__} file object>"
+    return os.fspath(target)
+
+
 def _h5py():
     try:
         import h5py
@@ -134,6 +164,10 @@ def save_weights(model, filepath):
 def _write(filepath, arrays, meta):
     """arrays and the JSON description `meta` to .npz, or HDF5 when the name ends in
     .h5/.hdf5 (the same names: one dataset per array, the description as an attribute)."""
+    _check_target(filepath, "wb")
+    if _is_file_object(filepath):  # the caller's stream: .npz, written as it is
+        np.savez(filepath, **{**arrays, META_KEY: np.array(meta)})
+        return
     if _is_h5(filepath):
         h5py = _h5py()
 
@@ -167,6 +201,7 @@ def check_savable(model):
     from . import losses, optimizers
 
     model.get_config()
+    model._user_layer_classes("save", ValueError)
     if model.compiled:
         _metric_names(model)
         optimizers.serialize(model.optimizer)
@@ -181,6 +216,7 @@ def save_model(model, filepath, allow_unbuilt=False):
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     from . import losses, optimizers
 
+    model._user_layer_classes("save", ValueError)  # loadable, or refused before writing
     arrays, layers = _weight_arrays(model)
     extra = {"config": model.get_config()}
     if model.compiled:
@@ -200,21 +236,16 @@ def save_model(model, filepath, allow_unbuilt=False):
 
 
 def model_to_bytes(model):
-    """A model file's bytes (what pickling a model carries)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.npz")
-        save_model(model, path, allow_unbuilt=True)
-        with open(path, "rb") as f:
-            return f.read()
+    """A model file's bytes (what pickling a model carries), made in memory: no temporary
+    file, so pickling works on a read-only file system."""
+    buffer = io.BytesIO()
+    save_model(model, buffer, allow_unbuilt=True)
+    return buffer.getvalue()
 
 
 def model_from_bytes(data, custom_objects=None):
     """The model whose file bytes model_to_bytes gave (unpickling a model)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.npz")
-        with open(path, "wb") as f:
-            f.write(data)
-        return load_model(path, custom_objects)
+    return load_model(io.BytesIO(data), custom_objects)
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -224,6 +255,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     from .model import Sequential
 
     arrays = read_arrays(filepath)
+    filepath = where(filepath)  # for the messages below
     meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
@@ -265,13 +297,19 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 def read_arrays(filepath):
     """{name: array} of an .npz (or .h5) file, refusing pickles; clear errors for bad files."""
-    filepath = os.fspath(filepath)
-    if not os.path.exists(filepath):
-        raise FileNotFoundError(f"no such file: {filepath!r}")
-    with open(filepath, "rb") as f:
-        head = f.read(6)
-    if _is_h5(filepath) and not head.startswith(b"PK"):  # earlier builds wrote model .h5 as zip
-        return _read_h5(filepath)
+    _check_target(filepath, "rb")
+    if _is_file_object(filepath):
+        data = filepath.read()
+        filepath, source, head = where(filepath), io.BytesIO(data), data[:8]
+    else:
+        filepath = source = os.fspath(filepath)
+        if not os.path.exists(filepath):
+            raise FileNotFoundError(f"no such file: {filepath!r}")
+        with open(filepath, "rb") as f:
+            head = f.read(8)
+    # By content, whatever the name says (earlier builds wrote model .h5 files as zip)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return _read_h5(source, filepath)
     # Name what the file is before numpy guesses (it tries unpickling anything not a zip).
     if head.startswith(b"\x93NUMPY"):
         raise ValueError(f"{filepath!r} is a .npy file (a single array), not a pynn .npz file")
@@ -281,7 +319,7 @@ def read_arrays(filepath):
         raise ValueError(f"{filepath!r} is not a pynn .npz (zip) or .h5 file: it starts with "
                          f"{head!r}")
     try:
-        with np.load(filepath, allow_pickle=False) as npz:
+        with np.load(source, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except ValueError as exc:
         if "pickle" in str(exc).lower():
@@ -293,10 +331,10 @@ def read_arrays(filepath):
                          f"{exc}") from exc
 
 
-def _read_h5(filepath):
+def _read_h5(source, filepath):
     h5py = _h5py()
     try:
-        with h5py.File(filepath, "r") as h5:
+        with h5py.File(source, "r") as h5:
             arrays = {}
             for key, item in h5.items():
                 if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "fiub":
@@ -340,6 +378,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     (returning their names); otherwise any mismatch raises and nothing is loaded.
     """
     arrays = read_arrays(filepath)
+    filepath = where(filepath)  # for the messages below
     meta = read_meta(arrays, filepath)
     saved = [l for l in meta["layers"] if l["weights"]]
     if not model.built:
