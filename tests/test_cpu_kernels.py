@@ -45,6 +45,28 @@ def test_activation_forward_backward(cpu, rng, shape, act):
     assert dz.dtype == np.float32 and y.dtype == np.float32
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_activation_gradients_at_extreme_inputs(backend):
+    """Finite, and the limits, far out: gelu's z*z overflowed into 0 * inf = NaN beyond
+    |z| = 1.8e19 (the forward was fine); every activation, float32's whole range."""
+    b = get_backend(backend)
+    z = f32([-3e38, -1e20, -1e19, -11.0, -10.0, -1.0, 0.0, 1.0, 10.0, 11.0, 1e19, 1e20, 3e38])
+    dy = np.ones_like(z)
+    for act in NAMES:
+        if act == "softmax":
+            continue
+        param = {"leaky_relu": 0.2, "elu": 1.0}.get(act, 0.0)
+        y = b.activation_forward(act, z, param)
+        dz = b.activation_backward(act, param, z, y, dy)
+        assert np.isfinite(dz).all(), (act, dz)
+    y = b.activation_forward("gelu", z, 0.0)
+    dz = b.activation_backward("gelu", 0.0, z, y, dy)
+    np.testing.assert_array_equal(dz[[0, 1, 2, -3, -2, -1]], [0, 0, 0, 1, 1, 1])
+    inside = np.abs(z) <= 11
+    np.testing.assert_allclose(dz[inside], ref64(REF.activation_backward, "gelu", 0.0, z, y,
+                                                 dy)[inside], rtol=1e-6, atol=1e-7)
+
+
 def test_softmax_extreme_logits(cpu):
     z = f32([[1000, 0, -1000], [-1000, -1000, -1000], [88, 89, 90]])
     y = cpu.softmax_forward(z)

@@ -26,6 +26,9 @@ PYNN_HD float gelu(float z) {
 }
 
 PYNN_HD float gelu_grad(float z) {
+    // Beyond |z| = 10 tanh is exactly +-1 (float32 and float64), so the second term is 0 and
+    // the value 0 or 1; clamping keeps z*z from overflowing into 0 * inf = NaN (|z| > 1.8e19).
+    z = z > 10.f ? 10.f : (z < -10.f ? -10.f : z);  // NaN stays NaN
     float z2 = z * z;
     float inner = kSqrt2OverPi * (z + kGeluCoeff * z2 * z);
     float t = std::tanh(inner);

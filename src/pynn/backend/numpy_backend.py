@@ -111,7 +111,8 @@ class NumpyBackend(Backend):
         if name == "elu":
             return xp.where(z > 0, z, param * xp.expm1(xp.minimum(z, 0))).astype(z.dtype, copy=False)
         if name == "gelu":
-            inner = _GELU_C * (z + 0.044715 * z ** 3)
+            zc = xp.clip(z, -10, 10)  # exact (tanh is +-1 beyond); z**3 overflowed with a warning
+            inner = _GELU_C * (zc + 0.044715 * zc ** 3)
             return (0.5 * z * (1 + xp.tanh(inner))).astype(z.dtype, copy=False)
         if name == "sigmoid":
             return _sigmoid(xp, z)
@@ -132,6 +133,7 @@ class NumpyBackend(Backend):
         if name == "elu":
             return dy * xp.where(y > 0, 1, y + param).astype(dy.dtype, copy=False)
         if name == "gelu":
+            z = xp.clip(z, -10, 10)  # exact: tanh is +-1 beyond; z*z overflowed into NaN
             z2 = z * z
             t = xp.tanh(_GELU_C * (z + 0.044715 * z2 * z))
             d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z2)
