@@ -54,6 +54,21 @@ def test_binary_classification_matches_sklearn(rng, n):
             assert np.isnan(M.roc_auc(y, p))  # undefined with one class (sklearn raises)
 
 
+def test_auc_of_nan_scores_is_nan(rng):
+    """NaN has no rank: np.unique sorted it above every score, so a diverged model's NaN
+    predictions scored AUC 1.0 (scikit-learn raises). Binary, one-vs-rest and the metric."""
+    y = np.array([0, 1, 1, 0])
+    assert np.isnan(M.roc_auc(y, [0.1, np.nan, 0.3, 0.2]))
+    p = rng.dirichlet(np.ones(3), size=6)
+    p[2, 1] = np.nan
+    assert np.isnan(M.roc_auc(np.arange(6) % 3, p))
+    metric = M.AUC()
+    metric.update_state(y, np.array([0.1, 0.9, 0.8, 0.2]))
+    metric.update_state(y, np.array([0.1, np.nan, 0.8, 0.2]))
+    assert np.isnan(metric.result())
+    assert M.roc_auc(y, [0.1, np.inf, 0.3, -np.inf]) == 1.0  # infinities still rank
+
+
 @pytest.mark.parametrize("c", [2, 3, 7])
 def test_multiclass_classification_matches_sklearn_macro(rng, c):
     for n in [5, 40, 300]:

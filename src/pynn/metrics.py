@@ -201,6 +201,8 @@ def _binary_auc(y, s):
 
 
 def _auc_from(y, s):
+    if np.isnan(s).any():
+        return float("nan")  # no ranking (np.unique put NaN above every score: AUC 1.0)
     if s.ndim == 1:
         return _binary_auc(y, s)
     per_class = [_binary_auc(y == c, s[:, c]) for c in range(s.shape[1])]
