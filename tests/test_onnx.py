@@ -67,8 +67,11 @@ def test_float64_model_exports_in_float64(tmp_path, rng, activation):
     pynn.set_floatx("float64")
     try:
         model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(5, activation=activation),
-                                 pynn.BatchNormalization(), pynn.Dense(2),
+                                 pynn.BatchNormalization(epsilon=0.1), pynn.Dense(2),
                                  pynn.Activation(activation)])
+        bn = model.layers[2]  # trained-looking statistics: the epsilon counts
+        bn.set_weights([rng.uniform(0.5, 2, 5), rng.normal(size=5), rng.normal(size=5),
+                        rng.uniform(0.01, 0.1, 5)])
         x = rng.normal(size=(7, 6))
         expected = model.predict(x)
         proto = pynn_onnx.export(model, tmp_path / "m64.onnx")
@@ -77,9 +80,10 @@ def test_float64_model_exports_in_float64(tmp_path, rng, activation):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     got = _run(tmp_path / "m64.onnx", x)
     assert got.dtype == np.float64
-    # float32 weights would differ by ~1e-7; onnxruntime's batch norm rounds differently
-    # (~1e-11), its double gelu by ~3e-9
-    np.testing.assert_allclose(got, expected, rtol=2e-8, atol=2e-8)
+    # float32 weights would differ by ~1e-7, the BatchNormalization operator's float32
+    # epsilon by ~1e-9 (folded into Mul/Add now); onnxruntime's double gelu differs by ~3e-9
+    tol = 2e-8 if activation == "gelu" else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -109,8 +113,21 @@ def test_older_opsets_for_models_without_gelu(tmp_path, rng, opset, activation):
     assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-5
 
 
-@pytest.mark.parametrize("opset,match", [(19, "uses gelu"), (12, ">= 13"), (13.0, ">= 13"),
-                                         ("20", ">= 13")])
+def test_default_opset_is_the_lowest_the_model_needs(tmp_path):
+    """The most runtimes load it: 13 without gelu, 20 with (it was always 20); an opset newer
+    than the installed onnx knows wrote a file onnxruntime refused."""
+    plain = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="relu")])
+    gelu = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="gelu")])
+    assert pynn_onnx.export(plain, tmp_path / "p.onnx").opset_import[0].version == 13
+    assert pynn_onnx.export(gelu, tmp_path / "g.onnx").opset_import[0].version == 20
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(ValueError, match=f"to {newest} \\(the newest this onnx"):
+        pynn_onnx.export(plain, tmp_path / "n.onnx", opset=newest + 1)
+    assert not (tmp_path / "n.onnx").exists()
+
+
+@pytest.mark.parametrize("opset,match", [(19, "uses gelu"), (12, "from 13"), (13.0, "from 13"),
+                                         ("20", "from 13")])
 def test_opset_too_old_for_the_model_is_refused(tmp_path, opset, match):
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="gelu")])
     with pytest.raises(ValueError, match=match):

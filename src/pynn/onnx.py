@@ -54,10 +54,11 @@ def _activation_nodes(helper, spec, source, name, const, double):
     return [helper.make_node(op, [source], [out], name=out, **attrs)], out
 
 
-def export(model, filepath, opset=20):
+def export(model, filepath, opset=None):
     """Write `model` (built) as an ONNX graph taking 'input' (batch, *input_shape) ->
     'output' (batch, *output_shape), in the model's float type (float32, or float64 under
-    pynn.set_floatx('float64'))."""
+    pynn.set_floatx('float64')). opset: by default the lowest the model needs, so the most
+    runtimes load it (13; 20 with gelu); at most what the installed onnx package knows."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -68,10 +69,12 @@ def export(model, filepath, opset=20):
                         f"got {type(model).__name__}")
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
-    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or opset < 13:
-        raise ValueError(f"opset must be an integer >= 13 (Softmax over the last axis), got "
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, numbers.Integral)
+                              or not 13 <= opset <= newest):
+        raise ValueError(f"opset must be an integer from 13 (Softmax over the last axis) to "
+                         f"{newest} (the newest this onnx {onnx.__version__} knows), got "
                          f"{opset!r}")
-    opset = int(opset)
     nodes, inits = [], []
     current = "input"
     dtype = np.dtype(model._dtype)  # what predict computes in
@@ -112,6 +115,16 @@ def export(model, filepath, opset=20):
             gamma = layer.gamma.numpy() if layer.scale else np.ones(n)
             beta = layer.beta.numpy() if layer.center else np.zeros(n)
             out = f"{name}_out"
+            if double:  # the operator's epsilon is a float32 attribute: fold it in float64
+                scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+                shift = beta - layer.moving_mean.numpy() * scale
+                scaled = f"{name}_scaled"
+                nodes += [helper.make_node("Mul", [current, const(f"{name}_scale", scale)],
+                                           [scaled], name=scaled),
+                          helper.make_node("Add", [scaled, const(f"{name}_shift", shift)],
+                                           [out], name=out)]
+                current = out
+                continue
             nodes.append(helper.make_node(
                 "BatchNormalization",
                 [current, const(f"{name}_gamma", gamma), const(f"{name}_beta", beta),
@@ -122,7 +135,11 @@ def export(model, filepath, opset=20):
         else:
             raise ValueError(f"layer {name!r} ({type(layer).__name__}) has no ONNX equivalent "
                              f"in pynn's exporter")
-    if opset < 20 and any(node.op_type == "Gelu" for node in nodes):
+    uses_gelu = any(node.op_type == "Gelu" for node in nodes)
+    if opset is None:
+        opset = 20 if uses_gelu else 13
+    opset = int(opset)
+    if opset < 20 and uses_gelu:
         raise ValueError(f"the model uses gelu, whose ONNX operator (Gelu with the tanh "
                          f"approximation) needs opset >= 20, got opset {opset}")
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
