@@ -1,10 +1,12 @@
-"""Ctrl-C during fit: finish the current step, then stop cleanly.
+"""Ctrl-C during fit: finish the steps in flight, then stop cleanly.
 
-While training, the first SIGINT only sets a flag: the step in progress completes (so the
-weights are those of the last completed step, never half-updated), callbacks get
-on_train_end, and fit raises KeyboardInterrupt with model.history holding the finished
-epochs. A second Ctrl-C interrupts at once. Outside the main thread, or when the program has
-its own SIGINT handler, nothing is changed.
+While training, the first SIGINT only sets a flag: the steps in progress complete (one on
+the layer path; on the native engine the chunk of steps it runs between returns to Python, a
+fraction of a second), so the weights are those of the last completed step, never
+half-updated; callbacks get on_train_end, and fit raises KeyboardInterrupt with
+model.history holding the finished epochs. A second Ctrl-C interrupts as soon as control is
+back in Python. Outside the main thread, or when the program has its own SIGINT handler,
+nothing is changed.
 """
 
 from __future__ import annotations
