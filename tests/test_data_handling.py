@@ -52,13 +52,17 @@ def test_inputs_are_not_copied_when_already_right(monkeypatch):
 
 @pytest.mark.parametrize("backend", AVAILABLE)
 @pytest.mark.parametrize("batch_size", [None, 7, 1000])
-def test_predict_converts_a_batch_at_a_time(rng, backend, batch_size):
-    """float64 or Fortran-ordered x: predict converts piece by piece, as Keras (it held a whole
-    float32 copy beside x: +748 MiB for 200k MNIST rows); the outputs are the same, and an
-    error names the whole of x."""
+def test_predict_converts_a_piece_at_a_time(rng, monkeypatch, backend, batch_size):
+    """float64 or Fortran-ordered x: predict converts piece by piece (it held a whole float32
+    copy beside x: +748 MiB for 200k MNIST rows); the outputs are the same bits, the layer
+    path still runs batches of batch_size (a piece is not one batch), and an error names the
+    whole of x."""
     import tracemalloc
 
-    model = pynn.Sequential([pynn.Input((100,)), pynn.Dense(5, activation="relu"),
+    import pynn.model
+
+    monkeypatch.setattr(pynn.model, "_PREDICT_PIECE", 256 << 10)  # 16 MiB: x would fit
+    model = pynn.Sequential([pynn.Input((100,)), pynn.Dense(64, activation="relu"),
                              pynn.Dense(3)])
     model.compile(optimizer="sgd", loss="mse", backend=backend)
     x = rng.normal(size=(20003, 100))  # 16 MB of float64; rows not a multiple of a piece
@@ -69,8 +73,31 @@ def test_predict_converts_a_batch_at_a_time(rng, backend, batch_size):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         np.testing.assert_array_equal(got, want)
-        if batch_size is not None:  # (by default a piece is 16 MiB: all of x here)
-            assert peak < 8_000_000 / 2, peak  # a whole float32 copy of x is 8 MB
+        # a whole float32 copy of x is 8 MB; a piece of 20003 rows' activations 5 MB
+        assert peak < 3_000_000, peak
     x[[5, 20000], 3] = np.nan  # in the first and the last piece
     with pytest.raises(ValueError, match="x contains 2 NaN"):
         model.predict(x, batch_size=batch_size)
+
+
+def test_predict_in_pieces_keeps_float64_batches(rng, monkeypatch):
+    """A float64 session's layer path: pieces are whole batches, each still predicted in
+    batches of batch_size, so the sums are those of an unsplit x to the bit."""
+    import pynn.model
+
+    monkeypatch.setattr(pynn.model, "_PREDICT_PIECE", 100_000)
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((20,)), pynn.Dense(16, activation="tanh"),
+                                 pynn.Dense(2)])
+        x = rng.normal(size=(5000, 20))
+        want = model.predict(x, batch_size=300)
+        sizes = []
+        forward = model._forward
+        monkeypatch.setattr(model, "_forward",
+                            lambda xb, **kw: sizes.append(len(xb)) or forward(xb, **kw))
+        np.testing.assert_array_equal(model.predict(np.asfortranarray(x), batch_size=300), want)
+        assert max(sizes) == 300 and sum(sizes) == 5000  # not a piece (600 rows) at once
+    finally:
+        pynn.set_floatx(previous)

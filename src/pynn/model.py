@@ -25,10 +25,11 @@ from .callbacks import Callback, CallbackList, History
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Dropout, Flatten, InputLayer, Layer, get_class
-from .layers.base import as_shape, unique_name
+from .layers.base import as_shape, layer_names_untouched, unique_name
 from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
+_PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 
 
 class Sequential:
@@ -660,16 +661,18 @@ class Sequential:
                     return cached.predict(x)
             except (TypeError, ValueError):
                 pass
-        given = batch_size is not None
+        asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         if isinstance(x, np.ndarray) and x.ndim >= 2 and \
                 not (x.dtype == self._dtype and x.flags.c_contiguous):
             # Converted whole, x (float64, Fortran order, a slice) would have a second copy
-            # next to it: convert a batch at a time, as Keras does (16 MiB a piece by default).
-            step = batch_size if given else max(_PREDICT_BATCH,
-                                                (4 << 20) // max(1, np.prod(x.shape[1:])))
+            # next to it: convert a piece at a time (_PREDICT_PIECE bytes of converted rows,
+            # or batch_size rows if more), each predicted in batches as x would be.
+            row_bytes = np.dtype(self._dtype).itemsize * max(1, int(np.prod(x.shape[1:])))
+            # whole batches, so the layer path's batches are those of x (the same bits)
+            step = max(batch_size, _PREDICT_PIECE // row_bytes // batch_size * batch_size)
             if len(x) > step:
-                return self._predict_in_pieces(x, step)
+                return self._predict_in_pieces(x, step, asked)
         if self.backend is None:
             self.backend = get_backend()
         if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
@@ -691,9 +694,9 @@ class Sequential:
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
 
-    def _predict_in_pieces(self, x, step):
+    def _predict_in_pieces(self, x, step, batch_size):
         try:
-            return np.concatenate([self.predict(x[i:i + step], step)
+            return np.concatenate([self.predict(x[i:i + step], batch_size)
                                    for i in range(0, len(x), step)])
         except ValueError:
             self._inputs(x)  # a problem with the data: the message about all of it
@@ -813,7 +816,7 @@ class Sequential:
                 raise error(f"cannot {action} the model: layer class {cls.__qualname__} "
                             f"shares its name with another layer class in it; rename it")
             try:
-                with config.rng_untouched():  # a layer may draw a seed when built
+                with config.rng_untouched(), layer_names_untouched():  # no trace of the trial
                     cls.from_config(layer.get_config())
             except Exception as exc:  # noqa: BLE001 - any failure means the same
                 raise error(f"cannot {action} the model: layer {layer.name!r} ({cls.__name__}) "
