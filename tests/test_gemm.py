@@ -453,6 +453,14 @@ def test_an_omp_value_pynn_cannot_take_is_skipped_quietly(omp):
     assert threads == cpus and out.stderr == ""  # another library's variable: no message
 
 
+def test_a_pynn_typo_falls_back_to_omp_num_threads():
+    out = subprocess.run([sys.executable, "-c", "import pynn._C as C; print(C.num_threads())"],
+                         capture_output=True, text=True,
+                         env=_thread_env(PYNN_NUM_THREADS="abc", OMP_NUM_THREADS="3"))
+    assert out.stdout.strip() == "3"
+    assert "PYNN_NUM_THREADS=abc ignored" in out.stderr and "OMP_NUM_THREADS" in out.stderr
+
+
 @pytest.mark.parametrize("bad", ["abc", "0", "-1", "1025", "2x", ""])
 def test_num_threads_environment_typo_is_reported(bad):
     code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"

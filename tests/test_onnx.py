@@ -118,7 +118,10 @@ def test_default_opset_is_the_lowest_the_model_needs(tmp_path):
     than the installed onnx knows wrote a file onnxruntime refused."""
     plain = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="relu")])
     gelu = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="gelu")])
-    assert pynn_onnx.export(plain, tmp_path / "p.onnx").opset_import[0].version == 13
+    proto = pynn_onnx.export(plain, tmp_path / "p.onnx")
+    assert proto.opset_import[0].version == 13
+    assert proto.ir_version == 7  # opset 13's; the installed onnx's own is newer
+    assert onnx.load(str(tmp_path / "p.onnx")).ir_version == 7
     assert pynn_onnx.export(gelu, tmp_path / "g.onnx").opset_import[0].version == 20
     newest = onnx.defs.onnx_opset_version()
     with pytest.raises(ValueError, match=f"to {newest} \\(the newest this onnx"):

@@ -140,9 +140,6 @@ CLIPS = [dict(clipvalue=0.05), dict(clipnorm=0.3), dict(global_clipnorm=0.5),
 
 
 @pytest.mark.filterwarnings("ignore:clipvalue is not applied")
-
-
-
 @pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop"])
 @pytest.mark.parametrize("clip", CLIPS, ids=lambda c: "+".join(c))
 def test_clipping_matches_between_engines(opt, clip):

@@ -212,7 +212,8 @@ int default_threads() {
         // Said once (the pool sizes itself once), as PYNN_GEMM_BLOCKING does: a typo must not
         // pass for a setting.
         std::fprintf(stderr, "pynn: PYNN_NUM_THREADS=%s ignored: expected an integer from 1 "
-                     "to %d; using one thread per available CPU\n", env, kMaxThreads);
+                     "to %d; using the default (OMP_NUM_THREADS, else one thread per "
+                     "available CPU)\n", env, kMaxThreads);
     }
     // OMP_NUM_THREADS next: what joblib/loky workers, MKL and PyTorch are limited by, so a
     // process pool does not run N pools of all CPUs. Another library's variable: a value it

@@ -26,8 +26,10 @@ other column is a feature) or an .npz holding arrays 'x' and 'y' (or 'x' and --t
 The task is classification when the target holds integer values with at most 20 distinct
 values, else regression, unless --task says. Features (and regression targets) are
 standardised for training and the scaling is folded into the first (and last) layer, so the
-saved model takes and gives raw values. Also writes
-<out>.columns.json (feature names, target, task, class labels) for `pynn predict`."""
+saved model takes and gives raw values, except columns far from zero for their spread
+(timestamps, IDs), which float32 would round: the model takes those minus offsets. Also
+writes <out>.columns.json (feature names, target, task, class labels, offsets) for
+`pynn predict`, which subtracts the offsets in float64."""
 
 
 def _layers(text):

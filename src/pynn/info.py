@@ -31,7 +31,7 @@ def info() -> dict:
     except ImportError as exc:
         result["cuda"] = {"error": f"pynn._cuda not built or not importable ({exc})"}
     result["env"] = {k: os.environ[k] for k in ("PYNN_BACKEND", "PYNN_ISA", "PYNN_NUM_THREADS",
-                                                "PYNN_GEMM_BLOCKING")
+                                                "OMP_NUM_THREADS", "PYNN_GEMM_BLOCKING")
                      if k in os.environ}
     return result
 

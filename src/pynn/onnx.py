@@ -2,7 +2,8 @@
 at inference) and BatchNormalization (inference mode), every activation included.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
-Opset 20 is the default because its Gelu has the tanh approximation pynn uses.
+The file declares the lowest opset and IR version the model needs (opset 13; 20 with gelu,
+whose tanh approximation arrived there), so older runtimes load it too.
 """
 
 from __future__ import annotations
@@ -148,8 +149,10 @@ def export(model, filepath, opset=None):
         [helper.make_tensor_value_info("input", elem_type, ["batch", *model.input_shape])],
         [helper.make_tensor_value_info("output", elem_type, ["batch", *model.output_shape])],
         initializer=inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="pynn")
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="pynn")
+    # make_model writes the installed onnx's IR version, which older runtimes refuse
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
     onnx.checker.check_model(proto)
     atomic_write(filepath, lambda f: f.write(proto.SerializeToString()))
     return proto

@@ -165,8 +165,10 @@ def _write(filepath, arrays, meta):
     """arrays and the JSON description `meta` to .npz, or HDF5 when the name ends in
     .h5/.hdf5 (the same names: one dataset per array, the description as an attribute)."""
     _check_target(filepath, "wb")
-    if _is_file_object(filepath):  # the caller's stream: .npz, written as it is
-        np.savez(filepath, **{**arrays, META_KEY: np.array(meta)})
+    if _is_file_object(filepath):  # the caller's stream: .npz, in one write() (zip needs
+        buffer = io.BytesIO()  # to seek back; a socket, gzip or write-only stream cannot)
+        np.savez(buffer, **{**arrays, META_KEY: np.array(meta)})
+        filepath.write(buffer.getvalue())
         return
     if _is_h5(filepath):
         h5py = _h5py()
@@ -301,6 +303,9 @@ def read_arrays(filepath):
     if _is_file_object(filepath):
         data = filepath.read()
         filepath, source, head = where(filepath), io.BytesIO(data), data[:8]
+        if not data:
+            raise ValueError(f"{filepath} has nothing left to read (at its end: seek(0) after "
+                             f"writing or reading it?)")
     else:
         filepath = source = os.fspath(filepath)
         if not os.path.exists(filepath):

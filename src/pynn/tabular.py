@@ -2,14 +2,15 @@
 
 `train` standardises the features for training, then folds the scaling into the first Dense
 layer (W / std, b - (mean / std) @ W), so the saved model takes raw feature values and needs
-nothing else to predict; regression targets are standardised too and the last layer rescaled
+nothing else to predict (except for columns far from zero, below); regression targets are standardised too and the last layer rescaled
 back (W * std_y, b * std_y + mean_y). Next to the model it writes `<model>.columns.json`: the
 feature column names, the target name, the task and (for classification) the class labels, which
 `predict` uses to pick the feature columns from a CSV by name (a target column there is
 ignored) and to turn output indices back into labels. A column whose values sit far from zero
 for their spread (timestamps, IDs) would lose its information when predict casts it to float32:
 such columns are centred in float64 before the cast, by offsets the JSON file keeps
-("offsets"), and the model takes them centred. Features from an .npz have no names:
+("offsets"), and the model takes them centred: `pynn predict` subtracts them (it needs the
+JSON file then), model.predict from Python takes x - offsets. Features from an .npz have no names:
 predict then takes the CSV's columns by position, dropping a column named like the target.
 Without the JSON file every column of the CSV is a feature, by position.
 
@@ -241,10 +242,11 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
     print_fn(f"{task} {target!r} from {x.shape[1]} features, {len(x)} samples"
              + (f", {len(meta['classes'])} classes" if task == "classify" else ""))
     if offsets.any():
-        centred = [features[i] if features else i for i in np.flatnonzero(offsets)]
+        centred = [features[i] if features else int(i) for i in np.flatnonzero(offsets)]
         print_fn(f"feature(s) {centred} sit far from zero for their spread: float32 would "
-                 f"round them, so the model takes them minus offsets that `pynn predict` "
-                 f"subtracts (kept in {sidecar_path(out)})")
+                 f"round them, so the model takes x - offsets, the 'offsets' kept in "
+                 f"{sidecar_path(out)} (`pynn predict` subtracts them; from Python, do the "
+                 f"same before model.predict)")
     history = model.fit(xs, targets, epochs=epochs, batch_size=batch_size, verbose=verbose)
     _fold_standardization(model, mean - offsets, std)
     if task == "regress":

@@ -8,9 +8,10 @@ Sequential.build takes Keras' shape, batch axis first.
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import numbers
 import re
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -18,7 +19,22 @@ import numpy as np
 from .. import config
 from ..backend import get_backend
 
-_name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+_name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
+_name_lock = threading.Lock()  # layers made on several threads get distinct names
+
+
+@contextlib.contextmanager
+def layer_names_untouched():
+    """Layers made inside take no automatic names from later ones (a trial rebuild at every
+    save turned the next Dense into dense_4)."""
+    with _name_lock:
+        saved = dict(_name_counters)
+    try:
+        yield
+    finally:
+        with _name_lock:
+            _name_counters.clear()
+            _name_counters.update(saved)
 
 
 def _snake(name):
@@ -33,7 +49,9 @@ def as_shape(shape):
 
 
 def unique_name(prefix):
-    n = next(_name_counters[prefix])
+    with _name_lock:
+        n = _name_counters[prefix]
+        _name_counters[prefix] = n + 1
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
