@@ -8,6 +8,7 @@ import pytest
 import pynn
 from pynn import losses
 from pynn.activations import NAMES as ACTIVATIONS
+from conftest import AVAILABLE
 from gradcheck import assert_close_grad, numeric_grad
 
 
@@ -175,3 +176,37 @@ def test_sequence_losses_average_over_every_position(float64_numpy, rng, case, w
     np.testing.assert_allclose(grad.reshape(n * t, d), flat_grad, rtol=1e-12, atol=1e-15)
     if not weighted:
         assert np.isclose(loss(true.reshape(n, t, d), seq_pred), flat_value, rtol=1e-12)
+
+
+@pytest.mark.parametrize("base", [losses.SparseCategoricalCrossentropy,
+                                  losses.CategoricalCrossentropy, losses.BinaryCrossentropy])
+@pytest.mark.parametrize("backend", sorted(AVAILABLE))
+def test_a_subclass_probability_formula_is_used_not_the_fused_one(rng, base, backend):
+    """A subclass overriding _sum_and_grad alone (a focal loss, say) was replaced by the
+    inherited logits formula whenever the output activation fused away: it trained and
+    evaluated plain cross-entropy, silently. Here: twice the cross-entropy."""
+    class Twice(base):
+        def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+            total, grad = super()._sum_and_grad(backend, y_pred, y_true, scale, sample_weight)
+            return 2 * total, 2 * grad
+
+    class TwiceBothWays(Twice):  # overrides the logits formula too: may fuse
+        def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
+            total, grad = super()._logits_sum_and_grad(backend, logits, y_true, scale,
+                                                       sample_weight)
+            return 2 * total, 2 * grad
+
+    binary = base is losses.BinaryCrossentropy
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    y = rng.integers(0, 2 if binary else 3, size=16)
+    if base is losses.CategoricalCrossentropy:
+        y = np.eye(3)[y]
+    head = pynn.Dense(1, activation="sigmoid") if binary else pynn.Dense(3, activation="softmax")
+    model = pynn.Sequential([pynn.Input((4,)), head])
+    plain = {}
+    for loss in (base(), Twice(), TwiceBothWays()):
+        model.compile(optimizer="sgd", loss=loss, backend=backend)
+        plain[type(loss).__name__] = model.evaluate(x, y)
+        assert model._fused == (type(loss) is not Twice)
+    assert plain["Twice"] == pytest.approx(2 * plain[base.__name__], rel=1e-5)
+    assert plain["TwiceBothWays"] == pytest.approx(2 * plain[base.__name__], rel=1e-5)

@@ -29,6 +29,18 @@ class Loss:
     def get_config(self):
         return {}
 
+    @property
+    def fuses_activation(self):
+        """Whether the model may feed this loss pre-activations (fused_activation's inputs):
+        only where its logits formula is at least as derived as its probability formula. A
+        subclass that overrides _sum_and_grad alone (a focal loss on a cross-entropy) computes
+        something else than the inherited logits formula, so it gets probabilities."""
+        if self.fused_activation is None:
+            return False
+        sums, logits = (next((c for c in type(self).__mro__ if name in vars(c)), None)
+                        for name in ("_sum_and_grad", "_logits_sum_and_grad"))
+        return sums is not None and logits is not None and issubclass(logits, sums)
+
     # ---- targets --------------------------------------------------------------------------
     def prepare_targets(self, y, output_shape, dtype):
         """y as an array of predictions' shape (N, *output_shape), checked; raises ValueError."""

@@ -245,7 +245,7 @@ class Sequential:
         last = self._compute_layers[-1] if self._compute_layers else None
         if last is None:
             raise ValueError("the model has no layers to train")
-        self._fused = (self.loss.fused_activation is not None
+        self._fused = (self.loss.fuses_activation
                        and last.output_activation == self.loss.fused_activation)
         out_dim = int(np.prod(self.output_shape))
         self._metric_objects = [metrics_mod.get(m, self.loss.name, out_dim)
