@@ -404,11 +404,48 @@ class PredictEngine(NativeEngine):
 
 
 def epoch_order(n, shuffle):
-    """The epoch's sample order: a seeded shuffle (in C++ when compiled) or range(n)."""
+    """The epoch's sample order: a seeded shuffle (in C++ when compiled, else its Python twin:
+    the same order either way) or range(n)."""
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     seed = int(config.rng().integers(0, 2**63 - 1))
     _C = _native_module()
     if _C is not None:
         return _C.shuffled_order(n, seed)
-    return np.random.default_rng(seed).permutation(n).astype(np.int64)
+    return shuffled_order(n, seed)
+
+
+_M64 = (1 << 64) - 1
+
+
+def shuffled_order(n, seed):
+    """The C++ shuffled_order (csrc/cpu/engine.cpp) in Python: Fisher-Yates driven by
+    xoshiro256** seeded through splitmix64, Lemire's unbiased bounded draws. A seeded run must
+    not depend on whether the extension was built (numpy's permutation gave another order).
+    A few microseconds a sample: only where nothing is compiled."""
+    state, words = seed & _M64, []
+    for _ in range(4):
+        state = (state + 0x9E3779B97F4A7C15) & _M64
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+        words.append(z ^ (z >> 31))
+    s0, s1, s2, s3 = words
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        bound = i + 1
+        while True:
+            x = (s1 * 5) & _M64
+            r = ((((x << 7) | (x >> 57)) & _M64) * 9) & _M64  # rotl(s1 * 5, 7) * 9
+            t = (s1 << 17) & _M64
+            s2 ^= s0
+            s3 ^= s1
+            s1 ^= s2
+            s0 ^= s3
+            s2 ^= t
+            s3 = ((s3 << 45) | (s3 >> 19)) & _M64
+            m = r * bound
+            if (m & _M64) >= bound or (m & _M64) >= (-bound) % bound:  # C++: (0 - bound) % bound
+                break
+        j = m >> 64
+        order[i], order[j] = order[j], order[i]
+    return np.array(order, dtype=np.int64)
