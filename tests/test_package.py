@@ -82,6 +82,26 @@ def test_import_without_compiled_modules_falls_back_to_numpy():
     assert out.stdout.strip() == "ok"
 
 
+def test_a_compiled_part_that_does_not_load_is_named_as_such(tmp_path):
+    """A corrupt or mismatched pynn._C was reported as 'installed without its compiled part'."""
+    import glob
+    import shutil
+
+    package = os.path.dirname(pynn.__file__)
+    if not glob.glob(os.path.join(package, "_C.*")):
+        pytest.skip("no compiled part in this installation")
+    shutil.copytree(package, tmp_path / "pynn", ignore=shutil.ignore_patterns("__pycache__"))
+    for so in glob.glob(str(tmp_path / "pynn" / "_C.*")):
+        with open(so, "w") as f:
+            f.write("not a shared library")
+    env = {k: v for k, v in os.environ.items() if k != "PYNN_BACKEND"}
+    env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "import pynn; print(pynn.info()['backends']"
+                          "['cpu'])"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "the compiled part is there but does not load" in out.stdout
+
+
 def test_info_and_cli():
     d = pynn.info()
     assert d["version"] == pynn.__version__
@@ -95,6 +115,25 @@ def test_info_and_cli():
     assert "backend in use" in text.stdout and "cuda" in text.stdout
 
 
+@pytest.mark.parametrize("requested", ["quantum", "cuda"])  # unknown; not runnable here
+def test_a_pynn_backend_that_cannot_run_is_reported_not_a_traceback(requested):
+    """pynn info crashed with a traceback (it is where a user looks to see why); the other
+    commands print one line naming PYNN_BACKEND and exit 2."""
+    pytest.importorskip("pynn._C")
+    if requested == "cuda" and pynn.info()["backends"]["cuda"] is None:
+        pytest.skip("a GPU runs the cuda backend here")
+    env = {**os.environ, "PYNN_BACKEND": requested}
+    out = subprocess.run([sys.executable, "-m", "pynn", "info"], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert f"backend in use: none: PYNN_BACKEND='{requested}'" in out.stdout
+    assert "numpy  available" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "pynn", "bench"], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"pynn bench: error: PYNN_BACKEND='{requested}'" in out.stderr
+
+
 def test_set_backend_switches_and_reports(numpy_backend):
     assert pynn.get_backend().name == "numpy"
     m = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
@@ -102,6 +141,8 @@ def test_set_backend_switches_and_reports(numpy_backend):
     assert m.backend.name == "numpy"
     with pytest.raises(ValueError, match="unknown backend"):
         pynn.set_backend("quantum")
+    m.compile(optimizer="sgd", loss="mse", backend=pynn.get_backend("numpy"))  # the object
+    assert m.backend is pynn.get_backend("numpy")
 
 
 def test_compile_device_picks_a_backend_on_that_device(monkeypatch):

@@ -104,11 +104,15 @@ def main(argv=None) -> int:
 
         print(json.dumps(info(), indent=2, default=str) if args.json else format_info())
         return 0
-    from . import tabular
+    from . import backend, tabular
 
     try:
+        if args.command != "demo" or args.backend is None:
+            try:  # PYNN_BACKEND may name one that cannot run here: one line, not a traceback
+                backend.get_backend()
+            except (ValueError, RuntimeError) as exc:
+                raise tabular.UsageError(str(exc)) from None
         if args.command == "demo":
-            from . import backend
             from .demo import run_demo
 
             tabular.check_output_path(args.out)  # before training, as `train` does

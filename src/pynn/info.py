@@ -12,8 +12,12 @@ def info() -> dict:
     from . import __version__
 
     result = {"version": __version__, "python": platform.python_version(),
-              "machine": platform.machine(), "backend": backend_mod.get_backend().name,
-              "backends": backend_mod.available_backends()}
+              "machine": platform.machine()}
+    try:
+        result["backend"] = backend_mod.get_backend().name
+    except (ValueError, RuntimeError) as exc:  # PYNN_BACKEND names one that cannot run here
+        result["backend"], result["backend_error"] = None, str(exc)
+    result["backends"] = backend_mod.available_backends()
     try:
         from . import _C
 
@@ -39,7 +43,8 @@ def info() -> dict:
 def format_info(d=None) -> str:
     d = d or info()
     lines = [f"pynn {d['version']} (Python {d['python']}, {d['machine']})",
-             f"backend in use: {d['backend']}", "backends:"]
+             f"backend in use: {d['backend'] or 'none: ' + d.get('backend_error', '')}",
+             "backends:"]
     for name, why in d["backends"].items():
         lines.append(f"  {name:6s} {'available' if why is None else 'unavailable: ' + why}")
     cpu = d["cpu"]

@@ -36,7 +36,11 @@ def _create(name: str) -> Backend:
     if name == "cpu":
         _C, why = _load_native("_C")
         if _C is None:
-            raise RuntimeError(why + "; the package was installed without its compiled part")
+            package = os.path.dirname(os.path.dirname(__file__))
+            built = any(f.startswith("_C.") for f in os.listdir(package))
+            raise RuntimeError(why + ("; the compiled part is there but does not load (rebuild "
+                                      "it: pip install --force-reinstall .)" if built else
+                                      "; the package was installed without its compiled part"))
         from .cpu_backend import CpuBackend
         return CpuBackend(_C)
     if name in ("cuda", "cupy"):
@@ -78,9 +82,12 @@ def cuda_unavailable_reason(name="cuda"):
 
 
 def get_backend(name: str | None = None) -> Backend:
-    """The backend called `name`, or the current one when name is None."""
+    """The backend called `name` (or that Backend itself), or the current one when name is
+    None."""
     if name is None:
         return _current if _current is not None else _choose_default()
+    if isinstance(name, Backend):  # what get_backend() returned: compile(backend=...) too
+        return name
     if name not in _instances:
         _instances[name] = _create(name)
     return _instances[name]
@@ -118,7 +125,10 @@ def _choose_default() -> Backend:
     global _current
     requested = os.environ.get("PYNN_BACKEND")
     if requested:
-        _current = get_backend(requested)  # an explicit request fails loudly
+        try:  # an explicit request fails loudly, naming where it came from
+            _current = get_backend(requested)
+        except (ValueError, RuntimeError) as exc:
+            raise type(exc)(f"PYNN_BACKEND={requested!r}: {exc}") from exc
         return _current
     try:
         _current = get_backend("cpu")
