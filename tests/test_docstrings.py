@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["pynn", "pynn.activations", "pynn.callbacks", "pynn.config", "pynn.initializers",
            "pynn.layers", "pynn.losses", "pynn.metrics", "pynn.ops", "pynn.optimizers",
-           "pynn.regularizers", "pynn.schedules", "pynn.saving", "pynn.model", "pynn.onnx"]
+           "pynn.regularizers", "pynn.schedules", "pynn.saving", "pynn.model", "pynn.onnx",
+           "pynn.custom_objects"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import config
+from .custom_objects import describe, find
 
 
 def _fans(shape):
@@ -188,11 +189,12 @@ def get(identifier) -> Initializer:
         if cls is None:
             raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)}")
         return cls()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASS_NAMES:
-        return _CLASS_NAMES[identifier["class_name"]](**identifier.get("config", {}))
-    raise ValueError(f"cannot interpret {identifier!r} as an initializer")
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return find(identifier, _CLASS_NAMES, "initializer")(**identifier.get("config", {}))
+    raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, or an "
+                     f"Initializer instance)")
 
 
 def serialize(init: Initializer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the initializer."""
-    return {"class_name": type(init).__name__, "config": init.get_config()}
+    return describe(init)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
+from .custom_objects import describe, find
 from .data import converted, overflow_error
 
 
@@ -261,6 +262,9 @@ _ALIASES = {
 }
 
 
+_CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
+
+
 def get(identifier) -> Loss:
     """A Loss from a name ('mse', 'sparse_categorical_crossentropy', ...) or a Loss."""
     if isinstance(identifier, Loss):
@@ -271,13 +275,12 @@ def get(identifier) -> Loss:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_ALIASES))}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _ALIASES.get(identifier["class_name"]) or globals().get(identifier["class_name"])
-        if not (isinstance(cls, type) and issubclass(cls, Loss)):
-            raise ValueError(f"unknown loss class {identifier['class_name']!r}")
+        cls = find(identifier, _CLASSES, "loss")
         return cls(**identifier.get("config", {}))
-    raise ValueError(f"cannot interpret {identifier!r} as a loss")
+    raise ValueError(f"cannot interpret {identifier!r} as a loss (a name, a Loss, or a "
+                     f"Loss subclass's instance for a loss of your own)")
 
 
 def serialize(loss: Loss) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the loss."""
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return describe(loss)

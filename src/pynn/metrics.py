@@ -36,6 +36,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .custom_objects import describe, find, in_scope, is_custom
+
 
 def _pair(y_true, y_pred):
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -534,13 +536,22 @@ _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
 
 
 def serialize(metric):
-    """A compile() metric as saved in a model file: its name, or for pynn's own metric
-    classes {"class_name", "config"}; None for what a file cannot rebuild (functions, user
-    subclasses)."""
+    """A compile() metric as saved in a model file: its name; {"class_name", "config"} for a
+    Metric object (pynn's own classes, or a user's, loaded through custom_objects); a function
+    by its name ({"function"}). None for what no file can name (a lambda, pynn's internal
+    wrappers)."""
     if isinstance(metric, str):
         return metric
-    if type(metric).__name__ in _SAVABLE and type(metric) is _SAVABLE[type(metric).__name__]:
-        return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    if isinstance(metric, type) and issubclass(metric, Metric):  # compile() takes classes
+        metric = metric()
+    if isinstance(metric, Metric):
+        cls = type(metric)
+        return describe(metric) if is_custom(cls) or _SAVABLE.get(cls.__name__) is cls else None
+    name = getattr(metric, "__name__", None)
+    if callable(metric) and isinstance(name, str) and name.isidentifier():
+        if not is_custom(metric) and globals().get(name) is metric:
+            return {"function": name}  # one of this module's, say precision
+        return {"function": name, "custom": True}
     return None
 
 
@@ -548,10 +559,21 @@ def deserialize(spec):
     """The compile() metric a model file saved (see serialize)."""
     if isinstance(spec, str):
         return spec
+    if not isinstance(spec, dict):
+        raise ValueError(f"a saved metric is invalid: {spec!r}")
+    if "function" in spec:
+        name, objects = spec["function"], in_scope()
+        if name in objects:
+            return objects[name]
+        if not spec.get("custom") and callable(globals().get(name)):
+            return globals()[name]
+        raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "
+                         f"load_model(..., custom_objects={{{name!r}: {name}}})")
+    cls = find(spec, _SAVABLE, "metric")
     try:
-        return _SAVABLE[spec["class_name"]](**spec["config"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"a saved metric is invalid: {spec!r} ({exc!r})") from None
+        return cls(**spec.get("config", {}))
+    except TypeError as exc:
+        raise ValueError(f"a saved metric is invalid: {spec!r} ({exc})") from None
 
 
 def resolve(identifier, loss_name, output_dim):

@@ -22,6 +22,7 @@ from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import backend_for_device, get_backend
 from .callbacks import Callback, CallbackList, History
+from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Dropout, Flatten, InputLayer, Layer, get_class
@@ -830,9 +831,10 @@ class Sequential:
         weights, compile settings and optimizer state, not the backend's modules. A user's
         layer classes travel as pickle references; the backend is restored where available
         (else the default). Not kept: the last fit's History."""
-        from .saving import model_to_bytes
+        from .saving import model_to_bytes, user_objects
 
-        custom = self._user_layer_classes("pickle", TypeError)
+        self._user_layer_classes("pickle", TypeError)
+        custom = user_objects(self)
         backend = getattr(self.backend, "name", None)
         specs = list(getattr(self, "_metric_specs", []))
         if all(isinstance(m, str) for m in specs):
@@ -881,14 +883,13 @@ class Sequential:
         print_fn("\n".join(lines))
 
     def get_config(self):
-        return {"name": self.name,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
-                           for l in self.layers]}
+        return {"name": self.name, "layers": [describe(layer) for layer in self.layers]}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        layers = [get_class(entry["class_name"], custom_objects).from_config(entry["config"])
-                  for entry in config["layers"]]
+        with custom_object_scope(custom_objects):  # initializers, regularizers inside too
+            layers = [get_class(entry["class_name"], custom_objects, entry.get("custom"))
+                      .from_config(entry["config"]) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
 
 

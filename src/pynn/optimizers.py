@@ -15,6 +15,7 @@ import math
 import numbers
 
 from . import config
+from .custom_objects import describe, find
 from .schedules import LearningRateSchedule
 
 
@@ -271,6 +272,7 @@ class Adagrad(Optimizer):
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+_CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier) -> Optimizer:
@@ -283,30 +285,28 @@ def get(identifier) -> Optimizer:
             raise ValueError(f"unknown optimizer {identifier!r}; known: {', '.join(_BY_NAME)}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _BY_NAME.get(identifier["class_name"].lower())
-        if cls is None:
-            raise ValueError(f"unknown optimizer class {identifier['class_name']!r}")
+        cls = find(identifier, _CLASSES, "optimizer")
         config = dict(identifier.get("config", {}))
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
             from . import schedules
 
-            schedule_cls = getattr(schedules, str(lr.get("class_name")), None)
-            if not (isinstance(schedule_cls, type)
-                    and issubclass(schedule_cls, schedules.LearningRateSchedule)):
-                raise ValueError(f"unknown learning-rate schedule {lr.get('class_name')!r}")
+            pynn_schedules = {name: c for name, c in vars(schedules).items()
+                              if isinstance(c, type) and issubclass(c, LearningRateSchedule)}
+            schedule_cls = find(lr, pynn_schedules, "learning-rate schedule")
             config["learning_rate"] = schedule_cls(**lr.get("config", {}))
         return cls(**config)
-    raise ValueError(f"cannot interpret {identifier!r} as an optimizer")
+    raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
+                     f"Optimizer instance)")
 
 
 def serialize(opt: Optimizer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the optimizer."""
-    return {"class_name": type(opt).__name__, "config": opt.get_config()}
+    return describe(opt)
 
 
 def _schedule_config(schedule):
     if isinstance(schedule, LearningRateSchedule):
-        return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+        return describe(schedule)
     raise ValueError(f"cannot serialise the learning-rate function {schedule!r}; use a "
                      f"pynn.schedules class to save it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numbers
 
 from . import config
+from .custom_objects import describe, find
 
 
 def _factor(name, value):
@@ -102,12 +103,13 @@ def get(identifier):
         if cls is None:
             raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
         return cls()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
-        return _CLASSES[identifier["class_name"]](**identifier.get("config", {}))
-    raise ValueError(f"cannot interpret {identifier!r} as a regularizer")
+    if isinstance(identifier, dict) and "class_name" in identifier:
+        return find(identifier, _CLASSES, "regularizer")(**identifier.get("config", {}))
+    raise ValueError(f"cannot interpret {identifier!r} as a regularizer (a name, or a "
+                     f"Regularizer instance)")
 
 
 def serialize(reg):
     """The {'class_name', 'config'} dict that `get` turns back into the regularizer (None stays
     None)."""
-    return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}
+    return None if reg is None else describe(reg)

@@ -11,7 +11,8 @@ string; layer classes come only from pynn's registry or `custom_objects`.
 Files are written atomically: to a temporary file in the same directory, flushed and
 fsynced, then renamed over the target, so an interrupted save never leaves a truncated file.
 A binary file object (io.BytesIO, an open file, a cloud storage stream) works in place of a
-path: saving writes .npz to it as it is, loading reads either format.
+path: saving writes .npz to it as it is, loading reads either format. Components of the
+user's own load through custom_objects (pynn.custom_objects).
 """
 
 from __future__ import annotations
@@ -191,23 +192,84 @@ def _metric_names(model):
     specs = [metrics.serialize(m) for m in model._metric_specs]
     for m, spec in zip(model._metric_specs, specs):
         if spec is None:
-            raise ValueError(f"cannot save metric {m!r}: only metrics given by name or as "
-                             f"pynn's own metric classes can be saved; compile with those or "
-                             f"save_weights instead")
+            raise ValueError(f"cannot save metric {m!r}: a file names a metric by its name, "
+                             f"its Metric class or its function's name (a lambda has none); "
+                             f"compile with one of those or save_weights instead")
     return specs
+
+
+def user_objects(model):
+    """{name: class or function} of the user's own components in the model (layers,
+    initializers, regularizers, loss, optimizer and its schedule, metrics): what load_model
+    needs as custom_objects, and what pickling carries by reference."""
+    from .custom_objects import is_custom
+
+    found = [type(layer) for layer in model.layers]
+    for layer in model.layers:
+        found += [type(v) for v in vars(layer).values() if hasattr(v, "get_config")]
+    if model.compiled:
+        found += [type(model.loss), type(model.optimizer)]
+        found.append(type(getattr(model.optimizer, "_schedule", None)))
+        for m in model._metric_specs:
+            found.append(m if isinstance(m, type) or not hasattr(m, "update_state") else type(m))
+    return {obj.__name__: obj for obj in found
+            if callable(obj) and is_custom(obj) and obj.__module__ != "builtins"}
+
+
+def _description(model):
+    """The model file's JSON description of the model (not the weights' shapes), checked by
+    rebuilding everything in it as load_model will, with the model's own classes as
+    custom_objects: a component whose get_config() cannot rebuild it, or a value JSON cannot
+    hold, is refused before anything is written (such files saved and never loaded)."""
+    from . import losses, optimizers
+
+    model._user_layer_classes("save", ValueError)  # two user layer classes of one name
+    extra = {"config": model.get_config()}
+    if model.compiled:
+        extra["compile"] = {"optimizer": optimizers.serialize(model.optimizer),
+                            "loss": losses.serialize(model.loss),
+                            "metrics": _metric_names(model)}
+    try:
+        text = json.dumps(extra, default=_json_value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save the model: a get_config() returned what JSON cannot "
+                         f"hold ({exc})") from None
+    _trial_load(json.loads(text), user_objects(model))
+    return extra
+
+
+def _json_value(value):
+    """numpy scalars and arrays a get_config() returned, as JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON")
+
+
+def _trial_load(extra, objects):
+    from . import losses, metrics, optimizers
+    from .config import rng_untouched
+    from .custom_objects import custom_object_scope
+    from .layers.base import layer_names_untouched
+    from .model import Sequential
+
+    try:
+        with custom_object_scope(objects), rng_untouched(), layer_names_untouched():
+            Sequential.from_config(extra["config"])
+            if "compile" in extra:
+                optimizers.get(extra["compile"]["optimizer"])
+                losses.get(extra["compile"]["loss"])
+                for spec in extra["compile"]["metrics"]:
+                    metrics.deserialize(spec)
+    except Exception as exc:  # noqa: BLE001 - whatever load_model would meet
+        raise ValueError(f"cannot save the model: it would not load back ({exc}); a "
+                         f"component of your own needs a get_config() that returns its "
+                         f"__init__ arguments") from exc
 
 
 def check_savable(model):
     """Raises what save_model would about the model's description (layers, optimizer, loss,
     metrics), without writing: a ModelCheckpoint fails before training, not after an epoch."""
-    from . import losses, optimizers
-
-    model.get_config()
-    model._user_layer_classes("save", ValueError)
-    if model.compiled:
-        _metric_names(model)
-        optimizers.serialize(model.optimizer)
-        losses.serialize(model.loss)
+    _description(model)
 
 
 def save_model(model, filepath, allow_unbuilt=False):
@@ -216,13 +278,9 @@ def save_model(model, filepath, allow_unbuilt=False):
     which keeps a model without weights yet as such.)"""
     if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
-    from . import losses, optimizers
-
-    model._user_layer_classes("save", ValueError)  # loadable, or refused before writing
+    extra = _description(model)  # loadable, or refused before writing
     arrays, layers = _weight_arrays(model)
-    extra = {"config": model.get_config()}
     if model.compiled:
-        names = _metric_names(model)
         opt = model.optimizer
         slots = []
         for i, p in enumerate(model.params):
@@ -231,10 +289,9 @@ def save_model(model, filepath, allow_unbuilt=False):
                 key = f"opt.{i}.{slot}"
                 arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
                 slots.append({"param": i, "slot": slot, "key": key})
-        extra["compile"] = {"optimizer": optimizers.serialize(opt),
-                            "loss": losses.serialize(model.loss), "metrics": names}
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
-    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, **extra)))
+    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, **extra),
+                                        default=_json_value))
 
 
 def model_to_bytes(model):
@@ -251,9 +308,12 @@ def model_from_bytes(data, custom_objects=None):
 
 
 def load_model(filepath, custom_objects=None, compile=True):
-    """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state."""
+    """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state.
+    custom_objects: {name: class or function} for the components of your own (layers,
+    losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras."""
     from . import losses, metrics, optimizers
     from .config import rng_untouched
+    from .custom_objects import custom_object_scope
     from .model import Sequential
 
     arrays = read_arrays(filepath)
@@ -271,9 +331,10 @@ def load_model(filepath, custom_objects=None, compile=True):
     _restore_frozen_weights(model, meta)
     settings = meta.get("compile")
     if compile and settings:
-        model.compile(optimizer=optimizers.get(settings["optimizer"]),
-                      loss=losses.get(settings["loss"]),
-                      metrics=[metrics.deserialize(m) for m in settings["metrics"]] or None)
+        with custom_object_scope(custom_objects):
+            model.compile(optimizer=optimizers.get(settings["optimizer"]),
+                          loss=losses.get(settings["loss"]),
+                          metrics=[metrics.deserialize(m) for m in settings["metrics"]] or None)
         state = meta.get("optimizer_state", {})
         opt = model.optimizer
         params = model.params

@@ -1,5 +1,6 @@
 """Layers, one family per file."""
 
+from ..custom_objects import in_scope
 from .activation import Activation, Input, InputLayer
 from .base import Layer, Parameter
 from .dense import Dense
@@ -11,11 +12,14 @@ _REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, BatchNorm
                                             Flatten, InputLayer)}
 
 
-def get_class(name, custom_objects=None):
-    """The layer class called `name` (registered layers and `custom_objects` only)."""
-    if custom_objects and name in custom_objects:
-        return custom_objects[name]
-    if name not in _REGISTRY:
+def get_class(name, custom_objects=None, custom=False):
+    """The layer class called `name`: from `custom_objects` (or an enclosing
+    custom_object_scope), else a registered layer unless the file marked it a user's
+    (`custom`)."""
+    objects = {**in_scope(), **(custom_objects or {})}
+    if name in objects:
+        return objects[name]
+    if custom or name not in _REGISTRY:
         raise ValueError(f"unknown layer class {name!r}; known: {', '.join(_REGISTRY)}; a "
                          f"custom layer needs custom_objects={{{name!r}: {name}}}")
     return _REGISTRY[name]
