@@ -268,6 +268,12 @@ _CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
 def get(identifier) -> Loss:
     """A Loss from a name ('mse', 'sparse_categorical_crossentropy', ...) or a Loss."""
     if isinstance(identifier, Loss):
+        if not hasattr(identifier, "_sum_and_grad"):  # say, a Keras-style call() alone
+            raise TypeError(f"{type(identifier).__name__}: a pynn loss defines "
+                            f"_sum_and_grad(backend, y_pred, y_true, scale, sample_weight) "
+                            f"returning (sum of the losses, gradient * scale), as "
+                            f"pynn.losses.MeanSquaredError does; pynn has no autodiff for "
+                            f"a call()")
         return identifier
     if isinstance(identifier, str):
         cls = _ALIASES.get(identifier.lower())

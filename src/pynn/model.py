@@ -50,7 +50,8 @@ class Sequential:
         self._fused = False
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
-        self.engine_reason = None  # why the last fit could not use the native engine
+        self.engine_reason = None  # why the last fit did not use the native engine; None: it
+        #                            did (or no fit yet)
         for layer in layers or []:
             self.add(layer)
 
@@ -280,7 +281,11 @@ class Sequential:
     def _forward(self, x, training, logits):
         layers = self._compute_layers
         for i, layer in enumerate(layers):
-            x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
+            try:
+                x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
+            except Exception as exc:
+                _name_the_layer(exc, layer, "forward")
+                raise
         return x
 
     def _loss_and_grad(self, out, y, sample_weight=None):
@@ -352,8 +357,16 @@ class Sequential:
         trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
         lowest = trainable[0] if trainable else len(layers)
         for i in range(len(layers) - 1, lowest - 1, -1):
-            grad = layers[i].backward(grad, need_input_grad=i > lowest,
-                                      logits=self._fused and i == len(layers) - 1)
+            try:
+                grad = layers[i].backward(grad, need_input_grad=i > lowest,
+                                          logits=self._fused and i == len(layers) - 1)
+            except Exception as exc:
+                _name_the_layer(exc, layers[i], "backward")
+                raise
+            if grad is None and i > lowest:
+                raise TypeError(f"layer {layers[i].name!r} ({type(layers[i]).__name__}): "
+                                f"backward returned None, but the layer below needs the "
+                                f"gradient of its input (need_input_grad=True)")
         for i in range(lowest):
             layers[i].clear_cache()
         return loss + self._regularization(add_gradients=True), out
@@ -567,6 +580,7 @@ class Sequential:
         if engine not in ("auto", "native", "layers"):
             raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
         if engine == "layers":
+            self.engine_reason = "engine='layers' was asked for"
             return None
         reason = engine_mod.unsupported_reason(self)
         self.engine_reason = reason
@@ -891,6 +905,13 @@ class Sequential:
             layers = [get_class(entry["class_name"], custom_objects, entry.get("custom"))
                       .from_config(entry["config"]) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+def _name_the_layer(exc, layer, method):
+    """Adds which layer raised to an error from inside a layer (a user's layer included)."""
+    note = f"(raised in layer {layer.name!r}, {type(layer).__name__}.{method})"
+    if hasattr(exc, "add_note") and note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
 
 
 def _unpickle_model(data, custom_objects, backend, metrics=None):

@@ -151,9 +151,26 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def add_weight(self, name, array, backend, dtype, statistic=False):
+    def add_weight(self, name, array=None, backend=None, dtype=None, statistic=False, *,
+                   shape=None, initializer="glorot_uniform", trainable=True):
+        """A weight from its initial values (`array`), or Keras' way from `shape` and an
+        `initializer`; on `backend` (default the layer's, else the current one) in `dtype`
+        (default floatx). trainable=False (or statistic=True): the optimizer never updates
+        it, whatever the layer's trainable flag (a moving statistic, a fixed mask)."""
+        from .. import initializers
+
+        backend = backend or self.backend or get_backend()
+        dtype = dtype or config.floatx()
+        if (array is None) == (shape is None):
+            raise TypeError(f"add_weight({name!r}): give the initial values (array) or a "
+                            f"shape, not both or neither")
+        if shape is not None:
+            array = initializers.get(initializer)(tuple(as_shape(shape)), dtype)
+        elif isinstance(array, tuple) and all(isinstance(v, int) for v in array):
+            raise TypeError(f"add_weight({name!r}): {array} is taken as values, not a shape: "
+                            f"pass shape={array} for a weight of that shape")
         p = Parameter(f"{self.name}/{name}", backend.asarray(array, dtype), backend,
-                      trainable=self._trainable, statistic=statistic)
+                      trainable=self._trainable, statistic=statistic or not trainable)
         self._params.append(p)
         return p
 
@@ -215,11 +232,14 @@ class Layer:
     output_activation = None
 
     def forward(self, x, training=False, logits=False):
-        raise NotImplementedError
+        raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) defines no "
+                                  f"forward(x, training, logits)")
 
     def backward(self, dy, need_input_grad=True, logits=False):
         """Gradients of the parameters (into .grad) and, if asked, of the input."""
-        raise NotImplementedError
+        raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) defines no "
+                                  f"backward(dy, need_input_grad, logits): it can predict but "
+                                  f"not train")
 
     # ---- config ---------------------------------------------------------------------------
     def get_config(self):
@@ -236,9 +256,10 @@ class Layer:
         """Inference on a numpy array (builds the layer on first use)."""
         x = np.asarray(x)
         backend = self.backend or get_backend()
+        dtype = config.floatx()
         if not self.built:
-            self.build(x.shape[1:], backend, "float32")
-        return backend.to_numpy(self.forward(backend.asarray(x, np.float32)))
+            self.build(x.shape[1:], backend, dtype)
+        return backend.to_numpy(self.forward(backend.asarray(x, dtype)))
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"

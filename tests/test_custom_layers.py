@@ -1,0 +1,151 @@
+"""The extension API as a researcher meets it: a layer of one's own (Keras-style add_weight,
+fixed weights, gradients), and the errors a mistake in one gives."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+from gradcheck import assert_close_grad, numeric_grad
+
+
+class ScaledDense(pynn.layers.Layer):
+    """x @ W * s + b with a trainable scalar s and a fixed (non-trainable) column mask."""
+
+    def __init__(self, units, **kw):
+        super().__init__(**kw)
+        self.units = units
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.w = self.add_weight("w", shape=(input_shape[0], self.units),
+                                 initializer="glorot_uniform")
+        self.s = self.add_weight("s", shape=(1,), initializer="ones")
+        self.b = self.add_weight("b", shape=(self.units,), initializer="zeros")
+        mask = (np.arange(self.units) % 2).astype(dtype)
+        self.mask = self.add_weight("mask", mask, trainable=False)
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        self.z = x @ self.w.value
+        return self.z * self.s.value * self.mask.value + self.b.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        g = dy * self.mask.value
+        self.w.grad = self.x.T @ (g * self.s.value)
+        self.s.grad = np.array([(g * self.z).sum()], dtype=dy.dtype)
+        self.b.grad = dy.sum(axis=0)
+        return (g * self.s.value) @ self.w.value.T if need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_keras_style_add_weight_and_gradients(float64_numpy, rng):
+    layer = ScaledDense(4)
+    model = pynn.Sequential([pynn.Input((3,)), layer, pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert [p.shape for p in layer.params] == [(3, 4), (1,), (4,), (4,)]
+    assert [p.trainable for p in layer.params] == [True, True, True, False]
+    assert layer.s.numpy().tolist() == [1.0] and layer.w.value.dtype == np.float64
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    prepared = model.loss.prepare_targets(y, (2,), np.float64)
+
+    def loss():
+        return model._loss_and_grad(model._forward(x, training=False, logits=False),
+                                    prepared)[0]
+
+    model._compute_gradients(x, prepared)  # the .grad of every weight, no update
+    for p in (layer.w, layer.s, layer.b):
+        assert_close_grad(p.grad, numeric_grad(loss, p.value), what=p.name)
+
+
+def test_a_weight_added_non_trainable_stays_fixed(rng):
+    """A fixed mask became trainable after layer.trainable = False, then True (Keras keeps a
+    weight made non-trainable so)."""
+    layer = ScaledDense(4)
+    model = pynn.Sequential([pynn.Input((3,)), layer, pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    layer.trainable = False
+    layer.trainable = True
+    model.trainable = False
+    model.trainable = True
+    assert not layer.mask.trainable and layer.w.trainable
+    mask = layer.mask.numpy()
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=8), epochs=2, verbose=0)
+    np.testing.assert_array_equal(layer.mask.numpy(), mask)
+
+
+def test_add_weight_refuses_a_shape_given_as_values():
+    """add_weight('w', (4, 3), backend, dtype) made a weight of shape (2,) holding [4, 3]."""
+    layer = pynn.layers.Layer()
+    with pytest.raises(TypeError, match=r"\(4, 3\) is taken as values.*shape=\(4, 3\)"):
+        layer.add_weight("w", (4, 3), pynn.get_backend(), "float32")
+    with pytest.raises(TypeError, match="not both or neither"):
+        layer.add_weight("w")
+    assert layer.add_weight("v", np.array([4.0, 3.0])).shape == (2,)  # values, as arrays
+
+
+class _NoBackward(pynn.layers.Layer):
+    def forward(self, x, training=False, logits=False):
+        return x * 2
+
+
+class _NoneBackward(_NoBackward):
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return None
+
+
+class _Broken(_NoBackward):
+    def forward(self, x, training=False, logits=False):
+        return x @ np.ones((7, 7), dtype=x.dtype)  # the wrong inner size
+
+
+@pytest.mark.parametrize("layer, error, message", [
+    (_NoBackward(name="twice"), NotImplementedError,
+     "layer 'twice' \\(_NoBackward\\) defines no backward.*can predict but not train"),
+    (_NoneBackward(name="lazy"), TypeError,
+     "layer 'lazy' \\(_NoneBackward\\): backward returned None.*need_input_grad=True"),
+])
+def test_mistakes_in_a_layer_name_it(rng, layer, error, message):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3), layer, pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.predict(np.ones((2, 3))).shape == (2, 1)
+    with pytest.raises(error, match=message):
+        model.fit(rng.normal(size=(4, 3)), rng.normal(size=4), epochs=1, verbose=0)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_an_error_inside_a_layer_says_which_layer():
+    model = pynn.Sequential([pynn.Input((3,)), _Broken(name="broken"), pynn.Dense(1)])
+    with pytest.raises(ValueError) as info:
+        model.predict(np.ones((2, 3)))
+    assert "(raised in layer 'broken', _Broken.forward)" in info.value.__notes__
+
+
+def test_a_keras_style_loss_is_refused_at_compile():
+    """A Loss subclass with only Keras' call() passed compile and failed inside fit with an
+    AttributeError on '_sum_and_grad'."""
+    class KerasStyle(pynn.losses.Loss):
+        def call(self, y_true, y_pred):
+            return ((y_true - y_pred) ** 2).mean()
+
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    with pytest.raises(TypeError, match="defines _sum_and_grad.*no autodiff"):
+        model.compile(optimizer="sgd", loss=KerasStyle())
+
+
+def test_engine_reason_names_an_asked_layer_path(rng):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=4)
+    model.fit(x, y, epochs=1, verbose=0)
+    if model.engine_reason is None:  # the native engine ran (compiled here)
+        model.fit(x, y, epochs=1, verbose=0, engine="layers")
+        assert model.engine_reason == "engine='layers' was asked for"
