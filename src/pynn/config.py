@@ -22,7 +22,9 @@ def floatx() -> str:
 
 
 def set_floatx(dtype: str) -> None:
-    """'float32' (default, every backend) or 'float64' (numpy backend; gradient checks)."""
+    """'float32' (default, every backend) or 'float64' (gradient checks, reference runs:
+    the numpy reference code computes, on the numpy and cpu backends; the native engine is
+    float32 only). Existing models convert at their next use."""
     global _FLOATX
     if dtype not in ("float32", "float64"):
         raise ValueError(f"floatx must be 'float32' or 'float64', got {dtype!r}")

@@ -16,9 +16,10 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     op(x) is x.T when trans_x. bias has length op(b).shape[1]. With out= the result is written
     there (and beta may be non-zero); otherwise a new array is returned.
 
-    Computes in float32, or in float64 when an operand is float64 on the numpy backend or
-    under pynn.set_floatx("float64") (the cpu backend's kernels are float32: float64
-    operands are converted for them unless the session is float64).
+    The operands' dtype decides: float32 operands compute (and return) float32, float64 ones
+    float64, a mix float64; bias is taken in that dtype and out must have it. The cpu
+    backend's kernels are float32: float64 operands are converted for them, unless the
+    session is float64 (pynn.set_floatx), where they compute in float64 with numpy.
     """
     backend = get_backend()
     spec = act_mod.get(activation)

@@ -310,7 +310,9 @@ def model_from_bytes(data, custom_objects=None):
 def load_model(filepath, custom_objects=None, compile=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state.
     custom_objects: {name: class or function} for the components of your own (layers,
-    losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras."""
+    losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras. The
+    model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
+    compile(backend=...) moves it."""
     from . import losses, metrics, optimizers
     from .config import rng_untouched
     from .custom_objects import custom_object_scope
