@@ -207,6 +207,16 @@ def test_bench_prints_rates():
     assert "GFLOP/s" in out.stdout and "samples/s" in out.stdout
 
 
+def test_bench_names_the_threads_that_ran(numpy_backend):
+    """On the numpy backend it printed the C++ pool's size (or 1 without the extension),
+    while numpy's BLAS ran on its own threads."""
+    from pynn import tabular
+
+    lines = []
+    tabular.bench(print_fn=lambda text, **kw: lines.append(text))
+    assert "backend numpy, numpy's BLAS threads" in lines
+
+
 def test_predict_reads_only_the_feature_columns(tmp_path, blobs_csv):
     """Spreadsheet exports: a byte-order mark, quoted numbers, a blank target column and a
     text ID column (neither is a feature) all predict; a binary file is a clear error."""

@@ -365,7 +365,10 @@ def bench(print_fn=print):
         pynn.ops.gemm(a, b)
         reps += 1
     seconds = (time.perf_counter() - start) / reps
-    print_fn(f"backend {pynn.get_backend().name}, {pynn.get_num_threads()} thread(s)")
+    name = pynn.get_backend().name
+    threads = (f"{pynn.get_num_threads()} thread(s)" if name == "cpu"
+               else "numpy's BLAS threads" if name == "numpy" else "GPU")
+    print_fn(f"backend {name}, {threads}")
     print_fn(f"gemm {n}x{n}x{n} float32: {seconds * 1e3:.2f} ms, "
              f"{2 * n ** 3 / seconds / 1e9:.1f} GFLOP/s")
 
