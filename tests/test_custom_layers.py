@@ -82,6 +82,29 @@ def test_a_weight_added_non_trainable_stays_fixed(rng):
     np.testing.assert_array_equal(layer.mask.numpy(), mask)
 
 
+def test_add_weight_name_optional_and_regularizer(rng):
+    class Penalised(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.w = self.add_weight(shape=(input_shape[0],), initializer="ones",
+                                     regularizer=pynn.regularizers.L2(0.5))
+
+        def forward(self, x, training=False, logits=False):
+            self.x = x
+            return x * self.w.value
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            self.w.grad = (dy * self.x).sum(axis=0)
+            return dy * self.w.value
+
+    layer = Penalised()
+    model = pynn.Sequential([pynn.Input((3,)), layer])
+    model.compile(optimizer="sgd", loss="mse")
+    assert layer.w.name.endswith("/weight_0")
+    x = np.zeros((4, 3), np.float32)  # the data term is 0: the loss is the penalty alone
+    assert model.evaluate(x, np.zeros((4, 3))) == pytest.approx(0.5 * 3)
+
+
 def test_add_weight_refuses_a_shape_given_as_values():
     """add_weight('w', (4, 3), backend, dtype) made a weight of shape (2,) holding [4, 3]."""
     layer = pynn.layers.Layer()

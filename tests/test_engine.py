@@ -794,6 +794,16 @@ def test_the_python_shuffle_is_the_same_order(rng, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_python_shuffles_rejection_threshold_is_cs():
+    """C++'s (0 - bound) % bound on uint64 is 2**64 mod bound; Python's (-bound) % bound is 0,
+    which accepted draws the C++ rejects (orders apart for n near 1e9)."""
+    from pynn import engine
+
+    for bound in (1, 2, 3, 1_000_003, 2**63 + 5):
+        assert engine.lemire_threshold(bound) == 2**64 % bound
+    assert engine.lemire_threshold(1_000_003) == 350_687
+
+
 def test_shuffled_order_is_uniform_enough():
     # Each of the 6 orders of 3 items appears about equally often over many seeds.
     counts = {}

@@ -189,8 +189,8 @@ def test_a_custom_layer_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
             return x * self.k
 
     model = pynn.Sequential([pynn.Input((2,)), NoConfig(5, name="times"), pynn.Dense(1)])
-    with pytest.raises(ValueError, match=r"cannot save the model: layer 'times' \(NoConfig\) "
-                                         r"cannot be rebuilt from its get_config\(\)"):
+    with pytest.raises(ValueError, match=r"cannot save the model: it would not load back "
+                                         r"\(.*NoConfig.__init__\(\) missing .* 'k'\)"):
         model.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
     model.compile(optimizer="sgd", loss="mse")
@@ -443,11 +443,11 @@ def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
                for v in (twin.optimizer.state_of(p) or {}).values())
     twin.fit(x, np.ones(4), verbose=0)  # slots on the restored backend
     assert [p.trainable for p in twin.params] == [False, True, True, True]
-    with pytest.raises(TypeError, match="shares its name with another layer class"):
+    with pytest.raises(TypeError, match="2 layer classes in it are called Dense; rename one"):
         pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense(), pynn.Dense(1)]))
     alone = pickle.loads(pickle.dumps(pynn.Sequential([pynn.Input((3,)), Dense()])))
     assert type(alone.layers[1]) is Dense  # named like a pynn layer, but the only "Dense"
-    with pytest.raises(TypeError, match="cannot be rebuilt from its get_config"):
+    with pytest.raises(TypeError, match="cannot pickle the model: it would not load back"):
         pickle.dumps(pynn.Sequential([_NeedsArguments(2.0)]))
 
 
@@ -710,3 +710,79 @@ def test_a_component_that_cannot_be_rebuilt_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="would not load back"):
         model.fit(np.ones((4, 2)), np.ones(4), epochs=1, verbose=0,
                   callbacks=[pynn.callbacks.ModelCheckpoint(tmp_path / "ck.npz")])
+
+
+def test_saving_leaves_other_threads_draws_and_names_alone():
+    """The save-time trial load restored the generator and the layer-name counters when it
+    ended, undoing what other threads drew and named meanwhile (repeated initial weights,
+    duplicate layer names); now only its own thread works on copies."""
+    import threading
+
+    from pynn.layers.base import layer_names_untouched
+
+    pynn.set_seed(1)
+    first, second = pynn.config.rng().integers(0, 2**62, size=2)
+    pynn.set_seed(1)
+    names = []
+    with pynn.config.rng_untouched(), layer_names_untouched():
+        pynn.config.rng().integers(0, 2**62)  # this thread's scratch draw
+        worker = threading.Thread(target=lambda: (pynn.config.rng().integers(0, 2**62),
+                                                  names.append(pynn.Dense(1).name)))
+        worker.start()
+        worker.join()
+    assert pynn.config.rng().integers(0, 2**62) == second  # the other thread's draw stays
+    assert pynn.Dense(1).name != names[0]  # and so does its name
+
+
+def test_save_time_trial_builds_no_weights(tmp_path, monkeypatch):
+    model = pynn.Sequential([pynn.Input((300,)), pynn.Dense(300), pynn.Dense(1)])
+    calls = []
+    init = pynn.initializers.GlorotUniform.__call__
+    monkeypatch.setattr(pynn.initializers.GlorotUniform, "__call__",
+                        lambda self, *a, **k: calls.append(a) or init(self, *a, **k))
+    model.save(tmp_path / "m.npz")
+    assert calls == []
+
+
+def test_metric_partials_and_callable_objects_still_pickle(rng):
+    import copy
+    import functools
+
+    def within(y_true, y_pred, tol):
+        return float(np.mean(np.abs(y_true - y_pred) < tol))
+
+    class Scorer:
+        def __call__(self, y_true, y_pred):
+            return 0.0
+
+    for metric in (functools.partial(within, tol=0.5), Scorer()):  # no __name__ either
+        model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", metrics=[metric])
+        assert len(copy.deepcopy(model)._metric_specs) == 1
+
+
+def test_hand_written_configs_and_what_a_file_may_name():
+    assert isinstance(pynn.optimizers.get({"class_name": "adam"}), pynn.optimizers.Adam)
+    assert isinstance(pynn.optimizers.get({"class_name": "RMSprop"}), pynn.optimizers.RMSprop)
+    assert isinstance(pynn.losses.get({"class_name": "mse"}), pynn.losses.MeanSquaredError)
+    assert pynn.metrics.deserialize({"function": "precision"}) is pynn.metrics.precision
+    for name in ("find", "describe", "get", "Mapping"):  # module names are no metrics
+        with pytest.raises(ValueError, match="unknown metric function"):
+            pynn.metrics.deserialize({"function": name})
+    with pytest.raises(ValueError, match="an initializer of your own"):
+        pynn.initializers.get({"class_name": "Nope", "config": {}})
+
+
+class GlorotUniform(pynn.initializers.GlorotUniform):  # a user's, named like pynn's
+    pass
+
+
+def test_the_files_mark_decides_between_pynns_class_and_a_users(tmp_path):
+    """custom_objects={'GlorotUniform': mine} made every layer's GlorotUniform the user's,
+    pynn's own default ones included."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, kernel_initializer=GlorotUniform()),
+                             pynn.Dense(1)])
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"GlorotUniform": GlorotUniform})
+    assert type(loaded.layers[1].kernel_initializer) is GlorotUniform
+    assert type(loaded.layers[2].kernel_initializer) is pynn.initializers.GlorotUniform

@@ -58,14 +58,7 @@ public:
 
     // Stops and joins the workers, then starts n_workers new ones. Caller holds use_.
     void resize(int n_workers) {
-        {
-            std::lock_guard<std::mutex> lk(mu_);
-            stop_.store(true);
-        }
-        wake_.notify_all();
-        for (auto& t : threads_) t.join();
-        threads_.clear();
-        stop_.store(false);
+        join_all();
         start(n_workers);
     }
 
@@ -107,16 +100,38 @@ public:
 private:
     void start(int n_workers) {
         asked_ = n_workers;
-        threads_.reserve(n_workers);
-        for (int i = 0; i < n_workers; ++i) {
+        for (int want = n_workers;;) {
+            threads_.reserve(want);
+            const char* refused = nullptr;
             try {
-                threads_.emplace_back([this] { worker_loop(); });
+                while (static_cast<int>(threads_.size()) < want)
+                    threads_.emplace_back([this] { worker_loop(); });
             } catch (const std::exception& e) {  // std::system_error: EAGAIN, ENOMEM
-                std::fprintf(stderr, "pynn: the system refused worker thread %d of %d (%s); "
-                             "running with %d threads\n", i + 1, n_workers, e.what(), i + 1);
-                break;
+                refused = e.what();
             }
+            if (!refused) return;
+            // At the system's limit (tasks, address space for stacks) nothing is left for the
+            // work itself (a packing buffer's allocation failed next): keep half as many.
+            const int started = static_cast<int>(threads_.size());
+            join_all();
+            want = started / 2;
+            std::fprintf(stderr, "pynn: the system refused worker thread %d of %d (%s); "
+                         "running with %d threads\n", started + 1, n_workers, refused,
+                         want + 1);
+            if (want == 0) return;
+            n_workers = want;  // a second refusal halves again, and says so
         }
+    }
+
+    void join_all() {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            stop_.store(true);
+        }
+        wake_.notify_all();
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+        stop_.store(false);
     }
 
     // Claims and runs tasks of job `gen` until none is left. A claim is a CAS on the one word

@@ -14,6 +14,7 @@ import numpy as np
 _FLOATX = "float32"
 _CHECK_FINITE = True
 _rng = np.random.default_rng()
+_local = threading.local()  # a thread's scratch generator inside rng_untouched
 
 
 def floatx() -> str:
@@ -42,18 +43,24 @@ def set_seed(seed: int) -> None:
 
 def rng() -> np.random.Generator:
     """The generator every random draw in pynn uses."""
-    return _rng
+    scratch = getattr(_local, "rng", None)
+    return _rng if scratch is None else scratch
 
 
 @contextlib.contextmanager
 def rng_untouched():
     """Draws inside leave the generator as they found it (loading a model initialises
-    weights it then overwrites; a seeded run must not depend on whether it loaded one)."""
-    state = _rng.bit_generator.state
+    weights it then overwrites; a seeded run must not depend on whether it loaded one): this
+    thread draws from a copy meanwhile, so other threads' draws are neither repeated nor
+    undone (restoring the state afterwards did both)."""
+    previous = getattr(_local, "rng", None)
+    scratch = np.random.Generator(type(_rng.bit_generator)())
+    scratch.bit_generator.state = rng().bit_generator.state
+    _local.rng = scratch
     try:
         yield
     finally:
-        _rng.bit_generator.state = state
+        _local.rng = previous
 
 
 # Bumped whenever something a native training engine is built from may have changed (a

@@ -57,14 +57,18 @@ def describe(obj):
     return spec
 
 
-def find(spec, pynn_classes, kind):
-    """The class a file's spec names: custom_objects first, else pynn's own (a user's class,
-    "custom" in the file, must come from custom_objects)."""
+def find(spec, pynn_class, kind):
+    """The class a file's spec names. The file's mark decides: a user's ("custom") comes from
+    custom_objects, else pynn_class(name) gives pynn's own (None if it has none). An unmarked
+    name pynn lacks is looked up in custom_objects too (files from before the mark)."""
     name = spec.get("class_name")
     objects = in_scope()
+    if not spec.get("custom"):
+        cls = pynn_class(name) if isinstance(name, str) else None
+        if cls is not None:
+            return cls
     if isinstance(name, str) and name in objects:
         return objects[name]
-    if spec.get("custom") or pynn_classes.get(name) is None:
-        raise ValueError(f"unknown {kind} class {name!r}: a {kind} of your own loads with "
-                         f"load_model(..., custom_objects={{{name!r}: {name}}})")
-    return pynn_classes[name]
+    article = "an" if kind[0] in "aeiou" else "a"
+    raise ValueError(f"unknown {kind} class {name!r}: {article} {kind} of your own loads with "
+                     f"load_model(..., custom_objects={{{name!r}: {name}}})")

@@ -418,6 +418,12 @@ def epoch_order(n, shuffle):
 _M64 = (1 << 64) - 1
 
 
+def lemire_threshold(bound):
+    """C++'s (0 - bound) % bound on uint64, i.e. 2**64 mod bound: below it a draw is rejected
+    (Python's (-bound) % bound is 0)."""
+    return ((1 << 64) - bound) % bound
+
+
 def shuffled_order(n, seed):
     """The C++ shuffled_order (csrc/cpu/engine.cpp) in Python: Fisher-Yates driven by
     xoshiro256** seeded through splitmix64, Lemire's unbiased bounded draws. A seeded run must
@@ -444,7 +450,7 @@ def shuffled_order(n, seed):
             s2 ^= t
             s3 = ((s3 << 45) | (s3 >> 19)) & _M64
             m = r * bound
-            if (m & _M64) >= bound or (m & _M64) >= (-bound) % bound:  # C++: (0 - bound) % bound
+            if (m & _M64) >= bound or (m & _M64) >= lemire_threshold(bound):
                 break
         j = m >> 64
         order[i], order[j] = order[j], order[i]

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import config
-from .custom_objects import describe, find
+from . import custom_objects as _custom
 
 
 def _fans(shape):
@@ -190,11 +190,12 @@ def get(identifier) -> Initializer:
             raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        return find(identifier, _CLASS_NAMES, "initializer")(**identifier.get("config", {}))
+        cls = _custom.find(identifier, _CLASS_NAMES.get, "initializer")
+        return cls(**identifier.get("config", {}))
     raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, or an "
                      f"Initializer instance)")
 
 
 def serialize(init: Initializer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the initializer."""
-    return describe(init)
+    return _custom.describe(init)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
-from .custom_objects import describe, find
+from . import custom_objects as _custom
 from .data import converted, overflow_error
 
 
@@ -265,6 +265,12 @@ _ALIASES = {
 _CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
 
 
+def _pynn_class(name):
+    """pynn's loss class for a file's (or a hand-written config's) name: 'MeanSquaredError',
+    'mse'."""
+    return _CLASSES.get(name) or _ALIASES.get(name.lower())
+
+
 def get(identifier) -> Loss:
     """A Loss from a name ('mse', 'sparse_categorical_crossentropy', ...) or a Loss."""
     if isinstance(identifier, Loss):
@@ -281,7 +287,7 @@ def get(identifier) -> Loss:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_ALIASES))}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = find(identifier, _CLASSES, "loss")
+        cls = _custom.find(identifier, _pynn_class, "loss")
         return cls(**identifier.get("config", {}))
     raise ValueError(f"cannot interpret {identifier!r} as a loss (a name, a Loss, or a "
                      f"Loss subclass's instance for a loss of your own)")
@@ -289,4 +295,4 @@ def get(identifier) -> Loss:
 
 def serialize(loss: Loss) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the loss."""
-    return describe(loss)
+    return _custom.describe(loss)

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .custom_objects import describe, find, in_scope, is_custom
+from . import custom_objects as _custom
 
 
 def _pair(y_true, y_pred):
@@ -533,6 +533,10 @@ def get(identifier, loss_name, output_dim):
 
 _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
                                             RootMeanSquaredError, R2Score)}
+# pynn's metric functions a file may name (a file never names anything else of this module)
+_METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
+                                                 f1_score, roc_auc, root_mean_squared_error,
+                                                 r2_score)}
 
 
 def serialize(metric):
@@ -546,12 +550,15 @@ def serialize(metric):
         metric = metric()
     if isinstance(metric, Metric):
         cls = type(metric)
-        return describe(metric) if is_custom(cls) or _SAVABLE.get(cls.__name__) is cls else None
+        if _custom.is_custom(cls) or _SAVABLE.get(cls.__name__) is cls:
+            return _custom.describe(metric)
+        return None
     name = getattr(metric, "__name__", None)
     if callable(metric) and isinstance(name, str) and name.isidentifier():
-        if not is_custom(metric) and globals().get(name) is metric:
-            return {"function": name}  # one of this module's, say precision
-        return {"function": name, "custom": True}
+        if _METRIC_FUNCTIONS.get(name) is metric:
+            return {"function": name}  # one of pynn's, say precision
+        if _custom.is_custom(metric):
+            return {"function": name, "custom": True}
     return None
 
 
@@ -562,14 +569,14 @@ def deserialize(spec):
     if not isinstance(spec, dict):
         raise ValueError(f"a saved metric is invalid: {spec!r}")
     if "function" in spec:
-        name, objects = spec["function"], in_scope()
+        name, objects = spec["function"], _custom.in_scope()
+        if not spec.get("custom") and name in _METRIC_FUNCTIONS:
+            return _METRIC_FUNCTIONS[name]
         if name in objects:
             return objects[name]
-        if not spec.get("custom") and callable(globals().get(name)):
-            return globals()[name]
         raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "
                          f"load_model(..., custom_objects={{{name!r}: {name}}})")
-    cls = find(spec, _SAVABLE, "metric")
+    cls = _custom.find(spec, _SAVABLE.get, "metric")
     try:
         return cls(**spec.get("config", {}))
     except TypeError as exc:

@@ -26,7 +26,7 @@ from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Dropout, Flatten, InputLayer, Layer, get_class
-from .layers.base import as_shape, layer_names_untouched, unique_name
+from .layers.base import as_shape, unique_name
 from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
@@ -812,52 +812,36 @@ class Sequential:
 
         save_model(self, filepath)
 
-    def _user_layer_classes(self, action, error):
-        """{name: class} of the model's user-defined layer classes, checked as a file needs
-        them (it names a class by __name__ and rebuilds a layer from its get_config()):
-        raises `error` naming the layer when it could not be loaded back, so saving or
-        pickling fails now, not the load (in a deployment, a worker)."""
-        from .layers import _REGISTRY
-
-        custom = {}
-        classes = {}  # class name -> the classes of that name in the model
+    def _check_layer_class_names(self, action, error):
+        """A file names a layer class by __name__: two user classes of one name in the model
+        could not both load; raises `error` naming them (the rest of what a file needs is
+        checked by saving's trial load)."""
+        classes = {}
         for layer in self.layers:
             classes.setdefault(type(layer).__name__, set()).add(type(layer))
-        for layer in self.layers:
-            cls = type(layer)
-            if _REGISTRY.get(cls.__name__) is cls or isinstance(layer, InputLayer):
-                continue
-            if len(classes[cls.__name__]) > 1:
-                raise error(f"cannot {action} the model: layer class {cls.__qualname__} "
-                            f"shares its name with another layer class in it; rename it")
-            try:
-                with config.rng_untouched(), layer_names_untouched():  # no trace of the trial
-                    cls.from_config(layer.get_config())
-            except Exception as exc:  # noqa: BLE001 - any failure means the same
-                raise error(f"cannot {action} the model: layer {layer.name!r} ({cls.__name__}) "
-                            f"cannot be rebuilt from its get_config(): {exc} (override "
-                            f"get_config to return its __init__ arguments)") from exc
-            custom[cls.__name__] = cls
-        return custom
+        for name, group in classes.items():
+            if len(group) > 1:
+                raise error(f"cannot {action} the model: {len(group)} layer classes in it are "
+                            f"called {name}; rename one")
 
     def __reduce_ex__(self, protocol):
         """Pickling (and copy.deepcopy) go through the model file's bytes: the layers,
         weights, compile settings and optimizer state, not the backend's modules. A user's
         layer classes travel as pickle references; the backend is restored where available
         (else the default). Not kept: the last fit's History."""
-        from .saving import model_to_bytes, user_objects
+        from .saving import user_objects
 
-        self._user_layer_classes("pickle", TypeError)
+        self._check_layer_class_names("pickle", TypeError)
         custom = user_objects(self)
         backend = getattr(self.backend, "name", None)
         specs = list(getattr(self, "_metric_specs", []))
         if all(isinstance(m, str) for m in specs):
-            return _unpickle_model, (model_to_bytes(self), custom or None, backend)
+            return _unpickle_model, (_pickled_bytes(self), custom or None, backend)
         # Metric objects and functions travel as pickle objects, not in the model file
         # (which rebuilds only names and pynn's own metric classes, not user code).
         try:
             self._metric_specs = [m for m in specs if isinstance(m, str)]
-            data = model_to_bytes(self)
+            data = _pickled_bytes(self)
         finally:
             self._metric_specs = specs
         return _unpickle_model, (data, custom or None, backend, specs)
@@ -905,6 +889,17 @@ class Sequential:
             layers = [get_class(entry["class_name"], custom_objects, entry.get("custom"))
                       .from_config(entry["config"]) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+def _pickled_bytes(model):
+    """The model file's bytes pickling carries; what would not load back is refused as a
+    pickling error (TypeError), now rather than in the process that unpickles."""
+    from .saving import model_to_bytes
+
+    try:
+        return model_to_bytes(model)
+    except ValueError as exc:
+        raise TypeError(str(exc).replace("cannot save", "cannot pickle", 1)) from exc
 
 
 def _name_the_layer(exc, layer, method):

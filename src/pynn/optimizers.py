@@ -15,7 +15,7 @@ import math
 import numbers
 
 from . import config
-from .custom_objects import describe, find
+from . import custom_objects as _custom
 from .schedules import LearningRateSchedule
 
 
@@ -272,7 +272,6 @@ class Adagrad(Optimizer):
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
-_CLASSES = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier) -> Optimizer:
@@ -285,7 +284,7 @@ def get(identifier) -> Optimizer:
             raise ValueError(f"unknown optimizer {identifier!r}; known: {', '.join(_BY_NAME)}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = find(identifier, _CLASSES, "optimizer")
+        cls = _custom.find(identifier, lambda name: _BY_NAME.get(name.lower()), "optimizer")
         config = dict(identifier.get("config", {}))
         lr = config.get("learning_rate")
         if isinstance(lr, dict):
@@ -293,7 +292,7 @@ def get(identifier) -> Optimizer:
 
             pynn_schedules = {name: c for name, c in vars(schedules).items()
                               if isinstance(c, type) and issubclass(c, LearningRateSchedule)}
-            schedule_cls = find(lr, pynn_schedules, "learning-rate schedule")
+            schedule_cls = _custom.find(lr, pynn_schedules.get, "learning-rate schedule")
             config["learning_rate"] = schedule_cls(**lr.get("config", {}))
         return cls(**config)
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
@@ -302,11 +301,11 @@ def get(identifier) -> Optimizer:
 
 def serialize(opt: Optimizer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the optimizer."""
-    return describe(opt)
+    return _custom.describe(opt)
 
 
 def _schedule_config(schedule):
     if isinstance(schedule, LearningRateSchedule):
-        return describe(schedule)
+        return _custom.describe(schedule)
     raise ValueError(f"cannot serialise the learning-rate function {schedule!r}; use a "
                      f"pynn.schedules class to save it")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numbers
 
 from . import config
-from .custom_objects import describe, find
+from . import custom_objects as _custom
 
 
 def _factor(name, value):
@@ -104,7 +104,9 @@ def get(identifier):
             raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        return find(identifier, _CLASSES, "regularizer")(**identifier.get("config", {}))
+        cls = _custom.find(identifier, lambda name: _CLASSES.get(name) or _BY_NAME.get(name),
+                           "regularizer")
+        return cls(**identifier.get("config", {}))
     raise ValueError(f"cannot interpret {identifier!r} as a regularizer (a name, or a "
                      f"Regularizer instance)")
 
@@ -112,4 +114,4 @@ def get(identifier):
 def serialize(reg):
     """The {'class_name', 'config'} dict that `get` turns back into the regularizer (None stays
     None)."""
-    return None if reg is None else describe(reg)
+    return None if reg is None else _custom.describe(reg)

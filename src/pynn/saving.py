@@ -203,17 +203,22 @@ def user_objects(model):
     initializers, regularizers, loss, optimizer and its schedule, metrics): what load_model
     needs as custom_objects, and what pickling carries by reference."""
     from .custom_objects import is_custom
+    from .initializers import Initializer
+    from .regularizers import Regularizer
 
     found = [type(layer) for layer in model.layers]
-    for layer in model.layers:
-        found += [type(v) for v in vars(layer).values() if hasattr(v, "get_config")]
+    for layer in model.layers:  # the initializers and regularizers a layer's config names
+        found += [type(v) for v in vars(layer).values()
+                  if isinstance(v, (Initializer, Regularizer))]
     if model.compiled:
         found += [type(model.loss), type(model.optimizer)]
         found.append(type(getattr(model.optimizer, "_schedule", None)))
         for m in model._metric_specs:
             found.append(m if isinstance(m, type) or not hasattr(m, "update_state") else type(m))
+    # only what a file names by a __name__ (not a functools.partial, a callable object)
     return {obj.__name__: obj for obj in found
-            if callable(obj) and is_custom(obj) and obj.__module__ != "builtins"}
+            if isinstance(getattr(obj, "__name__", None), str) and is_custom(obj)
+            and obj.__module__ != "builtins"}
 
 
 def _description(model):
@@ -223,7 +228,7 @@ def _description(model):
     hold, is refused before anything is written (such files saved and never loaded)."""
     from . import losses, optimizers
 
-    model._user_layer_classes("save", ValueError)  # two user layer classes of one name
+    model._check_layer_class_names("save", ValueError)
     extra = {"config": model.get_config()}
     if model.compiled:
         extra["compile"] = {"optimizer": optimizers.serialize(model.optimizer),

@@ -1,6 +1,6 @@
 """Layers, one family per file."""
 
-from ..custom_objects import in_scope
+from .. import custom_objects as _custom
 from .activation import Activation, Input, InputLayer
 from .base import Layer, Parameter
 from .dense import Dense
@@ -13,16 +13,10 @@ _REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, BatchNorm
 
 
 def get_class(name, custom_objects=None, custom=False):
-    """The layer class called `name`: from `custom_objects` (or an enclosing
-    custom_object_scope), else a registered layer unless the file marked it a user's
-    (`custom`)."""
-    objects = {**in_scope(), **(custom_objects or {})}
-    if name in objects:
-        return objects[name]
-    if custom or name not in _REGISTRY:
-        raise ValueError(f"unknown layer class {name!r}; known: {', '.join(_REGISTRY)}; a "
-                         f"custom layer needs custom_objects={{{name!r}: {name}}}")
-    return _REGISTRY[name]
+    """The layer class called `name`: pynn's registered one, unless the file marked it a
+    user's (`custom`); a user's from `custom_objects` (or an enclosing custom_object_scope)."""
+    with _custom.custom_object_scope(custom_objects):
+        return _custom.find({"class_name": name, "custom": custom}, _REGISTRY.get, "layer")
 
 
 __all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",

@@ -23,18 +23,21 @@ _name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
 _name_lock = threading.Lock()  # layers made on several threads get distinct names
 
 
+_scratch_names = threading.local()  # a private copy of the counters: layer_names_untouched
+
+
 @contextlib.contextmanager
 def layer_names_untouched():
-    """Layers made inside take no automatic names from later ones (a trial rebuild at every
-    save turned the next Dense into dense_4)."""
+    """Layers made inside (on this thread) take no automatic names from later ones (a trial
+    rebuild at every save turned the next Dense into dense_4): they count on a private copy,
+    so other threads' names are neither repeated nor undone."""
+    previous = getattr(_scratch_names, "counters", None)
     with _name_lock:
-        saved = dict(_name_counters)
+        _scratch_names.counters = defaultdict(int, previous or _name_counters)
     try:
         yield
     finally:
-        with _name_lock:
-            _name_counters.clear()
-            _name_counters.update(saved)
+        _scratch_names.counters = previous
 
 
 def _snake(name):
@@ -49,6 +52,11 @@ def as_shape(shape):
 
 
 def unique_name(prefix):
+    counters = getattr(_scratch_names, "counters", None)
+    if counters is not None:  # inside layer_names_untouched: this thread's own copy
+        n = counters[prefix]
+        counters[prefix] = n + 1
+        return prefix if n == 0 else f"{prefix}_{n}"
     with _name_lock:
         n = _name_counters[prefix]
         _name_counters[prefix] = n + 1
@@ -151,14 +159,17 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def add_weight(self, name, array=None, backend=None, dtype=None, statistic=False, *,
-                   shape=None, initializer="glorot_uniform", trainable=True):
+    def add_weight(self, name=None, array=None, backend=None, dtype=None, statistic=False, *,
+                   shape=None, initializer="glorot_uniform", trainable=True, regularizer=None):
         """A weight from its initial values (`array`), or Keras' way from `shape` and an
-        `initializer`; on `backend` (default the layer's, else the current one) in `dtype`
-        (default floatx). trainable=False (or statistic=True): the optimizer never updates
-        it, whatever the layer's trainable flag (a moving statistic, a fixed mask)."""
-        from .. import initializers
+        `initializer`; on `backend` (default the layer's: call super().build first) in
+        `dtype` (default floatx; a model converts its weights to floatx when it compiles).
+        trainable=False (or statistic=True): the optimizer never updates it, whatever the
+        layer's trainable flag (a moving statistic, a fixed mask). regularizer: its penalty
+        joins the loss (through regularized())."""
+        from .. import initializers, regularizers
 
+        name = name or f"weight_{len(self._params)}"
         backend = backend or self.backend or get_backend()
         dtype = dtype or config.floatx()
         if (array is None) == (shape is None):
@@ -172,6 +183,9 @@ class Layer:
         p = Parameter(f"{self.name}/{name}", backend.asarray(array, dtype), backend,
                       trainable=self._trainable, statistic=statistic or not trainable)
         self._params.append(p)
+        if regularizer is not None:
+            self.__dict__.setdefault("_weight_regularizers", []).append(
+                (p, regularizers.get(regularizer)))
         return p
 
     def to_backend(self, backend, dtype):
@@ -224,8 +238,9 @@ class Layer:
             p.assign(w)
 
     def regularized(self):
-        """[(parameter, regularizer)] whose penalties join the loss; none by default."""
-        return []
+        """[(parameter, regularizer)] whose penalties join the loss: those add_weight was
+        given; none by default."""
+        return list(self.__dict__.get("_weight_regularizers", ()))
 
     # ---- computation ------------------------------------------------------------------------
     # The activation a loss may absorb (softmax/sigmoid with cross-entropy); None if none.
