@@ -172,3 +172,19 @@ def test_engine_reason_names_an_asked_layer_path(rng):
     if model.engine_reason is None:  # the native engine ran (compiled here)
         model.fit(x, y, epochs=1, verbose=0, engine="layers")
         assert model.engine_reason == "engine='layers' was asked for"
+
+
+def test_add_weight_regularizer_on_a_dense_subclass(rng):
+    """Dense.regularized() replaced the base's list: a subclass's add_weight(regularizer=)
+    penalty never joined the loss."""
+    class MyDense(pynn.Dense):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.extra = self.add_weight("extra", shape=(3,), initializer="ones",
+                                         regularizer=pynn.regularizers.L2(10.0))
+
+    layer = MyDense(1, kernel_initializer="zeros")
+    model = pynn.Sequential([pynn.Input((2,)), layer])
+    model.compile(optimizer="sgd", loss="mse")
+    assert [r.l2 for _, r in layer.regularized()] == [10.0]
+    assert model.evaluate(np.zeros((4, 2)), np.zeros(4)) == pytest.approx(30.0)

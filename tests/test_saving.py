@@ -786,3 +786,25 @@ def test_the_files_mark_decides_between_pynns_class_and_a_users(tmp_path):
     loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"GlorotUniform": GlorotUniform})
     assert type(loaded.layers[1].kernel_initializer) is GlorotUniform
     assert type(loaded.layers[2].kernel_initializer) is pynn.initializers.GlorotUniform
+
+
+def test_an_older_files_unmarked_name_takes_custom_objects_first():
+    """Files from before the custom mark (and hand-written configs): a name given in
+    custom_objects wins over pynn's own, as it always did for layers."""
+    class Flatten(pynn.layers.Flatten):  # a user's, named like pynn's
+        pass
+
+    assert pynn.layers.get_class("Flatten", {"Flatten": Flatten}) is Flatten
+    assert pynn.layers.get_class("Flatten") is pynn.layers.Flatten
+    from pynn.custom_objects import file_marks
+
+    with file_marks(True):  # a file that marks its user classes: unmarked is pynn's
+        assert pynn.layers.get_class("Flatten", {"Flatten": Flatten}) is pynn.layers.Flatten
+
+
+def test_set_seed_inside_rng_untouched_seeds_the_threads_draws():
+    pynn.set_seed(5)
+    want = pynn.config.rng().integers(0, 2**62)
+    with pynn.config.rng_untouched():
+        pynn.set_seed(5)
+        assert pynn.config.rng().integers(0, 2**62) == want

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -102,21 +103,22 @@ private:
         asked_ = n_workers;
         for (int want = n_workers;;) {
             threads_.reserve(want);
-            const char* refused = nullptr;
+            std::string refused;  // a copy: the exception is gone after the catch
             try {
                 while (static_cast<int>(threads_.size()) < want)
                     threads_.emplace_back([this] { worker_loop(); });
             } catch (const std::exception& e) {  // std::system_error: EAGAIN, ENOMEM
                 refused = e.what();
+                if (refused.empty()) refused = "refused";
             }
-            if (!refused) return;
+            if (refused.empty()) return;
             // At the system's limit (tasks, address space for stacks) nothing is left for the
             // work itself (a packing buffer's allocation failed next): keep half as many.
             const int started = static_cast<int>(threads_.size());
             join_all();
             want = started / 2;
             std::fprintf(stderr, "pynn: the system refused worker thread %d of %d (%s); "
-                         "running with %d threads\n", started + 1, n_workers, refused,
+                         "running with %d threads\n", started + 1, n_workers, refused.c_str(),
                          want + 1);
             if (want == 0) return;
             n_workers = want;  // a second refusal halves again, and says so

@@ -39,6 +39,8 @@ def set_seed(seed: int) -> None:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     _rng = np.random.default_rng(int(seed))
+    if getattr(_local, "rng", None) is not None:  # inside rng_untouched: this thread too
+        _local.rng = np.random.default_rng(int(seed))
 
 
 def rng() -> np.random.Generator:

@@ -5,7 +5,8 @@ by its class name, a metric function by its function name. pynn's own are found 
 name; a user's come from `custom_objects={name: class or function}` given to
 `pynn.load_model` (or from an enclosing `custom_object_scope`), as in Keras. The file marks
 a user's component ("custom": true), so one named like a pynn class is never rebuilt as
-pynn's without a word.
+pynn's without a word; in files from before the mark (and configs written by hand) a name
+given in custom_objects wins over pynn's, as it did.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ def custom_object_scope(*objects):
         _stack().pop()
 
 
+@contextlib.contextmanager
+def file_marks(known):
+    """Within it, `find` trusts the absence of a "custom" mark (a file that marks them)."""
+    previous = getattr(_local, "marks", False)
+    _local.marks = bool(known)
+    try:
+        yield
+    finally:
+        _local.marks = previous
+
+
 def in_scope():
     """{name: object} of the enclosing scopes, the innermost winning."""
     merged = {}
@@ -58,14 +70,14 @@ def describe(obj):
 
 
 def find(spec, pynn_class, kind):
-    """The class a file's spec names. The file's mark decides: a user's ("custom") comes from
-    custom_objects, else pynn_class(name) gives pynn's own (None if it has none). An unmarked
-    name pynn lacks is looked up in custom_objects too (files from before the mark)."""
+    """The class a file's spec names. A user's ("custom") comes from custom_objects; an
+    unmarked one is pynn's own (pynn_class(name), None if pynn has none) in a file that marks
+    (file_marks), else custom_objects first (older files, hand-written configs)."""
     name = spec.get("class_name")
     objects = in_scope()
     if not spec.get("custom"):
         cls = pynn_class(name) if isinstance(name, str) else None
-        if cls is not None:
+        if cls is not None and (getattr(_local, "marks", False) or name not in objects):
             return cls
     if isinstance(name, str) and name in objects:
         return objects[name]

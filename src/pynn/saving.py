@@ -253,7 +253,7 @@ def _json_value(value):
 def _trial_load(extra, objects):
     from . import losses, metrics, optimizers
     from .config import rng_untouched
-    from .custom_objects import custom_object_scope
+    from .custom_objects import custom_object_scope, file_marks
     from .layers.base import layer_names_untouched
     from .model import Sequential
 
@@ -263,7 +263,8 @@ def _trial_load(extra, objects):
         {**entry, "config": {k: v for k, v in entry["config"].items() if k != "input_shape"}}
         for entry in extra["config"]["layers"] if entry["class_name"] != "InputLayer"]}
     try:
-        with custom_object_scope(objects), rng_untouched(), layer_names_untouched():
+        with custom_object_scope(objects), file_marks(True), rng_untouched(), \
+                layer_names_untouched():
             Sequential.from_config(unbuilt)
             if "compile" in extra:
                 optimizers.get(extra["compile"]["optimizer"])
@@ -300,7 +301,8 @@ def save_model(model, filepath, allow_unbuilt=False):
                 arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
                 slots.append({"param": i, "slot": slot, "key": key})
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
-    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, **extra),
+    # custom_marks: a component without the "custom" mark is pynn's (custom_objects.find)
+    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, custom_marks=True, **extra),
                                         default=_json_value))
 
 
@@ -325,7 +327,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     compile(backend=...) moves it."""
     from . import losses, metrics, optimizers
     from .config import rng_untouched
-    from .custom_objects import custom_object_scope
+    from .custom_objects import custom_object_scope, file_marks
     from .model import Sequential
 
     arrays = read_arrays(filepath)
@@ -334,8 +336,9 @@ def load_model(filepath, custom_objects=None, compile=True):
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{filepath!r}: the model description has no layer list")
+    marks = file_marks(meta.get("custom_marks") is True)
     try:
-        with rng_untouched():  # the initial weights drawn here are overwritten below
+        with marks, rng_untouched():  # the initial weights drawn here are overwritten below
             model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
@@ -343,7 +346,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     _restore_frozen_weights(model, meta)
     settings = meta.get("compile")
     if compile and settings:
-        with custom_object_scope(custom_objects):
+        with custom_object_scope(custom_objects), file_marks(meta.get("custom_marks") is True):
             model.compile(optimizer=optimizers.get(settings["optimizer"]),
                           loss=losses.get(settings["loss"]),
                           metrics=[metrics.deserialize(m) for m in settings["metrics"]] or None)

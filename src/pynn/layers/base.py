@@ -33,7 +33,8 @@ def layer_names_untouched():
     so other threads' names are neither repeated nor undone."""
     previous = getattr(_scratch_names, "counters", None)
     with _name_lock:
-        _scratch_names.counters = defaultdict(int, previous or _name_counters)
+        _scratch_names.counters = defaultdict(
+            int, previous if previous is not None else _name_counters)
     try:
         yield
     finally:

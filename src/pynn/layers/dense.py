@@ -100,4 +100,5 @@ class Dense(Layer):
         pairs = [(self.kernel, self.kernel_regularizer)]
         if self.use_bias:
             pairs.append((self.bias, self.bias_regularizer))
-        return [(p, r) for p, r in pairs if r is not None]
+        # and those of weights a subclass added with add_weight(regularizer=)
+        return [(p, r) for p, r in pairs if r is not None] + super().regularized()
