@@ -403,12 +403,16 @@ class PredictEngine(NativeEngine):
         return True
 
 
-def epoch_order(n, shuffle):
-    """The epoch's sample order: a seeded shuffle (in C++ when compiled, else its Python twin:
-    the same order either way) or range(n)."""
+def epoch_order(n, shuffle, seed, step):
+    """The epoch's sample order: range(n), or a shuffle keyed by the model's shuffle seed and
+    the optimizer's step at the epoch's start (as Dropout masks are), so a run resumed from a
+    saved model shuffles as the uninterrupted run did; in C++ when compiled, else its Python
+    twin (the same order either way)."""
     if not shuffle:
         return np.arange(n, dtype=np.int64)
-    seed = int(config.rng().integers(0, 2**63 - 1))
+    from .backend.numpy_backend import dropout_key
+
+    seed = dropout_key(int(seed), int(step))
     _C = _native_module()
     if _C is not None:
         return _C.shuffled_order(n, seed)

@@ -50,6 +50,7 @@ class Sequential:
         self._fused = False
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
+        self.shuffle_seed = None  # drawn at the first shuffled fit; saved with the model
         self.engine_reason = None  # why the last fit did not use the native engine; None: it
         #                            did (or no fit yet)
         for layer in layers or []:
@@ -484,13 +485,15 @@ class Sequential:
         self.stop_training = False
         self.history = history
         train_logs = {}
+        if shuffle and self.shuffle_seed is None:
+            self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         cbs.call("on_train_begin", {})
         with DeferredInterrupt() as interrupt:
             try:
                 for epoch in range(initial_epoch, epochs):
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
-                    order = epoch_order(n, shuffle)
+                    order = epoch_order(n, shuffle, self.shuffle_seed, self.optimizer.iterations)
                     epoch_logs.reset()
                     step = 0
                     # As Keras: stop_training is seen after a batch, so every logged epoch

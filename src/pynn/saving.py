@@ -301,6 +301,8 @@ def save_model(model, filepath, allow_unbuilt=False):
                 arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
                 slots.append({"param": i, "slot": slot, "key": key})
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
+    if model.shuffle_seed is not None:  # with the step count, the next epoch's order
+        extra["shuffle_seed"] = model.shuffle_seed
     # custom_marks: a component without the "custom" mark is pynn's (custom_objects.find)
     _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, custom_marks=True, **extra),
                                         default=_json_value))
@@ -370,6 +372,11 @@ def load_model(filepath, custom_objects=None, compile=True):
                                  f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
             opt.set_state_of(params[i], {s: slots[s] for s in expected})
         opt.iterations = int(state.get("iterations", 0))
+    seed = meta.get("shuffle_seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"{filepath!r}: shuffle_seed {seed!r} is not a 64-bit seed")
+        model.shuffle_seed = seed
     return model
 
 
