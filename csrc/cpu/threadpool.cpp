@@ -9,8 +9,9 @@
 // fork(): the child has none of the parent's threads; an atfork handler drops (leaks, never
 // joins or destroys) the inherited pool so the child lazily builds a fresh one.
 // A worker the system refuses to start (a container's task limit, no address space for its
-// stack) is not an error: the pool runs with the workers it has and says so on stderr, once
-// per thread count asked for.
+// stack) is not an error: the pool keeps half of the workers it started (at that limit
+// nothing is left for the work's own buffers) and says so on stderr, once per thread count
+// asked for.
 // Floating-point mode: tasks run with the caller's flush-to-zero / denormals-are-zero bits
 // (x86 MXCSR, aarch64 FPCR: cpu/float_mode.h), so a result never depends on which thread
 // took which task (the native engine flushes denormals, the layer path's kernels do not).
@@ -221,11 +222,18 @@ private:
     std::atomic<bool> error_flag_{false};
 };
 
+// A thread count 1..kMaxThreads at the start of text, ended by its end or by `stop` ('\0' for
+// none); 0 for anything else.
+int parse_thread_count(const char* text, char stop) {
+    char* end = nullptr;
+    const long n = std::strtol(text, &end, 10);
+    const bool whole = end != text && (*end == '\0' || *end == stop);
+    return whole && n >= 1 && n <= kMaxThreads ? static_cast<int>(n) : 0;
+}
+
 int default_threads() {
     if (const char* env = std::getenv("PYNN_NUM_THREADS")) {
-        char* end = nullptr;
-        const long n = std::strtol(env, &end, 10);
-        if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreads) return static_cast<int>(n);
+        if (const int n = parse_thread_count(env, '\0')) return n;
         // Said once (the pool sizes itself once), as PYNN_GEMM_BLOCKING does: a typo must not
         // pass for a setting.
         std::fprintf(stderr, "pynn: PYNN_NUM_THREADS=%s ignored: expected an integer from 1 "
@@ -236,10 +244,7 @@ int default_threads() {
     // process pool does not run N pools of all CPUs. Another library's variable: a value it
     // does not take ("4,2" is OpenMP's nesting list: the first level counts) is just skipped.
     if (const char* env = std::getenv("OMP_NUM_THREADS")) {
-        char* end = nullptr;
-        const long n = std::strtol(env, &end, 10);
-        if (end != env && (*end == '\0' || *end == ',') && n >= 1 && n <= kMaxThreads)
-            return static_cast<int>(n);
+        if (const int n = parse_thread_count(env, ',')) return n;
     }
     cpu_set_t set;
     CPU_ZERO(&set);
