@@ -69,6 +69,11 @@ def describe(obj):
     return spec
 
 
+def rebuild(spec, pynn_class, kind):
+    """The component a file's spec describes: its class (see find) called with its config."""
+    return find(spec, pynn_class, kind)(**spec.get("config", {}))
+
+
 def find(spec, pynn_class, kind):
     """The class a file's spec names. A user's ("custom") comes from custom_objects; an
     unmarked one is pynn's own (pynn_class(name), None if pynn has none) in a file that marks

@@ -24,6 +24,7 @@ from . import config, losses, metrics, optimizers, regularizers
 from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
+from .backend.numpy_backend import dropout_key, splitmix64
 
 _SOFTMAX_CODE = 7
 _METRIC_NAMES = {
@@ -410,8 +411,6 @@ def epoch_order(n, shuffle, seed, step):
     twin (the same order either way)."""
     if not shuffle:
         return np.arange(n, dtype=np.int64)
-    from .backend.numpy_backend import dropout_key
-
     seed = dropout_key(int(seed), int(step))
     _C = _native_module()
     if _C is not None:
@@ -435,10 +434,8 @@ def shuffled_order(n, seed):
     A few microseconds a sample: only where nothing is compiled."""
     state, words = seed & _M64, []
     for _ in range(4):
-        state = (state + 0x9E3779B97F4A7C15) & _M64
-        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-        words.append(z ^ (z >> 31))
+        state, word = splitmix64(state)
+        words.append(word)
     s0, s1, s2, s3 = words
     order = list(range(n))
     for i in range(n - 1, 0, -1):

@@ -190,8 +190,7 @@ def get(identifier) -> Initializer:
             raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _custom.find(identifier, _CLASS_NAMES.get, "initializer")
-        return cls(**identifier.get("config", {}))
+        return _custom.rebuild(identifier, _CLASS_NAMES.get, "initializer")
     raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, or an "
                      f"Initializer instance)")
 

@@ -287,8 +287,7 @@ def get(identifier) -> Loss:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_ALIASES))}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _custom.find(identifier, _pynn_class, "loss")
-        return cls(**identifier.get("config", {}))
+        return _custom.rebuild(identifier, _pynn_class, "loss")
     raise ValueError(f"cannot interpret {identifier!r} as a loss (a name, a Loss, or a "
                      f"Loss subclass's instance for a loss of your own)")
 

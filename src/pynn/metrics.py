@@ -576,9 +576,8 @@ def deserialize(spec):
             return objects[name]
         raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "
                          f"load_model(..., custom_objects={{{name!r}: {name}}})")
-    cls = _custom.find(spec, _SAVABLE.get, "metric")
     try:
-        return cls(**spec.get("config", {}))
+        return _custom.rebuild(spec, _SAVABLE.get, "metric")
     except TypeError as exc:
         raise ValueError(f"a saved metric is invalid: {spec!r} ({exc})") from None
 

@@ -889,7 +889,7 @@ class Sequential:
     @classmethod
     def from_config(cls, config, custom_objects=None):
         with custom_object_scope(custom_objects):  # initializers, regularizers inside too
-            layers = [get_class(entry["class_name"], custom_objects, entry.get("custom"))
+            layers = [get_class(entry["class_name"], custom=entry.get("custom"))
                       .from_config(entry["config"]) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
 

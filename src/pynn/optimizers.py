@@ -292,8 +292,8 @@ def get(identifier) -> Optimizer:
 
             pynn_schedules = {name: c for name, c in vars(schedules).items()
                               if isinstance(c, type) and issubclass(c, LearningRateSchedule)}
-            schedule_cls = _custom.find(lr, pynn_schedules.get, "learning-rate schedule")
-            config["learning_rate"] = schedule_cls(**lr.get("config", {}))
+            config["learning_rate"] = _custom.rebuild(lr, pynn_schedules.get,
+                                                      "learning-rate schedule")
         return cls(**config)
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
                      f"Optimizer instance)")

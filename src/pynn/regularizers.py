@@ -104,9 +104,8 @@ def get(identifier):
             raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        cls = _custom.find(identifier, lambda name: _CLASSES.get(name) or _BY_NAME.get(name),
-                           "regularizer")
-        return cls(**identifier.get("config", {}))
+        return _custom.rebuild(identifier, lambda name: _CLASSES.get(name) or _BY_NAME.get(name),
+                               "regularizer")
     raise ValueError(f"cannot interpret {identifier!r} as a regularizer (a name, or a "
                      f"Regularizer instance)")
 

@@ -250,8 +250,17 @@ def _json_value(value):
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON")
 
 
-def _trial_load(extra, objects):
+def _compile_arguments(settings):
+    """compile()'s optimizer, loss and metrics rebuilt from a file's compile settings (user
+    classes from the enclosing custom-object scope)."""
     from . import losses, metrics, optimizers
+
+    return {"optimizer": optimizers.get(settings["optimizer"]),
+            "loss": losses.get(settings["loss"]),
+            "metrics": [metrics.deserialize(m) for m in settings["metrics"]] or None}
+
+
+def _trial_load(extra, objects):
     from .config import rng_untouched
     from .custom_objects import custom_object_scope, file_marks
     from .layers.base import layer_names_untouched
@@ -267,10 +276,7 @@ def _trial_load(extra, objects):
                 layer_names_untouched():
             Sequential.from_config(unbuilt)
             if "compile" in extra:
-                optimizers.get(extra["compile"]["optimizer"])
-                losses.get(extra["compile"]["loss"])
-                for spec in extra["compile"]["metrics"]:
-                    metrics.deserialize(spec)
+                _compile_arguments(extra["compile"])
     except Exception as exc:  # noqa: BLE001 - whatever load_model would meet
         raise ValueError(f"cannot save the model: it would not load back ({exc}); a "
                          f"component of your own needs a get_config() that returns its "
@@ -327,7 +333,6 @@ def load_model(filepath, custom_objects=None, compile=True):
     losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras. The
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
     compile(backend=...) moves it."""
-    from . import losses, metrics, optimizers
     from .config import rng_untouched
     from .custom_objects import custom_object_scope, file_marks
     from .model import Sequential
@@ -338,9 +343,10 @@ def load_model(filepath, custom_objects=None, compile=True):
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{filepath!r}: the model description has no layer list")
-    marks = file_marks(meta.get("custom_marks") is True)
+    marked = meta.get("custom_marks") is True  # unmarked components are pynn's
     try:
-        with marks, rng_untouched():  # the initial weights drawn here are overwritten below
+        # the initial weights drawn here are overwritten below
+        with file_marks(marked), rng_untouched():
             model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
@@ -348,10 +354,8 @@ def load_model(filepath, custom_objects=None, compile=True):
     _restore_frozen_weights(model, meta)
     settings = meta.get("compile")
     if compile and settings:
-        with custom_object_scope(custom_objects), file_marks(meta.get("custom_marks") is True):
-            model.compile(optimizer=optimizers.get(settings["optimizer"]),
-                          loss=losses.get(settings["loss"]),
-                          metrics=[metrics.deserialize(m) for m in settings["metrics"]] or None)
+        with custom_object_scope(custom_objects), file_marks(marked):
+            model.compile(**_compile_arguments(settings))
         state = meta.get("optimizer_state", {})
         opt = model.optimizer
         params = model.params

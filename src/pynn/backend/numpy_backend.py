@@ -24,9 +24,16 @@ def _splitmix64_mix(z):
     return z ^ (z >> 31)
 
 
+def splitmix64(state):
+    """(next state, output) of one splitmix64 step: the C++ seeding of xoshiro256**
+    (csrc/cpu/engine.cpp) and of dropout keys."""
+    state = (state + _GOLDEN64) & _MASK64
+    return state, _splitmix64_mix(state)
+
+
 def dropout_key(seed, step):
     """The 64-bit key of one (seed, step): csrc/math/dropout.h's dropout_key."""
-    return _splitmix64_mix(((seed ^ ((step * _GOLDEN64) & _MASK64)) + _GOLDEN64) & _MASK64)
+    return splitmix64(seed ^ ((step * _GOLDEN64) & _MASK64))[1]
 
 
 def _fmix32(h, xp):

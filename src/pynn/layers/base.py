@@ -53,14 +53,11 @@ def as_shape(shape):
 
 
 def unique_name(prefix):
-    counters = getattr(_scratch_names, "counters", None)
-    if counters is not None:  # inside layer_names_untouched: this thread's own copy
+    counters = getattr(_scratch_names, "counters", None)  # inside layer_names_untouched
+    with _name_lock:
+        counters = _name_counters if counters is None else counters
         n = counters[prefix]
         counters[prefix] = n + 1
-        return prefix if n == 0 else f"{prefix}_{n}"
-    with _name_lock:
-        n = _name_counters[prefix]
-        _name_counters[prefix] = n + 1
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
@@ -145,6 +142,7 @@ class Layer:
         self.built = False
         self.backend = None
         self._params: list[Parameter] = []
+        self._weight_regularizers = []  # (parameter, regularizer) from add_weight
         self._cache = None  # what forward(training=True) keeps for backward
 
     def clear_cache(self):
@@ -185,8 +183,7 @@ class Layer:
                       trainable=self._trainable, statistic=statistic or not trainable)
         self._params.append(p)
         if regularizer is not None:
-            self.__dict__.setdefault("_weight_regularizers", []).append(
-                (p, regularizers.get(regularizer)))
+            self._weight_regularizers.append((p, regularizers.get(regularizer)))
         return p
 
     def to_backend(self, backend, dtype):
@@ -241,7 +238,7 @@ class Layer:
     def regularized(self):
         """[(parameter, regularizer)] whose penalties join the loss: those add_weight was
         given; none by default."""
-        return list(self.__dict__.get("_weight_regularizers", ()))
+        return list(self._weight_regularizers)
 
     # ---- computation ------------------------------------------------------------------------
     # The activation a loss may absorb (softmax/sigmoid with cross-entropy); None if none.
