@@ -2,16 +2,17 @@
 
 `train` standardises the features for training, then folds the scaling into the first Dense
 layer (W / std, b - (mean / std) @ W), so the saved model takes raw feature values and needs
-nothing else to predict (except for columns far from zero, below); regression targets are standardised too and the last layer rescaled
-back (W * std_y, b * std_y + mean_y). Next to the model it writes `<model>.columns.json`: the
-feature column names, the target name, the task and (for classification) the class labels, which
-`predict` uses to pick the feature columns from a CSV by name (a target column there is
-ignored) and to turn output indices back into labels. A column whose values sit far from zero
-for their spread (timestamps, IDs) would lose its information when predict casts it to float32:
-such columns are centred in float64 before the cast, by offsets the JSON file keeps
-("offsets"), and the model takes them centred: `pynn predict` subtracts them (it needs the
-JSON file then), model.predict from Python takes x - offsets. Features from an .npz have no names:
-predict then takes the CSV's columns by position, dropping a column named like the target.
+nothing else to predict (except for columns far from zero, below); regression targets are
+standardised too and the last layer rescaled back (W * std_y, b * std_y + mean_y). Next to
+the model it writes `<model>.columns.json`: the feature column names, the target name, the
+task and (for classification) the class labels, which `predict` uses to pick the feature
+columns from a CSV by name (a target column there is ignored) and to turn output indices
+back into labels. A column whose values sit far from zero for their spread (timestamps, IDs)
+would lose its information when predict casts it to float32: such columns are centred in
+float64 before the cast, by offsets the JSON file keeps ("offsets"), and the model takes them
+centred: `pynn predict` subtracts them (it needs the JSON file then), model.predict from
+Python takes x - offsets. Features from an .npz have no names: predict then takes the CSV's
+columns by position, dropping a column named like the target.
 Without the JSON file every column of the CSV is a feature, by position.
 
 Every problem with the user's files raises UsageError, which the command line prints as one
