@@ -424,6 +424,50 @@ def test_set_num_threads_is_obeyed():
         _C.set_num_threads(previous)
 
 
+def _pynn_pools(threadpoolctl):
+    return [lib for lib in threadpoolctl.threadpool_info() if lib["internal_api"] == "pynn"]
+
+
+def test_threadpoolctl_lists_and_limits_the_pool():
+    # scikit-learn and joblib limit nested parallelism through threadpoolctl: pynn's pool
+    # must be one of the pools it sees, and obey its limits (it was invisible to them).
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    previous = _C.num_threads()
+    try:
+        _C.set_num_threads(2)
+        pools = _pynn_pools(threadpoolctl)
+        assert len(pools) == 1, pools  # only pynn's _C: other modules named _C lack the symbols
+        assert pools[0]["user_api"] == "pynn" and pools[0]["num_threads"] == 2
+        assert os.path.samefile(pools[0]["filepath"], _C.__file__)
+        assert pools[0]["version"] == pynn.__version__
+        with threadpoolctl.threadpool_limits(limits=1):
+            assert pynn.get_num_threads() == 1
+        assert pynn.get_num_threads() == 2  # restored on exit
+        with threadpoolctl.threadpool_limits(limits={"pynn": 3}):
+            assert pynn.get_num_threads() == 3
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            assert pynn.get_num_threads() == 2  # a BLAS limit is not pynn's
+        controller = threadpoolctl.ThreadpoolController().select(internal_api="pynn")
+        for asked, got in ((0, 1), (-5, 1), (10**6, 1024), (2**40, 1024)):  # C gets a clamped int
+            controller.lib_controllers[0].set_num_threads(asked)
+            assert pynn.get_num_threads() == got
+    finally:
+        _C.set_num_threads(previous)
+
+
+def test_threadpoolctl_sees_the_pool_whichever_is_imported_first():
+    pytest.importorskip("threadpoolctl")
+    for imports in ("threadpoolctl, pynn", "pynn, threadpoolctl"):
+        code = (f"import {imports}\n"
+                "with threadpoolctl.threadpool_limits(limits=1):\n"
+                "    print(pynn.get_num_threads())\n"
+                "print(pynn.get_num_threads())\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=_thread_env(PYNN_NUM_THREADS="2"), timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["1", "2"], imports
+
+
 def _thread_env(**settings):
     """os.environ with only the given thread-count variables set."""
     env = {k: v for k, v in os.environ.items()

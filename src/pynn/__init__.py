@@ -16,7 +16,9 @@ from .info import info
 from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Input
 from .model import Sequential
 from .saving import load_model
-from .threads import get_num_threads, set_num_threads
+from .threads import get_num_threads, register_with_threadpoolctl, set_num_threads
+
+register_with_threadpoolctl()
 
 __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "Sequential",

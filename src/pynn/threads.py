@@ -29,3 +29,48 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     module = _native()
     return module.num_threads() if module is not None else 1
+
+
+def _threadpoolctl_controller(threadpoolctl):
+    """A threadpoolctl controller for pynn's pool: threadpool_info() lists it (user_api
+    "pynn") and threadpool_limits() limits it, as it does OpenBLAS and OpenMP."""
+
+    class PynnController(threadpoolctl.LibController):
+        user_api = "pynn"
+        internal_api = "pynn"
+        filename_prefixes = ("_c.",)  # pynn/_C.cpython-*.so, lowercased; other _C modules
+        check_symbols = ("pynn_get_num_threads", "pynn_set_num_threads")  # (torch's) lack these
+
+        def get_num_threads(self):
+            get = getattr(self.dynlib, "pynn_get_num_threads", None)
+            return get() if get is not None else None
+
+        def set_num_threads(self, num_threads):
+            set_ = getattr(self.dynlib, "pynn_set_num_threads", None)
+            if set_ is not None:
+                set_(min(max(int(num_threads), 1), MAX_THREADS))
+
+        def get_version(self):
+            from . import __version__
+
+            return __version__
+
+    return PynnController
+
+
+def register_with_threadpoolctl() -> bool:
+    """Register pynn's pool with threadpoolctl when it is installed (>= 3.0, which has
+    `register`); import pynn does this. Returns whether it did."""
+    import importlib.util
+
+    if importlib.util.find_spec("threadpoolctl") is None:
+        return False
+    if _native() is None:  # threadpoolctl lists loaded libraries: load the pool's one now
+        return False
+    try:
+        import threadpoolctl
+
+        threadpoolctl.register(_threadpoolctl_controller(threadpoolctl))
+    except Exception:  # noqa: BLE001 - an old or broken threadpoolctl must not break import pynn
+        return False
+    return True
