@@ -744,6 +744,20 @@ def test_save_time_trial_builds_no_weights(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_a_layer_that_requires_its_input_shape_saves_and_loads(tmp_path, rng):
+    # The trial rebuild leaves input_shape out (to build no weights); a layer whose __init__
+    # requires it was refused at save though load_model rebuilds it fine.
+    class FixedInput(pynn.Dense):
+        def __init__(self, units, input_shape, **kwargs):
+            super().__init__(units, input_shape=input_shape, **kwargs)
+
+    model = pynn.Sequential([FixedInput(3, input_shape=(4,)), pynn.Dense(1)])
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"FixedInput": FixedInput})
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
 def test_metric_partials_and_callable_objects_still_pickle(rng):
     import copy
     import functools

@@ -266,17 +266,25 @@ def _trial_load(extra, objects):
     from .layers.base import layer_names_untouched
     from .model import Sequential
 
+    def rebuild(config):
+        with custom_object_scope(objects), file_marks(True), rng_untouched(), \
+                layer_names_untouched():
+            Sequential.from_config(config)
+            if "compile" in extra:
+                _compile_arguments(extra["compile"])
+
     # Without the input shape nothing is built: no weights drawn (16 ms a save for a 2M-weight
     # model, every epoch of a ModelCheckpoint), the same classes and arguments checked.
     unbuilt = {**extra["config"], "layers": [
         {**entry, "config": {k: v for k, v in entry["config"].items() if k != "input_shape"}}
         for entry in extra["config"]["layers"] if entry["class_name"] != "InputLayer"]}
     try:
-        with custom_object_scope(objects), file_marks(True), rng_untouched(), \
-                layer_names_untouched():
-            Sequential.from_config(unbuilt)
-            if "compile" in extra:
-                _compile_arguments(extra["compile"])
+        try:
+            rebuild(unbuilt)
+        except Exception:  # noqa: BLE001 - a user layer whose __init__ requires input_shape
+            if unbuilt == extra["config"]:
+                raise
+            rebuild(extra["config"])  # as load_model will: built, weights drawn
     except Exception as exc:  # noqa: BLE001 - whatever load_model would meet
         raise ValueError(f"cannot save the model: it would not load back ({exc}); a "
                          f"component of your own needs a get_config() that returns its "
