@@ -406,6 +406,28 @@ def test_forked_child_predicts_while_a_parent_thread_was_predicting():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_the_process_exits_cleanly_while_daemon_threads_run_kernels():
+    """At exit CPython ends a daemon thread asking for the GIL with pthread_exit; through
+    pybind11's noexcept GIL guard that unwind was std::terminate: the process aborted."""
+    code = (
+        "import threading, time, numpy as np, pynn\n"
+        "x = np.random.rand(20000, 64).astype(np.float32)\n"
+        "y = (x.sum(1) > 32).astype(np.float32)\n"
+        "m = pynn.Sequential([pynn.Input((64,)), pynn.Dense(256, activation='relu'),\n"
+        "                     pynn.Dense(1, activation='sigmoid')])\n"
+        "m.compile(optimizer='adam', loss='binary_crossentropy')\n"
+        "for work in (lambda: m.fit(x, y, epochs=1000, verbose=0),\n"
+        "             lambda: [m.predict(x, verbose=0) for _ in iter(int, 1)],\n"
+        "             lambda: [pynn.ops.gemm(x[:2000], x[:2000], trans_b=True)\n"
+        "                      for _ in iter(int, 1)]):\n"
+        "    threading.Thread(target=work, daemon=True).start()\n"
+        "time.sleep(0.5)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "terminate" not in out.stderr
+
+
 def test_set_num_threads_is_obeyed():
     previous = _C.num_threads()
     try:

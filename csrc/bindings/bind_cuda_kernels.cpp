@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings/cuda_arrays.h"
+#include "bindings/release_gil.h"
 #include "cuda/kernels.h"
 
 namespace py = pybind11;
@@ -37,7 +38,7 @@ void activation_forward(int act, float param, py::handle z_o, py::handle y_o, st
     const Activation a = activation_code(act);
     const DeviceArray z = f32(z_o, "z", false), y = f32(y_o, "out", true);
     same_shape(z, "z", y, "out");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::activation_forward(a, param, in_f32(z), out_f32(y), z.size, as_stream(s));
 }
 
@@ -55,7 +56,7 @@ void activation_backward(int act, float param, py::handle z_o, py::handle y_o, p
     } else if (a == Activation::gelu) {
         throw py::value_error("z: gelu's derivative needs the pre-activation z, got None");
     }
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::activation_backward(a, param, zp, in_f32(y), in_f32(dy), out_f32(dz), y.size, as_stream(s));
 }
 
@@ -70,14 +71,14 @@ void bias_activation(py::handle c_o, py::handle bias_o, int act, float param, st
                                   ",) for c of shape " + c.shape_str() + ", got " + b.shape_str());
         bp = in_f32(b);
     }
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::bias_activation(out_f32(c), bp, c.dim(0), c.dim(1), a, param, as_stream(s));
 }
 
 void softmax_forward(py::handle z_o, py::handle y_o, std::uintptr_t s) {
     const DeviceArray z = f32(z_o, "z", false, 2), y = f32(y_o, "out", true, 2);
     same_shape(z, "z", y, "out");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::softmax_forward(in_f32(z), out_f32(y), z.dim(0), z.dim(1), as_stream(s));
 }
 
@@ -85,7 +86,7 @@ void softmax_backward(py::handle y_o, py::handle dy_o, py::handle dz_o, std::uin
     const DeviceArray y = f32(y_o, "y", false, 2), dy = f32(dy_o, "dy", false, 2), dz = f32(dz_o, "out", true, 2);
     same_shape(y, "y", dy, "dy");
     same_shape(y, "y", dz, "out");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::softmax_backward(in_f32(y), in_f32(dy), out_f32(dz), y.dim(0), y.dim(1), as_stream(s));
 }
 
@@ -94,7 +95,7 @@ void bias_grad(py::handle dz_o, py::handle db_o, std::uintptr_t s) {
     if (db.dim(0) != dz.dim(1))
         throw py::value_error("out: expected shape (" + std::to_string(dz.dim(1)) + ",) for dz of shape " +
                               dz.shape_str() + ", got " + db.shape_str());
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     pynn::cuda::bias_grad(in_f32(dz), out_f32(db), dz.dim(0), dz.dim(1), as_stream(s));
 }
 
@@ -107,7 +108,7 @@ double softmax_xent_sparse(py::handle logits_o, py::handle labels_o, py::handle 
         throw py::value_error("labels: expected shape (" + std::to_string(z.dim(0)) + ",) for logits of shape " +
                               z.shape_str() + ", got " + lab.shape_str());
     try {
-        py::gil_scoped_release nogil;
+        pynn::bind::ReleaseGil nogil;
         return pynn::cuda::softmax_xent_sparse(in_f32(z), static_cast<const std::int32_t*>(lab.ptr),
                                                out_f32(d), z.dim(0), z.dim(1), scale, as_stream(s));
     } catch (const std::out_of_range& e) {
@@ -122,7 +123,7 @@ double softmax_xent_dense(py::handle logits_o, py::handle t_o, py::handle d_o, f
     same_shape(z, "logits", t, "targets");
     same_shape(z, "logits", d, "dlogits");
     if (d.ptr == t.ptr && d.size > 0) throw py::value_error("dlogits: may not be the targets array");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     return pynn::cuda::softmax_xent_dense(in_f32(z), in_f32(t), out_f32(d), z.dim(0), z.dim(1), scale,
                                           as_stream(s));
 }
@@ -139,7 +140,7 @@ double regression_loss(const std::string& kind, py::handle p_o, py::handle t_o, 
     const DeviceArray p = f32(p_o, "pred", false), t = f32(t_o, "target", false), g = f32(g_o, "grad_out", true);
     same_shape(p, "pred", t, "target");
     same_shape(p, "pred", g, "grad_out");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     return pynn::cuda::regression_loss(k, in_f32(p), in_f32(t), out_f32(g), p.size, delta, scale, as_stream(s));
 }
 
@@ -150,7 +151,7 @@ double bce_loss(py::handle p_o, py::handle t_o, py::handle g_o, bool from_logits
     const DeviceArray p = f32(p_o, "pred", false), t = f32(t_o, "target", false), g = f32(g_o, "grad_out", true);
     same_shape(p, "pred", t, "target");
     same_shape(p, "pred", g, "grad_out");
-    py::gil_scoped_release nogil;
+    pynn::bind::ReleaseGil nogil;
     return pynn::cuda::bce_loss(in_f32(p), in_f32(t), out_f32(g), p.size, from_logits, eps, scale, as_stream(s));
 }
 
@@ -210,7 +211,7 @@ void bind_cuda_kernels(py::module_& m) {
         const bool use_vel = momentum != 0.f;
         if (use_vel && vel.is_none()) throw py::value_error("velocity: SGD with momentum needs a velocity array");
         OptArrays o = use_vel ? opt_arrays(w, g, {{vel, "velocity"}}) : opt_arrays(w, g, {});
-        py::gil_scoped_release nogil;
+        pynn::bind::ReleaseGil nogil;
         pynn::cuda::sgd_update(out_f32(o.w), in_f32(o.g), use_vel ? out_f32(o.slots[0]) : nullptr, o.w.size,
                                lr, momentum, nesterov, as_stream(s));
     }, arg("w"), arg("g"), arg("velocity"), arg("lr"), arg("momentum"), arg("nesterov"), S);
@@ -219,7 +220,7 @@ void bind_cuda_kernels(py::module_& m) {
                             std::uintptr_t s) {
         if (step < 1) throw py::value_error("step: expected the 1-based update count, got " + std::to_string(step));
         OptArrays o = opt_arrays(w, g, {{mo, "m"}, {vo, "v"}});
-        py::gil_scoped_release nogil;
+        pynn::bind::ReleaseGil nogil;
         pynn::cuda::adam_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), out_f32(o.slots[1]), o.w.size,
                                 lr, beta1, beta2, eps, wd, step, as_stream(s));
     }, arg("w"), arg("g"), arg("m"), arg("v"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
@@ -230,7 +231,7 @@ void bind_cuda_kernels(py::module_& m) {
         if (use_mom && mom.is_none()) throw py::value_error("momentum_buf: RMSprop with momentum needs it");
         OptArrays o = use_mom ? opt_arrays(w, g, {{vel, "velocity"}, {mom, "momentum_buf"}})
                               : opt_arrays(w, g, {{vel, "velocity"}});
-        py::gil_scoped_release nogil;
+        pynn::bind::ReleaseGil nogil;
         pynn::cuda::rmsprop_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]),
                                    use_mom ? out_f32(o.slots[1]) : nullptr, o.w.size, lr, rho, momentum,
                                    eps, as_stream(s));
@@ -239,7 +240,7 @@ void bind_cuda_kernels(py::module_& m) {
     m.def("adagrad_update", [](py::handle w, py::handle g, py::handle acc, float lr, float eps,
                                std::uintptr_t s) {
         OptArrays o = opt_arrays(w, g, {{acc, "accumulator"}});
-        py::gil_scoped_release nogil;
+        pynn::bind::ReleaseGil nogil;
         pynn::cuda::adagrad_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), o.w.size, lr, eps,
                                    as_stream(s));
     }, arg("w"), arg("g"), arg("accumulator"), arg("lr"), arg("eps"), S);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/release_gil.h"
 #include "cpu/engine.h"
 
 namespace py = pybind11;
@@ -139,7 +140,7 @@ public:
                     throw py::value_error("set_batchnorm: arrays must not share memory with the bound parameters");
         }
         {
-            py::gil_scoped_release nogil;
+            ReleaseGil nogil;
             eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs);
         }
         bn_refs_.resize(static_cast<size_t>(eng_.n_layers()) + 1);  // [0]: the inputs' normalisation
@@ -162,12 +163,12 @@ public:
     }
 
     void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
-        py::gil_scoped_release nogil;
+        ReleaseGil nogil;
         eng_.set_regularizer(layer, kl1, kl2, bl1, bl2);
     }
 
     void set_dropout(int layer, double rate, std::uint64_t seed) {
-        py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
+        ReleaseGil nogil;  // waits for a running train/predict of this engine
         eng_.set_dropout(layer, rate, seed);
     }
 
@@ -245,7 +246,7 @@ public:
                 throw py::value_error("bind: array #" + std::to_string(a) +
                                       " shares memory with a batch normalization array");
         {
-            py::gil_scoped_release nogil;  // waits for a running train/predict of this engine
+            ReleaseGil nogil;  // waits for a running train/predict of this engine
             eng_.bind(ptrs, train_flags, slot_ptrs);
         }
         refs_ = std::move(arrays);
@@ -355,7 +356,7 @@ public:
         float* outp = want_outputs ? static_cast<float*>(outputs.mutable_data()) : nullptr;
         double* rp = result.mutable_data();
         {
-            py::gil_scoped_release nogil;
+            ReleaseGil nogil;
             eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp, outp);
         }
         return result;
@@ -378,7 +379,7 @@ public:
         index_t bad = 0;
         for (index_t i = 0, total = n * in; i < total; ++i) bad += !std::isfinite(xp[i]);
         if (bad) throw py::value_error("x contains " + std::to_string(bad) + " NaN or infinite value(s)");
-        py::gil_scoped_release nogil;
+        ReleaseGil nogil;
         eng_.predict(xp, outp, n);
     }
 
@@ -440,7 +441,7 @@ void register_engine(py::module_& m) {
             py::array_t<std::int64_t> out(n);
             std::int64_t* p = out.mutable_data();
             {
-                py::gil_scoped_release nogil;
+                pynn::bind::ReleaseGil nogil;
                 pynn::shuffled_order(p, n, seed);
             }
             return out;

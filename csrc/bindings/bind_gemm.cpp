@@ -19,6 +19,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/release_gil.h"
 #include "pynn/gemm.h"
 #include "pynn/threadpool.h"
 
@@ -113,7 +114,7 @@ py::array gemm_binding(const py::array& a, const py::array& b, bool trans_a, boo
         ldc = Cm.ld;
     }
     {
-        py::gil_scoped_release nogil;
+        ReleaseGil nogil;
         F(trans_a, trans_b, M, N, K, alpha, static_cast<const float*>(A.data), A.ld,
           static_cast<const float*>(B.data), B.ld, beta, C, ldc, ep);
     }
@@ -282,7 +283,7 @@ void register_gemm(py::module_& m) {
             if (!(seconds > 0.0 && seconds <= 60.0))
                 throw py::value_error("fma_peak_gflops: seconds must be in (0, 60], got " +
                                       std::to_string(seconds));
-            py::gil_scoped_release nogil;
+            ReleaseGil nogil;
             return fma_peak_gflops(isa.c_str(), seconds);
         },
         py::arg("isa"), py::arg("seconds") = 0.2,

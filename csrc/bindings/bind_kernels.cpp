@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/release_gil.h"
 #include "pynn/kernels.h"
 
 namespace py = pybind11;
@@ -43,7 +44,7 @@ void dropout_apply_py(const py::object& x_obj, py::array& out, double rate, std:
     const index_t n = out.size();
     if (n > index_t(0xffffffff))
         throw py::value_error("out: dropout masks cover at most 2^32 - 1 elements per call");
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     dropout_apply(xp, op, n, rate, seed, step);
 }
 
@@ -53,7 +54,7 @@ void activation_forward_py(int act, float param, const py::array& z, py::array& 
     check_same_shape(z, "z", out, "out");
     float* op = out_ptr<float>(out, "out");
     index_t n = z.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     activation_forward(a, param, zp, op, n);
 }
 
@@ -74,7 +75,7 @@ void activation_backward_py(int act, float param, const py::object& z_obj, const
     }
     float* op = out_ptr<float>(out, "out");
     index_t n = y.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     activation_backward(a, param, zp, yp, dyp, op, n);
 }
 
@@ -83,7 +84,7 @@ void softmax_forward_py(const py::array& z, py::array& out) {
     check_same_shape(z, "z", out, "out");
     float* op = out_ptr<float>(out, "out");
     index_t rows = z.shape(0), cols = z.shape(1);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     softmax_forward(zp, op, rows, cols);
 }
 
@@ -94,7 +95,7 @@ void softmax_backward_py(const py::array& y, const py::array& dy, py::array& out
     check_same_shape(y, "y", out, "out");
     float* op = out_ptr<float>(out, "out");
     index_t rows = y.shape(0), cols = y.shape(1);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     softmax_backward(yp, dyp, op, rows, cols);
 }
 
@@ -104,7 +105,7 @@ void bias_grad_py(const py::array& dz, py::array& out) {
     check_dim(out, "out", 0, dz.shape(1), "length (columns of dz)");
     check_disjoint(dz, "dz", out, "out");
     index_t rows = dz.shape(0), cols = dz.shape(1);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     bias_grad(dzp, op, rows, cols);
 }
 
@@ -124,7 +125,7 @@ double softmax_xent_sparse_py(const py::array& logits, const py::array& labels,
             throw py::value_error("labels: expected class indices in [0, " + std::to_string(cols) +
                                   "), got " + std::to_string(lp[r]) + " at index " +
                                   std::to_string(r));
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return softmax_xent_sparse(zp, lp, dp, rows, cols, grad_scale);
 }
 
@@ -137,7 +138,7 @@ double softmax_xent_dense_py(const py::array& logits, const py::array& targets,
     float* dp = out_ptr<float>(dlogits, "dlogits");
     check_disjoint(targets, "targets", dlogits, "dlogits");
     index_t rows = logits.shape(0), cols = logits.shape(1);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return softmax_xent_dense(zp, tp, dp, rows, cols, grad_scale);
 }
 
@@ -160,27 +161,27 @@ LossArgs loss_args(const py::array& pred, const py::array& target, py::array& gr
 
 double mse_loss_py(const py::array& pred, const py::array& target, py::array& grad, float grad_scale) {
     LossArgs a = loss_args(pred, target, grad);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return mse_loss(a.pred, a.target, a.grad, a.n, grad_scale);
 }
 
 double mae_loss_py(const py::array& pred, const py::array& target, py::array& grad, float grad_scale) {
     LossArgs a = loss_args(pred, target, grad);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return mae_loss(a.pred, a.target, a.grad, a.n, grad_scale);
 }
 
 double huber_loss_py(const py::array& pred, const py::array& target, py::array& grad, float delta,
                      float grad_scale) {
     LossArgs a = loss_args(pred, target, grad);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return huber_loss(a.pred, a.target, a.grad, a.n, delta, grad_scale);
 }
 
 double bce_loss_py(const py::array& pred, const py::array& target, py::array& grad,
                    bool from_logits, float eps, float grad_scale) {
     LossArgs a = loss_args(pred, target, grad);
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     return bce_loss(a.pred, a.target, a.grad, a.n, from_logits, eps, grad_scale);
 }
 
@@ -217,7 +218,7 @@ void sgd_update_py(py::array& w, const py::array& g, const py::object& velocity_
                               std::to_string(momentum) + "), got None");
     }
     index_t n = w.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     sgd_update(wp, gp, vp, n, lr, momentum, nesterov);
 }
 
@@ -232,7 +233,7 @@ void adam_update_py(py::array& w, const py::array& g, py::array& m, py::array& v
     float* vp = slot_ptr(v, "v", w, g);
     check_disjoint(m, "m", v, "v");
     index_t n = w.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     adam_update(wp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay, step);
 }
 
@@ -253,7 +254,7 @@ void rmsprop_update_py(py::array& w, const py::array& g, py::array& velocity,
         check_disjoint(velocity, "velocity", mom, "momentum_buf");
     }
     index_t n = w.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     rmsprop_update(wp, gp, vp, mp, n, lr, rho, momentum, eps);
 }
 
@@ -262,7 +263,7 @@ void adagrad_update_py(py::array& w, const py::array& g, py::array& acc, float l
     float* wp = param_ptr(w, g, &gp);
     float* ap = slot_ptr(acc, "accumulator", w, g);
     index_t n = w.size();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     adagrad_update(wp, gp, ap, n, lr, eps);
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bindings/release_gil.h"
 #include "cuda/device_info.h"
 
 namespace py = pybind11;
@@ -29,7 +30,7 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("devices", [] {
         pynn::cuda::DeviceReport r;
         {
-            py::gil_scoped_release release;
+            pynn::bind::ReleaseGil release;
             r = pynn::cuda::query_devices(PYNN_CUDA_ARCHS);
         }
         py::dict out;
