@@ -105,6 +105,18 @@ def test_softmax_cross_entropy_extreme_and_bad_labels(cpu):
         cpu.softmax_cross_entropy(logits, np.array([0, 2], np.int32), True, 1.0)
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+def test_softmax_cross_entropy_of_huge_equal_logits(cpu, sparse):
+    # log(classes) for equal logits of any size: m + log s lost log s once |m| > 1e15.
+    for cols in (2, 3, 17):
+        logits = f32(np.array([[-3e30] * cols, [2e38] * cols, [1e20] * cols]))
+        labels = np.array([0, cols - 1, 1], np.int32)
+        targets = labels if sparse else f32(np.eye(cols)[labels])
+        for backend in (cpu, REF):
+            loss, _ = backend.softmax_cross_entropy(logits, targets, sparse, 1.0)
+            assert np.isclose(loss, 3 * np.log(cols), rtol=1e-6), (backend.name, cols, loss)
+
+
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("kind", ["mse", "mae", "huber"])
 def test_regression_losses(cpu, rng, n, kind):

@@ -38,7 +38,8 @@ double elementwise_loss(index_t n, Term term) {
 
 }  // namespace
 
-// Per row: m = max z; s = sum exp(z - m); loss = m + log s - z[label];
+// Per row: m = max z; s = sum exp(z - m); loss = (m - z[label]) + log s (in that order: m + log s
+// lost log s to rounding once |m| > 1e15, a loss of 0 for two equal logits);
 // dlogits = (exp(z - m) / s - onehot(label)) * grad_scale. The exps are stored in dlogits on
 // the way and rescaled in place, so each element costs one exp. z[label] is read before the
 // row is overwritten, so dlogits may alias logits.
@@ -54,7 +55,7 @@ double softmax_xent_sparse(const float* logits, const std::int32_t* labels, floa
             const float z_label = z[label];
             float m;
             const float s = cpu::exp_shifted_row(z, d, cols, &m);
-            loss += (double(m) + std::log(double(s))) - double(z_label);
+            loss += (double(m) - double(z_label)) + std::log(double(s));
             const float k = grad_scale / s;
             for (index_t j = 0; j < cols; ++j) d[j] *= k;
             d[label] -= grad_scale;

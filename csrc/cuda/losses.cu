@@ -71,7 +71,7 @@ __device__ void block_add(double v, LossResult* out) {
     }
 }
 
-// Per row: m = max z, s = sum exp(z - m); loss = m + log s - z[label];
+// Per row: m = max z, s = sum exp(z - m); loss = (m - z[label]) + log s (as the CPU's);
 // dlogits = (exp(z - m) / s - onehot(label)) * grad_scale. dlogits may alias logits: z[label]
 // is read (by every lane) before the row is rewritten, and each lane rewrites only its own j.
 __global__ void xent_sparse_kernel(const float* logits, const std::int32_t* labels,
@@ -94,7 +94,7 @@ __global__ void xent_sparse_kernel(const float* logits, const std::int32_t* labe
         const float k = grad_scale / s;
         for (index_t j = lane; j < cols; j += kWarp)
             d[j] = expf(z[j] - m) * k - (j == label ? grad_scale : 0.f);
-        if (lane == 0) loss += (double(m) + log(double(s))) - double(z_label);
+        if (lane == 0) loss += (double(m) - double(z_label)) + log(double(s));
     }
     block_add(loss, out);
 }
