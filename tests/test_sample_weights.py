@@ -154,6 +154,24 @@ def test_weights_in_evaluate_validation_and_single_batches():
         model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, w, w))
 
 
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_class_weight_weights_training_not_the_split_off_validation(engine):
+    # Keras applies class_weight to the training data only; the split-off validation rows
+    # keep just their sample_weight (val_loss was class-weighted, unlike evaluate's).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    w = rng.uniform(0.5, 2, 100)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    for sample_weight, val_weight in ((None, None), (w, w[-20:])):
+        history = model.fit(x, y, class_weight={0: 1, 1: 3}, sample_weight=sample_weight,
+                            validation_split=0.2, epochs=1, verbose=0, engine=engine).history
+        np.testing.assert_allclose(
+            history["val_loss"][-1],
+            model.evaluate(x[-20:], y[-20:], sample_weight=val_weight, verbose=0), rtol=1e-6)
+
+
 def test_sample_weight_must_be_numbers():
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")

@@ -457,9 +457,11 @@ class Sequential:
             if n_val == 0 or n_val == x.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves "
                                  f"{x.shape[0] - n_val} training and {n_val} validation samples")
+            if sample_weight is not None:  # class_weight is the training data's only (Keras)
+                w_val = self._sample_weights(sample_weight, None, y)[-n_val:]
             x, x_val = x[:-n_val], x[-n_val:]
             y, y_val = y[:-n_val], y[-n_val:]
-            w, w_val = (None, None) if w is None else (w[:-n_val], w[-n_val:])
+            w = None if w is None else w[:-n_val]
         else:
             x_val = y_val = None
 
