@@ -63,3 +63,19 @@ def test_ctrl_c_stops_after_the_current_step(engine):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     model.fit(X, Y, epochs=1, batch_size=8, verbose=0, engine=engine)
     assert model.optimizer.iterations == 20
+
+
+def test_ctrl_c_at_an_epoch_end_begins_no_other_epoch():
+    # The next epoch's on_epoch_begin ran (a LearningRateScheduler stepped once more than the
+    # epochs trained, so a resumed run started from the wrong rate).
+    began = []
+    model = _model()
+    callbacks = [LambdaCallback(on_epoch_begin=lambda epoch, logs: began.append(epoch),
+                                on_epoch_end=lambda epoch, logs: epoch == 0
+                                and os.kill(os.getpid(), signal.SIGINT)),
+                 pynn.callbacks.LearningRateScheduler(lambda epoch, lr: 0.5 ** epoch * 0.01)]
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, Y, epochs=3, batch_size=8, verbose=0, callbacks=callbacks)
+    assert began == [0]
+    assert model.history.epoch == [0]
+    assert model.optimizer.learning_rate == 0.01

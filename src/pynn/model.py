@@ -493,6 +493,8 @@ class Sequential:
         with DeferredInterrupt() as interrupt:
             try:
                 for epoch in range(initial_epoch, epochs):
+                    if interrupt.requested:  # during the last epoch's end: begin no other
+                        break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
                     order = epoch_order(n, shuffle, self.shuffle_seed, self.optimizer.iterations)
