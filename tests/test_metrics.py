@@ -388,3 +388,31 @@ def test_a_builtin_metric_subclass_calling_super(rng):
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=[LoudPrecision()])
     history = model.fit(x, (x[:, 0] > 0).astype(np.float32), epochs=1, batch_size=8, verbose=0)
     assert isinstance(history.history["precision"][0], float)
+
+
+def test_evaluate_from_a_callback_leaves_the_epochs_metric_objects_alone(rng):
+    # evaluate() reset the compiled Metric objects the running epoch accumulated into, so
+    # the epoch's precision and AUC covered only the batches after the call.
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(size=400) > 0).astype(np.float32)
+    seen = []
+
+    def run(evaluate_mid_epoch):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+        model.compile(optimizer=pynn.optimizers.SGD(0.0), loss="binary_crossentropy",
+                      metrics=[pynn.metrics.Precision(), pynn.metrics.AUC()])
+
+        def on_batch_end(batch, logs):
+            if evaluate_mid_epoch and batch == 5:
+                seen.append(model.evaluate(x[:50], y[:50], return_dict=True))
+
+        cb = pynn.callbacks.LambdaCallback(on_train_batch_end=on_batch_end)
+        history = model.fit(x, y, epochs=1, batch_size=20, shuffle=False, verbose=0,
+                            callbacks=[cb]).history
+        return (history["precision"][0], history["auc"][0]), model
+
+    (with_call, model), (without, _) = run(True), run(False)
+    assert with_call == without
+    # and the call itself measured its own data (the weights do not move: SGD(0))
+    assert seen == [model.evaluate(x[:50], y[:50], return_dict=True)]

@@ -178,6 +178,15 @@ def test_summary_lists_layers_and_counts():
     assert "Trainable params: 15" in text and "Non-trainable params: 4" in text
 
 
+def test_summary_of_a_compiled_model_without_layers():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.pop()  # it raised "the model has no layers to train"
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Total params: 0" in lines[0]
+
+
 def test_set_seed_makes_runs_reproducible():
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     y = x.sum(axis=1)

@@ -9,6 +9,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 import weakref
@@ -47,6 +48,7 @@ class Sequential:
         self._metric_specs = []
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
+        self._fitting = False  # an epoch accumulates into _metric_objects
         self._fused = False
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
@@ -491,6 +493,7 @@ class Sequential:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         cbs.call("on_train_begin", {})
         with DeferredInterrupt() as interrupt:
+            self._fitting = True
             try:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:  # during the last epoch's end: begin no other
@@ -540,6 +543,7 @@ class Sequential:
                     if self.stop_training:
                         break
             finally:
+                self._fitting = False
                 progress.close()
         cbs.call("on_train_end", dict(train_logs))  # the last epoch's logs, as Keras
         if interrupt.requested:
@@ -629,9 +633,10 @@ class Sequential:
         return self
 
     # ---- inference ----------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size, w=None):
+    def _evaluate_arrays(self, x, y, batch_size, w=None, metrics=None):
         b = self.backend
-        logs = metrics_mod.EpochLogs(self._metric_objects)  # metrics over the whole set
+        # metrics over the whole set
+        logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
         for start in range(0, x.shape[0], batch_size):
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             yb = b.asarray(y[start:start + batch_size], y.dtype)
@@ -652,7 +657,10 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
-        logs = self._evaluate_arrays(x, y, batch_size, w)
+        # From a callback during fit: the epoch's metric objects keep accumulating its batches.
+        metrics = ([copy.deepcopy(m) for m in self._metric_objects]
+                   if getattr(self, "_fitting", False) else None)
+        logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._format_logs(logs, return_dict)
@@ -879,7 +887,7 @@ class Sequential:
         lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                   f"Non-trainable params: {total - trainable:,}",
                   f"Backend: {(self.backend or get_backend()).name}"]
-        if self.compiled and self.built:
+        if self.compiled and self.built and self._compute_layers:
             self._prepare_compiled()
             reason = engine_mod.unsupported_reason(self)
             lines.append("Training engine: native (whole steps in C++)" if reason is None
