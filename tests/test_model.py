@@ -187,6 +187,18 @@ def test_summary_of_a_compiled_model_without_layers():
     assert "Total params: 0" in lines[0]
 
 
+def test_a_layer_add_refuses_is_not_kept(rng):
+    dense = pynn.Dense(5)
+    pynn.Sequential([pynn.Input((3,)), dense])  # built for 3 inputs
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    with pytest.raises(ValueError, match="built for inputs"):
+        model.add(dense)
+    assert len(model.layers) == 2  # it stayed, and predict failed naming engine parameters
+    assert model.predict(rng.normal(size=(1, 4)), verbose=0).shape == (1, 2)
+    model.add(pynn.Dense(5))  # the fixed cell, run again
+    assert model.output_shape == (5,)
+
+
 def test_set_seed_makes_runs_reproducible():
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     y = x.sum(axis=1)

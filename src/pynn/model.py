@@ -68,7 +68,11 @@ class Sequential:
             raise ValueError(f"a layer named {layer.name!r} is already in the model")
         self.layers.append(layer)
         if self.input_shape is not None:  # Keras builds as soon as the input shape is known
-            self._build(self.input_shape)
+            try:
+                self._build(self.input_shape)
+            except BaseException:  # a layer that does not fit is not kept (re-run cells)
+                self.layers.pop()
+                raise
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
