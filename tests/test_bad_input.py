@@ -29,6 +29,29 @@ def test_mismatched_lengths():
         _model().fit(np.zeros((5, 3)), np.zeros(4), verbose=0)
 
 
+def test_one_row_and_dict_targets_are_named():
+    with pytest.raises(ValueError, match=r"got shape \(3,\); for one sample pass x\[None\]"):
+        _model().predict(np.zeros(3))
+    with pytest.raises(TypeError, match="y is a dict"):  # it said "... 5 and a scalar"
+        _model().fit(np.zeros((5, 3)), {"out": np.zeros(5)}, verbose=0)
+
+
+def test_loss_and_optimizer_set_by_name_after_compile(rng):
+    # model.loss = "mae" failed at the next fit with an AttributeError
+    model = _model()
+    model.loss, model.optimizer = "mae", "adam"
+    assert isinstance(model.loss, losses.MeanAbsoluteError)
+    assert isinstance(model.optimizer, pynn.optimizers.Adam)
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = rng.normal(size=8).astype(np.float32)
+    assert np.isclose(model.evaluate(x, y),
+                      np.abs(model.predict(x, verbose=0)[:, 0] - y).mean(), rtol=1e-5)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.optimizer.iterations == 1
+    with pytest.raises(ValueError, match="unknown loss"):
+        model.loss = "nope"
+
+
 def test_labels_out_of_range():
     m = _model("sparse_categorical_crossentropy", out=3, activation="softmax")
     with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes"):

@@ -187,6 +187,18 @@ def test_calling_the_model_in_training_mode():
     assert 0.3 < (out == 0).mean() < 0.7
 
 
+def test_calling_a_layer_in_training_mode():
+    # Keras' layer(x, training=True) (MC dropout on a single layer) was a TypeError.
+    layer = pynn.Dropout(0.5, seed=3)
+    x = np.ones((40, 50), np.float32)
+    np.testing.assert_array_equal(layer(x), x)
+    np.testing.assert_array_equal(layer(x, training=False), x)
+    out = layer(x, training=True)
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert not np.array_equal(out, layer(x, training=True))  # a fresh mask each call
+    assert layer._cache is None  # nothing kept for a backward that never comes
+
+
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
 def test_dropout_after_a_softmax_output_keeps_training_finite(rng, backend):
     # A dropped-out probability row sums to 0: the loss took 0/0 and every weight became NaN.

@@ -155,6 +155,34 @@ def test_learning_rate_settable_during_training():
     assert model.optimizer.learning_rate == 0.0125
 
 
+def test_learning_rate_as_keras_variables_are_used():
+    # Keras code sets and reads the rate through variable methods; they raised AttributeError.
+    opt = optimizers.Adam(0.01)
+    opt.learning_rate.assign(1e-4)
+    assert opt.learning_rate == 1e-4 and opt.learning_rate.numpy() == 1e-4
+    assert type(opt.learning_rate.numpy()) is float
+    for value in (np.array(0.02), np.float32(0.5), np.array([0.3])[0]):  # 0-d was refused
+        opt.learning_rate = value
+        assert opt.learning_rate == float(value)
+    with pytest.raises(ValueError, match="learning_rate"):
+        opt.learning_rate = np.array([0.1, 0.2])
+    import copy
+    import pickle
+    assert type(pickle.loads(pickle.dumps(opt.learning_rate))) is float
+    assert type(copy.deepcopy(opt.learning_rate)) is float
+
+
+def test_a_number_does_not_silently_replace_a_schedule():
+    opt = optimizers.SGD(pynn.schedules.ExponentialDecay(0.1, 10, 0.5))
+    with pytest.raises(TypeError, match="schedule"):
+        opt.learning_rate = 0.1
+    with pytest.raises(TypeError, match="schedule"):
+        opt.learning_rate.assign(0.1)
+    assert opt.has_schedule
+    opt.learning_rate = pynn.schedules.ExponentialDecay(0.2, 10, 0.5)  # another schedule: yes
+    assert opt.learning_rate == 0.2
+
+
 def test_an_optimizer_trains_one_model():
     """Its state belongs to one model's weights: a second live model is refused with a clear
     error; once the first is gone the optimizer starts afresh, never reusing the state of a

@@ -52,6 +52,9 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
     arr = _numeric(x, name)
     if arr.ndim == 1 and n_features in (None, 1):
         arr = arr.reshape(-1, 1)  # Keras' deliberate expansion of a 1-D input
+    if arr.ndim == 1:  # one sample of n_features > 1: Keras refuses it too
+        raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}; "
+                         f"for one sample pass {name}[None] (or {name}.reshape(1, -1))")
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}")
     if arr.shape[0] == 0:

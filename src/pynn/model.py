@@ -75,6 +75,13 @@ class Sequential:
                 raise
 
     def __setattr__(self, name, value):
+        # model.loss = "mae", model.optimizer = "sgd": as compile() takes them (a string
+        # failed at the next fit with an AttributeError)
+        if name == "loss" and value is not None and not isinstance(value, losses_mod.Loss):
+            value = losses_mod.get(value)
+        elif name == "optimizer" and value is not None and \
+                not isinstance(value, optimizers_mod.Optimizer):
+            value = self._own(optimizers_mod.get(value))
         object.__setattr__(self, name, value)
         if name in ("optimizer", "loss"):  # a native engine is built with them
             config.settings_changed()
@@ -276,6 +283,8 @@ class Sequential:
     def _targets(self, y, n, name="y"):
         if y is None:
             raise ValueError(f"{name} is None; pass the targets")
+        if isinstance(y, dict):  # Keras' {output name: targets}; a Sequential has one output
+            raise TypeError(f"{name} is a dict; pynn takes the targets as one array")
         y_arr = np.asarray(y)
         if y_arr.dtype.kind == "c":
             raise TypeError(f"{name} is complex ({y_arr.dtype}); targets must be real numbers")

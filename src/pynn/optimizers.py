@@ -35,6 +35,25 @@ def _check_fraction(name, value):
     return value
 
 
+class _LearningRate(float):
+    """optimizer.learning_rate: a float that also answers Keras' variable calls, so
+    `optimizer.learning_rate.assign(1e-4)` and `.numpy()` work as in Keras."""
+
+    def __new__(cls, value, optimizer):
+        rate = super().__new__(cls, value)
+        rate._optimizer = optimizer
+        return rate
+
+    def assign(self, value):
+        self._optimizer.learning_rate = value
+
+    def numpy(self):
+        return float(self)
+
+    def __reduce__(self):  # copies and pickles are plain floats
+        return float, (float(self),)
+
+
 class Optimizer:
     """Base class: subclasses name their state slots and implement `_update`."""
 
@@ -59,21 +78,30 @@ class Optimizer:
 
     @property
     def learning_rate(self):
-        """The rate the next update uses (a schedule evaluated at the current step)."""
+        """The rate the next update uses (a schedule evaluated at the current step): a float
+        with Keras' variable methods `assign(value)` and `numpy()`."""
         if self._schedule is not None:
-            return _check_positive("learning_rate (from the schedule)",
+            rate = _check_positive("learning_rate (from the schedule)",
                                    self._schedule(self.iterations), allow_zero=True)
-        return self._learning_rate
+        else:
+            rate = self._learning_rate
+        return _LearningRate(rate, self)
 
     @learning_rate.setter
     def learning_rate(self, value):
         if isinstance(value, LearningRateSchedule) or (callable(value) and
                                                        not isinstance(value, numbers.Real)):
             self._schedule, self._learning_rate = value, None
-        else:
-            # 0 is a rate (a warm-up's start, a decay's end), as in Keras
-            self._schedule, self._learning_rate = None, _check_positive("learning_rate", value,
-                                                                        allow_zero=True)
+            return
+        if getattr(self, "_schedule", None) is not None:  # as Keras: not silently dropped
+            raise TypeError("this optimizer's learning rate is a schedule: it cannot be set "
+                            "to a number (as in Keras); create the optimizer with a float "
+                            "learning_rate, or set another schedule")
+        if getattr(value, "shape", None) == ():  # numpy 0-d arrays, torch scalars
+            value = value.item()
+        # 0 is a rate (a warm-up's start, a decay's end), as in Keras
+        self._schedule, self._learning_rate = None, _check_positive("learning_rate", value,
+                                                                    allow_zero=True)
 
     @property
     def has_schedule(self):

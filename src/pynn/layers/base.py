@@ -265,14 +265,17 @@ class Layer:
     def from_config(cls, config):
         return cls(**config)
 
-    def __call__(self, x):
-        """Inference on a numpy array (builds the layer on first use)."""
+    def __call__(self, x, training=False):
+        """The layer on a numpy array (built on first use): inference, or with training=True
+        as in a training step (dropout active, batch statistics), as Keras' layer(x, training)."""
         x = np.asarray(x)
         backend = self.backend or get_backend()
         dtype = config.floatx()
         if not self.built:
             self.build(x.shape[1:], backend, dtype)
-        return backend.to_numpy(self.forward(backend.asarray(x, dtype)))
+        y = self.forward(backend.asarray(x, dtype), training=bool(training))
+        self._cache = None  # no backward follows
+        return backend.to_numpy(y)
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
