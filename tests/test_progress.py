@@ -39,9 +39,54 @@ def test_one_line_per_epoch_when_not_a_terminal(verbose):
 def test_a_bar_on_a_terminal():
     pytest.importorskip("tqdm")  # a dependency of pynn: present wherever pynn is installed
     out = _run(1, Terminal())
-    assert "\r" in out and "Epoch 2/2" in out and "5/5" in out
-    assert "loss: 0.2500 - val_loss: 0.5000" in out
+    assert "\r" in out and "Epoch 2/2" in out and "/5" in out
+    assert out.count("loss: 0.2500 - val_loss: 0.5000\n") == 2  # each epoch ends in its line
     assert _run(2, Terminal()).count("\n") == 2  # verbose=2: lines even on a terminal
+
+
+def test_a_narrow_terminal_still_shows_every_metric():
+    # The bar cut its metrics at the terminal's width, so validation's never showed.
+    pytest.importorskip("tqdm")
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import os
+    import select
+    import struct
+    import termios
+
+    master, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
+    logs = {"loss": 0.25, "accuracy": 0.75, "val_loss": 0.5, "val_accuracy": 0.625}
+    with os.fdopen(replica, "w") as stream:
+        progress = EpochProgress(1, 1, 50, stream=stream)
+        assert progress.mode == "bar"
+        progress.epoch_begin(0)
+        for step in range(50):
+            progress.batch_end(step, logs)
+        progress.epoch_end(0, logs)
+        progress.close()
+        stream.flush()
+        out = b""
+        while select.select([master], [], [], 0.5)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            out += chunk
+    os.close(master)
+    assert "val_accuracy: 0.6250" in out.decode(errors="replace")
+
+
+def test_a_jupyter_output_stream_gets_the_bar():
+    OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})
+    assert EpochProgress(1, 1, 1, stream=OutStream()).mode == ("bar" if _has_tqdm() else "line")
+
+
+def _has_tqdm():
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def test_a_terminal_without_tqdm_gets_lines(monkeypatch):

@@ -1,6 +1,7 @@
-"""What `fit` shows: a tqdm bar per epoch in a terminal (verbose=1), one line per epoch when
-the output is not a terminal or verbose=2 (log files never fill with per-step lines), and
-nothing with verbose=0.
+"""What `fit` shows: a tqdm bar per epoch in a terminal or a Jupyter notebook (verbose=1)
+that gives way, when the epoch ends, to the epoch's line with every metric (a bar cuts its
+metrics at the terminal's width); only those lines when the output is not a terminal or
+verbose=2 (log files never fill with per-step lines); nothing with verbose=0.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ class EpochProgress:
         self.stream = stream or sys.stdout
         if verbose == "auto":
             verbose = 1
-        interactive = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+        # Jupyter's output stream is no tty but renders the bar's carriage returns
+        interactive = verbose == 1 and (getattr(self.stream, "isatty", lambda: False)()
+                                        or type(self.stream).__module__.startswith("ipykernel"))
         self.mode = 0 if verbose == 0 else ("bar" if interactive else "line")
         self._tqdm = None
         if self.mode == "bar":
@@ -36,7 +39,7 @@ class EpochProgress:
         self._start = time.perf_counter()
         if self.mode == "bar":
             self._bar = self._tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
-                                   unit="batch", file=self.stream, leave=True,
+                                   unit="batch", file=self.stream, leave=False,
                                    dynamic_ncols=True)
 
     def batch_end(self, step, running_logs):
@@ -49,10 +52,9 @@ class EpochProgress:
     def epoch_end(self, epoch, logs):
         elapsed = time.perf_counter() - self._start
         if self._bar is not None:
-            self._bar.set_postfix_str(_format(logs), refresh=True)
-            self._bar.close()
+            self._bar.close()  # erased: the line below has every metric, validation's too
             self._bar = None
-        elif self.mode == "line":
+        if self.mode:
             print(f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.1f}s - {_format(logs)}",
                   file=self.stream, flush=True)
 
