@@ -45,8 +45,10 @@ def test_scheduled_sgd_uses_the_rate_of_each_step():
         opt.apply([p])
     assert math.isclose(p.value[0], 1.0 - 0.1 - 0.2 - 0.3)
     assert opt.has_schedule and math.isclose(opt.learning_rate, 0.4)
-    opt.learning_rate = 0.5  # a number replaces the schedule
-    assert not opt.has_schedule and opt.learning_rate == 0.5
+    with pytest.raises(TypeError, match="schedule"):  # as Keras: a number does not replace it
+        opt.learning_rate = 0.5
+    opt.learning_rate = lambda step: 0.5  # another schedule does
+    assert opt.has_schedule and opt.learning_rate == 0.5
 
 
 def test_clipvalue_clipnorm_global_clipnorm():
