@@ -427,7 +427,8 @@ class AUC(Metric):
             raise ValueError(f"{self.name}: batches of different output widths; call "
                              f"reset_state() between data sets")
         self._cached = None
-        return a + b
+        a.extend(b)  # in place: a + b copied the whole list each batch (quadratic in batches)
+        return a
 
     def _score(self, chunks):
         if len(chunks) == 1:
