@@ -134,6 +134,49 @@ def test_unsupported_models_fall_back_visibly():
         model.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=0, engine="turbo")
 
 
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_fit_says_when_it_trains_layer_by_layer(capsys, verbose):
+    # A fall-back was seen only through model.engine_reason or summary(): fit said nothing.
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax"),
+                             pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", backend="cpu")
+    model.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=verbose)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("Training layer by layer, not in the native engine: "
+                                   + model.engine_reason)
+    for quiet in ({"verbose": 0}, {"verbose": 1, "engine": "layers"}):  # nothing to explain
+        model.fit(np.zeros((4, 4)), np.zeros((4, 2)), **quiet)
+        assert "layer by layer" not in capsys.readouterr().out
+    native = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    native.compile(optimizer="sgd", loss="mse", backend="cpu")
+    native.fit(np.zeros((4, 4)), np.zeros((4, 2)), verbose=verbose)
+    assert "layer by layer" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layers, reason", [
+    (lambda: [pynn.Dense(8, activation="relu"), pynn.Dropout(0.2),
+              pynn.BatchNormalization(), pynn.Dense(1)], "after a Dropout"),
+    (lambda: [pynn.Dense(8, activation="relu"), pynn.Activation("tanh"), pynn.Dense(1)],
+     "after another activation"),
+    (lambda: [pynn.Dense(8), pynn.BatchNormalization(), pynn.BatchNormalization(),
+              pynn.Dense(1)], "after another batch normalization"),
+])
+def test_fall_back_reasons_name_the_placement(layers, reason):
+    # They said the layer type was "not supported natively", which it is elsewhere.
+    model = pynn.Sequential([pynn.Input((4,)), *layers()])
+    model.compile(optimizer="adam", loss="mse")
+    assert reason in engine_mod.unsupported_reason(model)
+
+
+def test_a_loss_subclass_is_named_as_the_fall_back_reason():
+    class MyMSE(pynn.losses.MeanSquaredError):
+        pass
+
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    model.compile(optimizer="adam", loss=MyMSE())  # it said "loss mse with a linear output"
+    assert "loss MyMSE is not pynn's own class" in engine_mod.unsupported_reason(model)
+
+
 def test_batch_callbacks_see_every_batch_natively():
     seen = []
     cb = pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))

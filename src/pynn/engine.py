@@ -57,21 +57,23 @@ class _Stage:
         self.bn, self.bn_pre, self.dropout = None, False, None
 
     def take(self, layer):
-        """Folds `layer` (the next one in the model) into this stage; False if it can't."""
-        if self.dropout is not None:
-            return False  # nothing may follow the dropout within a stage
+        """Folds `layer` (the next one in the model) into this stage: None, else why not."""
+        what = f"{type(layer).__name__} {layer.name!r}"
+        if type(layer) not in (Activation, BatchNormalization):
+            return f"layer {what} is not supported natively"
+        if self.dropout is not None:  # the engine runs a stage's dropout last
+            return (f"{what} after a Dropout (the native engine runs a Dense's normalization "
+                    f"and activation before its dropout: put the Dropout after them)")
         if type(layer) is Activation:
             # After a linear Dense, or between a normalisation and the activation it feeds.
             if self.act.name != "linear" or (self.bn is not None and not self.bn_pre):
-                return False
+                return f"{what} after another activation"
             self.act = layer.activation
-            return True
-        if type(layer) is BatchNormalization:
-            if self.bn is not None:
-                return False
-            self.bn, self.bn_pre = layer, self.act.name == "linear"
-            return True
-        return False
+            return None
+        if self.bn is not None:
+            return f"{what} after another batch normalization"
+        self.bn, self.bn_pre = layer, self.act.name == "linear"
+        return None
 
 
 class _Stack(list):
@@ -113,9 +115,14 @@ def _dense_stack(model, for_training=True):
             stack[-1].dropout = layer
         elif type(layer) is Dense:
             stack.append(_Stage(layer))
-        elif not (stack and stack[-1].take(layer)):
-            return (f"layer {layer.name!r} ({type(layer).__name__}) is not supported natively "
-                    f"here")
+        elif not stack:
+            where = (" here, before the first Dense"
+                     if type(layer) in (Activation, BatchNormalization, Flatten) else "")
+            return f"layer {type(layer).__name__} {layer.name!r} is not supported natively{where}"
+        else:
+            reason = stack[-1].take(layer)
+            if reason is not None:
+                return reason
     if not stack:
         return "the model has no Dense layers"
     if for_training and type(model.layers[-1]) is Dropout:
@@ -131,6 +138,11 @@ def _dense_stack(model, for_training=True):
     if last.bn is not None:
         return f"batch normalization in the output layer ({last.bn.name!r})"
     return stack
+
+
+_LOSSES = (losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy,
+           losses.BinaryCrossentropy, losses.MeanSquaredError, losses.MeanAbsoluteError,
+           losses.Huber)
 
 
 def _loss_kind(loss, last_act):
@@ -164,6 +176,9 @@ def unsupported_reason(model, for_training=True):
     if not for_training:
         return None
     last_act = stack[-1].act.name
+    if type(model.loss) not in _LOSSES:
+        return (f"loss {type(model.loss).__name__} is not pynn's own class (a subclass may "
+                f"compute something else)")
     if _loss_kind(model.loss, last_act) is None:
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:

@@ -486,6 +486,10 @@ class Sequential:
         n = x.shape[0]
         steps = -(-n // batch_size)
         native = self._native_engine(engine, min(batch_size, n))  # buffers for the rows used
+        if native is None and verbose and engine == "auto" and b.name == "cpu":
+            # the C++ backend was chosen for speed: say why this model trains layer by layer
+            print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
+                  flush=True)
         history = History()
         user_callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
         # History last, as Keras: it records what the other callbacks add to the epoch's logs
