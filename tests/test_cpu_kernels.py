@@ -45,6 +45,66 @@ def test_activation_forward_backward(cpu, rng, shape, act):
     assert dz.dtype == np.float32 and y.dtype == np.float32
 
 
+def _ulps(y, ref):
+    """|y - ref| in units of float32's spacing at ref (the least denormal below that)."""
+    spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    return np.abs(y.astype(np.float64) - ref) / np.maximum(spacing, 2.0 ** -149)
+
+
+def test_exp_based_activations_within_three_ulp(cpu, rng):
+    # tanh, sigmoid and elu use pynn's own vectorised exp/expm1 (libm made them a call per
+    # element): within 3 ulp of float64 over float32's range, denormal results included.
+    z = f32(np.concatenate([rng.normal(size=20011) * scale for scale in (1e-30, 1e-6, 0.05,
+                                                                          0.5, 2, 8, 40)]
+                           + [rng.uniform(-110, 110, 20011)]))
+    z64 = z.astype(np.float64)
+    refs = {"tanh": np.tanh(z64), "sigmoid": 1 / (1 + np.exp(-z64)),
+            "elu": np.where(z64 > 0, z64, np.expm1(np.minimum(z64, 0)))}
+    for act, ref in refs.items():
+        err = _ulps(cpu.activation_forward(act, z, 1.0), ref)
+        assert err.max() <= 3, (act, z[err.argmax()], err.max())
+
+
+def test_exp_based_activations_at_special_values(cpu):
+    z = f32([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38, 88.8, -88.8,
+             -103.0, -104.5])
+    with np.errstate(all="ignore"):
+        for act, ref in (("tanh", np.tanh(z)), ("elu", np.where(z > 0, z, np.expm1(z))),
+                         ("sigmoid", 1 / (1 + np.exp(-z.astype(np.float64))))):
+            y = cpu.activation_forward(act, z, 1.0)
+            np.testing.assert_array_equal(np.signbit(y[3:7]), np.signbit(ref[3:7]),
+                                          err_msg=act)  # -0 stays -0
+            np.testing.assert_allclose(y, ref.astype(np.float32), rtol=3e-7, atol=0,
+                                       equal_nan=True, err_msg=act)
+
+
+def test_activation_loops_give_the_same_bits_on_every_isa(rng):
+    # SSE2 and AVX2 copies of each loop run the same IEEE operations (-ffp-contract=off).
+    isas = [isa for isa in ("generic", "avx2", "avx512") if _C_module().cpu_supports_isa(isa)]
+    if len(isas) < 2:
+        pytest.skip("this CPU runs one instruction set")
+    z = f32(rng.normal(size=4099) * 6)
+    dy = f32(rng.normal(size=z.size))
+    previous = _C_module().gemm_isa()
+    results = {}
+    try:
+        for isa in isas:
+            _C_module().set_gemm_isa(isa)
+            b = get_backend("cpu")
+            results[isa] = [out for act in NAMES if act != "softmax"
+                            for y in [b.activation_forward(act, z, 0.7)]
+                            for out in (y, b.activation_backward(act, 0.7, z, y, dy))]
+    finally:
+        _C_module().set_gemm_isa(previous)
+    for isa in isas[1:]:
+        for a, b in zip(results[isas[0]], results[isa]):
+            np.testing.assert_array_equal(a, b, err_msg=isa)
+
+
+def _C_module():
+    return pytest.importorskip("pynn._C")
+
+
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_activation_gradients_at_extreme_inputs(backend):
     """Finite, and the limits, far out: gelu's z*z overflowed into 0 * inf = NaN beyond

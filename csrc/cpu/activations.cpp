@@ -2,32 +2,76 @@
 // sums) on the CPU. Element-wise ops take flat arrays of n floats; softmax and bias_grad take
 // row-major (rows, cols). The per-element math lives in csrc/math/activations.h (shared with
 // CUDA); here each activation gets its own loop instantiation (the switch is resolved once,
-// outside the loop) so the cheap ones (relu, leaky_relu, linear) vectorise; their selects need
-// -fno-trapping-math (CMakeLists.txt) to be if-converted, else GCC keeps a branch per element.
+// outside the loop) so that every one vectorises (exp and tanh are libm-free polynomials
+// there); their selects need -fno-trapping-math (CMakeLists.txt) to be if-converted, else GCC
+// keeps a branch per element. On x86-64 each loop has a second copy compiled for AVX2 (8
+// lanes instead of SSE2's 4), run where the GEMM dispatch runs avx2 or avx512; with
+// -ffp-contract=off both copies do the same IEEE operations: the same bits.
 #include <cmath>
 #include <cstring>
 
 #include "cpu/chunks.h"
 #include "cpu/softmax_row.h"
 #include "math/activations.h"
+#include "pynn/gemm.h"
 #include "pynn/kernels.h"
 
 namespace pynn {
 namespace {
 
+#if defined(PYNN_X86)
+#define PYNN_AVX2_COPY __attribute__((target("avx2")))
+#endif
+
 template <Activation A>
-void forward_range(float param, const float* z, float* y, index_t n) {
+void forward_loop(float param, const float* z, float* y, index_t n) {
     for (index_t i = 0; i < n; ++i) y[i] = math::activate(A, z[i], param);
 }
 
 template <Activation A>
-void backward_range(float param, const float* z, const float* y, const float* dy, float* dz,
-                    index_t n) {
+void backward_loop(float param, const float* z, const float* y, const float* dy, float* dz,
+                   index_t n) {
     if constexpr (A == Activation::gelu) {
         for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::gelu_grad(z[i]);
     } else {
         for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::activation_grad(A, 0.f, y[i], param);
     }
+}
+
+#if defined(PYNN_AVX2_COPY)
+template <Activation A>
+PYNN_AVX2_COPY void forward_loop_avx2(float param, const float* z, float* y, index_t n) {
+    for (index_t i = 0; i < n; ++i) y[i] = math::activate(A, z[i], param);
+}
+
+template <Activation A>
+PYNN_AVX2_COPY void backward_loop_avx2(float param, const float* z, const float* y,
+                                       const float* dy, float* dz, index_t n) {
+    if constexpr (A == Activation::gelu) {
+        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::gelu_grad(z[i]);
+    } else {
+        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::activation_grad(A, 0.f, y[i], param);
+    }
+}
+
+bool avx2_loops() { return std::strcmp(gemm_isa(), "generic") != 0; }
+#endif
+
+template <Activation A>
+void forward_range(float param, const float* z, float* y, index_t n) {
+#if defined(PYNN_AVX2_COPY)
+    if (avx2_loops()) return forward_loop_avx2<A>(param, z, y, n);
+#endif
+    forward_loop<A>(param, z, y, n);
+}
+
+template <Activation A>
+void backward_range(float param, const float* z, const float* y, const float* dy, float* dz,
+                    index_t n) {
+#if defined(PYNN_AVX2_COPY)
+    if (avx2_loops()) return backward_loop_avx2<A>(param, z, y, dy, dz, n);
+#endif
+    backward_loop<A>(param, z, y, dy, dz, n);
 }
 
 template <Activation A>
