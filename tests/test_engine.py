@@ -698,6 +698,9 @@ def test_train_errors_leave_weights_untouched(rng):
         (ValueError, "first_batch/last_batch", dict(first=-1, last=1)),
         (ValueError, "missing key 'beta_1'", dict(hyper={"lr": 0.1, "beta_2": 0.9, "epsilon": 1e-7})),
         (TypeError, r"hyper\['lr'\]: expected a number", dict(hyper={**h, "lr": "fast"})),
+        (ValueError, r"hyper\['lr_steps'\]: expected shape \(3,\)",
+         dict(hyper={**h, "lr_steps": np.ones(2)})),
+        (ValueError, "lr_steps must be finite", dict(hyper={**h, "lr_steps": [0.1, np.nan, 0.1]})),
         (ValueError, "unknown metric 'f1'", dict(metrics=["f1"])),
         (ValueError, "only sparse_accuracy", dict(metrics=["mse"])),
         (TypeError, "metrics: expected a list of str", dict(metrics=[3])),
@@ -712,6 +715,24 @@ def test_train_errors_leave_weights_untouched(rng):
             np.testing.assert_array_equal(p, b)
     # Labels outside the batches asked for are not looked at; empty ranges are fine.
     assert eng.train(x, y, order, 1, 1, 8, h, 0, []).shape == (0, 1)
+
+
+def test_lr_steps_give_each_batch_its_rate(rng):
+    # One call with a rate per batch equals one call per batch at that rate.
+    seed = int(rng.integers(2**31))
+    rates = [0.05, 0.01, 0.002]
+    results = []
+    for per_call in (True, False):
+        eng, params, state, x, y, order = small(np.random.default_rng(seed), variant="sgd")
+        if per_call:
+            losses = [eng.train(x, y, order, b, b + 1, 8, {**HYPER["sgd"], "lr": r}, b, [])
+                      for b, r in enumerate(rates)]
+        else:
+            losses = [eng.train(x, y, order, 0, 3, 8, {**HYPER["sgd"], "lr_steps": rates}, 0, [])]
+        results.append((np.concatenate(losses), [p.copy() for p in params]))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_dense_targets_and_slots_errors(rng):

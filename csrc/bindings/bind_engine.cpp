@@ -340,6 +340,19 @@ public:
         h.clipvalue = static_cast<float>(hyper_value(hyper, "clipvalue", false, 0, "clipping"));
         h.clipnorm = hyper_value(hyper, "clipnorm", false, 0, "clipping");
         h.global_clipnorm = hyper_value(hyper, "global_clipnorm", false, 0, "clipping");
+        // A learning-rate schedule: one rate per batch of this call, so a chunk of batches
+        // needs no return to Python per step.
+        std::vector<float> lr_steps;
+        if (PyObject* v = PyDict_GetItemString(hyper.ptr(), "lr_steps")) {  // borrowed
+            py::array_t<double, py::array::c_style | py::array::forcecast> rates =
+                py::reinterpret_borrow<py::object>(v);
+            const index_t want = last >= first ? last - first : 0;
+            if (rates.ndim() != 1 || rates.shape(0) != want)
+                throw py::value_error("hyper['lr_steps']: expected shape (" + std::to_string(want) +
+                                      ",) (one rate per batch), got " + shape_str(rates));
+            lr_steps.assign(rates.data(), rates.data() + want);
+            h.lr_steps = lr_steps.data();
+        }
         std::vector<EngineMetric> metrics;
         for (const py::handle m : metric_names) {
             if (!py::isinstance<py::str>(m)) throw py::type_error("metrics: expected a list of str");

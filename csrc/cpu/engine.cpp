@@ -460,6 +460,9 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
                         : "metrics: sparse_accuracy needs integer labels (loss softmax_xent_sparse)");
     }
     if (!std::isfinite(h.lr)) fail("hyper: lr must be finite");
+    if (h.lr_steps)
+        for (index_t b = 0; b < last - first; ++b)
+            if (!std::isfinite(h.lr_steps[b])) fail("hyper: lr_steps must be finite");
     for (double v : {double(h.clipvalue), h.clipnorm, h.global_clipnorm})
         if (!(v >= 0.0) || !std::isfinite(v)) fail("hyper: clipping thresholds must be finite and >= 0 (0 = off)");
     if (h.clipnorm > 0.0 && h.global_clipnorm > 0.0) fail("hyper: give clipnorm or global_clipnorm, not both");
@@ -953,7 +956,9 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         res[0] = loss_and_grad(yb_, rows, sample_weight ? wb_ : nullptr);
         if (n_metrics) compute_metrics(yb_, rows, metrics, n_metrics, res + 1);
         if (outputs) activated_outputs(rows, outputs + (r0 - first * bs) * C);
-        res[0] += frozen_penalty + backward_update(rows, h, step + (b - first) + 1, drop_step);
+        EngineHyper hb = h;
+        if (h.lr_steps) hb.lr = h.lr_steps[b - first];
+        res[0] += frozen_penalty + backward_update(rows, hb, step + (b - first) + 1, drop_step);
     }
 }
 

@@ -39,6 +39,8 @@ EngineMetric parse_engine_metric(const std::string& name);
 
 struct EngineHyper {
     float lr = 0.f;
+    // A schedule's rates, one per batch of the call (lr_steps[b - first]); nullptr: lr for all.
+    const float* lr_steps = nullptr;
     float momentum = 0.f;  // sgd, rmsprop
     bool nesterov = false;
     double beta1 = 0.9, beta2 = 0.999, rho = 0.9;  // double: 1 - beta formed before rounding

@@ -306,17 +306,11 @@ class NativeEngine:
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.
         sample_weight: float32 (N,) or None, one weight per row of x; outputs: float32
         (rows of the batches, out) or None, filled with the batches' model outputs."""
-        if self.optimizer.has_schedule and last - first > 1:
-            # A scheduled rate changes every step: one batch per call, each at its own rate.
-            logs = []
-            for b in range(first, last):
-                part = None
-                if outputs is not None:
-                    a = (b - first) * batch_size
-                    part = outputs[a:a + min(batch_size, len(x) - b * batch_size)]
-                logs.append(self.train(x, y, order, b, b + 1, batch_size, sample_weight, part))
-            return np.concatenate(logs)
-        logs = self.engine.train(_rows(x), y, order, first, last, batch_size, self.hyper(),
+        hyper = self.hyper()
+        if self.optimizer.has_schedule:  # a scheduled rate changes every step: one per batch
+            hyper["lr_steps"] = self.optimizer.scheduled_rates(self.optimizer.iterations,
+                                                               last - first)
+        logs = self.engine.train(_rows(x), y, order, first, last, batch_size, hyper,
                                  self.optimizer.iterations, self.metric_names, sample_weight,
                                  outputs)
         self.optimizer.iterations += last - first

@@ -107,6 +107,12 @@ class Optimizer:
     def has_schedule(self):
         return self._schedule is not None
 
+    def scheduled_rates(self, first_step, count):
+        """The schedule's rates for steps first_step .. first_step + count - 1 (the native
+        engine runs several steps per call)."""
+        return [_check_positive("learning_rate (from the schedule)", self._schedule(step),
+                                allow_zero=True) for step in range(first_step, first_step + count)]
+
     @property
     def clips(self):
         return self.clipping[0] is not None
