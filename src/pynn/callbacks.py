@@ -135,11 +135,15 @@ class History(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training as soon as a batch loss is NaN or infinite."""
+    """Stops training as soon as a batch loss is NaN or infinite. It only reads the batches'
+    logs, so the native engine keeps running chunks of batches (it stops after the chunk in
+    which the loss went bad, at most a twentieth of an epoch later, with the batch named)."""
+
+    reads_batch_logs_only = True  # fit may hand it a chunk's batches after the chunk ran
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
+        if loss is not None and not math.isfinite(loss) and not self.model.stop_training:
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
             self.model.stop_training = True
 

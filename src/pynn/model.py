@@ -498,8 +498,12 @@ class Sequential:
                             "engine": "native" if native else "layers"})
         # The native engine runs chunks of batches between returns to Python; per-batch
         # callbacks get exactly one batch per chunk, else the bar advances ~20 times an epoch.
-        batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
-        chunk = 1 if batch_hooks else max(1, min(256, steps // 20))
+        # A callback that only reads the batches' logs (TerminateOnNaN) takes them after the
+        # chunk, each with the logs it would have had.
+        hooked = [cb for cb in user_callbacks if _overrides_batch_hooks(cb)]
+        batch_hooks = bool(hooked)
+        exact_batches = any(not getattr(cb, "reads_batch_logs_only", False) for cb in hooked)
+        chunk = 1 if exact_batches else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)
         metric_names = [name for name, _ in self._metrics]
         epoch_logs = metrics_mod.EpochLogs(self._metric_objects)
@@ -524,11 +528,11 @@ class Sequential:
                     # trained at least one (a flag set at epoch begin still runs one batch).
                     while step < steps and not interrupt.requested and \
                             not (step > 0 and self.stop_training):
-                        if batch_hooks:
+                        if exact_batches:
                             cbs.call("on_train_batch_begin", step, {})
                         # Callbacks may have frozen a layer (say) since the last chunk: only
                         # epoch hooks run between chunks unless batch hooks were given.
-                        if native is not None and (step == 0 or batch_hooks) and \
+                        if native is not None and (step == 0 or exact_batches) and \
                                 not native.matches(self):
                             native = self._native_engine(engine, min(batch_size, n))
                         if native is not None:
@@ -540,11 +544,12 @@ class Sequential:
                             last = step + 1
                             batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
                                                         epoch_logs)
-                        for s, batch_logs in batches:
+                        for s, batch_logs in batches:  # each batch's logs added as it comes
                             progress.batch_end(s, epoch_logs)
                             if batch_hooks:  # else no callback does anything per batch
-                                # As Keras: the epoch's means so far (chunks are one batch
-                                # when a callback listens), not the batch's own values.
+                                if not exact_batches:
+                                    cbs.call("on_train_batch_begin", s, {})
+                                # As Keras: the epoch's means so far, not the batch's own.
                                 cbs.call("on_train_batch_end", s, epoch_logs.so_far(batch_logs))
                         step = last
                     if interrupt.requested:
@@ -575,14 +580,14 @@ class Sequential:
     @staticmethod
     def _native_chunk(native, xd, yd, wd, order, step, last, batch_size, metric_names,
                       epoch_logs):
-        """Batches [step, last) of the epoch in C++, added to epoch_logs: [(batch, its logs)].
+        """Batches [step, last) of the epoch in C++, then each added to epoch_logs as the
+        caller takes it: yields (batch, its logs), so epoch_logs holds the epoch so far.
         Metrics the engine does not compute are updated here from the batches' outputs."""
         n = xd.shape[0]
         r0, r1 = step * batch_size, min(n, last * batch_size)
         outputs = (np.empty((r1 - r0, native.out_dim), dtype=np.float32)
                    if native.needs_outputs else None)
         rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs)
-        batches = []
         for s, r in zip(range(step, last), rows):
             a, e = s * batch_size - r0, min(n, (s + 1) * batch_size) - r0
             if outputs is None:
@@ -591,8 +596,7 @@ class Sequential:
             else:
                 logs = epoch_logs.update(e - a, float(r[0]), yd[order[r0 + a:r0 + e]],
                                          outputs[a:e])
-            batches.append((s, logs))
-        return batches
+            yield s, logs
 
     def _layer_batch(self, xd, yd, wd, order, step, batch_size, epoch_logs):
         """Batch `step` of the epoch through the layers: [(step, its logs)]."""
