@@ -267,7 +267,7 @@ def _check_optimizer(owner, model):
 def _log_learning_rate(model, logs):
     """The epoch's rate in the logs (History, CSVLogger after this callback), as Keras 3."""
     if logs is not None:
-        logs["learning_rate"] = float(model.optimizer.learning_rate)
+        logs["learning_rate"] = model.optimizer.rate()
 
 
 # ---- training callbacks ---------------------------------------------------------------------
@@ -437,7 +437,7 @@ class LearningRateScheduler(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = _check_optimizer("LearningRateScheduler", self.model)
-        lr = float(optimizer.learning_rate)
+        lr = optimizer.rate()
         new = self.schedule(epoch, lr) if self._takes_lr else self.schedule(epoch)
         if isinstance(new, bool) or not isinstance(new, numbers.Real) or not math.isfinite(new) \
                 or new < 0:
@@ -502,7 +502,7 @@ class ReduceLROnPlateau(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 optimizer = _check_optimizer("ReduceLROnPlateau", self.model)
-                old = float(optimizer.learning_rate)
+                old = optimizer.rate()
                 if old > self.min_lr:
                     new = max(old * self.factor, self.min_lr)
                     optimizer.learning_rate = new

@@ -293,7 +293,7 @@ class NativeEngine:
 
     def hyper(self):
         opt = self.optimizer
-        return {"lr": opt.learning_rate, "momentum": getattr(opt, "momentum", 0.0),
+        return {"lr": opt.rate(), "momentum": getattr(opt, "momentum", 0.0),
                 "nesterov": getattr(opt, "nesterov", False),
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),

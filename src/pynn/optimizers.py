@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 
 from . import config
 from . import custom_objects as _custom
@@ -36,16 +37,21 @@ def _check_fraction(name, value):
 
 
 class _LearningRate(float):
-    """optimizer.learning_rate: a float that also answers Keras' variable calls, so
-    `optimizer.learning_rate.assign(1e-4)` and `.numpy()` work as in Keras."""
+    """optimizer.learning_rate for the user: a float that also answers Keras' variable calls,
+    so `optimizer.learning_rate.assign(1e-4)` and `.numpy()` work as in Keras. pynn's own
+    code uses plain floats (`Optimizer.rate()`): a float subclass made numpy compute float32
+    updates in float64, and CuPy refuses it as a scalar."""
 
     def __new__(cls, value, optimizer):
         rate = super().__new__(cls, value)
-        rate._optimizer = optimizer
+        rate._optimizer = weakref.ref(optimizer)  # a kept rate must not keep the state alive
         return rate
 
     def assign(self, value):
-        self._optimizer.learning_rate = value
+        optimizer = self._optimizer()
+        if optimizer is None:
+            raise RuntimeError("assign: the optimizer this learning rate belonged to is gone")
+        optimizer.learning_rate = value
 
     def numpy(self):
         return float(self)
@@ -80,12 +86,14 @@ class Optimizer:
     def learning_rate(self):
         """The rate the next update uses (a schedule evaluated at the current step): a float
         with Keras' variable methods `assign(value)` and `numpy()`."""
+        return _LearningRate(self.rate(), self)
+
+    def rate(self):
+        """The rate the next update uses, a plain float."""
         if self._schedule is not None:
-            rate = _check_positive("learning_rate (from the schedule)",
+            return _check_positive("learning_rate (from the schedule)",
                                    self._schedule(self.iterations), allow_zero=True)
-        else:
-            rate = self._learning_rate
-        return _LearningRate(rate, self)
+        return self._learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -162,7 +170,7 @@ class Optimizer:
 
     def apply(self, params):
         """One step: update every trainable parameter from its .grad, in place."""
-        lr = self.learning_rate  # before the step counter moves, as Keras evaluates schedules
+        lr = self.rate()  # before the step counter moves, as Keras evaluates schedules
         self.iterations += 1
         active = [p for p in params if p.trainable and p.grad is not None]
         if self.clips:
