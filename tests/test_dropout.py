@@ -197,6 +197,12 @@ def test_calling_a_layer_in_training_mode():
     assert set(np.unique(out)) == {0.0, 2.0}
     assert not np.array_equal(out, layer(x, training=True))  # a fresh mask each call
     assert layer._cache is None  # nothing kept for a backward that never comes
+    dense = pynn.Dense(3)
+    dense(x)
+    dense.forward(dense.backend.asarray(x, np.float32), training=True)
+    pending = dense._cache
+    dense(x)  # inference between a training forward and its backward leaves it alone
+    assert dense._cache is pending
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])

@@ -115,6 +115,12 @@ def test_a_few_float64_rows_take_the_lean_predict_path(rng):
     assert calls == [np.float32] * 5
     with pytest.raises(ValueError, match="float32"):  # beyond float32: the full path's error
         model.predict(np.full((1, 11), 1e300))
+    # what the full path refuses, the lean one must not convert (strings became numbers,
+    # complex numbers lost their imaginary part)
+    with pytest.raises(TypeError, match="numeric"):
+        model.predict(np.array([[str(v) for v in range(11)]]))
+    with pytest.raises(TypeError, match="real"):
+        model.predict(x[:1] + 1j)
 
 
 def test_unsupported_models_fall_back_visibly():

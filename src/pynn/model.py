@@ -710,8 +710,8 @@ class Sequential:
                 n = len(x)
                 if n and (batch_size is None or (type(batch_size) is int and n <= batch_size)):
                     rows = x
-                    if isinstance(x, np.ndarray) and n <= 64 and not (
-                            x.dtype == self._dtype and x.flags.c_contiguous):
+                    if isinstance(x, np.ndarray) and n <= 64 and x.dtype.kind in "biuf" and \
+                            not (x.dtype == self._dtype and x.flags.c_contiguous):
                         # a few rows of float64 (numpy's default) or a view: 3 us, not 40;
                         # values beyond float32 become inf, refused: the full path names them
                         with np.errstate(over="ignore", invalid="ignore"):

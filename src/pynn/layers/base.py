@@ -274,7 +274,8 @@ class Layer:
         if not self.built:
             self.build(x.shape[1:], backend, dtype)
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
-        self._cache = None  # no backward follows
+        if training:
+            self._cache = None  # no backward follows (inference leaves a pending one alone)
         return backend.to_numpy(y)
 
     def __repr__(self):
