@@ -50,6 +50,12 @@ def test_loss_and_optimizer_set_by_name_after_compile(rng):
     assert model.optimizer.iterations == 1
     with pytest.raises(ValueError, match="unknown loss"):
         model.loss = "nope"
+    # the optimizer replaced by an attribute is released, as by compile(): another model
+    # may take it (it said "already trains another model")
+    adam = pynn.optimizers.Adam()
+    model.compile(optimizer=adam, loss="mse")
+    model.optimizer = "sgd"
+    _model().compile(optimizer=adam, loss="mse")
 
 
 def test_labels_out_of_range():

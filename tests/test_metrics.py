@@ -416,3 +416,34 @@ def test_evaluate_from_a_callback_leaves_the_epochs_metric_objects_alone(rng):
     assert with_call == without
     # and the call itself measured its own data (the weights do not move: SGD(0))
     assert seen == [model.evaluate(x[:50], y[:50], return_dict=True)]
+
+
+def test_evaluate_from_a_callback_with_a_metric_that_cannot_be_copied(rng):
+    # evaluate() during fit copies the metric objects; one holding a lock cannot be copied
+    # and is shared as before instead of failing the fit.
+    import threading
+
+    class Locked(pynn.metrics.Metric):
+        def __init__(self):
+            super().__init__(name="locked")
+            self.lock = threading.Lock()
+
+        def reset_state(self):
+            self.total = 0.0
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            with self.lock:
+                self.total += float(np.sum(y_pred))
+
+        def result(self):
+            return self.total
+
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.normal(size=40).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=[Locked()])
+    seen = []
+    cb = pynn.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: b == 1 and seen.append(model.evaluate(x, y)))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    assert len(seen) == 1

@@ -32,6 +32,7 @@ Regression: `root_mean_squared_error` is the square root of the MSE over all ele
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -588,6 +589,22 @@ def resolve(identifier, loss_name, output_dim):
     the function is what the native engine recognises)."""
     metric = get(identifier, loss_name, output_dim)
     return metric.name, getattr(metric, "fn", metric)
+
+
+def fresh_copy(metric):
+    """A copy of `metric` with its own, empty state: for an evaluate() while an epoch is
+    still accumulating into the original. pynn's own classes reset by assigning new state,
+    so a shallow copy suffices (a deep one copied an epoch of AUC scores); a user's class may
+    reset in place, so it is copied deeply, or, if it cannot be, shared as before."""
+    if type(metric).__module__ == __name__:
+        fresh = copy.copy(metric)
+    else:
+        try:
+            fresh = copy.deepcopy(metric)
+        except Exception:  # noqa: BLE001 - a lock, a file: share it (its results may mix)
+            return metric
+    fresh.reset_state()
+    return fresh
 
 
 class EpochLogs(Mapping):

@@ -9,7 +9,6 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 import weakref
@@ -79,9 +78,12 @@ class Sequential:
         # failed at the next fit with an AttributeError)
         if name == "loss" and value is not None and not isinstance(value, losses_mod.Loss):
             value = losses_mod.get(value)
-        elif name == "optimizer" and value is not None and \
-                not isinstance(value, optimizers_mod.Optimizer):
-            value = self._own(optimizers_mod.get(value))
+        elif name == "optimizer" and value is not None:
+            previous = self.__dict__.get("optimizer")
+            value = self._own(optimizers_mod.get(value))  # may refuse: keep previous
+            if previous is not None and previous is not value and \
+                    getattr(previous, "_owner", lambda: None)() is self:
+                previous._released = True  # another model may take it now (afresh)
         object.__setattr__(self, name, value)
         if name in ("optimizer", "loss"):  # a native engine is built with them
             config.settings_changed()
@@ -182,12 +184,7 @@ class Sequential:
                 and new_backend.name not in ("cpu",):
             raise ValueError(f"backend {new_backend.name!r} runs float32 only")
         self._to_backend(new_backend)
-        previous = getattr(self, "optimizer", None)
-        new_optimizer = self._own(optimizers_mod.get(optimizer))  # may refuse: keep previous
-        if previous is not None and previous is not new_optimizer and \
-                getattr(previous, "_owner", lambda: None)() is self:
-            previous._released = True  # another model may take it now (and start it afresh)
-        self.optimizer = new_optimizer
+        self.optimizer = optimizer  # owned, the previous one released: __setattr__
         self.loss = losses_mod.get(loss)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {metrics!r}")
@@ -679,7 +676,7 @@ class Sequential:
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
         # From a callback during fit: the epoch's metric objects keep accumulating its batches.
-        metrics = ([copy.deepcopy(m) for m in self._metric_objects]
+        metrics = ([metrics_mod.fresh_copy(m) for m in self._metric_objects]
                    if getattr(self, "_fitting", False) else None)
         logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
         if verbose:
