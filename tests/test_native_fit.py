@@ -123,6 +123,30 @@ def test_a_few_float64_rows_take_the_lean_predict_path(rng):
         model.predict(x[:1] + 1j)
 
 
+def test_the_predict_engine_holds_no_training_buffers():
+    # It was built as a training engine: a 1024-row input copy and the gradients, +202 MiB
+    # for one predicted row of a 50,000-feature model (6 MiB of weights).
+    import os
+
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("resident memory is read from /proc here")
+
+    def resident_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    model = pynn.Sequential([pynn.Input((50_000,)), pynn.Dense(32, activation="relu"),
+                             pynn.Dense(10, activation="softmax")])
+    x = np.ones((1, 50_000), np.float32)
+    before = resident_mib()
+    model.predict(x)
+    assert model._predict_cache is not None
+    assert resident_mib() - before < 50
+    with pytest.raises(ValueError, match="predict only"):
+        model._predict_cache.engine.train(x, np.zeros((1, 10), np.float32),
+                                          np.zeros(1, np.int64), 0, 1, 1, {"lr": 0.1}, 0, [])
+
+
 def test_unsupported_models_fall_back_visibly():
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax"),
                              pynn.Dense(2)])

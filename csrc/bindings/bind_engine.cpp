@@ -1,5 +1,6 @@
 // pynn._C bindings of the native Dense training engine (csrc/cpu/engine.h):
-//   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch)
+//   DenseEngine(sizes, activations, act_params, use_bias, loss, loss_param, optimizer, max_batch,
+//               training=True)
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training;
 //                                        layer -1: the inputs)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
@@ -94,9 +95,9 @@ public:
     PyDenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& activations,
                   const std::vector<float>& act_params, const std::vector<bool>& use_bias,
                   const std::string& loss, float loss_param, const std::string& optimizer,
-                  index_t max_batch)
+                  index_t max_batch, bool training)
         : eng_(sizes, activations, act_params, use_bias, parse_engine_loss(loss), loss_param,
-               parse_engine_optimizer(optimizer), max_batch) {}
+               parse_engine_optimizer(optimizer), max_batch, training) {}
 
     void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
                        const py::object& gamma, const py::object& beta, const py::object& mean,
@@ -411,9 +412,11 @@ void register_engine(py::module_& m) {
                               "Native training engine for a stack of Dense layers: whole chunks of "
                               "an epoch (gather, forward, loss, backward, update) in C++.")
         .def(py::init<const std::vector<pynn::index_t>&, const std::vector<int>&, const std::vector<float>&,
-                      const std::vector<bool>&, const std::string&, float, const std::string&, pynn::index_t>(),
+                      const std::vector<bool>&, const std::string&, float, const std::string&, pynn::index_t,
+                      bool>(),
              py::arg("sizes"), py::arg("activations"), py::arg("act_params"), py::arg("use_bias"),
-             py::arg("loss"), py::arg("loss_param"), py::arg("optimizer"), py::arg("max_batch"))
+             py::arg("loss"), py::arg("loss_param"), py::arg("optimizer"), py::arg("max_batch"),
+             py::arg("training") = true)
         .def("set_regularizer", &PyDenseEngine::set_regularizer, py::arg("layer"),
              py::arg("kernel_l1"), py::arg("kernel_l2"), py::arg("bias_l1"), py::arg("bias_l2"),
              "Keras L1/L2 penalties on a layer's kernel and bias: added to each batch's loss "

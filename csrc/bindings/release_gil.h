@@ -1,18 +1,35 @@
-// The GIL released around long C++ work, as py::gil_scoped_release, except that taking it back
-// may end the thread. At interpreter exit CPython ends a daemon thread that asks for the GIL
-// with pthread_exit, which unwinds the thread's stack; pybind11's destructor is noexcept, so
-// that unwind met std::terminate and the whole process aborted at exit ("terminate called
-// without an active exception") when a daemon thread was training or predicting. pybind11's
-// dispatcher rethrows the unwind (abi::__forced_unwind), so the thread simply ends.
+// The GIL released around long C++ work, as py::gil_scoped_release, except for how a daemon
+// thread meets interpreter exit. CPython ends a daemon thread that asks for the GIL then with
+// pthread_exit, which unwinds the thread's stack; pybind11's destructor is noexcept, so that
+// unwind met std::terminate and the whole process aborted at exit ("terminate called without
+// an active exception") when a daemon thread was training or predicting. Here a thread that
+// finds the interpreter finalizing does not ask: it waits, and ends with the process (the
+// unwind would run Python objects' destructors without the GIL). Should finalization begin
+// between the check and the request, the destructor lets the unwind through (pybind11's
+// dispatcher rethrows abi::__forced_unwind) and the thread simply ends.
 #pragma once
 #include <pybind11/pybind11.h>
 
+#include <chrono>
+#include <thread>
+
 namespace pynn::bind {
+
+inline bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+}
 
 class ReleaseGil {
 public:
     ReleaseGil() : state_(PyEval_SaveThread()) {}
-    ~ReleaseGil() noexcept(false) { PyEval_RestoreThread(state_); }
+    ~ReleaseGil() noexcept(false) {
+        while (interpreter_finalizing()) std::this_thread::sleep_for(std::chrono::seconds(1));
+        PyEval_RestoreThread(state_);
+    }
     ReleaseGil(const ReleaseGil&) = delete;
     ReleaseGil& operator=(const ReleaseGil&) = delete;
 

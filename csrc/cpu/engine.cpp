@@ -186,8 +186,9 @@ EngineMetric parse_engine_metric(const std::string& s) {
 DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& acts,
                          const std::vector<float>& act_params, const std::vector<bool>& use_bias,
                          EngineLoss loss, float loss_param, EngineOptimizer optimizer,
-                         index_t max_batch)
-    : sizes_(sizes), loss_(loss), loss_param_(loss_param), opt_(optimizer), max_batch_(max_batch) {
+                         index_t max_batch, bool training)
+    : sizes_(sizes), loss_(loss), loss_param_(loss_param), opt_(optimizer), max_batch_(max_batch),
+      training_(training) {
     if (sizes.size() < 2)
         fail("sizes: expected at least 2 entries [in, ..., out], got " + std::to_string(sizes.size()));
     const size_t L = sizes.size() - 1;
@@ -230,9 +231,12 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         fail("loss_param: bce clip epsilon must be in (0, 0.5), got " + std::to_string(loss_param));
 
     layers_.resize(L);
-    index_t total = padded(max_batch * sizes.front()) + padded(max_batch * std::max<index_t>(1, sizes.back())) +
-                    padded(max_batch);
-    const bool need_probs = fused_ && last_act != kLinear;
+    // Predict reads its rows in place and needs only each layer's outputs: the batch copy
+    // (max_batch x inputs: 200 MB for 50,000 features) and the gradients are training's.
+    index_t total = training ? padded(max_batch * sizes.front()) +
+                                   padded(max_batch * std::max<index_t>(1, sizes.back())) + padded(max_batch)
+                             : 0;
+    const bool need_probs = training && fused_ && last_act != kLinear;
     if (need_probs) total += padded(max_batch * sizes.back());
     for (size_t i = 0; i < L; ++i) {
         Layer& l = layers_[i];
@@ -241,9 +245,11 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         l.act = acts[i];
         l.param = act_params[i];
         l.has_bias = use_bias[i];
-        total += 2 * padded(max_batch * l.out) + padded(l.in * l.out) + padded(l.out);
-        if (l.act == kGelu) total += padded(max_batch * l.out);
+        total += padded(max_batch * l.out);
+        if (training) total += padded(max_batch * l.out) + padded(l.in * l.out) + padded(l.out);
+        if (training && l.act == kGelu) total += padded(max_batch * l.out);
     }
+    total = std::max<index_t>(total, 1);
     arena_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(total) * sizeof(float)));
     if (!arena_) throw std::bad_alloc();
     // Zeroed once so that nothing (even unused padding) is ever uninitialised.
@@ -254,12 +260,15 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         p += padded(n);
         return r;
     };
-    xb_ = take(max_batch * sizes.front());
-    yb_ = take(max_batch * sizes.back());
-    wb_ = take(max_batch);
+    if (training) {
+        xb_ = take(max_batch * sizes.front());
+        yb_ = take(max_batch * sizes.back());
+        wb_ = take(max_batch);
+    }
     if (need_probs) probs_ = take(max_batch * sizes.back());
     for (Layer& l : layers_) {
         l.Y = take(max_batch * l.out);
+        if (!training) continue;
         l.D = take(max_batch * l.out);
         l.dW = take(l.in * l.out);
         l.db = take(l.out);
@@ -909,6 +918,7 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
                         std::int64_t step, const EngineMetric* metrics, int n_metrics,
                         double* result, const float* sample_weight, float* outputs) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!training_) fail("train: this engine was built for predict only (training=False)");
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     // Under the same lock as the step: nothing can rebind or reconfigure in between.
     validate(order, n, first, last, bs, sparse ? static_cast<const std::int32_t*>(y) : nullptr, h,

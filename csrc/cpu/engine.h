@@ -57,7 +57,8 @@ public:
 
     DenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& activations,
                 const std::vector<float>& act_params, const std::vector<bool>& use_bias,
-                EngineLoss loss, float loss_param, EngineOptimizer optimizer, index_t max_batch);
+                EngineLoss loss, float loss_param, EngineOptimizer optimizer, index_t max_batch,
+                bool training = true);  // false: predict only, no batch or gradient buffers
     ~DenseEngine();
     DenseEngine(const DenseEngine&) = delete;
     DenseEngine& operator=(const DenseEngine&) = delete;
@@ -72,6 +73,7 @@ public:
     index_t layer_in(int layer) const { return layers_[layer].in; }
     index_t layer_out(int layer) const { return layers_[layer].out; }
     bool bound() const { return bound_; }
+    bool training() const { return training_; }
 
     // Inverted dropout on layer `layer`'s activated output while training (not on the last
     // layer; -1: the model's inputs, after their normalisation if any): the counter-based
@@ -218,6 +220,7 @@ private:
     float loss_param_;
     EngineOptimizer opt_;
     index_t max_batch_;
+    bool training_;
     bool fused_ = false;   // loss takes the last layer's pre-activation as logits
     int lowest_trainable_ = 0;
     bool bound_ = false;

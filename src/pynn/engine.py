@@ -226,7 +226,7 @@ class NativeEngine:
         self.params = [p for d in dense for p in d.params]
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
-                                     opt_name, int(batch_size))
+                                     opt_name, int(batch_size), training=training)
         self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
         stages = []
         if stack.input_bn is not None or stack.input_dropout is not None:
