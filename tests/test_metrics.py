@@ -447,3 +447,32 @@ def test_evaluate_from_a_callback_with_a_metric_that_cannot_be_copied(rng):
         on_train_batch_end=lambda b, logs: b == 1 and seen.append(model.evaluate(x, y)))
     model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
     assert len(seen) == 1
+
+
+def test_evaluate_from_several_threads_gives_each_its_own_metrics(rng):
+    # Every evaluate accumulated into the model's metric objects: threads evaluating one
+    # model at once mixed each other's batches into accuracy and AUC (the loss stayed right).
+    import threading
+
+    x = rng.normal(size=(4000, 6)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(size=4000) > 0).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(8, activation="relu"),
+                             pynn.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy", "auc"])
+    parts = [(x[:2000], y[:2000]), (x[2000:], y[2000:])]
+    want = [model.evaluate(a, b, batch_size=50, return_dict=True) for a, b in parts]
+    wrong = []
+
+    def work(i):
+        a, b = parts[i % 2]
+        for _ in range(15):
+            got = model.evaluate(a, b, batch_size=50, return_dict=True)
+            if got != want[i % 2]:
+                wrong.append((i, got))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []

@@ -9,6 +9,8 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import warnings
 import weakref
@@ -30,6 +32,7 @@ from .layers.base import as_shape, unique_name
 from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
+_METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 
 
@@ -47,7 +50,7 @@ class Sequential:
         self._metric_specs = []
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
-        self._fitting = False  # an epoch accumulates into _metric_objects
+        self._metric_claims = 0  # fits and evaluates accumulating into _metric_objects
         self._fused = False
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
@@ -510,8 +513,7 @@ class Sequential:
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         cbs.call("on_train_begin", {})
-        with DeferredInterrupt() as interrupt:
-            self._fitting = True
+        with DeferredInterrupt() as interrupt, self._claimed_metrics():
             try:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:  # during the last epoch's end: begin no other
@@ -562,7 +564,6 @@ class Sequential:
                     if self.stop_training:
                         break
             finally:
-                self._fitting = False
                 progress.close()
         cbs.call("on_train_end", dict(train_logs))  # the last epoch's logs, as Keras
         if interrupt.requested:
@@ -675,13 +676,25 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
-        # From a callback during fit: the epoch's metric objects keep accumulating its batches.
-        metrics = ([metrics_mod.fresh_copy(m) for m in self._metric_objects]
-                   if getattr(self, "_fitting", False) else None)
-        logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
+        with self._claimed_metrics() as metrics:
+            logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._format_logs(logs, return_dict)
+
+    @contextlib.contextmanager
+    def _claimed_metrics(self):
+        """None (use the compiled metric objects) when nothing else accumulates into them,
+        else fresh copies of them: for an evaluate() from a callback during fit, or while
+        another thread evaluates (their batches mixed into each other's metrics)."""
+        with _METRIC_CLAIMS_LOCK:
+            busy = getattr(self, "_metric_claims", 0)
+            self._metric_claims = busy + 1
+        try:
+            yield [metrics_mod.fresh_copy(m) for m in self._metric_objects] if busy else None
+        finally:
+            with _METRIC_CLAIMS_LOCK:
+                self._metric_claims -= 1
 
     @staticmethod
     def _format_logs(logs, return_dict):
