@@ -326,6 +326,29 @@ def test_terminate_on_nan_names_the_first_bad_batch_without_one_call_per_batch(
         assert len(calls) <= (first_bad // 5 + 1) and len(calls) < first_bad
 
 
+def test_a_terminate_on_nan_subclass_with_its_own_hook_sees_each_batch_as_it_ends():
+    # It inherited "reads the logs only" and was handed a chunk's batches after the chunk:
+    # a subclass saving the last good weights saw the chunk's end state.
+    seen = []
+
+    class Recording(pynn.callbacks.TerminateOnNaN):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((batch, self.model.optimizer.iterations))
+            super().on_train_batch_end(batch, logs)
+
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((400, 1)), np.ones(400), batch_size=4, epochs=1, verbose=0,
+              callbacks=[Recording()])
+    assert seen == [(b, b + 1) for b in range(100)]
+    declared = pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: None)
+    declared.reads_batch_logs_only = True  # an instance may declare it too
+    from pynn.model import _reads_batch_logs_only
+    assert _reads_batch_logs_only(declared)
+    assert _reads_batch_logs_only(pynn.callbacks.TerminateOnNaN())
+    assert not _reads_batch_logs_only(Recording())
+
+
 def test_verbose_outputs(capsys):
     model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")

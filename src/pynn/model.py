@@ -502,7 +502,7 @@ class Sequential:
         # chunk, each with the logs it would have had.
         hooked = [cb for cb in user_callbacks if _overrides_batch_hooks(cb)]
         batch_hooks = bool(hooked)
-        exact_batches = any(not getattr(cb, "reads_batch_logs_only", False) for cb in hooked)
+        exact_batches = any(not _reads_batch_logs_only(cb) for cb in hooked)
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)
         metric_names = [name for name, _ in self._metrics]
@@ -979,9 +979,24 @@ def _unpickle_model(data, custom_objects, backend, metrics=None):
     return model
 
 
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+def _reads_batch_logs_only(callback):
+    """Whether the callback's batch hooks only read the logs (may run after a chunk), as
+    declared by `reads_batch_logs_only = True` on the instance or on the class that defines
+    its batch hooks: a subclass overriding them (say, to save weights) is exact again."""
+    if "reads_batch_logs_only" in vars(callback):
+        return bool(callback.reads_batch_logs_only)
+    for klass in type(callback).__mro__:
+        if any(hook in vars(klass) for hook in _BATCH_HOOKS):
+            return bool(vars(klass).get("reads_batch_logs_only", False))
+    return False
+
+
 def _overrides_batch_hooks(callback):
     """Whether a callback does anything per batch (a subclass method or a LambdaCallback hook)."""
-    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"):
+    for hook in _BATCH_HOOKS:
         fn = getattr(callback, hook)
         if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
             return True
