@@ -58,6 +58,33 @@ def test_loss_and_optimizer_set_by_name_after_compile(rng):
     _model().compile(optimizer=adam, loss="mse")
 
 
+def test_scale_users_inputs_get_errors_naming_the_problem():
+    model = _model(loss="sparse_categorical_crossentropy", out=3, activation="softmax")
+    with pytest.raises(ValueError, match="4 features per sample but the model expects 3"):
+        model.predict(np.empty((0, 4)))  # it said "x is empty" (0 rows of the right width pass)
+    assert model.predict(np.empty((0, 3))).shape == (0, 3)
+    with pytest.raises(ValueError, match="validation_split must be a number"):
+        model.fit(np.zeros((10, 3)), np.zeros(10), validation_split="0.2", verbose=0)
+    masked = np.ma.masked_invalid(np.array([[1.0, np.nan, 2.0]] * 4))
+    with pytest.raises(TypeError, match="masked array"):  # it said "beyond float32's range"
+        model.fit(masked, np.zeros(4), verbose=0)
+    with pytest.raises(ValueError, match="whole numbers, got nan"):
+        model.fit(np.zeros((3, 3)), np.array([0, np.nan, 1]), verbose=0)
+    with pytest.raises(ValueError, match="whole numbers, got 1.5"):
+        model.fit(np.zeros((3, 3)), np.array([0, 1.5, 1]), verbose=0)
+
+
+def test_bool_class_labels_and_a_batch_size_beyond_the_data(rng):
+    x = rng.normal(size=(10, 3)).astype(np.float32)
+    labels = rng.integers(0, 2, 10)
+    model = _model(loss="sparse_categorical_crossentropy", out=2, activation="softmax")
+    # bool labels were refused ("labels must be integers") though x and one-hot take bools
+    assert model.evaluate(x, labels.astype(bool)) == model.evaluate(x, labels)
+    # 2**63 - 1 overflowed the engine's row offsets; any size beyond the data is one batch
+    first = model.fit(x, labels, batch_size=2**63 - 1, epochs=1, verbose=0, shuffle=False)
+    assert len(first.history["loss"]) == 1 and model.optimizer.iterations == 1
+
+
 def test_labels_out_of_range():
     m = _model("sparse_categorical_crossentropy", out=3, activation="softmax")
     with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes"):

@@ -44,3 +44,10 @@ def test_lists_and_tuples():
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     assert model.predict([[1, 2], [3, 4]]).shape == (2, 1)
     assert model.predict(((1.0, 2.0),)).shape == (1, 1)
+
+
+def test_a_tensor_of_a_dtype_numpy_lacks_is_named():
+    torch = pytest.importorskip("torch")
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    with pytest.raises(TypeError, match=r"dtype torch.bfloat16.*convert it to float32"):
+        model.predict(torch.ones(2, 3, dtype=torch.bfloat16))  # a raw "unsupported ScalarType"

@@ -29,11 +29,18 @@ def _numeric(x, name):
     if isinstance(x, dict) or (hasattr(x, "__next__") and not hasattr(x, "__array__")):
         raise TypeError(f"{name} is a {type(x).__name__}; pynn takes arrays (x, y), not "
                         f"dicts, generators or datasets")
+    if isinstance(x, np.ma.MaskedArray):  # its masked entries would be used as they are
+        raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
+                        f"{name}.filled(value) with the value masked entries should take")
     try:
         arr = host_array(x)
     except ValueError as exc:  # ragged nesting, such as a Keras-style (x, y) tuple as x
         raise ValueError(f"{name} is not a rectangular array ({exc}); pass the samples as "
                          f"one array, and targets separately: fit(x, y)") from None
+    except TypeError as exc:  # a tensor of a dtype numpy lacks (torch.bfloat16)
+        raise TypeError(f"{name} ({type(x).__name__} of dtype {getattr(x, 'dtype', '?')}) "
+                        f"cannot become a numpy array ({exc}); convert it to float32 "
+                        f"first") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
@@ -57,11 +64,11 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
                          f"for one sample pass {name}[None] (or {name}.reshape(1, -1))")
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
-    if n_features is not None and arr.shape[1] != n_features:
+    if n_features is not None and arr.shape[1] != n_features:  # before: 0 rows of it too
         raise ValueError(f"{name} has {arr.shape[1]} features per sample but the model expects "
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
     return _finished(arr, dtype, name)
 
 

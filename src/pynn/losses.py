@@ -230,11 +230,17 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         if y.ndim != 1:
             raise ValueError(f"{self.name}: targets must be class indices of shape (N,) or "
                              f"(N, 1), got shape {y.shape}")
+        if y.dtype == bool:  # two classes, False/True as 0/1 (as x and one-hot targets take)
+            y = y.astype(np.int8)
         if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
             raise TypeError(f"{self.name}: labels must be integers, got dtype {y.dtype}")
         if np.issubdtype(y.dtype, np.floating):
-            if not np.isfinite(y).all() or (y != np.round(y)).any():
-                raise ValueError(f"{self.name}: labels must be whole numbers")
+            if not np.isfinite(y).all():
+                raise ValueError(f"{self.name}: labels must be whole numbers, got "
+                                 f"{y[~np.isfinite(y)][0]}")
+            if (y != np.round(y)).any():
+                raise ValueError(f"{self.name}: labels must be whole numbers, got "
+                                 f"{y[y != np.round(y)][0]}")
         classes = int(np.prod(output_shape))
         if len(output_shape) != 1:
             raise ValueError(f"{self.name}: predictions must be (N, classes), got (N, "

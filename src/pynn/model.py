@@ -10,6 +10,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 import time
 import warnings
@@ -455,8 +456,10 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        if isinstance(validation_split, bool) or \
+                not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be a number in [0, 1), got "
+                             f"{validation_split!r}")
         w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -484,8 +487,11 @@ class Sequential:
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
         wd = None if w is None else b.asarray(w, self._dtype)
         n = x.shape[0]
+        if val_batch is None:  # validation's default follows the batch size as given
+            val_batch = max(batch_size, _PREDICT_BATCH)
+        batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         steps = -(-n // batch_size)
-        native = self._native_engine(engine, min(batch_size, n))  # buffers for the rows used
+        native = self._native_engine(engine, batch_size)  # buffers for the rows used
         if native is None and verbose and engine == "auto" and b.name == "cpu":
             # the C++ backend was chosen for speed: say why this model trains layer by layer
             print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
@@ -533,7 +539,7 @@ class Sequential:
                         # epoch hooks run between chunks unless batch hooks were given.
                         if native is not None and (step == 0 or exact_batches) and \
                                 not native.matches(self):
-                            native = self._native_engine(engine, min(batch_size, n))
+                            native = self._native_engine(engine, batch_size)
                         if native is not None:
                             # A stop asked for before the epoch's first batch: that one only.
                             last = min(step + (1 if self.stop_training else chunk), steps)
@@ -556,7 +562,7 @@ class Sequential:
                     logs = dict(epoch_logs)
                     if x_val is not None and (epoch + 1) % validation_freq == 0:
                         val = self._evaluate_arrays(
-                            x_val, y_val, val_batch or max(batch_size, _PREDICT_BATCH), w_val)
+                            x_val, y_val, val_batch, w_val)
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
