@@ -80,6 +80,36 @@ def test_predict_converts_a_piece_at_a_time(rng, monkeypatch, backend, batch_siz
         model.predict(x, batch_size=batch_size)
 
 
+def test_evaluate_converts_a_piece_at_a_time(rng, monkeypatch):
+    """uint8 images or float64 rows: evaluate converted the whole set to float32 beside it
+    (+599 MiB for 200k MNIST images); now a piece at a time, with the same results, and an
+    error naming the whole of x."""
+    import tracemalloc
+
+    import pynn.model
+
+    monkeypatch.setattr(pynn.model, "_PREDICT_PIECE", 256 << 10)
+    model = pynn.Sequential([pynn.Input((10, 10)), pynn.Flatten(),
+                             pynn.Dense(32, activation="relu"), pynn.Dense(3, "softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", "auc"])
+    x = rng.integers(0, 256, size=(20003, 10, 10), dtype=np.uint8)  # 2 MB; 8 MB as float32
+    y = rng.integers(0, 3, 20003)
+    w = rng.uniform(0, 2, 20003)
+    want = model.evaluate(x.astype(np.float32), y, sample_weight=w, batch_size=500,
+                          return_dict=True)
+    tracemalloc.start()
+    got = model.evaluate(x, y, sample_weight=w, batch_size=500, return_dict=True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got == want
+    assert peak < 4_000_000, peak
+    bad = x.astype(np.float64)
+    bad[[5, 20000], 3, 3] = np.nan  # in the first and the last piece
+    with pytest.raises(ValueError, match="x contains 2 NaN"):
+        model.evaluate(bad, y)
+
+
 def test_predict_in_pieces_keeps_float64_batches(rng, monkeypatch):
     """A float64 session's layer path: pieces are whole batches, each still predicted in
     batches of batch_size, so the sums are those of an unsplit x to the bit."""

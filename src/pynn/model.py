@@ -658,10 +658,12 @@ class Sequential:
         return self
 
     # ---- inference ----------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size, w=None, metrics=None):
+    def _evaluate_arrays(self, x, y, batch_size, w=None, metrics=None, logs=None):
+        """The loss and metrics over x's batches, added to `logs` (an EpochLogs over pieces
+        of the data) or to a new one; returns them as a dict."""
         b = self.backend
-        # metrics over the whole set
-        logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
+        if logs is None:  # metrics over the whole set
+            logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
         for start in range(0, x.shape[0], batch_size):
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             yb = b.asarray(y[start:start + batch_size], y.dtype)
@@ -678,12 +680,29 @@ class Sequential:
         sample_weight weighs each sample's loss as in fit (metrics stay unweighted)."""
         self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
-        x = self._inputs(x)
+        step = self._conversion_piece(x, batch_size)
+        if step is None:
+            x = self._inputs(x)
+        else:
+            self._inputs(x[:1])  # builds the model; the pieces are checked as they come
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
         with self._claimed_metrics() as metrics:
-            logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
+            if step is None:
+                logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
+            else:
+                logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None
+                                             else metrics)
+                try:
+                    for i in range(0, len(x), step):
+                        self._evaluate_arrays(self._inputs(x[i:i + step]), y[i:i + step],
+                                              batch_size, None if w is None else w[i:i + step],
+                                              logs=logs)
+                except ValueError:
+                    self._inputs(x)  # a problem with the data: the message about all of it
+                    raise
+                logs = dict(logs)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return self._format_logs(logs, return_dict)
@@ -737,16 +756,9 @@ class Sequential:
                 pass
         asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
-        if isinstance(x, np.ndarray) and x.ndim >= 2 and \
-                not (x.dtype == self._dtype and x.flags.c_contiguous):
-            # Converted whole, x (float64, Fortran order, a slice) would have a second copy
-            # next to it: convert a piece at a time (_PREDICT_PIECE bytes of converted rows,
-            # or batch_size rows if more), each predicted in batches as x would be.
-            row_bytes = np.dtype(self._dtype).itemsize * max(1, int(np.prod(x.shape[1:])))
-            # whole batches, so the layer path's batches are those of x (the same bits)
-            step = max(batch_size, _PREDICT_PIECE // row_bytes // batch_size * batch_size)
-            if len(x) > step:
-                return self._predict_in_pieces(x, step, asked)
+        step = self._conversion_piece(x, batch_size)
+        if step is not None:
+            return self._predict_in_pieces(x, step, asked)
         if self.backend is None:
             self.backend = get_backend()
         if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
@@ -767,6 +779,18 @@ class Sequential:
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
+
+    def _conversion_piece(self, x, batch_size):
+        """Rows per piece when x should be converted a piece at a time, else None. Converted
+        whole, x (float64, uint8 images, Fortran order, a slice) would have a second copy
+        next to it: predict and evaluate convert _PREDICT_PIECE bytes of rows at a time (or
+        batch_size rows if more), whole batches, so the batches are those of x (same bits)."""
+        if not (isinstance(x, np.ndarray) and x.ndim >= 2) or \
+                (x.dtype == self._dtype and x.flags.c_contiguous):
+            return None
+        row_bytes = np.dtype(self._dtype).itemsize * max(1, int(np.prod(x.shape[1:])))
+        step = max(batch_size, _PREDICT_PIECE // row_bytes // batch_size * batch_size)
+        return step if len(x) > step else None
 
     def _predict_in_pieces(self, x, step, batch_size):
         try:
