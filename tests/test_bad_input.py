@@ -56,6 +56,10 @@ def test_loss_and_optimizer_set_by_name_after_compile(rng):
     model.compile(optimizer=adam, loss="mse")
     model.optimizer = "sgd"
     _model().compile(optimizer=adam, loss="mse")
+    rmsprop = pynn.optimizers.RMSprop()
+    model.compile(optimizer=rmsprop, loss="mse")
+    model.optimizer = None  # released as well
+    _model().compile(optimizer=rmsprop, loss="mse")
 
 
 def test_scale_users_inputs_get_errors_naming_the_problem():
@@ -68,6 +72,12 @@ def test_scale_users_inputs_get_errors_naming_the_problem():
     masked = np.ma.masked_invalid(np.array([[1.0, np.nan, 2.0]] * 4))
     with pytest.raises(TypeError, match="masked array"):  # it said "beyond float32's range"
         model.fit(masked, np.zeros(4), verbose=0)
+    model.predict(np.zeros((2, 3), np.float32))  # a warm lean path refuses it too
+    for rows in (masked.astype(np.float32), masked):
+        with pytest.raises(TypeError, match="masked array"):
+            model.predict(rows)
+    for split in (False, np.float64(0.0), np.array(0.25)):  # numbers of any kind
+        model.fit(np.zeros((8, 3)), np.zeros(8), validation_split=split, verbose=0)
     with pytest.raises(ValueError, match="whole numbers, got nan"):
         model.fit(np.zeros((3, 3)), np.array([0, np.nan, 1]), verbose=0)
     with pytest.raises(ValueError, match="whole numbers, got 1.5"):

@@ -105,9 +105,11 @@ def test_evaluate_converts_a_piece_at_a_time(rng, monkeypatch):
     assert got == want
     assert peak < 4_000_000, peak
     bad = x.astype(np.float64)
-    bad[[5, 20000], 3, 3] = np.nan  # in the first and the last piece
+    bad[[0, 20000], 3, 3] = np.nan  # in the first row and the last piece
     with pytest.raises(ValueError, match="x contains 2 NaN"):
         model.evaluate(bad, y)
+    with pytest.raises(ValueError, match=r"\(20003, 10, 9\)"):  # the whole x's shape
+        model.evaluate(bad[:, :, :9], y)
 
 
 def test_predict_in_pieces_keeps_float64_batches(rng, monkeypatch):

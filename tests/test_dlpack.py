@@ -49,5 +49,5 @@ def test_lists_and_tuples():
 def test_a_tensor_of_a_dtype_numpy_lacks_is_named():
     torch = pytest.importorskip("torch")
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
-    with pytest.raises(TypeError, match=r"dtype torch.bfloat16.*convert it to float32"):
+    with pytest.raises(TypeError, match=r"dtype torch.bfloat16.*x.float\(\).cpu\(\)"):
         model.predict(torch.ones(2, 3, dtype=torch.bfloat16))  # a raw "unsupported ScalarType"

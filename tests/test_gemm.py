@@ -428,6 +428,24 @@ def test_the_process_exits_cleanly_while_daemon_threads_run_kernels():
     assert "terminate" not in out.stderr
 
 
+def test_native_calls_from_destructors_at_exit_finish():
+    # The finalizing thread waited for ever in the GIL guard's "interpreter is finalizing"
+    # wait, which is meant for daemon threads: a __del__ predicting at exit hung the process.
+    code = (
+        "import numpy as np, pynn\n"
+        "m = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3), pynn.Dense(1)])\n"
+        "m.predict(np.ones((2, 4), np.float32))\n"
+        "class AtExit:\n"
+        "    def __del__(self):\n"
+        "        print(self.m.predict(np.ones((1, 4), np.float32)).shape, flush=True)\n"
+        "holder = AtExit()\n"
+        "holder.m = m\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(1,", "1)"]
+
+
 def test_set_num_threads_is_obeyed():
     previous = _C.num_threads()
     try:

@@ -4,7 +4,8 @@
 // unwind met std::terminate and the whole process aborted at exit ("terminate called without
 // an active exception") when a daemon thread was training or predicting. Here a thread that
 // finds the interpreter finalizing does not ask: it waits, and ends with the process (the
-// unwind would run Python objects' destructors without the GIL). Should finalization begin
+// unwind would run Python objects' destructors without the GIL); the finalizing thread itself
+// never lets the GIL go. Should finalization begin
 // between the check and the request, the destructor lets the unwind through (pybind11's
 // dispatcher rethrows abi::__forced_unwind) and the thread simply ends.
 #pragma once
@@ -25,8 +26,11 @@ inline bool interpreter_finalizing() {
 
 class ReleaseGil {
 public:
-    ReleaseGil() : state_(PyEval_SaveThread()) {}
+    // The thread finalizing the interpreter (running __del__ methods, say) keeps the GIL: it
+    // is the only one running Python then, and would wait below for ever.
+    ReleaseGil() : state_(interpreter_finalizing() ? nullptr : PyEval_SaveThread()) {}
     ~ReleaseGil() noexcept(false) {
+        if (!state_) return;
         while (interpreter_finalizing()) std::this_thread::sleep_for(std::chrono::seconds(1));
         PyEval_RestoreThread(state_);
     }

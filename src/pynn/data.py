@@ -39,8 +39,8 @@ def _numeric(x, name):
                          f"one array, and targets separately: fit(x, y)") from None
     except TypeError as exc:  # a tensor of a dtype numpy lacks (torch.bfloat16)
         raise TypeError(f"{name} ({type(x).__name__} of dtype {getattr(x, 'dtype', '?')}) "
-                        f"cannot become a numpy array ({exc}); convert it to float32 "
-                        f"first") from None
+                        f"cannot become a numpy array ({exc}); pass a float32 array in "
+                        f"host memory (for a PyTorch tensor: x.float().cpu())") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):

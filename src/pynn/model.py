@@ -10,7 +10,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 from __future__ import annotations
 
 import contextlib
-import numbers
+import os
 import threading
 import time
 import warnings
@@ -34,6 +34,16 @@ from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims
+
+
+def _new_claims_lock_in_child():
+    # a forked child gets the lock as it was: held, if a parent thread was in it
+    global _METRIC_CLAIMS_LOCK
+    _METRIC_CLAIMS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_claims_lock_in_child)
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 
 
@@ -82,9 +92,10 @@ class Sequential:
         # failed at the next fit with an AttributeError)
         if name == "loss" and value is not None and not isinstance(value, losses_mod.Loss):
             value = losses_mod.get(value)
-        elif name == "optimizer" and value is not None:
+        elif name == "optimizer":
             previous = self.__dict__.get("optimizer")
-            value = self._own(optimizers_mod.get(value))  # may refuse: keep previous
+            if value is not None:
+                value = self._own(optimizers_mod.get(value))  # may refuse: keep previous
             if previous is not None and previous is not value and \
                     getattr(previous, "_owner", lambda: None)() is self:
                 previous._released = True  # another model may take it now (afresh)
@@ -456,10 +467,14 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
-        if isinstance(validation_split, bool) or \
-                not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+        try:  # numbers, numpy scalars and 0-d arrays; not strings
+            split = None if isinstance(validation_split, str) else float(validation_split)
+        except (TypeError, ValueError):
+            split = None
+        if split is None or not 0 <= split < 1:
             raise ValueError(f"validation_split must be a number in [0, 1), got "
                              f"{validation_split!r}")
+        validation_split = split
         w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -512,14 +527,16 @@ class Sequential:
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)
         metric_names = [name for name, _ in self._metrics]
-        epoch_logs = metrics_mod.EpochLogs(self._metric_objects)
         self.stop_training = False
         self.history = history
         train_logs = {}
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         cbs.call("on_train_begin", {})
-        with DeferredInterrupt() as interrupt, self._claimed_metrics():
+        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
+            # copies when another thread's evaluate accumulates into the compiled objects
+            epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
+                                               else claimed)
             try:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:  # during the last epoch's end: begin no other
@@ -562,7 +579,7 @@ class Sequential:
                     logs = dict(epoch_logs)
                     if x_val is not None and (epoch + 1) % validation_freq == 0:
                         val = self._evaluate_arrays(
-                            x_val, y_val, val_batch, w_val)
+                            x_val, y_val, val_batch, w_val, claimed)
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
@@ -684,7 +701,11 @@ class Sequential:
         if step is None:
             x = self._inputs(x)
         else:
-            self._inputs(x[:1])  # builds the model; the pieces are checked as they come
+            try:
+                self._inputs(x[:1])  # builds the model; the pieces are checked as they come
+            except ValueError:
+                self._inputs(x)  # a problem with the data: the message about all of it
+                raise
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
@@ -743,7 +764,8 @@ class Sequential:
             # which converts what it can and otherwise raises the usual clear error.
             try:
                 n = len(x)
-                if n and (batch_size is None or (type(batch_size) is int and n <= batch_size)):
+                if n and (batch_size is None or (type(batch_size) is int and n <= batch_size)) \
+                        and not isinstance(x, np.ma.MaskedArray):  # the full path refuses it
                     rows = x
                     if isinstance(x, np.ndarray) and n <= 64 and x.dtype.kind in "biuf" and \
                             not (x.dtype == self._dtype and x.flags.c_contiguous):
