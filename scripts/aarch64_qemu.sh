@@ -48,7 +48,8 @@ cmake -S . -B "$work/build" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$work/toolchain.cma
   -DCMAKE_CXX_FLAGS="-I$root/usr/include" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$work/build" -j 2
 rm -rf "$pkg/pynn" && cp -r src/pynn "$pkg/pynn"
-cp "$work"/build/_C.*.so "$pkg/pynn/_C.cpython-311-aarch64-linux-gnu.so"
+# _C.<soabi>.so, or plain _C.so where the host's FindPython gives no SOABI for the target
+cp "$(ls -t "$work"/build/_C*.so | head -1)" "$pkg/pynn/_C.cpython-311-aarch64-linux-gnu.so"
 
 # binfmt_misc lets the tests' subprocesses (sys.executable is the aarch64 python) run too.
 if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then

@@ -187,3 +187,21 @@ def test_calling_the_model_in_training_mode_uses_and_updates_batch_statistics(rn
     np.testing.assert_allclose(model.layers[1].moving_mean.numpy(), 0.5 * x.mean(axis=0),
                                rtol=1e-5)
     assert np.abs(model(x).mean(axis=0)).min() > 0.5  # inference: the moving statistics
+
+
+@pytest.mark.parametrize("engine", ["layers", "native"])
+def test_batch_statistics_of_inputs_far_from_zero(rng, engine):
+    # The layer path summed the rows in float32 (numpy's axis-0 mean): 2.4 ulp off the mean
+    # and 20x the engine's variance error for 1e4 + N(0, 1); now both sum in double.
+    x = (1e4 + rng.normal(size=(256, 8))).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((8,)), pynn.BatchNormalization(momentum=0.0),
+                             pynn.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.0), loss="mse", backend="cpu")
+    model.fit(x, np.zeros(256), batch_size=256, epochs=1, verbose=0, shuffle=False,
+              engine=engine)
+    bn = model.layers[1]
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=0)
+    assert np.abs(bn.moving_mean.numpy() - mean).max() <= 0.5 * np.spacing(np.float32(1e4))
+    var = ((x64 - bn.moving_mean.numpy().astype(np.float64)) ** 2).mean(axis=0)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=3e-7)

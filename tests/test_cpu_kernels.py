@@ -127,6 +127,18 @@ def test_activation_gradients_at_extreme_inputs(backend):
                                                  dy)[inside], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("classes", [17, 1000, 10000])
+def test_softmax_of_many_classes_within_ten_ulp(cpu, rng, classes):
+    # The row's sum was a float: its error (54 ulp at 10,000 classes) scaled the whole row.
+    # (Logits of unit spread: z - max is rounded in float32, an error exp magnifies with it.)
+    z = f32(rng.normal(size=(20, classes)))
+    y = cpu.activation_forward("softmax", z, 0.0)
+    z64 = z.astype(np.float64)
+    ref = np.exp(z64 - z64.max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    assert _ulps(y, ref).max() <= 10
+
+
 def test_softmax_extreme_logits(cpu):
     z = f32([[1000, 0, -1000], [-1000, -1000, -1000], [88, 89, 90]])
     y = cpu.softmax_forward(z)

@@ -79,7 +79,7 @@ double softmax_xent_dense(const float* logits, const float* targets, float* dlog
             float* d = dlogits + r * cols;
             float m = z[0];
             for (index_t j = 1; j < cols; ++j) m = z[j] > m ? z[j] : m;
-            float s = 0.f;
+            double s = 0.0;  // as exp_shifted_row: a float sum's error grows with the row
             double tsum = 0.0, cross = 0.0;
             for (index_t j = 0; j < cols; ++j) {
                 const float zj = z[j], tj = t[j];
@@ -89,7 +89,7 @@ double softmax_xent_dense(const float* logits, const float* targets, float* dlog
                 s += e;
                 d[j] = e;
             }
-            loss += cross + tsum * std::log(double(s));
+            loss += cross + tsum * std::log(s);
             const float k = static_cast<float>(tsum / s) * grad_scale;
             for (index_t j = 0; j < cols; ++j) d[j] = d[j] * k - t[j] * grad_scale;
         }

@@ -49,8 +49,13 @@ class BatchNormalization(Layer):
     def forward(self, x, training=False, logits=False):
         use_batch = training and self.trainable
         if use_batch:
-            mean = x.mean(axis=0)
-            var = x.var(axis=0)
+            # Sums in double, as the native engine (csrc/cpu/batchnorm.cpp): a float32 sum of
+            # the rows drifted by several ulp for inputs far from zero (BatchNormalization on
+            # raw features), 10x the engine's error at a mean/std of 1e3.
+            acc = "float64" if x.dtype == "float32" else x.dtype
+            mean = x.mean(axis=0, dtype=acc).astype(x.dtype)
+            d = x.astype(acc) - mean.astype(acc)
+            var = (d * d).mean(axis=0).astype(x.dtype)
             m = self.momentum
             self.moving_mean.value *= m
             self.moving_mean.value += (1 - m) * mean
@@ -84,7 +89,10 @@ class BatchNormalization(Layer):
         if not used_batch:  # moving statistics are constants
             return (g * inv_std).astype(dy.dtype, copy=False)
         # Through the batch mean and variance: dx = inv_std * (g - mean(g) - x_hat mean(g x_hat))
-        dx = inv_std * (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0))
+        acc = "float64" if dy.dtype == "float32" else dy.dtype
+        mean_g = g.mean(axis=0, dtype=acc).astype(g.dtype)
+        mean_gx = (g * x_hat).mean(axis=0, dtype=acc).astype(g.dtype)
+        dx = inv_std * (g - mean_g - x_hat * mean_gx)
         return dx.astype(dy.dtype, copy=False)
 
     def get_config(self):
