@@ -33,6 +33,7 @@ from .layers.base import as_shape, unique_name
 from .progress import EpochProgress
 
 _PREDICT_BATCH = 1024
+_PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims
 
 
@@ -44,7 +45,6 @@ def _new_claims_lock_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_claims_lock_in_child)
-_PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 
 
 class Sequential:
@@ -507,10 +507,6 @@ class Sequential:
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         steps = -(-n // batch_size)
         native = self._native_engine(engine, batch_size)  # buffers for the rows used
-        if native is None and verbose and engine == "auto" and b.name == "cpu":
-            # the C++ backend was chosen for speed: say why this model trains layer by layer
-            print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
-                  flush=True)
         history = History()
         user_callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
         # History last, as Keras: it records what the other callbacks add to the epoch's logs
@@ -525,7 +521,11 @@ class Sequential:
         batch_hooks = bool(hooked)
         exact_batches = any(not _reads_batch_logs_only(cb) for cb in hooked)
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
-        progress = EpochProgress(verbose, epochs, steps)
+        progress = EpochProgress(verbose, epochs, steps)  # checks verbose
+        if native is None and verbose and engine == "auto" and b.name == "cpu":
+            # the C++ backend was chosen for speed: say why this model trains layer by layer
+            print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
+                  flush=True)
         metric_names = [name for name, _ in self._metrics]
         self.stop_training = False
         self.history = history
