@@ -4,7 +4,7 @@
 # It checks that the code builds and passes on an ARM CPU without ARM hardware; it says nothing
 # about speed (emulated). Needs root for apt-get and, for the tests that start a subprocess
 # (fork, PYNN_ISA switching), for registering qemu with binfmt_misc.
-#   bash scripts/aarch64_qemu.sh [pytest args]      (about 10 minutes on 2 cores)
+#   bash scripts/aarch64_qemu.sh [pytest args]      (about 20 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${PYNN_AARCH64_WORK:-/tmp/pynn-aarch64}

@@ -95,7 +95,8 @@ def test_a_compiled_part_that_does_not_load_is_named_as_such(tmp_path):
         with open(so, "w") as f:
             f.write("not a shared library")
     env = {k: v for k, v in os.environ.items() if k != "PYNN_BACKEND"}
-    env["PYTHONPATH"] = str(tmp_path)
+    # first on the path; what else the path held (numpy, in some setups) stays
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path), env.get("PYTHONPATH")) if p)
     out = subprocess.run([sys.executable, "-c", "import pynn; print(pynn.info()['backends']"
                           "['cpu'])"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
