@@ -60,6 +60,12 @@ def test_loss_and_optimizer_set_by_name_after_compile(rng):
     model.compile(optimizer=rmsprop, loss="mse")
     model.optimizer = None  # released as well
     _model().compile(optimizer=rmsprop, loss="mse")
+    with pytest.raises(RuntimeError, match="no optimizer"):  # an AttributeError at fit before
+        model.fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="an optimizer is required"):
+        _model().compile(optimizer=None, loss="mse")
+    with pytest.raises(ValueError, match="validation_split must be a number"):
+        _model().fit(x, y, validation_split=b"0.25", verbose=0)
 
 
 def test_scale_users_inputs_get_errors_naming_the_problem():

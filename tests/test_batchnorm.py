@@ -205,3 +205,21 @@ def test_batch_statistics_of_inputs_far_from_zero(rng, engine):
     assert np.abs(bn.moving_mean.numpy() - mean).max() <= 0.5 * np.spacing(np.float32(1e4))
     var = ((x64 - bn.moving_mean.numpy().astype(np.float64)) ** 2).mean(axis=0)
     np.testing.assert_allclose(bn.moving_variance.numpy(), var, rtol=3e-7)
+
+
+def test_layer_path_gamma_beta_gradients_sum_in_double(rng):
+    # Their column sums were float32 row by row: off the engine's double sums as batches grow.
+    pynn.set_seed(0)
+    x = rng.normal(size=(4096, 3)).astype(np.float32)
+    bn = pynn.BatchNormalization()
+    model = pynn.Sequential([pynn.Input((3,)), bn])
+    model(x)  # built
+    xd = bn.backend.asarray(x, np.float32)
+    bn.forward(xd, training=True)
+    dy = (1 + rng.random((4096, 3))).astype(np.float32)
+    x_hat = bn._cache[0]
+    bn.backward(dy)
+    np.testing.assert_array_equal(bn.beta.grad, dy.astype(np.float64).sum(axis=0)
+                                  .astype(np.float32))
+    want = (dy.astype(np.float64) * x_hat.astype(np.float32)).sum(axis=0)
+    np.testing.assert_allclose(bn.gamma.grad, want, rtol=1e-6)

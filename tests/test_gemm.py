@@ -371,7 +371,7 @@ def test_pool_runs_with_the_threads_the_system_starts(grow):
         "        threading.Thread(target=stop.wait, daemon=True).start(); n += 1\n"
         "except RuntimeError:\n"
         "    pass\n"
-        "stop.set(); print(n)\n")], capture_output=True, text=True, timeout=60)
+        "stop.set(); print(n)\n")], capture_output=True, text=True, timeout=120)
     if probe.returncode == 0 and probe.stdout.split() == ["1100"]:
         pytest.skip("this system starts every thread under the address-space limit")
     code = limit_code + (

@@ -188,6 +188,8 @@ class Sequential:
         before cupy)."""
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse'")
+        if optimizer is None:
+            raise ValueError("compile: an optimizer is required, e.g. optimizer='adam'")
         if device is not None:
             if backend is not None:
                 raise ValueError(f"compile: give backend= or device=, not both (got "
@@ -265,6 +267,9 @@ class Sequential:
         if not self.compiled:
             raise RuntimeError("the model must be compiled before training or evaluating; "
                                "call model.compile(optimizer, loss)")
+        if self.optimizer is None or self.loss is None:  # set to None after compile()
+            raise RuntimeError(f"the model has no {'optimizer' if self.optimizer is None else 'loss'}"
+                               f": set one (model.optimizer = 'adam') or compile again")
 
     def _prepare_compiled(self):
         """Loss fusion, metric objects and the backend's weights, once the model is built
@@ -468,7 +473,8 @@ class Sequential:
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
         try:  # numbers, numpy scalars and 0-d arrays; not strings
-            split = None if isinstance(validation_split, str) else float(validation_split)
+            split = (None if isinstance(validation_split, (str, bytes))
+                     else float(validation_split))
         except (TypeError, ValueError):
             split = None
         if split is None or not 0 <= split < 1:

@@ -52,10 +52,12 @@ class BatchNormalization(Layer):
             # Sums in double, as the native engine (csrc/cpu/batchnorm.cpp): a float32 sum of
             # the rows drifted by several ulp for inputs far from zero (BatchNormalization on
             # raw features), 10x the engine's error at a mean/std of 1e3.
+            xp = self.backend.xp
             acc = "float64" if x.dtype == "float32" else x.dtype
             mean = x.mean(axis=0, dtype=acc).astype(x.dtype)
-            d = x.astype(acc) - mean.astype(acc)
-            var = (d * d).mean(axis=0).astype(x.dtype)
+            d = xp.subtract(x, mean, dtype=acc)  # one double temporary, squared in place
+            xp.multiply(d, d, out=d)
+            var = d.mean(axis=0).astype(x.dtype)
             m = self.momentum
             self.moving_mean.value *= m
             self.moving_mean.value += (1 - m) * mean
@@ -79,17 +81,17 @@ class BatchNormalization(Layer):
                                f"training forward")
         x_hat, inv_std, used_batch = self._cache
         self._cache = None
+        acc = "float64" if dy.dtype == "float32" else dy.dtype  # column sums in double, as the engine
         if self.scale and self.gamma.trainable:
-            self.gamma.grad = (dy * x_hat).sum(axis=0)
+            self.gamma.grad = (dy * x_hat).sum(axis=0, dtype=acc).astype(dy.dtype)
         if self.center and self.beta.trainable:
-            self.beta.grad = dy.sum(axis=0)
+            self.beta.grad = dy.sum(axis=0, dtype=acc).astype(dy.dtype)
         if not need_input_grad:
             return None
         g = dy * self.gamma.value if self.scale else dy
         if not used_batch:  # moving statistics are constants
             return (g * inv_std).astype(dy.dtype, copy=False)
         # Through the batch mean and variance: dx = inv_std * (g - mean(g) - x_hat mean(g x_hat))
-        acc = "float64" if dy.dtype == "float32" else dy.dtype
         mean_g = g.mean(axis=0, dtype=acc).astype(g.dtype)
         mean_gx = (g * x_hat).mean(axis=0, dtype=acc).astype(g.dtype)
         dx = inv_std * (g - mean_g - x_hat * mean_gx)
