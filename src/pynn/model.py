@@ -707,11 +707,8 @@ class Sequential:
         if step is None:
             x = self._inputs(x)
         else:
-            try:
+            with self._errors_about_all_of(x):
                 self._inputs(x[:1])  # builds the model; the pieces are checked as they come
-            except ValueError:
-                self._inputs(x)  # a problem with the data: the message about all of it
-                raise
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
@@ -721,14 +718,11 @@ class Sequential:
             else:
                 logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None
                                              else metrics)
-                try:
+                with self._errors_about_all_of(x):
                     for i in range(0, len(x), step):
                         self._evaluate_arrays(self._inputs(x[i:i + step]), y[i:i + step],
                                               batch_size, None if w is None else w[i:i + step],
                                               logs=logs)
-                except ValueError:
-                    self._inputs(x)  # a problem with the data: the message about all of it
-                    raise
                 logs = dict(logs)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
@@ -821,11 +815,18 @@ class Sequential:
         return step if len(x) > step else None
 
     def _predict_in_pieces(self, x, step, batch_size):
-        try:
+        with self._errors_about_all_of(x):
             return np.concatenate([self.predict(x[i:i + step], batch_size)
                                    for i in range(0, len(x), step)])
+
+    @contextlib.contextmanager
+    def _errors_about_all_of(self, x):
+        """Work on pieces of x: a problem a piece shows is reported about all of x (its
+        counts and shape), by checking x whole, which raises."""
+        try:
+            yield
         except ValueError:
-            self._inputs(x)  # a problem with the data: the message about all of it
+            self._inputs(x)
             raise
 
     def __call__(self, x, training=False):
