@@ -23,14 +23,18 @@ namespace {
 #define PYNN_AVX2_COPY __attribute__((target("avx2")))
 #endif
 
+// always_inline: the AVX2 copies below are these loops inlined into an AVX2 function (an
+// out-of-line call would run the SSE2 code there).
 template <Activation A>
-void forward_loop(float param, const float* z, float* y, index_t n) {
+inline __attribute__((always_inline)) void forward_loop(float param, const float* z, float* y,
+                                                        index_t n) {
     for (index_t i = 0; i < n; ++i) y[i] = math::activate(A, z[i], param);
 }
 
 template <Activation A>
-void backward_loop(float param, const float* z, const float* y, const float* dy, float* dz,
-                   index_t n) {
+inline __attribute__((always_inline)) void backward_loop(float param, const float* z,
+                                                         const float* y, const float* dy,
+                                                         float* dz, index_t n) {
     if constexpr (A == Activation::gelu) {
         for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::gelu_grad(z[i]);
     } else {
@@ -41,26 +45,20 @@ void backward_loop(float param, const float* z, const float* y, const float* dy,
 #if defined(PYNN_AVX2_COPY)
 template <Activation A>
 PYNN_AVX2_COPY void forward_loop_avx2(float param, const float* z, float* y, index_t n) {
-    for (index_t i = 0; i < n; ++i) y[i] = math::activate(A, z[i], param);
+    forward_loop<A>(param, z, y, n);
 }
 
 template <Activation A>
 PYNN_AVX2_COPY void backward_loop_avx2(float param, const float* z, const float* y,
                                        const float* dy, float* dz, index_t n) {
-    if constexpr (A == Activation::gelu) {
-        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::gelu_grad(z[i]);
-    } else {
-        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::activation_grad(A, 0.f, y[i], param);
-    }
+    backward_loop<A>(param, z, y, dy, dz, n);
 }
-
-bool avx2_loops() { return std::strcmp(gemm_isa(), "generic") != 0; }
 #endif
 
 template <Activation A>
 void forward_range(float param, const float* z, float* y, index_t n) {
 #if defined(PYNN_AVX2_COPY)
-    if (avx2_loops()) return forward_loop_avx2<A>(param, z, y, n);
+    if (avx2_loops_active()) return forward_loop_avx2<A>(param, z, y, n);
 #endif
     forward_loop<A>(param, z, y, n);
 }
@@ -69,7 +67,7 @@ template <Activation A>
 void backward_range(float param, const float* z, const float* y, const float* dy, float* dz,
                     index_t n) {
 #if defined(PYNN_AVX2_COPY)
-    if (avx2_loops()) return backward_loop_avx2<A>(param, z, y, dy, dz, n);
+    if (avx2_loops_active()) return backward_loop_avx2<A>(param, z, y, dy, dz, n);
 #endif
     backward_loop<A>(param, z, y, dy, dz, n);
 }

@@ -10,7 +10,6 @@
 // AVX2 loops: these passes are bound by memory traffic, and an untested AVX-512 copy is not
 // worth its risk.
 #include <cmath>
-#include <cstring>
 
 #include "cpu/chunks.h"
 #include "cpu/optimizer_ranges.h"
@@ -77,7 +76,7 @@ const opt_detail::OptimizerRanges kGeneric = {
 // avx2 or avx512 where cpuid and the OS allow them, and avx512 support implies avx2.
 const opt_detail::OptimizerRanges& ranges() {
 #if defined(PYNN_X86)
-    if (std::strcmp(gemm_isa(), "generic") != 0) return opt_detail::optimizer_ranges_avx2();
+    if (avx2_loops_active()) return opt_detail::optimizer_ranges_avx2();
 #endif
     return kGeneric;
 }

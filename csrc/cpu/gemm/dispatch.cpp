@@ -98,6 +98,8 @@ const KernelTable& active_kernels() { return *active_slot().load(std::memory_ord
 
 const char* gemm_isa() { return gemm_detail::active_kernels().name; }
 
+bool avx2_loops_active() { return std::strcmp(gemm_isa(), "generic") != 0; }
+
 bool set_gemm_isa(const char* name) {
     const gemm_detail::KernelTable* t = gemm_detail::kernels_by_name(name);
     if (!t) return false;

@@ -237,17 +237,17 @@ void pack_b(int nr, const Problem& p, index_t p0, index_t kc, index_t j0, index_
 // math is libm-free, so the loop vectorises; with an AVX2 copy (8 lanes) where the dispatch
 // runs avx2 or avx512, doing the same IEEE operations as the SSE2 one (the same bits).
 template <Activation ACT>
-void act_tile_t(float* c, index_t ldc, index_t m, index_t n, float param) {
+inline __attribute__((always_inline)) void act_tile_t(float* c, index_t ldc, index_t m,
+                                                      index_t n, float param) {
     for (index_t i = 0; i < m; ++i, c += ldc)
         for (index_t j = 0; j < n; ++j) c[j] = math::activate(ACT, c[j], param);
 }
 
 #if defined(PYNN_X86)
-template <Activation ACT>
+template <Activation ACT>  // the loop above inlined into an AVX2 function
 __attribute__((target("avx2"))) void act_tile_avx2(float* c, index_t ldc, index_t m, index_t n,
                                                    float param) {
-    for (index_t i = 0; i < m; ++i, c += ldc)
-        for (index_t j = 0; j < n; ++j) c[j] = math::activate(ACT, c[j], param);
+    act_tile_t<ACT>(c, ldc, m, n, param);
 }
 #endif
 
@@ -261,7 +261,7 @@ void act_tile_isa(bool avx2, float* c, index_t ldc, index_t m, index_t n, float 
 }
 
 void act_tile(Activation act, float* c, index_t ldc, index_t m, index_t n, float param) {
-    const bool avx2 = std::strcmp(gemm_isa(), "generic") != 0;
+    const bool avx2 = avx2_loops_active();
     switch (act) {
         case Activation::leaky_relu:
             return act_tile_isa<Activation::leaky_relu>(avx2, c, ldc, m, n, param);

@@ -28,6 +28,10 @@ void gemm_ref(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float
 // (PYNN_ISA overrides); set_gemm_isa returns false for a name the CPU cannot run.
 const char* gemm_isa();
 bool set_gemm_isa(const char* name);
+// Whether gemm runs avx2 or avx512 (where cpuid and the OS allow them; avx512 implies avx2):
+// the other kernels' AVX2 loops follow this one choice (read per call, so set_gemm_isa
+// switches them all).
+bool avx2_loops_active();
 bool cpu_supports_isa(const char* name);
 
 // Single-thread peak of an ISA's FMA loop in GFLOP/s, measured for about `seconds`
