@@ -91,9 +91,12 @@ class Optimizer:
     def rate(self):
         """The rate the next update uses, a plain float."""
         if self._schedule is not None:
-            return _check_positive("learning_rate (from the schedule)",
-                                   self._schedule(self.iterations), allow_zero=True)
+            return self._scheduled_rate(self.iterations)
         return self._learning_rate
+
+    def _scheduled_rate(self, step):
+        return _check_positive("learning_rate (from the schedule)", self._schedule(step),
+                               allow_zero=True)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -118,8 +121,7 @@ class Optimizer:
     def scheduled_rates(self, first_step, count):
         """The schedule's rates for steps first_step .. first_step + count - 1 (the native
         engine runs several steps per call)."""
-        return [_check_positive("learning_rate (from the schedule)", self._schedule(step),
-                                allow_zero=True) for step in range(first_step, first_step + count)]
+        return [self._scheduled_rate(step) for step in range(first_step, first_step + count)]
 
     @property
     def clips(self):
