@@ -30,7 +30,7 @@ from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Dropout, Flatten, InputLayer, Layer, get_class
 from .layers.base import as_shape, unique_name
-from .progress import EpochProgress
+from .progress import EpochProgress, logs_line
 
 _PREDICT_BATCH = 1024
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
@@ -725,7 +725,7 @@ class Sequential:
                                               logs=logs)
                 logs = dict(logs)
         if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            print(logs_line(logs))
         return self._format_logs(logs, return_dict)
 
     @contextlib.contextmanager

@@ -10,7 +10,8 @@ import sys
 import time
 
 
-def _format(logs):
+def logs_line(logs):
+    """'loss: 0.1234 - accuracy: 0.9000': how fit and evaluate print logs."""
     return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
 
 
@@ -47,7 +48,7 @@ class EpochProgress:
         if self._bar is not None:
             self._bar.update(1)
             if self._bar.n == self.steps or time.perf_counter() - self._bar.last_print_t > 0.1:
-                self._bar.set_postfix_str(_format(running_logs), refresh=False)
+                self._bar.set_postfix_str(logs_line(running_logs), refresh=False)
 
     def epoch_end(self, epoch, logs):
         elapsed = time.perf_counter() - self._start
@@ -55,7 +56,7 @@ class EpochProgress:
             self._bar.close()  # erased: the line below has every metric, validation's too
             self._bar = None
         if self.mode:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.1f}s - {_format(logs)}",
+            print(f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.1f}s - {logs_line(logs)}",
                   file=self.stream, flush=True)
 
     def close(self):
