@@ -268,8 +268,9 @@ class Sequential:
             raise RuntimeError("the model must be compiled before training or evaluating; "
                                "call model.compile(optimizer, loss)")
         if self.optimizer is None or self.loss is None:  # set to None after compile()
-            raise RuntimeError(f"the model has no {'optimizer' if self.optimizer is None else 'loss'}"
-                               f": set one (model.optimizer = 'adam') or compile again")
+            missing = "optimizer" if self.optimizer is None else "loss"
+            raise RuntimeError(f"the model has no {missing}: set one (model.optimizer = "
+                               f"'adam') or compile again")
 
     def _prepare_compiled(self):
         """Loss fusion, metric objects and the backend's weights, once the model is built
