@@ -32,10 +32,11 @@ _CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_
 
 def _expected_failed_checks(estimator):
     # {check name: reason} for checks that fail by design (they run, and must fail).
-    return {"check_sample_weight_equivalence_on_dense_data":
-            "a weight of 2 is not a repeated sample for mini-batch Adam/SGD: repeats change "
-            "the number of samples, so the batch size ('auto'), the shuffled order and the "
-            "steps per epoch (scikit-learn's MLPs pass it only with lbfgs or tuned sgd)"}
+    why = ("a weight of 2 is not a repeated sample for mini-batch Adam/SGD: repeats change "
+           "the number of samples, so the batch size ('auto'), the shuffled order and the "
+           "steps per epoch (scikit-learn's MLPs pass it only with lbfgs or tuned sgd)")
+    return {"check_sample_weight_equivalence_on_dense_data": why,
+            "check_sample_weight_equivalence_on_sparse_data": why}  # sparse input densified
 
 
 @parametrize_with_checks(_CHECKED, expected_failed_checks=_expected_failed_checks)
@@ -121,7 +122,8 @@ def test_partial_fit_needs_classes_first_and_continues(iris):
         clf.partial_fit(x, y)
     clf.partial_fit(x[:50], y[:50], classes=[0, 1, 2])  # the first chunk holds one class
     clf.partial_fit(x[50:], y[50:])
-    assert clf.n_iter_ == 2 and clf.t_ == len(x)  # samples seen, as scikit-learn counts
+    # as scikit-learn: one epoch per call; t_ the samples seen over all calls
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 2 and clf.t_ == len(x)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     with pytest.raises(ValueError, match="not among classes_"):
         clf.partial_fit(x[:5], np.array([0, 1, 2, 3, 0]))
@@ -156,7 +158,9 @@ def test_warm_start_continues_and_checks_the_classes(iris):
     clf.fit(x, y)
     model, weights = clf.model_, clf.coefs_
     clf.fit(x, y)
-    assert clf.model_ is model and clf.n_iter_ == 6 and clf.t_ == 6 * len(x)
+    # as scikit-learn: n_iter_ counts this call's epochs, loss_curve_ and t_ all of them
+    assert clf.model_ is model and clf.n_iter_ == 3 and clf.t_ == 6 * len(x)
+    assert len(clf.loss_curve_) == 6
     assert not np.array_equal(clf.coefs_[0], weights[0])  # trained on from there
     cold = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0, tol=0.0)
     cold.fit(x, y)
@@ -179,7 +183,7 @@ def test_warm_start_appends_validation_scores(iris):
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, warm_start=True, random_state=0,
                         early_stopping=True, tol=0.0, n_iter_no_change=50)
     clf.fit(x, y).fit(x, y)
-    assert len(clf.validation_scores_) == clf.n_iter_ == 6
+    assert len(clf.validation_scores_) == 6 and clf.n_iter_ == 3
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     clf.set_params(early_stopping=False).fit(x, y)
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
@@ -377,3 +381,65 @@ def test_scikit_learns_whole_parameter_list_is_accepted(iris):
     with pytest.warns(ConvergenceWarning):
         clf = MLPClassifier(**params).fit(x, y)
     assert clf.predict(x).shape == y.shape
+
+
+def test_random_state_leaves_the_global_generator_and_other_threads_alone(iris):
+    """As scikit-learn's: random_state seeds this fit's own draws. It reseeded pynn's global
+    generator, so concurrent fits in threads interleaved their draws (irreproducible) and a
+    fit reset the user's set_seed stream."""
+    import threading
+
+    x, y = iris
+    params = dict(hidden_layer_sizes=(16,), max_iter=3, tol=0.0)
+    expected = {s: MLPClassifier(random_state=s, **params).fit(x, y).coefs_ for s in range(4)}
+
+    pynn.set_seed(123)
+    pynn.config.rng().random()
+    after_one = pynn.config.rng().random()
+    pynn.set_seed(123)
+    pynn.config.rng().random()
+    MLPClassifier(random_state=0, **params).fit(x, y)
+    assert pynn.config.rng().random() == after_one  # the user's stream went on untouched
+
+    results, start = {}, threading.Barrier(4)
+
+    def fit(seed):
+        start.wait()
+        for _ in range(3):
+            results.setdefault(seed, []).append(MLPClassifier(random_state=seed,
+                                                              **params).fit(x, y).coefs_)
+
+    threads = [threading.Thread(target=fit, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed, runs in results.items():
+        for coefs in runs:
+            for got, want in zip(coefs, expected[seed]):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_partial_fit_refuses_early_stopping(iris):
+    x, y = iris
+    for est in (MLPClassifier(early_stopping=True), MLPRegressor(early_stopping=True)):
+        with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+            extra = {"classes": [0, 1, 2]} if isinstance(est, MLPClassifier) else {}
+            est.partial_fit(x, y, **extra)
+
+
+def test_sparse_input_such_as_one_hot_encoders_is_densified(iris):
+    """OneHotEncoder and ColumnTransformer give sparse matrices by default; scikit-learn's MLP
+    takes them, pynn's estimators refused them."""
+    from scipy import sparse
+
+    x, y = iris
+    for fmt in ("csr", "csc", "coo"):
+        xs = sparse.random(150, 30, density=0.1, format=fmt, random_state=0, dtype=np.float64)
+        xs = sparse.hstack([xs, sparse.csr_matrix(x)], format=fmt)
+        dense = xs.toarray()
+        a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(xs, y)
+        b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(dense, y)
+        np.testing.assert_array_equal(a.predict_proba(xs), b.predict_proba(dense))
+        r = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(xs, x[:, 0])
+        assert r.predict(xs).shape == (150,)

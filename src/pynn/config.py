@@ -65,6 +65,19 @@ def rng_untouched():
         _local.rng = previous
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Draws in this thread come meanwhile from a generator seeded with `seed`; pynn's global
+    generator and other threads' draws are left alone (scikit-learn's random_state: fits in
+    concurrent threads stay reproducible, and a user's set_seed stream is not reset)."""
+    previous = getattr(_local, "rng", None)
+    _local.rng = np.random.default_rng(int(seed))
+    try:
+        yield
+    finally:
+        _local.rng = previous
+
+
 # Bumped whenever something a native training engine is built from may have changed (a
 # layer's trainable flag, activation, rate, seed or regularizer, a weight array replaced, a
 # regularizer's factor, the model's optimizer or loss): fit compares it after callbacks ran

@@ -19,8 +19,10 @@ Differences from scikit-learn's own MLPs, by design:
   shorter batch of an epoch is penalised slightly less. Biases are not penalised, as in
   scikit-learn. alpha=0 adds no regularizer (either way the network trains on pynn's native
   engine).
-* random_state: an int (or RandomState) seeds pynn's global generator (pynn.set_seed) at the
-  start of fit; None leaves it as it is. Weight initialisation is Keras' glorot_uniform.
+* random_state: an int (or RandomState) seeds the draws of each fit (weight initialisation,
+  Keras' glorot_uniform, and shuffling) from a generator of its own, as scikit-learn does:
+  pynn's global generator (pynn.set_seed) is left as it is, and fits in concurrent threads
+  are reproducible. None draws from pynn's global generator.
 * Stopping: max_iter is the number of epochs. Training also stops once the monitored loss
   has not improved by tol for n_iter_no_change epochs (pynn.callbacks.EarlyStopping): the
   training loss, or with early_stopping=True the loss on a held-out validation_fraction
@@ -35,16 +37,23 @@ Differences from scikit-learn's own MLPs, by design:
 * sample_weight weighs each sample's loss, as in scikit-learn >= 1.7 (only the ratios count:
   the weights are scaled to mean 1); with mini-batches that is not the same as repeating
   samples (neither is it in scikit-learn).
+* Sparse X (OneHotEncoder's default output) is accepted and made dense (float32) once per
+  call: the network's layers take dense batches, so mind its size for very wide inputs.
+* n_iter_ is the number of epochs of the last fit/partial_fit call (one for partial_fit);
+  loss_curve_ and t_ span all calls, as in scikit-learn. partial_fit refuses
+  early_stopping=True, as scikit-learn does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
 
 import numpy as np
 
 try:
+    from scipy import sparse
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
@@ -62,6 +71,7 @@ from . import config, optimizers, regularizers
 from .layers import Dense, Input
 from .model import Sequential
 
+_SPARSE = ("csr", "csc", "coo")  # accepted, then densified (see _dense)
 _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "linear"}
 
 
@@ -97,6 +107,11 @@ class _BaseMLP(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified per call (_dense)
+        return tags
 
     # ---- checks (in fit, never in __init__: scikit-learn's convention) ----------------------
     def _check_params(self):
@@ -145,11 +160,13 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn: 'auto' is min(200, n); a larger integer is clipped to n.
         return min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
 
-    def _seed(self):
-        if self.random_state is not None:
-            rs = self.random_state
-            seed = rs if _is_int(rs) else check_random_state(rs).randint(2**31 - 1)
-            config.set_seed(int(seed))
+    def _random_draws(self):
+        """The context a fit draws its random numbers in: a generator seeded by random_state
+        for this thread only (None: pynn's global generator)."""
+        rs = self.random_state
+        if rs is None:
+            return contextlib.nullcontext()
+        return config.seeded(rs if _is_int(rs) else check_random_state(rs).randint(2**31 - 1))
 
     # ---- model ------------------------------------------------------------------------------
     def _build_model(self, sizes, n_features, n_outputs, out_activation, loss, batch_size):
@@ -197,6 +214,10 @@ class _BaseMLP(BaseEstimator):
         reg = self._regularizer(batch_size)
         for layer in self._dense_layers():
             layer.kernel_regularizer = reg
+
+    def _check_incremental(self):
+        if self.early_stopping:  # its held-out split spans one fit call (scikit-learn's error)
+            raise ValueError("partial_fit does not support early_stopping=True")
 
     def _first_pass(self, incremental):
         """Whether this fit starts a new network (scikit-learn: unless warm_start or
@@ -249,7 +270,7 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_ = self.best_validation_score_ = None
         losses = [c * float(v) for v in history.history.get("loss", [])]
         self.loss_curve_ = self.loss_curve_ + losses
-        self.n_iter_ = len(self.loss_curve_)
+        self.n_iter_ = len(losses)  # this call's epochs (loss_curve_ spans them all)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else float("nan")
         self.t_ += X.shape[0] * len(losses)  # training samples seen, as scikit-learn counts
@@ -303,7 +324,8 @@ class _BaseMLP(BaseEstimator):
 
     def _raw_predict(self, X):
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = _dense(validate_data(self, X, reset=False, dtype=np.float32,
+                                 accept_sparse=_SPARSE))
         return np.asarray(self.model_.predict(X), dtype=np.float64)
 
 
@@ -370,7 +392,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight=None, classes=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True)
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, accept_sparse=_SPARSE,
+                             multi_output=True)
+        X = _dense(X)
         sample_weight = self._sample_weight(sample_weight, X)
         if not first and not incremental and not self._multilabel:  # warm_start
             labels = np.unique(column_or_1d(y))
@@ -382,7 +406,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if incremental and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit "
                                  "(all the labels the stream may hold)")
-            self._seed()
             codes = self._encode(y, classes)
             sigmoid = self._multilabel or len(self.classes_) == 2
             self.n_outputs_ = 1 if len(self.classes_) == 2 and not self._multilabel \
@@ -405,12 +428,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def fit(self, X, y, sample_weight=None):
         """Train on (X, y) for up to max_iter epochs, from scratch unless warm_start;
         sample_weight scales each sample's loss. Returns self."""
-        return self._fit(X, y, sample_weight)
+        with self._random_draws():
+            return self._fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the previous call; `classes` (every label
         the data may hold) is required on the first call."""
-        return self._fit(X, y, sample_weight, classes=classes, incremental=True)
+        self._check_incremental()
+        with self._random_draws():
+            return self._fit(X, y, sample_weight, classes=classes, incremental=True)
 
     def _predicted_codes(self, out):
         if self._multilabel:
@@ -463,13 +489,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, multi_output=True,
-                             y_numeric=True)
+        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, accept_sparse=_SPARSE,
+                             multi_output=True, y_numeric=True)
+        X = _dense(X)
         sample_weight = self._sample_weight(sample_weight, X)
         y = np.asarray(y, dtype=np.float32)
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
-            self._seed()
             self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
                                             self._batch_size(X.shape[0]))
             self.out_activation_ = "identity"
@@ -484,11 +510,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def fit(self, X, y, sample_weight=None):
         """Train on (X, y) for up to max_iter epochs, from scratch unless warm_start;
         sample_weight scales each sample's loss. Returns self."""
-        return self._fit(X, y, sample_weight)
+        with self._random_draws():
+            return self._fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the previous call."""
-        return self._fit(X, y, sample_weight, incremental=True)
+        self._check_incremental()
+        with self._random_draws():
+            return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         out = self._raw_predict(X)
@@ -496,6 +525,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _encoded_score(self, X, y, sample_weight=None):
         return float(r2_score(y, self.model_.predict(X), sample_weight=sample_weight))
+
+
+def _dense(X):
+    """Sparse X (OneHotEncoder's default output) as a dense float32 array, once per call:
+    pynn's layers take dense batches."""
+    return X.toarray() if sparse.issparse(X) else X
 
 
 def _is_int(value):
