@@ -133,3 +133,51 @@ def test_predict_in_pieces_keeps_float64_batches(rng, monkeypatch):
         assert max(sizes) == 300 and sum(sizes) == 5000  # not a piece (600 rows) at once
     finally:
         pynn.set_floatx(previous)
+
+
+def test_pandas_frames_of_mixed_and_nullable_columns():
+    """A frame of bool and float columns, or of pandas' nullable Int64/Float64/boolean, went
+    through np.asarray as an object array, refused as 'dtype object' without naming a column.
+    Timedelta columns trained as raw ticks."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng()
+    n = 37
+    values = rng.standard_normal((n, 5))
+    frame = pd.DataFrame({
+        "f": values[:, 0],
+        "b": values[:, 1] > 0,
+        "i": pd.array(np.round(values[:, 2] * 10).astype(int), dtype="Int64"),
+        "g": pd.array(values[:, 3], dtype="Float64"),
+        "c": pd.Categorical(np.round(values[:, 4]).astype(int)),
+    })
+    plain = np.column_stack([values[:, 0], values[:, 1] > 0, np.round(values[:, 2] * 10),
+                             values[:, 3], np.round(values[:, 4])]).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3)])
+    model.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_array_equal(model.predict(frame, verbose=0),
+                                  model.predict(plain, verbose=0))
+    y = pd.Series(values[:, 0] * 2)
+    assert np.isfinite(model.evaluate(frame.iloc[:, :5], pd.concat([y] * 3, axis=1),
+                                      verbose=0))
+
+    missing = frame.copy()
+    missing.loc[3, "i"] = pd.NA
+    with pytest.raises(ValueError, match="1 NaN"):
+        model.predict(missing, verbose=0)
+    for column, bad in (("c", pd.Categorical(["x", "y"] * 18 + ["x"])),
+                        ("f", pd.to_timedelta(np.arange(n), unit="s")),
+                        ("f", pd.date_range("2020-01-01", periods=n)),
+                        ("b", ["yes"] * n)):
+        with pytest.raises(TypeError, match=f"column '{column}' has dtype"):
+            model.predict(frame.assign(**{column: bad}), verbose=0)
+    one = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    one.compile(optimizer="sgd", loss="mse")
+    np.testing.assert_array_equal(one.predict(frame["i"], verbose=0),
+                                  one.predict(plain[:, 2:3], verbose=0))
+
+
+def test_timedelta_arrays_are_refused():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(TypeError, match="dates or durations"):
+        model.predict(np.array([[1, 2]], dtype="m8[s]"), verbose=0)

@@ -32,6 +32,8 @@ def _numeric(x, name):
     if isinstance(x, np.ma.MaskedArray):  # its masked entries would be used as they are
         raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
                         f"{name}.filled(value) with the value masked entries should take")
+    if _is_pandas(x):
+        return _pandas_values(x, name)
     try:
         arr = host_array(x)
     except ValueError as exc:  # ragged nesting, such as a Keras-style (x, y) tuple as x
@@ -41,11 +43,42 @@ def _numeric(x, name):
         raise TypeError(f"{name} ({type(x).__name__} of dtype {getattr(x, 'dtype', '?')}) "
                         f"cannot become a numpy array ({exc}); pass a float32 array in "
                         f"host memory (for a PyTorch tensor: x.float().cpu())") from None
+    if arr.dtype.kind in "mM":  # numpy counts timedelta64 as a number: raw ticks, silently
+        raise TypeError(f"{name} holds dates or durations (dtype {arr.dtype}); pynn takes "
+                        f"numbers: convert them (e.g. to seconds) first")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
     return arr
+
+
+def _is_pandas(x):
+    return type(x).__module__.partition(".")[0] == "pandas" and hasattr(x, "to_numpy") \
+        and hasattr(x, "dtypes")
+
+
+def _pandas_values(x, name):
+    """A DataFrame's (or Series') values, checked column by column: numbers and bools, numpy
+    or pandas' nullable ones (pd.NA becomes NaN, which the finiteness check reports), and
+    categories of numbers (their values). np.asarray made mixed or nullable frames object
+    arrays, refused without naming the column."""
+    frame = x.to_frame() if x.ndim == 1 else x
+    dtypes = list(frame.dtypes)
+    for column, dtype in zip(frame.columns, dtypes):
+        kind = getattr(dtype, "kind", "O")
+        if getattr(dtype, "name", "") == "category":
+            kind = getattr(dtype.categories.dtype, "kind", "O")
+        if kind not in "biuf":
+            raise TypeError(f"{name} column {column!r} has dtype {dtype}; pynn takes numbers: "
+                            f"encode it (one-hot or codes for categories, numbers for dates) "
+                            f"or drop it")
+    if all(isinstance(d, np.dtype) for d in dtypes):  # plain numpy columns: their common type
+        common = np.result_type(*dtypes) if dtypes else np.float64
+        arr = frame.to_numpy(dtype=common)
+    else:
+        arr = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    return arr[:, 0] if x.ndim == 1 else arr
 
 
 def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
