@@ -78,6 +78,24 @@ def seeded(seed: int):
         _local.rng = previous
 
 
+@contextlib.contextmanager
+def loading_weights():
+    """Weights made in this thread meanwhile are overwritten by a file's (load_model):
+    pynn's initializers give zeros instead of drawing, so a crafted file's huge declared
+    layers cost no memory (calloc'd pages) before its arrays are found not to match."""
+    previous = getattr(_local, "loading", False)
+    _local.loading = True
+    try:
+        yield
+    finally:
+        _local.loading = previous
+
+
+def loading_weights_now() -> bool:
+    """Whether this thread is inside loading_weights()."""
+    return getattr(_local, "loading", False)
+
+
 # Bumped whenever something a native training engine is built from may have changed (a
 # layer's trainable flag, activation, rate, seed or regularizer, a weight array replaced, a
 # regularizer's factor, the model's optimizer or loss): fit compares it after callbacks ran

@@ -6,7 +6,9 @@ Two kinds share one layout. A weights file (`save_weights`) has `__pynn__`, a JS
 config (layers and their arguments), the compile settings, and the optimizer's step count and
 state arrays (`opt.{param index}.{slot}`), so `load_model` rebuilds a model that predicts and
 goes on training exactly like the saved one. Loading never unpickles and never evaluates a
-string; layer classes come only from pynn's registry or `custom_objects`.
+string; layer classes come only from pynn's registry or `custom_objects`; it reads only the
+arrays the description names, each checked against the bytes its member holds, and never
+data kept outside the file (pynn.archive), so files from anyone load safely.
 
 Files are written atomically: to a temporary file in the same directory, flushed and
 fsynced, then renamed over the target, so an interrupted save never leaves a truncated file.
@@ -17,20 +19,21 @@ user's own load through custom_objects (pynn.custom_objects).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import secrets
 import stat
 import warnings
-import zipfile
 
 import numpy as np
+
+from .archive import META_KEY, open_archive
 
 FORMAT = "pynn-weights"
 MODEL_FORMAT = "pynn-model"
 FORMAT_VERSION = 1
-META_KEY = "__pynn__"
 
 
 def atomic_write(filepath, write):
@@ -341,12 +344,29 @@ def load_model(filepath, custom_objects=None, compile=True):
     losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras. The
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
     compile(backend=...) moves it."""
-    from .config import rng_untouched
+    with read_arrays(filepath) as arrays:
+        with _description_errors(where(filepath), "model"):
+            return _rebuild(arrays, where(filepath), custom_objects, compile)
+
+
+@contextlib.contextmanager
+def _description_errors(filepath, what):
+    """A crafted or damaged description (a list where a dict belongs, a number beyond any
+    size, nesting past the recursion limit) raises ValueError naming the file, as every
+    other problem with a file does, not whatever Python tripped on."""
+    try:
+        yield
+    except (TypeError, KeyError, AttributeError, IndexError, OverflowError,
+            RecursionError) as exc:
+        raise ValueError(f"{filepath!r}: the {what} description is invalid "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _rebuild(arrays, filepath, custom_objects, compile):
+    from .config import loading_weights, rng_untouched
     from .custom_objects import custom_object_scope, file_marks
     from .model import Sequential
 
-    arrays = read_arrays(filepath)
-    filepath = where(filepath)  # for the messages below
     meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
@@ -354,11 +374,15 @@ def load_model(filepath, custom_objects=None, compile=True):
     marked = meta.get("custom_marks") is True  # unmarked components are pynn's
     try:
         # the initial weights drawn here are overwritten below
-        with file_marks(marked), rng_untouched():
+        with file_marks(marked), rng_untouched(), loading_weights():
             model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
-    _assign_weights(model, arrays, meta, filepath, user_depth=2)
+    except ValueError as exc:  # name the file (a units of 10**4000: numpy's "dimension")
+        if repr(filepath) in str(exc):
+            raise
+        raise ValueError(f"{filepath!r}: {exc}") from exc
+    _assign_weights(model, arrays, meta, filepath, user_depth=3)  # user, load_model, _rebuild
     _restore_frozen_weights(model, meta)
     settings = meta.get("compile")
     if compile and settings:
@@ -373,6 +397,9 @@ def load_model(filepath, custom_objects=None, compile=True):
             if not (isinstance(i, int) and 0 <= i < len(params)) or key not in arrays:
                 raise ValueError(f"{filepath!r}: optimizer state entry {entry!r} is invalid")
             p = params[i]
+            if arrays[key].dtype.kind != "f":
+                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has dtype "
+                                 f"{arrays[key].dtype}, expected floats")
             if arrays[key].shape != p.shape:
                 raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has shape "
                                  f"{arrays[key].shape}, the weight {p.shape}")
@@ -383,7 +410,12 @@ def load_model(filepath, custom_objects=None, compile=True):
                 raise ValueError(f"{filepath!r}: optimizer state of {params[i].name!r} has slots "
                                  f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
             opt.set_state_of(params[i], {s: slots[s] for s in expected})
-        opt.iterations = int(state.get("iterations", 0))
+        iterations = state.get("iterations", 0)
+        if isinstance(iterations, bool) or not isinstance(iterations, int) \
+                or not 0 <= iterations < 2**63:
+            raise ValueError(f"{filepath!r}: the optimizer's step count {iterations!r} is not "
+                             f"a count")
+        opt.iterations = iterations
     seed = meta.get("shuffle_seed")
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
@@ -393,60 +425,20 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 
 def read_arrays(filepath):
-    """{name: array} of an .npz (or .h5) file, refusing pickles; clear errors for bad files."""
+    """The Archive (pynn.archive) of an .npz or .h5 file, or of a binary file object: its
+    arrays read, checked, when asked for. Use it in a `with` block."""
     _check_target(filepath, "rb")
     if _is_file_object(filepath):
         data = filepath.read()
-        filepath, source, head = where(filepath), io.BytesIO(data), data[:8]
+        where_, source = where(filepath), io.BytesIO(data)
         if not data:
-            raise ValueError(f"{filepath} has nothing left to read (at its end: seek(0) after "
+            raise ValueError(f"{where_} has nothing left to read (at its end: seek(0) after "
                              f"writing or reading it?)")
     else:
-        filepath = source = os.fspath(filepath)
-        if not os.path.exists(filepath):
-            raise FileNotFoundError(f"no such file: {filepath!r}")
-        with open(filepath, "rb") as f:
-            head = f.read(8)
-    # By content, whatever the name says (earlier builds wrote model .h5 files as zip)
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return _read_h5(source, filepath)
-    # Name what the file is before numpy guesses (it tries unpickling anything not a zip).
-    if head.startswith(b"\x93NUMPY"):
-        raise ValueError(f"{filepath!r} is a .npy file (a single array), not a pynn .npz file")
-    if head[:1] == b"\x80":
-        raise ValueError(f"{filepath!r} holds pickled objects; pynn never loads pickles")
-    if not head.startswith(b"PK"):
-        raise ValueError(f"{filepath!r} is not a pynn .npz (zip) or .h5 file: it starts with "
-                         f"{head!r}")
-    try:
-        with np.load(source, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise ValueError(f"{filepath!r} holds pickled objects; pynn never loads pickles") \
-                from exc
-        raise ValueError(f"{filepath!r} is not a valid .npz file: {exc}") from exc
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"{filepath!r} is not a readable .npz file (truncated or corrupt?): "
-                         f"{exc}") from exc
-
-
-def _read_h5(source, filepath):
-    h5py = _h5py()
-    try:
-        with h5py.File(source, "r") as h5:
-            arrays = {}
-            for key, item in h5.items():
-                if not isinstance(item, h5py.Dataset) or item.dtype.kind not in "fiub":
-                    raise ValueError(f"{filepath!r}: entry {key!r} is not a numeric array")
-                arrays[key] = item[()]
-            if META_KEY in h5.attrs:
-                meta = h5.attrs[META_KEY]
-                arrays[META_KEY] = np.array(meta.decode() if isinstance(meta, bytes) else meta)
-            return arrays
-    except OSError as exc:
-        raise ValueError(f"{filepath!r} is not a readable HDF5 file (truncated or corrupt?): "
-                         f"{exc}") from exc
+        where_ = source = os.fspath(filepath)
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"no such file: {source!r}")
+    return open_archive(source, where_)
 
 
 def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
@@ -455,7 +447,7 @@ def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
         raise ValueError(f"{filepath!r} is not a pynn file (no {META_KEY} entry)")
     try:
         meta = json.loads(str(arrays[META_KEY]))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{filepath!r}: its description is not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, MODEL_FORMAT):
         raise ValueError(f"{filepath!r} is not a pynn file")
@@ -477,17 +469,18 @@ def load_weights(model, filepath, skip_mismatch=False):
     skip_mismatch=True loads the layers whose weights match and leaves the others untouched
     (returning their names); otherwise any mismatch raises and nothing is loaded.
     """
-    arrays = read_arrays(filepath)
-    filepath = where(filepath)  # for the messages below
-    meta = read_meta(arrays, filepath)
-    saved = [l for l in meta["layers"] if l["weights"]]
-    if not model.built:
-        first = saved[0]["weights"][0]["shape"] if saved else None
-        if first is None or len(first) != 2:
-            raise ValueError("build the model (or give it an Input) before loading weights")
-        model._ensure_built((first[0],))
-    # user -> Sequential.load_weights -> here -> _assign_weights
-    return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
+    with read_arrays(filepath) as arrays, _description_errors(where(filepath), "weights"):
+        filepath = where(filepath)  # for the messages below
+        meta = read_meta(arrays, filepath)
+        saved = [l for l in meta["layers"] if l["weights"]]
+        if not model.built:
+            first = saved[0]["weights"][0] if saved else None
+            array = arrays.get(first.get("key")) if first else None
+            if array is None or array.ndim != 2:
+                raise ValueError("build the model (or give it an Input) before loading weights")
+            model._ensure_built((array.shape[0],))  # the stored array's size, not a claim
+        # user -> Sequential.load_weights -> here -> _assign_weights
+        return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
 
 
 def _layers_with_weights(model, meta):

@@ -1,0 +1,242 @@
+"""Reading the arrays of a pynn file (.npz or HDF5) that may come from anyone.
+
+An `Archive` reads an array only when it is asked for, after checking what the file declares
+for it, so a crafted file cannot make loading decompress members nobody refers to (a zip
+bomb beside the real weights), allocate what a header merely claims (a (2**40,) array in a
+few bytes), read other files of the machine (HDF5 external storage, external links, virtual
+datasets) or unpickle anything. Every such problem is a ValueError naming the file and the
+member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+
+import numpy as np
+
+META_KEY = "__pynn__"  # the member holding the file's JSON description
+_NPY_MAGIC = b"\x93NUMPY"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+class Archive:
+    """The named arrays of one file: `name in archive`, `archive[name]` (read, checked and
+    kept on first use), `archive.get(name)`, `archive.names()`. Use it in a `with` block (it
+    holds the file open)."""
+
+    def __init__(self, where):
+        self.where = where  # the file's name in messages
+        self._cache = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        pass
+
+    def names(self):
+        raise NotImplementedError
+
+    def _read(self, name):
+        raise NotImplementedError
+
+    def __contains__(self, name):
+        return name in self.names()
+
+    def check_members(self):
+        """Check what every member declares (not its data): pickles, non-numeric dtypes,
+        sizes beyond the file, data kept outside the file."""
+        raise NotImplementedError
+
+    def __getitem__(self, name):
+        if name not in self._cache:
+            if name not in self:
+                raise KeyError(name)
+            with self._guarded(name):
+                self._cache[name] = self._read(name)
+        return self._cache[name]
+
+    @contextlib.contextmanager
+    def _guarded(self, name):
+        """A corrupt member (bad CRC, unknown compression, encryption, a garbled header)
+        raises ValueError naming it, whatever the reader tripped on."""
+        try:
+            yield
+        except (ValueError, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._bad(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+
+    def get(self, name, default=None):
+        return self[name] if isinstance(name, str) and name in self else default
+
+    def _bad(self, name, why):
+        return ValueError(f"{self.where!r}: array {name!r} {why}")
+
+
+class _ZipArchive(Archive):
+    """An .npz: a zip of .npy members, 'name.npy' read as 'name' (numpy's convention)."""
+
+    def __init__(self, source, where):
+        super().__init__(where)
+        self._zip = zipfile.ZipFile(source)
+        try:
+            self._members = {}
+            for info in self._zip.infolist():
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if name in self._members:  # two members, one name: which one loads is a guess
+                    raise ValueError(f"{where!r} holds two members named {name!r}")
+                self._members[name] = info
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def close(self):
+        self._zip.close()
+
+    def names(self):
+        return self._members.keys()
+
+    def _header(self, f, name):
+        """(shape, fortran order, dtype) of the open member f, checked against the bytes the
+        member holds, before anything is allocated; f is left at the data."""
+        info = self._members[name]
+        if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            raise self._bad(name, "is not a .npy array")
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise self._bad(name, f"has .npy format version {version}, which pynn does not "
+                                  f"read")
+        _check_dtype(self, name, dtype)
+        if any(d < 0 for d in shape):
+            raise self._bad(name, f"declares the shape {shape}")
+        # The header's shape is only a claim: the zip directory says how many bytes the member
+        # holds, and the array must fit in them.
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        have = info.file_size - f.tell()
+        if need > have:
+            raise self._bad(name, f"declares shape {shape} ({need:,} bytes) but holds "
+                                  f"{max(have, 0):,} bytes")
+        return shape, fortran, dtype
+
+    def check_members(self):
+        for name in self._members:  # headers only: a member's data is not decompressed
+            with self._guarded(name), self._zip.open(self._members[name]) as f:
+                self._header(f, name)
+
+    def _read(self, name):
+        with self._zip.open(self._members[name]) as f:
+            shape, fortran, dtype = self._header(f, name)
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            data = f.read(need)
+        if len(data) != need:
+            raise self._bad(name, "is truncated")
+        order = "F" if fortran else "C"
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order="C")
+
+
+class _H5Archive(Archive):
+    """An HDF5 file: one dataset per array at the root, the description an attribute."""
+
+    def __init__(self, source, where, h5py):
+        super().__init__(where)
+        self._h5py = h5py
+        self._file = h5py.File(source, "r")
+
+    def close(self):
+        self._file.close()
+
+    def names(self):
+        names = set(self._file.keys())
+        if META_KEY in self._file.attrs:
+            names.add(META_KEY)
+        return names
+
+    def check_members(self):
+        for name in self._file.keys():
+            with self._guarded(name):
+                self._dataset(name)
+
+    def _read(self, name):
+        if name == META_KEY and META_KEY in self._file.attrs:  # the description
+            meta = self._file.attrs[META_KEY]
+            return np.array(meta.decode() if isinstance(meta, bytes) else meta)
+        return self._dataset(name)[()]
+
+    def _dataset(self, name):
+        h5py = self._h5py
+        link = self._file.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):  # a link reads another file or object
+            raise self._bad(name, f"is a {type(link).__name__}, not an array stored in the "
+                                  f"file")
+        item = self._file[name]
+        if not isinstance(item, h5py.Dataset):
+            raise self._bad(name, "is not an array")
+        if item.external or item.is_virtual:  # its bytes would come from other files
+            raise self._bad(name, "keeps its data outside the file (external storage or a "
+                                  "virtual dataset); pynn reads arrays stored in the file only")
+        _check_dtype(self, name, item.dtype)
+        return item
+
+
+def _check_dtype(archive, name, dtype):
+    if dtype.hasobject:
+        raise archive._bad(name, "holds pickled objects; pynn never loads pickles")
+    if dtype.kind not in "biufU" or dtype.fields is not None or dtype.subdtype is not None:
+        raise archive._bad(name, f"has dtype {dtype}; pynn files hold numeric arrays")
+
+
+def open_archive(source, where):
+    """The Archive of `source` (a path, or a seekable binary stream positioned at the file's
+    start), by content whatever the name says; `where` names it in messages."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(8)
+    else:
+        head = source.read(8)
+        source.seek(0)
+    if head.startswith(_HDF5_MAGIC):
+        from .saving import _h5py
+
+        h5py = _h5py()
+        try:
+            archive = _H5Archive(source, where, h5py)
+        except Exception as exc:  # noqa: BLE001 - OSError, RuntimeError, KeyError, ...
+            raise ValueError(f"{where!r} is not a readable HDF5 file (truncated or corrupt?): "
+                             f"{exc}") from exc
+        return _checked(archive)
+    # Name what the file is before guessing (numpy tries unpickling anything not a zip).
+    if head.startswith(_NPY_MAGIC):
+        raise ValueError(f"{where!r} is a .npy file (a single array), not a pynn .npz file")
+    if head[:1] == b"\x80":
+        raise ValueError(f"{where!r} holds pickled objects; pynn never loads pickles")
+    if not head.startswith(b"PK"):
+        raise ValueError(f"{where!r} is not a pynn .npz (zip) or .h5 file: it starts with "
+                         f"{head!r}")
+    try:
+        archive = _ZipArchive(source, where)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, OSError, ...
+        raise ValueError(f"{where!r} is not a readable .npz file (truncated or corrupt?): "
+                         f"{exc}") from exc
+    return _checked(archive)
+
+
+def _checked(archive):
+    try:
+        archive.check_members()
+    except BaseException:
+        archive.close()
+        raise
+    return archive

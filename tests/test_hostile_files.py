@@ -1,0 +1,281 @@
+"""Files from anyone: loading reads only what the description names, checks what every member
+declares before allocating, never reads other files (HDF5 external storage and links), and
+turns every malformed description into a ValueError naming the file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+import pynn
+
+
+def _model():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="relu"), pynn.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng()
+    model.fit(rng.normal(size=(16, 4)), rng.normal(size=(16, 2)), epochs=1, verbose=0)
+    return model
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as z:
+        return {info.filename: z.read(info) for info in z.infolist()}
+
+
+def _write_zip(path, members):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _with_meta(path, dst, mutate):
+    members = _members(path)
+    meta = json.loads(str(np.load(io.BytesIO(members["__pynn__.npy"]))))
+    mutate(meta)
+    members["__pynn__.npy"] = _npy(np.array(json.dumps(meta)))
+    _write_zip(dst, members)
+    return dst
+
+
+def test_unreferenced_members_are_never_decompressed(tmp_path):
+    """Every member was decompressed, so 1 MB of zip beside the weights could make loading
+    allocate gigabytes. An extra member whose data is corrupt shows it is never read now;
+    its header is still checked."""
+    good = tmp_path / "good.npz"
+    model = _model()
+    model.save(good)
+    members = _members(good)
+    # random data (it compresses little), large enough that reading its header does not
+    # reach the end, where the CRC is checked
+    members["extra.npy"] = _npy(np.random.default_rng().normal(size=300_000))
+    _write_zip(tmp_path / "extra.npz", members)
+    data = bytearray((tmp_path / "extra.npz").read_bytes())
+    with zipfile.ZipFile(tmp_path / "extra.npz") as z:
+        info = z.getinfo("extra.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + info.compress_size - 4: start + info.compress_size] = b"\xff\xff\xff\xff"
+    (tmp_path / "extra.npz").write_bytes(bytes(data))
+    with zipfile.ZipFile(tmp_path / "extra.npz") as z, pytest.raises(Exception):
+        z.read("extra.npy")  # the member really is corrupt
+    loaded = pynn.load_model(tmp_path / "extra.npz")
+    x = np.random.default_rng().normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    members["evil.npy"] = pickled.getvalue()
+    _write_zip(tmp_path / "pickled.npz", members)
+    with pytest.raises(ValueError, match="'evil'.*pickle"):
+        pynn.load_model(tmp_path / "pickled.npz")
+
+
+def test_a_header_that_claims_more_than_the_member_holds(tmp_path):
+    """A (2**40,) header over a few bytes gave numpy's MemoryError ('Unable to allocate 4
+    TiB'); the shape is now checked against the member's size first."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
+    members["layer1.kernel.npy"] = header.getvalue() + b"\x00" * 64
+    _write_zip(tmp_path / "claim.npz", members)
+    for load in (pynn.load_model, _model().load_weights):
+        with pytest.raises(ValueError, match=r"'layer1.kernel' declares shape \(1099511627776,\)"):
+            load(tmp_path / "claim.npz")
+
+
+def test_duplicate_member_names_are_refused(tmp_path):
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    kernel = members["layer1.kernel.npy"]
+    for name in ("layer1.kernel.npy", "layer1.kernel"):
+        with zipfile.ZipFile(good) as z, zipfile.ZipFile(tmp_path / "dup.npz", "w") as out:
+            for info in z.infolist():
+                out.writestr(info, z.read(info))
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+                out.writestr(name, kernel)
+        with pytest.raises(ValueError, match="two members named 'layer1.kernel'"):
+            pynn.load_model(tmp_path / "dup.npz")
+
+
+def test_hdf5_data_kept_outside_the_file_is_refused(tmp_path):
+    """h5py follows external storage and external links: a crafted 'model' read any file of
+    the machine into its weights (and out through predictions)."""
+    h5py = pytest.importorskip("h5py")
+    model = _model()
+    model.save(tmp_path / "m.h5")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"API_KEY=0123456789abcdef" + b"!" * 24)
+    with h5py.File(tmp_path / "m.h5", "r") as h5:
+        meta = h5.attrs["__pynn__"]
+        arrays = {k: h5[k][()] for k in h5.keys()}
+
+    def crafted(name, replace):
+        path = tmp_path / name
+        with h5py.File(path, "w") as h5:
+            h5.attrs["__pynn__"] = meta
+            for key, value in arrays.items():
+                if key != "layer1.kernel":
+                    h5.create_dataset(key, data=value)
+            replace(h5)
+        return path
+
+    external = crafted("external.h5", lambda h5: h5.create_dataset(
+        "layer1.kernel", shape=(4, 3), dtype="<f4", external=[(str(secret), 0, 48)]))
+    with pytest.raises(ValueError, match="'layer1.kernel' keeps its data outside the file"):
+        pynn.load_model(external)
+    with pytest.raises(ValueError, match="outside the file"):
+        _model().load_weights(external)
+
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5.create_dataset("k", data=np.ones((4, 3), np.float32))
+    linked = crafted("linked.h5", lambda h5: h5.__setitem__(
+        "layer1.kernel", h5py.ExternalLink(str(tmp_path / "other.h5"), "k")))
+    with pytest.raises(ValueError, match="'layer1.kernel' is a ExternalLink"):
+        pynn.load_model(linked)
+    soft = crafted("soft.h5", lambda h5: h5.__setitem__("layer1.kernel",
+                                                         h5py.SoftLink("/layer2.kernel")))
+    with pytest.raises(ValueError, match="is a SoftLink"):
+        pynn.load_model(soft)
+
+
+def test_huge_declared_layers_cost_no_memory_before_the_mismatch(tmp_path):
+    """The layers were built, with float64 draws, from the file's config before its arrays
+    were compared: a 4 KB file declaring Dense(15000) on 20000 inputs cost 3.4 GB. Built
+    for loading, pynn's initializers draw nothing (zero pages) and the mismatch is found at
+    once."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+
+    def huge(meta):
+        layers = meta["config"]["layers"]
+        layers[0]["config"]["shape"] = [20000]
+        layers[1]["config"]["units"] = 15000
+    _with_meta(good, tmp_path / "huge.npz", huge)
+    code = textwrap.dedent(f"""
+        import resource, pynn
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            pynn.load_model({str(tmp_path / "huge.npz")!r})
+        except ValueError as exc:
+            print("ValueError", exc)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("grew", (after - before) // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert "ValueError" in out.stdout and "(4, 3)" in out.stdout, out.stdout
+    grew = int(out.stdout.rsplit("grew", 1)[1])
+    assert grew < 200, f"loading grew the peak RSS by {grew} MiB"
+
+
+def test_loading_draws_nothing_and_custom_initializers_still_run(tmp_path):
+    model = _model()
+    model.save(tmp_path / "m.npz")
+    calls = []
+
+    class Counting(pynn.initializers.GlorotUniform):
+        def _values(self, shape, dtype):
+            calls.append(shape)
+            return super()._values(shape, dtype)
+
+    pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, kernel_initializer=Counting())])
+    assert calls == [(4, 3)]
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda m: m["layers"].__setitem__(0, 7), "description is invalid"),
+    (lambda m: m["layers"][1].__setitem__("weights", 5), "description is invalid"),
+    (lambda m: m.__setitem__("compile", [1, 2]), "description is invalid"),
+    (lambda m: m["optimizer_state"].__setitem__("slots", 3), "description is invalid"),
+    (lambda m: m["optimizer_state"].__setitem__("iterations", -5), "step count -5"),
+    (lambda m: m["optimizer_state"].__setitem__("iterations", 2**80), "step count"),
+    (lambda m: m["optimizer_state"].__setitem__("iterations", 1.5), "step count"),
+    (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 10**4000),
+     "good.npz|bad.npz"),
+])
+def test_malformed_descriptions_are_value_errors(tmp_path, mutate, match):
+    """Each gave a TypeError, AttributeError, KeyError or OverflowError (a traceback in the
+    command line, uncaught by services catching ValueError); a negative step count loaded and
+    made every weight NaN at the next fit."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    bad = _with_meta(good, tmp_path / "bad.npz", mutate)
+    with pytest.raises(ValueError, match=match):
+        pynn.load_model(bad)
+
+
+def test_deeply_nested_json_and_non_float_slots(tmp_path):
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    nested = members.copy()
+    nested["__pynn__.npy"] = _npy(np.array("[" * 100000 + "]" * 100000))
+    _write_zip(tmp_path / "nested.npz", nested)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        pynn.load_model(tmp_path / "nested.npz")
+    slot = next(name for name in members if name.startswith("opt."))
+    ints = members.copy()
+    shape = np.load(io.BytesIO(members[slot])).shape
+    ints[slot] = _npy(np.zeros(shape, dtype=np.complex64))
+    _write_zip(tmp_path / "complex.npz", ints)
+    with pytest.raises(ValueError, match="dtype complex64"):
+        pynn.load_model(tmp_path / "complex.npz")
+    ints[slot] = _npy(np.zeros(shape, dtype=np.int32))
+    _write_zip(tmp_path / "ints.npz", ints)
+    with pytest.raises(ValueError, match="dtype int32, expected floats"):
+        pynn.load_model(tmp_path / "ints.npz")
+
+
+def test_load_weights_builds_from_the_stored_array_not_the_claimed_shape(tmp_path):
+    model = _model()
+    model.save_weights(tmp_path / "w.npz")
+
+    def claim(meta):
+        meta["layers"][1]["weights"][0]["shape"] = [70000, 3]
+    _with_meta(tmp_path / "w.npz", tmp_path / "claim.npz", claim)
+    fresh = pynn.Sequential([pynn.Dense(3, activation="relu"), pynn.Dense(2)])
+    fresh.load_weights(tmp_path / "claim.npz")
+    assert fresh.input_shape == (4,)
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_members_name_the_member(tmp_path):
+    """A bad .npy header raised tokenize.TokenError, an unknown compression method
+    NotImplementedError, an encrypted member RuntimeError."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    members["layer1.bias.npy"] = b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',\n"
+    _write_zip(tmp_path / "header.npz", members)
+    with pytest.raises(ValueError, match="'layer1.bias'"):
+        pynn.load_model(tmp_path / "header.npz")
+
+    members["layer1.bias.npy"] = _npy(np.zeros(3, np.float32))[:-5]  # cut short
+    _write_zip(tmp_path / "short.npz", members)
+    with pytest.raises(ValueError, match="'layer1.bias' declares shape"):
+        pynn.load_model(tmp_path / "short.npz")
