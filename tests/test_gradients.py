@@ -77,10 +77,23 @@ def _loss_cases(rng):
         (losses.SparseCategoricalCrossentropy(), probs, labels),
         (losses.SparseCategoricalCrossentropy(from_logits=True), rng.normal(size=(n, d)) * 3,
          labels),
+        # outputs that are not probabilities (a linear or tanh output): rows that sum to
+        # more than 0 are normalised, the others taken as they are - and so differentiated
+        # (the normalisation's term was applied to those too)
+        (losses.CategoricalCrossentropy(), _unnormalised(rng, labels, d), onehot),
+        (losses.SparseCategoricalCrossentropy(), _unnormalised(rng, labels, d), labels),
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+def _unnormalised(rng, labels, d):
+    rows = rng.uniform(0.2, 1.0, size=(len(labels), d))
+    for i in range(0, len(labels), 2):  # every other row sums below zero
+        rows[i] = -rng.uniform(1.0, 2.0, size=d)
+        rows[i, labels[i]] = rng.uniform(0.1, 0.9)
+    return rows
+
+
+@pytest.mark.parametrize("case", range(11))
 def test_loss_gradients(float64_numpy, rng, case):
     loss, y_pred, y_true = _loss_cases(rng)[case]
     b = float64_numpy

@@ -197,7 +197,8 @@ class CategoricalCrossentropy(Loss):
         # A row of zeros (a Dropout after the softmax dropped all of it) counts as clipped
         # probabilities, -log(eps) with no gradient, instead of 0/0 poisoning the weights.
         s = y_pred.sum(axis=-1, keepdims=True)
-        s = xp.where(s > 0, s, 1)
+        normalised = s > 0
+        s = xp.where(normalised, s, 1)
         p = y_pred / s
         pc = xp.clip(p, eps, 1 - eps)
         onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
@@ -206,7 +207,8 @@ class CategoricalCrossentropy(Loss):
         total = float(-(w * onehot * xp.log(pc)).sum())
         inside = (p > eps) & (p < 1 - eps)
         dp = xp.where(inside, -w * onehot / pc, 0)
-        grad = (dp - (dp * p).sum(axis=-1, keepdims=True)) / s  # through the normalisation
+        # through the normalisation, where there was one
+        grad = (dp - xp.where(normalised, (dp * p).sum(axis=-1, keepdims=True), 0)) / s
         return total, (grad * scale).astype(y_pred.dtype, copy=False)
 
     def _dense_targets(self, backend, y_true, classes, dtype):
