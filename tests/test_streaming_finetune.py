@@ -215,3 +215,37 @@ def test_dropout_seed_and_optimizer_reset_mid_fit(change):
     native, layers = _reseed_run("native", change), _reseed_run("layers", change)
     for a, b in zip(native.get_weights(), layers.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_replacing_heads_without_compile_keeps_no_dead_optimizer_state(rng):
+    """The optimizer kept each popped layer's weights and Adam slots (keyed by the weight),
+    ~3.5 MB a swap in a worker replacing heads of a long-lived model; compile() released them,
+    a plain pop()/add() did not."""
+    x = rng.normal(size=(32, 5)).astype(np.float32)
+    y = rng.normal(size=(32, 2)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"), pynn.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    for _ in range(5):
+        model.pop()
+        model.add(pynn.Dense(2))
+        model.fit(x, y, epochs=1, verbose=0)
+        model.pop()
+        model.add(pynn.Dense(2))
+        model.train_on_batch(x, y)
+    live = {id(p) for p in model.params}
+    assert set(model.optimizer._state) == live  # only the current weights' state
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before  # and it still trains
+
+
+def test_calling_the_model_in_training_mode_keeps_no_caches(rng):
+    """model(x, training=True) left every layer's backward cache (~25x the input) in place
+    until the next training step."""
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(8, activation="relu"),
+                             pynn.BatchNormalization(), pynn.Dropout(0.5), pynn.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    out = model(rng.normal(size=(50, 6)), training=True)
+    assert out.shape == (50, 3)
+    assert all(layer._cache is None for layer in model.layers)

@@ -279,6 +279,9 @@ class Sequential:
         last = self._compute_layers[-1] if self._compute_layers else None
         if last is None:
             raise ValueError("the model has no layers to train")
+        # the state of weights no longer in the model (a layer popped or replaced without
+        # compile) would be kept for as long as the optimizer lives
+        self.optimizer.keep_only(self.params)
         self._fused = (self.loss.fuses_activation
                        and last.output_activation == self.loss.fused_activation)
         out_dim = int(np.prod(self.output_shape))
@@ -842,8 +845,12 @@ class Sequential:
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
         b = self.backend
-        return np.asarray(b.to_numpy(self._forward(b.asarray(x, self._dtype), training=True,
-                                                   logits=False)))
+        try:
+            y = self._forward(b.asarray(x, self._dtype), training=True, logits=False)
+        finally:  # no backward follows: the layers' caches (~25x the input) go
+            for layer in self._compute_layers:
+                layer._cache = None
+        return np.asarray(b.to_numpy(y))
 
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):

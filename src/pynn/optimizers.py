@@ -152,6 +152,12 @@ class Optimizer:
     def set_state_of(self, param, slots):
         self._state[id(param)] = (param, slots)
 
+    def keep_only(self, params):
+        """Forget the state of every weight not in `params` (the model's weights now)."""
+        live = {id(p): p for p in params}
+        for key in [k for k, (p, _) in self._state.items() if live.get(k) is not p]:
+            del self._state[key]
+
     def _slots_for(self, param):
         state = self.state_of(param)
         if state is None:
