@@ -223,7 +223,7 @@ def test_flat_targets_against_single_output_are_reshaped(loss_name, rng):
 def test_other_shape_mismatches_raise(loss_name, pred_shape, y_shape):
     loss = losses.get(loss_name)
     pred = np.full(pred_shape, 0.5)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="shape|2 or more outputs"):  # one class: refused
         loss(np.zeros(y_shape), pred)
 
 
@@ -293,3 +293,23 @@ def test_keras_style_containers_as_x_are_named(rng):
     with pytest.raises(TypeError, match="dict; pynn takes arrays"):
         model.predict({"input": x})
     assert model.predict([list(r) for r in x]).shape == (8, 1)  # nested lists still work
+
+
+@pytest.mark.parametrize("loss_name", ["categorical_crossentropy",
+                                       "sparse_categorical_crossentropy"])
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax", "linear"])
+def test_categorical_losses_refuse_a_single_output(loss_name, activation):
+    """One output with a categorical loss logged loss 0.0 and accuracy 1.0 on every path while
+    nothing trained (its softmax is always 1); Keras warns of both."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation=activation)])
+    assert (activation == "softmax") == any("softmax over 1 unit" in str(w.message)
+                                            for w in caught)
+    model.compile(optimizer="adam", loss=loss_name, metrics=["accuracy"])
+    x, y = np.zeros((8, 3)), np.zeros((8, 1))
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y)):
+        with pytest.raises(ValueError, match="needs 2 or more outputs.*binary_crossentropy"):
+            call()

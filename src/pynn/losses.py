@@ -182,6 +182,18 @@ class CategoricalCrossentropy(Loss):
     def get_config(self):
         return {"from_logits": self.from_logits}
 
+    def prepare_targets(self, y, output_shape, dtype):
+        self._check_classes(output_shape)
+        return super().prepare_targets(y, output_shape, dtype)
+
+    def _check_classes(self, output_shape):
+        """One output is one class: its softmax is 1.0, the loss 0 and accuracy 1, while
+        nothing trains (a binary model given this loss)."""
+        if tuple(output_shape)[-1:] == (1,):
+            raise ValueError(f"{self.name} needs 2 or more outputs (one per class), the model "
+                             f"has 1: for two classes use one sigmoid output with "
+                             f"binary_crossentropy, or 2 softmax outputs")
+
     def _count(self, y_pred):
         # One loss per class distribution: per sample, or per (sample, step) for sequences
         # (N, T, classes), whose mean is over N * T positions as in Keras and PyTorch.
@@ -226,6 +238,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     one_d_predictions = None  # (batch, classes) only
 
     def prepare_targets(self, y, output_shape, dtype):
+        self._check_classes(output_shape)
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]

@@ -9,6 +9,7 @@ dx = dz kernel^T (skipped for the first layer).
 from __future__ import annotations
 
 import numbers
+import warnings
 
 from .. import activations as act_mod
 from .. import initializers, regularizers
@@ -26,6 +27,10 @@ class Dense(Layer):
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)  # numpy integers too
         self.activation = act_mod.get(activation)
+        if self.units == 1 and self.activation.name == "softmax":  # Keras warns too
+            warnings.warn(f"Dense {self.name!r}: a softmax over 1 unit always outputs 1.0, so "
+                          f"the layer learns nothing; for two classes use one 'sigmoid' unit "
+                          f"(binary_crossentropy) or 2 softmax units", UserWarning, stacklevel=2)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
