@@ -476,3 +476,64 @@ def test_evaluate_from_several_threads_gives_each_its_own_metrics(rng):
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def _multilabel_model(seed, metrics):
+    data = np.random.default_rng(seed)  # the same data for the same seed
+    x = data.normal(size=(60, 5)).astype(np.float32)
+    y = (data.random(size=(60, 3)) < 0.4).astype(np.float32)
+    pynn.set_seed(1)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=metrics)
+    return model, x, y
+
+
+def test_metric_objects_read_multilabel_outputs_as_their_names_do(rng):
+    """Precision()/Recall()/F1Score()/AUC() objects took a multi-label model's outputs as
+    classes (the argmax of multi-hot rows), while the same metrics named as strings pooled the
+    labels as Keras does."""
+    names = ["precision", "recall", "f1_score", "auc"]
+    seed = int(rng.integers(2**32))
+    model, x, y = _multilabel_model(seed, names)
+    by_name = model.evaluate(x, y, return_dict=True)
+    objects = [M.Precision(), M.Recall(), M.F1Score(), M.AUC()]
+    model, x, y = _multilabel_model(seed, objects)
+    by_object = model.evaluate(x, y, return_dict=True)
+    p = model.predict(x, verbose=0)
+    assert by_object == pytest.approx(by_name)
+    assert by_object["auc"] == pytest.approx(skm.roc_auc_score(y.ravel(), p.ravel()))
+    assert by_object["precision"] == pytest.approx(
+        _sk(skm.precision_score, y.ravel(), p.ravel() > 0.5))
+    # asked for explicitly, the multi-class reading stays available
+    model, x, y = _multilabel_model(seed, [M.Precision(multilabel=False)])
+    p = model.predict(x, verbose=0)
+    assert model.evaluate(x, y, return_dict=True)["precision"] == pytest.approx(
+        _sk(skm.precision_score, y.argmax(1), p.argmax(1), average="macro",
+            labels=np.union1d(y.argmax(1), p.argmax(1))))
+    # outside compile an object reads (N, C) as classes, as the functions do by default
+    m, y3, p3 = M.Precision(), np.eye(3)[[0, 1, 2, 1]], _softmax(rng.normal(size=(4, 3)))
+    m.update_state(y3, p3)
+    assert m.result() == M.precision(y3, p3)
+    assert M.Precision(multilabel=None).get_config()["multilabel"] is None
+
+
+def test_keras_metric_and_loss_names_are_accepted(rng):
+    """Keras' class names as strings ('AUC', 'Precision', 'RootMeanSquaredError', ...), a
+    loss named as a metric, a loss class and its class name: refused before."""
+    model, x, y = _multilabel_model(int(rng.integers(2**32)), ["AUC", "Precision", "BinaryAccuracy",
+                                          "binary_crossentropy"])
+    logs = model.evaluate(x, y, return_dict=True)
+    assert set(logs) == {"loss", "auc", "precision", "binary_accuracy", "binary_crossentropy"}
+    assert logs["binary_crossentropy"] == pytest.approx(logs["loss"], rel=1e-5)
+    r = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2)])
+    for loss in ("MeanSquaredError", pynn.losses.MeanSquaredError):
+        r.compile(optimizer="sgd", loss=loss, metrics=["RootMeanSquaredError", "R2Score"])
+        assert isinstance(r.loss, pynn.losses.MeanSquaredError)
+        logs = r.evaluate(x, y[:, :2], return_dict=True)
+        assert logs["root_mean_squared_error"] == pytest.approx(np.sqrt(logs["loss"]),
+                                                                rel=1e-5)
+
+    def my_loss(y_true, y_pred):
+        return ((y_true - y_pred) ** 2).mean()
+    with pytest.raises(ValueError, match="'my_loss' as a loss: pynn has no autodiff"):
+        r.compile(optimizer="sgd", loss=my_loss)

@@ -302,13 +302,20 @@ def get(identifier) -> Loss:
                             f"pynn.losses.MeanSquaredError does; pynn has no autodiff for "
                             f"a call()")
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):  # Keras takes classes
+        return get(identifier())
     if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
+        cls = _pynn_class(identifier)  # 'mse', or Keras' class name 'MeanSquaredError'
         if cls is None:
             raise ValueError(f"unknown loss {identifier!r}; known: {', '.join(sorted(_ALIASES))}")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
         return _custom.rebuild(identifier, _pynn_class, "loss")
+    if callable(identifier):  # Keras' loss functions: pynn would need their gradient
+        raise ValueError(f"cannot use the function {getattr(identifier, '__name__', identifier)!r}"
+                         f" as a loss: pynn has no autodiff, so a loss of your own is a "
+                         f"pynn.losses.Loss subclass giving its value and gradient "
+                         f"(_sum_and_grad, as pynn.losses.MeanSquaredError does)")
     raise ValueError(f"cannot interpret {identifier!r} as a loss (a name, a Loss, or a "
                      f"Loss subclass's instance for a loss of your own)")
 

@@ -23,8 +23,10 @@ Classification conventions (shared by the functions and the objects):
   `roc_auc_score`), not Keras' 200-threshold approximation; for multi-class it is the
   one-vs-rest macro average over classes that have both positives and negatives; it is NaN when
   no class has both;
-- with `multilabel=True` (chosen by compile for binary cross-entropy with several outputs),
-  every output is its own binary label and all of them are pooled (Keras' default).
+- with `multilabel=True` (chosen by compile for binary cross-entropy with several outputs,
+  for the names and for metric objects left at their default multilabel=None), every output
+  is its own binary label and all of them are pooled (Keras' default, its AUC's
+  multi_label=False).
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
 `r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
 "uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
@@ -357,17 +359,33 @@ class MeanMetricWrapper(Metric):
         return self._total / self._count if self._count else float("nan")
 
 
-class _ConfusionMetric(Metric):
-    def __init__(self, threshold=0.5, multilabel=False, name=None):
+class _LabelMetric(Metric):
+    """A classification metric whose reading of (N, C) outputs is `multilabel`: True pools
+    every output as its own binary label, False takes them as C classes; None (the default)
+    lets compile choose as it does for the metric's name (labels under binary cross-entropy
+    with several outputs), and means classes outside compile."""
+
+    _compiled_multilabel = False  # compile's choice for multilabel=None
+
+    def __init__(self, multilabel=None, name=None):
+        self.multilabel = None if multilabel is None else bool(multilabel)
+        super().__init__(name)
+
+    @property
+    def _pooled(self):
+        return self._compiled_multilabel if self.multilabel is None else self.multilabel
+
+
+class _ConfusionMetric(_LabelMetric):
+    def __init__(self, threshold=0.5, multilabel=None, name=None):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"{type(self).__name__}: threshold must be in [0, 1], got "
                              f"{threshold}")
         self.threshold = float(threshold)
-        self.multilabel = bool(multilabel)
-        super().__init__(name)
+        super().__init__(multilabel, name)
 
     def _batch_state(self, y_true, y_pred):
-        return _confusion(self.name, y_true, y_pred, self.threshold, self.multilabel)
+        return _confusion(self.name, y_true, y_pred, self.threshold, self._pooled)
 
     def _merge(self, a, b):
         if a.shape != b.shape:
@@ -404,7 +422,7 @@ class F1Score(_ConfusionMetric):
     _score = staticmethod(_f1_from)
 
 
-class AUC(Metric):
+class AUC(_LabelMetric):
     """Exact ROC AUC over every sample seen: keeps a copy of the scores (N x outputs floats)
     and labels, since an exact AUC needs the full ranking."""
 
@@ -412,16 +430,12 @@ class AUC(Metric):
     direction = "up"
     costly_result = True
 
-    def __init__(self, multilabel=False, name=None):
-        self.multilabel = bool(multilabel)
-        super().__init__(name)
-
     def reset_state(self):
         self._state = None
         self._cached = None
 
     def _batch_state(self, y_true, y_pred):
-        return [_auc_scores(self.name, y_true, y_pred, self.multilabel)]
+        return [_auc_scores(self.name, y_true, y_pred, self._pooled)]
 
     def _merge(self, a, b):
         if a[0][1].shape[1:] != b[0][1].shape[1:]:
@@ -490,6 +504,18 @@ _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
     "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
     "auc": AUC, "roc_auc": AUC,
 }
+_CROSSENTROPIES = ("binary_crossentropy", "categorical_crossentropy",
+                   "sparse_categorical_crossentropy")
+_KERAS_NAMES = {  # Keras' metric classes named as strings -> the name their logs use
+    "AUC": "auc", "Precision": "precision", "Recall": "recall", "F1Score": "f1_score",
+    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
+    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+    "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
+    "RootMeanSquaredError": "root_mean_squared_error", "R2Score": "r2_score",
+    "BinaryCrossentropy": "binary_crossentropy",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+}
 _REGRESSION = {
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
     "r2": R2Score, "r2_score": R2Score,
@@ -510,26 +536,35 @@ def accuracy_for(loss_name, output_dim):
 def get(identifier, loss_name, output_dim):
     """The Metric object for a compile() metric: a name, a Metric, or a function
     fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count)."""
-    if isinstance(identifier, Metric):
-        return identifier
+    # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
+    multilabel = loss_name == "binary_crossentropy" and output_dim > 1
     if isinstance(identifier, type) and issubclass(identifier, Metric):
-        return identifier()
+        identifier = identifier()
+    if isinstance(identifier, Metric):
+        if isinstance(identifier, _LabelMetric):  # for multilabel=None (the default)
+            identifier._compiled_multilabel = multilabel
+        return identifier
     if callable(identifier) and not isinstance(identifier, str):
         return MeanMetricWrapper(identifier)
     if not isinstance(identifier, str):
         raise ValueError(f"cannot interpret {identifier!r} as a metric")
+    if identifier in _KERAS_NAMES:  # Keras' class names as strings: "AUC", "Precision"
+        identifier = _KERAS_NAMES[identifier]
+    if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
+        from . import losses
+
+        return MeanMetricWrapper(losses.get(identifier), identifier, "down")
     if identifier in ("accuracy", "acc"):
         return MeanMetricWrapper(accuracy_for(loss_name, output_dim), identifier, "up")
     if identifier in _FUNCTIONS:
         direction = "up" if identifier.endswith("accuracy") else "down"
         return MeanMetricWrapper(_FUNCTIONS[identifier], identifier, direction)
     if identifier in _CLASSIFICATION:
-        # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
-        multilabel = loss_name == "binary_crossentropy" and output_dim > 1
         return _CLASSIFICATION[identifier](multilabel=multilabel, name=identifier)
     if identifier in _REGRESSION:
         return _REGRESSION[identifier](name=identifier)
-    known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION]
+    known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_CROSSENTROPIES,
+             *_KERAS_NAMES]
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
