@@ -178,3 +178,24 @@ def test_sample_weight_must_be_numbers():
     for bad in (["1", "2"], np.array([1 + 1j, 1])):
         with pytest.raises(TypeError, match="sample_weight must be numbers"):
             model.fit(np.zeros((2, 2)), np.zeros(2), sample_weight=bad, epochs=1, verbose=0)
+
+
+def test_class_weight_on_multi_label_targets_warns(rng):
+    """Multi-hot rows are weighted by their argmax's class alone (Keras' rule), silently
+    before; per-label weighting is what a multi-label user likely means."""
+    import warnings
+
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    multi = np.zeros((20, 3), np.float32)
+    multi[:, 1:] = 1
+    with pytest.warns(UserWarning, match="multi-label targets.*argmax") as caught:
+        model.fit(x, multi, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    assert caught[0].filename == __file__  # points at the fit call
+    onehot = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
+    smoothed = onehot * 0.9 + 0.1 / 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(x, onehot, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+        model.fit(x, smoothed, class_weight={0: 1.0, 1: 2.0}, verbose=0)

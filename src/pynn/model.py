@@ -350,6 +350,12 @@ class Sequential:
             if not isinstance(class_weight, dict):
                 raise TypeError(f"class_weight must be a dict {{class: weight}}, got "
                                 f"{type(class_weight).__name__}")
+            if y.ndim == 2 and y.shape[1] > 1 and y.size and \
+                    not np.allclose(np.asarray(y).sum(axis=1), 1):
+                warnings.warn("class_weight with multi-label targets (rows that are not "
+                              "one-hot) weighs each row by its argmax's class alone, as Keras "
+                              "does; for per-label or per-row weights pass sample_weight",
+                              UserWarning, stacklevel=3)
             labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0])
             labels = np.asarray(labels)
             if labels.size and (not np.isfinite(labels).all() or (labels < 0).any()
