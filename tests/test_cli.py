@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -25,15 +28,34 @@ def write_csv(path, names, rows):
     return path
 
 
+def blobs(labels=(3, 5, 7)):
+    """(features (120, 2), labels): three well-separated classes, 40 samples each."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [6, 6], [0, 6]])
+    x = centers[np.repeat([0, 1, 2], 40)] + rng.normal(scale=0.5, size=(120, 2))
+    return x.round(4), np.repeat(labels, 40)
+
+
 @pytest.fixture
 def blobs_csv(tmp_path):
     """Three well-separated classes, labelled 3/5/7, plus a target column last."""
-    rng = np.random.default_rng(0)
-    centers = np.array([[0, 0], [6, 6], [0, 6]])
-    labels = np.repeat([3, 5, 7], 40)
-    x = centers[np.repeat([0, 1, 2], 40)] + rng.normal(scale=0.5, size=(120, 2))
-    rows = [(a, b, c) for (a, b), c in zip(x.round(4), labels)]
+    x, labels = blobs()
+    rows = [(a, b, c) for (a, b), c in zip(x, labels)]
     return write_csv(tmp_path / "blobs.csv", ["f1", "f2", "label"], rows), labels
+
+
+@pytest.fixture(scope="module")
+def blobs_model(tmp_path_factory):
+    """A model trained (briefly) on blobs_csv's data, for tests of predict's output."""
+    folder = tmp_path_factory.mktemp("blobs_model")
+    x, labels = blobs()
+    path = write_csv(folder / "blobs.csv", ["f1", "f2", "label"],
+                     [(a, b, c) for (a, b), c in zip(x, labels)])
+    model = folder / "m.npz"
+    out = run_cli("train", "--data", path, "--target", "label", "--layers", "8", "--epochs",
+                  "1", "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    return model
 
 
 def test_train_then_predict_classification(tmp_path, blobs_csv):
@@ -44,6 +66,8 @@ def test_train_then_predict_classification(tmp_path, blobs_csv):
     assert out.returncode == 0, out.stderr
     assert "classify 'label'" in out.stdout and "3 classes" in out.stdout
     meta = json.loads((tmp_path / "model.npz.columns.json").read_text())
+    # The model file's hash: predict tells a sidecar left from another model
+    assert meta.pop("model_sha256") == hashlib.sha256(model.read_bytes()).hexdigest()
     assert meta == {"features": ["f1", "f2"], "target": "label", "task": "classify",
                     "classes": [3, 5, 7]}
     assert pynn.load_model(model).output_shape == (3,)
@@ -119,6 +143,10 @@ def test_task_option_overrides_the_guess(tmp_path, blobs_csv):
     assert out.returncode == 0, out.stderr
     assert "regress 'label'" in out.stdout
     assert pynn.load_model(tmp_path / "m.npz").output_shape == (1,)
+    out = run_cli("predict", "--model", tmp_path / "m.npz", "--data", path, "--proba")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    model = str(tmp_path / "m.npz")
+    assert f"--proba needs a classification model; {model!r} is a regression" in out.stderr
 
 
 def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
@@ -142,7 +170,8 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
 @pytest.mark.parametrize("case, message", [
     ("missing_file", "no such file"),
     ("missing_target", "has no column 'nope'"),
-    ("non_numeric", "column 'b' holds a non-numeric, missing or infinite value on line 3"),
+    ("non_numeric", ("column 'b' holds a non-numeric, missing or infinite value on line 3: "
+                     "'x' (an ID or other non-feature? leave it out with --drop COLUMN)")),
     ("infinite_rate", "--learning-rate must be a finite number > 0"),
     ("no_target_arg", "--target COLUMN is required"),
     ("npz_without_y", "must hold arrays 'x' and 'y'"),
@@ -150,6 +179,27 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
     ("beyond_float32", "holds 1 value(s) beyond float32's range"),
     ("npz_beyond_float32", "holds 1 value(s) beyond float32's range"),
     ("unnamed_column", "column(s) [3] have no name in the header row (a trailing comma"),
+    # A target mixing numbers and text is more likely a typo than labels
+    ("mixed_target", ("holds a non-numeric, missing or infinite value on line 3: 'x' (if "
+                      "the column holds class labels, give --task classify)")),
+    ("text_target_regress", "on line 2: 'cat'; --task regress needs numbers"),
+    # pandas writes an all-NaN row as ",,": a row of missing values, not a blank line
+    ("row_of_empty_fields", ("column 'a' holds a non-numeric, missing or infinite value on "
+                             "line 3: ''")),
+    ("drop_unknown", "--drop: {good} has no column(s) ['nope']; its columns are ['a', 'b']"),
+    ("drop_target", "--drop names the target column 'b'"),
+    ("drop_every_feature", ("has no feature columns besides the target 'b' and the dropped "
+                            "['a']")),
+    ("drop_npz", "--drop names CSV columns; an .npz file's features have no names"),
+    ("npz_scalar_x", "'x' must hold one row per sample and at least one sample, got shape ()"),
+    ("npz_no_rows", ("'x' must hold one row per sample and at least one sample, got shape "
+                     "(0, 3)")),
+    ("npz_no_features", "'x' has no feature columns (shape (4, 0))"),
+    ("npz_is_text", "is not a readable .npz file (pickled objects are never loaded)"),
+    ("npz_object_array", "is not a readable .npz file (pickled objects are never loaded)"),
+    # float64 rounds them (int64 would wrap those beyond 2**63-1): refused, not stored wrong
+    ("npz_uint64_labels", "holds integer class labels of magnitude 2**53 or more"),
+    ("npz_int64_labels", "holds integer class labels of magnitude 2**53 or more"),
 ])
 def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
     good = write_csv(tmp_path / "good.csv", ["a", "b"], [(1, 0), (2, 1)])
@@ -158,19 +208,44 @@ def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
     huge = write_csv(tmp_path / "huge.csv", ["a", "b", "c"], [(1, 1e300, 0), (2, 3, 1)])
     np.savez(tmp_path / "huge.npz", x=[[1.0], [-1e39]], y=[0.0, 1.0])
     trailing = write_csv(tmp_path / "trailing.csv", ["a", "b", ""], [(1, 0, ""), (2, 1, "")])
+    words = write_csv(tmp_path / "words.csv", ["a", "b"], [(1, "cat"), (2, "dog")])
+    empty_row = write_csv(tmp_path / "empty_row.csv", ["a", "b"], [(1, 0), ("", ""), (2, 1)])
+    np.savez(tmp_path / "scalar.npz", x=np.float64(1), y=np.float64(0))
+    np.savez(tmp_path / "no_rows.npz", x=np.zeros((0, 3)), y=np.zeros(0))
+    np.savez(tmp_path / "no_features.npz", x=np.zeros((4, 0)), y=np.arange(4))
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    np.savez(tmp_path / "object.npz", x=np.array([{}, 1], dtype=object), y=np.zeros(2))
+    np.savez(tmp_path / "uint64.npz", x=np.arange(4.0)[:, None],
+             y=np.array([2**63 + 1, 2**64 - 1] * 2, dtype=np.uint64))
+    np.savez(tmp_path / "int64.npz", x=np.arange(4.0)[:, None],
+             y=np.array([2**53 + 1, 2**53 + 3] * 2, dtype=np.int64))
     args = {"missing_file": ["--data", tmp_path / "none.csv", "--target", "b"],
             "missing_target": ["--data", good, "--target", "nope"],
-            "non_numeric": ["--data", bad, "--target", "b"],
+            "non_numeric": ["--data", bad, "--target", "a"],
             "no_target_arg": ["--data", good],
             "npz_without_y": ["--data", tmp_path / "xonly.npz"],
             "beyond_float32": ["--data", huge, "--target", "c"],
             "npz_beyond_float32": ["--data", tmp_path / "huge.npz"],
             "unnamed_column": ["--data", trailing, "--target", "b"],
-            "infinite_rate": ["--data", good, "--target", "b", "--learning-rate", "inf"]}[case]
+            "infinite_rate": ["--data", good, "--target", "b", "--learning-rate", "inf"],
+            "mixed_target": ["--data", bad, "--target", "b"],
+            "text_target_regress": ["--data", words, "--target", "b", "--task", "regress"],
+            "row_of_empty_fields": ["--data", empty_row, "--target", "b"],
+            "drop_unknown": ["--data", good, "--target", "b", "--drop", "nope"],
+            "drop_target": ["--data", good, "--target", "b", "--drop", "b"],
+            "drop_every_feature": ["--data", good, "--target", "b", "--drop", "a"],
+            "drop_npz": ["--data", tmp_path / "huge.npz", "--drop", "a"],
+            "npz_scalar_x": ["--data", tmp_path / "scalar.npz"],
+            "npz_no_rows": ["--data", tmp_path / "no_rows.npz"],
+            "npz_no_features": ["--data", tmp_path / "no_features.npz"],
+            "npz_is_text": ["--data", tmp_path / "text.npz"],
+            "npz_object_array": ["--data", tmp_path / "object.npz"],
+            "npz_uint64_labels": ["--data", tmp_path / "uint64.npz"],
+            "npz_int64_labels": ["--data", tmp_path / "int64.npz"]}[case]
     out = run_cli("train", *args, "--out", tmp_path / "m.npz")
     assert out.returncode == 2
-    assert message in out.stderr
-    assert "Traceback" not in out.stderr
+    assert message.format(good=repr(str(good))) in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "allow_pickle" not in out.stderr
     assert not (tmp_path / "m.npz").exists()
 
 
@@ -199,6 +274,8 @@ def test_help(command):
     out = run_cli(command, "--help")
     assert out.returncode == 0
     assert f"usage: pynn {command}" in out.stdout
+    for option in {"train": ["--drop"], "predict": ["--keep", "--proba"]}.get(command, []):
+        assert option in out.stdout
 
 
 def test_bench_prints_rates():
@@ -354,3 +431,180 @@ def test_demo_errors_exit_2_before_training(tmp_path, args, message):
 def test_demo_epochs_must_be_a_non_negative_integer():
     result = run_cli("demo", "--epochs", -1)
     assert result.returncode == 2 and "an integer >= 0" in result.stderr
+
+
+def read_csv_rows(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_train_drop_leaves_columns_out(tmp_path):
+    """A Kaggle train.csv's id, df.to_csv()'s named index: neither a feature nor the target
+    (the text id would not even parse). predict ignores them: it picks features by name."""
+    x, labels = blobs()
+    rows = [(f"row-{i}", i, a, b, c) for i, ((a, b), c) in enumerate(zip(x, labels))]
+    data = write_csv(tmp_path / "train.csv", ["id", "idx", "f1", "f2", "label"], rows)
+    model = tmp_path / "m.npz"
+    out = run_cli("train", "--data", data, "--target", "label", "--drop", "id", "--drop",
+                  " idx", "--epochs", "1", "--out", model, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "from 2 features, 120 samples" in out.stdout
+    meta = json.loads((tmp_path / "m.npz.columns.json").read_text())
+    assert meta["features"] == ["f1", "f2"]
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 121
+    out = run_cli("train", "--data", data, "--target", "label", "--drop", "id,idx,f2",
+                  "--epochs", "1", "--out", model, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "m.npz.columns.json").read_text())["features"] == ["f1"]
+
+
+def test_predict_keeps_rows_of_empty_fields(tmp_path, blobs_model):
+    """One output row per input row: empty lines (and blank ones) are no rows, but a row of
+    empty fields (pandas' all-NaN row, ",,") is a row with missing values, an error, never
+    skipped (the predictions would shift against the input's rows)."""
+    data = tmp_path / "x.csv"
+    data.write_text("f1,f2\n1,2\n\n   \n3,4\n")
+    out = run_cli("predict", "--model", blobs_model, "--data", data)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == 3
+    data.write_text("f1,f2\n1,2\n,\n3,4\n")
+    out = run_cli("predict", "--model", blobs_model, "--data", data)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "column 'f1' holds a non-numeric, missing or infinite value on line 3: ''" in (
+        out.stderr)
+
+
+def test_predict_keep_and_proba(tmp_path, blobs_model):
+    """A submission: --keep copies the id column verbatim (quoting kept valid), first;
+    --proba writes each class's probability, <target>_<label>, instead of the label."""
+    ids = ["a-1", " b,2 ", '"c"']
+    data = tmp_path / "test.csv"
+    data.write_text('id,f2,f1\na-1,0,0\n" b,2 ",6,6\n"""c""",6,0\n')
+    out = run_cli("predict", "--model", blobs_model, "--data", data, "--keep", "id",
+                  "--proba")
+    assert out.returncode == 0, out.stderr
+    header, *rows = read_csv_rows(out.stdout)
+    assert header == ["id", "label_3", "label_5", "label_7"]
+    assert [r[0] for r in rows] == ids
+    probs = np.array([r[1:] for r in rows], dtype=float)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    model = pynn.load_model(blobs_model)
+    np.testing.assert_allclose(probs, model.predict(np.array([[0, 0], [6, 6], [0, 6.0]])),
+                               rtol=1e-5)
+    out = run_cli("predict", "--model", blobs_model, "--data", data, "--keep", "f1,id")
+    assert out.returncode == 0, out.stderr
+    header, *rows = read_csv_rows(out.stdout)
+    assert header == ["f1", "id", "label"] and [r[:2] for r in rows] == [
+        ["0", ids[0]], ["6", ids[1]], ["0", ids[2]]]
+    assert all(r[2] in ("3", "5", "7") for r in rows)
+    out = run_cli("predict", "--model", blobs_model, "--data", data, "--keep", "id,nope")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--keep: " in out.stderr and "has no column(s) ['nope']" in out.stderr
+
+
+def test_text_class_labels_and_true_false(tmp_path):
+    """A text target (cat, dog) is classified, its sorted labels the classes, and predict
+    gives the labels back; True/False (pandas' bools) read as 1/0, features and target."""
+    x, labels = blobs(["dog", "cat", "bird, small"])
+    data = tmp_path / "animals.csv"
+    data.write_text("f1,f2,animal\n" + "".join(f'{a},{b},"{c}"\n' for (a, b), c
+                                               in zip(x, labels)))
+    model = tmp_path / "m.npz"
+    out = run_cli("train", "--data", data, "--target", "animal", "--layers", "16", "--epochs",
+                  "30", "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "classify 'animal'" in out.stdout and "3 classes" in out.stdout
+    meta = json.loads((tmp_path / "m.npz.columns.json").read_text())
+    assert meta["classes"] == ["bird, small", "cat", "dog"]
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 0, out.stderr
+    header, *rows = read_csv_rows(out.stdout)
+    assert header == ["animal"]
+    assert np.mean([r[0] == c for r, c in zip(rows, labels)]) > 0.95
+    # Numbers among the text: labels only when --task says so
+    mixed = write_csv(tmp_path / "mixed.csv", ["a", "b"], [(1, 0), (2, "x"), (3, "x")])
+    out = run_cli("train", "--data", mixed, "--target", "b", "--task", "classify",
+                  "--epochs", "1", "--out", model, "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "m.npz.columns.json").read_text())["classes"] == ["0", "x"]
+
+    flags = write_csv(tmp_path / "flags.csv", ["f1", "flag", "survived"],
+                      [(1, "True", "False"), (2, "false", "TRUE"), (3, "TRUE", "true"),
+                       (4, "False", "False")])
+    out = run_cli("train", "--data", flags, "--target", "survived", "--epochs", "1", "--out",
+                  model, "--quiet")
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((tmp_path / "m.npz.columns.json").read_text())
+    assert meta["features"] == ["f1", "flag"] and meta["classes"] == [0, 1]
+    out = run_cli("predict", "--model", model, "--data", flags)
+    assert out.returncode == 0, out.stderr
+    assert set(out.stdout.split()[1:]) <= {"0", "1"}
+
+
+def test_predict_refuses_another_models_sidecar(tmp_path, blobs_csv):
+    """train renames the model into place, then writes the sidecar: should that fail (a full
+    disk), the new model sat next to the old sidecar and predict mapped its outputs to the
+    old class labels. The sidecar keeps the model file's SHA-256; one from older versions,
+    without it, is still read."""
+    path, _ = blobs_csv
+    model, sidecar = tmp_path / "m.npz", tmp_path / "m.npz.columns.json"
+    train = ["train", "--data", path, "--target", "label", "--epochs", "1", "--out", model,
+             "--quiet"]
+    assert run_cli(*train, "--layers", "8").returncode == 0
+    old = sidecar.read_text()
+    assert run_cli(*train, "--layers", "4").returncode == 0
+    sidecar.write_text(old)  # as if writing the new one had failed
+    out = run_cli("predict", "--model", model, "--data", path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"{str(sidecar)!r} belongs to another model" in out.stderr
+    meta = json.loads(old)
+    del meta["model_sha256"]
+    sidecar.write_text(json.dumps(meta))
+    out = run_cli("predict", "--model", model, "--data", path)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ([1, 2], "must hold a JSON object, as `pynn train` writes, not a list"),
+    pytest.param("features", "must hold a JSON object, as `pynn train` writes, not a str",
+                 id="a_string"),
+    ({"classes": [3, 5]}, "'classes' must be a list of 3 class labels"),
+    ({"classes": {"3": 0, "5": 1, "7": 2}}, "'classes' must be a list of 3 class labels"),
+    ({"classes": None}, "'classes' must be a list of 3 class labels"),
+    ({"classes": [3, True, None]}, "'classes' must be a list of 3 class labels"),
+    ({"features": 5}, "'features' must be a list of the 2 feature column names"),
+    ({"features": "ab"}, "'features' must be a list of the 2 feature column names"),
+    ({"features": ["f1", "f2", "f3"]}, "'features' must be a list of the 2 feature column"),
+    ({"offsets": [{}, {}]}, "'offsets' must be 2 finite numbers, one per feature"),
+    ({"offsets": [10**400, 0]}, "'offsets' must be 2 finite numbers, one per feature"),
+    ({"target": 5}, "'target' must be the target column's name"),
+    ({"task": "cluster"}, "'task' must be 'classify' or 'regress'"),
+    ({"model_sha256": 5}, "'model_sha256' must be the model file's SHA-256"),
+    ({"model_sha256": "0" * 64}, "belongs to another model"),
+    pytest.param(b'{"target": "\xff"}', "is not a readable JSON file", id="not_utf8"),
+    pytest.param(b"[" * 100_000, "is not a readable JSON file", id="deep_nesting"),
+])
+def test_predict_checks_the_sidecar(tmp_path, content, message):
+    """The sidecar may be edited, damaged or another model's: each field is checked, and a
+    problem is a UsageError naming the file and the field, not an AttributeError, IndexError,
+    KeyError, TypeError, UnicodeDecodeError or RecursionError (nor, for features "ab", the
+    columns ['a', 'b'])."""
+    from pynn import tabular
+
+    model = tmp_path / "m.npz"
+    pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, activation="softmax")]).save(model)
+    data = write_csv(tmp_path / "x.csv", ["f1", "f2", "a", "b"], [(0, 1, 2, 3)])
+    sidecar = tmp_path / "m.npz.columns.json"
+    good = {"features": ["f1", "f2"], "target": "label", "task": "classify",
+            "classes": [3, 5, 7], "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    sidecar.write_text(json.dumps(good))
+    assert tabular.predict(str(model), str(data), print_fn=lambda *a, **k: None)[0] in (3, 5, 7)
+    if isinstance(content, bytes):
+        sidecar.write_bytes(content)
+    else:  # a dict: fields changed in the good sidecar
+        sidecar.write_text(json.dumps({**good, **content} if isinstance(content, dict)
+                                      else content))
+    with pytest.raises(tabular.UsageError) as info:
+        tabular.predict(str(model), str(data), print_fn=lambda *a, **k: None)
+    assert repr(str(sidecar)) in str(info.value) and message in str(info.value)

@@ -17,19 +17,25 @@ name (other columns, the target included, are ignored) and classes come back as 
 For a model trained on an .npz (its features have no names) the CSV's columns are the features
 by position, a column named like the target dropped; without the JSON file every column is a
 feature, by position. Output is a CSV with one column named after the target ('prediction'
-without the JSON file; prediction_0, prediction_1, ... for a model with several outputs)."""
+without the JSON file; prediction_0, prediction_1, ... for a model with several outputs), one
+row per input row (a row with a missing feature value is an error, not skipped). --keep id
+copies input columns verbatim as the first output columns (a submission's id); --proba gives
+a classifier's probabilities instead of the label, one column <target>_<label> per class.
+The JSON file holds the model file's SHA-256: one left from another model is refused."""
 
 _TRAIN_HELP = """\
 Train an MLP on tabular data and save it with model.save (pynn.load_model reads it).
-Data: a CSV with a header row (all values numeric; --target names the target column, every
-other column is a feature) or an .npz holding arrays 'x' and 'y' (or 'x' and --target).
-The task is classification when the target holds integer values with at most 20 distinct
-values, else regression, unless --task says. Features (and regression targets) are
-standardised for training and the scaling is folded into the first (and last) layer, so the
-saved model takes and gives raw values, except columns far from zero for their spread
-(timestamps, IDs), which float32 would round: the model takes those minus offsets. Also
-writes <out>.columns.json (feature names, target, task, class labels, offsets) for
-`pynn predict`, which subtracts the offsets in float64."""
+Data: a CSV with a header row (--target names the target column, --drop COL,... columns to
+leave out, such as an ID or pandas' index; every other column is a feature and must be
+numeric, True/False counting as 1/0) or an .npz holding arrays 'x' and 'y' (or 'x' and
+--target). The task is classification when the target holds text labels (cat, dog: sorted,
+they are the classes) or integer values with at most 20 distinct values, else regression,
+unless --task says. Features (and regression targets) are standardised for training and the
+scaling is folded into the first (and last) layer, so the saved model takes and gives raw
+values, except columns far from zero for their spread (timestamps, IDs), which float32 would
+round: the model takes those minus offsets. Also writes <out>.columns.json (feature names,
+target, task, class labels, offsets, the model file's SHA-256) for `pynn predict`, which
+subtracts the offsets in float64."""
 
 
 def _layers(text):
@@ -55,6 +61,14 @@ def _int_at_least(minimum, expected):
     return parse
 
 
+def _columns(text):
+    """An argparse type: comma-separated column names (spaces around each dropped)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected column names like id,date, got {text!r}")
+    return names
+
+
 _positive = _int_at_least(1, "a positive integer")
 _non_negative = _int_at_least(0, "an integer >= 0")
 
@@ -75,12 +89,16 @@ def main(argv=None) -> int:
     p_train.add_argument("--data", required=True, help="training data: file.csv or file.npz")
     p_train.add_argument("--target", default=None,
                          help="the target column (CSV, required) or array (.npz; default 'y')")
+    p_train.add_argument("--drop", type=_columns, action="extend", default=[],
+                         metavar="COL[,COL...]",
+                         help="CSV columns that are neither features nor the target (an ID)")
     p_train.add_argument("--layers", type=_layers, default=[64, 64],
                          help="hidden layer sizes, comma-separated (default 64,64)")
     p_train.add_argument("--epochs", type=_non_negative, default=20, help="default 20")
     p_train.add_argument("--out", default="model.npz", help="model file (default model.npz)")
     p_train.add_argument("--task", choices=["auto", "classify", "regress"], default="auto",
-                         help="default auto: classify integer targets with few values")
+                         help="default auto: classify text labels, or integer targets with few "
+                              "values")
     p_train.add_argument("--batch-size", type=_positive, default=32, help="default 32")
     p_train.add_argument("--learning-rate", type=float, default=1e-3,
                          help="Adam's learning rate (default 0.001)")
@@ -93,6 +111,11 @@ def main(argv=None) -> int:
     p_predict.add_argument("--model", required=True, help="a model file from `pynn train`")
     p_predict.add_argument("--data", required=True, help="a CSV file with a header row")
     p_predict.add_argument("--out", default=None, help="CSV to write (default: stdout)")
+    p_predict.add_argument("--keep", type=_columns, action="extend", default=[],
+                           metavar="COL[,COL...]",
+                           help="input columns to copy as the first output columns (an ID)")
+    p_predict.add_argument("--proba", action="store_true",
+                           help="classifiers: one probability column per class, not the label")
     sub.add_parser("bench", help="a quick timing: one GEMM and one training epoch (seconds)",
                    description="Times a 512x512x512 float32 GEMM and one epoch of an MLP "
                                "on 50,000 synthetic tabular samples; prints GFLOP/s and "
@@ -129,9 +152,11 @@ def main(argv=None) -> int:
                                          f"{args.learning_rate}")
             tabular.train(args.data, args.target, args.layers, args.epochs, args.out,
                           task=args.task, batch_size=args.batch_size, seed=args.seed,
-                          learning_rate=args.learning_rate, verbose=0 if args.quiet else 1)
+                          learning_rate=args.learning_rate, verbose=0 if args.quiet else 1,
+                          drop=args.drop)
         elif args.command == "predict":
-            tabular.predict(args.model, args.data, args.out)
+            tabular.predict(args.model, args.data, args.out, keep=args.keep,
+                            proba=args.proba)
         elif args.command == "bench":
             tabular.bench()
     except (tabular.UsageError, OSError) as exc:  # a missing file, a full disk, no permission

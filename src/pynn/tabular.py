@@ -5,15 +5,16 @@ layer (W / std, b - (mean / std) @ W), so the saved model takes raw feature valu
 nothing else to predict (except for columns far from zero, below); regression targets are
 standardised too and the last layer rescaled back (W * std_y, b * std_y + mean_y). Next to
 the model it writes `<model>.columns.json`: the feature column names, the target name, the
-task and (for classification) the class labels, which `predict` uses to pick the feature
-columns from a CSV by name (a target column there is ignored) and to turn output indices
-back into labels. A column whose values sit far from zero for their spread (timestamps, IDs)
-would lose its information when predict casts it to float32: such columns are centred in
-float64 before the cast, by offsets the JSON file keeps ("offsets"), and the model takes them
-centred: `pynn predict` subtracts them (it needs the JSON file then), model.predict from
-Python takes x - offsets. Features from an .npz have no names: predict then takes the CSV's
-columns by position, dropping a column named like the target.
-Without the JSON file every column of the CSV is a feature, by position.
+task, (for classification) the class labels (numbers, or the sorted words of a text target
+column) and the model file's SHA-256, which `predict` uses to pick the feature columns from a
+CSV by name (a target column there is ignored), to turn output indices back into labels, and
+to refuse a JSON file left from another model. A column whose values sit far from zero for
+their spread (timestamps, IDs) would lose its information when predict casts it to float32:
+such columns are centred in float64 before the cast, by offsets the JSON file keeps
+("offsets"), and the model takes them centred: `pynn predict` subtracts them (it needs the
+JSON file then), model.predict from Python takes x - offsets. Features from an .npz have no
+names: predict then takes the CSV's columns by position, dropping a column named like the
+target. Without the JSON file every column of the CSV is a feature, by position.
 
 Every problem with the user's files raises UsageError, which the command line prints as one
 line and exits with code 2.
@@ -22,6 +23,7 @@ line and exits with code 2.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -91,54 +93,129 @@ def csv_columns(path):
     return names
 
 
-def read_csv(path, columns=None):
-    """(column names, float array (rows, len(columns))) of a CSV file with a header row: the
-    values of `columns` (default all), in that order. Only those must be numbers; quoted
-    numbers are fine; blank lines are skipped."""
+def _number(text):
+    """A CSV field's number (quotes and spaces around it are fine), True/False as 1/0 (pandas
+    writes bool columns so), else None (text, or an empty field: a missing value)."""
+    text = text.strip()
+    if text.lower() in ("true", "false"):
+        return float(text.lower() == "true")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _csv_records(path, columns=None):
+    """(column names, an iterator of (fields of `columns` as text, line number)) over a CSV
+    file's data rows (default all columns, in that order)."""
     names = csv_columns(path)
-    columns = names if columns is None else list(columns)
-    idx = [names.index(c) for c in columns]
-    out = []
-    f, rows = _csv_rows(path)
-    with f:
-        try:
-            next(rows)  # the header
-            for row in rows:
-                if not row or not any(field.strip() for field in row):
-                    continue
-                if len(row) != len(names):
-                    raise UsageError(f"{path!r}: line {rows.line_num} has {len(row)} fields, "
-                                     f"the header names {len(names)} columns")
-                values = []
-                for i in idx:
-                    try:
-                        v = float(row[i].strip())
-                    except ValueError:
-                        v = float("nan")
-                    if not math.isfinite(v):
-                        raise UsageError(f"{path!r}: column {names[i]!r} holds a non-numeric, "
-                                         f"missing or infinite value on line {rows.line_num}: "
-                                         f"{row[i]!r}")
-                    values.append(v)
-                out.append(values)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise UsageError(f"{path!r} is not a CSV text file: {exc}") from None
-    if not out:
+    idx = [names.index(c) for c in (names if columns is None else columns)]
+
+    def records():
+        f, rows = _csv_rows(path)
+        with f:
+            try:
+                next(rows)  # the header
+                for row in rows:
+                    # Only an empty line is skipped (or a blank one, when the header names
+                    # several columns): a row of empty fields, as pandas writes an all-NaN row
+                    # (",,"), is a row of missing values; skipping it would shift predict's
+                    # output rows.
+                    if not row or (len(names) > 1 and len(row) == 1 and not row[0].strip()):
+                        continue
+                    if len(row) != len(names):
+                        raise UsageError(f"{path!r}: line {rows.line_num} has {len(row)} "
+                                         f"fields, the header names {len(names)} columns")
+                    yield [row[i] for i in idx], rows.line_num
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise UsageError(f"{path!r} is not a CSV text file: {exc}") from None
+    return names, records()
+
+
+def read_csv_fields(path, columns=None):
+    """(column names, rows, line numbers) of a CSV file with a header row: each data row's
+    fields of `columns` (default all), in that order, as text."""
+    names, records = _csv_records(path, columns)
+    fields, lines = [], []
+    for row, line in records:
+        fields.append(row)
+        lines.append(line)
+    if not fields:
         raise UsageError(f"{path!r} has a header but no data rows")
-    return names, np.array(out, dtype=np.float64).reshape(len(out), len(idx))
+    return names, fields, lines
 
 
-def load_training_data(path, target):
-    """(x, y, feature names) from a CSV (target = a column name) or an .npz file (arrays
-    'x' and 'y', or 'x' and the array named by target)."""
+def read_csv(path, columns=None, text_hint=""):
+    """(column names, float array (rows, len(columns))) of a CSV file with a header row: the
+    values of `columns` (default all), in that order. Only those must be numbers (or
+    True/False); quoted numbers are fine; empty lines are skipped. text_hint: added to the
+    error for a value that is text (not for a missing one). Converted row by row (a list of
+    floats is smaller than the text it came from)."""
+    names, records = _csv_records(path, columns)
+    columns = names if columns is None else list(columns)
+    values = []
+    for row, line in records:
+        numbers = [_number(text) for text in row]
+        for v, text, column in zip(numbers, row, columns):
+            if v is None or not math.isfinite(v):
+                hint = text_hint if v is None and text.strip() else ""
+                raise UsageError(f"{_bad_value(path, column, line, text)}{hint}")
+        values.append(numbers)
+    if not values:
+        raise UsageError(f"{path!r} has a header but no data rows")
+    return names, np.array(values, dtype=np.float64).reshape(len(values), len(columns))
+
+
+def _bad_value(path, column, line, text):
+    return UsageError(f"{path!r}: column {column!r} holds a non-numeric, missing or infinite "
+                      f"value on line {line}: {text!r}")
+
+
+def _read_target(path, target, task):
+    """A CSV's target column: floats when every value is a number (or True/False), else the
+    values as text, class labels (cat, dog). A column mixing numbers and text is more likely a
+    numeric one with a typo: with --task auto that is an error, with classify labels."""
+    _, fields, lines = read_csv_fields(path, [target])
+    texts = [row[0] for row in fields]
+    numbers = [_number(t) for t in texts]
+    words = [i for i, (v, t) in enumerate(zip(numbers, texts)) if v is None and t.strip()]
+    if not words:
+        for v, t, line in zip(numbers, texts, lines):
+            if v is None or not math.isfinite(v):
+                raise _bad_value(path, target, line, t)
+        return np.array(numbers, dtype=np.float64)
+    first = words[0]
+    if task == "regress":
+        raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])}; --task "
+                         f"regress needs numbers")
+    if task != "classify" and len(words) < len(texts):
+        raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])} (if the "
+                         f"column holds class labels, give --task classify)")
+    for t, line in zip(texts, lines):
+        if not t.strip():
+            raise _bad_value(path, target, line, t)
+    return np.array([t.strip() for t in texts])  # labels: choose_task classifies them
+
+
+def load_training_data(path, target, drop=(), task="auto"):
+    """(x, y, feature names, target name) from a CSV (target = a column name; the columns in
+    `drop` are left out) or an .npz file (arrays 'x' and 'y', or 'x' and the array named by
+    target). y is float64, or text labels (a CSV's non-numeric target, unless task says
+    regress)."""
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path!r}")
     if path.lower().endswith(".npz"):
+        if drop:
+            raise UsageError("--drop names CSV columns; an .npz file's features have no names")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one usage error
-            raise UsageError(f"{path!r} is not a readable .npz file: {exc}") from None
+            # numpy takes any file that is no zip or .npy for a pickle, and advises loading it
+            # "unsafely": never done here, so that advice is not passed on.
+            why = ("pickled objects are never loaded" if "pickle" in str(exc).lower()
+                   else str(exc))
+            raise UsageError(f"{path!r} is not a readable .npz file ({why})") from None
         y_key = target if target in arrays else ("y" if target is None else None)
         if "x" not in arrays or y_key not in arrays:
             want = f"'x' and {target!r}" if target else "'x' and 'y'"
@@ -146,6 +223,12 @@ def load_training_data(path, target):
         x, y = arrays["x"], arrays[y_key]
         if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
             raise UsageError(f"{path!r}: 'x' and {y_key!r} must be numeric arrays")
+        for key, array in (("x", x), (y_key, y)):
+            if array.ndim == 0 or len(array) == 0:
+                raise UsageError(f"{path!r}: {key!r} must hold one row per sample and at least "
+                                 f"one sample, got shape {array.shape}")
+        if x.size == 0:
+            raise UsageError(f"{path!r}: 'x' has no feature columns (shape {x.shape})")
         x = x.reshape(len(x), -1).astype(np.float64)
         y = y.reshape(len(y), -1)
         if y.shape[1] != 1:
@@ -168,13 +251,24 @@ def load_training_data(path, target):
                          f"remove them")
     if target not in names:
         raise UsageError(f"{path!r} has no column {target!r}; its columns are {names}")
-    col = names.index(target)
-    if len(names) < 2:
-        raise UsageError(f"{path!r} has no feature columns besides the target {target!r}")
-    _, values = read_csv(path)
-    _check_float32_range(path, values)
-    features = [n for i, n in enumerate(names) if i != col]
-    return np.delete(values, col, axis=1), values[:, col], features, target
+    unknown = [c for c in drop if c not in names]
+    if unknown:
+        raise UsageError(f"--drop: {path!r} has no column(s) {unknown}; its columns are "
+                         f"{names}")
+    if target in drop:
+        raise UsageError(f"--drop names the target column {target!r}")
+    features = [n for n in names if n != target and n not in drop]
+    if not features:
+        raise UsageError(f"{path!r} has no feature columns besides the target {target!r}"
+                         + (f" and the dropped {list(drop)}" if drop else ""))
+    # Dropped columns may hold anything (text IDs)
+    _, x = read_csv(path, features, text_hint=" (an ID or other non-feature? leave it out "
+                                              "with --drop COLUMN)")
+    y = _read_target(path, target, task)
+    _check_float32_range(path, x)
+    if y.dtype.kind == "f":
+        _check_float32_range(path, y)
+    return x, y, features, target
 
 
 def _check_float32_range(path, values):
@@ -195,9 +289,12 @@ def centring_offsets(x, std):
 
 
 def choose_task(y, task):
-    """'classify' or 'regress': as asked, else classes for few integer values."""
+    """'classify' or 'regress': as asked, else classes for text labels or few integer
+    values."""
     if task in ("classify", "regress"):
         return task
+    if y.dtype.kind == "U":  # text labels (load_training_data refused them for regress)
+        return "classify"
     values = np.unique(y)
     integral = np.array_equal(values, np.round(values))
     return "classify" if integral and 2 <= len(values) <= MAX_AUTO_CLASSES else "regress"
@@ -205,14 +302,14 @@ def choose_task(y, task):
 
 # ---- training ---------------------------------------------------------------------------------
 def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=None,
-          learning_rate=1e-3, verbose=1, print_fn=print):
+          learning_rate=1e-3, verbose=1, drop=(), print_fn=print):
     import pynn
 
     for path in (out, sidecar_path(out)):
         check_output_path(path, inputs=[data])
     if seed is not None:
         pynn.set_seed(seed)
-    x, y, features, target = load_training_data(data, target)
+    x, y, features, target = load_training_data(data, target, drop, task)
     task = choose_task(y, task)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0  # a constant column: leave it unscaled rather than divide by 0
@@ -227,7 +324,13 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise UsageError(f"target {target!r} has a single value; nothing to classify")
-        if np.array_equal(classes, np.round(classes)):
+        if classes.dtype.kind == "f" and np.array_equal(classes, np.round(classes)):
+            # Beyond 2**53 float64 has rounded the integers (distinct labels may have merged),
+            # and beyond 2**63 int64 would wrap them: refused rather than stored wrong.
+            if np.abs(classes).max() >= 2.0**53:
+                raise UsageError(f"target {target!r} holds integer class labels of magnitude "
+                                 f"2**53 or more, which float64 cannot hold exactly; renumber "
+                                 f"them (or give --task regress if they are quantities)")
             classes = classes.astype(np.int64)  # CSV values are floats; labels 0, 1, not 0.0
         meta["classes"] = [c.item() for c in classes]
         model.add(pynn.Dense(len(classes), activation="softmax"))
@@ -256,11 +359,24 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         last.set_weights([(kernel * y_std).astype(kernel.dtype),
                           (bias * y_std + y_mean).astype(bias.dtype)])
     model.save(out)
+    # The sidecar is written second: should that fail (a full disk), an older sidecar would
+    # describe the new model (its class labels mapped to the wrong outputs). The model file's
+    # hash in the sidecar lets predict tell. (A pipe as --out cannot be read back.)
+    if not is_stream(out):
+        meta["model_sha256"] = file_sha256(out)
     atomic_write(sidecar_path(out), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     final = {k: round(v[-1], 6) for k, v in history.history.items()}
     scale = " (on standardised targets)" if task == "regress" else ""
     print_fn(f"saved {out} (and {sidecar_path(out)}); final epoch{scale}: {final}")
     return model
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fold_standardization(model, mean, std):
@@ -273,7 +389,9 @@ def _fold_standardization(model, mean, std):
 
 
 # ---- prediction -------------------------------------------------------------------------------
-def predict(model_path, data, out=None, print_fn=print):
+def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
+    """Predictions for a CSV's rows, as CSV: the columns in `keep` copied from the input
+    first, then the target's (the class label; with proba, one probability per class)."""
     import pynn
 
     if not os.path.isfile(model_path):
@@ -287,16 +405,21 @@ def predict(model_path, data, out=None, print_fn=print):
     if len(model.input_shape) != 1:
         raise UsageError(f"{model_path!r} takes samples of shape {model.input_shape}; a CSV "
                          f"row is one flat feature vector (use model.predict from Python)")
+    n_features = model.input_shape[0]
     meta = None
     if os.path.isfile(sidecar_path(model_path)):
-        try:
-            with open(sidecar_path(model_path)) as f:
-                meta = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"{sidecar_path(model_path)!r} is unreadable: {exc}") from None
+        meta = read_sidecar(model_path, n_features, math.prod(model.output_shape))
+    if proba and (meta or {}).get("task") != "classify":
+        why = ("a regression model" if meta is not None and meta.get("task") == "regress"
+               else f"not known as one ({sidecar_path(model_path)!r}, which names its classes, "
+               f"is missing or names no task)")
+        raise UsageError(f"--proba needs a classification model; {model_path!r} is {why}")
     # Only the feature columns are read (others, the target's included, may hold anything).
-    names = csv_columns(data)
-    n_features = model.input_shape[0]
+    names = all_names = csv_columns(data)
+    missing = [c for c in keep if c not in all_names]
+    if missing:
+        raise UsageError(f"--keep: {data!r} has no column(s) {missing}; its columns are "
+                         f"{all_names}")
     if meta is not None and meta.get("features") is None and meta.get("target") in names:
         # Trained on an .npz: the features have no names, the target column is dropped.
         names = [n for n in names if n != meta["target"]]
@@ -317,27 +440,30 @@ def predict(model_path, data, out=None, print_fn=print):
     _, x = read_csv(data, features)
     offsets = (meta or {}).get("offsets")
     if offsets is not None:
-        offsets = np.asarray(offsets, dtype=np.float64) if isinstance(offsets, list) else None
-        if offsets is None or offsets.shape != (x.shape[1],) or not np.isfinite(offsets).all():
-            raise UsageError(f"{sidecar_path(model_path)!r}: 'offsets' must be "
-                             f"{x.shape[1]} finite numbers, one per feature")
-        x = x - offsets  # in float64, before predict's cast to float32
+        x = x - np.asarray(offsets, dtype=np.float64)  # in float64, before the float32 cast
     try:  # float64 in: predict names values beyond float32's range itself
         outputs = model.predict(x)
     except ValueError as exc:
         raise UsageError(f"{data!r}: {exc}") from None
     column = (meta or {}).get("target") or "prediction"
     outputs = outputs.reshape(len(outputs), -1)
-    if meta is not None and meta.get("task") == "classify":
+    # str of a numpy scalar: the shortest text that reads back as the model's float32
+    # (0.64016306, not tolist()'s double 0.6401630640029907)
+    text_rows = [[str(v) for v in row] for row in outputs]
+    preds = outputs.tolist()
+    if proba:
+        header = [f"{column}_{label}" for label in meta["classes"]]
+    elif meta is not None and meta.get("task") == "classify":
         header, preds = [column], [[meta["classes"][i]] for i in np.argmax(outputs, axis=1)]
         text_rows = preds
     else:  # one column per output: a model saved from Python may have several
         header = ([column] if outputs.shape[1] == 1
                   else [f"{column}_{j}" for j in range(outputs.shape[1])])
-        preds = outputs.tolist()
-        # str of a numpy scalar: the shortest text that reads back as the model's float32
-        # (0.64016306, not tolist()'s double 0.6401630640029907)
-        text_rows = [[str(v) for v in row] for row in outputs]
+    result = [row[0] for row in preds] if len(header) == 1 else preds
+    if keep:  # read_csv_fields skips the same lines as read_csv: the rows line up
+        _, kept, _ = read_csv_fields(data, keep)
+        header = list(keep) + header
+        text_rows = [k + row for k, row in zip(kept, text_rows)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -348,7 +474,67 @@ def predict(model_path, data, out=None, print_fn=print):
     else:
         atomic_write(out, lambda f: f.write(text.encode()))
         print_fn(f"wrote {len(preds)} predictions to {out}")
-    return [row[0] for row in preds] if len(header) == 1 else preds
+    return result
+
+
+def read_sidecar(model_path, n_features, n_outputs):
+    """The JSON file `train` wrote next to the model, each field checked against the model (it
+    may be edited, damaged or another model's): a UsageError naming the file and the field."""
+    path = sidecar_path(model_path)
+    try:
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, deep nesting
+        raise UsageError(f"{path!r} is not a readable JSON file: {exc}") from None
+
+    def invalid(field, expected):
+        return UsageError(f"{path!r}: {field!r} must be {expected}")
+
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path!r} must hold a JSON object, as `pynn train` writes, not a "
+                         f"{type(meta).__name__}")
+    digest = meta.get("model_sha256")  # absent from older versions' files
+    if digest is not None:
+        if not isinstance(digest, str):
+            raise invalid("model_sha256", "the model file's SHA-256, as hex text")
+        if digest.lower() != file_sha256(model_path):
+            raise UsageError(f"{path!r} belongs to another model: its 'model_sha256' is not "
+                             f"that of {os.fspath(model_path)!r} (was the model replaced, or "
+                             f"writing this file interrupted?); train again")
+    features = meta.get("features")
+    if features is not None and not (isinstance(features, list) and len(features) == n_features
+                                     and all(isinstance(c, str) for c in features)):
+        raise invalid("features", f"a list of the {n_features} feature column names the model "
+                                  f"takes (or null)")
+    if not isinstance(meta.get("target"), (str, type(None))):
+        raise invalid("target", "the target column's name (or null)")
+    task = meta.get("task")
+    if task not in ("classify", "regress", None):
+        raise invalid("task", "'classify' or 'regress'")
+    classes = meta.get("classes")
+    if task == "classify" and not (isinstance(classes, list) and len(classes) == n_outputs
+                                   and all(_is_label(c) for c in classes)):
+        raise invalid("classes", f"a list of {n_outputs} class labels (text or numbers), one "
+                                 f"per model output")
+    offsets = meta.get("offsets")
+    if offsets is not None and not (isinstance(offsets, list) and len(offsets) == n_features
+                                    and all(_finite_number(v) for v in offsets)):
+        raise invalid("offsets", f"{n_features} finite numbers, one per feature")
+    return meta
+
+
+def _finite_number(value):
+    """A JSON number that is a finite float (not true/false, nor a 400-digit integer)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_label(value):
+    return isinstance(value, str) or _finite_number(value)
 
 
 # ---- benchmark --------------------------------------------------------------------------------
