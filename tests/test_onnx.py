@@ -142,3 +142,20 @@ def test_arguments_swapped_are_named(tmp_path):
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
     with pytest.raises(TypeError, match="first argument must be a pynn model, got PosixPath"):
         pynn_onnx.export(tmp_path / "m.onnx", model)
+
+
+def test_export_to_a_file_object(tmp_path, rng):
+    """save() takes file objects; export raised TypeError for a BytesIO."""
+    import io
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="tanh")])
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    buffer = io.BytesIO()
+    pynn_onnx.export(model, buffer)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(["output"], {"input": x})[0] - model.predict(x)).max() < 1e-6
+    with open(tmp_path / "m.onnx", "wb") as f:
+        pynn_onnx.export(model, f)
+    assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-6
+    with pytest.raises(TypeError, match="text file object"):
+        pynn_onnx.export(model, io.StringIO())

@@ -56,20 +56,21 @@ def _activation_nodes(helper, spec, source, name, const, double):
 
 
 def export(model, filepath, opset=None):
-    """Write `model` (built) as an ONNX graph taking 'input' (batch, *input_shape) ->
+    """Write `model` (built) to `filepath` (a path or a binary file object) as an ONNX graph taking 'input' (batch, *input_shape) ->
     'output' (batch, *output_shape), in the model's float type (float32, or float64 under
     pynn.set_floatx('float64')). opset: by default the lowest the model needs, so the most
     runtimes load it (13; 20 with gelu); at most what the installed onnx package knows."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from .saving import atomic_write
+    from .saving import _check_target, _is_file_object, atomic_write
 
     if not hasattr(model, "layers") or not hasattr(model, "built"):
         raise TypeError(f"export(model, filepath): the first argument must be a pynn model, "
                         f"got {type(model).__name__}")
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
+    _check_target(filepath, "wb")
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, numbers.Integral)
                               or not 13 <= opset <= newest):
@@ -154,5 +155,8 @@ def export(model, filepath, opset=None):
     # make_model writes the installed onnx's IR version, which older runtimes refuse
     proto.ir_version = helper.find_min_ir_version_for(opsets)
     onnx.checker.check_model(proto)
-    atomic_write(filepath, lambda f: f.write(proto.SerializeToString()))
+    if _is_file_object(filepath):  # a BytesIO, an open file: written as it is, as save does
+        filepath.write(proto.SerializeToString())
+    else:
+        atomic_write(filepath, lambda f: f.write(proto.SerializeToString()))
     return proto
