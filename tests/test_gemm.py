@@ -345,6 +345,22 @@ def test_pool_survives_fork():
     assert out.returncode == 0, out.stderr
 
 
+def test_fewer_threads_stop_the_idle_workers():
+    """set_num_threads(1) after 16 left the 15 workers (asleep) for good: at one thread the
+    pool, which resizes at its next use, is never used again."""
+    code = (
+        "import os, numpy as np, pynn._C as C\n"
+        "def tasks(): return len(os.listdir('/proc/self/task'))\n"
+        "base = tasks(); a = np.ones((512, 512), np.float32)\n"
+        "C.set_num_threads(16); C.gemm(a, a); grown = tasks()\n"
+        "C.set_num_threads(1); assert C.gemm(a, a)[0, 0] == 512; one = tasks()\n"
+        "C.set_num_threads(3); assert C.gemm(a, a)[0, 0] == 512; three = tasks()\n"
+        "print(grown - base, one - base, three - base)\n")
+    out = _python(code, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["15", "0", "2"], out.stdout
+
+
 _ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # reserves terabytes: no RLIMIT_AS
 
 

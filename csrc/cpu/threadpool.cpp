@@ -317,6 +317,16 @@ int num_threads() {
 void set_num_threads(int n) {
     n = n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
     g_threads.store(n, std::memory_order_relaxed);  // the pool follows at its next use
+    // Fewer threads: shrink an idle pool now. At one thread the pool is never used again, so
+    // its old workers (asleep, but 64 of them after set_num_threads(64)) would stay.
+    Pool* p;
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        p = g_pool;
+    }
+    if (!p) return;
+    std::unique_lock<std::mutex> use_lock(p->use_, std::try_to_lock);
+    if (use_lock.owns_lock() && n - 1 < p->asked()) p->resize(n - 1);
 }
 
 void parallel_for(index_t n_tasks, const std::function<void(index_t)>& fn) {
