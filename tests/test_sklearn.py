@@ -443,3 +443,13 @@ def test_sparse_input_such_as_one_hot_encoders_is_densified(iris):
         np.testing.assert_array_equal(a.predict_proba(xs), b.predict_proba(dense))
         r = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(xs, x[:, 0])
         assert r.predict(xs).shape == (150,)
+
+
+def test_targets_beyond_float32_are_named_as_such():
+    """1e39 (finite) was reported as 'targets contain NaN or infinity' after numpy's overflow
+    warning."""
+    x = np.ones((10, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        with pytest.raises(ValueError, match=r"y holds 1 value\(s\) beyond float32's range"):
+            MLPRegressor(max_iter=1).fit(x, np.r_[1e39, np.zeros(9)])

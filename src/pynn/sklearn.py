@@ -68,6 +68,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from . import callbacks as callbacks_mod
 from . import config, optimizers, regularizers
+from .data import converted, overflow_error
 from .layers import Dense, Input
 from .model import Sequential
 
@@ -493,7 +494,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              multi_output=True, y_numeric=True)
         X = _dense(X)
         sample_weight = self._sample_weight(sample_weight, X)
-        y = np.asarray(y, dtype=np.float32)
+        source = np.asarray(y)
+        y = converted(source, np.float32)  # 1e39 became inf, reported as "NaN or infinity"
+        error = overflow_error(source, y, "y")
+        if error is not None:
+            raise error
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
             self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
