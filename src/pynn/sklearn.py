@@ -68,7 +68,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from . import callbacks as callbacks_mod
 from . import config, optimizers, regularizers
-from .data import converted, overflow_error
+from .data import all_finite, converted, overflow_error
 from .layers import Dense, Input
 from .model import Sequential
 
@@ -496,9 +496,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         sample_weight = self._sample_weight(sample_weight, X)
         source = np.asarray(y)
         y = converted(source, np.float32)  # 1e39 became inf, reported as "NaN or infinity"
-        error = overflow_error(source, y, "y")
-        if error is not None:
-            raise error
+        if not all_finite(y):
+            raise overflow_error(source, y, "y") or ValueError("y contains NaN or infinity")
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
             self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
