@@ -279,3 +279,17 @@ def test_corrupt_members_name_the_member(tmp_path):
     _write_zip(tmp_path / "short.npz", members)
     with pytest.raises(ValueError, match="'layer1.bias' declares shape"):
         pynn.load_model(tmp_path / "short.npz")
+
+
+@pytest.mark.parametrize("field, layer", [("trainable", 1), ("use_bias", 1),
+                                          ("trainable", 2), ("center", 2)])
+def test_text_flags_are_refused_not_read_as_true(tmp_path, field, layer):
+    """bool("false") is True: a file's "false" made a layer trainable (or kept its bias)."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3), pynn.BatchNormalization()])
+    model.save(tmp_path / "m.npz")
+    _with_meta(tmp_path / "m.npz", tmp_path / "bad.npz",
+               lambda m: m["config"]["layers"][layer]["config"].__setitem__(field, "false"))
+    with pytest.raises(ValueError, match=f"{field} must be True or False, got 'false'"):
+        pynn.load_model(tmp_path / "bad.npz")
+    with pytest.raises(TypeError, match="trainable must be True or False"):
+        model.layers[1].trainable = "no"

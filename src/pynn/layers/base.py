@@ -45,6 +45,14 @@ def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def as_flag(owner, name, value):
+    """A True/False argument. Text is refused: bool("false") is True (a hand-edited or
+    crafted model file's "false" made a layer trainable)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def as_shape(shape):
     """A shape as a tuple; a bare number n is (n,), as Input(n) takes it."""
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
@@ -134,7 +142,7 @@ class Layer:
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None):
         self.name = name or unique_name(_snake(type(self).__name__))
-        self._trainable = bool(trainable)
+        self._trainable = as_flag(self.name, "trainable", trainable)
         if input_dim is not None:
             input_shape = (int(input_dim),)
         self.input_shape = (tuple(int(d) for d in as_shape(input_shape))
@@ -215,7 +223,7 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = bool(value)
+        self._trainable = as_flag(self.name, "trainable", value)
         for p in self._params:
             p.trainable = self._trainable and not p.statistic
 

@@ -13,7 +13,7 @@ import warnings
 
 from .. import activations as act_mod
 from .. import initializers, regularizers
-from .base import Layer
+from .base import Layer, as_flag
 
 _NEEDS_Z = ("gelu", "softmax")
 
@@ -31,7 +31,7 @@ class Dense(Layer):
             warnings.warn(f"Dense {self.name!r}: a softmax over 1 unit always outputs 1.0, so "
                           f"the layer learns nothing; for two classes use one 'sigmoid' unit "
                           f"(binary_crossentropy) or 2 softmax units", UserWarning, stacklevel=2)
-        self.use_bias = bool(use_bias)
+        self.use_bias = as_flag(f"Dense {self.name!r}", "use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)

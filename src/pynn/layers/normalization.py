@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 
 from .. import initializers
-from .base import Layer
+from .base import Layer, as_flag
 
 
 class BatchNormalization(Layer):
@@ -26,7 +26,8 @@ class BatchNormalization(Layer):
         if not epsilon > 0:
             raise ValueError(f"BatchNormalization: epsilon must be > 0, got {epsilon}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
-        self.center, self.scale = bool(center), bool(scale)
+        self.center = as_flag(self.name, "center", center)
+        self.scale = as_flag(self.name, "scale", scale)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape, backend, dtype):
