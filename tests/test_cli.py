@@ -183,6 +183,9 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
     ("mixed_target", ("holds a non-numeric, missing or infinite value on line 3: 'x' (if "
                       "the column holds class labels, give --task classify)")),
     ("text_target_regress", "on line 2: 'cat'; --task regress needs numbers"),
+    # R writes a missing label as NA: not a class
+    ("text_target_na", "column 'b' holds a non-numeric, missing or infinite value on line 3: "
+                       "'NA'"),
     # pandas writes an all-NaN row as ",,": a row of missing values, not a blank line
     ("row_of_empty_fields", ("column 'a' holds a non-numeric, missing or infinite value on "
                              "line 3: ''")),
@@ -209,6 +212,7 @@ def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
     np.savez(tmp_path / "huge.npz", x=[[1.0], [-1e39]], y=[0.0, 1.0])
     trailing = write_csv(tmp_path / "trailing.csv", ["a", "b", ""], [(1, 0, ""), (2, 1, "")])
     words = write_csv(tmp_path / "words.csv", ["a", "b"], [(1, "cat"), (2, "dog")])
+    with_na = write_csv(tmp_path / "na.csv", ["a", "b"], [(1, "cat"), (2, "NA"), (3, "dog")])
     empty_row = write_csv(tmp_path / "empty_row.csv", ["a", "b"], [(1, 0), ("", ""), (2, 1)])
     np.savez(tmp_path / "scalar.npz", x=np.float64(1), y=np.float64(0))
     np.savez(tmp_path / "no_rows.npz", x=np.zeros((0, 3)), y=np.zeros(0))
@@ -231,6 +235,7 @@ def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
             "mixed_target": ["--data", bad, "--target", "b"],
             "text_target_regress": ["--data", words, "--target", "b", "--task", "regress"],
             "row_of_empty_fields": ["--data", empty_row, "--target", "b"],
+            "text_target_na": ["--data", with_na, "--target", "b"],
             "drop_unknown": ["--data", good, "--target", "b", "--drop", "nope"],
             "drop_target": ["--data", good, "--target", "b", "--drop", "b"],
             "drop_every_feature": ["--data", good, "--target", "b", "--drop", "a"],

@@ -99,22 +99,89 @@ def test_a_header_that_claims_more_than_the_member_holds(tmp_path):
             load(tmp_path / "claim.npz")
 
 
-def test_duplicate_member_names_are_refused(tmp_path):
+def test_duplicate_member_names_are_refused_and_other_members_ignored(tmp_path):
+    good = tmp_path / "good.npz"
+    model = _model()
+    model.save(good)
+    members = _members(good)
+    import warnings
+
+    with zipfile.ZipFile(good) as z, zipfile.ZipFile(tmp_path / "dup.npz", "w") as out:
+        for info in z.infolist():
+            out.writestr(info, z.read(info))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+            out.writestr("layer1.kernel.npy", members["layer1.kernel.npy"])
+    with pytest.raises(ValueError, match="two members named 'layer1.kernel'"):
+        pynn.load_model(tmp_path / "dup.npz")
+    # a member that is no array (np.savez writes only .npy) is not pynn's business
+    members["README.txt"] = b"notes"
+    members["layer1.kernel"] = b"not an array"
+    _write_zip(tmp_path / "notes.npz", members)
+    loaded = pynn.load_model(tmp_path / "notes.npz")
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_named_member_of_the_wrong_size_is_never_decompressed(tmp_path):
+    """A member the description names, honestly declaring 256 MiB of zeros (256 KiB of
+    deflate), was decompressed in full (twice over) before its shape was compared with the
+    weight's; its header is now compared first."""
     good = tmp_path / "good.npz"
     _model().save(good)
     members = _members(good)
-    kernel = members["layer1.kernel.npy"]
-    for name in ("layer1.kernel.npy", "layer1.kernel"):
-        with zipfile.ZipFile(good) as z, zipfile.ZipFile(tmp_path / "dup.npz", "w") as out:
-            for info in z.infolist():
-                out.writestr(info, z.read(info))
-            import warnings
+    members["layer1.kernel.npy"] = _npy(np.zeros(2**26, np.float32))
+    _write_zip(tmp_path / "bomb.npz", members)
+    code = textwrap.dedent(f"""
+        import resource, pynn
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for load in (pynn.load_model,):
+            try:
+                load({str(tmp_path / "bomb.npz")!r})
+            except ValueError as exc:
+                print("ValueError", exc)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("grew", (after - before) // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr
+    assert "the file has shape (67108864,), the model (4, 3)" in out.stdout, out.stdout
+    assert int(out.stdout.rsplit("grew", 1)[1]) < 100, out.stdout
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
-                out.writestr(name, kernel)
-        with pytest.raises(ValueError, match="two members named 'layer1.kernel'"):
-            pynn.load_model(tmp_path / "dup.npz")
+
+def test_hdf5_datasets_pynn_never_writes_are_refused(tmp_path):
+    """A gzip chunk inflating to 512 MiB loaded (pynn writes plain datasets); a dataset never
+    written allocated its declared size from the fill value."""
+    h5py = pytest.importorskip("h5py")
+    model = _model()
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as h5:
+        meta = h5.attrs["__pynn__"]
+        arrays = {k: h5[k][()] for k in h5.keys()}
+
+    def crafted(name, make_kernel):
+        path = tmp_path / name
+        with h5py.File(path, "w") as h5:
+            h5.attrs["__pynn__"] = meta
+            for key, value in arrays.items():
+                if key != "layer1.kernel":
+                    h5.create_dataset(key, data=value)
+            make_kernel(h5)
+        return path
+
+    gzip = crafted("gzip.h5", lambda h5: h5.create_dataset(
+        "layer1.kernel", data=arrays["layer1.kernel"], compression="gzip"))
+    with pytest.raises(ValueError, match="'layer1.kernel' is chunked or compressed"):
+        pynn.load_model(gzip)
+    empty = crafted("empty.h5", lambda h5: h5.create_dataset(
+        "layer1.kernel", shape=(4, 3), dtype="<f4"))
+    with pytest.raises(ValueError, match=r"declares shape \(4, 3\) \(48 bytes\) but stores 0"):
+        pynn.load_model(empty)
+    plain = crafted("plain.h5", lambda h5: h5.create_dataset(
+        "layer1.kernel", data=arrays["layer1.kernel"]))
+    for a, b in zip(pynn.load_model(plain).get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_hdf5_data_kept_outside_the_file_is_refused(tmp_path):
@@ -189,21 +256,40 @@ def test_huge_declared_layers_cost_no_memory_before_the_mismatch(tmp_path):
     assert grew < 200, f"loading grew the peak RSS by {grew} MiB"
 
 
-def test_loading_draws_nothing_and_custom_initializers_still_run(tmp_path):
-    model = _model()
-    model.save(tmp_path / "m.npz")
+class _WithBuffer(pynn.layers.Layer):
+    """A layer of a user's own whose fixed buffer comes from an initializer (no weight)."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.offset = pynn.initializers.Constant(2.0)(tuple(input_shape), dtype)
+
+    def forward(self, x, training=False, logits=False):
+        return x + self.offset
+
+
+def test_loading_draws_nothing_yet_initializers_work_for_the_users_layers(tmp_path):
+    """Built for loading, weights start as zeros (the file's replace them); an initializer
+    a layer calls itself still gives its values (a user's buffer became zeros)."""
     calls = []
 
     class Counting(pynn.initializers.GlorotUniform):
-        def _values(self, shape, dtype):
+        def __call__(self, shape, dtype="float32"):
             calls.append(shape)
-            return super()._values(shape, dtype)
+            return super().__call__(shape, dtype)
 
-    pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, kernel_initializer=Counting())])
+    model = pynn.Sequential([pynn.Input((4,)), _WithBuffer(),
+                             pynn.Dense(3, kernel_initializer=Counting())])
     assert calls == [(4, 3)]
-    loaded = pynn.load_model(tmp_path / "m.npz")
-    for a, b in zip(loaded.get_weights(), model.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "m.npz")
+    pynn.set_seed(5)
+    expected_draw = pynn.config.rng().random()
+    pynn.set_seed(5)
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={
+        "_WithBuffer": _WithBuffer, "Counting": Counting})
+    assert calls == [(4, 3)]  # not drawn again for loading
+    assert pynn.config.rng().random() == expected_draw
+    x = np.random.default_rng().normal(size=(3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -216,6 +302,8 @@ def test_loading_draws_nothing_and_custom_initializers_still_run(tmp_path):
     (lambda m: m["optimizer_state"].__setitem__("iterations", 1.5), "step count"),
     (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 10**4000),
      "good.npz|bad.npz"),
+    (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 2**40),
+     "bad.npz' declares layers too large to build"),  # MemoryError before
 ])
 def test_malformed_descriptions_are_value_errors(tmp_path, mutate, match):
     """Each gave a TypeError, AttributeError, KeyError or OverflowError (a traceback in the

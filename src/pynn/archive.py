@@ -1,11 +1,17 @@
 """Reading the arrays of a pynn file (.npz or HDF5) that may come from anyone.
 
 An `Archive` reads an array only when it is asked for, after checking what the file declares
-for it, so a crafted file cannot make loading decompress members nobody refers to (a zip
-bomb beside the real weights), allocate what a header merely claims (a (2**40,) array in a
-few bytes), read other files of the machine (HDF5 external storage, external links, virtual
-datasets) or unpickle anything. Every such problem is a ValueError naming the file and the
-member.
+for it, and `shape_of` tells a caller an array's declared shape before it is read (a loader
+compares it with the weight it is for), so a crafted file cannot make loading decompress
+members nobody refers to or arrays of the wrong size (zip bombs), allocate what a header
+merely claims (a (2**40,) array in a few bytes), inflate compressed HDF5 chunks (pynn writes
+plain datasets and reads only those), read other files of the machine (HDF5 external
+storage, external links, virtual datasets) or unpickle anything. Every such problem is a
+ValueError naming the file and the member.
+
+HDF5 files are parsed by libhdf5, which has been seen to spin for ever on a corrupt file:
+take files from untrusted sources as .npz (pynn's default), or load .h5 ones in a process
+you can stop.
 """
 
 from __future__ import annotations
@@ -39,10 +45,22 @@ class Archive:
     def close(self):
         pass
 
+    def close(self):
+        """Release the file."""
+
     def names(self):
+        """The names of the file's arrays."""
         raise NotImplementedError
 
+    def shape_of(self, name):
+        """The shape `name` declares, checked as reading it would be, without reading it."""
+        with self._guarded(name):
+            return self._shape(name)
+
     def _read(self, name):
+        raise NotImplementedError
+
+    def _shape(self, name):
         raise NotImplementedError
 
     def __contains__(self, name):
@@ -67,12 +85,19 @@ class Archive:
         raises ValueError naming it, whatever the reader tripped on."""
         try:
             yield
-        except (ValueError, MemoryError):
+        except MemoryError:
             raise
+        except ValueError as exc:
+            if str(exc).startswith(repr(self.where)):  # ours, naming the file already
+                raise
+            why = ("holds pickled objects; pynn never loads pickles" if "pickle" in str(exc)
+                   else f"has an unreadable .npy header ({exc})")
+            raise self._bad(name, why) from exc
         except Exception as exc:  # noqa: BLE001
             raise self._bad(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
 
     def get(self, name, default=None):
+        """archive[name], or `default` when the file has no such array."""
         return self[name] if isinstance(name, str) and name in self else default
 
     def _bad(self, name, why):
@@ -88,7 +113,9 @@ class _ZipArchive(Archive):
         try:
             self._members = {}
             for info in self._zip.infolist():
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                if not info.filename.endswith(".npy"):  # not an array (np.savez writes .npy)
+                    continue
+                name = info.filename[:-4]
                 if name in self._members:  # two members, one name: which one loads is a guess
                     raise ValueError(f"{where!r} holds two members named {name!r}")
                 self._members[name] = info
@@ -134,15 +161,23 @@ class _ZipArchive(Archive):
             with self._guarded(name), self._zip.open(self._members[name]) as f:
                 self._header(f, name)
 
+    def _shape(self, name):
+        with self._zip.open(self._members[name]) as f:
+            return self._header(f, name)[0]
+
     def _read(self, name):
         with self._zip.open(self._members[name]) as f:
             shape, fortran, dtype = self._header(f, name)
-            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
-            data = f.read(need)
-        if len(data) != need:
-            raise self._bad(name, "is truncated")
-        order = "F" if fortran else "C"
-        return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy(order="C")
+            # straight into the array (read() then a copy held the bytes twice)
+            array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+            view = memoryview(array.reshape(-1, order="A").view(np.uint8))
+            filled = 0
+            while filled < len(view):
+                n = f.readinto(view[filled:])
+                if not n:
+                    raise self._bad(name, "is truncated")
+                filled += n
+        return array if array.flags.c_contiguous else array.copy(order="C")  # keeps 0-d
 
 
 class _H5Archive(Archive):
@@ -157,15 +192,21 @@ class _H5Archive(Archive):
         self._file.close()
 
     def names(self):
+        return self._names
+
+    def check_members(self):
         names = set(self._file.keys())
         if META_KEY in self._file.attrs:
             names.add(META_KEY)
-        return names
-
-    def check_members(self):
-        for name in self._file.keys():
+        self._names = names  # read once, here, where a corrupt file's errors are caught
+        for name in names - {META_KEY}:
             with self._guarded(name):
                 self._dataset(name)
+
+    def _shape(self, name):
+        if name == META_KEY:
+            return ()
+        return self._dataset(name).shape
 
     def _read(self, name):
         if name == META_KEY and META_KEY in self._file.attrs:  # the description
@@ -186,6 +227,15 @@ class _H5Archive(Archive):
             raise self._bad(name, "keeps its data outside the file (external storage or a "
                                   "virtual dataset); pynn reads arrays stored in the file only")
         _check_dtype(self, name, item.dtype)
+        # pynn writes plain contiguous datasets, every byte stored: a chunked one may inflate
+        # a small compressed chunk without bound, an unwritten one allocate its declared size
+        # from a fill value.
+        if item.chunks is not None:
+            raise self._bad(name, "is chunked or compressed; pynn files hold plain datasets")
+        stored = item.id.get_storage_size()
+        if stored < item.nbytes:
+            raise self._bad(name, f"declares shape {item.shape} ({item.nbytes:,} bytes) but "
+                                  f"stores {stored:,} bytes")
         return item
 
 
@@ -236,7 +286,14 @@ def open_archive(source, where):
 def _checked(archive):
     try:
         archive.check_members()
-    except BaseException:
+    except BaseException as exc:
         archive.close()
+        if isinstance(exc, Exception) and not isinstance(exc, (ValueError, MemoryError)):
+            # the file's directory itself unreadable (libhdf5's "Link iteration failed")
+            raise ValueError(f"{archive.where!r} is not a readable pynn file (corrupt?): "
+                             f"{type(exc).__name__}: {exc}") from exc
         raise
     return archive
+
+
+__all__ = ["Archive", "open_archive"]

@@ -24,36 +24,64 @@ import warnings
 
 class Callback:
     """Base class of callbacks: override the Keras-named hooks you need; `self.model` is the
-    model being trained."""
+    model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine'} of the fit call.
+
+    `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones), at a
+    batch's end that batch's; `epoch` and `batch` count from 0. A callback that defines its
+    own batch hooks makes the native engine return to Python after every batch (slower on
+    small models); `evaluate` and `predict` call none of the hooks."""
+
     def __init__(self):
         self.model = None
         self.params = {}
 
     def set_model(self, model):
+        """Called by fit before training: the model the hooks act on."""
         self.model = model
 
     def set_params(self, params):
+        """Called by fit before training: {'epochs', 'steps', 'verbose', 'engine'}."""
         self.params = params
 
-    def on_train_begin(self, logs=None): pass
-    def on_train_end(self, logs=None): pass
-    def on_epoch_begin(self, epoch, logs=None): pass
-    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_begin(self, logs=None):
+        """Before the first epoch."""
+
+    def on_train_end(self, logs=None):
+        """After the last epoch (also when training stopped early); logs: the last epoch's."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Before each epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """After each epoch (and its validation): logs holds its loss, metrics, val_ ones."""
+
     # Keras' older batch hook names: the train-batch hooks call them, so a callback written
     # for either name runs.
-    def on_batch_begin(self, batch, logs=None): pass
-    def on_batch_end(self, batch, logs=None): pass
+    def on_batch_begin(self, batch, logs=None):
+        """Keras' older name of on_train_batch_begin (which calls it)."""
+
+    def on_batch_end(self, batch, logs=None):
+        """Keras' older name of on_train_batch_end (which calls it)."""
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Before each training batch."""
         self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        """After each training batch: logs holds its loss and metrics."""
         self.on_batch_end(batch, logs)
 
-    def on_test_begin(self, logs=None): pass
-    def on_test_end(self, logs=None): pass
-    def on_predict_begin(self, logs=None): pass
-    def on_predict_end(self, logs=None): pass
+    def on_test_begin(self, logs=None):
+        """Keras' hook; fit's validation and evaluate do not call it."""
+
+    def on_test_end(self, logs=None):
+        """Keras' hook; fit's validation and evaluate do not call it."""
+
+    def on_predict_begin(self, logs=None):
+        """Keras' hook; predict does not call it."""
+
+    def on_predict_end(self, logs=None):
+        """Keras' hook; predict does not call it."""
 
 
 class History(Callback):
@@ -561,3 +589,7 @@ class CallbackList:
     def call(self, hook, *args):
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
+
+
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",
+           "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]

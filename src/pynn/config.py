@@ -80,9 +80,10 @@ def seeded(seed: int):
 
 @contextlib.contextmanager
 def loading_weights():
-    """Weights made in this thread meanwhile are overwritten by a file's (load_model):
-    pynn's initializers give zeros instead of drawing, so a crafted file's huge declared
-    layers cost no memory (calloc'd pages) before its arrays are found not to match."""
+    """Layers built in this thread meanwhile are rebuilt from a file (load_model, save's
+    check that a model loads back): their weights, which the file's replace, start as zeros
+    instead of draws (Layer.initial_values), so a crafted file's huge declared layers cost no
+    memory (calloc'd pages) before its arrays are found not to match."""
     previous = getattr(_local, "loading", False)
     _local.loading = True
     try:
@@ -126,3 +127,7 @@ def set_check_finite(enabled: bool) -> None:
     non-finite value trains or predicts as NaN instead of raising."""
     global _CHECK_FINITE
     _CHECK_FINITE = bool(enabled)
+
+
+__all__ = ["check_finite", "floatx", "rng",
+           "set_check_finite", "set_floatx", "set_seed"]

@@ -21,17 +21,10 @@ def _fans(shape):
 
 
 class Initializer:
-    """Base class: `init(shape, dtype)` returns a new numpy array. A subclass of your own
-    overrides __call__ (Keras' way); pynn's own implement _values."""
+    """Base class: `init(shape, dtype)` returns a new numpy array."""
 
     def __call__(self, shape, dtype="float32"):
-        if config.loading_weights_now():  # overwritten by the file's weights: no draws, and
-            return np.zeros(shape, dtype=dtype)  # calloc'd pages cost no memory until used
-        return self._values(shape, dtype)
-
-    def _values(self, shape, dtype):
-        raise NotImplementedError(f"{type(self).__name__} must implement "
-                                  f"__call__(shape, dtype)")
+        raise NotImplementedError
 
     def get_config(self):
         return {}
@@ -40,14 +33,14 @@ class Initializer:
 class Zeros(Initializer):
     """All zeros."""
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         return np.zeros(shape, dtype=dtype)
 
 
 class Ones(Initializer):
     """All ones."""
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         return np.ones(shape, dtype=dtype)
 
 
@@ -57,7 +50,7 @@ class Constant(Initializer):
     def __init__(self, value=0.0):
         self.value = float(value)
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         return np.full(shape, self.value, dtype=dtype)
 
     def get_config(self):
@@ -70,7 +63,7 @@ class RandomNormal(Initializer):
     def __init__(self, mean=0.0, stddev=0.05):
         self.mean, self.stddev = float(mean), float(stddev)
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         return config.rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
 
     def get_config(self):
@@ -83,7 +76,7 @@ class RandomUniform(Initializer):
     def __init__(self, minval=-0.05, maxval=0.05):
         self.minval, self.maxval = float(minval), float(maxval)
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         return config.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
 
     def get_config(self):
@@ -100,7 +93,7 @@ class VarianceScaling(Initializer):
             raise ValueError(f"unknown distribution {distribution!r}")
         self.scale, self.mode, self.distribution = float(scale), mode, distribution
 
-    def _values(self, shape, dtype):
+    def __call__(self, shape, dtype="float32"):
         fan_in, fan_out = _fans(tuple(shape))
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, fan)

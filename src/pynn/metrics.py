@@ -363,7 +363,8 @@ class _LabelMetric(Metric):
     """A classification metric whose reading of (N, C) outputs is `multilabel`: True pools
     every output as its own binary label, False takes them as C classes; None (the default)
     lets compile choose as it does for the metric's name (labels under binary cross-entropy
-    with several outputs), and means classes outside compile."""
+    with several outputs); an object never compiled takes classes, one compiled keeps its
+    last model's reading."""
 
     _compiled_multilabel = False  # compile's choice for multilabel=None
 
@@ -533,9 +534,11 @@ def accuracy_for(loss_name, output_dim):
     return categorical_accuracy
 
 
-def get(identifier, loss_name, output_dim):
+def get(identifier, loss_name=None, output_dim=1):
     """The Metric object for a compile() metric: a name, a Metric, or a function
-    fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count)."""
+    fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count).
+    loss_name and output_dim are the model's (compile passes them): 'accuracy' and the
+    multi-label reading of precision/recall/F1/AUC depend on them."""
     # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
     multilabel = loss_name == "binary_crossentropy" and output_dim > 1
     if isinstance(identifier, type) and issubclass(identifier, Metric):
@@ -698,3 +701,9 @@ class EpochLogs(Mapping):
 
     def __len__(self):
         return len(self._names())
+
+
+__all__ = ["AUC", "F1Score", "MeanMetricWrapper", "Metric", "Precision", "R2Score", "Recall",
+           "RootMeanSquaredError", "binary_accuracy", "categorical_accuracy", "f1_score", "get",
+           "mean_absolute_error", "mean_squared_error", "precision", "r2_score", "recall",
+           "roc_auc", "root_mean_squared_error", "sparse_categorical_accuracy"]

@@ -1074,3 +1074,6 @@ def _overrides_batch_hooks(callback):
         if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
             return True
     return False
+
+
+__all__ = ["Sequential"]

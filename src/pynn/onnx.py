@@ -160,3 +160,6 @@ def export(model, filepath, opset=None):
     else:
         atomic_write(filepath, lambda f: f.write(proto.SerializeToString()))
     return proto
+
+
+__all__ = ["export"]

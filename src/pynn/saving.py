@@ -264,14 +264,14 @@ def _compile_arguments(settings):
 
 
 def _trial_load(extra, objects):
-    from .config import rng_untouched
+    from .config import loading_weights, rng_untouched
     from .custom_objects import custom_object_scope, file_marks
     from .layers.base import layer_names_untouched
     from .model import Sequential
 
     def rebuild(config):
         with custom_object_scope(objects), file_marks(True), rng_untouched(), \
-                layer_names_untouched():
+                layer_names_untouched(), loading_weights():
             Sequential.from_config(config)
             if "compile" in extra:
                 _compile_arguments(extra["compile"])
@@ -378,6 +378,8 @@ def _rebuild(arrays, filepath, custom_objects, compile):
             model = Sequential.from_config(config, custom_objects)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
+    except MemoryError as exc:  # layers declared beyond any memory (units=2**40)
+        raise ValueError(f"{filepath!r} declares layers too large to build ({exc})") from exc
     except ValueError as exc:  # name the file (a units of 10**4000: numpy's "dimension")
         if repr(filepath) in str(exc):
             raise
@@ -394,9 +396,13 @@ def _rebuild(arrays, filepath, custom_objects, compile):
         restored = {}
         for entry in state.get("slots", []):
             i, slot, key = entry["param"], entry["slot"], entry["key"]
-            if not (isinstance(i, int) and 0 <= i < len(params)) or key not in arrays:
+            if not (isinstance(i, int) and 0 <= i < len(params)) or \
+                    not isinstance(key, str) or key not in arrays:
                 raise ValueError(f"{filepath!r}: optimizer state entry {entry!r} is invalid")
             p = params[i]
+            if tuple(arrays.shape_of(key)) != p.shape:  # checked before reading
+                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has shape "
+                                 f"{tuple(arrays.shape_of(key))}, the weight {p.shape}")
             if arrays[key].dtype.kind != "f":
                 raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has dtype "
                                  f"{arrays[key].dtype}, expected floats")
@@ -474,11 +480,11 @@ def load_weights(model, filepath, skip_mismatch=False):
         meta = read_meta(arrays, filepath)
         saved = [l for l in meta["layers"] if l["weights"]]
         if not model.built:
-            first = saved[0]["weights"][0] if saved else None
-            array = arrays.get(first.get("key")) if first else None
-            if array is None or array.ndim != 2:
+            key = saved[0]["weights"][0].get("key") if saved else None
+            shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
+            if len(shape) != 2:
                 raise ValueError("build the model (or give it an Input) before loading weights")
-            model._ensure_built((array.shape[0],))  # the stored array's size, not a claim
+            model._ensure_built((shape[0],))  # the stored array's size, not a claim
         # user -> Sequential.load_weights -> here -> _assign_weights
         return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
 
@@ -544,14 +550,19 @@ def _layer_plan(layer, entry, arrays, filepath):
                          f"(layer {entry.get('name')!r}), the model {len(layer.params)}")
     plan = []
     for p, w in zip(layer.params, weights):
-        array = arrays.get(w.get("key"))
-        if array is None:
-            raise ValueError(f"{filepath!r} lacks the array {w.get('key')!r}")
-        if array.shape != p.shape:
+        key = w.get("key")
+        if not isinstance(key, str) or key not in arrays:
+            raise ValueError(f"{filepath!r} lacks the array {key!r}")
+        shape = tuple(arrays.shape_of(key))  # before reading it: never more than the weight
+        if shape != p.shape:
             raise ValueError(f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}: "
-                             f"the file has shape {array.shape}, the model {p.shape}")
+                             f"the file has shape {shape}, the model {p.shape}")
+        array = arrays[key]
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{filepath!r}: array {w.get('key')!r} has dtype {array.dtype}, "
                              f"expected floats")
         plan.append((p, array))
     return plan
+
+
+__all__ = ["load_model", "load_weights", "save_model", "save_weights"]

@@ -34,6 +34,7 @@ import numpy as np
 
 from .saving import atomic_write, is_stream
 
+_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>")  # missing-value markers
 MAX_AUTO_CLASSES = 20  # integer targets with at most this many values count as classes
 
 
@@ -192,7 +193,7 @@ def _read_target(path, target, task):
         raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])} (if the "
                          f"column holds class labels, give --task classify)")
     for t, line in zip(texts, lines):
-        if not t.strip():
+        if t.strip().lower() in _MISSING:  # R's NA, pandas' NaN: no label, not a class
             raise _bad_value(path, target, line, t)
     return np.array([t.strip() for t in texts])  # labels: choose_task classifies them
 

@@ -86,9 +86,11 @@ class Parameter:
 
     @property
     def shape(self):
+        """The weight's shape (a tuple)."""
         return tuple(self.value.shape)
 
     def numpy(self):
+        """A numpy copy of the weight's values (from the GPU too)."""
         return np.array(self.backend.to_numpy(self.value), copy=True)
 
     def checked(self, array, owner="set_weights"):
@@ -104,6 +106,8 @@ class Parameter:
         return array.astype(self.value.dtype, copy=False)
 
     def assign(self, array):
+        """Overwrite the values in place with `array` (same shape; converted to the weight's
+        dtype), as Keras' variable.assign."""
         self.value[...] = self.backend.asarray(self.checked(array), self.value.dtype)
 
     def __setattr__(self, name, value):
@@ -116,6 +120,8 @@ class Parameter:
             config.settings_changed()
 
     def to_backend(self, backend, dtype):
+        """Move the values to `backend` in `dtype` (compile(backend=) and set_floatx do
+        this)."""
         if backend is not self.backend or self.value.dtype != np.dtype(dtype):
             self.value = backend.asarray(self.backend.to_numpy(self.value), dtype)
             self.backend = backend
@@ -154,6 +160,7 @@ class Layer:
         self._cache = None  # what forward(training=True) keeps for backward
 
     def clear_cache(self):
+        """Drop what the last forward(training=True) kept for backward."""
         self._cache = None
 
     # ---- building ---------------------------------------------------------------------------
@@ -164,6 +171,8 @@ class Layer:
         self.built = True
 
     def compute_output_shape(self, input_shape):
+        """The shape of one output sample for one input sample of `input_shape` (neither has
+        the batch axis); the input's shape unless the layer changes it."""
         return tuple(input_shape)
 
     def add_weight(self, name=None, array=None, backend=None, dtype=None, statistic=False, *,
@@ -183,7 +192,8 @@ class Layer:
             raise TypeError(f"add_weight({name!r}): give the initial values (array) or a "
                             f"shape, not both or neither")
         if shape is not None:
-            array = initializers.get(initializer)(tuple(as_shape(shape)), dtype)
+            array = self.initial_values(initializers.get(initializer), tuple(as_shape(shape)),
+                                        dtype)
         elif isinstance(array, tuple) and all(isinstance(v, int) for v in array):
             raise TypeError(f"add_weight({name!r}): {array} is taken as values, not a shape: "
                             f"pass shape={array} for a weight of that shape")
@@ -194,7 +204,18 @@ class Layer:
             self._weight_regularizers.append((p, regularizers.get(regularizer)))
         return p
 
+    @staticmethod
+    def initial_values(initializer, shape, dtype):
+        """A new weight's values from `initializer`. While a model is rebuilt from a file
+        (pynn.config.loading_weights) the file's values replace them: zeros then, drawn from
+        nothing and costing no memory until written (calloc'd pages), so a file declaring
+        huge layers costs nothing before its arrays are found not to match."""
+        if config.loading_weights_now():
+            return np.zeros(shape, dtype=dtype)
+        return initializer(shape, dtype)
+
     def to_backend(self, backend, dtype):
+        """Move the layer's weights to `backend` in `dtype`."""
         self.backend = backend
         for p in self._params:
             p.to_backend(backend, dtype)
@@ -202,6 +223,7 @@ class Layer:
     # ---- weights ------------------------------------------------------------------------------
     @property
     def params(self) -> list[Parameter]:
+        """The layer's weights as Parameters, trainable or not, in get_weights order."""
         return self._params
 
     @property
@@ -211,14 +233,19 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list[Parameter]:
+        """The weights an optimizer updates (the layer trainable, the weight not frozen or a
+        statistic)."""
         return [p for p in self._params if p.trainable]
 
     @property
     def non_trainable_weights(self) -> list[Parameter]:
+        """The weights no optimizer updates (frozen ones, moving statistics)."""
         return [p for p in self._params if not p.trainable]
 
     @property
     def trainable(self):
+        """Whether fit updates the layer's weights: False freezes them (bit-identical after
+        fit, counted as non-trainable by summary); takes effect without compiling again."""
         return self._trainable
 
     @trainable.setter
@@ -228,12 +255,16 @@ class Layer:
             p.trainable = self._trainable and not p.statistic
 
     def count_params(self):
+        """The number of weight values (trainable or not)."""
         return int(sum(int(np.prod(p.shape)) for p in self._params))
 
     def get_weights(self):
+        """The weights as numpy arrays (copies), in the layer's order (Dense: kernel, bias)."""
         return [p.numpy() for p in self._params]
 
     def set_weights(self, weights):
+        """Replace every weight from a list of arrays in get_weights' order; each is checked
+        (shape, finite numbers) before any is assigned."""
         weights = list(weights)
         if len(weights) != len(self._params):
             raise ValueError(f"layer {self.name!r} has {len(self._params)} weight arrays, "
@@ -253,6 +284,10 @@ class Layer:
     output_activation = None
 
     def forward(self, x, training=False, logits=False):
+        """The layer's output for the batch x (a backend array). training: as in a training
+        step (dropout active, batch statistics), keeping what backward needs; logits: the
+        layer is the model's last and its loss takes pre-activations (output_activation),
+        so return those."""
         raise NotImplementedError(f"layer {self.name!r} ({type(self).__name__}) defines no "
                                   f"forward(x, training, logits)")
 
@@ -264,6 +299,8 @@ class Layer:
 
     # ---- config ---------------------------------------------------------------------------
     def get_config(self):
+        """The constructor arguments that rebuild the layer (cls(**config)), as JSON-able
+        values: what model files store."""
         config = {"name": self.name, "trainable": self.trainable}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
@@ -271,6 +308,7 @@ class Layer:
 
     @classmethod
     def from_config(cls, config):
+        """The layer that get_config describes."""
         return cls(**config)
 
     def __call__(self, x, training=False):

@@ -12,6 +12,7 @@ import numbers
 import warnings
 
 from .. import activations as act_mod
+from .. import config
 from .. import initializers, regularizers
 from .base import Layer, as_flag
 
@@ -27,7 +28,9 @@ class Dense(Layer):
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)  # numpy integers too
         self.activation = act_mod.get(activation)
-        if self.units == 1 and self.activation.name == "softmax":  # Keras warns too
+        # Keras warns too; not again each time a file rebuilds the layer (save, load, copy)
+        if self.units == 1 and self.activation.name == "softmax" and \
+                not config.loading_weights_now():
             warnings.warn(f"Dense {self.name!r}: a softmax over 1 unit always outputs 1.0, so "
                           f"the layer learns nothing; for two classes use one 'sigmoid' unit "
                           f"(binary_crossentropy) or 2 softmax units", UserWarning, stacklevel=2)
@@ -46,11 +49,11 @@ class Dense(Layer):
         super().build(input_shape, backend, dtype)
         self._params = []
         fan_in = int(input_shape[0])
-        self.kernel = self.add_weight("kernel", self.kernel_initializer((fan_in, self.units), dtype),
-                                      backend, dtype)
+        kernel = self.initial_values(self.kernel_initializer, (fan_in, self.units), dtype)
+        self.kernel = self.add_weight("kernel", kernel, backend, dtype)
         if self.use_bias:
-            self.bias = self.add_weight("bias", self.bias_initializer((self.units,), dtype),
-                                        backend, dtype)
+            bias = self.initial_values(self.bias_initializer, (self.units,), dtype)
+            self.bias = self.add_weight("bias", bias, backend, dtype)
 
     def compute_output_shape(self, input_shape):
         return (self.units,)

@@ -37,14 +37,16 @@ class BatchNormalization(Layer):
         super().build(input_shape, backend, dtype)
         self._params = []
         n = int(input_shape[0])
+        def initial(init):
+            return self.initial_values(init, (n,), dtype)
         ones, zeros = initializers.Ones(), initializers.Zeros()
         if self.scale:
-            self.gamma = self.add_weight("gamma", ones((n,), dtype), backend, dtype)
+            self.gamma = self.add_weight("gamma", initial(ones), backend, dtype)
         if self.center:
-            self.beta = self.add_weight("beta", zeros((n,), dtype), backend, dtype)
-        self.moving_mean = self.add_weight("moving_mean", zeros((n,), dtype), backend, dtype,
+            self.beta = self.add_weight("beta", initial(zeros), backend, dtype)
+        self.moving_mean = self.add_weight("moving_mean", initial(zeros), backend, dtype,
                                            statistic=True)
-        self.moving_variance = self.add_weight("moving_variance", ones((n,), dtype), backend,
+        self.moving_variance = self.add_weight("moving_variance", initial(ones), backend,
                                                dtype, statistic=True)
 
     def forward(self, x, training=False, logits=False):
