@@ -222,4 +222,7 @@ def test_layer_path_gamma_beta_gradients_sum_in_double(rng):
     np.testing.assert_array_equal(bn.beta.grad, dy.astype(np.float64).sum(axis=0)
                                   .astype(np.float32))
     want = (dy.astype(np.float64) * x_hat.astype(np.float32)).sum(axis=0)
-    np.testing.assert_allclose(bn.gamma.grad, want, rtol=1e-6)
+    # An absolute bound: the sum of 4096 terms of ~1 sits near 0 (x_hat has mean 0), where
+    # rtol=1e-6 failed on the cache's float32 rounding alone (~6e-6, seen in 1 of 10 runs).
+    # (beta's column sums above are checked exactly.)
+    np.testing.assert_allclose(bn.gamma.grad, want, rtol=0, atol=2e-5)

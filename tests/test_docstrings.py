@@ -1,24 +1,62 @@
-"""Every public class and function of the API modules says what it is (the API reference is
-rendered from these docstrings, see CONTRIBUTING.md)."""
+"""Every public class, function, method and property of the API modules says what it is: the
+API reference is rendered from these docstrings by the pdoc command in CONTRIBUTING.md, which
+must name every API module (pdoc renders only the submodules a package's __all__ lists)."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pathlib
+import re
 
 import pytest
 
 MODULES = ["pynn", "pynn.activations", "pynn.callbacks", "pynn.config", "pynn.initializers",
            "pynn.layers", "pynn.losses", "pynn.metrics", "pynn.ops", "pynn.optimizers",
            "pynn.regularizers", "pynn.schedules", "pynn.saving", "pynn.model", "pynn.onnx",
-           "pynn.custom_objects"]
+           "pynn.custom_objects", "pynn.sklearn", "pynn.info", "pynn.archive"]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _shown(module):
+    """What pdoc renders of a module: its __all__, else its public names."""
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [k for k in vars(module) if not k.startswith("_")]
+    return {k: getattr(module, k) for k in names if hasattr(module, k)}
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_public_names_have_docstrings(name):
+    if name == "pynn.sklearn":
+        pytest.importorskip("sklearn")
     module = importlib.import_module(name)
     assert module.__doc__, f"module {name} has no docstring"
-    missing = [key for key, obj in vars(module).items()
-               if not key.startswith("_") and getattr(obj, "__module__", None) == name
-               and (inspect.isclass(obj) or inspect.isfunction(obj)) and not obj.__doc__]
+    missing = []
+    for key, obj in _shown(module).items():
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)) or \
+                not getattr(obj, "__module__", "").startswith("pynn"):
+            continue
+        if inspect.isclass(obj):
+            if not vars(obj).get("__doc__"):  # its own: an inherited one describes the base
+                missing.append(key)
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") and attr != "__init__" or attr == "__init__" and \
+                        not inspect.signature(obj).parameters:
+                    continue
+                if (inspect.isfunction(member) or isinstance(member, property)) and \
+                        not inspect.getdoc(getattr(obj, attr)) and attr != "__init__":
+                    missing.append(f"{key}.{attr}")
+        elif not obj.__doc__:
+            missing.append(key)
     assert not missing, f"{name}: no docstring on {missing}"
+
+
+def test_the_reference_command_names_every_api_module():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    command = re.search(r"^.*\bpdoc (pynn[^\n#]*)", text, re.M)
+    assert command, "CONTRIBUTING.md has no pdoc command"
+    named = set(command.group(1).split())
+    expected = {"pynn", "pynn.sklearn", "pynn.onnx", "pynn.saving", "pynn.model",
+                "pynn.custom_objects"}
+    assert expected <= named, f"the pdoc command leaves out {sorted(expected - named)}"

@@ -223,3 +223,12 @@ def test_a_subclass_probability_formula_is_used_not_the_fused_one(rng, base, bac
         assert model._fused == (type(loss) is not Twice)
     assert plain["Twice"] == pytest.approx(2 * plain[base.__name__], rel=1e-5)
     assert plain["TwiceBothWays"] == pytest.approx(2 * plain[base.__name__], rel=1e-5)
+
+
+def test_a_spec_without_parameter_takes_the_activations_default():
+    """Spec("leaky_relu") had slope 0 (relu) and Spec("elu") alpha 0, unlike the names."""
+    from pynn.activations import Spec
+
+    assert Spec("leaky_relu") == pynn.activations.get("leaky_relu") == Spec("leaky_relu", 0.2)
+    assert Spec("elu").param == 1.0 and Spec("relu").param == 0.0
+    np.testing.assert_allclose(Spec("leaky_relu")(np.array([-1.0, 2.0])), [-0.2, 2.0])

@@ -73,3 +73,11 @@ def test_bad_regularizers():
         regularizers.L2(-1)
     with pytest.raises(ValueError, match="unknown regularizer"):
         pynn.Dense(2, kernel_regularizer="l3")
+
+
+def test_named_l1_l2_penalises_as_the_function_form():
+    """'l1_l2' made L1L2() with factors 0 and 0: no penalty, silently."""
+    reg = pynn.regularizers.get("l1_l2")
+    assert (reg.l1, reg.l2) == (0.01, 0.01)
+    assert pynn.Dense(2, kernel_regularizer="l1_l2").kernel_regularizer == \
+        pynn.regularizers.l1_l2()

@@ -19,18 +19,23 @@ NAMES = tuple(_DEFAULT_PARAMS)
 
 @dataclass(frozen=True)
 class Spec:
-    """An activation by name with its one parameter (slope for leaky_relu, alpha for elu)."""
+    """An activation by name with its one parameter (the negative slope for leaky_relu,
+    default 0.2; alpha for elu, default 1.0; unused by the others). Calling it applies the
+    activation to an array: `Spec("leaky_relu", 0.1)(x)`, `pynn.activations.relu(x)`."""
 
     name: str
-    param: float = 0.0
+    param: float | None = None  # None: the activation's default (the name's meaning)
 
     def __post_init__(self):
         if self.name not in _DEFAULT_PARAMS:
             raise ValueError(f"unknown activation {self.name!r}; known: {', '.join(NAMES)}")
+        if self.param is None:  # Spec("leaky_relu") was a slope of 0: relu
+            object.__setattr__(self, "param", _DEFAULT_PARAMS[self.name])
         if self.name in ("leaky_relu", "elu") and not self.param >= 0:
             raise ValueError(f"{self.name} parameter must be >= 0, got {self.param}")
 
     def get_config(self):
+        """The name alone for the default parameter, else {'name', 'param'}."""
         if self.param == _DEFAULT_PARAMS[self.name]:
             return self.name
         return {"name": self.name, "param": self.param}

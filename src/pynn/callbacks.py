@@ -513,6 +513,8 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def in_cooldown(self):
+        """Whether the cooldown after the last reduction is still running (no reduction
+        meanwhile)."""
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):

@@ -9,6 +9,12 @@ from . import backend as backend_mod
 
 
 def info() -> dict:
+    """What pynn has and uses here, as a dict: version, python, machine; backend (in use;
+    None and backend_error when PYNN_BACKEND names one that cannot run) and backends
+    (available); cpu (the C++ extension's build flags, the GEMM's instruction set,
+    threads, which ISAs the CPU supports; or error); cuda (compiled architectures, CUDA
+    version, devices; or error); env (the PYNN_/OMP_ variables set). `pynn info` prints
+    it."""
     from . import __version__
 
     result = {"version": __version__, "python": platform.python_version(),
@@ -41,6 +47,7 @@ def info() -> dict:
 
 
 def format_info(d=None) -> str:
+    """info() (or the dict d) as the text `pynn info` prints."""
     d = d or info()
     lines = [f"pynn {d['version']} (Python {d['python']}, {d['machine']})",
              f"backend in use: {d['backend'] or 'none: ' + d.get('backend_error', '')}",

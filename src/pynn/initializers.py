@@ -27,6 +27,7 @@ class Initializer:
         raise NotImplementedError
 
     def get_config(self):
+        """The constructor arguments (what model files store)."""
         return {}
 
 

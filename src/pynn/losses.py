@@ -18,7 +18,16 @@ from .data import converted, overflow_error
 
 
 class Loss:
-    """Base class. Subclasses implement `_sum_and_grad` (and `_logits_sum_and_grad` to fuse)."""
+    """Base class of losses. `loss(y_true, y_pred)` gives the mean loss of numpy arrays.
+
+    pynn has no autodiff, so a loss of your own gives its gradient too: subclass Loss (or a
+    pynn loss) and implement `_sum_and_grad(self, backend, y_pred, y_true, scale,
+    sample_weight=None)` returning `(sum of the per-sample losses as a float, gradient of
+    that sum * scale)` for backend arrays (`backend.xp` is numpy or cupy; y_true comes
+    prepared: shape of y_pred, the model's dtype; sample_weight, when given, weighs each
+    sample's loss and its gradient row). Set `name` for the logs and get_config for files;
+    `_logits_sum_and_grad` (same contract on pre-activations) lets a model fuse
+    `fused_activation` into the loss, as the cross-entropies do."""
 
     name = "loss"
     # The output activation this loss can absorb: the model then feeds it pre-activations.
@@ -28,6 +37,7 @@ class Loss:
     one_d_predictions = "samples"
 
     def get_config(self):
+        """The constructor arguments (what model files store)."""
         return {}
 
     @property

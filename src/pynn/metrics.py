@@ -27,6 +27,7 @@ Classification conventions (shared by the functions and the objects):
   for the names and for metric objects left at their default multilabel=None), every output
   is its own binary label and all of them are pooled (Keras' default, its AUC's
   multi_label=False).
+
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
 `r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
 "uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
@@ -286,14 +287,19 @@ class Metric:
         self.reset_state()
 
     def reset_state(self):
+        """Forget every batch seen (fit calls it at each epoch's start, evaluate at its
+        start)."""
         self._state = None
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """Add a batch of targets and predictions. pynn's metrics are unweighted: a
+        sample_weight raises ValueError (fit and evaluate weigh the loss only)."""
         if sample_weight is not None:
             raise ValueError(f"{self.name}: pynn's metrics are unweighted (no sample_weight)")
         self._add_batch(y_true, y_pred)
 
     def result(self):
+        """The metric over every batch since reset_state, a float (NaN before any)."""
         return self._score(self._state) if self._state is not None else float("nan")
 
     def __call__(self, y_true, y_pred):
@@ -320,6 +326,7 @@ class Metric:
                                   f"reset_state, update_state and result")
 
     def get_config(self):
+        """The constructor arguments (what model files store)."""
         return {"name": self.name}
 
     def __repr__(self):
@@ -335,8 +342,10 @@ def _number(name, value):
 
 
 class MeanMetricWrapper(Metric):
-    """A per-sample mean metric (accuracy, MSE, a user function): the sample-weighted mean of
-    fn over the batches, which equals fn on all of them for decomposable metrics."""
+    """A per-sample mean metric (accuracy, MSE, a user function fn(y_true, y_pred) -> the
+    batch's mean): the mean of fn over the batches weighted by their sample counts, which
+    equals fn on all of them for decomposable metrics. (Unweighted by sample_weight, as
+    every pynn metric.)"""
 
     def __init__(self, fn, name=None, direction=None):
         self.fn = fn

@@ -48,7 +48,13 @@ if hasattr(os, "register_at_fork"):
 
 
 class Sequential:
-    """A linear stack of layers with Keras' compile / fit / evaluate / predict."""
+    """A linear stack of layers with Keras' compile / fit / evaluate / predict.
+
+    `Sequential([pynn.Input((20,)), pynn.Dense(64, activation="relu"), pynn.Dense(1)])`;
+    layers: the list to start from (model.add appends more), name: the model's name.
+    `model(x)` is predict(x); `model(x, training=True)` runs the layers as in a training step
+    without updating weights. Models pickle and copy.deepcopy (through the .npz format).
+    Unlike Keras 3, an Input stays in model.layers (as layers[0])."""
 
     def __init__(self, layers=None, name=None):
         self.name = name or unique_name("sequential")
@@ -73,6 +79,7 @@ class Sequential:
 
     # ---- structure --------------------------------------------------------------------------
     def add(self, layer):
+        """Append a layer (an Input only first); refused, it leaves the model as it was."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a pynn layer, got {layer!r}")
         if isinstance(layer, InputLayer) and self.layers:
@@ -130,14 +137,19 @@ class Sequential:
 
     @property
     def input_shape(self):
+        """The shape of one input sample, without the batch axis ((784,) where Keras says
+        (None, 784)); None before the model knows it."""
         return self.layers[0].input_shape if self.layers else None
 
     @property
     def built(self):
+        """Whether every layer has its weights (an Input, build(), or the first fit/predict)."""
         return bool(self.layers) and all(l.built for l in self.layers)
 
     @property
     def output_shape(self):
+        """The shape of one output sample, without the batch axis; None before the input
+        shape is known."""
         shape = self.input_shape
         if shape is None:
             return None
@@ -148,7 +160,8 @@ class Sequential:
     def build(self, input_shape):
         """Create the weights for inputs of `input_shape`, which starts with the batch axis
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
-        (features,) or a bare number is the sample shape."""
+        (features,) or a bare number is the sample shape. (model.input_shape and
+        output_shape are sample shapes, without the batch axis.)"""
         given = shape = as_shape(input_shape)
         if len(shape) >= 2:
             shape = shape[1:]  # the batch axis, None or a number
@@ -435,10 +448,12 @@ class Sequential:
 
     @property
     def params(self):
+        """Every weight as a Parameter, in get_weights order (same as model.weights)."""
         return [p for l in self.layers for p in l.params]
 
     @property
     def trainable_params(self):
+        """The weights fit updates (trainable layers, weights not frozen)."""
         return [p for p in self.params if p.trainable]
 
     def _metric_arrays(self, y_true, out):
@@ -454,8 +469,17 @@ class Sequential:
             engine="auto", sample_weight=None, class_weight=None, validation_freq=1,
             validation_batch_size=None):
         """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
-        Validation (validation_split or validation_data) runs after every validation_freq-th
-        epoch, in batches of validation_batch_size (default: as fast as memory allows).
+
+        x: (samples, features) array-like (numpy, a pandas DataFrame, a PyTorch CPU tensor
+        taken zero-copy, lists; any numeric dtype, converted once); y: targets as the loss
+        takes them. batch_size: default 32. verbose: 'auto' or 1 a progress bar on a terminal
+        or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing. shuffle:
+        reorder the samples every epoch (seeded by the model's shuffle seed and the step, so
+        resumed runs continue the same order). initial_epoch: the epoch to start counting
+        from (resuming). callbacks: a Callback or a list of them.
+        Validation (validation_split: the last fraction of x, as Keras; or validation_data
+        (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch, in
+        batches of validation_batch_size (default: as fast as memory allows).
 
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
@@ -860,6 +884,7 @@ class Sequential:
 
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
+        """Every weight as a numpy array (copies), layer by layer in each layer's order."""
         return [w for layer in self.layers for w in layer.get_weights()]
 
     @property
@@ -883,10 +908,12 @@ class Sequential:
 
     @property
     def trainable_weights(self):
+        """Keras' name for trainable_params."""
         return self.trainable_params
 
     @property
     def non_trainable_weights(self):
+        """The weights fit leaves alone (frozen layers or weights, moving statistics)."""
         return [p for p in self.params if not p.trainable]
 
     @property
@@ -899,6 +926,8 @@ class Sequential:
                            for m in self._metric_specs]
 
     def set_weights(self, weights):
+        """Replace every weight from a list of arrays in get_weights order; all are checked
+        (count, shapes, finite values) before any is assigned."""
         weights = list(weights)
         expected = sum(len(l.params) for l in self.layers)
         if len(weights) != expected:
@@ -919,6 +948,8 @@ class Sequential:
         return sum(l.count_params() for l in self.layers)
 
     def save_weights(self, filepath):
+        """Every weight to a file (.npz; HDF5 when the name ends in .h5/.hdf5) or a binary
+        file object; model.load_weights reads it."""
         from .saving import save_weights
 
         save_weights(self, filepath)
@@ -932,8 +963,9 @@ class Sequential:
         return load_weights(self, filepath, skip_mismatch)
 
     def save(self, filepath):
-        """The whole model in one .npz: layers, weights, compile settings, optimizer state.
-        pynn.load_model(filepath) rebuilds it."""
+        """The whole model in one file: layers, weights, compile settings, optimizer state.
+        .npz (default), or HDF5 when the name ends in .h5/.hdf5; a binary file object takes
+        .npz. pynn.load_model(filepath) rebuilds it."""
         from .saving import save_model
 
         save_model(self, filepath)
@@ -980,6 +1012,8 @@ class Sequential:
 
     # ---- description ----------------------------------------------------------------------------
     def summary(self, print_fn=print):
+        """Print the layers, their output shapes and weight counts, and the trainable and
+        non-trainable totals (print_fn takes each line)."""
         rows = [("Layer (type)", "Output Shape", "Param #")]
         shape = self.input_shape
         for layer in self.layers:
@@ -1007,6 +1041,8 @@ class Sequential:
         print_fn("\n".join(lines))
 
     def get_config(self):
+        """The model's name and its layers' descriptions (Sequential.from_config rebuilds it,
+        without weights)."""
         return {"name": self.name, "layers": [describe(layer) for layer in self.layers]}
 
     @classmethod

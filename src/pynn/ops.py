@@ -16,10 +16,12 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     op(x) is x.T when trans_x. bias has length op(b).shape[1]. With out= the result is written
     there (and beta may be non-zero); otherwise a new array is returned.
 
-    The operands' dtype decides: float32 operands compute (and return) float32, float64 ones
-    float64, a mix float64; bias is taken in that dtype and out must have it. The cpu
-    backend's kernels are float32: float64 operands are converted for them, unless the
-    session is float64 (pynn.set_floatx), where they compute in float64 with numpy.
+    activation: an element-wise one fused into the result (a name or Spec; not softmax).
+    The computation's dtype: on the cpu backend float32 (its kernels' type: float64 or
+    mixed operands are converted and the result is float32), unless the session is float64
+    (pynn.set_floatx), where it computes in float64 with numpy; on the numpy backend the
+    operands' (float64 for float64 or mixed ones). bias is taken in that dtype, and out
+    must have it.
     """
     backend = get_backend()
     spec = act_mod.get(activation)

@@ -5,8 +5,9 @@ fused update per parameter through the backend contract. `learning_rate` is a nu
 schedule (pynn.schedules) or a function of the step; a number can be changed at any time,
 also during `fit` (a callback may set `model.optimizer.learning_rate`). Gradients can be
 clipped first, as in Keras: `clipvalue` element-wise, `clipnorm` per tensor by its L2 norm,
-`global_clipnorm` all tensors together by their joint norm. As in Keras only one of them
-applies: clipnorm, else global_clipnorm, else clipvalue (a clipvalue beside a norm warns).
+`global_clipnorm` all tensors together by their joint norm. As in Keras clipnorm and
+global_clipnorm exclude each other (ValueError), and a clipvalue beside either is ignored
+(with a warning).
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class Optimizer:
 
     @property
     def has_schedule(self):
+        """Whether the learning rate is a schedule (or a function of the step) rather than a
+        number."""
         return self._schedule is not None
 
     def scheduled_rates(self, first_step, count):
@@ -125,18 +128,21 @@ class Optimizer:
 
     @property
     def clips(self):
+        """Whether gradients are clipped (clipnorm, clipvalue or global_clipnorm)."""
         return self.clipping[0] is not None
 
     @property
     def clipping(self):
-        """(option, value) of the one clipping that applies, Keras' order: clipnorm, else
-        global_clipnorm, else clipvalue; (None, None) without clipping."""
+        """(option, value) of the one clipping that applies: clipnorm or global_clipnorm
+        (never both), else clipvalue; (None, None) without clipping."""
         for option in ("clipnorm", "global_clipnorm", "clipvalue"):
             if getattr(self, option) is not None:
                 return option, getattr(self, option)
         return None, None
 
     def get_config(self):
+        """The constructor arguments (learning rate or its schedule's description, clipping,
+        the optimizer's own): what model files store."""
         config = {"learning_rate": self._learning_rate if self._schedule is None
                   else _schedule_config(self._schedule)}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
@@ -150,6 +156,7 @@ class Optimizer:
         return entry[1] if entry is not None and entry[0] is param else None
 
     def set_state_of(self, param, slots):
+        """Set param's slots {name: backend array} (load_model restores them this way)."""
         self._state[id(param)] = (param, slots)
 
     def keep_only(self, params):
@@ -203,6 +210,7 @@ class Optimizer:
                     g *= limit / norm
 
     def reset(self):
+        """Forget every slot and the step count: the next step starts as the first."""
         self._state = {}  # a new dict: a native engine bound to the old slots notices
         self.iterations = 0
         config.settings_changed()

@@ -1,6 +1,7 @@
 """Weight penalties added to the loss, with Keras' names and formulas:
 L1(l1): l1 * sum(|w|);  L2(l2): l2 * sum(w^2) (gradient 2 * l2 * w);  L1L2(l1, l2): both.
-`Dense(kernel_regularizer="l2")` uses Keras' default factor 0.01.
+`Dense(kernel_regularizer="l2")` uses Keras' default factor 0.01 ("l1_l2": 0.01 for both, as
+Keras' l1_l2() function; Keras' string gives its L1L2 class's 0 and 0, which penalise nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Regularizer:
         config.settings_changed()  # a native engine holds l1 and l2
 
     def penalty(self, xp, w):
+        """The penalty of the weight array w (a float); xp is the array module of w's
+        backend (numpy or cupy). A regularizer of your own overrides penalty and
+        add_gradient."""
         total = 0.0
         if self.l1:
             total += self.l1 * float(xp.abs(w).sum())
@@ -43,6 +47,7 @@ class Regularizer:
             grad += (2 * self.l2) * w
 
     def get_config(self):
+        """The constructor arguments (what model files store)."""
         return {"l1": self.l1, "l2": self.l2}
 
     def __eq__(self, other):
@@ -95,14 +100,17 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def get(identifier):
-    """A Regularizer from None, a name ('l1', 'l2', 'l1_l2'), a config dict or a Regularizer."""
+    """A Regularizer from None, a name ('l1', 'l2', 'l1_l2': factors of 0.01 each, as
+    Keras' l1(), l2() and l1_l2()), a config dict or a Regularizer."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
-        if cls is None:
+        # Keras' function forms with their 0.01 factors ("l1_l2" made Keras' L1L2(), 0 and 0:
+        # no penalty at all, silently)
+        make = {"l1": l1, "l2": l2, "l1_l2": l1_l2, "l1l2": l1_l2}.get(identifier.lower())
+        if make is None:
             raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
-        return cls()
+        return make()
     if isinstance(identifier, dict) and "class_name" in identifier:
         return _custom.rebuild(identifier, lambda name: _CLASSES.get(name) or _BY_NAME.get(name),
                                "regularizer")

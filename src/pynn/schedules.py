@@ -15,6 +15,7 @@ class LearningRateSchedule:
         raise NotImplementedError
 
     def get_config(self):
+        """The constructor arguments (what model files store)."""
         return dict(vars(self))
 
 

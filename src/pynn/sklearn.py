@@ -462,6 +462,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return out / out.sum(axis=1, keepdims=True)  # float32 rounding: rows sum to 1
 
     def predict_log_proba(self, X):
+        """The log of predict_proba (-inf where a probability is 0)."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
@@ -524,6 +525,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
+        """The predictions: shape (n_samples,) for one output (even when fitted on a (n, 1)
+        y, as scikit-learn), else (n_samples, n_outputs)."""
         out = self._raw_predict(X)
         return out[:, 0] if self.n_outputs_ == 1 else out
 

@@ -27,6 +27,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """The number of threads pynn's C++ kernels use (1 without the extension)."""
     module = _native()
     return module.num_threads() if module is not None else 1
 

@@ -9,6 +9,9 @@ from .base import Layer
 
 
 class Activation(Layer):
+    """An activation as a layer of its own: y = activation(x), the same names and Specs as
+    Dense's activation= ('relu', 'softmax', pynn.activations.Spec("leaky_relu", 0.1), ...)."""
+
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
         self.activation = act_mod.get(activation)
@@ -16,6 +19,8 @@ class Activation(Layer):
 
     @property
     def output_activation(self):
+        """The activation's name: a loss may take the pre-activations instead (softmax or
+        sigmoid with its cross-entropy, computed from logits)."""
         return self.activation.name
 
     def forward(self, x, training=False, logits=False):

@@ -20,6 +20,18 @@ _NEEDS_Z = ("gelu", "softmax")
 
 
 class Dense(Layer):
+    """A fully connected layer: y = activation(x @ kernel + bias), kernel (inputs, units),
+    bias (units,), as Keras' Dense.
+
+    units: the output width. activation: a name ('relu', ...), a pynn.activations.Spec, or
+    None (linear). use_bias: whether to add a bias. kernel_initializer / bias_initializer:
+    a name ('glorot_uniform', 'zeros', ...) or a pynn.initializers object.
+    kernel_regularizer / bias_regularizer: None, a name ('l1', 'l2', 'l1_l2') or a
+    pynn.regularizers object, its penalty added to the loss. Also the base Layer's name,
+    trainable, input_shape / input_dim (dtype is accepted for Keras' sake; pynn's float
+    type is global: pynn.set_floatx). Inputs are (batch, features); for images put a
+    Flatten first."""
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  **kwargs):
@@ -60,6 +72,8 @@ class Dense(Layer):
 
     @property
     def output_activation(self):
+        """The activation's name: a loss may take the pre-activations instead (softmax or
+        sigmoid with its cross-entropy, computed from logits)."""
         return self.activation.name
 
     def forward(self, x, training=False, logits=False):

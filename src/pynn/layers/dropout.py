@@ -17,6 +17,11 @@ from .base import Layer
 
 
 class Dropout(Layer):
+    """Inverted dropout: in training, each input is zeroed with probability `rate` (0 <= rate
+    < 1) and the survivors scaled by 1 / (1 - rate); at inference the identity. seed: the
+    masks' seed (default: drawn from pynn's generator, so pynn.set_seed reproduces runs);
+    saved with the model, with the step, so a resumed run continues the same masks."""
+
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:

@@ -16,6 +16,14 @@ from .base import Layer, as_flag
 
 
 class BatchNormalization(Layer):
+    """Batch normalization of (batch, features) inputs over the batch axis, as Keras'.
+
+    In training: (x - batch mean) / sqrt(batch variance + epsilon) * gamma + beta, and the
+    moving statistics move toward the batch's by (1 - momentum) each step; at inference (and
+    in training while the layer is frozen) the moving statistics instead. momentum (0.99)
+    and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist.
+    Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
+
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
