@@ -613,3 +613,21 @@ def test_predict_checks_the_sidecar(tmp_path, content, message):
     with pytest.raises(tabular.UsageError) as info:
         tabular.predict(str(model), str(data), print_fn=lambda *a, **k: None)
     assert repr(str(sidecar)) in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["info", "predict"])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, command):
+    """`pynn info | head` ended in a BrokenPipeError traceback."""
+    args = ["info"]
+    if command == "predict":
+        data = write_csv(tmp_path / "d.csv", ["a", "b"], [(i, i % 2) for i in range(50)])
+        assert run_cli("train", "--data", data, "--target", "b", "--epochs", "1", "--out",
+                       tmp_path / "m.npz", "--quiet").returncode == 0
+        args = ["predict", "--model", str(tmp_path / "m.npz"), "--data", str(data)]
+    code = ("import os, sys\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)  # a pipe nobody reads\n"
+            "from pynn.cli import main\n"
+            f"sys.exit(main({args!r}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and out.stderr == "", out.stderr

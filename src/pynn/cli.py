@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 _PREDICT_HELP = """\
@@ -74,6 +75,19 @@ _non_negative = _int_at_least(0, "an integer >= 0")
 
 
 def main(argv=None) -> int:
+    """The `pynn` command (`python -m pynn`): argv without the program name (default
+    sys.argv[1:]); returns the exit code (0, or 2 for a problem with the user's inputs)."""
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `pynn info | head`: the reader is gone; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's flush at exit would fail too
+        return 1
+
+
+def _run(argv):
     parser = argparse.ArgumentParser(prog="pynn", description="pynn neural networks")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="version, backends, CPU ISA, threads, GPU")
@@ -159,6 +173,8 @@ def main(argv=None) -> int:
                             proba=args.proba)
         elif args.command == "bench":
             tabular.bench()
+    except BrokenPipeError:
+        raise
     except (tabular.UsageError, OSError) as exc:  # a missing file, a full disk, no permission
         print(f"pynn {args.command}: error: {exc}", file=sys.stderr)
         return 2
