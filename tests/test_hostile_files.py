@@ -381,3 +381,116 @@ def test_text_flags_are_refused_not_read_as_true(tmp_path, field, layer):
         pynn.load_model(tmp_path / "bad.npz")
     with pytest.raises(TypeError, match="trainable must be True or False"):
         model.layers[1].trainable = "no"
+
+
+def _patch_claimed_size(path, member, size):
+    """Rewrite the uncompressed size the zip's central directory claims for `member`."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    at = data.find(b"PK\x01\x02" + b"", 0)
+    while at != -1:
+        n = int.from_bytes(data[at + 28:at + 30], "little")
+        if data[at + 46:at + 46 + n] == name:
+            data[at + 24:at + 28] = size.to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+            return
+        at = data.find(b"PK\x01\x02", at + 4)
+    raise AssertionError(f"no {member} in {path}")
+
+
+def test_what_a_member_claims_is_bounded_by_its_compressed_bytes(tmp_path):
+    """The zip directory's uncompressed size is the file author's claim: 2.5 KB files made
+    loading reserve gigabytes (MemoryError) or decompress bzip2 bombs; numpy writes only
+    stored and deflated members, and deflate expands at most ~1032-fold."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    _write_zip(tmp_path / "claim.npz", members)
+    _patch_claimed_size(tmp_path / "claim.npz", "layer1.kernel.npy", 0xFFFFFFF0)
+    with pytest.raises(ValueError, match="'layer1.kernel' claims 4,294,967,280 bytes"):
+        pynn.load_model(tmp_path / "claim.npz")
+    with zipfile.ZipFile(tmp_path / "bz.npz", "w", zipfile.ZIP_BZIP2) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ValueError, match="uses compression method 12; pynn reads stored or"):
+        pynn.load_model(tmp_path / "bz.npz")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<U0", "fortran_order": False, "shape": (2**40,)})
+    members["__pynn__.npy"] = header.getvalue()
+    _write_zip(tmp_path / "u0.npz", members)
+    with pytest.raises(ValueError, match="has dtype <U0"):
+        pynn.load_model(tmp_path / "u0.npz")
+
+
+def test_dtypes_and_the_description_are_checked_before_reading(tmp_path):
+    """A member of the weight's shape with a 4 MB string dtype was read in full before
+    'expected floats'; the description's size was never checked."""
+    good = tmp_path / "good.npz"
+    _model().save(good)
+    members = _members(good)
+    strings = dict(members)
+    strings["layer1.kernel.npy"] = _npy(np.full((4, 3), "x" * 100_000))
+    _write_zip(tmp_path / "strings.npz", strings)
+    with pytest.raises(ValueError, match=r"array 'layer1.kernel' has dtype <U100000, expected"):
+        pynn.load_model(tmp_path / "strings.npz")
+    big = dict(members)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<U16777217", "fortran_order": False, "shape": ()})
+    big["__pynn__.npy"] = header.getvalue() + bytes(4 * 16777217)
+    _write_zip(tmp_path / "big.npz", big)
+    with pytest.raises(ValueError, match="description is not one string of at most"):
+        pynn.load_model(tmp_path / "big.npz")
+
+
+def test_optimizer_slots_are_one_per_weight_and_slot(tmp_path):
+    """300 entries repeating a slot under other keys loaded (each read in full)."""
+    good = tmp_path / "good.npz"
+    model = _model()
+    model.save(good)
+
+    def repeat(meta):
+        slots = meta["optimizer_state"]["slots"]
+        slots.append({**slots[0]})
+    _with_meta(good, tmp_path / "twice.npz", repeat)
+    with pytest.raises(ValueError, match="optimizer state entry .* is invalid"):
+        pynn.load_model(tmp_path / "twice.npz")
+
+    def unknown(meta):
+        meta["optimizer_state"]["slots"][0]["slot"] = "momentum_of_doom"
+    _with_meta(good, tmp_path / "unknown.npz", unknown)
+    with pytest.raises(ValueError, match="optimizer state entry .* is invalid"):
+        pynn.load_model(tmp_path / "unknown.npz")
+
+
+def test_a_failed_load_weights_leaves_an_unbuilt_model_unbuilt(tmp_path):
+    model = _model()
+    model.save_weights(tmp_path / "w.npz")
+    members = _members(tmp_path / "w.npz")
+    members["layer2.kernel.npy"] = _npy(np.zeros((3, 5), np.float32))  # does not fit
+    _write_zip(tmp_path / "bad.npz", members)
+    fresh = pynn.Sequential([pynn.Dense(3, activation="relu"), pynn.Dense(2)])
+    with pytest.raises(ValueError, match=r"the file has shape \(3, 5\), the model \(3, 2\)"):
+        fresh.load_weights(tmp_path / "bad.npz")
+    assert not fresh.built and fresh.input_shape is None
+    assert all(not layer.built and not layer.params for layer in fresh.layers)
+    fresh.load_weights(tmp_path / "w.npz")  # and the right file still loads
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_deep_descriptions_build_once_and_flatten_counts_exactly(monkeypatch):
+    """Each layer of Sequential(layers) was added (and the model rebuilt) one by one: a
+    16,000-layer description took 20 s to load. Flatten's size wrapped past 2**63."""
+    builds = []
+    real = pynn.Sequential._build
+    monkeypatch.setattr(pynn.Sequential, "_build",
+                        lambda self, shape: builds.append(shape) or real(self, shape))
+    model = pynn.Sequential([pynn.Input((3,))] + [pynn.Activation("relu") for _ in range(200)])
+    assert len(builds) == 1 and model.built
+    with pytest.raises(ValueError, match="already in the model"):
+        pynn.Sequential([pynn.Dense(2, name="a"), pynn.Dense(2, name="a")])
+    assert pynn.Flatten().compute_output_shape((2**62 + 1, 4)) == (4 * (2**62 + 1),)
+    with pytest.raises(TypeError, match="name must be a string"):
+        pynn.Dense(2, name=["a"])

@@ -24,6 +24,7 @@ import numpy as np
 
 META_KEY = "__pynn__"  # the member holding the file's JSON description
 _NPY_MAGIC = b"\x93NUMPY"
+_DEFLATE_MAX_RATIO = 1032  # deflate's largest expansion (258 bytes from 2 bits)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -52,15 +53,20 @@ class Archive:
         """The names of the file's arrays."""
         raise NotImplementedError
 
-    def shape_of(self, name):
-        """The shape `name` declares, checked as reading it would be, without reading it."""
+    def declared(self, name):
+        """(shape, dtype) that `name` declares, checked as reading it would be, without
+        reading it: a caller compares them with what it expects before anything is read."""
         with self._guarded(name):
-            return self._shape(name)
+            return self._declared(name)
+
+    def shape_of(self, name):
+        """The shape `name` declares (see declared)."""
+        return self.declared(name)[0]
 
     def _read(self, name):
         raise NotImplementedError
 
-    def _shape(self, name):
+    def _declared(self, name):
         raise NotImplementedError
 
     def __contains__(self, name):
@@ -90,9 +96,9 @@ class Archive:
         except ValueError as exc:
             if str(exc).startswith(repr(self.where)):  # ours, naming the file already
                 raise
-            why = ("holds pickled objects; pynn never loads pickles" if "pickle" in str(exc)
-                   else f"has an unreadable .npy header ({exc})")
-            raise self._bad(name, why) from exc
+            # numpy's first sentence (its advice to load "unsafely" is not passed on)
+            why = str(exc).split(". ")[0]
+            raise self._bad(name, f"has an unreadable .npy header ({why})") from exc
         except Exception as exc:  # noqa: BLE001
             raise self._bad(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
 
@@ -111,6 +117,7 @@ class _ZipArchive(Archive):
         super().__init__(where)
         self._zip = zipfile.ZipFile(source)
         try:
+            self._size = self._zip.fp.seek(0, os.SEEK_END)  # the whole file's length
             self._members = {}
             for info in self._zip.infolist():
                 if not info.filename.endswith(".npy"):  # not an array (np.savez writes .npy)
@@ -129,10 +136,27 @@ class _ZipArchive(Archive):
     def names(self):
         return self._members.keys()
 
+    def _checked_sizes(self, name):
+        """The member's uncompressed size, which the zip directory only claims: numpy writes
+        stored and deflated members, and deflate expands at most ~1032-fold, so the claim
+        is bounded by the compressed bytes, which must lie within the file."""
+        info = self._members[name]
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise self._bad(name, f"uses compression method {info.compress_type}; pynn reads "
+                                  f"stored or deflated members (as numpy writes them)")
+        if info.header_offset + info.compress_size > self._size:
+            raise self._bad(name, "claims more compressed bytes than the file holds")
+        ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO
+        if info.file_size > info.compress_size * ratio + 1024:
+            raise self._bad(name, f"claims {info.file_size:,} bytes from {info.compress_size:,} "
+                                  f"compressed ones, more than its compression can give")
+        return info.file_size
+
     def _header(self, f, name):
         """(shape, fortran order, dtype) of the open member f, checked against the bytes the
         member holds, before anything is allocated; f is left at the data."""
         info = self._members[name]
+        file_size = self._checked_sizes(name)
         if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
             raise self._bad(name, "is not a .npy array")
         f.seek(0)
@@ -150,7 +174,7 @@ class _ZipArchive(Archive):
         # The header's shape is only a claim: the zip directory says how many bytes the member
         # holds, and the array must fit in them.
         need = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        have = info.file_size - f.tell()
+        have = file_size - f.tell()
         if need > have:
             raise self._bad(name, f"declares shape {shape} ({need:,} bytes) but holds "
                                   f"{max(have, 0):,} bytes")
@@ -161,9 +185,10 @@ class _ZipArchive(Archive):
             with self._guarded(name), self._zip.open(self._members[name]) as f:
                 self._header(f, name)
 
-    def _shape(self, name):
+    def _declared(self, name):
         with self._zip.open(self._members[name]) as f:
-            return self._header(f, name)[0]
+            shape, _, dtype = self._header(f, name)
+        return shape, dtype
 
     def _read(self, name):
         with self._zip.open(self._members[name]) as f:
@@ -172,8 +197,8 @@ class _ZipArchive(Archive):
             array = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
             view = memoryview(array.reshape(-1, order="A").view(np.uint8))
             filled = 0
-            while filled < len(view):
-                n = f.readinto(view[filled:])
+            while filled < len(view):  # in slices: zipfile's readinto reads, then copies
+                n = f.readinto(view[filled:filled + (1 << 20)])
                 if not n:
                     raise self._bad(name, "is truncated")
                 filled += n
@@ -203,10 +228,11 @@ class _H5Archive(Archive):
             with self._guarded(name):
                 self._dataset(name)
 
-    def _shape(self, name):
+    def _declared(self, name):
         if name == META_KEY:
-            return ()
-        return self._dataset(name).shape
+            return (), np.dtype(str)
+        item = self._dataset(name)
+        return item.shape, item.dtype
 
     def _read(self, name):
         if name == META_KEY and META_KEY in self._file.attrs:  # the description
@@ -242,7 +268,8 @@ class _H5Archive(Archive):
 def _check_dtype(archive, name, dtype):
     if dtype.hasobject:
         raise archive._bad(name, "holds pickled objects; pynn never loads pickles")
-    if dtype.kind not in "biufU" or dtype.fields is not None or dtype.subdtype is not None:
+    if dtype.kind not in "biufU" or dtype.fields is not None or dtype.subdtype is not None \
+            or dtype.itemsize == 0:
         raise archive._bad(name, f"has dtype {dtype}; pynn files hold numeric arrays")
 
 

@@ -34,6 +34,7 @@ from .archive import META_KEY, open_archive
 FORMAT = "pynn-weights"
 MODEL_FORMAT = "pynn-model"
 FORMAT_VERSION = 1
+_MAX_DESCRIPTION = 1 << 24  # characters: a description of 10,000 layers takes ~2 million
 
 
 def atomic_write(filepath, write):
@@ -389,29 +390,33 @@ def _rebuild(arrays, filepath, custom_objects, compile):
     settings = meta.get("compile")
     if compile and settings:
         with custom_object_scope(custom_objects), file_marks(marked):
-            model.compile(**_compile_arguments(settings))
+            try:
+                model.compile(**_compile_arguments(settings))
+            except ValueError as exc:  # an unknown optimizer, loss or metric: name the file
+                raise ValueError(f"{filepath!r}: its compile settings: {exc}") from exc
         state = meta.get("optimizer_state", {})
         opt = model.optimizer
         params = model.params
-        restored = {}
+        expected = opt._active_slots()
+        # Every entry checked before any array is read: one (weight, slot) each, of the
+        # weight's shape and a float dtype (300 copies of a slot, or a string dtype of the
+        # right shape, were each read in full first).
+        plan, seen = [], set()
         for entry in state.get("slots", []):
             i, slot, key = entry["param"], entry["slot"], entry["key"]
-            if not (isinstance(i, int) and 0 <= i < len(params)) or \
-                    not isinstance(key, str) or key not in arrays:
+            if not (isinstance(i, int) and 0 <= i < len(params)) or slot not in expected or \
+                    not isinstance(key, str) or key not in arrays or (i, slot) in seen or \
+                    key in {k for _, _, k in plan}:
                 raise ValueError(f"{filepath!r}: optimizer state entry {entry!r} is invalid")
+            seen.add((i, slot))
             p = params[i]
-            if tuple(arrays.shape_of(key)) != p.shape:  # checked before reading
-                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has shape "
-                                 f"{tuple(arrays.shape_of(key))}, the weight {p.shape}")
-            if arrays[key].dtype.kind != "f":
-                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has dtype "
-                                 f"{arrays[key].dtype}, expected floats")
-            if arrays[key].shape != p.shape:
-                raise ValueError(f"{filepath!r}: optimizer slot {slot!r} of {p.name!r} has shape "
-                                 f"{arrays[key].shape}, the weight {p.shape}")
+            _check_declared(arrays, key, p, filepath, f"optimizer slot {slot!r} of {p.name!r}")
+            plan.append((i, slot, key))
+        restored = {}
+        for i, slot, key in plan:
+            p = params[i]
             restored.setdefault(i, {})[slot] = p.backend.asarray(arrays[key], p.value.dtype)
         for i, slots in restored.items():
-            expected = opt._active_slots()
             if set(slots) != set(expected):
                 raise ValueError(f"{filepath!r}: optimizer state of {params[i].name!r} has slots "
                                  f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
@@ -451,9 +456,13 @@ def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
     """The checked JSON description of a pynn file (`kinds` it may be); ValueError otherwise."""
     if META_KEY not in arrays:
         raise ValueError(f"{filepath!r} is not a pynn file (no {META_KEY} entry)")
+    shape, dtype = arrays.declared(META_KEY)  # one string, of a sane size, before reading
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * _MAX_DESCRIPTION:
+        raise ValueError(f"{filepath!r}: its description is not one string of at most "
+                         f"{_MAX_DESCRIPTION:,} characters (shape {shape}, dtype {dtype})")
     try:
         meta = json.loads(str(arrays[META_KEY]))
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer
         raise ValueError(f"{filepath!r}: its description is not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, MODEL_FORMAT):
         raise ValueError(f"{filepath!r} is not a pynn file")
@@ -479,14 +488,39 @@ def load_weights(model, filepath, skip_mismatch=False):
         filepath = where(filepath)  # for the messages below
         meta = read_meta(arrays, filepath)
         saved = [l for l in meta["layers"] if l["weights"]]
-        if not model.built:
-            key = saved[0]["weights"][0].get("key") if saved else None
-            shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
-            if len(shape) != 2:
-                raise ValueError("build the model (or give it an Input) before loading weights")
-            model._ensure_built((shape[0],))  # the stored array's size, not a claim
-        # user -> Sequential.load_weights -> here -> _assign_weights
-        return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
+        if model.built:
+            # user -> Sequential.load_weights -> here -> _assign_weights
+            return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
+        key = saved[0]["weights"][0].get("key") if saved else None
+        shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
+        if len(shape) != 2:
+            raise ValueError("build the model (or give it an Input) before loading weights")
+        # Built for the stored array's width (a file's choice: its weights start as zeros,
+        # costing nothing until written), and unbuilt again if the file does not fit.
+        before = _unbuilt_state(model)
+        try:
+            from .config import loading_weights
+
+            with loading_weights():
+                model._ensure_built((shape[0],))
+            return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
+        except BaseException:
+            _restore_state(model, before)
+            raise
+
+
+def _unbuilt_state(model):
+    """What building changes in a model and its layers (their attributes, lists copied)."""
+    def copied(obj):
+        return {k: list(v) if isinstance(v, list) else v for k, v in vars(obj).items()}
+    return copied(model), [(layer, copied(layer)) for layer in model.layers]
+
+
+def _restore_state(model, state):
+    model_vars, layer_vars = state
+    for obj, saved in [(model, model_vars), *layer_vars]:
+        vars(obj).clear()
+        vars(obj).update(saved)
 
 
 def _layers_with_weights(model, meta):
@@ -553,16 +587,22 @@ def _layer_plan(layer, entry, arrays, filepath):
         key = w.get("key")
         if not isinstance(key, str) or key not in arrays:
             raise ValueError(f"{filepath!r} lacks the array {key!r}")
-        shape = tuple(arrays.shape_of(key))  # before reading it: never more than the weight
-        if shape != p.shape:
-            raise ValueError(f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}: "
-                             f"the file has shape {shape}, the model {p.shape}")
-        array = arrays[key]
-        if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{filepath!r}: array {w.get('key')!r} has dtype {array.dtype}, "
-                             f"expected floats")
-        plan.append((p, array))
+        _check_declared(arrays, key, p, filepath,
+                        f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}")
+        plan.append((p, arrays[key]))
     return plan
+
+
+def _check_declared(arrays, key, p, filepath, what):
+    """The array `key` is for the weight p: its declared shape and float dtype are checked
+    before it is read, so no file makes loading read more than the model's weights."""
+    shape, dtype = arrays.declared(key)
+    if tuple(shape) != p.shape:
+        raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(shape)}, the model "
+                         f"{p.shape}")
+    if dtype.kind != "f" or dtype.itemsize > 16:
+        raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
+                         f"floats")
 
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]

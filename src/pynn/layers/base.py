@@ -147,6 +147,8 @@ class Layer:
             config.settings_changed()
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
         self._trainable = as_flag(self.name, "trainable", trainable)
         if input_dim is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Layer
@@ -12,7 +14,7 @@ class Flatten(Layer):
     Dense layer; no weights. Its backward restores the input's shape."""
 
     def compute_output_shape(self, input_shape):
-        return (int(np.prod(input_shape, dtype=np.int64)),)
+        return (math.prod(int(d) for d in input_shape),)  # exact: int64 wrapped silently
 
     def forward(self, x, training=False, logits=False):
         if x.ndim < 2:
