@@ -226,3 +226,9 @@ def test_layer_path_gamma_beta_gradients_sum_in_double(rng):
     # rtol=1e-6 failed on the cache's float32 rounding alone (~6e-6, seen in 1 of 10 runs).
     # (beta's column sums above are checked exactly.)
     np.testing.assert_allclose(bn.gamma.grad, want, rtol=0, atol=2e-5)
+
+
+def test_an_infinite_epsilon_is_refused():
+    """epsilon=inf (a file may say so) made every output beta."""
+    with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
+        pynn.BatchNormalization(epsilon=float("inf"))

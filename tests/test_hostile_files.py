@@ -302,6 +302,11 @@ def test_loading_draws_nothing_yet_initializers_work_for_the_users_layers(tmp_pa
     (lambda m: m["optimizer_state"].__setitem__("iterations", 1.5), "step count"),
     (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 10**4000),
      "good.npz|bad.npz"),
+    (lambda m: m.__setitem__("format_version", True), "format version True is not a"),
+    (lambda m: m.__setitem__("format_version", -5), "format version -5 is not a"),
+    (lambda m: m["compile"]["optimizer"]["config"].__setitem__(
+        "learning_rate", {"class_name": "LearningRateSchedule", "config": {}}),
+     "LearningRateSchedule"),
     (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 2**40),
      "bad.npz' declares layers too large to build"),  # MemoryError before
 ])

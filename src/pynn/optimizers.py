@@ -349,7 +349,8 @@ def get(identifier) -> Optimizer:
             from . import schedules
 
             pynn_schedules = {name: c for name, c in vars(schedules).items()
-                              if isinstance(c, type) and issubclass(c, LearningRateSchedule)}
+                              if isinstance(c, type) and issubclass(c, LearningRateSchedule)
+                              and c is not LearningRateSchedule}  # the base computes nothing
             config["learning_rate"] = _custom.rebuild(lr, pynn_schedules.get,
                                                       "learning-rate schedule")
         return cls(**config)

@@ -470,7 +470,9 @@ def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
         raise ValueError(f"{filepath!r} is a weights file, not a whole model: build the model "
                          f"and call model.load_weights instead")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{filepath!r}: format version {version!r} is not a version number")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{filepath!r} has format version {version!r}; this pynn reads up to "
                          f"{FORMAT_VERSION}: upgrade pynn")
     if not isinstance(meta.get("layers"), list):

@@ -31,8 +31,9 @@ class BatchNormalization(Layer):
                 raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"BatchNormalization: momentum must be in [0, 1), got {momentum}")
-        if not epsilon > 0:
-            raise ValueError(f"BatchNormalization: epsilon must be > 0, got {epsilon}")
+        if not 0 < epsilon < float("inf"):
+            raise ValueError(f"BatchNormalization: epsilon must be a finite number > 0, got "
+                             f"{epsilon}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center = as_flag(self.name, "center", center)
         self.scale = as_flag(self.name, "scale", scale)
