@@ -249,3 +249,58 @@ def test_calling_the_model_in_training_mode_keeps_no_caches(rng):
     out = model(rng.normal(size=(50, 6)), training=True)
     assert out.shape == (50, 3)
     assert all(layer._cache is None for layer in model.layers)
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_a_frozen_kernel_leaves_its_bias_training(rng, engine):
+    """kernel.trainable = False left the bias (still trainable) untrained, or stepping on a
+    gradient left from an earlier run every step; as in Keras each weight follows its flag."""
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.normal(size=(40, 2)).astype(np.float32)
+    pynn.set_seed(2)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="tanh"), pynn.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
+    model.fit(x, y, epochs=1, batch_size=40, verbose=0, engine="layers")  # leaves .grad
+    dense = model.layers[1]
+    dense.kernel.trainable = False
+    kernel, bias = (w.astype(np.float64) for w in dense.get_weights())
+    w2, b2 = (w.astype(np.float64) for w in model.layers[2].get_weights())
+    model.fit(x, y, epochs=1, batch_size=40, verbose=0, shuffle=False,
+              engine="auto" if engine == "native" else "layers")
+    np.testing.assert_array_equal(dense.kernel.numpy(), kernel.astype(np.float32))
+    # one full-batch SGD step on the bias, by hand in float64
+    h = np.tanh(x @ kernel + bias)
+    d_out = 2 * (h @ w2 + b2 - y) / y.size
+    grad_b = ((d_out @ w2.T) * (1 - h * h)).sum(axis=0)
+    np.testing.assert_allclose(dense.bias.numpy(), bias - 0.1 * grad_b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_engine_keeps_no_optimizer_state_for_frozen_layers(rng):
+    x = rng.normal(size=(64, 10)).astype(np.float32)
+    y = rng.normal(size=(64, 1)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((10,)), pynn.Dense(64, activation="relu"),
+                             pynn.Dense(64, activation="relu"), pynn.Dense(1)])
+    model.layers[1].trainable = model.layers[2].trainable = False
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    assert model.engine_reason is None  # trained natively
+    frozen = {id(p) for layer in model.layers[1:3] for p in layer.params}
+    assert not frozen & set(model.optimizer._state)
+    assert len(model.optimizer._state) == 2  # the head's kernel and bias
+
+
+def test_a_model_inside_a_model_names_the_way_to_reuse_its_layers(rng):
+    base = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="relu")])
+    with pytest.raises(TypeError, match=r"a model is not a layer in pynn.*\.layers \+ \[head\]"):
+        pynn.Sequential([base, pynn.Dense(1)])
+    model = pynn.Sequential(base.layers + [pynn.Dense(1)])  # the way it names
+    assert model.layers[1] is base.layers[1]
+
+
+def test_load_weights_refuses_to_guess_a_flatten_models_input(tmp_path):
+    model = pynn.Sequential([pynn.Input((4, 5)), pynn.Flatten(), pynn.Dense(3)])
+    model.save_weights(tmp_path / "w.npz")
+    fresh = pynn.Sequential([pynn.Flatten(), pynn.Dense(3)])
+    with pytest.raises(ValueError, match="build the model"):
+        fresh.load_weights(tmp_path / "w.npz")  # it built for (20,), not (4, 5)
+    assert not fresh.built

@@ -255,7 +255,10 @@ class NativeEngine:
         if opt is None:
             state = [[] for _ in self.params]
         else:
-            state = [list(opt._slots_for(p).values()) for p in self.params]
+            # no slots for frozen weights (the layer path makes none either: a frozen base
+            # held twice its size in zero Adam state, and saved it)
+            state = [list(opt._slots_for(p).values()) if p.trainable else []
+                     for p in self.params]
         self.engine.bind([p.value for p in self.params], [d.trainable for d in dense], state)
         # Built-in per-sample metrics run in C++; with any other metric (precision, AUC, a
         # user function...) the engine hands back each batch's outputs and Python updates

@@ -97,6 +97,10 @@ class Sequential:
                 raise
 
     def _check_addable(self, layer, names):
+        if isinstance(layer, Sequential):  # Keras nests models; pynn stacks their layers
+            raise TypeError(f"a model is not a layer in pynn: add its layers instead, e.g. "
+                            f"Sequential({layer.name}.layers + [head]) (they share the "
+                            f"weights, as a nested Keras model does)")
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a pynn layer, got {layer!r}")
         if isinstance(layer, InputLayer) and self.layers:
@@ -937,7 +941,7 @@ class Sequential:
 
     def set_weights(self, weights):
         """Replace every weight from a list of arrays in get_weights order; all are checked
-        (count, shapes, finite values) before any is assigned."""
+        (count and shapes) before any is assigned."""
         weights = list(weights)
         expected = sum(len(l.params) for l in self.layers)
         if len(weights) != expected:

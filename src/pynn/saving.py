@@ -495,7 +495,8 @@ def load_weights(model, filepath, skip_mismatch=False):
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
         key = saved[0]["weights"][0].get("key") if saved else None
         shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
-        if len(shape) != 2:
+        first = model._compute_layers[0] if model._compute_layers else None
+        if len(shape) != 2 or type(first).__name__ == "Flatten":  # its input is no kernel's
             raise ValueError("build the model (or give it an Input) before loading weights")
         # Built for the stored array's width (a file's choice: its weights start as zeros,
         # costing nothing until written), and unbuilt again if the file does not fit.

@@ -266,7 +266,7 @@ class Layer:
 
     def set_weights(self, weights):
         """Replace every weight from a list of arrays in get_weights' order; each is checked
-        (shape, finite numbers) before any is assigned."""
+        (shape) before any is assigned."""
         weights = list(weights)
         if len(weights) != len(self._params):
             raise ValueError(f"layer {self.name!r} has {len(self._params)} weight arrays, "

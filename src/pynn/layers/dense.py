@@ -101,10 +101,11 @@ class Dense(Layer):
             dz = dy
         else:
             dz = b.activation_backward(act.name, act.param, z, y, dy)
-        if self.kernel.trainable:
-            self.kernel.grad = b.gemm(x, dz, trans_a=True)
-            if self.use_bias:
-                self.bias.grad = b.bias_grad(dz)
+        # each weight by its own flag (a frozen kernel left its trainable bias untrained, or
+        # stepping on a gradient left from an earlier run); a frozen one keeps no gradient
+        self.kernel.grad = b.gemm(x, dz, trans_a=True) if self.kernel.trainable else None
+        if self.use_bias:
+            self.bias.grad = b.bias_grad(dz) if self.bias.trainable else None
         if need_input_grad:
             return b.gemm(dz, self.kernel.value, trans_b=True)
         return None
