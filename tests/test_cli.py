@@ -631,3 +631,17 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, command):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 1 and out.stderr == "", out.stderr
+
+
+def test_main_called_in_process_leaves_standard_output_alone():
+    """main() pointed the caller's fd 1 at /dev/null for good after a broken pipe; only the
+    program itself (argv=None) does that, for its exit."""
+    code = ("import os, sys\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+            "from pynn.cli import main\n"
+            "rc = main(['info'])\n"
+            "print(rc, os.readlink('/proc/self/fd/1').startswith('pipe:'), file=sys.stderr)\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stderr.split() == ["1", "True"], out.stderr

@@ -499,3 +499,47 @@ def test_deep_descriptions_build_once_and_flatten_counts_exactly(monkeypatch):
     assert pynn.Flatten().compute_output_shape((2**62 + 1, 4)) == (4 * (2**62 + 1),)
     with pytest.raises(TypeError, match="name must be a string"):
         pynn.Dense(2, name=["a"])
+
+
+def test_second_review_regressions(tmp_path):
+    """skip_mismatch into an unbuilt model left the skipped layers' weights at zeros (built
+    for loading); save wrote descriptions loading refuses; an old file's numeric layer name
+    no longer loaded; a failed load detached the caller's model.layers list."""
+    base = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="relu"), pynn.Dense(2)])
+    base.save_weights(tmp_path / "w.npz")
+    other = pynn.Sequential([pynn.Dense(3, activation="relu"), pynn.Dense(5)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        skipped = other.load_weights(tmp_path / "w.npz", skip_mismatch=True)
+    assert skipped == [other.layers[-1].name]
+    assert np.abs(other.layers[-1].kernel.numpy()).sum() > 0  # initialised, not zeros
+
+    class Table(pynn.layers.Layer):
+        def __init__(self, table=(), **kw):
+            super().__init__(**kw)
+            self.table = list(table)
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+        def get_config(self):
+            return {**super().get_config(), "table": self.table}
+
+    big = pynn.Sequential([pynn.Input((2,)), Table(range(3_000_000))])
+    with pytest.raises(ValueError, match="more than the 16,777,216 a pynn file holds"):
+        big.save(tmp_path / "big.npz")
+    assert not (tmp_path / "big.npz").exists()
+
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    model.save(tmp_path / "m.npz")
+    _with_meta(tmp_path / "m.npz", tmp_path / "named.npz",
+               lambda m: m["config"]["layers"][1]["config"].__setitem__("name", 7))
+    assert pynn.load_model(tmp_path / "named.npz").layers[1].name == "7"
+
+    fresh = pynn.Sequential([pynn.Dense(3), pynn.Dense(7)])
+    held = fresh.layers
+    with pytest.raises(ValueError):
+        fresh.load_weights(tmp_path / "w.npz")
+    assert fresh.layers is held and len(held) == 2 and not fresh.built

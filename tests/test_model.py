@@ -521,3 +521,17 @@ def test_keras_weight_properties_of_layers_and_unbuilt_count_params():
     lines = []
     unbuilt.summary(print_fn=lines.append)  # still describes an unbuilt model
     assert "Total params: 0" in lines[0]
+
+
+def test_a_subclass_add_sees_each_constructor_layer():
+    """Sequential(layers) appends directly for speed; a subclass's own add() (adding a
+    Dropout after each Dense, say) is still called for each, as Keras does."""
+    class WithDropout(pynn.Sequential):
+        def add(self, layer):
+            super().add(layer)
+            if isinstance(layer, pynn.Dense):
+                super().add(pynn.Dropout(0.1))
+
+    model = WithDropout([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(2)])
+    assert [type(l).__name__ for l in model.layers] == [
+        "InputLayer", "Dense", "Dropout", "Dense", "Dropout"]

@@ -76,15 +76,48 @@ _non_negative = _int_at_least(0, "an integer >= 0")
 
 def main(argv=None) -> int:
     """The `pynn` command (`python -m pynn`): argv without the program name (default
-    sys.argv[1:]); returns the exit code (0, or 2 for a problem with the user's inputs)."""
+    sys.argv[1:]); returns the exit code (0, or 2 for a problem with the user's inputs).
+    Standard output into a pipe whose reader left (`pynn info | head`) ends the command
+    quietly with code 1."""
+    real = sys.stdout
+    sys.stdout = _Stdout(real)
     try:
         code = _run(argv)
         sys.stdout.flush()
         return code
-    except BrokenPipeError:  # `pynn info | head`: the reader is gone; no traceback
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's flush at exit would fail too
+    except _StdoutGone:
+        if argv is None:  # the program itself: its exit's flush of stdout would fail too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, real.fileno())
         return 1
+    finally:
+        sys.stdout = real
+
+
+class _StdoutGone(Exception):
+    """Standard output's reader left (not an OSError: the commands report those)."""
+
+
+class _Stdout:
+    """sys.stdout, its broken pipe told apart from other files' (a FIFO given as --out)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise _StdoutGone from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise _StdoutGone from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _run(argv):
@@ -173,8 +206,6 @@ def _run(argv):
                             proba=args.proba)
         elif args.command == "bench":
             tabular.bench()
-    except BrokenPipeError:
-        raise
     except (tabular.UsageError, OSError) as exc:  # a missing file, a full disk, no permission
         print(f"pynn {args.command}: error: {exc}", file=sys.stderr)
         return 2

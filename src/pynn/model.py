@@ -53,7 +53,8 @@ class Sequential:
     `Sequential([pynn.Input((20,)), pynn.Dense(64, activation="relu"), pynn.Dense(1)])`;
     layers: the list to start from (model.add appends more), name: the model's name.
     `model(x)` is predict(x); `model(x, training=True)` runs the layers as in a training step
-    without updating weights. Models pickle and copy.deepcopy (through the .npz format).
+    without an optimizer step (BatchNormalization's moving statistics do move, as in
+    Keras). Models pickle and copy.deepcopy (through the .npz format).
     Unlike Keras 3, an Input stays in model.layers (as layers[0])."""
 
     def __init__(self, layers=None, name=None):
@@ -76,6 +77,10 @@ class Sequential:
         #                            did (or no fit yet)
         # as add() each, but the names checked through a set and the model built once: a
         # file's 16,000-layer description took 20 s (each add checked and built them all)
+        if type(self).add is not Sequential.add:  # a subclass's own add() sees each layer
+            for layer in layers or []:
+                self.add(layer)
+            return
         names = set()
         for layer in layers or []:
             self._check_addable(layer, names)
@@ -1061,9 +1066,14 @@ class Sequential:
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        def named(cfg):  # earlier versions saved numbers as names (Dense(2, name=7))
+            name = cfg.get("name")
+            if isinstance(name, (int, float)) and not isinstance(name, bool):
+                return {**cfg, "name": str(name)}
+            return cfg
         with custom_object_scope(custom_objects):  # initializers, regularizers inside too
             layers = [get_class(entry["class_name"], custom=entry.get("custom"))
-                      .from_config(entry["config"]) for entry in config["layers"]]
+                      .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
 
 

@@ -17,11 +17,11 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     there (and beta may be non-zero); otherwise a new array is returned.
 
     activation: an element-wise one fused into the result (a name or Spec; not softmax).
-    The computation's dtype: on the cpu backend float32 (its kernels' type: float64 or
-    mixed operands are converted and the result is float32), unless the session is float64
-    (pynn.set_floatx), where it computes in float64 with numpy; on the numpy backend the
-    operands' (float64 for float64 or mixed ones). bias is taken in that dtype, and out
-    must have it.
+    The computation's dtype: on the numpy backend the operands' (float64 for float64 or
+    mixed ones); on the cpu backend float32, its kernels' type (float64 or mixed operands
+    are converted and the result is float32), except for float64 operands in a float64
+    session (pynn.set_floatx), computed in float64 with numpy. bias is taken in that dtype,
+    and out must have it.
     """
     backend = get_backend()
     spec = act_mod.get(activation)

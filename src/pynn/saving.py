@@ -170,6 +170,10 @@ def _write(filepath, arrays, meta):
     """arrays and the JSON description `meta` to .npz, or HDF5 when the name ends in
     .h5/.hdf5 (the same names: one dataset per array, the description as an attribute)."""
     _check_target(filepath, "wb")
+    if len(meta) > _MAX_DESCRIPTION:  # what loading refuses is not written
+        raise ValueError(f"cannot save the model: its description has {len(meta):,} "
+                         f"characters, more than the {_MAX_DESCRIPTION:,} a pynn file holds "
+                         f"(a get_config() returning data? keep data in weights)")
     if _is_file_object(filepath):  # the caller's stream: .npz, in one write() (zip needs
         buffer = io.BytesIO()  # to seek back; a socket, gzip or write-only stream cannot)
         np.savez(buffer, **{**arrays, META_KEY: np.array(meta)})
@@ -401,14 +405,15 @@ def _rebuild(arrays, filepath, custom_objects, compile):
         # Every entry checked before any array is read: one (weight, slot) each, of the
         # weight's shape and a float dtype (300 copies of a slot, or a string dtype of the
         # right shape, were each read in full first).
-        plan, seen = [], set()
+        plan, seen, keys = [], set(), set()
         for entry in state.get("slots", []):
             i, slot, key = entry["param"], entry["slot"], entry["key"]
             if not (isinstance(i, int) and 0 <= i < len(params)) or slot not in expected or \
                     not isinstance(key, str) or key not in arrays or (i, slot) in seen or \
-                    key in {k for _, _, k in plan}:
+                    key in keys:
                 raise ValueError(f"{filepath!r}: optimizer state entry {entry!r} is invalid")
             seen.add((i, slot))
+            keys.add(key)
             p = params[i]
             _check_declared(arrays, key, p, filepath, f"optimizer slot {slot!r} of {p.name!r}")
             plan.append((i, slot, key))
@@ -504,26 +509,30 @@ def load_weights(model, filepath, skip_mismatch=False):
         try:
             from .config import loading_weights
 
-            with loading_weights():
+            # (skip_mismatch leaves some layers as built: they need real initial values)
+            with loading_weights() if not skip_mismatch else contextlib.nullcontext():
                 model._ensure_built((shape[0],))
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
         except BaseException:
-            _restore_state(model, before)
+            _restore_state(before)
             raise
 
 
 def _unbuilt_state(model):
-    """What building changes in a model and its layers (their attributes, lists copied)."""
-    def copied(obj):
-        return {k: list(v) if isinstance(v, list) else v for k, v in vars(obj).items()}
-    return copied(model), [(layer, copied(layer)) for layer in model.layers]
+    """What building changes in a model and its layers: their attributes, and the contents
+    of their lists (restored into the same list objects, which callers may hold)."""
+    def saved(obj):
+        return {k: (v, list(v) if isinstance(v, list) else None) for k, v in vars(obj).items()}
+    return [(obj, saved(obj)) for obj in (model, *model.layers)]
 
 
-def _restore_state(model, state):
-    model_vars, layer_vars = state
-    for obj, saved in [(model, model_vars), *layer_vars]:
+def _restore_state(state):
+    for obj, attributes in state:
         vars(obj).clear()
-        vars(obj).update(saved)
+        for name, (value, contents) in attributes.items():
+            if contents is not None:
+                value[:] = contents
+            vars(obj)[name] = value
 
 
 def _layers_with_weights(model, meta):
