@@ -856,3 +856,15 @@ def test_a_resumed_shuffled_run_equals_the_uninterrupted_one(tmp_path, rng, monk
     for _ in range(2):
         again.fit(x, y, epochs=1, batch_size=8, verbose=0, engine=engine)
     assert not np.array_equal(orders[0], orders[1])
+
+
+def test_a_float128_file_warns_without_advising_an_impossible_floatx(tmp_path):
+    """The warning advised set_floatx('float128'), which set_floatx refuses."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["layer1.kernel"] = arrays["layer1.kernel"].astype(np.longdouble)
+    np.savez(tmp_path / "w128.npz", **arrays)
+    with pytest.warns(UserWarning, match=r"float128 weights; they load as float32$"):
+        model.load_weights(tmp_path / "w128.npz")

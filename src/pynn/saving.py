@@ -583,9 +583,10 @@ def _warn_if_narrowed(plan, filepath, stacklevel):
     loaded in a float32 session are rounded, which deserves a word."""
     for p, array in plan:
         if array.dtype.kind == "f" and array.dtype.itemsize > p.value.dtype.itemsize:
+            keep = (f" (pynn.set_floatx({array.dtype.name!r}) before loading keeps them)"
+                    if array.dtype.name in ("float32", "float64") else "")  # floatx's choices
             warnings.warn(f"{filepath!r} holds {array.dtype} weights; they load as "
-                          f"{p.value.dtype} (pynn.set_floatx({array.dtype.name!r}) before "
-                          f"loading keeps them)", UserWarning, stacklevel=stacklevel)
+                          f"{p.value.dtype}{keep}", UserWarning, stacklevel=stacklevel)
             return
 
 
