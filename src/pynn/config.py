@@ -49,29 +49,28 @@ def rng() -> np.random.Generator:
     return _rng if scratch is None else scratch
 
 
-@contextlib.contextmanager
 def rng_untouched():
     """Draws inside leave the generator as they found it (loading a model initialises
     weights it then overwrites; a seeded run must not depend on whether it loaded one): this
     thread draws from a copy meanwhile, so other threads' draws are neither repeated nor
     undone (restoring the state afterwards did both)."""
-    previous = getattr(_local, "rng", None)
     scratch = np.random.Generator(type(_rng.bit_generator)())
     scratch.bit_generator.state = rng().bit_generator.state
-    _local.rng = scratch
-    try:
-        yield
-    finally:
-        _local.rng = previous
+    return _thread_draws_from(scratch)
 
 
-@contextlib.contextmanager
 def seeded(seed: int):
     """Draws in this thread come meanwhile from a generator seeded with `seed`; pynn's global
     generator and other threads' draws are left alone (scikit-learn's random_state: fits in
     concurrent threads stay reproducible, and a user's set_seed stream is not reset)."""
+    return _thread_draws_from(np.random.default_rng(int(seed)))
+
+
+@contextlib.contextmanager
+def _thread_draws_from(generator):
+    """This thread's draws (rng()) come from `generator` meanwhile."""
     previous = getattr(_local, "rng", None)
-    _local.rng = np.random.default_rng(int(seed))
+    _local.rng = generator
     try:
         yield
     finally:
