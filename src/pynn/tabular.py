@@ -133,29 +133,28 @@ def _csv_records(path, columns=None):
     return names, records()
 
 
-def read_csv_fields(path, columns=None):
-    """(column names, rows, line numbers) of a CSV file with a header row: each data row's
-    fields of `columns` (default all), in that order, as text."""
-    names, records = _csv_records(path, columns)
-    fields, lines = [], []
-    for row, line in records:
-        fields.append(row)
-        lines.append(line)
-    if not fields:
-        raise UsageError(f"{path!r} has a header but no data rows")
-    return names, fields, lines
-
-
 def read_csv(path, columns=None, text_hint=""):
     """(column names, float array (rows, len(columns))) of a CSV file with a header row: the
     values of `columns` (default all), in that order. Only those must be numbers (or
     True/False); quoted numbers are fine; empty lines are skipped. text_hint: added to the
     error for a value that is text (not for a missing one). Converted row by row (a list of
     floats is smaller than the text it came from)."""
-    names, records = _csv_records(path, columns)
+    names, values, _, _ = _read_numbers(path, columns, text_hint)
+    return names, values
+
+
+def _read_numbers(path, columns, text_hint="", text_columns=()):
+    """read_csv's (names, values), and in the same pass each row's fields of `text_columns`
+    as text, with the rows' line numbers (both [] without text_columns)."""
+    names, records = _csv_records(path, columns if not text_columns
+                                  else [*columns, *text_columns])
     columns = names if columns is None else list(columns)
-    values = []
+    values, texts, lines = [], [], []
     for row, line in records:
+        if text_columns:
+            texts.append(row[len(columns):])
+            lines.append(line)
+            del row[len(columns):]
         numbers = [_number(text) for text in row]
         for v, text, column in zip(numbers, row, columns):
             if v is None or not math.isfinite(v):
@@ -164,7 +163,8 @@ def read_csv(path, columns=None, text_hint=""):
         values.append(numbers)
     if not values:
         raise UsageError(f"{path!r} has a header but no data rows")
-    return names, np.array(values, dtype=np.float64).reshape(len(values), len(columns))
+    values = np.array(values, dtype=np.float64).reshape(len(values), len(columns))
+    return names, values, texts, lines
 
 
 def _bad_value(path, column, line, text):
@@ -172,12 +172,11 @@ def _bad_value(path, column, line, text):
                       f"value on line {line}: {text!r}")
 
 
-def _read_target(path, target, task):
-    """A CSV's target column: floats when every value is a number (or True/False), else the
-    values as text, class labels (cat, dog). A column mixing numbers and text is more likely a
-    numeric one with a typo: with --task auto that is an error, with classify labels."""
-    _, fields, lines = read_csv_fields(path, [target])
-    texts = [row[0] for row in fields]
+def _target_values(path, target, task, texts, lines):
+    """A CSV's target column from its fields (texts, on lines): floats when every value is a
+    number (or True/False), else the values as text, class labels (cat, dog). A column mixing
+    numbers and text is more likely a numeric one with a typo: with --task auto that is an
+    error, with classify labels."""
     numbers = [_number(t) for t in texts]
     words = [i for i, (v, t) in enumerate(zip(numbers, texts)) if v is None and t.strip()]
     if not words:
@@ -263,9 +262,10 @@ def load_training_data(path, target, drop=(), task="auto"):
         raise UsageError(f"{path!r} has no feature columns besides the target {target!r}"
                          + (f" and the dropped {list(drop)}" if drop else ""))
     # Dropped columns may hold anything (text IDs)
-    _, x = read_csv(path, features, text_hint=" (an ID or other non-feature? leave it out "
-                                              "with --drop COLUMN)")
-    y = _read_target(path, target, task)
+    _, x, texts, lines = _read_numbers(
+        path, features, text_hint=" (an ID or other non-feature? leave it out with --drop "
+                                  "COLUMN)", text_columns=[target])
+    y = _target_values(path, target, task, [t[0] for t in texts], lines)
     _check_float32_range(path, x)
     if y.dtype.kind == "f":
         _check_float32_range(path, y)
@@ -438,7 +438,7 @@ def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
                          f"{n_features} ({why})")
     else:
         features = names
-    _, x = read_csv(data, features)
+    _, x, kept, _ = _read_numbers(data, features, text_columns=keep)  # one pass for both
     offsets = (meta or {}).get("offsets")
     if offsets is not None:
         x = x - np.asarray(offsets, dtype=np.float64)  # in float64, before the float32 cast
@@ -461,8 +461,7 @@ def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
         header = ([column] if outputs.shape[1] == 1
                   else [f"{column}_{j}" for j in range(outputs.shape[1])])
     result = [row[0] for row in preds] if len(header) == 1 else preds
-    if keep:  # read_csv_fields skips the same lines as read_csv: the rows line up
-        _, kept, _ = read_csv_fields(data, keep)
+    if keep:
         header = list(keep) + header
         text_rows = [k + row for k, row in zip(kept, text_rows)]
     buffer = io.StringIO()
