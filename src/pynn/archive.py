@@ -30,8 +30,8 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 class Archive:
     """The named arrays of one file: `name in archive`, `archive[name]` (read, checked and
-    kept on first use), `archive.get(name)`, `archive.names()`. Use it in a `with` block (it
-    holds the file open)."""
+    kept on first use), `archive.declared(name)`, `archive.names()`. Use it in a `with`
+    block (it holds the file open)."""
 
     def __init__(self, where):
         self.where = where  # the file's name in messages
@@ -42,9 +42,6 @@ class Archive:
 
     def __exit__(self, *exc):
         self.close()
-
-    def close(self):
-        pass
 
     def close(self):
         """Release the file."""
@@ -102,10 +99,6 @@ class Archive:
         except Exception as exc:  # noqa: BLE001
             raise self._bad(name, f"cannot be read ({type(exc).__name__}: {exc})") from exc
 
-    def get(self, name, default=None):
-        """archive[name], or `default` when the file has no such array."""
-        return self[name] if isinstance(name, str) and name in self else default
-
     def _bad(self, name, why):
         return ValueError(f"{self.where!r}: array {name!r} {why}")
 
@@ -155,7 +148,6 @@ class _ZipArchive(Archive):
     def _header(self, f, name):
         """(shape, fortran order, dtype) of the open member f, checked against the bytes the
         member holds, before anything is allocated; f is left at the data."""
-        info = self._members[name]
         file_size = self._checked_sizes(name)
         if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
             raise self._bad(name, "is not a .npy array")

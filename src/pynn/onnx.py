@@ -56,10 +56,11 @@ def _activation_nodes(helper, spec, source, name, const, double):
 
 
 def export(model, filepath, opset=None):
-    """Write `model` (built) to `filepath` (a path or a binary file object) as an ONNX graph taking 'input' (batch, *input_shape) ->
-    'output' (batch, *output_shape), in the model's float type (float32, or float64 under
-    pynn.set_floatx('float64')). opset: by default the lowest the model needs, so the most
-    runtimes load it (13; 20 with gelu); at most what the installed onnx package knows."""
+    """Write `model` (built) to `filepath` (a path or a binary file object) as an ONNX graph
+    taking 'input' (batch, *input_shape) -> 'output' (batch, *output_shape), in the model's
+    float type (float32, or float64 under pynn.set_floatx('float64')). opset: by default the
+    lowest the model needs, so the most runtimes load it (13; 20 with gelu); at most what the
+    installed onnx package knows."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 

@@ -93,7 +93,8 @@ class BatchNormalization(Layer):
                                f"training forward")
         x_hat, inv_std, used_batch = self._cache
         self._cache = None
-        acc = "float64" if dy.dtype == "float32" else dy.dtype  # column sums in double, as the engine
+        # column sums in double, as the engine
+        acc = "float64" if dy.dtype == "float32" else dy.dtype
         if self.scale and self.gamma.trainable:
             self.gamma.grad = (dy * x_hat).sum(axis=0, dtype=acc).astype(dy.dtype)
         if self.center and self.beta.trainable:
