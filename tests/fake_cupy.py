@@ -1,0 +1,363 @@
+"""CuPy's rules on host memory, so the `cupy` and `cuda` backends' Python code runs (and is
+tested) on machines without a GPU.
+
+The GPU backends can only run where a GPU is; most of what can go wrong in them is not the
+GPU's arithmetic but the Python around it: a NumPy array handed to CuPy, a device array
+handed to NumPy, a 0-d device array where a float was meant. CuPy refuses each of those with
+a TypeError; this module refuses them the same way, with NumPy doing the arithmetic:
+
+- `ndarray` wraps a NumPy array and refuses implicit conversion to NumPy (`np.asarray(a)`,
+  `np.concatenate([a, host])`) and arithmetic with NumPy arrays or lists, as CuPy does;
+- reductions return 0-d device arrays, not NumPy scalars (CuPy's results stay on the device);
+- `asarray`/`array` copy host data to the "device", `asnumpy` and `.get()` copy it back;
+- `make_fake_cuda_module()` stands in for pynn._cuda: each kernel checks its arguments as
+  csrc/bindings/cuda_arrays.h does (device arrays, dtype, C-contiguous, writable) and runs
+  the same-named pynn._C kernel (both take the same arguments; the CUDA one a trailing
+  stream), so the `cuda` backend's calls are checked against the real kernels' results.
+
+What it cannot catch: anything about the GPU itself (kernels, streams, memory), DLPack.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+
+_MESSAGE = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to "
+            "construct a NumPy array explicitly.")
+
+
+def _refuse(value):
+    raise TypeError(f"Unsupported type {type(value)}")
+
+
+def _device(value):
+    """A value as CuPy's kernels take it: device arrays and scalars; NumPy arrays and
+    sequences are refused (CuPy never copies host arrays implicitly)."""
+    if isinstance(value, ndarray):
+        return value._a
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:  # CuPy reads 0-d host arrays as scalars
+            return value
+        _refuse(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_device(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _device(v) for k, v in value.items()}
+    return value
+
+
+def _index(key):
+    """Index keys: device arrays, and (as CuPy allows) host integer/bool arrays and lists."""
+    if isinstance(key, ndarray):
+        return key._a
+    if isinstance(key, tuple):
+        return tuple(_index(k) for k in key)
+    return key
+
+
+def _wrap(result):
+    if isinstance(result, np.ndarray):
+        return ndarray(result)
+    if isinstance(result, np.generic):
+        return ndarray(np.asarray(result))
+    if isinstance(result, tuple):
+        return tuple(_wrap(r) for r in result)
+    if isinstance(result, list):
+        return [_wrap(r) for r in result]
+    return result
+
+
+class _Flags:
+    def __init__(self, a):
+        self.c_contiguous = a.flags.c_contiguous
+        self.f_contiguous = a.flags.f_contiguous
+        self.owndata = a.flags.owndata
+
+
+class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
+    """A device array: NumPy memory behind CuPy's interface."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, a):
+        assert isinstance(a, np.ndarray)
+        object.__setattr__(self, "_a", a)
+
+    # ---- host conversion: explicit only ----------------------------------------------
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(_MESSAGE)
+
+    def get(self, stream=None, order="C", out=None):
+        return np.array(self._a, order=order, copy=True)
+
+    def item(self):
+        return self._a.item()
+
+    def tolist(self):
+        return self._a.tolist()
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __complex__(self):
+        return complex(self._a)
+
+    # ---- NumPy protocol: ufuncs and functions run on device arrays only ----------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        out = kwargs.pop("out", None)
+        args = [_refuse(x) if isinstance(x, (list, tuple)) else _device(x) for x in inputs]
+        kwargs = _device(kwargs)
+        if out is not None:
+            kwargs["out"] = tuple(_device(o) for o in out)
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return _wrap(func(*_device(list(args)), **_device(kwargs)))
+
+    # ---- array interface ------------------------------------------------------------
+    shape = property(lambda self: self._a.shape)
+    dtype = property(lambda self: self._a.dtype)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: _Flags(self._a))
+    T = property(lambda self: ndarray(self._a.T))
+    real = property(lambda self: ndarray(self._a.real))
+    base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (_wrap(row) for row in self._a)
+
+    def __getitem__(self, key):
+        return _wrap(self._a[_index(key)])
+
+    def __setitem__(self, key, value):
+        # CuPy copies a host value in (a[...] = numpy_array works), so this one is allowed.
+        self._a[_index(key)] = value._a if isinstance(value, ndarray) else value
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # __array_interface__ & co. would hand NumPy the memory
+            raise AttributeError(name)
+        attr = getattr(self._a, name)
+        if not callable(attr):
+            return _wrap(attr)
+
+        def method(*args, **kwargs):
+            out = kwargs.pop("out", None)
+            if out is not None:
+                attr(*_device(list(args)), out=_device(out), **_device(kwargs))
+                return out
+            return _wrap(attr(*_device(list(args)), **_device(kwargs)))
+
+        return method
+
+    def __setattr__(self, name, value):
+        if name == "shape":
+            self._a.shape = value
+        else:
+            raise AttributeError(name)
+
+    def __repr__(self):
+        return "fake_cupy." + repr(self._a)
+
+    def __dlpack_device__(self):
+        return (2, 0)  # kDLCUDA, device 0: what CuPy reports, so host code knows to refuse it
+
+    def __dlpack__(self, stream=None, **kwargs):
+        raise BufferError("fake_cupy: a device array is not exported to the host")
+
+    def __copy__(self):
+        return ndarray(self._a.copy())
+
+    def __reduce__(self):
+        raise TypeError("device arrays are not pickled here (as a reminder: .get() first)")
+
+
+def asarray(a, dtype=None, order=None):
+    if isinstance(a, ndarray):
+        return a if dtype is None or a.dtype == dtype else a.astype(dtype)
+    return ndarray(np.array(a, dtype=dtype, order=order or "K", copy=True))
+
+
+def array(a, dtype=None, copy=True, order="K", ndmin=0):
+    source = a._a if isinstance(a, ndarray) else a
+    out = np.array(source, dtype=dtype, copy=True, order=order, ndmin=ndmin)
+    if isinstance(a, ndarray) and not copy and out.dtype == a.dtype:
+        return a
+    return ndarray(out)
+
+
+def ascontiguousarray(a, dtype=None):
+    source = a._a if isinstance(a, ndarray) else np.array(a, copy=True)
+    out = np.ascontiguousarray(source, dtype=dtype)
+    if isinstance(a, ndarray) and out is source:
+        return a
+    return ndarray(out)
+
+
+def asnumpy(a, stream=None, order="C", out=None):
+    if isinstance(a, ndarray):
+        return a.get(order=order)
+    return np.asarray(a, order=order)
+
+
+def get_array_module(*arrays):
+    return sys.modules[__name__] if any(isinstance(a, ndarray) for a in arrays) else np
+
+
+def may_share_memory(a, b, max_work=None):
+    return np.may_share_memory(_device(a), _device(b))
+
+
+class _Namespace(types.ModuleType):
+    """NumPy's functions on device arrays (array arguments must be device arrays)."""
+
+    def __init__(self, name, source):
+        super().__init__(name)
+        self._source = source
+
+    def __getattr__(self, name):
+        attr = getattr(self._source, name)
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes, constants
+        return _Function(attr)
+
+
+class _Function:
+    """A NumPy function or ufunc (with its methods: add.at, maximum.reduce) on device
+    arrays."""
+
+    def __init__(self, function):
+        self._function = function
+
+    def __call__(self, *args, **kwargs):
+        return _wrap(self._function(*_device(list(args)), **_device(kwargs)))
+
+    def __getattr__(self, name):
+        attr = getattr(self._function, name)
+        return _Function(attr) if callable(attr) else attr
+
+
+class _Stream:
+    ptr = 0
+
+    def synchronize(self):
+        pass
+
+
+def make_fake_cupy():
+    """A module object standing in for `cupy` (install it in sys.modules['cupy'])."""
+    module = _Namespace("cupy", np)
+    for name in ("ndarray", "asarray", "array", "ascontiguousarray", "asnumpy",
+                 "get_array_module", "may_share_memory"):
+        setattr(module, name, globals()[name])
+    module.linalg = _Namespace("cupy.linalg", np.linalg)
+    module.random = _Namespace("cupy.random", np.random)
+    cuda = types.SimpleNamespace()
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cuda.get_current_stream = lambda: _Stream()
+    cuda.Stream = _Stream
+    module.cuda = cuda
+    return module
+
+
+# ---- pynn._cuda on host memory -----------------------------------------------------------
+_FLOAT_ARGS = {"labels": np.int32}
+
+
+def _kernel_array(value, name):
+    """A kernel argument as the CUDA bindings take it (csrc/bindings/cuda_arrays.h): a device
+    array, float32 (int32 labels), C-contiguous; the host NumPy array behind it."""
+    if value is None:
+        return None
+    if not isinstance(value, ndarray):
+        raise TypeError(f"{name}: expected a CUDA device array, got {type(value).__name__}")
+    want = _FLOAT_ARGS.get(name, np.float32)
+    if value.dtype != want:
+        raise TypeError(f"{name}: expected dtype {np.dtype(want).name}, got {value.dtype}")
+    if not value._a.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    return value._a
+
+
+def make_fake_cuda_module(cpu_module):
+    """A stand-in for pynn._cuda that runs `cpu_module`'s (pynn._C's) kernels on the host
+    arrays behind fake device arrays, after the CUDA bindings' argument checks."""
+    from pynn.backend.kernel_calls import ACTIVATION_CODES
+
+    codes = {v: k for k, v in ACTIVATION_CODES.items()}
+    module = types.SimpleNamespace(architectures="fake", calls=[])
+
+    def kernel(name, arg_names):
+        cpu_kernel = getattr(cpu_module, name)
+
+        def call(*args):
+            *args, stream = args
+            if not isinstance(stream, int):
+                raise TypeError(f"{name}: the last argument must be a stream pointer")
+            module.calls.append(name)
+            host = [_kernel_array(a, n) if n else a for a, n in zip(args, arg_names)]
+            return cpu_kernel(*host)
+
+        return call
+
+    # The argument names of bind_cuda_kernels.cpp ('' for a scalar).
+    signatures = {
+        "activation_forward": ("", "", "z", "out"),
+        "activation_backward": ("", "", "z", "y", "dy", "out"),
+        "softmax_forward": ("z", "out"),
+        "softmax_backward": ("y", "dy", "out"),
+        "bias_grad": ("dz", "out"),
+        "softmax_xent_sparse": ("logits", "labels", "dlogits", ""),
+        "softmax_xent_dense": ("logits", "targets", "dlogits", ""),
+        "bce_loss": ("pred", "target", "grad_out", "", "", ""),
+        "sgd_update": ("w", "g", "vel", "", "", ""),
+        "adam_update": ("w", "g", "m", "v", "", "", "", "", "", ""),
+        "rmsprop_update": ("w", "g", "vel", "mom", "", "", "", ""),
+        "adagrad_update": ("w", "g", "acc", "", ""),
+    }
+    for name, arg_names in signatures.items():
+        setattr(module, name, kernel(name, arg_names))
+
+    def bias_activation(c, bias, act, param, stream):
+        module.calls.append("bias_activation")
+        z = _kernel_array(c, "c")
+        b = _kernel_array(bias, "bias")
+        if b is not None:
+            z += b
+        out = np.empty_like(z)
+        cpu_module.activation_forward(act, param, z, out)
+        z[...] = out
+        return None
+
+    def regression_loss(kind, pred, target, grad, delta, grad_scale, stream):
+        module.calls.append("regression_loss")
+        p, t, g = (_kernel_array(a, n) for a, n in ((pred, "pred"), (target, "target"),
+                                                    (grad, "grad_out")))
+        if kind == "huber":
+            return cpu_module.huber_loss(p, t, g, delta, grad_scale)
+        return getattr(cpu_module, f"{kind}_loss")(p, t, g, grad_scale)
+
+    module.bias_activation = bias_activation
+    module.regression_loss = regression_loss
+    module.devices = lambda: {"error": "", "devices": [{"supported": True,
+                                                      "compute_capability": "fake"}]}
+    module.activation_names = codes
+    return module

@@ -1,0 +1,264 @@
+"""The `cupy` and `cuda` backends' Python code on a machine without a GPU: CuPy's rules
+enforced on host memory (fake_cupy.py), pynn._C's kernels standing in for pynn._cuda's.
+
+Every training feature runs here on both, and must give the numpy backend's results; a NumPy
+array handed where CuPy takes device arrays (or the reverse) fails as it would on a GPU. The
+real kernels' arithmetic is tested on a GPU by test_cuda_backend.py and test_parity.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+import fake_cupy
+from conftest import requires_backend
+
+pytestmark = requires_backend("cpu")  # the fake pynn._cuda runs pynn._C's kernels
+
+
+@pytest.fixture
+def gpu_backends(monkeypatch):
+    """{'cupy': ..., 'cuda': ...} backends on fake device arrays."""
+    import pynn._C
+    from pynn.backend.cuda_backend import CudaBackend
+    from pynn.backend.cupy_backend import CupyBackend
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
+    cuda_module = fake_cupy.make_fake_cuda_module(pynn._C)
+    return {"cupy": CupyBackend(), "cuda": CudaBackend(cuda_module)}
+
+
+def test_the_fake_refuses_what_cupy_refuses():
+    cp = fake_cupy.make_fake_cupy()
+    a = cp.asarray(np.ones((3, 2), np.float32))
+    host = np.ones((3, 2), np.float32)
+    for mixed in (lambda: np.asarray(a), lambda: a + host, lambda: host * a,
+                  lambda: cp.concatenate([a, host]), lambda: np.concatenate([a, host]),
+                  lambda: a * [1.0, 2.0], lambda: cp.exp(host)):
+        with pytest.raises(TypeError):
+            mixed()
+    total = a.sum()
+    assert isinstance(total, cp.ndarray) and total.shape == ()  # stays on the device
+    assert float(total) == 6.0
+    assert np.array_equal(cp.asnumpy(a + a), 2 * host)
+
+
+def _data(rng, n=97, features=7, classes=4):
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    labels = rng.integers(0, classes, size=n)
+    return x, labels
+
+
+def _run(backend, scenario, rng_seed):
+    """The scenario's results on `backend` as numpy values, from one fixed seed."""
+    pynn.set_seed(11)
+    return scenario(backend, np.random.default_rng(rng_seed))
+
+
+def _mlp(features, out, out_act, hidden="relu", **dense):
+    return pynn.Sequential([pynn.Input((features,)), pynn.Dense(13, activation=hidden, **dense),
+                            pynn.Dense(9, activation=hidden),
+                            pynn.Dense(out, activation=out_act)])
+
+
+def _fit_results(model, history, x):
+    return {"history": history.history, "weights": model.get_weights(),
+            "predict": model.predict(x)}
+
+
+def scenario_losses_and_optimizers(backend, rng):
+    out = {}
+    x, labels = _data(rng)
+    targets = {"sparse_categorical_crossentropy": (labels, 4, "softmax", "adam"),
+               "categorical_crossentropy": (np.eye(4)[labels], 4, "softmax", "rmsprop"),
+               "binary_crossentropy": ((labels % 2).astype(np.float32), 1, "sigmoid", "sgd"),
+               "mse": (x[:, :2] * 2, 2, None, "adagrad"),
+               "huber": (x[:, :2] * 2, 2, "linear", "adamw"),
+               "mae": (x[:, :1], 1, None, "sgd")}
+    for i, (loss, (y, out_dim, act, opt)) in enumerate(targets.items()):
+        hidden = ("relu", "tanh", "gelu", "elu", "leaky_relu", "sigmoid")[i]
+        model = _mlp(x.shape[1], out_dim, act, hidden)
+        optimizer = pynn.optimizers.get(opt)
+        if opt == "sgd":
+            optimizer = pynn.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+        model.compile(optimizer, loss, backend=backend)
+        out[loss] = _fit_results(model, model.fit(x, y, epochs=2, batch_size=13, verbose=0), x)
+    return out
+
+
+def scenario_regularization_and_stability(backend, rng):
+    x, labels = _data(rng)
+    model = pynn.Sequential([
+        pynn.Input((x.shape[1],)),
+        pynn.Dense(16, activation="relu", kernel_regularizer=pynn.regularizers.l1_l2(1e-3, 1e-2),
+                   bias_regularizer="l2"),
+        pynn.Dropout(0.3), pynn.BatchNormalization(), pynn.Dense(8), pynn.Activation("tanh"),
+        pynn.Dropout(0.1), pynn.Dense(4, activation="softmax")])
+    schedule = pynn.schedules.CosineDecay(0.01, decay_steps=20)
+    model.compile(pynn.optimizers.Adam(schedule, global_clipnorm=1.0),
+                  "sparse_categorical_crossentropy", backend=backend)
+    history = model.fit(x, labels, epochs=3, batch_size=16, verbose=0)
+    model2 = _mlp(x.shape[1], 4, "softmax")
+    model2.compile(pynn.optimizers.SGD(0.1, clipvalue=0.01),
+                   "sparse_categorical_crossentropy", backend=backend)
+    history2 = model2.fit(x, labels, epochs=2, batch_size=10, verbose=0)
+    return {"dropout_bn": _fit_results(model, history, x),
+            "clipvalue": _fit_results(model2, history2, x)}
+
+
+def scenario_weights_metrics_validation(backend, rng):
+    x, labels = _data(rng, n=120)
+    x_val, labels_val = _data(rng, n=31)
+    weights = rng.uniform(0.1, 2.0, size=len(x))
+    model = _mlp(x.shape[1], 4, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy", "precision", "recall", "f1", "auc",
+                           pynn.metrics.Precision(name="p_obj")], backend=backend)
+    history = model.fit(x, labels, epochs=2, batch_size=17, verbose=0, sample_weight=weights,
+                        validation_data=(x_val, labels_val), shuffle=True)
+    binary = _mlp(x.shape[1], 1, "sigmoid")
+    binary.compile(pynn.optimizers.RMSprop(clipnorm=0.5), "binary_crossentropy", metrics=["accuracy", "auc"],
+                   backend=backend)
+    history2 = binary.fit(x, labels % 2, epochs=2, batch_size=17, verbose=0,
+                          class_weight={0: 1.0, 1: 3.0}, validation_split=0.25)
+    regression = _mlp(x.shape[1], 2, None)
+    regression.compile("adam", "mse", metrics=["mae", "rmse", "r2"], backend=backend)
+    history3 = regression.fit(x.astype(np.float64), x[:, :2] + 1, epochs=2, batch_size=32,
+                              verbose=0, validation_split=0.2)
+    return {"multiclass": _fit_results(model, history, x),
+            "evaluate": model.evaluate(x_val, labels_val, return_dict=True, batch_size=8),
+            "binary": _fit_results(binary, history2, x),
+            "regression": _fit_results(regression, history3, x),
+            "regression_eval": regression.evaluate(x, x[:, :2] + 1, sample_weight=weights)}
+
+
+def scenario_callbacks(backend, rng, tmp_path_factory=None):
+    import tempfile
+    x, labels = _data(rng, n=80)
+    model = _mlp(x.shape[1], 4, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+    with tempfile.TemporaryDirectory() as tmp:
+        callbacks = [
+            pynn.callbacks.EarlyStopping("val_loss", patience=1, restore_best_weights=True),
+            pynn.callbacks.ModelCheckpoint(f"{tmp}/best.npz", save_best_only=True),
+            pynn.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0),
+            pynn.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.9),
+            pynn.callbacks.CSVLogger(f"{tmp}/log.csv"), pynn.callbacks.TerminateOnNaN()]
+        history = model.fit(x, labels, epochs=6, batch_size=8, verbose=0, validation_split=0.3,
+                            callbacks=callbacks)
+        best = pynn.load_model(f"{tmp}/best.npz")
+        with open(f"{tmp}/log.csv") as f:
+            log = f.read().splitlines()[0]
+    return {"fit": _fit_results(model, history, x), "checkpoint": best.get_weights(),
+            "log_header": log}
+
+
+def scenario_streaming_freezing_files(backend, rng):
+    import tempfile
+    x, labels = _data(rng, n=90)
+    model = _mlp(x.shape[1], 4, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+    logs = [model.train_on_batch(x[i:i + 30], labels[i:i + 30], return_dict=True)
+            for i in range(0, 90, 30)]
+    logs.append(model.test_on_batch(x[:30], labels[:30], return_dict=True))
+    on_batch = model.predict_on_batch(x[:5])
+    called = np.asarray(model(x[:4], training=False))
+    model.layers[0].trainable = False
+    frozen = model.layers[0].get_weights()
+    history = model.fit(x, labels, epochs=2, batch_size=16, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, model.layers[0].get_weights()))
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(f"{tmp}/m.npz")
+        model.save(f"{tmp}/m.h5")
+        model.save_weights(f"{tmp}/w.npz")
+        previous = pynn.get_backend()
+        pynn.set_backend(backend)  # a model is loaded onto the current backend
+        try:
+            loaded = pynn.load_model(f"{tmp}/m.npz")
+            loaded_h5 = pynn.load_model(f"{tmp}/m.h5")
+        finally:
+            pynn.set_backend(previous)
+        assert loaded.backend is pynn.get_backend(backend)
+        resumed = loaded.fit(x, labels, epochs=1, batch_size=16, verbose=0)
+        fresh = _mlp(x.shape[1], 4, "softmax")
+        fresh.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+        fresh.load_weights(f"{tmp}/w.npz")
+        head = pynn.Sequential(loaded_h5.layers[:-1] + [pynn.Dense(2, activation="softmax")])
+        head.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+        head_history = head.fit(x, labels % 2, epochs=1, batch_size=16, verbose=0)
+    return {"logs": logs, "on_batch": on_batch, "called": called,
+            "fit": _fit_results(model, history, x),
+            "resumed": _fit_results(loaded, resumed, x), "h5": loaded_h5.predict(x),
+            "weights_file": fresh.predict(x), "head": _fit_results(head, head_history, x)}
+
+
+def scenario_shapes_and_dtypes(backend, rng):
+    images = rng.normal(size=(40, 3, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, size=40)
+    model = pynn.Sequential([pynn.Input((3, 5)), pynn.Flatten(), pynn.Dense(6, activation="relu"),
+                             pynn.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+    history = model.fit(images, labels, epochs=2, batch_size=7, verbose=0)
+    ints = rng.integers(0, 5, size=(40, 4))
+    small = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    small.compile("sgd", "mse", backend=backend)
+    history2 = small.fit(ints, ints.sum(axis=1) * 0.1, epochs=2, batch_size=40, verbose=0)
+    return {"flatten": _fit_results(model, history, images),
+            "ints": _fit_results(small, history2, ints.astype(np.float32)),
+            "uint8_predict": small.predict(ints.astype(np.uint8))}
+
+
+def scenario_float64(backend, rng):
+    x, labels = _data(rng, n=50)
+    pynn.set_floatx("float64")
+    try:
+        model = _mlp(x.shape[1], 4, "softmax")
+        model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+        history = model.fit(x, labels, epochs=2, batch_size=9, verbose=0)
+        return _fit_results(model, history, x)
+    finally:
+        pynn.set_floatx("float32")
+
+
+SCENARIOS = [scenario_losses_and_optimizers, scenario_regularization_and_stability,
+             scenario_weights_metrics_validation, scenario_callbacks,
+             scenario_streaming_freezing_files, scenario_shapes_and_dtypes, scenario_float64]
+
+
+def _assert_close(got, want, path="result"):
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), path
+        for key in want:
+            _assert_close(got[key], want[key], f"{path}[{key!r}]")
+    elif isinstance(want, (list, tuple)):
+        assert isinstance(got, (list, tuple)) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_close(g, w, f"{path}[{i}]")
+    elif isinstance(want, str):
+        assert got == want, path
+    else:
+        assert isinstance(got, (float, int, np.ndarray, np.generic)), \
+            f"{path}: a {type(got).__name__} came back, not a host value"
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4, err_msg=path)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__[9:])
+def test_gpu_backend_matches_numpy(gpu_backends, name, scenario):
+    seed = np.random.SeedSequence().entropy % 2**32
+    print(f"data seed {seed}")
+    want = _run("numpy", scenario, seed)
+    got = _run(gpu_backends[name], scenario, seed)
+    _assert_close(got, want)
+    if name == "cuda":  # float32 work went through the kernels, not CuPy's reference code
+        calls = set(gpu_backends["cuda"]._kernels.calls)
+        if scenario is scenario_float64:
+            assert not calls
+        else:
+            assert {"bias_activation", "bias_grad", "activation_backward"} <= calls
