@@ -47,6 +47,37 @@ def test_the_fake_refuses_what_cupy_refuses():
     assert np.array_equal(cp.asnumpy(a + a), 2 * host)
 
 
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_ops_gemm_on_the_gpu_backends(gpu_backends, name, rng):
+    backend = gpu_backends[name]
+    cp = backend.xp
+    a = rng.normal(size=(5, 3)).astype(np.float32)
+    b = rng.normal(size=(4, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    want = np.maximum(a @ b.T + bias, 0)
+    previous = pynn.get_backend()
+    pynn.set_backend(backend)
+    try:
+        for operands in ((a, b), (cp.asarray(a), cp.asarray(b)), (a.tolist(), cp.asarray(b)),
+                         (np.asfortranarray(a), b)):
+            got = pynn.ops.gemm(*operands, trans_b=True, bias=bias, activation="relu")
+            assert isinstance(got, cp.ndarray)  # the backend's own array, on its device
+            np.testing.assert_allclose(cp.asnumpy(got), want, rtol=1e-5, atol=1e-6)
+        out = cp.zeros((5, 4), dtype=np.float32)
+        assert pynn.ops.gemm(a, b, trans_b=True, out=out) is out
+        np.testing.assert_allclose(cp.asnumpy(out), a @ b.T, rtol=1e-5, atol=1e-6)
+        with pytest.raises(TypeError, match="out must be an array of the current backend"):
+            pynn.ops.gemm(a, b, trans_b=True, out=np.zeros((5, 4), np.float32))
+    finally:
+        pynn.set_backend(previous)
+
+
+def test_ops_gemm_names_a_gpu_array_on_a_host_backend(gpu_backends):
+    device_array = gpu_backends["cupy"].xp.ones((2, 2), dtype=np.float32)
+    with pytest.raises(TypeError, match="a is a GPU array .* runs on the host"):
+        pynn.ops.gemm(device_array, np.ones((2, 2), np.float32))
+
+
 def _data(rng, n=97, features=7, classes=4):
     x = rng.normal(size=(n, features)).astype(np.float32)
     labels = rng.integers(0, classes, size=n)

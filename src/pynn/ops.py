@@ -40,8 +40,10 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
     if out is not None:
-        if not hasattr(out, "shape") or not hasattr(out, "dtype"):
-            raise TypeError(f"gemm: out must be an array, got {type(out).__name__}")
+        if not isinstance(out, backend.xp.ndarray):
+            raise TypeError(f"gemm: out must be an array of the current backend "
+                            f"({backend.name!r}: {backend.xp.__name__}.ndarray), got "
+                            f"{type(out).__module__}.{type(out).__name__}")
         if tuple(out.shape) != (m, n):
             raise ValueError(f"gemm: out must have shape ({m}, {n}), got {tuple(out.shape)}")
         if out.dtype != a_arr.dtype:
@@ -61,10 +63,28 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
 
 
 def _matrix(backend, x, name):
-    arr = x if isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) \
-        else np.asarray(x, dtype=config.floatx())
+    """x as a 2-D float array on the backend's device: its own arrays as they are, host
+    arrays copied there (the GPU backends), anything else converted in the session's
+    floatx."""
+    xp = backend.xp
+    if isinstance(x, xp.ndarray) or isinstance(x, np.ndarray):
+        arr = x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
+    elif _on_gpu(x):
+        raise TypeError(f"gemm: {name} is a GPU array ({type(x).__module__}."
+                        f"{type(x).__name__}) and the current backend {backend.name!r} runs "
+                        f"on the host: pass it as a NumPy array, or pynn.set_backend('cuda')")
+    else:
+        arr = np.asarray(x, dtype=config.floatx())
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":
         arr = arr.astype(np.float32)
-    return backend.asarray(arr, arr.dtype) if not arr.flags.c_contiguous else arr
+    return backend.asarray(arr, arr.dtype)  # contiguous, on the device; no copy if it is
+
+
+def _on_gpu(x):
+    """True for an array in GPU memory (it says so through its DLPack device)."""
+    try:
+        return x.__dlpack_device__()[0] != 1  # 1: kDLCPU
+    except Exception:  # not a DLPack array: anything without the method, or one that fails
+        return hasattr(x, "__cuda_array_interface__")
