@@ -218,6 +218,45 @@ def asnumpy(a, stream=None, order="C", out=None):
     return np.asarray(a, order=order)
 
 
+class _HostExport:
+    """A fake GPU tensor's DLPack export as NumPy takes it (NumPy refuses CUDA devices)."""
+
+    def __init__(self, tensor):
+        self._tensor = tensor
+
+    def __dlpack__(self, **kwargs):
+        return self._tensor.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def from_dlpack(x):
+    """Zero-copy from another library's GPU array (here: a ForeignGpuTensor)."""
+    if isinstance(x, ndarray):
+        return x
+    if x.__dlpack_device__()[0] != 2:
+        raise BufferError("fake_cupy.from_dlpack: not a CUDA array")
+    return ndarray(np.from_dlpack(_HostExport(x)))
+
+
+class ForeignGpuTensor:
+    """Another library's GPU tensor (PyTorch CUDA, JAX): DLPack only, no CuPy interface."""
+
+    def __init__(self, host):
+        self._host = np.ascontiguousarray(host)
+        self.shape, self.dtype = self._host.shape, self._host.dtype
+
+    def __dlpack__(self, stream=None, **kwargs):
+        return self._host.__dlpack__()
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("can't convert cuda tensor to numpy (use .cpu())")
+
+
 def get_array_module(*arrays):
     return sys.modules[__name__] if any(isinstance(a, ndarray) for a in arrays) else np
 
@@ -266,7 +305,7 @@ def make_fake_cupy():
     """A module object standing in for `cupy` (install it in sys.modules['cupy'])."""
     module = _Namespace("cupy", np)
     for name in ("ndarray", "asarray", "array", "ascontiguousarray", "asnumpy",
-                 "get_array_module", "may_share_memory"):
+                 "get_array_module", "may_share_memory", "from_dlpack"):
         setattr(module, name, globals()[name])
     module.linalg = _Namespace("cupy.linalg", np.linalg)
     module.random = _Namespace("cupy.random", np.random)

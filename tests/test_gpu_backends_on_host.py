@@ -78,6 +78,92 @@ def test_ops_gemm_names_a_gpu_array_on_a_host_backend(gpu_backends):
         pynn.ops.gemm(device_array, np.ones((2, 2), np.float32))
 
 
+def _device_input_run(backend, x, y, w, x_val, y_val, device):
+    """fit/evaluate/predict/train_on_batch with every array given on the device (device=True)
+    or on the host; the results as host values."""
+    cp = backend.xp
+    put = cp.asarray if device else (lambda a: a)
+    pynn.set_seed(5)
+    model = _mlp(x.shape[1], 3, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+    history = model.fit(put(x), put(y), epochs=2, batch_size=8, verbose=0,
+                        sample_weight=put(w), validation_data=(put(x_val), put(y_val)))
+    split = model.fit(put(x), put(y), epochs=1, batch_size=8, verbose=0, validation_split=0.25)
+    return {"history": history.history, "split": split.history,
+            "batch": model.train_on_batch(put(x[:9]), put(y[:9])),
+            "evaluate": model.evaluate(put(x_val), put(y_val), sample_weight=put(w[:20])),
+            "predict": model.predict(put(x)), "call": model(put(x[:3])),
+            "training_call": model(put(x[:3]), training=True),
+            "weights": model.get_weights()}
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_device_arrays_are_taken_as_inputs(gpu_backends, name, rng):
+    backend = gpu_backends[name]
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    w = rng.uniform(0.5, 1.5, size=40)
+    x_val, y_val = x[:20] + 0.1, y[:20]
+    on_host = _device_input_run(backend, x, y, w, x_val, y_val, device=False)
+    on_device = _device_input_run(backend, x, y, w, x_val, y_val, device=True)
+    _assert_close(on_device, on_host)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_device_inputs_are_not_copied(gpu_backends, name, rng, monkeypatch):
+    backend = gpu_backends[name]
+    cp = backend.xp
+    x = cp.asarray(rng.normal(size=(30, 4)).astype(np.float32))
+    foreign = fake_cupy.ForeignGpuTensor(rng.normal(size=(30, 4)).astype(np.float32))
+    gathered_from = []
+    take_rows = type(backend).take_rows
+    monkeypatch.setattr(type(backend), "take_rows",
+                        lambda self, a, index: gathered_from.append(a) or take_rows(self, a,
+                                                                                    index))
+    model = _mlp(4, 1, None)
+    model.compile("sgd", "mse", backend=backend)
+    for data in (x, foreign):
+        gathered_from.clear()
+        model.fit(data, np.zeros(30), epochs=1, batch_size=10, verbose=0)
+        host = data._a if isinstance(data, cp.ndarray) else data._host
+        assert gathered_from and all(np.shares_memory(a._a, host) for a in gathered_from[::2])
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_device_inputs_are_checked_on_the_device(gpu_backends, name):
+    backend = gpu_backends[name]
+    cp = backend.xp
+    model = _mlp(3, 1, None)
+    model.compile("sgd", "mse", backend=backend)
+    x64 = cp.asarray(np.arange(12, dtype=np.float64).reshape(4, 3) / 7)
+    np.testing.assert_allclose(model.predict(x64), model.predict(x64.get()), rtol=1e-6)
+    bad = x64.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="x contains 1 NaN or infinite"):
+        model.predict(bad)
+    with pytest.raises(ValueError, match="x holds 4 value.* beyond float32's range"):
+        model.fit(x64 * cp.asarray(np.array([1, 1e300, 1])), np.zeros(4), verbose=0)
+    with pytest.raises(ValueError, match="expects 3"):
+        model.predict(cp.zeros((2, 4)))
+    with pytest.raises(TypeError, match="must be numeric"):
+        model.predict(cp.asarray(np.array([["a", "b", "c"]])))
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        model.fit(x64, cp.zeros(3), verbose=0)
+
+
+def test_a_gpu_array_on_a_host_backend_is_named(gpu_backends):
+    device_x = gpu_backends["cupy"].xp.ones((2, 3), dtype=np.float32)
+    model = _mlp(3, 1, None)
+    model.compile("sgd", "mse", backend="cpu")
+    for call in (lambda: model.predict(device_x), lambda: model.fit(device_x, np.zeros(2)),
+                 lambda: model.fit(np.ones((2, 3)), device_x[:, 0]),
+                 lambda: model.predict(fake_cupy.ForeignGpuTensor(np.ones((2, 3))))):
+        with pytest.raises(TypeError, match=r"is a GPU array \((fake_cupy|test_gpu).*runs on "
+                                            r"the 'cpu' backend, in host memory"):
+            call()
+
+
 def _data(rng, n=97, features=7, classes=4):
     x = rng.normal(size=(n, features)).astype(np.float32)
     labels = rng.integers(0, classes, size=n)

@@ -11,6 +11,18 @@ import numpy as np
 from . import config
 
 
+def is_gpu_array(x):
+    """True for an array in GPU memory: its DLPack device is not the CPU (CuPy, PyTorch CUDA,
+    JAX on a GPU), or it has only the CUDA array interface."""
+    device = getattr(x, "__dlpack_device__", None)
+    if device is not None:
+        try:
+            return device()[0] != 1  # 1: kDLCPU
+        except Exception:  # a broken or unusual export: decided below
+            pass
+    return hasattr(x, "__cuda_array_interface__")
+
+
 def host_array(x):
     """x as a numpy array, zero-copy through DLPack for CPU tensors (PyTorch, JAX, ...)."""
     if isinstance(x, np.ndarray):
@@ -34,15 +46,18 @@ def _numeric(x, name):
                         f"{name}.filled(value) with the value masked entries should take")
     if _is_pandas(x):
         return _pandas_values(x, name)
-    try:
-        arr = host_array(x)
-    except ValueError as exc:  # ragged nesting, such as a Keras-style (x, y) tuple as x
-        raise ValueError(f"{name} is not a rectangular array ({exc}); pass the samples as "
-                         f"one array, and targets separately: fit(x, y)") from None
-    except TypeError as exc:  # a tensor of a dtype numpy lacks (torch.bfloat16)
-        raise TypeError(f"{name} ({type(x).__name__} of dtype {getattr(x, 'dtype', '?')}) "
-                        f"cannot become a numpy array ({exc}); pass a float32 array in "
-                        f"host memory (for a PyTorch tensor: x.float().cpu())") from None
+    if is_gpu_array(x):  # the GPU backend's own array (Model took it zero-copy): checked there
+        arr = x
+    else:
+        try:
+            arr = host_array(x)
+        except ValueError as exc:  # ragged nesting, such as a Keras-style (x, y) tuple
+            raise ValueError(f"{name} is not a rectangular array ({exc}); pass the samples "
+                             f"as one array, and targets separately: fit(x, y)") from None
+        except TypeError as exc:  # a tensor of a dtype numpy lacks (torch.bfloat16)
+            raise TypeError(f"{name} ({type(x).__name__} of dtype {getattr(x, 'dtype', '?')})"
+                            f" cannot become a numpy array ({exc}); pass a float32 array in "
+                            f"host memory (for a PyTorch tensor: x.float().cpu())") from None
     if arr.dtype.kind in "mM":  # numpy counts timedelta64 as a number: raw ticks, silently
         raise TypeError(f"{name} holds dates or durations (dtype {arr.dtype}); pynn takes "
                         f"numbers: convert them (e.g. to seconds) first")
@@ -81,13 +96,14 @@ def _pandas_values(x, name):
     return arr[:, 0] if x.ndim == 1 else arr
 
 
-def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
+def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
     """x as a C-contiguous float array of shape (N, *sample_shape): (N, features) unless the
     model takes multi-axis samples (sample_shape of length > 1, or any_rank when its first
-    layer is a Flatten not yet built); a 1-D x is one feature per sample when that fits."""
+    layer is a Flatten not yet built); a 1-D x is one feature per sample when that fits.
+    xp: the array module of x when it is a GPU backend's own array (cupy), else numpy."""
     sample_shape = None if sample_shape is None else tuple(sample_shape)
     if (sample_shape is not None and len(sample_shape) > 1) or any_rank:
-        return _as_sample_array(x, dtype, sample_shape, name)
+        return _as_sample_array(x, dtype, sample_shape, name, xp)
     n_features = None if sample_shape is None else sample_shape[0]
     arr = _numeric(x, name)
     if arr.ndim == 1 and n_features in (None, 1):
@@ -102,10 +118,10 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False):
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    return _finished(arr, dtype, name)
+    return _finished(arr, dtype, name, xp)
 
 
-def _as_sample_array(x, dtype, sample_shape, name):
+def _as_sample_array(x, dtype, sample_shape, name, xp):
     arr = _numeric(x, name)
     want = "(samples, ...)" if sample_shape is None else \
         "(samples, " + ", ".join(str(d) for d in sample_shape) + ")"
@@ -113,17 +129,17 @@ def _as_sample_array(x, dtype, sample_shape, name):
         raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    return _finished(arr, dtype, name)
+    return _finished(arr, dtype, name, xp)
 
 
-def converted(arr, dtype):
+def converted(arr, dtype, xp=np):
     """arr as a C-contiguous array of dtype. With the finiteness check on, numpy's overflow
     warning is silenced: the caller reports it by name (see overflow_error); with it off,
     numpy's warning is all the user hears of values that became inf."""
     if not config.check_finite():
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return xp.ascontiguousarray(arr, dtype=dtype)
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return xp.ascontiguousarray(arr, dtype=dtype)
 
 
 def all_finite(arr):
@@ -145,11 +161,11 @@ def overflow_error(source, arr, name):
     bad = int(np.count_nonzero(~np.isfinite(arr)))
     return ValueError(f"{name} holds {bad} value(s) beyond {arr.dtype.name}'s range "
                       f"(+-{np.finfo(arr.dtype).max:.3g}), largest magnitude "
-                      f"{np.abs(source).max():.3g}: rescale the data")
+                      f"{float(np.abs(source).max()):.3g}: rescale the data")
 
 
-def _finished(arr, dtype, name):
-    source, arr = arr, converted(arr, dtype)
+def _finished(arr, dtype, name, xp=np):
+    source, arr = arr, converted(arr, dtype, xp)
     if config.check_finite() and not all_finite(arr):
         raise overflow_error(source, arr, name) or ValueError(
             f"{name} contains {int(np.count_nonzero(~np.isfinite(arr)))} NaN or infinite "

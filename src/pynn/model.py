@@ -329,16 +329,45 @@ class Sequential:
     def _inputs(self, x, name="x"):
         layers = self._compute_layers
         any_rank = self.input_shape is None and bool(layers) and type(layers[0]) is Flatten
-        arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank)
+        xp = np
+        if data.is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
+            x, xp = self._gpu_array(x, name), self.backend.xp
+        arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp)
         self._ensure_built(arr.shape[1:])
         return arr
+
+    def _gpu_array(self, a, name):
+        """A GPU array as the model's backend's own array (zero-copy through DLPack), or a
+        TypeError when the backend runs on the host."""
+        b = self.backend if self.backend is not None else get_backend()
+        kind = f"{type(a).__module__.partition('.')[0]}.{type(a).__name__}"
+        if b.xp is np:
+            raise TypeError(f"{name} is a GPU array ({kind}) and this model runs on the "
+                            f"{b.name!r} backend, in host memory: pass a NumPy array "
+                            f"({name}.get() for CuPy, {name}.cpu().numpy() for PyTorch), or "
+                            f"compile(device='gpu')")
+        if isinstance(a, b.xp.ndarray):
+            return a
+        try:
+            return b.xp.from_dlpack(a)
+        except Exception as exc:
+            raise TypeError(f"{name} ({kind}) could not be taken through DLPack: {exc}") \
+                from None
+
+    def _host_values(self, a, name):
+        """Targets and weights as host arrays: a GPU array is copied (once, small next to x)
+        for the checks they need (label range, class weights); anything else as it is."""
+        if data.is_gpu_array(a):
+            b = self.backend if self.backend is not None else get_backend()
+            return b.to_numpy(self._gpu_array(a, name))
+        return a
 
     def _targets(self, y, n, name="y"):
         if y is None:
             raise ValueError(f"{name} is None; pass the targets")
         if isinstance(y, dict):  # Keras' {output name: targets}; a Sequential has one output
             raise TypeError(f"{name} is a dict; pynn takes the targets as one array")
-        y_arr = np.asarray(y)
+        y_arr = np.asarray(self._host_values(y, name))
         if y_arr.dtype.kind == "c":
             raise TypeError(f"{name} is complex ({y_arr.dtype}); targets must be real numbers")
         if y_arr.ndim == 0 or y_arr.shape[0] != n:
@@ -367,7 +396,7 @@ class Sequential:
         n = y.shape[0]
         w = None
         if sample_weight is not None:
-            w = np.asarray(sample_weight)
+            w = np.asarray(self._host_values(sample_weight, "sample_weight"))
             if w.dtype.kind not in "biuf":
                 raise TypeError(f"sample_weight must be numbers, got dtype {w.dtype}")
             w = w.astype(np.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as act_mod
-from . import config
+from . import config, data
 from .backend import get_backend
 
 
@@ -69,7 +69,7 @@ def _matrix(backend, x, name):
     xp = backend.xp
     if isinstance(x, xp.ndarray) or isinstance(x, np.ndarray):
         arr = x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
-    elif _on_gpu(x):
+    elif data.is_gpu_array(x):
         raise TypeError(f"gemm: {name} is a GPU array ({type(x).__module__}."
                         f"{type(x).__name__}) and the current backend {backend.name!r} runs "
                         f"on the host: pass it as a NumPy array, or pynn.set_backend('cuda')")
@@ -80,11 +80,3 @@ def _matrix(backend, x, name):
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":
         arr = arr.astype(np.float32)
     return backend.asarray(arr, arr.dtype)  # contiguous, on the device; no copy if it is
-
-
-def _on_gpu(x):
-    """True for an array in GPU memory (it says so through its DLPack device)."""
-    try:
-        return x.__dlpack_device__()[0] != 1  # 1: kDLCPU
-    except Exception:  # not a DLPack array: anything without the method, or one that fails
-        return hasattr(x, "__cuda_array_interface__")
