@@ -33,13 +33,14 @@ def _refuse(value):
     raise TypeError(f"Unsupported type {type(value)}")
 
 
-def _device(value):
+def _device(value, host_scalars=False):
     """A value as CuPy's kernels take it: device arrays and scalars; NumPy arrays and
-    sequences are refused (CuPy never copies host arrays implicitly)."""
+    sequences are refused (CuPy never copies host arrays implicitly; a 0-d one is read as a
+    scalar only by comparisons)."""
     if isinstance(value, ndarray):
         return value._a
     if isinstance(value, np.ndarray):
-        if value.ndim == 0:  # CuPy reads 0-d host arrays as scalars
+        if value.ndim == 0 and host_scalars:
             return value
         _refuse(value)
     if isinstance(value, (list, tuple)):
@@ -56,6 +57,11 @@ def _index(key):
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
     return key
+
+
+def _advanced(key):
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, (ndarray, np.ndarray, list)) for k in keys)
 
 
 def _wrap(result):
@@ -80,11 +86,12 @@ class _Flags:
 class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     """A device array: NumPy memory behind CuPy's interface."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "_device_id")
 
-    def __init__(self, a):
+    def __init__(self, a, device_id=0):
         assert isinstance(a, np.ndarray)
         object.__setattr__(self, "_a", a)
+        object.__setattr__(self, "_device_id", device_id)
 
     # ---- host conversion: explicit only ----------------------------------------------
     def __array__(self, dtype=None, copy=None):
@@ -114,11 +121,15 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     # ---- NumPy protocol: ufuncs and functions run on device arrays only ----------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.pop("out", None)
-        args = [_refuse(x) if isinstance(x, (list, tuple)) else _device(x) for x in inputs]
+        comparison = ufunc in (np.equal, np.not_equal, np.less, np.less_equal, np.greater,
+                               np.greater_equal)
+        args = [_refuse(x) if isinstance(x, (list, tuple)) else _device(x, comparison)
+                for x in inputs]
         kwargs = _device(kwargs)
         if out is not None:
             kwargs["out"] = tuple(_device(o) for o in out)
-        result = getattr(ufunc, method)(*args, **kwargs)
+        with np.errstate(all="ignore"):  # CuPy has no floating-point error state
+            result = getattr(ufunc, method)(*args, **kwargs)
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
@@ -136,6 +147,7 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: _Flags(self._a))
     T = property(lambda self: ndarray(self._a.T))
+    device = property(lambda self: _Device(self._device_id))
     real = property(lambda self: ndarray(self._a.real))
     base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
 
@@ -149,7 +161,11 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
         return _wrap(self._a[_index(key)])
 
     def __setitem__(self, key, value):
-        # CuPy copies a host value in (a[...] = numpy_array works), so this one is allowed.
+        # CuPy copies a host array in only for advanced (array) indices; with basic ones
+        # (a[...] = host, a[0:2] = host) it fills, refusing non-scalars.
+        if isinstance(value, (np.ndarray, list, tuple)) and np.ndim(value) > 0 and \
+                not _advanced(key):
+            raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
         self._a[_index(key)] = value._a if isinstance(value, ndarray) else value
 
     def __getattr__(self, name):
@@ -177,6 +193,12 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     def __repr__(self):
         return "fake_cupy." + repr(self._a)
 
+    def __str__(self):  # CuPy prints (and formats) through a copy to the host
+        return str(self._a)
+
+    def __format__(self, spec):
+        return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
+
     def __dlpack_device__(self):
         return (2, 0)  # kDLCUDA, device 0: what CuPy reports, so host code knows to refuse it
 
@@ -186,18 +208,39 @@ class ndarray(np.lib.mixins.NDArrayOperatorsMixin):  # noqa: N801 (CuPy's name)
     def __copy__(self):
         return ndarray(self._a.copy())
 
-    def __reduce__(self):
-        raise TypeError("device arrays are not pickled here (as a reminder: .get() first)")
+    def __reduce__(self):  # CuPy pickles through a host copy
+        return (asarray, (self._a.copy(),))
+
+    def __deepcopy__(self, memo):
+        return ndarray(self._a.copy())
+
+
+class _Device:
+    def __init__(self, device_id):
+        self.id = device_id
+
+
+def _host_data(a, dtype):
+    """Host data copied to the device: CuPy has no text or object arrays."""
+    if isinstance(a, (list, tuple)) and any(isinstance(v, ndarray) for v in a):
+        a = [v._a if isinstance(v, ndarray) else v for v in a]  # a list of device arrays
+    out = np.array(a, dtype=dtype, copy=True)
+    if out.dtype.char not in "?bhilqBHILQefdFD":
+        raise ValueError("Unsupported dtype " + str(out.dtype))
+    return out
 
 
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         return a if dtype is None or a.dtype == dtype else a.astype(dtype)
-    return ndarray(np.array(a, dtype=dtype, order=order or "K", copy=True))
+    if hasattr(a, "__cuda_array_interface__"):  # zero-copy, as CuPy takes Numba's arrays
+        view = np.asarray(_InterfaceView(a.__cuda_array_interface__))
+        return ndarray(view if dtype is None else view.astype(dtype, copy=False))
+    return ndarray(np.asarray(_host_data(a, dtype), order=order or "K"))
 
 
 def array(a, dtype=None, copy=True, order="K", ndmin=0):
-    source = a._a if isinstance(a, ndarray) else a
+    source = a._a if isinstance(a, ndarray) else _host_data(a, dtype)
     out = np.array(source, dtype=dtype, copy=True, order=order, ndmin=ndmin)
     if isinstance(a, ndarray) and not copy and out.dtype == a.dtype:
         return a
@@ -205,11 +248,11 @@ def array(a, dtype=None, copy=True, order="K", ndmin=0):
 
 
 def ascontiguousarray(a, dtype=None):
-    source = a._a if isinstance(a, ndarray) else np.array(a, copy=True)
-    out = np.ascontiguousarray(source, dtype=dtype)
-    if isinstance(a, ndarray) and out is source:
-        return a
-    return ndarray(out)
+    if not isinstance(a, ndarray):  # CuPy's takes device arrays only
+        raise TypeError(f"Argument 'a' has incorrect type (expected cupy.ndarray, got "
+                        f"{type(a).__name__})")
+    out = np.ascontiguousarray(a._a, dtype=dtype)
+    return a if out is a._a else ndarray(out)
 
 
 def asnumpy(a, stream=None, order="C", out=None):
@@ -240,6 +283,22 @@ def from_dlpack(x):
     return ndarray(np.from_dlpack(_HostExport(x)))
 
 
+class _InterfaceView:
+    """The fake's 'device' pointers are host pointers: the CUDA interface read as NumPy's."""
+
+    def __init__(self, interface):
+        self.__array_interface__ = dict(interface, version=3)
+
+
+class CudaInterfaceArray:
+    """A GPU array with the CUDA array interface alone (Numba's device arrays)."""
+
+    def __init__(self, host):
+        self._host = np.ascontiguousarray(host)
+        self.shape, self.dtype = self._host.shape, self._host.dtype
+        self.__cuda_array_interface__ = dict(self._host.__array_interface__, version=3)
+
+
 class ForeignGpuTensor:
     """Another library's GPU tensor (PyTorch CUDA, JAX): DLPack only, no CuPy interface."""
 
@@ -252,6 +311,9 @@ class ForeignGpuTensor:
 
     def __dlpack_device__(self):
         return (2, 0)
+
+    def __len__(self):
+        return len(self._host)
 
     def __array__(self, dtype=None, copy=None):
         raise TypeError("can't convert cuda tensor to numpy (use .cpu())")
@@ -308,9 +370,8 @@ def make_fake_cupy():
                  "get_array_module", "may_share_memory", "from_dlpack"):
         setattr(module, name, globals()[name])
     module.linalg = _Namespace("cupy.linalg", np.linalg)
-    module.random = _Namespace("cupy.random", np.random)
     cuda = types.SimpleNamespace()
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0)
     cuda.get_current_stream = lambda: _Stream()
     cuda.Stream = _Stream
     module.cuda = cuda

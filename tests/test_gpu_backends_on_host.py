@@ -22,14 +22,20 @@ pytestmark = requires_backend("cpu")  # the fake pynn._cuda runs pynn._C's kerne
 
 @pytest.fixture
 def gpu_backends(monkeypatch):
-    """{'cupy': ..., 'cuda': ...} backends on fake device arrays."""
+    """{'cupy': ..., 'cuda': ...} backends on fake device arrays, registered under their
+    names as on a GPU machine (set_backend('cuda'), unpickling, finding an array's backend)."""
     import pynn._C
     from pynn.backend.cuda_backend import CudaBackend
     from pynn.backend.cupy_backend import CupyBackend
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
     cuda_module = fake_cupy.make_fake_cuda_module(pynn._C)
-    return {"cupy": CupyBackend(), "cuda": CudaBackend(cuda_module)}
+    backends = {"cupy": CupyBackend(), "cuda": CudaBackend(cuda_module)}
+    for name, backend in backends.items():
+        monkeypatch.setitem(pynn.backend._instances, name, backend)
+    previous = pynn.get_backend()
+    yield backends
+    pynn.set_backend(previous)
 
 
 def test_the_fake_refuses_what_cupy_refuses():
@@ -74,7 +80,7 @@ def test_ops_gemm_on_the_gpu_backends(gpu_backends, name, rng):
 
 def test_ops_gemm_names_a_gpu_array_on_a_host_backend(gpu_backends):
     device_array = gpu_backends["cupy"].xp.ones((2, 2), dtype=np.float32)
-    with pytest.raises(TypeError, match="a is a GPU array .* runs on the host"):
+    with pytest.raises(TypeError, match="a is a GPU array .* runs in host memory"):
         pynn.ops.gemm(device_array, np.ones((2, 2), np.float32))
 
 
@@ -131,6 +137,25 @@ def test_device_inputs_are_not_copied(gpu_backends, name, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_gpu_arrays_of_other_libraries_and_devices(gpu_backends, name, rng):
+    backend = gpu_backends[name]
+    cp = backend.xp
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    model = _mlp(3, 1, None)
+    model.compile("sgd", "mse", backend=backend)
+    want = model.predict(x)
+    numba_like = fake_cupy.CudaInterfaceArray(x)  # no DLPack: taken through its interface
+    np.testing.assert_allclose(model.predict(numba_like), want, rtol=1e-6)
+    assert np.shares_memory(model._gpu_array(numba_like, "x")._a, numba_like._host)
+    np.testing.assert_allclose(model.predict(fake_cupy.ForeignGpuTensor(x)), want, rtol=1e-6)
+    elsewhere = cp.ndarray(x.copy(), device_id=1)
+    with pytest.raises(ValueError, match=r"x is on GPU 1 but pynn runs on GPU 0"):
+        model.predict(elsewhere)
+    with pytest.raises(ValueError, match=r"validation x is on GPU 1"):
+        model.fit(x, np.zeros(6), validation_data=(elsewhere, np.zeros(6)), verbose=0)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
 def test_device_inputs_are_checked_on_the_device(gpu_backends, name):
     backend = gpu_backends[name]
     cp = backend.xp
@@ -146,8 +171,8 @@ def test_device_inputs_are_checked_on_the_device(gpu_backends, name):
         model.fit(x64 * cp.asarray(np.array([1, 1e300, 1])), np.zeros(4), verbose=0)
     with pytest.raises(ValueError, match="expects 3"):
         model.predict(cp.zeros((2, 4)))
-    with pytest.raises(TypeError, match="must be numeric"):
-        model.predict(cp.asarray(np.array([["a", "b", "c"]])))
+    with pytest.raises(TypeError, match="must be real"):  # CuPy has no text arrays
+        model.predict(cp.asarray(np.ones((2, 3), np.complex64)))
     with pytest.raises(ValueError, match="different numbers of samples"):
         model.fit(x64, cp.zeros(3), verbose=0)
 
@@ -159,8 +184,8 @@ def test_a_gpu_array_on_a_host_backend_is_named(gpu_backends):
     for call in (lambda: model.predict(device_x), lambda: model.fit(device_x, np.zeros(2)),
                  lambda: model.fit(np.ones((2, 3)), device_x[:, 0]),
                  lambda: model.predict(fake_cupy.ForeignGpuTensor(np.ones((2, 3))))):
-        with pytest.raises(TypeError, match=r"is a GPU array \((fake_cupy|test_gpu).*runs on "
-                                            r"the 'cpu' backend, in host memory"):
+        with pytest.raises(TypeError, match=r"is a GPU array \((fake_cupy|test_gpu).*'cpu', the "
+                                            r"backend in use, runs in host memory"):
             call()
 
 
@@ -286,10 +311,11 @@ def scenario_streaming_freezing_files(backend, rng):
     logs.append(model.test_on_batch(x[:30], labels[:30], return_dict=True))
     on_batch = model.predict_on_batch(x[:5])
     called = np.asarray(model(x[:4], training=False))
-    model.layers[0].trainable = False
-    frozen = model.layers[0].get_weights()
+    model.layers[1].trainable = False  # layers[0] is the InputLayer
+    frozen = model.layers[1].get_weights()
     history = model.fit(x, labels, epochs=2, batch_size=16, verbose=0)
-    assert all(np.array_equal(a, b) for a, b in zip(frozen, model.layers[0].get_weights()))
+    assert frozen and all(np.array_equal(a, b)
+                          for a, b in zip(frozen, model.layers[1].get_weights()))
     with tempfile.TemporaryDirectory() as tmp:
         model.save(f"{tmp}/m.npz")
         model.save(f"{tmp}/m.h5")
@@ -379,3 +405,127 @@ def test_gpu_backend_matches_numpy(gpu_backends, name, scenario):
             assert not calls
         else:
             assert {"bias_activation", "bias_grad", "activation_backward"} <= calls
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_a_layer_shared_with_a_host_model_keeps_its_gpu_model_savable(gpu_backends, name,
+                                                                       rng, tmp_path):
+    import copy
+    x, labels = _data(rng, n=40)
+    base = _mlp(x.shape[1], 4, "softmax")
+    base.compile("adam", "sparse_categorical_crossentropy", backend=name)
+    base.fit(x, labels, epochs=1, batch_size=8, verbose=0)
+    head = pynn.Sequential(base.layers[:-1] + [pynn.Dense(2, activation="softmax")])
+    head.compile("adam", "sparse_categorical_crossentropy", backend="cpu")  # moves the shared
+    base.save(tmp_path / "base.npz")  # base's Adam slots stayed on the GPU: saved all the same
+    twin = copy.deepcopy(base)
+    loaded = pynn.load_model(tmp_path / "base.npz")
+    for got in (twin, loaded):
+        _assert_close(got.get_weights(), base.get_weights())
+        for p, q in zip(got.params, base.params):
+            for slot, value in got.optimizer.state_of(p).items():
+                np.testing.assert_array_equal(pynn.backend.to_host(value),
+                                              pynn.backend.to_host(base.optimizer.state_of(q)[slot]))
+    base.fit(x, labels, epochs=1, batch_size=8, verbose=0)  # and it trains on its GPU again
+    assert isinstance(base.params[0].value, gpu_backends[name].xp.ndarray)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_weights_layers_and_functions_take_device_arrays(gpu_backends, name, rng):
+    backend = gpu_backends[name]
+    cp = backend.xp
+    model = _mlp(3, 2, "softmax")
+    model.compile("sgd", "categorical_crossentropy", backend=backend)
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in model.get_weights()]
+    model.set_weights([cp.asarray(w) for w in weights])
+    _assert_close(model.get_weights(), weights)
+    kernel = model.layers[1].params[0]
+    kernel.assign(kernel.value * 0.5)  # Keras' var.assign(var * 0.5), on the device
+    np.testing.assert_allclose(kernel.numpy(), weights[0] * 0.5)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.layers[1](cp.asarray(x)), model.layers[1](x), rtol=1e-6)
+    pynn.set_backend(backend)  # pynn.ops runs on the current backend
+    np.testing.assert_allclose(model.predict(pynn.ops.gemm(
+        fake_cupy.ForeignGpuTensor(x), cp.asarray(np.eye(3, dtype=np.float32)))),
+        model.predict(x), rtol=1e-6)  # another library's GPU array in ops.gemm
+    y_true = np.eye(2)[rng.integers(0, 2, size=30)]
+    y_pred = rng.uniform(0.01, 1, size=(30, 2))
+    y_pred /= y_pred.sum(axis=1, keepdims=True)
+    d_true, d_pred = cp.asarray(y_true), cp.asarray(y_pred)
+    for fn in (pynn.metrics.f1_score, pynn.metrics.precision, pynn.metrics.recall,
+               pynn.metrics.roc_auc, pynn.metrics.categorical_accuracy,
+               pynn.metrics.mean_squared_error, pynn.metrics.r2_score,
+               pynn.metrics.root_mean_squared_error, pynn.losses.CategoricalCrossentropy(),
+               pynn.metrics.Precision(), pynn.metrics.AUC()):
+        assert fn(d_true, d_pred) == pytest.approx(
+            type(fn)()(y_true, y_pred) if isinstance(fn, pynn.metrics.Metric)
+            else fn(y_true, y_pred), rel=1e-6)
+    assert pynn.metrics.sparse_categorical_accuracy(cp.asarray(y_true.argmax(1)), d_pred) == \
+        pynn.metrics.sparse_categorical_accuracy(y_true.argmax(1), y_pred)
+    activated = pynn.activations.gelu(cp.asarray(x))  # a custom layer's forward, on the GPU
+    assert isinstance(activated, cp.ndarray)
+    np.testing.assert_allclose(cp.asnumpy(activated), pynn.activations.gelu(x), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_a_custom_layer_that_leaves_the_gpu_is_named(gpu_backends, name):
+    class HostForward(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            return np.zeros(x.shape, np.float32)  # the bug: a host array
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    class HostGradient(pynn.layers.Dense):
+        def backward(self, dy, need_input_grad=True, logits=False):
+            dx = super().backward(dy, need_input_grad, logits)
+            self.params[1].grad = np.zeros(self.params[1].shape, np.float32)  # the bug
+            return dx
+
+    x = np.ones((4, 5), np.float32)
+    model = pynn.Sequential([pynn.Input((5,)), HostForward(name="culprit"),
+                             pynn.Dense(2, name="innocent")])
+    model.compile("sgd", "mse", backend=name)
+    with pytest.raises(TypeError, match=r"layer 'culprit' \(HostForward.forward\): its output "
+                                        r"is a numpy.ndarray, not an array of the"):
+        model.predict(x)
+    model = pynn.Sequential([pynn.Input((5,)), HostGradient(3, name="culprit"),
+                             pynn.Dense(2)])
+    model.compile("sgd", "mse", backend=name)
+    with pytest.raises(TypeError, match=r"layer 'culprit' \(HostGradient.backward\): "
+                                        r"culprit/bias.grad is a numpy.ndarray"):
+        model.fit(x, np.zeros((4, 2)), verbose=0)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
+def test_a_custom_loss_returning_a_device_sum_logs_floats(gpu_backends, name):
+    class DeviceSumMSE(pynn.losses.Loss):
+        name = "device_sum_mse"
+
+        def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+            d = y_pred - y_true
+            return (d * d).sum(), 2 * d * scale  # the sum left a 0-d device array
+
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2)])
+    model.compile("sgd", DeviceSumMSE(), backend=name)
+    x = np.ones((8, 5), np.float32)
+    history = model.fit(x, np.zeros((8, 2)), epochs=2, verbose=0)
+    assert all(type(v) is float for v in history.history["loss"])
+    assert type(model.evaluate(x, np.zeros((8, 2)))) is float
+    assert type(model.train_on_batch(x, np.zeros((8, 2)))) is float
+
+
+def test_which_arrays_count_as_gpu_arrays():
+    class Exported:
+        def __init__(self, device_type):
+            self.device_type = device_type
+
+        def __dlpack_device__(self):
+            return (self.device_type, 0)
+
+    # CPU, CUDA pinned host and ROCm pinned host memory are host memory NumPy reads
+    assert [pynn.data.is_gpu_array(Exported(t)) for t in (1, 2, 3, 10, 11, 13)] == \
+        [False, True, False, True, False, True]
+    assert not pynn.data.is_gpu_array(np.ones(2))
+    assert pynn.data.is_gpu_array(fake_cupy.CudaInterfaceArray(np.ones(2)))

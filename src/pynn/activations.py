@@ -41,10 +41,15 @@ class Spec:
         return {"name": self.name, "param": self.param}
 
     def __call__(self, x):
-        from .backend import get_backend
+        """The activation of x: on the GPU, for a GPU backend's own array (a custom layer's
+        forward), else by the numpy reference backend."""
+        from .backend import get_backend, gpu_backend_of
 
-        x = np.asarray(x, dtype=np.result_type(np.asarray(x).dtype, np.float32))
-        return get_backend("numpy").activation_forward(self.name, x, self.param)
+        backend = gpu_backend_of(x) or get_backend("numpy")
+        if backend.xp is np:
+            x = np.asarray(x)
+        x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
+        return backend.activation_forward(self.name, x, self.param)
 
 
 def get(identifier) -> Spec:

@@ -11,16 +11,45 @@ import numpy as np
 from . import config
 
 
+# DLPack device types NumPy reads directly: CPU, CUDA pinned host, ROCm pinned host memory.
+_HOST_DEVICES = (1, 3, 11)
+
+
 def is_gpu_array(x):
-    """True for an array in GPU memory: its DLPack device is not the CPU (CuPy, PyTorch CUDA,
-    JAX on a GPU), or it has only the CUDA array interface."""
+    """True for an array in GPU memory: its DLPack device is not host memory (CuPy, PyTorch
+    CUDA, JAX on a GPU), or it has only the CUDA array interface (Numba)."""
     device = getattr(x, "__dlpack_device__", None)
     if device is not None:
         try:
-            return device()[0] != 1  # 1: kDLCPU
+            return device()[0] not in _HOST_DEVICES
         except Exception:  # a broken or unusual export: decided below
             pass
     return hasattr(x, "__cuda_array_interface__")
+
+
+def backend_array(a, backend, name):
+    """A GPU array `a` as `backend`'s own array, zero-copy (through DLPack unless it is one
+    already); a TypeError naming the ways out when `backend` runs on the host."""
+    kind = f"{type(a).__module__.partition('.')[0]}.{type(a).__name__}"
+    if backend.xp is np:
+        raise TypeError(f"{name} is a GPU array ({kind}) and {backend.name!r}, the backend in "
+                        f"use, runs in host memory: pass a NumPy array ({name}.get() for "
+                        f"CuPy, .cpu().numpy() for PyTorch), or use a GPU backend "
+                        f"(compile(device='gpu'), pynn.set_backend('cuda'))")
+    xp = backend.xp
+    if not isinstance(a, xp.ndarray):
+        try:  # DLPack, or the CUDA array interface alone (Numba): both zero-copy
+            a = xp.from_dlpack(a) if hasattr(a, "__dlpack__") else xp.asarray(a)
+        except Exception as exc:
+            raise TypeError(f"{name} ({kind}) could not be taken from the GPU: {exc}") \
+                from None
+    device = getattr(getattr(a, "device", None), "id", None)
+    current = xp.cuda.runtime.getDevice()
+    if device is not None and device != current:  # kernels run on the current device
+        raise ValueError(f"{name} is on GPU {device} but pynn runs on GPU {current} (the "
+                         f"current device): copy it there (with cupy.cuda.Device({current}): "
+                         f"cupy.asarray({name})) or run under cupy.cuda.Device({device})")
+    return a
 
 
 def host_array(x):
@@ -135,7 +164,8 @@ def _as_sample_array(x, dtype, sample_shape, name, xp):
 def converted(arr, dtype, xp=np):
     """arr as a C-contiguous array of dtype. With the finiteness check on, numpy's overflow
     warning is silenced: the caller reports it by name (see overflow_error); with it off,
-    numpy's warning is all the user hears of values that became inf."""
+    numpy's warning is all the user hears of values that became inf (CuPy has no such
+    warning: on a GPU they become inf silently)."""
     if not config.check_finite():
         return xp.ascontiguousarray(arr, dtype=dtype)
     with np.errstate(over="ignore"):
@@ -146,8 +176,8 @@ def all_finite(arr):
     """Whether arr holds no NaN or infinity. min and max propagate NaN and show an infinity,
     so two passes with no temporary (np.isfinite(arr).all() makes a bool array of arr's
     size: 150 MiB for 200k MNIST rows)."""
-    if arr.dtype.kind == "c":
-        return bool(np.isfinite(arr).all())
+    if arr.dtype.kind == "c" or not isinstance(arr, np.ndarray):  # cuTENSOR's min/max may
+        return bool(np.isfinite(arr).all())  # drop a NaN; a GPU has the memory for a mask
     if arr.dtype.kind != "f" or arr.size == 0:
         return True
     return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))

@@ -89,10 +89,11 @@ class Loss:
         return y_pred.size  # element-wise losses: mean over every element
 
     def __call__(self, y_true, y_pred):
-        """The loss of numpy predictions (reference backend), Keras' argument order."""
-        from .backend import get_backend
+        """The loss of predictions (computed by the numpy reference backend; GPU arrays are
+        copied to the host), Keras' argument order."""
+        from .backend import get_backend, to_host
 
-        y_pred = np.asarray(y_pred)
+        y_true, y_pred = to_host(y_true), to_host(y_pred)  # GPU arrays: computed on the host
         dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
         y_pred = np.ascontiguousarray(y_pred, dtype=dtype)
         if y_pred.ndim == 1 and self.one_d_predictions == "samples":

@@ -41,10 +41,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import custom_objects as _custom
+from .backend import to_host
 
 
 def _pair(y_true, y_pred):
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
     if y_pred.ndim == 1:
         y_pred = y_pred.reshape(-1, 1)
     if y_true.ndim == 1 and y_pred.shape[1] == 1:
@@ -68,8 +69,8 @@ def categorical_accuracy(y_true, y_pred):
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """Fraction of rows whose argmax equals the integer label."""
-    y_pred = np.asarray(y_pred)
-    y_true = np.asarray(y_true).reshape(-1)
+    y_pred = to_host(y_pred)
+    y_true = to_host(y_true).reshape(-1)
     if y_true.shape[0] != y_pred.shape[0]:
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
                          f"{y_pred.shape[0]} predictions")
@@ -98,7 +99,7 @@ def _same_shape(name, y_true, y_pred):
 # ---- classification helpers -----------------------------------------------------------------
 def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False):
     """(true labels, predicted labels, number of classes or None when binary) as int arrays."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
@@ -181,8 +182,8 @@ def f1_score(y_true, y_pred, threshold=0.5, multilabel=False):
 def _auc_scores(name, y_true, y_pred, multilabel=False):
     """(labels, scores), copies (the AUC metric keeps them): binary 0/1 labels and 1-D scores,
     or class labels and (N, C) scores."""
-    y_true = np.asarray(y_true)
-    y_pred = np.array(y_pred, dtype=np.result_type(np.asarray(y_pred).dtype, np.float32))
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")

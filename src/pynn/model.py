@@ -23,7 +23,7 @@ from . import engine as engine_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from .backend import backend_for_device, get_backend
+from .backend import backend_for_device, get_backend, to_host
 from .callbacks import Callback, CallbackList, History
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
@@ -274,7 +274,8 @@ class Sequential:
         for p in self.params:
             slots = self.optimizer.state_of(p)
             if slots:
-                self.optimizer.set_state_of(p, {k: backend.asarray(old.to_numpy(v), v.dtype)
+                # to_host: another model sharing the layer may have moved them
+                self.optimizer.set_state_of(p, {k: backend.asarray(to_host(v), v.dtype)
                                                 for k, v in slots.items()})
 
     def _own(self, optimizer):
@@ -337,22 +338,9 @@ class Sequential:
         return arr
 
     def _gpu_array(self, a, name):
-        """A GPU array as the model's backend's own array (zero-copy through DLPack), or a
-        TypeError when the backend runs on the host."""
-        b = self.backend if self.backend is not None else get_backend()
-        kind = f"{type(a).__module__.partition('.')[0]}.{type(a).__name__}"
-        if b.xp is np:
-            raise TypeError(f"{name} is a GPU array ({kind}) and this model runs on the "
-                            f"{b.name!r} backend, in host memory: pass a NumPy array "
-                            f"({name}.get() for CuPy, {name}.cpu().numpy() for PyTorch), or "
-                            f"compile(device='gpu')")
-        if isinstance(a, b.xp.ndarray):
-            return a
-        try:
-            return b.xp.from_dlpack(a)
-        except Exception as exc:
-            raise TypeError(f"{name} ({kind}) could not be taken through DLPack: {exc}") \
-                from None
+        """A GPU array as the model's backend's own array (zero-copy)."""
+        return data.backend_array(a, self.backend if self.backend is not None
+                                  else get_backend(), name)
 
     def _host_values(self, a, name):
         """Targets and weights as host arrays: a GPU array is copied (once, small next to x)
@@ -378,18 +366,23 @@ class Sequential:
     # ---- forward / backward -------------------------------------------------------------------
     def _forward(self, x, training, logits):
         layers = self._compute_layers
+        device = self.backend.xp if self.backend.xp is not np else None
         for i, layer in enumerate(layers):
             try:
                 x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
             except Exception as exc:
                 _name_the_layer(exc, layer, "forward")
                 raise
+            if device is not None and not isinstance(x, device.ndarray):
+                _not_on_device(layer, "forward", "its output", x, self.backend)
         return x
 
     def _loss_and_grad(self, out, y, sample_weight=None):
         if self._fused:
-            return self.loss.logits_value_and_grad(self.backend, out, y, sample_weight)
-        return self.loss.value_and_grad(self.backend, out, y, sample_weight)
+            loss, grad = self.loss.logits_value_and_grad(self.backend, out, y, sample_weight)
+        else:
+            loss, grad = self.loss.value_and_grad(self.backend, out, y, sample_weight)
+        return float(loss), grad  # a user's loss may return a 0-d (device) array
 
     def _sample_weights(self, sample_weight, class_weight, y):
         """One float weight per sample (None when unweighted), checked."""
@@ -471,6 +464,15 @@ class Sequential:
                 raise TypeError(f"layer {layers[i].name!r} ({type(layers[i]).__name__}): "
                                 f"backward returned None, but the layer below needs the "
                                 f"gradient of its input (need_input_grad=True)")
+            if self.backend.xp is not np:  # a host array would fail later, somewhere else
+                xp = self.backend.xp
+                if i > lowest and not isinstance(grad, xp.ndarray):
+                    _not_on_device(layers[i], "backward", "its input gradient", grad,
+                                   self.backend)
+                for p in layers[i].params:
+                    if p.grad is not None and not isinstance(p.grad, xp.ndarray):
+                        _not_on_device(layers[i], "backward", f"{p.name}.grad", p.grad,
+                                       self.backend)
         for i in range(lowest):
             layers[i].clear_cache()
         return loss + self._regularization(add_gradients=True), out
@@ -1115,6 +1117,13 @@ def _pickled_bytes(model):
         return model_to_bytes(model)
     except ValueError as exc:
         raise TypeError(str(exc).replace("cannot save", "cannot pickle", 1)) from exc
+
+
+def _not_on_device(layer, method, what, value, backend):
+    raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}.{method}): {what} is a "
+                    f"{type(value).__module__}.{type(value).__name__}, not an array of the "
+                    f"{backend.name!r} backend ({backend.xp.__name__}.ndarray, on the GPU): "
+                    f"compute with backend.xp (or the backend's methods), not numpy")
 
 
 def _name_the_layer(exc, layer, method):

@@ -63,16 +63,15 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
 
 
 def _matrix(backend, x, name):
-    """x as a 2-D float array on the backend's device: its own arrays as they are, host
-    arrays copied there (the GPU backends), anything else converted in the session's
-    floatx."""
+    """x as a 2-D float array on the backend's device: its own arrays as they are, other
+    GPU arrays through DLPack, host arrays copied there (the GPU backends), anything else
+    converted in the session's floatx."""
     xp = backend.xp
     if isinstance(x, xp.ndarray) or isinstance(x, np.ndarray):
         arr = x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
-    elif data.is_gpu_array(x):
-        raise TypeError(f"gemm: {name} is a GPU array ({type(x).__module__}."
-                        f"{type(x).__name__}) and the current backend {backend.name!r} runs "
-                        f"on the host: pass it as a NumPy array, or pynn.set_backend('cuda')")
+    elif data.is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
+        arr = data.backend_array(x, backend, name)
+        arr = arr if arr.dtype in (np.float32, np.float64) else arr.astype(config.floatx())
     else:
         arr = np.asarray(x, dtype=config.floatx())
     if arr.ndim != 2:

@@ -30,6 +30,7 @@ import warnings
 import numpy as np
 
 from .archive import META_KEY, open_archive
+from .backend import to_host
 
 FORMAT = "pynn-weights"
 MODEL_FORMAT = "pynn-model"
@@ -320,7 +321,7 @@ def save_model(model, filepath, allow_unbuilt=False):
             state = opt.state_of(p)
             for slot, value in (state or {}).items():
                 key = f"opt.{i}.{slot}"
-                arrays[key] = np.array(p.backend.to_numpy(value), copy=True)
+                arrays[key] = np.array(to_host(value), copy=True)  # any model's backend
                 slots.append({"param": i, "slot": slot, "key": key})
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
     if model.shuffle_seed is not None:  # with the step count, the next epoch's order

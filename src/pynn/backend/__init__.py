@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 
+import numpy as np
+
 from .base import Backend
 from .numpy_backend import NumpyBackend
 
@@ -136,6 +138,24 @@ def _choose_default() -> Backend:
         _unavailable["cpu"] = str(exc)
         _current = get_backend("numpy")
     return _current
+
+
+def gpu_backend_of(a):
+    """The GPU backend in use whose own array `a` is (a CuPy array), else None."""
+    if isinstance(a, np.ndarray):
+        return None
+    for backend in list(_instances.values()):
+        if backend.xp is not np and isinstance(a, backend.xp.ndarray):
+            return backend
+    return None
+
+
+def to_host(a):
+    """Any backend's array as a NumPy array (copied only from a GPU): for values that may not
+    be on the backend their owner names (the optimizer slots of a weight that another model
+    has since moved) and for the functions that compute on the host (metrics, losses)."""
+    backend = gpu_backend_of(a)
+    return np.asarray(a) if backend is None else backend.to_numpy(a)
 
 
 def available_backends() -> dict:
