@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -304,3 +306,20 @@ def test_load_weights_refuses_to_guess_a_flatten_models_input(tmp_path):
     with pytest.raises(ValueError, match="build the model"):
         fresh.load_weights(tmp_path / "w.npz")  # it built for (20,), not (4, 5)
     assert not fresh.built
+
+
+def test_freezing_the_input_warns_that_it_freezes_nothing():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(2)])
+    with pytest.warns(UserWarning, match=r"'input_layer\w*' is the model's Input and has no "
+                                         r"weights.*first Dense is model.layers\[1\]"):
+        for layer in model.layers[:2]:  # Keras 3 code meaning the first two Dense layers
+            layer.trainable = False
+    assert model.layers[1].trainable is False and model.layers[2].trainable is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.trainable = False  # the whole model: nothing to warn about
+        loaded = pynn.Sequential.from_config(model.get_config())  # nor in a loaded one
+        assert not loaded.layers[0].trainable
+        model.layers[0].trainable = True
+        model.trainable = True
+    assert all(layer.trainable for layer in model.layers)

@@ -954,7 +954,10 @@ class Sequential:
     @trainable.setter
     def trainable(self, value):
         for layer in self.layers:
-            layer.trainable = value
+            if isinstance(layer, InputLayer):
+                Layer.trainable.fset(layer, value)  # without the warning freezing it alone gives
+            else:
+                layer.trainable = value
 
     @property
     def trainable_weights(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 from .. import activations as act_mod
 from .base import Layer
@@ -57,6 +58,22 @@ class InputLayer(Layer):
         shape = tuple(int(d) for d in shape)  # numpy integers too
         kwargs.setdefault("input_shape", shape)
         super().__init__(**kwargs)
+
+    @property
+    def trainable(self):
+        """The Input has no weights: freezing it freezes nothing (and warns, since Keras 3
+        code that froze model.layers[0] meant the first Dense, which here is
+        model.layers[1])."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        Layer.trainable.fset(self, value)
+        if not self._trainable:
+            warnings.warn(f"layer {self.name!r} is the model's Input and has no weights: "
+                          f"freezing it freezes nothing. In pynn model.layers starts with "
+                          f"the Input (unlike Keras 3), so the first Dense is "
+                          f"model.layers[1]", UserWarning, stacklevel=2)
 
     def forward(self, x, training=False, logits=False):
         return x
