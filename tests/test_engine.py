@@ -449,8 +449,9 @@ def test_predict_matches_numpy(rng, acts, loss, n):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_predict_single_row_paths(rng, threads):
     # One row takes the engine's own single-row kernel (16-row bands with a short last band,
-    # 32- and 8-column strips and scalar columns; the rows of big layers split over the
-    # threads, their partial sums added after); it must agree with the batched path.
+    # 32- and 8-column strips and scalar columns; the rows of big layers summed in slices
+    # shared by the threads, their partial sums added after); it must agree with the
+    # batched path.
     prev = _C.num_threads()
     _C.set_num_threads(threads)
     try:
@@ -473,6 +474,29 @@ def test_predict_single_row_paths(rng, threads):
                 eng.predict(x[i:i + 1], one)
                 np.testing.assert_allclose(one[0], want[i], rtol=1e-4, atol=1e-6)
                 np.testing.assert_allclose(one[0], batched[i], rtol=1e-4, atol=1e-6)
+    finally:
+        _C.set_num_threads(prev)
+
+
+def test_a_single_rows_prediction_has_the_same_bits_with_any_number_of_threads(rng):
+    # Big layers' rows are summed in slices fixed by the layer's shape, not by the thread
+    # count (which split the sum differently on every machine size).
+    prev = _C.num_threads()
+    try:
+        for sizes in ([784, 128, 10], [17, 2050, 5], [300, 200, 130, 9]):
+            acts = [RELU] * (len(sizes) - 2) + [SOFTMAX]
+            eng, *_ = make_engine(rng, sizes, acts, "softmax_xent_sparse", "sgd",
+                                  max_batch=16)
+            x = rng.normal(0, 1, (4, sizes[0])).astype(np.float32)
+            seen = []
+            for threads in (1, 2, 3, 5, 8, 13):
+                _C.set_num_threads(threads)
+                rows = np.empty((4, sizes[-1]), np.float32)
+                for i in range(4):
+                    eng.predict(x[i:i + 1], rows[i:i + 1])
+                seen.append(rows)
+            for rows in seen[1:]:
+                np.testing.assert_array_equal(rows, seen[0])
     finally:
         _C.set_num_threads(prev)
 

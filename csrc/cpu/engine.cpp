@@ -124,7 +124,10 @@ __attribute__((target("avx2,fma"))) void gemv_finish(float* y, const float* part
 // (~1 us hot) costs more than streaming 128 KiB.
 constexpr index_t kGemvParallelMin = 32768;
 
-constexpr int kGemvMaxSlices = 64;
+// A big layer's single-row product is summed in this many slices of W's rows (fewer when
+// it has fewer 16-row bands), whatever the number of threads: the slices' partial sums are
+// added in a fixed order, so a row's prediction has the same bits on every machine size.
+constexpr int kGemvSlices = 8;
 
 // A small number per thread, fixed for its lifetime (pool workers keep theirs).
 int worker_slot() {
@@ -538,37 +541,40 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             }
             // Threads split the rows of a big layer's W (whole 16-row bands): each core then
             // streams a contiguous part of W, which for the mnist model (1.07 MB of weights)
-            // stays in its own 1 MB L2, and the partial sums are added after.
+            // stays in its own 1 MB L2, and the slices' partial sums are added after.
             const index_t bands = (l.in + kGemvBand - 1) / kGemvBand;
-            const int T = bands >= 2 && l.in * l.out >= kGemvParallelMin
-                              ? static_cast<int>(std::min<index_t>({num_threads(), bands, kGemvMaxSlices}))
+            const int S = bands >= 2 && l.in * l.out >= kGemvParallelMin
+                              ? static_cast<int>(std::min<index_t>(bands, kGemvSlices))
                               : 1;
+            const int T = std::min(num_threads(), S);
+            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
+                gemv_parts_.resize((S - 1) * l.out);
+            float* const parts = gemv_parts_.data();
+            auto slice = [&](int s) {
+                const index_t k0 = bands * s / S * kGemvBand;
+                const index_t k1 = s + 1 == S ? l.in : bands * (s + 1) / S * kGemvBand;
+                gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out,
+                              s == 0 ? Y : parts + (s - 1) * l.out);
+            };
             if (T > 1) {
-                if (gemv_parts_.size() < static_cast<size_t>((T - 1) * l.out))
-                    gemv_parts_.resize((T - 1) * l.out);
-                float* const parts = gemv_parts_.data();
-                // The pool hands tasks to whichever thread comes first; to keep each slice of
+                // The pool hands tasks to whichever thread comes first; to keep each part of
                 // W in the same core's L2 from call to call, a task takes its thread's usual
-                // slice (caller: 0, workers: their own) when still free. Slice t always sums
-                // the same rows, so results do not depend on which thread ran it.
-                std::atomic<bool> taken[kGemvMaxSlices];
+                // share of the slices (caller: 0, workers: their own) when still free.
+                std::atomic<bool> taken[kGemvSlices];
                 for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
                 const std::thread::id caller = std::this_thread::get_id();
                 parallel_for(T, [&](index_t) {
                     int t = std::this_thread::get_id() == caller ? 0 : 1 + worker_slot() % (T - 1);
                     if (taken[t].exchange(true)) {
                         t = 0;
-                        while (taken[t].exchange(true)) ++t;  // T tasks, T slices: one is free
+                        while (taken[t].exchange(true)) ++t;  // T tasks, T shares: one is free
                     }
-                    const index_t k0 = bands * t / T * kGemvBand;
-                    const index_t k1 = t + 1 == T ? l.in : bands * (t + 1) / T * kGemvBand;
-                    gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out,
-                                  t == 0 ? Y : parts + (t - 1) * l.out);
+                    for (int s = S * t / T; s < S * (t + 1) / T; ++s) slice(s);
                 });
             } else {
-                gemv_row_avx2(X, l.W, l.in, l.out, Y);
+                for (int s = 0; s < S; ++s) slice(s);
             }
-            gemv_finish(Y, gemv_parts_.data(), T - 1, l.out, bias, relu);
+            gemv_finish(Y, parts, S - 1, l.out, bias, relu);
             if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
             else if (l.act != kLinear && l.act != static_cast<int>(Activation::relu))
                 activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
