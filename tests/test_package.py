@@ -224,6 +224,29 @@ def test_initializer_variance(name, fan):
     assert (pynn.initializers.get("ones")((2,)) == 1).all()
 
 
+@pytest.mark.parametrize("cls", ["GlorotUniform", "HeNormal", "RandomNormal", "RandomUniform",
+                                 "VarianceScaling"])
+def test_seeded_initializers_repeat_their_values(cls, tmp_path):
+    init = pynn.initializers
+    make = getattr(init, cls)
+    state = pynn.config.rng().bit_generator.state
+    first = make(seed=3)((50, 20))
+    assert pynn.config.rng().bit_generator.state == state  # pynn's generator is left alone
+    np.testing.assert_array_equal(first, make(seed=3)((50, 20)))  # as Keras 3: per call
+    assert not np.array_equal(first, make(seed=4)((50, 20)))
+    assert not np.array_equal(make()((50, 20)), make()((50, 20)))  # unseeded: fresh draws
+    again = init.get(init.serialize(make(seed=np.uint64(3))))
+    assert again.seed == 3 and again.get_config()["seed"] == 3
+    np.testing.assert_array_equal(again((50, 20)), first)
+    model = pynn.Sequential([pynn.Input((50,)), pynn.Dense(20, kernel_initializer=make(seed=3))])
+    np.testing.assert_array_equal(model.get_weights()[0], first)
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").layers[1].kernel_initializer.seed == 3
+    for bad in (-1, 2**64, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed must be None or an integer"):
+            make(seed=bad)
+
+
 def test_activation_functions_on_arrays():
     x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
     a = pynn.activations

@@ -62,7 +62,9 @@ def rng_untouched():
 def seeded(seed: int):
     """Draws in this thread come meanwhile from a generator seeded with `seed`; pynn's global
     generator and other threads' draws are left alone (scikit-learn's random_state: fits in
-    concurrent threads stay reproducible, and a user's set_seed stream is not reset)."""
+    concurrent threads stay reproducible, and a user's set_seed stream is not reset).
+    `with pynn.config.seeded(i): build, compile and fit model i` in each of several threads
+    makes each model's run reproducible, whatever the threads' interleaving."""
     return _thread_draws_from(np.random.default_rng(int(seed)))
 
 
@@ -128,5 +130,5 @@ def set_check_finite(enabled: bool) -> None:
     _CHECK_FINITE = bool(enabled)
 
 
-__all__ = ["check_finite", "floatx", "rng",
+__all__ = ["check_finite", "floatx", "rng", "seeded",
            "set_check_finite", "set_floatx", "set_seed"]

@@ -31,6 +31,24 @@ class Initializer:
         return {}
 
 
+class _Seeded(Initializer):
+    """A random initializer. seed=None draws from pynn's generator (pynn.set_seed); an
+    integer seed gives the same values at every call for the same shape, as in Keras 3."""
+
+    def __init__(self, seed=None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(
+                seed, (int, np.integer)) or not 0 <= seed < 2**64):
+            raise ValueError(f"{type(self).__name__}: seed must be None or an integer in "
+                             f"[0, 2**64), got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+
+    def _rng(self):
+        return config.rng() if self.seed is None else np.random.default_rng(self.seed)
+
+    def get_config(self):
+        return {} if self.seed is None else {"seed": self.seed}
+
+
 class Zeros(Initializer):
     """All zeros."""
 
@@ -58,36 +76,39 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
-class RandomNormal(Initializer):
-    """Normal(mean, stddev) draws from pynn's seeded generator."""
+class RandomNormal(_Seeded):
+    """Normal(mean, stddev) draws (from pynn's seeded generator unless seed= is given)."""
 
-    def __init__(self, mean=0.0, stddev=0.05):
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
         self.mean, self.stddev = float(mean), float(stddev)
 
     def __call__(self, shape, dtype="float32"):
-        return config.rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+        return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
 
     def get_config(self):
-        return {"mean": self.mean, "stddev": self.stddev}
+        return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
 
 
-class RandomUniform(Initializer):
-    """Uniform(minval, maxval) draws from pynn's seeded generator."""
+class RandomUniform(_Seeded):
+    """Uniform(minval, maxval) draws (from pynn's seeded generator unless seed= is given)."""
 
-    def __init__(self, minval=-0.05, maxval=0.05):
+    def __init__(self, minval=-0.05, maxval=0.05, seed=None):
+        super().__init__(seed)
         self.minval, self.maxval = float(minval), float(maxval)
 
     def __call__(self, shape, dtype="float32"):
-        return config.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+        return self._rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
 
     def get_config(self):
-        return {"minval": self.minval, "maxval": self.maxval}
+        return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
 
 
-class VarianceScaling(Initializer):
+class VarianceScaling(_Seeded):
     """Keras' VarianceScaling: variance = scale / fan, uniform or truncated normal."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal"):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"mode must be fan_in, fan_out or fan_avg, got {mode!r}")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
@@ -98,7 +119,7 @@ class VarianceScaling(Initializer):
         fan_in, fan_out = _fans(tuple(shape))
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, fan)
-        rng = config.rng()
+        rng = self._rng()
         if self.distribution == "uniform":
             limit = math.sqrt(3.0 * variance)
             w = rng.uniform(-limit, limit, size=shape)
@@ -117,19 +138,20 @@ class VarianceScaling(Initializer):
         return w.astype(dtype)
 
     def get_config(self):
-        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                **super().get_config()}
 
 
 class _Preset(VarianceScaling):
-    """A named VarianceScaling whose settings are fixed by its class (no arguments)."""
+    """A named VarianceScaling whose settings are fixed by its class (seed= alone)."""
 
     preset = (1.0, "fan_in", "truncated_normal")
 
-    def __init__(self):
-        super().__init__(*self.preset)
+    def __init__(self, seed=None):
+        super().__init__(*self.preset, seed=seed)
 
     def get_config(self):
-        return {}
+        return {} if self.seed is None else {"seed": self.seed}
 
 
 class GlorotUniform(_Preset):

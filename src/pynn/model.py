@@ -834,8 +834,10 @@ class Sequential:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose=0):
-        """Model outputs for x, as a numpy array (batch_size only bounds memory use);
-        verbose=1 prints the number of samples and the time taken."""
+        """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
+        the time taken. batch_size bounds memory use (the numpy backend's products may
+        round the last bit differently for another batch size; the cpu backend's native
+        predict gives the same bits for any)."""
         if verbose:
             start = time.perf_counter()
             out = self.predict(x, batch_size)
