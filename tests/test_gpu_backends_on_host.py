@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 
+import fake_cuda_module
+import fake_cupy
 import numpy as np
 import pytest
+from conftest import requires_backend
 
 import pynn
-import fake_cupy
-from conftest import requires_backend
 
 pytestmark = requires_backend("cpu")  # the fake pynn._cuda runs pynn._C's kernels
 
@@ -25,14 +26,15 @@ def gpu_backends(monkeypatch):
     """{'cupy': ..., 'cuda': ...} backends on fake device arrays, registered under their
     names as on a GPU machine (set_backend('cuda'), unpickling, finding an array's backend)."""
     import pynn._C
+
     from pynn.backend.cuda_backend import CudaBackend
     from pynn.backend.cupy_backend import CupyBackend
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
-    cuda_module = fake_cupy.make_fake_cuda_module(pynn._C)
+    cuda_module = fake_cuda_module.make_fake_cuda_module(pynn._C)
     backends = {"cupy": CupyBackend(), "cuda": CudaBackend(cuda_module)}
-    for name, backend in backends.items():
-        monkeypatch.setitem(pynn.backend._instances, name, backend)
+    # a registry of the test's own: backends created meanwhile are forgotten after it
+    monkeypatch.setattr(pynn.backend, "_instances", {**pynn.backend._instances, **backends})
     previous = pynn.get_backend()
     yield backends
     pynn.set_backend(previous)
@@ -45,7 +47,7 @@ def test_the_fake_refuses_what_cupy_refuses():
     for mixed in (lambda: np.asarray(a), lambda: a + host, lambda: host * a,
                   lambda: cp.concatenate([a, host]), lambda: np.concatenate([a, host]),
                   lambda: a * [1.0, 2.0], lambda: cp.exp(host)):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="Unsupported type|Implicit conversion"):
             mixed()
     total = a.sum()
     assert isinstance(total, cp.ndarray) and total.shape == ()  # stays on the device
@@ -64,9 +66,10 @@ def test_ops_gemm_on_the_gpu_backends(gpu_backends, name, rng):
     previous = pynn.get_backend()
     pynn.set_backend(backend)
     try:
-        for operands in ((a, b), (cp.asarray(a), cp.asarray(b)), (a.tolist(), cp.asarray(b)),
-                         (np.asfortranarray(a), b)):
-            got = pynn.ops.gemm(*operands, trans_b=True, bias=bias, activation="relu")
+        for operands, bias_as in (((a, b), bias), ((cp.asarray(a), cp.asarray(b)), bias),
+                                  ((a.tolist(), cp.asarray(b)), fake_cupy.ForeignGpuTensor(bias)),
+                                  ((np.asfortranarray(a), b), cp.asarray(bias))):
+            got = pynn.ops.gemm(*operands, trans_b=True, bias=bias_as, activation="relu")
             assert isinstance(got, cp.ndarray)  # the backend's own array, on its device
             np.testing.assert_allclose(cp.asnumpy(got), want, rtol=1e-5, atol=1e-6)
         out = cp.zeros((5, 4), dtype=np.float32)
@@ -184,7 +187,7 @@ def test_a_gpu_array_on_a_host_backend_is_named(gpu_backends):
     for call in (lambda: model.predict(device_x), lambda: model.fit(device_x, np.zeros(2)),
                  lambda: model.fit(np.ones((2, 3)), device_x[:, 0]),
                  lambda: model.predict(fake_cupy.ForeignGpuTensor(np.ones((2, 3))))):
-        with pytest.raises(TypeError, match=r"is a GPU array \((fake_cupy|test_gpu).*'cpu', the "
+        with pytest.raises(TypeError, match=r"is a GPU array \(fake_cupy.*'cpu', the "
                                             r"backend in use, runs in host memory"):
             call()
 
@@ -525,7 +528,60 @@ def test_which_arrays_count_as_gpu_arrays():
             return (self.device_type, 0)
 
     # CPU, CUDA pinned host and ROCm pinned host memory are host memory NumPy reads
-    assert [pynn.data.is_gpu_array(Exported(t)) for t in (1, 2, 3, 10, 11, 13)] == \
+    assert [pynn.backend.is_gpu_array(Exported(t)) for t in (1, 2, 3, 10, 11, 13)] == \
         [False, True, False, True, False, True]
-    assert not pynn.data.is_gpu_array(np.ones(2))
-    assert pynn.data.is_gpu_array(fake_cupy.CudaInterfaceArray(np.ones(2)))
+    assert not pynn.backend.is_gpu_array(np.ones(2))
+    assert pynn.backend.is_gpu_array(fake_cupy.CudaInterfaceArray(np.ones(2)))
+
+
+def test_gpu_arrays_reach_the_host_functions_without_a_registered_backend(gpu_backends,
+                                                                         monkeypatch):
+    cp = gpu_backends["cupy"].xp
+    y_true, y_pred = np.array([0, 1, 1, 0]), np.array([0.2, 0.9, 0.4, 0.3])
+    want = pynn.metrics.f1_score(y_true, y_pred)
+    for device_y_pred in (fake_cupy.ForeignGpuTensor(y_pred), cp.asarray(y_pred)):
+        monkeypatch.setattr(pynn.backend, "_instances", {})  # no GPU backend created yet
+        assert pynn.metrics.f1_score(y_true, device_y_pred) == want
+        assert pynn.losses.BinaryCrossentropy()(y_true, device_y_pred) == pytest.approx(
+            pynn.losses.BinaryCrossentropy()(y_true, y_pred))
+
+
+def test_a_model_on_an_unregistered_gpu_backend_saves_and_copies(gpu_backends, monkeypatch,
+                                                                  tmp_path, rng):
+    import copy
+
+    from pynn.backend.cupy_backend import CupyBackend
+    x, labels = _data(rng, n=30)
+    monkeypatch.setattr(pynn.backend, "_instances", {})
+    model = _mlp(x.shape[1], 4, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy", backend=CupyBackend())
+    model.fit(x, labels, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.npz")
+    _assert_close(copy.deepcopy(model).get_weights(), model.get_weights())
+    assert pynn.load_model(tmp_path / "m.npz").optimizer.iterations == 4
+
+
+@pytest.mark.parametrize("name", ["numpy", "cpu", "cuda"])
+def test_a_custom_loss_summing_to_a_one_element_array_trains(gpu_backends, name):
+    class OneElementSum(pynn.losses.Loss):
+        name = "one_element_sum"
+
+        def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+            d = y_pred - y_true
+            return (d * d).sum(axis=(0, 1)).reshape(1), 2 * d * scale
+
+    class TwoNumbers(OneElementSum):
+        def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+            d = y_pred - y_true
+            return (d * d).sum(axis=0), 2 * d * scale
+
+    x = np.ones((8, 5), np.float32)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2)])
+    model.compile("sgd", OneElementSum(), backend=gpu_backends.get(name, name))
+    history = model.fit(x, np.zeros((8, 2)), epochs=2, verbose=0)
+    assert all(type(v) is float for v in history.history["loss"])
+    model.compile("sgd", TwoNumbers(), backend=gpu_backends.get(name, name))
+    with pytest.raises(TypeError, match=r"loss TwoNumbers: its sum must be one number, got "
+                                        r"a \w+ of shape \(2,\)"):
+        model.fit(x, np.zeros((8, 2)), verbose=0)
+

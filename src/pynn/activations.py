@@ -49,7 +49,7 @@ class Spec:
         if backend.xp is np:
             x = np.asarray(x)
         x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
-        return backend.activation_forward(self.name, x, self.param)
+        return backend.activation_forward(self.name, x, self.param).reshape(x.shape)
 
 
 def get(identifier) -> Spec:

@@ -9,47 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
-
-
-# DLPack device types NumPy reads directly: CPU, CUDA pinned host, ROCm pinned host memory.
-_HOST_DEVICES = (1, 3, 11)
-
-
-def is_gpu_array(x):
-    """True for an array in GPU memory: its DLPack device is not host memory (CuPy, PyTorch
-    CUDA, JAX on a GPU), or it has only the CUDA array interface (Numba)."""
-    device = getattr(x, "__dlpack_device__", None)
-    if device is not None:
-        try:
-            return device()[0] not in _HOST_DEVICES
-        except Exception:  # a broken or unusual export: decided below
-            pass
-    return hasattr(x, "__cuda_array_interface__")
-
-
-def backend_array(a, backend, name):
-    """A GPU array `a` as `backend`'s own array, zero-copy (through DLPack unless it is one
-    already); a TypeError naming the ways out when `backend` runs on the host."""
-    kind = f"{type(a).__module__.partition('.')[0]}.{type(a).__name__}"
-    if backend.xp is np:
-        raise TypeError(f"{name} is a GPU array ({kind}) and {backend.name!r}, the backend in "
-                        f"use, runs in host memory: pass a NumPy array ({name}.get() for "
-                        f"CuPy, .cpu().numpy() for PyTorch), or use a GPU backend "
-                        f"(compile(device='gpu'), pynn.set_backend('cuda'))")
-    xp = backend.xp
-    if not isinstance(a, xp.ndarray):
-        try:  # DLPack, or the CUDA array interface alone (Numba): both zero-copy
-            a = xp.from_dlpack(a) if hasattr(a, "__dlpack__") else xp.asarray(a)
-        except Exception as exc:
-            raise TypeError(f"{name} ({kind}) could not be taken from the GPU: {exc}") \
-                from None
-    device = getattr(getattr(a, "device", None), "id", None)
-    current = xp.cuda.runtime.getDevice()
-    if device is not None and device != current:  # kernels run on the current device
-        raise ValueError(f"{name} is on GPU {device} but pynn runs on GPU {current} (the "
-                         f"current device): copy it there (with cupy.cuda.Device({current}): "
-                         f"cupy.asarray({name})) or run under cupy.cuda.Device({device})")
-    return a
+from .backend.arrays import is_gpu_array
 
 
 def host_array(x):

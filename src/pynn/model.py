@@ -23,7 +23,7 @@ from . import engine as engine_mod
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
-from .backend import backend_for_device, get_backend, to_host
+from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
 from .callbacks import Callback, CallbackList, History
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
@@ -275,7 +275,7 @@ class Sequential:
             slots = self.optimizer.state_of(p)
             if slots:
                 # to_host: another model sharing the layer may have moved them
-                self.optimizer.set_state_of(p, {k: backend.asarray(to_host(v), v.dtype)
+                self.optimizer.set_state_of(p, {k: backend.asarray(to_host(v, old), v.dtype)
                                                 for k, v in slots.items()})
 
     def _own(self, optimizer):
@@ -331,7 +331,7 @@ class Sequential:
         layers = self._compute_layers
         any_rank = self.input_shape is None and bool(layers) and type(layers[0]) is Flatten
         xp = np
-        if data.is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
+        if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
         arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp)
         self._ensure_built(arr.shape[1:])
@@ -339,13 +339,13 @@ class Sequential:
 
     def _gpu_array(self, a, name):
         """A GPU array as the model's backend's own array (zero-copy)."""
-        return data.backend_array(a, self.backend if self.backend is not None
-                                  else get_backend(), name)
+        return backend_array(a, self.backend if self.backend is not None else get_backend(),
+                             name)
 
     def _host_values(self, a, name):
         """Targets and weights as host arrays: a GPU array is copied (once, small next to x)
         for the checks they need (label range, class weights); anything else as it is."""
-        if data.is_gpu_array(a):
+        if is_gpu_array(a):
             b = self.backend if self.backend is not None else get_backend()
             return b.to_numpy(self._gpu_array(a, name))
         return a
@@ -382,7 +382,7 @@ class Sequential:
             loss, grad = self.loss.logits_value_and_grad(self.backend, out, y, sample_weight)
         else:
             loss, grad = self.loss.value_and_grad(self.backend, out, y, sample_weight)
-        return float(loss), grad  # a user's loss may return a 0-d (device) array
+        return _loss_number(loss, self.loss), grad
 
     def _sample_weights(self, sample_weight, class_weight, y):
         """One float weight per sample (None when unweighted), checked."""
@@ -1122,6 +1122,17 @@ def _pickled_bytes(model):
         return model_to_bytes(model)
     except ValueError as exc:
         raise TypeError(str(exc).replace("cannot save", "cannot pickle", 1)) from exc
+
+
+def _loss_number(value, loss):
+    """A loss's sum as a float: a user's loss may return a one-element (device) array."""
+    if getattr(value, "size", 1) == 1:
+        try:
+            return float(value.item() if hasattr(value, "item") else value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"loss {type(loss).__name__}: its sum must be one number, got a "
+                    f"{type(value).__name__} of shape {getattr(value, 'shape', '?')}")
 
 
 def _not_on_device(layer, method, what, value, backend):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import activations as act_mod
-from . import config, data
-from .backend import get_backend
+from . import config
+from .backend import backend_array, get_backend, is_gpu_array
 
 
 def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1.0, beta=0.0,
@@ -36,7 +36,7 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is "
                          f"({k2}, {n})")
     if bias is not None:
-        bias = backend.asarray(bias, a_arr.dtype)
+        bias = backend.asarray(_operand(backend, bias, "bias"), a_arr.dtype)
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
     if out is not None:
@@ -62,18 +62,20 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
                         beta, out)
 
 
+def _operand(backend, x, name):
+    """x as a float array on the backend's device: its own arrays as they are, other GPU
+    arrays through DLPack, anything else as NumPy converts it (other dtypes in the
+    session's floatx)."""
+    if is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
+        x = backend_array(x, backend, name)
+    elif not isinstance(x, (np.ndarray, backend.xp.ndarray)):
+        x = np.asarray(x, dtype=config.floatx())
+    return x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
+
+
 def _matrix(backend, x, name):
-    """x as a 2-D float array on the backend's device: its own arrays as they are, other
-    GPU arrays through DLPack, host arrays copied there (the GPU backends), anything else
-    converted in the session's floatx."""
-    xp = backend.xp
-    if isinstance(x, xp.ndarray) or isinstance(x, np.ndarray):
-        arr = x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
-    elif data.is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
-        arr = data.backend_array(x, backend, name)
-        arr = arr if arr.dtype in (np.float32, np.float64) else arr.astype(config.floatx())
-    else:
-        arr = np.asarray(x, dtype=config.floatx())
+    """A 2-D operand on the backend's device (host arrays copied there by a GPU backend)."""
+    arr = _operand(backend, x, name)
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":

@@ -321,7 +321,7 @@ def save_model(model, filepath, allow_unbuilt=False):
             state = opt.state_of(p)
             for slot, value in (state or {}).items():
                 key = f"opt.{i}.{slot}"
-                arrays[key] = np.array(to_host(value), copy=True)  # any model's backend
+                arrays[key] = np.array(to_host(value, p.backend), copy=True)  # or another's
                 slots.append({"param": i, "slot": slot, "key": key})
         extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
     if model.shuffle_seed is not None:  # with the step count, the next epoch's order

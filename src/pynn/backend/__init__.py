@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib
 import os
 
-import numpy as np
-
 from .base import Backend
 from .numpy_backend import NumpyBackend
 
@@ -140,24 +138,6 @@ def _choose_default() -> Backend:
     return _current
 
 
-def gpu_backend_of(a):
-    """The GPU backend in use whose own array `a` is (a CuPy array), else None."""
-    if isinstance(a, np.ndarray):
-        return None
-    for backend in list(_instances.values()):
-        if backend.xp is not np and isinstance(a, backend.xp.ndarray):
-            return backend
-    return None
-
-
-def to_host(a):
-    """Any backend's array as a NumPy array (copied only from a GPU): for values that may not
-    be on the backend their owner names (the optimizer slots of a weight that another model
-    has since moved) and for the functions that compute on the host (metrics, losses)."""
-    backend = gpu_backend_of(a)
-    return np.asarray(a) if backend is None else backend.to_numpy(a)
-
-
 def available_backends() -> dict:
     """{name: None if usable else the reason it is not}."""
     out = {}
@@ -168,3 +148,7 @@ def available_backends() -> dict:
         except (RuntimeError, ImportError) as exc:
             out[name] = str(exc)
     return out
+
+
+# After the registry they look up (arrays.py imports it lazily, inside its functions).
+from .arrays import backend_array, gpu_backend_of, is_gpu_array, to_host  # noqa: E402, F401

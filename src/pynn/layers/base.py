@@ -16,8 +16,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .. import config, data
-from ..backend import get_backend, to_host
+from .. import config
+from ..backend import backend_array, get_backend, is_gpu_array, to_host
 
 _name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
 _name_lock = threading.Lock()  # layers made on several threads get distinct names
@@ -96,7 +96,7 @@ class Parameter:
     def checked(self, array, owner="set_weights"):
         """array as a host array of this parameter's shape and dtype; a clear error for a
         wrong shape or non-real values (strings, complex numbers lose or break data)."""
-        array = np.asarray(to_host(array))  # a GPU backend's own arrays too
+        array = np.asarray(to_host(array, self.backend))  # GPU arrays too
         if array.dtype.kind not in "biuf":
             raise ValueError(f"{owner}: weight {self.name!r} must hold real numbers, got "
                              f"dtype {array.dtype}")
@@ -314,10 +314,11 @@ class Layer:
         return cls(**config)
 
     def __call__(self, x, training=False):
-        """The layer on an array (built on first use; a GPU backend takes its own arrays): inference, or with training=True
-        as in a training step (dropout active, batch statistics), as Keras' layer(x, training)."""
+        """The layer on an array (built on first use; GPU arrays stay on a GPU backend):
+        inference, or with training=True as in a training step (dropout active, batch
+        statistics), as Keras' layer(x, training)."""
         backend = self.backend or get_backend()
-        x = data.backend_array(x, backend, "x") if data.is_gpu_array(x) else np.asarray(x)
+        x = backend_array(x, backend, "x") if is_gpu_array(x) else np.asarray(x)
         dtype = config.floatx()
         if not self.built:
             self.build(x.shape[1:], backend, dtype)
