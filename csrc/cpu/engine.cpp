@@ -111,9 +111,13 @@ __attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const flo
 __attribute__((target("avx2,fma"))) void gemv_finish(float* y, const float* parts,
                                                         index_t n_parts, index_t N,
                                                         const float* bias, bool relu) {
+    // Part by part (vectorised), each element summed in the same order: y, parts, bias.
+    for (index_t p = 0; p < n_parts; ++p) {
+        const float* part = parts + p * N;
+        for (index_t j = 0; j < N; ++j) y[j] += part[j];
+    }
     for (index_t j = 0; j < N; ++j) {
         float a = y[j];
-        for (index_t p = 0; p < n_parts; ++p) a += parts[p * N + j];
         if (bias) a += bias[j];
         if (relu) a = !(a <= 0.f) ? a : 0.f;  // NaN propagates, like gemm's epilogue
         y[j] = a;
