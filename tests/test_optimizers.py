@@ -330,3 +330,38 @@ def test_adam_weight_decay_is_adamw_as_in_keras_3(engine, rng):
         pynn.optimizers.Adam(weight_decay=-1)
     with pytest.raises(ValueError, match="weight_decay"):
         pynn.optimizers.AdamW(weight_decay=None)
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop", "adagrad"])
+def test_every_optimizer_takes_keras_3s_decoupled_weight_decay(name, rng):
+    # Keras 3: w -= lr * weight_decay * w before each update (a base-class argument)
+    cls = type(pynn.optimizers.get(name))
+    w = rng.normal(size=5).astype(np.float32)
+    g = rng.normal(size=5).astype(np.float32)
+    numpy = pynn.get_backend("numpy")
+    decayed = _param(numpy, w.copy(), g.copy())
+    plain = _param(numpy, (w - w * np.float32(0.1 * 0.3)).copy(), g.copy())
+    cls(0.1, weight_decay=0.3).apply([decayed])
+    cls(0.1).apply([plain])
+    np.testing.assert_allclose(decayed.value, plain.value, rtol=1e-6)
+    x = rng.normal(size=(24, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile(cls(0.01, weight_decay=0.1), "mse")
+    history = model.fit(x, x[:, :2], epochs=1, verbose=0)
+    assert history.params["engine"] == "layers"  # the native engine has Adam's alone
+    assert "weight_decay on" in pynn.engine.unsupported_reason(model, for_training=True)
+    assert cls(weight_decay=0.1).get_config()["weight_decay"] == 0.1
+    assert cls.__name__ in repr(cls(weight_decay=0.1))
+
+
+def test_keras_3_optimizer_arguments():
+    adam = pynn.optimizers.Adam(amsgrad=False, name="my_adam")
+    assert adam.name == "my_adam" and adam.get_config()["name"] == "my_adam"
+    assert pynn.optimizers.Adam().name == "adam" and pynn.optimizers.SGD().name == "SGD"
+    assert "name" not in pynn.optimizers.Adam().get_config()
+    with pytest.raises(NotImplementedError, match="amsgrad=True is not supported"):
+        pynn.optimizers.Adam(amsgrad=True)
+    for option in ({"use_ema": True}, {"gradient_accumulation_steps": 2},
+                   {"loss_scale_factor": 128.0}):
+        with pytest.raises(NotImplementedError, match="is not supported by pynn"):
+            pynn.optimizers.RMSprop(**option)

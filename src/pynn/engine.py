@@ -183,6 +183,9 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
+    if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
+        return (f"weight_decay on {type(model.optimizer).__name__} (the engine has Adam's "
+                f"and AdamW's)")
     for layer in model.layers:
         if any(p.trainable != layer.trainable for p in layer.params if not p.statistic):
             return f"layer {layer.name!r} has weights frozen one by one (param.trainable)"

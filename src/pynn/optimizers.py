@@ -65,23 +65,38 @@ class Optimizer:
     """Base class: subclasses name their state slots and implement `_update`."""
 
     slots: tuple[str, ...] = ()
+    _fuses_weight_decay = False  # Adam's update applies it in the same pass
 
-    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 weight_decay=None, name=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None):
         self.learning_rate = learning_rate
         self.iterations = 0  # completed update steps
         self._state = {}  # id(param) -> (param, {slot: array}); the param guards against a
         #                   freed parameter's id being reused by a new one
-        if clipnorm is not None and global_clipnorm is not None:
-            raise ValueError("give clipnorm or global_clipnorm, not both")
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set "
+                             "(as in Keras 3)")
         self.clipnorm = None if clipnorm is None else _check_positive("clipnorm", clipnorm)
         self.clipvalue = None if clipvalue is None else _check_positive("clipvalue", clipvalue)
         self.global_clipnorm = (None if global_clipnorm is None
                                 else _check_positive("global_clipnorm", global_clipnorm))
-        if clipvalue is not None and (clipnorm is not None or global_clipnorm is not None):
-            import warnings
-
-            warnings.warn("clipvalue is not applied when clipnorm or global_clipnorm is set "
-                          "(as in Keras, one clipping applies: the norm)", stacklevel=3)
+        # Keras 3's decoupled weight decay, an argument of every optimizer: w -= lr * wd * w
+        # before the update
+        self.weight_decay = (0.0 if weight_decay is None else
+                             _check_positive("weight_decay", weight_decay, allow_zero=True))
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
+        self.name = name or _DEFAULT_NAMES.get(type(self).__name__, type(self).__name__.lower())
+        for option, value, default in (("use_ema", use_ema, False),
+                                       ("ema_overwrite_frequency", ema_overwrite_frequency, None),
+                                       ("loss_scale_factor", loss_scale_factor, None),
+                                       ("gradient_accumulation_steps",
+                                        gradient_accumulation_steps, None)):
+            if value != default:  # Keras 3 options pynn does not have: refused, not ignored
+                raise NotImplementedError(f"{type(self).__name__}: {option}={value!r} is not "
+                                          f"supported by pynn (leave it at {default!r})")
 
     @property
     def learning_rate(self):
@@ -142,12 +157,16 @@ class Optimizer:
 
     def get_config(self):
         """The constructor arguments (learning rate or its schedule's description, clipping,
-        the optimizer's own): what model files store."""
+        weight decay, the optimizer's own): what model files store."""
         config = {"learning_rate": self._learning_rate if self._schedule is None
                   else _schedule_config(self._schedule)}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
+        if self.weight_decay:
+            config["weight_decay"] = self.weight_decay
+        if self.name != _DEFAULT_NAMES.get(type(self).__name__, type(self).__name__.lower()):
+            config["name"] = self.name
         return config
 
     def state_of(self, param):
@@ -190,7 +209,10 @@ class Optimizer:
         active = [p for p in params if p.trainable and p.grad is not None]
         if self.clips:
             self._clip([p.grad for p in active])
+        decay = lr * self.weight_decay if not self._fuses_weight_decay else 0.0
         for p in active:
+            if decay:
+                p.value -= p.value * p.value.dtype.type(decay)
             self._update(p.backend, p.value, p.grad, self._slots_for(p), lr)
 
     def _clip(self, grads):
@@ -246,23 +268,21 @@ class Adam(Optimizer):
     """Adam (Kingma and Ba) with Keras' bias-corrected step size."""
 
     slots = ("m", "v")
-    weight_decay = 0.0
+    _fuses_weight_decay = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, **kwargs):
+                 amsgrad=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.beta_1 = _check_fraction("beta_1", beta_1)
         self.beta_2 = _check_fraction("beta_2", beta_2)
         self.epsilon = _check_positive("epsilon", epsilon)
-        if weight_decay is not None:  # Keras 3's Adam(weight_decay=): decoupled, as AdamW
-            self.weight_decay = _check_positive("weight_decay", weight_decay, allow_zero=True)
+        if amsgrad:
+            raise NotImplementedError(f"{type(self).__name__}: amsgrad=True is not supported "
+                                      f"by pynn")
 
     def get_config(self):
-        config = {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                  "epsilon": self.epsilon}
-        if self.weight_decay:
-            config["weight_decay"] = self.weight_decay
-        return config
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
 
     def _update(self, b, w, g, s, lr):
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
@@ -276,7 +296,8 @@ class AdamW(Adam):
                  epsilon=1e-7, **kwargs):
         if weight_decay is None:
             raise ValueError("AdamW: weight_decay must be a number >= 0, got None")
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay, **kwargs)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay,
+                         **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}
@@ -327,6 +348,11 @@ class Adagrad(Optimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adagrad_update(w, g, s["accumulator"], lr, self.epsilon)
+
+
+# Keras 3's default optimizer names.
+_DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
+                  "Adagrad": "adagrad"}
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
