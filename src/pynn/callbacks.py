@@ -319,7 +319,7 @@ class EarlyStopping(Callback):
         super().__init__()
         owner = "EarlyStopping"
         self.monitor = monitor
-        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
+        self.min_delta = abs(_check_number(owner, "min_delta", min_delta))  # as Keras
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
         self.mode = _check_mode(owner, mode)
@@ -420,12 +420,14 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.save_best_only:
             current = _monitored("ModelCheckpoint", self.monitor, logs)
-            if current is None or not self._monitor.improved(current, self.best):
+            if current is not None and not self._monitor.improved(current, self.best):
                 return
+        if self.save_best_only and current is not None:
             if self.verbose:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
                       f"{current:.5f}")
             self.best = current
+        # (without the monitored value, after the warning, it saves, as Keras 3 does)
         path = self._path(epoch, logs)
         self._save(path)
         if self.verbose:
@@ -496,7 +498,7 @@ class ReduceLROnPlateau(Callback):
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
         self.mode = _check_mode(owner, mode)
-        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
+        self.min_delta = abs(_check_number(owner, "min_delta", min_delta))  # as Keras
         self.cooldown = _check_count(owner, "cooldown", cooldown)
         self.min_lr = _check_number(owner, "min_lr", min_lr, low=0)
         self._monitor = _Monitor(monitor, mode, self.min_delta)

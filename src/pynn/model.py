@@ -213,11 +213,19 @@ class Sequential:
         return config.floatx()
 
     # ---- compile ------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None,
+                run_eagerly=False, jit_compile="auto", steps_per_execution=1,
+                auto_scale_loss=True):
         """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'gpu') picks where
         the model runs, default the current backend (pynn.set_backend). A device takes the
         current backend if it runs there, else the fastest one there (cpu before numpy, cuda
-        before cupy)."""
+        before cupy). run_eagerly, jit_compile, steps_per_execution and auto_scale_loss are
+        Keras' execution settings, taken and unused (pynn has no graph to compile, and its
+        native engine already runs many steps per call)."""
+        if isinstance(steps_per_execution, bool) or not isinstance(
+                steps_per_execution, (int, np.integer)) or steps_per_execution < 1:
+            raise ValueError(f"compile: steps_per_execution must be a positive integer, got "
+                             f"{steps_per_execution!r}")
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse'")
         if optimizer is None:
@@ -1002,11 +1010,13 @@ class Sequential:
                              "build or an Input) first")
         return sum(l.count_params() for l in self.layers)
 
-    def save_weights(self, filepath):
+    def save_weights(self, filepath, overwrite=True):
         """Every weight to a file (.npz; HDF5 when the name ends in .h5/.hdf5) or a binary
-        file object; model.load_weights reads it."""
+        file object; model.load_weights reads it. overwrite=False refuses an existing
+        file (Keras asks; pynn raises FileExistsError)."""
         from .saving import save_weights
 
+        _check_overwrite(filepath, overwrite)
         save_weights(self, filepath)
 
     def load_weights(self, filepath, skip_mismatch=False):
@@ -1017,12 +1027,14 @@ class Sequential:
 
         return load_weights(self, filepath, skip_mismatch)
 
-    def save(self, filepath):
+    def save(self, filepath, overwrite=True):
         """The whole model in one file: layers, weights, compile settings, optimizer state.
         .npz (default), or HDF5 when the name ends in .h5/.hdf5; a binary file object takes
-        .npz. pynn.load_model(filepath) rebuilds it."""
+        .npz. pynn.load_model(filepath) rebuilds it. overwrite=False refuses an existing
+        file (FileExistsError)."""
         from .saving import save_model
 
+        _check_overwrite(filepath, overwrite)
         save_model(self, filepath)
 
     def _check_layer_class_names(self, action, error):
@@ -1066,9 +1078,13 @@ class Sequential:
         return new
 
     # ---- description ----------------------------------------------------------------------------
-    def summary(self, print_fn=print):
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
         """Print the layers, their output shapes and weight counts, and the trainable and
-        non-trainable totals (print_fn takes each line)."""
+        non-trainable totals (print_fn takes each line). Keras' layout arguments
+        (line_length, positions, expand_nested, show_trainable, layer_range) are taken and
+        unused: pynn's table has one layout."""
+        print_fn = print if print_fn is None else print_fn
         rows = [("Layer (type)", "Output Shape", "Param #")]
         shape = self.input_shape
         for layer in self.layers:
@@ -1122,6 +1138,11 @@ def _pickled_bytes(model):
         return model_to_bytes(model)
     except ValueError as exc:
         raise TypeError(str(exc).replace("cannot save", "cannot pickle", 1)) from exc
+
+
+def _check_overwrite(filepath, overwrite):
+    if not overwrite and isinstance(filepath, (str, os.PathLike)) and os.path.exists(filepath):
+        raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False")
 
 
 def _loss_number(value, loss):

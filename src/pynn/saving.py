@@ -344,12 +344,13 @@ def model_from_bytes(data, custom_objects=None):
     return load_model(io.BytesIO(data), custom_objects)
 
 
-def load_model(filepath, custom_objects=None, compile=True):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state.
     custom_objects: {name: class or function} for the components of your own (layers,
     losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras. The
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
-    compile(backend=...) moves it."""
+    compile(backend=...) moves it. safe_mode: Keras' flag against code in files; pynn's
+    files hold none (never a pickle or a lambda), so every load is safe."""
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)

@@ -50,7 +50,25 @@ class Activation(Layer):
 class InputLayer(Layer):
     """Declares the input shape (without the batch axis); computes nothing."""
 
-    def __init__(self, shape, **kwargs):
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None,
+                 input_shape=None, **kwargs):
+        # Keras' other spellings of the shape: batch_shape (batch axis first) and the
+        # older input_shape; batch_size is taken and unused (any batch size runs)
+        given = [s for s in (shape, batch_shape, input_shape) if s is not None]
+        if len(given) != 1:
+            raise ValueError("Input: give the sample shape once: shape=(features,) (or "
+                             "batch_shape=(None, features))")
+        if batch_shape is not None:
+            if isinstance(batch_shape, numbers.Integral) or len(batch_shape) < 2:
+                raise ValueError(f"Input: batch_shape has the batch axis first, e.g. "
+                                 f"(None, 3); got {batch_shape!r}")
+            shape = tuple(batch_shape)[1:]
+        shape = given[0] if batch_shape is None else shape
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+                batch_size, numbers.Integral) or batch_size < 1):
+            raise ValueError(f"Input: batch_size must be a positive integer, got "
+                             f"{batch_size!r}")
+        kwargs["dtype"] = dtype
         shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
         if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
                             for d in shape):
@@ -87,6 +105,8 @@ class InputLayer(Layer):
         return config
 
 
-def Input(shape, name=None):
-    """Keras' `Input(shape=...)`: the first element of a Sequential declaring the input shape."""
-    return InputLayer(shape, name=name)
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+    """Keras' `Input(shape=...)`: the first element of a Sequential declaring the input shape
+    (or batch_shape=(None, ...)); dtype, if given, must be the session's floatx."""
+    return InputLayer(shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name)

@@ -134,6 +134,19 @@ ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regul
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 
 
+def _check_layer_dtype(name, dtype):
+    """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
+    spells it out); another one would be silently ignored, so it is refused."""
+    try:
+        same = np.dtype(dtype) == np.dtype(config.floatx())
+    except TypeError:  # a Keras policy name such as "mixed_float16"
+        same = False
+    if not same:
+        raise ValueError(f"layer {name!r}: dtype={dtype!r}: pynn computes every layer in the "
+                         f"session's floatx ({config.floatx()}); use pynn.set_floatx for "
+                         f"float64, or leave dtype out")
+
+
 class Layer:
     """Base class of every layer."""
 
@@ -151,6 +164,8 @@ class Layer:
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
         self._trainable = as_flag(self.name, "trainable", trainable)
+        if dtype is not None:  # Keras' per-layer dtype (policy): pynn has one floatx
+            _check_layer_dtype(self.name, dtype)
         if input_dim is not None:
             input_shape = (int(input_dim),)
         self.input_shape = (tuple(int(d) for d in as_shape(input_shape))
@@ -257,7 +272,11 @@ class Layer:
             p.trainable = self._trainable and not p.statistic
 
     def count_params(self):
-        """The number of weight values (trainable or not)."""
+        """The number of weight values (trainable or not); refused before the layer is
+        built, as Keras (0 would pass for an answer)."""
+        if not self.built:
+            raise ValueError(f"count_params: layer {self.name!r} has no weights yet: it is "
+                             f"built with its model (or by calling it on an array)")
         return int(sum(int(np.prod(p.shape)) for p in self._params))
 
     def get_weights(self):

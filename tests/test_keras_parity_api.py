@@ -1,0 +1,100 @@
+"""Keras 3 calls that ported code makes, from an API parity audit: each is taken (with the
+Keras meaning), or refused by name when pynn cannot honour it; none is silently ignored
+where it would change results."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import pynn
+
+
+def _model(features=3):
+    return pynn.Sequential([pynn.Input((features,)), pynn.Dense(4, activation="relu"),
+                            pynn.Dense(1)])
+
+
+def test_compile_takes_kerass_execution_settings(rng):
+    model = _model()
+    model.compile("adam", "mse", run_eagerly=False, jit_compile=False, steps_per_execution=8,
+                  auto_scale_loss=True)
+    model.fit(rng.normal(size=(16, 3)), rng.normal(size=16), verbose=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="steps_per_execution must be a positive"):
+            model.compile("adam", "mse", steps_per_execution=bad)
+
+
+def test_save_overwrite_and_load_safe_mode(tmp_path):
+    model = _model()
+    model.compile("adam", "mse")
+    path, weights = tmp_path / "m.npz", tmp_path / "w.npz"
+    model.save(path, overwrite=True)
+    model.save_weights(weights, overwrite=True)
+    with pytest.raises(FileExistsError, match="m.npz exists and overwrite=False"):
+        model.save(path, overwrite=False)
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        model.save_weights(weights, overwrite=False)
+    model.save(tmp_path / "new.npz", overwrite=False)  # a new file is written
+    loaded = pynn.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+
+
+def test_summary_takes_kerass_layout_arguments():
+    lines = []
+    _model().summary(line_length=80, positions=[0.3, 0.6, 1.0], print_fn=lines.append,
+                     expand_nested=True, show_trainable=True)
+    assert any("dense" in line for line in lines)
+
+
+def test_input_takes_kerass_shape_spellings():
+    for layer in (pynn.Input(shape=(3,), batch_size=32, dtype="float32"),
+                  pynn.Input(batch_shape=(None, 3)),
+                  pynn.layers.InputLayer(input_shape=(3,))):
+        model = pynn.Sequential([layer, pynn.Dense(2)])
+        assert model.input_shape == (3,) and model.built
+    with pytest.raises(ValueError, match="give the sample shape once"):
+        pynn.Input(shape=(3,), batch_shape=(None, 3))
+    with pytest.raises(ValueError, match="give the sample shape once"):
+        pynn.Input()
+    with pytest.raises(ValueError, match="batch_shape has the batch axis first"):
+        pynn.Input(batch_shape=(3,))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        pynn.Input((3,), batch_size=0)
+
+
+def test_a_layer_dtype_other_than_floatx_is_refused_not_ignored():
+    pynn.Dense(2, dtype="float32")  # the session's floatx: as Keras code spells it out
+    for dtype in ("float64", "mixed_float16", np.float16):
+        with pytest.raises(ValueError, match="pynn computes every layer in the session's "
+                                             "floatx"):
+            pynn.Dense(2, dtype=dtype)
+    with pytest.raises(ValueError, match="floatx"):
+        pynn.Input((3,), dtype="float64")
+
+
+def test_an_unbuilt_layer_refuses_count_params():
+    with pytest.raises(ValueError, match="layer 'dense\\w*' has no weights yet"):
+        pynn.Dense(3).count_params()
+    model = _model()
+    assert [layer.count_params() for layer in model.layers] == [0, 16, 5]
+
+
+def test_checkpoint_without_its_monitored_value_saves_as_keras_does(tmp_path, rng):
+    model = _model()
+    model.compile("adam", "mse")
+    path = tmp_path / "best.npz"
+    with pytest.warns(RuntimeWarning, match="'val_loss', which is not in the logs"):
+        model.fit(rng.normal(size=(16, 3)), rng.normal(size=16), epochs=2, verbose=0,
+                  callbacks=[pynn.callbacks.ModelCheckpoint(path, save_best_only=True)])
+    assert path.exists()  # no validation data: it warned and saved (nothing was saved)
+
+
+def test_early_stopping_takes_a_negative_min_delta_as_keras_does():
+    stop = pynn.callbacks.EarlyStopping(min_delta=-0.01)
+    assert stop.min_delta == 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pynn.callbacks.ReduceLROnPlateau(min_delta=1e-4)
