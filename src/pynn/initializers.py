@@ -1,6 +1,7 @@
-"""Weight initializers with Keras' names. Each draws on the host from pynn's seeded generator
-(`pynn.set_seed`), so a run is reproducible on every backend; the layer then moves the array.
-Fans follow Keras for a Dense kernel (in, out): fan_in = in, fan_out = out.
+"""Weight initializers with Keras' names ('glorot_uniform' or 'GlorotUniform', as Keras takes
+either). Each draws on the host from pynn's seeded generator (`pynn.set_seed`), so a run is
+reproducible on every backend; the layer then moves the array. Fans follow Keras for a Dense
+kernel (in, out): fan_in = in, fan_out = out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ def _fans(shape):
         return shape[0], shape[0]
     receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _truncated_unit_normal(rng, shape):
+    """Unit normal draws, each beyond two standard deviations drawn again (Keras' truncation)."""
+    w = np.asarray(rng.normal(0.0, 1.0, size=shape))
+    bad = np.abs(w) > 2
+    while bad.any():
+        w[bad] = rng.normal(0.0, 1.0, size=int(bad.sum()))
+        bad = np.abs(w) > 2
+    return w
 
 
 class Initializer:
@@ -104,6 +115,65 @@ class RandomUniform(_Seeded):
         return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
 
 
+class TruncatedNormal(_Seeded):
+    """Normal(mean, stddev) draws, each more than two stddev from the mean drawn again (Keras';
+    the spread is then about 0.88 stddev, not rescaled)."""
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def __call__(self, shape, dtype="float32"):
+        w = _truncated_unit_normal(self._rng(), shape)
+        return (self.mean + self.stddev * w).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
+
+
+class Orthogonal(_Seeded):
+    """An orthogonal matrix times `gain` (Keras 3): the Q of a normal matrix's QR, its columns'
+    signs those of R's diagonal (so Q is uniformly distributed), for the shape flattened to
+    (prod(shape[:-1]), shape[-1]); rows or columns orthonormal, whichever are fewer."""
+
+    def __init__(self, gain=1.0, seed=None):
+        super().__init__(seed)
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"Orthogonal: the shape must have 2 or more dimensions, got "
+                             f"{shape}")
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        a = self._rng().normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # not np.sign: a 0 would zero a column
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain, **super().get_config()}
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (ones on the diagonal of a non-square one); 2-D shapes
+    only."""
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) != 2:
+            raise ValueError(f"Identity: the shape must be 2-D (a matrix), got {shape}")
+        return (self.gain * np.eye(*shape)).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 class VarianceScaling(_Seeded):
     """Keras' VarianceScaling: variance = scale / fan, uniform or truncated normal."""
 
@@ -129,12 +199,7 @@ class VarianceScaling(_Seeded):
             # Normal truncated at two standard deviations, rescaled to keep the variance
             # (0.8796... is the std of a unit normal truncated to [-2, 2]), as Keras does.
             std = math.sqrt(variance) / 0.87962566103423978
-            w = rng.normal(0.0, 1.0, size=shape)
-            bad = np.abs(w) > 2
-            while bad.any():
-                w[bad] = rng.normal(0.0, 1.0, size=int(bad.sum()))
-                bad = np.abs(w) > 2
-            w *= std
+            w = _truncated_unit_normal(rng, shape) * std
         return w.astype(dtype)
 
     def get_config(self):
@@ -193,6 +258,7 @@ class LecunNormal(_Preset):
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "random_normal": RandomNormal, "random_uniform": RandomUniform,
+    "truncated_normal": TruncatedNormal, "orthogonal": Orthogonal, "identity": Identity,
     "variance_scaling": VarianceScaling,
     "glorot_uniform": GlorotUniform, "xavier_uniform": GlorotUniform,
     "glorot_normal": GlorotNormal, "xavier_normal": GlorotNormal,
@@ -200,17 +266,21 @@ _BY_NAME = {
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
 }
 _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
+# Keras 3's own class names for these two (its files name them so)
+_CLASS_NAMES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identity)
 
 
 def get(identifier) -> Initializer:
-    """An Initializer from a name ('glorot_uniform', 'he_normal', ...), a config dict or an
-    Initializer."""
+    """An Initializer from a name ('glorot_uniform', 'he_normal', 'HeNormal', ...), a config
+    dict or an Initializer."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier.lower())
+        # Keras takes either form: 'he_normal' or its class name 'HeNormal'
+        cls = _CLASS_NAMES.get(identifier) or _BY_NAME.get(identifier.lower())
         if cls is None:
-            raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)}")
+            raise ValueError(f"unknown initializer {identifier!r}; known: {', '.join(_BY_NAME)} "
+                             f"(or their class names, 'HeNormal')")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
         return _custom.rebuild(identifier, _CLASS_NAMES.get, "initializer")

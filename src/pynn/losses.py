@@ -1,5 +1,6 @@
 """Losses, with Keras 3's names, formulas and reduction (mean over the batch of the per-sample
-loss; per-sample loss of element-wise losses is the mean over the last axis).
+loss; per-sample loss of element-wise losses is the mean over the last axis). That reduction,
+Keras' default "sum_over_batch_size", is the only one: `reduction=` takes no other value.
 
 Targets are checked and shaped once per `fit`, not per batch (`prepare_targets`): a target of
 shape (N,) against predictions (N, 1) is reshaped deliberately, as Keras does, and any other
@@ -30,11 +31,19 @@ class Loss:
     `fused_activation` into the loss, as the cross-entropies do."""
 
     name = "loss"
+    reduction = "sum_over_batch_size"  # Keras' default, the only one pynn has
     # The output activation this loss can absorb: the model then feeds it pre-activations.
     fused_activation: str | None = None
     # How a standalone call reads 1-D predictions (Keras reduces over the last axis): one
     # output per sample for element-wise losses, None where it needs a class axis.
     one_d_predictions = "samples"
+
+    def __init__(self, reduction="sum_over_batch_size"):
+        # Refused rather than ignored: a "sum" asked for and a mean given trains differently.
+        if reduction != "sum_over_batch_size":
+            raise ValueError(f"{self.name}: reduction={reduction!r} is not supported; pynn's "
+                             f"losses average over the batch (Keras' default reduction, "
+                             f"'sum_over_batch_size')")
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -137,7 +146,8 @@ class Huber(Loss):
 
     name = "huber"
 
-    def __init__(self, delta=1.0):
+    def __init__(self, delta=1.0, *, reduction="sum_over_batch_size"):
+        super().__init__(reduction)
         if not delta > 0:
             raise ValueError(f"huber: delta must be > 0, got {delta}")
         self.delta = float(delta)
@@ -150,24 +160,41 @@ class Huber(Loss):
                                        sample_weight=sample_weight)
 
 
+def _smoothing(name, label_smoothing):
+    """label_smoothing as a float in [0, 1]; ValueError otherwise."""
+    try:
+        value = float(label_smoothing)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    return value
+
+
 class BinaryCrossentropy(Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
-    logits."""
+    logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3)."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits=False, label_smoothing=0.0, *,
+                 reduction="sum_over_batch_size"):
+        super().__init__(reduction)
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(self.name, label_smoothing)
         self.fused_activation = None if self.from_logits else "sigmoid"
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def prepare_targets(self, y, output_shape, dtype):
         y = super().prepare_targets(y, output_shape, dtype)
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"{self.name}: targets must lie in [0, 1], got values in "
                              f"[{y.min()}, {y.max()}]")
+        # Smoothed here, once per fit: every backend and the native engine train on them.
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         return y
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
@@ -180,22 +207,31 @@ class BinaryCrossentropy(Loss):
 
 
 class CategoricalCrossentropy(Loss):
-    """Targets are one-hot (or probability) rows; predictions are probabilities or logits."""
+    """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
+    label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3)."""
 
     name = "categorical_crossentropy"
     one_d_predictions = "classes"
     sparse = False
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits=False, label_smoothing=0.0, *,
+                 reduction="sum_over_batch_size"):
+        super().__init__(reduction)
         self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(self.name, label_smoothing)
         self.fused_activation = None if self.from_logits else "softmax"
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
-        return super().prepare_targets(y, output_shape, dtype)
+        y = super().prepare_targets(y, output_shape, dtype)
+        # Smoothed here, once per fit: every backend and the native engine train on them.
+        if self.label_smoothing:
+            classes = tuple(output_shape)[-1]
+            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / classes
+        return y
 
     def _check_classes(self, output_shape):
         """One output is one class: its softmax is 1.0, the loss 0 and accuracy 1, while
@@ -247,6 +283,15 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
     sparse = True
     one_d_predictions = None  # (batch, classes) only
+    label_smoothing = 0.0  # none, as in Keras (smoothed labels are not integers)
+
+    def __init__(self, from_logits=False, *, reduction="sum_over_batch_size"):
+        Loss.__init__(self, reduction)
+        self.from_logits = bool(from_logits)
+        self.fused_activation = None if self.from_logits else "softmax"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)

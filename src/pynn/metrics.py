@@ -28,6 +28,10 @@ Classification conventions (shared by the functions and the objects):
   is its own binary label and all of them are pooled (Keras' default, its AUC's
   multi_label=False).
 
+Names: a metric given to compile as a string is logged under that string, as Keras 3 does
+(`metrics=["AUC"]` logs `AUC` and `val_AUC`, `["mse"]` logs `mse`); a Metric object under its
+`name` (Keras' default names: `AUC()` is `auc`, `BinaryAccuracy()` `binary_accuracy`).
+
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
 `r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
 "uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
@@ -36,6 +40,7 @@ Regression: `root_mean_squared_error` is the square root of the MSE over all ele
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -387,16 +392,27 @@ class _LabelMetric(Metric):
         return self._compiled_multilabel if self.multilabel is None else self.multilabel
 
 
+def _threshold(cls, threshold):
+    """threshold as a float in [0, 1]; ValueError naming the class otherwise."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{cls.__name__}: threshold must be in [0, 1], got {threshold!r}")
+    return value
+
+
 class _ConfusionMetric(_LabelMetric):
     def __init__(self, threshold=0.5, multilabel=None, name=None):
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"{type(self).__name__}: threshold must be in [0, 1], got "
-                             f"{threshold}")
-        self.threshold = float(threshold)
+        # None is Keras' F1Score default: the argmax class for (N, C) outputs, which pynn's
+        # multi-class reading takes anyway, and 0.5 for a single output or pooled labels.
+        self.threshold = None if threshold is None else _threshold(type(self), threshold)
         super().__init__(multilabel, name)
 
     def _batch_state(self, y_true, y_pred):
-        return _confusion(self.name, y_true, y_pred, self.threshold, self._pooled)
+        threshold = 0.5 if self.threshold is None else self.threshold
+        return _confusion(self.name, y_true, y_pred, threshold, self._pooled)
 
     def _merge(self, a, b):
         if a.shape != b.shape:
@@ -426,7 +442,9 @@ class Recall(_ConfusionMetric):
 
 class F1Score(_ConfusionMetric):
     """Macro F1 for multi-class outputs (Keras' F1Score defaults to per-class values;
-    pynn logs one number per metric, so it follows scikit-learn's average='macro')."""
+    pynn logs one number per metric, so it follows scikit-learn's average='macro').
+    threshold=None (Keras' default) means 0.5 for a single output, the argmax class for
+    several."""
 
     default_name = "f1_score"
     direction = "up"
@@ -503,6 +521,71 @@ class R2Score(Metric):
     _score = staticmethod(_r2_from)
 
 
+class _MeanOf(MeanMetricWrapper):
+    """One of pynn's per-sample metric functions as a Keras metric class: its `fn` is the
+    function itself, which the native engine computes in C++ (see engine._METRIC_NAMES)."""
+
+    function = None  # the metric function, set by each subclass
+    up = True  # higher is better (accuracies), else lower (errors)
+
+    def __init__(self, name=None, dtype=None):  # Keras' order: name, dtype
+        super().__init__(type(self).function, name or self.default_name,
+                         "up" if self.up else "down")
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name}
+
+
+class BinaryAccuracy(_MeanOf):
+    """Keras' BinaryAccuracy: the fraction of outputs whose prediction > threshold agrees with
+    target > 0.5 (every output of a multi-output model counted)."""
+
+    default_name = "binary_accuracy"
+    function = staticmethod(binary_accuracy)
+
+    def __init__(self, name=None, dtype=None, threshold=0.5):  # Keras' order
+        self.threshold = _threshold(type(self), threshold)
+        super().__init__(name, dtype)
+        if self.threshold != 0.5:  # a partial pickles; the engine then leaves it to Python
+            self.fn = functools.partial(binary_accuracy, threshold=self.threshold)
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, "threshold": self.threshold}
+
+
+class CategoricalAccuracy(_MeanOf):
+    """Keras' CategoricalAccuracy: the fraction of rows whose argmax is the one-hot target's."""
+
+    default_name = "categorical_accuracy"
+    function = staticmethod(categorical_accuracy)
+
+
+class SparseCategoricalAccuracy(_MeanOf):
+    """Keras' SparseCategoricalAccuracy: the fraction of rows whose argmax is the integer
+    label."""
+
+    default_name = "sparse_categorical_accuracy"
+    function = staticmethod(sparse_categorical_accuracy)
+
+
+class MeanSquaredError(_MeanOf):
+    """Keras' MeanSquaredError metric: the mean squared error over every element seen."""
+
+    default_name = "mean_squared_error"
+    function = staticmethod(mean_squared_error)
+    up = False
+
+
+class MeanAbsoluteError(_MeanOf):
+    """Keras' MeanAbsoluteError metric: the mean absolute error over every element seen."""
+
+    default_name = "mean_absolute_error"
+    function = staticmethod(mean_absolute_error)
+    up = False
+
+
 # ---- names ----------------------------------------------------------------------------------
 _FUNCTIONS = {
     "binary_accuracy": binary_accuracy,
@@ -517,7 +600,7 @@ _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
 }
 _CROSSENTROPIES = ("binary_crossentropy", "categorical_crossentropy",
                    "sparse_categorical_crossentropy")
-_KERAS_NAMES = {  # Keras' metric classes named as strings -> the name their logs use
+_KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for the metric
     "AUC": "auc", "Precision": "precision", "Recall": "recall", "F1Score": "f1_score",
     "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
     "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
@@ -561,28 +644,31 @@ def get(identifier, loss_name=None, output_dim=1):
         return MeanMetricWrapper(identifier)
     if not isinstance(identifier, str):
         raise ValueError(f"cannot interpret {identifier!r} as a metric")
-    if identifier in _KERAS_NAMES:  # Keras' class names as strings: "AUC", "Precision"
-        identifier = _KERAS_NAMES[identifier]
+    # Keras 3 names a metric given as a string by that string: "AUC" logs AUC and val_AUC.
+    name = identifier
+    identifier = _KERAS_NAMES.get(identifier, identifier)  # Keras' class names: "AUC"
     if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
         from . import losses
 
-        return MeanMetricWrapper(losses.get(identifier), identifier, "down")
+        return MeanMetricWrapper(losses.get(identifier), name, "down")
     if identifier in ("accuracy", "acc"):
-        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), identifier, "up")
+        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), name, "up")
     if identifier in _FUNCTIONS:
         direction = "up" if identifier.endswith("accuracy") else "down"
-        return MeanMetricWrapper(_FUNCTIONS[identifier], identifier, direction)
+        return MeanMetricWrapper(_FUNCTIONS[identifier], name, direction)
     if identifier in _CLASSIFICATION:
-        return _CLASSIFICATION[identifier](multilabel=multilabel, name=identifier)
+        return _CLASSIFICATION[identifier](multilabel=multilabel, name=name)
     if identifier in _REGRESSION:
-        return _REGRESSION[identifier](name=identifier)
+        return _REGRESSION[identifier](name=name)
     known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_CROSSENTROPIES,
              *_KERAS_NAMES]
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
 _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
-                                            RootMeanSquaredError, R2Score)}
+                                            RootMeanSquaredError, R2Score, BinaryAccuracy,
+                                            CategoricalAccuracy, SparseCategoricalAccuracy,
+                                            MeanSquaredError, MeanAbsoluteError)}
 # pynn's metric functions a file may name (a file never names anything else of this module)
 _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
                                                  f1_score, roc_auc, root_mean_squared_error,
@@ -713,7 +799,9 @@ class EpochLogs(Mapping):
         return len(self._names())
 
 
-__all__ = ["AUC", "F1Score", "MeanMetricWrapper", "Metric", "Precision", "R2Score", "Recall",
-           "RootMeanSquaredError", "binary_accuracy", "categorical_accuracy", "f1_score", "get",
-           "mean_absolute_error", "mean_squared_error", "precision", "r2_score", "recall",
-           "roc_auc", "root_mean_squared_error", "sparse_categorical_accuracy"]
+__all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "MeanAbsoluteError",
+           "MeanMetricWrapper", "MeanSquaredError", "Metric", "Precision", "R2Score", "Recall",
+           "RootMeanSquaredError", "SparseCategoricalAccuracy", "binary_accuracy",
+           "categorical_accuracy", "f1_score", "get", "mean_absolute_error",
+           "mean_squared_error", "precision", "r2_score", "recall", "roc_auc",
+           "root_mean_squared_error", "sparse_categorical_accuracy"]
