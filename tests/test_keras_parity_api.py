@@ -98,3 +98,66 @@ def test_early_stopping_takes_a_negative_min_delta_as_keras_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pynn.callbacks.ReduceLROnPlateau(min_delta=1e-4)
+
+
+def test_a_file_from_when_two_clippings_were_taken_loads_with_the_norm(tmp_path):
+    config = pynn.optimizers.serialize(pynn.optimizers.SGD(0.1, clipnorm=0.5))
+    config["config"]["clipvalue"] = 0.1  # what pynn wrote before it refused both
+    with pytest.warns(UserWarning, match="loads with the norm alone"):
+        opt = pynn.optimizers.get(config)
+    assert opt.clipping == ("clipnorm", 0.5)
+
+
+def test_weight_decay_set_during_fit_is_never_ignored(rng):
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.ones((3, 1), np.float32)
+    kernels = {}
+    for engine in ("auto", "layers"):
+        pynn.set_seed(1)
+        model = _model()
+        model.compile(pynn.optimizers.SGD(0.05), "mse")
+        decay = pynn.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: setattr(
+            model.optimizer, "weight_decay", 5.0 if epoch else 0.0))
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False, engine=engine,
+                  callbacks=[decay])
+        kernels[engine] = model.get_weights()[0]
+    np.testing.assert_allclose(kernels["auto"], kernels["layers"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_monitor_differing_in_case_is_named(rng):
+    model = _model()
+    model.compile("adam", "mse", metrics=["RootMeanSquaredError"])
+    with pytest.warns(RuntimeWarning, match="did you mean 'val_RootMeanSquaredError'"):
+        model.fit(rng.normal(size=(16, 3)), rng.normal(size=16), epochs=2, verbose=0,
+                  validation_split=0.25, callbacks=[pynn.callbacks.EarlyStopping(
+                      "val_rootmeansquarederror")])
+
+
+def test_summary_still_takes_print_fn_first():
+    lines = []
+    _model().summary(lines.append)  # pynn's order before Keras' line_length came first
+    assert lines
+
+
+def test_objects_pickled_before_the_new_options_still_work():
+    opt, loss = pynn.optimizers.SGD(0.1), pynn.losses.BinaryCrossentropy()
+    for obj, attribute in ((opt, "weight_decay"), (opt, "name"), (loss, "label_smoothing")):
+        del obj.__dict__[attribute]  # as an object pickled without it comes back
+    assert opt.get_config()["learning_rate"] == 0.1 and "weight_decay" not in opt.get_config()
+    assert loss(np.array([1.0, 0.0]), np.array([0.9, 0.2])) > 0
+
+
+def test_ops_gemm_takes_a_host_bias_in_the_operands_dtype():
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        ones = np.ones((2, 2))
+        assert (pynn.ops.gemm(ones, ones, bias=[0.1, 0.1]) - 2.1 == 0).all()
+    finally:
+        pynn.set_floatx(previous)
+
+
+@pytest.mark.parametrize("name", ["loss", "val_auc"])
+def test_a_metric_named_like_a_log_entry_is_refused(name):
+    with pytest.raises(ValueError, match="which the logs use for the loss or validation"):
+        _model().compile("adam", "mse", metrics=[pynn.metrics.AUC(name=name)])

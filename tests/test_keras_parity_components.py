@@ -312,9 +312,10 @@ def test_label_smoothing_value_and_gradient(rng, float64_numpy, cls, kind, refer
     want = reference(smooth, p, from_logits)
     assert abs(want - reference(y, p, from_logits)) > 1e-3  # the smoothing matters here
     assert loss(y, p) == pytest.approx(want, rel=1e-12)  # a standalone call smooths too
-    np.testing.assert_allclose(loss.prepare_targets(y, (c,), np.float64), smooth, rtol=1e-15)
+    np.testing.assert_array_equal(loss.prepare_targets(y, (c,), np.float64), y)  # labels kept
+    prepared = loss.smooth_targets(loss.prepare_targets(y, (c,), np.float64))
+    np.testing.assert_allclose(prepared, smooth, rtol=1e-15)
     want_grad = _numeric_grad(lambda q: reference(smooth, q, from_logits), p)
-    prepared = loss.prepare_targets(y, (c,), np.float64)
     value, grad = loss.value_and_grad(float64_numpy, p, prepared)
     assert value == pytest.approx(want, rel=1e-12)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-9)
@@ -333,7 +334,7 @@ def test_label_smoothing_on_the_cpu_backend(rng, cls, kind, reference, from_logi
     b = pynn.get_backend("cpu")
     loss = cls(from_logits=from_logits, label_smoothing=0.3)
     y, p = _loss_case(rng, kind, from_logits, n=33, c=5)
-    prepared = loss.prepare_targets(y, (5,), np.float32)
+    prepared = loss.smooth_targets(loss.prepare_targets(y, (5,), np.float32))
     smooth = y * 0.7 + (0.15 if kind == "binary" else 0.3 / 5)
     value, grad = loss.value_and_grad(b, b.asarray(p, np.float32), b.asarray(prepared,
                                                                              np.float32))
@@ -540,3 +541,18 @@ def test_identity_refuses_other_than_matrices():
         warnings.simplefilter("error")
         model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(5, kernel_initializer="identity")])
     np.testing.assert_array_equal(model.get_weights()[0], np.eye(5))
+
+
+def test_label_smoothing_leaves_class_weights_their_labels(rng):
+    # class weights are read from the labels as given, then the loss smooths its targets
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    runs = []
+    for ls, class_weight in ((0.2, {0: 1.0, 1: 3.0}), (0.2, None)):
+        pynn.set_seed(3)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+        model.compile("sgd", pynn.losses.BinaryCrossentropy(label_smoothing=ls))
+        runs.append(model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+                              class_weight=class_weight).history["loss"])
+    assert runs[0] != runs[1]  # the weights applied (a ValueError before)
+

@@ -359,7 +359,7 @@ def test_keras_3_optimizer_arguments():
     assert adam.name == "my_adam" and adam.get_config()["name"] == "my_adam"
     assert pynn.optimizers.Adam().name == "adam" and pynn.optimizers.SGD().name == "SGD"
     assert "name" not in pynn.optimizers.Adam().get_config()
-    with pytest.raises(NotImplementedError, match="amsgrad=True is not supported"):
+    with pytest.raises(NotImplementedError, match="amsgrad=True: AMSGrad is not supported"):
         pynn.optimizers.Adam(amsgrad=True)
     for option in ({"use_ema": True}, {"gradient_accumulation_steps": 2},
                    {"loss_scale_factor": 128.0}):

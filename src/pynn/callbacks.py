@@ -247,7 +247,11 @@ def _monitored(owner, monitor, logs):
     """logs[monitor] as a float, or None with a warning naming the keys the logs do have."""
     value = (logs or {}).get(monitor)
     if value is None:
-        warnings.warn(f"{owner} is conditioned on {monitor!r}, which is not in the logs; "
+        alike = [k for k in (logs or {}) if isinstance(monitor, str) and k.lower() ==
+                 monitor.lower()]
+        hint = (f" (did you mean {alike[0]!r}? a metric given as a string is logged under "
+                f"that string, as in Keras 3)" if alike else "")
+        warnings.warn(f"{owner} is conditioned on {monitor!r}, which is not in the logs{hint}; "
                       f"available keys: {', '.join(sorted(logs or {})) or '(none)'}",
                       RuntimeWarning, stacklevel=_user_stacklevel())
         return None
@@ -498,7 +502,7 @@ class ReduceLROnPlateau(Callback):
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
         self.mode = _check_mode(owner, mode)
-        self.min_delta = abs(_check_number(owner, "min_delta", min_delta))  # as Keras
+        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
         self.cooldown = _check_count(owner, "cooldown", cooldown)
         self.min_lr = _check_number(owner, "min_lr", min_lr, low=0)
         self._monitor = _Monitor(monitor, mode, self.min_delta)

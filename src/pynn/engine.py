@@ -334,7 +334,9 @@ def _engine_settings(model):
     """What a training engine is built from: the optimizer (and its state dict), the loss,
     each layer with its settings, regularizer factors, weight arrays and trainable flags."""
     optimizer = model.optimizer
-    items = [optimizer, getattr(optimizer, "_state", None), model.loss]
+    # weight_decay: set mid-fit on an optimizer whose decay the engine lacks, it must leave
+    items = [optimizer, getattr(optimizer, "_state", None), model.loss,
+             float(getattr(optimizer, "weight_decay", 0.0))]
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)

@@ -49,6 +49,11 @@ class Loss:
         """The constructor arguments (what model files store)."""
         return {}
 
+    def smooth_targets(self, y):
+        """The targets the loss trains on, from prepared ones: label smoothing where the loss
+        has it (after sample and class weights are read from the labels as given)."""
+        return y
+
     @property
     def fuses_activation(self):
         """Whether the model may feed this loss pre-activations (fused_activation's inputs):
@@ -116,7 +121,7 @@ class Loss:
         if np.ndim(y_true) == 0 or np.shape(y_true)[0] != y_pred.shape[0]:
             raise ValueError(f"{self.name}: targets have shape {np.shape(y_true)} but the "
                              f"predictions have shape {y_pred.shape}")
-        y_true = self.prepare_targets(y_true, y_pred.shape[1:], dtype)
+        y_true = self.smooth_targets(self.prepare_targets(y_true, y_pred.shape[1:], dtype))
         return self.value_and_grad(get_backend("numpy"), y_pred, y_true)[0]
 
     def __repr__(self):
@@ -176,6 +181,7 @@ class BinaryCrossentropy(Loss):
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3)."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
+    label_smoothing = 0.0  # (class default: objects pickled before it existed load)
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
                  reduction="sum_over_batch_size"):
@@ -192,7 +198,9 @@ class BinaryCrossentropy(Loss):
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"{self.name}: targets must lie in [0, 1], got values in "
                              f"[{y.min()}, {y.max()}]")
-        # Smoothed here, once per fit: every backend and the native engine train on them.
+        return y
+
+    def smooth_targets(self, y):
         if self.label_smoothing:
             y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         return y
@@ -213,6 +221,7 @@ class CategoricalCrossentropy(Loss):
     name = "categorical_crossentropy"
     one_d_predictions = "classes"
     sparse = False
+    label_smoothing = 0.0  # (class default: objects pickled before it existed load)
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
                  reduction="sum_over_batch_size"):
@@ -226,11 +235,11 @@ class CategoricalCrossentropy(Loss):
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
-        y = super().prepare_targets(y, output_shape, dtype)
-        # Smoothed here, once per fit: every backend and the native engine train on them.
+        return super().prepare_targets(y, output_shape, dtype)
+
+    def smooth_targets(self, y):
         if self.label_smoothing:
-            classes = tuple(output_shape)[-1]
-            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / classes
+            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / y.shape[-1]
         return y
 
     def _check_classes(self, output_shape):

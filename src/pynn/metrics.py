@@ -443,8 +443,9 @@ class Recall(_ConfusionMetric):
 class F1Score(_ConfusionMetric):
     """Macro F1 for multi-class outputs (Keras' F1Score defaults to per-class values;
     pynn logs one number per metric, so it follows scikit-learn's average='macro').
-    threshold=None (Keras' default) means 0.5 for a single output, the argmax class for
-    several."""
+    threshold=None (Keras' default) reads several outputs by their argmax class, as pynn
+    always does (Keras: the row's largest output); a single output or pooled multi-label
+    outputs at 0.5 (Keras would count nearly every sample positive)."""
 
     default_name = "f1_score"
     direction = "up"

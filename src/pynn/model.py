@@ -258,6 +258,9 @@ class Sequential:
             if name in names:
                 raise ValueError(f"two metrics are named {name!r}; give one another name "
                                  f"(History and the logs key metrics by name)")
+            if name == "loss" or name.startswith("val_"):  # would overwrite a log entry
+                raise ValueError(f"a metric is named {name!r}, which the logs use for the "
+                                 f"loss or validation values; give it another name")
             names.append(name)
         self._metrics = []
         self.compiled = True
@@ -595,6 +598,8 @@ class Sequential:
             w = None if w is None else w[:-n_val]
         else:
             x_val = y_val = None
+        y = self.loss.smooth_targets(y)  # after the class weights read the labels
+        y_val = None if y_val is None else self.loss.smooth_targets(y_val)
 
         b = self.backend
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
@@ -748,6 +753,7 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
+        y = self.loss.smooth_targets(y)
         b = self.backend
         yd = b.asarray(y, y.dtype)
         loss, out = self._train_step(b.asarray(x, self._dtype), yd,
@@ -804,6 +810,7 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
+        y = self.loss.smooth_targets(y)
         with self._claimed_metrics() as metrics:
             if step is None:
                 logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
@@ -1084,6 +1091,8 @@ class Sequential:
         non-trainable totals (print_fn takes each line). Keras' layout arguments
         (line_length, positions, expand_nested, show_trainable, layer_range) are taken and
         unused: pynn's table has one layout."""
+        if print_fn is None and callable(line_length):  # summary(print_fn) before Keras'
+            print_fn, line_length = line_length, None     # argument order was taken
         print_fn = print if print_fn is None else print_fn
         rows = [("Layer (type)", "Output Shape", "Param #")]
         shape = self.input_shape

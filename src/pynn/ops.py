@@ -36,7 +36,9 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}), op(b) is "
                          f"({k2}, {n})")
     if bias is not None:
-        bias = backend.asarray(_operand(backend, bias, "bias"), a_arr.dtype)
+        if is_gpu_array(bias):
+            bias = _operand(backend, bias, "bias")
+        bias = backend.asarray(bias, a_arr.dtype)  # host values straight in the op's dtype
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
     if out is not None:

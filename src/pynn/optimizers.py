@@ -5,9 +5,10 @@ fused update per parameter through the backend contract. `learning_rate` is a nu
 schedule (pynn.schedules) or a function of the step; a number can be changed at any time,
 also during `fit` (a callback may set `model.optimizer.learning_rate`). Gradients can be
 clipped first, as in Keras: `clipvalue` element-wise, `clipnorm` per tensor by its L2 norm,
-`global_clipnorm` all tensors together by their joint norm. As in Keras clipnorm and
-global_clipnorm exclude each other (ValueError), and a clipvalue beside either is ignored
-(with a warning).
+`global_clipnorm` all tensors together by their joint norm; one of them, as in Keras 3
+(ValueError otherwise; a file saved when pynn took clipvalue beside a norm, applying the norm
+alone, loads with the norm alone and a warning). Every optimizer takes Keras 3's decoupled
+`weight_decay` (w -= lr * weight_decay * w before the update).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Optimizer:
 
     slots: tuple[str, ...] = ()
     _fuses_weight_decay = False  # Adam's update applies it in the same pass
+    weight_decay = 0.0  # (class defaults: optimizers pickled before these existed load)
+    name = None
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None, use_ema=False, ema_momentum=0.99,
@@ -88,7 +91,7 @@ class Optimizer:
                              _check_positive("weight_decay", weight_decay, allow_zero=True))
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
-        self.name = name or _DEFAULT_NAMES.get(type(self).__name__, type(self).__name__.lower())
+        self.name = name or self._default_name()
         for option, value, default in (("use_ema", use_ema, False),
                                        ("ema_overwrite_frequency", ema_overwrite_frequency, None),
                                        ("loss_scale_factor", loss_scale_factor, None),
@@ -97,6 +100,11 @@ class Optimizer:
             if value != default:  # Keras 3 options pynn does not have: refused, not ignored
                 raise NotImplementedError(f"{type(self).__name__}: {option}={value!r} is not "
                                           f"supported by pynn (leave it at {default!r})")
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "weight_decay":  # set mid-fit: a native engine that lacks it must leave
+            config.settings_changed()
 
     @property
     def learning_rate(self):
@@ -148,8 +156,7 @@ class Optimizer:
 
     @property
     def clipping(self):
-        """(option, value) of the one clipping that applies: clipnorm or global_clipnorm
-        (never both), else clipvalue; (None, None) without clipping."""
+        """(option, value) of the clipping set (at most one); (None, None) without."""
         for option in ("clipnorm", "global_clipnorm", "clipvalue"):
             if getattr(self, option) is not None:
                 return option, getattr(self, option)
@@ -165,9 +172,13 @@ class Optimizer:
                 config[key] = getattr(self, key)
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
-        if self.name != _DEFAULT_NAMES.get(type(self).__name__, type(self).__name__.lower()):
+        if self.name is not None and self.name != self._default_name():
             config["name"] = self.name
         return config
+
+    @classmethod
+    def _default_name(cls):
+        return _DEFAULT_NAMES.get(cls.__name__, cls.__name__.lower())
 
     def state_of(self, param):
         """param's slots {name: array}, or None before its first update."""
@@ -276,9 +287,9 @@ class Adam(Optimizer):
         self.beta_1 = _check_fraction("beta_1", beta_1)
         self.beta_2 = _check_fraction("beta_2", beta_2)
         self.epsilon = _check_positive("epsilon", epsilon)
-        if amsgrad:
-            raise NotImplementedError(f"{type(self).__name__}: amsgrad=True is not supported "
-                                      f"by pynn")
+        if amsgrad:  # (Keras' 5th positional argument; pynn's weight_decay was, before)
+            raise NotImplementedError(f"{type(self).__name__}: amsgrad={amsgrad!r}: AMSGrad "
+                                      f"is not supported by pynn (weight_decay= is a keyword)")
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -379,6 +390,16 @@ def get(identifier) -> Optimizer:
                               and c is not LearningRateSchedule}  # the base computes nothing
             config["learning_rate"] = _custom.rebuild(lr, pynn_schedules.get,
                                                       "learning-rate schedule")
+        if config.get("clipvalue") is not None and (config.get("clipnorm") is not None or
+                                                   config.get("global_clipnorm") is not None):
+            # written by a pynn that took both and applied the norm alone: that is kept
+            import warnings
+
+            warnings.warn("this optimizer was saved with clipvalue beside a norm clipping, "
+                          "of which pynn applied the norm alone; it loads with the norm "
+                          "alone (one clipping at a time, as Keras 3)", UserWarning,
+                          stacklevel=2)
+            config.pop("clipvalue")
         return cls(**config)
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
                      f"Optimizer instance)")

@@ -51,6 +51,9 @@ def backend_array(a, backend, name):
     return a
 
 
+_unavailable_here: set[str] = set()  # GPU backends that failed to start in this process
+
+
 def gpu_backend_of(a):
     """The GPU backend whose own array `a` is (a CuPy array), else None; created if none in
     use yet is (a CuPy array given before any model ran on the GPU)."""
@@ -62,9 +65,12 @@ def gpu_backend_of(a):
         if backend.xp is not np and isinstance(a, backend.xp.ndarray):
             return backend
     for name in ("cuda", "cupy"):
+        if name in _unavailable_here:
+            continue
         try:
             backend = get_backend(name)
         except (RuntimeError, ImportError):
+            _unavailable_here.add(name)  # asked once: not per metric call
             continue
         if isinstance(a, backend.xp.ndarray):
             return backend

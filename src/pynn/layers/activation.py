@@ -91,7 +91,7 @@ class InputLayer(Layer):
             warnings.warn(f"layer {self.name!r} is the model's Input and has no weights: "
                           f"freezing it freezes nothing. In pynn model.layers starts with "
                           f"the Input (unlike Keras 3), so the first Dense is "
-                          f"model.layers[1]", UserWarning, stacklevel=2)
+                          f"model.layers[1]", UserWarning, stacklevel=3)  # (via __setattr__)
 
     def forward(self, x, training=False, logits=False):
         return x
