@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 import pynn
-from pynn.callbacks import (CSVLogger, EarlyStopping, LambdaCallback, LearningRateScheduler,
-                            ModelCheckpoint, ReduceLROnPlateau)
+from pynn.callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 
 
 def _model(lr=0.01):
@@ -585,3 +592,42 @@ def test_batch_logs_are_the_epochs_means_so_far(engine):
         last = seen[(epoch + 1) * steps - 1]
         for key in ("loss", "accuracy", "precision"):
             assert last[key] == pytest.approx(h.history[key][epoch], rel=1e-6), key
+
+
+def test_test_and_predict_hooks_run_as_in_keras():
+    calls = []
+
+    class Recorder(Callback):
+        def on_test_begin(self, logs=None):
+            calls.append(("test_begin", dict(logs or {})))
+
+        def on_test_batch_end(self, batch, logs=None):
+            calls.append(("test_batch_end", batch, sorted(logs)))
+
+        def on_test_end(self, logs=None):
+            calls.append(("test_end", sorted(logs)))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            calls.append(("predict_batch_end", batch, logs["outputs"].shape))
+
+        def on_predict_end(self, logs=None):
+            calls.append(("predict_end",))
+
+    model = _model()
+    x, y = _data(40)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, validation_split=0.25,
+              validation_batch_size=4, callbacks=[Recorder()])
+    per_epoch = [("test_begin", {})] + [("test_batch_end", b, ["loss", "mae"])
+                                        for b in range(3)] + [("test_end", ["loss", "mae"])]
+    assert calls == per_epoch * 2  # 10 validation rows in batches of 4, each epoch
+    calls.clear()
+    model.evaluate(x, y, batch_size=16, callbacks=[Recorder()])
+    assert calls == [("test_begin", {})] + [("test_batch_end", b, ["loss", "mae"])
+                                            for b in range(3)] + [("test_end", ["loss", "mae"])]
+    calls.clear()
+    out = model.predict(x, batch_size=16, callbacks=[Recorder()])
+    np.testing.assert_allclose(out, model.predict(x), rtol=1e-6)
+    assert calls == [("predict_batch_end", 0, (16, 1)), ("predict_batch_end", 1, (16, 1)),
+                     ("predict_batch_end", 2, (8, 1)), ("predict_end",)]
+    with pytest.raises(TypeError, match="must be pynn.callbacks.Callback"):
+        model.evaluate(x, y, callbacks=[print])

@@ -29,7 +29,8 @@ class Callback:
     `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones), at a
     batch's end that batch's; `epoch` and `batch` count from 0. A callback that defines its
     own batch hooks makes the native engine return to Python after every batch (slower on
-    small models); `evaluate` and `predict` call none of the hooks."""
+    small models). As in Keras, fit's validation calls the test hooks, and so do
+    `evaluate(callbacks=...)` and `predict(callbacks=...)` their test and predict hooks."""
 
     def __init__(self):
         self.model = None
@@ -72,16 +73,28 @@ class Callback:
         self.on_batch_end(batch, logs)
 
     def on_test_begin(self, logs=None):
-        """Keras' hook; fit's validation and evaluate do not call it."""
+        """Before fit's validation, and before evaluate(callbacks=[...])."""
 
     def on_test_end(self, logs=None):
-        """Keras' hook; fit's validation and evaluate do not call it."""
+        """After fit's validation or an evaluate: logs holds its loss and metrics."""
+
+    def on_test_batch_begin(self, batch, logs=None):
+        """Before each validation or evaluate batch."""
+
+    def on_test_batch_end(self, batch, logs=None):
+        """After each validation or evaluate batch: logs holds the means so far."""
 
     def on_predict_begin(self, logs=None):
-        """Keras' hook; predict does not call it."""
+        """Before predict(callbacks=[...])."""
 
     def on_predict_end(self, logs=None):
-        """Keras' hook; predict does not call it."""
+        """After predict(callbacks=[...])."""
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        """Before each predict batch (predict then runs batch by batch)."""
+
+    def on_predict_batch_end(self, batch, logs=None):
+        """After each predict batch: logs {'outputs': that batch's outputs}."""
 
 
 class History(Callback):
@@ -597,6 +610,12 @@ class CallbackList:
     def call(self, hook, *args):
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
+
+    def overrides(self, *hooks):
+        """Whether any callback defines one of these hooks itself (batch hooks cost a call
+        per batch, and make the native engine return per batch: only when asked for)."""
+        return any(getattr(type(cb), hook) is not getattr(Callback, hook)
+                   for cb in self.callbacks for hook in hooks)
 
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",

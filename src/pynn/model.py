@@ -681,8 +681,10 @@ class Sequential:
                         break  # the unfinished epoch is not logged
                     logs = dict(epoch_logs)
                     if x_val is not None and (epoch + 1) % validation_freq == 0:
+                        cbs.call("on_test_begin", {})  # as Keras' validation (an evaluate)
                         val = self._evaluate_arrays(
-                            x_val, y_val, val_batch, w_val, claimed)
+                            x_val, y_val, val_batch, w_val, claimed, cbs=cbs)
+                        cbs.call("on_test_end", dict(val))
                         logs.update({f"val_{k}": v for k, v in val.items()})
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
@@ -779,13 +781,17 @@ class Sequential:
         return self
 
     # ---- inference ----------------------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size, w=None, metrics=None, logs=None):
+    def _evaluate_arrays(self, x, y, batch_size, w=None, metrics=None, logs=None, cbs=None):
         """The loss and metrics over x's batches, added to `logs` (an EpochLogs over pieces
-        of the data) or to a new one; returns them as a dict."""
+        of the data) or to a new one; returns them as a dict. cbs: a CallbackList whose test
+        batch hooks run around each batch (when a callback defines them)."""
         b = self.backend
         if logs is None:  # metrics over the whole set
             logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
-        for start in range(0, x.shape[0], batch_size):
+        hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
+        for batch, start in enumerate(range(0, x.shape[0], batch_size)):
+            if hooks:
+                cbs.call("on_test_batch_begin", batch, {})
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             yb = b.asarray(y[start:start + batch_size], y.dtype)
             wb = None if w is None else b.asarray(w[start:start + batch_size], self._dtype)
@@ -793,15 +799,21 @@ class Sequential:
             loss, _ = self._loss_and_grad(out, yb, wb)
             loss += self._regularization()
             logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
+            if hooks:  # as Keras: the means so far
+                cbs.call("on_test_batch_end", batch, dict(logs))
         return dict(logs)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
-                 sample_weight=None):
+                 sample_weight=None, callbacks=None):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
-        sample_weight weighs each sample's loss as in fit (metrics stay unweighted)."""
+        sample_weight weighs each sample's loss as in fit (metrics stay unweighted).
+        callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end)."""
         self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": None})
         step = self._conversion_piece(x, batch_size)
+        if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
+            step = None  # batches numbered over the whole set, not per converted piece
         if step is None:
             x = self._inputs(x)
         else:
@@ -811,9 +823,12 @@ class Sequential:
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
         y = self.loss.smooth_targets(y)
+        for cb in cbs.callbacks:  # Keras' evaluate params
+            cb.set_params({"verbose": verbose, "epochs": 1, "steps": -(-len(x) // batch_size)})
+        cbs.call("on_test_begin", {})
         with self._claimed_metrics() as metrics:
             if step is None:
-                logs = self._evaluate_arrays(x, y, batch_size, w, metrics)
+                logs = self._evaluate_arrays(x, y, batch_size, w, metrics, cbs=cbs)
             else:
                 logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None
                                              else metrics)
@@ -823,6 +838,7 @@ class Sequential:
                                               batch_size, None if w is None else w[i:i + step],
                                               logs=logs)
                 logs = dict(logs)
+        cbs.call("on_test_end", dict(logs))
         if verbose:
             print(logs_line(logs))
         return self._format_logs(logs, return_dict)
@@ -848,11 +864,14 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose=0):
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None):
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
         round the last bit differently for another batch size; the cpu backend's native
-        predict gives the same bits for any)."""
+        predict gives the same bits for any). callbacks: their predict hooks run; with
+        batch hooks defined, predict runs batch by batch (default batch_size 32, Keras')."""
+        if callbacks:
+            return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
             start = time.perf_counter()
             out = self.predict(x, batch_size)
@@ -902,6 +921,25 @@ class Sequential:
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
+
+    def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
+        cbs = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": None})
+        cbs.call("on_predict_begin", {})
+        if cbs.overrides("on_predict_batch_begin", "on_predict_batch_end"):
+            if self.backend is None:
+                self.backend = get_backend()
+            x = self._inputs(x)
+            size = data.check_batch_size(batch_size, 32)
+            outs = []
+            for batch, start in enumerate(range(0, len(x), size)):
+                cbs.call("on_predict_batch_begin", batch, {})
+                outs.append(self.predict(x[start:start + size], size))
+                cbs.call("on_predict_batch_end", batch, {"outputs": outs[-1]})
+            out = np.concatenate(outs) if outs else self.predict(x, size)
+        else:
+            out = self.predict(x, batch_size, verbose)
+        cbs.call("on_predict_end", {})
+        return out
 
     def _conversion_piece(self, x, batch_size):
         """Rows per piece when x should be converted a piece at a time, else None. Converted
