@@ -631,3 +631,12 @@ def test_test_and_predict_hooks_run_as_in_keras():
                      ("predict_batch_end", 2, (8, 1)), ("predict_end",)]
     with pytest.raises(TypeError, match="must be pynn.callbacks.Callback"):
         model.evaluate(x, y, callbacks=[print])
+    seen = []  # a LambdaCallback's hooks, and one callback given alone, as fit takes it
+    lam = LambdaCallback(on_test_batch_end=lambda batch, logs: seen.append(("test", batch)),
+                         on_predict_batch_end=lambda batch, logs: seen.append(("pred", batch)))
+    model.evaluate(x, y, batch_size=32, callbacks=lam)
+    model.predict(x, batch_size=32, callbacks=lam)
+    model.fit(x, y, epochs=1, verbose=0, validation_split=0.25, callbacks=lam)
+    assert seen == [("test", 0), ("test", 1), ("pred", 0), ("pred", 1), ("test", 0)]
+    assert model.predict(x[:0], callbacks=lam).shape == (0, 1)  # empty, as without
+    assert model.evaluate(x, y, callbacks=Recorder()) == model.evaluate(x, y)

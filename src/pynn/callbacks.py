@@ -4,8 +4,9 @@
 on_train_batch_begin/on_train_batch_end, then on_epoch_end(epoch, logs) with the epoch's mean
 loss, metrics and validation values, and finally on_train_end. A callback may set
 `self.model.stop_training = True` to stop after the current batch (from a batch hook) or
-epoch (from on_epoch_end). evaluate and predict take no callbacks (on_test_* / on_predict_*
-are defined for Keras compatibility but not called).
+epoch (from on_epoch_end). As in Keras, fit's validation calls on_test_begin, the test
+batch hooks and on_test_end; evaluate(callbacks=) calls the test hooks, predict(callbacks=)
+the predict hooks.
 
 Training callbacks (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau,
 CSVLogger) follow Keras 3's names, arguments and semantics; differences are noted per class.
@@ -24,7 +25,8 @@ import warnings
 
 class Callback:
     """Base class of callbacks: override the Keras-named hooks you need; `self.model` is the
-    model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine'} of the fit call.
+    model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine'} of the fit call
+    ({'epochs': 1, 'steps', 'verbose'} in evaluate and predict).
 
     `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones), at a
     batch's end that batch's; `epoch` and `batch` count from 0. A callback that defines its
@@ -41,7 +43,8 @@ class Callback:
         self.model = model
 
     def set_params(self, params):
-        """Called by fit before training: {'epochs', 'steps', 'verbose', 'engine'}."""
+        """Called by fit before training ({'epochs', 'steps', 'verbose', 'engine'}), and by
+        evaluate and predict ({'epochs': 1, 'steps', 'verbose'})."""
         self.params = params
 
     def on_train_begin(self, logs=None):
@@ -612,10 +615,14 @@ class CallbackList:
             getattr(cb, hook)(*args)
 
     def overrides(self, *hooks):
-        """Whether any callback defines one of these hooks itself (batch hooks cost a call
-        per batch, and make the native engine return per batch: only when asked for)."""
-        return any(getattr(type(cb), hook) is not getattr(Callback, hook)
-                   for cb in self.callbacks for hook in hooks)
+        """Whether any callback does something in one of these hooks (a subclass method or a
+        LambdaCallback's function): batch hooks cost a call per batch, so only then."""
+        for cb in self.callbacks:
+            for hook in hooks:
+                fn = getattr(cb, hook)
+                if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
+                    return True
+        return False
 
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",

@@ -336,7 +336,8 @@ def _engine_settings(model):
     optimizer = model.optimizer
     # weight_decay: set mid-fit on an optimizer whose decay the engine lacks, it must leave
     items = [optimizer, getattr(optimizer, "_state", None), model.loss,
-             float(getattr(optimizer, "weight_decay", 0.0))]
+             bool(getattr(optimizer, "weight_decay", 0.0))
+             and not getattr(optimizer, "_fuses_weight_decay", False)]
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)

@@ -611,7 +611,7 @@ class Sequential:
         steps = -(-n // batch_size)
         native = self._native_engine(engine, batch_size)  # buffers for the rows used
         history = History()
-        user_callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+        user_callbacks = _callback_list(callbacks)
         # History last, as Keras: it records what the other callbacks add to the epoch's logs
         cbs = CallbackList([*user_callbacks, history], self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose,
@@ -798,9 +798,9 @@ class Sequential:
             out = self._forward(xb, training=False, logits=self._fused)
             loss, _ = self._loss_and_grad(out, yb, wb)
             loss += self._regularization()
-            logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
-            if hooks:  # as Keras: the means so far
-                cbs.call("on_test_batch_end", batch, dict(logs))
+            batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
+            if hooks:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
+                cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))
         return dict(logs)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
@@ -810,7 +810,7 @@ class Sequential:
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end)."""
         self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
-        cbs = CallbackList(callbacks or [], self, {"verbose": verbose, "steps": None})
+        cbs = CallbackList(_callback_list(callbacks), self, {"verbose": verbose, "steps": None})
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
             step = None  # batches numbered over the whole set, not per converted piece
@@ -923,19 +923,25 @@ class Sequential:
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
-        cbs = CallbackList(callbacks, self, {"verbose": verbose, "epochs": 1, "steps": None})
+        cbs = CallbackList(_callback_list(callbacks), self, {"verbose": verbose, "epochs": 1,
+                                                             "steps": None})
+        n = len(x) if hasattr(x, "__len__") else 0  # (what has none: refused by predict)
+        batched = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end") and n > 0
+        size = data.check_batch_size(batch_size, 32 if batched else _PREDICT_BATCH)
+        for cb in cbs.callbacks:
+            cb.set_params({"verbose": verbose, "epochs": 1, "steps": -(-n // size)})
         cbs.call("on_predict_begin", {})
-        if cbs.overrides("on_predict_batch_begin", "on_predict_batch_end"):
-            if self.backend is None:
-                self.backend = get_backend()
-            x = self._inputs(x)
-            size = data.check_batch_size(batch_size, 32)
-            outs = []
+        if batched:
+            start_time = time.perf_counter()
+            outs = []  # each batch converted as it comes (x is not copied whole)
             for batch, start in enumerate(range(0, len(x), size)):
                 cbs.call("on_predict_batch_begin", batch, {})
                 outs.append(self.predict(x[start:start + size], size))
                 cbs.call("on_predict_batch_end", batch, {"outputs": outs[-1]})
-            out = np.concatenate(outs) if outs else self.predict(x, size)
+            out = np.concatenate(outs)
+            if verbose:
+                print(f"{len(out)} samples - {time.perf_counter() - start_time:.3f}s",
+                      flush=True)
         else:
             out = self.predict(x, batch_size, verbose)
         cbs.call("on_predict_end", {})
@@ -1247,6 +1253,11 @@ def _reads_batch_logs_only(callback):
         if any(hook in vars(klass) for hook in _BATCH_HOOKS):
             return bool(vars(klass).get("reads_batch_logs_only", False))
     return False
+
+
+def _callback_list(callbacks):
+    """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
+    return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
 
 
 def _overrides_batch_hooks(callback):
