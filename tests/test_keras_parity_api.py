@@ -161,3 +161,17 @@ def test_ops_gemm_takes_a_host_bias_in_the_operands_dtype():
 def test_a_metric_named_like_a_log_entry_is_refused(name):
     with pytest.raises(ValueError, match="which the logs use for the loss or validation"):
         _model().compile("adam", "mse", metrics=[pynn.metrics.AUC(name=name)])
+
+
+def test_layer_arguments_keras_code_passes_with_their_defaults():
+    model = pynn.Sequential([pynn.Input((2, 3)), pynn.layers.Flatten(data_format="channels_last"),
+                             pynn.BatchNormalization(axis=-1), pynn.Dropout(0.2, noise_shape=None,
+                                                                            seed=1),
+                             pynn.BatchNormalization(axis=1), pynn.Dense(1)])
+    assert model.output_shape == (1,)
+    with pytest.raises(ValueError, match="axis=2: pynn normalises the feature axis"):
+        pynn.BatchNormalization(axis=2)
+    with pytest.raises(NotImplementedError, match=r"noise_shape=\(None, 1\) is not supported"):
+        pynn.Dropout(0.5, noise_shape=(None, 1))
+    with pytest.raises(NotImplementedError, match="data_format='channels_first'"):
+        pynn.layers.Flatten(data_format="channels_first")

@@ -22,8 +22,11 @@ class Dropout(Layer):
     masks' seed (default: drawn from pynn's generator, so pynn.set_seed reproduces runs);
     saved with the model, with the step, so a resumed run continues the same masks."""
 
-    def __init__(self, rate, seed=None, **kwargs):
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):  # Keras' order
         super().__init__(**kwargs)
+        if noise_shape is not None:  # refused, not ignored: masks shared along axes differ
+            raise NotImplementedError(f"Dropout: noise_shape={noise_shape!r} is not supported "
+                                      f"by pynn (each value gets its own mask entry)")
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
         if seed is None:

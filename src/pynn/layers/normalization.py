@@ -24,8 +24,12 @@ class BatchNormalization(Layer):
     and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist.
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
-    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, axis=-1,
+                 **kwargs):
         super().__init__(**kwargs)
+        if isinstance(axis, bool) or axis not in (-1, 1):  # Keras' axis: the features'
+            raise ValueError(f"BatchNormalization: axis={axis!r}: pynn normalises the feature "
+                             f"axis of (batch, features) inputs, axis=-1 (or 1)")
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")

@@ -11,6 +11,12 @@ class Flatten(Layer):
     """Collapses every axis but the batch axis (C order), so image-shaped samples feed a
     Dense layer; no weights. Its backward restores the input's shape."""
 
+    def __init__(self, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):  # Keras would reorder the axes first
+            raise NotImplementedError(f"Flatten: data_format={data_format!r} is not supported "
+                                      f"by pynn (samples flatten in C order, channels last)")
+
     def compute_output_shape(self, input_shape):
         return (math.prod(int(d) for d in input_shape),)  # exact: int64 wrapped silently
 
