@@ -170,6 +170,18 @@ def check_lengths(x, y, x_name="x", y_name="y"):
                          f"{x.shape[0]} and {n_y}")
 
 
+def check_unit_interval(owner, name, value):
+    """An argument as a float in [0, 1] (a threshold, a label smoothing); a ValueError naming
+    its owner and itself otherwise (NaN and non-numbers included)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1], got {value!r}")
+    return number
+
+
 def check_batch_size(batch_size, default):
     if batch_size is None:
         return default

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import config
 from . import custom_objects as _custom
-from .data import converted, overflow_error
+from .data import check_unit_interval, converted, overflow_error
 
 
 class Loss:
@@ -165,17 +165,6 @@ class Huber(Loss):
                                        sample_weight=sample_weight)
 
 
-def _smoothing(name, label_smoothing):
-    """label_smoothing as a float in [0, 1]; ValueError otherwise."""
-    try:
-        value = float(label_smoothing)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    return value
-
-
 class BinaryCrossentropy(Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3)."""
@@ -187,7 +176,8 @@ class BinaryCrossentropy(Loss):
                  reduction="sum_over_batch_size"):
         super().__init__(reduction)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = _smoothing(self.name, label_smoothing)
+        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
+                                                   label_smoothing)
         self.fused_activation = None if self.from_logits else "sigmoid"
 
     def get_config(self):
@@ -227,7 +217,8 @@ class CategoricalCrossentropy(Loss):
                  reduction="sum_over_batch_size"):
         super().__init__(reduction)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = _smoothing(self.name, label_smoothing)
+        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
+                                                   label_smoothing)
         self.fused_activation = None if self.from_logits else "softmax"
 
     def get_config(self):

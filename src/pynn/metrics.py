@@ -47,6 +47,7 @@ import numpy as np
 
 from . import custom_objects as _custom
 from .backend import to_host
+from .data import check_unit_interval
 
 
 def _pair(y_true, y_pred):
@@ -392,22 +393,12 @@ class _LabelMetric(Metric):
         return self._compiled_multilabel if self.multilabel is None else self.multilabel
 
 
-def _threshold(cls, threshold):
-    """threshold as a float in [0, 1]; ValueError naming the class otherwise."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{cls.__name__}: threshold must be in [0, 1], got {threshold!r}")
-    return value
-
-
 class _ConfusionMetric(_LabelMetric):
     def __init__(self, threshold=0.5, multilabel=None, name=None):
         # None is Keras' F1Score default: the argmax class for (N, C) outputs, which pynn's
         # multi-class reading takes anyway, and 0.5 for a single output or pooled labels.
-        self.threshold = None if threshold is None else _threshold(type(self), threshold)
+        self.threshold = (None if threshold is None else
+                          check_unit_interval(type(self).__name__, "threshold", threshold))
         super().__init__(multilabel, name)
 
     def _batch_state(self, y_true, y_pred):
@@ -546,7 +537,7 @@ class BinaryAccuracy(_MeanOf):
     function = staticmethod(binary_accuracy)
 
     def __init__(self, name=None, dtype=None, threshold=0.5):  # Keras' order
-        self.threshold = _threshold(type(self), threshold)
+        self.threshold = check_unit_interval(type(self).__name__, "threshold", threshold)
         super().__init__(name, dtype)
         if self.threshold != 0.5:  # a partial pickles; the engine then leaves it to Python
             self.fn = functools.partial(binary_accuracy, threshold=self.threshold)
