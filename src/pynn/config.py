@@ -69,33 +69,32 @@ def seeded(seed: int):
 
 
 @contextlib.contextmanager
-def _thread_draws_from(generator):
-    """This thread's draws (rng()) come from `generator` meanwhile."""
-    previous = getattr(_local, "rng", None)
-    _local.rng = generator
+def _thread_setting(name, value):
+    """This thread's setting `name` is `value` meanwhile (then what it was, or unset)."""
+    previous = getattr(_local, name, None)
+    setattr(_local, name, value)
     try:
         yield
     finally:
-        _local.rng = previous
+        setattr(_local, name, previous)
 
 
-@contextlib.contextmanager
+def _thread_draws_from(generator):
+    """This thread's draws (rng()) come from `generator` meanwhile."""
+    return _thread_setting("rng", generator)
+
+
 def loading_weights():
     """Layers built in this thread meanwhile are rebuilt from a file (load_model, save's
     check that a model loads back): their weights, which the file's replace, start as zeros
     instead of draws (Layer.initial_values), so a crafted file's huge declared layers cost no
     memory (calloc'd pages) before its arrays are found not to match."""
-    previous = getattr(_local, "loading", False)
-    _local.loading = True
-    try:
-        yield
-    finally:
-        _local.loading = previous
+    return _thread_setting("loading", True)
 
 
 def loading_weights_now() -> bool:
     """Whether this thread is inside loading_weights()."""
-    return getattr(_local, "loading", False)
+    return bool(getattr(_local, "loading", None))
 
 
 # Bumped whenever something a native training engine is built from may have changed (a
