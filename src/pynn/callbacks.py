@@ -599,15 +599,28 @@ class CSVLogger(Callback):
             f.flush()
 
 
+def defines_hook(callback, hook):
+    """Whether a callback does something in `hook`: a subclass method or a LambdaCallback's
+    function (the base's are empty; per-batch calls cost, so they run only then)."""
+    fn = getattr(callback, hook)
+    return getattr(fn, "__func__", fn) is not getattr(Callback, hook)
+
+
 class CallbackList:
     """Calls a hook on every callback in order."""
 
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks, model, params=None):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
             cb.set_model(model)
+        if params is not None:
+            self.set_params(params)
+
+    def set_params(self, params):
+        """Every callback's params (evaluate and predict know theirs once x is read)."""
+        for cb in self.callbacks:
             cb.set_params(params)
 
     def call(self, hook, *args):
@@ -615,14 +628,8 @@ class CallbackList:
             getattr(cb, hook)(*args)
 
     def overrides(self, *hooks):
-        """Whether any callback does something in one of these hooks (a subclass method or a
-        LambdaCallback's function): batch hooks cost a call per batch, so only then."""
-        for cb in self.callbacks:
-            for hook in hooks:
-                fn = getattr(cb, hook)
-                if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
-                    return True
-        return False
+        """Whether any callback defines one of these hooks (defines_hook)."""
+        return any(defines_hook(cb, hook) for cb in self.callbacks for hook in hooks)
 
 
 __all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",

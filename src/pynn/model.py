@@ -24,7 +24,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
-from .callbacks import Callback, CallbackList, History
+from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
@@ -810,7 +810,7 @@ class Sequential:
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end)."""
         self._check_compiled()
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
-        cbs = CallbackList(_callback_list(callbacks), self, {"verbose": verbose, "steps": None})
+        cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
             step = None  # batches numbered over the whole set, not per converted piece
@@ -823,8 +823,7 @@ class Sequential:
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
         y = self.loss.smooth_targets(y)
-        for cb in cbs.callbacks:  # Keras' evaluate params
-            cb.set_params({"verbose": verbose, "epochs": 1, "steps": -(-len(x) // batch_size)})
+        cbs.set_params({"verbose": verbose, "epochs": 1, "steps": -(-len(x) // batch_size)})
         cbs.call("on_test_begin", {})
         with self._claimed_metrics() as metrics:
             if step is None:
@@ -923,13 +922,11 @@ class Sequential:
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
-        cbs = CallbackList(_callback_list(callbacks), self, {"verbose": verbose, "epochs": 1,
-                                                             "steps": None})
+        cbs = CallbackList(_callback_list(callbacks), self)
         n = len(x) if hasattr(x, "__len__") else 0  # (what has none: refused by predict)
         batched = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end") and n > 0
         size = data.check_batch_size(batch_size, 32 if batched else _PREDICT_BATCH)
-        for cb in cbs.callbacks:
-            cb.set_params({"verbose": verbose, "epochs": 1, "steps": -(-n // size)})
+        cbs.set_params({"verbose": verbose, "epochs": 1, "steps": -(-n // size)})
         cbs.call("on_predict_begin", {})
         if batched:
             start_time = time.perf_counter()
@@ -1261,12 +1258,8 @@ def _callback_list(callbacks):
 
 
 def _overrides_batch_hooks(callback):
-    """Whether a callback does anything per batch (a subclass method or a LambdaCallback hook)."""
-    for hook in _BATCH_HOOKS:
-        fn = getattr(callback, hook)
-        if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
-            return True
-    return False
+    """Whether a callback does anything per training batch."""
+    return any(defines_hook(callback, hook) for hook in _BATCH_HOOKS)
 
 
 __all__ = ["Sequential"]
