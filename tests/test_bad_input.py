@@ -171,8 +171,8 @@ def test_non_numeric_input():
 def test_unknown_names():
     with pytest.raises(ValueError, match="unknown loss 'msee'"):
         _model(loss="msee")
-    with pytest.raises(ValueError, match="unknown activation 'relu6'"):
-        pynn.Dense(3, activation="relu6")
+    with pytest.raises(ValueError, match="unknown activation 'relu7'"):
+        pynn.Dense(3, activation="relu7")
     with pytest.raises(ValueError, match="unknown initializer"):
         pynn.Dense(3, kernel_initializer="glorot")
     with pytest.raises(ValueError, match="unknown metric"):

@@ -16,7 +16,10 @@ import pytest
 import pynn
 from pynn import _C
 
-LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH, SOFTMAX = range(8)
+(LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH, SILU, SOFTPLUS, SOFTSIGN, SELU, RELU6, HARD_SIGMOID,
+ HARD_SILU, MISH) = range(15)
+SOFTMAX = 15  # the engine's code after the activations
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 FUSED = {"softmax_xent_sparse", "softmax_xent_dense", "bce_logits"}
 GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -45,6 +48,22 @@ def act_f(code, z, p):
         return 1 / (1 + np.exp(-z))
     if code == TANH:
         return np.tanh(z)
+    if code == SILU:
+        return z / (1 + np.exp(-z))
+    if code == SOFTPLUS:
+        return np.logaddexp(z, 0)
+    if code == SOFTSIGN:
+        return z / (1 + np.abs(z))
+    if code == SELU:
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+    if code == RELU6:
+        return np.clip(z, 0, 6)
+    if code == HARD_SIGMOID:
+        return np.clip(z + 3, 0, 6) / 6
+    if code == HARD_SILU:
+        return z * np.clip(z + 3, 0, 6) / 6
+    if code == MISH:
+        return z * np.tanh(np.logaddexp(z, 0))
     if code == SOFTMAX:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -65,6 +84,24 @@ def act_grad(code, z, y, p):
         return y * (1 - y)
     if code == TANH:
         return 1 - y * y
+    sig = 1 / (1 + np.exp(-z))
+    if code == SILU:
+        return sig * (1 + z * (1 - sig))
+    if code == SOFTPLUS:
+        return sig
+    if code == SOFTSIGN:
+        return 1 / (1 + np.abs(z)) ** 2
+    if code == SELU:
+        return SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0)))
+    if code == RELU6:
+        return ((z > 0) & (z < 6)).astype(np.float64)
+    if code == HARD_SIGMOID:
+        return np.where((z > -3) & (z < 3), 1 / 6, 0.0)
+    if code == HARD_SILU:
+        return np.where(z < -3, 0.0, np.where(z > 3, 1.0, (2 * z + 3) / 6))
+    if code == MISH:
+        t = np.tanh(np.logaddexp(z, 0))
+        return t + z * (1 - t * t) * sig
     return np.ones_like(y)
 
 
@@ -363,7 +400,18 @@ def test_optimizers_match_reference(rng, variant):
                             bs=16, metrics=["mse"])
 
 
-@pytest.mark.parametrize("act", [LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH])
+def test_activation_codes_agree_with_the_python_side():
+    from pynn.backend.kernel_calls import ACTIVATION_CODES
+    from pynn.engine import _SOFTMAX_CODE
+
+    assert _C.activation_count == len(ACTIVATION_CODES) == SOFTMAX == _SOFTMAX_CODE
+    names = ["linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "silu",
+             "softplus", "softsign", "selu", "relu6", "hard_sigmoid", "hard_silu", "mish"]
+    assert [ACTIVATION_CODES[n] for n in names] == list(range(SOFTMAX))
+    assert set(ACTIVATION_CODES) | {"softmax"} == set(pynn.activations.NAMES)
+
+
+@pytest.mark.parametrize("act", range(SOFTMAX))
 def test_hidden_activations(rng, act):
     check_against_reference(rng, [6, 11, 9, 3], [act, act, LIN], "mse", "sgd_momentum", n=37,
                             bs=10, metrics=["mae"])
@@ -433,7 +481,10 @@ def test_threads_agree(rng):
 @pytest.mark.parametrize("acts,loss", [([RELU, RELU, SOFTMAX], "softmax_xent_sparse"),
                                        ([GELU, ELU, SIGMOID], "bce_logits"),
                                        ([TANH, LEAKY, LIN], "mse"),
-                                       ([SIGMOID, GELU, TANH], "huber")])
+                                       ([SIGMOID, GELU, TANH], "huber"),
+                                       ([SILU, MISH, SOFTPLUS], "mse"),
+                                       ([HARD_SILU, SELU, HARD_SIGMOID], "mse"),
+                                       ([RELU6, SOFTSIGN, LIN], "mae")])
 @pytest.mark.parametrize("n", [0, 1, 7, 64, 150])
 def test_predict_matches_numpy(rng, acts, loss, n):
     sizes = [21, 30, 17, 4]
@@ -621,7 +672,8 @@ def small(rng, loss="softmax_xent_sparse", variant="adam", last=SOFTMAX):
 
 
 def test_constructor_errors():
-    ok = dict(sizes=[4, 5, 3], activations=[1, 7], act_params=[0.0, 0.0], use_bias=[True, True],
+    ok = dict(sizes=[4, 5, 3], activations=[1, SOFTMAX], act_params=[0.0, 0.0],
+              use_bias=[True, True],
               loss="softmax_xent_sparse", loss_param=0.0, optimizer="adam", max_batch=8)
 
     def build(**kw):
@@ -634,8 +686,8 @@ def test_constructor_errors():
         (dict(sizes=[4]), "sizes"),
         (dict(sizes=[4, 0, 3]), r"sizes\[1\]"),
         (dict(activations=[1]), "activations: expected 2"),
-        (dict(activations=[1, 9]), r"activations\[1\]"),
-        (dict(activations=[7, 7]), "softmax .* last layer only"),
+        (dict(activations=[1, SOFTMAX + 1]), r"activations\[1\]"),
+        (dict(activations=[SOFTMAX, SOFTMAX]), "softmax .* last layer only"),
         (dict(act_params=[0.0]), "act_params"),
         (dict(use_bias=[True]), "use_bias"),
         (dict(loss="nll"), "unknown loss 'nll'"),

@@ -235,6 +235,21 @@ def scenario_losses_and_optimizers(backend, rng):
     return out
 
 
+def scenario_more_activations(backend, rng):
+    """Keras 3's other activations, hidden (in the Dense epilogue) and as Activation layers."""
+    out = {}
+    x, labels = _data(rng)
+    for first, second in (("silu", "mish"), ("softplus", "softsign"), ("selu", "relu6"),
+                          ("hard_sigmoid", "hard_silu")):
+        model = pynn.Sequential([pynn.Input((x.shape[1],)), pynn.Dense(11, activation=first),
+                                 pynn.Dense(7), pynn.Activation(second),
+                                 pynn.Dense(4, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+        out[first] = _fit_results(model, model.fit(x, labels, epochs=2, batch_size=13,
+                                                   verbose=0), x)
+    return out
+
+
 def scenario_regularization_and_stability(backend, rng):
     x, labels = _data(rng)
     model = pynn.Sequential([
@@ -372,7 +387,8 @@ def scenario_float64(backend, rng):
         pynn.set_floatx("float32")
 
 
-SCENARIOS = [scenario_losses_and_optimizers, scenario_regularization_and_stability,
+SCENARIOS = [scenario_losses_and_optimizers, scenario_more_activations,
+             scenario_regularization_and_stability,
              scenario_weights_metrics_validation, scenario_callbacks,
              scenario_streaming_freezing_files, scenario_shapes_and_dtypes, scenario_float64]
 

@@ -25,8 +25,9 @@ namespace {
 cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 Activation activation_code(int act) {
-    if (act < 0 || act > static_cast<int>(Activation::tanh))
-        throw py::value_error("act: expected an activation code in [0, 6], got " + std::to_string(act));
+    if (act < 0 || act >= pynn::kActivationCount)
+        throw py::value_error("act: expected an activation code in [0, " +
+                              std::to_string(pynn::kActivationCount - 1) + "], got " + std::to_string(act));
     return static_cast<Activation>(act);
 }
 
@@ -53,8 +54,8 @@ void activation_backward(int act, float param, py::handle z_o, py::handle y_o, p
         const DeviceArray z = f32(z_o, "z", false);
         same_shape(y, "y", z, "z");
         zp = in_f32(z);
-    } else if (a == Activation::gelu) {
-        throw py::value_error("z: gelu's derivative needs the pre-activation z, got None");
+    } else if (activation_needs_z(a)) {
+        throw py::value_error("z: this activation's derivative needs the pre-activation z, got None");
     }
     pynn::bind::ReleaseGil nogil;
     pynn::cuda::activation_backward(a, param, zp, in_f32(y), in_f32(dy), out_f32(dz), y.size, as_stream(s));
@@ -188,7 +189,7 @@ void bind_cuda_kernels(py::module_& m) {
           "out = f(z) element-wise (activation code as in pynn._C); out may be z.");
     m.def("activation_backward", &activation_backward, arg("act"), arg("param"), arg("z"), arg("y"),
           arg("dy"), arg("out"), S,
-          "out = dy * f'(.) from the forward output y; z is needed for gelu only (else None).");
+          "out = dy * f'(.) from the forward output y; z is needed where the derivative is written in z (gelu, silu, hard_silu, mish; else None).");
     m.def("bias_activation", &bias_activation, arg("c"), arg("bias"), arg("act"), arg("param"), S,
           "The Dense epilogue in place: c (rows, cols) = f(c + bias); bias (cols,) or None.");
     m.def("softmax_forward", &softmax_forward, arg("z"), arg("out"), S, "Row softmax of 2-D z into out.");

@@ -70,8 +70,8 @@ void activation_backward_py(int act, float param, const py::object& z_obj, const
         py::array z = z_obj.cast<py::array>();
         zp = in_ptr<float>(z, "z");
         check_same_shape(y, "y", z, "z");
-    } else if (a == Activation::gelu) {
-        throw py::value_error("z: gelu's backward needs the pre-activation z, got None");
+    } else if (activation_needs_z(a)) {
+        throw py::value_error("z: this activation's backward needs the pre-activation z, got None");
     }
     float* op = out_ptr<float>(out, "out");
     index_t n = y.size();
@@ -271,14 +271,16 @@ void adagrad_update_py(py::array& w, const py::array& g, py::array& acc, float l
 
 void register_kernels(py::module_& m) {
     using py::arg;
+    // The number of activation codes (common.h), which pynn.backend.kernel_calls must match.
+    m.attr("activation_count") = kActivationCount;
     m.def("activation_forward", &activation_forward_py, arg("act"), arg("param"), arg("z"),
           arg("out"),
           "out = f(z) element-wise; act is a pynn Activation code, param the leaky_relu slope / "
           "elu alpha. z, out: float32, same shape; out may be z.");
     m.def("activation_backward", &activation_backward_py, arg("act"), arg("param"), arg("z"),
           arg("y"), arg("dy"), arg("out"),
-          "out = dy * f'(.) from the forward output y; z (pre-activation) is needed for gelu "
-          "only, else may be None. All float32, same shape; out may be dy (or y, z).");
+          "out = dy * f'(.) from the forward output y; z (pre-activation) is needed for gelu, "
+          "silu, hard_silu and mish only, else may be None. All float32, same shape; out may be dy (or y, z).");
     m.def("softmax_forward", &softmax_forward_py, arg("z"), arg("out"),
           "Row softmax of 2-D z (rows, cols) into out (same shape; may be z). Stable for any "
           "logits (the row max is subtracted).");

@@ -77,8 +77,9 @@ inline void check_dim(const py::array& a, const char* name, int axis, index_t ex
 }
 
 inline Activation to_activation(int code) {
-    if (code < 0 || code > static_cast<int>(Activation::tanh))
-        throw py::value_error("activation code out of range: " + std::to_string(code));
+    if (code < 0 || code >= kActivationCount)
+        throw py::value_error("activation code out of range [0, " +
+                              std::to_string(kActivationCount - 1) + "]: " + std::to_string(code));
     return static_cast<Activation>(code);
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cpu/activation_switch.h"
 #include "cpu/chunks.h"
 #include "cpu/softmax_row.h"
 #include "math/activations.h"
@@ -35,8 +36,8 @@ template <Activation A>
 inline __attribute__((always_inline)) void backward_loop(float param, const float* z,
                                                          const float* y, const float* dy,
                                                          float* dz, index_t n) {
-    if constexpr (A == Activation::gelu) {
-        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::gelu_grad(z[i]);
+    if constexpr (activation_needs_z(A)) {
+        for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::activation_grad_z(A, z[i]);
     } else {
         for (index_t i = 0; i < n; ++i) dz[i] = dy[i] * math::activation_grad(A, 0.f, y[i], param);
     }
@@ -81,8 +82,9 @@ template <Activation A>
 void backward_all(float param, const float* z, const float* y, const float* dy, float* dz,
                   index_t n) {
     cpu::for_chunks(n, [&](index_t b, index_t e) {
-        backward_range<A>(param, A == Activation::gelu ? z + b : nullptr,
-                          A == Activation::gelu ? nullptr : y + b, dy + b, dz + b, e - b);
+        constexpr bool by_z = activation_needs_z(A);
+        backward_range<A>(param, by_z ? z + b : nullptr, by_z ? nullptr : y + b, dy + b,
+                          dz + b, e - b);
     });
 }
 
@@ -111,31 +113,18 @@ void colsum_block(const float* dz, index_t cols, index_t r0, index_t r1, index_t
 }  // namespace
 
 void activation_forward(Activation act, float param, const float* z, float* y, index_t n) {
-    switch (act) {
-        case Activation::relu: return forward_all<Activation::relu>(param, z, y, n);
-        case Activation::leaky_relu: return forward_all<Activation::leaky_relu>(param, z, y, n);
-        case Activation::elu: return forward_all<Activation::elu>(param, z, y, n);
-        case Activation::gelu: return forward_all<Activation::gelu>(param, z, y, n);
-        case Activation::sigmoid: return forward_all<Activation::sigmoid>(param, z, y, n);
-        case Activation::tanh: return forward_all<Activation::tanh>(param, z, y, n);
-        default:
-            if (y != z && n > 0) std::memmove(y, z, static_cast<size_t>(n) * sizeof(float));
-    }
+    const bool done = cpu::with_activation(act, [&](auto tag) {
+        forward_all<decltype(tag)::value>(param, z, y, n);
+    });
+    if (!done && y != z && n > 0) std::memmove(y, z, static_cast<size_t>(n) * sizeof(float));
 }
 
 void activation_backward(Activation act, float param, const float* z, const float* y,
                          const float* dy, float* dz, index_t n) {
-    switch (act) {
-        case Activation::relu: return backward_all<Activation::relu>(param, z, y, dy, dz, n);
-        case Activation::leaky_relu:
-            return backward_all<Activation::leaky_relu>(param, z, y, dy, dz, n);
-        case Activation::elu: return backward_all<Activation::elu>(param, z, y, dy, dz, n);
-        case Activation::gelu: return backward_all<Activation::gelu>(param, z, y, dy, dz, n);
-        case Activation::sigmoid: return backward_all<Activation::sigmoid>(param, z, y, dy, dz, n);
-        case Activation::tanh: return backward_all<Activation::tanh>(param, z, y, dy, dz, n);
-        default:
-            if (dz != dy && n > 0) std::memmove(dz, dy, static_cast<size_t>(n) * sizeof(float));
-    }
+    const bool done = cpu::with_activation(act, [&](auto tag) {
+        backward_all<decltype(tag)::value>(param, z, y, dy, dz, n);
+    });
+    if (!done && dz != dy && n > 0) std::memmove(dz, dy, static_cast<size_t>(n) * sizeof(float));
 }
 
 // y = exp(z - max) / sum: subtracting the row max keeps every exp in (0, 1], so logits of any

@@ -33,14 +33,20 @@ namespace pynn {
 namespace {
 
 constexpr int kLinear = static_cast<int>(Activation::linear);
-constexpr int kGelu = static_cast<int>(Activation::gelu);
 constexpr int kSigmoid = static_cast<int>(Activation::sigmoid);
 constexpr int kSoftmax = DenseEngine::kSoftmax;
 
 const char* act_name(int a) {
-    static const char* names[] = {"linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax"};
+    static const char* names[] = {"linear",  "relu",    "leaky_relu", "elu",       "gelu",
+                                  "sigmoid", "tanh",    "silu",       "softplus",  "softsign",
+                                  "selu",    "relu6",   "hard_sigmoid", "hard_silu", "mish",
+                                  "softmax"};
+    static_assert(sizeof names / sizeof *names == kSoftmax + 1, "a name per activation code");
     return (a >= 0 && a <= kSoftmax) ? names[a] : "?";
 }
+
+// Whether training keeps the layer's pre-activation Z for the activation's derivative.
+bool needs_z(int act) { return act < kActivationCount && activation_needs_z(static_cast<Activation>(act)); }
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
@@ -211,9 +217,11 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
     if (max_batch < 1) fail("max_batch: expected >= 1, got " + std::to_string(max_batch));
     for (size_t i = 0; i < L; ++i) {
         if (acts[i] < 0 || acts[i] > kSoftmax)
-            fail("activations[" + std::to_string(i) + "]: expected a code in [0, 7], got " + std::to_string(acts[i]));
+            fail("activations[" + std::to_string(i) + "]: expected a code in [0, " + std::to_string(kSoftmax) +
+                 "], got " + std::to_string(acts[i]));
         if (acts[i] == kSoftmax && i + 1 != L)
-            fail("activations[" + std::to_string(i) + "]: softmax (7) is allowed on the last layer only");
+            fail("activations[" + std::to_string(i) + "]: softmax (" + std::to_string(kSoftmax) +
+                 ") is allowed on the last layer only");
     }
     const int last_act = acts[L - 1];
     switch (loss) {
@@ -254,7 +262,7 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         l.has_bias = use_bias[i];
         total += padded(max_batch * l.out);
         if (training) total += padded(max_batch * l.out) + padded(l.in * l.out) + padded(l.out);
-        if (training && l.act == kGelu) total += padded(max_batch * l.out);
+        if (training && needs_z(l.act)) total += padded(max_batch * l.out);
     }
     total = std::max<index_t>(total, 1);
     arena_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(total) * sizeof(float)));
@@ -279,7 +287,7 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
         l.D = take(max_batch * l.out);
         l.dW = take(l.in * l.out);
         l.db = take(l.out);
-        if (l.act == kGelu) l.Z = take(max_batch * l.out);
+        if (needs_z(l.act)) l.Z = take(max_batch * l.out);
     }
 }
 
@@ -597,20 +605,20 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
         int act = (training && last && fused_) ? kLinear : l.act;
         if (l.bn && l.bn->pre) {
             // GEMM + bias into the xhat buffer, normalised there in place, then the
-            // activation (gelu keeps its input in Z for backward, as below).
+            // activation (which may keep its input in Z for backward, as below).
             float* z = l.bn->xhat.data();
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, z, l.out, ep);
-            const bool keep_z = act == kGelu && training;
+            const bool keep_z = training && needs_z(act);
             float* u = keep_z ? l.Z : Y;
             batchnorm_forward(*l.bn, l.out, z, rows, training, u);
             if (act != kLinear) activation_forward(static_cast<Activation>(act), l.param, u, Y, rows * l.out);
         } else if (act == kSoftmax) {
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);
             softmax_forward(Y, Y, rows, l.out);
-        } else if (act == kGelu && training) {
-            // Backward needs the pre-activation: keep Z, then Y = gelu(Z) (the layer path's order).
+        } else if (training && needs_z(act)) {
+            // Backward needs the pre-activation: keep Z, then Y = f(Z) (the layer path's order).
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, l.Z, l.out, ep);
-            activation_forward(Activation::gelu, l.param, l.Z, Y, rows * l.out);
+            activation_forward(static_cast<Activation>(act), l.param, l.Z, Y, rows * l.out);
         } else {
             ep.act = static_cast<Activation>(act);
             gemm(false, false, rows, l.out, l.in, 1.f, X, l.in, l.W, l.out, 0.f, Y, l.out, ep);

@@ -53,7 +53,7 @@ struct EngineHyper {
 
 class DenseEngine {
 public:
-    static constexpr int kSoftmax = 7;  // activation code beyond common.h's Activation
+    static constexpr int kSoftmax = kActivationCount;  // the code after common.h's Activation
 
     DenseEngine(const std::vector<index_t>& sizes, const std::vector<int>& activations,
                 const std::vector<float>& act_params, const std::vector<bool>& use_bias,
@@ -171,7 +171,7 @@ private:
         float* b_slot[2] = {nullptr, nullptr};
         int n_w_slots = 0, n_b_slots = 0;
         float* Y = nullptr;   // owned: output, max_batch x out (logits for a fused last layer)
-        float* Z = nullptr;   // pre-activation (gelu only)
+        float* Z = nullptr;   // pre-activation (activation_needs_z only)
         float* D = nullptr;   // gradient w.r.t. the output, then w.r.t. the pre-activation
         float* dW = nullptr;  // in x out
         float* db = nullptr;  // out

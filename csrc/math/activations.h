@@ -70,11 +70,34 @@ PYNN_HD float tanh_f(float z) {
     const float t = (0.f - em) / (2.f + em);  // 0 - em: +0 for em = +-0
     return z == z ? std::copysign(t, z) : z;
 }
+
+// log(1 + u) for 0 <= u <= 1 (softplus's log1p(exp(-|z|))), libm-free for the same reason:
+// log(1 + u) = 2 atanh(s) with s = u / (2 + u) in [0, 1/3] (no rounding of 1 + u: tiny u
+// gives u), by atanh's series to s^15 (truncation < 2e-9 relative). One division; within
+// ~2 ulp. NaN in, NaN out.
+PYNN_HD float log1p_unit(float u) {
+    const float s = u / (2.f + u);
+    const float s2 = s * s;
+    float p = 1.f / 15.f;
+    p = p * s2 + 1.f / 13.f;
+    p = p * s2 + 1.f / 11.f;
+    p = p * s2 + 1.f / 9.f;
+    p = p * s2 + 1.f / 7.f;
+    p = p * s2 + 1.f / 5.f;
+    p = p * s2 + 1.f / 3.f;
+    const float two_s = 2.f * s;
+    return two_s * (p * s2) + two_s;
+}
 #else
 PYNN_HD float exp_nonpositive(float y) { return expf(y); }
 PYNN_HD float expm1_nonpositive(float y) { return expm1f(y); }
 PYNN_HD float tanh_f(float z) { return tanhf(z); }
+PYNN_HD float log1p_unit(float u) { return log1pf(u); }
 #endif
+
+constexpr float kSeluAlpha = 1.67326324f;  // Keras' (and PyTorch's) constants
+constexpr float kSeluScale = 1.05070098f;
+constexpr float kSixth = 1.f / 6.f;
 
 PYNN_HD float sigmoid(float z) {
     // exp of a non-positive number only, so it never overflows.
@@ -100,6 +123,71 @@ PYNN_HD float gelu_grad(float z) {
     return z > 10.f ? 1.f : (z < -10.f ? 0.f : grad);
 }
 
+// log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): exp of a non-positive number only.
+PYNN_HD float softplus(float z) {
+    const float a = z < 0.f ? -z : z;
+    return (z > 0.f ? z : 0.f) + log1p_unit(exp_nonpositive(-a));  // NaN: a is NaN
+}
+
+PYNN_HD float hard_sigmoid(float z) {
+    const float h = z * kSixth + 0.5f;
+    return h < 0.f ? 0.f : (h > 1.f ? 1.f : h);  // NaN stays NaN
+}
+
+// sigmoid(z) + z sigmoid(z) sigmoid(-z), both sigmoids from e = exp(-|z|): 1 - sigmoid(z)
+// taken as a difference lost up to 1e-3 of itself for z near 10.
+PYNN_HD float silu_grad(float z) {
+    const float e = exp_nonpositive(z < 0.f ? z : -z);  // NaN: e is NaN
+    const float q = 1.f / (1.f + e);
+    const float s = z >= 0.f ? q : e * q;
+    return s + z * ((e * q) * q);
+}
+
+PYNN_HD float hard_silu_grad(float z) {
+    const float h = z * kSixth + 0.5f;
+    return h <= 0.f ? 0.f : (h >= 1.f ? 1.f : z * (2.f * kSixth) + 0.5f);
+}
+
+// tanh(softplus(z)) = ((1 + e^z)^2 - 1) / ((1 + e^z)^2 + 1) from e = exp(-|z|) alone (for
+// z > 0 divided through by e^2z): no log, one exp. With 1 - t^2 and sigmoid(z) from the
+// same e, for mish's derivative t + z (1 - t^2) sigmoid(z); each is finite over float32's
+// whole range (far out t is +-1 or 0 and 1 - t^2 is 0 or 1 exactly).
+struct MishParts {
+    float t, one_minus_t2, sig;
+};
+
+PYNN_HD MishParts mish_parts(float z) {
+    const float e = exp_nonpositive(z < 0.f ? z : -z);  // NaN: e is NaN
+    const bool neg = z <= 0.f;
+    // t = n / d; 1 - t^2 = (d - n)(d + n) / d^2, which is 4 (n + 1) / d^2 for z <= 0 and
+    // (2 e (1 + e) / d)^2 for z > 0
+    const float n = neg ? e * (e + 2.f) : 1.f + 2.f * e;
+    const float d = neg ? n + 2.f : n + 2.f * (e * e);
+    const float t = n / d;
+    const float g = 2.f * e * (1.f + e) / d;
+    const float omt = neg ? 4.f * (n + 1.f) / (d * d) : g * g;
+    const float sig = (neg ? e : 1.f) / (1.f + e);
+    return {t, omt, sig};
+}
+
+PYNN_HD float mish(float z) { return z * mish_parts(z).t; }
+
+PYNN_HD float mish_grad(float z) {
+    const MishParts m = mish_parts(z);
+    return m.t + z * m.one_minus_t2 * m.sig;
+}
+
+// The z-derivative of the activations that need it (activation_needs_z).
+PYNN_HD float activation_grad_z(Activation act, float z) {
+    switch (act) {
+        case Activation::gelu: return gelu_grad(z);
+        case Activation::silu: return silu_grad(z);
+        case Activation::hard_silu: return hard_silu_grad(z);
+        case Activation::mish: return mish_grad(z);
+        default: return 1.f;
+    }
+}
+
 PYNN_HD float activate(Activation act, float z, float param) {
     switch (act) {
         case Activation::relu: return !(z <= 0.f) ? z : 0.f;  // NaN stays NaN, as in numpy
@@ -108,19 +196,42 @@ PYNN_HD float activate(Activation act, float z, float param) {
         case Activation::gelu: return gelu(z);
         case Activation::sigmoid: return sigmoid(z);
         case Activation::tanh: return tanh_f(z);
+        case Activation::silu: return z * sigmoid(z);
+        case Activation::softplus: return softplus(z);
+        case Activation::softsign: return z / (1.f + (z < 0.f ? -z : z));
+        case Activation::selu:
+            return z > 0.f ? kSeluScale * z : (kSeluScale * kSeluAlpha) * expm1_nonpositive(z);
+        case Activation::relu6: {
+            const float r = !(z <= 0.f) ? z : 0.f;  // NaN stays NaN
+            return r > 6.f ? 6.f : r;
+        }
+        case Activation::hard_sigmoid: return hard_sigmoid(z);
+        case Activation::hard_silu: return z * hard_sigmoid(z);
+        case Activation::mish: return mish(z);
         default: return z;
     }
 }
 
-// f'(z) expressed through y = f(z); z is read only for gelu.
+// f'(z) expressed through y = f(z); z is read only where activation_needs_z.
 PYNN_HD float activation_grad(Activation act, float z, float y, float param) {
     switch (act) {
         case Activation::relu: return y > 0.f ? 1.f : 0.f;
         case Activation::leaky_relu: return y > 0.f ? 1.f : param;
         case Activation::elu: return y > 0.f ? 1.f : y + param;
-        case Activation::gelu: return gelu_grad(z);
         case Activation::sigmoid: return y * (1.f - y);
         case Activation::tanh: return 1.f - y * y;
+        case Activation::softplus: return 0.f - expm1_nonpositive(-y);  // sigmoid(z) = 1 - e^-y
+        case Activation::softsign: {
+            const float r = 1.f - (y < 0.f ? -y : y);  // 1 / (1 + |z|)
+            return r * r;
+        }
+        case Activation::selu: return y > 0.f ? kSeluScale : y + kSeluScale * kSeluAlpha;
+        case Activation::relu6: return y > 0.f && y < 6.f ? 1.f : 0.f;
+        case Activation::hard_sigmoid: return y > 0.f && y < 1.f ? kSixth : 0.f;
+        case Activation::gelu:
+        case Activation::silu:
+        case Activation::hard_silu:
+        case Activation::mish: return activation_grad_z(act, z);
         default: return 1.f;
     }
 }

@@ -11,10 +11,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# name -> default parameter (leaky_relu's negative slope and elu's alpha follow Keras 3).
+# name -> default parameter (leaky_relu's negative slope and elu's alpha follow Keras 3; the
+# others take none).
 _DEFAULT_PARAMS = {"linear": 0.0, "relu": 0.0, "leaky_relu": 0.2, "elu": 1.0, "gelu": 0.0,
-                   "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0}
+                   "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0, "silu": 0.0, "softplus": 0.0,
+                   "softsign": 0.0, "selu": 0.0, "relu6": 0.0, "hard_sigmoid": 0.0,
+                   "hard_silu": 0.0, "mish": 0.0}
 NAMES = tuple(_DEFAULT_PARAMS)
+# Keras' other names for the same functions (a Spec keeps the first name).
+ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
+# Activations whose derivative is written in the pre-activation z, which training then keeps
+# (the others' is written in their output y).
+NEEDS_PRE_ACTIVATION = frozenset({"gelu", "silu", "hard_silu", "mish", "softmax"})
 
 
 @dataclass(frozen=True)
@@ -27,12 +35,17 @@ class Spec:
     param: float | None = None  # None: the activation's default (the name's meaning)
 
     def __post_init__(self):
+        object.__setattr__(self, "name", ALIASES.get(self.name, self.name))
         if self.name not in _DEFAULT_PARAMS:
-            raise ValueError(f"unknown activation {self.name!r}; known: {', '.join(NAMES)}")
+            raise ValueError(f"unknown activation {self.name!r}; known: "
+                             f"{', '.join(NAMES + tuple(ALIASES))}")
         if self.param is None:  # Spec("leaky_relu") was a slope of 0: relu
             object.__setattr__(self, "param", _DEFAULT_PARAMS[self.name])
-        if self.name in ("leaky_relu", "elu") and not self.param >= 0:
-            raise ValueError(f"{self.name} parameter must be >= 0, got {self.param}")
+        if self.name in ("leaky_relu", "elu"):
+            if not self.param >= 0:
+                raise ValueError(f"{self.name} parameter must be >= 0, got {self.param}")
+        elif self.param != _DEFAULT_PARAMS[self.name]:  # it would be stored, and ignored
+            raise ValueError(f"{self.name} takes no parameter, got {self.param}")
 
     def get_config(self):
         """The name alone for the default parameter, else {'name', 'param'}."""
@@ -59,10 +72,10 @@ def get(identifier) -> Spec:
     if isinstance(identifier, Spec):
         return identifier
     if isinstance(identifier, str):
-        return Spec(identifier, _DEFAULT_PARAMS.get(identifier, 0.0))
+        return Spec(identifier)
     if isinstance(identifier, dict) and "name" in identifier:
-        return Spec(identifier["name"], float(identifier.get("param",
-                                                   _DEFAULT_PARAMS.get(identifier["name"], 0.0))))
+        param = identifier.get("param")
+        return Spec(identifier["name"], None if param is None else float(param))
     raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "
                      f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
 
@@ -85,3 +98,11 @@ gelu = Spec("gelu")
 sigmoid = Spec("sigmoid")
 tanh = Spec("tanh")
 softmax = Spec("softmax")
+silu = swish = Spec("silu")
+softplus = Spec("softplus")
+softsign = Spec("softsign")
+selu = Spec("selu")
+relu6 = Spec("relu6")
+hard_sigmoid = Spec("hard_sigmoid")
+hard_silu = hard_swish = Spec("hard_silu")
+mish = Spec("mish")

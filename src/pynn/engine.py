@@ -26,7 +26,7 @@ from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
 from .backend.numpy_backend import dropout_key, splitmix64
 
-_SOFTMAX_CODE = 7
+_SOFTMAX_CODE = len(ACTIVATION_CODES)  # engine.h's kSoftmax: the code after the activations
 _METRIC_NAMES = {
     metrics.sparse_categorical_accuracy: "sparse_accuracy",
     metrics.categorical_accuracy: "categorical_accuracy",

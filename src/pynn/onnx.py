@@ -23,36 +23,97 @@ def _onnx():
     return onnx
 
 
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+class _Graph:
+    """Nodes for one activation: `g(op, *inputs, **attrs)` adds a node and returns its output
+    name (`out=` names the last one); `g.const(label, value)` a scalar initializer."""
+
+    def __init__(self, helper, prefix, const):
+        self.helper, self.prefix, self._const, self.nodes = helper, prefix, const, []
+        self._consts = {}
+
+    def __call__(self, op, *inputs, out=None, **attrs):
+        out = out or f"{self.prefix}_{len(self.nodes)}_{op.lower()}"
+        self.nodes.append(self.helper.make_node(op, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def const(self, label, value):
+        """One initializer per label (a second use of "one" is the same tensor)."""
+        if label not in self._consts:
+            self._consts[label] = (self._const(f"{self.prefix}_{label}", value), value)
+        name, first = self._consts[label]
+        assert first == value, (label, first, value)
+        return name
+
+
+def _expm1_times(g, x, alpha):
+    """alpha * (exp(x) - 1): elu's and selu's negative side."""
+    return g("Mul", g("Sub", g("Exp", x), g.const("one", 1.0)), g.const("alpha", alpha))
+
+
+def _softplus(g, x, out=None):
+    """max(x, 0) + log(1 + exp(-|x|)) (onnxruntime has no double Softplus)."""
+    tail = g("Log", g("Add", g("Exp", g("Neg", g("Abs", x))), g.const("one", 1.0)))
+    return g("Add", g("Relu", x), tail, out=out)
+
+
+def _hard_sigmoid(g, x, double, out=None):
+    """Keras 3's relu6(x + 3) / 6; HardSigmoid(alpha=1/6, beta=1/2) but in double graphs
+    (onnxruntime has no double kernel)."""
+    if not double:
+        return g("HardSigmoid", x, alpha=1 / 6, beta=0.5, out=out)
+    shifted = g("Add", g("Mul", x, g.const("sixth", 1 / 6)), g.const("half", 0.5))
+    return g("Clip", shifted, g.const("zero", 0.0), g.const("one", 1.0), out=out)
+
+
 def _activation_nodes(helper, spec, source, name, const, double):
     """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name).
-    const(name, value) adds a scalar initializer. onnxruntime has no double LeakyRelu or
-    Elu kernel, so in float64 graphs those two are built from Less/Where/Mul (and Exp)."""
+    const(name, value) adds a scalar initializer. Every graph needs opset 13 only (gelu: 20).
+    Where onnxruntime lacks a double kernel (LeakyRelu, Elu, Softplus, Softsign, Selu,
+    HardSigmoid), float64 graphs build the function from basic operators; silu, hard_silu
+    and mish are built so in any graph (their operators, where ONNX has them, need newer
+    opsets)."""
     if spec.name == "linear":
         return [], source
     out = f"{name}_{spec.name}"
-    if double and spec.name in ("leaky_relu", "elu"):
-        alpha = const(f"{out}_alpha", spec.param)
-        negative = helper.make_node("Less", [source, const(f"{out}_zero", 0.0)],
-                                    [f"{out}_neg"], name=f"{out}_neg")
-        nodes = [negative]
-        below = source
-        if spec.name == "elu":  # alpha * (exp(x) - 1) below 0
-            nodes += [helper.make_node("Exp", [source], [f"{out}_exp"], name=f"{out}_exp"),
-                      helper.make_node("Sub", [f"{out}_exp", const(f"{out}_one", 1.0)],
-                                       [f"{out}_expm1"], name=f"{out}_expm1")]
-            below = f"{out}_expm1"
-        nodes += [helper.make_node("Mul", [below, alpha], [f"{out}_scaled"],
-                                   name=f"{out}_scaled"),
-                  helper.make_node("Where", [f"{out}_neg", f"{out}_scaled", source], [out],
-                                   name=out)]
-        return nodes, out
-    ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
-           "softmax": ("Softmax", {"axis": -1}),
-           "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
-           "elu": ("Elu", {"alpha": spec.param}),
-           "gelu": ("Gelu", {"approximate": "tanh"})}
-    op, attrs = ops[spec.name]
-    return [helper.make_node(op, [source], [out], name=out, **attrs)], out
+    g = _Graph(helper, out, const)
+    x = source
+    if spec.name == "silu":
+        g("Mul", x, g("Sigmoid", x), out=out)
+    elif spec.name == "hard_silu":
+        g("Mul", x, _hard_sigmoid(g, x, double), out=out)
+    elif spec.name == "mish":
+        g("Mul", x, g("Tanh", _softplus(g, x)), out=out)
+    elif spec.name == "relu6":
+        g("Clip", x, g.const("zero", 0.0), g.const("six", 6.0), out=out)
+    elif spec.name == "hard_sigmoid":
+        _hard_sigmoid(g, x, double, out=out)
+    elif double and spec.name in ("leaky_relu", "elu", "selu"):
+        negative = g("Less", x, g.const("zero", 0.0))
+        if spec.name == "leaky_relu":
+            g("Where", negative, g("Mul", x, g.const("alpha", spec.param)), x, out=out)
+        elif spec.name == "elu":
+            g("Where", negative, _expm1_times(g, x, spec.param), x, out=out)
+        else:
+            inner = g("Where", negative, _expm1_times(g, x, _SELU_ALPHA), x)
+            g("Mul", inner, g.const("scale", _SELU_SCALE), out=out)
+    elif double and spec.name == "softplus":
+        _softplus(g, x, out=out)
+    elif double and spec.name == "softsign":
+        g("Div", x, g("Add", g("Abs", x), g.const("one", 1.0)), out=out)
+    else:
+        ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+               "softmax": ("Softmax", {"axis": -1}),
+               "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
+               "elu": ("Elu", {"alpha": spec.param}),
+               "gelu": ("Gelu", {"approximate": "tanh"}),
+               "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
+               "selu": ("Selu", {"alpha": _SELU_ALPHA, "gamma": _SELU_SCALE})}
+        op, attrs = ops[spec.name]
+        g(op, x, out=out, **attrs)
+    return g.nodes, out
 
 
 def export(model, filepath, opset=None):

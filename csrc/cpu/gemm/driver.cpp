@@ -25,6 +25,7 @@
 #include <xmmintrin.h>  // baseline on x86-64: used by the packing transposes only
 #endif
 
+#include "cpu/activation_switch.h"
 #include "cpu/gemm/kernel_table.h"
 #include "math/activations.h"
 #include "pynn/gemm.h"
@@ -261,17 +262,11 @@ void act_tile_isa(bool avx2, float* c, index_t ldc, index_t m, index_t n, float 
 }
 
 void act_tile(Activation act, float* c, index_t ldc, index_t m, index_t n, float param) {
+    if (act == Activation::relu) return;  // fused into the store (linear: with_activation's no-op)
     const bool avx2 = avx2_loops_active();
-    switch (act) {
-        case Activation::leaky_relu:
-            return act_tile_isa<Activation::leaky_relu>(avx2, c, ldc, m, n, param);
-        case Activation::elu: return act_tile_isa<Activation::elu>(avx2, c, ldc, m, n, param);
-        case Activation::gelu: return act_tile_isa<Activation::gelu>(avx2, c, ldc, m, n, param);
-        case Activation::sigmoid:
-            return act_tile_isa<Activation::sigmoid>(avx2, c, ldc, m, n, param);
-        case Activation::tanh: return act_tile_isa<Activation::tanh>(avx2, c, ldc, m, n, param);
-        default: return;  // linear; relu is fused into the store
-    }
+    cpu::with_activation(act, [&](auto tag) {
+        act_tile_isa<decltype(tag)::value>(avx2, c, ldc, m, n, param);
+    });
 }
 
 // K == 0 or alpha == 0: C = beta * C (never reading C when beta == 0) + bias, then act.

@@ -23,6 +23,24 @@ enum class Activation : int {
     gelu = 4,        // tanh approximation, the form cuBLASLt's epilogue uses
     sigmoid = 5,
     tanh = 6,
+    silu = 7,          // z * sigmoid(z), Keras' silu/swish
+    softplus = 8,      // log(1 + exp(z))
+    softsign = 9,      // z / (1 + |z|)
+    selu = 10,         // Keras' fixed alpha and scale
+    relu6 = 11,        // min(max(z, 0), 6)
+    hard_sigmoid = 12, // clip(z / 6 + 1/2, 0, 1), Keras 3's (and ONNX HardSigmoid's with alpha 1/6)
+    hard_silu = 13,    // z * hard_sigmoid(z), Keras' hard_silu/hard_swish
+    mish = 14,         // z * tanh(softplus(z))
 };
+
+// One past the last code: the range the bindings accept.
+constexpr int kActivationCount = 15;
+
+// Whether the derivative needs the pre-activation z: for the others it is written through
+// the output y = f(z), so training keeps only y.
+PYNN_HD constexpr bool activation_needs_z(Activation a) {
+    return a == Activation::gelu || a == Activation::silu || a == Activation::hard_silu ||
+           a == Activation::mish;
+}
 
 }  // namespace pynn

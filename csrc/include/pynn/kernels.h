@@ -10,8 +10,8 @@ namespace pynn {
 
 // ---- activations -------------------------------------------------------------------------
 void activation_forward(Activation act, float param, const float* z, float* y, index_t n);
-// dz = dy * f'(.): y is the forward output; z (pre-activation) is read only for gelu and may
-// be nullptr otherwise. dz may alias dy.
+// dz = dy * f'(.): y is the forward output; z (pre-activation) is read only where
+// activation_needs_z (gelu, silu, hard_silu, mish) and may be nullptr otherwise. dz may alias dy.
 void activation_backward(Activation act, float param, const float* z, const float* y,
                          const float* dy, float* dz, index_t n);
 void softmax_forward(const float* z, float* y, index_t rows, index_t cols);  // y may alias z

@@ -14,6 +14,7 @@ import numpy as np
 from .base import Backend
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # Keras' and PyTorch's
 _MASK64 = (1 << 64) - 1
 _GOLDEN64 = 0x9E3779B97F4A7C15
 
@@ -127,6 +128,24 @@ class NumpyBackend(Backend):
             return xp.tanh(z)
         if name == "softmax":
             return self.softmax_forward(z)
+        if name == "silu":
+            return z * _sigmoid(xp, z)
+        if name == "softplus":
+            return _softplus(xp, z)
+        if name == "softsign":
+            return z / (1 + xp.abs(z))
+        if name == "selu":
+            return xp.where(z > 0, _SELU_SCALE * z,
+                            (_SELU_SCALE * _SELU_ALPHA) * xp.expm1(xp.minimum(z, 0))
+                            ).astype(z.dtype, copy=False)
+        if name == "relu6":
+            return xp.minimum(xp.maximum(z, 0), 6).astype(z.dtype, copy=False)
+        if name == "hard_sigmoid":
+            return _hard_sigmoid(xp, z)
+        if name == "hard_silu":
+            return z * _hard_sigmoid(xp, z)
+        if name == "mish":
+            return z * _mish_parts(xp, z)[0]
         raise ValueError(f"unknown activation {name!r}")
 
     def activation_backward(self, name, param, z, y, dy):
@@ -151,6 +170,28 @@ class NumpyBackend(Backend):
             return dy * (1 - y * y)
         if name == "softmax":
             return self.softmax_backward(y, dy)
+        if name == "silu":
+            e = xp.exp(-xp.abs(z))  # both sigmoids from one exp: 1 - sigmoid lost bits
+            q = 1 / (1 + e)
+            return dy * (xp.where(z >= 0, q, e * q) + z * (e * q * q))
+        if name == "softplus":
+            return dy * -xp.expm1(-y)  # sigmoid(z) = 1 - exp(-softplus(z))
+        if name == "softsign":
+            return dy * (1 - xp.abs(y)) ** 2  # 1 / (1 + |z|)^2
+        if name == "selu":
+            return dy * xp.where(y > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA
+                                 ).astype(dy.dtype, copy=False)
+        if name == "relu6":
+            return dy * ((y > 0) & (y < 6))
+        if name == "hard_sigmoid":
+            return dy * xp.where((y > 0) & (y < 1), 1 / 6, 0).astype(dy.dtype, copy=False)
+        if name == "hard_silu":
+            h = z * (1 / 6) + 0.5
+            d = xp.where(h <= 0, 0, xp.where(h >= 1, 1, z * (1 / 3) + 0.5))
+            return (dy * d).astype(dy.dtype, copy=False)
+        if name == "mish":
+            t, one_minus_t2, sig = _mish_parts(xp, z)
+            return dy * (t + z * one_minus_t2 * sig)
         raise ValueError(f"unknown activation {name!r}")
 
     def softmax_forward(self, z):
@@ -258,3 +299,25 @@ def _sigmoid(xp, z):
     # exp of non-positive numbers only, so nothing overflows.
     e = xp.exp(-xp.abs(z))
     return xp.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def _softplus(xp, z):
+    # log(1 + exp(z)) with exp of non-positive numbers only.
+    return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def _mish_parts(xp, z):
+    # tanh(softplus(z)), 1 - its square and sigmoid(z) from e = exp(-|z|), as the C++ kernel
+    # (csrc/math/activations.h): 1 - tanh^2 as a difference lost 1e-6 near z = 10.
+    e = xp.exp(-xp.abs(z))
+    neg = z <= 0
+    n = xp.where(neg, e * (e + 2), 1 + 2 * e)
+    d = xp.where(neg, n + 2, n + 2 * (e * e))
+    g = 2 * e * (1 + e) / d
+    one_minus_t2 = xp.where(neg, 4 * (n + 1) / (d * d), g * g)
+    return n / d, one_minus_t2, xp.where(neg, e, 1) / (1 + e)
+
+
+def _hard_sigmoid(xp, z):
+    # Keras 3's: relu6(z + 3) / 6 (ONNX HardSigmoid with alpha 1/6, beta 1/2).
+    return xp.clip(z * (1 / 6) + 0.5, 0, 1)

@@ -1,9 +1,9 @@
 """Dense: y = activation(x @ kernel + bias), kernel (in, out), bias (out,), as in Keras.
 
 The forward pass is one GEMM with the bias and activation fused into its epilogue. For the
-backward pass it keeps x and y (and the pre-activation z only for gelu/softmax, whose
-derivatives need it): dz = dy * f'(.), d kernel = x^T dz, d bias = column sums of dz,
-dx = dz kernel^T (skipped for the first layer).
+backward pass it keeps x and y (and the pre-activation z only where the activation's
+derivative needs it: activations.NEEDS_PRE_ACTIVATION): dz = dy * f'(.), d kernel = x^T dz,
+d bias = column sums of dz, dx = dz kernel^T (skipped for the first layer).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from .. import config
 from .. import initializers, regularizers
 from .base import Layer, as_flag
 
-_NEEDS_Z = ("gelu", "softmax")
 
 
 class Dense(Layer):
@@ -80,7 +79,7 @@ class Dense(Layer):
         b = self.backend
         bias = self.bias.value if self.use_bias else None
         act = self.activation
-        if logits or act.name in _NEEDS_Z:
+        if logits or act.name in act_mod.NEEDS_PRE_ACTIVATION:
             z = b.gemm(x, self.kernel.value, bias=bias)
             y = z if logits else b.activation_forward(act.name, z, act.param)
         else:

@@ -1,0 +1,180 @@
+"""Keras 3's other activations (silu/swish, softplus, softsign, selu, relu6, hard_sigmoid,
+hard_silu/hard_swish, mish): the numpy reference against the textbook formulas in float64,
+the C++ kernels' accuracy in ulps, special values, the names Keras uses, and the native
+engine running them. (Every activation is also checked against the reference on awkward
+shapes in test_cpu_kernels.py, by finite differences in test_gradients.py, in the engine in
+test_engine.py, on the GPU backends' Python code in test_gpu_backends_on_host.py and in ONNX
+export in test_onnx.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import requires_backend
+
+import pynn
+from pynn.backend import get_backend
+
+NEW = ("silu", "softplus", "softsign", "selu", "relu6", "hard_sigmoid", "hard_silu", "mish")
+ALPHA, SCALE = 1.6732632423543772, 1.0507009873554805  # Keras' selu constants
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def textbook(name, z):
+    """Keras 3's definitions (keras/src/ops/nn.py), written the plain way, in float64."""
+    with np.errstate(over="ignore"):
+        return {"silu": lambda: z * _sigmoid(z),
+                "softplus": lambda: np.logaddexp(z, 0),
+                "softsign": lambda: z / (1 + np.abs(z)),
+                "selu": lambda: SCALE * np.where(z > 0, z, ALPHA * np.expm1(np.minimum(z, 0))),
+                "relu6": lambda: np.clip(z, 0, 6),
+                "hard_sigmoid": lambda: np.clip(z + 3, 0, 6) / 6,
+                "hard_silu": lambda: z * np.clip(z + 3, 0, 6) / 6,
+                "mish": lambda: z * np.tanh(np.logaddexp(z, 0))}[name]()
+
+
+def textbook_derivative(name, z):
+    with np.errstate(over="ignore"):
+        s = _sigmoid(z)
+        t = np.tanh(np.logaddexp(z, 0))
+        return {"silu": s * (1 + z * (1 - s)),
+                "softplus": s,
+                "softsign": 1 / (1 + np.abs(z)) ** 2,
+                "selu": SCALE * np.where(z > 0, 1, ALPHA * np.exp(np.minimum(z, 0))),
+                "relu6": ((z > 0) & (z < 6)).astype(float),
+                "hard_sigmoid": np.where((z > -3) & (z < 3), 1 / 6, 0),
+                "hard_silu": np.where(z < -3, 0, np.where(z > 3, 1, (2 * z + 3) / 6)),
+                "mish": t + z * (1 - t * t) * s}[name]
+
+
+def _inputs(rng):
+    """Away from the kinks of relu6/hard_* (their derivative is one-sided there)."""
+    z = np.concatenate([rng.normal(size=3001) * scale for scale in (1e-6, 0.3, 2, 9, 40)])
+    kinks = np.array([-3.0, 0.0, 3.0, 6.0])
+    return z[np.abs(z[:, None] - kinks).min(axis=1) > 1e-3]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_the_reference_is_kerass_formula(rng, name):
+    ref = get_backend("numpy")
+    z = _inputs(rng)
+    y = ref.activation_forward(name, z, 0.0)
+    # atol: z / 6 + 1/2 against (z + 3) / 6 cancel differently just inside z = -3
+    np.testing.assert_allclose(y, textbook(name, z), rtol=1e-13, atol=1e-15)
+    dz = ref.activation_backward(name, 0.0, z, y, np.ones_like(z))
+    np.testing.assert_allclose(dz, textbook_derivative(name, z), rtol=1e-9, atol=1e-12)
+
+
+def _ulps(y, ref):
+    spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
+    return np.abs(y.astype(np.float64) - ref) / spacing
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("name", ["silu", "softplus", "softsign", "selu", "mish"])
+def test_the_kernels_are_within_a_few_ulp(rng, name):
+    """pynn's own exp/log1p (csrc/math/activations.h) against float64; results in float32's
+    normal range (a sigmoid below it keeps fewer bits, in NumPy too)."""
+    z = np.concatenate([rng.normal(size=20011) * scale for scale in (1e-30, 1e-6, 0.05, 0.5,
+                                                                     2, 8, 40)]
+                       + [rng.uniform(-87, 110, 20011)]).astype(np.float32)
+    z = z[z > -87]  # exp(z) a normal float32
+    z64 = z.astype(np.float64)
+    cpu = get_backend("cpu")
+    want = textbook(name, z64)
+    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    y = cpu.activation_forward(name, z, 0.0)
+    err = _ulps(y[normal], want[normal])
+    # sigmoid's ~3 ulp, then products and (mish) a ratio: the worst seen in 14M inputs was
+    # 3.1 (silu) and 4.3 (mish)
+    bound = {"silu": 3.5, "mish": 5}.get(name, 3)
+    assert err.max() <= bound, (z[normal][err.argmax()], err.max())
+    # the derivative in absolute terms: it crosses zero (silu, mish), and softsign's is
+    # written in y, whose rounding near +-1 costs ~1e-7
+    dz = cpu.activation_backward(name, 0.0, z, y, np.ones_like(z))
+    d_want = textbook_derivative(name, z64)
+    d_err = np.abs(dz - d_want) / np.maximum(1, np.abs(d_want))
+    assert d_err.max() <= 2.5e-7, (z[d_err.argmax()], d_err.max())
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("name", NEW)
+def test_special_values_agree_with_the_reference(name):
+    z = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38, 88.8, -88.8,
+                  -103.0, -104.5, -3.0, 3.0, 6.0], dtype=np.float32)
+    cpu, ref = get_backend("cpu"), get_backend("numpy")
+    with np.errstate(all="ignore"):
+        y, y_ref = cpu.activation_forward(name, z, 0.0), ref.activation_forward(name, z, 0.0)
+        np.testing.assert_allclose(y, y_ref, rtol=3e-7, atol=1e-37, equal_nan=True)
+        finite = np.isfinite(z)  # the derivative of a finite input is finite
+        dz = cpu.activation_backward(name, 0.0, z[finite], y[finite], np.ones(finite.sum(),
+                                                                               np.float32))
+        dz_ref = ref.activation_backward(name, 0.0, z[finite], y_ref[finite],
+                                         np.ones(finite.sum(), np.float32))
+    assert np.isfinite(dz).all()
+    np.testing.assert_allclose(dz, dz_ref, rtol=1e-6, atol=1e-7)
+    assert np.isnan(y[0])
+
+
+def test_pytorchs_functions_agree(rng):
+    """The same functions in PyTorch (its hardsigmoid/hardswish are Keras 3's), forward and
+    autograd derivative, when PyTorch is installed."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    fns = {"silu": F.silu, "softplus": F.softplus, "softsign": F.softsign, "selu": F.selu,
+           "relu6": F.relu6, "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish,
+           "mish": F.mish}
+    z = _inputs(rng)
+    for backend in ("numpy", "cpu") if "cpu" in pynn.available_backends() else ("numpy",):
+        b = get_backend(backend)
+        for name, fn in fns.items():
+            t = torch.tensor(z.astype(np.float32), requires_grad=True)
+            fn(t).sum().backward()
+            zz = z.astype(np.float32)
+            y = b.activation_forward(name, zz, 0.0)
+            np.testing.assert_allclose(y, fn(t).detach().numpy(), rtol=2e-6, atol=2e-6,
+                                       err_msg=f"{backend} {name}")
+            dz = b.activation_backward(name, 0.0, zz, y, np.ones_like(zz))
+            np.testing.assert_allclose(dz, t.grad.numpy(), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{backend} {name}'")
+
+
+def test_kerass_names():
+    acts = pynn.activations
+    assert acts.get("swish") == acts.Spec("silu") == acts.swish == acts.silu
+    assert acts.get("hard_swish") == acts.Spec("hard_swish") == acts.hard_silu
+    assert pynn.Dense(3, activation="swish").get_config()["activation"] == "silu"
+    assert acts.get({"name": "hard_swish"}).name == "hard_silu"
+    with pytest.raises(ValueError, match="sigmoid takes no parameter, got 0.5"):
+        acts.Spec("sigmoid", 0.5)
+    with pytest.raises(ValueError, match="mish takes no parameter"):
+        acts.get({"name": "mish", "param": 2.0})
+    with pytest.raises(ValueError, match="unknown activation 'swish2'.*hard_swish"):
+        acts.get("swish2")
+    z = np.linspace(-5, 5, 11, dtype=np.float32)
+    np.testing.assert_allclose(acts.hard_sigmoid(z), np.clip(z + 3, 0, 6) / 6, atol=1e-7)
+
+
+@requires_backend("cpu")
+def test_the_native_engine_runs_them_and_saves_them(rng, tmp_path):
+    x = rng.normal(size=(96, 5)).astype(np.float32)
+    y = (x[:, :1] * x[:, 1:2] > 0).astype(np.float32)
+    results = {}
+    for backend in ("cpu", "numpy"):
+        pynn.set_seed(3)
+        model = pynn.Sequential([pynn.Input((5,))] + [pynn.Dense(6, activation=a) for a in NEW]
+                                + [pynn.Dense(1, activation="sigmoid")])
+        model.compile("adam", "binary_crossentropy", backend=backend)
+        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+        results[backend] = (history.history["loss"], model.predict(x))
+        if backend == "cpu":
+            assert model.engine_reason is None  # the C++ engine trained it
+            model.save(tmp_path / "m.npz")
+            loaded = pynn.load_model(tmp_path / "m.npz")
+            assert [layer.activation.name for layer in loaded.layers[1:-1]] == list(NEW)
+            np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_allclose(results["cpu"][0], results["numpy"][0], rtol=1e-4)
+    np.testing.assert_allclose(results["cpu"][1], results["numpy"][1], rtol=1e-4, atol=1e-5)
