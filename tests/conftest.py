@@ -52,3 +52,15 @@ def numpy_backend():
 def requires_backend(name):
     return pytest.mark.skipif(name not in AVAILABLE, reason=f"backend {name!r} unavailable: "
                               f"{available_backends()[name]}")
+
+
+def import_keras():
+    """Keras 3 for the comparisons with it, or a skip when it is not installed. Keras picks
+    TensorFlow unless told; with PyTorch alone installed (as on the developers' machines) it
+    runs on PyTorch."""
+    import importlib.util
+
+    if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None \
+            and importlib.util.find_spec("torch") is not None:
+        os.environ["KERAS_BACKEND"] = "torch"
+    return pytest.importorskip("keras")

@@ -177,6 +177,9 @@ def unsupported_reason(model, for_training=True):
         return None
     last_act = stack[-1].act.name
     if type(model.loss) not in _LOSSES:
+        if type(model.loss).__module__ == losses.__name__:
+            return (f"loss {type(model.loss).__name__} (the engine has MSE, MAE, Huber and "
+                    f"the cross-entropies)")
         return (f"loss {type(model.loss).__name__} is not pynn's own class (a subclass may "
                 f"compute something else)")
     if _loss_kind(model.loss, last_act) is None:

@@ -1,6 +1,9 @@
 """Losses, with Keras 3's names, formulas and reduction (mean over the batch of the per-sample
 loss; per-sample loss of element-wise losses is the mean over the last axis). That reduction,
 Keras' default "sum_over_batch_size", is the only one: `reduction=` takes no other value.
+Losses of a distribution or a vector per sample (cross-entropies, KL divergence, categorical
+hinge, cosine similarity) sum over the last axis instead, as in Keras, and average over the
+rest.
 
 Targets are checked and shaped once per `fit`, not per batch (`prepare_targets`): a target of
 shape (N,) against predictions (N, 1) is reshaped deliberately, as Keras does, and any other
@@ -10,6 +13,8 @@ output activation is softmax/sigmoid hands the loss its logits (see `fused_activ
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -329,6 +334,222 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return onehot
 
 
+# ---- Keras 3's other losses: Keras' formulas written with backend.xp, so every backend
+# (numpy, cpu, cupy, cuda) runs them; the native engine does not (it falls back to layers).
+def _weighted_sum(loss, grad, sample_weight, scale, dtype):
+    """(sum of the losses, gradient * scale), each sample's losses and gradient rows scaled by
+    its weight; the gradient keeps the predictions' dtype."""
+    if sample_weight is not None:
+        loss = loss * sample_weight.reshape((-1,) + (1,) * (loss.ndim - 1))
+        grad = grad * sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
+    return float(loss.sum()), (grad * scale).astype(dtype, copy=False)
+
+
+def _check_range(name, y, low, high, why):
+    """Raises unless every target lies in [low, high] (None: unbounded)."""
+    if y.size and (low is not None and y.min() < low or high is not None and y.max() > high):
+        raise ValueError(f"{name}: targets must lie in [{low}, {'inf' if high is None else high}]"
+                         f" ({why}), got values in [{y.min()}, {y.max()}]")
+
+
+class _FormulaLoss(Loss):
+    """A loss of each element, averaged over all of them (Keras: the mean over the last axis,
+    then over the samples). Subclasses give `_elements(xp, y_pred, y_true)`: the loss of each
+    element and its derivative with respect to y_pred, in xp's array operations."""
+
+    epsilon = 1e-7  # keras.backend.epsilon()
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        loss, grad = self._elements(backend.xp, y_pred, y_true)
+        return _weighted_sum(loss, grad, sample_weight, scale, y_pred.dtype)
+
+
+class _RowLoss(_FormulaLoss):
+    """A loss of each vector along the last axis (Keras sums over it), averaged over the
+    vectors: `_elements` gives the loss per vector (the last axis reduced) and the gradient."""
+
+    one_d_predictions = "classes"  # a standalone 1-D call is one sample's row, as in Keras
+
+    def _count(self, y_pred):
+        return y_pred.size // y_pred.shape[-1] if y_pred.shape[-1] else y_pred.shape[0]
+
+
+class MeanAbsolutePercentageError(_FormulaLoss):
+    """100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7)): a target of 0 is divided by
+    Keras' epsilon, so its error weighs 1e9 times |y_pred| (finite)."""
+
+    name = "mean_absolute_percentage_error"
+
+    def _elements(self, xp, y_pred, y_true):
+        scale = 100.0 / xp.maximum(xp.abs(y_true), self.epsilon)
+        d = y_pred - y_true
+        return xp.abs(d) * scale, xp.sign(d) * scale
+
+
+class MeanSquaredLogarithmicError(_FormulaLoss):
+    """mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))^2). Targets must be
+    >= 0 (Keras clips negative ones to 1e-7 silently); predictions below 1e-7 count as 1e-7,
+    with no gradient, as in Keras."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_range(self.name, y, 0, None, "the loss compares log(1 + y)")
+        return y
+
+    def _elements(self, xp, y_pred, y_true):
+        p = xp.maximum(y_pred, self.epsilon)
+        d = xp.log1p(p) - xp.log1p(xp.maximum(y_true, self.epsilon))
+        return d * d, (y_pred > self.epsilon) * (2 * d / (p + 1))
+
+
+class LogCosh(_FormulaLoss):
+    """mean(log(cosh(y_pred - y_true))): about x^2 / 2 for small errors x, |x| - log 2 for
+    large ones. Computed as x + softplus(-2x) - log 2 (Keras' form), which never overflows."""
+
+    name = "log_cosh"
+
+    def _elements(self, xp, y_pred, y_true):
+        x = y_pred - y_true
+        softplus = xp.maximum(-2 * x, 0) + xp.log1p(xp.exp(-2 * xp.abs(x)))
+        return x + softplus - math.log(2.0), xp.tanh(x)
+
+
+def _check_hinge_labels(name, y):
+    bad = (y != 1) & (y != 0) & (y != -1)
+    if bad.any():
+        raise ValueError(f"{name}: targets must be -1 or 1 (or 0/1 labels, read as -1/1 as in "
+                         f"Keras), got {y[bad][0].item()}")
+    if (y == 0).any() and (y == -1).any():
+        raise ValueError(f"{name}: targets mix -1 and 0 labels; give -1/1 or 0/1 labels")
+
+
+class Hinge(_FormulaLoss):
+    """mean(max(1 - y_true * y_pred, 0)) for labels -1/1; 0/1 labels are read as -1/1, as
+    Keras does (pynn refuses other targets, which Keras would take as they are). y_pred is a
+    score (a linear output), not a probability."""
+
+    name = "hinge"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_hinge_labels(self.name, y)
+        return y
+
+    def _margins(self, xp, y_pred, y_true):
+        t = xp.where(y_true == 0, y_true - 1, y_true)  # 0/1 labels -> -1/1 (keeps the dtype)
+        return t, 1 - t * y_pred
+
+    def _elements(self, xp, y_pred, y_true):
+        t, margin = self._margins(xp, y_pred, y_true)
+        return xp.maximum(margin, 0), -t * (margin > 0)
+
+
+class SquaredHinge(Hinge):
+    """mean(max(1 - y_true * y_pred, 0)^2), labels as Hinge's."""
+
+    name = "squared_hinge"
+
+    def _elements(self, xp, y_pred, y_true):
+        t, margin = self._margins(xp, y_pred, y_true)
+        m = xp.maximum(margin, 0)
+        return m * m, -2 * t * m
+
+
+class CategoricalHinge(_RowLoss):
+    """max(neg - pos + 1, 0) per sample, with pos = sum(y_true * y_pred) and neg =
+    max((1 - y_true) * y_pred): one-hot targets and a score per class."""
+
+    name = "categorical_hinge"
+
+    def _elements(self, xp, y_pred, y_true):
+        pos = (y_true * y_pred).sum(axis=-1)
+        others = (1 - y_true) * y_pred
+        best = others.argmax(axis=-1)  # neg's class (the first of ties: a subgradient)
+        margin = others.max(axis=-1) - pos + 1
+        first = xp.arange(y_pred.shape[-1]) == best[..., None]
+        grad = (margin > 0)[..., None] * ((1 - y_true) * first - y_true)
+        return xp.maximum(margin, 0), grad
+
+
+class KLDivergence(_RowLoss):
+    """sum(y_true * log(y_true / y_pred)) per sample, both clipped to [1e-7, 1] as in Keras
+    (predictions outside get no gradient). Targets must lie in [0, 1] (Keras would clip
+    them)."""
+
+    name = "kl_divergence"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_range(self.name, y, 0, 1, "probabilities")
+        return y
+
+    def _elements(self, xp, y_pred, y_true):
+        t = xp.clip(y_true, self.epsilon, 1)
+        p = xp.clip(y_pred, self.epsilon, 1)
+        inside = (y_pred >= self.epsilon) & (y_pred <= 1)
+        return (t * xp.log(t / p)).sum(axis=-1), inside * (-t / p)
+
+
+class Poisson(_FormulaLoss):
+    """mean(y_pred - y_true * log(y_pred + 1e-7)): y_pred is a rate, so keep it positive with
+    the output activation; a prediction below -1e-7 gives NaN, as in Keras. Targets are
+    counts or rates: >= 0."""
+
+    name = "poisson"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_range(self.name, y, 0, None, "counts or rates")
+        return y
+
+    def _elements(self, xp, y_pred, y_true):
+        p = y_pred + self.epsilon
+        return y_pred - y_true * xp.log(p), 1 - y_true / p
+
+
+class CosineSimilarity(_RowLoss):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) per sample, along the last axis (the
+    only `axis` pynn takes): -1 when they point the same way. A vector's norm is taken as at
+    least 1e-7 (Keras' l2 normalisation), so a zero vector gives 0, not NaN."""
+
+    name = "cosine_similarity"
+
+    def __init__(self, axis=-1, *, reduction="sum_over_batch_size"):
+        super().__init__(reduction)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{self.name}: axis must be an int, got {axis!r}")
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def __repr__(self):
+        return f"CosineSimilarity(axis={self.axis})"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        if self.axis not in (-1, len(output_shape)):
+            raise ValueError(f"{self.name}: axis={self.axis} is not the last axis of "
+                             f"predictions (N, {', '.join(map(str, output_shape))}); pynn "
+                             f"compares each sample's last axis (axis=-1)")
+        if tuple(output_shape)[-1:] == (1,):
+            raise ValueError(f"{self.name} needs 2 or more outputs per vector, the model has "
+                             f"1: one number normalises to +-1, whose gradient is 0")
+        return super().prepare_targets(y, output_shape, dtype)
+
+    def _elements(self, xp, y_pred, y_true):
+        p_norm = xp.sqrt((y_pred * y_pred).sum(axis=-1, keepdims=True))
+        p_div = xp.maximum(p_norm, self.epsilon)
+        p = y_pred / p_div
+        t = y_true / xp.maximum(xp.sqrt((y_true * y_true).sum(axis=-1, keepdims=True)),
+                                self.epsilon)
+        cos = (t * p).sum(axis=-1, keepdims=True)
+        # d(-t . y/|y|)/dy = -(t - cos * y/|y|) / |y|; below epsilon the norm is a constant
+        grad = -(t - (p_norm > self.epsilon) * cos * p) / p_div
+        return -cos[..., 0], grad
+
+
 _ALIASES = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
@@ -336,6 +557,16 @@ _ALIASES = {
     "binary_crossentropy": BinaryCrossentropy, "bce": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "mape": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "log_cosh": LogCosh, "logcosh": LogCosh,
+    "hinge": Hinge, "squared_hinge": SquaredHinge, "categorical_hinge": CategoricalHinge,
+    "kl_divergence": KLDivergence, "kld": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
+    "poisson": Poisson,
+    "cosine_similarity": CosineSimilarity,
 }
 
 

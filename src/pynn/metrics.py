@@ -33,6 +33,7 @@ Names: a metric given to compile as a string is logged under that string, as Ker
 `name` (Keras' default names: `AUC()` is `auc`, `BinaryAccuracy()` `binary_accuracy`).
 
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
+`mape` and `msle` are Keras' formulas (epsilon 1e-7), means over every element as MSE;
 `r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
 "uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
 """
@@ -95,6 +96,23 @@ def mean_absolute_error(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("mean_absolute_error", y_true, y_pred)
     return float(np.mean(np.abs(y_pred.astype(np.float64) - y_true)))
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7)) (Keras' MAPE)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    _same_shape("mean_absolute_percentage_error", y_true, y_pred)
+    y_true = y_true.astype(np.float64)
+    return float(100 * np.mean(np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), 1e-7)))
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))^2) (Keras' MSLE)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    _same_shape("mean_squared_logarithmic_error", y_true, y_pred)
+    d = (np.log1p(np.maximum(y_pred.astype(np.float64), 1e-7))
+         - np.log1p(np.maximum(y_true.astype(np.float64), 1e-7)))
+    return float(np.mean(d * d))
 
 
 def _same_shape(name, y_true, y_pred):
@@ -578,6 +596,22 @@ class MeanAbsoluteError(_MeanOf):
     up = False
 
 
+class MeanAbsolutePercentageError(_MeanOf):
+    """Keras' MeanAbsolutePercentageError metric: the MAPE over every element seen."""
+
+    default_name = "mean_absolute_percentage_error"
+    function = staticmethod(mean_absolute_percentage_error)
+    up = False
+
+
+class MeanSquaredLogarithmicError(_MeanOf):
+    """Keras' MeanSquaredLogarithmicError metric: the MSLE over every element seen."""
+
+    default_name = "mean_squared_logarithmic_error"
+    function = staticmethod(mean_squared_logarithmic_error)
+    up = False
+
+
 # ---- names ----------------------------------------------------------------------------------
 _FUNCTIONS = {
     "binary_accuracy": binary_accuracy,
@@ -585,6 +619,10 @@ _FUNCTIONS = {
     "sparse_categorical_accuracy": sparse_categorical_accuracy,
     "mse": mean_squared_error, "mean_squared_error": mean_squared_error,
     "mae": mean_absolute_error, "mean_absolute_error": mean_absolute_error,
+    "mape": mean_absolute_percentage_error,
+    "mean_absolute_percentage_error": mean_absolute_percentage_error,
+    "msle": mean_squared_logarithmic_error,
+    "mean_squared_logarithmic_error": mean_squared_logarithmic_error,
 }
 _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
     "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
@@ -598,6 +636,8 @@ _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for th
     "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
     "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
     "RootMeanSquaredError": "root_mean_squared_error", "R2Score": "r2_score",
+    "MeanAbsolutePercentageError": "mean_absolute_percentage_error",
+    "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error",
     "BinaryCrossentropy": "binary_crossentropy",
     "CategoricalCrossentropy": "categorical_crossentropy",
     "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
@@ -660,7 +700,9 @@ def get(identifier, loss_name=None, output_dim=1):
 _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
                                             RootMeanSquaredError, R2Score, BinaryAccuracy,
                                             CategoricalAccuracy, SparseCategoricalAccuracy,
-                                            MeanSquaredError, MeanAbsoluteError)}
+                                            MeanSquaredError, MeanAbsoluteError,
+                                            MeanAbsolutePercentageError,
+                                            MeanSquaredLogarithmicError)}
 # pynn's metric functions a file may name (a file never names anything else of this module)
 _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
                                                  f1_score, roc_auc, root_mean_squared_error,
@@ -792,8 +834,10 @@ class EpochLogs(Mapping):
 
 
 __all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "MeanAbsoluteError",
-           "MeanMetricWrapper", "MeanSquaredError", "Metric", "Precision", "R2Score", "Recall",
+           "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
+           "MeanSquaredLogarithmicError", "Metric", "Precision", "R2Score", "Recall",
            "RootMeanSquaredError", "SparseCategoricalAccuracy", "binary_accuracy",
            "categorical_accuracy", "f1_score", "get", "mean_absolute_error",
-           "mean_squared_error", "precision", "r2_score", "recall", "roc_auc",
+           "mean_absolute_percentage_error", "mean_squared_error",
+           "mean_squared_logarithmic_error", "precision", "r2_score", "recall", "roc_auc",
            "root_mean_squared_error", "sparse_categorical_accuracy"]

@@ -1,0 +1,533 @@
+"""Keras 3's other losses (MAPE, MSLE, log-cosh, hinges, KL divergence, Poisson, cosine
+similarity): values against float64 NumPy references written from Keras' formulas, finite-
+difference gradients, training on the numpy and cpu backends (the native engine falls back),
+the fake CuPy backend, names and files, errors, and the `mape`/`msle` metrics."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import fake_cupy
+import numpy as np
+import pytest
+from conftest import import_keras, requires_backend
+from gradcheck import assert_close_grad, numeric_grad
+
+import pynn
+from pynn import engine as engine_mod
+from pynn import losses, metrics
+
+EPS = 1e-7  # keras.backend.epsilon()
+
+
+# ---- references: Keras 3's formulas (keras/src/losses/losses.py), per sample, in float64 ------
+def _hinge_labels(t):
+    # convert_binary_labels_to_hinge: 0/1 labels (all of them) become -1/1
+    return 2 * t - 1 if np.isin(t, (0, 1)).all() else t
+
+
+def _l2_normalize(x):
+    # keras.ops.normalize(order=2): x * min(rsqrt(sum x^2), 1 / epsilon)
+    with np.errstate(divide="ignore"):
+        inv = 1 / np.sqrt((x * x).sum(axis=-1, keepdims=True))
+    return x * np.minimum(inv, 1 / EPS)
+
+
+REFERENCES = {
+    "mape": lambda t, p: 100 * np.mean(np.abs((t - p) / np.maximum(np.abs(t), EPS)), axis=-1),
+    "msle": lambda t, p: np.mean((np.log(np.maximum(p, EPS) + 1)
+                                  - np.log(np.maximum(t, EPS) + 1)) ** 2, axis=-1),
+    "log_cosh": lambda t, p: np.mean((p - t) + np.logaddexp(0, -2 * (p - t)) - np.log(2),
+                                     axis=-1),  # Keras' x + softplus(-2x) - log 2
+    "hinge": lambda t, p: np.mean(np.maximum(1 - _hinge_labels(t) * p, 0), axis=-1),
+    "squared_hinge": lambda t, p: np.mean(np.maximum(1 - _hinge_labels(t) * p, 0) ** 2, axis=-1),
+    "categorical_hinge": lambda t, p: np.maximum(
+        np.max((1 - t) * p, axis=-1) - np.sum(t * p, axis=-1) + 1, 0),
+    "kl_divergence": lambda t, p: np.sum(
+        np.clip(t, EPS, 1) * np.log(np.clip(t, EPS, 1) / np.clip(p, EPS, 1)), axis=-1),
+    "poisson": lambda t, p: np.mean(p - t * np.log(p + EPS), axis=-1),
+    "cosine_similarity": lambda t, p: -np.sum(_l2_normalize(t) * _l2_normalize(p), axis=-1),
+}
+
+CLASSES = {"mape": losses.MeanAbsolutePercentageError,
+           "msle": losses.MeanSquaredLogarithmicError, "log_cosh": losses.LogCosh,
+           "hinge": losses.Hinge, "squared_hinge": losses.SquaredHinge,
+           "categorical_hinge": losses.CategoricalHinge, "kl_divergence": losses.KLDivergence,
+           "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity}
+NAMES = list(CLASSES)
+
+
+def _reference(name, t, p, w=None):
+    """Keras' reduction: per-sample losses, weighted, summed over the batch size (every entry
+    of the per-sample loss counts, as for (N, T, F) outputs)."""
+    per_sample = REFERENCES[name](np.asarray(t, np.float64), np.asarray(p, np.float64))
+    if w is not None:
+        per_sample = per_sample * np.reshape(w, (-1,) + (1,) * (per_sample.ndim - 1))
+    return per_sample.sum() / per_sample.size
+
+
+def _away(x, kinks, gap=1e-3):
+    """x with every value at least `gap` from each kink (finite differences need smoothness)."""
+    x = x.copy()
+    for k in kinks:
+        near = np.abs(x - k) < gap
+        x[near] = k + np.where(x[near] >= k, gap, -gap) * 3
+    return x
+
+
+def _data(name, rng, shape, smooth=False):
+    """(y_true, y_pred) of `shape` in the loss's domain; smooth: away from kinks and clips."""
+    d = shape[-1]
+    normal = rng.normal(size=shape)
+    if name == "mape":
+        t = rng.normal(size=shape) * 3
+        return t, t + _away(normal, [0]) if smooth else normal * 3  # smooth: y_pred != y_true
+    if name == "msle":
+        t = rng.uniform(0, 4, size=shape) * (rng.random(shape) > 0.2)  # some zeros
+        p = rng.uniform(-1, 4, size=shape)  # some negatives: clipped to epsilon, as in Keras
+        return t, _away(p, [0]) if smooth else p
+    if name == "log_cosh":
+        t, p = normal * 2, rng.normal(size=shape) * 2
+        assert np.allclose(np.log(np.cosh(p - t)), REFERENCES["log_cosh"](t[..., None],
+                                                                          p[..., None]))
+        return t, p
+    if name in ("hinge", "squared_hinge"):
+        t = rng.integers(0, 2, size=shape).astype(np.float64)
+        if rng.random() < 0.5:
+            t = 2 * t - 1  # -1/1 labels as well as 0/1
+        p = normal * 1.5
+        return t, _away(p, [1, -1]) if smooth else p
+    if name == "categorical_hinge":
+        t = np.eye(d)[rng.integers(0, d, size=shape[:-1])]
+        p = normal * 2
+        while smooth:  # no margin at the hinge's kink, no tie for the largest other score
+            others = np.sort((1 - t) * p, axis=-1)
+            margin = others[..., -1] - (t * p).sum(axis=-1) + 1
+            gap = others[..., -1] - others[..., -2] if d > 1 else np.ones(shape[:-1])
+            if (np.abs(margin) > 1e-2).all() and (gap > 1e-2).all():
+                break
+            p = rng.normal(size=shape) * 2
+        return t, p
+    if name == "kl_divergence":
+        t = rng.dirichlet(np.ones(d), size=shape[:-1]) * (rng.random(shape) > 0.2)
+        p = rng.dirichlet(np.ones(d), size=shape[:-1])
+        return t, np.clip(p, 1e-3, 1 - 1e-3) if smooth else p
+    if name == "poisson":
+        return rng.poisson(2.0, size=shape).astype(np.float64), rng.uniform(0.05, 5, size=shape)
+    if name == "cosine_similarity":
+        return rng.normal(size=shape), normal
+    raise AssertionError(name)
+
+
+def _value_and_grad(loss, t, p, w=None, backend="numpy"):
+    b = pynn.get_backend(backend) if isinstance(backend, str) else backend
+    y = loss.prepare_targets(t, p.shape[1:], p.dtype)
+    yd, pd = b.asarray(y, y.dtype), b.asarray(p, p.dtype)
+    wd = None if w is None else b.asarray(w, p.dtype)
+    value, grad = loss.value_and_grad(b, pd, yd, wd)
+    return value, b.to_numpy(grad)
+
+
+def _shapes(name):
+    features = (3, 129) if name == "cosine_similarity" else (1, 3, 129)
+    return [(n, d) for n in (1, 3, 17) for d in features]
+
+
+# ---- (1) values ----------------------------------------------------------------------------
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+@pytest.mark.parametrize("name", NAMES)
+def test_value_is_keras_formula(rng, name, weighted):
+    loss = losses.get(name)
+    for shape in _shapes(name):
+        t, p = _data(name, rng, shape)
+        w = rng.uniform(0, 3, size=shape[0]) if weighted else None
+        want = _reference(name, t, p, w)
+        value, grad = _value_and_grad(loss, t, p, w)  # float64 on the numpy backend
+        assert isinstance(value, float) and grad.dtype == np.float64 and grad.shape == p.shape
+        np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-12, err_msg=f"{shape}")
+        # float32, as a model computes it: float32 gradients, the value to float32 rounding
+        f32 = np.float32
+        value32, grad32 = _value_and_grad(loss, t, p.astype(f32), w)
+        assert grad32.dtype == f32
+        w32 = None if w is None else w.astype(f32)
+        want32 = _reference(name, t.astype(f32), p.astype(f32), w32)
+        np.testing.assert_allclose(value32, want32, rtol=2e-5, atol=2e-5, err_msg=f"{shape}")
+        if not weighted:  # the standalone call, Keras' argument order
+            np.testing.assert_allclose(loss(t, p), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sequence_outputs_average_over_every_position(rng, name):
+    """(N, T, F) predictions: Keras reduces the last axis, then averages over N * T."""
+    t, p = _data(name, rng, (4, 5, 3))
+    w = rng.uniform(0, 2, size=4)
+    value, _ = _value_and_grad(losses.get(name), t, p, w)
+    np.testing.assert_allclose(value, _reference(name, t, p, w), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_d_inputs_read_as_keras_does(rng, name):
+    """A standalone 1-D call: one value per sample for the element-wise losses, one
+    sample's vector for those that sum over the last axis."""
+    t, p = _data(name, rng, (1, 6))
+    row = name in ("categorical_hinge", "kl_divergence", "cosine_similarity")
+    want = _reference(name, t, p) if row else _reference(name, t.reshape(6, 1), p.reshape(6, 1))
+    np.testing.assert_allclose(losses.get(name)(t[0], p[0]), want, rtol=1e-10)
+
+
+def test_edge_inputs_stay_finite_where_keras_does():
+    f32 = np.float32
+    cases = [  # (loss, y_true, y_pred, Keras' value written out)
+        ("mape", [[0.0, 2.0]], [[1e-3, 1.0]], 100 * (1e-3 / EPS + 0.5) / 2),
+        ("msle", [[0.0, 1.0]], [[-5.0, 0.0]], np.log1p(1.0) ** 2 / 2),
+        ("log_cosh", [[0.0, 0.0]], [[1e4, -1e4]], 1e4 - np.log(2)),
+        ("kl_divergence", [[0.0, 1.0]], [[1.0, 0.0]], 1e-7 * np.log(1e-7) - np.log(1e-7)),
+        ("poisson", [[0.0, 3.0]], [[0.0, 0.0]], -3 * np.log(EPS) / 2),
+        ("cosine_similarity", [[0.0, 0.0], [1.0, 0.0]], [[1.0, 2.0], [0.0, 0.0]], 0.0),
+        ("categorical_hinge", [[0.0, 1.0]], [[1e30, -1e30]], 2e30 + 1),
+    ]
+    for name, t, p, keras_value in cases:
+        for dtype in (np.float64, f32):
+            value, grad = _value_and_grad(losses.get(name), np.array(t), np.array(p, dtype))
+            assert np.isfinite(value) and np.isfinite(grad).all(), (name, dtype)
+            np.testing.assert_allclose(value, keras_value, rtol=1e-5, err_msg=name)
+            np.testing.assert_allclose(value, _reference(name, t, p), rtol=1e-5, err_msg=name)
+    # below epsilon MSLE's and KLD's predictions are clipped: no gradient there, as in Keras
+    _, grad = _value_and_grad(losses.get("msle"), np.array([[1.0]]), np.array([[-2.0]]))
+    assert grad[0, 0] == 0
+    _, grad = _value_and_grad(losses.get("kld"), np.array([[1.0]]), np.array([[-0.5]]))
+    assert grad[0, 0] == 0
+
+
+# ---- (2) gradients -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_match_finite_differences(float64_numpy, rng, name):
+    loss = losses.get(name)
+    shapes = [(3, 4), (1, 2) if name == "cosine_similarity" else (1, 1), (2, 3, 3)]
+    for shape in shapes:
+        t, p = _data(name, rng, shape, smooth=True)
+        for w in (None, rng.uniform(0.2, 2, size=shape[0])):
+            y = loss.prepare_targets(t, shape[1:], np.float64)
+            value, grad = loss.value_and_grad(float64_numpy, p, y, w)
+
+            def f(p=p, y=y, w=w):
+                return loss.value_and_grad(float64_numpy, p, y, w)[0]
+
+            assert_close_grad(grad, numeric_grad(f, p), rtol=1e-5, atol=1e-8,
+                              what=f"{name} {shape} weighted={w is not None}")
+
+
+def test_the_gradients_of_every_loss_are_not_zero(rng):
+    """(a gradient check passes for a loss whose value and gradient are both wrong constants
+    only if the value is constant too; this pins that each gradient moves)"""
+    for name in NAMES:
+        t, p = _data(name, rng, (5, 3), smooth=True)
+        _, grad = _value_and_grad(losses.get(name), t, p)
+        assert np.abs(grad).max() > 1e-4, name
+
+
+# ---- (3) training, backends, the native engine's fall-back ---------------------------------
+def _task(name, rng, n=64):
+    """(x, y, output units, output activation) of a learnable task for the loss."""
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    w = rng.normal(size=(5, 3)) / np.sqrt(5)
+    z = x @ w
+    if name == "mape":
+        return x, 2 + np.abs(z[:, :1]), 1, "linear"
+    if name == "msle":
+        return x, np.exp(z[:, :2]), 2, "linear"
+    if name == "log_cosh":
+        return x, z[:, :2], 2, "linear"
+    if name in ("hinge", "squared_hinge"):
+        return x, (z[:, :1] > 0).astype(np.float64), 1, "linear"
+    if name == "categorical_hinge":
+        return x, np.eye(3)[z.argmax(axis=1)], 3, "linear"
+    if name == "kl_divergence":
+        e = np.exp(2 * z)
+        return x, e / e.sum(axis=1, keepdims=True), 3, "softmax"
+    if name == "poisson":
+        return x, rng.poisson(1 / (1 + np.exp(-z[:, :1]))).astype(np.float64), 1, "sigmoid"
+    if name == "cosine_similarity":
+        return x, z, 3, "linear"
+    raise AssertionError(name)
+
+
+def _train(name, backend, x, y, units, act, w):
+    pynn.set_seed(5)
+    model = pynn.Sequential([pynn.Input((x.shape[1],)), pynn.Dense(8, activation="tanh"),
+                             pynn.Dense(units, activation=act)])
+    model.compile(pynn.optimizers.Adam(0.02), losses.get(name), backend=backend)
+    before = model.evaluate(x, y, sample_weight=w)
+    history = model.fit(x, y, sample_weight=w, epochs=5, batch_size=16, shuffle=False,
+                        verbose=0)
+    return model, before, history.history["loss"]
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_on_numpy_and_cpu_gives_the_same_losses(rng, name):
+    x, y, units, act = _task(name, rng)
+    w = rng.uniform(0.5, 1.5, size=len(x))
+    runs = {}
+    for backend in ("numpy", "cpu"):
+        model, before, history = _train(name, backend, x, y, units, act, w)
+        after = model.evaluate(x, y, sample_weight=w)
+        assert all(np.isfinite(history)) and after < before, (backend, before, history, after)
+        # evaluate is the reference formula on the model's predictions (weights included)
+        np.testing.assert_allclose(after, _reference(name, y, model.predict(x), w),
+                                   rtol=2e-5, atol=1e-6)
+        runs[backend] = history, model.predict(x)
+    np.testing.assert_allclose(runs["cpu"][0], runs["numpy"][0], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(runs["cpu"][1], runs["numpy"][1], rtol=2e-3, atol=2e-4)
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("name", NAMES)
+def test_the_native_engine_falls_back_visibly(rng, name):
+    x, y, units, act = _task(name, rng, n=8)
+    model = pynn.Sequential([pynn.Input((x.shape[1],)), pynn.Dense(units, activation=act)])
+    model.compile("sgd", losses.get(name), backend="cpu")
+    reason = engine_mod.unsupported_reason(model)
+    assert reason == f"loss {type(model.loss).__name__} (the engine has MSE, MAE, Huber and " \
+        "the cross-entropies)"
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Training engine: layers (native engine not used: " in lines[0]
+    with pytest.raises(ValueError, match="native engine cannot train this model"):
+        model.fit(x, y, verbose=0, engine="native")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.engine_reason == reason
+    # the same model with MSE does run natively: the loss alone made it fall back
+    model.compile("sgd", "mse", backend="cpu")
+    if act != "softmax":  # (the engine takes softmax with the cross-entropies only)
+        assert engine_mod.unsupported_reason(model) is None
+
+
+@pytest.fixture
+def fake_cupy_backend(monkeypatch):
+    from pynn.backend.cupy_backend import CupyBackend
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
+    return CupyBackend()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_losses_run_on_gpu_arrays(fake_cupy_backend, rng, name):
+    """CuPy arrays (CuPy's rules on the host): the losses use backend.xp, never NumPy, and give
+    the numpy backend's values and gradients."""
+    t, p = _data(name, rng, (7, 3))
+    w = rng.uniform(0, 2, size=7)
+    loss = losses.get(name)
+    for dtype in (np.float32, np.float64):
+        value, grad = _value_and_grad(loss, t, p.astype(dtype), w, backend=fake_cupy_backend)
+        want_value, want_grad = _value_and_grad(loss, t, p.astype(dtype), w)
+        assert type(value) is float and grad.dtype == dtype
+        np.testing.assert_allclose(value, want_value, rtol=1e-6)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-12)
+
+
+# ---- (4) names, configs, files -------------------------------------------------------------
+ALIASES = {
+    "mape": losses.MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": losses.MeanAbsolutePercentageError,
+    "MAPE": losses.MeanAbsolutePercentageError,
+    "msle": losses.MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": losses.MeanSquaredLogarithmicError,
+    "MSLE": losses.MeanSquaredLogarithmicError,
+    "log_cosh": losses.LogCosh, "logcosh": losses.LogCosh,
+    "hinge": losses.Hinge, "squared_hinge": losses.SquaredHinge,
+    "categorical_hinge": losses.CategoricalHinge,
+    "kl_divergence": losses.KLDivergence, "kld": losses.KLDivergence,
+    "KLD": losses.KLDivergence, "kullback_leibler_divergence": losses.KLDivergence,
+    "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity,
+}
+KERAS_NAMES = {  # each class's Keras 3 default `name`
+    losses.MeanAbsolutePercentageError: "mean_absolute_percentage_error",
+    losses.MeanSquaredLogarithmicError: "mean_squared_logarithmic_error",
+    losses.LogCosh: "log_cosh", losses.Hinge: "hinge", losses.SquaredHinge: "squared_hinge",
+    losses.CategoricalHinge: "categorical_hinge", losses.KLDivergence: "kl_divergence",
+    losses.Poisson: "poisson", losses.CosineSimilarity: "cosine_similarity",
+}
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_names_classes_and_configs_round_trip(alias):
+    cls = ALIASES[alias]
+    loss = losses.get(alias)
+    assert type(loss) is cls and loss.name == KERAS_NAMES[cls]
+    assert type(losses.get(cls.__name__)) is cls and type(losses.get(cls)) is cls
+    spec = losses.serialize(loss)
+    assert spec["class_name"] == cls.__name__ and "custom" not in spec
+    twin = losses.get(spec)
+    assert type(twin) is cls and twin.get_config() == loss.get_config()
+    assert type(pickle.loads(pickle.dumps(loss))) is cls
+    with pytest.raises(ValueError, match="reduction='sum' is not supported"):
+        cls(reduction="sum")
+
+
+def test_cosine_similarity_keeps_its_axis():
+    loss = losses.CosineSimilarity(axis=1)
+    assert loss.get_config() == {"axis": 1} and repr(loss) == "CosineSimilarity(axis=1)"
+    twin = losses.get(losses.serialize(loss))
+    assert type(twin) is losses.CosineSimilarity and twin.axis == 1
+    assert losses.get({"class_name": "CosineSimilarity", "config": {}}).axis == -1
+    t, p = np.array([[1.0, 2.0, 2.0]]), np.array([[2.0, 4.0, 4.0]])
+    assert loss(t, p) == pytest.approx(-1.0) == losses.CosineSimilarity()(t, p)
+
+
+@pytest.mark.parametrize("ext", ["npz", "h5"])
+@pytest.mark.parametrize("name", NAMES)
+def test_a_compiled_model_saves_and_loads_with_the_loss(tmp_path, rng, name, ext):
+    if ext == "h5":
+        pytest.importorskip("h5py")
+    x, y, units, act = _task(name, rng, n=16)
+    model = pynn.Sequential([pynn.Input((x.shape[1],)), pynn.Dense(units, activation=act)])
+    loss = losses.CosineSimilarity(axis=1) if name == "cosine_similarity" else name
+    model.compile("adam", loss)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / f"m.{ext}")
+    loaded = pynn.load_model(tmp_path / f"m.{ext}")
+    assert type(loaded.loss) is CLASSES[name]
+    assert loaded.loss.get_config() == model.loss.get_config()
+    assert loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y), rel=1e-6)
+    twin = pickle.loads(pickle.dumps(model))
+    assert type(twin.loss) is CLASSES[name]
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)  # and trains on
+
+
+# ---- (5) bad input -------------------------------------------------------------------------
+@pytest.mark.parametrize("name,targets,message", [
+    ("hinge", [[0.5], [1.0]], r"hinge: targets must be -1 or 1 .*got 0\.5"),
+    ("squared_hinge", [[2.0], [1.0]], r"squared_hinge: targets must be -1 or 1 .*got 2"),
+    ("hinge", [[-1.0], [0.0]], r"hinge: targets mix -1 and 0"),
+    ("msle", [[-0.5], [1.0]], r"mean_squared_logarithmic_error: targets must lie in \[0, inf\]"),
+    ("poisson", [[-1.0], [1.0]], r"poisson: targets must lie in \[0, inf\] \(counts"),
+    ("kld", [[1.5], [0.0]], r"kl_divergence: targets must lie in \[0, 1\]"),
+    ("mape", [[np.nan], [1.0]], r"NaN"),
+])
+def test_bad_targets_are_named(name, targets, message):
+    loss = losses.get(name)
+    with pytest.raises(ValueError, match=message):
+        loss(np.array(targets), np.ones((2, 1)))
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", loss)
+    with pytest.raises(ValueError, match=message):
+        model.fit(np.ones((2, 2)), np.array(targets), verbose=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mismatched_shapes_are_refused(name):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3)])
+    model.compile("sgd", name)
+    with pytest.raises(ValueError, match=r"targets have shape \(4, 2\) but the model's "
+                                         r"predictions have shape \(4, 3\)"):
+        model.fit(np.ones((4, 2)), np.zeros((4, 2)), verbose=0)
+    with pytest.raises(ValueError, match="targets have shape"):
+        losses.get(name)(np.zeros((5, 3)), np.zeros((4, 3)))
+
+
+def test_cosine_similarity_refuses_what_it_cannot_compare():
+    one = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    one.compile("sgd", "cosine_similarity")
+    with pytest.raises(ValueError, match="cosine_similarity needs 2 or more outputs"):
+        one.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3)])
+    model.compile("sgd", losses.CosineSimilarity(axis=0))
+    with pytest.raises(ValueError, match=r"axis=0 is not the last axis .*axis=-1"):
+        model.fit(np.ones((4, 2)), np.ones((4, 3)), verbose=0)
+    for axis in ("1", 1.0, True):
+        with pytest.raises(TypeError, match="axis must be an int"):
+            losses.CosineSimilarity(axis=axis)
+
+
+def test_hinge_reads_zero_one_labels_as_keras_does(rng):
+    p = rng.normal(size=(6, 2))
+    t01 = rng.integers(0, 2, size=(6, 2)).astype(np.float64)
+    for name in ("hinge", "squared_hinge"):
+        loss = losses.get(name)
+        assert loss(t01, p) == pytest.approx(loss(2 * t01 - 1, p), rel=1e-12)
+        literal = np.maximum(1 - t01 * p, 0) ** (2 if name == "squared_hinge" else 1)
+        assert loss(t01, p) != pytest.approx(literal.mean())  # 0 is not taken as a label 0
+    # class weights read the 0/1 labels as given (the loss converts them itself)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=(20, 1))
+    runs = []
+    for kw in ({"class_weight": {0: 2.0, 1: 0.5}}, {"sample_weight": np.where(y[:, 0], 0.5, 2.0)}):
+        pynn.set_seed(1)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+        model.compile("sgd", "hinge")
+        runs.append(model.fit(x, y, epochs=2, batch_size=5, shuffle=False, verbose=0,
+                              **kw).history["loss"])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+    # all-ones batches are the same labels either way; bool labels are 0/1
+    assert losses.Hinge()(np.ones((3, 1), bool), p[:3, :1]) == pytest.approx(
+        np.maximum(1 - p[:3, 0], 0).mean())
+
+
+# ---- metrics -------------------------------------------------------------------------------
+def test_mape_and_msle_metrics_have_keras_names_and_values(rng):
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = np.abs(rng.normal(size=(30, 2))) + 0.5
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    model.compile("sgd", "mse", metrics=["mape", "msle", metrics.MeanAbsolutePercentageError(),
+                                         "MeanSquaredLogarithmicError"])
+    history = model.fit(x, y, epochs=1, batch_size=7, verbose=0).history
+    assert list(history) == ["loss", "mape", "msle", "mean_absolute_percentage_error",
+                             "MeanSquaredLogarithmicError"]
+    logs = model.evaluate(x, y, batch_size=7, return_dict=True)
+    p = model.predict(x)
+    for key, name in [("mape", "mape"), ("msle", "msle"),
+                      ("mean_absolute_percentage_error", "mape"),
+                      ("MeanSquaredLogarithmicError", "msle")]:
+        np.testing.assert_allclose(logs[key], _reference(name, y, p), rtol=1e-5)
+    assert metrics.mean_absolute_percentage_error(y, p) == pytest.approx(
+        losses.get("mape")(y, p), rel=1e-5)
+    assert metrics.mean_squared_logarithmic_error(y, p) == pytest.approx(
+        losses.get("msle")(y, p), rel=1e-5)
+    for name in ("mape", "msle", "mean_absolute_percentage_error"):
+        assert metrics.get(name).direction == "down"
+        assert pynn.callbacks._higher_is_better(name, "auto", model) is False
+
+
+def test_mape_metric_objects_save_and_load(tmp_path, rng):
+    x = rng.normal(size=(12, 3)).astype(np.float32)
+    y = rng.normal(size=(12, 1)) + 3
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mape", metrics=[metrics.MeanSquaredLogarithmicError(name="m"), "mape"])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    assert loaded.metrics_names == model.metrics_names == ["loss", "m", "mape"]
+    np.testing.assert_allclose(loaded.evaluate(x, y), model.evaluate(x, y), rtol=1e-6)
+
+
+@requires_backend("cpu")
+def test_mape_metric_on_the_native_engine(rng):
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = x[:, :1] * 2 + 5
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("adam", "mse", metrics=["mape", "msle"], backend="cpu")
+    assert engine_mod.unsupported_reason(model) is None
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert model.engine_reason is None
+    logs = model.evaluate(x, y, return_dict=True)
+    np.testing.assert_allclose(logs["mape"], _reference("mape", y, model.predict(x)), rtol=1e-5)
+
+
+# ---- Keras itself, where it is installed ---------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_against_keras(rng, name):
+    keras = import_keras()
+    keras_loss = keras.losses.get(
+        {"mape": "MeanAbsolutePercentageError", "msle": "MeanSquaredLogarithmicError",
+         "log_cosh": "LogCosh", "hinge": "Hinge", "squared_hinge": "SquaredHinge",
+         "categorical_hinge": "CategoricalHinge", "kl_divergence": "KLDivergence",
+         "poisson": "Poisson", "cosine_similarity": "CosineSimilarity"}[name])
+    for shape in _shapes(name):
+        t, p = _data(name, rng, shape)
+        p = p.astype(np.float32)
+        w = rng.uniform(0, 3, size=shape[0])
+        want = float(keras_loss(t.astype(np.float32), p, sample_weight=w.astype(np.float32)))
+        value, _ = _value_and_grad(losses.get(name), t, p, w)
+        np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, err_msg=f"{shape}")
