@@ -385,11 +385,7 @@ def get(identifier) -> Optimizer:
         if isinstance(lr, dict):
             from . import schedules
 
-            pynn_schedules = {name: c for name, c in vars(schedules).items()
-                              if isinstance(c, type) and issubclass(c, LearningRateSchedule)
-                              and c is not LearningRateSchedule}  # the base computes nothing
-            config["learning_rate"] = _custom.rebuild(lr, pynn_schedules.get,
-                                                      "learning-rate schedule")
+            config["learning_rate"] = schedules.deserialize(lr)
         if config.get("clipvalue") is not None and (config.get("clipnorm") is not None or
                                                    config.get("global_clipnorm") is not None):
             # written by a pynn that took both and applied the norm alone: that is kept
