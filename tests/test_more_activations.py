@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import requires_backend
+from conftest import import_keras, requires_backend
 
 import pynn
 from pynn.backend import get_backend
@@ -140,6 +140,22 @@ def test_pytorchs_functions_agree(rng):
             dz = b.activation_backward(name, 0.0, zz, y, np.ones_like(zz))
             np.testing.assert_allclose(dz, t.grad.numpy(), rtol=1e-5, atol=1e-6,
                                        err_msg=f"{backend} {name}'")
+
+
+def test_kerass_functions_agree(rng):
+    """Keras 3 itself, when installed (on PyTorch where TensorFlow is absent)."""
+    keras = import_keras()
+    z = _inputs(rng).astype(np.float32)
+    for name in NEW:
+        theirs = keras.ops.convert_to_numpy(getattr(keras.activations, name)(z))
+        for backend in ("numpy", "cpu") if "cpu" in pynn.available_backends() else ("numpy",):
+            np.testing.assert_allclose(get_backend(backend).activation_forward(name, z, 0.0),
+                                       theirs, rtol=2e-6, atol=2e-6,
+                                       err_msg=f"{backend} {name}")
+    for alias in ("swish", "hard_swish"):
+        theirs = keras.ops.convert_to_numpy(keras.activations.get(alias)(z))
+        np.testing.assert_allclose(pynn.activations.get(alias)(z), theirs, rtol=2e-6,
+                                   atol=2e-6, err_msg=alias)
 
 
 def test_kerass_names():
