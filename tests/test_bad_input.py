@@ -288,8 +288,8 @@ def test_keras_style_containers_as_x_are_named(rng):
     x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1))
     with pytest.raises(ValueError, match=r"not a rectangular array .*fit\(x, y\)"):
         model.fit((x, y), epochs=1, verbose=0)
-    with pytest.raises(TypeError, match="generator; pynn takes arrays"):
-        model.fit((row for row in x), y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="y must be None when x gives the data batch by batch"):
+        model.fit((row for row in x), y, epochs=1, verbose=0)  # rows, not batches
     with pytest.raises(TypeError, match="dict; pynn takes arrays"):
         model.predict({"input": x})
     assert model.predict([list(r) for r in x]).shape == (8, 1)  # nested lists still work

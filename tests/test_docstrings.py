@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-MODULES = ["pynn", "pynn.activations", "pynn.callbacks", "pynn.config", "pynn.initializers",
+MODULES = ["pynn", "pynn.activations", "pynn.batch_sources", "pynn.callbacks", "pynn.config", "pynn.initializers",
            "pynn.layers", "pynn.losses", "pynn.metrics", "pynn.ops", "pynn.optimizers",
            "pynn.regularizers", "pynn.schedules", "pynn.saving", "pynn.model", "pynn.onnx",
            "pynn.custom_objects", "pynn.sklearn", "pynn.info", "pynn.archive"]

@@ -250,6 +250,23 @@ def scenario_more_activations(backend, rng):
     return out
 
 
+def scenario_batch_sources(backend, rng):
+    """Data given batch by batch (a generator; validation, evaluate and predict from
+    iterables), each batch converted to device arrays as it comes."""
+    x, labels = _data(rng)
+    model = _mlp(x.shape[1], 4, "softmax")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
+
+    def batches(count=None):
+        for i in range(0, len(x) if count is None else count, 16):
+            yield x[i:i + 16], labels[i:i + 16]
+
+    history = model.fit(batches(), epochs=1, verbose=0, validation_data=batches(48))
+    return {"history": history.history, "weights": model.get_weights(),
+            "evaluate": model.evaluate(batches()), "predict": model.predict(batches())}
+
+
 def scenario_regularization_and_stability(backend, rng):
     x, labels = _data(rng)
     model = pynn.Sequential([
@@ -387,7 +404,7 @@ def scenario_float64(backend, rng):
         pynn.set_floatx("float32")
 
 
-SCENARIOS = [scenario_losses_and_optimizers, scenario_more_activations,
+SCENARIOS = [scenario_losses_and_optimizers, scenario_more_activations, scenario_batch_sources,
              scenario_regularization_and_stability,
              scenario_weights_metrics_validation, scenario_callbacks,
              scenario_streaming_freezing_files, scenario_shapes_and_dtypes, scenario_float64]

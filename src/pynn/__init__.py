@@ -8,9 +8,10 @@
 
 __version__ = "0.1.0"
 
-from . import (activations, callbacks, config, initializers, layers, losses, metrics, ops,
-               optimizers, regularizers, schedules)
+from . import (activations, batch_sources, callbacks, config, initializers, layers, losses,
+               metrics, ops, optimizers, regularizers, schedules)
 from .backend import available_backends, get_backend, set_backend
+from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
 from .info import info
 from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Input
@@ -21,11 +22,11 @@ from .threads import get_num_threads, register_with_threadpoolctl, set_num_threa
 register_with_threadpoolctl()
 
 __all__ = [
-    "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "Sequential",
-    "activations", "available_backends", "callbacks", "config", "floatx", "get_backend",
-    "get_num_threads", "info", "initializers", "layers", "load_model", "losses", "metrics",
-    "ops", "optimizers", "regularizers", "schedules", "set_backend", "set_floatx",
-    "set_num_threads", "set_seed",
+    "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "PyDataset",
+    "Sequential", "activations", "available_backends", "batch_sources", "callbacks", "config",
+    "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",
+    "losses", "metrics", "ops", "optimizers", "regularizers", "schedules", "set_backend",
+    "set_floatx", "set_num_threads", "set_seed",
 ]
 
 

@@ -27,9 +27,11 @@ def host_array(x):
 def _numeric(x, name):
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
-    if isinstance(x, dict) or (hasattr(x, "__next__") and not hasattr(x, "__array__")):
-        raise TypeError(f"{name} is a {type(x).__name__}; pynn takes arrays (x, y), not "
-                        f"dicts, generators or datasets")
+    if isinstance(x, dict):
+        raise TypeError(f"{name} is a dict; pynn takes arrays (x, y), not dicts")
+    if hasattr(x, "__next__") and not hasattr(x, "__array__"):
+        raise TypeError(f"{name} is a {type(x).__name__}; this takes arrays (fit, evaluate "
+                        f"and predict take a generator or dataset of batches as x)")
     if isinstance(x, np.ma.MaskedArray):  # its masked entries would be used as they are
         raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
                         f"{name}.filled(value) with the value masked entries should take")

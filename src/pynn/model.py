@@ -10,6 +10,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
+from .batch_sources import BatchSource, is_batch_source
 from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
@@ -528,12 +530,16 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
             engine="auto", sample_weight=None, class_weight=None, validation_freq=1,
-            validation_batch_size=None):
+            validation_batch_size=None, steps_per_epoch=None, validation_steps=None):
         """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
 
         x: (samples, features) array-like (numpy, a pandas DataFrame, a PyTorch CPU tensor
         taken zero-copy, lists; any numeric dtype, converted once); y: targets as the loss
-        takes them. batch_size: default 32. verbose: 'auto' or 1 a progress bar on a terminal
+        takes them. Or x gives the data batch by batch (y, batch_size and sample_weight then
+        come with it): a generator, an iterable such as a PyTorch DataLoader, or a
+        pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
+        (x, y, sample_weight); steps_per_epoch batches an epoch (default: all of it), and
+        validation_data may be one too (validation_steps). batch_size: default 32. verbose: 'auto' or 1 a progress bar on a terminal
         or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing. shuffle:
         reorder the samples every epoch (seeded by the model's shuffle seed and the step, so
         resumed runs continue the same order). initial_epoch: the epoch to start counting
@@ -550,17 +556,18 @@ class Sequential:
         on both engines. Metrics stay unweighted.
         """
         self._check_compiled()
+        if is_batch_source(x):
+            return self._fit_source(x, y, batch_size, epochs, verbose, callbacks,
+                                    validation_split, validation_data, shuffle, initial_epoch,
+                                    engine, sample_weight, class_weight, validation_freq,
+                                    validation_batch_size, steps_per_epoch, validation_steps)
+        if steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for data given batch by batch (a generator, "
+                             "an iterable, a PyDataset); with arrays every epoch takes all of "
+                             "x in batches of batch_size")
+        val_source = self._validation_source(validation_data, validation_steps)
         batch_size = data.check_batch_size(batch_size, 32)
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
-                or initial_epoch < 0:
-            raise ValueError(f"initial_epoch must be a non-negative integer, got "
-                             f"{initial_epoch!r}")
-        if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
-                or validation_freq < 1:
-            raise ValueError(f"validation_freq must be a positive integer, got "
-                             f"{validation_freq!r}")
+        _check_epochs(epochs, initial_epoch, validation_freq)
         val_batch = (None if validation_batch_size is None
                      else data.check_batch_size(validation_batch_size, None))
         x = self._inputs(x)
@@ -577,7 +584,9 @@ class Sequential:
                              f"{validation_split!r}")
         validation_split = split
         w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
-        if validation_data is not None:
+        if val_source is not None:
+            x_val = y_val = None
+        elif validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
                                  "sample_weight_val)")
@@ -680,12 +689,10 @@ class Sequential:
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
                     logs = dict(epoch_logs)
-                    if x_val is not None and (epoch + 1) % validation_freq == 0:
-                        cbs.call("on_test_begin", {})  # as Keras' validation (an evaluate)
-                        val = self._evaluate_arrays(
-                            x_val, y_val, val_batch, w_val, claimed, cbs=cbs)
-                        cbs.call("on_test_end", dict(val))
-                        logs.update({f"val_{k}": v for k, v in val.items()})
+                    if (x_val is not None or val_source is not None) and \
+                            (epoch + 1) % validation_freq == 0:
+                        self._validate(logs, claimed, cbs, val_source, x_val, y_val, val_batch,
+                                       w_val)
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
                     train_logs = logs
@@ -701,6 +708,133 @@ class Sequential:
                 f"callback put others back (EarlyStopping(restore_best_weights=True) restores "
                 f"its best epoch's), model.history the {len(history.epoch)} completed "
                 f"epoch(s)")
+        return history
+
+    def _build_from(self, source):
+        """An unbuilt model is built by the source's first batch (as Keras); returns the
+        epoch's batches with that one first, or None when the model was built."""
+        if self.built:
+            return None
+        batches = source.batches()
+        first = next(batches, None)
+        if first is None:
+            raise ValueError(f"{source.what}: the data gave no batches")
+        self._inputs(first[0])
+        return itertools.chain([first], batches)
+
+    def _validation_source(self, validation_data, validation_steps):
+        """A BatchSource when validation_data gives batches, else None (validation_steps
+        only goes with one)."""
+        if is_batch_source(validation_data):
+            return BatchSource(validation_data, validation_steps, "validation_steps",
+                               "validation")
+        if validation_steps is not None:
+            raise ValueError("validation_steps is for validation_data given batch by batch (a "
+                             "generator, an iterable, a PyDataset)")
+        return None
+
+    def _validate(self, logs, metrics, cbs, source, x_val, y_val, batch_size, w_val):
+        """fit's validation after an epoch, into `logs` as val_*: an evaluate, callbacks'
+        test hooks included (as Keras)."""
+        cbs.call("on_test_begin", {})
+        if source is not None:
+            val = self._evaluate_source(source, metrics, cbs)
+        else:
+            val = self._evaluate_arrays(x_val, y_val, batch_size, w_val, metrics, cbs=cbs)
+        cbs.call("on_test_end", dict(val))
+        logs.update({f"val_{k}": v for k, v in val.items()})
+
+    def _fit_source(self, source, y, batch_size, epochs, verbose, callbacks, validation_split,
+                    validation_data, shuffle, initial_epoch, engine, sample_weight,
+                    class_weight, validation_freq, validation_batch_size, steps_per_epoch,
+                    validation_steps):
+        """fit on data given batch by batch (see fit and pynn.batch_sources): each batch is
+        checked and converted as it comes, then trained as fit trains one of its own."""
+        _no_arrays_with_source("fit", source, y=y, batch_size=batch_size,
+                               sample_weight=sample_weight)
+        if validation_split:
+            raise ValueError("fit: validation_split needs arrays (it takes their last "
+                             "fraction); give validation_data for data given batch by batch")
+        _check_epochs(epochs, initial_epoch, validation_freq)
+        if engine not in ("auto", "native", "layers"):
+            raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
+        del shuffle  # the source's order is its own (Keras 3 ignores shuffle for these too)
+        train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit")
+        val_source = self._validation_source(validation_data, validation_steps)
+        val = None
+        if val_source is None and validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, "
+                                 "y_val, sample_weight_val), or give batches itself")
+            val = validation_data
+        val_batch = data.check_batch_size(validation_batch_size, _PREDICT_BATCH)
+        first = self._build_from(train) if initial_epoch < epochs else None
+        if self.built:  # else no epoch runs
+            self._prepare_compiled()
+        x_val = y_val = w_val = None
+        if val is not None:  # checked once, before training
+            x_val = self._inputs(val[0], "validation x")
+            y_val = self._targets(val[1], x_val.shape[0], "validation y")
+            w_val = None if len(val) < 3 else self._sample_weights(val[2], None, y_val)
+            y_val = self.loss.smooth_targets(y_val)
+        history = History()
+        user_callbacks = _callback_list(callbacks)
+        cbs = CallbackList([*user_callbacks, history], self,
+                           {"epochs": epochs, "steps": train.steps, "verbose": verbose,
+                            "engine": engine})
+        batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
+        progress = EpochProgress(verbose, epochs, train.steps)
+        trainer = _SourceTrainer(self, engine, class_weight)
+        self.stop_training = False
+        self.history = history
+        train_logs = {}
+        cbs.call("on_train_begin", {})
+        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
+            epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
+                                               else claimed)
+            try:
+                for epoch in range(initial_epoch, epochs):
+                    if interrupt.requested:
+                        break
+                    cbs.call("on_epoch_begin", epoch, {})
+                    progress.epoch_begin(epoch)
+                    epoch_logs.reset()
+                    batches, first = first or train.batches(), None
+                    step = 0
+                    for xb, yb, wb in batches:
+                        if batch_hooks:
+                            cbs.call("on_train_batch_begin", step, {})
+                        batch_logs = trainer.train(xb, yb, wb, epoch_logs)
+                        progress.batch_end(step, epoch_logs)
+                        if batch_hooks:
+                            cbs.call("on_train_batch_end", step, epoch_logs.so_far(batch_logs))
+                        step += 1
+                        if interrupt.requested or self.stop_training:
+                            break
+                    if interrupt.requested:
+                        break
+                    if step == 0:  # the source ran out (BatchSource warned)
+                        break
+                    train.epoch_end()
+                    logs = dict(epoch_logs)
+                    if (val is not None or val_source is not None) and \
+                            (epoch + 1) % validation_freq == 0:
+                        self._validate(logs, claimed, cbs, val_source, x_val, y_val, val_batch,
+                                       w_val)
+                    progress.epoch_end(epoch, logs)
+                    cbs.call("on_epoch_end", epoch, logs)
+                    train_logs = logs
+                    if self.stop_training or train.exhausted:
+                        break
+            finally:
+                progress.close()
+        self.engine_reason = trainer.engine_reason
+        cbs.call("on_train_end", dict(train_logs))
+        if interrupt.requested:
+            raise KeyboardInterrupt(
+                f"training interrupted after {self.optimizer.iterations} steps: the model "
+                f"holds the weights of the last completed step, model.history the "
+                f"{len(history.epoch)} completed epoch(s)")
         return history
 
     @staticmethod
@@ -785,32 +919,80 @@ class Sequential:
         """The loss and metrics over x's batches, added to `logs` (an EpochLogs over pieces
         of the data) or to a new one; returns them as a dict. cbs: a CallbackList whose test
         batch hooks run around each batch (when a callback defines them)."""
-        b = self.backend
         if logs is None:  # metrics over the whole set
             logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
         hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
         for batch, start in enumerate(range(0, x.shape[0], batch_size)):
-            if hooks:
-                cbs.call("on_test_batch_begin", batch, {})
-            xb = b.asarray(x[start:start + batch_size], self._dtype)
-            yb = b.asarray(y[start:start + batch_size], y.dtype)
-            wb = None if w is None else b.asarray(w[start:start + batch_size], self._dtype)
-            out = self._forward(xb, training=False, logits=self._fused)
-            loss, _ = self._loss_and_grad(out, yb, wb)
-            loss += self._regularization()
-            batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
-            if hooks:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
-                cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))
+            self._evaluate_batch(x[start:start + batch_size], y[start:start + batch_size],
+                                 None if w is None else w[start:start + batch_size], logs,
+                                 batch, cbs if hooks else None)
         return dict(logs)
 
+    def _evaluate_batch(self, x, y, w, logs, batch, cbs=None):
+        """One batch's loss and metrics added to logs, with the test batch hooks of cbs."""
+        b = self.backend
+        if cbs is not None:
+            cbs.call("on_test_batch_begin", batch, {})
+        xb, yb = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
+        wb = None if w is None else b.asarray(w, self._dtype)
+        out = self._forward(xb, training=False, logits=self._fused)
+        loss, _ = self._loss_and_grad(out, yb, wb)
+        loss += self._regularization()
+        batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
+        if cbs is not None:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
+            cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))
+
+    def _evaluate_source(self, source, metrics=None, cbs=None, batches=None):
+        """The loss and metrics over a BatchSource's batches (one epoch of it), as a dict."""
+        logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
+        hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
+        count = 0
+        for count, (xb, yb, wb) in enumerate(batches or source.batches(), 1):
+            x, y, w = self._source_batch(xb, yb, wb, None, source.what)
+            self._evaluate_batch(x, y, w, logs, count - 1, cbs if hooks else None)
+        source.epoch_end()
+        if count == 0:
+            raise ValueError(f"{source.what}: the data gave no batches")
+        return dict(logs)
+
+    def _source_batch(self, xb, yb, wb, class_weight, what):
+        """One batch from a batch source, checked and converted as fit's arrays are:
+        (x, y, sample weights or None), y ready for the loss."""
+        if yb is None:
+            raise ValueError(f"{what}: a batch has no targets; give (x, y) or (x, y, "
+                             f"sample_weight)")
+        x = self._inputs(xb)
+        y = self._targets(yb, x.shape[0])
+        w = self._sample_weights(wb, class_weight, y)
+        return x, self.loss.smooth_targets(y), w
+
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
-                 sample_weight=None, callbacks=None):
+                 sample_weight=None, callbacks=None, steps=None):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
         sample_weight weighs each sample's loss as in fit (metrics stay unweighted).
-        callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end)."""
+        callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
+        x may give the data batch by batch, as in fit; steps: how many batches (default:
+        all)."""
         self._check_compiled()
-        batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
+        if is_batch_source(x):
+            _no_arrays_with_source("evaluate", x, y=y, batch_size=batch_size,
+                                   sample_weight=sample_weight)
+            source = BatchSource(x, steps, "steps", "evaluate")
+            batches = self._build_from(source)
+            self._prepare_compiled()
+            cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.steps})
+            cbs.call("on_test_begin", {})
+            with self._claimed_metrics() as metrics:
+                logs = self._evaluate_source(source, metrics, cbs, batches)
+            cbs.call("on_test_end", dict(logs))
+            if verbose:
+                print(logs_line(logs))
+            return self._format_logs(logs, return_dict)
+        if steps is not None:
+            raise ValueError("steps is for data given batch by batch (a generator, an "
+                             "iterable, a PyDataset); with arrays evaluate takes all of x")
+        batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
             step = None  # batches numbered over the whole set, not per converted piece
@@ -863,12 +1045,21 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None):
+    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
         round the last bit differently for another batch size; the cpu backend's native
         predict gives the same bits for any). callbacks: their predict hooks run; with
-        batch hooks defined, predict runs batch by batch (default batch_size 32, Keras')."""
+        batch hooks defined, predict runs batch by batch (default batch_size 32, Keras').
+        x may give the data batch by batch, as in fit (x alone or (x, ...) per batch);
+        steps: how many batches (default: all)."""
+        if is_batch_source(x):
+            _no_arrays_with_source("predict", x, batch_size=batch_size)
+            return self._predict_source(BatchSource(x, steps, "steps", "predict"), verbose,
+                                        callbacks)
+        if steps is not None:
+            raise ValueError("steps is for data given batch by batch (a generator, an "
+                             "iterable, a PyDataset); with arrays predict takes all of x")
         if callbacks:
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
@@ -920,6 +1111,28 @@ class Sequential:
             xb = b.asarray(x[start:start + batch_size], self._dtype)
             outs.append(b.to_numpy(self._forward(xb, training=False, logits=False)))
         return np.concatenate(outs, axis=0) if len(outs) > 1 else np.asarray(outs[0])
+
+    def _predict_source(self, source, verbose, callbacks):
+        cbs = CallbackList(_callback_list(callbacks), self)
+        cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.steps})
+        hooks = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end")
+        start_time = time.perf_counter()
+        cbs.call("on_predict_begin", {})
+        outs = []
+        for batch, (xb, _, _) in enumerate(source.batches()):
+            if hooks:
+                cbs.call("on_predict_batch_begin", batch, {})
+            outs.append(self.predict(xb))
+            if hooks:
+                cbs.call("on_predict_batch_end", batch, {"outputs": outs[-1]})
+        source.epoch_end()
+        if not outs:
+            raise ValueError("predict: the data gave no batches")
+        out = np.concatenate(outs)
+        if verbose:
+            print(f"{len(out)} samples - {time.perf_counter() - start_time:.3f}s", flush=True)
+        cbs.call("on_predict_end", {})
+        return out
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
         cbs = CallbackList(_callback_list(callbacks), self)
@@ -1177,6 +1390,66 @@ class Sequential:
             layers = [get_class(entry["class_name"], custom=entry.get("custom"))
                       .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+def _check_epochs(epochs, initial_epoch, validation_freq):
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
+            or initial_epoch < 0:
+        raise ValueError(f"initial_epoch must be a non-negative integer, got "
+                         f"{initial_epoch!r}")
+    if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
+            or validation_freq < 1:
+        raise ValueError(f"validation_freq must be a positive integer, got "
+                         f"{validation_freq!r}")
+
+
+def _no_arrays_with_source(what, source, **given):
+    for name, value in given.items():
+        if value is not None:
+            raise ValueError(f"{what}: {name} must be None when x gives the data batch by "
+                             f"batch ({type(source).__name__}): each batch brings its own "
+                             f"(x, y[, sample_weight]), and its size is the batch size")
+
+
+class _SourceTrainer:
+    """Trains batches given one at a time (fit on a batch source): each checked and
+    converted as fit's arrays are, then one step in the native engine when the model allows
+    it (an engine sized for the largest batch so far), else through the layers."""
+
+    def __init__(self, model, engine, class_weight):
+        self.model, self.engine, self.class_weight = model, engine, class_weight
+        self.native, self.capacity, self.decided = None, 0, False
+        self.engine_reason = None
+
+    def train(self, xb, yb, wb, epoch_logs):
+        """One optimizer step on the batch; returns its logs (added to epoch_logs)."""
+        m = self.model
+        x, y, w = m._source_batch(xb, yb, wb, self.class_weight, "fit")
+        b = m.backend
+        n = x.shape[0]
+        xd, yd = b.asarray(x, m._dtype), b.asarray(y, y.dtype)
+        wd = None if w is None else b.asarray(w, m._dtype)
+        order = np.arange(n, dtype=np.int64)
+        native = self._engine_for(n)
+        if native is not None:
+            batches = m._native_chunk(native, xd, yd, wd, order, 0, 1, n,
+                                      [name for name, _ in m._metrics], epoch_logs)
+        else:
+            batches = m._layer_batch(xd, yd, wd, order, 0, n, epoch_logs)
+        return [logs for _, logs in batches][0]
+
+    def _engine_for(self, n):
+        """The native engine for a batch of n rows (None: the layer path), rebuilt when a
+        callback changed the model or the batch is larger than any before."""
+        if self.decided and (self.native is None or
+                             (n <= self.capacity and self.native.matches(self.model))):
+            return self.native
+        self.capacity = max(n, self.capacity)
+        self.native = self.model._native_engine(self.engine, self.capacity)
+        self.engine_reason, self.decided = self.model.engine_reason, True
+        return self.native
 
 
 def _pickled_bytes(model):

@@ -1,0 +1,258 @@
+"""fit / evaluate / predict on data given batch by batch (pynn/batch_sources.py): generators,
+iterables read again each epoch, PyDataset (Keras' PyDataset/Sequence) and, when installed,
+a PyTorch DataLoader; the same results as the arrays those batches come from."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import AVAILABLE
+
+import pynn
+from pynn.batch_sources import PyDataset
+
+BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+
+
+def _data(rng, n=150, features=6):
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    return x, y
+
+
+def _model(backend, features=6, seed=4, built=True):
+    pynn.set_seed(seed)
+    first = [pynn.Input((features,))] if built else []
+    model = pynn.Sequential(first + [pynn.Dense(9, activation="tanh"),
+                                     pynn.Dense(2, activation="softmax")])
+    model.compile(pynn.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend=backend)
+    return model
+
+
+def _batches(x, y, size, w=None):
+    for i in range(0, len(x), size):
+        yield (x[i:i + size], y[i:i + size]) if w is None else \
+            (x[i:i + size], y[i:i + size], w[i:i + size])
+
+
+class Batches(PyDataset):
+    def __init__(self, x, y, size, w=None):
+        super().__init__()
+        self.x, self.y, self.w, self.size = x, y, w, size
+        self.epoch_ends = 0
+        self.read = []
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, i):
+        self.read.append(i)
+        s = slice(i * self.size, (i + 1) * self.size)
+        return (self.x[s], self.y[s]) if self.w is None else (self.x[s], self.y[s], self.w[s])
+
+    def on_epoch_end(self):
+        self.epoch_ends += 1
+
+
+class Reiterable:
+    """An iterable read again each epoch (what a DataLoader is)."""
+
+    def __init__(self, x, y, size):
+        self.x, self.y, self.size, self.passes = x, y, size, 0
+
+    def __iter__(self):
+        self.passes += 1
+        return _batches(self.x, self.y, self.size)
+
+
+def _assert_same_training(a, b):
+    np.testing.assert_allclose(a.history.history["loss"], b.history.history["loss"], rtol=1e-6)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["generator", "pydataset", "iterable"])
+def test_batches_train_as_the_arrays_they_come_from(rng, backend, kind):
+    x, y = _data(rng)
+    epochs, size = 3, 32
+    steps = -(-len(x) // size)
+    arrays = _model(backend)
+    arrays.fit(x, y, batch_size=size, epochs=epochs, shuffle=False, verbose=0)
+    given = _model(backend)
+    if kind == "generator":  # one stream for all epochs: steps_per_epoch shares it out
+        def stream():
+            while True:
+                yield from _batches(x, y, size)
+        given.fit(stream(), steps_per_epoch=steps, epochs=epochs, verbose=0)
+    elif kind == "pydataset":
+        source = Batches(x, y, size)
+        given.fit(source, epochs=epochs, verbose=0)
+        assert source.epoch_ends == epochs and source.read == list(range(steps)) * epochs
+    else:
+        source = Reiterable(x, y, size)
+        given.fit(source, epochs=epochs, verbose=0)
+        assert source.passes == epochs
+    _assert_same_training(given, arrays)
+    assert given.history.history["accuracy"] == pytest.approx(
+        arrays.history.history["accuracy"])
+    if backend == "cpu":
+        assert given.engine_reason is None  # each batch a step of the C++ engine
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sample_and_class_weights_and_validation(rng, backend):
+    x, y = _data(rng)
+    w = rng.uniform(0.1, 2, len(x)).astype(np.float32)
+    xv, yv = _data(rng, 40)
+    arrays = _model(backend)
+    arrays.fit(x, y, batch_size=25, epochs=2, shuffle=False, sample_weight=w, verbose=0,
+               validation_data=(xv, yv))
+    given = _model(backend)
+    given.fit(Batches(x, y, 25, w), epochs=2, verbose=0, validation_data=Batches(xv, yv, 16))
+    _assert_same_training(given, arrays)
+    np.testing.assert_allclose(given.history.history["val_loss"],
+                               arrays.history.history["val_loss"], rtol=1e-5)
+    weighted = _model(backend)
+    weighted.fit(x, y, batch_size=25, epochs=1, shuffle=False, verbose=0,
+                 class_weight={0: 1.0, 1: 3.0})
+    by_batch = _model(backend)
+    by_batch.fit(Batches(x, y, 25), epochs=1, verbose=0, class_weight={0: 1.0, 1: 3.0})
+    _assert_same_training(by_batch, weighted)
+    # validation batches bounded by validation_steps: the first 2 of 3
+    bounded = _model(backend)
+    bounded.fit(Batches(x, y, 25), epochs=1, verbose=0, validation_data=Batches(xv, yv, 16),
+                validation_steps=2)
+    assert bounded.history.history["val_loss"][0] == pytest.approx(
+        bounded.evaluate(xv[:32], yv[:32], batch_size=16)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_and_predict_take_batches(rng, backend):
+    x, y = _data(rng)
+    model = _model(backend)
+    model.fit(x, y, epochs=1, verbose=0)
+    source = Batches(x, y, 40)
+    np.testing.assert_allclose(model.evaluate(source), model.evaluate(x, y), rtol=1e-6)
+    assert source.epoch_ends == 1
+    np.testing.assert_allclose(model.evaluate(_batches(x, y, 40), steps=2),
+                               model.evaluate(x[:80], y[:80]), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(source), model.predict(x), rtol=1e-6)
+    bare = (x[i:i + 40] for i in range(0, len(x), 40))  # x alone per batch
+    np.testing.assert_allclose(model.predict(bare), model.predict(x), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(Batches(x, y, 40), steps=1), model.predict(x[:40]),
+                               rtol=1e-6)
+
+
+def test_an_unbuilt_model_is_built_by_the_first_batch(rng):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0], built=False)
+    stream = _batches(x, y, 50)
+    model.fit(stream, epochs=1, verbose=0)
+    assert model.built and model.input_shape == (6,)
+    assert next(stream, None) is None  # the first batch, read to build, was trained on too
+    assert model.optimizer.iterations == 3
+    untouched = _batches(x, y, 50)
+    _model(BACKENDS[0], built=False).fit(untouched, epochs=2, initial_epoch=2, verbose=0)
+    assert next(untouched) is not None  # no epoch to run: nothing read
+
+
+def test_a_source_that_runs_out_stops_training_with_a_warning(rng):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0])
+    with pytest.warns(UserWarning, match="ran out after 0 batch"):
+        history = model.fit(_batches(x, y, 50), epochs=3, verbose=0)  # read once, 3 batches
+    assert len(history.epoch) == 1 and model.optimizer.iterations == 3
+    model = _model(BACKENDS[0])
+    with pytest.warns(UserWarning, match="ran out after 1 batch.*expected 2"):
+        history = model.fit(_batches(x, y, 50), steps_per_epoch=2, epochs=5, verbose=0)
+    assert len(history.epoch) == 2 and model.optimizer.iterations == 3
+
+
+def test_callbacks_see_each_batch_and_can_stop(rng):
+    x, y = _data(rng)
+    seen = []
+    model = _model(BACKENDS[0])
+
+    def on_batch_end(batch, logs):
+        seen.append((batch, set(logs)))
+        if len(seen) == 5:
+            model.stop_training = True
+
+    cb = pynn.callbacks.LambdaCallback(on_train_batch_end=on_batch_end)
+    history = model.fit(Batches(x, y, 20), epochs=3, verbose=0, callbacks=[cb])
+    assert [b for b, _ in seen] == [0, 1, 2, 3, 4]
+    assert seen[0][1] == {"loss", "accuracy"}
+    assert len(history.epoch) == 1 and model.optimizer.iterations == 5
+    stopper = pynn.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10)
+    model = _model(BACKENDS[0])
+    assert len(model.fit(Batches(x, y, 20), epochs=6, verbose=0,
+                         callbacks=[stopper]).epoch) == 2
+
+
+def test_pytorch_dataloader(rng):
+    torch = pytest.importorskip("torch")
+    x, y = _data(rng)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+        batch_size=32, shuffle=False)
+    given, arrays = _model(BACKENDS[0]), _model(BACKENDS[0])
+    given.fit(loader, epochs=2, verbose=0)
+    arrays.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    _assert_same_training(given, arrays)
+    np.testing.assert_allclose(given.predict(loader), given.predict(x), rtol=1e-6)
+
+
+def test_progress_without_a_known_length(rng, capsys):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0])
+    model.fit(_batches(x, y, 50), epochs=1, verbose=2)
+    assert "Epoch 1/1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m, s, x, y: m.fit(s, y), "y must be None"),
+    (lambda m, s, x, y: m.fit(s, batch_size=8), "batch_size must be None"),
+    (lambda m, s, x, y: m.fit(s, sample_weight=np.ones(len(x))), "sample_weight must be None"),
+    (lambda m, s, x, y: m.fit(s, validation_split=0.2), "validation_split needs arrays"),
+    (lambda m, s, x, y: m.fit(s, steps_per_epoch=0), "steps_per_epoch must be a positive"),
+    (lambda m, s, x, y: m.fit(s, steps_per_epoch=9), "more than the dataset's 8 batches"),
+    (lambda m, s, x, y: m.fit(s, engine="fast"), "engine must be"),
+    (lambda m, s, x, y: m.fit(s, validation_data=[1, 2, 3, 4]), "validation_data must be"),
+    (lambda m, s, x, y: m.fit(x, y, steps_per_epoch=3), "steps_per_epoch is for data"),
+    (lambda m, s, x, y: m.fit(x, y, validation_data=(x, y), validation_steps=2),
+     "validation_steps is for"),
+    (lambda m, s, x, y: m.evaluate(x, y, steps=2), "steps is for data"),
+    (lambda m, s, x, y: m.predict(x, steps=2), "steps is for data"),
+    (lambda m, s, x, y: m.evaluate(s, y), "y must be None"),
+    (lambda m, s, x, y: m.predict(s, batch_size=4), "batch_size must be None"),
+    (lambda m, s, x, y: m.fit(iter([(x[:5],)])), "a batch has no targets"),
+    (lambda m, s, x, y: m.fit(iter([(x[:0], y[:0])])), "x is empty"),
+    (lambda m, s, x, y: m.fit(iter([(x, y, None, None)])), "of 4 items"),
+    (lambda m, s, x, y: m.fit(iter([x[:5]])), "must be a tuple"),
+    (lambda m, s, x, y: m.fit(iter([(x[:5], y[:4])])), "different numbers of samples"),
+    (lambda m, s, x, y: m.fit(iter([(x[:5, :3], y[:5])])), "x"),
+    (lambda m, s, x, y: m.evaluate(iter([])), "gave no batches"),
+    (lambda m, s, x, y: m.predict(iter([])), "gave no batches"),
+])
+def test_bad_batches_are_named(rng, call, match):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty source also warns that it ran out
+        with pytest.raises(ValueError, match=match):
+            call(model, Batches(x, y, 20), x, y)
+
+
+def test_a_dataset_with_a_bad_length_is_named(rng):
+    class Broken(PyDataset):
+        def __len__(self):
+            return 2.5
+
+    with pytest.raises((TypeError, ValueError)):
+        _model(BACKENDS[0]).fit(Broken(), epochs=1, verbose=0)
+    with pytest.raises(NotImplementedError, match="must define __getitem__"):
+        type("Half", (PyDataset,), {"__len__": lambda self: 1})()[0]
