@@ -114,6 +114,10 @@ def _dense_stack(model, for_training=True):
                 return f"two dropout layers in a row ({layer.name!r})"
             stack[-1].dropout = layer
         elif type(layer) is Dense:
+            if layer.input_shape is not None and len(layer.input_shape) > 1:
+                return (f"Dense {layer.name!r} on inputs of shape (batch, "
+                        f"{', '.join(map(str, layer.input_shape))}): the engine takes "
+                        f"(batch, features)")
             stack.append(_Stage(layer))
         elif not stack:
             where = (" here, before the first Dense"

@@ -283,7 +283,8 @@ class CategoricalCrossentropy(Loss):
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
-    """Targets are integer class indices, shape (N,) or (N, 1)."""
+    """Targets are integer class indices, shape (N,) or (N, 1); for predictions of a class
+    per position (N, T, ..., classes), (N, T, ...) (or with a trailing 1), as Keras."""
 
     name = "sparse_categorical_crossentropy"
     sparse = True
@@ -301,11 +302,14 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(f"{self.name}: targets must be class indices of shape (N,) or "
-                             f"(N, 1), got shape {y.shape}")
+        positions = tuple(output_shape)[:-1]  # () for (N, classes) predictions
+        if y.ndim == 2 + len(positions) and y.shape[-1] == 1:
+            y = y[..., 0]
+        if y.shape[1:] != positions:
+            shape = ", ".join(["N", *map(str, positions)])
+            raise ValueError(f"{self.name}: targets must be class indices of shape ({shape}"
+                             f"{',' if not positions else ''}) or ({shape}, 1), got shape "
+                             f"{y.shape}")
         if y.dtype == bool:  # two classes, False/True as 0/1 (as x and one-hot targets take)
             y = y.astype(np.int8)
         if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
@@ -317,10 +321,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             if (y != np.round(y)).any():
                 raise ValueError(f"{self.name}: labels must be whole numbers, got "
                                  f"{y[y != np.round(y)][0]}")
-        classes = int(np.prod(output_shape))
-        if len(output_shape) != 1:
-            raise ValueError(f"{self.name}: predictions must be (N, classes), got (N, "
-                             f"{', '.join(map(str, output_shape))})")
+        classes = int(output_shape[-1])
         if y.size and (y.min() < 0 or y.max() >= classes):
             bad = y[(y < 0) | (y >= classes)][0].item()
             raise ValueError(f"{self.name}: label {bad} is out of range for {classes} classes "
@@ -332,6 +333,27 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         onehot = xp.zeros((y_true.shape[0], classes), dtype=dtype)
         onehot[xp.arange(y_true.shape[0]), y_true] = 1
         return onehot
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return _per_position(super()._sum_and_grad, backend, y_pred, y_true, scale,
+                             sample_weight)
+
+    def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
+        return _per_position(super()._logits_sum_and_grad, backend, logits, y_true, scale,
+                             sample_weight)
+
+
+def _per_position(fn, backend, y_pred, y_true, scale, sample_weight):
+    """A sparse loss of predictions (N, T, ..., classes) as one of N * T * ... rows of
+    classes, each with its position's label (and its sample's weight)."""
+    if y_pred.ndim == 2:
+        return fn(backend, y_pred, y_true, scale, sample_weight)
+    classes = y_pred.shape[-1]
+    rows = y_pred.size // classes
+    w = None if sample_weight is None else \
+        backend.xp.repeat(sample_weight, rows // y_pred.shape[0])
+    total, grad = fn(backend, y_pred.reshape(rows, classes), y_true.reshape(rows), scale, w)
+    return total, grad.reshape(y_pred.shape)
 
 
 # ---- Keras 3's other losses: Keras' formulas written with backend.xp, so every backend

@@ -75,13 +75,15 @@ def categorical_accuracy(y_true, y_pred):
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
-    """Fraction of rows whose argmax equals the integer label."""
+    """Fraction of rows (class distributions along the last axis: per sample, or per
+    position of a sequence) whose argmax equals the integer label."""
     y_pred = to_host(y_pred)
     y_true = to_host(y_true).reshape(-1)
-    if y_true.shape[0] != y_pred.shape[0]:
+    rows = np.argmax(y_pred, axis=-1).reshape(-1)
+    if y_true.shape[0] != rows.shape[0]:
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
-                         f"{y_pred.shape[0]} predictions")
-    return float(np.mean(np.argmax(y_pred, axis=-1) == y_true))
+                         f"{rows.shape[0]} predictions")
+    return float(np.mean(rows == y_true))
 
 
 def mean_squared_error(y_true, y_pred):

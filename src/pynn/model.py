@@ -417,6 +417,10 @@ class Sequential:
             if not isinstance(class_weight, dict):
                 raise TypeError(f"class_weight must be a dict {{class: weight}}, got "
                                 f"{type(class_weight).__name__}")
+            if y.ndim > 2 or (y.ndim == 2 and getattr(self.loss, "sparse", False)):
+                raise ValueError(f"class_weight weighs each sample by its class; these "
+                                 f"targets have a class per position (shape {y.shape}), as "
+                                 f"Keras refuses too: pass sample_weight")
             if y.ndim == 2 and y.shape[1] > 1 and y.size and \
                     not np.allclose(np.asarray(y).sum(axis=1), 1):
                 warnings.warn("class_weight with multi-label targets (rows that are not "

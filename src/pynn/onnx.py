@@ -162,9 +162,14 @@ def export(model, filepath, opset=None):
         elif kind is Dense:
             w = const(f"{name}_kernel", layer.kernel.numpy())
             out = f"{name}_z"
-            if layer.use_bias:
+            if layer.use_bias and len(layer.input_shape) == 1:
                 b = const(f"{name}_bias", layer.bias.numpy())
                 nodes.append(helper.make_node("Gemm", [current, w, b], [out], name=out))
+            elif layer.use_bias:  # (batch, ..., features): Gemm takes 2-D inputs only
+                b = const(f"{name}_bias", layer.bias.numpy())
+                product = f"{name}_matmul"
+                nodes += [helper.make_node("MatMul", [current, w], [product], name=product),
+                          helper.make_node("Add", [product, b], [out], name=out)]
             else:
                 nodes.append(helper.make_node("MatMul", [current, w], [out], name=out))
             act_nodes, current = _activation_nodes(helper, layer.activation, out, name, const,

@@ -28,8 +28,9 @@ class Dense(Layer):
     kernel_regularizer / bias_regularizer: None, a name ('l1', 'l2', 'l1_l2') or a
     pynn.regularizers object, its penalty added to the loss. Also the base Layer's name,
     trainable, input_shape / input_dim (dtype is accepted for Keras' sake; pynn's float
-    type is global: pynn.set_floatx). Inputs are (batch, features); for images put a
-    Flatten first."""
+    type is global: pynn.set_floatx). Inputs are (batch, features), or (batch, ...,
+    features), where the layer applies to the last axis as Keras' Dense does (each position
+    of a sequence alike); for images put a Flatten first."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -54,12 +55,9 @@ class Dense(Layer):
         self._cache = None
 
     def build(self, input_shape, backend, dtype):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense {self.name!r} expects inputs of shape (batch, features), "
-                             f"got (batch, {', '.join(map(str, input_shape))})")
         super().build(input_shape, backend, dtype)
         self._params = []
-        fan_in = int(input_shape[0])
+        fan_in = int(input_shape[-1])
         kernel = self.initial_values(self.kernel_initializer, (fan_in, self.units), dtype)
         self.kernel = self.add_weight("kernel", kernel, backend, dtype)
         if self.use_bias:
@@ -67,7 +65,7 @@ class Dense(Layer):
             self.bias = self.add_weight("bias", bias, backend, dtype)
 
     def compute_output_shape(self, input_shape):
-        return (self.units,)
+        return (*tuple(input_shape)[:-1], self.units)
 
     @property
     def output_activation(self):
@@ -79,6 +77,8 @@ class Dense(Layer):
         b = self.backend
         bias = self.bias.value if self.use_bias else None
         act = self.activation
+        lead = x.shape[:-1]  # (batch, ...): more axes are rows too, as Keras applies Dense
+        x = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x  # to the last axis
         if logits or act.name in act_mod.NEEDS_PRE_ACTIVATION:
             z = b.gemm(x, self.kernel.value, bias=bias)
             y = z if logits else b.activation_forward(act.name, z, act.param)
@@ -86,15 +86,17 @@ class Dense(Layer):
             z = None
             y = b.gemm(x, self.kernel.value, bias=bias, activation=act.name, act_param=act.param)
         if training:
-            self._cache = (x, z, y)
-        return y
+            self._cache = (x, z, y, lead)
+        return y.reshape(*lead, self.units) if len(lead) > 1 else y
 
     def backward(self, dy, need_input_grad=True, logits=False):
         if self._cache is None:
             raise RuntimeError(f"Dense {self.name!r}: backward called without a training forward")
         b = self.backend
-        x, z, y = self._cache
+        x, z, y, lead = self._cache
         self._cache = None
+        if len(lead) > 1:
+            dy = dy.reshape(-1, self.units)
         act = self.activation
         if logits or act.name == "linear":
             dz = dy
@@ -106,7 +108,8 @@ class Dense(Layer):
         if self.use_bias:
             self.bias.grad = b.bias_grad(dz) if self.bias.trainable else None
         if need_input_grad:
-            return b.gemm(dz, self.kernel.value, trans_b=True)
+            dx = b.gemm(dz, self.kernel.value, trans_b=True)
+            return dx.reshape(*lead, dx.shape[-1]) if len(lead) > 1 else dx
         return None
 
     def get_config(self):
