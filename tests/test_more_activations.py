@@ -166,8 +166,9 @@ def test_kerass_names():
     assert acts.get({"name": "hard_swish"}).name == "hard_silu"
     with pytest.raises(ValueError, match="sigmoid takes no parameter, got 0.5"):
         acts.Spec("sigmoid", 0.5)
-    with pytest.raises(ValueError, match="mish takes no parameter"):
-        acts.get({"name": "mish", "param": 2.0})
+    # a file from before the refusal: the parameter was stored and never used
+    with pytest.warns(UserWarning, match="'mish' takes no parameter; the saved 2.0 is ignored"):
+        assert acts.get({"name": "mish", "param": 2.0}) == acts.mish
     with pytest.raises(ValueError, match="unknown activation 'swish2'.*hard_swish"):
         acts.get("swish2")
     z = np.linspace(-5, 5, 11, dtype=np.float32)
@@ -194,3 +195,66 @@ def test_the_native_engine_runs_them_and_saves_them(rng, tmp_path):
             np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     np.testing.assert_allclose(results["cpu"][0], results["numpy"][0], rtol=1e-4)
     np.testing.assert_allclose(results["cpu"][1], results["numpy"][1], rtol=1e-4, atol=1e-5)
+
+
+def test_an_older_file_with_an_unused_parameter_loads(rng):
+    """Older pynn saved Spec("gelu", 0.5) as {"name": "gelu", "param": 0.5} and ignored the
+    parameter: such a config (what load_model reads) builds, with a warning, the same model."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="gelu")])
+    config = model.get_config()
+    layer = next(c for c in config["layers"] if c["config"].get("activation") == "gelu")
+    layer["config"]["activation"] = {"name": "gelu", "param": 0.5}
+    with pytest.warns(UserWarning, match="'gelu' takes no parameter; the saved 0.5 is ignored"):
+        loaded = pynn.Sequential.from_config(config)
+    loaded.set_weights(model.get_weights())
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_hard_sigmoid_keeps_its_bits_just_above_minus_three(backend):
+    """z / 6 + 1/2 cancelled there (25% off one float above -3); relu6(z + 3) / 6 is exact."""
+    if backend not in pynn.available_backends():
+        pytest.skip("no cpu backend")
+    b = get_backend(backend)
+    z = np.nextafter(np.float32(-3), np.float32(0)) + np.arange(64, dtype=np.float32) * \
+        np.float32(2.4e-7)
+    z64 = z.astype(np.float64)
+    np.testing.assert_allclose(b.activation_forward("hard_sigmoid", z, 0.0),
+                               np.clip(z64 + 3, 0, 6) / 6, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(b.activation_forward("hard_silu", z, 0.0),
+                               z64 * np.clip(z64 + 3, 0, 6) / 6, rtol=3e-7, atol=0)
+    three, zero = np.float32(3), np.float32(0)
+    edges = np.array([-three, np.nextafter(-three, zero), np.nextafter(three, zero), three])
+    y = b.activation_forward("hard_silu", edges, 0.0)
+    np.testing.assert_allclose(b.activation_backward("hard_silu", 0.0, edges, y,
+                                                     np.ones(4, np.float32)),
+                               [0.0, -0.5, 1.5, 1.0], atol=1e-6)  # Keras 3's at the kinks
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_onnx_graphs_keep_relative_accuracy_in_the_tails(floatx):
+    """The exported graphs against predict over the tails and the kinks, relatively: x *
+    Sigmoid(x), Log(1 + Exp(-|x|)) and HardSigmoid's alpha x + beta were off by up to 8x,
+    100% and 25% there (within an absolute 1e-5)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import io
+
+    z = np.concatenate([np.linspace(-40, 40, 2001), -np.logspace(-8, 1.5, 200),
+                        np.float32(-3) + np.arange(8) * np.float32(2.4e-7)]).reshape(-1, 1)
+    previous = pynn.floatx()
+    pynn.set_floatx(floatx)
+    try:
+        for name in ("silu", "softplus", "mish", "hard_sigmoid", "hard_silu", "softsign"):
+            model = pynn.Sequential([pynn.Input((1,)), pynn.Activation(name)])
+            buffer = io.BytesIO()
+            pynn.onnx.export(model, buffer)
+            session = ort.InferenceSession(buffer.getvalue(),
+                                           providers=["CPUExecutionProvider"])
+            x = z.astype(floatx)
+            got, want = session.run(None, {"input": x})[0], model.predict(x)
+            np.testing.assert_allclose(got, want, rtol=1e-6 if floatx == "float32" else 1e-14,
+                                       atol=1e-37, err_msg=name)
+    finally:
+        pynn.set_floatx(previous)

@@ -1,6 +1,7 @@
 // Per-element activation math, written once for the CPU loops and the CUDA kernels.
 // Forward: y = f(z). Backward: dz = dy * f'(.), taken from the output y where f' can be
-// written in y (all but gelu), so training need not keep the pre-activation z around.
+// written in y (all but gelu, silu, hard_silu and mish: activation_needs_z), so training
+// need not keep the pre-activation z around.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -129,9 +130,11 @@ PYNN_HD float softplus(float z) {
     return (z > 0.f ? z : 0.f) + log1p_unit(exp_nonpositive(-a));  // NaN: a is NaN
 }
 
+// relu6(z + 3) / 6, Keras 3's form: z + 3 is exact near -3, where z / 6 + 1/2 cancelled
+// (25% off one float above -3).
 PYNN_HD float hard_sigmoid(float z) {
-    const float h = z * kSixth + 0.5f;
-    return h < 0.f ? 0.f : (h > 1.f ? 1.f : h);  // NaN stays NaN
+    const float r = z + 3.f;
+    return (r < 0.f ? 0.f : (r > 6.f ? 6.f : r)) / 6.f;  // NaN stays NaN
 }
 
 // sigmoid(z) + z sigmoid(z) sigmoid(-z), both sigmoids from e = exp(-|z|): 1 - sigmoid(z)
@@ -143,15 +146,16 @@ PYNN_HD float silu_grad(float z) {
     return s + z * ((e * q) * q);
 }
 
+// 0 up to -3, 1 from 3 (Keras 3's values at the kinks), z / 3 + 1/2 between.
 PYNN_HD float hard_silu_grad(float z) {
-    const float h = z * kSixth + 0.5f;
-    return h <= 0.f ? 0.f : (h >= 1.f ? 1.f : z * (2.f * kSixth) + 0.5f);
+    return z <= -3.f ? 0.f : (z >= 3.f ? 1.f : z * (2.f * kSixth) + 0.5f);
 }
 
 // tanh(softplus(z)) = ((1 + e^z)^2 - 1) / ((1 + e^z)^2 + 1) from e = exp(-|z|) alone (for
 // z > 0 divided through by e^2z): no log, one exp. With 1 - t^2 and sigmoid(z) from the
-// same e, for mish's derivative t + z (1 - t^2) sigmoid(z); each is finite over float32's
-// whole range (far out t is +-1 or 0 and 1 - t^2 is 0 or 1 exactly).
+// same e, for mish's derivative t + z (1 - t^2) sigmoid(z); each is finite for every finite
+// z (far out t is 1 or 0 and 1 - t^2 is 0 or 1 exactly; at +-inf the derivative is NaN,
+// as PyTorch's).
 struct MishParts {
     float t, one_minus_t2, sig;
 };

@@ -7,6 +7,7 @@ reference on any array, for users and tests: `pynn.activations.relu(x)`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ NEEDS_PRE_ACTIVATION = frozenset({"gelu", "silu", "hard_silu", "mish", "softmax"
 @dataclass(frozen=True)
 class Spec:
     """An activation by name with its one parameter (the negative slope for leaky_relu,
-    default 0.2; alpha for elu, default 1.0; unused by the others). Calling it applies the
+    default 0.2; alpha for elu, default 1.0; the others take none). Calling it applies the
     activation to an array: `Spec("leaky_relu", 0.1)(x)`, `pynn.activations.relu(x)`."""
 
     name: str
@@ -73,9 +74,16 @@ def get(identifier) -> Spec:
         return identifier
     if isinstance(identifier, str):
         return Spec(identifier)
-    if isinstance(identifier, dict) and "name" in identifier:
-        param = identifier.get("param")
-        return Spec(identifier["name"], None if param is None else float(param))
+    if isinstance(identifier, dict) and "name" in identifier:  # a file's config
+        name, param = ALIASES.get(identifier["name"], identifier["name"]), identifier.get("param")
+        if param is not None and name in _DEFAULT_PARAMS and name not in ("leaky_relu", "elu") \
+                and float(param) != _DEFAULT_PARAMS[name]:
+            # files written before a parameter was refused here kept it (never used): the
+            # same model without it
+            warnings.warn(f"activation {name!r} takes no parameter; the saved {param} is "
+                          f"ignored, as it always was", UserWarning, stacklevel=2)
+            param = None
+        return Spec(name, None if param is None else float(param))
     raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "
                      f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
 

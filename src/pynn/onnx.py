@@ -53,43 +53,50 @@ def _expm1_times(g, x, alpha):
     return g("Mul", g("Sub", g("Exp", x), g.const("one", 1.0)), g.const("alpha", alpha))
 
 
-def _softplus(g, x, out=None):
-    """max(x, 0) + log(1 + exp(-|x|)) (onnxruntime has no double Softplus)."""
-    tail = g("Log", g("Add", g("Exp", g("Neg", g("Abs", x))), g.const("one", 1.0)))
-    return g("Add", g("Relu", x), tail, out=out)
-
-
-def _hard_sigmoid(g, x, double, out=None):
-    """Keras 3's relu6(x + 3) / 6; HardSigmoid(alpha=1/6, beta=1/2) but in double graphs
-    (onnxruntime has no double kernel)."""
+def _softplus(g, x, double, out=None):
+    """Softplus, but in double graphs (onnxruntime has no double kernel): max(x, 0) +
+    log1p(exp(-|x|)), the log1p by Kahan's trick (ONNX has none; log(1 + u) lost u below
+    1e-16)."""
     if not double:
-        return g("HardSigmoid", x, alpha=1 / 6, beta=0.5, out=out)
-    shifted = g("Add", g("Mul", x, g.const("sixth", 1 / 6)), g.const("half", 0.5))
-    return g("Clip", shifted, g.const("zero", 0.0), g.const("one", 1.0), out=out)
+        return g("Softplus", x, out=out)
+    u = g("Exp", g("Neg", g("Abs", x)))
+    w = g("Add", u, g.const("one", 1.0))
+    log1p = g("Where", g("Equal", w, g.const("one", 1.0)), u,
+              g("Div", g("Mul", g("Log", w), u), g("Sub", w, g.const("one", 1.0))))
+    return g("Add", g("Relu", x), log1p, out=out)
+
+
+def _hard_sigmoid(g, x, out=None):
+    """Keras 3's relu6(x + 3) / 6 (HardSigmoid's alpha x + beta cancels just above -3)."""
+    clipped = g("Clip", g("Add", x, g.const("three", 3.0)), g.const("zero", 0.0),
+                g.const("six", 6.0))
+    return g("Div", clipped, g.const("six", 6.0), out=out)
 
 
 def _activation_nodes(helper, spec, source, name, const, double):
     """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name).
     const(name, value) adds a scalar initializer. Every graph needs opset 13 only (gelu: 20).
-    Where onnxruntime lacks a double kernel (LeakyRelu, Elu, Softplus, Softsign, Selu,
-    HardSigmoid), float64 graphs build the function from basic operators; silu, hard_silu
-    and mish are built so in any graph (their operators, where ONNX has them, need newer
-    opsets)."""
+    Where onnxruntime lacks a double kernel (LeakyRelu, Elu, Softplus, Softsign, Selu),
+    float64 graphs build the function from basic operators; silu, hard_sigmoid, hard_silu
+    and mish are built so in any graph (their operators need newer opsets, or HardSigmoid
+    computes alpha x + beta, which loses bits near -3)."""
     if spec.name == "linear":
         return [], source
     out = f"{name}_{spec.name}"
     g = _Graph(helper, out, const)
     x = source
-    if spec.name == "silu":
-        g("Mul", x, g("Sigmoid", x), out=out)
+    if spec.name == "silu":  # x / (1 + exp(-x)): Sigmoid's tails were off by 8x in float32
+        g("Div", x, g("Add", g("Exp", g("Neg", x)), g.const("one", 1.0)), out=out)
     elif spec.name == "hard_silu":
-        g("Mul", x, _hard_sigmoid(g, x, double), out=out)
+        g("Mul", x, _hard_sigmoid(g, x), out=out)
     elif spec.name == "mish":
-        g("Mul", x, g("Tanh", _softplus(g, x)), out=out)
+        g("Mul", x, g("Tanh", _softplus(g, x, double)), out=out)
     elif spec.name == "relu6":
         g("Clip", x, g.const("zero", 0.0), g.const("six", 6.0), out=out)
     elif spec.name == "hard_sigmoid":
-        _hard_sigmoid(g, x, double, out=out)
+        _hard_sigmoid(g, x, out=out)
+    elif spec.name == "softplus":
+        _softplus(g, x, double, out=out)
     elif double and spec.name in ("leaky_relu", "elu", "selu"):
         negative = g("Less", x, g.const("zero", 0.0))
         if spec.name == "leaky_relu":
@@ -99,8 +106,6 @@ def _activation_nodes(helper, spec, source, name, const, double):
         else:
             inner = g("Where", negative, _expm1_times(g, x, _SELU_ALPHA), x)
             g("Mul", inner, g.const("scale", _SELU_SCALE), out=out)
-    elif double and spec.name == "softplus":
-        _softplus(g, x, out=out)
     elif double and spec.name == "softsign":
         g("Div", x, g("Add", g("Abs", x), g.const("one", 1.0)), out=out)
     else:
@@ -109,7 +114,7 @@ def _activation_nodes(helper, spec, source, name, const, double):
                "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
                "elu": ("Elu", {"alpha": spec.param}),
                "gelu": ("Gelu", {"approximate": "tanh"}),
-               "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
+               "softsign": ("Softsign", {}),
                "selu": ("Selu", {"alpha": _SELU_ALPHA, "gamma": _SELU_SCALE})}
         op, attrs = ops[spec.name]
         g(op, x, out=out, **attrs)

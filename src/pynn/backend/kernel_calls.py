@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Codes of csrc/include/pynn/common.h's Activation enum (the extensions' activation_count).
+# Codes of csrc/include/pynn/common.h's Activation enum (as many as pynn._C.activation_count).
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu": 4,
                     "sigmoid": 5, "tanh": 6, "silu": 7, "softplus": 8, "softsign": 9,
                     "selu": 10, "relu6": 11, "hard_sigmoid": 12, "hard_silu": 13, "mish": 14}

@@ -185,9 +185,8 @@ class NumpyBackend(Backend):
             return dy * ((y > 0) & (y < 6))
         if name == "hard_sigmoid":
             return dy * xp.where((y > 0) & (y < 1), 1 / 6, 0).astype(dy.dtype, copy=False)
-        if name == "hard_silu":
-            h = z * (1 / 6) + 0.5
-            d = xp.where(h <= 0, 0, xp.where(h >= 1, 1, z * (1 / 3) + 0.5))
+        if name == "hard_silu":  # Keras 3's values at the kinks: 0 at -3, 1 at 3
+            d = xp.where(z <= -3, 0, xp.where(z >= 3, 1, z * (1 / 3) + 0.5))
             return (dy * d).astype(dy.dtype, copy=False)
         if name == "mish":
             t, one_minus_t2, sig = _mish_parts(xp, z)
@@ -319,5 +318,5 @@ def _mish_parts(xp, z):
 
 
 def _hard_sigmoid(xp, z):
-    # Keras 3's: relu6(z + 3) / 6 (ONNX HardSigmoid with alpha 1/6, beta 1/2).
-    return xp.clip(z * (1 / 6) + 0.5, 0, 1)
+    # Keras 3's relu6(z + 3) / 6: z + 3 is exact near -3, where z / 6 + 1/2 cancelled.
+    return xp.clip(z + 3, 0, 6) / 6
