@@ -67,7 +67,8 @@ class Spec:
 
 
 def get(identifier) -> Spec:
-    """Spec from None (linear), a name, a {'name', 'param'} dict, a Spec or this module's functions."""
+    """Spec from None (linear), a name, a {'name', 'param'} dict, a Spec or this module's
+    functions."""
     if identifier is None:
         return Spec("linear")
     if isinstance(identifier, Spec):

@@ -1,5 +1,5 @@
-"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Flatten, Dropout (identity
-at inference) and BatchNormalization (inference mode), every activation included.
+"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Flatten, Dropout
+(identity at inference) and BatchNormalization (inference mode), every activation included.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
 The file declares the lowest opset and IR version the model needs (opset 13; 20 with gelu,
