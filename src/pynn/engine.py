@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
-from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
+from .layers import ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
 from .backend.numpy_backend import dropout_key, splitmix64
@@ -59,12 +59,12 @@ class _Stage:
     def take(self, layer):
         """Folds `layer` (the next one in the model) into this stage: None, else why not."""
         what = f"{type(layer).__name__} {layer.name!r}"
-        if type(layer) not in (Activation, BatchNormalization):
+        if type(layer) not in (*ACTIVATION_LAYERS, BatchNormalization):
             return f"layer {what} is not supported natively"
         if self.dropout is not None:  # the engine runs a stage's dropout last
             return (f"{what} after a Dropout (the native engine runs a Dense's normalization "
                     f"and activation before its dropout: put the Dropout after them)")
-        if type(layer) is Activation:
+        if type(layer) in ACTIVATION_LAYERS:
             # After a linear Dense, or between a normalisation and the activation it feeds.
             if self.act.name != "linear" or (self.bn is not None and not self.bn_pre):
                 return f"{what} after another activation"
@@ -121,7 +121,8 @@ def _dense_stack(model, for_training=True):
             stack.append(_Stage(layer))
         elif not stack:
             where = (" here, before the first Dense"
-                     if type(layer) in (Activation, BatchNormalization, Flatten) else "")
+                     if type(layer) in (*ACTIVATION_LAYERS, BatchNormalization, Flatten)
+                     else "")
             return f"layer {type(layer).__name__} {layer.name!r} is not supported natively{where}"
         else:
             reason = stack[-1].take(layer)

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, InputLayer
+from .layers import ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer
 
 
 def _onnx():
@@ -180,7 +180,7 @@ def export(model, filepath, opset=None):
             act_nodes, current = _activation_nodes(helper, layer.activation, out, name, const,
                                                    double)
             nodes += act_nodes
-        elif kind is Activation:
+        elif kind in ACTIVATION_LAYERS:
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
                                                    const, double)
             nodes += act_nodes

@@ -2,14 +2,15 @@
 
 from .. import custom_objects as _custom
 from .activation import Activation, Input, InputLayer
+from .activation_layers import ACTIVATION_LAYERS, ELU, LeakyReLU, ReLU, Softmax
 from .base import Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNormalization
 from .reshape import Flatten
 
-_REGISTRY = {cls.__name__: cls for cls in (Dense, Activation, Dropout, BatchNormalization,
-                                            Flatten, InputLayer)}
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, BatchNormalization, Flatten,
+                                            InputLayer, *ACTIVATION_LAYERS)}
 
 
 def get_class(name, custom_objects=None, custom=False):
@@ -19,5 +20,6 @@ def get_class(name, custom_objects=None, custom=False):
         return _custom.find({"class_name": name, "custom": custom}, _REGISTRY.get, "layer")
 
 
-__all__ = ["Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input",
-           "InputLayer", "Layer", "Parameter", "get_class"]
+__all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dropout", "ELU",
+           "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Parameter", "ReLU", "Softmax",
+           "get_class"]

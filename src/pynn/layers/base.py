@@ -42,7 +42,9 @@ def layer_names_untouched():
 
 
 def _snake(name):
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """A class name as Keras 3 names its layers: LeakyReLU -> leaky_re_lu, ELU -> elu."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def as_flag(owner, name, value):

@@ -1,0 +1,101 @@
+"""Keras' activation layers by class: ReLU, LeakyReLU, ELU and Softmax, with Keras 3's
+arguments and defaults (LeakyReLU's negative slope is 0.3 as a layer, 0.2 as a function, as
+in Keras). Each is an Activation, trained by the native engine as one."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+from .. import activations as act_mod
+from .activation import Activation
+
+
+def _number(owner, name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0 or \
+            value == float("inf"):
+        raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class ReLU(Activation):
+    """Keras' ReLU layer: max(x, 0); `negative_slope` makes it leaky, `max_value=6` caps it
+    (relu6). A threshold other than 0, and other caps, have no pynn kernel: refused."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        max_value = _number("ReLU", "max_value", max_value, allow_none=True)
+        slope = _number("ReLU", "negative_slope", negative_slope)
+        threshold = _number("ReLU", "threshold", threshold)
+        if threshold != 0:
+            raise ValueError(f"ReLU: threshold={threshold:g} is not supported (pynn's relu "
+                             f"kernels switch at 0)")
+        if max_value is not None and (max_value != 6 or slope != 0):
+            raise ValueError(f"ReLU: max_value={max_value:g}"
+                             f"{f' with negative_slope={slope:g}' if slope else ''} is not "
+                             f"supported; max_value=6 alone is relu6")
+        spec = (act_mod.relu6 if max_value is not None else
+                act_mod.leaky_relu_with(slope) if slope else act_mod.relu)
+        super().__init__(spec, **kwargs)
+        self.max_value, self.negative_slope, self.threshold = max_value, slope, threshold
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
+
+
+class LeakyReLU(Activation):
+    """Keras' LeakyReLU layer: x, or negative_slope * x below 0 (default 0.3, Keras'; the
+    older `alpha=` is taken with Keras' deprecation warning)."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("LeakyReLU: argument `alpha` is deprecated (Keras 3); use "
+                          "`negative_slope`", UserWarning, stacklevel=2)
+        slope = _number("LeakyReLU", "negative_slope", negative_slope)
+        super().__init__(act_mod.leaky_relu_with(slope), **kwargs)
+        self.negative_slope = slope
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "negative_slope": self.negative_slope}
+
+
+class ELU(Activation):
+    """Keras' ELU layer: x, or alpha * (exp(x) - 1) below 0 (default alpha 1.0)."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        alpha = _number("ELU", "alpha", alpha)
+        super().__init__(act_mod.elu_with(alpha), **kwargs)
+        self.alpha = alpha
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "alpha": self.alpha}
+
+
+class Softmax(Activation):
+    """Keras' Softmax layer over the last axis (`axis=-1`, the only one pynn takes)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        if axis != -1:
+            raise ValueError(f"Softmax: axis={axis!r} is not supported; pynn's softmax is over "
+                             f"the last axis (axis=-1)")
+        super().__init__(act_mod.softmax, **kwargs)
+        self.axis = -1
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, "axis": self.axis}
+
+
+# The activation layers the native engine and the ONNX exporter know (exact types: a
+# user's subclass may compute something else).
+ACTIVATION_LAYERS = (Activation, ReLU, LeakyReLU, ELU, Softmax)
