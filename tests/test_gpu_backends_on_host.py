@@ -252,7 +252,8 @@ def scenario_more_activations(backend, rng):
 
 def scenario_batch_sources(backend, rng):
     """Data given batch by batch (a generator; validation, evaluate and predict from
-    iterables), each batch converted to device arrays as it comes."""
+    iterables), each batch converted to device arrays as it comes; an adapted
+    Normalization first."""
     x, labels = _data(rng)
     model = _mlp(x.shape[1], 4, "softmax")
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -261,6 +262,12 @@ def scenario_batch_sources(backend, rng):
     def batches(count=None):
         for i in range(0, len(x) if count is None else count, 16):
             yield x[i:i + 16], labels[i:i + 16]
+
+    norm = pynn.layers.Normalization()
+    norm.adapt(x)
+    model = pynn.Sequential([pynn.Input((x.shape[1],)), norm] + model.layers[1:])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  backend=backend)
 
     history = model.fit(batches(), epochs=1, verbose=0, validation_data=batches(48))
     return {"history": history.history, "weights": model.get_weights(),

@@ -21,7 +21,8 @@ import weakref
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
-from .layers import ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer
+from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer,
+                     Normalization)
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
 from .backend.numpy_backend import dropout_key, splitmix64
@@ -96,10 +97,13 @@ def _dense_stack(model, for_training=True):
         if type(layer) is Flatten and not stack and stack.input_bn is None \
                 and stack.input_dropout is None:
             continue  # the engine reads each sample as one row (C order) anyway
-        if type(layer) is BatchNormalization and not stack and stack.input_bn is None:
+        if type(layer) in (BatchNormalization, Normalization) and not stack \
+                and stack.input_bn is None:
             if stack.input_dropout is not None:
-                return (f"batch normalization after the inputs' dropout (layer "
-                        f"{layer.name!r})")
+                return (f"normalization after the inputs' dropout (layer {layer.name!r})")
+            if type(layer) is Normalization and (layer.invert or len(layer.input_shape) > 1):
+                return (f"Normalization {layer.name!r} "
+                        f"{'with invert=True' if layer.invert else 'of multi-axis samples'}")
             stack.input_bn = layer  # normalises the inputs
             continue
         if type(layer) is Dropout:
@@ -251,18 +255,18 @@ class NativeEngine:
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
             if bn is not None:
-                gamma, beta = bn.gamma, bn.beta
+                gamma, beta, mean, variance, momentum, epsilon, trains = \
+                    _normalisation(bn, training)
 
                 def slots(p):
-                    if not (training and bn.trainable and p is not None):
+                    if not (trains and p is not None):
                         return []
                     return list(opt._slots_for(p).values())
                 self.engine.set_batchnorm(
-                    i, bn_pre, bn.momentum, bn.epsilon, bool(training and bn.trainable),
+                    i, bn_pre, momentum, epsilon, trains,
                     None if gamma is None else gamma.value, None if beta is None else beta.value,
-                    bn.moving_mean.value, bn.moving_variance.value, slots(gamma), slots(beta))
-                self.bn_params += [p for p in (gamma, beta, bn.moving_mean, bn.moving_variance)
-                                   if p is not None]
+                    mean.value, variance.value, slots(gamma), slots(beta))
+                self.bn_params += [p for p in (gamma, beta, mean, variance) if p is not None]
         if opt is None:
             state = [[] for _ in self.params]
         else:
@@ -336,6 +340,17 @@ class NativeEngine:
         out = np.empty((len(x), self.out_dim), dtype=np.float32)
         self.engine.predict(_rows(x), out)
         return out
+
+
+def _normalisation(layer, training):
+    """What the engine's normalisation takes from a BatchNormalization (gamma, beta, moving
+    mean and variance, momentum, epsilon, whether it trains) or from a Normalization: a
+    frozen one without gamma and beta, whose max(sqrt(variance), 1e-7) is sqrt(variance +
+    1e-14) (the same above a variance of ~1e-9; the same 1e-7 for a constant feature)."""
+    if type(layer) is Normalization:
+        return None, None, layer.mean, layer.variance, 0.0, 1e-14, False
+    return (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance, layer.momentum,
+            layer.epsilon, bool(training and layer.trainable))
 
 
 def _engine_settings(model):

@@ -1,5 +1,6 @@
-"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation, Flatten, Dropout
-(identity at inference) and BatchNormalization (inference mode), every activation included.
+"""ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
+Flatten, Dropout (identity at inference), BatchNormalization (inference mode) and
+Normalization, every activation included.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
 The file declares the lowest opset and IR version the model needs (opset 13; 20 with gelu,
@@ -12,7 +13,8 @@ import numbers
 
 import numpy as np
 
-from .layers import ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer
+from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer,
+                     Normalization)
 
 
 def _onnx():
@@ -184,6 +186,17 @@ def export(model, filepath, opset=None):
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
                                                    const, double)
             nodes += act_nodes
+        elif kind is Normalization:
+            scale = np.maximum(np.sqrt(layer.variance.numpy().astype(np.float64)), 1e-7)
+            mean = const(f"{name}_mean", layer.mean.numpy())
+            scale = const(f"{name}_scale", scale)
+            out, inner = f"{name}_out", f"{name}_inner"
+            nodes += ([helper.make_node("Mul", [current, scale], [inner], name=inner),
+                       helper.make_node("Add", [inner, mean], [out], name=out)]
+                      if layer.invert else
+                      [helper.make_node("Sub", [current, mean], [inner], name=inner),
+                       helper.make_node("Div", [inner, scale], [out], name=out)])
+            current = out
         elif kind is BatchNormalization:
             n = layer.input_shape[0]
             gamma = layer.gamma.numpy() if layer.scale else np.ones(n)

@@ -6,11 +6,12 @@ from .activation_layers import ACTIVATION_LAYERS, ELU, LeakyReLU, ReLU, Softmax
 from .base import Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
+from .feature_normalization import Normalization
 from .normalization import BatchNormalization
 from .reshape import Flatten
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, BatchNormalization, Flatten,
-                                            InputLayer, *ACTIVATION_LAYERS)}
+                                            InputLayer, Normalization, *ACTIVATION_LAYERS)}
 
 
 def get_class(name, custom_objects=None, custom=False):
@@ -21,5 +22,5 @@ def get_class(name, custom_objects=None, custom=False):
 
 
 __all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dropout", "ELU",
-           "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Parameter", "ReLU", "Softmax",
-           "get_class"]
+           "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Normalization", "Parameter",
+           "ReLU", "Softmax", "get_class"]
