@@ -90,7 +90,7 @@ def test_batches_train_as_the_arrays_they_come_from(rng, backend, kind):
         given.fit(stream(), steps_per_epoch=steps, epochs=epochs, verbose=0)
     elif kind == "pydataset":
         source = Batches(x, y, size)
-        given.fit(source, epochs=epochs, verbose=0)
+        given.fit(source, epochs=epochs, verbose=0, shuffle=False)
         assert source.epoch_ends == epochs and source.read == list(range(steps)) * epochs
     else:
         source = Reiterable(x, y, size)
@@ -112,7 +112,8 @@ def test_sample_and_class_weights_and_validation(rng, backend):
     arrays.fit(x, y, batch_size=25, epochs=2, shuffle=False, sample_weight=w, verbose=0,
                validation_data=(xv, yv))
     given = _model(backend)
-    given.fit(Batches(x, y, 25, w), epochs=2, verbose=0, validation_data=Batches(xv, yv, 16))
+    given.fit(Batches(x, y, 25, w), epochs=2, verbose=0, validation_data=Batches(xv, yv, 16),
+              shuffle=False)
     _assert_same_training(given, arrays)
     np.testing.assert_allclose(given.history.history["val_loss"],
                                arrays.history.history["val_loss"], rtol=1e-5)
@@ -120,7 +121,8 @@ def test_sample_and_class_weights_and_validation(rng, backend):
     weighted.fit(x, y, batch_size=25, epochs=1, shuffle=False, verbose=0,
                  class_weight={0: 1.0, 1: 3.0})
     by_batch = _model(backend)
-    by_batch.fit(Batches(x, y, 25), epochs=1, verbose=0, class_weight={0: 1.0, 1: 3.0})
+    by_batch.fit(Batches(x, y, 25), epochs=1, verbose=0, class_weight={0: 1.0, 1: 3.0},
+                 shuffle=False)
     _assert_same_training(by_batch, weighted)
     # validation batches bounded by validation_steps: the first 2 of 3
     bounded = _model(backend)
@@ -160,16 +162,116 @@ def test_an_unbuilt_model_is_built_by_the_first_batch(rng):
     assert next(untouched) is not None  # no epoch to run: nothing read
 
 
-def test_a_source_that_runs_out_stops_training_with_a_warning(rng):
+def test_a_generator_that_runs_out_stops_training_with_a_warning(rng):
     x, y = _data(rng)
     model = _model(BACKENDS[0])
-    with pytest.warns(UserWarning, match="ran out after 0 batch"):
-        history = model.fit(_batches(x, y, 50), epochs=3, verbose=0)  # read once, 3 batches
+    begun = []
+    cb = pynn.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: begun.append(e))
+    with pytest.warns(UserWarning, match=r"ran out after 1 epoch\(s\).*read once"):
+        history = model.fit(_batches(x, y, 50), epochs=3, verbose=0, callbacks=[cb])
     assert len(history.epoch) == 1 and model.optimizer.iterations == 3
+    assert begun == [0]  # an epoch without data is not begun
     model = _model(BACKENDS[0])
-    with pytest.warns(UserWarning, match="ran out after 1 batch.*expected 2"):
+    with pytest.warns(UserWarning, match="ran out after 1 of this epoch's 2 batches"):
         history = model.fit(_batches(x, y, 50), steps_per_epoch=2, epochs=5, verbose=0)
     assert len(history.epoch) == 2 and model.optimizer.iterations == 3
+    with pytest.raises(ValueError, match="gave no batches"):
+        _model(BACKENDS[0]).fit(iter([]), epochs=2, verbose=0)
+
+
+def test_steps_per_epoch_continues_where_the_last_epoch_stopped(rng):
+    """As Keras: shorter epochs take the next batches, not the first ones again."""
+    x, y = _data(rng, n=80)
+    source = Batches(x, y, 20)  # 4 batches
+    _model(BACKENDS[0]).fit(source, steps_per_epoch=2, epochs=4, verbose=0, shuffle=False)
+    assert source.read == [0, 1, 2, 3, 0, 1, 2, 3] and source.epoch_ends == 4
+    loader = Reiterable(x, y, 20)
+    model = _model(BACKENDS[0])
+    model.fit(loader, steps_per_epoch=3, epochs=4, verbose=0)  # 4 batches a pass
+    assert model.optimizer.iterations == 3 + 1 + 3 + 1 and loader.passes == 2  # as Keras
+    # an iterable shorter than steps_per_epoch: each epoch one pass, every epoch runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        history = _model(BACKENDS[0]).fit(Reiterable(x, y, 20), steps_per_epoch=5, epochs=3,
+                                          verbose=0)
+    assert len(history.epoch) == 3
+
+
+def test_a_pydataset_is_shuffled_by_batch_each_epoch(rng):
+    x, y = _data(rng, n=160)
+
+    class Logged(Batches):
+        def on_epoch_begin(self):
+            self.read.append("begin")
+
+    source = Logged(x, y, 20)  # 8 batches
+    pynn.set_seed(8)
+    _model(BACKENDS[0]).fit(source, epochs=3, verbose=0)  # shuffle=True by default
+    epochs = [source.read[i + 1:i + 9] for i in range(0, 27, 9)]
+    assert [source.read[i] for i in range(0, 27, 9)] == ["begin"] * 3
+    assert all(sorted(e) == list(range(8)) for e in epochs)
+    assert epochs[0] != epochs[1] or epochs[1] != epochs[2]
+
+
+def test_validation_from_a_generator_is_the_same_each_epoch(rng):
+    x, y = _data(rng)
+    xv, yv = _data(rng, 60)
+    model = _model(BACKENDS[0])
+    history = model.fit(Batches(x, y, 30), epochs=3, verbose=0,
+                        validation_data=_batches(xv, yv, 20))  # read once, kept
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(xv, yv)[0],
+                                                            rel=1e-6)
+    model = _model(BACKENDS[0])
+    history = model.fit(Batches(x, y, 30), epochs=3, verbose=0, validation_steps=2,
+                        validation_data=_batches(xv, yv, 20))
+    assert history.history["val_loss"][-1] == pytest.approx(
+        model.evaluate(xv[:40], yv[:40])[0], rel=1e-6)
+
+
+def test_what_is_data_and_what_gives_batches(rng):
+    import array
+    import collections
+
+    from pynn.batch_sources import is_batch_source
+
+    x, y = _data(rng)
+    for data in (range(5), array.array("d", [1.0, 2.0]), memoryview(b"ab"), bytearray(b"ab"),
+                 collections.deque([1.0, 2.0]), {1.0, 2.0}, {"a": 1}.values(), [(x, y)],
+                 (x, y), x, np.float32(1)):
+        assert not is_batch_source(data), type(data)
+
+    class DuckSequence:  # Keras' Sequence without pynn: indexable, with on_epoch_end
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return x, y
+
+        def on_epoch_end(self):
+            pass
+
+    for source in (_batches(x, y, 10), Batches(x, y, 10), Reiterable(x, y, 10), DuckSequence(),
+                   map(lambda i: (x, y), range(2))):
+        assert is_batch_source(source), type(source)
+    assert _model(BACKENDS[0]).predict(collections.deque(x.tolist())).shape == (len(x), 2)
+
+
+def test_fits_other_arguments_with_batches(rng, capsys):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0])
+    with pytest.warns(UserWarning, match="batch_size=8 is ignored"):
+        model.fit(Batches(x, y, 25), batch_size=8, epochs=1, verbose=0)  # Keras ignores it
+    assert model.optimizer.iterations == 6
+    frozen = _model(BACKENDS[0])
+    frozen.layers[1].trainable = False
+    calls = []
+    cb = pynn.callbacks.LambdaCallback(on_train_begin=lambda logs: calls.append("begin"))
+    sub = type("Sub", (pynn.Dense,), {})  # a subclass: not the engine's
+    odd = pynn.Sequential([pynn.Input((6,)), sub(2, activation="softmax")])
+    odd.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="native engine cannot train this model"):
+        odd.fit(Batches(x, y, 25), engine="native", callbacks=[cb], verbose=0)
+    assert not calls  # refused before training began
 
 
 def test_callbacks_see_each_batch_and_can_stop(rng):
@@ -215,7 +317,6 @@ def test_progress_without_a_known_length(rng, capsys):
 
 @pytest.mark.parametrize("call,match", [
     (lambda m, s, x, y: m.fit(s, y), "y must be None"),
-    (lambda m, s, x, y: m.fit(s, batch_size=8), "batch_size must be None"),
     (lambda m, s, x, y: m.fit(s, sample_weight=np.ones(len(x))), "sample_weight must be None"),
     (lambda m, s, x, y: m.fit(s, validation_split=0.2), "validation_split needs arrays"),
     (lambda m, s, x, y: m.fit(s, steps_per_epoch=0), "steps_per_epoch must be a positive"),

@@ -102,8 +102,49 @@ def test_targets_and_weights_per_position_are_checked(rng):
         model.fit(x, labels[:, 0], verbose=0)
     with pytest.raises(ValueError, match="label 3 is out of range for 3 classes"):
         model.fit(x, np.full((4, 6), 3), verbose=0)
-    with pytest.raises(ValueError, match="class_weight weighs each sample by its class"):
+    with pytest.raises(ValueError, match=r"class_weight weighs each sample by its class.*"
+                                         r"sample_weight of shape \(4, 6\)"):
         model.fit(x, labels, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"shape \(4,\), one weight per sample or \(4, 6\), "
+                                         r"one per position, got \(4, 5\)"):
+        model.fit(x, labels, sample_weight=np.ones((4, 5)), verbose=0)
+    with pytest.raises(ValueError, match=r"r2_score takes \(samples, outputs\)"):
+        pynn.metrics.r2_score(np.ones((4, 6, 2)), np.ones((4, 6, 2)))
+
+
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "categorical_crossentropy",
+                                  "mse"])
+def test_a_weight_per_position_masks_padding(rng, loss):
+    """Keras' way to leave a sequence's padding out: sample_weight (N, T). The labels at
+    masked positions then change nothing, and the loss is Keras' weighted mean."""
+    x = rng.normal(size=(30, 6, 4)).astype(np.float32)
+    lengths = rng.integers(1, 7, size=30)
+    mask = (np.arange(6) < lengths[:, None]).astype(np.float32)
+    labels = rng.integers(0, 3, size=(30, 6))
+    other = np.where(mask > 0, labels, (labels + 1) % 3)  # differs at the padding only
+    sparse = loss.startswith("sparse")
+    weights = []
+    for y in (labels, other):
+        model = _tagger(BACKENDS[0])
+        model.compile(model.optimizer, loss)
+        targets = y if sparse else np.eye(3)[y]
+        model.fit(x, targets, sample_weight=mask[..., None] if loss == "mse" else mask,
+                  epochs=2, batch_size=8, verbose=0)  # (N, T, 1) is taken too
+        weights.append(model.get_weights())
+        p = model.predict(x).astype(np.float64)
+        per_position = -np.log(np.take_along_axis(p, y[..., None], -1)[..., 0]) \
+            if loss != "mse" else ((p - np.eye(3)[y]) ** 2).mean(-1)
+        assert model.evaluate(x, targets, sample_weight=mask) == pytest.approx(
+            (per_position * mask).mean(), rel=1e-5)
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_unbuilt_model_takes_sequences(rng):
+    model = pynn.Sequential([pynn.Dense(5, activation="relu"), pynn.Dense(2)])
+    model.compile("adam", "mse")
+    model.fit(rng.normal(size=(8, 4, 3)), rng.normal(size=(8, 4, 2)), epochs=1, verbose=0)
+    assert model.input_shape == (4, 3) and model.output_shape == (4, 2)
 
 
 def test_files_summary_and_onnx(rng, tmp_path):

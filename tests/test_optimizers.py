@@ -343,7 +343,9 @@ def test_every_optimizer_takes_keras_3s_decoupled_weight_decay(name, rng):
     plain = _param(numpy, (w - w * np.float32(0.1 * 0.3)).copy(), g.copy())
     cls(0.1, weight_decay=0.3).apply([decayed])
     cls(0.1).apply([plain])
-    np.testing.assert_allclose(decayed.value, plain.value, rtol=1e-6)
+    # atol: RMSprop's step is ~0.32 whatever g, so a weight near it ends near 0, where the
+    # two float32 roundings of w * 0.03 differ relatively
+    np.testing.assert_allclose(decayed.value, plain.value, rtol=1e-6, atol=1e-7)
     x = rng.normal(size=(24, 3)).astype(np.float32)
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
     model.compile(cls(0.01, weight_decay=0.1), "mse")

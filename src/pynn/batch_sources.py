@@ -1,19 +1,20 @@
 """Data given batch by batch, as Keras takes it: a generator or any iterator of batches, an
-iterable read again each epoch (a PyTorch DataLoader, a list of batches), or a `PyDataset`
-(Keras' keras.utils.PyDataset / Sequence: `__len__` batches, `__getitem__(i)` the i-th,
-`on_epoch_end()` after each epoch). A batch is `(x, y)` or `(x, y, sample_weight)` (a list
-works too); for predict, `x` alone or such a tuple (y is then ignored).
+iterable read again each epoch (a PyTorch DataLoader), or a `PyDataset` (Keras'
+keras.utils.PyDataset / Sequence: `__len__` batches, `__getitem__(i)` the i-th,
+`on_epoch_begin()` / `on_epoch_end()` around each epoch). A batch is `(x, y)` or `(x, y,
+sample_weight)` (a list works too); for predict, `x` alone or such a tuple (y is then
+ignored). Lists, tuples, ranges and arrays are data, not batches.
 
 fit, evaluate and predict take one in place of arrays; each batch is checked and converted
 as it comes (its rows are the batch: batch_size is the source's), so data larger than memory
-trains. `steps_per_epoch` / `validation_steps` / `steps` bound the batches read; without
-them an epoch reads the whole source (until an iterator is exhausted).
+trains. `steps_per_epoch` makes an epoch that many batches, continuing where the last epoch
+stopped (as Keras); `validation_steps` / `steps` bound the batches read; without them an
+epoch reads the whole source (until an iterator is exhausted).
 """
-
 from __future__ import annotations
 
-import itertools
-import warnings
+import collections
+import collections.abc
 
 import numpy as np
 
@@ -39,22 +40,42 @@ class PyDataset:
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index) "
                                   f"(the batch at index)")
 
+    def on_epoch_begin(self):
+        """Called before each epoch of fit."""
+
     def on_epoch_end(self):
         """Called after each epoch of fit (and after evaluate and predict)."""
 
 
-_ARRAY_ATTRS = ("__array__", "__array_interface__", "__dlpack__", "__cuda_array_interface__")
+_ARRAY_ATTRS = ("__array__", "__array_interface__", "__dlpack__", "__cuda_array_interface__",
+                "shape")
+# Containers of values, never of batches (fit took them as arrays before batch sources)
+_VALUE_CONTAINERS = (np.ndarray, list, tuple, str, bytes, bytearray, dict, range,
+                     collections.deque, collections.abc.Set, collections.abc.MappingView)
 
 
 def is_batch_source(x):
-    """Whether x gives batches rather than being the data itself: an iterator, or an
-    indexable or iterable object that is no array, list, tuple, string, dict or DataFrame."""
-    if x is None or isinstance(x, (np.ndarray, list, tuple, str, bytes, dict)) or \
+    """Whether x gives batches rather than being the data itself: a PyDataset (or Keras'
+    PyDataset/Sequence: indexable with on_epoch_end), an iterator (a generator), or an
+    iterable that cannot be indexed (a PyTorch DataLoader). Arrays, lists, ranges, buffers,
+    DataFrames and the like are data."""
+    if x is None or isinstance(x, _VALUE_CONTAINERS) or \
             any(hasattr(x, attr) for attr in _ARRAY_ATTRS) or \
-            type(x).__module__.startswith("pandas"):
+            type(x).__module__.startswith("pandas") or _is_buffer(x):
         return False
-    return isinstance(x, PyDataset) or hasattr(x, "__next__") or hasattr(x, "__iter__") or \
-        (hasattr(x, "__getitem__") and hasattr(x, "__len__"))
+    if isinstance(x, PyDataset) or hasattr(x, "__next__"):
+        return True
+    if hasattr(x, "__getitem__"):
+        return hasattr(x, "__len__") and hasattr(x, "on_epoch_end")
+    return hasattr(x, "__iter__")
+
+
+def _is_buffer(x):
+    try:
+        memoryview(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _check_steps(steps, name):
@@ -65,11 +86,22 @@ def _check_steps(steps, name):
     return int(steps)
 
 
-class BatchSource:
-    """A batch source read epoch by epoch: `batches()` yields up to `steps` batches as
-    (x, y, sample_weight) tuples (y, sample_weight None when absent)."""
+_END = object()
 
-    def __init__(self, source, steps=None, steps_name="steps_per_epoch", what="fit"):
+
+class BatchSource:
+    """A batch source read epoch by epoch, as Keras reads one: `batches()` yields the next
+    epoch's batches as (x, y, sample_weight) tuples (y, sample_weight None when absent).
+
+    An epoch is `steps` batches (all of a pass when None) taken from where the last epoch
+    stopped, and ends early when the pass does: a PyDataset or an iterable starts a new pass
+    at the next epoch (a PyDataset's batches in `order(pass)`'s order when given: fit's
+    shuffle), an iterator is read once (`exhausted` then). `restart` (validation data):
+    each epoch reads from the start instead, the same batches each time: a new pass, or for
+    an iterator its first epoch's batches kept and given again."""
+
+    def __init__(self, source, steps=None, steps_name="steps_per_epoch", what="fit",
+                 order=None, restart=False):
         self.source, self.what, self.steps_name = source, what, steps_name
         self.steps = _check_steps(steps, steps_name)
         self.indexed = isinstance(source, PyDataset) or (
@@ -84,29 +116,64 @@ class BatchSource:
             if self.steps is not None and self.steps > count:
                 raise ValueError(f"{steps_name}={self.steps} is more than the dataset's "
                                  f"{count} batches")
-            self.steps = count if self.steps is None else self.steps
+            self.length = int(count)
         elif not self.iterator and not hasattr(source, "__iter__"):
             raise TypeError(f"{what}: cannot read batches from {type(source).__name__}")
-        self.exhausted = False  # an epoch ended early: the source ran out
+        else:
+            self.length = None
+        self.order, self.restart = order, restart
+        self.passes = 0
+        self.exhausted = False  # an iterator ran out
+        self.count = 0  # batches in the last epoch
+        self._stream = None  # the pass being read
+        self._kept = None
+
+    @property
+    def epoch_steps(self):
+        """Batches an epoch reads (None: unknown), for callbacks' params and the bar."""
+        return self.steps if self.steps is not None else self.length
+
+    def _new_pass(self):
+        if self.iterator:
+            return self.source
+        self.passes += 1
+        if not self.indexed:
+            return iter(self.source)
+        order = range(self.length) if self.order is None else self.order(self.passes)
+        return (self.source[int(i)] for i in order)
 
     def batches(self):
-        """One epoch's batches, each (x, y, sample_weight)."""
-        if self.indexed:
-            items = (self.source[i] for i in range(self.steps))
-        else:
-            stream = self.source if self.iterator else iter(self.source)
-            items = stream if self.steps is None else itertools.islice(stream, self.steps)
-        count = 0
-        for item in items:
-            count += 1
-            yield _unpack(item, self.what)
-        if self.steps is not None and count < self.steps or count == 0:
-            self.exhausted = True
-            warnings.warn(f"{self.what}: the data ran out after {count} batch(es) of this "
-                          f"epoch (expected {self.steps if self.steps is not None else 'some'});"
-                          f" a generator is read once: give {self.steps_name} so that each "
-                          f"epoch reads its share, or an iterable read again each epoch",
-                          stacklevel=4)
+        """The next epoch's batches, each (x, y, sample_weight)."""
+        if self._kept is not None:
+            yield from self._kept
+            return
+        kept = [] if self.restart and self.iterator else None
+        if self.restart and not self.iterator:
+            self._stream = None
+        self.count = 0
+        fresh = False  # whether the pass being read began in this epoch
+        while (self.steps is None or self.count < self.steps) and not self.exhausted:
+            if self._stream is None:
+                self._stream, fresh = self._new_pass(), True
+            item = next(self._stream, _END)
+            if item is _END:  # the pass ends, and with it the epoch
+                self._stream = None
+                self.exhausted = self.iterator
+                if self.count == 0 and not fresh and not self.iterator:
+                    continue  # the last epoch ended with the pass: this one takes a new one
+                break
+            self.count += 1
+            batch = _unpack(item, self.what)
+            if kept is not None:
+                kept.append(batch)
+            yield batch
+        if kept is not None:
+            self._kept = kept
+
+    def epoch_begin(self):
+        """The source's on_epoch_begin(), where it has one (Keras 3's PyDataset)."""
+        if hasattr(self.source, "on_epoch_begin"):
+            self.source.on_epoch_begin()
 
     def epoch_end(self):
         """The source's on_epoch_end(), where it has one (PyDataset)."""

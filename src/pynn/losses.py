@@ -93,15 +93,18 @@ class Loss:
     # ---- values ---------------------------------------------------------------------------
     def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
         """(mean loss, d loss / d y_pred) on backend arrays of prepared targets. With
-        sample_weight, Keras' reduction: the weighted sum over the unweighted count."""
+        sample_weight, Keras' reduction: the weighted sum over the unweighted count; one
+        weight per sample, or per position of (N, T, ..., outputs) predictions."""
         n = self._count(y_pred)
-        total, grad = self._sum_and_grad(backend, y_pred, y_true, 1.0 / n, sample_weight)
+        total, grad = _by_weighted_rows(self._sum_and_grad, backend, y_pred, y_true, 1.0 / n,
+                                        sample_weight)
         return total / n, grad
 
     def logits_value_and_grad(self, backend, logits, y_true, sample_weight=None):
         """(mean loss, d loss / d logits) when the output activation was fused away."""
         n = self._count(logits)
-        total, grad = self._logits_sum_and_grad(backend, logits, y_true, 1.0 / n, sample_weight)
+        total, grad = _by_weighted_rows(self._logits_sum_and_grad, backend, logits, y_true,
+                                        1.0 / n, sample_weight)
         return total / n, grad
 
     def _count(self, y_pred):
@@ -131,6 +134,20 @@ class Loss:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
+    """fn(backend, y_pred, y_true, scale, sample_weight); with a weight per position of
+    (N, T, ..., outputs) predictions, on rows of outputs (N * T * ..., outputs) each with its
+    weight (a label per position stays one per row), the gradient reshaped back."""
+    if sample_weight is None or sample_weight.ndim == 1:
+        return fn(backend, y_pred, y_true, scale, sample_weight)
+    rows = sample_weight.size
+    labels = y_true.ndim < y_pred.ndim  # sparse: a class index per position
+    total, grad = fn(backend, y_pred.reshape(rows, -1),
+                     y_true.reshape(rows) if labels else y_true.reshape(rows, -1), scale,
+                     sample_weight.reshape(rows))
+    return total, grad.reshape(y_pred.shape)
 
 
 class MeanSquaredError(Loss):

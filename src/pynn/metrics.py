@@ -264,6 +264,9 @@ def root_mean_squared_error(y_true, y_pred):
 
 def _r2_stats(y_true, y_pred):
     """Per column: count, mean of y, sum of squared deviations of y, sum of squared errors."""
+    if y_true.ndim != 2:  # Keras' R2Score refuses them too
+        raise ValueError(f"r2_score takes (samples, outputs), got shape {y_true.shape}: "
+                         f"an R² per position of a sequence is not defined here")
     n = y_true.shape[0]
     mean = y_true.mean(axis=0)
     return (n, mean, ((y_true - mean) ** 2).sum(axis=0), ((y_true - y_pred) ** 2).sum(axis=0))

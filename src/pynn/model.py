@@ -30,7 +30,7 @@ from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import Dropout, Flatten, InputLayer, Layer, get_class
+from .layers import Dense, Dropout, Flatten, InputLayer, Layer, Normalization, get_class
 from .layers.base import as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
@@ -342,7 +342,12 @@ class Sequential:
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x"):
         layers = self._compute_layers
-        any_rank = self.input_shape is None and bool(layers) and type(layers[0]) is Flatten
+        # an unbuilt model takes samples of any shape where its first layer does: Flatten,
+        # and Dense or Normalization (on the last axis) for inputs of 3 or more axes
+        first = type(layers[0]) if layers else None
+        any_rank = self.input_shape is None and (
+            first is Flatten or (first in (Dense, Normalization) and
+                                 (getattr(x, "ndim", 2) or 2) > 2))
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
@@ -406,11 +411,16 @@ class Sequential:
             if w.dtype.kind not in "biuf":
                 raise TypeError(f"sample_weight must be numbers, got dtype {w.dtype}")
             w = w.astype(np.float64)
-            if w.ndim == 2 and w.shape[1] == 1:
-                w = w[:, 0]
-            if w.shape != (n,):
+            # one weight per position of outputs with more axes (N, T, ..., outputs): Keras'
+            # way to mask a sequence's padding
+            positions = (n, *self.output_shape[:-1])
+            if w.ndim == len(positions) + 1 and w.shape[-1] == 1:
+                w = w[..., 0]
+            if w.shape not in ((n,), positions):
+                per_position = f" or {positions}, one per position" if len(positions) > 1 \
+                    else ""
                 raise ValueError(f"sample_weight must have shape ({n},), one weight per "
-                                 f"sample, got {w.shape}")
+                                 f"sample{per_position}, got {w.shape}")
             if not np.isfinite(w).all() or (w < 0).any():
                 raise ValueError("sample_weight must be finite and non-negative")
         if class_weight is not None:
@@ -420,7 +430,8 @@ class Sequential:
             if y.ndim > 2 or (y.ndim == 2 and getattr(self.loss, "sparse", False)):
                 raise ValueError(f"class_weight weighs each sample by its class; these "
                                  f"targets have a class per position (shape {y.shape}), as "
-                                 f"Keras refuses too: pass sample_weight")
+                                 f"Keras refuses too: pass sample_weight of shape "
+                                 f"{(n, *self.output_shape[:-1])}, one weight per position")
             if y.ndim == 2 and y.shape[1] > 1 and y.size and \
                     not np.allclose(np.asarray(y).sum(axis=1), 1):
                 warnings.warn("class_weight with multi-label targets (rows that are not "
@@ -542,11 +553,12 @@ class Sequential:
         takes them. Or x gives the data batch by batch (y, batch_size and sample_weight then
         come with it): a generator, an iterable such as a PyTorch DataLoader, or a
         pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
-        (x, y, sample_weight); steps_per_epoch batches an epoch (default: all of it), and
-        validation_data may be one too (validation_steps). batch_size: default 32. verbose: 'auto' or 1 a progress bar on a terminal
-        or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing. shuffle:
-        reorder the samples every epoch (seeded by the model's shuffle seed and the step, so
-        resumed runs continue the same order). initial_epoch: the epoch to start counting
+        (x, y, sample_weight); steps_per_epoch batches an epoch (default: a pass; epochs
+        continue where the last stopped), and validation_data may be one too
+        (validation_steps). batch_size: default 32. verbose: 'auto' or 1 a progress bar on
+        a terminal or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing.
+        shuffle: reorder the samples (a PyDataset's batches) every epoch (seeded by the
+        model's shuffle seed and the step, so resumed runs continue the same order). initial_epoch: the epoch to start counting
         from (resuming). callbacks: a Callback or a list of them.
         Validation (validation_split: the last fraction of x, as Keras; or validation_data
         (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch, in
@@ -731,7 +743,7 @@ class Sequential:
         only goes with one)."""
         if is_batch_source(validation_data):
             return BatchSource(validation_data, validation_steps, "validation_steps",
-                               "validation")
+                               "validation", restart=True)
         if validation_steps is not None:
             raise ValueError("validation_steps is for validation_data given batch by batch (a "
                              "generator, an iterable, a PyDataset)")
@@ -754,16 +766,26 @@ class Sequential:
                     validation_steps):
         """fit on data given batch by batch (see fit and pynn.batch_sources): each batch is
         checked and converted as it comes, then trained as fit trains one of its own."""
-        _no_arrays_with_source("fit", source, y=y, batch_size=batch_size,
-                               sample_weight=sample_weight)
+        _no_arrays_with_source("fit", source, y=y, sample_weight=sample_weight)
+        if batch_size is not None:  # Keras ignores it too
+            warnings.warn(f"fit: batch_size={batch_size!r} is ignored: the batches of "
+                          f"{type(source).__name__} have their own size", UserWarning,
+                          stacklevel=3)
         if validation_split:
             raise ValueError("fit: validation_split needs arrays (it takes their last "
                              "fraction); give validation_data for data given batch by batch")
         _check_epochs(epochs, initial_epoch, validation_freq)
         if engine not in ("auto", "native", "layers"):
             raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
-        del shuffle  # the source's order is its own (Keras 3 ignores shuffle for these too)
-        train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit")
+        if shuffle and self.shuffle_seed is None:
+            self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
+
+        def order(_):  # a PyDataset's batches in a new order each pass, as Keras shuffles
+            return epoch_order(train.length, shuffle, self.shuffle_seed,
+                               self.optimizer.iterations)
+
+        # (a generator's or an iterable's order is its own, as in Keras)
+        train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit", order=order)
         val_source = self._validation_source(validation_data, validation_steps)
         val = None
         if val_source is None and validation_data is not None:
@@ -772,9 +794,21 @@ class Sequential:
                                  "y_val, sample_weight_val), or give batches itself")
             val = validation_data
         val_batch = data.check_batch_size(validation_batch_size, _PREDICT_BATCH)
-        first = self._build_from(train) if initial_epoch < epochs else None
+        first = None
+        if initial_epoch < epochs and not self.built:
+            train.epoch_begin()  # the first epoch's, before its first batch builds the model
+            first = self._build_from(train)
+        reason = None
         if self.built:  # else no epoch runs
             self._prepare_compiled()
+            reason = "engine='layers' was asked for" if engine == "layers" else \
+                engine_mod.unsupported_reason(self)
+            if reason is not None and engine == "native":
+                raise ValueError(f"the native engine cannot train this model: {reason}")
+            if reason is not None and verbose and engine == "auto" and \
+                    self.backend.name == "cpu":
+                print(f"Training layer by layer, not in the native engine: {reason}",
+                      flush=True)
         x_val = y_val = w_val = None
         if val is not None:  # checked once, before training
             x_val = self._inputs(val[0], "validation x")
@@ -784,11 +818,12 @@ class Sequential:
         history = History()
         user_callbacks = _callback_list(callbacks)
         cbs = CallbackList([*user_callbacks, history], self,
-                           {"epochs": epochs, "steps": train.steps, "verbose": verbose,
-                            "engine": engine})
+                           {"epochs": epochs, "steps": train.epoch_steps, "verbose": verbose,
+                            "engine": "native" if reason is None else "layers"})
         batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
-        progress = EpochProgress(verbose, epochs, train.steps)
+        progress = EpochProgress(verbose, epochs, train.epoch_steps)
         trainer = _SourceTrainer(self, engine, class_weight)
+        trainer.engine_reason = reason
         self.stop_training = False
         self.history = history
         train_logs = {}
@@ -800,12 +835,25 @@ class Sequential:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:
                         break
+                    if first is None:
+                        train.epoch_begin()
+                    batches, first = first or train.batches(), None
+                    head = next(batches, None)  # an epoch without data is not begun
+                    if head is None:
+                        if epoch == initial_epoch:
+                            raise ValueError("fit: the data gave no batches")
+                        warnings.warn(f"fit: the data ran out after {epoch - initial_epoch} "
+                                      f"epoch(s), and training stops there: a "
+                                      f"{type(source).__name__} is read once; give "
+                                      f"steps_per_epoch to share it out over the epochs, or "
+                                      f"an iterable read again each epoch", UserWarning,
+                                      stacklevel=3)
+                        break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
                     epoch_logs.reset()
-                    batches, first = first or train.batches(), None
                     step = 0
-                    for xb, yb, wb in batches:
+                    for xb, yb, wb in itertools.chain([head], batches):
                         if batch_hooks:
                             cbs.call("on_train_batch_begin", step, {})
                         batch_logs = trainer.train(xb, yb, wb, epoch_logs)
@@ -817,8 +865,11 @@ class Sequential:
                             break
                     if interrupt.requested:
                         break
-                    if step == 0:  # the source ran out (BatchSource warned)
-                        break
+                    short = train.exhausted and train.steps is not None and step < train.steps
+                    if short:
+                        warnings.warn(f"fit: the data ran out after {step} of this epoch's "
+                                      f"{train.steps} batches (steps_per_epoch); training "
+                                      f"stops after this epoch", UserWarning, stacklevel=3)
                     train.epoch_end()
                     logs = dict(epoch_logs)
                     if (val is not None or val_source is not None) and \
@@ -828,7 +879,7 @@ class Sequential:
                     progress.epoch_end(epoch, logs)
                     cbs.call("on_epoch_end", epoch, logs)
                     train_logs = logs
-                    if self.stop_training or train.exhausted:
+                    if self.stop_training or short:
                         break
             finally:
                 progress.close()
@@ -985,7 +1036,7 @@ class Sequential:
             source = BatchSource(x, steps, "steps", "evaluate")
             batches = self._build_from(source)
             self._prepare_compiled()
-            cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.steps})
+            cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.epoch_steps})
             cbs.call("on_test_begin", {})
             with self._claimed_metrics() as metrics:
                 logs = self._evaluate_source(source, metrics, cbs, batches)
@@ -1118,7 +1169,7 @@ class Sequential:
 
     def _predict_source(self, source, verbose, callbacks):
         cbs = CallbackList(_callback_list(callbacks), self)
-        cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.steps})
+        cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.epoch_steps})
         hooks = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end")
         start_time = time.perf_counter()
         cbs.call("on_predict_begin", {})
