@@ -236,13 +236,15 @@ def scenario_losses_and_optimizers(backend, rng):
 
 
 def scenario_more_activations(backend, rng):
-    """Keras 3's other activations, hidden (in the Dense epilogue) and as Activation layers."""
+    """Keras 3's other activations, hidden (in the Dense epilogue) and as Activation layers,
+    with LayerNormalization and RMSNormalization between."""
     out = {}
     x, labels = _data(rng)
     for first, second in (("silu", "mish"), ("softplus", "softsign"), ("selu", "relu6"),
                           ("hard_sigmoid", "hard_silu")):
         model = pynn.Sequential([pynn.Input((x.shape[1],)), pynn.Dense(11, activation=first),
-                                 pynn.Dense(7), pynn.Activation(second),
+                                 pynn.layers.LayerNormalization(), pynn.Dense(7),
+                                 pynn.Activation(second), pynn.layers.RMSNormalization(),
                                  pynn.Dense(4, activation="softmax")])
         model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
         out[first] = _fit_results(model, model.fit(x, labels, epochs=2, batch_size=13,

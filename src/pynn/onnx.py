@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer,
-                     Normalization)
+                     LayerNormalization, Normalization, RMSNormalization)
 
 
 def _onnx():
@@ -46,7 +46,7 @@ class _Graph:
         if label not in self._consts:
             self._consts[label] = (self._const(f"{self.prefix}_{label}", value), value)
         name, first = self._consts[label]
-        assert first == value, (label, first, value)
+        assert first is value or np.array_equal(first, value), (label, first, value)
         return name
 
 
@@ -186,6 +186,22 @@ def export(model, filepath, opset=None):
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
                                                    const, double)
             nodes += act_nodes
+        elif kind in (LayerNormalization, RMSNormalization):
+            g = _Graph(helper, name, const)
+            # means over the last axis as products with (1/F, ..., 1/F): no ReduceMean, whose
+            # axes moved from an attribute to an input at opset 18
+            features = layer.input_shape[-1]
+            average = g.const("average", np.full((features, 1), 1 / features))
+            d = g("Sub", current, g("MatMul", current, average)) if layer.centred else current
+            spread = g("MatMul", g("Mul", d, d), average)
+            y = g("Div", d, g("Sqrt", g("Add", spread, g.const("epsilon", layer.epsilon))))
+            gain, shift = layer._gain_and_shift()
+            if gain is not None:
+                y = g("Mul", y, g.const("gain", gain.numpy()))
+            if shift is not None:
+                y = g("Add", y, g.const("shift", shift.numpy()))
+            nodes += g.nodes
+            current = y
         elif kind is Normalization:
             scale = np.maximum(np.sqrt(layer.variance.numpy().astype(np.float64)), 1e-7)
             mean = const(f"{name}_mean", layer.mean.numpy())

@@ -7,11 +7,13 @@ from .base import Layer, Parameter
 from .dense import Dense
 from .dropout import Dropout
 from .feature_normalization import Normalization
+from .layer_normalization import LayerNormalization, RMSNormalization
 from .normalization import BatchNormalization
 from .reshape import Flatten
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, BatchNormalization, Flatten,
-                                            InputLayer, Normalization, *ACTIVATION_LAYERS)}
+                                            InputLayer, LayerNormalization, Normalization,
+                                            RMSNormalization, *ACTIVATION_LAYERS)}
 
 
 def get_class(name, custom_objects=None, custom=False):
@@ -22,5 +24,5 @@ def get_class(name, custom_objects=None, custom=False):
 
 
 __all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dropout", "ELU",
-           "Flatten", "Input", "InputLayer", "Layer", "LeakyReLU", "Normalization", "Parameter",
-           "ReLU", "Softmax", "get_class"]
+           "Flatten", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
+           "Normalization", "Parameter", "ReLU", "RMSNormalization", "Softmax", "get_class"]

@@ -1,0 +1,144 @@
+"""Normalisation of each sample (each position of a sequence) over its own features, the same
+in training and inference, as Keras' layers: LayerNormalization, y = (x - mean) / sqrt(var +
+epsilon) * gamma + beta, and RMSNormalization, y = x / sqrt(mean(x^2) + epsilon) * scale.
+They run on every backend through its array operations; the native engine does not run them
+(a model with one trains layer by layer)."""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import initializers, regularizers
+from .base import Layer, as_flag
+
+
+def _check(owner, axis, epsilon):
+    if isinstance(axis, bool) or axis not in (-1, (-1,), [-1]):
+        raise ValueError(f"{owner}: axis={axis!r} is not supported; pynn normalises the last "
+                         f"axis (axis=-1)")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or \
+            not 0 < epsilon < float("inf"):
+        raise ValueError(f"{owner}: epsilon must be a finite number > 0, got {epsilon!r}")
+    return float(epsilon)
+
+
+class _RowNormalization(Layer):
+    """x_hat = (x - row mean, when centred) / sqrt(row mean of squares + epsilon), then
+    times the gain and plus the shift where they exist (the subclasses' weights)."""
+
+    centred = True
+
+    def _gain_and_shift(self):
+        raise NotImplementedError
+
+    def forward(self, x, training=False, logits=False):
+        xp = self.backend.xp
+        # row statistics summed in double for float32 (as BatchNormalization's): a float32
+        # sum drifts for features far from zero
+        acc = "float64" if x.dtype == "float32" else x.dtype
+        d = x - x.mean(axis=-1, keepdims=True, dtype=acc) if self.centred else x
+        inv = (1 / xp.sqrt((d * d).mean(axis=-1, keepdims=True, dtype=acc) + self.epsilon))
+        inv = inv.astype(x.dtype)
+        x_hat = d.astype(x.dtype, copy=False) * inv
+        gain, shift = self._gain_and_shift()
+        y = x_hat if gain is None else x_hat * gain.value
+        if shift is not None:
+            y = y + shift.value
+        self._cache = (x_hat, inv) if training else None
+        return y.astype(x.dtype, copy=False)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__} {self.name!r}: backward without a "
+                               f"training forward")
+        x_hat, inv = self._cache
+        self._cache = None
+        acc = "float64" if dy.dtype == "float32" else dy.dtype
+        rows = (-1, dy.shape[-1])
+        gain, shift = self._gain_and_shift()
+        if gain is not None and gain.trainable:
+            gain.grad = (dy * x_hat).reshape(rows).sum(axis=0, dtype=acc).astype(dy.dtype)
+        if shift is not None and shift.trainable:
+            shift.grad = dy.reshape(rows).sum(axis=0, dtype=acc).astype(dy.dtype)
+        if not need_input_grad:
+            return None
+        g = dy if gain is None else dy * gain.value
+        # through the row's statistics, as batch normalisation's over the batch:
+        # inv * (g - mean(g) - x_hat mean(g x_hat)), without mean(g) when not centred
+        mean_gx = (g * x_hat).mean(axis=-1, keepdims=True, dtype=acc).astype(g.dtype)
+        dx = g - x_hat * mean_gx
+        if self.centred:
+            dx = dx - g.mean(axis=-1, keepdims=True, dtype=acc).astype(g.dtype)
+        return (inv * dx).astype(dy.dtype, copy=False)
+
+
+class LayerNormalization(_RowNormalization):
+    """Keras' LayerNormalization over the last axis (`axis=-1`, the only one pynn takes):
+    epsilon (1e-3), center / scale (whether beta / gamma exist), the initializers and
+    regularizers of beta and gamma. Keras 3 deprecated `rms_scaling=True` (it scaled by the
+    variance, not the root mean square): use RMSNormalization."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = _check("LayerNormalization", axis, epsilon)
+        if as_flag(self.name, "rms_scaling", rms_scaling):
+            raise ValueError("LayerNormalization: rms_scaling=True is deprecated in Keras 3 "
+                             "(it scales by the variance, not the root mean square) and not "
+                             "supported; use pynn.layers.RMSNormalization")
+        self.center = as_flag(self.name, "center", center)
+        self.scale = as_flag(self.name, "scale", scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.gamma = self.beta = None
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self._params, self._weight_regularizers = [], []
+        n = (int(input_shape[-1]),)
+        if self.scale:
+            self.gamma = self.add_weight(
+                "gamma", self.initial_values(self.gamma_initializer, n, dtype), backend, dtype,
+                regularizer=self.gamma_regularizer)
+        if self.center:
+            self.beta = self.add_weight(
+                "beta", self.initial_values(self.beta_initializer, n, dtype), backend, dtype,
+                regularizer=self.beta_regularizer)
+
+    def _gain_and_shift(self):
+        return self.gamma, self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale,
+                "beta_initializer": initializers.serialize(self.beta_initializer),
+                "gamma_initializer": initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+class RMSNormalization(_RowNormalization):
+    """Keras' RMSNormalization over the last axis: x / sqrt(mean(x^2) + epsilon) * scale
+    (epsilon 1e-6, a learnt `scale` per feature starting at 1), no centring."""
+
+    centred = False
+
+    def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = _check("RMSNormalization", axis, epsilon)
+        self.scale = None
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self._params = []
+        ones = self.initial_values(initializers.Ones(), (int(input_shape[-1]),), dtype)
+        self.scale = self.add_weight("scale", ones, backend, dtype)
+
+    def _gain_and_shift(self):
+        return self.scale, None
+
+    def get_config(self):
+        return {**super().get_config(), "axis": -1, "epsilon": self.epsilon}

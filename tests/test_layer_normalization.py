@@ -1,0 +1,157 @@
+"""LayerNormalization and RMSNormalization against a float64 reference, finite differences,
+Keras 3 and PyTorch, on both host backends, in files and in ONNX."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import AVAILABLE, import_keras
+from gradcheck import assert_close_grad, numeric_grad
+
+import pynn
+from pynn.layers import LayerNormalization, RMSNormalization
+
+BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+
+
+def reference(x, centred, epsilon, gain=None, shift=None):
+    x = x.astype(np.float64)
+    d = x - x.mean(axis=-1, keepdims=True) if centred else x
+    y = d / np.sqrt((d * d).mean(axis=-1, keepdims=True) + epsilon)
+    return (y if gain is None else y * gain) + (0 if shift is None else shift)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (3, 17), (5, 129), (4, 2, 7), (2, 1)])
+@pytest.mark.parametrize("kind", ["layer", "layer_no_center", "rms"])
+def test_forward_against_float64(rng, shape, kind):
+    layer = {"layer": LayerNormalization(), "layer_no_center": LayerNormalization(center=False),
+             "rms": RMSNormalization()}[kind]
+    x = (rng.normal(size=shape) * 3 + rng.normal(size=shape[-1]) * 100).astype(np.float32)
+    model = pynn.Sequential([pynn.Input(shape[1:]), layer])
+    gain = rng.uniform(0.5, 2, shape[-1]).astype(np.float32)
+    shift = rng.normal(size=shape[-1]).astype(np.float32)
+    weights = [gain] if kind != "layer" else [gain, shift]
+    layer.set_weights(weights)
+    want = reference(x, kind != "rms", layer.epsilon, gain, shift if kind == "layer" else None)
+    np.testing.assert_allclose(model.predict(x), want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("layer", [LayerNormalization(epsilon=0.01),
+                                   LayerNormalization(scale=False), RMSNormalization(),
+                                   RMSNormalization(epsilon=0.1)], ids=repr)
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4)])
+def test_gradients(float64_numpy, rng, layer, shape):
+    layer.build(shape[1:], float64_numpy, "float64")
+    for p in layer.params:
+        p.value[...] = rng.normal(size=p.shape)
+    x, r = rng.normal(size=shape), rng.normal(size=shape)
+
+    def f():
+        return float((layer.forward(x) * r).sum())
+
+    layer.forward(x, training=True)
+    dx = layer.backward(r)
+    for p in layer.params:
+        assert_close_grad(p.grad, numeric_grad(f, p.value), what=f"d {p.name}")
+    assert_close_grad(dx, numeric_grad(f, x), what="d x")
+
+
+def test_pytorch_agrees_with_values_and_gradients(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(6, 9)).astype(np.float32) * 4
+    dy = rng.normal(size=(6, 9)).astype(np.float32)
+    for layer, fn in ((LayerNormalization(epsilon=1e-3), lambda t, w, b: torch.nn.functional
+                       .layer_norm(t, (9,), w, b, 1e-3)),
+                      (RMSNormalization(), lambda t, w, b: torch.nn.functional
+                       .rms_norm(t, (9,), w, 1e-6))):
+        layer(x)  # built with the default backend
+        gain = rng.uniform(0.5, 2, 9).astype(np.float32)
+        layer.set_weights([gain] + ([np.zeros(9, np.float32)] if len(layer.params) == 2
+                                    else []))
+        t, w = torch.tensor(x, requires_grad=True), torch.tensor(gain, requires_grad=True)
+        out = fn(t, w, torch.zeros(9))
+        (out * torch.tensor(dy)).sum().backward()
+        y = layer.forward(layer.backend.asarray(x, "float32"), training=True)
+        dx = layer.backward(layer.backend.asarray(dy, "float32"))
+        np.testing.assert_allclose(layer.backend.to_numpy(y), out.detach().numpy(),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(layer.backend.to_numpy(dx), t.grad.numpy(), rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(layer.backend.to_numpy(layer.params[0].grad),
+                                   w.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_kerass_layers_agree(rng):
+    keras = import_keras()
+    x = (rng.normal(size=(8, 6)) * 5 + 20).astype(np.float32)
+    for ours, theirs in ((LayerNormalization(), keras.layers.LayerNormalization()),
+                         (RMSNormalization(), keras.layers.RMSNormalization())):
+        got = pynn.Sequential([pynn.Input((6,)), ours]).predict(x)
+        np.testing.assert_allclose(got, keras.ops.convert_to_numpy(theirs(x)), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def _normed(regularizer=None):
+    return pynn.Sequential([pynn.Input((6,)), LayerNormalization(gamma_regularizer=regularizer),
+                            pynn.Dense(8, activation="relu"), RMSNormalization(),
+                            pynn.Dense(3, activation="softmax")])
+
+
+def test_training_on_both_backends_and_files(rng, tmp_path):
+    x = (rng.normal(size=(64, 6)) * [1, 10, 0.1, 3, 1, 1] + [0, 50, -2, 7, 0, 1]
+         ).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    results = {}
+    for backend in BACKENDS:
+        pynn.set_seed(3)
+        model = _normed("l2")
+        model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
+        results[backend] = model.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
+        if backend == "cpu":  # trained layer by layer, saying why
+            assert "LayerNormalization 'layer_normalization" in model.engine_reason
+    if len(results) == 2:
+        np.testing.assert_allclose(results["cpu"], results["numpy"], rtol=1e-5)
+    plain = _normed()  # the same weights without the penalty
+    plain.compile("adam", "sparse_categorical_crossentropy", backend=BACKENDS[0])
+    plain.set_weights(model.get_weights())
+    gamma = model.layers[1].gamma.numpy().astype(np.float64)
+    assert model.evaluate(x, y) == pytest.approx(plain.evaluate(x, y) + 0.01 * (gamma ** 2).sum(),
+                                                 rel=1e-5)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6, atol=1e-7)
+    assert loaded.layers[1].gamma_regularizer is not None
+    assert loaded.layers[3].get_config()["epsilon"] == 1e-6
+
+
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_onnx(rng, floatx):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    previous = pynn.floatx()
+    pynn.set_floatx(floatx)
+    try:
+        model = pynn.Sequential([pynn.Input((3, 6)), LayerNormalization(),
+                                 pynn.Dense(4), RMSNormalization(), LayerNormalization(
+                                     center=False)])
+        for p in model.params:
+            p.value[...] = rng.normal(size=p.shape)
+        x = (rng.normal(size=(5, 3, 6)) * 4 + 9).astype(floatx)
+        buffer = io.BytesIO()
+        pynn.onnx.export(model, buffer)
+        session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x),
+                                   rtol=1e-5 if floatx == "float32" else 1e-12, atol=1e-5)
+    finally:
+        pynn.set_floatx(previous)
+
+
+def test_misuse_is_named():
+    with pytest.raises(ValueError, match="axis=1 is not supported"):
+        LayerNormalization(axis=1)
+    with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
+        RMSNormalization(epsilon=0)
+    with pytest.raises(ValueError, match="rms_scaling=True is deprecated.*RMSNormalization"):
+        LayerNormalization(rms_scaling=True)
