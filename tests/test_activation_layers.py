@@ -100,3 +100,28 @@ def test_what_has_no_kernel_is_refused():
         Softmax(axis=1)
     with pytest.warns(UserWarning, match="`alpha` is deprecated"):
         assert LeakyReLU(alpha=0.2).negative_slope == 0.2  # Keras 2 code
+
+
+def test_kerass_attributes_set_the_activation():
+    leaky = LeakyReLU()
+    leaky.negative_slope = 0.5  # Keras computes with it at once; files stored it only
+    x = np.array([[-1.0, 2.0]], np.float32)
+    np.testing.assert_allclose(leaky(x), [[-0.5, 2.0]])
+    assert leaky.get_config()["negative_slope"] == 0.5
+    relu = ReLU()
+    relu.max_value = 6
+    assert relu.activation == Spec("relu6") and relu.get_config()["max_value"] == 6.0
+    with pytest.raises(ValueError, match="threshold=1 is not supported"):
+        relu.threshold = 1
+    assert relu.threshold == 0.0 and relu.activation == Spec("relu6")  # unchanged
+    elu = ELU()
+    elu.alpha = 0.25
+    assert elu.activation == Spec("elu", 0.25)
+
+
+def test_an_unbuilt_model_takes_sequences_through_them(rng):
+    for first in (LeakyReLU(), pynn.layers.LayerNormalization(), pynn.layers.RMSNormalization()):
+        model = pynn.Sequential([first, pynn.Dense(2)])
+        model.compile("sgd", "mse")
+        model.fit(rng.normal(size=(6, 4, 3)), rng.normal(size=(6, 4, 2)), verbose=0)
+        assert model.input_shape == (4, 3), type(first).__name__

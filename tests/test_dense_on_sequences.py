@@ -108,6 +108,7 @@ def test_targets_and_weights_per_position_are_checked(rng):
     with pytest.raises(ValueError, match=r"shape \(4,\), one weight per sample or \(4, 6\), "
                                          r"one per position, got \(4, 5\)"):
         model.fit(x, labels, sample_weight=np.ones((4, 5)), verbose=0)
+    model.fit(x, labels, sample_weight=np.ones((4, 1)), epochs=1, verbose=0)  # (N, 1): Keras'
     with pytest.raises(ValueError, match=r"r2_score takes \(samples, outputs\)"):
         pynn.metrics.r2_score(np.ones((4, 6, 2)), np.ones((4, 6, 2)))
 

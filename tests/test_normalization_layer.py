@@ -155,3 +155,40 @@ def test_misuse_is_named(rng):
     layer.adapt(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"takes samples of shape \(3,\), the data have"):
         layer.adapt(np.ones((4, 2)))
+
+
+@pytest.mark.skipif("cpu" not in AVAILABLE, reason="no cpu backend")
+def test_the_engine_divides_by_kerass_least_deviation(rng):
+    """max(sqrt(variance), 1e-7), not sqrt(variance + 1e-14): features with a deviation near
+    1e-7 (lengths in metres) were off by up to 29% in the engine."""
+    for std in (1e-7, 3e-7, 3e-5):
+        x = (rng.normal(size=(300, 3)) * std + 1).astype(np.float32)
+        norm = Normalization()
+        norm.adapt(x)
+        model = pynn.Sequential([pynn.Input((3,)), norm, pynn.Dense(
+            3, use_bias=False, kernel_initializer="identity")])  # the engine needs a Dense
+        model.compile("sgd", "mse", backend="cpu")
+        assert pynn.engine.unsupported_reason(model, for_training=False) is None
+        want = (x.astype(np.float64) - norm.mean.numpy()) / np.maximum(
+            np.sqrt(norm.variance.numpy().astype(np.float64)), 1e-7)
+        np.testing.assert_allclose(model.predict(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_later_changes_are_seen(rng):
+    x = _features(rng)
+    norm = Normalization(mean=[1.0, 2.0, 3.0, 4.0, 5.0], variance=1.0)
+    model = pynn.Sequential([pynn.Input((5,)), norm])
+    assert model.predict(x[:2]) == pytest.approx(x[:2] - [1, 2, 3, 4, 5], abs=1e-5)
+    norm.invert = True  # predict's cached engine took the layer as it was
+    np.testing.assert_allclose(model.predict(x[:2]), x[:2] + [1, 2, 3, 4, 5], rtol=1e-6)
+    config = norm.get_config()  # a built layer still describes what was given, as Keras
+    assert config["mean"] == [1.0, 2.0, 3.0, 4.0, 5.0] and config["variance"] == 1.0
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        adapted = Normalization()
+        adapted.adapt(x)
+        adapted.set_weights([np.zeros(5), np.ones(5)])  # was a read-only view in float64
+        assert adapted.mean.value.flags.writeable
+    finally:
+        pynn.set_floatx(previous)

@@ -5,7 +5,7 @@
 //                                        layer -1: the inputs)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .set_batchnorm(layer, pre, momentum, epsilon, trainable, gamma, beta, moving_mean,
-//                  moving_variance, gamma_slots, beta_slots)   keeps references to the arrays
+//                  moving_variance, gamma_slots, beta_slots, std_floor=0)   keeps references
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics,
 //          sample_weight=None, outputs=None)
@@ -102,7 +102,7 @@ public:
     void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
                        const py::object& gamma, const py::object& beta, const py::object& mean,
                        const py::object& var, const py::sequence& gamma_slots,
-                       const py::sequence& beta_slots) {
+                       const py::sequence& beta_slots, double std_floor) {
         if (layer < -1 || layer + 1 >= eng_.n_layers())
             throw py::value_error("set_batchnorm: layer must be in [-1, " + std::to_string(eng_.n_layers() - 1) +
                                   ") (-1: the inputs; batch normalization after the output layer is not "
@@ -142,7 +142,8 @@ public:
         }
         {
             ReleaseGil nogil;
-            eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs);
+            eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs,
+                               std_floor);
         }
         bn_refs_.resize(static_cast<size_t>(eng_.n_layers()) + 1);  // [0]: the inputs' normalisation
         bn_refs_[static_cast<size_t>(layer + 1)] = std::move(keep);  // replaces a previous setting
@@ -424,11 +425,12 @@ void register_engine(py::module_& m) {
         .def("set_batchnorm", &PyDenseEngine::set_batchnorm, py::arg("layer"), py::arg("pre"),
              py::arg("momentum"), py::arg("epsilon"), py::arg("trainable"), py::arg("gamma"),
              py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"),
-             py::arg("gamma_slots"), py::arg("beta_slots"),
+             py::arg("gamma_slots"), py::arg("beta_slots"), py::arg("std_floor") = 0.0,
              "Keras BatchNormalization in a layer (not the last): pre=True between its GEMM and "
              "its activation, else after the activation; layer -1 normalises the inputs. float32 (out,) arrays, updated in "
              "place (gamma/beta by the optimizer when trainable, the moving statistics while "
-             "training with batch statistics); gamma/beta may be None.")
+             "training with batch statistics); gamma/beta may be None. std_floor > 0: divide by "
+             "max(sqrt(var + epsilon), std_floor), epsilon may then be 0 (Keras' Normalization).")
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "

@@ -319,14 +319,16 @@ void DenseEngine::Drop::apply(const float* x, float* y, index_t n, std::uint64_t
 void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double epsilon,
                                 bool trainable, float* gamma, float* beta, float* moving_mean,
                                 float* moving_var, const std::vector<float*>& gamma_slots,
-                                const std::vector<float*>& beta_slots) {
+                                const std::vector<float*>& beta_slots, double std_floor) {
     std::lock_guard<std::mutex> lock(mu_);
     if (layer < -1 || layer + 1 >= n_layers())
         fail("set_batchnorm: layer must be in [-1, " + std::to_string(n_layers() - 1) +
              ") (-1: the inputs; batch normalization after the output layer is not supported), got " +
              std::to_string(layer));
     if (!(momentum >= 0.0 && momentum < 1.0)) fail("set_batchnorm: momentum must be in [0, 1)");
-    if (!(epsilon > 0.0) || !std::isfinite(epsilon)) fail("set_batchnorm: epsilon must be > 0");
+    if (!(std_floor >= 0.0) || !std::isfinite(std_floor)) fail("set_batchnorm: std_floor must be >= 0");
+    if (!(epsilon > 0.0 || (epsilon == 0.0 && std_floor > 0.0)) || !std::isfinite(epsilon))
+        fail("set_batchnorm: epsilon must be > 0 (or 0 with std_floor > 0)");
     if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
     if (gamma_slots.size() > 2 || beta_slots.size() > 2) fail("set_batchnorm: at most 2 optimizer slots");
     const index_t cols = layer < 0 ? in_features() : layers_[layer].out;
@@ -334,6 +336,7 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     b->pre = layer >= 0 && pre;
     b->momentum = momentum;
     b->epsilon = epsilon;
+    b->std_floor = std_floor;
     b->trainable = trainable;
     b->gamma = gamma;
     b->beta = beta;
@@ -394,8 +397,8 @@ void DenseEngine::batchnorm_forward(BatchNorm& b, index_t C, const float* z, ind
         mean = b.mean.data();
         var = b.var.data();
     }
-    const float eps = static_cast<float>(b.epsilon);
-    for (index_t j = 0; j < C; ++j) b.inv_std[j] = 1.f / std::sqrt(var[j] + eps);
+    const float eps = static_cast<float>(b.epsilon), floor = static_cast<float>(b.std_floor);
+    for (index_t j = 0; j < C; ++j) b.inv_std[j] = 1.f / std::max(std::sqrt(var[j] + eps), floor);
     bn::normalize(z, rows, C, mean, b.inv_std.data(), b.gamma, b.beta, b.xhat.data(), out);
 }
 

@@ -92,10 +92,12 @@ public:
     // batch statistics and trained gamma/beta while training when `trainable`, the moving
     // statistics otherwise (and always in predict); the moving statistics are updated in
     // place. gamma/beta nullable (scale/center off); their optimizer slots as in bind().
+    // std_floor > 0: the standard deviation divided by is max(sqrt(var + epsilon),
+    // std_floor), and epsilon may be 0 (Keras' Normalization: max(sqrt(var), 1e-7)).
     void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
                        float* gamma, float* beta, float* moving_mean, float* moving_var,
                        const std::vector<float*>& gamma_slots,
-                       const std::vector<float*>& beta_slots);
+                       const std::vector<float*>& beta_slots, double std_floor = 0.0);
 
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
@@ -144,7 +146,7 @@ private:
     };
     struct BatchNorm {
         bool pre = false;  // between GEMM and activation, else after the activation
-        double momentum = 0.99, epsilon = 1e-3;
+        double momentum = 0.99, epsilon = 1e-3, std_floor = 0.0;
         bool trainable = false;
         float* gamma = nullptr;  // bound (nullable)
         float* beta = nullptr;

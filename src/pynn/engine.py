@@ -23,6 +23,7 @@ import numpy as np
 from . import config, losses, metrics, optimizers, regularizers
 from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer,
                      Normalization)
+from .layers.feature_normalization import EPSILON
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
 from .backend.numpy_backend import dropout_key, splitmix64
@@ -101,9 +102,10 @@ def _dense_stack(model, for_training=True):
                 and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
-            if type(layer) is Normalization and (layer.invert or len(layer.input_shape) > 1):
-                return (f"Normalization {layer.name!r} "
-                        f"{'with invert=True' if layer.invert else 'of multi-axis samples'}")
+            if type(layer) is Normalization and layer.invert:
+                return f"Normalization {layer.name!r} with invert=True"
+            if type(layer) is Normalization and len(layer.input_shape or ()) != 1:
+                return f"Normalization {layer.name!r} of multi-axis (or not yet known) samples"
             stack.input_bn = layer  # normalises the inputs
             continue
         if type(layer) is Dropout:
@@ -255,7 +257,7 @@ class NativeEngine:
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
             if bn is not None:
-                gamma, beta, mean, variance, momentum, epsilon, trains = \
+                gamma, beta, mean, variance, momentum, epsilon, floor, trains = \
                     _normalisation(bn, training)
 
                 def slots(p):
@@ -265,7 +267,7 @@ class NativeEngine:
                 self.engine.set_batchnorm(
                     i, bn_pre, momentum, epsilon, trains,
                     None if gamma is None else gamma.value, None if beta is None else beta.value,
-                    mean.value, variance.value, slots(gamma), slots(beta))
+                    mean.value, variance.value, slots(gamma), slots(beta), floor)
                 self.bn_params += [p for p in (gamma, beta, mean, variance) if p is not None]
         if opt is None:
             state = [[] for _ in self.params]
@@ -344,13 +346,13 @@ class NativeEngine:
 
 def _normalisation(layer, training):
     """What the engine's normalisation takes from a BatchNormalization (gamma, beta, moving
-    mean and variance, momentum, epsilon, whether it trains) or from a Normalization: a
-    frozen one without gamma and beta, whose max(sqrt(variance), 1e-7) is sqrt(variance +
-    1e-14) (the same above a variance of ~1e-9; the same 1e-7 for a constant feature)."""
+    mean and variance, momentum, epsilon, the least standard deviation (none), whether it
+    trains) or from a Normalization: a frozen one without gamma and beta, dividing by
+    max(sqrt(variance), 1e-7) as Keras'."""
     if type(layer) is Normalization:
-        return None, None, layer.mean, layer.variance, 0.0, 1e-14, False
+        return None, None, layer.mean, layer.variance, 0.0, 0.0, EPSILON, False
     return (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance, layer.momentum,
-            layer.epsilon, bool(training and layer.trainable))
+            layer.epsilon, 0.0, bool(training and layer.trainable))
 
 
 def _engine_settings(model):
@@ -410,7 +412,10 @@ class PredictEngine(NativeEngine):
         self.activations = [getattr(l, "activation", None) for l in self.layers]
         self.bound = self.params + self.bn_params
         self.values = [p.value for p in self.bound]
-        self.bn_epsilons = [(l, l.epsilon) for l in self.layers if isinstance(l, BatchNormalization)]
+        # settings read when the engine was built (the arrays are bound by reference)
+        self.layer_settings = [(l, name, getattr(l, name)) for l in self.layers
+                               for name in {BatchNormalization: ("epsilon",),
+                                            Normalization: ("invert",)}.get(type(l), ())]
         self.n_features = model.input_shape[0]
         self.sample_shape = tuple(model.input_shape)
 
@@ -436,8 +441,8 @@ class PredictEngine(NativeEngine):
         for a, b, act in zip(layers, self.layers, self.activations):
             if a is not b or getattr(a, "activation", None) is not act:
                 return False
-        for layer, eps in self.bn_epsilons:
-            if layer.epsilon != eps:
+        for layer, name, value in self.layer_settings:
+            if getattr(layer, name) != value:
                 return False
         for p, v in zip(self.bound, self.values):
             if p.value is not v:

@@ -137,16 +137,23 @@ class Loss:
 
 
 def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
-    """fn(backend, y_pred, y_true, scale, sample_weight); with a weight per position of
-    (N, T, ..., outputs) predictions, on rows of outputs (N * T * ..., outputs) each with its
-    weight (a label per position stays one per row), the gradient reshaped back."""
-    if sample_weight is None or sample_weight.ndim == 1:
-        return fn(backend, y_pred, y_true, scale, sample_weight)
-    rows = sample_weight.size
+    """fn(backend, y_pred, y_true, scale, sample_weight), on rows of outputs (N * T * ...,
+    outputs) for predictions (N, T, ..., outputs) that have a weight per position or a
+    class label per position (each row its position's label and weight; a sample's weight
+    repeated over its positions), the gradient reshaped back. A loss's _sum_and_grad thus
+    sees (rows, outputs) then, else the predictions as they are."""
     labels = y_true.ndim < y_pred.ndim  # sparse: a class index per position
+    per_position = sample_weight is not None and sample_weight.ndim > 1
+    if y_pred.ndim <= 2 or not (labels or per_position):
+        return fn(backend, y_pred, y_true, scale, sample_weight)
+    rows = y_pred.size // y_pred.shape[-1]
+    weights = sample_weight
+    if weights is not None:
+        weights = weights.reshape(rows) if per_position else \
+            backend.xp.repeat(weights, rows // y_pred.shape[0])
     total, grad = fn(backend, y_pred.reshape(rows, -1),
                      y_true.reshape(rows) if labels else y_true.reshape(rows, -1), scale,
-                     sample_weight.reshape(rows))
+                     weights)
     return total, grad.reshape(y_pred.shape)
 
 
@@ -351,26 +358,6 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         onehot[xp.arange(y_true.shape[0]), y_true] = 1
         return onehot
 
-    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
-        return _per_position(super()._sum_and_grad, backend, y_pred, y_true, scale,
-                             sample_weight)
-
-    def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
-        return _per_position(super()._logits_sum_and_grad, backend, logits, y_true, scale,
-                             sample_weight)
-
-
-def _per_position(fn, backend, y_pred, y_true, scale, sample_weight):
-    """A sparse loss of predictions (N, T, ..., classes) as one of N * T * ... rows of
-    classes, each with its position's label (and its sample's weight)."""
-    if y_pred.ndim == 2:
-        return fn(backend, y_pred, y_true, scale, sample_weight)
-    classes = y_pred.shape[-1]
-    rows = y_pred.size // classes
-    w = None if sample_weight is None else \
-        backend.xp.repeat(sample_weight, rows // y_pred.shape[0])
-    total, grad = fn(backend, y_pred.reshape(rows, classes), y_true.reshape(rows), scale, w)
-    return total, grad.reshape(y_pred.shape)
 
 
 # ---- Keras 3's other losses: Keras' formulas written with backend.xp, so every backend

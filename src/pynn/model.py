@@ -30,7 +30,8 @@ from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import Dense, Dropout, Flatten, InputLayer, Layer, Normalization, get_class
+from .layers import (ACTIVATION_LAYERS, Dense, Dropout, Flatten, InputLayer, Layer,
+                     LayerNormalization, Normalization, RMSNormalization, get_class)
 from .layers.base import as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
@@ -343,11 +344,10 @@ class Sequential:
     def _inputs(self, x, name="x"):
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
-        # and Dense or Normalization (on the last axis) for inputs of 3 or more axes
+        # and the layers working on the last axis for inputs of 3 or more axes
         first = type(layers[0]) if layers else None
         any_rank = self.input_shape is None and (
-            first is Flatten or (first in (Dense, Normalization) and
-                                 (getattr(x, "ndim", 2) or 2) > 2))
+            first is Flatten or (first in _LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
@@ -403,7 +403,8 @@ class Sequential:
         return _loss_number(loss, self.loss), grad
 
     def _sample_weights(self, sample_weight, class_weight, y):
-        """One float weight per sample (None when unweighted), checked."""
+        """The weights, checked: one float per sample, or per position of outputs with more
+        axes (N, T, ...); None when unweighted."""
         n = y.shape[0]
         w = None
         if sample_weight is not None:
@@ -414,7 +415,7 @@ class Sequential:
             # one weight per position of outputs with more axes (N, T, ..., outputs): Keras'
             # way to mask a sequence's padding
             positions = (n, *self.output_shape[:-1])
-            if w.ndim == len(positions) + 1 and w.shape[-1] == 1:
+            if w.shape in ((n, 1), (*positions, 1)):
                 w = w[..., 0]
             if w.shape not in ((n,), positions):
                 per_position = f" or {positions}, one per position" if len(positions) > 1 \
@@ -567,9 +568,10 @@ class Sequential:
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
         layer-by-layer path (the reference the native engine is tested against).
-        sample_weight (one non-negative number per sample) and class_weight ({class: weight})
-        scale each sample's loss, with Keras' reduction (weighted sum over the batch size),
-        on both engines. Metrics stay unweighted.
+        sample_weight (one non-negative number per sample, or per position of (N, T, ...)
+        outputs) and class_weight ({class: weight}) scale each sample's loss, with Keras'
+        reduction (weighted sum over the batch size), on both engines (per position: layer
+        by layer). Metrics stay unweighted.
         """
         self._check_compiled()
         if is_batch_source(x):
@@ -1445,6 +1447,11 @@ class Sequential:
             layers = [get_class(entry["class_name"], custom=entry.get("custom"))
                       .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
+
+
+# Layers applied to the last axis of inputs with any number of axes (as Keras')
+_LAST_AXIS_LAYERS = (Dense, Dropout, Normalization, LayerNormalization, RMSNormalization,
+                     *ACTIVATION_LAYERS)
 
 
 def _check_epochs(epochs, initial_epoch, validation_freq):

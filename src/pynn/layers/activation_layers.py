@@ -25,26 +25,43 @@ class ReLU(Activation):
     (relu6). A threshold other than 0, and other caps, have no pynn kernel: refused."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
-        max_value = _number("ReLU", "max_value", max_value, allow_none=True)
-        slope = _number("ReLU", "negative_slope", negative_slope)
-        threshold = _number("ReLU", "threshold", threshold)
-        if threshold != 0:
-            raise ValueError(f"ReLU: threshold={threshold:g} is not supported (pynn's relu "
-                             f"kernels switch at 0)")
-        if max_value is not None and (max_value != 6 or slope != 0):
-            raise ValueError(f"ReLU: max_value={max_value:g}"
-                             f"{f' with negative_slope={slope:g}' if slope else ''} is not "
-                             f"supported; max_value=6 alone is relu6")
-        spec = (act_mod.relu6 if max_value is not None else
-                act_mod.leaky_relu_with(slope) if slope else act_mod.relu)
-        super().__init__(spec, **kwargs)
-        self.max_value, self.negative_slope, self.threshold = max_value, slope, threshold
+        super().__init__(_relu_spec(max_value, negative_slope, threshold), **kwargs)
+        self._arguments = (max_value, negative_slope, threshold)
+
+    # Keras' attributes; setting one sets the activation computed (and what files store)
+    max_value = property(lambda self: _number("ReLU", "max_value", self._arguments[0], True),
+                         lambda self, v: self._set(0, v), doc="The cap (6 or None).")
+    negative_slope = property(lambda self: float(self._arguments[1]),
+                              lambda self, v: self._set(1, v), doc="The slope below 0.")
+    threshold = property(lambda self: float(self._arguments[2]),
+                         lambda self, v: self._set(2, v), doc="Where it switches (0).")
+
+    def _set(self, i, value):
+        arguments = list(self._arguments)
+        arguments[i] = value
+        self.activation = _relu_spec(*arguments)  # checked first
+        self._arguments = tuple(arguments)
 
     def get_config(self):
         config = super().get_config()
         del config["activation"]
         return {**config, "max_value": self.max_value, "negative_slope": self.negative_slope,
                 "threshold": self.threshold}
+
+
+def _relu_spec(max_value, negative_slope, threshold):
+    max_value = _number("ReLU", "max_value", max_value, allow_none=True)
+    slope = _number("ReLU", "negative_slope", negative_slope)
+    threshold = _number("ReLU", "threshold", threshold)
+    if threshold != 0:
+        raise ValueError(f"ReLU: threshold={threshold:g} is not supported (pynn's relu kernels "
+                         f"switch at 0)")
+    if max_value is not None and (max_value != 6 or slope != 0):
+        raise ValueError(f"ReLU: max_value={max_value:g}"
+                         f"{f' with negative_slope={slope:g}' if slope else ''} is not "
+                         f"supported; max_value=6 alone is relu6")
+    return (act_mod.relu6 if max_value is not None else
+            act_mod.leaky_relu_with(slope) if slope else act_mod.relu)
 
 
 class LeakyReLU(Activation):
@@ -56,9 +73,17 @@ class LeakyReLU(Activation):
             negative_slope = kwargs.pop("alpha")
             warnings.warn("LeakyReLU: argument `alpha` is deprecated (Keras 3); use "
                           "`negative_slope`", UserWarning, stacklevel=2)
-        slope = _number("LeakyReLU", "negative_slope", negative_slope)
-        super().__init__(act_mod.leaky_relu_with(slope), **kwargs)
-        self.negative_slope = slope
+        super().__init__(act_mod.leaky_relu_with(
+            _number("LeakyReLU", "negative_slope", negative_slope)), **kwargs)
+
+    @property
+    def negative_slope(self):
+        """The slope below 0 (setting it sets the activation)."""
+        return self.activation.param
+
+    @negative_slope.setter
+    def negative_slope(self, value):
+        self.activation = act_mod.leaky_relu_with(_number("LeakyReLU", "negative_slope", value))
 
     def get_config(self):
         config = super().get_config()
@@ -70,9 +95,16 @@ class ELU(Activation):
     """Keras' ELU layer: x, or alpha * (exp(x) - 1) below 0 (default alpha 1.0)."""
 
     def __init__(self, alpha=1.0, **kwargs):
-        alpha = _number("ELU", "alpha", alpha)
-        super().__init__(act_mod.elu_with(alpha), **kwargs)
-        self.alpha = alpha
+        super().__init__(act_mod.elu_with(_number("ELU", "alpha", alpha)), **kwargs)
+
+    @property
+    def alpha(self):
+        """The scale below 0 (setting it sets the activation)."""
+        return self.activation.param
+
+    @alpha.setter
+    def alpha(self, value):
+        self.activation = act_mod.elu_with(_number("ELU", "alpha", value))
 
     def get_config(self):
         config = super().get_config()

@@ -132,7 +132,8 @@ class Parameter:
 
 # Layer attributes a native training engine is built from (see Layer.__setattr__).
 ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regularizer",
-                   "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale")
+                   "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale",
+                   "invert")
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 
 

@@ -49,7 +49,7 @@ class Normalization(Layer):
         mean, variance = np.zeros(n), np.ones(n)
         if self._given is not None:
             try:
-                mean, variance = (np.broadcast_to(s, (n,)) for s in self._given)
+                mean, variance = (np.array(np.broadcast_to(s, (n,))) for s in self._given)
             except ValueError:
                 raise ValueError(f"Normalization {self.name!r}: mean and variance must be "
                                  f"one number or {n} (one per feature), got shapes "
@@ -112,8 +112,10 @@ class Normalization(Layer):
         n = self.mean.shape[0]
         # new arrays (not in place): an engine bound to the old statistics sees the change
         backend = self.mean.backend
-        self.mean.value = backend.asarray(np.broadcast_to(mean, (n,)), self.mean.value.dtype)
-        self.variance.value = backend.asarray(np.broadcast_to(m2 / count, (n,)),
+        # (copies: a broadcast view is read-only, which set_weights then could not write)
+        self.mean.value = backend.asarray(np.array(np.broadcast_to(mean, (n,))),
+                                          self.mean.value.dtype)
+        self.variance.value = backend.asarray(np.array(np.broadcast_to(m2 / count, (n,))),
                                               self.variance.value.dtype)
         self._given = None
 
@@ -135,7 +137,7 @@ class Normalization(Layer):
 
     def get_config(self):
         config = {**super().get_config(), "axis": self.axis, "invert": self.invert}
-        if self._given is not None and self.mean is None:  # unbuilt: what was given
+        if self._given is not None:  # as Keras: what was given (adapt forgets it)
             config["mean"], config["variance"] = (s.tolist() for s in self._given)
         return config
 
