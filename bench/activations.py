@@ -21,7 +21,17 @@ import numpy as np
 import pynn
 from common import interleaved, machine_line
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus", "softsign", "selu",
+               "relu6", "hard_sigmoid", "hard_silu", "mish")
+
+
+def _torch_functions(torch):
+    """PyTorch's function for each activation (gelu in its tanh form, as pynn's)."""
+    F = torch.nn.functional
+    return {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "elu": F.elu,
+            "gelu": lambda t: F.gelu(t, approximate="tanh"), "silu": F.silu,
+            "softplus": F.softplus, "softsign": F.softsign, "selu": F.selu, "relu6": F.relu6,
+            "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish, "mish": F.mish}
 
 
 def kernel_table(reps):
@@ -31,9 +41,7 @@ def kernel_table(reps):
         import torch
         torch.set_num_threads(pynn.get_num_threads())
         zt = torch.from_numpy(z)
-        torch_fns = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-                     "elu": torch.nn.functional.elu,
-                     "gelu": lambda t: torch.nn.functional.gelu(t, approximate="tanh")}
+        torch_fns = _torch_functions(torch)
     except ImportError:
         torch_fns = {}
     numpy_b = pynn.get_backend("numpy")
@@ -62,8 +70,15 @@ def training_table(rows, reps):
         return
     torch.set_num_threads(pynn.get_num_threads())
     tx, ty = torch.from_numpy(x), torch.from_numpy(y).reshape(-1, 1)
-    torch_acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
-                  "elu": torch.nn.ELU, "gelu": lambda: torch.nn.GELU(approximate="tanh")}
+    functions = _torch_functions(torch)
+
+    class Act(torch.nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, t):
+            return self.fn(t)
     print("\n| activation | pynn epoch (ms) | torch epoch (ms) | pynn / torch |")
     print("|---|---|---|---|")
     for act in ACTIVATIONS:
@@ -72,8 +87,8 @@ def training_table(rows, reps):
                                  pynn.Dense(256, activation=act),
                                  pynn.Dense(1, activation="sigmoid")])
         model.compile(optimizer="adam", loss="binary_crossentropy")
-        net = torch.nn.Sequential(torch.nn.Linear(20, 256), torch_acts[act](),
-                                  torch.nn.Linear(256, 256), torch_acts[act](),
+        net = torch.nn.Sequential(torch.nn.Linear(20, 256), Act(functions[act]),
+                                  torch.nn.Linear(256, 256), Act(functions[act]),
                                   torch.nn.Linear(256, 1))
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
         loss_fn = torch.nn.BCEWithLogitsLoss()

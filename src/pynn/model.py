@@ -559,8 +559,9 @@ class Sequential:
         (validation_steps). batch_size: default 32. verbose: 'auto' or 1 a progress bar on
         a terminal or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing.
         shuffle: reorder the samples (a PyDataset's batches) every epoch (seeded by the
-        model's shuffle seed and the step, so resumed runs continue the same order). initial_epoch: the epoch to start counting
-        from (resuming). callbacks: a Callback or a list of them.
+        model's shuffle seed and the step, so resumed runs continue the same order).
+        initial_epoch: the epoch to start counting from (resuming). callbacks: a Callback or
+        a list of them.
         Validation (validation_split: the last fraction of x, as Keras; or validation_data
         (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch, in
         batches of validation_batch_size (default: as fast as memory allows).
