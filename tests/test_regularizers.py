@@ -81,3 +81,42 @@ def test_named_l1_l2_penalises_as_the_function_form():
     assert (reg.l1, reg.l2) == (0.01, 0.01)
     assert pynn.Dense(2, kernel_regularizer="l1_l2").kernel_regularizer == \
         pynn.regularizers.l1_l2()
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_a_frozen_weights_penalty_is_not_in_the_loss(rng, engine):
+    """Keras 3 adds the penalties of trainable weights only: a frozen base's L2 (it cannot
+    change) was part of every reported loss, on both engines."""
+    from conftest import AVAILABLE
+
+    if engine == "native" and "cpu" not in AVAILABLE:
+        pytest.skip("no cpu backend")
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.normal(size=(40, 1)).astype(np.float32)
+
+    def model(regularizer):
+        pynn.set_seed(6)
+        m = pynn.Sequential([pynn.Input((4,)),
+                             pynn.Dense(5, activation="tanh", kernel_regularizer=regularizer,
+                                        bias_regularizer=regularizer),
+                             pynn.Dense(1)])
+        m.compile("sgd", "mse", backend="cpu" if engine == "native" else "numpy")
+        return m
+
+    frozen, plain = model(regularizers.l2(0.5)), model(None)
+    frozen.layers[1].trainable = False
+    plain.layers[1].trainable = False
+    a = frozen.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine,
+                   shuffle=False).history["loss"]
+    b = plain.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine,
+                  shuffle=False).history["loss"]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert frozen.evaluate(x, y) == pytest.approx(plain.evaluate(x, y), rel=1e-6)
+    frozen.layers[1].trainable = True  # trainable again: its penalty counts again
+    kernel = frozen.layers[1].kernel.numpy().astype(np.float64)
+    bias = frozen.layers[1].bias.numpy().astype(np.float64)
+    assert frozen.evaluate(x, y) == pytest.approx(
+        plain.evaluate(x, y) + 0.5 * ((kernel ** 2).sum() + (bias ** 2).sum()), rel=1e-5)
+    frozen.layers[1].kernel.trainable = False  # one weight frozen: the other's penalty
+    assert frozen.evaluate(x, y) == pytest.approx(plain.evaluate(x, y) + 0.5 * (bias ** 2).sum(),
+                                                  rel=1e-5)

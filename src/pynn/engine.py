@@ -253,7 +253,9 @@ class NativeEngine:
             if drop is not None:
                 self.engine.set_dropout(i, drop.rate, drop.seed)
             if layer is not None and training and layer.regularized():
-                k, b = layer.kernel_regularizer, layer.bias_regularizer if layer.use_bias else None
+                # the trainable weights' penalties only, as Keras 3 and the layer path
+                k = layer.kernel_regularizer if layer.kernel.trainable else None
+                b = layer.bias_regularizer if layer.use_bias and layer.bias.trainable else None
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
             if bn is not None:

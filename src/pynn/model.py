@@ -514,14 +514,17 @@ class Sequential:
                 layer.step = self.optimizer.iterations
 
     def _regularization(self, add_gradients=False):
-        """The weight penalties (kernel/bias regularizers) of every layer, added to the loss
-        as Keras does; with add_gradients their derivatives join the parameters' .grad."""
+        """The weight penalties (kernel/bias regularizers) of the trainable weights, added to
+        the loss as Keras 3 does (a frozen weight's penalty is left out: it cannot change);
+        with add_gradients their derivatives join the parameters' .grad."""
         total = 0.0
         xp = self.backend.xp
         for layer in self.layers:
             for p, reg in layer.regularized():
+                if not p.trainable:
+                    continue
                 total += reg.penalty(xp, p.value)
-                if add_gradients and p.trainable and p.grad is not None:
+                if add_gradients and p.grad is not None:
                     reg.add_gradient(xp, p.value, p.grad)
         return total
 
