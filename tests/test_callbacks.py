@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import AVAILABLE
 
 import pynn
 from pynn.callbacks import (
@@ -640,3 +641,70 @@ def test_test_and_predict_hooks_run_as_in_keras():
     assert seen == [("test", 0), ("test", 1), ("pred", 0), ("pred", 1), ("test", 0)]
     assert model.predict(x[:0], callbacks=lam).shape == (0, 1)  # empty, as without
     assert model.evaluate(x, y, callbacks=Recorder()) == model.evaluate(x, y)
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy") if b in AVAILABLE])
+def test_backup_and_restore_resumes_a_crashed_run_where_it_stopped(rng, tmp_path, backend):
+    """Keras' BackupAndRestore: a run that crashed after epoch 2 of 5, fitted again with the
+    same callback, restores the backup and runs epochs 3-5, ending with the weights of an
+    uninterrupted run (same optimizer state, step count, shuffle orders and masks)."""
+    x = rng.normal(size=(90, 4)).astype(np.float32)
+    y = (x[:, :1] - x[:, 1:2] > 0).astype(np.float32)
+
+    def model(seed):
+        pynn.set_seed(seed)
+        m = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, activation="relu"),
+                             pynn.Dropout(0.2), pynn.Dense(1, activation="sigmoid")])
+        m.compile("adam", "binary_crossentropy", backend=backend)
+        return m
+
+    whole = model(1)
+    whole.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    backup = tmp_path / "backup"
+
+    def crash(epoch, logs):
+        if epoch == 1:
+            raise _Crash()
+
+    first = model(1)
+    with pytest.raises(_Crash):
+        first.fit(x, y, epochs=5, batch_size=16, verbose=0,
+                  callbacks=[pynn.callbacks.BackupAndRestore(backup),
+                             pynn.callbacks.LambdaCallback(on_epoch_end=crash)])
+    assert [p.name for p in backup.iterdir()] == ["backup-epoch-2.npz"]
+    resumed = model(99)  # a new process: other initial weights, restored from the backup
+    history = resumed.fit(x, y, epochs=5, batch_size=16, verbose=0,
+                          callbacks=[pynn.callbacks.BackupAndRestore(backup)])
+    assert history.epoch == [2, 3, 4]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.optimizer.iterations == whole.optimizer.iterations
+    assert not list(backup.iterdir())  # finished: the backup is deleted
+
+
+def test_backup_and_restore_keeps_or_refuses(rng, tmp_path):
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.normal(size=(20, 1)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[pynn.callbacks.BackupAndRestore(tmp_path, delete_checkpoint=False)])
+    assert [p.name for p in tmp_path.iterdir()] == ["backup-epoch-2.npz"]
+    other = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    other.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="is the backup of another model"):
+        other.fit(x, np.hstack([y, y]), epochs=3, verbose=0,
+                  callbacks=[pynn.callbacks.BackupAndRestore(tmp_path)])
+    with pytest.raises(ValueError, match="only save_freq='epoch'"):
+        pynn.callbacks.BackupAndRestore(tmp_path, save_freq=10)
+    cb = pynn.callbacks.BackupAndRestore(tmp_path / "b")
+    cb.set_model(model)
+    cb.set_params({"epochs": 5})
+    cb.on_train_begin()
+    cb.on_epoch_end(0)
+    cb.on_train_end()  # an interrupted fit (1 of 5 epochs) keeps its backup
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["backup-epoch-1.npz"]

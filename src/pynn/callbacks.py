@@ -8,8 +8,9 @@ epoch (from on_epoch_end). As in Keras, fit's validation calls on_test_begin, th
 batch hooks and on_test_end; evaluate(callbacks=) calls the test hooks, predict(callbacks=)
 the predict hooks.
 
-Training callbacks (EarlyStopping, ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau,
-CSVLogger) follow Keras 3's names, arguments and semantics; differences are noted per class.
+Training callbacks (EarlyStopping, ModelCheckpoint, BackupAndRestore, LearningRateScheduler,
+ReduceLROnPlateau, CSVLogger) follow Keras 3's names, arguments and semantics; differences
+are noted per class.
 A monitored key missing from the logs gives a warning naming the keys there are, as in Keras.
 """
 
@@ -462,6 +463,94 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
 
 
+class BackupAndRestore(Callback):
+    """Keras' fault tolerance: after each epoch the whole model (weights, optimizer state
+    and step count, shuffle seed) is saved in `backup_dir`; a fit that finds a backup there
+    restores it first and resumes at the epoch after it, so a run that crashed or was
+    interrupted continues where it stopped (with the same batches and Dropout masks as an
+    uninterrupted one). A fit that runs all its epochs (or is stopped by a callback) deletes
+    the backup (delete_checkpoint=False keeps it). Each backup is written beside the
+    previous one, removed after (what Keras' double_checkpoint asks, always).
+    save_freq="epoch" only. Other callbacks' state (EarlyStopping's best) is not backed up,
+    as in Keras."""
+
+    _PREFIX, _SUFFIX = "backup-epoch-", ".npz"
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        super().__init__()
+        if save_freq != "epoch":
+            raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, got "
+                             f"{save_freq!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = bool(double_checkpoint)
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._last_epoch = None
+
+    def _backups(self):
+        """[(epoch, path)] of the backups in backup_dir, oldest first."""
+        found = []
+        if os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                number = name[len(self._PREFIX):-len(self._SUFFIX)]
+                if name.startswith(self._PREFIX) and name.endswith(self._SUFFIX) and \
+                        number.isdigit():
+                    found.append((int(number), os.path.join(self.backup_dir, name)))
+        return sorted(found)
+
+    def on_train_begin(self, logs=None):
+        self._last_epoch = None
+        backups = self._backups()
+        if not backups:
+            return
+        epoch, path = backups[-1]
+        from .backend import to_host
+        from .saving import load_model
+
+        saved = load_model(path)
+        model = self.model
+        shapes = [tuple(p.shape) for p in model.params]
+        if [tuple(p.shape) for p in saved.params] != shapes or \
+                type(saved.optimizer) is not type(model.optimizer):
+            raise ValueError(f"BackupAndRestore: {path!r} is the backup of another model "
+                             f"(weights {[tuple(p.shape) for p in saved.params]}, "
+                             f"{type(saved.optimizer).__name__}); this one has {shapes}, "
+                             f"{type(model.optimizer).__name__}: remove it or give another "
+                             f"backup_dir")
+        model.set_weights(saved.get_weights())
+        optimizer = model.optimizer
+        for p, q in zip(model.params, saved.params):
+            state = saved.optimizer.state_of(q)
+            if state:  # into the slot arrays in place: a native engine is bound to them
+                slots = optimizer._slots_for(p)
+                for name, value in state.items():
+                    slots[name][...] = p.backend.asarray(to_host(value, q.backend),
+                                                         slots[name].dtype)
+        optimizer.iterations = saved.optimizer.iterations
+        model.shuffle_seed = saved.shuffle_seed
+        for mine, theirs in zip(model.layers, saved.layers):  # Dropout's masks continue too
+            if type(mine) is type(theirs) and getattr(theirs, "seed", None) is not None:
+                mine.seed = theirs.seed
+        model._resume_epoch = epoch  # fit starts there
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"{self._PREFIX}{epoch + 1}{self._SUFFIX}"
+        self.model.save(os.path.join(self.backup_dir, name))  # atomic: a file or none
+        for number, path in self._backups():
+            if number != epoch + 1:
+                os.remove(path)
+        self._last_epoch = epoch
+
+    def on_train_end(self, logs=None):
+        finished = self._last_epoch is not None and (
+            self._last_epoch + 1 >= self.params.get("epochs", 0) or self.model.stop_training)
+        if self.delete_checkpoint and finished:
+            for _, path in self._backups():
+                os.remove(path)
+
+
 class LearningRateScheduler(Callback):
     """Sets model.optimizer.learning_rate at the start of each epoch to
     schedule(epoch, lr) (epoch 0-based, lr the current rate); schedule(epoch) also works."""
@@ -632,5 +721,6 @@ class CallbackList:
         return any(defines_hook(cb, hook) for cb in self.callbacks for hook in hooks)
 
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "LambdaCallback",
-           "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN"]
+__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "EarlyStopping", "History",
+           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
+           "TerminateOnNaN"]

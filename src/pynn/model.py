@@ -667,6 +667,8 @@ class Sequential:
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         cbs.call("on_train_begin", {})
+        # BackupAndRestore restored a backup: resume after its epoch
+        initial_epoch = max(initial_epoch, self.__dict__.pop("_resume_epoch", initial_epoch))
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
             # copies when another thread's evaluate accumulates into the compiled objects
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
@@ -834,6 +836,8 @@ class Sequential:
         self.history = history
         train_logs = {}
         cbs.call("on_train_begin", {})
+        # BackupAndRestore restored a backup: resume after its epoch
+        initial_epoch = max(initial_epoch, self.__dict__.pop("_resume_epoch", initial_epoch))
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
