@@ -175,3 +175,13 @@ def test_layer_arguments_keras_code_passes_with_their_defaults():
         pynn.Dropout(0.5, noise_shape=(None, 1))
     with pytest.raises(NotImplementedError, match="data_format='channels_first'"):
         pynn.layers.Flatten(data_format="channels_first")
+
+
+def test_a_keras_3_dtype_policy_in_a_layer_config():
+    """Keras 3 configs hold dtype as a DTypePolicy dict: numpy's dtype() raised a ValueError
+    the layer's check did not catch ("entry not a 2- or 3- tuple")."""
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+              "registered_name": None}
+    assert pynn.Dense(3, dtype=policy).units == 3
+    with pytest.raises(ValueError, match="computes every layer in the session's floatx"):
+        pynn.Dense(3, dtype={**policy, "config": {"name": "mixed_float16"}})

@@ -140,9 +140,10 @@ _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 def _check_layer_dtype(name, dtype):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
     spells it out); another one would be silently ignored, so it is refused."""
-    try:
-        same = np.dtype(dtype) == np.dtype(config.floatx())
-    except TypeError:  # a Keras policy name such as "mixed_float16"
+    policy = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else None
+    try:  # a Keras 3 config's DTypePolicy {"class_name": "DTypePolicy", "config": {"name"}}
+        same = np.dtype(policy or dtype) == np.dtype(config.floatx())
+    except (TypeError, ValueError):  # a policy name such as "mixed_float16", or no dtype
         same = False
     if not same:
         raise ValueError(f"layer {name!r}: dtype={dtype!r}: pynn computes every layer in the "
