@@ -708,3 +708,70 @@ def test_backup_and_restore_keeps_or_refuses(rng, tmp_path):
     cb.on_epoch_end(0)
     cb.on_train_end()  # an interrupted fit (1 of 5 epochs) keeps its backup
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["backup-epoch-1.npz"]
+
+
+class _Doubling(pynn.layers.Layer):
+    """A layer of the user's own (the backup must load without custom_objects)."""
+
+    def forward(self, x, training=False, logits=False):
+        return x * 2
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy * 2
+
+
+def test_backup_and_restore_brings_back_the_rate_and_the_users_layers(rng, tmp_path):
+    """A rate lowered by a callback is part of the backup (Keras restores it), and a
+    model with a custom layer resumes without custom_objects; a backup at `epochs` means
+    done (deleted, not re-read by every later fit); a failed on_train_begin leaves no resume
+    point for the next fit."""
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = rng.normal(size=(60, 1)).astype(np.float32)
+
+    def model():
+        pynn.set_seed(4)
+        m = pynn.Sequential([pynn.Input((3,)), _Doubling(), pynn.Dense(1)])
+        m.compile(pynn.optimizers.Adam(1e-3), "mse")
+        return m
+
+    def reduce():  # halves the rate it finds each epoch (no state of its own to restore)
+        return pynn.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+
+    whole = model()
+    whole.fit(x, y, epochs=4, batch_size=20, verbose=0, callbacks=[reduce()], shuffle=False)
+
+    def crash(epoch, logs):
+        if epoch == 1:
+            raise _Crash()
+
+    with pytest.raises(_Crash):
+        model().fit(x, y, epochs=4, batch_size=20, verbose=0, shuffle=False,
+                    callbacks=[reduce(), pynn.callbacks.BackupAndRestore(tmp_path),
+                               pynn.callbacks.LambdaCallback(on_epoch_end=crash)])
+    resumed = model()
+    resumed.fit(x, y, epochs=4, batch_size=20, verbose=0, shuffle=False,
+                callbacks=[reduce(), pynn.callbacks.BackupAndRestore(tmp_path)])
+    assert resumed.optimizer.learning_rate == whole.optimizer.learning_rate
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # a backup written at the last epoch (a later callback failed there): done, deleted
+    with pytest.raises(_Crash):
+        model().fit(x, y, epochs=2, verbose=0, callbacks=[
+            pynn.callbacks.BackupAndRestore(tmp_path),
+            pynn.callbacks.LambdaCallback(on_epoch_end=crash)])
+    assert [p.name for p in tmp_path.iterdir()] == ["backup-epoch-2.npz"]
+    done = model()
+    assert done.fit(x, y, epochs=2, verbose=0,
+                    callbacks=[pynn.callbacks.BackupAndRestore(tmp_path)]).epoch == []
+    assert not list(tmp_path.iterdir())
+    # a resume point set by a backup whose fit then failed is not used by the next fit
+    with pytest.raises(_Crash):
+        model().fit(x, y, epochs=4, verbose=0, callbacks=[
+            pynn.callbacks.BackupAndRestore(tmp_path),
+            pynn.callbacks.LambdaCallback(on_epoch_end=crash)])
+    failing = model()
+    with pytest.raises(_Crash):
+        failing.fit(x, y, epochs=4, verbose=0, callbacks=[
+            pynn.callbacks.BackupAndRestore(tmp_path),
+            pynn.callbacks.LambdaCallback(on_train_begin=lambda logs: crash(1, logs))])
+    assert failing.fit(x, y, epochs=3, verbose=0).epoch == [0, 1, 2]

@@ -486,7 +486,7 @@ class BackupAndRestore(Callback):
         self.save_freq = save_freq
         self.double_checkpoint = bool(double_checkpoint)
         self.delete_checkpoint = bool(delete_checkpoint)
-        self._last_epoch = None
+        self._last_epoch = self._restored = None
 
     def _backups(self):
         """[(epoch, path)] of the backups in backup_dir, oldest first."""
@@ -500,15 +500,17 @@ class BackupAndRestore(Callback):
         return sorted(found)
 
     def on_train_begin(self, logs=None):
-        self._last_epoch = None
+        self._last_epoch = self._restored = None
         backups = self._backups()
         if not backups:
             return
         epoch, path = backups[-1]
         from .backend import to_host
-        from .saving import load_model
+        from .custom_objects import custom_object_scope
+        from .saving import load_model, user_objects
 
-        saved = load_model(path)
+        with custom_object_scope(user_objects(self.model)):  # the model's own classes
+            saved = load_model(path)
         model = self.model
         shapes = [tuple(p.shape) for p in model.params]
         if [tuple(p.shape) for p in saved.params] != shapes or \
@@ -528,11 +530,16 @@ class BackupAndRestore(Callback):
                     slots[name][...] = p.backend.asarray(to_host(value, q.backend),
                                                          slots[name].dtype)
         optimizer.iterations = saved.optimizer.iterations
-        model.shuffle_seed = saved.shuffle_seed
+        if not (optimizer.has_schedule or saved.optimizer.has_schedule):
+            # a rate a callback changed (ReduceLROnPlateau): Keras restores it too
+            optimizer.learning_rate = saved.optimizer.learning_rate
+        if saved.shuffle_seed is not None:
+            model.shuffle_seed = saved.shuffle_seed
         for mine, theirs in zip(model.layers, saved.layers):  # Dropout's masks continue too
             if type(mine) is type(theirs) and getattr(theirs, "seed", None) is not None:
                 mine.seed = theirs.seed
-        model._resume_epoch = epoch  # fit starts there
+        self._restored = epoch
+        model._resume_epoch = epoch  # fit starts there (as Keras, whatever initial_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -544,8 +551,11 @@ class BackupAndRestore(Callback):
         self._last_epoch = epoch
 
     def on_train_end(self, logs=None):
-        finished = self._last_epoch is not None and (
-            self._last_epoch + 1 >= self.params.get("epochs", 0) or self.model.stop_training)
+        # how far training got: the last epoch run, or the backup's when none ran (a backup
+        # at or past `epochs`: nothing to do, done)
+        reached = self._last_epoch + 1 if self._last_epoch is not None else self._restored
+        finished = reached is not None and (reached >= self.params.get("epochs", 0) or
+                                            self.model.stop_training)
         if self.delete_checkpoint and finished:
             for _, path in self._backups():
                 os.remove(path)

@@ -666,9 +666,11 @@ class Sequential:
         train_logs = {}
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
+        self.__dict__.pop("_resume_epoch", None)  # (one a failed fit left)
         cbs.call("on_train_begin", {})
         # BackupAndRestore restored a backup: resume after its epoch
-        initial_epoch = max(initial_epoch, self.__dict__.pop("_resume_epoch", initial_epoch))
+        resume = self.__dict__.pop("_resume_epoch", None)
+        initial_epoch = initial_epoch if resume is None else resume
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
             # copies when another thread's evaluate accumulates into the compiled objects
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
@@ -835,9 +837,15 @@ class Sequential:
         self.stop_training = False
         self.history = history
         train_logs = {}
+        self.__dict__.pop("_resume_epoch", None)  # (one a failed fit left)
         cbs.call("on_train_begin", {})
-        # BackupAndRestore restored a backup: resume after its epoch
-        initial_epoch = max(initial_epoch, self.__dict__.pop("_resume_epoch", initial_epoch))
+        # BackupAndRestore restored a backup: resume after its epoch; a PyDataset's pass
+        # begun to build the model is begun again in the restored order
+        resume = self.__dict__.pop("_resume_epoch", None)
+        if resume is not None:
+            initial_epoch = resume
+            if first is not None and train.indexed:
+                first, train._stream = None, None
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
