@@ -185,3 +185,17 @@ def test_a_keras_3_dtype_policy_in_a_layer_config():
     assert pynn.Dense(3, dtype=policy).units == 3
     with pytest.raises(ValueError, match="computes every layer in the session's floatx"):
         pynn.Dense(3, dtype={**policy, "config": {"name": "mixed_float16"}})
+
+
+def test_kerass_none_arguments_are_taken_and_others_refused():
+    """Keras' constraints, activity regularizers and LoRA at their default None (as configs
+    and ported code spell them out) were TypeErrors; a value is refused by name."""
+    dense = pynn.Dense(3, kernel_constraint=None, bias_constraint=None,
+                       activity_regularizer=None, lora_rank=None)
+    assert dense.units == 3
+    assert pynn.layers.LayerNormalization(beta_constraint=None, gamma_constraint=None)
+    assert pynn.BatchNormalization(beta_constraint=None, gamma_constraint=None)
+    with pytest.raises(NotImplementedError, match="kernel_constraint='max_norm' is not supported"):
+        pynn.Dense(3, kernel_constraint="max_norm")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'kernel_constrain'"):
+        pynn.Dense(3, kernel_constrain=None)  # a typo stays an error

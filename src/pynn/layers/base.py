@@ -137,6 +137,12 @@ ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regul
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 
 
+# Keras layer arguments taken at their default None (in hand-written or Keras-written
+# configs): weight constraints, activity regularizers, LoRA
+_KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta_constraint",
+                                   "gamma_constraint", "activity_regularizer", "lora_rank"})
+
+
 def _check_layer_dtype(name, dtype):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
     spells it out); another one would be silently ignored, so it is refused."""
@@ -163,7 +169,15 @@ class Layer:
         if name in _ENGINE_SETTINGS:
             config.settings_changed()
 
-    def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None):
+    def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
+                 **keras_defaults):
+        for key, value in keras_defaults.items():  # Keras' arguments pynn has no use for
+            if key not in _KERAS_NONE_ARGUMENTS:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                                f"{key!r}")
+            if value is not None:
+                raise NotImplementedError(f"{type(self).__name__}: {key}={value!r} is not "
+                                          f"supported by pynn (only Keras' default, None)")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
