@@ -9,6 +9,7 @@ sigmoid and the loss is the matching cross-entropy, the loss takes the logits di
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import os
@@ -609,13 +610,7 @@ class Sequential:
         if val_source is not None:
             x_val = y_val = None
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                                 "sample_weight_val)")
-            x_val = self._inputs(validation_data[0], "validation x")
-            y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
-            if len(validation_data) == 3:
-                w_val = self._sample_weights(validation_data[2], None, y_val)
+            x_val, y_val, w_val = self._validation_arrays(validation_data)
         elif validation_split:
             # The last fraction, before shuffling, as Keras does.
             n_val = int(x.shape[0] * validation_split)
@@ -638,6 +633,8 @@ class Sequential:
         n = x.shape[0]
         if val_batch is None:  # validation's default follows the batch size as given
             val_batch = max(batch_size, _PREDICT_BATCH)
+        validation = None if x_val is None and val_source is None else \
+            _Validation(val_source, x_val, y_val, w_val, val_batch, validation_freq)
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         steps = -(-n // batch_size)
         native = self._native_engine(engine, batch_size)  # buffers for the rows used
@@ -666,10 +663,7 @@ class Sequential:
         train_logs = {}
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
-        self.__dict__.pop("_resume_epoch", None)  # (one a failed fit left)
-        cbs.call("on_train_begin", {})
-        # BackupAndRestore restored a backup: resume after its epoch
-        resume = self.__dict__.pop("_resume_epoch", None)
+        resume = self._begin_training(cbs)
         initial_epoch = initial_epoch if resume is None else resume
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
             # copies when another thread's evaluate accumulates into the compiled objects
@@ -714,26 +708,13 @@ class Sequential:
                         step = last
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
-                    logs = dict(epoch_logs)
-                    if (x_val is not None or val_source is not None) and \
-                            (epoch + 1) % validation_freq == 0:
-                        self._validate(logs, claimed, cbs, val_source, x_val, y_val, val_batch,
-                                       w_val)
-                    progress.epoch_end(epoch, logs)
-                    cbs.call("on_epoch_end", epoch, logs)
-                    train_logs = logs
+                    train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
+                                                 progress)
                     if self.stop_training:
                         break
             finally:
                 progress.close()
-        cbs.call("on_train_end", dict(train_logs))  # the last epoch's logs, as Keras
-        if interrupt.requested:
-            raise KeyboardInterrupt(
-                f"training interrupted after {self.optimizer.iterations} steps: the model "
-                f"holds the weights of the last completed step unless an on_train_end "
-                f"callback put others back (EarlyStopping(restore_best_weights=True) restores "
-                f"its best epoch's), model.history the {len(history.epoch)} completed "
-                f"epoch(s)")
+        self._end_training(cbs, train_logs, interrupt, history)
         return history
 
     def _build_from(self, source):
@@ -759,16 +740,51 @@ class Sequential:
                              "generator, an iterable, a PyDataset)")
         return None
 
-    def _validate(self, logs, metrics, cbs, source, x_val, y_val, batch_size, w_val):
-        """fit's validation after an epoch, into `logs` as val_*: an evaluate, callbacks'
-        test hooks included (as Keras)."""
-        cbs.call("on_test_begin", {})
-        if source is not None:
-            val = self._evaluate_source(source, metrics, cbs)
-        else:
-            val = self._evaluate_arrays(x_val, y_val, batch_size, w_val, metrics, cbs=cbs)
-        cbs.call("on_test_end", dict(val))
-        logs.update({f"val_{k}": v for k, v in val.items()})
+    def _validation_arrays(self, validation_data):
+        """(x, y, sample weights or None) of validation_data given as arrays, checked (y
+        not yet smoothed)."""
+        _check_validation_tuple(validation_data)
+        x_val = self._inputs(validation_data[0], "validation x")
+        y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
+        w_val = None if len(validation_data) < 3 else \
+            self._sample_weights(validation_data[2], None, y_val)
+        return x_val, y_val, w_val
+
+    def _begin_training(self, cbs):
+        """on_train_begin; returns the epoch a BackupAndRestore restored (fit resumes
+        after it), or None."""
+        self.__dict__.pop("_resume_epoch", None)  # (one a failed fit left)
+        cbs.call("on_train_begin", {})
+        return self.__dict__.pop("_resume_epoch", None)
+
+    def _end_epoch(self, epoch, epoch_logs, validation, metrics, cbs, progress):
+        """The epoch's logs, with validation's val_* when due (an evaluate, callbacks' test
+        hooks included, as Keras), to the progress line and on_epoch_end; returns them."""
+        logs = dict(epoch_logs)
+        if validation is not None and (epoch + 1) % validation.freq == 0:
+            cbs.call("on_test_begin", {})
+            if validation.source is not None:
+                val = self._evaluate_source(validation.source, metrics, cbs)
+            else:
+                val = self._evaluate_arrays(validation.x, validation.y, validation.batch_size,
+                                            validation.w, metrics, cbs=cbs)
+            cbs.call("on_test_end", dict(val))
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        progress.epoch_end(epoch, logs)
+        cbs.call("on_epoch_end", epoch, logs)
+        return logs
+
+    def _end_training(self, cbs, train_logs, interrupt, history):
+        """on_train_end with the last epoch's logs (as Keras), then a Ctrl-C's
+        KeyboardInterrupt."""
+        cbs.call("on_train_end", dict(train_logs))
+        if interrupt.requested:
+            raise KeyboardInterrupt(
+                f"training interrupted after {self.optimizer.iterations} steps: the model "
+                f"holds the weights of the last completed step unless an on_train_end "
+                f"callback put others back (EarlyStopping(restore_best_weights=True) restores "
+                f"its best epoch's), model.history the {len(history.epoch)} completed "
+                f"epoch(s)")
 
     def _fit_source(self, source, y, batch_size, epochs, verbose, callbacks, validation_split,
                     validation_data, shuffle, initial_epoch, engine, sample_weight,
@@ -797,12 +813,8 @@ class Sequential:
         # (a generator's or an iterable's order is its own, as in Keras)
         train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit", order=order)
         val_source = self._validation_source(validation_data, validation_steps)
-        val = None
         if val_source is None and validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, "
-                                 "y_val, sample_weight_val), or give batches itself")
-            val = validation_data
+            _check_validation_tuple(validation_data)  # (read once the model is built)
         val_batch = data.check_batch_size(validation_batch_size, _PREDICT_BATCH)
         first = None
         if initial_epoch < epochs and not self.built:
@@ -819,12 +831,13 @@ class Sequential:
                     self.backend.name == "cpu":
                 print(f"Training layer by layer, not in the native engine: {reason}",
                       flush=True)
-        x_val = y_val = w_val = None
-        if val is not None:  # checked once, before training
-            x_val = self._inputs(val[0], "validation x")
-            y_val = self._targets(val[1], x_val.shape[0], "validation y")
-            w_val = None if len(val) < 3 else self._sample_weights(val[2], None, y_val)
-            y_val = self.loss.smooth_targets(y_val)
+        validation = None
+        if val_source is not None:
+            validation = _Validation(val_source, None, None, None, val_batch, validation_freq)
+        elif validation_data is not None:  # checked once, before training
+            x_val, y_val, w_val = self._validation_arrays(validation_data)
+            validation = _Validation(None, x_val, self.loss.smooth_targets(y_val), w_val,
+                                     val_batch, validation_freq)
         history = History()
         user_callbacks = _callback_list(callbacks)
         cbs = CallbackList([*user_callbacks, history], self,
@@ -837,12 +850,9 @@ class Sequential:
         self.stop_training = False
         self.history = history
         train_logs = {}
-        self.__dict__.pop("_resume_epoch", None)  # (one a failed fit left)
-        cbs.call("on_train_begin", {})
-        # BackupAndRestore restored a backup: resume after its epoch; a PyDataset's pass
-        # begun to build the model is begun again in the restored order
-        resume = self.__dict__.pop("_resume_epoch", None)
-        if resume is not None:
+        resume = self._begin_training(cbs)
+        if resume is not None:  # a PyDataset's pass begun to build the model is begun again
+            # in the restored order
             initial_epoch = resume
             if first is not None and train.indexed:
                 first, train._stream = None, None
@@ -889,25 +899,14 @@ class Sequential:
                                       f"{train.steps} batches (steps_per_epoch); training "
                                       f"stops after this epoch", UserWarning, stacklevel=3)
                     train.epoch_end()
-                    logs = dict(epoch_logs)
-                    if (val is not None or val_source is not None) and \
-                            (epoch + 1) % validation_freq == 0:
-                        self._validate(logs, claimed, cbs, val_source, x_val, y_val, val_batch,
-                                       w_val)
-                    progress.epoch_end(epoch, logs)
-                    cbs.call("on_epoch_end", epoch, logs)
-                    train_logs = logs
+                    train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
+                                                 progress)
                     if self.stop_training or short:
                         break
             finally:
                 progress.close()
         self.engine_reason = trainer.engine_reason
-        cbs.call("on_train_end", dict(train_logs))
-        if interrupt.requested:
-            raise KeyboardInterrupt(
-                f"training interrupted after {self.optimizer.iterations} steps: the model "
-                f"holds the weights of the last completed step, model.history the "
-                f"{len(history.epoch)} completed epoch(s)")
+        self._end_training(cbs, train_logs, interrupt, history)
         return history
 
     @staticmethod
@@ -1468,6 +1467,17 @@ class Sequential:
 # Layers applied to the last axis of inputs with any number of axes (as Keras')
 _LAST_AXIS_LAYERS = (Dense, Dropout, Normalization, LayerNormalization, RMSNormalization,
                      *ACTIVATION_LAYERS)
+
+
+# fit's validation: from a batch source, or arrays (x, prepared y, weights or None); after
+# every freq-th epoch, arrays in batches of batch_size
+_Validation = collections.namedtuple("_Validation", "source x y w batch_size freq")
+
+
+def _check_validation_tuple(validation_data):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                         "sample_weight_val), or give batches itself")
 
 
 def _check_epochs(epochs, initial_epoch, validation_freq):
