@@ -64,3 +64,16 @@ def import_keras():
             and importlib.util.find_spec("torch") is not None:
         os.environ["KERAS_BACKEND"] = "torch"
     return pytest.importorskip("keras")
+
+
+def onnx_outputs(model, x):
+    """model exported to ONNX (in memory) and run on x in onnxruntime; a skip when onnx or
+    onnxruntime is not installed."""
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    buffer = io.BytesIO()
+    pynn.onnx.export(model, buffer)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]

@@ -20,7 +20,20 @@ def _number(owner, name, value, allow_none=False):
     return float(value)
 
 
-class ReLU(Activation):
+class _KerasActivation(Activation):
+    """An Activation configured by Keras' arguments (its config holds them, not the
+    activation's spec)."""
+
+    def _keras_arguments(self):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        del config["activation"]
+        return {**config, **self._keras_arguments()}
+
+
+class ReLU(_KerasActivation):
     """Keras' ReLU layer: max(x, 0); `negative_slope` makes it leaky, `max_value=6` caps it
     (relu6). A threshold other than 0, and other caps, have no pynn kernel: refused."""
 
@@ -42,10 +55,8 @@ class ReLU(Activation):
         self.activation = _relu_spec(*arguments)  # checked first
         self._arguments = tuple(arguments)
 
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "max_value": self.max_value, "negative_slope": self.negative_slope,
+    def _keras_arguments(self):
+        return {"max_value": self.max_value, "negative_slope": self.negative_slope,
                 "threshold": self.threshold}
 
 
@@ -64,7 +75,7 @@ def _relu_spec(max_value, negative_slope, threshold):
             act_mod.leaky_relu_with(slope) if slope else act_mod.relu)
 
 
-class LeakyReLU(Activation):
+class LeakyReLU(_KerasActivation):
     """Keras' LeakyReLU layer: x, or negative_slope * x below 0 (default 0.3, Keras'; the
     older `alpha=` is taken with Keras' deprecation warning)."""
 
@@ -85,13 +96,11 @@ class LeakyReLU(Activation):
     def negative_slope(self, value):
         self.activation = act_mod.leaky_relu_with(_number("LeakyReLU", "negative_slope", value))
 
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "negative_slope": self.negative_slope}
+    def _keras_arguments(self):
+        return {"negative_slope": self.negative_slope}
 
 
-class ELU(Activation):
+class ELU(_KerasActivation):
     """Keras' ELU layer: x, or alpha * (exp(x) - 1) below 0 (default alpha 1.0)."""
 
     def __init__(self, alpha=1.0, **kwargs):
@@ -106,13 +115,11 @@ class ELU(Activation):
     def alpha(self, value):
         self.activation = act_mod.elu_with(_number("ELU", "alpha", value))
 
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "alpha": self.alpha}
+    def _keras_arguments(self):
+        return {"alpha": self.alpha}
 
 
-class Softmax(Activation):
+class Softmax(_KerasActivation):
     """Keras' Softmax layer over the last axis (`axis=-1`, the only one pynn takes)."""
 
     def __init__(self, axis=-1, **kwargs):
@@ -122,10 +129,8 @@ class Softmax(Activation):
         super().__init__(act_mod.softmax, **kwargs)
         self.axis = -1
 
-    def get_config(self):
-        config = super().get_config()
-        del config["activation"]
-        return {**config, "axis": self.axis}
+    def _keras_arguments(self):
+        return {"axis": self.axis}
 
 
 # The activation layers the native engine and the ONNX exporter know (exact types: a
