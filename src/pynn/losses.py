@@ -214,9 +214,7 @@ class BinaryCrossentropy(Loss):
 
     def prepare_targets(self, y, output_shape, dtype):
         y = super().prepare_targets(y, output_shape, dtype)
-        if y.size and (y.min() < 0 or y.max() > 1):
-            raise ValueError(f"{self.name}: targets must lie in [0, 1], got values in "
-                             f"[{y.min()}, {y.max()}]")
+        _check_range(self.name, y, 0, 1, "probabilities")
         return y
 
     def smooth_targets(self, y):
