@@ -61,7 +61,11 @@ def make_fake_cuda_module(cpu_module):
         "softmax_xent_dense": ("logits", "targets", "dlogits", ""),
         "bce_loss": ("pred", "target", "grad_out", "", "", ""),
         "sgd_update": ("w", "g", "vel", "", "", ""),
-        "adam_update": ("w", "g", "m", "v", "", "", "", "", "", ""),
+        "adam_update": ("w", "g", "m", "v", "", "", "", "", "", "", "v_hat"),
+        "nadam_update": ("w", "g", "m", "v", "", "", "", "", "", ""),
+        "adamax_update": ("w", "g", "m", "u", "", "", "", "", "", ""),
+        "lion_update": ("w", "g", "m", "", "", "", ""),
+        "adadelta_update": ("w", "g", "acc_grad", "acc_delta", "", "", "", ""),
         "rmsprop_update": ("w", "g", "vel", "mom", "", "", "", ""),
         "adagrad_update": ("w", "g", "acc", "", ""),
     }

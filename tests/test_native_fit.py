@@ -3,6 +3,8 @@ within float32 rounding, falls back visibly, and predict takes the native path."
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,12 @@ CONFIGS = [
     ("elu", "mse", None, 2, pynn.optimizers.Adagrad, ["mae"]),
     ("leaky_relu", "huber", "linear", 2, pynn.optimizers.AdamW, ["mse"]),
     ("sigmoid", "mae", "tanh", 1, pynn.optimizers.Adam, []),
+    ("relu", "categorical_crossentropy", "softmax", 3,
+     functools.partial(pynn.optimizers.Adam, amsgrad=True), ["accuracy"]),
+    ("tanh", "mse", None, 2, functools.partial(pynn.optimizers.Nadam, weight_decay=0.01), []),
+    ("elu", "binary_crossentropy", "sigmoid", 1, pynn.optimizers.Adamax, ["accuracy"]),
+    ("relu", "sparse_categorical_crossentropy", "softmax", 4,
+     functools.partial(pynn.optimizers.Adadelta, weight_decay=0.1), ["accuracy"]),
 ]
 
 

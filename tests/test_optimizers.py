@@ -90,6 +90,76 @@ def _hand_adagrad(lr, init, eps):
     return out
 
 
+def _hand_amsgrad(lr, b1, b2, eps):
+    out = []
+    for i, w in enumerate(W0):
+        m = v = v_hat = 0.0
+        for t, g in enumerate((gs[i] for gs in GRADS), start=1):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            v_hat = max(v_hat, v)
+            w -= lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (math.sqrt(v_hat) + eps)
+        out.append(w)
+    return out
+
+
+def _hand_nadam(lr, b1, b2, eps, wd=0.0):
+    # Keras 3's nadam.py: a u_product variable multiplied by this step's mu before the update
+    out = []
+    for i, w in enumerate(W0):
+        m = v = 0.0
+        u_product = 1.0
+        for t, g in enumerate((gs[i] for gs in GRADS), start=1):
+            w -= lr * wd * w
+            u_t = b1 * (1 - 0.5 * 0.96 ** t)
+            u_t1 = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+            u_product *= u_t
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            m_hat = u_t1 * m / (1 - u_product * u_t1) + (1 - u_t) * g / (1 - u_product)
+            w -= m_hat * lr / (math.sqrt(v / (1 - b2 ** t)) + eps)
+        out.append(w)
+    return out
+
+
+def _hand_adamax(lr, b1, b2, eps):
+    out = []
+    for i, w in enumerate(W0):
+        m = u = 0.0
+        for t, g in enumerate((gs[i] for gs in GRADS), start=1):
+            m += (g - m) * (1 - b1)
+            u = max(b2 * u, abs(g))
+            w -= lr * m / ((1 - b1 ** t) * (u + eps))
+        out.append(w)
+    return out
+
+
+def _hand_lion(lr, b1, b2, wd=0.0):
+    out = []
+    for i, w in enumerate(W0):
+        m = 0.0
+        for g in (gs[i] for gs in GRADS):
+            w -= lr * wd * w
+            c = b1 * m + (1 - b1) * g
+            w -= lr * ((c > 0) - (c < 0))
+            m = b2 * m + (1 - b2) * g
+        out.append(w)
+    return out
+
+
+def _hand_adadelta(lr, rho, eps):
+    out = []
+    for i, w in enumerate(W0):
+        acc_g = acc_d = 0.0
+        for g in (gs[i] for gs in GRADS):
+            acc_g = rho * acc_g + (1 - rho) * g * g
+            d = -math.sqrt(acc_d + eps) * g / math.sqrt(acc_g + eps)
+            acc_d = rho * acc_d + (1 - rho) * d * d
+            w += lr * d
+        out.append(w)
+    return out
+
+
 CASES = [
     (lambda: optimizers.SGD(0.1), _hand_sgd(0.1, 0.0, False)),
     (lambda: optimizers.SGD(0.1, momentum=0.9), _hand_sgd(0.1, 0.9, False)),
@@ -99,6 +169,15 @@ CASES = [
     (lambda: optimizers.RMSprop(0.01), _hand_rmsprop(0.01, 0.9, 0.0, 1e-7)),
     (lambda: optimizers.RMSprop(0.01, momentum=0.5), _hand_rmsprop(0.01, 0.9, 0.5, 1e-7)),
     (lambda: optimizers.Adagrad(0.1), _hand_adagrad(0.1, 0.1, 1e-7)),
+    (lambda: optimizers.Adam(0.01, amsgrad=True), _hand_amsgrad(0.01, 0.9, 0.999, 1e-7)),
+    (lambda: optimizers.Nadam(0.01), _hand_nadam(0.01, 0.9, 0.999, 1e-7)),
+    (lambda: optimizers.Nadam(0.02, beta_1=0.8, beta_2=0.9, epsilon=1e-3, weight_decay=0.5),
+     _hand_nadam(0.02, 0.8, 0.9, 1e-3, 0.5)),
+    (lambda: optimizers.Adamax(0.01), _hand_adamax(0.01, 0.9, 0.999, 1e-7)),
+    (lambda: optimizers.Lion(0.01), _hand_lion(0.01, 0.9, 0.99)),
+    (lambda: optimizers.Lion(0.01, beta_1=0.5, beta_2=0.9, weight_decay=2.0),
+     _hand_lion(0.01, 0.5, 0.9, 2.0)),
+    (lambda: optimizers.Adadelta(1.0), _hand_adadelta(1.0, 0.95, 1e-7)),
 ]
 
 
@@ -113,7 +192,10 @@ def test_update_matches_hand_computed(backend, case):
 
 @pytest.mark.parametrize("name,cls", [("sgd", optimizers.SGD), ("adam", optimizers.Adam),
                                       ("adamw", optimizers.AdamW), ("rmsprop", optimizers.RMSprop),
-                                      ("adagrad", optimizers.Adagrad)])
+                                      ("adagrad", optimizers.Adagrad),
+                                      ("nadam", optimizers.Nadam), ("adamax", optimizers.Adamax),
+                                      ("lion", optimizers.Lion),
+                                      ("adadelta", optimizers.Adadelta)])
 def test_by_name(name, cls):
     assert type(optimizers.get(name)) is cls
     assert type(optimizers.get(name.upper())) is cls
@@ -361,8 +443,9 @@ def test_keras_3_optimizer_arguments():
     assert adam.name == "my_adam" and adam.get_config()["name"] == "my_adam"
     assert pynn.optimizers.Adam().name == "adam" and pynn.optimizers.SGD().name == "SGD"
     assert "name" not in pynn.optimizers.Adam().get_config()
-    with pytest.raises(NotImplementedError, match="amsgrad=True: AMSGrad is not supported"):
-        pynn.optimizers.Adam(amsgrad=True)
+    assert pynn.optimizers.Adam(amsgrad=True).get_config()["amsgrad"] is True
+    with pytest.raises(TypeError, match="amsgrad must be True or False"):
+        pynn.optimizers.Adam(amsgrad="yes")
     for option in ({"use_ema": True}, {"gradient_accumulation_steps": 2},
                    {"loss_scale_factor": 128.0}):
         with pytest.raises(NotImplementedError, match="is not supported by pynn"):

@@ -192,7 +192,8 @@ def test_optional_module_without_its_dependency(monkeypatch):
 def test_keras_names_exist():
     for name in ["Sequential", "Dense", "Activation", "Input", "set_seed"]:
         assert hasattr(pynn, name)
-    for name in ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]:
+    for name in ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Lion",
+                 "Adadelta"]:
         assert hasattr(pynn.optimizers, name)
     for name in ["MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy",
                  "CategoricalCrossentropy", "SparseCategoricalCrossentropy"]:

@@ -180,6 +180,10 @@ OptArrays opt_arrays(py::handle w_o, py::handle g_o,
     return o;
 }
 
+void check_step(std::int64_t step) {
+    if (step < 1) throw py::value_error("step: expected the 1-based update count, got " + std::to_string(step));
+}
+
 }  // namespace
 
 void bind_cuda_kernels(py::module_& m) {
@@ -218,14 +222,54 @@ void bind_cuda_kernels(py::module_& m) {
     }, arg("w"), arg("g"), arg("velocity"), arg("lr"), arg("momentum"), arg("nesterov"), S);
     m.def("adam_update", [](py::handle w, py::handle g, py::handle mo, py::handle vo, float lr,
                             double beta1, double beta2, float eps, float wd, std::int64_t step,
-                            std::uintptr_t s) {
-        if (step < 1) throw py::value_error("step: expected the 1-based update count, got " + std::to_string(step));
-        OptArrays o = opt_arrays(w, g, {{mo, "m"}, {vo, "v"}});
+                            py::handle vho, std::uintptr_t s) {
+        check_step(step);
+        const bool ams = !vho.is_none();
+        OptArrays o = ams ? opt_arrays(w, g, {{mo, "m"}, {vo, "v"}, {vho, "v_hat"}})
+                          : opt_arrays(w, g, {{mo, "m"}, {vo, "v"}});
         pynn::bind::ReleaseGil nogil;
         pynn::cuda::adam_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), out_f32(o.slots[1]), o.w.size,
-                                lr, beta1, beta2, eps, wd, step, as_stream(s));
+                                lr, beta1, beta2, eps, wd, step, ams ? out_f32(o.slots[2]) : nullptr,
+                                as_stream(s));
     }, arg("w"), arg("g"), arg("m"), arg("v"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
-       arg("weight_decay"), arg("step"), S);
+       arg("weight_decay"), arg("step"), arg("v_hat") = py::none(), S,
+       "Adam / AdamW in place; with v_hat, AMSGrad (divides by the running max of v).");
+    m.def("nadam_update", [](py::handle w, py::handle g, py::handle mo, py::handle vo, float lr,
+                             double beta1, double beta2, float eps, float wd, std::int64_t step,
+                             std::uintptr_t s) {
+        check_step(step);
+        OptArrays o = opt_arrays(w, g, {{mo, "m"}, {vo, "v"}});
+        pynn::bind::ReleaseGil nogil;
+        pynn::cuda::nadam_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), out_f32(o.slots[1]),
+                                 o.w.size, lr, beta1, beta2, eps, wd, step, as_stream(s));
+    }, arg("w"), arg("g"), arg("m"), arg("v"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
+       arg("weight_decay"), arg("step"), S, "Nadam (Keras 3) in place.");
+    m.def("adamax_update", [](py::handle w, py::handle g, py::handle mo, py::handle uo, float lr,
+                              double beta1, double beta2, float eps, float wd, std::int64_t step,
+                              std::uintptr_t s) {
+        check_step(step);
+        OptArrays o = opt_arrays(w, g, {{mo, "m"}, {uo, "u"}});
+        pynn::bind::ReleaseGil nogil;
+        pynn::cuda::adamax_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), out_f32(o.slots[1]),
+                                  o.w.size, lr, beta1, beta2, eps, wd, step, as_stream(s));
+    }, arg("w"), arg("g"), arg("m"), arg("u"), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"),
+       arg("weight_decay"), arg("step"), S, "Adamax (Keras 3) in place.");
+    m.def("lion_update", [](py::handle w, py::handle g, py::handle mo, float lr, double beta1,
+                            double beta2, float wd, std::uintptr_t s) {
+        OptArrays o = opt_arrays(w, g, {{mo, "m"}});
+        pynn::bind::ReleaseGil nogil;
+        pynn::cuda::lion_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), o.w.size, lr, beta1,
+                                beta2, wd, as_stream(s));
+    }, arg("w"), arg("g"), arg("m"), arg("lr"), arg("beta1"), arg("beta2"), arg("weight_decay"), S,
+       "Lion (Keras 3) in place.");
+    m.def("adadelta_update", [](py::handle w, py::handle g, py::handle ago, py::handle ado,
+                                float lr, double rho, float eps, float wd, std::uintptr_t s) {
+        OptArrays o = opt_arrays(w, g, {{ago, "accumulated_grad"}, {ado, "accumulated_delta"}});
+        pynn::bind::ReleaseGil nogil;
+        pynn::cuda::adadelta_update(out_f32(o.w), in_f32(o.g), out_f32(o.slots[0]), out_f32(o.slots[1]),
+                                    o.w.size, lr, rho, eps, wd, as_stream(s));
+    }, arg("w"), arg("g"), arg("accumulated_grad"), arg("accumulated_delta"), arg("lr"), arg("rho"),
+       arg("eps"), arg("weight_decay"), S, "Adadelta (Keras 3) in place.");
     m.def("rmsprop_update", [](py::handle w, py::handle g, py::handle vel, py::handle mom, float lr,
                                double rho, float momentum, float eps, std::uintptr_t s) {
         const bool use_mom = momentum > 0.f;

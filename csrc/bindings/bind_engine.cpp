@@ -192,9 +192,15 @@ public:
         const char* slots_doc = "";
         switch (eng_.optimizer()) {
             case EngineOptimizer::sgd: min_slots = 0, max_slots = 1, slots_doc = "[] or [velocity]"; break;
-            case EngineOptimizer::adam: min_slots = max_slots = 2, slots_doc = "[m, v]"; break;
+            case EngineOptimizer::adam: min_slots = 2, max_slots = 3, slots_doc = "[m, v] or [m, v, v_hat]"; break;
             case EngineOptimizer::rmsprop: min_slots = 1, max_slots = 2, slots_doc = "[velocity] or [velocity, momentum]"; break;
             case EngineOptimizer::adagrad: min_slots = max_slots = 1, slots_doc = "[accumulator]"; break;
+            case EngineOptimizer::nadam: min_slots = max_slots = 2, slots_doc = "[m, v]"; break;
+            case EngineOptimizer::adamax: min_slots = max_slots = 2, slots_doc = "[m, u]"; break;
+            case EngineOptimizer::lion: min_slots = max_slots = 1, slots_doc = "[m]"; break;
+            case EngineOptimizer::adadelta:
+                min_slots = max_slots = 2, slots_doc = "[accumulated_grad, accumulated_delta]";
+                break;
         }
         std::vector<py::array> arrays;  // every bound array, for the overlap check and refs
         std::vector<float*> ptrs;
@@ -325,6 +331,27 @@ public:
                 h.beta2 = hyper_value(hyper, "beta_2", true, 0, "adam");
                 h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "adam"));
                 h.weight_decay = static_cast<float>(hyper_value(hyper, "weight_decay", false, 0, "adam"));
+                h.amsgrad = hyper_value(hyper, "amsgrad", false, 0, "adam") != 0.0;
+                break;
+            case EngineOptimizer::nadam:
+            case EngineOptimizer::adamax:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "nadam/adamax"));
+                h.beta1 = hyper_value(hyper, "beta_1", true, 0, "nadam/adamax");
+                h.beta2 = hyper_value(hyper, "beta_2", true, 0, "nadam/adamax");
+                h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "nadam/adamax"));
+                h.weight_decay = static_cast<float>(hyper_value(hyper, "weight_decay", false, 0, "nadam/adamax"));
+                break;
+            case EngineOptimizer::lion:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "lion"));
+                h.beta1 = hyper_value(hyper, "beta_1", true, 0, "lion");
+                h.beta2 = hyper_value(hyper, "beta_2", true, 0, "lion");
+                h.weight_decay = static_cast<float>(hyper_value(hyper, "weight_decay", false, 0, "lion"));
+                break;
+            case EngineOptimizer::adadelta:
+                h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "adadelta"));
+                h.rho = hyper_value(hyper, "rho", true, 0, "adadelta");
+                h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "adadelta"));
+                h.weight_decay = static_cast<float>(hyper_value(hyper, "weight_decay", false, 0, "adadelta"));
                 break;
             case EngineOptimizer::rmsprop:
                 h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "rmsprop"));

@@ -222,19 +222,85 @@ void sgd_update_py(py::array& w, const py::array& g, const py::object& velocity_
     sgd_update(wp, gp, vp, n, lr, momentum, nesterov);
 }
 
-void adam_update_py(py::array& w, const py::array& g, py::array& m, py::array& v, float lr,
-                    double beta1, double beta2, float eps, float weight_decay, std::int64_t step) {
+void check_step(std::int64_t step) {
     if (step < 1)
         throw py::value_error("step: expected the 1-based update count (>= 1), got " +
                               std::to_string(step));
+}
+
+// Two slots of one parameter (Adam's m and v, Adadelta's accumulators...): checked against
+// w and g and against each other.
+std::pair<float*, float*> slot_pair(py::array& a, const char* a_name, py::array& b,
+                                    const char* b_name, const py::array& w, const py::array& g) {
+    float* ap = slot_ptr(a, a_name, w, g);
+    float* bp = slot_ptr(b, b_name, w, g);
+    check_disjoint(a, a_name, b, b_name);
+    return {ap, bp};
+}
+
+void adam_update_py(py::array& w, const py::array& g, py::array& m, py::array& v, float lr,
+                    double beta1, double beta2, float eps, float weight_decay, std::int64_t step,
+                    const py::object& v_hat_obj) {
+    check_step(step);
+    const float* gp;
+    float* wp = param_ptr(w, g, &gp);
+    auto [mp, vp] = slot_pair(m, "m", v, "v", w, g);
+    float* hp = nullptr;
+    py::array v_hat;
+    if (!v_hat_obj.is_none()) {
+        v_hat = v_hat_obj.cast<py::array>();
+        hp = slot_ptr(v_hat, "v_hat", w, g);
+        check_disjoint(m, "m", v_hat, "v_hat");
+        check_disjoint(v, "v", v_hat, "v_hat");
+    }
+    index_t n = w.size();
+    ReleaseGil nogil;
+    adam_update(wp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay, step, hp);
+}
+
+void nadam_update_py(py::array& w, const py::array& g, py::array& m, py::array& v, float lr,
+                     double beta1, double beta2, float eps, float weight_decay,
+                     std::int64_t step) {
+    check_step(step);
+    const float* gp;
+    float* wp = param_ptr(w, g, &gp);
+    auto [mp, vp] = slot_pair(m, "m", v, "v", w, g);
+    index_t n = w.size();
+    ReleaseGil nogil;
+    nadam_update(wp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+void adamax_update_py(py::array& w, const py::array& g, py::array& m, py::array& u, float lr,
+                      double beta1, double beta2, float eps, float weight_decay,
+                      std::int64_t step) {
+    check_step(step);
+    const float* gp;
+    float* wp = param_ptr(w, g, &gp);
+    auto [mp, up] = slot_pair(m, "m", u, "u", w, g);
+    index_t n = w.size();
+    ReleaseGil nogil;
+    adamax_update(wp, gp, mp, up, n, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+void lion_update_py(py::array& w, const py::array& g, py::array& m, float lr, double beta1,
+                    double beta2, float weight_decay) {
     const float* gp;
     float* wp = param_ptr(w, g, &gp);
     float* mp = slot_ptr(m, "m", w, g);
-    float* vp = slot_ptr(v, "v", w, g);
-    check_disjoint(m, "m", v, "v");
     index_t n = w.size();
     ReleaseGil nogil;
-    adam_update(wp, gp, mp, vp, n, lr, beta1, beta2, eps, weight_decay, step);
+    lion_update(wp, gp, mp, n, lr, beta1, beta2, weight_decay);
+}
+
+void adadelta_update_py(py::array& w, const py::array& g, py::array& acc_grad,
+                        py::array& acc_delta, float lr, double rho, float eps,
+                        float weight_decay) {
+    const float* gp;
+    float* wp = param_ptr(w, g, &gp);
+    auto [ap, dp] = slot_pair(acc_grad, "accumulated_grad", acc_delta, "accumulated_delta", w, g);
+    index_t n = w.size();
+    ReleaseGil nogil;
+    adadelta_update(wp, gp, ap, dp, n, lr, rho, eps, weight_decay);
 }
 
 void rmsprop_update_py(py::array& w, const py::array& g, py::array& velocity,
@@ -328,9 +394,27 @@ void register_kernels(py::module_& m) {
           "when momentum == 0. w, g, velocity: float32, same shape, separate buffers.");
     m.def("adam_update", &adam_update_py, arg("w"), arg("g"), arg("m"), arg("v"), arg("lr"),
           arg("beta1"), arg("beta2"), arg("eps"), arg("weight_decay"), arg("step"),
+          arg("v_hat") = py::none(),
           "In place Adam (weight_decay 0) / AdamW (w -= lr weight_decay w first), Keras "
-          "formulas; step is the 1-based update count. w, g, m, v: float32, same shape, "
+          "formulas; step is the 1-based update count. With v_hat, AMSGrad: v_hat = "
+          "max(v_hat, v) divides instead of v. w, g, m, v, v_hat: float32, same shape, "
           "separate buffers.");
+    // The optimizers below apply Keras 3's decoupled weight decay in the same pass.
+    m.def("nadam_update", &nadam_update_py, arg("w"), arg("g"), arg("m"), arg("v"), arg("lr"),
+          arg("beta1"), arg("beta2"), arg("eps"), arg("weight_decay"), arg("step"),
+          "In place Nadam, Keras 3's formulas (momentum schedule b1 (1 - 0.5 * 0.96^t)); step "
+          "is the 1-based update count.");
+    m.def("adamax_update", &adamax_update_py, arg("w"), arg("g"), arg("m"), arg("u"), arg("lr"),
+          arg("beta1"), arg("beta2"), arg("eps"), arg("weight_decay"), arg("step"),
+          "In place Adamax: m += (g - m)(1 - b1); u = max(b2 u, |g|); w -= lr m / ((1 - b1^t) "
+          "(u + eps)).");
+    m.def("lion_update", &lion_update_py, arg("w"), arg("g"), arg("m"), arg("lr"), arg("beta1"),
+          arg("beta2"), arg("weight_decay"),
+          "In place Lion: w -= lr sign(b1 m + (1 - b1) g); m = b2 m + (1 - b2) g.");
+    m.def("adadelta_update", &adadelta_update_py, arg("w"), arg("g"), arg("accumulated_grad"),
+          arg("accumulated_delta"), arg("lr"), arg("rho"), arg("eps"), arg("weight_decay"),
+          "In place Adadelta: acc_g = rho acc_g + (1 - rho) g^2; d = sqrt(acc_d + eps) g / "
+          "sqrt(acc_g + eps); acc_d = rho acc_d + (1 - rho) d^2; w -= lr d.");
     m.def("rmsprop_update", &rmsprop_update_py, arg("w"), arg("g"), arg("velocity"),
           arg("momentum_buf"), arg("lr"), arg("rho"), arg("momentum"), arg("eps"),
           "In place RMSprop (not centred): velocity = rho velocity + (1 - rho) g^2; inc = lr g "

@@ -181,7 +181,12 @@ EngineOptimizer parse_engine_optimizer(const std::string& s) {
     if (s == "adam") return EngineOptimizer::adam;
     if (s == "rmsprop") return EngineOptimizer::rmsprop;
     if (s == "adagrad") return EngineOptimizer::adagrad;
-    fail("optimizer: unknown optimizer '" + s + "'; expected one of sgd, adam, rmsprop, adagrad");
+    if (s == "nadam") return EngineOptimizer::nadam;
+    if (s == "adamax") return EngineOptimizer::adamax;
+    if (s == "lion") return EngineOptimizer::lion;
+    if (s == "adadelta") return EngineOptimizer::adadelta;
+    fail("optimizer: unknown optimizer '" + s +
+         "'; expected one of sgd, adam, rmsprop, adagrad, nadam, adamax, lion, adadelta");
 }
 
 EngineMetric parse_engine_metric(const std::string& s) {
@@ -330,7 +335,8 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     if (!(epsilon > 0.0 || (epsilon == 0.0 && std_floor > 0.0)) || !std::isfinite(epsilon))
         fail("set_batchnorm: epsilon must be > 0 (or 0 with std_floor > 0)");
     if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
-    if (gamma_slots.size() > 2 || beta_slots.size() > 2) fail("set_batchnorm: at most 2 optimizer slots");
+    if (gamma_slots.size() > kMaxSlots || beta_slots.size() > kMaxSlots)
+        fail("set_batchnorm: at most " + std::to_string(kMaxSlots) + " optimizer slots");
     const index_t cols = layer < 0 ? in_features() : layers_[layer].out;
     auto b = std::make_unique<BatchNorm>();
     b->pre = layer >= 0 && pre;
@@ -441,9 +447,9 @@ void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool
         auto set = [&](float*& w, float** slot, int& n_slots) {
             w = params[k];
             n_slots = static_cast<int>(state[k].size());
-            if (n_slots > 2) fail("bind: state[" + std::to_string(k) + "] has more than 2 slots");
-            slot[0] = n_slots > 0 ? state[k][0] : nullptr;
-            slot[1] = n_slots > 1 ? state[k][1] : nullptr;
+            if (n_slots > kMaxSlots)
+                fail("bind: state[" + std::to_string(k) + "] has more than " + std::to_string(kMaxSlots) + " slots");
+            for (int j = 0; j < kMaxSlots; ++j) slot[j] = j < n_slots ? state[k][j] : nullptr;
             ++k;
         };
         set(l.W, l.w_slot, l.n_w_slots);
@@ -498,9 +504,13 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
     const char* what = "";
     switch (opt_) {
         case EngineOptimizer::sgd: need = h.momentum != 0.f ? 1 : 0; what = "sgd with momentum needs [velocity]"; break;
-        case EngineOptimizer::adam: need = 2; what = "adam needs [m, v]"; break;
+        case EngineOptimizer::adam: need = h.amsgrad ? 3 : 2; what = h.amsgrad ? "adam with amsgrad needs [m, v, v_hat]" : "adam needs [m, v]"; break;
         case EngineOptimizer::rmsprop: need = h.momentum > 0.f ? 2 : 1; what = h.momentum > 0.f ? "rmsprop with momentum needs [velocity, momentum]" : "rmsprop needs [velocity]"; break;
         case EngineOptimizer::adagrad: need = 1; what = "adagrad needs [accumulator]"; break;
+        case EngineOptimizer::nadam: need = 2; what = "nadam needs [m, v]"; break;
+        case EngineOptimizer::adamax: need = 2; what = "adamax needs [m, u]"; break;
+        case EngineOptimizer::lion: need = 1; what = "lion needs [m]"; break;
+        case EngineOptimizer::adadelta: need = 2; what = "adadelta needs [accumulated_grad, accumulated_delta]"; break;
     }
     int k = 0;
     for (size_t i = 0; i < layers_.size(); ++i) {
@@ -751,13 +761,24 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
         const index_t m = e - b;
         float* s0 = n_slots > 0 ? slot[0] + b : nullptr;
         float* s1 = n_slots > 1 ? slot[1] + b : nullptr;
+        float* s2 = n_slots > 2 && h.amsgrad ? slot[2] + b : nullptr;
         switch (opt_) {
             case EngineOptimizer::sgd: sgd_update(w + b, g + b, s0, m, h.lr, h.momentum, h.nesterov); break;
             case EngineOptimizer::adam:
-                adam_update(w + b, g + b, s0, s1, m, h.lr, h.beta1, h.beta2, h.epsilon, h.weight_decay, step);
+                adam_update(w + b, g + b, s0, s1, m, h.lr, h.beta1, h.beta2, h.epsilon, h.weight_decay, step, s2);
                 break;
             case EngineOptimizer::rmsprop: rmsprop_update(w + b, g + b, s0, s1, m, h.lr, h.rho, h.momentum, h.epsilon); break;
             case EngineOptimizer::adagrad: adagrad_update(w + b, g + b, s0, m, h.lr, h.epsilon); break;
+            case EngineOptimizer::nadam:
+                nadam_update(w + b, g + b, s0, s1, m, h.lr, h.beta1, h.beta2, h.epsilon, h.weight_decay, step);
+                break;
+            case EngineOptimizer::adamax:
+                adamax_update(w + b, g + b, s0, s1, m, h.lr, h.beta1, h.beta2, h.epsilon, h.weight_decay, step);
+                break;
+            case EngineOptimizer::lion: lion_update(w + b, g + b, s0, m, h.lr, h.beta1, h.beta2, h.weight_decay); break;
+            case EngineOptimizer::adadelta:
+                adadelta_update(w + b, g + b, s0, s1, m, h.lr, h.rho, h.epsilon, h.weight_decay);
+                break;
         }
     };
     // The update is element-wise, so any split gives the same bits. The kernels split only

@@ -28,7 +28,9 @@ enum class EngineLoss : int {
     mae,
     huber,
 };
-enum class EngineOptimizer : int { sgd, adam, rmsprop, adagrad };
+enum class EngineOptimizer : int { sgd, adam, rmsprop, adagrad, nadam, adamax, lion, adadelta };
+// The most optimizer slots a parameter has (Adam with AMSGrad: m, v, v_hat).
+constexpr int kMaxSlots = 3;
 enum class EngineMetric : int { sparse_accuracy, categorical_accuracy, binary_accuracy, mse, mae };
 
 // Parses the binding names ("softmax_xent_sparse", "adam", "binary_accuracy", ...); throws
@@ -43,9 +45,10 @@ struct EngineHyper {
     const float* lr_steps = nullptr;
     float momentum = 0.f;  // sgd, rmsprop
     bool nesterov = false;
+    bool amsgrad = false;  // adam
     double beta1 = 0.9, beta2 = 0.999, rho = 0.9;  // double: 1 - beta formed before rounding
     float epsilon = 1e-7f;
-    float weight_decay = 0.f;  // adam: decoupled (AdamW) when != 0
+    float weight_decay = 0.f;  // decoupled (AdamW) when != 0; all but sgd, rmsprop, adagrad
     float clipvalue = 0.f;     // > 0: clamp each gradient element to [-clipvalue, clipvalue]
     double clipnorm = 0.0;     // > 0: rescale each tensor's gradient to this L2 norm at most
     double global_clipnorm = 0.0;  // > 0: rescale all gradients to this joint norm at most
@@ -100,8 +103,9 @@ public:
                        const std::vector<float*>& beta_slots, double std_floor = 0.0);
 
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
-    // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2,
-    // rmsprop: 1 or 2, adagrad: 1; frozen params may have none). Sizes are the caller's duty.
+    // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2 or 3
+    // with AMSGrad, rmsprop: 1 or 2, adagrad and lion: 1, nadam, adamax and adadelta: 2;
+    // frozen params may have none). Sizes are the caller's duty.
     void bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
               const std::vector<std::vector<float*>>& state);
 
@@ -152,8 +156,8 @@ private:
         float* beta = nullptr;
         float* moving_mean = nullptr;
         float* moving_var = nullptr;
-        float* g_slot[2] = {nullptr, nullptr};
-        float* b_slot[2] = {nullptr, nullptr};
+        float* g_slot[kMaxSlots] = {};
+        float* b_slot[kMaxSlots] = {};
         int n_g_slots = 0, n_b_slots = 0;
         bool used_batch = false;  // the last forward normalised with batch statistics
         // Owned, sized at set_batchnorm: xhat and (post) the normalised output per row;
@@ -169,8 +173,8 @@ private:
         bool trainable = false;
         float* W = nullptr;  // bound (the model's arrays)
         float* b = nullptr;
-        float* w_slot[2] = {nullptr, nullptr};
-        float* b_slot[2] = {nullptr, nullptr};
+        float* w_slot[kMaxSlots] = {};
+        float* b_slot[kMaxSlots] = {};
         int n_w_slots = 0, n_b_slots = 0;
         float* Y = nullptr;   // owned: output, max_batch x out (logits for a fused last layer)
         float* Z = nullptr;   // pre-activation (activation_needs_z only)

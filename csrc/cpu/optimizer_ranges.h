@@ -26,6 +26,19 @@ struct OptimizerRanges {
     void (*rmsprop_momentum)(float* w, const float* g, float* vel, float* mom, index_t n,
                              float lr, float rho, float omr, float momentum, float eps);
     void (*adagrad)(float* w, const float* g, float* acc, index_t n, float lr, float eps);
+    // The rest take lr_wd (lr * weight_decay, 0 = no decay) and decay w first when it is set.
+    void (*amsgrad)(float* w, const float* g, float* m, float* v, float* v_hat, index_t n,
+                    float lr_t, float omb1, float omb2, float eps, float lr_wd);
+    // c_m, c_g, c_v: math::nadam_coefficients
+    void (*nadam)(float* w, const float* g, float* m, float* v, index_t n, float c_m,
+                  float c_g, float c_v, float omb1, float omb2, float eps, float lr_wd);
+    // lr_t = lr / (1 - beta1^t)
+    void (*adamax)(float* w, const float* g, float* m, float* u, index_t n, float lr_t,
+                   float omb1, float beta2, float eps, float lr_wd);
+    void (*lion)(float* w, const float* g, float* m, index_t n, float lr, float beta1,
+                 float omb1, float beta2, float omb2, float lr_wd);
+    void (*adadelta)(float* w, const float* g, float* acc_g, float* acc_d, index_t n, float lr,
+                     float rho, float omr, float eps, float lr_wd);
 };
 
 #if defined(PYNN_X86)

@@ -59,6 +59,60 @@ void adagrad_range(float* __restrict w, const float* __restrict g, float* __rest
     for (index_t i = 0; i < n; ++i) math::adagrad_step(w[i], g[i], acc[i], lr, eps);
 }
 
+// The optimizers with a fused decay: one loop each, the decay's branch taken once per call.
+template <class Step>
+void decayed_range(float* __restrict w, index_t n, float lr_wd, Step step) {
+    if (lr_wd != 0.f) {
+        for (index_t i = 0; i < n; ++i) {
+            float wi = w[i];
+            math::decay_step(wi, lr_wd);
+            step(wi, i);
+            w[i] = wi;
+        }
+    } else {
+        for (index_t i = 0; i < n; ++i) step(w[i], i);
+    }
+}
+
+void amsgrad_range(float* __restrict w, const float* __restrict g, float* __restrict m,
+                   float* __restrict v, float* __restrict vh, index_t n, float lr_t, float omb1,
+                   float omb2, float eps, float lr_wd) {
+    decayed_range(w, n, lr_wd, [=](float& wi, index_t i) {
+        math::amsgrad_step(wi, g[i], m[i], v[i], vh[i], lr_t, omb1, omb2, eps);
+    });
+}
+
+void nadam_range(float* __restrict w, const float* __restrict g, float* __restrict m,
+                 float* __restrict v, index_t n, float c_m, float c_g, float c_v, float omb1,
+                 float omb2, float eps, float lr_wd) {
+    decayed_range(w, n, lr_wd, [=](float& wi, index_t i) {
+        math::nadam_step(wi, g[i], m[i], v[i], c_m, c_g, c_v, omb1, omb2, eps);
+    });
+}
+
+void adamax_range(float* __restrict w, const float* __restrict g, float* __restrict m,
+                  float* __restrict u, index_t n, float lr_t, float omb1, float beta2, float eps,
+                  float lr_wd) {
+    decayed_range(w, n, lr_wd, [=](float& wi, index_t i) {
+        math::adamax_step(wi, g[i], m[i], u[i], lr_t, omb1, beta2, eps);
+    });
+}
+
+void lion_range(float* __restrict w, const float* __restrict g, float* __restrict m, index_t n,
+                float lr, float beta1, float omb1, float beta2, float omb2, float lr_wd) {
+    decayed_range(w, n, lr_wd, [=](float& wi, index_t i) {
+        math::lion_step(wi, g[i], m[i], lr, beta1, omb1, beta2, omb2);
+    });
+}
+
+void adadelta_range(float* __restrict w, const float* __restrict g, float* __restrict acc_g,
+                    float* __restrict acc_d, index_t n, float lr, float rho, float omr, float eps,
+                    float lr_wd) {
+    decayed_range(w, n, lr_wd, [=](float& wi, index_t i) {
+        math::adadelta_step(wi, g[i], acc_g[i], acc_d[i], lr, rho, omr, eps);
+    });
+}
+
 const opt_detail::OptimizerRanges kGeneric = {
     "generic",
     sgd_range,
@@ -70,6 +124,11 @@ const opt_detail::OptimizerRanges kGeneric = {
     rmsprop_range,
     rmsprop_momentum_range,
     adagrad_range,
+    amsgrad_range,
+    nadam_range,
+    adamax_range,
+    lion_range,
+    adadelta_range,
 };
 
 // Follows the GEMM's ISA (read per call, so set_gemm_isa switches both); gemm only ever runs
@@ -97,7 +156,7 @@ void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, 
 }
 
 void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
-                 double beta2, float eps, float weight_decay, std::int64_t step) {
+                 double beta2, float eps, float weight_decay, std::int64_t step, float* v_hat) {
     // Bias correction once per call, in double: beta^t for large t underflows gracefully.
     const double t = static_cast<double>(step);
     const float lr_t = static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
@@ -106,7 +165,9 @@ void adam_update(float* w, const float* g, float* m, float* v, index_t n, float 
     const float lr_wd = lr * weight_decay;
     const opt_detail::OptimizerRanges& k = ranges();
     cpu::for_chunks(n, [&](index_t b, index_t e) {
-        if (weight_decay != 0.f)
+        if (v_hat)
+            k.amsgrad(w + b, g + b, m + b, v + b, v_hat + b, e - b, lr_t, omb1, omb2, eps, lr_wd);
+        else if (weight_decay != 0.f)
             k.adamw(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps, lr_wd);
         else
             k.adam(w + b, g + b, m + b, v + b, e - b, lr_t, omb1, omb2, eps);
@@ -129,6 +190,50 @@ void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_b
 void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps) {
     const opt_detail::OptimizerRanges& k = ranges();
     cpu::for_chunks(n, [&](index_t b, index_t e) { k.adagrad(w + b, g + b, accumulator + b, e - b, lr, eps); });
+}
+
+void nadam_update(float* w, const float* g, float* m, float* v, index_t n, float lr,
+                  double beta1, double beta2, float eps, float weight_decay, std::int64_t step) {
+    const math::NadamCoefficients c = math::nadam_coefficients(lr, beta1, beta2, step);
+    const float omb1 = static_cast<float>(1.0 - beta1), omb2 = static_cast<float>(1.0 - beta2);
+    const float lr_wd = lr * weight_decay;
+    const opt_detail::OptimizerRanges& k = ranges();
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        k.nadam(w + b, g + b, m + b, v + b, e - b, c.c_m, c.c_g, c.c_v, omb1, omb2, eps, lr_wd);
+    });
+}
+
+void adamax_update(float* w, const float* g, float* m, float* u, index_t n, float lr,
+                   double beta1, double beta2, float eps, float weight_decay, std::int64_t step) {
+    const float lr_t = static_cast<float>(double(lr) / (1.0 - std::pow(beta1, double(step))));
+    const float omb1 = static_cast<float>(1.0 - beta1), b2 = static_cast<float>(beta2);
+    const float lr_wd = lr * weight_decay;
+    const opt_detail::OptimizerRanges& k = ranges();
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        k.adamax(w + b, g + b, m + b, u + b, e - b, lr_t, omb1, b2, eps, lr_wd);
+    });
+}
+
+void lion_update(float* w, const float* g, float* m, index_t n, float lr, double beta1,
+                 double beta2, float weight_decay) {
+    const float b1 = static_cast<float>(beta1), omb1 = static_cast<float>(1.0 - beta1);
+    const float b2 = static_cast<float>(beta2), omb2 = static_cast<float>(1.0 - beta2);
+    const float lr_wd = lr * weight_decay;
+    const opt_detail::OptimizerRanges& k = ranges();
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        k.lion(w + b, g + b, m + b, e - b, lr, b1, omb1, b2, omb2, lr_wd);
+    });
+}
+
+void adadelta_update(float* w, const float* g, float* accumulated_grad, float* accumulated_delta,
+                     index_t n, float lr, double rho_d, float eps, float weight_decay) {
+    const float rho = static_cast<float>(rho_d), omr = static_cast<float>(1.0 - rho_d);
+    const float lr_wd = lr * weight_decay;
+    const opt_detail::OptimizerRanges& k = ranges();
+    cpu::for_chunks(n, [&](index_t b, index_t e) {
+        k.adadelta(w + b, g + b, accumulated_grad + b, accumulated_delta + b, e - b, lr, rho, omr,
+                   eps, lr_wd);
+    });
 }
 
 }  // namespace pynn

@@ -136,8 +136,114 @@ void adagrad(float* __restrict w, const float* __restrict g, float* __restrict a
     });
 }
 
-const OptimizerRanges kTable = {"avx2", sgd, sgd_momentum, sgd_nesterov, adam, adamw,
-                                rmsprop, rmsprop_momentum, adagrad};
+// The optimizers with a fused decay: the decay's branch taken once per call. step(io, i, w)
+// returns the updated w of lanes [i, i + 8).
+template <class Step>
+void decayed_vectors(float* __restrict w, index_t n, float lr_wd, Step&& step) {
+    const __m256 vwd = _mm256_set1_ps(lr_wd);
+    if (lr_wd != 0.f)
+        for_vectors(n, [&](auto io, index_t i) {
+            const __m256 wi = io.load(w + i);
+            io.store(w + i, step(io, i, _mm256_fnmadd_ps(vwd, wi, wi)));  // w - lr_wd w
+        });
+    else
+        for_vectors(n, [&](auto io, index_t i) { io.store(w + i, step(io, i, io.load(w + i))); });
+}
+
+void amsgrad(float* __restrict w, const float* __restrict g, float* __restrict m,
+             float* __restrict v, float* __restrict vh, index_t n, float lr_t, float omb1,
+             float omb2, float eps, float lr_wd) {
+    const __m256 vlr = _mm256_set1_ps(lr_t), vb1 = _mm256_set1_ps(omb1),
+                 vb2 = _mm256_set1_ps(omb2), veps = _mm256_set1_ps(eps);
+    decayed_vectors(w, n, lr_wd, [&](auto io, index_t i, __m256 wi) {
+        const __m256 gi = io.load(g + i), mi0 = io.load(m + i), vi0 = io.load(v + i);
+        const __m256 mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi0), vb1, mi0);
+        const __m256 vi = _mm256_fmadd_ps(_mm256_fmsub_ps(gi, gi, vi0), vb2, vi0);
+        // v_hat > v ? v_hat : v, the scalar's form (a NaN v goes through)
+        const __m256 hi = _mm256_max_ps(io.load(vh + i), vi);
+        io.store(m + i, mi);
+        io.store(v + i, vi);
+        io.store(vh + i, hi);
+        const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(hi), veps);
+        return _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(mi, vlr), den));
+    });
+}
+
+void nadam(float* __restrict w, const float* __restrict g, float* __restrict m,
+           float* __restrict v, index_t n, float c_m, float c_g, float c_v, float omb1,
+           float omb2, float eps, float lr_wd) {
+    const __m256 vcm = _mm256_set1_ps(c_m), vcg = _mm256_set1_ps(c_g), vcv = _mm256_set1_ps(c_v),
+                 vb1 = _mm256_set1_ps(omb1), vb2 = _mm256_set1_ps(omb2), veps = _mm256_set1_ps(eps);
+    decayed_vectors(w, n, lr_wd, [&](auto io, index_t i, __m256 wi) {
+        const __m256 gi = io.load(g + i), mi0 = io.load(m + i), vi0 = io.load(v + i);
+        const __m256 mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi0), vb1, mi0);
+        const __m256 vi = _mm256_fmadd_ps(_mm256_fmsub_ps(gi, gi, vi0), vb2, vi0);
+        io.store(m + i, mi);
+        io.store(v + i, vi);
+        const __m256 num = _mm256_fmadd_ps(vcm, mi, _mm256_mul_ps(vcg, gi));  // c_m m + c_g g
+        const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, vcv)), veps);
+        return _mm256_sub_ps(wi, _mm256_div_ps(num, den));
+    });
+}
+
+void adamax(float* __restrict w, const float* __restrict g, float* __restrict m,
+            float* __restrict u, index_t n, float lr_t, float omb1, float beta2, float eps,
+            float lr_wd) {
+    const __m256 vlr = _mm256_set1_ps(lr_t), vb1 = _mm256_set1_ps(omb1),
+                 vb2 = _mm256_set1_ps(beta2), veps = _mm256_set1_ps(eps),
+                 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    decayed_vectors(w, n, lr_wd, [&](auto io, index_t i, __m256 wi) {
+        const __m256 gi = io.load(g + i), mi0 = io.load(m + i);
+        const __m256 mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi0), vb1, mi0);
+        // max(b2 u, |g|); _mm256_max_ps returns its second operand for a NaN, as the
+        // scalar `bu > ag ? bu : ag` does
+        const __m256 ui = _mm256_max_ps(_mm256_mul_ps(vb2, io.load(u + i)),
+                                        _mm256_and_ps(gi, abs_mask));
+        io.store(m + i, mi);
+        io.store(u + i, ui);
+        return _mm256_sub_ps(wi, _mm256_div_ps(_mm256_mul_ps(vlr, mi), _mm256_add_ps(ui, veps)));
+    });
+}
+
+void lion(float* __restrict w, const float* __restrict g, float* __restrict m, index_t n,
+          float lr, float beta1, float omb1, float beta2, float omb2, float lr_wd) {
+    const __m256 vlr = _mm256_set1_ps(lr), vnlr = _mm256_set1_ps(-lr),
+                 vb1 = _mm256_set1_ps(beta1), vo1 = _mm256_set1_ps(omb1),
+                 vb2 = _mm256_set1_ps(beta2), vo2 = _mm256_set1_ps(omb2),
+                 zero = _mm256_setzero_ps();
+    decayed_vectors(w, n, lr_wd, [&](auto io, index_t i, __m256 wi) {
+        const __m256 gi = io.load(g + i), mi = io.load(m + i);
+        const __m256 c = _mm256_fmadd_ps(vb1, mi, _mm256_mul_ps(vo1, gi));  // b1 m + (1-b1) g
+        // lr sign(c): lr where c > 0, -lr where c < 0, else c lr (0, or NaN for NaN)
+        __m256 step = _mm256_blendv_ps(_mm256_mul_ps(c, vlr), vlr,
+                                       _mm256_cmp_ps(c, zero, _CMP_GT_OQ));
+        step = _mm256_blendv_ps(step, vnlr, _mm256_cmp_ps(c, zero, _CMP_LT_OQ));
+        io.store(m + i, _mm256_fmadd_ps(vb2, mi, _mm256_mul_ps(vo2, gi)));
+        return _mm256_sub_ps(wi, step);
+    });
+}
+
+void adadelta(float* __restrict w, const float* __restrict g, float* __restrict acc_g,
+              float* __restrict acc_d, index_t n, float lr, float rho, float omr, float eps,
+              float lr_wd) {
+    const __m256 vlr = _mm256_set1_ps(lr), vrho = _mm256_set1_ps(rho),
+                 vomr = _mm256_set1_ps(omr), veps = _mm256_set1_ps(eps);
+    decayed_vectors(w, n, lr_wd, [&](auto io, index_t i, __m256 wi) {
+        const __m256 gi = io.load(g + i), adi = io.load(acc_d + i);
+        const __m256 ag = _mm256_fmadd_ps(vrho, io.load(acc_g + i),
+                                          _mm256_mul_ps(vomr, _mm256_mul_ps(gi, gi)));
+        io.store(acc_g + i, ag);
+        // d = sqrt(acc_d + eps) g / sqrt(acc_g + eps)
+        const __m256 d = _mm256_div_ps(_mm256_mul_ps(_mm256_sqrt_ps(_mm256_add_ps(adi, veps)), gi),
+                                       _mm256_sqrt_ps(_mm256_add_ps(ag, veps)));
+        io.store(acc_d + i, _mm256_fmadd_ps(vrho, adi, _mm256_mul_ps(vomr, _mm256_mul_ps(d, d))));
+        return _mm256_fnmadd_ps(vlr, d, wi);  // w - lr d
+    });
+}
+
+const OptimizerRanges kTable = {"avx2",  sgd,     sgd_momentum, sgd_nesterov, adam,
+                                adamw,   rmsprop, rmsprop_momentum, adagrad,  amsgrad,
+                                nadam,   adamax,  lion,         adadelta};
 
 }  // namespace
 

@@ -45,7 +45,19 @@ double bce_loss(const float* pred, const float* target, float* grad, index_t n, 
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
                 bool nesterov, cudaStream_t s);
 void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
-                 double beta2, float eps, float weight_decay, std::int64_t step, cudaStream_t s);
+                 double beta2, float eps, float weight_decay, std::int64_t step, float* v_hat,
+                 cudaStream_t s);  // v_hat: AMSGrad's max(v), or nullptr
+void nadam_update(float* w, const float* g, float* m, float* v, index_t n, float lr,
+                  double beta1, double beta2, float eps, float weight_decay, std::int64_t step,
+                  cudaStream_t s);
+void adamax_update(float* w, const float* g, float* m, float* u, index_t n, float lr,
+                   double beta1, double beta2, float eps, float weight_decay, std::int64_t step,
+                   cudaStream_t s);
+void lion_update(float* w, const float* g, float* m, index_t n, float lr, double beta1,
+                 double beta2, float weight_decay, cudaStream_t s);
+void adadelta_update(float* w, const float* g, float* accumulated_grad, float* accumulated_delta,
+                     index_t n, float lr, double rho, float eps, float weight_decay,
+                     cudaStream_t s);
 void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
                     float lr, double rho, float momentum, float eps, cudaStream_t s);
 void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps,

@@ -32,6 +32,58 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, index_
     }
 }
 
+__global__ void amsgrad_kernel(float* w, const float* g, float* m, float* v, float* vh,
+                               index_t n, float lr_t, float omb1, float omb2, float eps,
+                               float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::amsgrad_step(wi, g[i], m[i], v[i], vh[i], lr_t, omb1, omb2, eps);
+        w[i] = wi;
+    }
+}
+
+__global__ void nadam_kernel(float* w, const float* g, float* m, float* v, index_t n,
+                             math::NadamCoefficients c, float omb1, float omb2, float eps,
+                             float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::nadam_step(wi, g[i], m[i], v[i], c.c_m, c.c_g, c.c_v, omb1, omb2, eps);
+        w[i] = wi;
+    }
+}
+
+__global__ void adamax_kernel(float* w, const float* g, float* m, float* u, index_t n,
+                              float lr_t, float omb1, float beta2, float eps, float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::adamax_step(wi, g[i], m[i], u[i], lr_t, omb1, beta2, eps);
+        w[i] = wi;
+    }
+}
+
+__global__ void lion_kernel(float* w, const float* g, float* m, index_t n, float lr, float beta1,
+                            float omb1, float beta2, float omb2, float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::lion_step(wi, g[i], m[i], lr, beta1, omb1, beta2, omb2);
+        w[i] = wi;
+    }
+}
+
+__global__ void adadelta_kernel(float* w, const float* g, float* acc_g, float* acc_d, index_t n,
+                                float lr, float rho, float omr, float eps, float lr_wd) {
+    PYNN_GRID_STRIDE(i, n) {
+        float wi = w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        math::adadelta_step(wi, g[i], acc_g[i], acc_d[i], lr, rho, omr, eps);
+        w[i] = wi;
+    }
+}
+
 __global__ void rmsprop_kernel(float* w, const float* g, float* vel, float* mom, index_t n,
                                float lr, float rho, float omr, float momentum, float eps) {
     PYNN_GRID_STRIDE(i, n) {
@@ -58,11 +110,20 @@ void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, 
 }
 
 void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
-                 double beta2, float eps, float weight_decay, std::int64_t step, cudaStream_t s) {
+                 double beta2, float eps, float weight_decay, std::int64_t step, float* v_hat,
+                 cudaStream_t s) {
     if (n <= 0) return;
     const double t = static_cast<double>(step);
     const float lr_t = static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
                                           (1.0 - std::pow(beta1, t)));
+    if (v_hat) {
+        amsgrad_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, m, v, v_hat, n, lr_t,
+                                                           static_cast<float>(1.0 - beta1),
+                                                           static_cast<float>(1.0 - beta2), eps,
+                                                           lr * weight_decay);
+        check_launch("adam_update (amsgrad)");
+        return;
+    }
     adam_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, m, v, n, lr_t,
                                                     static_cast<float>(1.0 - beta1),
                                                     static_cast<float>(1.0 - beta2), eps,
@@ -85,6 +146,47 @@ void adagrad_update(float* w, const float* g, float* accumulator, index_t n, flo
     if (n <= 0) return;
     adagrad_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, accumulator, n, lr, eps);
     check_launch("adagrad_update");
+}
+
+void nadam_update(float* w, const float* g, float* m, float* v, index_t n, float lr,
+                  double beta1, double beta2, float eps, float weight_decay, std::int64_t step,
+                  cudaStream_t s) {
+    if (n <= 0) return;
+    nadam_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+        w, g, m, v, n, math::nadam_coefficients(lr, beta1, beta2, step),
+        static_cast<float>(1.0 - beta1), static_cast<float>(1.0 - beta2), eps, lr * weight_decay);
+    check_launch("nadam_update");
+}
+
+void adamax_update(float* w, const float* g, float* m, float* u, index_t n, float lr,
+                   double beta1, double beta2, float eps, float weight_decay, std::int64_t step,
+                   cudaStream_t s) {
+    if (n <= 0) return;
+    const float lr_t = static_cast<float>(double(lr) / (1.0 - std::pow(beta1, double(step))));
+    adamax_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, m, u, n, lr_t,
+                                                      static_cast<float>(1.0 - beta1),
+                                                      static_cast<float>(beta2), eps,
+                                                      lr * weight_decay);
+    check_launch("adamax_update");
+}
+
+void lion_update(float* w, const float* g, float* m, index_t n, float lr, double beta1,
+                 double beta2, float weight_decay, cudaStream_t s) {
+    if (n <= 0) return;
+    lion_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+        w, g, m, n, lr, static_cast<float>(beta1), static_cast<float>(1.0 - beta1),
+        static_cast<float>(beta2), static_cast<float>(1.0 - beta2), lr * weight_decay);
+    check_launch("lion_update");
+}
+
+void adadelta_update(float* w, const float* g, float* accumulated_grad, float* accumulated_delta,
+                     index_t n, float lr, double rho, float eps, float weight_decay,
+                     cudaStream_t s) {
+    if (n <= 0) return;
+    adadelta_kernel<<<blocks_for(n), kThreads, 0, s>>>(
+        w, g, accumulated_grad, accumulated_delta, n, lr, static_cast<float>(rho),
+        static_cast<float>(1.0 - rho), eps, lr * weight_decay);
+    check_launch("adadelta_update");
 }
 
 }  // namespace pynn::cuda

@@ -39,7 +39,9 @@ _METRIC_NAMES = {
 _REGULARIZERS = (regularizers.Regularizer, regularizers.L1, regularizers.L2,
                  regularizers.L1L2)  # l1 * sum|w| + l2 * sum w^2 exactly
 _OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam",
-               optimizers.RMSprop: "rmsprop", optimizers.Adagrad: "adagrad"}
+               optimizers.RMSprop: "rmsprop", optimizers.Adagrad: "adagrad",
+               optimizers.Nadam: "nadam", optimizers.Adamax: "adamax", optimizers.Lion: "lion",
+               optimizers.Adadelta: "adadelta"}
 
 
 def _native_module():
@@ -198,8 +200,8 @@ def unsupported_reason(model, for_training=True):
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
-        return (f"weight_decay on {type(model.optimizer).__name__} (the engine has Adam's "
-                f"and AdamW's)")
+        return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
+                f"with the Adam family, Lion and Adadelta)")
     for layer in model.layers:
         if any(p.trainable != layer.trainable for p in layer.params if not p.statistic):
             return f"layer {layer.name!r} has weights frozen one by one (param.trainable)"
@@ -317,6 +319,7 @@ class NativeEngine:
         opt = self.optimizer
         return {"lr": opt.rate(), "momentum": getattr(opt, "momentum", 0.0),
                 "nesterov": getattr(opt, "nesterov", False),
+                "amsgrad": getattr(opt, "amsgrad", False),
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
                 "weight_decay": getattr(opt, "weight_decay", 0.0),
@@ -362,9 +365,11 @@ def _engine_settings(model):
     each layer with its settings, regularizer factors, weight arrays and trainable flags."""
     optimizer = model.optimizer
     # weight_decay: set mid-fit on an optimizer whose decay the engine lacks, it must leave
+    # the slots it updates: an option set mid-fit (amsgrad, momentum) may add one
     items = [optimizer, getattr(optimizer, "_state", None), model.loss,
              bool(getattr(optimizer, "weight_decay", 0.0))
-             and not getattr(optimizer, "_fuses_weight_decay", False)]
+             and not getattr(optimizer, "_fuses_weight_decay", False),
+             tuple(optimizer._active_slots()) if optimizer is not None else None]
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)

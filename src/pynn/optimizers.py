@@ -103,7 +103,9 @@ class Optimizer:
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
-        if name == "weight_decay":  # set mid-fit: a native engine that lacks it must leave
+        # set mid-fit: a native engine that lacks the decay must leave; one built for other
+        # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
+        if name in ("weight_decay", "amsgrad", "momentum"):
             config.settings_changed()
 
     @property
@@ -205,6 +207,9 @@ class Optimizer:
             for name, slot in state.items():  # the weights changed dtype (set_floatx)
                 if slot.dtype != param.value.dtype:
                     state[name] = slot.astype(param.value.dtype)
+            for name in self._active_slots():  # an option turned on mid-training (amsgrad,
+                if name not in state:           # momentum): its slot starts as at step 0
+                    state[name] = self._initial_slot(name, param.backend, param.value)
         return state
 
     def _active_slots(self):
@@ -275,11 +280,19 @@ class SGD(Optimizer):
         b.sgd_update(w, g, s.get("velocity"), lr, self.momentum, self.nesterov)
 
 
+def _check_flag(name, value):
+    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 class Adam(Optimizer):
-    """Adam (Kingma and Ba) with Keras' bias-corrected step size."""
+    """Adam (Kingma and Ba) with Keras' bias-corrected step size; `amsgrad=True` divides by
+    the largest second moment seen so far (AMSGrad, a third slot `v_hat`)."""
 
     slots = ("m", "v")
     _fuses_weight_decay = True
+    amsgrad = False  # (optimizers pickled before it existed load)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
@@ -287,28 +300,29 @@ class Adam(Optimizer):
         self.beta_1 = _check_fraction("beta_1", beta_1)
         self.beta_2 = _check_fraction("beta_2", beta_2)
         self.epsilon = _check_positive("epsilon", epsilon)
-        if amsgrad:  # (Keras' 5th positional argument; pynn's weight_decay was, before)
-            raise NotImplementedError(f"{type(self).__name__}: amsgrad={amsgrad!r}: AMSGrad "
-                                      f"is not supported by pynn (weight_decay= is a keyword)")
+        self.amsgrad = _check_flag("amsgrad", amsgrad)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+    def _active_slots(self):
+        return ("m", "v", "v_hat") if self.amsgrad else self.slots
 
     def _update(self, b, w, g, s, lr):
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
-                      self.epsilon, self.weight_decay, self.iterations)
+                      self.epsilon, self.weight_decay, self.iterations, s.get("v_hat"))
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay: w -= lr * weight_decay * w before the Adam step."""
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
-                 epsilon=1e-7, **kwargs):
+                 epsilon=1e-7, amsgrad=False, **kwargs):
         if weight_decay is None:
             raise ValueError("AdamW: weight_decay must be a number >= 0, got None")
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, weight_decay=weight_decay,
-                         **kwargs)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad,
+                         weight_decay=weight_decay, **kwargs)
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.weight_decay}
@@ -361,12 +375,97 @@ class Adagrad(Optimizer):
         b.adagrad_update(w, g, s["accumulator"], lr, self.epsilon)
 
 
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat), with Keras 3's momentum schedule
+    beta_1 * (1 - 0.5 * 0.96^t)."""
+
+    slots = ("m", "v")
+    _fuses_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = _check_positive("epsilon", epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def _update(self, b, w, g, s, lr):
+        b.nadam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
+                       self.weight_decay, self.iterations)
+
+
+class Adamax(Optimizer):
+    """Adam's variant on the infinity norm: divides by max(beta_2 * u, |g|)."""
+
+    slots = ("m", "u")
+    _fuses_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = _check_positive("epsilon", epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def _update(self, b, w, g, s, lr):
+        b.adamax_update(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
+                        self.weight_decay, self.iterations)
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al.): steps of lr * sign(beta_1 * m + (1 - beta_1) * g), one slot. Its
+    steps are larger than Adam's: the usual rate is 3-10x smaller, the weight decay larger."""
+
+    slots = ("m",)
+    _fuses_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
+
+    def _update(self, b, w, g, s, lr):
+        b.lion_update(w, g, s["m"], lr, self.beta_1, self.beta_2, self.weight_decay)
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler): steps scaled by the ratio of the running root mean squares of the
+    past steps and of the gradients."""
+
+    slots = ("accumulated_grad", "accumulated_delta")
+    _fuses_weight_decay = True
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = _check_fraction("rho", rho)
+        self.epsilon = _check_positive("epsilon", epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+    def _update(self, b, w, g, s, lr):
+        b.adadelta_update(w, g, s["accumulated_grad"], s["accumulated_delta"], lr, self.rho,
+                          self.epsilon, self.weight_decay)
+
+
 # Keras 3's default optimizer names.
 _DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
-                  "Adagrad": "adagrad"}
+                  "Adagrad": "adagrad", "Nadam": "nadam", "Adamax": "adamax", "Lion": "lion",
+                  "Adadelta": "adadelta"}
 
 
-_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad}
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+            "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta}
+NAMES = tuple(_BY_NAME)  # what `get` takes by name (any case)
 
 
 def get(identifier) -> Optimizer:

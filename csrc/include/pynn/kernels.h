@@ -55,8 +55,20 @@ void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, 
 // step is the 1-based update count, used for bias correction.
 // beta1, beta2 and rho are double so that 1 - beta is formed before rounding to float, as
 // Keras does (1.f - 0.999f is 1.3e-5 off float(1 - 0.999), which shows in parity tests).
+// v_hat: AMSGrad's running maximum of v (Adam's amsgrad=True), or nullptr for plain Adam.
 void adam_update(float* w, const float* g, float* m, float* v, index_t n, float lr, double beta1,
-                 double beta2, float eps, float weight_decay, std::int64_t step);
+                 double beta2, float eps, float weight_decay, std::int64_t step,
+                 float* v_hat = nullptr);
+// The optimizers below also apply Keras 3's decoupled weight decay in the same pass
+// (w -= lr * weight_decay * w before the step; 0 = off), as AdamW does.
+void nadam_update(float* w, const float* g, float* m, float* v, index_t n, float lr,
+                  double beta1, double beta2, float eps, float weight_decay, std::int64_t step);
+void adamax_update(float* w, const float* g, float* m, float* u, index_t n, float lr,
+                   double beta1, double beta2, float eps, float weight_decay, std::int64_t step);
+void lion_update(float* w, const float* g, float* m, index_t n, float lr, double beta1,
+                 double beta2, float weight_decay);
+void adadelta_update(float* w, const float* g, float* accumulated_grad, float* accumulated_delta,
+                     index_t n, float lr, double rho, float eps, float weight_decay);
 void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,
                     float lr, double rho, float momentum, float eps);  // momentum_buf nullable if momentum == 0
 void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps);

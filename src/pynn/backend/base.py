@@ -77,7 +77,23 @@ class Backend:
     def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
         raise NotImplementedError
 
-    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, v_hat=None):
+        """v_hat: AMSGrad's running maximum of v (Adam(amsgrad=True)), or None."""
+        raise NotImplementedError
+
+    # Nadam, Adamax, Lion and Adadelta apply Keras 3's decoupled weight decay themselves
+    # (w -= lr * weight_decay * w before the step), as adam_update does.
+    def nadam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        raise NotImplementedError
+
+    def adamax_update(self, w, g, m, u, lr, beta1, beta2, eps, weight_decay, step):
+        raise NotImplementedError
+
+    def lion_update(self, w, g, m, lr, beta1, beta2, weight_decay):
+        raise NotImplementedError
+
+    def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
+                        weight_decay):
         raise NotImplementedError
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):

@@ -129,10 +129,37 @@ class KernelCalls:
             return super().sgd_update(w, g, velocity, lr, momentum, nesterov)
         self._call("sgd_update", w, self._c(g), velocity, lr, momentum, nesterov)
 
-    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, v_hat=None):
+        if not self._native_update(w, g, m, v, *([] if v_hat is None else [v_hat])):
+            return super().adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step,
+                                       v_hat)
+        self._call("adam_update", w, self._c(g), m, v, lr, beta1, beta2, eps, weight_decay, step,
+                   v_hat)
+
+    def nadam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
         if not self._native_update(w, g, m, v):
-            return super().adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step)
-        self._call("adam_update", w, self._c(g), m, v, lr, beta1, beta2, eps, weight_decay, step)
+            return super().nadam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step)
+        self._call("nadam_update", w, self._c(g), m, v, lr, beta1, beta2, eps, weight_decay,
+                   step)
+
+    def adamax_update(self, w, g, m, u, lr, beta1, beta2, eps, weight_decay, step):
+        if not self._native_update(w, g, m, u):
+            return super().adamax_update(w, g, m, u, lr, beta1, beta2, eps, weight_decay, step)
+        self._call("adamax_update", w, self._c(g), m, u, lr, beta1, beta2, eps, weight_decay,
+                   step)
+
+    def lion_update(self, w, g, m, lr, beta1, beta2, weight_decay):
+        if not self._native_update(w, g, m):
+            return super().lion_update(w, g, m, lr, beta1, beta2, weight_decay)
+        self._call("lion_update", w, self._c(g), m, lr, beta1, beta2, weight_decay)
+
+    def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
+                        weight_decay):
+        if not self._native_update(w, g, accumulated_grad, accumulated_delta):
+            return super().adadelta_update(w, g, accumulated_grad, accumulated_delta, lr, rho,
+                                           eps, weight_decay)
+        self._call("adadelta_update", w, self._c(g), accumulated_grad, accumulated_delta, lr,
+                   rho, eps, weight_decay)
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
         if not self._native_update(w, g, velocity, momentum_buf):

@@ -7,6 +7,7 @@ reuse the same code on the GPU.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -259,14 +260,58 @@ class NumpyBackend(Backend):
         else:
             w += velocity
 
-    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, v_hat=None):
         xp = self.xp
         if weight_decay:
             w -= lr * weight_decay * w
         lr_t = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
         m += (g - m) * (1 - beta1)
         v += (g * g - v) * (1 - beta2)
-        w -= lr_t * m / (xp.sqrt(v) + eps)
+        if v_hat is not None:  # AMSGrad
+            xp.maximum(v_hat, v, out=v_hat)
+        w -= lr_t * m / (xp.sqrt(v if v_hat is None else v_hat) + eps)
+
+    def nadam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        # Keras 3's Nadam: momentum schedule mu_i = b1 (1 - 0.5 * 0.96^i), its product over
+        # the steps so far, bias-corrected second moment
+        if weight_decay:
+            w -= lr * weight_decay * w
+
+        def mu(i):
+            return beta1 * (1 - 0.5 * 0.96 ** i)
+        product = beta1 ** step * _nadam_schedule_product(step)
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        m_hat = (mu(step + 1) * m / (1 - product * mu(step + 1))
+                 + (1 - mu(step)) * g / (1 - product))
+        w -= lr * m_hat / (self.xp.sqrt(v / (1 - beta2 ** step)) + eps)
+
+    def adamax_update(self, w, g, m, u, lr, beta1, beta2, eps, weight_decay, step):
+        xp = self.xp
+        if weight_decay:
+            w -= lr * weight_decay * w
+        m += (g - m) * (1 - beta1)
+        xp.maximum(beta2 * u, xp.abs(g), out=u)
+        w -= lr * m / ((1 - beta1 ** step) * (u + eps))
+
+    def lion_update(self, w, g, m, lr, beta1, beta2, weight_decay):
+        if weight_decay:
+            w -= lr * weight_decay * w
+        w -= lr * self.xp.sign(beta1 * m + (1 - beta1) * g)
+        m *= beta2
+        m += (1 - beta2) * g
+
+    def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
+                        weight_decay):
+        xp = self.xp
+        if weight_decay:
+            w -= lr * weight_decay * w
+        accumulated_grad *= rho
+        accumulated_grad += (1 - rho) * g * g
+        delta = xp.sqrt(accumulated_delta + eps) * g / xp.sqrt(accumulated_grad + eps)
+        accumulated_delta *= rho
+        accumulated_delta += (1 - rho) * delta * delta
+        w -= lr * delta
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
         xp = self.xp
@@ -283,6 +328,13 @@ class NumpyBackend(Backend):
     def adagrad_update(self, w, g, accumulator, lr, eps):
         accumulator += g * g
         w -= lr * g / self.xp.sqrt(accumulator + eps)
+
+
+@functools.lru_cache(maxsize=None)
+def _nadam_schedule_product(step):
+    """prod over i <= step of (1 - 0.5 * 0.96^i), Nadam's momentum schedule without its
+    beta_1 factors; beyond i = 900 the factors are 1.0 in float64 (so at most 901 entries)."""
+    return math.prod(1 - 0.5 * 0.96 ** i for i in range(1, min(step, 900) + 1))
 
 
 def _weighted(loss, grad, sample_weight, grad_scale, dtype):

@@ -1,0 +1,237 @@
+"""Keras 3's other optimizers: Nadam, Adamax, Lion, Adadelta and Adam's amsgrad. The kernels
+are checked against the float64 reference in test_cpu_kernels.py (kernel_cases.py), the
+updates against hand computations in test_optimizers.py and the native engine's steps in
+test_engine.py; here: the same trajectories as Keras 3 itself, both engines, files, options
+set mid-fit and the checks of bad arguments."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import AVAILABLE, import_keras, requires_backend
+from pynn import optimizers
+
+# (pynn factory, the Keras 3 class name, its keyword arguments)
+KERAS_CASES = [
+    ("Nadam", {}),
+    ("Nadam", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.95, "epsilon": 1e-4,
+               "weight_decay": 0.3}),
+    ("Adamax", {}),
+    ("Adamax", {"learning_rate": 0.02, "beta_1": 0.5, "beta_2": 0.9, "weight_decay": 0.1}),
+    ("Lion", {}),
+    ("Lion", {"learning_rate": 0.003, "beta_1": 0.7, "beta_2": 0.95, "weight_decay": 1.0}),
+    ("Adadelta", {"learning_rate": 1.0}),
+    ("Adadelta", {"learning_rate": 0.5, "rho": 0.8, "epsilon": 1e-5, "weight_decay": 0.2}),
+    ("Adam", {"learning_rate": 0.1, "amsgrad": True}),
+    ("AdamW", {"learning_rate": 0.05, "amsgrad": True, "weight_decay": 0.05}),
+]
+
+
+def _keras_trajectory(keras, name, kwargs, w0, grads):
+    var = keras.Variable(w0)
+    opt = getattr(keras.optimizers, name)(**kwargs)
+    for g in grads:
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    return keras.ops.convert_to_numpy(var)
+
+
+def _pynn_trajectory(backend, name, kwargs, w0, grads):
+    b = pynn.get_backend(backend)
+    p = pynn.layers.Parameter("w", b.asarray(w0.copy(), np.float32), b)
+    opt = getattr(optimizers, name)(**kwargs)
+    for g in grads:
+        p.grad = b.asarray(g, np.float32)
+        opt.apply([p])
+    return b.to_numpy(p.value)
+
+
+def _close_but_for_lion_ties(name, got, want, lr, rtol=2e-5, atol=1e-6):
+    """Lion moves by +-lr: an argument of its sign within rounding of 0 may go either way in
+    two float32 implementations, putting a weight 2 lr apart; one such weight is allowed."""
+    apart = ~np.isclose(got, want, rtol=rtol, atol=atol)
+    if name == "Lion":
+        assert apart.sum() <= 1 and np.all(np.abs(got - want)[apart] <= 2 * lr * 12 + atol)
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("case", range(len(KERAS_CASES)),
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(KERAS_CASES)])
+def test_same_steps_as_keras_3(rng, backend, case):
+    keras = import_keras()
+    name, kwargs = KERAS_CASES[case]
+    w0 = rng.normal(size=(7, 5)).astype(np.float32)
+    # gradients of varied scale, some exactly 0, 12 steps (Nadam's schedule and Adamax's
+    # bias correction move every step; AMSGrad's max matters once v falls)
+    grads = [(rng.normal(size=(7, 5)) * rng.choice([0.0, 0.01, 1.0, 5.0], size=(7, 5)))
+             .astype(np.float32) for _ in range(12)]
+    want = _keras_trajectory(keras, name, kwargs, w0, grads)
+    got = _pynn_trajectory(backend, name, kwargs, w0, grads)
+    lr = kwargs.get("learning_rate", 0.001)
+    # float32 roundings add up over the steps, in proportion to the step size (AMSGrad at
+    # lr 0.1 ends ~6e-6 from Keras; without amsgrad it is 1.5e-4 or more away)
+    _close_but_for_lion_ties(name, got, want, lr, atol=max(1e-6, 2e-4 * lr))
+
+
+@pytest.mark.parametrize("name", ["Nadam", "Adamax", "Lion", "Adadelta"])
+def test_keras_3_names_defaults_and_config(name):
+    keras = import_keras()
+    ours, theirs = getattr(optimizers, name)(), getattr(keras.optimizers, name)()
+    assert re.fullmatch(ours.name + r"(_\d+)?", theirs.name)  # Keras numbers repeats
+    config = ours.get_config()
+    for key, value in config.items():
+        assert theirs.get_config()[key] == pytest.approx(value), key
+    again = optimizers.get(optimizers.serialize(getattr(optimizers, name)(0.01,
+                                                                          weight_decay=0.2)))
+    assert type(again) is type(ours) and again.get_config()["weight_decay"] == 0.2
+
+
+def _data(rng, n=150):
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] ** 2 > 1).astype(np.int32) + (x[:, 2] > 0)
+
+
+def _model(optimizer, seed=5):
+    pynn.set_seed(seed)
+    model = pynn.Sequential([pynn.Input((8,)), pynn.Dense(12, activation="tanh"),
+                             pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend="cpu")
+    return model
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("make", [lambda: optimizers.Nadam(0.01, weight_decay=0.1),
+                                  lambda: optimizers.Adamax(0.01, weight_decay=0.1),
+                                  lambda: optimizers.Lion(0.001, weight_decay=0.5),
+                                  lambda: optimizers.Adadelta(1.0, weight_decay=0.1),
+                                  lambda: optimizers.AdamW(0.01, amsgrad=True)])
+def test_native_engine_trains_them_with_their_weight_decay(rng, make):
+    x, y = _data(rng)
+    native = _model(make())
+    assert pynn.engine.unsupported_reason(native, for_training=True) is None
+    h_native = native.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    layers = _model(make())
+    h_layers = layers.fit(x, y, epochs=3, batch_size=16, verbose=0, engine="layers")
+    assert h_native.params["engine"] == "native" and h_layers.params["engine"] == "layers"
+    lr = native.optimizer.rate()
+    if isinstance(native.optimizer, optimizers.Lion):
+        # +-lr steps: a sign taken at a rounding-level argument may differ (see above)
+        for a, b in zip(native.get_weights(), layers.get_weights()):
+            _close_but_for_lion_ties("Lion", a.ravel(), b.ravel(), lr * 3, rtol=1e-3,
+                                     atol=1e-4)
+        np.testing.assert_allclose(h_native.history["loss"], h_layers.history["loss"],
+                                   rtol=1e-3)
+    else:
+        np.testing.assert_allclose(h_native.history["loss"], h_layers.history["loss"],
+                                   rtol=1e-4)
+        for a, b in zip(native.get_weights(), layers.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    first = [w.copy() for w in native.get_weights()]
+    assert native.fit(x, y, epochs=1, verbose=0).history["loss"][0] < h_native.history["loss"][0]
+    assert any(not np.array_equal(a, b) for a, b in zip(first, native.get_weights()))
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_amsgrad_or_momentum_turned_on_mid_fit_gets_its_slot(rng, engine):
+    # Keras builds its slots once; here a callback may set amsgrad (or SGD's momentum) during
+    # fit: the new slot starts at zero, as it would at step 0, and the engine is rebuilt
+    x, y = _data(rng)
+    results = []
+    for opt, option, value in [(optimizers.Adam(0.01), "amsgrad", True),
+                               (optimizers.SGD(0.05), "momentum", 0.9)]:
+        model = _model(opt)
+        turn_on = pynn.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs, o=opt: setattr(o, option, value) if epoch == 0
+            else None)
+        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, engine=engine,
+                            callbacks=[turn_on])
+        slots = opt.state_of(model.layers[1].kernel)
+        assert ("v_hat" if option == "amsgrad" else "velocity") in slots
+        assert np.all(np.isfinite(history.history["loss"]))
+        results.append(history.history["loss"])
+    if engine == "layers":
+        return
+    for (opt, option, value), want in zip([(optimizers.Adam(0.01), "amsgrad", True),
+                                           (optimizers.SGD(0.05), "momentum", 0.9)], results):
+        model = _model(opt)
+        turn_on = pynn.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs, o=opt: setattr(o, option, value) if epoch == 0
+            else None)
+        got = model.fit(x, y, epochs=3, batch_size=16, verbose=0, engine="layers",
+                        callbacks=[turn_on]).history["loss"]
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_amsgrads_slot_is_saved_and_restored(tmp_path, rng):
+    x, y = _data(rng)
+    model = _model(optimizers.Adam(0.02, amsgrad=True))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    kernel = model.layers[1].kernel
+    v, v_hat = (model.optimizer.state_of(kernel)[k] for k in ("v", "v_hat"))
+    assert np.all(v_hat >= v) and np.any(v_hat > v)  # the running max kept an older value
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.amsgrad is True
+    np.testing.assert_array_equal(loaded.optimizer.state_of(loaded.layers[1].kernel)["v_hat"],
+                                  v_hat)
+
+
+@pytest.mark.parametrize("call,error,words", [
+    (lambda: optimizers.Lion(beta_1=1.0), ValueError, "beta_1 must be in"),
+    (lambda: optimizers.Lion(beta_2=-0.1), ValueError, "beta_2"),
+    (lambda: optimizers.Nadam(epsilon=0), ValueError, "epsilon must be > 0"),
+    (lambda: optimizers.Adamax(beta_2=float("nan")), ValueError, "beta_2"),
+    (lambda: optimizers.Adadelta(rho=1.5), ValueError, "rho must be in"),
+    (lambda: optimizers.Adadelta(learning_rate="fast"), ValueError, "learning_rate"),
+    (lambda: optimizers.AdamW(amsgrad=None), TypeError, "amsgrad must be True or False"),
+    (lambda: optimizers.get("lamb"), ValueError, "unknown optimizer 'lamb'; known: .*lion"),
+])
+def test_bad_arguments(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+@requires_backend("cpu")
+def test_the_cpu_kernels_check_their_arrays():
+    C = pynn.get_backend("cpu")._C
+    w, g, m, v = (np.zeros(5, np.float32) for _ in range(4))
+    with pytest.raises(ValueError, match="step"):
+        C.nadam_update(w, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 0.0, 0)
+    with pytest.raises(ValueError, match="step"):
+        C.adamax_update(w, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 0.0, -3)
+    with pytest.raises(ValueError, match="v_hat"):
+        C.adam_update(w, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 0.0, 1, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="v_hat"):
+        C.adam_update(w, g, m, v, 1e-3, 0.9, 0.999, 1e-7, 0.0, 1, m)
+    with pytest.raises(ValueError, match="accumulated_delta"):
+        C.adadelta_update(w, g, m, m, 1.0, 0.95, 1e-7, 0.0)
+    with pytest.raises(TypeError, match="float32"):
+        C.lion_update(w, g, m.astype(np.float64), 1e-3, 0.9, 0.99, 0.0)
+    readonly = np.zeros(5, np.float32)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        C.lion_update(w, g, readonly, 1e-3, 0.9, 0.99, 0.0)
+
+
+@requires_backend("cpu")
+def test_the_engine_asks_for_amsgrads_third_slot(rng):
+    from pynn import _C
+
+    eng = _C.DenseEngine([3, 2], [0], [0.0], [True], "mse", 0.0, "adam", 4)
+    params = [np.zeros((3, 2), np.float32), np.zeros(2, np.float32)]
+    state = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
+    eng.bind(params, [True], state)
+    x, y = rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 2), np.float32)
+    hyper = {"lr": 0.1, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": True}
+    with pytest.raises(ValueError, match=r"amsgrad needs \[m, v, v_hat\], got 2 slot"):
+        eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4, hyper, 0, [])
+    with pytest.raises(ValueError, match=r"expected \[m, u\]"):
+        _C.DenseEngine([3, 2], [0], [0.0], [True], "mse", 0.0, "adamax", 4).bind(
+            params, [True], [[np.zeros_like(p)] for p in params])
