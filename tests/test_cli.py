@@ -167,6 +167,19 @@ def test_predict_without_sidecar_needs_exact_columns(tmp_path, blobs_csv):
     np.testing.assert_allclose([sum(map(float, r.split(","))) for r in rows], 1, rtol=1e-5)
 
 
+def test_train_with_another_optimizer(tmp_path, blobs_csv):
+    path, labels = blobs_csv
+    model = tmp_path / "model.npz"
+    out = run_cli("train", "--data", path, "--target", "label", "--layers", "8", "--epochs",
+                  "2", "--out", model, "--seed", "0", "--quiet", "--optimizer", "lion")
+    assert out.returncode == 0, out.stderr
+    optimizer = pynn.load_model(model).optimizer
+    assert type(optimizer) is pynn.optimizers.Lion and optimizer.rate() == 0.001  # Keras'
+    out = run_cli("train", "--data", path, "--target", "label", "--out", model,
+                  "--optimizer", "lamb")
+    assert out.returncode == 2 and "invalid choice: 'lamb'" in out.stderr and "nadam" in out.stderr
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing_file", "no such file"),
     ("missing_target", "has no column 'nope'"),

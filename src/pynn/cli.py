@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from . import optimizers
+
 _PREDICT_HELP = """\
 Predictions for the rows of a CSV file (with a header row). `pynn train` writes
 <model>.columns.json next to the model; with it, the feature columns are picked from the CSV by
@@ -147,8 +149,10 @@ def _run(argv):
                          help="default auto: classify text labels, or integer targets with few "
                               "values")
     p_train.add_argument("--batch-size", type=_positive, default=32, help="default 32")
-    p_train.add_argument("--learning-rate", type=float, default=1e-3,
-                         help="Adam's learning rate (default 0.001)")
+    p_train.add_argument("--optimizer", choices=optimizers.NAMES, default="adam",
+                         help="default adam")
+    p_train.add_argument("--learning-rate", type=float, default=None,
+                         help="default: the optimizer's (Keras'), 0.001 for adam")
     p_train.add_argument("--seed", type=_non_negative, default=None,
                          help="seed for reproducible training")
     p_train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -194,13 +198,13 @@ def _run(argv):
             return run_demo(epochs=args.epochs, backend=args.backend, out=args.out,
                             seed=args.seed)
         if args.command == "train":
-            if not 0 < args.learning_rate < float("inf"):
+            if args.learning_rate is not None and not 0 < args.learning_rate < float("inf"):
                 raise tabular.UsageError(f"--learning-rate must be a finite number > 0, got "
                                          f"{args.learning_rate}")
             tabular.train(args.data, args.target, args.layers, args.epochs, args.out,
                           task=args.task, batch_size=args.batch_size, seed=args.seed,
                           learning_rate=args.learning_rate, verbose=0 if args.quiet else 1,
-                          drop=args.drop)
+                          drop=args.drop, optimizer=args.optimizer)
         elif args.command == "predict":
             tabular.predict(args.model, args.data, args.out, keep=args.keep,
                             proba=args.proba)

@@ -303,8 +303,13 @@ def choose_task(y, task):
 
 # ---- training ---------------------------------------------------------------------------------
 def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=None,
-          learning_rate=1e-3, verbose=1, drop=(), print_fn=print):
+          learning_rate=None, verbose=1, drop=(), print_fn=print, optimizer="adam"):
+    """learning_rate None: the optimizer's Keras default (Adam's 0.001)."""
     import pynn
+
+    def make_optimizer():
+        cls = type(pynn.optimizers.get(optimizer))
+        return cls() if learning_rate is None else cls(learning_rate)
 
     for path in (out, sidecar_path(out)):
         check_output_path(path, inputs=[data])
@@ -335,12 +340,12 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
             classes = classes.astype(np.int64)  # CSV values are floats; labels 0, 1, not 0.0
         meta["classes"] = [c.item() for c in classes]
         model.add(pynn.Dense(len(classes), activation="softmax"))
-        model.compile(optimizer=pynn.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=make_optimizer(), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
         targets = codes.astype(np.int64)
     else:
         model.add(pynn.Dense(1))
-        model.compile(optimizer=pynn.optimizers.Adam(learning_rate), loss="mse")
+        model.compile(optimizer=make_optimizer(), loss="mse")
         # Standardised targets train at any scale; the last layer is rescaled after training.
         y_mean, y_std = float(y.mean()), float(y.std()) or 1.0
         targets = ((y - y_mean) / y_std).astype(np.float32)
