@@ -105,6 +105,24 @@ def act_grad(code, z, y, p):
     return np.ones_like(y)
 
 
+class NearKink(Exception):
+    """The float64 reference met a value within rounding of a point where a derivative
+    jumps (ReLU's 0, MAE's sign): float32 may have taken the other side (seen once: a
+    leaky_relu input 3e-8 from 0 put its unit's gradient 5x apart, the first layer's Adam
+    state 3%). check_against_reference then draws new data."""
+
+
+# Where each activation's derivative jumps (ELU's is continuous at alpha = 1, as tested).
+_KINKS = {RELU: (0.0,), LEAKY: (0.0,), SELU: (0.0,), RELU6: (0.0, 6.0),
+          HARD_SIGMOID: (-3.0, 3.0), HARD_SILU: (-3.0, 3.0)}
+
+
+def _refuse_kinks(code, z, p):
+    kinks = _KINKS.get(code, ()) + ((0.0,) if code == ELU and p != 1.0 else ())
+    if any(np.any(np.abs(z - k) < 1e-5) for k in kinks):
+        raise NearKink
+
+
 def ref_loss(kind, out, t, param):
     """(mean loss, d mean / d out): out are logits for the fused kinds."""
     B, C = out.shape
@@ -131,6 +149,8 @@ def ref_loss(kind, out, t, param):
     if kind == "mse":
         return float((d * d).sum() / n), 2 * d / n
     if kind == "mae":
+        if np.any(np.abs(d) < 1e-5):
+            raise NearKink
         return float(np.abs(d).sum() / n), np.sign(d) / n
     if kind == "huber":
         a = np.abs(d)
@@ -256,6 +276,8 @@ class RefModel:
                 z = z + self.params[bi]
             code = cfg["acts"][i]
             y = z if (training and fused and i == L - 1) else act_f(code, z, cfg["act_params"][i])
+            if training and not (fused and i == L - 1):
+                _refuse_kinks(code, z, cfg["act_params"][i])
             zs.append(z)
             xs.append(y)
         return xs, zs
@@ -369,9 +391,20 @@ def make_data(rng, n, sizes, loss):
     return x, np.ascontiguousarray(y)
 
 
-def check_against_reference(rng, sizes, acts, loss, variant, n, bs, metrics=(), chunks=None,
-                            loss_param=0.0, use_bias=None, trainable=None, max_batch=None,
-                            rtol=1e-4):
+def check_against_reference(rng, *args, **kwargs):
+    """_check_against_reference with fresh data where the reference met a kink (NearKink;
+    at most 5 draws, each one fresh)."""
+    for attempt in range(5):
+        try:
+            return _check_against_reference(rng, *args, **kwargs)
+        except NearKink:
+            continue
+    raise AssertionError("5 draws of data met a kink of the float64 reference")
+
+
+def _check_against_reference(rng, sizes, acts, loss, variant, n, bs, metrics=(), chunks=None,
+                             loss_param=0.0, use_bias=None, trainable=None, max_batch=None,
+                             rtol=1e-4):
     eng, cfg, params, state, ref, trainable = make_engine(
         rng, sizes, acts, loss, variant, use_bias=use_bias, loss_param=loss_param,
         max_batch=max_batch or bs, trainable=trainable)
