@@ -24,13 +24,6 @@ FUSED = {"softmax_xent_sparse", "softmax_xent_dense", "bce_logits"}
 GELU_C = math.sqrt(2.0 / math.pi)
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy % (2**32)
-    print(f"rng seed {seed}")
-    return np.random.default_rng(seed)
-
-
 # ---- float64 reference ------------------------------------------------------------------------
 
 def act_f(code, z, p):
