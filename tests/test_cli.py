@@ -171,7 +171,7 @@ def test_train_with_another_optimizer(tmp_path, blobs_csv):
     path, labels = blobs_csv
     model = tmp_path / "model.npz"
     out = run_cli("train", "--data", path, "--target", "label", "--layers", "8", "--epochs",
-                  "2", "--out", model, "--seed", "0", "--quiet", "--optimizer", "lion")
+                  "2", "--out", model, "--seed", "0", "--quiet", "--optimizer", "Lion")
     assert out.returncode == 0, out.stderr
     optimizer = pynn.load_model(model).optimizer
     assert type(optimizer) is pynn.optimizers.Lion and optimizer.rate() == 0.001  # Keras'

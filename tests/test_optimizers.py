@@ -446,7 +446,7 @@ def test_keras_3_optimizer_arguments():
     assert pynn.optimizers.Adam(amsgrad=True).get_config()["amsgrad"] is True
     with pytest.raises(TypeError, match="amsgrad must be True or False"):
         pynn.optimizers.Adam(amsgrad="yes")
-    for option in ({"use_ema": True}, {"gradient_accumulation_steps": 2},
-                   {"loss_scale_factor": 128.0}):
+    assert pynn.optimizers.RMSprop(use_ema=True).get_config()["use_ema"] is True
+    for option in ({"gradient_accumulation_steps": 2}, {"loss_scale_factor": 128.0}):
         with pytest.raises(NotImplementedError, match="is not supported by pynn"):
             pynn.optimizers.RMSprop(**option)

@@ -228,9 +228,12 @@ public:
                 const int ns = static_cast<int>(slots.size());
                 // Frozen parameters may come without slots.
                 const bool frozen_empty = !train_flags[i] && ns == 0;
-                if (!frozen_empty && (ns < min_slots || ns > max_slots))
+                // (+1: use_ema's moving average after them; train() checks the counts against
+                // its hyper-parameters)
+                if (!frozen_empty && (ns < min_slots || ns > max_slots + 1))
                     throw py::value_error("state[" + std::to_string(k) + "]: expected " + slots_doc +
-                                          " for this optimizer, got " + std::to_string(ns) + " array(s)");
+                                          " for this optimizer (then use_ema's average), got " +
+                                          std::to_string(ns) + " array(s)");
                 std::vector<float*> sp;
                 for (int s = 0; s < ns; ++s) {
                     const std::string sname = "state[" + std::to_string(k) + "][" + std::to_string(s) + "]";
@@ -369,6 +372,12 @@ public:
         h.clipvalue = static_cast<float>(hyper_value(hyper, "clipvalue", false, 0, "clipping"));
         h.clipnorm = hyper_value(hyper, "clipnorm", false, 0, "clipping");
         h.global_clipnorm = hyper_value(hyper, "global_clipnorm", false, 0, "clipping");
+        h.use_ema = hyper_value(hyper, "use_ema", false, 0, "use_ema") != 0.0;
+        h.ema_momentum = hyper_value(hyper, "ema_momentum", false, 0.99, "use_ema");
+        const double freq = hyper_value(hyper, "ema_overwrite_frequency", false, 0, "use_ema");
+        if (!(freq >= 0.0 && freq < 9.2e18) || freq != std::floor(freq))
+            throw py::value_error("hyper['ema_overwrite_frequency']: expected an integer >= 0 (0 = never)");
+        h.ema_overwrite_frequency = static_cast<std::int64_t>(freq);
         // A learning-rate schedule: one rate per batch of this call, so a chunk of batches
         // needs no return to Python per step.
         std::vector<float> lr_steps;

@@ -176,6 +176,20 @@ EngineLoss parse_engine_loss(const std::string& s) {
          "'; expected one of softmax_xent_sparse, softmax_xent_dense, bce_logits, bce, mse, mae, huber");
 }
 
+int optimizer_slots(EngineOptimizer opt, const EngineHyper& h) {
+    switch (opt) {
+        case EngineOptimizer::sgd: return h.momentum != 0.f ? 1 : 0;
+        case EngineOptimizer::adam: return h.amsgrad ? 3 : 2;
+        case EngineOptimizer::rmsprop: return h.momentum > 0.f ? 2 : 1;
+        case EngineOptimizer::adagrad:
+        case EngineOptimizer::lion: return 1;
+        case EngineOptimizer::nadam:
+        case EngineOptimizer::adamax:
+        case EngineOptimizer::adadelta: return 2;
+    }
+    return 0;
+}
+
 EngineOptimizer parse_engine_optimizer(const std::string& s) {
     if (s == "sgd") return EngineOptimizer::sgd;
     if (s == "adam") return EngineOptimizer::adam;
@@ -499,19 +513,25 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
     for (double v : {double(h.clipvalue), h.clipnorm, h.global_clipnorm})
         if (!(v >= 0.0) || !std::isfinite(v)) fail("hyper: clipping thresholds must be finite and >= 0 (0 = off)");
     if (h.clipnorm > 0.0 && h.global_clipnorm > 0.0) fail("hyper: give clipnorm or global_clipnorm, not both");
+    if (h.use_ema && !(h.ema_momentum >= 0.0 && h.ema_momentum <= 1.0))
+        fail("hyper: ema_momentum must be in [0, 1]");
+    if (h.ema_overwrite_frequency < 0) fail("hyper: ema_overwrite_frequency must be >= 0 (0 = never)");
     // The slots each trainable parameter needs for these hyper-parameters.
-    int need = 0;
-    const char* what = "";
+    std::string what;
     switch (opt_) {
-        case EngineOptimizer::sgd: need = h.momentum != 0.f ? 1 : 0; what = "sgd with momentum needs [velocity]"; break;
-        case EngineOptimizer::adam: need = h.amsgrad ? 3 : 2; what = h.amsgrad ? "adam with amsgrad needs [m, v, v_hat]" : "adam needs [m, v]"; break;
-        case EngineOptimizer::rmsprop: need = h.momentum > 0.f ? 2 : 1; what = h.momentum > 0.f ? "rmsprop with momentum needs [velocity, momentum]" : "rmsprop needs [velocity]"; break;
-        case EngineOptimizer::adagrad: need = 1; what = "adagrad needs [accumulator]"; break;
-        case EngineOptimizer::nadam: need = 2; what = "nadam needs [m, v]"; break;
-        case EngineOptimizer::adamax: need = 2; what = "adamax needs [m, u]"; break;
-        case EngineOptimizer::lion: need = 1; what = "lion needs [m]"; break;
-        case EngineOptimizer::adadelta: need = 2; what = "adadelta needs [accumulated_grad, accumulated_delta]"; break;
+        case EngineOptimizer::sgd: what = "sgd with momentum needs [velocity"; break;
+        case EngineOptimizer::adam: what = h.amsgrad ? "adam with amsgrad needs [m, v, v_hat" : "adam needs [m, v"; break;
+        case EngineOptimizer::rmsprop: what = h.momentum > 0.f ? "rmsprop with momentum needs [velocity, momentum" : "rmsprop needs [velocity"; break;
+        case EngineOptimizer::adagrad: what = "adagrad needs [accumulator"; break;
+        case EngineOptimizer::nadam: what = "nadam needs [m, v"; break;
+        case EngineOptimizer::adamax: what = "adamax needs [m, u"; break;
+        case EngineOptimizer::lion: what = "lion needs [m"; break;
+        case EngineOptimizer::adadelta: what = "adadelta needs [accumulated_grad, accumulated_delta"; break;
     }
+    const int need = optimizer_slots(opt_, h) + (h.use_ema ? 1 : 0);
+    if (opt_ == EngineOptimizer::sgd && need == 0) what = "sgd needs [";
+    if (h.use_ema) what += need > 1 ? ", average" : "average";
+    what += "]";
     int k = 0;
     for (size_t i = 0; i < layers_.size(); ++i) {
         const Layer& l = layers_[i];
@@ -762,6 +782,7 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
         float* s0 = n_slots > 0 ? slot[0] + b : nullptr;
         float* s1 = n_slots > 1 ? slot[1] + b : nullptr;
         float* s2 = n_slots > 2 && h.amsgrad ? slot[2] + b : nullptr;
+        // (the sgd case below reads s0 only with momentum; validate() checked the counts)
         switch (opt_) {
             case EngineOptimizer::sgd: sgd_update(w + b, g + b, s0, m, h.lr, h.momentum, h.nesterov); break;
             case EngineOptimizer::adam:
@@ -779,6 +800,19 @@ void DenseEngine::update(float* w, const float* g, float* const* slot, int n_slo
             case EngineOptimizer::adadelta:
                 adadelta_update(w + b, g + b, s0, s1, m, h.lr, h.rho, h.epsilon, h.weight_decay);
                 break;
+        }
+        if (h.use_ema) {
+            // as the layer path: average * m + w * (1 - m), each product rounded, in float
+            float* avg = slot[optimizer_slots(opt_, h)] + b;
+            const float mo = step == 1 ? 0.f : static_cast<float>(h.ema_momentum);
+            const float omm = step == 1 ? 1.f : static_cast<float>(1.0 - h.ema_momentum);
+            const bool overwrite = h.ema_overwrite_frequency > 0 && step % h.ema_overwrite_frequency == 0;
+            float* wb = w + b;
+            for (index_t i = 0; i < m; ++i) {
+                const float a = avg[i] * mo + wb[i] * omm;
+                avg[i] = a;
+                if (overwrite) wb[i] = a;
+            }
         }
     };
     // The update is element-wise, so any split gives the same bits. The kernels split only
@@ -961,6 +995,8 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
                         double* result, const float* sample_weight, float* outputs) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!training_) fail("train: this engine was built for predict only (training=False)");
+    if (step < 0 || step > (std::int64_t(1) << 62))
+        fail("step: expected the optimizer's step count (>= 0), got " + std::to_string(step));
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     // Under the same lock as the step: nothing can rebind or reconfigure in between.
     validate(order, n, first, last, bs, sparse ? static_cast<const std::int32_t*>(y) : nullptr, h,

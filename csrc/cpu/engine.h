@@ -29,8 +29,9 @@ enum class EngineLoss : int {
     huber,
 };
 enum class EngineOptimizer : int { sgd, adam, rmsprop, adagrad, nadam, adamax, lion, adadelta };
-// The most optimizer slots a parameter has (Adam with AMSGrad: m, v, v_hat).
-constexpr int kMaxSlots = 3;
+// The most optimizer slots a parameter has (Adam with AMSGrad: m, v, v_hat; then the moving
+// average of use_ema).
+constexpr int kMaxSlots = 4;
 enum class EngineMetric : int { sparse_accuracy, categorical_accuracy, binary_accuracy, mse, mae };
 
 // Parses the binding names ("softmax_xent_sparse", "adam", "binary_accuracy", ...); throws
@@ -52,7 +53,17 @@ struct EngineHyper {
     float clipvalue = 0.f;     // > 0: clamp each gradient element to [-clipvalue, clipvalue]
     double clipnorm = 0.0;     // > 0: rescale each tensor's gradient to this L2 norm at most
     double global_clipnorm = 0.0;  // > 0: rescale all gradients to this joint norm at most
+    // Keras 3's use_ema: after each step average = m average + (1 - m) w (m = 0 at step 1),
+    // the average being the slot after the optimizer's own; every ema_overwrite_frequency
+    // steps (0 = never) the weights take their averages.
+    bool use_ema = false;
+    double ema_momentum = 0.99;
+    std::int64_t ema_overwrite_frequency = 0;
 };
+
+// The slots the optimizer's update itself uses with these hyper-parameters (without use_ema's
+// average).
+int optimizer_slots(EngineOptimizer opt, const EngineHyper& h);
 
 class DenseEngine {
 public:
@@ -104,8 +115,9 @@ public:
 
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2 or 3
-    // with AMSGrad, rmsprop: 1 or 2, adagrad and lion: 1, nadam, adamax and adadelta: 2;
-    // frozen params may have none). Sizes are the caller's duty.
+    // with AMSGrad, rmsprop: 1 or 2, adagrad and lion: 1, nadam, adamax and adadelta: 2; one
+    // more, the moving average, with use_ema; frozen params may have none). Sizes are the
+    // caller's duty.
     void bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
               const std::vector<std::vector<float*>>& state);
 

@@ -142,7 +142,7 @@ inline NadamCoefficients nadam_coefficients(float lr, double beta1, double beta2
         return t;
     }();
     auto product = [&](std::int64_t k) {
-        return std::pow(beta1, double(k)) * table.p[k < 900 ? k : 900];
+        return std::pow(beta1, double(k)) * table.p[k < 0 ? 0 : (k < 900 ? k : 900)];
     };
     const double t = double(step);
     const double prod_t = product(step), prod_next = product(step + 1);

@@ -527,8 +527,9 @@ class BackupAndRestore(Callback):
             if state:  # into the slot arrays in place: a native engine is bound to them
                 slots = optimizer._slots_for(p)
                 for name, value in state.items():
-                    slots[name][...] = p.backend.asarray(to_host(value, q.backend),
-                                                         slots[name].dtype)
+                    if name in slots:  # (the saving wrote the active slots only)
+                        slots[name][...] = p.backend.asarray(to_host(value, q.backend),
+                                                             slots[name].dtype)
         optimizer.iterations = saved.optimizer.iterations
         if not (optimizer.has_schedule or saved.optimizer.has_schedule):
             # a rate a callback changed (ReduceLROnPlateau): Keras restores it too

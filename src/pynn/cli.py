@@ -149,7 +149,7 @@ def _run(argv):
                          help="default auto: classify text labels, or integer targets with few "
                               "values")
     p_train.add_argument("--batch-size", type=_positive, default=32, help="default 32")
-    p_train.add_argument("--optimizer", choices=optimizers.NAMES, default="adam",
+    p_train.add_argument("--optimizer", type=str.lower, choices=optimizers.NAMES, default="adam",
                          help="default adam")
     p_train.add_argument("--learning-rate", type=float, default=None,
                          help="default: the optimizer's (Keras'), 0.001 for adam")

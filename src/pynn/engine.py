@@ -267,7 +267,7 @@ class NativeEngine:
                 def slots(p):
                     if not (trains and p is not None):
                         return []
-                    return list(opt._slots_for(p).values())
+                    return opt.slot_arrays(p)
                 self.engine.set_batchnorm(
                     i, bn_pre, momentum, epsilon, trains,
                     None if gamma is None else gamma.value, None if beta is None else beta.value,
@@ -278,7 +278,7 @@ class NativeEngine:
         else:
             # no slots for frozen weights (the layer path makes none either: a frozen base
             # held twice its size in zero Adam state, and saved it)
-            state = [list(opt._slots_for(p).values()) if p.trainable else []
+            state = [opt.slot_arrays(p) if p.trainable else []
                      for p in self.params]
         self.engine.bind([p.value for p in self.params], [d.trainable for d in dense], state)
         # Built-in per-sample metrics run in C++; with any other metric (precision, AUC, a
@@ -323,6 +323,8 @@ class NativeEngine:
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
                 "weight_decay": getattr(opt, "weight_decay", 0.0),
+                "use_ema": opt.use_ema, "ema_momentum": opt.ema_momentum,
+                "ema_overwrite_frequency": opt.ema_overwrite_frequency or 0,
                 # the one clipping that applies (Keras' order), the others off
                 **{k: (opt.clipping[1] if opt.clipping[0] == k else 0.0)
                    for k in ("clipvalue", "clipnorm", "global_clipnorm")}}

@@ -775,8 +775,12 @@ class Sequential:
         return logs
 
     def _end_training(self, cbs, train_logs, interrupt, history):
-        """on_train_end with the last epoch's logs (as Keras), then a Ctrl-C's
-        KeyboardInterrupt."""
+        """With use_ema the trainable weights take their moving averages (Keras 3's
+        finalize_variable_values, when an epoch ran and no Ctrl-C stopped it); on_train_end
+        with the last epoch's logs (as Keras), then a Ctrl-C's KeyboardInterrupt."""
+        if history.epoch and not interrupt.requested:
+            self.optimizer.finalize_variable_values(
+                [p for layer in self.layers for p in layer.params if not p.statistic])
         cbs.call("on_train_end", dict(train_logs))
         if interrupt.requested:
             raise KeyboardInterrupt(

@@ -68,6 +68,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()
     _fuses_weight_decay = False  # Adam's update applies it in the same pass
     weight_decay = 0.0  # (class defaults: optimizers pickled before these existed load)
+    use_ema, ema_momentum, ema_overwrite_frequency = False, 0.99, None
     name = None
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -92,9 +93,21 @@ class Optimizer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or self._default_name()
-        for option, value, default in (("use_ema", use_ema, False),
-                                       ("ema_overwrite_frequency", ema_overwrite_frequency, None),
-                                       ("loss_scale_factor", loss_scale_factor, None),
+        # Keras 3's moving average of the weights: updated after each step, written into the
+        # weights every ema_overwrite_frequency steps and when fit ends
+        self.use_ema = _check_flag("use_ema", use_ema)
+        self.ema_momentum = _check_positive("ema_momentum", ema_momentum, allow_zero=True)
+        if self.ema_momentum > 1:
+            raise ValueError(f"ema_momentum must be in [0, 1], got {ema_momentum}")
+        if ema_overwrite_frequency is not None and (
+                isinstance(ema_overwrite_frequency, bool)
+                or not isinstance(ema_overwrite_frequency, numbers.Integral)
+                or ema_overwrite_frequency < 1):
+            raise ValueError(f"ema_overwrite_frequency must be an integer >= 1 or None, got "
+                             f"{ema_overwrite_frequency!r}")
+        self.ema_overwrite_frequency = (None if ema_overwrite_frequency is None
+                                        else int(ema_overwrite_frequency))
+        for option, value, default in (("loss_scale_factor", loss_scale_factor, None),
                                        ("gradient_accumulation_steps",
                                         gradient_accumulation_steps, None)):
             if value != default:  # Keras 3 options pynn does not have: refused, not ignored
@@ -105,7 +118,7 @@ class Optimizer:
         object.__setattr__(self, name, value)
         # set mid-fit: a native engine that lacks the decay must leave; one built for other
         # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
-        if name in ("weight_decay", "amsgrad", "momentum"):
+        if name in ("weight_decay", "amsgrad", "momentum", "use_ema"):
             config.settings_changed()
 
     @property
@@ -174,6 +187,9 @@ class Optimizer:
                 config[key] = getattr(self, key)
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
+        if self.use_ema:
+            config.update(use_ema=True, ema_momentum=self.ema_momentum,
+                          ema_overwrite_frequency=self.ema_overwrite_frequency)
         if self.name is not None and self.name != self._default_name():
             config["name"] = self.name
         return config
@@ -212,10 +228,23 @@ class Optimizer:
                     state[name] = self._initial_slot(name, param.backend, param.value)
         return state
 
-    def _active_slots(self):
+    def slot_arrays(self, param):
+        """param's active slots as a list, in _active_slots' order (the native engine reads
+        them by position; a slot added mid-training is last in the dict)."""
+        state = self._slots_for(param)
+        return [state[name] for name in self._active_slots()]
+
+    def _optimizer_slots(self):
+        """The slots the update itself uses (with its options, e.g. SGD's momentum)."""
         return self.slots
 
+    def _active_slots(self):
+        """Every slot of a weight: the update's, then the moving average with use_ema."""
+        return self._optimizer_slots() + (("average",) if self.use_ema else ())
+
     def _initial_slot(self, slot, backend, value):
+        if slot == "average":  # Keras' first step makes it the weight (momentum 0 then)
+            return value.copy()
         return backend.zeros(value.shape, value.dtype)
 
     def apply(self, params):
@@ -230,6 +259,32 @@ class Optimizer:
             if decay:
                 p.value -= p.value * p.value.dtype.type(decay)
             self._update(p.backend, p.value, p.grad, self._slots_for(p), lr)
+        if self.use_ema:
+            self._update_averages(active)
+
+    def _update_averages(self, params):
+        """Keras 3's use_ema after a step: average = m average + (1 - m) w, m = 0 at the first
+        step; every ema_overwrite_frequency steps the weights become their averages."""
+        m = 0.0 if self.iterations == 1 else self.ema_momentum
+        overwrite = (self.ema_overwrite_frequency is not None
+                     and self.iterations % self.ema_overwrite_frequency == 0)
+        for p in params:
+            average = self._slots_for(p)["average"]
+            t = p.value.dtype.type
+            average *= t(m)
+            average += t(1 - m) * p.value
+            if overwrite:
+                p.value[...] = average
+
+    def finalize_variable_values(self, params):
+        """With use_ema, each trainable weight takes its moving average (Keras 3 calls this
+        when fit ends, as pynn's fit does)."""
+        if not self.use_ema:
+            return
+        for p in params:
+            state = self.state_of(p) if p.trainable else None
+            if state is not None and "average" in state:
+                p.value[...] = state["average"]
 
     def _clip(self, grads):
         option, limit = self.clipping
@@ -273,7 +328,7 @@ class SGD(Optimizer):
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
-    def _active_slots(self):
+    def _optimizer_slots(self):
         return ("velocity",) if self.momentum else ()
 
     def _update(self, b, w, g, s, lr):
@@ -306,12 +361,14 @@ class Adam(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
-    def _active_slots(self):
+    def _optimizer_slots(self):
         return ("m", "v", "v_hat") if self.amsgrad else self.slots
 
     def _update(self, b, w, g, s, lr):
+        # (a v_hat left from amsgrad turned off mid-training is kept, unused)
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
-                      self.epsilon, self.weight_decay, self.iterations, s.get("v_hat"))
+                      self.epsilon, self.weight_decay, self.iterations,
+                      s["v_hat"] if self.amsgrad else None)
 
 
 class AdamW(Adam):
@@ -341,7 +398,7 @@ class RMSprop(Optimizer):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon}
 
-    def _active_slots(self):
+    def _optimizer_slots(self):
         return ("velocity", "momentum") if self.momentum else ("velocity",)
 
     def _update(self, b, w, g, s, lr):
@@ -367,6 +424,8 @@ class Adagrad(Optimizer):
                 "epsilon": self.epsilon}
 
     def _initial_slot(self, slot, backend, value):
+        if slot != "accumulator":
+            return super()._initial_slot(slot, backend, value)
         acc = backend.zeros(value.shape, value.dtype)
         acc += self.initial_accumulator_value
         return acc
@@ -427,7 +486,10 @@ class Lion(Optimizer):
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
+        # Keras' range for Lion's beta_1: (0, 1] (1 steps by the sign of the momentum alone)
+        self.beta_1 = _check_positive("beta_1", beta_1)
+        if self.beta_1 > 1:
+            raise ValueError(f"beta_1 must be in (0, 1], got {beta_1}")
         self.beta_2 = _check_fraction("beta_2", beta_2)
 
     def get_config(self):

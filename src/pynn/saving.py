@@ -317,9 +317,12 @@ def save_model(model, filepath, allow_unbuilt=False):
     if model.compiled:
         opt = model.optimizer
         slots = []
+        active = opt._active_slots()  # not one an option turned off mid-training left
         for i, p in enumerate(model.params):
             state = opt.state_of(p)
             for slot, value in (state or {}).items():
+                if slot not in active:
+                    continue
                 key = f"opt.{i}.{slot}"
                 arrays[key] = np.array(to_host(value, p.backend), copy=True)  # or another's
                 slots.append({"param": i, "slot": slot, "key": key})
@@ -424,10 +427,11 @@ def _rebuild(arrays, filepath, custom_objects, compile):
             p = params[i]
             restored.setdefault(i, {})[slot] = p.backend.asarray(arrays[key], p.value.dtype)
         for i, slots in restored.items():
-            if set(slots) != set(expected):
-                raise ValueError(f"{filepath!r}: optimizer state of {params[i].name!r} has slots "
-                                 f"{sorted(slots)}, {type(opt).__name__} needs {list(expected)}")
-            opt.set_state_of(params[i], {s: slots[s] for s in expected})
+            # A slot missing (an option turned on while the weight was frozen) starts as
+            # in memory: as at step 0
+            p = params[i]
+            opt.set_state_of(p, {s: slots[s] if s in slots else
+                                 opt._initial_slot(s, p.backend, p.value) for s in expected})
         iterations = state.get("iterations", 0)
         if isinstance(iterations, bool) or not isinstance(iterations, int) \
                 or not 0 <= iterations < 2**63:

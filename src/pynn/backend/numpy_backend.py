@@ -279,7 +279,7 @@ class NumpyBackend(Backend):
 
         def mu(i):
             return beta1 * (1 - 0.5 * 0.96 ** i)
-        product = beta1 ** step * _nadam_schedule_product(step)
+        product = beta1 ** step * _nadam_schedule_product(min(step, 900))
         m += (g - m) * (1 - beta1)
         v += (g * g - v) * (1 - beta2)
         m_hat = (mu(step + 1) * m / (1 - product * mu(step + 1))
@@ -333,7 +333,8 @@ class NumpyBackend(Backend):
 @functools.lru_cache(maxsize=None)
 def _nadam_schedule_product(step):
     """prod over i <= step of (1 - 0.5 * 0.96^i), Nadam's momentum schedule without its
-    beta_1 factors; beyond i = 900 the factors are 1.0 in float64 (so at most 901 entries)."""
+    beta_1 factors; beyond i = 900 the factors are 1.0 in float64 (callers pass
+    min(step, 900): at most 901 entries)."""
     return math.prod(1 - 0.5 * 0.96 ** i for i in range(1, min(step, 900) + 1))
 
 

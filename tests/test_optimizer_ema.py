@@ -1,0 +1,205 @@
+"""Keras 3's `use_ema` on every optimizer: a moving average of each trainable weight, updated
+after each step (the weight itself at the first step), written into the weights every
+`ema_overwrite_frequency` steps and when fit ends. Against Keras 3 itself, by hand, on both
+engines, with files, callbacks and bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import AVAILABLE, import_keras, requires_backend
+from pynn import optimizers
+
+
+def _pynn_steps(backend, opt, w0, grads):
+    b = pynn.get_backend(backend)
+    p = pynn.layers.Parameter("w", b.asarray(w0.copy(), np.float32), b)
+    for g in grads:
+        p.grad = b.asarray(g, np.float32)
+        opt.apply([p])
+    return p, b
+
+
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("name,kwargs", [
+    ("Adam", {"use_ema": True}),
+    ("SGD", {"learning_rate": 0.1, "momentum": 0.5, "use_ema": True, "ema_momentum": 0.7,
+             "ema_overwrite_frequency": 3}),
+    ("Adagrad", {"learning_rate": 0.1, "use_ema": True, "ema_momentum": 0.5}),
+    ("Nadam", {"learning_rate": 0.01, "use_ema": True, "ema_momentum": 0.0,
+               "ema_overwrite_frequency": 1}),
+])
+def test_same_averages_and_weights_as_keras_3(rng, backend, name, kwargs):
+    keras = import_keras()
+    w0 = rng.normal(size=(4, 3)).astype(np.float32)
+    grads = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(7)]
+    var = keras.Variable(w0)
+    theirs = getattr(keras.optimizers, name)(**kwargs)
+    for g in grads:
+        theirs.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    ours = getattr(optimizers, name)(**kwargs)
+    p, b = _pynn_steps(backend, ours, w0, grads)
+    average = keras.ops.convert_to_numpy(theirs._model_variables_moving_average[0])
+    np.testing.assert_allclose(b.to_numpy(p.value), keras.ops.convert_to_numpy(var), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(b.to_numpy(ours.state_of(p)["average"]), average, rtol=1e-5,
+                               atol=1e-6)
+    theirs.finalize_variable_values([var])
+    ours.finalize_variable_values([p])
+    np.testing.assert_allclose(b.to_numpy(p.value), average, rtol=1e-5, atol=1e-6)
+    config = ours.get_config()
+    for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+        assert config[key] == theirs.get_config()[key], key
+
+
+def test_the_average_by_hand():
+    w0, grads = np.array([1.0, -2.0]), [np.array([0.5, 0.5]), np.array([-1.0, 2.0]),
+                                        np.array([0.25, 0.0])]
+    opt = optimizers.SGD(0.1, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=2)
+    p, b = _pynn_steps("numpy", opt, w0, grads)
+    w1 = w0 - 0.1 * grads[0]
+    avg1 = w1  # the first step: momentum 0
+    w2 = w1 - 0.1 * grads[1]
+    avg2 = 0.8 * avg1 + 0.2 * w2
+    w2 = avg2  # step 2: overwritten
+    w3 = w2 - 0.1 * grads[2]
+    avg3 = 0.8 * avg2 + 0.2 * w3
+    np.testing.assert_allclose(p.value, w3, rtol=1e-6)
+    np.testing.assert_allclose(opt.state_of(p)["average"], avg3, rtol=1e-6)
+
+
+def _data(rng, n=120):
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    return x, (x[:, 0] - x[:, 1] > 0).astype(np.int32)
+
+
+def _model(opt, frozen=False):
+    pynn.set_seed(2)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(10, activation="relu",
+                                                          trainable=not frozen),
+                             pynn.BatchNormalization(), pynn.Dense(2, activation="softmax")])
+    model.compile(opt, "sparse_categorical_crossentropy", backend="cpu")
+    return model
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("frozen", [False, True])
+def test_both_engines_average_and_finish_with_the_averages(rng, frozen):
+    x, y = _data(rng)
+    runs = {}
+    for engine in ("auto", "layers"):
+        model = _model(optimizers.Lion(3e-4, use_ema=True, ema_momentum=0.9,
+                                       ema_overwrite_frequency=5), frozen)
+        kernel0 = model.layers[1].kernel.value.copy()
+        history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, engine=engine)
+        assert history.params["engine"] == ("native" if engine == "auto" else "layers")
+        for layer in model.layers:
+            for p in layer.params:
+                state = model.optimizer.state_of(p)
+                if p.trainable:  # fit ended: each trainable weight is its average
+                    np.testing.assert_array_equal(p.value, state["average"])
+                else:
+                    assert state is None or "average" not in state
+        if frozen:
+            np.testing.assert_array_equal(model.layers[1].kernel.value, kernel0)
+        runs[engine] = model.get_weights()
+    for a, b in zip(runs["auto"], runs["layers"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@requires_backend("cpu")
+def test_without_ema_the_weights_are_the_last_steps(rng):
+    x, y = _data(rng)
+    ema = _model(optimizers.Adam(0.01, use_ema=True))
+    plain = _model(optimizers.Adam(0.01))
+    ema.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    plain.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    kernel = ema.layers[1].kernel
+    # the averages lag the weights: the two models differ only through fit's last write
+    assert not np.allclose(kernel.value, plain.layers[1].kernel.value, atol=1e-4)
+    assert plain.optimizer.state_of(plain.layers[1].kernel).keys() == {"m", "v"}
+    before = [w.copy() for w in ema.get_weights()]
+    ema.fit(x, y, epochs=2, initial_epoch=2, verbose=0)  # no epoch ran: nothing written
+    for a, b in zip(before, ema.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_restore_best_weights_comes_after_the_averages(rng):
+    # Keras writes the averages before on_train_end, where EarlyStopping restores its best
+    x, y = _data(rng)
+    model = _model(optimizers.Adam(0.05, use_ema=True))
+    best = {}
+
+    class Keep(pynn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs["loss"] <= best.get("loss", np.inf):
+                best.update(loss=logs["loss"], weights=self.model.get_weights())
+
+    stop = pynn.callbacks.EarlyStopping(monitor="loss", patience=50, restore_best_weights=True)
+    model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[Keep(), stop])
+    for a, b in zip(model.get_weights(), best["weights"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_average_is_saved_and_training_resumes_bit_for_bit(tmp_path, rng):
+    x, y = _data(rng)
+    model = _model(optimizers.RMSprop(0.01, use_ema=True, ema_overwrite_frequency=4))
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    kernel, kernel2 = model.layers[1].kernel, loaded.layers[1].kernel
+    np.testing.assert_array_equal(loaded.optimizer.state_of(kernel2)["average"],
+                                  model.optimizer.state_of(kernel)["average"])
+    pynn.set_seed(4)
+    h1 = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    pynn.set_seed(4)
+    h2 = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert h1.history == h2.history
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_turned_on_mid_training_the_average_starts_at_the_weights():
+    w0 = np.array([1.0, 2.0], np.float32)
+    opt = optimizers.Adagrad(0.1)
+    p, _ = _pynn_steps("numpy", opt, w0, [np.ones(2, np.float32)] * 2)
+    opt.use_ema = True
+    before = p.value.copy()
+    opt.apply([p])
+    after = p.value.copy()
+    # not Adagrad's accumulator start (0.1) nor zero: the weight, then one step of averaging
+    np.testing.assert_allclose(opt.state_of(p)["average"], 0.99 * before + 0.01 * after,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    ({"use_ema": True, "ema_momentum": 1.5}, ValueError, r"ema_momentum must be in \[0, 1\]"),
+    ({"use_ema": True, "ema_momentum": -0.1}, ValueError, "ema_momentum must be >= 0"),
+    ({"use_ema": True, "ema_overwrite_frequency": 0}, ValueError, "integer >= 1 or None"),
+    ({"use_ema": True, "ema_overwrite_frequency": 2.5}, ValueError, "integer >= 1 or None"),
+    ({"use_ema": True, "ema_overwrite_frequency": True}, ValueError, "integer >= 1 or None"),
+    ({"use_ema": "yes"}, TypeError, "use_ema must be True or False"),
+])
+def test_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        optimizers.Adam(**kwargs)
+
+
+@requires_backend("cpu")
+def test_the_engine_asks_for_the_average_slot(rng):
+    from pynn import _C
+
+    eng = _C.DenseEngine([3, 2], [0], [0.0], [True], "mse", 0.0, "lion", 4)
+    params = [np.zeros((3, 2), np.float32), np.zeros(2, np.float32)]
+    eng.bind(params, [True], [[np.zeros_like(p)] for p in params])
+    x, y = rng.normal(size=(4, 3)).astype(np.float32), np.zeros((4, 2), np.float32)
+    hyper = {"lr": 0.1, "beta_1": 0.9, "beta_2": 0.99, "use_ema": True}
+    with pytest.raises(ValueError, match=r"lion needs \[m, average\], got 1 slot"):
+        eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4, hyper, 0, [])
+    with pytest.raises(ValueError, match="ema_overwrite_frequency"):
+        eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4,
+                  {**hyper, "ema_overwrite_frequency": 1.5}, 0, [])
