@@ -5,6 +5,8 @@ engines, with files, callbacks and bad arguments."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -120,10 +122,11 @@ def test_without_ema_the_weights_are_the_last_steps(rng):
     # the averages lag the weights: the two models differ only through fit's last write
     assert not np.allclose(kernel.value, plain.layers[1].kernel.value, atol=1e-4)
     assert plain.optimizer.state_of(plain.layers[1].kernel).keys() == {"m", "v"}
-    before = [w.copy() for w in ema.get_weights()]
-    ema.fit(x, y, epochs=2, initial_epoch=2, verbose=0)  # no epoch ran: nothing written
-    for a, b in zip(before, ema.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    # Keras writes the averages whenever epochs > 0, also when a resumed fit has no epoch
+    # left (BackupAndRestore after the last epoch)
+    ema.set_weights([w + 1 for w in ema.get_weights()])
+    ema.fit(x, y, epochs=2, initial_epoch=2, verbose=0)
+    np.testing.assert_array_equal(kernel.value, ema.optimizer.state_of(kernel)["average"])
 
 
 @requires_backend("cpu")
@@ -144,6 +147,42 @@ def test_restore_best_weights_comes_after_the_averages(rng):
         np.testing.assert_array_equal(a, b)
 
 
+@requires_backend("cpu")
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_a_resume_with_use_ema_from_a_backup_without_averages(tmp_path, rng, engine):
+    # the engine made the averages (copies of the weights) before on_train_begin restored
+    # the backup's weights: they start from the restored weights, as on the layer path
+    x, y = _data(rng)
+    first = _model(optimizers.Adam(0.01))
+    backup = pynn.callbacks.BackupAndRestore(tmp_path / "b", delete_checkpoint=False)
+    first.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[backup])
+    results = {}
+    for path in ("auto", "layers"):
+        shutil.copytree(tmp_path / "b", tmp_path / path)  # the same backup for each
+        model = _model(optimizers.Adam(0.01, use_ema=True))
+        backup = pynn.callbacks.BackupAndRestore(tmp_path / path)
+        history = model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[backup],
+                            engine=path if path == "layers" else engine)
+        assert history.epoch == [2, 3]
+        results[path] = model.get_weights()
+    for a, b in zip(results["auto"], results["layers"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_use_ema_off_drops_the_average_so_on_again_starts_afresh():
+    opt = optimizers.SGD(0.1, use_ema=True)
+    p, _ = _pynn_steps("numpy", opt, np.ones(2, np.float32), [np.ones(2, np.float32)] * 3)
+    opt.use_ema = False
+    opt.apply([p])
+    assert "average" not in opt.state_of(p)
+    opt.use_ema = True
+    before = p.value.copy()
+    opt.apply([p])
+    np.testing.assert_allclose(opt.state_of(p)["average"], 0.99 * before + 0.01 * p.value,
+                               rtol=1e-6)
+
+
+@requires_backend("cpu")
 def test_the_average_is_saved_and_training_resumes_bit_for_bit(tmp_path, rng):
     x, y = _data(rng)
     model = _model(optimizers.RMSprop(0.01, use_ema=True, ema_overwrite_frequency=4))
@@ -179,14 +218,49 @@ def test_turned_on_mid_training_the_average_starts_at_the_weights():
 @pytest.mark.parametrize("kwargs,error,words", [
     ({"use_ema": True, "ema_momentum": 1.5}, ValueError, r"ema_momentum must be in \[0, 1\]"),
     ({"use_ema": True, "ema_momentum": -0.1}, ValueError, "ema_momentum must be >= 0"),
-    ({"use_ema": True, "ema_overwrite_frequency": 0}, ValueError, "integer >= 1 or None"),
-    ({"use_ema": True, "ema_overwrite_frequency": 2.5}, ValueError, "integer >= 1 or None"),
-    ({"use_ema": True, "ema_overwrite_frequency": True}, ValueError, "integer >= 1 or None"),
+    ({"use_ema": True, "ema_overwrite_frequency": -1}, ValueError, "integer >= 1, or 0 or"),
+    ({"use_ema": True, "ema_overwrite_frequency": 2.5}, ValueError, "integer >= 1, or 0 or"),
+    ({"use_ema": True, "ema_overwrite_frequency": True}, ValueError, "integer >= 1, or 0 or"),
     ({"use_ema": "yes"}, TypeError, "use_ema must be True or False"),
 ])
 def test_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
         optimizers.Adam(**kwargs)
+    # as Keras, checked only with use_ema; set later, the next step checks them
+    opt = optimizers.Adam(**{**kwargs, "use_ema": False})
+    opt.use_ema = kwargs["use_ema"] is True
+    if opt.use_ema:
+        with pytest.raises(error, match=words):
+            _pynn_steps("numpy", opt, np.zeros(2, np.float32), [np.ones(2, np.float32)])
+
+
+def test_a_frequency_of_0_or_beyond_any_step_is_never(rng):
+    w0, grads = np.ones(3, np.float32), [rng.normal(size=3).astype(np.float32)] * 4
+    plain = optimizers.SGD(0.1, use_ema=True)
+    p, _ = _pynn_steps("numpy", plain, w0, grads)
+    for frequency in (0, 10**400):
+        opt = optimizers.SGD(0.1, use_ema=True, ema_overwrite_frequency=frequency)
+        q, _ = _pynn_steps("numpy", opt, w0, grads)
+        np.testing.assert_array_equal(q.value, p.value)
+        assert opt.get_config()["ema_overwrite_frequency"] == frequency
+
+
+@requires_backend("cpu")
+def test_the_engine_takes_any_frequency_and_a_tiny_momentum(rng):
+    # 10**400 overflowed the engine's int64; a momentum that rounds to 0 in float32 still
+    # has its velocity slot (the engine took the average from it)
+    x, y = _data(rng)
+    for opt in (lambda: optimizers.Adam(0.01, use_ema=True, ema_overwrite_frequency=10**400),
+                lambda: optimizers.SGD(0.1, momentum=1e-46, use_ema=True),
+                lambda: optimizers.RMSprop(0.01, momentum=1e-46, use_ema=True)):
+        runs = {}
+        for engine in ("auto", "layers"):
+            model = _model(opt())
+            history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, engine=engine)
+            assert history.params["engine"] == ("native" if engine == "auto" else "layers")
+            runs[engine] = model.get_weights()
+        for a, b in zip(runs["auto"], runs["layers"]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @requires_backend("cpu")
@@ -200,6 +274,11 @@ def test_the_engine_asks_for_the_average_slot(rng):
     hyper = {"lr": 0.1, "beta_1": 0.9, "beta_2": 0.99, "use_ema": True}
     with pytest.raises(ValueError, match=r"lion needs \[m, average\], got 1 slot"):
         eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4, hyper, 0, [])
+    sgd = _C.DenseEngine([3, 2], [0], [0.0], [True], "mse", 0.0, "sgd", 4)
+    sgd.bind(params, [True], [[], []])
+    with pytest.raises(ValueError, match=r"sgd needs \[average\], got 0 slot"):
+        sgd.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4, {"lr": 0.1, "use_ema": True},
+                  0, [])
     with pytest.raises(ValueError, match="ema_overwrite_frequency"):
         eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4,
                   {**hyper, "ema_overwrite_frequency": 1.5}, 0, [])

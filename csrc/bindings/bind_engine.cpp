@@ -326,6 +326,7 @@ public:
             case EngineOptimizer::sgd:
                 h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "sgd"));
                 h.momentum = static_cast<float>(hyper_value(hyper, "momentum", false, 0, "sgd"));
+                h.momentum_slot = hyper_value(hyper, "momentum", false, 0, "sgd") != 0.0;
                 h.nesterov = hyper_value(hyper, "nesterov", false, 0, "sgd") != 0.0;
                 break;
             case EngineOptimizer::adam:
@@ -360,6 +361,7 @@ public:
                 h.lr = static_cast<float>(hyper_value(hyper, "lr", true, 0, "rmsprop"));
                 h.rho = hyper_value(hyper, "rho", true, 0, "rmsprop");
                 h.momentum = static_cast<float>(hyper_value(hyper, "momentum", false, 0, "rmsprop"));
+                h.momentum_slot = hyper_value(hyper, "momentum", false, 0, "rmsprop") > 0.0;
                 h.epsilon = static_cast<float>(hyper_value(hyper, "epsilon", true, 0, "rmsprop"));
                 break;
             case EngineOptimizer::adagrad:

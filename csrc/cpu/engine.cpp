@@ -178,9 +178,9 @@ EngineLoss parse_engine_loss(const std::string& s) {
 
 int optimizer_slots(EngineOptimizer opt, const EngineHyper& h) {
     switch (opt) {
-        case EngineOptimizer::sgd: return h.momentum != 0.f ? 1 : 0;
+        case EngineOptimizer::sgd: return h.momentum_slot ? 1 : 0;
         case EngineOptimizer::adam: return h.amsgrad ? 3 : 2;
-        case EngineOptimizer::rmsprop: return h.momentum > 0.f ? 2 : 1;
+        case EngineOptimizer::rmsprop: return h.momentum_slot ? 2 : 1;
         case EngineOptimizer::adagrad:
         case EngineOptimizer::lion: return 1;
         case EngineOptimizer::nadam:
@@ -521,7 +521,7 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
     switch (opt_) {
         case EngineOptimizer::sgd: what = "sgd with momentum needs [velocity"; break;
         case EngineOptimizer::adam: what = h.amsgrad ? "adam with amsgrad needs [m, v, v_hat" : "adam needs [m, v"; break;
-        case EngineOptimizer::rmsprop: what = h.momentum > 0.f ? "rmsprop with momentum needs [velocity, momentum" : "rmsprop needs [velocity"; break;
+        case EngineOptimizer::rmsprop: what = h.momentum_slot ? "rmsprop with momentum needs [velocity, momentum" : "rmsprop needs [velocity"; break;
         case EngineOptimizer::adagrad: what = "adagrad needs [accumulator"; break;
         case EngineOptimizer::nadam: what = "nadam needs [m, v"; break;
         case EngineOptimizer::adamax: what = "adamax needs [m, u"; break;
@@ -529,7 +529,7 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
         case EngineOptimizer::adadelta: what = "adadelta needs [accumulated_grad, accumulated_delta"; break;
     }
     const int need = optimizer_slots(opt_, h) + (h.use_ema ? 1 : 0);
-    if (opt_ == EngineOptimizer::sgd && need == 0) what = "sgd needs [";
+    if (opt_ == EngineOptimizer::sgd && !h.momentum_slot) what = "sgd needs [";
     if (h.use_ema) what += need > 1 ? ", average" : "average";
     what += "]";
     int k = 0;

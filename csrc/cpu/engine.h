@@ -45,6 +45,9 @@ struct EngineHyper {
     // A schedule's rates, one per batch of the call (lr_steps[b - first]); nullptr: lr for all.
     const float* lr_steps = nullptr;
     float momentum = 0.f;  // sgd, rmsprop
+    // sgd, rmsprop: the optimizer keeps a momentum slot (decided in double, as the Python
+    // side does: a momentum that rounds to 0 in float still has its slot)
+    bool momentum_slot = false;
     bool nesterov = false;
     bool amsgrad = false;  // adam
     double beta1 = 0.9, beta2 = 0.999, rho = 0.9;  // double: 1 - beta formed before rounding

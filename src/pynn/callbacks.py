@@ -523,13 +523,17 @@ class BackupAndRestore(Callback):
         model.set_weights(saved.get_weights())
         optimizer = model.optimizer
         for p, q in zip(model.params, saved.params):
-            state = saved.optimizer.state_of(q)
-            if state:  # into the slot arrays in place: a native engine is bound to them
-                slots = optimizer._slots_for(p)
-                for name, value in state.items():
-                    if name in slots:  # (the saving wrote the active slots only)
-                        slots[name][...] = p.backend.asarray(to_host(value, q.backend),
-                                                             slots[name].dtype)
+            # into the slot arrays in place: a native engine is bound to them (and may have
+            # made slots before the weights were restored)
+            state = saved.optimizer.state_of(q) or {}
+            slots = optimizer._slots_for(p) if state else optimizer.state_of(p)
+            if slots:
+                for name, slot in slots.items():
+                    if name in state:
+                        value = p.backend.asarray(to_host(state[name], q.backend), slot.dtype)
+                    else:  # (e.g. use_ema's average, made before the weights were restored)
+                        value = optimizer._initial_slot(name, p.backend, p.value)
+                    slot[...] = value
         optimizer.iterations = saved.optimizer.iterations
         if not (optimizer.has_schedule or saved.optimizer.has_schedule):
             # a rate a callback changed (ReduceLROnPlateau): Keras restores it too

@@ -323,11 +323,19 @@ class NativeEngine:
                 "beta_1": getattr(opt, "beta_1", 0.9), "beta_2": getattr(opt, "beta_2", 0.999),
                 "rho": getattr(opt, "rho", 0.9), "epsilon": getattr(opt, "epsilon", 1e-7),
                 "weight_decay": getattr(opt, "weight_decay", 0.0),
-                "use_ema": opt.use_ema, "ema_momentum": opt.ema_momentum,
-                "ema_overwrite_frequency": opt.ema_overwrite_frequency or 0,
+                **self._ema_hyper(opt),
                 # the one clipping that applies (Keras' order), the others off
                 **{k: (opt.clipping[1] if opt.clipping[0] == k else 0.0)
                    for k in ("clipvalue", "clipnorm", "global_clipnorm")}}
+
+    @staticmethod
+    def _ema_hyper(opt):
+        if not opt.use_ema:
+            return {}
+        opt._check_ema()  # (use_ema may have been set after construction)
+        # a frequency beyond any step count is never (the engine takes int64)
+        return {"use_ema": True, "ema_momentum": opt.ema_momentum,
+                "ema_overwrite_frequency": min(opt.ema_overwrite_frequency or 0, 2**62)}
 
     def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.

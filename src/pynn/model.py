@@ -714,7 +714,7 @@ class Sequential:
                         break
             finally:
                 progress.close()
-        self._end_training(cbs, train_logs, interrupt, history)
+        self._end_training(cbs, train_logs, interrupt, history, epochs)
         return history
 
     def _build_from(self, source):
@@ -774,11 +774,12 @@ class Sequential:
         cbs.call("on_epoch_end", epoch, logs)
         return logs
 
-    def _end_training(self, cbs, train_logs, interrupt, history):
+    def _end_training(self, cbs, train_logs, interrupt, history, epochs):
         """With use_ema the trainable weights take their moving averages (Keras 3's
-        finalize_variable_values, when an epoch ran and no Ctrl-C stopped it); on_train_end
-        with the last epoch's logs (as Keras), then a Ctrl-C's KeyboardInterrupt."""
-        if history.epoch and not interrupt.requested:
+        finalize_variable_values: for epochs > 0, also when a resumed fit had no epoch left,
+        unless a Ctrl-C stopped it); on_train_end with the last epoch's logs (as Keras), then
+        a Ctrl-C's KeyboardInterrupt."""
+        if epochs > 0 and not interrupt.requested:
             self.optimizer.finalize_variable_values(
                 [p for layer in self.layers for p in layer.params if not p.statistic])
         cbs.call("on_train_end", dict(train_logs))
@@ -910,7 +911,7 @@ class Sequential:
             finally:
                 progress.close()
         self.engine_reason = trainer.engine_reason
-        self._end_training(cbs, train_logs, interrupt, history)
+        self._end_training(cbs, train_logs, interrupt, history, epochs)
         return history
 
     @staticmethod

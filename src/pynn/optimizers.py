@@ -93,26 +93,29 @@ class Optimizer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or self._default_name()
-        # Keras 3's moving average of the weights: updated after each step, written into the
-        # weights every ema_overwrite_frequency steps and when fit ends
-        self.use_ema = _check_flag("use_ema", use_ema)
-        self.ema_momentum = _check_positive("ema_momentum", ema_momentum, allow_zero=True)
-        if self.ema_momentum > 1:
-            raise ValueError(f"ema_momentum must be in [0, 1], got {ema_momentum}")
-        if ema_overwrite_frequency is not None and (
-                isinstance(ema_overwrite_frequency, bool)
-                or not isinstance(ema_overwrite_frequency, numbers.Integral)
-                or ema_overwrite_frequency < 1):
-            raise ValueError(f"ema_overwrite_frequency must be an integer >= 1 or None, got "
-                             f"{ema_overwrite_frequency!r}")
-        self.ema_overwrite_frequency = (None if ema_overwrite_frequency is None
-                                        else int(ema_overwrite_frequency))
         for option, value, default in (("loss_scale_factor", loss_scale_factor, None),
                                        ("gradient_accumulation_steps",
                                         gradient_accumulation_steps, None)):
             if value != default:  # Keras 3 options pynn does not have: refused, not ignored
                 raise NotImplementedError(f"{type(self).__name__}: {option}={value!r} is not "
                                           f"supported by pynn (leave it at {default!r})")
+        # Keras 3's moving average of the weights: updated after each step, written into the
+        # weights every ema_overwrite_frequency steps and when fit ends (the two checked with
+        # use_ema only, as Keras; a frequency of 0 or None: never)
+        self.use_ema = _check_flag("use_ema", use_ema)
+        self.ema_momentum, self.ema_overwrite_frequency = ema_momentum, ema_overwrite_frequency
+        if self.use_ema:
+            self._check_ema()
+
+    def _check_ema(self):
+        momentum, frequency = self.ema_momentum, self.ema_overwrite_frequency
+        if _check_positive("ema_momentum", momentum, allow_zero=True) > 1:
+            raise ValueError(f"ema_momentum must be in [0, 1], got {momentum}")
+        if frequency is not None and (isinstance(frequency, bool) or
+                                      not isinstance(frequency, numbers.Integral) or
+                                      frequency < 0):
+            raise ValueError(f"ema_overwrite_frequency must be an integer >= 1, or 0 or None "
+                             f"(never), got {frequency!r}")
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
@@ -223,9 +226,15 @@ class Optimizer:
             for name, slot in state.items():  # the weights changed dtype (set_floatx)
                 if slot.dtype != param.value.dtype:
                     state[name] = slot.astype(param.value.dtype)
-            for name in self._active_slots():  # an option turned on mid-training (amsgrad,
-                if name not in state:           # momentum): its slot starts as at step 0
+            # An option turned on mid-training (amsgrad, momentum, use_ema): its slot starts
+            # as at step 0; turned off: its slot goes (on again later, it starts afresh, as
+            # in a model saved and loaded meanwhile)
+            active = self._active_slots()
+            for name in active:
+                if name not in state:
                     state[name] = self._initial_slot(name, param.backend, param.value)
+            for name in [n for n in state if n not in active]:
+                del state[name]
         return state
 
     def slot_arrays(self, param):
@@ -265,8 +274,9 @@ class Optimizer:
     def _update_averages(self, params):
         """Keras 3's use_ema after a step: average = m average + (1 - m) w, m = 0 at the first
         step; every ema_overwrite_frequency steps the weights become their averages."""
+        self._check_ema()  # (also when use_ema was set after construction)
         m = 0.0 if self.iterations == 1 else self.ema_momentum
-        overwrite = (self.ema_overwrite_frequency is not None
+        overwrite = (bool(self.ema_overwrite_frequency)
                      and self.iterations % self.ema_overwrite_frequency == 0)
         for p in params:
             average = self._slots_for(p)["average"]
@@ -365,7 +375,6 @@ class Adam(Optimizer):
         return ("m", "v", "v_hat") if self.amsgrad else self.slots
 
     def _update(self, b, w, g, s, lr):
-        # (a v_hat left from amsgrad turned off mid-training is kept, unused)
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
                       self.epsilon, self.weight_decay, self.iterations,
                       s["v_hat"] if self.amsgrad else None)
