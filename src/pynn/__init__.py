@@ -9,7 +9,7 @@
 __version__ = "0.1.0"
 
 from . import (activations, batch_sources, callbacks, config, initializers, layers, losses,
-               metrics, ops, optimizers, regularizers, schedules)
+               metrics, models, ops, optimizers, regularizers, schedules, utils)
 from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
@@ -25,8 +25,8 @@ __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "PyDataset",
     "Sequential", "activations", "available_backends", "batch_sources", "callbacks", "config",
     "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",
-    "losses", "metrics", "ops", "optimizers", "regularizers", "schedules", "set_backend",
-    "set_floatx", "set_num_threads", "set_seed",
+    "losses", "metrics", "models", "ops", "optimizers", "regularizers", "schedules",
+    "set_backend", "set_floatx", "set_num_threads", "set_seed", "utils",
 ]
 
 

@@ -78,7 +78,11 @@ class Constant(Initializer):
     """Every element equal to `value`."""
 
     def __init__(self, value=0.0):
-        self.value = float(value)
+        # a one-element array too (Keras code writes Constant(np.log([pos / neg])))
+        array = np.asarray(value)
+        if array.size != 1 or array.dtype.kind not in "biuf":
+            raise ValueError(f"Constant: value must be one number, got {value!r:.60}")
+        self.value = float(array.reshape(()))
 
     def __call__(self, shape, dtype="float32"):
         return np.full(shape, self.value, dtype=dtype)

@@ -17,7 +17,7 @@ import math
 import numbers
 import weakref
 
-from . import config
+from . import config, schedules  # schedules: also keras.optimizers.schedules' place
 from . import custom_objects as _custom
 from .schedules import LearningRateSchedule
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import operator
 import re
 import threading
 from collections import defaultdict
@@ -95,6 +96,11 @@ class Parameter:
         """A numpy copy of the weight's values (from the GPU too)."""
         return np.array(self.backend.to_numpy(self.value), copy=True)
 
+    # As a Keras variable: np.array(layer.kernel), np.round(kernel, 2) and kernel * 2 read
+    # the values (np.array of the object gave a 0-d object array, silently)
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.backend.to_numpy(self.value), dtype=dtype)
+
     def checked(self, array, owner="set_weights"):
         """array as a host array of this parameter's shape and dtype; a clear error for a
         wrong shape or non-real values (strings, complex numbers lose or break data)."""
@@ -142,6 +148,22 @@ _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta_constraint",
                                    "gamma_constraint", "activity_regularizer", "lora_rank"})
 
+
+def _on_values(op, reflected=False):
+    def method(self, other):  # (other as given: a Python number keeps float32 float32)
+        a = np.asarray(self)
+        return op(other, a) if reflected else op(a, other)
+    return method
+
+
+# Arithmetic and ordering on a weight's values, giving numpy arrays (as Keras variables
+# take `kernel * 2`); equality stays identity (weights are dict keys by identity)
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"):
+    setattr(Parameter, f"__{_name}__", _on_values(getattr(operator, _name)))
+    setattr(Parameter, f"__r{_name}__", _on_values(getattr(operator, _name), reflected=True))
+for _name in ("lt", "le", "gt", "ge"):
+    setattr(Parameter, f"__{_name}__", _on_values(getattr(operator, _name)))
+Parameter.__neg__ = lambda self: -np.asarray(self)
 
 def _check_layer_dtype(name, dtype):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often

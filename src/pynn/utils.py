@@ -1,0 +1,40 @@
+"""Keras' `keras.utils` names that dense-network code uses: `set_random_seed`,
+`to_categorical`, `PyDataset` (and its older name `Sequence`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .batch_sources import PyDataset
+from .config import set_seed as set_random_seed
+
+Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
+
+__all__ = ["PyDataset", "Sequence", "set_random_seed", "to_categorical"]
+
+
+def to_categorical(x, num_classes=None):
+    """One-hot rows (float32) for integer class labels, as Keras: labels of shape S give
+    S + (num_classes,), a trailing axis of 1 dropped first; num_classes defaults to the
+    largest label + 1."""
+    labels = np.asarray(x)
+    if labels.dtype.kind == "f":
+        if labels.size and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            raise ValueError("to_categorical: labels must be integers, got non-integer floats")
+    elif labels.dtype.kind not in "biu":
+        raise TypeError(f"to_categorical: labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.ndim > 1 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"to_categorical: labels must be >= 0, got {labels.min()}")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if labels.size else 0
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise ValueError(f"to_categorical: num_classes must be an integer >= 1, got "
+                         f"{num_classes!r}")
+    if labels.size and labels.max() >= num_classes:
+        raise ValueError(f"to_categorical: label {labels.max()} is out of range for "
+                         f"num_classes={num_classes}")
+    return np.eye(num_classes, dtype=np.float32)[labels]

@@ -1,0 +1,83 @@
+"""Where Keras 3 code looks for things: keras.utils, keras.models, keras.optimizers.schedules;
+a weight read as an array (np.array(layer.kernel), kernel * 2); Constant of a one-element
+array. Found by porting Keras guides' code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import import_keras
+
+
+def test_utils_to_categorical_as_keras(rng):
+    labels = rng.integers(0, 5, size=17)
+    want = np.eye(5)[labels]
+    np.testing.assert_array_equal(pynn.utils.to_categorical(labels), want)
+    np.testing.assert_array_equal(pynn.utils.to_categorical(labels.reshape(-1, 1), 7),
+                                  np.eye(7)[labels])
+    grid = labels[:16].reshape(4, 4)  # any shape: one more axis
+    assert pynn.utils.to_categorical(grid, 5).shape == (4, 4, 5)
+    assert pynn.utils.to_categorical(labels.astype(float)).dtype == np.float32
+    keras = import_keras()
+    np.testing.assert_array_equal(pynn.utils.to_categorical(labels, 6),
+                                  keras.utils.to_categorical(labels, 6))
+
+
+@pytest.mark.parametrize("labels,num_classes,error,words", [
+    ([0, 3], 3, ValueError, "label 3 is out of range for num_classes=3"),
+    ([0, -1], None, ValueError, "must be >= 0"),
+    ([0.5, 1], None, ValueError, "must be integers"),
+    (["a"], None, TypeError, "must be integers"),
+    ([0, 1], 0, ValueError, "num_classes must be an integer >= 1"),
+])
+def test_to_categorical_refuses(labels, num_classes, error, words):
+    with pytest.raises(error, match=words):
+        pynn.utils.to_categorical(labels, num_classes)
+
+
+def test_utils_and_models_names(tmp_path, rng):
+    pynn.utils.set_random_seed(3)
+    a = pynn.initializers.GlorotUniform()((4, 4))
+    pynn.set_seed(3)
+    np.testing.assert_array_equal(a, pynn.initializers.GlorotUniform()((4, 4)))
+    assert pynn.utils.PyDataset is pynn.PyDataset is pynn.utils.Sequence
+    assert pynn.optimizers.schedules.ExponentialDecay is pynn.schedules.ExponentialDecay
+    model = pynn.models.Sequential([pynn.Input((3,)), pynn.layers.Dense(2, name="d")])
+    model.compile("adam", "mse")
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    pynn.models.save_model(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "m.npz").predict(x),
+                                  model.predict(x))
+    clone = pynn.models.clone_model(model)  # same layers, fresh weights, not compiled
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    assert not clone.compiled
+    assert not np.array_equal(clone.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(TypeError, match="Sequential"):
+        pynn.models.clone_model("model")
+
+
+def test_a_weight_reads_as_its_array(rng):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
+    kernel = model.layers[1].kernel
+    values = kernel.numpy()
+    assert np.array(kernel).shape == (3, 2)  # a 0-d object array before
+    np.testing.assert_array_equal(np.round(kernel, 2), np.round(values, 2))
+    np.testing.assert_array_equal(kernel * 2, values * 2)
+    np.testing.assert_array_equal(1 - kernel, 1 - values)
+    np.testing.assert_array_equal(kernel @ np.ones(2), values @ np.ones(2))
+    np.testing.assert_array_equal(-kernel, -values)
+    np.testing.assert_array_equal(kernel > 0, values > 0)
+    assert kernel == kernel and kernel != model.layers[1].bias  # identity, as before
+    assert {kernel: 1}[kernel] == 1
+
+
+def test_constant_takes_a_one_element_array():
+    # the TensorFlow imbalanced-data tutorial's output bias
+    init = pynn.initializers.Constant(np.log([25 / 975]))
+    assert init.value == pytest.approx(np.log(25 / 975))
+    with pytest.raises(ValueError, match="one number"):
+        pynn.initializers.Constant(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="one number"):
+        pynn.initializers.Constant("zero")
