@@ -250,6 +250,7 @@ def test_the_engine_refuses_a_negative_step_count(rng):
 def test_the_numpy_nadam_caches_901_products_at_most():
     from pynn.backend.numpy_backend import _nadam_schedule_product
 
+    _nadam_schedule_product.cache_clear()  # (other tests' steps are not this test's)
     b = pynn.get_backend("numpy")
     w, g, m, v = (np.ones(2) for _ in range(4))
     for step in range(1, 2000):  # (a cache per step held 1999 products)

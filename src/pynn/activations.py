@@ -48,6 +48,10 @@ class Spec:
         elif self.param != _DEFAULT_PARAMS[self.name]:  # it would be stored, and ignored
             raise ValueError(f"{self.name} takes no parameter, got {self.param}")
 
+    @property
+    def __name__(self):  # as Keras' activation functions: layer.activation.__name__
+        return self.name
+
     def get_config(self):
         """The name alone for the default parameter, else {'name', 'param'}."""
         if self.param == _DEFAULT_PARAMS[self.name]:

@@ -81,8 +81,14 @@ class Loss:
         if expected is not None and y.ndim == 1 and expected == (y.shape[0], 1):
             y = y.reshape(-1, 1)  # (N,) against (N, 1): Keras' deliberate reshape
         if y.shape != expected:
+            hint = "reshape the targets"
+            if expected is not None and len(expected) == 2 and expected[1] > 1 and \
+                    y.shape in ((y.shape[0],), (y.shape[0], 1)) and y.dtype.kind in "biu":
+                hint = (f"for integer class labels use "
+                        f"loss='sparse_categorical_crossentropy', or one-hot targets "
+                        f"(pynn.utils.to_categorical(y, {expected[1]}))")
             raise ValueError(f"{self.name}: targets have shape {y.shape} but the model's "
-                             f"predictions have shape {expected}; reshape the targets "
+                             f"predictions have shape {expected}; {hint} "
                              f"(pynn never broadcasts targets silently)")
         source, y = y, converted(y, dtype)
         if config.check_finite() and not np.isfinite(y).all():

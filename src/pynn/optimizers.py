@@ -62,6 +62,16 @@ class _LearningRate(float):
         return float, (float(self),)
 
 
+class _StepCount(int):
+    """optimizer.iterations: an int with Keras' variable method numpy()."""
+
+    def numpy(self):
+        return int(self)
+
+    def __reduce__(self):
+        return int, (int(self),)
+
+
 class Optimizer:
     """Base class: subclasses name their state slots and implement `_update`."""
 
@@ -76,7 +86,7 @@ class Optimizer:
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None):
         self.learning_rate = learning_rate
-        self.iterations = 0  # completed update steps
+        self.iterations = 0  # completed update steps (Keras' optimizer.iterations)
         self._state = {}  # id(param) -> (param, {slot: array}); the param guards against a
         #                   freed parameter's id being reused by a new one
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -123,6 +133,16 @@ class Optimizer:
         # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
         if name in ("weight_decay", "amsgrad", "momentum", "use_ema"):
             config.settings_changed()
+
+    @property
+    def iterations(self):
+        """The number of completed update steps (an int with Keras' .numpy())."""
+        d = self.__dict__  # ("iterations": optimizers pickled before it was a property)
+        return _StepCount(d["_iterations"] if "_iterations" in d else d.get("iterations", 0))
+
+    @iterations.setter
+    def iterations(self, value):
+        self._iterations = int(value)
 
     @property
     def learning_rate(self):

@@ -1,6 +1,8 @@
-"""Where Keras 3 code looks for things: keras.utils, keras.models, keras.optimizers.schedules;
-a weight read as an array (np.array(layer.kernel), kernel * 2); Constant of a one-element
-array. Found by porting Keras guides' code."""
+"""What code ported from Keras 3 guides and tutorials does (a porting audit's findings):
+keras.utils, keras.models, keras.optimizers.schedules; a weight read as an array
+(np.array(layer.kernel), kernel * 2); Constant of a one-element array; activation.__name__,
+optimizer.iterations.numpy(); the hint for integer labels under categorical
+cross-entropy."""
 
 from __future__ import annotations
 
@@ -81,3 +83,19 @@ def test_constant_takes_a_one_element_array():
         pynn.initializers.Constant(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="one number"):
         pynn.initializers.Constant("zero")
+
+
+def test_activation_name_and_iterations_numpy(rng):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(4, activation="relu")])
+    assert model.layers[1].activation.__name__ == "relu"
+    model.compile("adam", "categorical_crossentropy")
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    model.fit(x, np.eye(4)[np.arange(8) % 4], batch_size=4, verbose=0)
+    steps = model.optimizer.iterations
+    assert steps == 2 and steps.numpy() == 2 and isinstance(steps.numpy(), int)
+    model.optimizer.iterations = 7  # still settable (a resumed count)
+    assert model.optimizer.iterations == 7
+    with pytest.raises(ValueError, match=r"for integer class labels use "
+                                         r"loss='sparse_categorical_crossentropy', or one-hot "
+                                         r"targets \(pynn.utils.to_categorical\(y, 4\)\)"):
+        model.fit(x, np.arange(8) % 4, verbose=0)
