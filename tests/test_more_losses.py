@@ -34,6 +34,22 @@ def _l2_normalize(x):
     return x * np.minimum(inv, 1 / EPS)
 
 
+def focal_reference(t, p, gamma=2.0, alpha=0.25, balance=False, logits=False,
+                    smoothing=0.0):
+    """Keras 3's binary_focal_crossentropy per sample (losses.py), in float64."""
+    t = t * (1 - smoothing) + 0.5 * smoothing
+    if logits:
+        bce = np.logaddexp(0, p) - p * t
+        p = 1 / (1 + np.exp(-p))
+    else:
+        pc = np.clip(p, EPS, 1 - EPS)
+        bce = -(t * np.log(pc) + (1 - t) * np.log(1 - pc))
+    focal = (1 - (t * p + (1 - t) * (1 - p))) ** gamma * bce
+    if balance:
+        focal = focal * (alpha * t + (1 - alpha) * (1 - t))
+    return np.mean(focal, axis=-1)
+
+
 REFERENCES = {
     "mape": lambda t, p: 100 * np.mean(np.abs((t - p) / np.maximum(np.abs(t), EPS)), axis=-1),
     "msle": lambda t, p: np.mean((np.log(np.maximum(p, EPS) + 1)
@@ -48,13 +64,15 @@ REFERENCES = {
         np.clip(t, EPS, 1) * np.log(np.clip(t, EPS, 1) / np.clip(p, EPS, 1)), axis=-1),
     "poisson": lambda t, p: np.mean(p - t * np.log(p + EPS), axis=-1),
     "cosine_similarity": lambda t, p: -np.sum(_l2_normalize(t) * _l2_normalize(p), axis=-1),
+    "binary_focal_crossentropy": focal_reference,
 }
 
 CLASSES = {"mape": losses.MeanAbsolutePercentageError,
            "msle": losses.MeanSquaredLogarithmicError, "log_cosh": losses.LogCosh,
            "hinge": losses.Hinge, "squared_hinge": losses.SquaredHinge,
            "categorical_hinge": losses.CategoricalHinge, "kl_divergence": losses.KLDivergence,
-           "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity}
+           "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity,
+           "binary_focal_crossentropy": losses.BinaryFocalCrossentropy}
 NAMES = list(CLASSES)
 
 
@@ -117,6 +135,10 @@ def _data(name, rng, shape, smooth=False):
         return rng.poisson(2.0, size=shape).astype(np.float64), rng.uniform(0.05, 5, size=shape)
     if name == "cosine_similarity":
         return rng.normal(size=shape), normal
+    if name == "binary_focal_crossentropy":
+        t = rng.integers(0, 2, size=shape).astype(np.float64)
+        p = rng.uniform(0, 1, size=shape)
+        return t, np.clip(p, 1e-3, 1 - 1e-3) if smooth else p
     raise AssertionError(name)
 
 
@@ -250,6 +272,8 @@ def _task(name, rng, n=64):
         return x, rng.poisson(1 / (1 + np.exp(-z[:, :1]))).astype(np.float64), 1, "sigmoid"
     if name == "cosine_similarity":
         return x, z, 3, "linear"
+    if name == "binary_focal_crossentropy":
+        return x, (z[:, :2] > 0.3).astype(np.float64), 2, "sigmoid"
     raise AssertionError(name)
 
 
@@ -523,7 +547,8 @@ def test_against_keras(rng, name):
         {"mape": "MeanAbsolutePercentageError", "msle": "MeanSquaredLogarithmicError",
          "log_cosh": "LogCosh", "hinge": "Hinge", "squared_hinge": "SquaredHinge",
          "categorical_hinge": "CategoricalHinge", "kl_divergence": "KLDivergence",
-         "poisson": "Poisson", "cosine_similarity": "CosineSimilarity"}[name])
+         "poisson": "Poisson", "cosine_similarity": "CosineSimilarity",
+         "binary_focal_crossentropy": "BinaryFocalCrossentropy"}[name])
     for shape in _shapes(name):
         t, p = _data(name, rng, shape)
         p = p.astype(np.float32)
@@ -531,3 +556,78 @@ def test_against_keras(rng, name):
         want = float(keras_loss(t.astype(np.float32), p, sample_weight=w.astype(np.float32)))
         value, _ = _value_and_grad(losses.get(name), t, p, w)
         np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, err_msg=f"{shape}")
+
+
+# ---- BinaryFocalCrossentropy's options ------------------------------------------------------
+FOCAL_OPTIONS = [
+    {},
+    {"from_logits": True},
+    {"apply_class_balancing": True, "alpha": 0.1, "gamma": 3.0},
+    {"label_smoothing": 0.2, "gamma": 0.5},
+    {"from_logits": True, "apply_class_balancing": True, "label_smoothing": 0.1},
+    {"gamma": 0.0},
+]
+
+
+def _focal_reference(options, t, p):
+    return focal_reference(t, p, gamma=options.get("gamma", 2.0),
+                           alpha=options.get("alpha", 0.25),
+                           balance=options.get("apply_class_balancing", False),
+                           logits=options.get("from_logits", False),
+                           smoothing=options.get("label_smoothing", 0.0)).mean()
+
+
+def _focal_data(rng, shape, options):
+    t = rng.integers(0, 2, size=shape).astype(np.float64)
+    p = rng.normal(size=shape) * 3 if options.get("from_logits") else \
+        rng.uniform(1e-3, 1 - 1e-3, size=shape)
+    return t, p
+
+
+@pytest.mark.parametrize("options", FOCAL_OPTIONS, ids=str)
+def test_focal_options_values_and_gradients(float64_numpy, rng, options):
+    loss = losses.BinaryFocalCrossentropy(**options)
+    for shape in [(1, 1), (3, 4), (17, 3)]:
+        t, p = _focal_data(rng, shape, options)
+        y = loss.smooth_targets(loss.prepare_targets(t, shape[1:], np.float64))
+        value, grad = loss.value_and_grad(float64_numpy, p, y)
+        np.testing.assert_allclose(value, _focal_reference(options, t, p), rtol=1e-10)
+
+        def f(p=p, y=y):
+            return loss.value_and_grad(float64_numpy, p, y)[0]
+
+        assert_close_grad(grad, numeric_grad(f, p), rtol=1e-5, atol=1e-8,
+                          what=f"{options} {shape}")
+
+
+def test_focal_with_gamma_0_is_binary_cross_entropy(rng):
+    t, p = _focal_data(rng, (9, 2), {})
+    focal = losses.BinaryFocalCrossentropy(gamma=0.0)
+    np.testing.assert_allclose(focal(t, p), losses.BinaryCrossentropy()(t, p), rtol=1e-6)
+    # with gamma the confident right answers weigh less: below BCE
+    assert losses.BinaryFocalCrossentropy()(t, p) < losses.BinaryCrossentropy()(t, p)
+
+
+@pytest.mark.parametrize("options", FOCAL_OPTIONS, ids=str)
+def test_focal_options_against_keras(rng, options):
+    keras = import_keras()
+    t, p = _focal_data(rng, (16, 3), options)
+    want = float(keras.losses.BinaryFocalCrossentropy(**options)(t.astype(np.float32),
+                                                                 p.astype(np.float32)))
+    got = losses.BinaryFocalCrossentropy(**options)(t, p.astype(np.float32))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    config = losses.BinaryFocalCrossentropy(**options).get_config()
+    for key, value in config.items():
+        assert keras.losses.BinaryFocalCrossentropy(**options).get_config()[key] == \
+            pytest.approx(value), key
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    ({"gamma": -1.0}, ValueError, "gamma must be a finite number >= 0"),
+    ({"alpha": 1.5}, ValueError, "alpha"),
+    ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
+    ({"axis": 0}, NotImplementedError, "last axis"),
+])
+def test_focal_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        losses.BinaryFocalCrossentropy(**kwargs)

@@ -15,6 +15,7 @@ output activation is softmax/sigmoid hands the loss its logits (see `fused_activ
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -539,6 +540,77 @@ class Poisson(_FormulaLoss):
         return y_pred - y_true * xp.log(p), 1 - y_true / p
 
 
+class BinaryFocalCrossentropy(_FormulaLoss):
+    """Binary cross-entropy scaled by (1 - p_t)^gamma, p_t the probability given to the true
+    label (Lin et al.; Keras 3's formula): confident right answers weigh little, so rare
+    positives count more. apply_class_balancing weighs positives by alpha, negatives by
+    1 - alpha; label_smoothing as BinaryCrossentropy's; probabilities are clipped to
+    [1e-7, 1 - 1e-7] inside the cross-entropy (not in p_t), as in Keras."""
+
+    name = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, *, axis=-1, reduction="sum_over_batch_size",
+                 name=None, dtype=None):
+        super().__init__(reduction)
+        if axis not in (-1, None):
+            raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn averages over the "
+                                      f"last axis (-1) only")
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha = check_unit_interval(self.name, "alpha", alpha)
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0 \
+                or not math.isfinite(gamma):
+            raise ValueError(f"{self.name}: gamma must be a finite number >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
+                                                   label_smoothing)
+        if name is not None:
+            self.name = str(name)
+
+    def get_config(self):
+        return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_range(self.name, y, 0, 1, "probabilities")
+        return y
+
+    def smooth_targets(self, y):
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return y
+
+    def _elements(self, xp, y_pred, y_true):
+        y, g = y_true, self.gamma
+        if self.from_logits:
+            z = y_pred
+            e = xp.exp(-xp.abs(z))  # a stable sigmoid and cross-entropy of logits
+            p = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+            bce = xp.maximum(z, 0) - z * y + xp.log1p(e)
+            dbce = p - y  # d bce / d z
+            dp = p * (1 - p)  # d p / d z
+        else:
+            p = y_pred
+            pc = xp.clip(p, self.epsilon, 1 - self.epsilon)
+            bce = -(y * xp.log(pc) + (1 - y) * xp.log(1 - pc))
+            inside = (p > self.epsilon) & (p < 1 - self.epsilon)
+            dbce = xp.where(inside, (pc - y) / (pc * (1 - pc)), 0)
+            dp = 1
+        q = 1 - (y * p + (1 - y) * (1 - p))  # 1 - p_t
+        factor = q ** g
+        # d factor / d p = -g q^(g-1) (2y - 1); 0 where q = 0 (and for g = 0)
+        dfactor = xp.where(q > 0, -g * xp.abs(q) ** (g - 1) * (2 * y - 1), 0) if g else 0
+        loss = factor * bce
+        grad = dfactor * dp * bce + factor * dbce
+        if self.apply_class_balancing:
+            weight = self.alpha * y + (1 - self.alpha) * (1 - y)
+            loss, grad = weight * loss, weight * grad
+        return loss, grad
+
+
 class CosineSimilarity(_RowLoss):
     """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) per sample, along the last axis (the
     only `axis` pynn takes): -1 when they point the same way. A vector's norm is taken as at
@@ -597,6 +669,7 @@ _ALIASES = {
     "kullback_leibler_divergence": KLDivergence,
     "poisson": Poisson,
     "cosine_similarity": CosineSimilarity,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
 }
 
 
