@@ -22,7 +22,11 @@ Classification conventions (shared by the functions and the objects):
 - `roc_auc` is exact (rank statistic, ties counted half, equal to scikit-learn's
   `roc_auc_score`), not Keras' 200-threshold approximation; for multi-class it is the
   one-vs-rest macro average over classes that have both positives and negatives; it is NaN when
-  no class has both;
+  no class has both; `AUC(curve="PR")` is the area under the precision-recall curve by Keras'
+  interpolation, with a threshold at every distinct score (the limit of Keras' value);
+- the confusion counts (`TruePositives`, ...) read every output of every sample as one binary
+  decision, as Keras' do; `top_k_categorical_accuracy` counts a score tied with the k-th
+  highest as in the top k (Keras' in_top_k);
 - with `multilabel=True` (chosen by compile for binary cross-entropy with several outputs,
   for the names and for metric objects left at their default multilabel=None), every output
   is its own binary label and all of them are pooled (Keras' default, its AUC's
@@ -31,6 +35,11 @@ Classification conventions (shared by the functions and the objects):
 Names: a metric given to compile as a string is logged under that string, as Keras 3 does
 (`metrics=["AUC"]` logs `AUC` and `val_AUC`, `["mse"]` logs `mse`); a Metric object under its
 `name` (Keras' default names: `AUC()` is `auc`, `BinaryAccuracy()` `binary_accuracy`).
+
+Keras' arguments: Precision and Recall take `thresholds` (one number) and `class_id`, F1Score
+`average`, AUC all of Keras' (see AUC); what pynn cannot compute (several thresholds, `top_k`,
+`label_weights`, ...) raises NotImplementedError naming the argument. A user's Metric subclass
+may keep its state in `self.add_variable(...)` variables, as Keras' guide writes it.
 
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
 `mape` and `msle` are Keras' formulas (epsilon 1e-7), means over every element as MSE;
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 from collections.abc import Mapping
 
 import numpy as np
@@ -84,6 +94,38 @@ def sparse_categorical_accuracy(y_true, y_pred):
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
                          f"{rows.shape[0]} predictions")
     return float(np.mean(rows == y_true))
+
+
+def _in_top_k(name, labels, y_pred, k):
+    """Fraction of rows (class scores along the last axis) whose label's score is among the
+    k largest; a score tied with the k-th largest counts as in (Keras' in_top_k)."""
+    k = _check_k(name, k)
+    if y_pred.ndim < 2:
+        raise ValueError(f"{name}: predictions must have a class axis, got shape "
+                         f"{y_pred.shape}")
+    scores = y_pred.reshape(-1, y_pred.shape[-1])
+    n, c = scores.shape
+    labels = _true_classes(name, labels.reshape(-1), n, c)
+    kth = np.partition(scores, c - min(k, c), axis=1)[:, c - min(k, c)]  # k >= c: all in
+    return float(np.mean(scores[np.arange(n), labels] >= kth))
+
+
+def _check_k(owner, k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{owner}: k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Fraction of rows whose one-hot target's class is among the k highest predictions."""
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    _same_shape("top_k_categorical_accuracy", y_true, y_pred)
+    return _in_top_k("top_k_categorical_accuracy", np.argmax(y_true, axis=-1), y_pred, k)
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Fraction of rows whose integer label is among the k highest predictions."""
+    return _in_top_k("sparse_top_k_categorical_accuracy", to_host(y_true), to_host(y_pred), k)
 
 
 def mean_squared_error(y_true, y_pred):
@@ -185,9 +227,17 @@ def _recall_from(counts):
     return _macro(_ratio(tp, tp + fn), counts)
 
 
-def _f1_from(counts):
+_AVERAGES = (None, "macro", "micro", "weighted")
+
+
+def _f1_from(counts, average="macro"):
     tp, fp, fn = counts.T
-    return _macro(_ratio(2 * tp, 2 * tp + fp + fn), counts)
+    if average == "micro":  # the F1 of the summed counts
+        return float(_ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
+    per_class = _ratio(2 * tp, 2 * tp + fp + fn)
+    if average == "weighted":  # by support: classes absent from the targets weigh nothing
+        return float(np.sum(per_class * _ratio(tp + fn, np.sum(tp + fn))))
+    return _macro(per_class, counts)
 
 
 def precision(y_true, y_pred, threshold=0.5, multilabel=False):
@@ -200,20 +250,31 @@ def recall(y_true, y_pred, threshold=0.5, multilabel=False):
     return _recall_from(_confusion("recall", y_true, y_pred, threshold, multilabel))
 
 
-def f1_score(y_true, y_pred, threshold=0.5, multilabel=False):
-    """2 tp / (2 tp + fp + fn); macro-averaged over classes for (N, C) predictions."""
-    return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel))
+def f1_score(y_true, y_pred, threshold=0.5, multilabel=False, average="macro"):
+    """2 tp / (2 tp + fp + fn); for (N, C) predictions averaged over classes as
+    scikit-learn's `average`: "macro" (None too), "micro" or "weighted" (by support)."""
+    _check_average("f1_score", average)
+    return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel), average)
 
 
-def _auc_scores(name, y_true, y_pred, multilabel=False):
+def _check_average(owner, average):
+    if average not in _AVERAGES:
+        raise ValueError(f"{owner}: average must be one of {_AVERAGES}, got {average!r}")
+    return average
+
+
+def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False):
     """(labels, scores), copies (the AUC metric keeps them): binary 0/1 labels and 1-D scores,
-    or class labels and (N, C) scores."""
+    class labels and (N, C) scores, or with `per_label` (Keras' multi_label=True) 0/1 labels
+    and scores both (N, C)."""
     y_true, y_pred = to_host(y_true), to_host(y_pred)
     y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
         return (y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1)
+    if per_label and y_true.shape == y_pred.shape and y_pred.ndim == 2:
+        return (y_true > 0.5).astype(np.int8), y_pred  # integer labels: the class reading
     if y_pred.ndim != 2:
         raise ValueError(f"{name}: predictions must have shape (N,) or (N, C), got "
                          f"{y_pred.shape}")
@@ -233,12 +294,34 @@ def _binary_auc(y, s):
     return float((ranks[y > 0].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
-def _auc_from(y, s):
+def _binary_pr_auc(y, s):
+    """Area under the precision-recall curve by Keras' interpolation (its
+    `interpolate_pr_auc`, Davis & Goadrich 2006) with a threshold at every distinct score:
+    the limit of Keras' AUC(curve="PR") as its thresholds get finer. NaN without positives
+    (Keras gives 0)."""
+    pos = float(np.count_nonzero(y))
+    if pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order] > 0
+    ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
+    # counts at "score >= each distinct score", from the highest down, after "none positive"
+    tp = np.append(0.0, np.cumsum(y)[ends])
+    p = np.append(0.0, ends + 1.0)  # predicted positives
+    dtp, dp = np.diff(tp), np.diff(p)
+    slope = dtp / dp  # dp > 0: every step adds a tie group
+    intercept = tp[:-1] - slope * p[:-1]
+    ratio = np.where(p[:-1] > 0, p[1:] / np.maximum(p[:-1], 1.0), 1.0)
+    return float(np.sum(slope * (dtp + intercept * np.log(ratio))) / pos)
+
+
+def _auc_from(y, s, curve="ROC"):
     if np.isnan(s).any():
         return float("nan")  # no ranking (np.unique put NaN above every score: AUC 1.0)
+    area = _binary_pr_auc if curve == "PR" else _binary_auc
     if s.ndim == 1:
-        return _binary_auc(y, s)
-    per_class = [_binary_auc(y == c, s[:, c]) for c in range(s.shape[1])]
+        return area(y, s)
+    per_class = [area(y[:, c] if y.ndim == 2 else y == c, s[:, c]) for c in range(s.shape[1])]
     defined = [a for a in per_class if a == a]
     return float(np.mean(defined)) if defined else float("nan")
 
@@ -298,28 +381,179 @@ def r2_score(y_true, y_pred):
 
 
 # ---- stateful metrics -----------------------------------------------------------------------
+class MetricVariable:
+    """A metric's state variable, as `Metric.add_variable` makes it (Keras' metric
+    variables): a NumPy array changed by `assign`, `assign_add` and `assign_sub`, read by
+    `value`, `numpy()`, `float()` or `np.asarray`; arithmetic and comparisons act on the array
+    (`self.tp / (self.tp + self.fp)` is a NumPy value)."""
+
+    def __init__(self, initial, name=None):
+        self.name = name
+        self._initial = initial
+        self._value = initial.copy()
+
+    @property
+    def value(self):
+        """The current value (a NumPy array)."""
+        return self._value
+
+    @property
+    def shape(self):
+        """The variable's shape."""
+        return self._value.shape
+
+    @property
+    def dtype(self):
+        """The variable's NumPy dtype."""
+        return self._value.dtype
+
+    def numpy(self):
+        """A copy of the current value."""
+        return self._value.copy()
+
+    def assign(self, value):
+        """Set the value (broadcast to the variable's shape, cast to its dtype)."""
+        value = to_host(value)
+        try:
+            self._value = np.array(np.broadcast_to(value, self.shape), dtype=self.dtype)
+        except ValueError:
+            raise ValueError(f"variable {self.name!r} has shape {self.shape}, got a value of "
+                             f"shape {np.shape(value)}") from None
+        return self
+
+    def assign_add(self, delta):
+        """Add `delta` to the value."""
+        return self.assign(self._value + to_host(delta))
+
+    def assign_sub(self, delta):
+        """Subtract `delta` from the value."""
+        return self.assign(self._value - to_host(delta))
+
+    def reset(self):
+        """Back to the initial value."""
+        return self.assign(self._initial)
+
+    # `+=` updates the variable in place rather than rebinding the attribute to an array
+    # (which reset_state would no longer reach)
+    __iadd__, __isub__ = assign_add, assign_sub
+
+    def __array__(self, dtype=None, copy=None):
+        value = self._value if dtype is None else self._value.astype(dtype)
+        return value.copy() if copy else value
+
+    def __float__(self):
+        return float(self._value)
+
+    def __int__(self):
+        return int(self._value)
+
+    def __bool__(self):
+        return bool(self._value)
+
+    def __len__(self):
+        return len(self._value)
+
+    def __getitem__(self, index):
+        return self._value[index]
+
+    def __format__(self, spec):
+        return format(self._value, spec)
+
+    def __repr__(self):
+        return f"<MetricVariable name={self.name!r} value={self._value!r}>"
+
+
+def _on_value(op, reflected=False):
+    """A MetricVariable operator: `op` on its array."""
+    if reflected:
+        return lambda self, other: op(other, self._value)
+    return lambda self, other: op(self._value, other)
+
+
+def _on_value_alone(op):
+    return lambda self: op(self._value)
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"):
+    setattr(MetricVariable, f"__{_op}__", _on_value(getattr(operator, _op)))
+    setattr(MetricVariable, f"__r{_op}__", _on_value(getattr(operator, _op), reflected=True))
+for _op in ("lt", "le", "eq", "ne", "gt", "ge"):
+    setattr(MetricVariable, f"__{_op}__", _on_value(getattr(operator, _op)))
+for _op in ("neg", "pos", "abs"):
+    setattr(MetricVariable, f"__{_op}__", _on_value_alone(getattr(operator, _op)))
+MetricVariable.__hash__ = object.__hash__  # __eq__ compares values; identity still hashes
+
+
 class Metric:
     """A metric accumulated over many batches, with Keras' API:
 
         m = Precision(); m.update_state(y1, p1); m.update_state(y2, p2); m.result()
 
     equals precision(concat(y1, y2), concat(p1, p2)). A user's subclass defines
-    reset_state, update_state and result, as in Keras; pynn's own define `_batch_state` (the
-    sufficient statistics of one batch), `_merge` and `_score` (the value of a state), which
-    also give each batch's own value."""
+    update_state and result, as in Keras, keeping its state either in variables made in its
+    __init__ by `self.add_variable(...)` (after `super().__init__(name=...)`; the base
+    reset_state sets them back to their initial values) or in plain attributes that its own
+    reset_state sets (fit and evaluate call reset_state before the first batch; the base
+    __init__ calls it too, ignoring an AttributeError of a reset_state that needs what the
+    subclass's __init__ makes after super().__init__). pynn's own
+    metrics define `_batch_state` (the sufficient statistics of one batch), `_merge` and
+    `_score` (the value of a state), which also give each batch's own value."""
 
     default_name = "metric"
     direction = None  # "up" or "down": which way is better (callbacks' mode="auto"), as Keras'
     costly_result = False  # result() needs all data seen (a sort): not recomputed per batch
+    _variables = ()
+    _state = None  # until reset_state: a subclass overriding it may not call it in __init__
 
     def __init__(self, name=None, dtype=None):  # dtype: Keras' argument; values are floats
         self.name = name or self.default_name
-        self.reset_state()
+        # pynn's classes set their state up in reset_state, and so may a user's (as pynn's
+        # docs showed); but a reset_state may also need what its __init__ makes after this
+        # call (Keras' guide: its variables): that one is called by fit and evaluate
+        if getattr(type(self).reset_state, "__module__", None) == __name__:
+            self.reset_state()
+        else:
+            try:
+                self.reset_state()
+            except AttributeError:
+                pass
+
+    def add_variable(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
+                     name=None):
+        """A state variable (Keras' Metric.add_variable): a MetricVariable of `shape`,
+        starting at `initializer` ("zeros", "ones" or a number), of `dtype` (float64 by
+        default); listed by `variables` and set back to its initial value by the base
+        reset_state. `aggregation` (across devices in Keras) is accepted and unused."""
+        owner = f"{type(self).__name__}.add_variable"
+        dtype = np.dtype(dtype or np.float64)
+        if initializer is None:  # Keras' add_weight default
+            initializer = "zeros"
+        fill = ({"zeros": 0, "ones": 1}.get(initializer.lower(), initializer)
+                if isinstance(initializer, str) else initializer)
+        try:
+            initial = np.array(np.broadcast_to(np.asarray(fill, dtype=dtype), shape))
+        except (TypeError, ValueError):
+            raise ValueError(f"{owner}: initializer must be 'zeros', 'ones' or a number for "
+                             f"shape {shape!r}, got {initializer!r}") from None
+        variable = MetricVariable(initial, name)
+        self._variables = [*self._variables, variable]
+        return variable
+
+    def add_weight(self, shape=(), initializer=None, dtype=None, name=None):
+        """Keras' other name for add_variable (in its argument order)."""
+        return self.add_variable(shape, initializer, dtype, name=name)
+
+    @property
+    def variables(self):
+        """The variables made by add_variable, in order."""
+        return list(self._variables)
 
     def reset_state(self):
         """Forget every batch seen (fit calls it at each epoch's start, evaluate at its
-        start)."""
+        start); every variable back to its initial value."""
         self._state = None
+        for variable in self._variables:
+            variable.reset()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         """Add a batch of targets and predictions. pynn's metrics are unweighted: a
@@ -363,19 +597,30 @@ class Metric:
         return f"<{type(self).__name__} name={getattr(self, 'name', None)!r}>"
 
 
-def _number(name, value):
-    """A metric's value as a float, or an error naming the metric."""
+def _number(name, value, samples=None):
+    """A metric's value as a float, or an error naming the metric. With `samples` (a batch's
+    size), one value per sample (an array whose first axis is the batch) gives their mean,
+    as Keras averages such a function."""
     try:
-        return float(value)
+        values = np.asarray(to_host(value), dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"metric {name!r} must give one number, got {value!r:.80}") from None
+        values = None
+    if values is not None and samples is not None and values.ndim and \
+            values.shape[0] == samples:
+        return float(values.mean())
+    if values is not None and values.size == 1:
+        return float(values.reshape(()))
+    per_sample = "" if samples is None else f" (or one per sample: {samples} along axis 0)"
+    raise TypeError(f"metric {name!r} must give one number, got {value!r:.80}{per_sample}")
 
 
 class MeanMetricWrapper(Metric):
     """A per-sample mean metric (accuracy, MSE, a user function fn(y_true, y_pred) -> the
-    batch's mean): the mean of fn over the batches weighted by their sample counts, which
-    equals fn on all of them for decomposable metrics. (Unweighted by sample_weight, as
-    every pynn metric.)"""
+    batch's mean, or one value per sample, which is averaged as Keras does): the mean of fn
+    over the batches weighted by their sample counts, which equals fn on all of them for
+    decomposable metrics. (Unweighted by sample_weight, as every pynn metric.)"""
+
+    _total, _count = 0.0, 0
 
     def __init__(self, fn, name=None, direction=None):
         self.fn = fn
@@ -388,8 +633,8 @@ class MeanMetricWrapper(Metric):
         self._count = 0
 
     def _add_batch(self, y_true, y_pred):
-        value = _number(self.name, self.fn(y_true, y_pred))
         k = len(y_pred)
+        value = _number(self.name, self.fn(y_true, y_pred), k)
         self._total += value * k
         self._count += k
         return value
@@ -417,6 +662,8 @@ class _LabelMetric(Metric):
 
 
 class _ConfusionMetric(_LabelMetric):
+    class_id = None  # Keras' class_id: count that class's column alone (Precision, Recall)
+
     def __init__(self, threshold=0.5, multilabel=None, name=None):
         # None is Keras' F1Score default: the argmax class for (N, C) outputs, which pynn's
         # multi-class reading takes anyway, and 0.5 for a single output or pooled labels.
@@ -426,6 +673,8 @@ class _ConfusionMetric(_LabelMetric):
 
     def _batch_state(self, y_true, y_pred):
         threshold = 0.5 if self.threshold is None else self.threshold
+        if self.class_id is not None:
+            y_true, y_pred = _class_column(self.name, y_true, y_pred, self.class_id)
         return _confusion(self.name, y_true, y_pred, threshold, self._pooled)
 
     def _merge(self, a, b):
@@ -438,16 +687,72 @@ class _ConfusionMetric(_LabelMetric):
         return {"name": self.name, "threshold": self.threshold, "multilabel": self.multilabel}
 
 
-class Precision(_ConfusionMetric):
+def _class_column(name, y_true, y_pred, class_id):
+    """Keras' class_id: that column of the targets (one-hot, or integer labels read as such)
+    and of the predictions, as binary targets and scores."""
+    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    if y_pred.ndim != 2 or class_id >= y_pred.shape[1]:
+        raise ValueError(f"{name}: class_id={class_id} needs predictions of shape (N, C) with "
+                         f"C > {class_id}, got {y_pred.shape}")
+    n, c = y_pred.shape
+    if y_true.shape == (n, c) or (c == 1 and y_true.size == n):
+        return y_true.reshape(n, c)[:, class_id], y_pred[:, class_id]
+    return _true_classes(name, y_true, n, c) == class_id, y_pred[:, class_id]
+
+
+def _one_threshold(owner, thresholds):
+    """Keras' `thresholds` (a number, or a list of one) as pynn's single threshold."""
+    if isinstance(thresholds, (list, tuple, np.ndarray)):
+        if len(thresholds) != 1:
+            raise NotImplementedError(f"{owner}: thresholds={thresholds!r}: pynn's metric takes "
+                                      f"one threshold; make one metric per threshold")
+        thresholds = thresholds[0]
+    return thresholds
+
+
+class _PrecisionOrRecall(_ConfusionMetric):
+    """Keras' arguments on top of pynn's: `thresholds` (one number: the threshold),
+    `class_id` (that class alone: its column of one-hot targets, or integer labels equal to
+    it, against its column of the predictions > threshold; `multilabel` then plays no part);
+    `top_k` is not supported."""
+
+    def __init__(self, threshold=0.5, multilabel=None, name=None, *, thresholds=None,
+                 top_k=None, class_id=None, dtype=None):
+        owner = type(self).__name__
+        if top_k is not None:
+            raise NotImplementedError(f"{owner}: top_k={top_k!r} is not supported (pynn reads "
+                                      f"the argmax class, or each output at the threshold)")
+        if thresholds is not None:
+            thresholds = _one_threshold(owner, thresholds)
+            if threshold not in (0.5, None, thresholds):
+                raise ValueError(f"{owner}: give threshold={threshold!r} or "
+                                 f"thresholds={thresholds!r}, not both")
+            threshold = thresholds
+        if class_id is not None:
+            if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) \
+                    or class_id < 0:
+                raise ValueError(f"{owner}: class_id must be an integer >= 0, got "
+                                 f"{class_id!r}")
+            class_id = int(class_id)
+        self.class_id = class_id
+        super().__init__(threshold, multilabel, name)
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {**super().get_config(), "class_id": self.class_id}
+
+
+class Precision(_PrecisionOrRecall):
     """Stateful precision over all batches seen since reset_state (macro over classes for
-    several)."""
+    several; Keras' `class_id=k`: class k's precision)."""
     default_name = "precision"
     direction = "up"
     _score = staticmethod(_precision_from)
 
 
-class Recall(_ConfusionMetric):
-    """Stateful recall over all batches seen since reset_state (macro over classes for several)."""
+class Recall(_PrecisionOrRecall):
+    """Stateful recall over all batches seen since reset_state (macro over classes for several;
+    Keras' `class_id=k`: class k's recall)."""
 
     default_name = "recall"
     direction = "up"
@@ -455,31 +760,90 @@ class Recall(_ConfusionMetric):
 
 
 class F1Score(_ConfusionMetric):
-    """Macro F1 for multi-class outputs (Keras' F1Score defaults to per-class values;
-    pynn logs one number per metric, so it follows scikit-learn's average='macro').
+    """F1 over all batches seen since reset_state. For multi-class outputs `average` is
+    scikit-learn's: "macro" (the mean over classes), "micro" (the F1 of the summed counts) or
+    "weighted" (the mean weighted by each class's support); Keras' default None gives one
+    value per class, which pynn cannot log as one number, so None is "macro" here. A single
+    output, or pooled multi-label outputs, is one class: every average is its F1.
     threshold=None (Keras' default) reads several outputs by their argmax class, as pynn
     always does (Keras: the row's largest output); a single output or pooled multi-label
     outputs at 0.5 (Keras would count nearly every sample positive)."""
 
     default_name = "f1_score"
     direction = "up"
-    _score = staticmethod(_f1_from)
+
+    def __init__(self, threshold=0.5, multilabel=None, name=None, *, average=None,
+                 dtype=None):
+        self.average = _check_average(type(self).__name__, average)
+        super().__init__(threshold, multilabel, name)
+
+    def _score(self, counts):
+        return _f1_from(counts, self.average)
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {**super().get_config(), "average": self.average}
 
 
 class AUC(_LabelMetric):
-    """Exact ROC AUC over every sample seen: keeps a copy of the scores (N x outputs floats)
-    and labels, since an exact AUC needs the full ranking."""
+    """Exact area under the ROC curve (`curve="ROC"`, the rank statistic) or the
+    precision-recall curve (`curve="PR"`: Keras' interpolation between the points at every
+    distinct score, the limit of Keras' value as its thresholds get finer) over every sample
+    seen; keeps a copy of the scores (N x outputs floats) and labels, since an exact AUC
+    needs the full ranking. Multi-class outputs give the one-vs-rest macro average.
+
+    Keras' arguments: `num_thresholds` and `thresholds` are accepted and unused (nothing is
+    discretised); `from_logits` is accepted and changes nothing (a sigmoid keeps the
+    ranking); `multi_label=True` averages the AUC of each output column (multi-hot targets),
+    `multi_label=False` pools every output as one label (pynn's multilabel=True), and left
+    at None pynn's `multilabel` (or compile's choice) decides; `num_labels` is accepted;
+    `label_weights` and `summation_method` other than "interpolation" are not supported."""
 
     default_name = "auc"
     direction = "up"
     costly_result = True
+    _cached = None
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name=None, dtype=None, thresholds=None, multi_label=None, num_labels=None,
+                 label_weights=None, from_logits=False, multilabel=None):
+        if isinstance(num_thresholds, bool) or \
+                not isinstance(num_thresholds, (int, np.integer)) or num_thresholds < 2:
+            raise ValueError(f"AUC: num_thresholds must be an integer > 1, got "
+                             f"{num_thresholds!r}")
+        self.curve = str(curve).upper()
+        if self.curve == "PRGAIN":
+            raise NotImplementedError("AUC: curve='PRGAIN' is not supported ('ROC' or 'PR')")
+        if self.curve not in ("ROC", "PR"):
+            raise ValueError(f"AUC: curve must be 'ROC' or 'PR', got {curve!r}")
+        if str(summation_method).lower() != "interpolation":
+            raise NotImplementedError(f"AUC: summation_method={summation_method!r} is not "
+                                      f"supported (pynn's AUC is exact: 'interpolation')")
+        if label_weights is not None:
+            raise NotImplementedError("AUC: label_weights is not supported")
+        if multi_label is not None and multilabel is not None:
+            raise ValueError("AUC: give multi_label (Keras') or multilabel (pynn's), not both")
+        self.num_thresholds = int(num_thresholds)
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        self.multi_label = None if multi_label is None else bool(multi_label)
+        self.num_labels = num_labels
+        self.from_logits = bool(from_logits)
+        super().__init__(multilabel, name)
+
+    @property
+    def _pooled(self):
+        if self.multi_label is not None:  # Keras: False pools, True takes each column
+            return not self.multi_label
+        return super()._pooled
 
     def reset_state(self):
+        """Forget every batch seen (fit calls it at each epoch's start, evaluate at its
+        start)."""
         self._state = None
         self._cached = None
 
     def _batch_state(self, y_true, y_pred):
-        return [_auc_scores(self.name, y_true, y_pred, self._pooled)]
+        return [_auc_scores(self.name, y_true, y_pred, self._pooled, self.multi_label)]
 
     def _merge(self, a, b):
         if a[0][1].shape[1:] != b[0][1].shape[1:]:
@@ -491,14 +855,83 @@ class AUC(_LabelMetric):
 
     def _score(self, chunks):
         if len(chunks) == 1:
-            return _auc_from(*chunks[0])
+            return _auc_from(*chunks[0], self.curve)
         if self._cached is None:  # the progress bar may ask often; concatenate once
             self._cached = _auc_from(np.concatenate([y for y, _ in chunks]),
-                                     np.concatenate([s for _, s in chunks]))
+                                     np.concatenate([s for _, s in chunks]), self.curve)
         return self._cached
 
     def get_config(self):
-        return {"name": self.name, "multilabel": self.multilabel}
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, "multilabel": self.multilabel, "curve": self.curve,
+                "num_thresholds": self.num_thresholds, "thresholds": self.thresholds,
+                "multi_label": self.multi_label, "num_labels": self.num_labels,
+                "from_logits": self.from_logits}
+
+
+class _Count(Metric):
+    """Keras' confusion-matrix counts: every entry (each output of each sample) is one binary
+    decision, predicted positive when > the threshold (`thresholds`: one number, 0.5 by
+    default), a target positive when > 0.5; the result is the count over every batch since
+    reset_state, a float (0.0 before any)."""
+
+    condition = None  # (target positive, predicted positive) of the entries counted
+
+    def __init__(self, thresholds=None, name=None, dtype=None):  # Keras' order
+        owner = type(self).__name__
+        threshold = _one_threshold(owner, thresholds)
+        self.threshold = 0.5 if threshold is None else check_unit_interval(owner, "thresholds",
+                                                                           threshold)
+        super().__init__(name, dtype)
+
+    def reset_state(self):
+        """Forget every batch seen: the count is 0 again."""
+        self._state = 0.0
+
+    def _batch_state(self, y_true, y_pred):
+        true, pred, _ = _labels(self.name, y_true, y_pred, self.threshold, multilabel=True)
+        target, predicted = self.condition
+        return float(np.count_nonzero((true == target) & (pred == predicted)))
+
+    def _merge(self, a, b):
+        return a + b
+
+    def _score(self, count):
+        return count
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, "thresholds": self.threshold}
+
+
+class TruePositives(_Count):
+    """Keras' TruePositives: the number of entries with target and prediction positive."""
+
+    default_name = "true_positives"
+    condition = (1, 1)
+
+
+class FalsePositives(_Count):
+    """Keras' FalsePositives: the number of entries predicted positive with a negative
+    target."""
+
+    default_name = "false_positives"
+    condition = (0, 1)
+
+
+class TrueNegatives(_Count):
+    """Keras' TrueNegatives: the number of entries with target and prediction negative."""
+
+    default_name = "true_negatives"
+    condition = (0, 0)
+
+
+class FalseNegatives(_Count):
+    """Keras' FalseNegatives: the number of entries predicted negative with a positive
+    target."""
+
+    default_name = "false_negatives"
+    condition = (1, 0)
 
 
 class RootMeanSquaredError(Metric):
@@ -585,6 +1018,33 @@ class SparseCategoricalAccuracy(_MeanOf):
     function = staticmethod(sparse_categorical_accuracy)
 
 
+class _TopK(_MeanOf):
+    def __init__(self, k=5, name=None, dtype=None):  # Keras' order
+        self.k = _check_k(type(self).__name__, k)
+        super().__init__(name, dtype)
+        self.fn = functools.partial(type(self).function, k=self.k)  # a partial pickles
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, "k": self.k}
+
+
+class TopKCategoricalAccuracy(_TopK):
+    """Keras' TopKCategoricalAccuracy: the fraction of rows whose one-hot target's class is
+    among the k highest predictions (a tie with the k-th counts as in)."""
+
+    default_name = "top_k_categorical_accuracy"
+    function = staticmethod(top_k_categorical_accuracy)
+
+
+class SparseTopKCategoricalAccuracy(_TopK):
+    """Keras' SparseTopKCategoricalAccuracy: the fraction of rows whose integer label is among
+    the k highest predictions (a tie with the k-th counts as in)."""
+
+    default_name = "sparse_top_k_categorical_accuracy"
+    function = staticmethod(sparse_top_k_categorical_accuracy)
+
+
 class MeanSquaredError(_MeanOf):
     """Keras' MeanSquaredError metric: the mean squared error over every element seen."""
 
@@ -628,6 +1088,8 @@ _FUNCTIONS = {
     "mean_absolute_percentage_error": mean_absolute_percentage_error,
     "msle": mean_squared_logarithmic_error,
     "mean_squared_logarithmic_error": mean_squared_logarithmic_error,
+    "top_k_categorical_accuracy": top_k_categorical_accuracy,
+    "sparse_top_k_categorical_accuracy": sparse_top_k_categorical_accuracy,
 }
 _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
     "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
@@ -646,11 +1108,17 @@ _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for th
     "BinaryCrossentropy": "binary_crossentropy",
     "CategoricalCrossentropy": "categorical_crossentropy",
     "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "TopKCategoricalAccuracy": "top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
+    "TruePositives": "true_positives", "FalsePositives": "false_positives",
+    "TrueNegatives": "true_negatives", "FalseNegatives": "false_negatives",
 }
 _REGRESSION = {
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
     "r2": R2Score, "r2_score": R2Score,
 }
+_COUNTS = {cls.default_name: cls for cls in (TruePositives, FalsePositives, TrueNegatives,
+                                             FalseNegatives)}
 
 
 def accuracy_for(loss_name, output_dim):
@@ -659,14 +1127,15 @@ def accuracy_for(loss_name, output_dim):
         return sparse_categorical_accuracy
     if loss_name == "categorical_crossentropy":
         return categorical_accuracy
-    if loss_name == "binary_crossentropy" or output_dim == 1:
+    if loss_name in ("binary_crossentropy", "binary_focal_crossentropy") or output_dim == 1:
         return binary_accuracy
     return categorical_accuracy
 
 
 def get(identifier, loss_name=None, output_dim=1):
     """The Metric object for a compile() metric: a name, a Metric, or a function
-    fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count).
+    fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count) or
+    one value per sample (averaged).
     loss_name and output_dim are the model's (compile passes them): 'accuracy' and the
     multi-label reading of precision/recall/F1/AUC depend on them."""
     # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
@@ -697,8 +1166,10 @@ def get(identifier, loss_name=None, output_dim=1):
         return _CLASSIFICATION[identifier](multilabel=multilabel, name=name)
     if identifier in _REGRESSION:
         return _REGRESSION[identifier](name=name)
-    known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_CROSSENTROPIES,
-             *_KERAS_NAMES]
+    if identifier in _COUNTS:
+        return _COUNTS[identifier](name=name)
+    known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_COUNTS,
+             *_CROSSENTROPIES, *_KERAS_NAMES]
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
@@ -707,7 +1178,9 @@ _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
                                             CategoricalAccuracy, SparseCategoricalAccuracy,
                                             MeanSquaredError, MeanAbsoluteError,
                                             MeanAbsolutePercentageError,
-                                            MeanSquaredLogarithmicError)}
+                                            MeanSquaredLogarithmicError,
+                                            TopKCategoricalAccuracy,
+                                            SparseTopKCategoricalAccuracy, *_COUNTS.values())}
 # pynn's metric functions a file may name (a file never names anything else of this module)
 _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
                                                  f1_score, roc_auc, root_mean_squared_error,
@@ -769,7 +1242,7 @@ def fresh_copy(metric):
     still accumulating into the original. pynn's own classes reset by assigning new state,
     so a shallow copy suffices (a deep one copied an epoch of AUC scores); a user's class may
     reset in place, so it is copied deeply, or, if it cannot be, shared as before."""
-    if type(metric).__module__ == __name__:
+    if type(metric).__module__ == __name__ and not metric._variables:
         fresh = copy.copy(metric)
     else:
         try:
@@ -838,11 +1311,14 @@ class EpochLogs(Mapping):
         return len(self._names())
 
 
-__all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "MeanAbsoluteError",
-           "MeanAbsolutePercentageError", "MeanMetricWrapper", "MeanSquaredError",
-           "MeanSquaredLogarithmicError", "Metric", "Precision", "R2Score", "Recall",
-           "RootMeanSquaredError", "SparseCategoricalAccuracy", "binary_accuracy",
+__all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "FalseNegatives",
+           "FalsePositives", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+           "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric",
+           "MetricVariable", "Precision", "R2Score", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy",
+           "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives", "binary_accuracy",
            "categorical_accuracy", "f1_score", "get", "mean_absolute_error",
            "mean_absolute_percentage_error", "mean_squared_error",
            "mean_squared_logarithmic_error", "precision", "r2_score", "recall", "roc_auc",
-           "root_mean_squared_error", "sparse_categorical_accuracy"]
+           "root_mean_squared_error", "sparse_categorical_accuracy",
+           "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]
