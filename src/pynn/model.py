@@ -31,8 +31,9 @@ from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import (ACTIVATION_LAYERS, Dense, Dropout, Flatten, InputLayer, Layer,
-                     LayerNormalization, Normalization, RMSNormalization, get_class)
+from .layers import (ACTIVATION_LAYERS, Dense, Dropout, Flatten, GaussianDropout,
+                     GaussianNoise, InputLayer, Layer, LayerNormalization, Normalization,
+                     RandomLayer, RMSNormalization, get_class)
 from .layers.base import as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
@@ -508,10 +509,11 @@ class Sequential:
         return loss + self._regularization(add_gradients=True), out
 
     def _sync_dropout_steps(self):
-        """Dropout masks follow the optimizer's step (the native engine uses the same), so
-        both training paths, and a run resumed from a file, draw the same masks."""
+        """Dropout masks (and Gaussian noise) follow the optimizer's step (the native engine
+        uses the same), so both training paths, and a run resumed from a file, draw the same
+        masks."""
         for layer in self.layers:
-            if isinstance(layer, Dropout):
+            if isinstance(layer, RandomLayer):
                 layer.step = self.optimizer.iterations
 
     def _regularization(self, add_gradients=False):
@@ -1470,7 +1472,8 @@ class Sequential:
 
 
 # Layers applied to the last axis of inputs with any number of axes (as Keras')
-_LAST_AXIS_LAYERS = (Dense, Dropout, Normalization, LayerNormalization, RMSNormalization,
+_LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, Normalization,
+                     LayerNormalization, RMSNormalization,
                      *ACTIVATION_LAYERS)
 
 

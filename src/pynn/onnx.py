@@ -13,8 +13,9 @@ import numbers
 
 import numpy as np
 
-from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten, InputLayer,
-                     LayerNormalization, Normalization, RMSNormalization)
+from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten,
+                     GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
+                     Normalization, RMSNormalization)
 
 
 def _onnx():
@@ -160,8 +161,8 @@ def export(model, filepath, opset=None):
         name = layer.name
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
-        if kind in (InputLayer, Dropout):
-            continue
+        if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout):
+            continue  # (the identity at inference)
         if kind is Flatten:
             out = f"{name}_out"
             nodes.append(helper.make_node("Flatten", [current], [out], name=out, axis=1))

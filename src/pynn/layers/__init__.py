@@ -5,13 +5,15 @@ from .activation import Activation, Input, InputLayer
 from .activation_layers import ACTIVATION_LAYERS, ELU, LeakyReLU, ReLU, Softmax
 from .base import Layer, Parameter
 from .dense import Dense
-from .dropout import Dropout
+from .dropout import Dropout, RandomLayer
 from .feature_normalization import Normalization
 from .layer_normalization import LayerNormalization, RMSNormalization
+from .noise import GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
 from .reshape import Flatten
 
-_REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, BatchNormalization, Flatten,
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, GaussianDropout, GaussianNoise,
+                                            BatchNormalization, Flatten,
                                             InputLayer, LayerNormalization, Normalization,
                                             RMSNormalization, *ACTIVATION_LAYERS)}
 
@@ -24,5 +26,6 @@ def get_class(name, custom_objects=None, custom=False):
 
 
 __all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dropout", "ELU",
-           "Flatten", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
-           "Normalization", "Parameter", "ReLU", "RMSNormalization", "Softmax", "get_class"]
+           "Flatten", "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
+           "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "RandomLayer",
+           "ReLU", "RMSNormalization", "Softmax", "get_class"]

@@ -16,27 +16,38 @@ from .. import config
 from .base import Layer
 
 
-class Dropout(Layer):
+class RandomLayer(Layer):
+    """A layer whose training passes draw random values from its `seed` and `step` (Dropout,
+    GaussianNoise, GaussianDropout): the model sets `step` to its optimizer's count before
+    each pass, so both training paths and a resumed run draw the same values. seed defaults
+    to a draw from pynn's generator (pynn.set_seed reproduces runs) and is saved."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if seed is None:
+            seed = int(config.rng().integers(0, 2**63 - 1))
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+                or not 0 <= seed < 2**64:
+            raise ValueError(f"{type(self).__name__}: seed must be an integer in [0, 2**64), "
+                             f"got {seed!r}")
+        self.seed = int(seed)
+        self.step = 0  # training passes so far; each draws the values of its step
+
+
+class Dropout(RandomLayer):
     """Inverted dropout: in training, each input is zeroed with probability `rate` (0 <= rate
     < 1) and the survivors scaled by 1 / (1 - rate); at inference the identity. seed: the
     masks' seed (default: drawn from pynn's generator, so pynn.set_seed reproduces runs);
     saved with the model, with the step, so a resumed run continues the same masks."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):  # Keras' order
-        super().__init__(**kwargs)
         if noise_shape is not None:  # refused, not ignored: masks shared along axes differ
             raise NotImplementedError(f"Dropout: noise_shape={noise_shape!r} is not supported "
                                       f"by pynn (each value gets its own mask entry)")
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        if seed is None:
-            seed = int(config.rng().integers(0, 2**63 - 1))
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
-                or not 0 <= seed < 2**64:
-            raise ValueError(f"Dropout: seed must be an integer in [0, 2**64), got {seed!r}")
+        super().__init__(seed, **kwargs)
         self.rate = float(rate)
-        self.seed = int(seed)
-        self.step = 0  # training passes so far; each draws the mask of its step
 
     def forward(self, x, training=False, logits=False):
         if not training or self.rate == 0:

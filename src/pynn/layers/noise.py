@@ -1,0 +1,78 @@
+"""Keras' Gaussian regularization layers: in training, GaussianNoise adds N(0, stddev) noise
+and GaussianDropout multiplies by N(1, rate / (1 - rate)) noise; at inference both are the
+identity. The noise of a training pass is a function of the layer's seed and step (NumPy's
+generator on the host, copied to the backend), so runs are reproducible and resumable as
+Dropout's. They train layer by layer (the native engine skips them only at inference)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .dropout import RandomLayer
+
+
+class _GaussianLayer(RandomLayer):
+    def _normal(self, x):
+        """Standard normal draws of x's shape and dtype for this pass, on x's backend."""
+        rng = np.random.default_rng([self.seed, self.step])
+        self.step += 1
+        return self.backend.asarray(rng.standard_normal(x.shape), x.dtype)
+
+
+def _check_unit(owner, name, value, upper_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0 <= value < 1 if upper_open else 0 <= value <= 1):
+        raise ValueError(f"{owner}: {name} must be in [0, {'1)' if upper_open else '1]'}, got "
+                         f"{value!r}")
+    return float(value)
+
+
+class GaussianNoise(_GaussianLayer):
+    """In training x + N(0, stddev) noise (0 <= stddev <= 1, Keras' range); the identity at
+    inference."""
+
+    def __init__(self, stddev, seed=None, **kwargs):
+        stddev = _check_unit("GaussianNoise", "stddev", stddev)
+        super().__init__(seed, **kwargs)
+        self.stddev = stddev
+
+    def forward(self, x, training=False, logits=False):
+        if training and self.stddev > 0:
+            return x + self._normal(x) * x.dtype.type(self.stddev)
+        return x
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy if need_input_grad else None
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+
+
+class GaussianDropout(_GaussianLayer):
+    """In training x * N(1, sqrt(rate / (1 - rate))) noise (0 <= rate < 1): dropout's mean
+    and variance without zeros; the identity at inference."""
+
+    def __init__(self, rate, seed=None, **kwargs):
+        rate = _check_unit("GaussianDropout", "rate", rate, upper_open=True)
+        super().__init__(seed, **kwargs)
+        self.rate = rate
+
+    def forward(self, x, training=False, logits=False):
+        self._cache = None
+        if training and self.rate > 0:
+            stddev = x.dtype.type(math.sqrt(self.rate / (1 - self.rate)))
+            self._cache = 1 + self._normal(x) * stddev
+            return x * self._cache
+        return x
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        noise, self._cache = self._cache, None
+        if not need_input_grad:
+            return None
+        return dy if noise is None else dy * noise
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
