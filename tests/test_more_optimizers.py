@@ -26,6 +26,8 @@ KERAS_CASES = [
     ("Lion", {"learning_rate": 0.003, "beta_1": 0.7, "beta_2": 0.95, "weight_decay": 1.0}),
     ("Adadelta", {"learning_rate": 1.0}),
     ("Adadelta", {"learning_rate": 0.5, "rho": 0.8, "epsilon": 1e-5, "weight_decay": 0.2}),
+    ("Lamb", {}),
+    ("Lamb", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.9, "weight_decay": 0.1}),
     ("Adam", {"learning_rate": 0.1, "amsgrad": True}),
     ("AdamW", {"learning_rate": 0.05, "amsgrad": True, "weight_decay": 0.05}),
 ]
@@ -281,7 +283,8 @@ def test_amsgrads_slot_is_saved_and_restored(tmp_path, rng):
     (lambda: optimizers.Adadelta(rho=1.5), ValueError, "rho must be in"),
     (lambda: optimizers.Adadelta(learning_rate="fast"), ValueError, "learning_rate"),
     (lambda: optimizers.AdamW(amsgrad=None), TypeError, "amsgrad must be True or False"),
-    (lambda: optimizers.get("lamb"), ValueError, "unknown optimizer 'lamb'; known: .*lion"),
+    (lambda: optimizers.get("ftrl"), ValueError, "unknown optimizer 'ftrl'; known: .*lion"),
+    (lambda: optimizers.Lamb(beta_2=1.0), ValueError, r"beta_2 must be in \[0, 1\)"),
 ])
 def test_bad_arguments(call, error, words):
     with pytest.raises(error, match=words):
@@ -325,3 +328,13 @@ def test_the_engine_asks_for_amsgrads_third_slot(rng):
     with pytest.raises(ValueError, match=r"expected \[m, u\]"):
         _C.DenseEngine([3, 2], [0], [0.0], [True], "mse", 0.0, "adamax", 4).bind(
             params, [True], [[np.zeros_like(p)] for p in params])
+
+
+@requires_backend("cpu")
+def test_lamb_trains_layer_by_layer_and_names_why(rng):
+    x, y = _data(rng)
+    model = _model(optimizers.Lamb(0.01))
+    assert pynn.engine.unsupported_reason(model, for_training=True) == "optimizer Lamb"
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert history.params["engine"] == "layers"
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -160,6 +160,20 @@ def _hand_adadelta(lr, rho, eps):
     return out
 
 
+def _hand_lamb(lr, b1, b2, eps):
+    # one tensor: the trust ratio ||w|| / ||step|| is taken over all of W0
+    w, m, v = list(W0), [0.0] * 3, [0.0] * 3
+    for t, gs in enumerate(GRADS, start=1):
+        step = []
+        for i, g in enumerate(gs):
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            step.append(m[i] / (1 - b1 ** t) / (math.sqrt(v[i] / (1 - b2 ** t)) + eps))
+        ratio = math.sqrt(sum(x * x for x in w)) / math.sqrt(sum(s * s for s in step))
+        w = [wi - lr * ratio * si for wi, si in zip(w, step)]
+    return w
+
+
 CASES = [
     (lambda: optimizers.SGD(0.1), _hand_sgd(0.1, 0.0, False)),
     (lambda: optimizers.SGD(0.1, momentum=0.9), _hand_sgd(0.1, 0.9, False)),
@@ -178,6 +192,7 @@ CASES = [
     (lambda: optimizers.Lion(0.01, beta_1=0.5, beta_2=0.9, weight_decay=2.0),
      _hand_lion(0.01, 0.5, 0.9, 2.0)),
     (lambda: optimizers.Adadelta(1.0), _hand_adadelta(1.0, 0.95, 1e-7)),
+    (lambda: optimizers.Lamb(0.01), _hand_lamb(0.01, 0.9, 0.999, 1e-7)),
 ]
 
 
@@ -195,7 +210,8 @@ def test_update_matches_hand_computed(backend, case):
                                       ("adagrad", optimizers.Adagrad),
                                       ("nadam", optimizers.Nadam), ("adamax", optimizers.Adamax),
                                       ("lion", optimizers.Lion),
-                                      ("adadelta", optimizers.Adadelta)])
+                                      ("adadelta", optimizers.Adadelta),
+                                      ("lamb", optimizers.Lamb)])
 def test_by_name(name, cls):
     assert type(optimizers.get(name)) is cls
     assert type(optimizers.get(name.upper())) is cls

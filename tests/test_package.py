@@ -193,7 +193,7 @@ def test_keras_names_exist():
     for name in ["Sequential", "Dense", "Activation", "Input", "set_seed"]:
         assert hasattr(pynn, name)
     for name in ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax", "Lion",
-                 "Adadelta"]:
+                 "Adadelta", "Lamb"]:
         assert hasattr(pynn.optimizers, name)
     for name in ["MeanSquaredError", "MeanAbsoluteError", "Huber", "BinaryCrossentropy",
                  "CategoricalCrossentropy", "SparseCategoricalCrossentropy"]:

@@ -34,7 +34,7 @@ def _data(n=120):
     ("adam", 0.0), ("sgd", 0.0), (pynn.optimizers.SGD(0.1, momentum=0.9), 0.0),
     ("rmsprop", 0.0), ("adagrad", 0.0), ("adamw", 0.0), ("adam", 0.3),
     (pynn.optimizers.Adam(amsgrad=True), 0.0), ("nadam", 0.0), ("adamax", 0.0),
-    (pynn.optimizers.Lion(1e-4, weight_decay=0.5), 0.0), ("adadelta", 0.0)])
+    (pynn.optimizers.Lion(1e-4, weight_decay=0.5), 0.0), ("adadelta", 0.0), ("lamb", 0.0)])
 def test_roundtrip_and_resume_bit_for_bit(tmp_path, optimizer, dropout):
     # With dropout the saved seed and the optimizer's step continue the same masks.
     x, y = _data()

@@ -548,14 +548,36 @@ class Adadelta(Optimizer):
                           self.epsilon, self.weight_decay)
 
 
+class Lamb(Optimizer):
+    """Lamb (You et al.; Keras 3's formula): Adam's bias-corrected step scaled per tensor by
+    ||w|| / ||step||, for large batches. Its weight decay is Keras' decoupled one, applied
+    before the step. Array operations on every backend; fit trains it layer by layer."""
+
+    slots = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = _check_positive("epsilon", epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+    def _update(self, b, w, g, s, lr):
+        b.lamb_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
+                      self.iterations)
+
+
 # Keras 3's default optimizer names.
 _DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                   "Adagrad": "adagrad", "Nadam": "nadam", "Adamax": "adamax", "Lion": "lion",
-                  "Adadelta": "adadelta"}
+                  "Adadelta": "adadelta", "Lamb": "lamb"}
 
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
-            "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta}
+            "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta, "lamb": Lamb}
 NAMES = tuple(_BY_NAME)  # what `get` takes by name (any case)
 
 

@@ -96,6 +96,11 @@ class Backend:
                         weight_decay):
         raise NotImplementedError
 
+    def lamb_update(self, w, g, m, v, lr, beta1, beta2, eps, step):
+        """Lamb (per-tensor trust ratio): array operations on every backend (two norms per
+        tensor make it more than one element-wise pass)."""
+        raise NotImplementedError
+
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
         raise NotImplementedError
 

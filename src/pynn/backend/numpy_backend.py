@@ -301,6 +301,18 @@ class NumpyBackend(Backend):
         m *= beta2
         m += (1 - beta2) * g
 
+    def lamb_update(self, w, g, m, v, lr, beta1, beta2, eps, step):
+        # Keras 3's Lamb: Adam's bias-corrected step, scaled by ||w|| / ||step|| (1 when
+        # either norm is 0); the norms summed in float64
+        xp = self.xp
+        m += (g - m) * (1 - beta1)
+        v += (g * g - v) * (1 - beta2)
+        update = (m / (1 - beta1 ** step)) / (xp.sqrt(v / (1 - beta2 ** step)) + eps)
+        w_norm = math.sqrt(float((w.astype(np.float64) ** 2).sum()))
+        u_norm = math.sqrt(float((update.astype(np.float64) ** 2).sum()))
+        ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        w -= (ratio * lr) * update
+
     def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
                         weight_decay):
         xp = self.xp
