@@ -99,3 +99,17 @@ def test_activation_name_and_iterations_numpy(rng):
                                          r"loss='sparse_categorical_crossentropy', or one-hot "
                                          r"targets \(pynn.utils.to_categorical\(y, 4\)\)"):
         model.fit(x, np.arange(8) % 4, verbose=0)
+
+
+@pytest.mark.parametrize("module,name,words", [
+    (pynn.callbacks, "TensorBoard", "CSVLogger"),
+    (pynn.callbacks, "ProgbarLogger", "verbose"),
+    (pynn.layers, "Lambda", "no autodiff"),
+    (pynn.layers, "Conv2D", "dense networks"),
+    (pynn.layers, "Embedding", "dense networks"),
+    (pynn.callbacks, "NoSuchThing", "has no attribute 'NoSuchThing'$"),
+])
+def test_keras_names_pynn_leaves_out_say_what_to_use(module, name, words):
+    with pytest.raises(AttributeError, match=words):
+        getattr(module, name)
+    assert not hasattr(module, name)

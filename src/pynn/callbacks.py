@@ -739,3 +739,20 @@ class CallbackList:
 __all__ = ["BackupAndRestore", "CSVLogger", "Callback", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
            "TerminateOnNaN"]
+
+# Keras callbacks pynn leaves out, with what to use instead (a clearer AttributeError).
+_KERAS_ONLY = {
+    "TensorBoard": "pynn writes no TensorBoard event files: log with CSVLogger(filename), or "
+                   "draw model.history with History.plot()",
+    "ProgbarLogger": "fit(verbose=1) shows pynn's progress bar itself (verbose=2: a line per "
+                     "epoch)",
+    "RemoteMonitor": "send the logs from a LambdaCallback(on_epoch_end=...) of your own",
+}
+
+
+def __getattr__(name):
+    if name in _KERAS_ONLY:
+        raise AttributeError(f"module 'pynn.callbacks' has no attribute {name!r}: "
+                             f"{_KERAS_ONLY[name]}")
+    raise AttributeError(f"module 'pynn.callbacks' has no attribute {name!r}")
+

@@ -29,3 +29,19 @@ __all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dr
            "Flatten", "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "RandomLayer",
            "ReLU", "RMSNormalization", "Softmax", "get_class"]
+
+
+def __getattr__(name):
+    # Keras layers pynn leaves out: a clearer AttributeError than the bare one
+    if name == "Lambda":
+        raise AttributeError("module 'pynn.layers' has no attribute 'Lambda': pynn has no "
+                             "autodiff, so a function needs its gradient too: subclass "
+                             "pynn.layers.Layer with forward and backward (README: Custom "
+                             "layers)")
+    if name.startswith(("Conv", "LSTM", "GRU", "SimpleRNN", "Embedding", "MaxPool",
+                        "AveragePool", "GlobalAverage", "GlobalMax", "MultiHeadAttention")):
+        raise AttributeError(f"module 'pynn.layers' has no attribute {name!r}: pynn builds "
+                             f"dense networks (Dense, normalization, dropout and activation "
+                             f"layers, Flatten)")
+    raise AttributeError(f"module 'pynn.layers' has no attribute {name!r}")
+
