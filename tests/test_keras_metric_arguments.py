@@ -557,3 +557,19 @@ def test_a_per_sample_metric_function_is_averaged(rng):
     with pytest.raises(TypeError, match="metric 'wrong_length' must give one number, got "
                                         r"array.*one per sample: 8 along axis 0"):
         model.fit(x, y[:45], batch_size=8, verbose=0)
+
+
+def test_kerass_positional_habits_get_clear_errors_or_its_reading(rng):
+    # thresholds= given on (N, C) outputs reads each output at it, as Keras (the argmax
+    # reading would ignore it)
+    y = np.eye(3)[rng.integers(0, 3, size=30)]
+    p = rng.random((30, 3))
+    for t in (0.1, 0.9):
+        got = M.Precision(thresholds=t)(y, p)
+        pred = p > t
+        want = (pred & (y > 0.5)).sum() / max(pred.sum(), 1)
+        assert got == pytest.approx(want)
+    with pytest.raises(TypeError, match=r"F1Score\(average='macro'\)"):
+        M.F1Score("macro")
+    with pytest.raises(TypeError, match="name must be a string"):
+        M.Precision(0.5, None, 2)  # Keras' (thresholds, top_k, class_id) order

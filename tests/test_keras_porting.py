@@ -40,10 +40,16 @@ def test_to_categorical_refuses(labels, num_classes, error, words):
 
 
 def test_utils_and_models_names(tmp_path, rng):
-    pynn.utils.set_random_seed(3)
+    import random
+
+    pynn.utils.set_random_seed(3)  # pynn's generator, and Python's and NumPy's (Keras')
     a = pynn.initializers.GlorotUniform()((4, 4))
+    drawn = (random.random(), np.random.rand())
     pynn.set_seed(3)
     np.testing.assert_array_equal(a, pynn.initializers.GlorotUniform()((4, 4)))
+    pynn.utils.set_random_seed(3)
+    pynn.initializers.GlorotUniform()((4, 4))
+    assert (random.random(), np.random.rand()) == drawn
     assert pynn.utils.PyDataset is pynn.PyDataset is pynn.utils.Sequence
     assert pynn.optimizers.schedules.ExponentialDecay is pynn.schedules.ExponentialDecay
     model = pynn.models.Sequential([pynn.Input((3,)), pynn.layers.Dense(2, name="d")])
@@ -59,12 +65,32 @@ def test_utils_and_models_names(tmp_path, rng):
     with pytest.raises(TypeError, match="Sequential"):
         pynn.models.clone_model("model")
 
+    class Scale(pynn.layers.Layer):  # a user's layer, never registered
+        def forward(self, x, training=False, logits=False):
+            return 2 * x
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return 2 * dy
+
+    custom = pynn.Sequential([pynn.Input((3,)), Scale(), pynn.layers.Dense(1)])
+    twin = pynn.models.clone_model(custom)
+    assert type(twin.layers[1]) is Scale
+
+
+def test_kerass_import_of_the_schedules():
+    from pynn.optimizers.schedules import ExponentialDecay
+
+    assert ExponentialDecay is pynn.schedules.ExponentialDecay
+
 
 def test_a_weight_reads_as_its_array(rng):
     model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
     kernel = model.layers[1].kernel
     values = kernel.numpy()
     assert np.array(kernel).shape == (3, 2)  # a 0-d object array before
+    copied = np.array(kernel)  # a copy, as Keras' (it was the weights' own buffer)
+    copied[:] = 7
+    assert not np.any(kernel.numpy() == 7)
     np.testing.assert_array_equal(np.round(kernel, 2), np.round(values, 2))
     np.testing.assert_array_equal(kernel * 2, values * 2)
     np.testing.assert_array_equal(1 - kernel, 1 - values)
@@ -73,12 +99,16 @@ def test_a_weight_reads_as_its_array(rng):
     np.testing.assert_array_equal(kernel > 0, values > 0)
     assert kernel == kernel and kernel != model.layers[1].bias  # identity, as before
     assert {kernel: 1}[kernel] == 1
+    snapshot = np.asarray(kernel)  # a copy too: later changes of the weights do not show
+    kernel.assign(values + 1)
+    np.testing.assert_array_equal(snapshot, values)
 
 
 def test_constant_takes_a_one_element_array():
     # the TensorFlow imbalanced-data tutorial's output bias
     init = pynn.initializers.Constant(np.log([25 / 975]))
     assert init.value == pytest.approx(np.log(25 / 975))
+    assert pynn.initializers.Constant("0.5").value == 0.5  # a numeric string, as before
     with pytest.raises(ValueError, match="one number"):
         pynn.initializers.Constant(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="one number"):
@@ -113,3 +143,10 @@ def test_keras_names_pynn_leaves_out_say_what_to_use(module, name, words):
     with pytest.raises(AttributeError, match=words):
         getattr(module, name)
     assert not hasattr(module, name)
+
+
+def test_the_integer_label_hint_fits_the_loss(rng):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(4)])
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError, match=r"integer class labels\? one-hot them"):
+        model.fit(rng.normal(size=(8, 3)), np.arange(8) % 4, verbose=0)

@@ -631,3 +631,31 @@ def test_focal_options_against_keras(rng, options):
 def test_focal_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
         losses.BinaryFocalCrossentropy(**kwargs)
+
+
+def test_focal_reads_metrics_as_labels_and_keeps_its_name(tmp_path, rng):
+    # several sigmoid outputs under a focal loss are labels, as under binary cross-entropy,
+    # whatever name= the loss object has
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, :3] > 0).astype(np.float32)
+    results = []
+    for loss in (losses.BinaryCrossentropy(), losses.BinaryFocalCrossentropy(name="focal")):
+        pynn.set_seed(1)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(3, activation="sigmoid")])
+        model.compile("adam", loss, metrics=["accuracy", "precision", "AUC"])
+        logs = model.evaluate(x, y, return_dict=True)
+        results.append([logs[k] for k in ("accuracy", "precision", "AUC")])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-6)
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").loss.name == "focal"
+
+
+def test_focal_with_gamma_below_1_warns_nothing_at_saturated_outputs():
+    import warnings
+
+    loss = losses.BinaryFocalCrossentropy(gamma=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = _value_and_grad(loss, np.array([[1.0, 0.0]]),
+                                      np.array([[1.0, 0.0]], np.float32))
+    assert np.isfinite(value) and np.all(np.isfinite(grad))

@@ -79,7 +79,10 @@ class Constant(Initializer):
 
     def __init__(self, value=0.0):
         # a one-element array too (Keras code writes Constant(np.log([pos / neg])))
-        array = np.asarray(value)
+        try:  # (a numeric string, as float() took before)
+            array = np.asarray(float(value) if isinstance(value, str) else value)
+        except ValueError:
+            array = np.asarray(None)
         if array.size != 1 or array.dtype.kind not in "biuf":
             raise ValueError(f"Constant: value must be one number, got {value!r:.60}")
         self.value = float(array.reshape(()))

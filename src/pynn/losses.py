@@ -85,9 +85,12 @@ class Loss:
             hint = "reshape the targets"
             if expected is not None and len(expected) == 2 and expected[1] > 1 and \
                     y.shape in ((y.shape[0],), (y.shape[0], 1)) and y.dtype.kind in "biu":
-                hint = (f"for integer class labels use "
-                        f"loss='sparse_categorical_crossentropy', or one-hot targets "
+                hint = (f"integer class labels? one-hot them "
                         f"(pynn.utils.to_categorical(y, {expected[1]}))")
+                if self.name == "categorical_crossentropy":
+                    hint = (f"for integer class labels use "
+                            f"loss='sparse_categorical_crossentropy', or one-hot targets "
+                            f"(pynn.utils.to_categorical(y, {expected[1]}))")
             raise ValueError(f"{self.name}: targets have shape {y.shape} but the model's "
                              f"predictions have shape {expected}; {hint} "
                              f"(pynn never broadcasts targets silently)")
@@ -545,7 +548,8 @@ class BinaryFocalCrossentropy(_FormulaLoss):
     label (Lin et al.; Keras 3's formula): confident right answers weigh little, so rare
     positives count more. apply_class_balancing weighs positives by alpha, negatives by
     1 - alpha; label_smoothing as BinaryCrossentropy's; probabilities are clipped to
-    [1e-7, 1 - 1e-7] inside the cross-entropy (not in p_t), as in Keras."""
+    [1e-7, 1 - 1e-7] inside the cross-entropy (not in p_t), as in Keras; logits are taken
+    exactly (Keras' value saturates beyond about +-17)."""
 
     name = "binary_focal_crossentropy"
 
@@ -569,9 +573,12 @@ class BinaryFocalCrossentropy(_FormulaLoss):
             self.name = str(name)
 
     def get_config(self):
-        return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
-                "gamma": self.gamma, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        config = {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                  "gamma": self.gamma, "from_logits": self.from_logits,
+                  "label_smoothing": self.label_smoothing}
+        if self.name != type(self).name:
+            config["name"] = self.name
+        return config
 
     def prepare_targets(self, y, output_shape, dtype):
         y = super().prepare_targets(y, output_shape, dtype)
@@ -602,7 +609,9 @@ class BinaryFocalCrossentropy(_FormulaLoss):
         q = 1 - (y * p + (1 - y) * (1 - p))  # 1 - p_t
         factor = q ** g
         # d factor / d p = -g q^(g-1) (2y - 1); 0 where q = 0 (and for g = 0)
-        dfactor = xp.where(q > 0, -g * xp.abs(q) ** (g - 1) * (2 * y - 1), 0) if g else 0
+        # (q^(g-1) of a positive stand-in where q = 0: no divide-by-zero warning for g < 1)
+        dfactor = xp.where(q > 0, -g * xp.where(q > 0, q, 1) ** (g - 1) * (2 * y - 1), 0) \
+            if g else 0
         loss = factor * bce
         grad = dfactor * dp * bce + factor * dbce
         if self.apply_class_balancing:

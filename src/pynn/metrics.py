@@ -506,6 +506,9 @@ class Metric:
     _state = None  # until reset_state: a subclass overriding it may not call it in __init__
 
     def __init__(self, name=None, dtype=None):  # dtype: Keras' argument; values are floats
+        if name is not None and not isinstance(name, str):  # (Keras' arguments in pynn's
+            raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}; "
+                            f"give Keras' other arguments by keyword")  # positions)
         self.name = name or self.default_name
         # pynn's classes set their state up in reset_state, and so may a user's (as pynn's
         # docs showed); but a reset_state may also need what its __init__ makes after this
@@ -728,6 +731,8 @@ class _PrecisionOrRecall(_ConfusionMetric):
                 raise ValueError(f"{owner}: give threshold={threshold!r} or "
                                  f"thresholds={thresholds!r}, not both")
             threshold = thresholds
+            if multilabel is None:  # Keras' reading: every output at the threshold (the
+                multilabel = True   # argmax reading would ignore it)
         if class_id is not None:
             if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) \
                     or class_id < 0:
@@ -774,6 +779,9 @@ class F1Score(_ConfusionMetric):
 
     def __init__(self, threshold=0.5, multilabel=None, name=None, *, average=None,
                  dtype=None):
+        if isinstance(threshold, str):  # Keras' F1Score("macro"): average comes first there
+            raise TypeError(f"F1Score: threshold={threshold!r}; give the average by keyword: "
+                            f"F1Score(average={threshold!r})")
         self.average = _check_average(type(self).__name__, average)
         super().__init__(threshold, multilabel, name)
 
@@ -1121,13 +1129,17 @@ _COUNTS = {cls.default_name: cls for cls in (TruePositives, FalsePositives, True
                                              FalseNegatives)}
 
 
+# Losses of independent 0/1 labels: their several outputs are labels, not classes
+_BINARY_LOSSES = ("binary_crossentropy", "binary_focal_crossentropy")
+
+
 def accuracy_for(loss_name, output_dim):
     """The accuracy variant Keras would pick for this loss and output width."""
     if loss_name == "sparse_categorical_crossentropy":
         return sparse_categorical_accuracy
     if loss_name == "categorical_crossentropy":
         return categorical_accuracy
-    if loss_name in ("binary_crossentropy", "binary_focal_crossentropy") or output_dim == 1:
+    if loss_name in _BINARY_LOSSES or output_dim == 1:
         return binary_accuracy
     return categorical_accuracy
 
@@ -1139,7 +1151,7 @@ def get(identifier, loss_name=None, output_dim=1):
     loss_name and output_dim are the model's (compile passes them): 'accuracy' and the
     multi-label reading of precision/recall/F1/AUC depend on them."""
     # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
-    multilabel = loss_name == "binary_crossentropy" and output_dim > 1
+    multilabel = loss_name in _BINARY_LOSSES and output_dim > 1
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         identifier = identifier()
     if isinstance(identifier, Metric):

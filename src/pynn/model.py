@@ -254,7 +254,7 @@ class Sequential:
         names = []
         for m in self._metric_specs:  # unknown names fail here, not at the first fit
             try:
-                name = getattr(metrics_mod.get(m, self.loss.name, 1), "name", None)
+                name = getattr(metrics_mod.get(m, self._loss_kind, 1), "name", None)
             except AttributeError:  # a Metric subclass whose __init__ skipped the base's
                 name = None
             if not isinstance(name, str):
@@ -334,7 +334,7 @@ class Sequential:
         self._fused = (self.loss.fuses_activation
                        and last.output_activation == self.loss.fused_activation)
         out_dim = int(np.prod(self.output_shape))
-        self._metric_objects = [metrics_mod.get(m, self.loss.name, out_dim)
+        self._metric_objects = [metrics_mod.get(m, self._loss_kind, out_dim)
                                 for m in self._metric_specs]
         # The native engine knows a metric by its function; stateful metrics (precision,
         # AUC, ...) are not among them, so they keep training on the layer path.
@@ -507,6 +507,12 @@ class Sequential:
         for i in range(lowest):
             layers[i].clear_cache()
         return loss + self._regularization(add_gradients=True), out
+
+    @property
+    def _loss_kind(self):
+        """The loss's class name for the metrics' readings ('accuracy', multi-label): its
+        class's `name`, which a name= given to the loss object does not change."""
+        return type(self.loss).name
 
     def _sync_dropout_steps(self):
         """Dropout masks (and Gaussian noise) follow the optimizer's step (the native engine
@@ -1325,7 +1331,7 @@ class Sequential:
         if not self.compiled:
             return []
         out_dim = int(np.prod(self.output_shape)) if self.built else 1
-        return ["loss"] + [metrics_mod.get(m, self.loss.name, out_dim).name
+        return ["loss"] + [metrics_mod.get(m, self._loss_kind, out_dim).name
                            for m in self._metric_specs]
 
     def set_weights(self, weights):

@@ -19,4 +19,6 @@ def clone_model(model):
     if not isinstance(model, Sequential):
         raise TypeError(f"clone_model: expected a pynn Sequential model, got "
                         f"{type(model).__name__}")
-    return Sequential.from_config(model.get_config())
+    from .saving import user_objects
+
+    return Sequential.from_config(model.get_config(), custom_objects=user_objects(model))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import weakref
 
 from . import config, schedules  # schedules: also keras.optimizers.schedules' place
@@ -575,6 +576,9 @@ _DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rm
                   "Adagrad": "adagrad", "Nadam": "nadam", "Adamax": "adamax", "Lion": "lion",
                   "Adadelta": "adadelta", "Lamb": "lamb"}
 
+
+# `from pynn.optimizers.schedules import ExponentialDecay`, Keras' import, finds the module
+sys.modules[__name__ + ".schedules"] = schedules
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
             "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta, "lamb": Lamb}

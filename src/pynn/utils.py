@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
+import random
+
 from .batch_sources import PyDataset
-from .config import set_seed as set_random_seed
+from .config import set_seed
 
 Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
 
 __all__ = ["PyDataset", "Sequence", "set_random_seed", "to_categorical"]
+
+
+def set_random_seed(seed):
+    """As Keras': seeds pynn (weights, shuffling, dropout: pynn.set_seed), Python's `random`
+    and NumPy's global generator (data built with np.random after it repeats too)."""
+    set_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def to_categorical(x, num_classes=None):

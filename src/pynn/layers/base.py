@@ -97,9 +97,12 @@ class Parameter:
         return np.array(self.backend.to_numpy(self.value), copy=True)
 
     # As a Keras variable: np.array(layer.kernel), np.round(kernel, 2) and kernel * 2 read
-    # the values (np.array of the object gave a 0-d object array, silently)
+    # the values (np.array of the object gave a 0-d object array, silently); a copy, as
+    # Keras' (the host backends' to_numpy is the weight array itself: writes to the result
+    # would change the model), unless copy=False asks for the buffer
     def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.backend.to_numpy(self.value), dtype=dtype)
+        values = np.asarray(self.backend.to_numpy(self.value), dtype=dtype)
+        return values if copy is False else np.array(values, copy=True)
 
     def checked(self, array, owner="set_weights"):
         """array as a host array of this parameter's shape and dtype; a clear error for a
