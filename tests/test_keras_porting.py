@@ -125,6 +125,10 @@ def test_activation_name_and_iterations_numpy(rng):
     assert steps == 2 and steps.numpy() == 2 and isinstance(steps.numpy(), int)
     model.optimizer.iterations = 7  # still settable (a resumed count)
     assert model.optimizer.iterations == 7
+    model.optimizer.iterations.assign(3)  # Keras' variable method
+    assert model.optimizer.iterations == 3
+    with pytest.raises(ValueError, match="count >= 0"):
+        model.optimizer.iterations.assign(-1)
     with pytest.raises(ValueError, match=r"for integer class labels use "
                                          r"loss='sparse_categorical_crossentropy', or one-hot "
                                          r"targets \(pynn.utils.to_categorical\(y, 4\)\)"):

@@ -64,10 +64,16 @@ class _LearningRate(float):
 
 
 class _StepCount(int):
-    """optimizer.iterations: an int with Keras' variable method numpy()."""
+    """optimizer.iterations: an int with Keras' variable methods numpy() and assign(n)
+    (which sets the optimizer's count, e.g. to restart bias correction)."""
 
     def numpy(self):
         return int(self)
+
+    def assign(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"iterations: expected a count >= 0, got {value!r}")
+        self._owner.iterations = value
 
     def __reduce__(self):
         return int, (int(self),)
@@ -139,7 +145,9 @@ class Optimizer:
     def iterations(self):
         """The number of completed update steps (an int with Keras' .numpy())."""
         d = self.__dict__  # ("iterations": optimizers pickled before it was a property)
-        return _StepCount(d["_iterations"] if "_iterations" in d else d.get("iterations", 0))
+        count = _StepCount(d["_iterations"] if "_iterations" in d else d.get("iterations", 0))
+        count._owner = self
+        return count
 
     @iterations.setter
     def iterations(self, value):
