@@ -380,25 +380,37 @@ def _check_flag(name, value):
     return bool(value)
 
 
-class Adam(Optimizer):
+class _MomentOptimizer(Optimizer):
+    """The optimizers built on Adam's two moment estimates (Adam, Nadam, Adamax, Lamb): their
+    shared arguments beta_1, beta_2 and epsilon, with Keras' defaults."""
+
+    slots = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = _check_fraction("beta_1", beta_1)
+        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.epsilon = _check_positive("epsilon", epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Adam(_MomentOptimizer):
     """Adam (Kingma and Ba) with Keras' bias-corrected step size; `amsgrad=True` divides by
     the largest second moment seen so far (AMSGrad, a third slot `v_hat`)."""
 
-    slots = ("m", "v")
     _fuses_weight_decay = True
     amsgrad = False  # (optimizers pickled before it existed load)
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = _check_positive("epsilon", epsilon)
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
         self.amsgrad = _check_flag("amsgrad", amsgrad)
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+        return {**super().get_config(), "amsgrad": self.amsgrad}
 
     def _optimizer_slots(self):
         return ("m", "v", "v_hat") if self.amsgrad else self.slots
@@ -472,43 +484,22 @@ class Adagrad(Optimizer):
         b.adagrad_update(w, g, s["accumulator"], lr, self.epsilon)
 
 
-class Nadam(Optimizer):
+class Nadam(_MomentOptimizer):
     """Adam with Nesterov momentum (Dozat), with Keras 3's momentum schedule
     beta_1 * (1 - 0.5 * 0.96^t)."""
 
-    slots = ("m", "v")
     _fuses_weight_decay = True
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = _check_positive("epsilon", epsilon)
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
 
     def _update(self, b, w, g, s, lr):
         b.nadam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
                        self.weight_decay, self.iterations)
 
 
-class Adamax(Optimizer):
+class Adamax(_MomentOptimizer):
     """Adam's variant on the infinity norm: divides by max(beta_2 * u, |g|)."""
 
     slots = ("m", "u")
     _fuses_weight_decay = True
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = _check_positive("epsilon", epsilon)
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
 
     def _update(self, b, w, g, s, lr):
         b.adamax_update(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
@@ -557,22 +548,10 @@ class Adadelta(Optimizer):
                           self.epsilon, self.weight_decay)
 
 
-class Lamb(Optimizer):
+class Lamb(_MomentOptimizer):
     """Lamb (You et al.; Keras 3's formula): Adam's bias-corrected step scaled per tensor by
     ||w|| / ||step||, for large batches. Its weight decay is Keras' decoupled one, applied
     before the step. Array operations on every backend; fit trains it layer by layer."""
-
-    slots = ("m", "v")
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
-        super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = _check_positive("epsilon", epsilon)
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
 
     def _update(self, b, w, g, s, lr):
         b.lamb_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
