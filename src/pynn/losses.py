@@ -204,12 +204,28 @@ class Huber(Loss):
                                        sample_weight=sample_weight)
 
 
-class BinaryCrossentropy(Loss):
+class _BinaryTargets:
+    """The targets of the binary losses: probabilities of independent labels, in [0, 1];
+    label_smoothing=ls trains on y * (1 - ls) + 0.5 * ls (Keras 3)."""
+
+    label_smoothing = 0.0  # (class default: objects pickled before it existed load)
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        _check_range(self.name, y, 0, 1, "probabilities")
+        return y
+
+    def smooth_targets(self, y):
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return y
+
+
+class BinaryCrossentropy(_BinaryTargets, Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3)."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
-    label_smoothing = 0.0  # (class default: objects pickled before it existed load)
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
                  reduction="sum_over_batch_size"):
@@ -221,16 +237,6 @@ class BinaryCrossentropy(Loss):
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
-
-    def prepare_targets(self, y, output_shape, dtype):
-        y = super().prepare_targets(y, output_shape, dtype)
-        _check_range(self.name, y, 0, 1, "probabilities")
-        return y
-
-    def smooth_targets(self, y):
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return y
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale,
@@ -543,7 +549,7 @@ class Poisson(_FormulaLoss):
         return y_pred - y_true * xp.log(p), 1 - y_true / p
 
 
-class BinaryFocalCrossentropy(_FormulaLoss):
+class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
     """Binary cross-entropy scaled by (1 - p_t)^gamma, p_t the probability given to the true
     label (Lin et al.; Keras 3's formula): confident right answers weigh little, so rare
     positives count more. apply_class_balancing weighs positives by alpha, negatives by
@@ -579,16 +585,6 @@ class BinaryFocalCrossentropy(_FormulaLoss):
         if self.name != type(self).name:
             config["name"] = self.name
         return config
-
-    def prepare_targets(self, y, output_shape, dtype):
-        y = super().prepare_targets(y, output_shape, dtype)
-        _check_range(self.name, y, 0, 1, "probabilities")
-        return y
-
-    def smooth_targets(self, y):
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return y
 
     def _elements(self, xp, y_pred, y_true):
         y, g = y_true, self.gamma
