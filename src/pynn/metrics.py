@@ -51,12 +51,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import operator
 from collections.abc import Mapping
 
 import numpy as np
 
 from . import custom_objects as _custom
+from .array_like import add_array_operators
 from .backend import to_host
 from .data import check_unit_interval
 
@@ -463,24 +463,8 @@ class MetricVariable:
         return f"<MetricVariable name={self.name!r} value={self._value!r}>"
 
 
-def _on_value(op, reflected=False):
-    """A MetricVariable operator: `op` on its array."""
-    if reflected:
-        return lambda self, other: op(other, self._value)
-    return lambda self, other: op(self._value, other)
-
-
-def _on_value_alone(op):
-    return lambda self: op(self._value)
-
-
-for _op in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"):
-    setattr(MetricVariable, f"__{_op}__", _on_value(getattr(operator, _op)))
-    setattr(MetricVariable, f"__r{_op}__", _on_value(getattr(operator, _op), reflected=True))
-for _op in ("lt", "le", "eq", "ne", "gt", "ge"):
-    setattr(MetricVariable, f"__{_op}__", _on_value(getattr(operator, _op)))
-for _op in ("neg", "pos", "abs"):
-    setattr(MetricVariable, f"__{_op}__", _on_value_alone(getattr(operator, _op)))
+add_array_operators(MetricVariable, lambda v: v._value,
+                    comparisons=("lt", "le", "eq", "ne", "gt", "ge"), unary=("neg", "pos", "abs"))
 MetricVariable.__hash__ = object.__hash__  # __eq__ compares values; identity still hashes
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import operator
 import re
 import threading
 from collections import defaultdict
@@ -18,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import config
+from ..array_like import add_array_operators
 from ..backend import backend_array, get_backend, is_gpu_array, to_host
 
 _name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
@@ -152,21 +152,10 @@ _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta
                                    "gamma_constraint", "activity_regularizer", "lora_rank"})
 
 
-def _on_values(op, reflected=False):
-    def method(self, other):  # (other as given: a Python number keeps float32 float32)
-        a = np.asarray(self)
-        return op(other, a) if reflected else op(a, other)
-    return method
-
-
 # Arithmetic and ordering on a weight's values, giving numpy arrays (as Keras variables
-# take `kernel * 2`); equality stays identity (weights are dict keys by identity)
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"):
-    setattr(Parameter, f"__{_name}__", _on_values(getattr(operator, _name)))
-    setattr(Parameter, f"__r{_name}__", _on_values(getattr(operator, _name), reflected=True))
-for _name in ("lt", "le", "gt", "ge"):
-    setattr(Parameter, f"__{_name}__", _on_values(getattr(operator, _name)))
-Parameter.__neg__ = lambda self: -np.asarray(self)
+# take `kernel * 2`; no copy first: the results are new arrays); equality stays identity
+# (weights are dict keys by identity)
+add_array_operators(Parameter, lambda p: p.backend.to_numpy(p.value))
 
 def _check_layer_dtype(name, dtype):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
