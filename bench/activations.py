@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
 import pynn
-from common import interleaved, machine_line
+from common import interleaved, machine_line, timed_rounds, torch_bce_epoch
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "silu", "softplus", "softsign", "selu",
                "relu6", "hard_sigmoid", "hard_silu", "mish")
@@ -91,26 +90,9 @@ def training_table(rows, reps):
                                   torch.nn.Linear(256, 256), Act(functions[act]),
                                   torch.nn.Linear(256, 1))
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
-
-        def torch_epoch():
-            perm = torch.randperm(rows)
-            for i in range(0, rows, 128):
-                idx = perm[i:i + 128]
-                opt.zero_grad()
-                loss_fn(net(tx[idx]), ty[idx]).backward()
-                opt.step()
-
-        def pynn_epoch():
-            model.fit(x, y, epochs=1, batch_size=128, verbose=0)
-
-        samples = {"pynn": [], "torch": []}
-        for _ in range(reps):
-            for name, fn in (("pynn", pynn_epoch), ("torch", torch_epoch)):
-                time.sleep(0.1)
-                t0 = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - t0)
+        samples = timed_rounds(
+            {"pynn": lambda: model.fit(x, y, epochs=1, batch_size=128, verbose=0),
+             "torch": torch_bce_epoch(torch, net, opt, tx, ty)}, reps)
         assert model.engine_reason is None, model.engine_reason
         p, t = (statistics.median(samples[k][1:]) for k in ("pynn", "torch"))
         print(f"| {act} | {p * 1e3:.1f} | {t * 1e3:.1f} | {p / t:.2f} |")

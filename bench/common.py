@@ -41,6 +41,34 @@ def interleaved(fns: dict, repeats=5, min_time=0.05, settle=0.25):
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def timed_rounds(fns: dict, rounds, settle=0.1):
+    """{name: [seconds of each call]}: every fn called once per round, in turn, after
+    `settle` seconds of idleness (for calls long enough to time one by one, as epochs)."""
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return samples
+
+
+def torch_bce_epoch(torch, net, optimizer, tx, ty, batch=128):
+    """A plain PyTorch training epoch (shuffled batches, BCE on logits): the peer loop of the
+    activation and optimizer benchmarks."""
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def epoch():
+        perm = torch.randperm(len(tx))
+        for i in range(0, len(tx), batch):
+            idx = perm[i:i + batch]
+            optimizer.zero_grad()
+            loss_fn(net(tx[idx]), ty[idx]).backward()
+            optimizer.step()
+    return epoch
+
+
 def machine_line():
     cpu = platform.processor() or platform.machine()
     try:

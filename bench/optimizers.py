@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
 import pynn
-from common import interleaved, machine_line
+from common import interleaved, machine_line, timed_rounds, torch_bce_epoch
 
 # pynn optimizer, its slots, the torch.optim class and keyword arguments with the same math
 OPTIMIZERS = {
@@ -87,7 +86,7 @@ def training_table(rows, reps):
     y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
     print("\n| optimizer | pynn epoch (ms) | torch epoch (ms) | pynn / torch |")
     print("|---|---|---|---|")
-    runs = {}  # (optimizer, library): one epoch
+    runs, models = {}, {}  # (optimizer, library): one epoch
     for name, (make, torch_name, torch_kwargs) in OPTIMIZERS.items():
         pynn.set_seed(0)
         model = pynn.Sequential([pynn.Input((20,)), pynn.Dense(256, activation="relu"),
@@ -95,34 +94,18 @@ def training_table(rows, reps):
                                  pynn.Dense(1, activation="sigmoid")])
         model.compile(optimizer=make(), loss="binary_crossentropy")
         runs[name, "pynn"] = lambda m=model: m.fit(x, y, epochs=1, batch_size=128, verbose=0)
-        runs[name, "model"] = model
+        models[name] = model
         if torch is not None and torch_name is not None:
             tx, ty = torch.from_numpy(x), torch.from_numpy(y).reshape(-1, 1)
             net = torch.nn.Sequential(torch.nn.Linear(20, 256), torch.nn.ReLU(),
                                       torch.nn.Linear(256, 256), torch.nn.ReLU(),
                                       torch.nn.Linear(256, 1))
             topt = getattr(torch.optim, torch_name)(net.parameters(), **torch_kwargs)
-            loss_fn = torch.nn.BCEWithLogitsLoss()
-
-            def torch_epoch(net=net, topt=topt, loss_fn=loss_fn, tx=tx, ty=ty):
-                perm = torch.randperm(rows)
-                for i in range(0, rows, 128):
-                    idx = perm[i:i + 128]
-                    topt.zero_grad()
-                    loss_fn(net(tx[idx]), ty[idx]).backward()
-                    topt.step()
-            runs[name, "torch"] = torch_epoch
+            runs[name, "torch"] = torch_bce_epoch(torch, net, topt, tx, ty)
     # rounds over every (optimizer, library): the machine's slow spells (its first epochs
     # here run up to 2x slower) fall on all of them alike
-    samples = {key: [] for key, fn in runs.items() if key[1] != "model"}
-    for _ in range(reps + 1):
-        for key in samples:
-            time.sleep(0.1)
-            t0 = time.perf_counter()
-            runs[key]()
-            samples[key].append(time.perf_counter() - t0)
-    for name in OPTIMIZERS:
-        model = runs[name, "model"]
+    samples = timed_rounds(runs, reps + 1)
+    for name, model in models.items():
         assert model.engine_reason is None, model.engine_reason
         p = statistics.median(samples[name, "pynn"][1:])
         if (name, "torch") in samples:
