@@ -534,7 +534,7 @@ class BackupAndRestore(Callback):
                     else:  # (e.g. use_ema's average, made before the weights were restored)
                         value = optimizer._initial_slot(name, p.backend, p.value)
                     slot[...] = value
-        optimizer.iterations = saved.optimizer.iterations
+        optimizer.training_steps = saved.optimizer.training_steps
         if not (optimizer.has_schedule or saved.optimizer.has_schedule):
             # a rate a callback changed (ReduceLROnPlateau): Keras restores it too
             optimizer.learning_rate = saved.optimizer.learning_rate

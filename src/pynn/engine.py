@@ -201,6 +201,8 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
+    if model.optimizer.gradient_accumulation_steps:
+        return "gradient_accumulation_steps (the engine updates the weights at every step)"
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
         return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
                 f"with the Adam family, Lion and Adadelta)")
@@ -345,14 +347,14 @@ class NativeEngine:
         (rows of the batches, out) or None, filled with the batches' model outputs."""
         hyper = self.hyper()
         if self.optimizer.has_schedule:  # a scheduled rate changes every step: one per batch
-            hyper["lr_steps"] = self.optimizer.scheduled_rates(self.optimizer.iterations,
+            hyper["lr_steps"] = self.optimizer.scheduled_rates(self.optimizer.training_steps,
                                                                last - first)
         logs = self.engine.train(_rows(x), y, order, first, last, batch_size, hyper,
-                                 self.optimizer.iterations, self.metric_names, sample_weight,
-                                 outputs)
-        self.optimizer.iterations += last - first
+                                 self.optimizer.training_steps, self.metric_names,
+                                 sample_weight, outputs)
+        self.optimizer.training_steps += last - first
         for drop in self.dropouts:
-            drop.step = self.optimizer.iterations
+            drop.step = self.optimizer.training_steps
         return logs
 
     def predict(self, x):

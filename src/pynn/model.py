@@ -520,7 +520,7 @@ class Sequential:
         masks."""
         for layer in self.layers:
             if isinstance(layer, RandomLayer):
-                layer.step = self.optimizer.iterations
+                layer.step = self.optimizer.training_steps
 
     def _regularization(self, add_gradients=False):
         """The weight penalties (kernel/bias regularizers) of the trainable weights, added to
@@ -683,7 +683,8 @@ class Sequential:
                         break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
-                    order = epoch_order(n, shuffle, self.shuffle_seed, self.optimizer.iterations)
+                    order = epoch_order(n, shuffle, self.shuffle_seed,
+                                        self.optimizer.training_steps)
                     epoch_logs.reset()
                     step = 0
                     # As Keras: stop_training is seen after a batch, so every logged epoch
@@ -793,7 +794,7 @@ class Sequential:
         cbs.call("on_train_end", dict(train_logs))
         if interrupt.requested:
             raise KeyboardInterrupt(
-                f"training interrupted after {self.optimizer.iterations} steps: the model "
+                f"training interrupted after {self.optimizer.training_steps} steps: the model "
                 f"holds the weights of the last completed step unless an on_train_end "
                 f"callback put others back (EarlyStopping(restore_best_weights=True) restores "
                 f"its best epoch's), model.history the {len(history.epoch)} completed "
@@ -821,7 +822,7 @@ class Sequential:
 
         def order(_):  # a PyDataset's batches in a new order each pass, as Keras shuffles
             return epoch_order(train.length, shuffle, self.shuffle_seed,
-                               self.optimizer.iterations)
+                               self.optimizer.training_steps)
 
         # (a generator's or an iterable's order is its own, as in Keras)
         train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit", order=order)

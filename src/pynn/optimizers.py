@@ -87,13 +87,15 @@ class Optimizer:
     weight_decay = 0.0  # (class defaults: optimizers pickled before these existed load)
     use_ema, ema_momentum, ema_overwrite_frequency = False, 0.99, None
     name = None
+    _accumulation_steps = None
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, loss_scale_factor=None,
                  gradient_accumulation_steps=None):
         self.learning_rate = learning_rate
-        self.iterations = 0  # completed update steps (Keras' optimizer.iterations)
+        self.training_steps = 0  # apply() calls; Keras' optimizer.iterations counts updates
+        self.gradient_accumulation_steps = gradient_accumulation_steps
         self._state = {}  # id(param) -> (param, {slot: array}); the param guards against a
         #                   freed parameter's id being reused by a new one
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -110,12 +112,10 @@ class Optimizer:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or self._default_name()
-        for option, value, default in (("loss_scale_factor", loss_scale_factor, None),
-                                       ("gradient_accumulation_steps",
-                                        gradient_accumulation_steps, None)):
-            if value != default:  # Keras 3 options pynn does not have: refused, not ignored
-                raise NotImplementedError(f"{type(self).__name__}: {option}={value!r} is not "
-                                          f"supported by pynn (leave it at {default!r})")
+        if loss_scale_factor is not None:  # a Keras 3 option pynn lacks: refused, not ignored
+            raise NotImplementedError(f"{type(self).__name__}: loss_scale_factor="
+                                      f"{loss_scale_factor!r} is not supported by pynn (leave "
+                                      f"it at None)")
         # Keras 3's moving average of the weights: updated after each step, written into the
         # weights every ema_overwrite_frequency steps and when fit ends (the two checked with
         # use_ema only, as Keras; a frequency of 0 or None: never)
@@ -142,16 +142,45 @@ class Optimizer:
             config.settings_changed()
 
     @property
-    def iterations(self):
-        """The number of completed update steps (an int with Keras' .numpy())."""
+    def training_steps(self):
+        """The number of steps taken (apply calls; Keras' internal `_iterations`): the
+        schedules' step, and what dropout masks and shuffling follow. Equal to `iterations`
+        unless gradients are accumulated."""
         d = self.__dict__  # ("iterations": optimizers pickled before it was a property)
-        count = _StepCount(d["_iterations"] if "_iterations" in d else d.get("iterations", 0))
+        return d["_iterations"] if "_iterations" in d else d.get("iterations", 0)
+
+    @training_steps.setter
+    def training_steps(self, value):
+        self._iterations = int(value)
+
+    @property
+    def iterations(self):
+        """The number of completed update steps (an int with Keras' .numpy()): with
+        gradient_accumulation_steps k, training_steps // k, as in Keras."""
+        count = _StepCount(self.training_steps // (self.gradient_accumulation_steps or 1))
         count._owner = self
         return count
 
     @iterations.setter
     def iterations(self, value):
-        self._iterations = int(value)
+        self.training_steps = int(value) * (self.gradient_accumulation_steps or 1)
+
+    @property
+    def gradient_accumulation_steps(self):
+        """Keras 3's gradient accumulation: None, or k >= 2: the weights change every k-th
+        step, by the mean of the k steps' gradients (kept in the slot
+        "gradient_accumulator")."""
+        return self._accumulation_steps
+
+    @gradient_accumulation_steps.setter
+    def gradient_accumulation_steps(self, value):
+        if value is not None and (isinstance(value, bool) or
+                                  not isinstance(value, numbers.Integral) or
+                                  (value != 0 and value < 2)):
+            raise ValueError(f"gradient_accumulation_steps must be an integer >= 2, or None "
+                             f"(Keras' 0 too: no accumulation), got {value!r}")
+        self._accumulation_steps = None if value is None or value == 0 else int(value)
+        config.settings_changed()  # the native engine updates every step: it must leave
 
     @property
     def learning_rate(self):
@@ -162,7 +191,7 @@ class Optimizer:
     def rate(self):
         """The rate the next update uses, a plain float."""
         if self._schedule is not None:
-            return self._scheduled_rate(self.iterations)
+            return self._scheduled_rate(self.training_steps)  # (Keras: steps, not updates)
         return self._learning_rate
 
     def _scheduled_rate(self, step):
@@ -222,6 +251,8 @@ class Optimizer:
         if self.use_ema:
             config.update(use_ema=True, ema_momentum=self.ema_momentum,
                           ema_overwrite_frequency=self.ema_overwrite_frequency)
+        if self.gradient_accumulation_steps:
+            config["gradient_accumulation_steps"] = self.gradient_accumulation_steps
         if self.name is not None and self.name != self._default_name():
             config["name"] = self.name
         return config
@@ -277,8 +308,10 @@ class Optimizer:
         return self.slots
 
     def _active_slots(self):
-        """Every slot of a weight: the update's, then the moving average with use_ema."""
-        return self._optimizer_slots() + (("average",) if self.use_ema else ())
+        """Every slot of a weight: the update's, then the moving average with use_ema, then
+        the gradients' sum with gradient accumulation."""
+        return (self._optimizer_slots() + (("average",) if self.use_ema else ())
+                + (("gradient_accumulator",) if self.gradient_accumulation_steps else ()))
 
     def _initial_slot(self, slot, backend, value):
         if slot == "average":  # Keras' first step makes it the weight (momentum 0 then)
@@ -288,8 +321,12 @@ class Optimizer:
     def apply(self, params):
         """One step: update every trainable parameter from its .grad, in place."""
         lr = self.rate()  # before the step counter moves, as Keras evaluates schedules
-        self.iterations += 1
+        self.training_steps += 1
         active = [p for p in params if p.trainable and p.grad is not None]
+        if self.gradient_accumulation_steps and not self._accumulate(active):
+            if self.use_ema:  # (Keras averages after every step, updated or not)
+                self._update_averages(active)
+            return
         if self.clips:
             self._clip([p.grad for p in active])
         decay = lr * self.weight_decay if not self._fuses_weight_decay else 0.0
@@ -300,13 +337,31 @@ class Optimizer:
         if self.use_ema:
             self._update_averages(active)
 
+    def _accumulate(self, params):
+        """Keras 3's gradient accumulation: False while a step's gradients are added to the
+        sums; True at every k-th step, each .grad then (its own + the sum) / k and the sums
+        zeroed."""
+        k = self.gradient_accumulation_steps
+        update = self.training_steps % k == 0
+        for p in params:
+            total = self._slots_for(p)["gradient_accumulator"]
+            if update:
+                p.grad += total
+                p.grad /= p.grad.dtype.type(k)
+                total[...] = 0
+            else:
+                total += p.grad
+        return update
+
     def _update_averages(self, params):
-        """Keras 3's use_ema after a step: average = m average + (1 - m) w, m = 0 at the first
-        step; every ema_overwrite_frequency steps the weights become their averages."""
+        """Keras 3's use_ema after a step: average = m average + (1 - m) w, m = 0 until the
+        first update is done; when ema_overwrite_frequency divides the update count after
+        the step, the weights become their averages."""
         self._check_ema()  # (also when use_ema was set after construction)
-        m = 0.0 if self.iterations == 1 else self.ema_momentum
+        updates_before = (self.training_steps - 1) // (self.gradient_accumulation_steps or 1)
+        m = 0.0 if updates_before == 0 else self.ema_momentum
         overwrite = (bool(self.ema_overwrite_frequency)
-                     and self.iterations % self.ema_overwrite_frequency == 0)
+                     and (updates_before + 1) % self.ema_overwrite_frequency == 0)
         for p in params:
             average = self._slots_for(p)["average"]
             t = p.value.dtype.type
@@ -344,7 +399,7 @@ class Optimizer:
     def reset(self):
         """Forget every slot and the step count: the next step starts as the first."""
         self._state = {}  # a new dict: a native engine bound to the old slots notices
-        self.iterations = 0
+        self.training_steps = 0
         config.settings_changed()
 
     def __repr__(self):

@@ -326,7 +326,7 @@ def save_model(model, filepath, allow_unbuilt=False):
                 key = f"opt.{i}.{slot}"
                 arrays[key] = np.array(to_host(value, p.backend), copy=True)  # or another's
                 slots.append({"param": i, "slot": slot, "key": key})
-        extra["optimizer_state"] = {"iterations": opt.iterations, "slots": slots}
+        extra["optimizer_state"] = {"iterations": opt.training_steps, "slots": slots}
     if model.shuffle_seed is not None:  # with the step count, the next epoch's order
         extra["shuffle_seed"] = model.shuffle_seed
     # custom_marks: a component without the "custom" mark is pynn's (custom_objects.find)
@@ -437,7 +437,7 @@ def _rebuild(arrays, filepath, custom_objects, compile):
                 or not 0 <= iterations < 2**63:
             raise ValueError(f"{filepath!r}: the optimizer's step count {iterations!r} is not "
                              f"a count")
-        opt.iterations = iterations
+        opt.training_steps = iterations
     seed = meta.get("shuffle_seed")
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
