@@ -244,7 +244,9 @@ def scenario_more_optimizers(backend, rng):
                 # between backends: a rate below the comparison's tolerance (its kernel is
                 # checked in test_cpu_kernels.py / test_cuda_backend.py)
                 pynn.optimizers.Lion(2e-5, weight_decay=0.3), pynn.optimizers.Adadelta(1.0),
-                pynn.optimizers.Adam(0.01, amsgrad=True), pynn.optimizers.Lamb(0.01)):
+                pynn.optimizers.Adam(0.01, amsgrad=True), pynn.optimizers.Lamb(0.01),
+                pynn.optimizers.Ftrl(0.1, l1_regularization_strength=0.001),
+                pynn.optimizers.Adafactor(0.05, gradient_accumulation_steps=2)):
         model = _mlp(x.shape[1], 4, "softmax")
         model.compile(opt, "sparse_categorical_crossentropy", backend=backend)
         out[type(opt).__name__ + str(getattr(opt, "amsgrad", ""))] = _fit_results(

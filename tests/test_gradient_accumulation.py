@@ -47,6 +47,8 @@ def _keras_and_pynn(keras, name, kwargs):
     ("RMSprop", {"learning_rate": 0.01, "momentum": 0.3, "gradient_accumulation_steps": 2,
                  "clipvalue": 0.4}),
     ("Adadelta", {"learning_rate": 1.0, "gradient_accumulation_steps": 2}),
+    ("Adafactor", {"learning_rate": 0.05, "gradient_accumulation_steps": 2}),  # (slots of
+    ("Ftrl", {"learning_rate": 0.1, "gradient_accumulation_steps": 3}),        # own shapes)
 ])
 def test_same_weights_and_state_as_keras_3(rng, backend, name, kwargs):
     keras = import_keras()

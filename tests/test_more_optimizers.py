@@ -30,6 +30,17 @@ KERAS_CASES = [
     ("Lamb", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.9, "weight_decay": 0.1}),
     ("Adam", {"learning_rate": 0.1, "amsgrad": True}),
     ("AdamW", {"learning_rate": 0.05, "amsgrad": True, "weight_decay": 0.05}),
+    ("Ftrl", {}),
+    ("Ftrl", {"learning_rate": 0.1, "learning_rate_power": -0.7,
+              "initial_accumulator_value": 0.2, "l1_regularization_strength": 0.01,
+              "l2_regularization_strength": 0.1, "l2_shrinkage_regularization_strength": 0.05,
+              "beta": 0.5, "weight_decay": 0.1}),
+    ("Ftrl", {"learning_rate": 0.5, "learning_rate_power": 0.0,
+              "initial_accumulator_value": 0.0, "l1_regularization_strength": 0.3}),
+    ("Adafactor", {}),
+    ("Adafactor", {"learning_rate": 1.0}),  # min(lr, 1 / sqrt(t)): the relative step
+    ("Adafactor", {"learning_rate": 0.05, "beta_2_decay": -0.5, "epsilon_2": 1e-2,
+                   "clip_threshold": 0.5, "relative_step": False, "weight_decay": 0.1}),
 ]
 
 
@@ -78,6 +89,76 @@ def test_same_steps_as_keras_3(rng, backend, case):
     # float32 roundings add up over the steps, in proportion to the step size (AMSGrad at
     # lr 0.1 ends ~6e-6 from Keras; without amsgrad it is 1.5e-4 or more away)
     _close_but_for_lion_ties(name, got, want, lr, atol=max(1e-6, 2e-4 * lr))
+
+
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("shape", [(1,), (6,), (1, 1), (9, 1), (1, 4)])
+@pytest.mark.parametrize("name", ["Adafactor", "Ftrl"])
+def test_same_steps_as_keras_3_on_vectors_and_thin_matrices(rng, backend, shape, name):
+    # Adafactor keeps v itself for a vector; a matrix's row and column means of one element
+    keras = import_keras()
+    w0 = rng.normal(size=shape).astype(np.float32)
+    grads = [rng.normal(size=shape).astype(np.float32) for _ in range(6)]
+    kwargs = {"learning_rate": 0.1}
+    want = _keras_trajectory(keras, name, kwargs, w0, grads)
+    got = _pynn_trajectory(backend, name, kwargs, w0, grads)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_ftrl_by_hand_and_its_l1_zeroes_weights():
+    # one step from w = 0.5, g = 1, accumulator 0.1, lr 0.1, lr_power -0.5, l1 = 0.01
+    opt = optimizers.Ftrl(0.1, l1_regularization_strength=0.01)
+    p = pynn.layers.Parameter("w", np.array([0.5, 0.5], np.float32), pynn.get_backend("numpy"))
+    p.grad = np.array([1.0, 0.0], np.float32)
+    opt.apply([p])
+    linear = 1.0 - (np.sqrt(1.1) - np.sqrt(0.1)) / 0.1 * 0.5
+    want = (np.clip(linear, -0.01, 0.01) - linear) / (np.sqrt(1.1) / 0.1)
+    np.testing.assert_allclose(p.value[0], want, rtol=1e-5)
+    assert p.value[1] == 0.0  # |linear| = 0 <= l1: exactly zero
+    np.testing.assert_allclose(opt.state_of(p)["accumulator"], [1.1, 0.1], rtol=1e-6)
+    with pytest.raises(ValueError, match="Ftrl divides by the learning rate"):
+        opt.learning_rate = 0.0
+        opt.apply([p])
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("make", [lambda: optimizers.Ftrl(0.5),
+                                  lambda: optimizers.Adafactor(0.05, weight_decay=0.01)])
+def test_ftrl_and_adafactor_train_layer_by_layer_and_resume_from_a_file(tmp_path, rng, make):
+    x, y = _data(rng)
+    model = _model(make())
+    name = type(model.optimizer).__name__
+    assert pynn.engine.unsupported_reason(model, for_training=True) == f"optimizer {name}"
+    history = model.fit(x, y, epochs=4, batch_size=16, verbose=0)
+    assert history.params["engine"] == "layers"
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    assert type(loaded.optimizer) is type(model.optimizer)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    kernel = model.layers[1].kernel
+    for slot, value in model.optimizer.state_of(kernel).items():
+        np.testing.assert_array_equal(loaded.optimizer.state_of(loaded.layers[1].kernel)[slot],
+                                      value)
+    if name == "Adafactor":  # the factored moments: a row and a column mean
+        assert model.optimizer.state_of(kernel)["r"].shape == (8,)
+        assert model.optimizer.state_of(kernel)["c"].shape == (12,)
+        assert model.optimizer.state_of(model.layers[1].bias)["r"].shape == ()
+    pynn.set_seed(9)
+    h1 = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    pynn.set_seed(9)
+    h2 = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert h1.history == h2.history
+
+
+@pytest.mark.parametrize("name", ["Ftrl", "Adafactor"])
+def test_ftrl_and_adafactor_keras_names_defaults_and_config(name):
+    keras = import_keras()
+    ours, theirs = getattr(optimizers, name)(), getattr(keras.optimizers, name)()
+    assert re.fullmatch(ours.name + r"(_\d+)?", theirs.name)
+    for key, value in ours.get_config().items():
+        assert theirs.get_config()[key] == pytest.approx(value), key
+    assert type(optimizers.get(name.lower())) is type(ours)
 
 
 @pytest.mark.parametrize("name", ["Nadam", "Adamax", "Lion", "Adadelta"])
@@ -284,7 +365,16 @@ def test_amsgrads_slot_is_saved_and_restored(tmp_path, rng):
     (lambda: optimizers.Adadelta(rho=1.5), ValueError, "rho must be in"),
     (lambda: optimizers.Adadelta(learning_rate="fast"), ValueError, "learning_rate"),
     (lambda: optimizers.AdamW(amsgrad=None), TypeError, "amsgrad must be True or False"),
-    (lambda: optimizers.get("ftrl"), ValueError, "unknown optimizer 'ftrl'; known: .*lion"),
+    (lambda: optimizers.get("muon"), ValueError, "unknown optimizer 'muon'; known: .*ftrl"),
+    (lambda: optimizers.Ftrl(learning_rate_power=0.5), ValueError, "learning_rate_power"),
+    (lambda: optimizers.Ftrl(initial_accumulator_value=-1), ValueError,
+     "initial_accumulator_value must be >= 0"),
+    (lambda: optimizers.Ftrl(l1_regularization_strength=-0.1), ValueError, "l1_regularization"),
+    (lambda: optimizers.Ftrl(beta=float("nan")), ValueError, "beta must be a finite number"),
+    (lambda: optimizers.Adafactor(beta_2_decay=0.5), ValueError, "beta_2_decay must be < 0"),
+    (lambda: optimizers.Adafactor(epsilon_1=0), ValueError, "epsilon_1 must be > 0"),
+    (lambda: optimizers.Adafactor(clip_threshold=-1), ValueError, "clip_threshold"),
+    (lambda: optimizers.Adafactor(relative_step="no"), TypeError, "relative_step"),
     (lambda: optimizers.Lamb(beta_2=1.0), ValueError, r"beta_2 must be in \[0, 1\)"),
 ])
 def test_bad_arguments(call, error, words):

@@ -23,10 +23,15 @@ from . import custom_objects as _custom
 from .schedules import LearningRateSchedule
 
 
-def _check_positive(name, value, allow_zero=False):
+def _check_real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value \
             or value in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_positive(name, value, allow_zero=False):
+    value = _check_real(name, value)
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return float(value)
@@ -313,10 +318,14 @@ class Optimizer:
         return (self._optimizer_slots() + (("average",) if self.use_ema else ())
                 + (("gradient_accumulator",) if self.gradient_accumulation_steps else ()))
 
+    def slot_shape(self, slot, shape):
+        """The shape of a weight's slot: the weight's (Adafactor's factored moments differ)."""
+        return tuple(shape)
+
     def _initial_slot(self, slot, backend, value):
         if slot == "average":  # Keras' first step makes it the weight (momentum 0 then)
             return value.copy()
-        return backend.zeros(value.shape, value.dtype)
+        return backend.zeros(self.slot_shape(slot, value.shape), value.dtype)
 
     def apply(self, params):
         """One step: update every trainable parameter from its .grad, in place."""
@@ -613,17 +622,104 @@ class Lamb(_MomentOptimizer):
                       self.iterations)
 
 
+class Ftrl(Optimizer):
+    """Ftrl, follow the regularized leader (McMahan et al.; Keras 3's formula), for sparse
+    linear models: its L1 strength sets weights to exactly 0. Array operations on every
+    backend; fit trains it layer by layer."""
+
+    slots = ("accumulator", "linear")
+
+    def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
+                 initial_accumulator_value=0.1, l1_regularization_strength=0.0,
+                 l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
+                 beta=0.0, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.learning_rate_power = _check_real("learning_rate_power", learning_rate_power)
+        if self.learning_rate_power > 0:
+            raise ValueError(f"learning_rate_power must be <= 0, got {learning_rate_power}")
+        self.initial_accumulator_value = _check_positive(
+            "initial_accumulator_value", initial_accumulator_value, allow_zero=True)
+        for option, value in (("l1_regularization_strength", l1_regularization_strength),
+                              ("l2_regularization_strength", l2_regularization_strength),
+                              ("l2_shrinkage_regularization_strength",
+                               l2_shrinkage_regularization_strength), ("beta", beta)):
+            setattr(self, option, _check_positive(option, value, allow_zero=True))
+
+    def get_config(self):
+        return {**super().get_config(), "learning_rate_power": self.learning_rate_power,
+                "initial_accumulator_value": self.initial_accumulator_value,
+                "l1_regularization_strength": self.l1_regularization_strength,
+                "l2_regularization_strength": self.l2_regularization_strength,
+                "l2_shrinkage_regularization_strength":
+                    self.l2_shrinkage_regularization_strength,
+                "beta": self.beta}
+
+    def _initial_slot(self, slot, backend, value):
+        if slot != "accumulator":
+            return super()._initial_slot(slot, backend, value)
+        acc = backend.zeros(value.shape, value.dtype)
+        acc += self.initial_accumulator_value
+        return acc
+
+    def _update(self, b, w, g, s, lr):
+        if lr <= 0:  # (Keras' weights would turn to NaN)
+            raise ValueError(f"Ftrl divides by the learning rate: it must be > 0, got {lr}")
+        b.ftrl_update(w, g, s["accumulator"], s["linear"], lr, self.learning_rate_power,
+                      self.l1_regularization_strength, self.l2_regularization_strength,
+                      self.l2_shrinkage_regularization_strength, self.beta)
+
+
+class Adafactor(Optimizer):
+    """Adafactor (Shazeer and Stern; Keras 3's formula): a weight matrix's second moments
+    kept as row and column means, steps of min(lr, 1/sqrt(t)) times the weights' RMS,
+    clipped by the update's RMS. As in Keras 3, `relative_step` changes nothing (the step is
+    relative in either case). Array operations on every backend; fit trains it layer by
+    layer."""
+
+    slots = ("r", "c", "v")
+
+    def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
+                 epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_2_decay = _check_real("beta_2_decay", beta_2_decay)
+        if self.beta_2_decay >= 0:  # (1 - t^decay would not stay in [0, 1))
+            raise ValueError(f"beta_2_decay must be < 0, got {beta_2_decay}")
+        self.epsilon_1 = _check_positive("epsilon_1", epsilon_1)
+        self.epsilon_2 = _check_positive("epsilon_2", epsilon_2, allow_zero=True)
+        self.clip_threshold = _check_positive("clip_threshold", clip_threshold)
+        self.relative_step = _check_flag("relative_step", relative_step)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_2_decay": self.beta_2_decay,
+                "epsilon_1": self.epsilon_1, "epsilon_2": self.epsilon_2,
+                "clip_threshold": self.clip_threshold, "relative_step": self.relative_step}
+
+    def slot_shape(self, slot, shape):
+        if slot not in ("r", "c"):
+            return tuple(shape)
+        if len(shape) < 2:  # (unused: such a weight keeps v)
+            return ()
+        return tuple(shape[:-1]) if slot == "r" else tuple(shape[:-2]) + tuple(shape[-1:])
+
+    def _update(self, b, w, g, s, lr):
+        b.adafactor_update(w, g, s["r"], s["c"], s["v"], lr, self.iterations,
+                           self.beta_2_decay, self.epsilon_1, self.epsilon_2,
+                           self.clip_threshold)
+
+
 # Keras 3's default optimizer names.
 _DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                   "Adagrad": "adagrad", "Nadam": "nadam", "Adamax": "adamax", "Lion": "lion",
-                  "Adadelta": "adadelta", "Lamb": "lamb"}
+                  "Adadelta": "adadelta", "Lamb": "lamb", "Ftrl": "ftrl",
+                  "Adafactor": "adafactor"}
 
 
 # `from pynn.optimizers.schedules import ExponentialDecay`, Keras' import, finds the module
 sys.modules[__name__ + ".schedules"] = schedules
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
-            "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta, "lamb": Lamb}
+            "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta, "lamb": Lamb,
+            "ftrl": Ftrl, "adafactor": Adafactor}
 NAMES = tuple(_BY_NAME)  # what `get` takes by name (any case)
 
 

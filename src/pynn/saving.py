@@ -420,7 +420,8 @@ def _rebuild(arrays, filepath, custom_objects, compile):
             seen.add((i, slot))
             keys.add(key)
             p = params[i]
-            _check_declared(arrays, key, p, filepath, f"optimizer slot {slot!r} of {p.name!r}")
+            _check_declared(arrays, key, p, filepath, f"optimizer slot {slot!r} of {p.name!r}",
+                            shape=opt.slot_shape(slot, p.shape))
             plan.append((i, slot, key))
         restored = {}
         for i, slot, key in plan:
@@ -612,13 +613,15 @@ def _layer_plan(layer, entry, arrays, filepath):
     return plan
 
 
-def _check_declared(arrays, key, p, filepath, what):
-    """The array `key` is for the weight p: its declared shape and float dtype are checked
-    before it is read, so no file makes loading read more than the model's weights."""
-    shape, dtype = arrays.declared(key)
-    if tuple(shape) != p.shape:
-        raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(shape)}, the model "
-                         f"{p.shape}")
+def _check_declared(arrays, key, p, filepath, what, shape=None):
+    """The array `key` is for the weight p (or one of its optimizer slots, of that shape):
+    its declared shape and float dtype are checked before it is read, so no file makes
+    loading read more than the model's weights."""
+    expected = p.shape if shape is None else shape
+    declared, dtype = arrays.declared(key)
+    if tuple(declared) != expected:
+        raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(declared)}, the "
+                         f"model {expected}")
     if dtype.kind != "f" or dtype.itemsize > 16:
         raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
                          f"floats")

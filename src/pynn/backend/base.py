@@ -101,6 +101,17 @@ class Backend:
         tensor make it more than one element-wise pass)."""
         raise NotImplementedError
 
+    def ftrl_update(self, w, g, accumulator, linear, lr, lr_power, l1, l2, l2_shrinkage,
+                    beta):
+        """Ftrl (follow the regularized leader): array operations on every backend."""
+        raise NotImplementedError
+
+    def adafactor_update(self, w, g, r, c, v, lr, step, beta_2_decay, eps1, eps2,
+                         clip_threshold):
+        """Adafactor (factored second moments, steps relative to the weights' size): array
+        operations on every backend (means over rows and columns, two norms per tensor)."""
+        raise NotImplementedError
+
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
         raise NotImplementedError
 

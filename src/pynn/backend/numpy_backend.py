@@ -313,6 +313,41 @@ class NumpyBackend(Backend):
         ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
         w -= (ratio * lr) * update
 
+    def ftrl_update(self, w, g, accumulator, linear, lr, lr_power, l1, l2, l2_shrinkage,
+                    beta):
+        # Keras 3's Ftrl step for step: the weights are a function of `linear` (0 where the
+        # L1 strength exceeds it), not an increment
+        l2 = l2 + beta / (2.0 * lr)
+        new_accumulator = accumulator + g * g
+        linear += (g + (2 * l2_shrinkage) * w) - (
+            (new_accumulator ** -lr_power - accumulator ** -lr_power) / lr) * w
+        quadratic = new_accumulator ** -lr_power / lr + 2 * l2
+        w[...] = (self.xp.clip(linear, -l1, l1) - linear) / quadratic
+        accumulator[...] = new_accumulator
+
+    def adafactor_update(self, w, g, r, c, v, lr, step, beta_2_decay, eps1, eps2,
+                         clip_threshold):
+        # Keras 3's Adafactor: a matrix's second moments kept as row and column means (v is
+        # their outer product); smaller tensors keep v itself. The two norms in float64.
+        def rms(a):
+            return math.sqrt(float((a.astype(np.float64) ** 2).mean())) if a.size else 0.0
+
+        rho = min(lr, 1 / math.sqrt(step))
+        alpha = max(eps2, rms(w)) * rho
+        squares = g * g + w.dtype.type(eps1)
+        decay = 1 - float(step) ** beta_2_decay
+        if w.ndim >= 2:
+            r *= decay
+            r += (1 - decay) * squares.mean(axis=-1)
+            c *= decay
+            c += (1 - decay) * squares.mean(axis=-2)
+            v[...] = (r / r.mean(axis=-1, keepdims=True))[..., None] * c[..., None, :]
+        else:
+            v *= decay
+            v += (1 - decay) * squares
+        u = g / self.xp.sqrt(v)
+        w -= (alpha / max(1.0, rms(u) / clip_threshold)) * u
+
     def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
                         weight_decay):
         xp = self.xp
