@@ -58,10 +58,15 @@ def test_utils_and_models_names(tmp_path, rng):
     pynn.models.save_model(model, tmp_path / "m.npz")
     np.testing.assert_array_equal(pynn.models.load_model(tmp_path / "m.npz").predict(x),
                                   model.predict(x))
-    clone = pynn.models.clone_model(model)  # same layers, fresh weights, not compiled
+    model.fit(x, x[:, :2], epochs=2, verbose=0)
+    clone = pynn.models.clone_model(model)  # same layers, fresh weights, compiled alike
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
-    assert not clone.compiled
     assert not np.array_equal(clone.get_weights()[0], model.get_weights()[0])
+    assert clone.compiled and clone.optimizer is not model.optimizer  # (Keras 3)
+    assert clone.optimizer.get_config() == model.optimizer.get_config()
+    assert clone.optimizer.iterations == 0 and model.optimizer.iterations == 2
+    assert type(clone.loss) is type(model.loss) and clone.backend is model.backend
+    clone.fit(x, x[:, :2], epochs=1, verbose=0)
     with pytest.raises(TypeError, match="Sequential"):
         pynn.models.clone_model("model")
 
@@ -74,7 +79,7 @@ def test_utils_and_models_names(tmp_path, rng):
 
     custom = pynn.Sequential([pynn.Input((3,)), Scale(), pynn.layers.Dense(1)])
     twin = pynn.models.clone_model(custom)
-    assert type(twin.layers[1]) is Scale
+    assert type(twin.layers[1]) is Scale and not twin.compiled
 
 
 def test_kerass_import_of_the_schedules():

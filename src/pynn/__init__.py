@@ -14,7 +14,9 @@ from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
 from .info import info
-from .layers import Activation, BatchNormalization, Dense, Dropout, Flatten, Input
+from .layers import (ELU, Activation, BatchNormalization, Dense, Dropout, Flatten,
+                     GaussianDropout, GaussianNoise, Input, LayerNormalization, LeakyReLU,
+                     Normalization, ReLU, RMSNormalization, Softmax)
 from .model import Sequential
 from .saving import load_model
 from .threads import get_num_threads, register_with_threadpoolctl, set_num_threads
@@ -22,8 +24,10 @@ from .threads import get_num_threads, register_with_threadpoolctl, set_num_threa
 register_with_threadpoolctl()
 
 __all__ = [
-    "Activation", "BatchNormalization", "Dense", "Dropout", "Flatten", "Input", "PyDataset",
-    "Sequential", "activations", "available_backends", "batch_sources", "callbacks", "config",
+    "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout",
+    "GaussianNoise", "Input", "LayerNormalization", "LeakyReLU", "Normalization", "PyDataset",
+    "RMSNormalization", "ReLU", "Sequential", "Softmax", "activations", "available_backends",
+    "batch_sources", "callbacks", "config",
     "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",
     "losses", "metrics", "models", "ops", "optimizers", "regularizers", "schedules",
     "set_backend", "set_floatx", "set_num_threads", "set_seed", "utils",

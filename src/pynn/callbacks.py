@@ -26,8 +26,8 @@ import warnings
 
 class Callback:
     """Base class of callbacks: override the Keras-named hooks you need; `self.model` is the
-    model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine'} of the fit call
-    ({'epochs': 1, 'steps', 'verbose'} in evaluate and predict).
+    model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine', 'validation'}
+    of the fit call ({'epochs': 1, 'steps', 'verbose'} in evaluate and predict).
 
     `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones), at a
     batch's end that batch's; `epoch` and `batch` count from 0. A callback that defines its
@@ -44,8 +44,8 @@ class Callback:
         self.model = model
 
     def set_params(self, params):
-        """Called by fit before training ({'epochs', 'steps', 'verbose', 'engine'}), and by
-        evaluate and predict ({'epochs': 1, 'steps', 'verbose'})."""
+        """Called by fit before training ({'epochs', 'steps', 'verbose', 'engine',
+        'validation'}), and by evaluate and predict ({'epochs': 1, 'steps', 'verbose'})."""
         self.params = params
 
     def on_train_begin(self, logs=None):
@@ -120,6 +120,9 @@ class History(Callback):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
             self._key_epochs.setdefault(k, []).append(epoch)
+        if getattr(self, "model", None) is not None:  # (Keras 3: so after a fit run from a
+            # callback, model.history is the outer one)
+            self.model.history = self
 
     def _epochs_of(self, key):
         epochs = getattr(self, "_key_epochs", {}).get(key)  # a History filled by hand has none
@@ -694,6 +697,10 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
+            if self.params.get("validation") and not any(k.startswith("val_")
+                                                         for k in self.keys):
+                # validation_freq > 1: no val_ values yet; as Keras 3, their columns now
+                self.keys += [f"val_{k}" for k in self.keys]
         with open(self.filename, "a", newline="") as f:
             writer = csv.writer(f, delimiter=self.sep)
             if self._write_header:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import config
-from .backend.arrays import is_gpu_array
+from .backend.arrays import detached, is_gpu_array
 
 
 def host_array(x):
     """x as a numpy array, zero-copy through DLPack for CPU tensors (PyTorch, JAX, ...)."""
     if isinstance(x, np.ndarray):
         return x
+    x = detached(x)
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         try:
             return np.from_dlpack(x)

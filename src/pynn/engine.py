@@ -384,6 +384,9 @@ def _engine_settings(model):
              bool(getattr(optimizer, "weight_decay", 0.0))
              and not getattr(optimizer, "_fuses_weight_decay", False),
              tuple(optimizer._active_slots()) if optimizer is not None else None]
+    # the loss's numbers (Huber's delta, label_smoothing... set in place mid-fit)
+    items += [v for _, v in sorted(getattr(model.loss, "__dict__", {}).items())
+              if type(v) in (bool, int, float)]
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)

@@ -44,6 +44,12 @@ class Loss:
     # output per sample for element-wise losses, None where it needs a class axis.
     one_d_predictions = "samples"
 
+    def __setattr__(self, name, value):
+        changed = name in self.__dict__
+        object.__setattr__(self, name, value)
+        if changed:  # (delta, epsilon, label_smoothing... set mid-fit: the engine holds them)
+            config.settings_changed()
+
     def __init__(self, reduction="sum_over_batch_size"):
         # Refused rather than ignored: a "sum" asked for and a mean given trains differently.
         if reduction != "sum_over_batch_size":

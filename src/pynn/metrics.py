@@ -1249,6 +1249,13 @@ def fresh_copy(metric):
     return fresh
 
 
+def _takes_means(metric):
+    """Whether metric is pynn's per-sample mean (its state a total and a count)."""
+    kind = type(metric)
+    return (isinstance(metric, MeanMetricWrapper) and kind._add_batch is
+            MeanMetricWrapper._add_batch and kind.result is MeanMetricWrapper.result)
+
+
 class EpochLogs(Mapping):
     """The loss and metrics of one epoch (or one evaluate), read as a mapping {name: value so
     far}: the loss and natively computed metrics as batch-size-weighted means, the Metric
@@ -1257,12 +1264,15 @@ class EpochLogs(Mapping):
 
     def __init__(self, metrics):
         self.metrics = list(metrics)
+        # per-sample means computed natively join these metrics' own state, so an epoch whose
+        # batches ran partly in the engine and partly through the layers (an option the
+        # engine lacks set mid-epoch) reads one mean over all of them
+        self._means = {m.name: m for m in self.metrics if _takes_means(m)}
         self.reset()
 
     def reset(self):
         self._sums = {}
         self._seen = 0
-        self._stateful = False
         for m in self.metrics:
             m.reset_state()
 
@@ -1270,24 +1280,28 @@ class EpochLogs(Mapping):
         """A batch of k samples whose loss and metrics were computed elsewhere (natively)."""
         self._seen += k
         for key, v in values.items():
-            self._sums[key] = self._sums.get(key, 0.0) + v * k
+            metric = self._means.get(key)
+            if metric is not None:
+                metric._total += v * k
+                metric._count += k
+            else:
+                self._sums[key] = self._sums.get(key, 0.0) + v * k
 
     def update(self, k, loss, y_true, y_pred):
         """A batch of k samples: its loss, and predictions for the metrics (numpy arrays).
         Returns the batch's own logs {loss, metric of this batch}."""
-        self._stateful = True
         self.add_means(k, {"loss": loss})
         return {"loss": loss, **{m.name: m._update(y_true, y_pred) for m in self.metrics}}
 
     def _names(self):
-        if self._stateful:
-            return ["loss", *(m.name for m in self.metrics)]
-        return list(self._sums)
+        if not self._seen:
+            return []
+        return list(dict.fromkeys([*self._sums, *(m.name for m in self.metrics)]))
 
     def __getitem__(self, key):
         if key in self._sums:
             return self._sums[key] / self._seen if self._seen else float("nan")
-        if self._stateful:
+        if self._seen:
             for m in self.metrics:
                 if m.name == key:
                     return _number(m.name, m.result())
@@ -1300,7 +1314,7 @@ class EpochLogs(Mapping):
         """Keras' batch logs: each value as the epoch's so far, except a metric whose result
         costs a pass over everything seen (AUC's sort), which gives `batch_logs`' value of the
         batch alone; recomputing it after every batch made an epoch quadratic in its size."""
-        costly = {m.name for m in self.metrics if m.costly_result} if self._stateful else ()
+        costly = {m.name for m in self.metrics if m.costly_result}
         return {k: batch_logs[k] if k in costly and k in batch_logs else self[k] for k in self}
 
     def __len__(self):

@@ -26,6 +26,7 @@ from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
+from .backend.arrays import detached
 from .batch_sources import BatchSource, is_batch_source
 from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
@@ -74,7 +75,6 @@ class Sequential:
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
         self._metric_claims = 0  # fits and evaluates accumulating into _metric_objects
-        self._fused = False
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
         self.shuffle_seed = None  # drawn at the first shuffled fit; saved with the model
@@ -160,6 +160,15 @@ class Sequential:
         return [l for l in self.layers if not isinstance(l, InputLayer)]
 
     @property
+    def _fused(self):
+        """Whether the loss takes the last layer's pre-activations (softmax or sigmoid with
+        its cross-entropy, from logits): asked at every step, so a callback that changes the
+        loss or the output activation mid-fit is followed (as the native engine does)."""
+        layers = self._compute_layers
+        return (self.loss is not None and bool(layers) and self.loss.fuses_activation
+                and layers[-1].output_activation == self.loss.fused_activation)
+
+    @property
     def input_shape(self):
         """The shape of one input sample, without the batch axis ((784,) where Keras says
         (None, 784)); None before the model knows it."""
@@ -227,6 +236,12 @@ class Sequential:
         before cupy). run_eagerly, jit_compile, steps_per_execution and auto_scale_loss are
         Keras' execution settings, taken and unused (pynn has no graph to compile, and its
         native engine already runs many steps per call)."""
+        if getattr(self, "_fits_running", 0):  # (Keras 3 fails too, less clearly)
+            raise RuntimeError("compile() was called during fit (from a callback): the "
+                               "running fit would keep training with its metrics half "
+                               "replaced. Set model.optimizer, model.loss or an optimizer's "
+                               "attributes instead (fit follows them), or compile after fit "
+                               "returns")
         if isinstance(steps_per_execution, bool) or not isinstance(
                 steps_per_execution, (int, np.integer)) or steps_per_execution < 1:
             raise ValueError(f"compile: steps_per_execution must be a positive integer, got "
@@ -331,8 +346,6 @@ class Sequential:
         # the state of weights no longer in the model (a layer popped or replaced without
         # compile) would be kept for as long as the optimizer lives
         self.optimizer.keep_only(self.params)
-        self._fused = (self.loss.fuses_activation
-                       and last.output_activation == self.loss.fused_activation)
         out_dim = int(np.prod(self.output_shape))
         self._metric_objects = [metrics_mod.get(m, self._loss_kind, out_dim)
                                 for m in self._metric_specs]
@@ -368,7 +381,7 @@ class Sequential:
         if is_gpu_array(a):
             b = self.backend if self.backend is not None else get_backend()
             return b.to_numpy(self._gpu_array(a, name))
-        return a
+        return detached(a)
 
     def _targets(self, y, n, name="y"):
         if y is None:
@@ -646,12 +659,11 @@ class Sequential:
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         steps = -(-n // batch_size)
         native = self._native_engine(engine, batch_size)  # buffers for the rows used
-        history = History()
-        user_callbacks = _callback_list(callbacks)
-        # History last, as Keras: it records what the other callbacks add to the epoch's logs
-        cbs = CallbackList([*user_callbacks, history], self,
+        user_callbacks, history = _with_history(callbacks)
+        cbs = CallbackList(user_callbacks, self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose,
-                            "engine": "native" if native else "layers"})
+                            "engine": "native" if native else "layers",
+                            "validation": validation is not None})
         # The native engine runs chunks of batches between returns to Python; per-batch
         # callbacks get exactly one batch per chunk, else the bar advances ~20 times an epoch.
         # A callback that only reads the batches' logs (TerminateOnNaN) takes them after the
@@ -673,7 +685,8 @@ class Sequential:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         resume = self._begin_training(cbs)
         initial_epoch = initial_epoch if resume is None else resume
-        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
+        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
+                self._fit_running():
             # copies when another thread's evaluate accumulates into the compiled objects
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
@@ -852,11 +865,11 @@ class Sequential:
             x_val, y_val, w_val = self._validation_arrays(validation_data)
             validation = _Validation(None, x_val, self.loss.smooth_targets(y_val), w_val,
                                      val_batch, validation_freq)
-        history = History()
-        user_callbacks = _callback_list(callbacks)
-        cbs = CallbackList([*user_callbacks, history], self,
+        user_callbacks, history = _with_history(callbacks)
+        cbs = CallbackList(user_callbacks, self,
                            {"epochs": epochs, "steps": train.epoch_steps, "verbose": verbose,
-                            "engine": "native" if reason is None else "layers"})
+                            "engine": "native" if reason is None else "layers",
+                            "validation": validation is not None})
         batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
         progress = EpochProgress(verbose, epochs, train.epoch_steps)
         trainer = _SourceTrainer(self, engine, class_weight)
@@ -870,7 +883,8 @@ class Sequential:
             initial_epoch = resume
             if first is not None and train.indexed:
                 first, train._stream = None, None
-        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed:
+        with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
+                self._fit_running():
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
             try:
@@ -1109,6 +1123,15 @@ class Sequential:
         if verbose:
             print(logs_line(logs))
         return self._format_logs(logs, return_dict)
+
+    @contextlib.contextmanager
+    def _fit_running(self):
+        """Marks a fit in progress (compile refuses to run from its callbacks)."""
+        self._fits_running = getattr(self, "_fits_running", 0) + 1
+        try:
+            yield
+        finally:
+            self._fits_running -= 1
 
     @contextlib.contextmanager
     def _claimed_metrics(self):
@@ -1422,6 +1445,7 @@ class Sequential:
         """copy.copy: a second model object sharing the same layers (as for any object)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_fits_running", None)  # (a copy made mid-fit is not fitting)
         return new
 
     # ---- description ----------------------------------------------------------------------------
@@ -1631,6 +1655,18 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
     return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+
+
+def _with_history(callbacks):
+    """fit's callbacks and the History it returns: the user's own History if one is among
+    them (as Keras 3), else a new one last, so it records what the other callbacks add to
+    the epoch's logs."""
+    callbacks = _callback_list(callbacks)
+    history = next((cb for cb in callbacks if isinstance(cb, History)), None)
+    if history is None:
+        history = History()
+        callbacks.append(history)
+    return callbacks, history
 
 
 def _overrides_batch_hooks(callback):

@@ -14,11 +14,22 @@ def save_model(model, filepath, overwrite=True):
 
 
 def clone_model(model):
-    """A new model with the same layers' settings and freshly initialized weights, not
-    compiled (as Keras' clone_model)."""
+    """A new model with the same layers' settings and freshly initialized weights; a
+    compiled model's clone is compiled alike (as Keras 3): a new optimizer of the same
+    settings (no state), the same loss and metrics, on the same backend."""
     if not isinstance(model, Sequential):
         raise TypeError(f"clone_model: expected a pynn Sequential model, got "
                         f"{type(model).__name__}")
-    from .saving import user_objects
+    from . import losses, optimizers
+    from .custom_objects import custom_object_scope
+    from .saving import _compile_arguments, _metric_names, user_objects
 
-    return Sequential.from_config(model.get_config(), custom_objects=user_objects(model))
+    objects = user_objects(model)
+    clone = Sequential.from_config(model.get_config(), custom_objects=objects)
+    if model.compiled and model.optimizer is not None and model.loss is not None:
+        with custom_object_scope(objects):
+            arguments = _compile_arguments({"optimizer": optimizers.serialize(model.optimizer),
+                                            "loss": losses.serialize(model.loss),
+                                            "metrics": _metric_names(model)})
+        clone.compile(**arguments, backend=model.backend.name)
+    return clone

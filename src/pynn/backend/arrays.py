@@ -77,6 +77,14 @@ def gpu_backend_of(a):
     return None
 
 
+def detached(a):
+    """A PyTorch tensor that requires grad (an nn.Linear's weight, a tensor in a graph)
+    without its graph, so its values can be read (numpy refuses it); anything else as is."""
+    if getattr(a, "requires_grad", False) is True and hasattr(a, "detach"):
+        return a.detach()
+    return a
+
+
 def to_host(a, backend=None):
     """Any array as a NumPy array (copied only from a GPU): `backend`'s own, another GPU
     backend's, any GPU array (DLPack's host copy, or CuPy's .get()), or anything NumPy
@@ -87,6 +95,7 @@ def to_host(a, backend=None):
         return a
     if backend is not None and backend.xp is not np and isinstance(a, backend.xp.ndarray):
         return backend.to_numpy(a)
+    a = detached(a)
     if not is_gpu_array(a):
         return np.asarray(a)
     owner = gpu_backend_of(a)

@@ -144,6 +144,8 @@ ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regul
                    "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale",
                    "invert")
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
+# Flags that decide which weights a layer has: fixed once it is built
+_WEIGHT_FLAGS = frozenset({"use_bias", "center", "scale"})
 
 
 # Keras layer arguments taken at their default None (in hand-written or Keras-written
@@ -179,6 +181,13 @@ class Layer:
             from .. import activations
 
             value = activations.get(value)
+        elif name in _WEIGHT_FLAGS and self.__dict__.get("built"):
+            old = self.__dict__.get(name)
+            if type(old) is bool and isinstance(value, (bool, np.bool_, int)) \
+                    and bool(value) != old:  # (the weights it adds or drops exist, or not)
+                raise ValueError(f"{type(self).__name__} {self.name!r}: {name} cannot change "
+                                 f"once the layer is built; make a new layer with "
+                                 f"{name}={bool(value)}")
         object.__setattr__(self, name, value)
         if name in _ENGINE_SETTINGS:
             config.settings_changed()
