@@ -201,6 +201,8 @@ def unsupported_reason(model, for_training=True):
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
+    if getattr(model.optimizer, "centered", False):
+        return "RMSprop(centered=True) (the engine's RMSprop is not centered)"
     if model.optimizer.gradient_accumulation_steps:
         return "gradient_accumulation_steps (the engine updates the weights at every step)"
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:

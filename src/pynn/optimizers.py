@@ -143,7 +143,7 @@ class Optimizer:
         object.__setattr__(self, name, value)
         # set mid-fit: a native engine that lacks the decay must leave; one built for other
         # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
-        if name in ("weight_decay", "amsgrad", "momentum", "use_ema"):
+        if name in ("weight_decay", "amsgrad", "momentum", "use_ema", "centered"):
             config.settings_changed()
 
     @property
@@ -500,24 +500,36 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: divide by a moving root mean square of the gradients; optional momentum."""
+    """RMSprop: divide by a moving root mean square of the gradients; optional momentum.
+    centered=True (Keras') divides by the gradients' moving variance instead (a third
+    slot, their moving mean): array operations, trained layer by layer."""
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, **kwargs):
+    centered = False
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
+                 centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
         self.rho = _check_fraction("rho", rho)
         self.momentum = _check_fraction("momentum", momentum)
         self.epsilon = _check_positive("epsilon", epsilon)
+        self.centered = _check_flag("centered", centered)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon}
+                "epsilon": self.epsilon, "centered": self.centered}
 
     def _optimizer_slots(self):
-        return ("velocity", "momentum") if self.momentum else ("velocity",)
+        return (("velocity",) + (("momentum",) if self.momentum else ())
+                + (("average_gradient",) if self.centered else ()))
 
     def _update(self, b, w, g, s, lr):
-        b.rmsprop_update(w, g, s["velocity"], s.get("momentum"), lr, self.rho,
-                         self.momentum, self.epsilon)
+        if self.centered:
+            b.rmsprop_centered_update(w, g, s["velocity"], s["average_gradient"],
+                                      s.get("momentum"), lr, self.rho, self.momentum,
+                                      self.epsilon)
+        else:
+            b.rmsprop_update(w, g, s["velocity"], s.get("momentum"), lr, self.rho,
+                             self.momentum, self.epsilon)
 
 
 class Adagrad(Optimizer):

@@ -115,6 +115,11 @@ class Backend:
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
         raise NotImplementedError
 
+    def rmsprop_centered_update(self, w, g, velocity, average_gradient, momentum_buf, lr,
+                                rho, momentum, eps):
+        """RMSprop(centered=True): array operations on every backend."""
+        raise NotImplementedError
+
     def adagrad_update(self, w, g, accumulator, lr, eps):
         raise NotImplementedError
 

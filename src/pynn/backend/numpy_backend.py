@@ -372,6 +372,22 @@ class NumpyBackend(Backend):
         else:
             w -= increment
 
+    def rmsprop_centered_update(self, w, g, velocity, average_gradient, momentum_buf, lr,
+                                rho, momentum, eps):
+        # Keras 3's centered RMSprop: the moving mean square less the square of the moving
+        # mean (the gradients' variance) under the root
+        velocity *= rho
+        velocity += (1 - rho) * g * g
+        average_gradient *= rho
+        average_gradient += (1 - rho) * g
+        increment = lr * g / self.xp.sqrt(velocity - average_gradient * average_gradient + eps)
+        if momentum > 0:
+            momentum_buf *= momentum
+            momentum_buf += increment
+            w -= momentum_buf
+        else:
+            w -= increment
+
     def adagrad_update(self, w, g, accumulator, lr, eps):
         accumulator += g * g
         w -= lr * g / self.xp.sqrt(accumulator + eps)
