@@ -349,9 +349,12 @@ def test_multilabel_indicator_targets():
 
 def test_only_the_ratios_of_sample_weights_count(iris):
     """As scikit-learn (a weighted average): uniform weights of 1e-3 or 100 train like none
-    (they scaled the loss, so the tol rule stopped after a few epochs or far too late)."""
+    (they scaled the loss, so the tol rule stopped after a few epochs or far too late).
+    alpha=0: scikit-learn divides alpha's penalty by the weights' sum (tested against it in
+    test_sample_weight_with_one_batch_is_scikit_learns)."""
     x, y = iris
-    params = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, shuffle=False)
+    params = dict(hidden_layer_sizes=(8,), max_iter=30, random_state=0, shuffle=False,
+                  alpha=0.0)
     plain = MLPClassifier(**params).fit(x, y)
     for scale in (1e-3, 100.0):
         weighted = MLPClassifier(**params).fit(x, y, sample_weight=np.full(len(x), scale))

@@ -9,36 +9,45 @@ cross_val_score:
 
 Differences from scikit-learn's own MLPs, by design:
 
-* The objective is scikit-learn's: its loss is c times pynn's (c = 1/2 for the regressor's
-  squared error, the number of labels for a multi-label classifier, whose log-loss sums over
-  labels, else 1), plus 0.5 * alpha * ||W||^2 / n for each mini-batch, n being that batch's
-  size. The model trains on pynn's loss plus L2(alpha / (2 * c * batch_size)) on each Dense
-  kernel, which is scikit-learn's objective divided by c; the optimizer takes that into account
-  (sgd's learning rate times c, adam's epsilon over c), so the steps are scikit-learn's, and
-  loss_curve_ reports scikit-learn's objective. For full batches this is exact; only the last,
-  shorter batch of an epoch is penalised slightly less. Biases are not penalised, as in
-  scikit-learn. alpha=0 adds no regularizer (either way the network trains on pynn's native
-  engine).
+* The objective is scikit-learn's. Its gradient is c times that of pynn's loss (c = 1/2 times
+  the number of outputs for the regressor's squared error, which scikit-learn sums over
+  outputs in its gradient but averages in its reported loss; the number of labels for a
+  multi-label classifier, whose log-loss sums over labels; else 1), plus alpha * W / n for
+  each mini-batch of n samples. The model trains on pynn's loss plus L2(alpha / (2 * c * n))
+  on each Dense kernel and the optimizer takes c into account (sgd's learning rate times c,
+  adam's epsilon over c), so the steps are scikit-learn's, and loss_curve_ reports
+  scikit-learn's loss. For full batches this is exact; only the last, shorter batch of an
+  epoch is penalised slightly less. Biases are not penalised, as in scikit-learn. alpha=0
+  adds no regularizer (either way the network trains on pynn's native engine).
 * random_state: an int (or RandomState) seeds the draws of each fit (weight initialisation,
   Keras' glorot_uniform, and shuffling) from a generator of its own, as scikit-learn does:
   pynn's global generator (pynn.set_seed) is left as it is, and fits in concurrent threads
   are reproducible. None draws from pynn's global generator.
-* Stopping: max_iter is the number of epochs. Training also stops once the monitored loss
-  has not improved by tol for n_iter_no_change epochs (pynn.callbacks.EarlyStopping): the
-  training loss, or with early_stopping=True the loss on a held-out validation_fraction
-  (scikit-learn monitors the validation score, which validation_scores_ records here too),
-  whose best weights are restored. Running
-  all max_iter epochs without stopping warns with ConvergenceWarning, as scikit-learn does.
+* Stopping, as scikit-learn's: max_iter is the number of epochs; an epoch counts as no
+  improvement when its loss_curve_ value is above best_loss_ - tol (best_loss_: the lowest
+  so far), or with early_stopping=True when its score (accuracy, R^2) on a held-out
+  validation_fraction is below best_validation_score_ + tol; training stops after more than
+  n_iter_no_change such epochs in a row, and early_stopping restores the best-scoring
+  weights. That state carries over warm_start and partial_fit calls, as in scikit-learn.
+  Running all max_iter epochs without stopping warns with ConvergenceWarning.
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
 * solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'; the learning rate
   is constant: learning_rate='invscaling'/'adaptive' is refused for sgd (ignored by adam, as
   in scikit-learn); power_t and max_fun are accepted and checked but unused (they serve
   only 'invscaling' and 'lbfgs').
-* sample_weight weighs each sample's loss, as in scikit-learn >= 1.7 (only the ratios count:
-  the weights are scaled to mean 1); with mini-batches that is not the same as repeating
-  samples (neither is it in scikit-learn).
+* sample_weight weighs each sample's loss. scikit-learn (>= 1.7) divides each mini-batch's
+  weighted loss and alpha's penalty by that batch's weight sum; pynn divides both by the
+  batch's size times the mean weight of the training samples (it scales the weights to mean
+  1). The two agree whenever every batch's weights sum to that, as with one batch per epoch
+  (batch_size >= the training samples) or equal weights; otherwise a batch of heavier
+  samples than average takes a larger step here than there (a lighter one a smaller step).
+  In both, the weights' scale counts only through alpha's penalty (divided by a weight sum),
+  and with mini-batches weighting is not the same as repeating samples.
 * Sparse X (OneHotEncoder's default output) is accepted and made dense (float32) once per
   call: the network's layers take dense batches, so mind its size for very wide inputs.
+* coefs_ and intercepts_ are read-only float64 copies of the model's weights (a tuple: an
+  edit in place raises); assigning a list of arrays of the same shapes writes them into the
+  model (in float32), so that a warm_start fit or partial_fit continues from them.
 * n_iter_ is the number of epochs of the last fit/partial_fit call (one for partial_fit);
   loss_curve_ and t_ span all calls, as in scikit-learn. partial_fit refuses
   early_stopping=True, as scikit-learn does.
@@ -56,11 +65,12 @@ try:
     from scipy import sparse
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import (check_classification_targets, type_of_target,
+                                          unique_labels)
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
                                           validate_data)
 except ImportError as exc:  # pragma: no cover - the message is the point
@@ -170,23 +180,31 @@ class _BaseMLP(BaseEstimator):
         return config.seeded(rs if _is_int(rs) else check_random_state(rs).randint(2**31 - 1))
 
     # ---- model ------------------------------------------------------------------------------
-    def _build_model(self, sizes, n_features, n_outputs, out_activation, loss, batch_size):
-        reg = self._regularizer(batch_size)
+    def _build_model(self, sizes, n_features, n_outputs, out_activation, loss):
         act = _ACTIVATIONS[self.activation]
         layers = [Input((n_features,))]
-        layers += [Dense(s, activation=act, kernel_regularizer=reg) for s in sizes]
-        layers.append(Dense(n_outputs, activation=out_activation, kernel_regularizer=reg))
-        model = Sequential(layers)
+        layers += [Dense(s, activation=act) for s in sizes]
+        layers.append(Dense(n_outputs, activation=out_activation))
+        model = Sequential(layers)  # alpha's penalty is set by each fit (_set_penalty)
         model.compile(optimizer=self._optimizer(), loss=loss)
         return model
 
     def _loss_scale(self):
-        """c: scikit-learn's loss over pynn's (see the module's docstring)."""
+        """c: the gradient of scikit-learn's loss over that of pynn's (module docstring)."""
         raise NotImplementedError
 
-    def _regularizer(self, batch_size):
-        c = self._loss_scale()
-        return regularizers.L2(self.alpha / (2.0 * c * batch_size)) if self.alpha > 0 else None
+    def _report_scale(self):
+        """scikit-learn's reported loss (loss_curve_) over pynn's, the penalty left out."""
+        return self._loss_scale()
+
+    def _set_penalty(self, denominator):
+        """alpha's L2 on each kernel for batches whose loss is divided by `denominator`
+        (scikit-learn's alpha * ||W||^2 / (2 * denominator), over c); returns its factor."""
+        l2 = self.alpha / (2.0 * self._loss_scale() * denominator) if self.alpha > 0 else 0.0
+        reg = regularizers.L2(l2) if l2 else None
+        for layer in self._dense_layers():
+            layer.kernel_regularizer = reg
+        return l2
 
     def _optimizer(self):
         # pynn's objective is scikit-learn's over c, and so are its gradients: sgd's steps are
@@ -198,9 +216,9 @@ class _BaseMLP(BaseEstimator):
         return optimizers.SGD(learning_rate=self.learning_rate_init * c, momentum=self.momentum,
                               nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
 
-    def _warm_restart(self, sizes, batch_size):
-        """A warm_start fit keeps the weights and, as scikit-learn, takes the current solver,
-        learning rate and alpha (a new optimizer, the penalty for this batch size)."""
+    def _warm_restart(self, sizes):
+        """A warm_start fit keeps the weights and, as scikit-learn, takes the current solver
+        and learning rate (a new optimizer)."""
         dense = self._dense_layers()
         act = _ACTIVATIONS[self.activation]
         if [d.units for d in dense[:-1]] != sizes or any(d.activation.name != act
@@ -208,13 +226,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"warm_start keeps the fitted network: hidden_layer_sizes and "
                              f"activation cannot change (fitted {[d.units for d in dense[:-1]]}, "
                              f"{dense[0].activation.name!r}; now {sizes}, {act!r})")
-        self._set_penalty(batch_size)
         self.model_.compile(optimizer=self._optimizer(), loss=self.model_.loss)
-
-    def _set_penalty(self, batch_size):
-        reg = self._regularizer(batch_size)
-        for layer in self._dense_layers():
-            layer.kernel_regularizer = reg
 
     def _check_incremental(self):
         if self.early_stopping:  # its held-out split spans one fit call (scikit-learn's error)
@@ -225,68 +237,91 @@ class _BaseMLP(BaseEstimator):
         partial_fit continue a fitted one)."""
         return not (hasattr(self, "model_") and (incremental or self.warm_start))
 
-    def _train(self, X, y, epochs, incremental, first, sample_weight=None, sizes=None):
-        """Run fit (or one partial_fit pass) on the encoded targets; updates the curves."""
-        batch_size = self._batch_size(X.shape[0])
-        verbose = 1 if self.verbose else 0
-        c = self._loss_scale()  # tol is on scikit-learn's loss, the model's is that over c
+    def _init_stopping(self, first):
+        """scikit-learn's stopping state (_initialize), set by a new network's fit and kept by
+        warm_start and partial_fit; a warm_start fit that turns early_stopping on or off
+        starts the state it then needs (where scikit-learn fails): best_loss_ is None with
+        early_stopping, validation_scores_ and best_validation_score_ None without."""
         if first:
-            self.loss_curve_, self.t_ = [], 0
-            self.validation_scores_ = self.best_validation_score_ = None
-        elif not incremental:
-            self._warm_restart(sizes, batch_size)
-        else:  # as scikit-learn's partial_fit: the current alpha, for this call's batches
-            self._set_penalty(batch_size)
-        if incremental:
-            history = self.model_.fit(X, y, batch_size=batch_size, epochs=1, verbose=verbose,
-                                      shuffle=self.shuffle, sample_weight=sample_weight)
+            self.loss_curve_, self.t_, self._no_improvement_count = [], 0, 0
+            self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+            self._best_weights = self.model_.get_weights()
+        if self.early_stopping:
+            self.best_loss_ = None
+            if self.validation_scores_ is None:
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
         else:
-            cbs, validation = [], None
-            if self.early_stopping:
-                X, validation, y, sample_weight = self._validation_split(X, y, sample_weight)
-                batch_size = self._batch_size(X.shape[0])
-                cbs.append(callbacks_mod.EarlyStopping(
-                    monitor="val_loss", min_delta=self.tol / c, patience=self.n_iter_no_change,
-                    restore_best_weights=True))
-                # scikit-learn's validation_scores_: the score (accuracy, R^2) each epoch,
-                # appended to by warm_start fits
-                if self.validation_scores_ is None:
-                    self.validation_scores_ = []
-                cbs.append(callbacks_mod.LambdaCallback(
-                    on_epoch_end=lambda epoch, logs: self.validation_scores_.append(
-                        self._encoded_score(*validation))))
-            else:  # scikit-learn's stopping rule on the training loss
-                cbs.append(callbacks_mod.EarlyStopping(
-                    monitor="loss", min_delta=self.tol / c, patience=self.n_iter_no_change))
-            history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
-                                      verbose=verbose, shuffle=self.shuffle,
-                                      validation_data=validation, callbacks=cbs,
-                                      sample_weight=sample_weight)
-            if not self.model_.stop_training:  # ran all max_iter epochs
-                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and "
-                              f"the optimization hasn't converged yet.", ConvergenceWarning)
-            if validation is not None:
-                self.best_validation_score_ = max(self.validation_scores_, default=None)
-            else:
-                self.validation_scores_ = self.best_validation_score_ = None
-        losses = [c * float(v) for v in history.history.get("loss", [])]
-        self.loss_curve_ = self.loss_curve_ + losses
-        self.n_iter_ = len(losses)  # this call's epochs (loss_curve_ spans them all)
+            self.validation_scores_ = self.best_validation_score_ = None
+            if self.best_loss_ is None:
+                self.best_loss_ = np.inf
+        self.loss_curve_ = list(self.loss_curve_)  # a list a caller holds is left as it was
+
+    def _train(self, X, y, incremental, first, sample_weight=None, sizes=None):
+        """Run fit (or one partial_fit pass) on the encoded targets; updates the curves and
+        the stopping state as scikit-learn's _fit_stochastic."""
+        if not first and not incremental:
+            self._warm_restart(sizes)
+        self._init_stopping(first)
+        validation = None
+        if self.early_stopping:  # (partial_fit refused it)
+            X, validation, y, sample_weight = self._validation_split(X, y, sample_weight)
+        n = X.shape[0]
+        batch_size = self._batch_size(n)
+        weight_mean = 1.0
+        if sample_weight is not None:  # to mean 1: see the module docstring
+            weight_mean = float(sample_weight.mean())
+            if not weight_mean > 0:
+                raise ValueError("sample_weight must have a positive sum (over the training "
+                                 "samples)")
+            sample_weight = (sample_weight / weight_mean).astype(np.float32)
+        l2 = self._set_penalty(batch_size * weight_mean)
+        epochs = 1 if incremental else self.max_iter
+        if l2 and self._report_scale() != self._loss_scale():
+            tracker = _EpochsWithPenalty(self, validation, l2, n, batch_size)
+        else:
+            tracker = _Epochs(self, validation)
+        history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
+                                  verbose=1 if self.verbose else 0, shuffle=self.shuffle,
+                                  callbacks=[tracker], sample_weight=sample_weight)
+        n_iter = len(history.history.get("loss", []))
+        if not incremental and n_iter == epochs and not self.model_.stop_training:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and "
+                          f"the optimization hasn't converged yet.", ConvergenceWarning)
+        if validation is not None:  # scikit-learn restores the best-scoring weights
+            self.model_.set_weights(self._best_weights)
+        self.n_iter_ = n_iter  # this call's epochs (loss_curve_ spans them all)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
-        self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else float("nan")
-        self.t_ += X.shape[0] * len(losses)  # training samples seen, as scikit-learn counts
+        self.t_ += n * n_iter  # training samples seen, as scikit-learn counts
+
+    def _update_no_improvement_count(self, validation):
+        """scikit-learn's rule, after each epoch (its _update_no_improvement_count)."""
+        if validation is not None:
+            score = self._encoded_score(*validation)
+            self.validation_scores_.append(score)
+            if score < self.best_validation_score_ + self.tol:  # NaN: reset, as scikit-learn
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_weights = self.model_.get_weights()
+        else:
+            loss = self.loss_curve_[-1]
+            if loss > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, loss)
+        return self._no_improvement_count > self.n_iter_no_change
 
     def _sample_weight(self, sample_weight, X):
-        """Weights scaled to mean 1: scikit-learn averages the loss by the weights' sum, so
-        only their ratios count; pynn's fit divides by the sample count (Keras), where
-        weights of 1e-3 would shrink the loss, the tol rule and alpha's share with it."""
+        """The checked weights (float64), or None."""
         if sample_weight is None:
             return None
         w = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        total = w.sum()
-        if not total > 0:
+        if not w.sum() > 0:
             raise ValueError("sample_weight must have a positive sum")
-        return (w * (len(w) / total)).astype(np.float32)
+        return w
 
     def _validation_split(self, X, y, sample_weight):
         """(X_train, validation data tuple, y_train, sample_weight_train): a held-out
@@ -299,6 +334,9 @@ class _BaseMLP(BaseEstimator):
         except ValueError:  # a class too small to stratify: fall back to a plain split
             parts = train_test_split(*arrays, **kwargs)
         train, held_out = parts[0::2], parts[1::2]
+        if held_out[0].shape[0] < 2:  # scikit-learn's check and message
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
         return train[0], tuple(held_out), train[1], (train[2] if len(train) == 3 else None)
 
     def _encoded_score(self, X, y, sample_weight=None):
@@ -312,13 +350,56 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self):
-        """Each layer's weight matrix, (inputs, units), as scikit-learn's coefs_ (copies)."""
-        return [layer.kernel.numpy().astype(np.float64) for layer in self._dense_layers()]
+        """Each layer's weight matrix, (inputs, units), as scikit-learn's coefs_: a tuple of
+        read-only float64 copies (an edit in place would not reach the model); assign a list
+        of arrays to set them."""
+        return self._weights("kernel")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        self._set_weights("coefs_", "kernel", arrays)
 
     @property
     def intercepts_(self):
-        """Each layer's bias vector, as scikit-learn's intercepts_ (copies)."""
-        return [layer.bias.numpy().astype(np.float64) for layer in self._dense_layers()]
+        """Each layer's bias vector, as scikit-learn's intercepts_: read-only copies, as
+        coefs_; assign a list of arrays to set them."""
+        return self._weights("bias")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        self._set_weights("intercepts_", "bias", arrays)
+
+    def _weights(self, attr):
+        out = []
+        for layer in self._dense_layers():
+            array = getattr(layer, attr).numpy().astype(np.float64)
+            array.flags.writeable = False
+            out.append(array)
+        return tuple(out)
+
+    def _set_weights(self, name, attr, arrays):
+        """Write arrays (one per layer, of its shape, real numbers) into the model, all
+        checked before any is written (stored as float32, pynn's floatx)."""
+        params = [getattr(layer, attr) for layer in self._dense_layers()]
+        if isinstance(arrays, np.ndarray) or not hasattr(arrays, "__len__"):
+            raise TypeError(f"{name} takes a list of arrays, one per layer, got "
+                            f"{type(arrays).__name__}")
+        if len(arrays) != len(params):
+            raise ValueError(f"{name} takes {len(params)} arrays (one per layer), got "
+                             f"{len(arrays)}")
+        checked = []
+        for i, (param, array) in enumerate(zip(params, arrays)):
+            array = np.asarray(array)
+            if array.dtype.kind not in "iuf":
+                raise TypeError(f"{name}[{i}] must hold real numbers, got dtype {array.dtype}")
+            if array.shape != param.shape:
+                raise ValueError(f"{name}[{i}] must have shape {param.shape}, got "
+                                 f"{array.shape}")
+            if not np.isfinite(array).all():
+                raise ValueError(f"{name}[{i}] holds NaN or infinity")
+            checked.append(array)
+        for param, array in zip(params, checked):
+            param.assign(array)
 
     def _stratify_validation(self):
         return False
@@ -337,8 +418,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     categorical cross-entropy. Labels may be of any type (strings too): they are encoded
     through `classes_`. predict_proba returns one column per class (two for binary).
     Multi-label targets (a 0/1 indicator matrix, as scikit-learn takes) use one sigmoid
-    output per label; predict returns the indicator matrix, predict_proba each label's
-    probability, classes_ is 0..n_labels-1.
+    output per label; predict returns the indicator matrix (sparse after a sparse y, as
+    scikit-learn's), predict_proba each label's probability, classes_ is 0..n_labels-1.
     """
 
     def __sklearn_tags__(self):
@@ -351,10 +432,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _encode(self, y, classes=None, reset=True):
         """Targets for the model: label codes (float 0/1 for binary), or the float indicator
-        matrix of a multi-label y."""
+        matrix of a multi-label y (sparse too)."""
         multilabel = np.ndim(y) == 2 and type_of_target(y) == "multilabel-indicator"
         if reset:
             self._multilabel = multilabel
+            # predict answers in kind (a sparse y, a sparse one), through scikit-learn's own
+            self._label_binarizer = LabelBinarizer().fit(y) if multilabel else None
+        y = y.toarray() if sparse.issparse(y) else y
         if self._multilabel:
             if not multilabel:
                 raise ValueError(f"the model was fitted on a multi-label indicator matrix; y "
@@ -374,8 +458,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if reset:
-            encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
-            self.classes_ = encoder.classes_
+            # scikit-learn's classes_ (a Series of strings gives str, not object, labels)
+            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(f"MLPClassifier needs samples of at least 2 classes to train; "
                                  f"got 1 class ({self.classes_[0]!r})")
@@ -413,8 +497,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 else len(self.classes_)
             self.model_ = self._build_model(
                 sizes, X.shape[1], self.n_outputs_, "sigmoid" if sigmoid else "softmax",
-                "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy",
-                self._batch_size(X.shape[0]))
+                "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy")
             self.out_activation_ = "logistic" if sigmoid else "softmax"
             self.n_layers_ = len(sizes) + 2
         else:
@@ -423,7 +506,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
                                  f"first partial_fit call, {self.classes_.tolist()}")
             codes = self._encode(y, reset=False)
-        self._train(X, codes, self.max_iter, incremental, first, sample_weight, sizes)
+        self._train(X, codes, incremental, first, sample_weight, sizes)
         return self
 
     def fit(self, X, y, sample_weight=None):
@@ -470,8 +553,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """The most probable class of each sample, as a label from classes_ (for multi-label
         targets, the 0/1 indicator matrix: labels with probability > 0.5)."""
         proba = self.predict_proba(X)  # checks fitted before classes_ is looked at
-        if self._multilabel:
-            return (proba > 0.5).astype(np.int64)
+        if self._multilabel:  # int 0/1, sparse after a sparse y, as scikit-learn's
+            return self._label_binarizer.inverse_transform(proba)
         return self.classes_[np.argmax(proba, axis=1)]
 
 
@@ -486,7 +569,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return tags
 
     def _loss_scale(self):
-        return 0.5  # scikit-learn's squared error is half the mean squared error
+        # scikit-learn's gradient is that of the squared error summed over outputs, halved
+        return 0.5 * self.n_outputs_
+
+    def _report_scale(self):
+        return 0.5  # its reported loss: half the mean squared error over all outputs
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first = self._first_pass(incremental)
@@ -501,15 +588,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise overflow_error(source, y, "y") or ValueError("y contains NaN or infinity")
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
         if first:
-            self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse",
-                                            self._batch_size(X.shape[0]))
+            self.n_outputs_ = y2.shape[1]  # before the optimizer, which scales by it
+            self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse")
             self.out_activation_ = "identity"
-            self.n_outputs_ = y2.shape[1]
             self.n_layers_ = len(sizes) + 2
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, the model was fitted on "
                              f"{self.n_outputs_}")
-        self._train(X, y2, self.max_iter, incremental, first, sample_weight, sizes)
+        self._train(X, y2, incremental, first, sample_weight, sizes)
         return self
 
     def fit(self, X, y, sample_weight=None):
@@ -531,7 +617,54 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return out[:, 0] if self.n_outputs_ == 1 else out
 
     def _encoded_score(self, X, y, sample_weight=None):
-        return float(r2_score(y, self.model_.predict(X), sample_weight=sample_weight))
+        pred = self.model_.predict(X)
+        if not np.isfinite(pred).all():  # as scikit-learn (r2_score would raise)
+            return float("nan")
+        return float(r2_score(y, pred, sample_weight=sample_weight))
+
+
+class _Epochs(callbacks_mod.Callback):
+    """Each epoch's end as in scikit-learn: its loss appended to loss_curve_, then its
+    stopping rule, which ends training once it says so."""
+
+    def __init__(self, estimator, validation):
+        super().__init__()
+        self.estimator, self.validation = estimator, validation
+
+    def reported_loss(self, loss):
+        return self.estimator._report_scale() * float(loss)
+
+    def on_epoch_end(self, epoch, logs=None):
+        est = self.estimator
+        est.loss_curve_.append(self.reported_loss(logs["loss"]))
+        if est._update_no_improvement_count(self.validation):
+            self.model.stop_training = True
+
+
+class _EpochsWithPenalty(_Epochs):
+    """_Epochs where scikit-learn reports the penalty at another scale than the data loss
+    (a regressor of several outputs): the epoch's mean penalty is summed from each batch's
+    weights, read before its step (this makes the engine return after every batch)."""
+
+    def __init__(self, estimator, validation, l2, n, batch_size):
+        super().__init__(estimator, validation)
+        self.l2, self.n, self.batch_size = l2, n, batch_size
+        self.penalty = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.penalty = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        size = min(self.batch_size, self.n - batch * self.batch_size)
+        squares = sum(float(np.square(layer.kernel.numpy(), dtype=np.float64).sum())
+                      for layer in self.estimator._dense_layers())
+        self.penalty += self.l2 * squares * size / self.n  # batch-size-weighted, as the loss
+
+    def reported_loss(self, loss):
+        # pynn's loss is data + penalty; scikit-learn reports each at its own scale
+        est = self.estimator
+        return est._report_scale() * (float(loss) - self.penalty) \
+            + est._loss_scale() * self.penalty
 
 
 def _dense(X):
