@@ -197,6 +197,8 @@ def unsupported_reason(model, for_training=True):
                     f"the cross-entropies)")
         return (f"loss {type(model.loss).__name__} is not pynn's own class (a subclass may "
                 f"compute something else)")
+    if getattr(model.loss, "ignore_class", None) is not None:
+        return f"loss {model.loss.name} with ignore_class"
     if _loss_kind(model.loss, last_act) is None:
         return f"loss {model.loss.name} with a {last_act} output"
     if type(model.optimizer) not in _OPTIMIZERS:

@@ -328,20 +328,55 @@ class CategoricalCrossentropy(Loss):
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Targets are integer class indices, shape (N,) or (N, 1); for predictions of a class
-    per position (N, T, ..., classes), (N, T, ...) (or with a trailing 1), as Keras."""
+    per position (N, T, ..., classes), (N, T, ...) (or with a trailing 1), as Keras.
+    ignore_class (Keras'; PyTorch's ignore_index): a label (such as -1 for padding) whose
+    positions count for nothing: the loss is the mean over the other positions of the batch
+    (0 when none is left); metrics see the labels as given. Layer by layer."""
 
     name = "sparse_categorical_crossentropy"
     sparse = True
     one_d_predictions = None  # (batch, classes) only
     label_smoothing = 0.0  # none, as in Keras (smoothed labels are not integers)
+    ignore_class = None
 
-    def __init__(self, from_logits=False, *, reduction="sum_over_batch_size"):
+    def __init__(self, from_logits=False, ignore_class=None, *,
+                 reduction="sum_over_batch_size"):
         Loss.__init__(self, reduction)
         self.from_logits = bool(from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
+        if ignore_class is not None and (isinstance(ignore_class, bool) or
+                                         not isinstance(ignore_class, numbers.Integral)):
+            raise TypeError(f"{self.name}: ignore_class must be an integer label or None, got "
+                            f"{ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        config = {"from_logits": self.from_logits}
+        if self.ignore_class is not None:
+            config["ignore_class"] = self.ignore_class
+        return config
+
+    def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
+        if self.ignore_class is not None:
+            y_true, sample_weight = self._ignoring(backend, y_true, sample_weight, y_pred.dtype)
+        return super().value_and_grad(backend, y_pred, y_true, sample_weight)
+
+    def logits_value_and_grad(self, backend, logits, y_true, sample_weight=None):
+        if self.ignore_class is not None:
+            y_true, sample_weight = self._ignoring(backend, y_true, sample_weight, logits.dtype)
+        return super().logits_value_and_grad(backend, logits, y_true, sample_weight)
+
+    def _ignoring(self, backend, y_true, sample_weight, dtype):
+        """Keras 3's mask as weights: 0 at the ignored positions, positions / valid ones
+        elsewhere (times any sample weights), and a valid label (0) in the ignored places."""
+        xp = backend.xp
+        valid = y_true != self.ignore_class
+        count = int(valid.sum())
+        weight = valid.astype(dtype) * dtype.type(valid.size / count if count else 0.0)
+        if sample_weight is not None:
+            weight *= sample_weight.reshape(sample_weight.shape + (1,) * (weight.ndim -
+                                                                          sample_weight.ndim))
+        return xp.where(valid, y_true, 0).astype(y_true.dtype), weight
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
@@ -366,8 +401,9 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                 raise ValueError(f"{self.name}: labels must be whole numbers, got "
                                  f"{y[y != np.round(y)][0]}")
         classes = int(output_shape[-1])
-        if y.size and (y.min() < 0 or y.max() >= classes):
-            bad = y[(y < 0) | (y >= classes)][0].item()
+        labels = y if self.ignore_class is None else y[y != self.ignore_class]
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            bad = labels[(labels < 0) | (labels >= classes)][0].item()
             raise ValueError(f"{self.name}: label {bad} is out of range for {classes} classes "
                              f"(labels must be in [0, {classes - 1}])")
         return np.ascontiguousarray(y, dtype=np.int32)

@@ -456,6 +456,9 @@ class Sequential:
                               UserWarning, stacklevel=3)
             labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0])
             labels = np.asarray(labels)
+            ignored = getattr(self.loss, "ignore_class", None)
+            if ignored is not None:  # (their loss weighs 0 whatever their class weight)
+                labels = np.where(labels == ignored, 0, labels)
             if labels.size and (not np.isfinite(labels).all() or (labels < 0).any()
                                 or (labels != np.rint(labels)).any()):
                 raise ValueError("class_weight needs class labels as targets (integers >= 0, "
