@@ -291,6 +291,27 @@ def test_f1score_average_matches_keras(rng):
             pytest.approx(want, abs=1e-5)
 
 
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.9])
+def test_f1score_with_a_threshold_reads_every_output_as_keras(rng, threshold):
+    # the argmax reading ignored the threshold (every threshold gave the same F1); and the
+    # labels read at it are averaged per column as Keras and scikit-learn do, not pooled
+    keras = import_keras()
+    y = (rng.random((120, 4)) < 0.4).astype(np.float32)
+    y[:4] = np.eye(4)  # every column has positives
+    p = np.clip(y * 0.4 + rng.random((120, 4)) * 0.6, 0, 1).astype(np.float32)
+    for average in ("macro", "micro", "weighted"):
+        want = _keras_result(keras.metrics.F1Score(average=average, threshold=threshold),
+                             (y[:50], p[:50]), (y[50:], p[50:]))
+        ours = M.F1Score(average=average, threshold=threshold)
+        ours.update_state(y[:50], p[:50])
+        ours.update_state(y[50:], p[50:])
+        assert ours.result() == pytest.approx(want, abs=1e-5), average
+        assert M.f1_score(y, p, threshold=threshold, multilabel=True, average=average) == \
+            pytest.approx(_sk(skm.f1_score, y, p > threshold, average=average), abs=1e-12)
+    assert M.F1Score(threshold=threshold).get_config()["multilabel"] is True
+    assert M.F1Score().get_config()["threshold"] is None  # the argmax reading by default
+
+
 def _pr_auc_reference(y, s):
     """Keras' interpolate_pr_auc transcribed to float64 NumPy, with a threshold at every
     distinct score (predicted positive when >= it) and one above them all."""

@@ -75,12 +75,31 @@ def test_bad_regularizers():
         pynn.Dense(2, kernel_regularizer="l3")
 
 
-def test_named_l1_l2_penalises_as_the_function_form():
-    """'l1_l2' made L1L2() with factors 0 and 0: no penalty, silently."""
+def test_named_l1_l2_penalises_and_keras_3s_l1l2_says_it_does_not():
+    """'l1_l2' (a name Keras 3 refuses) is 0.01 for both; Keras 3's l1_l2() function is its
+    L1L2 class, 0 and 0 by default, as pynn's; the name 'L1L2' is that class (it warns)."""
     reg = pynn.regularizers.get("l1_l2")
     assert (reg.l1, reg.l2) == (0.01, 0.01)
     assert pynn.Dense(2, kernel_regularizer="l1_l2").kernel_regularizer == \
-        pynn.regularizers.l1_l2()
+        pynn.regularizers.l1_l2(0.01, 0.01)
+    bare = pynn.regularizers.l1_l2()
+    assert (bare.l1, bare.l2) == (0.0, 0.0)
+    for name in ("L1L2", "l1l2"):
+        with pytest.warns(UserWarning, match="penalises nothing"):
+            reg = pynn.regularizers.get(name)
+        assert (reg.l1, reg.l2) == (0.0, 0.0)
+
+
+def test_keras_3_regularizer_defaults():
+    from conftest import import_keras
+
+    keras = import_keras()
+    for ours, theirs in [(pynn.regularizers.l1(), keras.regularizers.l1()),
+                         (pynn.regularizers.l2(), keras.regularizers.l2()),
+                         (pynn.regularizers.l1_l2(), keras.regularizers.l1_l2()),
+                         (pynn.regularizers.L1L2(), keras.regularizers.get("L1L2"))]:
+        for key, value in theirs.get_config().items():
+            assert getattr(ours, key) == pytest.approx(value), (ours, key)
 
 
 @pytest.mark.parametrize("engine", ["native", "layers"])

@@ -195,8 +195,17 @@ def _true_classes(name, y_true, n, c):
     return labels.astype(np.int64)
 
 
-def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False):
-    """Per-class (tp, fp, fn) counts; one class (the positive one) when binary."""
+def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False, per_column=False):
+    """Per-class (tp, fp, fn) counts; one class (the positive one) when binary. Labels read
+    at the threshold are pooled into one class, or with per_column (F1's averages, as Keras'
+    and scikit-learn's) counted per output column."""
+    if multilabel and per_column:
+        t, p = to_host(y_true), to_host(y_pred)
+        if p.ndim == 2 and p.shape[1] > 1 and t.shape == p.shape:
+            true, pred = (t > 0.5), (p > threshold)
+            tp = np.sum(true & pred, axis=0)
+            return np.stack([tp, pred.sum(axis=0) - tp, true.sum(axis=0) - tp],
+                            axis=1).astype(np.int64)
     true, pred, c = _labels(name, y_true, y_pred, threshold, multilabel)
     if c is None:
         tp = np.sum(true & pred)
@@ -254,7 +263,8 @@ def f1_score(y_true, y_pred, threshold=0.5, multilabel=False, average="macro"):
     """2 tp / (2 tp + fp + fn); for (N, C) predictions averaged over classes as
     scikit-learn's `average`: "macro" (None too), "micro" or "weighted" (by support)."""
     _check_average("f1_score", average)
-    return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel), average)
+    return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel,
+                               per_column=True), average)
 
 
 def _check_average(owner, average):
@@ -658,11 +668,13 @@ class _ConfusionMetric(_LabelMetric):
                           check_unit_interval(type(self).__name__, "threshold", threshold))
         super().__init__(multilabel, name)
 
+    _per_column = False  # labels read at the threshold: pooled (Precision, Recall) or not
+
     def _batch_state(self, y_true, y_pred):
         threshold = 0.5 if self.threshold is None else self.threshold
         if self.class_id is not None:
             y_true, y_pred = _class_column(self.name, y_true, y_pred, self.class_id)
-        return _confusion(self.name, y_true, y_pred, threshold, self._pooled)
+        return _confusion(self.name, y_true, y_pred, threshold, self._pooled, self._per_column)
 
     def _merge(self, a, b):
         if a.shape != b.shape:
@@ -749,24 +761,28 @@ class Recall(_PrecisionOrRecall):
 
 
 class F1Score(_ConfusionMetric):
-    """F1 over all batches seen since reset_state. For multi-class outputs `average` is
-    scikit-learn's: "macro" (the mean over classes), "micro" (the F1 of the summed counts) or
-    "weighted" (the mean weighted by each class's support); Keras' default None gives one
-    value per class, which pynn cannot log as one number, so None is "macro" here. A single
-    output, or pooled multi-label outputs, is one class: every average is its F1.
-    threshold=None (Keras' default) reads several outputs by their argmax class, as pynn
-    always does (Keras: the row's largest output); a single output or pooled multi-label
-    outputs at 0.5 (Keras would count nearly every sample positive)."""
+    """F1 over all batches seen since reset_state. `average` is scikit-learn's: "macro" (the
+    mean over classes, or over the output columns of labels read at a threshold), "micro"
+    (the F1 of the summed counts) or "weighted" (the mean weighted by each class's support);
+    Keras' default None gives one value per class, which pynn cannot log as one number, so
+    None is "macro" here. A single output is one class: every average is its F1.
+    threshold=None (the default, Keras') reads several outputs by their argmax class (Keras:
+    the row's largest output) and a single output at 0.5 (Keras would count nearly every
+    sample positive); a threshold given reads every output at it, as Keras (multilabel=True,
+    unless given)."""
 
     default_name = "f1_score"
     direction = "up"
+    _per_column = True
 
-    def __init__(self, threshold=0.5, multilabel=None, name=None, *, average=None,
+    def __init__(self, threshold=None, multilabel=None, name=None, *, average=None,
                  dtype=None):
         if isinstance(threshold, str):  # Keras' F1Score("macro"): average comes first there
             raise TypeError(f"F1Score: threshold={threshold!r}; give the average by keyword: "
                             f"F1Score(average={threshold!r})")
         self.average = _check_average(type(self).__name__, average)
+        if threshold is not None and multilabel is None:  # Keras' reading: each output at
+            multilabel = True                            # the threshold (argmax ignores it)
         super().__init__(threshold, multilabel, name)
 
     def _score(self, counts):

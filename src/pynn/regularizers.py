@@ -1,12 +1,14 @@
 """Weight penalties added to the loss, with Keras' names and formulas:
 L1(l1): l1 * sum(|w|);  L2(l2): l2 * sum(w^2) (gradient 2 * l2 * w);  L1L2(l1, l2): both.
-`Dense(kernel_regularizer="l2")` uses Keras' default factor 0.01 ("l1_l2": 0.01 for both, as
-Keras' l1_l2() function; Keras' string gives its L1L2 class's 0 and 0, which penalise nothing).
+`Dense(kernel_regularizer="l2")` uses Keras' default factor 0.01, "l1" too; "l1_l2" (a name
+Keras 3 refuses) 0.01 for both. Keras 3's l1_l2() is its L1L2 class, 0 and 0 by default (no
+penalty), as here; so is the name "L1L2" (which warns).
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 
 from . import config
 from . import custom_objects as _custom
@@ -90,8 +92,8 @@ def l2(l2=0.01):
     return L2(l2)
 
 
-def l1_l2(l1=0.01, l2=0.01):
-    """L1L2 regularizer (Keras' function form)."""
+def l1_l2(l1=0.0, l2=0.0):
+    """L1L2 regularizer (Keras 3's l1_l2, its L1L2 class: no penalty unless given)."""
     return L1L2(l1, l2)
 
 
@@ -101,13 +103,18 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 def get(identifier):
     """A Regularizer from None, a name ('l1', 'l2', 'l1_l2': factors of 0.01 each, as
-    Keras' l1(), l2() and l1_l2()), a config dict or a Regularizer."""
+    Keras' l1() and l2()), a config dict or a Regularizer."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
-        # Keras' function forms with their 0.01 factors ("l1_l2" made Keras' L1L2(), 0 and 0:
-        # no penalty at all, silently)
-        make = {"l1": l1, "l2": l2, "l1_l2": l1_l2, "l1l2": l1_l2}.get(identifier.lower())
+        name = identifier.lower()
+        if name == "l1l2":  # Keras 3's L1L2(): 0 and 0, no penalty; said rather than silent
+            warnings.warn(f"regularizer {identifier!r} is Keras 3's L1L2(), which penalises "
+                          f"nothing; 'l1_l2' gives 0.01 for both, L1L2(l1, l2) your factors",
+                          UserWarning, stacklevel=3)
+            return L1L2()
+        make = {"l1": lambda: L1(0.01), "l2": lambda: L2(0.01),
+                "l1_l2": lambda: L1L2(0.01, 0.01)}.get(name)
         if make is None:
             raise ValueError(f"unknown regularizer {identifier!r}; known: l1, l2, l1_l2")
         return make()
