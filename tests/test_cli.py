@@ -136,6 +136,31 @@ def test_features_far_from_zero_are_centred_before_float32(tmp_path, rng):
     assert out.returncode == 2 and "'offsets' must be 2 finite numbers" in out.stderr
 
 
+def test_a_regression_target_far_from_zero_keeps_its_offset(tmp_path, rng):
+    """y = 1e9 + small changes: folded into the last layer's float32 bias, the mean rounded
+    to 64 and every prediction was 1e9 (no better than the mean). train keeps the offset in
+    the sidecar and predict adds it back in float64."""
+    a, b = rng.normal(size=(2, 300))
+    y = 1e9 + 3 * a + b
+    data = write_csv(tmp_path / "big.csv", ["a", "b", "y"],
+                     [(f"{p:.6f}", f"{q:.6f}", f"{t:.4f}") for p, q, t in zip(a, b, y)])
+    model = tmp_path / "big.npz"
+    out = run_cli("train", "--data", data, "--target", "y", "--layers", "16", "--epochs", "40",
+                  "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "target 'y' sits far from zero" in out.stdout
+    meta = json.loads((tmp_path / "big.npz.columns.json").read_text())
+    assert abs(meta["target_offset"] - y.mean()) < 1e-3
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 0, out.stderr
+    pred = np.array(out.stdout.split()[1:], dtype=float)
+    assert np.sqrt(np.mean((pred - y) ** 2)) < 0.3 * y.std()  # (the mean alone: 1.0)
+    meta["target_offset"] = "1e9"
+    (tmp_path / "big.npz.columns.json").write_text(json.dumps(meta))
+    out = run_cli("predict", "--model", model, "--data", data)
+    assert out.returncode == 2 and "'target_offset' must be a finite number" in out.stderr
+
+
 def test_task_option_overrides_the_guess(tmp_path, blobs_csv):
     path, _ = blobs_csv
     out = run_cli("train", "--data", path, "--target", "label", "--task", "regress",
@@ -597,6 +622,7 @@ def test_predict_refuses_another_models_sidecar(tmp_path, blobs_csv):
     ({"offsets": [{}, {}]}, "'offsets' must be 2 finite numbers, one per feature"),
     ({"offsets": [10**400, 0]}, "'offsets' must be 2 finite numbers, one per feature"),
     ({"target": 5}, "'target' must be the target column's name"),
+    ({"target_offset": 3.0}, "'target_offset' must be a finite number, for a regression"),
     ({"task": "cluster"}, "'task' must be 'classify' or 'regress'"),
     ({"model_sha256": 5}, "'model_sha256' must be the model file's SHA-256"),
     ({"model_sha256": "0" * 64}, "belongs to another model"),

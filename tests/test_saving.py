@@ -477,6 +477,34 @@ def test_atomic_write_to_dev_stdout_writes_through(tmp_path, stdout_kind):
     assert log.read_bytes() == b"earlier lines\npredictions\n" and log.stat().st_ino == inode
 
 
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_a_full_disk_is_an_oserror_and_the_old_file_stays(tmp_path, suffix):
+    """(h5py's file-object driver wrapped the write's OSError in a SystemError)"""
+    import subprocess
+    import sys
+
+    if suffix == ".h5":
+        pytest.importorskip("h5py")
+    path = tmp_path / f"m{suffix}"
+    small = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    small.save(path)
+    before = path.read_bytes()
+    code = ("import resource, signal, numpy as np, pynn\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "m = pynn.Sequential([pynn.Input((300,)), pynn.Dense(300), pynn.Dense(300)])\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+            "try:\n"
+            f"    m.save({str(path)!r})\n"
+            "except OSError as exc:\n"
+            "    print(type(exc).__name__, exc.errno)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["OSError", "27"]  # EFBIG, as a full disk's ENOSPC
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
 def test_pickling_a_model_compiled_with_metric_objects(rng):
     """Metric objects cannot go into a model file (it names metrics), so pickling refused;
     they now travel as pickled objects."""
@@ -870,3 +898,55 @@ def test_a_float128_file_warns_without_advising_an_impossible_floatx(tmp_path):
     np.savez(tmp_path / "w128.npz", **arrays)
     with pytest.warns(UserWarning, match=r"float128 weights; they load as float32$"):
         model.load_weights(tmp_path / "w128.npz")
+
+
+def _decaying_rate(step):  # a learning rate that is a function of the step (by reference)
+    return 0.05 / (1 + 0.5 * step)
+
+
+def test_a_learning_rate_function_travels_with_copies_pickles_clones_and_backups(
+        tmp_path, rng):
+    """No file holds a function: pickling, deepcopy and clone_model refused such a model,
+    and BackupAndRestore failed after its first epoch."""
+    import copy
+    import pickle
+
+    x = rng.normal(size=(48, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+
+    def model(rate=_decaying_rate):
+        pynn.set_seed(4)
+        m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(1)])
+        m.compile(pynn.optimizers.SGD(rate), "mse")
+        return m
+
+    m = model()
+    m.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert twin.optimizer._schedule is _decaying_rate
+        assert twin.optimizer.iterations == 3 and twin.optimizer.rate() == _decaying_rate(3)
+    lam = model(lambda step: 0.01)  # deepcopy keeps even a lambda (pickle cannot)
+    assert copy.deepcopy(lam).optimizer.rate() == 0.01
+    clone = pynn.models.clone_model(m)
+    assert clone.optimizer._schedule is _decaying_rate and clone.optimizer.iterations == 0
+    with pytest.raises(ValueError, match="cannot serialise the learning-rate function"):
+        m.save(tmp_path / "m.npz")  # a file still cannot hold it
+    whole = model()
+    whole.fit(x, y, epochs=3, batch_size=16, verbose=0)
+
+    class StopAfterTwo(pynn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    first = model()
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(x, y, epochs=3, batch_size=16, verbose=0,
+                  callbacks=[pynn.callbacks.BackupAndRestore(backup), StopAfterTwo()])
+    resumed = model()
+    history = resumed.fit(x, y, epochs=3, batch_size=16, verbose=0,
+                          callbacks=[pynn.callbacks.BackupAndRestore(backup)])
+    assert history.epoch == [2] and resumed.optimizer._schedule is _decaying_rate
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)

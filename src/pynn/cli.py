@@ -36,9 +36,10 @@ they are the classes) or integer values with at most 20 distinct values, else re
 unless --task says. Features (and regression targets) are standardised for training and the
 scaling is folded into the first (and last) layer, so the saved model takes and gives raw
 values, except columns far from zero for their spread (timestamps, IDs), which float32 would
-round: the model takes those minus offsets. Also writes <out>.columns.json (feature names,
-target, task, class labels, offsets, the model file's SHA-256) for `pynn predict`, which
-subtracts the offsets in float64."""
+round: the model takes those minus offsets (and gives a regression target far from zero
+minus its offset). Also writes <out>.columns.json (feature names, target, task, class
+labels, offsets, the model file's SHA-256) for `pynn predict`, which subtracts the offsets
+(and adds the target's) in float64."""
 
 
 def _layers(text):

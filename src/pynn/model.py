@@ -1433,16 +1433,23 @@ class Sequential:
         custom = user_objects(self)
         backend = getattr(self.backend, "name", None)
         specs = list(getattr(self, "_metric_specs", []))
-        if all(isinstance(m, str) for m in specs):
-            return _unpickle_model, (_pickled_bytes(self), custom or None, backend)
-        # Metric objects and functions travel as pickle objects, not in the model file
-        # (which rebuilds only names and pynn's own metric classes, not user code).
+        # Metric objects and functions, and a learning rate that is a function of the step,
+        # travel as pickle objects (by reference; deepcopy keeps them), not in the model
+        # file (which rebuilds only names and pynn's own classes, not user code).
+        aside = (self.optimizer.function_rate_aside() if self.optimizer is not None
+                 else contextlib.nullcontext())
         try:
             self._metric_specs = [m for m in specs if isinstance(m, str)]
-            data = _pickled_bytes(self)
+            with aside as rate_function:
+                data = _pickled_bytes(self)
         finally:
             self._metric_specs = specs
-        return _unpickle_model, (data, custom or None, backend, specs)
+        extras = {}
+        if not all(isinstance(m, str) for m in specs):
+            extras["metrics"] = specs
+        if rate_function is not None:
+            extras["rate_function"] = rate_function
+        return _unpickle_model, (data, custom or None, backend, *([extras] if extras else []))
 
     def __copy__(self):
         """copy.copy: a second model object sharing the same layers (as for any object)."""
@@ -1623,14 +1630,19 @@ def _name_the_layer(exc, layer, method):
         exc.add_note(note)
 
 
-def _unpickle_model(data, custom_objects, backend, metrics=None):
+def _unpickle_model(data, custom_objects, backend, extras=None):
     """A pickled model: rebuilt from its file's bytes, on its backend again when available,
-    with its compiled metrics when they were objects."""
+    with its compiled metrics when they were objects and its learning-rate function."""
     from .saving import model_from_bytes
 
     model = model_from_bytes(data, custom_objects)
-    if metrics is not None:
-        model._metric_specs = list(metrics)
+    if isinstance(extras, list):  # (pickled by pynn before extras: the metric objects)
+        extras = {"metrics": extras}
+    extras = extras or {}
+    if "metrics" in extras:
+        model._metric_specs = list(extras["metrics"])
+    if "rate_function" in extras:
+        model.optimizer.learning_rate = extras["rate_function"]
     if backend is not None and backend != getattr(model.backend, "name", None):
         try:
             target = get_backend(backend)

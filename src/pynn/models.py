@@ -27,9 +27,12 @@ def clone_model(model):
     objects = user_objects(model)
     clone = Sequential.from_config(model.get_config(), custom_objects=objects)
     if model.compiled and model.optimizer is not None and model.loss is not None:
-        with custom_object_scope(objects):
+        with custom_object_scope(objects), \
+                model.optimizer.function_rate_aside() as rate_function:
             arguments = _compile_arguments({"optimizer": optimizers.serialize(model.optimizer),
                                             "loss": losses.serialize(model.loss),
                                             "metrics": _metric_names(model)})
+        if rate_function is not None:  # a function of the step: the same one
+            arguments["optimizer"].learning_rate = rate_function
         clone.compile(**arguments, backend=model.backend.name)
     return clone

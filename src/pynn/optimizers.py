@@ -13,6 +13,7 @@ alone, loads with the norm alone and a warning). Every optimizer takes Keras 3's
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -218,6 +219,22 @@ class Optimizer:
         # 0 is a rate (a warm-up's start, a decay's end), as in Keras
         self._schedule, self._learning_rate = None, _check_positive("learning_rate", value,
                                                                     allow_zero=True)
+
+    @contextlib.contextmanager
+    def function_rate_aside(self):
+        """While in it, a learning rate that is a plain function of the step (which no file
+        can hold) is set aside for the rate it gives now; yields the function (None
+        without). Pickling, clone_model and BackupAndRestore carry it by other means."""
+        function = self._schedule
+        if function is None or isinstance(function, LearningRateSchedule):
+            yield None
+            return
+        rate = self.rate()
+        self._schedule, self._learning_rate = None, rate
+        try:
+            yield function
+        finally:
+            self._schedule, self._learning_rate = function, None
 
     @property
     def has_schedule(self):

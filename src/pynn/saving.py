@@ -184,10 +184,18 @@ def _write(filepath, arrays, meta):
         h5py = _h5py()
 
         def write_h5(f):  # to the temporary file object, renamed into place
-            with h5py.File(f, "w") as h5:
-                h5.attrs[META_KEY] = meta
-                for key, array in arrays.items():
-                    h5.create_dataset(key, data=array)
+            try:
+                with h5py.File(f, "w") as h5:
+                    h5.attrs[META_KEY] = meta
+                    for key, array in arrays.items():
+                        h5.create_dataset(key, data=array)
+            except SystemError as exc:  # h5py's file-object driver wraps the write's OSError
+                cause = exc.__cause__ or exc.__context__  # (a full disk) in a SystemError
+                while cause is not None and not isinstance(cause, OSError):
+                    cause = cause.__cause__ or cause.__context__
+                if cause is None:
+                    raise
+                raise OSError(cause.errno, cause.strerror) from exc
 
         atomic_write(filepath, write_h5)
         return

@@ -12,7 +12,9 @@ to refuse a JSON file left from another model. A column whose values sit far fro
 their spread (timestamps, IDs) would lose its information when predict casts it to float32:
 such columns are centred in float64 before the cast, by offsets the JSON file keeps
 ("offsets"), and the model takes them centred: `pynn predict` subtracts them (it needs the
-JSON file then), model.predict from Python takes x - offsets. Features from an .npz have no
+JSON file then), model.predict from Python takes x - offsets. A regression target far from
+zero for its spread is kept the same way: the model gives y - "target_offset", which
+`pynn predict` adds back in float64. Features from an .npz have no
 names: predict then takes the CSV's columns by position, dropping a column named like the
 target. Without the JSON file every column of the CSV is a feature, by position.
 
@@ -349,6 +351,12 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         # Standardised targets train at any scale; the last layer is rescaled after training.
         y_mean, y_std = float(y.mean()), float(y.std()) or 1.0
         targets = ((y - y_mean) / y_std).astype(np.float32)
+        # a target far from zero for its spread (1e9 + small changes): the model's float32
+        # bias would round its mean, so the model gives y - offset, added back in float64
+        y_offset = float(centring_offsets(y.reshape(-1, 1).astype(np.float64),
+                                          np.array([y_std]))[0])
+        if y_offset:
+            meta["target_offset"] = y_offset
     print_fn(f"{task} {target!r} from {x.shape[1]} features, {len(x)} samples"
              + (f", {len(meta['classes'])} classes" if task == "classify" else ""))
     if offsets.any():
@@ -357,13 +365,17 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
                  f"round them, so the model takes x - offsets, the 'offsets' kept in "
                  f"{sidecar_path(out)} (`pynn predict` subtracts them; from Python, do the "
                  f"same before model.predict)")
+    if meta.get("target_offset"):
+        print_fn(f"target {target!r} sits far from zero for its spread: float32 would round "
+                 f"it, so the model gives y - target_offset, kept in {sidecar_path(out)} "
+                 f"(`pynn predict` adds it back; from Python, add it to model.predict)")
     history = model.fit(xs, targets, epochs=epochs, batch_size=batch_size, verbose=verbose)
     _fold_standardization(model, mean - offsets, std)
     if task == "regress":
         last = model._compute_layers[-1]
         kernel, bias = last.get_weights()
         last.set_weights([(kernel * y_std).astype(kernel.dtype),
-                          (bias * y_std + y_mean).astype(bias.dtype)])
+                          (bias * y_std + (y_mean - y_offset)).astype(bias.dtype)])
     model.save(out)
     # The sidecar is written second: should that fail (a full disk), an older sidecar would
     # describe the new model (its class labels mapped to the wrong outputs). The model file's
@@ -451,6 +463,9 @@ def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
         outputs = model.predict(x)
     except ValueError as exc:
         raise UsageError(f"{data!r}: {exc}") from None
+    target_offset = (meta or {}).get("target_offset")
+    if target_offset is not None:  # in float64: the model gives y - target_offset
+        outputs = outputs.astype(np.float64) + target_offset
     column = (meta or {}).get("target") or "prediction"
     outputs = outputs.reshape(len(outputs), -1)
     # str of a numpy scalar: the shortest text that reads back as the model's float32
@@ -525,6 +540,10 @@ def read_sidecar(model_path, n_features, n_outputs):
     if offsets is not None and not (isinstance(offsets, list) and len(offsets) == n_features
                                     and all(_finite_number(v) for v in offsets)):
         raise invalid("offsets", f"{n_features} finite numbers, one per feature")
+    target_offset = meta.get("target_offset")
+    if target_offset is not None and not (_finite_number(target_offset) and task == "regress"
+                                          and n_outputs == 1):
+        raise invalid("target_offset", "a finite number, for a regression model's one output")
     return meta
 
 
