@@ -310,6 +310,24 @@ def test_f1score_with_a_threshold_reads_every_output_as_keras(rng, threshold):
             pytest.approx(_sk(skm.f1_score, y, p > threshold, average=average), abs=1e-12)
     assert M.F1Score(threshold=threshold).get_config()["multilabel"] is True
     assert M.F1Score().get_config()["threshold"] is None  # the argmax reading by default
+    y[:, 3] = 0  # a column without positives, never predicted: F1 0 in the macro mean
+    p[:, 3] = np.minimum(p[:, 3], threshold * 0.9)
+    want = _keras_result(keras.metrics.F1Score(average="macro", threshold=threshold), (y, p))
+    assert M.F1Score(average="macro", threshold=threshold)(y, p) == pytest.approx(want,
+                                                                                  abs=1e-5)
+    assert M.f1_score(y, p, threshold=threshold, multilabel=True) == pytest.approx(
+        _sk(skm.f1_score, y, p > threshold, average="macro"), abs=1e-12)
+
+
+def test_an_f1score_from_an_older_file_keeps_its_reading(rng):
+    # files stored every F1Score's threshold (0.5) before a threshold implied Keras' reading
+    old = M.deserialize({"class_name": "F1Score", "config": {
+        "name": "f1_score", "threshold": 0.5, "multilabel": None, "average": None}})
+    labels, p = _classes(rng, 60, 3)
+    assert old.multilabel is None
+    assert old(labels, p) == pytest.approx(M.F1Score()(labels, p))  # the argmax reading
+    new = M.deserialize(M.serialize(M.F1Score(threshold=0.5)))
+    assert new.multilabel is True
 
 
 def _pr_auc_reference(y, s):

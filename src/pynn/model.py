@@ -164,9 +164,17 @@ class Sequential:
         """Whether the loss takes the last layer's pre-activations (softmax or sigmoid with
         its cross-entropy, from logits): asked at every step, so a callback that changes the
         loss or the output activation mid-fit is followed (as the native engine does)."""
+        # (asked ~6 times a batch: kept until a setting, the loss or the last layer changes)
+        last = self.layers[-1] if self.layers else None
+        key = (config.settings_version(), self.loss, last)
+        cached = self.__dict__.get("_fused_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         layers = self._compute_layers
-        return (self.loss is not None and bool(layers) and self.loss.fuses_activation
-                and layers[-1].output_activation == self.loss.fused_activation)
+        fused = (self.loss is not None and bool(layers) and self.loss.fuses_activation
+                 and layers[-1].output_activation == self.loss.fused_activation)
+        self.__dict__["_fused_cache"] = (key, fused)
+        return fused
 
     @property
     def input_shape(self):

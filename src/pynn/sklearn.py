@@ -89,6 +89,10 @@ _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: checking parameters, building, training."""
 
+    # (estimators pickled by a pynn before these existed load with them)
+    _no_improvement_count = 0
+    _label_binarizer = None
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
@@ -245,6 +249,8 @@ class _BaseMLP(BaseEstimator):
         if first:
             self.loss_curve_, self.t_, self._no_improvement_count = [], 0, 0
             self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+            self._best_weights = self.model_.get_weights()
+        if not hasattr(self, "_best_weights"):  # (pickled by a pynn before it existed)
             self._best_weights = self.model_.get_weights()
         if self.early_stopping:
             self.best_loss_ = None
@@ -554,6 +560,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         targets, the 0/1 indicator matrix: labels with probability > 0.5)."""
         proba = self.predict_proba(X)  # checks fitted before classes_ is looked at
         if self._multilabel:  # int 0/1, sparse after a sparse y, as scikit-learn's
+            if self._label_binarizer is None:  # (pickled by a pynn before it existed)
+                return (proba > 0.5).astype(int)
             return self._label_binarizer.inverse_transform(proba)
         return self.classes_[np.argmax(proba, axis=1)]
 
