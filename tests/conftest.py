@@ -77,3 +77,15 @@ def onnx_outputs(model, x):
     pynn.onnx.export(model, buffer)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     return session.run(None, {"input": x})[0]
+
+
+def optimizer_steps(backend, opt, w0, grads):
+    """A weight w0 on `backend` after opt.apply with each gradient in turn: (the Parameter,
+    the backend)."""
+    b = pynn.get_backend(backend)
+    p = pynn.layers.Parameter("w", b.asarray(w0.copy(), np.float32), b)
+    for g in grads:
+        p.grad = b.asarray(g, np.float32)
+        opt.apply([p])
+    return p, b
+

@@ -8,19 +8,10 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import AVAILABLE, import_keras, requires_backend
+from conftest import AVAILABLE, import_keras, optimizer_steps, requires_backend
 from pynn import optimizers, schedules
 
 BACKENDS = sorted(AVAILABLE & {"numpy", "cpu"})
-
-
-def _pynn_steps(backend, opt, w0, grads):
-    b = pynn.get_backend(backend)
-    p = pynn.layers.Parameter("w", b.asarray(w0.copy(), np.float32), b)
-    for g in grads:
-        p.grad = b.asarray(g, np.float32)
-        opt.apply([p])
-    return p, b
 
 
 def _keras_and_pynn(keras, name, kwargs):
@@ -58,7 +49,7 @@ def test_same_weights_and_state_as_keras_3(rng, backend, name, kwargs):
     theirs, ours = _keras_and_pynn(keras, name, kwargs)
     for g in grads:
         theirs.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
-    p, b = _pynn_steps(backend, ours, w0, grads)
+    p, b = optimizer_steps(backend, ours, w0, grads)
     assert int(ours.iterations) == int(keras.ops.convert_to_numpy(theirs.iterations))
     assert ours.training_steps == 11
     np.testing.assert_allclose(b.to_numpy(p.value), keras.ops.convert_to_numpy(var),
@@ -108,7 +99,7 @@ def test_none_and_0_accumulate_nothing(value):
     opt = optimizers.SGD(0.5, gradient_accumulation_steps=value)
     assert opt.gradient_accumulation_steps is None
     assert "gradient_accumulation_steps" not in opt.get_config()
-    p, _ = _pynn_steps("numpy", opt, np.ones(2, np.float32), [np.ones(2, np.float32)])
+    p, _ = optimizer_steps("numpy", opt, np.ones(2, np.float32), [np.ones(2, np.float32)])
     np.testing.assert_allclose(p.value, [0.5, 0.5])
     assert set(opt.state_of(p)) == set()
 

@@ -11,17 +11,8 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import AVAILABLE, import_keras, requires_backend
+from conftest import AVAILABLE, import_keras, optimizer_steps, requires_backend
 from pynn import optimizers
-
-
-def _pynn_steps(backend, opt, w0, grads):
-    b = pynn.get_backend(backend)
-    p = pynn.layers.Parameter("w", b.asarray(w0.copy(), np.float32), b)
-    for g in grads:
-        p.grad = b.asarray(g, np.float32)
-        opt.apply([p])
-    return p, b
 
 
 @pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
@@ -42,7 +33,7 @@ def test_same_averages_and_weights_as_keras_3(rng, backend, name, kwargs):
     for g in grads:
         theirs.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
     ours = getattr(optimizers, name)(**kwargs)
-    p, b = _pynn_steps(backend, ours, w0, grads)
+    p, b = optimizer_steps(backend, ours, w0, grads)
     average = keras.ops.convert_to_numpy(theirs._model_variables_moving_average[0])
     np.testing.assert_allclose(b.to_numpy(p.value), keras.ops.convert_to_numpy(var), rtol=1e-5,
                                atol=1e-6)
@@ -60,7 +51,7 @@ def test_the_average_by_hand():
     w0, grads = np.array([1.0, -2.0]), [np.array([0.5, 0.5]), np.array([-1.0, 2.0]),
                                         np.array([0.25, 0.0])]
     opt = optimizers.SGD(0.1, use_ema=True, ema_momentum=0.8, ema_overwrite_frequency=2)
-    p, b = _pynn_steps("numpy", opt, w0, grads)
+    p, b = optimizer_steps("numpy", opt, w0, grads)
     w1 = w0 - 0.1 * grads[0]
     avg1 = w1  # the first step: momentum 0
     w2 = w1 - 0.1 * grads[1]
@@ -171,7 +162,7 @@ def test_a_resume_with_use_ema_from_a_backup_without_averages(tmp_path, rng, eng
 
 def test_use_ema_off_drops_the_average_so_on_again_starts_afresh():
     opt = optimizers.SGD(0.1, use_ema=True)
-    p, _ = _pynn_steps("numpy", opt, np.ones(2, np.float32), [np.ones(2, np.float32)] * 3)
+    p, _ = optimizer_steps("numpy", opt, np.ones(2, np.float32), [np.ones(2, np.float32)] * 3)
     opt.use_ema = False
     opt.apply([p])
     assert "average" not in opt.state_of(p)
@@ -205,7 +196,7 @@ def test_the_average_is_saved_and_training_resumes_bit_for_bit(tmp_path, rng):
 def test_turned_on_mid_training_the_average_starts_at_the_weights():
     w0 = np.array([1.0, 2.0], np.float32)
     opt = optimizers.Adagrad(0.1)
-    p, _ = _pynn_steps("numpy", opt, w0, [np.ones(2, np.float32)] * 2)
+    p, _ = optimizer_steps("numpy", opt, w0, [np.ones(2, np.float32)] * 2)
     opt.use_ema = True
     before = p.value.copy()
     opt.apply([p])
@@ -231,16 +222,16 @@ def test_bad_arguments(kwargs, error, words):
     opt.use_ema = kwargs["use_ema"] is True
     if opt.use_ema:
         with pytest.raises(error, match=words):
-            _pynn_steps("numpy", opt, np.zeros(2, np.float32), [np.ones(2, np.float32)])
+            optimizer_steps("numpy", opt, np.zeros(2, np.float32), [np.ones(2, np.float32)])
 
 
 def test_a_frequency_of_0_or_beyond_any_step_is_never(rng):
     w0, grads = np.ones(3, np.float32), [rng.normal(size=3).astype(np.float32)] * 4
     plain = optimizers.SGD(0.1, use_ema=True)
-    p, _ = _pynn_steps("numpy", plain, w0, grads)
+    p, _ = optimizer_steps("numpy", plain, w0, grads)
     for frequency in (0, 10**400):
         opt = optimizers.SGD(0.1, use_ema=True, ema_overwrite_frequency=frequency)
-        q, _ = _pynn_steps("numpy", opt, w0, grads)
+        q, _ = optimizer_steps("numpy", opt, w0, grads)
         np.testing.assert_array_equal(q.value, p.value)
         assert opt.get_config()["ema_overwrite_frequency"] == frequency
 

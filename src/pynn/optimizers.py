@@ -342,7 +342,10 @@ class Optimizer:
     def _initial_slot(self, slot, backend, value):
         if slot == "average":  # Keras' first step makes it the weight (momentum 0 then)
             return value.copy()
-        return backend.zeros(self.slot_shape(slot, value.shape), value.dtype)
+        start = backend.zeros(self.slot_shape(slot, value.shape), value.dtype)
+        if slot == "accumulator":  # Adagrad's and Ftrl's sums of squares
+            start += self.initial_accumulator_value
+        return start
 
     def apply(self, params):
         """One step: update every trainable parameter from its .grad, in place."""
@@ -566,13 +569,6 @@ class Adagrad(Optimizer):
                 "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}
 
-    def _initial_slot(self, slot, backend, value):
-        if slot != "accumulator":
-            return super()._initial_slot(slot, backend, value)
-        acc = backend.zeros(value.shape, value.dtype)
-        acc += self.initial_accumulator_value
-        return acc
-
     def _update(self, b, w, g, s, lr):
         b.adagrad_update(w, g, s["accumulator"], lr, self.epsilon)
 
@@ -682,13 +678,6 @@ class Ftrl(Optimizer):
                 "l2_shrinkage_regularization_strength":
                     self.l2_shrinkage_regularization_strength,
                 "beta": self.beta}
-
-    def _initial_slot(self, slot, backend, value):
-        if slot != "accumulator":
-            return super()._initial_slot(slot, backend, value)
-        acc = backend.zeros(value.shape, value.dtype)
-        acc += self.initial_accumulator_value
-        return acc
 
     def _update(self, b, w, g, s, lr):
         if lr <= 0:  # (Keras' weights would turn to NaN)
