@@ -359,6 +359,23 @@ def test_predict_reads_only_the_feature_columns(tmp_path, blobs_csv):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("gap", ["NaN", "", "NA"])
+def test_a_text_target_with_a_missing_label_names_the_gap(tmp_path, gap):
+    # (it named the first label, 'cat', and suggested --task classify)
+    data = write_csv(tmp_path / "t.csv", ["a", "y"], [(1, "cat"), (2, gap), (3, "dog")])
+    out = run_cli("train", "--data", data, "--target", "y", "--out", tmp_path / "m.npz")
+    assert out.returncode == 2
+    assert f"on line 3: {gap!r} (a missing class label: drop or fill that row)" in out.stderr
+
+
+def test_a_quoted_number_after_a_space_is_a_number_and_underscores_are_not():
+    from pynn import tabular
+
+    assert tabular._number(' "2.5"') == 2.5 and tabular._number('" 3 "') == 3.0
+    assert tabular._number("1_000") is None  # text, as pandas reads it (float() took 1000)
+    assert tabular._number('"') is None and tabular._number('""') is None
+
+
 def test_output_path_is_checked_before_training(tmp_path, blobs_csv):
     """A directory, a missing folder or an input file as --out: one clear line, exit 2, before
     any training, and the input left intact."""

@@ -100,8 +100,12 @@ def _number(text):
     """A CSV field's number (quotes and spaces around it are fine), True/False as 1/0 (pandas
     writes bool columns so), else None (text, or an empty field: a missing value)."""
     text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':  # `1, "2"`: csv keeps a quote that
+        text = text[1:-1].strip()                       # follows a space
     if text.lower() in ("true", "false"):
         return float(text.lower() == "true")
+    if "_" in text:  # Python's float reads 1_000 as 1000; a CSV's reader (pandas) as text
+        return None
     try:
         return float(text)
     except ValueError:
@@ -190,7 +194,14 @@ def _target_values(path, target, task, texts, lines):
     if task == "regress":
         raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])}; --task "
                          f"regress needs numbers")
+    def missing(i):
+        return not texts[i].strip() or texts[i].strip().lower() in _MISSING
     if task != "classify" and len(words) < len(texts):
+        word_set = set(words)
+        others = [i for i in range(len(texts)) if i not in word_set]
+        if all(missing(i) for i in others):  # text labels with gaps: name the gap
+            raise UsageError(f"{_bad_value(path, target, lines[others[0]], texts[others[0]])}"
+                             f" (a missing class label: drop or fill that row)")
         raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])} (if the "
                          f"column holds class labels, give --task classify)")
     for t, line in zip(texts, lines):
