@@ -206,7 +206,8 @@ def _target_values(path, target, task, texts, lines):
                          f"column holds class labels, give --task classify)")
     for t, line in zip(texts, lines):
         if t.strip().lower() in _MISSING:  # R's NA, pandas' NaN: no label, not a class
-            raise _bad_value(path, target, line, t)
+            raise UsageError(f"{_bad_value(path, target, line, t)} (a missing class label: "
+                             f"drop or fill that row)")
     return np.array([t.strip() for t in texts])  # labels: choose_task classifies them
 
 
