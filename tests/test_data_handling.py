@@ -181,3 +181,93 @@ def test_timedelta_arrays_are_refused():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(TypeError, match="dates or durations"):
         model.predict(np.array([[1, 2]], dtype="m8[s]"), verbose=0)
+
+
+# ---- from a data-input audit ----------------------------------------------------------------
+def _linear(seed=0):
+    pynn.set_seed(seed)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def test_a_torch_tensor_with_a_lazy_negation_is_read_with_its_sign():
+    # t.conj().imag carries a "negative bit": DLPack handed over the raw values, sign dropped
+    torch = pytest.importorskip("torch")
+    z = torch.complex(torch.randn(6, 4), torch.randn(6, 4))
+    t = z.conj().imag
+    assert t.is_neg()
+    model = _linear()
+    np.testing.assert_array_equal(model.predict(t, verbose=0),
+                                  model.predict(t.resolve_neg().numpy(), verbose=0))
+    model.fit(t, t[:, :1], epochs=1, verbose=0)  # targets too (numpy refused them)
+
+
+def test_sparse_inputs_and_targets_are_densified_as_keras_does(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    x[x < 0.3] = 0
+    y = x[:, :1] * 2
+    dense, sparse_model = _linear(), _linear()
+    h_dense = dense.fit(x, y, epochs=2, batch_size=5, shuffle=False, verbose=0)
+    h_sparse = sparse_model.fit(sparse.csr_matrix(x), sparse.csr_matrix(y), epochs=2,
+                                batch_size=5, shuffle=False, verbose=0)
+    assert h_sparse.history == h_dense.history
+    np.testing.assert_array_equal(sparse_model.predict(sparse.csc_matrix(x), verbose=0),
+                                  dense.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("n, split", [(100, 0.29), (100, 0.57), (50, 0.58), (100, 0.001),
+                                      (7, 0.5)])
+def test_validation_split_counts_as_keras_3(rng, n, split):
+    # Keras trains on the first floor(N (1 - split)) rows; int(N split) took one fewer
+    import math
+
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = x[:, :1].copy()
+    model = _linear()
+    h = model.fit(x, y, validation_split=split, shuffle=False, epochs=1, verbose=0)
+    n_val = n - math.floor(n * (1 - split))
+    assert h.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x[-n_val:], y[-n_val:], verbose=0), rel=1e-6)
+    assert h.history["val_loss"][0] != pytest.approx(
+        model.evaluate(x[-n_val + 1:], y[-n_val + 1:], verbose=0), rel=1e-9) or n_val == 1
+
+
+def test_a_pydatasets_epoch_hooks_run_around_evaluate_predict_and_validation(rng):
+    calls = []
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+
+    class Batches(pynn.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            calls.append(i)
+            rows = slice(4 * i, 4 * i + 4)
+            return x[rows], x[rows, :1]
+
+        def on_epoch_begin(self):
+            calls.append("begin")
+
+        def on_epoch_end(self):
+            calls.append("end")
+
+    model = _linear()
+    model.evaluate(Batches(), verbose=0)
+    assert calls == ["begin", 0, 1, 2, "end"]  # (as Keras 3)
+    del calls[:]
+    model.predict(Batches(), verbose=0)
+    assert calls == ["begin", 0, 1, 2, "end"]
+    del calls[:]
+    model.fit(x, x[:, :1], validation_data=Batches(), epochs=1, verbose=0)
+    assert calls == ["begin", 0, 1, 2, "end"]
+
+
+@pytest.mark.parametrize("bad", [[[1.0, 2.0], [3.0]], "pair"])
+def test_predict_names_ragged_input(bad):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    if bad == "pair":  # a Keras-style (x, y) tuple
+        bad = (np.ones((3, 2)), np.ones(3))
+    with pytest.raises(ValueError, match="x is not a rectangular array"):
+        model.predict(bad, verbose=0)

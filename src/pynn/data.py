@@ -25,9 +25,18 @@ def host_array(x):
     return np.asarray(x)
 
 
+def densified(a):
+    """A scipy sparse matrix as its dense array (as Keras 3 takes it; mind the size of very
+    wide data); anything else as is."""
+    if type(a).__module__.startswith("scipy.sparse") and hasattr(a, "toarray"):
+        return a.toarray()
+    return a
+
+
 def _numeric(x, name):
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
+    x = densified(x)
     if isinstance(x, dict):
         raise TypeError(f"{name} is a dict; pynn takes arrays (x, y), not dicts")
     if hasattr(x, "__next__") and not hasattr(x, "__array__"):

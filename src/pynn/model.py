@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import math
 import os
 import threading
 import time
@@ -389,7 +390,7 @@ class Sequential:
         if is_gpu_array(a):
             b = self.backend if self.backend is not None else get_backend()
             return b.to_numpy(self._gpu_array(a, name))
-        return detached(a)
+        return detached(data.densified(a))
 
     def _targets(self, y, n, name="y"):
         if y is None:
@@ -644,8 +645,9 @@ class Sequential:
         elif validation_data is not None:
             x_val, y_val, w_val = self._validation_arrays(validation_data)
         elif validation_split:
-            # The last fraction, before shuffling, as Keras does.
-            n_val = int(x.shape[0] * validation_split)
+            # The last fraction, before shuffling, counted as Keras 3 does (the first
+            # floor(N (1 - split)) rows train: int(N split) took one fewer, 28 of 100 at 0.29)
+            n_val = x.shape[0] - math.floor(x.shape[0] * (1.0 - validation_split))
             if n_val == 0 or n_val == x.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves "
                                  f"{x.shape[0] - n_val} training and {n_val} validation samples")
@@ -1053,8 +1055,12 @@ class Sequential:
         if cbs is not None:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
             cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))
 
-    def _evaluate_source(self, source, metrics=None, cbs=None, batches=None):
-        """The loss and metrics over a BatchSource's batches (one epoch of it), as a dict."""
+    def _evaluate_source(self, source, metrics=None, cbs=None, batches=None, begun=False):
+        """The loss and metrics over a BatchSource's batches (one epoch of it), as a dict;
+        begun: the caller called the source's epoch_begin (Keras calls a PyDataset's
+        on_epoch_begin before evaluating and predicting too)."""
+        if not begun:
+            source.epoch_begin()
         logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
         hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
         count = 0
@@ -1090,12 +1096,13 @@ class Sequential:
             _no_arrays_with_source("evaluate", x, y=y, batch_size=batch_size,
                                    sample_weight=sample_weight)
             source = BatchSource(x, steps, "steps", "evaluate")
+            source.epoch_begin()
             batches = self._build_from(source)
             self._prepare_compiled()
             cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.epoch_steps})
             cbs.call("on_test_begin", {})
             with self._claimed_metrics() as metrics:
-                logs = self._evaluate_source(source, metrics, cbs, batches)
+                logs = self._evaluate_source(source, metrics, cbs, batches, begun=True)
             cbs.call("on_test_end", dict(logs))
             if verbose:
                 print(logs_line(logs))
@@ -1213,8 +1220,12 @@ class Sequential:
             return self._predict_in_pieces(x, step, asked)
         if self.backend is None:
             self.backend = get_backend()
-        if self.input_shape is not None and np.shape(x)[:1] == (0,) and \
-                tuple(np.shape(x)[1:]) in ((), tuple(self.input_shape)):
+        try:
+            shape = np.shape(x)
+        except ValueError:  # ragged nesting: _inputs names the problem
+            shape = None
+        if self.input_shape is not None and shape is not None and shape[:1] == (0,) and \
+                tuple(shape[1:]) in ((), tuple(self.input_shape)):
             self._ensure_built(self.input_shape)
             return np.empty((0,) + tuple(self.output_shape), dtype=self._dtype)  # as Keras
         x = self._inputs(x)
@@ -1239,6 +1250,7 @@ class Sequential:
         start_time = time.perf_counter()
         cbs.call("on_predict_begin", {})
         outs = []
+        source.epoch_begin()
         for batch, (xb, _, _) in enumerate(source.batches()):
             if hooks:
                 cbs.call("on_predict_batch_begin", batch, {})

@@ -78,10 +78,13 @@ def gpu_backend_of(a):
 
 
 def detached(a):
-    """A PyTorch tensor that requires grad (an nn.Linear's weight, a tensor in a graph)
-    without its graph, so its values can be read (numpy refuses it); anything else as is."""
+    """A PyTorch tensor as plain values: without its graph when it requires grad (an
+    nn.Linear's weight; numpy refuses it), and with a lazy negation or conjugation applied
+    (t.conj().imag: DLPack hands over the raw values, signs dropped); anything else as is."""
     if getattr(a, "requires_grad", False) is True and hasattr(a, "detach"):
-        return a.detach()
+        a = a.detach()
+    if hasattr(a, "resolve_neg") and hasattr(a, "resolve_conj"):
+        a = a.resolve_conj().resolve_neg()
     return a
 
 
