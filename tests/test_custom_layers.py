@@ -188,3 +188,178 @@ def test_add_weight_regularizer_on_a_dense_subclass(rng):
     model.compile(optimizer="sgd", loss="mse")
     assert [r.l2 for _, r in layer.regularized()] == [10.0]
     assert model.evaluate(np.zeros((4, 2)), np.zeros(4)) == pytest.approx(30.0)
+
+
+# ---- from a model/layer API audit ------------------------------------------------------------
+class _Affine(pynn.layers.Layer):
+    """x * a + b, its two weights named alike (Keras takes that)."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.a = self.add_weight("w", shape=input_shape, initializer="ones")
+        self.b = self.add_weight("w", shape=input_shape, initializer="zeros")
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        return x * self.a.value + self.b.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.a.grad = (dy * self.x).sum(axis=0)
+        self.b.grad = dy.sum(axis=0)
+        return dy * self.a.value
+
+
+def test_two_weights_named_alike_keep_their_values_through_files_and_copies(tmp_path):
+    import copy
+
+    model = pynn.Sequential([pynn.Input((3,)), _Affine()])
+    model.layers[1].set_weights([np.full(3, 2.0), np.full(3, 5.0)])
+    assert [p.name.split("/")[1] for p in model.layers[1].params] == ["w", "w_1"]
+    model.save(tmp_path / "m.npz")
+    model.save_weights(tmp_path / "w.npz")
+    copies = [pynn.load_model(tmp_path / "m.npz", custom_objects={"_Affine": _Affine}),
+              copy.deepcopy(model)]
+    twin = pynn.Sequential([pynn.Input((3,)), _Affine()])
+    twin.load_weights(tmp_path / "w.npz")
+    for other in copies + [twin]:  # (the second overwrote the first: 5, 5)
+        a, b = other.layers[1].get_weights()
+        np.testing.assert_array_equal(a, 2.0)
+        np.testing.assert_array_equal(b, 5.0)
+
+
+class _NoSuperBuild(pynn.layers.Layer):
+    def build(self, input_shape, backend, dtype):  # super().build(...) forgotten
+        self.w = self.add_weight("w", shape=input_shape, initializer="ones", backend=backend)
+
+    def forward(self, x, training=False, logits=False):
+        return x * self.w.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy * self.w.value
+
+
+def test_a_build_without_super_is_marked_built_once(rng):
+    # (it was built again on every call: four copies of its weight after a predict and a fit)
+    model = pynn.Sequential([pynn.Input((4,)), _NoSuperBuild(), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    model.predict(x, verbose=0)
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    assert len(model.layers[1].params) == 1 and model.layers[1].built
+    assert len(model.weights) == 3
+
+
+class _BadGradient(pynn.layers.Layer):
+    def __init__(self, mode, **kw):
+        super().__init__(**kw)
+        self.mode = mode
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.s = self.add_weight("s", shape=input_shape, initializer="ones")
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        return x * self.s.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.s.grad = (dy * self.x).sum(axis=0)
+        if self.mode == "weight":
+            self.s.grad = self.s.grad[:1]  # broadcast silently on the numpy backend
+        if self.mode == "input":
+            return (dy * self.s.value)[:, :1]
+        if self.mode == "list":
+            return (dy * self.s.value).tolist()
+        return dy * self.s.value
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("mode, words", [
+    ("weight", r"_bad_gradient\S*/s.grad has shape \(1,\); it must have \(4,\)"),
+    ("input", r"backward's gradient of its input has shape \(8, 1\); it must have \(8, 4\)"),
+    ("list", "backward's gradient of its input is a list, not an array")])
+def test_a_gradient_of_the_wrong_shape_names_the_layer(rng, backend, mode, words):
+    from conftest import AVAILABLE
+
+    if backend not in AVAILABLE:
+        pytest.skip(f"backend {backend} unavailable")
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(4), _BadGradient(mode),
+                             pynn.Dense(1)])
+    model.compile("sgd", "mse", backend=backend)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises((ValueError, TypeError), match=words):
+        model.fit(x, x[:, :1], epochs=1, verbose=0, engine="layers")
+
+
+class _WrongLossGradient(pynn.losses.Loss):
+    name = "wrong"
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        d = y_pred - y_true
+        return float((d * d).sum()), (2 * d * scale).ravel()  # flattened: wrong shape
+
+
+def test_a_losss_gradient_of_the_wrong_shape_names_the_loss(rng):
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    model.compile("sgd", _WrongLossGradient())
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"loss _WrongLossGradient: the gradient of the loss "
+                                         r"has shape \(16,\); it must have \(8, 2\)"):
+        model.fit(x, x[:, :2], epochs=1, verbose=0)
+
+
+class _Reverse(pynn.layers.Layer):
+    def forward(self, x, training=False, logits=False):
+        return x[..., ::-1]  # a view of negative stride
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy[..., ::-1]
+
+
+def test_a_layer_returning_a_strided_view_feeds_the_next_dense(rng):
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    results = []
+    for backend in ("numpy", "cpu"):
+        pynn.set_seed(2)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(4), _Reverse(), pynn.Dense(1)])
+        model.compile("sgd", "mse", backend=backend)
+        model.fit(x, x[:, :1], epochs=2, batch_size=4, verbose=0)
+        results.append(model.predict(x, verbose=0))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+class _Widen(pynn.layers.Layer):
+    """Doubles the features without declaring it (no compute_output_shape)."""
+
+    def forward(self, x, training=False, logits=False):
+        return np.concatenate([x, x], axis=1)
+
+
+def test_an_undeclared_output_shape_is_named_when_the_next_layer_fails(rng):
+    model = pynn.Sequential([pynn.Input((4,)), _Widen(), pynn.Dense(1)])
+    with pytest.raises(ValueError) as info:
+        model.predict(rng.normal(size=(3, 4)).astype(np.float32), verbose=0)
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    if sys.version_info >= (3, 11):
+        assert "returned samples of shape (8,), but its compute_output_shape says (4,)" in notes
+
+
+class _Noisy(pynn.layers.RandomLayer):
+    def forward(self, x, training=False, logits=False):
+        return x
+
+
+def test_a_user_random_layer_keeps_its_seed_in_files(tmp_path):
+    model = pynn.Sequential([pynn.Input((2,)), _Noisy(seed=123), pynn.Dense(1)])
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"_Noisy": _Noisy})
+    assert loaded.layers[1].seed == 123
+
+
+def test_keras_names_for_custom_code():
+    assert pynn.utils.custom_object_scope is pynn.custom_objects.custom_object_scope
+    config = pynn.Dense(3).get_config()
+    assert pynn.Dense.from_config({**config, "quantization_config": None}).units == 3
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    with pytest.raises(TypeError, match="index must be an integer"):
+        model.get_layer(index=True)

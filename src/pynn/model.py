@@ -146,6 +146,8 @@ class Sequential:
         if (name is None) == (index is None):
             raise ValueError("get_layer: give a name or an index (one of them)")
         if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"get_layer: index must be an integer, got {index!r}")
             if not -len(self.layers) <= index < len(self.layers):
                 raise ValueError(f"get_layer: index {index} is out of range for "
                                  f"{len(self.layers)} layers")
@@ -224,6 +226,8 @@ class Sequential:
                     raise ValueError(f"layer {layer.name!r} was built for inputs {layer.input_shape},"
                                      f" not {shape}")
                 layer.build(shape, backend, dtype)
+                if not layer.built:  # a build() of the user's without super().build(...):
+                    Layer.build(layer, shape, backend, dtype)  # marked built, as Keras does
             shape = layer.compute_output_shape(shape)
 
     def _ensure_built(self, sample_shape):
@@ -406,13 +410,19 @@ class Sequential:
         return self.loss.prepare_targets(y_arr, self.output_shape, self._dtype)
 
     # ---- forward / backward -------------------------------------------------------------------
-    def _forward(self, x, training, logits):
+    def _forward(self, x, training, logits, input_shapes=None):
+        """The layers' outputs of x; input_shapes (a list): each layer's input shape is
+        appended (backward checks its gradients against them)."""
         layers = self._compute_layers
         device = self.backend.xp if self.backend.xp is not np else None
         for i, layer in enumerate(layers):
+            if input_shapes is not None:
+                input_shapes.append(getattr(x, "shape", None))
             try:
                 x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
             except Exception as exc:
+                if i > 0:
+                    _note_undeclared_shape(exc, layers[i - 1], x)
                 _name_the_layer(exc, layer, "forward")
                 raise
             if device is not None and not isinstance(x, device.ndarray):
@@ -503,8 +513,11 @@ class Sequential:
     def _compute_gradients(self, xb, yb, sample_weight=None):
         """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
         self._sync_dropout_steps()
-        out = self._forward(xb, training=True, logits=self._fused)
+        input_shapes = []
+        out = self._forward(xb, training=True, logits=self._fused, input_shapes=input_shapes)
         loss, grad = self._loss_and_grad(out, yb, sample_weight)
+        _check_gradient(grad, getattr(out, "shape", None),
+                        f"loss {type(self.loss).__name__}: the gradient of the loss")
         layers = self._compute_layers
         # Only layers above the lowest trainable one need their input gradient.
         trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
@@ -516,10 +529,16 @@ class Sequential:
             except Exception as exc:
                 _name_the_layer(exc, layers[i], "backward")
                 raise
+            layer_name = f"layer {layers[i].name!r} ({type(layers[i]).__name__})"
             if grad is None and i > lowest:
-                raise TypeError(f"layer {layers[i].name!r} ({type(layers[i]).__name__}): "
-                                f"backward returned None, but the layer below needs the "
-                                f"gradient of its input (need_input_grad=True)")
+                raise TypeError(f"{layer_name}: backward returned None, but the layer below "
+                                f"needs the gradient of its input (need_input_grad=True)")
+            if i > lowest:
+                _check_gradient(grad, input_shapes[i],
+                                f"{layer_name}: backward's gradient of its input")
+            for p in layers[i].params:
+                if p.trainable and p.grad is not None:
+                    _check_gradient(p.grad, p.shape, f"{layer_name}: {p.name}.grad")
             if self.backend.xp is not np:  # a host array would fail later, somewhere else
                 xp = self.backend.xp
                 if i > lowest and not isinstance(grad, xp.ndarray):
@@ -1641,6 +1660,32 @@ def _not_on_device(layer, method, what, value, backend):
                     f"{type(value).__module__}.{type(value).__name__}, not an array of the "
                     f"{backend.name!r} backend ({backend.xp.__name__}.ndarray, on the GPU): "
                     f"compute with backend.xp (or the backend's methods), not numpy")
+
+
+def _check_gradient(grad, shape, what):
+    """A gradient must be an array of the shape of what it differentiates (a wrong one
+    broadcast silently on the numpy backend, or failed in a kernel naming no layer)."""
+    got = getattr(grad, "shape", None)
+    if got is None:
+        raise TypeError(f"{what} is a {type(grad).__name__}, not an array")
+    if shape is not None and tuple(got) != tuple(shape):
+        raise ValueError(f"{what} has shape {tuple(got)}; it must have {tuple(shape)}, the "
+                         f"shape of what it differentiates")
+
+
+def _note_undeclared_shape(exc, layer, x):
+    """When a layer fails on its input, whether the layer before returned another shape
+    than its compute_output_shape declares (a user layer that changes the shape without
+    saying so: the next one was built for the declared shape)."""
+    try:
+        declared = tuple(layer.compute_output_shape(layer.input_shape))
+    except Exception:  # noqa: BLE001 - only a hint
+        return
+    got = tuple(getattr(x, "shape", ())[1:])
+    if got != declared and hasattr(exc, "add_note"):
+        exc.add_note(f"(layer {layer.name!r} returned samples of shape {got}, but its "
+                     f"compute_output_shape says {declared}, which the layers after it were "
+                     f"built for: define compute_output_shape)")
 
 
 def _name_the_layer(exc, layer, method):

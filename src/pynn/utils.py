@@ -1,5 +1,5 @@
 """Keras' `keras.utils` names that dense-network code uses: `set_random_seed`,
-`to_categorical`, `PyDataset` (and its older name `Sequence`)."""
+`to_categorical`, `PyDataset` (and its older name `Sequence`), `custom_object_scope`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import random
 
 from .batch_sources import PyDataset
 from .config import set_seed
+from .custom_objects import custom_object_scope
 
 Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
 
-__all__ = ["PyDataset", "Sequence", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "Sequence", "custom_object_scope", "set_random_seed",
+           "to_categorical"]
 
 
 def set_random_seed(seed):

@@ -36,6 +36,9 @@ class CpuBackend(KernelCalls, NumpyBackend):
         if activation == "softmax" or not self._native(a, b, bias, out):
             return super().gemm(a, b, trans_a, trans_b, bias, activation, act_param, alpha,
                                 beta, out)
+        # the kernel reads rows of unit stride (any row stride): a user layer's view (x[:,
+        # ::-1], a Fortran-ordered array) is copied once
+        a, b = _unit_stride_rows(a), _unit_stride_rows(b)
         return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
                             ACTIVATION_CODES[activation], act_param)
 
@@ -43,3 +46,8 @@ class CpuBackend(KernelCalls, NumpyBackend):
         if kind == "huber":
             return self._C.huber_loss(pred, target, grad, delta, grad_scale)
         return getattr(self._C, f"{kind}_loss")(pred, target, grad, grad_scale)
+
+
+def _unit_stride_rows(a):
+    return a if a.ndim == 0 or a.strides[-1] == a.itemsize else np.ascontiguousarray(a)
+

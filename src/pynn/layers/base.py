@@ -151,7 +151,8 @@ _WEIGHT_FLAGS = frozenset({"use_bias", "center", "scale"})
 # Keras layer arguments taken at their default None (in hand-written or Keras-written
 # configs): weight constraints, activity regularizers, LoRA
 _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta_constraint",
-                                   "gamma_constraint", "activity_regularizer", "lora_rank"})
+                                   "gamma_constraint", "activity_regularizer", "lora_rank",
+                                   "quantization_config"})
 
 
 # Arithmetic and ordering on a weight's values, giving numpy arrays (as Keras variables
@@ -255,7 +256,10 @@ class Layer:
         elif isinstance(array, tuple) and all(isinstance(v, int) for v in array):
             raise TypeError(f"add_weight({name!r}): {array} is taken as values, not a shape: "
                             f"pass shape={array} for a weight of that shape")
-        p = Parameter(f"{self.name}/{name}", backend.asarray(array, dtype), backend,
+        path, taken, k = f"{self.name}/{name}", {q.name for q in self._params}, 1
+        while path in taken:  # a second weight of one name (Keras takes it): files key
+            path, k = f"{self.name}/{name}_{k}", k + 1  # weights by name, so one of its own
+        p = Parameter(path, backend.asarray(array, dtype), backend,
                       trainable=self._trainable, statistic=statistic or not trainable)
         self._params.append(p)
         if regularizer is not None:

@@ -33,6 +33,10 @@ class RandomLayer(Layer):
         self.seed = int(seed)
         self.step = 0  # training passes so far; each draws the values of its step
 
+    def get_config(self):
+        """The layer's settings with its seed (a subclass adds its own to these)."""
+        return {**super().get_config(), "seed": self.seed}
+
 
 class Dropout(RandomLayer):
     """Inverted dropout: in training, each input is zeroed with probability `rate` (0 <= rate
@@ -66,4 +70,4 @@ class Dropout(RandomLayer):
         return dy if mask is None else dy * mask
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}

@@ -48,7 +48,7 @@ class GaussianNoise(_GaussianLayer):
         return dy if need_input_grad else None
 
     def get_config(self):
-        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
+        return {**super().get_config(), "stddev": self.stddev}
 
 
 class GaussianDropout(_GaussianLayer):
@@ -75,4 +75,4 @@ class GaussianDropout(_GaussianLayer):
         return dy if noise is None else dy * noise
 
     def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        return {**super().get_config(), "rate": self.rate}
