@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import pynn
+from conftest import AVAILABLE
 from gradcheck import assert_close_grad, numeric_grad
 
 
@@ -232,3 +233,41 @@ def test_an_infinite_epsilon_is_refused():
     """epsilon=inf (a file may say so) made every output beta."""
     with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
         pynn.BatchNormalization(epsilon=float("inf"))
+
+
+def test_keras_initializers_and_penalties_of_its_weights(tmp_path, rng):
+    # (Keras 3's arguments were TypeErrors)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = x[:, :1].copy()
+
+    def model(**kwargs):
+        pynn.set_seed(0)
+        m = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5),
+                             pynn.BatchNormalization(**kwargs), pynn.Dense(1)])
+        m.compile("sgd", "mse", backend="cpu" if "cpu" in AVAILABLE else "numpy")
+        return m
+
+    m = model(gamma_initializer="zeros", beta_initializer=pynn.initializers.Constant(0.5),
+              moving_mean_initializer=pynn.initializers.Constant(0.25),
+              moving_variance_initializer=pynn.initializers.Constant(2.0))
+    gamma, beta, mean, variance = m.layers[2].get_weights()
+    assert (gamma == 0).all() and (beta == 0.5).all() and (mean == 0.25).all() and \
+        (variance == 2.0).all()
+    native = m.fit(x, y, epochs=2, verbose=0)
+    layers = model(gamma_initializer="zeros",
+                   beta_initializer=pynn.initializers.Constant(0.5),
+                   moving_mean_initializer=pynn.initializers.Constant(0.25),
+                   moving_variance_initializer=pynn.initializers.Constant(2.0)).fit(
+        x, y, epochs=2, verbose=0, engine="layers")
+    np.testing.assert_allclose(native.history["loss"], layers.history["loss"], rtol=1e-5)
+    penalised = model(gamma_regularizer=pynn.regularizers.L2(0.5), beta_regularizer="l1")
+    gamma, beta = penalised.layers[2].gamma.numpy(), penalised.layers[2].beta.numpy()
+    plain = model()
+    want = plain.evaluate(x, y, verbose=0) + 0.5 * float((gamma ** 2).sum()) + \
+        0.01 * float(np.abs(beta).sum())
+    assert penalised.evaluate(x, y, verbose=0) == pytest.approx(want, rel=1e-6)
+    assert "regularizer" in pynn.engine.unsupported_reason(penalised)
+    penalised.save(tmp_path / "m.npz")
+    config = pynn.load_model(tmp_path / "m.npz").layers[2].get_config()
+    assert config["gamma_regularizer"]["config"] == {"l2": 0.5}
+    assert config["beta_initializer"]["class_name"] == "Zeros"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import initializers
+from .. import initializers, regularizers
 from .base import Layer, as_flag
 
 
@@ -25,8 +25,17 @@ class BatchNormalization(Layer):
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, axis=-1,
-                 **kwargs):
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        # Keras' initializers and penalties of the four weights (a penalty: layer by layer)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
         if isinstance(axis, bool) or axis not in (-1, 1):  # Keras' axis: the features'
             raise ValueError(f"BatchNormalization: axis={axis!r}: pynn normalises the feature "
                              f"axis of (batch, features) inputs, axis=-1 (or 1)")
@@ -48,19 +57,23 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization {self.name!r} expects (batch, features) "
                              f"inputs, got (batch, {', '.join(map(str, input_shape))})")
         super().build(input_shape, backend, dtype)
-        self._params = []
+        self._params, self._weight_regularizers = [], []
         n = int(input_shape[0])
+
         def initial(init):
             return self.initial_values(init, (n,), dtype)
-        ones, zeros = initializers.Ones(), initializers.Zeros()
+
         if self.scale:
-            self.gamma = self.add_weight("gamma", initial(ones), backend, dtype)
+            self.gamma = self.add_weight("gamma", initial(self.gamma_initializer), backend,
+                                         dtype, regularizer=self.gamma_regularizer)
         if self.center:
-            self.beta = self.add_weight("beta", initial(zeros), backend, dtype)
-        self.moving_mean = self.add_weight("moving_mean", initial(zeros), backend, dtype,
-                                           statistic=True)
-        self.moving_variance = self.add_weight("moving_variance", initial(ones), backend,
-                                               dtype, statistic=True)
+            self.beta = self.add_weight("beta", initial(self.beta_initializer), backend, dtype,
+                                        regularizer=self.beta_regularizer)
+        self.moving_mean = self.add_weight("moving_mean", initial(self.moving_mean_initializer),
+                                           backend, dtype, statistic=True)
+        self.moving_variance = self.add_weight(
+            "moving_variance", initial(self.moving_variance_initializer), backend, dtype,
+            statistic=True)
 
     def forward(self, x, training=False, logits=False):
         use_batch = training and self.trainable
@@ -115,6 +128,12 @@ class BatchNormalization(Layer):
         return dx.astype(dy.dtype, copy=False)
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}
+        config = {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                  "center": self.center, "scale": self.scale}
+        for name in ("beta_initializer", "gamma_initializer", "moving_mean_initializer",
+                     "moving_variance_initializer"):
+            config[name] = initializers.serialize(getattr(self, name))
+        for name in ("beta_regularizer", "gamma_regularizer"):
+            config[name] = regularizers.serialize(getattr(self, name))
+        return config
 
