@@ -271,3 +271,15 @@ def test_predict_names_ragged_input(bad):
         bad = (np.ones((3, 2)), np.ones(3))
     with pytest.raises(ValueError, match="x is not a rectangular array"):
         model.predict(bad, verbose=0)
+
+
+def test_bad_validation_targets_and_weights_say_validation(rng):
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    y = x[:, :1].copy()
+    bad = y.copy()
+    bad[3] = np.nan
+    model = _linear()
+    with pytest.raises(ValueError, match="^validation_data: .*NaN"):
+        model.fit(x, y, validation_data=(x, bad), verbose=0)
+    with pytest.raises(ValueError, match="^validation_data: sample_weight"):
+        model.fit(x, y, validation_data=(x, y, np.ones(3)), verbose=0)

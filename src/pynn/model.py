@@ -799,9 +799,14 @@ class Sequential:
         not yet smoothed)."""
         _check_validation_tuple(validation_data)
         x_val = self._inputs(validation_data[0], "validation x")
-        y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
-        w_val = None if len(validation_data) < 3 else \
-            self._sample_weights(validation_data[2], None, y_val)
+        try:  # (the loss's and the weights' checks name no data set)
+            y_val = self._targets(validation_data[1], x_val.shape[0], "validation y")
+            w_val = None if len(validation_data) < 3 else \
+                self._sample_weights(validation_data[2], None, y_val)
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("validation"):
+                raise
+            raise type(exc)(f"validation_data: {exc}") from None
         return x_val, y_val, w_val
 
     def _begin_training(self, cbs):
