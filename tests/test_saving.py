@@ -950,3 +950,27 @@ def test_a_learning_rate_function_travels_with_copies_pickles_clones_and_backups
     assert history.epoch == [2] and resumed.optimizer._schedule is _decaying_rate
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_setting_a_rate_function_aside_changes_nothing_another_thread_sees():
+    import threading
+
+    opt = pynn.optimizers.SGD(_decaying_rate)
+    opt.iterations = 4
+    seen = {}
+
+    def other_thread():
+        try:
+            pynn.optimizers.serialize(opt)
+        except ValueError as exc:
+            seen["error"] = str(exc)
+        seen["rate"] = opt.rate()
+
+    with opt.function_rate_aside() as function:
+        assert function is _decaying_rate and opt._schedule is _decaying_rate
+        assert opt.get_config()["learning_rate"] == _decaying_rate(4)  # this thread's file
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert "cannot serialise the learning-rate function" in seen["error"]
+    assert seen["rate"] == _decaying_rate(4)

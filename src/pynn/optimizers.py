@@ -17,6 +17,7 @@ import contextlib
 import math
 import numbers
 import sys
+import threading
 import weakref
 
 from . import config, schedules  # schedules: also keras.optimizers.schedules' place
@@ -43,6 +44,9 @@ def _check_fraction(name, value):
     if value >= 1:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return value
+
+
+_RATES_ASIDE = threading.local()  # ids of the optimizers whose rate function is set aside
 
 
 class _LearningRate(float):
@@ -229,12 +233,14 @@ class Optimizer:
         if function is None or isinstance(function, LearningRateSchedule):
             yield None
             return
-        rate = self.rate()
-        self._schedule, self._learning_rate = None, rate
+        # a mark of this thread's, read by get_config: the optimizer itself is not changed
+        # (another thread may be training with it)
+        previous = getattr(_RATES_ASIDE, "ids", frozenset())
+        _RATES_ASIDE.ids = previous | {id(self)}
         try:
             yield function
         finally:
-            self._schedule, self._learning_rate = function, None
+            _RATES_ASIDE.ids = previous
 
     @property
     def has_schedule(self):
@@ -263,8 +269,13 @@ class Optimizer:
     def get_config(self):
         """The constructor arguments (learning rate or its schedule's description, clipping,
         weight decay, the optimizer's own): what model files store."""
-        config = {"learning_rate": self._learning_rate if self._schedule is None
-                  else _schedule_config(self._schedule)}
+        if self._schedule is None:
+            rate = self._learning_rate
+        elif id(self) in getattr(_RATES_ASIDE, "ids", ()):  # (function_rate_aside)
+            rate = self.rate()
+        else:
+            rate = _schedule_config(self._schedule)
+        config = {"learning_rate": rate}
         for key in ("clipnorm", "clipvalue", "global_clipnorm"):
             if getattr(self, key) is not None:
                 config[key] = getattr(self, key)
