@@ -41,7 +41,7 @@ from .progress import EpochProgress, logs_line
 
 _PREDICT_BATCH = 1024
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
-_METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims
+_METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
 
 
 def _new_claims_lock_in_child():
@@ -1169,11 +1169,13 @@ class Sequential:
     @contextlib.contextmanager
     def _fit_running(self):
         """Marks a fit in progress (compile refuses to run from its callbacks)."""
-        self._fits_running = getattr(self, "_fits_running", 0) + 1
+        with _METRIC_CLAIMS_LOCK:  # (the counters' lock)
+            self._fits_running = getattr(self, "_fits_running", 0) + 1
         try:
             yield
         finally:
-            self._fits_running -= 1
+            with _METRIC_CLAIMS_LOCK:
+                self._fits_running -= 1
 
     @contextlib.contextmanager
     def _claimed_metrics(self):
