@@ -363,3 +363,96 @@ def test_keras_names_for_custom_code():
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     with pytest.raises(TypeError, match="index must be an integer"):
         model.get_layer(index=True)
+
+
+class _PairDense(pynn.layers.Layer):
+    """Passes (x @ W, x) on: a tuple, whose gradient is a tuple too."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.w = self.add_weight("w", shape=(input_shape[0], input_shape[0]))
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        return (x @ self.w.value, x)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        a, c = dy
+        self.w.grad = self.x.T @ a
+        return a @ self.w.value.T + c
+
+
+class _Unpair(pynn.layers.Layer):
+    def forward(self, x, training=False, logits=False):
+        return x[0] + x[1]
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return (dy, dy)
+
+
+class _ScalarScale(pynn.layers.Layer):
+    """x * t for a (1,) weight t whose gradient comes as a 0-d array."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.t = self.add_weight("t", shape=(1,), initializer="ones")
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        return x * self.t.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.t.grad = (dy * self.x).sum()  # 0-d: the weight's size, another shape
+        return dy * self.t.value
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_legitimate_custom_gradients_still_train(rng, backend):
+    from conftest import AVAILABLE
+
+    if backend not in AVAILABLE:
+        pytest.skip(f"backend {backend} unavailable")
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(5), _PairDense(), _Unpair(),
+                             _ScalarScale(), pynn.Dense(1)])
+    model.compile("sgd", "mse", backend=backend)
+    t0 = model.layers[4].t.numpy().copy()
+    h = model.fit(x, x[:, :1], epochs=2, verbose=0, engine="layers")
+    assert np.isfinite(h.history["loss"]).all() and model.layers[4].t.numpy() != t0
+
+
+class _FixedSeedNoise(pynn.layers.RandomLayer):
+    def __init__(self, **kw):
+        super().__init__(seed=1234, **kw)  # a seed of its own: its constructor takes none
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+
+def test_a_random_layer_fixing_its_own_seed_saves_and_copies(tmp_path):
+    import copy
+
+    model = pynn.Sequential([pynn.Input((2,)), _FixedSeedNoise(), pynn.Dense(1)])
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz",
+                             custom_objects={"_FixedSeedNoise": _FixedSeedNoise})
+    assert loaded.layers[1].seed == copy.deepcopy(model).layers[1].seed == 1234
+
+
+def test_a_users_optimizer_with_an_accumulator_slot(rng):
+    class SumOfSquares(pynn.optimizers.Optimizer):
+        slots = ("accumulator",)
+
+        def __init__(self, learning_rate=0.1, **kw):
+            super().__init__(learning_rate, **kw)
+
+        def _update(self, b, w, g, s, lr):
+            s["accumulator"] += g * g
+            w -= lr * g / (np.sqrt(s["accumulator"]) + 1e-7)
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(SumOfSquares(), "mse", backend="numpy")
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    model.fit(x, x[:, :1], epochs=1, verbose=0)
+    slot = model.optimizer.state_of(model.layers[1].kernel)["accumulator"]
+    assert (slot > 0).all()  # started at 0 (Adagrad's start is its own)

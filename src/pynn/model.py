@@ -516,8 +516,9 @@ class Sequential:
         input_shapes = []
         out = self._forward(xb, training=True, logits=self._fused, input_shapes=input_shapes)
         loss, grad = self._loss_and_grad(out, yb, sample_weight)
-        _check_gradient(grad, getattr(out, "shape", None),
-                        f"loss {type(self.loss).__name__}: the gradient of the loss")
+        if getattr(grad, "shape", None) != out.shape:
+            _wrong_gradient(grad, out.shape, f"loss {type(self.loss).__name__}: the gradient "
+                                             f"of the loss")
         layers = self._compute_layers
         # Only layers above the lowest trainable one need their input gradient.
         trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
@@ -529,16 +530,20 @@ class Sequential:
             except Exception as exc:
                 _name_the_layer(exc, layers[i], "backward")
                 raise
-            layer_name = f"layer {layers[i].name!r} ({type(layers[i]).__name__})"
             if grad is None and i > lowest:
-                raise TypeError(f"{layer_name}: backward returned None, but the layer below "
-                                f"needs the gradient of its input (need_input_grad=True)")
-            if i > lowest:
-                _check_gradient(grad, input_shapes[i],
-                                f"{layer_name}: backward's gradient of its input")
+                raise TypeError(f"{_layer_name(layers[i])}: backward returned None, but the "
+                                f"layer below needs the gradient of its input "
+                                f"(need_input_grad=True)")
+            # (an input that is no array, a tuple a user layer passes on: no shape to check)
+            if i > lowest and input_shapes[i] is not None and \
+                    getattr(grad, "shape", None) != input_shapes[i]:
+                _wrong_gradient(grad, input_shapes[i], f"{_layer_name(layers[i])}: backward's "
+                                                      f"gradient of its input")
             for p in layers[i].params:
-                if p.trainable and p.grad is not None:
-                    _check_gradient(p.grad, p.shape, f"{layer_name}: {p.name}.grad")
+                g = p.grad
+                if g is not None and getattr(g, "shape", None) != p.value.shape and \
+                        p.trainable:
+                    _weight_gradient_shaped(p, layers[i])
             if self.backend.xp is not np:  # a host array would fail later, somewhere else
                 xp = self.backend.xp
                 if i > lowest and not isinstance(grad, xp.ndarray):
@@ -1669,15 +1674,30 @@ def _not_on_device(layer, method, what, value, backend):
                     f"compute with backend.xp (or the backend's methods), not numpy")
 
 
-def _check_gradient(grad, shape, what):
-    """A gradient must be an array of the shape of what it differentiates (a wrong one
-    broadcast silently on the numpy backend, or failed in a kernel naming no layer)."""
+def _layer_name(layer):
+    return f"layer {layer.name!r} ({type(layer).__name__})"
+
+
+def _wrong_gradient(grad, shape, what):
+    """Raises for a gradient that is no array of the shape of what it differentiates (a
+    wrong one broadcast silently on the numpy backend, or failed in a kernel naming no
+    layer)."""
     got = getattr(grad, "shape", None)
     if got is None:
         raise TypeError(f"{what} is a {type(grad).__name__}, not an array")
-    if shape is not None and tuple(got) != tuple(shape):
-        raise ValueError(f"{what} has shape {tuple(got)}; it must have {tuple(shape)}, the "
-                         f"shape of what it differentiates")
+    raise ValueError(f"{what} has shape {tuple(got)}; it must have {tuple(shape)}, the shape "
+                     f"of what it differentiates")
+
+
+def _weight_gradient_shaped(p, layer):
+    """A weight's .grad of its size in another shape (a 0-d array or a number for a (1,)
+    weight, (F,) for (1, F)) takes the weight's shape; another size is refused."""
+    g = p.grad
+    size = getattr(g, "size", 1 if isinstance(g, (int, float, np.number)) else None)
+    if size == p.value.size:
+        p.grad = p.backend.xp.asarray(g, dtype=p.value.dtype).reshape(p.value.shape)
+        return
+    _wrong_gradient(g, p.value.shape, f"{_layer_name(layer)}: {p.name}.grad")
 
 
 def _note_undeclared_shape(exc, layer, x):

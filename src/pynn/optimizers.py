@@ -354,8 +354,8 @@ class Optimizer:
         if slot == "average":  # Keras' first step makes it the weight (momentum 0 then)
             return value.copy()
         start = backend.zeros(self.slot_shape(slot, value.shape), value.dtype)
-        if slot == "accumulator":  # Adagrad's and Ftrl's sums of squares
-            start += self.initial_accumulator_value
+        if slot == "accumulator":  # Adagrad's and Ftrl's sums of squares (a user's: 0)
+            start += getattr(self, "initial_accumulator_value", 0.0)
         return start
 
     def apply(self, params):

@@ -38,7 +38,10 @@ class CpuBackend(KernelCalls, NumpyBackend):
                                 beta, out)
         # the kernel reads rows of unit stride (any row stride): a user layer's view (x[:,
         # ::-1], a Fortran-ordered array) is copied once
-        a, b = _unit_stride_rows(a), _unit_stride_rows(b)
+        if a.ndim and a.strides[-1] != a.itemsize:
+            a = np.ascontiguousarray(a)
+        if b.ndim and b.strides[-1] != b.itemsize:
+            b = np.ascontiguousarray(b)
         return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
                             ACTIVATION_CODES[activation], act_param)
 
@@ -46,8 +49,3 @@ class CpuBackend(KernelCalls, NumpyBackend):
         if kind == "huber":
             return self._C.huber_loss(pred, target, grad, delta, grad_scale)
         return getattr(self._C, f"{kind}_loss")(pred, target, grad, grad_scale)
-
-
-def _unit_stride_rows(a):
-    return a if a.ndim == 0 or a.strides[-1] == a.itemsize else np.ascontiguousarray(a)
-

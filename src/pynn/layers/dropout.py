@@ -10,6 +10,7 @@ iteration count before each training pass, so a resumed run continues the same m
 
 from __future__ import annotations
 
+import inspect
 import numbers
 
 from .. import config
@@ -34,8 +35,12 @@ class RandomLayer(Layer):
         self.step = 0  # training passes so far; each draws the values of its step
 
     def get_config(self):
-        """The layer's settings with its seed (a subclass adds its own to these)."""
-        return {**super().get_config(), "seed": self.seed}
+        """The layer's settings with its seed (a subclass adds its own to these); not the
+        seed of a subclass whose constructor takes none (it fixes its own)."""
+        config = super().get_config()
+        if "seed" in inspect.signature(type(self).__init__).parameters:
+            config["seed"] = self.seed
+        return config
 
 
 class Dropout(RandomLayer):
