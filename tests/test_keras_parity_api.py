@@ -49,6 +49,29 @@ def test_summary_takes_kerass_layout_arguments():
     assert any("dense" in line for line in lines)
 
 
+def test_summary_shows_trainable_and_a_layer_range_as_keras():
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, name="frozen"),
+                             pynn.Dropout(0.1, name="drop"), pynn.Dense(1, name="head")])
+    model.get_layer("frozen").trainable = False
+    lines = []
+    model.summary(show_trainable=True, print_fn=lines.append)
+    table = lines[0].splitlines()
+    assert table[2].split() == ["Layer", "(type)", "Output", "Shape", "Param", "#",
+                                "Trainable"]
+    rows = {line.split()[0]: line.split()[-1] for line in table[4:8]}
+    assert rows == {model.layers[0].name: "-", "frozen": "N", "drop": "-", "head": "Y"}
+    lines = []
+    model.summary(layer_range=("drop", "head"), print_fn=lines.append)
+    listed = [line.split()[0] for line in lines[0].splitlines()[4:]
+              if line[:1].isalpha() and "params" not in line and ":" not in line]
+    assert listed == ["drop", "head"]
+    assert "Total params: 19" in lines[0]  # the model's totals
+    for bad, words in [(("head", "drop"), "comes after"), (("nope", "head"), "not among"),
+                       (("drop",), "two layer names")]:
+        with pytest.raises(ValueError, match=words):
+            model.summary(layer_range=bad)
+
+
 def test_input_takes_kerass_shape_spellings():
     for layer in (pynn.Input(shape=(3,), batch_size=32, dtype="float32"),
                   pynn.Input(batch_shape=(None, 3)),

@@ -1513,21 +1513,29 @@ class Sequential:
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
         """Print the layers, their output shapes and weight counts, and the trainable and
-        non-trainable totals (print_fn takes each line). Keras' layout arguments
-        (line_length, positions, expand_nested, show_trainable, layer_range) are taken and
-        unused: pynn's table has one layout."""
+        non-trainable totals (print_fn takes each line). As Keras: show_trainable adds a
+        column (Y, N, or - for a layer without weights), layer_range=(first, last) names
+        the layers to list (the totals stay the model's). line_length, positions and
+        expand_nested are taken and unused (pynn's columns fit their contents)."""
         if print_fn is None and callable(line_length):  # summary(print_fn) before Keras'
             print_fn, line_length = line_length, None     # argument order was taken
         print_fn = print if print_fn is None else print_fn
-        rows = [("Layer (type)", "Output Shape", "Param #")]
+        listed = self._summary_range(layer_range)
+        rows = [("Layer (type)", "Output Shape", "Param #")
+                + (("Trainable",) if show_trainable else ())]
         shape = self.input_shape
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             if shape is not None:
                 shape = layer.compute_output_shape(shape)
+            if i not in listed:
+                continue
             out = f"(None, {', '.join(map(str, shape))})" if shape is not None else "?"
-            rows.append((f"{layer.name} ({type(layer).__name__})", out,
-                         str(layer.count_params()) if layer.built else "0 (unbuilt)"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+            row = (f"{layer.name} ({type(layer).__name__})", out,
+                   str(layer.count_params()) if layer.built else "0 (unbuilt)")
+            if show_trainable:
+                row += ("-" if not layer.params else "Y" if layer.trainable else "N",)
+            rows.append(row)
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
         line = "-" * sum(widths)
         lines = [f'Model: "{self.name}"', line,
                  "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
@@ -1544,6 +1552,26 @@ class Sequential:
                          else f"Training engine: layers (native engine not used: {reason})")
         lines.append(line)
         print_fn("\n".join(lines))
+
+    def _summary_range(self, layer_range):
+        """The indices of model.layers summary lists: all, or Keras' layer_range of two
+        layer names (both included)."""
+        if layer_range is None:
+            return range(len(self.layers))
+        names = [layer.name for layer in self.layers]
+        if not (isinstance(layer_range, (list, tuple)) and len(layer_range) == 2
+                and all(isinstance(n, str) for n in layer_range)):
+            raise ValueError(f"summary: layer_range must be two layer names (first, last), "
+                             f"got {layer_range!r}")
+        missing = [n for n in layer_range if n not in names]
+        if missing:
+            raise ValueError(f"summary: layer_range names {missing}, not among the layers "
+                             f"{names}")
+        first, last = (names.index(n) for n in layer_range)
+        if first > last:
+            raise ValueError(f"summary: layer_range {layer_range!r}: {layer_range[0]!r} comes "
+                             f"after {layer_range[1]!r}")
+        return range(first, last + 1)
 
     def get_config(self):
         """The model's name and its layers' descriptions (Sequential.from_config rebuilds it,
