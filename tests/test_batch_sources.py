@@ -384,3 +384,50 @@ def test_a_pydataset_run_resumes_with_backup_and_restore(rng, tmp_path):
     resumed = run([pynn.callbacks.BackupAndRestore(tmp_path)], seed=9)
     for a, b in zip(resumed.get_weights(), whole.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+class _Endless(pynn.utils.PyDataset):
+    """Keras 3's endless PyDataset: num_batches None, no __len__; batch i from seed i."""
+
+    def __init__(self, seen, **kw):
+        super().__init__(**kw)
+        self.seen = seen
+
+    @property
+    def num_batches(self):
+        return None
+
+    def __getitem__(self, i):
+        self.seen.append(i)
+        x = np.random.default_rng(i).normal(size=(4, 3)).astype(np.float32)
+        return x, x[:, :1]
+
+
+class _DuckEndless:
+    """The same without pynn's base (as Keras' own PyDataset subclass is to pynn)."""
+
+    num_batches = None
+
+    def __getitem__(self, i):
+        x = np.random.default_rng(i).normal(size=(4, 3)).astype(np.float32)
+        return x, x[:, :1]
+
+    def on_epoch_end(self):
+        pass
+
+
+def test_an_endless_pydataset_reads_on_across_epochs_as_keras_3():
+    seen = []
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    h = model.fit(_Endless(seen), epochs=2, steps_per_epoch=3, verbose=0)
+    assert seen == [0, 1, 2, 3, 4, 5] and len(h.history["loss"]) == 2  # (Keras: the same)
+    del seen[:]
+    model.evaluate(_Endless(seen), steps=2, verbose=0)
+    assert seen == [0, 1]
+    assert model.predict(_DuckEndless(), steps=2, verbose=0).shape == (8, 1)
+    model.fit(_DuckEndless(), epochs=1, steps_per_epoch=2, verbose=0)
+    for call in (lambda: model.fit(_Endless([]), epochs=1, verbose=0),
+                 lambda: model.predict(_DuckEndless(), verbose=0)):
+        with pytest.raises(ValueError, match="the dataset is endless .*: give"):
+            call()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import itertools
 
 import numpy as np
 
@@ -35,6 +36,12 @@ class PyDataset:
     def __len__(self):
         raise NotImplementedError(f"{type(self).__name__} must define __len__ (the number "
                                   f"of batches)")
+
+    @property
+    def num_batches(self):
+        """The number of batches, len(self); an endless dataset (Keras 3's) overrides it to
+        return None, and is read with steps_per_epoch (or steps) batches at a time."""
+        return len(self)
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index) "
@@ -66,8 +73,18 @@ def is_batch_source(x):
     if isinstance(x, PyDataset) or hasattr(x, "__next__"):
         return True
     if hasattr(x, "__getitem__"):
-        return hasattr(x, "__len__") and hasattr(x, "on_epoch_end")
+        return (hasattr(x, "__len__") or _endless(x)) and hasattr(x, "on_epoch_end")
     return hasattr(x, "__iter__")
+
+
+def _endless(x):
+    """Whether x is an endless dataset: Keras 3's PyDataset whose num_batches is None."""
+    if not hasattr(type(x), "num_batches"):
+        return False
+    try:
+        return x.num_batches is None
+    except Exception:  # noqa: BLE001 - a num_batches that needs __len__, which is missing
+        return False
 
 
 def _is_buffer(x):
@@ -104,11 +121,18 @@ class BatchSource:
                  order=None, restart=False):
         self.source, self.what, self.steps_name = source, what, steps_name
         self.steps = _check_steps(steps, steps_name)
+        endless = _endless(source)
         self.indexed = isinstance(source, PyDataset) or (
-            hasattr(source, "__getitem__") and hasattr(source, "__len__")
+            hasattr(source, "__getitem__") and (hasattr(source, "__len__") or endless)
             and not hasattr(source, "__next__"))
         self.iterator = hasattr(source, "__next__")  # one stream over all the epochs
-        if self.indexed:
+        self.endless = self.indexed and endless
+        if self.endless:  # batches 0, 1, 2, ... continuing over the epochs (as Keras)
+            if self.steps is None:
+                raise ValueError(f"{what}: the dataset is endless (num_batches is None): "
+                                 f"give {steps_name}, the batches to read")
+            self.length = None
+        elif self.indexed:
             count = len(source)
             if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
                 raise ValueError(f"len() of the dataset must be a non-negative integer, got "
@@ -139,6 +163,8 @@ class BatchSource:
         self.passes += 1
         if not self.indexed:
             return iter(self.source)
+        if self.endless:  # one pass that never ends: no order to shuffle
+            return (self.source[i] for i in itertools.count())
         order = range(self.length) if self.order is None else self.order(self.passes)
         return (self.source[int(i)] for i in order)
 
