@@ -16,7 +16,6 @@ A monitored key missing from the logs gives a warning naming the keys there are,
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import inspect
 import math
@@ -553,11 +552,10 @@ class BackupAndRestore(Callback):
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"{self._PREFIX}{epoch + 1}{self._SUFFIX}"
-        optimizer = getattr(self.model, "optimizer", None)
         # (a learning rate that is a function of the step stays the model's own: a resume
-        # restores the slots and step count into the optimizer, not its rate)
-        with (optimizer.function_rate_aside() if optimizer is not None
-              else contextlib.nullcontext()):
+        # restores the slots and step count into the optimizer, not its rate; fit runs only
+        # compiled models, which have an optimizer)
+        with self.model.optimizer.function_rate_aside():
             self.model.save(os.path.join(self.backup_dir, name))  # atomic: a file or none
         for number, path in self._backups():
             if number != epoch + 1:

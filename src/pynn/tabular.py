@@ -194,21 +194,26 @@ def _target_values(path, target, task, texts, lines):
     if task == "regress":
         raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])}; --task "
                          f"regress needs numbers")
-    def missing(i):
-        return not texts[i].strip() or texts[i].strip().lower() in _MISSING
     if task != "classify" and len(words) < len(texts):
         word_set = set(words)
         others = [i for i in range(len(texts)) if i not in word_set]
-        if all(missing(i) for i in others):  # text labels with gaps: name the gap
-            raise UsageError(f"{_bad_value(path, target, lines[others[0]], texts[others[0]])}"
-                             f" (a missing class label: drop or fill that row)")
+        if all(_is_missing(texts[i]) for i in others):  # text labels with gaps: name the gap
+            raise _missing_label(path, target, lines[others[0]], texts[others[0]])
         raise UsageError(f"{_bad_value(path, target, lines[first], texts[first])} (if the "
                          f"column holds class labels, give --task classify)")
     for t, line in zip(texts, lines):
-        if t.strip().lower() in _MISSING:  # R's NA, pandas' NaN: no label, not a class
-            raise UsageError(f"{_bad_value(path, target, line, t)} (a missing class label: "
-                             f"drop or fill that row)")
+        if _is_missing(t):  # R's NA, pandas' NaN: no label, not a class
+            raise _missing_label(path, target, line, t)
     return np.array([t.strip() for t in texts])  # labels: choose_task classifies them
+
+
+def _is_missing(text):
+    return text.strip().lower() in _MISSING  # ("" among them: an empty field)
+
+
+def _missing_label(path, target, line, text):
+    return UsageError(f"{_bad_value(path, target, line, text)} (a missing class label: drop or "
+                      f"fill that row)")
 
 
 def load_training_data(path, target, drop=(), task="auto"):

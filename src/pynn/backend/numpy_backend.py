@@ -361,26 +361,25 @@ class NumpyBackend(Backend):
         w -= lr * delta
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
-        xp = self.xp
-        velocity *= rho
-        velocity += (1 - rho) * g * g
-        increment = lr * g / xp.sqrt(velocity + eps)
-        if momentum > 0:
-            momentum_buf *= momentum
-            momentum_buf += increment
-            w -= momentum_buf
-        else:
-            w -= increment
+        self._rmsprop(w, g, velocity, None, momentum_buf, lr, rho, momentum, eps)
 
     def rmsprop_centered_update(self, w, g, velocity, average_gradient, momentum_buf, lr,
                                 rho, momentum, eps):
-        # Keras 3's centered RMSprop: the moving mean square less the square of the moving
-        # mean (the gradients' variance) under the root
+        self._rmsprop(w, g, velocity, average_gradient, momentum_buf, lr, rho, momentum, eps)
+
+    def _rmsprop(self, w, g, velocity, average_gradient, momentum_buf, lr, rho, momentum,
+                 eps):
+        """Keras 3's RMSprop; centered (with average_gradient): the moving mean square less
+        the square of the moving mean (the gradients' variance) under the root."""
         velocity *= rho
         velocity += (1 - rho) * g * g
-        average_gradient *= rho
-        average_gradient += (1 - rho) * g
-        increment = lr * g / self.xp.sqrt(velocity - average_gradient * average_gradient + eps)
+        if average_gradient is None:
+            denominator = velocity + eps
+        else:
+            average_gradient *= rho
+            average_gradient += (1 - rho) * g
+            denominator = velocity - average_gradient * average_gradient + eps
+        increment = lr * g / self.xp.sqrt(denominator)
         if momentum > 0:
             momentum_buf *= momentum
             momentum_buf += increment
