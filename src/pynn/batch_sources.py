@@ -95,7 +95,7 @@ def _is_buffer(x):
     return True
 
 
-def _check_steps(steps, name):
+def check_steps(steps, name):
     if steps is None:
         return None
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -120,7 +120,7 @@ class BatchSource:
     def __init__(self, source, steps=None, steps_name="steps_per_epoch", what="fit",
                  order=None, restart=False):
         self.source, self.what, self.steps_name = source, what, steps_name
-        self.steps = _check_steps(steps, steps_name)
+        self.steps = check_steps(steps, steps_name)
         endless = _endless(source)
         self.indexed = isinstance(source, PyDataset) or (
             hasattr(source, "__getitem__") and (hasattr(source, "__len__") or endless)

@@ -28,7 +28,7 @@ from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
 from .backend.arrays import detached
-from .batch_sources import BatchSource, is_batch_source
+from .batch_sources import BatchSource, check_steps, is_batch_source
 from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
@@ -615,11 +615,15 @@ class Sequential:
         takes them. Or x gives the data batch by batch (y, batch_size and sample_weight then
         come with it): a generator, an iterable such as a PyTorch DataLoader, or a
         pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
-        (x, y, sample_weight); steps_per_epoch batches an epoch (default: a pass; epochs
-        continue where the last stopped), and validation_data may be one too
-        (validation_steps). batch_size: default 32. verbose: 'auto' or 1 a progress bar on
-        a terminal or in Jupyter (else one line per epoch), 2 one line per epoch, 0 nothing.
-        shuffle: reorder the samples (a PyDataset's batches) every epoch (seeded by the
+        (x, y, sample_weight); validation_data may be one too. steps_per_epoch: the
+        batches an epoch takes (default: a pass over the data); as Keras 3, an epoch
+        continues the pass the last one began and ends early where that pass ends, and
+        with arrays and no batch_size the steps share the samples out (ceil(N / steps)
+        each). validation_steps: the validation batches each time (of validation_batch_size,
+        else batch_size, else sharing the samples out). batch_size: default 32. verbose:
+        'auto' or 1 a progress bar on a terminal or in Jupyter (else one line per epoch), 2
+        one line per epoch, 0 nothing.
+        shuffle: reorder the samples (a PyDataset's batches) every pass (seeded by the
         model's shuffle seed and the step, so resumed runs continue the same order).
         initial_epoch: the epoch to start counting from (resuming). callbacks: a Callback or
         a list of them.
@@ -641,12 +645,14 @@ class Sequential:
                                     validation_split, validation_data, shuffle, initial_epoch,
                                     engine, sample_weight, class_weight, validation_freq,
                                     validation_batch_size, steps_per_epoch, validation_steps)
-        if steps_per_epoch is not None:
-            raise ValueError("steps_per_epoch is for data given batch by batch (a generator, "
-                             "an iterable, a PyDataset); with arrays every epoch takes all of "
-                             "x in batches of batch_size")
-        val_source = self._validation_source(validation_data, validation_steps)
-        batch_size = data.check_batch_size(batch_size, 32)
+        steps_per_epoch = check_steps(steps_per_epoch, "steps_per_epoch")
+        asked_batch = batch_size
+        batch_size = data.check_batch_size(batch_size, None)  # its default once n is known
+        val_source = self._validation_source(validation_data, None)
+        if val_source is None:
+            validation_steps = check_steps(validation_steps, "validation_steps")
+        elif validation_steps is not None:
+            val_source = self._validation_source(validation_data, validation_steps)
         _check_epochs(epochs, initial_epoch, validation_freq)
         val_batch = (None if validation_batch_size is None
                      else data.check_batch_size(validation_batch_size, None))
@@ -682,19 +688,37 @@ class Sequential:
             w = None if w is None else w[:-n_val]
         else:
             x_val = y_val = None
+        if validation_steps is not None and x_val is None and val_source is None:
+            raise ValueError("validation_steps needs validation data (validation_data or "
+                             "validation_split)")
+        elif validation_steps is not None and val_source is None:
+            # Keras 3: that many batches of validation_batch_size, else of batch_size, else
+            # the steps share the validation samples out
+            vb, rows = _rows_for_steps(x_val.shape[0], validation_steps,
+                                       validation_batch_size or asked_batch,
+                                       "validation_steps", "validation samples")
+            val_batch = vb if val_batch is None else val_batch
+            x_val, y_val = x_val[:rows], y_val[:rows]
+            w_val = None if w_val is None else w_val[:rows]
+        n = x.shape[0]
+        if batch_size is None:  # Keras 3: steps_per_epoch shares the samples out
+            batch_size = 32 if steps_per_epoch is None else -(-n // steps_per_epoch)
+        batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
+        passes = -(-n // batch_size)  # batches in a pass over x
+        if steps_per_epoch is not None and steps_per_epoch > passes:
+            raise ValueError(f"steps_per_epoch={steps_per_epoch} is more than the {passes} "
+                             f"batches of {batch_size} in the {n} training samples")
+        steps = passes if steps_per_epoch is None else steps_per_epoch  # an epoch's batches
+        if val_batch is None:  # validation's default follows the batch size as given
+            val_batch = max(batch_size, _PREDICT_BATCH)
         y = self.loss.smooth_targets(y)  # after the class weights read the labels
         y_val = None if y_val is None else self.loss.smooth_targets(y_val)
 
         b = self.backend
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
         wd = None if w is None else b.asarray(w, self._dtype)
-        n = x.shape[0]
-        if val_batch is None:  # validation's default follows the batch size as given
-            val_batch = max(batch_size, _PREDICT_BATCH)
         validation = None if x_val is None and val_source is None else \
             _Validation(val_source, x_val, y_val, w_val, val_batch, validation_freq)
-        batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
-        steps = -(-n // batch_size)
         native = self._native_engine(engine, batch_size)  # buffers for the rows used
         user_callbacks, history = _with_history(callbacks)
         cbs = CallbackList(user_callbacks, self,
@@ -727,19 +751,24 @@ class Sequential:
             # copies when another thread's evaluate accumulates into the compiled objects
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
+            # With steps_per_epoch an epoch takes the next batches of the pass over x that
+            # earlier epochs began, and ends early where the pass ends (Keras 3)
+            taken = 0  # batches of the current pass the earlier epochs took
             try:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:  # during the last epoch's end: begin no other
                         break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
-                    order = epoch_order(n, shuffle, self.shuffle_seed,
-                                        self.optimizer.training_steps)
+                    if taken == 0:
+                        order = epoch_order(n, shuffle, self.shuffle_seed,
+                                            self.optimizer.training_steps)
                     epoch_logs.reset()
                     step = 0
+                    epoch_steps = min(steps, passes - taken)
                     # As Keras: stop_training is seen after a batch, so every logged epoch
                     # trained at least one (a flag set at epoch begin still runs one batch).
-                    while step < steps and not interrupt.requested and \
+                    while step < epoch_steps and not interrupt.requested and \
                             not (step > 0 and self.stop_training):
                         if exact_batches:
                             cbs.call("on_train_batch_begin", step, {})
@@ -750,14 +779,17 @@ class Sequential:
                             native = self._native_engine(engine, batch_size)
                         if native is not None:
                             # A stop asked for before the epoch's first batch: that one only.
-                            last = min(step + (1 if self.stop_training else chunk), steps)
-                            batches = self._native_chunk(native, xd, yd, wd, order, step, last,
+                            last = min(step + (1 if self.stop_training else chunk),
+                                       epoch_steps)
+                            batches = self._native_chunk(native, xd, yd, wd, order,
+                                                         taken + step, taken + last,
                                                          batch_size, metric_names, epoch_logs)
                         else:
                             last = step + 1
-                            batches = self._layer_batch(xd, yd, wd, order, step, batch_size,
-                                                        epoch_logs)
+                            batches = self._layer_batch(xd, yd, wd, order, taken + step,
+                                                        batch_size, epoch_logs)
                         for s, batch_logs in batches:  # each batch's logs added as it comes
+                            s -= taken  # the batch's number in the epoch
                             progress.batch_end(s, epoch_logs)
                             if batch_hooks:  # else no callback does anything per batch
                                 if not exact_batches:
@@ -765,6 +797,7 @@ class Sequential:
                                 # As Keras: the epoch's means so far, not the batch's own.
                                 cbs.call("on_train_batch_end", s, epoch_logs.so_far(batch_logs))
                         step = last
+                    taken = (taken + step) % passes
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
                     train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
@@ -1118,7 +1151,7 @@ class Sequential:
         sample_weight weighs each sample's loss as in fit (metrics stay unweighted).
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
         x may give the data batch by batch, as in fit; steps: how many batches (default:
-        all)."""
+        all; with arrays and no batch_size, the steps share the samples out, as Keras 3)."""
         self._check_compiled()
         cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
         if is_batch_source(x):
@@ -1136,9 +1169,14 @@ class Sequential:
             if verbose:
                 print(logs_line(logs))
             return self._format_logs(logs, return_dict)
-        if steps is not None:
-            raise ValueError("steps is for data given batch by batch (a generator, an "
-                             "iterable, a PyDataset); with arrays evaluate takes all of x")
+        if steps is not None:  # the first `steps` batches (Keras 3)
+            x = self._inputs(x)
+            y = self._targets(y, x.shape[0])
+            w = self._sample_weights(sample_weight, None, y)
+            batch_size, rows = _rows_for_steps(x.shape[0], steps,
+                                               data.check_batch_size(batch_size, None), "steps")
+            return self.evaluate(x[:rows], y[:rows], batch_size, verbose, return_dict,
+                                 None if w is None else w[:rows], callbacks)
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
@@ -1210,14 +1248,17 @@ class Sequential:
         predict gives the same bits for any). callbacks: their predict hooks run; with
         batch hooks defined, predict runs batch by batch (default batch_size 32, Keras').
         x may give the data batch by batch, as in fit (x alone or (x, ...) per batch);
-        steps: how many batches (default: all)."""
+        steps: how many batches (default: all; with arrays and no batch_size, the steps
+        share the samples out, as Keras 3)."""
         if is_batch_source(x):
             _no_arrays_with_source("predict", x, batch_size=batch_size)
             return self._predict_source(BatchSource(x, steps, "steps", "predict"), verbose,
                                         callbacks)
-        if steps is not None:
-            raise ValueError("steps is for data given batch by batch (a generator, an "
-                             "iterable, a PyDataset); with arrays predict takes all of x")
+        if steps is not None:  # the first `steps` batches (Keras 3)
+            x = self._inputs(x)
+            batch_size, rows = _rows_for_steps(x.shape[0], steps,
+                                               data.check_batch_size(batch_size, None), "steps")
+            return self.predict(x[:rows], batch_size, verbose, callbacks)
         if callbacks:
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
@@ -1619,6 +1660,20 @@ def _check_epochs(epochs, initial_epoch, validation_freq):
             or validation_freq < 1:
         raise ValueError(f"validation_freq must be a positive integer, got "
                          f"{validation_freq!r}")
+
+
+def _rows_for_steps(n, steps, batch_size, steps_name, what="samples"):
+    """(batch size, rows read) when `steps` batches are read from n samples given as arrays:
+    as Keras 3, without a batch size the steps share the samples out (ceil(n / steps)
+    each); more steps than the data has batches is an error (as for a PyDataset)."""
+    steps = check_steps(steps, steps_name)
+    if batch_size is None:
+        batch_size = max(1, -(-n // steps))
+    batches = -(-n // batch_size)
+    if steps > batches:
+        raise ValueError(f"{steps_name}={steps} is more than the {batches} batches of "
+                         f"{batch_size} in the {n} {what}")
+    return batch_size, min(n, steps * batch_size)
 
 
 def _no_arrays_with_source(what, source, **given):

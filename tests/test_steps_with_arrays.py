@@ -1,0 +1,176 @@
+"""steps_per_epoch, validation_steps and steps with arrays, as Keras 3 reads them: an epoch
+takes the next batches of the pass over x that the last epoch began and ends early where the
+pass ends; without a batch size the steps share the samples out."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import AVAILABLE, import_keras
+
+import pynn
+
+BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+
+
+def _data(rng, n=150, features=6):
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    y = (x[:, 0] - x[:, 2] > 0).astype(np.int64)
+    return x, y
+
+
+def _model(backend, features=6):
+    pynn.set_seed(11)
+    model = pynn.Sequential([pynn.Input((features,)), pynn.Dense(8, activation="relu"),
+                             pynn.Dense(2, activation="softmax")])
+    model.compile(pynn.optimizers.Adam(0.01), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend=backend)
+    return model
+
+
+class _BatchesPerEpoch(pynn.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.counts = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.counts.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        assert batch == self.counts[-1]  # numbered within the epoch
+        self.counts[-1] += 1
+
+
+def _max_diff(a, b):
+    return max(float(np.abs(p - q).max()) for p, q in zip(a.get_weights(), b.get_weights()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_epochs_share_a_pass_out(rng, backend, engine, shuffle):
+    x, y = _data(rng)  # 5 batches of 32 a pass: epochs of 2, 2, 1, 2, 2, 1
+    counter = _BatchesPerEpoch()
+    stepped = _model(backend)
+    history = stepped.fit(x, y, batch_size=32, steps_per_epoch=2, epochs=6, verbose=0,
+                          shuffle=shuffle, engine=engine, callbacks=[counter])
+    assert counter.counts == [2, 2, 1, 2, 2, 1]
+    assert history.params["steps"] == 2 and len(history.history["loss"]) == 6
+    assert stepped.optimizer.iterations == 10
+    # two passes in six epochs train as two whole epochs: the same batches in the same order
+    whole = _model(backend)
+    whole.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=shuffle, engine=engine)
+    assert _max_diff(stepped, whole) <= 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_epochs_logs_are_their_own_batches(rng, backend):
+    x, y = _data(rng)
+    stepped = _model(backend)
+    history = stepped.fit(x, y, batch_size=50, steps_per_epoch=2, epochs=2, verbose=0,
+                          shuffle=False)
+    # epoch 2 trained the last 50 samples alone: its loss is theirs, before each step
+    replay = _model(backend)
+    replay.fit(x[:100], y[:100], batch_size=50, epochs=1, verbose=0, shuffle=False)
+    loss, accuracy = replay.train_on_batch(x[100:], y[100:])
+    np.testing.assert_allclose(history.history["loss"][1], loss, rtol=1e-5)
+    np.testing.assert_allclose(history.history["accuracy"][1], accuracy, rtol=1e-6)
+    assert _max_diff(stepped, replay) <= 1e-6
+
+
+def test_without_a_batch_size_the_steps_share_the_samples_out(rng):
+    x, y = _data(rng)
+    counter = _BatchesPerEpoch()
+    stepped = _model(BACKENDS[0])  # (each fit right after set_seed: the same shuffles)
+    stepped.fit(x, y, steps_per_epoch=3, epochs=2, verbose=0, callbacks=[counter])
+    sized = _model(BACKENDS[0])
+    sized.fit(x, y, batch_size=50, epochs=2, verbose=0)
+    assert counter.counts == [3, 3]
+    assert _max_diff(stepped, sized) <= 1e-6
+    counter.counts.clear()  # 7 steps of 150 samples: batches of 22, the last of 18
+    _model(BACKENDS[0]).fit(x, y, steps_per_epoch=7, epochs=1, verbose=0, callbacks=[counter])
+    assert counter.counts == [7]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_and_predict_read_the_first_steps_batches(rng, backend):
+    x, y = _data(rng)
+    model = _model(backend)
+    model.fit(x, y, epochs=1, verbose=0)
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=32, steps=2),
+                               model.evaluate(x[:64], y[:64], batch_size=32), rtol=1e-6)
+    w = rng.uniform(0.5, 2.0, size=len(x))
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=40, steps=3, sample_weight=w),
+                               model.evaluate(x[:120], y[:120], batch_size=40,
+                                              sample_weight=w[:120]), rtol=1e-6)
+    np.testing.assert_allclose(model.evaluate(x, y, steps=4), model.evaluate(x, y), rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(x, batch_size=32, steps=2), model.predict(x[:64]))
+    assert model.predict(x, steps=3).shape == (150, 2)
+    assert model.predict(x.tolist(), batch_size=100, steps=1).shape == (100, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_validation_steps_bound_the_validation_batches(rng, backend):
+    x, y = _data(rng)
+    xv, yv = _data(rng, n=90)
+    model = _model(backend)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_data=(xv, yv),
+                        validation_steps=2)  # two batches of the fit's 32
+    np.testing.assert_allclose(history.history["val_loss"][0],
+                               model.evaluate(xv[:64], yv[:64])[0], rtol=1e-6)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0, validation_data=(xv, yv),
+                        validation_steps=2, validation_batch_size=20)
+    np.testing.assert_allclose(history.history["val_loss"][0],
+                               model.evaluate(xv[:40], yv[:40])[0], rtol=1e-6)
+    history = model.fit(x, y, epochs=1, verbose=0, validation_split=0.2, validation_steps=2)
+    np.testing.assert_allclose(history.history["val_loss"][0],  # shared out: all 30
+                               model.evaluate(x[120:], y[120:])[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda m, x, y: m.fit(x, y, batch_size=32, steps_per_epoch=6),
+     "steps_per_epoch=6 is more than the 5 batches of 32 in the 150 training samples"),
+    (lambda m, x, y: m.fit(x, y, steps_per_epoch=0), "steps_per_epoch must be a positive"),
+    (lambda m, x, y: m.fit(x, y, steps_per_epoch=2.0), "steps_per_epoch must be a positive"),
+    (lambda m, x, y: m.fit(x, y, validation_steps=2), "validation_steps needs validation data"),
+    (lambda m, x, y: m.fit(x, y, batch_size=32, validation_data=(x, y), validation_steps=6),
+     "validation_steps=6 is more than the 5 batches of 32 in the 150 validation samples"),
+    (lambda m, x, y: m.evaluate(x, y, batch_size=32, steps=6), "steps=6 is more than the 5"),
+    (lambda m, x, y: m.predict(x, steps=-1), "steps must be a positive"),
+    (lambda m, x, y: m.predict(x, steps=True), "steps must be a positive"),
+])
+def test_bad_steps_are_named(rng, call, match):
+    x, y = _data(rng)
+    model = _model(BACKENDS[0])
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=match):
+        call(model, x, y)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # nothing trained
+
+
+def test_batches_per_epoch_as_keras(rng):
+    keras = import_keras()
+    x, y = _data(rng)
+    km = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])
+    km.compile("adam", "sparse_categorical_crossentropy")
+    counts = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            counts.append(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            counts[-1] += 1
+
+    for kwargs in (dict(batch_size=32, steps_per_epoch=2, epochs=6),
+                   dict(batch_size=16, steps_per_epoch=4, epochs=5),
+                   dict(steps_per_epoch=7, epochs=2)):
+        counts.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            km.fit(x, y, verbose=0, callbacks=[Count()], **kwargs)
+        counter = _BatchesPerEpoch()
+        _model(BACKENDS[0]).fit(x, y, verbose=0, callbacks=[counter], **kwargs)
+        assert counter.counts == counts, kwargs
