@@ -313,3 +313,40 @@ def test_categorical_losses_refuse_a_single_output(loss_name, activation):
     for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y)):
         with pytest.raises(ValueError, match="needs 2 or more outputs.*binary_crossentropy"):
             call()
+
+
+def test_complex_values_are_refused_by_the_standalone_functions():
+    """A cast to float drops the imaginary parts with only numpy's ComplexWarning: losses,
+    metrics and activations called on their own refuse complex arrays, as fit does."""
+    y_true, y_pred = np.array([[0.0], [1.0]]), np.array([[0.5], [0.5]])
+    for call in (lambda: pynn.losses.MeanSquaredError()(y_true, y_pred + 5j),
+                 lambda: pynn.losses.MeanSquaredError()(y_true + 5j, y_pred),
+                 lambda: pynn.losses.BinaryCrossentropy()(y_true + 0j, y_pred),
+                 lambda: pynn.metrics.mean_squared_error(y_true, y_pred + 5j),
+                 lambda: pynn.metrics.binary_accuracy(y_true + 1j, y_pred),
+                 lambda: pynn.metrics.R2Score()(y_true, y_pred + 1j),
+                 lambda: pynn.activations.sigmoid(np.array([1 + 5j])),
+                 lambda: pynn.activations.get("relu")(np.array([1j]))):
+        with pytest.raises(TypeError, match="real"):
+            call()
+
+
+@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy") if b in AVAILABLE])
+def test_weights_beyond_float32_are_refused(backend):
+    """Finite float64 weights that float32 cannot hold became inf, then NaN weights, with
+    no error; they are refused by name as x's and y's are."""
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse", backend=backend)
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="sample_weight reaches 1e\\+39, beyond float32"):
+        model.fit(x, y, sample_weight=np.full(4, 1e39), verbose=0)
+    with pytest.raises(ValueError, match="class_weight reaches"):
+        model.fit(x, y, class_weight={0: 1e39}, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight x class_weight reaches"):
+        model.fit(x, y, sample_weight=np.full(4, 1e20), class_weight={0: 1e20}, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight reaches"):
+        model.evaluate(x, y, sample_weight=np.full(4, 1e39))
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, sample_weight=np.full(4, 3e38), verbose=0, epochs=1)  # within range

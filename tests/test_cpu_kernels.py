@@ -200,6 +200,32 @@ def test_regression_losses(cpu, rng, n, kind):
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-7 / n)
 
 
+@pytest.mark.parametrize("kind", ["mse", "mae", "huber"])
+def test_regression_loss_keeps_a_nan_error(cpu, kind):
+    """A NaN prediction gives a NaN gradient, as numpy's sign(NaN) (MAE's was 0 and Huber's
+    -delta: the NaN sample trained as a finite one with the finite check off)."""
+    pred, target = f32([[np.nan], [1.5], [0.0], [-3.0]]), f32(np.zeros((4, 1)))
+    for backend in (cpu, REF):
+        loss, grad = backend.regression_loss(kind, pred, target, 0.25, delta=1.0)
+        assert np.isnan(loss), backend.name
+        assert np.isnan(grad[0, 0]) and np.isfinite(grad[1:]).all(), (backend.name, grad)
+
+
+def test_regression_losses_add_up_beyond_float32(cpu):
+    """The losses are summed in float64 on both backends: (2.5e19)^2 is beyond float32
+    (the reference gave inf where the kernel gave the value)."""
+    pred, target = f32([[2.5e19], [-2.5e19], [0.0]]), f32(np.zeros((3, 1)))
+    for kind, expected in (("mse", (pred.astype(np.float64) ** 2).sum()),
+                           ("huber", (np.abs(pred.astype(np.float64)) - 0.5).sum())):
+        for backend in (cpu, REF):
+            loss, _ = backend.regression_loss(kind, pred, target, 1.0, delta=1.0)
+            assert np.isclose(loss, expected, rtol=1e-6), (backend.name, kind, loss)
+    big = f32(np.full((4, 1), 3e38))  # each term within float32, their sum beyond it
+    for backend in (cpu, REF):
+        loss, _ = backend.regression_loss("mae", big, f32(np.zeros((4, 1))), 1.0)
+        assert np.isclose(loss, 4 * float(big[0, 0]), rtol=1e-6), backend.name
+
+
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("from_logits", [True, False])
 def test_binary_cross_entropy(cpu, rng, n, from_logits):

@@ -109,7 +109,7 @@ double mse_loss(const float* pred, const float* target, float* grad, index_t n, 
 double mae_loss(const float* pred, const float* target, float* grad, index_t n, float grad_scale) {
     return elementwise_loss(n, [=](index_t i) {
         const float d = pred[i] - target[i];
-        grad[i] = d > 0.f ? grad_scale : (d < 0.f ? -grad_scale : 0.f);
+        grad[i] = d > 0.f ? grad_scale : (d < 0.f ? -grad_scale : d * 0.f);  // NaN stays NaN
         return double(std::fabs(d));
     });
 }
@@ -122,7 +122,7 @@ double huber_loss(const float* pred, const float* target, float* grad, index_t n
     return elementwise_loss(n, [=](index_t i) {
         const float d = pred[i] - target[i];
         const float ad = std::fabs(d);
-        if (ad <= delta) {
+        if (!(ad > delta)) {  // (a NaN error takes this branch: NaN loss and gradient)
             grad[i] = d * grad_scale;
             return 0.5 * double(d) * double(d);
         }

@@ -142,13 +142,13 @@ __global__ void regression_kernel(RegressionLoss kind, const float* pred, const 
                 grad[i] = 2.f * grad_scale * d;
                 loss += double(d) * double(d);
                 break;
-            case RegressionLoss::mae:
-                grad[i] = d > 0.f ? grad_scale : (d < 0.f ? -grad_scale : 0.f);
+            case RegressionLoss::mae:  // (d * 0: a NaN error keeps a NaN gradient)
+                grad[i] = d > 0.f ? grad_scale : (d < 0.f ? -grad_scale : d * 0.f);
                 loss += fabs(double(d));
                 break;
             case RegressionLoss::huber: {
                 const float ad = fabsf(d);
-                if (ad <= delta) {
+                if (!(ad > delta)) {  // (a NaN error takes this branch: NaN loss and gradient)
                     grad[i] = d * grad_scale;
                     loss += 0.5 * double(d) * double(d);
                 } else {

@@ -66,6 +66,8 @@ class Spec:
         backend = gpu_backend_of(x) or get_backend("numpy")
         if backend.xp is np:
             x = np.asarray(x)
+        if x.dtype.kind not in "biuf":  # (a complex number's imaginary part would be dropped)
+            raise TypeError(f"{self.name}: takes real numbers, got dtype {x.dtype}")
         x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
         return backend.activation_forward(self.name, x, self.param).reshape(x.shape)
 

@@ -82,8 +82,9 @@ class Loss:
     def prepare_targets(self, y, output_shape, dtype):
         """y as an array of predictions' shape (N, *output_shape), checked; raises ValueError."""
         y = np.asarray(y)
-        if y.dtype == object or not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
-            raise TypeError(f"{self.name}: targets must be numeric, got dtype {y.dtype}")
+        if y.dtype.kind not in "biuf":  # (complex: a cast would drop the imaginary parts)
+            raise TypeError(f"{self.name}: targets must be numeric and real, got dtype "
+                            f"{y.dtype}")
         expected = (y.shape[0],) + tuple(output_shape) if y.ndim else None
         if expected is not None and y.ndim == 1 and expected == (y.shape[0], 1):
             y = y.reshape(-1, 1)  # (N,) against (N, 1): Keras' deliberate reshape
@@ -132,6 +133,9 @@ class Loss:
         from .backend import get_backend, to_host
 
         y_true, y_pred = to_host(y_true), to_host(y_pred)  # GPU arrays: computed on the host
+        if y_pred.dtype.kind not in "biuf":  # (a cast drops a complex number's imaginary part)
+            raise TypeError(f"{self.name}: predictions must be real numbers, got dtype "
+                            f"{y_pred.dtype}")
         dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
         y_pred = np.ascontiguousarray(y_pred, dtype=dtype)
         if y_pred.ndim == 1 and self.one_d_predictions == "samples":

@@ -61,8 +61,17 @@ from .backend import to_host
 from .data import check_unit_interval
 
 
+def _host(a):
+    """a as a NumPy array (copied from a GPU), refused when complex: a cast to float would
+    drop the imaginary parts silently."""
+    a = to_host(a)
+    if a.dtype.kind == "c":
+        raise TypeError(f"metrics take real numbers, got an array of {a.dtype}")
+    return a
+
+
 def _pair(y_true, y_pred):
-    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_true, y_pred = _host(y_true), _host(y_pred)
     if y_pred.ndim == 1:
         y_pred = y_pred.reshape(-1, 1)
     if y_true.ndim == 1 and y_pred.shape[1] == 1:
@@ -87,8 +96,8 @@ def categorical_accuracy(y_true, y_pred):
 def sparse_categorical_accuracy(y_true, y_pred):
     """Fraction of rows (class distributions along the last axis: per sample, or per
     position of a sequence) whose argmax equals the integer label."""
-    y_pred = to_host(y_pred)
-    y_true = to_host(y_true).reshape(-1)
+    y_pred = _host(y_pred)
+    y_true = _host(y_true).reshape(-1)
     rows = np.argmax(y_pred, axis=-1).reshape(-1)
     if y_true.shape[0] != rows.shape[0]:
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
@@ -118,14 +127,14 @@ def _check_k(owner, k):
 
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
     """Fraction of rows whose one-hot target's class is among the k highest predictions."""
-    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_true, y_pred = _host(y_true), _host(y_pred)
     _same_shape("top_k_categorical_accuracy", y_true, y_pred)
     return _in_top_k("top_k_categorical_accuracy", np.argmax(y_true, axis=-1), y_pred, k)
 
 
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
     """Fraction of rows whose integer label is among the k highest predictions."""
-    return _in_top_k("sparse_top_k_categorical_accuracy", to_host(y_true), to_host(y_pred), k)
+    return _in_top_k("sparse_top_k_categorical_accuracy", _host(y_true), _host(y_pred), k)
 
 
 def mean_squared_error(y_true, y_pred):
@@ -167,7 +176,7 @@ def _same_shape(name, y_true, y_pred):
 # ---- classification helpers -----------------------------------------------------------------
 def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False):
     """(true labels, predicted labels, number of classes or None when binary) as int arrays."""
-    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_true, y_pred = _host(y_true), _host(y_pred)
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
@@ -200,7 +209,7 @@ def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False, per_column
     at the threshold are pooled into one class, or with per_column (F1's averages, as Keras'
     and scikit-learn's) counted per output column."""
     if multilabel and per_column:
-        t, p = to_host(y_true), to_host(y_pred)
+        t, p = _host(y_true), _host(y_pred)
         if p.ndim == 2 and p.shape[1] > 1 and t.shape == p.shape:
             true, pred = (t > 0.5), (p > threshold)
             tp = np.sum(true & pred, axis=0)
@@ -280,7 +289,7 @@ def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False):
     """(labels, scores), copies (the AUC metric keeps them): binary 0/1 labels and 1-D scores,
     class labels and (N, C) scores, or with `per_label` (Keras' multi_label=True) 0/1 labels
     and scores both (N, C)."""
-    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_true, y_pred = _host(y_true), _host(y_pred)
     y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
@@ -426,7 +435,7 @@ class MetricVariable:
 
     def assign(self, value):
         """Set the value (broadcast to the variable's shape, cast to its dtype)."""
-        value = to_host(value)
+        value = _host(value)
         try:
             self._value = np.array(np.broadcast_to(value, self.shape), dtype=self.dtype)
         except ValueError:
@@ -436,11 +445,11 @@ class MetricVariable:
 
     def assign_add(self, delta):
         """Add `delta` to the value."""
-        return self.assign(self._value + to_host(delta))
+        return self.assign(self._value + _host(delta))
 
     def assign_sub(self, delta):
         """Subtract `delta` from the value."""
-        return self.assign(self._value - to_host(delta))
+        return self.assign(self._value - _host(delta))
 
     def reset(self):
         """Back to the initial value."""
@@ -602,7 +611,7 @@ def _number(name, value, samples=None):
     size), one value per sample (an array whose first axis is the batch) gives their mean,
     as Keras averages such a function."""
     try:
-        values = np.asarray(to_host(value), dtype=np.float64)
+        values = np.asarray(_host(value), dtype=np.float64)
     except (TypeError, ValueError):
         values = None
     if values is not None and samples is not None and values.ndim and \
@@ -692,7 +701,7 @@ class _ConfusionMetric(_LabelMetric):
 def _class_column(name, y_true, y_pred, class_id):
     """Keras' class_id: that column of the targets (one-hot, or integer labels read as such)
     and of the predictions, as binary targets and scores."""
-    y_true, y_pred = to_host(y_true), to_host(y_pred)
+    y_true, y_pred = _host(y_true), _host(y_pred)
     if y_pred.ndim != 2 or class_id >= y_pred.shape[1]:
         raise ValueError(f"{name}: class_id={class_id} needs predictions of shape (N, C) with "
                          f"C > {class_id}, got {y_pred.shape}")

@@ -495,6 +495,14 @@ class Sequential:
                     table[cls] = weight
             cw = table[labels]
             w = cw if w is None else w * cw
+        if w is not None and w.size:
+            top = float(w.max())  # they are cast to the model's dtype: 1e39 would be inf
+            if top > float(np.finfo(self._dtype).max):
+                what = "sample_weight" if class_weight is None else \
+                    "class_weight" if sample_weight is None else "sample_weight x class_weight"
+                raise ValueError(f"{what} reaches {top:.3g}, beyond "
+                                 f"{np.dtype(self._dtype).name}'s range "
+                                 f"(+-{np.finfo(self._dtype).max:.3g}): rescale the weights")
         return w
 
     def _predictions(self, out):

@@ -221,14 +221,16 @@ class NumpyBackend(Backend):
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
         xp = self.xp
         d = pred - target
+        d64 = d.astype(xp.float64)  # the losses in float64, as the kernels add them up:
+        # (2.5e19)^2 is inf in float32
         if kind == "mse":
-            loss, grad = d * d, 2 * d
+            loss, grad = d64 * d64, 2 * d
         elif kind == "mae":
-            loss, grad = xp.abs(d), xp.sign(d)
+            loss, grad = xp.abs(d64), xp.sign(d)
         elif kind == "huber":
-            a = xp.abs(d)
+            a = xp.abs(d64)
             small = a <= delta
-            loss = xp.where(small, 0.5 * d * d, delta * (a - 0.5 * delta))
+            loss = xp.where(small, 0.5 * d64 * d64, delta * (a - 0.5 * delta))
             grad = xp.where(small, d, delta * xp.sign(d))
         else:
             raise ValueError(f"unknown regression loss {kind!r}")
@@ -406,7 +408,8 @@ def _weighted(loss, grad, sample_weight, grad_scale, dtype):
         w = sample_weight.reshape((-1,) + (1,) * (loss.ndim - 1))
         loss = loss * w
         grad = grad * w.reshape((-1,) + (1,) * (grad.ndim - 1))
-    return float(loss.sum()), (grad * grad_scale).astype(dtype, copy=False)
+    # summed in float64, as the kernels sum (a float32 sum of finite losses could overflow)
+    return float(loss.sum(dtype=np.float64)), (grad * grad_scale).astype(dtype, copy=False)
 
 
 def _sigmoid(xp, z):
