@@ -361,6 +361,28 @@ def test_fewer_threads_stop_the_idle_workers():
     assert out.stdout.split() == ["15", "0", "2"], out.stdout
 
 
+def test_fewer_threads_asked_during_a_gemm_stop_the_workers():
+    """set_num_threads(1) while another thread's GEMM held the pool could not shrink it, and
+    at one thread the pool is never used again: its 15 workers stayed for good."""
+    code = (
+        "import os, threading, numpy as np, pynn._C as C\n"
+        "def tasks(): return len(os.listdir('/proc/self/task'))\n"
+        "base = tasks(); a = np.ones((512, 512), np.float32)\n"
+        "C.set_num_threads(16); C.gemm(a, a)\n"
+        "stop = threading.Event(); busy = threading.Event()\n"
+        "def loop():\n"
+        "    while not stop.is_set():\n"
+        "        C.gemm(a, a); busy.set()\n"
+        "t = threading.Thread(target=loop); t.start(); busy.wait()\n"
+        "for _ in range(200):\n"  # some of the calls land while a GEMM holds the pool
+        "    C.set_num_threads(16); C.set_num_threads(1)\n"
+        "stop.set(); t.join()\n"
+        "print(tasks() - base)\n")
+    out = _python(code, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"], out.stdout
+
+
 _ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # reserves terabytes: no RLIMIT_AS
 
 

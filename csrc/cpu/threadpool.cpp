@@ -343,14 +343,18 @@ void parallel_for(index_t n_tasks, const std::function<void(index_t)>& fn) {
     }
     if (n_tasks <= kMaxTasks) {
         p->run(n_tasks, fn);
-        return;
+    } else {
+        // More tasks than the claim word holds: run kMaxTasks chunks of consecutive tasks.
+        const std::function<void(index_t)> chunked = [&](index_t c) {
+            const index_t end = (c + 1) * n_tasks / kMaxTasks;
+            for (index_t t = c * n_tasks / kMaxTasks; t < end; ++t) fn(t);
+        };
+        p->run(kMaxTasks, chunked);
     }
-    // More tasks than the claim word holds: run kMaxTasks chunks of consecutive tasks.
-    const std::function<void(index_t)> chunked = [&](index_t c) {
-        const index_t end = (c + 1) * n_tasks / kMaxTasks;
-        for (index_t t = c * n_tasks / kMaxTasks; t < end; ++t) fn(t);
-    };
-    p->run(kMaxTasks, chunked);
+    // Fewer threads asked for while this run held the pool (set_num_threads found it busy):
+    // shrink it now, or at one thread, never acquired again, its workers would stay.
+    const int want = num_threads() - 1;
+    if (want < p->asked()) p->resize(want);
 }
 
 }  // namespace pynn

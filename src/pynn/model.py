@@ -42,12 +42,16 @@ from .progress import EpochProgress, logs_line
 _PREDICT_BATCH = 1024
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
+# Models build one at a time: two threads' first predict built one model's layers together,
+# each using weights the other was replacing (or not yet made)
+_BUILD_LOCK = threading.RLock()
 
 
 def _new_claims_lock_in_child():
-    # a forked child gets the lock as it was: held, if a parent thread was in it
-    global _METRIC_CLAIMS_LOCK
+    # a forked child gets the locks as they were: held, if a parent thread was in them
+    global _METRIC_CLAIMS_LOCK, _BUILD_LOCK
     _METRIC_CLAIMS_LOCK = threading.Lock()
+    _BUILD_LOCK = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -188,7 +192,9 @@ class Sequential:
     @property
     def built(self):
         """Whether every layer has its weights (an Input, build(), or the first fit/predict)."""
-        return bool(self.layers) and all(l.built for l in self.layers)
+        # (the flag after the layers': a layer is marked built before its build makes weights)
+        return bool(self.layers) and all(l.built for l in self.layers) and \
+            "_building" not in self.__dict__
 
     @property
     def output_shape(self):
@@ -214,6 +220,14 @@ class Sequential:
         self._build(shape)
 
     def _build(self, shape):
+        with _BUILD_LOCK:
+            self.__dict__["_building"] = True
+            try:
+                self._build_layers(shape)
+            finally:
+                self.__dict__.pop("_building", None)
+
+    def _build_layers(self, shape):
         if not self.layers:
             raise ValueError("the model has no layers; add some before building it")
         backend = self.backend or get_backend()
@@ -233,7 +247,9 @@ class Sequential:
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""
         if not self.built:
-            self._build(self.input_shape or tuple(sample_shape))
+            with _BUILD_LOCK:
+                if not self.built:  # (unless another thread built it meanwhile)
+                    self._build(self.input_shape or tuple(sample_shape))
 
     @property
     def _dtype(self):

@@ -59,7 +59,9 @@ class Dropout(RandomLayer):
         self.rate = float(rate)
 
     def forward(self, x, training=False, logits=False):
-        if not training or self.rate == 0:
+        if not training:  # (a training step's mask, pending on another thread, stays)
+            return x
+        if self.rate == 0:
             self._cache = None
             return x
         mask = self.backend.dropout_mask(x.shape, self.rate, x.dtype, self.seed, self.step)

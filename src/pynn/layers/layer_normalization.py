@@ -44,7 +44,8 @@ class _RowNormalization(Layer):
         y = x_hat if gain is None else x_hat * gain.value
         if shift is not None:
             y = y + shift.value
-        self._cache = (x_hat, inv) if training else None
+        if training:  # (inference leaves a training step's pending on another thread alone)
+            self._cache = (x_hat, inv)
         return y.astype(x.dtype, copy=False)
 
     def backward(self, dy, need_input_grad=True, logits=False):

@@ -61,8 +61,10 @@ class GaussianDropout(_GaussianLayer):
         self.rate = rate
 
     def forward(self, x, training=False, logits=False):
+        if not training:  # (a training step's noise, pending on another thread, stays)
+            return x
         self._cache = None
-        if training and self.rate > 0:
+        if self.rate > 0:
             stddev = x.dtype.type(math.sqrt(self.rate / (1 - self.rate)))
             self._cache = 1 + self._normal(x) * stddev
             return x * self._cache

@@ -101,7 +101,8 @@ class BatchNormalization(Layer):
             y = y * self.gamma.value
         if self.center:
             y = y + self.beta.value
-        self._cache = (x_hat, inv_std, use_batch) if training else None
+        if training:  # (inference leaves a training step's pending on another thread alone)
+            self._cache = (x_hat, inv_std, use_batch)
         return y.astype(x.dtype, copy=False)
 
     def backward(self, dy, need_input_grad=True, logits=False):
