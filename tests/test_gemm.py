@@ -377,6 +377,10 @@ def test_fewer_threads_asked_during_a_gemm_stop_the_workers():
         "for _ in range(200):\n"  # some of the calls land while a GEMM holds the pool
         "    C.set_num_threads(16); C.set_num_threads(1)\n"
         "stop.set(); t.join()\n"
+        "import time\n"  # (a joined thread's OS thread may linger for a moment)
+        "for _ in range(300):\n"
+        "    if tasks() <= base: break\n"
+        "    time.sleep(0.01)\n"
         "print(tasks() - base)\n")
     out = _python(code, timeout=120)
     assert out.returncode == 0, out.stderr

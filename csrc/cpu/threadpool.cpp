@@ -308,25 +308,36 @@ Pool* acquire_pool(std::unique_lock<std::mutex>& use_lock) {
 }  // namespace
 
 int num_threads() {
-    int n = g_threads.load(std::memory_order_relaxed);
+    int n = g_threads.load();
     if (n != 0) return n;
     std::lock_guard<std::mutex> lk(g_mu);
     return threads_locked();
 }
 
+namespace {
+
+// Fewer threads asked for than the pool has workers: shrink it now, unless another call is
+// running on it (that one calls this again when its run ends). At one thread the pool is
+// never acquired again, so its old workers (asleep, but 64 of them after
+// set_num_threads(64)) would otherwise stay.
+void shrink_if_fewer(Pool* p) {
+    std::unique_lock<std::mutex> use_lock(p->use_, std::try_to_lock);
+    if (!use_lock.owns_lock()) return;
+    const int want = num_threads() - 1;
+    if (want < p->asked()) p->resize(want);
+}
+
+}  // namespace
+
 void set_num_threads(int n) {
     n = n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
-    g_threads.store(n, std::memory_order_relaxed);  // the pool follows at its next use
-    // Fewer threads: shrink an idle pool now. At one thread the pool is never used again, so
-    // its old workers (asleep, but 64 of them after set_num_threads(64)) would stay.
+    g_threads.store(n);  // the pool follows at its next use
     Pool* p;
     {
         std::lock_guard<std::mutex> lk(g_mu);
         p = g_pool;
     }
-    if (!p) return;
-    std::unique_lock<std::mutex> use_lock(p->use_, std::try_to_lock);
-    if (use_lock.owns_lock() && n - 1 < p->asked()) p->resize(n - 1);
+    if (p) shrink_if_fewer(p);
 }
 
 void parallel_for(index_t n_tasks, const std::function<void(index_t)>& fn) {
@@ -351,10 +362,10 @@ void parallel_for(index_t n_tasks, const std::function<void(index_t)>& fn) {
         };
         p->run(kMaxTasks, chunked);
     }
-    // Fewer threads asked for while this run held the pool (set_num_threads found it busy):
-    // shrink it now, or at one thread, never acquired again, its workers would stay.
-    const int want = num_threads() - 1;
-    if (want < p->asked()) p->resize(want);
+    // A set_num_threads to fewer threads during the run found the pool busy: shrink it now
+    // (after letting it go, so a call that failed to take it in between is covered too).
+    use_lock.unlock();
+    shrink_if_fewer(p);
 }
 
 }  // namespace pynn
