@@ -291,7 +291,6 @@ def test_pickle_round_trip_predicts_the_same(iris):
     ({"max_iter": 0}, "max_iter"),
     ({"alpha": -1.0}, "alpha"),
     ({"learning_rate": "optimal"}, "learning_rate must be"),
-    ({"solver": "sgd", "learning_rate": "invscaling"}, "constant learning rate only"),
     ({"power_t": -1}, "power_t"),
     ({"max_fun": 0}, "max_fun"),
 ])
@@ -456,3 +455,15 @@ def test_targets_beyond_float32_are_named_as_such():
         warnings.simplefilter("error")  # no RuntimeWarning on the way
         with pytest.raises(ValueError, match=r"y holds 1 value\(s\) beyond float32's range"):
             MLPRegressor(max_iter=1).fit(x, np.r_[1e39, np.zeros(9)])
+
+
+def test_validation_fraction_zero_without_early_stopping(iris):
+    """scikit-learn's range is [0, 1): 0 is refused only with early stopping (pynn refused
+    it always)."""
+    x, y = iris
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, validation_fraction=0.0).fit(x, y)
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1\) \(above 0 "
+                                         r"with early_stopping\), got 0.0"):
+        MLPClassifier(max_iter=3, validation_fraction=0.0, early_stopping=True).fit(x, y)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        MLPClassifier(max_iter=3, validation_fraction=1.0).fit(x, y)

@@ -246,3 +246,32 @@ def test_estimators_pickled_before_the_stopping_state_still_fit_and_predict(rng)
     old.fit(X, y)
     assert old.n_iter_ >= 1
 
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_invscaling_learning_rate_is_scikit_learns(rng, kind):
+    """sgd with learning_rate='invscaling': the rate learning_rate_init / (t + 1) ** power_t
+    after each epoch, t the samples seen (refused before)."""
+    x, y = _data(rng, kind)
+    ours, theirs = _same_start(kind, x, y, learning_rate="invscaling", power_t=0.3,
+                               learning_rate_init=0.5)
+    for est in (ours, theirs):
+        est.set_params(max_iter=25, tol=0.0, n_iter_no_change=1000).fit(x, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    _assert_same_weights(ours, theirs)
+    rate = float(ours.model_.optimizer.learning_rate) / ours._loss_scale()
+    assert rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_adaptive_learning_rate_is_scikit_learns(rng, kind):
+    """sgd with learning_rate='adaptive': where the stopping rule would stop, the rate is
+    divided by 5 instead, until it is at most 1e-6 (refused before)."""
+    x, y = _data(rng, kind)
+    ours, theirs = _same_start(kind, x, y, learning_rate="adaptive", learning_rate_init=0.3)
+    for est in (ours, theirs):
+        est.set_params(max_iter=400, tol=1e-3, n_iter_no_change=3).fit(x, y)
+    assert ours.n_iter_ == theirs.n_iter_ < 400  # stopped by the rate's floor, not max_iter
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    rate = float(ours.model_.optimizer.learning_rate) / ours._loss_scale()
+    assert rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-6) and rate <= 1e-6

@@ -31,10 +31,11 @@ Differences from scikit-learn's own MLPs, by design:
   weights. That state carries over warm_start and partial_fit calls, as in scikit-learn.
   Running all max_iter epochs without stopping warns with ConvergenceWarning.
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
-* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs'; the learning rate
-  is constant: learning_rate='invscaling'/'adaptive' is refused for sgd (ignored by adam, as
-  in scikit-learn); power_t and max_fun are accepted and checked but unused (they serve
-  only 'invscaling' and 'lbfgs').
+* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs' (max_fun is
+  accepted and checked but unused). sgd's learning_rate as scikit-learn's: 'invscaling' sets
+  the rate to learning_rate_init / (t + 1) ** power_t after each epoch (t: the training
+  samples seen so far), 'adaptive' divides it by 5 where the stopping rule would stop, and
+  stops once it is at most 1e-6; adam ignores both, as in scikit-learn.
 * sample_weight weighs each sample's loss. scikit-learn (>= 1.7) divides each mini-batch's
   weighted loss and alpha's penalty by that batch's weight sum; pynn divides both by the
   batch's size times the mean weight of the training samples (it scales the weights to mean
@@ -154,9 +155,6 @@ class _BaseMLP(BaseEstimator):
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
             raise ValueError(f"learning_rate must be 'constant', 'invscaling' or 'adaptive', "
                              f"got {self.learning_rate!r}")
-        if self.solver == "sgd" and self.learning_rate != "constant":  # adam ignores it
-            raise ValueError(f"learning_rate={self.learning_rate!r}: pynn's sgd solver has a "
-                             f"constant learning rate only")
         if not _is_real(self.learning_rate_init) or not self.learning_rate_init > 0:
             raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
         for name in ("max_iter", "n_iter_no_change", "max_fun"):
@@ -166,9 +164,12 @@ class _BaseMLP(BaseEstimator):
         if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
                              f"{self.batch_size!r}")
-        if not _is_real(self.validation_fraction) or not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got "
-                             f"{self.validation_fraction!r}")
+        # scikit-learn's range, [0, 1); early stopping needs some validation samples
+        fraction = self.validation_fraction
+        if not (_is_real(fraction) and 0 <= fraction < 1 and (fraction > 0 or
+                                                              not self.early_stopping)):
+            raise ValueError(f"validation_fraction must be in [0, 1) (above 0 with "
+                             f"early_stopping), got {fraction!r}")
         return sizes
 
     def _batch_size(self, n):
@@ -283,9 +284,9 @@ class _BaseMLP(BaseEstimator):
         l2 = self._set_penalty(batch_size * weight_mean)
         epochs = 1 if incremental else self.max_iter
         if l2 and self._report_scale() != self._loss_scale():
-            tracker = _EpochsWithPenalty(self, validation, l2, n, batch_size)
+            tracker = _EpochsWithPenalty(self, validation, n, l2, batch_size)
         else:
-            tracker = _Epochs(self, validation)
+            tracker = _Epochs(self, validation, n)
         history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
                                   verbose=1 if self.verbose else 0, shuffle=self.shuffle,
                                   callbacks=[tracker], sample_weight=sample_weight)
@@ -319,6 +320,30 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             self.best_loss_ = min(self.best_loss_, loss)
         return self._no_improvement_count > self.n_iter_no_change
+
+    def _iteration_ends(self, optimizer, samples_seen):
+        """scikit-learn's sgd schedule after each epoch: 'invscaling' sets the rate to
+        learning_rate_init / (t + 1) ** power_t, t the training samples seen so far."""
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            optimizer.learning_rate = (self._loss_scale() * self.learning_rate_init
+                                       / (samples_seen + 1) ** self.power_t)
+
+    def _trigger_stopping(self, optimizer):
+        """Whether training stops where the stopping rule says so (scikit-learn's
+        trigger_stopping): 'adaptive' sgd divides its rate by 5 instead, until the rate is at
+        most 1e-6."""
+        if self.solver != "sgd" or self.learning_rate != "adaptive":
+            return True
+        c = self._loss_scale()
+        rate = float(optimizer.learning_rate) / c
+        if rate <= 1e-6:
+            if self.verbose:
+                print("Learning rate too small. Stopping.")
+            return True
+        optimizer.learning_rate = c * (rate / 5.0)
+        if self.verbose:
+            print(f"Setting learning rate to {rate / 5.0:f}")
+        return False
 
     def _sample_weight(self, sample_weight, X):
         """The checked weights (float64), or None."""
@@ -635,9 +660,10 @@ class _Epochs(callbacks_mod.Callback):
     """Each epoch's end as in scikit-learn: its loss appended to loss_curve_, then its
     stopping rule, which ends training once it says so."""
 
-    def __init__(self, estimator, validation):
+    def __init__(self, estimator, validation, n):
         super().__init__()
-        self.estimator, self.validation = estimator, validation
+        self.estimator, self.validation, self.n = estimator, validation, n
+        self.samples_seen = getattr(estimator, "t_", 0)  # (before this fit's epochs)
 
     def reported_loss(self, loss):
         return self.estimator._report_scale() * float(loss)
@@ -645,8 +671,14 @@ class _Epochs(callbacks_mod.Callback):
     def on_epoch_end(self, epoch, logs=None):
         est = self.estimator
         est.loss_curve_.append(self.reported_loss(logs["loss"]))
-        if est._update_no_improvement_count(self.validation):
-            self.model.stop_training = True
+        self.samples_seen += self.n
+        stop = est._update_no_improvement_count(self.validation)
+        est._iteration_ends(self.model.optimizer, self.samples_seen)
+        if stop:
+            if est._trigger_stopping(self.model.optimizer):
+                self.model.stop_training = True
+            else:  # a smaller rate instead ('adaptive')
+                est._no_improvement_count = 0
 
 
 class _EpochsWithPenalty(_Epochs):
@@ -654,9 +686,9 @@ class _EpochsWithPenalty(_Epochs):
     (a regressor of several outputs): the epoch's mean penalty is summed from each batch's
     weights, read before its step (this makes the engine return after every batch)."""
 
-    def __init__(self, estimator, validation, l2, n, batch_size):
-        super().__init__(estimator, validation)
-        self.l2, self.n, self.batch_size = l2, n, batch_size
+    def __init__(self, estimator, validation, n, l2, batch_size):
+        super().__init__(estimator, validation, n)
+        self.l2, self.batch_size = l2, batch_size
         self.penalty = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
