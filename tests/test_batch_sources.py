@@ -426,3 +426,15 @@ def test_an_endless_pydataset_reads_on_across_epochs_as_keras_3():
                  lambda: model.predict(_DuckEndless(), verbose=0)):
         with pytest.raises(ValueError, match="the dataset is endless .*: give"):
             call()
+
+
+def test_parallel_loading_arguments_are_taken_with_a_warning():
+    """Keras' workers/use_multiprocessing are accepted for ported code, but pynn reads the
+    batches in the training thread: asking for more than one worker says so."""
+    with pytest.warns(UserWarning, match="workers=4 .*no parallel loading"):
+        PyDataset(workers=4)
+    with pytest.warns(UserWarning, match="use_multiprocessing=True"):
+        PyDataset(use_multiprocessing=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PyDataset(workers=1, max_queue_size=5)

@@ -249,6 +249,16 @@ def test_a_build_without_super_is_marked_built_once(rng):
     assert len(model.weights) == 3
 
 
+def test_a_layer_called_on_its_own_is_built_once_without_super(rng):
+    # (called directly, layer(x) built it again on every call, as a model did before)
+    layer = _NoSuperBuild()
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    layer(x)
+    layer.w.assign(np.full(4, 2.0, np.float32))
+    np.testing.assert_array_equal(layer(x), 2 * x)
+    assert layer.built and len(layer.params) == 1
+
+
 class _BadGradient(pynn.layers.Layer):
     def __init__(self, mode, **kw):
         super().__init__(**kw)

@@ -974,3 +974,52 @@ def test_setting_a_rate_function_aside_changes_nothing_another_thread_sees():
         worker.join()
     assert "cannot serialise the learning-rate function" in seen["error"]
     assert seen["rate"] == _decaying_rate(4)
+
+
+class _Scale(pynn.layers.Layer):
+    def __init__(self, factor=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def forward(self, x, training=False, logits=False):
+        return x * self.factor
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def test_to_json_and_model_from_json_rebuild_the_architecture():
+    """Keras' to_json / model_from_json: the layers and their settings, fresh weights, not
+    compiled; set_weights then gives the same predictions."""
+    model = _model()
+    text = model.to_json(indent=2)
+    assert json.loads(text)["class_name"] == "Sequential"
+    rebuilt = pynn.models.model_from_json(text)
+    assert not rebuilt.compiled
+    assert rebuilt.get_config() == model.get_config()
+    rebuilt.set_weights(model.get_weights())
+    x, _ = _data(10)
+    np.testing.assert_array_equal(rebuilt.predict(x), model.predict(x))
+    custom = pynn.Sequential([pynn.Input((3,)), _Scale(3.0), pynn.Dense(2)])
+    with pytest.raises(ValueError, match="_Scale"):  # its class must be given
+        pynn.models.model_from_json(custom.to_json())
+    again = pynn.models.model_from_json(custom.to_json(), custom_objects={"_Scale": _Scale})
+    assert again.layers[1].factor == 3.0
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{not json", "not JSON text"),
+    ("[1, 2]", "expected the JSON of a Sequential"),
+    ('{"class_name": "Functional", "config": {"layers": []}}', "expected the JSON"),
+    ('{"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense"}]}}',
+     "invalid"),
+    ('{"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", '
+     '"config": {"units": -3}}]}}', "units"),
+])
+def test_model_from_json_names_what_is_wrong(text, match):
+    with pytest.raises(ValueError, match=match):
+        pynn.models.model_from_json(text)
+

@@ -15,8 +15,9 @@ from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
 from .info import info
 from .layers import (ELU, Activation, BatchNormalization, Dense, Dropout, Flatten,
-                     GaussianDropout, GaussianNoise, Input, LayerNormalization, LeakyReLU,
-                     Normalization, ReLU, RMSNormalization, Softmax)
+                     GaussianDropout, GaussianNoise, Input, InputLayer, Layer,
+                     LayerNormalization, LeakyReLU, Normalization, RandomLayer, ReLU,
+                     RMSNormalization, Softmax)
 from .model import Sequential
 from .saving import load_model
 from .threads import get_num_threads, register_with_threadpoolctl, set_num_threads
@@ -25,8 +26,9 @@ register_with_threadpoolctl()
 
 __all__ = [
     "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout",
-    "GaussianNoise", "Input", "LayerNormalization", "LeakyReLU", "Normalization", "PyDataset",
-    "RMSNormalization", "ReLU", "Sequential", "Softmax", "activations", "available_backends",
+    "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
+    "Normalization", "PyDataset", "RMSNormalization", "RandomLayer", "ReLU", "Sequential",
+    "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config",
     "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",
     "losses", "metrics", "models", "ops", "optimizers", "regularizers", "schedules",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import collections.abc
 import itertools
+import warnings
 
 import numpy as np
 
@@ -30,6 +31,11 @@ class PyDataset:
     pynn reads the batches in the training thread."""
 
     def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        if (isinstance(workers, int) and workers > 1) or use_multiprocessing:
+            warnings.warn(f"{type(self).__name__}: workers={workers!r} and "
+                          f"use_multiprocessing={use_multiprocessing!r} are taken for Keras "
+                          f"code, but pynn reads the batches one by one in the training "
+                          f"thread (no parallel loading)", UserWarning, stacklevel=2)
         self.workers, self.use_multiprocessing = workers, use_multiprocessing
         self.max_queue_size = max_queue_size
 
@@ -48,10 +54,12 @@ class PyDataset:
                                   f"(the batch at index)")
 
     def on_epoch_begin(self):
-        """Called before each epoch of fit."""
+        """Called before each pass that fit, evaluate, predict or fit's validation begins
+        (Keras 3)."""
 
     def on_epoch_end(self):
-        """Called after each epoch of fit (and after evaluate and predict)."""
+        """Called after each epoch of fit, and after evaluate's, predict's and validation's
+        passes."""
 
 
 _ARRAY_ATTRS = ("__array__", "__array_interface__", "__dlpack__", "__cuda_array_interface__",

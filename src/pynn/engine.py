@@ -478,14 +478,18 @@ class PredictEngine(NativeEngine):
         return True
 
 
-def epoch_order(n, shuffle, seed, step):
+def epoch_order(n, shuffle, seed, step, batch_size=None):
     """The epoch's sample order: range(n), or a shuffle keyed by the model's shuffle seed and
     the optimizer's step at the epoch's start (as Dropout masks are), so a run resumed from a
     saved model shuffles as the uninterrupted run did; in C++ when compiled, else its Python
-    twin (the same order either way)."""
+    twin (the same order either way). shuffle='batch' (Keras'): the batches of batch_size in
+    order, the samples within each shuffled."""
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     seed = dropout_key(int(seed), int(step))
+    if shuffle == "batch":
+        keys = np.random.default_rng(seed).random(n)
+        return np.lexsort((keys, np.arange(n) // batch_size)).astype(np.int64)
     _C = _native_module()
     if _C is not None:
         return _C.shuffled_order(n, seed)

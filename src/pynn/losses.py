@@ -127,9 +127,11 @@ class Loss:
     def _count(self, y_pred):
         return y_pred.size  # element-wise losses: mean over every element
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         """The loss of predictions (computed by the numpy reference backend; GPU arrays are
-        copied to the host), Keras' argument order."""
+        copied to the host), Keras' argument order. sample_weight, as Keras': a number for
+        every sample, one per sample ((N,) or (N, 1)) or one per position of (N, T, ...,
+        outputs) predictions; the weighted sum over the unweighted count."""
         from .backend import get_backend, to_host
 
         y_true, y_pred = to_host(y_true), to_host(y_pred)  # GPU arrays: computed on the host
@@ -150,10 +152,30 @@ class Loss:
             raise ValueError(f"{self.name}: targets have shape {np.shape(y_true)} but the "
                              f"predictions have shape {y_pred.shape}")
         y_true = self.smooth_targets(self.prepare_targets(y_true, y_pred.shape[1:], dtype))
-        return self.value_and_grad(get_backend("numpy"), y_pred, y_true)[0]
+        w = None if sample_weight is None else \
+            _call_weights(self.name, to_host(sample_weight), y_pred.shape[:-1], dtype)
+        return self.value_and_grad(get_backend("numpy"), y_pred, y_true, w)[0]
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _call_weights(name, w, positions, dtype):
+    """A loss call's sample_weight, checked, as an array of shape (N,) or `positions`."""
+    w = np.asarray(w)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: sample_weight must be real numbers, got dtype {w.dtype}")
+    if w.ndim == 0:  # (Keras: a number weighs every sample)
+        w = np.full(positions[:1], w)
+    elif w.shape in ((positions[0], 1), (*positions, 1)):
+        w = w[..., 0]
+    if w.shape not in (positions[:1], positions):
+        each = f" or {positions}, one per position" if len(positions) > 1 else ""
+        raise ValueError(f"{name}: sample_weight must have shape ({positions[0]},), one per "
+                         f"sample{each}, got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError(f"{name}: sample_weight must be finite")
+    return np.ascontiguousarray(w, dtype=dtype)
 
 
 def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
@@ -623,6 +645,10 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
                                                    label_smoothing)
         if name is not None:
             self.name = str(name)
+        if dtype is not None:  # would be ignored: the loss follows the model's outputs
+            from .layers.base import _check_layer_dtype
+
+            _check_layer_dtype(self.name, dtype, "loss")
 
     def get_config(self):
         config = {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,

@@ -629,9 +629,9 @@ class Sequential:
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            engine="auto", sample_weight=None, class_weight=None, validation_freq=1,
-            validation_batch_size=None, steps_per_epoch=None, validation_steps=None):
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, engine="auto"):
         """Train for `epochs` epochs; returns a History whose .history holds per-epoch logs.
 
         x: (samples, features) array-like (numpy, a pandas DataFrame, a PyTorch CPU tensor
@@ -648,7 +648,8 @@ class Sequential:
         'auto' or 1 a progress bar on a terminal or in Jupyter (else one line per epoch), 2
         one line per epoch, 0 nothing.
         shuffle: reorder the samples (a PyDataset's batches) every pass (seeded by the
-        model's shuffle seed and the step, so resumed runs continue the same order).
+        model's shuffle seed and the step, so resumed runs continue the same order); 'batch'
+        (Keras') keeps the batches in order and shuffles the samples within each.
         initial_epoch: the epoch to start counting from (resuming). callbacks: a Callback or
         a list of them.
         Validation (validation_split: the last fraction of x, as Keras; or validation_data
@@ -664,6 +665,7 @@ class Sequential:
         by layer). Metrics stay unweighted.
         """
         self._check_compiled()
+        shuffle = _check_shuffle(shuffle)
         if is_batch_source(x):
             return self._fit_source(x, y, batch_size, epochs, verbose, callbacks,
                                     validation_split, validation_data, shuffle, initial_epoch,
@@ -786,7 +788,7 @@ class Sequential:
                     progress.epoch_begin(epoch)
                     if taken == 0:
                         order = epoch_order(n, shuffle, self.shuffle_seed,
-                                            self.optimizer.training_steps)
+                                            self.optimizer.training_steps, batch_size)
                     epoch_logs.reset()
                     step = 0
                     epoch_steps = min(steps, passes - taken)
@@ -933,7 +935,8 @@ class Sequential:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
 
         def order(_):  # a PyDataset's batches in a new order each pass, as Keras shuffles
-            return epoch_order(train.length, shuffle, self.shuffle_seed,
+            # them (for 'batch' too: its batches have their own samples)
+            return epoch_order(train.length, bool(shuffle), self.shuffle_seed,
                                self.optimizer.training_steps)
 
         # (a generator's or an iterable's order is its own, as in Keras)
@@ -1169,8 +1172,8 @@ class Sequential:
         w = self._sample_weights(wb, class_weight, y)
         return x, self.loss.smooth_targets(y), w
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, return_dict=False,
-                 sample_weight=None, callbacks=None, steps=None):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
         sample_weight weighs each sample's loss as in fit (metrics stay unweighted).
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
@@ -1199,8 +1202,9 @@ class Sequential:
             w = self._sample_weights(sample_weight, None, y)
             batch_size, rows = _rows_for_steps(x.shape[0], steps,
                                                data.check_batch_size(batch_size, None), "steps")
-            return self.evaluate(x[:rows], y[:rows], batch_size, verbose, return_dict,
-                                 None if w is None else w[:rows], callbacks)
+            return self.evaluate(x[:rows], y[:rows], batch_size, verbose,
+                                 sample_weight=None if w is None else w[:rows],
+                                 callbacks=callbacks, return_dict=return_dict)
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
@@ -1265,7 +1269,7 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def predict(self, x, batch_size=None, verbose=0, callbacks=None, steps=None):
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
         round the last bit differently for another batch size; the cpu backend's native
@@ -1282,7 +1286,7 @@ class Sequential:
             x = self._inputs(x)
             batch_size, rows = _rows_for_steps(x.shape[0], steps,
                                                data.check_batch_size(batch_size, None), "steps")
-            return self.predict(x[:rows], batch_size, verbose, callbacks)
+            return self.predict(x[:rows], batch_size, verbose, callbacks=callbacks)
         if callbacks:
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
@@ -1643,8 +1647,17 @@ class Sequential:
         without weights)."""
         return {"name": self.name, "layers": [describe(layer) for layer in self.layers]}
 
+    def to_json(self, **kwargs):
+        """The architecture as JSON text (Keras' to_json: no weights, no compile settings);
+        pynn.models.model_from_json rebuilds it. kwargs go to json.dumps (indent=2)."""
+        from .saving import model_to_json
+
+        return model_to_json(self, **kwargs)
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """The model get_config described, its layers with fresh weights (not compiled);
+        custom_objects: {name: class} for your own layers and their components."""
         def named(cfg):  # earlier versions saved numbers as names (Dense(2, name=7))
             name = cfg.get("name")
             if isinstance(name, (int, float)) and not isinstance(name, bool):
@@ -1684,6 +1697,18 @@ def _check_epochs(epochs, initial_epoch, validation_freq):
             or validation_freq < 1:
         raise ValueError(f"validation_freq must be a positive integer, got "
                          f"{validation_freq!r}")
+
+
+def _check_shuffle(shuffle):
+    """True, False or 'batch' (Keras'); another string or a non-flag is refused (any truthy
+    value was a full shuffle: 'batch' too)."""
+    if isinstance(shuffle, str):
+        if shuffle != "batch":
+            raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
+        return shuffle
+    if shuffle is not None and not isinstance(shuffle, (bool, np.bool_, int, np.integer)):
+        raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
+    return bool(shuffle)
 
 
 def _rows_for_steps(n, steps, batch_size, steps_name, what="samples"):

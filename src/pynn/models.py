@@ -1,11 +1,12 @@
-"""Keras' `keras.models` names: `Sequential`, `load_model`, `save_model`, `clone_model`."""
+"""Keras' `keras.models` names: `Sequential`, `load_model`, `save_model`, `clone_model`,
+`model_from_json`."""
 
 from __future__ import annotations
 
 from .model import Sequential
-from .saving import load_model
+from .saving import load_model, model_from_json
 
-__all__ = ["Sequential", "clone_model", "load_model", "save_model"]
+__all__ = ["Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
 
 
 def save_model(model, filepath, overwrite=True):

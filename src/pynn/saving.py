@@ -355,13 +355,58 @@ def model_from_bytes(data, custom_objects=None):
     return load_model(io.BytesIO(data), custom_objects)
 
 
+def model_to_json(model, **kwargs):
+    """Keras' model.to_json(): the architecture as JSON text, without weights or compile
+    settings; json.dumps keyword arguments (indent=2) pass through."""
+    from . import __version__
+
+    model._check_layer_class_names("to_json", ValueError)
+    spec = {"class_name": "Sequential", "config": model.get_config(), "custom_marks": True,
+            "pynn_version": __version__}
+    try:
+        return json.dumps(spec, default=_json_value, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"to_json: a get_config() returned what JSON cannot hold ({exc})") \
+            from None
+
+
+def model_from_json(json_string, custom_objects=None):
+    """The model that to_json described (Keras' model_from_json): its layers with fresh
+    weights, not compiled. custom_objects: {name: class} for your own components."""
+    from .custom_objects import custom_object_scope, file_marks
+    from .model import Sequential
+
+    try:
+        spec = json.loads(json_string)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model_from_json: not JSON text ({exc})") from None
+    config = spec.get("config") if isinstance(spec, dict) else None
+    if not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
+            not isinstance(config.get("layers"), list):
+        raise ValueError("model_from_json: expected the JSON of a Sequential's to_json(), "
+                         "{'class_name': 'Sequential', 'config': {'layers': [...]}}")
+    with _description_errors("model_from_json", "model"):
+        try:
+            with custom_object_scope(custom_objects), \
+                    file_marks(spec.get("custom_marks") is True):
+                return Sequential.from_config(config, custom_objects)
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"model_from_json: a layer's arguments are invalid: {exc}") \
+                from exc
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state.
-    custom_objects: {name: class or function} for the components of your own (layers,
-    losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras. The
+    filepath: the path of a model file (.npz, or .h5), or a binary file object to read it
+    from. custom_objects: {name: class or function} for the components of your own (layers,
+    losses, optimizers, initializers, regularizers, schedules, metrics), as in Keras.
+    compile: True (default) compiles the model as it was saved (optimizer with its state
+    and step count, loss, metrics); False returns it uncompiled, as Keras: the layers and
+    weights only, ready to predict, to be compiled before fit or evaluate (the saved
+    optimizer state is not read). A model saved uncompiled loads uncompiled either way. The
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
-    compile(backend=...) moves it. safe_mode: Keras' flag against code in files; pynn's
-    files hold none (never a pickle or a lambda), so every load is safe."""
+    compile(backend=...) moves it. safe_mode: Keras' flag against code in files, accepted and
+    unused; pynn's files hold none (never a pickle or a lambda), so every load is safe."""
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)

@@ -160,7 +160,7 @@ _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta
 # (weights are dict keys by identity)
 add_array_operators(Parameter, lambda p: p.backend.to_numpy(p.value))
 
-def _check_layer_dtype(name, dtype):
+def _check_layer_dtype(name, dtype, kind="layer"):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
     spells it out); another one would be silently ignored, so it is refused."""
     policy = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else None
@@ -169,8 +169,8 @@ def _check_layer_dtype(name, dtype):
     except (TypeError, ValueError):  # a policy name such as "mixed_float16", or no dtype
         same = False
     if not same:
-        raise ValueError(f"layer {name!r}: dtype={dtype!r}: pynn computes every layer in the "
-                         f"session's floatx ({config.floatx()}); use pynn.set_floatx for "
+        raise ValueError(f"{kind} {name!r}: dtype={dtype!r}: pynn computes every {kind} in "
+                         f"the session's floatx ({config.floatx()}); use pynn.set_floatx for "
                          f"float64, or leave dtype out")
 
 
@@ -386,6 +386,8 @@ class Layer:
         dtype = config.floatx()
         if not self.built:
             self.build(x.shape[1:], backend, dtype)
+            if not self.built:  # a build() of the user's without super().build(...):
+                Layer.build(self, x.shape[1:], backend, dtype)  # marked built, as Keras does
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)

@@ -21,10 +21,13 @@ class BatchNormalization(Layer):
     In training: (x - batch mean) / sqrt(batch variance + epsilon) * gamma + beta, and the
     moving statistics move toward the batch's by (1 - momentum) each step; at inference (and
     in training while the layer is frozen) the moving statistics instead. momentum (0.99)
-    and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist.
+    and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist;
+    axis: the features' (-1, or 1), first as in Keras' argument order. beta_initializer,
+    gamma_initializer, moving_mean_initializer, moving_variance_initializer,
+    beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
-    def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, *, axis=-1,
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, *,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, **kwargs):
