@@ -29,10 +29,13 @@ class Callback:
     model being trained, `self.params` {'epochs', 'steps', 'verbose', 'engine', 'validation'}
     of the fit call ({'epochs': 1, 'steps', 'verbose'} in evaluate and predict).
 
-    `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones), at a
-    batch's end that batch's; `epoch` and `batch` count from 0. A callback that defines its
-    own batch hooks makes the native engine return to Python after every batch (slower on
-    small models). As in Keras, fit's validation calls the test hooks, and so do
+    `logs` is a dict: at an epoch's end the epoch's loss and metrics (and val_ ones); at a
+    batch's end, as in Keras, the epoch's values so far (the loss a running mean, each metric
+    over the samples of its batches up to this one), not that batch's alone, except AUC's:
+    the batch's own, since its exact value so far would cost a sort of everything seen after
+    every batch. `epoch` and `batch` count from 0. A callback that defines its own batch
+    hooks makes the native engine return to Python after every batch (slower on small
+    models). As in Keras, fit's validation calls the test hooks, and so do
     `evaluate(callbacks=...)` and `predict(callbacks=...)` their test and predict hooks."""
 
     def __init__(self):
@@ -73,7 +76,9 @@ class Callback:
         self.on_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        """After each training batch: logs holds its loss and metrics."""
+        """After each training batch: logs holds the epoch's loss and metrics so far (over
+        its batches up to this one, as in Keras), not this batch's alone; AUC's is this
+        batch's own."""
         self.on_batch_end(batch, logs)
 
     def on_test_begin(self, logs=None):
@@ -86,7 +91,8 @@ class Callback:
         """Before each validation or evaluate batch."""
 
     def on_test_batch_end(self, batch, logs=None):
-        """After each validation or evaluate batch: logs holds the means so far."""
+        """After each validation or evaluate batch: logs holds the loss and metrics so far
+        (as on_train_batch_end's; AUC's is this batch's own)."""
 
     def on_predict_begin(self, logs=None):
         """Before predict(callbacks=[...])."""

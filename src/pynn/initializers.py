@@ -32,9 +32,13 @@ def _truncated_unit_normal(rng, shape):
 
 
 class Initializer:
-    """Base class: `init(shape, dtype)` returns a new numpy array."""
+    """Base class: an initializer is called as `initializer(shape, dtype)` and returns a new
+    numpy array (a layer then moves it to its backend). A subclass of your own defines
+    `__call__` and, if its constructor takes arguments, `get_config`."""
 
     def __call__(self, shape, dtype="float32"):
+        """A new numpy array of `shape` (a tuple of ints) and `dtype` holding the initial
+        values."""
         raise NotImplementedError
 
     def get_config(self):
@@ -44,7 +48,8 @@ class Initializer:
 
 class _Seeded(Initializer):
     """A random initializer. seed=None draws from pynn's generator (pynn.set_seed); an
-    integer seed gives the same values at every call for the same shape, as in Keras 3."""
+    integer seed in [0, 2**64) gives the same values at every call for the same shape, as in
+    Keras 3."""
 
     def __init__(self, seed=None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(
@@ -124,7 +129,8 @@ class RandomUniform(_Seeded):
 
 class TruncatedNormal(_Seeded):
     """Normal(mean, stddev) draws, each more than two stddev from the mean drawn again (Keras';
-    the spread is then about 0.88 stddev, not rescaled)."""
+    the spread is then about 0.88 stddev, not rescaled). seed: None draws from pynn's seeded
+    generator; an integer gives the same values at every call."""
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
@@ -141,7 +147,9 @@ class TruncatedNormal(_Seeded):
 class Orthogonal(_Seeded):
     """An orthogonal matrix times `gain` (Keras 3): the Q of a normal matrix's QR, its columns'
     signs those of R's diagonal (so Q is uniformly distributed), for the shape flattened to
-    (prod(shape[:-1]), shape[-1]); rows or columns orthonormal, whichever are fewer."""
+    (prod(shape[:-1]), shape[-1]); rows or columns orthonormal, whichever are fewer; shapes of
+    two or more axes only. seed: None draws from pynn's seeded generator; an integer gives
+    the same matrix at every call."""
 
     def __init__(self, gain=1.0, seed=None):
         super().__init__(seed)
@@ -182,7 +190,12 @@ class Identity(Initializer):
 
 
 class VarianceScaling(_Seeded):
-    """Keras' VarianceScaling: variance = scale / fan, uniform or truncated normal."""
+    """Keras' VarianceScaling: draws of variance scale / max(1, fan). `mode` picks the fan:
+    "fan_in" (default), "fan_out" or "fan_avg" (their mean); for a Dense kernel (in, out)
+    fan_in is in and fan_out is out. `distribution`: "truncated_normal" (default; cut at two
+    standard deviations and rescaled so the variance is kept, as Keras), "untruncated_normal"
+    or "uniform" (in +-sqrt(3 * variance)). seed: None draws from pynn's seeded generator; an
+    integer gives the same values at every call."""
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
         super().__init__(seed)
@@ -215,7 +228,8 @@ class VarianceScaling(_Seeded):
 
 
 class _Preset(VarianceScaling):
-    """A named VarianceScaling whose settings are fixed by its class (seed= alone)."""
+    """A named VarianceScaling whose settings are fixed by its class (seed= alone: None draws
+    from pynn's seeded generator, an integer gives the same values at every call)."""
 
     preset = (1.0, "fan_in", "truncated_normal")
 
@@ -227,37 +241,44 @@ class _Preset(VarianceScaling):
 
 
 class GlorotUniform(_Preset):
-    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (Xavier uniform)."""
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)) (Xavier uniform), Keras' default kernel
+    initializer. seed: None draws from pynn's seeded generator; an integer gives the same
+    values at every call."""
 
     preset = (1.0, "fan_avg", "uniform")
 
 
 class GlorotNormal(_Preset):
-    """Truncated normal with variance 2 / (fan_in + fan_out) (Xavier normal)."""
+    """Truncated normal with variance 2 / (fan_in + fan_out) (Xavier normal). seed: None
+    draws from pynn's seeded generator; an integer gives the same values at every call."""
 
     preset = (1.0, "fan_avg", "truncated_normal")
 
 
 class HeUniform(_Preset):
-    """Uniform in +-sqrt(6 / fan_in), for ReLU layers."""
+    """Uniform in +-sqrt(6 / fan_in), for ReLU layers. seed: None draws from pynn's seeded
+    generator; an integer gives the same values at every call."""
 
     preset = (2.0, "fan_in", "uniform")
 
 
 class HeNormal(_Preset):
-    """Truncated normal with variance 2 / fan_in, for ReLU layers."""
+    """Truncated normal with variance 2 / fan_in, for ReLU layers. seed: None draws from
+    pynn's seeded generator; an integer gives the same values at every call."""
 
     preset = (2.0, "fan_in", "truncated_normal")
 
 
 class LecunUniform(_Preset):
-    """Uniform in +-sqrt(3 / fan_in)."""
+    """Uniform in +-sqrt(3 / fan_in), for SELU layers. seed: None draws from pynn's seeded
+    generator; an integer gives the same values at every call."""
 
     preset = (1.0, "fan_in", "uniform")
 
 
 class LecunNormal(_Preset):
-    """Truncated normal with variance 1 / fan_in."""
+    """Truncated normal with variance 1 / fan_in, for SELU layers. seed: None draws from
+    pynn's seeded generator; an integer gives the same values at every call."""
 
     preset = (1.0, "fan_in", "truncated_normal")
 

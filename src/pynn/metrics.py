@@ -757,7 +757,16 @@ class _PrecisionOrRecall(_ConfusionMetric):
 
 class Precision(_PrecisionOrRecall):
     """Stateful precision over all batches seen since reset_state (macro over classes for
-    several; Keras' `class_id=k`: class k's precision)."""
+    several; Keras' `class_id=k`: class k's precision).
+
+    threshold (0.5, in [0, 1]): a single output, or each output when read as labels, is
+    predicted positive above it; several outputs read as classes take the argmax instead.
+    Keras' `thresholds` (one number, or a list of one) is the same threshold and reads every
+    output at it (multilabel=True unless given). multilabel: None lets compile choose, True
+    pools every output as its own binary label, False reads (N, C) outputs as C classes.
+    class_id=k: class k alone (its column of one-hot targets, or integer labels equal to k,
+    against its column of predictions > threshold). top_k raises NotImplementedError; dtype
+    is accepted and unused. The module docstring has the details."""
     default_name = "precision"
     direction = "up"
     _score = staticmethod(_precision_from)
@@ -765,7 +774,11 @@ class Precision(_PrecisionOrRecall):
 
 class Recall(_PrecisionOrRecall):
     """Stateful recall over all batches seen since reset_state (macro over classes for several;
-    Keras' `class_id=k`: class k's recall)."""
+    Keras' `class_id=k`: class k's recall).
+
+    threshold, thresholds, multilabel, class_id, top_k and dtype: as Precision's (threshold
+    0.5; Keras' `thresholds`, one number, reads every output at it; multilabel None lets
+    compile choose; class_id=k: class k alone; top_k raises NotImplementedError)."""
 
     default_name = "recall"
     direction = "up"
@@ -812,12 +825,14 @@ class AUC(_LabelMetric):
     seen; keeps a copy of the scores (N x outputs floats) and labels, since an exact AUC
     needs the full ranking. Multi-class outputs give the one-vs-rest macro average.
 
-    Keras' arguments: `num_thresholds` and `thresholds` are accepted and unused (nothing is
-    discretised); `from_logits` is accepted and changes nothing (a sigmoid keeps the
-    ranking); `multi_label=True` averages the AUC of each output column (multi-hot targets),
-    `multi_label=False` pools every output as one label (pynn's multilabel=True), and left
-    at None pynn's `multilabel` (or compile's choice) decides; `num_labels` is accepted;
-    `label_weights` and `summation_method` other than "interpolation" are not supported."""
+    Keras' arguments: `num_thresholds` (checked: an integer > 1), `thresholds`,
+    `num_labels` and `dtype` are accepted for Keras compatibility (and saved) but unused:
+    pynn computes the exact area, so nothing is discretised; `from_logits` is accepted and
+    changes nothing (a sigmoid keeps the ranking); `multi_label=True` averages the AUC of
+    each output column (multi-hot targets), `multi_label=False` pools every output as one
+    label (pynn's multilabel=True), and left at None pynn's `multilabel` (or compile's
+    choice) decides; `curve="PRGAIN"`, `label_weights` and `summation_method` other than
+    "interpolation" raise NotImplementedError. The module docstring has the details."""
 
     default_name = "auc"
     direction = "up"
@@ -925,30 +940,38 @@ class _Count(Metric):
 
 
 class TruePositives(_Count):
-    """Keras' TruePositives: the number of entries with target and prediction positive."""
+    """Keras' TruePositives: the number of entries (each output of each sample) with target
+    and prediction positive, over every batch since reset_state. thresholds: the one
+    threshold (a number in [0, 1], or a list of one; 0.5 by default) above which an output
+    is predicted positive; several raise NotImplementedError. Targets are positive above
+    0.5. dtype is accepted and unused."""
 
     default_name = "true_positives"
     condition = (1, 1)
 
 
 class FalsePositives(_Count):
-    """Keras' FalsePositives: the number of entries predicted positive with a negative
-    target."""
+    """Keras' FalsePositives: the number of entries (each output of each sample) predicted
+    positive with a negative target, over every batch since reset_state. thresholds: as
+    TruePositives' (one number in [0, 1], or a list of one; 0.5 by default)."""
 
     default_name = "false_positives"
     condition = (0, 1)
 
 
 class TrueNegatives(_Count):
-    """Keras' TrueNegatives: the number of entries with target and prediction negative."""
+    """Keras' TrueNegatives: the number of entries (each output of each sample) with target
+    and prediction negative, over every batch since reset_state. thresholds: as
+    TruePositives' (one number in [0, 1], or a list of one; 0.5 by default)."""
 
     default_name = "true_negatives"
     condition = (0, 0)
 
 
 class FalseNegatives(_Count):
-    """Keras' FalseNegatives: the number of entries predicted negative with a positive
-    target."""
+    """Keras' FalseNegatives: the number of entries (each output of each sample) predicted
+    negative with a positive target, over every batch since reset_state. thresholds: as
+    TruePositives' (one number in [0, 1], or a list of one; 0.5 by default)."""
 
     default_name = "false_negatives"
     condition = (1, 0)

@@ -1,6 +1,8 @@
 """ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
-Flatten, Dropout (identity at inference), BatchNormalization (inference mode) and
-Normalization, every activation included.
+Flatten, Dropout, GaussianNoise and GaussianDropout (left out: the identity at inference),
+BatchNormalization (inference mode), LayerNormalization, RMSNormalization and Normalization
+(invert=True too), every activation included. Layers are matched by exact class: a subclass
+of one of these, or any other layer, raises ValueError.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
 The file declares the lowest opset and IR version the model needs (opset 13; 20 with gelu,
@@ -129,7 +131,8 @@ def export(model, filepath, opset=None):
     taking 'input' (batch, *input_shape) -> 'output' (batch, *output_shape), in the model's
     float type (float32, or float64 under pynn.set_floatx('float64')). opset: by default the
     lowest the model needs, so the most runtimes load it (13; 20 with gelu); at most what the
-    installed onnx package knows."""
+    installed onnx package knows. Returns the onnx ModelProto written (checked by
+    onnx.checker)."""
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 

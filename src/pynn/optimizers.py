@@ -90,7 +90,18 @@ class _StepCount(int):
 
 
 class Optimizer:
-    """Base class: subclasses name their state slots and implement `_update`."""
+    """Base class: subclasses name their state slots and implement `_update`.
+
+    learning_rate (each class has Keras' default) is a number >= 0, a pynn.schedules
+    schedule or a function of the step. After its own arguments every optimizer takes Keras
+    3's shared ones, by keyword: `clipnorm`, `clipvalue`, `global_clipnorm` (at most one;
+    see the module docstring), `weight_decay` (decoupled: w -= lr * weight_decay * w before
+    the update), `name` (Keras' default name if None), `use_ema` with `ema_momentum` (0.99)
+    and `ema_overwrite_frequency` (a moving average of the weights, written into them every
+    that many updates and when fit ends; None or 0: only when fit ends),
+    `gradient_accumulation_steps` (None, or k >= 2: update every k-th step with the mean of
+    the k gradients); `loss_scale_factor` is accepted for Keras compatibility and must stay
+    None (NotImplementedError otherwise)."""
 
     slots: tuple[str, ...] = ()
     _fuses_weight_decay = False  # Adam's update applies it in the same pass
@@ -452,7 +463,10 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+    """Stochastic gradient descent, optionally with momentum (Keras 3's formula): `momentum`
+    in [0, 1) (0.0: plain w -= lr * g; else a `velocity` slot, v = momentum * v - lr * g,
+    w += v); `nesterov=True` steps by momentum * v - lr * g instead (Nesterov momentum; no
+    effect without momentum). learning_rate defaults to 0.01."""
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
@@ -477,7 +491,8 @@ def _check_flag(name, value):
 
 class _MomentOptimizer(Optimizer):
     """The optimizers built on Adam's two moment estimates (Adam, Nadam, Adamax, Lamb): their
-    shared arguments beta_1, beta_2 and epsilon, with Keras' defaults."""
+    shared arguments beta_1 (0.9), beta_2 (0.999), each in [0, 1), and epsilon (1e-7), with
+    Keras' defaults; learning_rate defaults to 0.001."""
 
     slots = ("m", "v")
 
@@ -493,8 +508,10 @@ class _MomentOptimizer(Optimizer):
 
 
 class Adam(_MomentOptimizer):
-    """Adam (Kingma and Ba) with Keras' bias-corrected step size; `amsgrad=True` divides by
-    the largest second moment seen so far (AMSGrad, a third slot `v_hat`)."""
+    """Adam (Kingma and Ba) with Keras' bias-corrected step size: learning_rate (0.001),
+    beta_1 (0.9) and beta_2 (0.999), the decay rates of the gradients' first and second
+    moment estimates, epsilon (1e-7) added to the root of the second; `amsgrad=True` divides
+    by the largest second moment seen so far (AMSGrad, a third slot `v_hat`)."""
 
     _fuses_weight_decay = True
     amsgrad = False  # (optimizers pickled before it existed load)
@@ -517,7 +534,9 @@ class Adam(_MomentOptimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay: w -= lr * weight_decay * w before the Adam step."""
+    """Adam with decoupled weight decay: w -= lr * weight_decay * w before the Adam step.
+    Adam's arguments, with weight_decay second and 0.004 by default (Keras'; None is
+    refused)."""
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-7, amsgrad=False, **kwargs):
@@ -531,9 +550,11 @@ class AdamW(Adam):
 
 
 class RMSprop(Optimizer):
-    """RMSprop: divide by a moving root mean square of the gradients; optional momentum.
+    """RMSprop: divide by a moving root mean square of the gradients, decayed by `rho` (0.9),
+    plus `epsilon` (1e-7) under the root; `momentum` (0.0, in [0, 1)) adds a momentum slot.
     centered=True (Keras') divides by the gradients' moving variance instead (a third
-    slot, their moving mean): array operations, trained layer by layer."""
+    slot, their moving mean): array operations, trained layer by layer. learning_rate
+    defaults to 0.001."""
 
     centered = False
 
@@ -564,7 +585,9 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad: divide by the root of the accumulated squared gradients."""
+    """Adagrad: divide by the root of the accumulated squared gradients, which start at
+    `initial_accumulator_value` (0.1), plus `epsilon` (1e-7) under the root. learning_rate
+    defaults to 0.001."""
 
     slots = ("accumulator",)
 
@@ -586,7 +609,8 @@ class Adagrad(Optimizer):
 
 class Nadam(_MomentOptimizer):
     """Adam with Nesterov momentum (Dozat), with Keras 3's momentum schedule
-    beta_1 * (1 - 0.5 * 0.96^t)."""
+    beta_1 * (1 - 0.5 * 0.96^t). Adam's arguments without amsgrad: learning_rate (0.001),
+    beta_1 (0.9), beta_2 (0.999), epsilon (1e-7)."""
 
     _fuses_weight_decay = True
 
@@ -596,7 +620,9 @@ class Nadam(_MomentOptimizer):
 
 
 class Adamax(_MomentOptimizer):
-    """Adam's variant on the infinity norm: divides by max(beta_2 * u, |g|)."""
+    """Adam's variant on the infinity norm: divides by u = max(beta_2 * u, |g|) plus epsilon.
+    Adam's arguments without amsgrad: learning_rate (0.001), beta_1 (0.9), beta_2 (0.999),
+    epsilon (1e-7)."""
 
     slots = ("m", "u")
     _fuses_weight_decay = True
@@ -607,8 +633,10 @@ class Adamax(_MomentOptimizer):
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al.): steps of lr * sign(beta_1 * m + (1 - beta_1) * g), one slot. Its
-    steps are larger than Adam's: the usual rate is 3-10x smaller, the weight decay larger."""
+    """Lion (Chen et al.): steps of lr * sign(beta_1 * m + (1 - beta_1) * g), one slot m,
+    then m = beta_2 * m + (1 - beta_2) * g; beta_1 (0.9) in (0, 1], beta_2 (0.99) in [0, 1),
+    learning_rate 0.001. Its steps are larger than Adam's: the usual rate is 3-10x smaller,
+    the weight decay larger."""
 
     slots = ("m",)
     _fuses_weight_decay = True
@@ -630,7 +658,8 @@ class Lion(Optimizer):
 
 class Adadelta(Optimizer):
     """Adadelta (Zeiler): steps scaled by the ratio of the running root mean squares of the
-    past steps and of the gradients."""
+    past steps and of the gradients, both decayed by `rho` (0.95), `epsilon` (1e-7) under
+    each root; learning_rate defaults to 0.001 (Keras')."""
 
     slots = ("accumulated_grad", "accumulated_delta")
     _fuses_weight_decay = True
@@ -650,8 +679,10 @@ class Adadelta(Optimizer):
 
 class Lamb(_MomentOptimizer):
     """Lamb (You et al.; Keras 3's formula): Adam's bias-corrected step scaled per tensor by
-    ||w|| / ||step||, for large batches. Its weight decay is Keras' decoupled one, applied
-    before the step. Array operations on every backend; fit trains it layer by layer."""
+    ||w|| / ||step||, for large batches. Adam's arguments without amsgrad: learning_rate
+    (0.001), beta_1 (0.9), beta_2 (0.999), epsilon (1e-7). Its weight decay is Keras'
+    decoupled one, applied before the step. Array operations on every backend; fit trains
+    it layer by layer."""
 
     def _update(self, b, w, g, s, lr):
         b.lamb_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
@@ -660,8 +691,11 @@ class Lamb(_MomentOptimizer):
 
 class Ftrl(Optimizer):
     """Ftrl, follow the regularized leader (McMahan et al.; Keras 3's formula), for sparse
-    linear models: its L1 strength sets weights to exactly 0. Array operations on every
-    backend; fit trains it layer by layer."""
+    linear models: its L1 strength sets weights to exactly 0. Keras 3's arguments and
+    defaults: learning_rate (0.001, > 0 at every step), learning_rate_power (-0.5, <= 0),
+    initial_accumulator_value (0.1), l1_regularization_strength,
+    l2_regularization_strength, l2_shrinkage_regularization_strength and beta (each 0.0,
+    >= 0). Array operations on every backend; fit trains it layer by layer."""
 
     slots = ("accumulator", "linear")
 
@@ -701,9 +735,12 @@ class Ftrl(Optimizer):
 class Adafactor(Optimizer):
     """Adafactor (Shazeer and Stern; Keras 3's formula): a weight matrix's second moments
     kept as row and column means, steps of min(lr, 1/sqrt(t)) times the weights' RMS,
-    clipped by the update's RMS. As in Keras 3, `relative_step` changes nothing (the step is
-    relative in either case). Array operations on every backend; fit trains it layer by
-    layer."""
+    clipped by the update's RMS. Keras 3's arguments and defaults: learning_rate (0.001),
+    beta_2_decay (-0.8, < 0: the second moments' decay 1 - t^beta_2_decay), epsilon_1
+    (1e-30, added to the squared gradients), epsilon_2 (1e-3, the least weight RMS a step
+    scales by), clip_threshold (1.0). As in Keras 3, `relative_step` changes nothing (the
+    step is relative in either case). Array operations on every backend; fit trains it layer
+    by layer."""
 
     slots = ("r", "c", "v")
 

@@ -25,9 +25,13 @@ def _check(owner, name, value, low=0.0, strict=True, high=math.inf):
 
 
 class LearningRateSchedule:
-    """Base class: schedule(step) -> learning rate for the update at that step (0-based)."""
+    """Base class: schedule(step) -> learning rate for the update at that step (0-based). A
+    subclass of your own defines `__call__` and stores its constructor arguments as
+    attributes (the base get_config returns them); load it through custom_objects."""
 
     def __call__(self, step):
+        """The learning rate (a float) for the optimizer's update at `step` (0 for the first:
+        the optimizer's step count before the update)."""
         raise NotImplementedError
 
     def get_config(self):
@@ -70,6 +74,8 @@ class ExponentialDecay(LearningRateSchedule):
         self._set_name(name)
 
     def __call__(self, step):
+        """The rate at `step` (0-based): initial_learning_rate * decay_rate **
+        (step / decay_steps), the exponent floored with staircase."""
         p = step / self.decay_steps
         if self.staircase:
             p = math.floor(p)
@@ -94,6 +100,8 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         self._set_name(name)
 
     def __call__(self, step):
+        """The rate at `step` (0-based): values[i] for the first boundaries[i] >= step, or
+        values[-1] after the last boundary."""
         for boundary, value in zip(self.boundaries, self.values):
             if step <= boundary:
                 return value
@@ -119,6 +127,8 @@ class PolynomialDecay(LearningRateSchedule):
         self._set_name(name)
 
     def __call__(self, step):
+        """The rate at `step` (0-based): the polynomial decay at step (end_learning_rate
+        once step passes decay_steps, unless cycle)."""
         decay_steps = self.decay_steps
         if self.cycle:  # Keras: the multiplier is 1 at step 0 (ceil would give 0)
             decay_steps *= 1 if step == 0 else math.ceil(step / self.decay_steps)
@@ -147,6 +157,8 @@ class InverseTimeDecay(LearningRateSchedule):
         self._set_name(name)
 
     def __call__(self, step):
+        """The rate at `step` (0-based): initial_learning_rate / (1 + decay_rate * step /
+        decay_steps), step / decay_steps floored with staircase."""
         p = step / self.decay_steps
         if self.staircase:
             p = math.floor(p)
@@ -178,6 +190,8 @@ class CosineDecay(LearningRateSchedule):
         self.warmup_steps = _check(owner, "warmup_steps", warmup_steps, strict=False)
 
     def __call__(self, step):
+        """The rate at `step` (0-based): on the warm-up line while step < warmup_steps (with
+        warmup_target), then on the cosine; flat once the decay is over."""
         if self.warmup_target is None:
             frac = min(step, self.decay_steps) / self.decay_steps
             return self.initial_learning_rate * _cosine(frac, self.alpha)
@@ -211,6 +225,9 @@ class CosineDecayRestarts(LearningRateSchedule):
         return (1 - self.t_mul ** restart) / (1 - self.t_mul)
 
     def __call__(self, step):
+        """The rate at `step` (0-based), in the period it falls in. With t_mul < 1 the
+        periods shrink and end: a step past their end raises ValueError (Keras gives
+        NaN)."""
         fraction = step / self.first_decay_steps
         if self.t_mul == 1:
             restart = math.floor(fraction)

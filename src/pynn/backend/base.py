@@ -22,9 +22,12 @@ class Backend:
         raise NotImplementedError
 
     def to_numpy(self, a):
+        """`a` as a numpy array on the host: a copy from a GPU; on the host backends the array
+        itself, not a copy (copy it before writing to it)."""
         raise NotImplementedError
 
     def zeros(self, shape, dtype):
+        """A new array of this backend, of `shape` (a tuple) and `dtype`, filled with 0."""
         raise NotImplementedError
 
     def dropout_mask(self, shape, rate, dtype, seed, step):
@@ -48,6 +51,8 @@ class Backend:
 
     # ---- activations ------------------------------------------------------------------
     def activation_forward(self, name, z, param=0.0):
+        """y = f(z) as a new array of z's shape, f the activation `name` ('relu', 'gelu',
+        ..., 'softmax' over the last axis); param: leaky_relu's slope or elu's alpha."""
         raise NotImplementedError
 
     def activation_backward(self, name, param, z, y, dy):
@@ -55,45 +60,68 @@ class Backend:
         raise NotImplementedError
 
     def softmax_forward(self, z):
+        """Softmax of z over its last axis (each row of (batch, classes)), a new array."""
         raise NotImplementedError
 
     def softmax_backward(self, y, dy):
+        """dz from the softmax output y and dy (same shape): y * (dy - sum(dy * y, last
+        axis)), a new array."""
         raise NotImplementedError
 
     # ---- losses: return (sum of losses as a Python float, gradient * grad_scale); with
     # sample_weight (one per row) each row's loss and gradient are scaled by its weight ------
     def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
+        """Cross-entropy of softmax(logits) (batch, classes) against targets: integer class
+        labels (batch,) when sparse, else probabilities (batch, classes); the gradient is
+        with respect to the logits."""
         raise NotImplementedError
 
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
-        """kind: 'mse', 'mae' or 'huber'."""
+        """Element-wise loss of pred against target (same shape), the gradient with respect
+        to pred; kind: 'mse', 'mae' or 'huber' (delta: Huber's)."""
         raise NotImplementedError
 
     def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
                              sample_weight=None):
+        """Element-wise binary cross-entropy of pred (probabilities clipped to [eps, 1 - eps],
+        or logits if from_logits) against targets of the same shape; the gradient is with
+        respect to pred (0 where the clip holds it), or to the logits."""
         raise NotImplementedError
 
-    # ---- optimizers: update w (and state) in place -----------------------------------------
+    # ---- optimizers: update w (and state) in place, return None. g and every slot have w's
+    # shape (Adafactor's r and c excepted); lr is the step's learning rate, a float --------
     def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
+        """SGD step of w by gradient g (same shape); velocity: the momentum slot (None when
+        momentum is 0); nesterov: Nesterov momentum."""
         raise NotImplementedError
 
     def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, v_hat=None):
-        """v_hat: AMSGrad's running maximum of v (Adam(amsgrad=True)), or None."""
+        """Adam step of w by g (same shape), bias-corrected; m, v: the moment slots (w's
+        shape); step: the update count, from 1; v_hat: AMSGrad's running maximum of v
+        (Adam(amsgrad=True)), or None."""
         raise NotImplementedError
 
     # Nadam, Adamax, Lion and Adadelta apply Keras 3's decoupled weight decay themselves
     # (w -= lr * weight_decay * w before the step), as adam_update does.
     def nadam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        """Nadam step of w by g; m, v: the moment slots (w's shape); step: the update count,
+        from 1."""
         raise NotImplementedError
 
     def adamax_update(self, w, g, m, u, lr, beta1, beta2, eps, weight_decay, step):
+        """Adamax step of w by g; m: the first moment, u: the infinity norm (w's shape);
+        step: the update count, from 1."""
         raise NotImplementedError
 
     def lion_update(self, w, g, m, lr, beta1, beta2, weight_decay):
+        """Lion step of w by g (the sign of the interpolated momentum); m: its momentum slot
+        (w's shape)."""
         raise NotImplementedError
 
     def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
                         weight_decay):
+        """Adadelta step of w by g; accumulated_grad, accumulated_delta: the running means of
+        squared gradients and of squared steps (w's shape)."""
         raise NotImplementedError
 
     def lamb_update(self, w, g, m, v, lr, beta1, beta2, eps, step):
@@ -113,6 +141,8 @@ class Backend:
         raise NotImplementedError
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
+        """RMSprop step of w by g; velocity: the moving mean square of g (w's shape);
+        momentum_buf: the momentum slot (None when momentum is 0)."""
         raise NotImplementedError
 
     def rmsprop_centered_update(self, w, g, velocity, average_gradient, momentum_buf, lr,
@@ -121,6 +151,7 @@ class Backend:
         raise NotImplementedError
 
     def adagrad_update(self, w, g, accumulator, lr, eps):
+        """Adagrad step of w by g; accumulator: the sum of squared gradients (w's shape)."""
         raise NotImplementedError
 
     def __repr__(self):

@@ -48,7 +48,10 @@ class Activation(Layer):
 
 
 class InputLayer(Layer):
-    """Declares the input shape (without the batch axis); computes nothing."""
+    """Declares the input shape (without the batch axis); computes nothing. Made by `Input`;
+    the shape is given once, as `shape`, Keras' `batch_shape` (batch axis first, its size
+    ignored) or the older `input_shape`. batch_size is checked (a positive integer) and
+    otherwise unused: any batch size runs. dtype must be the session's floatx if given."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None,
                  input_shape=None, **kwargs):
@@ -107,6 +110,10 @@ class InputLayer(Layer):
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
     """Keras' `Input(shape=...)`: the first element of a Sequential declaring the input shape
-    (or batch_shape=(None, ...)); dtype, if given, must be the session's floatx."""
+    without the batch axis (a number n is (n,)), or batch_shape=(None, ...) with it (its
+    batch size ignored). batch_size: accepted as in Keras (a positive integer) and unused,
+    since the model runs any batch size. dtype, if given, must be the session's floatx.
+    name: the layer's name (default "input_layer", numbered when taken, as Keras'). Returns
+    the InputLayer, which is model.layers[0]."""
     return InputLayer(shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
                       name=name)

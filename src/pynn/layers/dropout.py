@@ -46,8 +46,11 @@ class RandomLayer(Layer):
 class Dropout(RandomLayer):
     """Inverted dropout: in training, each input is zeroed with probability `rate` (0 <= rate
     < 1) and the survivors scaled by 1 / (1 - rate); at inference the identity. seed: the
-    masks' seed (default: drawn from pynn's generator, so pynn.set_seed reproduces runs);
-    saved with the model, with the step, so a resumed run continues the same masks."""
+    masks' seed, an integer in [0, 2**64) (default: drawn from pynn's generator, so
+    pynn.set_seed reproduces runs); saved with the model, and the step follows the
+    optimizer's count, so a resumed run continues the same masks. noise_shape (Keras' masks
+    shared along some axes) is not supported: anything but None raises
+    NotImplementedError (every value gets its own mask entry)."""
 
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):  # Keras' order
         if noise_shape is not None:  # refused, not ignored: masks shared along axes differ

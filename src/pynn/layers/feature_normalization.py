@@ -21,9 +21,11 @@ class Normalization(Layer):
     as Keras' Normalization. `layer.adapt(x)` takes mean and variance from data (an array,
     or a generator/iterable of arrays or (x, ...) batches), or give `mean=` and `variance=`
     (a number each, or one per feature). `axis=-1` (Keras' default) standardises each
-    feature, `axis=None` all values with one mean and variance; other axes are refused. The
-    native engine runs it (as a frozen normalisation of the inputs) as the model's first
-    layer."""
+    feature, `axis=None` all values with one mean and variance; other axes are refused.
+    `invert=True` undoes the standardisation instead: x * max(sqrt(variance), 1e-7) + mean
+    (e.g. predictions back to the scale of targets standardised with the same statistics).
+    The native engine runs it (as a frozen normalisation of the inputs) as the model's first
+    layer, without invert=True (a model with such a layer trains layer by layer)."""
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)

@@ -74,10 +74,14 @@ class _RowNormalization(Layer):
 
 
 class LayerNormalization(_RowNormalization):
-    """Keras' LayerNormalization over the last axis (`axis=-1`, the only one pynn takes):
-    epsilon (1e-3), center / scale (whether beta / gamma exist), the initializers and
-    regularizers of beta and gamma. Keras 3 deprecated `rms_scaling=True` (it scaled by the
-    variance, not the root mean square): use RMSNormalization."""
+    """Keras' LayerNormalization over the last axis (`axis=-1`, the only one pynn takes;
+    another raises ValueError): epsilon (1e-3), center / scale (whether beta / gamma exist).
+    beta_initializer ("zeros") and gamma_initializer ("ones"): any initializer name, config
+    or object (pynn.initializers), for the weights' starting values. beta_regularizer and
+    gamma_regularizer (None): a penalty on the weight (pynn.regularizers, e.g. "l2") added to
+    the loss while it trains. All saved with the model. Keras 3 deprecated
+    `rms_scaling=True` (it scaled by the variance, not the root mean square): it raises
+    ValueError; use RMSNormalization."""
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
@@ -123,7 +127,8 @@ class LayerNormalization(_RowNormalization):
 
 class RMSNormalization(_RowNormalization):
     """Keras' RMSNormalization over the last axis: x / sqrt(mean(x^2) + epsilon) * scale
-    (epsilon 1e-6, a learnt `scale` per feature starting at 1), no centring."""
+    (epsilon 1e-6, a learnt `scale` per feature starting at 1), no centring; axis=-1 only
+    (another raises ValueError)."""
 
     centred = False
 

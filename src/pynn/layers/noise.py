@@ -1,8 +1,9 @@
 """Keras' Gaussian regularization layers: in training, GaussianNoise adds N(0, stddev) noise
-and GaussianDropout multiplies by N(1, rate / (1 - rate)) noise; at inference both are the
-identity. The noise of a training pass is a function of the layer's seed and step (NumPy's
-generator on the host, copied to the backend), so runs are reproducible and resumable as
-Dropout's. They train layer by layer (the native engine skips them only at inference)."""
+and GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate))) noise (N(mean, standard
+deviation)); at inference both are the identity. The noise of a training pass is a function
+of the layer's seed and step (NumPy's generator on the host, copied to the backend), so runs
+are reproducible and resumable as Dropout's. They train layer by layer (the native engine
+skips them only at inference)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def _check_unit(owner, name, value, upper_open=False):
 
 class GaussianNoise(_GaussianLayer):
     """In training x + N(0, stddev) noise (0 <= stddev <= 1, Keras' range); the identity at
-    inference."""
+    inference. seed: the noise's seed, an integer in [0, 2**64) (default: drawn from pynn's
+    generator, so pynn.set_seed reproduces runs); saved with the model, and each training
+    pass draws the noise of its step (the optimizer's count), so a resumed run continues the
+    same noise."""
 
     def __init__(self, stddev, seed=None, **kwargs):
         stddev = _check_unit("GaussianNoise", "stddev", stddev)
@@ -53,7 +57,8 @@ class GaussianNoise(_GaussianLayer):
 
 class GaussianDropout(_GaussianLayer):
     """In training x * N(1, sqrt(rate / (1 - rate))) noise (0 <= rate < 1): dropout's mean
-    and variance without zeros; the identity at inference."""
+    and variance without zeros; the identity at inference. seed: as GaussianNoise's (an
+    integer in [0, 2**64), default drawn from pynn's generator; saved with the model)."""
 
     def __init__(self, rate, seed=None, **kwargs):
         rate = _check_unit("GaussianDropout", "rate", rate, upper_open=True)

@@ -9,7 +9,9 @@ from .base import Layer
 
 class Flatten(Layer):
     """Collapses every axis but the batch axis (C order), so image-shaped samples feed a
-    Dense layer; no weights. Its backward restores the input's shape."""
+    Dense layer; no weights. Its backward restores the input's shape. data_format: Keras'
+    argument; None or "channels_last" (the same flattening) only: "channels_first" would
+    reorder the axes first, which pynn does not, so it raises NotImplementedError."""
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
