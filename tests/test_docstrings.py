@@ -69,3 +69,14 @@ def test_the_reference_command_names_every_api_module():
     expected = {"pynn"} | {name for name in MODULES
                           if name != "pynn" and name.split(".", 1)[1] not in pynn.__all__}
     assert expected <= named, f"the pdoc command leaves out {sorted(expected - named)}"
+
+
+def test_each_activation_function_documents_its_formula():
+    """help(pynn.activations.relu) showed the Spec class's text: each module-level
+    activation carries its own formula."""
+    from pynn import activations
+
+    for name in activations.NAMES:
+        spec = getattr(activations, name)
+        assert spec.__doc__ != activations.Spec.__doc__ and spec.__doc__.startswith(name), name
+    assert activations.swish.__doc__ == activations.silu.__doc__

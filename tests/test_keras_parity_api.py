@@ -367,3 +367,21 @@ def test_loss_sample_weight_matches_keras(rng):
              (y_true, y_pred, 0.5))):
         expected = float(keras.ops.convert_to_numpy(theirs(*args)))
         assert ours(*args) == pytest.approx(expected, rel=1e-5), type(ours).__name__
+
+
+def test_flags_and_ranges_checked_as_keras():
+    """From the docs pass: text flags were read by bool() ("false" is True), SGD refused
+    Keras' momentum=1.0, VarianceScaling took a negative scale and failed on a 0-d shape."""
+    with pytest.raises(TypeError, match="nesterov must be True or False"):
+        pynn.optimizers.SGD(0.1, momentum=0.9, nesterov="false")
+    assert pynn.optimizers.SGD(0.1, momentum=1.0).momentum == 1.0
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
+        pynn.optimizers.SGD(0.1, momentum=1.5)
+    with pytest.raises(TypeError, match="invert must be True or False"):
+        pynn.Normalization(invert="false")
+    for bad in (-1.0, 0.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="VarianceScaling: scale must be a positive"):
+            pynn.initializers.VarianceScaling(scale=bad)
+    scalar = pynn.initializers.VarianceScaling(scale=2.0, seed=1)((), "float32")
+    assert np.shape(scalar) == () and np.isfinite(scalar)
+    assert pynn.initializers.GlorotUniform(seed=1)(()).shape == ()

@@ -105,19 +105,41 @@ def elu_with(alpha: float) -> Spec:
     return Spec("elu", float(alpha))
 
 
-linear = Spec("linear")
-relu = Spec("relu")
-leaky_relu = Spec("leaky_relu", 0.2)
-elu = Spec("elu", 1.0)
-gelu = Spec("gelu")
-sigmoid = Spec("sigmoid")
-tanh = Spec("tanh")
-softmax = Spec("softmax")
-silu = swish = Spec("silu")
-softplus = Spec("softplus")
-softsign = Spec("softsign")
-selu = Spec("selu")
-relu6 = Spec("relu6")
-hard_sigmoid = Spec("hard_sigmoid")
-hard_silu = hard_swish = Spec("hard_silu")
-mish = Spec("mish")
+def _documented(spec, doc):
+    """spec with its own docstring (help(pynn.activations.relu) shows the formula, not
+    Spec's class text); equality, hashing and pickling are unchanged."""
+    object.__setattr__(spec, "__doc__", doc)
+    return spec
+
+
+linear = _documented(Spec("linear"), "linear(x) = x.")
+relu = _documented(Spec("relu"), "relu(x) = max(x, 0).")
+leaky_relu = _documented(
+    Spec("leaky_relu", 0.2),
+    "leaky_relu(x) = x for x > 0, else 0.2 x (Keras 3's slope; leaky_relu_with(s) for another).")
+elu = _documented(
+    Spec("elu", 1.0),
+    "elu(x) = x for x > 0, else alpha (exp(x) - 1), alpha 1.0 (elu_with(a) for another).")
+gelu = _documented(
+    Spec("gelu"),
+    "gelu(x) = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Keras' approximate form).")
+sigmoid = _documented(Spec("sigmoid"), "sigmoid(x) = 1 / (1 + exp(-x)).")
+tanh = _documented(Spec("tanh"), "tanh(x), the hyperbolic tangent.")
+softmax = _documented(
+    Spec("softmax"),
+    "softmax(x) = exp(x) / sum(exp(x)) over the last axis (computed stably).")
+silu = swish = _documented(Spec("silu"), "silu(x) = swish(x) = x sigmoid(x).")
+softplus = _documented(
+    Spec("softplus"),
+    "softplus(x) = log(1 + exp(x)) (computed without overflow).")
+softsign = _documented(Spec("softsign"), "softsign(x) = x / (1 + |x|).")
+selu = _documented(
+    Spec("selu"),
+    "selu(x) = scale x for x > 0, else scale alpha (exp(x) - 1), Keras' constants (scale "
+    "1.0507..., alpha 1.6733...).")
+relu6 = _documented(Spec("relu6"), "relu6(x) = min(max(x, 0), 6).")
+hard_sigmoid = _documented(Spec("hard_sigmoid"), "hard_sigmoid(x) = relu6(x + 3) / 6 (Keras 3's).")
+hard_silu = hard_swish = _documented(
+    Spec("hard_silu"),
+    "hard_silu(x) = hard_swish(x) = x hard_sigmoid(x).")
+mish = _documented(Spec("mish"), "mish(x) = x tanh(softplus(x)).")

@@ -7,6 +7,7 @@ kernel (in, out): fan_in = in, fan_out = out.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from . import custom_objects as _custom
 
 
 def _fans(shape):
+    if len(shape) == 0:  # a scalar weight: fans of 1, as Keras
+        return 1, 1
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
@@ -199,10 +202,15 @@ class VarianceScaling(_Seeded):
 
     def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
         super().__init__(seed)
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0 \
+                or not math.isfinite(scale):
+            raise ValueError(f"VarianceScaling: scale must be a positive number, got "
+                             f"{scale!r}")
         if mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(f"mode must be fan_in, fan_out or fan_avg, got {mode!r}")
+            raise ValueError(f"VarianceScaling: mode must be fan_in, fan_out or fan_avg, got "
+                             f"{mode!r}")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
-            raise ValueError(f"unknown distribution {distribution!r}")
+            raise ValueError(f"VarianceScaling: unknown distribution {distribution!r}")
         self.scale, self.mode, self.distribution = float(scale), mode, distribution
 
     def __call__(self, shape, dtype="float32"):

@@ -470,8 +470,10 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.momentum = _check_fraction("momentum", momentum)
-        self.nesterov = bool(nesterov)
+        if _check_positive("momentum", momentum, allow_zero=True) > 1:  # Keras' [0, 1]
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.nesterov = _check_flag("nesterov", nesterov)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

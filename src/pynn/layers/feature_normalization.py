@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import data as data_mod
 from ..backend import to_host
-from .base import Layer
+from .base import Layer, as_flag
 
 EPSILON = 1e-7  # keras.backend.epsilon(): the least standard deviation divided by
 
@@ -37,7 +37,7 @@ class Normalization(Layer):
         if (mean is None) != (variance is None):
             raise ValueError("Normalization: give both mean and variance, or neither (and "
                              "call adapt)")
-        self.invert = bool(invert)
+        self.invert = as_flag(f"Normalization {self.name!r}", "invert", invert)
         self._given = None if mean is None else (_statistic("mean", mean),
                                                  _statistic("variance", variance))
         if self._given is not None and (self._given[1] < 0).any():
