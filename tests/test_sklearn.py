@@ -27,11 +27,22 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # of 0.01 still reaches the accuracy/R^2 that check_classifiers_train/check_regressors_train
 # require.
 _CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01),
-            MLPRegressor(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01)]
+            MLPRegressor(hidden_layer_sizes=(16,), max_iter=100, learning_rate_init=0.01),
+            MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100),
+            MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=100)]
 
 
 def _expected_failed_checks(estimator):
     # {check name: reason} for checks that fail by design (they run, and must fail).
+    if estimator.solver == "lbfgs":
+        # The whole data set each step: a weight of 2 is a repeated sample (the predictions
+        # agree to 2e-7 after 5 iterations, 6e-6 after 20), but 100 iterations of a float32
+        # objective amplify the rounding past the check's float64 tolerance
+        why = ("lbfgs on a float32 objective: weighted and repeated samples agree to 2e-7 "
+               "after 5 iterations, but the check's 100 amplify the rounding (to 1e-3 and "
+               "more)")
+        return {"check_sample_weight_equivalence_on_dense_data": why,
+                "check_sample_weight_equivalence_on_sparse_data": why}
     why = ("a weight of 2 is not a repeated sample for mini-batch Adam/SGD: repeats change "
            "the number of samples, so the batch size ('auto'), the shuffled order and the "
            "steps per epoch (scikit-learn's MLPs pass it only with lbfgs or tuned sgd)")
@@ -285,7 +296,7 @@ def test_pickle_round_trip_predicts_the_same(iris):
 
 @pytest.mark.parametrize("params, match", [
     ({"activation": "softplus"}, "activation must be"),
-    ({"solver": "lbfgs"}, "solver must be"),
+    ({"solver": "newton-cg"}, "solver must be"),
     ({"hidden_layer_sizes": (8, 0)}, "hidden_layer_sizes"),
     ({"batch_size": 0}, "batch_size"),
     ({"max_iter": 0}, "max_iter"),

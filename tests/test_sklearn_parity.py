@@ -275,3 +275,35 @@ def test_adaptive_learning_rate_is_scikit_learns(rng, kind):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
     rate = float(ours.model_.optimizer.learning_rate) / ours._loss_scale()
     assert rate == pytest.approx(theirs._optimizer.learning_rate, rel=1e-6) and rate <= 1e-6
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor", "multioutput"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_is_scikit_learns(rng, kind, weighted):
+    """solver='lbfgs' (refused before): scipy's L-BFGS-B on scikit-learn's objective, loss
+    and alpha's penalty at its scale. From the same weights the first iterations agree to
+    float32 rounding (later ones amplify it: L-BFGS is chaotic in its rounding)."""
+    x, y = _data(rng, kind)
+    w = rng.uniform(0.2, 2.0, size=len(x)) if weighted else None
+    ours, theirs = _same_start(kind, x, y, solver="lbfgs", alpha=1e-2)
+    for est in (ours, theirs):
+        est.set_params(max_iter=8, tol=1e-9).fit(x, y, sample_weight=w)
+    assert ours.n_iter_ == theirs.n_iter_ == 8
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-4)
+    _assert_same_weights(ours, theirs, atol=1e-4)
+    assert not hasattr(ours, "loss_curve_") or ours.loss_curve_ == []
+
+
+def test_lbfgs_trains_to_scikit_learns_accuracy_and_has_no_partial_fit():
+    from sklearn.datasets import load_iris
+
+    x, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier((10,), solver="lbfgs", random_state=0, max_iter=300).fit(x, y)
+        theirs = neural_network.MLPClassifier((10,), solver="lbfgs", random_state=0,
+                                              max_iter=300).fit(x, y)
+    assert ours.score(x, y) >= theirs.score(x, y) - 0.02 and ours.score(x, y) > 0.95
+    assert not hasattr(ours, "partial_fit") and not hasattr(theirs, "partial_fit")
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        MLPClassifier((10,), solver="lbfgs", random_state=0, max_iter=2).fit(x, y)

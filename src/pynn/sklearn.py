@@ -31,8 +31,10 @@ Differences from scikit-learn's own MLPs, by design:
   weights. That state carries over warm_start and partial_fit calls, as in scikit-learn.
   Running all max_iter epochs without stopping warns with ConvergenceWarning.
 * Outputs are computed in float32 (pynn's floatx) and returned as float64.
-* solver: 'adam' or 'sgd' (Nesterov momentum as scikit-learn); no 'lbfgs' (max_fun is
-  accepted and checked but unused). sgd's learning_rate as scikit-learn's: 'invscaling' sets
+* solver: 'adam', 'sgd' (Nesterov momentum as scikit-learn) or 'lbfgs' (scipy's L-BFGS-B
+  on the whole data set, as scikit-learn: at most max_iter iterations and max_fun loss
+  evaluations, tol the gradient tolerance; no partial_fit, early stopping or
+  loss_curve_; the objective computed in float32). sgd's learning_rate as scikit-learn's: 'invscaling' sets
   the rate to learning_rate_init / (t + 1) ** power_t after each epoch (t: the training
   samples seen so far), 'adaptive' divides it by 5 where the stopping rule would stop, and
   stops once it is at most 1e-6; adam ignores both, as in scikit-learn.
@@ -64,12 +66,14 @@ import numpy as np
 
 try:
     from scipy import sparse
+    from scipy.special import expit
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (check_classification_targets, type_of_target,
                                           unique_labels)
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
@@ -145,9 +149,8 @@ class _BaseMLP(BaseEstimator):
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got "
                              f"{self.activation!r}")
-        if self.solver not in ("adam", "sgd"):
-            raise ValueError(f"solver must be 'adam' or 'sgd' (pynn has no 'lbfgs'), got "
-                             f"{self.solver!r}")
+        if self.solver not in ("adam", "sgd", "lbfgs"):
+            raise ValueError(f"solver must be 'lbfgs', 'sgd' or 'adam', got {self.solver!r}")
         for name, low in (("alpha", 0.0), ("tol", 0.0), ("power_t", 0.0)):
             value = getattr(self, name)
             if not _is_real(value) or not value >= low:
@@ -214,8 +217,9 @@ class _BaseMLP(BaseEstimator):
     def _optimizer(self):
         # pynn's objective is scikit-learn's over c, and so are its gradients: sgd's steps are
         # scikit-learn's with a rate c times larger, adam's with an epsilon c times smaller.
+        # (lbfgs steps in scipy: the model's optimizer goes unused)
         c = self._loss_scale()
-        if self.solver == "adam":
+        if self.solver in ("adam", "lbfgs"):
             return optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
                                    beta_2=self.beta_2, epsilon=self.epsilon / c)
         return optimizers.SGD(learning_rate=self.learning_rate_init * c, momentum=self.momentum,
@@ -232,6 +236,13 @@ class _BaseMLP(BaseEstimator):
                              f"activation cannot change (fitted {[d.units for d in dense[:-1]]}, "
                              f"{dense[0].activation.name!r}; now {sizes}, {act!r})")
         self.model_.compile(optimizer=self._optimizer(), loss=self.model_.loss)
+
+    def _stochastic(self):
+        """partial_fit's availability (scikit-learn's available_if): not with lbfgs."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers; "
+                                 f"{self.solver} is not stochastic.")
+        return True
 
     def _check_incremental(self):
         if self.early_stopping:  # its held-out split spans one fit call (scikit-learn's error)
@@ -268,6 +279,9 @@ class _BaseMLP(BaseEstimator):
         the stopping state as scikit-learn's _fit_stochastic."""
         if not first and not incremental:
             self._warm_restart(sizes)
+        if self.solver == "lbfgs":
+            self._train_lbfgs(X, y, sample_weight)
+            return
         self._init_stopping(first)
         validation = None
         if self.early_stopping:  # (partial_fit refused it)
@@ -299,6 +313,59 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = n_iter  # this call's epochs (loss_curve_ spans them all)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.t_ += n * n_iter  # training samples seen, as scikit-learn counts
+
+    def _train_lbfgs(self, X, y, sample_weight):
+        """scikit-learn's lbfgs (its _fit_lbfgs): scipy's L-BFGS-B on the whole data set's
+        objective at scikit-learn's scale (the loss and alpha's penalty, their gradients from
+        the model's layer-by-layer backward), from the current weights; at most max_iter
+        iterations and max_fun evaluations, gtol=tol. No loss_curve_, early stopping or
+        batches, as in scikit-learn."""
+        from scipy.optimize import minimize
+
+        model = self.model_
+        n = X.shape[0]
+        if sample_weight is not None:  # to mean 1, as the stochastic solvers take them
+            weight_mean = float(sample_weight.mean())
+            if not weight_mean > 0:
+                raise ValueError("sample_weight must have a positive sum")
+            sample_weight = (sample_weight / weight_mean).astype(np.float32)
+        else:
+            weight_mean = 1.0
+        self._set_penalty(n * weight_mean)
+        model._prepare_compiled()
+        b = model.backend
+        xd = b.asarray(model._inputs(X), model._dtype)
+        targets = model._targets(y, n)
+        yd = b.asarray(targets, targets.dtype)
+        wd = None if sample_weight is None else b.asarray(sample_weight, model._dtype)
+        params = model.trainable_params
+        ends = np.cumsum([0] + [int(np.prod(p.shape)) for p in params])
+        c, report = self._loss_scale(), self._report_scale()
+
+        def unpack(theta):
+            for p, start, end in zip(params, ends[:-1], ends[1:]):
+                p.assign(theta[start:end].reshape(p.shape))
+
+        def objective(theta):
+            unpack(theta)
+            total, _ = model._compute_gradients(xd, yd, wd)
+            penalty = model._regularization()
+            grad = np.concatenate([b.to_numpy(p.grad).ravel() for p in params])
+            return report * (total - penalty) + c * penalty, c * grad.astype(np.float64)
+
+        start = np.concatenate([p.numpy().ravel() for p in params]).astype(np.float64)
+        result = minimize(objective, start, method="L-BFGS-B", jac=True,
+                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                   "gtol": self.tol})
+        unpack(result.x)
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        if result.status != 0:
+            message = result.message.decode() if isinstance(result.message, bytes) \
+                else result.message
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                          f"(status={result.status}): {message}. Increase the number of "
+                          f"iterations (max_iter) or scale the data.", ConvergenceWarning)
 
     def _update_no_improvement_count(self, validation):
         """scikit-learn's rule, after each epoch (its _update_no_improvement_count)."""
@@ -435,11 +502,18 @@ class _BaseMLP(BaseEstimator):
     def _stratify_validation(self):
         return False
 
-    def _raw_predict(self, X):
+    def _raw_predict(self, X, logits=False):
+        """The model's outputs for X as float64; logits: the last layer's pre-activations."""
         check_is_fitted(self, "model_")
         X = _dense(validate_data(self, X, reset=False, dtype=np.float32,
                                  accept_sparse=_SPARSE))
-        return np.asarray(self.model_.predict(X), dtype=np.float64)
+        model = self.model_
+        if logits:
+            b = model.backend
+            z = model._forward(b.asarray(model._inputs(X), model._dtype), training=False,
+                               logits=True)
+            return np.asarray(b.to_numpy(z), dtype=np.float64)
+        return np.asarray(model.predict(X), dtype=np.float64)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -546,6 +620,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with self._random_draws():
             return self._fit(X, y, sample_weight)
 
+    @available_if(_BaseMLP._stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the previous call; `classes` (every label
         the data may hold) is required on the first call."""
@@ -567,12 +642,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in classes_ order (for
         multi-label targets, each label's own probability)."""
+        check_is_fitted(self, "model_")
+        if self._multilabel or len(self.classes_) == 2:
+            # sigmoid outputs from the logits in float64: float32's reach 1.0 exactly from
+            # a logit of 17 (scikit-learn's, in float64, stay below 1 up to 37)
+            p = expit(self._raw_predict(X, logits=True))
+            return p if self._multilabel else np.column_stack([1.0 - p[:, 0], p[:, 0]])
         out = self._raw_predict(X)
-        if self._multilabel:
-            return out
-        if len(self.classes_) == 2:
-            p = out[:, 0]
-            return np.column_stack([1.0 - p, p])
         return out / out.sum(axis=1, keepdims=True)  # float32 rounding: rows sum to 1
 
     def predict_log_proba(self, X):
@@ -637,6 +713,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         with self._random_draws():
             return self._fit(X, y, sample_weight)
 
+    @available_if(_BaseMLP._stochastic)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the previous call."""
         self._check_incremental()
