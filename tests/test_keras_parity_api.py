@@ -385,3 +385,11 @@ def test_flags_and_ranges_checked_as_keras():
     scalar = pynn.initializers.VarianceScaling(scale=2.0, seed=1)((), "float32")
     assert np.shape(scalar) == () and np.isfinite(scalar)
     assert pynn.initializers.GlorotUniform(seed=1)(()).shape == ()
+
+
+def test_sequential_takes_trainable_as_keras():
+    frozen = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2), pynn.Dense(1)], trainable=False)
+    assert not frozen.trainable and not any(layer.trainable for layer in frozen.layers[1:])
+    assert pynn.Sequential([pynn.Dense(2)], trainable=True).layers[0].trainable
+    with pytest.raises(TypeError, match="trainable must be True or False"):
+        pynn.Sequential([pynn.Dense(2)], trainable="no")

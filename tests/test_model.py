@@ -292,6 +292,27 @@ def test_terminate_on_nan_stops():
 
 
 @pytest.mark.parametrize("engine", ["native", "layers"])
+def test_terminate_on_nan_raise_error_as_keras(engine):
+    """raise_error=True (Keras 3): a RuntimeError out of fit naming the batch; no
+    on_train_end."""
+    if engine == "native" and pynn.engine._native_module() is None:
+        pytest.skip("native engine unavailable")
+    ended = []
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(1e30), loss="mse")
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch"):
+        model.fit(np.full((8, 1), 1e10), np.full(8, 1e10), epochs=50, batch_size=1,
+                  verbose=0, engine=engine,
+                  callbacks=[pynn.callbacks.TerminateOnNaN(raise_error=True),
+                             pynn.callbacks.LambdaCallback(
+                                 on_train_end=lambda logs: ended.append(1))])
+    assert not ended
+    model.fit(np.ones((8, 1)), np.ones(8), verbose=0)  # the model is usable after it
+    with pytest.raises(TypeError, match="raise_error must be True or False"):
+        pynn.callbacks.TerminateOnNaN(raise_error="yes")
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
 def test_terminate_on_nan_names_the_first_bad_batch_without_one_call_per_batch(
         capsys, monkeypatch, engine):
     # TerminateOnNaN's batch hook made the native engine run one batch per call (2x slower on

@@ -191,13 +191,25 @@ class History(Callback):
 class TerminateOnNaN(Callback):
     """Stops training as soon as a batch loss is NaN or infinite. It only reads the batches'
     logs, so the native engine keeps running chunks of batches (it stops after the chunk in
-    which the loss went bad, at most a twentieth of an epoch later, with the batch named)."""
+    which the loss went bad, at most a twentieth of an epoch later, with the batch named).
+    raise_error=True (Keras 3's): a RuntimeError instead, out of fit, with no on_train_end
+    (a backup or checkpoint callback's state is left as it was)."""
 
     reads_batch_logs_only = True  # fit may hand it a chunk's batches after the chunk ran
+
+    def __init__(self, raise_error=False):
+        super().__init__()
+        if not isinstance(raise_error, (bool, numbers.Integral)) or raise_error not in (0, 1):
+            raise TypeError(f"TerminateOnNaN: raise_error must be True or False, got "
+                            f"{raise_error!r}")
+        self.raise_error = bool(raise_error)
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss) and not self.model.stop_training:
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss "
+                                   f"value: {loss}. Terminating training immediately.")
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
             self.model.stop_training = True
 

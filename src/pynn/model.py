@@ -36,7 +36,7 @@ from .interrupts import DeferredInterrupt
 from .layers import (ACTIVATION_LAYERS, Dense, Dropout, Flatten, GaussianDropout,
                      GaussianNoise, InputLayer, Layer, LayerNormalization, Normalization,
                      RandomLayer, RMSNormalization, get_class)
-from .layers.base import as_shape, unique_name
+from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
 _PREDICT_BATCH = 1024
@@ -62,13 +62,15 @@ class Sequential:
     """A linear stack of layers with Keras' compile / fit / evaluate / predict.
 
     `Sequential([pynn.Input((20,)), pynn.Dense(64, activation="relu"), pynn.Dense(1)])`;
-    layers: the list to start from (model.add appends more), name: the model's name.
+    layers: the list to start from (model.add appends more), name: the model's name,
+    trainable=False: those layers frozen (model.trainable = False).
     `model(x)` is predict(x); `model(x, training=True)` runs the layers as in a training step
     without an optimizer step (BatchNormalization's moving statistics do move, as in
     Keras). Models pickle and copy.deepcopy (through the .npz format).
     Unlike Keras 3, an Input stays in model.layers (as layers[0])."""
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, name=None, *, trainable=True):
+        trainable = as_flag("Sequential", "trainable", trainable)
         self.name = name or unique_name("sequential")
         self.layers: list[Layer] = []
         self.backend = None
@@ -90,14 +92,16 @@ class Sequential:
         if type(self).add is not Sequential.add:  # a subclass's own add() sees each layer
             for layer in layers or []:
                 self.add(layer)
-            return
-        names = set()
-        for layer in layers or []:
-            self._check_addable(layer, names)
-            names.add(layer.name)
-            self.layers.append(layer)
-        if self.layers and self.input_shape is not None:
-            self._build(self.input_shape)
+        else:
+            names = set()
+            for layer in layers or []:
+                self._check_addable(layer, names)
+                names.add(layer.name)
+                self.layers.append(layer)
+            if self.layers and self.input_shape is not None:
+                self._build(self.input_shape)
+        if not trainable:  # Keras' Sequential(trainable=False): every layer given frozen
+            self.trainable = False
 
     # ---- structure --------------------------------------------------------------------------
     def add(self, layer):
