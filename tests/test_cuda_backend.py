@@ -141,6 +141,24 @@ def test_binary_cross_entropy(cuda, rng, n, from_logits):
     np.testing.assert_allclose(host(cuda, grad), grad_ref, rtol=1e-4, atol=1e-6 / n)
 
 
+@pytest.mark.parametrize("kind", ["mse", "mae", "huber", "bce", "bce_logits"])
+def test_a_nan_prediction_gives_a_nan_loss_as_on_the_cpu(cuda, kind):
+    """NaN stays NaN (fminf/fmaxf clipped a NaN probability to eps: a finite BCE, which
+    TerminateOnNaN would miss); the CPU kernels and the numpy reference agree."""
+    pred = np.array([np.nan, 0.3, 0.8], np.float32)
+    target = np.array([1.0, 0.0, 1.0], np.float32)
+    from pynn.backend import available_backends
+
+    cpu = get_backend("cpu") if available_backends().get("cpu") is None else None
+    for backend in [b for b in (cuda, REF, cpu) if b is not None]:
+        p, t = (dev(cuda, pred), dev(cuda, target)) if backend is cuda else (pred, target)
+        if kind.startswith("bce"):
+            loss, grad = backend.binary_cross_entropy(p, t, kind == "bce_logits", 1e-7, 1.0)
+        else:
+            loss, grad = backend.regression_loss(kind, p, t, 1.0, 1.0)
+        assert np.isnan(loss), (backend.name, kind)
+
+
 @pytest.mark.parametrize("n", [1, 3, 17, 129, 100003])
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_CASES))
 def test_optimizer_updates(cuda, rng, n, name):

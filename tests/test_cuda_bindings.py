@@ -55,6 +55,14 @@ BAD_CALLS = {
     "dlogits is targets": (lambda c: c.softmax_xent_dense(F(4, 6), F(4, 6, ptr=8192),
                                                           F(4, 6, ptr=8192), 1.0),
                            ValueError, "targets"),
+    "dlogits overlapping targets": (lambda c: c.softmax_xent_dense(F(4, 6), F(4, 6, ptr=8192),
+                                                                   F(4, 6, ptr=8196), 1.0),
+                                    ValueError, "may not overlap the targets"),
+    "bias_grad out overlapping dz": (lambda c: c.bias_grad(F(4, 6), F(6, ptr=4100)),
+                                     ValueError, "may not overlap dz"),
+    "labels without classes": (lambda c: c.softmax_xent_sparse(F(4, 0), F(4, typestr="<i4"),
+                                                               F(4, 0), 1.0),
+                               ValueError, "no classes"),
     "loss kind": (lambda c: c.regression_loss("msle", F(3), F(3), F(3), 1.0, 1.0),
                   ValueError, "kind"),
     "huber delta": (lambda c: c.regression_loss("huber", F(3), F(3), F(3), 0.0, 1.0),
@@ -69,6 +77,10 @@ BAD_CALLS = {
     "adam slot shape": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(4, ptr=12288),
                                                 F(3, ptr=16384), 1e-3, 0.9, 0.999, 1e-7, 0.0, 1),
                         ValueError, "m"),
+    "adam slots overlapping": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(3, ptr=12288),
+                                                       F(3, ptr=12292), 1e-3, 0.9, 0.999, 1e-7,
+                                                       0.0, 1),
+                               ValueError, "non-overlapping"),
     "amsgrad v_hat aliasing m": (lambda c: c.adam_update(F(3), F(3, ptr=8192), F(3, ptr=12288),
                                                          F(3, ptr=16384), 1e-3, 0.9, 0.999,
                                                          1e-7, 0.0, 1, F(3, ptr=12288)),
@@ -105,3 +117,18 @@ def test_cuda_bindings_reject_bad_arrays_before_any_launch(_cuda, case):
     call, exc, words = BAD_CALLS[case]
     with pytest.raises(exc, match=words):
         call(_cuda)
+
+
+@pytest.mark.parametrize("major,minor,archs,runs", [
+    (9, 0, "80-real,90", True), (8, 6, "80-real", True), (8, 0, "86-real", False),
+    (8, 9, "80", True), (12, 0, "90", True), (12, 0, "90-real", False),
+    (9, 0, "90-virtual", True), (8, 0, "90-virtual", False),
+    (9, 0, "90a", True), (9, 0, "90a-real", True), (8, 6, "90a", False), (10, 0, "90a", False),
+    (10, 3, "100f", True), (10, 0, "103f", False), (12, 0, "100f", False),
+    (9, 0, "native", True), (9, 0, "all-major", True), (7, 5, "", False),
+    (9, 0, "99999999999", False)])
+def test_the_architecture_list_is_read_as_cmake_writes_it(_cuda, major, minor, archs, runs):
+    """'90a' on a 9.0 GPU was unsupported (compared as text with '90'), and 'native'/'all'
+    raised from std::stoi (a ValueError out of devices())."""
+    assert _cuda.arch_compiled(major, minor, archs) is runs
+

@@ -96,6 +96,7 @@ void bias_grad(py::handle dz_o, py::handle db_o, std::uintptr_t s) {
     if (db.dim(0) != dz.dim(1))
         throw py::value_error("out: expected shape (" + std::to_string(dz.dim(1)) + ",) for dz of shape " +
                               dz.shape_str() + ", got " + db.shape_str());
+    if (pynn::bind::overlap(dz, db)) throw py::value_error("out: may not overlap dz");
     pynn::bind::ReleaseGil nogil;
     pynn::cuda::bias_grad(in_f32(dz), out_f32(db), dz.dim(0), dz.dim(1), as_stream(s));
 }
@@ -123,7 +124,7 @@ double softmax_xent_dense(py::handle logits_o, py::handle t_o, py::handle d_o, f
                       d = f32(d_o, "dlogits", true, 2);
     same_shape(z, "logits", t, "targets");
     same_shape(z, "logits", d, "dlogits");
-    if (d.ptr == t.ptr && d.size > 0) throw py::value_error("dlogits: may not be the targets array");
+    if (pynn::bind::overlap(d, t)) throw py::value_error("dlogits: may not overlap the targets array");
     pynn::bind::ReleaseGil nogil;
     return pynn::cuda::softmax_xent_dense(in_f32(z), in_f32(t), out_f32(d), z.dim(0), z.dim(1), scale,
                                           as_stream(s));
@@ -167,16 +168,18 @@ OptArrays opt_arrays(py::handle w_o, py::handle g_o,
                      std::initializer_list<std::pair<py::handle, const char*>> slots) {
     OptArrays o{f32(w_o, "w", true), f32(g_o, "g", false), {}};
     same_shape(o.w, "w", o.g, "g");
-    std::vector<const void*> seen{o.w.ptr, o.g.ptr};
+    std::vector<const DeviceArray*> seen{&o.w, &o.g};
+    o.slots.reserve(slots.size());  // (the pointers below stay valid)
     for (auto [h, name] : slots) {
         o.slots.push_back(f32(h, name, true));
         same_shape(o.w, "w", o.slots.back(), name);
-        seen.push_back(o.slots.back().ptr);
+        seen.push_back(&o.slots.back());
     }
-    for (size_t i = 0; i < seen.size() && o.w.size > 0; ++i)
+    for (size_t i = 0; i < seen.size(); ++i)
         for (size_t j = i + 1; j < seen.size(); ++j)
-            if (seen[i] == seen[j])
-                throw py::value_error("optimizer arrays: w, g and the slots must be distinct buffers");
+            if (pynn::bind::overlap(*seen[i], *seen[j]))
+                throw py::value_error("optimizer arrays: w, g and the slots must be distinct, "
+                                      "non-overlapping buffers");
     return o;
 }
 

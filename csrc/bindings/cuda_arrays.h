@@ -84,6 +84,16 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
 inline const float* in_f32(const DeviceArray& a) { return static_cast<const float*>(a.ptr); }
 inline float* out_f32(const DeviceArray& a) { return static_cast<float*>(a.ptr); }
 
+// Whether two arrays' bytes overlap: a kernel reading one while it writes the other element
+// by element would race (exact aliasing included).
+inline bool overlap(const DeviceArray& a, const DeviceArray& b) {
+    if (a.size == 0 || b.size == 0) return false;
+    const auto a0 = reinterpret_cast<std::uintptr_t>(a.ptr);
+    const auto b0 = reinterpret_cast<std::uintptr_t>(b.ptr);
+    return a0 < b0 + 4 * static_cast<std::uintptr_t>(b.size) &&
+           b0 < a0 + 4 * static_cast<std::uintptr_t>(a.size);
+}
+
 inline void same_shape(const DeviceArray& a, const char* an, const DeviceArray& b,
                        const char* bn) {
     if (a.shape != b.shape)

@@ -50,6 +50,12 @@ PYBIND11_MODULE(_cuda, m) {
         return out;
     }, "Query CUDA devices: driver/runtime versions, the error if none, and each device.");
 
+    m.def("arch_compiled", [](int major, int minor, const std::string& archs) {
+        return pynn::cuda::arch_compiled(major, minor, archs);
+    }, py::arg("major"), py::arg("minor"), py::arg("archs"),
+       "Whether a build for archs (CMake CUDA architectures, comma-separated) runs on a GPU "
+       "of compute capability major.minor (what devices() reports as supported).");
+
     m.def("fill", [](std::uintptr_t ptr, float value, long long n, std::uintptr_t stream) {
         if (ptr == 0 && n > 0) throw py::value_error("fill: null device pointer");
         if (n < 0) throw py::value_error("fill: negative element count");

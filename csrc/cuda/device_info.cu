@@ -2,42 +2,50 @@
 // carries code for them. Kept free of pybind11 so the bindings stay the only Python-aware file.
 #include <cuda_runtime.h>
 
+#include <cctype>
 #include <string>
 
 #include "cuda/device_info.h"
 
 namespace pynn::cuda {
 
-namespace {
-// Architectures compiled into this module, e.g. "80-real,90" -> compute capability list.
-bool arch_compiled(int major, int minor, const char* archs) {
-    std::string list(archs);
-    std::string want = std::to_string(major * 10 + minor);
+bool arch_compiled(int major, int minor, const std::string& list) {
+    const int have = major * 10 + minor;
     size_t pos = 0;
     while (pos <= list.size()) {
         size_t end = list.find(',', pos);
         if (end == std::string::npos) end = list.size();
-        std::string item = list.substr(pos, end - pos);
-        std::string num = item.substr(0, item.find('-'));
-        if (num.empty()) {
-            pos = end + 1;
-            continue;
-        }
-        const int cc = std::stoi(num);  // "90a" -> 90 (the suffix is checked below)
-        const bool arch_specific = num.back() == 'a' || num.back() == 'f';
-        // PTX ("90" or "90-virtual") JIT-compiles for any newer GPU; SASS ("-real", or the
-        // real half of "90") runs on GPUs of the same major version and an equal or higher
-        // minor one (8.0 code on 8.6 and 8.9), arch-specific SASS ("90a") on that GPU only.
-        const bool has_ptx = item.find("-real") == std::string::npos && !arch_specific;
-        if (num == want) return true;
-        if (has_ptx && cc <= major * 10 + minor) return true;
-        if (!arch_specific && item.find("-virtual") == std::string::npos && cc / 10 == major &&
-            cc % 10 <= minor)
-            return true;
+        const std::string item = list.substr(pos, end - pos);
         pos = end + 1;
+        const std::string arch = item.substr(0, item.find('-'));
+        if (arch.empty()) continue;
+        size_t digits = 0;
+        while (digits < arch.size() && std::isdigit(static_cast<unsigned char>(arch[digits])))
+            ++digits;
+        // "native", "all", "all-major": CMake chose the architectures when it built; they
+        // cannot be told from here, so the device is taken as covered
+        if (digits == 0) return true;
+        if (digits > 4) continue;  // no such architecture (and beyond stoi's int)
+        const int cc = std::stoi(arch.substr(0, digits));
+        const std::string suffix = arch.substr(digits);
+        const bool real_only = item.find("-real") != std::string::npos;
+        const bool virtual_only = item.find("-virtual") != std::string::npos;
+        if (suffix == "a") {  // arch-specific ("90a"): that GPU only, SASS or PTX
+            if (cc == have) return true;
+        } else if (suffix == "f") {  // family-specific ("100f"): its major, newer minors
+            if (cc / 10 == major && cc % 10 <= minor) return true;
+        } else if (suffix.empty()) {
+            // PTX ("90", "90-virtual") JIT-compiles for any newer GPU; SASS ("90-real", the
+            // real half of "90") runs on its major version at an equal or higher minor one
+            // (8.0 code on 8.6 and 8.9)
+            if (!real_only && cc <= have) return true;
+            if (!virtual_only && cc / 10 == major && cc % 10 <= minor) return true;
+        }
     }
     return false;
 }
+
+namespace {
 
 __global__ void fill_kernel(float* out, float value, long long n) {
     long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x;

@@ -23,6 +23,10 @@ struct DeviceReport {
 
 DeviceReport query_devices(const char* compiled_archs);
 
+// Whether a build for `list` (CMAKE_CUDA_ARCHITECTURES items, comma-separated: "80-real,90",
+// "90a", "100f", "native") runs on a GPU of compute capability major.minor.
+bool arch_compiled(int major, int minor, const std::string& list);
+
 // A first kernel: fills n floats at device_ptr on stream; returns "" or the CUDA error text.
 std::string fill(float* device_ptr, float value, long long n, cudaStream_t stream);
 

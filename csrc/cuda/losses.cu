@@ -112,8 +112,7 @@ __global__ void xent_dense_kernel(const float* logits, const float* targets, flo
         float m = -INFINITY;
         for (index_t j = lane; j < cols; j += kWarp) m = fmaxf(m, z[j]);
         m = warp_max(m);
-        float s = 0.f;
-        double tsum = 0.0, cross = 0.0;
+        double s = 0.0, tsum = 0.0, cross = 0.0;  // (in double, as the CPU's)
         for (index_t j = lane; j < cols; j += kWarp) {
             s += expf(z[j] - m);
             tsum += t[j];
@@ -175,7 +174,10 @@ __global__ void bce_kernel(const float* pred, const float* target, float* grad, 
             grad[i] = (math::sigmoid(p) - t) * grad_scale;
             loss += double(fmaxf(p, 0.f)) - double(p) * double(t) + double(log1pf(expf(-fabsf(p))));
         } else {
-            const float pc = fminf(fmaxf(p, eps), hi);
+            // std::min/max's order, as the CPU kernel: fminf/fmaxf would turn a NaN p into
+            // eps (a finite loss, which TerminateOnNaN would miss)
+            const float lo = p < eps ? eps : p;
+            const float pc = hi < lo ? hi : lo;
             const float q = 1.f - pc;
             grad[i] = (p > eps && p < hi) ? (pc - t) / (pc * q) * grad_scale : 0.f;
             loss += -(double(t) * double(logf(pc)) + (1.0 - double(t)) * double(logf(q)));
@@ -190,7 +192,10 @@ unsigned row_blocks(index_t rows) { return loss_blocks(rows * kWarp); }
 
 double softmax_xent_sparse(const float* logits, const std::int32_t* labels, float* dlogits,
                            index_t rows, index_t cols, float grad_scale, cudaStream_t s) {
-    if (rows <= 0 || cols <= 0) return 0.0;
+    if (rows > 0 && cols <= 0)  // every label is out of [0, 0), as the CPU binding says
+        throw std::out_of_range("labels: expected class labels in [0, 0) (the logits have no "
+                                "classes), got one at row 0");
+    if (rows <= 0) return 0.0;
     ResultSlot slot(s, "softmax_xent_sparse");
     xent_sparse_kernel<<<row_blocks(rows), kThreads, 0, s>>>(logits, labels, dlogits, rows, cols,
                                                               grad_scale, slot.device());

@@ -27,15 +27,16 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // A row's softmax statistics over the warp: returns s = sum_j exp(z[j] - m) and stores
 // m = max_j z[j], both the same in every lane (the shared first pass of softmax and the
-// sparse cross-entropy).
+// sparse cross-entropy). The sum is kept in double, as the CPU's (csrc/cpu/softmax_row.h):
+// in float its error grew with the row (~12 ulp at 10,000 classes).
 __device__ __forceinline__ float row_exp_sum(const float* z, index_t cols, int lane, float* m_out) {
     float m = -INFINITY;
     for (index_t j = lane; j < cols; j += kWarp) m = fmaxf(m, z[j]);
     m = warp_max(m);
-    float s = 0.f;
+    double s = 0.0;
     for (index_t j = lane; j < cols; j += kWarp) s += expf(z[j] - m);
     *m_out = m;
-    return warp_sum(s);
+    return static_cast<float>(warp_sum(s));
 }
 
 }  // namespace pynn::cuda
