@@ -104,3 +104,33 @@ def test_first_predict_from_many_threads_builds_once(rng, backend):
         final = model.predict(x)  # the weights every thread used: built once
         for out in outputs:
             np.testing.assert_array_equal(out, final)
+
+
+def test_a_build_waiting_on_another_threads_build_does_not_deadlock():
+    """A user layer whose build() has a worker thread predict with another (unbuilt) model:
+    one lock for every model's build hung for ever; each model has its own."""
+    import subprocess
+    import sys
+
+    code = """
+import concurrent.futures, numpy as np, pynn
+helper = pynn.Sequential([pynn.Dense(2)])
+helper.compile("sgd", "mse")
+
+class Calls(pynn.layers.Layer):
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(helper.predict, np.ones((1, 3), np.float32)).result(timeout=20)
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+model = pynn.Sequential([Calls(), pynn.Dense(1)])
+model.compile("sgd", "mse")
+print(model.predict(np.ones((2, 3), np.float32)).shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(2, 1)"

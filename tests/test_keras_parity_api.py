@@ -374,6 +374,7 @@ def test_flags_and_ranges_checked_as_keras():
     Keras' momentum=1.0, VarianceScaling took a negative scale and failed on a 0-d shape."""
     with pytest.raises(TypeError, match="nesterov must be True or False"):
         pynn.optimizers.SGD(0.1, momentum=0.9, nesterov="false")
+    assert pynn.optimizers.SGD(0.1, momentum=0.9, nesterov=np.True_).nesterov is True
     assert pynn.optimizers.SGD(0.1, momentum=1.0).momentum == 1.0
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\]"):
         pynn.optimizers.SGD(0.1, momentum=1.5)

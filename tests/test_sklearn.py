@@ -478,3 +478,37 @@ def test_validation_fraction_zero_without_early_stopping(iris):
         MLPClassifier(max_iter=3, validation_fraction=0.0, early_stopping=True).fit(x, y)
     with pytest.raises(ValueError, match="validation_fraction"):
         MLPClassifier(max_iter=3, validation_fraction=1.0).fit(x, y)
+
+
+def test_numpy_parameter_values_from_a_grid(iris):
+    """GridSearchCV hands numpy scalars: momentum np.float64 made nesterov an np.bool_,
+    refused by the optimizer's flag check (a regression of this session's checks)."""
+    x, y = iris
+    search = GridSearchCV(MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", max_iter=5),
+                          {"momentum": np.linspace(0.5, 0.9, 2)}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(x, y)
+    assert search.best_params_["momentum"] in (0.5, 0.9)
+
+
+def test_binary_probabilities_are_read_in_pieces(iris):
+    """predict_proba of sigmoid outputs runs the model on 1024 rows at a time (it ran all
+    of X at once: memory of N x the widest layer)."""
+    x, y = iris
+    x, y = np.tile(x, (20, 1)), np.tile(y == 2, 20)  # 3000 rows, two classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(x, y)
+    whole = clf.predict_proba(x)
+    np.testing.assert_array_equal(whole[:1500], clf.predict_proba(x[:1500]))
+    np.testing.assert_array_equal(whole[1500:], clf.predict_proba(x[1500:]))
+
+
+def test_lbfgs_ignores_early_stopping_as_scikit_learn(iris):
+    x, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5,
+                            early_stopping=True, validation_fraction=0.0).fit(x, y)
+    assert clf.t_ == 0 and clf.n_iter_ <= 5

@@ -174,3 +174,67 @@ def test_batches_per_epoch_as_keras(rng):
         counter = _BatchesPerEpoch()
         _model(BACKENDS[0]).fit(x, y, verbose=0, callbacks=[counter], **kwargs)
         assert counter.counts == counts, kwargs
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_backup_and_restore_resumes_a_pass_where_it_was(rng, tmp_path, shuffle):
+    """A run crashed mid-pass (2 of 5 batches an epoch: after epoch 2 the pass is 4 batches
+    in) resumes with its pass and order, ending as an uninterrupted run (it began a new pass:
+    other batches, other weights)."""
+    x, y = _data(rng)
+    fit = dict(batch_size=32, steps_per_epoch=2, epochs=6, verbose=0, shuffle=shuffle)
+    whole = _model(BACKENDS[0])
+    whole.fit(x, y, **fit)
+
+    def crash(epoch, logs):
+        if epoch == 1:
+            raise _Crash()
+
+    backup = tmp_path / "backup"
+    first = _model(BACKENDS[0])
+    with pytest.raises(_Crash):
+        first.fit(x, y, **fit, callbacks=[pynn.callbacks.BackupAndRestore(backup),
+                                          pynn.callbacks.LambdaCallback(on_epoch_end=crash)])
+    counter = _BatchesPerEpoch()
+    resumed = _model(BACKENDS[0])
+    history = resumed.fit(x, y, **fit, callbacks=[pynn.callbacks.BackupAndRestore(backup),
+                                                  counter])
+    assert history.epoch == [2, 3, 4, 5] and counter.counts == [1, 2, 2, 1]
+    for a, b in zip(resumed.get_weights(), whole.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_endless_dataset_validates_arrays_with_validation_steps(rng):
+    x, y = _data(rng)
+    read = []
+
+    class Endless(pynn.PyDataset):
+        num_batches = None
+
+        def __getitem__(self, i):
+            read.append(i)
+            j = (i * 16) % len(x)
+            return x[j:j + 16], y[j:j + 16]
+
+    history = _model(BACKENDS[0]).fit(x, y, epochs=2, verbose=0, validation_data=Endless(),
+                                      validation_steps=2)
+    assert len(history.history["val_loss"]) == 2 and len(read) == 4
+
+
+def test_steps_read_only_the_rows_they_take(rng):
+    """predict/evaluate(steps=) slice a numpy x before converting it (a large float64 x was
+    converted whole, and its later rows checked: a NaN there failed the call)."""
+    x, y = _data(rng)
+    x64 = x.astype(np.float64)
+    x64[100:] = np.nan
+    model = _model(BACKENDS[0])
+    np.testing.assert_array_equal(model.predict(x64, batch_size=50, steps=2),
+                                  model.predict(x[:100]))
+    np.testing.assert_allclose(model.evaluate(x64, y, batch_size=50, steps=2),
+                               model.evaluate(x[:100], y[:100]), rtol=1e-6)
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(x64, batch_size=50, steps=3)

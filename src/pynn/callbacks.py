@@ -23,6 +23,8 @@ import numbers
 import os
 import warnings
 
+import numpy as np
+
 
 class Callback:
     """Base class of callbacks: override the Keras-named hooks you need; `self.model` is the
@@ -199,7 +201,8 @@ class TerminateOnNaN(Callback):
 
     def __init__(self, raise_error=False):
         super().__init__()
-        if not isinstance(raise_error, (bool, numbers.Integral)) or raise_error not in (0, 1):
+        if not isinstance(raise_error, (bool, np.bool_, numbers.Integral)) or \
+                raise_error not in (0, 1):
             raise TypeError(f"TerminateOnNaN: raise_error must be True or False, got "
                             f"{raise_error!r}")
         self.raise_error = bool(raise_error)

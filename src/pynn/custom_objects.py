@@ -88,4 +88,5 @@ def find(spec, pynn_class, kind):
         return objects[name]
     article = "an" if kind[0] in "aeiou" else "a"
     raise ValueError(f"unknown {kind} class {name!r}: {article} {kind} of your own loads with "
-                     f"load_model(..., custom_objects={{{name!r}: {name}}})")
+                     f"custom_objects={{{name!r}: {name}}} (load_model, model_from_json, "
+                     f"from_config) or inside pynn.utils.custom_object_scope")

@@ -131,7 +131,8 @@ class Loss:
         """The loss of predictions (computed by the numpy reference backend; GPU arrays are
         copied to the host), Keras' argument order. sample_weight, as Keras': a number for
         every sample, one per sample ((N,) or (N, 1)) or one per position of (N, T, ...,
-        outputs) predictions; the weighted sum over the unweighted count."""
+        outputs) predictions; the weighted sum over the unweighted count. 1-D predictions
+        are N samples, as a model's (N, 1) outputs (Keras reads them as one sample)."""
         from .backend import get_backend, to_host
 
         y_true, y_pred = to_host(y_true), to_host(y_pred)  # GPU arrays: computed on the host

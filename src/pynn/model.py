@@ -42,16 +42,28 @@ from .progress import EpochProgress, logs_line
 _PREDICT_BATCH = 1024
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
-# Models build one at a time: two threads' first predict built one model's layers together,
-# each using weights the other was replacing (or not yet made)
-_BUILD_LOCK = threading.RLock()
+# The models that have a build lock (_build_lock): a forked child gives them new ones
+_MODELS_WITH_BUILD_LOCKS = weakref.WeakSet()
+
+
+def _build_lock(model):
+    """The model's own lock for building it: two threads' first predict built one model's
+    layers together, each using weights the other was replacing (or not yet made). One lock
+    per model: a user layer's build that waits on another thread building another model
+    would deadlock on a lock shared by all."""
+    lock = model.__dict__.get("_build_lock")
+    if lock is None:
+        lock = model.__dict__.setdefault("_build_lock", threading.RLock())  # (atomic)
+        _MODELS_WITH_BUILD_LOCKS.add(model)
+    return lock
 
 
 def _new_claims_lock_in_child():
     # a forked child gets the locks as they were: held, if a parent thread was in them
-    global _METRIC_CLAIMS_LOCK, _BUILD_LOCK
+    global _METRIC_CLAIMS_LOCK
     _METRIC_CLAIMS_LOCK = threading.Lock()
-    _BUILD_LOCK = threading.RLock()
+    for model in list(_MODELS_WITH_BUILD_LOCKS):
+        model.__dict__["_build_lock"] = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -224,7 +236,7 @@ class Sequential:
         self._build(shape)
 
     def _build(self, shape):
-        with _BUILD_LOCK:
+        with _build_lock(self):
             self.__dict__["_building"] = True
             try:
                 self._build_layers(shape)
@@ -251,7 +263,7 @@ class Sequential:
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""
         if not self.built:
-            with _BUILD_LOCK:
+            with _build_lock(self):
                 if not self.built:  # (unless another thread built it meanwhile)
                     self._build(self.input_shape or tuple(sample_shape))
 
@@ -678,11 +690,11 @@ class Sequential:
         steps_per_epoch = check_steps(steps_per_epoch, "steps_per_epoch")
         asked_batch = batch_size
         batch_size = data.check_batch_size(batch_size, None)  # its default once n is known
-        val_source = self._validation_source(validation_data, None)
-        if val_source is None:
-            validation_steps = check_steps(validation_steps, "validation_steps")
-        elif validation_steps is not None:
+        if is_batch_source(validation_data):  # read validation_steps batches at a time
             val_source = self._validation_source(validation_data, validation_steps)
+        else:  # arrays: validation_steps bounds the rows read (below)
+            val_source = None
+            validation_steps = check_steps(validation_steps, "validation_steps")
         _check_epochs(epochs, initial_epoch, validation_freq)
         val_batch = (None if validation_batch_size is None
                      else data.check_batch_size(validation_batch_size, None))
@@ -775,24 +787,29 @@ class Sequential:
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         resume = self._begin_training(cbs)
-        initial_epoch = initial_epoch if resume is None else resume
+        # With steps_per_epoch an epoch takes the next batches of the pass over x that earlier
+        # epochs began, and ends early where the pass ends (Keras 3); a run resumed by
+        # BackupAndRestore picks its pass up where the interrupted one was
+        taken = 0  # batches of the current pass the earlier epochs took
+        if resume is not None:
+            for _ in range(initial_epoch, resume):
+                taken = (taken + min(steps, passes - taken)) % passes
+            initial_epoch = resume
+        order = None
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
                 self._fit_running():
             # copies when another thread's evaluate accumulates into the compiled objects
             epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
                                                else claimed)
-            # With steps_per_epoch an epoch takes the next batches of the pass over x that
-            # earlier epochs began, and ends early where the pass ends (Keras 3)
-            taken = 0  # batches of the current pass the earlier epochs took
             try:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:  # during the last epoch's end: begin no other
                         break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
-                    if taken == 0:
+                    if taken == 0 or order is None:  # keyed by the step the pass began at
                         order = epoch_order(n, shuffle, self.shuffle_seed,
-                                            self.optimizer.training_steps, batch_size)
+                                            self.optimizer.training_steps - taken, batch_size)
                     epoch_logs.reset()
                     step = 0
                     epoch_steps = min(steps, passes - taken)
@@ -1201,12 +1218,13 @@ class Sequential:
                 print(logs_line(logs))
             return self._format_logs(logs, return_dict)
         if steps is not None:  # the first `steps` batches (Keras 3)
-            x = self._inputs(x)
-            y = self._targets(y, x.shape[0])
+            n, x = _rows_of(x, self._inputs)
+            batch_size, rows = _rows_for_steps(n, steps, data.check_batch_size(batch_size, None),
+                                               "steps")
+            x = self._inputs(x[:rows])
+            y = self._targets(y, n)
             w = self._sample_weights(sample_weight, None, y)
-            batch_size, rows = _rows_for_steps(x.shape[0], steps,
-                                               data.check_batch_size(batch_size, None), "steps")
-            return self.evaluate(x[:rows], y[:rows], batch_size, verbose,
+            return self.evaluate(x, y[:rows], batch_size, verbose,
                                  sample_weight=None if w is None else w[:rows],
                                  callbacks=callbacks, return_dict=return_dict)
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
@@ -1287,9 +1305,9 @@ class Sequential:
             return self._predict_source(BatchSource(x, steps, "steps", "predict"), verbose,
                                         callbacks)
         if steps is not None:  # the first `steps` batches (Keras 3)
-            x = self._inputs(x)
-            batch_size, rows = _rows_for_steps(x.shape[0], steps,
-                                               data.check_batch_size(batch_size, None), "steps")
+            n, x = _rows_of(x, self._inputs)
+            batch_size, rows = _rows_for_steps(n, steps, data.check_batch_size(batch_size, None),
+                                               "steps")
             return self.predict(x[:rows], batch_size, verbose, callbacks=callbacks)
         if callbacks:
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
@@ -1713,6 +1731,15 @@ def _check_shuffle(shuffle):
     if shuffle is not None and not isinstance(shuffle, (bool, np.bool_, int, np.integer)):
         raise ValueError(f"shuffle must be True, False or 'batch', got {shuffle!r}")
     return bool(shuffle)
+
+
+def _rows_of(x, convert):
+    """(samples, x): a numpy array as it is (the rows `steps` reads are sliced before they
+    are converted), anything else converted first."""
+    if isinstance(x, np.ndarray) and x.ndim >= 1:
+        return x.shape[0], x
+    x = convert(x)
+    return x.shape[0], x
 
 
 def _rows_for_steps(n, steps, batch_size, steps_name, what="samples"):

@@ -34,7 +34,7 @@ Differences from scikit-learn's own MLPs, by design:
 * solver: 'adam', 'sgd' (Nesterov momentum as scikit-learn) or 'lbfgs' (scipy's L-BFGS-B
   on the whole data set, as scikit-learn: at most max_iter iterations and max_fun loss
   evaluations, tol the gradient tolerance; no partial_fit, early stopping or
-  loss_curve_; the objective computed in float32). sgd's learning_rate as scikit-learn's: 'invscaling' sets
+  loss_curve_; the objective computed in float32; verbose prints nothing for it). sgd's learning_rate as scikit-learn's: 'invscaling' sets
   the rate to learning_rate_init / (t + 1) ** power_t after each epoch (t: the training
   samples seen so far), 'adaptive' divides it by 5 where the stopping rule would stop, and
   stops once it is at most 1e-6; adam ignores both, as in scikit-learn.
@@ -168,9 +168,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got "
                              f"{self.batch_size!r}")
         # scikit-learn's range, [0, 1); early stopping needs some validation samples
-        fraction = self.validation_fraction
-        if not (_is_real(fraction) and 0 <= fraction < 1 and (fraction > 0 or
-                                                              not self.early_stopping)):
+        fraction = self.validation_fraction  # (lbfgs ignores early stopping)
+        needs_some = self.early_stopping and self.solver != "lbfgs"
+        if not (_is_real(fraction) and 0 <= fraction < 1 and (fraction > 0 or not needs_some)):
             raise ValueError(f"validation_fraction must be in [0, 1) (above 0 with "
                              f"early_stopping), got {fraction!r}")
         return sizes
@@ -223,7 +223,7 @@ class _BaseMLP(BaseEstimator):
             return optimizers.Adam(learning_rate=self.learning_rate_init, beta_1=self.beta_1,
                                    beta_2=self.beta_2, epsilon=self.epsilon / c)
         return optimizers.SGD(learning_rate=self.learning_rate_init * c, momentum=self.momentum,
-                              nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+                              nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
 
     def _warm_restart(self, sizes):
         """A warm_start fit keeps the weights and, as scikit-learn, takes the current solver
@@ -360,6 +360,7 @@ class _BaseMLP(BaseEstimator):
         unpack(result.x)
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
+        self.t_ = getattr(self, "t_", 0)  # (scikit-learn's lbfgs counts no samples: 0)
         if result.status != 0:
             message = result.message.decode() if isinstance(result.message, bytes) \
                 else result.message
@@ -508,11 +509,13 @@ class _BaseMLP(BaseEstimator):
         X = _dense(validate_data(self, X, reset=False, dtype=np.float32,
                                  accept_sparse=_SPARSE))
         model = self.model_
-        if logits:
+        if logits:  # in pieces of 1024 rows, as predict: memory bounded by the widest layer
             b = model.backend
-            z = model._forward(b.asarray(model._inputs(X), model._dtype), training=False,
-                               logits=True)
-            return np.asarray(b.to_numpy(z), dtype=np.float64)
+            pieces = [b.to_numpy(model._forward(b.asarray(model._inputs(X[i:i + 1024]),
+                                                           model._dtype),
+                                                training=False, logits=True))
+                      for i in range(0, X.shape[0], 1024)]
+            return np.concatenate(pieces).astype(np.float64)  # (validate_data: X not empty)
         return np.asarray(model.predict(X), dtype=np.float64)
 
 
