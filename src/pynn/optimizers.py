@@ -20,6 +20,8 @@ import sys
 import threading
 import weakref
 
+import numpy as np
+
 from . import config, schedules  # schedules: also keras.optimizers.schedules' place
 from . import custom_objects as _custom
 from .schedules import LearningRateSchedule
@@ -186,6 +188,11 @@ class Optimizer:
     def iterations(self, value):
         self.training_steps = int(value) * (self.gradient_accumulation_steps or 1)
 
+    def _update_count(self):
+        """int(self.iterations), read by the updates once per weight (without making a
+        _StepCount each time)."""
+        return self.training_steps // (self.gradient_accumulation_steps or 1)
+
     @property
     def gradient_accumulation_steps(self):
         """Keras 3's gradient accumulation: None, or k >= 2: the weights change every k-th
@@ -320,25 +327,30 @@ class Optimizer:
         for key in [k for k, (p, _) in self._state.items() if live.get(k) is not p]:
             del self._state[key]
 
-    def _slots_for(self, param):
+    def _slots_for(self, param, active=None):
+        """param's slots, made or brought in line with the options; active: the
+        _active_slots() of this step, when the caller has them."""
+        if active is None:
+            active = self._active_slots()
         state = self.state_of(param)
         if state is None:
             b = param.backend
-            state = {s: self._initial_slot(s, b, param.value) for s in self._active_slots()}
+            state = {s: self._initial_slot(s, b, param.value) for s in active}
             self.set_state_of(param, state)
         else:
+            dtype = param.value.dtype
             for name, slot in state.items():  # the weights changed dtype (set_floatx)
-                if slot.dtype != param.value.dtype:
-                    state[name] = slot.astype(param.value.dtype)
+                if slot.dtype != dtype:
+                    state[name] = slot.astype(dtype)
             # An option turned on mid-training (amsgrad, momentum, use_ema): its slot starts
             # as at step 0; turned off: its slot goes (on again later, it starts afresh, as
             # in a model saved and loaded meanwhile)
-            active = self._active_slots()
-            for name in active:
-                if name not in state:
-                    state[name] = self._initial_slot(name, param.backend, param.value)
-            for name in [n for n in state if n not in active]:
-                del state[name]
+            if len(state) != len(active) or any(name not in state for name in active):
+                for name in active:
+                    if name not in state:
+                        state[name] = self._initial_slot(name, param.backend, param.value)
+                for name in [n for n in state if n not in active]:
+                    del state[name]
         return state
 
     def slot_arrays(self, param):
@@ -381,10 +393,14 @@ class Optimizer:
         if self.clips:
             self._clip([p.grad for p in active])
         decay = lr * self.weight_decay if not self._fuses_weight_decay else 0.0
+        slots = self._active_slots()  # (the same for every weight of the step)
+        # (a subclass's own _slots_for(param) is called as it was written)
+        own = type(self)._slots_for is not Optimizer._slots_for
         for p in active:
             if decay:
                 p.value -= p.value * p.value.dtype.type(decay)
-            self._update(p.backend, p.value, p.grad, self._slots_for(p), lr)
+            state = self._slots_for(p) if own else self._slots_for(p, slots)
+            self._update(p.backend, p.value, p.grad, state, lr)
         if self.use_ema:
             self._update_averages(active)
 
@@ -486,7 +502,7 @@ class SGD(Optimizer):
 
 
 def _check_flag(name, value):
-    if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+    if not isinstance(value, (bool, np.bool_, numbers.Integral)) or value not in (0, 1):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
@@ -531,7 +547,7 @@ class Adam(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
-                      self.epsilon, self.weight_decay, self.iterations,
+                      self.epsilon, self.weight_decay, self._update_count(),
                       s["v_hat"] if self.amsgrad else None)
 
 
@@ -618,7 +634,7 @@ class Nadam(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.nadam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
-                       self.weight_decay, self.iterations)
+                       self.weight_decay, self._update_count())
 
 
 class Adamax(_MomentOptimizer):
@@ -631,7 +647,7 @@ class Adamax(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adamax_update(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
-                        self.weight_decay, self.iterations)
+                        self.weight_decay, self._update_count())
 
 
 class Lion(Optimizer):
@@ -688,7 +704,7 @@ class Lamb(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.lamb_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
-                      self.iterations)
+                      self._update_count())
 
 
 class Ftrl(Optimizer):
@@ -770,7 +786,7 @@ class Adafactor(Optimizer):
         return tuple(shape[:-1]) if slot == "r" else tuple(shape[:-2]) + tuple(shape[-1:])
 
     def _update(self, b, w, g, s, lr):
-        b.adafactor_update(w, g, s["r"], s["c"], s["v"], lr, self.iterations,
+        b.adafactor_update(w, g, s["r"], s["c"], s["v"], lr, self._update_count(),
                            self.beta_2_decay, self.epsilon_1, self.epsilon_2,
                            self.clip_threshold)
 
