@@ -307,3 +307,51 @@ def test_lbfgs_trains_to_scikit_learns_accuracy_and_has_no_partial_fit():
     assert not hasattr(ours, "partial_fit") and not hasattr(theirs, "partial_fit")
     with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
         MLPClassifier((10,), solver="lbfgs", random_state=0, max_iter=2).fit(x, y)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_poisson_loss_is_scikit_learns(rng, solver, outputs):
+    """MLPRegressor(loss='poisson') (scikit-learn >= 1.7; a TypeError before): half the
+    Poisson deviance with a log-link, its loss_curve_/loss_ and predictions as scikit-learn's
+    from the same weights."""
+    x = rng.normal(size=(120, 3))
+    y = rng.poisson(np.exp(0.5 * x[:, 0] - 0.3 * x[:, 1] + 0.2), size=(2, 120)).T[:, :outputs]
+    y = y[:, 0] if outputs == 1 else y
+    ours, theirs = _same_start("regressor", x, y, loss="poisson", solver=solver,
+                               learning_rate_init=0.05)
+    for est in (ours, theirs):
+        est.set_params(max_iter=8, tol=0.0, n_iter_no_change=1000).fit(x, y)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-5)
+    if solver != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x), rtol=1e-4, atol=1e-5)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+
+
+def test_poisson_refuses_negative_targets_and_a_changed_loss(rng):
+    x = rng.normal(size=(30, 2))
+    with pytest.raises(ValueError, match="negative which is not allowed for Poisson"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(x, x[:, 0])
+    with pytest.raises(ValueError, match="loss must be 'squared_error' or 'poisson'"):
+        MLPRegressor(loss="huber", max_iter=2).fit(x, x[:, 0])
+    est = MLPRegressor(loss="poisson", max_iter=2, warm_start=True).fit(x, np.abs(x[:, 0]))
+    with pytest.raises(ValueError, match="keep the fitted loss"):
+        est.set_params(loss="squared_error").fit(x, x[:, 0])
+    import pickle
+
+    est.set_params(loss="poisson")
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(x), est.predict(x))
+    assert (est.predict(x) > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_the_parameters_are_scikit_learns_in_its_order(kind):
+    """The same names and positional order as the installed scikit-learn's (its
+    MLPRegressor's first argument has been `loss` since 1.7)."""
+    import inspect
+
+    ours, theirs = _PAIRS[kind]
+    assert list(inspect.signature(ours).parameters) == \
+        list(inspect.signature(theirs).parameters)

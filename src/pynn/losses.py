@@ -730,6 +730,33 @@ class CosineSimilarity(_RowLoss):
         return -cos[..., 0], grad
 
 
+class _HalfPoissonLogLink(Loss):
+    """scikit-learn's 'poisson' loss (pynn.sklearn.MLPRegressor(loss='poisson')) on the
+    network's raw outputs z (its log-link: the prediction is exp(z)): exp(z) - y z +
+    y log y - y per element (half the Poisson deviance), gradient exp(z) - y, averaged over
+    every element."""
+
+    name = "half_poisson_log_link"
+
+    def prepare_targets(self, y, output_shape, dtype):
+        y = super().prepare_targets(y, output_shape, dtype)
+        if y.size and y.min() < 0:
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "Poisson regression.")
+        return y
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        xp = backend.xp
+        rate = xp.exp(y_pred)
+        y_log_y = xp.where(y_true > 0, y_true * xp.log(xp.where(y_true > 0, y_true, 1)), 0)
+        loss = rate - y_true * y_pred + y_log_y - y_true
+        grad = rate - y_true
+        if sample_weight is not None:
+            w = sample_weight.reshape(-1, 1)
+            loss, grad = loss * w, grad * w
+        return float(loss.sum(dtype=np.float64)), (grad * scale).astype(y_pred.dtype)
+
+
 _ALIASES = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
@@ -752,6 +779,7 @@ _ALIASES = {
 
 
 _CLASSES = {cls.__name__: cls for cls in set(_ALIASES.values())}
+_CLASSES[_HalfPoissonLogLink.__name__] = _HalfPoissonLogLink  # (a saved estimator's)
 
 
 def _pynn_class(name):

@@ -82,7 +82,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("pynn.sklearn needs scikit-learn: pip install 'pynn[sklearn]'") from exc
 
 from . import callbacks as callbacks_mod
-from . import config, optimizers, regularizers
+from . import config, losses, optimizers, regularizers
 from .data import all_finite, converted, overflow_error
 from .layers import Dense, Input
 from .model import Sequential
@@ -671,9 +671,30 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """A multi-layer perceptron regressor with scikit-learn's API, trained by pynn (mean
-    squared error, linear output). y may be 1-D or 2-D (several outputs); as scikit-learn's,
-    predict returns 1-D for one output, even when fitted on a (n, 1) y."""
+    """A multi-layer perceptron regressor with scikit-learn's API, trained by pynn. loss:
+    'squared_error' (half the mean squared error, linear output) or 'poisson' (half the
+    Poisson deviance with a log-link: predictions are exp of the network's output; y >= 0;
+    trained layer by layer), as scikit-learn's (>= 1.7, whose first argument it is too).
+    y may be 1-D or 2-D (several outputs); as scikit-learn's, predict returns 1-D for one
+    output, even when fitted on a (n, 1) y."""
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun)
+        self.loss = loss
+
+    loss = "squared_error"  # (estimators pickled before the parameter existed)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -681,11 +702,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return tags
 
     def _loss_scale(self):
-        # scikit-learn's gradient is that of the squared error summed over outputs, halved
-        return 0.5 * self.n_outputs_
+        # scikit-learn's gradient is that of the loss summed over outputs (the squared
+        # error's halved)
+        return self.n_outputs_ * (1.0 if self._poisson() else 0.5)
 
     def _report_scale(self):
-        return 0.5  # its reported loss: half the mean squared error over all outputs
+        # its reported loss: half the mean squared error over all outputs; the deviance
+        # summed over the outputs
+        return float(self.n_outputs_) if self._poisson() else 0.5
+
+    def _poisson(self):
+        return getattr(self, "out_activation_", None) == "exp"
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first = self._first_pass(incremental)
@@ -699,14 +726,23 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if not all_finite(y):
             raise overflow_error(source, y, "y") or ValueError("y contains NaN or infinity")
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        if self.loss not in ("squared_error", "poisson"):
+            raise ValueError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}")
         if first:
             self.n_outputs_ = y2.shape[1]  # before the optimizer, which scales by it
-            self.model_ = self._build_model(sizes, X.shape[1], y2.shape[1], "linear", "mse")
-            self.out_activation_ = "identity"
+            # (out_activation_ first: the optimizer and the penalty read the loss's scale)
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+            self.model_ = self._build_model(
+                sizes, X.shape[1], y2.shape[1], "linear",
+                losses._HalfPoissonLogLink() if self.loss == "poisson" else "mse")
             self.n_layers_ = len(sizes) + 2
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} outputs, the model was fitted on "
                              f"{self.n_outputs_}")
+        elif (self.loss == "poisson") != self._poisson():
+            raise ValueError(f"warm_start and partial_fit keep the fitted loss: fitted with "
+                             f"{'poisson' if self._poisson() else 'squared_error'}, now "
+                             f"loss={self.loss!r}")
         self._train(X, y2, incremental, first, sample_weight, sizes)
         return self
 
@@ -727,10 +763,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """The predictions: shape (n_samples,) for one output (even when fitted on a (n, 1)
         y, as scikit-learn), else (n_samples, n_outputs)."""
         out = self._raw_predict(X)
+        if self._poisson():  # the log-link's inverse
+            out = np.exp(out)
         return out[:, 0] if self.n_outputs_ == 1 else out
 
     def _encoded_score(self, X, y, sample_weight=None):
         pred = self.model_.predict(X)
+        if self._poisson():
+            pred = np.exp(pred)
         if not np.isfinite(pred).all():  # as scikit-learn (r2_score would raise)
             return float("nan")
         return float(r2_score(y, pred, sample_weight=sample_weight))
