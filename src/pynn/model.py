@@ -657,7 +657,8 @@ class Sequential:
         pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
         (x, y, sample_weight); validation_data may be one too. steps_per_epoch: the
         batches an epoch takes (default: a pass over the data); as Keras 3, an epoch
-        continues the pass the last one began and ends early where that pass ends, and
+        continues the pass the last one began and ends early where that pass ends (a run
+        resumed with initial_epoch picks the pass up where an uninterrupted run would be), and
         with arrays and no batch_size the steps share the samples out (ceil(N / steps)
         each). validation_steps: the validation batches each time (of validation_batch_size,
         else batch_size, else sharing the samples out). batch_size: default 32. verbose:
@@ -788,13 +789,13 @@ class Sequential:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
         resume = self._begin_training(cbs)
         # With steps_per_epoch an epoch takes the next batches of the pass over x that earlier
-        # epochs began, and ends early where the pass ends (Keras 3); a run resumed by
-        # BackupAndRestore picks its pass up where the interrupted one was
+        # epochs began, and ends early where the pass ends (Keras 3). Epochs count from 0: a
+        # run resumed at an epoch (initial_epoch, BackupAndRestore) picks its pass up where
+        # an uninterrupted run would be (Keras starts a new pass)
+        initial_epoch = initial_epoch if resume is None else resume
         taken = 0  # batches of the current pass the earlier epochs took
-        if resume is not None:
-            for _ in range(initial_epoch, resume):
-                taken = (taken + min(steps, passes - taken)) % passes
-            initial_epoch = resume
+        for _ in range(initial_epoch if steps < passes else 0):
+            taken = (taken + min(steps, passes - taken)) % passes
         order = None
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
                 self._fit_running():
@@ -809,7 +810,8 @@ class Sequential:
                     progress.epoch_begin(epoch)
                     if taken == 0 or order is None:  # keyed by the step the pass began at
                         order = epoch_order(n, shuffle, self.shuffle_seed,
-                                            self.optimizer.training_steps - taken, batch_size)
+                                            max(0, self.optimizer.training_steps - taken),
+                                            batch_size)
                     epoch_logs.reset()
                     step = 0
                     epoch_steps = min(steps, passes - taken)
