@@ -34,10 +34,17 @@ Differences from scikit-learn's own MLPs, by design:
 * solver: 'adam', 'sgd' (Nesterov momentum as scikit-learn) or 'lbfgs' (scipy's L-BFGS-B
   on the whole data set, as scikit-learn: at most max_iter iterations and max_fun loss
   evaluations, tol the gradient tolerance; no partial_fit, early stopping or
-  loss_curve_; the objective computed in float32; verbose prints nothing for it). sgd's learning_rate as scikit-learn's: 'invscaling' sets
-  the rate to learning_rate_init / (t + 1) ** power_t after each epoch (t: the training
-  samples seen so far), 'adaptive' divides it by 5 where the stopping rule would stop, and
-  stops once it is at most 1e-6; adam ignores both, as in scikit-learn.
+  loss_curve_; the objective computed in float32; verbose prints nothing for it). sgd's
+  learning_rate as scikit-learn's: 'invscaling' sets the rate to learning_rate_init /
+  (t + 1) ** power_t after each epoch (t: the training samples seen so far), 'adaptive'
+  divides it by 5 where the stopping rule would stop, and stops once it is at most 1e-6;
+  adam ignores both, as in scikit-learn. A fit that diverges (non-finite weights) raises
+  scikit-learn's ValueError.
+* A classifier's reported loss (loss_curve_, loss_, best_loss_) is the exact
+  cross-entropy, computed from the logits; scikit-learn clips probabilities to float64's
+  epsilon, so each sample's log-loss there stops at ~36.04. The two differ only for
+  predictions wrong by a logit margin beyond ~36 (unscaled features, early epochs), where
+  the stopping rule can then decide otherwise; the training steps are the same.
 * sample_weight weighs each sample's loss. scikit-learn (>= 1.7) divides each mini-batch's
   weighted loss and alpha's penalty by that batch's weight sum; pynn divides both by the
   batch's size times the mean weight of the training samples (it scales the weights to mean
@@ -162,6 +169,9 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
         for name in ("max_iter", "n_iter_no_change", "max_fun"):
             value = getattr(self, name)
+            if name == "n_iter_no_change" and isinstance(value, numbers.Real) and \
+                    value == np.inf:
+                continue  # scikit-learn's "never stop for want of improvement"
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
@@ -176,8 +186,14 @@ class _BaseMLP(BaseEstimator):
         return sizes
 
     def _batch_size(self, n):
-        # scikit-learn: 'auto' is min(200, n); a larger integer is clipped to n.
-        return min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+        # scikit-learn: 'auto' is min(200, n); a larger integer is clipped to n, with its
+        # warning
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped")
+        return min(int(self.batch_size), n)
 
     def _random_draws(self):
         """The context a fit draws its random numbers in: a generator seeded by random_state
@@ -280,7 +296,10 @@ class _BaseMLP(BaseEstimator):
         if not first and not incremental:
             self._warm_restart(sizes)
         if self.solver == "lbfgs":
+            if first:  # (scikit-learn's lbfgs counts no samples)
+                self.t_ = 0
             self._train_lbfgs(X, y, sample_weight)
+            self._check_finite_weights()
             return
         self._init_stopping(first)
         validation = None
@@ -313,6 +332,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = n_iter  # this call's epochs (loss_curve_ spans them all)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float("nan")
         self.t_ += n * n_iter  # training samples seen, as scikit-learn counts
+        self._check_finite_weights()
 
     def _train_lbfgs(self, X, y, sample_weight):
         """scikit-learn's lbfgs (its _fit_lbfgs): scipy's L-BFGS-B on the whole data set's
@@ -360,13 +380,18 @@ class _BaseMLP(BaseEstimator):
         unpack(result.x)
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
-        self.t_ = getattr(self, "t_", 0)  # (scikit-learn's lbfgs counts no samples: 0)
         if result.status != 0:
             message = result.message.decode() if isinstance(result.message, bytes) \
                 else result.message
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
                           f"(status={result.status}): {message}. Increase the number of "
                           f"iterations (max_iter) or scale the data.", ConvergenceWarning)
+
+    def _check_finite_weights(self):
+        """scikit-learn's error after a fit that diverged (NaN or infinite weights)."""
+        if not all(np.isfinite(w).all() for w in self.model_.get_weights()):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.")
 
     def _update_no_improvement_count(self, validation):
         """scikit-learn's rule, after each epoch (its _update_no_improvement_count)."""
@@ -424,14 +449,12 @@ class _BaseMLP(BaseEstimator):
 
     def _validation_split(self, X, y, sample_weight):
         """(X_train, validation data tuple, y_train, sample_weight_train): a held-out
-        validation_fraction, stratified for classes where each class has two samples."""
+        validation_fraction, stratified for a binary classifier as scikit-learn's (a class
+        too small to stratify raises its error)."""
         arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
-        kwargs = dict(test_size=self.validation_fraction, random_state=self.random_state)
-        try:
-            parts = train_test_split(*arrays, stratify=y if self._stratify_validation() else None,
-                                     **kwargs)
-        except ValueError:  # a class too small to stratify: fall back to a plain split
-            parts = train_test_split(*arrays, **kwargs)
+        parts = train_test_split(*arrays, test_size=self.validation_fraction,
+                                 random_state=self.random_state,
+                                 stratify=y if self._stratify_validation() else None)
         train, held_out = parts[0::2], parts[1::2]
         if held_out[0].shape[0] < 2:  # scikit-learn's check and message
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
@@ -536,7 +559,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
     def _stratify_validation(self):
-        return not self._multilabel
+        return self.n_outputs_ == 1  # binary only, as scikit-learn (not multi-class)
 
     def _encode(self, y, classes=None, reset=True):
         """Targets for the model: label codes (float 0/1 for binary), or the float indicator
