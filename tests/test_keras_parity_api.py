@@ -394,3 +394,31 @@ def test_sequential_takes_trainable_as_keras():
     assert pynn.Sequential([pynn.Dense(2)], trainable=True).layers[0].trainable
     with pytest.raises(TypeError, match="trainable must be True or False"):
         pynn.Sequential([pynn.Dense(2)], trainable="no")
+
+
+def test_every_loss_takes_kerass_name_and_dtype(tmp_path):
+    """Keras 3's losses take name= and dtype= (pynn's refused them but the focal loss's):
+    the name is kept and saved, a dtype other than floatx refused, as a layer's."""
+    import inspect
+
+    classes = [c for c in vars(pynn.losses).values() if isinstance(c, type) and
+               issubclass(c, pynn.losses.Loss) and c is not pynn.losses.Loss and
+               not c.__name__.startswith("_")]
+    assert len(classes) >= 16
+    for cls in classes:
+        needed = [p for p in inspect.signature(cls).parameters.values()
+                  if p.default is inspect.Parameter.empty and p.kind != p.VAR_KEYWORD]
+        if needed:
+            continue
+        loss = cls(name="mine", dtype="float32")
+        assert loss.name == "mine", cls
+        again = pynn.losses.get(pynn.losses.serialize(loss))
+        assert type(again) is cls and again.name == "mine"
+        with pytest.raises(ValueError, match="dtype='float16'"):
+            cls(dtype="float16")
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="softmax")])
+    model.compile("adam", pynn.losses.SparseCategoricalCrossentropy(name="xent"))
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").loss.name == "xent"
+    with pytest.raises(TypeError, match="name must be a string"):
+        pynn.losses.MeanSquaredError(name=3)

@@ -50,12 +50,20 @@ class Loss:
         if changed:  # (delta, epsilon, label_smoothing... set mid-fit: the engine holds them)
             config.settings_changed()
 
-    def __init__(self, reduction="sum_over_batch_size"):
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         # Refused rather than ignored: a "sum" asked for and a mean given trains differently.
         if reduction != "sum_over_batch_size":
             raise ValueError(f"{self.name}: reduction={reduction!r} is not supported; pynn's "
                              f"losses average over the batch (Keras' default reduction, "
                              f"'sum_over_batch_size')")
+        if name is not None:  # Keras' name (messages; saved with the loss)
+            if not isinstance(name, str):
+                raise TypeError(f"{self.name}: name must be a string, got {name!r}")
+            self.name = name
+        if dtype is not None:  # would be ignored: the loss follows the model's outputs
+            from .layers.base import _check_layer_dtype
+
+            _check_layer_dtype(self.name, dtype, "loss")
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -94,7 +102,7 @@ class Loss:
                     y.shape in ((y.shape[0],), (y.shape[0], 1)) and y.dtype.kind in "biu":
                 hint = (f"integer class labels? one-hot them "
                         f"(pynn.utils.to_categorical(y, {expected[1]}))")
-                if self.name == "categorical_crossentropy":
+                if isinstance(self, CategoricalCrossentropy):
                     hint = (f"for integer class labels use "
                             f"loss='sparse_categorical_crossentropy', or one-hot targets "
                             f"(pynn.utils.to_categorical(y, {expected[1]}))")
@@ -223,8 +231,8 @@ class Huber(Loss):
 
     name = "huber"
 
-    def __init__(self, delta=1.0, *, reduction="sum_over_batch_size"):
-        super().__init__(reduction)
+    def __init__(self, delta=1.0, *, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
         if not delta > 0:
             raise ValueError(f"huber: delta must be > 0, got {delta}")
         self.delta = float(delta)
@@ -261,8 +269,8 @@ class BinaryCrossentropy(_BinaryTargets, Loss):
     epsilon = 1e-7  # Keras' clip of probabilities
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
-                 reduction="sum_over_batch_size"):
-        super().__init__(reduction)
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
@@ -290,8 +298,8 @@ class CategoricalCrossentropy(Loss):
     label_smoothing = 0.0  # (class default: objects pickled before it existed load)
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
-                 reduction="sum_over_batch_size"):
-        super().__init__(reduction)
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
@@ -367,8 +375,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     ignore_class = None
 
     def __init__(self, from_logits=False, ignore_class=None, *,
-                 reduction="sum_over_batch_size"):
-        Loss.__init__(self, reduction)
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        Loss.__init__(self, reduction, name, dtype)
         self.from_logits = bool(from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
         if ignore_class is not None and (isinstance(ignore_class, bool) or
@@ -631,7 +639,7 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
     def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
                  label_smoothing=0.0, *, axis=-1, reduction="sum_over_batch_size",
                  name=None, dtype=None):
-        super().__init__(reduction)
+        super().__init__(reduction, name, dtype)
         if axis not in (-1, None):
             raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn averages over the "
                                       f"last axis (-1) only")
@@ -644,20 +652,11 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
-        if name is not None:
-            self.name = str(name)
-        if dtype is not None:  # would be ignored: the loss follows the model's outputs
-            from .layers.base import _check_layer_dtype
-
-            _check_layer_dtype(self.name, dtype, "loss")
 
     def get_config(self):
-        config = {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
-                  "gamma": self.gamma, "from_logits": self.from_logits,
-                  "label_smoothing": self.label_smoothing}
-        if self.name != type(self).name:
-            config["name"] = self.name
-        return config
+        return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
+                "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
 
     def _elements(self, xp, y_pred, y_true):
         y, g = y_true, self.gamma
@@ -696,8 +695,8 @@ class CosineSimilarity(_RowLoss):
 
     name = "cosine_similarity"
 
-    def __init__(self, axis=-1, *, reduction="sum_over_batch_size"):
-        super().__init__(reduction)
+    def __init__(self, axis=-1, *, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"{self.name}: axis must be an int, got {axis!r}")
         self.axis = int(axis)
@@ -817,5 +816,9 @@ def get(identifier) -> Loss:
 
 
 def serialize(loss: Loss) -> dict:
-    """The {'class_name', 'config'} dict that `get` turns back into the loss."""
-    return _custom.describe(loss)
+    """The {'class_name', 'config'} dict that `get` turns back into the loss (a name given
+    to a pynn loss included)."""
+    spec = _custom.describe(loss)
+    if loss.name != type(loss).name and not _custom.is_custom(type(loss)):
+        spec["config"] = {**spec["config"], "name": loss.name}
+    return spec
