@@ -395,3 +395,22 @@ def test_lbfgs_on_a_new_network_counts_no_samples(rng):
     with pytest.warns(UserWarning, match="Got `batch_size`"):
         MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, batch_size=500).fit(x, y)
 
+
+
+def test_verbose_prints_scikit_learns_lines(rng, capsys):
+    """verbose=True printed pynn's progress lines, at pynn's scale (twice scikit-learn's
+    loss for the squared error): now scikit-learn's own lines and values."""
+    x, y = _data(rng, "regressor")
+    ours, theirs = _same_start("regressor", x, y, verbose=True)
+    capsys.readouterr()
+    outputs = []
+    for est in (ours, theirs):
+        est.set_params(max_iter=4, tol=10.0, n_iter_no_change=1, early_stopping=False).fit(x, y)
+        outputs.append(capsys.readouterr().out.splitlines())
+    assert [line.split(" = ")[0] for line in outputs[0]] == \
+        [line.split(" = ")[0] for line in outputs[1]]
+    for a, b in zip(*outputs):
+        if " = " in a:
+            assert float(a.split(" = ")[1]) == pytest.approx(float(b.split(" = ")[1]),
+                                                             rel=1e-4)
+    assert any("did not improve more than tol" in line for line in outputs[0])

@@ -39,7 +39,8 @@ Differences from scikit-learn's own MLPs, by design:
   (t + 1) ** power_t after each epoch (t: the training samples seen so far), 'adaptive'
   divides it by 5 where the stopping rule would stop, and stops once it is at most 1e-6;
   adam ignores both, as in scikit-learn. A fit that diverges (non-finite weights) raises
-  scikit-learn's ValueError.
+  scikit-learn's ValueError. verbose prints scikit-learn's lines ("Iteration i, loss =
+  ...", "Validation score: ...", the stopping rule's message).
 * A classifier's reported loss (loss_curve_, loss_, best_loss_) is the exact
   cross-entropy, computed from the logits; scikit-learn clips probabilities to float64's
   epsilon, so each sample's log-loss there stops at ~36.04. The two differ only for
@@ -321,7 +322,7 @@ class _BaseMLP(BaseEstimator):
         else:
             tracker = _Epochs(self, validation, n)
         history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
-                                  verbose=1 if self.verbose else 0, shuffle=self.shuffle,
+                                  verbose=0, shuffle=self.shuffle,
                                   callbacks=[tracker], sample_weight=sample_weight)
         n_iter = len(history.history.get("loss", []))
         if not incremental and n_iter == epochs and not self.model_.stop_training:
@@ -398,6 +399,8 @@ class _BaseMLP(BaseEstimator):
         if validation is not None:
             score = self._encoded_score(*validation)
             self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
             if score < self.best_validation_score_ + self.tol:  # NaN: reset, as scikit-learn
                 self._no_improvement_count += 1
             else:
@@ -423,19 +426,24 @@ class _BaseMLP(BaseEstimator):
 
     def _trigger_stopping(self, optimizer):
         """Whether training stops where the stopping rule says so (scikit-learn's
-        trigger_stopping): 'adaptive' sgd divides its rate by 5 instead, until the rate is at
-        most 1e-6."""
+        trigger_stopping, and its verbose lines): 'adaptive' sgd divides its rate by 5
+        instead, until the rate is at most 1e-6."""
+        what = "Validation score" if self.early_stopping else "Training loss"
+        said = (f"{what} did not improve more than tol={self.tol:f} for "
+                f"{self.n_iter_no_change} consecutive epochs.")
         if self.solver != "sgd" or self.learning_rate != "adaptive":
+            if self.verbose:
+                print(f"{said} Stopping.")
             return True
         c = self._loss_scale()
         rate = float(optimizer.learning_rate) / c
         if rate <= 1e-6:
             if self.verbose:
-                print("Learning rate too small. Stopping.")
+                print(f"{said} Learning rate too small. Stopping.")
             return True
         optimizer.learning_rate = c * (rate / 5.0)
         if self.verbose:
-            print(f"Setting learning rate to {rate / 5.0:f}")
+            print(f"{said} Setting learning rate to {rate / 5.0:f}")
         return False
 
     def _sample_weight(self, sample_weight, X):
@@ -814,6 +822,8 @@ class _Epochs(callbacks_mod.Callback):
     def on_epoch_end(self, epoch, logs=None):
         est = self.estimator
         est.loss_curve_.append(self.reported_loss(logs["loss"]))
+        if est.verbose:  # scikit-learn's lines, at its scale (not pynn's progress bar)
+            print("Iteration %d, loss = %.8f" % (epoch + 1, est.loss_curve_[-1]))
         self.samples_seen += self.n
         stop = est._update_no_improvement_count(self.validation)
         est._iteration_ends(self.model.optimizer, self.samples_seen)
