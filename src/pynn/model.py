@@ -255,9 +255,7 @@ class Sequential:
                 if layer.built and layer.params:
                     raise ValueError(f"layer {layer.name!r} was built for inputs {layer.input_shape},"
                                      f" not {shape}")
-                layer.build(shape, backend, dtype)
-                if not layer.built:  # a build() of the user's without super().build(...):
-                    Layer.build(layer, shape, backend, dtype)  # marked built, as Keras does
+                layer._build_marked(shape, backend, dtype)
             shape = layer.compute_output_shape(shape)
 
     def _ensure_built(self, sample_shape):
@@ -746,14 +744,14 @@ class Sequential:
         n = x.shape[0]
         if batch_size is None:  # Keras 3: steps_per_epoch shares the samples out
             batch_size = 32 if steps_per_epoch is None else -(-n // steps_per_epoch)
+        if val_batch is None:  # validation's default follows the batch size as given
+            val_batch = max(batch_size, _PREDICT_BATCH)
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         passes = -(-n // batch_size)  # batches in a pass over x
         if steps_per_epoch is not None and steps_per_epoch > passes:
             raise ValueError(f"steps_per_epoch={steps_per_epoch} is more than the {passes} "
                              f"batches of {batch_size} in the {n} training samples")
         steps = passes if steps_per_epoch is None else steps_per_epoch  # an epoch's batches
-        if val_batch is None:  # validation's default follows the batch size as given
-            val_batch = max(batch_size, _PREDICT_BATCH)
         y = self.loss.smooth_targets(y)  # after the class weights read the labels
         y_val = None if y_val is None else self.loss.smooth_targets(y_val)
 

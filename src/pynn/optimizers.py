@@ -41,10 +41,11 @@ def _check_positive(name, value, allow_zero=False):
     return float(value)
 
 
-def _check_fraction(name, value):
+def _check_fraction(name, value, closed=False):
+    """value in [0, 1), or with closed in [0, 1] (Keras' momenta)."""
     value = _check_positive(name, value, allow_zero=True)
-    if value >= 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if value > 1 if closed else value >= 1:
+        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     return value
 
 
@@ -149,8 +150,7 @@ class Optimizer:
 
     def _check_ema(self):
         momentum, frequency = self.ema_momentum, self.ema_overwrite_frequency
-        if _check_positive("ema_momentum", momentum, allow_zero=True) > 1:
-            raise ValueError(f"ema_momentum must be in [0, 1], got {momentum}")
+        _check_fraction("ema_momentum", momentum, closed=True)
         if frequency is not None and (isinstance(frequency, bool) or
                                       not isinstance(frequency, numbers.Integral) or
                                       frequency < 0):
@@ -486,9 +486,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        if _check_positive("momentum", momentum, allow_zero=True) > 1:  # Keras' [0, 1]
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = _check_fraction("momentum", momentum, closed=True)  # Keras' [0, 1]
         self.nesterov = _check_flag("nesterov", nesterov)
 
     def get_config(self):

@@ -308,13 +308,7 @@ class _BaseMLP(BaseEstimator):
             X, validation, y, sample_weight = self._validation_split(X, y, sample_weight)
         n = X.shape[0]
         batch_size = self._batch_size(n)
-        weight_mean = 1.0
-        if sample_weight is not None:  # to mean 1: see the module docstring
-            weight_mean = float(sample_weight.mean())
-            if not weight_mean > 0:
-                raise ValueError("sample_weight must have a positive sum (over the training "
-                                 "samples)")
-            sample_weight = (sample_weight / weight_mean).astype(np.float32)
+        sample_weight, weight_mean = _mean_one(sample_weight)
         l2 = self._set_penalty(batch_size * weight_mean)
         epochs = 1 if incremental else self.max_iter
         if l2 and self._report_scale() != self._loss_scale():
@@ -345,13 +339,7 @@ class _BaseMLP(BaseEstimator):
 
         model = self.model_
         n = X.shape[0]
-        if sample_weight is not None:  # to mean 1, as the stochastic solvers take them
-            weight_mean = float(sample_weight.mean())
-            if not weight_mean > 0:
-                raise ValueError("sample_weight must have a positive sum")
-            sample_weight = (sample_weight / weight_mean).astype(np.float32)
-        else:
-            weight_mean = 1.0
+        sample_weight, weight_mean = _mean_one(sample_weight)
         self._set_penalty(n * weight_mean)
         model._prepare_compiled()
         b = model.backend
@@ -858,6 +846,17 @@ class _EpochsWithPenalty(_Epochs):
         est = self.estimator
         return est._report_scale() * (float(loss) - self.penalty) \
             + est._loss_scale() * self.penalty
+
+
+def _mean_one(sample_weight):
+    """(the training samples' weights scaled to mean 1 as float32, their mean), or (None,
+    1.0) unweighted: see the module docstring."""
+    if sample_weight is None:
+        return None, 1.0
+    mean = float(sample_weight.mean())
+    if not mean > 0:
+        raise ValueError("sample_weight must have a positive sum (over the training samples)")
+    return (sample_weight / mean).astype(np.float32), mean
 
 
 def _dense(X):

@@ -229,6 +229,13 @@ class Layer:
         self.backend = backend
         self.built = True
 
+    def _build_marked(self, input_shape, backend, dtype):
+        """build(), then the layer marked built even when a user's build() skipped
+        super().build(...) (as Keras marks it; it was built again at every call)."""
+        self.build(input_shape, backend, dtype)
+        if not self.built:
+            Layer.build(self, input_shape, backend, dtype)
+
     def compute_output_shape(self, input_shape):
         """The shape of one output sample for one input sample of `input_shape` (neither has
         the batch axis); the input's shape unless the layer changes it."""
@@ -385,9 +392,7 @@ class Layer:
         x = backend_array(x, backend, "x") if is_gpu_array(x) else np.asarray(x)
         dtype = config.floatx()
         if not self.built:
-            self.build(x.shape[1:], backend, dtype)
-            if not self.built:  # a build() of the user's without super().build(...):
-                Layer.build(self, x.shape[1:], backend, dtype)  # marked built, as Keras does
+            self._build_marked(x.shape[1:], backend, dtype)
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
