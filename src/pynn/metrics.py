@@ -32,6 +32,14 @@ Classification conventions (shared by the functions and the objects):
   is its own binary label and all of them are pooled (Keras' default, its AUC's
   multi_label=False).
 
+Sample weights (`update_state(y_true, y_pred, sample_weight=)`, compile's
+`weighted_metrics`, the functions' `sample_weight=`): one non-negative number per sample (or
+per position of a sequence); each sample counts with its weight: weighted means, weighted
+confusion counts (an output of a sample weighs the sample's weight), AUC over weighted
+positive-negative pairs (scikit-learn's `roc_auc_score(sample_weight=)`), weighted RMSE and
+R². An integer weight k counts a sample k times. A total weight of 0 gives NaN; a class
+seen only with weight 0 counts as absent in a macro average.
+
 Names: a metric given to compile as a string is logged under that string, as Keras 3 does
 (`metrics=["AUC"]` logs `AUC` and `val_AUC`, `["mse"]` logs `mse`); a Metric object under its
 `name` (Keras' default names: `AUC()` is `auc`, `BinaryAccuracy()` `binary_accuracy`).
@@ -51,6 +59,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from collections.abc import Mapping
 
 import numpy as np
@@ -79,35 +88,51 @@ def _pair(y_true, y_pred):
     return y_true, y_pred
 
 
-def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """Fraction of samples whose prediction > threshold agrees with target > 0.5."""
+# Each mean metric function is the mean of its values: one per output of each sample
+# (_ELEMENTS, averaged over the outputs for a sample's value) or one per row of class scores
+# (_ROWS). A weighted metric weighs each sample's value.
+def _binary_hits(y_true, y_pred, threshold=0.5):
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("binary_accuracy", y_true, y_pred)
-    return float(np.mean((y_pred > threshold) == (y_true > 0.5)))
+    return (y_pred > threshold) == (y_true > 0.5)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """Fraction of samples whose prediction > threshold agrees with target > 0.5."""
+    return float(np.mean(_binary_hits(y_true, y_pred, threshold)))
+
+
+def _categorical_hits(y_true, y_pred):
+    y_true, y_pred = _pair(y_true, y_pred)
+    _same_shape("categorical_accuracy", y_true, y_pred)
+    return np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)
 
 
 def categorical_accuracy(y_true, y_pred):
     """Fraction of rows whose argmax agrees with the one-hot target's argmax."""
-    y_true, y_pred = _pair(y_true, y_pred)
-    _same_shape("categorical_accuracy", y_true, y_pred)
-    return float(np.mean(np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)))
+    return float(np.mean(_categorical_hits(y_true, y_pred)))
+
+
+def _sparse_categorical_hits(y_true, y_pred):
+    y_pred = _host(y_pred)
+    y_true = _host(y_true).reshape(-1)
+    rows = np.argmax(y_pred, axis=-1)
+    if y_true.shape[0] != rows.size:
+        raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
+                         f"{rows.size} predictions")
+    return rows == y_true.reshape(rows.shape)
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """Fraction of rows (class distributions along the last axis: per sample, or per
     position of a sequence) whose argmax equals the integer label."""
-    y_pred = _host(y_pred)
-    y_true = _host(y_true).reshape(-1)
-    rows = np.argmax(y_pred, axis=-1).reshape(-1)
-    if y_true.shape[0] != rows.shape[0]:
-        raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
-                         f"{rows.shape[0]} predictions")
-    return float(np.mean(rows == y_true))
+    return float(np.mean(_sparse_categorical_hits(y_true, y_pred)))
 
 
 def _in_top_k(name, labels, y_pred, k):
-    """Fraction of rows (class scores along the last axis) whose label's score is among the
-    k largest; a score tied with the k-th largest counts as in (Keras' in_top_k)."""
+    """Whether each row's (class scores along the last axis) label's score is among the k
+    largest, shaped as the rows; a score tied with the k-th largest counts as in (Keras'
+    in_top_k)."""
     k = _check_k(name, k)
     if y_pred.ndim < 2:
         raise ValueError(f"{name}: predictions must have a class axis, got shape "
@@ -116,7 +141,7 @@ def _in_top_k(name, labels, y_pred, k):
     n, c = scores.shape
     labels = _true_classes(name, labels.reshape(-1), n, c)
     kth = np.partition(scores, c - min(k, c), axis=1)[:, c - min(k, c)]  # k >= c: all in
-    return float(np.mean(scores[np.arange(n), labels] >= kth))
+    return (scores[np.arange(n), labels] >= kth).reshape(y_pred.shape[:-1])
 
 
 def _check_k(owner, k):
@@ -125,47 +150,139 @@ def _check_k(owner, k):
     return int(k)
 
 
-def top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """Fraction of rows whose one-hot target's class is among the k highest predictions."""
+def _top_k_hits(y_true, y_pred, k=5):
     y_true, y_pred = _host(y_true), _host(y_pred)
     _same_shape("top_k_categorical_accuracy", y_true, y_pred)
     return _in_top_k("top_k_categorical_accuracy", np.argmax(y_true, axis=-1), y_pred, k)
 
 
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """Fraction of rows whose one-hot target's class is among the k highest predictions."""
+    return float(np.mean(_top_k_hits(y_true, y_pred, k)))
+
+
+def _sparse_top_k_hits(y_true, y_pred, k=5):
+    return _in_top_k("sparse_top_k_categorical_accuracy", _host(y_true), _host(y_pred), k)
+
+
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
     """Fraction of rows whose integer label is among the k highest predictions."""
-    return _in_top_k("sparse_top_k_categorical_accuracy", _host(y_true), _host(y_pred), k)
+    return float(np.mean(_sparse_top_k_hits(y_true, y_pred, k)))
+
+
+def _squared_errors(y_true, y_pred):
+    y_true, y_pred = _pair(y_true, y_pred)
+    _same_shape("mean_squared_error", y_true, y_pred)
+    return (y_pred.astype(np.float64) - y_true) ** 2
 
 
 def mean_squared_error(y_true, y_pred):
     """mean((y_pred - y_true)^2)."""
+    return float(np.mean(_squared_errors(y_true, y_pred)))
+
+
+def _absolute_errors(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
-    _same_shape("mean_squared_error", y_true, y_pred)
-    return float(np.mean((y_pred.astype(np.float64) - y_true) ** 2))
+    _same_shape("mean_absolute_error", y_true, y_pred)
+    return np.abs(y_pred.astype(np.float64) - y_true)
 
 
 def mean_absolute_error(y_true, y_pred):
     """mean(|y_pred - y_true|)."""
+    return float(np.mean(_absolute_errors(y_true, y_pred)))
+
+
+def _absolute_percentage_errors(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
-    _same_shape("mean_absolute_error", y_true, y_pred)
-    return float(np.mean(np.abs(y_pred.astype(np.float64) - y_true)))
+    _same_shape("mean_absolute_percentage_error", y_true, y_pred)
+    y_true = y_true.astype(np.float64)
+    return 100 * (np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), 1e-7))
 
 
 def mean_absolute_percentage_error(y_true, y_pred):
     """100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7)) (Keras' MAPE)."""
-    y_true, y_pred = _pair(y_true, y_pred)
-    _same_shape("mean_absolute_percentage_error", y_true, y_pred)
-    y_true = y_true.astype(np.float64)
-    return float(100 * np.mean(np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), 1e-7)))
+    return float(np.mean(_absolute_percentage_errors(y_true, y_pred)))
 
 
-def mean_squared_logarithmic_error(y_true, y_pred):
-    """mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))^2) (Keras' MSLE)."""
+def _squared_log_errors(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("mean_squared_logarithmic_error", y_true, y_pred)
     d = (np.log1p(np.maximum(y_pred.astype(np.float64), 1e-7))
          - np.log1p(np.maximum(y_true.astype(np.float64), 1e-7)))
-    return float(np.mean(d * d))
+    return d * d
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))^2) (Keras' MSLE)."""
+    return float(np.mean(_squared_log_errors(y_true, y_pred)))
+
+
+_ELEMENTS = {binary_accuracy: _binary_hits, mean_squared_error: _squared_errors,
+             mean_absolute_error: _absolute_errors,
+             mean_absolute_percentage_error: _absolute_percentage_errors,
+             mean_squared_logarithmic_error: _squared_log_errors}
+_ROWS = {categorical_accuracy: _categorical_hits,
+         sparse_categorical_accuracy: _sparse_categorical_hits,
+         top_k_categorical_accuracy: _top_k_hits,
+         sparse_top_k_categorical_accuracy: _sparse_top_k_hits}
+
+
+def _sample_values(fn, y_true, y_pred):
+    """The values whose mean is fn(y_true, y_pred) for pynn's mean metric functions (and
+    their partials: a threshold, a k), one per sample or per position of a sequence; None
+    for any other function."""
+    base, keywords = ((fn.func, fn.keywords) if isinstance(fn, functools.partial)
+                      and not fn.args else (fn, {}))
+    try:
+        elements, rows = _ELEMENTS.get(base), _ROWS.get(base)
+    except TypeError:  # an unhashable callable object
+        return None
+    if elements is not None:
+        return np.mean(elements(y_true, y_pred, **keywords), axis=-1)
+    return None if rows is None else rows(y_true, y_pred, **keywords)
+
+
+def _sample_weights(name, sample_weight, samples):
+    """A metric's sample_weight, checked, as float64: a number for every sample, one per
+    sample ((N,) or (N, 1)) or one per position of a sequence (N, T, ...)."""
+    w = _host(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: sample_weight must be real numbers, got dtype {w.dtype}")
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim == 0:  # (Keras: a number weighs every sample)
+        w = np.full(samples, float(w))
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.shape[0] != samples:
+        raise ValueError(f"{name}: sample_weight has shape {w.shape} for {samples} samples; "
+                         f"give one weight per sample ({samples},)")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name}: sample_weight must be finite and non-negative")
+    return w
+
+
+def _spread(name, w, shape):
+    """Weights of the leading axes of `shape` (a sample's, or a position's) repeated over
+    the rest of it (a sample's outputs)."""
+    if w.shape != tuple(shape[:w.ndim]):
+        raise ValueError(f"{name}: sample_weight of shape {w.shape} does not fit outputs of "
+                         f"shape {tuple(shape)}")
+    return np.broadcast_to(w.reshape(w.shape + (1,) * (len(shape) - w.ndim)), shape)
+
+
+def _weighted_mean_parts(name, values, w):
+    """(sum of w * values, sum of w) of per-sample (or per-position) values: values with more
+    axes than the weights are averaged over the extra ones (Keras' reduction to the weights'
+    rank), weights with more axes than the values over theirs."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0:  # one value for the batch: every sample's
+        return float(values) * float(np.sum(w)), float(np.sum(w))
+    while values.ndim > w.ndim:
+        values = values.mean(axis=-1)
+    while w.ndim > values.ndim:
+        w = w.mean(axis=-1)
+    w = _spread(name, w, values.shape)
+    return float(np.sum(w * values)), float(np.sum(w))
 
 
 def _same_shape(name, y_true, y_pred):
@@ -174,19 +291,22 @@ def _same_shape(name, y_true, y_pred):
 
 
 # ---- classification helpers -----------------------------------------------------------------
-def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False):
-    """(true labels, predicted labels, number of classes or None when binary) as int arrays."""
+def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False, w=None):
+    """(true labels, predicted labels, number of classes or None when binary, each label's
+    weight or None) as int arrays (and float64 weights, from per-sample weights w)."""
     y_true, y_pred = _host(y_true), _host(y_pred)
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
         return ((y_true.reshape(-1) > 0.5).astype(np.int64),
-                (y_pred.reshape(-1) > threshold).astype(np.int64), None)
+                (y_pred.reshape(-1) > threshold).astype(np.int64), None,
+                None if w is None else _spread(name, w, y_pred.shape).reshape(-1))
     if y_pred.ndim != 2:
         raise ValueError(f"{name}: predictions must have shape (N,) or (N, C), got "
                          f"{y_pred.shape}")
     n, c = y_pred.shape
-    return _true_classes(name, y_true, n, c), np.argmax(y_pred, axis=1), c
+    return (_true_classes(name, y_true, n, c), np.argmax(y_pred, axis=1), c,
+            None if w is None else _spread(name, w, (n,)))
 
 
 def _true_classes(name, y_true, n, c):
@@ -204,21 +324,37 @@ def _true_classes(name, y_true, n, c):
     return labels.astype(np.int64)
 
 
-def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False, per_column=False):
+def _confusion(name, y_true, y_pred, threshold=0.5, multilabel=False, per_column=False,
+               w=None):
     """Per-class (tp, fp, fn) counts; one class (the positive one) when binary. Labels read
     at the threshold are pooled into one class, or with per_column (F1's averages, as Keras'
-    and scikit-learn's) counted per output column."""
+    and scikit-learn's) counted per output column. With per-sample weights w (float64,
+    checked) each label counts its sample's weight."""
     if multilabel and per_column:
         t, p = _host(y_true), _host(y_pred)
         if p.ndim == 2 and p.shape[1] > 1 and t.shape == p.shape:
             true, pred = (t > 0.5), (p > threshold)
+            if w is not None:
+                w = _spread(name, w, p.shape)
+                return np.stack([np.sum(w * (true & pred), axis=0),
+                                 np.sum(w * (pred & ~true), axis=0),
+                                 np.sum(w * (true & ~pred), axis=0)], axis=1)
             tp = np.sum(true & pred, axis=0)
             return np.stack([tp, pred.sum(axis=0) - tp, true.sum(axis=0) - tp],
                             axis=1).astype(np.int64)
-    true, pred, c = _labels(name, y_true, y_pred, threshold, multilabel)
+    true, pred, c, w = _labels(name, y_true, y_pred, threshold, multilabel, w)
+    if c is None and w is not None:
+        true, pred = true.astype(bool), pred.astype(bool)
+        return np.array([[np.sum(w[true & pred]), np.sum(w[pred & ~true]),
+                          np.sum(w[true & ~pred])]])
     if c is None:
         tp = np.sum(true & pred)
         return np.array([[tp, np.sum(pred) - tp, np.sum(true) - tp]], dtype=np.int64)
+    if w is not None:
+        hit = true == pred
+        return np.stack([np.bincount(true[hit], w[hit], minlength=c),
+                         np.bincount(pred[~hit], w[~hit], minlength=c),
+                         np.bincount(true[~hit], w[~hit], minlength=c)], axis=1)
     tp = np.bincount(true[true == pred], minlength=c)
     fp = np.bincount(pred, minlength=c) - tp
     fn = np.bincount(true, minlength=c) - tp
@@ -261,22 +397,36 @@ def _f1_from(counts, average="macro", every_class=False):
     return float(np.mean(per_class)) if every_class else _macro(per_class, counts)
 
 
-def precision(y_true, y_pred, threshold=0.5, multilabel=False):
-    """tp / (tp + fp); macro-averaged over classes for (N, C) predictions."""
-    return _precision_from(_confusion("precision", y_true, y_pred, threshold, multilabel))
+def _optional_weights(name, sample_weight, y_pred):
+    if sample_weight is None:
+        return None
+    return _sample_weights(name, sample_weight, len(np.atleast_1d(_host(y_pred))))
 
 
-def recall(y_true, y_pred, threshold=0.5, multilabel=False):
-    """tp / (tp + fn); macro-averaged over classes for (N, C) predictions."""
-    return _recall_from(_confusion("recall", y_true, y_pred, threshold, multilabel))
+def precision(y_true, y_pred, threshold=0.5, multilabel=False, sample_weight=None):
+    """tp / (tp + fp); macro-averaged over classes for (N, C) predictions. sample_weight
+    (one non-negative number per sample): each sample counts its weight."""
+    w = _optional_weights("precision", sample_weight, y_pred)
+    return _precision_from(_confusion("precision", y_true, y_pred, threshold, multilabel,
+                                      w=w))
 
 
-def f1_score(y_true, y_pred, threshold=0.5, multilabel=False, average="macro"):
+def recall(y_true, y_pred, threshold=0.5, multilabel=False, sample_weight=None):
+    """tp / (tp + fn); macro-averaged over classes for (N, C) predictions; sample_weight as
+    precision's."""
+    w = _optional_weights("recall", sample_weight, y_pred)
+    return _recall_from(_confusion("recall", y_true, y_pred, threshold, multilabel, w=w))
+
+
+def f1_score(y_true, y_pred, threshold=0.5, multilabel=False, average="macro",
+             sample_weight=None):
     """2 tp / (2 tp + fp + fn); for (N, C) predictions averaged over classes as
-    scikit-learn's `average`: "macro" (None too), "micro" or "weighted" (by support)."""
+    scikit-learn's `average`: "macro" (None too), "micro" or "weighted" (by support);
+    sample_weight as precision's."""
     _check_average("f1_score", average)
+    w = _optional_weights("f1_score", sample_weight, y_pred)
     return _f1_from(_confusion("f1_score", y_true, y_pred, threshold, multilabel,
-                               per_column=True), average, every_class=multilabel)
+                               per_column=True, w=w), average, every_class=multilabel)
 
 
 def _check_average(owner, average):
@@ -285,72 +435,88 @@ def _check_average(owner, average):
     return average
 
 
-def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False):
-    """(labels, scores), copies (the AUC metric keeps them): binary 0/1 labels and 1-D scores,
-    class labels and (N, C) scores, or with `per_label` (Keras' multi_label=True) 0/1 labels
-    and scores both (N, C)."""
+def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False, w=None):
+    """(labels, scores, weights), copies (the AUC metric keeps them): binary 0/1 labels and
+    1-D scores, class labels and (N, C) scores, or with `per_label` (Keras' multi_label=True)
+    0/1 labels and scores both (N, C); the weights (from per-sample weights w) one per label
+    of the first two, one per sample of the last, None without w."""
     y_true, y_pred = _host(y_true), _host(y_pred)
     y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
     if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
-        return (y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1)
+        return ((y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1),
+                None if w is None else _spread(name, w, y_pred.shape).reshape(-1).copy())
     if per_label and y_true.shape == y_pred.shape and y_pred.ndim == 2:
-        return (y_true > 0.5).astype(np.int8), y_pred  # integer labels: the class reading
+        return ((y_true > 0.5).astype(np.int8), y_pred,  # integer labels: the class reading
+                None if w is None else _spread(name, w, y_pred.shape[:1]).copy())
     if y_pred.ndim != 2:
         raise ValueError(f"{name}: predictions must have shape (N,) or (N, C), got "
                          f"{y_pred.shape}")
     n, c = y_pred.shape
-    return _true_classes(name, y_true, n, c), y_pred
+    return (_true_classes(name, y_true, n, c), y_pred,
+            None if w is None else _spread(name, w, (n,)).copy())
 
 
-def _binary_auc(y, s):
-    """Area under the ROC curve via the Mann-Whitney statistic (ties count half): exact."""
-    pos = float(np.count_nonzero(y))
-    neg = y.size - pos
-    if pos == 0 or neg == 0:
+def _binary_auc(y, s, w):
+    """Area under the ROC curve as the Mann-Whitney statistic (ties count half), each
+    positive-negative pair weighing the product of their weights (w None: 1): exact."""
+    _, groups = np.unique(s, return_inverse=True)  # tie groups, lowest score first
+    groups, count = groups.reshape(-1), s.size and int(groups.max()) + 1
+    weight = np.ones(s.size) if w is None else w
+    pos = np.bincount(groups, weight * (y > 0), minlength=count)
+    neg = np.bincount(groups, weight * (y <= 0), minlength=count)
+    total_pos, total_neg = pos.sum(), neg.sum()
+    if total_pos <= 0 or total_neg <= 0:
         return float("nan")  # undefined with a single class
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2.0)[inverse.reshape(-1)]  # average 1-based rank of ties
-    return float((ranks[y > 0].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+    below = np.cumsum(neg) - neg  # negative weight scored below each group
+    return float(np.sum(pos * (below + neg / 2.0)) / (total_pos * total_neg))
 
 
-def _binary_pr_auc(y, s):
+def _binary_pr_auc(y, s, w):
     """Area under the precision-recall curve by Keras' interpolation (its
     `interpolate_pr_auc`, Davis & Goadrich 2006) with a threshold at every distinct score:
-    the limit of Keras' AUC(curve="PR") as its thresholds get finer. NaN without positives
-    (Keras gives 0)."""
-    pos = float(np.count_nonzero(y))
+    the limit of Keras' AUC(curve="PR") as its thresholds get finer; with weights w (None:
+    1) the counts are weighted, as Keras'. NaN without positives (Keras gives 0)."""
+    if w is not None:  # a label weighing 0 is not there (a step without predictions)
+        keep = w > 0
+        y, s, w = y[keep], s[keep], w[keep]
+    weight = np.ones(s.size) if w is None else w
+    pos = float(np.sum(weight[y > 0]))
     if pos == 0:
         return float("nan")
     order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order] > 0
+    s, y, weight = s[order], y[order] > 0, weight[order]
     ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
     # counts at "score >= each distinct score", from the highest down, after "none positive"
-    tp = np.append(0.0, np.cumsum(y)[ends])
-    p = np.append(0.0, ends + 1.0)  # predicted positives
+    tp = np.append(0.0, np.cumsum(weight * y)[ends])
+    p = np.append(0.0, np.cumsum(weight)[ends])  # predicted positives
     dtp, dp = np.diff(tp), np.diff(p)
     slope = dtp / dp  # dp > 0: every step adds a tie group
     intercept = tp[:-1] - slope * p[:-1]
-    ratio = np.where(p[:-1] > 0, p[1:] / np.maximum(p[:-1], 1.0), 1.0)
+    ratio = np.where(p[:-1] > 0, p[1:] / np.where(p[:-1] > 0, p[:-1], 1.0), 1.0)
     return float(np.sum(slope * (dtp + intercept * np.log(ratio))) / pos)
 
 
-def _auc_from(y, s, curve="ROC"):
+def _auc_from(y, s, curve="ROC", w=None):
     if np.isnan(s).any():
         return float("nan")  # no ranking (np.unique put NaN above every score: AUC 1.0)
     area = _binary_pr_auc if curve == "PR" else _binary_auc
     if s.ndim == 1:
-        return area(y, s)
-    per_class = [area(y[:, c] if y.ndim == 2 else y == c, s[:, c]) for c in range(s.shape[1])]
+        return area(y, s, w)
+    per_class = [area(y[:, c] if y.ndim == 2 else y == c, s[:, c], w)
+                 for c in range(s.shape[1])]
     defined = [a for a in per_class if a == a]
     return float(np.mean(defined)) if defined else float("nan")
 
 
-def roc_auc(y_true, y_pred, multilabel=False):
-    """Area under the ROC curve; one-vs-rest macro average for (N, C) probabilities."""
-    return _auc_from(*_auc_scores("roc_auc", y_true, y_pred, multilabel))
+def roc_auc(y_true, y_pred, multilabel=False, sample_weight=None):
+    """Area under the ROC curve; one-vs-rest macro average for (N, C) probabilities.
+    sample_weight (one non-negative number per sample): each positive-negative pair weighs
+    the product of their samples' weights (scikit-learn's roc_auc_score)."""
+    w = _optional_weights("roc_auc", sample_weight, y_pred)
+    labels, scores, w = _auc_scores("roc_auc", y_true, y_pred, multilabel, w=w)
+    return _auc_from(labels, scores, "ROC", w)
 
 
 def _regression_pair(name, y_true, y_pred):
@@ -361,26 +527,51 @@ def _regression_pair(name, y_true, y_pred):
     return y_true.astype(np.float64), y_pred.astype(np.float64)
 
 
-def root_mean_squared_error(y_true, y_pred):
-    """sqrt(mean squared error) over all elements."""
-    y_true, y_pred = _regression_pair("root_mean_squared_error", y_true, y_pred)
-    return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
+def _squared_error_sums(name, y_true, y_pred, w=None):
+    """[sum of squared errors, number of elements], each element weighing its sample's
+    weight with per-sample weights w."""
+    y_true, y_pred = _regression_pair(name, y_true, y_pred)
+    if w is None:
+        return np.array([np.sum((y_pred - y_true) ** 2), y_true.size], dtype=np.float64)
+    w = _spread(name, w, y_true.shape)
+    return np.array([np.sum(w * (y_pred - y_true) ** 2), np.sum(w)], dtype=np.float64)
 
 
-def _r2_stats(y_true, y_pred):
-    """Per column: count, mean of y, sum of squared deviations of y, sum of squared errors."""
+def _root_mean(sums):
+    return float(np.sqrt(sums[0] / sums[1])) if sums[1] else float("nan")
+
+
+def root_mean_squared_error(y_true, y_pred, sample_weight=None):
+    """sqrt(mean squared error) over all elements; sample_weight (one non-negative number
+    per sample): each sample's elements weigh its weight."""
+    w = _optional_weights("root_mean_squared_error", sample_weight, y_pred)
+    return _root_mean(_squared_error_sums("root_mean_squared_error", y_true, y_pred, w))
+
+
+def _r2_stats(y_true, y_pred, w=None):
+    """Per column: count (total weight with per-sample weights w), mean of y, sum of
+    squared deviations of y, sum of squared errors (weighted)."""
     if y_true.ndim != 2:  # Keras' R2Score refuses them too
         raise ValueError(f"r2_score takes (samples, outputs), got shape {y_true.shape}: "
                          f"an R² per position of a sequence is not defined here")
-    n = y_true.shape[0]
-    mean = y_true.mean(axis=0)
-    return (n, mean, ((y_true - mean) ** 2).sum(axis=0), ((y_true - y_pred) ** 2).sum(axis=0))
+    if w is None:
+        n = y_true.shape[0]
+        mean = y_true.mean(axis=0)
+        return (n, mean, ((y_true - mean) ** 2).sum(axis=0),
+                ((y_true - y_pred) ** 2).sum(axis=0))
+    w = _spread("r2_score", w, y_true.shape[:1])[:, None]
+    n = float(np.sum(w))
+    mean = np.sum(w * y_true, axis=0) / n if n > 0 else np.zeros(y_true.shape[1])
+    return (n, mean, np.sum(w * (y_true - mean) ** 2, axis=0),
+            np.sum(w * (y_true - y_pred) ** 2, axis=0))
 
 
 def _merge_r2(a, b):
     """Chan et al.'s pairwise update: numerically stable, unlike sum(y^2) - sum(y)^2 / n."""
-    if a is None:
+    if a is None or a[0] == 0:
         return b
+    if b[0] == 0:  # (weights of 0: nothing seen)
+        return a
     na, ma, m2a, sa = a
     nb, mb, m2b, sb = b
     n = na + nb
@@ -397,9 +588,11 @@ def _r2_from(stats):
     return float(np.mean(per_column))
 
 
-def r2_score(y_true, y_pred):
-    """Coefficient of determination, averaged over output columns."""
-    return _r2_from(_r2_stats(*_regression_pair("r2_score", y_true, y_pred)))
+def r2_score(y_true, y_pred, sample_weight=None):
+    """Coefficient of determination, averaged over output columns; sample_weight (one
+    non-negative number per sample) weighs each sample's terms (scikit-learn's)."""
+    w = _optional_weights("r2_score", sample_weight, y_pred)
+    return _r2_from(_r2_stats(*_regression_pair("r2_score", y_true, y_pred), w))
 
 
 # ---- stateful metrics -----------------------------------------------------------------------
@@ -565,32 +758,44 @@ class Metric:
             variable.reset()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        """Add a batch of targets and predictions. pynn's metrics are unweighted: a
-        sample_weight raises ValueError (fit and evaluate weigh the loss only)."""
-        if sample_weight is not None:
-            raise ValueError(f"{self.name}: pynn's metrics are unweighted (no sample_weight)")
-        self._add_batch(y_true, y_pred)
+        """Add a batch of targets and predictions. sample_weight (as Keras'): one
+        non-negative number per sample ((N,) or (N, 1)), a number for all, or one per
+        position of a sequence's outputs; each sample (each of its outputs) then counts
+        with its weight, in a mean, a count, a confusion count, an AUC's pairs."""
+        self._add_batch(y_true, y_pred, sample_weight)
 
     def result(self):
         """The metric over every batch since reset_state, a float (NaN before any)."""
         return self._score(self._state) if self._state is not None else float("nan")
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         """Update with one batch and return the result so far (as Keras' Metric.__call__)."""
-        self.update_state(y_true, y_pred)
+        if sample_weight is None:
+            self.update_state(y_true, y_pred)
+        else:
+            self.update_state(y_true, y_pred, sample_weight=sample_weight)
         return self.result()
 
-    def _update(self, y_true, y_pred):
-        """Adds a batch; returns the metric of that batch alone, or
-        for a Keras-style subclass its result so far (as Keras' batch logs show)."""
+    def _update(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch (weighted by sample_weight unless None); returns the metric of that
+        batch alone, or for a Keras-style subclass its result so far (as Keras' batch logs
+        show)."""
         if type(self).update_state is not Metric.update_state:
-            self.update_state(y_true, y_pred)
+            if sample_weight is None:
+                self.update_state(y_true, y_pred)
+            else:
+                _check_takes_weights(self)
+                self.update_state(y_true, y_pred, sample_weight=sample_weight)
             return _number(self.name, self.result())
-        return self._add_batch(y_true, y_pred)
+        return self._add_batch(y_true, y_pred, sample_weight)
 
-    def _add_batch(self, y_true, y_pred):
+    def _add_batch(self, y_true, y_pred, sample_weight=None):
         """Merges a batch into the state; returns that batch's own value."""
-        batch = self._batch_state(y_true, y_pred)
+        if sample_weight is None:  # (a subclass's _batch_state may take no weights)
+            batch = self._batch_state(y_true, y_pred)
+        else:
+            batch = self._batch_state(y_true, y_pred, _sample_weights(
+                self.name, sample_weight, len(np.atleast_1d(_host(y_pred)))))
         self._state = batch if self._state is None else self._merge(self._state, batch)
         return self._score(batch)
 
@@ -604,6 +809,19 @@ class Metric:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={getattr(self, 'name', None)!r}>"
+
+
+def _check_takes_weights(metric):
+    """A user's update_state without sample_weight, as a weighted metric: said so, rather
+    than Python's "unexpected keyword argument"."""
+    try:
+        parameters = inspect.signature(metric.update_state).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if not any(p.name == "sample_weight" or p.kind is p.VAR_KEYWORD for p in parameters):
+        raise TypeError(f"metric {metric.name!r} is weighted (weighted_metrics), but its "
+                        f"update_state takes no sample_weight: add sample_weight=None to "
+                        f"its parameters, or give it to metrics=")
 
 
 def _number(name, value, samples=None):
@@ -627,7 +845,9 @@ class MeanMetricWrapper(Metric):
     """A per-sample mean metric (accuracy, MSE, a user function fn(y_true, y_pred) -> the
     batch's mean, or one value per sample, which is averaged as Keras does): the mean of fn
     over the batches weighted by their sample counts, which equals fn on all of them for
-    decomposable metrics. (Unweighted by sample_weight, as every pynn metric.)"""
+    decomposable metrics. With sample weights, the weighted mean of the values (a user
+    function's one per sample, or one for the batch weighing its total weight), as Keras'
+    weighted Mean."""
 
     _total, _count = 0.0, 0
 
@@ -641,15 +861,80 @@ class MeanMetricWrapper(Metric):
         self._total = 0.0
         self._count = 0
 
-    def _add_batch(self, y_true, y_pred):
+    def _add_batch(self, y_true, y_pred, sample_weight=None):
         k = len(y_pred)
+        if sample_weight is not None:
+            return self._add_weighted(y_true, y_pred,
+                                      _sample_weights(self.name, sample_weight, k))
         value = _number(self.name, self.fn(y_true, y_pred), k)
         self._total += value * k
         self._count += k
         return value
 
+    def _add_weighted(self, y_true, y_pred, w):
+        """A batch's weighted mean (Keras' weighted Mean: sum(w * values) / sum(w)) added:
+        pynn's functions give their values per sample (or per position), a loss its
+        weighted value, a user's function what it returns (one value per sample, or one
+        for the batch, weighing the batch's total weight)."""
+        fn, k = self.fn, len(y_pred)
+        values = _sample_values(fn, y_true, y_pred)
+        if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
+            positions = _host(y_pred).shape[:-1] if np.ndim(y_pred) > 1 else (k,)
+            spread = _spread(self.name, w, positions)
+            total = _number(self.name, fn(y_true, y_pred, sample_weight=w)) * spread.size
+            weight = float(np.sum(spread))
+        else:
+            if values is None:  # a user's function: per sample, or one for the batch
+                value = fn(y_true, y_pred)
+                try:
+                    values = np.asarray(_host(value), dtype=np.float64)
+                except (TypeError, ValueError):
+                    values = None
+                if values is None or (values.ndim and values.shape[0] != k):
+                    values = _number(self.name, value, k)  # one number, or it raises
+            total, weight = _weighted_mean_parts(self.name, values, w)
+        self._total += total
+        self._count += weight
+        return total / weight if weight > 0 else float("nan")
+
     def result(self):
         return self._total / self._count if self._count else float("nan")
+
+
+def _is_loss(fn):
+    from .losses import Loss
+
+    return isinstance(fn, Loss)
+
+
+class _Weighted(Metric):
+    """A compile(weighted_metrics=...) metric: `metric`, updated with each batch's sample
+    (and class) weights, logged under `name` (Keras': the metric's name, or "weighted_"
+    before it where an unweighted metric has that name)."""
+
+    def __init__(self, metric, name):
+        self.metric = metric
+        self.name = name
+
+    @property
+    def direction(self):
+        return self.metric.direction
+
+    @property
+    def costly_result(self):
+        return self.metric.costly_result
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def _update(self, y_true, y_pred, sample_weight=None):
+        return self.metric._update(y_true, y_pred, sample_weight)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return self.metric.result()
 
 
 class _LabelMetric(Metric):
@@ -682,11 +967,12 @@ class _ConfusionMetric(_LabelMetric):
 
     _per_column = False  # labels read at the threshold: pooled (Precision, Recall) or not
 
-    def _batch_state(self, y_true, y_pred):
+    def _batch_state(self, y_true, y_pred, w=None):
         threshold = 0.5 if self.threshold is None else self.threshold
         if self.class_id is not None:
             y_true, y_pred = _class_column(self.name, y_true, y_pred, self.class_id)
-        return _confusion(self.name, y_true, y_pred, threshold, self._pooled, self._per_column)
+        return _confusion(self.name, y_true, y_pred, threshold, self._pooled, self._per_column,
+                          w)
 
     def _merge(self, a, b):
         if a.shape != b.shape:
@@ -877,8 +1163,8 @@ class AUC(_LabelMetric):
         self._state = None
         self._cached = None
 
-    def _batch_state(self, y_true, y_pred):
-        return [_auc_scores(self.name, y_true, y_pred, self._pooled, self.multi_label)]
+    def _batch_state(self, y_true, y_pred, w=None):
+        return [_auc_scores(self.name, y_true, y_pred, self._pooled, self.multi_label, w)]
 
     def _merge(self, a, b):
         if a[0][1].shape[1:] != b[0][1].shape[1:]:
@@ -890,10 +1176,15 @@ class AUC(_LabelMetric):
 
     def _score(self, chunks):
         if len(chunks) == 1:
-            return _auc_from(*chunks[0], self.curve)
+            y, s, w = chunks[0]
+            return _auc_from(y, s, self.curve, w)
         if self._cached is None:  # the progress bar may ask often; concatenate once
-            self._cached = _auc_from(np.concatenate([y for y, _ in chunks]),
-                                     np.concatenate([s for _, s in chunks]), self.curve)
+            weighted = any(w is not None for _, _, w in chunks)
+            self._cached = _auc_from(
+                np.concatenate([y for y, _, _ in chunks]),
+                np.concatenate([s for _, s, _ in chunks]), self.curve,
+                np.concatenate([np.ones(len(y)) if w is None else w for y, _, w in chunks])
+                if weighted else None)
         return self._cached
 
     def get_config(self):
@@ -923,10 +1214,11 @@ class _Count(Metric):
         """Forget every batch seen: the count is 0 again."""
         self._state = 0.0
 
-    def _batch_state(self, y_true, y_pred):
-        true, pred, _ = _labels(self.name, y_true, y_pred, self.threshold, multilabel=True)
+    def _batch_state(self, y_true, y_pred, w=None):
+        true, pred, _, w = _labels(self.name, y_true, y_pred, self.threshold, True, w)
         target, predicted = self.condition
-        return float(np.count_nonzero((true == target) & (pred == predicted)))
+        counted = (true == target) & (pred == predicted)
+        return float(np.count_nonzero(counted) if w is None else np.sum(w[counted]))
 
     def _merge(self, a, b):
         return a + b
@@ -983,15 +1275,13 @@ class RootMeanSquaredError(Metric):
     default_name = "root_mean_squared_error"
     direction = "down"
 
-    def _batch_state(self, y_true, y_pred):
-        y_true, y_pred = _regression_pair(self.name, y_true, y_pred)
-        return np.array([np.sum((y_pred - y_true) ** 2), y_true.size], dtype=np.float64)
+    def _batch_state(self, y_true, y_pred, w=None):
+        return _squared_error_sums(self.name, y_true, y_pred, w)
 
     def _merge(self, a, b):
         return a + b
 
-    def _score(self, state):
-        return float(np.sqrt(state[0] / state[1])) if state[1] else float("nan")
+    _score = staticmethod(_root_mean)
 
 
 class R2Score(Metric):
@@ -1000,8 +1290,8 @@ class R2Score(Metric):
     default_name = "r2_score"
     direction = "up"
 
-    def _batch_state(self, y_true, y_pred):
-        return _r2_stats(*_regression_pair(self.name, y_true, y_pred))
+    def _batch_state(self, y_true, y_pred, w=None):
+        return _r2_stats(*_regression_pair(self.name, y_true, y_pred), w)
 
     def _merge(self, a, b):
         if np.shape(a[1]) != np.shape(b[1]):
@@ -1296,6 +1586,8 @@ def fresh_copy(metric):
     still accumulating into the original. pynn's own classes reset by assigning new state,
     so a shallow copy suffices (a deep one copied an epoch of AUC scores); a user's class may
     reset in place, so it is copied deeply, or, if it cannot be, shared as before."""
+    if isinstance(metric, _Weighted):
+        return _Weighted(fresh_copy(metric.metric), metric.name)
     if type(metric).__module__ == __name__ and not metric._variables:
         fresh = copy.copy(metric)
     else:
@@ -1345,11 +1637,14 @@ class EpochLogs(Mapping):
             else:
                 self._sums[key] = self._sums.get(key, 0.0) + v * k
 
-    def update(self, k, loss, y_true, y_pred):
-        """A batch of k samples: its loss, and predictions for the metrics (numpy arrays).
-        Returns the batch's own logs {loss, metric of this batch}."""
+    def update(self, k, loss, y_true, y_pred, sample_weight=None):
+        """A batch of k samples: its loss, and predictions for the metrics (numpy arrays);
+        sample_weight (numpy, or None) weighs the weighted metrics' samples. Returns the
+        batch's own logs {loss, metric of this batch}."""
         self.add_means(k, {"loss": loss})
-        return {"loss": loss, **{m.name: m._update(y_true, y_pred) for m in self.metrics}}
+        return {"loss": loss, **{
+            m.name: m._update(y_true, y_pred, sample_weight) if isinstance(m, _Weighted)
+            else m._update(y_true, y_pred) for m in self.metrics}}
 
     def _names(self):
         if not self._seen:

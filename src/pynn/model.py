@@ -91,6 +91,7 @@ class Sequential:
         self.compiled = False
         self.stop_training = False
         self._metric_specs = []
+        self._weighted_metric_specs = []
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
         self._metric_claims = 0  # fits and evaluates accumulating into _metric_objects
@@ -272,13 +273,16 @@ class Sequential:
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None,
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1,
-                auto_scale_loss=True):
+                auto_scale_loss=True, weighted_metrics=None):
         """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'gpu') picks where
         the model runs, default the current backend (pynn.set_backend). A device takes the
         current backend if it runs there, else the fastest one there (cpu before numpy, cuda
-        before cupy). run_eagerly, jit_compile, steps_per_execution and auto_scale_loss are
-        Keras' execution settings, taken and unused (pynn has no graph to compile, and its
-        native engine already runs many steps per call)."""
+        before cupy). metrics are unweighted; weighted_metrics (Keras') are weighted by the
+        sample and class weights of fit, and by those of evaluate and validation data, and
+        are logged under their names, or "weighted_" and the name where a metric of
+        `metrics` has it (Keras 3). run_eagerly, jit_compile, steps_per_execution and
+        auto_scale_loss are Keras' execution settings, taken and unused (pynn has no graph
+        to compile, and its native engine already runs many steps per call)."""
         if getattr(self, "_fits_running", 0):  # (Keras 3 fails too, less clearly)
             raise RuntimeError("compile() was called during fit (from a callback): the "
                                "running fit would keep training with its metrics half "
@@ -306,25 +310,12 @@ class Sequential:
         self._to_backend(new_backend)
         self.optimizer = optimizer  # owned, the previous one released: __setattr__
         self.loss = losses_mod.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"metrics must be a list, got {metrics!r}")
+        for what, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if given is not None and not isinstance(given, (list, tuple)):
+                raise TypeError(f"{what} must be a list, got {given!r}")
         self._metric_specs = list(metrics or [])
-        names = []
-        for m in self._metric_specs:  # unknown names fail here, not at the first fit
-            try:
-                name = getattr(metrics_mod.get(m, self._loss_kind, 1), "name", None)
-            except AttributeError:  # a Metric subclass whose __init__ skipped the base's
-                name = None
-            if not isinstance(name, str):
-                raise TypeError(f"metric {m!r} has no name: a Metric subclass calls "
-                                f"super().__init__(name=...) in its __init__")
-            if name in names:
-                raise ValueError(f"two metrics are named {name!r}; give one another name "
-                                 f"(History and the logs key metrics by name)")
-            if name == "loss" or name.startswith("val_"):  # would overwrite a log entry
-                raise ValueError(f"a metric is named {name!r}, which the logs use for the "
-                                 f"loss or validation values; give it another name")
-            names.append(name)
+        self._weighted_metric_specs = list(weighted_metrics or [])
+        self._compiled_metrics(1)  # unknown names, clashes fail here, not at the first fit
         self._metrics = []
         self.compiled = True
         last = self._compute_layers[-1] if self._compute_layers else None
@@ -370,6 +361,38 @@ class Sequential:
         optimizer._released = False
         return optimizer
 
+    def _compiled_metrics(self, out_dim):
+        """The Metric objects of compile's metrics, then its weighted metrics (each wrapped
+        to take the batches' weights, under its log name), their names checked."""
+        objects, names = [], []
+        weighted = getattr(self, "_weighted_metric_specs", [])
+        for i, m in enumerate([*self._metric_specs, *weighted]):
+            try:
+                metric = metrics_mod.get(m, self._loss_kind, out_dim)
+                name = getattr(metric, "name", None)
+            except AttributeError:  # a Metric subclass whose __init__ skipped the base's
+                name = None
+            if not isinstance(name, str):
+                raise TypeError(f"metric {m!r} has no name: a Metric subclass calls "
+                                f"super().__init__(name=...) in its __init__")
+            if any(metric is seen for seen in objects) or any(
+                    metric is getattr(seen, "metric", None) for seen in objects):
+                raise ValueError(f"the metric object {m!r} is given twice (metrics and "
+                                 f"weighted_metrics): give each its own object")
+            if i >= len(self._metric_specs):  # Keras 3's name for a weighted one
+                unweighted = names[:len(self._metric_specs)]
+                name = f"weighted_{name}" if name in unweighted else name
+                metric = metrics_mod._Weighted(metric, name)
+            if name in names:
+                raise ValueError(f"two metrics are named {name!r}; give one another name "
+                                 f"(History and the logs key metrics by name)")
+            if name == "loss" or name.startswith("val_"):  # would overwrite a log entry
+                raise ValueError(f"a metric is named {name!r}, which the logs use for the "
+                                 f"loss or validation values; give it another name")
+            names.append(name)
+            objects.append(metric)
+        return objects
+
     def _check_compiled(self):
         if not self.compiled:
             raise RuntimeError("the model must be compiled before training or evaluating; "
@@ -389,9 +412,7 @@ class Sequential:
         # the state of weights no longer in the model (a layer popped or replaced without
         # compile) would be kept for as long as the optimizer lives
         self.optimizer.keep_only(self.params)
-        out_dim = int(np.prod(self.output_shape))
-        self._metric_objects = [metrics_mod.get(m, self._loss_kind, out_dim)
-                                for m in self._metric_specs]
+        self._metric_objects = self._compiled_metrics(int(np.prod(self.output_shape)))
         # The native engine knows a metric by its function; stateful metrics (precision,
         # AUC, ...) are not among them, so they keep training on the layer path.
         self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
@@ -634,12 +655,16 @@ class Sequential:
         """The weights fit updates (trainable layers, weights not frozen)."""
         return [p for p in self.params if p.trainable]
 
-    def _metric_arrays(self, y_true, out):
-        """(targets, predictions) as numpy arrays for the metrics; (None, None) without any."""
+    def _metric_arrays(self, y_true, out, w=None):
+        """(targets, predictions, sample weights) as numpy arrays for the metrics (the
+        weights None unless a weighted metric takes them); Nones without any."""
         if not self._metric_objects:
-            return None, None
+            return None, None, None
         b = self.backend
-        return b.to_numpy(y_true), b.to_numpy(self._predictions(out))
+        weighted = w is not None and any(isinstance(m, metrics_mod._Weighted)
+                                         for m in self._metric_objects)
+        return (b.to_numpy(y_true), b.to_numpy(self._predictions(out)),
+                b.to_numpy(w) if weighted else None)
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
@@ -677,7 +702,7 @@ class Sequential:
         sample_weight (one non-negative number per sample, or per position of (N, T, ...)
         outputs) and class_weight ({class: weight}) scale each sample's loss, with Keras'
         reduction (weighted sum over the batch size), on both engines (per position: layer
-        by layer). Metrics stay unweighted.
+        by layer). compile's weighted_metrics take these weights too (its metrics do not).
         """
         self._check_compiled()
         shuffle = _check_shuffle(shuffle)
@@ -1077,8 +1102,9 @@ class Sequential:
                 logs = {"loss": float(r[0]), **dict(zip(metric_names, map(float, r[1:])))}
                 epoch_logs.add_means(e - a, logs)
             else:
-                logs = epoch_logs.update(e - a, float(r[0]), yd[order[r0 + a:r0 + e]],
-                                         outputs[a:e])
+                rows_taken = order[r0 + a:r0 + e]
+                logs = epoch_logs.update(e - a, float(r[0]), yd[rows_taken], outputs[a:e],
+                                         None if wd is None else wd[rows_taken])
             yield s, logs
 
     def _layer_batch(self, xd, yd, wd, order, step, batch_size, epoch_logs):
@@ -1088,7 +1114,7 @@ class Sequential:
         xb, yb = b.take_rows(xd, idx), b.take_rows(yd, idx)
         wb = None if wd is None else b.take_rows(wd, idx)
         loss, out = self._train_step(xb, yb, wb)
-        return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out)))]
+        return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out, wb)))]
 
     def _native_engine(self, engine, batch_size):
         """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
@@ -1118,7 +1144,7 @@ class Sequential:
         loss, out = self._train_step(b.asarray(x, self._dtype), yd,
                                      None if w is None else b.asarray(w, self._dtype))
         logs = metrics_mod.EpochLogs(self._metric_objects).update(
-            x.shape[0], loss, *self._metric_arrays(yd, out))
+            x.shape[0], loss, *self._metric_arrays(yd, out, w))
         return self._format_logs(logs, return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
@@ -1161,7 +1187,7 @@ class Sequential:
         out = self._forward(xb, training=False, logits=self._fused)
         loss, _ = self._loss_and_grad(out, yb, wb)
         loss += self._regularization()
-        batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out))
+        batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out, wb))
         if cbs is not None:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
             cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))
 
@@ -1196,7 +1222,7 @@ class Sequential:
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
-        sample_weight weighs each sample's loss as in fit (metrics stay unweighted).
+        sample_weight weighs each sample's loss as in fit, and the weighted metrics.
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
         x may give the data batch by batch, as in fit; steps: how many batches (default:
         all; with arrays and no batch_size, the steps share the samples out, as Keras 3)."""
@@ -1500,8 +1526,7 @@ class Sequential:
         if not self.compiled:
             return []
         out_dim = int(np.prod(self.output_shape)) if self.built else 1
-        return ["loss"] + [metrics_mod.get(m, self._loss_kind, out_dim).name
-                           for m in self._metric_specs]
+        return ["loss"] + [m.name for m in self._compiled_metrics(out_dim)]
 
     def set_weights(self, weights):
         """Replace every weight from a list of arrays in get_weights order; all are checked
@@ -1574,21 +1599,23 @@ class Sequential:
         self._check_layer_class_names("pickle", TypeError)
         custom = user_objects(self)
         backend = getattr(self.backend, "name", None)
-        specs = list(getattr(self, "_metric_specs", []))
+        specs = {key: list(getattr(self, f"_{key[:-1]}_specs", []))
+                 for key in ("metrics", "weighted_metrics")}
         # Metric objects and functions, and a learning rate that is a function of the step,
         # travel as pickle objects (by reference; deepcopy keeps them), not in the model
         # file (which rebuilds only names and pynn's own classes, not user code).
         aside = (self.optimizer.function_rate_aside() if self.optimizer is not None
                  else contextlib.nullcontext())
         try:
-            self._metric_specs = [m for m in specs if isinstance(m, str)]
+            for key, given in specs.items():
+                setattr(self, f"_{key[:-1]}_specs", [m for m in given if isinstance(m, str)])
             with aside as rate_function:
                 data = _pickled_bytes(self)
         finally:
-            self._metric_specs = specs
-        extras = {}
-        if not all(isinstance(m, str) for m in specs):
-            extras["metrics"] = specs
+            for key, given in specs.items():
+                setattr(self, f"_{key[:-1]}_specs", given)
+        extras = {key: given for key, given in specs.items()
+                  if not all(isinstance(m, str) for m in given)}
         if rate_function is not None:
             extras["rate_function"] = rate_function
         return _unpickle_model, (data, custom or None, backend, *([extras] if extras else []))
@@ -1894,8 +1921,9 @@ def _unpickle_model(data, custom_objects, backend, extras=None):
     if isinstance(extras, list):  # (pickled by pynn before extras: the metric objects)
         extras = {"metrics": extras}
     extras = extras or {}
-    if "metrics" in extras:
-        model._metric_specs = list(extras["metrics"])
+    for key in ("metrics", "weighted_metrics"):
+        if key in extras:
+            setattr(model, f"_{key[:-1]}_specs", list(extras[key]))
     if "rate_function" in extras:
         model.optimizer.learning_rate = extras["rate_function"]
     if backend is not None and backend != getattr(model.backend, "name", None):

@@ -21,18 +21,15 @@ def clone_model(model):
     if not isinstance(model, Sequential):
         raise TypeError(f"clone_model: expected a pynn Sequential model, got "
                         f"{type(model).__name__}")
-    from . import losses, optimizers
     from .custom_objects import custom_object_scope
-    from .saving import _compile_arguments, _metric_names, user_objects
+    from .saving import _compile_arguments, compile_settings, user_objects
 
     objects = user_objects(model)
     clone = Sequential.from_config(model.get_config(), custom_objects=objects)
     if model.compiled and model.optimizer is not None and model.loss is not None:
         with custom_object_scope(objects), \
                 model.optimizer.function_rate_aside() as rate_function:
-            arguments = _compile_arguments({"optimizer": optimizers.serialize(model.optimizer),
-                                            "loss": losses.serialize(model.loss),
-                                            "metrics": _metric_names(model)})
+            arguments = _compile_arguments(compile_settings(model))
         if rate_function is not None:  # a function of the step: the same one
             arguments["optimizer"].learning_rate = rate_function
         clone.compile(**arguments, backend=model.backend.name)

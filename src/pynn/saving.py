@@ -203,16 +203,30 @@ def _write(filepath, arrays, meta):
     atomic_write(filepath, lambda f: np.savez(f, **arrays))
 
 
-def _metric_names(model):
+def _metric_names(given):
     from . import metrics
 
-    specs = [metrics.serialize(m) for m in model._metric_specs]
-    for m, spec in zip(model._metric_specs, specs):
+    specs = [metrics.serialize(m) for m in given]
+    for m, spec in zip(given, specs):
         if spec is None:
             raise ValueError(f"cannot save metric {m!r}: a file names a metric by its name, "
                              f"its Metric class or its function's name (a lambda has none); "
                              f"compile with one of those or save_weights instead")
     return specs
+
+
+def compile_settings(model):
+    """A compiled model's compile() arguments as a file saves them (weighted_metrics only
+    when there are some: files without them load in older pynn)."""
+    from . import losses, optimizers
+
+    settings = {"optimizer": optimizers.serialize(model.optimizer),
+                "loss": losses.serialize(model.loss),
+                "metrics": _metric_names(model._metric_specs)}
+    weighted = getattr(model, "_weighted_metric_specs", [])
+    if weighted:
+        settings["weighted_metrics"] = _metric_names(weighted)
+    return settings
 
 
 def user_objects(model):
@@ -230,7 +244,7 @@ def user_objects(model):
     if model.compiled:
         found += [type(model.loss), type(model.optimizer)]
         found.append(type(getattr(model.optimizer, "_schedule", None)))
-        for m in model._metric_specs:
+        for m in [*model._metric_specs, *getattr(model, "_weighted_metric_specs", [])]:
             found.append(m if isinstance(m, type) or not hasattr(m, "update_state") else type(m))
     # only what a file names by a __name__ (not a functools.partial, a callable object)
     return {obj.__name__: obj for obj in found
@@ -243,14 +257,10 @@ def _description(model):
     rebuilding everything in it as load_model will, with the model's own classes as
     custom_objects: a component whose get_config() cannot rebuild it, or a value JSON cannot
     hold, is refused before anything is written (such files saved and never loaded)."""
-    from . import losses, optimizers
-
     model._check_layer_class_names("save", ValueError)
     extra = {"config": model.get_config()}
     if model.compiled:
-        extra["compile"] = {"optimizer": optimizers.serialize(model.optimizer),
-                            "loss": losses.serialize(model.loss),
-                            "metrics": _metric_names(model)}
+        extra["compile"] = compile_settings(model)
     try:
         text = json.dumps(extra, default=_json_value)
     except (TypeError, ValueError) as exc:
@@ -274,7 +284,9 @@ def _compile_arguments(settings):
 
     return {"optimizer": optimizers.get(settings["optimizer"]),
             "loss": losses.get(settings["loss"]),
-            "metrics": [metrics.deserialize(m) for m in settings["metrics"]] or None}
+            "metrics": [metrics.deserialize(m) for m in settings["metrics"]] or None,
+            "weighted_metrics": [metrics.deserialize(m)
+                                 for m in settings.get("weighted_metrics", [])] or None}
 
 
 def _trial_load(extra, objects):
