@@ -350,3 +350,142 @@ def test_weights_beyond_float32_are_refused(backend):
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     model.fit(x, y, sample_weight=np.full(4, 3e38), verbose=0, epochs=1)  # within range
+
+
+# ---- a bad-input audit's findings (a helper fed ~9,000 wrong inputs to the public API) ------
+def test_calling_a_layer_checks_its_input(rng):
+    norm = pynn.BatchNormalization()
+    norm(rng.random((20, 4)))
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(batch, 4\), got shape "
+                                         r"\(3, 1\)"):
+        norm(np.array([[1.0], [2.0], [3.0]]))  # was broadcast over the 4 features
+    for layer in (pynn.LayerNormalization(), pynn.layers.Normalization(axis=-1),
+                  pynn.RMSNormalization(), pynn.Dense(2)):
+        layer(rng.random((5, 4)))
+        with pytest.raises(ValueError, match="built for inputs"):
+            layer(rng.random((5, 1)))
+        assert layer(rng.random((2, 3, 4))).shape[:2] == (2, 3)  # leading axes: each row
+    with pytest.raises(ValueError, match="is None"):
+        pynn.ReLU()(None)
+    with pytest.raises(TypeError, match="must be real"):
+        pynn.Dense(2)(np.array([[1 + 5j, 2 + 5j]]))
+    with pytest.raises(ValueError, match=r"\(batch, features...\), got shape \(4,\)"):
+        pynn.Dense(3)(np.ones(4))
+    with pytest.raises(ValueError, match="empty"):
+        pynn.Flatten()(np.zeros((0, 4)))
+    flatten = pynn.Flatten()
+    flatten(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="built for inputs"):
+        flatten(np.zeros((2, 4, 3)))
+
+
+def test_metrics_refuse_text_and_take_single_numbers():
+    with pytest.raises(TypeError, match="real numbers"):
+        pynn.metrics.SparseCategoricalAccuracy().update_state(np.array(["0", "1", "2"]),
+                                                              np.eye(3))  # gave 0.0
+    with pytest.raises(TypeError, match="real numbers"):
+        pynn.metrics.precision(np.array(["1", "0"]), np.array([0.9, 0.1]))
+    assert pynn.metrics.BinaryAccuracy()(1.0, 1.0) == 1.0  # (Keras: 1.0; was a TypeError)
+    assert pynn.metrics.Precision()(1.0, 0.9) == 1.0
+    assert pynn.metrics.MeanAbsoluteError()(2.0, 1.5) == 0.5
+
+
+def test_learning_rates_beyond_float32_are_refused(tmp_path):
+    for rate in (1e39, 1e300):
+        with pytest.raises(ValueError, match="float32's largest number"):
+            pynn.optimizers.SGD(learning_rate=rate)
+    opt = pynn.optimizers.Adam(learning_rate=lambda step: 1e300)
+    with pytest.raises(ValueError, match="float32's largest number"):
+        opt.rate()
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(12)))
+    from pynn.cli import main
+
+    assert main(["train", "--data", str(data), "--target", "y", "--learning-rate", "1e300",
+                 "--out", str(tmp_path / "m.npz"), "--quiet"]) == 2
+
+
+def test_bytes_paths_work_like_strings(rng, tmp_path):
+    m = _model()
+    m.fit(rng.random((8, 3)), rng.random(8), epochs=1, verbose=0)
+    path = str(tmp_path / "m.npz").encode()
+    m.save(path)
+    m.save_weights(str(tmp_path / "w.npz").encode())
+    again = pynn.load_model(path)
+    again.load_weights(str(tmp_path / "w.npz").encode())
+    np.testing.assert_array_equal(again.predict(np.ones((2, 3))), m.predict(np.ones((2, 3))))
+    checkpoint = pynn.callbacks.ModelCheckpoint(str(tmp_path / "c{epoch}.npz").encode())
+    m.fit(rng.random((8, 3)), rng.random(8), epochs=2, verbose=0, callbacks=[checkpoint])
+    assert (tmp_path / "c2.npz").exists()
+    with pytest.raises(IsADirectoryError, match="names a directory"):
+        m.save(str(tmp_path / "dir") + "/")  # wrote a file called dir
+    assert not (tmp_path / "dir").exists()
+
+
+def test_gemm_refuses_what_it_cannot_compute():
+    from pynn.ops import gemm
+
+    with pytest.raises(TypeError, match="must be real"):
+        gemm([[1 + 5j, 2]], [[1], [1]])  # the imaginary part was dropped with a warning
+    with pytest.raises(TypeError, match="real numbers"):
+        gemm(np.array([["1", "2"]]), [[1], [1]])
+    with pytest.raises(TypeError, match="real numbers"):
+        gemm(np.array([[1, 2]], dtype=object), [[1], [1]])
+    with pytest.raises(TypeError, match="trans_a must be True or False"):
+        gemm(np.ones((2, 2)), np.ones((2, 2)), trans_a="no")  # transposed: "no" is true
+    for backend in sorted({"numpy", "cpu"} & AVAILABLE):
+        previous = pynn.get_backend()
+        pynn.set_backend(backend)
+        try:
+            for bad in ("2", None, np.ones(2), True):
+                with pytest.raises(TypeError, match="alpha must be a real number"):
+                    gemm(np.ones((2, 2)), np.ones((2, 2)), alpha=bad)
+        finally:
+            pynn.set_backend(previous.name)
+    if "cpu" in AVAILABLE and pynn.floatx() == "float32":
+        previous = pynn.get_backend()
+        pynn.set_backend("cpu")
+        try:
+            with pytest.raises(ValueError, match="beyond float32's range"):
+                gemm(np.full((1, 1), 1e300), np.ones((1, 2)))  # gave NaN
+        finally:
+            pynn.set_backend(previous.name)
+
+
+@pytest.mark.parametrize("shape", [(None, -1), (None, 0), (None, True), (None, "4"),
+                                   (None, 2.5)])
+def test_build_checks_the_shape_as_input_does(shape):
+    model = pynn.Sequential([pynn.Dense(2)])
+    with pytest.raises(ValueError, match="positive integers"):
+        model.build(shape)
+    with pytest.raises(TypeError, match="a shape such as"):
+        pynn.Sequential([pynn.Dense(2)]).build(None)
+    model.build((None, np.int64(3)))
+    assert model.input_shape == (3,)
+
+
+def test_other_arguments_named_in_their_errors(rng):
+    with pytest.raises(TypeError, match="named by a string"):
+        pynn.set_backend(["cpu"])  # unhashable type: 'list'
+    with pytest.raises(ValueError, match="unknown device"):
+        _model().compile("sgd", "mse", device=["cpu"])
+    for callback in (pynn.callbacks.EarlyStopping, pynn.callbacks.ReduceLROnPlateau,
+                     lambda monitor: pynn.callbacks.ModelCheckpoint("m.npz", monitor=monitor)):
+        for monitor in (None, 3, ["val_loss"]):
+            with pytest.raises(TypeError, match="monitor must be the name"):
+                callback(monitor=monitor)
+    init = pynn.initializers
+    assert init.RandomUniform(minval=0.5)((50,)).min() >= 0.05  # between the two (Keras)
+    for bad in (lambda: init.RandomUniform(minval=float("nan")),
+                lambda: init.RandomNormal(stddev=-1), lambda: init.TruncatedNormal(stddev=-1),
+                lambda: init.RandomNormal(mean="1")):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            bad()
+    with pytest.raises(ValueError, match="no samples"):
+        losses.MeanSquaredError()(np.zeros((0, 1)), np.zeros((0, 1)))  # ZeroDivisionError
+    with pytest.raises(TypeError, match="data is None"):
+        pynn.layers.Normalization().adapt(None)
+    with pytest.raises(TypeError, match="real numbers"):
+        pynn.layers.Normalization().adapt(np.array(["1.5", "2"]))  # parsed as numbers
+    with pytest.raises(ValueError, match="y is not a rectangular array"):
+        _model().fit(np.ones((2, 3)), [[1], [1, 2]], verbose=0)

@@ -210,7 +210,7 @@ def test_train_with_another_optimizer(tmp_path, blobs_csv):
     ("missing_target", "has no column 'nope'"),
     ("non_numeric", ("column 'b' holds a non-numeric, missing or infinite value on line 3: "
                      "'x' (an ID or other non-feature? leave it out with --drop COLUMN)")),
-    ("infinite_rate", "--learning-rate must be a finite number > 0"),
+    ("infinite_rate", "--learning-rate must be a number > 0"),
     ("no_target_arg", "--target COLUMN is required"),
     ("npz_without_y", "must hold arrays 'x' and 'y'"),
     # float32's range: the column's spread overflowed and its weights were silently 0

@@ -183,7 +183,7 @@ class History(Callback):
         if path is not None:
             # A suffix matplotlib knows names the format (.png, .svg, .pdf, ...); any other
             # name ("curve", "run_lr0.01") is a PNG written to exactly that path.
-            path = os.fspath(path)
+            path = os.fsdecode(path)
             suffix = os.path.splitext(path)[1][1:].lower()
             known = suffix in fig.canvas.get_supported_filetypes()
             fig.savefig(path, format=suffix if known else "png", dpi=100)
@@ -240,6 +240,13 @@ def _check_mode(owner, mode):
 
 
 _LOWER_IS_BETTER = ("mse", "mae", "rmse", "mape", "msle")
+
+
+def _check_monitor(owner, monitor):
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(f"{owner}: monitor must be the name of a logged value ('val_loss', "
+                        f"'accuracy', ...), got {monitor!r}")
+    return monitor
 
 
 def _higher_is_better(monitor, mode, model=None):
@@ -363,7 +370,7 @@ class EarlyStopping(Callback):
                  baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__()
         owner = "EarlyStopping"
-        self.monitor = monitor
+        self.monitor = _check_monitor(type(self).__name__, monitor)
         self.min_delta = abs(_check_number(owner, "min_delta", min_delta))  # as Keras
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
@@ -428,8 +435,8 @@ class ModelCheckpoint(Callback):
                  initial_value_threshold=None):
         super().__init__()
         owner = "ModelCheckpoint"
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
+        self.filepath = os.fsdecode(filepath)
+        self.monitor = _check_monitor(type(self).__name__, monitor)
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
@@ -506,7 +513,7 @@ class BackupAndRestore(Callback):
         if save_freq != "epoch":
             raise ValueError(f"BackupAndRestore: only save_freq='epoch' is supported, got "
                              f"{save_freq!r}")
-        self.backup_dir = os.fspath(backup_dir)
+        self.backup_dir = os.fsdecode(backup_dir)
         self.save_freq = save_freq
         self.double_checkpoint = bool(double_checkpoint)
         self.delete_checkpoint = bool(delete_checkpoint)
@@ -646,7 +653,7 @@ class ReduceLROnPlateau(Callback):
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"{owner}: factor must be in (0, 1) (it multiplies the learning "
                              f"rate), got {factor}")
-        self.monitor = monitor
+        self.monitor = _check_monitor(type(self).__name__, monitor)
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
         self.mode = _check_mode(owner, mode)
@@ -706,7 +713,7 @@ class CSVLogger(Callback):
         super().__init__()
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
-        self.filename = os.fspath(filename)
+        self.filename = os.fsdecode(filename)
         self.sep = separator
         self.append = bool(append)
         self.keys = None

@@ -199,8 +199,10 @@ def _run(argv):
             return run_demo(epochs=args.epochs, backend=args.backend, out=args.out,
                             seed=args.seed)
         if args.command == "train":
-            if args.learning_rate is not None and not 0 < args.learning_rate < float("inf"):
-                raise tabular.UsageError(f"--learning-rate must be a finite number > 0, got "
+            if args.learning_rate is not None and not \
+                    0 < args.learning_rate <= optimizers.FLOAT32_MAX:  # (float32 weights)
+                raise tabular.UsageError(f"--learning-rate must be a number > 0 and at most "
+                                         f"{optimizers.FLOAT32_MAX:.4g}, got "
                                          f"{args.learning_rate}")
             tabular.train(args.data, args.target, args.layers, args.epochs, args.out,
                           task=args.task, batch_size=args.batch_size, seed=args.seed,

@@ -122,6 +122,18 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
     return _finished(arr, dtype, name, xp)
 
 
+def as_layer_input(x, name):
+    """What layer(x) takes: a real numeric array of shape (batch, features...) with at
+    least one sample (a GPU backend's array stays as it is); refused with a clear error."""
+    arr = _numeric(x, name)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (batch, features...), got shape "
+                         f"{tuple(arr.shape)}; for one sample pass x[None]")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    return arr
+
+
 def _as_sample_array(x, dtype, sample_shape, name, xp):
     arr = _numeric(x, name)
     want = "(samples, ...)" if sample_shape is None else \

@@ -24,6 +24,15 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def _number(owner, name, value, least=None):
+    """A finite real argument (>= least when given), as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not math.isfinite(value) or (least is not None and value < least):
+        more = "" if least is None else f" >= {least:g}"
+        raise ValueError(f"{owner}: {name} must be a finite number{more}, got {value!r}")
+    return float(value)
+
+
 def _truncated_unit_normal(rng, shape):
     """Unit normal draws, each beyond two standard deviations drawn again (Keras' truncation)."""
     w = np.asarray(rng.normal(0.0, 1.0, size=shape))
@@ -107,7 +116,9 @@ class RandomNormal(_Seeded):
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
-        self.mean, self.stddev = float(mean), float(stddev)
+        owner = type(self).__name__
+        self.mean = _number(owner, "mean", mean)
+        self.stddev = _number(owner, "stddev", stddev, least=0)
 
     def __call__(self, shape, dtype="float32"):
         return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
@@ -121,10 +132,13 @@ class RandomUniform(_Seeded):
 
     def __init__(self, minval=-0.05, maxval=0.05, seed=None):
         super().__init__(seed)
-        self.minval, self.maxval = float(minval), float(maxval)
+        self.minval = _number("RandomUniform", "minval", minval)
+        self.maxval = _number("RandomUniform", "maxval", maxval)
 
     def __call__(self, shape, dtype="float32"):
-        return self._rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
+        # minval above maxval: between the two, as Keras draws it
+        low, high = sorted((self.minval, self.maxval))
+        return self._rng().uniform(low, high, size=shape).astype(dtype)
 
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
@@ -137,7 +151,9 @@ class TruncatedNormal(_Seeded):
 
     def __init__(self, mean=0.0, stddev=0.05, seed=None):
         super().__init__(seed)
-        self.mean, self.stddev = float(mean), float(stddev)
+        owner = type(self).__name__
+        self.mean = _number(owner, "mean", mean)
+        self.stddev = _number(owner, "stddev", stddev, least=0)
 
     def __call__(self, shape, dtype="float32"):
         w = _truncated_unit_normal(self._rng(), shape)

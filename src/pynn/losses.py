@@ -160,6 +160,9 @@ class Loss:
         if np.ndim(y_true) == 0 or np.shape(y_true)[0] != y_pred.shape[0]:
             raise ValueError(f"{self.name}: targets have shape {np.shape(y_true)} but the "
                              f"predictions have shape {y_pred.shape}")
+        if y_pred.shape[0] == 0:  # (a mean over no samples)
+            raise ValueError(f"{self.name}: no samples (predictions of shape "
+                             f"{y_pred.shape})")
         y_true = self.smooth_targets(self.prepare_targets(y_true, y_pred.shape[1:], dtype))
         w = None if sample_weight is None else \
             _call_weights(self.name, to_host(sample_weight), y_pred.shape[:-1], dtype)

@@ -71,12 +71,19 @@ from .data import check_unit_interval
 
 
 def _host(a):
-    """a as a NumPy array (copied from a GPU), refused when complex: a cast to float would
-    drop the imaginary parts silently."""
+    """a as a NumPy array (copied from a GPU), refused unless of real numbers: a cast to
+    float would drop complex numbers' imaginary parts, and text labels ('1') would never
+    equal a class number."""
     a = to_host(a)
-    if a.dtype.kind == "c":
+    if a.dtype.kind not in "biuf":
         raise TypeError(f"metrics take real numbers, got an array of {a.dtype}")
     return a
+
+
+def _samples(y_pred):
+    """The batch's number of samples (a number is one sample)."""
+    shape = np.shape(y_pred)
+    return int(shape[0]) if shape else 1
 
 
 def _pair(y_true, y_pred):
@@ -245,7 +252,7 @@ def _sample_values(fn, y_true, y_pred):
 def _sample_weights(name, sample_weight, samples):
     """A metric's sample_weight, checked, as float64: a number for every sample, one per
     sample ((N,) or (N, 1)) or one per position of a sequence (N, T, ...)."""
-    w = _host(sample_weight)
+    w = to_host(sample_weight)
     if w.dtype.kind not in "biuf":
         raise TypeError(f"{name}: sample_weight must be real numbers, got dtype {w.dtype}")
     w = np.asarray(w, dtype=np.float64)
@@ -295,7 +302,7 @@ def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False, w=None):
     """(true labels, predicted labels, number of classes or None when binary, each label's
     weight or None) as int arrays (and float64 weights, from per-sample weights w)."""
     y_true, y_pred = _host(y_true), _host(y_pred)
-    if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
+    if multilabel or y_pred.ndim <= 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
         return ((y_true.reshape(-1) > 0.5).astype(np.int64),
@@ -400,7 +407,7 @@ def _f1_from(counts, average="macro", every_class=False):
 def _optional_weights(name, sample_weight, y_pred):
     if sample_weight is None:
         return None
-    return _sample_weights(name, sample_weight, len(np.atleast_1d(_host(y_pred))))
+    return _sample_weights(name, sample_weight, _samples(y_pred))
 
 
 def precision(y_true, y_pred, threshold=0.5, multilabel=False, sample_weight=None):
@@ -442,7 +449,7 @@ def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False, w=None)
     of the first two, one per sample of the last, None without w."""
     y_true, y_pred = _host(y_true), _host(y_pred)
     y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
-    if multilabel or y_pred.ndim == 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
+    if multilabel or y_pred.ndim <= 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
         if y_true.size != y_pred.size:
             raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
         return ((y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1),
@@ -795,7 +802,7 @@ class Metric:
             batch = self._batch_state(y_true, y_pred)
         else:
             batch = self._batch_state(y_true, y_pred, _sample_weights(
-                self.name, sample_weight, len(np.atleast_1d(_host(y_pred)))))
+                self.name, sample_weight, _samples(y_pred)))
         self._state = batch if self._state is None else self._merge(self._state, batch)
         return self._score(batch)
 
@@ -862,7 +869,7 @@ class MeanMetricWrapper(Metric):
         self._count = 0
 
     def _add_batch(self, y_true, y_pred, sample_weight=None):
-        k = len(y_pred)
+        k = _samples(y_pred)
         if sample_weight is not None:
             return self._add_weighted(y_true, y_pred,
                                       _sample_weights(self.name, sample_weight, k))
@@ -876,7 +883,7 @@ class MeanMetricWrapper(Metric):
         pynn's functions give their values per sample (or per position), a loss its
         weighted value, a user's function what it returns (one value per sample, or one
         for the batch, weighing the batch's total weight)."""
-        fn, k = self.fn, len(y_pred)
+        fn, k = self.fn, _samples(y_pred)
         values = _sample_values(fn, y_true, y_pred)
         if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
             positions = _host(y_pred).shape[:-1] if np.ndim(y_pred) > 1 else (k,)

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import math
+import numbers
 import os
 import threading
 import time
@@ -33,9 +34,7 @@ from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import (ACTIVATION_LAYERS, Dense, Dropout, Flatten, GaussianDropout,
-                     GaussianNoise, InputLayer, Layer, LayerNormalization, Normalization,
-                     RandomLayer, RMSNormalization, get_class)
+from .layers import LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, get_class
 from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
@@ -229,12 +228,19 @@ class Sequential:
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
         (features,) or a bare number is the sample shape. (model.input_shape and
         output_shape are sample shapes, without the batch axis.)"""
-        given = shape = as_shape(input_shape)
+        try:
+            given = shape = as_shape(input_shape)
+        except TypeError:
+            raise TypeError(f"build: input_shape must be a shape such as (None, features), "
+                            f"got {input_shape!r}") from None
         if len(shape) >= 2:
             shape = shape[1:]  # the batch axis, None or a number
         if None in shape:
             raise ValueError(f"build: every axis but the batch axis needs a size, got {given}")
-        self._build(shape)
+        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
+                            for d in shape):
+            raise ValueError(f"build: the sizes must be positive integers, got {given!r}")
+        self._build(tuple(int(d) for d in shape))
 
     def _build(self, shape):
         with _build_lock(self):
@@ -426,7 +432,7 @@ class Sequential:
         # and the layers working on the last axis for inputs of 3 or more axes
         first = type(layers[0]) if layers else None
         any_rank = self.input_shape is None and (
-            first is Flatten or (first in _LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
+            first is Flatten or (first in LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
@@ -452,7 +458,10 @@ class Sequential:
             raise ValueError(f"{name} is None; pass the targets")
         if isinstance(y, dict):  # Keras' {output name: targets}; a Sequential has one output
             raise TypeError(f"{name} is a dict; pynn takes the targets as one array")
-        y_arr = np.asarray(self._host_values(y, name))
+        try:
+            y_arr = np.asarray(self._host_values(y, name))
+        except ValueError as exc:  # ragged nesting
+            raise ValueError(f"{name} is not a rectangular array ({exc})") from None
         if y_arr.dtype.kind == "c":
             raise TypeError(f"{name} is complex ({y_arr.dtype}); targets must be real numbers")
         if y_arr.ndim == 0 or y_arr.shape[0] != n:
@@ -1717,11 +1726,6 @@ class Sequential:
                       .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
 
-
-# Layers applied to the last axis of inputs with any number of axes (as Keras')
-_LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, Normalization,
-                     LayerNormalization, RMSNormalization,
-                     *ACTIVATION_LAYERS)
 
 
 # fit's validation: from a batch source, or arrays (x, prepared y, weights or None); after

@@ -136,13 +136,14 @@ def export(model, filepath, opset=None):
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
-    from .saving import _check_target, _is_file_object, atomic_write
+    from .saving import _check_target, _is_file_object, as_target, atomic_write
 
     if not hasattr(model, "layers") or not hasattr(model, "built"):
         raise TypeError(f"export(model, filepath): the first argument must be a pynn model, "
                         f"got {type(model).__name__}")
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
+    filepath = as_target(filepath)
     _check_target(filepath, "wb")
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, numbers.Integral)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from . import activations as act_mod
 from . import config
 from .backend import backend_array, get_backend, is_gpu_array
+from .data import _numeric, all_finite, converted, overflow_error
 
 
 def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1.0, beta=0.0,
@@ -24,6 +27,8 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     and out must have it.
     """
     backend = get_backend()
+    trans_a, trans_b = _flag("trans_a", trans_a), _flag("trans_b", trans_b)
+    alpha, beta = _scalar("alpha", alpha), _scalar("beta", beta)
     spec = act_mod.get(activation)
     if spec.name == "softmax":
         raise ValueError("gemm: softmax is not an element-wise epilogue; apply it afterwards")
@@ -64,14 +69,28 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
                         beta, out)
 
 
+def _flag(name, value):
+    if isinstance(value, (str, bytes)):  # bool("no") is True
+        raise TypeError(f"gemm: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _scalar(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"gemm: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
 def _operand(backend, x, name):
     """x as a float array on the backend's device: its own arrays as they are, other GPU
     arrays through DLPack, anything else as NumPy converts it (other dtypes in the
-    session's floatx)."""
+    session's floatx); refused unless of real numbers (text, objects, complex)."""
     if is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
         x = backend_array(x, backend, name)
     elif not isinstance(x, (np.ndarray, backend.xp.ndarray)):
-        x = np.asarray(x, dtype=config.floatx())
+        x = _numeric(x, f"gemm: {name}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"gemm: {name} must hold real numbers, got dtype {x.dtype}")
     return x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
 
 
@@ -81,5 +100,9 @@ def _matrix(backend, x, name):
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":
-        arr = arr.astype(np.float32)
+        source, arr = arr, converted(arr, np.float32)
+        if not all_finite(arr):  # (only here: a cast pass already, the check one more)
+            error = overflow_error(source, arr, f"gemm: {name}")
+            if error is not None:
+                raise error
     return backend.asarray(arr, arr.dtype)  # contiguous, on the device; no copy if it is

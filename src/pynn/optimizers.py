@@ -41,6 +41,18 @@ def _check_positive(name, value, allow_zero=False):
     return float(value)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_rate(name, value):
+    """A learning rate: a number >= 0 that float32 weights can take (1e39 would be inf)."""
+    value = _check_positive(name, value, allow_zero=True)
+    if value > FLOAT32_MAX:
+        raise ValueError(f"{name} must be at most float32's largest number "
+                         f"({FLOAT32_MAX:.4g}), got {value:g}")
+    return value
+
+
 def _check_fraction(name, value, closed=False):
     """value in [0, 1), or with closed in [0, 1] (Keras' momenta)."""
     value = _check_positive(name, value, allow_zero=True)
@@ -223,8 +235,7 @@ class Optimizer:
         return self._learning_rate
 
     def _scheduled_rate(self, step):
-        return _check_positive("learning_rate (from the schedule)", self._schedule(step),
-                               allow_zero=True)
+        return _check_rate("learning_rate (from the schedule)", self._schedule(step))
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -239,8 +250,7 @@ class Optimizer:
         if getattr(value, "shape", None) == ():  # numpy 0-d arrays, torch scalars
             value = value.item()
         # 0 is a rate (a warm-up's start, a decay's end), as in Keras
-        self._schedule, self._learning_rate = None, _check_positive("learning_rate", value,
-                                                                    allow_zero=True)
+        self._schedule, self._learning_rate = None, _check_rate("learning_rate", value)
 
     @contextlib.contextmanager
     def function_rate_aside(self):

@@ -48,6 +48,9 @@ def atomic_write(filepath, write):
         with open(filepath, "ab") as f:
             write(f)
         return
+    if filepath.endswith(os.sep) or (os.altsep and filepath.endswith(os.altsep)):
+        raise IsADirectoryError(f"{filepath!r} names a directory (it ends in a separator); "
+                                f"give a file name")
     target = os.path.realpath(filepath)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
@@ -127,6 +130,12 @@ def _is_file_object(target):
     return hasattr(target, "read") or hasattr(target, "write")
 
 
+def as_target(target):
+    """A path as str (bytes and os.PathLike decoded as the file system does), anything else
+    (a file object, or what _check_target refuses) as it is."""
+    return os.fsdecode(target) if isinstance(target, (bytes, os.PathLike)) else target
+
+
 def _check_target(target, mode):
     """A path, or a binary file object for `mode` ('rb'/'wb'); TypeError otherwise."""
     if _is_file_object(target):
@@ -161,6 +170,7 @@ def _h5py():
 
 def save_weights(model, filepath):
     """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5."""
+    filepath = as_target(filepath)
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
@@ -330,6 +340,7 @@ def save_model(model, filepath, allow_unbuilt=False):
     """The whole model: architecture, weights, compile settings and optimizer state, in
     .npz (default) or HDF5 when the name ends in .h5/.hdf5. (allow_unbuilt: for pickling,
     which keeps a model without weights yet as such.)"""
+    filepath = as_target(filepath)
     if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     extra = _description(model)  # loadable, or refused before writing
@@ -419,6 +430,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
     compile(backend=...) moves it. safe_mode: Keras' flag against code in files, accepted and
     unused; pynn's files hold none (never a pickle or a lambda), so every load is safe."""
+    filepath = as_target(filepath)
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)
@@ -563,6 +575,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     skip_mismatch=True loads the layers whose weights match and leaves the others untouched
     (returning their names); otherwise any mismatch raises and nothing is loaded.
     """
+    filepath = as_target(filepath)
     with read_arrays(filepath) as arrays, _description_errors(where(filepath), "weights"):
         filepath = where(filepath)  # for the messages below
         meta = read_meta(arrays, filepath)

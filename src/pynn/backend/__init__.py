@@ -88,6 +88,9 @@ def get_backend(name: str | None = None) -> Backend:
         return _current if _current is not None else _choose_default()
     if isinstance(name, Backend):  # what get_backend() returned: compile(backend=...) too
         return name
+    if not isinstance(name, str):
+        raise TypeError(f"a backend is named by a string ('cpu', 'cuda', 'numpy', 'cupy'), "
+                        f"got {name!r}")
     if name not in _instances:
         _instances[name] = _create(name)
     return _instances[name]
@@ -99,7 +102,7 @@ _DEVICE_BACKENDS = {"cpu": ("cpu", "numpy"), "gpu": ("cuda", "cupy"), "cuda": ("
 def backend_for_device(device: str) -> Backend:
     """The backend that runs on `device` ('cpu', 'gpu' or 'cuda'): the current one if it
     runs there, else the fastest available there; an error naming why none can."""
-    if device not in _DEVICE_BACKENDS:
+    if not isinstance(device, str) or device not in _DEVICE_BACKENDS:
         raise ValueError(f"unknown device {device!r}; choose 'cpu' or 'gpu' (or 'cuda')")
     names = _DEVICE_BACKENDS[device]
     current = get_backend()

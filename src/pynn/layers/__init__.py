@@ -12,6 +12,10 @@ from .noise import GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
 from .reshape import Flatten
 
+# The layers that work on the last axis alone: they take (batch, ..., features) inputs
+LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, Normalization,
+                    LayerNormalization, RMSNormalization, *ACTIVATION_LAYERS)
+
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, GaussianDropout, GaussianNoise,
                                             BatchNormalization, Flatten,
                                             InputLayer, LayerNormalization, Normalization,
@@ -25,10 +29,10 @@ def get_class(name, custom_objects=None, custom=False):
         return _custom.find({"class_name": name, "custom": custom}, _REGISTRY.get, "layer")
 
 
-__all__ = ["ACTIVATION_LAYERS", "Activation", "BatchNormalization", "Dense", "Dropout", "ELU",
-           "Flatten", "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
-           "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "RandomLayer",
-           "ReLU", "RMSNormalization", "Softmax", "get_class"]
+__all__ = ["ACTIVATION_LAYERS", "LAST_AXIS_LAYERS", "Activation", "BatchNormalization",
+           "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout", "GaussianNoise", "Input",
+           "InputLayer", "Layer", "LayerNormalization", "LeakyReLU", "Normalization",
+           "Parameter", "RandomLayer", "ReLU", "RMSNormalization", "Softmax", "get_class"]
 
 
 def __getattr__(name):

@@ -388,15 +388,37 @@ class Layer:
         """The layer on an array (built on first use; GPU arrays stay on a GPU backend):
         inference, or with training=True as in a training step (dropout active, batch
         statistics), as Keras' layer(x, training)."""
+        from ..data import as_layer_input
+
         backend = self.backend or get_backend()
-        x = backend_array(x, backend, "x") if is_gpu_array(x) else np.asarray(x)
+        x = as_layer_input(backend_array(x, backend, "x") if is_gpu_array(x) else x,
+                           f"layer {self.name!r}: x")
         dtype = config.floatx()
         if not self.built:
             self._build_marked(x.shape[1:], backend, dtype)
+        else:
+            self._check_call_shape(x.shape)
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
         return backend.to_numpy(y)
+
+    def _check_call_shape(self, shape):
+        """layer(x) on a built layer: x's samples of its input shape, or for a layer on the
+        last axis (Dense, normalizations, activations, dropout) any leading axes before
+        that axis's size; never broadcast (a (N, 1) column spread over 4 features)."""
+        from . import LAST_AXIS_LAYERS
+
+        built = getattr(self, "input_shape", None)
+        if built is None or tuple(shape[1:]) == tuple(built):
+            return
+        if type(self) in LAST_AXIS_LAYERS and built and tuple(shape[-1:]) == tuple(built[-1:]):
+            return
+        want = "(batch, " + ", ".join(map(str, built)) + ")"
+        if type(self) in LAST_AXIS_LAYERS and built:
+            want += f" (or (batch, ..., {built[-1]}))"
+        raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs "
+                         f"of shape {want}, got shape {tuple(shape)}")
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"

@@ -73,12 +73,18 @@ class Normalization(Layer):
         else:
             if steps is not None:
                 raise ValueError("Normalization.adapt: steps is for data given batch by batch")
+            if data is None:
+                raise TypeError("Normalization.adapt: data is None; pass an array of samples")
             arr = data_mod.host_array(data) if not hasattr(data, "shape") else data
             size = data_mod.check_batch_size(batch_size, 1 << 14)
             batches = (arr[i:i + size] for i in range(0, max(len(arr), 1), size))
         count, mean, m2, sample_shape = 0, None, None, None
         for batch in batches:
-            x = np.asarray(to_host(batch), dtype=np.float64)
+            x = to_host(batch)
+            if x.dtype.kind not in "biuf":  # text ('1.5') parsed, complex parts dropped
+                raise TypeError(f"Normalization.adapt: the data must be real numbers, got "
+                                f"dtype {x.dtype}")
+            x = np.asarray(x, dtype=np.float64)
             if x.ndim == 0 or x.size == 0:
                 continue
             if not np.isfinite(x).all():
