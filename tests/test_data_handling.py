@@ -283,3 +283,24 @@ def test_bad_validation_targets_and_weights_say_validation(rng):
         model.fit(x, y, validation_data=(x, bad), verbose=0)
     with pytest.raises(ValueError, match="^validation_data: sample_weight"):
         model.fit(x, y, validation_data=(x, y, np.ones(3)), verbose=0)
+
+
+def test_sparse_inputs_densify_in_the_sessions_dtype(rng):
+    """A float64 scipy sparse matrix becomes a float32 dense array directly (a float64
+    dense copy was twice the memory, then cast), unless a value needs float64's range, which
+    fit then names."""
+    sparse = pytest.importorskip("scipy.sparse")
+    from pynn.data import densified
+
+    x = sparse.random(50, 7, density=0.3, format="csr", random_state=int(rng.integers(1e6)))
+    dense = densified(x)
+    assert dense.dtype == np.float32
+    np.testing.assert_array_equal(dense, x.toarray().astype(np.float32))
+    big = x.copy()
+    big.data[0] = 1e300
+    assert densified(big).dtype == np.float64
+    model = pynn.Sequential([pynn.Input((7,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        model.fit(big, np.zeros(50), verbose=0)
+    model.fit(x, np.zeros(50), verbose=0)  # (trains)

@@ -827,6 +827,49 @@ def test_bind_errors(rng):
     eng.bind(params, tr, state)
 
 
+def test_bind_finds_every_overlap_of_views_of_one_buffer(rng):
+    """bind sorts the arrays' extents (an all-pairs check was quadratic in the layers): views
+    of one buffer at random offsets, some overlapping, some nested, some touching, are
+    refused exactly when two of them share memory (batch normalization's arrays too)."""
+    sizes = [4, 6, 3]
+    eng, _, params, state, _, tr = make_engine(rng, sizes, [RELU, SOFTMAX],
+                                               "softmax_xent_sparse", "adam")
+    shapes = [p.shape for p in params]
+    bn = _C.DenseEngine(sizes, [RELU, SOFTMAX], [0.0, 0.0], [True, True],
+                        "softmax_xent_sparse", 0.0, "adam", 8)
+    bn_arrays = [np.ones(6, np.float32) for _ in range(4)]
+    bn.set_batchnorm(0, False, 0.9, 1e-3, False, *bn_arrays, [], [])
+    for trial in range(300):
+        shape_list = [shp for shp in shapes for _ in range(3)]  # each param and its m, v
+        sizes_flat = [int(np.prod(shp)) for shp in shape_list]
+        buffer = np.zeros(sum(sizes_flat) + 40, np.float32)
+        starts = rng.integers(0, buffer.size - max(sizes_flat), len(shape_list))
+        if trial % 3 == 0:  # laid end to end (touching, not overlapping), then one moved
+            starts = np.cumsum([0] + sizes_flat[:-1])
+            if trial % 2:
+                k = rng.integers(1, len(starts))
+                starts[k] -= rng.integers(0, 2)
+        views = [buffer[a:a + n].reshape(shp) for a, n, shp in zip(starts, sizes_flat,
+                                                                  shape_list)]
+        extents = [(a, a + n) for a, n in zip(starts, sizes_flat)]
+        shared = any(a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(extents)
+                     for (b0, b1) in extents[i + 1:])
+        p = views[0::3]
+        st = [[m, v] for m, v in zip(views[1::3], views[2::3])]
+        if shared:
+            with pytest.raises(ValueError, match="must not share memory"):
+                eng.bind(p, tr, st)
+        else:
+            eng.bind(p, tr, st)
+        if not shared:  # and against batch normalization's: b0 or a slot of it one of them
+            bn.bind(p, tr, st)
+            k = 3 + rng.integers(0, 3)  # views[3:6]: b0 (6,), its m and v
+            views[k] = bn_arrays[rng.integers(0, 4)]
+            with pytest.raises(ValueError, match="batch normalization array"):
+                bn.bind(views[0::3], tr, [[m, v] for m, v in zip(views[1::3], views[2::3])])
+    eng.bind(params, tr, state)
+
+
 def test_train_errors_leave_weights_untouched(rng):
     eng, params, state, x, y, order = small(rng)
     h = HYPER["adam"]

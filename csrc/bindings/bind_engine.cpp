@@ -21,7 +21,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -72,6 +74,37 @@ bool overlap(const py::array& a, const py::array& b) {
     if (a.nbytes() == 0 || b.nbytes() == 0) return false;
     auto a0 = reinterpret_cast<std::uintptr_t>(a.data()), b0 = reinterpret_cast<std::uintptr_t>(b.data());
     return a0 < b0 + static_cast<std::uintptr_t>(b.nbytes()) && b0 < a0 + static_cast<std::uintptr_t>(a.nbytes());
+}
+
+// Overlapping memory among arrays, found by sorting their extents by start and comparing
+// each with the one reaching furthest before it: O(n log n) (an all-pairs check took most of
+// a 1600-layer model's fit setup). Arrays in group 0 and group 1: with `within`, the first
+// overlapping pair of any two; without, of an array of group 0 and one of group 1 (groups
+// already checked alone). Returns their indices in `arrays`, or (-1, -1).
+std::pair<long, long> first_overlap(const std::vector<const py::array*>& arrays,
+                                    const std::vector<int>& group, bool within) {
+    struct Extent { std::uintptr_t start, end; long index; int group; };
+    std::vector<Extent> extents;
+    extents.reserve(arrays.size());
+    for (size_t i = 0; i < arrays.size(); ++i) {
+        const py::array& a = *arrays[i];
+        if (a.nbytes() == 0) continue;
+        const auto start = reinterpret_cast<std::uintptr_t>(a.data());
+        extents.push_back({start, start + static_cast<std::uintptr_t>(a.nbytes()),
+                           static_cast<long>(i), group[i]});
+    }
+    std::sort(extents.begin(), extents.end(),
+              [](const Extent& a, const Extent& b) { return a.start < b.start; });
+    const Extent* furthest[2] = {nullptr, nullptr};  // of each group, among those seen
+    for (const Extent& e : extents) {
+        for (int g = 0; g < 2; ++g) {
+            const Extent* f = furthest[g];
+            if (f != nullptr && (within || g != e.group) && e.start < f->end)
+                return {std::min(f->index, e.index), std::max(f->index, e.index)};
+        }
+        if (furthest[e.group] == nullptr || e.end > furthest[e.group]->end) furthest[e.group] = &e;
+    }
+    return {-1, -1};
 }
 
 double hyper_value(const py::dict& hyper, const char* key, bool required, double dflt, const char* who) {
@@ -246,16 +279,21 @@ public:
             }
         }
         // The optimizer loops use __restrict pointers: overlapping buffers would be silently
-        // miscomputed.
-        for (size_t a = 0; a < arrays.size(); ++a)
-            for (size_t b = a + 1; b < arrays.size(); ++b)
-                if (overlap(arrays[a], arrays[b]))
-                    throw py::value_error("bind: the bound arrays (params and state) must not share memory; "
-                                          "arrays #" + std::to_string(a) + " and #" + std::to_string(b) + " overlap");
-        for (size_t a = 0; a < arrays.size(); ++a)
-            if (overlaps_batchnorm(arrays[a]))
-                throw py::value_error("bind: array #" + std::to_string(a) +
-                                      " shares memory with a batch normalization array");
+        // miscomputed. The bound arrays first among themselves, then with batch
+        // normalisation's (checked among themselves by set_batchnorm).
+        std::vector<const py::array*> all;
+        for (const py::array& a : arrays) all.push_back(&a);
+        std::vector<int> group(all.size(), 0);
+        const auto [a, b] = first_overlap(all, group, true);
+        if (a >= 0)
+            throw py::value_error("bind: the bound arrays (params and state) must not share memory; "
+                                  "arrays #" + std::to_string(a) + " and #" + std::to_string(b) + " overlap");
+        for (const auto& layer : bn_refs_)
+            for (const py::array& r : layer) all.push_back(&r), group.push_back(1);
+        const long c = first_overlap(all, group, false).first;
+        if (c >= 0)
+            throw py::value_error("bind: array #" + std::to_string(c) +
+                                  " shares memory with a batch normalization array");
         {
             ReleaseGil nogil;  // waits for a running train/predict of this engine
             eng_.bind(ptrs, train_flags, slot_ptrs);

@@ -27,8 +27,13 @@ def host_array(x):
 
 def densified(a):
     """A scipy sparse matrix as its dense array (as Keras 3 takes it; mind the size of very
-    wide data); anything else as is."""
+    wide data), float64 values already in a float32 session's dtype when they fit (a float64
+    dense copy was twice the memory, and was then cast); anything else as is."""
     if type(a).__module__.startswith("scipy.sparse") and hasattr(a, "toarray"):
+        narrow = np.dtype(config.floatx())
+        if a.dtype.kind == "f" and a.dtype.itemsize > narrow.itemsize and a.nnz and \
+                np.all(np.abs(a.data) <= np.finfo(narrow).max):  # (else named by the checks)
+            a = a.astype(narrow)
         return a.toarray()
     return a
 
