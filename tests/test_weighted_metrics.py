@@ -130,16 +130,20 @@ def _every_metric(outputs):
                      M.MeanMetricWrapper(pynn.losses.CategoricalCrossentropy())]
 
 
+def _targets_and_scores(rng, n, outputs):
+    """(N, 1) binary targets and scores, or one-hot targets and class probabilities; the
+    scores in float64 (a loss sums float32 batches in float32)."""
+    if outputs == 1:
+        y, p = _binary(rng, n)
+        return y.reshape(-1, 1), p.reshape(-1, 1).astype(np.float64)
+    labels, p = _classes(rng, n, outputs)
+    return np.eye(outputs, dtype=np.float32)[labels], p.astype(np.float64)
+
+
 @pytest.mark.parametrize("outputs", [1, 4])
 @pytest.mark.parametrize("n", [3, 17, 129])
 def test_integer_weights_count_samples_that_many_times(rng, outputs, n):
-    if outputs == 1:
-        y, p = _binary(rng, n)
-        y, p = y.reshape(-1, 1), p.reshape(-1, 1)
-    else:
-        labels, p = _classes(rng, n, outputs)
-        y = np.eye(outputs, dtype=np.float32)[labels]
-    p = p.astype(np.float64)  # (a loss sums float32 batches in float32)
+    y, p = _targets_and_scores(rng, n, outputs)
     w = rng.integers(0, 4, n)
     w[0] = 2
     repeated = np.repeat(np.arange(n), w)
@@ -153,13 +157,7 @@ def test_integer_weights_count_samples_that_many_times(rng, outputs, n):
 @pytest.mark.parametrize("outputs", [1, 4])
 def test_weighted_batches_add_up_to_the_whole(rng, outputs):
     n = 129
-    if outputs == 1:
-        y, p = _binary(rng, n)
-        y, p = y.reshape(-1, 1), p.reshape(-1, 1)
-    else:
-        labels, p = _classes(rng, n, outputs)
-        y = np.eye(outputs, dtype=np.float32)[labels]
-    p = p.astype(np.float64)  # (a loss sums float32 batches in float32)
+    y, p = _targets_and_scores(rng, n, outputs)
     w = rng.random(n)
     for whole, pieces in zip(_every_metric(outputs), _every_metric(outputs)):
         whole.update_state(y, p, sample_weight=w)
