@@ -304,3 +304,34 @@ def test_sparse_inputs_densify_in_the_sessions_dtype(rng):
     with pytest.raises(ValueError, match="beyond float32's range"):
         model.fit(big, np.zeros(50), verbose=0)
     model.fit(x, np.zeros(50), verbose=0)  # (trains)
+
+
+def test_predict_and_evaluate_convert_a_dataframe_a_piece_at_a_time(rng):
+    """A DataFrame is converted as a numpy array is, 16 MiB of rows at a time (it was
+    converted whole: a float32 copy of all of it beside the frame); same outputs."""
+    import tracemalloc
+
+    pd = pytest.importorskip("pandas")
+    n = 1_000_000
+    frame = pd.DataFrame(rng.random((n, 20)))
+    model = pynn.Sequential([pynn.Input((20,)), pynn.Dense(4, activation="relu"),
+                             pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    expected = model.predict(frame.to_numpy(np.float32))
+    tracemalloc.start()
+    try:
+        out = model.predict(frame)
+        predict_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        logs = model.evaluate(frame, np.zeros(n), return_dict=True)
+        evaluate_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(out, expected)
+    assert logs["loss"] == pytest.approx(float(np.mean(expected.astype(np.float64) ** 2)),
+                                         rel=1e-5)
+    whole = n * 20 * 4  # a float32 copy of the frame: 80 MB
+    assert predict_peak < whole / 2 and evaluate_peak < whole / 2, (predict_peak, evaluate_peak)
+    frame["text"] = "a"
+    with pytest.raises(TypeError, match="column 'text'"):
+        model.predict(frame)

@@ -74,6 +74,14 @@ def _numeric(x, name):
     return arr
 
 
+def frame_values(x, name="x"):
+    """A pandas DataFrame's or Series' values as a numpy array (checked as every input; a
+    single-dtype frame's own memory where pandas allows), anything else as it is: predict
+    and evaluate then convert them a piece at a time, as any numpy array (a frame was
+    converted to the model's dtype whole: a second copy of the data)."""
+    return _pandas_values(x, name) if _is_pandas(x) else x
+
+
 def _is_pandas(x):
     return type(x).__module__.partition(".")[0] == "pandas" and hasattr(x, "to_numpy") \
         and hasattr(x, "dtypes")

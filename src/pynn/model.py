@@ -1263,6 +1263,7 @@ class Sequential:
                                  sample_weight=None if w is None else w[:rows],
                                  callbacks=callbacks, return_dict=return_dict)
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
         if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
             step = None  # batches numbered over the whole set, not per converted piece
@@ -1372,6 +1373,7 @@ class Sequential:
                 pass
         asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
         if step is not None:
             return self._predict_in_pieces(x, step, asked)
