@@ -211,6 +211,8 @@ def test_train_with_another_optimizer(tmp_path, blobs_csv):
     ("non_numeric", ("column 'b' holds a non-numeric, missing or infinite value on line 3: "
                      "'x' (an ID or other non-feature? leave it out with --drop COLUMN)")),
     ("infinite_rate", "--learning-rate must be a number > 0"),
+    # more weights than memory: the system killed the process (exit -9)
+    ("layers_beyond_memory", "GiB with their gradients and optimizer state; this machine has"),
     ("no_target_arg", "--target COLUMN is required"),
     ("npz_without_y", "must hold arrays 'x' and 'y'"),
     # float32's range: the column's spread overflowed and its weights were silently 0
@@ -270,6 +272,8 @@ def test_train_errors_exit_2_without_traceback(tmp_path, case, message):
             "npz_beyond_float32": ["--data", tmp_path / "huge.npz"],
             "unnamed_column": ["--data", trailing, "--target", "b"],
             "infinite_rate": ["--data", good, "--target", "b", "--learning-rate", "inf"],
+            "layers_beyond_memory": ["--data", good, "--target", "b", "--layers",
+                                     "100000,100000000"],
             "mixed_target": ["--data", bad, "--target", "b"],
             "text_target_regress": ["--data", words, "--target", "b", "--task", "regress"],
             "row_of_empty_fields": ["--data", empty_row, "--target", "b"],

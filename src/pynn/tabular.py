@@ -328,6 +328,22 @@ def choose_task(y, task):
 
 
 # ---- training ---------------------------------------------------------------------------------
+def _check_fits_in_memory(features, layers):
+    """--layers whose weights, gradients and optimizer state (4 float32 arrays each) exceed
+    the machine's memory: refused before any is made (the system killed the process)."""
+    sizes = [features, *layers]
+    weights = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    need = 16 * weights
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # (not on every system)
+        return
+    if need > memory:
+        raise UsageError(f"--layers {','.join(map(str, layers))}: {weights:,} weights need "
+                         f"about {need / 2**30:.1f} GiB with their gradients and optimizer "
+                         f"state; this machine has {memory / 2**30:.1f} GiB")
+
+
 def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=None,
           learning_rate=None, verbose=1, drop=(), print_fn=print, optimizer="adam"):
     """learning_rate None: the optimizer's Keras default (Adam's 0.001)."""
@@ -350,6 +366,7 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
     offsets = centring_offsets(x, std)
     if offsets.any():
         meta["offsets"] = offsets.tolist()
+    _check_fits_in_memory(x.shape[1], layers)
     model = pynn.Sequential([pynn.Input((x.shape[1],))]
                             + [pynn.Dense(u, activation="relu") for u in layers])
     if task == "classify":
