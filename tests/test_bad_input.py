@@ -371,12 +371,26 @@ def test_calling_a_layer_checks_its_input(rng):
         pynn.Dense(2)(np.array([[1 + 5j, 2 + 5j]]))
     with pytest.raises(ValueError, match=r"\(batch, features...\), got shape \(4,\)"):
         pynn.Dense(3)(np.ones(4))
-    with pytest.raises(ValueError, match="empty"):
-        pynn.Flatten()(np.zeros((0, 4)))
+    # what Keras takes stays taken: layers without weights take any shape (an activation
+    # 1-D too), a subclass of a last-axis layer leading axes, any layer 0 samples
+    relu = pynn.ReLU()
+    relu(np.ones((2, 3)))
+    assert relu(np.ones((2, 4))).shape == (2, 4)
+    np.testing.assert_array_equal(pynn.ReLU()(np.array([-1.0, 2.0])), [0.0, 2.0])
     flatten = pynn.Flatten()
     flatten(np.zeros((2, 3, 4)))
+    assert flatten(np.zeros((2, 4, 5))).shape == (2, 20)
+    assert pynn.Flatten()(np.zeros((0, 4, 2))).shape == (0, 8)
+    assert pynn.Dense(2)(np.zeros((0, 3))).shape == (0, 2)
+
+    class MyDense(pynn.Dense):
+        pass
+
+    mine = MyDense(2)
+    mine(rng.random((4, 3)))
+    assert mine(rng.random((4, 5, 3))).shape == (4, 5, 2)
     with pytest.raises(ValueError, match="built for inputs"):
-        flatten(np.zeros((2, 4, 3)))
+        mine(rng.random((4, 5)))
 
 
 def test_metrics_refuse_text_and_take_single_numbers():
@@ -442,6 +456,15 @@ def test_gemm_refuses_what_it_cannot_compute():
                     gemm(np.ones((2, 2)), np.ones((2, 2)), alpha=bad)
         finally:
             pynn.set_backend(previous.name)
+    previous = pynn.get_backend()
+    pynn.set_backend("numpy")
+    try:  # lists become the session's floatx, as before; a 0-d alpha is a number
+        assert gemm([[1.0, 2.0]], [[3.0], [4.0]]).dtype == np.dtype(pynn.floatx())
+        out = np.zeros((1, 1), pynn.floatx())
+        gemm([[1.0, 2.0]], [[3.0], [4.0]], out=out, alpha=np.array(2.0))
+        assert out[0, 0] == 22.0
+    finally:
+        pynn.set_backend(previous.name)
     if "cpu" in AVAILABLE and pynn.floatx() == "float32":
         previous = pynn.get_backend()
         pynn.set_backend("cpu")

@@ -335,3 +335,13 @@ def test_predict_and_evaluate_convert_a_dataframe_a_piece_at_a_time(rng):
     frame["text"] = "a"
     with pytest.raises(TypeError, match="column 'text'"):
         model.predict(frame)
+
+
+def test_sparse_repeated_entries_sum_in_float64():
+    sparse = pytest.importorskip("scipy.sparse")
+    from pynn.data import densified
+
+    x = sparse.coo_matrix(([1e8 + 1, -1e8, 0.1], ([0, 0, 1], [0, 0, 1])), shape=(2, 4))
+    dense = densified(x)
+    assert dense.dtype == np.float32 and dense[0, 0] == 1.0  # (0 when summed in float32)
+    assert x.nnz == 3  # the caller's matrix as it was

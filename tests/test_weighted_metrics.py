@@ -395,3 +395,59 @@ def test_weighted_metrics_match_keras(rng):
         assert ours[key] == pytest.approx(float(theirs[key]), rel=tolerance, abs=tolerance), key
     assert ours["auc"] == pytest.approx(
         skm.roc_auc_score(y, model.predict(x)[:, 0], sample_weight=w), abs=1e-9)
+
+
+# ---- a review of the change's findings -----------------------------------------------------
+def test_pynn_metric_functions_in_compile_are_whole_set_values(rng):
+    """precision, recall, f1_score, roc_auc, RMSE and R² given as functions are their Metric
+    objects: the value over all batches (a batch mean is another number), and weighted in
+    weighted_metrics (they were weighed as one number per batch, unweighted)."""
+    x, y, w = _data(rng, 90)
+    model = _model(metrics=[M.precision, M.roc_auc], weighted=[M.precision, M.recall,
+                                                                 M.f1_score, M.roc_auc])
+    logs = model.evaluate(x, y, sample_weight=w, batch_size=7, return_dict=True)
+    p = model.predict(x)[:, 0]
+    assert logs["precision"] == pytest.approx(_sk(skm.precision_score, y, p > 0.5), abs=1e-9)
+    assert logs["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p), abs=1e-9)
+    for name, reference in (("precision", skm.precision_score), ("recall", skm.recall_score),
+                            ("f1_score", skm.f1_score)):
+        assert logs[f"weighted_{name}" if name == "precision" else name] == pytest.approx(
+            _sk(reference, y, p > 0.5, sample_weight=w), abs=1e-9), name
+    assert logs["weighted_roc_auc"] == pytest.approx(
+        skm.roc_auc_score(y, p, sample_weight=w), abs=1e-9)
+
+
+def test_a_function_with_sample_weight_weighs_its_batch(rng):
+    x, y, w = _data(rng, 40)
+
+    def weighted_error(y_true, y_pred, sample_weight=None):
+        err = np.abs(y_true - y_pred)[:, 0]
+        return err.mean() if sample_weight is None else np.sum(sample_weight * err) / np.sum(
+            sample_weight)
+
+    model = _model(weighted=[weighted_error])
+    logs = model.evaluate(x, y, sample_weight=w, batch_size=40, return_dict=True)
+    p = model.predict(x)[:, 0]
+    assert logs["weighted_error"] == pytest.approx(np.sum(w * np.abs(y - p)) / np.sum(w),
+                                                   rel=1e-6)
+
+
+def test_weighted_single_numbers_and_weightless_nan_scores():
+    for metric in (M.BinaryAccuracy(), M.MeanSquaredError(), M.MeanAbsoluteError(),
+                   M.RootMeanSquaredError(), M.Precision()):
+        metric.update_state(1.0, 0.7, sample_weight=2.0)  # (an AxisError)
+        assert metric.result() == pytest.approx(
+            {"binary_accuracy": 1.0, "precision": 1.0, "mean_squared_error": 0.09}.get(
+                metric.name, 0.3))
+    y = np.array([0, 1, 0, 1, 1.0])
+    p = np.array([0.1, 0.8, 0.4, 0.6, np.nan])
+    w = np.array([1, 1, 1, 1, 0.0])  # the NaN weighs nothing: a padded position
+    assert M.roc_auc(y, p, sample_weight=w) == 1.0
+    assert M.AUC(curve="PR")(y, p, sample_weight=w) == 1.0
+    assert np.isnan(M.roc_auc(y, p))
+
+
+def test_unweighted_mape_keeps_its_formula(rng):
+    y, p = rng.random(50) + 0.5, rng.random(50)
+    ratio = np.abs(y - p) / np.maximum(np.abs(y), 1e-7)
+    assert M.mean_absolute_percentage_error(y, p) == float(100 * np.mean(ratio))

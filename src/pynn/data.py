@@ -31,9 +31,11 @@ def densified(a):
     dense copy was twice the memory, and was then cast); anything else as is."""
     if type(a).__module__.startswith("scipy.sparse") and hasattr(a, "toarray"):
         narrow = np.dtype(config.floatx())
-        if a.dtype.kind == "f" and a.dtype.itemsize > narrow.itemsize and a.nnz and \
-                np.all(np.abs(a.data) <= np.finfo(narrow).max):  # (else named by the checks)
-            a = a.astype(narrow)
+        if a.dtype.kind == "f" and a.dtype.itemsize > narrow.itemsize and a.nnz:
+            a = a.tocsr(copy=True)  # repeated entries summed in float64 first, as toarray
+            a.sum_duplicates()      # sums them (the caller's matrix untouched)
+            if np.all(np.abs(a.data) <= np.finfo(narrow).max):  # (else named by the checks)
+                a = a.astype(narrow)
         return a.toarray()
     return a
 
@@ -135,15 +137,16 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
     return _finished(arr, dtype, name, xp)
 
 
-def as_layer_input(x, name):
-    """What layer(x) takes: a real numeric array of shape (batch, features...) with at
-    least one sample (a GPU backend's array stays as it is); refused with a clear error."""
-    arr = _numeric(x, name)
-    if arr.ndim < 2:
+def as_layer_input(x, name, min_ndim=2):
+    """What layer(x) takes: a real numeric array of at least min_ndim axes (a GPU backend's
+    array stays as it is); refused with a clear error."""
+    if isinstance(x, np.ndarray) and x.dtype.kind in "biuf":  # (the common case, at once)
+        arr = x
+    else:
+        arr = _numeric(x, name)
+    if arr.ndim < min_ndim:
         raise ValueError(f"{name} must have shape (batch, features...), got shape "
                          f"{tuple(arr.shape)}; for one sample pass x[None]")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples)")
     return arr
 
 

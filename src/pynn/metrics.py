@@ -80,6 +80,14 @@ def _host(a):
     return a
 
 
+def _one_sample_if_numbers(y_true, y_pred):
+    """A target and a prediction given as numbers (Keras takes them) as one sample of one
+    output, as the weighted paths need a sample axis."""
+    if np.ndim(y_pred) == 0:
+        return np.reshape(_host(y_true), (1, 1)), np.reshape(_host(y_pred), (1, 1))
+    return y_true, y_pred
+
+
 def _samples(y_pred):
     """The batch's number of samples (a number is one sample)."""
     shape = np.shape(y_pred)
@@ -199,16 +207,16 @@ def mean_absolute_error(y_true, y_pred):
     return float(np.mean(_absolute_errors(y_true, y_pred)))
 
 
-def _absolute_percentage_errors(y_true, y_pred):
+def _absolute_relative_errors(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("mean_absolute_percentage_error", y_true, y_pred)
     y_true = y_true.astype(np.float64)
-    return 100 * (np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), 1e-7))
+    return np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), 1e-7)
 
 
 def mean_absolute_percentage_error(y_true, y_pred):
     """100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7)) (Keras' MAPE)."""
-    return float(np.mean(_absolute_percentage_errors(y_true, y_pred)))
+    return float(100 * np.mean(_absolute_relative_errors(y_true, y_pred)))
 
 
 def _squared_log_errors(y_true, y_pred):
@@ -224,10 +232,10 @@ def mean_squared_logarithmic_error(y_true, y_pred):
     return float(np.mean(_squared_log_errors(y_true, y_pred)))
 
 
-_ELEMENTS = {binary_accuracy: _binary_hits, mean_squared_error: _squared_errors,
-             mean_absolute_error: _absolute_errors,
-             mean_absolute_percentage_error: _absolute_percentage_errors,
-             mean_squared_logarithmic_error: _squared_log_errors}
+_ELEMENTS = {binary_accuracy: (_binary_hits, 1), mean_squared_error: (_squared_errors, 1),
+             mean_absolute_error: (_absolute_errors, 1),
+             mean_absolute_percentage_error: (_absolute_relative_errors, 100),
+             mean_squared_logarithmic_error: (_squared_log_errors, 1)}  # (values, factor)
 _ROWS = {categorical_accuracy: _categorical_hits,
          sparse_categorical_accuracy: _sparse_categorical_hits,
          top_k_categorical_accuracy: _top_k_hits,
@@ -245,7 +253,8 @@ def _sample_values(fn, y_true, y_pred):
     except TypeError:  # an unhashable callable object
         return None
     if elements is not None:
-        return np.mean(elements(y_true, y_pred, **keywords), axis=-1)
+        values, factor = elements
+        return factor * np.mean(values(y_true, y_pred, **keywords), axis=-1)
     return None if rows is None else rows(y_true, y_pred, **keywords)
 
 
@@ -506,6 +515,9 @@ def _binary_pr_auc(y, s, w):
 
 
 def _auc_from(y, s, curve="ROC", w=None):
+    if w is not None and not np.all(w > 0):  # weight 0: not there (a padded position's NaN)
+        keep = w > 0
+        y, s, w = y[keep], s[keep], w[keep]
     if np.isnan(s).any():
         return float("nan")  # no ranking (np.unique put NaN above every score: AUC 1.0)
     area = _binary_pr_auc if curve == "PR" else _binary_auc
@@ -801,6 +813,7 @@ class Metric:
         if sample_weight is None:  # (a subclass's _batch_state may take no weights)
             batch = self._batch_state(y_true, y_pred)
         else:
+            y_true, y_pred = _one_sample_if_numbers(y_true, y_pred)
             batch = self._batch_state(y_true, y_pred, _sample_weights(
                 self.name, sample_weight, _samples(y_pred)))
         self._state = batch if self._state is None else self._merge(self._state, batch)
@@ -871,6 +884,7 @@ class MeanMetricWrapper(Metric):
     def _add_batch(self, y_true, y_pred, sample_weight=None):
         k = _samples(y_pred)
         if sample_weight is not None:
+            y_true, y_pred = _one_sample_if_numbers(y_true, y_pred)
             return self._add_weighted(y_true, y_pred,
                                       _sample_weights(self.name, sample_weight, k))
         value = _number(self.name, self.fn(y_true, y_pred), k)
@@ -881,8 +895,9 @@ class MeanMetricWrapper(Metric):
     def _add_weighted(self, y_true, y_pred, w):
         """A batch's weighted mean (Keras' weighted Mean: sum(w * values) / sum(w)) added:
         pynn's functions give their values per sample (or per position), a loss its
-        weighted value, a user's function what it returns (one value per sample, or one
-        for the batch, weighing the batch's total weight)."""
+        weighted value, a function with a sample_weight parameter its weighted value of the
+        batch, any other function what it returns (one value per sample, or one for the
+        batch); a value for the batch weighs the batch's total weight."""
         fn, k = self.fn, _samples(y_pred)
         values = _sample_values(fn, y_true, y_pred)
         if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
@@ -890,6 +905,9 @@ class MeanMetricWrapper(Metric):
             spread = _spread(self.name, w, positions)
             total = _number(self.name, fn(y_true, y_pred, sample_weight=w)) * spread.size
             weight = float(np.sum(spread))
+        elif values is None and _takes_weights(fn):  # it weighs the batch itself
+            weight = float(np.sum(w))
+            total = _number(self.name, fn(y_true, y_pred, sample_weight=w)) * weight
         else:
             if values is None:  # a user's function: per sample, or one for the batch
                 value = fn(y_true, y_pred)
@@ -906,6 +924,14 @@ class MeanMetricWrapper(Metric):
 
     def result(self):
         return self._total / self._count if self._count else float("nan")
+
+
+def _takes_weights(fn):
+    """Whether a metric function has a sample_weight parameter."""
+    try:
+        return "sample_weight" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_loss(fn):
@@ -1476,6 +1502,26 @@ def accuracy_for(loss_name, output_dim):
     return categorical_accuracy
 
 
+def _stateful_for(fn):
+    """pynn's function of a metric that is no mean over samples (precision, AUC, ...), as its
+    Metric object with the function's defaults and name: the value over the whole epoch (a
+    mean of the batches' values is another number) and, weighted, over weighted samples;
+    None for any other function."""
+    plain = dict(threshold=0.5, multilabel=False)
+    makers = {precision: lambda: Precision(**plain, name="precision"),
+              recall: lambda: Recall(**plain, name="recall"),
+              f1_score: lambda: F1Score(**plain, average="macro", name="f1_score"),
+              roc_auc: lambda: AUC(multilabel=False, name="roc_auc"),
+              root_mean_squared_error: lambda: RootMeanSquaredError(
+                  name="root_mean_squared_error"),
+              r2_score: lambda: R2Score(name="r2_score")}
+    try:
+        maker = makers.get(fn)
+    except TypeError:  # an unhashable callable object
+        return None
+    return None if maker is None else maker()
+
+
 def get(identifier, loss_name=None, output_dim=1):
     """The Metric object for a compile() metric: a name, a Metric, or a function
     fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count) or
@@ -1491,7 +1537,8 @@ def get(identifier, loss_name=None, output_dim=1):
             identifier._compiled_multilabel = multilabel
         return identifier
     if callable(identifier) and not isinstance(identifier, str):
-        return MeanMetricWrapper(identifier)
+        stateful = _stateful_for(identifier)
+        return MeanMetricWrapper(identifier) if stateful is None else stateful
     if not isinstance(identifier, str):
         raise ValueError(f"cannot interpret {identifier!r} as a metric")
     # Keras 3 names a metric given as a string by that string: "AUC" logs AUC and val_AUC.

@@ -76,6 +76,8 @@ def _flag(name, value):
 
 
 def _scalar(name, value):
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        value = value.item()  # a 0-d array, a torch scalar
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"gemm: {name} must be a real number, got {value!r}")
     return float(value)
@@ -88,7 +90,8 @@ def _operand(backend, x, name):
     if is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
         x = backend_array(x, backend, name)
     elif not isinstance(x, (np.ndarray, backend.xp.ndarray)):
-        x = _numeric(x, f"gemm: {name}")
+        x = _numeric(x, f"gemm: {name}")  # (lists: numbers in the session's floatx)
+        x = _in_dtype(x, np.dtype(config.floatx()), name) if x.dtype.kind in "biuf" else x
     if x.dtype.kind not in "biuf":
         raise TypeError(f"gemm: {name} must hold real numbers, got dtype {x.dtype}")
     return x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
@@ -100,9 +103,17 @@ def _matrix(backend, x, name):
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":
-        source, arr = arr, converted(arr, np.float32)
-        if not all_finite(arr):  # (only here: a cast pass already, the check one more)
-            error = overflow_error(source, arr, f"gemm: {name}")
-            if error is not None:
-                raise error
+        arr = _in_dtype(arr, np.dtype(np.float32), name)
     return backend.asarray(arr, arr.dtype)  # contiguous, on the device; no copy if it is
+
+
+def _in_dtype(arr, dtype, name):
+    """arr cast to dtype; finite values that become inf (1e300 in float32) refused by name."""
+    if arr.dtype == dtype:
+        return arr
+    source, arr = arr, converted(arr, dtype)
+    if not all_finite(arr):  # (only here: a cast pass already, the check one more)
+        error = overflow_error(source, arr, f"gemm: {name}")
+        if error is not None:
+            raise error
+    return arr

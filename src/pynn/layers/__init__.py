@@ -16,6 +16,9 @@ from .reshape import Flatten
 LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, Normalization,
                     LayerNormalization, RMSNormalization, *ACTIVATION_LAYERS)
 
+# The layers that work element by element: they take inputs of any shape, 1-D included
+ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, *ACTIVATION_LAYERS)
+
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, GaussianDropout, GaussianNoise,
                                             BatchNormalization, Flatten,
                                             InputLayer, LayerNormalization, Normalization,
@@ -29,10 +32,11 @@ def get_class(name, custom_objects=None, custom=False):
         return _custom.find({"class_name": name, "custom": custom}, _REGISTRY.get, "layer")
 
 
-__all__ = ["ACTIVATION_LAYERS", "LAST_AXIS_LAYERS", "Activation", "BatchNormalization",
-           "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout", "GaussianNoise", "Input",
-           "InputLayer", "Layer", "LayerNormalization", "LeakyReLU", "Normalization",
-           "Parameter", "RandomLayer", "ReLU", "RMSNormalization", "Softmax", "get_class"]
+__all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
+           "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout",
+           "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
+           "Normalization", "Parameter", "RandomLayer", "ReLU", "RMSNormalization", "Softmax",
+           "get_class"]
 
 
 def __getattr__(name):

@@ -389,14 +389,16 @@ class Layer:
         inference, or with training=True as in a training step (dropout active, batch
         statistics), as Keras' layer(x, training)."""
         from ..data import as_layer_input
+        from . import ELEMENTWISE_LAYERS
 
         backend = self.backend or get_backend()
         x = as_layer_input(backend_array(x, backend, "x") if is_gpu_array(x) else x,
-                           f"layer {self.name!r}: x")
+                           f"layer {self.name!r}: x",
+                           1 if isinstance(self, ELEMENTWISE_LAYERS) else 2)
         dtype = config.floatx()
         if not self.built:
             self._build_marked(x.shape[1:], backend, dtype)
-        else:
+        elif self.params:  # (a layer without weights takes any shape, as Keras')
             self._check_call_shape(x.shape)
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
@@ -404,18 +406,19 @@ class Layer:
         return backend.to_numpy(y)
 
     def _check_call_shape(self, shape):
-        """layer(x) on a built layer: x's samples of its input shape, or for a layer on the
-        last axis (Dense, normalizations, activations, dropout) any leading axes before
-        that axis's size; never broadcast (a (N, 1) column spread over 4 features)."""
+        """layer(x) on a built layer with weights: x's samples of its input shape, or for a
+        layer on the last axis (Dense, normalizations) any leading axes before that axis's
+        size; never broadcast (a (N, 1) column spread over 4 features)."""
         from . import LAST_AXIS_LAYERS
 
         built = getattr(self, "input_shape", None)
+        last_axis = isinstance(self, LAST_AXIS_LAYERS) and bool(built)
         if built is None or tuple(shape[1:]) == tuple(built):
             return
-        if type(self) in LAST_AXIS_LAYERS and built and tuple(shape[-1:]) == tuple(built[-1:]):
+        if last_axis and len(shape) >= 2 and tuple(shape[-1:]) == tuple(built[-1:]):
             return
         want = "(batch, " + ", ".join(map(str, built)) + ")"
-        if type(self) in LAST_AXIS_LAYERS and built:
+        if last_axis:
             want += f" (or (batch, ..., {built[-1]}))"
         raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs "
                          f"of shape {want}, got shape {tuple(shape)}")

@@ -26,7 +26,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"Flatten {self.name!r} expects inputs of shape (batch, ...), "
                              f"got shape {tuple(x.shape)}")
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (-1 fails for 0 samples)
 
     def backward(self, dy, need_input_grad=True, logits=False):
         if not need_input_grad:
