@@ -1525,7 +1525,8 @@ def _stateful_for(fn):
 def get(identifier, loss_name=None, output_dim=1):
     """The Metric object for a compile() metric: a name, a Metric, or a function
     fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count) or
-    one value per sample (averaged).
+    one value per sample (averaged); pynn's own precision, recall, f1_score, roc_auc,
+    root_mean_squared_error and r2_score are their Metric objects (values over all batches).
     loss_name and output_dim are the model's (compile passes them): 'accuracy' and the
     multi-label reading of precision/recall/F1/AUC depend on them."""
     # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
