@@ -40,7 +40,7 @@ def densified(a):
     return a
 
 
-def _numeric(x, name):
+def _numeric(x, name, dtype=None):
     if x is None:
         raise ValueError(f"{name} is None; pass an array of shape (samples, features)")
     x = densified(x)
@@ -53,7 +53,7 @@ def _numeric(x, name):
         raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
                         f"{name}.filled(value) with the value masked entries should take")
     if _is_pandas(x):
-        return _pandas_values(x, name)
+        return _pandas_values(x, name, dtype)
     if is_gpu_array(x):  # the GPU backend's own array (Model took it zero-copy): checked there
         arr = x
     else:
@@ -89,27 +89,49 @@ def _is_pandas(x):
         and hasattr(x, "dtypes")
 
 
-def _pandas_values(x, name):
+def _pandas_values(x, name, dtype=None):
     """A DataFrame's (or Series') values, checked column by column: numbers and bools, numpy
     or pandas' nullable ones (pd.NA becomes NaN, which the finiteness check reports), and
     categories of numbers (their values). np.asarray made mixed or nullable frames object
-    arrays, refused without naming the column."""
+    arrays, refused without naming the column. dtype (the model's, when known): columns of
+    several numpy dtypes become it directly (their common float64 was a second copy) when
+    their values fit in it."""
     frame = x.to_frame() if x.ndim == 1 else x
     dtypes = list(frame.dtypes)
-    for column, dtype in zip(frame.columns, dtypes):
-        kind = getattr(dtype, "kind", "O")
-        if getattr(dtype, "name", "") == "category":
-            kind = getattr(dtype.categories.dtype, "kind", "O")
+    for column, column_dtype in zip(frame.columns, dtypes):
+        kind = getattr(column_dtype, "kind", "O")
+        if getattr(column_dtype, "name", "") == "category":
+            kind = getattr(column_dtype.categories.dtype, "kind", "O")
         if kind not in "biuf":
-            raise TypeError(f"{name} column {column!r} has dtype {dtype}; pynn takes numbers: "
-                            f"encode it (one-hot or codes for categories, numbers for dates) "
-                            f"or drop it")
+            raise TypeError(f"{name} column {column!r} has dtype {column_dtype}; pynn takes "
+                            f"numbers: encode it (one-hot or codes for categories, numbers "
+                            f"for dates) or drop it")
     if all(isinstance(d, np.dtype) for d in dtypes):  # plain numpy columns: their common type
-        common = np.result_type(*dtypes) if dtypes else np.float64
-        arr = frame.to_numpy(dtype=common)
+        if dtype is not None and len(set(dtypes)) > 1 and _fits(frame, dtypes, dtype):
+            # column by column into the model's dtype: pandas' to_numpy made a float64
+            # copy (or its own temporaries) before the cast, two frame-sized copies
+            arr = np.empty(frame.shape, dtype=dtype)
+            for j in range(frame.shape[1]):
+                arr[:, j] = frame.iloc[:, j].to_numpy()
+        else:
+            arr = frame.to_numpy(dtype=np.result_type(*dtypes) if dtypes else np.float64)
     else:
         arr = frame.to_numpy(dtype=np.float64, na_value=np.nan)
     return arr[:, 0] if x.ndim == 1 else arr
+
+
+def _fits(frame, dtypes, dtype):
+    """Whether every float column's finite values fit in float dtype (else the float64 path
+    names the values beyond its range)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        return False
+    top = np.finfo(dtype).max
+    for column, column_dtype in zip(frame.columns, dtypes):
+        if column_dtype.kind == "f" and column_dtype.itemsize > dtype.itemsize:
+            if np.nanmax(np.abs(frame[column].to_numpy()), initial=0.0) > top:
+                return False  # (an infinity too: the float64 path names it)
+    return True
 
 
 def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
@@ -121,7 +143,7 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
     if (sample_shape is not None and len(sample_shape) > 1) or any_rank:
         return _as_sample_array(x, dtype, sample_shape, name, xp)
     n_features = None if sample_shape is None else sample_shape[0]
-    arr = _numeric(x, name)
+    arr = _numeric(x, name, dtype)
     if arr.ndim == 1 and n_features in (None, 1):
         arr = arr.reshape(-1, 1)  # Keras' deliberate expansion of a 1-D input
     if arr.ndim == 1:  # one sample of n_features > 1: Keras refuses it too
@@ -151,7 +173,7 @@ def as_layer_input(x, name, min_ndim=2):
 
 
 def _as_sample_array(x, dtype, sample_shape, name, xp):
-    arr = _numeric(x, name)
+    arr = _numeric(x, name, dtype)
     want = "(samples, ...)" if sample_shape is None else \
         "(samples, " + ", ".join(str(d) for d in sample_shape) + ")"
     if arr.ndim < 2 or (sample_shape is not None and arr.shape[1:] != sample_shape):
