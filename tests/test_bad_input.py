@@ -512,3 +512,12 @@ def test_other_arguments_named_in_their_errors(rng):
         pynn.layers.Normalization().adapt(np.array(["1.5", "2"]))  # parsed as numbers
     with pytest.raises(ValueError, match="y is not a rectangular array"):
         _model().fit(np.ones((2, 3)), [[1], [1, 2]], verbose=0)
+
+
+def test_precision_refuses_an_explicit_threshold_beside_thresholds():
+    for cls in (pynn.metrics.Precision, pynn.metrics.Recall):
+        with pytest.raises(ValueError, match="not both"):
+            cls(threshold=0.5, thresholds=0.3)  # 0.3 was taken silently
+        assert cls(thresholds=0.3).threshold == 0.3
+        assert cls(0.3, thresholds=0.3).threshold == 0.3
+        assert cls().threshold == 0.5 and type(cls().threshold) is float

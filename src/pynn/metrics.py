@@ -1040,21 +1040,28 @@ def _one_threshold(owner, thresholds):
     return thresholds
 
 
+class _DefaultThreshold(float):
+    """0.5 when not given: told apart from an explicit 0.5 by identity (help() shows 0.5)."""
+
+
+_DEFAULT_THRESHOLD = _DefaultThreshold(0.5)
+
+
 class _PrecisionOrRecall(_ConfusionMetric):
     """Keras' arguments on top of pynn's: `thresholds` (one number: the threshold),
     `class_id` (that class alone: its column of one-hot targets, or integer labels equal to
     it, against its column of the predictions > threshold; `multilabel` then plays no part);
     `top_k` is not supported."""
 
-    def __init__(self, threshold=0.5, multilabel=None, name=None, *, thresholds=None,
-                 top_k=None, class_id=None, dtype=None):
+    def __init__(self, threshold=_DEFAULT_THRESHOLD, multilabel=None, name=None, *,
+                 thresholds=None, top_k=None, class_id=None, dtype=None):
         owner = type(self).__name__
         if top_k is not None:
             raise NotImplementedError(f"{owner}: top_k={top_k!r} is not supported (pynn reads "
                                       f"the argmax class, or each output at the threshold)")
         if thresholds is not None:
             thresholds = _one_threshold(owner, thresholds)
-            if threshold not in (0.5, None, thresholds):
+            if threshold is not _DEFAULT_THRESHOLD and threshold not in (None, thresholds):
                 raise ValueError(f"{owner}: give threshold={threshold!r} or "
                                  f"thresholds={thresholds!r}, not both")
             threshold = thresholds
