@@ -120,8 +120,8 @@ class BatchSource:
 
     An epoch is `steps` batches (all of a pass when None) taken from where the last epoch
     stopped, and ends early when the pass does: a PyDataset or an iterable starts a new pass
-    at the next epoch (a PyDataset's batches in `order(pass)`'s order when given: fit's
-    shuffle), an iterator is read once (`exhausted` then). `restart` (validation data):
+    at the next epoch (a PyDataset's batches in `order(pass, batches)`'s order when given:
+    fit's shuffle), an iterator is read once (`exhausted` then). `restart` (validation data):
     each epoch reads from the start instead, the same batches each time: a new pass, or for
     an iterator its first epoch's batches kept and given again."""
 
@@ -173,7 +173,8 @@ class BatchSource:
             return iter(self.source)
         if self.endless:  # one pass that never ends: no order to shuffle
             return (self.source[i] for i in itertools.count())
-        order = range(self.length) if self.order is None else self.order(self.passes)
+        order = range(self.length) if self.order is None else self.order(self.passes,
+                                                                         self.length)
         return (self.source[int(i)] for i in order)
 
     def batches(self):

@@ -22,6 +22,7 @@ import math
 import numbers
 import os
 import warnings
+import weakref
 
 import numpy as np
 
@@ -117,6 +118,24 @@ class History(Callback):
         self.history = {}
         self.epoch = []
         self._key_epochs = {}  # key -> the epochs its values belong to (validation_freq)
+
+    # The model through a weak reference: the model holds its History (model.history), so
+    # a strong one made a cycle that kept every fitted model, dropped, alive until Python's
+    # full collection (and its optimizer "already training another model")
+    @property
+    def model(self):
+        """The model whose fit this History records (None once it is gone)."""
+        ref = self.__dict__.get("_model_ref")
+        return None if ref is None else ref()
+
+    @model.setter
+    def model(self, value):
+        self._model_ref = None if value is None else weakref.ref(value)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_model_ref", None)  # (a weak reference does not pickle)
+        return state
 
     def on_train_begin(self, logs=None):
         self.epoch = []
@@ -578,7 +597,9 @@ class BackupAndRestore(Callback):
         model._resume_epoch = epoch  # fit starts there (as Keras, whatever initial_epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        os.makedirs(self.backup_dir, exist_ok=True)
+        if not os.path.isdir(self.backup_dir):
+            os.makedirs(self.backup_dir, exist_ok=True)
+            self._made_dir = True  # (removed with the last backup; a folder of the user's stays)
         name = f"{self._PREFIX}{epoch + 1}{self._SUFFIX}"
         # (a learning rate that is a function of the step stays the model's own: a resume
         # restores the slots and step count into the optimizer, not its rate; fit runs only
@@ -599,6 +620,12 @@ class BackupAndRestore(Callback):
         if self.delete_checkpoint and finished:
             for _, path in self._backups():
                 os.remove(path)
+            if getattr(self, "_made_dir", False):
+                try:
+                    os.rmdir(self.backup_dir)  # only if empty
+                except OSError:
+                    pass
+                self._made_dir = False
 
 
 class LearningRateScheduler(Callback):

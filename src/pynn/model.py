@@ -989,9 +989,11 @@ class Sequential:
         if shuffle and self.shuffle_seed is None:
             self.shuffle_seed = int(config.rng().integers(0, 2**63 - 1))
 
-        def order(_):  # a PyDataset's batches in a new order each pass, as Keras shuffles
-            # them (for 'batch' too: its batches have their own samples)
-            return epoch_order(train.length, bool(shuffle), self.shuffle_seed,
+        def order(_, batches):  # a PyDataset's batches in a new order each pass, as Keras
+            # shuffles them (for 'batch' too: its batches have their own samples). Not
+            # `train.length`: a closure over train, held by train, made a reference cycle
+            # that kept each fit's dataset alive until Python's full collection
+            return epoch_order(batches, bool(shuffle), self.shuffle_seed,
                                self.optimizer.training_steps)
 
         # (a generator's or an iterable's order is its own, as in Keras)

@@ -1,0 +1,87 @@
+"""Resources a long-running process must get back: fitted models and the datasets they were
+fitted on are freed when dropped (not only at Python's next full collection), and
+BackupAndRestore removes the folder it made. From a helper's leak audit."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import weakref
+
+import numpy as np
+import pytest
+
+import pynn
+
+
+@pytest.fixture
+def no_cyclic_collection():
+    """Only reference counting frees objects: a reference cycle shows as an object alive."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    yield
+    if was_enabled:
+        gc.enable()
+
+
+def _model(units=1):
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3), pynn.Dense(units)])
+    model.compile("adam", "mse")
+    return model
+
+
+def test_a_fitted_model_is_freed_when_dropped(rng, no_cyclic_collection):
+    x, y = rng.random((64, 4)), rng.random((64, 1))
+    refs = []
+    for _ in range(5):
+        model = _model()
+        history = model.fit(x, y, epochs=2, verbose=0)
+        assert history.model is model and model.history is history
+        refs.append(weakref.ref(model))
+        del model, history  # model.history <-> History.model kept both until a collection
+    assert not any(ref() is not None for ref in refs)
+    optimizer = pynn.optimizers.Adam()  # one optimizer for a model at a time: the dropped
+    for _ in range(3):                  # one let it go ("already trains another model")
+        model = _model()
+        model.compile(optimizer, "mse")
+        model.fit(x, y, verbose=0)
+        del model
+
+
+def test_a_dataset_fitted_on_is_freed_when_dropped(rng, no_cyclic_collection):
+    x, y = rng.random((64, 4)), rng.random((64, 1))
+
+    class Batches(pynn.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]
+
+    model = _model()
+    refs = []
+    for shuffle in (True, False, True):
+        data = Batches()
+        model.fit(data, epochs=2, verbose=0, shuffle=shuffle)
+        refs.append(weakref.ref(data))
+        del data  # the shuffled order's closure over the batch source made a cycle
+    assert not any(ref() is not None for ref in refs)
+
+
+def test_history_pickles_without_its_model(rng):
+    model = _model()
+    history = model.fit(rng.random((8, 4)), rng.random((8, 1)), epochs=2, verbose=0)
+    again = pickle.loads(pickle.dumps(history))
+    assert again.history == history.history and again.model is None
+
+
+def test_backup_and_restore_removes_the_folder_it_made(rng, tmp_path):
+    x, y = rng.random((16, 4)), rng.random((16, 1))
+    made = tmp_path / "backup"
+    _model().fit(x, y, epochs=2, verbose=0, callbacks=[pynn.callbacks.BackupAndRestore(made)])
+    assert not made.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()  # a folder of the user's stays
+    _model().fit(x, y, epochs=2, verbose=0, callbacks=[pynn.callbacks.BackupAndRestore(mine)])
+    assert mine.is_dir() and not os.listdir(mine)
