@@ -9,7 +9,6 @@ import os
 import pickle
 import weakref
 
-import numpy as np
 import pytest
 
 import pynn
