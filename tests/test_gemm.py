@@ -693,3 +693,23 @@ def test_public_gemm_out_may_be_an_operand(rng):
     np.testing.assert_allclose(c, b.astype(np.float64) @ a + a, rtol=1e-4, atol=1e-4)
     with pytest.raises(TypeError, match="dtype"):
         pynn.ops.gemm(a, b, out=np.zeros((64, 64), np.int64))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
+def test_a_strided_column_copy_is_not_kept_at_its_largest(rng):
+    """The one-column path copies a strided column of B to a per-thread buffer: it grew to
+    the largest K seen and stayed for the thread's life (38 MB after one K = 1e7 call)."""
+    _C = pytest.importorskip("pynn._C")
+
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    k = 10_000_000
+    a = rng.random((2, k), dtype=np.float32)
+    b = rng.random((k, 2), dtype=np.float32)
+    before = rss_mb()
+    out = _C.gemm(a, b[:, :1])
+    assert rss_mb() - before < 10
+    reference = a.astype(np.float64) @ b[:, :1].astype(np.float64)
+    np.testing.assert_allclose(out, reference, rtol=1e-3)

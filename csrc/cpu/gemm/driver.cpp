@@ -335,10 +335,17 @@ void gemm_column(const Problem& p, bool parallel) {
         b = column.data();
     }
     const index_t blocks = (p.M + kColumnRows - 1) / kColumnRows;
-    if (!parallel || blocks < 2) return column_rows(p, b, 0, p.M);
-    parallel_for(blocks, [&](index_t t) {
-        column_rows(p, b, t * kColumnRows, std::min(p.M, (t + 1) * kColumnRows));
-    });
+    if (!parallel || blocks < 2) {
+        column_rows(p, b, 0, p.M);
+    } else {
+        parallel_for(blocks, [&](index_t t) {
+            column_rows(p, b, t * kColumnRows, std::min(p.M, (t + 1) * kColumnRows));
+        });
+    }
+    // A huge K's copy is not kept for the thread's lifetime (it grew to the largest K seen:
+    // 38 MB after one K = 1e7 call); a layer-sized one is, to be reused.
+    constexpr size_t kKeptFloats = size_t{1} << 16;
+    if (column.capacity() > kKeptFloats) std::vector<float>().swap(column);
 }
 
 // ---- K == 1: an outer product (the input gradient of a one-output layer) -----------------
