@@ -382,6 +382,11 @@ def test_calling_a_layer_checks_its_input(rng):
     assert flatten(np.zeros((2, 4, 5))).shape == (2, 20)
     assert pynn.Flatten()(np.zeros((0, 4, 2))).shape == (0, 8)
     assert pynn.Dense(2)(np.zeros((0, 3))).shape == (0, 2)
+    norm = pynn.BatchNormalization()
+    norm(rng.random((5, 4)))
+    with pytest.raises(ValueError, match="a training call needs samples"):
+        norm(np.zeros((0, 4)), training=True)  # NaN moving statistics
+    assert np.isfinite(np.asarray(norm.moving_mean)).all()
 
     class MyDense(pynn.Dense):
         pass

@@ -417,19 +417,22 @@ def test_pynn_metric_functions_in_compile_are_whole_set_values(rng):
         skm.roc_auc_score(y, p, sample_weight=w), abs=1e-9)
 
 
-def test_a_function_with_sample_weight_weighs_its_batch(rng):
+def test_a_function_is_not_given_the_weights(rng):
+    """As Keras' MeanMetricWrapper: a function is called without the weights (even with a
+    sample_weight parameter) and its per-sample values are weighted by pynn."""
     x, y, w = _data(rng, 40)
+    calls = []
 
-    def weighted_error(y_true, y_pred, sample_weight=None):
-        err = np.abs(y_true - y_pred)[:, 0]
-        return err.mean() if sample_weight is None else np.sum(sample_weight * err) / np.sum(
-            sample_weight)
+    def per_sample(y_true, y_pred, sample_weight=None):
+        calls.append(sample_weight)
+        return np.abs(y_true.reshape(y_pred.shape) - y_pred)[:, 0]
 
-    model = _model(weighted=[weighted_error])
+    model = _model(weighted=[per_sample])
     logs = model.evaluate(x, y, sample_weight=w, batch_size=40, return_dict=True)
     p = model.predict(x)[:, 0]
-    assert logs["weighted_error"] == pytest.approx(np.sum(w * np.abs(y - p)) / np.sum(w),
-                                                   rel=1e-6)
+    assert logs["per_sample"] == pytest.approx(np.sum(w * np.abs(y - p)) / np.sum(w),
+                                               rel=1e-6)
+    assert calls and all(c is None for c in calls)
 
 
 def test_weighted_single_numbers_and_weightless_nan_scores():

@@ -22,7 +22,6 @@ import math
 import numbers
 import os
 import warnings
-import weakref
 
 import numpy as np
 
@@ -118,24 +117,6 @@ class History(Callback):
         self.history = {}
         self.epoch = []
         self._key_epochs = {}  # key -> the epochs its values belong to (validation_freq)
-
-    # The model through a weak reference: the model holds its History (model.history), so
-    # a strong one made a cycle that kept every fitted model, dropped, alive until Python's
-    # full collection (and its optimizer "already training another model")
-    @property
-    def model(self):
-        """The model whose fit this History records (None once it is gone)."""
-        ref = self.__dict__.get("_model_ref")
-        return None if ref is None else ref()
-
-    @model.setter
-    def model(self, value):
-        self._model_ref = None if value is None else weakref.ref(value)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_model_ref", None)  # (a weak reference does not pickle)
-        return state
 
     def on_train_begin(self, logs=None):
         self.epoch = []

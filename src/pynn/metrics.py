@@ -895,9 +895,9 @@ class MeanMetricWrapper(Metric):
     def _add_weighted(self, y_true, y_pred, w):
         """A batch's weighted mean (Keras' weighted Mean: sum(w * values) / sum(w)) added:
         pynn's functions give their values per sample (or per position), a loss its
-        weighted value, a function with a sample_weight parameter its weighted value of the
-        batch, any other function what it returns (one value per sample, or one for the
-        batch); a value for the batch weighs the batch's total weight."""
+        weighted value, a user's function what it returns (one value per sample, or one for
+        the batch, weighing the batch's total weight; as Keras, it is not given the
+        weights)."""
         fn, k = self.fn, _samples(y_pred)
         values = _sample_values(fn, y_true, y_pred)
         if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
@@ -905,9 +905,6 @@ class MeanMetricWrapper(Metric):
             spread = _spread(self.name, w, positions)
             total = _number(self.name, fn(y_true, y_pred, sample_weight=w)) * spread.size
             weight = float(np.sum(spread))
-        elif values is None and _takes_weights(fn):  # it weighs the batch itself
-            weight = float(np.sum(w))
-            total = _number(self.name, fn(y_true, y_pred, sample_weight=w)) * weight
         else:
             if values is None:  # a user's function: per sample, or one for the batch
                 value = fn(y_true, y_pred)
@@ -924,14 +921,6 @@ class MeanMetricWrapper(Metric):
 
     def result(self):
         return self._total / self._count if self._count else float("nan")
-
-
-def _takes_weights(fn):
-    """Whether a metric function has a sample_weight parameter."""
-    try:
-        return "sample_weight" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _is_loss(fn):

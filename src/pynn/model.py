@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import itertools
 import math
 import numbers
@@ -356,6 +357,12 @@ class Sequential:
         owner = getattr(optimizer, "_owner", None)
         model = owner() if owner is not None else None
         released = getattr(optimizer, "_released", False)  # its model was recompiled
+        if model is not None and model is not self and not released:
+            # a fitted model the user dropped lives until Python's cyclic collection (it
+            # and its History refer to each other, as in Keras): collect before refusing
+            del model
+            gc.collect()
+            model = owner()
         if model is not None and model is not self and not released:
             raise ValueError(f"this {type(optimizer).__name__} already trains another model; "
                              f"give each model its own optimizer (e.g. a new "
