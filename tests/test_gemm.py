@@ -345,13 +345,17 @@ def test_pool_survives_fork():
     assert out.returncode == 0, out.stderr
 
 
+# The subprocess scripts counting the process's OS threads start alike
+_THREAD_COUNT_PRELUDE = (
+    "import os, threading, numpy as np, pynn._C as C\n"
+    "def tasks(): return len(os.listdir('/proc/self/task'))\n"
+    "base = tasks(); a = np.ones((512, 512), np.float32)\n")
+
+
 def test_fewer_threads_stop_the_idle_workers():
     """set_num_threads(1) after 16 left the 15 workers (asleep) for good: at one thread the
     pool, which resizes at its next use, is never used again."""
-    code = (
-        "import os, numpy as np, pynn._C as C\n"
-        "def tasks(): return len(os.listdir('/proc/self/task'))\n"
-        "base = tasks(); a = np.ones((512, 512), np.float32)\n"
+    code = _THREAD_COUNT_PRELUDE + (
         "C.set_num_threads(16); C.gemm(a, a); grown = tasks()\n"
         "C.set_num_threads(1); assert C.gemm(a, a)[0, 0] == 512; one = tasks()\n"
         "C.set_num_threads(3); assert C.gemm(a, a)[0, 0] == 512; three = tasks()\n"
@@ -364,10 +368,7 @@ def test_fewer_threads_stop_the_idle_workers():
 def test_fewer_threads_asked_during_a_gemm_stop_the_workers():
     """set_num_threads(1) while another thread's GEMM held the pool could not shrink it, and
     at one thread the pool is never used again: its 15 workers stayed for good."""
-    code = (
-        "import os, threading, numpy as np, pynn._C as C\n"
-        "def tasks(): return len(os.listdir('/proc/self/task'))\n"
-        "base = tasks(); a = np.ones((512, 512), np.float32)\n"
+    code = _THREAD_COUNT_PRELUDE + (
         "C.set_num_threads(16); C.gemm(a, a)\n"
         "stop = threading.Event(); busy = threading.Event()\n"
         "def loop():\n"

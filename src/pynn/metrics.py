@@ -493,10 +493,8 @@ def _binary_pr_auc(y, s, w):
     """Area under the precision-recall curve by Keras' interpolation (its
     `interpolate_pr_auc`, Davis & Goadrich 2006) with a threshold at every distinct score:
     the limit of Keras' AUC(curve="PR") as its thresholds get finer; with weights w (None:
-    1) the counts are weighted, as Keras'. NaN without positives (Keras gives 0)."""
-    if w is not None:  # a label weighing 0 is not there (a step without predictions)
-        keep = w > 0
-        y, s, w = y[keep], s[keep], w[keep]
+    1) the counts are weighted, as Keras' (all > 0: _auc_from drops the labels weighing 0,
+    which would be steps without predictions). NaN without positives (Keras gives 0)."""
     weight = np.ones(s.size) if w is None else w
     pos = float(np.sum(weight[y > 0]))
     if pos == 0:

@@ -39,6 +39,8 @@ from .layers import LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, g
 from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
+# compile()'s metric arguments and the attributes that keep them (as given)
+_METRIC_SPECS = {"metrics": "_metric_specs", "weighted_metrics": "_weighted_metric_specs"}
 _PREDICT_BATCH = 1024
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
@@ -388,8 +390,7 @@ class Sequential:
             if not isinstance(name, str):
                 raise TypeError(f"metric {m!r} has no name: a Metric subclass calls "
                                 f"super().__init__(name=...) in its __init__")
-            if any(metric is seen for seen in objects) or any(
-                    metric is getattr(seen, "metric", None) for seen in objects):
+            if any(metric is getattr(seen, "metric", seen) for seen in objects):
                 raise ValueError(f"the metric object {m!r} is given twice (metrics and "
                                  f"weighted_metrics): give each its own object")
             if i >= len(self._metric_specs):  # Keras 3's name for a weighted one
@@ -1619,8 +1620,8 @@ class Sequential:
         self._check_layer_class_names("pickle", TypeError)
         custom = user_objects(self)
         backend = getattr(self.backend, "name", None)
-        specs = {key: list(getattr(self, f"_{key[:-1]}_specs", []))
-                 for key in ("metrics", "weighted_metrics")}
+        specs = {key: list(getattr(self, attribute, []))
+                 for key, attribute in _METRIC_SPECS.items()}
         # Metric objects and functions, and a learning rate that is a function of the step,
         # travel as pickle objects (by reference; deepcopy keeps them), not in the model
         # file (which rebuilds only names and pynn's own classes, not user code).
@@ -1628,12 +1629,12 @@ class Sequential:
                  else contextlib.nullcontext())
         try:
             for key, given in specs.items():
-                setattr(self, f"_{key[:-1]}_specs", [m for m in given if isinstance(m, str)])
+                setattr(self, _METRIC_SPECS[key], [m for m in given if isinstance(m, str)])
             with aside as rate_function:
                 data = _pickled_bytes(self)
         finally:
             for key, given in specs.items():
-                setattr(self, f"_{key[:-1]}_specs", given)
+                setattr(self, _METRIC_SPECS[key], given)
         extras = {key: given for key, given in specs.items()
                   if not all(isinstance(m, str) for m in given)}
         if rate_function is not None:
@@ -1936,9 +1937,9 @@ def _unpickle_model(data, custom_objects, backend, extras=None):
     if isinstance(extras, list):  # (pickled by pynn before extras: the metric objects)
         extras = {"metrics": extras}
     extras = extras or {}
-    for key in ("metrics", "weighted_metrics"):
+    for key, attribute in _METRIC_SPECS.items():
         if key in extras:
-            setattr(model, f"_{key[:-1]}_specs", list(extras[key]))
+            setattr(model, attribute, list(extras[key]))
     if "rate_function" in extras:
         model.optimizer.learning_rate = extras["rate_function"]
     if backend is not None and backend != getattr(model.backend, "name", None):

@@ -90,8 +90,8 @@ def _operand(backend, x, name):
     if is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
         x = backend_array(x, backend, name)
     elif not isinstance(x, (np.ndarray, backend.xp.ndarray)):
-        x = _numeric(x, f"gemm: {name}")  # (lists: numbers in the session's floatx)
-        x = _in_dtype(x, np.dtype(config.floatx()), name) if x.dtype.kind in "biuf" else x
+        # real numbers (_numeric refuses the rest), lists in the session's floatx
+        x = _in_dtype(_numeric(x, f"gemm: {name}"), np.dtype(config.floatx()), name)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"gemm: {name} must hold real numbers, got dtype {x.dtype}")
     return x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())

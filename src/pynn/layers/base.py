@@ -395,7 +395,7 @@ class Layer:
         x = as_layer_input(backend_array(x, backend, "x") if is_gpu_array(x) else x,
                            f"layer {self.name!r}: x",
                            1 if isinstance(self, ELEMENTWISE_LAYERS) else 2)
-        if training and x.ndim >= 1 and x.shape[0] == 0:  # (batch statistics of nothing:
+        if training and x.shape[0] == 0:  # (batch statistics of nothing:
             raise ValueError(f"layer {self.name!r}: a training call needs samples, got "
                              f"shape {tuple(x.shape)}")  # NaN moving statistics)
         dtype = config.floatx()
