@@ -1,4 +1,4 @@
-"""Keras' GaussianNoise and GaussianDropout: the noise's statistics, the identity at
+"""Keras' GaussianNoise, GaussianDropout and AlphaDropout: the noise's statistics, the identity at
 inference, gradients, seeded and resumable draws, both engines' handling, files, ONNX and
 bad arguments."""
 
@@ -14,7 +14,7 @@ from conftest import AVAILABLE, import_keras, onnx_outputs
 from gradcheck import assert_close_grad, numeric_grad
 
 import pynn
-from pynn.layers import GaussianDropout, GaussianNoise
+from pynn.layers import AlphaDropout, GaussianDropout, GaussianNoise
 
 
 def _built(layer, features, backend="numpy", dtype=np.float32):
@@ -39,7 +39,27 @@ def test_the_noise_has_kerass_statistics(rng, backend):
         b.to_numpy(quiet.forward(b.asarray(x, np.float32), training=True)), x)
 
 
-def test_draws_follow_seed_and_step_on_every_backend(rng, monkeypatch):
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("rate", [0.05, 0.3])
+def test_alpha_dropout_keeps_selus_mean_and_variance(rng, backend, rate):
+    # Keras' constants, written out independently of pynn's
+    saturation = -1.6732632423543772 * 1.0507009873554805
+    a = ((1 - rate) * (1 + rate * saturation ** 2)) ** -0.5
+    b = -a * saturation * rate
+    x = rng.normal(size=(400, 500)).astype(np.float32)
+    be = pynn.get_backend(backend)
+    layer = _built(AlphaDropout(rate, seed=int(rng.integers(2**32))), 500, backend)
+    y = be.to_numpy(layer.forward(be.asarray(x, np.float32), training=True))
+    dropped = np.isclose(y, a * saturation + b, rtol=0, atol=1e-6)
+    assert abs(dropped.mean() - rate) < 0.005
+    np.testing.assert_allclose(y[~dropped], a * x[~dropped] + b, rtol=1e-5, atol=1e-6)
+    assert abs(y.mean()) < 0.01 and abs(y.std() - 1) < 0.01  # SELU's fixed point kept
+    np.testing.assert_array_equal(be.to_numpy(layer.forward(be.asarray(x, np.float32))), x)
+    np.testing.assert_array_equal(_built(AlphaDropout(0.0), 500, backend).forward(x, True), x)
+
+
+@pytest.mark.parametrize("kind", [GaussianDropout, AlphaDropout])
+def test_draws_follow_seed_and_step_on_every_backend(rng, monkeypatch, kind):
     from pynn.backend.cupy_backend import CupyBackend
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
@@ -47,20 +67,21 @@ def test_draws_follow_seed_and_step_on_every_backend(rng, monkeypatch):
     outs = []
     for backend in [pynn.get_backend("numpy"), CupyBackend()] + \
             [pynn.get_backend("cpu")] * ("cpu" in AVAILABLE):
-        layer = GaussianDropout(0.4, seed=9)
+        layer = kind(0.4, seed=9)
         layer.build((7,), backend, np.float32)
         layer.step = 5
         outs.append(backend.to_numpy(layer.forward(backend.asarray(x, np.float32), True)))
         assert layer.step == 6
     for out in outs[1:]:
         np.testing.assert_array_equal(out, outs[0])
-    again = _built(GaussianDropout(0.4, seed=9), 7)
+    again = _built(kind(0.4, seed=9), 7)
     again.step = 6  # the next step draws other noise
     assert not np.array_equal(again.forward(x, training=True), outs[0])
 
 
 @pytest.mark.parametrize("make", [lambda: GaussianNoise(0.5, seed=3),
-                                  lambda: GaussianDropout(0.3, seed=4)])
+                                  lambda: GaussianDropout(0.3, seed=4),
+                                  lambda: AlphaDropout(0.3, seed=5)])
 def test_gradient_matches_finite_differences(float64_numpy, rng, make):
     x = rng.normal(size=(4, 6))
     w = rng.normal(size=(4, 6))
@@ -84,7 +105,8 @@ def _model(make, seed=0):
     return model
 
 
-@pytest.mark.parametrize("make", [lambda: GaussianNoise(0.2), lambda: GaussianDropout(0.3)])
+@pytest.mark.parametrize("make", [lambda: GaussianNoise(0.2), lambda: GaussianDropout(0.3),
+                                  lambda: AlphaDropout(0.2)])
 def test_training_is_seeded_resumable_and_predict_is_native(tmp_path, rng, make):
     x = rng.normal(size=(64, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int32)
@@ -93,7 +115,7 @@ def test_training_is_seeded_resumable_and_predict_is_native(tmp_path, rng, make)
     second = _model(make)
     h2 = second.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert h1.history == h2.history  # pynn.set_seed draws the layers' seeds
-    assert "GaussianNoise" in first.engine_reason or "GaussianDropout" in first.engine_reason
+    assert type(first.layers[1]).__name__ in first.engine_reason
     first.save(tmp_path / "m.npz")
     loaded = pynn.load_model(tmp_path / "m.npz")
     assert loaded.layers[1].get_config() == first.layers[1].get_config()
@@ -108,8 +130,9 @@ def test_training_is_seeded_resumable_and_predict_is_native(tmp_path, rng, make)
                                rtol=1e-5, atol=1e-6)
 
 
-def test_exported_to_onnx_as_the_identity(rng):
-    model = _model(lambda: GaussianDropout(0.5))
+@pytest.mark.parametrize("make", [lambda: GaussianDropout(0.5), lambda: AlphaDropout(0.5)])
+def test_exported_to_onnx_as_the_identity(rng, make):
+    model = _model(make)
     x = rng.normal(size=(6, 5)).astype(np.float32)
     np.testing.assert_allclose(onnx_outputs(model, x), model.predict(x), rtol=1e-5, atol=1e-6)
 
@@ -118,7 +141,8 @@ def test_kerass_names_and_configs():
     keras = import_keras()
     for ours, theirs in ((GaussianNoise(0.1, seed=1), keras.layers.GaussianNoise(0.1, seed=1)),
                          (GaussianDropout(0.2, seed=1),
-                          keras.layers.GaussianDropout(0.2, seed=1))):
+                          keras.layers.GaussianDropout(0.2, seed=1)),
+                         (AlphaDropout(0.2, seed=1), keras.layers.AlphaDropout(0.2, seed=1))):
         assert re.sub(r"_\d+$", "", ours.name) == re.sub(r"_\d+$", "", theirs.name)
         for key in ("stddev", "rate", "seed"):
             if key in theirs.get_config():
@@ -131,7 +155,11 @@ def test_kerass_names_and_configs():
     (lambda: GaussianDropout(1.0), r"rate must be in \[0, 1\)"),
     (lambda: GaussianDropout("half"), "rate must be in"),
     (lambda: GaussianNoise(0.1, seed=-1), "seed must be an integer"),
+    (lambda: AlphaDropout(1.0), r"rate must be in \[0, 1\)"),
+    (lambda: AlphaDropout(None), "rate must be in"),
 ])
 def test_bad_arguments(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+    with pytest.raises(NotImplementedError, match="noise_shape"):
+        AlphaDropout(0.1, noise_shape=(None, 1))

@@ -14,9 +14,9 @@ from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
 from .info import info
-from .layers import (ELU, Activation, BatchNormalization, Dense, Dropout, Flatten,
-                     GaussianDropout, GaussianNoise, Input, InputLayer, Layer,
-                     LayerNormalization, LeakyReLU, Normalization, RandomLayer, ReLU,
+from .layers import (ELU, Activation, AlphaDropout, BatchNormalization, Dense, Dropout,
+                     Flatten, GaussianDropout, GaussianNoise, Input, InputLayer, Layer,
+                     LayerNormalization, LeakyReLU, Normalization, PReLU, RandomLayer, ReLU,
                      RMSNormalization, Softmax)
 from .model import Sequential
 from .saving import load_model
@@ -25,9 +25,10 @@ from .threads import get_num_threads, register_with_threadpoolctl, set_num_threa
 register_with_threadpoolctl()
 
 __all__ = [
-    "Activation", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout",
-    "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
-    "Normalization", "PyDataset", "RMSNormalization", "RandomLayer", "ReLU", "Sequential",
+    "Activation", "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
+    "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization",
+    "LeakyReLU", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
+    "ReLU", "Sequential",
     "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config",
     "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",

@@ -21,8 +21,8 @@ import weakref
 import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
-from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten,
-                     GaussianDropout, GaussianNoise, InputLayer, Normalization)
+from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
+                     Flatten, GaussianDropout, GaussianNoise, InputLayer, Normalization)
 from .layers.feature_normalization import EPSILON
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
@@ -110,7 +110,7 @@ def _dense_stack(model, for_training=True):
                 return f"Normalization {layer.name!r} of multi-axis (or not yet known) samples"
             stack.input_bn = layer  # normalises the inputs
             continue
-        if type(layer) in (GaussianNoise, GaussianDropout) and not for_training:
+        if type(layer) in (GaussianNoise, GaussianDropout, AlphaDropout) and not for_training:
             continue  # the identity at inference (trained layer by layer)
         if type(layer) is Dropout:
             if not for_training or layer.rate == 0:

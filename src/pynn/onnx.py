@@ -1,5 +1,6 @@
 """ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
-Flatten, Dropout, GaussianNoise and GaussianDropout (left out: the identity at inference),
+PReLU, Flatten, Dropout, GaussianNoise, GaussianDropout and AlphaDropout (left out: the
+identity at inference),
 BatchNormalization (inference mode), LayerNormalization, RMSNormalization and Normalization
 (invert=True too), every activation included. Layers are matched by exact class: a subclass
 of one of these, or any other layer, raises ValueError.
@@ -15,9 +16,9 @@ import numbers
 
 import numpy as np
 
-from .layers import (ACTIVATION_LAYERS, BatchNormalization, Dense, Dropout, Flatten,
-                     GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
-                     Normalization, RMSNormalization)
+from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
+                     Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
+                     Normalization, PReLU, RMSNormalization)
 
 
 def _onnx():
@@ -165,7 +166,7 @@ def export(model, filepath, opset=None):
         name = layer.name
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
-        if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout):
+        if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout, AlphaDropout):
             continue  # (the identity at inference)
         if kind is Flatten:
             out = f"{name}_out"
@@ -187,6 +188,12 @@ def export(model, filepath, opset=None):
             act_nodes, current = _activation_nodes(helper, layer.activation, out, name, const,
                                                    double)
             nodes += act_nodes
+        elif kind is PReLU:
+            out = f"{name}_out"
+            nodes.append(helper.make_node("PRelu", [current, const(f"{name}_alpha",
+                                                                   layer.alpha.numpy())],
+                                          [out], name=out))
+            current = out
         elif kind in ACTIVATION_LAYERS:
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
                                                    const, double)

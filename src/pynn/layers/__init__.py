@@ -8,19 +8,21 @@ from .dense import Dense
 from .dropout import Dropout, RandomLayer
 from .feature_normalization import Normalization
 from .layer_normalization import LayerNormalization, RMSNormalization
-from .noise import GaussianDropout, GaussianNoise
+from .noise import AlphaDropout, GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
+from .prelu import PReLU
 from .reshape import Flatten
 
 # The layers that work on the last axis alone: they take (batch, ..., features) inputs
-LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, Normalization,
-                    LayerNormalization, RMSNormalization, *ACTIVATION_LAYERS)
+LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
+                    Normalization, LayerNormalization, RMSNormalization, *ACTIVATION_LAYERS)
 
 # The layers that work element by element: they take inputs of any shape, 1-D included
-ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, *ACTIVATION_LAYERS)
+ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
+                      *ACTIVATION_LAYERS)
 
-_REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, GaussianDropout, GaussianNoise,
-                                            BatchNormalization, Flatten,
+_REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, GaussianDropout,
+                                            GaussianNoise, PReLU, BatchNormalization, Flatten,
                                             InputLayer, LayerNormalization, Normalization,
                                             RMSNormalization, *ACTIVATION_LAYERS)}
 
@@ -33,10 +35,10 @@ def get_class(name, custom_objects=None, custom=False):
 
 
 __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
-           "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten", "GaussianDropout",
-           "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization", "LeakyReLU",
-           "Normalization", "Parameter", "RandomLayer", "ReLU", "RMSNormalization", "Softmax",
-           "get_class"]
+           "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
+           "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
+           "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
+           "RandomLayer", "ReLU", "RMSNormalization", "Softmax", "get_class"]
 
 
 def __getattr__(name):

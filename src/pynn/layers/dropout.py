@@ -19,9 +19,10 @@ from .base import Layer
 
 class RandomLayer(Layer):
     """A layer whose training passes draw random values from its `seed` and `step` (Dropout,
-    GaussianNoise, GaussianDropout): the model sets `step` to its optimizer's count before
-    each pass, so both training paths and a resumed run draw the same values. seed defaults
-    to a draw from pynn's generator (pynn.set_seed reproduces runs) and is saved."""
+    GaussianNoise, GaussianDropout, AlphaDropout): the model sets `step` to its optimizer's
+    count before each pass, so both training paths and a resumed run draw the same values.
+    seed defaults to a draw from pynn's generator (pynn.set_seed reproduces runs) and is
+    saved."""
 
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)

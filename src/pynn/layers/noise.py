@@ -1,6 +1,7 @@
-"""Keras' Gaussian regularization layers: in training, GaussianNoise adds N(0, stddev) noise
-and GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate))) noise (N(mean, standard
-deviation)); at inference both are the identity. The noise of a training pass is a function
+"""Keras' noise regularization layers: in training, GaussianNoise adds N(0, stddev) noise,
+GaussianDropout multiplies by N(1, sqrt(rate / (1 - rate))) noise (N(mean, standard
+deviation)) and AlphaDropout sets values to SELU's negative saturation; at inference all three
+are the identity. The noise of a training pass is a function
 of the layer's seed and step (NumPy's generator on the host, copied to the backend), so runs
 are reproducible and resumable as Dropout's. They train layer by layer (the native engine
 skips them only at inference)."""
@@ -15,12 +16,16 @@ import numpy as np
 from .dropout import RandomLayer
 
 
-class _GaussianLayer(RandomLayer):
-    def _normal(self, x):
-        """Standard normal draws of x's shape and dtype for this pass, on x's backend."""
+class _NoiseLayer(RandomLayer):
+    def _generator(self):
+        """This pass's generator (a function of seed and step); the next pass draws anew."""
         rng = np.random.default_rng([self.seed, self.step])
         self.step += 1
-        return self.backend.asarray(rng.standard_normal(x.shape), x.dtype)
+        return rng
+
+    def _normal(self, x):
+        """Standard normal draws of x's shape and dtype for this pass, on x's backend."""
+        return self.backend.asarray(self._generator().standard_normal(x.shape), x.dtype)
 
 
 def _check_unit(owner, name, value, upper_open=False):
@@ -31,7 +36,7 @@ def _check_unit(owner, name, value, upper_open=False):
     return float(value)
 
 
-class GaussianNoise(_GaussianLayer):
+class GaussianNoise(_NoiseLayer):
     """In training x + N(0, stddev) noise (0 <= stddev <= 1, Keras' range); the identity at
     inference. seed: the noise's seed, an integer in [0, 2**64) (default: drawn from pynn's
     generator, so pynn.set_seed reproduces runs); saved with the model, and each training
@@ -55,7 +60,7 @@ class GaussianNoise(_GaussianLayer):
         return {**super().get_config(), "stddev": self.stddev}
 
 
-class GaussianDropout(_GaussianLayer):
+class GaussianDropout(_NoiseLayer):
     """In training x * N(1, sqrt(rate / (1 - rate))) noise (0 <= rate < 1): dropout's mean
     and variance without zeros; the identity at inference. seed: as GaussianNoise's (an
     integer in [0, 2**64), default drawn from pynn's generator; saved with the model)."""
@@ -80,6 +85,51 @@ class GaussianDropout(_GaussianLayer):
         if not need_input_grad:
             return None
         return dy if noise is None else dy * noise
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+# SELU's constants (Klambauer et al. 2017), as Keras' AlphaDropout spells them
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+class AlphaDropout(_NoiseLayer):
+    """Keras' AlphaDropout, dropout for SELU networks: in training each value is set, with
+    probability `rate` (0 <= rate < 1), to SELU's negative saturation -alpha * scale, and the
+    result is scaled and shifted so that inputs of mean 0 and variance 1 keep them; the
+    identity at inference. seed: as Dropout's (an integer in [0, 2**64), default drawn from
+    pynn's generator; saved with the model). noise_shape (Keras' masks shared along axes) is
+    not supported: anything but None raises NotImplementedError."""
+
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):  # Keras' order
+        if noise_shape is not None:  # refused, not ignored: masks shared along axes differ
+            raise NotImplementedError(f"AlphaDropout: noise_shape={noise_shape!r} is not "
+                                      f"supported by pynn (each value is dropped on its own)")
+        rate = _check_unit("AlphaDropout", "rate", rate, upper_open=True)
+        super().__init__(seed, **kwargs)
+        self.rate = rate
+
+    def forward(self, x, training=False, logits=False):
+        if not training:  # (a training step's mask, pending on another thread, stays)
+            return x
+        self._cache = None
+        if self.rate == 0:
+            return x
+        # kept values become a * x + b, dropped ones a * alpha' + b (Keras' formula)
+        saturation = -_SELU_ALPHA * _SELU_SCALE
+        a = ((1 - self.rate) * (1 + self.rate * saturation ** 2)) ** -0.5
+        b = -a * saturation * self.rate
+        kept = self._generator().random(x.shape) >= self.rate
+        self._cache = self.backend.asarray(np.where(kept, a, 0.0), x.dtype)
+        shift = self.backend.asarray(np.where(kept, b, a * saturation + b), x.dtype)
+        return x * self._cache + shift
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        scale, self._cache = self._cache, None
+        if not need_input_grad:
+            return None
+        return dy if scale is None else dy * scale
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}

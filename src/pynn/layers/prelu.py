@@ -1,0 +1,97 @@
+"""PReLU: Keras' parametric ReLU, x above 0 and alpha * x below, with alpha a learnt weight
+per input value (per sample position), or one per group of positions along `shared_axes`.
+
+It trains layer by layer (the native engine has no kernel for a learnt slope: the model's
+engine_reason says so); forward and backward are a few array operations on any backend.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from .. import initializers, regularizers
+from .base import Layer
+
+
+def _shared_axes(value):
+    """Keras' shared_axes: None, an axis or a list of axes (1 is the first after the batch
+    axis), as a sorted list without repeats."""
+    if value is None:
+        return None
+    axes = [value] if isinstance(value, numbers.Integral) else value
+    try:
+        axes = list(axes)
+    except TypeError:
+        axes = [axes]
+    if not axes or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1
+                       for a in axes):
+        raise ValueError(f"PReLU: shared_axes must be an axis or a list of axes >= 1 (axis 0 "
+                         f"is the batch axis, always shared), got {value!r}")
+    return sorted({int(a) for a in axes})
+
+
+class PReLU(Layer):
+    """Keras' PReLU: f(x) = x for x > 0, alpha * x otherwise, with alpha learnt.
+
+    alpha_initializer ("zeros", Keras'; the layer starts as a ReLU): any initializer name,
+    config or object. alpha_regularizer (None): a penalty on alpha (e.g. "l2") added to the
+    loss. shared_axes (None): axes of the input (1 = the first after the batch axis) along
+    which one alpha is shared, e.g. shared_axes=[1] on (batch, steps, features) inputs
+    learns one slope per feature. alpha's shape is the sample shape with 1 on the shared
+    axes. alpha_constraint is Keras'; only its default None is taken."""
+
+    def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
+                 alpha_constraint=None, shared_axes=None, **kwargs):
+        if alpha_constraint is not None:  # refused, not ignored
+            raise NotImplementedError(f"PReLU: alpha_constraint={alpha_constraint!r} is not "
+                                      f"supported by pynn (only Keras' default, None)")
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.shared_axes = _shared_axes(shared_axes)
+        self.alpha = None
+
+    def build(self, input_shape, backend, dtype):
+        shape = [int(d) for d in input_shape]
+        for axis in self.shared_axes or ():
+            if axis > len(shape):
+                raise ValueError(f"PReLU {self.name!r}: shared axis {axis} is not an axis of "
+                                 f"inputs (batch, {', '.join(map(str, shape))}): the axes "
+                                 f"after the batch axis are 1 to {len(shape)}")
+            shape[axis - 1] = 1
+        super().build(input_shape, backend, dtype)
+        self._params, self._weight_regularizers = [], []
+        self.alpha = self.add_weight(
+            "alpha", self.initial_values(self.alpha_initializer, tuple(shape), dtype), backend,
+            dtype, regularizer=self.alpha_regularizer)
+
+    def forward(self, x, training=False, logits=False):
+        xp = self.backend.xp
+        y = xp.where(x > 0, x, x * self.alpha.value)
+        if training:  # (inference leaves a training step's pending on another thread alone)
+            self._cache = x
+        return y
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        x, self._cache = self._cache, None
+        if x is None:
+            raise RuntimeError(f"PReLU {self.name!r}: backward called without a training "
+                               f"forward")
+        xp = self.backend.xp
+        alpha = self.alpha.value
+        if self.alpha.trainable:
+            # summed over the batch axis and the shared axes, in float64 for float32 (a sum
+            # over every sample of a batch)
+            shared = (0, *(self.shared_axes or ()))
+            acc = "float64" if dy.dtype == "float32" else dy.dtype
+            grad = (dy * xp.minimum(x, 0)).sum(axis=shared, dtype=acc, keepdims=True)
+            self.alpha.grad = grad.reshape(alpha.shape).astype(dy.dtype)
+        if not need_input_grad:
+            return None
+        return xp.where(x > 0, dy, dy * alpha)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "alpha_initializer": initializers.serialize(self.alpha_initializer),
+                "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
+                "alpha_constraint": None, "shared_axes": self.shared_axes}
