@@ -189,7 +189,9 @@ def test_validation_set_of_one_sample_is_refused_as_in_scikit_learn(rng, kind, n
     any held-out set under 2 samples (a stratified one of 1 already in its split)."""
     x, y = _data(rng, kind, n=n)
     if kind == "classifier":
-        y[:2] = ["pos", "neg"]  # both classes, whatever the draw
+        # both classes twice, whatever the draw (a class of one sample fails the stratified
+        # split with another error first)
+        y[:4] = ["pos", "neg", "pos", "neg"]
     params = dict(hidden_layer_sizes=(4,), max_iter=2, early_stopping=True,
                   validation_fraction=fraction, random_state=0)
     ours_cls, theirs_cls = _PAIRS[kind]
