@@ -1,7 +1,8 @@
 """Keras 3's other losses (MAPE, MSLE, log-cosh, hinges, KL divergence, Poisson, cosine
-similarity): values against float64 NumPy references written from Keras' formulas, finite-
-difference gradients, training on the numpy and cpu backends (the native engine falls back),
-the fake CuPy backend, names and files, errors, and the `mape`/`msle` metrics."""
+similarity, the focal cross-entropies): values against float64 NumPy references written
+from Keras' formulas, finite-difference gradients, training on the numpy and cpu backends
+(the native engine falls back), the fake CuPy backend, names and files, errors, and the
+`mape`/`msle` metrics."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ def focal_reference(t, p, gamma=2.0, alpha=0.25, balance=False, logits=False,
     return np.mean(focal, axis=-1)
 
 
+def categorical_focal_reference(t, p, alpha=0.25, gamma=2.0, logits=False, smoothing=0.0):
+    """Keras 3's categorical_focal_crossentropy per sample (losses.py), in float64."""
+    t = t * (1 - smoothing) + smoothing / t.shape[-1]
+    if logits:
+        e = np.exp(p - p.max(axis=-1, keepdims=True))
+        p = e / e.sum(axis=-1, keepdims=True)
+    o = np.clip(p / p.sum(axis=-1, keepdims=True), EPS, 1 - EPS)
+    return np.sum(np.asarray(alpha) * (1 - o) ** gamma * -t * np.log(o), axis=-1)
+
+
 REFERENCES = {
     "mape": lambda t, p: 100 * np.mean(np.abs((t - p) / np.maximum(np.abs(t), EPS)), axis=-1),
     "msle": lambda t, p: np.mean((np.log(np.maximum(p, EPS) + 1)
@@ -65,6 +76,7 @@ REFERENCES = {
     "poisson": lambda t, p: np.mean(p - t * np.log(p + EPS), axis=-1),
     "cosine_similarity": lambda t, p: -np.sum(_l2_normalize(t) * _l2_normalize(p), axis=-1),
     "binary_focal_crossentropy": focal_reference,
+    "categorical_focal_crossentropy": categorical_focal_reference,
 }
 
 CLASSES = {"mape": losses.MeanAbsolutePercentageError,
@@ -72,7 +84,8 @@ CLASSES = {"mape": losses.MeanAbsolutePercentageError,
            "hinge": losses.Hinge, "squared_hinge": losses.SquaredHinge,
            "categorical_hinge": losses.CategoricalHinge, "kl_divergence": losses.KLDivergence,
            "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity,
-           "binary_focal_crossentropy": losses.BinaryFocalCrossentropy}
+           "binary_focal_crossentropy": losses.BinaryFocalCrossentropy,
+           "categorical_focal_crossentropy": losses.CategoricalFocalCrossentropy}
 NAMES = list(CLASSES)
 
 
@@ -139,6 +152,11 @@ def _data(name, rng, shape, smooth=False):
         t = rng.integers(0, 2, size=shape).astype(np.float64)
         p = rng.uniform(0, 1, size=shape)
         return t, np.clip(p, 1e-3, 1 - 1e-3) if smooth else p
+    if name == "categorical_focal_crossentropy":
+        t = np.eye(d)[rng.integers(0, d, size=shape[:-1])]
+        if smooth:  # positive scores that need normalising, none clipped
+            return t, rng.uniform(0.05, 1, size=shape)
+        return t, rng.dirichlet(np.ones(d), size=shape[:-1])
     raise AssertionError(name)
 
 
@@ -151,8 +169,11 @@ def _value_and_grad(loss, t, p, w=None, backend="numpy"):
     return value, b.to_numpy(grad)
 
 
+ONE_OUTPUT_REFUSED = ("cosine_similarity", "categorical_focal_crossentropy")
+
+
 def _shapes(name):
-    features = (3, 129) if name == "cosine_similarity" else (1, 3, 129)
+    features = (3, 129) if name in ONE_OUTPUT_REFUSED else (1, 3, 129)
     return [(n, d) for n in (1, 3, 17) for d in features]
 
 
@@ -193,7 +214,8 @@ def test_one_d_inputs_read_as_keras_does(rng, name):
     """A standalone 1-D call: one value per sample for the element-wise losses, one
     sample's vector for those that sum over the last axis."""
     t, p = _data(name, rng, (1, 6))
-    row = name in ("categorical_hinge", "kl_divergence", "cosine_similarity")
+    row = name in ("categorical_hinge", "kl_divergence", "cosine_similarity",
+                   "categorical_focal_crossentropy")
     want = _reference(name, t, p) if row else _reference(name, t.reshape(6, 1), p.reshape(6, 1))
     np.testing.assert_allclose(losses.get(name)(t[0], p[0]), want, rtol=1e-10)
 
@@ -226,7 +248,7 @@ def test_edge_inputs_stay_finite_where_keras_does():
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_match_finite_differences(float64_numpy, rng, name):
     loss = losses.get(name)
-    shapes = [(3, 4), (1, 2) if name == "cosine_similarity" else (1, 1), (2, 3, 3)]
+    shapes = [(3, 4), (1, 2) if name in ONE_OUTPUT_REFUSED else (1, 1), (2, 3, 3)]
     for shape in shapes:
         t, p = _data(name, rng, shape, smooth=True)
         for w in (None, rng.uniform(0.2, 2, size=shape[0])):
@@ -274,6 +296,8 @@ def _task(name, rng, n=64):
         return x, z, 3, "linear"
     if name == "binary_focal_crossentropy":
         return x, (z[:, :2] > 0.3).astype(np.float64), 2, "sigmoid"
+    if name == "categorical_focal_crossentropy":
+        return x, np.eye(3)[z.argmax(axis=1)], 3, "softmax"
     raise AssertionError(name)
 
 
@@ -365,6 +389,8 @@ ALIASES = {
     "kl_divergence": losses.KLDivergence, "kld": losses.KLDivergence,
     "KLD": losses.KLDivergence, "kullback_leibler_divergence": losses.KLDivergence,
     "poisson": losses.Poisson, "cosine_similarity": losses.CosineSimilarity,
+    "categorical_focal_crossentropy": losses.CategoricalFocalCrossentropy,
+    "CategoricalFocalCrossentropy": losses.CategoricalFocalCrossentropy,
 }
 KERAS_NAMES = {  # each class's Keras 3 default `name`
     losses.MeanAbsolutePercentageError: "mean_absolute_percentage_error",
@@ -372,6 +398,7 @@ KERAS_NAMES = {  # each class's Keras 3 default `name`
     losses.LogCosh: "log_cosh", losses.Hinge: "hinge", losses.SquaredHinge: "squared_hinge",
     losses.CategoricalHinge: "categorical_hinge", losses.KLDivergence: "kl_divergence",
     losses.Poisson: "poisson", losses.CosineSimilarity: "cosine_similarity",
+    losses.CategoricalFocalCrossentropy: "categorical_focal_crossentropy",
 }
 
 
@@ -548,7 +575,8 @@ def test_against_keras(rng, name):
          "log_cosh": "LogCosh", "hinge": "Hinge", "squared_hinge": "SquaredHinge",
          "categorical_hinge": "CategoricalHinge", "kl_divergence": "KLDivergence",
          "poisson": "Poisson", "cosine_similarity": "CosineSimilarity",
-         "binary_focal_crossentropy": "BinaryFocalCrossentropy"}[name])
+         "binary_focal_crossentropy": "BinaryFocalCrossentropy",
+         "categorical_focal_crossentropy": "CategoricalFocalCrossentropy"}[name])
     for shape in _shapes(name):
         t, p = _data(name, rng, shape)
         p = p.astype(np.float32)
@@ -659,3 +687,103 @@ def test_focal_with_gamma_below_1_warns_nothing_at_saturated_outputs():
         value, grad = _value_and_grad(loss, np.array([[1.0, 0.0]]),
                                       np.array([[1.0, 0.0]], np.float32))
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+# ---- CategoricalFocalCrossentropy's options -------------------------------------------------
+CATEGORICAL_FOCAL_OPTIONS = [
+    {},
+    {"from_logits": True},
+    {"alpha": [0.2, 1.0, 3.0, 0.5], "gamma": 1.5},
+    {"label_smoothing": 0.2, "gamma": 0.5},
+    {"from_logits": True, "alpha": 1, "label_smoothing": 0.1, "gamma": 4.0},
+    {"gamma": 0.0},
+]
+
+
+def _categorical_focal_data(rng, shape, options):
+    t = np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])]
+    p = rng.normal(size=shape) * 3 if options.get("from_logits") else \
+        rng.uniform(0.05, 1, size=shape)
+    return t, p
+
+
+@pytest.mark.parametrize("options", CATEGORICAL_FOCAL_OPTIONS, ids=str)
+def test_categorical_focal_options_values_and_gradients(float64_numpy, rng, options):
+    loss = losses.CategoricalFocalCrossentropy(**options)
+    for shape in [(1, 4), (3, 4), (17, 4), (2, 5, 4)]:
+        t, p = _categorical_focal_data(rng, shape, options)
+        y = loss.smooth_targets(loss.prepare_targets(t, shape[1:], np.float64))
+        value, grad = loss.value_and_grad(float64_numpy, p, y)
+        want = categorical_focal_reference(
+            t, p, alpha=options.get("alpha", 0.25), gamma=options.get("gamma", 2.0),
+            logits=options.get("from_logits", False),
+            smoothing=options.get("label_smoothing", 0.0)).mean()
+        np.testing.assert_allclose(value, want, rtol=1e-10)
+
+        def f(p=p, y=y):
+            return loss.value_and_grad(float64_numpy, p, y)[0]
+
+        assert_close_grad(grad, numeric_grad(f, p), rtol=1e-5, atol=1e-8,
+                          what=f"{options} {shape}")
+
+
+def test_categorical_focal_with_gamma_0_and_alpha_1_is_the_cross_entropy(rng):
+    t, p = _categorical_focal_data(rng, (9, 4), {})
+    p = p / p.sum(axis=1, keepdims=True)
+    focal = losses.CategoricalFocalCrossentropy(alpha=1.0, gamma=0.0)
+    np.testing.assert_allclose(focal(t, p), losses.CategoricalCrossentropy()(t, p), rtol=1e-6)
+    # with gamma the confident right answers weigh less: below alpha * the cross-entropy
+    assert losses.CategoricalFocalCrossentropy(alpha=1.0)(t, p) < focal(t, p)
+    # a row of zeros (all of it dropped): clipped probabilities, finite, no gradient
+    value, grad = _value_and_grad(focal, np.array([[0.0, 1.0]]), np.zeros((1, 2), np.float32))
+    assert value == pytest.approx(-np.log(1e-7), rel=1e-5) and not grad.any()
+
+
+@pytest.mark.parametrize("options", CATEGORICAL_FOCAL_OPTIONS, ids=str)
+def test_categorical_focal_options_against_keras(rng, options):
+    keras = import_keras()
+    t, p = _categorical_focal_data(rng, (16, 4), options)
+    w = rng.uniform(0, 2, 16)
+    want = float(keras.losses.CategoricalFocalCrossentropy(**options)(
+        t.astype(np.float32), p.astype(np.float32), sample_weight=w.astype(np.float32)))
+    got = losses.CategoricalFocalCrossentropy(**options)(t, p.astype(np.float32), w)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    config = losses.CategoricalFocalCrossentropy(**options).get_config()
+    for key, value in config.items():
+        assert keras.losses.CategoricalFocalCrossentropy(**options).get_config()[key] == \
+            pytest.approx(value), key
+
+
+@pytest.mark.parametrize("kwargs,error,words", [
+    ({"gamma": -1.0}, ValueError, "gamma must be a finite number >= 0"),
+    ({"alpha": -0.5}, ValueError, "alpha must be a finite number >= 0 or a list"),
+    ({"alpha": [0.5, np.nan]}, ValueError, "alpha must be a finite number >= 0 or a list"),
+    ({"alpha": "0.5"}, ValueError, "alpha must be a finite number >= 0 or a list"),
+    ({"alpha": [[1.0]]}, ValueError, "alpha must be a finite number >= 0 or a list"),
+    ({"alpha": True}, ValueError, "alpha must be a finite number >= 0 or a list"),
+    ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
+    ({"axis": 0}, NotImplementedError, "last axis"),
+])
+def test_categorical_focal_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        losses.CategoricalFocalCrossentropy(**kwargs)
+
+
+def test_categorical_focal_checks_the_model_it_trains():
+    x, y = np.ones((4, 2), np.float32), np.eye(3)[[0, 1, 2, 0]]
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, activation="softmax")])
+    model.compile("sgd", losses.CategoricalFocalCrossentropy(alpha=[1.0, 2.0]))
+    with pytest.raises(ValueError, match="alpha has 2 values, one per class, but the model "
+                                         "has 3 outputs"):
+        model.fit(x, y, verbose=0)
+    one = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1, activation="sigmoid")])
+    one.compile("sgd", "categorical_focal_crossentropy")
+    with pytest.raises(ValueError, match="needs 2 or more outputs"):
+        one.fit(x, y[:, :1], verbose=0)
+    # 'accuracy' under it is the categorical one (the arg-max), as Keras picks
+    model.compile("adam", "categorical_focal_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+    y = np.eye(3)[np.arange(40) % 3]
+    logs = model.evaluate(x, y, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(
+        np.mean(model.predict(x).argmax(axis=1) == y.argmax(axis=1)))

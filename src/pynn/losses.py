@@ -648,10 +648,7 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
                                       f"last axis (-1) only")
         self.apply_class_balancing = bool(apply_class_balancing)
         self.alpha = check_unit_interval(self.name, "alpha", alpha)
-        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0 \
-                or not math.isfinite(gamma):
-            raise ValueError(f"{self.name}: gamma must be a finite number >= 0, got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = _check_gamma(self.name, gamma)
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
@@ -688,6 +685,92 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
         if self.apply_class_balancing:
             weight = self.alpha * y + (1 - self.alpha) * (1 - y)
             loss, grad = weight * loss, weight * grad
+        return loss, grad
+
+
+def _check_gamma(name, gamma):
+    """A focal loss's focusing exponent: a finite number >= 0 (0: the plain cross-entropy)."""
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not gamma >= 0 \
+            or not math.isfinite(gamma):
+        raise ValueError(f"{name}: gamma must be a finite number >= 0, got {gamma!r}")
+    return float(gamma)
+
+
+def _class_weights(name, alpha):
+    """CategoricalFocalCrossentropy's alpha: a finite number >= 0 for every class, or a list
+    of one per class (Keras': inverse class frequencies, say)."""
+    many = not isinstance(alpha, numbers.Real)
+    try:
+        values = np.asarray(alpha, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.array(np.nan)
+    if isinstance(alpha, (bool, np.bool_, str)) or values.ndim != int(many) or \
+            not values.size or not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"{name}: alpha must be a finite number >= 0 or a list of them (one "
+                         f"per class), got {alpha!r}")
+    return [float(v) for v in values] if many else float(values)
+
+
+class CategoricalFocalCrossentropy(_RowLoss):
+    """Categorical cross-entropy with each class's term scaled by alpha * (1 - p)^gamma
+    (Lin et al.; Keras 3's formula): confident right answers weigh little, so hard and rare
+    classes count more. alpha (0.25): one factor for every class, or a list of one per
+    class; gamma (2.0) >= 0 (0 with alpha 1: the categorical cross-entropy). Targets are
+    one-hot (or probability) rows; label_smoothing as CategoricalCrossentropy's. As in
+    Keras, probabilities are normalised to sum to 1 and clipped to [1e-7, 1 - 1e-7]
+    (clipped ones get no gradient); from_logits=True takes a softmax first. The softmax is
+    not fused into this loss: a softmax output layer hands it probabilities."""
+
+    name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, *,
+                 axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
+        if axis not in (-1, None):
+            raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn sums over the last "
+                                      f"axis (-1) only")
+        self.alpha = _class_weights(self.name, alpha)
+        self.gamma = _check_gamma(self.name, gamma)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
+                                                   label_smoothing)
+
+    def get_config(self):
+        return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y, output_shape, dtype):
+        CategoricalCrossentropy._check_classes(self, output_shape)
+        classes = tuple(output_shape)[-1:]
+        if isinstance(self.alpha, list) and (len(self.alpha),) != classes:
+            raise ValueError(f"{self.name}: alpha has {len(self.alpha)} values, one per "
+                             f"class, but the model has {classes[0] if classes else 0} "
+                             f"outputs")
+        return super().prepare_targets(y, output_shape, dtype)
+
+    smooth_targets = CategoricalCrossentropy.smooth_targets
+
+    def _elements(self, xp, y_pred, y_true):
+        eps, g = self.epsilon, self.gamma
+        if self.from_logits:
+            e = xp.exp(y_pred - y_pred.max(axis=-1, keepdims=True))
+            q = e / e.sum(axis=-1, keepdims=True)
+            total = None
+        else:  # normalised to sum to 1 (a row of zeros: no probabilities, no gradient)
+            total = y_pred.sum(axis=-1, keepdims=True)
+            total = xp.where(total != 0, total, 1)
+            q = y_pred / total
+        o = xp.clip(q, eps, 1 - eps)
+        alpha = self.alpha if not isinstance(self.alpha, list) else \
+            xp.asarray(self.alpha, dtype=y_pred.dtype)
+        factor, log_o = (1 - o) ** g, xp.log(o)
+        loss = -(alpha * factor * y_true * log_o).sum(axis=-1)
+        # d/do of -alpha t (1 - o)^g log o, where o is not clipped; (1 - o >= eps > 0)
+        dfactor = -g * (1 - o) ** (g - 1) if g else 0
+        inside = (q > eps) & (q < 1 - eps)
+        dq = xp.where(inside, -alpha * y_true * (dfactor * log_o + factor / o), 0)
+        through = dq - (dq * q).sum(axis=-1, keepdims=True)  # the normalisation's Jacobian
+        grad = q * through if self.from_logits else through / total
         return loss, grad
 
 
@@ -777,6 +860,7 @@ _ALIASES = {
     "poisson": Poisson,
     "cosine_similarity": CosineSimilarity,
     "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 
 
