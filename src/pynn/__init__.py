@@ -17,7 +17,7 @@ from .info import info
 from .layers import (ELU, Activation, AlphaDropout, BatchNormalization, Dense, Dropout,
                      Flatten, GaussianDropout, GaussianNoise, Input, InputLayer, Layer,
                      LayerNormalization, LeakyReLU, Normalization, PReLU, RandomLayer, ReLU,
-                     RMSNormalization, Softmax)
+                     Reshape, RMSNormalization, Softmax)
 from .model import Sequential
 from .saving import load_model
 from .threads import get_num_threads, register_with_threadpoolctl, set_num_threads
@@ -28,7 +28,7 @@ __all__ = [
     "Activation", "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
     "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization",
     "LeakyReLU", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
-    "ReLU", "Sequential",
+    "ReLU", "Reshape", "Sequential",
     "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config",
     "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",

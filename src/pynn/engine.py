@@ -22,7 +22,8 @@ import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
 from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
-                     Flatten, GaussianDropout, GaussianNoise, InputLayer, Normalization)
+                     Flatten, GaussianDropout, GaussianNoise, InputLayer, Normalization,
+                     Reshape)
 from .layers.feature_normalization import EPSILON
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
@@ -97,8 +98,8 @@ def _dense_stack(model, for_training=True):
     for layer in model.layers:
         if type(layer) is InputLayer:
             continue
-        if type(layer) is Flatten and not stack and stack.input_bn is None \
-                and stack.input_dropout is None:
+        if (type(layer) is Flatten or type(layer) is Reshape and len(layer.target_shape) == 1) \
+                and not stack and stack.input_bn is None and stack.input_dropout is None:
             continue  # the engine reads each sample as one row (C order) anyway
         if type(layer) in (BatchNormalization, Normalization) and not stack \
                 and stack.input_bn is None:

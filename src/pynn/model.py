@@ -35,7 +35,8 @@ from .callbacks import Callback, CallbackList, History, defines_hook
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, get_class
+from .layers import (LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, Reshape,
+                     get_class)
 from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, logs_line
 
@@ -437,10 +438,10 @@ class Sequential:
     def _inputs(self, x, name="x"):
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
-        # and the layers working on the last axis for inputs of 3 or more axes
+        # Reshape, and the layers working on the last axis for inputs of 3 or more axes
         first = type(layers[0]) if layers else None
-        any_rank = self.input_shape is None and (
-            first is Flatten or (first in LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
+        any_rank = self.input_shape is None and (first in (Flatten, Reshape) or (
+            first in LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp

@@ -1,9 +1,9 @@
 """ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
-PReLU, Flatten, Dropout, GaussianNoise, GaussianDropout and AlphaDropout (left out: the
-identity at inference),
-BatchNormalization (inference mode), LayerNormalization, RMSNormalization and Normalization
-(invert=True too), every activation included. Layers are matched by exact class: a subclass
-of one of these, or any other layer, raises ValueError.
+PReLU, Flatten, Reshape, Dropout, GaussianNoise, GaussianDropout and AlphaDropout (left
+out: the identity at inference), BatchNormalization (inference mode), LayerNormalization,
+RMSNormalization and Normalization (invert=True too), every activation included. Layers
+are matched by exact class: a subclass of one of these, or any other layer, raises
+ValueError.
 
 Needs the optional `onnx` package (pip install 'pynn[onnx]'); onnxruntime runs the result.
 The file declares the lowest opset and IR version the model needs (opset 13; 20 with gelu,
@@ -18,7 +18,7 @@ import numpy as np
 
 from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
                      Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
-                     Normalization, PReLU, RMSNormalization)
+                     Normalization, PReLU, Reshape, RMSNormalization)
 
 
 def _onnx():
@@ -171,6 +171,13 @@ def export(model, filepath, opset=None):
         if kind is Flatten:
             out = f"{name}_out"
             nodes.append(helper.make_node("Flatten", [current], [out], name=out, axis=1))
+            current = out
+        elif kind is Reshape:  # (0: the batch axis as it is)
+            out = f"{name}_out"
+            target = layer.compute_output_shape(layer.input_shape)
+            shape = numpy_helper.from_array(np.array((0, *target), np.int64), f"{name}_shape")
+            inits.append(shape)
+            nodes.append(helper.make_node("Reshape", [current, shape.name], [out], name=out))
             current = out
         elif kind is Dense:
             w = const(f"{name}_kernel", layer.kernel.numpy())

@@ -11,7 +11,7 @@ from .layer_normalization import LayerNormalization, RMSNormalization
 from .noise import AlphaDropout, GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
 from .prelu import PReLU
-from .reshape import Flatten
+from .reshape import Flatten, Reshape
 
 # The layers that work on the last axis alone: they take (batch, ..., features) inputs
 LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
@@ -22,7 +22,7 @@ ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, Alpha
                       *ACTIVATION_LAYERS)
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, GaussianDropout,
-                                            GaussianNoise, PReLU, BatchNormalization, Flatten,
+                                            GaussianNoise, PReLU, BatchNormalization, Flatten, Reshape,
                                             InputLayer, LayerNormalization, Normalization,
                                             RMSNormalization, *ACTIVATION_LAYERS)}
 
@@ -38,7 +38,7 @@ __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activ
            "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
            "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
-           "RandomLayer", "ReLU", "RMSNormalization", "Softmax", "get_class"]
+           "RandomLayer", "ReLU", "Reshape", "RMSNormalization", "Softmax", "get_class"]
 
 
 def __getattr__(name):

@@ -1,8 +1,10 @@
-"""Flatten: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...), row-major, as Keras' Flatten."""
+"""Flatten: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...), row-major, as Keras' Flatten;
+Reshape: (batch, ...) -> (batch, *target_shape), row-major, as Keras' Reshape."""
 
 from __future__ import annotations
 
 import math
+import numbers
 
 from .base import Layer
 
@@ -32,3 +34,46 @@ class Flatten(Layer):
         if not need_input_grad:
             return None
         return dy.reshape((dy.shape[0],) + tuple(self.input_shape))
+
+
+class Reshape(Layer):
+    """Keras' Reshape: each sample to `target_shape` (a tuple without the batch axis, as
+    many values in C order; one entry may be -1, the size that makes the counts agree). No
+    weights; its backward restores the input's shape. Trained layer by layer, except a
+    leading Reshape to one axis, which the native engine reads as a Flatten."""
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        shape = (target_shape,) if isinstance(target_shape, numbers.Integral) else target_shape
+        try:
+            shape = tuple(shape)
+        except TypeError:
+            shape = None
+        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or
+                            not (d >= 1 or d == -1) for d in shape) or \
+                sum(d == -1 for d in shape) > 1:
+            raise ValueError(f"Reshape: target_shape must be a tuple of sizes >= 1 (without "
+                             f"the batch axis), at most one of them -1, got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in shape)
+
+    def compute_output_shape(self, input_shape):
+        size = math.prod(int(d) for d in input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape and known and size % known == 0:
+            return tuple(size // known if d == -1 else d for d in self.target_shape)
+        if -1 not in self.target_shape and known == size:
+            return self.target_shape
+        raise ValueError(f"Reshape {self.name!r}: samples of shape {tuple(input_shape)} "
+                         f"({size} values) cannot take the shape {self.target_shape}")
+
+    def forward(self, x, training=False, logits=False):
+        shape = self.compute_output_shape(x.shape[1:])
+        return x.reshape((x.shape[0],) + shape)  # (-1 for the batch fails for 0 samples)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        if not need_input_grad:
+            return None
+        return dy.reshape((dy.shape[0],) + tuple(self.input_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
