@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import requires_backend
+from conftest import import_keras, requires_backend
 
 import pynn
 from pynn import engine as engine_mod
@@ -440,6 +440,21 @@ def test_initializers_by_class_name_and_snake_case(name):
     assert type(again) is cls and again.get_config() == I.get(name).get_config()
     layer = pynn.Dense(4, kernel_initializer=name)
     assert type(layer.kernel_initializer) is cls
+    # Keras 3's module attributes in snake case are the classes (he_normal(seed=1)), and a
+    # class itself is taken as Keras takes it
+    assert getattr(I, snake) is cls and type(I.get(cls)) is cls
+    assert type(pynn.Dense(2, kernel_initializer=cls).kernel_initializer) is cls
+
+
+def test_kerass_initializer_module_names_are_all_there():
+    keras = import_keras()
+    public = {n for n in dir(keras.initializers) if not n.startswith("_")}
+    pynn_leaves_out = {"STFT", "STFTInitializer", "stft", "deserialize", "serialize", "get",
+                       "Initializer"}
+    missing = sorted(n for n in public - pynn_leaves_out if not hasattr(I, n))
+    assert not missing
+    assert I.OrthogonalInitializer is I.Orthogonal and I.IdentityInitializer is I.Identity
+    np.testing.assert_array_equal(I.he_normal(seed=3)((4, 5)), I.HeNormal(seed=3)((4, 5)))
 
 
 def test_unknown_initializer_names_still_fail():

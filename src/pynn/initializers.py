@@ -321,12 +321,23 @@ _CLASS_NAMES = {cls.__name__: cls for cls in _BY_NAME.values()}
 # Keras 3's own class names for these two (its files name them so)
 _CLASS_NAMES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identity)
 
+# Keras 3 exports each class under its name in snake case too (keras.initializers.he_normal
+# is HeNormal: he_normal(seed=1) makes one)
+zeros, ones, constant = Zeros, Ones, Constant
+random_normal, random_uniform, truncated_normal = RandomNormal, RandomUniform, TruncatedNormal
+orthogonal, identity, variance_scaling = Orthogonal, Identity, VarianceScaling
+glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_normal = (
+    GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal)
+OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
+
 
 def get(identifier) -> Initializer:
     """An Initializer from a name ('glorot_uniform', 'he_normal', 'HeNormal', ...), a config
-    dict or an Initializer."""
+    dict, an Initializer or an Initializer class."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+        return identifier()  # a class, as Keras takes it (kernel_initializer=HeNormal)
     if isinstance(identifier, str):
         # Keras takes either form: 'he_normal' or its class name 'HeNormal'
         cls = _CLASS_NAMES.get(identifier) or _BY_NAME.get(identifier.lower())
