@@ -246,7 +246,8 @@ def scenario_more_optimizers(backend, rng):
                 pynn.optimizers.Lion(2e-5, weight_decay=0.3), pynn.optimizers.Adadelta(1.0),
                 pynn.optimizers.Adam(0.01, amsgrad=True), pynn.optimizers.Lamb(0.01),
                 pynn.optimizers.Ftrl(0.1, l1_regularization_strength=0.001),
-                pynn.optimizers.Adafactor(0.05, gradient_accumulation_steps=2)):
+                pynn.optimizers.Adafactor(0.05, gradient_accumulation_steps=2),
+                pynn.optimizers.Muon(0.01)):
         model = _mlp(x.shape[1], 4, "softmax")
         model.compile(opt, "sparse_categorical_crossentropy", backend=backend)
         out[type(opt).__name__ + str(getattr(opt, "amsgrad", ""))] = _fit_results(
@@ -420,6 +421,19 @@ def scenario_shapes_and_dtypes(backend, rng):
             "uint8_predict": small.predict(ints.astype(np.uint8))}
 
 
+def scenario_more_layers_and_losses(backend, rng):
+    """PReLU (shared along an axis), AlphaDropout, Reshape and the categorical focal loss:
+    array operations on the backend's arrays."""
+    x, labels = _data(rng, n=60, features=12)
+    model = pynn.Sequential([pynn.Input((12,)), pynn.Reshape((3, 4)), pynn.Dense(5, "tanh"),
+                             pynn.PReLU(shared_axes=[1]), pynn.AlphaDropout(0.1),
+                             pynn.Reshape((-1,)), pynn.Dense(4, activation="softmax")])
+    model.compile("adam", pynn.losses.CategoricalFocalCrossentropy(alpha=[1, 2, 0.5, 1]),
+                  backend=backend)
+    history = model.fit(x, np.eye(4)[labels], epochs=2, batch_size=9, verbose=0)
+    return _fit_results(model, history, x)
+
+
 def scenario_float64(backend, rng):
     x, labels = _data(rng, n=50)
     pynn.set_floatx("float64")
@@ -436,7 +450,8 @@ SCENARIOS = [scenario_losses_and_optimizers, scenario_more_optimizers,
              scenario_more_activations, scenario_batch_sources,
              scenario_regularization_and_stability,
              scenario_weights_metrics_validation, scenario_callbacks,
-             scenario_streaming_freezing_files, scenario_shapes_and_dtypes, scenario_float64]
+             scenario_streaming_freezing_files, scenario_shapes_and_dtypes,
+             scenario_more_layers_and_losses, scenario_float64]
 
 
 def _assert_close(got, want, path="result"):

@@ -44,6 +44,10 @@ KERAS_CASES = [
     ("Adafactor", {"learning_rate": 1.0}),  # min(lr, 1 / sqrt(t)): the relative step
     ("Adafactor", {"learning_rate": 0.05, "beta_2_decay": -0.5, "epsilon_2": 1e-2,
                    "clip_threshold": 0.5, "relative_step": False, "weight_decay": 0.1}),
+    ("Muon", {}),
+    ("Muon", {"learning_rate": 0.02, "nesterov": False, "weight_decay": 0.1, "momentum": 0.9,
+              "rms_rate": None, "ns_steps": 3, "muon_a": 3.0, "muon_b": -3.2,
+              "muon_c": 1.2}),
 ]
 
 
@@ -96,9 +100,10 @@ def test_same_steps_as_keras_3(rng, backend, case):
 
 @pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
 @pytest.mark.parametrize("shape", [(1,), (6,), (1, 1), (9, 1), (1, 4)])
-@pytest.mark.parametrize("name", ["Adafactor", "Ftrl"])
+@pytest.mark.parametrize("name", ["Adafactor", "Ftrl", "Muon"])
 def test_same_steps_as_keras_3_on_vectors_and_thin_matrices(rng, backend, shape, name):
-    # Adafactor keeps v itself for a vector; a matrix's row and column means of one element
+    # Adafactor keeps v itself for a vector; a matrix's row and column means of one element;
+    # Muon steps a vector by AdamW, a matrix of one row or column by its orthogonalisation
     keras = import_keras()
     w0 = rng.normal(size=shape).astype(np.float32)
     grads = [rng.normal(size=shape).astype(np.float32) for _ in range(6)]
@@ -124,10 +129,42 @@ def test_ftrl_by_hand_and_its_l1_zeroes_weights():
         opt.apply([p])
 
 
+def test_muons_adamw_weights_as_keras_3(rng):
+    """Every weight but a matrix, and the matrices of exclude_layers, take AdamW's step with
+    Muon's adam_* arguments (Keras matches the expressions against the weight's path)."""
+    keras = import_keras()
+    kwargs = {"learning_rate": 0.01, "adam_lr_ratio": 0.5, "adam_beta_1": 0.8,
+              "adam_beta_2": 0.95, "adam_weight_decay": 0.2, "epsilon": 1e-5,
+              "exclude_layers": ["^head"]}
+    shapes = {"head_kernel": (6, 3), "body_kernel": (6, 3), "body_bias": (3,)}
+    weights = {n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+    grads = [{n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+             for _ in range(8)]
+    variables = {n: keras.Variable(w, name=n) for n, w in weights.items()}
+    theirs = keras.optimizers.Muon(**kwargs)
+    b = pynn.get_backend("numpy")
+    params = {n: pynn.layers.Parameter(n, b.asarray(w.copy(), np.float32), b)
+              for n, w in weights.items()}
+    ours = optimizers.Muon(**kwargs)
+    for step in grads:
+        theirs.apply_gradients([(keras.ops.convert_to_tensor(step[n]), variables[n])
+                                for n in shapes])
+        for n, p in params.items():
+            p.grad = b.asarray(step[n], np.float32)
+        ours.apply(list(params.values()))
+    for n in shapes:
+        np.testing.assert_allclose(params[n].numpy(), keras.ops.convert_to_numpy(variables[n]),
+                                   rtol=2e-5, atol=2e-6, err_msg=n)
+    head = params["head_kernel"]  # AdamW's two moments; a Muon matrix keeps its momentum
+    assert ours.state_of(head)["velocity"].any()
+    assert not ours.state_of(params["body_kernel"])["velocity"].any()
+
+
 @requires_backend("cpu")
 @pytest.mark.parametrize("make", [lambda: optimizers.Ftrl(0.5),
                                   lambda: optimizers.Adafactor(0.05, weight_decay=0.01),
-                                  lambda: optimizers.RMSprop(0.01, centered=True)])
+                                  lambda: optimizers.RMSprop(0.01, centered=True),
+                                  lambda: optimizers.Muon(0.01, exclude_layers=["dense_1"])])
 def test_ftrl_adafactor_and_centered_rmsprop_train_layer_by_layer_and_resume_from_a_file(
         tmp_path, rng, make):
     x, y = _data(rng)
@@ -157,7 +194,7 @@ def test_ftrl_adafactor_and_centered_rmsprop_train_layer_by_layer_and_resume_fro
     assert h1.history == h2.history
 
 
-@pytest.mark.parametrize("name", ["Ftrl", "Adafactor"])
+@pytest.mark.parametrize("name", ["Ftrl", "Adafactor", "Muon"])
 def test_ftrl_and_adafactor_keras_names_defaults_and_config(name):
     keras = import_keras()
     ours, theirs = getattr(optimizers, name)(), getattr(keras.optimizers, name)()
@@ -371,7 +408,16 @@ def test_amsgrads_slot_is_saved_and_restored(tmp_path, rng):
     (lambda: optimizers.Adadelta(rho=1.5), ValueError, "rho must be in"),
     (lambda: optimizers.Adadelta(learning_rate="fast"), ValueError, "learning_rate"),
     (lambda: optimizers.AdamW(amsgrad=None), TypeError, "amsgrad must be True or False"),
-    (lambda: optimizers.get("muon"), ValueError, "unknown optimizer 'muon'; known: .*ftrl"),
+    (lambda: optimizers.get("sophia"), ValueError, "unknown optimizer 'sophia'; known: .*ftrl"),
+    (lambda: optimizers.Muon(ns_steps=-1), ValueError, "ns_steps must be an integer >= 0"),
+    (lambda: optimizers.Muon(ns_steps=2.5), ValueError, "ns_steps must be an integer >= 0"),
+    (lambda: optimizers.Muon(momentum=1.5), ValueError, "momentum"),
+    (lambda: optimizers.Muon(adam_beta_2=1.0), ValueError, "adam_beta_2"),
+    (lambda: optimizers.Muon(exclude_layers="head"), TypeError, "exclude_layers must be a list"),
+    (lambda: optimizers.Muon(rms_rate=-1), ValueError, "rms_rate"),
+    (lambda: optimizers.Muon(muon_a=float("nan")), ValueError, "muon_a"),
+    (lambda: optimizers.Muon(0.01, 0.9, 0.999, 0.004, 1e-7, 0.004, 1.0), TypeError,
+     "positional"),
     (lambda: optimizers.Ftrl(learning_rate_power=0.5), ValueError, "learning_rate_power"),
     (lambda: optimizers.Ftrl(initial_accumulator_value=-1), ValueError,
      "initial_accumulator_value must be >= 0"),

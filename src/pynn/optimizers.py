@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import re
 import sys
 import threading
 import weakref
@@ -799,11 +800,117 @@ class Adafactor(Optimizer):
                            self.clip_threshold)
 
 
+class Muon(Optimizer):
+    """Muon (Jordan et al. 2024; Keras 3's formula): a weight matrix steps by its
+    orthogonalised momentum, ns_steps (5) Newton-Schulz iterations with coefficients
+    muon_a, muon_b, muon_c, scaled by sqrt(max(rows, columns)) * rms_rate (0.2; None: not
+    scaled), so that Adam's learning rate and weight decay fit (Moonlight); momentum (0.95)
+    with nesterov (True). Every other weight (a bias, a normalisation's scale, a matrix whose
+    name matches a regular expression of exclude_layers) takes AdamW's step: adam_beta_1
+    (0.9), adam_beta_2 (0.999), epsilon (1e-7), learning_rate * adam_lr_ratio (1). Weight
+    decay, before the step as Keras': w -= learning_rate * weight_decay (0.004) * w for the
+    matrices, adam_weight_decay (0.004) for the rest (None: none). exclude_embeddings is
+    Keras' (pynn has no embedding layers). Array operations on every backend; fit trains it
+    layer by layer."""
+
+    slots = ("momentum", "velocity")  # (velocity: the AdamW weights' only)
+    _fuses_weight_decay = True  # each weight's own decay, in _update
+
+    def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999,
+                 adam_weight_decay=0.004, epsilon=1e-7, weight_decay=0.004, *,
+                 exclude_layers=None, exclude_embeddings=True, muon_a=3.4445, muon_b=-4.7750,
+                 muon_c=2.0315, adam_lr_ratio=1, momentum=0.95, ns_steps=5, nesterov=True,
+                 rms_rate=0.2, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self.adam_beta_1 = _check_fraction("adam_beta_1", adam_beta_1)
+        self.adam_beta_2 = _check_fraction("adam_beta_2", adam_beta_2)
+        self.adam_weight_decay = None if adam_weight_decay is None else _check_positive(
+            "adam_weight_decay", adam_weight_decay, allow_zero=True)
+        self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
+        if exclude_layers is not None and (isinstance(exclude_layers, str) or not all(
+                isinstance(e, str) for e in exclude_layers)):
+            raise TypeError(f"exclude_layers must be a list of regular expressions (text), "
+                            f"got {exclude_layers!r}")
+        self.exclude_layers = list(exclude_layers or [])
+        self.exclude_embeddings = _check_flag("exclude_embeddings", exclude_embeddings)
+        self.muon_a, self.muon_b, self.muon_c = (_check_real(n, v) for n, v in (
+            ("muon_a", muon_a), ("muon_b", muon_b), ("muon_c", muon_c)))
+        self.adam_lr_ratio = _check_positive("adam_lr_ratio", adam_lr_ratio, allow_zero=True)
+        self.momentum = _check_fraction("momentum", momentum, closed=True)
+        if isinstance(ns_steps, bool) or not isinstance(ns_steps, numbers.Integral) or \
+                ns_steps < 0:
+            raise ValueError(f"ns_steps must be an integer >= 0, got {ns_steps!r}")
+        self.ns_steps = int(ns_steps)
+        self.nesterov = _check_flag("nesterov", nesterov)
+        self.rms_rate = None if rms_rate is None else _check_positive("rms_rate", rms_rate,
+                                                                      allow_zero=True)
+        self._adamw_weights = set()
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("weight_decay", None)  # (set below, with Keras' None kept)
+        return {**config, "adam_beta_1": self.adam_beta_1, "adam_beta_2": self.adam_beta_2,
+                "adam_weight_decay": self.adam_weight_decay, "epsilon": self.epsilon,
+                "weight_decay": self.weight_decay, "exclude_layers": self.exclude_layers,
+                "exclude_embeddings": self.exclude_embeddings, "muon_a": self.muon_a,
+                "muon_b": self.muon_b, "muon_c": self.muon_c,
+                "adam_lr_ratio": self.adam_lr_ratio, "momentum": self.momentum,
+                "ns_steps": self.ns_steps, "nesterov": self.nesterov, "rms_rate": self.rms_rate}
+
+    def _takes_adamw(self, param):
+        """Keras' rule: AdamW for every weight but a matrix, and for the matrices of the
+        excluded layers (their names matched)."""
+        return (len(param.shape) != 2 or
+                (self.exclude_embeddings and "embedding" in param.name.lower()) or
+                any(re.search(pattern, param.name) for pattern in self.exclude_layers))
+
+    def apply(self, params):
+        # (the update sees a weight's array alone: which step it takes is decided here)
+        self._adamw_weights = {id(p.value) for p in params if self._takes_adamw(p)}
+        super().apply(params)
+
+    def _update(self, b, w, g, s, lr):
+        t = w.dtype.type
+        adamw = id(w) in self._adamw_weights
+        decay = self.adam_weight_decay if adamw else self.weight_decay
+        if decay:
+            w -= w * t(lr * decay)
+        m = s["momentum"]
+        if adamw:
+            step = self._update_count()
+            alpha = lr * self.adam_lr_ratio * math.sqrt(1 - self.adam_beta_2 ** step) / (
+                1 - self.adam_beta_1 ** step)
+            v = s["velocity"]
+            m += (g - m) * t(1 - self.adam_beta_1)
+            v += (g * g - v) * t(1 - self.adam_beta_2)
+            w -= (m * t(alpha)) / (b.xp.sqrt(v) + t(self.epsilon))
+            return
+        m *= t(self.momentum)
+        m += g
+        update = self._orthogonalised(g + t(self.momentum) * m if self.nesterov else m)
+        if self.rms_rate is not None:
+            update *= t(math.sqrt(max(w.shape)) * self.rms_rate)
+        w -= update * t(lr)
+
+    def _orthogonalised(self, x):
+        """Newton-Schulz's quintic iteration towards U V^T of x's SVD (as Keras': roughly,
+        not converged), on the wider orientation."""
+        t = x.dtype.type
+        tall = x.shape[0] > x.shape[1]
+        if tall:
+            x = x.T
+        x = x / (x.dtype.type(math.sqrt(float((x.astype(np.float64) ** 2).sum()))) + t(1e-7))
+        for _ in range(self.ns_steps):
+            a = x @ x.T
+            x = t(self.muon_a) * x + (t(self.muon_b) * a + t(self.muon_c) * (a @ a)) @ x
+        return x.T if tall else x
+
+
 # Keras 3's default optimizer names.
 _DEFAULT_NAMES = {"SGD": "SGD", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                   "Adagrad": "adagrad", "Nadam": "nadam", "Adamax": "adamax", "Lion": "lion",
                   "Adadelta": "adadelta", "Lamb": "lamb", "Ftrl": "ftrl",
-                  "Adafactor": "adafactor"}
+                  "Adafactor": "adafactor", "Muon": "muon"}
 
 
 # `from pynn.optimizers.schedules import ExponentialDecay`, Keras' import, finds the module
@@ -811,7 +918,7 @@ sys.modules[__name__ + ".schedules"] = schedules
 
 _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
             "nadam": Nadam, "adamax": Adamax, "lion": Lion, "adadelta": Adadelta, "lamb": Lamb,
-            "ftrl": Ftrl, "adafactor": Adafactor}
+            "ftrl": Ftrl, "adafactor": Adafactor, "muon": Muon}
 NAMES = tuple(_BY_NAME)  # what `get` takes by name (any case)
 
 
