@@ -273,3 +273,106 @@ def test_the_engine_asks_for_the_average_slot(rng):
     with pytest.raises(ValueError, match="ema_overwrite_frequency"):
         eng.train(x, y, np.arange(4, dtype=np.int64), 0, 1, 4,
                   {**hyper, "ema_overwrite_frequency": 1.5}, 0, [])
+
+
+# ---- SwapEMAWeights ----------------------------------------------------------------------------
+def _with_averages(model):
+    """The model's weights with each trainable one's moving average in its place."""
+    return [model.optimizer.state_of(p)["average"].copy() if p.trainable else p.numpy()
+            for p in model.params]
+
+
+def _evaluated_on(model, weights, x, y):
+    kept = model.get_weights()
+    model.set_weights(weights)
+    try:
+        return model.evaluate(x, y, verbose=0)
+    finally:
+        model.set_weights(kept)
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_swap_ema_weights_validates_on_the_averages_and_trains_on(rng, engine):
+    x, y = _data(rng)
+    xv, yv = _data(rng, n=40)
+    runs = []
+    for swap in (False, True):
+        model = _model(optimizers.Adam(0.02, use_ema=True, ema_momentum=0.8))
+        wanted = []
+
+        class Expect(pynn.callbacks.Callback):  # (before SwapEMAWeights: training weights)
+            def on_epoch_end(self, epoch, logs=None):
+                assert not np.array_equal(self.model.get_weights()[0],
+                                          _with_averages(self.model)[0])
+                wanted.append(_evaluated_on(self.model, _with_averages(self.model), xv, yv))
+
+        callbacks = [Expect()] + ([pynn.callbacks.SwapEMAWeights()] if swap else [])
+        history = model.fit(x, y, epochs=3, batch_size=16, validation_data=(xv, yv),
+                            callbacks=callbacks, verbose=0, engine=engine)
+        if swap:
+            np.testing.assert_allclose(history.history["val_loss"], wanted, rtol=1e-6)
+        else:  # (without it the validation ran on the training weights)
+            assert not np.allclose(history.history["val_loss"], wanted, rtol=1e-6)
+        runs.append((history.history["loss"], model.get_weights()))
+    assert runs[0][0] == runs[1][0]  # the training itself is untouched
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_swap_ema_weights_in_evaluate_and_predict_puts_the_weights_back(rng):
+    x, y = _data(rng)
+    model = _model(optimizers.Adam(0.05, use_ema=True, ema_momentum=0.5))
+    for start in range(0, 64, 16):  # steps without fit's final write of the averages
+        model.train_on_batch(x[start:start + 16], y[start:start + 16])
+    weights, averaged = model.get_weights(), _with_averages(model)
+    swap = pynn.callbacks.SwapEMAWeights()
+    assert model.evaluate(x, y, verbose=0, callbacks=[swap]) == pytest.approx(
+        _evaluated_on(model, averaged, x, y), rel=1e-6)
+    got = model.predict(x, verbose=0, callbacks=[swap])
+    for a, b in zip(model.get_weights(), weights):  # (Keras 3 leaves the averages in)
+        np.testing.assert_array_equal(a, b)
+    model.set_weights(averaged)
+    np.testing.assert_array_equal(got, model.predict(x, verbose=0))
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_swap_on_epoch_holds_the_averages_between_epochs(rng, engine, tmp_path):
+    x, y = _data(rng)
+    runs, seen = [], []
+
+    class After(pynn.callbacks.Callback):  # (after SwapEMAWeights: the averages)
+        def on_epoch_end(self, epoch, logs=None):
+            for a, b in zip(self.model.get_weights(), _with_averages(self.model)):
+                np.testing.assert_array_equal(a, b)
+            seen.append(epoch)
+
+    for callbacks in ([], [pynn.callbacks.SwapEMAWeights(swap_on_epoch=True), After(),
+                           pynn.callbacks.ModelCheckpoint(tmp_path / "m.npz",
+                                                          monitor="loss"),
+                           pynn.callbacks.EarlyStopping(monitor="loss", patience=0,
+                                                        min_delta=10)]):
+        model = _model(optimizers.Adam(0.02, use_ema=True, ema_momentum=0.8))
+        history = model.fit(x, y, epochs=3, batch_size=16, callbacks=callbacks, verbose=0,
+                            engine=engine)
+        runs.append((history.history["loss"], model.get_weights(), _with_averages(model)))
+    # the checkpoint holds the averages; EarlyStopping ended fit after 2 epochs (no
+    # improvement of 10), and the model ended with its averages all the same
+    assert seen == [0, 1] and runs[1][0] == runs[0][0][:2]
+    saved = pynn.load_model(tmp_path / "m.npz")
+    for a, b in zip(saved.get_weights(), runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(runs[1][1], runs[1][2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_swap_ema_weights_needs_use_ema(rng):
+    x, y = _data(rng, n=16)
+    model = _model(optimizers.Adam(0.01))
+    model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="SwapEMAWeights must be used when `use_ema=True`"):
+        model.evaluate(x, y, verbose=0, callbacks=[pynn.callbacks.SwapEMAWeights()])
+    with pytest.raises(TypeError, match="swap_on_epoch must be True or False"):
+        pynn.callbacks.SwapEMAWeights(swap_on_epoch="no")

@@ -712,6 +712,71 @@ class ReduceLROnPlateau(Callback):
                     self.wait = 0
 
 
+class SwapEMAWeights(Callback):
+    """Keras 3's SwapEMAWeights, for an optimizer with use_ema=True: fit's validation,
+    evaluate(callbacks=) and predict(callbacks=) run on the moving averages of the weights,
+    and the training weights come back after. swap_on_epoch=True holds the averages in the
+    model from each on_epoch_end to the next on_epoch_begin too, so the callbacks after this
+    one (ModelCheckpoint, EarlyStopping) see and save them. The optimizer's averages are
+    never overwritten (the training weights wait in this callback), so the model ends fit
+    with them whenever fit stops, and a saved optimizer holds the true averages; Keras 3
+    exchanges the two, and leaves the averages in the model after predict."""
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        if isinstance(swap_on_epoch, (str, bytes)):  # (bool("false") is True)
+            raise TypeError(f"SwapEMAWeights: swap_on_epoch must be True or False, got "
+                            f"{swap_on_epoch!r}")
+        self.swap_on_epoch = bool(swap_on_epoch)
+        self._training_weights = None  # (parameter, its training values) while swapped
+
+    def _swap_in(self):
+        if self._training_weights is not None:
+            return
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not optimizer.use_ema:
+            raise ValueError(f"SwapEMAWeights must be used when `use_ema=True` is set on the "
+                             f"optimizer. Received: use_ema="
+                             f"{getattr(optimizer, 'use_ema', None)}")
+        saved = []
+        for p in self.model.trainable_params:
+            state = optimizer.state_of(p)  # (None before the first step: nothing averaged)
+            if state is not None and "average" in state:
+                saved.append((p, p.value.copy()))
+                p.value[...] = state["average"]
+        self._training_weights = saved
+
+    def _swap_out(self):
+        saved, self._training_weights = self._training_weights, None
+        for p, values in saved or ():
+            p.value[...] = values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch:
+            self._swap_out()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch:
+            self._swap_in()
+
+    def on_train_end(self, logs=None):
+        # fit has just given the model its averages (finalize_variable_values): the
+        # training weights kept since the last on_epoch_end are not put back
+        self._training_weights = None
+
+    def on_test_begin(self, logs=None):
+        self._swap_in()
+
+    def on_test_end(self, logs=None):
+        self._swap_out()
+
+    def on_predict_begin(self, logs=None):
+        self._swap_in()
+
+    def on_predict_end(self, logs=None):
+        self._swap_out()
+
+
 class CSVLogger(Callback):
     """Writes one CSV row per epoch: `epoch` then the log keys in sorted order (as Keras), a
     header first unless appending to a non-empty file. The file is opened, written and closed
@@ -785,7 +850,7 @@ class CallbackList:
 
 __all__ = ["BackupAndRestore", "CSVLogger", "Callback", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
-           "TerminateOnNaN"]
+           "SwapEMAWeights", "TerminateOnNaN"]
 
 # Keras callbacks pynn leaves out, with what to use instead (a clearer AttributeError).
 _KERAS_ONLY = {
