@@ -65,6 +65,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import custom_objects as _custom
+from . import losses as _losses
 from .array_like import add_array_operators
 from .backend import to_host
 from .data import check_unit_interval
@@ -922,9 +923,7 @@ class MeanMetricWrapper(Metric):
 
 
 def _is_loss(fn):
-    from .losses import Loss
-
-    return isinstance(fn, Loss)
+    return isinstance(fn, _losses.Loss)
 
 
 class _Weighted(Metric):
@@ -1437,6 +1436,144 @@ class MeanSquaredLogarithmicError(_MeanOf):
     up = False
 
 
+class _LossMean(MeanMetricWrapper):
+    """A Keras metric class that is the mean of a loss over the samples seen: pynn's loss
+    of that name (weighted as the loss weighs sample weights)."""
+
+    up = False
+
+    def __init__(self, name, options):
+        self._options = options
+        super().__init__(self._loss(**options), name or self.default_name,
+                         "up" if self.up else "down")
+
+    def _loss(self, **options):
+        return getattr(_losses, type(self).__name__)(**options)
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, **self._options}
+
+
+def _last_axis(owner, axis):
+    if axis != -1:  # refused, not ignored
+        raise NotImplementedError(f"{owner}: axis={axis!r}: pynn's metric is over the last "
+                                  f"axis (-1) only")
+
+
+class BinaryCrossentropy(_LossMean):
+    """Keras' BinaryCrossentropy metric: the mean binary cross-entropy of the samples seen
+    (from_logits, label_smoothing as the loss's)."""
+
+    default_name = "binary_crossentropy"
+
+    def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0):
+        super().__init__(name, {"from_logits": from_logits, "label_smoothing": label_smoothing})
+
+
+class CategoricalCrossentropy(_LossMean):
+    """Keras' CategoricalCrossentropy metric: the mean cross-entropy of one-hot (or
+    probability) targets; axis=-1 only."""
+
+    default_name = "categorical_crossentropy"
+
+    def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0, axis=-1):
+        _last_axis(type(self).__name__, axis)
+        super().__init__(name, {"from_logits": from_logits, "label_smoothing": label_smoothing})
+
+
+class SparseCategoricalCrossentropy(_LossMean):
+    """Keras' SparseCategoricalCrossentropy metric: the mean cross-entropy of integer labels
+    (ignore_class leaves a label out, as the loss's); axis=-1 only."""
+
+    default_name = "sparse_categorical_crossentropy"
+
+    def __init__(self, name=None, dtype=None, from_logits=False, ignore_class=None, axis=-1):
+        _last_axis(type(self).__name__, axis)
+        super().__init__(name, {"from_logits": from_logits, "ignore_class": ignore_class})
+
+
+class Hinge(_LossMean):
+    """Keras' Hinge metric: the mean hinge loss (0/1 labels read as -1/1)."""
+
+    default_name = "hinge"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+
+class SquaredHinge(_LossMean):
+    """Keras' SquaredHinge metric: the mean squared hinge loss."""
+
+    default_name = "squared_hinge"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+
+class CategoricalHinge(_LossMean):
+    """Keras' CategoricalHinge metric: the mean categorical hinge loss."""
+
+    default_name = "categorical_hinge"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+
+class KLDivergence(_LossMean):
+    """Keras' KLDivergence metric: the mean Kullback-Leibler divergence of the samples."""
+
+    default_name = "kl_divergence"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+
+class Poisson(_LossMean):
+    """Keras' Poisson metric: the mean Poisson loss of the samples."""
+
+    default_name = "poisson"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+
+class LogCoshError(_LossMean):
+    """Keras' LogCoshError metric: the mean log(cosh(y_pred - y_true)) (named "logcosh", as
+    Keras names it)."""
+
+    default_name = "logcosh"
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name, {})
+
+    def _loss(self, **options):
+        return _losses.LogCosh(**options)
+
+
+class CosineSimilarity(_LossMean):
+    """Keras' CosineSimilarity metric: the mean cosine of the angle between target and
+    prediction vectors (1 when they point the same way: the loss's value negated); axis=-1
+    only."""
+
+    default_name = "cosine_similarity"
+    up = True
+
+    def __init__(self, name=None, dtype=None, axis=-1):
+        _last_axis(type(self).__name__, axis)
+        super().__init__(name, {})
+
+    def _loss(self, **options):
+        return _CosineAgreement(**options)
+
+
+class _CosineAgreement(_losses.CosineSimilarity):
+    """The cosine similarity loss negated: the agreement Keras' metric reports."""
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return -super().__call__(y_true, y_pred, sample_weight)
+
+
 # ---- names ----------------------------------------------------------------------------------
 _FUNCTIONS = {
     "binary_accuracy": binary_accuracy,
@@ -1472,6 +1609,9 @@ _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for th
     "SparseTopKCategoricalAccuracy": "sparse_top_k_categorical_accuracy",
     "TruePositives": "true_positives", "FalsePositives": "false_positives",
     "TrueNegatives": "true_negatives", "FalseNegatives": "false_negatives",
+    "Hinge": "hinge", "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
+    "KLDivergence": "kl_divergence", "Poisson": "poisson", "LogCoshError": "logcosh",
+    "CosineSimilarity": "cosine_similarity",
 }
 _REGRESSION = {
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
@@ -1479,6 +1619,10 @@ _REGRESSION = {
 }
 _COUNTS = {cls.default_name: cls for cls in (TruePositives, FalsePositives, TrueNegatives,
                                              FalseNegatives)}
+# Keras' names of its metrics that are a loss's mean (the cross-entropies: _CROSSENTROPIES)
+_LOSS_METRICS = {cls.default_name: cls for cls in (Hinge, SquaredHinge, CategoricalHinge,
+                                                   KLDivergence, Poisson, LogCoshError,
+                                                   CosineSimilarity)}
 
 
 # Losses of independent 0/1 labels: their several outputs are labels, not classes
@@ -1540,9 +1684,9 @@ def get(identifier, loss_name=None, output_dim=1):
     name = identifier
     identifier = _KERAS_NAMES.get(identifier, identifier)  # Keras' class names: "AUC"
     if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
-        from . import losses
-
-        return MeanMetricWrapper(losses.get(identifier), name, "down")
+        return MeanMetricWrapper(_losses.get(identifier), name, "down")
+    if identifier in _LOSS_METRICS:
+        return _LOSS_METRICS[identifier](name=name)
     if identifier in ("accuracy", "acc"):
         return MeanMetricWrapper(accuracy_for(loss_name, output_dim), name, "up")
     if identifier in _FUNCTIONS:
@@ -1555,7 +1699,7 @@ def get(identifier, loss_name=None, output_dim=1):
     if identifier in _COUNTS:
         return _COUNTS[identifier](name=name)
     known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_COUNTS,
-             *_CROSSENTROPIES, *_KERAS_NAMES]
+             *_CROSSENTROPIES, *_LOSS_METRICS, *_KERAS_NAMES]
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
@@ -1566,7 +1710,10 @@ _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
                                             MeanAbsolutePercentageError,
                                             MeanSquaredLogarithmicError,
                                             TopKCategoricalAccuracy,
-                                            SparseTopKCategoricalAccuracy, *_COUNTS.values())}
+                                            SparseTopKCategoricalAccuracy, *_COUNTS.values(),
+                                            BinaryCrossentropy, CategoricalCrossentropy,
+                                            SparseCategoricalCrossentropy,
+                                            *_LOSS_METRICS.values())}
 # pynn's metric functions a file may name (a file never names anything else of this module)
 _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
                                                  f1_score, roc_auc, root_mean_squared_error,
