@@ -45,6 +45,20 @@ def test_activation_forward_backward(cpu, rng, shape, act):
     assert dz.dtype == np.float32 and y.dtype == np.float32
 
 
+@pytest.mark.parametrize("act,param", [("elu", 0.5), ("elu", 2.5), ("leaky_relu", 0.01),
+                                       ("leaky_relu", 0.7)])
+def test_activations_at_other_parameters(cpu, rng, act, param):
+    # (elu's backward at alpha 1 cannot tell alpha from 1)
+    z = f32(rng.normal(size=(17, 9)) * 3)
+    dy = f32(rng.normal(size=z.shape))
+    y = cpu.activation_forward(act, z, param)
+    np.testing.assert_allclose(y, ref64(REF.activation_forward, act, z, param), rtol=2e-6,
+                               atol=2e-6)
+    dz = cpu.activation_backward(act, param, z, y, dy)
+    np.testing.assert_allclose(dz, ref64(REF.activation_backward, act, param, z, y, dy),
+                               rtol=1e-5, atol=1e-5)
+
+
 def _ulps(y, ref):
     """|y - ref| in units of float32's spacing at ref (the least denormal below that)."""
     spacing = np.spacing(np.abs(ref).astype(np.float32)).astype(np.float64)
@@ -248,6 +262,38 @@ def test_bce_probabilities_clipped(cpu):
     loss, grad = cpu.binary_cross_entropy(pred, target, False, 1e-7, 0.5)
     assert np.isclose(loss, np.log(2.0), rtol=1e-6)
     np.testing.assert_allclose(grad, [[0.0], [0.0], [-1.0]], atol=1e-6)
+
+
+def test_loss_kernels_where_their_formulas_switch(cpu, rng):
+    """Probabilities exactly at BCE's clip bounds (float32's 1e-7 and 1 - 1e-7) get no
+    gradient, as in the reference; MAE's exact ties get sign(0) = 0; soft targets whose rows
+    do not sum to 1 give p * sum(t) - t."""
+    eps = np.float32(1e-7)
+    p, t = f32([[eps], [np.float32(1) - eps], [0.5]]), f32([[1], [0], [1]])
+    _, grad = cpu.binary_cross_entropy(p, t, False, 1e-7, 1.0)
+    _, want = REF.binary_cross_entropy(p, t, False, 1e-7, 1.0)
+    np.testing.assert_array_equal(grad[:2], 0)
+    np.testing.assert_allclose(grad, want, rtol=1e-6)
+    pred = f32(rng.normal(size=(9, 2)))
+    target = pred.copy()
+    target[::2] += 1
+    _, grad = cpu.regression_loss("mae", pred, target, 1.0)
+    assert not grad[1::2].any()
+    np.testing.assert_array_equal(grad, REF.regression_loss("mae", pred, target, 1.0)[1])
+    logits, soft = f32(rng.normal(size=(5, 4)) * 2), f32(rng.uniform(0, 1, size=(5, 4)))
+    loss, grad = cpu.softmax_cross_entropy(logits, soft, False, 0.2)
+    loss_ref, grad_ref = REF.softmax_cross_entropy(logits.astype(np.float64),
+                                                   soft.astype(np.float64), False, 0.2)
+    assert np.isclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-5, atol=1e-7)
+
+
+def test_loss_and_bias_grad_bindings_check_their_sizes(cpu):
+    C = cpu._C
+    with pytest.raises(ValueError, match=r"target: expected shape \(10,\)"):
+        C.mse_loss(f32(np.ones(10)), f32(np.ones(5)), f32(np.zeros(10)), 1.0)
+    with pytest.raises(ValueError, match="out: expected length .* = 8"):
+        C.bias_grad(f32(np.ones((4, 8))), f32(np.zeros(3)))
 
 
 def test_bce_extreme_logits(cpu):

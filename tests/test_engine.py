@@ -555,6 +555,14 @@ def test_threads_agree(rng):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_train_checks_the_sample_weights_length(rng):
+    eng, cfg, params, state, ref, tr = make_engine(rng, [5, 6, 2], [RELU, LIN], "mse", "adam")
+    x, y = make_data(rng, 20, [5, 6, 2], "mse")
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(20,\)"):
+        eng.train(x, y, np.arange(20, dtype=np.int64), 0, 4, 5, HYPER["adam"], 0, [],
+                  np.ones(19, np.float32))
+
+
 # ---- (b) predict ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("acts,loss", [([RELU, RELU, SOFTMAX], "softmax_xent_sparse"),

@@ -674,6 +674,15 @@ def test_relu_epilogue_propagates_nan(isa):
     b = np.ones((5, 19), np.float32)
     out = _C.gemm(a, b, False, False, 1.0, 0.0, None, np.zeros(19, np.float32), 1, 0.0)
     assert np.isnan(out[2]).all() and np.isfinite(np.delete(out, 2, axis=0)).all()
+    # the one-step (K = 1) and one-column (N = 1) paths too
+    a, b = np.array([[np.nan], [1.0]], np.float32), np.array([[1.0, -1.0, 2.0]], np.float32)
+    out = _C.gemm(a, b, False, False, 1.0, 0.0, None, np.zeros(3, np.float32), 1, 0.0)
+    assert np.isnan(out[0]).all() and (out[1] == [1, 0, 2]).all()
+    a = np.ones((3, 4), np.float32)
+    a[1, 2] = np.nan
+    out = _C.gemm(a, -np.ones((4, 1), np.float32), False, False, 1.0, 0.0, None,
+                  np.zeros(1, np.float32), 1, 0.0)
+    assert np.isnan(out[1, 0]) and (out[[0, 2], 0] == 0).all()
     act = np.array([np.nan, -1.0, 2.0], np.float32)
     y = np.empty_like(act)
     _C.activation_forward(1, 0.0, act, y)

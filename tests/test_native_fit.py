@@ -313,3 +313,66 @@ def test_subclassed_layers_and_losses_take_the_layer_path(rng):
         assert auto["loss"] == layers["loss"]
         np.testing.assert_array_equal(model.predict(x),
                                       model._forward(x, training=False, logits=False))
+
+
+def _both_engines(make, x, y, **fit):
+    """{engine: (history, model)} of the same model fitted natively and layer by layer."""
+    runs = {}
+    for engine in ("native", "layers"):
+        model = make()
+        history = model.fit(x, y, verbose=0, shuffle=False, engine=engine, **fit)
+        runs[engine] = (history.history, model)
+    return runs
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_tied_outputs_count_the_first_class_as_numpy_does(rng, sparse):
+    # a zero output layer ties every class: argmax takes the first (numpy's), on both paths
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    labels = np.zeros(8, np.int32)
+    y = labels if sparse else np.eye(4, dtype=np.float32)[labels]
+
+    def make():
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, kernel_initializer="zeros")])
+        loss = (pynn.losses.SparseCategoricalCrossentropy if sparse else
+                pynn.losses.CategoricalCrossentropy)(from_logits=True)
+        model.compile(pynn.optimizers.SGD(0.0), loss, metrics=["accuracy"], backend="cpu")
+        return model
+
+    runs = _both_engines(make, x, y, epochs=1, batch_size=8)
+    assert runs["native"][0]["accuracy"] == runs["layers"][0]["accuracy"] == [1.0]
+
+
+def test_l1_penalty_of_weights_at_zero_as_the_layers(rng):
+    # sign(0) = 0: an L1 penalty gives a weight at exactly 0 no push (biases start there)
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 2)).astype(np.float32)
+
+    def make():
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(
+            2, kernel_initializer="ones", bias_regularizer=pynn.regularizers.L1(0.5))])
+        model.compile(pynn.optimizers.SGD(0.1), "mse", backend="cpu")
+        return model
+
+    runs = _both_engines(make, x, y, epochs=1, batch_size=16)
+    np.testing.assert_allclose(runs["native"][1].layers[-1].bias.numpy(),
+                               runs["layers"][1].layers[-1].bias.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_two_threads_gather_an_odd_batch_of_wide_rows(rng):
+    # a batch of 33 rows of 1024 features is gathered by two threads: each row once
+    x = rng.normal(size=(66, 1024)).astype(np.float32)
+    y = rng.normal(size=(66, 1)).astype(np.float32)
+    previous = pynn.get_num_threads()
+    pynn.set_num_threads(2)
+    try:
+        def make():
+            pynn.set_seed(1)
+            model = pynn.Sequential([pynn.Input((1024,)), pynn.Dense(1)])
+            model.compile(pynn.optimizers.SGD(1e-3), "mse", backend="cpu")
+            return model
+
+        runs = _both_engines(make, x, y, epochs=2, batch_size=33)
+    finally:
+        pynn.set_num_threads(previous)
+    np.testing.assert_allclose(runs["native"][0]["loss"], runs["layers"][0]["loss"], rtol=1e-5)
