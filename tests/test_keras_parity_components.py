@@ -461,6 +461,8 @@ def test_unknown_initializer_names_still_fail():
     for bad in ("HeNormalX", "he-normal", "Initializer"):
         with pytest.raises(ValueError, match="unknown initializer"):
             I.get(bad)
+    with pytest.raises(ValueError, match="cannot interpret"):  # (the base draws nothing)
+        I.get(I.Initializer)
 
 
 def _seeded_behaviour(make, shape):

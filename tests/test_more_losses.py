@@ -763,10 +763,22 @@ def test_categorical_focal_options_against_keras(rng, options):
     ({"alpha": True}, ValueError, "alpha must be a finite number >= 0 or a list"),
     ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
     ({"axis": 0}, NotImplementedError, "last axis"),
+    ({"from_logits": "no"}, TypeError, "from_logits must be True or False"),
 ])
 def test_categorical_focal_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
         losses.CategoricalFocalCrossentropy(**kwargs)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: losses.BinaryCrossentropy(from_logits="False"),
+    lambda: losses.CategoricalCrossentropy(from_logits="no"),
+    lambda: losses.SparseCategoricalCrossentropy(from_logits=b"0"),
+    lambda: losses.BinaryFocalCrossentropy(apply_class_balancing="false"),
+    lambda: losses.BinaryFocalCrossentropy(from_logits="false")])
+def test_flags_refuse_text(make):
+    with pytest.raises(TypeError, match="must be True or False"):  # (bool("false") is True)
+        make()
 
 
 def test_categorical_focal_checks_the_model_it_trains():

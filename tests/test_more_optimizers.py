@@ -45,6 +45,7 @@ KERAS_CASES = [
     ("Adafactor", {"learning_rate": 0.05, "beta_2_decay": -0.5, "epsilon_2": 1e-2,
                    "clip_threshold": 0.5, "relative_step": False, "weight_decay": 0.1}),
     ("Muon", {}),
+    ("Muon", {"learning_rate": 0.05, "gradient_accumulation_steps": 3}),  # AdamW's step count
     ("Muon", {"learning_rate": 0.02, "nesterov": False, "weight_decay": 0.1, "momentum": 0.9,
               "rms_rate": None, "ns_steps": 3, "muon_a": 3.0, "muon_b": -3.2,
               "muon_c": 1.2}),
@@ -155,9 +156,49 @@ def test_muons_adamw_weights_as_keras_3(rng):
     for n in shapes:
         np.testing.assert_allclose(params[n].numpy(), keras.ops.convert_to_numpy(variables[n]),
                                    rtol=2e-5, atol=2e-6, err_msg=n)
-    head = params["head_kernel"]  # AdamW's two moments; a Muon matrix keeps its momentum
-    assert ours.state_of(head)["velocity"].any()
-    assert not ours.state_of(params["body_kernel"])["velocity"].any()
+    head = params["head_kernel"]  # AdamW's two moments; a Muon matrix its momentum alone
+    assert set(ours.state_of(head)) == {"momentum", "velocity"}
+    assert set(ours.state_of(params["body_kernel"])) == {"momentum"}
+
+
+def test_muon_reads_kerass_weight_paths_and_checks_its_patterns(rng):
+    """A weight's path is Keras' (model/layer/weight): exclude_layers matches it anywhere
+    (re.search), and exclude_embeddings sends an 'embedding' path to AdamW."""
+    x, y = _data(rng, n=32)
+    for exclude, adamw in ((["^seq/out"], {"seq/out/kernel"}), (["t/ker"], {"seq/out/kernel"}),
+                           ([], set()), (["hidden"], {"seq/hidden/kernel"})):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((8,)), pynn.Dense(12, name="hidden"),
+                                 pynn.Dense(3, activation="softmax", name="out")], name="seq")
+        model.compile(optimizers.Muon(0.01, exclude_layers=exclude),
+                      "sparse_categorical_crossentropy", backend="cpu")
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+        for layer in model.layers[1:]:
+            state = model.optimizer.state_of(layer.kernel)
+            assert ("velocity" in state) == (f"seq/{layer.kernel.name}" in adamw), exclude
+            assert "velocity" in model.optimizer.state_of(layer.bias)  # (not a matrix)
+    b = pynn.get_backend("numpy")
+    table = pynn.layers.Parameter("embedding/embeddings", b.asarray(np.ones((4, 3)),
+                                                                    np.float32), b)
+    for exclude_embeddings in (True, False):
+        opt = optimizers.Muon(exclude_embeddings=exclude_embeddings)
+        table.grad = b.asarray(rng.normal(size=(4, 3)), np.float32)
+        opt.apply([table])
+        assert ("velocity" in opt.state_of(table)) == exclude_embeddings
+    assert optimizers.Muon(exclude_layers=(p for p in ["a", "b"])).exclude_layers == ["a", "b"]
+    with pytest.raises(ValueError, match=r"exclude_layers: '\(' is not a regular expression"):
+        optimizers.Muon(exclude_layers=["("])
+    assert optimizers.Muon(weight_decay=None).get_config()["weight_decay"] is None
+
+
+def test_muon_steps_a_zero_gradient_matrix_without_nan():
+    b = pynn.get_backend("numpy")
+    p = pynn.layers.Parameter("w", b.asarray(np.ones((3, 4)), np.float32), b)
+    opt = optimizers.Muon(0.1, weight_decay=None)
+    for _ in range(3):
+        p.grad = b.asarray(np.zeros((3, 4)), np.float32)
+        opt.apply([p])
+    np.testing.assert_array_equal(p.numpy(), np.ones((3, 4), np.float32))
 
 
 @requires_backend("cpu")

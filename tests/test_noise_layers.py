@@ -161,5 +161,9 @@ def test_kerass_names_and_configs():
 def test_bad_arguments(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+    layer = _built(AlphaDropout(0.1), 3)
+    layer.rate = 1.5  # set after construction: refused when it is used
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
+        layer.forward(np.ones((2, 3), np.float32), training=True)
     with pytest.raises(NotImplementedError, match="noise_shape"):
         AlphaDropout(0.1, noise_shape=(None, 1))

@@ -140,8 +140,43 @@ def test_a_frozen_slope_stays(rng):
         p.value.size for p in model.params if p.trainable)
 
 
+def test_the_gradient_at_zero_is_kerass(rng):
+    # Keras' relu(x) - alpha * relu(-x): no gradient at exactly 0, neither side's
+    layer = PReLU(alpha_initializer=pynn.initializers.Constant(0.3))
+    x = np.array([[0.0, -1.0, 2.0]], np.float32)
+    layer(x)
+    layer.forward(layer.backend.asarray(x, np.float32), training=True)
+    dx = layer.backward(layer.backend.asarray(np.ones((1, 3)), np.float32))
+    np.testing.assert_allclose(layer.backend.to_numpy(dx), [[0.0, 0.3, 1.0]], rtol=1e-6)
+
+
+def test_float64_model_exports_to_onnx(rng):
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:  # (onnxruntime has no double PRelu: pynn writes it from other operators)
+        model = pynn.Sequential([pynn.Input((3, 4)), PReLU(shared_axes=[1]), pynn.Dense(2),
+                                 PReLU()])
+        for p in model.params:
+            p.value[...] = rng.normal(size=p.shape)
+        x = rng.normal(size=(5, 3, 4))
+        np.testing.assert_allclose(onnx_outputs(model, x), model.predict(x), rtol=1e-12,
+                                   atol=1e-12)
+    finally:
+        pynn.set_floatx(previous)
+
+
+def test_shared_axes_keep_their_order_and_their_shape(rng):
+    layer = PReLU(shared_axes=(2, 1))
+    assert layer.get_config()["shared_axes"] == [2, 1]  # (as Keras' config)
+    layer(rng.normal(size=(2, 3, 4, 5)))
+    assert layer.alpha.shape == (1, 1, 5)
+    layer.shared_axes = [2, 1]  # the same axes: taken
+    with pytest.raises(ValueError, match="shared_axes cannot change once the layer is built"):
+        layer.shared_axes = [1]
+
+
 def test_misuse_is_named(rng):
-    for shared in (0, -1, "1", [1, True], []):
+    for shared in (0, -1, "1", [1, True], [], {1: 2}, {1}):
         with pytest.raises(ValueError, match="shared_axes must be an axis or a list of axes"):
             PReLU(shared_axes=shared)
     with pytest.raises(ValueError, match="shared axis 2 is not an axis of inputs \\(batch, 4\\)"):

@@ -336,7 +336,8 @@ def get(identifier) -> Initializer:
     dict, an Initializer or an Initializer class."""
     if isinstance(identifier, Initializer):
         return identifier
-    if isinstance(identifier, type) and issubclass(identifier, Initializer):
+    if isinstance(identifier, type) and issubclass(identifier, Initializer) and \
+            identifier is not Initializer:  # (the base draws nothing)
         return identifier()  # a class, as Keras takes it (kernel_initializer=HeNormal)
     if isinstance(identifier, str):
         # Keras takes either form: 'he_normal' or its class name 'HeNormal'

@@ -172,6 +172,14 @@ class Loss:
         return f"{type(self).__name__}()"
 
 
+def _flag(owner, name, value):
+    """A True/False argument; text is refused (bool("false") is True: from_logits="no"
+    trained on logits)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _call_weights(name, w, positions, dtype):
     """A loss call's sample_weight, checked, as an array of shape (N,) or `positions`."""
     w = np.asarray(w)
@@ -274,7 +282,7 @@ class BinaryCrossentropy(_BinaryTargets, Loss):
     def __init__(self, from_logits=False, label_smoothing=0.0, *,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
         self.fused_activation = None if self.from_logits else "sigmoid"
@@ -291,29 +299,11 @@ class BinaryCrossentropy(_BinaryTargets, Loss):
                                             sample_weight)
 
 
-class CategoricalCrossentropy(Loss):
-    """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
-    label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3)."""
+class _ClassRows:
+    """A loss of a distribution over the classes of the last axis: label smoothing spreads
+    over those classes, and one output is refused (its softmax is always 1.0)."""
 
-    name = "categorical_crossentropy"
-    one_d_predictions = "classes"
-    sparse = False
     label_smoothing = 0.0  # (class default: objects pickled before it existed load)
-
-    def __init__(self, from_logits=False, label_smoothing=0.0, *,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
-                                                   label_smoothing)
-        self.fused_activation = None if self.from_logits else "softmax"
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
-
-    def prepare_targets(self, y, output_shape, dtype):
-        self._check_classes(output_shape)
-        return super().prepare_targets(y, output_shape, dtype)
 
     def smooth_targets(self, y):
         if self.label_smoothing:
@@ -327,6 +317,30 @@ class CategoricalCrossentropy(Loss):
             raise ValueError(f"{self.name} needs 2 or more outputs (one per class), the model "
                              f"has 1: for two classes use one sigmoid output with "
                              f"binary_crossentropy, or 2 softmax outputs")
+
+
+class CategoricalCrossentropy(_ClassRows, Loss):
+    """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
+    label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3)."""
+
+    name = "categorical_crossentropy"
+    one_d_predictions = "classes"
+    sparse = False
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, *,
+                 reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction, name, dtype)
+        self.from_logits = _flag(self.name, "from_logits", from_logits)
+        self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
+                                                   label_smoothing)
+        self.fused_activation = None if self.from_logits else "softmax"
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def prepare_targets(self, y, output_shape, dtype):
+        self._check_classes(output_shape)
+        return super().prepare_targets(y, output_shape, dtype)
 
     def _count(self, y_pred):
         # One loss per class distribution: per sample, or per (sample, step) for sequences
@@ -380,7 +394,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def __init__(self, from_logits=False, ignore_class=None, *,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         Loss.__init__(self, reduction, name, dtype)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
         if ignore_class is not None and (isinstance(ignore_class, bool) or
                                          not isinstance(ignore_class, numbers.Integral)):
@@ -646,10 +660,11 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
         if axis not in (-1, None):
             raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn averages over the "
                                       f"last axis (-1) only")
-        self.apply_class_balancing = bool(apply_class_balancing)
+        self.apply_class_balancing = _flag(self.name, "apply_class_balancing",
+                                           apply_class_balancing)
         self.alpha = check_unit_interval(self.name, "alpha", alpha)
         self.gamma = _check_gamma(self.name, gamma)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
 
@@ -711,7 +726,7 @@ def _class_weights(name, alpha):
     return [float(v) for v in values] if many else float(values)
 
 
-class CategoricalFocalCrossentropy(_RowLoss):
+class CategoricalFocalCrossentropy(_ClassRows, _RowLoss):
     """Categorical cross-entropy with each class's term scaled by alpha * (1 - p)^gamma
     (Lin et al.; Keras 3's formula): confident right answers weigh little, so hard and rare
     classes count more. alpha (0.25): one factor for every class, or a list of one per
@@ -731,7 +746,7 @@ class CategoricalFocalCrossentropy(_RowLoss):
                                       f"axis (-1) only")
         self.alpha = _class_weights(self.name, alpha)
         self.gamma = _check_gamma(self.name, gamma)
-        self.from_logits = bool(from_logits)
+        self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
 
@@ -740,15 +755,13 @@ class CategoricalFocalCrossentropy(_RowLoss):
                 "label_smoothing": self.label_smoothing}
 
     def prepare_targets(self, y, output_shape, dtype):
-        CategoricalCrossentropy._check_classes(self, output_shape)
+        self._check_classes(output_shape)
         classes = tuple(output_shape)[-1:]
         if isinstance(self.alpha, list) and (len(self.alpha),) != classes:
             raise ValueError(f"{self.name}: alpha has {len(self.alpha)} values, one per "
                              f"class, but the model has {classes[0] if classes else 0} "
                              f"outputs")
         return super().prepare_targets(y, output_shape, dtype)
-
-    smooth_targets = CategoricalCrossentropy.smooth_targets
 
     def _elements(self, xp, y_pred, y_true):
         eps, g = self.epsilon, self.gamma
@@ -758,7 +771,7 @@ class CategoricalFocalCrossentropy(_RowLoss):
             total = None
         else:  # normalised to sum to 1 (a row of zeros: no probabilities, no gradient)
             total = y_pred.sum(axis=-1, keepdims=True)
-            total = xp.where(total != 0, total, 1)
+            total = xp.where(total > 0, total, 1)
             q = y_pred / total
         o = xp.clip(q, eps, 1 - eps)
         alpha = self.alpha if not isinstance(self.alpha, list) else \

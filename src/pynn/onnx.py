@@ -196,11 +196,15 @@ def export(model, filepath, opset=None):
                                                    double)
             nodes += act_nodes
         elif kind is PReLU:
-            out = f"{name}_out"
-            nodes.append(helper.make_node("PRelu", [current, const(f"{name}_alpha",
-                                                                   layer.alpha.numpy())],
-                                          [out], name=out))
-            current = out
+            g = _Graph(helper, name, const)
+            alpha = g.const("alpha", layer.alpha.numpy())
+            if double:  # (onnxruntime has no double PRelu kernel)
+                g("Where", g("Less", current, g.const("zero", 0.0)), g("Mul", current, alpha),
+                  current, out=f"{name}_out")
+            else:
+                g("PRelu", current, alpha, out=f"{name}_out")
+            nodes += g.nodes
+            current = f"{name}_out"
         elif kind in ACTIVATION_LAYERS:
             act_nodes, current = _activation_nodes(helper, layer.activation, current, name,
                                                    const, double)

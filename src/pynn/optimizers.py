@@ -806,14 +806,16 @@ class Muon(Optimizer):
     muon_a, muon_b, muon_c, scaled by sqrt(max(rows, columns)) * rms_rate (0.2; None: not
     scaled), so that Adam's learning rate and weight decay fit (Moonlight); momentum (0.95)
     with nesterov (True). Every other weight (a bias, a normalisation's scale, a matrix whose
-    name matches a regular expression of exclude_layers) takes AdamW's step: adam_beta_1
-    (0.9), adam_beta_2 (0.999), epsilon (1e-7), learning_rate * adam_lr_ratio (1). Weight
-    decay, before the step as Keras': w -= learning_rate * weight_decay (0.004) * w for the
-    matrices, adam_weight_decay (0.004) for the rest (None: none). exclude_embeddings is
-    Keras' (pynn has no embedding layers). Array operations on every backend; fit trains it
-    layer by layer."""
+    path matches a regular expression of exclude_layers) takes AdamW's step: adam_beta_1
+    (0.9), adam_beta_2 (0.999), epsilon (1e-7), learning_rate * adam_lr_ratio (1). A
+    weight's path is Keras': the model's name, the layer's, the weight's
+    ("sequential/dense/kernel"). Weight decay, before the step as Keras':
+    w -= learning_rate * weight_decay (0.004) * w for the matrices, adam_weight_decay
+    (0.004) for the rest (None: none). exclude_embeddings (True) sends weights with
+    "embedding" in their path to AdamW, as Keras. Array operations on every backend; fit
+    trains it layer by layer."""
 
-    slots = ("momentum", "velocity")  # (velocity: the AdamW weights' only)
+    slots = ("momentum", "velocity")  # a matrix's Muon step keeps the momentum alone
     _fuses_weight_decay = True  # each weight's own decay, in _update
 
     def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999,
@@ -822,16 +824,13 @@ class Muon(Optimizer):
                  muon_c=2.0315, adam_lr_ratio=1, momentum=0.95, ns_steps=5, nesterov=True,
                  rms_rate=0.2, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+        self._no_weight_decay = weight_decay is None  # (Keras' config keeps the None)
         self.adam_beta_1 = _check_fraction("adam_beta_1", adam_beta_1)
         self.adam_beta_2 = _check_fraction("adam_beta_2", adam_beta_2)
         self.adam_weight_decay = None if adam_weight_decay is None else _check_positive(
             "adam_weight_decay", adam_weight_decay, allow_zero=True)
         self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
-        if exclude_layers is not None and (isinstance(exclude_layers, str) or not all(
-                isinstance(e, str) for e in exclude_layers)):
-            raise TypeError(f"exclude_layers must be a list of regular expressions (text), "
-                            f"got {exclude_layers!r}")
-        self.exclude_layers = list(exclude_layers or [])
+        self.exclude_layers = _patterns("exclude_layers", exclude_layers)
         self.exclude_embeddings = _check_flag("exclude_embeddings", exclude_embeddings)
         self.muon_a, self.muon_b, self.muon_c = (_check_real(n, v) for n, v in (
             ("muon_a", muon_a), ("muon_b", muon_b), ("muon_c", muon_c)))
@@ -844,34 +843,40 @@ class Muon(Optimizer):
         self.nesterov = _check_flag("nesterov", nesterov)
         self.rms_rate = None if rms_rate is None else _check_positive("rms_rate", rms_rate,
                                                                       allow_zero=True)
-        self._adamw_weights = set()
 
     def get_config(self):
         config = super().get_config()
-        config.pop("weight_decay", None)  # (set below, with Keras' None kept)
+        config.pop("weight_decay", None)  # (set below, where Keras puts it)
         return {**config, "adam_beta_1": self.adam_beta_1, "adam_beta_2": self.adam_beta_2,
                 "adam_weight_decay": self.adam_weight_decay, "epsilon": self.epsilon,
-                "weight_decay": self.weight_decay, "exclude_layers": self.exclude_layers,
+                "weight_decay": None if self._no_weight_decay and not self.weight_decay
+                else self.weight_decay,
+                "exclude_layers": self.exclude_layers,
                 "exclude_embeddings": self.exclude_embeddings, "muon_a": self.muon_a,
                 "muon_b": self.muon_b, "muon_c": self.muon_c,
                 "adam_lr_ratio": self.adam_lr_ratio, "momentum": self.momentum,
                 "ns_steps": self.ns_steps, "nesterov": self.nesterov, "rms_rate": self.rms_rate}
 
     def _takes_adamw(self, param):
-        """Keras' rule: AdamW for every weight but a matrix, and for the matrices of the
-        excluded layers (their names matched)."""
-        return (len(param.shape) != 2 or
-                (self.exclude_embeddings and "embedding" in param.name.lower()) or
-                any(re.search(pattern, param.name) for pattern in self.exclude_layers))
+        """Keras' rule: AdamW for every weight but a matrix, and for the matrices whose path
+        names an embedding or matches exclude_layers."""
+        if len(param.shape) != 2:
+            return True
+        model = getattr(self, "_owner", lambda: None)()
+        path = f"{model.name}/{param.name}" if model is not None else param.name
+        return ((self.exclude_embeddings and "embedding" in path.lower()) or
+                any(re.search(pattern, path) for pattern in self.exclude_layers))
 
-    def apply(self, params):
-        # (the update sees a weight's array alone: which step it takes is decided here)
-        self._adamw_weights = {id(p.value) for p in params if self._takes_adamw(p)}
-        super().apply(params)
+    def _slots_for(self, param, active=None):
+        # (a matrix's Muon step has no second moment: no velocity kept or saved for it)
+        active = self._active_slots()
+        if not self._takes_adamw(param):
+            active = tuple(slot for slot in active if slot != "velocity")
+        return super()._slots_for(param, active)
 
     def _update(self, b, w, g, s, lr):
         t = w.dtype.type
-        adamw = id(w) in self._adamw_weights
+        adamw = "velocity" in s
         decay = self.adam_weight_decay if adamw else self.weight_decay
         if decay:
             w -= w * t(lr * decay)
@@ -899,11 +904,34 @@ class Muon(Optimizer):
         tall = x.shape[0] > x.shape[1]
         if tall:
             x = x.T
-        x = x / (x.dtype.type(math.sqrt(float((x.astype(np.float64) ** 2).sum()))) + t(1e-7))
+        x = x / (t(math.sqrt(float((x * x).sum(dtype=np.float64)))) + t(1e-7))
         for _ in range(self.ns_steps):
             a = x @ x.T
             x = t(self.muon_a) * x + (t(self.muon_b) * a + t(self.muon_c) * (a @ a)) @ x
         return x.T if tall else x
+
+
+def _patterns(name, value):
+    """A list of regular expressions (text), each compiled once to check it."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a list of regular expressions (text), got {value!r}")
+    try:
+        patterns = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of regular expressions (text), got "
+                        f"{value!r}") from None
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"{name} must be a list of regular expressions (text), got "
+                            f"{pattern!r} in it")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{name}: {pattern!r} is not a regular expression ({exc})") \
+                from None
+    return patterns
 
 
 # Keras 3's default optimizer names.

@@ -22,9 +22,9 @@ ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, Alpha
                       *ACTIVATION_LAYERS)
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, GaussianDropout,
-                                            GaussianNoise, PReLU, BatchNormalization, Flatten, Reshape,
-                                            InputLayer, LayerNormalization, Normalization,
-                                            RMSNormalization, *ACTIVATION_LAYERS)}
+                                            GaussianNoise, PReLU, BatchNormalization, Flatten,
+                                            Reshape, InputLayer, LayerNormalization,
+                                            Normalization, RMSNormalization, *ACTIVATION_LAYERS)}
 
 
 def get_class(name, custom_objects=None, custom=False):

@@ -116,14 +116,15 @@ class AlphaDropout(_NoiseLayer):
         self._cache = None
         if self.rate == 0:
             return x
+        rate = _check_unit("AlphaDropout", "rate", self.rate, upper_open=True)  # (set later)
         # kept values become a * x + b, dropped ones a * alpha' + b (Keras' formula)
         saturation = -_SELU_ALPHA * _SELU_SCALE
-        a = ((1 - self.rate) * (1 + self.rate * saturation ** 2)) ** -0.5
-        b = -a * saturation * self.rate
-        kept = self._generator().random(x.shape) >= self.rate
-        self._cache = self.backend.asarray(np.where(kept, a, 0.0), x.dtype)
-        shift = self.backend.asarray(np.where(kept, b, a * saturation + b), x.dtype)
-        return x * self._cache + shift
+        a = ((1 - rate) * (1 + rate * saturation ** 2)) ** -0.5
+        b = -a * saturation * rate
+        kept = self.backend.asarray(self._generator().random(x.shape) >= rate, x.dtype)
+        t = x.dtype.type
+        self._cache = kept * t(a)
+        return x * self._cache + (t(a * saturation + b) - kept * t(a * saturation))
 
     def backward(self, dy, need_input_grad=True, logits=False):
         scale, self._cache = self._cache, None

@@ -14,20 +14,16 @@ from .base import Layer
 
 
 def _shared_axes(value):
-    """Keras' shared_axes: None, an axis or a list of axes (1 is the first after the batch
-    axis), as a sorted list without repeats."""
+    """Keras' shared_axes: None, an axis or a list (or tuple) of axes (1 is the first after
+    the batch axis), as a list in the given order (Keras' config keeps it)."""
     if value is None:
         return None
     axes = [value] if isinstance(value, numbers.Integral) else value
-    try:
-        axes = list(axes)
-    except TypeError:
-        axes = [axes]
-    if not axes or any(isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1
-                       for a in axes):
+    if not isinstance(axes, (list, tuple)) or not axes or any(
+            isinstance(a, bool) or not isinstance(a, numbers.Integral) or a < 1 for a in axes):
         raise ValueError(f"PReLU: shared_axes must be an axis or a list of axes >= 1 (axis 0 "
                          f"is the batch axis, always shared), got {value!r}")
-    return sorted({int(a) for a in axes})
+    return [int(a) for a in axes]
 
 
 class PReLU(Layer):
@@ -48,8 +44,16 @@ class PReLU(Layer):
         super().__init__(**kwargs)
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
-        self.shared_axes = _shared_axes(shared_axes)
+        self.shared_axes = shared_axes  # (checked by __setattr__)
         self.alpha = None
+
+    def __setattr__(self, name, value):
+        if name == "shared_axes":  # (alpha's shape follows from it)
+            value = _shared_axes(value)
+            if self.__dict__.get("built") and value != self.__dict__.get("shared_axes"):
+                raise ValueError(f"PReLU {self.name!r}: shared_axes cannot change once the "
+                                 f"layer is built (alpha has its shape); make a new layer")
+        super().__setattr__(name, value)
 
     def build(self, input_shape, backend, dtype):
         shape = [int(d) for d in input_shape]
@@ -82,13 +86,14 @@ class PReLU(Layer):
         if self.alpha.trainable:
             # summed over the batch axis and the shared axes, in float64 for float32 (a sum
             # over every sample of a batch)
-            shared = (0, *(self.shared_axes or ()))
+            shared = (0, *sorted(set(self.shared_axes or ())))
             acc = "float64" if dy.dtype == "float32" else dy.dtype
             grad = (dy * xp.minimum(x, 0)).sum(axis=shared, dtype=acc, keepdims=True)
             self.alpha.grad = grad.reshape(alpha.shape).astype(dy.dtype)
         if not need_input_grad:
             return None
-        return xp.where(x > 0, dy, dy * alpha)
+        # 0 at x = 0, as Keras' relu(x) - alpha * relu(-x) under autodiff
+        return xp.where(x > 0, dy, xp.where(x < 0, dy * alpha, 0).astype(dy.dtype, copy=False))
 
     def get_config(self):
         return {**super().get_config(),
