@@ -438,3 +438,17 @@ def test_parallel_loading_arguments_are_taken_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PyDataset(workers=1, max_queue_size=5)
+
+
+def test_bounded_validation_batches_start_over_each_epoch(rng):
+    # validation_steps=2 of a 4-batch PyDataset: batches 0 and 1 every epoch (the same
+    # validation set each time), not a pass continued across epochs
+    x, y = _data(rng)
+    xv, yv = _data(rng, 64)
+    validation = Batches(xv, yv, 16)
+    model = _model(BACKENDS[0])
+    history = model.fit(x, y, epochs=3, verbose=0, validation_data=validation,
+                        validation_steps=2)
+    assert validation.read == [0, 1] * 3
+    assert history.history["val_loss"][-1] == pytest.approx(
+        model.evaluate(xv[:32], yv[:32], batch_size=16)[0], rel=1e-6)

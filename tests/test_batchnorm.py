@@ -271,3 +271,13 @@ def test_keras_initializers_and_penalties_of_its_weights(tmp_path, rng):
     config = pynn.load_model(tmp_path / "m.npz").layers[2].get_config()
     assert config["gamma_regularizer"]["config"] == {"l2": 0.5}
     assert config["beta_initializer"]["class_name"] == "Zeros"
+
+
+def test_defaults_are_kerass():
+    from conftest import import_keras
+
+    keras = import_keras()
+    ours, theirs = (pynn.BatchNormalization().get_config(),
+                    keras.layers.BatchNormalization().get_config())
+    for key in ("momentum", "epsilon", "center", "scale"):
+        assert ours[key] == theirs[key], key

@@ -775,3 +775,41 @@ def test_backup_and_restore_brings_back_the_rate_and_the_users_layers(rng, tmp_p
             pynn.callbacks.BackupAndRestore(tmp_path),
             pynn.callbacks.LambdaCallback(on_train_begin=lambda logs: crash(1, logs))])
     assert failing.fit(x, y, epochs=3, verbose=0).epoch == [0, 1, 2]
+
+
+# (from a mutation audit: each of these failed on a mutant the other tests let through)
+def test_early_stopping_max_mode_needs_min_delta_of_gain():
+    es = EarlyStopping(monitor="val_accuracy", min_delta=0.05, patience=1)
+    h = _fit(_model(), [_script([0.50, 0.51, 0.52, 0.53], key="val_accuracy"), es], epochs=4)
+    assert h.epoch == [0, 1] and es.best == 0.50  # gains of 0.01 are no improvement
+
+
+def test_early_stopping_restores_the_first_epoch_when_none_is_measurable():
+    # a NaN every epoch: nothing improves, the first epoch's weights are the ones kept
+    model = _model()
+    es = EarlyStopping(patience=5, restore_best_weights=True)
+    _fit(model, [_script([np.nan] * 3, stamp_weights=True), es], epochs=3)
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, np.zeros(w.shape))
+
+
+def test_a_custom_crossentropy_metric_is_minimised_in_auto_mode():
+    es = EarlyStopping(monitor="val_my_crossentropy", patience=0)
+    h = _fit(_model(), [_script([1.0, 0.5, 0.4], key="val_my_crossentropy"), es], epochs=3)
+    assert h.epoch == [0, 1, 2] and es.best == 0.4
+
+
+def test_checkpoint_best_only_keeps_its_best_across_fits(tmp_path):
+    # as Keras' (its best is set once, in __init__): a later fit's worse epoch writes nothing
+    path = tmp_path / "best.npz"
+    cb = ModelCheckpoint(path, save_best_only=True, save_weights_only=True)
+    _fit(_model(), [_script([0.1], stamp_weights=True), cb], epochs=1)
+    _fit(_model(), [_script([0.5, 0.7], stamp_weights=True), cb], epochs=2)
+    reloaded = _model()
+    reloaded.load_weights(path)
+    assert cb.best == 0.1 and all((w == 0.0).all() for w in reloaded.get_weights())
+    model = _model()
+    model.set_weights([np.full(w.shape, 7.0) for w in model.get_weights()])
+    _fit(model, [_script([0.05, 0.9], stamp_weights=True), cb], epochs=2)
+    reloaded.load_weights(path)
+    assert cb.best == 0.05 and all((w == 0.0).all() for w in reloaded.get_weights())

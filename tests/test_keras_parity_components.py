@@ -573,3 +573,62 @@ def test_label_smoothing_leaves_class_weights_their_labels(rng):
                               class_weight=class_weight).history["loss"])
     assert runs[0] != runs[1]  # the weights applied (a ValueError before)
 
+
+# ---- from a mutation audit: behaviour the other tests let change --------------------------
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_label_smoothing_trains_as_on_smoothed_targets(rng, engine):
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    runs = []
+    for loss, targets in ((L.BinaryCrossentropy(label_smoothing=0.4), y),
+                          (L.BinaryCrossentropy(), y * 0.6 + 0.2)):
+        pynn.set_seed(1)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+        model.compile(pynn.optimizers.SGD(0.5), loss)
+        runs.append(model.fit(x, targets, epochs=3, batch_size=16, shuffle=False, verbose=0,
+                              engine=engine).history["loss"])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+
+
+def test_probability_cross_entropy_clips_at_kerass_epsilon():
+    # log(1e-7): Keras' clip of the probabilities (a wrong class predicted with certainty)
+    assert L.CategoricalCrossentropy()(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])) == \
+        pytest.approx(-np.log(1e-7), rel=1e-5)
+    assert L.BinaryCrossentropy()(np.array([[1.0]]), np.array([[0.0]])) == \
+        pytest.approx(-np.log(1e-7), rel=1e-5)
+
+
+def test_unit_interval_arguments_take_their_end_points():
+    assert L.BinaryCrossentropy(label_smoothing=1.0).label_smoothing == 1.0
+    assert pynn.metrics.BinaryAccuracy(threshold=1.0).threshold == 1.0
+    assert pynn.metrics.BinaryAccuracy(threshold=0.0).threshold == 0.0
+
+
+@pytest.mark.parametrize("make,shape,limit,kind", [
+    # (uniform: the largest |w| is the limit; normal: the standard deviation)
+    (lambda: I.GlorotUniform(seed=1), (300, 100), np.sqrt(6 / 400), "uniform"),
+    (lambda: I.HeUniform(seed=1), (300, 100), np.sqrt(6 / 300), "uniform"),
+    (lambda: I.LecunUniform(seed=1), (300, 100), np.sqrt(3 / 300), "uniform"),
+    # a kernel of 3 dimensions: its fans count the receptive field (3)
+    (lambda: I.GlorotUniform(seed=1), (3, 200, 100), np.sqrt(6 / 900), "uniform"),
+    (lambda: I.HeNormal(seed=1), (400, 400), np.sqrt(2 / 400), "normal"),
+    (lambda: I.GlorotNormal(seed=1), (300, 500), np.sqrt(2 / 800), "normal"),
+    (lambda: I.LecunNormal(seed=1), (400, 400), np.sqrt(1 / 400), "normal"),
+    (lambda: I.VarianceScaling(2.0, "fan_avg", "uniform", seed=1), (300, 100),
+     np.sqrt(3 * 2.0 / 200), "uniform"),
+])
+def test_initializers_draw_kerass_distributions(make, shape, limit, kind):
+    w = np.asarray(make()(shape), dtype=np.float64)
+    if kind == "uniform":
+        assert np.abs(w).max() <= limit and np.abs(w).max() > 0.99 * limit
+        assert abs(w.std() - limit / np.sqrt(3)) < 0.02 * limit
+    else:  # a normal truncated at 2 standard deviations, rescaled to the std asked for
+        assert abs(w.std() - limit) < 0.02 * limit
+        assert np.abs(w).max() <= 2 * limit / 0.87962566103423978 + 1e-12
+
+
+def test_truncated_normal_is_cut_at_two_standard_deviations():
+    w = np.asarray(I.TruncatedNormal(stddev=1.0, seed=0)((100000,)))
+    assert np.abs(w).max() <= 2.0 and np.abs(w).max() > 1.99
+    for seed in range(300):  # small draws too (their first redraw test is the same)
+        assert np.abs(np.asarray(I.TruncatedNormal(stddev=1.0, seed=seed)((10,)))).max() <= 2

@@ -537,3 +537,30 @@ def test_keras_metric_and_loss_names_are_accepted(rng):
         return ((y_true - y_pred) ** 2).mean()
     with pytest.raises(ValueError, match="'my_loss' as a loss: pynn has no autodiff"):
         r.compile(optimizer="sgd", loss=my_loss)
+
+
+def test_edge_values_as_keras_computes_them(rng):
+    # a prediction exactly at the threshold is 0 (y_pred > threshold), Keras' reading
+    assert M.binary_accuracy(np.array([[0.0]]), np.array([[0.5]])) == 1.0
+    assert M.binary_accuracy(np.array([[1.0]]), np.array([[0.5]])) == 0.0
+    # MAPE divides by max(|y_true|, 1e-7)
+    assert M.mean_absolute_percentage_error(np.array([[1e-4]]), np.array([[2e-4]])) == \
+        pytest.approx(100.0)
+    # one-vs-rest AUC over the classes with both labels: class 2 never occurs
+    from sklearn.metrics import roc_auc_score
+
+    y, p = np.array([0, 1, 0, 1, 1]), rng.dirichlet(np.ones(3), size=5)
+    want = np.mean([roc_auc_score(y == c, p[:, c]) for c in (0, 1)])
+    assert M.roc_auc(y, p) == pytest.approx(want)
+    auc = M.AUC()
+    auc.update_state(y, p)
+    assert auc.result() == pytest.approx(want)
+
+
+def test_accuracy_under_binary_cross_entropy_reads_every_output_as_a_label(rng):
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (rng.random((40, 3)) > 0.5).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
+    logs = model.evaluate(x, y, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(M.binary_accuracy(y, model.predict(x)), rel=1e-6)

@@ -539,3 +539,13 @@ def test_centered_rmsprop_set_mid_fit_hands_over_to_the_layers_with_its_slot(rng
         assert set(opt.state_of(model.layers[1].kernel)) == {"velocity", "momentum",
                                                              "average_gradient"}
     np.testing.assert_allclose(losses["auto"], losses["layers"], rtol=1e-4)
+
+
+def test_lion_takes_kerass_whole_range_of_beta_1(rng):
+    # Keras' Lion takes beta_1 in (0, 1]: 1 steps by the sign of the momentum alone
+    keras = import_keras()
+    w0 = rng.normal(size=(4, 3)).astype(np.float32)
+    grads = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(4)]
+    kwargs = {"learning_rate": 0.01, "beta_1": 1.0}
+    np.testing.assert_allclose(_pynn_trajectory("numpy", "Lion", kwargs, w0, grads),
+                               _keras_trajectory(keras, "Lion", kwargs, w0, grads), atol=1e-6)

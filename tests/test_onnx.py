@@ -160,3 +160,18 @@ def test_export_to_a_file_object(tmp_path, rng):
     assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-6
     with pytest.raises(TypeError, match="text file object"):
         pynn_onnx.export(model, io.StringIO())
+
+
+def test_normalization_with_a_tiny_variance(rng):
+    # a variance below 1e-14 divides by 1e-7 (Keras' floor of the standard deviation)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Normalization(mean=[0.0, 0.0],
+                                                                  variance=[1.0, 1e-8])])
+    x = np.array([[1.0, 1e-4], [2.0, -3e-4]], np.float32)
+    np.testing.assert_allclose(model.predict(x), [[1.0, 1.0], [2.0, -3.0]], rtol=1e-5)
+    import io
+
+    ort = pytest.importorskip("onnxruntime")
+    buffer = io.BytesIO()
+    pynn_onnx.export(model, buffer)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), rtol=1e-5)

@@ -139,3 +139,14 @@ def test_a_frozen_weights_penalty_is_not_in_the_loss(rng, engine):
     frozen.layers[1].kernel.trainable = False  # one weight frozen: the other's penalty
     assert frozen.evaluate(x, y) == pytest.approx(plain.evaluate(x, y) + 0.5 * (bias ** 2).sum(),
                                                   rel=1e-5)
+
+
+def test_default_factors_are_kerass(rng):
+    from conftest import import_keras
+
+    keras = import_keras()
+    w = rng.normal(size=(5, 4)).astype(np.float32)
+    for ours, theirs in ((regularizers.L1(), keras.regularizers.L1()),
+                         (regularizers.L2(), keras.regularizers.L2())):
+        assert ours.penalty(np, w) == pytest.approx(float(theirs(w)), rel=1e-5)
+    assert regularizers.L2().penalty(np, np.ones(10)) == pytest.approx(0.1)

@@ -199,3 +199,15 @@ def test_class_weight_on_multi_label_targets_warns(rng):
         warnings.simplefilter("error")
         model.fit(x, onehot, class_weight={0: 1.0, 1: 2.0}, verbose=0)
         model.fit(x, smoothed, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+
+
+def test_classes_left_out_of_class_weight_weigh_1(rng):
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 1])
+    losses_ = []
+    for weights in ({"class_weight": {0: 2.0}}, {"sample_weight": np.array([2.0, 1, 1, 1])}):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        losses_.append(model.train_on_batch(x, y, **weights))
+    assert losses_[0] == pytest.approx(losses_[1], rel=1e-6)

@@ -1023,3 +1023,15 @@ def test_model_from_json_names_what_is_wrong(text, match):
     with pytest.raises(ValueError, match=match):
         pynn.models.model_from_json(text)
 
+
+def test_a_file_of_fewer_layers_is_refused_without_skip_mismatch(tmp_path):
+    short = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
+                             pynn.Dense(4, activation="leaky_relu")])
+    short.save(tmp_path / "short.npz")
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"holds weights for 2 layers, the model has 3 "
+                                         r"layers with weights"):
+        model.load_weights(tmp_path / "short.npz")
+    for a, b in zip(before, model.get_weights()):  # nothing loaded, not some of it
+        np.testing.assert_array_equal(a, b)

@@ -416,3 +416,12 @@ def test_verbose_prints_scikit_learns_lines(rng, capsys):
             assert float(a.split(" = ")[1]) == pytest.approx(float(b.split(" = ")[1]),
                                                              rel=1e-4)
     assert any("did not improve more than tol" in line for line in outputs[0])
+
+
+def test_auto_batch_size_is_200_samples(rng):
+    # batch_size='auto' is min(200, n): 400 samples step twice an epoch, as scikit-learn
+    x, y = _data(rng, "regressor", n=400)
+    ours, theirs = _same_start("regressor", x, y, batch_size="auto")
+    for est in (ours, theirs):
+        est.set_params(max_iter=2).fit(x, y)
+    _assert_same_weights(ours, theirs)
