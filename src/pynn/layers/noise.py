@@ -60,7 +60,21 @@ class GaussianNoise(_NoiseLayer):
         return {**super().get_config(), "stddev": self.stddev}
 
 
-class GaussianDropout(_NoiseLayer):
+class _ScalingNoise(_NoiseLayer):
+    """A noise layer of a `rate` whose training pass scales x by a factor per value (kept in
+    _cache; None: x unchanged), plus a constant: its gradient is that factor."""
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        factor, self._cache = self._cache, None
+        if not need_input_grad:
+            return None
+        return dy if factor is None else dy * factor
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+
+class GaussianDropout(_ScalingNoise):
     """In training x * N(1, sqrt(rate / (1 - rate))) noise (0 <= rate < 1): dropout's mean
     and variance without zeros; the identity at inference. seed: as GaussianNoise's (an
     integer in [0, 2**64), default drawn from pynn's generator; saved with the model)."""
@@ -80,21 +94,13 @@ class GaussianDropout(_NoiseLayer):
             return x * self._cache
         return x
 
-    def backward(self, dy, need_input_grad=True, logits=False):
-        noise, self._cache = self._cache, None
-        if not need_input_grad:
-            return None
-        return dy if noise is None else dy * noise
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
 
 
 # SELU's constants (Klambauer et al. 2017), as Keras' AlphaDropout spells them
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
-class AlphaDropout(_NoiseLayer):
+class AlphaDropout(_ScalingNoise):
     """Keras' AlphaDropout, dropout for SELU networks: in training each value is set, with
     probability `rate` (0 <= rate < 1), to SELU's negative saturation -alpha * scale, and the
     result is scaled and shifted so that inputs of mean 0 and variance 1 keep them; the
@@ -126,11 +132,3 @@ class AlphaDropout(_NoiseLayer):
         self._cache = kept * t(a)
         return x * self._cache + (t(a * saturation + b) - kept * t(a * saturation))
 
-    def backward(self, dy, need_input_grad=True, logits=False):
-        scale, self._cache = self._cache, None
-        if not need_input_grad:
-            return None
-        return dy if scale is None else dy * scale
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate}
