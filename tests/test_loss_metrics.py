@@ -117,5 +117,7 @@ def test_bad_arguments():
             make()
     with pytest.raises(ValueError, match="label_smoothing"):
         metrics.BinaryCrossentropy(label_smoothing=2)
+    with pytest.raises(NotImplementedError, match="ignore_class=0 is not supported"):
+        metrics.SparseCategoricalCrossentropy(ignore_class=0)
     with pytest.raises(ValueError, match="targets must lie in"):
         metrics.KLDivergence().update_state(np.array([[2.0, -1.0]]), np.array([[0.5, 0.5]]))

@@ -549,3 +549,30 @@ def test_lion_takes_kerass_whole_range_of_beta_1(rng):
     kwargs = {"learning_rate": 0.01, "beta_1": 1.0}
     np.testing.assert_allclose(_pynn_trajectory("numpy", "Lion", kwargs, w0, grads),
                                _keras_trajectory(keras, "Lion", kwargs, w0, grads), atol=1e-6)
+
+
+def test_muon_keeps_each_weights_kind_through_changes_and_files(rng, tmp_path):
+    # a weight's kind (Muon's step or AdamW's) is decided when it is first seen, as Keras
+    # decides at build: a later exclude_layers does not turn its Muon momentum into Adam's
+    # first moment (a step 259 times too long), and a file keeps it
+    x, y = _data(rng, n=32)
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((8,)), pynn.Dense(12, name="hidden"),
+                             pynn.Dense(3, activation="softmax", name="out")], name="seq")
+    model.compile(optimizers.Muon(0.01), "sparse_categorical_crossentropy", backend="cpu")
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    kernel = model.layers[1].kernel
+    model.optimizer.exclude_layers = ["hidden"]
+    before = kernel.numpy()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert set(model.optimizer.state_of(kernel)) == {"momentum"}
+    assert np.abs(kernel.numpy() - before).max() < 0.1
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz")
+    assert set(loaded.optimizer.state_of(loaded.layers[1].kernel)) == {"momentum"}
+    assert set(loaded.optimizer.state_of(loaded.layers[1].bias)) == {"momentum", "velocity"}
+    pynn.set_seed(3)
+    h1 = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    pynn.set_seed(3)
+    h2 = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert h1.history == h2.history

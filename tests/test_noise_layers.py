@@ -53,7 +53,8 @@ def test_alpha_dropout_keeps_selus_mean_and_variance(rng, backend, rate):
     dropped = np.isclose(y, a * saturation + b, rtol=0, atol=1e-6)
     assert abs(dropped.mean() - rate) < 0.005
     np.testing.assert_allclose(y[~dropped], a * x[~dropped] + b, rtol=1e-5, atol=1e-6)
-    assert abs(y.mean()) < 0.01 and abs(y.std() - 1) < 0.01  # SELU's fixed point kept
+    # SELU's fixed point kept (a bound 6 standard errors wide: 2e5 draws)
+    assert abs(y.mean()) < 0.015 and abs(y.std() - 1) < 0.015
     np.testing.assert_array_equal(be.to_numpy(layer.forward(be.asarray(x, np.float32))), x)
     np.testing.assert_array_equal(_built(AlphaDropout(0.0), 500, backend).forward(x, True), x)
 

@@ -376,3 +376,83 @@ def test_swap_ema_weights_needs_use_ema(rng):
         model.evaluate(x, y, verbose=0, callbacks=[pynn.callbacks.SwapEMAWeights()])
     with pytest.raises(TypeError, match="swap_on_epoch must be True or False"):
         pynn.callbacks.SwapEMAWeights(swap_on_epoch="no")
+
+
+@requires_backend("cpu")
+def test_swap_ema_weights_puts_the_training_weights_back_when_a_call_fails(rng):
+    x, y = _data(rng)
+    model = _model(optimizers.Adam(0.05, use_ema=True, ema_momentum=0.5))
+    for start in range(0, 64, 16):
+        model.train_on_batch(x[start:start + 16], y[start:start + 16])
+    weights = model.get_weights()
+    swap = pynn.callbacks.SwapEMAWeights()
+    with pytest.raises(ValueError):  # bad data after the swap-in
+        model.predict(np.zeros((5, 3), np.float32), callbacks=[swap])
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+
+    class Boom(pynn.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):  # another callback fails, mid-fit
+        model.fit(x, y, epochs=1, validation_data=(x, y), callbacks=[swap, Boom()], verbose=0)
+    trained = model.get_weights()
+    assert not np.array_equal(trained[0], _with_averages(model)[0])  # the training weights
+    # the same callback, reused: its next swap starts from the training weights
+    swap.set_model(model)
+    swap.on_test_begin()
+    for a, b in zip(model.get_weights(), _with_averages(model)):
+        np.testing.assert_array_equal(a, b)
+    swap.on_test_end()
+    for a, b in zip(model.get_weights(), trained):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_swap_on_epoch_gives_back_the_training_weights_after_a_ctrl_c(rng):
+    # Ctrl-C at an epoch's end: fit writes no averages, and the model keeps the last step's
+    # weights, as without the callback (they waited in it)
+    import os
+    import signal
+
+    x, y = _data(rng)
+    results = []
+    for extra in ([], [pynn.callbacks.SwapEMAWeights(swap_on_epoch=True)]):
+        model = _model(optimizers.Adam(0.02, use_ema=True, ema_momentum=0.8))
+        stop = pynn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 1 and
+                                             os.kill(os.getpid(), signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, epochs=3, batch_size=16, callbacks=extra + [stop], verbose=0)
+        results.append(model.get_weights())
+    assert not np.array_equal(results[0][0], _with_averages(model)[0])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_a_backup_holds_the_training_weights_behind_a_swap(rng, tmp_path):
+    # BackupAndRestore after SwapEMAWeights(swap_on_epoch=True): the backup is of the
+    # training weights, so a resumed run ends as an uninterrupted one
+    x, y = _data(rng)
+
+    def run(epochs, callbacks):
+        model = _model(optimizers.Adam(0.02, use_ema=True, ema_momentum=0.8))
+        model.fit(x, y, epochs=epochs, batch_size=16, callbacks=callbacks, verbose=0)
+        return model
+
+    whole = run(3, [pynn.callbacks.SwapEMAWeights(swap_on_epoch=True)])
+
+    class Crash(pynn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("crash")
+
+    backup = tmp_path / "backup"
+    with pytest.raises(RuntimeError, match="crash"):
+        run(3, [pynn.callbacks.SwapEMAWeights(swap_on_epoch=True),
+                pynn.callbacks.BackupAndRestore(backup), Crash()])
+    resumed = run(3, [pynn.callbacks.SwapEMAWeights(swap_on_epoch=True),
+                      pynn.callbacks.BackupAndRestore(backup)])
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -16,12 +16,15 @@ A monitored key missing from the logs gives a warning naming the keys there are,
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import inspect
 import math
 import numbers
 import os
 import warnings
+import weakref
 
 import numpy as np
 
@@ -585,7 +588,8 @@ class BackupAndRestore(Callback):
         # (a learning rate that is a function of the step stays the model's own: a resume
         # restores the slots and step count into the optimizer, not its rate; fit runs only
         # compiled models, which have an optimizer)
-        with self.model.optimizer.function_rate_aside():
+        # (the weights training goes on from, also where SwapEMAWeights holds them back)
+        with self.model.optimizer.function_rate_aside(), training_weights_in(self.model):
             self.model.save(os.path.join(self.backup_dir, name))  # atomic: a file or none
         for number, path in self._backups():
             if number != epoch + 1:
@@ -717,10 +721,12 @@ class SwapEMAWeights(Callback):
     evaluate(callbacks=) and predict(callbacks=) run on the moving averages of the weights,
     and the training weights come back after. swap_on_epoch=True holds the averages in the
     model from each on_epoch_end to the next on_epoch_begin too, so the callbacks after this
-    one (ModelCheckpoint, EarlyStopping) see and save them. The optimizer's averages are
-    never overwritten (the training weights wait in this callback), so the model ends fit
-    with them whenever fit stops, and a saved optimizer holds the true averages; Keras 3
-    exchanges the two, and leaves the averages in the model after predict."""
+    one (ModelCheckpoint, EarlyStopping) see and save them; a BackupAndRestore backup holds
+    the training weights all the same (a resumed run trains on from them). The optimizer's
+    averages are never overwritten (the training weights wait in this callback), so the
+    model ends fit with them whenever fit writes them (Keras 3 exchanges the two, and leaves
+    the averages in after predict). A call that fails while the averages are in (an error in
+    another callback, bad data, Ctrl-C) puts the training weights back."""
 
     def __init__(self, swap_on_epoch=False):
         super().__init__()
@@ -728,11 +734,10 @@ class SwapEMAWeights(Callback):
             raise TypeError(f"SwapEMAWeights: swap_on_epoch must be True or False, got "
                             f"{swap_on_epoch!r}")
         self.swap_on_epoch = bool(swap_on_epoch)
-        self._training_weights = None  # (parameter, its training values) while swapped
+        self._training_weights = None  # [(parameter, its training values)] while swapped
 
     def _swap_in(self):
-        if self._training_weights is not None:
-            return
+        self._swap_out()  # (a swap a failed call left behind: put back first)
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None or not optimizer.use_ema:
             raise ValueError(f"SwapEMAWeights must be used when `use_ema=True` is set on the "
@@ -744,12 +749,15 @@ class SwapEMAWeights(Callback):
             if state is not None and "average" in state:
                 saved.append((p, p.value.copy()))
                 p.value[...] = state["average"]
-        self._training_weights = saved
+        self._training_weights, self._swapped_model = saved, self.model
+        swapped_in(self.model)[id(self)] = self
 
     def _swap_out(self):
         saved, self._training_weights = self._training_weights, None
         for p, values in saved or ():
             p.value[...] = values
+        if saved is not None:  # (into the model it came from, should this one be another)
+            swapped_in(self._swapped_model).pop(id(self), None)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.swap_on_epoch:
@@ -760,9 +768,13 @@ class SwapEMAWeights(Callback):
             self._swap_in()
 
     def on_train_end(self, logs=None):
-        # fit has just given the model its averages (finalize_variable_values): the
-        # training weights kept since the last on_epoch_end are not put back
-        self._training_weights = None
+        if getattr(self.model, "_averages_written", False):
+            # fit has just given the model its averages (finalize_variable_values): the
+            # training weights kept since the last on_epoch_end are not put back
+            self._training_weights = None
+            swapped_in(self._swapped_model).pop(id(self), None)
+        else:  # (a Ctrl-C, or use_ema off: the model keeps its training weights)
+            self._swap_out()
 
     def on_test_begin(self, logs=None):
         self._swap_in()
@@ -775,6 +787,47 @@ class SwapEMAWeights(Callback):
 
     def on_predict_end(self, logs=None):
         self._swap_out()
+
+
+_SWAPS = weakref.WeakKeyDictionary()  # model -> {id: SwapEMAWeights holding its weights}
+
+
+def swapped_in(model):
+    """{id: SwapEMAWeights} of the swaps holding `model`'s training weights now: fit,
+    evaluate and predict put them back when they fail, BackupAndRestore while it saves."""
+    return _SWAPS.setdefault(model, {})
+
+
+def putting_weights_back_on_error(method):
+    """fit, evaluate and predict: a failure (an error in a callback, bad data, Ctrl-C) puts
+    back the training weights a SwapEMAWeights swapped out during the call."""
+
+    @functools.wraps(method)
+    def call(model, *args, **kwargs):
+        before = set(swapped_in(model))
+        try:
+            return method(model, *args, **kwargs)
+        except BaseException:
+            for key, swap in list(swapped_in(model).items()):
+                if key not in before:
+                    swap._swap_out()
+            raise
+
+    return call
+
+
+@contextlib.contextmanager
+def training_weights_in(model):
+    """The training weights in `model` for the block (a backup of the run), the averages
+    swapped in again after."""
+    swaps = list(swapped_in(model).values())
+    for swap in swaps:
+        swap._swap_out()
+    try:
+        yield
+    finally:
+        for swap in swaps:
+            swap._swap_in()
 
 
 class CSVLogger(Callback):

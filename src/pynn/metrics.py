@@ -1483,14 +1483,19 @@ class CategoricalCrossentropy(_LossMean):
 
 
 class SparseCategoricalCrossentropy(_LossMean):
-    """Keras' SparseCategoricalCrossentropy metric: the mean cross-entropy of integer labels
-    (ignore_class leaves a label out, as the loss's); axis=-1 only."""
+    """Keras' SparseCategoricalCrossentropy metric: the mean cross-entropy of integer labels;
+    axis=-1 only, ignore_class None only."""
 
     default_name = "sparse_categorical_crossentropy"
 
     def __init__(self, name=None, dtype=None, from_logits=False, ignore_class=None, axis=-1):
         _last_axis(type(self).__name__, axis)
-        super().__init__(name, {"from_logits": from_logits, "ignore_class": ignore_class})
+        if ignore_class is not None:  # refused, not approximated
+            raise NotImplementedError(
+                f"SparseCategoricalCrossentropy metric: ignore_class={ignore_class!r} is not "
+                f"supported (the loss takes it; Keras' metric divides by every label, ignored "
+                f"ones too, on some of its backends and not on others)")
+        super().__init__(name, {"from_logits": from_logits})
 
 
 class Hinge(_LossMean):

@@ -31,7 +31,8 @@ from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
 from .backend.arrays import detached
 from .batch_sources import BatchSource, check_steps, is_batch_source
-from .callbacks import Callback, CallbackList, History, defines_hook
+from .callbacks import (Callback, CallbackList, History, _user_stacklevel, defines_hook,
+                        putting_weights_back_on_error)
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
@@ -541,7 +542,7 @@ class Sequential:
                 warnings.warn("class_weight with multi-label targets (rows that are not "
                               "one-hot) weighs each row by its argmax's class alone, as Keras "
                               "does; for per-label or per-row weights pass sample_weight",
-                              UserWarning, stacklevel=3)
+                              UserWarning, stacklevel=_user_stacklevel())
             labels = y if y.ndim == 1 else (y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0])
             labels = np.asarray(labels)
             ignored = getattr(self.loss, "ignore_class", None)
@@ -685,6 +686,7 @@ class Sequential:
                 b.to_numpy(w) if weighted else None)
 
     # ---- training -----------------------------------------------------------------------------
+    @putting_weights_back_on_error
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -966,10 +968,15 @@ class Sequential:
         finalize_variable_values: for epochs > 0, also when a resumed fit had no epoch left,
         unless a Ctrl-C stopped it); on_train_end with the last epoch's logs (as Keras), then
         a Ctrl-C's KeyboardInterrupt."""
-        if epochs > 0 and not interrupt.requested:
+        written = epochs > 0 and not interrupt.requested and self.optimizer.use_ema
+        if written:
             self.optimizer.finalize_variable_values(
                 [p for layer in self.layers for p in layer.params if not p.statistic])
-        cbs.call("on_train_end", dict(train_logs))
+        self.__dict__["_averages_written"] = written  # (SwapEMAWeights reads it)
+        try:
+            cbs.call("on_train_end", dict(train_logs))
+        finally:
+            self.__dict__.pop("_averages_written", None)
         if interrupt.requested:
             raise KeyboardInterrupt(
                 f"training interrupted after {self.optimizer.training_steps} steps: the model "
@@ -988,7 +995,7 @@ class Sequential:
         if batch_size is not None:  # Keras ignores it too
             warnings.warn(f"fit: batch_size={batch_size!r} is ignored: the batches of "
                           f"{type(source).__name__} have their own size", UserWarning,
-                          stacklevel=3)
+                          stacklevel=_user_stacklevel())
         if validation_split:
             raise ValueError("fit: validation_split needs arrays (it takes their last "
                              "fraction); give validation_data for data given batch by batch")
@@ -1071,7 +1078,7 @@ class Sequential:
                                       f"{type(source).__name__} is read once; give "
                                       f"steps_per_epoch to share it out over the epochs, or "
                                       f"an iterable read again each epoch", UserWarning,
-                                      stacklevel=3)
+                                      stacklevel=_user_stacklevel())
                         break
                     cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
@@ -1093,7 +1100,8 @@ class Sequential:
                     if short:
                         warnings.warn(f"fit: the data ran out after {step} of this epoch's "
                                       f"{train.steps} batches (steps_per_epoch); training "
-                                      f"stops after this epoch", UserWarning, stacklevel=3)
+                                      f"stops after this epoch", UserWarning,
+                                      stacklevel=_user_stacklevel())
                     train.epoch_end()
                     train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
                                                  progress)
@@ -1239,6 +1247,7 @@ class Sequential:
         w = self._sample_weights(wb, class_weight, y)
         return x, self.loss.smooth_targets(y), w
 
+    @putting_weights_back_on_error
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
@@ -1338,6 +1347,7 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
+    @putting_weights_back_on_error
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may

@@ -364,6 +364,11 @@ class Optimizer:
                     del state[name]
         return state
 
+    def _slot_names(self, param, saved=None):
+        """The slots `param` has: _active_slots() for every weight (Muon's matrices keep
+        fewer); saved: the slot names a file holds for it, when it is being loaded."""
+        return self._active_slots()
+
     def slot_arrays(self, param):
         """param's active slots as a list, in _active_slots' order (the native engine reads
         them by position; a slot added mid-training is last in the dict)."""
@@ -867,12 +872,18 @@ class Muon(Optimizer):
         return ((self.exclude_embeddings and "embedding" in path.lower()) or
                 any(re.search(pattern, path) for pattern in self.exclude_layers))
 
-    def _slots_for(self, param, active=None):
-        # (a matrix's Muon step has no second moment: no velocity kept or saved for it)
+    def _slot_names(self, param, saved=None):
+        # A weight's kind is decided when it is first seen (as Keras decides at build) and
+        # then kept: its state (or a file's) says which (a matrix's Muon step keeps no
+        # velocity); a changed exclude_layers or model name does not turn a Muon momentum
+        # into Adam's first moment
+        known = set(saved) if saved is not None else set(self.state_of(param) or ())
+        adamw = "velocity" in known if "momentum" in known else self._takes_adamw(param)
         active = self._active_slots()
-        if not self._takes_adamw(param):
-            active = tuple(slot for slot in active if slot != "velocity")
-        return super()._slots_for(param, active)
+        return active if adamw else tuple(slot for slot in active if slot != "velocity")
+
+    def _slots_for(self, param, active=None):
+        return super()._slots_for(param, self._slot_names(param))
 
     def _update(self, b, w, g, s, lr):
         t = w.dtype.type

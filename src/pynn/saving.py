@@ -509,7 +509,8 @@ def _rebuild(arrays, filepath, custom_objects, compile):
             # in memory: as at step 0
             p = params[i]
             opt.set_state_of(p, {s: slots[s] if s in slots else
-                                 opt._initial_slot(s, p.backend, p.value) for s in expected})
+                                 opt._initial_slot(s, p.backend, p.value)
+                                 for s in opt._slot_names(p, saved=slots)})
         iterations = state.get("iterations", 0)
         if isinstance(iterations, bool) or not isinstance(iterations, int) \
                 or not 0 <= iterations < 2**63:

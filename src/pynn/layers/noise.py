@@ -129,6 +129,6 @@ class AlphaDropout(_ScalingNoise):
         b = -a * saturation * rate
         kept = self.backend.asarray(self._generator().random(x.shape) >= rate, x.dtype)
         t = x.dtype.type
-        self._cache = kept * t(a)
-        return x * self._cache + (t(a * saturation + b) - kept * t(a * saturation))
+        self._cache = kept * t(a)  # (a kept value is a * x + b, rounded as Keras rounds it)
+        return x * self._cache + (t(b) + (1 - kept) * t(a * saturation))
 
