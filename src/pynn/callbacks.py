@@ -804,11 +804,11 @@ def putting_weights_back_on_error(method):
 
     @functools.wraps(method)
     def call(model, *args, **kwargs):
-        before = set(swapped_in(model))
+        before = set(_SWAPS.get(model, ()))
         try:
             return method(model, *args, **kwargs)
         except BaseException:
-            for key, swap in list(swapped_in(model).items()):
+            for key, swap in list(_SWAPS.get(model, {}).items()):
                 if key not in before:
                     swap._swap_out()
             raise
