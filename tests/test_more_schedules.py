@@ -162,6 +162,11 @@ def test_restart_boundaries_are_period_starts():
     r = schedules.CosineDecayRestarts(0.1, 4, t_mul=1.5)
     for start in (0, 4, 10, 19):  # 4 * (0, 1, 2.5, 4.75) steps
         assert r(start) == 0.1
+    # starts whose sum rounds above the step (t_mul=1.1: period 3 starts at
+    # 3.3100000000000005 first decay steps, step 331 at 3.31) are starts all the same
+    r11 = schedules.CosineDecayRestarts(1.0, 100, t_mul=1.1)
+    for start in (100, 210, 331):
+        assert r11(start) == 1.0 and r11(start - 1) < 1e-3, start
     # elsewhere Keras' own logarithm gives the same values
     for r, first, t_mul in ((r, 4, 1.5), (schedules.CosineDecayRestarts(0.1, 1, 3.0), 1, 3.0)):
         starts = set(_period_starts(first, t_mul, 5000))

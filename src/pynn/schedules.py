@@ -241,12 +241,14 @@ class CosineDecayRestarts(LearningRateSchedule):
             restart = math.floor(math.log(log_arg) / math.log(self.t_mul))
             # the logarithm's rounding can put the first step of a period in the one before
             # (t_mul=3: step 121 * first_decay_steps), a jump from the period's lowest rate to
-            # its highest: the exact starts settle it
-            if self._start(restart + 1) <= fraction:
+            # its highest: the starts settle it, to within their own rounding (t_mul=1.1:
+            # period 3 starts at 3.3100000000000005 first decay steps, step 331 at 3.31)
+            slack = 1e-12 * max(1.0, fraction)
+            if self._start(restart + 1) <= fraction + slack:
                 restart += 1
-            elif restart > 0 and self._start(restart) > fraction:
+            elif restart > 0 and self._start(restart) > fraction + slack:
                 restart -= 1
-            fraction = (fraction - self._start(restart)) / self.t_mul ** restart
+            fraction = max(0.0, fraction - self._start(restart)) / self.t_mul ** restart
         # as Keras: m_mul scales the cosine part only; alpha stays a fraction of the initial
         cosine = 0.5 * self.m_mul ** restart * (1 + math.cos(math.pi * fraction))
         return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
