@@ -813,3 +813,52 @@ def test_checkpoint_best_only_keeps_its_best_across_fits(tmp_path):
     _fit(model, [_script([0.05, 0.9], stamp_weights=True), cb], epochs=2)
     reloaded.load_weights(path)
     assert cb.best == 0.05 and all((w == 0.0).all() for w in reloaded.get_weights())
+
+
+def _scripted_fit(values, callbacks, lr=0.1, key="loss"):
+    """A fit whose logs[key] reads values epoch by epoch; the learning rates it logged."""
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(pynn.optimizers.SGD(lr), "mse")
+    history = model.fit(np.ones((4, 1)), np.ones(4), epochs=len(values), verbose=0,
+                        callbacks=[_script(values, key=key)] + callbacks)
+    return model, [round(v, 6) for v in history.history.get("learning_rate", [])]
+
+
+def test_reduce_lr_on_plateau_counts_patience_as_keras():
+    # an improvement resets the wait; a reduction resets it too; min_delta 1e-4 by default
+    _, rates = _scripted_fit([1.0, 1.1, 0.9, 1.0, 1.0], [ReduceLROnPlateau(
+        monitor="loss", patience=2, factor=0.5, min_delta=0)])
+    assert rates[-1] == 0.1  # (0.9 improved at epoch 2: only 2 epochs without since)
+    model, rates = _scripted_fit([1.0] * 5, [ReduceLROnPlateau(monitor="loss", patience=2,
+                                                               factor=0.5)])
+    # (each epoch logs the rate it trained with; a reduction follows at its end)
+    assert rates == [0.1, 0.1, 0.1, 0.05, 0.05] and model.optimizer.rate() == 0.025
+    model, _ = _scripted_fit([1.0, 0.99995, 0.9999, 0.99985], [ReduceLROnPlateau(
+        monitor="loss", patience=1, factor=0.5)])
+    assert model.optimizer.rate() == pytest.approx(0.025)  # gains below 1e-4 do not count
+
+
+def test_backups_and_checkpoints_follow_their_options(tmp_path):
+    backup = tmp_path / "made" / "bk"
+    es = EarlyStopping(monitor="loss", patience=1)
+    _scripted_fit([1.0, 2.0, 3.0, 4.0, 5.0], [es, pynn.callbacks.BackupAndRestore(backup)])
+    assert es.stopped_epoch == 1 and not backup.exists()  # a stopped run is done: removed
+    best = tmp_path / "best.npz"
+    _scripted_fit([5.0], [ModelCheckpoint(best, monitor="loss", save_best_only=True,
+                                          initial_value_threshold=1e-9)])
+    assert not best.exists()  # no better than the threshold given
+
+
+def test_metric_and_hook_names_are_read_as_keras(tmp_path):
+    def auc(y_true, y_pred):
+        return float(np.mean(y_pred))
+
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=[auc])
+    es = EarlyStopping(monitor="auc")  # a function named auc: higher is better
+    history = model.fit(np.ones((4, 1)), np.ones(4), epochs=1, verbose=0, callbacks=[es])
+    assert es.best == history.history["auc"][0]
+    with pytest.raises(ValueError, match="on_epoch_ned"):
+        LambdaCallback(on_epoch_ned=lambda epoch, logs: None)
+    with pytest.raises(TypeError, match="raise_error"):
+        pynn.callbacks.TerminateOnNaN(raise_error=2)

@@ -706,3 +706,38 @@ def test_main_called_in_process_leaves_standard_output_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.stderr.split() == ["1", "True"], out.stderr
+
+
+def test_files_the_cli_refuses(tmp_path):
+    from pynn import tabular
+
+    path = write_csv(tmp_path / "a.csv", ["a", "b"], [(1, 2), ("nan", 3)])
+    with pytest.raises(tabular.UsageError):  # a missing value is named, not read as NaN
+        tabular.read_csv(str(path))
+    npz = tmp_path / "a.npz"
+    np.savez(npz, x=np.ones((4, 2)), y=np.arange(4.0))
+    with pytest.raises(tabular.UsageError, match="label"):  # not silently 'y'
+        tabular.load_training_data(str(npz), "label")
+    out = run_cli("train", "--data", "x.csv", "--target", "t", "--epochs", "ten")
+    assert out.returncode == 2 and "--epochs: expected an integer >= 0, got 'ten'" in out.stderr
+
+
+def test_a_sidecar_names_its_model_by_hash_in_either_case(tmp_path):
+    from pynn import tabular
+
+    path = write_csv(tmp_path / "a.csv", ["a", "t"], [(i, i % 2) for i in range(10)])
+    model = tmp_path / "m.npz"
+    out = run_cli("train", "--data", path, "--target", "t", "--layers", "4", "--epochs", "1",
+                  "--out", model, "--seed", "0", "--quiet")
+    assert out.returncode == 0, out.stderr
+    sidecar = tabular.sidecar_path(str(model))
+    meta = json.load(open(sidecar))
+    digest = meta["model_sha256"]
+    meta["model_sha256"] = digest.upper()  # hex digits in upper case: the same hash
+    json.dump(meta, open(sidecar, "w"))
+    out = run_cli("predict", "--model", model, "--data", path)
+    assert out.returncode == 0, out.stderr
+    meta["model_sha256"] = ("0" if digest[0] != "0" else "1") + digest[1:]
+    json.dump(meta, open(sidecar, "w"))
+    out = run_cli("predict", "--model", model, "--data", path)
+    assert out.returncode == 2 and "another model" in out.stderr

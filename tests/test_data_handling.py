@@ -377,3 +377,13 @@ def test_a_mixed_dtype_dataframe_becomes_float32_in_one_copy(rng):
     frame["f0"] = frame["f0"] * 1e300  # beyond float32: the float64 path names it
     with pytest.raises(ValueError, match="beyond float32's range"):
         model.fit(frame, y, verbose=0)
+
+
+def test_bool_inputs_and_unit_interval_arguments():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1, kernel_initializer="ones")])
+    np.testing.assert_array_equal(model.predict(np.array([[True, False], [True, True]])),
+                                  [[1.0], [2.0]])  # True is 1, as numpy reads it
+    with pytest.raises(ValueError, match="label_smoothing"):
+        pynn.losses.BinaryCrossentropy(label_smoothing=None)
+    with pytest.raises(ValueError, match="threshold"):
+        pynn.metrics.BinaryAccuracy(threshold="high")

@@ -564,3 +564,16 @@ def test_accuracy_under_binary_cross_entropy_reads_every_output_as_a_label(rng):
     model.compile("sgd", "binary_crossentropy", metrics=["accuracy"])
     logs = model.evaluate(x, y, return_dict=True)
     assert logs["accuracy"] == pytest.approx(M.binary_accuracy(y, model.predict(x)), rel=1e-6)
+
+
+def test_class_id_on_one_output_and_weighted_multilabel_f1_as_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    p = M.Precision(class_id=0)  # one sigmoid output: class 0 is that output
+    p.update_state(np.array([1, 0, 1, 1]), np.array([[0.9], [0.8], [0.2], [0.7]]))
+    assert p.result() == pytest.approx(2 / 3)
+    y = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 0]])
+    scores = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.6], [0.3, 0.1, 0.9], [0.8, 0.9, 0.2]])
+    w = np.array([1.0, 2.0, 0.5, 3.0])
+    assert M.f1_score(y, scores, multilabel=True, average="weighted", sample_weight=w) == \
+        pytest.approx(f1_score(y, scores > 0.5, average="weighted", sample_weight=w))

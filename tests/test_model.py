@@ -556,3 +556,80 @@ def test_a_subclass_add_sees_each_constructor_layer():
     model = WithDropout([pynn.Input((3,)), pynn.Dense(4), pynn.Dense(2)])
     assert [type(l).__name__ for l in model.layers] == [
         "InputLayer", "Dense", "Dropout", "Dense", "Dropout"]
+
+
+# ---- from a mutation audit (round 2): behaviour the other tests let change ------------------
+def _line(units=1, features=2, **compile_args):
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((features,)), pynn.Dense(units)])
+    model.compile(**{"optimizer": "sgd", "loss": "mse", **compile_args})
+    return model
+
+
+def test_fit_defaults_and_empty_runs(rng):
+    x, y = rng.normal(size=(100, 2)), rng.normal(size=100)
+    model = _line()
+    model.fit(x, y, verbose=0)  # Keras' default batch size: 32, so 4 steps
+    assert model.optimizer.iterations == 4
+    steps = []
+    probe = pynn.callbacks.LambdaCallback(
+        on_test_begin=lambda logs: steps.append(probe.params["steps"]))
+    model.evaluate(x, y, batch_size=32, callbacks=[probe])
+    assert steps == [4]  # ceil(100 / 32)
+    history = _line().fit(x, y, epochs=0, verbose=0)  # nothing to do: an empty history
+    assert history.history == {} and history.epoch == []
+    with pytest.raises(ValueError, match="validation_split"):
+        _line().fit(x, y, validation_split=1e-17, verbose=0)
+
+
+def test_an_empty_fit_leaves_an_ema_models_weights_alone(rng):
+    x, y = rng.normal(size=(16, 2)), rng.normal(size=16)
+    model = _line(optimizer=pynn.optimizers.SGD(0.1, use_ema=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.train_on_batch(x, y)  # (the weights now differ from their averages)
+    before = model.get_weights()
+    model.fit(x, y, epochs=0, verbose=0)  # Keras writes the averages only when epochs > 0
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_layer_lookup_trainability_and_summary_ranges():
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, name="a"), pynn.Dense(1, name="b")])
+    with pytest.raises(ValueError):
+        model.get_layer(name="a", index=1)
+    model.layers[1].trainable = False
+    assert model.trainable  # one trainable layer is enough (Keras: any)
+    lines = []
+    model.summary(print_fn=lines.append, layer_range=("a", "a"))
+    text = "\n".join(lines)
+    assert "a (Dense)" in text and "b (Dense)" not in text
+    with pytest.raises(ValueError, match="Input"):
+        model.add(pynn.Input((3,)))
+
+
+def test_partial_fit_without_shuffling_keeps_the_order(rng):
+    x, y = np.arange(8.0).reshape(-1, 1), np.arange(8.0)
+    runs = []
+    for train in (lambda m: m.partial_fit(x, y, batch_size=1, shuffle=False),
+                  lambda m: m.fit(x, y, batch_size=1, shuffle=False, verbose=0)):
+        model = _line(features=1, optimizer=pynn.optimizers.SGD(0.001))
+        train(model)
+        runs.append(model.get_weights())
+        assert model.shuffle_seed is None
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_weight_takes_zero_and_ignored_labels(rng):
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3, activation="softmax")])
+    model.compile("sgd", pynn.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    loss = model.train_on_batch(x, np.array([0, 1, 2, -1, 1, 0]), class_weight={0: 0.0, 1: 2.0})
+    assert np.isfinite(loss)
+
+
+def test_an_older_config_with_a_numeric_layer_name_loads_it_as_text():
+    model = pynn.Sequential.from_config({"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"input_shape": [3]}},
+        {"class_name": "Dense", "config": {"units": 2, "name": 7}}]})
+    assert model.layers[-1].name == "7"

@@ -376,3 +376,17 @@ def test_two_threads_gather_an_odd_batch_of_wide_rows(rng):
     finally:
         pynn.set_num_threads(previous)
     np.testing.assert_allclose(runs["native"][0]["loss"], runs["layers"][0]["loss"], rtol=1e-5)
+
+
+def test_a_weight_frozen_on_its_own_stays_on_both_paths(rng):
+    x = rng.normal(size=(32, 2)).astype(np.float32)
+    y = x.sum(axis=1)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", "mse", backend="cpu")
+    model.layers[1].kernel.trainable = False
+    kernel = model.layers[1].kernel.numpy()
+    bias = model.layers[1].bias.numpy()
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.layers[1].kernel.numpy(), kernel)
+    assert not np.array_equal(model.layers[1].bias.numpy(), bias)
+    assert model.engine_reason is not None  # (the engine freezes whole layers only)

@@ -184,3 +184,14 @@ def test_later_changes_are_seen(rng):
         assert adapted.mean.value.flags.writeable
     finally:
         pynn.set_floatx(previous)
+
+
+def test_adapted_statistics_replace_the_given_ones_in_files():
+    layer = Normalization(mean=0.0, variance=1.0)
+    layer.adapt(np.array([[1.0], [3.0]]))
+    config = layer.get_config()
+    assert "mean" not in config and "variance" not in config  # (the weights hold them now)
+    model = pynn.Sequential([pynn.Input((1,)), layer])
+    rebuilt = pynn.models.model_from_json(model.to_json())
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt.predict(np.array([[3.0]])), [[1.0]], rtol=1e-5)

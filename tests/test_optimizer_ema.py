@@ -456,3 +456,35 @@ def test_a_backup_holds_the_training_weights_behind_a_swap(rng, tmp_path):
                       pynn.callbacks.BackupAndRestore(backup)])
     for a, b in zip(whole.get_weights(), resumed.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_swap_on_epoch_survives_an_evaluate_with_the_same_callback(rng):
+    # a callback after the swap evaluates with the same SwapEMAWeights: the training
+    # weights still come back at the next epoch's start
+    x, y = _data(rng)
+    runs = []
+    for probe in (False, True):
+        model = _model(optimizers.Adam(0.02, use_ema=True, ema_momentum=0.8))
+        swap = pynn.callbacks.SwapEMAWeights(swap_on_epoch=True)
+        extra = [pynn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: model.evaluate(
+            x, y, callbacks=[swap], verbose=0))] if probe else []
+        history = model.fit(x, y, epochs=3, batch_size=16, callbacks=[swap] + extra,
+                            verbose=0)
+        runs.append((history.history["loss"], model.get_weights()))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_backend("cpu")
+def test_a_layer_frozen_later_keeps_its_weights_under_ema(rng):
+    x, y = _data(rng)
+    model = _model(optimizers.SGD(0.1, use_ema=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    model.train_on_batch(x[:16], y[:16])  # (its weights now differ from their averages)
+    model.layers[1].trainable = False
+    frozen = model.layers[1].get_weights()
+    model.fit(x, y, epochs=1, verbose=0)  # fit's end writes no average into a frozen weight
+    for a, b in zip(frozen, model.layers[1].get_weights()):
+        np.testing.assert_array_equal(a, b)

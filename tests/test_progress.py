@@ -101,3 +101,18 @@ def test_quiet_and_bad_verbose():
     assert _run(0, Terminal()) == ""
     with pytest.raises(ValueError, match="verbose must be 0, 1, 2 or 'auto'"):
         EpochProgress(3, 1, 1)
+
+
+def test_a_terminal_gets_the_bar_for_auto_and_1_and_a_line_for_2():
+    import io
+
+    from pynn.progress import EpochProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert EpochProgress("auto", 1, 10, stream=Terminal()).mode == "bar"
+    assert EpochProgress(1, 1, 10, stream=Terminal()).mode == "bar"
+    assert EpochProgress(2, 1, 10, stream=Terminal()).mode == "line"
+    assert EpochProgress(1, 1, 10, stream=io.StringIO()).mode == "line"  # a log file

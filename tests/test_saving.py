@@ -1035,3 +1035,45 @@ def test_a_file_of_fewer_layers_is_refused_without_skip_mismatch(tmp_path):
         model.load_weights(tmp_path / "short.npz")
     for a, b in zip(before, model.get_weights()):  # nothing loaded, not some of it
         np.testing.assert_array_equal(a, b)
+
+
+def test_load_options_and_file_checks(tmp_path):
+    import warnings
+
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 2)), np.ones(4), verbose=0)
+    model.save(tmp_path / "m.npz")
+    assert not pynn.load_model(tmp_path / "m.npz", compile=False).compiled
+    meta_bad = tmp_path / "bad.npz"
+    _rewrite(tmp_path / "m.npz", meta_bad,
+             mutate_meta=lambda meta: meta.update(shuffle_seed="abc"))
+    with pytest.raises(ValueError, match="shuffle"):
+        pynn.load_model(meta_bad)
+    # skip_mismatch names a layer of the model the file has no weights for, with a warning
+    a = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3), pynn.Dense(1)])
+    a.save_weights(tmp_path / "w.weights.npz")
+    b = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3), pynn.Dense(1),
+                         pynn.Dense(1, name="extra")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert b.load_weights(tmp_path / "w.weights.npz", skip_mismatch=True) == ["extra"]
+    assert len(caught) == 1
+
+
+def test_a_users_schedule_saves_with_the_model(tmp_path):
+    class Fixed(pynn.optimizers.schedules.LearningRateSchedule):
+        def __init__(self, rate=0.01):
+            self.rate = rate
+
+        def __call__(self, step):
+            return self.rate
+
+        def get_config(self):
+            return {"rate": self.rate}
+
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(pynn.optimizers.SGD(Fixed()), "mse")
+    model.save(tmp_path / "m.npz")  # (loads with custom_objects={"Fixed": Fixed})
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"Fixed": Fixed})
+    assert loaded.optimizer.rate() == 0.01

@@ -512,3 +512,43 @@ def test_lbfgs_ignores_early_stopping_as_scikit_learn(iris):
         clf = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5,
                             early_stopping=True, validation_fraction=0.0).fit(x, y)
     assert clf.t_ == 0 and clf.n_iter_ <= 5
+
+
+def test_stopping_state_and_probabilities_as_scikit_learn():
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+    from sklearn.neural_network import MLPRegressor as SkRegressor
+
+    rng = np.random.default_rng(0)
+    x = np.r_[np.zeros((50, 2)) - 3, np.zeros((50, 2)) + 3] + rng.normal(size=(100, 2)) * 0.1
+    y = np.r_[np.zeros(50), np.ones(50)]
+    params = dict(hidden_layer_sizes=(4,), early_stopping=True, tol=0.0, n_iter_no_change=3,
+                  max_iter=30, random_state=0, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPClassifier(**params).fit(x, y), SkClassifier(**params).fit(x, y)
+    # a validation score stuck at 1.0 never improves by more than tol = 0: the run stops
+    # after n_iter_no_change epochs without a better score, as scikit-learn's
+    assert ours.n_iter_ == theirs.n_iter_
+    xr = rng.normal(size=(50, 3))
+    yr = xr @ [1.0, -2.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.3,
+                           max_iter=8, random_state=0, n_iter_no_change=100).fit(xr, yr)
+    assert reg.best_loss_ == min(reg.loss_curve_)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, tol=1e9, n_iter_no_change=1,
+                            random_state=0).fit(xr, xr.sum(axis=1))
+        theirs = SkRegressor(hidden_layer_sizes=(4,), max_iter=3, tol=1e9, n_iter_no_change=1,
+                             random_state=0).fit(xr, xr.sum(axis=1))
+    assert ours.n_iter_ == theirs.n_iter_ == 3  # stopped by tol on its last epoch: no warning
+    assert not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    labels = np.arange(60) % 3
+    proba = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(
+        rng.normal(size=(60, 4)), labels).predict_proba(rng.normal(size=(60, 4)))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), random_state=0).partial_fit(xr, yr)
+    held = reg.loss_curve_
+    reg.partial_fit(xr, yr)
+    assert len(held) == 1 and len(reg.loss_curve_) == 2  # a list the caller holds stays

@@ -425,3 +425,15 @@ def test_auto_batch_size_is_200_samples(rng):
     for est in (ours, theirs):
         est.set_params(max_iter=2).fit(x, y)
     _assert_same_weights(ours, theirs)
+
+
+def test_two_outputs_with_alpha_from_the_same_start(rng):
+    # scikit-learn's L2 term over two outputs and two batches an epoch (a shorter last batch
+    # is penalised slightly less by design: the module docstring)
+    x = rng.normal(size=(50, 3))
+    y = np.c_[x.sum(axis=1), x[:, 0]]
+    ours, theirs = _same_start("multioutput", x, y, alpha=1.0, batch_size=25)
+    for est in (ours, theirs):
+        est.set_params(max_iter=3).fit(x, y)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-5)
+    _assert_same_weights(ours, theirs)
