@@ -741,3 +741,13 @@ def test_a_sidecar_names_its_model_by_hash_in_either_case(tmp_path):
     json.dump(meta, open(sidecar, "w"))
     out = run_cli("predict", "--model", model, "--data", path)
     assert out.returncode == 2 and "another model" in out.stderr
+
+
+def test_a_constant_regression_target_trains(tmp_path):
+    from pynn import tabular
+
+    path = write_csv(tmp_path / "a.csv", ["a", "t"], [(i, 5) for i in range(10)])
+    model = tmp_path / "m.npz"
+    tabular.train(str(path), "t", [4], 2, str(model), task="regress", verbose=0, seed=0,
+                  print_fn=lambda *args, **kwargs: None)
+    assert pynn.load_model(model).predict(np.arange(3.0).reshape(-1, 1)).shape == (3, 1)
