@@ -287,12 +287,19 @@ def test_lbfgs_is_scikit_learns(rng, kind, weighted):
     float32 rounding (later ones amplify it: L-BFGS is chaotic in its rounding)."""
     x, y = _data(rng, kind)
     w = rng.uniform(0.2, 2.0, size=len(x)) if weighted else None
+    # one iteration: the same step to float32 rounding
+    ours, theirs = _same_start(kind, x, y, solver="lbfgs", alpha=1e-2)
+    for est in (ours, theirs):
+        est.set_params(max_iter=1, tol=1e-9).fit(x, y, sample_weight=w)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-5)
+    _assert_same_weights(ours, theirs, atol=1e-5)
+    # eight: the line searches may take other steps from those roundings (a seed in ~200
+    # put the loss 3e-3 apart), but the two descend alike
     ours, theirs = _same_start(kind, x, y, solver="lbfgs", alpha=1e-2)
     for est in (ours, theirs):
         est.set_params(max_iter=8, tol=1e-9).fit(x, y, sample_weight=w)
     assert ours.n_iter_ == theirs.n_iter_ == 8
-    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-4)
-    _assert_same_weights(ours, theirs, atol=1e-4)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=2e-2)
     assert not hasattr(ours, "loss_curve_") or ours.loss_curve_ == []
 
 
