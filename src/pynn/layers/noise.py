@@ -61,8 +61,23 @@ class GaussianNoise(_NoiseLayer):
 
 
 class _ScalingNoise(_NoiseLayer):
-    """A noise layer of a `rate` whose training pass scales x by a factor per value (kept in
-    _cache; None: x unchanged), plus a constant: its gradient is that factor."""
+    """A noise layer of a `rate` in [0, 1) whose training pass (_noisy) scales x by a factor
+    per value, kept in _cache, and adds a constant: its gradient is that factor. Rate 0 and
+    inference leave x as it is."""
+
+    def __init__(self, rate, seed=None, **kwargs):
+        rate = _check_unit(type(self).__name__, "rate", rate, upper_open=True)
+        super().__init__(seed, **kwargs)
+        self.rate = rate
+
+    def forward(self, x, training=False, logits=False):
+        if not training:  # (a training step's noise, pending on another thread, stays)
+            return x
+        self._cache = None
+        return x if self.rate == 0 else self._noisy(x)
+
+    def _noisy(self, x):
+        raise NotImplementedError
 
     def backward(self, dy, need_input_grad=True, logits=False):
         factor, self._cache = self._cache, None
@@ -79,21 +94,10 @@ class GaussianDropout(_ScalingNoise):
     and variance without zeros; the identity at inference. seed: as GaussianNoise's (an
     integer in [0, 2**64), default drawn from pynn's generator; saved with the model)."""
 
-    def __init__(self, rate, seed=None, **kwargs):
-        rate = _check_unit("GaussianDropout", "rate", rate, upper_open=True)
-        super().__init__(seed, **kwargs)
-        self.rate = rate
-
-    def forward(self, x, training=False, logits=False):
-        if not training:  # (a training step's noise, pending on another thread, stays)
-            return x
-        self._cache = None
-        if self.rate > 0:
-            stddev = x.dtype.type(math.sqrt(self.rate / (1 - self.rate)))
-            self._cache = 1 + self._normal(x) * stddev
-            return x * self._cache
-        return x
-
+    def _noisy(self, x):
+        stddev = x.dtype.type(math.sqrt(self.rate / (1 - self.rate)))
+        self._cache = 1 + self._normal(x) * stddev
+        return x * self._cache
 
 
 # SELU's constants (Klambauer et al. 2017), as Keras' AlphaDropout spells them
@@ -112,16 +116,9 @@ class AlphaDropout(_ScalingNoise):
         if noise_shape is not None:  # refused, not ignored: masks shared along axes differ
             raise NotImplementedError(f"AlphaDropout: noise_shape={noise_shape!r} is not "
                                       f"supported by pynn (each value is dropped on its own)")
-        rate = _check_unit("AlphaDropout", "rate", rate, upper_open=True)
-        super().__init__(seed, **kwargs)
-        self.rate = rate
+        super().__init__(rate, seed, **kwargs)
 
-    def forward(self, x, training=False, logits=False):
-        if not training:  # (a training step's mask, pending on another thread, stays)
-            return x
-        self._cache = None
-        if self.rate == 0:
-            return x
+    def _noisy(self, x):
         rate = _check_unit("AlphaDropout", "rate", self.rate, upper_open=True)  # (set later)
         # kept values become a * x + b, dropped ones a * alpha' + b (Keras' formula)
         saturation = -_SELU_ALPHA * _SELU_SCALE
