@@ -411,3 +411,86 @@ def test_kernels_never_touch_memory_outside_their_arrays():
                              filter(None, [here, os.environ.get("PYTHONPATH")]))})
     assert out.returncode == 0, f"exit status {out.returncode} (-11: segfault)\n{out.stderr}"
     assert int(out.stdout) == len(_cpu_isas()) * 2 * 2 * (6 + 6 + 4)
+
+
+# ---- from a C++ mutation audit (round 2): cases the other tests let change ------------------
+@pytest.mark.parametrize("isa", _cpu_isas())
+def test_lion_passes_a_nan_gradient_on(cpu, isa):
+    # sign(NaN) is NaN in numpy: the weight becomes NaN (TerminateOnNaN can see it), not 0
+    C = cpu._C
+    previous = C.gemm_isa()
+    w, g, m = np.ones(9, np.float32), np.zeros(9, np.float32), np.zeros(9, np.float32)
+    g[3] = np.nan
+    try:
+        C.set_gemm_isa(isa)
+        cpu.lion_update(w, g, m, 0.01, 0.9, 0.99, 0.0)
+    finally:
+        C.set_gemm_isa(previous)
+    assert np.isnan(w[3]) and np.isfinite(np.delete(w, 3)).all()
+
+
+def test_nadam_late_steps_with_a_long_memory(cpu, rng):
+    # late steps with beta_1 near 1 (the momentum schedule's product comes from a table)
+    for step in (150, 500, 2000):
+        w, g = f32(rng.normal(size=16)), f32(rng.normal(size=16))
+        m, v = f32(rng.normal(size=16) * 0.1), f32(np.abs(rng.normal(size=16)) * 0.1)
+        ours, want = [a.copy() for a in (w, m, v)], [a.copy() for a in (w, m, v)]
+        cpu.nadam_update(ours[0], g, ours[1], ours[2], 0.01, 0.999, 0.999, 1e-7, 0.0, step)
+        REF.nadam_update(want[0], g.copy(), want[1], want[2], 0.01, 0.999, 0.999, 1e-7, 0.0,
+                         step)  # (in float32 too: the same roundings)
+        np.testing.assert_allclose(ours[0], want[0], rtol=1e-6, atol=1e-7)
+
+
+def test_dropout_masks_are_the_references_bit_for_bit(cpu):
+    # the scale 1 / (1 - rate) rounded as the reference rounds it, for any rate
+    for rate in (0.1, 0.15, 0.25, 0.42, 0.5, 0.71):
+        np.testing.assert_array_equal(cpu.dropout_mask((64, 33), rate, np.float32, 7, 3),
+                                      REF.dropout_mask((64, 33), rate, np.float32, 7, 3))
+
+
+def test_leaky_relu_slope_at_zero_and_below(cpu):
+    z = f32([-1.0, -1e-45, -0.0, 0.0, 1.0])  # (0.2 * -1e-45 rounds to -0)
+    dy = np.ones_like(z)
+    got = cpu.activation_backward("leaky_relu", 0.2, z, cpu.activation_forward(
+        "leaky_relu", z, 0.2), dy)
+    want = REF.activation_backward("leaky_relu", 0.2, z, REF.activation_forward(
+        "leaky_relu", z, 0.2), dy)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, [0.2, 0.2, 0.2, 0.2, 1.0], rtol=1e-7)
+
+
+def test_dense_softmax_cross_entropy_with_the_largest_logit_last(cpu):
+    logits = f32([[0.0, 1.0, 100.0], [100.0, 0.0, 1.0], [0.0, 0.0, 90.0]])
+    targets = f32([[0, 0, 1], [1, 0, 0], [1, 0, 0]])
+    loss, grad = cpu.softmax_cross_entropy(logits, targets, False, 1.0)
+    loss_ref, grad_ref = REF.softmax_cross_entropy(logits.astype(np.float64),
+                                                   targets.astype(np.float64), False, 1.0)
+    assert np.isfinite(loss) and np.isclose(loss, loss_ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-6, atol=1e-7)
+
+
+def test_optimizer_bindings_refuse_overlapping_arrays(cpu):
+    C = cpu._C
+    buf = np.arange(1, 34, dtype=np.float32)
+    with pytest.raises(ValueError, match="w and g: expected separate buffers"):
+        C.sgd_update(buf[1:17], buf[0:16], None, 0.5, 0.0, False)
+
+
+def test_tails_far_out_keep_their_relative_precision(cpu):
+    # softplus' gradient sigmoid(z) ~ e^z for z << 0 (from y: -expm1(-y), not 1 - exp(-y));
+    # the logit cross-entropy's log1p(e^-|x|) for confident right answers (not log(1 + .))
+    z = f32([-30.0, -20.0, -17.0, -12.0, -5.0])
+    y = REF.activation_forward("softplus", z, 0.0)
+    np.testing.assert_allclose(cpu.activation_backward("softplus", 0.0, z, y, np.ones_like(z)),
+                               REF.activation_backward("softplus", 0.0, z, y, np.ones_like(z)),
+                               rtol=1e-5, atol=0)
+    x, t = f32([[18.0, -20.0, 25.0, 16.5]]), f32([[1.0, 0.0, 1.0, 1.0]])
+    want = np.log1p(np.exp(-np.abs(x.astype(np.float64)))).sum()
+    assert cpu.binary_cross_entropy(x, t, True, 1e-7, 1.0)[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_sparse_cross_entropy_binding_checks_the_labels_length(cpu):
+    logits, d = np.zeros((4, 3), np.float32), np.empty((4, 3), np.float32)
+    for labels in (np.array([0, 1, 2, 0, 1], np.int32), np.array([0, 1], np.int32)):
+        with pytest.raises(ValueError, match="labels"):
+            cpu._C.softmax_xent_sparse(logits, labels, d, 1.0)

@@ -1039,3 +1039,24 @@ def test_shuffled_order_is_uniform_enough():
         counts[key] = counts.get(key, 0) + 1
     assert len(counts) == 6
     assert all(800 < c < 1200 for c in counts.values())
+
+
+def test_train_refuses_outputs_that_share_memory_with_x(rng):
+    eng = _C.DenseEngine([2, 1], [0], [0.0], [True], "mse", 0.0, "sgd", 4)
+    eng.bind([np.ones((2, 1), np.float32), np.zeros(1, np.float32)], [True], [[], []])
+    x = np.arange(8, dtype=np.float32).reshape(4, 2)
+    with pytest.raises(ValueError, match="outputs: must not share memory with x"):
+        eng.train(x, np.zeros((4, 1), np.float32), np.arange(4, dtype=np.int64), 0, 1, 4,
+                  dict(lr=0.01, momentum=0.0, nesterov=False), 0, [],
+                  outputs=np.ndarray((4, 1), np.float32, buffer=x))
+
+
+def test_train_checks_the_ema_momentum_itself(rng):
+    eng = _C.DenseEngine([2, 1], [0], [0.0], [True], "mse", 0.0, "sgd", 4)
+    W, b = np.ones((2, 1), np.float32), np.zeros(1, np.float32)
+    eng.bind([W, b], [True], [[np.zeros_like(W)], [np.zeros_like(b)]])
+    with pytest.raises(ValueError, match="ema_momentum"):
+        eng.train(np.ones((4, 2), np.float32), np.zeros((4, 1), np.float32),
+                  np.arange(4, dtype=np.int64), 0, 1, 4,
+                  dict(lr=0.01, momentum=0.0, nesterov=False, use_ema=1, ema_momentum=1.5), 1,
+                  [])

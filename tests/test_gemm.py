@@ -723,3 +723,32 @@ def test_a_strided_column_copy_is_not_kept_at_its_largest(rng):
     assert rss_mb() - before < 10
     reference = a.astype(np.float64) @ b[:, :1].astype(np.float64)
     np.testing.assert_allclose(out, reference, rtol=1e-3)
+
+
+@pytest.mark.parametrize("alpha,k", [(0.0, 4), (1.0, 0)])
+def test_no_product_still_gets_beta_and_the_epilogue(alpha, k):
+    # alpha = 0 or K = 0: C = beta * C + bias through the activation; beta = 0 never reads
+    # C (a NaN there stays out, as BLAS)
+    a, b = np.ones((3, k), np.float32), np.ones((k, 5), np.float32)
+    out = np.full((3, 5), np.nan, np.float32)
+    _C.gemm(a, b, False, False, alpha, 0.0, out)
+    np.testing.assert_array_equal(out, np.zeros((3, 5), np.float32))
+    bias = np.array([-1.0, 0.5, 2.0, -3.0, 0.0], np.float32)
+    for act, want in (("relu", np.maximum(bias, 0)), ("sigmoid", 1 / (1 + np.exp(-bias)))):
+        out = np.empty((3, 5), np.float32)
+        _C.gemm(a, b, False, False, alpha, 0.0, out, bias, ACTIVATION_CODES[act], 0.0)
+        np.testing.assert_allclose(out, np.broadcast_to(want, (3, 5)), rtol=1e-6)
+
+
+def test_strided_views_the_kernels_cannot_read_are_refused():
+    from numpy.lib.stride_tricks import as_strided
+
+    a, b = np.ones((4, 8), np.float32), np.arange(64, dtype=np.float32).reshape(8, 8)
+    overlapping = as_strided(np.zeros(64, np.float32), (4, 8), (16, 4))  # rows 4 apart
+    with pytest.raises(ValueError, match="out: row stride of 16 bytes"):
+        _C.gemm(a, b, False, False, 1.0, 0.0, overlapping)
+    with pytest.raises(ValueError, match="row stride of -32 bytes"):
+        _C.gemm(a[::-1], b, False, False)
+    two_columns = np.arange(24, dtype=np.float32).reshape(6, 4)[:, ::2]
+    with pytest.raises(ValueError, match="expected unit stride along the last axis"):
+        _C.gemm(two_columns, np.ones((2, 3), np.float32), False, False)

@@ -390,3 +390,22 @@ def test_a_weight_frozen_on_its_own_stays_on_both_paths(rng):
     np.testing.assert_array_equal(model.layers[1].kernel.numpy(), kernel)
     assert not np.array_equal(model.layers[1].bias.numpy(), bias)
     assert model.engine_reason is not None  # (the engine freezes whole layers only)
+
+
+@pytest.mark.parametrize("clip", [{"clipvalue": 1e-3}, {"clipnorm": 1e-3},
+                                  {"global_clipnorm": 1e-2}])
+def test_an_input_normalisations_gradients_are_clipped_natively(rng, clip):
+    x = (rng.normal(size=(96, 6)) * 3 + 1).astype(np.float32)
+    y = (x[:, 0] > 1).astype(int) + (x[:, 1] > 2)
+    weights = {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(4)
+        model = pynn.Sequential([pynn.Input((6,)), pynn.BatchNormalization(momentum=0.8),
+                                 pynn.Dense(12, activation="gelu"),
+                                 pynn.Dense(3, activation="softmax")])
+        model.compile(pynn.optimizers.Adam(0.01, **clip), "sparse_categorical_crossentropy",
+                      backend="cpu")
+        model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0, engine=engine)
+        weights[engine] = model.get_weights()
+    for a, b in zip(weights["native"], weights["layers"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
