@@ -103,6 +103,8 @@ def main():
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
+    if args.reps < 2:  # the training table drops each library's first (warm-up) epoch
+        parser.error("--reps must be at least 2")
     print(f"{machine_line()}; pynn ISA {pynn.info()['cpu']['isa']}, "
           f"{pynn.get_num_threads()} threads\n")
     kernel_table(args.reps)

@@ -16,6 +16,10 @@ import time
 import numpy as np
 
 from pynn import _C
+from pynn.backend.cpu_backend import ACTIVATION_CODES
+
+# engine.h's kSoftmax is the code after the activations' (as pynn/engine.py passes it)
+SOFTMAX_CODE = len(ACTIVATION_CODES)
 
 WORKLOADS = {
     # name: (samples, sizes, batch, loss)
@@ -28,7 +32,8 @@ ADAM = dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0)
 
 def build(sizes, loss, batch, rng):
     L = len(sizes) - 1
-    acts = [1] * (L - 1) + [7 if loss.startswith("softmax") else 0]
+    last = SOFTMAX_CODE if loss.startswith("softmax") else ACTIVATION_CODES["linear"]
+    acts = [ACTIVATION_CODES["relu"]] * (L - 1) + [last]
     eng = _C.DenseEngine(sizes, acts, [0.0] * L, [True] * L, loss, 0.0, "adam", max(batch, 1024))
     params, state = [], []
     for i in range(L):
