@@ -1,6 +1,7 @@
 """The GEMMs of one mnist_mlp training step (batch 128, 784-256-256-10), timed one by one
-through pynn.ops.gemm, with their share of the machine's FMA peak: how close the native
-engine's step can get to the compute limit, and what a second thread adds.
+through the binding into a preallocated output (as the engine calls them), with their share
+of the machine's FMA peak: how close the native engine's step can get to the compute limit,
+and what a second thread adds.
 
     python bench/step_gemms.py [--threads 1 2] [--batch 128]
 """
@@ -49,7 +50,8 @@ def main():
         for name, M, K, N, ta, tb in shapes:
             a = rng.standard_normal((K, M) if ta else (M, K), dtype=np.float32)
             b = rng.standard_normal((N, K) if tb else (K, N), dtype=np.float32)
-            dt = best_seconds(lambda: pynn.ops.gemm(a, b, trans_a=ta, trans_b=tb))
+            out = np.empty((M, N), np.float32)
+            dt = best_seconds(lambda: _C.gemm(a, b, ta, tb, 1.0, 0.0, out))
             total += dt
             gflops = 2 * M * K * N / dt / 1e9
             print(f"| {threads} | {name} | {M}x{K}x{N} | {dt * 1e6:.1f} | {gflops:.1f} | "

@@ -239,6 +239,23 @@ def test_a_row_does_not_depend_on_its_position(rng, isa, threads, m, ta):
     np.testing.assert_array_equal(run(a[perm]), run(a)[perm])
 
 
+@pytest.mark.parametrize("n", [2, 10, 16, 17])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, True)])
+def test_a_column_does_not_depend_on_the_columns_beside_it(rng, isa, threads, n, ta, tb):
+    # A product of at most 16 columns runs a one-vector micro-kernel on AVX-512 (a 10-class
+    # output layer); each element must still sum in the same order as in a wide product.
+    m, k, wide = 131, 300, 40
+    a, b = operands(rng, m, k, wide, ta, tb)
+    bias = rng.standard_normal(wide).astype(np.float32)
+    b_narrow = np.ascontiguousarray(b[:n] if tb else b[:, :n])
+    relu = ACTIVATION_CODES["relu"]
+    got = _C.gemm(a, b_narrow, ta, tb, 1.0, 0.0, None, bias[:n].copy(), relu, 0.0)
+    want = _C.gemm(a, b, ta, tb, 1.0, 0.0, None, bias, relu, 0.0)[:, :n]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, reference(a, b_narrow, ta, tb, bias=bias[:n], act="relu"),
+                               rtol=1e-5, atol=tolerance(k))
+
+
 def test_matches_naive_reference(rng, isa):
     for m, k, n in [(5, 3, 7), (129, 17, 33)]:
         a, b = operands(rng, m, k, n, True, False)

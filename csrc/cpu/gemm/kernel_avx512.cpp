@@ -52,10 +52,13 @@ constexpr int NR = 32;
 // (M = 32, a small batch, leaves 8; 64, 256 and 784 leave 4: computing 12 rows there wasted
 // up to 11% of the GEMM). 4 rows keep 8 independent FMA chains (latency 4 x 2 pipes). Each
 // row sums in the same order whatever R is: a row's result does not depend on where it falls.
-template <int R>
+// V column vectors: 2, or 1 when at most 16 columns are valid (a 10-class output layer's
+// GEMMs: the second vector's FMAs would all be wasted). The same FMAs per element either way.
+template <int R, int V>
 void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
     static_assert(R == 4 || R == 8 || R == MR, "a 4-, 8- or 12-row tile");
+    static_assert(V == 1 || V == 2, "one or two column vectors");
     for (int i = 0; i < m; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
 
@@ -79,49 +82,31 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     const float* a6 = a + 6 * rsa;  // (R >= 8)
     const float* a9 = a + 9 * rsa;  // (R == 12)
     const index_t r1 = rsa, r2 = 2 * rsa;
+// One row of the tile: broadcast its A value, FMA it into the row's accumulators.
+#define PYNN_AVX512_ROW(ptr, x0, x1)                             \
+    do {                                                         \
+        const __m512 av = _mm512_set1_ps(*(ptr));                \
+        x0 = _mm512_fmadd_ps(av, b0, x0);                        \
+        if constexpr (V == 2) x1 = _mm512_fmadd_ps(av, b1, x1);  \
+    } while (0)
     for (index_t k = 0; k < kc; ++k) {
         const __m512 b0 = _mm512_loadu_ps(b);
-        const __m512 b1 = _mm512_loadu_ps(b + 16);
-        __m512 av;
-        av = _mm512_set1_ps(*(a0));
-        c00 = _mm512_fmadd_ps(av, b0, c00);
-        c01 = _mm512_fmadd_ps(av, b1, c01);
-        av = _mm512_set1_ps(*(a0 + r1));
-        c10 = _mm512_fmadd_ps(av, b0, c10);
-        c11 = _mm512_fmadd_ps(av, b1, c11);
-        av = _mm512_set1_ps(*(a0 + r2));
-        c20 = _mm512_fmadd_ps(av, b0, c20);
-        c21 = _mm512_fmadd_ps(av, b1, c21);
-        av = _mm512_set1_ps(*(a3));
-        c30 = _mm512_fmadd_ps(av, b0, c30);
-        c31 = _mm512_fmadd_ps(av, b1, c31);
+        const __m512 b1 = V == 2 ? _mm512_loadu_ps(b + 16) : b0;
+        PYNN_AVX512_ROW(a0, c00, c01);
+        PYNN_AVX512_ROW(a0 + r1, c10, c11);
+        PYNN_AVX512_ROW(a0 + r2, c20, c21);
+        PYNN_AVX512_ROW(a3, c30, c31);
         if constexpr (R >= 8) {
-            av = _mm512_set1_ps(*(a3 + r1));
-            c40 = _mm512_fmadd_ps(av, b0, c40);
-            c41 = _mm512_fmadd_ps(av, b1, c41);
-            av = _mm512_set1_ps(*(a3 + r2));
-            c50 = _mm512_fmadd_ps(av, b0, c50);
-            c51 = _mm512_fmadd_ps(av, b1, c51);
-            av = _mm512_set1_ps(*(a6));
-            c60 = _mm512_fmadd_ps(av, b0, c60);
-            c61 = _mm512_fmadd_ps(av, b1, c61);
-            av = _mm512_set1_ps(*(a6 + r1));
-            c70 = _mm512_fmadd_ps(av, b0, c70);
-            c71 = _mm512_fmadd_ps(av, b1, c71);
+            PYNN_AVX512_ROW(a3 + r1, c40, c41);
+            PYNN_AVX512_ROW(a3 + r2, c50, c51);
+            PYNN_AVX512_ROW(a6, c60, c61);
+            PYNN_AVX512_ROW(a6 + r1, c70, c71);
         }
         if constexpr (R == 12) {
-            av = _mm512_set1_ps(*(a6 + r2));
-            c80 = _mm512_fmadd_ps(av, b0, c80);
-            c81 = _mm512_fmadd_ps(av, b1, c81);
-            av = _mm512_set1_ps(*(a9));
-            c90 = _mm512_fmadd_ps(av, b0, c90);
-            c91 = _mm512_fmadd_ps(av, b1, c91);
-            av = _mm512_set1_ps(*(a9 + r1));
-            c100 = _mm512_fmadd_ps(av, b0, c100);
-            c101 = _mm512_fmadd_ps(av, b1, c101);
-            av = _mm512_set1_ps(*(a9 + r2));
-            c110 = _mm512_fmadd_ps(av, b0, c110);
-            c111 = _mm512_fmadd_ps(av, b1, c111);
+            PYNN_AVX512_ROW(a6 + r2, c80, c81);
+            PYNN_AVX512_ROW(a9, c90, c91);
+            PYNN_AVX512_ROW(a9 + r1, c100, c101);
+            PYNN_AVX512_ROW(a9 + r2, c110, c111);
         }
         a0 += csa;
         a3 += csa;
@@ -129,6 +114,7 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
         a9 += csa;
         b += rsb;
     }
+#undef PYNN_AVX512_ROW
 
     // Column masks: n in [1, 32].
     const __mmask16 k0 = n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u);
@@ -166,9 +152,14 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
 
 void kernel_12x32(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
                   index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
-    if (m <= 4) return kernel_rx32<4>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
-    if (m <= 8) return kernel_rx32<8>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
-    kernel_rx32<MR>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    if (n <= 16) {
+        if (m <= 4) return kernel_rx32<4, 1>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+        if (m <= 8) return kernel_rx32<8, 1>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+        return kernel_rx32<MR, 1>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    }
+    if (m <= 4) return kernel_rx32<4, 2>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    if (m <= 8) return kernel_rx32<8, 2>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
+    kernel_rx32<MR, 2>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
 }
 
 #undef PYNN_AVX512_STORE_ROW
