@@ -109,6 +109,19 @@ void bias_grad_py(const py::array& dz, py::array& out) {
     bias_grad(dzp, op, rows, cols);
 }
 
+bool all_finite_py(const py::array& x) {
+    // Any shape; the caller (pynn/data.py) sends contiguous float32/float64 arrays only.
+    const index_t n = static_cast<index_t>(x.size());
+    if (x.dtype().is(py::dtype::of<double>())) {
+        const double* p = in_ptr<double>(x, "x");
+        ReleaseGil nogil;
+        return all_finite(p, n);
+    }
+    const float* p = in_ptr<float>(x, "x");  // TypeError for any other dtype
+    ReleaseGil nogil;
+    return all_finite(p, n);
+}
+
 // ---- losses ---------------------------------------------------------------------------------
 
 double softmax_xent_sparse_py(const py::array& logits, const py::array& labels,
@@ -360,6 +373,10 @@ void register_kernels(py::module_& m) {
     m.def("bias_grad", &bias_grad_py, arg("dz"), arg("out"),
           "out[c] = sum over rows of dz[:, c]; dz (rows, cols), out (cols,), accumulated in "
           "double.");
+
+    m.def("all_finite", &all_finite_py, arg("x"),
+          "Whether x (float32 or float64, C-contiguous, any shape) holds no NaN and no "
+          "infinity: one pass over the threads.");
 
     m.def("softmax_xent_sparse", &softmax_xent_sparse_py, arg("logits"), arg("labels"),
           arg("dlogits"), arg("grad_scale"),

@@ -28,6 +28,8 @@ inline const char* dtype_name();
 template <>
 inline const char* dtype_name<float>() { return "float32"; }
 template <>
+inline const char* dtype_name<double>() { return "float64"; }
+template <>
 inline const char* dtype_name<std::int32_t>() { return "int32"; }
 
 // Checks dtype T, C-contiguity and element alignment; ndim when ndim >= 0.

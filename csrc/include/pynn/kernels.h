@@ -30,6 +30,9 @@ double regularize(const float* w, float* g, index_t n, double l1, double l2);
 
 // ---- reductions --------------------------------------------------------------------------
 void bias_grad(const float* dz, float* db, index_t rows, index_t cols);  // db = sum over rows
+// Whether x[0:n] holds no NaN and no infinity (one threaded pass).
+bool all_finite(const float* x, index_t n);
+bool all_finite(const double* x, index_t n);
 
 // ---- losses: return the SUM of per-element (per-row for softmax CE) losses in double and
 // write grad = d(sum)/d(input) * grad_scale. Targets have the prediction's shape, except

@@ -1,0 +1,99 @@
+"""The finiteness check fit, evaluate and predict run on their data: the C++ kernel's one
+threaded pass (pynn._C.all_finite) against numpy's np.isfinite, and pynn.data.all_finite's
+choice between it and numpy's min/max for arrays the kernel cannot read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import requires_backend
+from pynn import data
+
+_C = pytest.importorskip("pynn._C")
+NON_FINITE = [np.nan, np.inf, -np.inf]
+# awkward sizes, and ones past the kernels' 65536-element inline limit (several chunks)
+SIZES = [1, 3, 17, 129, 65536, 65537, 200003]
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
+def threads(request):
+    previous = _C.num_threads()
+    _C.set_num_threads(request.param)
+    yield request.param
+    _C.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", SIZES)
+def test_the_kernel_finds_one_non_finite_number_anywhere(rng, threads, dtype, n):
+    x = rng.standard_normal(n).astype(dtype) * 1e3
+    assert _C.all_finite(x) is True
+    # first, last, and a random place (in the last chunk as often as in the first)
+    for where in {0, n - 1, int(rng.integers(n))}:
+        for bad in NON_FINITE:
+            y = x.copy()
+            y[where] = bad
+            assert _C.all_finite(y) is False, (where, bad)
+            assert _C.all_finite(y.reshape(1, n)) is False  # any shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernel_calls_every_finite_extreme_finite(threads, dtype):
+    info = np.finfo(dtype)
+    x = np.array([info.max, -info.max, info.tiny, info.smallest_subnormal, -0.0, 0.0,
+                  -info.smallest_subnormal, np.nextafter(info.max, 0)], dtype)
+    assert _C.all_finite(np.tile(x, 9001))
+    assert _C.all_finite(np.empty(0, dtype))
+
+
+@pytest.mark.parametrize("dtype,bits", [
+    (np.float32, [0x7FC00001, 0xFFC00000, 0x7F800001, 0xFFFFFFFF, 0xFF800000]),
+    (np.float64, [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF0000000000001,
+                  0xFFFFFFFFFFFFFFFF, 0xFFF0000000000000])])
+def test_the_kernel_finds_every_nan_payload_and_sign(rng, dtype, bits):
+    # not just numpy's default NaN: signalling and negative NaNs, all-ones, -inf
+    for b in np.array(bits, np.uint32 if dtype == np.float32 else np.uint64).view(dtype):
+        y = rng.standard_normal(1000).astype(dtype)
+        y[int(rng.integers(1000))] = b
+        assert not np.isfinite(y).all() and not _C.all_finite(y)
+
+
+def test_the_kernel_binding_refuses_what_it_cannot_read():
+    with pytest.raises(TypeError, match="float32"):
+        _C.all_finite(np.zeros(4, np.float16))
+    with pytest.raises(TypeError, match="float32"):
+        _C.all_finite(np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.all_finite(np.zeros((4, 4), np.float32)[:, ::2])
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x,                                              # the kernel
+    lambda x: x.astype(np.float64),                           # the kernel, float64
+    lambda x: x.reshape(-1, 7)[:, ::2],                       # strided: numpy's passes
+    lambda x: x.astype(">f4"),                                # big-endian: numpy's passes
+    lambda x: x.astype(np.float16),                           # float16: numpy's passes
+], ids=["float32", "float64", "strided", "big-endian", "float16"])
+def test_data_all_finite_agrees_with_numpy_on_every_layout(rng, make):
+    x = rng.standard_normal(7 * 20011).astype(np.float32)
+    assert data.all_finite(make(x)) is True
+    for bad in NON_FINITE:
+        y = x.copy()
+        y[int(rng.integers(0, y.size // 7)) * 7] = bad  # kept by the strided view too
+        arr = make(y)
+        assert data.all_finite(arr) is bool(np.isfinite(arr).all()) is False
+
+
+@requires_backend("cpu")
+def test_fit_evaluate_and_predict_refuse_a_nan_far_into_large_data(rng):
+    model = pynn.Sequential([pynn.Input((8,)), pynn.Dense(3)])
+    model.compile(optimizer="sgd", loss="mse", backend="cpu")
+    x = rng.standard_normal((30011, 8)).astype(np.float32)
+    y = rng.standard_normal((30011, 3)).astype(np.float32)
+    x[-1, -1] = np.nan
+    for call in (lambda: model.fit(x, y, epochs=1, verbose=0),
+                 lambda: model.evaluate(x, y, verbose=0), lambda: model.predict(x)):
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            call()
