@@ -584,6 +584,25 @@ def test_predict_matches_numpy(rng, acts, loss, n):
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 3, 129, 70001])  # one row, a few, past the threaded check's chunk
+def test_predict_refuses_non_finite_rows_unless_told_they_were_checked(rng, n):
+    sizes = [3, 5, 2]
+    eng, *_ = make_engine(rng, sizes, [RELU, LIN], "mse", "sgd", max_batch=64)
+    x = rng.normal(0, 1, (n, sizes[0])).astype(np.float32)
+    out = np.zeros((n, sizes[-1]), np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[-1, -1] = bad
+        y[n // 2, 0] = bad
+        count = int(np.count_nonzero(~np.isfinite(y)))  # 2 (one row: two of its features)
+        with pytest.raises(ValueError, match=f"x contains {count} NaN or infinite value"):
+            eng.predict(y, out)
+        assert not out.any()  # refused before any row was written
+        eng.predict(y, out, check_finite=False)  # the caller vouched for x: it runs
+        assert np.isfinite(out[:-1][np.isfinite(y[:-1]).all(axis=1)]).all()
+        out[:] = 0
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_predict_single_row_paths(rng, threads):
     # One row takes the engine's own single-row kernel (16-row bands with a short last band,

@@ -362,9 +362,10 @@ class NativeEngine:
             drop.step = self.optimizer.training_steps
         return logs
 
-    def predict(self, x):
+    def predict(self, x, checked=False):
+        """The outputs for x; checked=True when the caller has already found x finite."""
         out = np.empty((len(x), self.out_dim), dtype=np.float32)
-        self.engine.predict(_rows(x), out)
+        self.engine.predict(_rows(x), out, not checked)
         return out
 
 
@@ -448,14 +449,14 @@ class PredictEngine(NativeEngine):
         self.n_features = model.input_shape[0]
         self.sample_shape = tuple(model.input_shape)
 
-    def predict(self, x):
+    def predict(self, x, checked=False):
         # The binding sees rows of n_features values; (N, 16) or (N, 2, 8) would pass that
         # for (4, 4) samples, so the whole sample shape is checked here (a shapeless x, e.g.
         # a list, fails too: the caller's full path converts it or names the problem).
         shape = getattr(x, "shape", None)
         if shape is None or tuple(shape[1:]) != self.sample_shape:
             raise ValueError("not an array of this model's samples")
-        return super().predict(x)
+        return super().predict(x, checked)
 
     def describes(self, model):
         """True while the model has the layers, activations and weight arrays bound here.

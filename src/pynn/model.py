@@ -1415,7 +1415,7 @@ class Sequential:
         if config.check_finite() and engine_mod.unsupported_reason(self, for_training=False) is None:
             if cached is None or not cached.describes(self):
                 cached = self._predict_cache = engine_mod.PredictEngine(self, _PREDICT_BATCH)
-            return cached.predict(x)
+            return cached.predict(x, checked=True)  # _inputs found x finite
         b = self.backend
         outs = []
         for start in range(0, x.shape[0], batch_size):
