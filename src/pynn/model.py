@@ -1609,6 +1609,36 @@ class Sequential:
         _check_overwrite(filepath, overwrite)
         save_model(self, filepath)
 
+    def export(self, filepath, format="onnx", verbose=None, input_signature=None,
+               opset_version=None):
+        """Keras 3's export for inference, in the one format pynn writes: ONNX
+        (pynn.onnx.export; the onnx package is needed). format="tf_saved_model" (Keras'
+        default), "openvino" or "litert" raise NotImplementedError; input_signature must be
+        None (the graph takes (batch, *input_shape) in the model's float type);
+        opset_version is Keras' name for the ONNX opset (default: the lowest the model
+        needs). verbose=True prints where the file went. Returns the onnx ModelProto."""
+        if not isinstance(format, str):
+            raise TypeError(f"format must be a string such as 'onnx', got {format!r}")
+        if format != "onnx":
+            if format in ("tf_saved_model", "openvino", "litert"):
+                raise NotImplementedError(
+                    f"export(format={format!r}): pynn writes ONNX only (format='onnx'; "
+                    f"TensorFlow Serving, OpenVINO and LiteRT all load ONNX through their "
+                    f"converters)")
+            raise ValueError(f"format must be 'onnx' (pynn's one export format), got "
+                             f"{format!r}")
+        if input_signature is not None:
+            raise NotImplementedError(
+                "export(input_signature=...): pynn's ONNX graph takes (batch, "
+                f"*{tuple(self.input_shape) if self.input_shape else 'input_shape'}) in the "
+                "model's float type, with any batch size; leave input_signature=None")
+        from .onnx import export
+
+        proto = export(self, filepath, opset=opset_version)
+        if verbose:
+            print(f"Saved the ONNX model at {filepath!r}.", flush=True)
+        return proto
+
     def _check_layer_class_names(self, action, error):
         """A file names a layer class by __name__: two user classes of one name in the model
         could not both load; raises `error` naming them (the rest of what a file needs is
