@@ -4,6 +4,8 @@ choice between it and numpy's min/max for arrays the kernel cannot read."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,75 @@ def test_fit_evaluate_and_predict_refuse_a_nan_far_into_large_data(rng):
                  lambda: model.evaluate(x, y, verbose=0), lambda: model.predict(x)):
         with pytest.raises(ValueError, match="1 NaN or infinite"):
             call()
+
+
+def test_data_all_finite_takes_the_kernel_where_it_can(monkeypatch):
+    calls = []
+    real = _C.all_finite
+    monkeypatch.setattr(_C, "all_finite", lambda a: calls.append(a.dtype) or real(a))
+    x = np.ones((40, 3), np.float32)
+    assert data.all_finite(x) and data.all_finite(x.astype(np.float64))
+    assert calls == [np.float32, np.float64]
+    for other in (x[:, ::2], x.astype(">f4"), x.astype(np.float16),
+                  np.ma.masked_array(x, mask=np.eye(40, 3, dtype=bool))):
+        assert data.all_finite(other)
+    assert len(calls) == 2  # numpy's passes for what the kernel cannot read as numpy would
+    masked = np.ma.masked_array([1.0, np.nan, 2.0], mask=[0, 1, 0])
+    assert data.all_finite(masked)  # a masked NaN is not data (min/max skip it)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpickled_arrays_are_read_as_their_dtype(rng, dtype):
+    # An unpickled array's dtype is equal to numpy's canonical one but another object: the
+    # bindings compared by identity and refused it ("expected dtype float32, got float32").
+    x = pickle.loads(pickle.dumps(rng.standard_normal((6, 4)).astype(dtype)))
+    assert x.dtype is not np.dtype(dtype) and x.dtype == dtype
+    assert _C.all_finite(x) and data.all_finite(x)
+    if dtype == np.float32:
+        np.testing.assert_allclose(_C.gemm(x, x.T.copy()), x @ x.T, rtol=1e-5, atol=1e-5)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse", backend="cpu")
+    model.fit(x, np.zeros((6, 2)), verbose=0)
+    assert model.predict(x).shape == (6, 2)
+    x[3, 2] = np.nan
+    bad = pickle.loads(pickle.dumps(x))
+    for call in (lambda: model.predict(bad), lambda: model.fit(bad, np.zeros((6, 2)), verbose=0)):
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            call()
+
+
+@requires_backend("cpu")
+def test_predict_with_a_built_engine_still_refuses_nan_on_its_full_path(rng):
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3, activation="relu")])
+    model.compile(optimizer="sgd", loss="mse", backend="cpu")
+    x = rng.standard_normal((100, 5)).astype(np.float32)
+    model.predict(x, batch_size=16)  # builds the native predict engine
+    assert model._predict_cache is not None
+    x[57, 1] = np.inf
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        model.predict(x, batch_size=16)  # batched: the full path, not the lean one
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        model.predict(x.astype(np.float64))  # converted first
+
+
+@requires_backend("cpu")
+def test_predict_reads_the_finiteness_setting_once(rng, monkeypatch):
+    # Another thread turning the check off and on while predict converts x must not let
+    # unchecked rows through the native path, which trusts that conversion's check.
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3)])
+    model.compile(optimizer="sgd", loss="mse", backend="cpu")
+    x = rng.standard_normal((100, 5)).astype(np.float32)
+    model.predict(x, batch_size=16)
+    real = data.as_inputs
+
+    def toggling(*args, **kwargs):
+        pynn.config.set_check_finite(False)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            pynn.config.set_check_finite(True)
+
+    monkeypatch.setattr(data, "as_inputs", toggling)
+    x[9, 4] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        model.predict(x, batch_size=16)

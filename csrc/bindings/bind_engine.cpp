@@ -57,7 +57,7 @@ void check_c_contiguous(const py::array& a, const std::string& name) {
 // float32, C-contiguous, exactly `shape`.
 void check_float_shape(const py::array& a, const std::string& name, std::vector<index_t> shape,
                        bool writable) {
-    if (!a.dtype().is(py::dtype::of<float>()))
+    if (!has_dtype<float>(a))
         throw py::type_error(name + ": expected dtype float32, got " + std::string(py::str(a.dtype())));
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
     for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
@@ -305,7 +305,7 @@ public:
     // x: (N, in) float32, C-contiguous; the same check for train and predict.
     static py::array checked_inputs(const py::object& x_obj, index_t in) {
         py::array x = as_array(x_obj, "x");
-        if (!x.dtype().is(py::dtype::of<float>()))
+        if (!has_dtype<float>(x))
             throw py::type_error("x: expected dtype float32, got " + std::string(py::str(x.dtype())));
         if (x.ndim() != 2 || x.shape(1) != in)
             throw py::value_error("x: expected shape (N, " + std::to_string(in) + "), got " + shape_str(x));
@@ -324,7 +324,7 @@ public:
         const bool sparse = eng_.loss() == EngineLoss::softmax_xent_sparse;
         py::array y = as_array(y_obj, "y");
         if (sparse) {
-            if (!y.dtype().is(py::dtype::of<std::int32_t>()))
+            if (!has_dtype<std::int32_t>(y))
                 throw py::type_error("y: expected int32 class labels for softmax_xent_sparse, got dtype " +
                                      std::string(py::str(y.dtype())));
             if (y.ndim() != 1 || y.shape(0) != n)

@@ -35,7 +35,7 @@ struct Matrix {
 
 // A 2-D float32 array whose last axis has unit stride; ld = row stride in elements.
 Matrix check_matrix(const py::array& a, const char* name) {
-    if (!a.dtype().is(py::dtype::of<float>()))
+    if (!has_dtype<float>(a))
         throw py::type_error(std::string(name) + ": expected dtype float32, got " +
                              std::string(py::str(a.dtype())));
     if (a.ndim() != 2)

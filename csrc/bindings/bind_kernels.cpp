@@ -112,7 +112,7 @@ void bias_grad_py(const py::array& dz, py::array& out) {
 bool all_finite_py(const py::array& x) {
     // Any shape; the caller (pynn/data.py) sends contiguous float32/float64 arrays only.
     const index_t n = static_cast<index_t>(x.size());
-    if (x.dtype().is(py::dtype::of<double>())) {
+    if (has_dtype<double>(x)) {
         const double* p = in_ptr<double>(x, "x");
         ReleaseGil nogil;
         return all_finite(p, n);

@@ -32,10 +32,18 @@ inline const char* dtype_name<double>() { return "float64"; }
 template <>
 inline const char* dtype_name<std::int32_t>() { return "int32"; }
 
+// Whether a's dtype is T's as numpy judges equivalence: an unpickled array's dtype is an
+// equal object but not numpy's canonical one (an identity test refused it: "expected dtype
+// float32, got float32"); byte order still counts.
+template <typename T>
+inline bool has_dtype(const py::array& a) {
+    return py::isinstance<py::array_t<T>>(a);
+}
+
 // Checks dtype T, C-contiguity and element alignment; ndim when ndim >= 0.
 template <typename T>
 inline void check_array(const py::array& a, const char* name, int ndim = -1) {
-    if (!a.dtype().is(py::dtype::of<T>()))
+    if (!has_dtype<T>(a))
         throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() +
                              ", got " + std::string(py::str(a.dtype())));
     if (ndim >= 0 && a.ndim() != ndim)

@@ -134,14 +134,17 @@ def _fits(frame, dtypes, dtype):
     return True
 
 
-def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
+def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np,
+              check_finite=None):
     """x as a C-contiguous float array of shape (N, *sample_shape): (N, features) unless the
     model takes multi-axis samples (sample_shape of length > 1, or any_rank when its first
     layer is a Flatten not yet built); a 1-D x is one feature per sample when that fits.
-    xp: the array module of x when it is a GPU backend's own array (cupy), else numpy."""
+    xp: the array module of x when it is a GPU backend's own array (cupy), else numpy.
+    check_finite: whether to refuse NaN/inf (None: pynn.config's setting, read once; a
+    caller that relies on the check passes the value it read)."""
     sample_shape = None if sample_shape is None else tuple(sample_shape)
     if (sample_shape is not None and len(sample_shape) > 1) or any_rank:
-        return _as_sample_array(x, dtype, sample_shape, name, xp)
+        return _as_sample_array(x, dtype, sample_shape, name, xp, check_finite)
     n_features = None if sample_shape is None else sample_shape[0]
     arr = _numeric(x, name, dtype)
     if arr.ndim == 1 and n_features in (None, 1):
@@ -156,7 +159,7 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np):
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    return _finished(arr, dtype, name, xp)
+    return _finished(arr, dtype, name, xp, check_finite)
 
 
 def as_layer_input(x, name, min_ndim=2):
@@ -172,7 +175,7 @@ def as_layer_input(x, name, min_ndim=2):
     return arr
 
 
-def _as_sample_array(x, dtype, sample_shape, name, xp):
+def _as_sample_array(x, dtype, sample_shape, name, xp, check_finite=None):
     arr = _numeric(x, name, dtype)
     want = "(samples, ...)" if sample_shape is None else \
         "(samples, " + ", ".join(str(d) for d in sample_shape) + ")"
@@ -180,7 +183,7 @@ def _as_sample_array(x, dtype, sample_shape, name, xp):
         raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
-    return _finished(arr, dtype, name, xp)
+    return _finished(arr, dtype, name, xp, check_finite)
 
 
 def converted(arr, dtype, xp=np):
@@ -213,7 +216,8 @@ def all_finite(arr):
     if arr.dtype.kind != "f" or arr.size == 0:
         return True
     if (arr.dtype in (np.float32, np.float64) and arr.dtype.isnative
-            and arr.flags.c_contiguous and arr.flags.aligned):
+            and arr.flags.c_contiguous and arr.flags.aligned
+            and not isinstance(arr, np.ma.MaskedArray)):  # its min/max skip masked values
         native = _native_kernels()
         if native is not None:
             return bool(native.all_finite(arr))
@@ -231,9 +235,11 @@ def overflow_error(source, arr, name):
                       f"{float(np.abs(source).max()):.3g}: rescale the data")
 
 
-def _finished(arr, dtype, name, xp=np):
+def _finished(arr, dtype, name, xp=np, check_finite=None):
+    if check_finite is None:
+        check_finite = config.check_finite()
     source, arr = arr, converted(arr, dtype, xp)
-    if config.check_finite() and not all_finite(arr):
+    if check_finite and not all_finite(arr):
         raise overflow_error(source, arr, name) or ValueError(
             f"{name} contains {int(np.count_nonzero(~np.isfinite(arr)))} NaN or infinite "
             f"value(s) (pynn.config.set_check_finite(False) lets them through)")

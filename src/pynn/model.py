@@ -436,7 +436,7 @@ class Sequential:
             layer.to_backend(self.backend, self._dtype)
 
     # ---- data ---------------------------------------------------------------------------------
-    def _inputs(self, x, name="x"):
+    def _inputs(self, x, name="x", check_finite=None):
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
         # Reshape, and the layers working on the last axis for inputs of 3 or more axes
@@ -446,7 +446,7 @@ class Sequential:
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
-        arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp)
+        arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp, check_finite)
         self._ensure_built(arr.shape[1:])
         return arr
 
@@ -1408,11 +1408,12 @@ class Sequential:
                 tuple(shape[1:]) in ((), tuple(self.input_shape)):
             self._ensure_built(self.input_shape)
             return np.empty((0,) + tuple(self.output_shape), dtype=self._dtype)  # as Keras
-        x = self._inputs(x)
+        check_finite = config.check_finite()  # read once: the native path trusts this check
+        x = self._inputs(x, check_finite=check_finite)
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
-        # The native forward refuses NaN/inf itself; with the check off, the layer path runs.
-        if config.check_finite() and engine_mod.unsupported_reason(self, for_training=False) is None:
+        # With the check off, the layer path runs (NaN in, NaN out, as asked).
+        if check_finite and engine_mod.unsupported_reason(self, for_training=False) is None:
             if cached is None or not cached.describes(self):
                 cached = self._predict_cache = engine_mod.PredictEngine(self, _PREDICT_BATCH)
             return cached.predict(x, checked=True)  # _inputs found x finite
