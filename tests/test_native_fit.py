@@ -409,3 +409,58 @@ def test_an_input_normalisations_gradients_are_clipped_natively(rng, clip):
         weights[engine] = model.get_weights()
     for a, b in zip(weights["native"], weights["layers"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("verbose", [0, 2])
+def test_chunks_logged_at_once_equal_batch_by_batch_bit_for_bit(rng, monkeypatch, verbose,
+                                                                 capsys):
+    # With nothing looking at single batches (no batch hook, no bar), a native chunk's
+    # losses and metrics join the epoch's logs in one step; a no-op batch hook makes fit
+    # add them batch by batch: the logs and weights must agree to the bit.
+    x = rng.normal(size=(203, 11)).astype(np.float32)  # a short last batch
+    y = rng.integers(0, 4, size=203)
+    w = rng.uniform(0.5, 2.0, size=203)
+
+    def run(callbacks):
+        pynn.set_seed(7)
+        model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(9, activation="relu"),
+                                 pynn.Dense(4, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy", "sparse_categorical_accuracy"], backend="cpu")
+        hist = model.fit(x, y, sample_weight=w, batch_size=16, epochs=3, verbose=verbose,
+                         validation_split=0.2, callbacks=callbacks)
+        assert model.engine_reason is None
+        return hist.history, model.get_weights()
+
+    per_batch = []
+    real = pynn.metrics.EpochLogs.add_means
+
+    def counting(self, k, values):
+        if k in (16, 2):  # a training batch (validation's 41 rows are one evaluate batch)
+            per_batch.append(k)
+        return real(self, k, values)
+
+    monkeypatch.setattr(pynn.metrics.EpochLogs, "add_means", counting)
+    at_once, w_at_once = run([])
+    assert per_batch == []  # no Python step per batch
+    hooked, w_hooked = run([pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, l: None)])
+    assert len(per_batch) == 3 * 11  # 162 training rows in batches of 16
+    assert at_once == hooked  # floats compared exactly
+    for a, b in zip(w_at_once, w_hooked):
+        np.testing.assert_array_equal(a, b)
+    capsys.readouterr()
+
+
+def test_logs_of_batches_added_at_once_are_the_running_sums(rng):
+    # EpochLogs.add_means_of_batches against add_means one batch at a time, from a non-zero
+    # total, with a name given twice (the last column counts, as a dict of the two would).
+    logs_a = pynn.metrics.EpochLogs([])
+    logs_b = pynn.metrics.EpochLogs([])
+    logs_a.add_means(3, {"loss": 0.1, "m": 2.5})
+    logs_b.add_means(3, {"loss": 0.1, "m": 2.5})
+    ks = rng.integers(1, 40, size=57)
+    rows = rng.normal(size=(57, 3)) * 10.0 ** rng.integers(-8, 8, size=(57, 3))
+    for k, r in zip(ks, rows):
+        logs_a.add_means(int(k), {"loss": float(r[0]), "m": float(r[2])})
+    logs_b.add_means_of_batches(ks, ["loss", "m", "m"], rows)
+    assert dict(logs_a) == dict(logs_b) and logs_a._seen == logs_b._seen

@@ -873,6 +873,16 @@ class Sequential:
                             # A stop asked for before the epoch's first batch: that one only.
                             last = min(step + (1 if self.stop_training else chunk),
                                        epoch_steps)
+                            if not batch_hooks and not progress.per_batch and \
+                                    not native.needs_outputs:
+                                # Nothing looks at single batches: the chunk's logs join
+                                # the epoch's at once (issue 4: no Python work per batch).
+                                self._native_chunk_at_once(native, xd, yd, wd, order,
+                                                           taken + step, taken + last,
+                                                           batch_size, metric_names,
+                                                           epoch_logs)
+                                step = last
+                                continue
                             batches = self._native_chunk(native, xd, yd, wd, order,
                                                          taken + step, taken + last,
                                                          batch_size, metric_names, epoch_logs)
@@ -1134,6 +1144,18 @@ class Sequential:
                 logs = epoch_logs.update(e - a, float(r[0]), yd[rows_taken], outputs[a:e],
                                          None if wd is None else wd[rows_taken])
             yield s, logs
+
+    @staticmethod
+    def _native_chunk_at_once(native, xd, yd, wd, order, step, last, batch_size, metric_names,
+                              epoch_logs):
+        """Batches [step, last) of the epoch in C++, their loss and metrics added to
+        epoch_logs together (the native engine computed them all; no outputs needed)."""
+        rows = native.train(xd, yd, order, step, last, batch_size, wd, None)
+        n = xd.shape[0]
+        first = np.arange(step, last, dtype=np.int64) * batch_size
+        sizes = np.minimum(n, first + batch_size) - first
+        epoch_logs.add_means_of_batches(sizes, ["loss", *metric_names],
+                                        np.asarray(rows, dtype=np.float64))
 
     def _layer_batch(self, xd, yd, wd, order, step, batch_size, epoch_logs):
         """Batch `step` of the epoch through the layers: [(step, its logs)]."""

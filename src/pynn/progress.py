@@ -43,6 +43,11 @@ class EpochProgress:
                                    unit="batch", file=self.stream, leave=False,
                                    dynamic_ncols=True)
 
+    @property
+    def per_batch(self):
+        """Whether batch_end does anything (a bar is drawn): fit may skip it otherwise."""
+        return self._bar is not None
+
     def batch_end(self, step, running_logs):
         """Called after each batch; cheap unless the bar is due for a redraw."""
         if self._bar is not None:
