@@ -443,7 +443,7 @@ def test_chunks_logged_at_once_equal_batch_by_batch_bit_for_bit(rng, monkeypatch
     monkeypatch.setattr(pynn.metrics.EpochLogs, "add_means", counting)
     at_once, w_at_once = run([])
     assert per_batch == []  # no Python step per batch
-    hooked, w_hooked = run([pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, l: None)])
+    hooked, w_hooked = run([pynn.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: None)])
     assert len(per_batch) == 3 * 11  # 162 training rows in batches of 16
     assert at_once == hooked  # floats compared exactly
     for a, b in zip(w_at_once, w_hooked):
