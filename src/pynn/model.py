@@ -1182,19 +1182,21 @@ class Sequential:
         return engine_mod.NativeEngine(self, batch_size)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
-        """One optimizer step on one batch; returns the loss (and metrics) before the step."""
+        """One optimizer step on one batch; returns the loss (and metrics) before the step.
+        The step runs in the native engine when the model allows it (as fit's; the engine is
+        kept for the next call while nothing it was built from changes), else through the
+        layers: a custom training loop pays no layer-by-layer Python per step."""
         self._check_compiled()
         x = self._inputs(x)
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
         y = self.loss.smooth_targets(y)
-        b = self.backend
-        yd = b.asarray(y, y.dtype)
-        loss, out = self._train_step(b.asarray(x, self._dtype), yd,
-                                     None if w is None else b.asarray(w, self._dtype))
-        logs = metrics_mod.EpochLogs(self._metric_objects).update(
-            x.shape[0], loss, *self._metric_arrays(yd, out, w))
+        trainer = self.__dict__.get("_batch_trainer")
+        if trainer is None or trainer.model is not self:  # (a copy.copy shares the dict)
+            trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
+        logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
+        self.engine_reason = trainer.engine_reason
         return self._format_logs(logs, return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
@@ -1710,6 +1712,7 @@ class Sequential:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.__dict__.pop("_fits_running", None)  # (a copy made mid-fit is not fitting)
+        new.__dict__.pop("_batch_trainer", None)  # (train_on_batch's, holding this model)
         return new
 
     # ---- description ----------------------------------------------------------------------------
@@ -1883,8 +1886,13 @@ class _SourceTrainer:
 
     def train(self, xb, yb, wb, epoch_logs):
         """One optimizer step on the batch; returns its logs (added to epoch_logs)."""
+        x, y, w = self.model._source_batch(xb, yb, wb, self.class_weight, "fit")
+        return self.step(x, y, w, epoch_logs)
+
+    def step(self, x, y, w, epoch_logs):
+        """One optimizer step on a batch already checked and converted (x, y ready for the
+        loss, sample weights or None); returns its logs (added to epoch_logs)."""
         m = self.model
-        x, y, w = m._source_batch(xb, yb, wb, self.class_weight, "fit")
         b = m.backend
         n = x.shape[0]
         xd, yd = b.asarray(x, m._dtype), b.asarray(y, y.dtype)

@@ -1,0 +1,126 @@
+"""train_on_batch in the native engine (kept between calls): the layer path's results within
+float32 rounding, one engine for a run of calls, and every change between calls followed."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import requires_backend
+from pynn import engine as engine_mod
+from pynn.model import _SourceTrainer
+
+pytestmark = requires_backend("cpu")
+
+
+def _model(seed=5, optimizer="adam"):
+    pynn.set_seed(seed)
+    model = pynn.Sequential([pynn.Input((7,)), pynn.Dense(12, activation="relu"),
+                             pynn.Dense(4, activation="softmax")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], backend="cpu")
+    return model
+
+
+def _layer_path(model):
+    model._batch_trainer = _SourceTrainer(model, "layers", None)
+    return model
+
+
+def _batches(rng, sizes=(16, 16, 9, 16, 30)):
+    return [(rng.normal(size=(n, 7)).astype(np.float32), rng.integers(0, 4, size=n),
+             rng.uniform(0.5, 2.0, size=n)) for n in sizes]
+
+
+def test_native_steps_match_the_layer_path(rng):
+    native, layers = _model(), _layer_path(_model())
+    for i, (x, y, w) in enumerate(_batches(rng)):
+        kwargs = {"sample_weight": w} if i % 2 else {"class_weight": {0: 2.0, 3: 0.5}}
+        got = native.train_on_batch(x, y, return_dict=True, **kwargs)
+        want = layers.train_on_batch(x, y, return_dict=True, **kwargs)
+        assert native.engine_reason is None and layers.engine_reason is not None
+        assert got.keys() == want.keys()
+        for k in got:
+            assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-6), k
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert native.optimizer.training_steps == layers.optimizer.training_steps == 5
+
+
+def test_one_engine_serves_a_run_of_calls(rng, monkeypatch):
+    built = []
+    real = engine_mod.NativeEngine.__init__
+
+    def counting(self, model, batch_size):
+        built.append(batch_size)
+        real(self, model, batch_size)
+
+    monkeypatch.setattr(engine_mod.NativeEngine, "__init__", counting)
+    model = _model()
+    for x, y, _ in _batches(rng, (16, 16, 9, 16)):
+        model.train_on_batch(x, y)
+    assert built == [16]
+    x, y, _ = _batches(rng, (40,))[0]
+    model.train_on_batch(x, y)  # larger than any batch before: buffers for 40 rows
+    assert built == [16, 40]
+
+
+def test_changes_between_calls_are_followed(rng):
+    model = _model()
+    (x, y, _), *rest = _batches(rng)
+    model.train_on_batch(x, y)
+    frozen = model.layers[1].get_weights()
+    model.layers[1].trainable = False  # frozen between two calls
+    model.train_on_batch(x, y)
+    for a, b in zip(frozen, model.layers[1].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.layers[1].trainable = True
+    new = [np.full_like(w, 0.01) for w in model.get_weights()]
+    model.set_weights(new)  # the next step starts from these
+    twin = _layer_path(_model())
+    twin.set_weights(new)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="cpu")
+    twin.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", backend="cpu")
+    for xb, yb, _ in rest:
+        assert model.train_on_batch(xb, yb) == pytest.approx(twin.train_on_batch(xb, yb),
+                                                             rel=1e-5)
+        assert model.engine_reason is None
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_and_train_on_batch_share_the_optimizer_state(rng):
+    # Adam's moments and step count carry from train_on_batch to fit and back, natively
+    # as through the layers.
+    x = rng.normal(size=(64, 7)).astype(np.float32)
+    y = rng.integers(0, 4, size=64)
+    native, layers = _model(), _layer_path(_model())
+    for m, engine in ((native, "auto"), (layers, "layers")):
+        m.train_on_batch(x[:16], y[:16])
+        m.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, engine=engine)
+        m.train_on_batch(x[16:32], y[16:32])
+    assert native.optimizer.training_steps == layers.optimizer.training_steps == 6
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_the_engine_cannot_run_steps_through_the_layers(rng):
+    model = pynn.Sequential([pynn.Input((7,)), pynn.Dense(5), pynn.LayerNormalization(),
+                             pynn.Dense(2)])
+    model.compile(optimizer="adam", loss="mse", metrics=["auc"], backend="cpu")
+    x, _, _ = _batches(rng, (10,))[0]
+    loss = model.train_on_batch(x, rng.normal(size=(10, 2)))
+    assert np.isfinite(loss[0]) and model.engine_reason is not None
+
+
+def test_a_copy_steps_its_own_model(rng):
+    model = _model()
+    (x, y, _), (x2, y2, _) = _batches(rng, (16, 16))
+    model.train_on_batch(x, y)
+    twin = copy.copy(model)
+    assert "_batch_trainer" not in twin.__dict__
+    twin.train_on_batch(x2, y2)
+    assert twin._batch_trainer.model is twin and model._batch_trainer.model is model
