@@ -124,3 +124,12 @@ def test_a_copy_steps_its_own_model(rng):
     assert "_batch_trainer" not in twin.__dict__
     twin.train_on_batch(x2, y2)
     assert twin._batch_trainer.model is twin and model._batch_trainer.model is model
+
+
+def test_a_huge_batch_leaves_no_engine_behind(rng):
+    model = _model()
+    x = rng.normal(size=(5000, 7)).astype(np.float32)
+    model.train_on_batch(x, rng.integers(0, 4, size=5000))
+    assert model.engine_reason is None and model._batch_trainer is None  # buffers freed
+    model.train_on_batch(x[:16], rng.integers(0, 4, size=16))
+    assert model._batch_trainer.capacity == 16

@@ -44,6 +44,7 @@ from .progress import EpochProgress, logs_line
 # compile()'s metric arguments and the attributes that keep them (as given)
 _METRIC_SPECS = {"metrics": "_metric_specs", "weighted_metrics": "_weighted_metric_specs"}
 _PREDICT_BATCH = 1024
+_KEPT_BATCH_ROWS = 4096  # train_on_batch keeps its native engine for batches up to this
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
 # The models that have a build lock (_build_lock): a forked child gives them new ones
@@ -1197,6 +1198,8 @@ class Sequential:
             trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
         logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
         self.engine_reason = trainer.engine_reason
+        if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
+            self._batch_trainer = None
         return self._format_logs(logs, return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
