@@ -19,7 +19,7 @@ import numpy as np
 ADAM_EPSILON = 1e-7
 
 
-def pynn_model(w):
+def pynn_model(w, backend="cpu"):
     """The workload's pynn model, compiled, with the seeded (Glorot-uniform) initial weights."""
     import pynn
 
@@ -30,7 +30,7 @@ def pynn_model(w):
     model = pynn.Sequential(layers)
     model.compile(optimizer=pynn.optimizers.Adam(1e-3, epsilon=ADAM_EPSILON),
                   loss="sparse_categorical_crossentropy" if w.loss == "xent" else "mse",
-                  backend="cpu")
+                  backend=backend)
     return model
 
 

@@ -50,7 +50,7 @@ def test_inputs_are_not_copied_when_already_right(monkeypatch):
     assert model._inputs(x) is x or np.shares_memory(model._inputs(x), x)
 
 
-@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("backend", sorted(AVAILABLE))
 @pytest.mark.parametrize("batch_size", [None, 7, 1000])
 def test_predict_converts_a_piece_at_a_time(rng, monkeypatch, backend, batch_size):
     """float64 or Fortran-ordered x: predict converts piece by piece (it held a whole float32

@@ -298,7 +298,9 @@ def test_loading_draws_nothing_yet_initializers_work_for_the_users_layers(tmp_pa
         "learning_rate", {"class_name": "LearningRateSchedule", "config": {}}),
      "LearningRateSchedule"),
     (lambda m: m["config"]["layers"][1]["config"].__setitem__("units", 2**40),
-     "bad.npz' declares layers too large to build"),  # MemoryError before
+     # MemoryError before. Where memory is overcommitted (a 128 GiB GPU host took the
+     # 16 TiB of untouched pages) the build succeeds and the weights' shape is refused.
+     "bad.npz' declares layers too large to build|bad.npz': layer .* the file has shape"),
 ])
 def test_malformed_descriptions_are_value_errors(tmp_path, mutate, match):
     """Each gave a TypeError, AttributeError, KeyError or OverflowError (a traceback in the

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU checks, in one call on a machine with an NVIDIA GPU, CUDA and CuPy (and no package
+# registry): build pynn with its CUDA extension, run the CUDA kernel tests, time
+# bench/gpu_compare.py, then run the whole test suite, where the cuda and cupy backends join
+# every test parametrised over the available backends. Each stage has its own time limit so a
+# slow or hung stage leaves the later ones their time; logs go to $OUT (default /tmp/gpu_check).
+#
+#   bash scripts/gpu_check.sh                 # everything
+#   STAGES="build kernels" bash scripts/gpu_check.sh
+set -u
+OUT=${OUT:-/tmp/gpu_check}
+STAGES=${STAGES:-"build kernels bench suite"}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+
+stage() { [[ " $STAGES " == *" $1 "* ]]; }
+# run NAME SECONDS CMD...: the command's output shown and kept in $OUT/NAME.log
+run() {
+    local name=$1 limit=$2 t0=$SECONDS
+    shift 2
+    echo "=== $name (limit ${limit} s)"
+    timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    tail -n "${TAIL:-25}" "$OUT/$name.log"
+    echo "=== $name: exit $rc after $((SECONDS - t0)) s"
+    return $rc
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm \
+    --format=csv,noheader
+$PY -c "import sys, numpy, cupy, torch; print('python', sys.version.split()[0], 'numpy', \
+numpy.__version__, 'cupy', cupy.__version__, 'torch', torch.__version__)"
+
+if stage build; then
+    PYNN_CUDA=ON PYNN_CUDA_ARCHITECTURES=${PYNN_CUDA_ARCHITECTURES:-90} TAIL=5 \
+        run build 240 $PY -m pip install --no-build-isolation --no-deps -v . || exit 1
+fi
+# From here on the installed package is imported (the checkout keeps it under src/).
+$PY -c "import pynn; i = pynn.info(); print('pynn', i['version'], i['backend'], i['backends'])"
+
+if stage kernels; then
+    run kernels 120 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 \
+        --junitxml="$OUT/kernels.xml" tests/test_cuda_backend.py tests/test_cuda_bindings.py
+fi
+if stage bench; then
+    TAIL=40 run bench 150 $PY bench/gpu_compare.py
+fi
+if stage suite; then
+    TAIL=60 run suite 240 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 --disable-warnings \
+        -n "${WORKERS:-8}" --junitxml="$OUT/suite.xml" tests
+fi
