@@ -464,3 +464,27 @@ def test_logs_of_batches_added_at_once_are_the_running_sums(rng):
         logs_a.add_means(int(k), {"loss": float(r[0]), "m": float(r[2])})
     logs_b.add_means_of_batches(ks, ["loss", "m", "m"], rows)
     assert dict(logs_a) == dict(logs_b) and logs_a._seen == logs_b._seen
+
+
+def test_logs_of_batches_added_at_once_to_a_float32_total(rng):
+    """A metric whose running total is a float32 scalar got a float64 running sum from
+    add_means_of_batches: not what adding the batches one by one gives."""
+    class Float32Mean(pynn.metrics.MeanMetricWrapper):
+        def reset_state(self):
+            self._total, self._count = np.float32(0.0), 0
+
+    def logs():
+        metric = Float32Mean(pynn.metrics.mean_squared_error, name="m32")
+        epoch_logs = pynn.metrics.EpochLogs([metric])
+        assert epoch_logs._means == {"m32": metric}  # it takes the engine's means
+        epoch_logs.add_means(3, {"loss": 0.1, "m32": 2.5})
+        return epoch_logs
+
+    logs_a, logs_b = logs(), logs()
+    ks = rng.integers(1, 40, size=57)
+    rows = rng.uniform(0.1, 3.0, size=(57, 2))
+    for k, r in zip(ks, rows):
+        logs_a.add_means(int(k), {"loss": float(r[0]), "m32": float(r[1])})
+    logs_b.add_means_of_batches(ks, ["loss", "m32"], rows)
+    assert dict(logs_a) == dict(logs_b) and logs_a._seen == logs_b._seen
+    assert type(logs_a._means["m32"]._total) is type(logs_b._means["m32"]._total)

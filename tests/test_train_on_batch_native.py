@@ -4,6 +4,7 @@ float32 rounding, one engine for a run of calls, and every change between calls 
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -133,3 +134,103 @@ def test_a_huge_batch_leaves_no_engine_behind(rng):
     assert model.engine_reason is None and model._batch_trainer is None  # buffers freed
     model.train_on_batch(x[:16], rng.integers(0, 4, size=16))
     assert model._batch_trainer.capacity == 16
+
+
+def _logs_match(got, want):
+    assert got.keys() == want.keys()
+    for k in got:
+        assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-6), k
+
+
+def test_compile_again_with_the_same_optimizer_and_loss_builds_afresh(rng):
+    """compile() with the same optimizer and loss objects kept the engine built for the
+    old metrics (logged under the new names) and kept it on the numpy backend."""
+    native, layers = _model(), _layer_path(_model())
+    (x, y, _), *rest = _batches(rng, (16, 16, 16, 16))
+    native.train_on_batch(x, y)
+    layers.train_on_batch(x, y)
+    for metrics, backend in ((["sparse_categorical_crossentropy"], "cpu"), ([], "cpu"),
+                             (["accuracy", "sparse_top_k_categorical_accuracy"], "numpy")):
+        for m in (native, layers):
+            m.compile(optimizer=m.optimizer, loss=m.loss, metrics=metrics, backend=backend)
+        _layer_path(layers)
+        xb, yb, _ = rest.pop()
+        _logs_match(native.train_on_batch(xb, yb, return_dict=True),
+                    layers.train_on_batch(xb, yb, return_dict=True))
+    assert "numpy" in native.engine_reason  # not the C++ engine on the numpy backend
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_the_engine_can_run_again_leaves_the_layer_path(rng):
+    """Once train_on_batch had taken the layer path it kept it for good, even after the
+    option the engine lacks was unset or the layer it lacks removed."""
+    model = _model()
+    (x, y, _), (x2, y2, _), (x3, y3, _) = _batches(rng, (16, 16, 16))
+    model.optimizer.gradient_accumulation_steps = 2
+    model.train_on_batch(x, y)
+    assert model.engine_reason is not None and model._batch_trainer.native is None
+    model.optimizer.gradient_accumulation_steps = None  # (settings_version moves)
+    model.train_on_batch(x2, y2)
+    assert model.engine_reason is None and model._batch_trainer.native is not None
+    # the layer list alone changes: a layer the engine lacks is popped
+    model.add(pynn.LayerNormalization())
+    model.train_on_batch(x3, y3)
+    assert model.engine_reason is not None and model._batch_trainer.native is None
+    model.pop()
+    model.train_on_batch(x3, y3)
+    assert model.engine_reason is None and model._batch_trainer.native is not None
+
+
+def test_a_numpy_scalar_loss_setting_changed_between_calls(rng):
+    """Huber's delta set to one numpy float, then another, was not seen: the engine kept
+    the first."""
+    def model(layers):
+        pynn.set_seed(4)
+        m = pynn.Sequential([pynn.Input((7,)), pynn.Dense(6, activation="tanh"),
+                             pynn.Dense(2)])
+        loss = pynn.losses.Huber()
+        loss.delta = np.float64(rng.uniform(1.0, 2.0))
+        m.compile(optimizer="adam", loss=loss, backend="cpu")
+        return _layer_path(m) if layers else m
+
+    delta = np.float64(rng.uniform(0.01, 0.05))
+    native, layers = model(False), model(True)
+    layers.loss.delta = native.loss.delta
+    x = rng.normal(size=(16, 7)).astype(np.float32)
+    y = 3.0 * rng.normal(size=(16, 2)).astype(np.float32)
+    for m in (native, layers):
+        m.train_on_batch(x, y)
+        m.loss.delta = delta
+    for _ in range(2):
+        assert native.train_on_batch(x, y) == pytest.approx(layers.train_on_batch(x, y),
+                                                            rel=1e-5)
+    assert native.engine_reason is None
+
+
+def test_a_call_during_an_engine_rebuild_gets_an_engine_large_enough(rng, monkeypatch):
+    """A thread calling while another rebuilt the engine for a larger batch took the old,
+    smaller engine (its capacity was raised first): the C++ engine refused the batch."""
+    model = _model()
+    (x, y, _), (big_x, big_y, _) = _batches(rng, (16, 40))
+    model.train_on_batch(x, y)
+    real = engine_mod.NativeEngine.__init__
+    errors, threads = [], []
+
+    def call(bx, by):
+        try:
+            model.train_on_batch(bx, by)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion
+            errors.append(exc)
+
+    def building(self, model_, batch_size):
+        if not threads:  # another thread with a batch as large, while this one builds
+            threads.append(threading.Thread(target=call, args=(big_x, big_y)))
+            threads[0].start()
+            threads[0].join(timeout=30)  # (a lock would make it wait for this build)
+        real(self, model_, batch_size)
+
+    monkeypatch.setattr(engine_mod.NativeEngine, "__init__", building)
+    call(big_x, big_y)
+    threads[0].join()
+    assert errors == [] and model.optimizer.training_steps == 3

@@ -15,6 +15,7 @@ layer; `unsupported_reason` says why.
 
 from __future__ import annotations
 
+import numbers
 import os
 import weakref
 
@@ -255,6 +256,7 @@ class NativeEngine:
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size), training=training)
+        self.max_batch = int(batch_size)  # the most rows its buffers hold
         self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
         stages = []
         if stack.input_bn is not None or stack.input_dropout is not None:
@@ -390,9 +392,10 @@ def _engine_settings(model):
              bool(getattr(optimizer, "weight_decay", 0.0))
              and not getattr(optimizer, "_fuses_weight_decay", False),
              tuple(optimizer._active_slots()) if optimizer is not None else None]
-    # the loss's numbers (Huber's delta, label_smoothing... set in place mid-fit)
+    # the loss's numbers (Huber's delta, label_smoothing... set in place mid-fit; a numpy
+    # float too, which _settings_key reads by value)
     items += [v for _, v in sorted(getattr(model.loss, "__dict__", {}).items())
-              if type(v) in (bool, int, float)]
+              if isinstance(v, numbers.Real)]
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)
@@ -407,8 +410,9 @@ def _engine_settings(model):
 
 
 def _settings_key(items):
-    """Numbers, strings and flags by value, everything else by identity."""
-    return tuple(x if x is None or type(x) in (bool, int, float, str) else id(x) for x in items)
+    """Numbers (numpy's too), strings and flags by value, everything else by identity."""
+    return tuple(x if x is None or type(x) in (bool, int, float, str) else
+                 float(x) if isinstance(x, numbers.Real) else id(x) for x in items)
 
 
 # A forked child inherits the predict engines with their locks as they were at the fork: held,

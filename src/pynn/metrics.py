@@ -1849,7 +1849,12 @@ class EpochLogs(Mapping):
         for key, j in columns.items():
             metric = self._means.get(key)
             start = metric._total if metric is not None else self._sums.get(key, 0.0)
-            total = float(np.cumsum(np.concatenate(([start], rows[:, j] * ks)))[-1])
+            if type(start) is float:
+                total = float(np.cumsum(np.concatenate(([start], rows[:, j] * ks)))[-1])
+            else:  # (a float32 total, say: its own rounding at each batch, as add_means)
+                total = start
+                for k, v in zip(ks.tolist(), rows[:, j].tolist()):
+                    total += v * k
             if metric is not None:
                 metric._total = total
                 metric._count += seen

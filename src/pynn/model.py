@@ -319,6 +319,9 @@ class Sequential:
         if config.floatx() == "float64" and not new_backend.supports_float64 \
                 and new_backend.name not in ("cpu",):
             raise ValueError(f"backend {new_backend.name!r} runs float32 only")
+        # train_on_batch's engine holds the old metrics and backend (the same optimizer and
+        # loss objects given again would not tell it): the next call decides afresh
+        self.__dict__.pop("_batch_trainer", None)
         self._to_backend(new_backend)
         self.optimizer = optimizer  # owned, the previous one released: __setattr__
         self.loss = losses_mod.get(loss)
@@ -1885,7 +1888,7 @@ class _SourceTrainer:
     def __init__(self, model, engine, class_weight):
         self.model, self.engine, self.class_weight = model, engine, class_weight
         self.native, self.capacity, self.decided = None, 0, False
-        self.engine_reason = None
+        self.engine_reason, self.seen = None, None
 
     def train(self, xb, yb, wb, epoch_logs):
         """One optimizer step on the batch; returns its logs (added to epoch_logs)."""
@@ -1911,14 +1914,23 @@ class _SourceTrainer:
 
     def _engine_for(self, n):
         """The native engine for a batch of n rows (None: the layer path), rebuilt when a
-        callback changed the model or the batch is larger than any before."""
-        if self.decided and (self.native is None or
-                             (n <= self.capacity and self.native.matches(self.model))):
-            return self.native
-        self.capacity = max(n, self.capacity)
-        self.native = self.model._native_engine(self.engine, self.capacity)
-        self.engine_reason, self.decided = self.model.engine_reason, True
-        return self.native
+        callback changed the model or the batch is larger than any before; the layer path
+        is reconsidered once the settings or the layers moved (an option unset, a layer
+        removed may let the engine run the model again)."""
+        native = self.native  # (read once: another thread may replace it meanwhile)
+        if self.decided:
+            if native is None:
+                if self.seen == (config.settings_version(), self.model.layers):
+                    return None
+            elif n <= native.max_batch and native.matches(self.model):
+                # (its own size: a thread that raised self.capacity may not have built yet)
+                return native
+        seen = (config.settings_version(), list(self.model.layers))  # first: as the engine
+        self.capacity = capacity = max(n, self.capacity)
+        native = self.model._native_engine(self.engine, capacity)
+        self.native, self.engine_reason, self.seen = native, self.model.engine_reason, seen
+        self.decided = True
+        return native
 
 
 def _pickled_bytes(model):
