@@ -87,6 +87,27 @@ def test_float64_model_exports_in_float64(tmp_path, rng, activation):
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_leaky_relu_keeps_a_slope_other_than_the_default(tmp_path, rng, floatx):
+    """The other export tests used the slope 0.2 (leaky_relu's default): a slope exported as
+    0.2 whatever the model's (float32's LeakyRelu alpha, float64's Where/Mul) went unnoticed."""
+    previous = pynn.floatx()
+    pynn.set_floatx(floatx)
+    try:
+        pynn.set_seed(0)
+        model = pynn.Sequential([
+            pynn.Input((5,)), pynn.Dense(7, activation=pynn.activations.Spec("leaky_relu", 0.05)),
+            pynn.Dense(4), pynn.layers.LeakyReLU(0.7)])
+        x = rng.normal(size=(9, 5)).astype(floatx)
+        expected = model.predict(x)
+        pynn_onnx.export(model, tmp_path / "leaky.onnx")
+    finally:
+        pynn.set_floatx(previous)
+    assert (expected < 0).any()  # the last slope matters
+    tol = 1e-5 if floatx == "float32" else 1e-12
+    np.testing.assert_allclose(_run(tmp_path / "leaky.onnx", x), expected, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("batch", [1, 7])
 def test_multi_axis_samples_declare_their_output_shape(tmp_path, rng, batch):
     """(batch, 3, 4) samples through an Activation: the declared output shape is the one the
