@@ -11,7 +11,7 @@ import pytest
 from conftest import AVAILABLE
 
 import pynn
-from pynn.batch_sources import PyDataset
+from pynn.batch_sources import BatchSource, PyDataset, is_batch_source
 
 BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
 
@@ -66,6 +66,22 @@ class Reiterable:
     def __iter__(self):
         self.passes += 1
         return _batches(self.x, self.y, self.size)
+
+
+class SizedIterator:
+    """An iterator that also has a length (as a PyTorch DataLoader's iterator has)."""
+
+    def __init__(self, batches):
+        self.batches, self.n = iter(batches), len(batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.batches)
+
+    def __len__(self):
+        return self.n
 
 
 def _assert_same_training(a, b):
@@ -197,6 +213,40 @@ def test_steps_per_epoch_continues_where_the_last_epoch_stopped(rng):
     assert len(history.epoch) == 3
 
 
+def test_steps_per_epoch_up_to_the_datasets_length_is_what_callbacks_see(rng):
+    """steps_per_epoch equal to the dataset's length is allowed (only more is refused), and
+    callbacks' params["steps"] is steps_per_epoch, not the dataset's length."""
+    x, y = _data(rng, n=80)
+    source = Batches(x, y, 20)  # 4 batches
+    history = _model(BACKENDS[0]).fit(source, steps_per_epoch=4, epochs=2, verbose=0,
+                                      shuffle=False)
+    assert source.read == [0, 1, 2, 3] * 2 and history.params["steps"] == 4
+    history = _model(BACKENDS[0]).fit(Batches(x, y, 20), steps_per_epoch=2, epochs=2,
+                                      verbose=0)
+    assert history.params["steps"] == 2
+
+
+def test_callbacks_see_steps_as_a_python_int(rng):
+    """numpy steps reached callbacks' params as numpy integers: json.dumps(params), as a
+    logging callback writes them, failed."""
+    import json
+
+    x, y = _data(rng, n=80)
+    params = []
+
+    class Params(pynn.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            params.append(json.dumps(self.params))
+
+        def on_test_begin(self, logs=None):
+            params.append(json.dumps(self.params))
+
+    model = _model(BACKENDS[0])
+    model.fit(Batches(x, y, 20), steps_per_epoch=np.int64(2), callbacks=[Params()], verbose=0)
+    model.evaluate(Batches(x, y, 20), steps=np.int64(2), callbacks=[Params()], verbose=0)
+    assert [json.loads(p)["steps"] for p in params] == [2, 2]
+
+
 def test_a_pydataset_is_shuffled_by_batch_each_epoch(rng):
     x, y = _data(rng, n=160)
 
@@ -211,6 +261,21 @@ def test_a_pydataset_is_shuffled_by_batch_each_epoch(rng):
     assert [source.read[i] for i in range(0, 27, 9)] == ["begin"] * 3
     assert all(sorted(e) == list(range(8)) for e in epochs)
     assert epochs[0] != epochs[1] or epochs[1] != epochs[2]
+
+
+def test_a_shuffled_dataset_is_indexed_with_python_ints(rng):
+    """__getitem__ received numpy integers (Keras passes ints): a dataset that checks
+    isinstance(index, int), or keys a dict by it, broke."""
+    x, y = _data(rng, n=80)
+
+    class Strict(Batches):
+        def __getitem__(self, i):
+            assert type(i) is int, type(i)
+            return super().__getitem__(i)
+
+    source = Strict(x, y, 20)
+    _model(BACKENDS[0]).fit(source, epochs=2, verbose=0, shuffle=True)
+    assert sorted(source.read) == sorted([0, 1, 2, 3] * 2)
 
 
 def test_validation_from_a_generator_is_the_same_each_epoch(rng):
@@ -228,16 +293,28 @@ def test_validation_from_a_generator_is_the_same_each_epoch(rng):
         model.evaluate(xv[:40], yv[:40])[0], rel=1e-6)
 
 
+def test_validation_from_an_iterator_with_a_length_is_the_same_each_epoch(rng):
+    """An iterator with __len__ (a DataLoader's) is read once and its batches kept, as any
+    iterator: read as an iterable, validation ran on the first epoch only."""
+    x, y = _data(rng, n=80)
+    xv, yv = _data(rng, 40)
+    validation = SizedIterator([(xv[:20], yv[:20]), (xv[20:], yv[20:])])
+    model = _model(BACKENDS[0])
+    history = model.fit(Batches(x, y, 20), epochs=3, verbose=0, validation_data=validation)
+    assert len(history.history["val_loss"]) == 3
+    assert history.history["val_loss"][-1] == pytest.approx(
+        model.evaluate(xv, yv, verbose=0)[0], rel=1e-6)
+
+
 def test_what_is_data_and_what_gives_batches(rng):
     import array
     import collections
 
-    from pynn.batch_sources import is_batch_source
-
     x, y = _data(rng)
     for data in (range(5), array.array("d", [1.0, 2.0]), memoryview(b"ab"), bytearray(b"ab"),
                  collections.deque([1.0, 2.0]), {1.0, 2.0}, {"a": 1}.values(), [(x, y)],
-                 (x, y), x, np.float32(1)):
+                 (x, y), x, np.float32(1),
+                 collections.UserList([1.0, 2.0])):  # sized, indexable, no on_epoch_end
         assert not is_batch_source(data), type(data)
 
     class DuckSequence:  # Keras' Sequence without pynn: indexable, with on_epoch_end
@@ -250,10 +327,16 @@ def test_what_is_data_and_what_gives_batches(rng):
         def on_epoch_end(self):
             pass
 
+    class IndexableIterator(SizedIterator):  # an iterator first, though it can be indexed
+        def __getitem__(self, i):
+            return (x, y)[i]
+
+    halves = [(x[:75], y[:75]), (x[75:], y[75:])]
     for source in (_batches(x, y, 10), Batches(x, y, 10), Reiterable(x, y, 10), DuckSequence(),
-                   map(lambda i: (x, y), range(2))):
+                   map(lambda i: (x, y), range(2)), IndexableIterator(halves)):
         assert is_batch_source(source), type(source)
     assert _model(BACKENDS[0]).predict(collections.deque(x.tolist())).shape == (len(x), 2)
+    assert _model(BACKENDS[0]).predict(IndexableIterator(halves)).shape == (len(x), 2)
 
 
 def test_fits_other_arguments_with_batches(rng, capsys):
@@ -329,10 +412,12 @@ def test_progress_without_a_known_length(rng, capsys):
     (lambda m, s, x, y: m.fit(iter([(x[:0], y[:0])])), "x is empty"),
     (lambda m, s, x, y: m.fit(iter([(x, y, None, None)])), "of 4 items"),
     (lambda m, s, x, y: m.fit(iter([x[:5]])), "must be a tuple"),
+    (lambda m, s, x, y: m.evaluate(iter([x[:5]])), "evaluate: a batch must be a tuple"),
     (lambda m, s, x, y: m.fit(iter([(x[:5], y[:4])])), "different numbers of samples"),
     (lambda m, s, x, y: m.fit(iter([(x[:5, :3], y[:5])])), "x"),
     (lambda m, s, x, y: m.evaluate(iter([])), "gave no batches"),
     (lambda m, s, x, y: m.predict(iter([])), "gave no batches"),
+    (lambda m, s, x, y: m.fit(Batches(x[:0], y[:0], 20)), "gave no batches"),  # len() 0
 ])
 def test_bad_batches_are_named(rng, call, match):
     x, y = _data(rng)
@@ -426,6 +511,12 @@ def test_an_endless_pydataset_reads_on_across_epochs_as_keras_3():
                  lambda: model.predict(_DuckEndless(), verbose=0)):
         with pytest.raises(ValueError, match="the dataset is endless .*: give"):
             call()
+
+
+def test_a_batch_source_refuses_what_gives_no_batches_at_once():
+    """BatchSource (public in pynn.batch_sources) refused a non-iterable only when read."""
+    with pytest.raises(TypeError, match="fit: cannot read batches from int"):
+        BatchSource(5)
 
 
 def test_parallel_loading_arguments_are_taken_with_a_warning():
