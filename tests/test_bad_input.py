@@ -159,6 +159,19 @@ def test_empty_data():
         model.predict(np.zeros((0, 4)))
 
 
+def test_samples_of_several_axes_are_checked_for_rank_and_emptiness():
+    """A 1-D x was taken by an unbuilt Flatten-first model, and 0 samples of several axes
+    went into training."""
+    model = pynn.Sequential([pynn.Flatten(), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"x must have shape \(samples, \.\.\.\)"):
+        model.predict(np.arange(3.0), verbose=0)
+    model = pynn.Sequential([pynn.Input((3, 4)), pynn.Flatten(), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"x is empty \(0 samples\)"):
+        model.fit(np.zeros((0, 3, 4)), np.zeros((0, 1)), verbose=0)
+
+
 def test_non_numeric_input():
     with pytest.raises(TypeError, match="numeric"):
         _model().fit(np.array([["a", "b", "c"]]), np.zeros(1), verbose=0)
@@ -189,6 +202,8 @@ def test_negative_learning_rate_and_bad_arguments():
     m = _model()
     with pytest.raises(ValueError, match="batch_size"):
         m.fit(np.zeros((4, 3)), np.zeros(4), batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got True"):
+        m.fit(np.zeros((4, 3)), np.zeros(4), batch_size=True, verbose=0)  # (batches of 1)
     with pytest.raises(ValueError, match="epochs"):
         m.fit(np.zeros((4, 3)), np.zeros(4), epochs=-1, verbose=0)
     with pytest.raises(ValueError, match="validation_split"):
@@ -290,6 +305,8 @@ def test_keras_style_containers_as_x_are_named(rng):
         model.fit((x, y), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="y must be None when x gives the data batch by batch"):
         model.fit((row for row in x), y, epochs=1, verbose=0)  # rows, not batches
+    with pytest.raises(TypeError, match="validation x is a generator"):  # (not "numeric")
+        model.fit(x, y, epochs=1, verbose=0, validation_data=((row for row in x), y))
     with pytest.raises(TypeError, match="dict; pynn takes arrays"):
         model.predict({"input": x})
     assert model.predict([list(r) for r in x]).shape == (8, 1)  # nested lists still work

@@ -167,13 +167,40 @@ def test_pandas_frames_of_mixed_and_nullable_columns():
     for column, bad in (("c", pd.Categorical(["x", "y"] * 18 + ["x"])),
                         ("f", pd.to_timedelta(np.arange(n), unit="s")),
                         ("f", pd.date_range("2020-01-01", periods=n)),
-                        ("b", ["yes"] * n)):
+                        ("b", ["yes"] * n),
+                        ("g", values[:, 3] + 1j)):  # (the imaginary part was dropped)
         with pytest.raises(TypeError, match=f"column '{column}' has dtype"):
             model.predict(frame.assign(**{column: bad}), verbose=0)
     one = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
     one.compile(optimizer="sgd", loss="mse")
     np.testing.assert_array_equal(one.predict(frame["i"], verbose=0),
                                   one.predict(plain[:, 2:3], verbose=0))
+
+
+def test_pandas_extension_arrays_are_read_as_arrays(rng):
+    """A Series' .array (pandas' nullable FloatingArray / IntegerArray, which have no
+    .dtypes) was taken for a frame: AttributeError 'no attribute to_frame'."""
+    pd = pytest.importorskip("pandas")
+    values = rng.normal(size=8)
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    for array in (pd.array(values, dtype="Float64"),
+                  pd.Series(np.arange(8), dtype="Int64").array):
+        np.testing.assert_array_equal(model.predict(array, verbose=0),
+                                      model.predict(np.asarray(array, np.float32)[:, None],
+                                                    verbose=0))
+        history = model.fit(array, np.zeros(8), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_series_is_checked_as_its_1d_values():
+    """A Series became an (n, 1) array: a layer took it where the same values as a numpy
+    array are refused as one sample."""
+    pd = pytest.importorskip("pandas")
+    series = pd.Series([1.0, 2.0, 3.0])
+    for x in (series, series.to_numpy()):
+        with pytest.raises(ValueError, match=r"got shape \(3,\); for one sample"):
+            pynn.Dense(2)(x)
 
 
 def test_timedelta_arrays_are_refused():
@@ -201,6 +228,15 @@ def test_a_torch_tensor_with_a_lazy_negation_is_read_with_its_sign():
     np.testing.assert_array_equal(model.predict(t, verbose=0),
                                   model.predict(t.resolve_neg().numpy(), verbose=0))
     model.fit(t, t[:, :1], epochs=1, verbose=0)  # targets too (numpy refused them)
+
+
+def test_a_tensor_dlpack_cannot_export_is_named():
+    """DLPack refuses a tensor not in host memory (BufferError; a meta tensor here, a CUDA
+    tensor on a GPU machine): it escaped raw instead of falling back to numpy, whose refusal
+    pynn names with the fix (x.float().cpu())."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"cannot become a numpy array.*x\.float\(\)\.cpu\(\)"):
+        _linear().predict(torch.ones(3, 4, device="meta"), verbose=0)
 
 
 def test_sparse_inputs_and_targets_are_densified_as_keras_does(rng):
@@ -345,6 +381,12 @@ def test_sparse_repeated_entries_sum_in_float64():
     dense = densified(x)
     assert dense.dtype == np.float32 and dense[0, 0] == 1.0  # (0 when summed in float32)
     assert x.nnz == 3  # the caller's matrix as it was
+    # a CSR matrix's repeated entries (tocsr sums COO's) too: 1 + 2**-24 + 2**-24 is not 1
+    x = sparse.csr_matrix((np.array([1.0, 2.0**-24, 2.0**-24]), np.array([0, 0, 0]),
+                           np.array([0, 3])), shape=(1, 2))
+    dense = densified(x)
+    assert dense.dtype == np.float32 and dense[0, 0] == np.float32(1 + 2.0**-23)
+    assert x.nnz == 3 and not x.has_canonical_format  # the caller's matrix as it was
 
 
 def test_a_mixed_dtype_dataframe_becomes_float32_in_one_copy(rng):
@@ -377,6 +419,42 @@ def test_a_mixed_dtype_dataframe_becomes_float32_in_one_copy(rng):
     frame["f0"] = frame["f0"] * 1e300  # beyond float32: the float64 path names it
     with pytest.raises(ValueError, match="beyond float32's range"):
         model.fit(frame, y, verbose=0)
+
+
+def test_negative_values_beyond_float32_are_named_as_such(rng):
+    """-1e300 in a sparse matrix or in a frame of several dtypes passed the range check
+    (which lacked abs), became -inf in float32 and was reported as 'NaN or infinite'."""
+    sparse = pytest.importorskip("scipy.sparse")
+    pd = pytest.importorskip("pandas")
+    x = rng.normal(size=(6, 4))
+    x[2, 1] = -1e300
+    model = _linear()
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        model.fit(sparse.csr_matrix(x), np.zeros(6), verbose=0)
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "i": np.arange(6)})
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        model.fit(frame, np.zeros(6), verbose=0)
+
+
+def test_predict_on_a_float32_dataframe_makes_no_float64_copy(rng):
+    """A single-dtype float32 frame was read as float64: a copy twice the frame's size. (Its
+    peak here is about half the frame's size, a float64 copy's over twice.)"""
+    import tracemalloc
+
+    pd = pytest.importorskip("pandas")
+    n = 400_000
+    frame = pd.DataFrame(rng.random((n, 20), dtype=np.float32))
+    model = pynn.Sequential([pynn.Input((20,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    expected = model.predict(frame.to_numpy(), verbose=0)
+    tracemalloc.start()
+    try:
+        out = model.predict(frame, verbose=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(out, expected)
+    assert peak < 1.5 * frame.shape[0] * frame.shape[1] * 4, peak
 
 
 def test_bool_inputs_and_unit_interval_arguments():

@@ -88,6 +88,14 @@ def test_data_all_finite_agrees_with_numpy_on_every_layout(rng, make):
         assert data.all_finite(arr) is bool(np.isfinite(arr).all()) is False
 
 
+@pytest.mark.parametrize("empty", [np.zeros(0, np.float16), np.zeros((0, 3), ">f8")],
+                         ids=["float16", "big-endian"])
+def test_data_all_finite_of_empty_arrays_off_the_kernels_path(empty):
+    """numpy's min/max of an empty array raised ValueError. (An empty strided view is
+    C-contiguous: the kernel's.)"""
+    assert data.all_finite(empty) is True
+
+
 @requires_backend("cpu")
 def test_fit_evaluate_and_predict_refuse_a_nan_far_into_large_data(rng):
     model = pynn.Sequential([pynn.Input((8,)), pynn.Dense(3)])
