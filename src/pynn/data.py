@@ -246,13 +246,6 @@ def _finished(arr, dtype, name, xp=np, check_finite=None):
     return arr
 
 
-def check_lengths(x, y, x_name="x", y_name="y"):
-    n_y = np.shape(y)[0] if np.ndim(y) else None
-    if n_y != x.shape[0]:
-        raise ValueError(f"{x_name} and {y_name} have different numbers of samples: "
-                         f"{x.shape[0]} and {n_y}")
-
-
 def check_unit_interval(owner, name, value):
     """An argument as a float in [0, 1] (a threshold, a label smoothing); a ValueError naming
     its owner and itself otherwise (NaN and non-numbers included)."""
