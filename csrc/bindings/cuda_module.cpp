@@ -1,7 +1,7 @@
 // pynn._cuda: the CUDA backend's kernels. Importing it never needs a GPU or a driver (the CUDA
 // runtime is linked statically and finds the driver at the first call); devices() tells
 // Python what is there and why CUDA may be unusable. The kernels are bound in
-// bind_cuda_kernels.cpp.
+// bind_cuda_kernels.cpp, the training engine in bind_cuda_engine.cpp.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -14,6 +14,7 @@
 namespace py = pybind11;
 
 void bind_cuda_kernels(py::module_& m);
+void bind_cuda_engine(py::module_& m);
 
 #ifndef PYNN_CUDA_ARCHS
 #define PYNN_CUDA_ARCHS ""
@@ -66,4 +67,5 @@ PYBIND11_MODULE(_cuda, m) {
        "Fill n float32 at a device pointer (from __cuda_array_interface__) on a stream.");
 
     bind_cuda_kernels(m);
+    bind_cuda_engine(m);
 }

@@ -41,6 +41,38 @@ double regression_loss(RegressionLoss kind, const float* pred, const float* targ
 double bce_loss(const float* pred, const float* target, float* grad, index_t n, bool from_logits,
                 float eps, float grad_scale, cudaStream_t s);
 
+// ---- the training engine's variants: the loss sum added into out->sum on the device, no
+// synchronisation; an out-of-range label's row goes to out->bad_row (atomic min). out starts
+// as {0, LLONG_MAX}; its last bits depend on the order the blocks finish in.
+struct DeviceLoss {
+    double sum;
+    long long bad_row;  // lowest row with a label out of range, or LLONG_MAX
+};
+void softmax_xent_sparse_into(const float* logits, const std::int32_t* labels, float* dlogits,
+                              index_t rows, index_t cols, float grad_scale, DeviceLoss* out,
+                              cudaStream_t s);
+void softmax_xent_dense_into(const float* logits, const float* targets, float* dlogits,
+                             index_t rows, index_t cols, float grad_scale, DeviceLoss* out,
+                             cudaStream_t s);
+void regression_loss_into(RegressionLoss kind, const float* pred, const float* target,
+                          float* grad, index_t n, float delta, float grad_scale, DeviceLoss* out,
+                          cudaStream_t s);
+void bce_loss_into(const float* pred, const float* target, float* grad, index_t n,
+                   bool from_logits, float eps, float grad_scale, DeviceLoss* out,
+                   cudaStream_t s);
+
+// ---- the training engine's batch gathers and accuracy count ---------------------------------
+// out row i = src row idx[i] (cols floats each); idx holds rows of src, checked by the caller.
+void gather_rows(const float* src, const std::int64_t* idx, float* out, index_t rows,
+                 index_t cols, cudaStream_t s);
+// out[i] = labels[idx[i]] as int32; a label beyond int32 becomes -1 (an out-of-range label).
+template <class Label>
+void gather_labels(const Label* labels, const std::int64_t* idx, std::int32_t* out,
+                   index_t rows, cudaStream_t s);
+// *hits += the rows whose first largest logit is at their label (numpy's argmax: a NaN wins).
+void count_argmax_hits(const float* logits, const std::int32_t* labels, index_t rows,
+                       index_t cols, unsigned long long* hits, cudaStream_t s);
+
 // ---- optimizers: one fused pass over each parameter, in place ------------------------------
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
                 bool nesterov, cudaStream_t s);

@@ -18,10 +18,7 @@
 namespace pynn::cuda {
 namespace {
 
-struct LossResult {
-    double sum;
-    long long bad_row;  // lowest row with a label out of range, or LLONG_MAX
-};
+using LossResult = DeviceLoss;
 
 // The device scalar a loss call reduces into: one per host thread and device, allocated at
 // the first call and kept (no allocation per call). A call is complete (synchronised) before
@@ -190,6 +187,44 @@ unsigned row_blocks(index_t rows) { return loss_blocks(rows * kWarp); }
 
 }  // namespace
 
+// ---- launches adding into a device DeviceLoss (the training engine's, no synchronisation) --
+void softmax_xent_sparse_into(const float* logits, const std::int32_t* labels, float* dlogits,
+                              index_t rows, index_t cols, float grad_scale, DeviceLoss* out,
+                              cudaStream_t s) {
+    if (rows <= 0 || cols <= 0) return;  // (the callers refuse labels without classes)
+    xent_sparse_kernel<<<row_blocks(rows), kThreads, 0, s>>>(logits, labels, dlogits, rows, cols,
+                                                              grad_scale, out);
+    check_launch("softmax_xent_sparse");
+}
+
+void softmax_xent_dense_into(const float* logits, const float* targets, float* dlogits,
+                             index_t rows, index_t cols, float grad_scale, DeviceLoss* out,
+                             cudaStream_t s) {
+    if (rows <= 0 || cols <= 0) return;
+    xent_dense_kernel<<<row_blocks(rows), kThreads, 0, s>>>(logits, targets, dlogits, rows, cols,
+                                                             grad_scale, out);
+    check_launch("softmax_xent_dense");
+}
+
+void regression_loss_into(RegressionLoss kind, const float* pred, const float* target,
+                          float* grad, index_t n, float delta, float grad_scale, DeviceLoss* out,
+                          cudaStream_t s) {
+    if (n <= 0) return;
+    regression_kernel<<<loss_blocks(n), kThreads, 0, s>>>(kind, pred, target, grad, n, delta,
+                                                          grad_scale, out);
+    check_launch("regression_loss");
+}
+
+void bce_loss_into(const float* pred, const float* target, float* grad, index_t n,
+                   bool from_logits, float eps, float grad_scale, DeviceLoss* out,
+                   cudaStream_t s) {
+    if (n <= 0) return;
+    bce_kernel<<<loss_blocks(n), kThreads, 0, s>>>(pred, target, grad, n, from_logits, eps,
+                                                   grad_scale, out);
+    check_launch("bce_loss");
+}
+
+// ---- the layer path's calls: the loss read back (synchronising) ---------------------------
 double softmax_xent_sparse(const float* logits, const std::int32_t* labels, float* dlogits,
                            index_t rows, index_t cols, float grad_scale, cudaStream_t s) {
     if (rows > 0 && cols <= 0)  // every label is out of [0, 0), as the CPU binding says
@@ -197,9 +232,7 @@ double softmax_xent_sparse(const float* logits, const std::int32_t* labels, floa
                                 "classes), got one at row 0");
     if (rows <= 0) return 0.0;
     ResultSlot slot(s, "softmax_xent_sparse");
-    xent_sparse_kernel<<<row_blocks(rows), kThreads, 0, s>>>(logits, labels, dlogits, rows, cols,
-                                                              grad_scale, slot.device());
-    check_launch("softmax_xent_sparse");
+    softmax_xent_sparse_into(logits, labels, dlogits, rows, cols, grad_scale, slot.device(), s);
     const LossResult r = slot.read();
     if (r.bad_row != LLONG_MAX)
         throw std::out_of_range("labels: expected class labels in [0, " + std::to_string(cols) +
@@ -211,9 +244,7 @@ double softmax_xent_dense(const float* logits, const float* targets, float* dlog
                           index_t rows, index_t cols, float grad_scale, cudaStream_t s) {
     if (rows <= 0 || cols <= 0) return 0.0;
     ResultSlot slot(s, "softmax_xent_dense");
-    xent_dense_kernel<<<row_blocks(rows), kThreads, 0, s>>>(logits, targets, dlogits, rows, cols,
-                                                             grad_scale, slot.device());
-    check_launch("softmax_xent_dense");
+    softmax_xent_dense_into(logits, targets, dlogits, rows, cols, grad_scale, slot.device(), s);
     return slot.read().sum;
 }
 
@@ -221,9 +252,7 @@ double regression_loss(RegressionLoss kind, const float* pred, const float* targ
                        index_t n, float delta, float grad_scale, cudaStream_t s) {
     if (n <= 0) return 0.0;
     ResultSlot slot(s, "regression_loss");
-    regression_kernel<<<loss_blocks(n), kThreads, 0, s>>>(kind, pred, target, grad, n, delta,
-                                                          grad_scale, slot.device());
-    check_launch("regression_loss");
+    regression_loss_into(kind, pred, target, grad, n, delta, grad_scale, slot.device(), s);
     return slot.read().sum;
 }
 
@@ -231,9 +260,7 @@ double bce_loss(const float* pred, const float* target, float* grad, index_t n, 
                 float eps, float grad_scale, cudaStream_t s) {
     if (n <= 0) return 0.0;
     ResultSlot slot(s, "bce_loss");
-    bce_kernel<<<loss_blocks(n), kThreads, 0, s>>>(pred, target, grad, n, from_logits, eps,
-                                                   grad_scale, slot.device());
-    check_launch("bce_loss");
+    bce_loss_into(pred, target, grad, n, from_logits, eps, grad_scale, slot.device(), s);
     return slot.read().sum;
 }
 
