@@ -3,13 +3,14 @@
     python bench/gpu_compare.py                       # GEMM table and the three workloads
     python bench/gpu_compare.py --workloads mnist_mlp --libs pynn-cuda torch-cuda
 
-Training: each library trains the BENCHMARKS.md workload for --epochs epochs (Adam 1e-3,
-epsilon 1e-7, the same batch, float32, from pynn's initial weights); the first epoch is the
-warm-up, the later ones are timed, alternating between libraries. The data sits on the device
-before timing for the GPU libraries (CuPy arrays for pynn, CUDA tensors for PyTorch), and the
-PyTorch loop is written for speed: indexing instead of a DataLoader, the epoch's loss summed
-on the device and read once. Prints samples/s, each library's ratio to PyTorch CUDA and the
-final training loss.
+Training (pynn-cuda: the CUDA engine, whole steps from C++; pynn-cuda-layers: the same
+backend layer by layer from Python): each library trains the BENCHMARKS.md workload for
+--epochs epochs (Adam 1e-3, epsilon 1e-7, the same batch, float32, from pynn's initial
+weights); the first epoch is the warm-up, the later ones are timed, alternating between
+libraries. The data sits on the device before timing for the GPU libraries (CuPy arrays for
+pynn, CUDA tensors for PyTorch), and the PyTorch loop is written for speed: indexing instead
+of a DataLoader, the epoch's loss summed on the device and read once. Prints samples/s, each
+library's ratio to PyTorch CUDA and the final training loss.
 
 GEMM: pynn.ops.gemm on the cuda backend (cuBLAS through CuPy, pynn's bias + activation
 kernel after it) against cupy.matmul and torch.matmul / torch.addmm + relu, float32 without
@@ -32,7 +33,7 @@ from common import machine_line
 from peers import ADAM_EPSILON, initial_weights, pynn_model
 from workloads import WORKLOADS, make_data
 
-LIBS = ("pynn-cuda", "pynn-cupy", "torch-cuda", "pynn-cpu", "pynn-numpy")
+LIBS = ("pynn-cuda", "pynn-cuda-layers", "pynn-cupy", "torch-cuda", "pynn-cpu", "pynn-numpy")
 GEMM_SHAPES = [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096),
                (8192, 8192, 8192), (32, 64, 64), (128, 784, 256), (256, 1024, 1024)]
 
@@ -47,7 +48,7 @@ def _cupy():
         return None
 
 
-def pynn_trainer(backend):
+def pynn_trainer(backend, engine="auto"):
     def make(w, x, y):
         model = pynn_model(w, backend=backend)
         if backend in ("cuda", "cupy"):
@@ -56,7 +57,7 @@ def pynn_trainer(backend):
 
         class T:
             def epoch(self):
-                h = model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0)
+                h = model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0, engine=engine)
                 return h.history["loss"][-1]
         return T()
     return make
@@ -102,7 +103,9 @@ def torch_trainer(device):
 
 
 def trainers(torch_device):
-    return {"pynn-cuda": pynn_trainer("cuda"), "pynn-cupy": pynn_trainer("cupy"),
+    return {"pynn-cuda": pynn_trainer("cuda", "native"),
+            "pynn-cuda-layers": pynn_trainer("cuda", "layers"),
+            "pynn-cupy": pynn_trainer("cupy"),
             "torch-cuda": torch_trainer(torch_device), "pynn-cpu": pynn_trainer("cpu"),
             "pynn-numpy": pynn_trainer("numpy")}
 

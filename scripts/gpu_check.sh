@@ -7,6 +7,7 @@
 #
 #   bash scripts/gpu_check.sh                 # everything
 #   STAGES="build kernels" bash scripts/gpu_check.sh
+#   BENCH_ARGS="--no-gemm --libs pynn-cuda torch-cuda" bash scripts/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 STAGES=${STAGES:-"build kernels bench suite"}
@@ -14,6 +15,7 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+export PYTHONHASHSEED=${PYTHONHASHSEED:-0}  # xdist workers must collect the same tests
 
 stage() { [[ " $STAGES " == *" $1 "* ]]; }
 # run NAME SECONDS CMD...: the command's output shown and kept in $OUT/NAME.log
@@ -42,10 +44,11 @@ $PY -c "import pynn; i = pynn.info(); print('pynn', i['version'], i['backend'], 
 
 if stage kernels; then
     run kernels 120 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 \
-        --junitxml="$OUT/kernels.xml" tests/test_cuda_backend.py tests/test_cuda_bindings.py
+        --junitxml="$OUT/kernels.xml" tests/test_cuda_backend.py tests/test_cuda_bindings.py \
+        tests/test_cuda_engine.py
 fi
 if stage bench; then
-    TAIL=40 run bench 150 $PY bench/gpu_compare.py
+    TAIL=40 run bench 150 $PY bench/gpu_compare.py ${BENCH_ARGS:-}
 fi
 if stage suite; then
     TAIL=60 run suite 240 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 --disable-warnings \

@@ -97,3 +97,126 @@ def make_fake_cuda_module(cpu_module):
                                                       "compute_capability": "fake"}]}
     module.activation_names = codes
     return module
+
+
+def make_fake_dense_engine(cpu_module):
+    """A stand-in for pynn._cuda.DenseEngine with the binding's arguments (bind_cuda_engine.cpp),
+    stepping as csrc/cuda/engine.cpp does, on the host arrays behind fake device arrays (numpy
+    float32 GEMMs, pynn._C's kernels): it checks the Python glue (cuda_engine.py: what it passes,
+    in which order, how it reads the logs back), not the CUDA code, which a GPU tests."""
+    from pynn.backend.kernel_calls import ACTIVATION_CODES
+
+    linear = ACTIVATION_CODES["linear"]
+    fused = ("softmax_xent_sparse", "softmax_xent_dense", "bce_logits")
+
+    class DenseEngine:
+        def __init__(self, sizes, activations, activation_params, weights, biases, trainable,
+                     weight_slots, bias_slots, loss, optimizer, batch_size, amsgrad, momentum,
+                     count_hits):
+            if loss not in fused + ("mse", "mae", "huber") or optimizer not in ("sgd", "adam"):
+                raise ValueError(f"DenseEngine: unknown loss {loss!r} or optimizer {optimizer!r}")
+            need = (3 if amsgrad else 2) if optimizer == "adam" else int(momentum)
+            self.layers = []
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                w = _kernel_array(weights[i], "weights")
+                if w.shape != (a, b):
+                    raise ValueError(f"layer {i} kernel: expected shape {(a, b)}, got {w.shape}")
+                bias = _kernel_array(biases[i], "bias")
+                slots = [[_kernel_array(s, "slot") for s in group]
+                         for group in (weight_slots[i], bias_slots[i])]
+                if trainable[i] and (len(slots[0]) < need or
+                                     (bias is not None and len(slots[1]) < need)):
+                    raise ValueError(f"layer {i}: the optimizer needs {need} slots")
+                self.layers.append((w, bias, activations[i], activation_params[i], trainable[i],
+                                    *slots))
+            self.loss, self.optimizer, self.max_batch = loss, optimizer, batch_size
+            self.count_hits = count_hits
+
+        def train(self, x, y, order, first, last, batch_size, lr, beta1, beta2, epsilon,
+                  weight_decay, momentum, nesterov, amsgrad, loss_param, step0, stream):
+            if not isinstance(stream, int) or not 1 <= batch_size <= self.max_batch:
+                raise ValueError("DenseEngine.train: bad stream or batch size")
+            if not (isinstance(order, np.ndarray) and order.dtype == np.int64):
+                raise TypeError("order: expected a C-contiguous 1-D int64 numpy array")
+            if len(lr) not in (1, last - first):
+                raise ValueError("DenseEngine.train: expected one learning rate, or one per step")
+            x = _kernel_array(x, "x")
+            sparse = self.loss == "softmax_xent_sparse"
+            if sparse:
+                if y.dtype not in (np.int32, np.int64) or not y._a.flags.c_contiguous:
+                    raise TypeError("y: expected int32 or int64 labels")
+                y = y._a
+            else:
+                y = _kernel_array(y, "y")
+            logs = []
+            for i in range(last - first):
+                idx = order[(first + i) * batch_size:(first + i + 1) * batch_size]
+                rate = lr[0] if len(lr) == 1 else lr[i]
+                logs.append(self._step(x[idx], y[idx], rate, step0 + i + 1, beta1, beta2,
+                                       epsilon, weight_decay, momentum, nesterov, amsgrad,
+                                       loss_param))
+            return np.array(logs, dtype=np.float64).reshape(-1, 3)
+
+        def _step(self, a, y, lr, t, beta1, beta2, eps, wd, momentum, nesterov, amsgrad, delta):
+            rows = len(a)
+            inputs, zs, ys = [], [], []
+            for w, b, act, param, *_ in self.layers:
+                inputs.append(a)
+                z = a @ w + (b if b is not None else 0)
+                z = z.astype(np.float32)
+                y_act = np.empty_like(z)
+                cpu_module.activation_forward(act, param, z, y_act)
+                zs.append(z)
+                ys.append(y_act)
+                a = y_act
+            top = self.layers[-1]
+            logits = zs[-1]
+            dz = np.empty_like(logits)
+            hits = 0
+            if self.loss == "softmax_xent_sparse":
+                labels = np.ascontiguousarray(y, dtype=np.int32)
+                total = cpu_module.softmax_xent_sparse(logits, labels, dz, 1.0 / rows)
+                hits = int((logits.argmax(axis=1) == labels).sum()) if self.count_hits else 0
+            elif self.loss == "softmax_xent_dense":
+                total = cpu_module.softmax_xent_dense(logits, y, dz, 1.0 / rows)
+            elif self.loss == "bce_logits":
+                total = cpu_module.bce_loss(logits.ravel(), y.ravel(), dz.ravel(), True, 0.0,
+                                            1.0 / logits.size)
+            else:
+                pred = ys[-1]
+                scale = 1.0 / pred.size
+                if self.loss == "huber":
+                    total = cpu_module.huber_loss(pred, y, dz, delta, scale)
+                else:
+                    total = getattr(cpu_module, f"{self.loss}_loss")(pred, y, dz, scale)
+                if top[2] != linear:
+                    cpu_module.activation_backward(top[2], top[3], logits, pred, dz, dz)
+            grads = [None] * len(self.layers)
+            lowest = min((i for i, layer in enumerate(self.layers) if layer[4]),
+                         default=len(self.layers))
+            for i in range(len(self.layers) - 1, lowest - 1, -1):
+                w, b, *_ = self.layers[i]
+                grads[i] = ((inputs[i].T @ dz).astype(np.float32), dz.sum(axis=0, dtype=np.float32))
+                if i == lowest:
+                    break
+                da = (dz @ w.T).astype(np.float32)
+                below = self.layers[i - 1]
+                if below[2] != linear:
+                    cpu_module.activation_backward(below[2], below[3], zs[i - 1], ys[i - 1], da,
+                                                   da)
+                dz = da
+            for i, (w, b, act, param, trainable, w_slots, b_slots) in enumerate(self.layers):
+                if not trainable:
+                    continue
+                for value, grad, slots in ((w, grads[i][0], w_slots), (b, grads[i][1], b_slots)):
+                    if value is None:
+                        continue
+                    if self.optimizer == "sgd":
+                        cpu_module.sgd_update(value, grad, slots[0] if momentum else None, lr,
+                                              momentum, nesterov)
+                    else:
+                        cpu_module.adam_update(value, grad, slots[0], slots[1], lr, beta1, beta2,
+                                               eps, wd, t, slots[2] if amsgrad else None)
+            return total, rows, hits
+
+    return DenseEngine

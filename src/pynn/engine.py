@@ -179,8 +179,14 @@ def _loss_kind(loss, last_act):
             losses.Huber: "huber"}.get(type(loss))
 
 
-def unsupported_reason(model, for_training=True):
-    """None when the native engine can run this (compiled) model, else why not."""
+def unsupported_reason(model, for_training=True, weighted=False, asked=False):
+    """None when the native engine can run this (compiled) model, else why not. weighted:
+    whether the batches carry sample weights (the cuda engine takes none); asked: whether
+    fit(engine='native') asks for it (the cuda engine runs only then, for now)."""
+    if getattr(model.backend, "name", None) == "cuda":
+        from . import cuda_engine
+
+        return cuda_engine.unsupported_reason(model, for_training, weighted, asked)
     if _native_module() is None:
         return "pynn._C (with its DenseEngine) is not available"
     if model.backend is None or model.backend.name != "cpu":
@@ -229,8 +235,19 @@ def _rows(x):
     return x.reshape(len(x), -1) if getattr(x, "ndim", 2) > 2 else x
 
 
+def training_engine(model, batch_size):
+    """The engine that trains this model on its backend (unsupported_reason said None)."""
+    if model.backend.name == "cuda":
+        from .cuda_engine import CudaEngine
+
+        return CudaEngine(model, batch_size)
+    return NativeEngine(model, batch_size)
+
+
 class NativeEngine:
     """A DenseEngine bound to a model's weights (and optimizer state when training)."""
+
+    takes_sample_weights = True
 
     def __init__(self, model, batch_size, training=True):
         version = config.settings_version()  # first: a change made meanwhile is noticed

@@ -809,7 +809,8 @@ class Sequential:
         wd = None if w is None else b.asarray(w, self._dtype)
         validation = None if x_val is None and val_source is None else \
             _Validation(val_source, x_val, y_val, w_val, val_batch, validation_freq)
-        native = self._native_engine(engine, batch_size)  # buffers for the rows used
+        # buffers for the rows used
+        native = self._native_engine(engine, batch_size, weighted=wd is not None)
         user_callbacks, history = _with_history(callbacks)
         cbs = CallbackList(user_callbacks, self,
                            {"epochs": epochs, "steps": steps, "verbose": verbose,
@@ -872,7 +873,8 @@ class Sequential:
                         # epoch hooks run between chunks unless batch hooks were given.
                         if native is not None and (step == 0 or exact_batches) and \
                                 not native.matches(self):
-                            native = self._native_engine(engine, batch_size)
+                            native = self._native_engine(engine, batch_size,
+                                                         weighted=wd is not None)
                         if native is not None:
                             # A stop asked for before the epoch's first batch: that one only.
                             last = min(step + (1 if self.stop_training else chunk),
@@ -1040,7 +1042,7 @@ class Sequential:
         if self.built:  # else no epoch runs
             self._prepare_compiled()
             reason = "engine='layers' was asked for" if engine == "layers" else \
-                engine_mod.unsupported_reason(self)
+                engine_mod.unsupported_reason(self, asked=engine == "native")
             if reason is not None and engine == "native":
                 raise ValueError(f"the native engine cannot train this model: {reason}")
             if reason is not None and verbose and engine == "auto" and \
@@ -1170,20 +1172,23 @@ class Sequential:
         loss, out = self._train_step(xb, yb, wb)
         return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out, wb)))]
 
-    def _native_engine(self, engine, batch_size):
-        """A NativeEngine for this fit, None for the layer path; raises if 'native' can't run."""
+    def _native_engine(self, engine, batch_size, weighted=False):
+        """A training engine for this fit (the backend's: engine.training_engine), None for
+        the layer path; raises if 'native' can't run. weighted: the batches carry sample
+        weights."""
         if engine not in ("auto", "native", "layers"):
             raise ValueError(f"engine must be 'auto', 'native' or 'layers', got {engine!r}")
         if engine == "layers":
             self.engine_reason = "engine='layers' was asked for"
             return None
-        reason = engine_mod.unsupported_reason(self)
+        reason = engine_mod.unsupported_reason(self, weighted=weighted,
+                                               asked=engine == "native")
         self.engine_reason = reason
         if reason is not None:
             if engine == "native":
                 raise ValueError(f"the native engine cannot train this model: {reason}")
             return None
-        return engine_mod.NativeEngine(self, batch_size)
+        return engine_mod.training_engine(self, batch_size)
 
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) before the step.
@@ -1760,7 +1765,8 @@ class Sequential:
         if self.compiled and self.built and self._compute_layers:
             self._prepare_compiled()
             reason = engine_mod.unsupported_reason(self)
-            lines.append("Training engine: native (whole steps in C++)" if reason is None
+            where = "C++ and CUDA" if self.backend.name == "cuda" else "C++"
+            lines.append(f"Training engine: native (whole steps in {where})" if reason is None
                          else f"Training engine: layers (native engine not used: {reason})")
         lines.append(line)
         print_fn("\n".join(lines))
@@ -1905,6 +1911,11 @@ class _SourceTrainer:
         wd = None if w is None else b.asarray(w, m._dtype)
         order = np.arange(n, dtype=np.int64)
         native = self._engine_for(n)
+        if native is not None and wd is not None and not native.takes_sample_weights:
+            if self.engine == "native":
+                raise ValueError("the native engine cannot train this model: sample or class "
+                                 "weights (the cuda engine takes unweighted batches)")
+            native = None  # (the cuda engine: this weighted batch goes through the layers)
         if native is not None:
             batches = m._native_chunk(native, xd, yd, wd, order, 0, 1, n,
                                       [name for name, _ in m._metrics], epoch_logs)

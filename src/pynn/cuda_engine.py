@@ -1,0 +1,183 @@
+"""The CUDA training engine: whole mini-batch steps on the GPU with no Python per batch.
+
+pynn._cuda.DenseEngine (csrc/cuda/engine.cpp) runs a chunk of batches from C++: it gathers
+each shuffled batch on the device, runs the forward GEMMs (cuBLAS) with the bias and
+activation kernels, the fused loss and gradient, the backward GEMMs and bias gradients and the
+optimizer's fused update, reading the losses back once per chunk. fit and train_on_batch use
+it on the cuda backend (for now when asked: BY_DEFAULT below) for stacks of Dense layers (an
+Activation after a linear Dense folds in; a softmax or sigmoid output fuses with its
+cross-entropy) with the cross-entropies, binary cross-entropy on logits or a sigmoid, MSE, MAE
+or Huber; SGD (momentum, nesterov), Adam or AdamW (amsgrad too); frozen layers,
+learning-rate schedules and sparse accuracy. Anything else (normalization, dropout,
+regularizers, clipping, moving averages, sample or class weights, other optimizers or metrics)
+trains layer by layer, and `unsupported_reason` says why. The kernels are the cuda backend's
+own, so both paths compute the same steps to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import config, losses, metrics, optimizers
+from .backend.kernel_calls import ACTIVATION_CODES
+from .engine import (NativeEngine, _dense_stack, _engine_settings, _loss_kind, _rows,
+                     _settings_key)
+
+# fit(engine='auto') takes the engine once it has run on a GPU: it is compiled and its tests
+# (tests/test_cuda_engine.py, run by scripts/gpu_check.sh on a lent GPU) wait for one. Until
+# then it runs when asked for, with fit(engine='native').
+BY_DEFAULT = False
+
+_KINDS = ("softmax_xent_sparse", "softmax_xent_dense", "mse", "mae", "huber", "bce_logits")
+_FUSED = ("softmax_xent_sparse", "softmax_xent_dense", "bce_logits")  # output act in the loss
+_LOSSES = (losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy,
+           losses.BinaryCrossentropy, losses.MeanSquaredError, losses.MeanAbsoluteError,
+           losses.Huber)
+_OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam"}
+
+
+def unsupported_reason(model, for_training=True, weighted=False, asked=False):
+    """None when the CUDA engine can train this compiled model on the cuda backend, else
+    why not (fit then trains layer by layer). asked: fit(engine='native') wants it."""
+    why = _model_reason(model, for_training, weighted)
+    if why is None and not (asked or BY_DEFAULT):
+        return ("the CUDA engine runs when asked for (fit(engine='native')) until it has been "
+                "checked on a GPU")
+    return why
+
+
+def _model_reason(model, for_training, weighted):
+    if not for_training:
+        return "predict on the GPU runs layer by layer"
+    module = getattr(model.backend, "_cuda", None)
+    if not hasattr(module, "DenseEngine"):
+        return "pynn._cuda has no DenseEngine (built without it)"
+    why = _blas_reason(model.backend)
+    if why:
+        return why
+    if config.floatx() != "float32":
+        return "floatx is not float32"
+    if weighted:
+        return "sample or class weights (the cuda engine takes unweighted batches)"
+    stack = _dense_stack(model, True)
+    if isinstance(stack, str):
+        return stack
+    if stack.input_bn is not None or stack.input_dropout is not None or \
+            any(s.bn is not None or s.dropout is not None for s in stack):
+        return "normalization or dropout (the cuda engine runs Dense layers alone)"
+    for stage in stack:
+        if stage.act.name not in ACTIVATION_CODES and stage is not stack[-1]:
+            return f"activation {stage.act.name} in layer {stage.dense.name!r}"
+        if stage.dense.regularized():
+            return f"a regularizer on layer {stage.dense.name!r}"
+        params = [p for p in stage.dense.params if not p.statistic]
+        if any(p.trainable != stage.dense.trainable for p in params):
+            return f"layer {stage.dense.name!r} has weights frozen one by one (param.trainable)"
+    last = stack[-1].act.name
+    loss = model.loss
+    kind = _loss_kind(loss, last) if type(loss) in _LOSSES else None
+    if kind not in _KINDS or getattr(loss, "ignore_class", None) is not None:
+        return f"loss {type(loss).__name__} with a {last} output"
+    if kind not in _FUSED and last not in ACTIVATION_CODES:
+        return f"a {last} output with loss {type(loss).__name__}"
+    opt = model.optimizer
+    if type(opt) not in _OPTIMIZERS:
+        return f"optimizer {type(opt).__name__} (the cuda engine has SGD, Adam and AdamW)"
+    if opt.clipping[0] is not None or opt.use_ema or opt.gradient_accumulation_steps:
+        return "gradient clipping, use_ema or gradient accumulation"
+    if opt.weight_decay and not opt._fuses_weight_decay:
+        return f"weight_decay on {type(opt).__name__}"
+    for _, fn in model._metrics:
+        if not (fn is metrics.sparse_categorical_accuracy and kind == "softmax_xent_sparse"):
+            return (f"metric {getattr(fn, '__name__', type(fn).__name__)} (the cuda engine "
+                    f"computes sparse accuracy only)")
+    return None
+
+
+def _blas_reason(backend):
+    """Why cuBLAS cannot be used, or ''. CuPy loads its cuBLAS when asked for a handle; the
+    engine then opens the same library by name."""
+    try:
+        backend.xp.cuda.device.get_cublas_handle()
+    except Exception as exc:  # noqa: BLE001 - any failure is a reason to train by layers
+        return f"cuBLAS is unavailable through CuPy ({exc})"
+    return backend._cuda.blas_unavailable_reason()
+
+
+class CudaEngine(NativeEngine):
+    """A pynn._cuda.DenseEngine bound to a model's weights and optimizer state."""
+
+    takes_sample_weights = False
+
+    def __init__(self, model, batch_size):
+        version = config.settings_version()  # first: a change made meanwhile is noticed
+        backend = model.backend
+        stack = _dense_stack(model, True)
+        dense = [s.dense for s in stack]
+        acts = [s.act for s in stack]
+        loss, opt = model.loss, model.optimizer
+        self.kind = _loss_kind(loss, acts[-1].name)
+        codes = [0 if a.name not in ACTIVATION_CODES else ACTIVATION_CODES[a.name]
+                 for a in acts]  # (an output softmax is fused: its code is not used)
+        sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
+        trainable = [d.trainable for d in dense]
+
+        def slots(p):
+            return opt.slot_arrays(p) if p.trainable else []
+        self.opt_name = _OPTIMIZERS[type(opt)]
+        self.count_hits = bool(model._metrics)  # (only sparse accuracy gets here)
+        self.engine = backend._cuda.DenseEngine(
+            sizes, codes, [float(a.param) for a in acts], [d.kernel.value for d in dense],
+            [d.bias.value if d.use_bias else None for d in dense], trainable,
+            [slots(d.kernel) for d in dense],
+            [slots(d.bias) if d.use_bias else [] for d in dense], self.kind, self.opt_name,
+            int(batch_size), bool(getattr(opt, "amsgrad", False)),
+            bool(getattr(opt, "momentum", 0.0)), self.count_hits)
+        self.backend = backend
+        self.params = [p for d in dense for p in d.params]
+        self.dropouts, self.bn_params = [], []
+        self.optimizer = opt
+        self.loss_param = float(loss.delta) if self.kind == "huber" else 0.0
+        self.per_row = 1 if self.kind.startswith("softmax") else sizes[-1]  # loss terms a row
+        self.out_dim = sizes[-1]
+        self.max_batch = int(batch_size)
+        self.needs_outputs = False
+        self.metric_names = [name for name, _ in model._metrics]
+        self.settings_version = version
+        self.layers_seen = list(model.layers)
+        self.settings = _engine_settings(model)
+        self.settings_key = _settings_key(self.settings)
+
+    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
+        """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs:
+        the mean loss, then the accuracy for each metric asked for."""
+        if sample_weight is not None or outputs is not None:
+            raise ValueError("the cuda engine trains unweighted batches and hands back no "
+                             "outputs")
+        opt = self.optimizer
+        count = last - first
+        lr = (opt.scheduled_rates(opt.training_steps, count) if opt.has_schedule
+              else [opt.rate()])
+        xp = self.backend.xp
+        if self.kind == "softmax_xent_sparse":
+            if y.dtype not in (np.int32, np.int64):
+                y = y.astype(np.int64)
+        else:
+            y = y.reshape(len(y), -1).astype(np.float32, copy=False)
+        x, y = xp.ascontiguousarray(_rows(x)), xp.ascontiguousarray(y)  # (no copy: as fit's)
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        logs = self.engine.train(
+            x, y, order, first, last, batch_size, lr, getattr(opt, "beta_1", 0.9),
+            getattr(opt, "beta_2", 0.999), getattr(opt, "epsilon", 1e-7),
+            getattr(opt, "weight_decay", 0.0), getattr(opt, "momentum", 0.0),
+            bool(getattr(opt, "nesterov", False)), bool(getattr(opt, "amsgrad", False)),
+            self.loss_param, opt.training_steps, self.backend._stream())
+        opt.training_steps += count
+        rows = logs[:, 1]
+        out = np.empty((count, 1 + len(self.metric_names)))
+        out[:, 0] = logs[:, 0] / (rows * self.per_row)
+        out[:, 1:] = (logs[:, 2] / rows)[:, None]
+        return out
+
+    def predict(self, x, checked=False):
+        raise NotImplementedError("the cuda engine trains; predict runs layer by layer")

@@ -1,0 +1,160 @@
+"""The CUDA training engine (pynn/cuda_engine.py, csrc/cuda/engine.cpp) against the cuda
+backend's layer path: the same losses, metrics and weights within float32 rounding for each
+loss, output, optimizer and option it runs; the fallbacks are visible. They need a GPU:
+marked `cuda`, skipped without one (scripts/gpu_check.sh runs them on a lent GPU)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import requires_backend
+
+pytestmark = [pytest.mark.cuda, requires_backend("cuda")]
+
+opts = pynn.optimizers
+CONFIGS = [  # hidden activation, loss, output activation, outputs, optimizer, metrics
+    ("relu", "sparse_categorical_crossentropy", "softmax", 5, opts.Adam, ["accuracy"]),
+    ("tanh", "categorical_crossentropy", "softmax", 3,
+     functools.partial(opts.SGD, momentum=0.9, nesterov=True), []),
+    ("gelu", "mse", None, 2, functools.partial(opts.AdamW, amsgrad=True), []),
+    ("elu", "huber", "sigmoid", 1, opts.SGD, []),
+    ("leaky_relu", "mae", "tanh", 3, functools.partial(opts.SGD, momentum=0.5), []),
+    ("sigmoid", "binary_crossentropy", "sigmoid", 1, opts.Adam, []),
+    ("relu", "sparse_categorical_crossentropy", None, 4, opts.Adam, ["accuracy"]),  # logits
+]
+
+
+def _data(rng, loss, out_dim, n=203, features=11):
+    x = rng.normal(size=(n, features)).astype(np.float32)
+    if loss == "sparse_categorical_crossentropy":
+        return x, rng.integers(0, out_dim, size=n)
+    if loss == "categorical_crossentropy":
+        return x, np.eye(out_dim)[rng.integers(0, out_dim, size=n)]
+    if loss == "binary_crossentropy":
+        return x, rng.integers(0, 2, size=(n, out_dim))
+    return x, rng.normal(size=(n, out_dim)).astype(np.float32)
+
+
+def _model(config, frozen=False, schedule=False, features=11):
+    hidden, loss, out_act, out_dim, opt_cls, metrics = config
+    pynn.set_seed(11)
+    model = pynn.Sequential([pynn.Input((features,)), pynn.Dense(16, activation=hidden),
+                             pynn.Dense(7, activation=hidden),
+                             pynn.Dense(out_dim, activation=out_act)])
+    if frozen:
+        model.layers[1].trainable = False
+    rate = pynn.schedules.ExponentialDecay(0.02, decay_steps=7, decay_rate=0.5) \
+        if schedule else 0.01
+    if loss == "sparse_categorical_crossentropy" and out_act is None:
+        loss = pynn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=opt_cls(learning_rate=rate), loss=loss, metrics=metrics,
+                  backend="cuda")
+    model.shuffle_seed = 5
+    return model
+
+
+def _compare(native, layers, h_native, h_layers, n):
+    assert native.engine_reason is None and layers.engine_reason is not None
+    assert h_native.keys() == h_layers.keys()
+    for key in h_native:
+        # (accuracy counts argmaxes: float32 rounding may flip a near-tie)
+        atol = 1.01 / n if key.endswith("accuracy") else 1e-5
+        np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=atol,
+                                   err_msg=key)
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert native.optimizer.iterations == layers.optimizer.iterations
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"{c[1]}-{c[2]}" for c in CONFIGS])
+@pytest.mark.parametrize("variant", ["plain", "frozen", "schedule"])
+def test_engine_matches_layer_path(rng, config, variant):
+    x, y = _data(rng, config[1], config[3])
+    runs = {}
+    for engine in ("native", "layers"):
+        model = _model(config, frozen=variant == "frozen", schedule=variant == "schedule")
+        # 17 rows a batch: a short last batch; several batches per engine call
+        h = model.fit(x, y, epochs=3, batch_size=17, verbose=0, engine=engine)
+        runs[engine] = model, h.history
+    _compare(*runs["native"][:1], *runs["layers"][:1], runs["native"][1], runs["layers"][1],
+             len(x))
+
+
+@pytest.mark.parametrize("n,features,batch", [(1, 1, 1), (3, 3, 2), (129, 17, 129),
+                                              (1000, 33, 64)])
+def test_awkward_sizes(rng, n, features, batch):
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=n, features=features)
+    runs = {}
+    for engine in ("native", "layers"):
+        model = _model(config, features=features)
+        runs[engine] = model, model.fit(x, y, epochs=2, batch_size=batch, verbose=0,
+                                        engine=engine).history
+    _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1], n)
+
+
+def test_data_on_the_device_and_progress_per_batch(rng):
+    """CuPy inputs are taken as they are; a bar (verbose=1) takes the logs batch by batch."""
+    import cupy
+
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3])
+    native = _model(config)
+    h_native = native.fit(cupy.asarray(x), cupy.asarray(y), epochs=2, batch_size=10,
+                          verbose=1, engine="native").history
+    layers = _model(config)
+    h_layers = layers.fit(x, y, epochs=2, batch_size=10, verbose=0, engine="layers").history
+    _compare(native, layers, h_native, h_layers, len(x))
+
+
+def test_train_on_batch_runs_in_the_engine(rng, monkeypatch):
+    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+    config = CONFIGS[2]
+    x, y = _data(rng, config[1], config[3], n=40)
+    native, layers = _model(config), _model(config)
+    for i in range(0, 40, 8):
+        a = native.train_on_batch(x[i:i + 8], y[i:i + 8])
+        b = layers._train_step(*(layers.backend.asarray(v, np.float32)
+                                 for v in (x[i:i + 8], y[i:i + 8])))[0]
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert native._batch_trainer.native is not None
+    for a, b in zip(native.get_weights(), layers.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_summary_names_the_engine_and_fallbacks_are_visible(rng, monkeypatch):
+    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+    config = CONFIGS[0]
+    model = _model(config)
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert "Training engine: native (whole steps in C++ and CUDA)" in lines[0]
+    x, y = _data(rng, config[1], config[3], n=30)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, sample_weight=np.ones(30))
+    assert "sample or class weights" in model.engine_reason
+    dropout = pynn.Sequential([pynn.Input((11,)), pynn.Dense(8, activation="relu"),
+                               pynn.Dropout(0.5), pynn.Dense(5, activation="softmax")])
+    dropout.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="cuda")
+    dropout.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert "dropout" in dropout.engine_reason
+    lines = []
+    dropout.summary(print_fn=lines.append)
+    assert "native engine not used: normalization or dropout" in lines[0]
+    with pytest.raises(ValueError, match="cannot train this model"):
+        dropout.fit(x, y, epochs=1, verbose=0, engine="native")
+
+
+def test_labels_out_of_range_are_refused(rng):
+    import cupy
+
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=20)
+    y[7] = 5  # five classes: 0..4
+    model = _model(config)
+    with pytest.raises((ValueError, IndexError), match="label"):
+        model.fit(cupy.asarray(x), cupy.asarray(y), epochs=1, batch_size=4, verbose=0,
+                  engine="native")
