@@ -51,6 +51,8 @@ def _cupy():
 def pynn_trainer(backend, engine="auto"):
     def make(w, x, y):
         model = pynn_model(w, backend=backend)
+        model.shuffle_seed = 0  # every pynn backend sees the same batches (the final losses
+        # of the first H200 run differed by up to 15% between backends: the seeds drawn)
         if backend in ("cuda", "cupy"):
             import cupy
             x, y = cupy.asarray(x), cupy.asarray(y)
