@@ -112,7 +112,9 @@ def make_fake_dense_engine(cpu_module):
     class DenseEngine:
         def __init__(self, sizes, activations, activation_params, weights, biases, trainable,
                      weight_slots, bias_slots, loss, optimizer, batch_size, amsgrad, momentum,
-                     count_hits):
+                     count_hits, device):
+            if not isinstance(device, int) or device < 0:
+                raise ValueError("device: expected a CUDA device number >= 0")
             if loss not in fused + ("mse", "mae", "huber") or optimizer not in ("sgd", "adam"):
                 raise ValueError(f"DenseEngine: unknown loss {loss!r} or optimizer {optimizer!r}")
             need = (3 if amsgrad else 2) if optimizer == "adam" else int(momentum)

@@ -109,7 +109,39 @@ BAD_CALLS = {
     "read-only weights": (lambda c: c.adagrad_update(F(3, readonly=True), F(3, ptr=8192),
                                                      F(3, ptr=12288), 0.1, 1e-7),
                           ValueError, "read-only"),
+    # The training engine's constructor checks everything before its first CUDA call.
+    "engine kernel shape": (lambda c: _engine(c, weights=[F(2, 3)]), ValueError,
+                            r"layer 0 kernel: expected shape \(3, 2\)"),
+    "engine kernel dtype": (lambda c: _engine(c, weights=[F(3, 2, typestr="<f8")]),
+                            TypeError, "float32"),
+    "engine bias shape": (lambda c: _engine(c, biases=[F(3)]), ValueError, "layer 0 bias"),
+    "engine adam slots": (lambda c: _engine(c, weight_slots=[[F(3, 2)]]), ValueError,
+                          "needs 2 slots"),
+    "engine amsgrad slots": (lambda c: _engine(c, amsgrad=True), ValueError, "needs 3 slots"),
+    "engine slot shape": (lambda c: _engine(c, weight_slots=[[F(3, 2), F(2, 3)]]), ValueError,
+                          "kernel slot 1"),
+    "engine read-only kernel": (lambda c: _engine(c, weights=[F(3, 2, readonly=True)]),
+                                ValueError, "read-only"),
+    "engine loss": (lambda c: _engine(c, loss="hinge"), ValueError, "unknown loss"),
+    "engine optimizer": (lambda c: _engine(c, optimizer="lion"), ValueError,
+                         "unknown optimizer"),
+    "engine hits without labels": (lambda c: _engine(c, count_hits=True), ValueError,
+                                   "sparse labels"),
+    "engine sizes": (lambda c: _engine(c, sizes=[3, 2, 1]), ValueError, "one entry more"),
+    "engine activation": (lambda c: _engine(c, activations=[99]), ValueError, "activation"),
+    "engine device": (lambda c: _engine(c, device=-1), ValueError, "device"),
 }
+
+
+def _engine(c, **changes):
+    """pynn._cuda.DenseEngine for a 3 -> 2 layer (MSE, Adam) with `changes` to its arguments."""
+    args = dict(sizes=[3, 2], activations=[0], activation_params=[0.0], weights=[F(3, 2)],
+                biases=[F(2, ptr=8192)], trainable=[True],
+                weight_slots=[[F(3, 2, ptr=12288), F(3, 2, ptr=16384)]],
+                bias_slots=[[F(2, ptr=20480), F(2, ptr=24576)]], loss="mse",
+                optimizer="adam", batch_size=4, amsgrad=False, momentum=False,
+                count_hits=False, device=0)
+    return c.DenseEngine(**{**args, **changes})
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CALLS))

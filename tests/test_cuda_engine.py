@@ -158,3 +158,21 @@ def test_labels_out_of_range_are_refused(rng):
     with pytest.raises((ValueError, IndexError), match="label"):
         model.fit(cupy.asarray(x), cupy.asarray(y), epochs=1, batch_size=4, verbose=0,
                   engine="native")
+
+
+def test_a_label_out_of_range_in_the_engine_is_named_and_counted(rng):
+    """fit checks labels on the host; the engine's own check (on the device) names them, its
+    zeroed gradient keeps the weights finite, and the steps it took are counted."""
+    import cupy
+
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=20)
+    model = _model(config)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, engine="native")
+    engine = pynn.cuda_engine.CudaEngine(model, 4)
+    y[7] = 5  # five classes: 0..4
+    before = int(model.optimizer.iterations)
+    with pytest.raises(IndexError, match="labels"):
+        engine.train(cupy.asarray(x), cupy.asarray(y), np.arange(20, dtype=np.int64), 0, 5, 4)
+    assert int(model.optimizer.iterations) == before + 5
+    assert all(np.isfinite(w).all() for w in model.get_weights())

@@ -72,7 +72,7 @@ public:
                 const std::vector<float>& act_params, py::list weights, py::list biases,
                 const std::vector<bool>& trainable, py::list weight_slots, py::list bias_slots,
                 const std::string& loss, const std::string& optimizer, index_t batch_size,
-                bool amsgrad, bool momentum, bool count_hits) {
+                bool amsgrad, bool momentum, bool count_hits, int device) {
         const size_t L = acts.size();
         if (L == 0 || sizes.size() != L + 1 || act_params.size() != L || weights.size() != L ||
             biases.size() != L || trainable.size() != L || weight_slots.size() != L ||
@@ -115,10 +115,12 @@ public:
         if (count_hits && loss_ != EngineLoss::xent_sparse)
             throw py::value_error("DenseEngine: accuracy is counted with sparse labels only");
         out_dim_ = sizes.back();
-        in_dim_ = sizes.front();
+        momentum_ = opt == EngineOptimizer::sgd && momentum;
+        amsgrad_ = opt == EngineOptimizer::adam && amsgrad;
+        if (device < 0) throw py::value_error("device: expected a CUDA device number >= 0");
         pynn::bind::ReleaseGil nogil;  // (allocations and the cuBLAS handle)
         engine_ = std::make_unique<GpuDenseEngine>(std::move(layers), loss_, opt, batch_size,
-                                                   count_hits);
+                                                   count_hits, device);
     }
 
     py::array_t<double> train(py::handle x_o, py::handle y_o, py::array order_o, index_t first,
@@ -131,7 +133,15 @@ public:
         data.x = static_cast<const float*>(x.ptr);
         data.rows = x.dim(0);
         data.cols = x.dim(1);
+        if (momentum != 0.f && !momentum_)
+            throw py::value_error("momentum: this engine was built without the velocity slots "
+                                  "(build another)");
+        if (amsgrad && !amsgrad_)
+            throw py::value_error("amsgrad: this engine was built without the v_hat slots "
+                                  "(build another)");
         if (loss_ == EngineLoss::xent_sparse) {
+            if (!py::hasattr(y_o, "__cuda_array_interface__"))
+                throw py::type_error("y: expected a CUDA device array (a CuPy array)");
             const std::string typestr =
                 py::str(y_o.attr("__cuda_array_interface__")["typestr"]);
             const bool i8 = typestr.size() == 3 && typestr.substr(1) == "i8";
@@ -187,8 +197,8 @@ private:
     std::vector<py::object> keep_;  // the arrays whose device pointers the engine holds
     std::mutex mutex_;
     EngineLoss loss_ = EngineLoss::mse;
-    bool count_hits_ = false;
-    index_t in_dim_ = 0, out_dim_ = 0;
+    bool count_hits_ = false, momentum_ = false, amsgrad_ = false;
+    index_t out_dim_ = 0;
 };
 
 }  // namespace
@@ -201,12 +211,12 @@ void bind_cuda_engine(py::module_& m) {
         .def(py::init<const std::vector<index_t>&, const std::vector<int>&,
                       const std::vector<float>&, py::list, py::list, const std::vector<bool>&,
                       py::list, py::list, const std::string&, const std::string&, index_t, bool,
-                      bool, bool>(),
+                      bool, bool, int>(),
              py::arg("sizes"), py::arg("activations"), py::arg("activation_params"),
              py::arg("weights"), py::arg("biases"), py::arg("trainable"),
              py::arg("weight_slots"), py::arg("bias_slots"), py::arg("loss"),
              py::arg("optimizer"), py::arg("batch_size"), py::arg("amsgrad"),
-             py::arg("momentum"), py::arg("count_hits"))
+             py::arg("momentum"), py::arg("count_hits"), py::arg("device"))
         .def("train", &BoundEngine::train, py::arg("x"), py::arg("y"), py::arg("order"),
              py::arg("first"), py::arg("last"), py::arg("batch_size"), py::arg("lr"),
              py::arg("beta1"), py::arg("beta2"), py::arg("epsilon"), py::arg("weight_decay"),

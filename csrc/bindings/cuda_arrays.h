@@ -35,7 +35,7 @@ struct DeviceArray {
     }
 };
 
-// typestr of the accepted element types: "f4" float32, "i4" int32.
+// typestr of the accepted element types: "f4" float32, "i4" int32, "i8" int64.
 inline DeviceArray device_array(py::handle obj, const char* name, const char* want,
                                 bool writable, int ndim = -1) {
     const std::string arg(name);
@@ -47,7 +47,8 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     const std::string typestr = py::str(iface["typestr"]);
     const std::string want_str(want);
     if (typestr.size() != 3 || typestr.substr(1) != want_str || typestr[0] == '>')
-        throw py::type_error(arg + ": expected dtype " + (want_str == "f4" ? "float32" : "int32") +
+        throw py::type_error(arg + ": expected dtype " +
+                             (want_str == "f4" ? "float32" : want_str == "i8" ? "int64" : "int32") +
                              ", got typestr '" + typestr + "'");
     if (iface.contains("mask") && !iface["mask"].is_none())
         throw py::value_error(arg + ": masked arrays are not supported");
@@ -64,7 +65,7 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     if (a.size > 0 && iface.contains("strides") && !iface["strides"].is_none()) {
         py::tuple strides(iface["strides"]);
         if (strides.size() != a.ndim()) throw py::value_error(arg + ": strides do not match the shape");
-        index_t expect = 4;
+        index_t expect = want_str == "i8" ? 8 : 4;  // the item size
         for (size_t i = a.ndim(); i-- > 0;) {
             if (a.shape[i] > 1 && strides[i].cast<index_t>() != expect)
                 throw py::value_error(arg + ": expected a C-contiguous array "
@@ -76,7 +77,10 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     const auto addr = data[0].cast<std::uintptr_t>();
     if (writable && data[1].cast<bool>()) throw py::value_error(arg + ": array is read-only");
     if (a.size > 0 && addr == 0) throw py::value_error(arg + ": null device pointer");
-    if (addr % 4 != 0) throw py::value_error(arg + ": array data is not aligned to 4 bytes");
+    const std::uintptr_t item = want_str == "i8" ? 8 : 4;
+    if (addr % item != 0)
+        throw py::value_error(arg + ": array data is not aligned to " + std::to_string(item) +
+                              " bytes");
     a.ptr = reinterpret_cast<void*>(addr);
     return a;
 }

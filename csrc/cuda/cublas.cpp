@@ -29,25 +29,30 @@ struct Library {
     Sgemm sgemm = nullptr;
 };
 
-const Library& library() {
+// Loaded at the first call that finds it; a failure is tried again at the next call (CuPy
+// may load the library meanwhile). A library once loaded stays (never dlclose'd). Returned by
+// value: a thread retrying may rewrite the error meanwhile.
+Library library() {
     static Library lib;
-    static std::once_flag once;
-    std::call_once(once, [] {
-        const std::string name = "libcublas.so." + std::to_string(CUDART_VERSION / 1000);
-        // Found by its soname when CuPy loaded it already, else on the loader's path.
-        void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-        if (!h) {
-            const char* why = dlerror();
-            lib.error = "cuBLAS (" + name + ") could not be loaded: " + (why ? why : "unknown");
-            return;
-        }
-        lib.create = reinterpret_cast<Create>(dlsym(h, "cublasCreate_v2"));
-        lib.destroy = reinterpret_cast<Destroy>(dlsym(h, "cublasDestroy_v2"));
-        lib.set_stream = reinterpret_cast<SetStream>(dlsym(h, "cublasSetStream_v2"));
-        lib.sgemm = reinterpret_cast<Sgemm>(dlsym(h, "cublasSgemm_v2"));
-        if (!lib.create || !lib.destroy || !lib.set_stream || !lib.sgemm)
-            lib.error = name + " lacks the cuBLAS v2 entry points";
-    });
+    static bool loaded = false;
+    static std::mutex mutex;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (loaded) return lib;
+    const std::string name = "libcublas.so." + std::to_string(CUDART_VERSION / 1000);
+    // Found by its soname when CuPy loaded it already, else on the loader's path.
+    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char* why = dlerror();
+        lib.error = "cuBLAS (" + name + ") could not be loaded: " + (why ? why : "unknown");
+        return lib;
+    }
+    lib.create = reinterpret_cast<Create>(dlsym(h, "cublasCreate_v2"));
+    lib.destroy = reinterpret_cast<Destroy>(dlsym(h, "cublasDestroy_v2"));
+    lib.set_stream = reinterpret_cast<SetStream>(dlsym(h, "cublasSetStream_v2"));
+    lib.sgemm = reinterpret_cast<Sgemm>(dlsym(h, "cublasSgemm_v2"));
+    lib.error = (!lib.create || !lib.destroy || !lib.set_stream || !lib.sgemm)
+                    ? name + " lacks the cuBLAS v2 entry points" : "";
+    loaded = lib.error.empty();
     return lib;
 }
 
@@ -62,7 +67,7 @@ void blas_check(Status st, const char* what) {
 std::string Blas::unavailable_reason() { return library().error; }
 
 Blas::Blas() {
-    const Library& lib = library();
+    const Library lib = library();
     if (!lib.error.empty()) throw std::runtime_error(lib.error);
     blas_check(lib.create(&handle_), "cublasCreate");
 }
@@ -76,7 +81,7 @@ void Blas::gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, con
     if (m > INT_MAX || n > INT_MAX || k > INT_MAX)
         throw std::length_error("pynn._cuda.DenseEngine: a GEMM dimension exceeds cuBLAS' int");
     if (m == 0 || n == 0) return;
-    const Library& lib = library();
+    const Library lib = library();
     blas_check(lib.set_stream(handle_, s), "cublasSetStream");
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B and A swap places,
     // each read with its row length as the leading dimension.

@@ -21,6 +21,24 @@ DeviceBuffer::~DeviceBuffer() {
 
 namespace {
 
+// Makes `device` current for this thread's CUDA runtime while it lives.
+class DeviceGuard {
+public:
+    explicit DeviceGuard(int device) {
+        check(cudaGetDevice(&previous_), "DenseEngine (reading the current device)");
+        if (previous_ != device) check(cudaSetDevice(device), "DenseEngine (setting its device)");
+    }
+    ~DeviceGuard() {
+        int now = previous_;
+        if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+    }
+    DeviceGuard(const DeviceGuard&) = delete;
+    DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+private:
+    int previous_ = 0;
+};
+
 std::unique_ptr<DeviceBuffer> floats(index_t n) {
     return std::make_unique<DeviceBuffer>(static_cast<size_t>(n) * sizeof(float));
 }
@@ -33,9 +51,10 @@ bool fused_output(EngineLoss loss) {
 }  // namespace
 
 GpuDenseEngine::GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss,
-                               EngineOptimizer opt, index_t max_batch, bool count_hits)
+                               EngineOptimizer opt, index_t max_batch, bool count_hits,
+                               int device)
     : layers_(std::move(layers)), loss_(loss), opt_(opt), max_batch_(max_batch),
-      count_hits_(count_hits) {
+      count_hits_(count_hits), device_(device) {
     if (layers_.empty()) throw std::invalid_argument("DenseEngine: no layers");
     if (max_batch_ < 1) throw std::invalid_argument("DenseEngine: batch size must be >= 1");
     const index_t L = static_cast<index_t>(layers_.size());
@@ -48,9 +67,12 @@ GpuDenseEngine::GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss,
                                         " takes " + std::to_string(layer.in) + " inputs, the "
                                         "layer below gives " + std::to_string(layers_[l - 1].out));
         if (layer.trainable && lowest_trainable_ == L) lowest_trainable_ = l;
-        widest = std::max({widest, layer.in, layer.out});
+        // (the inputs' gradient is never formed: the layers' outputs bound every gradient)
+        widest = std::max(widest, layer.out);
     }
     const bool sparse = loss_ == EngineLoss::xent_sparse;
+    DeviceGuard on(device_);
+    blas_ = std::make_unique<Blas>();
     x_ = floats(max_batch_ * layers_[0].in);
     if (sparse)
         labels_ = std::make_unique<DeviceBuffer>(static_cast<size_t>(max_batch_) * 4);
@@ -95,6 +117,7 @@ std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
                                     std::to_string(data.rows));
     std::vector<BatchLog> out(n);
     if (n == 0) return out;
+    DeviceGuard on(device_);
     if (!idx_ || idx_capacity_ < r1 - r0) {
         idx_.reset();
         idx_ = std::make_unique<DeviceBuffer>(static_cast<size_t>(r1 - r0) * 8);
@@ -167,7 +190,7 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
         const EngineLayer& layer = layers_[l];
         input[l] = a;
         float* z = z_[l]->as<float>();
-        blas_.gemm(false, false, rows, layer.out, layer.in, a, layer.w, z, false, s);
+        blas_->gemm(false, false, rows, layer.out, layer.in, a, layer.w, z, false, s);
         if (layer.b) bias_activation(z, layer.b, rows, layer.out, Activation::linear, 0.f, s);
         if (y_[l]) {
             activation_forward(layer.act, layer.act_param, z, y_[l]->as<float>(),
@@ -215,12 +238,12 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
     for (index_t l = L - 1; l >= lowest_trainable_; --l) {
         const EngineLayer& layer = layers_[l];
         if (layer.trainable) {
-            blas_.gemm(true, false, layer.in, layer.out, rows, input[l], dz,
+            blas_->gemm(true, false, layer.in, layer.out, rows, input[l], dz,
                        gw_[l]->as<float>(), false, s);
             if (gb_[l]) bias_grad(dz, gb_[l]->as<float>(), rows, layer.out, s);
         }
         if (l == lowest_trainable_) break;
-        blas_.gemm(false, true, rows, layer.in, layer.out, dz, layer.w, spare, false, s);
+        blas_->gemm(false, true, rows, layer.in, layer.out, dz, layer.w, spare, false, s);
         const EngineLayer& below = layers_[l - 1];
         if (y_[l - 1])
             activation_backward(below.act, below.act_param, z_[l - 1]->as<float>(),

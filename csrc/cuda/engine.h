@@ -63,8 +63,10 @@ private:
 
 class GpuDenseEngine {
 public:
+    // device: the GPU the layers' arrays live on; every call runs there (this module's CUDA
+    // runtime keeps its own current device, which CuPy's Device(n).use() does not set).
     GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss, EngineOptimizer opt,
-                   index_t max_batch, bool count_hits);
+                   index_t max_batch, bool count_hits, int device);
 
     // Steps over batches [first, last) of `order` (host int64 rows of x, each checked in
     // range); returns each batch's (loss sum, loss count, hits). Synchronises once, at the end.
@@ -90,7 +92,8 @@ private:
     index_t max_batch_;
     bool count_hits_;
     index_t lowest_trainable_;
-    Blas blas_;
+    int device_;
+    std::unique_ptr<Blas> blas_;
     std::unique_ptr<DeviceBuffer> x_, labels_, targets_, idx_;
     std::vector<std::unique_ptr<DeviceBuffer>> z_, y_, gw_, gb_;
     std::unique_ptr<DeviceBuffer> grad_a_, grad_b_;

@@ -82,6 +82,8 @@ __global__ void xent_sparse_kernel(const float* logits, const std::int32_t* labe
         const std::int32_t label = labels[r];
         if (label < 0 || label >= cols) {
             if (lane == 0) atomicMin(&out->bad_row, static_cast<long long>(r));
+            // (a zero gradient: the engine's later steps must not read what was there)
+            for (index_t j = lane; j < cols; j += kWarp) d[j] = 0.f;
             continue;
         }
         const float z_label = z[label];

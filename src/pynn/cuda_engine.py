@@ -126,13 +126,20 @@ class CudaEngine(NativeEngine):
             return opt.slot_arrays(p) if p.trainable else []
         self.opt_name = _OPTIMIZERS[type(opt)]
         self.count_hits = bool(model._metrics)  # (only sparse accuracy gets here)
-        self.engine = backend._cuda.DenseEngine(
-            sizes, codes, [float(a.param) for a in acts], [d.kernel.value for d in dense],
-            [d.bias.value if d.use_bias else None for d in dense], trainable,
-            [slots(d.kernel) for d in dense],
-            [slots(d.bias) if d.use_bias else [] for d in dense], self.kind, self.opt_name,
-            int(batch_size), bool(getattr(opt, "amsgrad", False)),
-            bool(getattr(opt, "momentum", 0.0)), self.count_hits)
+        self.device = dense[0].kernel.value.device.id  # (the weights' GPU: the engine's)
+        args = (sizes, codes, [float(a.param) for a in acts], [d.kernel.value for d in dense],
+                [d.bias.value if d.use_bias else None for d in dense], trainable,
+                [slots(d.kernel) for d in dense],
+                [slots(d.bias) if d.use_bias else [] for d in dense], self.kind, self.opt_name,
+                int(batch_size), bool(getattr(opt, "amsgrad", False)),
+                bool(getattr(opt, "momentum", 0.0)), self.count_hits, self.device)
+        try:
+            self.engine = backend._cuda.DenseEngine(*args)
+        except RuntimeError as exc:  # the engine's buffers come from cudaMalloc, not CuPy's
+            if "out of memory" not in str(exc):  # pool: free what the pool keeps, once
+                raise
+            backend.xp.get_default_memory_pool().free_all_blocks()
+            self.engine = backend._cuda.DenseEngine(*args)
         self.backend = backend
         self.params = [p for d in dense for p in d.params]
         self.dropouts, self.bn_params = [], []
@@ -165,19 +172,31 @@ class CudaEngine(NativeEngine):
         else:
             y = y.reshape(len(y), -1).astype(np.float32, copy=False)
         x, y = xp.ascontiguousarray(_rows(x)), xp.ascontiguousarray(y)  # (no copy: as fit's)
+        if x.device.id != self.device or y.device.id != self.device:
+            raise ValueError(f"the data is on GPU {x.device.id} (targets {y.device.id}), the "
+                             f"model's weights on GPU {self.device}")
         order = np.ascontiguousarray(order, dtype=np.int64)
-        logs = self.engine.train(
-            x, y, order, first, last, batch_size, lr, getattr(opt, "beta_1", 0.9),
-            getattr(opt, "beta_2", 0.999), getattr(opt, "epsilon", 1e-7),
-            getattr(opt, "weight_decay", 0.0), getattr(opt, "momentum", 0.0),
-            bool(getattr(opt, "nesterov", False)), bool(getattr(opt, "amsgrad", False)),
-            self.loss_param, opt.training_steps, self.backend._stream())
+        try:
+            logs = self._train(x, y, order, first, last, batch_size, lr)
+        except IndexError as exc:
+            if str(exc).startswith("labels"):  # out of range: every step of the chunk ran
+                opt.training_steps += count
+            raise
         opt.training_steps += count
         rows = logs[:, 1]
         out = np.empty((count, 1 + len(self.metric_names)))
         out[:, 0] = logs[:, 0] / (rows * self.per_row)
         out[:, 1:] = (logs[:, 2] / rows)[:, None]
         return out
+
+    def _train(self, x, y, order, first, last, batch_size, lr):
+        opt = self.optimizer
+        return self.engine.train(
+            x, y, order, first, last, batch_size, lr, getattr(opt, "beta_1", 0.9),
+            getattr(opt, "beta_2", 0.999), getattr(opt, "epsilon", 1e-7),
+            getattr(opt, "weight_decay", 0.0), getattr(opt, "momentum", 0.0),
+            bool(getattr(opt, "nesterov", False)), bool(getattr(opt, "amsgrad", False)),
+            self.loss_param, opt.training_steps, self.backend._stream())
 
     def predict(self, x, checked=False):
         raise NotImplementedError("the cuda engine trains; predict runs layer by layer")
