@@ -2,7 +2,8 @@
 # The GPU checks, in one call on a machine with an NVIDIA GPU, CUDA and CuPy (and no package
 # registry): build pynn with its CUDA extension, run the CUDA kernel tests, time
 # bench/gpu_compare.py, then run the whole test suite, where the cuda and cupy backends join
-# every test parametrised over the available backends. Each stage has its own time limit so a
+# the tests parametrised over every available backend (tests/test_gpu_*.py and
+# test_cuda_*.py are the GPU's own). Each stage has its own time limit so a
 # slow or hung stage leaves the later ones their time; logs go to $OUT (default /tmp/gpu_check).
 #
 #   bash scripts/gpu_check.sh                 # everything
@@ -45,7 +46,7 @@ $PY -c "import pynn; i = pynn.info(); print('pynn', i['version'], i['backend'], 
 if stage kernels; then
     run kernels 120 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 \
         --junitxml="$OUT/kernels.xml" tests/test_cuda_backend.py tests/test_cuda_bindings.py \
-        tests/test_cuda_engine.py
+        tests/test_cuda_engine.py tests/test_gpu_arrays.py
 fi
 if stage bench; then
     TAIL=40 run bench 150 $PY bench/gpu_compare.py ${BENCH_ARGS:-}
