@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from common import machine_line
-from peers import ADAM_EPSILON, initial_weights, pynn_model
+from peers import pynn_model, torch_model
 from workloads import WORKLOADS, make_data
 
 LIBS = ("pynn-cuda", "pynn-cuda-layers", "pynn-cupy", "torch-cuda", "pynn-cpu", "pynn-numpy")
@@ -70,21 +70,7 @@ def torch_trainer(device):
         import torch
 
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 as pynn computes it
-        torch.manual_seed(0)
-        mods = []
-        for a, b in zip(w.layers[:-2], w.layers[1:-1]):
-            mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-        mods.append(torch.nn.Linear(w.layers[-2], w.layers[-1]))
-        model = torch.nn.Sequential(*mods)
-        linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
-        weights = initial_weights(w)
-        with torch.no_grad():
-            for lin, kernel, bias in zip(linears, weights[0::2], weights[1::2]):
-                lin.weight.copy_(torch.from_numpy(kernel.T.copy()))  # torch stores (out, in)
-                lin.bias.copy_(torch.from_numpy(bias))
-        model.to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=ADAM_EPSILON)
-        loss_fn = torch.nn.CrossEntropyLoss() if w.loss == "xent" else torch.nn.MSELoss()
+        model, opt, loss_fn = torch_model(w, device)
         X, Y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
         n = len(x)
 

@@ -54,7 +54,9 @@ def pynn_trainer(engine):
     return make
 
 
-def torch_trainer(w, x, y):
+def torch_model(w, device="cpu"):
+    """The workload's PyTorch model from pynn's initial weights on `device`, its Adam and its
+    loss: (model, optimizer, loss function)."""
     import torch
 
     torch.manual_seed(0)
@@ -69,8 +71,16 @@ def torch_trainer(w, x, y):
         for lin, kernel, bias in zip(linears, weights[0::2], weights[1::2]):
             lin.weight.copy_(torch.from_numpy(kernel.T.copy()))  # torch stores (out, in)
             lin.bias.copy_(torch.from_numpy(bias))
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=ADAM_EPSILON)
     loss_fn = torch.nn.CrossEntropyLoss() if w.loss == "xent" else torch.nn.MSELoss()
+    return model, opt, loss_fn
+
+
+def torch_trainer(w, x, y):
+    import torch
+
+    model, opt, loss_fn = torch_model(w)
     X = torch.from_numpy(x)
     Y = torch.from_numpy(y)
     n = len(x)

@@ -70,9 +70,8 @@ def _compare(native, layers, h_native, h_layers, n):
     assert native.optimizer.iterations == layers.optimizer.iterations
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[f"{c[1]}-{c[2]}" for c in CONFIGS])
-@pytest.mark.parametrize("variant", ["plain", "frozen", "schedule"])
-def test_engine_matches_layer_path(rng, config, variant):
+def engine_and_layers_agree(rng, config, variant):
+    """Three epochs of the config's model in the engine and layer by layer: the same."""
     x, y = _data(rng, config[1], config[3])
     runs = {}
     for engine in ("native", "layers"):
@@ -80,8 +79,14 @@ def test_engine_matches_layer_path(rng, config, variant):
         # 17 rows a batch: a short last batch; several batches per engine call
         h = model.fit(x, y, epochs=3, batch_size=17, verbose=0, engine=engine)
         runs[engine] = model, h.history
-    _compare(*runs["native"][:1], *runs["layers"][:1], runs["native"][1], runs["layers"][1],
+    _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1],
              len(x))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"{c[1]}-{c[2]}" for c in CONFIGS])
+@pytest.mark.parametrize("variant", ["plain", "frozen", "schedule"])
+def test_engine_matches_layer_path(rng, config, variant):
+    engine_and_layers_agree(rng, config, variant)
 
 
 @pytest.mark.parametrize("n,features,batch", [(1, 1, 1), (3, 3, 2), (129, 17, 129),
@@ -111,8 +116,9 @@ def test_data_on_the_device_and_progress_per_batch(rng):
     _compare(native, layers, h_native, h_layers, len(x))
 
 
-def test_train_on_batch_runs_in_the_engine(rng, monkeypatch):
-    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+def train_on_batch_twins(rng):
+    """Two models, one stepped by train_on_batch (the CUDA engine, when it runs by default),
+    one by the layer path's step, after the same five batches: (engine's, layers', x, y)."""
     config = CONFIGS[2]
     x, y = _data(rng, config[1], config[3], n=40)
     native, layers = _model(config), _model(config)
@@ -121,9 +127,15 @@ def test_train_on_batch_runs_in_the_engine(rng, monkeypatch):
         b = layers._train_step(*(layers.backend.asarray(v, np.float32)
                                  for v in (x[i:i + 8], y[i:i + 8])))[0]
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert native._batch_trainer.native is not None
+    assert isinstance(native._batch_trainer.native, pynn.cuda_engine.CudaEngine)
     for a, b in zip(native.get_weights(), layers.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    return native, layers, x, y
+
+
+def test_train_on_batch_runs_in_the_engine(rng, monkeypatch):
+    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+    train_on_batch_twins(rng)
 
 
 def test_summary_names_the_engine_and_fallbacks_are_visible(rng, monkeypatch):

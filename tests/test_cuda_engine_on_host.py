@@ -15,7 +15,8 @@ import fake_cupy
 import numpy as np
 import pytest
 from conftest import requires_backend
-from test_cuda_engine import CONFIGS, _compare, _data, _model
+from test_cuda_engine import (CONFIGS, _data, _model, engine_and_layers_agree,
+                              train_on_batch_twins)
 
 import pynn
 from pynn import cuda_engine
@@ -45,15 +46,7 @@ def cuda_backend(monkeypatch):
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"{c[1]}-{c[2]}" for c in CONFIGS])
 @pytest.mark.parametrize("variant", ["plain", "frozen", "schedule"])
 def test_engine_glue_matches_layer_path(cuda_backend, rng, config, variant):
-    x, y = _data(rng, config[1], config[3])
-    runs = {}
-    for engine in ("native", "layers"):
-        model = _model(config, frozen=variant == "frozen", schedule=variant == "schedule")
-        h = model.fit(x, y, epochs=3, batch_size=17, verbose=0, engine=engine)
-        runs[engine] = model, h.history
-    assert isinstance(runs["native"][0].optimizer, pynn.optimizers.Optimizer)
-    _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1],
-             len(x))
+    engine_and_layers_agree(rng, config, variant)
 
 
 def test_the_engine_runs_when_asked_for_until_checked_on_a_gpu(cuda_backend, rng, monkeypatch):
@@ -75,17 +68,7 @@ def test_the_engine_runs_when_asked_for_until_checked_on_a_gpu(cuda_backend, rng
 
 def test_train_on_batch_and_weighted_batches(cuda_backend, rng, monkeypatch):
     monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
-    config = CONFIGS[2]
-    x, y = _data(rng, config[1], config[3], n=40)
-    native, layers = _model(config), _model(config)
-    for i in range(0, 40, 8):
-        a = native.train_on_batch(x[i:i + 8], y[i:i + 8])
-        b = layers._train_step(*(layers.backend.asarray(v, np.float32)
-                                 for v in (x[i:i + 8], y[i:i + 8])))[0]
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    assert isinstance(native._batch_trainer.native, cuda_engine.CudaEngine)
-    for a, b in zip(native.get_weights(), layers.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    native, layers, x, y = train_on_batch_twins(rng)
     # a weighted batch goes through the layers (the engine takes unweighted ones), as it
     # does in fit, where engine='native' is refused
     w = rng.uniform(0.5, 2.0, size=8)
