@@ -103,3 +103,25 @@ def test_what_the_engine_does_not_run_is_named(cuda_backend, rng):
                   metrics=["precision"], backend="cuda")
     with pytest.raises(ValueError, match="metric"):
         model.fit(x, y, epochs=1, verbose=0, engine="native")
+
+
+def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_backend, rng,
+                                                                       monkeypatch):
+    """A generator's weighted batch: engine='native' says why it cannot train it; 'auto'
+    trains that batch layer by layer (a chunk the engine cannot run is not dropped)."""
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=24)
+    w = rng.uniform(0.5, 2.0, size=24)
+
+    def batches():
+        for i in range(0, 24, 8):
+            yield x[i:i + 8], y[i:i + 8], w[i:i + 8]
+
+    model = _model(config)
+    with pytest.raises(ValueError, match="sample or class weights"):
+        model.fit(batches(), epochs=1, verbose=0, engine="native")
+    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+    weighted, layers = _model(config), _model(config)
+    h = weighted.fit(batches(), epochs=1, verbose=0).history
+    h_layers = layers.fit(batches(), epochs=1, verbose=0, engine="layers").history
+    np.testing.assert_allclose(h["loss"], h_layers["loss"], rtol=1e-5)
