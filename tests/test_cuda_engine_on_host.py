@@ -125,3 +125,46 @@ def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_bac
     h = weighted.fit(batches(), epochs=1, verbose=0).history
     h_layers = layers.fit(batches(), epochs=1, verbose=0, engine="layers").history
     np.testing.assert_allclose(h["loss"], h_layers["loss"], rtol=1e-5)
+
+
+def test_clipping_set_mid_fit_leaves_the_engine(cuda_backend, rng, monkeypatch):
+    """The engine has no clipping: a callback turning it on mid-fit sends the rest of the fit
+    through the layers (it trained on unclipped before), as the layer path throughout."""
+    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3])
+
+    class ClipFromEpoch1(pynn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.optimizer.clipvalue = 0.001
+
+    runs = {}
+    for engine in ("auto", "layers"):
+        model = _model(config)
+        runs[engine] = model, model.fit(x, y, epochs=3, batch_size=17, verbose=0,
+                                        engine=engine, callbacks=[ClipFromEpoch1()]).history
+    assert "clipping" in runs["auto"][0].engine_reason
+    np.testing.assert_allclose(runs["auto"][1]["loss"], runs["layers"][1]["loss"], rtol=1e-4)
+    for a, b in zip(runs["auto"][0].get_weights(), runs["layers"][0].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_weighted_batches_and_ignore_class_are_named(cuda_backend, rng, monkeypatch):
+    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=24)
+    model = _model(config)
+    model.train_on_batch(x[:8], y[:8], sample_weight=np.ones(8))
+    assert "sample or class weights" in model.engine_reason
+
+    def batches():
+        for i in range(0, 24, 8):
+            yield x[i:i + 8], y[i:i + 8]
+
+    model.fit(batches(), epochs=1, verbose=0, class_weight={0: 2.0})
+    assert "sample or class weights" in model.engine_reason
+    model.compile(optimizer="adam", backend="cuda",
+                  loss=pynn.losses.SparseCategoricalCrossentropy(ignore_class=0))
+    with pytest.raises(ValueError, match="with ignore_class"):
+        model.fit(x, y, epochs=1, verbose=0, engine="native")

@@ -75,8 +75,16 @@ def _model_reason(model, for_training, weighted):
             return f"layer {stage.dense.name!r} has weights frozen one by one (param.trainable)"
     last = stack[-1].act.name
     loss = model.loss
-    kind = _loss_kind(loss, last) if type(loss) in _LOSSES else None
-    if kind not in _KINDS or getattr(loss, "ignore_class", None) is not None:
+    if type(loss) not in _LOSSES:
+        if type(loss).__module__ == losses.__name__:
+            return (f"loss {type(loss).__name__} (the cuda engine has MSE, MAE, Huber and the "
+                    f"cross-entropies)")
+        return (f"loss {type(loss).__name__} is not pynn's own class (a subclass may compute "
+                f"something else)")
+    if getattr(loss, "ignore_class", None) is not None:
+        return f"loss {loss.name} with ignore_class"
+    kind = _loss_kind(loss, last)
+    if kind not in _KINDS:
         return f"loss {type(loss).__name__} with a {last} output"
     if kind not in _FUSED and last not in ACTIVATION_CODES:
         return f"a {last} output with loss {type(loss).__name__}"
@@ -154,6 +162,17 @@ class CudaEngine(NativeEngine):
         self.layers_seen = list(model.layers)
         self.settings = _engine_settings(model)
         self.settings_key = _settings_key(self.settings)
+
+    def matches(self, model):
+        """As NativeEngine's, and False once the optimizer clips, averages or accumulates
+        (options a callback may set mid-fit without a rebuild the CPU engine needs: it reads
+        them each call; this engine has none of them, so fit asks again and trains by
+        layers)."""
+        opt = model.optimizer
+        if opt is not self.optimizer or opt.clipping[0] is not None or opt.use_ema or \
+                opt.gradient_accumulation_steps:
+            return False
+        return super().matches(model)
 
     def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs:

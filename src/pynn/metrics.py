@@ -1849,7 +1849,7 @@ class EpochLogs(Mapping):
         for key, j in columns.items():
             metric = self._means.get(key)
             start = metric._total if metric is not None else self._sums.get(key, 0.0)
-            if type(start) is float:
+            if isinstance(start, float):  # (numpy's float64 too: the same arithmetic)
                 total = float(np.cumsum(np.concatenate(([start], rows[:, j] * ks)))[-1])
             else:  # (a float32 total, say: its own rounding at each batch, as add_means)
                 total = start

@@ -1042,7 +1042,8 @@ class Sequential:
         if self.built:  # else no epoch runs
             self._prepare_compiled()
             reason = "engine='layers' was asked for" if engine == "layers" else \
-                engine_mod.unsupported_reason(self, asked=engine == "native")
+                engine_mod.unsupported_reason(self, weighted=class_weight is not None,
+                                              asked=engine == "native")
             if reason is not None and engine == "native":
                 raise ValueError(f"the native engine cannot train this model: {reason}")
             if reason is not None and verbose and engine == "auto" and \
@@ -1912,10 +1913,11 @@ class _SourceTrainer:
         order = np.arange(n, dtype=np.int64)
         native = self._engine_for(n)
         if native is not None and wd is not None and not native.takes_sample_weights:
+            why = "sample or class weights (the cuda engine takes unweighted batches)"
             if self.engine == "native":
-                raise ValueError("the native engine cannot train this model: sample or class "
-                                 "weights (the cuda engine takes unweighted batches)")
+                raise ValueError(f"the native engine cannot train this model: {why}")
             native = None  # (the cuda engine: this weighted batch goes through the layers)
+            self.engine_reason = why
         if native is not None:
             batches = m._native_chunk(native, xd, yd, wd, order, 0, 1, n,
                                       [name for name, _ in m._metrics], epoch_logs)
