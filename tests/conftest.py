@@ -13,6 +13,38 @@ from pynn.backend import available_backends
 AVAILABLE = {name for name, why in available_backends().items() if why is None}
 
 
+def _fake_gpu_backends():
+    """PYNN_TEST_FAKE_GPU=1: the cupy and cuda backends on tests/fake_cupy.py's stand-in
+    (CuPy's rules on host memory, pynn._C's kernels behind the CUDA bindings' checks), so
+    every test over the available backends runs on them here too. Not on a real GPU."""
+    import sys
+
+    import fake_cuda_module
+    import fake_cupy
+    import pynn._C
+
+    from pynn.backend.cuda_backend import CudaBackend
+    from pynn.backend.cupy_backend import CupyBackend
+
+    sys.modules["cupy"] = fake_cupy.make_fake_cupy()
+    pynn.backend._instances.update(
+        cupy=CupyBackend(), cuda=CudaBackend(fake_cuda_module.make_fake_cuda_module(pynn._C)))
+    AVAILABLE.update(("cupy", "cuda"))
+
+
+FAKE_GPU = os.environ.get("PYNN_TEST_FAKE_GPU") == "1" and "cuda" not in AVAILABLE
+if FAKE_GPU:
+    _fake_gpu_backends()
+
+
+def pytest_collection_modifyitems(config, items):
+    if FAKE_GPU:  # the `cuda` tests are the real GPU's (kernels, engine, streams)
+        skip = pytest.mark.skip(reason="needs a real GPU (PYNN_TEST_FAKE_GPU runs the fakes)")
+        for item in items:
+            if item.get_closest_marker("cuda") is not None:
+                item.add_marker(skip)
+
+
 def pytest_report_header(config):
     info = pynn.info()
     return [f"pynn backends available: {sorted(AVAILABLE)}; default {info['backend']}",

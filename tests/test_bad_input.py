@@ -348,7 +348,7 @@ def test_complex_values_are_refused_by_the_standalone_functions():
             call()
 
 
-@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy") if b in AVAILABLE])
+@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE])
 def test_weights_beyond_float32_are_refused(backend):
     """Finite float64 weights that float32 cannot hold became inf, then NaN weights, with
     no error; they are refused by name as x's and y's are."""
@@ -469,7 +469,7 @@ def test_gemm_refuses_what_it_cannot_compute():
         gemm(np.array([[1, 2]], dtype=object), [[1], [1]])
     with pytest.raises(TypeError, match="trans_a must be True or False"):
         gemm(np.ones((2, 2)), np.ones((2, 2)), trans_a="no")  # transposed: "no" is true
-    for backend in sorted({"numpy", "cpu"} & AVAILABLE):
+    for backend in sorted({"numpy", "cpu", "cuda", "cupy"} & AVAILABLE):
         previous = pynn.get_backend()
         pynn.set_backend(backend)
         try:

@@ -13,7 +13,7 @@ from conftest import AVAILABLE
 import pynn
 from pynn.batch_sources import BatchSource, PyDataset, is_batch_source
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 
 def _data(rng, n=150, features=6):

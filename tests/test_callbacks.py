@@ -647,7 +647,7 @@ class _Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy") if b in AVAILABLE])
+@pytest.mark.parametrize("backend", [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE])
 def test_backup_and_restore_resumes_a_crashed_run_where_it_stopped(rng, tmp_path, backend):
     """Keras' BackupAndRestore: a run that crashed after epoch 2 of 5, fitted again with the
     same callback, restores the backup and runs epochs 3-5, ending with the weights of an

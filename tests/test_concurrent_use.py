@@ -10,7 +10,7 @@ from conftest import AVAILABLE
 
 import pynn
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 LAYERS_WITH_STATE = [
     lambda: pynn.Dropout(0.5, seed=3),

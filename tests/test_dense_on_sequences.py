@@ -10,7 +10,7 @@ from gradcheck import assert_close_grad, numeric_grad
 
 import pynn
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -11,7 +11,7 @@ import pynn
 from conftest import AVAILABLE, import_keras, optimizer_steps, requires_backend
 from pynn import optimizers, schedules
 
-BACKENDS = sorted(AVAILABLE & {"numpy", "cpu"})
+BACKENDS = sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"})
 
 
 def _keras_and_pynn(keras, name, kwargs):

@@ -39,7 +39,7 @@ def _case(rng, shape, classes, ignore):
     return labels, probabilities
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 @pytest.mark.parametrize("ignore", [-1, 255, 0])
 @pytest.mark.parametrize("shape", [(1,), (7,), (17,), (3, 5)])
 def test_the_mean_over_the_kept_positions(rng, backend, ignore, shape):

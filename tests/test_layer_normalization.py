@@ -11,7 +11,7 @@ from gradcheck import assert_close_grad, numeric_grad
 import pynn
 from pynn.layers import LayerNormalization, RMSNormalization
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 
 def reference(x, centred, epsilon, gain=None, shift=None):

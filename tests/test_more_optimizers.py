@@ -80,7 +80,7 @@ def _close_but_for_lion_ties(name, got, want, lr, rtol=2e-5, atol=1e-6):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 @pytest.mark.parametrize("case", range(len(KERAS_CASES)),
                          ids=[f"{n}-{i}" for i, (n, _) in enumerate(KERAS_CASES)])
 def test_same_steps_as_keras_3(rng, backend, case):
@@ -99,7 +99,7 @@ def test_same_steps_as_keras_3(rng, backend, case):
     _close_but_for_lion_ties(name, got, want, lr, atol=max(1e-6, 2e-4 * lr))
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 @pytest.mark.parametrize("shape", [(1,), (6,), (1, 1), (9, 1), (1, 4)])
 @pytest.mark.parametrize("name", ["Adafactor", "Ftrl", "Muon"])
 def test_same_steps_as_keras_3_on_vectors_and_thin_matrices(rng, backend, shape, name):

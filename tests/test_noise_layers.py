@@ -22,7 +22,7 @@ def _built(layer, features, backend="numpy", dtype=np.float32):
     return layer
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 def test_the_noise_has_kerass_statistics(rng, backend):
     x = rng.normal(size=(400, 500)).astype(np.float32)
     b = pynn.get_backend(backend)
@@ -39,7 +39,7 @@ def test_the_noise_has_kerass_statistics(rng, backend):
         b.to_numpy(quiet.forward(b.asarray(x, np.float32), training=True)), x)
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 @pytest.mark.parametrize("rate", [0.05, 0.3])
 def test_alpha_dropout_keeps_selus_mean_and_variance(rng, backend, rate):
     # Keras' constants, written out independently of pynn's

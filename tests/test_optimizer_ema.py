@@ -15,7 +15,7 @@ from conftest import AVAILABLE, import_keras, optimizer_steps, requires_backend
 from pynn import optimizers
 
 
-@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}))
 @pytest.mark.parametrize("name,kwargs", [
     ("Adam", {"use_ema": True}),
     ("SGD", {"learning_rate": 0.1, "momentum": 0.5, "use_ema": True, "ema_momentum": 0.7,

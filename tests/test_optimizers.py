@@ -32,7 +32,7 @@ def _run(opt, backend_name, w, grads):
 
 W0 = [0.5, -1.0, 2.0]
 GRADS = [[0.1, -0.2, 0.3], [0.4, 0.0, -0.5], [-0.3, 0.2, 0.1]]
-BACKENDS = sorted(AVAILABLE & {"numpy", "cpu"})
+BACKENDS = sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"})
 
 
 def _hand_sgd(lr, momentum, nesterov):

@@ -15,7 +15,7 @@ from gradcheck import assert_close_grad, numeric_grad
 import pynn
 from pynn.layers import PReLU
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 
 def reference(x, alpha):

@@ -69,7 +69,7 @@ def test_other_reshapes_train_layer_by_layer_on_both_backends(rng, tmp_path):
     x = rng.normal(size=(48, 12)).astype(np.float32)
     y = rng.normal(size=(48, 2)).astype(np.float32)
     results = {}
-    for backend in sorted(AVAILABLE & {"numpy", "cpu"}):
+    for backend in sorted(AVAILABLE & {"numpy", "cpu", "cuda", "cupy"}):
         pynn.set_seed(2)
         model = pynn.Sequential([pynn.Input((12,)), pynn.Reshape((3, -1)), pynn.Dense(5),
                                  pynn.Reshape((15,)), pynn.Dense(2)])

@@ -11,7 +11,7 @@ from conftest import AVAILABLE, import_keras
 
 import pynn
 
-BACKENDS = [b for b in ("cpu", "numpy") if b in AVAILABLE]
+BACKENDS = [b for b in ("cpu", "numpy", "cuda", "cupy") if b in AVAILABLE]
 
 
 def _data(rng, n=150, features=6):
