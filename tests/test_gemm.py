@@ -661,6 +661,32 @@ def test_public_ops_gemm(rng):
         pynn.ops.gemm(a, b, trans_b=True, bias=np.zeros(3))
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 17, 5), (33, 129, 17)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "elu",
+                                        pynn.activations.Spec("leaky_relu", 0.05)])
+def test_ops_gemm_float32_shortcut_is_the_general_path(rng, m, k, n, trans_a, trans_b,
+                                                       activation):
+    """float32 NumPy matrices go straight to the kernel (ops._host_float32_call); the same
+    values as lists, a strided view or an integer flag take the general path: the same bits."""
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    fast = pynn.ops.gemm(a, b, trans_a, trans_b, bias=bias, activation=activation, alpha=0.5)
+    assert pynn.ops._host_float32_call(pynn.get_backend(), a, b, trans_a, trans_b, bias,
+                                       activation, 0.5, 0.0, None) is not None
+    for general in (pynn.ops.gemm(a.tolist(), b.tolist(), int(trans_a), int(trans_b),
+                                  bias=bias.tolist(), activation=activation, alpha=0.5),
+                    pynn.ops.gemm(np.asfortranarray(a)[:, :], b, trans_a, trans_b, bias=bias,
+                                  activation=activation, alpha=np.float32(0.5))):
+        np.testing.assert_array_equal(fast, general)
+    spec = pynn.activations.get(activation)
+    want = pynn.get_backend("numpy").activation_forward(
+        spec.name, 0.5 * (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)
+        + bias, spec.param)
+    np.testing.assert_allclose(fast, want, rtol=1e-4, atol=1e-5)
+
+
 def test_public_ops_gemm_keeps_float64_in_a_float64_session(rng):
     a, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 3))
     previous_backend, previous_floatx = pynn.get_backend().name, pynn.floatx()

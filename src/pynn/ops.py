@@ -9,6 +9,7 @@ import numpy as np
 from . import activations as act_mod
 from . import config
 from .backend import backend_array, get_backend, is_gpu_array
+from .backend.kernel_calls import ACTIVATION_CODES
 from .data import _numeric, all_finite, converted, overflow_error
 
 
@@ -27,6 +28,10 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     and out must have it.
     """
     backend = get_backend()
+    result = _host_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta,
+                                out)
+    if result is not None:
+        return result
     trans_a, trans_b = _flag("trans_a", trans_a), _flag("trans_b", trans_b)
     alpha, beta = _scalar("alpha", alpha), _scalar("beta", beta)
     spec = act_mod.get(activation)
@@ -67,6 +72,41 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
         raise ValueError("gemm: beta != 0 needs out=")
     return backend.gemm(a_arr, b_arr, trans_a, trans_b, bias, spec.name, spec.param, alpha,
                         beta, out)
+
+
+# Each kernel activation's code and default parameter by its own name (act_mod.get takes
+# ~0.7 us; None is linear).
+_PLAIN_ACTIVATIONS = {None: (0, 0.0), **{name: (code, act_mod.get(name).param)
+                                         for name, code in ACTIVATION_CODES.items()}}
+
+
+def _host_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta, out):
+    """The common call on the cpu backend (float32 NumPy matrices, an optional float32 bias,
+    no out=) straight to the kernel: ~1 us of Python instead of the general path's ~5, so
+    small products do not lose to numpy.matmul (~0.7 us at 8x8x8). None when anything needs
+    the general path's conversions or checks, which then give the same result or the error."""
+    if not (backend.name == "cpu" and out is None and type(a) is np.ndarray
+            and type(b) is np.ndarray and a.dtype == np.float32 and b.dtype == np.float32
+            and a.ndim == 2 and b.ndim == 2 and a.strides[1] == 4 and b.strides[1] == 4
+            and type(trans_a) is bool and type(trans_b) is bool
+            and type(alpha) in (float, int) and type(beta) in (float, int) and beta == 0):
+        return None
+    n = b.shape[0] if trans_b else b.shape[1]
+    if (a.shape[0] if trans_a else a.shape[1]) != (b.shape[1] if trans_b else b.shape[0]):
+        return None
+    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == np.float32
+                                 and bias.shape == (n,) and bias.flags.c_contiguous):
+        return None
+    code = param = None
+    if activation is None or type(activation) is str:  # (a name as it is: no lookup)
+        code, param = _PLAIN_ACTIVATIONS.get(activation, (None, None))
+    if code is None:
+        spec = act_mod.get(activation)
+        if spec.name == "softmax":
+            return None
+        code, param = ACTIVATION_CODES[spec.name], spec.param
+    # (the cpu backend's gemm, whose checks the conditions above are)
+    return backend._C.gemm(a, b, trans_a, trans_b, float(alpha), 0.0, None, bias, code, param)
 
 
 def _flag(name, value):
