@@ -667,14 +667,14 @@ def test_public_ops_gemm(rng):
                                         pynn.activations.Spec("leaky_relu", 0.05)])
 def test_ops_gemm_float32_shortcut_is_the_general_path(rng, m, k, n, trans_a, trans_b,
                                                        activation):
-    """float32 NumPy matrices go straight to the kernel (ops._host_float32_call); the same
+    """float32 NumPy matrices go straight to the kernel (ops._own_float32_call); the same
     values as lists, a strided view or an integer flag take the general path: the same bits."""
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     fast = pynn.ops.gemm(a, b, trans_a, trans_b, bias=bias, activation=activation, alpha=0.5)
-    assert pynn.ops._host_float32_call(pynn.get_backend(), a, b, trans_a, trans_b, bias,
-                                       activation, 0.5, 0.0, None) is not None
+    assert pynn.ops._own_float32_call(pynn.get_backend(), a, b, trans_a, trans_b, bias,
+                                      activation, 0.5, 0.0, None) is not None
     for general in (pynn.ops.gemm(a.tolist(), b.tolist(), int(trans_a), int(trans_b),
                                   bias=bias.tolist(), activation=activation, alpha=0.5),
                     pynn.ops.gemm(np.asfortranarray(a)[:, :], b, trans_a, trans_b, bias=bias,

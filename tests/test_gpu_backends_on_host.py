@@ -56,6 +56,39 @@ def test_the_fake_refuses_what_cupy_refuses():
 
 
 @pytest.mark.parametrize("name", ["cupy", "cuda"])
+@pytest.mark.parametrize("activation", [None, "relu", pynn.activations.Spec("elu", 0.5)])
+def test_ops_gemm_shortcut_for_device_arrays_is_the_general_path(gpu_backends, name, rng,
+                                                                 activation):
+    """The backend's own C-contiguous float32 arrays go straight to its GEMM
+    (ops._own_float32_call); host values and a strided device view take the general path:
+    the same values."""
+    backend = gpu_backends[name]
+    cp = backend.xp
+    a = rng.normal(size=(5, 3)).astype(np.float32)
+    b = rng.normal(size=(4, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    previous = pynn.get_backend()
+    pynn.set_backend(backend)
+    try:
+        da, db, dbias = cp.asarray(a), cp.asarray(b), cp.asarray(bias)
+        assert pynn.ops._own_float32_call(backend, da, db, False, True, dbias, activation, 2.0,
+                                          0.0, None) is not None
+        fast = pynn.ops.gemm(da, db, trans_b=True, bias=dbias, activation=activation, alpha=2.0)
+        assert isinstance(fast, cp.ndarray)
+        strided = cp.asarray(np.ascontiguousarray(b.T)).T  # (4, 3), not C-contiguous
+        assert pynn.ops._own_float32_call(backend, da, strided, False, True, dbias, activation,
+                                          2.0, 0.0, None) is None
+        for general in (pynn.ops.gemm(a, b, trans_b=True, bias=bias, activation=activation,
+                                      alpha=2.0),
+                        pynn.ops.gemm(da, strided, trans_b=True, bias=dbias,
+                                      activation=activation, alpha=2.0)):
+            np.testing.assert_allclose(cp.asnumpy(fast), cp.asnumpy(general), rtol=1e-6,
+                                       atol=1e-7)
+    finally:
+        pynn.set_backend(previous)
+
+
+@pytest.mark.parametrize("name", ["cupy", "cuda"])
 def test_ops_gemm_on_the_gpu_backends(gpu_backends, name, rng):
     backend = gpu_backends[name]
     cp = backend.xp

@@ -28,8 +28,8 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     and out must have it.
     """
     backend = get_backend()
-    result = _host_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta,
-                                out)
+    result = _own_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta,
+                               out)
     if result is not None:
         return result
     trans_a, trans_b = _flag("trans_a", trans_a), _flag("trans_b", trans_b)
@@ -74,39 +74,51 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
                         beta, out)
 
 
-# Each kernel activation's code and default parameter by its own name (act_mod.get takes
-# ~0.7 us; None is linear).
-_PLAIN_ACTIVATIONS = {None: (0, 0.0), **{name: (code, act_mod.get(name).param)
-                                         for name, code in ACTIVATION_CODES.items()}}
+# Each kernel activation's name, code and default parameter by its own name (act_mod.get
+# takes ~0.7 us; None is linear).
+_PLAIN_ACTIVATIONS = {None: ("linear", 0, 0.0),
+                      **{name: (name, code, act_mod.get(name).param)
+                         for name, code in ACTIVATION_CODES.items()}}
 
 
-def _host_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta, out):
-    """The common call on the cpu backend (float32 NumPy matrices, an optional float32 bias,
-    no out=) straight to the kernel: ~1 us of Python instead of the general path's ~5, so
+def _own_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta, out):
+    """The common call straight to the backend's GEMM: its own float32 matrices (NumPy ones
+    on the cpu backend, CuPy ones, C-contiguous, on the GPU backends), an optional float32
+    bias of the same kind, no out=. ~1 us of Python instead of the general path's ~5, so
     small products do not lose to numpy.matmul (~0.7 us at 8x8x8). None when anything needs
     the general path's conversions or checks, which then give the same result or the error."""
-    if not (backend.name == "cpu" and out is None and type(a) is np.ndarray
-            and type(b) is np.ndarray and a.dtype == np.float32 and b.dtype == np.float32
-            and a.ndim == 2 and b.ndim == 2 and a.strides[1] == 4 and b.strides[1] == 4
+    cpu = backend.name == "cpu"
+    if cpu:
+        own = np.ndarray
+    elif backend.name in ("cuda", "cupy"):
+        own = backend.xp.ndarray
+    else:
+        return None
+    if not (out is None and type(a) is own and type(b) is own and a.dtype == np.float32
+            and b.dtype == np.float32 and a.ndim == 2 and b.ndim == 2
+            and ((a.strides[1] == 4 and b.strides[1] == 4) if cpu
+                 else (a.flags.c_contiguous and b.flags.c_contiguous))
             and type(trans_a) is bool and type(trans_b) is bool
             and type(alpha) in (float, int) and type(beta) in (float, int) and beta == 0):
         return None
     n = b.shape[0] if trans_b else b.shape[1]
     if (a.shape[0] if trans_a else a.shape[1]) != (b.shape[1] if trans_b else b.shape[0]):
         return None
-    if bias is not None and not (type(bias) is np.ndarray and bias.dtype == np.float32
+    if bias is not None and not (type(bias) is own and bias.dtype == np.float32
                                  and bias.shape == (n,) and bias.flags.c_contiguous):
         return None
-    code = param = None
+    name = code = param = None
     if activation is None or type(activation) is str:  # (a name as it is: no lookup)
-        code, param = _PLAIN_ACTIVATIONS.get(activation, (None, None))
-    if code is None:
+        name, code, param = _PLAIN_ACTIVATIONS.get(activation, (None, None, None))
+    if name is None:
         spec = act_mod.get(activation)
         if spec.name == "softmax":
             return None
-        code, param = ACTIVATION_CODES[spec.name], spec.param
-    # (the cpu backend's gemm, whose checks the conditions above are)
-    return backend._C.gemm(a, b, trans_a, trans_b, float(alpha), 0.0, None, bias, code, param)
+        name, code, param = spec.name, ACTIVATION_CODES[spec.name], spec.param
+    if cpu:  # (the cpu backend's gemm, whose checks the conditions above are)
+        return backend._C.gemm(a, b, trans_a, trans_b, float(alpha), 0.0, None, bias, code,
+                               param)
+    return backend.gemm(a, b, trans_a, trans_b, bias, name, param, float(alpha), 0.0, None)
 
 
 def _flag(name, value):
