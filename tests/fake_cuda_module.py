@@ -132,7 +132,11 @@ def make_fake_dense_engine(cpu_module):
                 self.layers.append((w, bias, activations[i], activation_params[i], trainable[i],
                                     *slots))
             self.loss, self.optimizer, self.max_batch = loss, optimizer, batch_size
-            self.count_hits = count_hits
+            if count_hits and loss != "softmax_xent_sparse":
+                raise ValueError("DenseEngine: accuracy is counted with sparse labels only")
+            self.count_hits, self.out_dim = count_hits, sizes[-1]
+            self.momentum = optimizer == "sgd" and bool(momentum)
+            self.amsgrad = optimizer == "adam" and bool(amsgrad)
 
         def train(self, x, y, order, first, last, batch_size, lr, beta1, beta2, epsilon,
                   weight_decay, momentum, nesterov, amsgrad, loss_param, step0, stream):
@@ -142,12 +146,24 @@ def make_fake_dense_engine(cpu_module):
                 raise TypeError("order: expected a C-contiguous 1-D int64 numpy array")
             if len(lr) not in (1, last - first):
                 raise ValueError("DenseEngine.train: expected one learning rate, or one per step")
+            if momentum != 0 and not self.momentum:
+                raise ValueError("momentum: this engine was built without the velocity slots")
+            if amsgrad and not self.amsgrad:
+                raise ValueError("amsgrad: this engine was built without the v_hat slots")
             x = _kernel_array(x, "x")
             sparse = self.loss == "softmax_xent_sparse"
+            want = (len(x),) if sparse else (len(x), self.out_dim)
+            if tuple(y.shape) != want:
+                raise ValueError(f"y: expected shape {want}, got {tuple(y.shape)}")
             if sparse:
                 if y.dtype not in (np.int32, np.int64) or not y._a.flags.c_contiguous:
                     raise TypeError("y: expected int32 or int64 labels")
                 y = y._a
+                rows = order[first * batch_size:last * batch_size]
+                if ((y[rows] < 0) | (y[rows] >= self.out_dim)).any():
+                    # (the CUDA engine runs the chunk, then says so; here it stops first)
+                    raise IndexError(f"labels: expected class labels in [0, {self.out_dim}), "
+                                     f"got an out-of-range label")
             else:
                 y = _kernel_array(y, "y")
             logs = []

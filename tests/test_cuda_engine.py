@@ -70,14 +70,18 @@ def _compare(native, layers, h_native, h_layers, n):
     assert native.optimizer.iterations == layers.optimizer.iterations
 
 
-def engine_and_layers_agree(rng, config, variant):
-    """Three epochs of the config's model in the engine and layer by layer: the same."""
-    x, y = _data(rng, config[1], config[3])
+def engine_and_layers_agree(rng, config, variant="plain", n=203, batch=17, epochs=3,
+                            loss=None):
+    """`epochs` of the config's model (with `loss`, a Loss, if given) in the engine and layer
+    by layer: the same."""
+    x, y = _data(rng, config[1], config[3], n=n)
     runs = {}
     for engine in ("native", "layers"):
         model = _model(config, frozen=variant == "frozen", schedule=variant == "schedule")
-        # 17 rows a batch: a short last batch; several batches per engine call
-        h = model.fit(x, y, epochs=3, batch_size=17, verbose=0, engine=engine)
+        if loss is not None:
+            model.compile(optimizer=model.optimizer, loss=loss, backend="cuda")
+        # 17 rows a batch: a short last batch
+        h = model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, engine=engine)
         runs[engine] = model, h.history
     _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1],
              len(x))
@@ -87,6 +91,13 @@ def engine_and_layers_agree(rng, config, variant):
 @pytest.mark.parametrize("variant", ["plain", "frozen", "schedule"])
 def test_engine_matches_layer_path(rng, config, variant):
     engine_and_layers_agree(rng, config, variant)
+
+
+@pytest.mark.parametrize("variant", ["plain", "schedule"])
+def test_chunks_of_several_steps(rng, variant):
+    """600 rows of 8: 75 steps an epoch, so fit hands the engine 3 steps a call (the tests
+    above run one-step calls): the per-step rates and the step count within a call."""
+    engine_and_layers_agree(rng, CONFIGS[0], variant, n=600, batch=8)
 
 
 @pytest.mark.parametrize("n,features,batch", [(1, 1, 1), (3, 3, 2), (129, 17, 129),

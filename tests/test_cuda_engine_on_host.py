@@ -168,3 +168,126 @@ def test_weighted_batches_and_ignore_class_are_named(cuda_backend, rng, monkeypa
                   loss=pynn.losses.SparseCategoricalCrossentropy(ignore_class=0))
     with pytest.raises(ValueError, match="with ignore_class"):
         model.fit(x, y, epochs=1, verbose=0, engine="native")
+
+
+# ---- from a mutation audit of cuda_engine.py: each of these failed one of its mutants ------
+
+def _refused(rng, why, layers=None, loss="sparse_categorical_crossentropy", optimizer="adam",
+             metrics=(), out=5, y=None, weighted_metrics=None):
+    x, y0 = _data(rng, loss if isinstance(loss, str) else "mse", out, n=24)
+    layers = layers or [pynn.Dense(8, activation="relu"), pynn.Dense(out, activation="softmax")]
+    model = pynn.Sequential([pynn.Input((11,)), *layers])
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), backend="cuda",
+                  weighted_metrics=weighted_metrics)
+    with pytest.raises(ValueError, match=why):
+        model.fit(x, y0 if y is None else y, epochs=1, verbose=0, engine="native")
+
+
+def test_weights_frozen_one_by_one_are_refused(cuda_backend, rng):
+    first = pynn.Dense(8, activation="relu")
+    x, y = _data(rng, "sparse_categorical_crossentropy", 5, n=24)
+    model = pynn.Sequential([pynn.Input((11,)), first, pynn.Dense(5, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="cuda")
+    first.kernel.trainable = False  # the bias still trains
+    with pytest.raises(ValueError, match="frozen one by one"):
+        model.fit(x, y, epochs=1, verbose=0, engine="native")
+
+
+@pytest.mark.parametrize("case", ["hinge", "bce-on-relu", "ema", "accumulation",
+                                  "sgd-weight-decay", "accuracy-without-labels",
+                                  "weighted-metric"])
+def test_what_the_engine_lacks_is_refused_by_name(cuda_backend, rng, case):
+    opts = pynn.optimizers
+    one = {"out": 1, "layers": [pynn.Dense(1, activation="tanh")]}
+    cases = {
+        "hinge": (r"loss Hinge \(the cuda engine has MSE",
+                  {"loss": "hinge", "y": rng.choice([-1.0, 1.0], (24, 1)), **one}),
+        # _loss_kind says "bce" (probabilities from a relu): no kind the engine has
+        "bce-on-relu": ("BinaryCrossentropy with a relu output",
+                        {"loss": "binary_crossentropy", "out": 1,
+                         "layers": [pynn.Dense(1, activation="relu")]}),
+        "ema": ("use_ema", {"optimizer": opts.Adam(use_ema=True)}),
+        "accumulation": ("gradient accumulation",
+                         {"optimizer": opts.Adam(gradient_accumulation_steps=2)}),
+        "sgd-weight-decay": ("weight_decay on SGD", {"optimizer": opts.SGD(weight_decay=0.01)}),
+        "accuracy-without-labels": ("metric sparse_categorical_accuracy",
+                                    {"loss": "mse", "out": 3,
+                                     "metrics": [pynn.metrics.sparse_categorical_accuracy],
+                                     "layers": [pynn.Dense(3, activation="tanh")]}),
+        # (named by its logged name, not its wrapper's class, _Weighted)
+        "weighted-metric": (r"metric \w*accuracy \(", {"weighted_metrics": ["accuracy"]}),
+    }
+    why, kwargs = cases[case]
+    _refused(rng, why, **kwargs)
+
+
+def test_predict_runs_layer_by_layer_on_cuda(cuda_backend, rng, monkeypatch):
+    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=24)
+    model = _model(config)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert model.engine_reason is None
+    out = model.predict(x, verbose=0)
+    ref = model.backend.to_numpy(model._forward(model.backend.asarray(x, np.float32),
+                                                training=False, logits=False))
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["plain", "schedule"])
+def test_chunks_of_several_steps_on_the_host(cuda_backend, rng, variant):
+    engine_and_layers_agree(rng, CONFIGS[0], variant, n=600, batch=8)
+
+
+def test_huber_delta_reaches_the_engine(cuda_backend, rng):
+    engine_and_layers_agree(rng, ("elu", "huber", "sigmoid", 1, pynn.optimizers.SGD, []),
+                            n=60, loss=pynn.losses.Huber(delta=0.2))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[f"{c[1]}-{c[2]}" for c in CONFIGS])
+def test_each_config_in_two_epochs(cuda_backend, rng, config):
+    """(the stand-in checks what the binding checks: the slots a momentum or AMSGrad needs,
+    y's shape, accuracy with sparse labels only)"""
+    engine_and_layers_agree(rng, config, n=60, epochs=2)
+
+
+def _built_engine(rng):
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=16)
+    model = _model(config)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, engine="native")
+    return model, cuda_engine.CudaEngine(model, 4), x, y.astype(np.int32)
+
+
+def test_train_checks_its_inputs_and_counts_a_failed_chunks_steps(cuda_backend, rng):
+    model, engine, x, y = _built_engine(rng)
+    xp, order = cuda_backend.xp, np.arange(16)
+    with pytest.raises(ValueError, match="unweighted"):
+        engine.train(xp.asarray(x), xp.asarray(y), order, 0, 4, 4,
+                     sample_weight=xp.asarray(np.ones(16, np.float32)))
+    with pytest.raises(ValueError, match="on GPU 1"):
+        engine.train(fake_cupy.ndarray(x, device_id=1), xp.asarray(y), order, 0, 4, 4)
+    before = int(model.optimizer.iterations)
+    y[5] = 5  # five classes
+    with pytest.raises(IndexError, match="labels"):  # (every step of the chunk was taken)
+        engine.train(xp.asarray(x), xp.asarray(y), order, 0, 4, 4)
+    assert int(model.optimizer.iterations) == before + 4
+
+
+def test_frozen_layers_get_no_slots(cuda_backend, rng, monkeypatch):
+    built = []
+
+    class Recording(cuda_backend._cuda.DenseEngine):
+        def __init__(self, *args):
+            super().__init__(*args)
+            built.append(args)
+
+    monkeypatch.setattr(cuda_backend._cuda, "DenseEngine", Recording)
+    config = CONFIGS[0]
+    x, y = _data(rng, config[1], config[3], n=40)
+    model = _model(config, frozen=True)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, engine="native")
+    trainable, weight_slots, bias_slots = built[-1][5:8]
+    assert trainable == [False, True, True]
+    assert weight_slots[0] == [] and bias_slots[0] == []
+    assert model.optimizer.state_of(model.layers[1].kernel) is None  # as the layer path

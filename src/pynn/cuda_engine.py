@@ -97,8 +97,8 @@ def _model_reason(model, for_training, weighted):
         return f"weight_decay on {type(opt).__name__}"
     for _, fn in model._metrics:
         if not (fn is metrics.sparse_categorical_accuracy and kind == "softmax_xent_sparse"):
-            return (f"metric {getattr(fn, '__name__', type(fn).__name__)} (the cuda engine "
-                    f"computes sparse accuracy only)")
+            what = getattr(fn, "__name__", None) or getattr(fn, "name", type(fn).__name__)
+            return f"metric {what} (the cuda engine computes sparse accuracy only)"
     return None
 
 
