@@ -105,17 +105,30 @@ def train_table(names, libs, epochs, torch_device):
     for name in names:
         w = WORKLOADS[name]
         x, y = make_data(w)
-        runs = {lib: makers[lib](w, x, y) for lib in libs}
-        times = {lib: [] for lib in libs}
+        runs, failed = {}, {}
+        for lib in libs:
+            try:
+                runs[lib] = makers[lib](w, x, y)
+            except Exception as exc:  # noqa: BLE001 - a row saying why, and the others go on
+                failed[lib] = exc
+        times = {lib: [] for lib in runs}
         losses = {}
         for epoch in range(epochs):
-            for lib, t in runs.items():
+            for lib, t in list(runs.items()):
                 t0 = time.perf_counter()
-                losses[lib] = t.epoch()
+                try:
+                    losses[lib] = t.epoch()
+                except Exception as exc:  # noqa: BLE001 - (a lent GPU's time is short)
+                    failed[lib] = exc
+                    del runs[lib]
+                    continue
                 if epoch > 0:
                     times[lib].append(time.perf_counter() - t0)
-        rate = {lib: w.samples / statistics.median(times[lib]) for lib in libs}
-        for lib in libs:
+        for lib, exc in failed.items():
+            print(f"| {name} | {lib} | failed: {type(exc).__name__}: {str(exc)[:200]} | - | - |",
+                  flush=True)
+        rate = {lib: w.samples / statistics.median(times[lib]) for lib in runs}
+        for lib in runs:
             ratio = f"{rate[lib] / rate['torch-cuda']:.2f}" if "torch-cuda" in rate else "-"
             print(f"| {name} | {lib} | {rate[lib]:,.0f} | {ratio} | {losses[lib]:.4f} |",
                   flush=True)
