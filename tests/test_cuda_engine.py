@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import requires_backend
+from conftest import assert_trained_alike, requires_backend
 
 pytestmark = [pytest.mark.cuda, requires_backend("cuda")]
 
@@ -59,15 +59,7 @@ def _model(config, frozen=False, schedule=False, features=11):
 
 def _compare(native, layers, h_native, h_layers, n):
     assert native.engine_reason is None and layers.engine_reason is not None
-    assert h_native.keys() == h_layers.keys()
-    for key in h_native:
-        # (accuracy counts argmaxes: float32 rounding may flip a near-tie)
-        atol = 1.01 / n if key.endswith("accuracy") else 1e-5
-        np.testing.assert_allclose(h_native[key], h_layers[key], rtol=1e-3, atol=atol,
-                                   err_msg=key)
-    for a, b in zip(native.get_weights(), layers.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
-    assert native.optimizer.iterations == layers.optimizer.iterations
+    assert_trained_alike(native, layers, h_native, h_layers, n)
 
 
 def engine_and_layers_agree(rng, config, variant="plain", n=203, batch=17, epochs=3,

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config, losses, metrics, optimizers
+from . import config, metrics, optimizers
 from .backend.kernel_calls import ACTIVATION_CODES
-from .engine import (NativeEngine, _dense_stack, _engine_settings, _loss_kind, _rows,
-                     _settings_key)
+from .engine import NativeEngine, _dense_stack, _loss_kind, _loss_reason, _rows
 
 # fit(engine='auto') takes the engine once it has run on a GPU: it is compiled and its tests
 # (tests/test_cuda_engine.py, run by scripts/gpu_check.sh on a lent GPU) wait for one. Until
@@ -30,9 +29,6 @@ BY_DEFAULT = False
 
 _KINDS = ("softmax_xent_sparse", "softmax_xent_dense", "mse", "mae", "huber", "bce_logits")
 _FUSED = ("softmax_xent_sparse", "softmax_xent_dense", "bce_logits")  # output act in the loss
-_LOSSES = (losses.CategoricalCrossentropy, losses.SparseCategoricalCrossentropy,
-           losses.BinaryCrossentropy, losses.MeanSquaredError, losses.MeanAbsoluteError,
-           losses.Huber)
 _OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam"}
 
 
@@ -58,7 +54,7 @@ def _model_reason(model, for_training, weighted):
     if config.floatx() != "float32":
         return "floatx is not float32"
     if weighted:
-        return "sample or class weights (the cuda engine takes unweighted batches)"
+        return CudaEngine.weights_refused
     stack = _dense_stack(model, True)
     if isinstance(stack, str):
         return stack
@@ -75,16 +71,11 @@ def _model_reason(model, for_training, weighted):
             return f"layer {stage.dense.name!r} has weights frozen one by one (param.trainable)"
     last = stack[-1].act.name
     loss = model.loss
-    if type(loss) not in _LOSSES:
-        if type(loss).__module__ == losses.__name__:
-            return (f"loss {type(loss).__name__} (the cuda engine has MSE, MAE, Huber and the "
-                    f"cross-entropies)")
-        return (f"loss {type(loss).__name__} is not pynn's own class (a subclass may compute "
-                f"something else)")
-    if getattr(loss, "ignore_class", None) is not None:
-        return f"loss {loss.name} with ignore_class"
+    why = _loss_reason(loss, last, "the cuda engine")
+    if why is not None:
+        return why
     kind = _loss_kind(loss, last)
-    if kind not in _KINDS:
+    if kind not in _KINDS:  # ("bce": probabilities from another output than a sigmoid)
         return f"loss {type(loss).__name__} with a {last} output"
     if kind not in _FUSED and last not in ACTIVATION_CODES:
         return f"a {last} output with loss {type(loss).__name__}"
@@ -115,7 +106,7 @@ def _blas_reason(backend):
 class CudaEngine(NativeEngine):
     """A pynn._cuda.DenseEngine bound to a model's weights and optimizer state."""
 
-    takes_sample_weights = False
+    weights_refused = "sample or class weights (the cuda engine takes unweighted batches)"
 
     def __init__(self, model, batch_size):
         version = config.settings_version()  # first: a change made meanwhile is noticed
@@ -132,15 +123,14 @@ class CudaEngine(NativeEngine):
 
         def slots(p):
             return opt.slot_arrays(p) if p.trainable else []
-        self.opt_name = _OPTIMIZERS[type(opt)]
-        self.count_hits = bool(model._metrics)  # (only sparse accuracy gets here)
+        count_hits = bool(model._metrics)  # (only sparse accuracy gets here)
         self.device = dense[0].kernel.value.device.id  # (the weights' GPU: the engine's)
         args = (sizes, codes, [float(a.param) for a in acts], [d.kernel.value for d in dense],
                 [d.bias.value if d.use_bias else None for d in dense], trainable,
                 [slots(d.kernel) for d in dense],
-                [slots(d.bias) if d.use_bias else [] for d in dense], self.kind, self.opt_name,
-                int(batch_size), bool(getattr(opt, "amsgrad", False)),
-                bool(getattr(opt, "momentum", 0.0)), self.count_hits, self.device)
+                [slots(d.bias) if d.use_bias else [] for d in dense], self.kind,
+                _OPTIMIZERS[type(opt)], int(batch_size), bool(getattr(opt, "amsgrad", False)),
+                bool(getattr(opt, "momentum", 0.0)), count_hits, self.device)
         try:
             self.engine = backend._cuda.DenseEngine(*args)
         except RuntimeError as exc:  # the engine's buffers come from cudaMalloc, not CuPy's
@@ -158,10 +148,7 @@ class CudaEngine(NativeEngine):
         self.max_batch = int(batch_size)
         self.needs_outputs = False
         self.metric_names = [name for name, _ in model._metrics]
-        self.settings_version = version
-        self.layers_seen = list(model.layers)
-        self.settings = _engine_settings(model)
-        self.settings_key = _settings_key(self.settings)
+        self._remember_settings(model, version)
 
     def matches(self, model):
         """As NativeEngine's, and False once the optimizer clips, averages or accumulates

@@ -179,6 +179,21 @@ def _loss_kind(loss, last_act):
             losses.Huber: "huber"}.get(type(loss))
 
 
+def _loss_reason(loss, last_act, engine="the engine"):
+    """Why `engine` cannot compute this loss after this output activation, or None."""
+    if type(loss) not in _LOSSES:
+        if type(loss).__module__ == losses.__name__:
+            return (f"loss {type(loss).__name__} ({engine} has MSE, MAE, Huber and the "
+                    f"cross-entropies)")
+        return (f"loss {type(loss).__name__} is not pynn's own class (a subclass may compute "
+                f"something else)")
+    if getattr(loss, "ignore_class", None) is not None:
+        return f"loss {loss.name} with ignore_class"
+    if _loss_kind(loss, last_act) is None:
+        return f"loss {loss.name} with a {last_act} output"
+    return None
+
+
 def unsupported_reason(model, for_training=True, weighted=False, asked=False):
     """None when the native engine can run this (compiled) model, else why not. weighted:
     whether the batches carry sample weights (the cuda engine takes none); asked: whether
@@ -198,17 +213,9 @@ def unsupported_reason(model, for_training=True, weighted=False, asked=False):
         return stack
     if not for_training:
         return None
-    last_act = stack[-1].act.name
-    if type(model.loss) not in _LOSSES:
-        if type(model.loss).__module__ == losses.__name__:
-            return (f"loss {type(model.loss).__name__} (the engine has MSE, MAE, Huber and "
-                    f"the cross-entropies)")
-        return (f"loss {type(model.loss).__name__} is not pynn's own class (a subclass may "
-                f"compute something else)")
-    if getattr(model.loss, "ignore_class", None) is not None:
-        return f"loss {model.loss.name} with ignore_class"
-    if _loss_kind(model.loss, last_act) is None:
-        return f"loss {model.loss.name} with a {last_act} output"
+    why = _loss_reason(model.loss, stack[-1].act.name)
+    if why is not None:
+        return why
     if type(model.optimizer) not in _OPTIMIZERS:
         return f"optimizer {type(model.optimizer).__name__}"
     if getattr(model.optimizer, "centered", False):
@@ -247,7 +254,7 @@ def training_engine(model, batch_size):
 class NativeEngine:
     """A DenseEngine bound to a model's weights (and optimizer state when training)."""
 
-    takes_sample_weights = True
+    weights_refused = None  # why it refuses weighted batches (it takes them)
 
     def __init__(self, model, batch_size, training=True):
         version = config.settings_version()  # first: a change made meanwhile is noticed
@@ -322,6 +329,11 @@ class NativeEngine:
                              if training and builtin else [])
         self.optimizer = opt
         self.out_dim = sizes[-1]
+        self._remember_settings(model, version, training)
+
+    def _remember_settings(self, model, version, training=True):
+        """What `matches` compares with: the settings counter `version` read before the
+        engine was built, the layers, the settings."""
         self.settings_version = version
         self.layers_seen = list(model.layers)
         # The objects are held so that their ids, part of the key, cannot be reused.

@@ -1894,8 +1894,9 @@ class _SourceTrainer:
 
     def __init__(self, model, engine, class_weight):
         self.model, self.engine, self.class_weight = model, engine, class_weight
-        self.native, self.capacity, self.decided = None, 0, False
-        self.engine_reason, self.seen = None, None
+        self.native, self.capacity = None, 0
+        self.engine_reason = None
+        self.seen = None  # (settings counter, layers) when it last decided; None: never
 
     def train(self, xb, yb, wb, epoch_logs):
         """One optimizer step on the batch; returns its logs (added to epoch_logs)."""
@@ -1912,12 +1913,12 @@ class _SourceTrainer:
         wd = None if w is None else b.asarray(w, m._dtype)
         order = np.arange(n, dtype=np.int64)
         native = self._engine_for(n)
-        if native is not None and wd is not None and not native.takes_sample_weights:
-            why = "sample or class weights (the cuda engine takes unweighted batches)"
+        if native is not None and wd is not None and native.weights_refused:
             if self.engine == "native":
-                raise ValueError(f"the native engine cannot train this model: {why}")
-            native = None  # (the cuda engine: this weighted batch goes through the layers)
-            self.engine_reason = why
+                raise ValueError(f"the native engine cannot train this model: "
+                                 f"{native.weights_refused}")
+            # (the cuda engine: this weighted batch goes through the layers)
+            native, self.engine_reason = None, native.weights_refused
         if native is not None:
             batches = m._native_chunk(native, xd, yd, wd, order, 0, 1, n,
                                       [name for name, _ in m._metrics], epoch_logs)
@@ -1931,7 +1932,7 @@ class _SourceTrainer:
         is reconsidered once the settings or the layers moved (an option unset, a layer
         removed may let the engine run the model again)."""
         native = self.native  # (read once: another thread may replace it meanwhile)
-        if self.decided:
+        if self.seen is not None:
             if native is None:
                 if self.seen == (config.settings_version(), self.model.layers):
                     return None
@@ -1942,7 +1943,6 @@ class _SourceTrainer:
         self.capacity = capacity = max(n, self.capacity)
         native = self.model._native_engine(self.engine, capacity)
         self.native, self.engine_reason, self.seen = native, self.model.engine_reason, seen
-        self.decided = True
         return native
 
 
