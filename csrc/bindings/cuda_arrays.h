@@ -46,6 +46,7 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     py::dict iface = obj.attr("__cuda_array_interface__");
     const std::string typestr = py::str(iface["typestr"]);
     const std::string want_str(want);
+    const index_t item = want_str == "i8" ? 8 : 4;  // bytes per element
     if (typestr.size() != 3 || typestr.substr(1) != want_str || typestr[0] == '>')
         throw py::type_error(arg + ": expected dtype " +
                              (want_str == "f4" ? "float32" : want_str == "i8" ? "int64" : "int32") +
@@ -65,7 +66,7 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     if (a.size > 0 && iface.contains("strides") && !iface["strides"].is_none()) {
         py::tuple strides(iface["strides"]);
         if (strides.size() != a.ndim()) throw py::value_error(arg + ": strides do not match the shape");
-        index_t expect = want_str == "i8" ? 8 : 4;  // the item size
+        index_t expect = item;
         for (size_t i = a.ndim(); i-- > 0;) {
             if (a.shape[i] > 1 && strides[i].cast<index_t>() != expect)
                 throw py::value_error(arg + ": expected a C-contiguous array "
@@ -77,7 +78,6 @@ inline DeviceArray device_array(py::handle obj, const char* name, const char* wa
     const auto addr = data[0].cast<std::uintptr_t>();
     if (writable && data[1].cast<bool>()) throw py::value_error(arg + ": array is read-only");
     if (a.size > 0 && addr == 0) throw py::value_error(arg + ": null device pointer");
-    const std::uintptr_t item = want_str == "i8" ? 8 : 4;
     if (addr % item != 0)
         throw py::value_error(arg + ": array data is not aligned to " + std::to_string(item) +
                               " bytes");
