@@ -3,11 +3,13 @@
     env -u OPENBLAS_CORETYPE python bench/compare_peers.py            # all workloads, all peers
     python bench/compare_peers.py --workloads tabular_small --libs pynn torch
 
-Each library trains its own model for --epochs epochs (Adam 1e-3, same batch, float32); the
-first epoch is the warm-up; the later ones are timed, alternating between libraries. Prints
-samples/s (median over timed epochs), pynn's ratio to each peer, the fraction of the compute
-limit (2 cores x measured FMA peak), each library's final training loss (PyTorch and Keras
-start from pynn's initial weights, see peers.py), and single-row predict latency.
+Each library trains its own model for --epochs epochs (Adam 1e-3, same batch, float32), in a
+process of its own (bench/isolated.py); the first epoch is the warm-up; the later ones are
+timed, alternating between libraries. Prints samples/s (median over timed epochs), pynn's
+ratio to each peer, the fraction of the compute limit (2 cores x measured FMA peak), each
+library's final training loss (PyTorch and Keras start from pynn's initial weights, see
+peers.py), and single-row predict latency. A library that fails gets a row saying so (its
+traceback goes to stderr) and the others go on.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from importlib import metadata
 
-import numpy as np
-
-from common import machine_line, numpy_blas, time_call
-from peers import TRAINERS, available
-from workloads import WORKLOADS, make_data
+from common import machine_line, numpy_blas
+from isolated import IsolatedTrainer, LibraryFailed
+from peers import TRAINERS, available, keras_backend
+from workloads import WORKLOADS
 
 
 def main():
@@ -42,36 +45,59 @@ def main():
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     print(f"pynn {pynn.__version__}: ISA {_C.gemm_isa()}, {_C.num_threads()} threads; "
           f"FMA peak {peak:.0f} GFLOP/s per core; not installed: {skipped or 'none'}")
+    if "keras" in libs:
+        print(f"keras {metadata.version('keras')} on {keras_backend()}")
     for name in args.workloads:
         w = WORKLOADS[name]
-        x, y = make_data(w)
-        trainers = {lib: TRAINERS[lib](w, x, y) for lib in libs}
-        times = {lib: [] for lib in libs}
+        trainers, failed = {}, {}
+        for lib in libs:
+            try:
+                trainers[lib] = IsolatedTrainer(lib, name)
+            except LibraryFailed as e:
+                failed[lib] = str(e)
+        times = {lib: [] for lib in trainers}
         losses = {}
         for epoch in range(args.epochs):
-            for lib, t in trainers.items():
+            for lib, t in list(trainers.items()):
                 # Let the previous library's spinning worker threads (OpenBLAS, OpenMP) go to
                 # sleep, so no library is timed while another one's threads hold a core.
                 time.sleep(1.0)
-                t0 = time.perf_counter()
-                losses[lib] = t.epoch()
+                try:
+                    seconds, losses[lib] = t.epoch()
+                except LibraryFailed as e:
+                    failed[lib] = str(e)
+                    del trainers[lib]
+                    continue
                 if epoch > 0:
-                    times[lib].append(time.perf_counter() - t0)
-        rate = {lib: w.samples / statistics.median(times[lib]) for lib in libs}
-        row = x[:1].copy()
-        latency = {lib: time_call(lambda: trainers[lib].predict_one(row), 0.2) for lib in libs}
+                    times[lib].append(seconds)
+        latency = {}
+        for lib, t in list(trainers.items()):
+            try:
+                latency[lib] = t.predict_one_seconds(0.2)
+            except LibraryFailed as e:
+                failed[lib] = str(e)
+            t.close()
+        ran = [lib for lib in libs if lib not in failed and times.get(lib)]
+        rate = {lib: w.samples / statistics.median(times[lib]) for lib in ran}
         limit = cores * peak * 1e9 / w.train_flop_per_sample
-        peers = [lib for lib in libs if not lib.startswith("pynn")]
-        best = max(peers, key=lambda l: rate[l]) if peers else None
+        peers = [lib for lib in ran if not lib.startswith("pynn")]
+        best = max(peers, key=rate.get) if peers else None
         print(f"\n### {name}: {w.samples} samples, {'-'.join(map(str, w.layers))}, batch "
               f"{w.batch}, {args.epochs} epochs (compute limit ~{limit:,.0f} samples/s)")
         print("| library | samples/s | pynn / this | % of compute limit | final loss | "
               "predict(1 row) |")
         print("|---|---|---|---|---|---|")
         for lib in libs:
+            if lib not in rate:
+                reason = failed.get(lib, "no timed epoch (--epochs 1)").strip().splitlines()
+                print(f"| {lib} | failed: {reason[-1]} | | | | |", flush=True)
+                continue
             ratio = rate["pynn"] / rate[lib] if "pynn" in rate else float("nan")
+            one_row = f"{latency[lib] * 1e6:,.1f} us" if lib in latency else "failed"
             print(f"| {lib} | {rate[lib]:,.0f} | {ratio:.2f} | {100 * rate[lib] / limit:.1f}% | "
-                  f"{losses[lib]:.4f} | {latency[lib] * 1e6:,.1f} us |", flush=True)
+                  f"{losses[lib]:.4f} | {one_row} |", flush=True)
+        for lib, why in failed.items():
+            print(f"\n{why}", file=sys.stderr)
         if best and "pynn" in rate:
             print(f"pynn vs best peer ({best}): {rate['pynn'] / rate[best]:.2f}x samples/s; "
                   f"loss {losses['pynn']:.4f} vs {losses[best]:.4f}")

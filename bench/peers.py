@@ -1,5 +1,7 @@
 """Each library's trainer for a Workload, all with Adam (lr 1e-3), the same batch size and
-float32: pynn (native engine and layer path), PyTorch CPU, scikit-learn MLP, Keras 3 on TF.
+float32: pynn (native engine and layer path), PyTorch CPU, scikit-learn MLP, Keras 3 (on the
+backend KERAS_BACKEND names, else the first installed of JAX, TensorFlow and PyTorch: see
+keras_backend).
 
 A trainer is make(workload, x, y) -> object with .epoch() -> mean training loss of that epoch
 (full pass, shuffled) and .predict_one(row) for single-row latency. Peers are written the way
@@ -13,8 +15,10 @@ pynn's default; PyTorch's is 1e-8). scikit-learn keeps its own initialisation.
 
 from __future__ import annotations
 
-import numpy as np
+import importlib.util
+import os
 
+import numpy as np
 
 ADAM_EPSILON = 1e-7
 
@@ -132,10 +136,28 @@ def sklearn_trainer(w, x, y):
     return T()
 
 
-def keras_trainer(w, x, y):
-    import os
+# Keras 3's backends in the order they train these MLPs fastest on a CPU (measured in
+# bench/RESULTS.md, "Keras 3 on each backend"): a peer is measured at its best.
+KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
+
+def keras_backend():
+    """The backend Keras will run on: KERAS_BACKEND when set, else the first installed of
+    KERAS_BACKENDS (set in the environment, as Keras reads it when first imported); None when
+    none is installed. Keras' own default (TensorFlow) would leave a machine with only
+    PyTorch without a Keras row."""
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen is None:
+        chosen = next((b for b in KERAS_BACKENDS if importlib.util.find_spec(b) is not None),
+                      None)
+        if chosen is not None:
+            os.environ["KERAS_BACKEND"] = chosen
+    return chosen
+
+
+def keras_trainer(w, x, y):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    backend = keras_backend()
     import keras
 
     keras.utils.set_random_seed(0)
@@ -153,7 +175,12 @@ def keras_trainer(w, x, y):
             return model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0).history["loss"][-1]
 
         def predict_one(self, row):
-            return model(row, training=False)
+            # Each backend's fastest single-row call (mnist_mlp, this VM): the compiled
+            # predict_on_batch on JAX (102 us vs 1162 for model(row)) and TensorFlow (474 vs
+            # 2505), the eager call on PyTorch (755 vs 1237).
+            if backend == "torch":
+                return model(row, training=False)
+            return model.predict_on_batch(row)
     return T()
 
 
@@ -170,8 +197,8 @@ def available(name):
     module = {"torch": "torch", "sklearn": "sklearn", "keras": "keras"}.get(name)
     if module is None:
         return True
-    try:
-        __import__(module)
-        return True
-    except ImportError:
+    if name == "keras" and keras_backend() is None:
         return False
+    # Found, not imported: the libraries train in processes of their own (isolated.py); a
+    # broken installation shows as that library's failed row.
+    return importlib.util.find_spec(module) is not None

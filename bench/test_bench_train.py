@@ -2,8 +2,9 @@
 
     python -m pytest bench/test_bench_train.py --benchmark-only --benchmark-group-by=param:workload
 
-Compare within a group (same run). bench/compare_peers.py prints the same as samples/s with
-ratios, final losses and single-row predict latency.
+Each library trains in a process of its own (isolated.py; the pipe's round trip, tens of
+microseconds, is inside the timing). Compare within a group (same run). bench/compare_peers.py
+prints the same as samples/s with ratios, final losses and single-row predict latency.
 """
 
 from __future__ import annotations
@@ -12,16 +13,9 @@ import time
 
 import pytest
 
+from isolated import IsolatedTrainer
 from peers import TRAINERS, available
-from workloads import WORKLOADS, make_data
-
-_data = {}
-
-
-def data(name):
-    if name not in _data:
-        _data[name] = make_data(WORKLOADS[name])
-    return _data[name]
+from workloads import WORKLOADS
 
 
 @pytest.mark.parametrize("lib", list(TRAINERS))
@@ -30,9 +24,11 @@ def test_train_epoch(benchmark, workload, lib):
     if not available(lib):
         pytest.skip(f"{lib} is not installed (pip install '.[bench]' and the peers)")
     w = WORKLOADS[workload]
-    x, y = data(workload)
-    trainer = TRAINERS[lib](w, x, y)
-    trainer.epoch()  # warm-up
-    time.sleep(1.0)  # let other libraries' spinning threads sleep first
-    benchmark.pedantic(trainer.epoch, rounds=2, iterations=1)
+    trainer = IsolatedTrainer(lib, workload)  # a process of its own, as compare_peers.py
+    try:
+        trainer.epoch()  # warm-up
+        time.sleep(1.0)  # let other libraries' spinning threads sleep first
+        benchmark.pedantic(trainer.epoch, rounds=2, iterations=1)
+    finally:
+        trainer.close()
     benchmark.extra_info["samples_per_s"] = w.samples / benchmark.stats["median"]

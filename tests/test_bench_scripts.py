@@ -49,3 +49,51 @@ def test_engine_bench_builds_and_trains_its_engine(loss):
 def test_engine_bench_codes_are_the_engines():
     eb = load("engine_bench")
     assert eb.SOFTMAX_CODE == _C.activation_count
+
+
+@pytest.fixture
+def isolated():
+    """bench/isolated.py imported by name (a spawned child imports its target by the module's
+    name, so the bench directory goes on sys.path, which the child inherits)."""
+    import sys
+
+    if not (BENCH / "isolated.py").exists():
+        pytest.skip("bench/ is not here")
+    sys.path.insert(0, str(BENCH))
+    try:
+        import isolated
+
+        yield isolated
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_a_peer_trains_in_a_process_of_its_own(isolated):
+    import os
+
+    t = isolated.IsolatedTrainer("pynn", "tabular_small")
+    try:
+        pid = t._proc.pid
+        assert pid != os.getpid() and t._proc.is_alive()
+        first, second = t.epoch(), t.epoch()
+        for seconds, loss in (first, second):
+            assert seconds > 0 and np.isfinite(loss)
+        assert second[1] < first[1]  # the same model trained on
+        assert t.predict_one_seconds(0.01) > 0
+    finally:
+        t.close()
+    assert not t._proc.is_alive()
+
+
+def test_a_peer_that_fails_raises_with_its_traceback(isolated):
+    with pytest.raises(isolated.LibraryFailed, match="no-such-lib failed:(.|\n)*KeyError"):
+        isolated.IsolatedTrainer("no-such-lib", "tabular_small")
+
+
+def test_a_peer_whose_process_died_is_named(isolated):
+    t = isolated.IsolatedTrainer("pynn", "tabular_small")
+    t._proc.kill()
+    t._proc.join(10)
+    with pytest.raises(isolated.LibraryFailed, match="pynn: its process died"):
+        t.epoch()
+    t.close()
