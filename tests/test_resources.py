@@ -79,3 +79,25 @@ def test_backup_and_restore_removes_the_folder_it_made(rng, tmp_path):
     mine.mkdir()  # a folder of the user's stays
     _model().fit(x, y, epochs=2, verbose=0, callbacks=[pynn.callbacks.BackupAndRestore(mine)])
     assert mine.is_dir() and not os.listdir(mine)
+
+
+def test_a_resumed_run_leaves_a_backup_folder_of_the_users(rng, tmp_path):
+    # The run that wrote into the user's folder crashed; the one that resumes (a new
+    # callback, as in a new process) deletes the backup and leaves the folder.
+    x, y = rng.random((16, 4)), rng.random((16, 1))
+
+    class Crash(pynn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("crash")
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(RuntimeError, match="crash"):
+        _model().fit(x, y, epochs=4, verbose=0,
+                     callbacks=[pynn.callbacks.BackupAndRestore(mine), Crash()])
+    assert os.listdir(mine) == ["backup-epoch-2.npz"]
+    history = _model().fit(x, y, epochs=4, verbose=0,
+                           callbacks=[pynn.callbacks.BackupAndRestore(mine)])
+    assert len(history.history["loss"]) == 2  # resumed after epoch 2
+    assert mine.is_dir() and not os.listdir(mine)

@@ -509,6 +509,7 @@ class BackupAndRestore(Callback):
     as in Keras."""
 
     _PREFIX, _SUFFIX = "backup-epoch-", ".npz"
+    _MADE_HERE = ".made-by-backup-and-restore"  # in a backup_dir this callback created
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
                  delete_checkpoint=True):
@@ -583,7 +584,9 @@ class BackupAndRestore(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not os.path.isdir(self.backup_dir):
             os.makedirs(self.backup_dir, exist_ok=True)
-            self._made_dir = True  # (removed with the last backup; a folder of the user's stays)
+            # Removed with the last backup, also by the callback of a resumed run in another
+            # process (hence a file, not a flag); a folder of the user's stays.
+            open(os.path.join(self.backup_dir, self._MADE_HERE), "w").close()
         name = f"{self._PREFIX}{epoch + 1}{self._SUFFIX}"
         # (a learning rate that is a function of the step stays the model's own: a resume
         # restores the slots and step count into the optimizer, not its rate; fit runs only
@@ -605,12 +608,13 @@ class BackupAndRestore(Callback):
         if self.delete_checkpoint and finished:
             for _, path in self._backups():
                 os.remove(path)
-            if getattr(self, "_made_dir", False):
+            made_here = os.path.join(self.backup_dir, self._MADE_HERE)
+            if os.path.exists(made_here):
+                os.remove(made_here)
                 try:
-                    os.rmdir(self.backup_dir)  # only if empty
+                    os.rmdir(self.backup_dir)  # only if empty: nothing of the user's goes
                 except OSError:
                     pass
-                self._made_dir = False
 
 
 class LearningRateScheduler(Callback):
