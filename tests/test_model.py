@@ -130,8 +130,14 @@ def test_get_set_weights_keras_shapes():
     assert all((w == 0.5).all() for w in model.get_weights())
     with pytest.raises(ValueError, match="expected shape"):
         model.set_weights([np.zeros((784, 255))] + new[1:])
-    with pytest.raises(ValueError, match="3 weight arrays"):
+    # the message lays out which layer takes which arrays, and what came
+    names = [layer.name for layer in model.layers if layer.params]
+    with pytest.raises(ValueError, match=rf"3 weight arrays \({names[0]} \(Dense\): kernel "
+                       rf"\(784, 256\), bias \(256,\); {names[1]} \(Dense\): kernel "
+                       rf"\(256, 10\)\), got 2 \(shapes \(784, 256\), \(256,\)\)"):
         model.set_weights(new[:2])
+    with pytest.raises(ValueError, match=r"0 weight arrays \(not built yet"):
+        pynn.Sequential([pynn.Dense(2)]).set_weights([np.zeros(2)])
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -1603,8 +1603,18 @@ class Sequential:
         weights = list(weights)
         expected = sum(len(l.params) for l in self.layers)
         if len(weights) != expected:
-            raise ValueError(f"set_weights: the model has {expected} weight arrays, got "
-                             f"{len(weights)}")
+            # which layer takes which arrays: a list from another library (Keras'
+            # Normalization keeps a third, its sample count) shows where it differs
+            layout = "; ".join(
+                f"{l.name} ({type(l).__name__}): " +
+                ", ".join(f"{p.name.rsplit('/', 1)[-1]} {tuple(p.shape)}" for p in l.params)
+                for l in self.layers if l.params)
+            given = ", ".join(str(tuple(np.shape(w))) for w in weights[:12])
+            given += ", ..." if len(weights) > 12 else ""
+            if not layout:
+                layout = "none" if self.built else "not built yet: fit, build or an Input first"
+            raise ValueError(f"set_weights: the model has {expected} weight arrays "
+                             f"({layout}), got {len(weights)} (shapes {given})")
         params = self.params
         # every array checked and converted before any is assigned: all or nothing
         arrays = [p.checked(w) for p, w in zip(params, weights)]
