@@ -281,3 +281,118 @@ def test_defaults_are_kerass():
                     keras.layers.BatchNormalization().get_config())
     for key in ("momentum", "epsilon", "center", "scale"):
         assert ours[key] == theirs[key], key
+
+
+def _bn_seq(shape, backend="numpy", dtype="float64", **kw):
+    layer = pynn.BatchNormalization(**kw)
+    layer.build(shape, pynn.get_backend(backend), dtype)
+    return layer
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("shape", [(5, 7), (3, 1, 4), (1, 3)])
+def test_sequence_inputs_normalise_each_feature_over_batch_and_positions(rng, backend, shape):
+    # Keras' rule for (batch, ..., features): the statistics of each feature over the batch
+    # and every position, one gamma/beta/moving statistic per feature.
+    if pynn.available_backends()[backend] is not None:
+        pytest.skip(f"{backend} unavailable")
+    dtype = "float64" if backend == "numpy" else "float32"
+    n = shape[-1]
+    layer = _bn_seq(shape, backend, dtype, momentum=0.9, epsilon=1e-3)
+    assert [tuple(p.shape) for p in layer.params] == [(n,)] * 4
+    layer.gamma.value[...] = rng.normal(size=n)
+    layer.beta.value[...] = rng.normal(size=n)
+    x = (rng.normal(size=(4, *shape)) * 3 + 2).astype(dtype)
+    y = layer.forward(x, training=True)
+    assert y.shape == x.shape
+    x64 = x.astype(np.float64)
+    axes = tuple(range(x.ndim - 1))
+    want = _ref(x64, layer.gamma.value, layer.beta.value, x64.mean(axes), x64.var(axes), 1e-3)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x64.mean(axes), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x64.var(axes),
+                               rtol=1e-5)
+    y_inf = layer.forward(x, training=False)
+    want_inf = _ref(x64, layer.gamma.value, layer.beta.value, layer.moving_mean.value,
+                    layer.moving_variance.value, 1e-3)
+    np.testing.assert_allclose(y_inf, want_inf, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_sequence_input_gradients_float64(float64_numpy, rng, trainable):
+    layer = _bn_seq((3, 4))
+    layer.gamma.value[...] = rng.normal(size=4)
+    layer.beta.value[...] = rng.normal(size=4)
+    layer.moving_variance.value[...] = rng.uniform(0.5, 2, size=4)
+    layer.trainable = trainable
+    x = rng.normal(size=(5, 3, 4))
+    r = rng.normal(size=(5, 3, 4))
+    mean0, var0 = layer.moving_mean.value.copy(), layer.moving_variance.value.copy()
+
+    def f():
+        layer.moving_mean.value[...] = mean0
+        layer.moving_variance.value[...] = var0
+        return float((layer.forward(x, training=True) * r).sum())
+
+    f()
+    layer.moving_mean.value[...] = mean0
+    layer.moving_variance.value[...] = var0
+    layer.forward(x, training=True)
+    dx = layer.backward(r)
+    assert dx.shape == x.shape
+    assert_close_grad(dx, numeric_grad(f, x), what="d x")
+    if trainable:
+        assert_close_grad(layer.gamma.grad, numeric_grad(f, layer.gamma.value), what="d gamma")
+        assert_close_grad(layer.beta.grad, numeric_grad(f, layer.beta.value), what="d beta")
+
+
+def test_sequence_inputs_match_keras(rng):
+    from conftest import import_keras
+
+    keras = import_keras()
+    x = rng.normal(size=(6, 5, 3)).astype(np.float32) * 2 + 1
+    ours = _bn_seq((5, 3), "numpy", "float32", momentum=0.8)
+    theirs = keras.layers.BatchNormalization(momentum=0.8)
+    theirs.build((None, 5, 3))
+    weights = [rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3),
+               rng.uniform(0.5, 2, 3)]
+    theirs.set_weights([w.astype(np.float32) for w in weights])
+    for p, w in zip(ours.params, weights):
+        p.value[...] = w
+    for training in (True, False):
+        want = np.asarray(keras.ops.convert_to_numpy(theirs(x, training=training)))
+        np.testing.assert_allclose(ours.forward(x, training=training), want, rtol=1e-5,
+                                   atol=1e-5)
+    for mine, keras_w in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, keras_w, rtol=1e-5, atol=1e-6)  # moving statistics
+
+
+def test_a_model_of_sequences_trains_by_layers_and_the_engine_says_why(rng):
+    # The engine reads a sample as one row: a normalisation of each of its last axis'
+    # features is not what it would do, so such a model trains layer by layer, as on numpy.
+    x = rng.normal(size=(32, 5, 4)).astype(np.float32)
+    y = x[:, :, :1].sum(axis=1) + 0.1 * rng.normal(size=(32, 1)).astype(np.float32)
+    for first in (pynn.BatchNormalization, lambda: pynn.Dense(6, activation="tanh")):
+        histories = {}
+        for backend in sorted({"cpu", "numpy"} & AVAILABLE):
+            pynn.set_seed(3)
+            model = pynn.Sequential([pynn.Input((5, 4)), first(), pynn.BatchNormalization(),
+                                     pynn.Flatten(), pynn.Dense(1)])
+            model.compile("adam", "mse", backend=backend)
+            histories[backend] = model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+                                           shuffle=False).history["loss"]
+            if backend == "cpu":
+                assert "multi-axis" in model.engine_reason or \
+                    "on inputs of shape (batch, 5, 4)" in model.engine_reason
+            assert model.predict(x).shape == (32, 1)
+        for loss in histories.values():
+            np.testing.assert_allclose(loss, histories["numpy"], rtol=1e-4)
+
+
+def test_axis_1_is_the_features_of_two_dimensional_inputs_only():
+    with pytest.raises(ValueError, match=r"axis=1 is not the feature \(last\) axis of inputs "
+                                         r"of shape \(batch, 5, 4\)"):
+        pynn.Sequential([pynn.Input((5, 4)), pynn.BatchNormalization(axis=1)])
+    model = pynn.Sequential([pynn.Input((4,)), pynn.BatchNormalization(axis=1)])
+    assert model.output_shape == (4,)

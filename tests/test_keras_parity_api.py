@@ -192,7 +192,7 @@ def test_layer_arguments_keras_code_passes_with_their_defaults():
                                                                             seed=1),
                              pynn.BatchNormalization(axis=1), pynn.Dense(1)])
     assert model.output_shape == (1,)
-    with pytest.raises(ValueError, match="axis=2: pynn normalises the feature axis"):
+    with pytest.raises(ValueError, match=r"axis=2: pynn normalises the feature \(last\) axis"):
         pynn.BatchNormalization(axis=2)
     with pytest.raises(NotImplementedError, match=r"noise_shape=\(None, 1\) is not supported"):
         pynn.Dropout(0.5, noise_shape=(None, 1))

@@ -196,3 +196,16 @@ def test_normalization_with_a_tiny_variance(rng):
     pynn_onnx.export(model, buffer)
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"input": x})[0], model.predict(x), rtol=1e-5)
+
+
+def test_batchnorm_of_sequences_normalises_the_last_axis(tmp_path, rng):
+    # ONNX's BatchNormalization normalises axis 1; pynn's (Keras') the last: sequence
+    # inputs take the broadcasting Mul/Add form.
+    model = pynn.Sequential([pynn.Input((5, 4)), pynn.Dense(6), pynn.BatchNormalization(),
+                             pynn.Flatten(), pynn.Dense(2)])
+    model.layers[2].set_weights([rng.uniform(0.5, 2, 6), rng.normal(size=6), rng.normal(size=6),
+                                 rng.uniform(0.1, 2, 6)])
+    x = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    pynn_onnx.export(model, tmp_path / "seq.onnx")
+    np.testing.assert_allclose(_run(tmp_path / "seq.onnx", x), model.predict(x), rtol=1e-5,
+                               atol=1e-5)

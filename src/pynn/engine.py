@@ -108,8 +108,9 @@ def _dense_stack(model, for_training=True):
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
             if type(layer) is Normalization and layer.invert:
                 return f"Normalization {layer.name!r} with invert=True"
-            if type(layer) is Normalization and len(layer.input_shape or ()) != 1:
-                return f"Normalization {layer.name!r} of multi-axis (or not yet known) samples"
+            if len(layer.input_shape or ()) != 1:
+                return (f"{type(layer).__name__} {layer.name!r} of multi-axis (or not yet "
+                        f"known) samples")
             stack.input_bn = layer  # normalises the inputs
             continue
         if type(layer) in (GaussianNoise, GaussianDropout, AlphaDropout) and not for_training:

@@ -237,11 +237,13 @@ def export(model, filepath, opset=None):
                        helper.make_node("Div", [inner, scale], [out], name=out)])
             current = out
         elif kind is BatchNormalization:
-            n = layer.input_shape[0]
+            n = layer.input_shape[-1]
             gamma = layer.gamma.numpy() if layer.scale else np.ones(n)
             beta = layer.beta.numpy() if layer.center else np.zeros(n)
             out = f"{name}_out"
-            if double:  # the operator's epsilon is a float32 attribute: fold it in float64
+            # The operator's epsilon is a float32 attribute (fold it in float64), and it
+            # normalises axis 1: (batch, ..., features) inputs take the broadcasting form.
+            if double or len(layer.input_shape) > 1:
                 scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
                 shift = beta - layer.moving_mean.numpy() * scale
                 scaled = f"{name}_scaled"

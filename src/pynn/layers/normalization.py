@@ -1,4 +1,5 @@
-"""BatchNormalization over the feature axis of (batch, features) inputs, as in Keras.
+"""BatchNormalization over the feature (last) axis, as in Keras: the statistics of each
+feature over the batch and, for (batch, ..., features) inputs, every position.
 
 Training: y = gamma * (x - mean_B) / sqrt(var_B + epsilon) + beta with the batch's mean and
 (biased) variance, and moving_stat = momentum * moving_stat + (1 - momentum) * batch_stat.
@@ -16,13 +17,15 @@ from .base import Layer, as_flag
 
 
 class BatchNormalization(Layer):
-    """Batch normalization of (batch, features) inputs over the batch axis, as Keras'.
+    """Batch normalization of each feature (the last axis) over the batch axis, and over
+    the other axes of (batch, ..., features) inputs (e.g. every time step), as Keras'.
 
     In training: (x - batch mean) / sqrt(batch variance + epsilon) * gamma + beta, and the
     moving statistics move toward the batch's by (1 - momentum) each step; at inference (and
     in training while the layer is frozen) the moving statistics instead. momentum (0.99)
     and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist;
-    axis: the features' (-1, or 1), first as in Keras' argument order. beta_initializer,
+    axis: the features' (-1, or 1 for (batch, features) inputs), first as in Keras'
+    argument order. beta_initializer,
     gamma_initializer, moving_mean_initializer, moving_variance_initializer,
     beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
@@ -41,7 +44,8 @@ class BatchNormalization(Layer):
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
         if isinstance(axis, bool) or axis not in (-1, 1):  # Keras' axis: the features'
             raise ValueError(f"BatchNormalization: axis={axis!r}: pynn normalises the feature "
-                             f"axis of (batch, features) inputs, axis=-1 (or 1)")
+                             f"(last) axis, axis=-1 (or 1 for (batch, features) inputs)")
+        self.axis = axis
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")
@@ -56,12 +60,14 @@ class BatchNormalization(Layer):
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape, backend, dtype):
-        if len(input_shape) != 1:
-            raise ValueError(f"BatchNormalization {self.name!r} expects (batch, features) "
-                             f"inputs, got (batch, {', '.join(map(str, input_shape))})")
+        if self.axis == 1 and len(input_shape) != 1:
+            raise ValueError(f"BatchNormalization {self.name!r}: axis=1 is not the feature "
+                             f"(last) axis of inputs of shape (batch, "
+                             f"{', '.join(map(str, input_shape))}); pynn normalises the last "
+                             f"axis (axis=-1)")
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
-        n = int(input_shape[0])
+        n = int(input_shape[-1])
 
         def initial(init):
             return self.initial_values(init, (n,), dtype)
@@ -79,6 +85,9 @@ class BatchNormalization(Layer):
             statistic=True)
 
     def forward(self, x, training=False, logits=False):
+        shape = x.shape
+        if x.ndim > 2:  # every position of each feature is one more row of statistics
+            return self.forward(x.reshape(-1, shape[-1]), training).reshape(shape)
         use_batch = training and self.trainable
         if use_batch:
             # Sums in double, as the native engine (csrc/cpu/batchnorm.cpp): a float32 sum of
@@ -112,6 +121,9 @@ class BatchNormalization(Layer):
         if self._cache is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: backward without a "
                                f"training forward")
+        if dy.ndim > 2:
+            dx = self.backward(dy.reshape(-1, dy.shape[-1]), need_input_grad)
+            return None if dx is None else dx.reshape(dy.shape)
         x_hat, inv_std, used_batch = self._cache
         self._cache = None
         # column sums in double, as the engine
@@ -132,8 +144,8 @@ class BatchNormalization(Layer):
         return dx.astype(dy.dtype, copy=False)
 
     def get_config(self):
-        config = {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
-                  "center": self.center, "scale": self.scale}
+        config = {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                  "epsilon": self.epsilon, "center": self.center, "scale": self.scale}
         for name in ("beta_initializer", "gamma_initializer", "moving_mean_initializer",
                      "moving_variance_initializer"):
             config[name] = initializers.serialize(getattr(self, name))
