@@ -97,3 +97,20 @@ def test_a_peer_whose_process_died_is_named(isolated):
     with pytest.raises(isolated.LibraryFailed, match="pynn: its process died"):
         t.epoch()
     t.close()
+
+
+def test_keras_runs_on_the_first_installed_backend_unless_told(monkeypatch):
+    peers = load("peers")
+    installed = set()
+    monkeypatch.setattr(peers.importlib.util, "find_spec",
+                        lambda name: object() if name in installed else None)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert peers.keras_backend() is None and not peers.available("keras")
+    installed.update({"keras", "torch", "tensorflow"})
+    assert peers.keras_backend() == "tensorflow"  # set for Keras' import, in the children too
+    assert peers.os.environ["KERAS_BACKEND"] == "tensorflow"
+    monkeypatch.delenv("KERAS_BACKEND")
+    installed.add("jax")
+    assert peers.keras_backend() == "jax" and peers.available("keras")
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the user's choice stands
+    assert peers.keras_backend() == "torch"
