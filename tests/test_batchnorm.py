@@ -15,27 +15,37 @@ def _ref(x, gamma, beta, mean, var, eps):
     return gamma * (x - mean) / np.sqrt(var + eps) + beta
 
 
-def _bn(n, backend="numpy", dtype="float64", **kw):
+def _bn(shape, backend="numpy", dtype="float64", **kw):
+    """A layer built for samples of `shape` (a number: (features,))."""
     layer = pynn.BatchNormalization(**kw)
-    layer.build((n,), pynn.get_backend(backend), dtype)
+    layer.build((shape,) if isinstance(shape, int) else shape, pynn.get_backend(backend), dtype)
     return layer
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
-def test_both_modes_match_reference(rng, backend):
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (3, 1, 4), (1, 3)])
+def test_both_modes_match_reference(rng, backend, shape):
+    # (batch, ..., features), Keras' rule: the statistics of each feature over the batch and
+    # every position, one gamma/beta/moving statistic per feature.
     if pynn.available_backends()[backend] is not None:
         pytest.skip(f"{backend} unavailable")
     dtype = "float64" if backend == "numpy" else "float32"
-    layer = _bn(7, backend, dtype, momentum=0.9, epsilon=1e-3)
-    layer.gamma.value[...] = rng.normal(size=7)
-    layer.beta.value[...] = rng.normal(size=7)
-    x = (rng.normal(size=(33, 7)) * 3 + 2).astype(dtype)
+    n = shape[-1]
+    layer = _bn(shape, backend, dtype, momentum=0.9, epsilon=1e-3)
+    assert [tuple(p.shape) for p in layer.params] == [(n,)] * 4
+    layer.gamma.value[...] = rng.normal(size=n)
+    layer.beta.value[...] = rng.normal(size=n)
+    x = (rng.normal(size=(33 if len(shape) == 1 else 4, *shape)) * 3 + 2).astype(dtype)
     y = layer.forward(x, training=True)
+    assert y.shape == x.shape
     x64 = x.astype(np.float64)
-    want = _ref(x64, layer.gamma.value, layer.beta.value, x64.mean(0), x64.var(0), 1e-3)
+    axes = tuple(range(x.ndim - 1))
+    want = _ref(x64, layer.gamma.value, layer.beta.value, x64.mean(axes), x64.var(axes), 1e-3)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x64.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x64.var(0), rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x64.mean(axes), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x64.var(axes),
+                               rtol=1e-5)
     y_inf = layer.forward(x, training=False)
     want_inf = _ref(x64, layer.gamma.value, layer.beta.value, layer.moving_mean.value,
                     layer.moving_variance.value, 1e-3)
@@ -43,14 +53,16 @@ def test_both_modes_match_reference(rng, backend):
 
 
 @pytest.mark.parametrize("trainable", [True, False])
-def test_gradients_float64(float64_numpy, rng, trainable):
-    layer = _bn(5)
-    layer.gamma.value[...] = rng.normal(size=5)
-    layer.beta.value[...] = rng.normal(size=5)
-    layer.moving_variance.value[...] = rng.uniform(0.5, 2, size=5)
+@pytest.mark.parametrize("shape", [(5,), (3, 4)])
+def test_gradients_float64(float64_numpy, rng, trainable, shape):
+    layer = _bn(shape)
+    n = shape[-1]
+    layer.gamma.value[...] = rng.normal(size=n)
+    layer.beta.value[...] = rng.normal(size=n)
+    layer.moving_variance.value[...] = rng.uniform(0.5, 2, size=n)
     layer.trainable = trainable
-    x = rng.normal(size=(6, 5))
-    r = rng.normal(size=(6, 5))
+    x = rng.normal(size=(6, *shape))
+    r = rng.normal(size=(6, *shape))
     mean0, var0 = layer.moving_mean.value.copy(), layer.moving_variance.value.copy()
 
     def f():
@@ -63,6 +75,7 @@ def test_gradients_float64(float64_numpy, rng, trainable):
     layer.moving_variance.value[...] = var0
     layer.forward(x, training=True)
     dx = layer.backward(r)
+    assert dx.shape == x.shape
     assert_close_grad(dx, numeric_grad(f, x), what="d x")
     if trainable:
         assert_close_grad(layer.gamma.grad, numeric_grad(f, layer.gamma.value), what="d gamma")
@@ -283,76 +296,12 @@ def test_defaults_are_kerass():
         assert ours[key] == theirs[key], key
 
 
-def _bn_seq(shape, backend="numpy", dtype="float64", **kw):
-    layer = pynn.BatchNormalization(**kw)
-    layer.build(shape, pynn.get_backend(backend), dtype)
-    return layer
-
-
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
-@pytest.mark.parametrize("shape", [(5, 7), (3, 1, 4), (1, 3)])
-def test_sequence_inputs_normalise_each_feature_over_batch_and_positions(rng, backend, shape):
-    # Keras' rule for (batch, ..., features): the statistics of each feature over the batch
-    # and every position, one gamma/beta/moving statistic per feature.
-    if pynn.available_backends()[backend] is not None:
-        pytest.skip(f"{backend} unavailable")
-    dtype = "float64" if backend == "numpy" else "float32"
-    n = shape[-1]
-    layer = _bn_seq(shape, backend, dtype, momentum=0.9, epsilon=1e-3)
-    assert [tuple(p.shape) for p in layer.params] == [(n,)] * 4
-    layer.gamma.value[...] = rng.normal(size=n)
-    layer.beta.value[...] = rng.normal(size=n)
-    x = (rng.normal(size=(4, *shape)) * 3 + 2).astype(dtype)
-    y = layer.forward(x, training=True)
-    assert y.shape == x.shape
-    x64 = x.astype(np.float64)
-    axes = tuple(range(x.ndim - 1))
-    want = _ref(x64, layer.gamma.value, layer.beta.value, x64.mean(axes), x64.var(axes), 1e-3)
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer.moving_mean.value, 0.1 * x64.mean(axes), rtol=1e-5,
-                               atol=1e-6)
-    np.testing.assert_allclose(layer.moving_variance.value, 0.9 + 0.1 * x64.var(axes),
-                               rtol=1e-5)
-    y_inf = layer.forward(x, training=False)
-    want_inf = _ref(x64, layer.gamma.value, layer.beta.value, layer.moving_mean.value,
-                    layer.moving_variance.value, 1e-3)
-    np.testing.assert_allclose(y_inf, want_inf, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("trainable", [True, False])
-def test_sequence_input_gradients_float64(float64_numpy, rng, trainable):
-    layer = _bn_seq((3, 4))
-    layer.gamma.value[...] = rng.normal(size=4)
-    layer.beta.value[...] = rng.normal(size=4)
-    layer.moving_variance.value[...] = rng.uniform(0.5, 2, size=4)
-    layer.trainable = trainable
-    x = rng.normal(size=(5, 3, 4))
-    r = rng.normal(size=(5, 3, 4))
-    mean0, var0 = layer.moving_mean.value.copy(), layer.moving_variance.value.copy()
-
-    def f():
-        layer.moving_mean.value[...] = mean0
-        layer.moving_variance.value[...] = var0
-        return float((layer.forward(x, training=True) * r).sum())
-
-    f()
-    layer.moving_mean.value[...] = mean0
-    layer.moving_variance.value[...] = var0
-    layer.forward(x, training=True)
-    dx = layer.backward(r)
-    assert dx.shape == x.shape
-    assert_close_grad(dx, numeric_grad(f, x), what="d x")
-    if trainable:
-        assert_close_grad(layer.gamma.grad, numeric_grad(f, layer.gamma.value), what="d gamma")
-        assert_close_grad(layer.beta.grad, numeric_grad(f, layer.beta.value), what="d beta")
-
-
 def test_sequence_inputs_match_keras(rng):
     from conftest import import_keras
 
     keras = import_keras()
     x = rng.normal(size=(6, 5, 3)).astype(np.float32) * 2 + 1
-    ours = _bn_seq((5, 3), "numpy", "float32", momentum=0.8)
+    ours = _bn((5, 3), "numpy", "float32", momentum=0.8)
     theirs = keras.layers.BatchNormalization(momentum=0.8)
     theirs.build((None, 5, 3))
     weights = [rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3),
