@@ -345,3 +345,42 @@ def test_axis_1_is_the_features_of_two_dimensional_inputs_only():
         pynn.Sequential([pynn.Input((5, 4)), pynn.BatchNormalization(axis=1)])
     model = pynn.Sequential([pynn.Input((4,)), pynn.BatchNormalization(axis=1)])
     assert model.output_shape == (4,)
+    # the last axis by its index (Keras code spells it so): the same layer as axis=-1
+    model = pynn.Sequential([pynn.Input((5, 4)), pynn.BatchNormalization(axis=2)])
+    assert [w.shape for w in model.get_weights()] == [(4,)] * 4
+
+
+def test_a_subclass_wrapping_forward_and_backward_runs_once_on_sequences(rng):
+    # The N-D path reshapes and calls the class's own 2-D code, not self.forward again.
+    class Doubled(pynn.BatchNormalization):
+        def forward(self, x, training=False, logits=False):
+            return super().forward(x, training) * 2
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return super().backward(dy * 2, need_input_grad)
+
+    for shape in ((4,), (3, 4)):
+        plain, doubled = _bn(shape), Doubled()
+        doubled.build(shape, pynn.get_backend("numpy"), "float64")
+        x = rng.normal(size=(6, *shape))
+        dy = rng.normal(size=x.shape)
+        np.testing.assert_allclose(doubled.forward(x, training=True),
+                                   2 * plain.forward(x, training=True))
+        np.testing.assert_allclose(doubled.backward(dy), 2 * plain.backward(dy))
+
+
+def test_config_keeps_axis_and_a_sequence_model_round_trips(tmp_path, rng):
+    layer = pynn.BatchNormalization(axis=2, momentum=0.9)
+    assert layer.get_config()["axis"] == 2
+    config = layer.get_config()
+    del config["axis"]  # a file from before axis was saved
+    assert pynn.BatchNormalization.from_config(config).axis == -1
+    model = pynn.Sequential([pynn.Input((5, 4)), pynn.Dense(3), pynn.BatchNormalization(axis=2),
+                             pynn.Flatten(), pynn.Dense(1)])
+    model.compile("adam", "mse")
+    x = rng.normal(size=(16, 5, 4)).astype(np.float32)
+    model.fit(x, rng.normal(size=(16, 1)).astype(np.float32), epochs=2, verbose=0)
+    model.save(tmp_path / "seq.npz")
+    loaded = pynn.models.load_model(tmp_path / "seq.npz")
+    assert loaded.layers[2].axis == 2
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

@@ -192,8 +192,11 @@ def test_layer_arguments_keras_code_passes_with_their_defaults():
                                                                             seed=1),
                              pynn.BatchNormalization(axis=1), pynn.Dense(1)])
     assert model.output_shape == (1,)
-    with pytest.raises(ValueError, match=r"axis=2: pynn normalises the feature \(last\) axis"):
-        pynn.BatchNormalization(axis=2)
+    with pytest.raises(ValueError, match=r"axis=0: pynn normalises the feature \(last\) axis"):
+        pynn.BatchNormalization(axis=0)
+    with pytest.raises(ValueError, match=r"axis=2 is not the feature \(last\) axis of inputs "
+                                         r"of shape \(batch, 6\)"):
+        pynn.Sequential([pynn.Input((6,)), pynn.BatchNormalization(axis=2)])
     with pytest.raises(NotImplementedError, match=r"noise_shape=\(None, 1\) is not supported"):
         pynn.Dropout(0.5, noise_shape=(None, 1))
     with pytest.raises(NotImplementedError, match="data_format='channels_first'"):

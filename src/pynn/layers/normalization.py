@@ -24,8 +24,8 @@ class BatchNormalization(Layer):
     moving statistics move toward the batch's by (1 - momentum) each step; at inference (and
     in training while the layer is frozen) the moving statistics instead. momentum (0.99)
     and epsilon (1e-3) are Keras' defaults; center / scale: whether beta / gamma exist;
-    axis: the features' (-1, or 1 for (batch, features) inputs), first as in Keras'
-    argument order. beta_initializer,
+    axis: the features' (-1, or the last axis' index: 1 for (batch, features) inputs), first
+    as in Keras' argument order. beta_initializer,
     gamma_initializer, moving_mean_initializer, moving_variance_initializer,
     beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
@@ -42,10 +42,15 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
-        if isinstance(axis, bool) or axis not in (-1, 1):  # Keras' axis: the features'
+        # Keras' axis: the features'. -1, or the last axis counted from the batch axis (1 for
+        # (batch, features), 2 for (batch, steps, features)), checked against the inputs in
+        # build.
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or \
+                not (axis == -1 or axis >= 1):
             raise ValueError(f"BatchNormalization: axis={axis!r}: pynn normalises the feature "
-                             f"(last) axis, axis=-1 (or 1 for (batch, features) inputs)")
-        self.axis = axis
+                             f"(last) axis: axis=-1, or its index (1 for (batch, features) "
+                             f"inputs)")
+        self.axis = int(axis)
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")
@@ -60,11 +65,11 @@ class BatchNormalization(Layer):
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def build(self, input_shape, backend, dtype):
-        if self.axis == 1 and len(input_shape) != 1:
-            raise ValueError(f"BatchNormalization {self.name!r}: axis=1 is not the feature "
-                             f"(last) axis of inputs of shape (batch, "
+        if self.axis not in (-1, len(input_shape)):
+            raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is not the "
+                             f"feature (last) axis of inputs of shape (batch, "
                              f"{', '.join(map(str, input_shape))}); pynn normalises the last "
-                             f"axis (axis=-1)")
+                             f"axis (axis=-1 or {len(input_shape)})")
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
         n = int(input_shape[-1])
@@ -85,9 +90,13 @@ class BatchNormalization(Layer):
             statistic=True)
 
     def forward(self, x, training=False, logits=False):
-        shape = x.shape
-        if x.ndim > 2:  # every position of each feature is one more row of statistics
-            return self.forward(x.reshape(-1, shape[-1]), training).reshape(shape)
+        # (batch, ..., features): every position of each feature is one more row of
+        # statistics. The rows go to this class's own method, not self.forward: a subclass
+        # wrapping forward must run once whatever the input's rank.
+        rows = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
+        return BatchNormalization._forward_rows(self, rows, training).reshape(x.shape)
+
+    def _forward_rows(self, x, training):
         use_batch = training and self.trainable
         if use_batch:
             # Sums in double, as the native engine (csrc/cpu/batchnorm.cpp): a float32 sum of
@@ -121,9 +130,11 @@ class BatchNormalization(Layer):
         if self._cache is None:
             raise RuntimeError(f"BatchNormalization {self.name!r}: backward without a "
                                f"training forward")
-        if dy.ndim > 2:
-            dx = self.backward(dy.reshape(-1, dy.shape[-1]), need_input_grad)
-            return None if dx is None else dx.reshape(dy.shape)
+        rows = dy.reshape(-1, dy.shape[-1]) if dy.ndim > 2 else dy
+        dx = BatchNormalization._backward_rows(self, rows, need_input_grad)
+        return None if dx is None else dx.reshape(dy.shape)
+
+    def _backward_rows(self, dy, need_input_grad):
         x_hat, inv_std, used_batch = self._cache
         self._cache = None
         # column sums in double, as the engine
