@@ -101,3 +101,20 @@ def test_a_resumed_run_leaves_a_backup_folder_of_the_users(rng, tmp_path):
                            callbacks=[pynn.callbacks.BackupAndRestore(mine)])
     assert len(history.history["loss"]) == 2  # resumed after epoch 2
     assert mine.is_dir() and not os.listdir(mine)
+
+
+def test_a_backup_folder_with_something_else_in_it_stays_and_stays_ours(rng, tmp_path):
+    x, y = rng.random((16, 4)), rng.random((16, 1))
+    made = tmp_path / "backup"
+
+    class Stray(pynn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            (made / "notes.txt").write_text("mine")  # a file of the user's lands in it
+
+    _model().fit(x, y, epochs=2, verbose=0,
+                 callbacks=[pynn.callbacks.BackupAndRestore(made), Stray()])
+    assert sorted(p.name for p in made.iterdir()) == [".made-by-backup-and-restore",
+                                                       "notes.txt"]
+    (made / "notes.txt").unlink()
+    _model().fit(x, y, epochs=2, verbose=0, callbacks=[pynn.callbacks.BackupAndRestore(made)])
+    assert not made.exists()  # still known as the callback's: removed once empty

@@ -503,9 +503,10 @@ class BackupAndRestore(Callback):
     restores it first and resumes at the epoch after it, so a run that crashed or was
     interrupted continues where it stopped (with the same batches and Dropout masks as an
     uninterrupted one). A fit that runs all its epochs (or is stopped by a callback) deletes
-    the backup (delete_checkpoint=False keeps it). Each backup is written beside the
-    previous one, removed after (what Keras' double_checkpoint asks, always).
-    save_freq="epoch" only. Other callbacks' state (EarlyStopping's best) is not backed up,
+    the backup (delete_checkpoint=False keeps it), and backup_dir when this callback made it
+    (a hidden marker file in it says so; parent folders it made stay). Each backup is
+    written beside the previous one, removed after (what Keras' double_checkpoint asks,
+    always). save_freq="epoch" only. Other callbacks' state (EarlyStopping's best) is not backed up,
     as in Keras."""
 
     _PREFIX, _SUFFIX = "backup-epoch-", ".npz"
@@ -613,8 +614,8 @@ class BackupAndRestore(Callback):
                 os.remove(made_here)
                 try:
                     os.rmdir(self.backup_dir)  # only if empty: nothing of the user's goes
-                except OSError:
-                    pass
+                except OSError:  # something else is in it now: the folder stays, still ours
+                    open(made_here, "w").close()
 
 
 class LearningRateScheduler(Callback):
