@@ -66,18 +66,18 @@ def main():
                     seconds, losses[lib] = t.epoch()
                 except LibraryFailed as e:
                     failed[lib] = str(e)
-                    del trainers[lib]
+                    trainers.pop(lib).close()
                     continue
                 if epoch > 0:
                     times[lib].append(seconds)
-        latency = {}
-        for lib, t in list(trainers.items()):
+        latency, predict_failed = {}, {}
+        for lib, t in trainers.items():
             try:
                 latency[lib] = t.predict_one_seconds(0.2)
-            except LibraryFailed as e:
-                failed[lib] = str(e)
+            except LibraryFailed as e:  # its training numbers stand; the cell says failed
+                predict_failed[lib] = str(e)
             t.close()
-        ran = [lib for lib in libs if lib not in failed and times.get(lib)]
+        ran = [lib for lib in libs if lib in trainers and times[lib]]
         rate = {lib: w.samples / statistics.median(times[lib]) for lib in ran}
         limit = cores * peak * 1e9 / w.train_flop_per_sample
         peers = [lib for lib in ran if not lib.startswith("pynn")]
@@ -89,14 +89,15 @@ def main():
         print("|---|---|---|---|---|---|")
         for lib in libs:
             if lib not in rate:
-                reason = failed.get(lib, "no timed epoch (--epochs 1)").strip().splitlines()
-                print(f"| {lib} | failed: {reason[-1]} | | | | |", flush=True)
+                cell = ("failed: " + failed[lib].strip().splitlines()[-1] if lib in failed
+                        else "no timed epoch (--epochs 1: the first is the warm-up)")
+                print(f"| {lib} | {cell} | | | | |", flush=True)
                 continue
             ratio = rate["pynn"] / rate[lib] if "pynn" in rate else float("nan")
             one_row = f"{latency[lib] * 1e6:,.1f} us" if lib in latency else "failed"
             print(f"| {lib} | {rate[lib]:,.0f} | {ratio:.2f} | {100 * rate[lib] / limit:.1f}% | "
                   f"{losses[lib]:.4f} | {one_row} |", flush=True)
-        for lib, why in failed.items():
+        for lib, why in {**failed, **predict_failed}.items():
             print(f"\n{why}", file=sys.stderr)
         if best and "pynn" in rate:
             print(f"pynn vs best peer ({best}): {rate['pynn'] / rate[best]:.2f}x samples/s; "

@@ -47,19 +47,27 @@ class LibraryFailed(RuntimeError):
 class IsolatedTrainer:
     """TRAINERS[lib] for WORKLOADS[workload], trained in a child process."""
 
-    def __init__(self, lib, workload):
+    def __init__(self, lib, workload, timeout=1800.0):
         self.lib = lib
+        self.timeout = timeout  # seconds a call may take before the library counts as hung
         ctx = multiprocessing.get_context("spawn")  # no inherited threads or library state
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(lib, workload, child), daemon=True)
         self._proc.start()
         child.close()
-        self._call(None)  # the trainer is built (or its error raised) before any timing
+        try:
+            self._call(None)  # the trainer is built (or its error raised) before any timing
+        except LibraryFailed:
+            self.close()  # (reaps the child)
+            raise
 
     def _call(self, command, arg=None):
         try:
             if command is not None:
                 self._conn.send((command, arg))
+            if not self._conn.poll(self.timeout):
+                self._proc.kill()
+                raise LibraryFailed(f"{self.lib}: no answer in {self.timeout:.0f} s (killed)")
             status, value = self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(5)
@@ -78,12 +86,14 @@ class IsolatedTrainer:
         return self._call("predict_one", min_time)
 
     def close(self):
+        """Ends the child (asked, then killed after 10 s) and reaps it."""
         if self._proc.is_alive():
             try:
                 self._conn.send(("close", None))
             except OSError:
                 pass
-            self._proc.join(10)
-            if self._proc.is_alive():
-                self._proc.kill()
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
         self._conn.close()

@@ -136,16 +136,20 @@ def sklearn_trainer(w, x, y):
     return T()
 
 
-# Keras 3's backends in the order they train these MLPs fastest on a CPU (measured in
-# bench/RESULTS.md, "Keras 3 on each backend"): a peer is measured at its best.
+# Keras 3's backends by how fast they train these MLPs on a CPU (bench/RESULTS.md, "Keras 3
+# on each backend"): JAX first, fastest on all three workloads; TensorFlow and PyTorch then
+# trade places (TensorFlow ahead on tabular_small, PyTorch on wide_mlp, level on mnist_mlp),
+# TensorFlow first as Keras' own default. A peer is measured at its best.
 KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 def keras_backend():
     """The backend Keras will run on: KERAS_BACKEND when set, else the first installed of
-    KERAS_BACKENDS (set in the environment, as Keras reads it when first imported); None when
-    none is installed. Keras' own default (TensorFlow) would leave a machine with only
-    PyTorch without a Keras row."""
+    KERAS_BACKENDS (set in the environment, as Keras reads it when first imported, and the
+    libraries' processes inherit it); None when none is installed. Keras' own default
+    (TensorFlow) would leave a machine with only PyTorch without a Keras row. keras.json is
+    not read: Keras writes it, naming TensorFlow, the first time it is imported, so it does
+    not say what the user chose (KERAS_BACKEND overrides it)."""
     chosen = os.environ.get("KERAS_BACKEND")
     if chosen is None:
         chosen = next((b for b in KERAS_BACKENDS if importlib.util.find_spec(b) is not None),

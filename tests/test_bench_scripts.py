@@ -86,8 +86,20 @@ def test_a_peer_trains_in_a_process_of_its_own(isolated):
 
 
 def test_a_peer_that_fails_raises_with_its_traceback(isolated):
+    import multiprocessing
+
     with pytest.raises(isolated.LibraryFailed, match="no-such-lib failed:(.|\n)*KeyError"):
         isolated.IsolatedTrainer("no-such-lib", "tabular_small")
+    assert not multiprocessing.active_children()  # reaped, no zombie
+
+
+def test_a_peer_that_does_not_answer_in_time_is_killed(isolated):
+    t = isolated.IsolatedTrainer("pynn", "tabular_small")
+    t.timeout = 1e-4  # an epoch takes far longer
+    with pytest.raises(isolated.LibraryFailed, match=r"pynn: no answer in 0 s \(killed\)"):
+        t.epoch()
+    t.close()
+    assert not t._proc.is_alive()
 
 
 def test_a_peer_whose_process_died_is_named(isolated):
@@ -100,17 +112,22 @@ def test_a_peer_whose_process_died_is_named(isolated):
 
 
 def test_keras_runs_on_the_first_installed_backend_unless_told(monkeypatch):
+    import os
+
     peers = load("peers")
     installed = set()
     monkeypatch.setattr(peers.importlib.util, "find_spec",
                         lambda name: object() if name in installed else None)
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    # set, then removed: monkeypatch then puts back what was there before the test (unset
+    # too), whatever keras_backend() writes into the environment meanwhile
+    monkeypatch.setenv("KERAS_BACKEND", "none")
+    monkeypatch.delenv("KERAS_BACKEND")
     assert peers.keras_backend() is None and not peers.available("keras")
     installed.update({"keras", "torch", "tensorflow"})
     assert peers.keras_backend() == "tensorflow"  # set for Keras' import, in the children too
-    assert peers.os.environ["KERAS_BACKEND"] == "tensorflow"
-    monkeypatch.delenv("KERAS_BACKEND")
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+    del os.environ["KERAS_BACKEND"]
     installed.add("jax")
     assert peers.keras_backend() == "jax" and peers.available("keras")
-    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the user's choice stands
+    os.environ["KERAS_BACKEND"] = "torch"  # the user's choice stands
     assert peers.keras_backend() == "torch"
