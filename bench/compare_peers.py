@@ -8,8 +8,8 @@ process of its own (bench/isolated.py); the first epoch is the warm-up; the late
 timed, alternating between libraries. Prints samples/s (median over timed epochs), pynn's
 ratio to each peer, the fraction of the compute limit (2 cores x measured FMA peak), each
 library's final training loss (PyTorch and Keras start from pynn's initial weights, see
-peers.py), and single-row predict latency. A library that fails gets a row saying so (its
-traceback goes to stderr) and the others go on.
+peers.py), single-row predict latency and inference throughput in calls of 1024 rows. A
+library that fails gets a row saying so (its traceback goes to stderr) and the others go on.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from common import machine_line, numpy_blas
 from isolated import IsolatedTrainer, LibraryFailed
 from peers import TRAINERS, available, keras_backend
 from workloads import WORKLOADS
+
+
+BLOCK = 1024  # rows per predict call for the inference throughput (BENCHMARKS.md)
 
 
 def main():
@@ -70,11 +73,12 @@ def main():
                     continue
                 if epoch > 0:
                     times[lib].append(seconds)
-        latency, predict_failed = {}, {}
+        latency, throughput, predict_failed = {}, {}, {}
         for lib, t in trainers.items():
             try:
-                latency[lib] = t.predict_one_seconds(0.2)
-            except LibraryFailed as e:  # its training numbers stand; the cell says failed
+                latency[lib] = t.predict_seconds(1, 0.2)
+                throughput[lib] = BLOCK / t.predict_seconds(BLOCK, 0.2)
+            except LibraryFailed as e:  # its training numbers stand; the cells say failed
                 predict_failed[lib] = str(e)
             t.close()
         ran = [lib for lib in libs if lib in trainers and times[lib]]
@@ -85,18 +89,19 @@ def main():
         print(f"\n### {name}: {w.samples} samples, {'-'.join(map(str, w.layers))}, batch "
               f"{w.batch}, {args.epochs} epochs (compute limit ~{limit:,.0f} samples/s)")
         print("| library | samples/s | pynn / this | % of compute limit | final loss | "
-              "predict(1 row) |")
-        print("|---|---|---|---|---|---|")
+              f"predict(1 row) | predict({BLOCK} rows), samples/s |")
+        print("|---|---|---|---|---|---|---|")
         for lib in libs:
             if lib not in rate:
                 cell = ("failed: " + failed[lib].strip().splitlines()[-1] if lib in failed
                         else "no timed epoch (--epochs 1: the first is the warm-up)")
-                print(f"| {lib} | {cell} | | | | |", flush=True)
+                print(f"| {lib} | {cell} | | | | | |", flush=True)
                 continue
             ratio = rate["pynn"] / rate[lib] if "pynn" in rate else float("nan")
             one_row = f"{latency[lib] * 1e6:,.1f} us" if lib in latency else "failed"
+            block = f"{throughput[lib]:,.0f}" if lib in throughput else "failed"
             print(f"| {lib} | {rate[lib]:,.0f} | {ratio:.2f} | {100 * rate[lib] / limit:.1f}% | "
-                  f"{losses[lib]:.4f} | {one_row} |", flush=True)
+                  f"{losses[lib]:.4f} | {one_row} | {block} |", flush=True)
         for lib, why in {**failed, **predict_failed}.items():
             print(f"\n{why}", file=sys.stderr)
         if best and "pynn" in rate:

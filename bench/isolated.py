@@ -24,7 +24,6 @@ def _serve(lib, workload, conn):
         w = WORKLOADS[workload]
         x, y = make_data(w)
         trainer = TRAINERS[lib](w, x, y)
-        row = x[:1].copy()
         conn.send(("ok", None))
         while True:
             command, arg = conn.recv()
@@ -32,8 +31,10 @@ def _serve(lib, workload, conn):
                 t0 = time.perf_counter()
                 loss = trainer.epoch()
                 conn.send(("ok", (time.perf_counter() - t0, float(loss))))
-            elif command == "predict_one":
-                conn.send(("ok", time_call(lambda: trainer.predict_one(row), arg)))
+            elif command == "predict":
+                n, min_time = arg
+                rows = x[:n].copy()
+                conn.send(("ok", time_call(lambda: trainer.predict_rows(rows), min_time)))
             else:
                 return
     except BaseException:  # the parent reports it in the library's row
@@ -81,9 +82,10 @@ class IsolatedTrainer:
         """(seconds, mean training loss) of one epoch, timed in the child."""
         return self._call("epoch")
 
-    def predict_one_seconds(self, min_time=0.2):
-        """Seconds per single-row predict (the workload's first row), timed in the child."""
-        return self._call("predict_one", min_time)
+    def predict_seconds(self, n=1, min_time=0.2):
+        """Seconds per predict of the workload's first n rows (after one untimed call),
+        timed in the child."""
+        return self._call("predict", (n, min_time))
 
     def close(self):
         """Ends the child (asked, then killed after 10 s) and reaps it."""

@@ -4,8 +4,9 @@ backend KERAS_BACKEND names, else the first installed of JAX, TensorFlow and PyT
 keras_backend).
 
 A trainer is make(workload, x, y) -> object with .epoch() -> mean training loss of that epoch
-(full pass, shuffled) and .predict_one(row) for single-row latency. Peers are written the way
-their users get the best speed (tensor indexing instead of DataLoader, inference_mode, ...).
+(full pass, shuffled) and .predict_rows(rows) -> the model's outputs (timed on one row for
+latency, on 1024 for throughput). Peers are written the way their users get the best speed
+(tensor indexing instead of DataLoader, inference_mode, ...).
 
 So that the final losses compare the training arithmetic rather than the libraries' default
 initialisers (PyTorch's Kaiming-uniform against Glorot-uniform), PyTorch and Keras start from
@@ -52,7 +53,7 @@ def pynn_trainer(engine):
                 h = model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0, engine=engine)
                 return h.history["loss"][-1]
 
-            def predict_one(self, row):
+            def predict_rows(self, row):
                 return model.predict(row)
         return T()
     return make
@@ -103,7 +104,7 @@ def torch_trainer(w, x, y):
                 total += loss.item() * len(idx)
             return total / n
 
-        def predict_one(self, row):
+        def predict_rows(self, row):
             with torch.inference_mode():
                 out = model(torch.from_numpy(row))
                 if w.loss == "xent":
@@ -131,7 +132,7 @@ def sklearn_trainer(w, x, y):
             # scikit-learn's squared loss is half the MSE
             return model.loss_ * (2 if w.loss == "mse" else 1)
 
-        def predict_one(self, row):
+        def predict_rows(self, row):
             return model.predict_proba(row) if classes is not None else model.predict(row)
     return T()
 
@@ -178,8 +179,8 @@ def keras_trainer(w, x, y):
         def epoch(self):
             return model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0).history["loss"][-1]
 
-        def predict_one(self, row):
-            # Each backend's fastest single-row call (mnist_mlp, this VM): the compiled
+        def predict_rows(self, row):
+            # Each backend's fastest call (one mnist_mlp row, this VM): the compiled
             # predict_on_batch on JAX (102 us vs 1162 for model(row)) and TensorFlow (474 vs
             # 2505), the eager call on PyTorch (755 vs 1237).
             if backend == "torch":

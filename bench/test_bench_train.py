@@ -4,7 +4,7 @@
 
 Each library trains in a process of its own (isolated.py; the pipe's round trip, tens of
 microseconds, is inside the timing). Compare within a group (same run). bench/compare_peers.py
-prints the same as samples/s with ratios, final losses and single-row predict latency.
+prints the same as samples/s with ratios, final losses and predict latency and throughput.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_a_peer_trains_in_a_process_of_its_own(isolated):
         for seconds, loss in (first, second):
             assert seconds > 0 and np.isfinite(loss)
         assert second[1] < first[1]  # the same model trained on
-        assert t.predict_one_seconds(0.01) > 0
+        assert t.predict_seconds(1, 0.01) > 0 and t.predict_seconds(1024, 0.01) > 0
     finally:
         t.close()
     assert not t._proc.is_alive()
