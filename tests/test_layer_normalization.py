@@ -107,8 +107,8 @@ def test_training_on_both_backends_and_files(rng, tmp_path):
         model = _normed("l2")
         model.compile("adam", "sparse_categorical_crossentropy", backend=backend)
         results[backend] = model.fit(x, y, epochs=3, batch_size=16, verbose=0).history["loss"]
-        if backend == "cpu":  # trained layer by layer, saying why
-            assert "LayerNormalization 'layer_normalization" in model.engine_reason
+        if backend == "cpu":  # a penalty on gamma: trained layer by layer, saying why
+            assert "a regularizer on LayerNormalization layer" in model.engine_reason
     if len(results) == 2:
         np.testing.assert_allclose(results["cpu"], results["numpy"], rtol=1e-5)
     plain = _normed()  # the same weights without the penalty
@@ -148,3 +148,105 @@ def test_misuse_is_named():
         RMSNormalization(epsilon=0)
     with pytest.raises(ValueError, match="rms_scaling=True is deprecated.*RMSNormalization"):
         LayerNormalization(rms_scaling=True)
+
+
+# The native engine runs them where it runs BatchNormalization: on the inputs, between a
+# Dense and its activation, after the activation (before a dropout). Smooth activations, as
+# test_batchnorm's engine models use (ReLU's kink makes two engines' rounding diverge).
+ENGINE_MODELS = {
+    "inputs": lambda: [LayerNormalization(), pynn.Dense(12, activation="elu"),
+                       RMSNormalization(), pynn.Dense(3, activation="softmax")],
+    "pre": lambda: [pynn.Dense(12, use_bias=False), LayerNormalization(),
+                    pynn.Activation("elu"), pynn.Dense(7, activation="tanh"),
+                    pynn.Dense(3, activation="softmax")],
+    "post-dropout": lambda: [pynn.Dense(12, activation="gelu"), LayerNormalization(center=False),
+                             pynn.Dropout(0.3), pynn.Dense(3, activation="softmax")],
+    "rms-pre": lambda: [pynn.Dense(12), RMSNormalization(epsilon=1e-3),
+                        pynn.Activation("sigmoid"), pynn.Dense(3, activation="softmax")],
+    "frozen-clipped": lambda: [LayerNormalization(trainable=False),
+                               pynn.Dense(12, activation="tanh"),
+                               LayerNormalization(scale=False, center=False),
+                               pynn.Dense(3, activation="softmax")],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENGINE_MODELS))
+def test_the_native_engine_trains_them_as_the_layer_path(rng, kind):
+    pytest.importorskip("pynn._C")
+    from conftest import assert_trained_alike
+
+    x = (rng.normal(size=(300, 6)) * [1, 10, 0.1, 3, 1, 1] + [0, 50, -2, 7, 0, 1]
+         ).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 3] > 7)
+    gain_shift = [rng.uniform(0.5, 2, 6).astype(np.float32), rng.normal(size=6).astype(np.float32)]
+    models, histories = {}, {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(5)
+        model = pynn.Sequential([pynn.Input((6,))] + ENGINE_MODELS[kind]())
+        if kind == "frozen-clipped":  # a gain and shift that are not the identity
+            model.layers[1].set_weights(gain_shift)
+        opt = pynn.optimizers.Adam(0.01, global_clipnorm=0.5 if kind == "frozen-clipped"
+                                   else None)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], backend="cpu")
+        before = model.get_weights()
+        histories[engine] = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2,
+                                      verbose=0, engine=engine).history
+        models[engine] = model
+        if engine == "native":
+            assert model.engine_reason is None  # it ran in the engine
+        if kind == "frozen-clipped":  # the frozen gain and shift did not move
+            for a, b in zip(model.layers[1].get_weights(), before[:2]):
+                np.testing.assert_array_equal(a, b)
+    assert_trained_alike(models["native"], models["layers"], histories["native"],
+                         histories["layers"], 240, 60)
+    native, layers = models["native"], models["layers"]
+    np.testing.assert_allclose(native.predict(x), layers.predict(x), rtol=1e-4, atol=1e-6)
+    for i in (0, 7):  # a row alone takes the batched path through the normalisation
+        np.testing.assert_allclose(native.predict(x[i:i + 1]), native.predict(x)[i:i + 1],
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_the_engine_refuses_what_it_cannot_run_saying_why():
+    pytest.importorskip("pynn._C")
+    for layers, words in [
+            ([pynn.Dense(3), LayerNormalization()], "normalization in the output layer"),
+            ([pynn.Dense(3), LayerNormalization(), RMSNormalization(), pynn.Dense(2)],
+             "after another normalization"),
+            ([LayerNormalization(beta_regularizer="l2"), pynn.Dense(2)],
+             "a regularizer on LayerNormalization")]:
+        model = pynn.Sequential([pynn.Input((4,))] + layers)
+        model.compile(optimizer="adam", loss="mse", backend="cpu")
+        reason = pynn.engine.unsupported_reason(model)
+        assert reason is not None and words in reason, reason
+
+
+def test_a_changed_epsilon_reaches_the_engine(rng):
+    pytest.importorskip("pynn._C")
+    model = pynn.Sequential([pynn.Input((5,)), LayerNormalization(), pynn.Dense(2)])
+    model.compile("adam", "mse", backend="cpu")
+    x = rng.normal(size=(8, 5)).astype(np.float32) * 0.01  # epsilon dominates the variance
+    before = model.predict(x)
+    model.layers[1].epsilon = 1.0
+    after = model.predict(x)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, model(x), rtol=1e-5, atol=1e-6)  # the layer path's
+
+
+def test_the_binding_checks_a_row_normalisation():
+    _C = pytest.importorskip("pynn._C")
+    eng = _C.DenseEngine([4, 3, 2], [0, 0], [0.0, 0.0], [True, True], "mse", 0.0, "sgd", 8)
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="per_row .* keeps no moving statistics"):
+        eng.set_batchnorm(0, True, 0.0, 1e-3, False, ones, None, zeros, ones.copy(), [], [],
+                          per_row=True)
+    with pytest.raises(ValueError, match="epsilon must be > 0"):
+        eng.set_batchnorm(0, True, 0.0, 0.0, False, ones, None, None, None, [], [],
+                          per_row=True)
+    with pytest.raises(ValueError, match="per_row needs epsilon > 0 and no std_floor"):
+        eng.set_batchnorm(0, True, 0.0, 1e-3, False, ones, None, None, None, [], [], 1e-7,
+                          per_row=True)
+    with pytest.raises(ValueError, match="batch normalization is centred"):
+        eng.set_batchnorm(0, True, 0.99, 1e-3, False, ones, None, zeros, ones.copy(), [], [],
+                          centred=False)
+    eng.set_batchnorm(0, True, 0.0, 1e-3, False, ones, None, None, None, [], [], per_row=True)

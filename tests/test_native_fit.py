@@ -187,7 +187,7 @@ def test_fit_says_when_it_trains_layer_by_layer(capsys, verbose):
     (lambda: [pynn.Dense(8, activation="relu"), pynn.Activation("tanh"), pynn.Dense(1)],
      "after another activation"),
     (lambda: [pynn.Dense(8), pynn.BatchNormalization(), pynn.BatchNormalization(),
-              pynn.Dense(1)], "after another batch normalization"),
+              pynn.Dense(1)], "after another normalization"),
 ])
 def test_fall_back_reasons_name_the_placement(layers, reason):
     # They said the layer type was "not supported natively", which it is elsewhere.

@@ -136,7 +136,8 @@ public:
     void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
                        const py::object& gamma, const py::object& beta, const py::object& mean,
                        const py::object& var, const py::sequence& gamma_slots,
-                       const py::sequence& beta_slots, double std_floor) {
+                       const py::sequence& beta_slots, double std_floor, bool per_row,
+                       bool centred) {
         if (layer < -1 || layer + 1 >= eng_.n_layers())
             throw py::value_error("set_batchnorm: layer must be in [-1, " + std::to_string(eng_.n_layers() - 1) +
                                   ") (-1: the inputs; batch normalization after the output layer is not "
@@ -156,8 +157,8 @@ public:
         };
         float* g = take(gamma, "gamma", true);
         float* bt = take(beta, "beta", true);
-        float* mm = take(mean, "moving_mean", false);
-        float* mv = take(var, "moving_variance", false);
+        float* mm = take(mean, "moving_mean", per_row);  // (per_row keeps none: None)
+        float* mv = take(var, "moving_variance", per_row);
         std::vector<float*> gs, bs;
         for (size_t k = 0; k < gamma_slots.size(); ++k)
             gs.push_back(take(gamma_slots[k], "gamma_slots[" + std::to_string(k) + "]", false));
@@ -177,7 +178,7 @@ public:
         {
             ReleaseGil nogil;
             eng_.set_batchnorm(layer, pre, momentum, epsilon, trainable, g, bt, mm, mv, gs, bs,
-                               std_floor);
+                               std_floor, per_row, centred);
         }
         bn_refs_.resize(static_cast<size_t>(eng_.n_layers()) + 1);  // [0]: the inputs' normalisation
         bn_refs_[static_cast<size_t>(layer + 1)] = std::move(keep);  // replaces a previous setting
@@ -513,11 +514,14 @@ void register_engine(py::module_& m) {
              py::arg("momentum"), py::arg("epsilon"), py::arg("trainable"), py::arg("gamma"),
              py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"),
              py::arg("gamma_slots"), py::arg("beta_slots"), py::arg("std_floor") = 0.0,
+             py::arg("per_row") = false, py::arg("centred") = true,
              "Keras BatchNormalization in a layer (not the last): pre=True between its GEMM and "
              "its activation, else after the activation; layer -1 normalises the inputs. float32 (out,) arrays, updated in "
              "place (gamma/beta by the optimizer when trainable, the moving statistics while "
              "training with batch statistics); gamma/beta may be None. std_floor > 0: divide by "
-             "max(sqrt(var + epsilon), std_floor), epsilon may then be 0 (Keras' Normalization).")
+             "max(sqrt(var + epsilon), std_floor), epsilon may then be 0 (Keras' Normalization). "
+             "per_row=True: Keras' LayerNormalization (centred) or RMSNormalization "
+             "(centred=False) instead: each row's statistics, no moving ones (None).")
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "

@@ -5,6 +5,7 @@
 #include "cpu/batchnorm.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace pynn::bn {
 
@@ -78,6 +79,69 @@ void backward(const float* dy, const float* xhat, index_t rows, index_t cols,
             const float g = gamma ? dy[i] * gamma[j] : dy[i];
             dx[i] = inv_std[j] * (g - mg[j] - xhat[i] * mgx[j]);
         }
+}
+
+void row_normalize(const float* z, index_t rows, index_t cols, bool centred, double epsilon,
+                   const float* gamma, const float* beta, float* mean, float* inv_std,
+                   float* xhat, float* out) {
+    for (index_t r = 0; r < rows; ++r) {
+        const float* zr = z + r * cols;
+        double m = 0.0;
+        if (centred) {
+            for (index_t j = 0; j < cols; ++j) m += zr[j];
+            m /= double(cols);
+        }
+        double ss = 0.0;
+        for (index_t j = 0; j < cols; ++j) {
+            const double d = double(zr[j]) - m;
+            ss += d * d;
+        }
+        const double inv = 1.0 / std::sqrt(ss / double(cols) + epsilon);
+        mean[r] = static_cast<float>(m);
+        inv_std[r] = static_cast<float>(inv);
+        for (index_t j = 0; j < cols; ++j) {
+            const float xh = static_cast<float>(double(zr[j]) - m) * inv_std[r];
+            xhat[r * cols + j] = xh;
+            float y = gamma ? xh * gamma[j] : xh;
+            if (beta) y += beta[j];
+            out[r * cols + j] = y;
+        }
+    }
+}
+
+void row_backward(const float* dy, const float* xhat, index_t rows, index_t cols,
+                  bool centred, const float* inv_std, const float* gamma, float* dgamma,
+                  float* dbeta, float* dx, double* acc) {
+    // the gamma/beta gradients: column sums over the rows, in double
+    double* s_dy = acc;
+    double* s_dyx = acc + cols;
+    std::fill(acc, acc + 2 * cols, 0.0);
+    for (index_t r = 0; r < rows; ++r)
+        for (index_t j = 0; j < cols; ++j) {
+            const index_t i = r * cols + j;
+            s_dy[j] += dy[i];
+            s_dyx[j] += double(dy[i]) * double(xhat[i]);
+        }
+    for (index_t j = 0; j < cols; ++j) {
+        if (dgamma) dgamma[j] = static_cast<float>(s_dyx[j]);
+        if (dbeta) dbeta[j] = static_cast<float>(s_dy[j]);
+    }
+    if (!dx) return;
+    for (index_t r = 0; r < rows; ++r) {
+        const index_t o = r * cols;
+        double sg = 0.0, sgx = 0.0;
+        for (index_t j = 0; j < cols; ++j) {
+            const double g = gamma ? double(dy[o + j]) * gamma[j] : double(dy[o + j]);
+            sg += g;
+            sgx += g * double(xhat[o + j]);
+        }
+        const float mg = centred ? static_cast<float>(sg / double(cols)) : 0.f;
+        const float mgx = static_cast<float>(sgx / double(cols));
+        for (index_t j = 0; j < cols; ++j) {
+            const float g = gamma ? dy[o + j] * gamma[j] : dy[o + j];
+            dx[o + j] = inv_std[r] * (g - mg - xhat[o + j] * mgx);
+        }
+    }
 }
 
 }  // namespace pynn::bn

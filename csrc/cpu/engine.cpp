@@ -338,7 +338,8 @@ void DenseEngine::Drop::apply(const float* x, float* y, index_t n, std::uint64_t
 void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double epsilon,
                                 bool trainable, float* gamma, float* beta, float* moving_mean,
                                 float* moving_var, const std::vector<float*>& gamma_slots,
-                                const std::vector<float*>& beta_slots, double std_floor) {
+                                const std::vector<float*>& beta_slots, double std_floor,
+                                bool per_row, bool centred) {
     std::lock_guard<std::mutex> lock(mu_);
     if (layer < -1 || layer + 1 >= n_layers())
         fail("set_batchnorm: layer must be in [-1, " + std::to_string(n_layers() - 1) +
@@ -348,12 +349,20 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     if (!(std_floor >= 0.0) || !std::isfinite(std_floor)) fail("set_batchnorm: std_floor must be >= 0");
     if (!(epsilon > 0.0 || (epsilon == 0.0 && std_floor > 0.0)) || !std::isfinite(epsilon))
         fail("set_batchnorm: epsilon must be > 0 (or 0 with std_floor > 0)");
-    if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
+    if (per_row) {
+        if (moving_mean || moving_var) fail("set_batchnorm: per_row (layer normalization) keeps no moving statistics");
+        if (!(epsilon > 0.0) || std_floor != 0.0) fail("set_batchnorm: per_row needs epsilon > 0 and no std_floor");
+    } else {
+        if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
+        if (!centred) fail("set_batchnorm: batch normalization is centred (centred=False is per_row's)");
+    }
     if (gamma_slots.size() > kMaxSlots || beta_slots.size() > kMaxSlots)
         fail("set_batchnorm: at most " + std::to_string(kMaxSlots) + " optimizer slots");
     const index_t cols = layer < 0 ? in_features() : layers_[layer].out;
     auto b = std::make_unique<BatchNorm>();
     b->pre = layer >= 0 && pre;
+    b->per_row = per_row;
+    b->centred = centred;
     b->momentum = momentum;
     b->epsilon = epsilon;
     b->std_floor = std_floor;
@@ -369,7 +378,10 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     const size_t rows_x_cols = static_cast<size_t>(max_batch_ * cols), C = static_cast<size_t>(cols);
     b->xhat.assign(rows_x_cols, 0.f);
     if (!b->pre) b->out.assign(rows_x_cols, 0.f);
-    for (auto* v : {&b->mean, &b->var, &b->inv_std, &b->dgamma, &b->dbeta}) v->assign(C, 0.f);
+    // the statistics: one per column, or (per_row) one per row of a batch
+    const size_t stats = per_row ? static_cast<size_t>(max_batch_) : C;
+    for (auto* v : {&b->mean, &b->var, &b->inv_std}) v->assign(stats, 0.f);
+    for (auto* v : {&b->dgamma, &b->dbeta}) v->assign(C, 0.f);
     b->tmp.assign(2 * C, 0.f);
     b->acc.assign(2 * C, 0.0);
     if (layer < 0) {
@@ -402,6 +414,12 @@ void DenseEngine::find_lowest_trainable() {
 // layer, else with the moving statistics.
 void DenseEngine::batchnorm_forward(BatchNorm& b, index_t C, const float* z, index_t rows,
                                     bool training, float* out) {
+    if (b.per_row) {  // layer normalization: each row's own statistics, always
+        b.used_batch = true;
+        bn::row_normalize(z, rows, C, b.centred, b.epsilon, b.gamma, b.beta, b.mean.data(),
+                          b.inv_std.data(), b.xhat.data(), out);
+        return;
+    }
     b.used_batch = training && b.trainable;
     const float* mean = b.moving_mean;
     const float* var = b.moving_var;
@@ -420,6 +438,20 @@ void DenseEngine::batchnorm_forward(BatchNorm& b, index_t C, const float* z, ind
     const float eps = static_cast<float>(b.epsilon), floor = static_cast<float>(b.std_floor);
     for (index_t j = 0; j < C; ++j) b.inv_std[j] = 1.f / std::max(std::sqrt(var[j] + eps), floor);
     bn::normalize(z, rows, C, mean, b.inv_std.data(), b.gamma, b.beta, b.xhat.data(), out);
+}
+
+// From dy (rows x C, the gradient w.r.t. the normalisation's output): gamma's and beta's
+// gradients when `grads` (and they exist), and dx (nullable; may alias dy).
+void DenseEngine::normalization_backward(BatchNorm& b, const float* dy, index_t rows, index_t C,
+                                         bool grads, float* dx) {
+    float* dgamma = grads && b.gamma ? b.dgamma.data() : nullptr;
+    float* dbeta = grads && b.beta ? b.dbeta.data() : nullptr;
+    if (b.per_row)
+        bn::row_backward(dy, b.xhat.data(), rows, C, b.centred, b.inv_std.data(), b.gamma, dgamma,
+                         dbeta, dx, b.acc.data());
+    else
+        bn::backward(dy, b.xhat.data(), rows, C, b.inv_std.data(), b.gamma, b.used_batch, dgamma,
+                     dbeta, dx, b.acc.data(), b.tmp.data());
 }
 
 void DenseEngine::set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
@@ -923,10 +955,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         if (l.drop.on()) l.drop.apply(l.D, l.D, rows * l.out, drop_step);
         auto bn_backward = [&] {
             BatchNorm& b = *l.bn;
-            bn::backward(l.D, b.xhat.data(), rows, l.out, b.inv_std.data(), b.gamma, b.used_batch,
-                         b.trainable && b.gamma ? b.dgamma.data() : nullptr,
-                         b.trainable && b.beta ? b.dbeta.data() : nullptr, l.D, b.acc.data(),
-                         b.tmp.data());
+            normalization_backward(b, l.D, rows, l.out, b.trainable, l.D);
         };
         if (l.bn && !l.bn->pre) bn_backward();
         if (!logits && l.act != kLinear)
@@ -957,9 +986,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
         const index_t C = in_features();
         if (input_drop_.on())  // through the inputs' dropout mask first
             input_drop_.apply(input_grad_.data(), input_grad_.data(), rows * C, drop_step);
-        bn::backward(input_grad_.data(), b.xhat.data(), rows, C, b.inv_std.data(), b.gamma, b.used_batch,
-                     b.gamma ? b.dgamma.data() : nullptr, b.beta ? b.dbeta.data() : nullptr, nullptr,
-                     b.acc.data(), b.tmp.data());
+        normalization_backward(b, input_grad_.data(), rows, C, true, nullptr);
         const bool clips = h.clipvalue > 0.f || h.clipnorm > 0.0 || h.global_clipnorm > 0.0;
         const double sq = clips ? clip_batchnorm(b, C, h) : 0.0;
         if (h.global_clipnorm > 0.0) global_sq += sq;

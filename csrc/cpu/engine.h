@@ -111,10 +111,14 @@ public:
     // place. gamma/beta nullable (scale/center off); their optimizer slots as in bind().
     // std_floor > 0: the standard deviation divided by is max(sqrt(var + epsilon),
     // std_floor), and epsilon may be 0 (Keras' Normalization: max(sqrt(var), 1e-7)).
+    // per_row: Keras' LayerNormalization instead (centred) or RMSNormalization (not
+    // centred: x / sqrt(mean(x^2) + epsilon)): each row's own statistics over its columns,
+    // in training and inference alike; no moving statistics (nullptr), momentum unused.
     void set_batchnorm(int layer, bool pre, double momentum, double epsilon, bool trainable,
                        float* gamma, float* beta, float* moving_mean, float* moving_var,
                        const std::vector<float*>& gamma_slots,
-                       const std::vector<float*>& beta_slots, double std_floor = 0.0);
+                       const std::vector<float*>& beta_slots, double std_floor = 0.0,
+                       bool per_row = false, bool centred = true);
 
     // params: [W0, b0, W1, ...] (b omitted without bias), updated in place by train.
     // trainable: per layer. state: per param, the optimizer's slots (sgd: 0 or 1, adam: 2 or 3
@@ -165,6 +169,8 @@ private:
     };
     struct BatchNorm {
         bool pre = false;  // between GEMM and activation, else after the activation
+        bool per_row = false;  // layer normalisation: statistics per row (mean, var, inv_std
+        bool centred = true;   //   hold one value per row), centred or root mean square
         double momentum = 0.99, epsilon = 1e-3, std_floor = 0.0;
         bool trainable = false;
         float* gamma = nullptr;  // bound (nullable)
@@ -224,6 +230,8 @@ private:
     void update_layer(Layer& l, const EngineHyper& h, std::int64_t step);
     void batchnorm_forward(BatchNorm& b, index_t cols, const float* z, index_t rows, bool training,
                            float* out);
+    void normalization_backward(BatchNorm& b, const float* dy, index_t rows, index_t cols,
+                                bool grads, float* dx);
     double clip_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h);
     void update_batchnorm(BatchNorm& b, index_t cols, const EngineHyper& h, std::int64_t step);
     void scale_batchnorm_grads(BatchNorm& b, index_t cols, float f);

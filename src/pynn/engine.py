@@ -3,10 +3,10 @@
 The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-batch steps in
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers on the cpu backend in float32: an
-Activation right after a linear Dense folds into it; a BatchNormalization of the inputs, or
-before or after a hidden layer's activation, and a Dropout of the inputs (after their
-normalisation) or at a hidden layer's end run inside the step (the dropout with the layer
-path's counter-based masks); L1/L2 weight penalties join
+Activation right after a linear Dense folds into it; a BatchNormalization, LayerNormalization
+or RMSNormalization of the inputs, or before or after a hidden layer's activation, and a
+Dropout of the inputs (after their normalisation) or at a hidden layer's end run inside the
+step (the dropout with the layer path's counter-based masks); L1/L2 weight penalties join
 loss and gradients. With the losses and optimizers of this package, gradient clipping,
 sample/class weights and any metric (accuracy, MSE and MAE computed in C++; others updated in
 Python from the outputs the engine hands back per batch). Anything else trains layer by
@@ -23,8 +23,8 @@ import numpy as np
 
 from . import config, losses, metrics, optimizers, regularizers
 from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
-                     Flatten, GaussianDropout, GaussianNoise, InputLayer, Normalization,
-                     Reshape)
+                     Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
+                     Normalization, Reshape, RMSNormalization)
 from .layers.feature_normalization import EPSILON
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
@@ -54,9 +54,14 @@ def _native_module():
     return _C if hasattr(_C, "DenseEngine") else None
 
 
+# What the engine runs in a Dense's normalisation slot (before or after its activation):
+# batch statistics, or each row's own (layer / RMS normalisation).
+_NORMALISATIONS = (BatchNormalization, LayerNormalization, RMSNormalization)
+
+
 class _Stage:
-    """One engine layer: a Dense, its activation, an optional BatchNormalization (before the
-    activation when `bn_pre`, else after it) and an optional Dropout at the end."""
+    """One engine layer: a Dense, its activation, an optional normalisation (_NORMALISATIONS:
+    before the activation when `bn_pre`, else after it) and an optional Dropout at the end."""
 
     def __init__(self, dense):
         self.dense, self.act = dense, dense.activation
@@ -65,7 +70,7 @@ class _Stage:
     def take(self, layer):
         """Folds `layer` (the next one in the model) into this stage: None, else why not."""
         what = f"{type(layer).__name__} {layer.name!r}"
-        if type(layer) not in (*ACTIVATION_LAYERS, BatchNormalization):
+        if type(layer) not in (*ACTIVATION_LAYERS, *_NORMALISATIONS):
             return f"layer {what} is not supported natively"
         if self.dropout is not None:  # the engine runs a stage's dropout last
             return (f"{what} after a Dropout (the native engine runs a Dense's normalization "
@@ -77,7 +82,7 @@ class _Stage:
             self.act = layer.activation
             return None
         if self.bn is not None:
-            return f"{what} after another batch normalization"
+            return f"{what} after another normalization"
         self.bn, self.bn_pre = layer, self.act.name == "linear"
         return None
 
@@ -102,7 +107,7 @@ def _dense_stack(model, for_training=True):
         if (type(layer) is Flatten or type(layer) is Reshape and len(layer.target_shape) == 1) \
                 and not stack and stack.input_bn is None and stack.input_dropout is None:
             continue  # the engine reads each sample as one row (C order) anyway
-        if type(layer) in (BatchNormalization, Normalization) and not stack \
+        if type(layer) in (*_NORMALISATIONS, Normalization) and not stack \
                 and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
@@ -134,7 +139,7 @@ def _dense_stack(model, for_training=True):
             stack.append(_Stage(layer))
         elif not stack:
             where = (" here, before the first Dense"
-                     if type(layer) in (*ACTIVATION_LAYERS, BatchNormalization, Flatten)
+                     if type(layer) in (*ACTIVATION_LAYERS, *_NORMALISATIONS, Flatten)
                      else "")
             return f"layer {type(layer).__name__} {layer.name!r} is not supported natively{where}"
         else:
@@ -154,7 +159,7 @@ def _dense_stack(model, for_training=True):
     if last.dropout is not None:
         return f"dropout after the output layer ({last.dropout.name!r})"
     if last.bn is not None:
-        return f"batch normalization in the output layer ({last.bn.name!r})"
+        return f"normalization in the output layer ({last.bn.name!r})"
     return stack
 
 
@@ -299,15 +304,19 @@ class NativeEngine:
             if bn is not None:
                 gamma, beta, mean, variance, momentum, epsilon, floor, trains = \
                     _normalisation(bn, training)
+                per_row = type(bn) in (LayerNormalization, RMSNormalization)
 
                 def slots(p):
                     if not (trains and p is not None):
                         return []
                     return opt.slot_arrays(p)
+
+                def value(p):
+                    return None if p is None else p.value
                 self.engine.set_batchnorm(
-                    i, bn_pre, momentum, epsilon, trains,
-                    None if gamma is None else gamma.value, None if beta is None else beta.value,
-                    mean.value, variance.value, slots(gamma), slots(beta), floor)
+                    i, bn_pre, momentum, epsilon, trains, value(gamma), value(beta),
+                    value(mean), value(variance), slots(gamma), slots(beta), floor,
+                    per_row=per_row, centred=type(bn) is not RMSNormalization)
                 self.bn_params += [p for p in (gamma, beta, mean, variance) if p is not None]
         if opt is None:
             state = [[] for _ in self.params]
@@ -404,10 +413,16 @@ class NativeEngine:
 def _normalisation(layer, training):
     """What the engine's normalisation takes from a BatchNormalization (gamma, beta, moving
     mean and variance, momentum, epsilon, the least standard deviation (none), whether it
-    trains) or from a Normalization: a frozen one without gamma and beta, dividing by
-    max(sqrt(variance), 1e-7) as Keras'."""
+    trains), from a Normalization (a frozen one without gamma and beta, dividing by
+    max(sqrt(variance), 1e-7) as Keras') or from a LayerNormalization / RMSNormalization
+    (its gain and shift, no moving statistics)."""
     if type(layer) is Normalization:
         return None, None, layer.mean, layer.variance, 0.0, 0.0, EPSILON, False
+    trains = bool(training and layer.trainable)
+    if type(layer) is LayerNormalization:
+        return layer.gamma, layer.beta, None, None, 0.0, layer.epsilon, 0.0, trains
+    if type(layer) is RMSNormalization:
+        return layer.scale, None, None, None, 0.0, layer.epsilon, 0.0, trains
     return (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance, layer.momentum,
             layer.epsilon, 0.0, bool(training and layer.trainable))
 
@@ -479,6 +494,8 @@ class PredictEngine(NativeEngine):
         # settings read when the engine was built (the arrays are bound by reference)
         self.layer_settings = [(l, name, getattr(l, name)) for l in self.layers
                                for name in {BatchNormalization: ("epsilon",),
+                                            LayerNormalization: ("epsilon",),
+                                            RMSNormalization: ("epsilon",),
                                             Normalization: ("invert",)}.get(type(l), ())]
         self.n_features = model.input_shape[0]
         self.sample_shape = tuple(model.input_shape)

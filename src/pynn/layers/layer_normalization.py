@@ -1,8 +1,9 @@
 """Normalisation of each sample (each position of a sequence) over its own features, the same
 in training and inference, as Keras' layers: LayerNormalization, y = (x - mean) / sqrt(var +
 epsilon) * gamma + beta, and RMSNormalization, y = x / sqrt(mean(x^2) + epsilon) * scale.
-They run on every backend through its array operations; the native engine does not run them
-(a model with one trains layer by layer)."""
+They run on every backend through its array operations, and in the native engine (the cpu
+backend) where it runs a BatchNormalization: on the inputs, or before or after a hidden
+Dense's activation (not with a penalty on their weights, nor on multi-axis samples)."""
 
 from __future__ import annotations
 
