@@ -7,9 +7,9 @@ For each BENCHMARKS.md workload (its data and batch size, Adam 1e-3), variants o
 train one epoch with fit(engine="native") and fit(engine="layers"), alternating; samples/s is
 the median over --reps epochs (each on a fresh model, so the first includes no warm-up of the
 other). Variants: plain; dropout 0.2 after each hidden layer; input dropout 0.1 (of the
-inputs only); BatchNormalization before each hidden activation (Dense without bias); L2 1e-4
-on every kernel; class weights (classifiers only); metrics that the engine does not compute
-itself (precision + AUC, or RMSE + R2).
+inputs only); BatchNormalization, LayerNormalization or RMSNormalization before each hidden
+activation (Dense without bias); L2 1e-4 on every kernel; class weights (classifiers only);
+metrics that the engine does not compute itself (precision + AUC, or RMSE + R2).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def build(w, variant):
         layers.append(pynn.Dropout(0.1))
     for h in w.layers[1:-1]:
         reg = pynn.regularizers.L2(1e-4) if variant == "l2" else None
-        if variant == "batchnorm":
-            layers += [pynn.Dense(h, use_bias=False), pynn.BatchNormalization(),
-                       pynn.Activation("relu")]
+        norm = {"batchnorm": pynn.BatchNormalization, "layernorm": pynn.LayerNormalization,
+                "rmsnorm": pynn.RMSNormalization}.get(variant)
+        if norm is not None:
+            layers += [pynn.Dense(h, use_bias=False), norm(), pynn.Activation("relu")]
         else:
             layers.append(pynn.Dense(h, activation="relu", kernel_regularizer=reg))
         if variant == "dropout":
@@ -60,7 +61,8 @@ def main():
     for name in args.workloads:
         w = WORKLOADS[name]
         x, y = make_data(w)
-        variants = ["plain", "dropout", "input dropout", "batchnorm", "l2", "stateful metrics"]
+        variants = ["plain", "dropout", "input dropout", "batchnorm", "layernorm", "rmsnorm",
+                    "l2", "stateful metrics"]
         if w.loss == "xent":
             variants.insert(5, "class weights")
         if args.variants:
