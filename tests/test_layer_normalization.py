@@ -250,3 +250,15 @@ def test_the_binding_checks_a_row_normalisation():
         eng.set_batchnorm(0, True, 0.99, 1e-3, False, ones, None, zeros, ones.copy(), [], [],
                           centred=False)
     eng.set_batchnorm(0, True, 0.0, 1e-3, False, ones, None, None, None, [], [], per_row=True)
+
+
+def test_rms_of_inputs_beyond_float32_squares(rng):
+    # The layer path squared float32 values (inf past |x| ~ 1.8e19, outputs 0); the engine
+    # squares in double: both give the float64 reference.
+    x = (rng.normal(size=(3, 4)) * 3e19).astype(np.float32)
+    want = reference(x, False, 1e-6)
+    for backend in sorted({"numpy", "cpu"} & AVAILABLE):
+        model = pynn.Sequential([pynn.Input((4,)), RMSNormalization()])
+        model.compile("sgd", "mse", backend=backend)
+        np.testing.assert_allclose(model(x), want, rtol=1e-5)  # the layer path
+        np.testing.assert_allclose(model.predict(x), want, rtol=1e-5)

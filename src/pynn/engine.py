@@ -88,8 +88,8 @@ class _Stage:
 
 
 class _Stack(list):
-    """The stages, and the BatchNormalization and Dropout of the model's inputs (None
-    without one; the dropout follows the normalisation)."""
+    """The stages, and the normalisation (_NORMALISATIONS or a Normalization) and Dropout of
+    the model's inputs (None without one; the dropout follows the normalisation)."""
 
     input_bn = None
     input_dropout = None

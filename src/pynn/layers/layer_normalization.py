@@ -56,7 +56,9 @@ class _RowNormalization(Layer):
         # sum drifts for features far from zero
         acc = "float64" if x.dtype == "float32" else x.dtype
         d = x - _row_mean(xp, x, acc) if self.centred else x
-        inv = (1 / xp.sqrt(_row_mean(xp, d * d, acc) + self.epsilon))
+        # squares in the accumulator's type: float32's overflow past |x| ~ 1.8e19 (the
+        # uncentred RMSNormalization squares x itself), as the engine's do not
+        inv = (1 / xp.sqrt(_row_mean(xp, xp.multiply(d, d, dtype=acc), acc) + self.epsilon))
         inv = inv.astype(x.dtype)
         x_hat = d.astype(x.dtype, copy=False) * inv
         gain, shift = self._gain_and_shift()
