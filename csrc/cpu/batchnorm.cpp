@@ -9,6 +9,29 @@
 
 namespace pynn::bn {
 
+namespace {
+
+// acc[j] = sum over rows of dy[., j], acc[cols + j] = of dy * xhat (in double): beta's and
+// gamma's gradients (written where not nullptr), whatever the statistics were.
+void column_sums(const float* dy, const float* xhat, index_t rows, index_t cols, float* dgamma,
+                 float* dbeta, double* acc) {
+    double* s_dy = acc;
+    double* s_dyx = acc + cols;
+    std::fill(acc, acc + 2 * cols, 0.0);
+    for (index_t r = 0; r < rows; ++r)
+        for (index_t j = 0; j < cols; ++j) {
+            const index_t i = r * cols + j;
+            s_dy[j] += dy[i];
+            s_dyx[j] += double(dy[i]) * double(xhat[i]);
+        }
+    for (index_t j = 0; j < cols; ++j) {
+        if (dgamma) dgamma[j] = static_cast<float>(s_dyx[j]);
+        if (dbeta) dbeta[j] = static_cast<float>(s_dy[j]);
+    }
+}
+
+}  // namespace
+
 void column_stats(const float* z, index_t rows, index_t cols, float* mean, float* var,
                   double* s) {
     std::fill(s, s + cols, 0.0);
@@ -43,19 +66,9 @@ void backward(const float* dy, const float* xhat, index_t rows, index_t cols,
               float* dbeta, float* dx, double* acc, float* tmp) {
     // Column sums of dy and dy * xhat: the gamma/beta gradients and, times gamma, the sums
     // of g and g * xhat that dx needs.
-    double* s_dy = acc;
-    double* s_dyx = acc + cols;
-    std::fill(acc, acc + 2 * cols, 0.0);
-    for (index_t r = 0; r < rows; ++r)
-        for (index_t j = 0; j < cols; ++j) {
-            const index_t i = r * cols + j;
-            s_dy[j] += dy[i];
-            s_dyx[j] += double(dy[i]) * double(xhat[i]);
-        }
-    for (index_t j = 0; j < cols; ++j) {
-        if (dgamma) dgamma[j] = static_cast<float>(s_dyx[j]);
-        if (dbeta) dbeta[j] = static_cast<float>(s_dy[j]);
-    }
+    column_sums(dy, xhat, rows, cols, dgamma, dbeta, acc);
+    const double* s_dy = acc;
+    const double* s_dyx = acc + cols;
     if (!dx) return;
     if (!batch_stats) {
         for (index_t r = 0; r < rows; ++r)
@@ -112,20 +125,7 @@ void row_normalize(const float* z, index_t rows, index_t cols, bool centred, dou
 void row_backward(const float* dy, const float* xhat, index_t rows, index_t cols,
                   bool centred, const float* inv_std, const float* gamma, float* dgamma,
                   float* dbeta, float* dx, double* acc) {
-    // the gamma/beta gradients: column sums over the rows, in double
-    double* s_dy = acc;
-    double* s_dyx = acc + cols;
-    std::fill(acc, acc + 2 * cols, 0.0);
-    for (index_t r = 0; r < rows; ++r)
-        for (index_t j = 0; j < cols; ++j) {
-            const index_t i = r * cols + j;
-            s_dy[j] += dy[i];
-            s_dyx[j] += double(dy[i]) * double(xhat[i]);
-        }
-    for (index_t j = 0; j < cols; ++j) {
-        if (dgamma) dgamma[j] = static_cast<float>(s_dyx[j]);
-        if (dbeta) dbeta[j] = static_cast<float>(s_dy[j]);
-    }
+    column_sums(dy, xhat, rows, cols, dgamma, dbeta, acc);  // the gamma/beta gradients
     if (!dx) return;
     for (index_t r = 0; r < rows; ++r) {
         const index_t o = r * cols;
