@@ -30,6 +30,19 @@ void column_sums(const float* dy, const float* xhat, index_t rows, index_t cols,
     }
 }
 
+// The sum of term(j) for j < n in double, in 8 interleaved partial sums added pairwise at the
+// end: a row's sum in one chain waits on the adder's latency at every element (a column
+// sum, as the batch normalisation's, has one chain per column already).
+template <class Term>
+double row_sum(index_t n, Term term) {
+    double p[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    index_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; ++k) p[k] += term(j + k);
+    for (int k = 0; j < n; ++j, ++k) p[k] += term(j);
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 }  // namespace
 
 void column_stats(const float* z, index_t rows, index_t cols, float* mean, float* var,
@@ -99,16 +112,12 @@ void row_normalize(const float* z, index_t rows, index_t cols, bool centred, dou
                    float* xhat, float* out) {
     for (index_t r = 0; r < rows; ++r) {
         const float* zr = z + r * cols;
-        double m = 0.0;
-        if (centred) {
-            for (index_t j = 0; j < cols; ++j) m += zr[j];
-            m /= double(cols);
-        }
-        double ss = 0.0;
-        for (index_t j = 0; j < cols; ++j) {
+        const double m =
+            centred ? row_sum(cols, [&](index_t j) { return double(zr[j]); }) / double(cols) : 0.0;
+        const double ss = row_sum(cols, [&](index_t j) {
             const double d = double(zr[j]) - m;
-            ss += d * d;
-        }
+            return d * d;
+        });
         const double inv = 1.0 / std::sqrt(ss / double(cols) + epsilon);
         mean[r] = static_cast<float>(m);
         inv_std[r] = static_cast<float>(inv);
@@ -129,12 +138,9 @@ void row_backward(const float* dy, const float* xhat, index_t rows, index_t cols
     if (!dx) return;
     for (index_t r = 0; r < rows; ++r) {
         const index_t o = r * cols;
-        double sg = 0.0, sgx = 0.0;
-        for (index_t j = 0; j < cols; ++j) {
-            const double g = gamma ? double(dy[o + j]) * gamma[j] : double(dy[o + j]);
-            sg += g;
-            sgx += g * double(xhat[o + j]);
-        }
+        auto g_at = [&](index_t j) { return gamma ? double(dy[o + j]) * gamma[j] : double(dy[o + j]); };
+        const double sg = centred ? row_sum(cols, g_at) : 0.0;
+        const double sgx = row_sum(cols, [&](index_t j) { return g_at(j) * double(xhat[o + j]); });
         const float mg = centred ? static_cast<float>(sg / double(cols)) : 0.f;
         const float mgx = static_cast<float>(sgx / double(cols));
         for (index_t j = 0; j < cols; ++j) {
