@@ -384,3 +384,50 @@ def test_config_keeps_axis_and_a_sequence_model_round_trips(tmp_path, rng):
     loaded = pynn.models.load_model(tmp_path / "seq.npz")
     assert loaded.layers[2].axis == 2
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_a_single_rows_prediction_takes_the_one_row_kernel_through_normalisations(rng):
+    # A row alone takes the matrix-vector kernel, normalisations included (moving statistics,
+    # or the row's own for LayerNormalization): the layer path's outputs, the batch's to
+    # float32 rounding, and the same bits with any number of threads.
+    pytest.importorskip("pynn._C")
+    models = {
+        "bn-pre-relu": [pynn.Dense(40, use_bias=False), pynn.BatchNormalization(),
+                        pynn.Activation("relu"), pynn.Dense(3, activation="softmax")],
+        "bn-post": [pynn.Dense(300, activation="tanh"), pynn.BatchNormalization(center=False),
+                    pynn.Dense(17, activation="relu"), pynn.Dense(2)],
+        "inputs-and-narrow": [pynn.BatchNormalization(), pynn.Dense(1, use_bias=False),
+                              pynn.BatchNormalization(), pynn.Activation("elu"),
+                              pynn.Dense(5), pynn.LayerNormalization(),
+                              pynn.Activation("relu"), pynn.Dense(1, activation="sigmoid")],
+        "narrow-post": [pynn.Dense(1, activation="tanh"), pynn.BatchNormalization(),
+                        pynn.Dense(3)],
+        "ln-rms": [pynn.Dense(129), pynn.LayerNormalization(), pynn.Activation("gelu"),
+                   pynn.Dense(64, activation="relu"), pynn.RMSNormalization(), pynn.Dense(4)],
+    }
+    previous = pynn.get_num_threads()
+    try:
+        for kind, layers in models.items():
+            model = pynn.Sequential([pynn.Input((129,))] + layers)
+            model.compile("adam", "mse", backend="cpu")
+            for layer in model.layers:  # trained-looking statistics and gains
+                if type(layer) is pynn.BatchNormalization:
+                    n = layer.moving_mean.shape[0]
+                    layer.set_weights([w for w in (
+                        rng.uniform(0.5, 2, n) if layer.scale else None,
+                        rng.normal(size=n) if layer.center else None,
+                        rng.normal(size=n), rng.uniform(0.1, 3, n)) if w is not None])
+            x = rng.normal(size=(6, 129)).astype(np.float32)
+            want = np.asarray(model(x))  # the layer path
+            batch = model.predict(x)
+            seen = []
+            for threads in (1, 2, 3):
+                pynn.set_num_threads(threads)
+                rows = np.concatenate([model.predict(x[i:i + 1]) for i in range(6)])
+                np.testing.assert_allclose(rows, want, rtol=1e-4, atol=1e-5, err_msg=kind)
+                np.testing.assert_allclose(rows, batch, rtol=1e-4, atol=1e-5, err_msg=kind)
+                seen.append(rows)
+            for rows in seen[1:]:
+                np.testing.assert_array_equal(rows, seen[0])
+    finally:
+        pynn.set_num_threads(previous)

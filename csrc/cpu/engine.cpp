@@ -596,13 +596,14 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
         X = input_drop_.out.data();
     }
 #if defined(PYNN_X86)
-    bool any_bn = input_bn_ != nullptr;
-    for (const Layer& l : layers_) any_bn = any_bn || l.bn;
-    if (rows == 1 && !training && use_gemv() && !any_bn) {
+    if (rows == 1 && !training && use_gemv()) {
+        // (the inputs' normalisation ran above; a layer's runs here, with the statistics of
+        // inference: moving ones, or the row's own for a layer normalisation)
         for (size_t i = 0; i < L; ++i) {
             Layer& l = layers_[i];
             float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
-            const bool relu = l.act == static_cast<int>(Activation::relu);
+            const bool pre = l.bn && l.bn->pre;  // normalised between product and activation
+            const bool relu = l.act == static_cast<int>(Activation::relu) && !pre;
             const float* bias = l.has_bias ? l.b : nullptr;
             if (l.out == 1) {
                 // One output: gemm's matrix-vector path, as a batch takes it, so a row's
@@ -610,10 +611,16 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
                 Epilogue ep;
                 ep.bias = bias;
                 ep.act_param = l.param;
-                if (l.act != kSoftmax) ep.act = static_cast<Activation>(l.act);
+                if (l.act != kSoftmax && !pre) ep.act = static_cast<Activation>(l.act);
                 gemm(false, false, 1, 1, l.in, 1.f, X, l.in, l.W, 1, 0.f, Y, 1, ep);
+                if (pre) {
+                    batchnorm_forward(*l.bn, 1, Y, 1, false, Y);
+                    if (l.act != kSoftmax && l.act != kLinear)
+                        activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, 1);
+                }
                 if (l.act == kSoftmax) softmax_forward(Y, Y, 1, 1);
-                X = Y;
+                if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, 1, Y, 1, false, l.bn->out.data());
+                X = l.input_for_next(false);
                 continue;
             }
             // Threads split the rows of a big layer's W (whole 16-row bands): each core then
@@ -652,10 +659,12 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
                 for (int s = 0; s < S; ++s) slice(s);
             }
             gemv_finish(Y, parts, S - 1, l.out, bias, relu);
+            if (pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, Y);
             if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
-            else if (l.act != kLinear && l.act != static_cast<int>(Activation::relu))
+            else if (l.act != kLinear && !relu)
                 activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
-            X = Y;
+            if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, l.bn->out.data());
+            X = l.input_for_next(false);
         }
         return;
     }
