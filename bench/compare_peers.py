@@ -33,7 +33,9 @@ BLOCK = 1024  # rows per predict call for the inference throughput (BENCHMARKS.m
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
-    p.add_argument("--libs", nargs="+", default=list(TRAINERS))
+    # (keras-jax, keras-tensorflow, keras-torch: Keras on that backend, when asked for)
+    p.add_argument("--libs", nargs="+", default=[lib for lib in TRAINERS
+                                                 if not lib.startswith("keras-")])
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
     libs = [lib for lib in args.libs if available(lib)]

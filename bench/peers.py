@@ -160,10 +160,19 @@ def keras_backend():
     return chosen
 
 
-def keras_trainer(w, x, y):
+def keras_trainer(w, x, y, backend=None):
+    """Keras on `backend`, or on keras_backend()'s choice. A named backend is set before
+    Keras is imported: each library trains in a process of its own (isolated.py), so one run
+    can compare Keras on several backends."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if backend is not None:
+        os.environ["KERAS_BACKEND"] = backend
     backend = keras_backend()
     import keras
+
+    if keras.backend.backend() != backend:
+        raise RuntimeError(f"Keras was imported on {keras.backend.backend()} before "
+                           f"{backend} could be chosen")
 
     keras.utils.set_random_seed(0)
     layers = [keras.Input((w.layers[0],))]
@@ -196,9 +205,16 @@ TRAINERS = {
     "sklearn": sklearn_trainer,
     "keras": keras_trainer,
 }
+# Keras on one named backend each (--libs keras-jax keras-torch ...), for side-by-side runs
+for _backend in KERAS_BACKENDS:
+    TRAINERS[f"keras-{_backend}"] = (lambda b: lambda w, x, y: keras_trainer(w, x, y, b))(_backend)
 
 
 def available(name):
+    if name.startswith("keras-"):
+        backend = name[len("keras-"):]
+        return importlib.util.find_spec("keras") is not None and \
+            importlib.util.find_spec(backend) is not None
     module = {"torch": "torch", "sklearn": "sklearn", "keras": "keras"}.get(name)
     if module is None:
         return True

@@ -131,3 +131,8 @@ def test_keras_runs_on_the_first_installed_backend_unless_told(monkeypatch):
     assert peers.keras_backend() == "jax" and peers.available("keras")
     os.environ["KERAS_BACKEND"] = "torch"  # the user's choice stands
     assert peers.keras_backend() == "torch"
+    # Keras on a named backend, each in its own process: available when both are installed
+    assert {f"keras-{b}" for b in peers.KERAS_BACKENDS} <= set(peers.TRAINERS)
+    assert peers.available("keras-jax") and peers.available("keras-torch")
+    installed.discard("jax")
+    assert not peers.available("keras-jax")
