@@ -139,8 +139,8 @@ def sklearn_trainer(w, x, y):
 
 # Keras 3's backends by how fast they train these MLPs on a CPU (bench/RESULTS.md, "Keras 3
 # on each backend"): JAX first, fastest on all three workloads; TensorFlow and PyTorch then
-# trade places (TensorFlow ahead on tabular_small, PyTorch on wide_mlp, level on mnist_mlp),
-# TensorFlow first as Keras' own default. A peer is measured at its best.
+# trade places from workload to workload and run to run, TensorFlow first as Keras' own
+# default. A peer is measured at its best.
 KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 
