@@ -108,8 +108,8 @@ void backward(const float* dy, const float* xhat, index_t rows, index_t cols,
 }
 
 void row_normalize(const float* z, index_t rows, index_t cols, bool centred, double epsilon,
-                   const float* gamma, const float* beta, float* mean, float* inv_std,
-                   float* xhat, float* out) {
+                   const float* gamma, const float* beta, float* inv_std, float* xhat,
+                   float* out) {
     for (index_t r = 0; r < rows; ++r) {
         const float* zr = z + r * cols;
         const double m =
@@ -119,7 +119,6 @@ void row_normalize(const float* z, index_t rows, index_t cols, bool centred, dou
             return d * d;
         });
         const double inv = 1.0 / std::sqrt(ss / double(cols) + epsilon);
-        mean[r] = static_cast<float>(m);
         inv_std[r] = static_cast<float>(inv);
         for (index_t j = 0; j < cols; ++j) {
             const float xh = static_cast<float>(double(zr[j]) - m) * inv_std[r];

@@ -25,12 +25,12 @@ void backward(const float* dy, const float* xhat, index_t rows, index_t cols,
               const float* inv_std, const float* gamma, bool batch_stats, float* dgamma,
               float* dbeta, float* dx, double* acc, float* tmp);
 
-// Layer normalization (per_row): mean[r] (0 when not centred), inv_std[r] =
-// 1 / sqrt(var[r] + epsilon) of each row over its cols (double sums), then xhat = (z -
-// mean[r]) * inv_std[r] and out = gamma * xhat + beta (gamma, beta nullable).
+// Layer normalization (per_row): each row's mean m (0 when not centred) and inv_std[r] =
+// 1 / sqrt(var + epsilon) over its cols (double sums), then xhat = (z - m) * inv_std[r] and
+// out = gamma * xhat + beta (gamma, beta nullable).
 void row_normalize(const float* z, index_t rows, index_t cols, bool centred, double epsilon,
-                   const float* gamma, const float* beta, float* mean, float* inv_std,
-                   float* xhat, float* out);
+                   const float* gamma, const float* beta, float* inv_std, float* xhat,
+                   float* out);
 
 // Its gradients from dy: dgamma, dbeta (column sums, nullable), and dx (may alias dy) =
 // inv_std[r] * (g - mean_r(g) - xhat * mean_r(g * xhat)), g = dy * gamma, without mean_r(g)

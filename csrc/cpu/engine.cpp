@@ -350,11 +350,14 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     if (!(epsilon > 0.0 || (epsilon == 0.0 && std_floor > 0.0)) || !std::isfinite(epsilon))
         fail("set_batchnorm: epsilon must be > 0 (or 0 with std_floor > 0)");
     if (per_row) {
-        if (moving_mean || moving_var) fail("set_batchnorm: per_row (layer normalization) keeps no moving statistics");
-        if (!(epsilon > 0.0) || std_floor != 0.0) fail("set_batchnorm: per_row needs epsilon > 0 and no std_floor");
+        if (moving_mean || moving_var)
+            fail("set_batchnorm: per_row (layer normalization) keeps no moving statistics");
+        if (!(epsilon > 0.0) || std_floor != 0.0)
+            fail("set_batchnorm: per_row needs epsilon > 0 and no std_floor");
     } else {
         if (!moving_mean || !moving_var) fail("set_batchnorm: the moving statistics are required");
-        if (!centred) fail("set_batchnorm: batch normalization is centred (centred=False is per_row's)");
+        if (!centred)
+            fail("set_batchnorm: batch normalization is centred (centred=False is per_row's)");
     }
     if (gamma_slots.size() > kMaxSlots || beta_slots.size() > kMaxSlots)
         fail("set_batchnorm: at most " + std::to_string(kMaxSlots) + " optimizer slots");
@@ -378,9 +381,12 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
     const size_t rows_x_cols = static_cast<size_t>(max_batch_ * cols), C = static_cast<size_t>(cols);
     b->xhat.assign(rows_x_cols, 0.f);
     if (!b->pre) b->out.assign(rows_x_cols, 0.f);
-    // the statistics: one per column, or (per_row) one per row of a batch
-    const size_t stats = per_row ? static_cast<size_t>(max_batch_) : C;
-    for (auto* v : {&b->mean, &b->var, &b->inv_std}) v->assign(stats, 0.f);
+    // the statistics: per column, or (per_row) only inv_std, one per row of a batch
+    if (per_row) {
+        b->inv_std.assign(static_cast<size_t>(max_batch_), 0.f);
+    } else {
+        for (auto* v : {&b->mean, &b->var, &b->inv_std}) v->assign(C, 0.f);
+    }
     for (auto* v : {&b->dgamma, &b->dbeta}) v->assign(C, 0.f);
     b->tmp.assign(2 * C, 0.f);
     b->acc.assign(2 * C, 0.0);
@@ -416,8 +422,8 @@ void DenseEngine::batchnorm_forward(BatchNorm& b, index_t C, const float* z, ind
                                     bool training, float* out) {
     if (b.per_row) {  // layer normalization: each row's own statistics, always
         b.used_batch = true;
-        bn::row_normalize(z, rows, C, b.centred, b.epsilon, b.gamma, b.beta, b.mean.data(),
-                          b.inv_std.data(), b.xhat.data(), out);
+        bn::row_normalize(z, rows, C, b.centred, b.epsilon, b.gamma, b.beta, b.inv_std.data(),
+                          b.xhat.data(), out);
         return;
     }
     b.used_batch = training && b.trainable;
@@ -605,63 +611,59 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
             const bool pre = l.bn && l.bn->pre;  // normalised between product and activation
             const bool relu = l.act == static_cast<int>(Activation::relu) && !pre;
             const float* bias = l.has_bias ? l.b : nullptr;
+            bool fused;  // the activation applied with the product
             if (l.out == 1) {
                 // One output: gemm's matrix-vector path, as a batch takes it, so a row's
                 // prediction has the same bits alone as inside a batch.
                 Epilogue ep;
                 ep.bias = bias;
                 ep.act_param = l.param;
-                if (l.act != kSoftmax && !pre) ep.act = static_cast<Activation>(l.act);
+                fused = l.act != kSoftmax && !pre;
+                if (fused) ep.act = static_cast<Activation>(l.act);
                 gemm(false, false, 1, 1, l.in, 1.f, X, l.in, l.W, 1, 0.f, Y, 1, ep);
-                if (pre) {
-                    batchnorm_forward(*l.bn, 1, Y, 1, false, Y);
-                    if (l.act != kSoftmax && l.act != kLinear)
-                        activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, 1);
-                }
-                if (l.act == kSoftmax) softmax_forward(Y, Y, 1, 1);
-                if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, 1, Y, 1, false, l.bn->out.data());
-                X = l.input_for_next(false);
-                continue;
-            }
-            // Threads split the rows of a big layer's W (whole 16-row bands): each core then
-            // streams a contiguous part of W, which for the mnist model (1.07 MB of weights)
-            // stays in its own 1 MB L2, and the slices' partial sums are added after.
-            const index_t bands = (l.in + kGemvBand - 1) / kGemvBand;
-            const int S = bands >= 2 && l.in * l.out >= kGemvParallelMin
-                              ? static_cast<int>(std::min<index_t>(bands, kGemvSlices))
-                              : 1;
-            const int T = std::min(num_threads(), S);
-            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
-                gemv_parts_.resize((S - 1) * l.out);
-            float* const parts = gemv_parts_.data();
-            auto slice = [&](int s) {
-                const index_t k0 = bands * s / S * kGemvBand;
-                const index_t k1 = s + 1 == S ? l.in : bands * (s + 1) / S * kGemvBand;
-                gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out,
-                              s == 0 ? Y : parts + (s - 1) * l.out);
-            };
-            if (T > 1) {
-                // The pool hands tasks to whichever thread comes first; to keep each part of
-                // W in the same core's L2 from call to call, a task takes its thread's usual
-                // share of the slices (caller: 0, workers: their own) when still free.
-                std::atomic<bool> taken[kGemvSlices];
-                for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
-                const std::thread::id caller = std::this_thread::get_id();
-                parallel_for(T, [&](index_t) {
-                    int t = std::this_thread::get_id() == caller ? 0 : 1 + worker_slot() % (T - 1);
-                    if (taken[t].exchange(true)) {
-                        t = 0;
-                        while (taken[t].exchange(true)) ++t;  // T tasks, T shares: one is free
-                    }
-                    for (int s = S * t / T; s < S * (t + 1) / T; ++s) slice(s);
-                });
             } else {
-                for (int s = 0; s < S; ++s) slice(s);
+                // Threads split the rows of a big layer's W (whole 16-row bands): each core
+                // then streams a contiguous part of W, which for the mnist model (1.07 MB of
+                // weights) stays in its own L2, and the slices' partial sums are added after.
+                const index_t bands = (l.in + kGemvBand - 1) / kGemvBand;
+                const int S = bands >= 2 && l.in * l.out >= kGemvParallelMin
+                                  ? static_cast<int>(std::min<index_t>(bands, kGemvSlices))
+                                  : 1;
+                const int T = std::min(num_threads(), S);
+                if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
+                    gemv_parts_.resize((S - 1) * l.out);
+                float* const parts = gemv_parts_.data();
+                auto slice = [&](int s) {
+                    const index_t k0 = bands * s / S * kGemvBand;
+                    const index_t k1 = s + 1 == S ? l.in : bands * (s + 1) / S * kGemvBand;
+                    gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out,
+                                  s == 0 ? Y : parts + (s - 1) * l.out);
+                };
+                if (T > 1) {
+                    // The pool hands tasks to whichever thread comes first; to keep each part
+                    // of W in the same core's L2 from call to call, a task takes its thread's
+                    // usual share of the slices (caller: 0, workers: their own) when still free.
+                    std::atomic<bool> taken[kGemvSlices];
+                    for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
+                    const std::thread::id caller = std::this_thread::get_id();
+                    parallel_for(T, [&](index_t) {
+                        int t = std::this_thread::get_id() == caller ? 0
+                                                                     : 1 + worker_slot() % (T - 1);
+                        if (taken[t].exchange(true)) {
+                            t = 0;
+                            while (taken[t].exchange(true)) ++t;  // T tasks, T shares: one free
+                        }
+                        for (int s = S * t / T; s < S * (t + 1) / T; ++s) slice(s);
+                    });
+                } else {
+                    for (int s = 0; s < S; ++s) slice(s);
+                }
+                gemv_finish(Y, parts, S - 1, l.out, bias, relu);
+                fused = relu;
             }
-            gemv_finish(Y, parts, S - 1, l.out, bias, relu);
             if (pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, Y);
             if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
-            else if (l.act != kLinear && !relu)
+            else if (l.act != kLinear && !fused)
                 activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
             if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, l.bn->out.data());
             X = l.input_for_next(false);

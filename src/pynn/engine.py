@@ -424,7 +424,7 @@ def _normalisation(layer, training):
     if type(layer) is RMSNormalization:
         return layer.scale, None, None, None, 0.0, layer.epsilon, 0.0, trains
     return (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance, layer.momentum,
-            layer.epsilon, 0.0, bool(training and layer.trainable))
+            layer.epsilon, 0.0, trains)
 
 
 def _engine_settings(model):
