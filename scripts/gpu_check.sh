@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks, in one call on a machine with an NVIDIA GPU, CUDA and CuPy (and no package
-# registry): build pynn with its CUDA extension, run the CUDA kernel tests, time
-# bench/gpu_compare.py, then run the whole test suite, where the cuda and cupy backends join
+# registry): build pynn with its CUDA extension, run the CUDA kernel tests, the CUDA engine's
+# tests under compute-sanitizer's memcheck, time bench/gpu_compare.py, then run the whole
+# test suite, where the cuda and cupy backends join
 # the tests parametrised over every available backend (tests/test_gpu_*.py and
 # test_cuda_*.py are the GPU's own). Each stage has its own time limit so a
 # slow or hung stage leaves the later ones their time; logs go to $OUT (default /tmp/gpu_check).
@@ -11,7 +12,7 @@
 #   BENCH_ARGS="--no-gemm --libs pynn-cuda torch-cuda" bash scripts/gpu_check.sh
 set -u
 OUT=${OUT:-/tmp/gpu_check}
-STAGES=${STAGES:-"build kernels bench suite"}
+STAGES=${STAGES:-"build kernels memcheck bench suite"}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -46,12 +47,19 @@ $PY -c "import pynn; i = pynn.info(); print('pynn', i['version'], i['backend'], 
 if stage kernels; then
     run kernels 120 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 \
         --junitxml="$OUT/kernels.xml" tests/test_cuda_backend.py tests/test_cuda_bindings.py \
-        tests/test_cuda_engine.py tests/test_gpu_arrays.py
+        tests/test_cuda_engine.py tests/test_gpu_arrays.py tests/test_gpu_features.py
+fi
+if stage memcheck; then  # the CUDA engine's and kernels' device memory accesses
+    SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    # (~6 s a test under the sanitizer: MEMCHECK_K="<pytest -k expression>" picks some)
+    run memcheck 120 "$SANITIZER" --tool memcheck --error-exitcode 9 $PY -m pytest -q \
+        -p no:cacheprovider -rfE -x ${MEMCHECK_K:+-k "$MEMCHECK_K"} tests/test_cuda_engine.py
 fi
 if stage bench; then
     TAIL=40 run bench 150 $PY bench/gpu_compare.py ${BENCH_ARGS:-}
 fi
 if stage suite; then
-    TAIL=60 run suite 240 $PY -m pytest -q -p no:cacheprovider -rfE --timeout 120 --disable-warnings \
+    TAIL=60 run suite "${SUITE_LIMIT:-240}" $PY -m pytest -q \
+        -p no:cacheprovider -rfE --timeout 120 --disable-warnings \
         -n "${WORKERS:-8}" --junitxml="$OUT/suite.xml" tests
 fi
