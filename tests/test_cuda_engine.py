@@ -136,13 +136,11 @@ def train_on_batch_twins(rng):
     return native, layers, x, y
 
 
-def test_train_on_batch_runs_in_the_engine(rng, monkeypatch):
-    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+def test_train_on_batch_runs_in_the_engine(rng):
     train_on_batch_twins(rng)
 
 
-def test_summary_names_the_engine_and_fallbacks_are_visible(rng, monkeypatch):
-    monkeypatch.setattr(pynn.cuda_engine, "BY_DEFAULT", True)
+def test_summary_names_the_engine_and_fallbacks_are_visible(rng):
     config = CONFIGS[0]
     model = _model(config)
     lines = []

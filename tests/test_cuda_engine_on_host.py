@@ -49,25 +49,25 @@ def test_engine_glue_matches_layer_path(cuda_backend, rng, config, variant):
     engine_and_layers_agree(rng, config, variant)
 
 
-def test_the_engine_runs_when_asked_for_until_checked_on_a_gpu(cuda_backend, rng, monkeypatch):
+def test_fit_takes_the_engine_unless_told_otherwise(cuda_backend, rng, capsys):
     config = CONFIGS[0]
     x, y = _data(rng, config[1], config[3], n=40)
     model = _model(config)
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    assert "fit(engine='native')" in model.engine_reason
-    lines = []
-    model.summary(print_fn=lines.append)
-    assert "Training engine: layers" in lines[0]
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert model.engine_reason is None
     lines = []
     model.summary(print_fn=lines.append)
     assert "Training engine: native (whole steps in C++ and CUDA)" in lines[0]
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, engine="layers")
+    assert model.engine_reason == "engine='layers' was asked for"
+    # a model the engine cannot train says so when fit is verbose, as on the cpu backend
+    model.fit(x, y, epochs=1, batch_size=8, verbose=2, sample_weight=np.ones(40))
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "Training layer by layer, not in the native engine: " + model.engine_reason)
+    assert "sample or class weights" in model.engine_reason
 
 
-def test_train_on_batch_and_weighted_batches(cuda_backend, rng, monkeypatch):
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+def test_train_on_batch_and_weighted_batches(cuda_backend, rng):
     native, layers, x, y = train_on_batch_twins(rng)
     # a weighted batch goes through the layers (the engine takes unweighted ones), as it
     # does in fit, where engine='native' is refused
@@ -105,8 +105,7 @@ def test_what_the_engine_does_not_run_is_named(cuda_backend, rng):
         model.fit(x, y, epochs=1, verbose=0, engine="native")
 
 
-def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_backend, rng,
-                                                                       monkeypatch):
+def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_backend, rng):
     """A generator's weighted batch: engine='native' says why it cannot train it; 'auto'
     trains that batch layer by layer (a chunk the engine cannot run is not dropped)."""
     config = CONFIGS[0]
@@ -120,17 +119,15 @@ def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_bac
     model = _model(config)
     with pytest.raises(ValueError, match="sample or class weights"):
         model.fit(batches(), epochs=1, verbose=0, engine="native")
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
     weighted, layers = _model(config), _model(config)
     h = weighted.fit(batches(), epochs=1, verbose=0).history
     h_layers = layers.fit(batches(), epochs=1, verbose=0, engine="layers").history
     np.testing.assert_allclose(h["loss"], h_layers["loss"], rtol=1e-5)
 
 
-def test_clipping_set_mid_fit_leaves_the_engine(cuda_backend, rng, monkeypatch):
+def test_clipping_set_mid_fit_leaves_the_engine(cuda_backend, rng):
     """The engine has no clipping: a callback turning it on mid-fit sends the rest of the fit
     through the layers (it trained on unclipped before), as the layer path throughout."""
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
     config = CONFIGS[0]
     x, y = _data(rng, config[1], config[3])
 
@@ -150,8 +147,7 @@ def test_clipping_set_mid_fit_leaves_the_engine(cuda_backend, rng, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_weighted_batches_and_ignore_class_are_named(cuda_backend, rng, monkeypatch):
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+def test_weighted_batches_and_ignore_class_are_named(cuda_backend, rng):
     config = CONFIGS[0]
     x, y = _data(rng, config[1], config[3], n=24)
     model = _model(config)
@@ -221,8 +217,7 @@ def test_what_the_engine_lacks_is_refused_by_name(cuda_backend, rng, case):
     _refused(rng, why, **kwargs)
 
 
-def test_predict_runs_layer_by_layer_on_cuda(cuda_backend, rng, monkeypatch):
-    monkeypatch.setattr(cuda_engine, "BY_DEFAULT", True)
+def test_predict_runs_layer_by_layer_on_cuda(cuda_backend, rng):
     config = CONFIGS[0]
     x, y = _data(rng, config[1], config[3], n=24)
     model = _model(config)

@@ -4,14 +4,15 @@ pynn._cuda.DenseEngine (csrc/cuda/engine.cpp) runs a chunk of batches from C++: 
 each shuffled batch on the device, runs the forward GEMMs (cuBLAS) with the bias and
 activation kernels, the fused loss and gradient, the backward GEMMs and bias gradients and the
 optimizer's fused update, reading the losses back once per chunk. fit and train_on_batch use
-it on the cuda backend (for now when asked: BY_DEFAULT below) for stacks of Dense layers (an
-Activation after a linear Dense folds in; a softmax or sigmoid output fuses with its
-cross-entropy) with the cross-entropies, binary cross-entropy on logits or a sigmoid, MSE, MAE
-or Huber; SGD (momentum, nesterov), Adam or AdamW (amsgrad too); frozen layers,
-learning-rate schedules and sparse accuracy. Anything else (normalization, dropout,
-regularizers, clipping, moving averages, sample or class weights, other optimizers or metrics)
-trains layer by layer, and `unsupported_reason` says why. The kernels are the cuda backend's
-own, so both paths compute the same steps to float32 rounding.
+it by default on the cuda backend for stacks of Dense layers (an Activation after a linear
+Dense folds in; a softmax or sigmoid output fuses with its cross-entropy) with the
+cross-entropies, binary cross-entropy on logits or a sigmoid, MSE, MAE or Huber; SGD
+(momentum, nesterov), Adam or AdamW (amsgrad too); frozen layers, learning-rate schedules and
+sparse accuracy. Anything else (normalization, dropout, regularizers, clipping, moving
+averages, sample or class weights, other optimizers or metrics) trains layer by layer, and
+`unsupported_reason` says why (fit(verbose=...) prints it). The kernels are the cuda backend's
+own, so both paths compute the same steps to float32 rounding (tests/test_cuda_engine.py, on
+a GPU).
 """
 
 from __future__ import annotations
@@ -22,27 +23,14 @@ from . import config, metrics, optimizers
 from .backend.kernel_calls import ACTIVATION_CODES
 from .engine import NativeEngine, _dense_stack, _loss_kind, _loss_reason, _rows
 
-# fit(engine='auto') takes the engine once it has run on a GPU: it is compiled and its tests
-# (tests/test_cuda_engine.py, run by scripts/gpu_check.sh on a lent GPU) wait for one. Until
-# then it runs when asked for, with fit(engine='native').
-BY_DEFAULT = False
-
 _KINDS = ("softmax_xent_sparse", "softmax_xent_dense", "mse", "mae", "huber", "bce_logits")
 _FUSED = ("softmax_xent_sparse", "softmax_xent_dense", "bce_logits")  # output act in the loss
 _OPTIMIZERS = {optimizers.SGD: "sgd", optimizers.Adam: "adam", optimizers.AdamW: "adam"}
 
 
-def unsupported_reason(model, for_training=True, weighted=False, asked=False):
+def unsupported_reason(model, for_training=True, weighted=False):
     """None when the CUDA engine can train this compiled model on the cuda backend, else
-    why not (fit then trains layer by layer). asked: fit(engine='native') wants it."""
-    why = _model_reason(model, for_training, weighted)
-    if why is None and not (asked or BY_DEFAULT):
-        return ("the CUDA engine runs when asked for (fit(engine='native')) until it has been "
-                "checked on a GPU")
-    return why
-
-
-def _model_reason(model, for_training, weighted):
+    why not (fit then trains layer by layer)."""
     if not for_training:
         return "predict on the GPU runs layer by layer"
     module = getattr(model.backend, "_cuda", None)

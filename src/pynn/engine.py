@@ -200,14 +200,13 @@ def _loss_reason(loss, last_act, engine="the engine"):
     return None
 
 
-def unsupported_reason(model, for_training=True, weighted=False, asked=False):
+def unsupported_reason(model, for_training=True, weighted=False):
     """None when the native engine can run this (compiled) model, else why not. weighted:
-    whether the batches carry sample weights (the cuda engine takes none); asked: whether
-    fit(engine='native') asks for it (the cuda engine runs only then, for now)."""
+    whether the batches carry sample weights (the cuda engine takes none)."""
     if getattr(model.backend, "name", None) == "cuda":
         from . import cuda_engine
 
-        return cuda_engine.unsupported_reason(model, for_training, weighted, asked)
+        return cuda_engine.unsupported_reason(model, for_training, weighted)
     if _native_module() is None:
         return "pynn._C (with its DenseEngine) is not available"
     if model.backend is None or model.backend.name != "cpu":

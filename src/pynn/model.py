@@ -825,8 +825,8 @@ class Sequential:
         exact_batches = any(not _reads_batch_logs_only(cb) for cb in hooked)
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
         progress = EpochProgress(verbose, epochs, steps)  # checks verbose
-        if native is None and verbose and engine == "auto" and b.name == "cpu":
-            # the C++ backend was chosen for speed: say why this model trains layer by layer
+        if native is None and verbose and engine == "auto" and b.name in ("cpu", "cuda"):
+            # a backend chosen for speed: say why this model trains layer by layer
             print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
                   flush=True)
         metric_names = [name for name, _ in self._metrics]
@@ -1042,12 +1042,11 @@ class Sequential:
         if self.built:  # else no epoch runs
             self._prepare_compiled()
             reason = "engine='layers' was asked for" if engine == "layers" else \
-                engine_mod.unsupported_reason(self, weighted=class_weight is not None,
-                                              asked=engine == "native")
+                engine_mod.unsupported_reason(self, weighted=class_weight is not None)
             if reason is not None and engine == "native":
                 raise ValueError(f"the native engine cannot train this model: {reason}")
             if reason is not None and verbose and engine == "auto" and \
-                    self.backend.name == "cpu":
+                    self.backend.name in ("cpu", "cuda"):
                 print(f"Training layer by layer, not in the native engine: {reason}",
                       flush=True)
         validation = None
@@ -1182,8 +1181,7 @@ class Sequential:
         if engine == "layers":
             self.engine_reason = "engine='layers' was asked for"
             return None
-        reason = engine_mod.unsupported_reason(self, weighted=weighted,
-                                               asked=engine == "native")
+        reason = engine_mod.unsupported_reason(self, weighted=weighted)
         self.engine_reason = reason
         if reason is not None:
             if engine == "native":
