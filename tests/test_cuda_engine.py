@@ -105,6 +105,20 @@ def test_awkward_sizes(rng, n, features, batch):
     _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1], n)
 
 
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[1], CONFIGS[2]],
+                         ids=["adam", "sgd-nesterov", "adamw-amsgrad"])
+def test_a_kernel_of_several_update_blocks(rng, config):
+    """300 inputs x 16: the first kernel spans three blocks of the engine's one optimizer
+    launch (2048 elements each, the last a part); every element must be updated once."""
+    x, y = _data(rng, config[1], config[3], n=90, features=300)
+    runs = {}
+    for engine in ("native", "layers"):
+        model = _model(config, features=300)
+        runs[engine] = model, model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+                                        engine=engine).history
+    _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1], 90)
+
+
 def test_data_on_the_device_and_progress_per_batch(rng):
     """CuPy inputs are taken as they are; a bar (verbose=1) takes the logs batch by batch."""
     import cupy

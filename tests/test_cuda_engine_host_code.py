@@ -113,6 +113,11 @@ CASES = {  # hidden activations (with params), output activation, loss, optimize
                           {"frozen": 1, "momentum": 0.5}),
     "mid-run-schedule": (["relu", "relu"], "softmax", "softmax_xent_sparse", "adam",
                          {"first": 2, "step0": 7, "schedule": True}),
+    # kernels of more than one block of the optimizer's launch (2048 elements), with a tail
+    "wide-adam-amsgrad": (["relu", "tanh"], "softmax", "softmax_xent_sparse", "adam",
+                          {"widths": [70, 61, 3], "amsgrad": True, "weight_decay": 0.02}),
+    "wide-sgd-momentum": (["gelu", "relu"], "linear", "mse", "sgd",
+                          {"widths": [70, 61, 3], "momentum": 0.8}),
 }
 WIDTHS = [7, 9, 5]
 
@@ -120,7 +125,7 @@ WIDTHS = [7, 9, 5]
 def _case(rng, name):
     hidden, out_act, loss, opt, options = CASES[name]
     outs = {"softmax_xent_sparse": 4, "softmax_xent_dense": 4, "bce_logits": 3}.get(loss, 2)
-    sizes = WIDTHS + [outs]
+    sizes = options.get("widths", WIDTHS) + [outs]
     x = rng.normal(size=(23, sizes[0])).astype(np.float32)
     if loss == "softmax_xent_sparse":
         y = rng.integers(0, outs, size=23)

@@ -1,6 +1,6 @@
 // Activation kernels of the CUDA backend: element-wise forward/backward through the formulas
-// of math/activations.h (shared with the CPU), the Dense epilogue (bias + activation in place
-// after a cuBLAS GEMM) and row softmax, one warp per row.
+// of math/activations.h (shared with the CPU), the Dense epilogue (bias + activation after a
+// cuBLAS GEMM, in place or into a second array) and row softmax, one warp per row.
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/warp.cuh"
@@ -23,13 +23,19 @@ __global__ void activation_backward_kernel(Activation act, float param, const fl
         dz[i] = dy[i] * math::activation_grad(act, z ? z[i] : 0.f, y[i], param);
 }
 
-__global__ void bias_activation_kernel(float* c, const float* bias, index_t rows, index_t cols,
-                                       Activation act, float param) {
+// y nullptr: c = act(c + bias); else c = c + bias and y = act(c).
+__global__ void bias_activation_kernel(float* c, const float* bias, float* y, index_t rows,
+                                       index_t cols, Activation act, float param) {
     const index_t n = rows * cols;
     for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
          i += index_t(gridDim.x) * blockDim.x) {
         const float v = bias ? c[i] + bias[i % cols] : c[i];
-        c[i] = math::activate(act, v, param);
+        if (!y) {
+            c[i] = math::activate(act, v, param);
+            continue;
+        }
+        if (bias) c[i] = v;
+        y[i] = math::activate(act, v, param);
     }
 }
 
@@ -80,9 +86,17 @@ void activation_backward(Activation act, float param, const float* z, const floa
 void bias_activation(float* c, const float* bias, index_t rows, index_t cols, Activation act,
                      float param, cudaStream_t s) {
     if (rows <= 0 || cols <= 0 || (!bias && act == Activation::linear)) return;
-    bias_activation_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(c, bias, rows, cols, act,
-                                                                         param);
+    bias_activation_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(c, bias, nullptr, rows,
+                                                                         cols, act, param);
     check_launch("bias_activation");
+}
+
+void bias_activation_split(float* c, const float* bias, float* y, index_t rows, index_t cols,
+                           Activation act, float param, cudaStream_t s) {
+    if (rows <= 0 || cols <= 0) return;
+    bias_activation_kernel<<<blocks_for(rows * cols), kThreads, 0, s>>>(c, bias, y, rows, cols,
+                                                                         act, param);
+    check_launch("bias_activation_split");
 }
 
 void softmax_forward(const float* z, float* y, index_t rows, index_t cols, cudaStream_t s) {

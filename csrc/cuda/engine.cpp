@@ -43,6 +43,19 @@ std::unique_ptr<DeviceBuffer> floats(index_t n) {
     return std::make_unique<DeviceBuffer>(static_cast<size_t>(n) * sizeof(float));
 }
 
+// Elements one block of the optimizer launch updates (8 per thread).
+constexpr index_t kUpdateBlock = 8 * kThreads;
+
+template <class T>
+std::unique_ptr<DeviceBuffer> to_device(const std::vector<T>& host) {
+    auto buffer = std::make_unique<DeviceBuffer>(host.size() * sizeof(T));
+    check(cudaMemcpyAsync(buffer->template as<T>(), host.data(), host.size() * sizeof(T),
+                          cudaMemcpyHostToDevice, nullptr),
+          "DenseEngine (copying its tables)");
+    check(cudaStreamSynchronize(nullptr), "DenseEngine (copying its tables)");
+    return buffer;
+}
+
 bool fused_output(EngineLoss loss) {
     return loss == EngineLoss::xent_sparse || loss == EngineLoss::xent_dense ||
            loss == EngineLoss::bce_logits;
@@ -90,6 +103,30 @@ GpuDenseEngine::GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss,
     }
     grad_a_ = floats(max_batch_ * widest);
     grad_b_ = floats(max_batch_ * widest);
+
+    // The optimizer's one launch: every trainable weight and bias, cut into blocks.
+    std::vector<ParamSlots> params;
+    auto add = [&](float* w, const float* g, const std::vector<float*>& slots, index_t n) {
+        ParamSlots p{w, g, {nullptr, nullptr, nullptr}, n};
+        for (size_t i = 0; i < slots.size() && i < 3; ++i) p.slot[i] = slots[i];
+        params.push_back(p);
+    };
+    for (index_t l = 0; l < L; ++l) {
+        const EngineLayer& layer = layers_[l];
+        if (!layer.trainable) continue;
+        add(layer.w, gw_[l]->as<float>(), layer.w_slots, layer.in * layer.out);
+        if (layer.b) add(layer.b, gb_[l]->as<float>(), layer.b_slots, layer.out);
+    }
+    std::vector<ParamBlock> blocks;
+    for (size_t p = 0; p < params.size(); ++p)
+        for (index_t begin = 0; begin < params[p].n; begin += kUpdateBlock)
+            blocks.push_back({static_cast<index_t>(p), begin,
+                              std::min(params[p].n, begin + kUpdateBlock)});
+    n_param_blocks_ = static_cast<index_t>(blocks.size());
+    if (n_param_blocks_ > 0) {
+        params_ = to_device(params);
+        param_blocks_ = to_device(blocks);
+    }
 }
 
 std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
@@ -191,12 +228,12 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
         input[l] = a;
         float* z = z_[l]->as<float>();
         blas_->gemm(false, false, rows, layer.out, layer.in, a, layer.w, z, false, s);
-        if (layer.b) bias_activation(z, layer.b, rows, layer.out, Activation::linear, 0.f, s);
-        if (y_[l]) {
-            activation_forward(layer.act, layer.act_param, z, y_[l]->as<float>(),
-                               rows * layer.out, s);
+        if (y_[l]) {  // z keeps the biased value, y its activation: the backward reads both
+            bias_activation_split(z, layer.b, y_[l]->as<float>(), rows, layer.out, layer.act,
+                                  layer.act_param, s);
             a = y_[l]->as<float>();
         } else {
+            if (layer.b) bias_activation(z, layer.b, rows, layer.out, Activation::linear, 0.f, s);
             a = z;
         }
     }
@@ -251,27 +288,15 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
         std::swap(dz, spare);
     }
 
-    // ---- the optimizer's update, after every gradient read the old weights ---------------
-    for (index_t l = lowest_trainable_; l < L; ++l) {
-        const EngineLayer& layer = layers_[l];
-        if (!layer.trainable) continue;
-        update(layer.w, gw_[l]->as<float>(), layer.w_slots, layer.in * layer.out, lr, t, hyper,
-               s);
-        if (layer.b)
-            update(layer.b, gb_[l]->as<float>(), layer.b_slots, layer.out, lr, t, hyper, s);
-    }
-}
-
-void GpuDenseEngine::update(float* w, const float* g, const std::vector<float*>& slots,
-                            index_t n, float lr, std::int64_t t, const EngineHyper& hyper,
-                            cudaStream_t s) {
-    auto slot = [&](size_t i) { return i < slots.size() ? slots[i] : nullptr; };
-    if (opt_ == EngineOptimizer::sgd) {
-        sgd_update(w, g, slot(0), n, lr, hyper.momentum, hyper.nesterov, s);
-    } else {
-        adam_update(w, g, slot(0), slot(1), n, lr, hyper.beta1, hyper.beta2, hyper.eps,
-                    hyper.weight_decay, t, hyper.amsgrad ? slot(2) : nullptr, s);
-    }
+    // ---- the optimizer's update of every parameter, after every gradient read the old
+    // weights: one launch ------------------------------------------------------------------
+    const auto* params = params_ ? params_->as<ParamSlots>() : nullptr;
+    const auto* blocks = param_blocks_ ? param_blocks_->as<ParamBlock>() : nullptr;
+    if (opt_ == EngineOptimizer::sgd)
+        sgd_update_all(params, blocks, n_param_blocks_, lr, hyper.momentum, hyper.nesterov, s);
+    else
+        adam_update_all(params, blocks, n_param_blocks_, lr, hyper.beta1, hyper.beta2,
+                        hyper.eps, hyper.weight_decay, t, hyper.amsgrad, s);
 }
 
 }  // namespace pynn::cuda

@@ -21,6 +21,10 @@ void activation_backward(Activation act, float param, const float* z, const floa
 // The Dense epilogue after a GEMM: c[r, j] = act(c[r, j] + bias[j]) in place (bias nullable).
 void bias_activation(float* c, const float* bias, index_t rows, index_t cols, Activation act,
                      float param, cudaStream_t s);
+// The same in one pass keeping both values, for a backward that reads both (the training
+// engine): c[r, j] += bias[j] (bias nullable), y[r, j] = act(c[r, j]).
+void bias_activation_split(float* c, const float* bias, float* y, index_t rows, index_t cols,
+                           Activation act, float param, cudaStream_t s);
 void softmax_forward(const float* z, float* y, index_t rows, index_t cols, cudaStream_t s);
 void softmax_backward(const float* y, const float* dy, float* dz, index_t rows, index_t cols,
                       cudaStream_t s);
@@ -94,5 +98,25 @@ void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_b
                     float lr, double rho, float momentum, float eps, cudaStream_t s);
 void adagrad_update(float* w, const float* g, float* accumulator, index_t n, float lr, float eps,
                     cudaStream_t s);
+
+// ---- the training engine's optimizer step: every parameter in one launch -------------------
+// A parameter, its gradient and its optimizer slots in the single-tensor update's order
+// (nullptr where there is none: SGD's velocity without momentum, AMSGrad's max(v) without it).
+struct ParamSlots {
+    float* w;
+    const float* g;
+    float* slot[3];
+    index_t n;
+};
+// One block of the launch: elements [begin, end) of params[param]. Both tables live on the
+// device; the engine builds them once. The arithmetic is sgd_update's and adam_update's.
+struct ParamBlock {
+    index_t param, begin, end;
+};
+void sgd_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                    float lr, float momentum, bool nesterov, cudaStream_t s);
+void adam_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                     float lr, double beta1, double beta2, float eps, float weight_decay,
+                     std::int64_t step, bool amsgrad, cudaStream_t s);
 
 }  // namespace pynn::cuda

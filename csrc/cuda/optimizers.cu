@@ -99,6 +99,41 @@ __global__ void adagrad_kernel(float* w, const float* g, float* acc, index_t n, 
 
 #undef PYNN_GRID_STRIDE
 
+// The multi-parameter updates: block b updates blocks[b]'s range of one parameter.
+__global__ void sgd_all_kernel(const ParamSlots* params, const ParamBlock* blocks, float lr,
+                               float momentum, bool nesterov) {
+    const ParamBlock blk = blocks[blockIdx.x];
+    const ParamSlots p = params[blk.param];
+    float* vel = momentum == 0.f ? nullptr : p.slot[0];  // as sgd_update
+    for (index_t i = blk.begin + threadIdx.x; i < blk.end; i += blockDim.x) {
+        if (vel) math::sgd_momentum_step(p.w[i], p.g[i], vel[i], lr, momentum, nesterov);
+        else math::sgd_step(p.w[i], p.g[i], lr);
+    }
+}
+
+__global__ void adam_all_kernel(const ParamSlots* params, const ParamBlock* blocks, float lr_t,
+                                float omb1, float omb2, float eps, float lr_wd, bool amsgrad) {
+    const ParamBlock blk = blocks[blockIdx.x];
+    const ParamSlots p = params[blk.param];
+    for (index_t i = blk.begin + threadIdx.x; i < blk.end; i += blockDim.x) {
+        float wi = p.w[i];
+        if (lr_wd != 0.f) math::decay_step(wi, lr_wd);
+        if (amsgrad)
+            math::amsgrad_step(wi, p.g[i], p.slot[0][i], p.slot[1][i], p.slot[2][i], lr_t, omb1,
+                               omb2, eps);
+        else
+            math::adam_step(wi, p.g[i], p.slot[0][i], p.slot[1][i], lr_t, omb1, omb2, eps);
+        p.w[i] = wi;
+    }
+}
+
+// Adam's step size with both bias corrections, formed in double as on the CPU.
+float adam_rate(float lr, double beta1, double beta2, std::int64_t step) {
+    const double t = static_cast<double>(step);
+    return static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
+                              (1.0 - std::pow(beta1, t)));
+}
+
 }  // namespace
 
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
@@ -113,9 +148,7 @@ void adam_update(float* w, const float* g, float* m, float* v, index_t n, float 
                  double beta2, float eps, float weight_decay, std::int64_t step, float* v_hat,
                  cudaStream_t s) {
     if (n <= 0) return;
-    const double t = static_cast<double>(step);
-    const float lr_t = static_cast<float>(double(lr) * std::sqrt(1.0 - std::pow(beta2, t)) /
-                                          (1.0 - std::pow(beta1, t)));
+    const float lr_t = adam_rate(lr, beta1, beta2, step);
     if (v_hat) {
         amsgrad_kernel<<<blocks_for(n), kThreads, 0, s>>>(w, g, m, v, v_hat, n, lr_t,
                                                            static_cast<float>(1.0 - beta1),
@@ -129,6 +162,24 @@ void adam_update(float* w, const float* g, float* m, float* v, index_t n, float 
                                                     static_cast<float>(1.0 - beta2), eps,
                                                     lr * weight_decay);
     check_launch("adam_update");
+}
+
+void sgd_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                    float lr, float momentum, bool nesterov, cudaStream_t s) {
+    if (n_blocks <= 0) return;
+    sgd_all_kernel<<<static_cast<unsigned>(n_blocks), kThreads, 0, s>>>(params, blocks, lr,
+                                                                         momentum, nesterov);
+    check_launch("sgd_update_all");
+}
+
+void adam_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                     float lr, double beta1, double beta2, float eps, float weight_decay,
+                     std::int64_t step, bool amsgrad, cudaStream_t s) {
+    if (n_blocks <= 0) return;
+    adam_all_kernel<<<static_cast<unsigned>(n_blocks), kThreads, 0, s>>>(
+        params, blocks, adam_rate(lr, beta1, beta2, step), static_cast<float>(1.0 - beta1),
+        static_cast<float>(1.0 - beta2), eps, lr * weight_decay, amsgrad);
+    check_launch("adam_update_all");
 }
 
 void rmsprop_update(float* w, const float* g, float* velocity, float* momentum_buf, index_t n,

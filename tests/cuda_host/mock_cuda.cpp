@@ -118,6 +118,14 @@ void bias_activation(float* c, const float* bias, index_t rows, index_t cols, Ac
         c[i] = math::activate(act, bias ? c[i] + bias[i % cols] : c[i], param);
 }
 
+void bias_activation_split(float* c, const float* bias, float* y, index_t rows, index_t cols,
+                           Activation act, float param, cudaStream_t) {
+    for (index_t i = 0; i < rows * cols; ++i) {
+        if (bias) c[i] += bias[i % cols];
+        y[i] = math::activate(act, c[i], param);
+    }
+}
+
 void bias_grad(const float* dz, float* db, index_t rows, index_t cols, cudaStream_t) {
     for (index_t j = 0; j < cols; ++j) {
         double s = 0.0;
@@ -258,6 +266,30 @@ void adam_update(float* w, const float* g, float* m, float* v, index_t n, float 
         else
             math::adam_step(wi, g[i], m[i], v[i], lr_t, b1, b2, eps);
         w[i] = wi;
+    }
+}
+
+
+// The one-launch updates: each block's range through the single-parameter update above.
+void sgd_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                    float lr, float momentum, bool nesterov, cudaStream_t s) {
+    for (index_t b = 0; b < n_blocks; ++b) {
+        const ParamBlock& k = blocks[b];
+        const ParamSlots& p = params[k.param];
+        sgd_update(p.w + k.begin, p.g + k.begin, p.slot[0] ? p.slot[0] + k.begin : nullptr,
+                   k.end - k.begin, lr, momentum, nesterov, s);
+    }
+}
+
+void adam_update_all(const ParamSlots* params, const ParamBlock* blocks, index_t n_blocks,
+                     float lr, double beta1, double beta2, float eps, float weight_decay,
+                     std::int64_t step, bool amsgrad, cudaStream_t s) {
+    for (index_t b = 0; b < n_blocks; ++b) {
+        const ParamBlock& k = blocks[b];
+        const ParamSlots& p = params[k.param];
+        adam_update(p.w + k.begin, p.g + k.begin, p.slot[0] + k.begin, p.slot[1] + k.begin,
+                    k.end - k.begin, lr, beta1, beta2, eps, weight_decay, step,
+                    amsgrad ? p.slot[2] + k.begin : nullptr, s);
     }
 }
 
