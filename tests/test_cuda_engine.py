@@ -133,6 +133,42 @@ def test_data_on_the_device_and_progress_per_batch(rng):
     _compare(native, layers, h_native, h_layers, len(x))
 
 
+def bias_free_and_frozen_agree(rng):
+    """Layers without a bias (the optimizer's table holds their kernels alone) and a model
+    with nothing to train (no table, no update launch): the engine trains as the layers."""
+    x, y = _data(rng, "sparse_categorical_crossentropy", 4, n=50)
+
+    def make(frozen):
+        pynn.set_seed(3)
+        model = pynn.Sequential([pynn.Input((11,)),
+                                 pynn.Dense(16, activation="gelu", use_bias=False),
+                                 pynn.Dense(9, activation="tanh"),
+                                 pynn.Dense(4, activation="softmax", use_bias=False)])
+        for layer in model.layers[1:] if frozen else []:
+            layer.trainable = False
+        model.compile(optimizer=opts.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      backend="cuda")
+        model.shuffle_seed = 2
+        return model
+
+    for frozen in (False, True):
+        runs = {}
+        for engine in ("native", "layers"):
+            model = make(frozen)
+            before = model.get_weights()
+            runs[engine] = model, model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                                            engine=engine).history
+        _compare(runs["native"][0], runs["layers"][0], runs["native"][1], runs["layers"][1],
+                 len(x))
+        if frozen:
+            for a, b in zip(runs["native"][0].get_weights(), before):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_layers_without_bias_and_a_model_with_nothing_to_train(rng):
+    bias_free_and_frozen_agree(rng)
+
+
 def train_on_batch_twins(rng):
     """Two models, one stepped by train_on_batch (the CUDA engine, when it runs by default),
     one by the layer path's step, after the same five batches: (engine's, layers', x, y)."""

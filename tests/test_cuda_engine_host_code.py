@@ -1,4 +1,4 @@
-"""The CUDA engine's C++ (csrc/cuda/engine.cpp and cublas.cpp, unchanged) on a machine
+"""The CUDA engine's C++ (csrc/cuda/engine.cpp and cublas.cpp, as built) on a machine
 without a GPU: compiled with AddressSanitizer and UBSan against host stand-ins for the CUDA
 runtime, the kernels and cuBLAS' column-major SGEMM (tests/cuda_host/), and driven through
 one train() call per case. Its steps must give the numpy backend's layer path: the batch
@@ -111,6 +111,9 @@ CASES = {  # hidden activations (with params), output activation, loss, optimize
                             {"frozen": 0}),
     "mse-frozen-middle": (["relu", "tanh"], "linear", "mse", "sgd",
                           {"frozen": 1, "momentum": 0.5}),
+    # nothing to train: no optimizer table, no update launch; the losses still come back
+    "all-frozen": (["relu", "tanh"], "softmax", "softmax_xent_sparse", "adam",
+                   {"frozen": "all"}),
     "mid-run-schedule": (["relu", "relu"], "softmax", "softmax_xent_sparse", "adam",
                          {"first": 2, "step0": 7, "schedule": True}),
     # kernels of more than one block of the optimizer's launch (2048 elements), with a tail
@@ -143,7 +146,7 @@ def _case(rng, name):
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         kernel = (rng.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32)
         bias = rng.normal(size=b).astype(np.float32) * 0.1 if i != 1 else None  # one without
-        trainable = options.get("frozen") != i
+        trainable = options.get("frozen") not in (i, "all")
         slots = [(np.zeros_like(kernel), None if bias is None else np.zeros_like(bias))
                  for _ in range(n_slots)]
         layers.append((kernel, bias, *acts[i], trainable, slots))

@@ -15,8 +15,8 @@ import fake_cupy
 import numpy as np
 import pytest
 from conftest import requires_backend
-from test_cuda_engine import (CONFIGS, _data, _model, engine_and_layers_agree,
-                              train_on_batch_twins)
+from test_cuda_engine import (CONFIGS, _data, _model, bias_free_and_frozen_agree,
+                              engine_and_layers_agree, train_on_batch_twins)
 
 import pynn
 from pynn import cuda_engine
@@ -65,6 +65,10 @@ def test_fit_takes_the_engine_unless_told_otherwise(cuda_backend, rng, capsys):
     assert capsys.readouterr().out.splitlines()[0] == (
         "Training layer by layer, not in the native engine: " + model.engine_reason)
     assert "sample or class weights" in model.engine_reason
+
+
+def test_engine_glue_without_biases_or_anything_to_train(cuda_backend, rng):
+    bias_free_and_frozen_agree(rng)
 
 
 def test_train_on_batch_and_weighted_batches(cuda_backend, rng):
