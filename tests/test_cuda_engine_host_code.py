@@ -116,10 +116,14 @@ CASES = {  # hidden activations (with params), output activation, loss, optimize
                    {"frozen": "all"}),
     "mid-run-schedule": (["relu", "relu"], "softmax", "softmax_xent_sparse", "adam",
                          {"first": 2, "step0": 7, "schedule": True}),
-    # kernels of more than one block of the optimizer's launch (2048 elements), with a tail
-    "wide-adam-amsgrad": (["relu", "tanh"], "softmax", "softmax_xent_sparse", "adam",
-                          {"widths": [70, 61, 3], "amsgrad": True, "weight_decay": 0.02}),
-    "wide-sgd-momentum": (["gelu", "relu"], "linear", "mse", "sgd",
+    # kernels of more than one block of the optimizer's launch (2048 elements), with a tail;
+    # smooth activations (with 61 units a pre-activation at ReLU's kink, its unit on in one
+    # rounding and off in the other, came up in ~1 run in 150) and, for Adam, an epsilon
+    # that keeps a gradient near 0 from a whole step whose sign is the rounding's
+    "wide-adam-amsgrad": (["tanh", "gelu"], "softmax", "softmax_xent_sparse", "adam",
+                          {"widths": [70, 61, 3], "amsgrad": True, "weight_decay": 0.02,
+                           "eps": 1e-3}),
+    "wide-sgd-momentum": (["gelu", "tanh"], "linear", "mse", "sgd",
                           {"widths": [70, 61, 3], "momentum": 0.8}),
 }
 WIDTHS = [7, 9, 5]
@@ -170,7 +174,8 @@ def _reference(layers, loss, opt, options, x, y, order, first, last, batch, lr, 
         loss_obj = pynn.losses.Huber(delta=options["loss_param"])
     if opt == "adam":
         optimizer = (pynn.optimizers.AdamW(lr[0], weight_decay=options["weight_decay"],
-                                           amsgrad=options.get("amsgrad", False))
+                                           amsgrad=options.get("amsgrad", False),
+                                           epsilon=options.get("eps", 1e-7))
                      if options.get("weight_decay") else pynn.optimizers.Adam(lr[0]))
     else:
         optimizer = pynn.optimizers.SGD(lr[0], momentum=options.get("momentum", 0.0),
@@ -217,17 +222,21 @@ def test_the_engines_steps_are_the_layer_paths(engine_binary, tmp_path, rng, nam
     if loss == "softmax_xent_sparse":
         np.testing.assert_array_equal(logs[:, 2], hits)
     got = iter(arrays)
+    # atol 1e-4, a 200th of a step (lr 0.02): Adam scales a gradient near 0 (a flat stretch of
+    # hard_silu) up to a whole step, so two roundings of it moved a weight by 2-3e-5 (about
+    # 1 run in 700 at 1e-5); the slots, sums of gradients that cancel, to rtol 1e-3 (a few
+    # runs in 10,000 were 0.5% apart at 1e-4). A wrong step is far outside both.
     for (kernel, bias, _, _, trainable, layer_slots), layer in zip(layers, model.layers[1:]):
-        np.testing.assert_allclose(next(got), layer.kernel.value, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(next(got), layer.kernel.value, rtol=1e-4, atol=1e-4)
         if bias is not None:
-            np.testing.assert_allclose(next(got), layer.bias.value, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(next(got), layer.bias.value, rtol=1e-4, atol=1e-4)
         if not trainable:
             np.testing.assert_array_equal(layer.kernel.value, kernel)  # frozen: untouched
             continue
         want = [slots[id(layer.kernel)]] + ([slots[id(layer.bias)]] if bias is not None else [])
         for s in range(len(layer_slots)):
             for param_slots in want:
-                np.testing.assert_allclose(next(got), param_slots[s], rtol=1e-4, atol=1e-6)
+                np.testing.assert_allclose(next(got), param_slots[s], rtol=1e-3, atol=1e-6)
     assert next(got, None) is None
 
 
