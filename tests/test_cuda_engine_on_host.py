@@ -109,9 +109,11 @@ def test_what_the_engine_does_not_run_is_named(cuda_backend, rng):
         model.fit(x, y, epochs=1, verbose=0, engine="native")
 
 
-def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_backend, rng):
+def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_backend, rng,
+                                                                       capsys):
     """A generator's weighted batch: engine='native' says why it cannot train it; 'auto'
-    trains that batch layer by layer (a chunk the engine cannot run is not dropped)."""
+    trains that batch layer by layer (a chunk the engine cannot run is not dropped) and a
+    verbose fit says so, once."""
     config = CONFIGS[0]
     x, y = _data(rng, config[1], config[3], n=24)
     w = rng.uniform(0.5, 2.0, size=24)
@@ -127,6 +129,11 @@ def test_weighted_batches_from_a_source_are_refused_by_the_engine_alone(cuda_bac
     h = weighted.fit(batches(), epochs=1, verbose=0).history
     h_layers = layers.fit(batches(), epochs=1, verbose=0, engine="layers").history
     np.testing.assert_allclose(h["loss"], h_layers["loss"], rtol=1e-5)
+    assert "layer by layer" not in capsys.readouterr().out  # verbose=0: nothing said
+    _model(config).fit(batches(), epochs=1, verbose=2)  # three weighted batches
+    said = [line for line in capsys.readouterr().out.splitlines() if "layer by layer" in line]
+    assert said == ["Training weighted batches layer by layer, not in the native engine: "
+                    "sample or class weights (the cuda engine takes unweighted batches)"]
 
 
 def test_clipping_set_mid_fit_leaves_the_engine(cuda_backend, rng):

@@ -1067,7 +1067,7 @@ class Sequential:
                             "validation": validation is not None})
         batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
         progress = EpochProgress(verbose, epochs, train.epoch_steps)
-        trainer = _SourceTrainer(self, engine, class_weight)
+        trainer = _SourceTrainer(self, engine, class_weight, verbose)
         trainer.engine_reason = reason
         self.stop_training = False
         self.history = history
@@ -1904,8 +1904,10 @@ class _SourceTrainer:
     converted as fit's arrays are, then one step in the native engine when the model allows
     it (an engine sized for the largest batch so far), else through the layers."""
 
-    def __init__(self, model, engine, class_weight):
+    def __init__(self, model, engine, class_weight, verbose=0):
         self.model, self.engine, self.class_weight = model, engine, class_weight
+        self.verbose = verbose  # fit's: a fallback found batch by batch is said once
+        self.said_weighted = False
         self.native, self.capacity = None, 0
         self.engine_reason = None
         self.seen = None  # (settings counter, layers) when it last decided; None: never
@@ -1930,6 +1932,10 @@ class _SourceTrainer:
                 raise ValueError(f"the native engine cannot train this model: "
                                  f"{native.weights_refused}")
             # (the cuda engine: this weighted batch goes through the layers)
+            if self.verbose and not self.said_weighted:
+                print(f"Training weighted batches layer by layer, not in the native engine: "
+                      f"{native.weights_refused}", flush=True)
+                self.said_weighted = True
             native, self.engine_reason = None, native.weights_refused
         if native is not None:
             batches = m._native_chunk(native, xd, yd, wd, order, 0, 1, n,
