@@ -323,3 +323,36 @@ def test_freezing_the_input_warns_that_it_freezes_nothing():
         model.layers[0].trainable = True
         model.trainable = True
     assert all(layer.trainable for layer in model.layers)
+
+
+def test_train_on_batch_follows_what_changed_between_calls(rng):
+    """train_on_batch prepares the model (metric objects, the optimizer's live state, the
+    weights' dtype) only when something it reads changed since the last call: each change
+    below must reach the next call."""
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, size=16)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"),
+                             pynn.Dense(3, activation="softmax")])
+    opt, loss = pynn.optimizers.Adam(0.01), pynn.losses.SparseCategoricalCrossentropy()
+    model.compile(opt, loss)
+    assert isinstance(model.train_on_batch(x, labels), float)
+    for _ in range(2):  # the same optimizer and loss objects, metrics added, then again
+        model.compile(opt, loss, metrics=["accuracy"])
+        before = float(np.mean(model.predict(x).argmax(axis=1) == labels))
+        logs = model.train_on_batch(x, labels, return_dict=True)
+        assert set(logs) == {"loss", "accuracy"}
+        assert logs["accuracy"] == pytest.approx(before)  # (the logs are before the step)
+    sgd = pynn.optimizers.SGD(0.1)
+    model.optimizer = sgd
+    model.train_on_batch(x, labels)
+    assert set(sgd._state) == {id(p) for p in model.params if p.trainable}
+    model.pop()
+    model.add(pynn.Dense(3, activation="softmax"))
+    model.train_on_batch(x, labels)
+    assert set(sgd._state) == {id(p) for p in model.params}  # the popped layer's is gone
+    pynn.set_floatx("float64")
+    try:
+        model.train_on_batch(x.astype(np.float64), labels)
+        assert all(w.dtype == np.float64 for w in model.get_weights())
+    finally:
+        pynn.set_floatx("float32")

@@ -322,6 +322,7 @@ class Sequential:
         # train_on_batch's engine holds the old metrics and backend (the same optimizer and
         # loss objects given again would not tell it): the next call decides afresh
         self.__dict__.pop("_batch_trainer", None)
+        self.__dict__.pop("_prepared_for", None)  # _metrics is emptied below
         self._to_backend(new_backend)
         self.optimizer = optimizer  # owned, the previous one released: __setattr__
         self.loss = losses_mod.get(loss)
@@ -424,8 +425,14 @@ class Sequential:
 
     def _prepare_compiled(self):
         """Loss fusion, metric objects and the backend's weights, once the model is built
-        (a model without an input shape is built by its first data, like Keras)."""
+        (a model without an input shape is built by its first data, like Keras). Done again
+        only when something it reads changed (a weight rebound, a layer's setting or floatx
+        moves the settings counter): train_on_batch calls it every step."""
         self._check_compiled()
+        key = (config.settings_version(), tuple(self.layers), self.optimizer, self.loss,
+               self.backend, self._dtype, self._metric_specs, self._weighted_metric_specs)
+        if self.__dict__.get("_prepared_for") == key:
+            return
         last = self._compute_layers[-1] if self._compute_layers else None
         if last is None:
             raise ValueError("the model has no layers to train")
@@ -438,6 +445,7 @@ class Sequential:
         self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
+        self.__dict__["_prepared_for"] = key
 
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x", check_finite=None):
