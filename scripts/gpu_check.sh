@@ -52,9 +52,9 @@ fi
 if stage memcheck; then  # the CUDA engine's and kernels' device memory accesses
     SANITIZER=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     # 3-6 s a test under the sanitizer: a subset by default (every loss and optimizer, the
-    # awkward sizes, several update blocks, no bias); MEMCHECK_K="<pytest -k expression>"
+    # awkward sizes, several update blocks, no bias, dropout); MEMCHECK_K="<pytest -k expr>"
     # picks another, MEMCHECK_K="" all of them (two calls' worth)
-    K=${MEMCHECK_K-"plain or awkward or several_update_blocks or without_bias"}
+    K=${MEMCHECK_K-"plain or awkward or several_update_blocks or without_bias or dropout"}
     run memcheck 150 "$SANITIZER" --tool memcheck --error-exitcode 9 $PY -m pytest -q \
         -p no:cacheprovider -rfE -x ${K:+-k "$K"} tests/test_cuda_engine.py
 fi

@@ -137,6 +137,24 @@ def make_fake_dense_engine(cpu_module):
             self.count_hits, self.out_dim = count_hits, sizes[-1]
             self.momentum = optimizer == "sgd" and bool(momentum)
             self.amsgrad = optimizer == "adam" and bool(amsgrad)
+            self.drops = {}  # layer (-1: the inputs) -> (rate, seed)
+
+        def set_dropout(self, layer, rate, seed):
+            if not -1 <= layer < len(self.layers) - 1:
+                raise ValueError(f"DenseEngine.set_dropout: layer must be in [-1, "
+                                 f"{len(self.layers) - 1}), got {layer}")
+            if not 0 <= rate < 1:
+                raise ValueError(f"DenseEngine.set_dropout: rate must be in [0, 1), got {rate}")
+            self.drops[layer] = (rate, seed)
+
+        def _drop(self, layer, a, step):
+            """a * the mask of layer's dropout at this step (a itself without one)."""
+            rate, seed = self.drops.get(layer, (0.0, 0))
+            if rate == 0:
+                return a
+            out = np.empty_like(a)
+            cpu_module.dropout_apply(a, out, rate, seed, step)
+            return out
 
         def train(self, x, y, order, first, last, batch_size, lr, beta1, beta2, epsilon,
                   weight_decay, momentum, nesterov, amsgrad, loss_param, step0, stream):
@@ -178,7 +196,8 @@ def make_fake_dense_engine(cpu_module):
         def _step(self, a, y, lr, t, beta1, beta2, eps, wd, momentum, nesterov, amsgrad, delta):
             rows = len(a)
             inputs, zs, ys = [], [], []
-            for w, b, act, param, *_ in self.layers:
+            a = self._drop(-1, a, t - 1)  # (the masks of the optimizer's steps before this)
+            for i, (w, b, act, param, *_) in enumerate(self.layers):
                 inputs.append(a)
                 z = a @ w + (b if b is not None else 0)
                 z = z.astype(np.float32)
@@ -186,7 +205,7 @@ def make_fake_dense_engine(cpu_module):
                 cpu_module.activation_forward(act, param, z, y_act)
                 zs.append(z)
                 ys.append(y_act)
-                a = y_act
+                a = self._drop(i, y_act, t - 1)
             top = self.layers[-1]
             logits = zs[-1]
             dz = np.empty_like(logits)
@@ -217,7 +236,7 @@ def make_fake_dense_engine(cpu_module):
                 grads[i] = ((inputs[i].T @ dz).astype(np.float32), dz.sum(axis=0, dtype=np.float32))
                 if i == lowest:
                     break
-                da = (dz @ w.T).astype(np.float32)
+                da = self._drop(i - 1, (dz @ w.T).astype(np.float32), t - 1)
                 below = self.layers[i - 1]
                 if below[2] != linear:
                     cpu_module.activation_backward(below[2], below[3], zs[i - 1], ys[i - 1], da,

@@ -76,6 +76,9 @@ def _run(binary, tmp_path, layers, loss, opt, x, y, order, first, last, batch, l
     parts += [x.astype(np.float32),
               y.astype(np.int64) if sparse else y.astype(np.float32),
               np.asarray(order, np.int64), np.asarray(lr, np.float32)]
+    drops = dict((at + 1, (rate, seed)) for at, rate, seed in hyper.get("dropout", []))
+    parts += [np.array([drops.get(i, (0.0, 0))[0] for i in range(len(layers) + 1)]),
+              np.array([drops.get(i, (0.0, 0))[1] for i in range(len(layers) + 1)], np.uint64)]
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     with open(src, "wb") as f:
         for p in parts:
@@ -114,6 +117,13 @@ CASES = {  # hidden activations (with params), output activation, loss, optimize
     # nothing to train: no optimizer table, no update launch; the losses still come back
     "all-frozen": (["relu", "tanh"], "softmax", "softmax_xent_sparse", "adam",
                    {"frozen": "all"}),
+    # dropout of the inputs and after each hidden layer (a linear one too), the masks of
+    # the optimizer's step (step0 7: not 0), through the gradients below them
+    "dropout-everywhere": ([("elu", 1.0), "linear"], "softmax", "softmax_xent_sparse", "sgd",
+                           {"dropout": [(-1, 0.2, 11), (0, 0.5, 2**63 + 5), (1, 0.3, 7)],
+                            "step0": 7, "momentum": 0.9}),
+    "dropout-frozen-first": (["tanh", "gelu"], "linear", "mse", "adam",
+                             {"dropout": [(0, 0.25, 3)], "frozen": 0}),
     "mid-run-schedule": (["relu", "relu"], "softmax", "softmax_xent_sparse", "adam",
                          {"first": 2, "step0": 7, "schedule": True}),
     # kernels of more than one block of the optimizer's launch (2048 elements), with a tail;
@@ -157,14 +167,24 @@ def _case(rng, name):
     return layers, loss, opt, options, x, y
 
 
+def _dense(model):
+    return [layer for layer in model.layers if isinstance(layer, pynn.Dense)]
+
+
 def _reference(layers, loss, opt, options, x, y, order, first, last, batch, lr, step0):
     """The numpy backend's layer path over the same batches: (weights, slots, mean losses,
     hits)."""
     pynn.set_backend("numpy")
-    model = pynn.Sequential([pynn.Input((layers[0][0].shape[0],))] + [
-        pynn.Dense(k.shape[1], activation=pynn.activations.Spec(a, p) if a == "leaky_relu"
-                   else a, use_bias=b is not None) for k, b, a, p, *_ in layers])
-    for layer, (k, b, _, _, trainable, _) in zip(model.layers[1:], layers):
+    drops = {at: pynn.Dropout(rate, seed=seed) for at, rate, seed in options.get("dropout", [])}
+    stack = [pynn.Input((layers[0][0].shape[0],))] + ([drops[-1]] if -1 in drops else [])
+    for i, (k, b, a, p, *_) in enumerate(layers):
+        stack.append(pynn.Dense(k.shape[1], activation=pynn.activations.Spec(a, p)
+                                if a == "leaky_relu" else a, use_bias=b is not None))
+        stack += [drops[i]] if i in drops else []
+    model = pynn.Sequential(stack)
+    for drop in drops.values():
+        drop.step = step0  # (fit sets it so: the masks of the optimizer's step)
+    for layer, (k, b, _, _, trainable, _) in zip(_dense(model), layers):
         layer.kernel.value[...] = k
         if b is not None:
             layer.bias.value[...] = b
@@ -191,7 +211,7 @@ def _reference(layers, loss, opt, options, x, y, order, first, last, batch, lr, 
         losses.append(value)
         hits.append(int((np.asarray(out).argmax(axis=1) == y[rows]).sum())
                     if loss == "softmax_xent_sparse" else 0)
-    params = [p for layer in model.layers[1:] for p in layer.params]
+    params = [p for layer in _dense(model) for p in layer.params]
     slots = {id(p): optimizer.slot_arrays(p) for p in params if p.trainable}
     return model, params, slots, np.array(losses), np.array(hits)
 
@@ -226,7 +246,7 @@ def test_the_engines_steps_are_the_layer_paths(engine_binary, tmp_path, rng, nam
     # hard_silu) up to a whole step, so two roundings of it moved a weight by 2-3e-5 (about
     # 1 run in 700 at 1e-5); the slots, sums of gradients that cancel, to rtol 1e-3 (a few
     # runs in 10,000 were 0.5% apart at 1e-4). A wrong step is far outside both.
-    for (kernel, bias, _, _, trainable, layer_slots), layer in zip(layers, model.layers[1:]):
+    for (kernel, bias, _, _, trainable, layer_slots), layer in zip(layers, _dense(model)):
         np.testing.assert_allclose(next(got), layer.kernel.value, rtol=1e-4, atol=1e-4)
         if bias is not None:
             np.testing.assert_allclose(next(got), layer.bias.value, rtol=1e-4, atol=1e-4)

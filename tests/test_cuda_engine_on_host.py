@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import requires_backend
 from test_cuda_engine import (CONFIGS, _data, _model, bias_free_and_frozen_agree,
-                              engine_and_layers_agree, train_on_batch_twins)
+                              dropout_agrees, engine_and_layers_agree, train_on_batch_twins)
 
 import pynn
 from pynn import cuda_engine
@@ -67,6 +67,10 @@ def test_fit_takes_the_engine_unless_told_otherwise(cuda_backend, rng, capsys):
     assert "sample or class weights" in model.engine_reason
 
 
+def test_engine_glue_with_dropout(cuda_backend, rng, monkeypatch):
+    dropout_agrees(rng, monkeypatch)
+
+
 def test_engine_glue_without_biases_or_anything_to_train(cuda_backend, rng):
     bias_free_and_frozen_agree(rng)
 
@@ -88,11 +92,15 @@ def test_train_on_batch_and_weighted_batches(cuda_backend, rng):
 def test_what_the_engine_does_not_run_is_named(cuda_backend, rng):
     x, y = _data(rng, "sparse_categorical_crossentropy", 5, n=30)
     cases = {
-        "dropout": [pynn.Dense(8, activation="relu"), pynn.Dropout(0.5),
-                    pynn.Dense(5, activation="softmax")],
+        "normalization": [pynn.Dense(8, activation="relu"), pynn.layers.BatchNormalization(),
+                          pynn.Dense(5, activation="softmax")],
         "regularizer": [pynn.Dense(8, kernel_regularizer=pynn.regularizers.L2(0.1)),
                         pynn.Dense(5, activation="softmax")],
     }
+    if not cuda_engine.DROPOUT_RUN_ON_A_GPU:  # (the engine's dropout awaits a GPU run)
+        cases["dropout \\(the cuda engine's has not yet run on a GPU\\)"] = [
+            pynn.Dense(8, activation="relu"), pynn.Dropout(0.5),
+            pynn.Dense(5, activation="softmax")]
     for why, layers in cases.items():
         model = pynn.Sequential([pynn.Input((11,)), *layers])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", backend="cuda")

@@ -192,6 +192,12 @@ public:
         return out;
     }
 
+    void set_dropout(int layer, double rate, std::uint64_t seed) {
+        pynn::bind::ReleaseGil nogil;  // (an allocation)
+        std::lock_guard<std::mutex> lock(mutex_);
+        engine_->set_dropout(layer, rate, seed);
+    }
+
 private:
     std::unique_ptr<GpuDenseEngine> engine_;
     std::vector<py::object> keep_;  // the arrays whose device pointers the engine holds
@@ -223,5 +229,9 @@ void bind_cuda_engine(py::module_& m) {
              py::arg("momentum"), py::arg("nesterov"), py::arg("amsgrad"),
              py::arg("loss_param"), py::arg("step0"), py::arg("stream"),
              "Trains batches [first, last) of order; returns (batches, 3) float64 rows: the "
-             "batch's loss sum, its rows, its correct predictions (with count_hits).");
+             "batch's loss sum, its rows, its correct predictions (with count_hits).")
+        .def("set_dropout", &BoundEngine::set_dropout, py::arg("layer"), py::arg("rate"),
+             py::arg("seed"),
+             "Inverted dropout on layer `layer`'s output while training (-1: the inputs), the "
+             "masks of the layer path's Dropout for this seed and the optimizer's step.");
 }

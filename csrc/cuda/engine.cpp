@@ -103,6 +103,7 @@ GpuDenseEngine::GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss,
     }
     grad_a_ = floats(max_batch_ * widest);
     grad_b_ = floats(max_batch_ * widest);
+    drops_.resize(L);
 
     // The optimizer's one launch: every trainable weight and bias, cut into blocks.
     std::vector<ParamSlots> params;
@@ -127,6 +128,28 @@ GpuDenseEngine::GpuDenseEngine(std::vector<EngineLayer> layers, EngineLoss loss,
         params_ = to_device(params);
         param_blocks_ = to_device(blocks);
     }
+}
+
+void GpuDenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
+    const index_t L = static_cast<index_t>(layers_.size());
+    if (layer < -1 || layer + 1 >= L)
+        throw std::invalid_argument("DenseEngine.set_dropout: layer must be in [-1, " +
+                                    std::to_string(L - 1) + ") (-1: the inputs; no dropout "
+                                    "after the output layer), got " + std::to_string(layer));
+    if (!(rate >= 0.0 && rate < 1.0))
+        throw std::invalid_argument("DenseEngine.set_dropout: rate must be in [0, 1), got " +
+                                    std::to_string(rate));
+    const index_t width = layer < 0 ? layers_[0].in : layers_[layer].out;
+    if (rate > 0.0 && max_batch_ * width > index_t(0xffffffff))
+        throw std::invalid_argument("DenseEngine.set_dropout: dropout masks cover at most "
+                                    "2^32 - 1 elements per batch (batch size x units)");
+    Drop& d = layer < 0 ? input_drop_ : drops_[layer];
+    if (rate > 0.0 && !d.out) {  // allocated before anything changes: a failure leaves it be
+        DeviceGuard on(device_);
+        d.out = floats(max_batch_ * width);
+    }
+    d.rate = rate;
+    d.seed = seed;
 }
 
 std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
@@ -220,9 +243,17 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
                     s);
     }
 
-    // ---- forward: a_l -> z_l = a_l W_l + b_l -> y_l = act(z_l) --------------------------
+    // The dropout masks' step: the optimizer's steps before this one (t counts from 1).
+    const auto drop_step = static_cast<std::uint64_t>(t - 1);
+
+    // ---- forward: a_l -> z_l = a_l W_l + b_l -> y_l = act(z_l) [-> dropped] -------------
     std::vector<const float*> input(L);  // each layer's input a_l
     const float* a = x_->as<float>();
+    if (input_drop_.on()) {
+        dropout_apply(a, input_drop_.out->as<float>(), rows * layers_[0].in, input_drop_.rate,
+                      input_drop_.seed, drop_step, s);
+        a = input_drop_.out->as<float>();
+    }
     for (index_t l = 0; l < L; ++l) {
         const EngineLayer& layer = layers_[l];
         input[l] = a;
@@ -235,6 +266,11 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
         } else {
             if (layer.b) bias_activation(z, layer.b, rows, layer.out, Activation::linear, 0.f, s);
             a = z;
+        }
+        if (drops_[l].on()) {  // the next layer's input (y or z stay for the backward)
+            dropout_apply(a, drops_[l].out->as<float>(), rows * layer.out, drops_[l].rate,
+                          drops_[l].seed, drop_step, s);
+            a = drops_[l].out->as<float>();
         }
     }
 
@@ -282,6 +318,9 @@ void GpuDenseEngine::step(const EngineData& data, const std::int64_t* idx, index
         if (l == lowest_trainable_) break;
         blas_->gemm(false, true, rows, layer.in, layer.out, dz, layer.w, spare, false, s);
         const EngineLayer& below = layers_[l - 1];
+        const Drop& drop = drops_[l - 1];
+        if (drop.on())  // through the layer below's dropout mask first
+            dropout_apply(spare, spare, rows * below.out, drop.rate, drop.seed, drop_step, s);
         if (y_[l - 1])
             activation_backward(below.act, below.act_param, z_[l - 1]->as<float>(),
                                 y_[l - 1]->as<float>(), spare, spare, rows * below.out, s);

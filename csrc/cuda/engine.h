@@ -81,7 +81,20 @@ public:
                                 index_t order_len, index_t first, index_t last, index_t batch,
                                 const EngineHyper& hyper, cudaStream_t s);
 
+    // Inverted dropout on layer `layer`'s activated output while training (-1: the inputs;
+    // not the output layer), rate in [0, 1) (0: none), with the counter-based masks of
+    // math/dropout.h for this seed, the step being the optimizer's 0-based step count (as
+    // the layer path's Dropout and the CPU engine: the same masks).
+    void set_dropout(int layer, double rate, std::uint64_t seed);
+
 private:
+    struct Drop {
+        double rate = 0.0;
+        std::uint64_t seed = 0;
+        std::unique_ptr<DeviceBuffer> out;  // max_batch x width: the masked values
+        bool on() const { return rate > 0.0; }
+    };
+
     void step(const EngineData& data, const std::int64_t* idx, index_t rows, float lr,
               std::int64_t t, const EngineHyper& hyper, DeviceLoss* loss,
               unsigned long long* hits, cudaStream_t s);
@@ -96,6 +109,8 @@ private:
     std::unique_ptr<Blas> blas_;
     std::unique_ptr<DeviceBuffer> x_, labels_, targets_, idx_;
     std::vector<std::unique_ptr<DeviceBuffer>> z_, y_, gw_, gb_;
+    std::vector<Drop> drops_;  // per layer (the last one never drops)
+    Drop input_drop_;
     std::unique_ptr<DeviceBuffer> grad_a_, grad_b_;
     std::unique_ptr<DeviceBuffer> logs_;  // DeviceLoss per batch, then hit counts
     // The trainable parameters and the optimizer launch's blocks (ParamSlots, ParamBlock)

@@ -76,6 +76,10 @@ void gather_labels(const Label* labels, const std::int64_t* idx, std::int32_t* o
 // *hits += the rows whose first largest logit is at their label (numpy's argmax: a NaN wins).
 void count_argmax_hits(const float* logits, const std::int32_t* labels, index_t rows,
                        index_t cols, unsigned long long* hits, cudaStream_t s);
+// Inverted dropout, y[0:n] = x[0:n] * mask (in place when x == y): the masks of
+// math/dropout.h for (seed, step), rate in [0, 1), n < 2^32 (the mask's index is 32-bit).
+void dropout_apply(const float* x, float* y, index_t n, double rate, std::uint64_t seed,
+                   std::uint64_t step, cudaStream_t s);
 
 // ---- optimizers: one fused pass over each parameter, in place ------------------------------
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,

@@ -8,7 +8,8 @@ it by default on the cuda backend for stacks of Dense layers (an Activation afte
 Dense folds in; a softmax or sigmoid output fuses with its cross-entropy) with the
 cross-entropies, binary cross-entropy on logits or a sigmoid, MSE, MAE or Huber; SGD
 (momentum, nesterov), Adam or AdamW (amsgrad too); frozen layers, learning-rate schedules and
-sparse accuracy. Anything else (normalization, dropout, regularizers, clipping, moving
+sparse accuracy; Dropout of the inputs or after a hidden layer (once it has run on a GPU:
+DROPOUT_RUN_ON_A_GPU below). Anything else (normalization, regularizers, clipping, moving
 averages, sample or class weights, other optimizers or metrics) trains layer by layer, and
 `unsupported_reason` says why (fit(verbose=...) prints it). The kernels are the cuda backend's
 own, so both paths compute the same steps to float32 rounding (tests/test_cuda_engine.py, on
@@ -22,6 +23,12 @@ import numpy as np
 from . import config, metrics, optimizers
 from .backend.kernel_calls import ACTIVATION_CODES
 from .engine import NativeEngine, _dense_stack, _loss_kind, _loss_reason, _rows
+
+# Dropout in the engine (of the inputs, after a hidden layer: csrc/cuda/dropout.cu, the layer
+# path's masks) is checked on the host stand-ins (tests/test_cuda_engine_host_code.py) and
+# waits for its first GPU run (tests/test_cuda_engine.py): until then a model with dropout
+# trains layer by layer on `cuda`, and the tests set this.
+DROPOUT_RUN_ON_A_GPU = False
 
 _KINDS = ("softmax_xent_sparse", "softmax_xent_dense", "mse", "mae", "huber", "bce_logits")
 _FUSED = ("softmax_xent_sparse", "softmax_xent_dense", "bce_logits")  # output act in the loss
@@ -46,9 +53,11 @@ def unsupported_reason(model, for_training=True, weighted=False):
     stack = _dense_stack(model, True)
     if isinstance(stack, str):
         return stack
-    if stack.input_bn is not None or stack.input_dropout is not None or \
-            any(s.bn is not None or s.dropout is not None for s in stack):
-        return "normalization or dropout (the cuda engine runs Dense layers alone)"
+    if stack.input_bn is not None or any(s.bn is not None for s in stack):
+        return "normalization (the cuda engine runs Dense layers and Dropout)"
+    if not DROPOUT_RUN_ON_A_GPU and (stack.input_dropout is not None or
+                                     any(s.dropout is not None for s in stack)):
+        return "dropout (the cuda engine's has not yet run on a GPU)"
     for stage in stack:
         if stage.act.name not in ACTIVATION_CODES and stage is not stack[-1]:
             return f"activation {stage.act.name} in layer {stage.dense.name!r}"
@@ -126,9 +135,14 @@ class CudaEngine(NativeEngine):
                 raise
             backend.xp.get_default_memory_pool().free_all_blocks()
             self.engine = backend._cuda.DenseEngine(*args)
+        drops = [(-1, stack.input_dropout)] + [(i, s.dropout) for i, s in enumerate(stack)]
+        self.dropouts = [drop for _, drop in drops if drop is not None]
+        for i, drop in drops:
+            if drop is not None:
+                self.engine.set_dropout(i, drop.rate, drop.seed)
         self.backend = backend
         self.params = [p for d in dense for p in d.params]
-        self.dropouts, self.bn_params = [], []
+        self.bn_params = []
         self.optimizer = opt
         self.loss_param = float(loss.delta) if self.kind == "huber" else 0.0
         self.per_row = 1 if self.kind.startswith("softmax") else sizes[-1]  # loss terms a row
@@ -174,14 +188,21 @@ class CudaEngine(NativeEngine):
             logs = self._train(x, y, order, first, last, batch_size, lr)
         except IndexError as exc:
             if str(exc).startswith("labels"):  # out of range: every step of the chunk ran
-                opt.training_steps += count
+                self._count_steps(count)
             raise
-        opt.training_steps += count
+        self._count_steps(count)
         rows = logs[:, 1]
         out = np.empty((count, 1 + len(self.metric_names)))
         out[:, 0] = logs[:, 0] / (rows * self.per_row)
         out[:, 1:] = (logs[:, 2] / rows)[:, None]
         return out
+
+    def _count_steps(self, count):
+        """The optimizer's step count after `count` steps, and the dropout layers' (their
+        masks continue from it on the layer path, as after the CPU engine)."""
+        self.optimizer.training_steps += count
+        for drop in self.dropouts:
+            drop.step = self.optimizer.training_steps
 
     def _train(self, x, y, order, first, last, batch_size, lr):
         opt = self.optimizer

@@ -10,7 +10,8 @@
 //   per layer: float32 kernel, bias (if any), then per slot its kernel and bias slots (if
 //   trainable)
 //   float32 x[rows * cols]; labels int64[rows] (y_int64) or float32 targets[rows * out];
-//   int64 order[order_len]; float32 lr[n_lr]
+//   int64 order[order_len]; float32 lr[n_lr]; float64 dropout rates[layers + 1] and uint64
+//   seeds[layers + 1] (the inputs', then each layer's; rate 0: none)
 // Output: float64 logs[(last - first) * 3], then each layer's arrays in the input order.
 // An exception's message goes to stderr, exit status 3.
 #include <cstdint>
@@ -92,6 +93,8 @@ int main(int argc, char** argv) {
         const auto order = read<std::int64_t>(in, h[8]);
         EngineHyper hyper;
         hyper.lr = read<float>(in, h[12]);
+        const auto drop_rates = read<double>(in, L + 1);
+        const auto drop_seeds = read<std::uint64_t>(in, L + 1);
         std::fclose(in);
         hyper.beta1 = d[0];
         hyper.beta2 = d[1];
@@ -104,6 +107,9 @@ int main(int argc, char** argv) {
         hyper.step0 = h[15];
         GpuDenseEngine engine(layers, static_cast<EngineLoss>(h[1]),
                               static_cast<EngineOptimizer>(h[2]), h[3], h[4] != 0, 0);
+        for (index_t l = -1; l < L; ++l)
+            if (drop_rates[l + 1] > 0.0)
+                engine.set_dropout(static_cast<int>(l), drop_rates[l + 1], drop_seeds[l + 1]);
         const auto logs = engine.train(data, order.data(), h[8], h[9], h[10], h[11], hyper,
                                        nullptr);
         std::FILE* f = std::fopen(argv[2], "wb");

@@ -11,6 +11,7 @@
 
 #include "cuda/kernels.h"
 #include "math/activations.h"
+#include "math/dropout.h"
 #include "math/optimizers.h"
 
 // ---- the runtime -----------------------------------------------------------------------------
@@ -239,6 +240,17 @@ void count_argmax_hits(const float* logits, const std::int32_t* labels, index_t 
             if (z[j] > top || std::isnan(z[j])) top = z[j], best = j;
         *hits += best == labels[r];
     }
+}
+
+void dropout_apply(const float* x, float* y, index_t n, double rate, std::uint64_t seed,
+                   std::uint64_t step, cudaStream_t) {
+    const std::uint64_t key = math::dropout_key(seed, step);
+    const std::uint64_t threshold = math::dropout_threshold(rate);
+    const float scale = math::dropout_scale(rate);
+    for (index_t i = 0; i < n; ++i)
+        y[i] = x[i] * (math::dropout_bits(key, static_cast<std::uint32_t>(i)) >= threshold
+                           ? scale
+                           : 0.f);
 }
 
 void sgd_update(float* w, const float* g, float* velocity, index_t n, float lr, float momentum,
