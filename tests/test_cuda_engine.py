@@ -139,23 +139,23 @@ def test_data_on_the_device_and_progress_per_batch(rng):
     _compare(native, layers, h_native, h_layers, len(x))
 
 
-def dropout_agrees(rng, monkeypatch):
+def dropout_agrees(rng, monkeypatch, loss="sparse_categorical_crossentropy"):
     """Dropout in the engine (of the inputs; after a hidden layer's activation, a linear
     one's too): the layer path's masks, step by step, through the gradients below them;
     the Dropout layers' step counts follow the optimizer's, so a later fit on the layer path
-    continues the masks."""
+    continues the masks; train_on_batch alike."""
     monkeypatch.setattr(pynn.cuda_engine, "DROPOUT_RUN_ON_A_GPU", True)
-    x, y = _data(rng, "sparse_categorical_crossentropy", 4, n=70)
+    sparse = loss == "sparse_categorical_crossentropy"
+    x, y = _data(rng, loss, 4, n=70)
 
     def make():
         pynn.set_seed(9)
         model = pynn.Sequential([pynn.Input((11,)), pynn.Dropout(0.2, seed=3),
                                  pynn.Dense(16, activation="tanh"), pynn.Dropout(0.5, seed=4),
                                  pynn.Dense(9), pynn.Dropout(0.3, seed=2**63 + 1),
-                                 pynn.Dense(4, activation="softmax")])
-        model.compile(optimizer=opts.SGD(0.05, momentum=0.9),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      backend="cuda")
+                                 pynn.Dense(4, activation="softmax" if sparse else None)])
+        model.compile(optimizer=opts.SGD(0.05, momentum=0.9) if sparse else opts.Adam(0.01),
+                      loss=loss, metrics=["accuracy"] if sparse else [], backend="cuda")
         model.shuffle_seed = 4
         return model
 
@@ -171,12 +171,22 @@ def dropout_agrees(rng, monkeypatch):
              len(x))
     for model, _ in runs.values():  # the masks continue where the engine left them
         model.fit(x, y, epochs=1, batch_size=16, verbose=0, engine="layers")
-    for a, b in zip(runs["native"][0].get_weights(), runs["layers"][0].get_weights()):
+    native, layers = runs["native"][0], runs["layers"][0]
+    for i in range(0, 32, 16):  # then steps of train_on_batch (the engine) and of the layers
+        a = native.train_on_batch(x[i:i + 16], y[i:i + 16])
+        b = layers._train_step(*(layers.backend.asarray(v, np.float32 if v.dtype.kind == "f"
+                                                        else v.dtype)
+                                 for v in (x[i:i + 16], layers.loss.prepare_targets(
+                                     y[i:i + 16], layers.output_shape, np.float32))))[0]
+        np.testing.assert_allclose(np.atleast_1d(a)[0], b, rtol=1e-4, atol=1e-6)
+    assert native.engine_reason is None
+    for a, b in zip(native.get_weights(), layers.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_dropout_in_the_engine(rng, monkeypatch):
-    dropout_agrees(rng, monkeypatch)
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "mse"])
+def test_dropout_in_the_engine(rng, monkeypatch, loss):
+    dropout_agrees(rng, monkeypatch, loss)
 
 
 def bias_free_and_frozen_agree(rng):

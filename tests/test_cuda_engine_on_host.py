@@ -67,8 +67,9 @@ def test_fit_takes_the_engine_unless_told_otherwise(cuda_backend, rng, capsys):
     assert "sample or class weights" in model.engine_reason
 
 
-def test_engine_glue_with_dropout(cuda_backend, rng, monkeypatch):
-    dropout_agrees(rng, monkeypatch)
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", "mse"])
+def test_engine_glue_with_dropout(cuda_backend, rng, monkeypatch, loss):
+    dropout_agrees(rng, monkeypatch, loss)
 
 
 def test_engine_glue_without_biases_or_anything_to_train(cuda_backend, rng):

@@ -54,7 +54,7 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if isinstance(stack, str):
         return stack
     if stack.input_bn is not None or any(s.bn is not None for s in stack):
-        return "normalization (the cuda engine runs Dense layers and Dropout)"
+        return "normalization (the cuda engine has none)"
     if not DROPOUT_RUN_ON_A_GPU and (stack.input_dropout is not None or
                                      any(s.dropout is not None for s in stack)):
         return "dropout (the cuda engine's has not yet run on a GPU)"
@@ -128,18 +128,22 @@ class CudaEngine(NativeEngine):
                 [slots(d.bias) if d.use_bias else [] for d in dense], self.kind,
                 _OPTIMIZERS[type(opt)], int(batch_size), bool(getattr(opt, "amsgrad", False)),
                 bool(getattr(opt, "momentum", 0.0)), count_hits, self.device)
+        drops = [(i, s) for i, s in [(-1, stack.input_dropout)] +
+                 [(i, s.dropout) for i, s in enumerate(stack)] if s is not None]
+
+        def build():
+            engine = backend._cuda.DenseEngine(*args)
+            for i, drop in drops:  # (each allocates its masked values' buffer)
+                engine.set_dropout(i, drop.rate, drop.seed)
+            return engine
         try:
-            self.engine = backend._cuda.DenseEngine(*args)
+            self.engine = build()
         except RuntimeError as exc:  # the engine's buffers come from cudaMalloc, not CuPy's
             if "out of memory" not in str(exc):  # pool: free what the pool keeps, once
                 raise
             backend.xp.get_default_memory_pool().free_all_blocks()
-            self.engine = backend._cuda.DenseEngine(*args)
-        drops = [(-1, stack.input_dropout)] + [(i, s.dropout) for i, s in enumerate(stack)]
-        self.dropouts = [drop for _, drop in drops if drop is not None]
-        for i, drop in drops:
-            if drop is not None:
-                self.engine.set_dropout(i, drop.rate, drop.seed)
+            self.engine = build()
+        self.dropouts = [drop for _, drop in drops]
         self.backend = backend
         self.params = [p for d in dense for p in d.params]
         self.bn_params = []
