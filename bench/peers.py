@@ -24,13 +24,15 @@ import numpy as np
 ADAM_EPSILON = 1e-7
 
 
-def pynn_model(w, backend="cpu"):
-    """The workload's pynn model, compiled, with the seeded (Glorot-uniform) initial weights."""
+def pynn_model(w, backend="cpu", dropout=0.0):
+    """The workload's pynn model, compiled, with the seeded (Glorot-uniform) initial weights;
+    dropout > 0: a Dropout of that rate after each hidden layer."""
     import pynn
 
     pynn.set_seed(0)
     layers = [pynn.Input((w.layers[0],))]
-    layers += [pynn.Dense(h, activation="relu") for h in w.layers[1:-1]]
+    for h in w.layers[1:-1]:
+        layers += [pynn.Dense(h, activation="relu")] + ([pynn.Dropout(dropout)] if dropout else [])
     layers.append(pynn.Dense(w.layers[-1], activation="softmax" if w.loss == "xent" else None))
     model = pynn.Sequential(layers)
     model.compile(optimizer=pynn.optimizers.Adam(1e-3, epsilon=ADAM_EPSILON),
@@ -59,15 +61,16 @@ def pynn_trainer(engine):
     return make
 
 
-def torch_model(w, device="cpu"):
+def torch_model(w, device="cpu", dropout=0.0):
     """The workload's PyTorch model from pynn's initial weights on `device`, its Adam and its
-    loss: (model, optimizer, loss function)."""
+    loss: (model, optimizer, loss function); dropout as pynn_model's."""
     import torch
 
     torch.manual_seed(0)
     mods = []
     for a, b in zip(w.layers[:-2], w.layers[1:-1]):
         mods += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+        mods += [torch.nn.Dropout(dropout)] if dropout else []
     mods.append(torch.nn.Linear(w.layers[-2], w.layers[-1]))
     model = torch.nn.Sequential(*mods)
     linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
