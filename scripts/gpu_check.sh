@@ -7,9 +7,12 @@
 # test_cuda_*.py are the GPU's own). Each stage has its own time limit so a
 # slow or hung stage leaves the later ones their time; logs go to $OUT (default /tmp/gpu_check).
 #
-#   bash scripts/gpu_check.sh                 # everything
+#   bash scripts/gpu_check.sh                 # everything (~6 minutes on an H200)
 #   STAGES="build kernels" bash scripts/gpu_check.sh
-#   BENCH_ARGS="--no-gemm --libs pynn-cuda torch-cuda" bash scripts/gpu_check.sh
+#   BENCH_ARGS="--libs pynn-cuda torch-cuda" bash scripts/gpu_check.sh
+# The bench stage times the workloads as they are, then with a Dropout after each hidden
+# layer (BENCH_DROPOUT, 0 to skip), the GPU libraries and the host's C++ engine; the GEMM
+# table with BENCH_ARGS="" (its numbers are in bench/RESULTS.md's first GPU run).
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 STAGES=${STAGES:-"build kernels memcheck bench suite"}
@@ -59,7 +62,12 @@ if stage memcheck; then  # the CUDA engine's and kernels' device memory accesses
         -p no:cacheprovider -rfE -x ${K:+-k "$K"} tests/test_cuda_engine.py
 fi
 if stage bench; then
-    TAIL=40 run bench 150 $PY bench/gpu_compare.py ${BENCH_ARGS:-}
+    BENCH_ARGS=${BENCH_ARGS-"--no-gemm --libs pynn-cuda pynn-cuda-layers torch-cuda pynn-cpu"}
+    TAIL=20 run bench 150 $PY bench/gpu_compare.py $BENCH_ARGS
+    if [ "${BENCH_DROPOUT:-0.2}" != 0 ]; then
+        TAIL=20 run bench_dropout 150 $PY bench/gpu_compare.py $BENCH_ARGS \
+            --dropout "${BENCH_DROPOUT:-0.2}"
+    fi
 fi
 if stage suite; then
     TAIL=60 run suite "${SUITE_LIMIT:-240}" $PY -m pytest -q \
