@@ -478,3 +478,21 @@ def test_logs_of_batches_added_at_once_to_a_float32_total(rng):
     logs_b.add_means_of_batches(ks, ["loss", "m32"], rows)
     assert dict(logs_a) == dict(logs_b) and logs_a._seen == logs_b._seen
     assert type(logs_a._means["m32"]._total) is type(logs_b._means["m32"]._total)
+
+
+@pytest.mark.parametrize("width,calls", [(8, 3), (512, 20)])
+def test_calls_into_the_engine_an_epoch(rng, monkeypatch, width, calls):
+    """Without a bar or batch callbacks, cheap steps go 16 to a call (a call per batch cost
+    as much as a small batch); steps of over ~50 MFLOP keep ~20 calls an epoch, so Ctrl-C
+    (seen between calls) waits for little. 40 batches of 32 rows."""
+    pytest.importorskip("pynn._C")
+    calls_made = []
+    train = pynn.engine.NativeEngine.train
+    monkeypatch.setattr(pynn.engine.NativeEngine, "train",
+                        lambda self, *a, **k: calls_made.append(1) or train(self, *a, **k))
+    x = rng.normal(size=(1280, width)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((width,)), pynn.Dense(width, activation="relu"),
+                             pynn.Dense(1)])
+    model.compile("sgd", "mse", backend="cpu")
+    model.fit(x, x[:, :1], epochs=1, batch_size=32, verbose=0)
+    assert len(calls_made) == calls

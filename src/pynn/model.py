@@ -828,14 +828,16 @@ class Sequential:
         # callbacks get exactly one batch per chunk, else the bar advances ~20 times an epoch.
         # A callback that only reads the batches' logs (TerminateOnNaN) takes them after the
         # chunk, each with the logs it would have had. With neither a bar nor such callbacks
-        # a chunk has at least 16 batches: a small epoch (32 batches of 32 rows) paid the
-        # return to Python (~10 us) after each batch, as much as its batches cost.
+        # a chunk of cheap steps has at least 16: a small epoch (32 batches of 32 rows) paid
+        # the return to Python (~10 us) after each batch, as much as its batches cost; steps
+        # of more than ~50 MFLOP keep the ~20 chunks an epoch (a Ctrl-C waits for a chunk).
         hooked = [cb for cb in user_callbacks if _overrides_batch_hooks(cb)]
         batch_hooks = bool(hooked)
         exact_batches = any(not _reads_batch_logs_only(cb) for cb in hooked)
         progress = EpochProgress(verbose, epochs, steps)  # checks verbose
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
-        if not batch_hooks and progress.mode != "bar":
+        if not batch_hooks and progress.mode != "bar" and native is not None and \
+                6 * batch_size * sum(p.value.size for p in native.params) < 5e7:
             chunk = max(chunk, min(16, steps))
         if native is None and verbose and engine == "auto" and b.name in ("cpu", "cuda"):
             # a backend chosen for speed: say why this model trains layer by layer
