@@ -55,8 +55,7 @@ def unsupported_reason(model, for_training=True, weighted=False):
         return stack
     if stack.input_bn is not None or any(s.bn is not None for s in stack):
         return "normalization (the cuda engine has none)"
-    if not DROPOUT_RUN_ON_A_GPU and (stack.input_dropout is not None or
-                                     any(s.dropout is not None for s in stack)):
+    if not DROPOUT_RUN_ON_A_GPU and stack.dropouts():
         return "dropout (the cuda engine's has not yet run on a GPU)"
     for stage in stack:
         if stage.act.name not in ACTIVATION_CODES and stage is not stack[-1]:
@@ -128,8 +127,7 @@ class CudaEngine(NativeEngine):
                 [slots(d.bias) if d.use_bias else [] for d in dense], self.kind,
                 _OPTIMIZERS[type(opt)], int(batch_size), bool(getattr(opt, "amsgrad", False)),
                 bool(getattr(opt, "momentum", 0.0)), count_hits, self.device)
-        drops = [(i, s) for i, s in [(-1, stack.input_dropout)] +
-                 [(i, s.dropout) for i, s in enumerate(stack)] if s is not None]
+        drops = stack.dropouts()
 
         def build():
             engine = backend._cuda.DenseEngine(*args)
@@ -200,13 +198,6 @@ class CudaEngine(NativeEngine):
         out[:, 0] = logs[:, 0] / (rows * self.per_row)
         out[:, 1:] = (logs[:, 2] / rows)[:, None]
         return out
-
-    def _count_steps(self, count):
-        """The optimizer's step count after `count` steps, and the dropout layers' (their
-        masks continue from it on the layer path, as after the CPU engine)."""
-        self.optimizer.training_steps += count
-        for drop in self.dropouts:
-            drop.step = self.optimizer.training_steps
 
     def _train(self, x, y, order, first, last, batch_size, lr):
         opt = self.optimizer

@@ -94,6 +94,11 @@ class _Stack(list):
     input_bn = None
     input_dropout = None
 
+    def dropouts(self):
+        """(engine layer, Dropout) for each dropout: -1 the inputs', i after stage i."""
+        return [(i, d) for i, d in [(-1, self.input_dropout)] +
+                [(i, s.dropout) for i, s in enumerate(self)] if d is not None]
+
 
 def _dense_stack(model, for_training=True):
     """A _Stack of _Stages covering the model's layers, or a reason string. Dropout is the
@@ -267,8 +272,7 @@ class NativeEngine:
         stack = _dense_stack(model, training)
         dense = [stage.dense for stage in stack]
         acts = [stage.act for stage in stack]
-        self.dropouts = [d for d in [stack.input_dropout] + [s.dropout for s in stack]
-                         if d is not None]
+        self.dropouts = [d for _, d in stack.dropouts()]
         sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
@@ -397,10 +401,15 @@ class NativeEngine:
         logs = self.engine.train(_rows(x), y, order, first, last, batch_size, hyper,
                                  self.optimizer.training_steps, self.metric_names,
                                  sample_weight, outputs)
-        self.optimizer.training_steps += last - first
+        self._count_steps(last - first)
+        return logs
+
+    def _count_steps(self, count):
+        """The optimizer's step count after `count` steps, and the Dropout layers' (their
+        masks continue from it on the layer path)."""
+        self.optimizer.training_steps += count
         for drop in self.dropouts:
             drop.step = self.optimizer.training_steps
-        return logs
 
     def predict(self, x, checked=False):
         """The outputs for x; checked=True when the caller has already found x finite."""

@@ -839,10 +839,8 @@ class Sequential:
         if not batch_hooks and progress.mode != "bar" and native is not None and \
                 6 * batch_size * sum(p.value.size for p in native.params) < 5e7:
             chunk = max(chunk, min(16, steps))
-        if native is None and verbose and engine == "auto" and b.name in ("cpu", "cuda"):
-            # a backend chosen for speed: say why this model trains layer by layer
-            print(f"Training layer by layer, not in the native engine: {self.engine_reason}",
-                  flush=True)
+        if native is None:
+            self._say_why_layer_by_layer(self.engine_reason, verbose, engine)
         metric_names = [name for name, _ in self._metrics]
         self.stop_training = False
         self.history = history
@@ -1059,10 +1057,7 @@ class Sequential:
                 engine_mod.unsupported_reason(self, weighted=class_weight is not None)
             if reason is not None and engine == "native":
                 raise ValueError(f"the native engine cannot train this model: {reason}")
-            if reason is not None and verbose and engine == "auto" and \
-                    self.backend.name in ("cpu", "cuda"):
-                print(f"Training layer by layer, not in the native engine: {reason}",
-                      flush=True)
+            self._say_why_layer_by_layer(reason, verbose, engine)
         validation = None
         if val_source is not None:
             validation = _Validation(val_source, None, None, None, val_batch, validation_freq)
@@ -1185,6 +1180,13 @@ class Sequential:
         wb = None if wd is None else b.take_rows(wd, idx)
         loss, out = self._train_step(xb, yb, wb)
         return [(step, epoch_logs.update(len(idx), loss, *self._metric_arrays(yb, out, wb)))]
+
+    def _say_why_layer_by_layer(self, reason, verbose, engine):
+        """fit on a backend chosen for speed (cpu, cuda) says why the model trains layer by
+        layer (reason not None), unless quiet or engine='layers' was asked for."""
+        if reason is not None and verbose and engine == "auto" and \
+                self.backend.name in ("cpu", "cuda"):
+            print(f"Training layer by layer, not in the native engine: {reason}", flush=True)
 
     def _native_engine(self, engine, batch_size, weighted=False):
         """A training engine for this fit (the backend's: engine.training_engine), None for
