@@ -57,6 +57,15 @@ def _model(config, frozen=False, schedule=False, features=11):
     return model
 
 
+def layer_step(model, x, y, w=None):
+    """One optimizer step of the layer path on a batch (targets prepared as train_on_batch
+    prepares them, float arrays as float32): the batch's loss before the step."""
+    y = model.loss.prepare_targets(y, model.output_shape, np.float32)
+    arrays = [x, y] + ([] if w is None else [w])
+    return model._train_step(*(model.backend.asarray(v, np.float32 if v.dtype.kind == "f"
+                                                     else v.dtype) for v in arrays))[0]
+
+
 def _compare(native, layers, h_native, h_layers, n):
     assert native.engine_reason is None and layers.engine_reason is not None
     assert_trained_alike(native, layers, h_native, h_layers, n)
@@ -174,10 +183,7 @@ def dropout_agrees(rng, monkeypatch, loss="sparse_categorical_crossentropy"):
     native, layers = runs["native"][0], runs["layers"][0]
     for i in range(0, 32, 16):  # then steps of train_on_batch (the engine) and of the layers
         a = native.train_on_batch(x[i:i + 16], y[i:i + 16])
-        b = layers._train_step(*(layers.backend.asarray(v, np.float32 if v.dtype.kind == "f"
-                                                        else v.dtype)
-                                 for v in (x[i:i + 16], layers.loss.prepare_targets(
-                                     y[i:i + 16], layers.output_shape, np.float32))))[0]
+        b = layer_step(layers, x[i:i + 16], y[i:i + 16])
         np.testing.assert_allclose(np.atleast_1d(a)[0], b, rtol=1e-4, atol=1e-6)
     assert native.engine_reason is None
     for a, b in zip(native.get_weights(), layers.get_weights()):
@@ -233,8 +239,7 @@ def train_on_batch_twins(rng):
     native, layers = _model(config), _model(config)
     for i in range(0, 40, 8):
         a = native.train_on_batch(x[i:i + 8], y[i:i + 8])
-        b = layers._train_step(*(layers.backend.asarray(v, np.float32)
-                                 for v in (x[i:i + 8], y[i:i + 8])))[0]
+        b = layer_step(layers, x[i:i + 8], y[i:i + 8])
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert isinstance(native._batch_trainer.native, pynn.cuda_engine.CudaEngine)
     for a, b in zip(native.get_weights(), layers.get_weights()):

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from conftest import requires_backend
 from test_cuda_engine import (CONFIGS, _data, _model, bias_free_and_frozen_agree,
-                              dropout_agrees, engine_and_layers_agree, train_on_batch_twins)
+                              dropout_agrees, engine_and_layers_agree, layer_step,
+                              train_on_batch_twins)
 
 import pynn
 from pynn import cuda_engine
@@ -82,7 +83,7 @@ def test_train_on_batch_and_weighted_batches(cuda_backend, rng):
     # does in fit, where engine='native' is refused
     w = rng.uniform(0.5, 2.0, size=8)
     a = native.train_on_batch(x[:8], y[:8], sample_weight=w)
-    b = layers._train_step(*(layers.backend.asarray(v, np.float32) for v in (x[:8], y[:8], w)))[0]
+    b = layer_step(layers, x[:8], y[:8], w)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     native.fit(x, y, epochs=1, batch_size=8, verbose=0, sample_weight=np.ones(40))
     assert "sample or class weights" in native.engine_reason

@@ -169,8 +169,8 @@ private:
     };
     struct BatchNorm {
         bool pre = false;  // between GEMM and activation, else after the activation
-        bool per_row = false;  // layer normalisation: statistics per row (mean, var, inv_std
-        bool centred = true;   //   hold one value per row), centred or root mean square
+        bool per_row = false;  // layer normalisation: statistics per row (inv_std holds one
+        bool centred = true;   //   value per row; no mean or var), centred or root mean square
         double momentum = 0.99, epsilon = 1e-3, std_floor = 0.0;
         bool trainable = false;
         float* gamma = nullptr;  // bound (nullable)
