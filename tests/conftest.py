@@ -20,21 +20,13 @@ def _fake_gpu_backends():
     import sys
 
     import fake_cuda_module
-    import fake_cupy
     import pynn._C
 
     from pynn.backend.cuda_backend import CudaBackend
     from pynn.backend.cupy_backend import CupyBackend
 
-    import types
-
-    cupy = fake_cupy.make_fake_cupy()
-    cupy.cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
-    sys.modules["cupy"] = cupy
-    cuda_module = fake_cuda_module.make_fake_cuda_module(pynn._C)
-    # the CUDA engine's stand-in too: fit on `cuda` takes the engine by default, as on a GPU
-    cuda_module.DenseEngine = fake_cuda_module.make_fake_dense_engine(pynn._C)
-    cuda_module.blas_unavailable_reason = lambda: ""
+    # with the CUDA engine's stand-in: fit on `cuda` takes the engine by default, as on a GPU
+    sys.modules["cupy"], cuda_module = fake_cuda_module.make_fake_gpu(pynn._C)
     pynn.backend._instances.update(cupy=CupyBackend(), cuda=CudaBackend(cuda_module))
     AVAILABLE.update(("cupy", "cuda"))
 

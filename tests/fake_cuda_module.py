@@ -257,3 +257,17 @@ def make_fake_dense_engine(cpu_module):
             return total, rows, hits
 
     return DenseEngine
+
+
+def make_fake_gpu(cpu_module):
+    """(cupy, pynn._cuda) as a GPU machine has them, faked: fake_cupy (with a cuBLAS handle)
+    and the CUDA module with its training engine's stand-in, which fit on `cuda` then takes
+    by default."""
+    import fake_cupy
+
+    cupy = fake_cupy.make_fake_cupy()
+    cupy.cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+    module = make_fake_cuda_module(cpu_module)
+    module.DenseEngine = make_fake_dense_engine(cpu_module)
+    module.blas_unavailable_reason = lambda: ""
+    return cupy, module

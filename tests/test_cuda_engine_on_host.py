@@ -8,7 +8,6 @@ itself is tested on a GPU by test_cuda_engine.py."""
 from __future__ import annotations
 
 import sys
-import types
 
 import fake_cuda_module
 import fake_cupy
@@ -31,12 +30,8 @@ def cuda_backend(monkeypatch):
 
     from pynn.backend.cuda_backend import CudaBackend
 
-    cupy = fake_cupy.make_fake_cupy()
-    cupy.cuda.device = types.SimpleNamespace(get_cublas_handle=lambda: 1)
+    cupy, module = fake_cuda_module.make_fake_gpu(pynn._C)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
-    module = fake_cuda_module.make_fake_cuda_module(pynn._C)
-    module.DenseEngine = fake_cuda_module.make_fake_dense_engine(pynn._C)
-    module.blas_unavailable_reason = lambda: ""
     backend = CudaBackend(module)
     monkeypatch.setattr(pynn.backend, "_instances", {**pynn.backend._instances, "cuda": backend})
     previous = pynn.get_backend()
