@@ -612,13 +612,14 @@ def test_predict_single_row_paths(rng, threads):
     prev = _C.num_threads()
     _C.set_num_threads(threads)
     try:
-        # The second model's first layer (17 x 2050) is the narrowest that splits: one full
-        # band and a one-row band, 2050 columns ending in scalar ones; then layers narrower
-        # than a band and than one 8-column strip.
-        for sizes, acts, loss in (([300, 200, 130, 9], [RELU, GELU, SOFTMAX], "softmax_xent_sparse"),
-                                  ([300, 200, 130, 9], [TANH, ELU, LIN], "mse"),
+        # Layers of more than 131072 weights (512 KiB) are split: 300 x 500 in 19 bands (the
+        # last of 12 rows) summed in 8 slices; 17 x 7711, the narrowest split, one full band
+        # and a one-row band, 7711 columns ending in 8-column strips and scalar ones; the
+        # smaller layers run whole, down to ones narrower than a band and than one strip.
+        for sizes, acts, loss in (([300, 500, 130, 9], [RELU, GELU, SOFTMAX], "softmax_xent_sparse"),
+                                  ([300, 500, 130, 9], [TANH, ELU, LIN], "mse"),
                                   ([300, 200, 130, 9], [LEAKY, SIGMOID, SIGMOID], "bce_logits"),
-                                  ([17, 2050, 5, 3], [RELU, TANH, LIN], "mse")):
+                                  ([17, 7711, 5, 3], [RELU, TANH, LIN], "mse")):
             eng, cfg, params, state, ref, tr = make_engine(rng, sizes, acts, loss, "sgd",
                                                            use_bias=[True, False, True],
                                                            max_batch=16)
@@ -640,7 +641,7 @@ def test_a_single_rows_prediction_has_the_same_bits_with_any_number_of_threads(r
     # count (which split the sum differently on every machine size).
     prev = _C.num_threads()
     try:
-        for sizes in ([784, 128, 10], [17, 2050, 5], [300, 200, 130, 9]):
+        for sizes in ([784, 256, 10], [17, 7711, 5], [300, 500, 130, 9]):
             acts = [RELU] * (len(sizes) - 2) + [SOFTMAX]
             eng, *_ = make_engine(rng, sizes, acts, "softmax_xent_sparse", "sgd",
                                   max_batch=16)

@@ -130,9 +130,11 @@ __attribute__((target("avx2,fma"))) void gemv_finish(float* y, const float* part
     }
 }
 
-// Single-row layers smaller than this (weights) stay on one thread: the pool round trip
-// (~1 us hot) costs more than streaming 128 KiB.
-constexpr index_t kGemvParallelMin = 32768;
+// Single-row layers with at most this many weights stay on one thread: the pool's round
+// trip, the later start of the worker and the partial sums' trip back cost ~2-3 us, more
+// than half of streaming 512 KiB from L2 (~5 us; Xeon VM, 2026-12-04: 256 x 512 weights
+// 5.4 us on one thread, 6.3 on two; 384 x 384 6.7 and 5.8).
+constexpr index_t kGemvSerialMax = 131072;
 
 // A big layer's single-row product is summed in this many slices of W's rows (fewer when
 // it has fewer 16-row bands), whatever the number of threads: the slices' partial sums are
@@ -626,7 +628,7 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
                 // then streams a contiguous part of W, which for the mnist model (1.07 MB of
                 // weights) stays in its own L2, and the slices' partial sums are added after.
                 const index_t bands = (l.in + kGemvBand - 1) / kGemvBand;
-                const int S = bands >= 2 && l.in * l.out >= kGemvParallelMin
+                const int S = bands >= 2 && l.in * l.out > kGemvSerialMax
                                   ? static_cast<int>(std::min<index_t>(bands, kGemvSlices))
                                   : 1;
                 const int T = std::min(num_threads(), S);

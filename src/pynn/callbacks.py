@@ -809,7 +809,8 @@ def putting_weights_back_on_error(method):
 
     @functools.wraps(method)
     def call(model, *args, **kwargs):
-        before = set(_SWAPS.get(model, ()))
+        # (no swap anywhere, the usual case: skip the weak lookup, a tenth of a one-row predict)
+        before = set(_SWAPS.get(model, ())) if _SWAPS else ()
         try:
             return method(model, *args, **kwargs)
         except BaseException:

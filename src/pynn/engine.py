@@ -515,7 +515,9 @@ class PredictEngine(NativeEngine):
         shape = getattr(x, "shape", None)
         if shape is None or tuple(shape[1:]) != self.sample_shape:
             raise ValueError("not an array of this model's samples")
-        return super().predict(x, checked)
+        out = np.empty((len(x), self.out_dim), dtype=np.float32)  # NativeEngine.predict's
+        self.engine.predict(_rows(x), out, not checked)  # body: a call less for one row
+        return out
 
     def describes(self, model):
         """True while the model has the layers, activations and weight arrays bound here.
