@@ -3,6 +3,7 @@
     python bench/gemm_table.py                    # 1 and 2 threads, every listed shape
     env -u OPENBLAS_CORETYPE python bench/gemm_table.py   # numpy at its best (see BENCHMARKS.md)
     PYNN_ISA=avx2 python bench/gemm_table.py --threads 1 --square 1024
+    python bench/gemm_table.py --precision high   # bf16x3 on AMX (pynn.set_matmul_precision)
 
 Shapes: ../shared/BENCHMARKS.md (square N, the MLP shapes in the three backprop transposes,
 and the Dense forward with the fused bias + ReLU epilogue against np.maximum(a @ b + bias, 0)).
@@ -34,14 +35,20 @@ def main():
     p.add_argument("--square", type=int, nargs="*", default=SQUARE)
     p.add_argument("--no-mlp", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--precision", choices=["highest", "high"], default=None,
+                   help="pynn's matmul precision ('high': bf16x3 on AMX; default: as set)")
     args = p.parse_args()
 
     import pynn
     from pynn import _C
 
+    if args.precision:
+        pynn.set_matmul_precision(args.precision)
+
     rng = np.random.default_rng(0)
     print(f"machine: {machine_line()}")
-    print(f"pynn ISA: {_C.gemm_isa()}; numpy BLAS: {numpy_blas()}; "
+    print(f"pynn ISA: {_C.gemm_isa()}, matmul precision {pynn.get_matmul_precision()} (AMX: "
+          f"{'yes' if _C.amx_available() else 'no'}); numpy BLAS: {numpy_blas()}; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
     peaks = {isa: _C.fma_peak_gflops(isa, 0.3) for isa in ("avx2", "avx512")
              if _C.cpu_supports_isa(isa)}

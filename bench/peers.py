@@ -46,8 +46,13 @@ def initial_weights(w):
     return pynn_model(w).get_weights()
 
 
-def pynn_trainer(engine):
+def pynn_trainer(engine, precision="highest"):
+    """pynn's trainer: fit with `engine`, under the matmul precision `precision` ('high':
+    bf16x3 on AMX, pynn.set_matmul_precision)."""
     def make(w, x, y):
+        import pynn
+
+        pynn.set_matmul_precision(precision)  # (a process of its own: isolated.py)
         model = pynn_model(w)
 
         class T:
@@ -204,6 +209,7 @@ def keras_trainer(w, x, y, backend=None):
 TRAINERS = {
     "pynn": pynn_trainer("auto"),
     "pynn-layers": pynn_trainer("layers"),
+    "pynn-high": pynn_trainer("auto", "high"),  # where AMX runs (available())
     "torch": torch_trainer,
     "sklearn": sklearn_trainer,
     "keras": keras_trainer,
@@ -218,6 +224,10 @@ def available(name):
         backend = name[len("keras-"):]
         return importlib.util.find_spec("keras") is not None and \
             importlib.util.find_spec(backend) is not None
+    if name == "pynn-high":  # the same as pynn without AMX: not worth its epochs
+        from pynn.precision import amx_available
+
+        return amx_available()
     module = {"torch": "torch", "sklearn": "sklearn", "keras": "keras"}.get(name)
     if module is None:
         return True

@@ -263,6 +263,18 @@ void register_gemm(py::module_& m) {
         py::arg("name"), "Switch the CPU GEMM to 'avx512', 'avx2' or 'generic'.");
     m.def("cpu_supports_isa", [](const std::string& name) { return cpu_supports_isa(name.c_str()); },
           py::arg("name"), "Whether this CPU (and OS) can run the named ISA's kernels.");
+    m.def("matmul_precision", [] { return std::string(matmul_precision()); },
+          "The CPU GEMM's precision: 'highest' (float32) or 'high' (bf16x3 on AMX).");
+    m.def(
+        "set_matmul_precision",
+        [](const std::string& name) {
+            if (!set_matmul_precision(name.c_str()))
+                throw py::value_error("set_matmul_precision: expected 'highest' or 'high', got '" +
+                                      name + "'");
+        },
+        py::arg("name"), "Set the CPU GEMM's precision: 'highest' or 'high'.");
+    m.def("amx_available", [] { return amx_available(); },
+          "Whether AMX (bf16 tiles) runs here: what the 'high' precision uses.");
     m.def("num_threads", [] { return num_threads(); }, "Threads the CPU kernels use.");
     m.def(
         "set_num_threads",
@@ -289,6 +301,14 @@ void register_gemm(py::module_& m) {
         py::arg("isa"), py::arg("seconds") = 0.2,
         "Measured single-thread peak (GFLOP/s) of the named ISA's FMA loop.");
 
+    if (const char* env = std::getenv("PYNN_MATMUL_PRECISION")) {
+        if (*env && std::strcmp(env, matmul_precision()) != 0) {
+            const std::string msg = std::string("PYNN_MATMUL_PRECISION=") + env +
+                                    " ignored: expected 'highest' or 'high'";
+            if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0)
+                throw py::error_already_set();
+        }
+    }
     // PYNN_ISA asked for something this CPU cannot run: dispatch fell back; say so.
     if (const char* env = std::getenv("PYNN_ISA")) {
         if (*env && std::strcmp(env, gemm_isa()) != 0) {

@@ -19,6 +19,7 @@ from .layers import (ELU, Activation, AlphaDropout, BatchNormalization, Dense, D
                      LayerNormalization, LeakyReLU, Normalization, PReLU, RandomLayer, ReLU,
                      Reshape, RMSNormalization, Softmax)
 from .model import Sequential
+from .precision import get_matmul_precision, set_matmul_precision
 from .saving import load_model
 from .threads import get_num_threads, register_with_threadpoolctl, set_num_threads
 
@@ -31,9 +32,11 @@ __all__ = [
     "ReLU", "Reshape", "Sequential",
     "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config",
-    "floatx", "get_backend", "get_num_threads", "info", "initializers", "layers", "load_model",
+    "floatx", "get_backend", "get_matmul_precision", "get_num_threads", "info",
+    "initializers", "layers", "load_model",
     "losses", "metrics", "models", "ops", "optimizers", "regularizers", "schedules",
-    "set_backend", "set_floatx", "set_num_threads", "set_seed", "utils",
+    "set_backend", "set_floatx", "set_matmul_precision", "set_num_threads", "set_seed",
+    "utils",
 ]
 
 

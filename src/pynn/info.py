@@ -29,6 +29,7 @@ def info() -> dict:
 
         result["cpu"] = {"build": dict(_C.build_info), "isa": _C.gemm_isa(),
                          "threads": _C.num_threads(),
+                         "matmul_precision": _C.matmul_precision(), "amx": _C.amx_available(),
                          "isa_supported": {i: _C.cpu_supports_isa(i)
                                            for i in ("generic", "avx2", "avx512")}}
     except ImportError as exc:
@@ -41,7 +42,8 @@ def info() -> dict:
     except ImportError as exc:
         result["cuda"] = {"error": f"pynn._cuda not built or not importable ({exc})"}
     result["env"] = {k: os.environ[k] for k in ("PYNN_BACKEND", "PYNN_ISA", "PYNN_NUM_THREADS",
-                                                "OMP_NUM_THREADS", "PYNN_GEMM_BLOCKING")
+                                                "OMP_NUM_THREADS", "PYNN_GEMM_BLOCKING",
+                                                "PYNN_MATMUL_PRECISION")
                      if k in os.environ}
     return result
 
@@ -61,6 +63,8 @@ def format_info(d=None) -> str:
         supported = ", ".join(k for k, v in cpu["isa_supported"].items() if v)
         lines.append(f"cpu kernels: ISA {cpu['isa']} (CPU supports {supported}), "
                      f"{cpu['threads']} threads, {cpu['build']['compiler']}")
+        lines.append(f"matmul precision: {cpu['matmul_precision']} (AMX for 'high': "
+                     f"{'yes' if cpu['amx'] else 'no'})")
     cuda = d["cuda"]
     if "architectures" in cuda:
         devs = ", ".join(f"{x['name']} (sm {x['compute_capability']})" for x in cuda["devices"])

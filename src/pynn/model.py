@@ -1402,7 +1402,7 @@ class Sequential:
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
         round the last bit differently for another batch size; the cpu backend's native
-        predict gives the same bits for any). callbacks: their predict hooks run; with
+        predict gives the same bits for any, under the default matmul precision 'highest'). callbacks: their predict hooks run; with
         batch hooks defined, predict runs batch by batch (default batch_size 32, Keras').
         x may give the data batch by batch, as in fit (x alone or (x, ...) per batch);
         steps: how many batches (default: all; with arrays and no batch_size, the steps

@@ -94,6 +94,27 @@ const KernelTable* kernels_by_name(const char* name) {
 
 const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_relaxed); }
 
+namespace {
+// "highest" (false): float32 FMAs; "high" (true): AMX's bf16x3 where it runs. PYNN_MATMUL_PRECISION
+// sets the start value (anything else than the two names is ignored and said by the binding).
+std::atomic<bool>& high_precision_slot() {
+    static std::atomic<bool> slot{[] {
+        const char* env = std::getenv("PYNN_MATMUL_PRECISION");
+        return env && std::strcmp(env, "high") == 0;
+    }()};
+    return slot;
+}
+}  // namespace
+
+bool amx_active() {
+#if defined(PYNN_X86)
+    return high_precision_slot().load(std::memory_order_relaxed) &&
+           &active_kernels() == kernels_by_name("avx512") && amx_usable();
+#else
+    return false;
+#endif
+}
+
 }  // namespace gemm_detail
 
 const char* gemm_isa() { return gemm_detail::active_kernels().name; }
@@ -105,6 +126,24 @@ bool set_gemm_isa(const char* name) {
     if (!t) return false;
     gemm_detail::active_slot().store(t, std::memory_order_relaxed);
     return true;
+}
+
+const char* matmul_precision() {
+    return gemm_detail::high_precision_slot().load(std::memory_order_relaxed) ? "high" : "highest";
+}
+
+bool set_matmul_precision(const char* name) {
+    if (!name || (std::strcmp(name, "high") != 0 && std::strcmp(name, "highest") != 0)) return false;
+    gemm_detail::high_precision_slot().store(std::strcmp(name, "high") == 0, std::memory_order_relaxed);
+    return true;
+}
+
+bool amx_available() {
+#if defined(PYNN_X86)
+    return gemm_detail::amx_usable();
+#else
+    return false;
+#endif
 }
 
 bool cpu_supports_isa(const char* name) { return gemm_detail::kernels_by_name(name) != nullptr; }

@@ -5,6 +5,8 @@
 #pragma once
 #include "pynn/common.h"
 
+#include <cstdint>
+
 namespace pynn::gemm_detail {
 
 // What the micro-kernel does with its MR x NR accumulator tile T when it stores it:
@@ -41,6 +43,31 @@ const KernelTable& kernels_generic();
 const KernelTable& kernels_avx2();
 const KernelTable& kernels_avx512();
 #endif
+
+#if defined(PYNN_X86)
+// The "high" matmul precision on AMX tiles (kernel_amx.cpp: what the panels hold and why).
+// amx_usable: the CPU has AMX-BF16 and AVX512-BF16 and the OS granted the tile state.
+bool amx_usable();
+// Pack 32 rows x kc of A(i, k) = a[i*rs + k*cs] (m valid rows), and kc x 32 of
+// B(k, j) = b[k*rs + j*cs] (n valid columns), zero-padded to kcp (a multiple of 32) deep, as
+// bf16 high and low parts; false when a value's high part is not finite.
+bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t m, index_t kc, index_t kcp,
+                std::uint16_t* dst);
+bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t kc, index_t n, index_t kcp,
+                std::uint16_t* dst);
+// The calling thread's tile configuration, before amx_block; released after.
+void amx_tiles_on();
+void amx_tiles_off();
+// c[32 x 32] (row stride ldc) = (accumulate ? c : 0) + A panel . B panel (kcp deep).
+void amx_block(index_t kcp, const std::uint16_t* a, const std::uint16_t* b, float* c,
+               index_t ldc, bool accumulate);
+// C[m x n] = alpha * acc + (beta == 0 ? 0 : beta * C) [+ bias] [relu], acc row stride lda.
+void amx_store(const float* acc, index_t lda, float* c, index_t ldc, index_t m, index_t n,
+               float alpha, float beta, const float* bias, bool relu);
+#endif
+// Whether gemm() may take the AMX kernel now: matmul precision "high", AMX usable, and the
+// avx512 kernels active (PYNN_ISA / set_gemm_isa to another ISA turns it off too).
+bool amx_active();
 
 // Driver knobs, exposed for the test/benchmark harness; the defaults are the tuned values.
 struct Tuning {

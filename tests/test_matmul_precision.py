@@ -1,0 +1,231 @@
+"""pynn.set_matmul_precision: 'high' (bf16x3 on AMX tiles) against the float64 product within
+its error bound, every transpose, awkward sizes, the epilogue, 1 and 2 threads, values bf16
+cannot carry; 'high' computing as 'highest' where AMX does not run; training under 'high';
+the setting's API and environment variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import requires_backend
+from pynn.backend.cpu_backend import ACTIVATION_CODES
+
+pytestmark = requires_backend("cpu")
+_C = pytest.importorskip("pynn._C")
+
+needs_amx = pytest.mark.skipif(not _C.amx_available(),
+                               reason="no AMX here (CPU or OS): 'high' computes as 'highest', "
+                                      "tested by test_high_computes_as_highest_without_amx")
+
+# Past the AMX path's size threshold (2^22 multiply-adds, any thread count); edges
+# of 1 row / column past a 32-tile, K not a multiple of 32 and several K slices.
+SHAPES = [(129, 131, 257), (33, 2049, 65), (300, 47, 301), (64, 1024, 64), (1000, 33, 130)]
+TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
+
+
+@pytest.fixture(autouse=True)
+def _restore_precision():
+    previous = pynn.get_matmul_precision()
+    yield
+    pynn.set_matmul_precision(previous)
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
+def threads(request):
+    previous = _C.num_threads()
+    _C.set_num_threads(request.param)
+    yield request.param
+    _C.set_num_threads(previous)
+
+
+def operands(rng, m, k, n, ta, tb):
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    a64, b64 = (a64.T if ta else a64), (b64.T if tb else b64)
+    return a, b, a64 @ b64, np.abs(a64) @ np.abs(b64)
+
+
+def bf16x3_bound(k, abs_product):
+    """|error| of a bf16x3 dot product: each product within 3 * 2^-18 |a b| (the dropped
+    lo*lo term and the splits' remainders), then 3K float32 additions."""
+    return (2.0 ** -16 + 3 * k * 2.0 ** -24) * abs_product + 1e-30
+
+
+@needs_amx
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+def test_high_products_within_the_bf16x3_bound(rng, threads, m, k, n, ta, tb):
+    a, b, want, scale = operands(rng, m, k, n, ta, tb)
+    pynn.set_matmul_precision("high")
+    got = _C.gemm(a, b, ta, tb)
+    assert np.all(np.abs(got - want) <= bf16x3_bound(k, scale))
+    # far tighter than one bf16 product (2^-9): every cross term is there
+    assert np.max(np.abs(got - want) / scale) < 2.0 ** -13
+
+
+@needs_amx
+def test_high_runs_on_amx_and_highest_does_not(rng):
+    a, b, want, scale = operands(rng, 256, 256, 256, False, False)
+    pynn.set_matmul_precision("highest")
+    highest = _C.gemm(a, b, False, False)
+    pynn.set_matmul_precision("high")
+    high = _C.gemm(a, b, False, False)
+    assert not np.array_equal(high, highest)  # another path, other roundings
+    assert np.all(np.abs(high - want) <= bf16x3_bound(256, scale))
+    assert pynn.get_matmul_precision() == "high"
+
+
+@needs_amx
+@pytest.mark.parametrize("act", ["linear", "relu", "tanh", "sigmoid"])
+def test_high_with_alpha_beta_bias_activation_and_row_slices(rng, threads, act):
+    m, k, n = 130, 257, 131
+    a, b, product, scale = operands(rng, m, k, n, False, False)
+    bias = rng.standard_normal(n, dtype=np.float32)
+    big = rng.standard_normal((m, n + 9), dtype=np.float32)
+    full = big.copy()
+    c0, out = big[:, 3:3 + n], full[:, 3:3 + n]  # out: a slice, ld > n
+    pynn.set_matmul_precision("high")
+    got = _C.gemm(a, b, False, False, -0.5, 2.0, out, bias, ACTIVATION_CODES[act], 0.0)
+    assert got is out
+    z = -0.5 * product + 2.0 * c0.astype(np.float64) + bias
+    want = {"linear": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z),
+            "sigmoid": 1 / (1 + np.exp(-z))}[act]
+    # these activations are 1-Lipschitz: the product's bound carries over, plus the
+    # epilogue's own float32 roundings
+    tol = 0.5 * bf16x3_bound(k, scale) + 4 * 2.0 ** -24 * (np.abs(z) + 1)
+    assert np.all(np.abs(got - want) <= tol)
+    np.testing.assert_array_equal(full[:, :3], big[:, :3])  # the columns beside: untouched
+    np.testing.assert_array_equal(full[:, 3 + n:], big[:, 3 + n:])
+
+
+@needs_amx
+def test_high_with_beta_zero_never_reads_out(rng):
+    a, b, want, scale = operands(rng, 128, 256, 160, False, False)
+    out = np.full((128, 160), np.nan, np.float32)
+    pynn.set_matmul_precision("high")
+    _C.gemm(a, b, False, False, 1.0, 0.0, out)
+    assert np.all(np.abs(out - want) <= bf16x3_bound(256, scale))
+
+
+@needs_amx
+def test_values_bf16_cannot_carry_take_float32(rng):
+    # inf and NaN would meet 0 in a cross term (inf * 0 = NaN); 3.397e38 rounds to a bf16
+    # inf: the blocks holding them are computed in float32, the others on AMX.
+    m, k, n = 160, 300, 200
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, (k, n)).astype(np.float32)
+    a[3, 7] = np.inf
+    a[140, 9] = np.nan
+    a[70, 11] = 3.397e38
+    b[5, 190] = -np.inf
+    pynn.set_matmul_precision("high")
+    got = _C.gemm(a, b, False, False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        scale = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    finite = np.isfinite(want)
+    assert np.isfinite(got[70]).any()  # the huge value's row: finite where want is
+    tol = np.maximum(bf16x3_bound(k, scale[finite]), 4 * 2.0 ** -24 * scale[finite])
+    assert np.all(np.abs(got[finite] - want[finite]) <= tol)
+
+
+@needs_amx
+def test_small_products_stay_float32_under_high(rng):
+    a, b, _, _ = operands(rng, 32, 64, 64, False, False)  # far below the threshold
+    pynn.set_matmul_precision("highest")
+    highest = _C.gemm(a, b, False, False)
+    pynn.set_matmul_precision("high")
+    np.testing.assert_array_equal(_C.gemm(a, b, False, False), highest)
+
+
+def test_high_computes_as_highest_without_amx(rng):
+    # Where AMX does not run (another ISA forced, or no AMX here) 'high' is 'highest' to the bit.
+    isas = [isa for isa in ("generic", "avx2") if _C.cpu_supports_isa(isa)]
+    if not _C.amx_available():
+        isas.append(_C.gemm_isa())
+    previous = _C.gemm_isa()
+    try:
+        for isa in isas:
+            _C.set_gemm_isa(isa)
+            for ta, tb in TRANSPOSES:
+                a, b, _, _ = operands(rng, 129, 131, 257, ta, tb)
+                pynn.set_matmul_precision("highest")
+                highest = _C.gemm(a, b, ta, tb)
+                pynn.set_matmul_precision("high")
+                np.testing.assert_array_equal(_C.gemm(a, b, ta, tb), highest)
+    finally:
+        _C.set_gemm_isa(previous)
+
+
+def _trained(precision, x, y):
+    pynn.set_matmul_precision(precision)
+    pynn.set_seed(0)
+    model = pynn.Sequential([pynn.Input((256,)), pynn.Dense(256, activation="relu"),
+                             pynn.Dense(256, activation="relu"),
+                             pynn.Dense(10, activation="softmax")])
+    model.compile(optimizer=pynn.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  backend="cpu")
+    history = model.fit(x, y, batch_size=128, epochs=3, verbose=0, shuffle=False)
+    return history.history["loss"], model.get_weights()
+
+
+@needs_amx
+def test_training_under_high_follows_highest(rng):
+    x = rng.standard_normal((1024, 256), dtype=np.float32)
+    y = (x[:, :10] @ rng.standard_normal((10, 10))).argmax(axis=1)
+    loss_highest, w_highest = _trained("highest", x, y)
+    loss_high, w_high = _trained("high", x, y)
+    np.testing.assert_allclose(loss_high, loss_highest, rtol=2e-3)
+    assert loss_high[-1] < 0.8 * loss_high[0]
+    assert not np.array_equal(w_high[0], w_highest[0])  # the steps did run on AMX
+    for wh, ws in zip(w_high, w_highest):
+        np.testing.assert_allclose(wh, ws, atol=5e-3)
+
+
+@pytest.mark.parametrize("bad", ["medium", "HIGH", "", None, 1, ("high",)])
+def test_bad_precision_names_the_choices(bad):
+    before = pynn.get_matmul_precision()
+    with pytest.raises(ValueError, match=r"matmul precision must be one of \('highest', 'high'\)"):
+        pynn.set_matmul_precision(bad)
+    with pytest.raises(ValueError, match="expected 'highest' or 'high'"):
+        _C.set_matmul_precision("medium")
+    assert pynn.get_matmul_precision() == before
+
+
+def test_set_get_and_info():
+    pynn.set_matmul_precision("high")
+    assert pynn.get_matmul_precision() == _C.matmul_precision() == "high"
+    cpu = pynn.info()["cpu"]
+    assert cpu["matmul_precision"] == "high" and cpu["amx"] == _C.amx_available()
+    pynn.set_matmul_precision("highest")
+    assert pynn.get_matmul_precision() == "highest"
+
+
+def _python(code, **env):
+    environ = {k: v for k, v in os.environ.items() if k != "PYNN_MATMUL_PRECISION"}
+    environ.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=environ, timeout=120)
+
+
+def test_environment_variable_sets_the_start_value():
+    r = _python("import pynn; print(pynn.get_matmul_precision())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "highest"  # the default
+    r = _python("import pynn; print(pynn.get_matmul_precision())", PYNN_MATMUL_PRECISION="high")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "high"
+    r = _python("import pynn; print(pynn.get_matmul_precision())", PYNN_MATMUL_PRECISION="fast")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "highest"
+    assert "PYNN_MATMUL_PRECISION=fast ignored: expected 'highest' or 'high'" in r.stderr
