@@ -15,7 +15,7 @@
 // AMX instructions flush bf16 subnormals: |x| below ~1e-38 (hi) or ~1e-36 |x| (lo) count as 0.
 #include "cpu/gemm/kernel_table.h"
 
-#if defined(PYNN_X86)
+#if defined(PYNN_X86) && defined(PYNN_AMX)
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,10 +24,12 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 headers start some conversions from _mm512_undefined_*(), which its own
 // -Wmaybe-uninitialized then reports in every caller (GCC bug 105593): not our variables.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 namespace pynn::gemm_detail {
 namespace {
@@ -110,37 +112,31 @@ PYNN_AMX_TARGET void load_block(const float* x, index_t rs, index_t cs, index_t 
     }
 }
 
-// 16 floats -> their bf16 high and low parts; `bad` collects the lanes whose high part would
-// not be finite (|x| >= the largest float that rounds to a finite bf16, or inf/NaN).
-PYNN_AMX_TARGET inline void split16(__m512 x, __m256i* hi, __m256i* lo, __mmask16* bad) {
+// x with the lanes past `valid` (0..16) zero, never reading them.
+PYNN_AMX_TARGET inline __m512 load_valid(const float* src, index_t valid) {
+    valid = valid < 0 ? 0 : (valid > 16 ? 16 : valid);
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << valid) - 1), src);
+}
+
+// The lanes of x whose bf16 high part would not be finite: |x| at least the largest float
+// that rounds to a finite bf16, inf or NaN.
+PYNN_AMX_TARGET inline __mmask16 not_for_bf16(__m512 x) {
     const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
-    *bad |= _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f7f8000));
-    const __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
-    const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    *lo = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(x, hf)));
+    return _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f7f8000));
+}
+
+// bf16 half (0: lanes 0-15, 1: 16-31) of h as floats.
+template <int HALF>
+PYNN_AMX_TARGET inline __m512 widen(__m512i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, HALF)), 16));
+}
+
+// 32 floats (x0: the first 16, x1: the next) -> 32 bf16 high parts and 32 low parts, in order.
+PYNN_AMX_TARGET inline void split32(__m512 x0, __m512 x1, __m512i* hi, __m512i* lo) {
+    const __m512i h = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(x1, x0));  // x0 low
     *hi = h;
-}
-
-// Row r's 32 values (contiguous, or a row of t) -> hi and lo tile rows.
-PYNN_AMX_TARGET inline void split_row(const float* src, index_t valid, std::uint16_t* hi,
-                                      std::uint16_t* lo, __mmask16* bad) {
-    for (int h = 0; h < 2; ++h) {
-        index_t v = valid - 16 * h;
-        v = v < 0 ? 0 : (v > 16 ? 16 : v);
-        const __m512 x = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << v) - 1), src + 16 * h);
-        __m256i a, b;
-        split16(x, &a, &b, bad);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + 16 * h), a);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + 16 * h), b);
-    }
-}
-
-// out[2j] = e0[j], out[2j + 1] = e1[j] for j < 16: two k rows as AMX's bf16 pairs.
-PYNN_AMX_TARGET inline void interleave16(const std::uint16_t* e0, const std::uint16_t* e1,
-                                         std::uint16_t* out) {
-    const __m512i x0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e0)));
-    const __m512i x1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e1)));
-    _mm512_storeu_si512(out, _mm512_or_si512(x0, _mm512_slli_epi32(x1, 16)));
+    *lo = reinterpret_cast<__m512i>(
+        _mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, widen<1>(h)), _mm512_sub_ps(x0, widen<0>(h))));
 }
 
 }  // namespace
@@ -156,14 +152,20 @@ PYNN_AMX_TARGET bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t 
                                 index_t kcp, std::uint16_t* dst) {
     __mmask16 bad = 0;
     alignas(64) float t[32 * 32];
+    const bool direct = cs == 1;  // rows of A contiguous; else transposed through t
     for (index_t kb = 0; kb < kcp; kb += 32, dst += 4 * kTile) {
         const index_t n = kc - kb < 32 ? (kc - kb > 0 ? kc - kb : 0) : 32;
-        const bool direct = cs == 1;
         if (!direct) load_block(a + kb * cs, rs, cs, m, n, t);
         for (int r = 0; r < 32; ++r) {
-            std::uint16_t* hi = dst + (r / 16) * kTile + (r % 16) * 32;
             const float* src = direct ? a + r * rs + kb : t + r * 32;
-            split_row(src, r < m ? (direct ? n : 32) : 0, hi, hi + 2 * kTile, &bad);
+            const index_t valid = r >= m ? 0 : (direct ? n : 32);
+            const __m512 x0 = load_valid(src, valid), x1 = load_valid(src + 16, valid - 16);
+            bad |= not_for_bf16(x0) | not_for_bf16(x1);
+            __m512i hi, lo;
+            split32(x0, x1, &hi, &lo);
+            std::uint16_t* row = dst + (r / 16) * kTile + (r % 16) * 32;
+            _mm512_storeu_si512(row, hi);
+            _mm512_storeu_si512(row + 2 * kTile, lo);
         }
     }
     return bad == 0;
@@ -176,20 +178,29 @@ PYNN_AMX_TARGET bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t 
                                 index_t kcp, std::uint16_t* dst) {
     __mmask16 bad = 0;
     alignas(64) float t[32 * 32];
-    alignas(64) std::uint16_t hi[2][32], lo[2][32];
+    const bool direct = cs == 1;  // rows of B contiguous; else transposed through t
+    // split32 gives [row k's 16 | row k+1's 16]; AMX wants them alternating
+    alignas(64) static const std::uint16_t kPairs[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21,
+                                                          6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27,
+                                                          12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i pairs = _mm512_load_si512(kPairs);
     for (index_t kb = 0; kb < kcp; kb += 32, dst += 4 * kTile) {
         const index_t rows = kc - kb < 32 ? (kc - kb > 0 ? kc - kb : 0) : 32;
-        const bool direct = cs == 1;
         if (!direct) load_block(b + kb * rs, rs, cs, rows, n, t);
         for (int q = 0; q < 16; ++q) {
-            for (int e = 0; e < 2; ++e) {  // k = kb + 2q + e
-                const index_t k = 2 * q + e;
-                const float* src = direct ? b + (kb + k) * rs : t + k * 32;
-                split_row(src, k < rows ? (direct ? n : 32) : 0, hi[e], lo[e], &bad);
-            }
+            const index_t k = 2 * q;
+            const float* src0 = direct ? b + (kb + k) * rs : t + k * 32;
+            const float* src1 = direct ? b + (kb + k + 1) * rs : t + (k + 1) * 32;
+            const index_t valid0 = k < rows ? (direct ? n : 32) : 0;
+            const index_t valid1 = k + 1 < rows ? (direct ? n : 32) : 0;
             for (int c = 0; c < 2; ++c) {
-                interleave16(hi[0] + 16 * c, hi[1] + 16 * c, dst + c * kTile + q * 32);
-                interleave16(lo[0] + 16 * c, lo[1] + 16 * c, dst + (2 + c) * kTile + q * 32);
+                const __m512 x0 = load_valid(src0 + 16 * c, valid0 - 16 * c);
+                const __m512 x1 = load_valid(src1 + 16 * c, valid1 - 16 * c);
+                bad |= not_for_bf16(x0) | not_for_bf16(x1);
+                __m512i hi, lo;
+                split32(x0, x1, &hi, &lo);
+                _mm512_storeu_si512(dst + c * kTile + q * 32, _mm512_permutexvar_epi16(pairs, hi));
+                _mm512_storeu_si512(dst + (2 + c) * kTile + q * 32, _mm512_permutexvar_epi16(pairs, lo));
             }
         }
     }
@@ -271,5 +282,22 @@ PYNN_AMX_TARGET void amx_store(const float* acc, index_t lda, float* c, index_t 
     }
 }
 
+}  // namespace pynn::gemm_detail
+
+#elif defined(PYNN_X86)
+// A compiler without AMX intrinsics (CMakeLists.txt's check): AMX is never usable, so the
+// driver never calls the rest.
+#include <cstdlib>
+
+namespace pynn::gemm_detail {
+bool amx_usable() { return false; }
+bool amx_pack_a(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
+bool amx_pack_b(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
+void amx_tiles_on() { std::abort(); }
+void amx_tiles_off() { std::abort(); }
+void amx_block(index_t, const std::uint16_t*, const std::uint16_t*, float*, index_t, bool) { std::abort(); }
+void amx_store(const float*, index_t, float*, index_t, index_t, index_t, float, float, const float*, bool) {
+    std::abort();
+}
 }  // namespace pynn::gemm_detail
 #endif  // PYNN_X86
