@@ -1,6 +1,7 @@
 """pytest-benchmark: GEMM of the cpu backend vs numpy.matmul at the BENCHMARKS.md shapes.
 
     python -m pytest bench/test_bench_gemm.py --benchmark-only --benchmark-group-by=param:shape
+    (test_gemm_high_precision: the same shapes under pynn.set_matmul_precision('high'), on AMX)
 
 Compare within a group (same run); bench/gemm_table.py prints the same as GFLOP/s ratios.
 """
@@ -25,6 +26,14 @@ def threads(request):
     pynn.set_num_threads(request.param)
     with blas_threads(request.param):
         yield request.param
+
+
+@pytest.fixture
+def high_precision():
+    previous = pynn.get_matmul_precision()
+    pynn.set_matmul_precision("high")
+    yield
+    pynn.set_matmul_precision(previous)
 
 
 @pytest.mark.parametrize("impl", ["pynn", "numpy"])
@@ -57,4 +66,18 @@ def test_dense_forward_bias_relu(benchmark, threads, shape, impl):
         benchmark(_C.gemm, x, w, False, False, 1.0, 0.0, None, bias, 1, 0.0)
     else:
         benchmark(lambda: np.maximum(x @ w + bias, 0))
+    benchmark.extra_info["gflops"] = 2 * m * k * n / benchmark.stats["median"] / 1e9
+
+
+@pytest.mark.skipif(not _C.amx_available(), reason="no AMX: 'high' would compute as 'highest'")
+@pytest.mark.parametrize("trans", list(TRANS))
+@pytest.mark.parametrize("shape", SHAPES[:4] + SHAPES[4:6], ids=lambda s: "x".join(map(str, s)))
+def test_gemm_high_precision(benchmark, threads, high_precision, shape, trans):
+    """pynn.set_matmul_precision('high'): bf16x3 on AMX (group with test_gemm's shape)."""
+    m, k, n = shape
+    ta, tb = TRANS[trans]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+    benchmark(_C.gemm, a, b, ta, tb)
     benchmark.extra_info["gflops"] = 2 * m * k * n / benchmark.stats["median"] / 1e9
