@@ -50,6 +50,17 @@ def pytest_report_header(config):
             f"pynn cpu: {info['cpu']}"]
 
 
+@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
+def threads(request):
+    """The C++ kernels on 1, then on 2 threads (the previous count restored after)."""
+    _C = pytest.importorskip("pynn._C")
+    previous = _C.num_threads()
+    _C.set_num_threads(request.param)
+    assert _C.num_threads() == request.param
+    yield request.param
+    _C.set_num_threads(previous)
+
+
 @pytest.fixture
 def rng():
     """A fresh generator each run; the seed is printed on failure, and PYNN_TEST_SEED=<seed>

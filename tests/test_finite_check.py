@@ -19,14 +19,6 @@ NON_FINITE = [np.nan, np.inf, -np.inf]
 SIZES = [1, 3, 17, 129, 65536, 65537, 200003]
 
 
-@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
-def threads(request):
-    previous = _C.num_threads()
-    _C.set_num_threads(request.param)
-    yield request.param
-    _C.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", SIZES)
 def test_the_kernel_finds_one_non_finite_number_anywhere(rng, threads, dtype, n):

@@ -38,15 +38,6 @@ def isa(request):
     _C.set_gemm_isa(previous)
 
 
-@pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")
-def threads(request):
-    previous = _C.num_threads()
-    _C.set_num_threads(request.param)
-    assert _C.num_threads() == request.param
-    yield request.param
-    _C.set_num_threads(previous)
-
-
 def reference(a, b, ta, tb, alpha=1.0, beta=0.0, c=None, bias=None, act="linear", param=0.0):
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     z = alpha * ((a64.T if ta else a64) @ (b64.T if tb else b64))

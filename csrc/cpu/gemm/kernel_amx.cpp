@@ -222,6 +222,14 @@ PYNN_AMX_TARGET void amx_tiles_on() {
 
 PYNN_AMX_TARGET void amx_tiles_off() { _tile_release(); }
 
+// C tiles 0-3 (the 2 x 2 block) += A tiles 4, 5 (its rows) x B tiles 6, 7 (its columns).
+PYNN_AMX_TARGET inline void products_2x2() {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+}
+
 // c[32 x 32] (row stride ldc floats) = (accumulate ? c : 0) + A panel . B panel, kcp deep.
 PYNN_AMX_TARGET void amx_block(index_t kcp, const std::uint16_t* a, const std::uint16_t* b,
                                float* c, index_t ldc, bool accumulate) {
@@ -243,22 +251,13 @@ PYNN_AMX_TARGET void amx_block(index_t kcp, const std::uint16_t* a, const std::u
         _tile_loadd(5, a + kTile, 64);
         _tile_loadd(6, b + 2 * kTile, 64);  // B lo
         _tile_loadd(7, b + 3 * kTile, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        products_2x2();
         _tile_loadd(6, b, 64);  // B hi
         _tile_loadd(7, b + kTile, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        products_2x2();
         _tile_loadd(4, a + 2 * kTile, 64);  // A lo
         _tile_loadd(5, a + 3 * kTile, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        products_2x2();
     }
     _tile_stored(0, c, stride);
     _tile_stored(1, c + 16, stride);
