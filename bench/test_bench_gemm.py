@@ -1,7 +1,7 @@
 """pytest-benchmark: GEMM of the cpu backend vs numpy.matmul at the BENCHMARKS.md shapes.
 
     python -m pytest bench/test_bench_gemm.py --benchmark-only --benchmark-group-by=param:shape
-    (test_gemm_high_precision: the same shapes under pynn.set_matmul_precision('high'), on AMX)
+    (impl pynn-high: pynn under pynn.set_matmul_precision('high'), bf16x3 on AMX)
 
 Compare within a group (same run); bench/gemm_table.py prints the same as GFLOP/s ratios.
 """
@@ -29,23 +29,27 @@ def threads(request):
 
 
 @pytest.fixture
-def high_precision():
+def precision(request):
+    """pynn's matmul precision for the case ('high' for impl pynn-high: bf16x3 on AMX)."""
+    if request.getfixturevalue("impl") == "pynn-high" and not _C.amx_available():
+        pytest.skip("no AMX: 'high' would compute as 'highest'")
     previous = pynn.get_matmul_precision()
-    pynn.set_matmul_precision("high")
+    pynn.set_matmul_precision("high" if request.getfixturevalue("impl") == "pynn-high"
+                              else "highest")
     yield
     pynn.set_matmul_precision(previous)
 
 
-@pytest.mark.parametrize("impl", ["pynn", "numpy"])
+@pytest.mark.parametrize("impl", ["pynn", "pynn-high", "numpy"])
 @pytest.mark.parametrize("trans", list(TRANS))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_gemm(benchmark, threads, shape, trans, impl):
+def test_gemm(benchmark, threads, precision, shape, trans, impl):
     m, k, n = shape
     ta, tb = TRANS[trans]
     rng = np.random.default_rng(0)
     a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
     b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-    if impl == "pynn":
+    if impl.startswith("pynn"):
         benchmark(_C.gemm, a, b, ta, tb)
     else:
         opa, opb = (a.T if ta else a), (b.T if tb else b)
@@ -66,18 +70,4 @@ def test_dense_forward_bias_relu(benchmark, threads, shape, impl):
         benchmark(_C.gemm, x, w, False, False, 1.0, 0.0, None, bias, 1, 0.0)
     else:
         benchmark(lambda: np.maximum(x @ w + bias, 0))
-    benchmark.extra_info["gflops"] = 2 * m * k * n / benchmark.stats["median"] / 1e9
-
-
-@pytest.mark.skipif(not _C.amx_available(), reason="no AMX: 'high' would compute as 'highest'")
-@pytest.mark.parametrize("trans", list(TRANS))
-@pytest.mark.parametrize("shape", SHAPES[:4] + SHAPES[4:6], ids=lambda s: "x".join(map(str, s)))
-def test_gemm_high_precision(benchmark, threads, high_precision, shape, trans):
-    """pynn.set_matmul_precision('high'): bf16x3 on AMX (group with test_gemm's shape)."""
-    m, k, n = shape
-    ta, tb = TRANS[trans]
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
-    b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
-    benchmark(_C.gemm, a, b, ta, tb)
     benchmark.extra_info["gflops"] = 2 * m * k * n / benchmark.stats["median"] / 1e9
