@@ -140,7 +140,7 @@ bool set_matmul_precision(const char* name) {
 
 bool amx_available() {
 #if defined(PYNN_X86)
-    return gemm_detail::amx_usable();
+    return gemm_detail::amx_supported();
 #else
     return false;
 #endif

@@ -485,74 +485,79 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
 
 #if defined(PYNN_X86)
 // ---- the "high" matmul precision: the same loops on AMX tiles (kernel_amx.cpp) -------------
-// for jc (NC columns)  for pc (KC of K) [pack B: 32-column panels]  for ic (MC rows) [pack A:
-// 32-row panels]  for jr, ir: a 32 x 32 block into acc, a float32 copy of the rectangle's
-// column block, summed over the K slices; then acc -> C with alpha, beta, bias, activation.
-// A row block or column block whose operands hold a value bf16 cannot carry (inf, NaN, near
-// FLT_MAX) is computed again by the float32 kernels (C is not written before that choice).
-constexpr index_t kAmxKC = 256, kAmxMC = 128, kAmxNC = 512;  // panels of 32 KiB per plane pair
+// Rows in chunks of kAmxRows (acc, a float32 copy of a chunk's column block, stays <= 1 MiB);
+// per chunk: for jc (NC columns)  for pc (KC of K) [pack B: 32-column panels]  for ic (MC
+// rows) [pack A: 32-row panels]  for jr, ir: a 32 x 32 block into acc, summed over the K
+// slices; then acc -> C with alpha, beta, bias, activation. A 32 x 32 block whose sums are
+// not all finite is computed again by the float32 kernels before C is written (the blocks
+// sit on multiples of 32 for any split over threads: the same bits with any thread count).
+constexpr index_t kAmxKC = 256, kAmxMC = 128, kAmxNC = 512, kAmxRows = 512;
 
 struct AmxBuffers {
     std::vector<std::uint16_t> a, b;
     std::vector<float> acc;
-    std::vector<char> bad_rows;
 };
 
-void run_rect_amx(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, index_t j0,
-                  index_t j1) {
-    static thread_local AmxBuffers bufs;
+struct TilesOn {  // the calling thread's tile configuration, released however the rect ends
+    TilesOn() { amx_tiles_on(); }
+    ~TilesOn() { amx_tiles_off(); }
+    TilesOn(const TilesOn&) = delete;
+    TilesOn& operator=(const TilesOn&) = delete;
+};
+
+void amx_rows(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, index_t j0,
+              index_t j1, AmxBuffers& bufs) {
     const auto up32 = [](index_t v) { return (v + 31) / 32 * 32; };
     const index_t m_all = i1 - i0, n_all = j1 - j0;
     const index_t KC = up32(balanced_block(p.K, kAmxKC, 32));
     const index_t MC = balanced_block(m_all, kAmxMC, 32), NC = balanced_block(n_all, kAmxNC, 32);
-    const index_t m_pad = up32(m_all), ld_acc = up32(NC);
+    const index_t ld_acc = up32(NC);
     bufs.a.resize(static_cast<size_t>(MC) * KC * 2);
     bufs.b.resize(static_cast<size_t>(NC) * KC * 2);
-    bufs.acc.resize(static_cast<size_t>(m_pad) * ld_acc);
-    bufs.bad_rows.assign((m_all + MC - 1) / MC, 0);
+    bufs.acc.resize(static_cast<size_t>(up32(m_all)) * ld_acc);
     // op(A)(i, k) = A[i*rsa + k*csa], op(B)(k, j) = B[k*rsb + j*csb]
     const index_t rsa = p.ta ? 1 : p.lda, csa = p.ta ? p.lda : 1;
     const index_t rsb = p.tb ? 1 : p.ldb, csb = p.tb ? p.ldb : 1;
     const Epilogue& ep = *p.ep;
     const bool relu = ep.act == Activation::relu;
+    // C[i:i+m, j:j+n] from its sums in acc, or from the float32 kernels if they are not finite
+    const auto finish = [&](index_t i, index_t j, index_t m, index_t n, const float* acc) {
+        if (!amx_all_finite(acc, ld_acc, m, n)) return run_rect(p, kt, i, i + m, j, j + n);
+        float* c = p.C + i * p.ldc + j;
+        amx_store(acc, ld_acc, c, p.ldc, m, n, p.alpha, p.beta, ep.bias ? ep.bias + j : nullptr, relu);
+        if (!relu && ep.act != Activation::linear) act_tile(ep.act, c, p.ldc, m, n, ep.act_param);
+    };
 
-    amx_tiles_on();
     for (index_t jc = j0; jc < j1; jc += NC) {
         const index_t nc = std::min(NC, j1 - jc);
-        bool bad_cols = false;
-        std::fill(bufs.bad_rows.begin(), bufs.bad_rows.end(), 0);
         for (index_t pc = 0; pc < p.K; pc += KC) {
             const index_t kc = std::min(KC, p.K - pc), kcp = up32(kc);
             for (index_t jr = 0; jr < nc; jr += 32)
-                bad_cols |= !amx_pack_b(p.B + pc * rsb + (jc + jr) * csb, rsb, csb, kc,
-                                        std::min<index_t>(32, nc - jr), kcp,
-                                        bufs.b.data() + jr * kcp * 2);
+                amx_pack_b(p.B + pc * rsb + (jc + jr) * csb, rsb, csb, kc,
+                           std::min<index_t>(32, nc - jr), kcp, bufs.b.data() + jr * kcp * 2);
             for (index_t ic = i0; ic < i1; ic += MC) {
                 const index_t mc = std::min(MC, i1 - ic);
-                char& bad = bufs.bad_rows[(ic - i0) / MC];
                 for (index_t ir = 0; ir < mc; ir += 32)
-                    bad |= !amx_pack_a(p.A + (ic + ir) * rsa + pc * csa, rsa, csa,
-                                       std::min<index_t>(32, mc - ir), kc, kcp,
-                                       bufs.a.data() + ir * kcp * 2);
+                    amx_pack_a(p.A + (ic + ir) * rsa + pc * csa, rsa, csa,
+                               std::min<index_t>(32, mc - ir), kc, kcp, bufs.a.data() + ir * kcp * 2);
                 for (index_t jr = 0; jr < nc; jr += 32)
                     for (index_t ir = 0; ir < mc; ir += 32)
                         amx_block(kcp, bufs.a.data() + ir * kcp * 2, bufs.b.data() + jr * kcp * 2,
                                   bufs.acc.data() + (ic - i0 + ir) * ld_acc + jr, ld_acc, pc > 0);
             }
         }
-        for (index_t ic = i0; ic < i1; ic += MC) {
-            const index_t mc = std::min(MC, i1 - ic);
-            if (bad_cols || bufs.bad_rows[(ic - i0) / MC]) {
-                run_rect(p, kt, ic, ic + mc, jc, jc + nc);
-                continue;
-            }
-            float* c = p.C + ic * p.ldc + jc;
-            amx_store(bufs.acc.data() + (ic - i0) * ld_acc, ld_acc, c, p.ldc, mc, nc, p.alpha,
-                      p.beta, ep.bias ? ep.bias + jc : nullptr, relu);
-            if (!relu && ep.act != Activation::linear) act_tile(ep.act, c, p.ldc, mc, nc, ep.act_param);
-        }
+        for (index_t ir = 0; ir < m_all; ir += 32)
+            for (index_t jr = 0; jr < nc; jr += 32)
+                finish(i0 + ir, jc + jr, std::min<index_t>(32, m_all - ir),
+                       std::min<index_t>(32, nc - jr), bufs.acc.data() + ir * ld_acc + jr);
     }
-    amx_tiles_off();
+}
+
+void run_rect_amx(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, index_t j0,
+                  index_t j1) {
+    static thread_local AmxBuffers bufs;
+    const TilesOn tiles;
+    for (index_t i = i0; i < i1; i += kAmxRows) amx_rows(p, kt, i, std::min(i1, i + kAmxRows), j0, j1, bufs);
 }
 
 // Where AMX pays off (Xeon VM, 2026-12-04, bf16x3 vs float32 FMAs): from ~2^21 multiply-adds

@@ -4,15 +4,16 @@
 //   a * b ~= a_hi*b_hi + a_hi*b_lo + a_lo*b_hi
 // (the dropped a_lo*b_lo and the splits' remainders are below 2^-16 |a b|), each product exact
 // in the tiles' float32 accumulators: JAX's and PyTorch's "high" precision (bf16_3x). A dot
-// product's error is then of the order of float32's own rounding for random data, and its
-// bound is 2^-15 sum|a b| rather than K 2^-24 sum|a b|.
+// product's error is then of the order of float32's own rounding for random data, within
+// (2^-16 + 3K 2^-24) sum|a b| (float32's bound: K 2^-24 sum|a b|).
 // Tiles: a 32 x 32 block of C is four 16 x 16 float32 tiles; per 32-deep slice of K it takes
 // two 16 x 32 A tiles and two 32 x 16 B tiles (B in AMX's pairs-of-k layout) per bf16 plane,
 // loaded 10 times for 12 tile products.
-// Values whose bf16 high part is not finite (inf, NaN, |x| >= 3.39e38) are reported by the
-// packing: the driver computes those blocks in float32 instead (inf * 0 in a cross term would
-// turn an inf into NaN).
-// AMX instructions flush bf16 subnormals: |x| below ~1e-38 (hi) or ~1e-36 |x| (lo) count as 0.
+// A 32 x 32 block of sums that is not finite (an inf or NaN input, whose cross terms can
+// make inf * 0 = NaN; a value whose bf16 high part overflows; products whose cross terms
+// overflow, as 1e21 * 1e21) is computed again by the driver with the float32 kernels.
+// AMX instructions flush bf16 subnormals: an x below ~1e-38 counts as 0, and so does the low
+// part of an x below ~1e-36.
 #include "cpu/gemm/kernel_table.h"
 
 #if defined(PYNN_X86) && defined(PYNN_AMX)
@@ -44,8 +45,11 @@ struct alignas(64) TileConfig {
     std::uint8_t rows[16];
 };
 
+// The CPU has AMX-BF16, AMX-TILE, AVX512-BF16 (and F, BW), and the OS enabled their state in
+// XCR0 (read only when it set OSXSAVE). No side effect.
 bool detect_amx() {
     unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     const bool avx512 = (b & (1u << 16)) && (b & (1u << 30));  // F, BW
     const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
@@ -55,12 +59,16 @@ bool detect_amx() {
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     const unsigned long long xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
-    if ((xcr0 & 0xE6) != 0xE6 || (xcr0 & (3ull << 17)) != (3ull << 17)) return false;
+    return (xcr0 & 0xE6) == 0xE6 && (xcr0 & (3ull << 17)) == (3ull << 17);
+}
+
+// The process's permission to use the tiles. Linux hands out the 8 KiB tile state only on
+// request, for the whole process; asked at the first product that would use it (granted, it
+// makes signal frames larger: a later sigaltstack() of a small stack fails).
+bool request_tiles() {
 #if defined(__linux__)
-    // Linux hands out the 8 KiB tile state only on request, once per process (all threads).
     constexpr long kReqXcompPerm = 0x1023, kXfeatureTileData = 18;
-    if (syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureTileData) != 0) return false;
-    return true;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureTileData) == 0;
 #else
     return false;  // other systems: not tried
 #endif
@@ -118,13 +126,6 @@ PYNN_AMX_TARGET inline __m512 load_valid(const float* src, index_t valid) {
     return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << valid) - 1), src);
 }
 
-// The lanes of x whose bf16 high part would not be finite: |x| at least the largest float
-// that rounds to a finite bf16, inf or NaN.
-PYNN_AMX_TARGET inline __mmask16 not_for_bf16(__m512 x) {
-    const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
-    return _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x7f7f8000));
-}
-
 // bf16 half (0: lanes 0-15, 1: 16-31) of h as floats.
 template <int HALF>
 PYNN_AMX_TARGET inline __m512 widen(__m512i h) {
@@ -141,16 +142,20 @@ PYNN_AMX_TARGET inline void split32(__m512 x0, __m512 x1, __m512i* hi, __m512i* 
 
 }  // namespace
 
-bool amx_usable() {
+bool amx_supported() {
     static const bool ok = detect_amx();
+    return ok;
+}
+
+bool amx_usable() {
+    static const bool ok = amx_supported() && request_tiles();
     return ok;
 }
 
 // A panel: rows [0, m) (m <= 32) and k [0, kc) of A(i, k) = a[i*rs + k*cs], padded with zeros
 // to 32 x kcp (kcp a multiple of 32). Per 32 k: hi rows 0-15, hi 16-31, lo 0-15, lo 16-31.
-PYNN_AMX_TARGET bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t m, index_t kc,
+PYNN_AMX_TARGET void amx_pack_a(const float* a, index_t rs, index_t cs, index_t m, index_t kc,
                                 index_t kcp, std::uint16_t* dst) {
-    __mmask16 bad = 0;
     alignas(64) float t[32 * 32];
     const bool direct = cs == 1;  // rows of A contiguous; else transposed through t
     for (index_t kb = 0; kb < kcp; kb += 32, dst += 4 * kTile) {
@@ -160,7 +165,6 @@ PYNN_AMX_TARGET bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t 
             const float* src = direct ? a + r * rs + kb : t + r * 32;
             const index_t valid = r >= m ? 0 : (direct ? n : 32);
             const __m512 x0 = load_valid(src, valid), x1 = load_valid(src + 16, valid - 16);
-            bad |= not_for_bf16(x0) | not_for_bf16(x1);
             __m512i hi, lo;
             split32(x0, x1, &hi, &lo);
             std::uint16_t* row = dst + (r / 16) * kTile + (r % 16) * 32;
@@ -168,15 +172,13 @@ PYNN_AMX_TARGET bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t 
             _mm512_storeu_si512(row + 2 * kTile, lo);
         }
     }
-    return bad == 0;
 }
 
 // B panel: k [0, kc) and columns [0, n) (n <= 32) of B(k, j) = b[k*rs + j*cs], padded with
 // zeros to kcp x 32. Per 32 k: hi columns 0-15, hi 16-31, lo 0-15, lo 16-31, each tile's row q
 // holding k = 2q and 2q+1 interleaved column by column (AMX's layout for bf16 pairs).
-PYNN_AMX_TARGET bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t kc, index_t n,
+PYNN_AMX_TARGET void amx_pack_b(const float* b, index_t rs, index_t cs, index_t kc, index_t n,
                                 index_t kcp, std::uint16_t* dst) {
-    __mmask16 bad = 0;
     alignas(64) float t[32 * 32];
     const bool direct = cs == 1;  // rows of B contiguous; else transposed through t
     // split32 gives [row k's 16 | row k+1's 16]; AMX wants them alternating
@@ -196,7 +198,6 @@ PYNN_AMX_TARGET bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t 
             for (int c = 0; c < 2; ++c) {
                 const __m512 x0 = load_valid(src0 + 16 * c, valid0 - 16 * c);
                 const __m512 x1 = load_valid(src1 + 16 * c, valid1 - 16 * c);
-                bad |= not_for_bf16(x0) | not_for_bf16(x1);
                 __m512i hi, lo;
                 split32(x0, x1, &hi, &lo);
                 _mm512_storeu_si512(dst + c * kTile + q * 32, _mm512_permutexvar_epi16(pairs, hi));
@@ -204,7 +205,6 @@ PYNN_AMX_TARGET bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t 
             }
         }
     }
-    return bad == 0;
 }
 
 PYNN_AMX_TARGET void amx_tiles_on() {
@@ -265,6 +265,20 @@ PYNN_AMX_TARGET void amx_block(index_t kcp, const std::uint16_t* a, const std::u
     _tile_stored(3, c10 + 16, stride);
 }
 
+PYNN_AMX_TARGET bool amx_all_finite(const float* acc, index_t lda, index_t m, index_t n) {
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    __mmask16 bad = 0;
+    for (index_t i = 0; i < m; ++i, acc += lda) {
+        for (index_t j = 0; j < n; j += 16) {
+            const index_t left = n - j;
+            const __mmask16 k = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+            const __m512i bits = _mm512_and_si512(_mm512_maskz_loadu_epi32(k, acc + j), abs_mask);
+            bad |= _mm512_cmpge_epu32_mask(bits, inf);
+        }
+    }
+    return bad == 0;
+}
+
 PYNN_AMX_TARGET void amx_store(const float* acc, index_t lda, float* c, index_t ldc, index_t m,
                                index_t n, float alpha, float beta, const float* bias, bool relu) {
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
@@ -289,9 +303,11 @@ PYNN_AMX_TARGET void amx_store(const float* acc, index_t lda, float* c, index_t 
 #include <cstdlib>
 
 namespace pynn::gemm_detail {
+bool amx_supported() { return false; }
 bool amx_usable() { return false; }
-bool amx_pack_a(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
-bool amx_pack_b(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
+void amx_pack_a(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
+void amx_pack_b(const float*, index_t, index_t, index_t, index_t, index_t, std::uint16_t*) { std::abort(); }
+bool amx_all_finite(const float*, index_t, index_t, index_t) { std::abort(); }
 void amx_tiles_on() { std::abort(); }
 void amx_tiles_off() { std::abort(); }
 void amx_block(index_t, const std::uint16_t*, const std::uint16_t*, float*, index_t, bool) { std::abort(); }

@@ -46,15 +46,19 @@ const KernelTable& kernels_avx512();
 
 #if defined(PYNN_X86)
 // The "high" matmul precision on AMX tiles (kernel_amx.cpp: what the panels hold and why).
-// amx_usable: the CPU has AMX-BF16 and AVX512-BF16 and the OS granted the tile state.
+// amx_supported: the CPU has AMX-BF16 and AVX512-BF16 and the OS enabled the tile state (no
+// side effect); amx_usable: that, and the process was granted the tiles (asked once, here).
+bool amx_supported();
 bool amx_usable();
 // Pack 32 rows x kc of A(i, k) = a[i*rs + k*cs] (m valid rows), and kc x 32 of
 // B(k, j) = b[k*rs + j*cs] (n valid columns), zero-padded to kcp (a multiple of 32) deep, as
-// bf16 high and low parts; false when a value's high part is not finite.
-bool amx_pack_a(const float* a, index_t rs, index_t cs, index_t m, index_t kc, index_t kcp,
+// bf16 high and low parts.
+void amx_pack_a(const float* a, index_t rs, index_t cs, index_t m, index_t kc, index_t kcp,
                 std::uint16_t* dst);
-bool amx_pack_b(const float* b, index_t rs, index_t cs, index_t kc, index_t n, index_t kcp,
+void amx_pack_b(const float* b, index_t rs, index_t cs, index_t kc, index_t n, index_t kcp,
                 std::uint16_t* dst);
+// Whether acc[m x n] (row stride lda) holds no inf or NaN.
+bool amx_all_finite(const float* acc, index_t lda, index_t m, index_t n);
 // The calling thread's tile configuration, before amx_block; released after.
 void amx_tiles_on();
 void amx_tiles_off();

@@ -34,13 +34,15 @@ bool set_gemm_isa(const char* name);
 bool avx2_loops_active();
 bool cpu_supports_isa(const char* name);
 // Matmul precision, as JAX's and PyTorch's: "highest" (the default) multiplies in float32;
-// "high" allows three bfloat16 products per float32 product (bf16x3: error bound 2^-15
-// sum|a b| instead of K 2^-24 sum|a b|) on AMX tiles, where the CPU and OS have them and the
-// avx512 kernels are active (elsewhere "high" computes as "highest"). PYNN_MATMUL_PRECISION
-// sets the start value. set_matmul_precision returns false for another name.
+// "high" allows three bfloat16 products per float32 product (bf16x3: each product within
+// 2^-16 |a b| instead of 2^-24, the sums in float32) on AMX tiles, where the CPU and OS have
+// them and the avx512 kernels are active (elsewhere "high" computes as "highest").
+// PYNN_MATMUL_PRECISION sets the start value. set_matmul_precision returns false for another
+// name.
 const char* matmul_precision();
 bool set_matmul_precision(const char* name);
-bool amx_available();  // AMX-BF16 usable here (CPU, OS, the process's permission)
+// AMX-BF16 here (CPU and OS; the process asks for the tiles at the first "high" product).
+bool amx_available();
 
 // Single-thread peak of an ISA's FMA loop in GFLOP/s, measured for about `seconds`
 // (best ~1 ms chunk); -1 if the CPU cannot run that ISA.
