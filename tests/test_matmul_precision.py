@@ -304,3 +304,28 @@ def test_the_tile_state_is_asked_for_at_the_first_high_product_only():
     r = _python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "True"]
+
+
+@needs_amx
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_multiplies_on_amx_as_its_parent():
+    # The child inherits the tile permission, not the parent's pool threads: its new workers
+    # configure their tiles as the parent's did, and the products keep their bits.
+    code = """if True:
+        import os, sys, numpy as np, pynn
+        from pynn import _C
+        _C.set_num_threads(2)
+        pynn.set_matmul_precision("high")
+        rng = np.random.default_rng(5)
+        a = rng.standard_normal((300, 400), dtype=np.float32)
+        b = rng.standard_normal((400, 350), dtype=np.float32)
+        want = _C.gemm(a, b)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if np.array_equal(_C.gemm(a, b), want) else 3)
+        _, status = os.waitpid(pid, 0)
+        assert np.array_equal(_C.gemm(a, b), want)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    """
+    r = _python(code)
+    assert r.returncode == 0, (r.returncode, r.stderr)
