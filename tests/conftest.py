@@ -62,6 +62,15 @@ def threads(request):
 
 
 @pytest.fixture
+def highest_precision():
+    """Float32 products for the test ('highest'), whatever PYNN_MATMUL_PRECISION set."""
+    previous = pynn.get_matmul_precision()
+    pynn.set_matmul_precision("highest")
+    yield
+    pynn.set_matmul_precision(previous)
+
+
+@pytest.fixture
 def rng():
     """A fresh generator each run; the seed is printed on failure, and PYNN_TEST_SEED=<seed>
     replays it."""

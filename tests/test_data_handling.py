@@ -52,11 +52,13 @@ def test_inputs_are_not_copied_when_already_right(monkeypatch):
 
 @pytest.mark.parametrize("backend", sorted(AVAILABLE))
 @pytest.mark.parametrize("batch_size", [None, 7, 1000])
-def test_predict_converts_a_piece_at_a_time(rng, monkeypatch, backend, batch_size):
+def test_predict_converts_a_piece_at_a_time(rng, monkeypatch, highest_precision, backend,
+                                            batch_size):
     """float64 or Fortran-ordered x: predict converts piece by piece (it held a whole float32
-    copy beside x: +748 MiB for 200k MNIST rows); the outputs are the same bits, the layer
-    path still runs batches of batch_size (a piece is not one batch), and an error names the
-    whole of x."""
+    copy beside x: +748 MiB for 200k MNIST rows); the outputs are the same bits (in float32
+    products: 'high' keeps a smaller last batch's products in float32), the layer path still
+    runs batches of batch_size (a piece is not one batch), and an error names the whole of
+    x."""
     import tracemalloc
 
     import pynn.model
