@@ -25,7 +25,8 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     mixed ones); on the cpu backend float32, its kernels' type (float64 or mixed operands
     are converted and the result is float32), except for float64 operands in a float64
     session (pynn.set_floatx), computed in float64 with numpy. bias is taken in that dtype,
-    and out must have it.
+    and out must have it. Under pynn.set_matmul_precision('high') the cpu backend's float32
+    products may run as bf16x3 on AMX tiles (pynn.precision).
     """
     backend = get_backend()
     result = _own_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, beta,
