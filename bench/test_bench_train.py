@@ -22,7 +22,8 @@ from workloads import WORKLOADS
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 def test_train_epoch(benchmark, workload, lib):
     if not available(lib):
-        pytest.skip(f"{lib} is not installed (pip install '.[bench]' and the peers)")
+        pytest.skip(f"{lib} is not installed (pip install '.[bench]' and the peers)"
+                    if lib != "pynn-high" else "pynn-high: no AMX here")
     w = WORKLOADS[workload]
     trainer = IsolatedTrainer(lib, workload)  # a process of its own, as compare_peers.py
     try:
