@@ -330,6 +330,8 @@ def test_bench_prints_rates():
     out = run_cli("bench")
     assert out.returncode == 0, out.stderr
     assert "GFLOP/s" in out.stdout and "samples/s" in out.stdout
+    if pynn.get_backend().name == "cpu":  # which products its GFLOP/s are of
+        assert f"matmul precision {pynn.get_matmul_precision()}" in out.stdout
 
 
 def test_bench_names_the_threads_that_ran(numpy_backend):

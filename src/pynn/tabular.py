@@ -620,7 +620,8 @@ def bench(print_fn=print):
     name = pynn.get_backend().name
     threads = (f"{pynn.get_num_threads()} thread(s)" if name == "cpu"
                else "numpy's BLAS threads" if name == "numpy" else "GPU")
-    print_fn(f"backend {name}, {threads}")
+    precision = f", matmul precision {pynn.get_matmul_precision()}" if name == "cpu" else ""
+    print_fn(f"backend {name}, {threads}{precision}")
     print_fn(f"gemm {n}x{n}x{n} float32: {seconds * 1e3:.2f} ms, "
              f"{2 * n ** 3 / seconds / 1e9:.1f} GFLOP/s")
 
