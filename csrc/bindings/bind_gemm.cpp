@@ -121,6 +121,15 @@ py::array gemm_binding(const py::array& a, const py::array& b, bool trans_a, boo
     return result;
 }
 
+// The variable `var`, set and not what is in effect (the kernels could not take it): a
+// RuntimeWarning "<var>=<value><why>", so a typo never passes for a setting.
+void warn_if_not_in_effect(const char* var, const char* in_effect, const std::string& why) {
+    const char* env = std::getenv(var);
+    if (!env || !*env || std::strcmp(env, in_effect) == 0) return;
+    const std::string msg = std::string(var) + "=" + env + why;
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0) throw py::error_already_set();
+}
+
 std::string supported_isas() {
     std::string s;
     for (const char* n : {"avx512", "avx2", "generic"})
@@ -301,22 +310,10 @@ void register_gemm(py::module_& m) {
         py::arg("isa"), py::arg("seconds") = 0.2,
         "Measured single-thread peak (GFLOP/s) of the named ISA's FMA loop.");
 
-    if (const char* env = std::getenv("PYNN_MATMUL_PRECISION")) {
-        if (*env && std::strcmp(env, matmul_precision()) != 0) {
-            const std::string msg = std::string("PYNN_MATMUL_PRECISION=") + env +
-                                    " ignored: expected 'highest' or 'high'";
-            if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0)
-                throw py::error_already_set();
-        }
-    }
+    warn_if_not_in_effect("PYNN_MATMUL_PRECISION", matmul_precision(),
+                          " ignored: expected 'highest' or 'high'");
     // PYNN_ISA asked for something this CPU cannot run: dispatch fell back; say so.
-    if (const char* env = std::getenv("PYNN_ISA")) {
-        if (*env && std::strcmp(env, gemm_isa()) != 0) {
-            const std::string msg = std::string("PYNN_ISA=") + env +
-                                    " is unknown or not supported by this CPU; using " +
-                                    gemm_isa() + " (supported: " + supported_isas() + ")";
-            if (PyErr_WarnEx(PyExc_RuntimeWarning, msg.c_str(), 1) != 0)
-                throw py::error_already_set();
-        }
-    }
+    warn_if_not_in_effect("PYNN_ISA", gemm_isa(),
+                          std::string(" is unknown or not supported by this CPU; using ") +
+                              gemm_isa() + " (supported: " + supported_isas() + ")");
 }

@@ -17,15 +17,9 @@ tile state at the first "high" product (signal stacks set up after that need ~11
 
 from __future__ import annotations
 
+from .threads import _native  # the C++ extension, or None in a pure-numpy install
+
 PRECISIONS = ("highest", "high")
-
-
-def _native():
-    try:
-        from . import _C
-    except ImportError:
-        return None
-    return _C
 
 
 def set_matmul_precision(precision: str) -> None:

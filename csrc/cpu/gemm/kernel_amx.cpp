@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cpuid.h>
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -74,6 +75,11 @@ bool request_tiles() {
 #endif
 }
 
+// The mask of the first `valid` of 16 lanes (valid clamped to 0..16).
+inline __mmask16 lanes(index_t valid) {
+    return static_cast<__mmask16>((1u << std::clamp<index_t>(valid, 0, 16)) - 1);
+}
+
 // r[0:16] <- its transpose (16 x 16 floats).
 PYNN_AMX_TARGET inline void transpose16(__m512* r) {
     __m512 t[16];
@@ -108,8 +114,7 @@ PYNN_AMX_TARGET void load_block(const float* x, index_t rs, index_t cs, index_t 
         return;
     }
     for (index_t rb = 0; rb < 32; rb += 16) {
-        const index_t mr = m - rb < 0 ? 0 : (m - rb > 16 ? 16 : m - rb);
-        const __mmask16 k = static_cast<__mmask16>((1u << mr) - 1);
+        const __mmask16 k = lanes(m - rb);
         for (index_t cb = 0; cb < 32; cb += 16) {
             __m512 v[16];
             for (index_t i = 0; i < 16; ++i)
@@ -122,8 +127,7 @@ PYNN_AMX_TARGET void load_block(const float* x, index_t rs, index_t cs, index_t 
 
 // x with the lanes past `valid` (0..16) zero, never reading them.
 PYNN_AMX_TARGET inline __m512 load_valid(const float* src, index_t valid) {
-    valid = valid < 0 ? 0 : (valid > 16 ? 16 : valid);
-    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << valid) - 1), src);
+    return _mm512_maskz_loadu_ps(lanes(valid), src);
 }
 
 // bf16 half (0: lanes 0-15, 1: 16-31) of h as floats.
@@ -159,7 +163,7 @@ PYNN_AMX_TARGET void amx_pack_a(const float* a, index_t rs, index_t cs, index_t 
     alignas(64) float t[32 * 32];
     const bool direct = cs == 1;  // rows of A contiguous; else transposed through t
     for (index_t kb = 0; kb < kcp; kb += 32, dst += 4 * kTile) {
-        const index_t n = kc - kb < 32 ? (kc - kb > 0 ? kc - kb : 0) : 32;
+        const index_t n = std::clamp<index_t>(kc - kb, 0, 32);
         if (!direct) load_block(a + kb * cs, rs, cs, m, n, t);
         for (int r = 0; r < 32; ++r) {
             const float* src = direct ? a + r * rs + kb : t + r * 32;
@@ -187,7 +191,7 @@ PYNN_AMX_TARGET void amx_pack_b(const float* b, index_t rs, index_t cs, index_t 
                                                           12, 28, 13, 29, 14, 30, 15, 31};
     const __m512i pairs = _mm512_load_si512(kPairs);
     for (index_t kb = 0; kb < kcp; kb += 32, dst += 4 * kTile) {
-        const index_t rows = kc - kb < 32 ? (kc - kb > 0 ? kc - kb : 0) : 32;
+        const index_t rows = std::clamp<index_t>(kc - kb, 0, 32);
         if (!direct) load_block(b + kb * rs, rs, cs, rows, n, t);
         for (int q = 0; q < 16; ++q) {
             const index_t k = 2 * q;
@@ -270,8 +274,7 @@ PYNN_AMX_TARGET bool amx_all_finite(const float* acc, index_t lda, index_t m, in
     __mmask16 bad = 0;
     for (index_t i = 0; i < m; ++i, acc += lda) {
         for (index_t j = 0; j < n; j += 16) {
-            const index_t left = n - j;
-            const __mmask16 k = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+            const __mmask16 k = lanes(n - j);
             const __m512i bits = _mm512_and_si512(_mm512_maskz_loadu_epi32(k, acc + j), abs_mask);
             bad |= _mm512_cmpge_epu32_mask(bits, inf);
         }
@@ -284,8 +287,7 @@ PYNN_AMX_TARGET void amx_store(const float* acc, index_t lda, float* c, index_t 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), zero = _mm512_setzero_ps();
     for (index_t i = 0; i < m; ++i, acc += lda, c += ldc) {
         for (index_t j = 0; j < n; j += 16) {
-            const index_t left = n - j;
-            const __mmask16 k = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+            const __mmask16 k = lanes(n - j);
             __m512 v = _mm512_mul_ps(va, _mm512_maskz_loadu_ps(k, acc + j));
             if (beta != 0.f) v = _mm512_add_ps(v, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(k, c + j)));
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + j));
