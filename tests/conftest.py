@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,6 +50,12 @@ def pytest_report_header(config):
     info = pynn.info()
     return [f"pynn backends available: {sorted(AVAILABLE)}; default {info['backend']}",
             f"pynn cpu: {info['cpu']}"]
+
+
+def run_python(code, env=None, timeout=None):
+    """Runs `code` in a fresh interpreter (this one's executable), output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=timeout)
 
 
 @pytest.fixture(params=[1, 2], ids=lambda n: f"{n}thr")

@@ -14,16 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pynn
-from conftest import requires_backend
+from conftest import requires_backend, run_python
 from pynn.backend.cpu_backend import ACTIVATION_CODES
 
 pytestmark = requires_backend("cpu")
 _C = pytest.importorskip("pynn._C")
-
-def _python(code, env=None, timeout=None):
-    """Runs `code` in a fresh interpreter (this one's executable), output captured as text."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=timeout)
 
 ISAS = [isa for isa in ("generic", "avx2", "avx512") if _C.cpu_supports_isa(isa)]
 SIZES = [1, 2, 3, 7, 17, 31, 33, 64, 129, 257]
@@ -211,7 +206,7 @@ def test_no_access_past_array_ends():
         "                        C.gemm(ga, gb, ta, tb, 1.0, 0.0, out2)\n"
         "                        count += 1\n"
         "print(count)\n")
-    out = _python(code, timeout=600)
+    out = run_python(code, timeout=600)
     assert out.returncode == 0, f"exit status {out.returncode} (-11: segfault)\n{out.stderr}"
     assert int(out.stdout) == len(ISAS) * 2 * 9 * 4 * 2
 
@@ -326,7 +321,7 @@ def test_isa_environment_switch():
     """PYNN_ISA forces the instruction set; an unsupported one warns and falls back."""
     code = "import pynn._C as C; print(C.gemm_isa())"
     for isa in ISAS:
-        out = _python(code, env={**os.environ, "PYNN_ISA": isa})
+        out = run_python(code, env={**os.environ, "PYNN_ISA": isa})
         assert out.stdout.strip() == isa, out.stderr
     out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True,
                          text=True, env={**os.environ, "PYNN_ISA": "sse9"})
@@ -349,7 +344,7 @@ def test_pool_survives_fork():
         "_, status = os.waitpid(pid, 0)\n"
         "assert C.gemm(a, a)[0, 0] == 512\n"
         "sys.exit(os.waitstatus_to_exitcode(status))\n")
-    out = _python(code, timeout=120)
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stderr
 
 
@@ -368,7 +363,7 @@ def test_fewer_threads_stop_the_idle_workers():
         "C.set_num_threads(1); assert C.gemm(a, a)[0, 0] == 512; one = tasks()\n"
         "C.set_num_threads(3); assert C.gemm(a, a)[0, 0] == 512; three = tasks()\n"
         "print(grown - base, one - base, three - base)\n")
-    out = _python(code, timeout=60)
+    out = run_python(code, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["15", "0", "2"], out.stdout
 
@@ -391,7 +386,7 @@ def test_fewer_threads_asked_during_a_gemm_stop_the_workers():
         "    if tasks() <= base: break\n"
         "    time.sleep(0.01)\n"
         "print(tasks() - base)\n")
-    out = _python(code, timeout=120)
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0"], out.stdout
 
@@ -417,7 +412,7 @@ def test_pool_runs_with_the_threads_the_system_starts(grow):
         "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n")
     # Does this system refuse threads under that limit at all? (qemu user-mode emulation
     # reserves the guest's address space itself: there every thread starts.)
-    probe = _python(limit_code + (
+    probe = run_python(limit_code + (
         "stop = threading.Event(); n = 0\n"
         "try:\n"
         "    while n < 1100:\n"
@@ -433,7 +428,7 @@ def test_pool_runs_with_the_threads_the_system_starts(grow):
         "    assert C.gemm(a, a)[0, 0] == 512\n"
         "print(C.num_threads())\n")
     try:
-        out = _python(code, timeout=60)
+        out = run_python(code, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail("the thread pool hung when the system refused a thread")
     assert out.returncode == 0, out.stderr
@@ -466,7 +461,7 @@ def test_forked_child_predicts_while_a_parent_thread_was_predicting():
         "    if os.waitstatus_to_exitcode(status) != 0:\n"
         "        print('child got', os.waitstatus_to_exitcode(status)); os._exit(1)\n"
         "os._exit(0)\n")
-    out = _python(code, timeout=120)
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -486,7 +481,7 @@ def test_the_process_exits_cleanly_while_daemon_threads_run_kernels():
         "                      for _ in iter(int, 1)]):\n"
         "    threading.Thread(target=work, daemon=True).start()\n"
         "time.sleep(0.5)\n")
-    out = _python(code, timeout=120)
+    out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "terminate" not in out.stderr
 
@@ -503,7 +498,7 @@ def test_native_calls_from_destructors_at_exit_finish():
         "        print(self.m.predict(np.ones((1, 4), np.float32)).shape, flush=True)\n"
         "holder = AtExit()\n"
         "holder.m = m\n")
-    out = _python(code, timeout=60)
+    out = run_python(code, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["(1,", "1)"]
 
@@ -564,7 +559,7 @@ def test_threadpoolctl_sees_the_pool_whichever_is_imported_first():
                 "with threadpoolctl.threadpool_limits(limits=1):\n"
                 "    print(pynn.get_num_threads())\n"
                 "print(pynn.get_num_threads())\n")
-        out = _python(code, env=_thread_env(PYNN_NUM_THREADS="2"), timeout=120)
+        out = run_python(code, env=_thread_env(PYNN_NUM_THREADS="2"), timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["1", "2"], imports
 
@@ -584,7 +579,7 @@ def _thread_env(**settings):
     ({"PYNN_NUM_THREADS": "5", "OMP_NUM_THREADS": "1"}, "5"),
 ])
 def test_num_threads_environment(settings, want):
-    out = _python("import pynn._C as C; print(C.num_threads())", env=_thread_env(**settings))
+    out = run_python("import pynn._C as C; print(C.num_threads())", env=_thread_env(**settings))
     assert out.stdout.strip() == want, out.stderr
     assert out.stderr == ""
 
@@ -592,13 +587,13 @@ def test_num_threads_environment(settings, want):
 @pytest.mark.parametrize("omp", ["abc", "0", "", "2000"])
 def test_an_omp_value_pynn_cannot_take_is_skipped_quietly(omp):
     code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"
-    out = _python(code, env=_thread_env(OMP_NUM_THREADS=omp))
+    out = run_python(code, env=_thread_env(OMP_NUM_THREADS=omp))
     threads, cpus = out.stdout.split()
     assert threads == cpus and out.stderr == ""  # another library's variable: no message
 
 
 def test_a_pynn_typo_falls_back_to_omp_num_threads():
-    out = _python("import pynn._C as C; print(C.num_threads())",
+    out = run_python("import pynn._C as C; print(C.num_threads())",
                   env=_thread_env(PYNN_NUM_THREADS="abc", OMP_NUM_THREADS="3"))
     assert out.stdout.strip() == "3"
     assert "PYNN_NUM_THREADS=abc ignored" in out.stderr and "OMP_NUM_THREADS" in out.stderr
@@ -607,7 +602,7 @@ def test_a_pynn_typo_falls_back_to_omp_num_threads():
 @pytest.mark.parametrize("bad", ["abc", "0", "-1", "1025", "2x", ""])
 def test_num_threads_environment_typo_is_reported(bad):
     code = "import os, pynn._C as C; print(C.num_threads(), len(os.sched_getaffinity(0)))"
-    out = _python(code, env=_thread_env(PYNN_NUM_THREADS=bad))
+    out = run_python(code, env=_thread_env(PYNN_NUM_THREADS=bad))
     threads, cpus = out.stdout.split()
     assert threads == cpus  # the default, not the typo
     assert f"PYNN_NUM_THREADS={bad} ignored" in out.stderr
@@ -629,7 +624,7 @@ def test_blocking_override_for_tuning(blocking, isa):
             "    got = pynn.ops.gemm(a, b)\n"
             "    assert np.allclose(got, ref, rtol=1e-4, atol=1e-4), (m, k, n)\n"
             "print('ok')\n")
-    out = _python(code, env={**os.environ, "PYNN_GEMM_BLOCKING": blocking, "PYNN_ISA": isa},
+    out = run_python(code, env={**os.environ, "PYNN_GEMM_BLOCKING": blocking, "PYNN_ISA": isa},
                   timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
     valid = blocking in ("16,12,32", "7,5,3", "1,1,1")

@@ -6,14 +6,13 @@ the setting's API and environment variable."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 import pynn
-from conftest import requires_backend
+from conftest import requires_backend, run_python
 from pynn.backend.cpu_backend import ACTIVATION_CODES
 
 pytestmark = requires_backend("cpu")
@@ -263,10 +262,9 @@ def test_set_get_and_info():
 
 
 def _python(code, **env):
+    """code in a fresh interpreter, PYNN_MATMUL_PRECISION unset unless env gives it."""
     environ = {k: v for k, v in os.environ.items() if k != "PYNN_MATMUL_PRECISION"}
-    environ.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=environ, timeout=120)
+    return run_python(code, env={**environ, **env}, timeout=120)
 
 
 def test_environment_variable_sets_the_start_value():
