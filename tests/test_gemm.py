@@ -73,6 +73,20 @@ def test_large_shapes(rng, isa, threads, m, k, n):
                                    rtol=1e-4, atol=tolerance(k) * np.sqrt(k))
 
 
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_k_deeper_than_one_cache_block(rng, isa, threads, ta, tb):
+    """K past every ISA's K slice (KC up to 1024): the first slice applies beta, the later
+    ones accumulate into C, the last applies bias and activation."""
+    for m, k, n in [(13, 1025, 70), (29, 2081, 37)]:
+        a, b = operands(rng, m, k, n, ta, tb)
+        bias = rng.standard_normal(n).astype(np.float32)
+        c = rng.standard_normal((m, n)).astype(np.float32)
+        want = reference(a, b, ta, tb, 0.5, -1.5, c, bias, "relu")
+        got = _C.gemm(a, b, ta, tb, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
+                                   err_msg=f"{m}x{k}x{n}")
+
+
 @pytest.mark.parametrize("act", list(ACTIVATION_CODES))
 def test_epilogue_alpha_beta(rng, isa, threads, act):
     param = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)
