@@ -75,7 +75,7 @@ def test_large_shapes(rng, isa, threads, m, k, n):
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 def test_k_deeper_than_one_cache_block(rng, isa, threads, ta, tb):
-    """K past every ISA's K slice (KC up to 1024): the first slice applies beta, the later
+    """K past several K slices of every ISA (KC 256-384): the first slice applies beta, the later
     ones accumulate into C, the last applies bias and activation."""
     for m, k, n in [(13, 1025, 70), (29, 2081, 37)]:
         a, b = operands(rng, m, k, n, ta, tb)

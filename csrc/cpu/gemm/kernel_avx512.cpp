@@ -59,8 +59,14 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
     static_assert(R == 4 || R == 8 || R == MR, "a 4-, 8- or 12-row tile");
     static_assert(V == 1 || V == 2, "one or two column vectors");
-    for (int i = 0; i < m; ++i)
+    // Warm the C rows while the FMAs run (read when beta != 0, written always): all three
+    // lines a 32-float row can touch, since numpy's big arrays start 16 bytes past a line
+    // (fetching only the first line cost ~10% at 2048^3 with C out of cache).
+    for (int i = 0; i < m; ++i) {
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
+    }
 
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -191,15 +197,10 @@ float fma_loop(index_t iters) {
     return _mm512_cvtss_f32(s);
 }
 
-// KC = 1024, MC = 144: the packed A block (576 KiB) and the current 1024 x 32 B strip
-// (128 KiB) sit in L2 (1-2 MiB on AVX-512 cores); NC = 1024: a 4 MiB B panel in L3. The
-// micro-kernel reads 176 bytes of the strips per 24 FMAs (~15 a cycle), which L2 sustains, so the
-// strips need not fit L1 as textbook blocking has it; a deep K slice runs each tile's loop
-// 4x longer per call and passes over C 4x less often. Measured on the Xeon (Sapphire
-// Rapids class, one thread, interleaved runs): 2048^3 146-153 -> 160-172 GFLOP/s (0.85x ->
-// 0.97x numpy's AVX-512 OpenBLAS); 1024^3, the MLP shapes and the training steps unchanged
-// (within the runs' noise). KC = 256 with the strips in L1 was the earlier choice.
-const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, kernel_12x32, fma_loop,
+// KC = 256: a 256 x 32 B strip (32 KiB) plus a 12 x 256 A strip (12 KiB) sit in L1
+// (48 KiB); MC = 144: the packed A block (144 KiB) sits in L2; NC = 3072: B panel in L3.
+// (K slices of 512-1024 measured the same once all of a C row's lines were prefetched.)
+const KernelTable kTable = {"avx512", MR, NR, 256, 144, 3072, kernel_12x32, fma_loop,
                             12 * 16 * 2};
 
 }  // namespace
