@@ -63,13 +63,10 @@ template <int R>
 void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
     static_assert(R == 4 || R == MR, "a 4- or 6-row tile");
-    // Warm the C rows while the FMAs run (they are read when beta != 0, written always):
-    // both lines a 16-float row can touch, since numpy's big arrays start 16 bytes past a
-    // line (fetching only the first cost ~20% at 2048^3 with C out of cache).
-    for (int i = 0; i < m; ++i) {
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
-    }
+    // Warm the C rows while the FMAs run (they are read when beta != 0, written always): a
+    // row's first line now, its second (numpy's big arrays start 16 bytes past a line, so a
+    // 16-float row spans two) halfway through k. See kernel_avx512.cpp for the measurements.
+    for (int i = 0; i < m; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
 
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -83,33 +80,40 @@ void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     const float* a0 = a;
     const float* a3 = a + 3 * rsa;
     const index_t r1 = rsa, r2 = 2 * rsa;
-    for (index_t k = 0; k < kc; ++k) {
-        const __m256 b0 = _mm256_loadu_ps(b);
-        const __m256 b1 = _mm256_loadu_ps(b + 8);
-        __m256 av;
-        av = _mm256_broadcast_ss(a0);
-        c00 = _mm256_fmadd_ps(av, b0, c00);
-        c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a0 + r1);
-        c10 = _mm256_fmadd_ps(av, b0, c10);
-        c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a0 + r2);
-        c20 = _mm256_fmadd_ps(av, b0, c20);
-        c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a3);
-        c30 = _mm256_fmadd_ps(av, b0, c30);
-        c31 = _mm256_fmadd_ps(av, b1, c31);
-        if constexpr (R == 6) {
-            av = _mm256_broadcast_ss(a3 + r1);
-            c40 = _mm256_fmadd_ps(av, b0, c40);
-            c41 = _mm256_fmadd_ps(av, b1, c41);
-            av = _mm256_broadcast_ss(a3 + r2);
-            c50 = _mm256_fmadd_ps(av, b0, c50);
-            c51 = _mm256_fmadd_ps(av, b1, c51);
+    index_t k = 0;
+    for (int half = 0; half < 2; ++half) {
+        if (half == 1) {
+            for (int i = 0; i < m; ++i)
+                _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
         }
-        a0 += csa;
-        a3 += csa;
-        b += rsb;
+        for (const index_t k_end = half == 0 ? kc / 2 : kc; k < k_end; ++k) {
+            const __m256 b0 = _mm256_loadu_ps(b);
+            const __m256 b1 = _mm256_loadu_ps(b + 8);
+            __m256 av;
+            av = _mm256_broadcast_ss(a0);
+            c00 = _mm256_fmadd_ps(av, b0, c00);
+            c01 = _mm256_fmadd_ps(av, b1, c01);
+            av = _mm256_broadcast_ss(a0 + r1);
+            c10 = _mm256_fmadd_ps(av, b0, c10);
+            c11 = _mm256_fmadd_ps(av, b1, c11);
+            av = _mm256_broadcast_ss(a0 + r2);
+            c20 = _mm256_fmadd_ps(av, b0, c20);
+            c21 = _mm256_fmadd_ps(av, b1, c21);
+            av = _mm256_broadcast_ss(a3);
+            c30 = _mm256_fmadd_ps(av, b0, c30);
+            c31 = _mm256_fmadd_ps(av, b1, c31);
+            if constexpr (R == 6) {
+                av = _mm256_broadcast_ss(a3 + r1);
+                c40 = _mm256_fmadd_ps(av, b0, c40);
+                c41 = _mm256_fmadd_ps(av, b1, c41);
+                av = _mm256_broadcast_ss(a3 + r2);
+                c50 = _mm256_fmadd_ps(av, b0, c50);
+                c51 = _mm256_fmadd_ps(av, b1, c51);
+            }
+            a0 += csa;
+            a3 += csa;
+            b += rsb;
+        }
     }
 
     if (m == MR && n == NR) {  // R == 6: the full tile, epilogue in registers

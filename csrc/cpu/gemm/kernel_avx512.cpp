@@ -59,14 +59,13 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                  index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
     static_assert(R == 4 || R == 8 || R == MR, "a 4-, 8- or 12-row tile");
     static_assert(V == 1 || V == 2, "one or two column vectors");
-    // Warm the C rows while the FMAs run (read when beta != 0, written always): all three
-    // lines a 32-float row can touch, since numpy's big arrays start 16 bytes past a line
-    // (fetching only the first line cost ~10% at 2048^3 with C out of cache).
-    for (int i = 0; i < m; ++i) {
+    // Warm the C rows while the FMAs run (read when beta != 0, written always): a row's
+    // first line now, the rest halfway through k. numpy's big arrays start 16 bytes past a
+    // line, so a 32-float row spans three lines; fetching only the first left ~10% (avx512)
+    // and ~20% (avx2) of a 2048^3 product waiting on C, and fetching all of them up front
+    // cost 4-6% at 512^3-1024^3 (avx2; the misses hold the fill buffers the strips need).
+    for (int i = 0; i < m; ++i)
         _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
-    }
 
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -95,30 +94,39 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
         x0 = _mm512_fmadd_ps(av, b0, x0);                        \
         if constexpr (V == 2) x1 = _mm512_fmadd_ps(av, b1, x1);  \
     } while (0)
-    for (index_t k = 0; k < kc; ++k) {
-        const __m512 b0 = _mm512_loadu_ps(b);
-        const __m512 b1 = V == 2 ? _mm512_loadu_ps(b + 16) : b0;
-        PYNN_AVX512_ROW(a0, c00, c01);
-        PYNN_AVX512_ROW(a0 + r1, c10, c11);
-        PYNN_AVX512_ROW(a0 + r2, c20, c21);
-        PYNN_AVX512_ROW(a3, c30, c31);
-        if constexpr (R >= 8) {
-            PYNN_AVX512_ROW(a3 + r1, c40, c41);
-            PYNN_AVX512_ROW(a3 + r2, c50, c51);
-            PYNN_AVX512_ROW(a6, c60, c61);
-            PYNN_AVX512_ROW(a6 + r1, c70, c71);
+    index_t k = 0;
+    for (int half = 0; half < 2; ++half) {
+        if (half == 1) {
+            for (int i = 0; i < m; ++i) {
+                _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 31), _MM_HINT_T0);
+            }
         }
-        if constexpr (R == 12) {
-            PYNN_AVX512_ROW(a6 + r2, c80, c81);
-            PYNN_AVX512_ROW(a9, c90, c91);
-            PYNN_AVX512_ROW(a9 + r1, c100, c101);
-            PYNN_AVX512_ROW(a9 + r2, c110, c111);
+        for (const index_t k_end = half == 0 ? kc / 2 : kc; k < k_end; ++k) {
+            const __m512 b0 = _mm512_loadu_ps(b);
+            const __m512 b1 = V == 2 ? _mm512_loadu_ps(b + 16) : b0;
+            PYNN_AVX512_ROW(a0, c00, c01);
+            PYNN_AVX512_ROW(a0 + r1, c10, c11);
+            PYNN_AVX512_ROW(a0 + r2, c20, c21);
+            PYNN_AVX512_ROW(a3, c30, c31);
+            if constexpr (R >= 8) {
+                PYNN_AVX512_ROW(a3 + r1, c40, c41);
+                PYNN_AVX512_ROW(a3 + r2, c50, c51);
+                PYNN_AVX512_ROW(a6, c60, c61);
+                PYNN_AVX512_ROW(a6 + r1, c70, c71);
+            }
+            if constexpr (R == 12) {
+                PYNN_AVX512_ROW(a6 + r2, c80, c81);
+                PYNN_AVX512_ROW(a9, c90, c91);
+                PYNN_AVX512_ROW(a9 + r1, c100, c101);
+                PYNN_AVX512_ROW(a9 + r2, c110, c111);
+            }
+            a0 += csa;
+            a3 += csa;
+            a6 += csa;
+            a9 += csa;
+            b += rsb;
         }
-        a0 += csa;
-        a3 += csa;
-        a6 += csa;
-        a9 += csa;
-        b += rsb;
     }
 #undef PYNN_AVX512_ROW
 
@@ -197,10 +205,15 @@ float fma_loop(index_t iters) {
     return _mm512_cvtss_f32(s);
 }
 
-// KC = 256: a 256 x 32 B strip (32 KiB) plus a 12 x 256 A strip (12 KiB) sit in L1
-// (48 KiB); MC = 144: the packed A block (144 KiB) sits in L2; NC = 3072: B panel in L3.
-// (K slices of 512-1024 measured the same once all of a C row's lines were prefetched.)
-const KernelTable kTable = {"avx512", MR, NR, 256, 144, 3072, kernel_12x32, fma_loop,
+// KC = 1024, MC = 144: the packed A block (576 KiB) and the current 1024 x 32 B strip
+// (128 KiB) sit in L2 (1-2 MiB on AVX-512 cores); NC = 1024: a 4 MiB B panel in L3. The
+// kernel reads 176 bytes of the strips per 24 FMAs (~15 a cycle), which L2 sustains, so
+// the strips need not fit L1 as with KC = 256 (the earlier choice); deep K slices make each
+// tile's loop 4x longer per call and the passes over C 4x fewer. Xeon (Sapphire Rapids
+// class), gemm_table's squares in three interleaved rounds, pynn/numpy one thread: 2048^3
+// 0.85-0.87x (KC 256) -> 0.99-1.01x, 512^3 and 1024^3 the same or better; the MLP shapes
+// and training steps unchanged (bench/RESULTS.md).
+const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, kernel_12x32, fma_loop,
                             12 * 16 * 2};
 
 }  // namespace
