@@ -80,6 +80,13 @@ void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     const float* a0 = a;
     const float* a3 = a + 3 * rsa;
     const index_t r1 = rsa, r2 = 2 * rsa;
+// One row of the tile: broadcast its A value, FMA it into the row's two accumulators.
+#define PYNN_AVX2_ROW(ptr, x0, x1)                   \
+    do {                                             \
+        const __m256 av = _mm256_broadcast_ss(ptr);  \
+        x0 = _mm256_fmadd_ps(av, b0, x0);            \
+        x1 = _mm256_fmadd_ps(av, b1, x1);            \
+    } while (0)
     index_t k = 0;
     for (int half = 0; half < 2; ++half) {
         if (half == 1) {
@@ -89,32 +96,20 @@ void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
         for (const index_t k_end = half == 0 ? kc / 2 : kc; k < k_end; ++k) {
             const __m256 b0 = _mm256_loadu_ps(b);
             const __m256 b1 = _mm256_loadu_ps(b + 8);
-            __m256 av;
-            av = _mm256_broadcast_ss(a0);
-            c00 = _mm256_fmadd_ps(av, b0, c00);
-            c01 = _mm256_fmadd_ps(av, b1, c01);
-            av = _mm256_broadcast_ss(a0 + r1);
-            c10 = _mm256_fmadd_ps(av, b0, c10);
-            c11 = _mm256_fmadd_ps(av, b1, c11);
-            av = _mm256_broadcast_ss(a0 + r2);
-            c20 = _mm256_fmadd_ps(av, b0, c20);
-            c21 = _mm256_fmadd_ps(av, b1, c21);
-            av = _mm256_broadcast_ss(a3);
-            c30 = _mm256_fmadd_ps(av, b0, c30);
-            c31 = _mm256_fmadd_ps(av, b1, c31);
+            PYNN_AVX2_ROW(a0, c00, c01);
+            PYNN_AVX2_ROW(a0 + r1, c10, c11);
+            PYNN_AVX2_ROW(a0 + r2, c20, c21);
+            PYNN_AVX2_ROW(a3, c30, c31);
             if constexpr (R == 6) {
-                av = _mm256_broadcast_ss(a3 + r1);
-                c40 = _mm256_fmadd_ps(av, b0, c40);
-                c41 = _mm256_fmadd_ps(av, b1, c41);
-                av = _mm256_broadcast_ss(a3 + r2);
-                c50 = _mm256_fmadd_ps(av, b0, c50);
-                c51 = _mm256_fmadd_ps(av, b1, c51);
+                PYNN_AVX2_ROW(a3 + r1, c40, c41);
+                PYNN_AVX2_ROW(a3 + r2, c50, c51);
             }
             a0 += csa;
             a3 += csa;
             b += rsb;
         }
     }
+#undef PYNN_AVX2_ROW
 
     if (m == MR && n == NR) {  // R == 6: the full tile, epilogue in registers
         const float* bias = ep.bias;
