@@ -89,9 +89,9 @@ void kernel_rx16(index_t kc, const float* a, index_t rsa, index_t csa, const flo
     } while (0)
     index_t k = 0;
     for (int half = 0; half < 2; ++half) {
-        if (half == 1) {
+        if (half == 1) {  // (the row's last valid element: no pointer past C's end)
             for (int i = 0; i < m; ++i)
-                _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 15), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + (n - 1)), _MM_HINT_T0);
         }
         for (const index_t k_end = half == 0 ? kc / 2 : kc; k < k_end; ++k) {
             const __m256 b0 = _mm256_loadu_ps(b);
