@@ -75,8 +75,8 @@ def test_large_shapes(rng, isa, threads, m, k, n):
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 def test_k_deeper_than_one_cache_block(rng, isa, threads, ta, tb):
-    """K past several K slices of every ISA (KC 256-384): the first slice applies beta, the later
-    ones accumulate into C, the last applies bias and activation."""
+    """K past several K slices of every ISA (KC 256-1024): the first slice applies beta, the
+    later ones accumulate into C, the last applies bias and activation."""
     for m, k, n in [(13, 1025, 70), (29, 2081, 37)]:
         a, b = operands(rng, m, k, n, ta, tb)
         bias = rng.standard_normal(n).astype(np.float32)
@@ -608,7 +608,7 @@ def test_an_omp_value_pynn_cannot_take_is_skipped_quietly(omp):
 
 def test_a_pynn_typo_falls_back_to_omp_num_threads():
     out = run_python("import pynn._C as C; print(C.num_threads())",
-                  env=_thread_env(PYNN_NUM_THREADS="abc", OMP_NUM_THREADS="3"))
+                     env=_thread_env(PYNN_NUM_THREADS="abc", OMP_NUM_THREADS="3"))
     assert out.stdout.strip() == "3"
     assert "PYNN_NUM_THREADS=abc ignored" in out.stderr and "OMP_NUM_THREADS" in out.stderr
 
@@ -639,7 +639,7 @@ def test_blocking_override_for_tuning(blocking, isa):
             "    assert np.allclose(got, ref, rtol=1e-4, atol=1e-4), (m, k, n)\n"
             "print('ok')\n")
     out = run_python(code, env={**os.environ, "PYNN_GEMM_BLOCKING": blocking, "PYNN_ISA": isa},
-                  timeout=120)
+                     timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
     valid = blocking in ("16,12,32", "7,5,3", "1,1,1")
     assert ("PYNN_GEMM_BLOCKING" in out.stderr) == (not valid), out.stderr
