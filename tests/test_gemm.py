@@ -748,6 +748,75 @@ def test_public_gemm_out_may_be_an_operand(rng):
         pynn.ops.gemm(a, b, out=np.zeros((64, 64), np.int64))
 
 
+def _misaligned(x):
+    """x's values in memory one byte off float32's alignment."""
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    view = np.frombuffer(raw.data, np.float32, x.size, offset=1).reshape(x.shape)
+    view[...] = x
+    assert not view.flags.aligned
+    return view
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_ops_gemm_takes_any_view_its_kernels_cannot_address(rng, backend):
+    """Reversed rows, broadcast and overlapping rows, misaligned data: copied for the
+    kernels (whose binding refuses them), the same values as numpy on every backend."""
+    from numpy.lib.stride_tricks import sliding_window_view
+    k, n = 7, 5
+    a = rng.standard_normal((6, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    bias = rng.standard_normal(n, dtype=np.float32)
+    views = {"a[::-1]": (a[::-1], b), "b[::-2]": (a, np.concatenate([b, b])[::-2]),
+             "broadcast row": (np.broadcast_to(a[0], (6, k)), b),
+             "overlapping rows": (sliding_window_view(rng.standard_normal(12, dtype=np.float32),
+                                                      k), b),
+             "misaligned": (_misaligned(a), _misaligned(b))}
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend(backend)
+        for name, (x, w) in views.items():
+            want = np.maximum(x.astype(np.float64) @ w + bias, 0)
+            for bias_in in (bias, _misaligned(bias)):
+                got = pynn.ops.gemm(x, w, bias=bias_in, activation="relu")
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+            got = pynn.get_backend().gemm(np.ascontiguousarray(x) if backend == "numpy" else x,
+                                         w, bias=_misaligned(bias), activation="relu")
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+    finally:
+        pynn.set_backend(previous)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_ops_gemm_writes_into_an_out_of_any_layout(rng, backend):
+    """out= Fortran-ordered, column-strided or with reversed rows: the result lands in the
+    caller's array (beta reading what was there), never in a copy it cannot see."""
+    a = rng.standard_normal((4, 6), dtype=np.float32)
+    b = rng.standard_normal((6, 5), dtype=np.float32)
+    c0 = rng.standard_normal((4, 5), dtype=np.float32)
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend(backend)
+        for make in (np.asfortranarray, lambda c: np.repeat(c, 2, axis=1)[:, ::2],
+                     lambda c: c[::-1].copy()[::-1]):
+            out = make(c0.copy())
+            got = pynn.ops.gemm(a, b, out=out, alpha=0.5, beta=2.0)
+            assert got is out
+            np.testing.assert_allclose(out, 0.5 * a.astype(np.float64) @ b + 2.0 * c0,
+                                       rtol=1e-5, atol=1e-5)
+        frozen = np.asfortranarray(c0.copy())
+        frozen.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            pynn.ops.gemm(a, b, out=frozen)
+    finally:
+        pynn.set_backend(previous)
+
+
+def test_ops_gemm_refuses_a_bias_beyond_float32(rng):
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)
+    with pytest.raises(ValueError, match="bias holds 1 value.*beyond float32"):
+        pynn.ops.gemm(a, b, bias=np.array([1e300, 1.0]))
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")
 @pytest.mark.skipif(_ASAN, reason="AddressSanitizer keeps freed memory (its quarantine) in RSS")
 def test_a_strided_column_copy_is_not_kept_at_its_largest(rng):
@@ -782,6 +851,22 @@ def test_no_product_still_gets_beta_and_the_epilogue(alpha, k):
         out = np.empty((3, 5), np.float32)
         _C.gemm(a, b, False, False, alpha, 0.0, out, bias, ACTIVATION_CODES[act], 0.0)
         np.testing.assert_allclose(out, np.broadcast_to(want, (3, 5)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("m,k,n", [(3, 4, 5), (1, 7, 1), (40, 1, 33), (130, 66, 70)])
+def test_alpha_zero_still_multiplies_so_nan_and_inf_show(isa, threads, m, k, n):
+    """0 * op(a) @ op(b): NaN where the product has a NaN or inf, as numpy and the other
+    backends give (BLAS would skip reading a and b); 0 elsewhere, beta and bias applied."""
+    a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+    a[0, 0], b[k - 1, n - 1] = np.nan, np.inf
+    with np.errstate(invalid="ignore"):
+        want = 0.0 * (a.astype(np.float64) @ b) + 1.0
+        got = _C.gemm(a, b, False, False, 0.0, 0.0, None, np.ones(n, np.float32), 0, 0.0)
+        np.testing.assert_array_equal(got, want.astype(np.float32))
+        numpy_backend = pynn.get_backend("numpy").gemm(a, b, alpha=0.0,
+                                                       bias=np.ones(n, np.float32))
+    np.testing.assert_array_equal(got, numpy_backend)
+    assert np.isnan(got[0]).all() and np.isnan(got[:, n - 1]).all()
 
 
 def test_strided_views_the_kernels_cannot_read_are_refused():

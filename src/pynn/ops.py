@@ -49,7 +49,9 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     if bias is not None:
         if is_gpu_array(bias):
             bias = _operand(backend, bias, "bias")
-        bias = backend.asarray(bias, a_arr.dtype)  # host values straight in the op's dtype
+        else:  # host values straight in the op's dtype; finite ones beyond its range refused
+            bias = _in_dtype(_numeric(bias, "gemm: bias"), a_arr.dtype, "bias")
+        bias = backend.asarray(bias, a_arr.dtype)
         if bias.shape != (n,):
             raise ValueError(f"gemm: bias must have shape ({n},), got {bias.shape}")
     if out is not None:
@@ -117,8 +119,11 @@ def _own_float32_call(backend, a, b, trans_a, trans_b, bias, activation, alpha, 
             return None
         name, code, param = spec.name, ACTIVATION_CODES[spec.name], spec.param
     if cpu:  # (the cpu backend's gemm, whose checks the conditions above are)
-        return backend._C.gemm(a, b, trans_a, trans_b, float(alpha), 0.0, None, bias, code,
-                               param)
+        try:
+            return backend._C.gemm(a, b, trans_a, trans_b, float(alpha), 0.0, None, bias, code,
+                                   param)
+        except ValueError:  # rows it cannot address (x[::-1], misaligned data): the general
+            return None     # path copies them
     return backend.gemm(a, b, trans_a, trans_b, bias, name, param, float(alpha), 0.0, None)
 
 

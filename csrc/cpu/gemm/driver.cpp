@@ -278,7 +278,8 @@ void act_tile(Activation act, float* c, index_t ldc, index_t m, index_t n, float
     });
 }
 
-// K == 0 or alpha == 0: C = beta * C (never reading C when beta == 0) + bias, then act.
+// K == 0: C = beta * C (never reading C when beta == 0) + bias, then act. (alpha == 0 runs
+// the product: 0 * op(A)op(B) is NaN where the product is not finite, as numpy gives.)
 void scale_epilogue(const Problem& p) {
     const Epilogue& ep = *p.ep;
     for (index_t i = 0; i < p.M; ++i) {
@@ -576,7 +577,7 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alp
           index_t ldc, const Epilogue& epilogue) {
     if (M <= 0 || N <= 0) return;
     const Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &epilogue};
-    if (K <= 0 || alpha == 0.f) {
+    if (K <= 0) {
         scale_epilogue(p);
         return;
     }

@@ -36,16 +36,39 @@ class CpuBackend(KernelCalls, NumpyBackend):
         if activation == "softmax" or not self._native(a, b, bias, out):
             return super().gemm(a, b, trans_a, trans_b, bias, activation, act_param, alpha,
                                 beta, out)
-        # the kernel reads rows of unit stride (any row stride): a user layer's view (x[:,
-        # ::-1], a Fortran-ordered array) is copied once
-        if a.ndim and a.strides[-1] != a.itemsize:
-            a = np.ascontiguousarray(a)
-        if b.ndim and b.strides[-1] != b.itemsize:
-            b = np.ascontiguousarray(b)
-        return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
-                            ACTIVATION_CODES[activation], act_param)
+        # The kernels read rows of unit stride, any row stride: a view they cannot (x[:, ::-1],
+        # x[::-1], a Fortran-ordered or broadcast array, misaligned data) is copied once.
+        a, b = readable(a), readable(b)
+        if bias is not None and not (bias.flags.c_contiguous and bias.flags.aligned):
+            bias = np.ascontiguousarray(bias).copy()
+        if out is None or readable(out) is out:
+            return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
+                                ACTIVATION_CODES[activation], act_param)
+        # An out they cannot write in place: the result goes through a copy into it.
+        if out.ndim == 2 and not out.flags.writeable:
+            raise ValueError("gemm: out is read-only")
+        staged = self._C.gemm(a, b, trans_a, trans_b, alpha, beta, readable(out, copy=True),
+                              bias, ACTIVATION_CODES[activation], act_param)
+        out[...] = staged
+        return out
 
     def _regression(self, kind, pred, target, grad, delta, grad_scale):
         if kind == "huber":
             return self._C.huber_loss(pred, target, grad, delta, grad_scale)
         return getattr(self._C, f"{kind}_loss")(pred, target, grad, grad_scale)
+
+
+def readable(x, copy=False):
+    """x itself when the GEMM kernels can address it (a 2-D float32 array with rows of unit
+    stride, each row starting at least one row after the previous, data aligned to 4 bytes);
+    else a C-contiguous copy (always one with copy=True). Anything else (other ranks) is
+    returned as it is, for the binding to refuse by name."""
+    if x.ndim == 2 and not copy:
+        rows, cols = x.shape
+        s0, s1 = x.strides
+        if rows == 0 or cols == 0 or (
+                x.flags.aligned and (cols == 1 or s1 == 4)
+                and (rows == 1 or (s0 >= 4 * cols and s0 % 4 == 0))):
+            return x
+    return np.array(x, order="C", copy=True) if x.ndim == 2 else x
+
