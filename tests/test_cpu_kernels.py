@@ -494,3 +494,39 @@ def test_sparse_cross_entropy_binding_checks_the_labels_length(cpu):
     for labels in (np.array([0, 1, 2, 0, 1], np.int32), np.array([0, 1], np.int32)):
         with pytest.raises(ValueError, match="labels"):
             cpu._C.softmax_xent_sparse(logits, labels, d, 1.0)
+
+
+@pytest.mark.parametrize("name", ["cpu", "numpy"])
+def test_activations_keep_a_0d_arrays_shape(name):
+    backend = get_backend(name)
+    z = np.array(0.5, np.float32)
+    y = backend.activation_forward("tanh", z)
+    assert y.shape == () and y == pytest.approx(np.tanh(0.5))
+    dz = backend.activation_backward("tanh", 0.0, z, y, np.ones_like(z))
+    assert dz.shape == () and dz == pytest.approx(1 - np.tanh(0.5) ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cpu", "numpy"])
+def test_sparse_labels_are_never_wrapped_or_truncated(name):
+    """Labels that a cast to int32 would wrap (2**32 + 1 -> 1) or truncate (1.9 -> 1), and
+    negative ones (numpy indexing from the end), are refused by both backends."""
+    backend = get_backend(name)
+    logits = np.zeros((2, 4), np.float32)
+    for labels in (np.array([2**32 + 1, 1]), np.array([-1, 1]), np.array([1, 4], np.uint64)):
+        with pytest.raises(ValueError, match="out of range for 4 classes"):
+            backend.softmax_cross_entropy(logits, labels, True, 1.0)
+    with pytest.raises(TypeError, match="integer class indices, got dtype float32"):
+        backend.softmax_cross_entropy(logits, np.array([1.9, 1.0], np.float32), True, 1.0)
+    loss, _ = backend.softmax_cross_entropy(logits, np.array([3, 0], np.int64), True, 1.0)
+    assert loss == pytest.approx(2 * np.log(4), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cpu", "numpy"])
+def test_element_wise_losses_never_broadcast_the_target(name):
+    backend = get_backend(name)
+    pred, target = np.full((4, 1), 0.5, np.float32), np.full(4, 0.5, np.float32)
+    for call in (lambda: backend.regression_loss("mse", pred, target, 1.0),
+                 lambda: backend.regression_loss("huber", pred, target, 1.0),
+                 lambda: backend.binary_cross_entropy(pred, target, False, 1e-7, 1.0)):
+        with pytest.raises(ValueError, match=r"target: expected shape \(4, 1\)"):
+            call()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .numpy_backend import class_indices
+
 # Codes of csrc/include/pynn/common.h's Activation enum (as many as pynn._C.activation_count).
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu": 4,
                     "sigmoid": 5, "tanh": 6, "silu": 7, "softplus": 8, "softsign": 9,
@@ -44,7 +46,10 @@ class KernelCalls:
         return self._native(w, *arrays)
 
     def _c(self, a):
-        return self.xp.ascontiguousarray(a)
+        """a C-contiguous (a copy only if needed), of a's shape: numpy's ascontiguousarray
+        makes a 0-d array 1-d."""
+        c = self.xp.ascontiguousarray(a)
+        return c if c.ndim == a.ndim else c.reshape(a.shape)
 
     # ---- reductions and activations ------------------------------------------------------
     def bias_grad(self, dz):
@@ -98,9 +103,10 @@ class KernelCalls:
         logits = self._c(logits)
         grad = xp.empty_like(logits)
         targets = xp.asarray(targets)
-        if sparse:
+        if sparse:  # (the kernels check int32 labels' range themselves)
+            labels = class_indices(xp, targets, logits.shape[1], host=False)
             loss = self._call("softmax_xent_sparse", logits,
-                              xp.ascontiguousarray(targets, dtype=np.int32), grad, grad_scale)
+                              xp.ascontiguousarray(labels, dtype=np.int32), grad, grad_scale)
         else:
             loss = self._call("softmax_xent_dense", logits,
                               xp.ascontiguousarray(targets, dtype=np.float32), grad, grad_scale)

@@ -209,6 +209,7 @@ class NumpyBackend(Backend):
         log_p = shifted - lse  # log-softmax: never log(0)
         p = xp.exp(log_p)
         if sparse:
+            targets = class_indices(xp, targets, logits.shape[1], host=xp is np)
             rows = xp.arange(logits.shape[0])
             loss = -log_p[rows, targets]
             grad = p
@@ -220,6 +221,7 @@ class NumpyBackend(Backend):
 
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
         xp = self.xp
+        same_shape(pred, target)
         d = pred - target
         d64 = d.astype(xp.float64)  # the losses in float64, as the kernels add them up:
         # (2.5e19)^2 is inf in float32
@@ -239,6 +241,7 @@ class NumpyBackend(Backend):
     def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
                              sample_weight=None):
         xp = self.xp
+        same_shape(pred, target)
         if from_logits:
             x = pred
             loss = xp.maximum(x, 0) - x * target + xp.log1p(xp.exp(-xp.abs(x)))
@@ -438,3 +441,29 @@ def _mish_parts(xp, z):
 def _hard_sigmoid(xp, z):
     # Keras 3's relu6(z + 3) / 6: z + 3 is exact near -3, where z / 6 + 1/2 cancelled.
     return xp.clip(z + 3, 0, 6) / 6
+
+
+def same_shape(pred, target):
+    """The element-wise losses' contract: target of pred's shape (never broadcast)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"target: expected shape {tuple(pred.shape)} (the shape of pred), "
+                         f"got {tuple(target.shape)}")
+
+
+def class_indices(xp, targets, classes, host):
+    """Sparse targets as integer class indices: other dtypes (1.9, a string) refused rather
+    than truncated; any but int32 (whose range the kernels check) range-checked before a
+    cast could wrap them (2**32 + 1 -> 1); host=True checks int32 too (negative ones would
+    index from the end). On a GPU the check would wait for the device: int32 there is
+    left to the kernels."""
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"softmax_cross_entropy: sparse targets must be integer class indices, "
+                        f"got dtype {targets.dtype}")
+    if targets.size and (host or targets.dtype != np.int32):
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= classes:
+            raise ValueError(f"softmax_cross_entropy: label {low if low < 0 else high} is out "
+                             f"of range for {classes} classes (labels must be in "
+                             f"[0, {classes - 1}])")
+    return targets
+
