@@ -63,6 +63,22 @@ def test_high_products_within_the_bf16x3_bound(rng, threads, m, k, n, ta, tb):
 
 
 @needs_amx
+@pytest.mark.parametrize("size", [1e-19, 1e-18, 1e-17])
+def test_tiny_products_keep_an_absolute_floor_of_two_to_minus_126(rng, size):
+    # AMX flushes subnormal products (below 2^-126: all of a * b near 1e-19 squared) and
+    # cross terms (products below ~2^-118): the bound holds with 2^-126 per product added
+    a, b, want, scale = operands(rng, 64, 1100, 64, False, False)
+    a, b, want, scale = a * np.float32(size), b * np.float32(size), want * size**2, scale * size**2
+    pynn.set_matmul_precision("high")
+    got = _C.gemm(a, b, False, False)
+    err = np.abs(got - want)
+    relative = (2.0 ** -16 + 3 * 1100 * 2.0 ** -24) * scale  # bf16x3_bound's, without its 1e-30
+    assert np.all(err <= relative + 1100 * 2.0 ** -126)
+    if size == 1e-17:  # products ~1e-34: no flush, the relative bound alone
+        assert np.all(err <= relative)
+
+
+@needs_amx
 def test_high_runs_on_amx_and_highest_does_not(rng):
     a, b, want, scale = operands(rng, 256, 256, 256, False, False)
     pynn.set_matmul_precision("highest")

@@ -11,7 +11,10 @@ of the order of float32's own for random data and training follows the same curv
 tests: losses to 1e-4). Without AMX, on other backends, and for products under 2^22
 multiply-adds, "high" computes as "highest"; a 32 x 32 block of results that comes out inf
 or NaN (an inf or NaN input, products near the float32 range) is computed in float32. AMX
-flushes subnormals: inputs below ~1e-38 count as zero. The process asks Linux for the AMX
+flushes subnormals: inputs below ~1e-38 count as zero, and so do products below ~1e-38
+(values near 1e-19 times each other) and the cross terms of products below ~1e-36, so the
+bound above holds with an absolute floor of 2^-126 (~1.2e-38) per product: results built
+only of such tiny products lose their relative accuracy. The process asks Linux for the AMX
 tile state at the first "high" product (signal stacks set up after that need ~11 KiB more).
 """
 

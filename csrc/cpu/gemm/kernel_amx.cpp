@@ -13,7 +13,9 @@
 // make inf * 0 = NaN; a value whose bf16 high part overflows; products whose cross terms
 // overflow, as 1e21 * 1e21) is computed again by the driver with the float32 kernels.
 // AMX instructions flush bf16 subnormals: an x below ~1e-38 counts as 0, and so does the low
-// part of an x below ~1e-36.
+// part of an x below ~1e-36; they flush subnormal products too: a product below 2^-126 is 0
+// and one below ~2^-118 loses its cross terms. The bound above then has an absolute floor of
+// 2^-126 per product (tests/test_matmul_precision.py, precision.py).
 #include "cpu/gemm/kernel_table.h"
 
 #if defined(PYNN_X86) && defined(PYNN_AMX)
