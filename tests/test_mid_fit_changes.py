@@ -151,6 +151,10 @@ def test_fit_returns_the_users_history_and_model_history_is_the_outer_fit(rng):
     mine = pynn.callbacks.History()
     assert model.fit(x, y, epochs=2, verbose=0, callbacks=[mine]) is mine  # (Keras 3)
     assert mine.epoch == [0, 1] and model.history is mine
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[mine])  # the same History again: its
+    assert mine.epoch == [0, 1, 2] and len(mine.history["loss"]) == 5  # values add up (Keras 3)
+    model.fit(x, y, epochs=7, initial_epoch=5, verbose=0, callbacks=[mine])
+    assert mine._epochs_of("loss") == list(range(7))  # one curve: the plot's epochs
     inner = _on_epoch(0, lambda: model.fit(x, y, epochs=1, verbose=0))
     outer = model.fit(x, y, epochs=2, verbose=0, callbacks=[inner])
     assert model.history is outer and outer.epoch == [0, 1]

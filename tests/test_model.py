@@ -639,3 +639,17 @@ def test_an_older_config_with_a_numeric_layer_name_loads_it_as_text():
         {"class_name": "InputLayer", "config": {"input_shape": [3]}},
         {"class_name": "Dense", "config": {"units": 2, "name": 7}}]})
     assert model.layers[-1].name == "7"
+
+
+def test_compile_takes_a_neutral_loss_weight_and_refuses_the_rest():
+    """Keras' loss_weights: the one output's weight 1 in any of its forms; another weight
+    would change the loss and its gradients, so it is refused, never ignored."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    for neutral in (1, 1.0, [1.0], (1,), {"dense": 1.0}):
+        model.compile(optimizer="sgd", loss="mse", loss_weights=neutral)
+    with pytest.raises(NotImplementedError, match=r"loss_weights=\[0.5\]"):
+        model.compile(optimizer="sgd", loss="mse", loss_weights=[0.5])
+    with pytest.raises(ValueError, match="2 weights, but the model has one output"):
+        model.compile(optimizer="sgd", loss="mse", loss_weights=[1.0, 1.0])
+    with pytest.raises(TypeError, match="a number per output"):
+        model.compile(optimizer="sgd", loss="mse", loss_weights=["1"])

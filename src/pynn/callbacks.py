@@ -120,17 +120,24 @@ class History(Callback):
         self.history = {}
         self.epoch = []
         self._key_epochs = {}  # key -> the epochs its values belong to (validation_freq)
+        self._shift = None  # added to this fit's epochs in _key_epochs (None: not yet known)
+        self._last = -1  # the last epoch recorded there
 
     def on_train_begin(self, logs=None):
+        # As Keras 3: a History given to several fits keeps every fit's values (one curve
+        # over all of them); only the epoch list starts again.
         self.epoch = []
-        self.history = {}
-        self._key_epochs = {}
+        self._shift = None
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
+        if getattr(self, "_shift", None) is None:  # a later fit counting from 0 again plots
+            # after the earlier ones; one resumed with initial_epoch where it left off
+            self._shift = max(0, getattr(self, "_last", -1) + 1 - epoch)
+        self._last = epoch + self._shift
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
-            self._key_epochs.setdefault(k, []).append(epoch)
+            self._key_epochs.setdefault(k, []).append(self._last)
         if getattr(self, "model", None) is not None:  # (Keras 3: so after a fit run from a
             # callback, model.history is the outer one)
             self.model.history = self

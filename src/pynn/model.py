@@ -285,7 +285,7 @@ class Sequential:
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None,
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1,
-                auto_scale_loss=True, weighted_metrics=None):
+                auto_scale_loss=True, weighted_metrics=None, loss_weights=None):
         """Choose optimizer, loss and metrics; `backend` (or device='cpu'/'gpu') picks where
         the model runs, default the current backend (pynn.set_backend). A device takes the
         current backend if it runs there, else the fastest one there (cpu before numpy, cuda
@@ -294,7 +294,10 @@ class Sequential:
         are logged under their names, or "weighted_" and the name where a metric of
         `metrics` has it (Keras 3). run_eagerly, jit_compile, steps_per_execution and
         auto_scale_loss are Keras' execution settings, taken and unused (pynn has no graph
-        to compile, and its native engine already runs many steps per call)."""
+        to compile, and its native engine already runs many steps per call). loss_weights
+        (Keras' weights of several outputs' losses): a pynn model has one output, and only
+        the weight 1 (a number, a one-item list or dict) is taken."""
+        _check_loss_weights(loss_weights)
         if getattr(self, "_fits_running", 0):  # (Keras 3 fails too, less clearly)
             raise RuntimeError("compile() was called during fit (from a callback): the "
                                "running fit would keep training with its metrics half "
@@ -2099,6 +2102,28 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
     return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+
+
+def _check_loss_weights(loss_weights):
+    """compile's loss_weights: None or a weight of 1 for the one output; anything else is
+    refused rather than ignored (it would change the loss and its gradients)."""
+    if loss_weights is None:
+        return
+    weights = loss_weights
+    if isinstance(weights, dict):
+        weights = list(weights.values())
+    elif not isinstance(weights, (list, tuple)):
+        weights = [weights]
+    if len(weights) != 1:
+        raise ValueError(f"compile: loss_weights has {len(weights)} weights, but the model "
+                         f"has one output: give one weight or none")
+    weight = weights[0]
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"compile: loss_weights must hold a number per output, got {weight!r}")
+    if weight != 1:
+        raise NotImplementedError(f"compile: loss_weights={loss_weights!r}: pynn does not "
+                                  f"scale the loss (a model's one output has weight 1); a "
+                                  f"Loss subclass can return the weight times its value")
 
 
 def _with_history(callbacks):
