@@ -200,6 +200,27 @@ def test_warm_start_appends_validation_scores(iris):
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_stochastic_fit_continues_an_lbfgs_one(iris, early_stopping):
+    """lbfgs keeps no stopping state (loss_curve_, best_loss_): a warm_start fit or a
+    partial_fit that switches to sgd or adam starts it from the lbfgs weights (scikit-learn
+    fails with an AttributeError)."""
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=5, random_state=0)
+    weights = clf.fit(x, y).coefs_[0].copy()
+    clf.set_params(warm_start=True, solver="adam", early_stopping=early_stopping,
+                   max_iter=3, tol=0.0, n_iter_no_change=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert (clf.best_loss_ is None) == early_stopping
+    assert not np.array_equal(clf.coefs_[0], weights)
+    other = MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=5, random_state=0)
+    other.fit(x, y).set_params(solver="sgd").partial_fit(x, y)
+    assert len(other.loss_curve_) == 1 and other.t_ == len(x)
+
+
 def test_sample_weight_is_the_models_weighted_loss(iris, rng):
     """fit(sample_weight=) trains exactly what pynn's fit with those weights trains."""
     x, y = iris

@@ -275,8 +275,11 @@ class _BaseMLP(BaseEstimator):
         warm_start and partial_fit; a warm_start fit that turns early_stopping on or off
         starts the state it then needs (where scikit-learn fails): best_loss_ is None with
         early_stopping, validation_scores_ and best_validation_score_ None without."""
-        if first:
-            self.loss_curve_, self.t_, self._no_improvement_count = [], 0, 0
+        if first or not hasattr(self, "best_loss_"):  # (an lbfgs fit keeps none of it:
+            # a warm_start fit or partial_fit switching to sgd or adam starts the state)
+            self.loss_curve_ = [] if first else list(getattr(self, "loss_curve_", []))
+            self.t_ = 0 if first else getattr(self, "t_", 0)
+            self._no_improvement_count = 0
             self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
             self._best_weights = self.model_.get_weights()
         if not hasattr(self, "_best_weights"):  # (pickled by a pynn before it existed)
