@@ -486,6 +486,7 @@ def test_out_checks_a_pipe_itself_not_its_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args,message", [
     (["--out", "{tmp}/missing/d.npz"], "does not exist"),
     (["--out", "{tmp}"], "is a directory"),
+    (["--out", "{tmp}/newdir/"], "ends in a separator"),  # was refused after training
     (["--backend", "bogus"], "unknown backend 'bogus'"),
 ])
 def test_demo_errors_exit_2_before_training(tmp_path, args, message):

@@ -453,6 +453,38 @@ def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
         pickle.dumps(pynn.Sequential([_NeedsArguments(2.0)]))
 
 
+def test_only_descriptors_and_special_files_are_streams(tmp_path):
+    from pynn.saving import is_stream
+    for path in ("/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2",
+                 "/proc/123/fd/4"):
+        assert is_stream(path), path
+    assert not is_stream(tmp_path / "new.npz")
+    if os.path.exists("/dev/null"):
+        assert is_stream("/dev/null")  # a character device: written through
+    if os.path.isdir("/dev/shm"):  # a RAM disk: its regular files are files like any other
+        assert not is_stream("/dev/shm/pynn-never-made.npz")
+
+
+@pytest.mark.skipif(not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)),
+                    reason="needs a writable /dev/shm")
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_a_model_saved_twice_under_dev_shm_loads_back(rng, suffix):
+    """Paths under /dev were all written in append mode: the zip and HDF5 writers seek
+    back, so even the first file did not load, and a second save appended to it."""
+    if suffix == ".h5":
+        pytest.importorskip("h5py")
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    path = f"/dev/shm/pynn-test-{os.getpid()}{suffix}"
+    try:
+        for value in (0.0, 1.0):
+            model.layers[-1].kernel.assign(np.full((3, 2), value, np.float32))
+            model.save(path)
+            assert pynn.load_model(path).layers[-1].get_weights()[0][0, 0] == value
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
 @pytest.mark.parametrize("stdout_kind", ["appended file", "pipe"])
 def test_atomic_write_to_dev_stdout_writes_through(tmp_path, stdout_kind):
     """/dev/stdout resolves to /proc/PID/fd/1: a pipe (not found by realpath) or the log a

@@ -23,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import stat
 import warnings
@@ -72,12 +73,17 @@ def atomic_write(filepath, write):
         raise
 
 
+# A process's file descriptors by name: what the shell set up, whatever file it is.
+_DESCRIPTOR_PATH = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
+
+
 def is_stream(filepath):
     """Whether filepath is written through rather than replaced: it exists and is no regular
     file (a FIFO, a terminal, /dev/null), or names a process's file descriptor (/dev/stdout,
-    /dev/fd/N, /proc/self/fd/N: what the shell set up, whatever it is)."""
+    /dev/fd/N, /proc/self/fd/N). A regular file elsewhere under /dev (/dev/shm's RAM disk)
+    is replaced like any other: zip and HDF5 writers seek back, which append mode defeats."""
     path = os.path.abspath(os.fspath(filepath))
-    if path.startswith(("/dev/", "/proc/")):
+    if _DESCRIPTOR_PATH.fullmatch(path):
         return True
     try:
         return not stat.S_ISREG(os.stat(path).st_mode)  # follows links, /proc's included

@@ -54,6 +54,9 @@ def check_output_path(out, inputs=()):
     path = os.fspath(out)
     if os.path.isdir(path):
         raise UsageError(f"--out {path!r} is a directory; give a file name")
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise UsageError(f"--out {path!r} names a directory (it ends in a separator); give a "
+                         f"file name")
     if is_stream(path):  # /dev/stdout, a FIFO: written through (saving.atomic_write)
         if not os.access(path, os.W_OK):
             raise UsageError(f"--out {path!r} is not writable")
