@@ -466,3 +466,19 @@ def test_a_users_optimizer_with_an_accumulator_slot(rng):
     model.fit(x, x[:, :1], epochs=1, verbose=0)
     slot = model.optimizer.state_of(model.layers[1].kernel)["accumulator"]
     assert (slot > 0).all()  # started at 0 (Adagrad's start is its own)
+
+
+def test_a_weight_name_with_a_slash_is_refused():
+    """Files key a weight by its name after the layer's "/": "a/w" and "b/w" collided, one
+    silently loading as the other (Keras 3 refuses "/" in a name too)."""
+    class TwoScales(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.add_weight("a/scale", shape=(2,), initializer="ones")
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+    with pytest.raises(ValueError, match="name must be a string without '/', got 'a/scale'"):
+        pynn.Sequential([pynn.Input((2,)), TwoScales()])
+

@@ -197,6 +197,19 @@ def test_hdf5_datasets_pynn_never_writes_are_refused(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_hdf5_file_of_another_library_is_named_as_not_pynns(tmp_path):
+    """A Keras .weights.h5 (groups, no __pynn__): its first group was named "not an array"
+    before the missing description was."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "keras_like.weights.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_group("optimizer").create_dataset("vars", data=np.zeros(3))
+        h5.create_group("layers/dense/vars").create_dataset("0", data=np.ones((4, 3)))
+    for load in (pynn.load_model, _model().load_weights):
+        with pytest.raises(ValueError, match=r"is not a pynn file \(no __pynn__ entry\)"):
+            load(path)
+
+
 def test_hdf5_data_kept_outside_the_file_is_refused(tmp_path):
     """h5py follows external storage and external links: a crafted 'model' read any file of
     the machine into its weights (and out through predictions)."""
@@ -244,6 +257,25 @@ def test_huge_declared_layers_cost_no_memory_before_the_mismatch(tmp_path):
     error, grew = _load_in_a_child(tmp_path / "huge.npz")
     assert "(4, 3)" in error, error
     assert grew < 200, f"loading grew the peak RSS by {grew} MiB"
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_huge_declared_normalization_costs_no_memory_either(tmp_path, given):
+    """Normalization built its mean and variance (zeros and ones, float64) before the
+    file's arrays were compared: 24 bytes a declared feature (768 MiB for 2**25)."""
+    layer = (pynn.layers.Normalization(mean=0.0, variance=1.0) if given
+             else pynn.layers.Normalization())
+    model = pynn.Sequential([pynn.Input((4,)), layer, pynn.Dense(2)])
+    if not given:
+        layer.adapt(np.random.default_rng().normal(size=(8, 4)))
+    model.save(tmp_path / "good.npz")
+
+    def huge(meta):
+        meta["config"]["layers"][0]["config"]["shape"] = [2**25]
+    _with_meta(tmp_path / "good.npz", tmp_path / "huge.npz", huge)
+    error, grew = _load_in_a_child(tmp_path / "huge.npz")
+    assert "(4,)" in error, error
+    assert grew < 100, f"loading grew the peak RSS by {grew} MiB"
 
 
 class _WithBuffer(pynn.layers.Layer):

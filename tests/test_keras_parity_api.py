@@ -4,6 +4,7 @@ where it would change results."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -37,6 +38,10 @@ def test_save_overwrite_and_load_safe_mode(tmp_path):
         model.save(path, overwrite=False)
     with pytest.raises(FileExistsError, match="overwrite=False"):
         model.save_weights(weights, overwrite=False)
+    for as_bytes in (os.fsencode(path), os.fsencode(weights)):  # a bytes path too (saving
+        with pytest.raises(FileExistsError, match="exists and overwrite=False"):  # takes it)
+            model.save(as_bytes, overwrite=False) if as_bytes.endswith(b"m.npz") else \
+                model.save_weights(as_bytes, overwrite=False)
     model.save(tmp_path / "new.npz", overwrite=False)  # a new file is written
     loaded = pynn.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])

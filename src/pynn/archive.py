@@ -216,6 +216,9 @@ class _H5Archive(Archive):
         if META_KEY in self._file.attrs:
             names.add(META_KEY)
         self._names = names  # read once, here, where a corrupt file's errors are caught
+        if META_KEY not in names:  # (saving.read_meta's words) before its members: a Keras
+            # .weights.h5's groups are no pynn arrays, and no reason to name them
+            raise ValueError(f"{self.where!r} is not a pynn file (no {META_KEY} entry)")
         for name in names - {META_KEY}:
             with self._guarded(name):
                 self._dataset(name)

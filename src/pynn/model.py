@@ -1991,8 +1991,9 @@ def _pickled_bytes(model):
 
 
 def _check_overwrite(filepath, overwrite):
-    if not overwrite and isinstance(filepath, (str, os.PathLike)) and os.path.exists(filepath):
-        raise FileExistsError(f"{os.fspath(filepath)} exists and overwrite=False")
+    if not overwrite and isinstance(filepath, (str, bytes, os.PathLike)) and \
+            os.path.exists(filepath):
+        raise FileExistsError(f"{os.fsdecode(filepath)} exists and overwrite=False")
 
 
 def _loss_number(value, loss):

@@ -252,6 +252,9 @@ class Layer:
         from .. import initializers, regularizers
 
         name = name or f"weight_{len(self._params)}"
+        if not isinstance(name, str) or "/" in name:  # (Keras 3 refuses it too): files key a
+            # weight by the name after the layer's "/", so "a/w" and "b/w" would collide
+            raise ValueError(f"add_weight: name must be a string without '/', got {name!r}")
         backend = backend or self.backend or get_backend()
         dtype = dtype or config.floatx()
         if (array is None) == (shape is None):

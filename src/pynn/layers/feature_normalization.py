@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .. import config
 from .. import data as data_mod
 from ..backend import to_host
 from .base import Layer, as_flag
@@ -48,8 +49,13 @@ class Normalization(Layer):
         super().build(input_shape, backend, dtype)
         self._params = []
         n = int(input_shape[-1])
-        mean, variance = np.zeros(n), np.ones(n)
-        if self._given is not None:
+        if config.loading_weights_now():  # the file's values replace them: zeros that cost no
+            # memory until written (Layer.initial_values), so a file declaring a huge input
+            # costs nothing before its arrays are found not to match
+            mean, variance = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+        elif self._given is None:
+            mean, variance = np.zeros(n), np.ones(n)
+        else:
             try:
                 mean, variance = (np.array(np.broadcast_to(s, (n,))) for s in self._given)
             except ValueError:
