@@ -234,3 +234,69 @@ def test_a_spec_without_parameter_takes_the_activations_default():
     assert Spec("leaky_relu") == pynn.activations.get("leaky_relu") == Spec("leaky_relu", 0.2)
     assert Spec("elu").param == 1.0 and Spec("relu").param == 0.0
     np.testing.assert_allclose(Spec("leaky_relu")(np.array([-1.0, 2.0])), [-0.2, 2.0])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: pynn.layers.ReLU(negative_slope=0.1),
+    lambda: pynn.layers.ReLU(max_value=6.0),  # relu6: its cap is a second kink
+    lambda: pynn.layers.LeakyReLU(),  # the layer's own default slope, 0.3
+    lambda: pynn.layers.LeakyReLU(negative_slope=0.05),
+    lambda: pynn.layers.ELU(alpha=0.5),
+    lambda: pynn.layers.Softmax(),
+    lambda: pynn.Activation(pynn.activations.Spec("leaky_relu", 0.07)),
+    lambda: pynn.Activation(pynn.activations.Spec("elu", 2.0)),
+], ids=["relu-slope", "relu6", "leaky-default", "leaky-0.05", "elu-0.5", "softmax",
+        "leaky-spec", "elu-spec"])
+def test_activation_layers_with_their_parameters(float64_numpy, rng, make):
+    """The activation layers at parameters other than the activation's default (the loop
+    above builds each activation at its default only)."""
+    layer = make()
+    layer.build((6,), float64_numpy, "float64")
+    x = rng.normal(size=(4, 6)) * 2
+    x = _away_from_kinks(x) * 2.5  # (and from relu6's cap at 6: |x| < 6 is not ensured)
+    x = np.where(np.abs(x - 6.0) < 0.05, x + 0.1, x)
+    r = rng.normal(size=(4, 6))
+
+    def f():
+        return float((layer.forward(x) * r).sum())
+
+    layer.forward(x, training=True)
+    assert_close_grad(layer.backward(r), numeric_grad(f, x), what=type(layer).__name__)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.75])
+def test_dropout_gradients(float64_numpy, rng, rate):
+    layer = pynn.layers.Dropout(rate, seed=11)
+    layer.build((6,), float64_numpy, "float64")
+    x = rng.normal(size=(5, 6))
+    r = rng.normal(size=(5, 6))
+
+    def f():  # the same mask each time: the step is put back
+        layer.step = 0
+        return float((layer.forward(x, training=True) * r).sum())
+
+    f()
+    assert_close_grad(layer.backward(r), numeric_grad(f, x), what=f"Dropout({rate})")
+
+
+@pytest.mark.parametrize("loss", [losses.Huber(delta=0.3), losses.Huber(delta=2.5),
+                                  losses._HalfPoissonLogLink()],
+                         ids=["huber-0.3", "huber-2.5", "half-poisson"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_more_loss_gradients(float64_numpy, rng, loss, weighted):
+    """Huber away from delta 1 (both sides of its kink), and MLPRegressor's Poisson loss on
+    the log link, with and without sample weights."""
+    y_pred = rng.normal(size=(6, 3)) * 2
+    y_true = rng.poisson(2.0, size=(6, 3)).astype(np.float64) if "poisson" in loss.name \
+        else rng.normal(size=(6, 3))
+    if "huber" in loss.name:  # off the kinks at |error| = delta
+        d = y_pred - y_true
+        y_pred = np.where(np.abs(np.abs(d) - loss.delta) < 0.05, y_pred + 0.1, y_pred)
+    w = rng.uniform(0.2, 2.0, size=6) if weighted else None
+    y = loss.prepare_targets(y_true, y_pred.shape[1:], np.float64)
+    value, grad = loss.value_and_grad(float64_numpy, y_pred, y, w)
+
+    def f():
+        return loss.value_and_grad(float64_numpy, y_pred, y, w)[0]
+
+    assert_close_grad(grad, numeric_grad(f, y_pred), what=loss.name)
