@@ -221,6 +221,37 @@ def test_a_stochastic_fit_continues_an_lbfgs_one(iris, early_stopping):
     assert len(other.loss_curve_) == 1 and other.t_ == len(x)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_an_interrupted_fit_ends_as_scikit_learns(iris, monkeypatch, early_stopping):
+    """Ctrl-C during fit (here from the epoch tracker after 4 epochs): as scikit-learn, a
+    warning, and the estimator finished as after any fit: n_iter_, loss_ and t_ of the
+    epochs done, the best-validation weights back (KeyboardInterrupt left them stale)."""
+    from pynn import sklearn as pynn_sklearn
+
+    original = pynn_sklearn._Epochs.on_epoch_end
+
+    def interrupting(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pynn_sklearn._Epochs, "on_epoch_end", interrupting)
+    x, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0, tol=0.0,
+                        early_stopping=early_stopping, n_iter_no_change=100)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        try:
+            clf.fit(x, y)
+        except KeyboardInterrupt:  # (not let through: it would end the whole test session)
+            pytest.fail("fit let the KeyboardInterrupt through")
+    assert clf.n_iter_ == 4 and len(clf.loss_curve_) == 4 and clf.loss_ == clf.loss_curve_[-1]
+    assert clf.t_ == 4 * (len(x) - (15 if early_stopping else 0))  # (the held-out 10%)
+    if early_stopping:
+        for a, b in zip(clf.model_.get_weights(), clf._best_weights):
+            np.testing.assert_array_equal(a, b)
+    assert clf.predict(x).shape == y.shape
+
+
 def test_sample_weight_is_the_models_weighted_loss(iris, rng):
     """fit(sample_weight=) trains exactly what pynn's fit with those weights trains."""
     x, y = iris

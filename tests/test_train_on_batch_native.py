@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import requires_backend
+from conftest import requires_backend, run_python
 from pynn import engine as engine_mod
 from pynn.model import _SourceTrainer
 
@@ -234,3 +234,58 @@ def test_a_call_during_an_engine_rebuild_gets_an_engine_large_enough(rng, monkey
     call(big_x, big_y)
     threads[0].join()
     assert errors == [] and model.optimizer.training_steps == 3
+
+
+_FORK_CHILD = """
+import os, threading, time, numpy as np, pynn
+rng = np.random.default_rng(0)
+x = rng.normal(size=(2048, 256)).astype(np.float32)
+y = rng.integers(0, 10, 2048)
+m = pynn.Sequential([pynn.Input((256,)), pynn.Dense(512, activation="relu"),
+                     pynn.Dense(10, activation="softmax")])
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+m.train_on_batch(x, y)
+assert m.engine_reason is None
+{parent_thread}
+time.sleep(0.2)
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        {child}
+        os._exit(0)
+    for _ in range(300):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9); os.waitpid(pid, 0); print("child hung"); os._exit(1)
+    if os.waitstatus_to_exitcode(status) != 0:
+        print("child got", os.waitstatus_to_exitcode(status)); os._exit(1)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_trains_while_a_parent_thread_was_in_train_on_batch():
+    """The child inherited train_on_batch's engine with its C++ lock held by a parent
+    thread's step, a thread it does not have: its first train_on_batch waited for ever."""
+    code = _FORK_CHILD.format(
+        parent_thread="threading.Thread(target=lambda: [m.train_on_batch(x, y) "
+                      "for _ in iter(int, 1)], daemon=True).start()",
+        child="assert np.isfinite(m.train_on_batch(x[:64], y[:64]))")
+    out = run_python(code, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_is_not_in_its_parents_fit():
+    """A fit running in a parent thread at the fork counted in the child too: compile() there
+    was refused as "called during fit"."""
+    code = _FORK_CHILD.format(
+        parent_thread="threading.Thread(target=lambda: m.fit(x, y, epochs=10**6, verbose=0), "
+                      "daemon=True).start()",
+        child="m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')")
+    out = run_python(code, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+

@@ -47,7 +47,8 @@ _PREDICT_BATCH = 1024
 _KEPT_BATCH_ROWS = 4096  # train_on_batch keeps its native engine for batches up to this
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
-# The models that have a build lock (_build_lock): a forked child gives them new ones
+# The models whose per-process state a forked child resets (_new_claims_lock_in_child): those
+# with a build lock (_build_lock), a fit or evaluate counted, or train_on_batch's engine
 _MODELS_WITH_BUILD_LOCKS = weakref.WeakSet()
 
 
@@ -64,11 +65,21 @@ def _build_lock(model):
 
 
 def _new_claims_lock_in_child():
-    # a forked child gets the locks as they were: held, if a parent thread was in them
+    # A forked child gets the locks and counters as they were: held and counting, if a parent
+    # thread was in them (a fit there is none here: compile() was refused as "during fit"),
+    # and train_on_batch's engine with its C++ lock held by a parent thread's step (the
+    # child's first train_on_batch hung): the next call builds another.
     global _METRIC_CLAIMS_LOCK
     _METRIC_CLAIMS_LOCK = threading.Lock()
     for model in list(_MODELS_WITH_BUILD_LOCKS):
-        model.__dict__["_build_lock"] = threading.RLock()
+        state = model.__dict__
+        state["_build_lock"] = threading.RLock()
+        state.pop("_fits_running", None)
+        if "_metric_claims" in state:
+            state["_metric_claims"] = 0
+        trainer = state.pop("_batch_trainer", None)
+        if trainer is not None:  # kept, never used or freed (freeing a held lock is undefined)
+            engine_mod._inherited_at_fork.append(trainer)
 
 
 if hasattr(os, "register_at_fork"):
@@ -1222,6 +1233,7 @@ class Sequential:
         trainer = self.__dict__.get("_batch_trainer")
         if trainer is None or trainer.model is not self:  # (a copy.copy shares the dict)
             trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
+            _MODELS_WITH_BUILD_LOCKS.add(self)  # (a forked child drops it: its engine's lock)
         logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
         self.engine_reason = trainer.engine_reason
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
@@ -1373,6 +1385,7 @@ class Sequential:
         """Marks a fit in progress (compile refuses to run from its callbacks)."""
         with _METRIC_CLAIMS_LOCK:  # (the counters' lock)
             self._fits_running = getattr(self, "_fits_running", 0) + 1
+            _MODELS_WITH_BUILD_LOCKS.add(self)  # (a forked child resets the count)
         try:
             yield
         finally:
@@ -1387,6 +1400,7 @@ class Sequential:
         with _METRIC_CLAIMS_LOCK:
             busy = getattr(self, "_metric_claims", 0)
             self._metric_claims = busy + 1
+            _MODELS_WITH_BUILD_LOCKS.add(self)
         try:
             yield [metrics_mod.fresh_copy(m) for m in self._metric_objects] if busy else None
         finally:

@@ -318,11 +318,19 @@ class _BaseMLP(BaseEstimator):
             tracker = _EpochsWithPenalty(self, validation, n, l2, batch_size)
         else:
             tracker = _Epochs(self, validation, n)
-        history = self.model_.fit(X, y, batch_size=batch_size, epochs=epochs,
-                                  verbose=0, shuffle=self.shuffle,
-                                  callbacks=[tracker], sample_weight=sample_weight)
-        n_iter = len(history.history.get("loss", []))
-        if not incremental and n_iter == epochs and not self.model_.stop_training:
+        done_before = len(self.loss_curve_)
+        interrupted = False
+        try:
+            self.model_.fit(X, y, batch_size=batch_size, epochs=epochs, verbose=0,
+                            shuffle=self.shuffle, callbacks=[tracker],
+                            sample_weight=sample_weight)
+        except KeyboardInterrupt:  # as scikit-learn: the fit ends where it was, and the
+            # estimator is finished as after any fit (best weights, n_iter_, loss_, t_)
+            warnings.warn("Training interrupted by user.")
+            interrupted = True
+        n_iter = len(self.loss_curve_) - done_before  # this call's whole epochs
+        if not (incremental or interrupted) and n_iter == epochs and \
+                not self.model_.stop_training:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and "
                           f"the optimization hasn't converged yet.", ConvergenceWarning)
         if validation is not None:  # scikit-learn restores the best-scoring weights
