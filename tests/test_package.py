@@ -106,6 +106,44 @@ def test_a_compiled_part_that_does_not_load_is_named_as_such(tmp_path):
     assert "the compiled part is there but does not load" in out.stdout
 
 
+def test_the_pure_python_package_runs_from_a_zip(tmp_path):
+    """Imported from a zip (zipapp, pex), without the compiled parts: the numpy backend runs
+    and info names why cpu does not (listing the package's folder for a compiled file raised
+    NotADirectoryError from the first model and from `pynn info`)."""
+    import zipfile
+
+    package = os.path.dirname(pynn.__file__)
+    archive = tmp_path / "pynn.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for folder, dirs, files in os.walk(package):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    z.write(path, os.path.relpath(path, os.path.dirname(package)))
+    env = {k: v for k, v in os.environ.items() if k != "PYNN_BACKEND"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(archive), env.get("PYTHONPATH")) if p)
+    code = ("import pynn, numpy as np\n"
+            "assert pynn.__file__.startswith(%r), pynn.__file__\n"
+            "m = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])\n"
+            "assert m.predict(np.ones((1, 3))).shape == (1, 2)\n"
+            "assert pynn.get_backend().name == 'numpy'\n"
+            "assert 'installed without its compiled part' in pynn.available_backends()['cpu']\n"
+            "try:\n"
+            "    pynn.set_backend('cpu')\n"
+            "except RuntimeError as exc:\n"
+            "    assert 'without its compiled part' in str(exc)\n"
+            "print('ok')") % str(archive)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    info = subprocess.run([sys.executable, "-m", "pynn", "info"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert info.returncode == 0, info.stderr
+    assert "backend in use: numpy" in info.stdout
+
+
 def test_info_and_cli():
     d = pynn.info()
     assert d["version"] == pynn.__version__

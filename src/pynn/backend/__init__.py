@@ -37,7 +37,10 @@ def _create(name: str) -> Backend:
         _C, why = _load_native("_C")
         if _C is None:
             package = os.path.dirname(os.path.dirname(__file__))
-            built = any(f.startswith("_C.") for f in os.listdir(package))
+            try:
+                built = any(f.startswith("_C.") for f in os.listdir(package))
+            except OSError:  # imported from a zip (zipapp, pex): no folder to look in
+                built = False
             raise RuntimeError(why + ("; the compiled part is there but does not load (rebuild "
                                       "it: pip install --force-reinstall .)" if built else
                                       "; the package was installed without its compiled part"))
