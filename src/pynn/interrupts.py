@@ -1,8 +1,9 @@
 """Ctrl-C during fit: finish the steps in flight, then stop cleanly.
 
 While training, the first SIGINT only sets a flag: the steps in progress complete (one on
-the layer path; on the native engine the chunk of steps it runs between returns to Python, at
-most 256 steps or a twentieth of an epoch), so the weights are those of the last completed
+the layer path; on the native engine the chunk of steps it runs between returns to Python:
+with a progress bar at most 256 steps and a twentieth of an epoch, without one up to 16 cheap
+steps, with a callback's batch hooks one), so the weights are those of the last completed
 step, never half-updated; callbacks get on_train_end, and fit raises KeyboardInterrupt with
 model.history holding the finished epochs. A second Ctrl-C interrupts as soon as control is
 back in Python. Outside the main thread, or when the program has its own SIGINT handler,

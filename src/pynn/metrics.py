@@ -1898,14 +1898,16 @@ class EpochLogs(Mapping):
         return len(self._names())
 
 
-__all__ = ["AUC", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "FalseNegatives",
-           "FalsePositives", "MeanAbsoluteError", "MeanAbsolutePercentageError",
-           "MeanMetricWrapper", "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric",
-           "MetricVariable", "Precision", "R2Score", "Recall", "RootMeanSquaredError",
-           "SparseCategoricalAccuracy", "SparseTopKCategoricalAccuracy",
-           "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives", "binary_accuracy",
-           "categorical_accuracy", "f1_score", "get", "mean_absolute_error",
-           "mean_absolute_percentage_error", "mean_squared_error",
-           "mean_squared_logarithmic_error", "precision", "r2_score", "recall", "roc_auc",
-           "root_mean_squared_error", "sparse_categorical_accuracy",
+__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
+           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+           "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError",
+           "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",
+           "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric", "MetricVariable",
+           "Poisson", "Precision", "R2Score", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+           "SparseTopKCategoricalAccuracy", "SquaredHinge", "TopKCategoricalAccuracy",
+           "TrueNegatives", "TruePositives", "binary_accuracy", "categorical_accuracy",
+           "f1_score", "get", "mean_absolute_error", "mean_absolute_percentage_error",
+           "mean_squared_error", "mean_squared_logarithmic_error", "precision", "r2_score",
+           "recall", "roc_auc", "root_mean_squared_error", "sparse_categorical_accuracy",
            "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy"]

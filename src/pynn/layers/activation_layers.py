@@ -35,7 +35,8 @@ class _KerasActivation(Activation):
 
 class ReLU(_KerasActivation):
     """Keras' ReLU layer: max(x, 0); `negative_slope` makes it leaky, `max_value=6` caps it
-    (relu6). A threshold other than 0, and other caps, have no pynn kernel: refused."""
+    (relu6), one or the other. A threshold other than 0, other caps and a capped leaky ReLU
+    have no pynn kernel: refused."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(_relu_spec(max_value, negative_slope, threshold), **kwargs)
