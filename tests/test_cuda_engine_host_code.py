@@ -273,4 +273,5 @@ def test_the_engines_checks(engine_binary, tmp_path, rng):
     assert "order holds row 23" in run(order=np.r_[order[:-1], 23])
     assert "batch size 6 is outside [1, 5]" in run(batch=6, max_batch=5)
     assert "beyond the order's rows" in run(last=6)
+    assert "beyond the order's rows" in run(last=2**62)  # (last * batch wrapped negative)
     assert "one learning rate, or one per step" in run(lr=[0.1, 0.2])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import pynn
+from conftest import run_python
 from pynn import _C
 
 (LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH, SILU, SOFTPLUS, SOFTSIGN, SELU, RELU6, HARD_SIGMOID,
@@ -805,6 +806,10 @@ def test_constructor_errors():
         (dict(loss="mse"), "softmax last layer is only supported"),
         (dict(loss="huber", activations=[1, 0], loss_param=0.0), "huber delta"),
         (dict(loss="bce", activations=[1, 5], loss_param=0.0), "clip epsilon"),
+        # buffers of max_batch x width: 2**62 x 4 wrapped to an empty arena predict overran
+        (dict(max_batch=2**62), "too large for any machine"),
+        (dict(sizes=[2**62, 5, 3]), "too large for any machine"),
+        (dict(sizes=[4, 2**50, 3], max_batch=1), "too large for any machine"),
     ]
     for kw, msg in cases:
         with pytest.raises(ValueError, match=msg):
@@ -1080,3 +1085,102 @@ def test_train_checks_the_ema_momentum_itself(rng):
                   np.arange(4, dtype=np.int64), 0, 1, 4,
                   dict(lr=0.01, momentum=0.0, nesterov=False, use_ema=1, ema_momentum=1.5), 1,
                   [])
+
+
+def test_train_refuses_what_it_would_overwrite_or_misread(rng):
+    """order, y and sample_weight sharing memory with what train writes (the bound arrays,
+    batch normalization's, outputs) were read after being overwritten: out-of-range indices
+    and labels (a segfault); a big-endian order was read as little-endian; a huge last batch
+    sized the result (8 TiB) before the range was checked."""
+    eng, params, state, x, y, order = small(rng)
+    x, y, order = x[:8], y[:8], order[:8]  # one batch of 8: an int64 view of W0 holds 12
+    h = HYPER["adam"]
+    outputs = np.empty((8, 3), np.float32)
+    with pytest.raises(ValueError, match="order: must not share memory"):
+        eng.train(x, y, params[0].reshape(-1).view(np.int64)[:8], 0, 1, 8, h, 0, [])
+    shared = np.zeros(16 + 24, np.float32)
+    as_order = shared[:16].view(np.int64)
+    as_order[:] = np.arange(8)
+    with pytest.raises(ValueError, match="order: must not share memory"):
+        eng.train(x, y, as_order, 0, 1, 8, h, 0, [], None, shared[:24].reshape(8, 3))
+    labels = shared[:8].view(np.int32)
+    labels[:] = y
+    with pytest.raises(ValueError, match="outputs: must not share memory with y"):
+        eng.train(x, labels, order, 0, 1, 8, h, 0, [], None, shared[4:28].reshape(8, 3))
+    with pytest.raises(ValueError, match="sample_weight: must not share memory"):
+        eng.train(x, y, order, 0, 1, 8, h, 0, [], state[0][0].reshape(-1)[:8])
+    with pytest.raises(TypeError, match=r"order: expected dtype int64, got >i8"):
+        eng.train(x, y, order.astype(">i8"), 0, 1, 8, h, 0, [])
+    for first, last in ((0, 2**40), (-2**63, 2**63 - 1)):
+        with pytest.raises(ValueError, match="first_batch/last_batch"):
+            eng.train(x, y, order, first, last, 8, h, 0, [])
+    eng.train(x, y, order, 0, 1, 8, h, 0, [], None, outputs)  # the same, apart: fine
+
+
+def test_batch_normalizations_of_two_layers_are_separate_buffers():
+    """Both are written in place each step: the inputs' moving mean given as layer 0's gamma
+    was accepted and silently mixed into both (losses 5.1 instead of 0.33)."""
+    eng = _C.DenseEngine([8, 8, 3], [RELU, 0], [0.0, 0.0], [True, True], "mse", 0.0, "sgd", 16)
+    params = [np.zeros((8, 8), np.float32), np.zeros(8, np.float32),
+              np.zeros((8, 3), np.float32), np.zeros(3, np.float32)]
+    eng.bind(params, [True, True], [[], [], [], []])
+    shared = np.zeros(8, np.float32)
+    eng.set_batchnorm(-1, False, 0.5, 1e-3, True, None, None, shared, np.ones(8, np.float32),
+                      [], [])
+    with pytest.raises(ValueError, match="another layer's batch normalization arrays"):
+        eng.set_batchnorm(0, False, 0.5, 1e-3, True, shared, np.zeros(8, np.float32),
+                          np.zeros(8, np.float32), np.ones(8, np.float32), [], [])
+    # a layer set again replaces its own arrays: no clash with itself
+    eng.set_batchnorm(-1, False, 0.5, 1e-3, True, None, None, shared, np.ones(8, np.float32),
+                      [], [])
+
+
+def test_train_reads_only_the_order_and_labels_it_checked():
+    """Another thread writing `order` while train runs without the GIL: an entry was checked,
+    then read again for the gather, so an unchecked one (1 << 40) could be used (a segfault
+    within ~20 s of such writes); train now copies the batches' order and labels first."""
+    code = """
+import threading, time, numpy as np, pynn._C as C
+n, d, k = 4000, 32, 10
+e = C.DenseEngine([d, 16, k], [1, 0], [0.0, 0.0], [True, True], "softmax_xent_sparse", 0.0,
+                  "sgd", 256, True)
+P = [np.full((d, 16), 0.01, np.float32), np.zeros(16, np.float32),
+     np.full((16, k), 0.01, np.float32), np.zeros(k, np.float32)]
+e.bind(P, [True, True], [[], [], [], []])
+x = np.random.rand(n, d).astype(np.float32); y = np.random.randint(0, k, n).astype(np.int32)
+order = np.arange(n, dtype=np.int64)
+stop = False
+def flip():
+    while not stop:
+        order[-1] = 1 << 40; y[7] = 1 << 30
+        order[-1] = n - 1; y[7] = 3
+threading.Thread(target=flip, daemon=True).start()
+done = refused = 0
+t0 = time.time()
+while time.time() - t0 < 4:
+    try:
+        e.train(x, y, order, 0, (n + 255) // 256, 256, {"lr": 0.01}, 0, []); done += 1
+    except ValueError:
+        refused += 1
+stop = True
+print("ok", done + refused)
+"""
+    out = run_python(code, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("ok"), out.stdout
+
+
+def test_sparse_cross_entropy_labels_may_share_memory_with_the_gradient(rng):
+    """The labels were checked, then read while the gradient rows were written over them
+    (class indices from float bit patterns: out-of-range writes); the kernel reads a copy."""
+    logits = rng.random((4096, 2), dtype=np.float32)
+    d = np.zeros((4096, 2), np.float32)
+    labels = d.reshape(-1)[:4096].view(np.int32)
+    labels[:] = rng.integers(0, 2, 4096)
+    want_labels = labels.copy()
+    want_d = np.empty_like(d)
+    want = _C.softmax_xent_sparse(logits, want_labels, want_d, 1.0)
+    got = _C.softmax_xent_sparse(logits, labels, d, 1.0)
+    assert got == want
+    np.testing.assert_array_equal(d, want_d)
+

@@ -44,11 +44,6 @@ py::array as_array(const py::handle& h, const std::string& name) {
     return py::reinterpret_borrow<py::array>(h);
 }
 
-bool is_int_dtype(const py::array& a, int itemsize) {
-    const py::dtype d = a.dtype();
-    return d.kind() == 'i' && d.itemsize() == itemsize;
-}
-
 void check_c_contiguous(const py::array& a, const std::string& name) {
     if (!(a.flags() & py::array::c_style))
         throw py::value_error(name + ": expected a C-contiguous array (use numpy.ascontiguousarray)");
@@ -174,6 +169,13 @@ public:
             for (const py::array& r : refs_)
                 if (overlap(keep[i], r))
                     throw py::value_error("set_batchnorm: arrays must not share memory with the bound parameters");
+            for (size_t other = 0; other < bn_refs_.size(); ++other) {
+                if (other == static_cast<size_t>(layer + 1)) continue;  // this layer's: replaced
+                for (const py::array& r : bn_refs_[other])
+                    if (overlap(keep[i], r))
+                        throw py::value_error("set_batchnorm: arrays must not share memory with another "
+                                              "layer's batch normalization arrays");
+            }
         }
         {
             ReleaseGil nogil;
@@ -334,6 +336,15 @@ public:
         } else {
             check_float_shape(y, "y", {n, C}, false);
         }
+        // The batches' range before anything is sized by it (the engine checks it again under
+        // its lock): first/last of 0 and 2**40 asked numpy for an 8 TiB result first.
+        if (batch_size < 1) throw py::value_error("batch_size: expected >= 1, got " + std::to_string(batch_size));
+        const index_t n_batches = (n + batch_size - 1) / batch_size;
+        if (first < 0 || last < first || last > n_batches)
+            throw py::value_error("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " +
+                                  std::to_string(n_batches) + " (batches of " + std::to_string(batch_size) +
+                                  " in " + std::to_string(n) + " rows), got " + std::to_string(first) + ", " +
+                                  std::to_string(last));
         py::array weights;  // default-constructed: an empty array, not a null handle
         const bool weighted = !weight_obj.is_none();
         if (weighted) {
@@ -354,12 +365,25 @@ public:
             if (overlaps_bound(outputs))
                 throw py::value_error("outputs: must not share memory with the bound parameters or state");
         }
+        // What train reads must not be what it writes (the bound arrays each step, outputs
+        // after each batch): the values would change under it.
+        for (const auto& [a, name] : {std::pair<const py::array*, const char*>{&y, "y"},
+                                      {&weights, "sample_weight"}}) {
+            if (overlaps_bound(*a))
+                throw py::value_error(std::string(name) + ": must not share memory with the bound parameters, "
+                                      "state or batch normalization arrays");
+            if (want_outputs && overlap(*a, outputs))
+                throw py::value_error(std::string("outputs: must not share memory with ") + name);
+        }
         py::array order = as_array(order_obj, "order");
-        if (!is_int_dtype(order, 8))
+        if (!has_dtype<std::int64_t>(order))  // (native byte order: '>i8' is refused too)
             throw py::type_error("order: expected dtype int64, got " + std::string(py::str(order.dtype())));
         if (order.ndim() != 1 || order.shape(0) != n)
             throw py::value_error("order: expected shape (" + std::to_string(n) + ",) (a permutation of the rows of x), got " + shape_str(order));
         check_c_contiguous(order, "order");
+        if (overlaps_bound(order) || (want_outputs && overlap(order, outputs)))
+            throw py::value_error("order: must not share memory with outputs or the bound parameters, state "
+                                  "or batch normalization arrays (train writes those)");
 
         EngineHyper h;
         switch (eng_.optimizer()) {
@@ -426,7 +450,7 @@ public:
         if (PyObject* v = PyDict_GetItemString(hyper.ptr(), "lr_steps")) {  // borrowed
             py::array_t<double, py::array::c_style | py::array::forcecast> rates =
                 py::reinterpret_borrow<py::object>(v);
-            const index_t want = last >= first ? last - first : 0;
+            const index_t want = last - first;
             if (rates.ndim() != 1 || rates.shape(0) != want)
                 throw py::value_error("hyper['lr_steps']: expected shape (" + std::to_string(want) +
                                       ",) (one rate per batch), got " + shape_str(rates));
@@ -439,8 +463,7 @@ public:
             metrics.push_back(parse_engine_metric(m.cast<std::string>()));
         }
         const int nm = static_cast<int>(metrics.size());
-        // Range errors come from validate() below; a negative count must not size the result.
-        const index_t n_out = last >= first ? last - first : 0;
+        const index_t n_out = last - first;  // (checked above)
         py::array_t<double> result({n_out, static_cast<index_t>(1 + nm)});
         const float* xp = static_cast<const float*>(x.data());
         const void* yp = y.data();

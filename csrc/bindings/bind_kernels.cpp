@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/checks.h"
 #include "bindings/release_gil.h"
@@ -132,14 +133,17 @@ double softmax_xent_sparse_py(const py::array& logits, const py::array& labels,
     check_dim(labels, "labels", 0, rows, "length (rows of logits)");
     check_same_shape(logits, "logits", dlogits, "dlogits");
     float* dp = out_ptr<float>(dlogits, "dlogits");
-    // An out-of-range label would index past the row: check all before any work (O(rows)).
+    // An out-of-range label would index past the row: all are checked before any work, on a
+    // copy the kernel then reads (labels sharing memory with dlogits, or written by another
+    // thread while the GIL is released, cannot change after the check).
+    std::vector<std::int32_t> checked(lp, lp + rows);
     for (index_t r = 0; r < rows; ++r)
-        if (lp[r] < 0 || lp[r] >= cols)
+        if (checked[r] < 0 || checked[r] >= cols)
             throw py::value_error("labels: expected class indices in [0, " + std::to_string(cols) +
-                                  "), got " + std::to_string(lp[r]) + " at index " +
+                                  "), got " + std::to_string(checked[r]) + " at index " +
                                   std::to_string(r));
     ReleaseGil nogil;
-    return softmax_xent_sparse(zp, lp, dp, rows, cols, grad_scale);
+    return softmax_xent_sparse(zp, checked.data(), dp, rows, cols, grad_scale);
 }
 
 double softmax_xent_dense_py(const py::array& logits, const py::array& targets,

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -266,6 +267,21 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
     if (loss == EngineLoss::bce && !(loss_param > 0.f && loss_param < 0.5f))
         fail("loss_param: bce clip epsilon must be in (0, 0.5), got " + std::to_string(loss_param));
 
+    // Every buffer is max_batch x a width, or a layer's in x out: their sum bounded here (in
+    // double: no overflow), so every size computed from them below, and in set_dropout and
+    // set_batchnorm, is exact (2**62 x 4 wrapped to 0: a one-float arena that predict
+    // overran).
+    double need = 5.0 * static_cast<double>(max_batch) * static_cast<double>(sizes.front());
+    for (size_t i = 0; i < L; ++i)
+        need += static_cast<double>(sizes[i + 1]) * (5.0 * static_cast<double>(max_batch) +
+                                                     static_cast<double>(sizes[i]) + 1.0);
+    if (need > 0x1p50) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.3g", need * 4.0);
+        fail(std::string("sizes/max_batch: the engine's buffers would take ~") + text +
+             " bytes; too large for any machine");
+    }
+
     layers_.resize(L);
     // Predict reads its rows in place and needs only each layer's outputs: the batch copy
     // (max_batch x inputs: 200 MB for 50,000 features) and the gradients are training's.
@@ -516,9 +532,7 @@ void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool
 
 // ---- validation -----------------------------------------------------------------------------
 
-void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, index_t last,
-                           index_t bs, const std::int32_t* labels, const EngineHyper& h,
-                           const EngineMetric* metrics, int n_metrics) const {
+void DenseEngine::check_batches(index_t n, index_t first, index_t last, index_t bs) const {
     if (!bound_) fail("train: no parameters bound; call bind(params, trainable, state) first");
     if (bs < 1) fail("batch_size: expected >= 1, got " + std::to_string(bs));
     // A batch holds min(batch_size, n) rows at most: that is what the buffers must fit.
@@ -529,17 +543,33 @@ void DenseEngine::validate(const std::int64_t* order, index_t n, index_t first, 
         fail("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " + std::to_string(n_batches) +
              " (batches of " + std::to_string(bs) + " in " + std::to_string(n) + " rows), got " +
              std::to_string(first) + ", " + std::to_string(last));
-    const index_t r0 = first * bs, r1 = std::min(n, last * bs);
+}
+
+// The caller's order[r0:r1] and (sparse) the labels of those rows, copied into the engine's
+// own vectors before they are checked: the step loop reads only the copies, so another
+// Python thread writing the caller's arrays while the GIL is released can never put an
+// unchecked index or label in use (checked, then read again, they could differ).
+void DenseEngine::copy_chunk(const std::int64_t* order, index_t n, index_t r0, index_t r1,
+                             const std::int32_t* labels) {
+    chunk_order_.assign(order + r0, order + r1);
+    chunk_labels_.resize(labels ? static_cast<size_t>(r1 - r0) : 0);
     const index_t C = out_features();
     for (index_t r = r0; r < r1; ++r) {
-        const std::int64_t idx = order[r];
+        const std::int64_t idx = chunk_order_[static_cast<size_t>(r - r0)];
         if (idx < 0 || idx >= n)
             fail("order: expected row indices in [0, " + std::to_string(n) + "), got " + std::to_string(idx) +
                  " at position " + std::to_string(r));
-        if (labels && (labels[idx] < 0 || labels[idx] >= C))
-            fail("y: expected class labels in [0, " + std::to_string(C) + "), got " + std::to_string(labels[idx]) +
+        if (!labels) continue;
+        const std::int32_t label = labels[idx];
+        if (label < 0 || label >= C)
+            fail("y: expected class labels in [0, " + std::to_string(C) + "), got " + std::to_string(label) +
                  " at row " + std::to_string(idx));
+        chunk_labels_[static_cast<size_t>(r - r0)] = label;
     }
+}
+
+void DenseEngine::validate(index_t first, index_t last, const EngineHyper& h,
+                           const EngineMetric* metrics, int n_metrics) const {
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     for (int m = 0; m < n_metrics; ++m) {
         if ((metrics[m] == EngineMetric::sparse_accuracy) != sparse)
@@ -1039,8 +1069,11 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         fail("step: expected the optimizer's step count (>= 0), got " + std::to_string(step));
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     // Under the same lock as the step: nothing can rebind or reconfigure in between.
-    validate(order, n, first, last, bs, sparse ? static_cast<const std::int32_t*>(y) : nullptr, h,
-             metrics, n_metrics);
+    check_batches(n, first, last, bs);
+    const index_t chunk_r0 = first * bs;
+    copy_chunk(order, n, chunk_r0, std::min(n, last * bs),
+               sparse ? static_cast<const std::int32_t*>(y) : nullptr);
+    validate(first, last, h, metrics, n_metrics);
     // Adam's first moment of a weight whose gradient stays zero (a dead ReLU unit) decays by
     // beta_1 every step into the denormal range, where each float operation takes a microcode
     // assist: measured on mnist_mlp, epochs slowed from ~105k to ~59k samples/s once a few
@@ -1054,7 +1087,7 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         if (!l.trainable && l.regularized()) frozen_penalty += penalty(l, false);
     for (index_t b = first; b < last; ++b) {
         const index_t r0 = b * bs, rows = std::min(n, r0 + bs) - r0;
-        const std::int64_t* idx = order + r0;
+        const std::int64_t* idx = chunk_order_.data() + (r0 - chunk_r0);  // (checked copies)
         // Gather this batch's rows (never the whole data set). Random rows of a large x miss
         // the caches: with several threads more misses are in flight at once.
         auto gather = [&](index_t a, index_t e) {
@@ -1067,9 +1100,8 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         else
             gather(0, rows);
         if (sparse) {
-            const std::int32_t* lab = static_cast<const std::int32_t*>(y);
-            std::int32_t* dst = static_cast<std::int32_t*>(yb_);
-            for (index_t r = 0; r < rows; ++r) dst[r] = lab[idx[r]];
+            std::memcpy(yb_, chunk_labels_.data() + (r0 - chunk_r0),
+                        static_cast<size_t>(rows) * sizeof(std::int32_t));
         } else {
             const float* t = static_cast<const float*>(y);
             float* dst = static_cast<float*>(yb_);

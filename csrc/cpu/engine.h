@@ -128,14 +128,6 @@ public:
     void bind(const std::vector<float*>& params, const std::vector<bool>& trainable,
               const std::vector<std::vector<float*>>& state);
 
-    // Throws std::invalid_argument unless train(...) with these arguments is well-defined:
-    // batch indices, batch_size, every order entry of the batches in range, every label of
-    // those rows in [0, out), hyper-parameters and optimizer slots that fit, metrics that fit
-    // the targets. O(rows of the batches).
-    void validate(const std::int64_t* order, index_t n, index_t first_batch, index_t last_batch,
-                  index_t batch_size, const std::int32_t* labels, const EngineHyper& hyper,
-                  const EngineMetric* metrics, int n_metrics) const;
-
     // Runs batches [first_batch, last_batch): batch b holds rows order[b*bs : (b+1)*bs] (the
     // last one may be short). result: (last - first) x (1 + n_metrics) doubles: the batch's
     // mean loss before its update, then each metric's batch mean. Batch j of the call uses
@@ -270,6 +262,17 @@ private:
     }
 
     std::vector<float> gemv_parts_;  // predict(1 row): partial sums of the threads' row slices
+    // train()'s checks, each throwing std::invalid_argument: the batch indices and
+    // batch_size; the batches' order entries (in range) and labels (in [0, out)), copied
+    // into chunk_order_ / chunk_labels_ first (the step loop reads only the copies);
+    // hyper-parameters, optimizer slots and metrics that fit the targets.
+    void check_batches(index_t n, index_t first_batch, index_t last_batch, index_t batch_size) const;
+    void copy_chunk(const std::int64_t* order, index_t n, index_t r0, index_t r1,
+                    const std::int32_t* labels);
+    void validate(index_t first_batch, index_t last_batch, const EngineHyper& h,
+                  const EngineMetric* metrics, int n_metrics) const;
+    std::vector<std::int64_t> chunk_order_;  // train: the call's order[r0:r1], checked
+    std::vector<std::int32_t> chunk_labels_;  // and its rows' labels (sparse), checked
     std::mutex mu_;  // train/predict share the buffers: one call at a time per engine
 };
 

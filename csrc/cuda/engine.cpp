@@ -163,18 +163,21 @@ std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
                                     " features, the model takes " + std::to_string(layers_[0].in));
     if (first < 0 || last < first)
         throw std::invalid_argument("DenseEngine.train: bad batch range");
-    const index_t r0 = first * batch, r1 = std::min(order_len, last * batch);
-    if (last > first && (last - 1) * batch >= order_len)
+    if (last > (order_len + batch - 1) / batch)  // (before any product: no overflow)
         throw std::invalid_argument("DenseEngine.train: batches beyond the order's rows");
+    const index_t r0 = first * batch, r1 = std::min(order_len, last * batch);
     const index_t n = last - first;
     if (hyper.lr.size() != 1 && static_cast<index_t>(hyper.lr.size()) != n)
         throw std::invalid_argument("DenseEngine.train: expected one learning rate, or one per "
                                     "step");
-    for (index_t i = r0; i < r1; ++i)  // every row the gathers will read
-        if (order[i] < 0 || order[i] >= data.rows)
-            throw std::out_of_range("DenseEngine.train: order holds row " +
-                                    std::to_string(order[i]) + ", x has " +
-                                    std::to_string(data.rows));
+    // Every row the gathers will read, checked on a copy that is then what goes to the device
+    // (another Python thread may write the caller's order while the GIL is released: checked,
+    // then read again, an entry could change in between).
+    const std::vector<std::int64_t> rows_used(order + r0, order + r1);
+    for (const std::int64_t row : rows_used)
+        if (row < 0 || row >= data.rows)
+            throw std::out_of_range("DenseEngine.train: order holds row " + std::to_string(row) +
+                                    ", x has " + std::to_string(data.rows));
     std::vector<BatchLog> out(n);
     if (n == 0) return out;
     DeviceGuard on(device_);
@@ -195,7 +198,8 @@ std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
     check(cudaMemcpyAsync(losses, init.data(), n * sizeof(DeviceLoss), cudaMemcpyHostToDevice, s),
           "DenseEngine.train");
     check(cudaMemsetAsync(hits, 0, n * sizeof(unsigned long long), s), "DenseEngine.train");
-    check(cudaMemcpyAsync(idx_->as<std::int64_t>(), order + r0, (r1 - r0) * 8,
+    // (from pageable memory: staged before the call returns, so the vector may go after it)
+    check(cudaMemcpyAsync(idx_->as<std::int64_t>(), rows_used.data(), (r1 - r0) * 8,
                           cudaMemcpyHostToDevice, s),
           "DenseEngine.train");
     for (index_t i = 0; i < n; ++i) {
