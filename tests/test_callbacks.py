@@ -81,6 +81,16 @@ def test_early_stopping_without_baseline_would_continue():
     assert len(h.epoch) == 4 and es.stopped_epoch == 0
 
 
+def test_a_nan_first_value_is_not_the_best():
+    """A deliberate difference from Keras 3, whose first value becomes the reference even
+    when NaN (then nothing improves on it and training stops after `patience` epochs of
+    real improvement): here NaN never improves, and the first finite value does."""
+    values = [float("nan"), 1.0, 0.9, 0.8, 0.7, 0.6]
+    es = EarlyStopping(patience=2)
+    h = _fit(_model(), [_script(values), es], epochs=len(values))
+    assert len(h.epoch) == len(values) and es.stopped_epoch == 0 and es.best == 0.6
+
+
 def test_early_stopping_max_mode_from_the_name():
     es = EarlyStopping(monitor="val_accuracy", patience=1)
     h = _fit(_model(), [_script([0.5, 0.7, 0.6, 0.9], key="val_accuracy"), es], epochs=4)

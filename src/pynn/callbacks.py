@@ -335,6 +335,9 @@ class _Monitor:
         self.maximize = maximize
 
     def initial(self):
+        # (Keras 3 starts from "no reference", so a first value of NaN becomes its best and
+        # nothing after it improves; here NaN is never an improvement, and the first finite
+        # value after it is)
         return -math.inf if self.maximize else math.inf
 
     def improved(self, current, reference):

@@ -9,7 +9,12 @@ Targets are checked and shaped once per `fit`, not per batch (`prepare_targets`)
 shape (N,) against predictions (N, 1) is reshaped deliberately, as Keras does, and any other
 shape mismatch raises instead of broadcasting silently. Softmax + cross-entropy and sigmoid +
 binary cross-entropy are computed from logits (log-sum-exp), never log(0): a model whose
-output activation is softmax/sigmoid hands the loss its logits (see `fused_activation`).
+output activation is softmax/sigmoid hands the loss its logits (see `fused_activation`). That
+is what Keras 3 does on TensorFlow (its default backend); on JAX and PyTorch Keras clips the
+probabilities to [1e-7, 1 - 1e-7] instead, so where an output saturates (a logit of 20 on the
+wrong class) Keras there reports at most -log(1e-7) = 16.1 and passes no gradient, while
+pynn reports the true loss (20) and its gradient. The metrics of those names (metrics=
+["binary_crossentropy"]) see only the probabilities and clip as Keras does.
 """
 
 from __future__ import annotations
