@@ -482,3 +482,40 @@ def test_a_weight_name_with_a_slash_is_refused():
     with pytest.raises(ValueError, match="name must be a string without '/', got 'a/scale'"):
         pynn.Sequential([pynn.Input((2,)), TwoScales()])
 
+
+
+def test_a_weight_owns_its_values():
+    """add_weight kept a float32 array it was given by reference: two layers given one array
+    (or an initializer's cached one) shared their weights, and training one moved the other
+    and the caller's array."""
+    init = np.ones(3, np.float32)
+
+    class Scale(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.w = self.add_weight("w", init)
+
+        def forward(self, x, training=False, logits=False):
+            self._x = x
+            return x * self.w.value
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            self.w.grad = (dy * self._x).sum(axis=0)
+            return dy * self.w.value
+
+    trained = pynn.Sequential([pynn.Input((3,)), Scale()])
+    other = pynn.Sequential([pynn.Input((3,)), Scale()])
+    trained.compile(optimizer="sgd", loss="mse")
+    trained.fit(np.ones((8, 3), np.float32), np.zeros((8, 3), np.float32), epochs=2, verbose=0)
+    assert not np.array_equal(trained.layers[1].w.numpy(), init)
+    np.testing.assert_array_equal(other.layers[1].w.numpy(), np.ones(3))
+    np.testing.assert_array_equal(init, np.ones(3))
+    cached = np.full((3, 2), 0.5, np.float32)
+
+    class Cached(pynn.initializers.Initializer):  # (returns the same array every time)
+        def __call__(self, shape, dtype="float32"):
+            return cached
+
+    dense = pynn.Dense(2, kernel_initializer=Cached())
+    pynn.Sequential([pynn.Input((3,)), dense])
+    assert not np.shares_memory(dense.kernel.numpy(), cached)

@@ -566,4 +566,4 @@ def test_second_review_regressions(tmp_path):
     held = fresh.layers
     with pytest.raises(ValueError):
         fresh.load_weights(tmp_path / "w.npz")
-    assert fresh.layers is held and len(held) == 2 and not fresh.built
+    assert fresh.layers == held and len(held) == 2 and not fresh.built

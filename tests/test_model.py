@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -653,3 +655,20 @@ def test_compile_takes_a_neutral_loss_weight_and_refuses_the_rest():
         model.compile(optimizer="sgd", loss="mse", loss_weights=[1.0, 1.0])
     with pytest.raises(TypeError, match="a number per output"):
         model.compile(optimizer="sgd", loss="mse", loss_weights=["1"])
+
+
+def test_layers_and_weights_lists_are_copies():
+    """model.layers and layer.weights handed out the model's own lists: appending to one
+    skipped add()'s checks and changed the model (and every model built from that list)."""
+    base = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4)])
+    layers = base.layers
+    layers.append(pynn.Dense(10))
+    assert len(base.layers) == 2 and base.predict(np.ones((1, 3))).shape == (1, 4)
+    bigger = pynn.Sequential(base.layers + [pynn.Dense(10)])
+    assert len(base.layers) == 2 and bigger.predict(np.ones((1, 3))).shape == (1, 10)
+    weights = base.layers[1].weights
+    weights.clear()
+    assert len(base.layers[1].weights) == 2
+    twin = copy.copy(base)  # the same layers, its own list: add/pop apart
+    twin.add(pynn.Dense(5))
+    assert len(base.layers) == 2 and len(twin.layers) == 3

@@ -100,7 +100,7 @@ class Sequential:
     def __init__(self, layers=None, name=None, *, trainable=True):
         trainable = as_flag("Sequential", "trainable", trainable)
         self.name = name or unique_name("sequential")
-        self.layers: list[Layer] = []
+        self._layers: list[Layer] = []  # (the layers property hands out copies)
         self.backend = None
         self.optimizer = None
         self.loss = None
@@ -126,22 +126,29 @@ class Sequential:
             for layer in layers or []:
                 self._check_addable(layer, names)
                 names.add(layer.name)
-                self.layers.append(layer)
-            if self.layers and self.input_shape is not None:
+                self._layers.append(layer)
+            if self._layers and self.input_shape is not None:
                 self._build(self.input_shape)
         if not trainable:  # Keras' Sequential(trainable=False): every layer given frozen
             self.trainable = False
 
     # ---- structure --------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        """The model's layers, a new list each time (as Keras'): editing the list leaves the
+        model as it was (appending to the model's own list skipped add()'s checks and
+        building, and changed every model built from it); add() and pop() edit the model."""
+        return list(self._layers)
+
     def add(self, layer):
         """Append a layer (an Input only first); refused, it leaves the model as it was."""
-        self._check_addable(layer, {existing.name for existing in self.layers})
-        self.layers.append(layer)
+        self._check_addable(layer, {existing.name for existing in self._layers})
+        self._layers.append(layer)
         if self.input_shape is not None:  # Keras builds as soon as the input shape is known
             try:
                 self._build(self.input_shape)
             except BaseException:  # a layer that does not fit is not kept (re-run cells)
-                self.layers.pop()
+                self._layers.pop()
                 raise
 
     def _check_addable(self, layer, names):
@@ -176,7 +183,7 @@ class Sequential:
         """Remove and return the last layer (Keras' Sequential.pop); an Input stays."""
         if not self._compute_layers:
             raise ValueError("pop: the model has no layers to remove")
-        return self.layers.pop()
+        return self._layers.pop()
 
     def get_layer(self, name=None, index=None):
         """The layer called `name`, or at `index` of model.layers (as Keras)."""
@@ -1766,6 +1773,7 @@ class Sequential:
         """copy.copy: a second model object sharing the same layers (as for any object)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new.__dict__["_layers"] = list(self._layers)  # the same layers; add/pop apart
         new.__dict__.pop("_fits_running", None)  # (a copy made mid-fit is not fitting)
         new.__dict__.pop("_batch_trainer", None)  # (train_on_batch's, holding this model)
         return new

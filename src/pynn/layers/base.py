@@ -269,8 +269,15 @@ class Layer:
         path, taken, k = f"{self.name}/{name}", {q.name for q in self._params}, 1
         while path in taken:  # a second weight of one name (Keras takes it): files key
             path, k = f"{self.name}/{name}_{k}", k + 1  # weights by name, so one of its own
-        p = Parameter(path, backend.asarray(array, dtype), backend,
-                      trainable=self._trainable, statistic=statistic or not trainable)
+        value = backend.asarray(array, dtype)
+        if _same_memory(value, array) and not config.loading_weights_now():
+            # a weight owns its values (a Keras variable does): the caller's float32 array
+            # (one given to two layers, an initializer's cached array) was kept by
+            # reference, silently shared. (Not while loading: the file's values replace
+            # zeros that stay unwritten pages until then.)
+            value = value.copy()
+        p = Parameter(path, value, backend, trainable=self._trainable,
+                      statistic=statistic or not trainable)
         self._params.append(p)
         if regularizer is not None:
             self._weight_regularizers.append((p, regularizers.get(regularizer)))
@@ -300,8 +307,9 @@ class Layer:
 
     @property
     def weights(self) -> list[Parameter]:
-        """Keras' name for the layer's weights (Parameters: .name, .shape, .numpy())."""
-        return self._params
+        """Keras' name for the layer's weights (Parameters: .name, .shape, .numpy()); a new
+        list each time, as Keras' (editing it leaves the layer as it was)."""
+        return list(self._params)
 
     @property
     def trainable_weights(self) -> list[Parameter]:
@@ -431,3 +439,12 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def _same_memory(value, array):
+    """Whether the backend array `value` is, or views, the caller's `array`."""
+    if value is array:
+        return True
+    return isinstance(value, np.ndarray) and isinstance(array, np.ndarray) and \
+        np.may_share_memory(value, array)
+
