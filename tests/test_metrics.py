@@ -566,6 +566,23 @@ def test_accuracy_under_binary_cross_entropy_reads_every_output_as_a_label(rng):
     assert logs["accuracy"] == pytest.approx(M.binary_accuracy(y, model.predict(x)), rel=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["mse", "hinge", "binary_crossentropy"])
+def test_accuracy_of_one_output_per_position_is_binary(rng, loss):
+    """A sequence model with one sigmoid output per position, (N, T, 1): 'accuracy' took the
+    width as T (the product of the output shape) and chose categorical accuracy, an argmax
+    over one column, always 1.0; Keras reads the last axis and chooses binary accuracy."""
+    x = rng.normal(size=(64, 5, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((5, 3)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("sgd", loss, metrics=["accuracy"])
+    y = (rng.random((64, 5, 1)) > 0.5).astype(np.float32)
+    if loss == "hinge":
+        y = 2 * y - 1
+    want = np.mean((model.predict(x) > 0.5) == (y > 0))
+    logs = model.evaluate(x, y, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(want, rel=1e-6)
+    assert want < 0.9  # (random labels: a wrong metric's 1.0 would show)
+
+
 def test_class_id_on_one_output_and_weighted_multilabel_f1_as_scikit_learn():
     from sklearn.metrics import f1_score
 

@@ -116,3 +116,40 @@ def test_a_terminal_gets_the_bar_for_auto_and_1_and_a_line_for_2():
     assert EpochProgress(1, 1, 10, stream=Terminal()).mode == "bar"
     assert EpochProgress(2, 1, 10, stream=Terminal()).mode == "line"
     assert EpochProgress(1, 1, 10, stream=io.StringIO()).mode == "line"  # a log file
+
+
+def test_small_values_print_as_keras_does():
+    from pynn.progress import logs_line
+
+    assert logs_line({"loss": 8.6102e-07, "mae": 7.461e-4, "acc": 0.5, "val_loss": 0.0012}) == \
+        "loss: 8.6102e-07 - mae: 7.4610e-04 - acc: 0.5000 - val_loss: 0.0012"  # (0.0000 before)
+
+
+def test_the_bar_shows_the_running_metrics():
+    """The postfix was set only when perf_counter() - tqdm's last_print_t (a time.time())
+    exceeded 0.1, never: the bar showed no loss while the epoch ran."""
+    pytest.importorskip("tqdm")
+    import time
+
+    stream = Terminal()
+    progress = EpochProgress(1, 1, 4, stream=stream)
+    progress.epoch_begin(0)
+    for step in range(3):
+        time.sleep(0.12)  # past tqdm's 0.1 s between redraws
+        progress.batch_end(step, {"loss": 0.5 + step})
+    assert "loss: 1.5000" in stream.getvalue() or "loss: 2.5000" in stream.getvalue()
+    progress.close()
+
+
+def test_the_epoch_line_shows_what_callbacks_log(capsys):
+    """Printed before the callbacks' on_epoch_end, the line lacked what they add (Keras
+    prints it last: ReduceLROnPlateau's learning_rate)."""
+    import numpy as np
+
+    import pynn
+
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((8, 2)), np.ones(8), epochs=1, verbose=2,
+              callbacks=[pynn.callbacks.ReduceLROnPlateau(monitor="loss")])
+    assert "learning_rate: 0.0100" in capsys.readouterr().out

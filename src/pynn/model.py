@@ -460,7 +460,9 @@ class Sequential:
         # the state of weights no longer in the model (a layer popped or replaced without
         # compile) would be kept for as long as the optimizer lives
         self.optimizer.keep_only(self.params)
-        self._metric_objects = self._compiled_metrics(int(np.prod(self.output_shape)))
+        # (the last axis: a sequence's (T, 1) outputs are one 0/1 output per position, as
+        # Keras reads them; the product, T, took 'accuracy' for argmax over a single column)
+        self._metric_objects = self._compiled_metrics(_last_axis(self.output_shape))
         # The native engine knows a metric by its function; stateful metrics (precision,
         # AUC, ...) are not among them, so they keep training on the layer path.
         self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
@@ -1008,8 +1010,9 @@ class Sequential:
                                             validation.w, metrics, cbs=cbs)
             cbs.call("on_test_end", dict(val))
             logs.update({f"val_{k}": v for k, v in val.items()})
-        progress.epoch_end(epoch, logs)
+        progress.end_bar()
         cbs.call("on_epoch_end", epoch, logs)
+        progress.epoch_end(epoch, logs)  # (after the callbacks, as Keras: learning_rate shows)
         return logs
 
     def _end_training(self, cbs, train_logs, interrupt, history, epochs):
@@ -1634,7 +1637,7 @@ class Sequential:
         """The names evaluate and History use: 'loss', then each compiled metric."""
         if not self.compiled:
             return []
-        out_dim = int(np.prod(self.output_shape)) if self.built else 1
+        out_dim = _last_axis(self.output_shape) if self.built else 1
         return ["loss"] + [m.name for m in self._compiled_metrics(out_dim)]
 
     def set_weights(self, weights):
@@ -2127,6 +2130,11 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
     return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+
+
+def _last_axis(shape):
+    """An output's width, as the metrics read it: its last axis (1 for a scalar output)."""
+    return int(shape[-1]) if len(shape) else 1
 
 
 def _stacked(n, pieces):

@@ -11,8 +11,16 @@ import time
 
 
 def logs_line(logs):
-    """'loss: 0.1234 - accuracy: 0.9000': how fit and evaluate print logs."""
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    """'loss: 0.1234 - accuracy: 0.9000': how fit and evaluate print logs; values of at most
+    1e-3 in magnitude in Keras' exponent form ('loss: 8.6102e-07', not 'loss: 0.0000')."""
+    return " - ".join(f"{k}: {_number(v)}" for k, v in logs.items())
+
+
+def _number(v):
+    try:
+        return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
+    except TypeError:  # (a value a callback logged that is no number)
+        return str(v)
 
 
 class EpochProgress:
@@ -35,9 +43,12 @@ class EpochProgress:
                 self.mode = "line"
         self.epochs, self.steps = epochs, steps
         self._bar = None
+        self._postfix_at = 0.0  # perf_counter of the bar's last metrics
+        self._elapsed = None
 
     def epoch_begin(self, epoch):
         self._start = time.perf_counter()
+        self._elapsed = None
         if self.mode == "bar":
             self._bar = self._tqdm(total=self.steps, desc=f"Epoch {epoch + 1}/{self.epochs}",
                                    unit="batch", file=self.stream, leave=False,
@@ -49,19 +60,32 @@ class EpochProgress:
         return self._bar is not None
 
     def batch_end(self, step, running_logs):
-        """Called after each batch; cheap unless the bar is due for a redraw."""
+        """Called after each batch; cheap unless the bar is due for a redraw. The running
+        metrics go in before the bar's update, whose redraw shows them (compared with
+        tqdm's own last_print_t, a time.time(), this perf_counter never was due: the bar
+        showed no metrics)."""
         if self._bar is not None:
-            self._bar.update(1)
-            if self._bar.n == self.steps or time.perf_counter() - self._bar.last_print_t > 0.1:
+            now = time.perf_counter()
+            if now - self._postfix_at > 0.1 or self._bar.n + 1 == self.steps:
                 self._bar.set_postfix_str(logs_line(running_logs), refresh=False)
+                self._postfix_at = now
+            self._bar.update(1)
+
+    def end_bar(self):
+        """The epoch's bar gives way (erased: the epoch's line has every metric, validation's
+        too), before the callbacks' on_epoch_end may print."""
+        if self._elapsed is None:
+            self._elapsed = time.perf_counter() - self._start
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def epoch_end(self, epoch, logs):
-        elapsed = time.perf_counter() - self._start
-        if self._bar is not None:
-            self._bar.close()  # erased: the line below has every metric, validation's too
-            self._bar = None
+        """The epoch's line, after the callbacks (as Keras prints last: what they log, such
+        as learning_rate, shows)."""
+        self.end_bar()
         if self.mode:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.1f}s - {logs_line(logs)}",
+            print(f"Epoch {epoch + 1}/{self.epochs} - {self._elapsed:.1f}s - {logs_line(logs)}",
                   file=self.stream, flush=True)
 
     def close(self):
