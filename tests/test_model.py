@@ -672,3 +672,34 @@ def test_layers_and_weights_lists_are_copies():
     twin = copy.copy(base)  # the same layers, its own list: add/pop apart
     twin.add(pynn.Dense(5))
     assert len(base.layers) == 2 and len(twin.layers) == 3
+
+
+def test_a_refused_build_leaves_the_model_as_it_was():
+    """build((None, 5)) on a model built for 3 features: the Dropout in front was rebuilt for
+    5 before the Dense refused, and the model then took neither 3 nor 5 features."""
+    model = pynn.Sequential([pynn.Dropout(0.1), pynn.Dense(2)])
+    model.build((None, 3))
+    with pytest.raises(ValueError, match=r"built for inputs \(3,\), not \(5,\)"):
+        model.build((None, 5))
+    assert model.input_shape == (3,)
+    assert model.predict(np.ones((2, 3))).shape == (2, 2)
+
+
+def test_a_layer_on_the_last_axis_is_shared_across_leading_axes(rng):
+    """As layer(x) and Keras: a built Dense (or normalisation) joins a model whose samples
+    have other leading axes (a sequence of another length) with its weights shared; the
+    native engine, which takes (batch, features), leaves such a model to the layer path."""
+    dense = pynn.Dense(4)
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    flat = dense(x)
+    model = pynn.Sequential([pynn.Input((5, 3)), dense])
+    seq = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(seq), seq @ dense.kernel.numpy()
+                               + dense.bias.numpy(), rtol=1e-5, atol=1e-6)
+    assert model.layers[1] is dense and flat.shape == (2, 4)
+    norm = pynn.layers.LayerNormalization()
+    norm(np.ones((2, 4), np.float32))
+    assert pynn.Sequential([pynn.Input((6, 4)), norm]).predict(np.ones((1, 6, 4))).shape == \
+        (1, 6, 4)
+    with pytest.raises(ValueError, match=r"built for inputs \(3,\), not \(5, 2\)"):
+        pynn.Sequential([pynn.Input((5, 2)), dense])

@@ -100,13 +100,23 @@ class _Stack(list):
                 [(i, s.dropout) for i, s in enumerate(self)] if d is not None]
 
 
+def _sample_shapes(model):
+    """The sample shape each layer receives in this model (a layer shared with a model of
+    other sequence lengths keeps its own input_shape), None where not yet known."""
+    shapes, shape = [], model.input_shape
+    for layer in model.layers:
+        shapes.append(shape if shape is not None else layer.input_shape)
+        shape = None if shapes[-1] is None else layer.compute_output_shape(shapes[-1])
+    return shapes
+
+
 def _dense_stack(model, for_training=True):
     """A _Stack of _Stages covering the model's layers, or a reason string. Dropout is the
     identity at inference, so the forward pass for predict skips it; rate 0 is the identity
     too. Layers are matched by exact type: a subclass may override what the engine would
     compute (forward, backward), so it takes the layer path."""
     stack = _Stack()
-    for layer in model.layers:
+    for layer, sample in zip(model.layers, _sample_shapes(model)):
         if type(layer) is InputLayer:
             continue
         if (type(layer) is Flatten or type(layer) is Reshape and len(layer.target_shape) == 1) \
@@ -118,7 +128,7 @@ def _dense_stack(model, for_training=True):
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
             if type(layer) is Normalization and layer.invert:
                 return f"Normalization {layer.name!r} with invert=True"
-            if len(layer.input_shape or ()) != 1:
+            if len(sample or ()) != 1:
                 return (f"{type(layer).__name__} {layer.name!r} of multi-axis (or not yet "
                         f"known) samples")
             stack.input_bn = layer  # normalises the inputs
@@ -137,9 +147,9 @@ def _dense_stack(model, for_training=True):
                 return f"two dropout layers in a row ({layer.name!r})"
             stack[-1].dropout = layer
         elif type(layer) is Dense:
-            if layer.input_shape is not None and len(layer.input_shape) > 1:
+            if sample is not None and len(sample) > 1:
                 return (f"Dense {layer.name!r} on inputs of shape (batch, "
-                        f"{', '.join(map(str, layer.input_shape))}): the engine takes "
+                        f"{', '.join(map(str, sample))}): the engine takes "
                         f"(batch, features)")
             stack.append(_Stage(layer))
         elif not stack:

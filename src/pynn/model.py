@@ -281,13 +281,26 @@ class Sequential:
         self.backend = backend
         dtype = config.floatx()
         shape = tuple(int(d) for d in shape)
-        for layer in self.layers:
-            if not layer.built or layer.input_shape != shape:
-                if layer.built and layer.params:
-                    raise ValueError(f"layer {layer.name!r} was built for inputs {layer.input_shape},"
-                                     f" not {shape}")
-                layer._build_marked(shape, backend, dtype)
-            shape = layer.compute_output_shape(shape)
+        rebuilt = []  # (weightless layer, the input shape it had): put back if a later one refuses
+        try:
+            for layer in self._layers:
+                if not layer.built or layer.input_shape != shape:
+                    if layer.built and layer.params:
+                        # A layer with weights keeps them: for the same inputs, or (Dense, the
+                        # normalisations) the same last axis under other leading axes, as
+                        # layer(x) takes and Keras shares a layer across sequence lengths
+                        if not _same_last_axis(layer, shape):
+                            raise ValueError(f"layer {layer.name!r} was built for inputs "
+                                             f"{layer.input_shape}, not {shape}")
+                    else:
+                        if layer.built:
+                            rebuilt.append((layer, layer.input_shape))
+                        layer._build_marked(shape, backend, dtype)
+                shape = layer.compute_output_shape(shape)
+        except BaseException:  # a refused shape leaves the model as it was (a Dropout before
+            for layer, before in reversed(rebuilt):  # the refusing layer kept the new shape:
+                layer._build_marked(before, backend, dtype)  # the model took neither after)
+            raise
 
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""
@@ -2130,6 +2143,15 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
     return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+
+
+def _same_last_axis(layer, shape):
+    """Whether a built layer that works on the last axis takes samples of `shape` as built."""
+    from .layers import LAST_AXIS_LAYERS
+
+    built = tuple(layer.input_shape)
+    return isinstance(layer, LAST_AXIS_LAYERS) and len(built) >= 1 and len(shape) >= 1 and \
+        tuple(shape)[-1] == built[-1]
 
 
 def _last_axis(shape):
