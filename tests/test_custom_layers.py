@@ -519,3 +519,40 @@ def test_a_weight_owns_its_values():
     dense = pynn.Dense(2, kernel_initializer=Cached())
     pynn.Sequential([pynn.Input((3,)), dense])
     assert not np.shares_memory(dense.kernel.numpy(), cached)
+
+
+def test_a_keras_style_build_is_named_as_such():
+    class Linear(pynn.layers.Layer):
+        def build(self, input_shape):  # Keras' signature
+            self.w = self.add_weight("w", shape=(input_shape[-1], 2))
+
+        def call(self, x):
+            return x @ self.w.value
+
+    with pytest.raises(TypeError, match=r"Linear.build\(input_shape\): pynn calls "
+                                        r"build\(input_shape, backend, dtype\)"):
+        pynn.Sequential([pynn.Input((3,)), Linear()])
+
+
+def test_built_layers_and_trained_optimizers_copy_and_pickle(rng):
+    """copy.deepcopy and pickle of a built layer, a weight or a trained optimizer failed on
+    the backend's array module (TypeError: cannot pickle 'module' object); a copied trained
+    optimizer was refused by another model as "already trains another model"."""
+    import copy
+    import pickle
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.Adam(0.01), loss="mse")
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
+    dense = model.layers[1]
+    for twin in (copy.deepcopy(dense), pickle.loads(pickle.dumps(dense))):
+        np.testing.assert_array_equal(twin.kernel.numpy(), dense.kernel.numpy())
+        assert not np.shares_memory(twin.kernel.numpy(), dense.kernel.numpy())
+        assert twin.backend is dense.backend  # (this process's backend, by name)
+    np.testing.assert_array_equal(copy.deepcopy(dense.kernel).numpy(), dense.kernel.numpy())
+    optimizer = copy.deepcopy(model.optimizer)
+    other = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    other.compile(optimizer=optimizer, loss="mse")
+    other.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
+    again = pynn.optimizers.Adam.from_config(model.optimizer.get_config())
+    assert again.get_config() == model.optimizer.get_config()

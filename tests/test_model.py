@@ -703,3 +703,14 @@ def test_a_layer_on_the_last_axis_is_shared_across_leading_axes(rng):
         (1, 6, 4)
     with pytest.raises(ValueError, match=r"built for inputs \(3,\), not \(5, 2\)"):
         pynn.Sequential([pynn.Input((5, 2)), dense])
+
+
+def test_add_and_pop_take_keras_rebuild():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.add(pynn.Dense(4), rebuild=False)
+    assert not model.built  # built at its next use
+    assert model.predict(np.ones((1, 3))).shape == (1, 4) and model.built
+    assert model.pop(rebuild=False).units == 4 and len(model.layers) == 2
+    with pytest.raises(TypeError, match="rebuild must be True or False"):
+        model.add(pynn.Dense(1), rebuild="no")
+    assert len(model.layers) == 2

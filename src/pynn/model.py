@@ -140,11 +140,13 @@ class Sequential:
         building, and changed every model built from it); add() and pop() edit the model."""
         return list(self._layers)
 
-    def add(self, layer):
-        """Append a layer (an Input only first); refused, it leaves the model as it was."""
+    def add(self, layer, rebuild=True):
+        """Append a layer (an Input only first); refused, it leaves the model as it was.
+        rebuild=False (Keras 3's): the model is built at its next use, not now."""
+        rebuild = as_flag("add", "rebuild", rebuild)
         self._check_addable(layer, {existing.name for existing in self._layers})
         self._layers.append(layer)
-        if self.input_shape is not None:  # Keras builds as soon as the input shape is known
+        if rebuild and self.input_shape is not None:  # Keras builds once the shape is known
             try:
                 self._build(self.input_shape)
             except BaseException:  # a layer that does not fit is not kept (re-run cells)
@@ -179,8 +181,10 @@ class Sequential:
         if name in ("optimizer", "loss"):  # a native engine is built with them
             config.settings_changed()
 
-    def pop(self):
-        """Remove and return the last layer (Keras' Sequential.pop); an Input stays."""
+    def pop(self, rebuild=True):
+        """Remove and return the last layer (Keras' Sequential.pop); an Input stays.
+        rebuild (Keras 3's) is taken: the layers before keep their weights either way."""
+        as_flag("pop", "rebuild", rebuild)
         if not self._compute_layers:
             raise ValueError("pop: the model has no layers to remove")
         return self._layers.pop()

@@ -295,6 +295,22 @@ class Optimizer:
                 return option, getattr(self, option)
         return None, None
 
+    @classmethod
+    def from_config(cls, config):
+        """The optimizer get_config describes (Keras' from_config): the same settings, no
+        state."""
+        return get({"class_name": cls.__name__, "config": dict(config)}) \
+            if _BY_NAME.get(cls.__name__.lower()) is cls else _from_own_config(cls, config)
+
+    def __getstate__(self):
+        # A copy or a pickle is an optimizer of no model yet (compile may take it): the one
+        # whose weights it trained is not part of it (a deep-copied trained Adam was refused
+        # as "already trains another model")
+        state = self.__dict__.copy()
+        state.pop("_owner", None)
+        state.pop("_released", None)
+        return state
+
     def get_config(self):
         """The constructor arguments (learning rate or its schedule's description, clipping,
         weight decay, the optimizer's own): what model files store."""
@@ -996,6 +1012,16 @@ def get(identifier) -> Optimizer:
 def serialize(opt: Optimizer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the optimizer."""
     return _custom.describe(opt)
+
+
+def _from_own_config(cls, config):
+    """A user's Optimizer subclass from its get_config (a schedule's description rebuilt)."""
+    config = dict(config)
+    if isinstance(config.get("learning_rate"), dict):
+        from . import schedules
+
+        config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+    return cls(**config)
 
 
 def _schedule_config(schedule):

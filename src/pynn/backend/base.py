@@ -16,6 +16,12 @@ class Backend:
     xp = None
     supports_float64 = False
 
+    def __reduce__(self):
+        # Pickled and deep-copied by name (the reference a layer, a weight or an optimizer's
+        # state holds): the instance holds its array module, which does not pickle
+        # (copy.deepcopy of a built layer or a trained Adam failed); this process's comes back.
+        return (_by_name, (self.name,))
+
     # ---- arrays -----------------------------------------------------------------------
     def asarray(self, x, dtype):
         """x as a C-contiguous array of this backend with `dtype` (copy only if needed)."""
@@ -156,3 +162,10 @@ class Backend:
 
     def __repr__(self):
         return f"<pynn backend {self.name!r}>"
+
+
+def _by_name(name):
+    from . import get_backend
+
+    return get_backend(name)
+

@@ -9,6 +9,7 @@ Sequential.build takes Keras' shape, batch axis first.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import numbers
 import re
 import threading
@@ -232,6 +233,16 @@ class Layer:
     def _build_marked(self, input_shape, backend, dtype):
         """build(), then the layer marked built even when a user's build() skipped
         super().build(...) (as Keras marks it; it was built again at every call)."""
+        try:  # Keras' build(input_shape) failed inside with "takes 2 positional arguments"
+            inspect.signature(self.build).bind(input_shape, backend, dtype)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__}.build{inspect.signature(self.build)}: pynn "
+                            f"calls build(input_shape, backend, dtype), and runs forward(x, "
+                            f"training, logits) and backward(dy, need_input_grad, logits); "
+                            f"Keras' build(input_shape) and call(x) are not pynn's (see "
+                            f"pynn.layers.Layer)") from None
+        except ValueError:  # (no signature to read: called as it is)
+            pass
         self.build(input_shape, backend, dtype)
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
