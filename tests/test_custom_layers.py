@@ -556,3 +556,33 @@ def test_built_layers_and_trained_optimizers_copy_and_pickle(rng):
     other.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
     again = pynn.optimizers.Adam.from_config(model.optimizer.get_config())
     assert again.get_config() == model.optimizer.get_config()
+
+
+_SHARED_INIT = np.ones(3, np.float32)
+
+
+class _FromShared(pynn.layers.Layer):
+    """A custom layer whose weight starts from one module-level array."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.w = self.add_weight("w", _SHARED_INIT)
+
+    def forward(self, x, training=False, logits=False):
+        return x * self.w.value
+
+
+def test_layers_loaded_from_one_initial_array_keep_their_own_values():
+    """Rebuilt to load (deepcopy, load_model, unpickling), add_weight kept the given array
+    itself: two such layers then shared it, and the file's values were written into the
+    module's array (both copies ending with the second layer's values)."""
+    import copy
+
+    model = pynn.Sequential([pynn.Input((3,)), _FromShared(), _FromShared()])
+    model.layers[1].w.assign(np.full(3, 2.0, np.float32))
+    model.layers[2].w.assign(np.full(3, 5.0, np.float32))
+    twin = copy.deepcopy(model)
+    np.testing.assert_array_equal(twin.layers[1].w.numpy(), np.full(3, 2.0))
+    np.testing.assert_array_equal(twin.layers[2].w.numpy(), np.full(3, 5.0))
+    np.testing.assert_array_equal(_SHARED_INIT, np.ones(3))
+

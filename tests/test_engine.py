@@ -1115,6 +1115,15 @@ def test_train_refuses_what_it_would_overwrite_or_misread(rng):
         with pytest.raises(ValueError, match="first_batch/last_batch"):
             eng.train(x, y, order, first, last, 8, h, 0, [])
     eng.train(x, y, order, 0, 1, 8, h, 0, [], None, outputs)  # the same, apart: fine
+    # a batch size past the rows: one batch of all of them (n + bs - 1 overflowed first)
+    assert eng.train(x, y, order, 0, 1, 2**63 - 1, h, 0, []).shape == (1, 1)
+
+
+def test_an_empty_batch_range_past_a_short_last_batch(rng):
+    """first == last == the batch count with a short last batch (20 rows in 8s): the chunk's
+    start, 24, lay past its end, 20 (a reversed copy range: std::length_error)."""
+    eng, params, state, x, y, order = small(rng)
+    assert eng.train(x, y, order, 3, 3, 8, HYPER["adam"], 0, []).shape == (0, 1)
 
 
 def test_batch_normalizations_of_two_layers_are_separate_buffers():

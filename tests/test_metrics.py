@@ -583,6 +583,22 @@ def test_accuracy_of_one_output_per_position_is_binary(rng, loss):
     assert want < 0.9  # (random labels: a wrong metric's 1.0 would show)
 
 
+def test_label_metrics_of_one_output_per_position_pool_the_positions(rng):
+    """(N, T, 1) sigmoid outputs under binary cross-entropy: precision, recall, F1 and AUC
+    pool every position's label (as Keras); reading the last axis alone for them raised
+    "predictions must have shape (N,) or (N, C)"."""
+    x = rng.normal(size=(64, 6, 3)).astype(np.float32)
+    y = (rng.random((64, 6, 1)) > 0.5).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((6, 3)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=["precision", "recall", "accuracy"])
+    logs = model.evaluate(x, y, return_dict=True)
+    hit = model.predict(x) > 0.5
+    truth = y > 0.5
+    assert logs["precision"] == pytest.approx((hit & truth).sum() / hit.sum(), rel=1e-6)
+    assert logs["recall"] == pytest.approx((hit & truth).sum() / truth.sum(), rel=1e-6)
+    assert logs["accuracy"] == pytest.approx(np.mean(hit == truth), rel=1e-6)
+
+
 def test_class_id_on_one_output_and_weighted_multilabel_f1_as_scikit_learn():
     from sklearn.metrics import f1_score
 

@@ -714,3 +714,29 @@ def test_add_and_pop_take_keras_rebuild():
     with pytest.raises(TypeError, match="rebuild must be True or False"):
         model.add(pynn.Dense(1), rebuild="no")
     assert len(model.layers) == 2
+
+
+def test_a_shallow_copied_optimizer_still_belongs_to_its_model(rng):
+    """copy.copy shares the optimizer's state: taken by another model, that model's first
+    fit pruned the first one's moments. It is refused as the optimizer itself is."""
+    first = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    first.compile(optimizer="adam", loss="mse")
+    first.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
+    second = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    with pytest.raises(ValueError, match="already trains another model"):
+        second.compile(optimizer=copy.copy(first.optimizer), loss="mse")
+
+
+def test_a_dense_shared_across_sequence_and_flat_models_trains_in_both(rng):
+    """Built in a (5, 8) model, then shared with an (8,) one: the native engine sized its
+    first layer from the Dense's own input_shape, (5, 8), and refused the kernel."""
+    dense = pynn.Dense(4)
+    pynn.Sequential([pynn.Input((5, 8)), dense])
+    flat = pynn.Sequential([pynn.Input((8,)), dense])
+    flat.compile(optimizer="sgd", loss="mse")
+    x = rng.normal(size=(16, 8)).astype(np.float32)
+    flat.fit(x, rng.normal(size=(16, 4)), verbose=0)
+    assert flat.engine_reason is None  # the native engine trained it
+    np.testing.assert_allclose(flat.predict(x), x @ dense.kernel.numpy() + dense.bias.numpy(),
+                               rtol=1e-5, atol=1e-5)
+

@@ -209,3 +209,15 @@ def test_batchnorm_of_sequences_normalises_the_last_axis(tmp_path, rng):
     pynn_onnx.export(model, tmp_path / "seq.onnx")
     np.testing.assert_allclose(_run(tmp_path / "seq.onnx", x), model.predict(x), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_a_dense_shared_from_a_flat_model_exports_for_sequences(rng, tmp_path):
+    """A Dense built for (8,) and shared with a (5, 8) model: the export went by its own
+    input_shape and wrote Gemm, which takes rank 2 only (onnxruntime refused the file)."""
+    dense = pynn.Dense(4, activation="tanh")
+    pynn.Sequential([pynn.Input((8,)), dense])
+    model = pynn.Sequential([pynn.Input((5, 8)), dense, pynn.layers.LayerNormalization()])
+    x = rng.normal(size=(3, 5, 8)).astype(np.float32)
+    pynn_onnx.export(model, tmp_path / "m.onnx")
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), model.predict(x), rtol=1e-5,
+                               atol=1e-5)

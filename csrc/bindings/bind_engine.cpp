@@ -339,7 +339,7 @@ public:
         // The batches' range before anything is sized by it (the engine checks it again under
         // its lock): first/last of 0 and 2**40 asked numpy for an 8 TiB result first.
         if (batch_size < 1) throw py::value_error("batch_size: expected >= 1, got " + std::to_string(batch_size));
-        const index_t n_batches = (n + batch_size - 1) / batch_size;
+        const index_t n_batches = n / batch_size + (n % batch_size != 0);  // (no overflow)
         if (first < 0 || last < first || last > n_batches)
             throw py::value_error("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " +
                                   std::to_string(n_batches) + " (batches of " + std::to_string(batch_size) +
@@ -356,7 +356,7 @@ public:
         if (want_outputs) {
             // Rows of batches [first, last); out-of-range arguments are clamped here (no
             // overflow) and refused by validate inside train.
-            const index_t bs = std::max<index_t>(1, batch_size), n_batches = (n + bs - 1) / bs;
+            const index_t bs = std::max<index_t>(1, batch_size), n_batches = n / bs + (n % bs != 0);
             const index_t r0 = std::min(std::max<index_t>(0, first), n_batches) * bs;
             const index_t r1 = std::min(n, std::min(std::max<index_t>(0, last), n_batches) * bs);
             outputs = as_array(outputs_obj, "outputs");

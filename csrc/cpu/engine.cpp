@@ -538,7 +538,7 @@ void DenseEngine::check_batches(index_t n, index_t first, index_t last, index_t 
     // A batch holds min(batch_size, n) rows at most: that is what the buffers must fit.
     if (std::min(bs, n) > max_batch_)
         fail("batch_size: " + std::to_string(bs) + " exceeds the engine's max_batch " + std::to_string(max_batch_));
-    const index_t n_batches = (n + bs - 1) / bs;
+    const index_t n_batches = n / bs + (n % bs != 0);  // (n + bs - 1 overflows near 2**63)
     if (first < 0 || last < first || last > n_batches)
         fail("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " + std::to_string(n_batches) +
              " (batches of " + std::to_string(bs) + " in " + std::to_string(n) + " rows), got " +
@@ -1070,8 +1070,9 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
     const bool sparse = loss_ == EngineLoss::softmax_xent_sparse;
     // Under the same lock as the step: nothing can rebind or reconfigure in between.
     check_batches(n, first, last, bs);
-    const index_t chunk_r0 = first * bs;
-    copy_chunk(order, n, chunk_r0, std::min(n, last * bs),
+    // (first == last == the batch count past a short last batch: r0 > n, an empty chunk)
+    const index_t chunk_r0 = std::min(n, first * bs);
+    copy_chunk(order, n, chunk_r0, std::max(chunk_r0, std::min(n, last * bs)),
                sparse ? static_cast<const std::int32_t*>(y) : nullptr);
     validate(first, last, h, metrics, n_metrics);
     // Adam's first moment of a weight whose gradient stays zero (a dead ReLU unit) decays by

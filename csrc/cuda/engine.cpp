@@ -163,9 +163,10 @@ std::vector<GpuDenseEngine::BatchLog> GpuDenseEngine::train(
                                     " features, the model takes " + std::to_string(layers_[0].in));
     if (first < 0 || last < first)
         throw std::invalid_argument("DenseEngine.train: bad batch range");
-    if (last > (order_len + batch - 1) / batch)  // (before any product: no overflow)
+    if (last > order_len / batch + (order_len % batch != 0))  // (before any product)
         throw std::invalid_argument("DenseEngine.train: batches beyond the order's rows");
-    const index_t r0 = first * batch, r1 = std::min(order_len, last * batch);
+    const index_t r0 = std::min(order_len, first * batch);
+    const index_t r1 = std::max(r0, std::min(order_len, last * batch));  // (first == last: empty)
     const index_t n = last - first;
     if (hyper.lr.size() != 1 && static_cast<index_t>(hyper.lr.size()) != n)
         throw std::invalid_argument("DenseEngine.train: expected one learning rate, or one per "

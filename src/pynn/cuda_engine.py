@@ -114,7 +114,8 @@ class CudaEngine(NativeEngine):
         self.kind = _loss_kind(loss, acts[-1].name)
         codes = [0 if a.name not in ACTIVATION_CODES else ACTIVATION_CODES[a.name]
                  for a in acts]  # (an output softmax is fused: its code is not used)
-        sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
+        sizes = [int(dense[0].kernel.shape[0])] + [d.units for d in dense]  # (not its
+        # input_shape: a Dense shared with a model of other leading axes keeps that one)
         trainable = [d.trainable for d in dense]
 
         def slots(p):

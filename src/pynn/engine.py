@@ -283,7 +283,8 @@ class NativeEngine:
         dense = [stage.dense for stage in stack]
         acts = [stage.act for stage in stack]
         self.dropouts = [d for _, d in stack.dropouts()]
-        sizes = [dense[0].input_shape[0]] + [d.units for d in dense]
+        sizes = [int(dense[0].kernel.shape[0])] + [d.units for d in dense]  # (not its
+        # input_shape: a Dense shared with a model of other leading axes keeps that one)
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
             loss = model.loss

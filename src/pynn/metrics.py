@@ -1665,13 +1665,15 @@ def _stateful_for(fn):
     return None if maker is None else maker()
 
 
-def get(identifier, loss_name=None, output_dim=1):
+def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     """The Metric object for a compile() metric: a name, a Metric, or a function
     fn(y_true, y_pred) -> float (a per-sample mean, averaged over batches by sample count) or
     one value per sample (averaged); pynn's own precision, recall, f1_score, roc_auc,
     root_mean_squared_error and r2_score are their Metric objects (values over all batches).
     loss_name and output_dim are the model's (compile passes them): 'accuracy' and the
-    multi-label reading of precision/recall/F1/AUC depend on them."""
+    multi-label reading of precision/recall/F1/AUC depend on them. last_axis: the output's
+    last axis when it differs from output_dim (the values per sample): 'accuracy' of a
+    sequence's one output per position, (T, 1), is binary as in Keras."""
     # Sigmoid outputs under binary cross-entropy are independent labels (Keras pools them).
     multilabel = loss_name in _BINARY_LOSSES and output_dim > 1
     if isinstance(identifier, type) and issubclass(identifier, Metric):
@@ -1693,7 +1695,8 @@ def get(identifier, loss_name=None, output_dim=1):
     if identifier in _LOSS_METRICS:
         return _LOSS_METRICS[identifier](name=name)
     if identifier in ("accuracy", "acc"):
-        return MeanMetricWrapper(accuracy_for(loss_name, output_dim), name, "up")
+        width = output_dim if last_axis is None else last_axis
+        return MeanMetricWrapper(accuracy_for(loss_name, width), name, "up")
     if identifier in _FUNCTIONS:
         direction = "up" if identifier.endswith("accuracy") else "down"
         return MeanMetricWrapper(_FUNCTIONS[identifier], name, direction)

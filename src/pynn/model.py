@@ -369,7 +369,7 @@ class Sequential:
                 raise TypeError(f"{what} must be a list, got {given!r}")
         self._metric_specs = list(metrics or [])
         self._weighted_metric_specs = list(weighted_metrics or [])
-        self._compiled_metrics(1)  # unknown names, clashes fail here, not at the first fit
+        self._compiled_metrics((1,))  # unknown names, clashes fail here, not at the first fit
         self._metrics = []
         self.compiled = True
         last = self._compute_layers[-1] if self._compute_layers else None
@@ -421,14 +421,15 @@ class Sequential:
         optimizer._released = False
         return optimizer
 
-    def _compiled_metrics(self, out_dim):
+    def _compiled_metrics(self, out_shape):
         """The Metric objects of compile's metrics, then its weighted metrics (each wrapped
         to take the batches' weights, under its log name), their names checked."""
         objects, names = [], []
         weighted = getattr(self, "_weighted_metric_specs", [])
         for i, m in enumerate([*self._metric_specs, *weighted]):
             try:
-                metric = metrics_mod.get(m, self._loss_kind, out_dim)
+                metric = metrics_mod.get(m, self._loss_kind, int(np.prod(out_shape)),
+                                         last_axis=_last_axis(out_shape))
                 name = getattr(metric, "name", None)
             except AttributeError:  # a Metric subclass whose __init__ skipped the base's
                 name = None
@@ -477,9 +478,9 @@ class Sequential:
         # the state of weights no longer in the model (a layer popped or replaced without
         # compile) would be kept for as long as the optimizer lives
         self.optimizer.keep_only(self.params)
-        # (the last axis: a sequence's (T, 1) outputs are one 0/1 output per position, as
-        # Keras reads them; the product, T, took 'accuracy' for argmax over a single column)
-        self._metric_objects = self._compiled_metrics(_last_axis(self.output_shape))
+        # ('accuracy' by the last axis: a sequence's (T, 1) outputs are one 0/1 output per
+        # position, as Keras reads them; the width T took it for argmax over one column)
+        self._metric_objects = self._compiled_metrics(tuple(self.output_shape))
         # The native engine knows a metric by its function; stateful metrics (precision,
         # AUC, ...) are not among them, so they keep training on the layer path.
         self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
@@ -1416,8 +1417,8 @@ class Sequential:
         try:
             yield
         finally:
-            with _METRIC_CLAIMS_LOCK:
-                self._fits_running -= 1
+            with _METRIC_CLAIMS_LOCK:  # (a child forked inside fit has no count)
+                self._fits_running = getattr(self, "_fits_running", 1) - 1
 
     @contextlib.contextmanager
     def _claimed_metrics(self):
@@ -1432,7 +1433,7 @@ class Sequential:
             yield [metrics_mod.fresh_copy(m) for m in self._metric_objects] if busy else None
         finally:
             with _METRIC_CLAIMS_LOCK:
-                self._metric_claims -= 1
+                self._metric_claims = max(0, getattr(self, "_metric_claims", 1) - 1)
 
     @staticmethod
     def _format_logs(logs, return_dict):
@@ -1654,8 +1655,8 @@ class Sequential:
         """The names evaluate and History use: 'loss', then each compiled metric."""
         if not self.compiled:
             return []
-        out_dim = _last_axis(self.output_shape) if self.built else 1
-        return ["loss"] + [m.name for m in self._compiled_metrics(out_dim)]
+        shape = tuple(self.output_shape) if self.built else (1,)
+        return ["loss"] + [m.name for m in self._compiled_metrics(shape)]
 
     def set_weights(self, weights):
         """Replace every weight from a list of arrays in get_weights order; all are checked

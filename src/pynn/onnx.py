@@ -162,7 +162,11 @@ def export(model, filepath, opset=None):
         inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
         return name
 
-    for layer in model.layers:
+    from .engine import _sample_shapes
+
+    # each layer's sample shape in this model (a layer shared with a model of other leading
+    # axes keeps that one as its input_shape: Gemm on rank-3 inputs made an invalid file)
+    for layer, sample in zip(model.layers, _sample_shapes(model)):
         name = layer.name
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
@@ -174,7 +178,7 @@ def export(model, filepath, opset=None):
             current = out
         elif kind is Reshape:  # (0: the batch axis as it is)
             out = f"{name}_out"
-            target = layer.compute_output_shape(layer.input_shape)
+            target = layer.compute_output_shape(sample)
             shape = numpy_helper.from_array(np.array((0, *target), np.int64), f"{name}_shape")
             inits.append(shape)
             nodes.append(helper.make_node("Reshape", [current, shape.name], [out], name=out))
@@ -182,7 +186,7 @@ def export(model, filepath, opset=None):
         elif kind is Dense:
             w = const(f"{name}_kernel", layer.kernel.numpy())
             out = f"{name}_z"
-            if layer.use_bias and len(layer.input_shape) == 1:
+            if layer.use_bias and len(sample) == 1:
                 b = const(f"{name}_bias", layer.bias.numpy())
                 nodes.append(helper.make_node("Gemm", [current, w, b], [out], name=out))
             elif layer.use_bias:  # (batch, ..., features): Gemm takes 2-D inputs only
@@ -213,7 +217,7 @@ def export(model, filepath, opset=None):
             g = _Graph(helper, name, const)
             # means over the last axis as products with (1/F, ..., 1/F): no ReduceMean, whose
             # axes moved from an attribute to an input at opset 18
-            features = layer.input_shape[-1]
+            features = sample[-1]
             average = g.const("average", np.full((features, 1), 1 / features))
             d = g("Sub", current, g("MatMul", current, average)) if layer.centred else current
             spread = g("MatMul", g("Mul", d, d), average)
@@ -237,13 +241,13 @@ def export(model, filepath, opset=None):
                        helper.make_node("Div", [inner, scale], [out], name=out)])
             current = out
         elif kind is BatchNormalization:
-            n = layer.input_shape[-1]
+            n = sample[-1]
             gamma = layer.gamma.numpy() if layer.scale else np.ones(n)
             beta = layer.beta.numpy() if layer.center else np.zeros(n)
             out = f"{name}_out"
             # The operator's epsilon is a float32 attribute (fold it in float64), and it
             # normalises axis 1: (batch, ..., features) inputs take the broadcasting form.
-            if double or len(layer.input_shape) > 1:
+            if double or len(sample) > 1:
                 scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
                 shift = beta - layer.moving_mean.numpy() * scale
                 scaled = f"{name}_scaled"

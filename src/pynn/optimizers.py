@@ -302,10 +302,17 @@ class Optimizer:
         return get({"class_name": cls.__name__, "config": dict(config)}) \
             if _BY_NAME.get(cls.__name__.lower()) is cls else _from_own_config(cls, config)
 
+    def __copy__(self):
+        # copy.copy shares the state dict, so it keeps the model too (a copy free for
+        # another model would have that model's first fit prune this one's moments)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     def __getstate__(self):
-        # A copy or a pickle is an optimizer of no model yet (compile may take it): the one
-        # whose weights it trained is not part of it (a deep-copied trained Adam was refused
-        # as "already trains another model")
+        # A deep copy or a pickle is an optimizer of no model yet (compile may take it): the
+        # one whose weights it trained is not part of it (a deep-copied trained Adam was
+        # refused as "already trains another model")
         state = self.__dict__.copy()
         state.pop("_owner", None)
         state.pop("_released", None)

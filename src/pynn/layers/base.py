@@ -281,12 +281,13 @@ class Layer:
         while path in taken:  # a second weight of one name (Keras takes it): files key
             path, k = f"{self.name}/{name}_{k}", k + 1  # weights by name, so one of its own
         value = backend.asarray(array, dtype)
-        if _same_memory(value, array) and not config.loading_weights_now():
-            # a weight owns its values (a Keras variable does): the caller's float32 array
+        if _same_memory(value, array):
+            # A weight owns its values (a Keras variable does): the caller's float32 array
             # (one given to two layers, an initializer's cached array) was kept by
-            # reference, silently shared. (Not while loading: the file's values replace
-            # zeros that stay unwritten pages until then.)
-            value = value.copy()
+            # reference, silently shared. While loading, the file's values are written in
+            # next: zeros, unwritten pages until then (a copy would touch all of it).
+            value = backend.xp.zeros(value.shape, value.dtype) if config.loading_weights_now() \
+                else value.copy()
         p = Parameter(path, value, backend, trainable=self._trainable,
                       statistic=statistic or not trainable)
         self._params.append(p)
