@@ -267,25 +267,19 @@ os._exit(0)
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_a_forked_child_trains_while_a_parent_thread_was_in_train_on_batch():
-    """The child inherited train_on_batch's engine with its C++ lock held by a parent
-    thread's step, a thread it does not have: its first train_on_batch waited for ever."""
-    code = _FORK_CHILD.format(
-        parent_thread="threading.Thread(target=lambda: [m.train_on_batch(x, y) "
-                      "for _ in iter(int, 1)], daemon=True).start()",
-        child="assert np.isfinite(m.train_on_batch(x[:64], y[:64]))")
+@pytest.mark.parametrize("parent_thread,child", [
+    # train_on_batch's engine came with its C++ lock held by a parent thread's step, a
+    # thread the child does not have: its first train_on_batch waited for ever
+    ("threading.Thread(target=lambda: [m.train_on_batch(x, y) for _ in iter(int, 1)], "
+     "daemon=True).start()",
+     "assert np.isfinite(m.train_on_batch(x[:64], y[:64]))"),
+    # a fit running in a parent thread counted in the child too: compile() there was
+    # refused as "called during fit"
+    ("threading.Thread(target=lambda: m.fit(x, y, epochs=10**6, verbose=0), "
+     "daemon=True).start()",
+     "m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')"),
+], ids=["train_on_batch", "fit"])
+def test_a_forked_child_is_free_of_its_parents_threads(parent_thread, child):
+    code = _FORK_CHILD.format(parent_thread=parent_thread, child=child)
     out = run_python(code, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-
-
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_a_forked_child_is_not_in_its_parents_fit():
-    """A fit running in a parent thread at the fork counted in the child too: compile() there
-    was refused as "called during fit"."""
-    code = _FORK_CHILD.format(
-        parent_thread="threading.Thread(target=lambda: m.fit(x, y, epochs=10**6, verbose=0), "
-                      "daemon=True).start()",
-        child="m.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')")
-    out = run_python(code, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-
