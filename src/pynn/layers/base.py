@@ -13,6 +13,7 @@ import inspect
 import numbers
 import re
 import threading
+import weakref
 from collections import defaultdict
 
 import numpy as np
@@ -281,7 +282,8 @@ class Layer:
         while path in taken:  # a second weight of one name (Keras takes it): files key
             path, k = f"{self.name}/{name}_{k}", k + 1  # weights by name, so one of its own
         value = backend.asarray(array, dtype)
-        if _same_memory(value, array):
+        fresh = _FRESH.pop(id(array), None) is array  # (taken once: the weight holds it now)
+        if _same_memory(value, array) and not fresh:
             # A weight owns its values (a Keras variable does): the caller's float32 array
             # (one given to two layers, an initializer's cached array) was kept by
             # reference, silently shared. While loading, the file's values are written in
@@ -302,8 +304,11 @@ class Layer:
         nothing and costing no memory until written (calloc'd pages), so a file declaring
         huge layers costs nothing before its arrays are found not to match."""
         if config.loading_weights_now():
-            return np.zeros(shape, dtype=dtype)
-        return initializer(shape, dtype)
+            return _fresh(np.zeros(shape, dtype=dtype))
+        values = initializer(shape, dtype)
+        # pynn's own initializers return new arrays: add_weight need not copy them (a
+        # user's may return one it keeps: that one is copied)
+        return _fresh(values) if type(initializer).__module__ == "pynn.initializers" else values
 
     def to_backend(self, backend, dtype):
         """Move the layer's weights to `backend` in `dtype`."""
@@ -451,6 +456,17 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+# Arrays pynn itself just made for a new weight (initial_values): nobody else holds them, so
+# add_weight takes them as they are (a copy at build doubled each weight for a moment).
+_FRESH = weakref.WeakValueDictionary()
+
+
+def _fresh(array):
+    if isinstance(array, np.ndarray):
+        _FRESH[id(array)] = array
+    return array
 
 
 def _same_memory(value, array):
