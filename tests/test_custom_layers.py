@@ -612,3 +612,16 @@ def test_building_takes_its_own_initial_values_without_a_copy():
     borrow = Borrow()
     pynn.Sequential([pynn.Input((3,)), borrow])
     assert not np.shares_memory(borrow.w.numpy(), dense.kernel.numpy())
+
+    class KeepsStart(pynn.layers.Layer):  # the public initial_values: its result is the
+        def build(self, input_shape, backend, dtype):  # caller's to keep, so copied
+            super().build(input_shape, backend, dtype)
+            self.start = self.initial_values(pynn.initializers.get("ones"), (3,), dtype)
+            self.k = self.add_weight("k", self.start)
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+    keeps = KeepsStart()
+    pynn.Sequential([pynn.Input((3,)), keeps])
+    assert not np.shares_memory(keeps.start, keeps.k.numpy())

@@ -725,6 +725,15 @@ def test_a_shallow_copied_optimizer_still_belongs_to_its_model(rng):
     second = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
     with pytest.raises(ValueError, match="already trains another model"):
         second.compile(optimizer=copy.copy(first.optimizer), loss="mse")
+    # copies of an optimizer no model holds are optimizers of their own: no shared state
+    base = pynn.optimizers.Adam(0.01)
+    models = [pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)]) for _ in range(2)]
+    for model in models:
+        model.compile(optimizer=copy.copy(base), loss="mse")
+    for model in models:
+        model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
+    for model in models:  # each keeps its own moments (the other's fit pruned them)
+        assert all(model.optimizer.state_of(p) is not None for p in model.params)
 
 
 def test_a_dense_shared_across_sequence_and_flat_models_trains_in_both(rng):

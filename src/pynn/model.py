@@ -1418,7 +1418,7 @@ class Sequential:
             yield
         finally:
             with _METRIC_CLAIMS_LOCK:  # (a child forked inside fit has no count)
-                self._fits_running = getattr(self, "_fits_running", 1) - 1
+                self._fits_running = max(0, getattr(self, "_fits_running", 1) - 1)
 
     @contextlib.contextmanager
     def _claimed_metrics(self):

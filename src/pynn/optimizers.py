@@ -14,6 +14,7 @@ alone, loads with the norm alone and a warning). Every optimizer takes Keras 3's
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import numbers
 import re
@@ -303,8 +304,13 @@ class Optimizer:
             if _BY_NAME.get(cls.__name__.lower()) is cls else _from_own_config(cls, config)
 
     def __copy__(self):
-        # copy.copy shares the state dict, so it keeps the model too (a copy free for
-        # another model would have that model's first fit prune this one's moments)
+        # Held by a model: copy.copy shares the state dict, so it keeps that model too (a
+        # copy free for another model would have that model's first fit prune this one's
+        # moments). Held by none: a copy of its own, as a deep copy (two models compiled
+        # with copies of one fresh optimizer shared, and pruned, each other's state).
+        owner = self.__dict__.get("_owner")
+        if owner is None or owner() is None or self.__dict__.get("_released", False):
+            return copy.deepcopy(self)
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         return new

@@ -273,7 +273,7 @@ class Layer:
             raise TypeError(f"add_weight({name!r}): give the initial values (array) or a "
                             f"shape, not both or neither")
         if shape is not None:
-            array = self.initial_values(initializers.get(initializer), tuple(as_shape(shape)),
+            array = self._new_values(initializers.get(initializer), tuple(as_shape(shape)),
                                         dtype)
         elif isinstance(array, tuple) and all(isinstance(v, int) for v in array):
             raise TypeError(f"add_weight({name!r}): {array} is taken as values, not a shape: "
@@ -304,11 +304,19 @@ class Layer:
         nothing and costing no memory until written (calloc'd pages), so a file declaring
         huge layers costs nothing before its arrays are found not to match."""
         if config.loading_weights_now():
-            return _fresh(np.zeros(shape, dtype=dtype))
-        values = initializer(shape, dtype)
-        # pynn's own initializers return new arrays: add_weight need not copy them (a
-        # user's may return one it keeps: that one is copied)
-        return _fresh(values) if type(initializer).__module__ == "pynn.initializers" else values
+            return np.zeros(shape, dtype=dtype)
+        return initializer(shape, dtype)
+
+    @classmethod
+    def _new_values(cls, initializer, shape, dtype):
+        """initial_values for a weight about to be made of them (pynn's layers, add_weight's
+        shape): pynn's own initializers' new arrays are marked for add_weight to take without
+        a copy (a user's initializer may return an array it keeps; a user's call of
+        initial_values may keep its result: both are copied)."""
+        values = cls.initial_values(initializer, shape, dtype)
+        if config.loading_weights_now() or type(initializer).__module__ == "pynn.initializers":
+            _fresh(values)
+        return values
 
     def to_backend(self, backend, dtype):
         """Move the layer's weights to `backend` in `dtype`."""
@@ -458,7 +466,7 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-# Arrays pynn itself just made for a new weight (initial_values): nobody else holds them, so
+# Arrays pynn itself just made for a new weight (_new_values): nobody else holds them, so
 # add_weight takes them as they are (a copy at build doubled each weight for a moment).
 _FRESH = weakref.WeakValueDictionary()
 

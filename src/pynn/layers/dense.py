@@ -58,10 +58,10 @@ class Dense(Layer):
         super().build(input_shape, backend, dtype)
         self._params = []
         fan_in = int(input_shape[-1])
-        kernel = self.initial_values(self.kernel_initializer, (fan_in, self.units), dtype)
+        kernel = self._new_values(self.kernel_initializer, (fan_in, self.units), dtype)
         self.kernel = self.add_weight("kernel", kernel, backend, dtype)
         if self.use_bias:
-            bias = self.initial_values(self.bias_initializer, (self.units,), dtype)
+            bias = self._new_values(self.bias_initializer, (self.units,), dtype)
             self.bias = self.add_weight("bias", bias, backend, dtype)
 
     def compute_output_shape(self, input_shape):

@@ -128,11 +128,11 @@ class LayerNormalization(_RowNormalization):
         n = (int(input_shape[-1]),)
         if self.scale:
             self.gamma = self.add_weight(
-                "gamma", self.initial_values(self.gamma_initializer, n, dtype), backend, dtype,
+                "gamma", self._new_values(self.gamma_initializer, n, dtype), backend, dtype,
                 regularizer=self.gamma_regularizer)
         if self.center:
             self.beta = self.add_weight(
-                "beta", self.initial_values(self.beta_initializer, n, dtype), backend, dtype,
+                "beta", self._new_values(self.beta_initializer, n, dtype), backend, dtype,
                 regularizer=self.beta_regularizer)
 
     def _gain_and_shift(self):
@@ -162,7 +162,7 @@ class RMSNormalization(_RowNormalization):
     def build(self, input_shape, backend, dtype):
         super().build(input_shape, backend, dtype)
         self._params = []
-        ones = self.initial_values(initializers.Ones(), (int(input_shape[-1]),), dtype)
+        ones = self._new_values(initializers.Ones(), (int(input_shape[-1]),), dtype)
         self.scale = self.add_weight("scale", ones, backend, dtype)
 
     def _gain_and_shift(self):

@@ -75,7 +75,7 @@ class BatchNormalization(Layer):
         n = int(input_shape[-1])
 
         def initial(init):
-            return self.initial_values(init, (n,), dtype)
+            return self._new_values(init, (n,), dtype)
 
         if self.scale:
             self.gamma = self.add_weight("gamma", initial(self.gamma_initializer), backend,

@@ -66,7 +66,7 @@ class PReLU(Layer):
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
         self.alpha = self.add_weight(
-            "alpha", self.initial_values(self.alpha_initializer, tuple(shape), dtype), backend,
+            "alpha", self._new_values(self.alpha_initializer, tuple(shape), dtype), backend,
             dtype, regularizer=self.alpha_regularizer)
 
     def forward(self, x, training=False, logits=False):
