@@ -632,3 +632,31 @@ def test_truncated_normal_is_cut_at_two_standard_deviations():
     assert np.abs(w).max() <= 2.0 and np.abs(w).max() > 1.99
     for seed in range(300):  # small draws too (their first redraw test is the same)
         assert np.abs(np.asarray(I.TruncatedNormal(stddev=1.0, seed=seed)((10,)))).max() <= 2
+
+
+def test_keras_initializer_and_regularizer_calls_port():
+    """Calls a ported Keras 3 program makes: initializer configs carrying Keras 3.15's
+    input_axes/output_axes (None), VarianceScaling(distribution="normal") (Keras 2's name of
+    the truncated normal) or a capitalised name, from_config and clone, calling a regularizer
+    on a weight, and None for a regularizer's default factor."""
+    from pynn import regularizers as R
+
+    he = I.get({"class_name": "HeNormal",
+                "config": {"seed": 1, "input_axes": None, "output_axes": None}})
+    np.testing.assert_array_equal(he((4, 3)), I.HeNormal(seed=1)((4, 3)))
+    with pytest.raises(NotImplementedError, match="input_axes/output_axes other than None"):
+        I.VarianceScaling(input_axes=[0])
+    normal = I.VarianceScaling(2.0, "fan_in", "normal", seed=5)
+    assert normal.distribution == "truncated_normal"
+    assert abs(normal((400, 300)).std() - np.sqrt(2.0 / 400)) < 0.003
+    assert I.VarianceScaling(distribution="Uniform").distribution == "uniform"
+    init = I.RandomUniform(-0.2, 0.3, seed=7)
+    np.testing.assert_array_equal(I.RandomUniform.from_config(init.get_config())((3, 2)),
+                                  init.clone()((3, 2)))
+    w = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
+    assert R.L2(0.1)(w) == pytest.approx(0.1 * float((w * w).sum()))
+    assert R.L1L2(0.1, 0.2)(w) == pytest.approx(0.1 * float(np.abs(w).sum())
+                                                 + 0.2 * float((w * w).sum()))
+    assert R.L2(None).l2 == 0.01 and R.L1(None).l1 == 0.01
+    assert R.L1L2(None, 0.2).get_config() == {"l1": 0.0, "l2": 0.2}
+    assert R.L1L2.from_config({"l1": 0.1, "l2": 0.2}) == R.L1L2(0.1, 0.2)

@@ -57,6 +57,15 @@ class Initializer:
         """The constructor arguments (what model files store)."""
         return {}
 
+    @classmethod
+    def from_config(cls, config):
+        """The initializer get_config describes (Keras' from_config)."""
+        return cls(**config)
+
+    def clone(self):
+        """A new initializer of the same settings (Keras' clone)."""
+        return type(self).from_config(self.get_config())
+
 
 class _Seeded(Initializer):
     """A random initializer. seed=None draws from pynn's generator (pynn.set_seed); an
@@ -208,6 +217,14 @@ class Identity(Initializer):
         return {"gain": self.gain}
 
 
+def _default_axes(owner, input_axes, output_axes):
+    """Keras 3.15's fan axes, which its configs carry: only the default (None: the fans of
+    the shape's last two axes) is taken."""
+    if input_axes is not None or output_axes is not None:
+        raise NotImplementedError(f"{owner}: input_axes/output_axes other than None (the "
+                                  f"last two axes' fans) are not supported")
+
+
 class VarianceScaling(_Seeded):
     """Keras' VarianceScaling: draws of variance scale / max(1, fan). `mode` picks the fan:
     "fan_in" (default), "fan_out" or "fan_avg" (their mean); for a Dense kernel (in, out)
@@ -216,8 +233,13 @@ class VarianceScaling(_Seeded):
     or "uniform" (in +-sqrt(3 * variance)). seed: None draws from pynn's seeded generator; an
     integer gives the same values at every call."""
 
-    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None,
+                 input_axes=None, output_axes=None):
         super().__init__(seed)
+        _default_axes(type(self).__name__, input_axes, output_axes)
+        if isinstance(distribution, str):  # (Keras lowercases it; "normal" is Keras 2's
+            distribution = distribution.lower()  # name of the truncated normal)
+            distribution = "truncated_normal" if distribution == "normal" else distribution
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0 \
                 or not math.isfinite(scale):
             raise ValueError(f"VarianceScaling: scale must be a positive number, got "
@@ -257,8 +279,9 @@ class _Preset(VarianceScaling):
 
     preset = (1.0, "fan_in", "truncated_normal")
 
-    def __init__(self, seed=None):
-        super().__init__(*self.preset, seed=seed)
+    def __init__(self, seed=None, input_axes=None, output_axes=None):
+        super().__init__(*self.preset, seed=seed, input_axes=input_axes,
+                         output_axes=output_axes)
 
     def get_config(self):
         return {} if self.seed is None else {"seed": self.seed}

@@ -14,7 +14,9 @@ from . import config
 from . import custom_objects as _custom
 
 
-def _factor(name, value):
+def _factor(name, value, default=0.0):
+    if value is None:  # (Keras takes None for the default factor)
+        return default
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
         raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
@@ -48,9 +50,25 @@ class Regularizer:
         if self.l2:
             grad += (2 * self.l2) * w
 
+    def __call__(self, w):
+        """The penalty of the weight array w, as Keras' regularizer(w) (a float)."""
+        import numpy as np
+
+        from .backend import is_gpu_array
+
+        xp = np
+        if is_gpu_array(w):
+            import cupy as xp
+        return self.penalty(xp, w)
+
     def get_config(self):
         """The constructor arguments (what model files store)."""
         return {"l1": self.l1, "l2": self.l2}
+
+    @classmethod
+    def from_config(cls, config):
+        """The regularizer get_config describes (Keras' from_config)."""
+        return cls(**config)
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
@@ -60,7 +78,7 @@ class L1(Regularizer):
     """l1 * sum(|w|)."""
 
     def __init__(self, l1=0.01):
-        super().__init__(l1=l1)
+        super().__init__(l1=_factor("l1", l1, 0.01))
 
     def get_config(self):
         return {"l1": self.l1}
@@ -70,7 +88,7 @@ class L2(Regularizer):
     """l2 * sum(w^2)."""
 
     def __init__(self, l2=0.01):
-        super().__init__(l2=l2)
+        super().__init__(l2=_factor("l2", l2, 0.01))
 
     def get_config(self):
         return {"l2": self.l2}
