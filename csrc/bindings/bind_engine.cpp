@@ -338,13 +338,7 @@ public:
         }
         // The batches' range before anything is sized by it (the engine checks it again under
         // its lock): first/last of 0 and 2**40 asked numpy for an 8 TiB result first.
-        if (batch_size < 1) throw py::value_error("batch_size: expected >= 1, got " + std::to_string(batch_size));
-        const index_t n_batches = n / batch_size + (n % batch_size != 0);  // (no overflow)
-        if (first < 0 || last < first || last > n_batches)
-            throw py::value_error("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " +
-                                  std::to_string(n_batches) + " (batches of " + std::to_string(batch_size) +
-                                  " in " + std::to_string(n) + " rows), got " + std::to_string(first) + ", " +
-                                  std::to_string(last));
+        check_batch_range(n, first, last, batch_size);  // (std::invalid_argument: ValueError)
         py::array weights;  // default-constructed: an empty array, not a null handle
         const bool weighted = !weight_obj.is_none();
         if (weighted) {
@@ -354,11 +348,9 @@ public:
         py::array outputs;
         const bool want_outputs = !outputs_obj.is_none();
         if (want_outputs) {
-            // Rows of batches [first, last); out-of-range arguments are clamped here (no
-            // overflow) and refused by validate inside train.
-            const index_t bs = std::max<index_t>(1, batch_size), n_batches = n / bs + (n % bs != 0);
-            const index_t r0 = std::min(std::max<index_t>(0, first), n_batches) * bs;
-            const index_t r1 = std::min(n, std::min(std::max<index_t>(0, last), n_batches) * bs);
+            // Rows of batches [first, last) (a range checked above: the products cannot
+            // overflow; past a short last batch first == last gives none)
+            const index_t r0 = first * batch_size, r1 = std::min(n, last * batch_size);
             outputs = as_array(outputs_obj, "outputs");
             check_float_shape(outputs, "outputs", {std::max<index_t>(0, r1 - r0), C}, true);
             if (overlap(outputs, x)) throw py::value_error("outputs: must not share memory with x");

@@ -532,17 +532,21 @@ void DenseEngine::bind(const std::vector<float*>& params, const std::vector<bool
 
 // ---- validation -----------------------------------------------------------------------------
 
-void DenseEngine::check_batches(index_t n, index_t first, index_t last, index_t bs) const {
-    if (!bound_) fail("train: no parameters bound; call bind(params, trainable, state) first");
+void check_batch_range(index_t n, index_t first, index_t last, index_t bs) {
     if (bs < 1) fail("batch_size: expected >= 1, got " + std::to_string(bs));
-    // A batch holds min(batch_size, n) rows at most: that is what the buffers must fit.
-    if (std::min(bs, n) > max_batch_)
-        fail("batch_size: " + std::to_string(bs) + " exceeds the engine's max_batch " + std::to_string(max_batch_));
     const index_t n_batches = n / bs + (n % bs != 0);  // (n + bs - 1 overflows near 2**63)
     if (first < 0 || last < first || last > n_batches)
         fail("first_batch/last_batch: expected 0 <= first_batch <= last_batch <= " + std::to_string(n_batches) +
              " (batches of " + std::to_string(bs) + " in " + std::to_string(n) + " rows), got " +
              std::to_string(first) + ", " + std::to_string(last));
+}
+
+void DenseEngine::check_batches(index_t n, index_t first, index_t last, index_t bs) const {
+    if (!bound_) fail("train: no parameters bound; call bind(params, trainable, state) first");
+    // A batch holds min(batch_size, n) rows at most: that is what the buffers must fit.
+    if (std::min(bs, n) > max_batch_)
+        fail("batch_size: " + std::to_string(bs) + " exceeds the engine's max_batch " + std::to_string(max_batch_));
+    check_batch_range(n, first, last, bs);
 }
 
 // The caller's order[r0:r1] and (sparse) the labels of those rows, copied into the engine's

@@ -40,6 +40,11 @@ EngineLoss parse_engine_loss(const std::string& name);
 EngineOptimizer parse_engine_optimizer(const std::string& name);
 EngineMetric parse_engine_metric(const std::string& name);
 
+// Throws std::invalid_argument unless batch_size >= 1 and 0 <= first <= last <= the number of
+// batches of batch_size in n rows (counted without a product or sum that could overflow).
+// train() checks it under its lock; its binding first, before anything is sized by it.
+void check_batch_range(index_t n, index_t first, index_t last, index_t batch_size);
+
 struct EngineHyper {
     float lr = 0.f;
     // A schedule's rates, one per batch of the call (lr_steps[b - first]); nullptr: lr for all.
