@@ -293,7 +293,7 @@ class Sequential:
                         # A layer with weights keeps them: for the same inputs, or (Dense, the
                         # normalisations) the same last axis under other leading axes, as
                         # layer(x) takes and Keras shares a layer across sequence lengths
-                        if not _same_last_axis(layer, shape):
+                        if not layer._takes_samples(shape):
                             raise ValueError(f"layer {layer.name!r} was built for inputs "
                                              f"{layer.input_shape}, not {shape}")
                     else:
@@ -2148,15 +2148,6 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
     return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
-
-
-def _same_last_axis(layer, shape):
-    """Whether a built layer that works on the last axis takes samples of `shape` as built."""
-    from .layers import LAST_AXIS_LAYERS
-
-    built = tuple(layer.input_shape)
-    return isinstance(layer, LAST_AXIS_LAYERS) and len(built) >= 1 and len(shape) >= 1 and \
-        tuple(shape)[-1] == built[-1]
 
 
 def _last_axis(shape):

@@ -444,20 +444,30 @@ class Layer:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
         return backend.to_numpy(y)
 
-    def _check_call_shape(self, shape):
-        """layer(x) on a built layer with weights: x's samples of its input shape, or for a
-        layer on the last axis (Dense, normalizations) any leading axes before that axis's
-        size; never broadcast (a (N, 1) column spread over 4 features)."""
+    def _on_last_axis(self):
+        """Whether the layer works on the last axis only (Dense, the normalisations): built,
+        it takes samples with any leading axes before that axis's size."""
         from . import LAST_AXIS_LAYERS
 
+        return isinstance(self, LAST_AXIS_LAYERS) and bool(getattr(self, "input_shape", None))
+
+    def _takes_samples(self, sample_shape):
+        """Whether this layer, as built, takes samples of sample_shape: its input shape, or
+        (on the last axis) other leading axes before that axis's size. Never broadcast (a
+        (N, 1) column spread over 4 features)."""
         built = getattr(self, "input_shape", None)
-        last_axis = isinstance(self, LAST_AXIS_LAYERS) and bool(built)
-        if built is None or tuple(shape[1:]) == tuple(built):
+        if built is None or tuple(sample_shape) == tuple(built):
+            return True
+        return self._on_last_axis() and len(sample_shape) >= 1 and \
+            tuple(sample_shape)[-1] == tuple(built)[-1]
+
+    def _check_call_shape(self, shape):
+        """layer(x) on a built layer with weights: x's samples as _takes_samples says."""
+        if self._takes_samples(tuple(shape[1:])):
             return
-        if last_axis and len(shape) >= 2 and tuple(shape[-1:]) == tuple(built[-1:]):
-            return
+        built = self.input_shape
         want = "(batch, " + ", ".join(map(str, built)) + ")"
-        if last_axis:
+        if self._on_last_axis():
             want += f" (or (batch, ..., {built[-1]}))"
         raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for inputs "
                          f"of shape {want}, got shape {tuple(shape)}")
