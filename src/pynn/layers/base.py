@@ -13,7 +13,6 @@ import inspect
 import numbers
 import re
 import threading
-import weakref
 from collections import defaultdict
 
 import numpy as np
@@ -272,9 +271,13 @@ class Layer:
         if (array is None) == (shape is None):
             raise TypeError(f"add_weight({name!r}): give the initial values (array) or a "
                             f"shape, not both or neither")
+        fresh = False  # an array nobody else holds: the weight takes it without a copy
         if shape is not None:
-            array = self._new_values(initializers.get(initializer), tuple(as_shape(shape)),
-                                        dtype)
+            init = initializers.get(initializer)
+            array = self.initial_values(init, tuple(as_shape(shape)), dtype)
+            # new arrays: the zeros of a load, what pynn's own initializers make (a user's
+            # initializer may return one it keeps)
+            fresh = config.loading_weights_now() or type(init).__module__ == "pynn.initializers"
         elif isinstance(array, tuple) and all(isinstance(v, int) for v in array):
             raise TypeError(f"add_weight({name!r}): {array} is taken as values, not a shape: "
                             f"pass shape={array} for a weight of that shape")
@@ -282,8 +285,7 @@ class Layer:
         while path in taken:  # a second weight of one name (Keras takes it): files key
             path, k = f"{self.name}/{name}_{k}", k + 1  # weights by name, so one of its own
         value = backend.asarray(array, dtype)
-        fresh = _FRESH.pop(id(array), None) is array  # (taken once: the weight holds it now)
-        if _same_memory(value, array) and not fresh:
+        if not fresh and _same_memory(value, array):
             # A weight owns its values (a Keras variable does): the caller's float32 array
             # (one given to two layers, an initializer's cached array) was kept by
             # reference, silently shared. While loading, the file's values are written in
@@ -306,17 +308,6 @@ class Layer:
         if config.loading_weights_now():
             return np.zeros(shape, dtype=dtype)
         return initializer(shape, dtype)
-
-    @classmethod
-    def _new_values(cls, initializer, shape, dtype):
-        """initial_values for a weight about to be made of them (pynn's layers, add_weight's
-        shape): pynn's own initializers' new arrays are marked for add_weight to take without
-        a copy (a user's initializer may return an array it keeps; a user's call of
-        initial_values may keep its result: both are copied)."""
-        values = cls.initial_values(initializer, shape, dtype)
-        if config.loading_weights_now() or type(initializer).__module__ == "pynn.initializers":
-            _fresh(values)
-        return values
 
     def to_backend(self, backend, dtype):
         """Move the layer's weights to `backend` in `dtype`."""
@@ -474,17 +465,6 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
-
-
-# Arrays pynn itself just made for a new weight (_new_values): nobody else holds them, so
-# add_weight takes them as they are (a copy at build doubled each weight for a moment).
-_FRESH = weakref.WeakValueDictionary()
-
-
-def _fresh(array):
-    if isinstance(array, np.ndarray):
-        _FRESH[id(array)] = array
-    return array
 
 
 def _same_memory(value, array):

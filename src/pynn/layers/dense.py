@@ -58,11 +58,11 @@ class Dense(Layer):
         super().build(input_shape, backend, dtype)
         self._params = []
         fan_in = int(input_shape[-1])
-        kernel = self._new_values(self.kernel_initializer, (fan_in, self.units), dtype)
-        self.kernel = self.add_weight("kernel", kernel, backend, dtype)
+        self.kernel = self.add_weight("kernel", None, backend, dtype, shape=(fan_in, self.units),
+                                      initializer=self.kernel_initializer)
         if self.use_bias:
-            bias = self._new_values(self.bias_initializer, (self.units,), dtype)
-            self.bias = self.add_weight("bias", bias, backend, dtype)
+            self.bias = self.add_weight("bias", None, backend, dtype, shape=(self.units,),
+                                        initializer=self.bias_initializer)
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)

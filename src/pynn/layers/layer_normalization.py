@@ -127,13 +127,13 @@ class LayerNormalization(_RowNormalization):
         self._params, self._weight_regularizers = [], []
         n = (int(input_shape[-1]),)
         if self.scale:
-            self.gamma = self.add_weight(
-                "gamma", self._new_values(self.gamma_initializer, n, dtype), backend, dtype,
-                regularizer=self.gamma_regularizer)
+            self.gamma = self.add_weight("gamma", None, backend, dtype, shape=n,
+                                         initializer=self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer)
         if self.center:
-            self.beta = self.add_weight(
-                "beta", self._new_values(self.beta_initializer, n, dtype), backend, dtype,
-                regularizer=self.beta_regularizer)
+            self.beta = self.add_weight("beta", None, backend, dtype, shape=n,
+                                        initializer=self.beta_initializer,
+                                        regularizer=self.beta_regularizer)
 
     def _gain_and_shift(self):
         return self.gamma, self.beta
@@ -162,8 +162,8 @@ class RMSNormalization(_RowNormalization):
     def build(self, input_shape, backend, dtype):
         super().build(input_shape, backend, dtype)
         self._params = []
-        ones = self._new_values(initializers.Ones(), (int(input_shape[-1]),), dtype)
-        self.scale = self.add_weight("scale", ones, backend, dtype)
+        self.scale = self.add_weight("scale", None, backend, dtype,
+                                     shape=(int(input_shape[-1]),), initializer=initializers.Ones())
 
     def _gain_and_shift(self):
         return self.scale, None

@@ -74,20 +74,18 @@ class BatchNormalization(Layer):
         self._params, self._weight_regularizers = [], []
         n = int(input_shape[-1])
 
-        def initial(init):
-            return self._new_values(init, (n,), dtype)
+        def weight(name, init, **kwargs):
+            return self.add_weight(name, None, backend, dtype, shape=(n,), initializer=init,
+                                   **kwargs)
 
         if self.scale:
-            self.gamma = self.add_weight("gamma", initial(self.gamma_initializer), backend,
-                                         dtype, regularizer=self.gamma_regularizer)
+            self.gamma = weight("gamma", self.gamma_initializer,
+                                regularizer=self.gamma_regularizer)
         if self.center:
-            self.beta = self.add_weight("beta", initial(self.beta_initializer), backend, dtype,
-                                        regularizer=self.beta_regularizer)
-        self.moving_mean = self.add_weight("moving_mean", initial(self.moving_mean_initializer),
-                                           backend, dtype, statistic=True)
-        self.moving_variance = self.add_weight(
-            "moving_variance", initial(self.moving_variance_initializer), backend, dtype,
-            statistic=True)
+            self.beta = weight("beta", self.beta_initializer, regularizer=self.beta_regularizer)
+        self.moving_mean = weight("moving_mean", self.moving_mean_initializer, statistic=True)
+        self.moving_variance = weight("moving_variance", self.moving_variance_initializer,
+                                      statistic=True)
 
     def forward(self, x, training=False, logits=False):
         # (batch, ..., features): every position of each feature is one more row of

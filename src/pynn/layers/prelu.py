@@ -65,9 +65,9 @@ class PReLU(Layer):
             shape[axis - 1] = 1
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
-        self.alpha = self.add_weight(
-            "alpha", self._new_values(self.alpha_initializer, tuple(shape), dtype), backend,
-            dtype, regularizer=self.alpha_regularizer)
+        self.alpha = self.add_weight("alpha", None, backend, dtype, shape=tuple(shape),
+                                     initializer=self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer)
 
     def forward(self, x, training=False, logits=False):
         xp = self.backend.xp
