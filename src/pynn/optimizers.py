@@ -300,8 +300,7 @@ class Optimizer:
     def from_config(cls, config):
         """The optimizer get_config describes (Keras' from_config): the same settings, no
         state."""
-        return get({"class_name": cls.__name__, "config": dict(config)}) \
-            if _BY_NAME.get(cls.__name__.lower()) is cls else _from_own_config(cls, config)
+        return _from_config(cls, config)
 
     def __copy__(self):
         # Held by a model: copy.copy shares the state dict, so it keeps that model too (a
@@ -1001,23 +1000,7 @@ def get(identifier) -> Optimizer:
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _custom.find(identifier, lambda name: _BY_NAME.get(name.lower()), "optimizer")
-        config = dict(identifier.get("config", {}))
-        lr = config.get("learning_rate")
-        if isinstance(lr, dict):
-            from . import schedules
-
-            config["learning_rate"] = schedules.deserialize(lr)
-        if config.get("clipvalue") is not None and (config.get("clipnorm") is not None or
-                                                   config.get("global_clipnorm") is not None):
-            # written by a pynn that took both and applied the norm alone: that is kept
-            import warnings
-
-            warnings.warn("this optimizer was saved with clipvalue beside a norm clipping, "
-                          "of which pynn applied the norm alone; it loads with the norm "
-                          "alone (one clipping at a time, as Keras 3)", UserWarning,
-                          stacklevel=2)
-            config.pop("clipvalue")
-        return cls(**config)
+        return _from_config(cls, identifier.get("config", {}))
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
                      f"Optimizer instance)")
 
@@ -1027,13 +1010,25 @@ def serialize(opt: Optimizer) -> dict:
     return _custom.describe(opt)
 
 
-def _from_own_config(cls, config):
-    """A user's Optimizer subclass from its get_config (a schedule's description rebuilt)."""
+def _from_config(cls, config):
+    """The optimizer of class cls that get_config's description gives (get of a dict,
+    from_config): a schedule's description rebuilt."""
     config = dict(config)
-    if isinstance(config.get("learning_rate"), dict):
+    lr = config.get("learning_rate")
+    if isinstance(lr, dict):
         from . import schedules
 
-        config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        config["learning_rate"] = schedules.deserialize(lr)
+    if config.get("clipvalue") is not None and (config.get("clipnorm") is not None or
+                                               config.get("global_clipnorm") is not None):
+        # written by a pynn that took both and applied the norm alone: that is kept
+        import warnings
+
+        warnings.warn("this optimizer was saved with clipvalue beside a norm clipping, "
+                      "of which pynn applied the norm alone; it loads with the norm "
+                      "alone (one clipping at a time, as Keras 3)", UserWarning,
+                      stacklevel=3)
+        config.pop("clipvalue")
     return cls(**config)
 
 
