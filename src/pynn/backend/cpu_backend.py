@@ -47,7 +47,7 @@ class CpuBackend(KernelCalls, NumpyBackend):
         # An out they cannot write in place: the result goes through a copy into it.
         if out.ndim == 2 and not out.flags.writeable:
             raise ValueError("gemm: out is read-only")
-        staged = self._C.gemm(a, b, trans_a, trans_b, alpha, beta, readable(out, copy=True),
+        staged = self._C.gemm(a, b, trans_a, trans_b, alpha, beta, np.array(out, order="C"),
                               bias, ACTIVATION_CODES[activation], act_param)
         out[...] = staged
         return out
@@ -58,17 +58,18 @@ class CpuBackend(KernelCalls, NumpyBackend):
         return getattr(self._C, f"{kind}_loss")(pred, target, grad, grad_scale)
 
 
-def readable(x, copy=False):
+def readable(x):
     """x itself when the GEMM kernels can address it (a 2-D float32 array with rows of unit
     stride, each row starting at least one row after the previous, data aligned to 4 bytes);
-    else a C-contiguous copy (always one with copy=True). Anything else (other ranks) is
-    returned as it is, for the binding to refuse by name."""
-    if x.ndim == 2 and not copy:
-        rows, cols = x.shape
-        s0, s1 = x.strides
-        if rows == 0 or cols == 0 or (
-                x.flags.aligned and (cols == 1 or s1 == 4)
-                and (rows == 1 or (s0 >= 4 * cols and s0 % 4 == 0))):
-            return x
-    return np.array(x, order="C", copy=True) if x.ndim == 2 else x
+    else a C-contiguous copy. Anything else (other ranks) is returned as it is, for the
+    binding to refuse by name."""
+    if x.ndim != 2:
+        return x
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    if rows == 0 or cols == 0 or (
+            x.flags.aligned and (cols == 1 or s1 == 4)
+            and (rows == 1 or (s0 >= 4 * cols and s0 % 4 == 0))):
+        return x
+    return np.array(x, order="C")
 
