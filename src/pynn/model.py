@@ -47,9 +47,9 @@ _PREDICT_BATCH = 1024
 _KEPT_BATCH_ROWS = 4096  # train_on_batch keeps its native engine for batches up to this
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
-# The models whose per-process state a forked child resets (_new_claims_lock_in_child): those
+# The models whose per-process state a forked child resets (_reset_process_state_in_child): those
 # with a build lock (_build_lock), a fit or evaluate counted, or train_on_batch's engine
-_MODELS_WITH_BUILD_LOCKS = weakref.WeakSet()
+_MODELS_WITH_PROCESS_STATE = weakref.WeakSet()
 
 
 def _build_lock(model):
@@ -60,18 +60,18 @@ def _build_lock(model):
     lock = model.__dict__.get("_build_lock")
     if lock is None:
         lock = model.__dict__.setdefault("_build_lock", threading.RLock())  # (atomic)
-        _MODELS_WITH_BUILD_LOCKS.add(model)
+        _MODELS_WITH_PROCESS_STATE.add(model)
     return lock
 
 
-def _new_claims_lock_in_child():
+def _reset_process_state_in_child():
     # A forked child gets the locks and counters as they were: held and counting, if a parent
     # thread was in them (a fit there is none here: compile() was refused as "during fit"),
     # and train_on_batch's engine with its C++ lock held by a parent thread's step (the
     # child's first train_on_batch hung): the next call builds another.
     global _METRIC_CLAIMS_LOCK
     _METRIC_CLAIMS_LOCK = threading.Lock()
-    for model in list(_MODELS_WITH_BUILD_LOCKS):
+    for model in list(_MODELS_WITH_PROCESS_STATE):
         state = model.__dict__
         state["_build_lock"] = threading.RLock()
         state.pop("_fits_running", None)
@@ -83,7 +83,7 @@ def _new_claims_lock_in_child():
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_claims_lock_in_child)
+    os.register_at_fork(after_in_child=_reset_process_state_in_child)
 
 
 class Sequential:
@@ -1261,7 +1261,7 @@ class Sequential:
         trainer = self.__dict__.get("_batch_trainer")
         if trainer is None or trainer.model is not self:  # (a copy.copy shares the dict)
             trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
-            _MODELS_WITH_BUILD_LOCKS.add(self)  # (a forked child drops it: its engine's lock)
+            _MODELS_WITH_PROCESS_STATE.add(self)  # (a forked child drops it: its engine's lock)
         logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
         self.engine_reason = trainer.engine_reason
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
@@ -1413,7 +1413,7 @@ class Sequential:
         """Marks a fit in progress (compile refuses to run from its callbacks)."""
         with _METRIC_CLAIMS_LOCK:  # (the counters' lock)
             self._fits_running = getattr(self, "_fits_running", 0) + 1
-            _MODELS_WITH_BUILD_LOCKS.add(self)  # (a forked child resets the count)
+            _MODELS_WITH_PROCESS_STATE.add(self)  # (a forked child resets the count)
         try:
             yield
         finally:
@@ -1428,7 +1428,7 @@ class Sequential:
         with _METRIC_CLAIMS_LOCK:
             busy = getattr(self, "_metric_claims", 0)
             self._metric_claims = busy + 1
-            _MODELS_WITH_BUILD_LOCKS.add(self)
+            _MODELS_WITH_PROCESS_STATE.add(self)
         try:
             yield [metrics_mod.fresh_copy(m) for m in self._metric_objects] if busy else None
         finally:
