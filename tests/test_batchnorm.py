@@ -404,6 +404,13 @@ def test_a_single_rows_prediction_takes_the_one_row_kernel_through_normalisation
                         pynn.Dense(3)],
         "ln-rms": [pynn.Dense(129), pynn.LayerNormalization(), pynn.Activation("gelu"),
                    pynn.Dense(64, activation="relu"), pynn.RMSNormalization(), pynn.Dense(4)],
+        # 129 x 1100 weights: a layer computed with the next one's product (its columns, then
+        # the next layer's rows, split over the threads), that next one normalised after
+        "big-then-bn-pre": [pynn.Dense(1100, activation="selu"), pynn.Dense(40, use_bias=False),
+                            pynn.BatchNormalization(), pynn.Activation("relu"), pynn.Dense(3)],
+        "big-then-bn-post": [pynn.Dense(1100, activation="elu"), pynn.Dense(20, activation="tanh"),
+                             pynn.BatchNormalization(), pynn.Dense(2)],
+        "big-bn": [pynn.Dense(1100), pynn.BatchNormalization(), pynn.Dense(3)],
     }
     previous = pynn.get_num_threads()
     try:

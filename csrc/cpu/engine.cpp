@@ -96,18 +96,20 @@ __attribute__((target("avx2,fma"), always_inline)) inline void gemv_band_strip(
     if (V > 1) _mm256_storeu_ps(y + 8, a1), _mm256_storeu_ps(y + 16, a2), _mm256_storeu_ps(y + 24, a3);
 }
 
+// W's rows are ldw floats apart (a slice of W's columns when ldw > N). Every y[j] is one fma
+// chain over k in order, so its bits do not depend on which strip or slice computed it.
 __attribute__((target("avx2,fma"))) void gemv_row_avx2(const float* x, const float* W, index_t K,
-                                                       index_t N, float* y) {
+                                                       index_t N, index_t ldw, float* y) {
     std::fill(y, y + N, 0.f);
     for (index_t k = 0; k < K; k += kGemvBand) {
         const index_t rows = std::min(kGemvBand, K - k);
-        const float* w = W + k * N;
+        const float* w = W + k * ldw;
         index_t j = 0;
-        for (; j + 32 <= N; j += 32) gemv_band_strip<4>(x + k, w + j, rows, N, y + j);
-        for (; j + 8 <= N; j += 8) gemv_band_strip<1>(x + k, w + j, rows, N, y + j);  // e.g. 10 classes
+        for (; j + 32 <= N; j += 32) gemv_band_strip<4>(x + k, w + j, rows, ldw, y + j);
+        for (; j + 8 <= N; j += 8) gemv_band_strip<1>(x + k, w + j, rows, ldw, y + j);  // e.g. 10 classes
         for (; j < N; ++j) {
             float a = y[j];
-            for (index_t i = 0; i < rows; ++i) a = std::fma(x[k + i], w[i * N + j], a);
+            for (index_t i = 0; i < rows; ++i) a = std::fma(x[k + i], w[i * ldw + j], a);
             y[j] = a;
         }
     }
@@ -131,10 +133,11 @@ __attribute__((target("avx2,fma"))) void gemv_finish(float* y, const float* part
     }
 }
 
-// Single-row layers with at most this many weights stay on one thread: the pool's round
-// trip, the later start of the worker and the partial sums' trip back cost ~2-3 us, more
-// than half of streaming 512 KiB from L2 (~5 us; Xeon VM, 2026-12-04: 256 x 512 weights
-// 5.4 us on one thread, 6.3 on two; 384 x 384 6.7 and 5.8).
+// Single-row layers with at most this many weights stay on one thread (unless the layer before
+// takes them along, pairs_with_next): the pool's round trip, the later start of the worker and
+// the partial sums' trip back cost ~2-3 us, more than half of streaming 512 KiB from L2
+// (~5 us; Xeon VM, 2026-12-04: 256 x 512 weights 5.4 us on one thread, 6.3 on two; 384 x 384
+// 6.7 and 5.8).
 constexpr index_t kGemvSerialMax = 131072;
 
 // A big layer's single-row product is summed in this many slices of W's rows (fewer when
@@ -147,6 +150,39 @@ int worker_slot() {
     static std::atomic<int> next{0};
     thread_local int slot = next.fetch_add(1, std::memory_order_relaxed);
     return slot;
+}
+
+// The slices a split product of n-row W is summed in: its bands, at most kGemvSlices.
+int row_slices(index_t n) {
+    return static_cast<int>(std::min<index_t>((n + kGemvBand - 1) / kGemvBand, kGemvSlices));
+}
+
+// Slice s of S over the 16-row bands of an n-row W: its first row, and one past its last.
+index_t slice_begin(index_t n, int s, int S) {
+    return (n + kGemvBand - 1) / kGemvBand * s / S * kGemvBand;
+}
+index_t slice_end(index_t n, int s, int S) { return s + 1 == S ? n : slice_begin(n, s + 1, S); }
+
+// share(t, T) for t in [0, T) on T threads. The pool hands tasks to whichever thread comes
+// first; to keep each share's part of W in the same core's L2 from call to call, a task takes
+// its thread's usual share (caller: 0, workers: their own) when still free.
+template <class F>
+void run_shares(int T, F&& share) {
+    if (T <= 1) {
+        share(0, 1);
+        return;
+    }
+    std::atomic<bool> taken[kGemvSlices];
+    for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
+    const std::thread::id caller = std::this_thread::get_id();
+    parallel_for(T, [&](index_t) {
+        int t = std::this_thread::get_id() == caller ? 0 : 1 + worker_slot() % (T - 1);
+        if (taken[t].exchange(true)) {
+            t = 0;
+            while (taken[t].exchange(true)) ++t;  // T tasks, T shares: one is free
+        }
+        share(t, T);
+    });
 }
 
 // The single-row kernel is AVX2; it runs when gemm's dispatch chose avx2 or avx512 (follows
@@ -625,6 +661,98 @@ void DenseEngine::validate(index_t first, index_t last, const EngineHyper& h,
 
 // ---- the step -------------------------------------------------------------------------------
 
+#if defined(PYNN_X86)
+// Whether predict's single row computes layer a together with the product of the next layer
+// b, in one trip over the threads instead of two: each thread takes whole columns of a's
+// output (full sums, so their bias and activation are applied there) and multiplies them by
+// its rows of b's W. a must be big enough to be split at all, and its activation apply
+// column by column (no softmax, no normalisation). wide_mlp's row (1024-1024-1024-10, Xeon
+// VM, two threads): 119 us instead of 149; mnist_mlp's: unchanged within the noise.
+bool DenseEngine::pairs_with_next(const Layer& a, const Layer& b) {
+    return a.out > 1 && b.out > 1 && !a.bn && a.act != kSoftmax &&
+           a.in * a.out > kGemvSerialMax && a.out > kGemvBand;
+}
+
+// predict's single row (the inputs' normalisation ran in forward; a layer's runs here, with
+// the statistics of inference: moving ones, or the row's own for a layer normalisation).
+// A big layer's W is split over the threads: each core then streams the same part of W from
+// call to call, which for the mnist model (1.07 MB of weights) stays in its own L2. How a
+// product is split into slices depends only on the shapes, and the slices' partial sums are
+// added in a fixed order, so a row's prediction has the same bits on every machine size.
+void DenseEngine::forward_one_row(const float* X, float* final_out) {
+    const size_t L = layers_.size();
+    int carried = 0;  // > 0: this layer's product was made with the one before, in this many slices
+    for (size_t i = 0; i < L; ++i) {
+        Layer& l = layers_[i];
+        float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
+        const bool pre = l.bn && l.bn->pre;  // normalised between product and activation
+        const bool relu = l.act == static_cast<int>(Activation::relu) && !pre;
+        const float* bias = l.has_bias ? l.b : nullptr;
+        bool fused;  // the activation applied with the product
+        if (l.out == 1) {
+            // One output: gemm's matrix-vector path, as a batch takes it, so a row's
+            // prediction has the same bits alone as inside a batch.
+            Epilogue ep;
+            ep.bias = bias;
+            ep.act_param = l.param;
+            fused = l.act != kSoftmax && !pre;
+            if (fused) ep.act = static_cast<Activation>(l.act);
+            gemm(false, false, 1, 1, l.in, 1.f, X, l.in, l.W, 1, 0.f, Y, 1, ep);
+        } else if (!carried && i + 1 < L && pairs_with_next(l, layers_[i + 1])) {
+            Layer& b = layers_[i + 1];
+            float* const bY = (i + 2 == L && final_out) ? final_out : b.Y;
+            const int S = row_slices(b.in);
+            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * b.out))
+                gemv_parts_.resize((S - 1) * b.out);
+            float* const parts = gemv_parts_.data();
+            const Activation act = static_cast<Activation>(l.act);
+            run_shares(std::min(num_threads(), S), [&](int t, int T) {
+                const int s0 = S * t / T, s1 = S * (t + 1) / T;
+                if (s0 == s1) return;
+                const index_t c0 = slice_begin(b.in, s0, S), c1 = slice_end(b.in, s1 - 1, S);
+                gemv_row_avx2(X, l.W + c0, l.in, c1 - c0, l.out, l.Y + c0);
+                for (int s = s0; s < s1; ++s) {  // slice by slice: the same calls for any T
+                    const index_t k0 = slice_begin(b.in, s, S), k1 = slice_end(b.in, s, S);
+                    gemv_finish(l.Y + k0, nullptr, 0, k1 - k0, bias ? bias + k0 : nullptr, relu);
+                    if (!relu && l.act != kLinear)
+                        activation_forward(act, l.param, l.Y + k0, l.Y + k0, k1 - k0);
+                    gemv_row_avx2(l.Y + k0, b.W + k0 * b.out, k1 - k0, b.out, b.out,
+                                  s == 0 ? bY : parts + (s - 1) * b.out);
+                }
+            });
+            carried = S;
+            X = l.Y;
+            continue;
+        } else {
+            // Threads split the rows of a big layer's W (whole 16-row bands).
+            const int S = carried ? carried
+                          : l.in > kGemvBand && l.in * l.out > kGemvSerialMax ? row_slices(l.in)
+                                                                              : 1;
+            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
+                gemv_parts_.resize((S - 1) * l.out);
+            float* const parts = gemv_parts_.data();
+            if (!carried)
+                run_shares(std::min(num_threads(), S), [&](int t, int T) {
+                    for (int s = S * t / T; s < S * (t + 1) / T; ++s) {
+                        const index_t k0 = slice_begin(l.in, s, S), k1 = slice_end(l.in, s, S);
+                        gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out, l.out,
+                                      s == 0 ? Y : parts + (s - 1) * l.out);
+                    }
+                });
+            carried = 0;
+            gemv_finish(Y, parts, S - 1, l.out, bias, relu);
+            fused = relu;
+        }
+        if (pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, Y);
+        if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
+        else if (l.act != kLinear && !fused)
+            activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
+        if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, l.bn->out.data());
+        X = l.input_for_next(false);
+    }
+}
+#endif
+
 void DenseEngine::forward(const float* x0, index_t rows, bool training, float* final_out,
                           std::uint64_t drop_step) {
     const float* X = x0;
@@ -639,71 +767,7 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
     }
 #if defined(PYNN_X86)
     if (rows == 1 && !training && use_gemv()) {
-        // (the inputs' normalisation ran above; a layer's runs here, with the statistics of
-        // inference: moving ones, or the row's own for a layer normalisation)
-        for (size_t i = 0; i < L; ++i) {
-            Layer& l = layers_[i];
-            float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
-            const bool pre = l.bn && l.bn->pre;  // normalised between product and activation
-            const bool relu = l.act == static_cast<int>(Activation::relu) && !pre;
-            const float* bias = l.has_bias ? l.b : nullptr;
-            bool fused;  // the activation applied with the product
-            if (l.out == 1) {
-                // One output: gemm's matrix-vector path, as a batch takes it, so a row's
-                // prediction has the same bits alone as inside a batch.
-                Epilogue ep;
-                ep.bias = bias;
-                ep.act_param = l.param;
-                fused = l.act != kSoftmax && !pre;
-                if (fused) ep.act = static_cast<Activation>(l.act);
-                gemm(false, false, 1, 1, l.in, 1.f, X, l.in, l.W, 1, 0.f, Y, 1, ep);
-            } else {
-                // Threads split the rows of a big layer's W (whole 16-row bands): each core
-                // then streams a contiguous part of W, which for the mnist model (1.07 MB of
-                // weights) stays in its own L2, and the slices' partial sums are added after.
-                const index_t bands = (l.in + kGemvBand - 1) / kGemvBand;
-                const int S = bands >= 2 && l.in * l.out > kGemvSerialMax
-                                  ? static_cast<int>(std::min<index_t>(bands, kGemvSlices))
-                                  : 1;
-                const int T = std::min(num_threads(), S);
-                if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
-                    gemv_parts_.resize((S - 1) * l.out);
-                float* const parts = gemv_parts_.data();
-                auto slice = [&](int s) {
-                    const index_t k0 = bands * s / S * kGemvBand;
-                    const index_t k1 = s + 1 == S ? l.in : bands * (s + 1) / S * kGemvBand;
-                    gemv_row_avx2(X + k0, l.W + k0 * l.out, k1 - k0, l.out,
-                                  s == 0 ? Y : parts + (s - 1) * l.out);
-                };
-                if (T > 1) {
-                    // The pool hands tasks to whichever thread comes first; to keep each part
-                    // of W in the same core's L2 from call to call, a task takes its thread's
-                    // usual share of the slices (caller: 0, workers: their own) when still free.
-                    std::atomic<bool> taken[kGemvSlices];
-                    for (int q = 0; q < T; ++q) taken[q].store(false, std::memory_order_relaxed);
-                    const std::thread::id caller = std::this_thread::get_id();
-                    parallel_for(T, [&](index_t) {
-                        int t = std::this_thread::get_id() == caller ? 0
-                                                                     : 1 + worker_slot() % (T - 1);
-                        if (taken[t].exchange(true)) {
-                            t = 0;
-                            while (taken[t].exchange(true)) ++t;  // T tasks, T shares: one free
-                        }
-                        for (int s = S * t / T; s < S * (t + 1) / T; ++s) slice(s);
-                    });
-                } else {
-                    for (int s = 0; s < S; ++s) slice(s);
-                }
-                gemv_finish(Y, parts, S - 1, l.out, bias, relu);
-                fused = relu;
-            }
-            if (pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, Y);
-            if (l.act == kSoftmax) softmax_forward(Y, Y, 1, l.out);
-            else if (l.act != kLinear && !fused)
-                activation_forward(static_cast<Activation>(l.act), l.param, Y, Y, l.out);
-            if (l.bn && !l.bn->pre) batchnorm_forward(*l.bn, l.out, Y, 1, false, l.bn->out.data());
-            X = l.input_for_next(false);
-        }
+        forward_one_row(X, final_out);
         return;
     }
 #endif

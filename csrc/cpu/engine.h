@@ -213,6 +213,8 @@ private:
 
     void forward(const float* x0, index_t rows, bool training, float* final_out,
                  std::uint64_t drop_step);
+    void forward_one_row(const float* x, float* final_out);  // predict's single row (x86)
+    static bool pairs_with_next(const Layer& a, const Layer& b);
     double loss_and_grad(const void* yb, index_t rows, const float* wb);
     double loss_rows(const void* yb, index_t r0, index_t rows, index_t denom);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
