@@ -465,6 +465,44 @@ def test_unknown_initializer_names_still_fail():
         I.get(I.Initializer)
 
 
+def test_a_function_is_an_initializer_as_in_keras(tmp_path):
+    # Keras takes kernel_initializer=fn with fn(shape, dtype=None); its array is copied (the
+    # function may keep it), its shape checked, and a file names it for custom_objects
+    kept = np.arange(12, dtype=np.float32).reshape(3, 4)
+    calls = []
+
+    def from_table(shape, dtype=None):
+        calls.append((shape, dtype))
+        return kept
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, kernel_initializer=from_table)])
+    assert calls == [((3, 4), "float32")]
+    np.testing.assert_array_equal(model.get_weights()[0], kept)
+    kept[:] = -1  # the function's array changes: the weight does not
+    assert model.get_weights()[0][0, 1] == 1
+    kept[:] = np.arange(12).reshape(3, 4)
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="custom_objects=.'from_table'"):
+        pynn.load_model(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"from_table": from_table})
+    assert loaded.layers[-1].kernel_initializer.fn is from_table
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ValueError, match=r"'from_table' returned an array of shape \(3, 4\) "
+                                         r"for a weight of shape \(5, 4\)"):
+        pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, kernel_initializer=from_table)])
+    with pytest.raises(ValueError, match="'<lambda>' returned str"):
+        pynn.Sequential([pynn.Input((3,)),
+                         pynn.Dense(2, bias_initializer=lambda shape, dtype=None: "x")])
+    ones = pynn.Sequential([pynn.Input((2,)),
+                            pynn.Dense(2, kernel_initializer=lambda shape, dtype=None: np.ones(shape))])
+    np.testing.assert_array_equal(ones.get_weights()[0], np.ones((2, 2)))
+    with pytest.raises(ValueError, match="cannot save.*a lambda lacks; define it with def"):
+        ones.save(tmp_path / "lambda.npz")
+    # a regularizer function cannot be differentiated here: said, not "cannot interpret"
+    with pytest.raises(ValueError, match="no autodiff.*Regularizer subclass"):
+        pynn.Dense(2, kernel_regularizer=lambda w: 0.01 * (w ** 2).sum())
+
+
 def _seeded_behaviour(make, shape):
     """seed= repeats values and leaves pynn's generator alone; seed=None draws from it."""
     state = pynn.config.rng().bit_generator.state

@@ -86,6 +86,10 @@ def find(spec, pynn_class, kind):
             return cls
     if isinstance(name, str) and name in objects:
         return objects[name]
+    if isinstance(name, str) and not name.isidentifier():  # '<lambda>'
+        raise ValueError(f"unknown {kind} {name!r}: a file names a function of your own by "
+                         f"its name, which a lambda lacks; define it with def (it then loads "
+                         f"with custom_objects={{'its_name': its_name}})")
     article = "an" if kind[0] in "aeiou" else "a"
     raise ValueError(f"unknown {kind} class {name!r}: {article} {kind} of your own loads with "
                      f"custom_objects={{{name!r}: {name}}} (load_model, model_from_json, "

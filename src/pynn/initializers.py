@@ -330,6 +330,34 @@ class LecunNormal(_Preset):
     preset = (1.0, "fan_in", "truncated_normal")
 
 
+class FunctionInitializer(Initializer):
+    """A plain function `fn(shape, dtype=None)` used as an initializer (Keras takes one as
+    `kernel_initializer=fn`): its values are checked for shape and copied, since the function
+    may return an array it keeps. A model file names it by the function's name; loading finds
+    it through custom_objects={name: fn}, as any function of your own."""
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise ValueError(f"FunctionInitializer: {fn!r} is not callable")
+        self.fn = fn
+
+    def __call__(self, shape, dtype="float32"):
+        name = getattr(self.fn, "__name__", repr(self.fn))
+        values = self.fn(tuple(shape), dtype=dtype)
+        try:
+            array = np.array(values, dtype=dtype)  # a copy: the weight owns its values
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"initializer {name!r} returned {type(values).__name__}, not "
+                             f"numbers of dtype {dtype} ({exc})") from None
+        if array.shape != tuple(shape):
+            raise ValueError(f"initializer {name!r} returned an array of shape {array.shape} "
+                             f"for a weight of shape {tuple(shape)}")
+        return array
+
+    def get_config(self):
+        return {}
+
+
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "random_normal": RandomNormal, "random_uniform": RandomUniform,
@@ -356,7 +384,7 @@ OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
 
 def get(identifier) -> Initializer:
     """An Initializer from a name ('glorot_uniform', 'he_normal', 'HeNormal', ...), a config
-    dict, an Initializer or an Initializer class."""
+    dict, an Initializer or an Initializer class, or a function fn(shape, dtype=None)."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Initializer) and \
@@ -370,11 +398,20 @@ def get(identifier) -> Initializer:
                              f"(or their class names, 'HeNormal')")
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
-        return _custom.rebuild(identifier, _CLASS_NAMES.get, "initializer")
-    raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, or an "
-                     f"Initializer instance)")
+        found = _custom.find(identifier, _CLASS_NAMES.get, "initializer")
+        if not isinstance(found, type):  # a function of the user's (serialize)
+            return FunctionInitializer(found)
+        return found(**identifier.get("config", {}))
+    if callable(identifier) and not isinstance(identifier, type):
+        return FunctionInitializer(identifier)  # Keras' fn(shape, dtype=None)
+    raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, an "
+                     f"Initializer instance or class, or a function fn(shape, dtype=None))")
 
 
 def serialize(init: Initializer) -> dict:
-    """The {'class_name', 'config'} dict that `get` turns back into the initializer."""
+    """The {'class_name', 'config'} dict that `get` turns back into the initializer (a
+    function by its name, found again through custom_objects)."""
+    if type(init) is FunctionInitializer:
+        return {"class_name": getattr(init.fn, "__name__", "<function>"), "config": {},
+                "custom": True}
     return _custom.describe(init)

@@ -139,6 +139,12 @@ def get(identifier):
     if isinstance(identifier, dict) and "class_name" in identifier:
         return _custom.rebuild(identifier, lambda name: _CLASSES.get(name) or _BY_NAME.get(name),
                                "regularizer")
+    if callable(identifier) and not isinstance(identifier, type):
+        # Keras' fn(w) -> penalty: pynn would need its gradient
+        raise ValueError(f"cannot use the function {getattr(identifier, '__name__', identifier)!r}"
+                         f" as a regularizer: pynn has no autodiff, so a regularizer of your own "
+                         f"is a pynn.regularizers.Regularizer subclass giving its penalty and "
+                         f"gradient (penalty and add_gradient)")
     raise ValueError(f"cannot interpret {identifier!r} as a regularizer (a name, or a "
                      f"Regularizer instance)")
 

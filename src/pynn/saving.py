@@ -250,13 +250,13 @@ def user_objects(model):
     initializers, regularizers, loss, optimizer and its schedule, metrics): what load_model
     needs as custom_objects, and what pickling carries by reference."""
     from .custom_objects import is_custom
-    from .initializers import Initializer
+    from .initializers import FunctionInitializer, Initializer
     from .regularizers import Regularizer
 
     found = [type(layer) for layer in model.layers]
     for layer in model.layers:  # the initializers and regularizers a layer's config names
-        found += [type(v) for v in vars(layer).values()
-                  if isinstance(v, (Initializer, Regularizer))]
+        found += [v.fn if type(v) is FunctionInitializer else type(v)
+                  for v in vars(layer).values() if isinstance(v, (Initializer, Regularizer))]
     if model.compiled:
         found += [type(model.loss), type(model.optimizer)]
         found.append(type(getattr(model.optimizer, "_schedule", None)))
@@ -264,8 +264,8 @@ def user_objects(model):
             found.append(m if isinstance(m, type) or not hasattr(m, "update_state") else type(m))
     # only what a file names by a __name__ (not a functools.partial, a callable object)
     return {obj.__name__: obj for obj in found
-            if isinstance(getattr(obj, "__name__", None), str) and is_custom(obj)
-            and obj.__module__ != "builtins"}
+            if isinstance(getattr(obj, "__name__", None), str) and obj.__name__.isidentifier()
+            and is_custom(obj) and obj.__module__ != "builtins"}  # (a lambda has no name)
 
 
 def _description(model):
