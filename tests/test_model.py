@@ -520,8 +520,31 @@ def test_assigned_activations_and_metric_names_are_checked():
 
     with pytest.raises(TypeError, match=r"super\(\).__init__\(name=...\)"):
         model.compile(optimizer="sgd", loss="mse", metrics=[NoSuper()])
-    with pytest.raises(ValueError, match="two metrics are named 'mae'"):
-        model.compile(optimizer="sgd", loss="mse", metrics=["mae", "mae"])
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_metrics_of_one_name_are_logged_as_name_1_name_2_as_in_keras(rng, engine):
+    # Keras 3 logs the second and third metric of one name as name_1, name_2 (pynn refused
+    # them); the user's objects keep their names, and a metric the user named "mae_1" is not
+    # overwritten by a renamed one (Keras 3.15 loses it)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = rng.normal(size=(64, 1)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    a, b = pynn.metrics.MeanAbsoluteError(), pynn.metrics.MeanAbsoluteError()
+    own = pynn.metrics.MeanAbsoluteError(name="mae_1")
+    model.compile("sgd", "mse", metrics=["mae", "mae", own, a, b, "mae"],
+                  weighted_metrics=["mae", "mae"])
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0, engine=engine,
+                        validation_data=(x, y))
+    names = ["mae", "mae_2", "mae_1", "mean_absolute_error", "mean_absolute_error_1", "mae_3",
+             "weighted_mae", "weighted_mae_1"]
+    assert list(history.history) == ["loss", *names, "val_loss", *(f"val_{n}" for n in names)]
+    assert model.metrics_names == ["loss", *names]
+    assert (a.name, b.name, own.name) == ("mean_absolute_error",) * 2 + ("mae_1",)
+    values = model.evaluate(x, y, verbose=0, return_dict=True)
+    want = float(np.mean(np.abs(model.predict(x, verbose=0) - y)))
+    for name in names:  # each one computed, none left at zero or shared with another's state
+        np.testing.assert_allclose(values[name], want, rtol=1e-5, err_msg=name)
 
 
 def test_a_bare_number_is_a_one_axis_shape():

@@ -926,6 +926,39 @@ def _is_loss(fn):
     return isinstance(fn, _losses.Loss)
 
 
+class _Renamed(Metric):
+    """A compile() metric logged under another name than its own: Keras' `name_1`, `name_2`
+    for the second and third of one name (the user's object keeps its name)."""
+
+    def __init__(self, metric, name):
+        self.metric = metric
+        self.name = name
+
+    @property
+    def fn(self):  # the native engine recognises pynn's metric functions by it
+        return self.metric.fn
+
+    @property
+    def direction(self):
+        return self.metric.direction
+
+    @property
+    def costly_result(self):
+        return self.metric.costly_result
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def _update(self, y_true, y_pred, sample_weight=None):
+        return self.metric._update(y_true, y_pred, sample_weight)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return self.metric.result()
+
+
 class _Weighted(Metric):
     """A compile(weighted_metrics=...) metric: `metric`, updated with each batch's sample
     (and class) weights, logged under `name` (Keras': the metric's name, or "weighted_"
@@ -1790,8 +1823,8 @@ def fresh_copy(metric):
     still accumulating into the original. pynn's own classes reset by assigning new state,
     so a shallow copy suffices (a deep one copied an epoch of AUC scores); a user's class may
     reset in place, so it is copied deeply, or, if it cannot be, shared as before."""
-    if isinstance(metric, _Weighted):
-        return _Weighted(fresh_copy(metric.metric), metric.name)
+    if isinstance(metric, (_Weighted, _Renamed)):
+        return type(metric)(fresh_copy(metric.metric), metric.name)
     if type(metric).__module__ == __name__ and not metric._variables:
         fresh = copy.copy(metric)
     else:

@@ -443,14 +443,25 @@ class Sequential:
                 unweighted = names[:len(self._metric_specs)]
                 name = f"weighted_{name}" if name in unweighted else name
                 metric = metrics_mod._Weighted(metric, name)
-            if name in names:
-                raise ValueError(f"two metrics are named {name!r}; give one another name "
-                                 f"(History and the logs key metrics by name)")
             if name == "loss" or name.startswith("val_"):  # would overwrite a log entry
                 raise ValueError(f"a metric is named {name!r}, which the logs use for the "
                                  f"loss or validation values; give it another name")
             names.append(name)
             objects.append(metric)
+        # Keras' name_1, name_2... for the second and third of one name (History keys metrics
+        # by name), never one a metric is given
+        taken = set(names)
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                k = 1
+                while f"{name}_{k}" in taken:
+                    k += 1
+                names[i] = f"{name}_{k}"
+                taken.add(names[i])
+                if isinstance(objects[i], metrics_mod._Weighted):
+                    objects[i].name = names[i]
+                else:
+                    objects[i] = metrics_mod._Renamed(objects[i], names[i])
         return objects
 
     def _check_compiled(self):
