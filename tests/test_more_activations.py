@@ -175,6 +175,47 @@ def test_kerass_names():
     np.testing.assert_allclose(acts.hard_sigmoid(z), np.clip(z + 3, 0, 6) / 6, atol=1e-7)
 
 
+def test_kerass_keyword_arguments_of_the_functions(rng):
+    # keras.activations.relu(x, negative_slope=, max_value=, threshold=), leaky_relu's
+    # negative_slope, elu's alpha, softmax's axis, gelu's approximate: ported code calls them
+    acts = pynn.activations
+    x = rng.normal(0, 4, (5, 7)).astype(np.float32)
+    x[0, :5] = [-10, -5, 0, 5, 10]
+    x64 = x.astype(np.float64)
+
+    def keras_relu(slope=0.0, cap=None, threshold=0.0):  # Keras 3's ReLU.static_call
+        y = np.where(x64 > threshold, x64, 0) if threshold else np.maximum(x64, 0)
+        if cap is not None:
+            y = np.clip(y, 0, cap)
+        return y - slope * np.maximum(threshold - x64, 0)
+
+    np.testing.assert_array_equal(acts.relu(x[0, :5], threshold=5.0), [0, 0, 0, 0, 10])
+    for slope, cap, threshold in [(0.5, None, 0.0), (0.0, 5.0, 0.0), (0.0, None, 5.0),
+                                  (0.0, None, -2.0), (0.3, 6, 1.0), (0.1, 4, 0.0),
+                                  (0.0, 3, -2.0)]:
+        got = acts.relu(x, negative_slope=slope, max_value=cap, threshold=threshold)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        np.testing.assert_allclose(got, keras_relu(slope, cap, threshold), rtol=1e-6,
+                                   atol=1e-6, err_msg=f"{slope} {cap} {threshold}")
+    np.testing.assert_allclose(acts.leaky_relu(x, negative_slope=0.1),
+                               np.where(x64 > 0, x64, 0.1 * x64), rtol=1e-6)
+    np.testing.assert_allclose(acts.elu(x, alpha=0.5),
+                               np.where(x64 > 0, x64, 0.5 * np.expm1(x64)), rtol=1e-5, atol=1e-7)
+    for axis in (0, -2, 1):
+        e = np.exp(x64 - x64.max(axis=axis, keepdims=True))
+        np.testing.assert_allclose(acts.softmax(x, axis=axis), e / e.sum(axis=axis, keepdims=True),
+                                   rtol=1e-5, atol=1e-7, err_msg=str(axis))
+    np.testing.assert_array_equal(acts.gelu(x, approximate=True), acts.gelu(x))
+    with pytest.raises(ValueError, match="approximate=False .* not available"):
+        acts.gelu(x, approximate=False)
+    with pytest.raises(TypeError, match="tanh: unexpected keyword argument.*alpha.*no keyword"):
+        acts.tanh(x, alpha=1.0)
+    with pytest.raises(TypeError, match="slope.*relu takes negative_slope, max_value, threshold"):
+        acts.relu(x, slope=1.0)
+    with pytest.raises(ValueError, match="softmax: axis must be an integer axis of the 2-d"):
+        acts.softmax(x, axis=2)
+
+
 @requires_backend("cpu")
 def test_the_native_engine_runs_them_and_saves_them(rng, tmp_path):
     x = rng.normal(size=(96, 5)).astype(np.float32)

@@ -58,9 +58,11 @@ class Spec:
             return self.name
         return {"name": self.name, "param": self.param}
 
-    def __call__(self, x):
+    def __call__(self, x, **options):
         """The activation of x: on the GPU, for a GPU backend's own array (a custom layer's
-        forward), else by the numpy reference backend."""
+        forward), else by the numpy reference backend. Keras' keyword arguments are taken:
+        leaky_relu's negative_slope, elu's alpha, relu's negative_slope, max_value and
+        threshold, softmax's axis, gelu's approximate (True: pynn has the tanh form only)."""
         from .backend import get_backend, gpu_backend_of
 
         backend = gpu_backend_of(x) or get_backend("numpy")
@@ -69,7 +71,46 @@ class Spec:
         if x.dtype.kind not in "biuf":  # (a complex number's imaginary part would be dropped)
             raise TypeError(f"{self.name}: takes real numbers, got dtype {x.dtype}")
         x = x.astype(np.result_type(x.dtype, np.float32), copy=False)
+        if options:
+            return self._with_options(backend.xp, x, options)
         return backend.activation_forward(self.name, x, self.param).reshape(x.shape)
+
+    def _with_options(self, xp, x, options):
+        """Keras' activation functions' keyword arguments (see __call__)."""
+        known = {"leaky_relu": ("negative_slope",), "elu": ("alpha",),
+                 "relu": ("negative_slope", "max_value", "threshold"), "softmax": ("axis",),
+                 "gelu": ("approximate",)}.get(self.name, ())
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            takes = f"takes {', '.join(known)}" if known else "takes no keyword arguments"
+            raise TypeError(f"{self.name}: unexpected keyword argument(s) {', '.join(unknown)} "
+                            f"({self.name} {takes})")
+        if self.name in ("leaky_relu", "elu"):
+            return Spec(self.name, float(options[known[0]]))(x)
+        if self.name == "gelu":
+            if not options["approximate"]:
+                raise ValueError("gelu: pynn computes Keras' approximate (tanh) form only; "
+                                 "approximate=False (the erf form) is not available")
+            return self(x)
+        if self.name == "softmax":
+            axis = options["axis"]
+            if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
+                    not -x.ndim <= axis < x.ndim:
+                raise ValueError(f"softmax: axis must be an integer axis of the "
+                                 f"{x.ndim}-d input, got {axis!r}")
+            return xp.moveaxis(self(xp.moveaxis(x, axis, -1)), -1, axis)
+        # relu, as Keras 3's: x for x > threshold (else 0, or negative_slope (x - threshold)),
+        # capped at max_value
+        slope = float(options.get("negative_slope", 0.0))
+        threshold = float(options.get("threshold", 0.0))
+        cap = options.get("max_value")
+        zero = x.dtype.type(0)
+        y = xp.where(x > threshold, x, zero) if threshold else xp.maximum(x, zero)
+        if cap is not None:
+            y = xp.clip(y, zero, x.dtype.type(cap))
+        if slope:
+            y = y + xp.where(x > threshold, x.dtype.type(0), x.dtype.type(slope) * (x - threshold))
+        return y
 
 
 def get(identifier) -> Spec:
