@@ -493,8 +493,8 @@ def test_a_function_is_an_initializer_as_in_keras(tmp_path):
     with pytest.raises(ValueError, match="'<lambda>' returned str"):
         pynn.Sequential([pynn.Input((3,)),
                          pynn.Dense(2, bias_initializer=lambda shape, dtype=None: "x")])
-    ones = pynn.Sequential([pynn.Input((2,)),
-                            pynn.Dense(2, kernel_initializer=lambda shape, dtype=None: np.ones(shape))])
+    ones = pynn.Sequential([pynn.Input((2,)), pynn.Dense(
+        2, kernel_initializer=lambda shape, dtype=None: np.ones(shape))])
     np.testing.assert_array_equal(ones.get_weights()[0], np.ones((2, 2)))
     with pytest.raises(ValueError, match="cannot save.*a lambda lacks; define it with def"):
         ones.save(tmp_path / "lambda.npz")
