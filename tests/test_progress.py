@@ -4,11 +4,12 @@ must not fill with per-step lines), nothing with verbose=0."""
 from __future__ import annotations
 
 import io
+import re
 import sys
 
 import pytest
 
-from pynn.progress import EpochProgress
+from pynn.progress import EpochProgress, _per_step
 
 
 class Terminal(io.StringIO):
@@ -16,13 +17,14 @@ class Terminal(io.StringIO):
         return True
 
 
-def _run(verbose, stream, epochs=2, steps=5):
+def _run(verbose, stream, epochs=2, steps=5, done=None):
     progress = EpochProgress(verbose, epochs, steps, stream=stream)
     for epoch in range(epochs):
         progress.epoch_begin(epoch)
-        for step in range(steps):
+        done = steps if done is None else done
+        for step in range(done):
             progress.batch_end(step, {"loss": 1.0 / (step + 1)})
-        progress.epoch_end(epoch, {"loss": 0.25, "val_loss": 0.5})
+        progress.epoch_end(epoch, {"loss": 0.25, "val_loss": 0.5}, done)
     progress.close()
     return stream.getvalue()
 
@@ -32,8 +34,20 @@ def test_one_line_per_epoch_when_not_a_terminal(verbose):
     out = _run(verbose, io.StringIO())
     assert "\r" not in out
     lines = out.splitlines()
-    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ")
-    assert lines[1].endswith("loss: 0.2500 - val_loss: 0.5000")
+    # Keras' verbose=2 line (batches done of the epoch's, seconds, time per step), the
+    # epoch in front
+    assert len(lines) == 2
+    assert re.fullmatch(r"Epoch 2/2 - 5/5 - \d+\.\ds - \d+(s|ms|us)/step - "
+                        r"loss: 0\.2500 - val_loss: 0\.5000", lines[1]), lines[1]
+    # an epoch a callback stopped after 3 batches; a generator of unknown length
+    assert " - 3/5 - " in _run(2, io.StringIO(), done=3)
+    assert re.match(r"Epoch 1/2 - 5 - ", _run(2, io.StringIO(), steps=None, done=5))
+
+
+@pytest.mark.parametrize("seconds, shown", [(2.4, "2s/step"), (0.0123, "12ms/step"),
+                                            (0.000274, "274us/step")])
+def test_time_per_step_in_kerass_units(seconds, shown):
+    assert _per_step(seconds) == shown
 
 
 def test_a_bar_on_a_terminal():

@@ -973,7 +973,7 @@ class Sequential:
                     if interrupt.requested:
                         break  # the unfinished epoch is not logged
                     train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
-                                                 progress)
+                                                 progress, step)
                     if self.stop_training:
                         break
             finally:
@@ -1026,9 +1026,10 @@ class Sequential:
         cbs.call("on_train_begin", {})
         return self.__dict__.pop("_resume_epoch", None)
 
-    def _end_epoch(self, epoch, epoch_logs, validation, metrics, cbs, progress):
+    def _end_epoch(self, epoch, epoch_logs, validation, metrics, cbs, progress, steps_done):
         """The epoch's logs, with validation's val_* when due (an evaluate, callbacks' test
-        hooks included, as Keras), to the progress line and on_epoch_end; returns them."""
+        hooks included, as Keras), to the progress line (with the steps_done batches the
+        epoch ran) and on_epoch_end; returns them."""
         logs = dict(epoch_logs)
         if validation is not None and (epoch + 1) % validation.freq == 0:
             cbs.call("on_test_begin", {})
@@ -1041,7 +1042,8 @@ class Sequential:
             logs.update({f"val_{k}": v for k, v in val.items()})
         progress.end_bar()
         cbs.call("on_epoch_end", epoch, logs)
-        progress.epoch_end(epoch, logs)  # (after the callbacks, as Keras: learning_rate shows)
+        # after the callbacks, as Keras: what they log (learning_rate) shows
+        progress.epoch_end(epoch, logs, steps_done)
         return logs
 
     def _end_training(self, cbs, train_logs, interrupt, history, epochs):
@@ -1182,7 +1184,7 @@ class Sequential:
                                       stacklevel=_user_stacklevel())
                     train.epoch_end()
                     train_logs = self._end_epoch(epoch, epoch_logs, validation, claimed, cbs,
-                                                 progress)
+                                                 progress, step)
                     if self.stop_training or short:
                         break
             finally:

@@ -23,6 +23,15 @@ def _number(v):
         return str(v)
 
 
+def _per_step(seconds):
+    """'3s/step', '12ms/step', '274us/step' (Keras' units)."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
 class EpochProgress:
     def __init__(self, verbose, epochs, steps, stream=None):
         if verbose not in (0, 1, 2, "auto"):
@@ -80,13 +89,19 @@ class EpochProgress:
             self._bar.close()
             self._bar = None
 
-    def epoch_end(self, epoch, logs):
+    def epoch_end(self, epoch, logs, steps_done=None):
         """The epoch's line, after the callbacks (as Keras prints last: what they log, such
-        as learning_rate, shows)."""
+        as learning_rate, shows): 'Epoch 2/5 - 25/25 - 0.3s - 12ms/step - loss: ...', the
+        batches the epoch ran of its steps (Keras' verbose=2 line, the epoch in front)."""
         self.end_bar()
         if self.mode:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {self._elapsed:.1f}s - {logs_line(logs)}",
-                  file=self.stream, flush=True)
+            head = f"Epoch {epoch + 1}/{self.epochs}"
+            if steps_done:
+                head += f" - {steps_done}/{self.steps}" if self.steps else f" - {steps_done}"
+            head += f" - {self._elapsed:.1f}s"
+            if steps_done:
+                head += f" - {_per_step(self._elapsed / steps_done)}"
+            print(f"{head} - {logs_line(logs)}", file=self.stream, flush=True)
 
     def close(self):
         if self._bar is not None:
