@@ -1109,3 +1109,187 @@ def test_a_users_schedule_saves_with_the_model(tmp_path):
     model.save(tmp_path / "m.npz")  # (loads with custom_objects={"Fixed": Fixed})
     loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"Fixed": Fixed})
     assert loaded.optimizer.rate() == 0.01
+
+
+class _Block(pynn.layers.Layer):
+    """A layer of two inner Dense layers listing their weights as its own: two weights of
+    each name ("block_a/kernel", "block_b/kernel")."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.a = pynn.Dense(units, activation="relu", name=f"{self.name}_a")
+        self.b = pynn.Dense(units, name=f"{self.name}_b")
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.a.build(input_shape, backend, dtype)
+        self.b.build((self.units,), backend, dtype)
+        self._params = self.a.params + self.b.params
+
+    def compute_output_shape(self, input_shape):
+        return (self.units,)
+
+    def forward(self, x, training=False, logits=False):
+        return self.b.forward(self.a.forward(x, training), training)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return self.a.backward(self.b.backward(dy, True), need_input_grad)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_weights_of_one_name_in_a_layer_are_all_kept(tmp_path, rng):
+    # The file keyed weights by the name after the layer's "/": the second inner layer's
+    # kernel and bias overwrote the first's, and loading gave other predictions silently
+    import copy
+
+    model = pynn.Sequential([pynn.Input((4,)), _Block(4)])
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    model.save_weights(tmp_path / "w.npz")
+    assert sorted(np.load(tmp_path / "w.npz").files) == [
+        "__pynn__", "layer1.bias", "layer1.bias_1", "layer1.kernel", "layer1.kernel_1"]
+    other = pynn.Sequential([pynn.Input((4,)), _Block(4)])
+    other.load_weights(tmp_path / "w.npz")
+    for ours, theirs in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    model.save(tmp_path / "m.npz")
+    for again in (pynn.load_model(tmp_path / "m.npz", custom_objects={"_Block": _Block}),
+                  copy.deepcopy(model)):
+        np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+def test_load_weights_refuses_another_classs_weights_of_the_same_shapes(tmp_path, rng):
+    # (Keras refuses them too): a Normalization's mean and variance became a
+    # LayerNormalization's gamma and beta, and the other way round a variance of 0
+    x = rng.normal(size=(32, 5)).astype(np.float32)
+    norm = pynn.layers.Normalization()
+    norm.adapt(x)
+    a = pynn.Sequential([pynn.Input((5,)), norm, pynn.Dense(2)])
+    b = pynn.Sequential([pynn.Input((5,)), pynn.LayerNormalization(), pynn.Dense(2)])
+    a.save_weights(tmp_path / "a.npz")
+    b.save_weights(tmp_path / "b.npz")
+    before = b.get_weights()
+    with pytest.raises(ValueError, match=r"\(LayerNormalization, weights \['gamma', 'beta'\]\) "
+                                         r"would get the weights \['mean', 'variance'\] of a "
+                                         r"Normalization"):
+        b.load_weights(tmp_path / "a.npz")
+    for w, v in zip(b.get_weights(), before):  # nothing half-loaded
+        np.testing.assert_array_equal(w, v)
+    with pytest.raises(ValueError, match="would get the weights \\['gamma', 'beta'\\]"):
+        a.load_weights(tmp_path / "b.npz")
+    with pytest.warns(UserWarning, match="skip_mismatch left layers \\['layer_normalization"):
+        b.load_weights(tmp_path / "a.npz", skip_mismatch=True)
+
+    class MyDense(pynn.Dense):  # a subclass of the saved class, its weights named alike
+        pass
+
+    c = pynn.Sequential([pynn.Input((5,)), pynn.LayerNormalization(), MyDense(2)])
+    c.load_weights(tmp_path / "b.npz")
+    for w, v in zip(c.get_weights(), before):
+        np.testing.assert_array_equal(w, v)
+
+
+@pytest.mark.parametrize("first", ["reshape", "sequence"])
+def test_an_unbuilt_model_loads_weights_for_the_saved_input_shape(tmp_path, rng, first):
+    # It was built for the first kernel's rows: (3,) for a Reshape((-1, 3)) of 9 features
+    # or for Dense on (5, 3) sequences, and then refused the real data
+    head = [pynn.Reshape((-1, 3))] if first == "reshape" else []
+    shape = (9,) if first == "reshape" else (5, 3)
+    saved = pynn.Sequential([pynn.Input(shape), *head, pynn.Dense(4)])
+    x = rng.normal(size=(2, *shape)).astype(np.float32)
+    saved.save_weights(tmp_path / "w.npz")
+    saved.save(tmp_path / "m.npz")
+    for name in ("w.npz", "m.npz"):
+        model = pynn.Sequential([*([pynn.Reshape((-1, 3))] if head else []), pynn.Dense(4)])
+        model.load_weights(tmp_path / name)
+        assert model.input_shape == shape
+        np.testing.assert_array_equal(model.predict(x), saved.predict(x))
+    # a weights file of an older pynn (no input shape): refused before a Reshape, as before
+    # a Flatten (the first kernel's rows are not the input's shape)
+    arrays = dict(np.load(tmp_path / "w.npz"))
+    meta = json.loads(str(arrays["__pynn__"]))
+    del meta["input_shape"]
+    arrays["__pynn__"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    if head:
+        with pytest.raises(ValueError, match="build the model .* before loading weights"):
+            pynn.Sequential([pynn.Reshape((-1, 3)), pynn.Dense(4)]).load_weights(
+                tmp_path / "old.npz")
+    else:
+        model = pynn.Sequential([pynn.Dense(4)])
+        model.load_weights(tmp_path / "old.npz")
+        assert model.input_shape == (3,)
+
+
+def test_saving_over_a_read_only_file_is_refused():
+    # os.replace needs only the directory's permission: a file made read-only was replaced
+    # (open(path, "wb") refuses it); a read-only directory's error named the temporary file.
+    # Run as a user that permissions bind (root's writes pass every mode bit), in a folder
+    # of its own.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import io, os, pathlib, shutil, tempfile, numpy as np, pynn
+        m = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+        m.save(io.BytesIO())  # every module saving needs imported while they can be read
+        m.save_weights(io.BytesIO())
+        if os.geteuid() == 0:
+            os.setgid(65534); os.setuid(65534)
+        d = pathlib.Path(tempfile.mkdtemp())
+        try:
+            f = d / "protected.npz"
+            m.save(f)
+            os.chmod(f, 0o444)
+            before = f.read_bytes()
+            for save in (m.save, m.save_weights):
+                try:
+                    save(f)
+                    print("replaced")
+                except PermissionError as exc:
+                    print("refused:", str(exc).replace(str(d), "D"))
+            assert f.read_bytes() == before
+            ro = d / "ro"
+            ro.mkdir()
+            os.chmod(ro, 0o555)
+            try:
+                m.save(ro / "x.npz")
+            except PermissionError as exc:
+                print("refused:", str(exc).replace(str(d), "D"))
+            print("left:", os.listdir(ro))
+        finally:
+            os.chmod(d / "ro", 0o755)
+            shutil.rmtree(d)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["refused: [Errno 13] the file is read-only: 'D/protected.npz'"] * 2
+    assert lines[2].startswith("refused: [Errno 13]") and \
+        lines[2].endswith("'D/ro/x.npz'") and ".tmp" not in lines[2], lines[2]
+    assert lines[3] == "left: []"
+
+
+def test_a_regularizer_or_initializer_set_by_name_after_construction(rng, tmp_path):
+    # layer.kernel_regularizer = "l2" stayed a string: fit and save failed with
+    # "'str' object has no attribute 'penalty'"
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.layers[1].kernel_regularizer = "l2"
+    model.layers[1].bias_initializer = "ones"
+    assert model.layers[1].kernel_regularizer == pynn.regularizers.L2(0.01)
+    assert type(model.layers[1].bias_initializer) is pynn.initializers.Ones
+    model.compile("sgd", "mse")
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    w = model.layers[1].kernel.numpy()
+    loss = model.evaluate(x, y, verbose=0)
+    plain = float(np.mean((model.predict(x) - y) ** 2))
+    assert loss == pytest.approx(plain + 0.01 * float((w ** 2).sum()), rel=1e-5)
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").layers[1].kernel_regularizer == \
+        pynn.regularizers.L2(0.01)

@@ -20,6 +20,7 @@ user's own load through custom_objects (pynn.custom_objects).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -56,7 +57,13 @@ def atomic_write(filepath, write):
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"directory {directory!r} does not exist")
-    fd, tmp = _new_temporary(directory)
+    if os.path.exists(target) and not os.access(target, os.W_OK):  # as open(filepath, "wb")
+        raise PermissionError(errno.EACCES, "the file is read-only", filepath)
+    try:
+        fd, tmp = _new_temporary(directory)
+    except OSError as exc:  # named by the user's path, not the temporary's
+        raise type(exc)(exc.errno, f"{exc.strerror} (cannot create a file in {directory!r})",
+                        filepath) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -113,7 +120,10 @@ def _weight_arrays(model):
     for i, layer in enumerate(model.layers):
         entry = {"name": layer.name, "class": type(layer).__name__, "weights": []}
         for p in layer.params:
-            key = _weight_key(i, p.name)
+            key = base = _weight_key(i, p.name)
+            k = 1
+            while key in arrays:  # two weights of one name in a layer (a layer of your own
+                key, k = f"{base}_{k}", k + 1  # listing its inner layers' weights)
             arrays[key] = p.numpy()
             entry["weights"].append({"key": key, "shape": list(p.shape),
                                      "trainable": bool(p.trainable)})
@@ -180,7 +190,9 @@ def save_weights(model, filepath):
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
-    _write(filepath, arrays, json.dumps(_meta(FORMAT, layers)))
+    # the input shape: an unbuilt model loading the file is built for it
+    _write(filepath, arrays, json.dumps(_meta(FORMAT, layers,
+                                              input_shape=list(model.input_shape))))
 
 
 def _write(filepath, arrays, meta):
@@ -590,24 +602,47 @@ def load_weights(model, filepath, skip_mismatch=False):
         if model.built:
             # user -> Sequential.load_weights -> here -> _assign_weights
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
-        key = saved[0]["weights"][0].get("key") if saved else None
-        shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
-        first = model._compute_layers[0] if model._compute_layers else None
-        if len(shape) != 2 or type(first).__name__ == "Flatten":  # its input is no kernel's
-            raise ValueError("build the model (or give it an Input) before loading weights")
-        # Built for the stored array's width (a file's choice: its weights start as zeros,
-        # costing nothing until written), and unbuilt again if the file does not fit.
+        input_shape = _saved_input_shape(meta)
+        if input_shape is None:  # a weights file of an older pynn: the first kernel's rows
+            from .layers import Dense
+
+            key = saved[0]["weights"][0].get("key") if saved else None
+            shape = arrays.shape_of(key) if isinstance(key, str) and key in arrays else ()
+            first = model._compute_layers[0] if model._compute_layers else None
+            if len(shape) != 2 or not isinstance(first, Dense):  # (a Reshape or a Flatten
+                # first takes another shape than its kernel's rows)
+                raise ValueError("build the model (or give it an Input) before loading "
+                                 "weights")
+            input_shape = (shape[0],)
+        # Built for the file's input shape (its weights start as zeros, costing nothing
+        # until written), and unbuilt again if the file does not fit.
         before = _unbuilt_state(model)
         try:
             from .config import loading_weights
 
             # (skip_mismatch leaves some layers as built: they need real initial values)
             with loading_weights() if not skip_mismatch else contextlib.nullcontext():
-                model._ensure_built((shape[0],))
+                model._ensure_built(input_shape)
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
         except BaseException:
             _restore_state(before)
             raise
+
+
+def _saved_input_shape(meta):
+    """The input shape of the model a file was saved from (a weights file's "input_shape",
+    a model file's first layer's), or None (a weights file of an older pynn)."""
+    shape = meta.get("input_shape")
+    if shape is None and isinstance(meta.get("config"), dict):
+        layers = meta["config"].get("layers") or [{}]
+        config = layers[0].get("config", {}) if isinstance(layers[0], dict) else {}
+        shape = config.get("shape", config.get("input_shape"))
+    if shape is None:
+        return None
+    if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise ValueError(f"the file's input shape {shape!r} is not a list of sizes")
+    return tuple(shape)
 
 
 def _unbuilt_state(model):
@@ -687,6 +722,15 @@ def _layer_plan(layer, entry, arrays, filepath):
     if len(weights) != len(layer.params):
         raise ValueError(f"layer {layer.name!r}: the file has {len(weights)} weight arrays "
                          f"(layer {entry.get('name')!r}), the model {len(layer.params)}")
+    # Another class's weights of the same shapes (a Normalization's mean and variance as a
+    # LayerNormalization's gamma and beta) are refused, as Keras does: by their names, so
+    # a subclass of the saved class (weights named alike) still loads
+    theirs = [str(w.get("key")).split(".", 1)[-1] for w in weights]
+    ours = [p.name.rsplit("/", 1)[-1] for p in layer.params]
+    if entry.get("class") != type(layer).__name__ and theirs != ours:
+        raise ValueError(f"{filepath!r}: layer {layer.name!r} ({type(layer).__name__}, "
+                         f"weights {ours}) would get the weights {theirs} of a "
+                         f"{entry.get('class')} (layer {entry.get('name')!r})")
     plan = []
     for p, w in zip(layer.params, weights):
         key = w.get("key")

@@ -183,6 +183,12 @@ class Layer:
             from .. import activations
 
             value = activations.get(value)
+        elif isinstance(value, str) and name.endswith(("_regularizer", "_initializer")):
+            # layer.kernel_regularizer = "l2", as the constructors take it (a str crashed fit
+            # and save)
+            from .. import initializers, regularizers
+
+            value = (regularizers if name.endswith("_regularizer") else initializers).get(value)
         elif name in _WEIGHT_FLAGS and self.__dict__.get("built"):
             old = self.__dict__.get(name)
             if type(old) is bool and isinstance(value, (bool, np.bool_, int)) \
