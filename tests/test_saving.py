@@ -180,8 +180,9 @@ def test_custom_layers_only_through_custom_objects(tmp_path):
 
 
 def test_a_custom_layer_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
-    """No get_config for its __init__ arguments: the file saved and could never be loaded
-    (found at deployment); now save, and ModelCheckpoint before training, refuse it."""
+    """A get_config without its __init__ arguments: the file saved and could never be
+    loaded (found at deployment); now save, and ModelCheckpoint before training, refuse
+    it."""
     class NoConfig(pynn.layers.Layer):
         def __init__(self, k, **kw):
             super().__init__(**kw)
@@ -189,6 +190,9 @@ def test_a_custom_layer_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
 
         def forward(self, x, training=False, logits=False):
             return x * self.k
+
+        def get_config(self):
+            return super().get_config()
 
     model = pynn.Sequential([pynn.Input((2,)), NoConfig(5, name="times"), pynn.Dense(1)])
     with pytest.raises(ValueError, match=r"cannot save the model: it would not load back "
@@ -425,6 +429,9 @@ class _NeedsArguments(pynn.layers.Layer):
 
     def forward(self, x, training=False, logits=False):
         return self.factor * x
+
+    def get_config(self):  # written, without factor: it cannot rebuild the layer
+        return super().get_config()
 
 
 def test_pickling_keeps_frozen_weights_and_the_backend_and_refuses_clearly():
@@ -759,6 +766,9 @@ def test_a_component_that_cannot_be_rebuilt_is_refused_before_writing(tmp_path):
     class NeedsArgument(pynn.losses.Loss):
         def __init__(self, power):
             self.power = power
+
+        def get_config(self):  # written, and without power
+            return {}
 
         def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
             d = y_pred - y_true
@@ -1293,3 +1303,58 @@ def test_a_regularizer_or_initializer_set_by_name_after_construction(rng, tmp_pa
     model.save(tmp_path / "m.npz")
     assert pynn.load_model(tmp_path / "m.npz").layers[1].kernel_regularizer == \
         pynn.regularizers.L2(0.01)
+
+
+class _Times(pynn.layers.Layer):  # no get_config of its own
+    def __init__(self, k=1.0, *, offset=0, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.offset = k, offset
+
+    def forward(self, x, training=False, logits=False):
+        return x * self.k + self.offset
+
+
+class _ScaledMSE(pynn.losses.MeanSquaredError):  # no get_config of its own
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = scale
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return super()._sum_and_grad(backend, y_pred, y_true, scale * self.scale, sample_weight)
+
+
+def test_a_class_of_your_own_without_get_config_keeps_its_arguments(tmp_path, rng):
+    # Keras 3's automatic config: Times(k=3.0) came back from a file, a copy, a pickle or a
+    # clone as Times(k=1.0), and a loss's scale as 1.0, silently
+    import copy
+    import pickle
+
+    model = pynn.Sequential([pynn.Input((2,)), _Times(3.0, offset=2, name="times"),
+                             pynn.Dense(1)])
+    model.compile("sgd", _ScaledMSE(scale=10.0))
+    assert model.layers[1].get_config() == {"name": "times", "trainable": True,
+                                            "input_shape": [2], "k": 3.0, "offset": 2}
+    assert model.loss.get_config() == {"scale": 10.0}
+    x = rng.normal(size=(4, 2)).astype(np.float32)
+    y = rng.normal(size=(4, 1)).astype(np.float32)
+    model.save(tmp_path / "m.npz")
+    objects = {"_Times": _Times, "_ScaledMSE": _ScaledMSE}
+    for again in (pynn.load_model(tmp_path / "m.npz", custom_objects=objects),
+                  copy.deepcopy(model), pickle.loads(pickle.dumps(model)),
+                  pynn.models.clone_model(model)):
+        assert (again.layers[1].k, again.layers[1].offset, again.loss.scale) == (3.0, 2, 10.0)
+        if again.get_weights()[0].tolist() == model.get_weights()[0].tolist():  # not clone's
+            np.testing.assert_array_equal(again.predict(x), model.predict(x))
+            assert again.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+    # an argument no file can hold: the save says so, rather than dropping it
+    odd = pynn.Sequential([pynn.Input((2,)), _Times(k=object())])
+    with pytest.raises(ValueError, match="cannot save the model: a get_config.. returned what "
+                                         "JSON cannot hold .object"):
+        odd.save(tmp_path / "odd.npz")
+    # positional arguments are named; a subclass of the class keeps the automatic config
+    assert _Times(4.0).get_config()["k"] == 4.0
+
+    class Twice(_Times):
+        pass
+
+    assert Twice(k=5.0).get_config()["k"] == 5.0

@@ -300,11 +300,23 @@ def test_a_model_inside_a_model_names_the_way_to_reuse_its_layers(rng):
 
 
 def test_load_weights_refuses_to_guess_a_flatten_models_input(tmp_path):
+    # A weights file records its model's input shape: an unbuilt Flatten model is built for
+    # (4, 5); one without it (an older pynn's) is refused (the first kernel says (20,))
+    import json
+
     model = pynn.Sequential([pynn.Input((4, 5)), pynn.Flatten(), pynn.Dense(3)])
     model.save_weights(tmp_path / "w.npz")
     fresh = pynn.Sequential([pynn.Flatten(), pynn.Dense(3)])
+    fresh.load_weights(tmp_path / "w.npz")
+    assert fresh.input_shape == (4, 5)
+    arrays = dict(np.load(tmp_path / "w.npz"))
+    meta = json.loads(str(arrays["__pynn__"]))
+    del meta["input_shape"]
+    arrays["__pynn__"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    fresh = pynn.Sequential([pynn.Flatten(), pynn.Dense(3)])
     with pytest.raises(ValueError, match="build the model"):
-        fresh.load_weights(tmp_path / "w.npz")  # it built for (20,), not (4, 5)
+        fresh.load_weights(tmp_path / "old.npz")  # it built for (20,), not (4, 5)
     assert not fresh.built
 
 

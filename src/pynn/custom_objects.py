@@ -12,6 +12,7 @@ given in custom_objects wins over pynn's, as it did.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 
 _local = threading.local()
@@ -94,3 +95,60 @@ def find(spec, pynn_class, kind):
     raise ValueError(f"unknown {kind} class {name!r}: {article} {kind} of your own loads with "
                      f"custom_objects={{{name!r}: {name}}} (load_model, model_from_json, "
                      f"from_config) or inside pynn.utils.custom_object_scope")
+
+
+class AutoConfig:
+    """Keras 3's automatic get_config for a class of your own that writes none: the
+    arguments its constructor was called with join the config of the pynn class it extends
+    (under their own names, where that config lacks them), so a model file, a copy or a
+    clone rebuilds it with them (Times2(k=3.0) came back as Times2(k=1.0)). An argument a
+    file cannot hold makes the save fail by name; a class that writes its own get_config
+    says itself what rebuilds it, as in Keras."""
+
+    _auto_config = False  # set per class: a user's class that writes no get_config
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._auto_config = is_custom(cls) and not any(
+            is_custom(k) and "get_config" in vars(k) and
+            not getattr(vars(k)["get_config"], "_auto", False) for k in cls.__mro__)
+        if cls._auto_config and "get_config" not in vars(cls):
+            inherited = cls.get_config
+
+            def get_config(self):
+                config = inherited(self)
+                arguments = self.__dict__.get("_constructor_arguments") or {}
+                return {**config, **{k: v for k, v in arguments.items() if k not in config}}
+
+            get_config._auto = True
+            get_config.__doc__ = inherited.__doc__
+            cls.get_config = get_config
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        if cls._auto_config:
+            arguments = _named_arguments(cls, obj, args, kwargs)
+            if arguments is not None:
+                obj.__dict__["_constructor_arguments"] = arguments
+        return obj
+
+
+def _named_arguments(cls, obj, args, kwargs):
+    """{name: value} of a constructor call (its **kwargs spread), or None when it cannot be
+    repeated by keywords (unnamed *args, or a call __init__ will refuse)."""
+    try:
+        signature = inspect.signature(cls.__init__)
+        bound = signature.bind(obj, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    named = {}
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                return None
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:
+            named[name] = value
+    return named

@@ -43,7 +43,7 @@ def _truncated_unit_normal(rng, shape):
     return w
 
 
-class Initializer:
+class Initializer(_custom.AutoConfig):
     """Base class: an initializer is called as `initializer(shape, dtype)` and returns a new
     numpy array (a layer then moves it to its backend). A subclass of your own defines
     `__call__` and, if its constructor takes arguments, `get_config`."""

@@ -29,7 +29,7 @@ from . import custom_objects as _custom
 from .data import check_unit_interval, converted, overflow_error
 
 
-class Loss:
+class Loss(_custom.AutoConfig):
     """Base class of losses. `loss(y_true, y_pred)` gives the mean loss of numpy arrays.
 
     pynn has no autodiff, so a loss of your own gives its gradient too: subclass Loss (or a

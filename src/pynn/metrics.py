@@ -701,7 +701,7 @@ add_array_operators(MetricVariable, lambda v: v._value,
 MetricVariable.__hash__ = object.__hash__  # __eq__ compares values; identity still hashes
 
 
-class Metric:
+class Metric(_custom.AutoConfig):
     """A metric accumulated over many batches, with Keras' API:
 
         m = Precision(); m.update_state(y1, p1); m.update_state(y2, p2); m.result()

@@ -22,7 +22,7 @@ def _factor(name, value, default=0.0):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(_custom.AutoConfig):
     """Base class: l1 * sum(|w|) + l2 * sum(w^2) and its gradient."""
 
     def __init__(self, l1=0.0, l2=0.0):

@@ -18,6 +18,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import config
+from ..custom_objects import AutoConfig
 from ..array_like import add_array_operators
 from ..backend import backend_array, get_backend, is_gpu_array, to_host
 
@@ -175,7 +176,7 @@ def _check_layer_dtype(name, dtype, kind="layer"):
                          f"float64, or leave dtype out")
 
 
-class Layer:
+class Layer(AutoConfig):
     """Base class of every layer."""
 
     def __setattr__(self, name, value):
