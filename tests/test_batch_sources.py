@@ -186,7 +186,9 @@ def test_a_generator_that_runs_out_stops_training_with_a_warning(rng):
     with pytest.warns(UserWarning, match=r"ran out after 1 epoch\(s\).*read once"):
         history = model.fit(_batches(x, y, 50), epochs=3, verbose=0, callbacks=[cb])
     assert len(history.epoch) == 1 and model.optimizer.iterations == 3
-    assert begun == [0]  # an epoch without data is not begun
+    # the second epoch was begun (its callbacks run before its data is read, as Keras'),
+    # found empty, and not logged (Keras logs it with the first epoch's values)
+    assert begun == [0, 1]
     model = _model(BACKENDS[0])
     with pytest.warns(UserWarning, match="ran out after 1 of this epoch's 2 batches"):
         history = model.fit(_batches(x, y, 50), steps_per_epoch=2, epochs=5, verbose=0)
@@ -543,3 +545,40 @@ def test_bounded_validation_batches_start_over_each_epoch(rng):
     assert validation.read == [0, 1] * 3
     assert history.history["val_loss"][-1] == pytest.approx(
         model.evaluate(xv[:32], yv[:32], batch_size=16)[0], rel=1e-6)
+
+
+def test_on_epoch_begin_runs_before_the_epochs_data_is_read(rng):
+    # A DataLoader's sampler fixes its order when iterated: PyTorch code calls
+    # sampler.set_epoch(epoch) from on_epoch_begin; pynn read each epoch's first batch
+    # first, so every epoch trained in the previous epoch's order
+    x, y = _data(rng, n=40)
+
+    class EpochSeeded(Reiterable):
+        epoch = -1
+
+        def __iter__(self):
+            self.used = getattr(self, "used", []) + [self.epoch]
+            return super().__iter__()
+
+    loader = EpochSeeded(x, y, 10)
+    model = _model(BACKENDS[0])
+    setter = pynn.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: setattr(loader, "epoch", epoch))
+    model.fit(loader, epochs=3, verbose=0, callbacks=[setter])
+    assert loader.used == [0, 1, 2]
+    # a PyDataset's own on_epoch_begin runs after the callbacks' (as Keras')
+    order = []
+
+    class Data(pynn.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[i * 10:(i + 1) * 10], y[i * 10:(i + 1) * 10]
+
+        def on_epoch_begin(self):
+            order.append("dataset")
+
+    log = pynn.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: order.append("callback"))
+    _model(BACKENDS[0]).fit(Data(), epochs=2, verbose=0, callbacks=[log])
+    assert order == ["callback", "dataset"] * 2

@@ -78,13 +78,13 @@ class Callback:
 
     def on_train_batch_begin(self, batch, logs=None):
         """Before each training batch."""
-        self.on_batch_begin(batch, logs)
+        self.on_batch_begin(batch, logs=logs)
 
     def on_train_batch_end(self, batch, logs=None):
         """After each training batch: logs holds the epoch's loss and metrics so far (over
         its batches up to this one, as in Keras), not this batch's alone; AUC's is this
         batch's own."""
-        self.on_batch_end(batch, logs)
+        self.on_batch_end(batch, logs=logs)
 
     def on_test_begin(self, logs=None):
         """Before fit's validation, and before evaluate(callbacks=[...])."""
@@ -235,6 +235,11 @@ class LambdaCallback(Callback):
         for name, fn in hooks.items():
             if not name.startswith("on_") or not hasattr(Callback, name):
                 raise ValueError(f"LambdaCallback: unknown hook {name!r}")
+            if fn is None:  # Keras' default for each hook: none
+                continue
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback: {name} must be a function or None, got "
+                                f"{fn!r}")
             setattr(self, name, fn)
 
 
@@ -909,6 +914,11 @@ class CallbackList:
             cb.set_params(params)
 
     def call(self, hook, *args):
+        if hook.endswith(("batch_begin", "batch_end")):  # Keras passes these logs=logs
+            batch, logs = args
+            for cb in self.callbacks:
+                getattr(cb, hook)(batch, logs=logs)
+            return
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 

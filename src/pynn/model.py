@@ -106,6 +106,7 @@ class Sequential:
         self.loss = None
         self.compiled = False
         self.stop_training = False
+        self.stop_evaluating = self.stop_predicting = False  # set by a callback (Keras 3)
         self._metric_specs = []
         self._weighted_metric_specs = []
         self._metrics = []  # (name, function or Metric): what the native engine checks
@@ -777,8 +778,9 @@ class Sequential:
         initial_epoch: the epoch to start counting from (resuming). callbacks: a Callback or
         a list of them.
         Validation (validation_split: the last fraction of x, as Keras; or validation_data
-        (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch, in
-        batches of validation_batch_size (default: as fast as memory allows).
+        (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch (or after
+        the epochs a list gives, counted from 1, as Keras 3), in batches of
+        validation_batch_size (default: as fast as memory allows).
 
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
@@ -1031,8 +1033,9 @@ class Sequential:
         hooks included, as Keras), to the progress line (with the steps_done batches the
         epoch ran) and on_epoch_end; returns them."""
         logs = dict(epoch_logs)
-        if validation is not None and (epoch + 1) % validation.freq == 0:
+        if validation is not None and _validates(validation.freq, epoch):
             cbs.call("on_test_begin", {})
+            self.stop_evaluating = False
             if validation.source is not None:
                 val = self._evaluate_source(validation.source, metrics, cbs)
             else:
@@ -1146,10 +1149,14 @@ class Sequential:
                 for epoch in range(initial_epoch, epochs):
                     if interrupt.requested:
                         break
+                    # before the epoch's data is read, as Keras: a callback may set what it
+                    # gives (a DataLoader sampler's set_epoch, a curriculum's level); the
+                    # dataset's own on_epoch_begin after the callbacks'
+                    cbs.call("on_epoch_begin", epoch, {})
                     if first is None:
                         train.epoch_begin()
                     batches, first = first or train.batches(), None
-                    head = next(batches, None)  # an epoch without data is not begun
+                    head = next(batches, None)
                     if head is None:
                         if epoch == initial_epoch:
                             raise ValueError("fit: the data gave no batches")
@@ -1160,7 +1167,6 @@ class Sequential:
                                       f"an iterable read again each epoch", UserWarning,
                                       stacklevel=_user_stacklevel())
                         break
-                    cbs.call("on_epoch_begin", epoch, {})
                     progress.epoch_begin(epoch)
                     epoch_logs.reset()
                     step = 0
@@ -1309,6 +1315,8 @@ class Sequential:
             self._evaluate_batch(x[start:start + batch_size], y[start:start + batch_size],
                                  None if w is None else w[start:start + batch_size], logs,
                                  batch, cbs if hooks else None)
+            if hooks and getattr(self, "stop_evaluating", False):  # set by a test batch hook
+                break
         return dict(logs)
 
     def _evaluate_batch(self, x, y, w, logs, batch, cbs=None):
@@ -1337,6 +1345,8 @@ class Sequential:
         for count, (xb, yb, wb) in enumerate(batches or source.batches(), 1):
             x, y, w = self._source_batch(xb, yb, wb, None, source.what)
             self._evaluate_batch(x, y, w, logs, count - 1, cbs if hooks else None)
+            if hooks and getattr(self, "stop_evaluating", False):
+                break
         source.epoch_end()
         if count == 0:
             raise ValueError(f"{source.what}: the data gave no batches")
@@ -1362,7 +1372,9 @@ class Sequential:
         x may give the data batch by batch, as in fit; steps: how many batches (default:
         all; with arrays and no batch_size, the steps share the samples out, as Keras 3)."""
         self._check_compiled()
+        _check_verbose(verbose)
         cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
+        self.stop_evaluating = False  # a test batch hook may set it (Keras 3)
         if is_batch_source(x):
             _no_arrays_with_source("evaluate", x, y=y, batch_size=batch_size,
                                    sample_weight=sample_weight)
@@ -1388,10 +1400,12 @@ class Sequential:
             return self.evaluate(x, y[:rows], batch_size, verbose,
                                  sample_weight=None if w is None else w[:rows],
                                  callbacks=callbacks, return_dict=return_dict)
-        batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        # Keras' batches of 32 where test batch hooks see them (as predict's), else bigger
+        test_hooks = cbs.overrides("on_test_batch_begin", "on_test_batch_end")
+        batch_size = data.check_batch_size(batch_size, 32 if test_hooks else _PREDICT_BATCH)
         x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
-        if cbs.overrides("on_test_batch_begin", "on_test_batch_end"):
+        if test_hooks:
             step = None  # batches numbered over the whole set, not per converted piece
         if step is None:
             x = self._inputs(x)
@@ -1466,6 +1480,7 @@ class Sequential:
         steps: how many batches (default: all; with arrays and no batch_size, the steps
         share the samples out, as Keras 3)."""
         if is_batch_source(x):
+            _check_verbose(verbose)
             _no_arrays_with_source("predict", x, batch_size=batch_size)
             return self._predict_source(BatchSource(x, steps, "steps", "predict"), verbose,
                                         callbacks)
@@ -1475,8 +1490,10 @@ class Sequential:
                                                "steps")
             return self.predict(x[:rows], batch_size, verbose, callbacks=callbacks)
         if callbacks:
+            _check_verbose(verbose)
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
+            _check_verbose(verbose)
             start = time.perf_counter()
             out = self.predict(x, batch_size)
             print(f"{len(out)} samples - {time.perf_counter() - start:.3f}s", flush=True)
@@ -1538,6 +1555,7 @@ class Sequential:
         start_time = time.perf_counter()
         cbs.call("on_predict_begin", {})
         outs = []
+        self.stop_predicting = False  # a predict batch hook may set it (Keras 3)
         source.epoch_begin()
         for batch, (xb, _, _) in enumerate(source.batches()):
             if hooks:
@@ -1545,6 +1563,8 @@ class Sequential:
             outs.append(self.predict(xb))
             if hooks:
                 cbs.call("on_predict_batch_end", batch, {"outputs": outs[-1]})
+                if getattr(self, "stop_predicting", False):
+                    break
         source.epoch_end()
         if not outs:
             raise ValueError("predict: the data gave no batches")
@@ -1556,22 +1576,28 @@ class Sequential:
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
         cbs = CallbackList(_callback_list(callbacks), self)
-        n = len(x) if hasattr(x, "__len__") else 0  # (what has none: refused by predict)
+        n = _num_rows(x)  # (0 for what has none: refused by predict)
         batched = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end") and n > 0
+        self.stop_predicting = False  # a predict batch hook may set it (Keras 3)
         size = data.check_batch_size(batch_size, 32 if batched else _PREDICT_BATCH)
         cbs.set_params({"verbose": verbose, "epochs": 1, "steps": -(-n // size)})
         cbs.call("on_predict_begin", {})
         if batched:
             start_time = time.perf_counter()
 
+            done = [0]  # rows predicted: fewer when a hook stops predicting
+
             def batches():  # each batch converted as it comes (x is not copied whole)
-                for batch, start in enumerate(range(0, len(x), size)):
+                for batch, start in enumerate(range(0, n, size)):
                     cbs.call("on_predict_batch_begin", batch, {})
                     piece = self.predict(x[start:start + size], size)
+                    done[0] = start + len(piece)
                     cbs.call("on_predict_batch_end", batch, {"outputs": piece})
                     yield start, piece
+                    if getattr(self, "stop_predicting", False):
+                        return
 
-            out = _stacked(n, batches())
+            out = _stacked(n, batches())[:done[0]]
             if verbose:
                 print(f"{len(out)} samples - {time.perf_counter() - start_time:.3f}s",
                       flush=True)
@@ -1662,6 +1688,16 @@ class Sequential:
     def non_trainable_weights(self):
         """The weights fit leaves alone (frozen layers or weights, moving statistics)."""
         return [p for p in self.params if not p.trainable]
+
+    @property
+    def metrics(self):
+        """The compiled metric objects that fit and evaluate update (Keras' model.metrics;
+        pynn keeps the loss's mean apart, so it is not among them); [] before the model is
+        compiled and built."""
+        if not self.compiled or not self.built:
+            return []
+        self._prepare_compiled()
+        return [getattr(m, "metric", m) for m in self._metric_objects]
 
     @property
     def metrics_names(self):
@@ -1923,10 +1959,22 @@ def _check_epochs(epochs, initial_epoch, validation_freq):
             or initial_epoch < 0:
         raise ValueError(f"initial_epoch must be a non-negative integer, got "
                          f"{initial_epoch!r}")
-    if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
-            or validation_freq < 1:
-        raise ValueError(f"validation_freq must be a positive integer, got "
-                         f"{validation_freq!r}")
+    def positive(v):
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1
+
+    # an integer (every n-th epoch) or Keras 3's collection of the epochs (1-based)
+    if not (positive(validation_freq) or (
+            isinstance(validation_freq, (list, tuple, set, frozenset, range))
+            and all(positive(v) for v in validation_freq))):
+        raise ValueError(f"validation_freq must be a positive integer or a list of epochs "
+                         f"(counted from 1), got {validation_freq!r}")
+
+
+def _validates(freq, epoch):
+    """Whether validation runs after `epoch` (from 0) for fit's validation_freq."""
+    if isinstance(freq, (int, np.integer)):
+        return (epoch + 1) % freq == 0
+    return epoch + 1 in freq
 
 
 def _check_shuffle(shuffle):
@@ -2166,6 +2214,24 @@ def _callback_list(callbacks):
 def _last_axis(shape):
     """An output's width, as the metrics read it: its last axis (1 for a scalar output)."""
     return int(shape[-1]) if len(shape) else 1
+
+
+def _num_rows(x):
+    """The number of samples of array-like x (a scipy sparse matrix's rows too, whose len()
+    refuses), 0 for what has neither a shape nor a length."""
+    shape = getattr(x, "shape", None)
+    if isinstance(shape, tuple) and shape and isinstance(shape[0], (int, np.integer)):
+        return int(shape[0])
+    try:
+        return len(x)
+    except TypeError:
+        return 0
+
+
+def _check_verbose(verbose):
+    """verbose as fit takes it: 0, 1, 2 or 'auto' (evaluate and predict printed for '0')."""
+    if verbose not in (0, 1, 2, "auto"):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
 def _stacked(n, pieces):
