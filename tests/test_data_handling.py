@@ -492,3 +492,142 @@ def test_bool_inputs_and_unit_interval_arguments():
         pynn.losses.BinaryCrossentropy(label_smoothing=None)
     with pytest.raises(ValueError, match="threshold"):
         pynn.metrics.BinaryAccuracy(threshold="high")
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "train_on_batch"])
+def test_a_refused_call_leaves_an_unbuilt_model_unbuilt(rng, call):
+    # x passed transposed by mistake: the call was refused ("different numbers of samples")
+    # but the model stayed built for 20 features, so the corrected call was refused too
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.normal(size=20).astype(np.float32)
+    model = pynn.Sequential([pynn.Dense(4), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    run = getattr(model, call)
+    kwargs = {"verbose": 0} if call != "train_on_batch" else {}
+    with pytest.raises(ValueError, match="different numbers of samples: 3 and 20"):
+        run(x.T, y, **kwargs)
+    assert not model.built and model.input_shape is None
+    run(x, y, **kwargs)  # the corrected call builds for (3,)
+    assert model.input_shape == (3,)
+    # a call refused after training began keeps what it trained
+    model = pynn.Sequential([pynn.Dense(1)])
+    model.compile("sgd", "mse")
+
+    class Fails(pynn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("late")
+
+    with pytest.raises(RuntimeError, match="late"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[Fails()])
+    assert model.built and model.optimizer.iterations > 0
+
+
+def test_masked_targets_and_weights_are_refused_as_masked_inputs_are(rng):
+    # a masked y's masked entries (1e6 here) were used as they are: a loss of 4.5e11
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    y = np.ma.masked_array(rng.normal(size=8), mask=[0, 0, 0, 1, 0, 0, 0, 0])
+    y.data[3] = 1e6
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    for call in (lambda: model.fit(x, y, verbose=0),
+                 lambda: model.evaluate(x, y),
+                 lambda: model.fit(x, y.data, sample_weight=np.ma.masked_array(np.ones(8)),
+                                   verbose=0),
+                 lambda: model.fit(x, y.data, validation_data=(x, y), verbose=0)):
+        with pytest.raises(TypeError, match=r"is a masked array; pynn uses no masks: pass "
+                                            r"\w+\.filled\(value\)"):
+            call()
+
+
+def test_bfloat16_data_is_read_as_float32(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    xb, yb = torch.tensor(x).bfloat16(), torch.tensor(y).bfloat16()
+    exact_x, exact_y = xb.float().numpy(), yb.float().numpy()  # bfloat16 -> float32: exact
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    w = torch.ones(16, dtype=torch.bfloat16)
+    assert model.evaluate(xb, yb, sample_weight=w) == model.evaluate(exact_x, exact_y)
+    np.testing.assert_array_equal(model.predict(xb), model.predict(exact_x))
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    xm = x.astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(model.predict(xm), model.predict(xm.astype(np.float32)))
+
+
+def test_a_one_element_list_of_the_array_as_keras_takes_it(rng):
+    # fit(x, [y]) said "x and y have different numbers of samples: 20 and 1"; fit([x], y)
+    # and predict([x]) "got shape (1, 20, 3)"
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = rng.normal(size=(20, 1)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    assert model.evaluate([x], [y]) == model.evaluate(x, y)
+    np.testing.assert_array_equal(model.predict([x]), model.predict(x))
+    model.fit([x], [y], verbose=0)
+    # a list of rows stays a list of rows (one sample here)
+    np.testing.assert_array_equal(model.predict([x[0]]), model.predict(x[:1]))
+
+
+def test_class_weight_takes_any_integer_labels_as_keras(rng):
+    # hinge's -1/+1 labels were refused ("integers >= 0"); Keras weighs them
+    # (class_weight.get(label, 1.0)); a table up to the largest label (5e10 Poisson counts)
+    # asked for 373 GiB
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    y = np.where(rng.random(20) > 0.5, 1.0, -1.0).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "hinge")
+    weights = np.where(y < 0, 3.0, 1.0)
+    a = pynn.models.clone_model(model)
+    a.set_weights(model.get_weights())
+    a.fit(x, y, class_weight={-1: 3.0, 1: 1.0}, batch_size=20, shuffle=False, verbose=0)
+    model.fit(x, y, sample_weight=weights, batch_size=20, shuffle=False, verbose=0)
+    for u, v in zip(a.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    counts = np.r_[np.zeros(19), 5e10].astype(np.float32)
+    poisson = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation="softplus")])
+    poisson.compile("sgd", "poisson")
+    poisson.fit(x, counts, class_weight={0: 2.0}, epochs=1, verbose=0)  # no huge table
+    with pytest.raises(ValueError, match="class_weight keys must be class labels"):
+        model.fit(x, y, class_weight={"a": 1.0}, verbose=0)
+
+
+def test_sparse_inputs_in_test_on_batch_and_predict_with_callbacks(rng):
+    sparse = pytest.importorskip("scipy.sparse")
+    x = sparse.random(16, 3, density=0.5, random_state=0, format="csr", dtype=np.float32)
+    y = rng.normal(size=16).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    assert model.test_on_batch(x, y) == pytest.approx(model.evaluate(x.toarray(), y))
+    seen = []
+    cb = pynn.callbacks.LambdaCallback(on_predict_batch_end=lambda b, logs: seen.append(b))
+    np.testing.assert_array_equal(model.predict(x, batch_size=8, callbacks=[cb]),
+                                  model.predict(x.toarray()))
+    assert seen == [0, 1]
+    with pytest.raises(TypeError, match="test_on_batch: x is one batch of samples"):
+        model.test_on_batch(iter([x.toarray()]), None)
+
+
+def test_a_torch_iterable_dataset_gives_batches(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.normal(size=(40, 1)).astype(np.float32)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for i in range(0, 40, 10):
+                yield x[i:i + 10], y[i:i + 10]
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    history = model.fit(Stream(), epochs=2, verbose=0)
+    assert model.optimizer.iterations == 8 and len(history.epoch) == 2
+    assert model.predict(Stream()).shape == (40, 1)
+
+
+def test_zero_features_are_named():
+    model = pynn.Sequential([pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"x has 0 features per sample \(shape \(20, 0\)\)"):
+        model.fit(np.zeros((20, 0)), np.zeros(20), verbose=0)
+    assert not model.built

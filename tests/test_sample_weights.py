@@ -68,7 +68,7 @@ def test_bad_weights():
         _fit(sample_weight=-np.ones(40))
     with pytest.raises(TypeError, match="dict"):
         _fit(class_weight=[1.0, 2.0])
-    with pytest.raises(ValueError, match="class indices"):
+    with pytest.raises(ValueError, match="class labels"):
         _fit(class_weight={"a": 1.0})
 
 
@@ -115,14 +115,14 @@ def test_weighted_training_matches_between_engines(loss, act, out, how):
 
 
 def test_class_weight_needs_class_labels():
-    """Regression targets (negative or fractional) are not classes: class_weight refuses
-    them instead of indexing its table with them."""
+    """Fractional regression targets are not classes: class_weight refuses them; any
+    integer labels (hinge's -1 and +1 too) are looked up, as Keras does."""
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x = np.zeros((6, 2), np.float32)
-    for y in (np.array([-1.0, 2.0] * 3), np.array([0.5, 1.0] * 3)):
-        with pytest.raises(ValueError, match="class labels"):
-            model.fit(x, y, class_weight={2: 100.0}, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="class labels"):
+        model.fit(x, np.array([0.5, 1.0] * 3), class_weight={2: 100.0}, epochs=1, verbose=0)
+    model.fit(x, np.array([-1.0, 2.0] * 3), class_weight={2: 3.0}, epochs=1, verbose=0)
     model.fit(x, np.array([0.0, 2.0] * 3), class_weight={2: 3.0}, epochs=1, verbose=0)
 
 

@@ -78,11 +78,20 @@ def is_batch_source(x):
             any(hasattr(x, attr) for attr in _ARRAY_ATTRS) or \
             type(x).__module__.startswith("pandas") or _is_buffer(x):
         return False
-    if isinstance(x, PyDataset) or hasattr(x, "__next__"):
+    if isinstance(x, PyDataset) or hasattr(x, "__next__") or _torch_iterable_dataset(x):
         return True
     if hasattr(x, "__getitem__"):
         return (hasattr(x, "__len__") or _endless(x)) and hasattr(x, "on_epoch_end")
     return hasattr(x, "__iter__")
+
+
+def _torch_iterable_dataset(x):
+    """A PyTorch IterableDataset: iterated for its batches (its base class's __getitem__,
+    which refuses, made it look indexable data)."""
+    import sys
+
+    data = sys.modules.get("torch.utils.data")  # (never imports torch itself)
+    return data is not None and isinstance(x, data.IterableDataset)
 
 
 def _endless(x):

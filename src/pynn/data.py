@@ -37,6 +37,12 @@ def densified(a):
             if np.all(np.abs(a.data) <= np.finfo(narrow).max):  # (else named by the checks)
                 a = a.astype(narrow)
         return a.toarray()
+    if str(getattr(a, "dtype", "")) in ("bfloat16", "torch.bfloat16"):
+        # bfloat16 (ml_dtypes' for numpy and JAX, PyTorch's): numpy has no such number type,
+        # and every bfloat16 is exactly a float32
+        if hasattr(a, "float") and hasattr(a, "detach"):  # a tensor: float32, where it is
+            return detached(a).float()
+        return np.asarray(a, dtype=np.float32)
     return a
 
 
@@ -159,6 +165,8 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np,
                          f"{n_features} (input shape ({n_features},)); got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
+    if arr.shape[1] == 0:  # (an unbuilt model would be built for no inputs)
+        raise ValueError(f"{name} has 0 features per sample (shape {arr.shape})")
     return _finished(arr, dtype, name, xp, check_finite)
 
 
@@ -183,6 +191,8 @@ def _as_sample_array(x, dtype, sample_shape, name, xp, check_finite=None):
         raise ValueError(f"{name} must have shape {want}, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 samples)")
+    if 0 in arr.shape[1:]:
+        raise ValueError(f"{name} has samples of no values (shape {arr.shape})")
     return _finished(arr, dtype, name, xp, check_finite)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import gc
 import itertools
 import math
@@ -84,6 +85,31 @@ def _reset_process_state_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_process_state_in_child)
+
+
+def _unbuilt_again_if_refused(method):
+    """fit, evaluate, train_on_batch: a call that builds an unbuilt model from its x and
+    then refuses the data (a y of another length, a bad sample weight) leaves the model
+    unbuilt, as Keras does: built for a transposed x, the corrected call was refused."""
+    @functools.wraps(method)
+    def call(model, *args, **kwargs):
+        if model.built:
+            return method(model, *args, **kwargs)
+        from .saving import _restore_state, _unbuilt_state
+
+        state = _unbuilt_state(model)
+        optimizer = model.optimizer
+        steps = None if optimizer is None else optimizer.training_steps
+        try:
+            return method(model, *args, **kwargs)
+        except Exception:
+            # (not once a step has trained the new weights)
+            if model.built and optimizer is model.optimizer and \
+                    (optimizer is None or optimizer.training_steps == steps):
+                _restore_state(state)
+            raise
+
+    return call
 
 
 class Sequential:
@@ -502,6 +528,7 @@ class Sequential:
 
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x", check_finite=None):
+        x = self._unlisted(x, None if self.input_shape is None else len(self.input_shape) + 1)
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
         # Reshape, and the layers working on the last axis for inputs of 3 or more axes
@@ -526,11 +553,27 @@ class Sequential:
         if is_gpu_array(a):
             b = self.backend if self.backend is not None else get_backend()
             return b.to_numpy(self._gpu_array(a, name))
+        if isinstance(a, np.ma.MaskedArray):  # its masked entries would be used as they are
+            raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
+                            f"{name.split()[-1]}.filled(value) with the value masked entries "
+                            f"should take (a zero sample weight leaves a sample out)")
         return detached(data.densified(a))
+
+    @staticmethod
+    def _unlisted(a, ndim):
+        """Keras' [x] or [y] for a model of one input and one output: the one array, when it
+        has the rank of a batch (ndim); anything else as it is (a list of rows)."""
+        if isinstance(a, (list, tuple)) and len(a) == 1 and ndim is not None and \
+                getattr(a[0], "ndim", None) == ndim and not isinstance(a[0], np.generic):
+            return a[0]
+        return a
 
     def _targets(self, y, n, name="y"):
         if y is None:
             raise ValueError(f"{name} is None; pass the targets")
+        if isinstance(y, (list, tuple)) and len(y) == 1 and n != 1 and \
+                getattr(y[0], "shape", (None,))[:1] == (n,):
+            y = y[0]  # Keras' [y]: the one output's targets
         if isinstance(y, dict):  # Keras' {output name: targets}; a Sequential has one output
             raise TypeError(f"{name} is a dict; pynn takes the targets as one array")
         try:
@@ -613,22 +656,24 @@ class Sequential:
             ignored = getattr(self.loss, "ignore_class", None)
             if ignored is not None:  # (their loss weighs 0 whatever their class weight)
                 labels = np.where(labels == ignored, 0, labels)
-            if labels.size and (not np.isfinite(labels).all() or (labels < 0).any()
+            if labels.size and (not np.isfinite(labels).all()
                                 or (labels != np.rint(labels)).any()):
-                raise ValueError("class_weight needs class labels as targets (integers >= 0, "
-                                 "or one-hot rows); these targets are not: use sample_weight")
-            labels = labels.astype(np.int64)
-            table = np.ones(int(labels.max()) + 1 if labels.size else 1)
+                raise ValueError("class_weight needs class labels as targets (integers, or "
+                                 "one-hot rows); these targets are not: use sample_weight")
             for cls, weight in class_weight.items():
-                if not isinstance(cls, (int, np.integer)) or cls < 0:
-                    raise ValueError(f"class_weight keys must be class indices, got {cls!r}")
+                if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)):
+                    raise ValueError(f"class_weight keys must be class labels (integers), "
+                                     f"got {cls!r}")
                 if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight)
                         and weight >= 0):
                     raise ValueError(f"class_weight[{cls}] must be a finite number >= 0, "
                                      f"got {weight!r}")
-                if cls < table.size:
-                    table[cls] = weight
-            cw = table[labels]
+            # Keras' class_weight.get(label, 1.0) for any integer label (hinge's -1 and +1
+            # too), looked up per distinct label (a table up to the largest label was sized by
+            # it: Poisson counts of 5e10 asked for 373 GiB)
+            found, inverse = np.unique(labels.astype(np.int64), return_inverse=True)
+            cw = np.array([float(class_weight.get(int(c), 1.0)) for c in found])[
+                inverse.reshape(-1)]
             w = cw if w is None else w * cw
         if w is not None and w.size:
             top = float(w.max())  # they are cast to the model's dtype: 1e39 would be inf
@@ -752,6 +797,7 @@ class Sequential:
 
     # ---- training -----------------------------------------------------------------------------
     @putting_weights_back_on_error
+    @_unbuilt_again_if_refused
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -1266,6 +1312,7 @@ class Sequential:
             return None
         return engine_mod.training_engine(self, batch_size)
 
+    @_unbuilt_again_if_refused
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) before the step.
         The step runs in the native engine when the model allows it (as fit's; the engine is
@@ -1289,9 +1336,12 @@ class Sequential:
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch, no update (Keras' test_on_batch)."""
+        if is_batch_source(x):
+            raise TypeError(f"test_on_batch: x is one batch of samples (an array), not "
+                            f"{type(x).__name__} giving batches: evaluate takes those")
         x = np.asarray(x) if not hasattr(x, "shape") else x
-        return self.evaluate(x, y, batch_size=max(1, len(x)), sample_weight=sample_weight,
-                             return_dict=return_dict)
+        return self.evaluate(x, y, batch_size=max(1, _num_rows(x)),
+                             sample_weight=sample_weight, return_dict=return_dict)
 
     def predict_on_batch(self, x):
         """Outputs for one batch (Keras' predict_on_batch): predict without batching."""
@@ -1364,6 +1414,7 @@ class Sequential:
         return x, self.loss.smooth_targets(y), w
 
     @putting_weights_back_on_error
+    @_unbuilt_again_if_refused
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Loss (and metrics) over the data: a float, a list [loss, *metrics], or a dict.
