@@ -576,3 +576,103 @@ def test_muon_keeps_each_weights_kind_through_changes_and_files(rng, tmp_path):
     pynn.set_seed(3)
     h2 = loaded.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert h1.history == h2.history
+
+
+def _kernel_and_bias(backend="numpy"):
+    b = pynn.get_backend(backend)
+    kernel = pynn.layers.Parameter("dense/kernel", b.asarray(np.ones((2, 3)), np.float32), b)
+    bias = pynn.layers.Parameter("dense/bias", b.asarray(np.ones(3), np.float32), b)
+    for p in (kernel, bias):
+        p.grad = b.zeros(p.value.shape, np.float32)  # no step: what moves is the decay
+    return kernel, bias
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Nadam", "Adamax", "Lion",
+                                  "Adadelta", "Lamb", "RMSprop", "Adagrad", "Muon"])
+def test_exclude_from_weight_decay_keeps_the_named_weights_out(name):
+    """Keras 3's exclude_from_weight_decay(var_list, var_names), the usual way to keep
+    biases and normalisation scales out of AdamW's decay, did not exist."""
+    cls = getattr(optimizers, name)
+    extra = {"adam_weight_decay": 0.5} if name == "Muon" else {}  # (its bias' decay)
+    for choice in ({"var_names": ["bias"]}, {"var_names": ["ia"]},  # a part of the name
+                   {"var_list": "bias"}):
+        opt = cls(0.1, weight_decay=0.5, **extra)
+        kernel, bias = _kernel_and_bias()
+        if "var_list" in choice:
+            opt.exclude_from_weight_decay(var_list=[bias])
+        else:
+            opt.exclude_from_weight_decay(**choice)
+        opt.apply([kernel, bias])
+        np.testing.assert_array_equal(bias.value, 1.0)
+        np.testing.assert_allclose(kernel.value, 1 - 0.1 * 0.5, rtol=1e-6)
+    opt = cls(0.1, weight_decay=0.5, **extra)
+    opt.exclude_from_weight_decay(var_names=["dense"])  # the weight's own name, as Keras
+    opt.exclude_from_weight_decay()  # a call replaces the previous one's choice
+    kernel, bias = _kernel_and_bias()
+    opt.apply([kernel, bias])
+    np.testing.assert_allclose(bias.value, 1 - 0.1 * 0.5, rtol=1e-6)
+    assert "_decay_off" not in vars(opt)
+
+
+@requires_backend("cpu")
+@pytest.mark.parametrize("make", [lambda: optimizers.AdamW(0.05, weight_decay=0.3),
+                                  lambda: optimizers.Nadam(0.01, weight_decay=0.3)])
+def test_exclude_from_weight_decay_trains_layer_by_layer_and_mid_fit(rng, make):
+    # the native engine decays every weight alike: with a weight kept out, fit trains by
+    # layers and says why; set by a callback mid-fit, the engine leaves
+    x, y = _data(rng)
+    opt = make()
+    opt.exclude_from_weight_decay(var_names=["bias"])
+    model = _model(opt)
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert history.params["engine"] == "layers"
+    assert "exclude_from_weight_decay keeps 'dense" in model.engine_reason
+    opt.exclude_from_weight_decay(var_names=["no such weight"])  # none kept out
+    assert model.fit(x, y, epochs=1, verbose=0).params["engine"] == "native"
+    results = []
+    for engine in ("auto", "layers"):
+        opt = make()
+        model = _model(opt)
+        exclude = pynn.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs, o=opt: o.exclude_from_weight_decay(
+                var_names=["bias"]) if epoch == 0 else None)
+        model.fit(x, y, epochs=3, batch_size=16, verbose=0, engine=engine,
+                  callbacks=[exclude])
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_exclude_from_weight_decay_as_keras_3(rng):
+    keras = import_keras()
+    x = rng.normal(size=(24, 5)).astype(np.float32)
+    y = rng.normal(size=(24, 3)).astype(np.float32)
+    w0 = [rng.normal(size=(5, 6)).astype(np.float32), rng.normal(size=6).astype(np.float32),
+          rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="tanh"),
+                               keras.layers.Dense(3)])
+    opt = keras.optimizers.AdamW(0.05, weight_decay=0.5)
+    opt.exclude_from_weight_decay(var_list=[theirs.layers[1].kernel], var_names=["bias"])
+    theirs.compile(optimizer=opt, loss="mse")
+    theirs.set_weights(w0)
+    theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    ours = pynn.Sequential([pynn.Input((5,)), pynn.Dense(6, activation="tanh"),
+                            pynn.Dense(3)])
+    opt = optimizers.AdamW(0.05, weight_decay=0.5)
+    opt.exclude_from_weight_decay(var_list=[ours.layers[2].kernel], var_names=["bias"])
+    ours.compile(optimizer=opt, loss="mse")
+    ours.set_weights(w0)
+    ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_exclude_from_weight_decay_checks_its_arguments():
+    opt = optimizers.AdamW()
+    with pytest.raises(TypeError, match="var_list takes weights .* names go in var_names"):
+        opt.exclude_from_weight_decay(var_list=["bias"])
+    with pytest.raises(TypeError, match="var_names must be a list of regular expressions"):
+        opt.exclude_from_weight_decay(var_names="bias")  # ("b|i|a|s" in Keras)
+    with pytest.raises(ValueError, match="var_names: '\\[' is not a regular expression"):
+        opt.exclude_from_weight_decay(var_names=["["])
+    assert "var_names" not in opt.get_config()  # as Keras: not part of the config

@@ -176,6 +176,52 @@ def test_restart_boundaries_are_period_starts():
                                     rel_tol=1e-9, abs_tol=1e-15), step
 
 
+ARRAY_CASES = [param.values[0] for param in CASES] + [
+    schedules.ExponentialDecay(0.1, 7, 0.5), schedules.ExponentialDecay(0.1, 7, 0.5, True),
+    schedules.PiecewiseConstantDecay([3, 10, 10, 20.5], [1.0, 0.5, 0.4, 0.1, 0.01]),
+    schedules.PiecewiseConstantDecay([], [0.3])]
+
+
+@pytest.mark.parametrize("schedule", ARRAY_CASES, ids=lambda s: type(s).__name__)
+def test_an_array_of_steps_gives_the_curve(schedule):
+    """Keras' schedules take a tensor of steps (schedule(np.arange(n)) for a plot); pynn's
+    failed on one ("truth value of an array is ambiguous") but InverseTimeDecay's."""
+    steps = np.array(_steps(schedule))
+    one_by_one = np.array([schedule(int(step)) for step in steps])
+    curve = schedule(steps)
+    assert isinstance(curve, np.ndarray) and curve.shape == steps.shape
+    np.testing.assert_allclose(curve, one_by_one, rtol=1e-12, atol=1e-15)
+    grid = schedule(steps[:12].reshape(3, 4).tolist())  # nested lists, as numpy takes
+    np.testing.assert_allclose(grid, one_by_one[:12].reshape(3, 4), rtol=1e-12, atol=1e-15)
+    # one step keeps the arithmetic the optimizers use: a float, as before
+    assert type(schedule(7)) is float and type(schedule(np.int64(7))) is not np.ndarray
+
+
+def test_an_array_past_shrinking_restarts_end_is_refused_by_name():
+    r = schedules.CosineDecayRestarts(0.1, 16, t_mul=0.5)
+    assert (r(np.arange(32)) >= 0).all()
+    with pytest.raises(ValueError, match=r"t_mul=0\.5 < 1 has no rate from step 32.*got step "
+                                         r"33$"):
+        r(np.array([5, 33, 40]))
+
+
+def test_keras_gives_the_same_curves_when_installed():
+    # (not Keras' warm-up, which takes one step at a time, nor a cycle, whose float32
+    # step / decay_steps can pass a multiple: Keras' PolynomialDecay(cycle=True) at 84 of 7)
+    keras = import_keras()
+    steps = np.arange(130)
+    for schedule in [schedules.ExponentialDecay(0.1, 7, 0.5, staircase=True),
+                     schedules.PiecewiseConstantDecay([3, 10], [1.0, 0.5, 0.1]),
+                     schedules.PolynomialDecay(0.1, 10, power=0.5),
+                     schedules.InverseTimeDecay(0.1, 5, 0.5, staircase=True),
+                     schedules.CosineDecay(0.1, 20, alpha=0.1),
+                     schedules.CosineDecayRestarts(0.1, 4, m_mul=0.8)]:
+        theirs = getattr(keras.optimizers.schedules, type(schedule).__name__)(
+            **schedule.get_config())
+        np.testing.assert_allclose(schedule(steps), keras.ops.convert_to_numpy(theirs(steps)),
+                                   rtol=1e-4, atol=1e-7)
+
+
 def test_shrinking_restarts_end_with_a_named_error():
     r = schedules.CosineDecayRestarts(0.1, 16, t_mul=0.5)  # 16 + 8 + 4 + ... = 32 steps
     assert r(31) >= 0

@@ -465,3 +465,111 @@ def test_keras_3_optimizer_arguments():
     assert pynn.optimizers.RMSprop(use_ema=True).get_config()["use_ema"] is True
     with pytest.raises(NotImplementedError, match="is not supported by pynn"):
         pynn.optimizers.RMSprop(loss_scale_factor=128.0)
+
+
+ALL_OPTIMIZERS = [type(optimizers.get(name)) for name in optimizers.NAMES]
+
+
+@pytest.mark.parametrize("cls", ALL_OPTIMIZERS, ids=lambda c: c.__name__)
+def test_weight_decay_set_to_none_is_no_decay(cls, rng):
+    """Keras' "no decay" is None; set after construction (a callback), training failed with
+    a different TypeError per path (a float times None, the kernels' and the engine's)."""
+    x = rng.normal(size=(24, 3)).astype(np.float32)
+    y = x[:, :2] * 2
+    paths = [(b, e) for b, e in [("cpu", "auto"), ("cpu", "layers"), ("numpy", "auto")]
+             if b in AVAILABLE]
+
+    def run(backend, engine, none):
+        pynn.set_seed(4)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="tanh"),
+                                 pynn.Dense(2)])
+        # (the reference: built without decay; AdamW's and Muon's default is 0.004)
+        optimizer = cls(0.5 if cls is optimizers.Adadelta else 0.01, weight_decay=0.0)
+        if none:
+            optimizer.weight_decay = 0.1
+            optimizer.weight_decay = None
+            assert optimizer.weight_decay == 0.0
+        model.compile(optimizer=optimizer, loss="mse", backend=backend)
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0, engine=engine, shuffle=False)
+        return model.get_weights()
+
+    for backend, engine in paths:
+        for a, b in zip(run(backend, engine, True), run(backend, engine, False)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        cls().weight_decay = -0.1
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_a_keras_learning_rate_function_of_no_argument(engine, rng):
+    """Keras documents learning_rate as a float, a schedule or "a callable that takes no
+    arguments": pynn called it with the step, a TypeError inside fit."""
+    if "cpu" not in AVAILABLE:
+        pytest.skip("the cpu backend is not built here")
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    rate = {"now": 0.02}
+
+    def run(learning_rate):
+        pynn.set_seed(1)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+        model.compile(optimizer=optimizers.Adam(learning_rate), loss="mse", backend="cpu")
+        halve = pynn.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: rate.update(now=rate["now"] / 2))
+        model.fit(x, x[:, :2], epochs=3, batch_size=8, verbose=0, engine=engine,
+                  shuffle=False, callbacks=[halve])
+        return model
+
+    keras_style = run(lambda: rate["now"])  # read at each step, as Keras does
+    assert keras_style.history.params["engine"] == engine
+    by_step = run(lambda step: 0.02 / 2 ** (step // 4))  # 4 steps an epoch
+    for a, b in zip(keras_style.get_weights(), by_step.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    opt = optimizers.SGD(lambda: 0.03)
+    assert opt.has_schedule and opt.learning_rate == 0.03
+    p = _param(pynn.get_backend("numpy"), [1.0], [1.0])
+    opt.apply([p])
+    np.testing.assert_allclose(p.value, [0.97])
+    assert optimizers.SGD(lambda step=0: 0.1 * (step + 1)).learning_rate == 0.1  # the step
+    with pytest.raises(TypeError, match="takes the step .* or no argument"):
+        optimizers.SGD(lambda step, scale: 0.1)
+
+
+def test_a_keras_style_custom_optimizer_is_refused_by_name():
+    """Keras' custom optimizers define update_step(gradient, variable, learning_rate), which
+    pynn never calls: a subclass of SGD trained as plain SGD, silently; one of the base
+    class failed with an AttributeError about pynn's private _update."""
+    class HalfSGD(optimizers.SGD):
+        def update_step(self, gradient, variable, learning_rate):
+            variable.assign(variable - 0.5 * learning_rate * gradient)
+
+    class MyOpt(optimizers.Optimizer):
+        def __init__(self, learning_rate=0.01, **kwargs):
+            super().__init__(learning_rate, **kwargs)
+
+        def update_step(self, gradient, variable, learning_rate):
+            variable.assign(variable - learning_rate * gradient)
+
+    class Nothing(optimizers.Optimizer):
+        def __init__(self, learning_rate=0.01):
+            super().__init__(learning_rate)
+
+    class Both(HalfSGD):  # written for both libraries: pynn calls its _update
+        def _update(self, b, w, g, s, lr):
+            w -= 0.5 * lr * g
+
+    for opt in (HalfSGD(0.1), MyOpt(0.1)):
+        model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+        with pytest.raises(TypeError, match=f"{type(opt).__name__} defines update_step.*"
+                                            r"Keras' hook, which pynn does not call: a pynn "
+                                            r"optimizer defines _update\(self, b, w, g, s, lr\)"):
+            model.compile(optimizer=opt, loss="mse")
+        with pytest.raises(TypeError, match="update_step"):
+            optimizers.get(opt)
+    with pytest.raises(TypeError, match=r"Nothing does not define the update: a pynn "
+                                        r"optimizer defines _update\(self, b, w, g, s, lr\)"):
+        pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(Nothing(), "mse")
+    with pytest.raises(TypeError, match="Nothing does not define the update"):
+        Nothing().apply([_param(pynn.get_backend("numpy"), [1.0], [1.0])])  # without compile
+    p = _param(pynn.get_backend("numpy"), [1.0], [1.0])
+    optimizers.get(Both(0.2)).apply([p])
+    np.testing.assert_allclose(p.value, [0.9])

@@ -224,3 +224,58 @@ def test_piecewise_constant_zero_pauses_training_and_bad_pieces_are_named():
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="values must be finite and >= 0"):
             schedules.PiecewiseConstantDecay([5], [1.0, bad])
+
+
+@pytest.mark.parametrize("engine,backend", [("native", "cpu"), ("layers", "cpu"),
+                                            ("layers", "numpy")])
+@pytest.mark.parametrize("option", ["clipnorm", "clipvalue", "global_clipnorm"])
+def test_a_clipping_of_zero_is_no_clipping(engine, backend, option):
+    """Keras 3 reads 0 as off (`if self.clipnorm and self.clipnorm > 0`): a callback turning
+    clipping off with 0 stopped training on the layer path (every gradient clipped to 0),
+    not in the native engine; the constructor refused 0, which Keras' configs may hold."""
+    if backend not in AVAILABLE or (engine == "native" and "cpu" not in AVAILABLE):
+        pytest.skip(f"backend {backend!r} is not built here")
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+    def run(**clip):
+        pynn.set_seed(3)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, activation="tanh"),
+                                 pynn.Dense(1)])
+        optimizer = optimizers.Adam(0.01, **clip)
+        model.compile(optimizer=optimizer, loss="mse", backend=backend)
+        if clip:
+            setattr(optimizer, option, 0.0)  # turned off after construction
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine, shuffle=False)
+        return model
+
+    model, plain = run(**{option: 0.5}), run()
+    assert model.optimizer.clipping == (None, None) and not model.optimizer.clips
+    for a, b in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    zero = optimizers.Adam(0.01, **{option: 0})  # as Keras' config may hold it
+    assert getattr(zero, option) == 0.0 and not zero.clips
+    assert optimizers.Adam.from_config(zero.get_config()).get_config()[option] == 0.0
+
+
+def test_a_zero_clipping_saves_and_a_negative_one_is_refused(tmp_path):
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer=optimizers.SGD(0.1, clipvalue=0.5), loss="mse")
+    model.optimizer.clipnorm = 0  # set beside the clipvalue: off, the clipvalue applies
+    assert model.optimizer.clipping == ("clipvalue", 0.5)
+    # (the constructor takes one clipping: the one that applies is written)
+    assert model.optimizer.get_config()["clipvalue"] == 0.5
+    assert "clipnorm" not in model.optimizer.get_config()
+    model.optimizer.clipvalue = 0.0
+    model.fit(np.ones((4, 2)), np.ones(4), epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")  # refused: the constructor took no 0
+    loaded = pynn.load_model(tmp_path / "m.npz").optimizer
+    assert not loaded.clips and (loaded.clipnorm, loaded.clipvalue) in [(0.0, None),
+                                                                        (None, 0.0)]
+    for option in ("clipnorm", "clipvalue", "global_clipnorm"):
+        with pytest.raises(ValueError, match=f"{option} must be > 0 \\(0 or None: no "):
+            optimizers.SGD(**{option: -1.0})
+        with pytest.raises(ValueError, match=f"{option} must be > 0"):
+            setattr(optimizers.SGD(), option, -1.0)  # a negative norm flipped the gradient
+        with pytest.raises(ValueError, match=f"{option} must be a finite number"):
+            setattr(optimizers.SGD(), option, "1")

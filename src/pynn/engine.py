@@ -221,7 +221,8 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if getattr(model.backend, "name", None) == "cuda":
         from . import cuda_engine
 
-        return cuda_engine.unsupported_reason(model, for_training, weighted)
+        why = _decay_exclusion_reason(model) if for_training else None
+        return why or cuda_engine.unsupported_reason(model, for_training, weighted)
     if _native_module() is None:
         return "pynn._C (with its DenseEngine) is not available"
     if model.backend is None or model.backend.name != "cpu":
@@ -245,6 +246,9 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
         return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
                 f"with the Adam family, Lion and Adadelta)")
+    why = _decay_exclusion_reason(model)
+    if why is not None:
+        return why
     for layer in model.layers:
         if any(p.trainable != layer.trainable for p in layer.params if not p.statistic):
             return f"layer {layer.name!r} has weights frozen one by one (param.trainable)"
@@ -253,6 +257,21 @@ def unsupported_reason(model, for_training=True, weighted=False):
                 return f"a regularizer on {type(layer).__name__} layer {layer.name!r}"
             if type(reg) not in _REGULARIZERS:
                 return f"custom regularizer {type(reg).__name__} on {param.name!r}"
+    return None
+
+
+def _decay_exclusion_reason(model):
+    """Why the engines cannot train with this optimizer: exclude_from_weight_decay keeps a
+    trainable weight of the model out of its weight decay (they decay every weight alike);
+    None otherwise."""
+    opt = model.optimizer
+    if not getattr(opt, "weight_decay", 0.0) or \
+            getattr(opt, "_decay_exclusions", None) is None:
+        return None
+    for param in model.trainable_params:
+        if not opt._decays(param):
+            return (f"exclude_from_weight_decay keeps {param.name!r} out of the weight decay "
+                    f"(the engine decays every weight alike)")
     return None
 
 
@@ -450,12 +469,16 @@ def _engine_settings(model):
     """What a training engine is built from: the optimizer (and its state dict), the loss,
     each layer with its settings, regularizer factors, weight arrays and trainable flags."""
     optimizer = model.optimizer
+    exclusions = getattr(optimizer, "_decay_exclusions", None)
     # weight_decay: set mid-fit on an optimizer whose decay the engine lacks, it must leave
     # the slots it updates: an option set mid-fit (amsgrad, momentum) may add one
+    # exclude_from_weight_decay's choice (by identity), and whether it meets a decay
     items = [optimizer, getattr(optimizer, "_state", None), model.loss,
              bool(getattr(optimizer, "weight_decay", 0.0))
              and not getattr(optimizer, "_fuses_weight_decay", False),
-             tuple(optimizer._active_slots()) if optimizer is not None else None]
+             tuple(optimizer._active_slots()) if optimizer is not None else None,
+             exclusions, exclusions is not None and bool(getattr(optimizer, "weight_decay",
+                                                                  0.0))]
     # the loss's numbers (Huber's delta, label_smoothing... set in place mid-fit; a numpy
     # float too, which _settings_key reads by value)
     items += [v for _, v in sorted(getattr(model.loss, "__dict__", {}).items())

@@ -2,19 +2,29 @@
 
 An optimizer keeps per-parameter state arrays (on the parameter's backend) and applies one
 fused update per parameter through the backend contract. `learning_rate` is a number, a
-schedule (pynn.schedules) or a function of the step; a number can be changed at any time,
-also during `fit` (a callback may set `model.optimizer.learning_rate`). Gradients can be
-clipped first, as in Keras: `clipvalue` element-wise, `clipnorm` per tensor by its L2 norm,
-`global_clipnorm` all tensors together by their joint norm; one of them, as in Keras 3
-(ValueError otherwise; a file saved when pynn took clipvalue beside a norm, applying the norm
-alone, loads with the norm alone and a warning). Every optimizer takes Keras 3's decoupled
-`weight_decay` (w -= lr * weight_decay * w before the update).
+schedule (pynn.schedules), a function of the step or a function of no argument (Keras');
+a number can be changed at any time, also during `fit` (a callback may set
+`model.optimizer.learning_rate`). Gradients can be clipped first, as in Keras: `clipvalue`
+element-wise, `clipnorm` per tensor by its L2 norm, `global_clipnorm` all tensors together
+by their joint norm; one of them, as in Keras 3 (ValueError otherwise; a file saved when
+pynn took clipvalue beside a norm, applying the norm alone, loads with the norm alone and a
+warning); 0 or None is no clipping, as in Keras. Every optimizer takes Keras 3's decoupled
+`weight_decay` (w -= lr * weight_decay * w before the update; None or 0: none), which
+`exclude_from_weight_decay` keeps off chosen weights.
+
+An optimizer of your own subclasses Optimizer (or one of pynn's), names its per-weight
+state arrays in the class attribute `slots` and defines `_update(self, b, w, g, s, lr)`:
+update the weight array w in place from its gradient g, its slots s ({name: array} with
+w's shape) and the rate lr, with numpy-style operations (b: the weight's backend, b.xp its
+array module). Keras' update_step(gradient, variable, learning_rate) is not called by pynn
+(compile refuses a class defining it instead of _update).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import numbers
 import re
@@ -55,12 +65,43 @@ def _check_rate(name, value):
     return value
 
 
+def _check_clipping(name, value):
+    """A clipping bound: a number > 0, or 0 for no clipping (Keras' `if self.clipnorm and
+    self.clipnorm > 0`: Keras configs may hold it)."""
+    value = _check_real(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be > 0 (0 or None: no clipping), got {value}")
+    return value
+
+
 def _check_fraction(name, value, closed=False):
     """value in [0, 1), or with closed in [0, 1] (Keras' momenta)."""
     value = _check_positive(name, value, allow_zero=True)
     if value > 1 if closed else value >= 1:
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     return value
+
+
+def _takes_no_step(function):
+    """Whether a learning-rate function is Keras' kind, called with no arguments, rather
+    than pynn's function of the step (also what one callable either way is taken for); a
+    TypeError naming the problem for a callable that takes neither."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # (some builtins have none: called with the step)
+        return False
+    try:
+        signature.bind(0)
+        return False
+    except TypeError:
+        pass
+    try:
+        signature.bind()
+        return True
+    except TypeError:
+        raise TypeError(f"learning_rate: a function for the rate takes the step (pynn's "
+                        f"schedules) or no argument (Keras'), got {function!r} taking "
+                        f"{signature}") from None
 
 
 _RATES_ASIDE = threading.local()  # ids of the optimizers whose rate function is set aside
@@ -107,13 +148,15 @@ class _StepCount(int):
 
 
 class Optimizer:
-    """Base class: subclasses name their state slots and implement `_update`.
+    """Base class: subclasses name their state slots and implement `_update` (see the
+    module docstring).
 
     learning_rate (each class has Keras' default) is a number >= 0, a pynn.schedules
-    schedule or a function of the step. After its own arguments every optimizer takes Keras
-    3's shared ones, by keyword: `clipnorm`, `clipvalue`, `global_clipnorm` (at most one;
-    see the module docstring), `weight_decay` (decoupled: w -= lr * weight_decay * w before
-    the update), `name` (Keras' default name if None), `use_ema` with `ema_momentum` (0.99)
+    schedule, a function of the step or a function of no argument (Keras'). After its own
+    arguments every optimizer takes Keras 3's shared ones, by keyword: `clipnorm`,
+    `clipvalue`, `global_clipnorm` (at most one, 0 or None: off; see the module docstring),
+    `weight_decay` (decoupled: w -= lr * weight_decay * w before the update; None: 0),
+    `name` (Keras' default name if None), `use_ema` with `ema_momentum` (0.99)
     and `ema_overwrite_frequency` (a moving average of the weights, written into them every
     that many updates and when fit ends; None or 0: only when fit ends),
     `gradient_accumulation_steps` (None, or k >= 2: update every k-th step with the mean of
@@ -139,14 +182,12 @@ class Optimizer:
         if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
             raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set "
                              "(as in Keras 3)")
-        self.clipnorm = None if clipnorm is None else _check_positive("clipnorm", clipnorm)
-        self.clipvalue = None if clipvalue is None else _check_positive("clipvalue", clipvalue)
-        self.global_clipnorm = (None if global_clipnorm is None
-                                else _check_positive("global_clipnorm", global_clipnorm))
+        # (checked by __setattr__: 0 is off, as in Keras)
+        self.clipnorm, self.clipvalue = clipnorm, clipvalue
+        self.global_clipnorm = global_clipnorm
         # Keras 3's decoupled weight decay, an argument of every optimizer: w -= lr * wd * w
-        # before the update
-        self.weight_decay = (0.0 if weight_decay is None else
-                             _check_positive("weight_decay", weight_decay, allow_zero=True))
+        # before the update (None: 0, by __setattr__)
+        self.weight_decay = weight_decay
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or self._default_name()
@@ -172,6 +213,13 @@ class Optimizer:
                              f"(never), got {frequency!r}")
 
     def __setattr__(self, name, value):
+        # Checked when set after construction too (a callback turning clipping off with 0,
+        # Keras' weight_decay=None): such values crashed or silently stopped training
+        if name in ("clipnorm", "clipvalue", "global_clipnorm") and value is not None:
+            value = _check_clipping(name, value)
+        elif name == "weight_decay":
+            value = (0.0 if value is None else
+                     _check_positive("weight_decay", value, allow_zero=True))
         object.__setattr__(self, name, value)
         # set mid-fit: a native engine that lacks the decay must leave; one built for other
         # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
@@ -237,13 +285,19 @@ class Optimizer:
         return self._learning_rate
 
     def _scheduled_rate(self, step):
-        return _check_rate("learning_rate (from the schedule)", self._schedule(step))
+        # Keras' learning_rate callable takes no arguments (pynn's functions take the step)
+        rate = (self._schedule() if self.__dict__.get("_rate_takes_no_step")
+                else self._schedule(step))
+        return _check_rate("learning_rate (from the schedule)", rate)
 
     @learning_rate.setter
     def learning_rate(self, value):
         if isinstance(value, LearningRateSchedule) or (callable(value) and
                                                        not isinstance(value, numbers.Real)):
+            no_step = (not isinstance(value, LearningRateSchedule)
+                       and _takes_no_step(value))
             self._schedule, self._learning_rate = value, None
+            self._rate_takes_no_step = no_step
             return
         if getattr(self, "_schedule", None) is not None:  # as Keras: not silently dropped
             raise TypeError("this optimizer's learning rate is a schedule: it cannot be set "
@@ -290,10 +344,12 @@ class Optimizer:
 
     @property
     def clipping(self):
-        """(option, value) of the clipping set (at most one); (None, None) without."""
+        """(option, value) of the clipping that applies (at most one; 0 is off, as in
+        Keras); (None, None) without."""
         for option in ("clipnorm", "global_clipnorm", "clipvalue"):
-            if getattr(self, option) is not None:
-                return option, getattr(self, option)
+            value = getattr(self, option)
+            if value:  # (None or 0: off)
+                return option, value
         return None, None
 
     @classmethod
@@ -321,6 +377,7 @@ class Optimizer:
         state = self.__dict__.copy()
         state.pop("_owner", None)
         state.pop("_released", None)
+        state.pop("_decay_off", None)  # (apply's, for one weight)
         return state
 
     def get_config(self):
@@ -333,9 +390,13 @@ class Optimizer:
         else:
             rate = _schedule_config(self._schedule)
         config = {"learning_rate": rate}
-        for key in ("clipnorm", "clipvalue", "global_clipnorm"):
-            if getattr(self, key) is not None:
-                config[key] = getattr(self, key)
+        # one clipping at most, which the constructor takes back (two may be set after
+        # construction): the one that applies, else one set to 0 (off)
+        options = [key for key in ("clipnorm", "global_clipnorm", "clipvalue")
+                   if getattr(self, key) is not None]
+        option = self.clipping[0] or (options[0] if options else None)
+        if option is not None:
+            config[option] = getattr(self, option)
         if self.weight_decay:
             config["weight_decay"] = self.weight_decay
         if self.use_ema:
@@ -437,16 +498,76 @@ class Optimizer:
         if self.clips:
             self._clip([p.grad for p in active])
         decay = lr * self.weight_decay if not self._fuses_weight_decay else 0.0
+        excludes = self.__dict__.get("_decay_exclusions") is not None
         slots = self._active_slots()  # (the same for every weight of the step)
         # (a subclass's own _slots_for(param) is called as it was written)
         own = type(self)._slots_for is not Optimizer._slots_for
         for p in active:
-            if decay:
+            kept_out = excludes and not self._decays(p)
+            if decay and not kept_out:
                 p.value -= p.value * p.value.dtype.type(decay)
             state = self._slots_for(p) if own else self._slots_for(p, slots)
-            self._update(p.backend, p.value, p.grad, state, lr)
+            if kept_out and self._fuses_weight_decay:
+                self.__dict__["_decay_off"] = True  # read by _fused_decay
+                try:
+                    self._update(p.backend, p.value, p.grad, state, lr)
+                finally:
+                    del self.__dict__["_decay_off"]
+            else:
+                self._update(p.backend, p.value, p.grad, state, lr)
         if self.use_ema:
             self._update_averages(active)
+
+    def _fused_decay(self):
+        """The weight decay an update that applies it itself (_fuses_weight_decay) gives the
+        weight apply() is updating: 0 for one exclude_from_weight_decay keeps out."""
+        return 0.0 if self.__dict__.get("_decay_off") else self.weight_decay
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras 3's: keep weights out of the weight decay. var_list: weights (pynn
+        Parameters, e.g. model.layers[1].bias); var_names: regular expressions searched for
+        in each weight's own name (as Keras' variable.name: "kernel", "bias", "gamma", not
+        the layer's name), so a word matches as a part of it: var_names=["bias"] keeps every
+        bias out. A call replaces the previous one's choice (neither: every weight decays).
+        Not in get_config or model files, as in Keras. Fit trains layer by layer while it
+        keeps a weight of the model out of a decay (the native engines decay every weight
+        alike)."""
+        from .layers.base import Parameter
+
+        if isinstance(var_list, Parameter):
+            var_list = [var_list]
+        try:
+            params = [] if var_list is None else list(var_list)
+        except TypeError:
+            raise TypeError(f"exclude_from_weight_decay: var_list must be a list of weights "
+                            f"(pynn Parameters), got {var_list!r}") from None
+        for param in params:
+            if not isinstance(param, Parameter):
+                raise TypeError(f"exclude_from_weight_decay: var_list takes weights (pynn "
+                                f"Parameters, e.g. layer.bias), got {param!r} in it; names "
+                                f"go in var_names")
+        names = _patterns("var_names", var_names)
+        # the weights themselves are held: their ids cannot be reused by new ones
+        self._decay_exclusions = None if not params and not names else (
+            tuple(params), frozenset(map(id, params)),
+            re.compile("|".join(names)) if names else None)
+        config.settings_changed()  # a native engine decaying every weight must leave
+
+    def _decays(self, param):
+        """Whether the weight decay applies to param (exclude_from_weight_decay)."""
+        exclusions = self.__dict__.get("_decay_exclusions")
+        if exclusions is None:
+            return True
+        _, ids, pattern = exclusions
+        if id(param) in ids:
+            return False
+        return pattern is None or pattern.search(param.name.rsplit("/", 1)[-1]) is None
+
+    def _update(self, b, w, g, s, lr):
+        """Update the weight array w in place from its gradient g, its slots s and the rate
+        lr (b: the weight's backend): what a subclass defines."""
+        _check_hooks(type(self))  # (used without compile: what is missing is named)
+        raise NotImplementedError(f"{type(self).__name__} does not define {_UPDATE_HOOK}")
 
     def _accumulate(self, params):
         """Keras 3's gradient accumulation: False while a step's gradients are added to the
@@ -589,7 +710,7 @@ class Adam(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2,
-                      self.epsilon, self.weight_decay, self._update_count(),
+                      self.epsilon, self._fused_decay(), self._update_count(),
                       s["v_hat"] if self.amsgrad else None)
 
 
@@ -676,7 +797,7 @@ class Nadam(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.nadam_update(w, g, s["m"], s["v"], lr, self.beta_1, self.beta_2, self.epsilon,
-                       self.weight_decay, self._update_count())
+                       self._fused_decay(), self._update_count())
 
 
 class Adamax(_MomentOptimizer):
@@ -689,7 +810,7 @@ class Adamax(_MomentOptimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adamax_update(w, g, s["m"], s["u"], lr, self.beta_1, self.beta_2, self.epsilon,
-                        self.weight_decay, self._update_count())
+                        self._fused_decay(), self._update_count())
 
 
 class Lion(Optimizer):
@@ -713,7 +834,7 @@ class Lion(Optimizer):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
 
     def _update(self, b, w, g, s, lr):
-        b.lion_update(w, g, s["m"], lr, self.beta_1, self.beta_2, self.weight_decay)
+        b.lion_update(w, g, s["m"], lr, self.beta_1, self.beta_2, self._fused_decay())
 
 
 class Adadelta(Optimizer):
@@ -734,7 +855,7 @@ class Adadelta(Optimizer):
 
     def _update(self, b, w, g, s, lr):
         b.adadelta_update(w, g, s["accumulated_grad"], s["accumulated_delta"], lr, self.rho,
-                          self.epsilon, self.weight_decay)
+                          self.epsilon, self._fused_decay())
 
 
 class Lamb(_MomentOptimizer):
@@ -917,6 +1038,8 @@ class Muon(Optimizer):
         t = w.dtype.type
         adamw = "velocity" in s
         decay = self.adam_weight_decay if adamw else self.weight_decay
+        if self.__dict__.get("_decay_off"):  # kept out by exclude_from_weight_decay
+            decay = 0.0
         if decay:
             w -= w * t(lr * decay)
         m = s["momentum"]
@@ -989,9 +1112,35 @@ _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagr
 NAMES = tuple(_BY_NAME)  # what `get` takes by name (any case)
 
 
+_UPDATE_HOOK = ("_update(self, b, w, g, s, lr), updating the weight array w in place from "
+                "its gradient g, its slots s ({name: array}, named by the class attribute "
+                "`slots`) and the rate lr (see pynn.optimizers' docstring)")
+
+
+def _check_hooks(cls):
+    """A TypeError for an optimizer class pynn cannot train with: one written for Keras,
+    whose update_step(gradient, variable, learning_rate) pynn would never call (a subclass
+    of a pynn optimizer trained as its parent, silently), or one without _update. A class
+    defining both (for both libraries) is fine, as is one with an apply() of its own."""
+    if not isinstance(cls, type) or not issubclass(cls, Optimizer):
+        return  # (custom_objects' factory function: its result is checked by compile)
+    mro = cls.__mro__
+    keras_hook = next((i for i, c in enumerate(mro) if "update_step" in vars(c)), None)
+    own_hook = next((i for i, c in enumerate(mro) if "_update" in vars(c)
+                     and c is not Optimizer), None)
+    if keras_hook is not None and (own_hook is None or keras_hook < own_hook):
+        raise TypeError(f"{cls.__name__} defines update_step(gradient, variable, "
+                        f"learning_rate), Keras' hook, which pynn does not call: a pynn "
+                        f"optimizer defines {_UPDATE_HOOK}")
+    if own_hook is None and cls.apply is Optimizer.apply:
+        raise TypeError(f"{cls.__name__} does not define the update: a pynn optimizer "
+                        f"defines {_UPDATE_HOOK}")
+
+
 def get(identifier) -> Optimizer:
     """An optimizer from a name ('adam', 'sgd', ...), a config dict or an Optimizer."""
     if isinstance(identifier, Optimizer):
+        _check_hooks(type(identifier))
         return identifier
     if isinstance(identifier, str):
         cls = _BY_NAME.get(identifier.lower())
@@ -1000,6 +1149,7 @@ def get(identifier) -> Optimizer:
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _custom.find(identifier, lambda name: _BY_NAME.get(name.lower()), "optimizer")
+        _check_hooks(cls)
         return _from_config(cls, identifier.get("config", {}))
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
                      f"Optimizer instance)")

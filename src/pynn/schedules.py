@@ -1,6 +1,8 @@
 """Learning-rate schedules (Keras' keras.optimizers.schedules): lr as a function of the
 optimizer step (0 for the first update). Pass one as `learning_rate=` to any optimizer;
-a plain function step -> lr works too.
+a plain function step -> lr works too, as does Keras' function of no argument. Called
+with an array of steps (schedule(np.arange(n)), as Keras' take a tensor), pynn's
+schedules give the array of rates.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+
+import numpy as np
 
 from . import custom_objects as _custom
 
@@ -24,6 +28,15 @@ def _check(owner, name, value, low=0.0, strict=True, high=math.inf):
     return float(value)
 
 
+def _steps(step):
+    """An array of steps (Keras' schedules take a tensor of them, as schedule(np.arange(n))
+    for the curve) as float64, or None for one step, which keeps the scalar arithmetic the
+    optimizers use."""
+    if isinstance(step, numbers.Real) or np.ndim(step) == 0:
+        return None
+    return np.asarray(step, dtype=np.float64)
+
+
 class LearningRateSchedule:
     """Base class: schedule(step) -> learning rate for the update at that step (0-based). A
     subclass of your own defines `__call__` and stores its constructor arguments as
@@ -31,7 +44,8 @@ class LearningRateSchedule:
 
     def __call__(self, step):
         """The learning rate (a float) for the optimizer's update at `step` (0 for the first:
-        the optimizer's step count before the update)."""
+        the optimizer's step count before the update). pynn's schedules also take an array
+        of steps (as Keras'), giving an array of rates."""
         raise NotImplementedError
 
     def get_config(self):
@@ -76,6 +90,11 @@ class ExponentialDecay(LearningRateSchedule):
     def __call__(self, step):
         """The rate at `step` (0-based): initial_learning_rate * decay_rate **
         (step / decay_steps), the exponent floored with staircase."""
+        steps = _steps(step)
+        if steps is not None:
+            p = steps / self.decay_steps
+            return self.initial_learning_rate * self.decay_rate ** (
+                np.floor(p) if self.staircase else p)
         p = step / self.decay_steps
         if self.staircase:
             p = math.floor(p)
@@ -102,6 +121,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     def __call__(self, step):
         """The rate at `step` (0-based): values[i] for the first boundaries[i] >= step, or
         values[-1] after the last boundary."""
+        steps = _steps(step)
+        if steps is not None:  # (the first boundary >= step: the count of those below)
+            return np.asarray(self.values)[np.searchsorted(self.boundaries, steps)]
         for boundary, value in zip(self.boundaries, self.values):
             if step <= boundary:
                 return value
@@ -129,6 +151,9 @@ class PolynomialDecay(LearningRateSchedule):
     def __call__(self, step):
         """The rate at `step` (0-based): the polynomial decay at step (end_learning_rate
         once step passes decay_steps, unless cycle)."""
+        steps = _steps(step)
+        if steps is not None:
+            return self._decayed(steps)
         decay_steps = self.decay_steps
         if self.cycle:  # Keras: the multiplier is 1 at step 0 (ceil would give 0)
             decay_steps *= 1 if step == 0 else math.ceil(step / self.decay_steps)
@@ -137,6 +162,18 @@ class PolynomialDecay(LearningRateSchedule):
         # min: a fractional decay_steps can round step / decay_steps just above 1, where a
         # fractional power of a negative number is complex
         p = min(step / decay_steps, 1.0)
+        return ((self.initial_learning_rate - self.end_learning_rate) * (1 - p) ** self.power
+                + self.end_learning_rate)
+
+    def _decayed(self, steps):
+        """__call__ on an array of steps."""
+        decay_steps = self.decay_steps
+        if self.cycle:
+            decay_steps = decay_steps * np.where(steps == 0, 1.0,
+                                                 np.ceil(steps / self.decay_steps))
+        else:
+            steps = np.minimum(steps, decay_steps)
+        p = np.minimum(steps / decay_steps, 1.0)
         return ((self.initial_learning_rate - self.end_learning_rate) * (1 - p) ** self.power
                 + self.end_learning_rate)
 
@@ -159,14 +196,19 @@ class InverseTimeDecay(LearningRateSchedule):
     def __call__(self, step):
         """The rate at `step` (0-based): initial_learning_rate / (1 + decay_rate * step /
         decay_steps), step / decay_steps floored with staircase."""
+        steps = _steps(step)
+        if steps is not None:
+            p = steps / self.decay_steps
+            return self.initial_learning_rate / (1 + self.decay_rate * (
+                np.floor(p) if self.staircase else p))
         p = step / self.decay_steps
         if self.staircase:
             p = math.floor(p)
         return self.initial_learning_rate / (1 + self.decay_rate * p)
 
 
-def _cosine(fraction, alpha):
-    return (1 - alpha) * 0.5 * (1 + math.cos(math.pi * fraction)) + alpha
+def _cosine(fraction, alpha, cos=math.cos):
+    return (1 - alpha) * 0.5 * (1 + cos(math.pi * fraction)) + alpha
 
 
 class CosineDecay(LearningRateSchedule):
@@ -192,6 +234,9 @@ class CosineDecay(LearningRateSchedule):
     def __call__(self, step):
         """The rate at `step` (0-based): on the warm-up line while step < warmup_steps (with
         warmup_target), then on the cosine; flat once the decay is over."""
+        steps = _steps(step)
+        if steps is not None:
+            return self._decayed(steps)
         if self.warmup_target is None:
             frac = min(step, self.decay_steps) / self.decay_steps
             return self.initial_learning_rate * _cosine(frac, self.alpha)
@@ -201,6 +246,19 @@ class CosineDecay(LearningRateSchedule):
                     + self.initial_learning_rate)
         frac = (step - self.warmup_steps) / self.decay_steps
         return self.warmup_target * _cosine(frac, self.alpha)
+
+    def _decayed(self, steps):
+        """__call__ on an array of steps."""
+        if self.warmup_target is None:
+            frac = np.minimum(steps, self.decay_steps) / self.decay_steps
+            return self.initial_learning_rate * _cosine(frac, self.alpha, np.cos)
+        steps = np.minimum(steps, self.decay_steps + self.warmup_steps)
+        warming = steps < self.warmup_steps
+        # (where no step warms up, warmup_steps may be 0: no division by it)
+        warmup = ((self.warmup_target - self.initial_learning_rate) * steps
+                  / (self.warmup_steps or 1.0) + self.initial_learning_rate)
+        frac = (steps - self.warmup_steps) / self.decay_steps
+        return np.where(warming, warmup, self.warmup_target * _cosine(frac, self.alpha, np.cos))
 
 
 class CosineDecayRestarts(LearningRateSchedule):
@@ -228,6 +286,9 @@ class CosineDecayRestarts(LearningRateSchedule):
         """The rate at `step` (0-based), in the period it falls in. With t_mul < 1 the
         periods shrink and end: a step past their end raises ValueError (Keras gives
         NaN)."""
+        steps = _steps(step)
+        if steps is not None:
+            return self._decayed(steps)
         fraction = step / self.first_decay_steps
         if self.t_mul == 1:
             restart = math.floor(fraction)
@@ -251,6 +312,26 @@ class CosineDecayRestarts(LearningRateSchedule):
             fraction = max(0.0, fraction - self._start(restart)) / self.t_mul ** restart
         # as Keras: m_mul scales the cosine part only; alpha stays a fraction of the initial
         cosine = 0.5 * self.m_mul ** restart * (1 + math.cos(math.pi * fraction))
+        return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
+
+    def _decayed(self, steps):
+        """__call__ on an array of steps (the same periods, the same corrections)."""
+        fraction = steps / self.first_decay_steps
+        if self.t_mul == 1:
+            restart = np.floor(fraction)
+            fraction = fraction - restart
+        else:
+            log_arg = 1 - fraction * (1 - self.t_mul)
+            if (log_arg <= 0).any():  # the scalar path's error, for the first such step
+                bad = float(steps[log_arg <= 0][0])
+                self(int(bad) if bad.is_integer() else bad)
+            restart = np.floor(np.log(log_arg) / math.log(self.t_mul))
+            slack = 1e-12 * np.maximum(1.0, fraction)
+            later = self._start(restart + 1) <= fraction + slack
+            earlier = ~later & (restart > 0) & (self._start(restart) > fraction + slack)
+            restart = restart + later - earlier
+            fraction = np.maximum(0.0, fraction - self._start(restart)) / self.t_mul ** restart
+        cosine = 0.5 * self.m_mul ** restart * (1 + np.cos(math.pi * fraction))
         return self.initial_learning_rate * ((1 - self.alpha) * cosine + self.alpha)
 
 
