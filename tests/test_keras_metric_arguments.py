@@ -616,3 +616,154 @@ def test_kerass_positional_habits_get_clear_errors_or_its_reading(rng):
         M.F1Score("macro")
     with pytest.raises(TypeError, match="name must be a string"):
         M.Precision(0.5, None, 2)  # Keras' (thresholds, top_k, class_id) order
+
+
+# ---- R2Score's Keras arguments ------------------------------------------------------------
+def _regression(rng, n=20):
+    y = rng.normal(size=(n, 3)) * np.array([1.0, 10.0, 0.1])
+    return y, y + rng.normal(size=(n, 3))
+
+
+def _result(metric, *batches, **kwargs):
+    for y, p in batches:
+        metric.update_state(y, p, **kwargs)
+    return metric.result()
+
+
+def test_r2_score_takes_kerass_arguments_in_its_order(rng):
+    """Keras' R2Score(class_aggregation, num_regressors, name, dtype): pynn's took the name
+    first, so R2Score("variance_weighted_average") was the uniform R² named so, and both
+    keywords were TypeErrors."""
+    y, p = _regression(rng)
+    w = rng.uniform(0, 2, len(y))
+    m = M.R2Score("variance_weighted_average")
+    assert m.name == "r2_score"
+    assert _result(m, (y[:7], p[:7]), (y[7:], p[7:])) == pytest.approx(
+        skm.r2_score(y, p, multioutput="variance_weighted"))
+    assert _result(M.R2Score(class_aggregation="variance_weighted_average"), (y, p),
+               sample_weight=w) == pytest.approx(
+        skm.r2_score(y, p, sample_weight=w, multioutput="variance_weighted"))
+    per_output = _result(M.R2Score(None), (y[:5], p[:5]), (y[5:], p[5:]))
+    np.testing.assert_allclose(per_output, skm.r2_score(y, p, multioutput="raw_values"))
+    uniform = skm.r2_score(y, p)
+    assert _result(M.R2Score(), (y, p)) == pytest.approx(uniform)
+    # adjusted R²: Keras' n is the number of target values seen (samples times outputs)
+    n = y.size
+    assert _result(M.R2Score(num_regressors=3), (y[:9], p[:9]), (y[9:], p[9:])) == \
+        pytest.approx(1 - (1 - uniform) * (n - 1) / (n - 3 - 1))
+    assert _result(M.R2Score("uniform_average", n - 2), (y, p)) == \
+        pytest.approx(1 - (1 - uniform) * (n - 1))
+    with pytest.warns(RuntimeWarning, match="plain R²"):  # no degree of freedom left
+        assert _result(M.R2Score(num_regressors=n - 1), (y, p)) == pytest.approx(uniform)
+    constant = np.ones((6, 2))  # no column varies: scikit-learn's uniform mean
+    assert _result(M.R2Score("variance_weighted_average"), (constant, constant)) == 1.0
+    with pytest.raises(ValueError, match=r"class_aggregation must be one of.*got 'r2'.*"
+                                         r"R2Score\(name='r2'\)"):
+        M.R2Score("r2")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="num_regressors must be an integer >= 0"):
+            M.R2Score(num_regressors=bad)
+    assert M.R2Score(name="fit").name == "fit"
+    m = M.R2Score("variance_weighted_average", 2, name="vw")
+    again = M.deserialize(M.serialize(m))
+    assert again.get_config() == m.get_config() == {
+        "name": "vw", "class_aggregation": "variance_weighted_average", "num_regressors": 2}
+    assert M.deserialize({"class_name": "R2Score", "config": {"name": "old"}}) \
+        .class_aggregation == "uniform_average"  # a file from before the arguments
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3)])
+    with pytest.raises(ValueError, match="one R² per output"):
+        model.compile("sgd", "mse", metrics=[M.R2Score(None)])
+
+
+def test_r2_score_arguments_against_keras(rng):
+    keras = import_keras()
+    y, p = _regression(rng)
+    for args, kwargs in ((("variance_weighted_average",), {}), ((None,), {}),
+                         ((), {"num_regressors": 3}),
+                         (("variance_weighted_average", 5), {})):
+        ours = np.asarray(_result(M.R2Score(*args, **kwargs), (y[:8], p[:8]), (y[8:], p[8:])))
+        theirs = keras.metrics.R2Score(*args, **kwargs)
+        for part in (slice(0, 8), slice(8, None)):
+            theirs.update_state(y[part].astype(np.float32), p[part].astype(np.float32))
+        np.testing.assert_allclose(ours, np.asarray(theirs.result()), rtol=1e-4)
+
+
+# ---- a threshold given to Precision/Recall ------------------------------------------------
+def test_a_threshold_given_first_is_kerass_thresholds(rng):
+    """Precision(0.7) is Keras' thresholds=0.7 (every output read at it), but was pynn's
+    threshold, ignored for (N, C) outputs read by their argmax: a silently different
+    metric. A threshold given now reads every output (multilabel=True unless given); given
+    with multilabel=False, (N, C) outputs raise instead of ignoring it."""
+    y = (rng.random((30, 4)) > 0.5).astype(np.float32)
+    p = rng.random((30, 4)).astype(np.float32)
+    hit, truth = p > 0.7, y > 0.5
+    want = {M.Precision: (hit & truth).sum() / hit.sum(),
+            M.Recall: (hit & truth).sum() / truth.sum()}
+    for cls, value in want.items():
+        for make in (lambda: cls(0.7), lambda: cls([0.7]), lambda: cls(threshold=0.7),
+                     lambda: cls(thresholds=0.7)):
+            m = make()
+            assert m.multilabel is True
+            assert _result(m, (y, p)) == pytest.approx(value)
+        with pytest.raises(ValueError, match=r"threshold=0.7 would be ignored.*multilabel=True"):
+            cls(0.7, multilabel=False).update_state(np.eye(4)[[0, 1, 2, 3]], p[:4])
+        single = cls(0.7, multilabel=False)  # one output: the threshold reads it
+        single.update_state(y[:, 0], p[:, 0])
+        ref = skm.precision_score if cls is M.Precision else skm.recall_score
+        assert single.result() == pytest.approx(_sk(ref, y[:, 0], p[:, 0] > 0.7))
+        default = cls()  # none given: (N, C) outputs read as classes, as documented
+        labels = rng.integers(0, 4, 30)
+        default.update_state(np.eye(4)[labels], p)
+        assert default.multilabel is None and default.result() == pytest.approx(
+            _sk(ref, labels, p.argmax(1), average="macro",
+                labels=np.union1d(labels, p.argmax(1))))
+        assert cls(class_id=1, threshold=0.7, multilabel=False)(y, p) == pytest.approx(
+            _sk(ref, y[:, 1], p[:, 1] > 0.7))  # class_id reads its column at the threshold
+    with pytest.raises(ValueError, match="would be ignored"):
+        M.F1Score(threshold=0.5, multilabel=False).update_state(np.eye(4)[[0, 1, 2, 3]], p[:4])
+    with pytest.raises(TypeError, match="multilabel must be True, False or None.*top_k"):
+        M.Precision(0.5, 1)  # Keras' (thresholds, top_k)
+
+
+def test_a_threshold_given_survives_files_and_old_files_keep_their_reading(rng):
+    y3 = np.eye(3)[[0, 1, 2, 1, 0, 2]]
+    p3 = _softmax(rng.normal(size=(6, 3)))
+    classes = M.precision(y3, p3)  # the class reading (argmax)
+    pooled = M.precision(y3, p3, threshold=0.3, multilabel=True)
+    for m, want in ((M.Precision(), classes), (M.Precision(0.3), pooled),
+                    (M.Precision(threshold=0.3, multilabel=False, name="p"), None)):
+        again = M.deserialize(M.serialize(m))
+        assert again.get_config() == m.get_config()
+        if want is None:
+            with pytest.raises(ValueError, match="would be ignored"):
+                again(y3, p3)
+        else:
+            assert again(y3, p3) == pytest.approx(want)
+    assert M.Precision().get_config()["threshold"] is None  # the default, not a 0.5 given
+    # files from before: every Precision stored a threshold (0.5 when none was given), read
+    # (N, C) outputs as classes whatever it was, and load with that reading
+    for stored, multilabel in ((0.5, None), (0.3, None), (0.5, False)):
+        old = M.deserialize({"class_name": "Precision", "config": {
+            "name": "precision", "threshold": stored, "multilabel": multilabel,
+            "class_id": None}})
+        assert old.multilabel is multilabel and old.threshold == stored
+        assert old(y3, p3) == pytest.approx(classes)
+
+
+# ---- Keras' other metric names ------------------------------------------------------------
+def test_kerass_other_metric_names_are_accepted_and_log_as_given(rng):
+    """Keras 3's metrics.get takes "MSE", "MAE", "MAPE", "MSLE", "bce", "BCE" and
+    "log_cosh_error" (and compile "Accuracy", "ACC"); pynn refused them. Keras logs a string
+    metric under that string."""
+    x = rng.normal(size=(24, 3)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation="sigmoid")])
+    aliases = {"MSE": "mse", "MAE": "mae", "MAPE": "mape", "MSLE": "msle",
+               "bce": "binary_crossentropy", "BCE": "binary_crossentropy",
+               "log_cosh_error": "logcosh", "Accuracy": "accuracy", "ACC": "accuracy"}
+    model.compile("sgd", "binary_crossentropy", metrics=[*aliases, *dict.fromkeys(
+        aliases.values())])
+    logs = model.evaluate(x, y, return_dict=True)
+    assert set(logs) == {"loss", *aliases, *aliases.values()}
+    for alias, name in aliases.items():
+        assert logs[alias] == pytest.approx(logs[name], rel=1e-6), alias

@@ -121,3 +121,42 @@ def test_bad_arguments():
         metrics.SparseCategoricalCrossentropy(ignore_class=0)
     with pytest.raises(ValueError, match="targets must lie in"):
         metrics.KLDivergence().update_state(np.array([[2.0, -1.0]]), np.array([[0.5, 0.5]]))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}{c[1] or ''}")
+def test_an_empty_batch_adds_nothing(rng, case):
+    """A batch of 0 samples given to update_state raised the loss's "no samples"; Keras adds
+    nothing. A loss called directly on no samples still raises."""
+    name, kwargs, kind = case
+    y, p = _batch(kind, rng, 9)
+    want = getattr(metrics, name)(**kwargs)
+    want.update_state(y, p)
+    for weights in (None, np.zeros(0)):
+        m = getattr(metrics, name)(**kwargs)
+        m.update_state(y[:0], p[:0], sample_weight=weights)
+        assert np.isnan(m.result())
+        m.update_state(y, p)
+        assert m.result() == pytest.approx(want.result())
+    if not kwargs:  # the compile strings' metrics too
+        compiled = metrics.get(want.name)
+        compiled.update_state(y[:0], p[:0])
+        compiled.update_state(y, p)
+        assert compiled.result() == pytest.approx(want.result())
+    with pytest.raises(ValueError, match="no samples"):
+        want.fn(y[:0], p[:0])
+
+
+def test_a_loss_object_as_a_metric_logs_under_its_name(rng):
+    """compile(metrics=[a loss object]) logged it as "metric", "metric_1"; Keras 3 logs its
+    name (Huber's "huber_loss", as Keras names it)."""
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    y = x[:, :1]
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", pynn.losses.Huber(),
+                  metrics=[pynn.losses.Huber(), pynn.losses.MeanSquaredError(),
+                           pynn.losses.MeanAbsoluteError(name="mine")])
+    logs = model.evaluate(x, y, return_dict=True)
+    assert set(logs) == {"loss", "huber_loss", "mean_squared_error", "mine"}
+    assert logs["huber_loss"] == pytest.approx(logs["loss"], rel=1e-6)
+    keras = import_keras()
+    assert keras.losses.Huber().name == pynn.losses.Huber().name

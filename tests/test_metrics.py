@@ -504,9 +504,13 @@ def test_metric_objects_read_multilabel_outputs_as_their_names_do(rng):
     assert by_object["auc"] == pytest.approx(skm.roc_auc_score(y.ravel(), p.ravel()))
     assert by_object["precision"] == pytest.approx(
         _sk(skm.precision_score, y.ravel(), p.ravel() > 0.5))
-    # asked for explicitly, the multi-class reading stays available
+    # asked for explicitly, the multi-class reading stays available (of one-hot targets:
+    # multi-hot rows are no class, and raise rather than read by their argmax)
     model, x, y = _multilabel_model(seed, [M.Precision(multilabel=False)])
     p = model.predict(x, verbose=0)
+    with pytest.raises(ValueError, match="needs one-hot targets.*multilabel=True"):
+        model.evaluate(x, y, return_dict=True)
+    y = np.eye(3, dtype=np.float32)[y.argmax(1)]
     assert model.evaluate(x, y, return_dict=True)["precision"] == pytest.approx(
         _sk(skm.precision_score, y.argmax(1), p.argmax(1), average="macro",
             labels=np.union1d(y.argmax(1), p.argmax(1))))
@@ -610,3 +614,128 @@ def test_class_id_on_one_output_and_weighted_multilabel_f1_as_scikit_learn():
     w = np.array([1.0, 2.0, 0.5, 3.0])
     assert M.f1_score(y, scores, multilabel=True, average="weighted", sample_weight=w) == \
         pytest.approx(f1_score(y, scores > 0.5, average="weighted", sample_weight=w))
+
+
+_MEAN_METRICS = [  # (class, arguments, data kind) of pynn's per-sample mean metrics
+    (M.BinaryAccuracy, {}, "binary"), (M.CategoricalAccuracy, {}, "one-hot"),
+    (M.SparseCategoricalAccuracy, {}, "labels"), (M.TopKCategoricalAccuracy, {"k": 2}, "one-hot"),
+    (M.SparseTopKCategoricalAccuracy, {"k": 2}, "labels"), (M.MeanSquaredError, {}, "binary"),
+    (M.MeanAbsoluteError, {}, "binary"), (M.MeanAbsolutePercentageError, {}, "binary"),
+    (M.MeanSquaredLogarithmicError, {}, "binary")]
+
+
+def _targets(kind, rng, n, c=3):
+    labels = rng.integers(0, c, n)
+    return {"binary": (rng.random((n, c)) > 0.5).astype(np.float32),
+            "one-hot": np.eye(c, dtype=np.float32)[labels], "labels": labels}[kind]
+
+
+@pytest.mark.parametrize("case", _MEAN_METRICS, ids=lambda c: c[0].__name__)
+def test_an_empty_batch_adds_nothing_to_a_mean_metric(rng, case):
+    """A batch of 0 samples (a filtered or masked batch) made a mean metric NaN for good
+    (np.mean of nothing, added at weight 0); Keras adds nothing."""
+    cls, kwargs, kind = case
+    y, p = _targets(kind, rng, 10), rng.random((10, 3)).astype(np.float32)
+    want = cls(**kwargs)
+    want.update_state(y, p)
+    for weights in (None, np.zeros(0)):
+        m = cls(**kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (no "mean of empty slice" either)
+            m.update_state(y[:0], p[:0], sample_weight=weights)
+            assert np.isnan(m.result())  # nothing seen yet
+            m.update_state(y, p, sample_weight=None if weights is None else np.ones(10))
+        assert m.result() == pytest.approx(want.result())
+    with pytest.raises(ValueError, match="sample_weight"):  # still checked
+        cls(**kwargs).update_state(y[:0], p[:0], sample_weight=np.ones(3))
+    fn = M.MeanMetricWrapper(lambda t, q: float(np.mean(q)), name="mine")
+    fn.update_state(y[:0], p[:0])  # a user's function is not asked about no samples
+    fn.update_state(y, p)
+    assert fn.result() == pytest.approx(float(np.mean(p)))
+
+
+def test_multi_hot_targets_are_not_read_as_classes(rng):
+    """AUC()/Precision()/Recall()/F1Score() read (N, C) outputs as classes and took the
+    argmax of multi-hot (or all-zero) target rows as their class, silently: a class they are
+    not. One-hot rows and soft labels (a distribution over the classes) still read."""
+    p = _softmax(rng.normal(size=(6, 3)))
+    multi_hot = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 1], [1, 0, 0]])
+    no_class = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    no_class[3] = 0
+    for y in (multi_hot, no_class):
+        for m in (M.AUC(), M.Precision(), M.Recall(), M.F1Score()):
+            with pytest.raises(ValueError, match=r"needs one-hot targets.*multilabel=True"):
+                m.update_state(y, p)
+        with pytest.raises(ValueError, match="needs one-hot targets"):
+            M.precision(y, p)
+    one_hot = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    soft = 0.8 * one_hot + 0.2 / 3  # label-smoothed: the same classes
+    m = M.Precision()
+    m.update_state(soft, p)
+    assert m.result() == pytest.approx(M.precision([0, 1, 2, 0, 1, 2], p))
+    assert M.roc_auc(soft, p) == pytest.approx(M.roc_auc(one_hot, p))
+    pooled = M.Precision(multilabel=True)  # multi-hot labels, read as labels
+    pooled.update_state(multi_hot, p)
+    hit = p > 0.5
+    assert pooled.result() == pytest.approx((hit & (multi_hot > 0)).sum() / hit.sum())
+
+
+def test_labels_read_per_output_need_one_shape(rng):
+    """F1Score(threshold=0.5) (each output a label) given y_true (4, 3) and y_pred (3, 4)
+    flattened both and paired the outputs of different samples; Keras raises."""
+    y = (rng.random((4, 3)) > 0.5).astype(np.float32)
+    p = rng.random((3, 4)).astype(np.float32)
+    for m in (M.F1Score(threshold=0.5), M.Precision(multilabel=True), M.TruePositives(),
+              M.AUC(multilabel=True)):
+        with pytest.raises(ValueError, match=r"y_true has shape \(4, 3\), y_pred \(3, 4\)"):
+            m.update_state(y, p)
+    with pytest.raises(ValueError, match="one shape"):
+        M.f1_score(y, p, multilabel=True)
+    y1, p1 = np.array([1, 0, 1, 1]), np.array([[0.9], [0.8], [0.2], [0.7]])
+    for yy, pp in ((y1, p1), (y1[:, None], p1[:, 0])):  # a trailing axis of 1 still reads
+        assert M.f1_score(yy, pp, multilabel=True) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+
+
+def test_top_k_ranks_a_nan_score_below_every_number():
+    """np.partition ranked NaN above every score: a NaN in another class pushed the label out
+    of the top 1, and a NaN label score was out even for k >= the number of classes. Keras'
+    in_top_k (JAX) ranks a NaN label score below every number and NaN above nothing."""
+    p = np.array([[np.nan, 0.1, 0.2], [0.1, np.nan, 0.2]], np.float32)
+    labels = np.array([0, 2])
+    for k, want in ((1, 0.5), (2, 0.5), (3, 1.0), (5, 1.0)):
+        m = M.SparseTopKCategoricalAccuracy(k=k)
+        m.update_state(labels, p)
+        assert m.result() == want
+        assert M.top_k_categorical_accuracy(np.eye(3)[labels], p, k=k) == want
+    tied = np.array([[0.2, 0.5, 0.5, 0.1]])  # a score tied with the k-th still counts as in
+    assert M.sparse_top_k_categorical_accuracy([2], tied, k=1) == 1.0
+    assert M.sparse_top_k_categorical_accuracy([0], tied, k=2) == 0.0
+
+
+def test_a_weight_per_output_weighs_each_output_or_is_refused(rng):
+    """(N, C) weights on (N, C) outputs: BinaryAccuracy averaged the weights over the outputs
+    (0.596 where Keras' value is 0.664, each output weighed by its own weight); the metrics
+    whose value is a mean over the outputs (MSE...) accepted them silently where Keras
+    raises."""
+    y = (rng.random((6, 3)) > 0.5).astype(np.float32)
+    p = rng.random((6, 3)).astype(np.float32)
+    w = rng.uniform(0, 2, (6, 3))
+    w[:, 0] = 0
+    hits = (p > 0.5) == (y > 0.5)
+    m = M.BinaryAccuracy()
+    m.update_state(y, p, sample_weight=w)
+    assert m.result() == pytest.approx(np.sum(w * hits) / np.sum(w))
+    m = M.BinaryAccuracy(threshold=0.3)  # (a partial of the function)
+    m.update_state(y, p, sample_weight=w)
+    assert m.result() == pytest.approx(np.sum(w * ((p > 0.3) == (y > 0.5))) / np.sum(w))
+    m = M.BinaryAccuracy()  # one weight per sample: each of its outputs weighs it
+    m.update_state(y, p, sample_weight=w[:, 1])
+    assert m.result() == pytest.approx(np.sum(w[:, 1:2] * hits) / (3 * np.sum(w[:, 1])))
+    labels = rng.integers(0, 3, 6)
+    for metric, target in ((M.MeanSquaredError(), y), (M.MeanAbsoluteError(), y),
+                           (M.MeanAbsolutePercentageError(), y),
+                           (M.MeanSquaredLogarithmicError(), y),
+                           (M.CategoricalAccuracy(), np.eye(3)[labels]),
+                           (M.SparseCategoricalAccuracy(), labels)):
+        with pytest.raises(ValueError, match=r"sample_weight of shape \(6, 3\) has more axes"):
+            metric.update_state(target, p, sample_weight=w)

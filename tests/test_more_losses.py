@@ -799,3 +799,31 @@ def test_categorical_focal_checks_the_model_it_trains():
     logs = model.evaluate(x, y, return_dict=True)
     assert logs["accuracy"] == pytest.approx(
         np.mean(model.predict(x).argmax(axis=1) == y.argmax(axis=1)))
+
+
+def test_cross_entropies_take_kerass_axis(rng):
+    """Keras 3's BinaryCrossentropy, CategoricalCrossentropy and SparseCategoricalCrossentropy
+    take axis=-1 (their focal variants and pynn's metrics did); pynn's raised TypeError.
+    -1 is the only axis they compute: others are refused, not ignored."""
+    labels = rng.integers(0, 3, 8)
+    p = rng.dirichlet(np.ones(3), size=8)
+    cases = ((losses.BinaryCrossentropy, (rng.random((8, 3)) > 0.5).astype(float)),
+             (losses.CategoricalCrossentropy, np.eye(3)[labels]),
+             (losses.SparseCategoricalCrossentropy, labels))
+    for cls, y in cases:
+        assert cls(axis=-1)(y, p) == cls()(y, p)
+        for axis in (0, 1, None, True):
+            with pytest.raises(NotImplementedError, match=r"axis=.*last axis \(-1\) only"):
+                cls(axis=axis)
+        assert "axis" not in losses.serialize(cls(axis=-1))["config"]
+
+
+def test_huber_is_named_as_keras():
+    """Keras names its Huber loss "huber_loss" (its name as a metric in the logs); pynn's was
+    "huber". Files store no name for a loss of its class's name, so they load either way."""
+    assert losses.Huber().name == "huber_loss"
+    assert losses.get("huber").name == losses.get("Huber").name == "huber_loss"
+    assert "name" not in losses.serialize(losses.Huber(delta=2.0))["config"]
+    old = losses.get({"class_name": "Huber", "config": {"delta": 2.0}})
+    assert (old.name, old.delta) == ("huber_loss", 2.0)
+    assert losses.get(losses.serialize(losses.Huber(name="huber"))).name == "huber"

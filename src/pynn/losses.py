@@ -177,6 +177,13 @@ class Loss(_custom.AutoConfig):
         return f"{type(self).__name__}()"
 
 
+def _last_axis(owner, axis):
+    """Keras' axis of a cross-entropy: the last (-1) only, refused rather than ignored."""
+    if isinstance(axis, bool) or axis != -1:
+        raise NotImplementedError(f"{owner}: axis={axis!r}: pynn's cross-entropy is over the "
+                                  f"last axis (-1) only")
+
+
 def _flag(owner, name, value):
     """A True/False argument; text is refused (bool("false") is True: from_logits="no"
     trained on logits)."""
@@ -245,7 +252,7 @@ class MeanAbsoluteError(Loss):
 class Huber(Loss):
     """Quadratic within `delta` of the target, linear beyond: robust to outliers."""
 
-    name = "huber"
+    name = "huber_loss"  # Keras' (a metric of this loss object logs under it)
 
     def __init__(self, delta=1.0, *, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
@@ -280,13 +287,15 @@ class _BinaryTargets:
 
 class BinaryCrossentropy(_BinaryTargets, Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
-    logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3)."""
+    logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3). Keras'
+    axis: -1 only (others raise NotImplementedError)."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, *,
+    def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
+        _last_axis(self.name, axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
@@ -326,15 +335,17 @@ class _ClassRows:
 
 class CategoricalCrossentropy(_ClassRows, Loss):
     """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
-    label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3)."""
+    label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3). Keras' axis:
+    -1 only (others raise NotImplementedError)."""
 
     name = "categorical_crossentropy"
     one_d_predictions = "classes"
     sparse = False
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, *,
+    def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
+        _last_axis(self.name, axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
@@ -388,7 +399,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     per position (N, T, ..., classes), (N, T, ...) (or with a trailing 1), as Keras.
     ignore_class (Keras'; PyTorch's ignore_index): a label (such as -1 for padding) whose
     positions count for nothing: the loss is the mean over the other positions of the batch
-    (0 when none is left); metrics see the labels as given. Layer by layer."""
+    (0 when none is left); metrics see the labels as given. Layer by layer. Keras' axis: -1
+    only (others raise NotImplementedError)."""
 
     name = "sparse_categorical_crossentropy"
     sparse = True
@@ -396,9 +408,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     label_smoothing = 0.0  # none, as in Keras (smoothed labels are not integers)
     ignore_class = None
 
-    def __init__(self, from_logits=False, ignore_class=None, *,
-                 reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, from_logits=False, ignore_class=None, *, reduction="sum_over_batch_size",
+                 axis=-1, name=None, dtype=None):  # (Keras' order of the keywords)
         Loss.__init__(self, reduction, name, dtype)
+        _last_axis(self.name, axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
         if ignore_class is not None and (isinstance(ignore_class, bool) or

@@ -14,7 +14,10 @@ Classification conventions (shared by the functions and the objects):
 - predictions of shape (N,) or (N, 1) are binary probabilities, positive when > threshold
   (0.5); targets are positive when > 0.5;
 - predictions of shape (N, C), C >= 2, are multi-class probabilities; the predicted class is
-  the argmax; targets are integer labels (N,) / (N, 1) or one-hot (N, C);
+  the argmax; targets are integer labels (N,) / (N, 1) or one-hot (N, C) (or soft labels:
+  rows of non-negative values summing to 1, read by their argmax); a multi-hot or all-zero
+  target row raises ValueError (its argmax would be a class it is not: read such labels
+  with multilabel=True);
 - multi-class precision, recall and F1 are macro averages over classes, exactly as
   scikit-learn's `average="macro"`: the unweighted mean over the classes that occur in the
   targets or the predictions, an undefined per-class value (0/0) counting as 0; macro F1 is the
@@ -26,7 +29,9 @@ Classification conventions (shared by the functions and the objects):
   interpolation, with a threshold at every distinct score (the limit of Keras' value);
 - the confusion counts (`TruePositives`, ...) read every output of every sample as one binary
   decision, as Keras' do; `top_k_categorical_accuracy` counts a score tied with the k-th
-  highest as in the top k (Keras' in_top_k);
+  highest as in the top k, and ranks a NaN score below every number (Keras' in_top_k on
+  JAX); labels read one per output need targets and predictions of one shape (but for a
+  trailing axis of 1);
 - with `multilabel=True` (chosen by compile for binary cross-entropy with several outputs,
   for the names and for metric objects left at their default multilabel=None), every output
   is its own binary label and all of them are pooled (Keras' default, its AUC's
@@ -38,21 +43,30 @@ per position of a sequence); each sample counts with its weight: weighted means,
 confusion counts (an output of a sample weighs the sample's weight), AUC over weighted
 positive-negative pairs (scikit-learn's `roc_auc_score(sample_weight=)`), weighted RMSE and
 R². An integer weight k counts a sample k times. A total weight of 0 gives NaN; a class
-seen only with weight 0 counts as absent in a macro average.
+seen only with weight 0 counts as absent in a macro average. A weight per output ((N, C)
+for (N, C) outputs) weighs each output where the metric has a value per output (the
+confusion counts, `BinaryAccuracy`, as Keras'); a mean over the outputs (MSE, MAE, the
+losses, the categorical accuracies) refuses it, as Keras does. An empty batch (0 samples)
+adds nothing to a metric object, as in Keras.
 
 Names: a metric given to compile as a string is logged under that string, as Keras 3 does
 (`metrics=["AUC"]` logs `AUC` and `val_AUC`, `["mse"]` logs `mse`); a Metric object under its
 `name` (Keras' default names: `AUC()` is `auc`, `BinaryAccuracy()` `binary_accuracy`).
 
-Keras' arguments: Precision and Recall take `thresholds` (one number) and `class_id`, F1Score
-`average`, AUC all of Keras' (see AUC); what pynn cannot compute (several thresholds, `top_k`,
-`label_weights`, ...) raises NotImplementedError naming the argument. A user's Metric subclass
+Keras' arguments: Precision and Recall take `thresholds` (one number; first, as in Keras) and
+`class_id`, F1Score `average`, AUC all of Keras' (see AUC), R2Score `class_aggregation` and
+`num_regressors` (first, in Keras' order); what pynn cannot compute (several thresholds,
+`top_k`, `label_weights`, ...) raises NotImplementedError naming the argument. A threshold
+given to Precision, Recall or F1Score reads every output at it, as Keras (multilabel=True
+unless given); with multilabel=False, (N, C) outputs read as classes would ignore it and
+raise ValueError instead. A user's Metric subclass
 may keep its state in `self.add_variable(...)` variables, as Keras' guide writes it.
 
 Regression: `root_mean_squared_error` is the square root of the MSE over all elements (Keras);
 `mape` and `msle` are Keras' formulas (epsilon 1e-7), means over every element as MSE;
 `r2_score` is the mean over output columns of each column's R² (scikit-learn's and Keras'
-"uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise.
+"uniform_average"), 1.0 for a constant column predicted exactly and 0.0 otherwise;
+`R2Score` also takes Keras' "variance_weighted_average", None (per column) and adjusted R².
 """
 
 from __future__ import annotations
@@ -60,6 +74,8 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -147,8 +163,9 @@ def sparse_categorical_accuracy(y_true, y_pred):
 
 def _in_top_k(name, labels, y_pred, k):
     """Whether each row's (class scores along the last axis) label's score is among the k
-    largest, shaped as the rows; a score tied with the k-th largest counts as in (Keras'
-    in_top_k)."""
+    largest, shaped as the rows: fewer than k scores above it (Keras' in_top_k), so a score
+    tied with the k-th largest counts as in, and a NaN score ranks below every number (as
+    Keras' on JAX: a NaN label score is in only when k covers every other score)."""
     k = _check_k(name, k)
     if y_pred.ndim < 2:
         raise ValueError(f"{name}: predictions must have a class axis, got shape "
@@ -156,8 +173,10 @@ def _in_top_k(name, labels, y_pred, k):
     scores = y_pred.reshape(-1, y_pred.shape[-1])
     n, c = scores.shape
     labels = _true_classes(name, labels.reshape(-1), n, c)
-    kth = np.partition(scores, c - min(k, c), axis=1)[:, c - min(k, c)]  # k >= c: all in
-    return (scores[np.arange(n), labels] >= kth).reshape(y_pred.shape[:-1])
+    own = scores[np.arange(n), labels]
+    own = np.where(np.isnan(own), -np.inf, own)
+    above = np.count_nonzero(scores > own[:, None], axis=1)  # (NaN is above nothing)
+    return (above < k).reshape(y_pred.shape[:-1])
 
 
 def _check_k(owner, k):
@@ -237,16 +256,20 @@ _ELEMENTS = {binary_accuracy: (_binary_hits, 1), mean_squared_error: (_squared_e
              mean_absolute_error: (_absolute_errors, 1),
              mean_absolute_percentage_error: (_absolute_relative_errors, 100),
              mean_squared_logarithmic_error: (_squared_log_errors, 1)}  # (values, factor)
+# Keras' binary_accuracy gives one value per output (its others a mean over the outputs), so a
+# weight per output weighs each of them
+_PER_OUTPUT = (binary_accuracy,)
 _ROWS = {categorical_accuracy: _categorical_hits,
          sparse_categorical_accuracy: _sparse_categorical_hits,
          top_k_categorical_accuracy: _top_k_hits,
          sparse_top_k_categorical_accuracy: _sparse_top_k_hits}
 
 
-def _sample_values(fn, y_true, y_pred):
+def _sample_values(fn, y_true, y_pred, per_output=False):
     """The values whose mean is fn(y_true, y_pred) for pynn's mean metric functions (and
-    their partials: a threshold, a k), one per sample or per position of a sequence; None
-    for any other function."""
+    their partials: a threshold, a k), one per sample or per position of a sequence (with
+    per_output, one per output for the functions Keras computes per output); None for any
+    other function."""
     base, keywords = ((fn.func, fn.keywords) if isinstance(fn, functools.partial)
                       and not fn.args else (fn, {}))
     try:
@@ -255,7 +278,8 @@ def _sample_values(fn, y_true, y_pred):
         return None
     if elements is not None:
         values, factor = elements
-        return factor * np.mean(values(y_true, y_pred, **keywords), axis=-1)
+        values = factor * values(y_true, y_pred, **keywords)
+        return values if per_output and base in _PER_OUTPUT else np.mean(values, axis=-1)
     return None if rows is None else rows(y_true, y_pred, **keywords)
 
 
@@ -288,16 +312,20 @@ def _spread(name, w, shape):
 
 
 def _weighted_mean_parts(name, values, w):
-    """(sum of w * values, sum of w) of per-sample (or per-position) values: values with more
-    axes than the weights are averaged over the extra ones (Keras' reduction to the weights'
-    rank), weights with more axes than the values over theirs."""
+    """(sum of w * values, sum of w) of per-sample (or per-position, or per-output) values:
+    values with more axes than the weights are averaged over the extra ones (Keras'
+    reduction to the weights' rank); weights with more axes than the values are refused, as
+    Keras refuses them (averaging them would weigh what the values already averaged)."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 0:  # one value for the batch: every sample's
         return float(values) * float(np.sum(w)), float(np.sum(w))
     while values.ndim > w.ndim:
         values = values.mean(axis=-1)
-    while w.ndim > values.ndim:
-        w = w.mean(axis=-1)
+    if w.ndim > values.ndim:
+        raise ValueError(f"{name}: sample_weight of shape {w.shape} has more axes than the "
+                         f"metric's values, shape {values.shape} (one per sample, or per "
+                         f"position of a sequence, after the mean over the outputs); give one "
+                         f"weight per sample ({values.shape[0]},)")
     w = _spread(name, w, values.shape)
     return float(np.sum(w * values)), float(np.sum(w))
 
@@ -308,13 +336,23 @@ def _same_shape(name, y_true, y_pred):
 
 
 # ---- classification helpers -----------------------------------------------------------------
+def _same_label_shape(name, y_true, y_pred):
+    """Labels read one per output: targets and predictions of one shape, but for a trailing
+    axis of 1 on either ((N,) against (N, 1)). Only the sizes agreeing would pair the
+    outputs of different samples once flattened."""
+    def core(shape):
+        return shape[:-1] if shape[-1:] == (1,) else shape
+    if core(y_true.shape) != core(y_pred.shape):
+        raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}; "
+                         f"labels read one per output need one shape")
+
+
 def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False, w=None):
     """(true labels, predicted labels, number of classes or None when binary, each label's
     weight or None) as int arrays (and float64 weights, from per-sample weights w)."""
     y_true, y_pred = _host(y_true), _host(y_pred)
     if multilabel or y_pred.ndim <= 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
-        if y_true.size != y_pred.size:
-            raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
+        _same_label_shape(name, y_true, y_pred)
         return ((y_true.reshape(-1) > 0.5).astype(np.int64),
                 (y_pred.reshape(-1) > threshold).astype(np.int64), None,
                 None if w is None else _spread(name, w, y_pred.shape).reshape(-1))
@@ -327,8 +365,21 @@ def _labels(name, y_true, y_pred, threshold=0.5, multilabel=False, w=None):
 
 
 def _true_classes(name, y_true, n, c):
-    """Integer class labels from integer or one-hot targets for (n, c) predictions."""
+    """Integer class labels from integer or one-hot targets for (n, c) predictions. A target
+    row is a class's only as a distribution over the classes (one-hot, or soft labels read
+    by their argmax as categorical accuracy reads them): multi-hot or all-zero rows are
+    refused, which the argmax would read as one class."""
     if y_true.shape == (n, c):
+        y = y_true.astype(np.float64)
+        bad = np.flatnonzero((y < 0).any(axis=1) | ~np.isclose(y.sum(axis=1), 1.0, atol=1e-3))
+        if bad.size:
+            row = bad[0]
+            raise ValueError(
+                f"{name}: reading ({n}, {c}) outputs as classes needs one-hot targets (rows of "
+                f"non-negative values summing to 1), but {bad.size} row(s) are not, the first "
+                f"(row {row}) summing to {y[row].sum():g} with {np.count_nonzero(y[row] > 0.5)} "
+                f"value(s) > 0.5; for multi-hot labels read every output as its own label: "
+                f"multilabel=True (AUC: multi_label=True per label, or False pooled)")
         return np.argmax(y_true, axis=1)
     if y_true.size != n:
         raise ValueError(f"{name}: targets of shape {y_true.shape} for predictions of shape "
@@ -460,8 +511,7 @@ def _auc_scores(name, y_true, y_pred, multilabel=False, per_label=False, w=None)
     y_true, y_pred = _host(y_true), _host(y_pred)
     y_pred = np.array(y_pred, dtype=np.result_type(y_pred.dtype, np.float32))
     if multilabel or y_pred.ndim <= 1 or (y_pred.ndim == 2 and y_pred.shape[1] == 1):
-        if y_true.size != y_pred.size:
-            raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}")
+        _same_label_shape(name, y_true, y_pred)
         return ((y_true.reshape(-1) > 0.5).astype(np.int8), y_pred.reshape(-1),
                 None if w is None else _spread(name, w, y_pred.shape).reshape(-1).copy())
     if per_label and y_true.shape == y_pred.shape and y_pred.ndim == 2:
@@ -568,42 +618,64 @@ def root_mean_squared_error(y_true, y_pred, sample_weight=None):
 
 def _r2_stats(y_true, y_pred, w=None):
     """Per column: count (total weight with per-sample weights w), mean of y, sum of
-    squared deviations of y, sum of squared errors (weighted)."""
+    squared deviations of y, sum of squared errors (weighted); and the number of target
+    values (unweighted: Keras' n of the adjusted R²)."""
     if y_true.ndim != 2:  # Keras' R2Score refuses them too
         raise ValueError(f"r2_score takes (samples, outputs), got shape {y_true.shape}: "
                          f"an R² per position of a sequence is not defined here")
     if w is None:
         n = y_true.shape[0]
-        mean = y_true.mean(axis=0)
+        mean = y_true.mean(axis=0) if n else np.zeros(y_true.shape[1])
         return (n, mean, ((y_true - mean) ** 2).sum(axis=0),
-                ((y_true - y_pred) ** 2).sum(axis=0))
+                ((y_true - y_pred) ** 2).sum(axis=0), y_true.size)
     w = _spread("r2_score", w, y_true.shape[:1])[:, None]
     n = float(np.sum(w))
     mean = np.sum(w * y_true, axis=0) / n if n > 0 else np.zeros(y_true.shape[1])
     return (n, mean, np.sum(w * (y_true - mean) ** 2, axis=0),
-            np.sum(w * (y_true - y_pred) ** 2, axis=0))
+            np.sum(w * (y_true - y_pred) ** 2, axis=0), y_true.size)
 
 
 def _merge_r2(a, b):
     """Chan et al.'s pairwise update: numerically stable, unlike sum(y^2) - sum(y)^2 / n."""
-    if a is None or a[0] == 0:
+    if a is None:
         return b
-    if b[0] == 0:  # (weights of 0: nothing seen)
-        return a
-    na, ma, m2a, sa = a
-    nb, mb, m2b, sb = b
+    values = a[4] + b[4]  # counted even at weight 0, as Keras counts them
+    if a[0] == 0 or b[0] == 0:  # (weights of 0, or no samples: nothing else seen)
+        return (*(b if a[0] == 0 else a)[:4], values)
+    na, ma, m2a, sa, _ = a
+    nb, mb, m2b, sb, _ = b
     n = na + nb
     delta = mb - ma
-    return n, ma + delta * nb / n, m2a + m2b + delta ** 2 * na * nb / n, sa + sb
+    return n, ma + delta * nb / n, m2a + m2b + delta ** 2 * na * nb / n, sa + sb, values
 
 
-def _r2_from(stats):
+_R2_AGGREGATIONS = (None, "uniform_average", "variance_weighted_average")
+
+
+def _r2_from(stats, class_aggregation="uniform_average", num_regressors=0):
+    """The R² of the stats, Keras' R2Score's aggregation over the output columns (None: one
+    per column, an array) and, with num_regressors p, its adjusted R² 1 - (1 - R²) (n - 1) /
+    (n - p - 1), n the number of target values seen (Keras': samples times outputs); Keras
+    falls back to the plain R² where n - p - 1 <= 0, with a warning, and so does pynn."""
     if stats is None or stats[0] == 0:
         return float("nan")
-    _, _, ss_tot, ss_res = stats
+    _, _, ss_tot, ss_res, values = stats
     per_column = np.where(ss_tot > 0, 1.0 - _ratio(ss_res, ss_tot),
                           np.where(ss_res == 0, 1.0, 0.0))  # constant targets: scikit-learn
-    return float(np.mean(per_column))
+    if class_aggregation is None:
+        score = per_column
+    elif class_aggregation == "variance_weighted_average" and np.sum(ss_tot) > 0:
+        score = np.sum(ss_tot * per_column) / np.sum(ss_tot)
+    else:  # uniform; or no column varies, where scikit-learn's variance weighting is uniform
+        score = np.mean(per_column)
+    if num_regressors:
+        if num_regressors >= values - 1:
+            warnings.warn(f"r2_score: num_regressors={num_regressors} leaves no degree of "
+                          f"freedom for {values} target values; the plain R² is given "
+                          f"(as Keras)", RuntimeWarning, stacklevel=3)
+        else:
+            score = 1.0 - (1.0 - score) * (values - 1) / (values - num_regressors - 1)
+    return score if class_aggregation is None else float(score)
 
 
 def r2_score(y_true, y_pred, sample_weight=None):
@@ -874,6 +946,8 @@ class MeanMetricWrapper(Metric):
         self.fn = fn
         # A user's function may say which way is better: fn.direction = "up" or "down".
         self.direction = direction or getattr(fn, "direction", None)
+        if name is None and _is_loss(fn):  # a loss object: its name, as Keras logs it
+            name = fn.name
         super().__init__(name or getattr(fn, "__name__", "metric"))
 
     def reset_state(self):
@@ -882,6 +956,8 @@ class MeanMetricWrapper(Metric):
 
     def _add_batch(self, y_true, y_pred, sample_weight=None):
         k = _samples(y_pred)
+        if k == 0:  # nothing to add (Keras): its mean, NaN, would make the total NaN for good
+            return self._check_empty(y_true, y_pred, sample_weight)
         if sample_weight is not None:
             y_true, y_pred = _one_sample_if_numbers(y_true, y_pred)
             return self._add_weighted(y_true, y_pred,
@@ -891,6 +967,17 @@ class MeanMetricWrapper(Metric):
         self._count += k
         return value
 
+    def _check_empty(self, y_true, y_pred, sample_weight):
+        """An empty batch's value, NaN, after the checks a batch gets: its weights, and for
+        pynn's functions its shapes (a loss refuses to average no samples: not called, nor a
+        user's function)."""
+        if sample_weight is not None:
+            _sample_weights(self.name, sample_weight, 0)
+        with warnings.catch_warnings():  # (the mean of no outputs)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _sample_values(self.fn, y_true, y_pred)
+        return float("nan")
+
     def _add_weighted(self, y_true, y_pred, w):
         """A batch's weighted mean (Keras' weighted Mean: sum(w * values) / sum(w)) added:
         pynn's functions give their values per sample (or per position), a loss its
@@ -898,7 +985,7 @@ class MeanMetricWrapper(Metric):
         the batch, weighing the batch's total weight; as Keras, it is not given the
         weights)."""
         fn, k = self.fn, _samples(y_pred)
-        values = _sample_values(fn, y_true, y_pred)
+        values = _sample_values(fn, y_true, y_pred, per_output=True)
         if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
             positions = _host(y_pred).shape[:-1] if np.ndim(y_pred) > 1 else (k,)
             spread = _spread(self.name, w, positions)
@@ -989,6 +1076,13 @@ class _Weighted(Metric):
         return self.metric.result()
 
 
+class _DefaultThreshold(float):
+    """0.5 when not given: told apart from an explicit 0.5 by identity (help() shows 0.5)."""
+
+
+_DEFAULT_THRESHOLD = _DefaultThreshold(0.5)
+
+
 class _LabelMetric(Metric):
     """A classification metric whose reading of (N, C) outputs is `multilabel`: True pools
     every output as its own binary label, False takes them as C classes; None (the default)
@@ -1009,12 +1103,20 @@ class _LabelMetric(Metric):
 
 class _ConfusionMetric(_LabelMetric):
     class_id = None  # Keras' class_id: count that class's column alone (Precision, Recall)
+    # A threshold given (not the default): it reads every output (multilabel=True unless
+    # given, Keras' reading); with multilabel=False, (N, C) outputs read as classes would
+    # ignore it, so they are refused rather than silently read by their argmax.
+    _threshold_given = False
 
     def __init__(self, threshold=0.5, multilabel=None, name=None):
         # None is Keras' F1Score default: the argmax class for (N, C) outputs, which pynn's
         # multi-class reading takes anyway, and 0.5 for a single output or pooled labels.
+        given = threshold is not None and threshold is not _DEFAULT_THRESHOLD
         self.threshold = (None if threshold is None else
                           check_unit_interval(type(self).__name__, "threshold", threshold))
+        if given and multilabel is None:  # Keras' reading: each output at the threshold (the
+            multilabel = True             # argmax of classes would ignore it)
+        self._threshold_given = given
         super().__init__(multilabel, name)
 
     _per_column = False  # labels read at the threshold: pooled (Precision, Recall) or not
@@ -1023,6 +1125,13 @@ class _ConfusionMetric(_LabelMetric):
         threshold = 0.5 if self.threshold is None else self.threshold
         if self.class_id is not None:
             y_true, y_pred = _class_column(self.name, y_true, y_pred, self.class_id)
+        elif self._threshold_given and not self._pooled and np.ndim(y_pred) >= 2 and \
+                np.shape(y_pred)[-1] > 1:
+            raise ValueError(
+                f"{self.name}: threshold={self.threshold} would be ignored: multilabel=False "
+                f"reads outputs of shape {np.shape(y_pred)} as classes (the argmax); leave the "
+                f"threshold out, or give multilabel=True to read every output at it (Keras' "
+                f"reading)")
         return _confusion(self.name, y_true, y_pred, threshold, self._pooled, self._per_column,
                           w)
 
@@ -1033,7 +1142,10 @@ class _ConfusionMetric(_LabelMetric):
         return a + b
 
     def get_config(self):
-        return {"name": self.name, "threshold": self.threshold, "multilabel": self.multilabel}
+        # the default threshold as None (a 0.5 given is Keras' reading: see deserialize)
+        default = not self._threshold_given and self.threshold == 0.5
+        return {"name": self.name, "threshold": None if default else self.threshold,
+                "multilabel": self.multilabel}
 
 
 def _class_column(name, y_true, y_pred, class_id):
@@ -1059,13 +1171,6 @@ def _one_threshold(owner, thresholds):
     return thresholds
 
 
-class _DefaultThreshold(float):
-    """0.5 when not given: told apart from an explicit 0.5 by identity (help() shows 0.5)."""
-
-
-_DEFAULT_THRESHOLD = _DefaultThreshold(0.5)
-
-
 class _PrecisionOrRecall(_ConfusionMetric):
     """Keras' arguments on top of pynn's: `thresholds` (one number: the threshold),
     `class_id` (that class alone: its column of one-hot targets, or integer labels equal to
@@ -1078,14 +1183,18 @@ class _PrecisionOrRecall(_ConfusionMetric):
         if top_k is not None:
             raise NotImplementedError(f"{owner}: top_k={top_k!r} is not supported (pynn reads "
                                       f"the argmax class, or each output at the threshold)")
+        if multilabel is not None and not isinstance(multilabel, (bool, np.bool_)):
+            raise TypeError(f"{owner}: multilabel must be True, False or None, got "
+                            f"{multilabel!r} (Keras' second argument, top_k, is not supported)")
+        if threshold is not _DEFAULT_THRESHOLD and not isinstance(threshold, numbers.Real) \
+                and threshold is not None:  # Keras' thresholds=[0.7] given first
+            threshold = _one_threshold(owner, threshold)
         if thresholds is not None:
             thresholds = _one_threshold(owner, thresholds)
             if threshold is not _DEFAULT_THRESHOLD and threshold not in (None, thresholds):
                 raise ValueError(f"{owner}: give threshold={threshold!r} or "
                                  f"thresholds={thresholds!r}, not both")
             threshold = thresholds
-            if multilabel is None:  # Keras' reading: every output at the threshold (the
-                multilabel = True   # argmax reading would ignore it)
         if class_id is not None:
             if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) \
                     or class_id < 0:
@@ -1105,10 +1214,13 @@ class Precision(_PrecisionOrRecall):
     several; Keras' `class_id=k`: class k's precision).
 
     threshold (0.5, in [0, 1]): a single output, or each output when read as labels, is
-    predicted positive above it; several outputs read as classes take the argmax instead.
-    Keras' `thresholds` (one number, or a list of one) is the same threshold and reads every
-    output at it (multilabel=True unless given). multilabel: None lets compile choose, True
-    pools every output as its own binary label, False reads (N, C) outputs as C classes.
+    predicted positive above it. Given (first, as Keras' `thresholds`, or as `threshold=` or
+    Keras' `thresholds=`: one number, or a list of one), it reads every output at it, as
+    Keras (multilabel=True unless given); left out, several outputs read as classes take the
+    argmax; given with multilabel=False, (N, C) outputs raise ValueError (the argmax would
+    ignore it). multilabel: None lets compile choose, True pools every output as its own
+    binary label, False reads (N, C) outputs as C classes (targets one-hot or integer labels;
+    multi-hot rows raise ValueError).
     class_id=k: class k alone (its column of one-hot targets, or integer labels equal to k,
     against its column of predictions > threshold). top_k raises NotImplementedError; dtype
     is accepted and unused. The module docstring has the details."""
@@ -1122,8 +1234,9 @@ class Recall(_PrecisionOrRecall):
     Keras' `class_id=k`: class k's recall).
 
     threshold, thresholds, multilabel, class_id, top_k and dtype: as Precision's (threshold
-    0.5; Keras' `thresholds`, one number, reads every output at it; multilabel None lets
-    compile choose; class_id=k: class k alone; top_k raises NotImplementedError)."""
+    0.5; one given, first as Keras' `thresholds` or by either name, reads every output at it;
+    multilabel None lets compile choose; class_id=k: class k alone; top_k raises
+    NotImplementedError)."""
 
     default_name = "recall"
     direction = "up"
@@ -1151,9 +1264,7 @@ class F1Score(_ConfusionMetric):
             raise TypeError(f"F1Score: threshold={threshold!r}; give the average by keyword: "
                             f"F1Score(average={threshold!r})")
         self.average = _check_average(type(self).__name__, average)
-        if threshold is not None and multilabel is None:  # Keras' reading: each output at
-            multilabel = True                            # the threshold (argmax ignores it)
-        super().__init__(threshold, multilabel, name)
+        super().__init__(threshold, multilabel, name)  # a threshold given: Keras' reading
 
     def _score(self, counts):
         return _f1_from(counts, self.average, every_class=self._pooled)
@@ -1344,10 +1455,32 @@ class RootMeanSquaredError(Metric):
 
 
 class R2Score(Metric):
-    """Stateful coefficient of determination (mean over output columns, as scikit-learn)."""
+    """Stateful coefficient of determination, with Keras 3's arguments (in its order):
+    class_aggregation "uniform_average" (the mean over output columns, as scikit-learn),
+    "variance_weighted_average" (weighted by each column's sum of squared deviations; the
+    plain mean when no column varies, as scikit-learn) or None (one R² per column: result()
+    is an array, which compile's logs cannot hold); num_regressors p > 0 gives the adjusted
+    R², 1 - (1 - R²) (n - 1) / (n - p - 1), n the number of target values seen (samples
+    times outputs, as Keras counts them; the plain R², with a warning, where n - p - 1 <= 0).
+    dtype is accepted and unused."""
 
     default_name = "r2_score"
     direction = "up"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name=None,
+                 dtype=None):
+        if class_aggregation not in _R2_AGGREGATIONS:
+            hint = (f"; a name is given by keyword: R2Score(name={class_aggregation!r})"
+                    if isinstance(class_aggregation, str) else "")
+            raise ValueError(f"R2Score: class_aggregation must be one of {_R2_AGGREGATIONS}, "
+                             f"got {class_aggregation!r}{hint}")
+        if isinstance(num_regressors, bool) or \
+                not isinstance(num_regressors, numbers.Integral) or num_regressors < 0:
+            raise ValueError(f"R2Score: num_regressors must be an integer >= 0, got "
+                             f"{num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = int(num_regressors)
+        super().__init__(name, dtype)
 
     def _batch_state(self, y_true, y_pred, w=None):
         return _r2_stats(*_regression_pair(self.name, y_true, y_pred), w)
@@ -1358,7 +1491,13 @@ class R2Score(Metric):
                              f"reset_state() between data sets")
         return _merge_r2(a, b)
 
-    _score = staticmethod(_r2_from)
+    def _score(self, stats):
+        return _r2_from(stats, self.class_aggregation, self.num_regressors)
+
+    def get_config(self):
+        """The constructor arguments (what model files store)."""
+        return {"name": self.name, "class_aggregation": self.class_aggregation,
+                "num_regressors": self.num_regressors}
 
 
 class _MeanOf(MeanMetricWrapper):
@@ -1650,6 +1789,10 @@ _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for th
     "Hinge": "hinge", "SquaredHinge": "squared_hinge", "CategoricalHinge": "categorical_hinge",
     "KLDivergence": "kl_divergence", "Poisson": "poisson", "LogCoshError": "logcosh",
     "CosineSimilarity": "cosine_similarity",
+    # Keras 3's other names (its metrics.get): "MSE" is its MeanSquaredError, "bce" its
+    # BinaryCrossentropy, "log_cosh_error" the snake case of LogCoshError
+    "MSE": "mse", "MAE": "mae", "MAPE": "mape", "MSLE": "msle",
+    "bce": "binary_crossentropy", "BCE": "binary_crossentropy", "log_cosh_error": "logcosh",
 }
 _REGRESSION = {
     "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
@@ -1683,10 +1826,10 @@ def _stateful_for(fn):
     Metric object with the function's defaults and name: the value over the whole epoch (a
     mean of the batches' values is another number) and, weighted, over weighted samples;
     None for any other function."""
-    plain = dict(threshold=0.5, multilabel=False)
-    makers = {precision: lambda: Precision(**plain, name="precision"),
-              recall: lambda: Recall(**plain, name="recall"),
-              f1_score: lambda: F1Score(**plain, average="macro", name="f1_score"),
+    # the functions' threshold, 0.5, as the default (a threshold given reads every output)
+    makers = {precision: lambda: Precision(multilabel=False, name="precision"),
+              recall: lambda: Recall(multilabel=False, name="recall"),
+              f1_score: lambda: F1Score(multilabel=False, average="macro", name="f1_score"),
               roc_auc: lambda: AUC(multilabel=False, name="roc_auc"),
               root_mean_squared_error: lambda: RootMeanSquaredError(
                   name="root_mean_squared_error"),
@@ -1714,6 +1857,10 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     if isinstance(identifier, Metric):
         if isinstance(identifier, _LabelMetric):  # for multilabel=None (the default)
             identifier._compiled_multilabel = multilabel
+        if isinstance(identifier, R2Score) and identifier.class_aggregation is None:
+            raise ValueError(f"{identifier.name}: R2Score(class_aggregation=None) gives one R² "
+                             f"per output, and the logs hold one number per metric; give "
+                             f"'uniform_average' or 'variance_weighted_average' to compile")
         return identifier
     if callable(identifier) and not isinstance(identifier, str):
         stateful = _stateful_for(identifier)
@@ -1727,7 +1874,7 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
         return MeanMetricWrapper(_losses.get(identifier), name, "down")
     if identifier in _LOSS_METRICS:
         return _LOSS_METRICS[identifier](name=name)
-    if identifier in ("accuracy", "acc"):
+    if identifier.lower() in ("accuracy", "acc"):  # Keras: "Accuracy", "ACC" too
         width = output_dim if last_axis is None else last_axis
         return MeanMetricWrapper(accuracy_for(loss_name, width), name, "up")
     if identifier in _FUNCTIONS:
@@ -1803,11 +1950,14 @@ def deserialize(spec):
     except TypeError as exc:
         raise ValueError(f"a saved metric is invalid: {spec!r} ({exc})") from None
     config = spec.get("config", {})
-    if type(metric) is F1Score and config.get("threshold") is not None and \
-            "multilabel" in config and config["multilabel"] is None:
-        # a file from before a threshold implied Keras' reading (every F1Score stored 0.5
-        # then): it keeps the reading it had
-        metric.multilabel = None
+    threshold = config.get("threshold")
+    if isinstance(metric, _ConfusionMetric) and threshold is not None and \
+            "multilabel" in config and (config["multilabel"] is None or threshold == 0.5):
+        # a file from before a threshold implied Keras' reading (every F1Score, Precision and
+        # Recall stored one, 0.5 when none was given): it keeps the reading it had (a 0.5
+        # given, now stored with multilabel True or False, reads as the default did)
+        metric.multilabel = config["multilabel"]
+        metric._threshold_given = False
     return metric
 
 
