@@ -264,7 +264,8 @@ class Sequential:
     def built(self):
         """Whether every layer has its weights (an Input, build(), or the first fit/predict)."""
         # (the flag after the layers': a layer is marked built before its build makes weights)
-        return bool(self.layers) and all(l.built for l in self.layers) and \
+        layers = self._layers  # (not the copy model.layers hands out)
+        return bool(layers) and all(layer.built for layer in layers) and \
             "_building" not in self.__dict__
 
     @property
@@ -528,7 +529,9 @@ class Sequential:
 
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x", check_finite=None):
-        x = self._unlisted(x, None if self.input_shape is None else len(self.input_shape) + 1)
+        if isinstance(x, (list, tuple)) and len(x) == 1:
+            shape = self.input_shape
+            x = self._unlisted(x, None if shape is None else len(shape) + 1)
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
         # Reshape, and the layers working on the last axis for inputs of 3 or more axes
