@@ -1017,3 +1017,23 @@ def test_evaluate_and_predict_check_verbose_as_fit_does(verbose):
                  lambda: model.predict(x, verbose=verbose)):
         with pytest.raises(ValueError, match="verbose must be 0, 1, 2 or 'auto'"):
             call()
+
+
+def test_batch_hooks_whose_logs_parameter_has_another_name_still_run():
+    # logs= by keyword (Keras') broke hooks written (batch, log) or lambda b, l: ..., which
+    # pynn called positionally before: those still get it positionally
+    seen = []
+
+    class OwnNames(pynn.callbacks.Callback):
+        def on_train_batch_end(self, batch, log=None):
+            seen.append(("train", batch, sorted(log)))
+
+        def on_batch_begin(self, batch, batch_logs=None):  # through on_train_batch_begin
+            seen.append(("begin", batch))
+
+    lam = LambdaCallback(on_predict_batch_end=lambda b, l: seen.append(("predict", b)))
+    x, y = _data(16)
+    model = _model()
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[OwnNames()])
+    model.predict(x, batch_size=16, callbacks=[lam])
+    assert seen == [("begin", 0), ("train", 0, ["loss", "mae"]), ("predict", 0)]

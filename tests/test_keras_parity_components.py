@@ -698,3 +698,39 @@ def test_keras_initializer_and_regularizer_calls_port():
     assert R.L2(None).l2 == 0.01 and R.L1(None).l1 == 0.01
     assert R.L1L2(None, 0.2).get_config() == {"l1": 0.0, "l2": 0.2}
     assert R.L1L2.from_config({"l1": 0.1, "l2": 0.2}) == R.L1L2(0.1, 0.2)
+
+
+def test_names_stored_by_a_layer_of_your_own_stay_names():
+    # layer.kernel_regularizer = "l2" is converted on pynn's layers (and subclasses of
+    # them); a layer of your own that keeps a name (for its own get_config, or resolved in
+    # build) keeps it as it stored it
+    class Own(pynn.layers.Layer):
+        def __init__(self, kernel_initializer="he_normal", **kwargs):
+            super().__init__(**kwargs)
+            self.kernel_initializer = kernel_initializer
+            self.bias_initializer = "my_ramp"  # a name of its own, resolved later
+
+        def get_config(self):
+            return {**super().get_config(), "kernel_initializer": self.kernel_initializer}
+
+    own = Own()
+    assert own.kernel_initializer == "he_normal" and own.bias_initializer == "my_ramp"
+    model = pynn.Sequential([pynn.Input((2,)), own])
+    import copy
+
+    copy.deepcopy(model)  # (its config is JSON)
+
+    class MyDense(pynn.Dense):
+        pass
+
+    layer = MyDense(2)
+    layer.kernel_regularizer = "l2"
+    assert layer.kernel_regularizer == pynn.regularizers.L2(0.01)
+
+
+def test_a_function_initializer_clones():
+    def table(shape, dtype=None):
+        return np.arange(np.prod(shape)).reshape(shape)
+
+    init = I.get(table)
+    np.testing.assert_array_equal(init.clone()((2, 2)), init((2, 2)))

@@ -739,3 +739,23 @@ def test_a_weight_per_output_weighs_each_output_or_is_refused(rng):
                            (M.SparseCategoricalAccuracy(), labels)):
         with pytest.raises(ValueError, match=r"sample_weight of shape \(6, 3\) has more axes"):
             metric.update_state(target, p, sample_weight=w)
+
+
+def test_metric_objects_from_before_their_new_arguments_keep_their_reading():
+    # a file stored Precision(threshold=0.7, multilabel=False) (classes by argmax for (N, C)
+    # outputs, the threshold for single outputs): it evaluated, and must still; an R2Score
+    # pickled before class_aggregation existed has no such attribute
+    rng = np.random.default_rng(0)
+    y = np.eye(3)[rng.integers(0, 3, 40)]
+    p = rng.random((40, 3))
+    old = M.deserialize({"class_name": "Precision",
+                         "config": {"name": "precision", "threshold": 0.7,
+                                    "multilabel": False}})
+    old.update_state(y, p)
+    plain = M.Precision()
+    plain.update_state(y, p)
+    assert old.result() == plain.result()
+    r2 = M.R2Score()
+    del r2.__dict__["class_aggregation"], r2.__dict__["num_regressors"]
+    r2.update_state(rng.random((8, 1)), rng.random((8, 1)))
+    assert np.isfinite(r2.result())

@@ -772,3 +772,15 @@ def test_a_dense_shared_across_sequence_and_flat_models_trains_in_both(rng):
     np.testing.assert_allclose(flat.predict(x), x @ dense.kernel.numpy() + dense.bias.numpy(),
                                rtol=1e-5, atol=1e-5)
 
+
+
+def test_a_subclass_may_keep_its_own_metrics_attribute():
+    # model.metrics became a property (Keras'); a subclass that set self.metrics failed
+    class Tracked(pynn.Sequential):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.metrics = ["mine"]
+
+    model = Tracked([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", "mse", metrics=["mae"])
+    assert model.metrics == ["mine"] and model.metrics_names == ["loss", "mae"]

@@ -573,3 +573,34 @@ def test_a_keras_style_custom_optimizer_is_refused_by_name():
     p = _param(pynn.get_backend("numpy"), [1.0], [1.0])
     optimizers.get(Both(0.2)).apply([p])
     np.testing.assert_allclose(p.value, [0.9])
+
+
+def test_an_update_step_of_a_classs_own_is_not_kerass_hook():
+    # a helper named update_step (not Keras' (gradient, variable, learning_rate)), or a
+    # class with its own apply(), trained before the Keras-hook check and still does
+    class LoggingAdam(pynn.optimizers.Adam):
+        def update_step(self):  # a helper of its own
+            return "logged"
+
+    class OwnApply(pynn.optimizers.SGD):
+        def update_step(self, gradient, variable, learning_rate):
+            variable -= learning_rate * gradient
+
+        def apply(self, params):
+            for p in params:
+                self.update_step(p.grad, p.value, self.learning_rate)
+
+    for opt in (LoggingAdam(), OwnApply(0.1)):
+        model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+        model.compile(opt, "mse")
+        before = model.get_weights()[0].copy()
+        model.fit(np.ones((4, 2), np.float32), np.zeros(4, np.float32), verbose=0,
+                  engine="layers")
+        assert not np.array_equal(model.get_weights()[0], before)
+
+    class KerasStyle(pynn.optimizers.SGD):
+        def update_step(self, gradient, variable, learning_rate):
+            pass
+
+    with pytest.raises(TypeError, match="defines update_step.*Keras' hook"):
+        pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(KerasStyle(), "mse")

@@ -78,13 +78,13 @@ class Callback:
 
     def on_train_batch_begin(self, batch, logs=None):
         """Before each training batch."""
-        self.on_batch_begin(batch, logs=logs)
+        call_batch_hook(self.on_batch_begin, batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
         """After each training batch: logs holds the epoch's loss and metrics so far (over
         its batches up to this one, as in Keras), not this batch's alone; AUC's is this
         batch's own."""
-        self.on_batch_end(batch, logs=logs)
+        call_batch_hook(self.on_batch_end, batch, logs)
 
     def on_test_begin(self, logs=None):
         """Before fit's validation, and before evaluate(callbacks=[...])."""
@@ -889,6 +889,31 @@ class CSVLogger(Callback):
             f.flush()
 
 
+_BY_KEYWORD = weakref.WeakKeyDictionary()  # a batch hook's function -> logs= by keyword?
+
+
+def call_batch_hook(fn, batch, logs):
+    """fn(batch, logs=logs), as Keras calls batch hooks (a hook written (self, batch,
+    **kwargs) needs the keyword), or fn(batch, logs) for one whose parameter has another
+    name ((batch, log), a LambdaCallback's lambda b, l: ...), as pynn called them before."""
+    key = getattr(fn, "__func__", fn)
+    keyword = _BY_KEYWORD.get(key)
+    if keyword is None:
+        try:
+            parameters = inspect.signature(fn).parameters.values()
+            keyword = any(p.name == "logs" or p.kind is p.VAR_KEYWORD for p in parameters)
+        except (TypeError, ValueError):
+            keyword = True
+        try:
+            _BY_KEYWORD[key] = keyword
+        except TypeError:  # (a callable that takes no weak reference, or no hash)
+            pass
+    if keyword:
+        fn(batch, logs=logs)
+    else:
+        fn(batch, logs)
+
+
 def defines_hook(callback, hook):
     """Whether a callback does something in `hook`: a subclass method or a LambdaCallback's
     function (the base's are empty; per-batch calls cost, so they run only then)."""
@@ -917,7 +942,7 @@ class CallbackList:
         if hook.endswith(("batch_begin", "batch_end")):  # Keras passes these logs=logs
             batch, logs = args
             for cb in self.callbacks:
-                getattr(cb, hook)(batch, logs=logs)
+                call_batch_hook(getattr(cb, hook), batch, logs)
             return
         for cb in self.callbacks:
             getattr(cb, hook)(*args)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
+import warnings
 
 _local = threading.local()
 
@@ -101,9 +102,11 @@ class AutoConfig:
     """Keras 3's automatic get_config for a class of your own that writes none: the
     arguments its constructor was called with join the config of the pynn class it extends
     (under their own names, where that config lacks them), so a model file, a copy or a
-    clone rebuilds it with them (Times2(k=3.0) came back as Times2(k=1.0)). An argument a
-    file cannot hold makes the save fail by name; a class that writes its own get_config
-    says itself what rebuilds it, as in Keras."""
+    clone rebuilds it with them (Times2(k=3.0) came back as Times2(k=1.0)). Only arguments
+    a file gives back as they were (numbers, strings, None, lists and dicts of them): any
+    other (a tuple, a function, an object) is left out with a warning, and comes back as its
+    default; a class that writes its own get_config says itself what rebuilds it, as in
+    Keras."""
 
     _auto_config = False  # set per class: a user's class that writes no get_config
 
@@ -118,7 +121,7 @@ class AutoConfig:
             def get_config(self):
                 config = inherited(self)
                 arguments = self.__dict__.get("_constructor_arguments") or {}
-                return {**config, **{k: v for k, v in arguments.items() if k not in config}}
+                return {**config, **_file_arguments(self, arguments, config)}
 
             get_config._auto = True
             get_config.__doc__ = inherited.__doc__
@@ -131,6 +134,36 @@ class AutoConfig:
             if arguments is not None:
                 obj.__dict__["_constructor_arguments"] = arguments
         return obj
+
+
+def _file_arguments(obj, arguments, config):
+    """The constructor arguments config lacks that a file holds exactly (see AutoConfig);
+    the others named in a warning."""
+    kept = {}
+    for name, value in arguments.items():
+        if name in config:
+            continue
+        if _exact_in_json(value):
+            kept[name] = value
+        else:
+            cls = type(obj).__name__
+            warnings.warn(f"{cls}: its argument {name}={value!r:.60} does not come back from "
+                          f"a model file as it is ({type(value).__name__}), so it is left "
+                          f"out of {cls}'s config: it loads, copies and clones with its "
+                          f"default; give {cls} a get_config() that returns it", UserWarning,
+                          stacklevel=3)
+    return kept
+
+
+def _exact_in_json(value):
+    """Whether JSON gives value back as it is (a tuple comes back a list)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if type(value) is list:
+        return all(_exact_in_json(v) for v in value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _exact_in_json(v) for k, v in value.items())
+    return False
 
 
 def _named_arguments(cls, obj, args, kwargs):

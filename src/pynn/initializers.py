@@ -357,6 +357,9 @@ class FunctionInitializer(Initializer):
     def get_config(self):
         return {}
 
+    def clone(self):
+        return FunctionInitializer(self.fn)
+
 
 _BY_NAME = {
     "zeros": Zeros, "ones": Ones, "constant": Constant,

@@ -1466,6 +1466,9 @@ class R2Score(Metric):
 
     default_name = "r2_score"
     direction = "up"
+    # (an R2Score pickled before these arguments existed has neither)
+    class_aggregation = "uniform_average"
+    num_regressors = 0
 
     def __init__(self, class_aggregation="uniform_average", num_regressors=0, name=None,
                  dtype=None):
@@ -1952,10 +1955,11 @@ def deserialize(spec):
     config = spec.get("config", {})
     threshold = config.get("threshold")
     if isinstance(metric, _ConfusionMetric) and threshold is not None and \
-            "multilabel" in config and (config["multilabel"] is None or threshold == 0.5):
+            "multilabel" in config and (config["multilabel"] is not True or threshold == 0.5):
         # a file from before a threshold implied Keras' reading (every F1Score, Precision and
         # Recall stored one, 0.5 when none was given): it keeps the reading it had (a 0.5
-        # given, now stored with multilabel True or False, reads as the default did)
+        # given, now stored with multilabel True or False, reads as the default did; a
+        # threshold with multilabel=False, the classes' argmax for (N, C) outputs, too)
         metric.multilabel = config["multilabel"]
         metric._threshold_given = False
     return metric

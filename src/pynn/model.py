@@ -1747,11 +1747,17 @@ class Sequential:
     def metrics(self):
         """The compiled metric objects that fit and evaluate update (Keras' model.metrics;
         pynn keeps the loss's mean apart, so it is not among them); [] before the model is
-        compiled and built."""
+        compiled and built. (A subclass may set its own: it then reads that.)"""
+        if "_own_metrics" in self.__dict__:
+            return self.__dict__["_own_metrics"]
         if not self.compiled or not self.built:
             return []
         self._prepare_compiled()
         return [getattr(m, "metric", m) for m in self._metric_objects]
+
+    @metrics.setter
+    def metrics(self, value):  # (a subclass's attribute of that name, as before the property)
+        self.__dict__["_own_metrics"] = value
 
     @property
     def metrics_names(self):

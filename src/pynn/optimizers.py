@@ -1117,6 +1117,17 @@ _UPDATE_HOOK = ("_update(self, b, w, g, s, lr), updating the weight array w in p
                 "`slots`) and the rate lr (see pynn.optimizers' docstring)")
 
 
+def _is_kerass_update_step(method):
+    """Whether an update_step is Keras' hook, (gradient, variable, learning_rate), rather
+    than a helper of the class's own that happens to have the name."""
+    try:
+        parameters = list(inspect.signature(method).parameters.values())[1:]  # (self)
+    except (TypeError, ValueError):
+        return True
+    return len(parameters) == 3 and all(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
 def _check_hooks(cls):
     """A TypeError for an optimizer class pynn cannot train with: one written for Keras,
     whose update_step(gradient, variable, learning_rate) pynn would never call (a subclass
@@ -1124,15 +1135,18 @@ def _check_hooks(cls):
     defining both (for both libraries) is fine, as is one with an apply() of its own."""
     if not isinstance(cls, type) or not issubclass(cls, Optimizer):
         return  # (custom_objects' factory function: its result is checked by compile)
+    if cls.apply is not Optimizer.apply:  # it updates the weights its own way
+        return
     mro = cls.__mro__
-    keras_hook = next((i for i, c in enumerate(mro) if "update_step" in vars(c)), None)
+    keras_hook = next((i for i, c in enumerate(mro) if "update_step" in vars(c)
+                       and _is_kerass_update_step(vars(c)["update_step"])), None)
     own_hook = next((i for i, c in enumerate(mro) if "_update" in vars(c)
                      and c is not Optimizer), None)
     if keras_hook is not None and (own_hook is None or keras_hook < own_hook):
         raise TypeError(f"{cls.__name__} defines update_step(gradient, variable, "
                         f"learning_rate), Keras' hook, which pynn does not call: a pynn "
                         f"optimizer defines {_UPDATE_HOOK}")
-    if own_hook is None and cls.apply is Optimizer.apply:
+    if own_hook is None:
         raise TypeError(f"{cls.__name__} does not define the update: a pynn optimizer "
                         f"defines {_UPDATE_HOOK}")
 

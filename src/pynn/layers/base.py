@@ -176,6 +176,14 @@ def _check_layer_dtype(name, dtype, kind="layer"):
                          f"float64, or leave dtype out")
 
 
+def _pynn_layer_below(cls):
+    """Whether a layer class is, or extends, one of pynn's layers (not the bare base)."""
+    from ..custom_objects import is_custom
+
+    return any(k is not Layer and issubclass(k, Layer) and not is_custom(k)
+               for k in cls.__mro__)
+
+
 class Layer(AutoConfig):
     """Base class of every layer."""
 
@@ -184,9 +192,11 @@ class Layer(AutoConfig):
             from .. import activations
 
             value = activations.get(value)
-        elif isinstance(value, str) and name.endswith(("_regularizer", "_initializer")):
-            # layer.kernel_regularizer = "l2", as the constructors take it (a str crashed fit
-            # and save)
+        elif isinstance(value, str) and name.endswith(("_regularizer", "_initializer")) and \
+                _pynn_layer_below(type(self)):
+            # layer.kernel_regularizer = "l2" on pynn's layers (Dense, BatchNormalization...),
+            # as their constructors take it (a str crashed fit and save); a layer of your own
+            # keeps what it stores
             from .. import initializers, regularizers
 
             value = (regularizers if name.endswith("_regularizer") else initializers).get(value)
