@@ -6,7 +6,13 @@ loss, metrics and validation values, and finally on_train_end. A callback may se
 `self.model.stop_training = True` to stop after the current batch (from a batch hook) or
 epoch (from on_epoch_end). As in Keras, fit's validation calls on_test_begin, the test
 batch hooks and on_test_end; evaluate(callbacks=) calls the test hooks, predict(callbacks=)
-the predict hooks.
+the predict hooks; a test or predict batch hook may set `self.model.stop_evaluating` or
+`stop_predicting` (Keras 3). Batch hooks get `logs=` by keyword, as Keras passes it (a hook
+whose parameter has another name gets it positionally). With data given batch by batch
+(a generator, a DataLoader), on_epoch_begin runs before the epoch's data is read (a
+sampler's set_epoch takes effect); an epoch that then finds the data run out is not logged
+(no on_epoch_end; Keras logs it with the last epoch's values) and training stops with a
+warning.
 
 Training callbacks (EarlyStopping, ModelCheckpoint, BackupAndRestore, LearningRateScheduler,
 ReduceLROnPlateau, CSVLogger) follow Keras 3's names, arguments and semantics; differences
