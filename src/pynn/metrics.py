@@ -1013,67 +1013,49 @@ def _is_loss(fn):
     return isinstance(fn, _losses.Loss)
 
 
-class _Renamed(Metric):
-    """A compile() metric logged under another name than its own: Keras' `name_1`, `name_2`
-    for the second and third of one name (the user's object keeps its name)."""
+class _Wrapped(Metric):
+    """A compile() metric wrapping `metric` under the log name `name`: every call goes to
+    the metric."""
 
     def __init__(self, metric, name):
         self.metric = metric
         self.name = name
+
+    @property
+    def direction(self):
+        return self.metric.direction
+
+    @property
+    def costly_result(self):
+        return self.metric.costly_result
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def _update(self, y_true, y_pred, sample_weight=None):
+        return self.metric._update(y_true, y_pred, sample_weight)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self._update(y_true, y_pred, sample_weight)
+
+    def result(self):
+        return self.metric.result()
+
+
+class _Renamed(_Wrapped):
+    """A compile() metric logged under another name than its own: Keras' `name_1`, `name_2`
+    for the second and third of one name (the user's object keeps its name)."""
 
     @property
     def fn(self):  # the native engine recognises pynn's metric functions by it
         return self.metric.fn
 
-    @property
-    def direction(self):
-        return self.metric.direction
 
-    @property
-    def costly_result(self):
-        return self.metric.costly_result
-
-    def reset_state(self):
-        self.metric.reset_state()
-
-    def _update(self, y_true, y_pred, sample_weight=None):
-        return self.metric._update(y_true, y_pred, sample_weight)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        self._update(y_true, y_pred, sample_weight)
-
-    def result(self):
-        return self.metric.result()
-
-
-class _Weighted(Metric):
+class _Weighted(_Wrapped):
     """A compile(weighted_metrics=...) metric: `metric`, updated with each batch's sample
     (and class) weights, logged under `name` (Keras': the metric's name, or "weighted_"
-    before it where an unweighted metric has that name)."""
-
-    def __init__(self, metric, name):
-        self.metric = metric
-        self.name = name
-
-    @property
-    def direction(self):
-        return self.metric.direction
-
-    @property
-    def costly_result(self):
-        return self.metric.costly_result
-
-    def reset_state(self):
-        self.metric.reset_state()
-
-    def _update(self, y_true, y_pred, sample_weight=None):
-        return self.metric._update(y_true, y_pred, sample_weight)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        self._update(y_true, y_pred, sample_weight)
-
-    def result(self):
-        return self.metric.result()
+    before it where an unweighted metric has that name). No `fn`: the native engine's
+    metrics weigh nothing."""
 
 
 class _DefaultThreshold(float):
