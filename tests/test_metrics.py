@@ -759,3 +759,49 @@ def test_metric_objects_from_before_their_new_arguments_keep_their_reading():
     del r2.__dict__["class_aggregation"], r2.__dict__["num_regressors"]
     r2.update_state(rng.random((8, 1)), rng.random((8, 1)))
     assert np.isfinite(r2.result())
+
+
+def test_per_position_weights_with_a_trailing_axis_of_one():
+    # (N, T, 1) weights, as Keras takes them for sequence outputs, were refused by the
+    # standalone metrics after per-output weighting came in; they read as (N, T)
+    rng = np.random.default_rng(1)
+    y = np.eye(4)[rng.integers(0, 4, (12, 5))]
+    p = rng.random((12, 5, 4))
+    w = rng.random((12, 5))
+    for make in (M.CategoricalAccuracy, M.MeanSquaredError, M.MeanAbsoluteError,
+                 lambda: M.TopKCategoricalAccuracy(k=2), M.BinaryAccuracy):
+        a, b = make(), make()
+        a.update_state(y, p, sample_weight=w)
+        b.update_state(y, p, sample_weight=w[..., None])
+        assert a.result() == pytest.approx(b.result(), rel=1e-12), type(a).__name__
+
+
+def test_an_r2score_pickled_with_the_older_four_statistics_reads_on():
+    rng = np.random.default_rng(2)
+    y, p = rng.random((10, 2)), rng.random((10, 2))
+    new = M.R2Score()
+    new.update_state(y, p)
+    old = M.R2Score()
+    old.update_state(y, p)
+    old._state = old._state[:4]  # (count, mean, squared deviations, squared errors)
+    assert old.result() == pytest.approx(new.result())
+    old.update_state(y[:5], p[:5])
+    new.update_state(y[:5], p[:5])
+    assert old.result() == pytest.approx(new.result())
+
+
+def test_a_zero_dimensional_threshold_and_an_r2score_subclass_of_its_own():
+    rng = np.random.default_rng(3)
+    y, p = rng.integers(0, 2, 20), rng.random(20)
+    a, b = M.Precision(threshold=np.array(0.3)), M.Precision(threshold=0.3)
+    a.update_state(y, p)
+    b.update_state(y, p)
+    assert a.result() == b.result()
+
+    class MyR2(M.R2Score):  # its __init__ takes the name alone, as before R2Score's arguments
+        def __init__(self, name="myr2"):
+            super().__init__(name=name)
+
+    assert MyR2(**MyR2().get_config()).name == "myr2"
+    assert M.R2Score(num_regressors=2).get_config() == {"name": "r2_score",
+                                                         "num_regressors": 2}

@@ -319,8 +319,14 @@ def _weighted_mean_parts(name, values, w):
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 0:  # one value for the batch: every sample's
         return float(values) * float(np.sum(w)), float(np.sum(w))
+    # weights with a trailing axis of 1 (Keras' per-position (N, T, 1)): a weight for each
+    # output of that position, or the position's own
+    if w.ndim == values.ndim and w.ndim > 1 and w.shape[-1] == 1:
+        w = np.broadcast_to(w, w.shape[:-1] + values.shape[-1:])
     while values.ndim > w.ndim:
         values = values.mean(axis=-1)
+    while w.ndim > max(values.ndim, 1) and w.shape[-1] == 1:
+        w = w[..., 0]
     if w.ndim > values.ndim:
         raise ValueError(f"{name}: sample_weight of shape {w.shape} has more axes than the "
                          f"metric's values, shape {values.shape} (one per sample, or per "
@@ -635,8 +641,17 @@ def _r2_stats(y_true, y_pred, w=None):
             np.sum(w * (y_true - y_pred) ** 2, axis=0), y_true.size)
 
 
+def _r2_five(stats):
+    """Stats with the count of target values: an R2Score pickled before it was counted has
+    four (its count then taken as samples times columns; it had no num_regressors)."""
+    if stats is not None and len(stats) == 4:
+        return (*stats, float(stats[0]) * np.size(stats[1]))
+    return stats
+
+
 def _merge_r2(a, b):
     """Chan et al.'s pairwise update: numerically stable, unlike sum(y^2) - sum(y)^2 / n."""
+    a = _r2_five(a)
     if a is None:
         return b
     values = a[4] + b[4]  # counted even at weight 0, as Keras counts them
@@ -659,7 +674,7 @@ def _r2_from(stats, class_aggregation="uniform_average", num_regressors=0):
     falls back to the plain R² where n - p - 1 <= 0, with a warning, and so does pynn."""
     if stats is None or stats[0] == 0:
         return float("nan")
-    _, _, ss_tot, ss_res, values = stats
+    _, _, ss_tot, ss_res, values = _r2_five(stats)
     per_column = np.where(ss_tot > 0, 1.0 - _ratio(ss_res, ss_tot),
                           np.where(ss_res == 0, 1.0, 0.0))  # constant targets: scikit-learn
     if class_aggregation is None:
@@ -1145,6 +1160,8 @@ def _class_column(name, y_true, y_pred, class_id):
 
 def _one_threshold(owner, thresholds):
     """Keras' `thresholds` (a number, or a list of one) as pynn's single threshold."""
+    if isinstance(thresholds, np.ndarray) and thresholds.ndim == 0:  # np.array(0.3)
+        return thresholds.item()
     if isinstance(thresholds, (list, tuple, np.ndarray)):
         if len(thresholds) != 1:
             raise NotImplementedError(f"{owner}: thresholds={thresholds!r}: pynn's metric takes "
@@ -1481,8 +1498,14 @@ class R2Score(Metric):
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
-        return {"name": self.name, "class_aggregation": self.class_aggregation,
-                "num_regressors": self.num_regressors}
+        # the defaults left out, as before these arguments: a subclass whose __init__ takes
+        # name alone still rebuilds from its config
+        config = {"name": self.name}
+        if self.class_aggregation != "uniform_average":
+            config["class_aggregation"] = self.class_aggregation
+        if self.num_regressors:
+            config["num_regressors"] = self.num_regressors
+        return config
 
 
 class _MeanOf(MeanMetricWrapper):
