@@ -682,6 +682,10 @@ bool DenseEngine::pairs_with_next(const Layer& a, const Layer& b) {
 void DenseEngine::forward_one_row(const float* X, float* final_out) {
     const size_t L = layers_.size();
     int carried = 0;  // > 0: this layer's product was made with the one before, in this many slices
+    auto parts_for = [this](int S, index_t out) {  // the S - 1 other slices' partial sums
+        if (gemv_parts_.size() < static_cast<size_t>((S - 1) * out)) gemv_parts_.resize((S - 1) * out);
+        return gemv_parts_.data();
+    };
     for (size_t i = 0; i < L; ++i) {
         Layer& l = layers_[i];
         float* Y = (i + 1 == L && final_out) ? final_out : l.Y;
@@ -702,9 +706,7 @@ void DenseEngine::forward_one_row(const float* X, float* final_out) {
             Layer& b = layers_[i + 1];
             float* const bY = (i + 2 == L && final_out) ? final_out : b.Y;
             const int S = row_slices(b.in);
-            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * b.out))
-                gemv_parts_.resize((S - 1) * b.out);
-            float* const parts = gemv_parts_.data();
+            float* const parts = parts_for(S, b.out);
             const Activation act = static_cast<Activation>(l.act);
             run_shares(std::min(num_threads(), S), [&](int t, int T) {
                 const int s0 = S * t / T, s1 = S * (t + 1) / T;
@@ -728,9 +730,7 @@ void DenseEngine::forward_one_row(const float* X, float* final_out) {
             const int S = carried ? carried
                           : l.in > kGemvBand && l.in * l.out > kGemvSerialMax ? row_slices(l.in)
                                                                               : 1;
-            if (gemv_parts_.size() < static_cast<size_t>((S - 1) * l.out))
-                gemv_parts_.resize((S - 1) * l.out);
-            float* const parts = gemv_parts_.data();
+            float* const parts = parts_for(S, l.out);
             if (!carried)
                 run_shares(std::min(num_threads(), S), [&](int t, int T) {
                     for (int s = S * t / T; s < S * (t + 1) / T; ++s) {

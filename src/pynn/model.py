@@ -40,7 +40,7 @@ from .interrupts import DeferredInterrupt
 from .layers import (LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, Reshape,
                      get_class)
 from .layers.base import as_flag, as_shape, unique_name
-from .progress import EpochProgress, logs_line
+from .progress import EpochProgress, check_verbose, logs_line
 
 # compile()'s metric arguments and the attributes that keep them (as given)
 _METRIC_SPECS = {"metrics": "_metric_specs", "weighted_metrics": "_weighted_metric_specs"}
@@ -529,9 +529,10 @@ class Sequential:
 
     # ---- data ---------------------------------------------------------------------------------
     def _inputs(self, x, name="x", check_finite=None):
-        if isinstance(x, (list, tuple)) and len(x) == 1:
-            shape = self.input_shape
-            x = self._unlisted(x, None if shape is None else len(shape) + 1)
+        if isinstance(x, (list, tuple)) and len(x) == 1 and self.input_shape is not None and \
+                getattr(x[0], "ndim", None) == len(self.input_shape) + 1 and \
+                not isinstance(x[0], np.generic):
+            x = x[0]  # Keras' [x] for the one input: an array of a batch's rank (else rows)
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
         # Reshape, and the layers working on the last axis for inputs of 3 or more axes
@@ -561,15 +562,6 @@ class Sequential:
                             f"{name.split()[-1]}.filled(value) with the value masked entries "
                             f"should take (a zero sample weight leaves a sample out)")
         return detached(data.densified(a))
-
-    @staticmethod
-    def _unlisted(a, ndim):
-        """Keras' [x] or [y] for a model of one input and one output: the one array, when it
-        has the rank of a batch (ndim); anything else as it is (a list of rows)."""
-        if isinstance(a, (list, tuple)) and len(a) == 1 and ndim is not None and \
-                getattr(a[0], "ndim", None) == ndim and not isinstance(a[0], np.generic):
-            return a[0]
-        return a
 
     def _targets(self, y, n, name="y"):
         if y is None:
@@ -1426,7 +1418,7 @@ class Sequential:
         x may give the data batch by batch, as in fit; steps: how many batches (default:
         all; with arrays and no batch_size, the steps share the samples out, as Keras 3)."""
         self._check_compiled()
-        _check_verbose(verbose)
+        check_verbose(verbose)
         cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
         self.stop_evaluating = False  # a test batch hook may set it (Keras 3)
         if is_batch_source(x):
@@ -1534,7 +1526,7 @@ class Sequential:
         steps: how many batches (default: all; with arrays and no batch_size, the steps
         share the samples out, as Keras 3)."""
         if is_batch_source(x):
-            _check_verbose(verbose)
+            check_verbose(verbose)
             _no_arrays_with_source("predict", x, batch_size=batch_size)
             return self._predict_source(BatchSource(x, steps, "steps", "predict"), verbose,
                                         callbacks)
@@ -1544,10 +1536,10 @@ class Sequential:
                                                "steps")
             return self.predict(x[:rows], batch_size, verbose, callbacks=callbacks)
         if callbacks:
-            _check_verbose(verbose)
+            check_verbose(verbose)
             return self._predict_with_callbacks(x, batch_size, verbose, callbacks)
         if verbose:
-            _check_verbose(verbose)
+            check_verbose(verbose)
             start = time.perf_counter()
             out = self.predict(x, batch_size)
             print(f"{len(out)} samples - {time.perf_counter() - start:.3f}s", flush=True)
@@ -2286,12 +2278,6 @@ def _num_rows(x):
         return len(x)
     except TypeError:
         return 0
-
-
-def _check_verbose(verbose):
-    """verbose as fit takes it: 0, 1, 2 or 'auto' (evaluate and predict printed for '0')."""
-    if verbose not in (0, 1, 2, "auto"):
-        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
 
 
 def _stacked(n, pieces):

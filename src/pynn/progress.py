@@ -32,10 +32,15 @@ def _per_step(seconds):
     return f"{seconds * 1e6:.0f}us/step"
 
 
+def check_verbose(verbose):
+    """verbose as fit, evaluate and predict take it: 0, 1, 2 or 'auto'."""
+    if verbose not in (0, 1, 2, "auto"):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+
+
 class EpochProgress:
     def __init__(self, verbose, epochs, steps, stream=None):
-        if verbose not in (0, 1, 2, "auto"):
-            raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        check_verbose(verbose)
         self.stream = stream or sys.stdout
         if verbose == "auto":
             verbose = 1

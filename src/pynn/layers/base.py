@@ -18,7 +18,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import config
-from ..custom_objects import AutoConfig
+from ..custom_objects import AutoConfig, is_custom
 from ..array_like import add_array_operators
 from ..backend import backend_array, get_backend, is_gpu_array, to_host
 
@@ -178,8 +178,6 @@ def _check_layer_dtype(name, dtype, kind="layer"):
 
 def _pynn_layer_below(cls):
     """Whether a layer class is, or extends, one of pynn's layers (not the bare base)."""
-    from ..custom_objects import is_custom
-
     return any(k is not Layer and issubclass(k, Layer) and not is_custom(k)
                for k in cls.__mro__)
 
