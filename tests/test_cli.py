@@ -381,6 +381,41 @@ def test_a_quoted_number_after_a_space_is_a_number_and_underscores_are_not():
     assert tabular._number(' "2.5"') == 2.5 and tabular._number('" 3 "') == 3.0
     assert tabular._number("1_000") is None  # text, as pandas reads it (float() took 1000)
     assert tabular._number('"') is None and tabular._number('""') is None
+    # other scripts' digits are text too, as pandas reads them (float() took 12)
+    assert tabular._number("\u0661\u0662") is None and tabular._number("\u00a012\u00a0") == 12
+
+
+def test_other_scripts_digits_in_a_feature_are_refused_as_text(tmp_path):
+    from pynn import tabular
+
+    data = write_csv(tmp_path / "d.csv", ["a", "y"], [(1, 0), ("\u0661\u0662", 1), (3, 0)])
+    with pytest.raises(tabular.UsageError, match=r"column 'a' holds a non-numeric.*line 3"):
+        tabular.load_training_data(str(data), "y")
+
+
+def test_a_target_word_is_missing_only_as_pandas_spells_a_gap(tmp_path):
+    """none/mild/severe are three classes (pandas reads "none" as text); "None" is a gap."""
+    from pynn import tabular
+
+    rows = [(i, ("none", "mild", "severe")[i % 3]) for i in range(6)]
+    data = write_csv(tmp_path / "d.csv", ["a", "severity"], rows)
+    _, y, _, _ = tabular.load_training_data(str(data), "severity")
+    assert sorted(set(y.tolist())) == ["mild", "none", "severe"]
+    data = write_csv(tmp_path / "g.csv", ["a", "severity"], [*rows, (6, "None")])
+    with pytest.raises(tabular.UsageError, match="a missing class label"):
+        tabular.load_training_data(str(data), "severity")
+
+
+def test_a_field_beyond_csvs_default_limit_is_read(tmp_path):
+    """A free-text column with a field over 131072 characters (csv's default limit) in a
+    dropped column: the file was refused as "not a CSV text file"."""
+    from pynn import tabular
+
+    note = "x" * 200_000
+    rows = [(i % 2, float(i), note if i == 3 else "short") for i in range(8)]
+    data = write_csv(tmp_path / "d.csv", ["y", "a", "note"], rows)
+    x, y, names, _ = tabular.load_training_data(str(data), "y", drop=["note"])
+    assert names == ["a"] and x[:, 0].tolist() == [float(i) for i in range(8)]
 
 
 def test_output_path_is_checked_before_training(tmp_path, blobs_csv):
@@ -569,6 +604,44 @@ def test_predict_keep_and_proba(tmp_path, blobs_model):
     out = run_cli("predict", "--model", blobs_model, "--data", data, "--keep", "id,nope")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "--keep: " in out.stderr and "has no column(s) ['nope']" in out.stderr
+
+
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_predict_keep_with_positional_features(tmp_path, sidecar):
+    """A model trained on an .npz (features by position), or without its JSON file: a kept id
+    column is not counted as a feature (it was, and the column count refused every such
+    file); one the count needs stays a feature."""
+    from pynn import tabular
+
+    rng = np.random.default_rng()
+    x = rng.standard_normal((40, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    model = tmp_path / "m.npz"
+    out = run_cli("train", "--data", tmp_path / "d.npz", "--out", model, "--epochs", "1",
+                  "--quiet")
+    assert out.returncode == 0, out.stderr
+    if not sidecar:
+        (tmp_path / "m.npz.columns.json").unlink()
+    data = tmp_path / "new.csv"
+    features = [f"{float(a)!r},{float(b)!r}" for a, b in x[:3]]
+    plain, with_id = tmp_path / "plain.csv", tmp_path / "with_id.csv"
+    plain.write_text("a,b\n" + "".join(f"{row}\n" for row in features))
+    with_id.write_text("id,a,b\n" + "".join(f"r{i},{row}\n" for i, row in enumerate(features)))
+    lines = []
+
+    def predict(data, keep=()):
+        return tabular.predict(str(model), str(data), keep=keep,
+                               print_fn=lambda text, end="": lines.append(text))
+
+    expected = predict(plain)
+    if not sidecar:  # the model's outputs themselves
+        np.testing.assert_allclose(np.ravel(expected), np.ravel(pynn.load_model(model).predict(
+            x[:3])), rtol=1e-6)
+    assert predict(with_id, keep=["id"]) == expected
+    header, *rows = read_csv_rows(lines[-1])
+    assert header[0] == "id" and [r[0] for r in rows] == ["r0", "r1", "r2"]
+    assert predict(plain, keep=["a"]) == expected  # a feature, and kept
+    assert read_csv_rows(lines[-1])[0][0] == "a"
 
 
 def test_text_class_labels_and_true_false(tmp_path):

@@ -520,6 +520,55 @@ def test_targets_beyond_float32_are_named_as_such():
             MLPRegressor(max_iter=1).fit(x, np.r_[1e39, np.zeros(9)])
 
 
+@pytest.fixture
+def float64_floatx():
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    yield
+    pynn.set_floatx(previous)
+
+
+def test_float64_floatx_keeps_the_inputs_digits(float64_floatx, rng):
+    """Under set_floatx("float64") X and y reach the network in float64 (they were cut to
+    float32 first: 1e8 + 0.25 became 1e8)."""
+    x = 1e8 + 0.25 * np.arange(6.0).reshape(-1, 1) + rng.uniform(0, 1e-3)
+    reg = MLPRegressor(hidden_layer_sizes=(), max_iter=1, random_state=0).fit(x, x[:, 0] - 1e8)
+    reg.coefs_, reg.intercepts_ = [np.ones((1, 1))], [np.array([-1e8])]
+    np.testing.assert_allclose(reg.predict(x), x[:, 0] - 1e8, atol=1e-7)
+    assert reg.model_.predict(x).dtype == np.float64
+    k = np.arange(8.0).reshape(-1, 1)
+    y = 1e8 + 0.25 * k[:, 0]  # 1e8 for all in float32
+    reg = MLPRegressor(hidden_layer_sizes=(), max_iter=1, warm_start=True, alpha=0,
+                       learning_rate_init=1e-12, random_state=0).fit(k, y)
+    reg.coefs_, reg.intercepts_ = [np.array([[0.25]])], [np.array([1e8])]
+    reg.fit(k, y)  # from the exact solution: no loss (0.55 against float32's y)
+    assert reg.loss_curve_[-1] < 1e-9
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_string_arrays_are_refused_as_scikit_learn_does(estimator, iris):
+    """An array of number strings was parsed silently (scikit-learn refuses it: dtype
+    'numeric')."""
+    x, y = iris
+    with pytest.raises(ValueError, match="not compatible with arrays of bytes/strings"):
+        estimator(max_iter=1).fit(x.astype(str), y)
+    with pytest.raises(ValueError, match="not compatible with arrays of bytes/strings"):
+        estimator(max_iter=1).fit(x.astype(str).tolist(), y)
+    fitted = estimator(max_iter=1).fit(x, y)
+    with pytest.raises(ValueError, match="not compatible with arrays of bytes/strings"):
+        fitted.predict(x.astype(bytes))
+    if estimator is MLPRegressor:
+        with pytest.raises(ValueError, match="y: dtype='numeric' is not compatible"):
+            estimator(max_iter=1).fit(x, y.astype(str))
+
+
+def test_a_poisson_regressor_tells_scikit_learn_its_targets_are_positive():
+    from sklearn.utils import get_tags
+
+    assert get_tags(MLPRegressor(loss="poisson")).target_tags.positive_only
+    assert not get_tags(MLPRegressor()).target_tags.positive_only
+
+
 def test_validation_fraction_zero_without_early_stopping(iris):
     """scikit-learn's range is [0, 1): 0 is refused only with early stopping (pynn refused
     it always)."""

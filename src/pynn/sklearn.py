@@ -30,7 +30,8 @@ Differences from scikit-learn's own MLPs, by design:
   n_iter_no_change such epochs in a row, and early_stopping restores the best-scoring
   weights. That state carries over warm_start and partial_fit calls, as in scikit-learn.
   Running all max_iter epochs without stopping warns with ConvergenceWarning.
-* Outputs are computed in float32 (pynn's floatx) and returned as float64.
+* Outputs are computed in pynn's floatx (float32 unless pynn.set_floatx("float64"), X and
+  y converted to it) and returned as float64.
 * solver: 'adam', 'sgd' (Nesterov momentum as scikit-learn) or 'lbfgs' (scipy's L-BFGS-B
   on the whole data set, as scikit-learn: at most max_iter iterations and max_fun loss
   evaluations, tol the gradient tolerance; no partial_fit, early stopping or
@@ -536,7 +537,7 @@ class _BaseMLP(BaseEstimator):
     def _raw_predict(self, X, logits=False):
         """The model's outputs for X as float64; logits: the last layer's pre-activations."""
         check_is_fitted(self, "model_")
-        X = _dense(validate_data(self, X, reset=False, dtype=np.float32,
+        X = _dense(validate_data(self, _numeric(X), reset=False, dtype=_floatx(),
                                  accept_sparse=_SPARSE))
         model = self.model_
         if logits:  # in pieces of 1024 rows, as predict: memory bounded by the widest layer
@@ -615,8 +616,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight=None, classes=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, accept_sparse=_SPARSE,
-                             multi_output=True)
+        X, y = validate_data(self, _numeric(X), y, reset=first, dtype=_floatx(),
+                             accept_sparse=_SPARSE, multi_output=True)
         X = _dense(X)
         sample_weight = self._sample_weight(sample_weight, X)
         if not first and not incremental and not self._multilabel:  # warm_start
@@ -729,6 +730,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"  # (y >= 0 is checked)
         return tags
 
     def _loss_scale(self):
@@ -747,12 +749,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first = self._first_pass(incremental)
         sizes = self._check_params()
-        X, y = validate_data(self, X, y, reset=first, dtype=np.float32, accept_sparse=_SPARSE,
-                             multi_output=True, y_numeric=True)
+        X, y = validate_data(self, _numeric(X), _numeric(y, "y"), reset=first, dtype=_floatx(),
+                             accept_sparse=_SPARSE, multi_output=True, y_numeric=True)
         X = _dense(X)
         sample_weight = self._sample_weight(sample_weight, X)
         source = np.asarray(y)
-        y = converted(source, np.float32)  # 1e39 became inf, reported as "NaN or infinity"
+        y = converted(source, _floatx())  # 1e39 became inf, reported as "NaN or infinity"
         if not all_finite(y):
             raise overflow_error(source, y, "y") or ValueError("y contains NaN or infinity")
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
@@ -867,13 +869,31 @@ def _mean_one(sample_weight):
     mean = float(sample_weight.mean())
     if not mean > 0:
         raise ValueError("sample_weight must have a positive sum (over the training samples)")
-    return (sample_weight / mean).astype(np.float32), mean
+    return (sample_weight / mean).astype(_floatx()), mean
 
 
 def _dense(X):
     """Sparse X (OneHotEncoder's default output) as a dense float32 array, once per call:
     pynn's layers take dense batches."""
     return X.toarray() if sparse.issparse(X) else X
+
+
+def _floatx():
+    """The dtype the estimators hand the network: pynn's floatx (float64 after
+    pynn.set_floatx("float64"), which keeps X's digits too)."""
+    return np.dtype(config.floatx())
+
+
+def _numeric(values, name="X"):
+    """values, refused if it is an array of strings, as scikit-learn's dtype='numeric' does
+    (the cast to a float type would read "1.5" as a number)."""
+    kind = np.asarray(values).dtype.kind if isinstance(values, (list, tuple)) \
+        else getattr(getattr(values, "dtype", None), "kind", None)
+    if kind in ("U", "S"):
+        raise ValueError(f"{name}: dtype='numeric' is not compatible with arrays of "
+                         f"bytes/strings. Convert your data to numeric values explicitly "
+                         f"instead.")
+    return values
 
 
 def _is_int(value):

@@ -36,7 +36,11 @@ import numpy as np
 
 from .saving import atomic_write, is_stream
 
-_MISSING = ("", "na", "n/a", "nan", "null", "none", "<na>")  # missing-value markers
+# A target's missing-value markers: pandas' default na_values, case and all (so "none", a
+# severity level, is a label, as pandas reads it; "None" and "NaN" are gaps).
+_MISSING = frozenset(("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
+                      "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a",
+                      "nan", "null"))
 MAX_AUTO_CLASSES = 20  # integer targets with at most this many values count as classes
 
 
@@ -78,6 +82,10 @@ def _csv_rows(path):
     """A csv.reader over the file (UTF-8, a byte-order mark such as Excel writes dropped)."""
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path!r}")
+    # csv's default limit (131072 characters a field) refused files with long free-text
+    # fields, even in columns never read; raised (process-wide, never lowered) to 2**31 - 1
+    # (the most a C long holds everywhere)
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     f = open(path, newline="", encoding="utf-8-sig")
     return f, csv.reader(f)
 
@@ -107,8 +115,8 @@ def _number(text):
         text = text[1:-1].strip()                       # follows a space
     if text.lower() in ("true", "false"):
         return float(text.lower() == "true")
-    if "_" in text:  # Python's float reads 1_000 as 1000; a CSV's reader (pandas) as text
-        return None
+    if "_" in text or not text.isascii():  # Python's float reads 1_000 and Arabic-Indic
+        return None                          # digits as numbers; a CSV's reader (pandas) as text
     try:
         return float(text)
     except ValueError:
@@ -165,7 +173,8 @@ def _read_numbers(path, columns, text_hint="", text_columns=()):
             lines.append(line)
             del row[len(columns):]
         try:  # plain numbers (the common row) in C; anything else field by field
-            if "_" in "\x1f".join(row):  # (float reads 1_000; a CSV reader does not)
+            joined = "\x1f".join(row)  # (float reads 1_000 and other scripts' digits; a
+            if "_" in joined or not joined.isascii():  # CSV reader does not)
                 raise ValueError
             numbers = list(map(float, row))
             if not all(map(math.isfinite, numbers)):
@@ -218,7 +227,7 @@ def _target_values(path, target, task, texts, lines):
 
 
 def _is_missing(text):
-    return text.strip().lower() in _MISSING  # ("" among them: an empty field)
+    return text.strip() in _MISSING  # ("" among them: an empty field)
 
 
 def _missing_label(path, target, line, text):
@@ -491,13 +500,17 @@ def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
             raise UsageError(f"{data!r} lacks the feature column(s) {missing} the model was "
                              f"trained on")
         features = meta["features"]
-    elif len(names) != n_features:
-        why = ("the model was trained on unnamed .npz features, taken by position"
-               if meta is not None else f"{sidecar_path(model_path)!r}, which names them, is "
-               f"missing")
-        raise UsageError(f"{data!r} has {len(names)} feature columns, the model takes "
-                         f"{n_features} ({why})")
     else:
+        if len(names) != n_features and keep:
+            # by position, the columns kept for the output (an id) are not features unless
+            # the count says they are
+            names = [n for n in names if n not in keep]
+        if len(names) != n_features:
+            why = ("the model was trained on unnamed .npz features, taken by position"
+                   if meta is not None else f"{sidecar_path(model_path)!r}, which names them, "
+                   f"is missing")
+            raise UsageError(f"{data!r} has {len(names)} feature columns, the model takes "
+                             f"{n_features} ({why})")
         features = names
     _, x, kept, _ = _read_numbers(data, features, text_columns=keep)  # one pass for both
     offsets = (meta or {}).get("offsets")
