@@ -296,6 +296,73 @@ def test_loss_and_bias_grad_bindings_check_their_sizes(cpu):
         C.bias_grad(f32(np.ones((4, 8))), f32(np.zeros(3)))
 
 
+def _shape_misuses(rng):
+    """Calls of the backend contract (base.py) with an array of the wrong shape, which the
+    numpy backend broadcast (a sparse (N, 1) column counted every row N times)."""
+    y, w = f32(rng.uniform(0.1, 0.9, (3, 4))), f32(rng.normal(size=(2, 3)))
+    return {
+        r"dy: expected shape \(3, 4\) \(the shape of y\)":
+            lambda b: b.softmax_backward(y, f32(np.ones((3, 1)))),
+        r"dy: expected shape \(3, 4\)":
+            lambda b: b.activation_backward("relu", 0.0, None, y, f32(np.ones(4))),
+        r"targets: expected shape \(3, 4\) \(the shape of logits\)":
+            lambda b: b.softmax_cross_entropy(y, f32(np.ones((3, 1))), False, 1.0),
+        r"labels: expected": lambda b: b.softmax_cross_entropy(
+            y, np.array([[0], [1], [2]], np.int32), True, 1.0),
+        r"g: expected shape \(2, 3\) \(the shape of w\)":
+            lambda b: b.sgd_update(w.copy(), f32(np.ones(3)), None, 0.1, 0.0, False),
+        r"v: expected shape \(2, 3\)": lambda b: b.adam_update(
+            w.copy(), w.copy(), np.zeros_like(w), np.zeros(3, np.float32), 0.1, 0.9, 0.999,
+            1e-7, 0.0, 1),
+        r"unknown activation 'nope'": lambda b: b.activation_forward("nope", y),
+        r"rate: expected a dropout rate in \[0, 1\), got 1.0":
+            lambda b: b.dropout_mask((2, 2), 1.0, np.float32, 0, 0),
+        r"seed: expected an integer in \[0, 2\*\*64\), got -1":
+            lambda b: b.dropout_mask((2, 2), 0.5, np.float32, -1, 0),
+    }
+
+
+@pytest.mark.parametrize("name", ["numpy", "cpu"])
+def test_both_backends_refuse_the_same_misuses_by_name(rng, name):
+    backend = get_backend(name)
+    for message, call in _shape_misuses(rng).items():
+        with pytest.raises(ValueError, match=message):
+            call(backend)
+
+
+def test_misaligned_contiguous_arrays_reach_the_kernels_as_copies(cpu, rng):
+    """np.frombuffer at an odd offset: contiguous but not 4-byte aligned, which the kernels
+    refuse ("z: array data is not aligned"); the numpy backend took them."""
+    import pynn
+
+    def misaligned(a):
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        view = np.frombuffer(raw.data, a.dtype, a.size, offset=1).reshape(a.shape)
+        view[...] = a
+        assert view.flags.c_contiguous and not view.flags.aligned
+        return view
+
+    z, t = f32(rng.normal(size=(8, 3))), f32(rng.uniform(size=(8, 3)))
+    np.testing.assert_array_equal(cpu.activation_forward("tanh", misaligned(z)),
+                                  cpu.activation_forward("tanh", z))
+    for sparse, targets in ((False, t), (True, np.arange(8, dtype=np.int32) % 3)):
+        got = cpu.softmax_cross_entropy(misaligned(z), misaligned(targets), sparse, 1.0)
+        want = cpu.softmax_cross_entropy(z, targets, sparse, 1.0)
+        assert got[0] == want[0]
+        np.testing.assert_array_equal(got[1], want[1])
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend("cpu")
+        layer = pynn.layers.Activation("tanh")
+        np.testing.assert_allclose(np.asarray(layer(misaligned(z))), np.tanh(z), rtol=1e-6)
+        model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(3)])
+        model.compile(loss="categorical_crossentropy", optimizer="sgd")
+        assert model.evaluate(misaligned(z), misaligned(t), verbose=0) == \
+            model.evaluate(z, t, verbose=0)
+    finally:
+        pynn.set_backend(previous)
+
+
 def test_bce_extreme_logits(cpu):
     pred = f32([[1000], [-1000], [0]])
     loss, grad = cpu.binary_cross_entropy(pred, f32([[0], [1], [1]]), True, 1e-7, 1.0)

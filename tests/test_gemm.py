@@ -786,6 +786,34 @@ def test_ops_gemm_takes_any_view_its_kernels_cannot_address(rng, backend):
         pynn.set_backend(previous)
 
 
+def test_ops_gemm_on_the_numpy_backend_keeps_float64_digits(rng, numpy_backend):
+    """Big-endian float64 operands (FITS, HDF5, network buffers) and an int64 beside a float64
+    went through float32 first (1 + 1e-12 - 1 was 0; 16777217 became 16777216)."""
+    a = 1 + rng.uniform(1e-12, 2e-12, size=(1, 1))
+    got = pynn.ops.gemm(a.astype(">f8"), np.array([[1.0]], ">f8")) - 1
+    assert got.dtype == np.float64 and got[0, 0] == a[0, 0] - 1
+    big = np.array([[16777217 + int(rng.integers(0, 8)) * 2]], np.int64)
+    for x, y in ((big, np.array([[1.0]])), (np.array([[1.0]]), big)):
+        got = pynn.ops.gemm(x, y)
+        assert got.dtype == np.float64 and got[0, 0] == float(big[0, 0])
+    assert pynn.ops.gemm(big, big.astype(np.float32)).dtype == np.float32  # no float64 in
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_ops_gemm_refuses_masked_arrays(rng, backend):
+    """The hidden values under a mask were multiplied (np.ma.dot leaves them out)."""
+    a = np.ma.masked_array(rng.standard_normal((2, 3)), mask=[[0, 1, 0], [0, 0, 0]])
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend(backend)
+        with pytest.raises(TypeError, match=r"gemm: a is a masked array; .*a.filled\(value\)"):
+            pynn.ops.gemm(a, np.ones((3, 1)))
+        with pytest.raises(TypeError, match="gemm: b is a masked array"):
+            pynn.ops.gemm(np.ones((1, 2)), a)
+    finally:
+        pynn.set_backend(previous)
+
+
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_ops_gemm_writes_into_an_out_of_any_layout(rng, backend):
     """out= Fortran-ordered, column-strided or with reversed rows: the result lands in the

@@ -38,7 +38,10 @@ def gemm(a, b, trans_a=False, trans_b=False, bias=None, activation=None, alpha=1
     spec = act_mod.get(activation)
     if spec.name == "softmax":
         raise ValueError("gemm: softmax is not an element-wise epilogue; apply it afterwards")
-    a_arr, b_arr = _matrix(backend, a, "a"), _matrix(backend, b, "b")
+    # beside a float64 operand others are taken in float64 (numpy's promotion: an int64's
+    # digits kept), else in the session's floatx
+    wide = _is_float64(a) or _is_float64(b)
+    a_arr, b_arr = _matrix(backend, a, "a", wide), _matrix(backend, b, "b", wide)
     if a_arr.dtype != b_arr.dtype:  # float32 with float64: computed in float64
         a_arr, b_arr = a_arr.astype(np.float64, copy=False), b_arr.astype(np.float64, copy=False)
     m, k = a_arr.shape[::-1] if trans_a else a_arr.shape
@@ -141,23 +144,34 @@ def _scalar(name, value):
     return float(value)
 
 
-def _operand(backend, x, name):
+def _is_float64(x):
+    dtype = getattr(x, "dtype", None)
+    return isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize == 8
+
+
+def _operand(backend, x, name, wide=False):
     """x as a float array on the backend's device: its own arrays as they are, other GPU
-    arrays through DLPack, anything else as NumPy converts it (other dtypes in the
-    session's floatx); refused unless of real numbers (text, objects, complex)."""
+    arrays through DLPack, anything else as NumPy converts it (other dtypes in float64 where
+    wide, else in the session's floatx); refused unless of real numbers (text, objects,
+    complex) and unmasked."""
     if is_gpu_array(x):  # zero-copy on a GPU backend, else a TypeError
         x = backend_array(x, backend, name)
+    elif isinstance(x, np.ma.MaskedArray):  # its masked entries would be multiplied
+        raise TypeError(f"gemm: {name} is a masked array; pynn uses no masks: pass "
+                        f"{name}.filled(value) with the value masked entries should take")
     elif not isinstance(x, (np.ndarray, backend.xp.ndarray)):
         # real numbers (_numeric refuses the rest), lists in the session's floatx
         x = _in_dtype(_numeric(x, f"gemm: {name}"), np.dtype(config.floatx()), name)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"gemm: {name} must hold real numbers, got dtype {x.dtype}")
-    return x if x.dtype in (np.float32, np.float64) else x.astype(config.floatx())
+    if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8):  # (a byte-swapped one: native)
+        return x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
+    return x.astype(np.float64 if wide else config.floatx())
 
 
-def _matrix(backend, x, name):
+def _matrix(backend, x, name, wide=False):
     """A 2-D operand on the backend's device (host arrays copied there by a GPU backend)."""
-    arr = _operand(backend, x, name)
+    arr = _operand(backend, x, name, wide)
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")
     if arr.dtype == np.float64 and backend.name == "cpu" and config.floatx() != "float64":

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel_calls import ACTIVATION_CODES, KernelCalls
-from .numpy_backend import NumpyBackend
+from .kernel_calls import ACTIVATION_CODES, KernelCalls, activation_code
+from .numpy_backend import NumpyBackend, check_dropout
 
 __all__ = ["ACTIVATION_CODES", "CpuBackend"]
 
@@ -25,6 +25,7 @@ class CpuBackend(KernelCalls, NumpyBackend):
         self._C = self._kernels = module
 
     def dropout_mask(self, shape, rate, dtype, seed, step):
+        check_dropout(rate, seed, step)  # (pybind's TypeError for a negative seed)
         if np.dtype(dtype) != np.float32:
             return super().dropout_mask(shape, rate, dtype, seed, step)
         mask = np.empty(shape, dtype=np.float32)
@@ -43,12 +44,12 @@ class CpuBackend(KernelCalls, NumpyBackend):
             bias = np.ascontiguousarray(bias).copy()
         if out is None or readable(out) is out:
             return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
-                                ACTIVATION_CODES[activation], act_param)
+                                activation_code(activation), act_param)
         # An out they cannot write in place: the result goes through a copy into it.
         if out.ndim == 2 and not out.flags.writeable:
             raise ValueError("gemm: out is read-only")
         staged = self._C.gemm(a, b, trans_a, trans_b, alpha, beta, np.array(out, order="C"),
-                              bias, ACTIVATION_CODES[activation], act_param)
+                              bias, activation_code(activation), act_param)
         out[...] = staged
         return out
 

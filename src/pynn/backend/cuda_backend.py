@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cupy_backend import CupyBackend
-from .kernel_calls import ACTIVATION_CODES, KernelCalls
+from .kernel_calls import KernelCalls, activation_code
 
 
 class CudaBackend(KernelCalls, CupyBackend):
@@ -66,7 +66,7 @@ class CudaBackend(KernelCalls, CupyBackend):
                 z *= np.float32(alpha)
             if beta != 0.0:
                 z += np.float32(beta) * out
-        code = ACTIVATION_CODES[activation]
+        code = activation_code(activation)
         if bias is not None or code != 0:
             self._cuda.bias_activation(z, None if bias is None else self._c(bias), code,
                                        act_param, self._stream())

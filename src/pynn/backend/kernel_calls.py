@@ -24,6 +24,15 @@ ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu": 4
 _FLOAT32 = np.dtype(np.float32)
 
 
+def activation_code(name):
+    """The kernels' code for an element-wise activation (an unknown name refused as the numpy
+    backend refuses it: ValueError, not a KeyError)."""
+    code = ACTIVATION_CODES.get(name)
+    if code is None:
+        raise ValueError(f"unknown activation {name!r}")
+    return code
+
+
 class KernelCalls:
     _kernels = None
 
@@ -45,10 +54,13 @@ class KernelCalls:
         """True when the optimizer kernels can update w in place with these arrays."""
         return self._native(w, *arrays)
 
-    def _c(self, a):
-        """a C-contiguous (a copy only if needed), of a's shape: numpy's ascontiguousarray
+    def _c(self, a, dtype=None):
+        """a C-contiguous and aligned (a copy only if needed: np.frombuffer at an odd offset
+        gives contiguous data the kernels refuse), of a's shape: numpy's ascontiguousarray
         makes a 0-d array 1-d."""
-        c = self.xp.ascontiguousarray(a)
+        c = self.xp.ascontiguousarray(a, dtype=dtype)
+        if not getattr(c.flags, "aligned", True):  # (CuPy's arrays have no such flag)
+            c = c.copy()
         return c if c.ndim == a.ndim else c.reshape(a.shape)
 
     # ---- reductions and activations ------------------------------------------------------
@@ -66,7 +78,7 @@ class KernelCalls:
             return super().activation_forward(name, z, param)
         z = self._c(z)
         y = self.xp.empty_like(z)
-        self._call("activation_forward", ACTIVATION_CODES[name], param, z, y)
+        self._call("activation_forward", activation_code(name), param, z, y)
         return y
 
     def activation_backward(self, name, param, z, y, dy):
@@ -75,7 +87,7 @@ class KernelCalls:
         if not self._native(z, y, dy):
             return super().activation_backward(name, param, z, y, dy)
         dz = self.xp.empty(dy.shape, dtype=np.float32)
-        self._call("activation_backward", ACTIVATION_CODES[name], param,
+        self._call("activation_backward", activation_code(name), param,
                    None if z is None else self._c(z), self._c(y), self._c(dy), dz)
         return dz
 
@@ -105,11 +117,11 @@ class KernelCalls:
         targets = xp.asarray(targets)
         if sparse:  # (the kernels check int32 labels' range themselves)
             labels = class_indices(xp, targets, logits.shape[1], host=False)
-            loss = self._call("softmax_xent_sparse", logits,
-                              xp.ascontiguousarray(labels, dtype=np.int32), grad, grad_scale)
+            loss = self._call("softmax_xent_sparse", logits, self._c(labels, np.int32), grad,
+                              grad_scale)
         else:
-            loss = self._call("softmax_xent_dense", logits,
-                              xp.ascontiguousarray(targets, dtype=np.float32), grad, grad_scale)
+            loss = self._call("softmax_xent_dense", logits, self._c(targets, np.float32), grad,
+                              grad_scale)
         return float(loss), grad
 
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):

@@ -55,7 +55,10 @@ class NumpyBackend(Backend):
 
     # ---- arrays -------------------------------------------------------------------------
     def asarray(self, x, dtype):
-        return self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
+        a = self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
+        # aligned too (a copy of np.frombuffer's data at an odd offset): the C++ kernels
+        # refuse misaligned data, and the cpu backend shares this
+        return a if getattr(a.flags, "aligned", True) else a.copy()
 
     def to_numpy(self, a):
         return np.asarray(a)
@@ -69,6 +72,7 @@ class NumpyBackend(Backend):
     def dropout_mask(self, shape, rate, dtype, seed, step):
         # csrc/math/dropout.h vectorised: 32-bit hashes of the element index under a key per
         # (seed, step); kept where the hash reaches ceil(rate * 2^32). uint32 products wrap.
+        check_dropout(rate, seed, step)
         xp = self.xp
         dtype = np.dtype(dtype)
         key = dropout_key(int(seed), int(step))
@@ -151,6 +155,7 @@ class NumpyBackend(Backend):
 
     def activation_backward(self, name, param, z, y, dy):
         xp = self.xp
+        same_shape(z if y is None else y, dy, ("z" if y is None else "y", "dy"))
         if name == "linear":
             return dy.copy()
         if name == "relu":
@@ -199,6 +204,7 @@ class NumpyBackend(Backend):
         return e / e.sum(axis=-1, keepdims=True)
 
     def softmax_backward(self, y, dy):
+        same_shape(y, dy, ("y", "dy"))
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
     # ---- losses -------------------------------------------------------------------------
@@ -210,11 +216,15 @@ class NumpyBackend(Backend):
         p = xp.exp(log_p)
         if sparse:
             targets = class_indices(xp, targets, logits.shape[1], host=xp is np)
+            if targets.shape != logits.shape[:1]:  # (an (N, 1) column broadcast to N x N)
+                raise ValueError(f"labels: expected shape {tuple(logits.shape[:1])} (one per "
+                                 f"row of logits), got {tuple(targets.shape)}")
             rows = xp.arange(logits.shape[0])
             loss = -log_p[rows, targets]
             grad = p
             grad[rows, targets] -= 1
         else:
+            same_shape(logits, targets, ("logits", "targets"))
             loss = -(targets * log_p).sum(axis=-1)
             grad = p * targets.sum(axis=-1, keepdims=True) - targets
         return _weighted(loss, grad, sample_weight, grad_scale, logits.dtype)
@@ -255,6 +265,7 @@ class NumpyBackend(Backend):
 
     # ---- optimizers (Keras 3 formulas) ---------------------------------------------------
     def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
+        same_shapes(w, g=g, velocity=velocity)
         if momentum == 0:
             w -= lr * g
             return
@@ -266,6 +277,7 @@ class NumpyBackend(Backend):
             w += velocity
 
     def adam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step, v_hat=None):
+        same_shapes(w, g=g, m=m, v=v)
         xp = self.xp
         if weight_decay:
             w -= lr * weight_decay * w
@@ -277,6 +289,7 @@ class NumpyBackend(Backend):
         w -= lr_t * m / (xp.sqrt(v if v_hat is None else v_hat) + eps)
 
     def nadam_update(self, w, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        same_shapes(w, g=g, m=m, v=v)
         # Keras 3's Nadam: momentum schedule mu_i = b1 (1 - 0.5 * 0.96^i), its product over
         # the steps so far, bias-corrected second moment
         if weight_decay:
@@ -292,6 +305,7 @@ class NumpyBackend(Backend):
         w -= lr * m_hat / (self.xp.sqrt(v / (1 - beta2 ** step)) + eps)
 
     def adamax_update(self, w, g, m, u, lr, beta1, beta2, eps, weight_decay, step):
+        same_shapes(w, g=g, m=m, u=u)
         xp = self.xp
         if weight_decay:
             w -= lr * weight_decay * w
@@ -300,6 +314,7 @@ class NumpyBackend(Backend):
         w -= lr * m / ((1 - beta1 ** step) * (u + eps))
 
     def lion_update(self, w, g, m, lr, beta1, beta2, weight_decay):
+        same_shapes(w, g=g, m=m)
         if weight_decay:
             w -= lr * weight_decay * w
         w -= lr * self.xp.sign(beta1 * m + (1 - beta1) * g)
@@ -307,6 +322,7 @@ class NumpyBackend(Backend):
         m += (1 - beta2) * g
 
     def lamb_update(self, w, g, m, v, lr, beta1, beta2, eps, step):
+        same_shapes(w, g=g, m=m, v=v)
         # Keras 3's Lamb: Adam's bias-corrected step, scaled by ||w|| / ||step|| (1 when
         # either norm is 0); the norms summed in float64
         xp = self.xp
@@ -320,6 +336,7 @@ class NumpyBackend(Backend):
 
     def ftrl_update(self, w, g, accumulator, linear, lr, lr_power, l1, l2, l2_shrinkage,
                     beta):
+        same_shapes(w, g=g, accumulator=accumulator, linear=linear)
         # Keras 3's Ftrl step for step: the weights are a function of `linear` (0 where the
         # L1 strength exceeds it), not an increment
         l2 = l2 + beta / (2.0 * lr)
@@ -332,6 +349,7 @@ class NumpyBackend(Backend):
 
     def adafactor_update(self, w, g, r, c, v, lr, step, beta_2_decay, eps1, eps2,
                          clip_threshold):
+        same_shapes(w, g=g, v=v)
         # Keras 3's Adafactor: a matrix's second moments kept as row and column means (v is
         # their outer product); smaller tensors keep v itself. The two norms in float64.
         def rms(a):
@@ -355,6 +373,8 @@ class NumpyBackend(Backend):
 
     def adadelta_update(self, w, g, accumulated_grad, accumulated_delta, lr, rho, eps,
                         weight_decay):
+        same_shapes(w, g=g, accumulated_grad=accumulated_grad,
+                    accumulated_delta=accumulated_delta)
         xp = self.xp
         if weight_decay:
             w -= lr * weight_decay * w
@@ -366,10 +386,13 @@ class NumpyBackend(Backend):
         w -= lr * delta
 
     def rmsprop_update(self, w, g, velocity, momentum_buf, lr, rho, momentum, eps):
+        same_shapes(w, g=g, velocity=velocity, momentum_buf=momentum_buf)
         self._rmsprop(w, g, velocity, None, momentum_buf, lr, rho, momentum, eps)
 
     def rmsprop_centered_update(self, w, g, velocity, average_gradient, momentum_buf, lr,
                                 rho, momentum, eps):
+        same_shapes(w, g=g, velocity=velocity, average_gradient=average_gradient,
+                    momentum_buf=momentum_buf)
         self._rmsprop(w, g, velocity, average_gradient, momentum_buf, lr, rho, momentum, eps)
 
     def _rmsprop(self, w, g, velocity, average_gradient, momentum_buf, lr, rho, momentum,
@@ -393,6 +416,7 @@ class NumpyBackend(Backend):
             w -= increment
 
     def adagrad_update(self, w, g, accumulator, lr, eps):
+        same_shapes(w, g=g, accumulator=accumulator)
         accumulator += g * g
         w -= lr * g / self.xp.sqrt(accumulator + eps)
 
@@ -443,11 +467,29 @@ def _hard_sigmoid(xp, z):
     return xp.clip(z + 3, 0, 6) / 6
 
 
-def same_shape(pred, target):
-    """The element-wise losses' contract: target of pred's shape (never broadcast)."""
+def check_dropout(rate, seed, step):
+    """A mask's arguments, refused as the C++ kernels refuse them (a rate of 1 divided by 0;
+    negative seeds wrapped)."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate: expected a dropout rate in [0, 1), got {rate!r}")
+    for name, value in (("seed", seed), ("step", step)):
+        if not 0 <= value < 2**64:
+            raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
+
+
+def same_shape(pred, target, names=("pred", "target")):
+    """The element-wise contract (losses' targets, backward passes' dy): target of pred's
+    shape, never broadcast; the message as the C++ kernels'."""
     if pred.shape != target.shape:
-        raise ValueError(f"target: expected shape {tuple(pred.shape)} (the shape of pred), "
-                         f"got {tuple(target.shape)}")
+        raise ValueError(f"{names[1]}: expected shape {tuple(pred.shape)} (the shape of "
+                         f"{names[0]}), got {tuple(target.shape)}")
+
+
+def same_shapes(w, **arrays):
+    """The optimizer updates' contract: the gradient and every slot of w's shape."""
+    for name, a in arrays.items():
+        if a is not None:
+            same_shape(w, a, ("w", name))
 
 
 def class_indices(xp, targets, classes, host):
