@@ -430,3 +430,99 @@ def test_every_loss_takes_kerass_name_and_dtype(tmp_path):
     assert pynn.load_model(tmp_path / "m.npz").loss.name == "xent"
     with pytest.raises(TypeError, match="name must be a string"):
         pynn.losses.MeanSquaredError(name=3)
+
+
+@pytest.mark.parametrize("bad", [dict(metrics=["no_such_metric"]), dict(metrics="mae"),
+                                 dict(loss="no_such_loss"), dict(optimizer="no_such_one")])
+def test_a_refused_compile_leaves_the_model_as_it_was(rng, bad):
+    """The optimizer (its trained state), the loss and the metric list were replaced before
+    the refusal: the model failed every fit and evaluate until compiled again."""
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=32)
+    model = _model()
+    optimizer = pynn.optimizers.Adam(0.01)
+    model.compile(optimizer, "mse", metrics=["mae"])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    before = model.evaluate(x, y)
+    with pytest.raises((ValueError, TypeError)):
+        model.compile(**{"optimizer": "sgd", "loss": "mae", **bad})
+    assert model.optimizer is optimizer and optimizer.training_steps == 8
+    assert model.loss.name == "mean_squared_error" and model.metrics_names == ["loss", "mae"]
+    assert model.evaluate(x, y) == before
+    model.fit(x, y, batch_size=8, verbose=0)
+    assert optimizer.training_steps == 12
+
+
+def test_build_does_not_replace_the_models_input_shape(rng):
+    """build((None, 2, 8)) on a model with Input((4, 4)) took the new shape (Keras 3 refuses:
+    "already configured"); a built model's shape stays too; the same shape is a no-op."""
+    model = pynn.Sequential([pynn.Input((4, 4)), pynn.layers.Flatten(), pynn.Dense(2)])
+    with pytest.raises(ValueError, match=r"already configured for inputs of shape \(None, 4, 4\)"):
+        model.build((None, 2, 8))
+    assert model.input_shape == (4, 4)
+    model.build((None, 4, 4))
+    assert model.predict(rng.normal(size=(3, 4, 4))).shape == (3, 2)
+    built = pynn.Sequential([pynn.Dense(2)])
+    built.build((None, 3))
+    with pytest.raises(ValueError, match="already configured"):
+        built.build((None, 7, 3))
+    assert built.input_shape == (3,) and built.output_shape == (2,)
+
+
+def test_one_input_and_target_in_a_list_everywhere(rng):
+    """Keras' [x] and [y]: predict with batch hooks counted the list's one row (a broadcast
+    error), test_on_batch refused [x], and [y] of a one-sample batch was refused."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = rng.normal(size=(70, 3)), rng.normal(size=(70, 2))
+    seen = []
+
+    class Hook(pynn.callbacks.Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    np.testing.assert_array_equal(model.predict([x], callbacks=[Hook()]), model.predict(x))
+    assert seen == [0, 1, 2]
+    assert model.test_on_batch([x], y) == model.test_on_batch(x, y) == \
+        model.test_on_batch([x], [y])
+    one = model.test_on_batch(x[:1], y[:1])
+    assert model.test_on_batch([x[:1]], [y[:1]]) == one
+    assert model.train_on_batch([x[:1]], [y[:1]]) == one
+
+
+def test_a_refused_build_leaves_no_layer_marked_built(rng):
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6)])
+    model.add(pynn.layers.Reshape((5,)), rebuild=False)
+    with pytest.raises(ValueError):
+        model.predict(rng.normal(size=(1, 4)))
+    assert not model.built and not model.layers[-1].built
+    model.pop()
+    assert model.built and model.predict(rng.normal(size=(2, 4))).shape == (2, 6)
+
+
+def test_pop_keeps_the_input_shape_of_the_first_layer(rng):
+    """Dense(2, input_shape=(5,)) popped: the model forgot (5,) (Keras 3 keeps an
+    InputLayer); a model built from data keeps its shape too."""
+    model = pynn.Sequential([pynn.Dense(2, input_shape=(5,))])
+    model.pop()
+    model.add(pynn.Dense(3))
+    assert model.built and model.input_shape == (5,) and model.count_params() == 18
+    built = pynn.Sequential([pynn.Dense(2)])
+    built.predict(rng.normal(size=(1, 4)))
+    built.pop()
+    assert built.input_shape == (4,)
+    assert pynn.Sequential([pynn.Dense(2)]).pop() is not None  # unbuilt: nothing to keep
+
+
+def test_kerass_variable_lists_and_reset_metrics(rng):
+    model = _model()
+    model.compile("adam", "mse", metrics=["mae"])
+    model.layers[1].trainable = False
+    assert model.variables == model.weights
+    assert model.trainable_variables == model.trainable_weights
+    assert model.non_trainable_variables == model.non_trainable_weights != []
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=8)
+    model.fit(x, y, verbose=0)
+    mae = model.metrics[0]
+    assert mae.result() > 0
+    model.reset_metrics()
+    assert np.isnan(mae.result())  # as before any batch (pynn's metrics say NaN there)

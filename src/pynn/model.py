@@ -37,8 +37,8 @@ from .callbacks import (Callback, CallbackList, History, _user_stacklevel, defin
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import (LAST_AXIS_LAYERS, Flatten, InputLayer, Layer, RandomLayer, Reshape,
-                     get_class)
+from .layers import (LAST_AXIS_LAYERS, Flatten, Input, InputLayer, Layer, RandomLayer,
+                     Reshape, get_class)
 from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
 
@@ -214,7 +214,11 @@ class Sequential:
         as_flag("pop", "rebuild", rebuild)
         if not self._compute_layers:
             raise ValueError("pop: the model has no layers to remove")
-        return self._layers.pop()
+        shape = self.input_shape
+        layer = self._layers.pop()
+        if not self._layers and shape is not None:  # the input shape stays, as Keras 3's
+            self._layers.append(Input(shape))       # InputLayer (input_shape=, or built)
+        return layer
 
     def get_layer(self, name=None, index=None):
         """The layer called `name`, or at `index` of model.layers (as Keras)."""
@@ -296,7 +300,12 @@ class Sequential:
         if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
                             for d in shape):
             raise ValueError(f"build: the sizes must be positive integers, got {given!r}")
-        self._build(tuple(int(d) for d in shape))
+        shape = tuple(int(d) for d in shape)
+        if (self.built or (self.layers and isinstance(self.layers[0], InputLayer))) and \
+                shape != self.input_shape:  # (as Keras 3: the layers after would follow it)
+            raise ValueError(f"build: the model is already configured for inputs of shape "
+                             f"{(None, *self.input_shape)}; got {given}")
+        self._build(shape)
 
     def _build(self, shape):
         with _build_lock(self):
@@ -311,9 +320,14 @@ class Sequential:
             raise ValueError("the model has no layers; add some before building it")
         backend = self.backend or get_backend()
         self.backend = backend
+        from .saving import _restore_state, _saved_state
+
         dtype = config.floatx()
         shape = tuple(int(d) for d in shape)
-        rebuilt = []  # (weightless layer, the input shape it had): put back if a later one refuses
+        # a refused shape leaves every layer as it was: a Dropout before the refusing layer
+        # kept the new shape, a layer added unbuilt stayed marked built (the model took
+        # neither after)
+        before = _saved_state(self._layers)
         try:
             for layer in self._layers:
                 if not layer.built or layer.input_shape != shape:
@@ -325,13 +339,10 @@ class Sequential:
                             raise ValueError(f"layer {layer.name!r} was built for inputs "
                                              f"{layer.input_shape}, not {shape}")
                     else:
-                        if layer.built:
-                            rebuilt.append((layer, layer.input_shape))
                         layer._build_marked(shape, backend, dtype)
                 shape = layer.compute_output_shape(shape)
-        except BaseException:  # a refused shape leaves the model as it was (a Dropout before
-            for layer, before in reversed(rebuilt):  # the refusing layer kept the new shape:
-                layer._build_marked(before, backend, dtype)  # the model took neither after)
+        except BaseException:
+            _restore_state(before)
             raise
 
     def _ensure_built(self, sample_shape):
@@ -385,19 +396,24 @@ class Sequential:
         if config.floatx() == "float64" and not new_backend.supports_float64 \
                 and new_backend.name not in ("cpu",):
             raise ValueError(f"backend {new_backend.name!r} runs float32 only")
+        # Everything is checked before anything changes: a refused compile leaves the model
+        # as it was (its trained optimizer too)
+        for what, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if given is not None and not isinstance(given, (list, tuple)):
+                raise TypeError(f"{what} must be a list, got {given!r}")
+        loss = losses_mod.get(loss)
+        specs = (list(metrics or []), list(weighted_metrics or []))
+        # unknown names, clashes fail here, not at the first fit
+        self._compiled_metrics((1,), (*specs, type(loss).name))
+        optimizer = optimizers_mod.get(optimizer)
         # train_on_batch's engine holds the old metrics and backend (the same optimizer and
         # loss objects given again would not tell it): the next call decides afresh
         self.__dict__.pop("_batch_trainer", None)
         self.__dict__.pop("_prepared_for", None)  # _metrics is emptied below
-        self._to_backend(new_backend)
-        self.optimizer = optimizer  # owned, the previous one released: __setattr__
-        self.loss = losses_mod.get(loss)
-        for what, given in (("metrics", metrics), ("weighted_metrics", weighted_metrics)):
-            if given is not None and not isinstance(given, (list, tuple)):
-                raise TypeError(f"{what} must be a list, got {given!r}")
-        self._metric_specs = list(metrics or [])
-        self._weighted_metric_specs = list(weighted_metrics or [])
-        self._compiled_metrics((1,))  # unknown names, clashes fail here, not at the first fit
+        self.optimizer = optimizer  # owned (or refused: another model's), the previous released
+        self._to_backend(new_backend)  # (with the optimizer's slots, if it is the same one)
+        self.loss = loss
+        self._metric_specs, self._weighted_metric_specs = specs
         self._metrics = []
         self.compiled = True
         last = self._compute_layers[-1] if self._compute_layers else None
@@ -449,14 +465,16 @@ class Sequential:
         optimizer._released = False
         return optimizer
 
-    def _compiled_metrics(self, out_shape):
+    def _compiled_metrics(self, out_shape, specs=None):
         """The Metric objects of compile's metrics, then its weighted metrics (each wrapped
-        to take the batches' weights, under its log name), their names checked."""
+        to take the batches' weights, under its log name), their names checked. specs:
+        (metrics, weighted metrics, the loss's kind) to check before compile takes them."""
         objects, names = [], []
-        weighted = getattr(self, "_weighted_metric_specs", [])
-        for i, m in enumerate([*self._metric_specs, *weighted]):
+        plain, weighted, loss_kind = specs or (
+            self._metric_specs, getattr(self, "_weighted_metric_specs", []), self._loss_kind)
+        for i, m in enumerate([*plain, *weighted]):
             try:
-                metric = metrics_mod.get(m, self._loss_kind, int(np.prod(out_shape)),
+                metric = metrics_mod.get(m, loss_kind, int(np.prod(out_shape)),
                                          last_axis=_last_axis(out_shape))
                 name = getattr(metric, "name", None)
             except AttributeError:  # a Metric subclass whose __init__ skipped the base's
@@ -467,8 +485,8 @@ class Sequential:
             if any(metric is getattr(seen, "metric", seen) for seen in objects):
                 raise ValueError(f"the metric object {m!r} is given twice (metrics and "
                                  f"weighted_metrics): give each its own object")
-            if i >= len(self._metric_specs):  # Keras 3's name for a weighted one
-                unweighted = names[:len(self._metric_specs)]
+            if i >= len(plain):  # Keras 3's name for a weighted one
+                unweighted = names[:len(plain)]
                 name = f"weighted_{name}" if name in unweighted else name
                 metric = metrics_mod._Weighted(metric, name)
             if name == "loss" or name.startswith("val_"):  # would overwrite a log entry
@@ -528,11 +546,16 @@ class Sequential:
         self.__dict__["_prepared_for"] = key
 
     # ---- data ---------------------------------------------------------------------------------
-    def _inputs(self, x, name="x", check_finite=None):
+    def _unlisted(self, x):
+        """Keras' [x] for the one input: x, an array of a batch's rank (else a list of rows)."""
         if isinstance(x, (list, tuple)) and len(x) == 1 and self.input_shape is not None and \
                 getattr(x[0], "ndim", None) == len(self.input_shape) + 1 and \
                 not isinstance(x[0], np.generic):
-            x = x[0]  # Keras' [x] for the one input: an array of a batch's rank (else rows)
+            return x[0]
+        return x
+
+    def _inputs(self, x, name="x", check_finite=None):
+        x = self._unlisted(x)
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape where its first layer does: Flatten,
         # Reshape, and the layers working on the last axis for inputs of 3 or more axes
@@ -566,9 +589,9 @@ class Sequential:
     def _targets(self, y, n, name="y"):
         if y is None:
             raise ValueError(f"{name} is None; pass the targets")
-        if isinstance(y, (list, tuple)) and len(y) == 1 and n != 1 and \
-                getattr(y[0], "shape", (None,))[:1] == (n,):
-            y = y[0]  # Keras' [y]: the one output's targets
+        if isinstance(y, (list, tuple)) and len(y) == 1 and \
+                getattr(y[0], "shape", (None,))[:1] == (n,) and not isinstance(y[0], np.generic):
+            y = y[0]  # Keras' [y]: the one output's targets (one sample's too: the same values)
         if isinstance(y, dict):  # Keras' {output name: targets}; a Sequential has one output
             raise TypeError(f"{name} is a dict; pynn takes the targets as one array")
         try:
@@ -1334,6 +1357,7 @@ class Sequential:
         if is_batch_source(x):
             raise TypeError(f"test_on_batch: x is one batch of samples (an array), not "
                             f"{type(x).__name__} giving batches: evaluate takes those")
+        x = self._unlisted(x)
         x = np.asarray(x) if not hasattr(x, "shape") else x
         return self.evaluate(x, y, batch_size=max(1, _num_rows(x)),
                              sample_weight=sample_weight, return_dict=return_dict)
@@ -1416,7 +1440,9 @@ class Sequential:
         sample_weight weighs each sample's loss as in fit, and the weighted metrics.
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
         x may give the data batch by batch, as in fit; steps: how many batches (default:
-        all; with arrays and no batch_size, the steps share the samples out, as Keras 3)."""
+        all; with arrays and no batch_size, the steps share the samples out, as Keras 3).
+        batch_size: default 1024 (32, Keras', when a callback has test batch hooks); the
+        values do not depend on it, but for a loss averaged per batch (ignore_class)."""
         self._check_compiled()
         check_verbose(verbose)
         cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
@@ -1520,8 +1546,9 @@ class Sequential:
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
         round the last bit differently for another batch size; the cpu backend's native
-        predict gives the same bits for any, under the default matmul precision 'highest'). callbacks: their predict hooks run; with
-        batch hooks defined, predict runs batch by batch (default batch_size 32, Keras').
+        predict gives the same bits for any, under the default matmul precision 'highest').
+        callbacks: their predict hooks run; with batch hooks defined, predict runs batch by
+        batch (default batch_size 32, Keras').
         x may give the data batch by batch, as in fit (x alone or (x, ...) per batch);
         steps: how many batches (default: all; with arrays and no batch_size, the steps
         share the samples out, as Keras 3)."""
@@ -1622,6 +1649,7 @@ class Sequential:
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
         cbs = CallbackList(_callback_list(callbacks), self)
+        x = self._unlisted(x)  # (its rows counted, not the list's one)
         n = _num_rows(x)  # (0 for what has none: refused by predict)
         batched = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end") and n > 0
         self.stop_predicting = False  # a predict batch hook may set it (Keras 3)
@@ -1734,6 +1762,16 @@ class Sequential:
     def non_trainable_weights(self):
         """The weights fit leaves alone (frozen layers or weights, moving statistics)."""
         return [p for p in self.params if not p.trainable]
+
+    # Keras 3's names for the three lists
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    def reset_metrics(self):
+        """Clear the compiled metrics' running values (Keras' model.reset_metrics)."""
+        for metric in self.metrics:
+            metric.reset_state()
 
     @property
     def metrics(self):

@@ -646,11 +646,16 @@ def _saved_input_shape(meta):
 
 
 def _unbuilt_state(model):
-    """What building changes in a model and its layers: their attributes, and the contents
-    of their lists (restored into the same list objects, which callers may hold)."""
+    """What building changes in a model and its layers (_saved_state)."""
+    return _saved_state((model, *model.layers))
+
+
+def _saved_state(objects):
+    """The objects' attributes, and the contents of their lists (restored into the same list
+    objects, which callers may hold), for _restore_state."""
     def saved(obj):
         return {k: (v, list(v) if isinstance(v, list) else None) for k, v in vars(obj).items()}
-    return [(obj, saved(obj)) for obj in (model, *model.layers)]
+    return [(obj, saved(obj)) for obj in objects]
 
 
 def _restore_state(state):
