@@ -286,6 +286,42 @@ def test_keras_initializers_and_penalties_of_its_weights(tmp_path, rng):
     assert config["beta_initializer"]["class_name"] == "Zeros"
 
 
+def test_a_penalty_set_after_build_counts_at_once(tmp_path, rng):
+    """gamma_regularizer set on a built layer was ignored by the model (read once, at build)
+    but saved, so the same model evaluated to another loss after save and load."""
+    x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.normal(size=(32, 1))
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5), pynn.BatchNormalization(),
+                             pynn.Dense(1)])
+    model.compile("sgd", "mse", backend="cpu" if "cpu" in AVAILABLE else "numpy")
+    model.fit(x, y, epochs=1, verbose=0)
+    bn = model.layers[2]
+    before = model.evaluate(x, y, verbose=0)
+    bn.gamma_regularizer = "l2"  # 0.01 * sum(gamma^2)
+    gamma = bn.gamma.numpy().astype(np.float64)
+    after = model.evaluate(x, y, verbose=0)
+    assert after == pytest.approx(before + 0.01 * (gamma ** 2).sum(), rel=1e-6)
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").evaluate(x, y, verbose=0) == \
+        pytest.approx(after, rel=1e-6)
+    model.fit(x, y, epochs=1, verbose=0)  # trained with it: layer by layer, saying why
+    assert "a regularizer on BatchNormalization" in model.engine_reason
+    bn.gamma_regularizer = None
+    assert bn.regularized() == []
+
+
+def test_kerass_3_config_arguments_at_their_defaults():
+    """A Keras 3 BatchNormalization config always holds synchronized=False, renorm=False,
+    renorm_clipping=None and renorm_momentum=0.99: pynn refused synchronized (TypeError)."""
+    config = {"name": "bn", "axis": -1, "momentum": 0.9, "epsilon": 1e-3, "center": True,
+              "scale": True, "synchronized": False, "renorm": False, "renorm_clipping": None,
+              "renorm_momentum": 0.99, "trainable": True}
+    assert pynn.BatchNormalization.from_config(config).momentum == 0.9
+    for name, value in (("synchronized", True), ("renorm", True),
+                        ("renorm_clipping", {"rmax": 3.0}), ("renorm_momentum", 0.9)):
+        with pytest.raises(NotImplementedError, match=f"{name}={value!r} is not supported"):
+            pynn.BatchNormalization(**{name: value})
+
+
 def test_defaults_are_kerass():
     from conftest import import_keras
 

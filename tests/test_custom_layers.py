@@ -115,6 +115,33 @@ def test_add_weight_refuses_a_shape_given_as_values():
     assert layer.add_weight("v", np.array([4.0, 3.0])).shape == (2,)  # values, as arrays
 
 
+def test_add_weight_takes_kerass_3_signature(rng):
+    """Keras 3's add_weight(shape, initializer, dtype, ..., constraint=None, name=): the shape
+    first was refused as a name, initializer=None and constraint=None failed."""
+    layer = pynn.layers.Layer()
+    ones = layer.add_weight((3, 2), "ones")
+    assert ones.shape == (3, 2) and ones.name == f"{layer.name}/weight_0"
+    assert (ones.numpy() == 1).all()
+    named = layer.add_weight(shape=[2], initializer=None, dtype="float32", trainable=False,
+                             autocast=True, regularizer=None, constraint=None,
+                             aggregation="none", overwrite_with_gradient=False, name="w")
+    assert named.name.endswith("/w") and not named.trainable and named.value.dtype == np.float32
+    pynn.set_seed(int(rng.integers(1 << 30)))
+    drawn = layer.add_weight((50, 40)).numpy()  # glorot_uniform, as Keras' default
+    limit = np.sqrt(6 / 90)
+    assert np.abs(drawn).max() <= limit and drawn.std() > limit / 3
+    assert (layer.add_weight((3,), None, "int32").numpy() == 0).all()  # "zeros" for integers
+    assert layer.add_weight("old", shape=(2,), initializer="ones").name.endswith("/old")
+    with pytest.raises(NotImplementedError, match="constraint='non_neg' is not supported"):
+        layer.add_weight((2,), constraint="non_neg")
+    with pytest.raises(NotImplementedError, match="overwrite_with_gradient=True"):
+        layer.add_weight((2,), overwrite_with_gradient=True)
+    with pytest.raises(TypeError, match="shape given both by position and by name"):
+        layer.add_weight((2,), shape=(3,))
+    with pytest.raises(TypeError, match="at most 3 positional arguments"):
+        layer.add_weight((2,), "ones", "float32", "w")
+
+
 class _NoBackward(pynn.layers.Layer):
     def forward(self, x, training=False, logits=False):
         return x * 2
@@ -142,6 +169,58 @@ def test_mistakes_in_a_layer_name_it(rng, layer, error, message):
     assert model.predict(np.ones((2, 3))).shape == (2, 1)
     with pytest.raises(error, match=message):
         model.fit(rng.normal(size=(4, 3)), rng.normal(size=4), epochs=1, verbose=0)
+
+
+class _Twice(pynn.layers.Layer):
+    def forward(self, x, training=False, logits=False):
+        return x * 2
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy * 2
+
+
+class _TwiceWithoutLogits(pynn.layers.Layer):
+    def forward(self, x, training=False):
+        return x * 2
+
+    def backward(self, dy, need_input_grad=True):
+        return dy * 2
+
+
+class _TwiceBare(pynn.layers.Layer):  # as Keras' call(x)
+    def forward(self, x):
+        return x * 2
+
+    def backward(self, dy):
+        return dy * 2
+
+
+@pytest.mark.parametrize("cls", [_TwiceWithoutLogits, _TwiceBare])
+def test_a_forward_without_logits_or_training_trains(rng, cls):
+    """forward(x, training) ran on its own, but fit crashed with a bare TypeError about
+    'logits': each keyword is passed where the layer takes it."""
+    x, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 1))
+    ours = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3), cls(), pynn.Dense(1)])
+    full = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3), _Twice(), pynn.Dense(1)])
+    full.set_weights(ours.get_weights())
+    for model in (ours, full):
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(ours.get_weights(), full.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_array_equal(cls()(x), (x * 2).astype(np.float32))
+
+
+def test_a_last_layer_without_logits_is_named_when_its_loss_needs_them(rng):
+    class Soft(pynn.Dense):
+        def forward(self, x, training=False):
+            return super().forward(x, training)
+
+    model = pynn.Sequential([pynn.Input((3,)), Soft(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.raises(TypeError, match=r"Soft.forward\(self, x, training=False\) takes no "
+                                        r"logits, but the model asks its last layer"):
+        model.fit(rng.normal(size=(8, 3)), np.eye(2)[rng.integers(0, 2, 8)], verbose=0)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
@@ -532,6 +611,27 @@ def test_a_keras_style_build_is_named_as_such():
     with pytest.raises(TypeError, match=r"Linear.build\(input_shape\): pynn calls "
                                         r"build\(input_shape, backend, dtype\)"):
         pynn.Sequential([pynn.Input((3,)), Linear()])
+
+
+def test_a_layer_of_your_own_keeps_the_activation_it_stores(rng):
+    """Keras' custom layers keep a function in self.activation: pynn converted it as a
+    Dense's activation name and refused it."""
+    class Scale(pynn.layers.Layer):
+        def __init__(self, activation=None, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = activation
+
+        def forward(self, x, training=False, logits=False):
+            return self.activation(x * 2) if callable(self.activation) else x * 2
+
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    layer = Scale(np.tanh)
+    assert layer.activation is np.tanh
+    np.testing.assert_allclose(layer(x), np.tanh(x * 2), rtol=1e-6)
+    assert Scale("relu").activation == "relu"  # kept as given
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.layers[1].activation = "tanh"  # pynn's own layers still convert a name
+    assert model.layers[1].activation == pynn.activations.Spec("tanh")
 
 
 def test_built_layers_and_trained_optimizers_copy_and_pickle(rng):

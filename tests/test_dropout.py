@@ -62,6 +62,19 @@ def test_bad_rate(rate):
         pynn.Dropout(rate)
 
 
+@pytest.mark.parametrize("rate", [-0.1, 1.0, "0.5", None])
+def test_a_rate_set_later_is_checked_as_the_constructors(rate):
+    """dropout.rate = "0.5" failed in the next training pass with a raw TypeError of the
+    binding's arguments."""
+    layer = pynn.Dropout(0.1, seed=1)
+    with pytest.raises(ValueError, match=r"Dropout: rate must be in \[0, 1\), got "):
+        layer.rate = rate
+    assert layer.rate == 0.1
+    layer.rate = np.float32(0.5)
+    assert type(layer.rate) is float and layer.rate == 0.5
+    assert (layer(np.ones((4, 50), np.float32), training=True) == 0).any()
+
+
 def test_model_with_dropout_trains_natively_and_keeps_its_seed():
     pynn.set_seed(1)
     rng = np.random.default_rng(1)

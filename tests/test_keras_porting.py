@@ -110,6 +110,50 @@ def test_a_weight_reads_as_its_array(rng):
     np.testing.assert_array_equal(snapshot, values)
 
 
+def test_a_weight_indexes_and_takes_unary_operators_as_an_array(rng):
+    """kernel[0], abs(kernel), +kernel and kernel.dtype failed (Keras' variables take
+    them); the results are copies: writing to them leaves the weight alone."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
+    kernel = model.layers[1].kernel
+    values = rng.normal(size=(3, 2)).astype(np.float32)
+    kernel.assign(values)
+    np.testing.assert_array_equal(kernel[0], values[0])
+    np.testing.assert_array_equal(kernel[:, 1], values[:, 1])
+    assert kernel[1, 1] == values[1, 1]
+    np.testing.assert_array_equal(abs(kernel), np.abs(values))
+    np.testing.assert_array_equal(+kernel, values)
+    assert kernel.dtype == np.float32 and kernel.dtype == "float32"
+    for result in (kernel[0], +kernel, abs(kernel)):
+        result[...] = 7
+    np.testing.assert_array_equal(kernel.numpy(), values)
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_in_place_operators_update_the_weight(rng, engine):
+    """layer.kernel += 1 rebound the attribute to a plain array: predict and fit went on
+    with the old weight, later calls failed with AttributeError 'value'."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    dense = model.layers[1]
+    kernel, x = dense.kernel, rng.normal(size=(4, 3)).astype(np.float32)
+    before = model.predict(x)
+    dense.kernel += 1.0
+    assert dense.kernel is kernel and dense.weights[0] is kernel
+    np.testing.assert_allclose(model.predict(x), before + x.sum(axis=1, keepdims=True),
+                               rtol=1e-5, atol=1e-5)
+    values = kernel.numpy()
+    dense.kernel *= 0.5
+    dense.kernel -= np.ones((1, 2))  # broadcast, as numpy's
+    np.testing.assert_allclose(kernel.numpy(), values * 0.5 - 1, rtol=1e-6)
+    model.fit(x, np.zeros((4, 2)), epochs=1, verbose=0, engine=engine)
+    assert dense.kernel is kernel and not np.allclose(kernel.numpy(), values * 0.5 - 1)
+    with pytest.raises(ValueError, match=r"expected shape \(3, 2\), got \(5, 3, 2\)"):
+        dense.kernel += np.ones((5, 3, 2))
+    with pytest.raises(TypeError, match=r"kernel is the weight 'dense.*/kernel'.*\.assign"):
+        dense.kernel = kernel.numpy() + 1  # a plain array over the weight: refused
+    assert dense.kernel is kernel
+
+
 def test_constant_takes_a_one_element_array():
     # the TensorFlow imbalanced-data tutorial's output bias
     init = pynn.initializers.Constant(np.log([25 / 975]))

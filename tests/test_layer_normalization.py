@@ -124,6 +124,20 @@ def test_training_on_both_backends_and_files(rng, tmp_path):
     assert loaded.layers[3].get_config()["epsilon"] == 1e-6
 
 
+def test_a_penalty_set_after_build_counts_at_once(rng):
+    """gamma_regularizer set on a built layer was ignored until the model was saved and
+    loaded (read once, at build)."""
+    x, y = rng.normal(size=(16, 6)).astype(np.float32), rng.integers(0, 3, 16)
+    model = _normed()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    layer = model.layers[1]
+    layer.gamma.assign(rng.normal(size=6))
+    before = model.evaluate(x, y)
+    layer.gamma_regularizer = pynn.regularizers.L2(0.5)
+    gamma = layer.gamma.numpy().astype(np.float64)
+    assert model.evaluate(x, y) == pytest.approx(before + 0.5 * (gamma ** 2).sum(), rel=1e-6)
+
+
 @pytest.mark.parametrize("floatx", ["float32", "float64"])
 def test_onnx(rng, floatx):
     previous = pynn.floatx()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -172,6 +173,23 @@ def test_input_shape_and_input_dim_and_lazy_build():
     assert not c.built
     c.predict(np.zeros((1, 5)))
     assert c.layers[0].kernel.shape == (5, 2)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"input_shape": "45"}, "input_shape must be positive integers, got '45'"),  # was (4, 5)
+    ({"input_shape": (4.5,)}, r"input_shape must be positive integers, got \(4.5,\)"),
+    ({"input_shape": (0,)}, r"input_shape must be positive integers, got \(0,\)"),
+    ({"input_shape": (None, 4)}, "input_shape must be positive integers"),  # int(None)
+    ({"input_dim": 4.7}, "input_dim must be a positive integer, got 4.7"),  # was 4
+    ({"input_dim": -2}, "input_dim must be a positive integer, got -2"),
+    ({"input_shape": (4,), "input_dim": 5}, "give input_shape or input_dim, not both"),
+])
+def test_a_layers_input_shape_is_checked_as_inputs_is(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        pynn.Dense(3, **kwargs)
+    with pytest.raises(ValueError, match="Input: shape must be positive integers, got 4.7"):
+        pynn.Input(4.7)  # was a TypeError: 'float' object is not iterable
+    assert pynn.Dense(3, input_shape=[np.int64(4), 2]).input_shape == (4, 2)
 
 
 def test_summary_lists_layers_and_counts():
@@ -417,6 +435,26 @@ def test_a_model_without_an_input_shape_is_built_by_its_data():
         assert model.input_shape == (5,) and model.output_shape == (2,)
 
 
+class _Double(pynn.layers.Layer):
+    def forward(self, x, training=False, logits=False):
+        return x * 2
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy * 2 if need_input_grad else None
+
+
+@pytest.mark.parametrize("first", [pynn.BatchNormalization, pynn.layers.PReLU, _Double])
+def test_a_model_without_an_input_is_built_by_multi_axis_data_whatever_its_first_layer(
+        rng, first):
+    """BatchNormalization, PReLU or a layer of one's own first (no Input): fit refused
+    (N, 3, 6) samples as "x must have shape (samples, features)"; Keras builds from them."""
+    x, y = rng.normal(size=(16, 3, 6)), rng.normal(size=(16, 2))
+    model = pynn.Sequential([first(), pynn.layers.Flatten(), pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.input_shape == (3, 6) and model.predict(x).shape == (16, 2)
+
+
 def test_numpy_integers_as_sizes_and_a_single_callback():
     model = pynn.Sequential([pynn.Input((np.int64(4),)), pynn.Dense(np.int32(3))])
     model.compile(optimizer="sgd", loss="mse")
@@ -573,6 +611,39 @@ def test_keras_weight_properties_of_layers_and_unbuilt_count_params():
     lines = []
     unbuilt.summary(print_fn=lines.append)  # still describes an unbuilt model
     assert "Total params: 0" in lines[0]
+
+
+@pytest.mark.parametrize("value", [None, 0, 0.5, []])
+def test_trainable_must_be_a_boolean(value):
+    """trainable=None (or 0.5, []) was read as a truth value: None froze the layer
+    silently. Keras 3 refuses anything but a boolean."""
+    with pytest.raises(TypeError, match=f"trainable must be True or False, got "
+                                        f"{re.escape(repr(value))}"):
+        pynn.Dense(2, trainable=value)
+    layer = pynn.Dense(2)
+    with pytest.raises(TypeError, match="trainable must be True or False"):
+        layer.trainable = value
+    assert layer.trainable is True
+    layer.trainable = np.bool_(False)  # numpy's boolean is one
+    assert layer.trainable is False and pynn.Dense(2, trainable=np.True_).trainable is True
+
+
+@pytest.mark.parametrize("make", [lambda: pynn.Dropout(0.5), lambda: pynn.layers.GaussianNoise(0.1),
+                                  lambda: pynn.layers.Flatten(),
+                                  lambda: pynn.layers.Reshape((2, 2))])
+def test_results_never_share_the_callers_array(rng, make):
+    """predict, model(x) and layer(x) returned the caller's own array (or a view of it)
+    through layers that pass it on: writing into the result changed x. Keras returns a new
+    array."""
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), make()])
+    model.compile(optimizer="sgd", loss="mse")
+    results = [model.predict(x), model(x), make()(x)]
+    if not isinstance(model.layers[1], pynn.layers.RandomLayer):  # no noise in training
+        results += [model(x, training=True), make()(x, training=True)]
+    for result in results:
+        assert not np.shares_memory(result, x)
+        np.testing.assert_array_equal(result.reshape(x.shape), x)
 
 
 def test_a_subclass_add_sees_each_constructor_layer():

@@ -163,8 +163,26 @@ def test_bad_arguments(call, words):
     with pytest.raises(ValueError, match=words):
         call()
     layer = _built(AlphaDropout(0.1), 3)
-    layer.rate = 1.5  # set after construction: refused when it is used
     with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
-        layer.forward(np.ones((2, 3), np.float32), training=True)
+        layer.rate = 1.5  # set after construction: refused as the constructor refuses it
     with pytest.raises(NotImplementedError, match="noise_shape"):
         AlphaDropout(0.1, noise_shape=(None, 1))
+
+
+@pytest.mark.parametrize("make,name,bad,words", [
+    (lambda: GaussianNoise(0.1, seed=1), "stddev", -5.0, r"stddev must be in \[0, 1\]"),
+    (lambda: GaussianNoise(0.1, seed=1), "stddev", "0.5", r"stddev must be in \[0, 1\]"),
+    (lambda: GaussianDropout(0.1, seed=1), "rate", 1.0, r"rate must be in \[0, 1\)"),
+    (lambda: AlphaDropout(0.1, seed=1), "rate", float("nan"), r"rate must be in \[0, 1\)"),
+])
+def test_settings_changed_after_construction_are_checked(make, name, bad, words):
+    """GaussianDropout.rate = 1.0 divided by zero in the next training pass, and
+    GaussianNoise.stddev = -5 silently gave no noise: checked as the constructor checks."""
+    layer = make()
+    with pytest.raises(ValueError, match=words):
+        setattr(layer, name, bad)
+    assert getattr(layer, name) == 0.1
+    setattr(layer, name, np.float32(0.5))  # a valid one is taken, as a float
+    assert type(getattr(layer, name)) is float and getattr(layer, name) == 0.5
+    x = np.ones((4, 3), np.float32)
+    assert not np.array_equal(layer(x, training=True), x)

@@ -127,6 +127,20 @@ def test_training_on_both_backends_files_and_onnx(rng, tmp_path):
     np.testing.assert_allclose(onnx_outputs(model, x), model.predict(x), rtol=1e-5, atol=1e-6)
 
 
+def test_a_penalty_set_after_build_counts_at_once(rng):
+    """alpha_regularizer set on a built layer was ignored until the model was saved and
+    loaded (read once, at build)."""
+    x, y = rng.normal(size=(16, 6)).astype(np.float32), rng.integers(0, 3, 16)
+    model = _model()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    layer = model.layers[2]
+    layer.alpha.assign(rng.normal(size=8))
+    before = model.evaluate(x, y)
+    layer.alpha_regularizer = "l1"
+    alpha = layer.alpha.numpy().astype(np.float64)
+    assert model.evaluate(x, y) == pytest.approx(before + 0.01 * np.abs(alpha).sum(), rel=1e-6)
+
+
 def test_a_frozen_slope_stays(rng):
     x = rng.normal(size=(32, 6)).astype(np.float32)
     y = rng.integers(0, 3, 32)

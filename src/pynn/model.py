@@ -37,8 +37,7 @@ from .callbacks import (Callback, CallbackList, History, _user_stacklevel, defin
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
-from .layers import (LAST_AXIS_LAYERS, Flatten, Input, InputLayer, Layer, RandomLayer,
-                     Reshape, get_class)
+from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
 from .layers.base import as_flag, as_shape, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
 
@@ -557,11 +556,12 @@ class Sequential:
     def _inputs(self, x, name="x", check_finite=None):
         x = self._unlisted(x)
         layers = self._compute_layers
-        # an unbuilt model takes samples of any shape where its first layer does: Flatten,
-        # Reshape, and the layers working on the last axis for inputs of 3 or more axes
+        # an unbuilt model takes samples of any shape, as Keras builds from the data: Flatten
+        # and Reshape always; any other first layer (Dense, BatchNormalization, PReLU, a
+        # layer of your own...) inputs of 3 or more axes (2-D ones: a 1-D x is a column)
         first = type(layers[0]) if layers else None
         any_rank = self.input_shape is None and (first in (Flatten, Reshape) or (
-            first in LAST_AXIS_LAYERS and (getattr(x, "ndim", 2) or 2) > 2))
+            getattr(x, "ndim", 2) or 2) > 2)
         xp = np
         if is_gpu_array(x):  # stays on the GPU: the backend's own array, zero-copy
             x, xp = self._gpu_array(x, name), self.backend.xp
@@ -611,6 +611,7 @@ class Sequential:
         appended (backward checks its gradients against them)."""
         layers = self._compute_layers
         device = self.backend.xp if self.backend.xp is not np else None
+        given = x
         for i, layer in enumerate(layers):
             if input_shapes is not None:
                 input_shapes.append(getattr(x, "shape", None))
@@ -623,6 +624,11 @@ class Sequential:
                 raise
             if device is not None and not isinstance(x, device.ndarray):
                 _not_on_device(layer, "forward", "its output", x, self.backend)
+        # layers that pass their input on (Dropout at inference, Flatten, Reshape) gave the
+        # caller's array, or a view of it, to predict and model(x): a new one, as Keras'
+        if device is None and isinstance(x, np.ndarray) and isinstance(given, np.ndarray) \
+                and np.may_share_memory(x, given):
+            x = x.copy()
         return x
 
     def _loss_and_grad(self, out, y, sample_weight=None):

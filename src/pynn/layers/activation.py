@@ -6,7 +6,7 @@ import numbers
 import warnings
 
 from .. import activations as act_mod
-from .base import Layer
+from .base import Layer, sample_shape
 
 
 class Activation(Layer):
@@ -72,11 +72,7 @@ class InputLayer(Layer):
             raise ValueError(f"Input: batch_size must be a positive integer, got "
                              f"{batch_size!r}")
         kwargs["dtype"] = dtype
-        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-        if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
-                            for d in shape):
-            raise ValueError(f"Input: shape must be positive integers, got {shape!r}")
-        shape = tuple(int(d) for d in shape)  # numpy integers too
+        shape = sample_shape("Input", shape)
         kwargs.setdefault("input_shape", shape)
         super().__init__(**kwargs)
 

@@ -9,6 +9,7 @@ Sequential.build takes Keras' shape, batch axis first.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import numbers
 import re
@@ -58,6 +59,30 @@ def as_flag(owner, name, value):
     return bool(value)
 
 
+def as_bool(owner, name, value):
+    """A flag Keras 3 takes as a boolean only (trainable): None, 0.5 or [] were read as a
+    truth value (trainable=None froze the layer silently). numpy's bool is one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def sample_shape(owner, shape, what="shape"):
+    """A sample shape (no batch axis) as a tuple of positive integers; a bare integer n is
+    (n,). Anything else is refused, as Input refuses it: "45" was read digit by digit as
+    (4, 5), 4.7 truncated to 4, (None, 4) failed inside int()."""
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        dims = (shape,)
+    elif isinstance(shape, (str, bytes)) or not np.iterable(shape):
+        dims = ()
+    else:
+        dims = tuple(shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1
+                       for d in dims):
+        raise ValueError(f"{owner}: {what} must be positive integers, got {shape!r}")
+    return tuple(int(d) for d in dims)  # numpy integers too
+
+
 def as_shape(shape):
     """A shape as a tuple; a bare number n is (n,), as Input(n) takes it."""
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
@@ -75,7 +100,14 @@ def unique_name(prefix):
 
 
 class Parameter:
-    """One weight array with its gradient. `value` lives on `backend`."""
+    """One weight array with its gradient. `value` lives on `backend`.
+
+    It reads as its array, as a Keras variable: `kernel * 2`, `abs(kernel)`, `kernel[0]`,
+    `np.asarray(kernel)` and `kernel.shape` / `kernel.dtype` give NumPy values (new arrays:
+    writing to them leaves the weight alone). `assign(values)` overwrites the weight, and
+    so do the in-place operators: `layer.kernel += 1` (also -=, *=, /=, ...) updates the
+    weight's values where they are, so the model computes with them (as `assign`; a plain
+    `layer.kernel = array` is refused: the layer would keep computing with the old weight)."""
 
     __slots__ = ("name", "value", "grad", "trainable", "backend", "statistic")
 
@@ -94,9 +126,19 @@ class Parameter:
         """The weight's shape (a tuple)."""
         return tuple(self.value.shape)
 
+    @property
+    def dtype(self):
+        """The weight's dtype (a numpy dtype: compares equal to "float32")."""
+        return np.dtype(self.value.dtype)
+
     def numpy(self):
         """A numpy copy of the weight's values (from the GPU too)."""
         return np.array(self.backend.to_numpy(self.value), copy=True)
+
+    def __getitem__(self, key):
+        # a copy, as Keras' variable[0] is a new tensor (a view would write into the weight)
+        item = self.backend.to_numpy(self.value)[key]
+        return item.copy() if isinstance(item, np.ndarray) else item
 
     # As a Keras variable: np.array(layer.kernel), np.round(kernel, 2) and kernel * 2 read
     # the values (np.array of the object gave a 0-d object array, silently); a copy, as
@@ -143,6 +185,7 @@ class Parameter:
 
 # Layer attributes a native training engine is built from (see Layer.__setattr__).
 ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regularizer",
+                   "gamma_regularizer", "beta_regularizer", "alpha_regularizer",
                    "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale",
                    "invert")
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
@@ -159,8 +202,10 @@ _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta
 
 # Arithmetic and ordering on a weight's values, giving numpy arrays (as Keras variables
 # take `kernel * 2`; no copy first: the results are new arrays); equality stays identity
-# (weights are dict keys by identity)
-add_array_operators(Parameter, lambda p: p.backend.to_numpy(p.value))
+# (weights are dict keys by identity). `kernel += 1` assigns in place: rebinding the
+# attribute to the sum left the model on the old weight.
+add_array_operators(Parameter, lambda p: p.backend.to_numpy(p.value),
+                    unary=("neg", "pos", "abs"), assign=Parameter.assign)
 
 def _check_layer_dtype(name, dtype, kind="layer"):
     """A layer's dtype= is accepted when it is the session's floatx (as Keras code often
@@ -182,14 +227,68 @@ def _pynn_layer_below(cls):
                for k in cls.__mro__)
 
 
+def _keywords_taken(fn, names):
+    """The names among `names` that fn takes as keywords (all of them with **kwargs, or
+    when its signature cannot be read)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return names
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return names
+    return tuple(n for n in names if n in params and
+                 params[n].kind in (params[n].POSITIONAL_OR_KEYWORD, params[n].KEYWORD_ONLY))
+
+
+def _passing_taken(cls, method, flag):
+    """cls.<method> as pynn calls it, method(a, <flag>=..., logits=...), on a layer of your
+    own whose method leaves out the flag or logits (forward(x, training) or forward(x), as
+    Keras' call(x)): each passed only where taken. logits=True (the model's last layer, its
+    loss taking pre-activations) cannot be left out: refused by name."""
+    fn = vars(cls)[method]
+    taken = _keywords_taken(fn, (flag, "logits"))
+    if len(taken) == 2 or not inspect.isfunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def call(self, a, *args, **kwargs):
+        if kwargs.get("logits") and "logits" not in taken:
+            raise TypeError(f"{cls.__name__}.{method}{inspect.signature(fn)} takes no logits, "
+                            f"but the model asks its last layer {self.name!r} for logits (its "
+                            f"output_activation with the loss's cross-entropy); pynn runs "
+                            f"forward(x, training, logits) and backward(dy, need_input_grad, "
+                            f"logits): add logits=False (see pynn.layers.Layer)")
+        for name in (flag, "logits"):
+            if name not in taken:
+                kwargs.pop(name, None)
+        return fn(self, a, *args, **kwargs)
+
+    return call
+
+
 class Layer(AutoConfig):
     """Base class of every layer."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method, flag in (("forward", "training"), ("backward", "need_input_grad")):
+            if method in vars(cls):
+                setattr(cls, method, _passing_taken(cls, method, flag))
+
     def __setattr__(self, name, value):
-        if name == "activation":  # "relu" or None as in the constructors: a Spec
+        if name == "activation" and _pynn_layer_below(type(self)):
+            # "relu" or None as in pynn's constructors: a Spec; a layer of your own keeps
+            # what it stores (a function of its own)
             from .. import activations
 
             value = activations.get(value)
+        elif isinstance(self.__dict__.get(name), Parameter) and \
+                not isinstance(value, Parameter):
+            raise TypeError(f"{type(self).__name__} {self.name!r}: {name} is the weight "
+                            f"{self.__dict__[name].name!r}: assigning a "
+                            f"{type(value).__name__} over it would leave the layer computing "
+                            f"with the old weight; write its values with layer.{name}.assign("
+                            f"values) or in place (layer.{name} += ...)")
         elif isinstance(value, str) and name.endswith(("_regularizer", "_initializer")) and \
                 _pynn_layer_below(type(self)):
             # layer.kernel_regularizer = "l2" on pynn's layers (Dense, BatchNormalization...),
@@ -221,12 +320,20 @@ class Layer(AutoConfig):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
         self.name = name or unique_name(_snake(type(self).__name__))
-        self._trainable = as_flag(self.name, "trainable", trainable)
+        self._trainable = as_bool(self.name, "trainable", trainable)
         if dtype is not None:  # Keras' per-layer dtype (policy): pynn has one floatx
             _check_layer_dtype(self.name, dtype)
+        owner = f"{type(self).__name__} {self.name!r}"
+        if input_dim is not None and input_shape is not None:  # (Keras 3 refuses it too)
+            raise ValueError(f"{owner}: give input_shape or input_dim, not both (got "
+                             f"input_shape={input_shape!r}, input_dim={input_dim!r})")
         if input_dim is not None:
+            if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or \
+                    input_dim < 1:
+                raise ValueError(f"{owner}: input_dim must be a positive integer, got "
+                                 f"{input_dim!r}")
             input_shape = (int(input_dim),)
-        self.input_shape = (tuple(int(d) for d in as_shape(input_shape))
+        self.input_shape = (sample_shape(owner, input_shape, "input_shape")
                             if input_shape is not None else None)
         self.built = False
         self.backend = None
@@ -267,16 +374,44 @@ class Layer(AutoConfig):
         the batch axis); the input's shape unless the layer changes it."""
         return tuple(input_shape)
 
-    def add_weight(self, name=None, array=None, backend=None, dtype=None, statistic=False, *,
-                   shape=None, initializer="glorot_uniform", trainable=True, regularizer=None):
-        """A weight from its initial values (`array`), or Keras' way from `shape` and an
-        `initializer`; on `backend` (default the layer's: call super().build first) in
-        `dtype` (default floatx; a model converts its weights to floatx when it compiles).
-        trainable=False (or statistic=True): the optimizer never updates it, whatever the
-        layer's trainable flag (a moving statistic, a fixed mask). regularizer: its penalty
-        joins the loss (through regularized())."""
+    def add_weight(self, *args, shape=None, initializer=None, dtype=None, trainable=True,
+                   autocast=True, regularizer=None, constraint=None, aggregation="none",
+                   overwrite_with_gradient=False, name=None, array=None, backend=None,
+                   statistic=False):
+        """A weight, Keras 3's way: add_weight(shape, initializer, dtype, ..., name=), of
+        `shape` drawn by `initializer` (default "glorot_uniform", "zeros" for an integer
+        dtype); or pynn's, from its initial values: add_weight(name, array, backend, dtype,
+        statistic) (a name first selects this order). backend: default the layer's (call
+        super().build first); dtype: default floatx (a model converts its weights to floatx
+        when it compiles). trainable=False (or statistic=True): the optimizer never updates
+        it, whatever the layer's trainable flag (a moving statistic, a fixed mask).
+        regularizer: its penalty joins the loss (through regularized()). Keras' autocast and
+        aggregation have no effect (one floatx, one device); constraint and
+        overwrite_with_gradient are taken at their defaults only."""
         from .. import initializers, regularizers
 
+        order = ("name", "array", "backend", "dtype", "statistic") \
+            if args and isinstance(args[0], str) else ("shape", "initializer", "dtype")
+        if len(args) > len(order):
+            raise TypeError(f"add_weight() takes at most {len(order)} positional arguments "
+                            f"({', '.join(order)}), got {len(args)}")
+        given = {"name": name, "array": array, "backend": backend, "dtype": dtype,
+                 "statistic": statistic, "shape": shape, "initializer": initializer}
+        for key, value in zip(order, args):
+            if given[key] is not None and given[key] is not False:
+                raise TypeError(f"add_weight: {key} given both by position and by name")
+            given[key] = value
+        name, array, backend, dtype, statistic, shape, initializer = given.values()
+        if constraint is not None:  # refused, not ignored
+            raise NotImplementedError(f"add_weight: constraint={constraint!r} is not "
+                                      f"supported by pynn (only Keras' default, None)")
+        if overwrite_with_gradient:
+            raise NotImplementedError("add_weight: overwrite_with_gradient=True is not "
+                                      "supported by pynn (only Keras' default, False)")
+        if aggregation not in (None, "none", "mean", "sum", "only_first_replica"):
+            raise ValueError(f"add_weight: aggregation must be one of None, 'none', 'mean', "
+                             f"'sum', 'only_first_replica', got {aggregation!r}")
+        as_flag("add_weight", "autocast", autocast)
         name = name or f"weight_{len(self._params)}"
         if not isinstance(name, str) or "/" in name:  # (Keras 3 refuses it too): files key a
             # weight by the name after the layer's "/", so "a/w" and "b/w" would collide
@@ -288,6 +423,8 @@ class Layer(AutoConfig):
                             f"shape, not both or neither")
         fresh = False  # an array nobody else holds: the weight takes it without a copy
         if shape is not None:
+            if initializer is None:  # Keras 3's default
+                initializer = "glorot_uniform" if np.dtype(dtype).kind == "f" else "zeros"
             init = initializers.get(initializer)
             array = self.initial_values(init, tuple(as_shape(shape)), dtype)
             # new arrays: the zeros of a load, what pynn's own initializers make (a user's
@@ -361,7 +498,7 @@ class Layer(AutoConfig):
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = as_flag(self.name, "trainable", value)
+        self._trainable = as_bool(self.name, "trainable", value)
         for p in self._params:
             p.trainable = self._trainable and not p.statistic
 
@@ -448,7 +585,10 @@ class Layer(AutoConfig):
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
-        return backend.to_numpy(y)
+        y = backend.to_numpy(y)
+        # a layer passing its input on (Dropout at inference, Flatten) gave the caller's
+        # array or a view of it: a new one, as Keras'
+        return y.copy() if isinstance(x, np.ndarray) and np.may_share_memory(y, x) else y
 
     def _on_last_axis(self):
         """Whether the layer works on the last axis only (Dense, the normalisations): built,

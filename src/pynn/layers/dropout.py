@@ -44,6 +44,12 @@ class RandomLayer(Layer):
         return config
 
 
+def _rate(rate):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+    return float(rate)
+
+
 class Dropout(RandomLayer):
     """Inverted dropout: in training, each input is zeroed with probability `rate` (0 <= rate
     < 1) and the survivors scaled by 1 / (1 - rate); at inference the identity. seed: the
@@ -57,10 +63,14 @@ class Dropout(RandomLayer):
         if noise_shape is not None:  # refused, not ignored: masks shared along axes differ
             raise NotImplementedError(f"Dropout: noise_shape={noise_shape!r} is not supported "
                                       f"by pynn (each value gets its own mask entry)")
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        _rate(rate)  # (before a seed is drawn)
         super().__init__(seed, **kwargs)
-        self.rate = float(rate)
+        self.rate = rate
+
+    def __setattr__(self, name, value):
+        if name == "rate":  # set later too (a schedule of its own): checked as at first
+            value = _rate(value)
+        super().__setattr__(name, value)
 
     def forward(self, x, training=False, logits=False):
         if not training:  # (a training step's mask, pending on another thread, stays)

@@ -128,15 +128,20 @@ class LayerNormalization(_RowNormalization):
         n = (int(input_shape[-1]),)
         if self.scale:
             self.gamma = self.add_weight("gamma", None, backend, dtype, shape=n,
-                                         initializer=self.gamma_initializer,
-                                         regularizer=self.gamma_regularizer)
+                                         initializer=self.gamma_initializer)
         if self.center:
             self.beta = self.add_weight("beta", None, backend, dtype, shape=n,
-                                        initializer=self.beta_initializer,
-                                        regularizer=self.beta_regularizer)
+                                        initializer=self.beta_initializer)
 
     def _gain_and_shift(self):
         return self.gamma, self.beta
+
+    def regularized(self):
+        """[(parameter, regularizer)]: gamma's and beta's penalties as the layer's attributes
+        say now (set after build too, as Dense's), and those of a subclass's add_weight."""
+        pairs = [(self.gamma, self.gamma_regularizer), (self.beta, self.beta_regularizer)]
+        return [(p, r) for p, r in pairs if p is not None and r is not None] + \
+            super().regularized()
 
     def get_config(self):
         return {**super().get_config(), "axis": -1, "epsilon": self.epsilon,

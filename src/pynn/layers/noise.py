@@ -44,9 +44,14 @@ class GaussianNoise(_NoiseLayer):
     same noise."""
 
     def __init__(self, stddev, seed=None, **kwargs):
-        stddev = _check_unit("GaussianNoise", "stddev", stddev)
+        _check_unit("GaussianNoise", "stddev", stddev)  # (before a seed is drawn)
         super().__init__(seed, **kwargs)
         self.stddev = stddev
+
+    def __setattr__(self, name, value):
+        if name == "stddev":  # set later too: checked as at first (-5 gave no noise)
+            value = _check_unit("GaussianNoise", "stddev", value)
+        super().__setattr__(name, value)
 
     def forward(self, x, training=False, logits=False):
         if training and self.stddev > 0:
@@ -66,9 +71,14 @@ class _ScalingNoise(_NoiseLayer):
     inference leave x as it is."""
 
     def __init__(self, rate, seed=None, **kwargs):
-        rate = _check_unit(type(self).__name__, "rate", rate, upper_open=True)
+        _check_unit(type(self).__name__, "rate", rate, upper_open=True)  # (before the seed)
         super().__init__(seed, **kwargs)
         self.rate = rate
+
+    def __setattr__(self, name, value):
+        if name == "rate":  # set later too: checked as at first (1.0 divided by zero)
+            value = _check_unit(type(self).__name__, "rate", value, upper_open=True)
+        super().__setattr__(name, value)
 
     def forward(self, x, training=False, logits=False):
         if not training:  # (a training step's noise, pending on another thread, stays)
@@ -119,7 +129,7 @@ class AlphaDropout(_ScalingNoise):
         super().__init__(rate, seed, **kwargs)
 
     def _noisy(self, x):
-        rate = _check_unit("AlphaDropout", "rate", self.rate, upper_open=True)  # (set later)
+        rate = self.rate
         # kept values become a * x + b, dropped ones a * alpha' + b (Keras' formula)
         saturation = -_SELU_ALPHA * _SELU_SCALE
         a = ((1 - rate) * (1 + rate * saturation ** 2)) ** -0.5

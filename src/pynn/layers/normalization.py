@@ -28,12 +28,24 @@ class BatchNormalization(Layer):
     as in Keras' argument order. beta_initializer,
     gamma_initializer, moving_mean_initializer, moving_variance_initializer,
     beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer).
+    Keras 3's synchronized, renorm, renorm_clipping and renorm_momentum (its configs carry
+    them) are taken at their defaults only (False, False, None, 0.99).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, *,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, **kwargs):
+                 beta_regularizer=None, gamma_regularizer=None, synchronized=False,
+                 renorm=False, renorm_clipping=None, renorm_momentum=0.99, **kwargs):
+        for name, value, default in (("synchronized", synchronized, False),
+                                     ("renorm", renorm, False),
+                                     ("renorm_clipping", renorm_clipping, None),
+                                     ("renorm_momentum", renorm_momentum, 0.99)):
+            if value is not default and not (isinstance(value, numbers.Real) and
+                                             value == default):  # refused, not ignored
+                raise NotImplementedError(f"BatchNormalization: {name}={value!r} is not "
+                                          f"supported by pynn (only Keras' default, "
+                                          f"{default!r})")
         super().__init__(**kwargs)
         # Keras' initializers and penalties of the four weights (a penalty: layer by layer)
         self.beta_initializer = initializers.get(beta_initializer)
@@ -79,10 +91,9 @@ class BatchNormalization(Layer):
                                    **kwargs)
 
         if self.scale:
-            self.gamma = weight("gamma", self.gamma_initializer,
-                                regularizer=self.gamma_regularizer)
+            self.gamma = weight("gamma", self.gamma_initializer)
         if self.center:
-            self.beta = weight("beta", self.beta_initializer, regularizer=self.beta_regularizer)
+            self.beta = weight("beta", self.beta_initializer)
         self.moving_mean = weight("moving_mean", self.moving_mean_initializer, statistic=True)
         self.moving_variance = weight("moving_variance", self.moving_variance_initializer,
                                       statistic=True)
@@ -151,6 +162,14 @@ class BatchNormalization(Layer):
         mean_gx = (g * x_hat).mean(axis=0, dtype=acc).astype(g.dtype)
         dx = inv_std * (g - mean_g - x_hat * mean_gx)
         return dx.astype(dy.dtype, copy=False)
+
+    def regularized(self):
+        """[(parameter, regularizer)]: gamma's and beta's penalties as the layer's attributes
+        say now (set after build too, as Dense's; they were read once, at build), and those
+        of weights a subclass added with add_weight(regularizer=)."""
+        pairs = [(self.gamma, self.gamma_regularizer), (self.beta, self.beta_regularizer)]
+        return [(p, r) for p, r in pairs if p is not None and r is not None] + \
+            super().regularized()
 
     def get_config(self):
         config = {**super().get_config(), "axis": self.axis, "momentum": self.momentum,

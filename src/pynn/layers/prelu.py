@@ -66,8 +66,14 @@ class PReLU(Layer):
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
         self.alpha = self.add_weight("alpha", None, backend, dtype, shape=tuple(shape),
-                                     initializer=self.alpha_initializer,
-                                     regularizer=self.alpha_regularizer)
+                                     initializer=self.alpha_initializer)
+
+    def regularized(self):
+        """[(alpha, its regularizer)] as the attribute says now (set after build too, as
+        Dense's), and those of a subclass's add_weight(regularizer=)."""
+        own = [(self.alpha, self.alpha_regularizer)] \
+            if self.alpha is not None and self.alpha_regularizer is not None else []
+        return own + super().regularized()
 
     def forward(self, x, training=False, logits=False):
         xp = self.backend.xp
