@@ -154,6 +154,25 @@ def test_in_place_operators_update_the_weight(rng, engine):
     assert dense.kernel is kernel
 
 
+def test_a_weight_has_kerass_variable_methods(rng):
+    dense = pynn.layers.Dense(3, name="hidden")
+    pynn.Sequential([pynn.Input((2,)), dense])
+    kernel = dense.kernel
+    assert kernel.ndim == 2 and kernel.path == "hidden/kernel"
+    values, delta = kernel.numpy(), rng.normal(size=(2, 3))
+    kernel.assign_add(delta)
+    np.testing.assert_allclose(kernel.numpy(), values + delta, rtol=1e-6)
+    kernel.assign_sub(delta)
+    np.testing.assert_allclose(kernel.numpy(), values, rtol=1e-6, atol=1e-6)
+    assert dense.kernel is kernel
+
+
+def test_a_sequential_takes_trainable_as_a_boolean_only():
+    with pytest.raises(TypeError, match="trainable must be True or False, got None"):
+        pynn.Sequential([pynn.layers.Dense(2)], trainable=None)  # it froze every layer
+    assert not pynn.Sequential([pynn.layers.Dense(2)], trainable=np.bool_(False)).trainable
+
+
 def test_constant_takes_a_one_element_array():
     # the TensorFlow imbalanced-data tutorial's output bias
     init = pynn.initializers.Constant(np.log([25 / 975]))

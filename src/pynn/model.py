@@ -38,7 +38,7 @@ from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
-from .layers.base import as_flag, as_shape, unique_name
+from .layers.base import as_bool, as_flag, as_shape, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
 
 # compile()'s metric arguments and the attributes that keep them (as given)
@@ -123,7 +123,7 @@ class Sequential:
     Unlike Keras 3, an Input stays in model.layers (as layers[0])."""
 
     def __init__(self, layers=None, name=None, *, trainable=True):
-        trainable = as_flag("Sequential", "trainable", trainable)
+        trainable = as_bool("Sequential", "trainable", trainable)  # (None froze every layer)
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []  # (the layers property hands out copies)
         self.backend = None

@@ -131,6 +131,15 @@ class Parameter:
         """The weight's dtype (a numpy dtype: compares equal to "float32")."""
         return np.dtype(self.value.dtype)
 
+    @property
+    def ndim(self):
+        return len(self.value.shape)
+
+    @property
+    def path(self):
+        """Keras 3's variable path: the weight's name (pynn's is already "layer/weight")."""
+        return self.name
+
     def numpy(self):
         """A numpy copy of the weight's values (from the GPU too)."""
         return np.array(self.backend.to_numpy(self.value), copy=True)
@@ -164,6 +173,14 @@ class Parameter:
         """Overwrite the values in place with `array` (same shape; converted to the weight's
         dtype), as Keras' variable.assign."""
         self.value[...] = self.backend.asarray(self.checked(array), self.value.dtype)
+
+    def assign_add(self, delta):
+        """Keras' variable.assign_add: the values plus delta, in place."""
+        self += delta
+
+    def assign_sub(self, delta):
+        """Keras' variable.assign_sub: the values minus delta, in place."""
+        self -= delta
 
     def __setattr__(self, name, value):
         # What a native engine binds: a new array (not `value *= m`, which rebinds the same
