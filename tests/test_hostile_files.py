@@ -199,15 +199,28 @@ def test_hdf5_datasets_pynn_never_writes_are_refused(tmp_path):
 
 def test_an_hdf5_file_of_another_library_is_named_as_not_pynns(tmp_path):
     """A Keras .weights.h5 (groups, no __pynn__): its first group was named "not an array"
-    before the missing description was."""
+    before the missing description was. load_weights reads it as Keras weights
+    (pynn.keras_files), which name what does not fit."""
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "keras_like.weights.h5"
     with h5py.File(path, "w") as h5:
         h5.create_group("optimizer").create_dataset("vars", data=np.zeros(3))
         h5.create_group("layers/dense/vars").create_dataset("0", data=np.ones((4, 3)))
-    for load in (pynn.load_model, _model().load_weights):
-        with pytest.raises(ValueError, match=r"is not a pynn file \(no __pynn__ entry\)"):
-            load(path)
+    with pytest.raises(ValueError, match=r"is not a pynn file \(no __pynn__ entry\)"):
+        pynn.load_model(path)
+    with pytest.raises(ValueError, match=r"\(dense\) has 2 weights in the model, the file 1"):
+        _model().load_weights(path)
+    with h5py.File(tmp_path / "other.h5", "w") as h5:
+        h5.create_dataset("k", data=np.ones((4, 3), np.float32))
+    with h5py.File(path, "a") as h5:  # a link to another file's array is not followed
+        h5["layers/dense/vars/1"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "k")
+    with pytest.raises(ValueError, match=r"\(dense\) has 2 weights in the model, the file 1"):
+        _model().load_weights(path)
+    with h5py.File(path, "w") as h5:  # data stored in another file is refused
+        h5.create_dataset("layers/dense/vars/0", shape=(4, 3), dtype="<f4",
+                          external=[(str(tmp_path / "other.h5"), 0, 48)])
+    with pytest.raises(ValueError, match="keeps its data outside the file"):
+        _model().load_weights(path)
 
 
 def test_hdf5_data_kept_outside_the_file_is_refused(tmp_path):

@@ -260,6 +260,43 @@ class _H5Archive(Archive):
         return item
 
 
+class _KerasH5Archive(_H5Archive):
+    """A Keras 3 weights file: datasets in groups (layers/dense/vars/0), no description;
+    each checked as pynn's own (_dataset). Names are the datasets' paths, found through
+    hard links only (a link to another file is not followed)."""
+
+    def check_members(self):
+        names = []
+        self._file.visititems(lambda name, item: names.append(name)
+                              if isinstance(item, self._h5py.Dataset) else None)
+        self._names = set(names)
+        for name in names:
+            with self._guarded(name):
+                self._dataset(name)
+
+
+def open_keras_weights(source, where):
+    """The Archive of a Keras 3 weights file (a path or a seekable binary stream)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(8)
+    else:
+        head = source.read(8)
+        source.seek(0)
+    if not head.startswith(_HDF5_MAGIC):
+        raise ValueError(f"{where!r} is not a Keras weights file (HDF5): it starts with "
+                         f"{head!r}")
+    from .saving import _h5py
+
+    h5py = _h5py()
+    try:
+        archive = _KerasH5Archive(source, where, h5py)
+    except Exception as exc:  # noqa: BLE001 - OSError, RuntimeError, KeyError, ...
+        raise ValueError(f"{where!r} is not a readable HDF5 file (truncated or corrupt?): "
+                         f"{exc}") from exc
+    return _checked(archive)
+
+
 def _check_dtype(archive, name, dtype):
     if dtype.hasobject:
         raise archive._bad(name, "holds pickled objects; pynn never loads pickles")

@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from . import keras_files
 from .archive import META_KEY, open_archive
 from .backend import to_host
 
@@ -447,8 +448,12 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     optimizer state is not read). A model saved uncompiled loads uncompiled either way. The
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
     compile(backend=...) moves it. safe_mode: Keras' flag against code in files, accepted and
-    unused; pynn's files hold none (never a pickle or a lambda), so every load is safe."""
+    unused; pynn's files hold none (never a pickle or a lambda), so every load is safe.
+    A Keras 3 `.keras` file of a Sequential model loads too (pynn.keras_files: its layers,
+    weights and compile settings; the optimizer's state starts afresh)."""
     filepath = as_target(filepath)
+    if keras_files.is_keras_archive(filepath):
+        return keras_files.load_model(filepath, where(filepath), custom_objects, compile)
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)
@@ -592,9 +597,16 @@ def load_weights(model, filepath, skip_mismatch=False):
     """Weights from a weights or model file into `model`, after checking every shape.
 
     skip_mismatch=True loads the layers whose weights match and leaves the others untouched
-    (returning their names); otherwise any mismatch raises and nothing is loaded.
+    (returning their names); otherwise any mismatch raises and nothing is loaded. A Keras 3
+    weights file (`.weights.h5`) or `.keras` file loads into a built model whose layers
+    match its own (pynn.keras_files).
     """
     filepath = as_target(filepath)
+    if keras_files.is_keras_archive(filepath) or keras_files.is_keras_weights(filepath):
+        if skip_mismatch:
+            raise ValueError(f"load_weights: skip_mismatch is not supported for Keras files "
+                             f"({where(filepath)!r}): every layer's weights must match")
+        return keras_files.load_weights(model, filepath, where(filepath))
     with read_arrays(filepath) as arrays, _description_errors(where(filepath), "weights"):
         filepath = where(filepath)  # for the messages below
         meta = read_meta(arrays, filepath)

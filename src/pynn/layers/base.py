@@ -133,6 +133,7 @@ class Parameter:
 
     @property
     def ndim(self):
+        """The weight's number of axes."""
         return len(self.value.shape)
 
     @property

@@ -1,0 +1,280 @@
+"""Keras 3 files into pynn (pynn.keras_files): a `.keras` archive through load_model, a
+`.weights.h5` through load_weights. The archives here are written in Keras 3's layout by
+hand (config.json as Keras 3.15 writes it, weights keyed by layer class), so the reading is
+tested without Keras; a last test compares with Keras itself where it is installed."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import import_keras
+from test_hostile_files import _patch_claimed_size
+
+h5py = pytest.importorskip("h5py")
+
+
+def _policy():
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+            "registered_name": None}
+
+
+def _dense(name, units, activation, build_rows):
+    return {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+            "build_config": {"input_shape": [None, build_rows]},
+            "config": {"name": name, "trainable": True, "dtype": _policy(), "units": units,
+                       "activation": activation, "use_bias": True,
+                       "kernel_initializer": {"module": "keras.initializers",
+                                              "class_name": "GlorotUniform",
+                                              "config": {"seed": None}, "registered_name": None},
+                       "bias_initializer": {"module": "keras.initializers",
+                                            "class_name": "Zeros", "config": {},
+                                            "registered_name": None},
+                       "kernel_regularizer": None, "bias_regularizer": None,
+                       "kernel_constraint": None, "bias_constraint": None,
+                       "quantization_config": None}}
+
+
+def _batch_norm(name, build_rows):
+    return {"module": "keras.layers", "class_name": "BatchNormalization",
+            "registered_name": None, "build_config": {"input_shape": [None, build_rows]},
+            "config": {"name": name, "trainable": True, "dtype": _policy(), "axis": -1,
+                       "momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True,
+                       "beta_initializer": {"module": "keras.initializers",
+                                            "class_name": "Zeros", "config": {},
+                                            "registered_name": None},
+                       "gamma_initializer": {"module": "keras.initializers",
+                                             "class_name": "Ones", "config": {},
+                                             "registered_name": None},
+                       "moving_mean_initializer": {"module": "keras.initializers",
+                                                   "class_name": "Zeros", "config": {},
+                                                   "registered_name": None},
+                       "moving_variance_initializer": {"module": "keras.initializers",
+                                                       "class_name": "Ones", "config": {},
+                                                       "registered_name": None},
+                       "beta_regularizer": None, "gamma_regularizer": None,
+                       "beta_constraint": None, "gamma_constraint": None,
+                       "synchronized": False, "renorm": False, "renorm_clipping": None,
+                       "renorm_momentum": 0.99}}
+
+
+def _config(layers, input_rows=5, compile_config=True):
+    entries = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                "config": {"batch_shape": [None, input_rows], "dtype": "float32",
+                           "sparse": False, "ragged": False, "name": "input_layer",
+                           "optional": False}}] if input_rows else []
+    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+              "config": {"name": "sequential", "trainable": True, "dtype": _policy(),
+                         "layers": entries + layers},
+              "build_config": {"input_shape": [None, input_rows]}}
+    if compile_config:
+        config["compile_config"] = {
+            "optimizer": {"module": "keras.optimizers", "class_name": "Adam",
+                          "config": {"name": "adam", "learning_rate": 0.002,
+                                     "weight_decay": None, "clipnorm": None,
+                                     "global_clipnorm": None, "clipvalue": None,
+                                     "use_ema": False, "ema_momentum": 0.99,
+                                     "ema_overwrite_frequency": None,
+                                     "loss_scale_factor": None,
+                                     "gradient_accumulation_steps": None, "beta_1": 0.9,
+                                     "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False},
+                          "registered_name": None},
+            "loss": "sparse_categorical_crossentropy", "loss_weights": None,
+            "metrics": ["accuracy"], "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": True}
+    return config
+
+
+def _weights_file(target, weights):
+    """Keras 3's weights layout: layers/<class key>/vars/<i>, and the optimizer's variables
+    (which pynn does not read)."""
+    with h5py.File(target, "w") as f:
+        for key, arrays in weights.items():
+            group = f.create_group(f"layers/{key}/vars")
+            for i, a in enumerate(arrays):
+                group.create_dataset(str(i), data=a)
+        f.create_dataset("optimizer/vars/0", data=np.int32(3))
+
+
+def _archive(path, config, weights):
+    h5 = io.BytesIO()
+    _weights_file(h5, weights)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", h5.getvalue())
+    return path
+
+
+def _mlp(rng):
+    """A Keras Sequential 5-8-(BatchNormalization)-(Dropout)-3 with random weights: its
+    config, its weights by Keras key, and a float64 forward pass for inference."""
+    w = {"dense": [rng.normal(size=(5, 8)), rng.normal(size=8)],
+         "batch_normalization": [rng.uniform(0.5, 2, 8), rng.normal(size=8),
+                                 rng.normal(size=8), rng.uniform(0.5, 2, 8)],
+         "dense_1": [rng.normal(size=(8, 3)), rng.normal(size=3)]}
+    w = {k: [a.astype(np.float32) for a in v] for k, v in w.items()}
+    layers = [_dense("hidden", 8, "relu", 5), _batch_norm("batch_normalization", 8),
+              {"module": "keras.layers", "class_name": "Dropout", "registered_name": None,
+               "config": {"name": "dropout", "trainable": True, "dtype": _policy(),
+                          "rate": 0.2, "seed": None, "noise_shape": None}},
+              _dense("out", 3, "softmax", 8)]
+
+    def forward(x):
+        h = np.maximum(x @ w["dense"][0] + w["dense"][1], 0)
+        gamma, beta, mean, var = (a.astype(np.float64) for a in w["batch_normalization"])
+        h = (h - mean) / np.sqrt(var + 0.001) * gamma + beta
+        z = h @ w["dense_1"][0] + w["dense_1"][1]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    return layers, w, forward
+
+
+def test_a_keras_archive_loads_with_its_weights_and_compile_settings(tmp_path, rng):
+    layers, weights, forward = _mlp(rng)
+    path = _archive(tmp_path / "m.keras", _config(layers), weights)
+    model = pynn.load_model(path)
+    assert [type(l).__name__ for l in model.layers] == [
+        "InputLayer", "Dense", "BatchNormalization", "Dropout", "Dense"]
+    assert model.layers[1].name == "hidden" and model.input_shape == (5,)
+    x = rng.normal(size=(17, 5))
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+    assert type(model.optimizer).__name__ == "Adam"
+    assert model.optimizer.learning_rate == pytest.approx(0.002)
+    assert model.optimizer.training_steps == 0  # Keras' slots are not read: afresh
+    assert model.metrics_names == ["loss", "accuracy"]
+    model.fit(x, rng.integers(0, 3, 17), epochs=1, verbose=0)  # trains on
+    with open(path, "rb") as f:  # a binary file object too
+        np.testing.assert_allclose(pynn.load_model(f, compile=False).predict(x), forward(x),
+                                   rtol=1e-4, atol=1e-6)
+    assert not pynn.load_model(path, compile=False).compiled
+
+
+def test_a_model_without_an_input_is_built_for_its_first_layers_shape(tmp_path, rng):
+    layers, weights, forward = _mlp(rng)
+    path = _archive(tmp_path / "m.keras", _config(layers, input_rows=None), weights)
+    model = pynn.load_model(path)
+    assert model.built and model.input_shape == (5,)
+    x = rng.normal(size=(3, 5))
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+
+
+def test_keras_weights_load_into_a_matching_model(tmp_path, rng):
+    layers, weights, forward = _mlp(rng)
+    _weights_file(tmp_path / "m.weights.h5", weights)
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(8, activation="relu"),
+                             pynn.layers.BatchNormalization(), pynn.layers.Dropout(0.2),
+                             pynn.Dense(3, activation="softmax")])
+    model.load_weights(tmp_path / "m.weights.h5")
+    x = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+    other = pynn.Sequential([pynn.Input((5,)), pynn.Dense(8), pynn.Dense(3)])
+    model.load_weights(_archive(tmp_path / "m.keras", _config(layers), weights))  # .keras
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+    before = other.get_weights()
+    with pytest.raises(ValueError, match=r"holds weights of layers \['batch_normalization'\]"):
+        other.load_weights(tmp_path / "m.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(other.get_weights(), before))
+    with pytest.raises(ValueError, match=r"build the model .* before loading the Keras"):
+        pynn.Sequential([pynn.Dense(8)]).load_weights(tmp_path / "m.weights.h5")
+    with pytest.raises(ValueError, match="skip_mismatch is not supported for Keras files"):
+        model.load_weights(tmp_path / "m.weights.h5", skip_mismatch=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda w: w["dense_1"].pop(), r"layer 'out' \(dense_1\) has 2 weights in the model, "
+                                   r"the file 1"),
+    (lambda w: w["dense"].__setitem__(0, np.ones((4, 8), np.float32)),
+     r"has weights of shapes \[\(5, 8\), \(8,\)\], the file \[\(4, 8\), \(8,\)\]"),
+    (lambda w: w.__setitem__("dense_2", [np.ones((3, 3), np.float32)]),
+     r"holds weights of layers \['dense_2'\] that the model lacks"),
+])
+def test_a_keras_file_that_does_not_fit_is_refused_by_name(tmp_path, rng, change, message):
+    layers, weights, _ = _mlp(rng)
+    change(weights)
+    with pytest.raises(ValueError, match=message):
+        pynn.load_model(_archive(tmp_path / "m.keras", _config(layers), weights))
+
+
+def test_keras_models_pynn_cannot_read_are_refused_by_name(tmp_path, rng):
+    layers, weights, _ = _mlp(rng)
+    functional = {**_config(layers), "class_name": "Functional"}
+    with pytest.raises(ValueError, match="a Keras Functional model; pynn reads Sequential"):
+        pynn.load_model(_archive(tmp_path / "f.keras", functional, weights))
+    nested = _config([{"module": "keras", "class_name": "Sequential", "config": {}}])
+    with pytest.raises(ValueError, match="layer 1 is a nested Keras Sequential model"):
+        pynn.load_model(_archive(tmp_path / "n.keras", nested, {}))
+    conv = _config([{"module": "keras.layers", "class_name": "Conv2D",
+                     "config": {"name": "conv2d", "filters": 4}}])
+    with pytest.raises(ValueError, match="does not translate to pynn: .*Conv2D"):
+        pynn.load_model(_archive(tmp_path / "c.keras", conv, {}))
+    sparse = _config(layers)
+    sparse["config"]["layers"][0]["config"]["sparse"] = True
+    with pytest.raises(ValueError, match="sparse or ragged"):
+        pynn.load_model(_archive(tmp_path / "s.keras", sparse, weights))
+    unknown_loss = _config(layers)
+    unknown_loss["compile_config"]["loss"] = "no_such_loss"
+    path = _archive(tmp_path / "l.keras", unknown_loss, weights)
+    with pytest.raises(ValueError, match="compile settings do not translate.*compile=False"):
+        pynn.load_model(path)
+    assert pynn.load_model(path, compile=False).layers[1].name == "hidden"
+
+
+def test_a_damaged_keras_archive_is_refused_by_name(tmp_path, rng):
+    layers, weights, _ = _mlp(rng)
+    path = tmp_path / "bad.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", "{not json")
+        z.writestr("model.weights.h5", b"")
+    with pytest.raises(ValueError, match="its config.json is not valid JSON"):
+        pynn.load_model(path)
+    for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):  # a claim of 4 GB
+        _archive(path, _config(layers), weights)
+        with zipfile.ZipFile(path) as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        with zipfile.ZipFile(path, "w", compression=compression) as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        _patch_claimed_size(path, "model.weights.h5", 0xFFFFFFF0)
+        with pytest.raises(ValueError, match="declares 4,294,967,280 bytes from .* beyond"):
+            pynn.load_model(path)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(_config(layers)))
+        z.writestr("model.weights.h5", b"not hdf5")
+    with pytest.raises(ValueError, match="is not a Keras weights file"):
+        pynn.load_model(path)
+
+
+def test_keras_layer_keys():
+    from pynn.keras_files import _snake_case
+
+    assert [_snake_case(n) for n in ("Dense", "BatchNormalization", "PReLU", "ReLU",
+                                     "RMSNormalization", "LeakyReLU")] == [
+        "dense", "batch_normalization", "p_re_lu", "re_lu", "rms_normalization", "leaky_re_lu"]
+
+
+def test_a_model_saved_by_keras_predicts_the_same_in_pynn(tmp_path, rng):
+    """With Keras installed: its own files, for the layers both have."""
+    keras = import_keras()
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"),
+                              L.BatchNormalization(), L.Dropout(0.1), L.Dense(8),
+                              L.LayerNormalization(), L.PReLU(), L.Dense(4), L.LeakyReLU(0.1),
+                              L.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    model.fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
+    model.save(tmp_path / "k.keras")
+    model.save_weights(tmp_path / "k.weights.h5")
+    want = np.asarray(model.predict(x, verbose=0))
+    loaded = pynn.load_model(tmp_path / "k.keras")
+    np.testing.assert_allclose(loaded.predict(x), want, rtol=1e-5, atol=1e-6)
+    fresh = pynn.models.clone_model(loaded)
+    fresh.load_weights(tmp_path / "k.weights.h5")
+    np.testing.assert_allclose(fresh.predict(x), want, rtol=1e-5, atol=1e-6)
