@@ -60,6 +60,9 @@ BAD_CALLS = {
                                     ValueError, "may not overlap the targets"),
     "bias_grad out overlapping dz": (lambda c: c.bias_grad(F(4, 6), F(6, ptr=4100)),
                                      ValueError, "may not overlap dz"),
+    "dlogits overlapping labels": (lambda c: c.softmax_xent_sparse(
+        F(4, 6), F(4, typestr="<i4", ptr=8192), F(4, 6, ptr=8192), 1.0),
+        ValueError, "may not overlap the labels"),
     "labels without classes": (lambda c: c.softmax_xent_sparse(F(4, 0), F(4, typestr="<i4"),
                                                                F(4, 0), 1.0),
                                ValueError, "no classes"),
@@ -130,6 +133,11 @@ BAD_CALLS = {
     "engine sizes": (lambda c: _engine(c, sizes=[3, 2, 1]), ValueError, "one entry more"),
     "engine activation": (lambda c: _engine(c, activations=[99]), ValueError, "activation"),
     "engine device": (lambda c: _engine(c, device=-1), ValueError, "device"),
+    # the optimizer kernels update each array in blocks of their own: shared memory races
+    "engine slots sharing memory": (lambda c: _engine(c, weight_slots=[
+        [F(3, 2, ptr=12288), F(3, 2, ptr=12292)]]), ValueError, r"arrays #1 and #2 overlap"),
+    "engine bias inside the kernel": (lambda c: _engine(c, biases=[F(2, ptr=4100)]),
+                                      ValueError, "must not share memory"),
 }
 
 

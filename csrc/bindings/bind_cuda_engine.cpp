@@ -7,10 +7,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings/cuda_arrays.h"
@@ -66,6 +68,30 @@ std::vector<float*> slot_arrays(py::handle list, const std::string& name,
     return out;
 }
 
+// The optimizer kernels update each weight and slot in blocks of their own: two arrays that
+// share memory would race, silently (the CPU engine refuses them too).
+void check_disjoint(const std::vector<EngineLayer>& layers) {
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;  // [begin, end) in bytes
+    const auto add = [&](const float* p, index_t n) {
+        const auto b = reinterpret_cast<std::uintptr_t>(p);
+        spans.push_back({b, b + sizeof(float) * static_cast<std::uintptr_t>(n)});
+    };
+    for (const EngineLayer& layer : layers) {
+        add(layer.w, layer.in * layer.out);
+        for (const float* p : layer.w_slots) add(p, layer.in * layer.out);
+        if (layer.b) {
+            add(layer.b, layer.out);
+            for (const float* p : layer.b_slots) add(p, layer.out);
+        }
+    }
+    for (size_t i = 0; i < spans.size(); ++i)
+        for (size_t j = i + 1; j < spans.size(); ++j)
+            if (spans[i].first < spans[j].second && spans[j].first < spans[i].second)
+                throw py::value_error("DenseEngine: the weights and optimizer slots must not "
+                                      "share memory; arrays #" + std::to_string(i) + " and #" +
+                                      std::to_string(j) + " overlap");
+}
+
 class BoundEngine {
 public:
     BoundEngine(const std::vector<index_t>& sizes, const std::vector<int>& acts,
@@ -110,6 +136,7 @@ public:
                 keep_.push_back(py::reinterpret_borrow<py::object>(bias_slots[l]));
             }
         }
+        check_disjoint(layers);
         loss_ = loss_kind(loss);
         count_hits_ = count_hits;
         if (count_hits && loss_ != EngineLoss::xent_sparse)
@@ -162,6 +189,13 @@ public:
             !(order_o.flags() & py::array::c_style))
             throw py::type_error("order: expected a C-contiguous 1-D int64 numpy array");
         if (lr.empty()) throw py::value_error("lr: expected at least one learning rate");
+        // as the CPU engine refuses them: a step below 0 made Adam's first bias correction
+        // 0/0 (every weight NaN, silently), a non-finite rate the same
+        if (step0 < 0)
+            throw py::value_error("step0: expected a step count >= 0, got " + std::to_string(step0));
+        for (const float r : lr)
+            if (!std::isfinite(r))
+                throw py::value_error("lr: expected finite learning rates, got " + std::to_string(r));
         const auto* order = static_cast<const std::int64_t*>(order_o.data());
         const index_t order_len = order_o.shape(0);
         EngineHyper hyper;

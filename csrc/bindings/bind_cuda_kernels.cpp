@@ -109,6 +109,9 @@ double softmax_xent_sparse(py::handle logits_o, py::handle labels_o, py::handle 
     if (lab.dim(0) != z.dim(0))
         throw py::value_error("labels: expected shape (" + std::to_string(z.dim(0)) + ",) for logits of shape " +
                               z.shape_str() + ", got " + lab.shape_str());
+    // (warps read their row's label while others write dlogits: the CPU binding copies
+    // labels that overlap it; here they are refused)
+    if (pynn::bind::overlap(d, lab)) throw py::value_error("dlogits: may not overlap the labels array");
     try {
         pynn::bind::ReleaseGil nogil;
         return pynn::cuda::softmax_xent_sparse(in_f32(z), static_cast<const std::int32_t*>(lab.ptr),
