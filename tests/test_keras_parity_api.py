@@ -71,8 +71,19 @@ def test_summary_shows_trainable_and_a_layer_range_as_keras():
               if line[:1].isalpha() and "params" not in line and ":" not in line]
     assert listed == ["drop", "head"]
     assert "Total params: 19" in lines[0]  # the model's totals
-    for bad, words in [(("head", "drop"), "comes after"), (("nope", "head"), "not among"),
-                       (("drop",), "two layer names")]:
+
+    def listed_for(layer_range):
+        lines = []
+        model.summary(layer_range=layer_range, print_fn=lines.append)
+        return [line.split()[0] for line in lines[0].splitlines()[4:]
+                if line[:1].isalpha() and "params" not in line and ":" not in line]
+
+    # patterns (re.match), as Keras 3: from the first match of one to the last of the other
+    assert listed_for(("fro", "d.*")) == ["frozen", "drop"]
+    assert listed_for(("head", "drop")) == ["drop", "head"]  # crossed: Keras' order
+    assert listed_for((".*", ".*")) == [l.name for l in model.layers]
+    for bad, words in [(("nope", "head"), r"names \['nope'\], not among"),
+                       (("drop",), "two layer names"), (("(", "head"), "no pattern")]:
         with pytest.raises(ValueError, match=words):
             model.summary(layer_range=bad)
 

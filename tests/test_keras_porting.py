@@ -51,6 +51,11 @@ def test_utils_and_models_names(tmp_path, rng):
     pynn.utils.set_random_seed(3)
     pynn.initializers.GlorotUniform()((4, 4))
     assert (random.random(), np.random.rand()) == drawn
+    pynn.utils.set_random_seed(np.arange(4)[3])  # a numpy integer (random.seed refused it
+    assert (random.random(), np.random.rand()) == drawn  # after pynn's was seeded)
+    for bad in (2**32, -1, 1.5, "3"):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+            pynn.utils.set_random_seed(bad)
     assert pynn.utils.PyDataset is pynn.PyDataset is pynn.utils.Sequence
     assert pynn.optimizers.schedules.ExponentialDecay is pynn.schedules.ExponentialDecay
     model = pynn.models.Sequential([pynn.Input((3,)), pynn.layers.Dense(2, name="d")])

@@ -702,7 +702,8 @@ def test_layer_lookup_trainability_and_summary_ranges():
     model.layers[1].trainable = False
     assert model.trainable  # one trainable layer is enough (Keras: any)
     lines = []
-    model.summary(print_fn=lines.append, layer_range=("a", "a"))
+    model.summary(print_fn=lines.append, layer_range=("a$", "a$"))  # (patterns: "a" alone
+    # would match every name starting with it)
     text = "\n".join(lines)
     assert "a (Dense)" in text and "b (Dense)" not in text
     with pytest.raises(ValueError, match="Input"):

@@ -7,6 +7,7 @@ import io
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from pynn.progress import EpochProgress, _per_step
@@ -167,3 +168,31 @@ def test_the_epoch_line_shows_what_callbacks_log(capsys):
     model.fit(np.ones((8, 2)), np.ones(8), epochs=1, verbose=2,
               callbacks=[pynn.callbacks.ReduceLROnPlateau(monitor="loss")])
     assert "learning_rate: 0.0100" in capsys.readouterr().out
+
+
+def test_an_array_a_callback_logged_prints_as_its_mean(rng):
+    """Per-class scores logged as an array crashed the epoch line ("truth value of an array
+    ... is ambiguous"): Keras prints the mean; text and empty arrays print as they are."""
+    from pynn.progress import logs_line
+
+    scores = rng.uniform(0.2, 0.8, size=3)
+    line = logs_line({"loss": 0.5, "per_class": scores, "note": "warm", "none": np.array([])})
+    assert f"per_class: {scores.mean():.4f}" in line
+    assert "note: warm" in line and "none: []" in line
+
+
+def test_model_checkpoint_says_when_the_monitored_value_did_not_improve(tmp_path, rng,
+                                                                        capsys):
+    import pynn
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    checkpoint = pynn.callbacks.ModelCheckpoint(tmp_path / "best.npz", monitor="loss",
+                                                mode="max", save_best_only=True, verbose=1)
+    x, y = rng.normal(size=(32, 3)), rng.normal(size=32)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+    best = checkpoint.best
+    checkpoint.best = float("inf")  # nothing beats it in mode max
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "Epoch 1: loss did not improve from inf" and best != float("inf")

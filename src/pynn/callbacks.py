@@ -497,6 +497,9 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             current = _monitored("ModelCheckpoint", self.monitor, logs)
             if current is not None and not self._monitor.improved(current, self.best):
+                if self.verbose:  # (Keras' line, which log readers look for)
+                    print(f"Epoch {epoch + 1}: {self.monitor} did not improve from "
+                          f"{self.best:.5f}")
                 return
         if self.save_best_only and current is not None:
             if self.verbose:

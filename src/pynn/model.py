@@ -17,6 +17,7 @@ import itertools
 import math
 import numbers
 import os
+import re
 import threading
 import time
 import warnings
@@ -1991,7 +1992,9 @@ class Sequential:
 
     def _summary_range(self, layer_range):
         """The indices of model.layers summary lists: all, or Keras' layer_range of two
-        layer names (both included)."""
+        layer names or patterns (re.match, as Keras 3): from the first layer the first
+        matches to the last layer the second matches (the other way round when those
+        cross)."""
         if layer_range is None:
             return range(len(self.layers))
         names = [layer.name for layer in self.layers]
@@ -1999,15 +2002,19 @@ class Sequential:
                 and all(isinstance(n, str) for n in layer_range)):
             raise ValueError(f"summary: layer_range must be two layer names (first, last), "
                              f"got {layer_range!r}")
-        missing = [n for n in layer_range if n not in names]
-        if missing:
+        try:
+            lower, upper = ([i for i, name in enumerate(names) if re.match(pattern, name)]
+                            for pattern in layer_range)
+        except re.error as exc:
+            raise ValueError(f"summary: layer_range {layer_range!r} is no pattern: "
+                             f"{exc}") from None
+        if not lower or not upper:
+            missing = [p for p, found in zip(layer_range, (lower, upper)) if not found]
             raise ValueError(f"summary: layer_range names {missing}, not among the layers "
                              f"{names}")
-        first, last = (names.index(n) for n in layer_range)
-        if first > last:
-            raise ValueError(f"summary: layer_range {layer_range!r}: {layer_range[0]!r} comes "
-                             f"after {layer_range[1]!r}")
-        return range(first, last + 1)
+        if min(lower) > max(upper):
+            return range(min(upper), max(lower) + 1)
+        return range(min(lower), max(upper) + 1)
 
     def get_config(self):
         """The model's name and its layers' descriptions (Sequential.from_config rebuilds it,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 
 def logs_line(logs):
     """'loss: 0.1234 - accuracy: 0.9000': how fit and evaluate print logs; values of at most
@@ -18,8 +20,10 @@ def logs_line(logs):
 
 def _number(v):
     try:
+        if np.ndim(v) and np.size(v):  # an array a callback logged (per-class scores): its
+            v = float(np.mean(v))      # mean, as Keras prints it (it crashed the line)
         return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
-    except TypeError:  # (a value a callback logged that is no number)
+    except (TypeError, ValueError):  # (a value a callback logged that is no number)
         return str(v)
 
 

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+import numbers
 import random
+
+import numpy as np
 
 from .batch_sources import PyDataset
 from .config import set_seed
@@ -19,7 +20,13 @@ __all__ = ["PyDataset", "Sequence", "custom_object_scope", "set_random_seed",
 
 def set_random_seed(seed):
     """As Keras': seeds pynn (weights, shuffling, dropout: pynn.set_seed), Python's `random`
-    and NumPy's global generator (data built with np.random after it repeats too)."""
+    and NumPy's global generator (data built with np.random after it repeats too). seed:
+    an integer in [0, 2**32), NumPy's too, checked before anything is seeded."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+            not 0 <= seed < 2**32:
+        raise ValueError(f"set_random_seed: seed must be an integer in [0, 2**32), got "
+                         f"{seed!r}")
+    seed = int(seed)  # (random.seed refuses numpy's integers)
     set_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
