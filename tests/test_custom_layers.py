@@ -605,12 +605,28 @@ def test_a_keras_style_build_is_named_as_such():
         def build(self, input_shape):  # Keras' signature
             self.w = self.add_weight("w", shape=(input_shape[-1], 2))
 
-        def call(self, x):
+        def forward(self, x, training=False, logits=False):
             return x @ self.w.value
 
     with pytest.raises(TypeError, match=r"Linear.build\(input_shape\): pynn calls "
                                         r"build\(input_shape, backend, dtype\)"):
         pynn.Sequential([pynn.Input((3,)), Linear()])
+
+
+def test_a_layer_with_keras_call_alone_is_refused_when_added():
+    """It was taken, the next Dense built for its input's width (summary showed it), and
+    predict failed with "defines no forward"."""
+    class Pairs(pynn.layers.Layer):
+        def call(self, x):
+            return x[:, :2] * 2.0
+
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(6)])
+    with pytest.raises(TypeError, match=r"'pairs.*' \(Pairs\) defines no forward\(x, "
+                                        r"training, logits\) \(it defines Keras' call\(\)"):
+        model.add(Pairs())
+    with pytest.raises(TypeError, match=r"defines no forward\(x, training, logits\): pynn"):
+        pynn.Sequential([pynn.layers.Layer()])
+    assert len(model.layers) == 2
 
 
 def test_a_layer_of_your_own_keeps_the_activation_it_stores(rng):

@@ -187,6 +187,15 @@ class Sequential:
                             f"weights, as a nested Keras model does)")
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a pynn layer, got {layer!r}")
+        if type(layer).forward is Layer.forward and "forward" not in vars(layer):
+            # (a Keras-style call() alone: the model was built for its input's shape, and
+            # failed only at predict)
+            keras = " (it defines Keras' call(), which pynn does not run)" \
+                if callable(getattr(layer, "call", None)) else ""
+            raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) defines no "
+                            f"forward(x, training, logits){keras}: pynn has no autodiff, so a "
+                            f"layer of your own gives forward and backward (README: Custom "
+                            f"layers)")
         if isinstance(layer, InputLayer) and self.layers:
             raise ValueError("an Input can only be the first element of a Sequential model")
         if layer.name in names:
