@@ -524,6 +524,18 @@ def test_a_keras_learning_rate_function_of_no_argument(engine, rng):
     by_step = run(lambda step: 0.02 / 2 ** (step // 4))  # 4 steps an epoch
     for a, b in zip(keras_style.get_weights(), by_step.get_weights()):
         np.testing.assert_array_equal(a, b)
+    # one reading the optimizer's step count sees each step's (the native engine, which
+    # runs many steps a call, gave all of a call's steps its first count)
+    counting = optimizers.Adam()
+    counting.learning_rate = lambda: 0.02 / (1 + int(counting.iterations))
+    by_count = run(lambda step: 0.02 / (1 + step))
+    pynn.set_seed(1)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile(optimizer=counting, loss="mse", backend="cpu")
+    model.fit(x, x[:, :2], epochs=3, batch_size=8, verbose=0, engine=engine, shuffle=False)
+    for a, b in zip(model.get_weights(), by_count.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert counting.training_steps == 12
     opt = optimizers.SGD(lambda: 0.03)
     assert opt.has_schedule and opt.learning_rate == 0.03
     p = _param(pynn.get_backend("numpy"), [1.0], [1.0])

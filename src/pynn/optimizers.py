@@ -335,7 +335,19 @@ class Optimizer:
     def scheduled_rates(self, first_step, count):
         """The schedule's rates for steps first_step .. first_step + count - 1 (the native
         engine runs several steps per call)."""
-        return [self._scheduled_rate(step) for step in range(first_step, first_step + count)]
+        if not self.__dict__.get("_rate_takes_no_step"):
+            return [self._scheduled_rate(step) for step in range(first_step, first_step + count)]
+        # Keras' function of no argument reads the optimizer (its iterations): each call
+        # sees the step count its step has, as on the layer path (all saw the first)
+        start = self.training_steps
+        try:
+            rates = []
+            for step in range(first_step, first_step + count):
+                self.training_steps = step
+                rates.append(self._scheduled_rate(step))
+            return rates
+        finally:
+            self.training_steps = start
 
     @property
     def clips(self):
