@@ -333,6 +333,27 @@ def test_tied_outputs_count_the_first_class_as_numpy_does(rng, sparse):
     assert runs["native"][0]["accuracy"] == runs["layers"][0]["accuracy"] == [1.0]
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+def test_accuracy_reads_the_probabilities_as_the_layers(rng, sparse):
+    """Logits 1e-8 apart have one float32 softmax: its argmax is the first class, the
+    logits' the larger one. The engine took the logits' (accuracy 1.0 where the layer path
+    and Keras give 0.0)."""
+    x = np.zeros((8, 2), np.float32)
+    labels = np.ones(8, np.int32)
+    y = labels if sparse else np.eye(3, dtype=np.float32)[labels]
+    tiny = float(rng.uniform(1e-9, 1e-8))
+
+    def make():
+        model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, activation="softmax")])
+        loss = "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
+        model.compile(pynn.optimizers.SGD(0.0), loss, metrics=["accuracy"], backend="cpu")
+        model.set_weights([np.zeros((2, 3), np.float32), np.array([0, tiny, 0], np.float32)])
+        return model
+
+    runs = _both_engines(make, x, y, epochs=1, batch_size=8)
+    assert runs["native"][0]["accuracy"] == runs["layers"][0]["accuracy"] == [0.0]
+
+
 def test_l1_penalty_of_weights_at_zero_as_the_layers(rng):
     # sign(0) = 0: an L1 penalty gives a weight at exactly 0 no push (biases start there)
     x = rng.normal(size=(16, 3)).astype(np.float32)

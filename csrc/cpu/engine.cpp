@@ -868,17 +868,20 @@ void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetr
         double v = 0.0;
         switch (metrics[m]) {
             case EngineMetric::sparse_accuracy: {
-                // argmax is the same on logits and on their softmax.
+                // On the probabilities, as the layer path and Keras: logits 1e-8 apart have
+                // one float32 softmax, whose argmax is the first of them, not the larger.
+                const float* p = activated();
                 const std::int32_t* lab = static_cast<const std::int32_t*>(yb);
                 index_t hits = 0;
-                for (index_t r = 0; r < rows; ++r) hits += argmax_row(out + r * C, C) == lab[r];
+                for (index_t r = 0; r < rows; ++r) hits += argmax_row(p + r * C, C) == lab[r];
                 v = double(hits) / double(rows);
                 break;
             }
             case EngineMetric::categorical_accuracy: {
+                const float* p = activated();
                 index_t hits = 0;
                 for (index_t r = 0; r < rows; ++r)
-                    hits += argmax_row(out + r * C, C) == argmax_row(t + r * C, C);
+                    hits += argmax_row(p + r * C, C) == argmax_row(t + r * C, C);
                 v = double(hits) / double(rows);
                 break;
             }
