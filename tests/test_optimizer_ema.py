@@ -338,6 +338,17 @@ def test_swap_ema_weights_in_evaluate_and_predict_puts_the_weights_back(rng):
 
 
 @requires_backend("cpu")
+def test_swap_ema_weights_in_a_fit_without_validation(rng):
+    """Nothing to swap in (no validation): on_train_end raised AttributeError after the
+    training, and fit's History was lost."""
+    x, y = _data(rng)
+    model = _model(optimizers.SGD(0.05, use_ema=True))
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                        callbacks=[pynn.callbacks.SwapEMAWeights()])
+    assert len(history.history["loss"]) == 2
+
+
+@requires_backend("cpu")
 @pytest.mark.parametrize("engine", ["auto", "layers"])
 def test_swap_on_epoch_holds_the_averages_between_epochs(rng, engine, tmp_path):
     x, y = _data(rng)

@@ -764,6 +764,7 @@ class SwapEMAWeights(Callback):
                             f"{swap_on_epoch!r}")
         self.swap_on_epoch = bool(swap_on_epoch)
         self._training_weights = None  # [(parameter, its training values)] while swapped
+        self._swapped_model = None  # the model they belong to (none before a first swap)
 
     def _swap_in(self):
         self._swap_out()  # (a swap a failed call left behind: put back first)
@@ -801,7 +802,8 @@ class SwapEMAWeights(Callback):
             # fit has just given the model its averages (finalize_variable_values): the
             # training weights kept since the last on_epoch_end are not put back
             self._training_weights = None
-            swapped_in(self._swapped_model).pop(id(self), None)
+            if self._swapped_model is not None:  # (a fit without validation swapped none)
+                swapped_in(self._swapped_model).pop(id(self), None)
         else:  # (a Ctrl-C, or use_ema off: the model keeps its training weights)
             self._swap_out()
 
