@@ -251,6 +251,43 @@ def test_a_damaged_keras_archive_is_refused_by_name(tmp_path, rng):
         pynn.load_model(path)
 
 
+def test_metric_objects_of_a_keras_file_are_built_from_their_configs(tmp_path, rng):
+    """compile(metrics=[keras.metrics.Precision(thresholds=0.3)]) saves the object's
+    description, which pynn's metrics.get does not read (the file was refused)."""
+    layers, weights, _ = _mlp(rng)
+    config = _config(layers)
+    config["compile_config"]["metrics"] = [
+        {"module": "keras.metrics", "class_name": "Precision", "registered_name": None,
+         "config": {"name": "precision", "dtype": "float32", "thresholds": 0.3, "top_k": None,
+                    "class_id": None}}, "accuracy"]
+    config["compile_config"]["weighted_metrics"] = [
+        {"module": "keras.metrics", "class_name": "MeanSquaredError", "registered_name": None,
+         "config": {"name": "mean_squared_error", "dtype": "float32"}}]
+    model = pynn.load_model(_archive(tmp_path / "m.keras", config, weights))
+    assert model.metrics_names == ["loss", "precision", "accuracy", "mean_squared_error"]
+    assert model._metric_specs[0].threshold == 0.3
+    config["compile_config"]["metrics"] = [{"class_name": "SpecificityAtSensitivity",
+                                            "config": {"sensitivity": 0.5}}]
+    with pytest.raises(ValueError, match="'SpecificityAtSensitivity' has no pynn counterpart"):
+        pynn.load_model(_archive(tmp_path / "m.keras", config, weights))
+
+
+def test_a_normalization_given_its_mean_and_variance_keeps_them(tmp_path, rng):
+    """Keras keeps Normalization(mean=, variance=) in the config and writes no variables for
+    it (the file was refused: "2 weights in the model, the file 0")."""
+    mean, variance = rng.normal(size=5), rng.uniform(0.5, 2, size=5)
+    norm = {"module": "keras.layers", "class_name": "Normalization", "registered_name": None,
+            "config": {"name": "normalization", "trainable": True, "dtype": _policy(),
+                       "axis": -1, "invert": False, "mean": mean.tolist(),
+                       "variance": variance.tolist()}}
+    kernel, bias = rng.normal(size=(5, 2)).astype(np.float32), np.zeros(2, np.float32)
+    config = _config([norm, _dense("out", 2, "linear", 5)], compile_config=False)
+    model = pynn.load_model(_archive(tmp_path / "n.keras", config, {"dense": [kernel, bias]}))
+    x = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(model.predict(x), (x - mean) / np.sqrt(variance) @ kernel,
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_keras_layer_keys():
     from pynn.keras_files import _snake_case
 

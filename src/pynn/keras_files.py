@@ -138,9 +138,11 @@ def assign_weights(model, arrays):
         if sorted(names) != sorted(order):
             raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has variables "
                              f"{sorted(names)}, not vars/0 to vars/{len(names) - 1}")
-        # Keras' Normalization keeps its adapt count as a third variable; pynn's does not
-        order = order[:len(expected)] if len(order) == len(expected) + 1 and \
-            type(layer).__name__ == "Normalization" else order
+        if type(layer).__name__ == "Normalization":
+            if not names and getattr(layer, "_given", None) is not None:
+                continue  # Normalization(mean=, variance=): Keras keeps them in the config
+            # Keras' adapted Normalization keeps its count as a third variable; pynn's not
+            order = order[:len(expected)] if len(order) == len(expected) + 1 else order
         if len(order) != len(expected):
             raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has "
                              f"{len(expected)} weights in the model, the file {len(names)}")
@@ -215,15 +217,35 @@ def _build_shape(first):
 def _compile(model, settings, where):
     from . import optimizers
 
+    def metrics(specs):
+        return None if specs is None else [_metric(m) for m in specs]
+
     try:
         model.compile(optimizer=optimizers.get(settings.get("optimizer") or "rmsprop"),
-                      loss=settings.get("loss"), metrics=settings.get("metrics"),
-                      weighted_metrics=settings.get("weighted_metrics"),
+                      loss=settings.get("loss"), metrics=metrics(settings.get("metrics")),
+                      weighted_metrics=metrics(settings.get("weighted_metrics")),
                       loss_weights=settings.get("loss_weights"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where!r}: its Keras compile settings do not translate to pynn "
                          f"({exc}); load it with compile=False and compile it yourself") \
             from None
+
+
+def _metric(spec):
+    """A metric as Keras' compile_config holds it: a name as it is; an object's description
+    ({"class_name", "config"}) as pynn's metric class of that name, from its config."""
+    if not isinstance(spec, dict):
+        return spec
+    from . import metrics
+
+    name = spec.get("class_name")
+    cls = getattr(metrics, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, metrics.Metric)):
+        raise ValueError(f"the Keras metric {name!r} has no pynn counterpart")
+    config = spec.get("config") or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"the Keras metric {name!r} has no config dict")
+    return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
 
 
 def _member(z, name, where, limit):
