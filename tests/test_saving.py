@@ -1362,3 +1362,38 @@ def test_a_class_of_your_own_without_get_config_keeps_its_arguments(tmp_path, rn
         pass
 
     assert Twice(k=5.0).get_config()["k"] == 5.0
+
+
+class _Quartic(pynn.regularizers.Regularizer):  # Keras' way: no super().__init__()
+    def __init__(self, c=0.5):
+        self.c = c
+
+    def penalty(self, xp, w):
+        return self.c * float((w ** 4).sum())
+
+    def add_gradient(self, xp, w, g):
+        g += 4 * self.c * w ** 3
+
+
+class _ShrinkingSGD(pynn.optimizers.SGD):  # arguments of its own, not SGD's
+    def __init__(self, lr=0.01, shrink=0.5):
+        super().__init__(learning_rate=lr)
+        self.shrink = shrink
+
+
+def test_automatic_configs_of_regularizers_and_optimizers_of_your_own(tmp_path, rng):
+    """The base class's config joined the arguments: a regularizer without super().__init__()
+    failed get_config (no attribute 'l1'), an SGD subclass taking lr= was refused at save
+    (its __init__ takes no learning_rate); as Keras 3, the base's entries its constructor
+    does not take are left out."""
+    assert _Quartic(0.25).get_config() == {"c": 0.25}
+    assert _ShrinkingSGD(0.02, 0.3).get_config() == {"lr": 0.02, "shrink": 0.3}
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, kernel_regularizer=_Quartic(0.25))])
+    model.compile(_ShrinkingSGD(0.02, 0.3), "mse")
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=8), verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={
+        "_Quartic": _Quartic, "_ShrinkingSGD": _ShrinkingSGD})
+    assert loaded.layers[1].kernel_regularizer.c == 0.25
+    assert (loaded.optimizer.learning_rate, loaded.optimizer.shrink) == (0.02, 0.3)
+    assert loaded.optimizer.training_steps == 1

@@ -119,9 +119,13 @@ class AutoConfig:
             inherited = cls.get_config
 
             def get_config(self):
-                config = inherited(self)
+                try:
+                    config = inherited(self)
+                except AttributeError:  # the base's attributes never set (an __init__ of
+                    config = {}         # its own without super().__init__(), as Keras')
                 arguments = self.__dict__.get("_constructor_arguments") or {}
-                return {**config, **_file_arguments(self, arguments, config)}
+                return _taken_by(type(self), {**config,
+                                              **_file_arguments(self, arguments, config)})
 
             get_config._auto = True
             get_config.__doc__ = inherited.__doc__
@@ -134,6 +138,19 @@ class AutoConfig:
             if arguments is not None:
                 obj.__dict__["_constructor_arguments"] = arguments
         return obj
+
+
+def _taken_by(cls, config):
+    """config without the base class's entries that cls's constructor does not take (it
+    has no **kwargs): from_config could not rebuild it with them (SGD's learning_rate
+    under a subclass of its own arguments), as Keras 3 drops them."""
+    try:
+        parameters = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return config
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return config
+    return {k: v for k, v in config.items() if k in parameters}
 
 
 def _file_arguments(obj, arguments, config):

@@ -147,7 +147,7 @@ class _StepCount(int):
         return int, (int(self),)
 
 
-class Optimizer:
+class Optimizer(_custom.AutoConfig):
     """Base class: subclasses name their state slots and implement `_update` (see the
     module docstring).
 
