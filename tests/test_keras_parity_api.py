@@ -537,3 +537,15 @@ def test_kerass_variable_lists_and_reset_metrics(rng):
     assert mae.result() > 0
     model.reset_metrics()
     assert np.isnan(mae.result())  # as before any batch (pynn's metrics say NaN there)
+
+
+def test_input_shape_on_a_later_layer_that_contradicts_its_input_warns():
+    """It was ignored without a word (Keras warns of input_shape= on any layer)."""
+    with pytest.warns(UserWarning, match=r"'late' was given input_shape \(9,\), but takes "
+                                         r"\(3,\) from the layer before it"):
+        model = pynn.Sequential([pynn.Dense(3, input_shape=(4,)),
+                                 pynn.Dense(2, input_shape=(9,), name="late")])
+    assert model.input_shape == (4,) and model.output_shape == (2,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shape it does take: nothing to say
+        pynn.Sequential([pynn.Dense(3, input_shape=(4,)), pynn.Dense(2, input_shape=(3,))])

@@ -2,8 +2,10 @@
 Metric objects (`reset_state`, `update_state`, `result`, as in Keras) and the names
 `compile(metrics=[...])` accepts.
 
-"accuracy" picks binary, categorical or sparse accuracy from the loss and the output shape, as
-Keras does. Accuracy, MSE and MAE are means over samples, so a batch-size-weighted mean of
+"accuracy" picks binary, categorical or sparse accuracy from the loss and the output shape
+(binary for binary cross-entropy whatever the width, and for one output; Keras 3 reads
+several outputs under binary cross-entropy as categorical, and regression targets as exact
+matches: README). Accuracy, MSE and MAE are means over samples, so a batch-size-weighted mean of
 per-batch values is exact. Precision, recall, F1, ROC AUC, RMSE and R² are not: averaging them
 over batches gives a different (wrong) number, so their Metric objects accumulate sufficient
 statistics (confusion counts, sums of squares, or for AUC the scores themselves) and `result()`

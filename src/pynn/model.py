@@ -338,7 +338,14 @@ class Sequential:
         # neither after)
         before = _saved_state(self._layers)
         try:
-            for layer in self._layers:
+            for i, layer in enumerate(self._layers):
+                if i and not layer.built and layer.input_shape not in (None, shape):
+                    # (Keras warns of input_shape= on any layer but the first)
+                    warnings.warn(f"layer {layer.name!r} was given input_shape "
+                                  f"{layer.input_shape}, but takes {shape} from the layer "
+                                  f"before it: the given shape is ignored (it is the model's "
+                                  f"input shape on its first layer only)", UserWarning,
+                                  stacklevel=_user_stacklevel())
                 if not layer.built or layer.input_shape != shape:
                     if layer.built and layer.params:
                         # A layer with weights keeps them: for the same inputs, or (Dense, the
@@ -1958,9 +1965,10 @@ class Sequential:
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False, layer_range=None):
         """Print the layers, their output shapes and weight counts, and the trainable and
-        non-trainable totals (print_fn takes each line). As Keras: show_trainable adds a
-        column (Y, N, or - for a layer without weights), layer_range=(first, last) names
-        the layers to list (the totals stay the model's). line_length, positions and
+        non-trainable totals (print_fn takes the whole table, once, as Keras'). As Keras:
+        show_trainable adds a column (Y, N, or - for a layer without weights),
+        layer_range=(first, last) names or patterns the layers to list (the totals stay the
+        model's). line_length, positions and
         expand_nested are taken and unused (pynn's columns fit their contents)."""
         if print_fn is None and callable(line_length):  # summary(print_fn) before Keras'
             print_fn, line_length = line_length, None     # argument order was taken
