@@ -70,6 +70,15 @@ def threads(request):
 
 
 @pytest.fixture
+def float64_floatx():
+    """A float64 session (pynn.set_floatx) for the test, on the current backend."""
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    yield
+    pynn.set_floatx(previous)
+
+
+@pytest.fixture
 def highest_precision():
     """Float32 products for the test ('highest'), whatever PYNN_MATMUL_PRECISION set."""
     previous = pynn.get_matmul_precision()

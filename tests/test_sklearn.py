@@ -520,14 +520,6 @@ def test_targets_beyond_float32_are_named_as_such():
             MLPRegressor(max_iter=1).fit(x, np.r_[1e39, np.zeros(9)])
 
 
-@pytest.fixture
-def float64_floatx():
-    previous = pynn.floatx()
-    pynn.set_floatx("float64")
-    yield
-    pynn.set_floatx(previous)
-
-
 def test_float64_floatx_keeps_the_inputs_digits(float64_floatx, rng):
     """Under set_floatx("float64") X and y reach the network in float64 (they were cut to
     float32 first: 1e8 + 0.25 became 1e8)."""

@@ -277,20 +277,31 @@ class _KerasH5Archive(_H5Archive):
 
 def open_keras_weights(source, where):
     """The Archive of a Keras 3 weights file (a path or a seekable binary stream)."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f:
-            head = f.read(8)
-    else:
-        head = source.read(8)
-        source.seek(0)
+    head = file_head(source)
     if not head.startswith(_HDF5_MAGIC):
         raise ValueError(f"{where!r} is not a Keras weights file (HDF5): it starts with "
                          f"{head!r}")
+    return _open_h5(_KerasH5Archive, source, where)
+
+
+def file_head(source):
+    """The first 8 bytes of a path's file, or of a seekable binary stream (put back to
+    where it was)."""
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            return f.read(8)
+    at = source.tell()
+    head = source.read(8)
+    source.seek(at)
+    return head
+
+
+def _open_h5(cls, source, where):
     from .saving import _h5py
 
     h5py = _h5py()
     try:
-        archive = _KerasH5Archive(source, where, h5py)
+        archive = cls(source, where, h5py)
     except Exception as exc:  # noqa: BLE001 - OSError, RuntimeError, KeyError, ...
         raise ValueError(f"{where!r} is not a readable HDF5 file (truncated or corrupt?): "
                          f"{exc}") from exc
@@ -308,22 +319,9 @@ def _check_dtype(archive, name, dtype):
 def open_archive(source, where):
     """The Archive of `source` (a path, or a seekable binary stream positioned at the file's
     start), by content whatever the name says; `where` names it in messages."""
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as f:
-            head = f.read(8)
-    else:
-        head = source.read(8)
-        source.seek(0)
+    head = file_head(source)
     if head.startswith(_HDF5_MAGIC):
-        from .saving import _h5py
-
-        h5py = _h5py()
-        try:
-            archive = _H5Archive(source, where, h5py)
-        except Exception as exc:  # noqa: BLE001 - OSError, RuntimeError, KeyError, ...
-            raise ValueError(f"{where!r} is not a readable HDF5 file (truncated or corrupt?): "
-                             f"{exc}") from exc
-        return _checked(archive)
+        return _open_h5(_H5Archive, source, where)
     # Name what the file is before guessing (numpy tries unpickling anything not a zip).
     if head.startswith(_NPY_MAGIC):
         raise ValueError(f"{where!r} is a .npy file (a single array), not a pynn .npz file")

@@ -55,21 +55,15 @@ def is_keras_archive(target):
 def is_keras_weights(target):
     """Whether target (a path or a seekable binary file object) is an HDF5 file of Keras
     layer weights (a `layers` group, no pynn description)."""
-    from .archive import _HDF5_MAGIC, META_KEY
+    from .archive import _HDF5_MAGIC, META_KEY, file_head
     from .saving import _h5py
 
     stream = not isinstance(target, (str, os.PathLike))
     try:
+        if not file_head(target).startswith(_HDF5_MAGIC):
+            return False
         at = target.tell() if stream else 0
         try:
-            if stream:
-                head = target.read(8)
-                target.seek(at)
-            else:
-                with open(target, "rb") as f:
-                    head = f.read(8)
-            if not head.startswith(_HDF5_MAGIC):
-                return False
             with _h5py().File(target, "r") as f:
                 return META_KEY not in f.attrs and "layers" in f
         finally:
