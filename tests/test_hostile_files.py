@@ -199,14 +199,14 @@ def test_hdf5_datasets_pynn_never_writes_are_refused(tmp_path):
 
 def test_an_hdf5_file_of_another_library_is_named_as_not_pynns(tmp_path):
     """A Keras .weights.h5 (groups, no __pynn__): its first group was named "not an array"
-    before the missing description was. load_weights reads it as Keras weights
-    (pynn.keras_files), which name what does not fit."""
+    before the missing description was. load_model names it as weights; load_weights reads
+    it as Keras weights (pynn.keras_files), which name what does not fit."""
     h5py = pytest.importorskip("h5py")
     path = tmp_path / "keras_like.weights.h5"
     with h5py.File(path, "w") as h5:
         h5.create_group("optimizer").create_dataset("vars", data=np.zeros(3))
         h5.create_group("layers/dense/vars").create_dataset("0", data=np.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"is not a pynn file \(no __pynn__ entry\)"):
+    with pytest.raises(ValueError, match=r"holds a Keras model's weights, not the model"):
         pynn.load_model(path)
     with pytest.raises(ValueError, match=r"\(dense\) has 2 weights in the model, the file 1"):
         _model().load_weights(path)

@@ -315,3 +315,99 @@ def test_a_model_saved_by_keras_predicts_the_same_in_pynn(tmp_path, rng):
     fresh = pynn.models.clone_model(loaded)
     fresh.load_weights(tmp_path / "k.weights.h5")
     np.testing.assert_allclose(fresh.predict(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_what_keras_writes_for_one_output_and_functions_loads(tmp_path, rng):
+    """Keras keeps compile's arguments as given: loss=["mse"], metrics=[["mae"]] or
+    {"out": [...]}, and functions (keras.losses.huber) as {"class_name": "function"}; a
+    Dense's activation may be a layer (LeakyReLU(0.05)); all were refused."""
+    layers, weights, _ = _mlp(rng)
+    layers[0]["config"]["activation"] = {"module": "keras.layers", "class_name": "LeakyReLU",
+                                         "config": {"negative_slope": 0.05}}
+    layers[3]["config"]["activation"] = {"module": "keras.layers", "class_name": "Softmax",
+                                         "config": {"axis": -1}}
+    function = {"module": "builtins", "class_name": "function", "registered_name": "function",
+                "config": "mean_absolute_error"}
+    for loss, metrics in ((["mse"], [["mae"]]), ({**function, "config": "huber"},
+                                                  {"out": [function]})):
+        config = _config(layers)
+        config["compile_config"].update(loss=loss, metrics=metrics)
+        model = pynn.load_model(_archive(tmp_path / "m.keras", config, weights))
+        assert model.layers[1].activation == pynn.activations.Spec("leaky_relu", 0.05)
+        assert model.layers[4].activation == pynn.activations.Spec("softmax")
+        assert len(model.metrics_names) == 2
+
+
+def test_keras_layers_of_your_own_and_unbuilt_layers_load(tmp_path, rng):
+    """A layer of your own (Keras' base config writes autocast; the weights are keyed by
+    the file's class name, not the pynn class's), and layers Keras had not built yet (an
+    adapted Normalization before a Dense never called: no weights for it in the file)."""
+    class PynnScale(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.s = self.add_weight((input_shape[-1],), "ones", name="s")
+
+        def forward(self, x, training=False, logits=False):
+            return x * self.s.value
+
+    mean = rng.normal(size=4)
+    norm = {"class_name": "Normalization", "build_config": {"input_shape": [None, 4]},
+            "config": {"name": "normalization", "axis": [1], "invert": False, "mean": None,
+                       "variance": None}}
+    scale = {"class_name": "Scale", "build_config": {"input_shape": [None, 4]},
+             "config": {"name": "scale", "trainable": True, "dtype": _policy(),
+                        "autocast": True}}
+    dense = _dense("out", 2, "linear", 4)
+    del dense["build_config"]
+    config = _config([norm, scale, dense], input_rows=None, compile_config=False)
+    config["config"]["layers"][0]["build_config"] = {"input_shape": [None, 4]}
+    s = rng.uniform(1, 2, size=4).astype(np.float32)
+    weights = {"normalization": [mean.astype(np.float32), np.ones(4, np.float32),
+                                 np.int64(10)], "scale": [s]}
+    path = _archive(tmp_path / "m.keras", config, weights)
+    model = pynn.load_model(path, custom_objects={"Scale": PynnScale})
+    np.testing.assert_array_equal(model.layers[1].s.numpy(), s)
+    np.testing.assert_array_equal(model.layers[0].mean.numpy(), mean.astype(np.float32))
+    assert model.layers[0].axis == -1 and model.predict(rng.normal(size=(2, 4))).shape == (2, 2)
+
+
+def test_a_keras_normalization_of_all_values_keeps_scalars(tmp_path, rng):
+    """Normalization(axis=None): Keras writes axis () and scalar statistics."""
+    norm = {"class_name": "Normalization", "build_config": {"input_shape": [None, 3]},
+            "config": {"name": "normalization", "axis": [], "invert": False, "mean": None,
+                       "variance": None}}
+    config = _config([norm], input_rows=3, compile_config=False)
+    path = _archive(tmp_path / "n.keras", config, {"normalization": [
+        np.float32(2.0), np.float32(4.0), np.int64(7)]})
+    x = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(pynn.load_model(path).predict(x), (x - 2) / 2, rtol=1e-5)
+
+
+def test_other_keras_files_are_named_with_what_to_do(tmp_path, rng):
+    legacy = tmp_path / "legacy.h5"
+    with h5py.File(legacy, "w") as f:  # Keras 2's model file: its root's attributes
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["model_config"] = "{}"
+        f.create_group("model_weights")
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3)])
+    for load in (pynn.load_model, model.load_weights):
+        with pytest.raises(ValueError, match="a Keras 2 .* HDF5 file; pynn reads Keras 3"):
+            load(legacy)
+    layers, weights, _ = _mlp(rng)
+    _weights_file(tmp_path / "w.weights.h5", weights)
+    with pytest.raises(ValueError, match="holds a Keras model's weights, not the model: "
+                                         "build the model in pynn and call model.load_weights"):
+        pynn.load_model(tmp_path / "w.weights.h5")
+    constrained = _config(layers)
+    constrained["config"]["layers"][1]["config"]["kernel_constraint"] = {
+        "class_name": "MaxNorm", "config": {"max_value": 2}}
+    with pytest.raises(ValueError, match="does not translate to pynn: NotImplementedError: "
+                                         "Dense: kernel_constraint"):
+        pynn.load_model(_archive(tmp_path / "c.keras", constrained, weights))
+    path = _archive(tmp_path / "crc.keras", _config(layers), weights)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"HDF") + 200  # a byte inside the weights member
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="not a readable .keras file .*BadZipFile"):
+        pynn.load_model(path)

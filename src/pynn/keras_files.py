@@ -24,6 +24,8 @@ import os
 import re
 import zipfile
 
+import numpy as np
+
 from .archive import open_keras_weights
 
 _CONFIG, _WEIGHTS = "config.json", "model.weights.h5"
@@ -52,10 +54,24 @@ def is_keras_archive(target):
                                                               for n in names)
 
 
+def is_legacy_keras_h5(target):
+    """Whether target is a Keras 2 (tf.keras) HDF5 model or weights file, which pynn does
+    not read: its root carries `keras_version` or `model_config`."""
+    return _h5_root(target, lambda f: "model_config" in f.attrs or "keras_version" in f.attrs)
+
+
 def is_keras_weights(target):
     """Whether target (a path or a seekable binary file object) is an HDF5 file of Keras
     layer weights (a `layers` group, no pynn description)."""
-    from .archive import _HDF5_MAGIC, META_KEY, file_head
+    from .archive import META_KEY
+
+    return _h5_root(target, lambda f: META_KEY not in f.attrs and "layers" in f)
+
+
+def _h5_root(target, test):
+    """test(the open HDF5 file) for an HDF5 target (a path or a seekable binary stream, put
+    back where it was); False for anything else or anything unreadable."""
+    from .archive import _HDF5_MAGIC, file_head
     from .saving import _h5py
 
     stream = not isinstance(target, (str, os.PathLike))
@@ -65,7 +81,7 @@ def is_keras_weights(target):
         at = target.tell() if stream else 0
         try:
             with _h5py().File(target, "r") as f:
-                return META_KEY not in f.attrs and "layers" in f
+                return bool(test(f))
         finally:
             if stream:
                 target.seek(at)
@@ -76,14 +92,18 @@ def is_keras_weights(target):
 def load_model(target, where, custom_objects=None, compile=True):
     """The Sequential model of a Keras `.keras` archive, its weights and (compile=True) its
     compile settings."""
-    with zipfile.ZipFile(target) as z:
-        config = _json_member(z, _CONFIG, where)
-        weights = _member(z, _WEIGHTS, where, limit=None)
+    try:
+        with zipfile.ZipFile(target) as z:
+            config = _json_member(z, _CONFIG, where)
+            weights = _member(z, _WEIGHTS, where, limit=None)
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:  # (a bad CRC...)
+        raise ValueError(f"{where!r} is not a readable .keras file (truncated or corrupt?): "
+                         f"{type(exc).__name__}: {exc}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{where!r}: its {_CONFIG} is not a Keras model description")
-    model = _model_from_config(config, where, custom_objects)
+    model, keys, unbuilt = _model_from_config(config, where, custom_objects)
     with open_keras_weights(io.BytesIO(weights), f"{where} ({_WEIGHTS})") as arrays:
-        assign_weights(model, arrays)
+        assign_weights(model, arrays, keys, unbuilt)
     settings = config.get("compile_config")
     if compile and settings:
         _compile(model, settings, where)
@@ -105,12 +125,15 @@ def load_weights(model, target, where):
         assign_weights(model, arrays)
 
 
-def assign_weights(model, arrays):
+def assign_weights(model, arrays, kinds=None, unbuilt=()):
     """Each layer's `vars/i` under its Keras key into the model, every count and shape
-    checked before any is written."""
+    checked before any is written. kinds: the Keras class names of the model's layers (a
+    file's, where a layer of your own has another class name in pynn), default their pynn
+    ones; unbuilt: the indices of layers Keras had not built (no weights in the file: they
+    keep pynn's fresh ones, as Keras builds them at the first call)."""
     keys, counts = [], {}
-    for layer in model._compute_layers:
-        key = _snake_case(type(layer).__name__)
+    for i, layer in enumerate(model._compute_layers):
+        key = _snake_case(kinds[i] if kinds else type(layer).__name__)
         counts[key] = counts.get(key, -1) + 1
         keys.append(key if counts[key] == 0 else f"{key}_{counts[key]}")
     by_layer = {}
@@ -125,8 +148,10 @@ def assign_weights(model, arrays):
                          f"lacks (its layers are keyed {keys}: Keras keys them by class, in "
                          f"order)")
     values = []
-    for layer, key in zip(model._compute_layers, keys):
+    for i, (layer, key) in enumerate(zip(model._compute_layers, keys)):
         names = by_layer.get(key, [])
+        if not names and i in unbuilt:
+            continue
         expected = [tuple(w.shape) for w in layer.get_weights()]
         order = [f"layers/{key}/vars/{i}" for i in range(len(names))]
         if sorted(names) != sorted(order):
@@ -141,6 +166,11 @@ def assign_weights(model, arrays):
             raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has "
                              f"{len(expected)} weights in the model, the file {len(names)}")
         shapes = [tuple(arrays.shape_of(n)) for n in order]
+        if type(layer).__name__ == "Normalization" and layer.axis is None and \
+                all(shape == () for shape in shapes):
+            # Keras keeps axis=None's one mean and variance as scalars, pynn one per feature
+            values.append((layer, [np.full(e, arrays[n]) for e, n in zip(expected, order)]))
+            continue
         if shapes != expected:
             raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has weights of "
                              f"shapes {expected}, the file {shapes}")
@@ -170,13 +200,17 @@ def _model_from_config(config, where, custom_objects):
     try:
         model = Sequential.from_config({"name": body.get("name"), "layers": layers},
                                        custom_objects)
-    except (TypeError, ValueError, KeyError) as exc:
+        shape = _build_shape(entries[0])
+        if not model.built and shape is not None:
+            model.build(shape)
+    except (TypeError, ValueError, KeyError, NotImplementedError, MemoryError,
+            OverflowError) as exc:
         raise ValueError(f"{where!r}: its Keras model does not translate to pynn: "
-                         f"{exc}") from None
-    shape = _build_shape(entries[0])
-    if not model.built and shape is not None:
-        model.build(shape)
-    return model
+                         f"{type(exc).__name__}: {exc}") from None
+    computed = [e for e in entries if e.get("class_name") != "InputLayer"]
+    kinds = [e.get("class_name") for e in computed]
+    unbuilt = {i for i, e in enumerate(computed) if "build_config" not in e}
+    return model, kinds, unbuilt
 
 
 def _layer_entry(entry, i, where):
@@ -195,7 +229,37 @@ def _layer_entry(entry, i, where):
             raise ValueError(f"{where!r}: its InputLayer takes sparse or ragged tensors; "
                              f"pynn takes dense arrays")
         config = {"shape": shape[1:], "name": config.get("name")}
+    activation = config.get("activation")
+    if isinstance(activation, dict) and activation.get("class_name") in _ACTIVATION_LAYERS:
+        config = {**config, "activation": _activation_layer(activation)}
+    if kind == "Normalization" and isinstance(config.get("axis"), list):
+        # Keras writes the axes kept: [rank - 1] of a built layer is the last axis
+        build = entry.get("build_config") or {}
+        rank = len(build.get("input_shape") or ())
+        if rank >= 2 and config["axis"] in ([rank - 1], [-1]):
+            config = {**config, "axis": -1}
     return {"class_name": kind, "config": config}
+
+
+_ACTIVATION_LAYERS = ("ReLU", "LeakyReLU", "ELU", "Softmax")
+
+
+def _activation_layer(spec):
+    """activation=keras.layers.LeakyReLU(0.05) (a layer as a Dense's activation) as pynn's
+    activation of that formula; any setting pynn's lacks left for it to refuse."""
+    kind, c = spec["class_name"], spec.get("config") or {}
+    if kind == "LeakyReLU":
+        return {"name": "leaky_relu", "param": c.get("negative_slope", 0.3)}
+    if kind == "ELU":
+        return {"name": "elu", "param": c.get("alpha", 1.0)}
+    if kind == "Softmax" and c.get("axis", -1) == -1:
+        return "softmax"
+    if kind == "ReLU" and not c.get("negative_slope") and not c.get("threshold"):
+        if c.get("max_value") is None:
+            return "relu"
+        if c.get("max_value") == 6:
+            return "relu6"
+    return spec
 
 
 def _build_shape(first):
@@ -212,22 +276,51 @@ def _compile(model, settings, where):
     from . import optimizers
 
     def metrics(specs):
-        return None if specs is None else [_metric(m) for m in specs]
+        specs = _one_output(specs)
+        if specs is None:
+            return None
+        specs = specs if isinstance(specs, list) else [specs]
+        return [_metric(m) for m in specs]
 
     try:
+        if not isinstance(settings, dict):
+            raise ValueError(f"compile_config is a {type(settings).__name__}, not a dict")
         model.compile(optimizer=optimizers.get(settings.get("optimizer") or "rmsprop"),
-                      loss=settings.get("loss"), metrics=metrics(settings.get("metrics")),
+                      loss=_function(_one_output(settings.get("loss"))),
+                      metrics=metrics(settings.get("metrics")),
                       weighted_metrics=metrics(settings.get("weighted_metrics")),
                       loss_weights=settings.get("loss_weights"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, NotImplementedError, AttributeError, KeyError) as exc:
         raise ValueError(f"{where!r}: its Keras compile settings do not translate to pynn "
                          f"({exc}); load it with compile=False and compile it yourself") \
             from None
 
 
+def _one_output(spec):
+    """A single output's setting as Keras keeps what compile was given: ["mse"], [["mae"]]
+    or {"out": [...]} for one output is the setting itself."""
+    if isinstance(spec, dict) and "class_name" not in spec and len(spec) == 1:
+        return next(iter(spec.values()))
+    if isinstance(spec, list) and len(spec) == 1 and isinstance(spec[0], list):
+        return spec[0]
+    return spec
+
+
+def _function(spec):
+    """A loss or metric given as a Keras function: {"class_name": "function", "config":
+    "mean_squared_error"} is that name; a one-item list of a loss is the loss."""
+    if isinstance(spec, dict) and spec.get("class_name") == "function" and \
+            isinstance(spec.get("config"), str):
+        return spec["config"]
+    if isinstance(spec, list) and len(spec) == 1:
+        return _function(spec[0])
+    return spec
+
+
 def _metric(spec):
     """A metric as Keras' compile_config holds it: a name as it is; an object's description
     ({"class_name", "config"}) as pynn's metric class of that name, from its config."""
+    spec = _function(spec)
     if not isinstance(spec, dict):
         return spec
     from . import metrics
@@ -281,5 +374,5 @@ def _snake_case(name):
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-__all__ = ["assign_weights", "is_keras_archive", "is_keras_weights", "load_model",
-           "load_weights"]
+__all__ = ["assign_weights", "is_keras_archive", "is_keras_weights", "is_legacy_keras_h5",
+           "load_model", "load_weights"]

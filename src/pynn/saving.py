@@ -437,6 +437,18 @@ def model_from_json(json_string, custom_objects=None):
                 from exc
 
 
+def _refuse_other_keras_files(filepath, action):
+    """Keras files pynn does not read as asked, named with what to do (their lack of a
+    pynn description said nothing of it)."""
+    if keras_files.is_legacy_keras_h5(filepath):
+        raise ValueError(f"{where(filepath)!r} is a Keras 2 (tf.keras) HDF5 file; pynn reads "
+                         f"Keras 3 files: load it with Keras and save it as .keras (or "
+                         f"save_weights to a .weights.h5)")
+    if action == "load_model" and keras_files.is_keras_weights(filepath):
+        raise ValueError(f"{where(filepath)!r} holds a Keras model's weights, not the model: "
+                         f"build the model in pynn and call model.load_weights on it")
+
+
 def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Rebuild a model saved with `model.save`: same layers, weights, optimizer and state.
     filepath: the path of a model file (.npz, or .h5), or a binary file object to read it
@@ -454,6 +466,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     filepath = as_target(filepath)
     if keras_files.is_keras_archive(filepath):
         return keras_files.load_model(filepath, where(filepath), custom_objects, compile)
+    _refuse_other_keras_files(filepath, "load_model")
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)
@@ -602,6 +615,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     match its own (pynn.keras_files).
     """
     filepath = as_target(filepath)
+    _refuse_other_keras_files(filepath, "load_weights")
     if keras_files.is_keras_archive(filepath) or keras_files.is_keras_weights(filepath):
         if skip_mismatch:
             raise ValueError(f"load_weights: skip_mismatch is not supported for Keras files "

@@ -329,6 +329,9 @@ class Layer(AutoConfig):
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
                  **keras_defaults):
         for key, value in keras_defaults.items():  # Keras' arguments pynn has no use for
+            if key == "autocast":  # (Keras' base-layer config writes it: pynn has one
+                as_bool(type(self).__name__, key, value)  # floatx, inputs cast to it)
+                continue
             if key not in _KERAS_NONE_ARGUMENTS:
                 raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
                                 f"{key!r}")

@@ -30,6 +30,8 @@ class Normalization(Layer):
 
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)
+        if axis in ((), []):  # Keras' own config writes axis=None so
+            axis = None
         if axis is not None and axis not in (-1, (-1,), [-1]):
             raise ValueError(f"Normalization: axis={axis!r} is not supported; pynn "
                              f"standardises each feature (axis=-1) or all values together "
