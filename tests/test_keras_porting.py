@@ -228,3 +228,37 @@ def test_the_integer_label_hint_fits_the_loss(rng):
     model.compile("adam", "mse")
     with pytest.raises(ValueError, match=r"integer class labels\? one-hot them"):
         model.fit(rng.normal(size=(8, 3)), np.arange(8) % 4, verbose=0)
+
+
+def test_names_ported_keras_code_reaches_for(rng):
+    """From porting Keras scripts: clear_session (every sweep), epsilon/floatx/backend(),
+    None as an initializer (Keras' default: glorot_uniform), an activation given as a
+    layer (LeakyReLU(0.2)); the functional API, keras.ops in a metric and the Input at
+    model.layers[0] refused with what to do instead of a bare AttributeError."""
+    pynn.layers.Dense(2)
+    pynn.utils.clear_session()
+    assert pynn.layers.Dense(2).name == "dense"
+    pynn.backend.clear_session()
+    assert pynn.layers.Dense(2).name == "dense"
+    assert pynn.backend.epsilon() == pynn.config.epsilon() == 1e-7
+    assert pynn.backend.floatx() == pynn.floatx()
+    assert pynn.backend.backend() == pynn.get_backend().name
+    dense = pynn.layers.Dense(3, bias_initializer=None,
+                              activation=pynn.layers.LeakyReLU(negative_slope=0.2))
+    pynn.Sequential([pynn.Input((4,)), dense])
+    assert np.any(dense.bias.numpy() != 0)  # drawn, as Keras' add_weight default
+    assert dense.activation == pynn.activations.Spec("leaky_relu", 0.2)
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    z = x @ dense.kernel.numpy() + dense.bias.numpy()
+    np.testing.assert_allclose(dense(x), np.where(z > 0, z, 0.2 * z), rtol=1e-5, atol=1e-6)
+    with pytest.raises(AttributeError, match="no functional API.*pynn.Sequential"):
+        pynn.Model
+    with pytest.raises(TypeError, match="called on the layer 'inp': pynn has no functional"):
+        pynn.layers.Dense(2)(pynn.Input((3,), name="inp"))
+    with pytest.raises(AttributeError, match=r"use numpy \(np.sqrt\)"):
+        pynn.ops.sqrt
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
+    with pytest.raises(AttributeError, match=r"the first Dense is model.layers\[1\]"):
+        model.layers[0].kernel
+    with pytest.raises(AttributeError, match="'InputLayer' object has no attribute 'nope'"):
+        model.layers[0].nope

@@ -49,4 +49,19 @@ def __getattr__(name):
             return importlib.import_module(f".{name}", __name__)
         except ImportError as exc:  # an attribute: hasattr(pynn, "sklearn") is then False
             raise AttributeError(str(exc)) from exc
+    if name in _KERAS_ONLY:  # Keras names code ported from Keras reaches for first
+        raise AttributeError(f"module 'pynn' has no attribute {name!r}: {_KERAS_ONLY[name]}")
     raise AttributeError(f"module 'pynn' has no attribute {name!r}")
+
+
+_KERAS_ONLY = {
+    "Model": "pynn has no functional API (keras.Model(inputs, outputs)); put the layers in "
+             "pynn.Sequential([...]) (a subclassed keras.Model: a Sequential of layers of "
+             "your own, README: Custom layers)",
+    "datasets": "pynn downloads no data; load arrays yourself (e.g. sklearn.datasets, or "
+                "keras.datasets' files read with numpy)",
+    "constraints": "pynn has no weight constraints",
+    "mixed_precision": "pynn trains in float32 (or float64: pynn.set_floatx); "
+                       "pynn.set_matmul_precision('high') runs products as bf16x3 on AMX",
+    "random": "pynn's generator is seeded with pynn.set_seed (or pynn.utils.set_random_seed)",
+}

@@ -132,6 +132,10 @@ def get(identifier) -> Spec:
                           f"ignored, as it always was", UserWarning, stacklevel=2)
             param = None
         return Spec(name, None if param is None else float(param))
+    from .layers.activation import Activation  # (here: the layers import this module)
+
+    if isinstance(identifier, Activation):  # activation=LeakyReLU(0.2), as Keras takes it
+        return identifier.activation
     raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "
                      f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
 

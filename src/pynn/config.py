@@ -17,6 +17,12 @@ _rng = np.random.default_rng()
 _local = threading.local()  # a thread's scratch generator inside rng_untouched
 
 
+def epsilon() -> float:
+    """Keras' fuzz factor (keras.config.epsilon), 1e-7: the default epsilon of pynn's
+    optimizers and losses too."""
+    return 1e-7
+
+
 def floatx() -> str:
     """The float type of new weights and converted inputs ('float32' by default)."""
     return _FLOATX
@@ -129,5 +135,5 @@ def set_check_finite(enabled: bool) -> None:
     _CHECK_FINITE = bool(enabled)
 
 
-__all__ = ["check_finite", "floatx", "rng", "seeded",
+__all__ = ["check_finite", "epsilon", "floatx", "rng", "seeded",
            "set_check_finite", "set_floatx", "set_seed"]

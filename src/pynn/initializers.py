@@ -387,7 +387,11 @@ OrthogonalInitializer, IdentityInitializer = Orthogonal, Identity
 
 def get(identifier) -> Initializer:
     """An Initializer from a name ('glorot_uniform', 'he_normal', 'HeNormal', ...), a config
-    dict, an Initializer or an Initializer class, or a function fn(shape, dtype=None)."""
+    dict, an Initializer or an Initializer class, or a function fn(shape, dtype=None); None
+    is Keras' default for a weight, glorot_uniform (Keras 3's add_weight: its layers given
+    bias_initializer=None draw the bias so)."""
+    if identifier is None:
+        return GlorotUniform()
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Initializer) and \

@@ -189,3 +189,10 @@ def _in_dtype(arr, dtype, name):
         if error is not None:
             raise error
     return arr
+
+
+def __getattr__(name):
+    # keras.ops' functions (sqrt, mean, ...) in a metric or loss of your own
+    raise AttributeError(f"module 'pynn.ops' has no attribute {name!r}: it holds pynn's "
+                         f"kernels (gemm); a metric function of yours gets NumPy arrays: use "
+                         f"numpy (np.{name}) where Keras code has keras.ops.{name}")

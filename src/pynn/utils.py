@@ -14,8 +14,17 @@ from .custom_objects import custom_object_scope
 
 Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
 
-__all__ = ["PyDataset", "Sequence", "custom_object_scope", "set_random_seed",
-           "to_categorical"]
+__all__ = ["PyDataset", "Sequence", "clear_session", "custom_object_scope",
+           "set_random_seed", "to_categorical"]
+
+
+def clear_session(free_memory=True):
+    """Keras' clear_session (keras.utils and keras.backend): layer names start afresh
+    (dense, dense_1, ...), as in a new session; pynn keeps no graph or global model state
+    beyond them. free_memory is taken and unused."""
+    from .layers.base import reset_names
+
+    reset_names()
 
 
 def set_random_seed(seed):

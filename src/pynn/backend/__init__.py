@@ -158,3 +158,30 @@ def available_backends() -> dict:
 
 # After the registry they look up (arrays.py imports it lazily, inside its functions).
 from .arrays import backend_array, gpu_backend_of, is_gpu_array, to_host  # noqa: E402, F401
+
+
+# keras.backend's names that code ported from Keras calls (pynn.backend is pynn's backends)
+def clear_session(free_memory=True):
+    """keras.backend.clear_session: pynn.utils.clear_session."""
+    from ..utils import clear_session as clear
+
+    clear(free_memory)
+
+
+def epsilon() -> float:
+    """keras.backend.epsilon: pynn.config.epsilon()."""
+    from ..config import epsilon as fuzz
+
+    return fuzz()
+
+
+def floatx() -> str:
+    """keras.backend.floatx: pynn.floatx()."""
+    from ..config import floatx as current
+
+    return current()
+
+
+def backend() -> str:
+    """keras.backend.backend(): the name of pynn's current backend ('cpu', 'numpy', ...)."""
+    return get_backend().name

@@ -76,6 +76,15 @@ class InputLayer(Layer):
         kwargs.setdefault("input_shape", shape)
         super().__init__(**kwargs)
 
+    def __getattr__(self, name):
+        # (only for names the layer lacks) model.layers[0] is the Input in pynn, unlike
+        # Keras 3: code written for Keras reaches for the first Dense's weights there
+        if name in ("kernel", "bias", "units", "activation", "gamma", "beta"):
+            raise AttributeError(f"{type(self).__name__} {self.name!r} has no {name}: "
+                                 f"model.layers starts with the Input in pynn (unlike Keras "
+                                 f"3), so the first Dense is model.layers[1]")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     @property
     def trainable(self):
         """The Input has no weights: freezing it freezes nothing (and warns, since Keras 3

@@ -90,6 +90,12 @@ def as_shape(shape):
     return tuple(shape)
 
 
+def reset_names():
+    """Layer names start afresh (dense, dense_1, ... again): Keras' clear_session."""
+    with _name_lock:
+        _name_counters.clear()
+
+
 def unique_name(prefix):
     counters = getattr(_scratch_names, "counters", None)  # inside layer_names_untouched
     with _name_lock:
@@ -591,6 +597,10 @@ class Layer(AutoConfig):
         from ..data import as_layer_input
         from . import ELEMENTWISE_LAYERS
 
+        if isinstance(x, Layer):  # Keras' functional API: Dense(64)(keras.Input((784,)))
+            raise TypeError(f"layer {self.name!r} was called on the layer {x.name!r}: pynn "
+                            f"has no functional API; put the layers in "
+                            f"pynn.Sequential([...]) (a layer is called on arrays)")
         backend = self.backend or get_backend()
         x = as_layer_input(backend_array(x, backend, "x") if is_gpu_array(x) else x,
                            f"layer {self.name!r}: x",
