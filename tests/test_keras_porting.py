@@ -262,3 +262,39 @@ def test_names_ported_keras_code_reaches_for(rng):
         model.layers[0].kernel
     with pytest.raises(AttributeError, match="'InputLayer' object has no attribute 'nope'"):
         model.layers[0].nope
+
+
+class _Registered(pynn.layers.Layer):
+    def __init__(self, k=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def forward(self, x, training=False, logits=False):
+        return x * self.k
+
+
+def test_register_keras_serializable_loads_without_custom_objects(tmp_path, rng):
+    """Keras' decorator (keras.saving and keras.utils) was missing: the decorated module
+    failed at import; registered classes load by name, a scope's objects winning."""
+    from pynn.custom_objects import _registered
+
+    try:
+        registered = pynn.saving.register_keras_serializable(package="tests")(_Registered)
+        assert registered is _Registered
+        assert pynn.utils.get_custom_objects()["tests>_Registered"] is _Registered
+        model = pynn.Sequential([pynn.Input((2,)), _Registered(3.0)])
+        model.save(tmp_path / "m.npz")
+        loaded = pynn.load_model(tmp_path / "m.npz")  # no custom_objects
+        assert loaded.layers[1].k == 3.0
+        x = rng.normal(size=(2, 2)).astype(np.float32)
+        np.testing.assert_allclose(loaded.predict(x), 3 * x, rtol=1e-6)
+
+        class Other(_Registered):
+            pass
+
+        with pynn.saving.custom_object_scope({"_Registered": Other}):
+            assert type(pynn.load_model(tmp_path / "m.npz").layers[1]) is Other
+    finally:
+        _registered.clear()
+    with pytest.raises(AttributeError, match=r"compile\(loss='categorical_crossentropy'\)"):
+        pynn.losses.categorical_crossentropy

@@ -17,6 +17,7 @@ import threading
 import warnings
 
 _local = threading.local()
+_registered = {}  # register_keras_serializable's {name: class or function}, every thread's
 
 
 def _stack():
@@ -49,9 +50,33 @@ def file_marks(known):
         _local.marks = previous
 
 
+def register_keras_serializable(package="Custom", name=None):
+    """Keras' decorator: the class or function loads by its name without custom_objects
+    (the registered ones are found under an enclosing scope's, which win)."""
+    if not isinstance(package, str) or (name is not None and not isinstance(name, str)):
+        raise TypeError(f"register_keras_serializable: package and name must be strings, "
+                        f"got {package!r} and {name!r}")
+
+    def register(obj):
+        own = name or getattr(obj, "__name__", None)
+        if not isinstance(own, str):
+            raise TypeError(f"register_keras_serializable: {obj!r} has no __name__; give name=")
+        _registered[own] = _registered[f"{package}>{own}"] = obj
+        return obj
+
+    return register
+
+
+def get_custom_objects():
+    """The registered {name: class or function} (Keras' global dict: adding to it
+    registers)."""
+    return _registered
+
+
 def in_scope():
-    """{name: object} of the enclosing scopes, the innermost winning."""
-    merged = {}
+    """{name: object} of the registered ones and the enclosing scopes, the innermost
+    winning."""
+    merged = dict(_registered)
     for mapping in _stack():
         merged.update(mapping)
     return merged

@@ -940,3 +940,20 @@ def serialize(loss: Loss) -> dict:
     if loss.name != type(loss).name and not _custom.is_custom(type(loss)):
         spec["config"] = {**spec["config"], "name": loss.name}
     return spec
+
+
+_KERAS_FUNCTIONS = ("binary_crossentropy", "categorical_crossentropy",
+                    "sparse_categorical_crossentropy", "mean_squared_error",
+                    "mean_absolute_error", "huber", "kl_divergence", "log_cosh", "hinge",
+                    "poisson", "binary_focal_crossentropy", "categorical_hinge",
+                    "squared_hinge", "mean_absolute_percentage_error",
+                    "mean_squared_logarithmic_error", "cosine_similarity")
+
+
+def __getattr__(name):
+    # keras.losses' functions (loss=keras.losses.categorical_crossentropy in older examples)
+    if name in _KERAS_FUNCTIONS:
+        raise AttributeError(f"module 'pynn.losses' has no function {name!r}: give the loss "
+                             f"by its name, compile(loss={name!r}), or as an object "
+                             f"(pynn has no autodiff, so its losses are Loss objects)")
+    raise AttributeError(f"module 'pynn.losses' has no attribute {name!r}")

@@ -32,6 +32,8 @@ import warnings
 import numpy as np
 
 from . import keras_files
+from .custom_objects import (custom_object_scope, get_custom_objects,  # keras.saving's
+                             register_keras_serializable)
 from .archive import META_KEY, open_archive
 from .backend import to_host
 
@@ -787,4 +789,5 @@ def _check_declared(arrays, key, p, filepath, what, shape=None):
                          f"floats")
 
 
-__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+__all__ = ["custom_object_scope", "get_custom_objects", "load_model", "load_weights",
+           "register_keras_serializable", "save_model", "save_weights"]

@@ -10,12 +10,13 @@ import numpy as np
 
 from .batch_sources import PyDataset
 from .config import set_seed
-from .custom_objects import custom_object_scope
+from .custom_objects import custom_object_scope, get_custom_objects, register_keras_serializable
 
 Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
 
 __all__ = ["PyDataset", "Sequence", "clear_session", "custom_object_scope",
-           "set_random_seed", "to_categorical"]
+           "get_custom_objects", "register_keras_serializable", "set_random_seed",
+           "to_categorical"]
 
 
 def clear_session(free_memory=True):
