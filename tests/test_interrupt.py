@@ -59,8 +59,10 @@ def test_ctrl_c_stops_after_the_current_step(engine):
     assert reference.optimizer.iterations == 12
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_array_equal(a, b)
-    # The handler is gone again and training can go on.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # The handler is gone again (Python's, or train_on_batch's, which raises at once
+    # outside a step) and training can go on.
+    assert signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                               pynn.interrupts._steps_handler)
     model.fit(X, Y, epochs=1, batch_size=8, verbose=0, engine=engine)
     assert model.optimizer.iterations == 20
 
@@ -79,3 +81,70 @@ def test_ctrl_c_at_an_epoch_end_begins_no_other_epoch():
     assert began == [0]
     assert model.history.epoch == [0]
     assert model.optimizer.learning_rate == 0.01
+
+
+@pytest.mark.parametrize("prelu", [False, True])  # the native engine, the layer path
+def test_ctrl_c_during_train_on_batch_is_raised_after_the_step(prelu):
+    """A SIGINT during the C++ step was raised before the step count was advanced (the
+    weights of step k + 1, the count k: Adam's corrections and Dropout masks one behind
+    after), and on the layer path between two weights' updates."""
+    def make():
+        model = _model() if not prelu else None
+        if prelu:
+            pynn.set_seed(4)
+            model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(8), pynn.layers.PReLU(),
+                                     pynn.Dense(1)])
+            model.compile(optimizer="adam", loss="mse")
+        return model
+
+    model, reference = make(), make()
+    for m in (model, reference):
+        m.train_on_batch(X[:16], Y[:16])
+    trainer = model._batch_trainer
+    step = trainer.step
+
+    def interrupted_step(*args):
+        signal.raise_signal(signal.SIGINT)  # as if Ctrl-C came in the middle of it
+        return step(*args)
+
+    trainer.step = interrupted_step
+    with pytest.raises(KeyboardInterrupt):
+        model.train_on_batch(X[16:32], Y[16:32])
+    reference.train_on_batch(X[16:32], Y[16:32])
+    assert model.optimizer.training_steps == reference.optimizer.training_steps == 2
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    trainer.step = step
+    model.train_on_batch(X[32:48], Y[32:48])  # trains on, no interrupt left pending
+    assert model.optimizer.training_steps == 3
+
+
+def test_two_threads_do_not_train_one_model_at_once():
+    """Their steps interleaved matched no order of them (Adam's step counts read twice):
+    the second is refused; the thread training may train again (a fit's callback)."""
+    import threading
+
+    model = _model()
+    inside, leave = threading.Event(), threading.Event()
+
+    def train():
+        with model._training("fit"):
+            inside.set()
+            leave.wait(10)
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    inside.wait(10)
+    try:
+        with pytest.raises(RuntimeError, match="another thread is training this model"):
+            model.train_on_batch(X[:8], Y[:8])
+        with pytest.raises(RuntimeError, match="another thread is training this model"):
+            model.fit(X, Y, epochs=1, verbose=0)
+    finally:
+        leave.set()
+        worker.join()
+    calls = []
+    again = LambdaCallback(on_batch_end=lambda b, logs: calls.append(
+        model.train_on_batch(X[:8], Y[:8])) if not calls else None)
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0, callbacks=[again])
+    assert len(calls) == 1

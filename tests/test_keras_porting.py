@@ -298,3 +298,20 @@ def test_register_keras_serializable_loads_without_custom_objects(tmp_path, rng)
         _registered.clear()
     with pytest.raises(AttributeError, match=r"compile\(loss='categorical_crossentropy'\)"):
         pynn.losses.categorical_crossentropy
+
+
+@pytest.mark.parametrize("layer", [lambda: pynn.layers.Dense(3), pynn.layers.PReLU,
+                                   pynn.layers.LayerNormalization,
+                                   pynn.layers.BatchNormalization])
+def test_a_layer_called_after_set_floatx_follows_it(rng, layer, float64_floatx):
+    """Dense and PReLU built in float64 returned float64 in a float32 session (their weights
+    kept), the normalisations float32: every layer's weights follow the session's floatx at
+    the next call, as a model's do."""
+    layer = layer()
+    x = rng.normal(size=(4, 3))
+    layer(x)
+    pynn.set_floatx("float32")
+    assert layer(x).dtype == np.float32
+    assert all(w.dtype == np.float32 for w in layer.get_weights())
+    pynn.set_floatx("float64")
+    assert layer(x).dtype == np.float64 and layer.get_weights()[0].dtype == np.float64

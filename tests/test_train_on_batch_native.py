@@ -208,9 +208,11 @@ def test_a_numpy_scalar_loss_setting_changed_between_calls(rng):
     assert native.engine_reason is None
 
 
-def test_a_call_during_an_engine_rebuild_gets_an_engine_large_enough(rng, monkeypatch):
+def test_a_call_during_another_threads_step_is_refused(rng, monkeypatch):
     """A thread calling while another rebuilt the engine for a larger batch took the old,
-    smaller engine (its capacity was raised first): the C++ engine refused the batch."""
+    smaller engine (its capacity was raised first): the C++ engine refused the batch. One
+    thread trains a model at a time now: the other's call is refused by name, and the
+    model is the first thread's."""
     model = _model()
     (x, y, _), (big_x, big_y, _) = _batches(rng, (16, 40))
     model.train_on_batch(x, y)
@@ -233,7 +235,12 @@ def test_a_call_during_an_engine_rebuild_gets_an_engine_large_enough(rng, monkey
     monkeypatch.setattr(engine_mod.NativeEngine, "__init__", building)
     call(big_x, big_y)
     threads[0].join()
-    assert errors == [] and model.optimizer.training_steps == 3
+    assert [str(e) for e in errors] == ["train_on_batch: another thread is training this "
+                                        "model (fit or train_on_batch); train a model from "
+                                        "one thread at a time"]
+    assert model.optimizer.training_steps == 2
+    model.train_on_batch(big_x, big_y)  # the rebuilt engine takes the larger batch
+    assert model.optimizer.training_steps == 3
 
 
 _FORK_CHILD = """

@@ -37,7 +37,7 @@ from .callbacks import (Callback, CallbackList, History, _user_stacklevel, defin
                         putting_weights_back_on_error)
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
-from .interrupts import DeferredInterrupt
+from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
 from .layers.base import as_bool, as_flag, as_shape, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
@@ -75,6 +75,7 @@ def _reset_process_state_in_child():
     for model in list(_MODELS_WITH_PROCESS_STATE):
         state = model.__dict__
         state["_build_lock"] = threading.RLock()
+        state.pop("_train_lock", None)  # (held by a parent thread's step, maybe)
         state.pop("_fits_running", None)
         if "_metric_claims" in state:
             state["_metric_claims"] = 0
@@ -389,7 +390,8 @@ class Sequential:
         the weight 1 (a number, a one-item list or dict) is taken."""
         _check_loss_weights(loss_weights)
         if getattr(self, "_fits_running", 0):  # (Keras 3 fails too, less clearly)
-            raise RuntimeError("compile() was called during fit (from a callback): the "
+            raise RuntimeError("compile() was called during fit (from a callback or another "
+                               "thread): the "
                                "running fit would keep training with its metrics half "
                                "replaced. Set model.optimizer, model.loss or an optimizer's "
                                "attributes instead (fit follows them), or compile after fit "
@@ -1369,7 +1371,12 @@ class Sequential:
         if trainer is None or trainer.model is not self:  # (a copy.copy shares the dict)
             trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
             _MODELS_WITH_PROCESS_STATE.add(self)  # (a forked child drops it: its engine's lock)
-        logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
+        lock = self._training_lock("train_on_batch")
+        try:
+            with StepGuard():
+                logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
+        finally:
+            lock.release()
         self.engine_reason = trainer.engine_reason
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
             self._batch_trainer = None
@@ -1537,10 +1544,34 @@ class Sequential:
             self._fits_running = getattr(self, "_fits_running", 0) + 1
             _MODELS_WITH_PROCESS_STATE.add(self)  # (a forked child resets the count)
         try:
-            yield
+            with self._training("fit"):
+                yield
         finally:
             with _METRIC_CLAIMS_LOCK:  # (a child forked inside fit has no count)
                 self._fits_running = max(0, getattr(self, "_fits_running", 1) - 1)
+
+    @contextlib.contextmanager
+    def _training(self, what):
+        """While in it, this thread trains the model (see _training_lock)."""
+        lock = self._training_lock(what)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _training_lock(self, what):
+        """The model's training lock, acquired (release it): one thread trains a model at a
+        time, as two threads' steps interleaved matched no order of them (Adam's step counts
+        read twice); the thread already training may train again (train_on_batch from a
+        fit's callback)."""
+        lock = self.__dict__.get("_train_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_train_lock", threading.RLock())  # (atomic)
+            _MODELS_WITH_PROCESS_STATE.add(self)
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: another thread is training this model (fit or "
+                               f"train_on_batch); train a model from one thread at a time")
+        return lock
 
     @contextlib.contextmanager
     def _claimed_metrics(self):

@@ -613,6 +613,8 @@ class Layer(AutoConfig):
             self._build_marked(x.shape[1:], backend, dtype)
         elif self.params:  # (a layer without weights takes any shape, as Keras')
             self._check_call_shape(x.shape)
+            if self.params[0].value.dtype != dtype:  # built in another floatx: its weights
+                self.to_backend(self.backend, dtype)  # follow, as a model's do at next use
         y = self.forward(backend.asarray(x, dtype), training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
