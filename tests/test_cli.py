@@ -827,3 +827,26 @@ def test_a_constant_regression_target_trains(tmp_path):
     tabular.train(str(path), "t", [4], 2, str(model), task="regress", verbose=0, seed=0,
                   print_fn=lambda *args, **kwargs: None)
     assert pynn.load_model(model).predict(np.arange(3.0).reshape(-1, 1)).shape == (3, 1)
+
+
+def test_predict_keeps_a_float64_models_precision(tmp_path, rng):
+    """A model saved in a float64 session was loaded in float32 by `pynn predict` (its
+    outputs 1e-7 off, a warning the command line could not act on)."""
+    from pynn import tabular
+
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(4, activation="tanh"),
+                                 pynn.Dense(1)])
+        model.save(tmp_path / "m.npz")
+        x = rng.normal(size=(5, 2))
+        want = model.predict(x)[:, 0]
+    finally:
+        pynn.set_floatx(previous)
+    data = tmp_path / "x.csv"
+    data.write_text("a,b\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in x))
+    got = tabular.predict(str(tmp_path / "m.npz"), str(data),
+                          print_fn=lambda text, end="": None)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert pynn.floatx() == previous  # the session's own afterwards

@@ -462,7 +462,35 @@ def _fold_standardization(model, mean, std):
 # ---- prediction -------------------------------------------------------------------------------
 def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
     """Predictions for a CSV's rows, as CSV: the columns in `keep` copied from the input
-    first, then the target's (the class label; with proba, one probability per class)."""
+    first, then the target's (the class label; with proba, one probability per class). A
+    model saved with float64 weights predicts in float64 (a float32 session rounded them,
+    with a warning the command line could not act on)."""
+    import pynn
+
+    previous = pynn.floatx()
+    pynn.set_floatx(_file_floatx(model_path))
+    try:
+        return _predict(model_path, data, out, keep, proba, print_fn)
+    finally:
+        pynn.set_floatx(previous)
+
+
+def _file_floatx(model_path):
+    """'float64' when the model file holds float64 weights, else 'float32' (also for a file
+    that cannot be read: loading it says why)."""
+    from .archive import META_KEY
+    from .saving import read_arrays
+
+    try:
+        with read_arrays(model_path) as arrays:
+            wide = any(arrays.declared(name)[1] == np.float64 for name in arrays.names()
+                       if name != META_KEY)
+    except (ValueError, OSError, ImportError):
+        return "float32"
+    return "float64" if wide else "float32"
+
+
+def _predict(model_path, data, out, keep, proba, print_fn):
     import pynn
 
     if not os.path.isfile(model_path):
