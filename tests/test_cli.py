@@ -622,7 +622,6 @@ def test_predict_keep_with_positional_features(tmp_path, sidecar):
     assert out.returncode == 0, out.stderr
     if not sidecar:
         (tmp_path / "m.npz.columns.json").unlink()
-    data = tmp_path / "new.csv"
     features = [f"{float(a)!r},{float(b)!r}" for a, b in x[:3]]
     plain, with_id = tmp_path / "plain.csv", tmp_path / "with_id.csv"
     plain.write_text("a,b\n" + "".join(f"{row}\n" for row in features))
