@@ -242,7 +242,8 @@ def test_a_damaged_keras_archive_is_refused_by_name(tmp_path, rng):
             for name, data in members.items():
                 z.writestr(name, data)
         _patch_claimed_size(path, "model.weights.h5", 0xFFFFFFF0)
-        with pytest.raises(ValueError, match="declares 4,294,967,280 bytes from .* beyond"):
+        with pytest.raises(ValueError, match="its model.weights.h5 claims 4,294,967,280 "
+                                             "bytes from .* more than its compression"):
             pynn.load_model(path)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("config.json", json.dumps(_config(layers)))
@@ -289,9 +290,9 @@ def test_a_normalization_given_its_mean_and_variance_keeps_them(tmp_path, rng):
 
 
 def test_keras_layer_keys():
-    from pynn.keras_files import _snake_case
+    from pynn.layers.base import snake_case  # (the keys of a Keras weights file)
 
-    assert [_snake_case(n) for n in ("Dense", "BatchNormalization", "PReLU", "ReLU",
+    assert [snake_case(n) for n in ("Dense", "BatchNormalization", "PReLU", "ReLU",
                                      "RMSNormalization", "LeakyReLU")] == [
         "dense", "batch_normalization", "p_re_lu", "re_lu", "rms_normalization", "leaky_re_lu"]
 

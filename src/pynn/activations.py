@@ -132,8 +132,13 @@ def get(identifier) -> Spec:
                           f"ignored, as it always was", UserWarning, stacklevel=2)
             param = None
         return Spec(name, None if param is None else float(param))
-    from .layers.activation import Activation  # (here: the layers import this module)
+    from .layers import ACTIVATION_LAYERS  # (here: the layers import this module)
+    from .layers.activation import Activation
 
+    if isinstance(identifier, dict):  # a Keras file's description of such a layer
+        cls = {c.__name__: c for c in ACTIVATION_LAYERS}.get(identifier.get("class_name"))
+        if cls is not None:
+            identifier = cls.from_config(identifier.get("config") or {})
     if isinstance(identifier, Activation):  # activation=LeakyReLU(0.2), as Keras takes it
         return identifier.activation
     raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "

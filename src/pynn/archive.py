@@ -130,20 +130,9 @@ class _ZipArchive(Archive):
         return self._members.keys()
 
     def _checked_sizes(self, name):
-        """The member's uncompressed size, which the zip directory only claims: numpy writes
-        stored and deflated members, and deflate expands at most ~1032-fold, so the claim
-        is bounded by the compressed bytes, which must lie within the file."""
-        info = self._members[name]
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise self._bad(name, f"uses compression method {info.compress_type}; pynn reads "
-                                  f"stored or deflated members (as numpy writes them)")
-        if info.header_offset + info.compress_size > self._size:
-            raise self._bad(name, "claims more compressed bytes than the file holds")
-        ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO
-        if info.file_size > info.compress_size * ratio + 1024:
-            raise self._bad(name, f"claims {info.file_size:,} bytes from {info.compress_size:,} "
-                                  f"compressed ones, more than its compression can give")
-        return info.file_size
+        """The member's uncompressed size (zip_member_size)."""
+        return zip_member_size(self._members[name], self._size,
+                               lambda why: self._bad(name, why))
 
     def _header(self, f, name):
         """(shape, fortran order, dtype) of the open member f, checked against the bytes the
@@ -195,6 +184,23 @@ class _ZipArchive(Archive):
                     raise self._bad(name, "is truncated")
                 filled += n
         return array if array.flags.c_contiguous else array.copy(order="C")  # keeps 0-d
+
+
+def zip_member_size(info, file_length, bad):
+    """A zip member's uncompressed size, which the zip directory only claims: pynn reads
+    stored and deflated members (numpy and Keras write them so), and deflate expands at most
+    ~1032-fold, so the claim is bounded by the compressed bytes, which must lie within the
+    file (file_length bytes). bad(why) is the error raised otherwise."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise bad(f"uses compression method {info.compress_type}; pynn reads stored or "
+                  f"deflated members")
+    if info.header_offset + info.compress_size > file_length:
+        raise bad("claims more compressed bytes than the file holds")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _DEFLATE_MAX_RATIO
+    if info.file_size > info.compress_size * ratio + 1024:
+        raise bad(f"claims {info.file_size:,} bytes from {info.compress_size:,} compressed "
+                  f"ones, more than its compression can give")
+    return info.file_size
 
 
 class _H5Archive(Archive):

@@ -21,72 +21,48 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import zipfile
 
 import numpy as np
 
-from .archive import open_keras_weights
+from .archive import open_keras_weights, zip_member_size
+from .layers.base import snake_case
 
 _CONFIG, _WEIGHTS = "config.json", "model.weights.h5"
 _MAX_CONFIG = 64 << 20  # bytes: an architecture description, not data
-_DEFLATE_MAX_RATIO = 1032  # deflate's largest expansion (a zip bomb's tell)
 
 
-def is_keras_archive(target):
-    """Whether target (a path or a seekable binary file object) is a Keras `.keras` zip."""
-    try:
-        if isinstance(target, (str, os.PathLike)):
-            if not zipfile.is_zipfile(target):
-                return False
-            with zipfile.ZipFile(target) as z:
-                names = set(z.namelist())
-        else:
-            at = target.tell()
-            try:
-                with zipfile.ZipFile(target) as z:
-                    names = set(z.namelist())
-            finally:
-                target.seek(at)
-    except (OSError, zipfile.BadZipFile, ValueError, AttributeError):
-        return False
-    return _CONFIG in names and _WEIGHTS in names and not any(n.endswith(".npy")
-                                                              for n in names)
-
-
-def is_legacy_keras_h5(target):
-    """Whether target is a Keras 2 (tf.keras) HDF5 model or weights file, which pynn does
-    not read: its root carries `keras_version` or `model_config`."""
-    return _h5_root(target, lambda f: "model_config" in f.attrs or "keras_version" in f.attrs)
-
-
-def is_keras_weights(target):
-    """Whether target (a path or a seekable binary file object) is an HDF5 file of Keras
-    layer weights (a `layers` group, no pynn description)."""
-    from .archive import META_KEY
-
-    return _h5_root(target, lambda f: META_KEY not in f.attrs and "layers" in f)
-
-
-def _h5_root(target, test):
-    """test(the open HDF5 file) for an HDF5 target (a path or a seekable binary stream, put
-    back where it was); False for anything else or anything unreadable."""
-    from .archive import _HDF5_MAGIC, file_head
+def keras_kind(target):
+    """What Keras file target is (a path or a seekable binary file object, put back where it
+    was), read once: "archive" (a Keras 3 `.keras` zip), "weights" (a Keras 3 weights HDF5:
+    a `layers` group, no pynn description), "legacy" (a Keras 2 / tf.keras HDF5 file: its
+    root carries `keras_version` or `model_config`), or None (anything else, pynn's files
+    and unreadable ones included: reading them says why)."""
+    from .archive import _HDF5_MAGIC, META_KEY, file_head
     from .saving import _h5py
 
     stream = not isinstance(target, (str, os.PathLike))
     try:
-        if not file_head(target).startswith(_HDF5_MAGIC):
-            return False
+        head = file_head(target)
         at = target.tell() if stream else 0
         try:
-            with _h5py().File(target, "r") as f:
-                return bool(test(f))
+            if head.startswith(b"PK"):
+                with zipfile.ZipFile(target) as z:
+                    names = set(z.namelist())
+                return "archive" if _CONFIG in names and _WEIGHTS in names and not any(
+                    n.endswith(".npy") for n in names) else None
+            if head.startswith(_HDF5_MAGIC):
+                with _h5py().File(target, "r") as f:
+                    if "model_config" in f.attrs or "keras_version" in f.attrs:
+                        return "legacy"
+                    return "weights" if META_KEY not in f.attrs and "layers" in f else None
         finally:
             if stream:
                 target.seek(at)
-    except (OSError, ValueError, AttributeError, RuntimeError, KeyError, ImportError):
-        return False
+    except (OSError, ValueError, AttributeError, RuntimeError, KeyError, ImportError,
+            zipfile.BadZipFile):
+        return None
+    return None
 
 
 def load_model(target, where, custom_objects=None, compile=True):
@@ -110,9 +86,10 @@ def load_model(target, where, custom_objects=None, compile=True):
     return model
 
 
-def load_weights(model, target, where):
-    """A Keras weights file (.weights.h5), or a .keras archive's weights, into `model`."""
-    if is_keras_archive(target):
+def load_weights(model, target, where, kind):
+    """A Keras weights file (.weights.h5), or a .keras archive's weights (keras_kind: kind),
+    into `model`."""
+    if kind == "archive":
         with zipfile.ZipFile(target) as z:
             source, where = io.BytesIO(_member(z, _WEIGHTS, where, limit=None)), \
                 f"{where} ({_WEIGHTS})"
@@ -133,7 +110,7 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
     keep pynn's fresh ones, as Keras builds them at the first call)."""
     keys, counts = [], {}
     for i, layer in enumerate(model._compute_layers):
-        key = _snake_case(kinds[i] if kinds else type(layer).__name__)
+        key = snake_case(kinds[i] if kinds else type(layer).__name__)
         counts[key] = counts.get(key, -1) + 1
         keys.append(key if counts[key] == 0 else f"{key}_{counts[key]}")
     by_layer = {}
@@ -229,9 +206,6 @@ def _layer_entry(entry, i, where):
             raise ValueError(f"{where!r}: its InputLayer takes sparse or ragged tensors; "
                              f"pynn takes dense arrays")
         config = {"shape": shape[1:], "name": config.get("name")}
-    activation = config.get("activation")
-    if isinstance(activation, dict) and activation.get("class_name") in _ACTIVATION_LAYERS:
-        config = {**config, "activation": _activation_layer(activation)}
     if kind == "Normalization" and isinstance(config.get("axis"), list):
         # Keras writes the axes kept: [rank - 1] of a built layer is the last axis
         build = entry.get("build_config") or {}
@@ -239,27 +213,6 @@ def _layer_entry(entry, i, where):
         if rank >= 2 and config["axis"] in ([rank - 1], [-1]):
             config = {**config, "axis": -1}
     return {"class_name": kind, "config": config}
-
-
-_ACTIVATION_LAYERS = ("ReLU", "LeakyReLU", "ELU", "Softmax")
-
-
-def _activation_layer(spec):
-    """activation=keras.layers.LeakyReLU(0.05) (a layer as a Dense's activation) as pynn's
-    activation of that formula; any setting pynn's lacks left for it to refuse."""
-    kind, c = spec["class_name"], spec.get("config") or {}
-    if kind == "LeakyReLU":
-        return {"name": "leaky_relu", "param": c.get("negative_slope", 0.3)}
-    if kind == "ELU":
-        return {"name": "elu", "param": c.get("alpha", 1.0)}
-    if kind == "Softmax" and c.get("axis", -1) == -1:
-        return "softmax"
-    if kind == "ReLU" and not c.get("negative_slope") and not c.get("threshold"):
-        if c.get("max_value") is None:
-            return "relu"
-        if c.get("max_value") == 6:
-            return "relu6"
-    return spec
 
 
 def _build_shape(first):
@@ -340,14 +293,8 @@ def _member(z, name, where, limit):
     if limit is not None and info.file_size > limit:
         raise ValueError(f"{where!r}: its {name} declares {info.file_size:,} bytes, more than "
                          f"a model description holds")
-    # what the zip directory claims is the author's word: bounded by the stored bytes
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise ValueError(f"{where!r}: its {name} uses compression method "
-                         f"{info.compress_type}; pynn reads stored or deflated members")
-    if info.file_size > (1 if info.compress_type == zipfile.ZIP_STORED
-                         else _DEFLATE_MAX_RATIO) * max(info.compress_size, 1):
-        raise ValueError(f"{where!r}: its {name} declares {info.file_size:,} bytes from "
-                         f"{info.compress_size:,}, beyond what compression gives")
+    zip_member_size(info, z.fp.seek(0, os.SEEK_END),
+                    lambda why: ValueError(f"{where!r}: its {name} {why}"))
     with z.open(name) as f:
         data = f.read(info.file_size + 1)
     if len(data) != info.file_size:
@@ -365,14 +312,4 @@ def _json_member(z, name, where):
         raise ValueError(f"{where!r}: its {name} is not valid JSON ({exc})") from None
 
 
-def _snake_case(name):
-    """Keras' key for a layer class (BatchNormalization -> batch_normalization, PReLU ->
-    p_re_lu): words split before each capital that starts a lower-case run, and between a
-    lower-case letter and a capital."""
-    name = re.sub(r"\W+", "", name)
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-__all__ = ["assign_weights", "is_keras_archive", "is_keras_weights", "is_legacy_keras_h5",
-           "load_model", "load_weights"]
+__all__ = ["assign_weights", "keras_kind", "load_model", "load_weights"]

@@ -439,14 +439,14 @@ def model_from_json(json_string, custom_objects=None):
                 from exc
 
 
-def _refuse_other_keras_files(filepath, action):
-    """Keras files pynn does not read as asked, named with what to do (their lack of a
-    pynn description said nothing of it)."""
-    if keras_files.is_legacy_keras_h5(filepath):
+def _refuse_other_keras_files(filepath, kind, action):
+    """Keras files (keras_files.keras_kind: kind) pynn does not read as asked, named with
+    what to do (their lack of a pynn description said nothing of it)."""
+    if kind == "legacy":
         raise ValueError(f"{where(filepath)!r} is a Keras 2 (tf.keras) HDF5 file; pynn reads "
                          f"Keras 3 files: load it with Keras and save it as .keras (or "
                          f"save_weights to a .weights.h5)")
-    if action == "load_model" and keras_files.is_keras_weights(filepath):
+    if action == "load_model" and kind == "weights":
         raise ValueError(f"{where(filepath)!r} holds a Keras model's weights, not the model: "
                          f"build the model in pynn and call model.load_weights on it")
 
@@ -466,9 +466,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     A Keras 3 `.keras` file of a Sequential model loads too (pynn.keras_files: its layers,
     weights and compile settings; the optimizer's state starts afresh)."""
     filepath = as_target(filepath)
-    if keras_files.is_keras_archive(filepath):
+    kind = keras_files.keras_kind(filepath)
+    if kind == "archive":
         return keras_files.load_model(filepath, where(filepath), custom_objects, compile)
-    _refuse_other_keras_files(filepath, "load_model")
+    _refuse_other_keras_files(filepath, kind, "load_model")
     with read_arrays(filepath) as arrays:
         with _description_errors(where(filepath), "model"):
             return _rebuild(arrays, where(filepath), custom_objects, compile)
@@ -617,12 +618,13 @@ def load_weights(model, filepath, skip_mismatch=False):
     match its own (pynn.keras_files).
     """
     filepath = as_target(filepath)
-    _refuse_other_keras_files(filepath, "load_weights")
-    if keras_files.is_keras_archive(filepath) or keras_files.is_keras_weights(filepath):
+    kind = keras_files.keras_kind(filepath)
+    _refuse_other_keras_files(filepath, kind, "load_weights")
+    if kind in ("archive", "weights"):
         if skip_mismatch:
             raise ValueError(f"load_weights: skip_mismatch is not supported for Keras files "
                              f"({where(filepath)!r}): every layer's weights must match")
-        return keras_files.load_weights(model, filepath, where(filepath))
+        return keras_files.load_weights(model, filepath, where(filepath), kind)
     with read_arrays(filepath) as arrays, _description_errors(where(filepath), "weights"):
         filepath = where(filepath)  # for the messages below
         meta = read_meta(arrays, filepath)

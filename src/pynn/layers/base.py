@@ -45,8 +45,9 @@ def layer_names_untouched():
         _scratch_names.counters = previous
 
 
-def _snake(name):
-    """A class name as Keras 3 names its layers: LeakyReLU -> leaky_re_lu, ELU -> elu."""
+def snake_case(name):
+    """A class name as Keras 3 names its layers, and keys them in its weights files:
+    LeakyReLU -> leaky_re_lu, ELU -> elu."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
@@ -346,7 +347,7 @@ class Layer(AutoConfig):
                                           f"supported by pynn (only Keras' default, None)")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"{type(self).__name__}: name must be a string, got {name!r}")
-        self.name = name or unique_name(_snake(type(self).__name__))
+        self.name = name or unique_name(snake_case(type(self).__name__))
         self._trainable = as_bool(self.name, "trainable", trainable)
         if dtype is not None:  # Keras' per-layer dtype (policy): pynn has one floatx
             _check_layer_dtype(self.name, dtype)
