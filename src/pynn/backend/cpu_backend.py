@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernel_calls import ACTIVATION_CODES, KernelCalls, activation_code
-from .numpy_backend import NumpyBackend, check_dropout
+from .numpy_backend import NumpyBackend, c_array, check_dropout
 
 __all__ = ["ACTIVATION_CODES", "CpuBackend"]
 
@@ -40,8 +40,8 @@ class CpuBackend(KernelCalls, NumpyBackend):
         # The kernels read rows of unit stride, any row stride: a view they cannot (x[:, ::-1],
         # x[::-1], a Fortran-ordered or broadcast array, misaligned data) is copied once.
         a, b = readable(a), readable(b)
-        if bias is not None and not (bias.flags.c_contiguous and bias.flags.aligned):
-            bias = np.ascontiguousarray(bias).copy()
+        if bias is not None:
+            bias = c_array(np, bias)
         if out is None or readable(out) is out:
             return self._C.gemm(a, b, trans_a, trans_b, alpha, beta, out, bias,
                                 activation_code(activation), act_param)

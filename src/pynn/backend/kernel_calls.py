@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numpy_backend import class_indices
+from .numpy_backend import c_array, class_indices
 
 # Codes of csrc/include/pynn/common.h's Activation enum (as many as pynn._C.activation_count).
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu": 4,
@@ -55,12 +55,8 @@ class KernelCalls:
         return self._native(w, *arrays)
 
     def _c(self, a, dtype=None):
-        """a C-contiguous and aligned (a copy only if needed: np.frombuffer at an odd offset
-        gives contiguous data the kernels refuse), of a's shape: numpy's ascontiguousarray
-        makes a 0-d array 1-d."""
-        c = self.xp.ascontiguousarray(a, dtype=dtype)
-        if not getattr(c.flags, "aligned", True):  # (CuPy's arrays have no such flag)
-            c = c.copy()
+        """c_array(a), of a's shape: numpy's ascontiguousarray makes a 0-d array 1-d."""
+        c = c_array(self.xp, a, dtype)
         return c if c.ndim == a.ndim else c.reshape(a.shape)
 
     # ---- reductions and activations ------------------------------------------------------

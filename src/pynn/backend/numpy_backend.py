@@ -55,10 +55,7 @@ class NumpyBackend(Backend):
 
     # ---- arrays -------------------------------------------------------------------------
     def asarray(self, x, dtype):
-        a = self.xp.ascontiguousarray(self.xp.asarray(x, dtype=dtype))
-        # aligned too (a copy of np.frombuffer's data at an odd offset): the C++ kernels
-        # refuse misaligned data, and the cpu backend shares this
-        return a if getattr(a.flags, "aligned", True) else a.copy()
+        return c_array(self.xp, self.xp.asarray(x, dtype=dtype))  # (the cpu backend's too)
 
     def to_numpy(self, a):
         return np.asarray(a)
@@ -475,6 +472,14 @@ def check_dropout(rate, seed, step):
     for name, value in (("seed", seed), ("step", step)):
         if not 0 <= value < 2**64:
             raise ValueError(f"{name}: expected an integer in [0, 2**64), got {value!r}")
+
+
+def c_array(xp, a, dtype=None):
+    """a C-contiguous and aligned, in dtype (a copy only if needed): the C++ kernels refuse
+    misaligned data, which np.frombuffer at an odd offset gives contiguous. (CuPy's arrays
+    have no aligned flag: always aligned.)"""
+    c = xp.ascontiguousarray(a, dtype=dtype)
+    return c if getattr(c.flags, "aligned", True) else c.copy()
 
 
 def same_shape(pred, target, names=("pred", "target")):
