@@ -484,11 +484,14 @@ def test_cosine_similarity_refuses_what_it_cannot_compare():
     with pytest.raises(ValueError, match="cosine_similarity needs 2 or more outputs"):
         one.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3)])
-    model.compile("sgd", losses.CosineSimilarity(axis=0))
-    with pytest.raises(ValueError, match=r"axis=0 is not the last axis .*axis=-1"):
+    model.compile("sgd", losses.CosineSimilarity(axis=2))
+    with pytest.raises(ValueError, match=r"axis=2 is not the last axis .*axis=-1"):
         model.fit(np.ones((4, 2)), np.ones((4, 3)), verbose=0)
     for axis in ("1", 1.0, True):
         with pytest.raises(TypeError, match="axis must be an int"):
+            losses.CosineSimilarity(axis=axis)
+    for axis in (0, -2):  # the batch axis, or one before the last
+        with pytest.raises(NotImplementedError, match="last axis"):
             losses.CosineSimilarity(axis=axis)
 
 
@@ -804,7 +807,8 @@ def test_categorical_focal_checks_the_model_it_trains():
 def test_cross_entropies_take_kerass_axis(rng):
     """Keras 3's BinaryCrossentropy, CategoricalCrossentropy and SparseCategoricalCrossentropy
     take axis=-1 (their focal variants and pynn's metrics did); pynn's raised TypeError.
-    -1 is the only axis they compute: others are refused, not ignored."""
+    The last axis is the only one they compute: others are refused, not ignored (axis=1
+    for (N, classes) outputs: test_a_loss_takes_the_last_axis_counted_from_the_front)."""
     labels = rng.integers(0, 3, 8)
     p = rng.dirichlet(np.ones(3), size=8)
     cases = ((losses.BinaryCrossentropy, (rng.random((8, 3)) > 0.5).astype(float)),
@@ -812,8 +816,11 @@ def test_cross_entropies_take_kerass_axis(rng):
              (losses.SparseCategoricalCrossentropy, labels))
     for cls, y in cases:
         assert cls(axis=-1)(y, p) == cls()(y, p)
-        for axis in (0, 1, None, True):
-            with pytest.raises(NotImplementedError, match=r"axis=.*last axis \(-1\) only"):
+        for axis in (0, -2):
+            with pytest.raises(NotImplementedError, match=r"axis=.*last axis .*\(axis=-1\) only"):
+                cls(axis=axis)
+        for axis in (None, True, 1.0):
+            with pytest.raises(TypeError, match="axis must be an int"):
                 cls(axis=axis)
         assert "axis" not in losses.serialize(cls(axis=-1))["config"]
 
@@ -827,3 +834,60 @@ def test_huber_is_named_as_keras():
     old = losses.get({"class_name": "Huber", "config": {"delta": 2.0}})
     assert (old.name, old.delta) == ("huber_loss", 2.0)
     assert losses.get(losses.serialize(losses.Huber(name="huber"))).name == "huber"
+
+
+_AXIS_LOSSES = [  # (loss class, targets for softmax-like (N, 3) predictions)
+    (losses.CategoricalCrossentropy, lambda rng, n: np.eye(3)[rng.integers(0, 3, n)]),
+    (losses.SparseCategoricalCrossentropy, lambda rng, n: rng.integers(0, 3, n)),
+    (losses.BinaryCrossentropy, lambda rng, n: rng.integers(0, 2, (n, 3)).astype(float)),
+    (losses.BinaryFocalCrossentropy, lambda rng, n: rng.integers(0, 2, (n, 3)).astype(float)),
+    (losses.CategoricalFocalCrossentropy, lambda rng, n: np.eye(3)[rng.integers(0, 3, n)]),
+    (losses.CosineSimilarity, lambda rng, n: rng.normal(size=(n, 3))),
+]
+
+
+@pytest.mark.parametrize("cls, targets", _AXIS_LOSSES, ids=lambda c: getattr(c, "__name__", ""))
+def test_a_loss_takes_the_last_axis_counted_from_the_front(rng, cls, targets):
+    """Keras code writes axis=1 for (N, classes) outputs: the same loss as axis=-1 there, kept
+    in the loss's config; on (N, T, classes) outputs axis=1 is not the last axis: refused."""
+    p = rng.uniform(0.05, 0.95, (7, 3))
+    p /= p.sum(axis=1, keepdims=True)
+    y = targets(rng, 7)
+    loss = cls(axis=1)
+    assert loss(y, p) == pytest.approx(cls()(y, p), rel=1e-6)
+    assert loss.get_config()["axis"] == 1 and "axis" not in cls(axis=-1).get_config() or \
+        cls is losses.CosineSimilarity
+    assert losses.get(losses.serialize(loss)).axis == 1
+    x = rng.normal(size=(7, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    model.compile("sgd", loss)
+    assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+    steps = pynn.Sequential([pynn.Input((2, 4)), pynn.Dense(3)])
+    steps.compile("sgd", cls(axis=1))
+    y_steps = np.stack([y, y], axis=1)
+    with pytest.raises(ValueError, match=r"axis=1 is not the last axis .*axis=-1"):
+        steps.fit(np.stack([x, x], axis=1), y_steps, epochs=1, verbose=0)
+    assert steps.get_weights()[0].shape == (4, 3)  # (refused before a step)
+    for axis in (0, -2):
+        with pytest.raises(NotImplementedError, match="last axis"):
+            cls(axis=axis)
+
+
+def test_a_loss_metric_takes_the_last_axis_counted_from_the_front(rng):
+    y = np.eye(4)[rng.integers(0, 4, 9)]
+    p = rng.uniform(0.05, 0.95, (9, 4))
+    for make in (metrics.CategoricalCrossentropy, metrics.CosineSimilarity):
+        ones, last = make(axis=1), make()
+        ones.update_state(y, p)
+        last.update_state(y, p)
+        assert float(ones.result()) == pytest.approx(float(last.result()), rel=1e-6)
+        assert ones.get_config()["axis"] == 1
+        again = metrics.deserialize(metrics.serialize(ones))
+        again.update_state(y, p)
+        assert float(again.result()) == pytest.approx(float(last.result()), rel=1e-6)
+    labels = metrics.SparseCategoricalCrossentropy(axis=1)
+    labels.update_state(y.argmax(axis=1), p)
+    assert float(labels.result()) == pytest.approx(
+        float(losses.SparseCategoricalCrossentropy()(y.argmax(axis=1), p)), rel=1e-6)
+    with pytest.raises(ValueError, match="axis=1 is not the last axis"):
+        metrics.CategoricalCrossentropy(axis=1).update_state(y[:, None], p[:, None])

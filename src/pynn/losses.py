@@ -177,11 +177,35 @@ class Loss(_custom.AutoConfig):
         return f"{type(self).__name__}()"
 
 
-def _last_axis(owner, axis):
-    """Keras' axis of a cross-entropy: the last (-1) only, refused rather than ignored."""
-    if isinstance(axis, bool) or axis != -1:
-        raise NotImplementedError(f"{owner}: axis={axis!r}: pynn's cross-entropy is over the "
-                                  f"last axis (-1) only")
+class _AlongLastAxis:
+    """Keras' `axis` of a loss pynn computes along the predictions' last axis: -1, or that
+    axis counted from the front (axis=1 for (N, classes) outputs, as Keras code often
+    writes it), checked against the predictions when the targets are prepared. Any other
+    axis is refused, not ignored."""
+
+    axis = -1  # (class default: objects pickled before it existed load)
+
+    def _take_axis(self, axis):
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{self.name}: axis must be an int, got {axis!r}")
+        if axis != -1 and axis < 1:  # the batch axis, or one before the last
+            raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn computes "
+                                      f"{self.name} along the last axis of the predictions "
+                                      f"(axis=-1) only")
+        self.axis = int(axis)
+
+    def _axis_config(self):
+        return {} if self.axis == -1 else {"axis": self.axis}
+
+    def _check_axis(self, output_shape):
+        if self.axis not in (-1, len(output_shape)):
+            raise ValueError(f"{self.name}: axis={self.axis} is not the last axis of "
+                             f"predictions (N, {', '.join(map(str, output_shape))}); pynn "
+                             f"computes it along each sample's last axis (axis=-1)")
+
+    def prepare_targets(self, y, output_shape, dtype):
+        self._check_axis(output_shape)
+        return super().prepare_targets(y, output_shape, dtype)
 
 
 def _flag(owner, name, value):
@@ -285,24 +309,25 @@ class _BinaryTargets:
         return y
 
 
-class BinaryCrossentropy(_BinaryTargets, Loss):
+class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3). Keras'
-    axis: -1 only (others raise NotImplementedError)."""
+    axis: the last one only (_AlongLastAxis)."""
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
 
     def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        _last_axis(self.name, axis)
+        self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
         self.fused_activation = None if self.from_logits else "sigmoid"
 
     def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                **self._axis_config()}
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale,
@@ -333,10 +358,10 @@ class _ClassRows:
                              f"binary_crossentropy, or 2 softmax outputs")
 
 
-class CategoricalCrossentropy(_ClassRows, Loss):
+class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
     """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
     label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3). Keras' axis:
-    -1 only (others raise NotImplementedError)."""
+    the last one only (_AlongLastAxis)."""
 
     name = "categorical_crossentropy"
     one_d_predictions = "classes"
@@ -345,14 +370,15 @@ class CategoricalCrossentropy(_ClassRows, Loss):
     def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        _last_axis(self.name, axis)
+        self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
         self.fused_activation = None if self.from_logits else "softmax"
 
     def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
+                **self._axis_config()}
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
@@ -399,8 +425,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     per position (N, T, ..., classes), (N, T, ...) (or with a trailing 1), as Keras.
     ignore_class (Keras'; PyTorch's ignore_index): a label (such as -1 for padding) whose
     positions count for nothing: the loss is the mean over the other positions of the batch
-    (0 when none is left); metrics see the labels as given. Layer by layer. Keras' axis: -1
-    only (others raise NotImplementedError)."""
+    (0 when none is left); metrics see the labels as given. Layer by layer. Keras' axis: the
+    last one only (_AlongLastAxis)."""
 
     name = "sparse_categorical_crossentropy"
     sparse = True
@@ -411,7 +437,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     def __init__(self, from_logits=False, ignore_class=None, *, reduction="sum_over_batch_size",
                  axis=-1, name=None, dtype=None):  # (Keras' order of the keywords)
         Loss.__init__(self, reduction, name, dtype)
-        _last_axis(self.name, axis)
+        self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
         if ignore_class is not None and (isinstance(ignore_class, bool) or
@@ -421,7 +447,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def get_config(self):
-        config = {"from_logits": self.from_logits}
+        config = {"from_logits": self.from_logits, **self._axis_config()}
         if self.ignore_class is not None:
             config["ignore_class"] = self.ignore_class
         return config
@@ -448,7 +474,8 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                                                                           sample_weight.ndim))
         return xp.where(valid, y_true, 0).astype(y_true.dtype), weight
 
-    def prepare_targets(self, y, output_shape, dtype):
+    def prepare_targets(self, y, output_shape, dtype):  # (labels: not the base's shapes)
+        self._check_axis(output_shape)
         self._check_classes(output_shape)
         y = np.asarray(y)
         positions = tuple(output_shape)[:-1]  # () for (N, classes) predictions
@@ -661,7 +688,7 @@ class Poisson(_FormulaLoss):
         return y_pred - y_true * xp.log(p), 1 - y_true / p
 
 
-class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
+class BinaryFocalCrossentropy(_AlongLastAxis, _BinaryTargets, _FormulaLoss):
     """Binary cross-entropy scaled by (1 - p_t)^gamma, p_t the probability given to the true
     label (Lin et al.; Keras 3's formula): confident right answers weigh little, so rare
     positives count more. apply_class_balancing weighs positives by alpha, negatives by
@@ -675,9 +702,7 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
                  label_smoothing=0.0, *, axis=-1, reduction="sum_over_batch_size",
                  name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        if axis not in (-1, None):
-            raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn averages over the "
-                                      f"last axis (-1) only")
+        self._take_axis(-1 if axis is None else axis)
         self.apply_class_balancing = _flag(self.name, "apply_class_balancing",
                                            apply_class_balancing)
         self.alpha = check_unit_interval(self.name, "alpha", alpha)
@@ -689,7 +714,7 @@ class BinaryFocalCrossentropy(_BinaryTargets, _FormulaLoss):
     def get_config(self):
         return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
                 "gamma": self.gamma, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+                "label_smoothing": self.label_smoothing, **self._axis_config()}
 
     def _elements(self, xp, y_pred, y_true):
         y, g = y_true, self.gamma
@@ -744,7 +769,7 @@ def _class_weights(name, alpha):
     return [float(v) for v in values] if many else float(values)
 
 
-class CategoricalFocalCrossentropy(_ClassRows, _RowLoss):
+class CategoricalFocalCrossentropy(_AlongLastAxis, _ClassRows, _RowLoss):
     """Categorical cross-entropy with each class's term scaled by alpha * (1 - p)^gamma
     (Lin et al.; Keras 3's formula): confident right answers weigh little, so hard and rare
     classes count more. alpha (0.25): one factor for every class, or a list of one per
@@ -759,9 +784,7 @@ class CategoricalFocalCrossentropy(_ClassRows, _RowLoss):
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, *,
                  axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        if axis not in (-1, None):
-            raise NotImplementedError(f"{self.name}: axis={axis!r}: pynn sums over the last "
-                                      f"axis (-1) only")
+        self._take_axis(-1 if axis is None else axis)
         self.alpha = _class_weights(self.name, alpha)
         self.gamma = _check_gamma(self.name, gamma)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
@@ -770,7 +793,7 @@ class CategoricalFocalCrossentropy(_ClassRows, _RowLoss):
 
     def get_config(self):
         return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+                "label_smoothing": self.label_smoothing, **self._axis_config()}
 
     def prepare_targets(self, y, output_shape, dtype):
         self._check_classes(output_shape)
@@ -805,18 +828,17 @@ class CategoricalFocalCrossentropy(_ClassRows, _RowLoss):
         return loss, grad
 
 
-class CosineSimilarity(_RowLoss):
+class CosineSimilarity(_AlongLastAxis, _RowLoss):
     """-sum(l2_normalize(y_true) * l2_normalize(y_pred)) per sample, along the last axis (the
-    only `axis` pynn takes): -1 when they point the same way. A vector's norm is taken as at
-    least 1e-7 (Keras' l2 normalisation), so a zero vector gives 0, not NaN."""
+    only `axis` pynn takes: _AlongLastAxis): -1 when they point the same way. A vector's
+    norm is taken as at least 1e-7 (Keras' l2 normalisation), so a zero vector gives 0, not
+    NaN."""
 
     name = "cosine_similarity"
 
     def __init__(self, axis=-1, *, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"{self.name}: axis must be an int, got {axis!r}")
-        self.axis = int(axis)
+        self._take_axis(axis)
 
     def get_config(self):
         return {"axis": self.axis}
@@ -825,10 +847,6 @@ class CosineSimilarity(_RowLoss):
         return f"CosineSimilarity(axis={self.axis})"
 
     def prepare_targets(self, y, output_shape, dtype):
-        if self.axis not in (-1, len(output_shape)):
-            raise ValueError(f"{self.name}: axis={self.axis} is not the last axis of "
-                             f"predictions (N, {', '.join(map(str, output_shape))}); pynn "
-                             f"compares each sample's last axis (axis=-1)")
         if tuple(output_shape)[-1:] == (1,):
             raise ValueError(f"{self.name} needs 2 or more outputs per vector, the model has "
                              f"1: one number normalises to +-1, whose gradient is 0")

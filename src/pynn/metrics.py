@@ -1637,10 +1637,11 @@ class _LossMean(MeanMetricWrapper):
         return {"name": self.name, **self._options}
 
 
-def _last_axis(owner, axis):
-    if axis != -1:  # refused, not ignored
-        raise NotImplementedError(f"{owner}: axis={axis!r}: pynn's metric is over the last "
-                                  f"axis (-1) only")
+def _axis_option(axis):
+    """Keras' axis, handed to the loss (which takes the last axis only, checked against the
+    predictions) unless it is the default."""
+    return {} if isinstance(axis, int) and not isinstance(axis, bool) and axis == -1 \
+        else {"axis": axis}
 
 
 class BinaryCrossentropy(_LossMean):
@@ -1655,29 +1656,28 @@ class BinaryCrossentropy(_LossMean):
 
 class CategoricalCrossentropy(_LossMean):
     """Keras' CategoricalCrossentropy metric: the mean cross-entropy of one-hot (or
-    probability) targets; axis=-1 only."""
+    probability) targets; axis: the last one only (the loss's)."""
 
     default_name = "categorical_crossentropy"
 
     def __init__(self, name=None, dtype=None, from_logits=False, label_smoothing=0, axis=-1):
-        _last_axis(type(self).__name__, axis)
-        super().__init__(name, {"from_logits": from_logits, "label_smoothing": label_smoothing})
+        super().__init__(name, {"from_logits": from_logits, "label_smoothing": label_smoothing,
+                                **_axis_option(axis)})
 
 
 class SparseCategoricalCrossentropy(_LossMean):
     """Keras' SparseCategoricalCrossentropy metric: the mean cross-entropy of integer labels;
-    axis=-1 only, ignore_class None only."""
+    axis: the last one only (the loss's), ignore_class None only."""
 
     default_name = "sparse_categorical_crossentropy"
 
     def __init__(self, name=None, dtype=None, from_logits=False, ignore_class=None, axis=-1):
-        _last_axis(type(self).__name__, axis)
         if ignore_class is not None:  # refused, not approximated
             raise NotImplementedError(
                 f"SparseCategoricalCrossentropy metric: ignore_class={ignore_class!r} is not "
                 f"supported (the loss takes it; Keras' metric divides by every label, ignored "
                 f"ones too, on some of its backends and not on others)")
-        super().__init__(name, {"from_logits": from_logits})
+        super().__init__(name, {"from_logits": from_logits, **_axis_option(axis)})
 
 
 class Hinge(_LossMean):
@@ -1740,15 +1740,14 @@ class LogCoshError(_LossMean):
 
 class CosineSimilarity(_LossMean):
     """Keras' CosineSimilarity metric: the mean cosine of the angle between target and
-    prediction vectors (1 when they point the same way: the loss's value negated); axis=-1
-    only."""
+    prediction vectors (1 when they point the same way: the loss's value negated); axis: the
+    last one only (the loss's)."""
 
     default_name = "cosine_similarity"
     up = True
 
     def __init__(self, name=None, dtype=None, axis=-1):
-        _last_axis(type(self).__name__, axis)
-        super().__init__(name, {})
+        super().__init__(name, _axis_option(axis))
 
     def _loss(self, **options):
         return _CosineAgreement(**options)
