@@ -302,3 +302,23 @@ def test_frozen_layers_get_no_slots(cuda_backend, rng, monkeypatch):
     assert trainable == [False, True, True]
     assert weight_slots[0] == [] and bias_slots[0] == []
     assert model.optimizer.state_of(model.layers[1].kernel) is None  # as the layer path
+
+
+def test_the_engine_trains_on_smoothed_labels_as_the_layers(cuda_backend, rng):
+    """The loss's label smoothing reaches the engine's targets (the metrics read the labels as
+    given): the same steps as the layer path, which smooths each batch."""
+    x, y = _data(rng, "categorical_crossentropy", 3, n=40)
+    runs = []
+    for engine in ("native", "layers"):
+        pynn.set_seed(5)
+        model = pynn.Sequential([pynn.Input((11,)), pynn.Dense(6, activation="tanh"),
+                                 pynn.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", backend="cuda",
+                      loss=pynn.losses.CategoricalCrossentropy(label_smoothing=0.3))
+        h = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0, engine=engine)
+        assert h.params["engine"] == engine
+        runs.append((model.get_weights(), h.history["loss"]))
+    (native, native_loss), (layers, layers_loss) = runs
+    np.testing.assert_allclose(native_loss, layers_loss, rtol=1e-5)
+    for a, b in zip(native, layers):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -313,10 +313,10 @@ def test_label_smoothing_value_and_gradient(rng, float64_numpy, cls, kind, refer
     assert abs(want - reference(y, p, from_logits)) > 1e-3  # the smoothing matters here
     assert loss(y, p) == pytest.approx(want, rel=1e-12)  # a standalone call smooths too
     np.testing.assert_array_equal(loss.prepare_targets(y, (c,), np.float64), y)  # labels kept
-    prepared = loss.smooth_targets(loss.prepare_targets(y, (c,), np.float64))
-    np.testing.assert_allclose(prepared, smooth, rtol=1e-15)
+    prepared = loss.prepare_targets(y, (c,), np.float64)
+    np.testing.assert_allclose(loss.smooth_targets(prepared), smooth, rtol=1e-15)
     want_grad = _numeric_grad(lambda q: reference(smooth, q, from_logits), p)
-    value, grad = loss.value_and_grad(float64_numpy, p, prepared)
+    value, grad = loss.value_and_grad(float64_numpy, p, prepared)  # (it smooths the batch)
     assert value == pytest.approx(want, rel=1e-12)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-6, atol=1e-9)
     if not from_logits:  # the fused path (a softmax/sigmoid output) from its logits
@@ -334,7 +334,7 @@ def test_label_smoothing_on_the_cpu_backend(rng, cls, kind, reference, from_logi
     b = pynn.get_backend("cpu")
     loss = cls(from_logits=from_logits, label_smoothing=0.3)
     y, p = _loss_case(rng, kind, from_logits, n=33, c=5)
-    prepared = loss.smooth_targets(loss.prepare_targets(y, (5,), np.float32))
+    prepared = loss.prepare_targets(y, (5,), np.float32)
     smooth = y * 0.7 + (0.15 if kind == "binary" else 0.3 / 5)
     value, grad = loss.value_and_grad(b, b.asarray(p, np.float32), b.asarray(prepared,
                                                                              np.float32))
@@ -415,7 +415,7 @@ def test_label_smoothing_trains_natively_as_on_the_layer_path(rng, tmp_path, cls
     smooth = y * 0.8 + (0.1 if outputs == 1 else 0.2 / outputs)
     logs = native.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["loss"] == pytest.approx(reference(smooth, p, False), rel=1e-4)
-    # accuracy is read from the smoothed targets: their argmax / > 0.5 is the labels'
+    # accuracy is read from the labels as given (their argmax / > 0.5 is the smoothed ones')
     assert logs["accuracy"] == pytest.approx(
         np.mean(p.argmax(1) == y.argmax(1)) if outputs > 1 else np.mean((p > 0.5) == (y > 0.5)))
     native.save(tmp_path / "m.npz")
@@ -626,6 +626,39 @@ def test_label_smoothing_trains_as_on_smoothed_targets(rng, engine):
         runs.append(model.fit(x, targets, epochs=3, batch_size=16, shuffle=False, verbose=0,
                               engine=engine).history["loss"])
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("cls,outputs", [(L.CategoricalCrossentropy, 3),
+                                         (L.BinaryCrossentropy, 1)], ids=["cce", "bce"])
+def test_label_smoothing_is_the_losss_own_the_metrics_read_the_labels(rng, engine, cls,
+                                                                        outputs):
+    """As Keras, the loss smooths its targets and the metrics see the labels as given (they
+    saw the smoothed targets: an MSE against them, a hinge metric refusing 0.1)."""
+    x = rng.normal(size=(24, 4)).astype(np.float32)
+    labels = rng.integers(0, max(outputs, 2), 24)
+    y = np.eye(outputs)[labels] if outputs > 1 else labels[:, None].astype(np.float64)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(
+        outputs, activation="softmax" if outputs > 1 else "sigmoid")])
+    loss = cls(label_smoothing=0.3)
+    model.compile("sgd", loss, metrics=["mse", "accuracy", pynn.metrics.Hinge()])
+
+    def mse(p):
+        return np.mean((p.astype(np.float64) - y) ** 2)
+
+    before = model.predict(x, verbose=0)
+    h = model.fit(x, y, epochs=1, batch_size=24, validation_data=(x, y), verbose=0,
+                  engine=engine).history  # one batch: its metrics are of `before`
+    after = model.predict(x, verbose=0)
+    assert h["mse"][0] == pytest.approx(mse(before), rel=1e-5)
+    assert h["hinge"][0] == pytest.approx(pynn.metrics.Hinge()(y, before), rel=1e-5)
+    assert h["loss"][0] == pytest.approx(loss(y, before), rel=1e-5)  # (smoothed)
+    assert h["val_mse"][0] == pytest.approx(mse(after), rel=1e-5)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["mse"] == pytest.approx(mse(after), rel=1e-5)
+    assert logs["loss"] == pytest.approx(loss(y, after), rel=1e-5)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["mse"] == pytest.approx(mse(after), rel=1e-5)
 
 
 def test_probability_cross_entropy_clips_at_kerass_epsilon():

@@ -111,6 +111,7 @@ class CudaEngine(NativeEngine):
         dense = [s.dense for s in stack]
         acts = [s.act for s in stack]
         loss, opt = model.loss, model.optimizer
+        self._take_loss(loss)
         self.kind = _loss_kind(loss, acts[-1].name)
         codes = [0 if a.name not in ACTIVATION_CODES else ACTIVATION_CODES[a.name]
                  for a in acts]  # (an output softmax is fused: its code is not used)
@@ -188,7 +189,7 @@ class CudaEngine(NativeEngine):
                              f"model's weights on GPU {self.device}")
         order = np.ascontiguousarray(order, dtype=np.int64)
         try:
-            logs = self._train(x, y, order, first, last, batch_size, lr)
+            logs = self._train(x, self._loss_targets(y), order, first, last, batch_size, lr)
         except IndexError as exc:
             if str(exc).startswith("labels"):  # out of range: every step of the chunk ran
                 self._count_steps(count)

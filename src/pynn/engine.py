@@ -363,16 +363,36 @@ class NativeEngine:
         # user function...) the engine hands back each batch's outputs and Python updates
         # every metric from them, exactly as the layer path does.
         # Integer labels pair with sparse accuracy only (and it with them); any other pairing
-        # goes through Python, whose metric names the shapes that do not match.
+        # goes through Python, whose metric names the shapes that do not match. With label
+        # smoothing the engine gets the smoothed targets and the metrics, in Python, the
+        # labels as given.
         sparse = training and kind == "softmax_xent_sparse"
-        builtin = all(fn in _METRIC_NAMES and (_METRIC_NAMES[fn] == "sparse_accuracy") == sparse
-                      for _, fn in model._metrics)
+        self._take_loss(model.loss if training else None)
+        builtin = not (self.smoothing and model._metrics) and all(
+            fn in _METRIC_NAMES and (_METRIC_NAMES[fn] == "sparse_accuracy") == sparse
+            for _, fn in model._metrics)
         self.needs_outputs = training and not builtin
         self.metric_names = ([_METRIC_NAMES[fn] for _, fn in model._metrics]
                              if training and builtin else [])
         self.optimizer = opt
         self.out_dim = sizes[-1]
         self._remember_settings(model, version, training)
+
+    def _take_loss(self, loss):
+        """The loss whose label smoothing _loss_targets applies (none: predicting)."""
+        self.loss = loss
+        self.smoothing = bool(getattr(loss, "label_smoothing", 0.0))
+        self._smoothed = None  # (the targets given, smoothed)
+
+    def _loss_targets(self, y):
+        """The targets the engine's loss trains on: y smoothed where the loss smooths labels,
+        once per target array (fit hands the same array every chunk); the engine's settings
+        key holds the smoothing, so a change mid-fit builds a new engine."""
+        if not self.smoothing:
+            return y
+        if self._smoothed is None or self._smoothed[0] is not y:
+            self._smoothed = (y, self.loss.smooth_targets(y))
+        return self._smoothed[1]
 
     def _remember_settings(self, model, version, training=True):
         """What `matches` compares with: the settings counter `version` read before the
@@ -428,7 +448,8 @@ class NativeEngine:
         if self.optimizer.has_schedule:  # a scheduled rate changes every step: one per batch
             hyper["lr_steps"] = self.optimizer.scheduled_rates(self.optimizer.training_steps,
                                                                last - first)
-        logs = self.engine.train(_rows(x), y, order, first, last, batch_size, hyper,
+        logs = self.engine.train(_rows(x), self._loss_targets(y), order, first, last,
+                                 batch_size, hyper,
                                  self.optimizer.training_steps, self.metric_names,
                                  sample_weight, outputs)
         self._count_steps(last - first)

@@ -76,7 +76,8 @@ class Loss(_custom.AutoConfig):
 
     def smooth_targets(self, y):
         """The targets the loss trains on, from prepared ones: label smoothing where the loss
-        has it (after sample and class weights are read from the labels as given)."""
+        has it, applied by value_and_grad to each batch (class weights and the metrics read
+        the labels as given, as Keras')."""
         return y
 
     @property
@@ -124,17 +125,18 @@ class Loss(_custom.AutoConfig):
     def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
         """(mean loss, d loss / d y_pred) on backend arrays of prepared targets. With
         sample_weight, Keras' reduction: the weighted sum over the unweighted count; one
-        weight per sample, or per position of (N, T, ..., outputs) predictions."""
+        weight per sample, or per position of (N, T, ..., outputs) predictions. Label
+        smoothing is applied here, to the batch: metrics read the targets as given."""
         n = self._count(y_pred)
-        total, grad = _by_weighted_rows(self._sum_and_grad, backend, y_pred, y_true, 1.0 / n,
-                                        sample_weight)
+        total, grad = _by_weighted_rows(self._sum_and_grad, backend, y_pred,
+                                        self.smooth_targets(y_true), 1.0 / n, sample_weight)
         return total / n, grad
 
     def logits_value_and_grad(self, backend, logits, y_true, sample_weight=None):
         """(mean loss, d loss / d logits) when the output activation was fused away."""
         n = self._count(logits)
-        total, grad = _by_weighted_rows(self._logits_sum_and_grad, backend, logits, y_true,
-                                        1.0 / n, sample_weight)
+        total, grad = _by_weighted_rows(self._logits_sum_and_grad, backend, logits,
+                                        self.smooth_targets(y_true), 1.0 / n, sample_weight)
         return total / n, grad
 
     def _count(self, y_pred):
@@ -168,7 +170,7 @@ class Loss(_custom.AutoConfig):
         if y_pred.shape[0] == 0:  # (a mean over no samples)
             raise ValueError(f"{self.name}: no samples (predictions of shape "
                              f"{y_pred.shape})")
-        y_true = self.smooth_targets(self.prepare_targets(y_true, y_pred.shape[1:], dtype))
+        y_true = self.prepare_targets(y_true, y_pred.shape[1:], dtype)
         w = None if sample_weight is None else \
             _call_weights(self.name, to_host(sample_weight), y_pred.shape[:-1], dtype)
         return self.value_and_grad(get_backend("numpy"), y_pred, y_true, w)[0]

@@ -952,9 +952,6 @@ class Sequential:
             raise ValueError(f"steps_per_epoch={steps_per_epoch} is more than the {passes} "
                              f"batches of {batch_size} in the {n} training samples")
         steps = passes if steps_per_epoch is None else steps_per_epoch  # an epoch's batches
-        y = self.loss.smooth_targets(y)  # after the class weights read the labels
-        y_val = None if y_val is None else self.loss.smooth_targets(y_val)
-
         b = self.backend
         xd, yd = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
         wd = None if w is None else b.asarray(w, self._dtype)
@@ -1096,8 +1093,7 @@ class Sequential:
         return None
 
     def _validation_arrays(self, validation_data):
-        """(x, y, sample weights or None) of validation_data given as arrays, checked (y
-        not yet smoothed)."""
+        """(x, y, sample weights or None) of validation_data given as arrays, checked."""
         _check_validation_tuple(validation_data)
         x_val = self._inputs(validation_data[0], "validation x")
         try:  # (the loss's and the weights' checks name no data set)
@@ -1210,8 +1206,7 @@ class Sequential:
             validation = _Validation(val_source, None, None, None, val_batch, validation_freq)
         elif validation_data is not None:  # checked once, before training
             x_val, y_val, w_val = self._validation_arrays(validation_data)
-            validation = _Validation(None, x_val, self.loss.smooth_targets(y_val), w_val,
-                                     val_batch, validation_freq)
+            validation = _Validation(None, x_val, y_val, w_val, val_batch, validation_freq)
         user_callbacks, history = _with_history(callbacks)
         cbs = CallbackList(user_callbacks, self,
                            {"epochs": epochs, "steps": train.epoch_steps, "verbose": verbose,
@@ -1366,7 +1361,6 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
-        y = self.loss.smooth_targets(y)
         trainer = self.__dict__.get("_batch_trainer")
         if trainer is None or trainer.model is not self:  # (a copy.copy shares the dict)
             trainer = self._batch_trainer = _SourceTrainer(self, "auto", None)
@@ -1453,14 +1447,15 @@ class Sequential:
 
     def _source_batch(self, xb, yb, wb, class_weight, what):
         """One batch from a batch source, checked and converted as fit's arrays are:
-        (x, y, sample weights or None), y ready for the loss."""
+        (x, y, sample weights or None), y as the loss prepares it (a loss's label smoothing
+        is its own: the metrics read the labels as given)."""
         if yb is None:
             raise ValueError(f"{what}: a batch has no targets; give (x, y) or (x, y, "
                              f"sample_weight)")
         x = self._inputs(xb)
         y = self._targets(yb, x.shape[0])
         w = self._sample_weights(wb, class_weight, y)
-        return x, self.loss.smooth_targets(y), w
+        return x, y, w
 
     @putting_weights_back_on_error
     @_unbuilt_again_if_refused
@@ -1517,7 +1512,6 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, None, y)
-        y = self.loss.smooth_targets(y)
         cbs.set_params({"verbose": verbose, "epochs": 1, "steps": -(-len(x) // batch_size)})
         cbs.call("on_test_begin", {})
         with self._claimed_metrics() as metrics:
