@@ -295,6 +295,46 @@ def test_validation_from_a_generator_is_the_same_each_epoch(rng):
         model.evaluate(xv[:40], yv[:40])[0], rel=1e-6)
 
 
+def test_validation_kept_from_a_generator_that_refills_one_array(rng):
+    """A generator writing each batch into the same arrays (a common pattern): the kept
+    batches are copies, so later epochs validate on all of them, not the last one repeated."""
+    x, y = _data(rng)
+    xv, yv = _data(rng, 60)
+
+    def refilled():
+        bx, by = np.empty((20, xv.shape[1]), np.float32), np.empty(20, np.int64)
+        for i in range(0, 60, 20):
+            bx[:], by[:] = xv[i:i + 20], yv[i:i + 20]
+            yield bx, by
+
+    model = _model(BACKENDS[0])
+    history = model.fit(Batches(x, y, 30), epochs=3, verbose=0, validation_data=refilled())
+    assert history.history["val_loss"][-1] == pytest.approx(model.evaluate(xv, yv)[0],
+                                                            rel=1e-6)
+
+
+def test_steps_past_the_end_of_the_data_warn(rng):
+    """Keras 3 warns when evaluate's or predict's steps (or fit's validation_steps) ask for
+    more batches than the data gives; pynn read what there was in silence."""
+    x, y = _data(rng, 60)
+    model = _model(BACKENDS[0])
+    with pytest.warns(UserWarning, match=r"evaluate: the data ran out after 3 of the 5 "
+                                         r"batches asked for \(steps\)"):
+        model.evaluate(_batches(x, y, 20), steps=5)
+    with pytest.warns(UserWarning, match=r"predict: the data ran out after 3 of the 5"):
+        assert len(model.predict(_batches(x, y, 20), steps=5)) == 60
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=3, verbose=0, validation_data=_batches(x, y, 20),
+                  validation_steps=4)
+    messages = [str(w.message) for w in seen]
+    assert messages.count("validation: the data ran out after 3 of the 4 batches asked for "
+                          "(validation_steps)") == 1  # (once, not each epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.evaluate(_batches(x, y, 20), steps=3)  # as many as asked for
+
+
 def test_validation_from_an_iterator_with_a_length_is_the_same_each_epoch(rng):
     """An iterator with __len__ (a DataLoader's) is read once and its batches kept, as any
     iterator: read as an iterable, validation ran on the first epoch only."""

@@ -649,6 +649,10 @@ def test_test_and_predict_hooks_run_as_in_keras():
     model.predict(x, batch_size=32, callbacks=lam)
     model.fit(x, y, epochs=1, verbose=0, validation_split=0.25, callbacks=lam)
     assert seen == [("test", 0), ("test", 1), ("pred", 0), ("pred", 1), ("test", 0)]
+    seen.clear()  # fit's validation in fit's batches where test batch hooks see them (Keras;
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, validation_split=0.25,  # was one)
+              callbacks=lam)
+    assert seen == [("test", 0), ("test", 1), ("test", 2)]
     assert model.predict(x[:0], callbacks=lam).shape == (0, 1)  # empty, as without
     # (in Keras' batches of 32 where test batch hooks see them: the mean in other order)
     assert model.evaluate(x, y, callbacks=Recorder()) == pytest.approx(model.evaluate(x, y),

@@ -592,6 +592,15 @@ def test_class_weight_takes_any_integer_labels_as_keras(rng):
     poisson.fit(x, counts, class_weight={0: 2.0}, epochs=1, verbose=0)  # no huge table
     with pytest.raises(ValueError, match="class_weight keys must be class labels"):
         model.fit(x, y, class_weight={"a": 1.0}, verbose=0)
+    b = pynn.models.clone_model(a)  # whole numbers given as floats, as Keras takes them
+    b.set_weights(a.get_weights())
+    a.fit(x, y, class_weight={-1: 3.0, 1: 1.0}, batch_size=20, shuffle=False, verbose=0)
+    b.fit(x, y, class_weight={-1.0: 3.0, np.float32(1): 1.0}, batch_size=20, shuffle=False,
+          verbose=0)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match=r"class_weight keys must be class labels .*1\.5"):
+        model.fit(x, y, class_weight={1.5: 1.0}, verbose=0)
 
 
 def test_sparse_inputs_in_test_on_batch_and_predict_with_callbacks(rng):

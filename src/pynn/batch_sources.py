@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import copy
 import itertools
 import warnings
 
@@ -132,7 +133,7 @@ class BatchSource:
     at the next epoch (a PyDataset's batches in `order(pass, batches)`'s order when given:
     fit's shuffle), an iterator is read once (`exhausted` then). `restart` (validation data):
     each epoch reads from the start instead, the same batches each time: a new pass, or for
-    an iterator its first epoch's batches kept and given again."""
+    an iterator copies of its first epoch's batches kept and given again."""
 
     def __init__(self, source, steps=None, steps_name="steps_per_epoch", what="fit",
                  order=None, restart=False):
@@ -168,6 +169,7 @@ class BatchSource:
         self.count = 0  # batches in the last epoch
         self._stream = None  # the pass being read
         self._kept = None
+        self._warned = False  # (shortfall)
 
     @property
     def epoch_steps(self):
@@ -208,11 +210,20 @@ class BatchSource:
                 break
             self.count += 1
             batch = _unpack(item, self.what)
-            if kept is not None:
-                kept.append(batch)
+            if kept is not None:  # copies: a generator may refill one array every batch
+                kept.append(tuple(map(_snapshot, batch)))
             yield batch
         if kept is not None:
             self._kept = kept
+
+    def shortfall(self):
+        """What to warn of, once, when the last epoch's data ran out before `steps` batches
+        (Keras 3: "your input ran out of data"); None otherwise."""
+        if self.steps is None or self.count >= self.steps or self._warned:
+            return None
+        self._warned = True
+        return (f"{self.what}: the data ran out after {self.count} of the {self.steps} "
+                f"batches asked for ({self.steps_name})")
 
     def epoch_begin(self):
         """The source's on_epoch_begin(), where it has one (Keras 3's PyDataset)."""
@@ -223,6 +234,19 @@ class BatchSource:
         """The source's on_epoch_end(), where it has one (PyDataset)."""
         if hasattr(self.source, "on_epoch_end"):
             self.source.on_epoch_end()
+
+
+def _snapshot(part):
+    """A copy of a batch's x, y or weights, kept for the next epochs' validation: the
+    generator may write its next batch into the same array (a copy's failure keeps it)."""
+    if part is None:
+        return None
+    if isinstance(part, np.ndarray):
+        return part.copy()
+    try:
+        return copy.deepcopy(part)
+    except Exception:  # (an object that cannot be copied: kept as it is)
+        return part
 
 
 def _unpack(item, what):

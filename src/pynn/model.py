@@ -703,10 +703,14 @@ class Sequential:
                                 or (labels != np.rint(labels)).any()):
                 raise ValueError("class_weight needs class labels as targets (integers, or "
                                  "one-hot rows); these targets are not: use sample_weight")
+            table = {}
             for cls, weight in class_weight.items():
+                if isinstance(cls, (float, np.floating)) and float(cls).is_integer():
+                    cls = int(cls)  # (2.0: Keras takes whole numbers given as floats)
                 if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)):
                     raise ValueError(f"class_weight keys must be class labels (integers), "
                                      f"got {cls!r}")
+                table[int(cls)] = weight
                 if not (isinstance(weight, (int, float, np.number)) and np.isfinite(weight)
                         and weight >= 0):
                     raise ValueError(f"class_weight[{cls}] must be a finite number >= 0, "
@@ -715,7 +719,7 @@ class Sequential:
             # too), looked up per distinct label (a table up to the largest label was sized by
             # it: Poisson counts of 5e10 asked for 373 GiB)
             found, inverse = np.unique(labels.astype(np.int64), return_inverse=True)
-            cw = np.array([float(class_weight.get(int(c), 1.0)) for c in found])[
+            cw = np.array([float(table.get(int(c), 1.0)) for c in found])[
                 inverse.reshape(-1)]
             w = cw if w is None else w * cw
         if w is not None and w.size:
@@ -944,8 +948,10 @@ class Sequential:
         n = x.shape[0]
         if batch_size is None:  # Keras 3: steps_per_epoch shares the samples out
             batch_size = 32 if steps_per_epoch is None else -(-n // steps_per_epoch)
-        if val_batch is None:  # validation's default follows the batch size as given
-            val_batch = max(batch_size, _PREDICT_BATCH)
+        if val_batch is None:  # validation's default follows the batch size as given; a
+            # callback's test batch hooks see fit's batches, as in Keras (else larger ones)
+            val_batch = batch_size if _test_batch_hooks(callbacks) else \
+                max(batch_size, _PREDICT_BATCH)
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         passes = -(-n // batch_size)  # batches in a pass over x
         if steps_per_epoch is not None and steps_per_epoch > passes:
@@ -1188,7 +1194,8 @@ class Sequential:
         val_source = self._validation_source(validation_data, validation_steps)
         if val_source is None and validation_data is not None:
             _check_validation_tuple(validation_data)  # (read once the model is built)
-        val_batch = data.check_batch_size(validation_batch_size, _PREDICT_BATCH)
+        val_batch = data.check_batch_size(validation_batch_size,
+                                          32 if _test_batch_hooks(callbacks) else _PREDICT_BATCH)
         first = None
         if initial_epoch < epochs and not self.built:
             train.epoch_begin()  # the first epoch's, before its first batch builds the model
@@ -1434,15 +1441,17 @@ class Sequential:
             source.epoch_begin()
         logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
         hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
-        count = 0
+        count, stopped = 0, False
         for count, (xb, yb, wb) in enumerate(batches or source.batches(), 1):
             x, y, w = self._source_batch(xb, yb, wb, None, source.what)
             self._evaluate_batch(x, y, w, logs, count - 1, cbs if hooks else None)
-            if hooks and getattr(self, "stop_evaluating", False):
+            stopped = hooks and getattr(self, "stop_evaluating", False)
+            if stopped:
                 break
         source.epoch_end()
         if count == 0:
             raise ValueError(f"{source.what}: the data gave no batches")
+        _warn_of_shortfall(None if stopped else source)
         return dict(logs)
 
     def _source_batch(self, xb, yb, wb, class_weight, what):
@@ -1678,17 +1687,20 @@ class Sequential:
         outs = []
         self.stop_predicting = False  # a predict batch hook may set it (Keras 3)
         source.epoch_begin()
+        stopped = False
         for batch, (xb, _, _) in enumerate(source.batches()):
             if hooks:
                 cbs.call("on_predict_batch_begin", batch, {})
             outs.append(self.predict(xb))
             if hooks:
                 cbs.call("on_predict_batch_end", batch, {"outputs": outs[-1]})
-                if getattr(self, "stop_predicting", False):
+                stopped = getattr(self, "stop_predicting", False)
+                if stopped:
                     break
         source.epoch_end()
         if not outs:
             raise ValueError("predict: the data gave no batches")
+        _warn_of_shortfall(None if stopped else source)
         out = np.concatenate(outs)
         if verbose:
             print(f"{len(out)} samples - {time.perf_counter() - start_time:.3f}s", flush=True)
@@ -2419,6 +2431,19 @@ def _with_history(callbacks):
         history = History()
         callbacks.append(history)
     return callbacks, history
+
+
+def _warn_of_shortfall(source):
+    """A UserWarning when a batch source (None: none) ran out before its steps."""
+    message = None if source is None else source.shortfall()
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+
+
+def _test_batch_hooks(callbacks):
+    """Whether one of fit's callbacks does anything per validation batch."""
+    return any(defines_hook(cb, hook) for cb in _callback_list(callbacks)
+               for hook in ("on_test_batch_begin", "on_test_batch_end"))
 
 
 def _overrides_batch_hooks(callback):
