@@ -51,6 +51,24 @@ def test_scheduled_sgd_uses_the_rate_of_each_step():
     assert opt.has_schedule and opt.learning_rate == 0.5
 
 
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_a_schedule_may_give_a_0d_array(engine):
+    """np.where(...) or a Keras schedule's scalar tensor: taken as the number it holds, as a
+    plain learning_rate is (it was refused as 'not a finite number')."""
+    pynn.set_seed(2)
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    runs = []
+    for rate in (lambda step: np.where(step < 2, 0.1, 0.01),
+                 lambda step: 0.1 if step < 2 else 0.01):
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, kernel_initializer="ones")])
+        model.compile(optimizers.SGD(learning_rate=rate), "mse")
+        model.fit(x, x[:, :1], epochs=2, batch_size=4, shuffle=False, verbose=0, engine=engine)
+        runs.append(model.get_weights())
+        assert model.optimizer.learning_rate == pytest.approx(0.01)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_clipvalue_clipnorm_global_clipnorm():
     p = _param([0.0, 0.0], [3.0, -4.0])
     optimizers.SGD(1.0, clipvalue=1.0).apply([p])

@@ -288,6 +288,8 @@ class Optimizer(_custom.AutoConfig):
         # Keras' learning_rate callable takes no arguments (pynn's functions take the step)
         rate = (self._schedule() if self.__dict__.get("_rate_takes_no_step")
                 else self._schedule(step))
+        if getattr(rate, "shape", None) == ():  # a 0-d array (np.where, a Keras schedule's)
+            rate = rate.item()
         return _check_rate("learning_rate (from the schedule)", rate)
 
     @learning_rate.setter
