@@ -150,3 +150,26 @@ def test_default_factors_are_kerass(rng):
                          (regularizers.L2(), keras.regularizers.L2())):
         assert ours.penalty(np, w) == pytest.approx(float(theirs(w)), rel=1e-5)
     assert regularizers.L2().penalty(np, np.ones(10)) == pytest.approx(0.1)
+
+
+def test_model_losses_are_the_penalties_the_loss_adds(rng):
+    """Keras' model.losses / layer.losses (code reads the regularization from them): one
+    number per trainable regularized weight, of its current value; a frozen one has none."""
+    model = pynn.Sequential([
+        pynn.Input((4,)),
+        pynn.Dense(3, kernel_regularizer=pynn.regularizers.L2(0.1), bias_regularizer="l1"),
+        pynn.Dense(1, kernel_regularizer=pynn.regularizers.L1L2(0.01, 0.02))])
+    model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
+    k1, b1, k2, _ = model.get_weights()
+    want = [0.1 * np.sum(k1 ** 2), 0.01 * np.sum(np.abs(b1)),
+            0.01 * np.sum(np.abs(k2)) + 0.02 * np.sum(k2 ** 2)]
+    np.testing.assert_allclose(model.losses, want, rtol=1e-5)
+    assert model.layers[1].losses == model.losses[:2]
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    y = rng.normal(size=(10, 1)).astype(np.float32)
+    model.compile("sgd", "mse")
+    mse = np.mean((model.predict(x, verbose=0).astype(np.float64) - y) ** 2)
+    assert model.evaluate(x, y) == pytest.approx(mse + sum(model.losses), rel=1e-5)
+    model.layers[2].trainable = False
+    np.testing.assert_allclose(model.losses, want[:2], rtol=1e-5)
+    assert pynn.Sequential([pynn.Input((2,)), pynn.Dense(2)]).losses == []

@@ -822,6 +822,12 @@ class Sequential:
         return total
 
     @property
+    def losses(self):
+        """The weight penalties the loss adds, as numbers, layer by layer (Keras'
+        model.losses): their sum is what fit's loss has beyond the data's."""
+        return [penalty for layer in self.layers for penalty in layer.losses]
+
+    @property
     def params(self):
         """Every weight as a Parameter, in get_weights order (same as model.weights)."""
         return [p for l in self.layers for p in l.params]

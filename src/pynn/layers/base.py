@@ -559,6 +559,13 @@ class Layer(AutoConfig):
         given; none by default."""
         return list(self._weight_regularizers)
 
+    @property
+    def losses(self):
+        """The penalties the loss adds for this layer, as numbers (Keras' layer.losses): one
+        per trainable weight with a regularizer, of its current value."""
+        return [float(reg.penalty(p.backend.xp, p.value)) for p, reg in self.regularized()
+                if p.trainable]
+
     # ---- computation ------------------------------------------------------------------------
     # The activation a loss may absorb (softmax/sigmoid with cross-entropy); None if none.
     output_activation = None
