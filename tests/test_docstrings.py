@@ -16,7 +16,7 @@ MODULES = ["pynn", "pynn.activations", "pynn.batch_sources", "pynn.callbacks", "
            "pynn.initializers", "pynn.layers", "pynn.losses", "pynn.metrics", "pynn.models",
            "pynn.ops", "pynn.optimizers", "pynn.regularizers", "pynn.schedules", "pynn.saving",
            "pynn.model", "pynn.onnx", "pynn.custom_objects", "pynn.sklearn", "pynn.info",
-           "pynn.archive", "pynn.keras_files", "pynn.utils"]
+           "pynn.archive", "pynn.keras_files", "pynn.keras_writer", "pynn.utils"]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

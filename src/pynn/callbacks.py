@@ -450,7 +450,8 @@ class ModelCheckpoint(Callback):
     from the epoch (1-based, as Keras) and the logs: "ckpt-{epoch:02d}-{val_loss:.2f}.npz".
 
     Files are written atomically (a temporary file renamed into place). save_weights_only=True
-    writes model.save_weights (an .npz of the weights); otherwise model.save (the whole model)
+    writes model.save_weights (an .npz of the weights); otherwise model.save (the whole model:
+    a Keras 3 archive for a ".keras" path, which needs h5py, checked before training)
     when the model has it, and the weights file when it does not (whole-model files come with
     pynn's model saving). Only save_freq="epoch" is supported."""
 
@@ -478,7 +479,7 @@ class ModelCheckpoint(Callback):
         if not self.save_weights_only and hasattr(self.model, "save"):
             from .saving import check_savable
 
-            check_savable(self.model)  # now, not after the first epoch's training
+            check_savable(self.model, self.filepath)  # now, not after the first epoch's
         if self.save_best_only:  # the only use of the direction
             self._monitor.bind("ModelCheckpoint", self.model)
         if self.best is None:  # kept across fit calls, as Keras does

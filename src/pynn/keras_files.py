@@ -1,19 +1,32 @@
-"""Keras 3 files read into pynn: a `.keras` model archive (`pynn.load_model`) and a
-`.weights.h5` weights file (`model.load_weights`), so a model trained with Keras predicts
-and trains on pynn's kernels.
+"""Keras 3 files and pynn: a `.keras` model archive (read by `pynn.load_model`, written by
+`model.save("m.keras")`) and a `.weights.h5` weights file (read by `model.load_weights`), so a
+model trained with Keras predicts and trains on pynn's kernels, and one trained with pynn
+loads in Keras.
 
 A `.keras` file is a zip of config.json (the architecture and compile settings),
 metadata.json and model.weights.h5. pynn reads a Sequential model of the layers it has (by
 their Keras class names and configs: Dense, Dropout, BatchNormalization, ...), its weights,
-and with compile=True its compile settings (optimizer, loss, metrics); the optimizer starts
-afresh (Keras' slot variables and step count are not read). Other models (functional or
-subclassed ones, a nested model, a layer pynn lacks) are refused by name.
+and with compile=True its compile settings (optimizer, loss, metrics) and the optimizer's
+state and step count where Keras keeps the variables pynn's optimizer has (optimizer_layout:
+SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl, Lamb; any other
+starts afresh). Other models (functional or subclassed ones, a nested model, a layer pynn
+lacks) are refused by name.
+
+pynn writes the same layout (pynn.keras_writer): Keras' descriptions of the model and its
+compile settings, the layers' variables and the optimizer's as Keras keys them, so
+`keras.saving.load_model` loads the model, compiled, its optimizer state included. Beside
+them config.json holds pynn's own description of the model under "pynn" (a key Keras does
+not read), as pynn's .npz holds it; pynn.load_model reads that one, so a pynn-written .keras
+loads in pynn exactly as its .npz would (custom objects, pynn-only settings and layers
+included).
 
 Keras' weights file keys a Sequential's layers by class, not by name: `layers/dense`,
 `layers/dense_1`, `layers/batch_normalization`, ... in order, each layer's variables as
-`vars/0`, `vars/1`, ... in the layer's own order (pynn's layers keep Keras' order). The HDF5
-part is read by pynn.archive's checks (no links to other files, no compressed or external
-data) and needs h5py (pynn's `h5` extra).
+`vars/0`, `vars/1`, ... in the layer's own order (pynn's layers keep Keras' order), the
+optimizer's as `optimizer/vars/0` (the step count), `/1` (the learning rate, when a number)
+and then each slot of each trainable weight. The HDF5 part is read by pynn.archive's checks
+(no links to other files, no compressed or external data) and needs h5py (pynn's `h5`
+extra).
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ from .archive import open_keras_weights, zip_member_size
 from .layers.base import snake_case
 
 _CONFIG, _WEIGHTS = "config.json", "model.weights.h5"
+PYNN_KEY = "pynn"  # config.json's description of a model pynn wrote (keras_writer)
 _MAX_CONFIG = 64 << 20  # bytes: an architecture description, not data
 
 
@@ -67,7 +81,34 @@ def keras_kind(target):
 
 def load_model(target, where, custom_objects=None, compile=True):
     """The Sequential model of a Keras `.keras` archive, its weights and (compile=True) its
-    compile settings."""
+    compile settings and optimizer state; one pynn wrote, as pynn's description in it says
+    (exactly as its .npz would load)."""
+    config, weights = _read_archive(target, where)
+    if PYNN_KEY in config:
+        from .saving import rebuild_described
+
+        with _open_weights(weights, where) as arrays:
+            return rebuild_described(arrays, config[PYNN_KEY], where, custom_objects,
+                                     compile)
+    model, keys, unbuilt = _model_from_config(config, where, custom_objects)
+    with _open_weights(weights, where) as arrays:
+        assign_weights(model, arrays, keys, unbuilt)
+        settings = config.get("compile_config")
+        if compile and settings:
+            _compile(model, settings, where)
+            restore_optimizer(model, arrays)
+    return model
+
+
+def read_described(target, where):
+    """(pynn's description of the model, the Archive of the weights file it names: use it
+    in a `with` block) of a `.keras` archive pynn wrote; None for another's."""
+    config, weights = _read_archive(target, where)
+    return (config[PYNN_KEY], _open_weights(weights, where)) if PYNN_KEY in config else None
+
+
+def _read_archive(target, where):
+    """(config.json's description, model.weights.h5's bytes) of a .keras archive."""
     try:
         with zipfile.ZipFile(target) as z:
             config = _json_member(z, _CONFIG, where)
@@ -77,13 +118,45 @@ def load_model(target, where, custom_objects=None, compile=True):
                          f"{type(exc).__name__}: {exc}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{where!r}: its {_CONFIG} is not a Keras model description")
-    model, keys, unbuilt = _model_from_config(config, where, custom_objects)
-    with open_keras_weights(io.BytesIO(weights), f"{where} ({_WEIGHTS})") as arrays:
-        assign_weights(model, arrays, keys, unbuilt)
-    settings = config.get("compile_config")
-    if compile and settings:
-        _compile(model, settings, where)
-    return model
+    return config, weights
+
+
+def _open_weights(data, where):
+    return open_keras_weights(io.BytesIO(data), f"{where} ({_WEIGHTS})")
+
+
+def restore_optimizer(model, arrays):
+    """Keras' optimizer variables (`optimizer/vars/<i>`) into the compiled model's
+    optimizer, its slots and step count, where they are laid out as optimizer_layout says
+    (the same optimizer and trainable weights; each shape checked first); True if so. Else
+    the optimizer starts afresh (False), as Keras does with variables it cannot place."""
+    layout = optimizer_layout(model)
+    names = {n for n in arrays.names() if n.startswith("optimizer/vars/")}
+    if layout is None or names != {f"optimizer/vars/{i}" for i in range(len(layout))}:
+        return False
+    slots = []
+    for i, item in enumerate(layout):
+        shape, dtype = arrays.declared(f"optimizer/vars/{i}")
+        if isinstance(item, tuple):
+            expected = model.optimizer.slot_shape(item[1], item[0].shape)
+            if tuple(shape) != tuple(expected) or dtype.kind != "f":
+                return False
+            slots.append((i, *item))
+        elif tuple(shape) != () or (item == "iteration") != (dtype.kind in "iu"):
+            return False
+    steps = int(arrays["optimizer/vars/0"])
+    if steps < 0:
+        return False
+    opt = model.optimizer
+    state = {}  # id(param) -> (param, {slot: array})
+    for i, p, slot in slots:
+        state.setdefault(id(p), (p, {}))[1][slot] = p.backend.asarray(
+            arrays[f"optimizer/vars/{i}"], p.value.dtype)
+    for p, values in state.values():
+        opt.set_state_of(p, values)
+    # (the rate and Nadam's product: the config's rate, and pynn's from the step count)
+    opt.training_steps = steps
+    return True
 
 
 def load_weights(model, target, where, kind):
@@ -108,11 +181,7 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
     file's, where a layer of your own has another class name in pynn), default their pynn
     ones; unbuilt: the indices of layers Keras had not built (no weights in the file: they
     keep pynn's fresh ones, as Keras builds them at the first call)."""
-    keys, counts = [], {}
-    for i, layer in enumerate(model._compute_layers):
-        key = snake_case(kinds[i] if kinds else type(layer).__name__)
-        counts[key] = counts.get(key, -1) + 1
-        keys.append(key if counts[key] == 0 else f"{key}_{counts[key]}")
+    keys = layer_keys(model._compute_layers, kinds)
     by_layer = {}
     for name in arrays.names():
         parts = name.split("/")
@@ -155,6 +224,66 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
     for layer, arrays_of_layer in values:
         if arrays_of_layer:
             layer.set_weights(arrays_of_layer)
+
+
+def layer_keys(layers, kinds=None):
+    """The keys Keras gives the layers' variables in its weights file: their class names
+    (kinds, default the layers' own) in snake case, numbered from the second of a class on:
+    dense, dense_1, batch_normalization, ..."""
+    keys, counts = [], {}
+    for i, layer in enumerate(layers):
+        key = snake_case(kinds[i] if kinds else type(layer).__name__)
+        counts[key] = counts.get(key, -1) + 1
+        keys.append(key if counts[key] == 0 else f"{key}_{counts[key]}")
+    return keys
+
+
+def _adam(opt):
+    return [("m", "v")] + ([("v_hat",)] if opt.amsgrad else [])
+
+
+# Keras 3 builds an optimizer's slots group by group, each group one variable per trainable
+# weight with the group's slots interleaved: pynn's slot names in that order (Keras' Adam
+# "momentum" and "velocity" are pynn's m and v, SGD's "momentum" pynn's velocity, ...: the
+# same formulas, so either trains on from the other's state)
+_KERAS_SLOTS = {
+    "SGD": lambda opt: [("velocity",)] if opt.momentum else [],
+    "Adam": _adam,
+    "AdamW": _adam,
+    "RMSprop": lambda opt: [("velocity",)] + ([("momentum",)] if opt.momentum else []) + (
+        [("average_gradient",)] if opt.centered else []),
+    "Adagrad": lambda opt: [("accumulator",)],
+    "Adadelta": lambda opt: [("accumulated_grad", "accumulated_delta")],
+    "Adamax": lambda opt: [("m", "u")],
+    "Nadam": lambda opt: [("m", "v")],
+    "Lion": lambda opt: [("m",)],
+    "Ftrl": lambda opt: [("accumulator", "linear")],
+    "Lamb": lambda opt: [("m", "v")],
+}
+
+
+def optimizer_layout(model):
+    """Keras 3's variables of the model's optimizer, in its order: "iteration",
+    "learning_rate" (a number rate), (param, slot) per trainable weight and slot, Nadam's
+    "u_product"; None where Keras keeps other ones (an optimizer of another class, or
+    pynn's without Keras' layout)."""
+    from . import optimizers
+
+    opt = model.optimizer
+    name = type(opt).__name__
+    if name not in _KERAS_SLOTS or getattr(optimizers, name) is not type(opt):
+        return None
+    groups = (([("average",)] if opt.use_ema else []) +  # Keras' base class builds these
+              ([("gradient_accumulator",)] if opt.gradient_accumulation_steps else []) +
+              _KERAS_SLOTS[name](opt))
+    # Keras trains the weights of trainable layers but statistics (it knows no weight
+    # frozen alone)
+    params = [p for layer in model._compute_layers if layer.trainable
+              for p in layer.params if not p.statistic]
+    layout = ["iteration"] + ([] if opt.has_schedule else ["learning_rate"])
+    for group in groups:
+        layout += [(p, slot) for p in params for slot in group]
+    return layout + (["u_product"] if name == "Nadam" else [])
 
 
 def _model_from_config(config, where, custom_objects):
@@ -285,6 +414,12 @@ def _metric(spec):
     config = spec.get("config") or {}
     if not isinstance(config, dict):
         raise ValueError(f"the Keras metric {name!r} has no config dict")
+    if cls is metrics.MeanMetricWrapper:  # its function, as Keras describes one
+        fn = _function(config.get("fn"))
+        if not isinstance(fn, str):
+            raise ValueError(f"the Keras metric {name!r} names no function")
+        return metrics.MeanMetricWrapper(metrics.deserialize({"function": fn}),
+                                         config.get("name"))
     return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
 
 
@@ -312,4 +447,5 @@ def _json_member(z, name, where):
         raise ValueError(f"{where!r}: its {name} is not valid JSON ({exc})") from None
 
 
-__all__ = ["assign_weights", "keras_kind", "load_model", "load_weights"]
+__all__ = ["assign_weights", "keras_kind", "layer_keys", "load_model", "load_weights",
+           "optimizer_layout", "read_described", "restore_optimizer"]

@@ -1914,9 +1914,13 @@ class Sequential:
 
     def save(self, filepath, overwrite=True):
         """The whole model in one file: layers, weights, compile settings, optimizer state.
-        .npz (default), or HDF5 when the name ends in .h5/.hdf5; a binary file object takes
-        .npz. pynn.load_model(filepath) rebuilds it. overwrite=False refuses an existing
-        file (FileExistsError)."""
+        .npz (default), HDF5 when the name ends in .h5/.hdf5, or a Keras 3 archive when it
+        ends in .keras (config.json and model.weights.h5 as Keras writes them:
+        keras.saving.load_model loads it, compiled, with the optimizer's state where Keras
+        keeps the same variables; pynn's own description rides along, so nothing a .npz
+        holds is lost; needs h5py, the `h5` extra); a binary file object takes .npz.
+        pynn.load_model(filepath) rebuilds it. overwrite=False refuses an existing file
+        (FileExistsError)."""
         from .saving import save_model
 
         _check_overwrite(filepath, overwrite)

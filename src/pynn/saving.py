@@ -10,6 +10,10 @@ string; layer classes come only from pynn's registry or `custom_objects`; it rea
 arrays the description names, each checked against the bytes its member holds, and never
 data kept outside the file (pynn.archive), so files from anyone load safely.
 
+`model.save` to a path ending in .keras writes a Keras 3 archive instead (pynn.keras_writer):
+Keras' own description of the model and its weights, which Keras loads, holding this
+description too (its array keys those of the archive's HDF5 weights file), which pynn loads.
+
 Files are written atomically: to a temporary file in the same directory, flushed and
 fsynced, then renamed over the target, so an interrupted save never leaves a truncated file.
 A binary file object (io.BytesIO, an open file, a cloud storage stream) works in place of a
@@ -31,7 +35,7 @@ import warnings
 
 import numpy as np
 
-from . import keras_files
+from . import keras_files, keras_writer
 from .custom_objects import (custom_object_scope, get_custom_objects,  # keras.saving's
                              register_keras_serializable)
 from .archive import META_KEY, open_archive
@@ -143,6 +147,13 @@ def _meta(kind, layers, **extra):
 
 def _is_h5(filepath):
     return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
+
+
+def is_keras(filepath):
+    """Whether model saving writes a Keras 3 archive to filepath: a path ending in .keras
+    (a file object takes .npz)."""
+    return not _is_file_object(filepath) and isinstance(filepath, str) and \
+        filepath.lower().endswith(".keras")
 
 
 def _is_file_object(target):
@@ -264,6 +275,7 @@ def user_objects(model):
     """{name: class or function} of the user's own components in the model (layers,
     initializers, regularizers, loss, optimizer and its schedule, metrics): what load_model
     needs as custom_objects, and what pickling carries by reference."""
+    from . import metrics
     from .custom_objects import is_custom
     from .initializers import FunctionInitializer, Initializer
     from .regularizers import Regularizer
@@ -277,6 +289,8 @@ def user_objects(model):
         found.append(type(getattr(model.optimizer, "_schedule", None)))
         for m in [*model._metric_specs, *getattr(model, "_weighted_metric_specs", [])]:
             found.append(m if isinstance(m, type) or not hasattr(m, "update_state") else type(m))
+            if type(m) is metrics.MeanMetricWrapper:  # (a file names its function)
+                found.append(m.fn)
     # only what a file names by a __name__ (not a functools.partial, a callable object)
     return {obj.__name__: obj for obj in found
             if isinstance(getattr(obj, "__name__", None), str) and obj.__name__.isidentifier()
@@ -351,16 +365,23 @@ def _trial_load(extra, objects):
                          f"__init__ arguments") from exc
 
 
-def check_savable(model):
+def check_savable(model, filepath=None):
     """Raises what save_model would about the model's description (layers, optimizer, loss,
-    metrics), without writing: a ModelCheckpoint fails before training, not after an epoch."""
+    metrics) and, given the filepath, its format (a .keras file needs h5py), without
+    writing: a ModelCheckpoint fails before training, not after an epoch."""
+    if filepath is not None and is_keras(os.fsdecode(filepath)):
+        keras_writer.require_h5py(filepath)
     _description(model)
 
 
 def save_model(model, filepath, allow_unbuilt=False):
     """The whole model: architecture, weights, compile settings and optimizer state, in
-    .npz (default) or HDF5 when the name ends in .h5/.hdf5. (allow_unbuilt: for pickling,
-    which keeps a model without weights yet as such.)"""
+    .npz (default), HDF5 when the name ends in .h5/.hdf5, or a Keras 3 archive when it ends
+    in .keras (pynn.keras_writer: Keras' config.json and model.weights.h5, which
+    keras.saving.load_model loads, compiled, with the optimizer's state where Keras has the
+    same variables; pynn's own description beside them, so pynn.load_model loads it as
+    losslessly as a .npz; needs h5py: ImportError without). A binary file object gets .npz.
+    (allow_unbuilt: for pickling, which keeps a model without weights yet as such.)"""
     filepath = as_target(filepath)
     if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
@@ -382,8 +403,11 @@ def save_model(model, filepath, allow_unbuilt=False):
     if model.shuffle_seed is not None:  # with the step count, the next epoch's order
         extra["shuffle_seed"] = model.shuffle_seed
     # custom_marks: a component without the "custom" mark is pynn's (custom_objects.find)
-    _write(filepath, arrays, json.dumps(_meta(MODEL_FORMAT, layers, custom_marks=True, **extra),
-                                        default=_json_value))
+    meta = _meta(MODEL_FORMAT, layers, custom_marks=True, **extra)
+    if is_keras(filepath):  # Keras 3's archive, holding this description and these arrays
+        keras_writer.save(model, filepath, meta, arrays)
+        return
+    _write(filepath, arrays, json.dumps(meta, default=_json_value))
 
 
 def model_to_bytes(model):
@@ -463,8 +487,10 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     model is rebuilt on the current backend (pynn.set_backend), in the current floatx;
     compile(backend=...) moves it. safe_mode: Keras' flag against code in files, accepted and
     unused; pynn's files hold none (never a pickle or a lambda), so every load is safe.
-    A Keras 3 `.keras` file of a Sequential model loads too (pynn.keras_files: its layers,
-    weights and compile settings; the optimizer's state starts afresh)."""
+    A `.keras` file pynn wrote (model.save("m.keras")) loads exactly as its .npz would; a
+    Keras 3 `.keras` file of a Sequential model loads too (pynn.keras_files: its layers,
+    weights and compile settings, and the optimizer's state and step count where Keras
+    keeps the variables pynn's optimizer has; otherwise it starts afresh)."""
     filepath = as_target(filepath)
     kind = keras_files.keras_kind(filepath)
     if kind == "archive":
@@ -488,12 +514,21 @@ def _description_errors(filepath, what):
                          f"({type(exc).__name__}: {exc})") from exc
 
 
-def _rebuild(arrays, filepath, custom_objects, compile):
+def rebuild_described(arrays, meta, filepath, custom_objects, compile):
+    """The model a pynn description (meta, e.g. a pynn-written .keras archive's) and the
+    arrays it names (an Archive) describe, as load_model rebuilds a .npz's."""
+    with _description_errors(filepath, "model"):
+        meta = check_meta(meta, filepath, kinds=(MODEL_FORMAT,))
+        return _rebuild(arrays, filepath, custom_objects, compile, meta)
+
+
+def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
     from .config import loading_weights, rng_untouched
     from .custom_objects import custom_object_scope, file_marks
     from .model import Sequential
 
-    meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
+    if meta is None:
+        meta = read_meta(arrays, filepath, kinds=(MODEL_FORMAT,))
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{filepath!r}: the model description has no layer list")
@@ -593,6 +628,12 @@ def read_meta(arrays, filepath, kinds=(FORMAT, MODEL_FORMAT)):
         meta = json.loads(str(arrays[META_KEY]))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer
         raise ValueError(f"{filepath!r}: its description is not valid JSON ({exc})") from exc
+    return check_meta(meta, filepath, kinds)
+
+
+def check_meta(meta, filepath, kinds=(FORMAT, MODEL_FORMAT)):
+    """meta, a pynn file's description (read_meta's, or a .keras archive's), checked: a
+    format and version this pynn reads, a layer list; ValueError otherwise."""
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, MODEL_FORMAT):
         raise ValueError(f"{filepath!r} is not a pynn file")
     if meta["format"] not in kinds:
@@ -613,21 +654,26 @@ def load_weights(model, filepath, skip_mismatch=False):
     """Weights from a weights or model file into `model`, after checking every shape.
 
     skip_mismatch=True loads the layers whose weights match and leaves the others untouched
-    (returning their names); otherwise any mismatch raises and nothing is loaded. A Keras 3
-    weights file (`.weights.h5`) or `.keras` file loads into a built model whose layers
+    (returning their names); otherwise any mismatch raises and nothing is loaded. A
+    `.keras` file pynn wrote loads as its .npz would; a Keras 3 weights file
+    (`.weights.h5`) or a `.keras` file Keras wrote loads into a built model whose layers
     match its own (pynn.keras_files).
     """
     filepath = as_target(filepath)
     kind = keras_files.keras_kind(filepath)
     _refuse_other_keras_files(filepath, kind, "load_weights")
-    if kind in ("archive", "weights"):
+    # a .keras archive pynn wrote: its description, read as a .npz's
+    described = keras_files.read_described(filepath, where(filepath)) \
+        if kind == "archive" else None
+    if kind in ("archive", "weights") and described is None:
         if skip_mismatch:
             raise ValueError(f"load_weights: skip_mismatch is not supported for Keras files "
                              f"({where(filepath)!r}): every layer's weights must match")
         return keras_files.load_weights(model, filepath, where(filepath), kind)
-    with read_arrays(filepath) as arrays, _description_errors(where(filepath), "weights"):
+    meta, arrays = described or (None, read_arrays(filepath))
+    with arrays, _description_errors(where(filepath), "weights"):
         filepath = where(filepath)  # for the messages below
-        meta = read_meta(arrays, filepath)
+        meta = read_meta(arrays, filepath) if meta is None else check_meta(meta, filepath)
         saved = [l for l in meta["layers"] if l["weights"]]
         if model.built:
             # user -> Sequential.load_weights -> here -> _assign_weights

@@ -1,0 +1,329 @@
+"""pynn models written as Keras 3 `.keras` archives: what `model.save("m.keras")`,
+`pynn.save_model(model, "m.keras")` and a ModelCheckpoint to a `.keras` path write.
+
+The archive is laid out as Keras 3 (3.15) writes its own: a zip of metadata.json,
+config.json and model.weights.h5, stored uncompressed. config.json describes the
+Sequential as Keras does: every object (layer, initializer, regularizer, optimizer,
+schedule, loss, metric) as {"module", "class_name", "config", "registered_name"}, each
+layer with its build_config, the model with its build_config and compile_config.
+model.weights.h5 keys each layer's variables `layers/<class key>/vars/<i>` (as
+pynn.keras_files reads them) and, where pynn's optimizer keeps the variables Keras' does
+(keras_files.optimizer_layout: SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam,
+Lion, Ftrl, Lamb, with use_ema and gradient_accumulation_steps too), the optimizer's state
+as Keras keeps it: `optimizer/vars/0` the step count, `/1` the learning rate (when it is a
+number), then each slot of each trainable weight in Keras' build order. So
+`keras.saving.load_model` rebuilds the model, compiles it as pynn had it and trains on from
+the same state. (Another optimizer, Adafactor or Muon, Keras starts afresh, with its
+warning.) A component of your own is named as Keras names one (its module and registered
+name): Keras loads it given a Keras class of that name in custom_objects.
+
+Keras computes what pynn does but for pynn's gelu (Keras' "gelu" is the exact form, pynn's
+the tanh approximation: they differ by up to 5e-4) and the seeds of the random
+layers (Keras draws its own masks; pynn's 64-bit seeds are written modulo 2**32, Keras'
+range). Precision, Recall, F1Score and AUC lose pynn's multilabel argument: Keras reads
+(N, C) outputs its own way, so on such outputs their values may differ from pynn's.
+
+Nothing pynn's .npz holds is lost. config.json also holds, under "pynn" (a key Keras does
+not read), the description a pynn .npz holds: pynn's own configs and custom marks, the
+compile settings, the optimizer's step count and which arrays hold its slots, the shuffle
+seed. Arrays Keras keeps elsewhere or not at all (the statistics of a Normalization given
+mean= and variance=, the slots of an optimizer Keras lays out otherwise) lie in the
+weights file's `pynn` group, which Keras does not read. pynn.load_model reads that
+description (keras_files.load_model), so a pynn-written .keras loads exactly as its .npz.
+
+Writing needs h5py (pynn's `h5` extra).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from .keras_files import _CONFIG, _WEIGHTS, PYNN_KEY, layer_keys, optimizer_layout
+
+_METADATA = "metadata.json"
+KERAS_VERSION = "3.15.1"  # the Keras whose layout this follows (metadata.json says so)
+
+# Where Keras finds the pynn components a config names, by the key naming them (a layer's
+# "kernel_initializer": keras.initializers); a user's are found in their own module
+_MODULES = {"initializer": "keras.initializers", "regularizer": "keras.regularizers",
+            "constraint": "keras.constraints"}
+
+# Activations with a parameter, which Keras writes as the layer of that name
+_ACTIVATION_LAYERS = {"leaky_relu": ("LeakyReLU", "negative_slope"), "elu": ("ELU", "alpha")}
+
+
+def require_h5py(filepath):
+    """h5py, or ImportError saying what to do (before anything is written)."""
+    from . import saving
+
+    try:
+        return saving._h5py()
+    except ImportError as exc:
+        raise ImportError(f"saving {filepath!r} as a Keras .keras file needs h5py: pip "
+                          f"install 'pynn[h5]', or save the model as .npz") from exc
+
+
+def save(model, filepath, meta, arrays):
+    """The model as a Keras 3 archive at filepath (a path), written atomically. meta and
+    arrays: the description and arrays saving.save_model makes for a .npz."""
+    from . import __version__, saving
+
+    h5py = require_h5py(filepath)
+    datasets, groups, meta = _weights(model, meta, arrays)
+    config = _keras_model(model, meta, saving.user_objects(model))
+    config[PYNN_KEY] = meta
+    members = {
+        _METADATA: json.dumps({"keras_version": KERAS_VERSION, "pynn_version": __version__,
+                               "date_saved": datetime.datetime.now().strftime(
+                                   "%Y-%m-%d@%H:%M:%S")}),
+        _CONFIG: json.dumps(config, default=saving._json_value),
+        _WEIGHTS: _h5_bytes(h5py, datasets, groups)}
+
+    def write(f):
+        with zipfile.ZipFile(f, "w") as z:  # stored, as Keras writes them
+            for name, data in members.items():
+                z.writestr(name, data)
+
+    saving.atomic_write(filepath, write)
+
+
+def _h5_bytes(h5py, datasets, groups):
+    """The weights file: plain datasets (Keras' and pynn's readers take no other), and each
+    Keras group's "name" attribute, as Keras writes them."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for path, name in groups.items():
+            f.require_group(path).attrs["name"] = name
+        for path, array in datasets.items():
+            f.create_dataset(path, data=array)
+    return buffer.getvalue()
+
+
+def _weights(model, meta, arrays):
+    """({h5 path: array}, {Keras group: its object's name}, meta with the arrays' keys
+    renamed to their paths): each array once, where Keras reads it, else under `pynn/`."""
+    from .layers import InputLayer
+
+    datasets, moved = {}, {}  # moved: .npz key -> h5 path
+    groups = {"vars": meta["config"]["name"]}
+    keys = iter(layer_keys(model._compute_layers))
+    for layer, entry in zip(model.layers, meta["layers"]):
+        if isinstance(layer, InputLayer):
+            continue
+        base = f"layers/{next(keys)}/vars"
+        groups[base] = layer.name
+        own = [arrays[w["key"]] for w in entry["weights"]]
+        variables, shared = _keras_variables(layer, own)
+        for i, array in enumerate(variables):
+            datasets[f"{base}/{i}"] = array
+        if shared:
+            moved.update((w["key"], f"{base}/{i}") for i, w in enumerate(entry["weights"]))
+    if model.compiled:
+        groups["optimizer/vars"] = model.optimizer.name
+        variables, slots = _optimizer_variables(model, meta, arrays)
+        datasets.update(variables)
+        moved.update(slots)
+    for key, array in arrays.items():
+        if key not in moved:
+            moved[key] = f"{PYNN_KEY}/{key}"
+            datasets[moved[key]] = array
+    meta = {**meta, "layers": [{**entry, "weights": [{**w, "key": moved[w["key"]]}
+                                                     for w in entry["weights"]]}
+                               for entry in meta["layers"]]}
+    if "optimizer_state" in meta:
+        state = meta["optimizer_state"]
+        meta["optimizer_state"] = {**state, "slots": [{**s, "key": moved[s["key"]]}
+                                                      for s in state["slots"]]}
+    return datasets, groups, meta
+
+
+def _keras_variables(layer, weights):
+    """(the arrays Keras keeps for the layer, its vars/0, /1, ...; whether they begin with
+    the layer's own weights, which are then stored there once)."""
+    from .layers import Normalization
+
+    if not isinstance(layer, Normalization):
+        return weights, True
+    if layer._given is not None:  # Keras keeps given statistics in the config alone
+        return [], False
+    count = np.int64(0)  # Keras' adapt() count: pynn keeps none, and Keras reads none
+    if layer.axis is None:  # Keras keeps axis=None's one mean and variance as scalars
+        return [w.reshape(-1)[0] for w in weights] + [count], False
+    return [*weights, count], True
+
+
+def _optimizer_variables(model, meta, arrays):
+    """({h5 path: array} of the optimizer's variables as Keras keeps them, {.npz key: h5
+    path} of pynn's slots among them); nothing where Keras keeps other variables (Keras
+    then starts its optimizer afresh, with a warning)."""
+    from .backend import to_host
+
+    layout = optimizer_layout(model)
+    if layout is None:
+        return {}, {}
+    opt = model.optimizer
+    index = {id(p): i for i, p in enumerate(model.params)}
+    saved = {(s["param"], s["slot"]): s["key"] for s in meta["optimizer_state"]["slots"]}
+    dtype = _float_type(model)
+    variables, moved = {}, {}
+    for n, item in enumerate(layout):
+        path = f"optimizer/vars/{n}"
+        if item == "iteration":
+            value = np.int64(opt.training_steps)  # (Keras counts steps, as pynn)
+        elif item == "learning_rate":
+            value = np.array(opt.rate(), dtype)
+        elif item == "u_product":
+            value = _u_product(opt, dtype)
+        else:
+            p, slot = item
+            key = saved.get((index[id(p)], slot))
+            if key is not None:
+                value, moved[key] = arrays[key], path
+            else:  # no update yet: the slot as it starts
+                value = to_host(opt._initial_slot(slot, p.backend, p.value), p.backend)
+        variables[path] = value
+    return variables, moved
+
+
+def _u_product(opt, dtype):
+    """Keras' Nadam keeps the product of its momentum schedule, which pynn computes."""
+    kind = np.dtype(dtype).type  # (multiplied in the weights' type, step by step, as Keras)
+    product = kind(1.0)
+    for step in range(1, opt._update_count() + 1):
+        product = product * kind(opt.beta_1 * (1.0 - 0.5 * 0.96 ** step))
+    return np.array(product)
+
+
+def _float_type(model):
+    """The numpy float type of the model's weights (Keras' dtype policy)."""
+    return np.dtype(model.params[0].value.dtype if model.params else "float32")
+
+
+def _keras_model(model, meta, objects):
+    """config.json's Keras description of the model (meta: pynn's)."""
+    policy = {"module": "keras", "class_name": "DTypePolicy",
+              "config": {"name": _float_type(model).name}, "registered_name": None}
+    layers = [_keras_layer(layer, spec, policy, objects)
+              for layer, spec in zip(model.layers, meta["config"]["layers"])]
+    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+              "config": {"name": meta["config"]["name"], "trainable": True,
+                         "dtype": policy, "layers": layers},
+              "build_config": {"input_shape": [None, *model.input_shape]}}
+    if "compile" in meta:
+        config["compile_config"] = _keras_compile(meta["compile"], objects)
+    return config
+
+
+def _keras_layer(layer, spec, policy, objects):
+    """A layer's Keras description from its pynn one (spec)."""
+    config = dict(spec["config"])
+    if spec["class_name"] == "InputLayer" and not spec.get("custom"):
+        return _keras_object(spec, {"batch_shape": [None, *config["shape"]],
+                                    "dtype": policy["config"]["name"], "sparse": False,
+                                    "ragged": False, "name": config["name"],
+                                    "optional": False}, "keras.layers", objects)
+    config.pop("input_shape", None)  # Keras takes it from build_config
+    config = {key: _keras_value(key, value, objects) for key, value in config.items()}
+    entry = _keras_object(spec, {**config, "dtype": policy}, "keras.layers", objects)
+    if layer.built:
+        entry["build_config"] = {"input_shape": [None, *layer.input_shape]}
+    return entry
+
+
+def _keras_value(key, value, objects):
+    """A layer config's value as Keras writes it: an activation, a seed, or a component (a
+    "*_initializer", "*_regularizer" or "*_constraint" description)."""
+    if key == "activation":
+        if isinstance(value, dict) and value.get("name") in _ACTIVATION_LAYERS:
+            name, argument = _ACTIVATION_LAYERS[value["name"]]
+            return _keras_object({"class_name": name}, {argument: value["param"]},
+                                 "keras.layers", objects)
+        return value
+    if key == "seed" and isinstance(value, int):  # pynn draws 64-bit seeds; Keras' are
+        return value % 2**32                        # uint32 (bigger ones fail to load)
+    module = _MODULES.get(key.rsplit("_", 1)[-1])
+    if module and isinstance(value, dict) and "class_name" in value:
+        return _keras_object(value, value.get("config", {}), module, objects)
+    return value
+
+
+def _keras_object(spec, config, module, objects):
+    """{"module", "class_name", "config", "registered_name"} of a component: pynn's under
+    Keras' module, a user's (spec "custom") under its own with its registered name, as
+    Keras writes its custom objects."""
+    name = spec["class_name"]
+    if not spec.get("custom"):
+        return {"module": module, "class_name": name, "config": config,
+                "registered_name": None}
+    obj = objects.get(name)
+    return {"module": getattr(obj, "__module__", None), "class_name": name,
+            "config": config, "registered_name": _registered_name(obj, name)}
+
+
+def _registered_name(obj, name):
+    """register_keras_serializable's "package>name" of obj, else its name (Keras'
+    get_registered_name)."""
+    from .custom_objects import get_custom_objects
+
+    return next((key for key, value in get_custom_objects().items()
+                 if value is obj and ">" in key), name)
+
+
+def _keras_compile(settings, objects):
+    """compile_config as Keras writes it, from pynn's compile settings."""
+    spec = settings["optimizer"]
+    config = dict(spec["config"])
+    if isinstance(config.get("learning_rate"), dict):
+        rate = config["learning_rate"]
+        config["learning_rate"] = _keras_object(rate, rate.get("config", {}),
+                                                "keras.optimizers.schedules", objects)
+
+    def metrics(specs):
+        return [_keras_metric(m, objects) for m in specs] or None
+
+    loss = settings["loss"]
+    return {"optimizer": _keras_object(spec, config, "keras.optimizers", objects),
+            "loss": _keras_object(loss, loss.get("config", {}), "keras.losses", objects),
+            "loss_weights": None, "metrics": metrics(settings["metrics"]),
+            "weighted_metrics": metrics(settings.get("weighted_metrics", [])),
+            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": "auto"}
+
+
+def _keras_metric(spec, objects):
+    """A compile() metric as Keras writes it: a function's name as it is; a name of a pynn
+    Metric class ("rmse", "precision") as that object's description (Keras lacks some of
+    pynn's names); a function as Keras' function description; a Metric object's
+    description."""
+    from . import metrics
+
+    if isinstance(spec, str):
+        described = metrics.serialize(metrics.get(spec))
+        if described is None or described.get("class_name") == "MeanMetricWrapper":
+            return spec  # a function's mean (mse, accuracy): Keras' names
+        spec = described
+    if "function" in spec:
+        name = spec["function"]
+        obj = objects.get(name) if spec.get("custom") else None
+        return {"module": obj.__module__ if obj is not None else "builtins",
+                "class_name": "function",
+                "config": _registered_name(obj, name) if obj is not None else name,
+                "registered_name": "function"}
+    config = dict(spec.get("config", {}))
+    if spec["class_name"] == "MeanMetricWrapper" and not spec.get("custom"):
+        config.pop("direction", None)  # (pynn's: which way is better)
+        config["fn"] = _keras_metric(config["fn"], objects)  # Keras' function description
+    if not spec.get("custom"):  # pynn's own argument, multilabel, Keras lacks: it reads
+        config.pop("multilabel", None)  # (N, C) outputs its own way
+        if spec["class_name"] in ("Precision", "Recall") and "threshold" in config:
+            config["thresholds"] = config.pop("threshold")  # (Keras' name)
+        if spec["class_name"] == "F1Score" and config.get("average") is None:
+            config["average"] = "macro"  # pynn's None (one number); Keras' is per class
+    return _keras_object(spec, config, "keras.metrics", objects)
+
+
+__all__ = ["require_h5py", "save"]

@@ -1,0 +1,472 @@
+"""pynn models saved as Keras 3 `.keras` archives (pynn.keras_writer): the archive laid out
+as Keras writes its own (members, config.json's descriptions, the weights file's keys), a
+lossless round trip through pynn for every model a .npz holds, the no-h5py error, and
+checkpoints; where Keras is installed, Keras loads pynn's file, predicts the same and
+trains on from the saved optimizer state as pynn does."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import import_keras
+from pynn import keras_files, saving
+
+L = pynn.layers
+
+
+@pytest.fixture
+def h5py():
+    return pytest.importorskip("h5py")
+
+
+def _members(path):
+    """(config.json, metadata.json, {dataset path: array} of model.weights.h5, {group:
+    its "name" attribute}) of an archive, after checking its members are Keras' three,
+    stored."""
+    import h5py
+
+    with zipfile.ZipFile(path) as z:
+        assert [i.filename for i in z.infolist()] == ["metadata.json", "config.json",
+                                                      "model.weights.h5"]
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+        config, metadata = json.loads(z.read("config.json")), json.loads(z.read("metadata.json"))
+        weights = z.read("model.weights.h5")
+    arrays = {}
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+        names = {name: f[name].attrs.get("name") for name in ("vars", "layers/dense/vars",
+                                                               "optimizer/vars") if name in f}
+    return config, metadata, arrays, names
+
+
+def _mlp(optimizer="adam", dropout=0.0, rows=5):
+    model = pynn.Sequential([pynn.Input((rows,)), pynn.Dense(6, activation="tanh"),
+                             L.BatchNormalization(), L.Dropout(dropout),
+                             pynn.Dense(3, activation="softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _data(rng, n=24, rows=5):
+    return rng.normal(size=(n, rows)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def _assert_same_state(a, b):
+    """Two models alike in everything a file carries: weights, configs, compile settings,
+    optimizer state and step count, shuffle seed."""
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    assert a.get_config() == b.get_config()
+    assert [p.trainable for p in a.params] == [p.trainable for p in b.params]
+    assert a.shuffle_seed == b.shuffle_seed
+    assert a.compiled == b.compiled
+    if a.compiled:
+        assert saving.compile_settings(a) == saving.compile_settings(b)
+        assert a.optimizer.training_steps == b.optimizer.training_steps
+        for p, q in zip(a.params, b.params):
+            sa, sb = a.optimizer.state_of(p) or {}, b.optimizer.state_of(q) or {}
+            assert sa.keys() == sb.keys()
+            for slot in sa:
+                np.testing.assert_array_equal(np.asarray(sa[slot]), np.asarray(sb[slot]))
+
+
+def _as_npz_does(model, tmp_path, x, y, custom_objects=None):
+    """model saved as .keras and as .npz loads back the same from both, and both train on
+    exactly as the model does."""
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.npz")
+    assert keras_files.keras_kind(str(tmp_path / "m.keras")) == "archive"
+    from_keras = pynn.load_model(tmp_path / "m.keras", custom_objects=custom_objects)
+    from_npz = pynn.load_model(tmp_path / "m.npz", custom_objects=custom_objects)
+    _assert_same_state(from_keras, model)
+    _assert_same_state(from_keras, from_npz)
+    np.testing.assert_array_equal(from_keras.predict(x), model.predict(x))
+    if model.compiled:
+        for m in (model, from_keras):
+            pynn.set_seed(5)
+            m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        _assert_same_state(from_keras, model)
+    return from_keras
+
+
+def test_save_writes_keras_layout(tmp_path, rng, h5py):
+    """What `model.save("m.keras")` writes is Keras 3's archive (it was pynn's .npz under a
+    .keras name): config.json as Keras describes a Sequential, weights keyed as Keras keys
+    them, Adam's state as Keras' optimizer variables."""
+    x, y = _data(rng)
+    model = _mlp(pynn.optimizers.Adam(0.01))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    config, metadata, arrays, names = _members(tmp_path / "m.keras")
+    assert metadata["keras_version"].startswith("3.")
+    assert (config["module"], config["class_name"], config["registered_name"]) == (
+        "keras", "Sequential", None)
+    assert config["build_config"] == {"input_shape": [None, 5]}
+    layers = config["config"]["layers"]
+    assert [(e["module"], e["class_name"]) for e in layers] == [
+        ("keras.layers", "InputLayer"), ("keras.layers", "Dense"),
+        ("keras.layers", "BatchNormalization"), ("keras.layers", "Dropout"),
+        ("keras.layers", "Dense")]
+    assert layers[0]["config"]["batch_shape"] == [None, 5]
+    dense = layers[1]
+    assert dense["build_config"] == {"input_shape": [None, 5]}
+    assert "input_shape" not in dense["config"]
+    assert dense["config"]["kernel_initializer"] == {
+        "module": "keras.initializers", "class_name": "GlorotUniform", "config": {},
+        "registered_name": None}
+    assert dense["config"]["dtype"]["class_name"] == "DTypePolicy"
+    compiled = config["compile_config"]
+    assert compiled["optimizer"]["module"] == "keras.optimizers"
+    assert compiled["optimizer"]["class_name"] == "Adam"
+    assert compiled["optimizer"]["config"]["learning_rate"] == 0.01
+    assert compiled["loss"]["class_name"] == "SparseCategoricalCrossentropy"
+    assert compiled["metrics"] == ["accuracy"]
+    # the weights: layers by class key, the optimizer's variables in Keras' order
+    weights = model.get_weights()
+    for key, first in (("dense", 0), ("batch_normalization", 2), ("dense_1", 6)):
+        count = 4 if key == "batch_normalization" else 2
+        for i in range(count):
+            np.testing.assert_array_equal(arrays[f"layers/{key}/vars/{i}"], weights[first + i])
+    assert names == {"vars": "sequential", "layers/dense/vars": "dense",
+                     "optimizer/vars": "adam"}
+    opt = model.optimizer
+    assert int(arrays["optimizer/vars/0"]) == opt.training_steps == 6
+    assert arrays["optimizer/vars/1"] == np.float32(0.01)
+    trainable = [p for p in model.params if p.trainable]
+    assert len([k for k in arrays if k.startswith("optimizer/")]) == 2 + 2 * len(trainable)
+    for i, p in enumerate(trainable):  # Keras' Adam: each weight's momentum, then velocity
+        np.testing.assert_array_equal(arrays[f"optimizer/vars/{2 + 2 * i}"],
+                                      opt.state_of(p)["m"])
+        np.testing.assert_array_equal(arrays[f"optimizer/vars/{3 + 2 * i}"],
+                                      opt.state_of(p)["v"])
+    assert not [k for k in arrays if k.startswith("pynn/")]  # each array once
+
+
+@pytest.mark.parametrize("optimizer, dropout", [
+    (pynn.optimizers.Adam(0.01, amsgrad=True), 0.0),
+    (pynn.optimizers.SGD(0.05, momentum=0.9, nesterov=True), 0.3),
+    (pynn.optimizers.RMSprop(centered=True, momentum=0.5), 0.0),
+    (pynn.optimizers.Nadam(use_ema=True, gradient_accumulation_steps=2), 0.0),
+    (pynn.optimizers.Adafactor(), 0.0),  # no Keras layout: its slots in the pynn group
+    (pynn.optimizers.SGD(pynn.schedules.ExponentialDecay(0.1, 3, 0.5)), 0.0)])
+def test_round_trip_resumes_bit_for_bit(tmp_path, rng, optimizer, dropout, h5py):
+    x, y = _data(rng)
+    model = _mlp(optimizer, dropout)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    _as_npz_does(model, tmp_path, x, y)
+    for save in (pynn.models.save_model, saving.save_model):  # the functions do too
+        save(model, tmp_path / "f.keras")
+        assert keras_files.keras_kind(str(tmp_path / "f.keras")) == "archive"
+        (tmp_path / "f.keras").unlink()
+
+
+class _Scale(L.Layer):
+    """A layer of the user's: x * s * k, one weight s."""
+
+    def __init__(self, k=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.k = k
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.s = self.add_weight((input_shape[-1],), "ones", name="s")
+
+    def forward(self, x, training=False, logits=False):
+        self._x = x
+        return x * self.s.value * self.k
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.s.grad = (dy * self._x * self.k).sum(axis=0)
+        return dy * self.s.value * self.k
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+class _HalfMSE(pynn.losses.MeanSquaredError):
+    """A loss of the user's."""
+
+
+def _max_error(y_true, y_pred):
+    return np.abs(y_true - y_pred).max(axis=-1)
+
+
+def test_models_only_pynn_describes_round_trip(tmp_path, rng, h5py):
+    """Components of the user's, layers and settings Keras keeps elsewhere or not at all:
+    all come back as from a .npz; what Keras has no place for lies in the `pynn` group."""
+    x, y = rng.normal(size=(24, 5)).astype(np.float32), rng.normal(size=(24, 2))
+    adapted = L.Normalization(axis=None)
+    adapted.adapt(x)
+    model = pynn.Sequential([pynn.Input((5,)), adapted,
+                             L.Normalization(mean=0.5, variance=[1, 2, 3, 4, 5]),
+                             pynn.Dense(4, activation=pynn.activations.leaky_relu_with(0.1),
+                                        kernel_regularizer=pynn.regularizers.L2(0.01)),
+                             _Scale(1.5), L.RMSNormalization(), pynn.Dense(2)])
+    model.compile(pynn.optimizers.Adam(0.01), _HalfMSE(), metrics=[_max_error, "rmse"])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.layers[3].params[1].trainable = False  # frozen alone: no Keras form
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    objects = {"_Scale": _Scale, "_HalfMSE": _HalfMSE, "_max_error": _max_error}
+    want = model.predict(x)
+    _as_npz_does(model, tmp_path, x, y, custom_objects=objects)
+    config, _, arrays, _ = _members(tmp_path / "m.keras")
+    assert sorted(k for k in arrays if k.startswith("pynn/")) == [
+        "pynn/layer1.mean", "pynn/layer1.variance", "pynn/layer2.mean", "pynn/layer2.variance"]
+    assert [arrays[f"layers/normalization/vars/{i}"].shape for i in range(3)] == [(), (), ()]
+    assert "layers/normalization_1/vars/0" not in arrays  # Keras keeps given ones in config
+    layers = config["config"]["layers"]
+    assert layers[4]["module"] == __name__ and layers[4]["registered_name"] == "_Scale"
+    assert layers[3]["config"]["activation"]["class_name"] == "LeakyReLU"
+    assert config["compile_config"]["loss"]["registered_name"] == "_HalfMSE"
+    with pytest.raises(ValueError, match="_Scale.*custom_objects"):
+        pynn.load_model(tmp_path / "m.keras")
+    uncompiled = pynn.load_model(tmp_path / "m.keras", custom_objects=objects, compile=False)
+    assert not uncompiled.compiled
+    np.testing.assert_array_equal(uncompiled.predict(x), want)
+
+
+def test_load_weights_of_a_pynn_archive_acts_as_npz(tmp_path, rng, h5py):
+    """load_weights reads pynn's description: an unbuilt model is built for the saved input
+    shape, and skip_mismatch works (Keras' own archives need a built, matching model)."""
+    x, _ = _data(rng)
+    model = _mlp()
+    model.build((None, 5))
+    model.save(tmp_path / "m.keras")
+    _members(tmp_path / "m.keras")  # Keras' archive
+    fresh = pynn.Sequential([pynn.Dense(6, activation="tanh"), L.BatchNormalization(),
+                             L.Dropout(0.0), pynn.Dense(3, activation="softmax")])
+    fresh.load_weights(tmp_path / "m.keras")
+    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+    other = pynn.Sequential([pynn.Input((5,)), pynn.Dense(6), L.BatchNormalization(),
+                             pynn.Dense(2)])
+    with pytest.warns(UserWarning, match="skip_mismatch left layers"):
+        assert other.load_weights(tmp_path / "m.keras", skip_mismatch=True) == [
+            other.layers[3].name]
+
+
+def _rewritten(source, target, change):
+    """target: the archive source with change(config.json's dict) made."""
+    with zipfile.ZipFile(source) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(members["config.json"])
+    change(config)
+    members["config.json"] = json.dumps(config)
+    with zipfile.ZipFile(target, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return target
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(pynn="junk"), "is not a pynn file"),
+    (lambda c: c["pynn"].update(format_version=99), "format version 99"),
+    (lambda c: c["pynn"]["layers"][1]["weights"][0].update(key="layers/dense/vars/9"),
+     "lacks the array 'layers/dense/vars/9'"),
+    (lambda c: c["pynn"]["layers"][1]["weights"][0].update(key="layers/dense/vars/1"),
+     r"the file has shape \(6,\), the model \(5, 6\)"),
+    (lambda c: c["pynn"]["config"].update(layers={}), "no layer list"),
+])
+def test_a_damaged_pynn_description_is_refused_by_name(tmp_path, rng, change, message, h5py):
+    model = _mlp()
+    model.save(tmp_path / "m.keras")
+    path = _rewritten(tmp_path / "m.keras", tmp_path / "bad.keras", change)
+    with pytest.raises(ValueError, match=f"bad.keras.*{message}"):
+        pynn.load_model(path)
+
+
+def test_keras_optimizer_state_is_read(tmp_path, rng, h5py):
+    """An archive without pynn's description (as Keras writes one) gives pynn its
+    optimizer's slots and step count from Keras' variables (they started afresh)."""
+    x, y = _data(rng)
+    for optimizer in (pynn.optimizers.Adam(0.01), pynn.optimizers.SGD(0.1, momentum=0.9)):
+        model = _mlp(optimizer)
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        model.save(tmp_path / "m.keras")
+        _rewritten(tmp_path / "m.keras", tmp_path / "k.keras",
+                   lambda config: config.pop("pynn"))
+        loaded = pynn.load_model(tmp_path / "k.keras")
+        assert loaded.optimizer.training_steps == 6
+        for m in (model, loaded):
+            m.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        for a, b in zip(loaded.get_weights(), model.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_without_h5py_saving_keras_is_an_import_error(tmp_path, rng, monkeypatch):
+    """Never a half-written or .npz file under the .keras name; what to do is said."""
+    def missing():
+        raise ImportError("HDF5 weights files need h5py")
+
+    x, y = _data(rng)
+    model = _mlp()
+    model.fit(x, y, epochs=1, verbose=0)
+    monkeypatch.setattr(saving, "_h5py", missing)
+    message = r"needs h5py: pip install 'pynn\[h5\]', or save the model as \.npz"
+    for save in (model.save, lambda path: pynn.models.save_model(model, path)):
+        with pytest.raises(ImportError, match=message):
+            save(tmp_path / "m.keras")
+        assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old.keras").write_bytes(b"old")
+    with pytest.raises(ImportError, match=message):
+        model.save(tmp_path / "old.keras")
+    assert (tmp_path / "old.keras").read_bytes() == b"old"
+    before = model.get_weights()
+    checkpoint = pynn.callbacks.ModelCheckpoint(str(tmp_path / "ck-{epoch}.keras"))
+    with pytest.raises(ImportError, match=message):  # before training, not after an epoch
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), before))
+    model.save(tmp_path / "m.npz")  # .npz needs no h5py
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz", "old.keras"]
+
+
+def test_overwrite_file_objects_and_unbuilt_models(tmp_path, rng, h5py):
+    x, y = _data(rng)
+    model = _mlp()
+    unbuilt = pynn.Sequential([pynn.Dense(2)])
+    with pytest.raises(ValueError, match="no weights yet"):
+        unbuilt.save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    first = (tmp_path / "m.keras").read_bytes()
+    assert first.startswith(b"PK") and keras_files.keras_kind(str(tmp_path / "m.keras")) \
+        == "archive"
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        model.save(tmp_path / "m.keras", overwrite=False)
+    assert (tmp_path / "m.keras").read_bytes() == first
+    model.save(tmp_path / "m.keras", overwrite=True)
+    buffer = io.BytesIO()
+    model.save(buffer)  # a binary file object gets .npz, as before
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as z:
+        assert "__pynn__.npy" in z.namelist()
+    np.testing.assert_array_equal(pynn.load_model(io.BytesIO(buffer.getvalue())).predict(x),
+                                  model.predict(x))
+
+
+def test_a_checkpoint_to_a_keras_path_writes_archives(tmp_path, rng, h5py):
+    x, y = _data(rng)
+    model = _mlp()
+    checkpoint = pynn.callbacks.ModelCheckpoint(str(tmp_path / "ck-{epoch}.keras"),
+                                                monitor="loss")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck-1.keras", "ck-2.keras"]
+    for name in ("ck-1.keras", "ck-2.keras"):
+        _members(tmp_path / name)
+    _assert_same_state(pynn.load_model(tmp_path / "ck-2.keras"), model)
+
+
+# ---- with Keras ---------------------------------------------------------------------------
+
+def test_keras_loads_pynns_archive_and_predicts_the_same(tmp_path, rng, h5py):
+    keras = import_keras()
+    x = rng.normal(size=(16, 6)).astype(np.float32)
+    y = (rng.random((16, 3)) > 0.5).astype(np.float32)
+    norm = L.Normalization()
+    norm.adapt(x)
+    model = pynn.Sequential([
+        pynn.Input((6,)), norm, pynn.Dense(8, activation="relu", kernel_initializer="he_normal",
+                                           kernel_regularizer=pynn.regularizers.L2(1e-3)),
+        L.BatchNormalization(), L.LayerNormalization(), L.PReLU(), L.Dropout(0.2),
+        L.GaussianNoise(0.1), L.GaussianDropout(0.1), L.AlphaDropout(0.1),
+        L.ReLU(max_value=6.0), L.LeakyReLU(0.2), L.ELU(), L.Activation("swish"),
+        L.Reshape((2, 4)), L.Flatten(), L.RMSNormalization(),
+        L.Normalization(mean=0.1, variance=2.0),
+        pynn.Dense(3, activation=pynn.activations.elu_with(0.5)), L.Softmax()])
+    schedule = pynn.schedules.ExponentialDecay(0.01, 10, 0.9)
+    model.compile(pynn.optimizers.Adam(schedule, beta_1=0.8), "binary_crossentropy",
+                  metrics=["accuracy", pynn.metrics.Precision(threshold=0.3), "rmse"])
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded.predict(x, verbose=0)), model.predict(x),
+                               rtol=1e-5, atol=1e-6)
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        type(layer).__name__ for layer in model.layers[1:]]
+    opt = loaded.optimizer
+    assert type(opt).__name__ == "Adam" and opt.beta_1 == 0.8
+    assert type(opt.learning_rate).__name__ != "Variable"
+    assert int(opt.iterations) == model.optimizer.iterations
+    assert float(opt._learning_rate(opt.iterations)) == pytest.approx(
+        model.optimizer.learning_rate, rel=1e-6)
+    assert type(loaded.loss).__name__ == "BinaryCrossentropy"
+    logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert {"accuracy", "precision", "rmse"} <= logs.keys()
+    assert logs["loss"] == pytest.approx(model.evaluate(x, y, verbose=0)[0], rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", [
+    pynn.optimizers.Adam(0.01), pynn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    pynn.optimizers.RMSprop(0.01, momentum=0.5, use_ema=True,
+                            gradient_accumulation_steps=2)])
+def test_keras_continues_training_as_pynn_does(tmp_path, rng, optimizer, h5py):
+    """The optimizer's slots and step count in Keras' layout: Keras trains on from them as
+    pynn does (a fresh Keras optimizer would not)."""
+    keras = import_keras()
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.normal(size=(16, 2))
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="tanh"),
+                             L.BatchNormalization(), pynn.Dense(2)])
+    model.compile(optimizer, "mse")
+    model.fit(x, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert int(loaded.optimizer.iterations) == model.optimizer.iterations
+    model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    loaded.fit(x, y.astype(np.float32), epochs=3, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-6)
+
+
+def test_keras_loads_components_of_your_own_by_their_names(tmp_path, rng, h5py):
+    keras = import_keras()
+    x, y = rng.normal(size=(8, 5)).astype(np.float32), rng.normal(size=(8, 2))
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4), _Scale(1.5), pynn.Dense(2)])
+    model.compile("sgd", _HalfMSE())
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+
+    class KerasScale(keras.layers.Layer):
+        def __init__(self, k=2.0, **kwargs):
+            super().__init__(**kwargs)
+            self.k = k
+
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+        def call(self, inputs):
+            return inputs * self.s * self.k
+
+    class KerasHalfMSE(keras.losses.MeanSquaredError):
+        pass
+
+    KerasScale.__name__ = "_Scale"  # Keras keys a layer's weights by its class name
+
+    loaded = keras.saving.load_model(tmp_path / "m.keras", custom_objects={
+        "_Scale": KerasScale, "_HalfMSE": KerasHalfMSE})
+    assert loaded.layers[1].k == 1.5 and isinstance(loaded.loss, KerasHalfMSE)
+    np.testing.assert_allclose(np.asarray(loaded.predict(x, verbose=0)), model.predict(x),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_keras_trained_model_trains_on_in_pynn_as_in_keras(tmp_path, rng, h5py):
+    """Keras' optimizer variables are read (its state started afresh in pynn)."""
+    keras = import_keras()
+    x, y = rng.normal(size=(16, 5)).astype(np.float32), rng.normal(size=(16, 2))
+    y = y.astype(np.float32)
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh"),
+                               keras.layers.Dense(2)])
+    theirs.compile(keras.optimizers.Adam(0.01), "mse")
+    theirs.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    theirs.save(tmp_path / "k.keras")
+    ours = pynn.load_model(tmp_path / "k.keras")
+    assert ours.optimizer.training_steps == 3
+    theirs.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    ours.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-6)
