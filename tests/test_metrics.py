@@ -3,7 +3,10 @@ giving whole-epoch / whole-set values (not means of per-batch values) in fit and
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -805,3 +808,48 @@ def test_a_zero_dimensional_threshold_and_an_r2score_subclass_of_its_own():
     assert MyR2(**MyR2().get_config()).name == "myr2"
     assert M.R2Score(num_regressors=2).get_config() == {"name": "r2_score",
                                                          "num_regressors": 2}
+
+
+def _doubled_error(y_true, y_pred):
+    return 2 * np.abs(np.asarray(y_pred) - np.asarray(y_true)).mean(axis=-1)
+
+
+def test_a_mean_metric_wrapper_of_a_named_function_is_saved(rng, tmp_path):
+    """MeanMetricWrapper(fn, name=...) as Keras saves it: with its function (one of pynn's,
+    or a def of your own loaded through custom_objects); a lambda is still refused."""
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    y = rng.normal(size=(12, 1)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    model.compile("adam", "mse", metrics=[
+        pynn.metrics.MeanMetricWrapper(pynn.metrics.mean_absolute_error, name="wrapped"),
+        pynn.metrics.MeanMetricWrapper(_doubled_error, name="doubled", direction="down")])
+    model.fit(x, y, epochs=1, verbose=0)
+    logs = model.evaluate(x, y, return_dict=True)
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="_doubled_error"):
+        pynn.load_model(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz",
+                             custom_objects={"_doubled_error": _doubled_error})
+    assert loaded.evaluate(x, y, return_dict=True) == pytest.approx(logs, rel=1e-6)
+    assert logs["doubled"] == pytest.approx(2 * logs["wrapped"], rel=1e-5)
+    wrapped = [m for m in loaded._metric_objects if m.name == "doubled"][0]
+    assert type(wrapped) is pynn.metrics.MeanMetricWrapper and wrapped.direction == "down"
+    if importlib.util.find_spec("h5py") is not None:  # a .keras file: Keras' description
+        model.save(tmp_path / "m.keras")  # of it, read as Keras writes one (pynn's dropped)
+        with zipfile.ZipFile(tmp_path / "m.keras") as z:
+            members = {name: z.read(name) for name in z.namelist()}
+        config = json.loads(members["config.json"])
+        config.pop("pynn")
+        assert config["compile_config"]["metrics"][0]["config"]["fn"]["config"] == \
+            "mean_absolute_error"
+        members["config.json"] = json.dumps(config)
+        with zipfile.ZipFile(tmp_path / "k.keras", "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+        with pynn.utils.custom_object_scope({"_doubled_error": _doubled_error}):
+            as_keras = pynn.load_model(tmp_path / "k.keras")
+        assert as_keras.evaluate(x, y, return_dict=True) == pytest.approx(logs, rel=1e-6)
+    model.compile("adam", "mse", metrics=[
+        pynn.metrics.MeanMetricWrapper(lambda t, p: np.abs(p - t), name="anonymous")])
+    with pytest.raises(ValueError, match="cannot save metric"):
+        model.save(tmp_path / "n.npz")

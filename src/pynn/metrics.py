@@ -1926,6 +1926,12 @@ def serialize(metric):
         return metric
     if isinstance(metric, type) and issubclass(metric, Metric):  # compile() takes classes
         metric = metric()
+    if type(metric) is MeanMetricWrapper:  # (Keras' files keep its function too)
+        fn = serialize(metric.fn)
+        if not (isinstance(fn, dict) and "function" in fn):
+            return None  # (a lambda, an object)
+        return {"class_name": "MeanMetricWrapper",
+                "config": {"fn": fn, "name": metric.name, "direction": metric.direction}}
     if isinstance(metric, Metric):
         cls = type(metric)
         if _custom.is_custom(cls) or _SAVABLE.get(cls.__name__) is cls:
@@ -1954,6 +1960,11 @@ def deserialize(spec):
             return objects[name]
         raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "
                          f"load_model(..., custom_objects={{{name!r}: {name}}})")
+    config = spec.get("config")
+    if spec.get("class_name") == "MeanMetricWrapper" and not spec.get("custom") and \
+            isinstance(config, dict) and isinstance(config.get("fn"), dict):
+        return MeanMetricWrapper(deserialize(config["fn"]), config.get("name"),
+                                 config.get("direction"))
     try:
         metric = _custom.rebuild(spec, _SAVABLE.get, "metric")
     except TypeError as exc:
