@@ -51,11 +51,15 @@ def atomic_write(filepath, write):
     """Call write(fileobj) on a temporary file, then move it to filepath in one step. A
     symlink is followed (its target is replaced, the link kept). A stream (is_stream) is
     written through in append mode, as a shell's redirection left it (/dev/stdout may be a
-    pipe, or a log file opened with >>: replacing it would lose the log)."""
+    pipe, or a log file opened with >>: replacing it would lose the log), in one write of
+    the whole file made in memory (the writers seek back to patch headers, which append
+    mode would turn into appends: a corrupt file)."""
     filepath = os.fspath(filepath)
     if is_stream(filepath):
+        buffer = io.BytesIO()
+        write(buffer)
         with open(filepath, "ab") as f:
-            write(f)
+            f.write(buffer.getbuffer())
         return
     if filepath.endswith(os.sep) or (os.altsep and filepath.endswith(os.altsep)):
         raise IsADirectoryError(f"{filepath!r} names a directory (it ends in a separator); "
