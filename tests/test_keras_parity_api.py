@@ -43,6 +43,15 @@ def test_save_overwrite_and_load_safe_mode(tmp_path):
             model.save(as_bytes, overwrite=False) if as_bytes.endswith(b"m.npz") else \
                 model.save_weights(as_bytes, overwrite=False)
     model.save(tmp_path / "new.npz", overwrite=False)  # a new file is written
+    # pynn.saving's functions take Keras' arguments (a positional False was allow_unbuilt,
+    # and the file replaced)
+    before = path.read_bytes()
+    for call in (lambda: pynn.saving.save_model(model, path, False),
+                 lambda: pynn.saving.save_model(model, path, overwrite=False),
+                 lambda: pynn.saving.save_weights(model, path, False)):
+        with pytest.raises(FileExistsError, match="exists and overwrite=False"):
+            call()
+    assert path.read_bytes() == before
     loaded = pynn.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
 

@@ -1901,8 +1901,7 @@ class Sequential:
         file (Keras asks; pynn raises FileExistsError)."""
         from .saving import save_weights
 
-        _check_overwrite(filepath, overwrite)
-        save_weights(self, filepath)
+        save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath, skip_mismatch=False):
         """Load weights saved by save_weights or save; shapes are checked first. With
@@ -1923,8 +1922,7 @@ class Sequential:
         (FileExistsError)."""
         from .saving import save_model
 
-        _check_overwrite(filepath, overwrite)
-        save_model(self, filepath)
+        save_model(self, filepath, overwrite)
 
     def export(self, filepath, format="onnx", verbose=None, input_signature=None,
                opset_version=None):
@@ -2261,12 +2259,6 @@ def _pickled_bytes(model):
         return model_to_bytes(model)
     except ValueError as exc:
         raise TypeError(str(exc).replace("cannot save", "cannot pickle", 1)) from exc
-
-
-def _check_overwrite(filepath, overwrite):
-    if not overwrite and isinstance(filepath, (str, bytes, os.PathLike)) and \
-            os.path.exists(filepath):
-        raise FileExistsError(f"{os.fsdecode(filepath)} exists and overwrite=False")
 
 
 def _loss_number(value, loss):

@@ -202,8 +202,17 @@ def _h5py():
     return h5py
 
 
-def save_weights(model, filepath):
-    """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5."""
+def check_overwrite(filepath, overwrite):
+    """FileExistsError for an existing file when overwrite is False (Keras asks instead)."""
+    if not overwrite and isinstance(filepath, (str, bytes, os.PathLike)) and \
+            os.path.exists(filepath):
+        raise FileExistsError(f"{os.fsdecode(filepath)} exists and overwrite=False")
+
+
+def save_weights(model, filepath, overwrite=True):
+    """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5
+    (Keras' saving.save_weights, whose arguments these are)."""
+    check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
@@ -378,14 +387,16 @@ def check_savable(model, filepath=None):
     _description(model)
 
 
-def save_model(model, filepath, allow_unbuilt=False):
+def save_model(model, filepath, overwrite=True, *, allow_unbuilt=False):
     """The whole model: architecture, weights, compile settings and optimizer state, in
     .npz (default), HDF5 when the name ends in .h5/.hdf5, or a Keras 3 archive when it ends
     in .keras (pynn.keras_writer: Keras' config.json and model.weights.h5, which
     keras.saving.load_model loads, compiled, with the optimizer's state where Keras has the
     same variables; pynn's own description beside them, so pynn.load_model loads it as
     losslessly as a .npz; needs h5py: ImportError without). A binary file object gets .npz.
+    overwrite=False refuses an existing file (Keras' saving.save_model's arguments).
     (allow_unbuilt: for pickling, which keeps a model without weights yet as such.)"""
+    check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
     if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
