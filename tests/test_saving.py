@@ -1424,3 +1424,27 @@ def test_automatic_configs_of_regularizers_and_optimizers_of_your_own(tmp_path, 
     assert loaded.layers[1].kernel_regularizer.c == 0.25
     assert (loaded.optimizer.learning_rate, loaded.optimizer.shrink) == (0.02, 0.3)
     assert loaded.optimizer.training_steps == 1
+
+
+def test_a_weights_files_input_shape_and_weight_count_errors_name_the_file(tmp_path):
+    """A weights file loaded into an unbuilt model builds it for the file's input shape: one
+    beyond any memory (a crafted file) was a bare MemoryError or numpy's "array is too big",
+    a bad one and a layer's weight count were named without the file."""
+    source = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3)])
+    source.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["__pynn__"]))
+    for shape, message in (([2**40], r"the model built for the file's input shape .* is too "
+                                     r"large"),
+                           ([2**62], "building the model for the file's input shape"),
+                           ([0], r"the file's input shape \[0\] is not a list of sizes")):
+        np.savez(tmp_path / "bad.npz", **{**arrays, "__pynn__": np.array(json.dumps(
+            {**meta, "input_shape": shape}))})
+        model = pynn.Sequential([pynn.Dense(3)])
+        with pytest.raises(ValueError, match=rf"bad\.npz.*{message}"):
+            model.load_weights(tmp_path / "bad.npz")
+        assert not model.built  # (unbuilt again)
+    biasless = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3, use_bias=False)])
+    with pytest.raises(ValueError, match=r"w\.npz.*the file has 2 weight arrays"):
+        biasless.load_weights(tmp_path / "w.npz")

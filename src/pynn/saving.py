@@ -693,7 +693,7 @@ def load_weights(model, filepath, skip_mismatch=False):
         if model.built:
             # user -> Sequential.load_weights -> here -> _assign_weights
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
-        input_shape = _saved_input_shape(meta)
+        input_shape = _saved_input_shape(meta, filepath)
         if input_shape is None:  # a weights file of an older pynn: the first kernel's rows
             from .layers import Dense
 
@@ -712,15 +712,24 @@ def load_weights(model, filepath, skip_mismatch=False):
             from .config import loading_weights
 
             # (skip_mismatch leaves some layers as built: they need real initial values)
-            with loading_weights() if not skip_mismatch else contextlib.nullcontext():
-                model._ensure_built(input_shape)
+            try:
+                with loading_weights() if not skip_mismatch else contextlib.nullcontext():
+                    model._ensure_built(input_shape)
+            except MemoryError as exc:  # (an input shape beyond any memory: 2**40)
+                raise ValueError(f"{filepath!r}: the model built for the file's input shape "
+                                 f"{list(input_shape)} is too large ({exc})") from exc
+            except ValueError as exc:  # name the file (numpy's "array is too big")
+                if repr(filepath) in str(exc):
+                    raise
+                raise ValueError(f"{filepath!r}: building the model for the file's input "
+                                 f"shape {list(input_shape)}: {exc}") from exc
             return _assign_weights(model, arrays, meta, filepath, skip_mismatch, user_depth=3)
         except BaseException:
             _restore_state(before)
             raise
 
 
-def _saved_input_shape(meta):
+def _saved_input_shape(meta, filepath):
     """The input shape of the model a file was saved from (a weights file's "input_shape",
     a model file's first layer's), or None (a weights file of an older pynn)."""
     shape = meta.get("input_shape")
@@ -732,7 +741,8 @@ def _saved_input_shape(meta):
         return None
     if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ValueError(f"the file's input shape {shape!r} is not a list of sizes")
+        raise ValueError(f"{filepath!r}: the file's input shape {shape!r} is not a list of "
+                         f"sizes")
     return tuple(shape)
 
 
@@ -816,8 +826,9 @@ def _warn_if_narrowed(plan, filepath, stacklevel):
 def _layer_plan(layer, entry, arrays, filepath):
     weights = entry["weights"]
     if len(weights) != len(layer.params):
-        raise ValueError(f"layer {layer.name!r}: the file has {len(weights)} weight arrays "
-                         f"(layer {entry.get('name')!r}), the model {len(layer.params)}")
+        raise ValueError(f"{filepath!r}: layer {layer.name!r}: the file has {len(weights)} "
+                         f"weight arrays (layer {entry.get('name')!r}), the model "
+                         f"{len(layer.params)}")
     # Another class's weights of the same shapes (a Normalization's mean and variance as a
     # LayerNormalization's gamma and beta) are refused, as Keras does: by their names, so
     # a subclass of the saved class (weights named alike) still loads
