@@ -156,6 +156,21 @@ def test_a_keras_archive_loads_with_its_weights_and_compile_settings(tmp_path, r
     assert not pynn.load_model(path, compile=False).compiled
 
 
+def test_model_from_json_reads_kerass_to_json(rng):
+    """Keras 3's model.to_json() (its config, as a .keras file holds it): the model with
+    fresh weights, as Keras' model_from_json gives it (InputLayer's 'sparse' was refused)."""
+    layers, _, _ = _mlp(rng)
+    text = json.dumps(_config(layers, compile_config=False))
+    model = pynn.models.model_from_json(text)
+    assert [type(layer).__name__ for layer in model.layers] == \
+        ["InputLayer"] + [entry["class_name"] for entry in layers]
+    assert model.built and model.input_shape == (5,) and not model.compiled
+    assert pynn.models.model_from_json(model.to_json()).get_config() == model.get_config()
+    with pytest.raises(ValueError, match="model_from_json'*: its Keras model does not translate"):
+        pynn.models.model_from_json(json.dumps(_config([_dense("d", 0, "relu", 5)],
+                                                       compile_config=False)))
+
+
 def test_a_model_without_an_input_is_built_for_its_first_layers_shape(tmp_path, rng):
     layers, weights, forward = _mlp(rng)
     path = _archive(tmp_path / "m.keras", _config(layers, input_rows=None), weights)

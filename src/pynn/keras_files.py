@@ -90,7 +90,7 @@ def load_model(target, where, custom_objects=None, compile=True):
         with _open_weights(weights, where) as arrays:
             return rebuild_described(arrays, config[PYNN_KEY], where, custom_objects,
                                      compile)
-    model, keys, unbuilt = _model_from_config(config, where, custom_objects)
+    model, keys, unbuilt = model_from_config(config, where, custom_objects)
     with _open_weights(weights, where) as arrays:
         assign_weights(model, arrays, keys, unbuilt)
         settings = config.get("compile_config")
@@ -286,7 +286,10 @@ def optimizer_layout(model):
     return layout + (["u_product"] if name == "Nadam" else [])
 
 
-def _model_from_config(config, where, custom_objects):
+def model_from_config(config, where, custom_objects):
+    """(the Sequential a Keras 3 model config describes, built where Keras had built it, its
+    layers' Keras class names, the indices of layers Keras had not built); where names the
+    source in messages."""
     from .model import Sequential
 
     kind = config.get("class_name")
@@ -448,4 +451,4 @@ def _json_member(z, name, where):
 
 
 __all__ = ["assign_weights", "keras_kind", "layer_keys", "load_model", "load_weights",
-           "optimizer_layout", "read_described", "restore_optimizer"]
+           "model_from_config", "optimizer_layout", "read_described", "restore_optimizer"]

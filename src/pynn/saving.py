@@ -468,6 +468,9 @@ def model_from_json(json_string, custom_objects=None):
             not isinstance(config.get("layers"), list):
         raise ValueError("model_from_json: expected the JSON of a Sequential's to_json(), "
                          "{'class_name': 'Sequential', 'config': {'layers': [...]}}")
+    if spec.get("module") == "keras":  # Keras 3's to_json: read as a .keras file's config
+        with custom_object_scope(custom_objects):
+            return keras_files.model_from_config(spec, "model_from_json", custom_objects)[0]
     with _description_errors("model_from_json", "model"):
         try:
             with custom_object_scope(custom_objects), \
