@@ -296,6 +296,44 @@ def test_register_keras_serializable_loads_without_custom_objects(tmp_path, rng)
             assert type(pynn.load_model(tmp_path / "m.npz").layers[1]) is Other
     finally:
         _registered.clear()
+
+
+def _scaled(package, factor, name=None):
+    """A layer class called Scale registered under package (and name)."""
+    @pynn.saving.register_keras_serializable(package=package, name=name)
+    class Scale(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            return x * factor
+
+    return Scale
+
+
+def _double(y_true, y_pred):
+    return 2 * np.mean(np.abs(y_pred - y_true), axis=-1)
+
+
+def test_registered_names_tell_two_packages_classes_apart(tmp_path, rng):
+    """Files name a registered class by its "package>name" too: two packages' Scale loaded
+    as the last registered one (silently other outputs), and a class registered with name=
+    did not load at all. A scope's objects still win."""
+    from pynn.custom_objects import _registered
+
+    try:
+        pynn.saving.register_keras_serializable(package="fns")(_double)
+        mine, theirs = _scaled("mine", 3.0), _scaled("theirs", -100.0)
+        renamed = _scaled("renamed", 5.0, name="scale_layer")
+        x = rng.normal(size=(2, 2)).astype(np.float32)
+        for cls, factor in ((mine, 3.0), (theirs, -100.0), (renamed, 5.0)):
+            model = pynn.Sequential([pynn.Input((2,)), cls()])
+            model.compile("sgd", "mse", metrics=[pynn.metrics.MeanMetricWrapper(_double)])
+            model.save(tmp_path / "m.npz")
+            loaded = pynn.load_model(tmp_path / "m.npz")
+            assert type(loaded.layers[1]) is cls and loaded.metrics[0].fn is _double
+            np.testing.assert_allclose(loaded.predict(x), factor * x, rtol=1e-6)
+        with pynn.saving.custom_object_scope({"Scale": mine}):
+            assert type(pynn.load_model(tmp_path / "m.npz").layers[1]) is mine
+    finally:
+        _registered.clear()
     with pytest.raises(AttributeError, match=r"compile\(loss='categorical_crossentropy'\)"):
         pynn.losses.categorical_crossentropy
 

@@ -134,8 +134,8 @@ def test_save_writes_keras_layout(tmp_path, rng, h5py):
         count = 4 if key == "batch_normalization" else 2
         for i in range(count):
             np.testing.assert_array_equal(arrays[f"layers/{key}/vars/{i}"], weights[first + i])
-    assert names == {"vars": "sequential", "layers/dense/vars": "dense",
-                     "optimizer/vars": "adam"}
+    assert names == {"vars": model.name, "layers/dense/vars": model.layers[1].name,
+                     "optimizer/vars": "adam"}  # (the names a process gave them)
     opt = model.optimizer
     assert int(arrays["optimizer/vars/0"]) == opt.training_steps == 6
     assert arrays["optimizer/vars/1"] == np.float32(0.01)

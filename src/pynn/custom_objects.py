@@ -18,6 +18,7 @@ import warnings
 
 _local = threading.local()
 _registered = {}  # register_keras_serializable's {name: class or function}, every thread's
+_registered_as = {}  # {class or function: its "package>name"}, what files name it by
 
 
 def _stack():
@@ -61,10 +62,31 @@ def register_keras_serializable(package="Custom", name=None):
         own = name or getattr(obj, "__name__", None)
         if not isinstance(own, str):
             raise TypeError(f"register_keras_serializable: {obj!r} has no __name__; give name=")
-        _registered[own] = _registered[f"{package}>{own}"] = obj
+        key = f"{package}>{own}"
+        _registered[own] = _registered[key] = obj
+        _registered_as[obj] = key
         return obj
 
     return register
+
+
+def registered_name(obj):
+    """The "package>name" register_keras_serializable gave obj (a class or function), as a
+    file names it, or None: two packages' classes of one name load as their own."""
+    try:
+        key = _registered_as.get(obj)
+    except TypeError:  # (an unhashable object)
+        return None
+    return key if key is not None and _registered.get(key) is obj else None
+
+
+def registered_object(name, registered):
+    """What a file's registered name ("package>name", or None) finds, unless custom_objects
+    or an enclosing scope gives `name`, which wins (as over registered objects); None then
+    and for a name nothing registered."""
+    if not isinstance(registered, str) or any(name in m for m in _stack()):
+        return None
+    return in_scope().get(registered)
 
 
 def get_custom_objects():
@@ -89,10 +111,14 @@ def is_custom(obj):
 
 
 def describe(obj):
-    """{"class_name", "config"} of a component, "custom": true for a user's class."""
+    """{"class_name", "config"} of a component, "custom": true for a user's class, and its
+    "registered_name" where it was registered."""
     spec = {"class_name": type(obj).__name__, "config": obj.get_config()}
     if is_custom(type(obj)):
         spec["custom"] = True
+        registered = registered_name(type(obj))
+        if registered is not None:
+            spec["registered_name"] = registered
     return spec
 
 
@@ -107,6 +133,9 @@ def find(spec, pynn_class, kind):
     (file_marks), else custom_objects first (older files, hand-written configs)."""
     name = spec.get("class_name")
     objects = in_scope()
+    registered = registered_object(name, spec.get("registered_name"))
+    if spec.get("custom") and registered is not None:
+        return registered  # (the class name alone may be another package's)
     if not spec.get("custom"):
         cls = pynn_class(name) if isinstance(name, str) else None
         if cls is not None and (getattr(_local, "marks", False) or name not in objects):

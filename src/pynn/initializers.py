@@ -419,6 +419,8 @@ def serialize(init: Initializer) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the initializer (a
     function by its name, found again through custom_objects)."""
     if type(init) is FunctionInitializer:
-        return {"class_name": getattr(init.fn, "__name__", "<function>"), "config": {},
+        spec = {"class_name": getattr(init.fn, "__name__", "<function>"), "config": {},
                 "custom": True}
+        registered = _custom.registered_name(init.fn)
+        return spec if registered is None else {**spec, "registered_name": registered}
     return _custom.describe(init)

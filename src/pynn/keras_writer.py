@@ -268,10 +268,9 @@ def _keras_object(spec, config, module, objects):
 def _registered_name(obj, name):
     """register_keras_serializable's "package>name" of obj, else its name (Keras'
     get_registered_name)."""
-    from .custom_objects import get_custom_objects
+    from .custom_objects import registered_name
 
-    return next((key for key, value in get_custom_objects().items()
-                 if value is obj and ">" in key), name)
+    return registered_name(obj) or name
 
 
 def _keras_compile(settings, objects):

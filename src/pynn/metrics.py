@@ -1942,7 +1942,9 @@ def serialize(metric):
         if _METRIC_FUNCTIONS.get(name) is metric:
             return {"function": name}  # one of pynn's, say precision
         if _custom.is_custom(metric):
-            return {"function": name, "custom": True}
+            registered = _custom.registered_name(metric)
+            return {"function": name, "custom": True, **(
+                {} if registered is None else {"registered_name": registered})}
     return None
 
 
@@ -1956,6 +1958,9 @@ def deserialize(spec):
         name, objects = spec["function"], _custom.in_scope()
         if not spec.get("custom") and name in _METRIC_FUNCTIONS:
             return _METRIC_FUNCTIONS[name]
+        registered = _custom.registered_object(name, spec.get("registered_name"))
+        if registered is not None:  # (another package's may share the name)
+            return registered
         if name in objects:
             return objects[name]
         raise ValueError(f"unknown metric function {name!r}: a metric of your own loads with "

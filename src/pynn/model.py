@@ -2100,7 +2100,8 @@ class Sequential:
                 return {**cfg, "name": str(name)}
             return cfg
         with custom_object_scope(custom_objects):  # initializers, regularizers inside too
-            layers = [get_class(entry["class_name"], custom=entry.get("custom"))
+            layers = [get_class(entry["class_name"], custom=entry.get("custom"),
+                                registered_name=entry.get("registered_name"))
                       .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=config.get("name"))
 

@@ -27,11 +27,13 @@ _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, Gaussia
                                             Normalization, RMSNormalization, *ACTIVATION_LAYERS)}
 
 
-def get_class(name, custom_objects=None, custom=False):
+def get_class(name, custom_objects=None, custom=False, registered_name=None):
     """The layer class called `name`: pynn's registered one, unless the file marked it a
-    user's (`custom`); a user's from `custom_objects` (or an enclosing custom_object_scope)."""
+    user's (`custom`); a user's from `custom_objects` (or an enclosing custom_object_scope),
+    by its register_keras_serializable name where the file gives one."""
     with _custom.custom_object_scope(custom_objects):
-        return _custom.find({"class_name": name, "custom": custom}, _REGISTRY.get, "layer")
+        return _custom.find({"class_name": name, "custom": custom,
+                             "registered_name": registered_name}, _REGISTRY.get, "layer")
 
 
 __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
