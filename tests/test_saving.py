@@ -1448,3 +1448,45 @@ def test_a_weights_files_input_shape_and_weight_count_errors_name_the_file(tmp_p
     biasless = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3, use_bias=False)])
     with pytest.raises(ValueError, match=r"w\.npz.*the file has 2 weight arrays"):
         biasless.load_weights(tmp_path / "w.npz")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("what", ["model", "weights"])
+def test_a_model_loads_from_a_pipe_path(tmp_path, what):
+    """`... | python -c 'pynn.load_model("/dev/stdin")'` and a FIFO: loading opened the path
+    several times (its kind, then its contents), the later reads finding the pipe drained
+    ("it starts with b''")."""
+    import threading
+    import time
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    if what == "model":
+        model.save(tmp_path / "m.npz")
+    else:
+        model.save_weights(tmp_path / "m.npz")
+    fifo, data = tmp_path / "pipe", (tmp_path / "m.npz").read_bytes()
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def feed():
+        fifo.write_bytes(data)
+        while not stop.is_set():  # a later open finds an empty pipe, not a wait for ever
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # (no reader yet)
+                pass
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        if what == "model":
+            loaded = pynn.load_model(fifo)
+        else:
+            loaded = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+            loaded.load_weights(str(fifo))
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)

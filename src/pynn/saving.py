@@ -185,6 +185,19 @@ def _check_target(target, mode):
                         f"got {type(target).__name__}")
 
 
+def _read_through(filepath):
+    """A path that is no regular file (/dev/stdin, a FIFO: it reads once) as a file object
+    of its bytes, named by the path; anything else as it is. Loading reads a file more than
+    once (its kind, then its contents)."""
+    if isinstance(filepath, str) and is_stream(filepath) and os.path.exists(filepath) and \
+            not os.path.isdir(filepath):
+        with open(filepath, "rb") as f:
+            buffer = io.BytesIO(f.read())
+        buffer.name = filepath
+        return buffer
+    return filepath
+
+
 def where(target):
     """How messages name a file: its path, or a file object's name."""
     if _is_file_object(target):
@@ -509,7 +522,7 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     Keras 3 `.keras` file of a Sequential model loads too (pynn.keras_files: its layers,
     weights and compile settings, and the optimizer's state and step count where Keras
     keeps the variables pynn's optimizer has; otherwise it starts afresh)."""
-    filepath = as_target(filepath)
+    filepath = _read_through(as_target(filepath))
     kind = keras_files.keras_kind(filepath)
     if kind == "archive":
         return keras_files.load_model(filepath, where(filepath), custom_objects, compile)
@@ -677,7 +690,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     (`.weights.h5`) or a `.keras` file Keras wrote loads into a built model whose layers
     match its own (pynn.keras_files).
     """
-    filepath = as_target(filepath)
+    filepath = _read_through(as_target(filepath))
     kind = keras_files.keras_kind(filepath)
     _refuse_other_keras_files(filepath, kind, "load_weights")
     # a .keras archive pynn wrote: its description, read as a .npz's
