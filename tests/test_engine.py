@@ -17,12 +17,13 @@ import pynn
 from conftest import run_python
 from pynn import _C
 
-(LIN, RELU, LEAKY, ELU, GELU, SIGMOID, TANH, SILU, SOFTPLUS, SOFTSIGN, SELU, RELU6, HARD_SIGMOID,
- HARD_SILU, MISH) = range(15)
-SOFTMAX = 15  # the engine's code after the activations
+(LIN, RELU, LEAKY, ELU, GELU_TANH, SIGMOID, TANH, SILU, SOFTPLUS, SOFTSIGN, SELU, RELU6,
+ HARD_SIGMOID, HARD_SILU, MISH, GELU) = range(16)
+SOFTMAX = 16  # the engine's code after the activations
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 FUSED = {"softmax_xent_sparse", "softmax_xent_dense", "bce_logits"}
 GELU_C = math.sqrt(2.0 / math.pi)
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 # ---- float64 reference ------------------------------------------------------------------------
@@ -37,6 +38,8 @@ def act_f(code, z, p):
     if code == ELU:
         return np.where(z > 0, z, p * np.expm1(np.minimum(z, 0)))
     if code == GELU:
+        return z * 0.5 * _erfc(-z / math.sqrt(2))
+    if code == GELU_TANH:
         return 0.5 * z * (1 + np.tanh(GELU_C * (z + 0.044715 * z**3)))
     if code == SIGMOID:
         return 1 / (1 + np.exp(-z))
@@ -72,6 +75,8 @@ def act_grad(code, z, y, p):
     if code == ELU:
         return np.where(y > 0, 1.0, y + p)
     if code == GELU:
+        return 0.5 * _erfc(-z / math.sqrt(2)) + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    if code == GELU_TANH:
         t = np.tanh(GELU_C * (z + 0.044715 * z**3))
         return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * z * z)
     if code == SIGMOID:
@@ -485,8 +490,9 @@ def test_activation_codes_agree_with_the_python_side():
     from pynn.engine import _SOFTMAX_CODE
 
     assert _C.activation_count == len(ACTIVATION_CODES) == SOFTMAX == _SOFTMAX_CODE
-    names = ["linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "silu",
-             "softplus", "softsign", "selu", "relu6", "hard_sigmoid", "hard_silu", "mish"]
+    names = ["linear", "relu", "leaky_relu", "elu", "gelu_tanh", "sigmoid", "tanh", "silu",
+             "softplus", "softsign", "selu", "relu6", "hard_sigmoid", "hard_silu", "mish",
+             "gelu"]
     assert [ACTIVATION_CODES[n] for n in names] == list(range(SOFTMAX))
     assert set(ACTIVATION_CODES) | {"softmax"} == set(pynn.activations.NAMES)
 

@@ -470,3 +470,17 @@ def test_a_keras_trained_model_trains_on_in_pynn_as_in_keras(tmp_path, rng, h5py
     ours.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_tanh_is_written_as_kerass_gelu_with_a_warning(tmp_path, h5py):
+    """Keras names no tanh form of gelu (a name it lacks would fail its load): the file says
+    "gelu", its exact form, with a warning; pynn reads its own gelu_tanh back."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="gelu_tanh"),
+                             pynn.Dense(2, activation="gelu")])
+    with pytest.warns(UserWarning, match="Keras has no name for gelu_tanh"):
+        model.save(tmp_path / "m.keras")
+    config = _members(tmp_path / "m.keras")[0]
+    assert [e["config"]["activation"] for e in config["config"]["layers"][1:]] == \
+        ["gelu", "gelu"]
+    loaded = pynn.load_model(tmp_path / "m.keras")
+    assert [layer.activation.name for layer in loaded.layers[1:]] == ["gelu_tanh", "gelu"]

@@ -1490,3 +1490,39 @@ def test_a_model_loads_from_a_pipe_path(tmp_path, what):
         writer.join(timeout=10)
     for a, b in zip(loaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _as_version_1(text):
+    """A description as format version 1 wrote it, where "gelu" was the tanh form."""
+    return text.replace('"gelu_tanh"', '"gelu"')
+
+
+def test_a_file_from_before_format_version_2_keeps_its_tanh_gelu(tmp_path, rng):
+    """Format version 2 made "gelu" the exact form (Keras', PyTorch's); a model saved before
+    it, whose "gelu" was the tanh approximation, loads with gelu_tanh and predicts as it
+    did (a file, and to_json's text)."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="gelu_tanh"),
+                             pynn.Activation("gelu_tanh"), pynn.Dense(2, activation="gelu")])
+    model.save(tmp_path / "m.npz")
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+
+    def older(meta):
+        meta.update(json.loads(_as_version_1(json.dumps(meta))), format_version=1)
+        meta["config"]["layers"][-1]["config"]["activation"] = "linear"  # (no exact gelu then)
+
+    _rewrite(tmp_path / "m.npz", tmp_path / "old.npz", older)
+    old = pynn.load_model(tmp_path / "old.npz")
+    assert [getattr(layer, "activation", None) for layer in old.layers[1:3]] == \
+        [pynn.activations.gelu_tanh] * 2
+    assert old.layers[3].activation.name == "linear"
+    np.testing.assert_allclose(old.layers[2](old.layers[1](x)),
+                               model.layers[2](model.layers[1](x)), rtol=1e-6)
+    again = pynn.load_model(tmp_path / "m.npz")  # a version 2 file's gelu is the exact one
+    assert again.layers[3].activation == pynn.activations.gelu
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    spec = json.loads(model.to_json())
+    assert spec.pop("format_version") == 2
+    from_json = pynn.models.model_from_json(_as_version_1(json.dumps(spec)))
+    assert [layer.activation for layer in from_json.layers[1:]] == \
+        [pynn.activations.gelu_tanh] * 3  # (its "gelu"s all were)
+    assert pynn.models.model_from_json(model.to_json()).layers[3].activation.name == "gelu"

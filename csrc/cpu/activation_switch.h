@@ -23,7 +23,7 @@ bool with_activation(Activation act, F&& f) {
         PYNN_ACTIVATION_CASE(relu)
         PYNN_ACTIVATION_CASE(leaky_relu)
         PYNN_ACTIVATION_CASE(elu)
-        PYNN_ACTIVATION_CASE(gelu)
+        PYNN_ACTIVATION_CASE(gelu_tanh)
         PYNN_ACTIVATION_CASE(sigmoid)
         PYNN_ACTIVATION_CASE(tanh)
         PYNN_ACTIVATION_CASE(silu)
@@ -34,6 +34,7 @@ bool with_activation(Activation act, F&& f) {
         PYNN_ACTIVATION_CASE(hard_sigmoid)
         PYNN_ACTIVATION_CASE(hard_silu)
         PYNN_ACTIVATION_CASE(mish)
+        PYNN_ACTIVATION_CASE(gelu)
 #undef PYNN_ACTIVATION_CASE
         default: return false;
     }

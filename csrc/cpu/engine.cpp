@@ -38,10 +38,10 @@ constexpr int kSigmoid = static_cast<int>(Activation::sigmoid);
 constexpr int kSoftmax = DenseEngine::kSoftmax;
 
 const char* act_name(int a) {
-    static const char* names[] = {"linear",  "relu",    "leaky_relu", "elu",       "gelu",
+    static const char* names[] = {"linear",  "relu",    "leaky_relu", "elu",       "gelu_tanh",
                                   "sigmoid", "tanh",    "silu",       "softplus",  "softsign",
                                   "selu",    "relu6",   "hard_sigmoid", "hard_silu", "mish",
-                                  "softmax"};
+                                  "gelu",    "softmax"};
     static_assert(sizeof names / sizeof *names == kSoftmax + 1, "a name per activation code");
     return (a >= 0 && a <= kSoftmax) ? names[a] : "?";
 }

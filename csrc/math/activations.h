@@ -106,12 +106,12 @@ PYNN_HD float sigmoid(float z) {
     return z >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
 }
 
-PYNN_HD float gelu(float z) {
+PYNN_HD float gelu_tanh(float z) {
     float inner = kSqrt2OverPi * (z + kGeluCoeff * z * z * z);
     return 0.5f * z * (1.f + tanh_f(inner));
 }
 
-PYNN_HD float gelu_grad(float z) {
+PYNN_HD float gelu_tanh_grad(float z) {
     // Beyond |z| = 10 tanh is exactly +-1 (float32 and float64), so the second term is 0 and
     // the value 0 or 1; taken as such, since z*z overflows into 0 * inf = NaN past 1.8e19.
     // (A select on the result, not a clamp of z: GCC then folded the clamped ends into the
@@ -121,6 +121,47 @@ PYNN_HD float gelu_grad(float z) {
     const float t = tanh_f(inner);
     const float dinner = kSqrt2OverPi * (1.f + 3.f * kGeluCoeff * z2);
     const float grad = 0.5f * (1.f + t) + 0.5f * z * (1.f - t * t) * dinner;
+    return z > 10.f ? 1.f : (z < -10.f ? 0.f : grad);
+}
+
+// Phi(-|z|) = erfc(|z| / sqrt 2) / 2, the normal distribution's tail. On the CPU by Numerical
+// Recipes' erfcc (Chebyshev fit of erfc(x) / t, t = 1 / (1 + x / 2): relative error < 1.2e-7
+// at every x, so the tail z << 0 keeps its digits, where 1 + erf(z / sqrt 2) cancels) and a
+// libm-free exp, so the loops vectorise; on the GPU by erfcf.
+PYNN_HD float normal_tail(float z) {
+    const float x = (z < 0.f ? -z : z) * 0.70710678f;
+#if defined(__CUDA_ARCH__)
+    return 0.5f * erfcf(x);
+#else
+    const float t = 1.f / (1.f + 0.5f * x);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    // x^2 as z^2 / 2: one rounding, not x's and its square's (their ~2e-7 relative error
+    // became the tail's, times x^2). The sum is <= 0 but for ~1e-7 near 0.
+    return 0.5f * t * exp_nonpositive(p - 0.5f * (z * z));
+#endif
+}
+
+// gelu(z) = z Phi(z): Keras' and PyTorch's default (exact) form. NaN stays NaN.
+PYNN_HD float gelu(float z) {
+    const float tail = normal_tail(z);
+    return z * (z > 0.f ? 1.f - tail : tail);
+}
+
+// Phi(z) + z phi(z); 1 and 0 beyond |z| = 10 (z phi(z) < 1e-21 there), taken as such since
+// z*z overflows into 0 * inf = NaN past 1.8e19. NaN stays NaN.
+PYNN_HD float gelu_grad(float z) {
+    const float tail = normal_tail(z);
+    const float cdf = z > 0.f ? 1.f - tail : tail;
+    const float grad = cdf + z * (0.39894228f * exp_nonpositive(-0.5f * z * z));
     return z > 10.f ? 1.f : (z < -10.f ? 0.f : grad);
 }
 
@@ -185,6 +226,7 @@ PYNN_HD float mish_grad(float z) {
 PYNN_HD float activation_grad_z(Activation act, float z) {
     switch (act) {
         case Activation::gelu: return gelu_grad(z);
+        case Activation::gelu_tanh: return gelu_tanh_grad(z);
         case Activation::silu: return silu_grad(z);
         case Activation::hard_silu: return hard_silu_grad(z);
         case Activation::mish: return mish_grad(z);
@@ -198,6 +240,7 @@ PYNN_HD float activate(Activation act, float z, float param) {
         case Activation::leaky_relu: return z > 0.f ? z : param * z;
         case Activation::elu: return z > 0.f ? z : param * expm1_nonpositive(z);
         case Activation::gelu: return gelu(z);
+        case Activation::gelu_tanh: return gelu_tanh(z);
         case Activation::sigmoid: return sigmoid(z);
         case Activation::tanh: return tanh_f(z);
         case Activation::silu: return z * sigmoid(z);
@@ -233,6 +276,7 @@ PYNN_HD float activation_grad(Activation act, float z, float y, float param) {
         case Activation::relu6: return y > 0.f && y < 6.f ? 1.f : 0.f;
         case Activation::hard_sigmoid: return y > 0.f && y < 1.f ? kSixth : 0.f;
         case Activation::gelu:
+        case Activation::gelu_tanh:
         case Activation::silu:
         case Activation::hard_silu:
         case Activation::mish: return activation_grad_z(act, z);

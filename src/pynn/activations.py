@@ -15,15 +15,16 @@ import numpy as np
 # name -> default parameter (leaky_relu's negative slope and elu's alpha follow Keras 3; the
 # others take none).
 _DEFAULT_PARAMS = {"linear": 0.0, "relu": 0.0, "leaky_relu": 0.2, "elu": 1.0, "gelu": 0.0,
-                   "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0, "silu": 0.0, "softplus": 0.0,
-                   "softsign": 0.0, "selu": 0.0, "relu6": 0.0, "hard_sigmoid": 0.0,
+                   "gelu_tanh": 0.0, "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0, "silu": 0.0,
+                   "softplus": 0.0, "softsign": 0.0, "selu": 0.0, "relu6": 0.0, "hard_sigmoid": 0.0,
                    "hard_silu": 0.0, "mish": 0.0}
 NAMES = tuple(_DEFAULT_PARAMS)
 # Keras' other names for the same functions (a Spec keeps the first name).
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 # Activations whose derivative is written in the pre-activation z, which training then keeps
 # (the others' is written in their output y).
-NEEDS_PRE_ACTIVATION = frozenset({"gelu", "silu", "hard_silu", "mish", "softmax"})
+NEEDS_PRE_ACTIVATION = frozenset({"gelu", "gelu_tanh", "silu", "hard_silu", "mish",
+                                  "softmax"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Spec:
         """The activation of x: on the GPU, for a GPU backend's own array (a custom layer's
         forward), else by the numpy reference backend. Keras' keyword arguments are taken:
         leaky_relu's negative_slope, elu's alpha, relu's negative_slope, max_value and
-        threshold, softmax's axis, gelu's approximate (True: pynn has the tanh form only)."""
+        threshold, softmax's axis, gelu's approximate (True: the tanh form, gelu_tanh)."""
         from .backend import get_backend, gpu_backend_of
 
         backend = gpu_backend_of(x) or get_backend("numpy")
@@ -88,10 +89,7 @@ class Spec:
         if self.name in ("leaky_relu", "elu"):
             return Spec(self.name, float(options[known[0]]))(x)
         if self.name == "gelu":
-            if not options["approximate"]:
-                raise ValueError("gelu: pynn computes Keras' approximate (tanh) form only; "
-                                 "approximate=False (the erf form) is not available")
-            return self(x)
+            return Spec("gelu_tanh")(x) if options["approximate"] else self(x)
         if self.name == "softmax":
             axis = options["axis"]
             if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
@@ -172,7 +170,13 @@ elu = _documented(
     "elu(x) = x for x > 0, else alpha (exp(x) - 1), alpha 1.0 (elu_with(a) for another).")
 gelu = _documented(
     Spec("gelu"),
-    "gelu(x) = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) (Keras' approximate form).")
+    "gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt(2))), Phi the standard normal distribution "
+    "(Keras' and PyTorch's gelu; gelu(x, approximate=True) is gelu_tanh).")
+gelu_tanh = _documented(
+    Spec("gelu_tanh"),
+    "gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))): gelu's tanh "
+    "approximation (Keras' gelu(approximate=True), PyTorch's GELU(approximate='tanh'); "
+    "pynn's 'gelu' before files of format version 2).")
 sigmoid = _documented(Spec("sigmoid"), "sigmoid(x) = 1 / (1 + exp(-x)).")
 tanh = _documented(Spec("tanh"), "tanh(x), the hyperbolic tangent.")
 softmax = _documented(

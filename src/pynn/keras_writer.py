@@ -17,11 +17,12 @@ the same state. (Another optimizer, Adafactor or Muon, Keras starts afresh, with
 warning.) A component of your own is named as Keras names one (its module and registered
 name): Keras loads it given a Keras class of that name in custom_objects.
 
-Keras computes what pynn does but for pynn's gelu (Keras' "gelu" is the exact form, pynn's
-the tanh approximation: they differ by up to 5e-4) and the seeds of the random
-layers (Keras draws its own masks; pynn's 64-bit seeds are written modulo 2**32, Keras'
-range). Precision, Recall, F1Score and AUC lose pynn's multilabel argument: Keras reads
-(N, C) outputs its own way, so on such outputs their values may differ from pynn's.
+Keras computes what pynn does but for gelu_tanh (Keras names no tanh form of gelu: it is
+written as "gelu", the exact form, with a warning; they differ by up to 5e-4) and the seeds
+of the random layers (Keras draws its own masks; pynn's 64-bit seeds are written modulo
+2**32, Keras' range). Precision, Recall, F1Score and AUC lose pynn's multilabel argument:
+Keras reads (N, C) outputs its own way, so on such outputs their values may differ from
+pynn's.
 
 Nothing pynn's .npz holds is lost. config.json also holds, under "pynn" (a key Keras does
 not read), the description a pynn .npz holds: pynn's own configs and custom marks, the
@@ -39,6 +40,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -239,6 +241,11 @@ def _keras_value(key, value, objects):
     """A layer config's value as Keras writes it: an activation, a seed, or a component (a
     "*_initializer", "*_regularizer" or "*_constraint" description)."""
     if key == "activation":
+        if value == "gelu_tanh":  # Keras names no tanh form (its gelu's approximate=True)
+            warnings.warn("Keras has no name for gelu_tanh, gelu's tanh approximation: the "
+                          ".keras file names it 'gelu', which Keras computes exactly (up to "
+                          "5e-4 apart); pynn reads gelu_tanh back", UserWarning, stacklevel=6)
+            return "gelu"
         if isinstance(value, dict) and value.get("name") in _ACTIVATION_LAYERS:
             name, argument = _ACTIVATION_LAYERS[value["name"]]
             return _keras_object({"class_name": name}, {argument: value["param"]},

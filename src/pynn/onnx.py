@@ -83,7 +83,8 @@ def _activation_nodes(helper, spec, source, name, const, double):
     """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name).
     const(name, value) adds a scalar initializer. Every graph needs opset 13 only (gelu: 20).
     Where onnxruntime lacks a double kernel (LeakyRelu, Elu, Softplus, Softsign, Selu),
-    float64 graphs build the function from basic operators; silu, hard_sigmoid, hard_silu
+    float64 graphs build the function from basic operators (gelu's Erf: computed in float);
+    silu, hard_sigmoid, hard_silu
     and mish are built so in any graph (their operators need newer opsets, or HardSigmoid
     computes alpha x + beta, which loses bits near -3)."""
     if spec.name == "linear":
@@ -114,12 +115,18 @@ def _activation_nodes(helper, spec, source, name, const, double):
             g("Mul", inner, g.const("scale", _SELU_SCALE), out=out)
     elif double and spec.name == "softsign":
         g("Div", x, g("Add", g("Abs", x), g.const("one", 1.0)), out=out)
+    elif double and spec.name == "gelu":  # (onnxruntime has no double Erf: its Gelu in float,
+        from onnx import TensorProto      # within ~1e-7)
+
+        inner = g("Gelu", g("Cast", x, to=TensorProto.FLOAT), approximate="none")
+        g("Cast", inner, to=TensorProto.DOUBLE, out=out)
     else:
         ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
                "softmax": ("Softmax", {"axis": -1}),
                "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
                "elu": ("Elu", {"alpha": spec.param}),
-               "gelu": ("Gelu", {"approximate": "tanh"}),
+               "gelu": ("Gelu", {"approximate": "none"}),
+               "gelu_tanh": ("Gelu", {"approximate": "tanh"}),
                "softsign": ("Softsign", {}),
                "selu": ("Selu", {"alpha": _SELU_ALPHA, "gamma": _SELU_SCALE})}
         op, attrs = ops[spec.name]
@@ -272,8 +279,8 @@ def export(model, filepath, opset=None):
         opset = 20 if uses_gelu else 13
     opset = int(opset)
     if opset < 20 and uses_gelu:
-        raise ValueError(f"the model uses gelu, whose ONNX operator (Gelu with the tanh "
-                         f"approximation) needs opset >= 20, got opset {opset}")
+        raise ValueError(f"the model uses gelu, whose ONNX operator (Gelu) needs opset >= "
+                         f"20, got opset {opset}")
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
         nodes, model.name,

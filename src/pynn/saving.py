@@ -43,7 +43,9 @@ from .backend import to_host
 
 FORMAT = "pynn-weights"
 MODEL_FORMAT = "pynn-model"
-FORMAT_VERSION = 1
+# 2: "gelu" is the exact (erf) form; version 1's "gelu", its tanh approximation, loads as
+# "gelu_tanh"
+FORMAT_VERSION = 2
 _MAX_DESCRIPTION = 1 << 24  # characters: a description of 10,000 layers takes ~2 million
 
 
@@ -458,7 +460,7 @@ def model_to_json(model, **kwargs):
 
     model._check_layer_class_names("to_json", ValueError)
     spec = {"class_name": "Sequential", "config": model.get_config(), "custom_marks": True,
-            "pynn_version": __version__}
+            "format_version": FORMAT_VERSION, "pynn_version": __version__}
     try:
         return json.dumps(spec, default=_json_value, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -485,6 +487,9 @@ def model_from_json(json_string, custom_objects=None):
         with custom_object_scope(custom_objects):
             return keras_files.model_from_config(spec, "model_from_json", custom_objects)[0]
     with _description_errors("model_from_json", "model"):
+        version = spec.get("format_version", 1)
+        if not isinstance(version, int) or version < 2:  # pynn's JSON before version 2
+            config = _gelu_was_tanh(config)
         try:
             with custom_object_scope(custom_objects), \
                     file_marks(spec.get("custom_marks") is True):
@@ -492,6 +497,24 @@ def model_from_json(json_string, custom_objects=None):
         except (TypeError, KeyError) as exc:
             raise ValueError(f"model_from_json: a layer's arguments are invalid: {exc}") \
                 from exc
+
+
+def _gelu_was_tanh(config):
+    """A model description from before format version 2, whose activation "gelu" was gelu's
+    tanh approximation: the same model, its "gelu" now named "gelu_tanh" ("gelu" is the exact
+    form, as in Keras and PyTorch)."""
+    def renamed(key, value):
+        if key == "activation" and value == "gelu":
+            return "gelu_tanh"
+        if key == "activation" and isinstance(value, dict) and value.get("name") == "gelu":
+            return {**value, "name": "gelu_tanh"}
+        return _gelu_was_tanh(value)
+
+    if isinstance(config, dict):
+        return {key: renamed(key, value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_gelu_was_tanh(value) for value in config]
+    return config
 
 
 def _refuse_other_keras_files(filepath, kind, action):
@@ -564,6 +587,8 @@ def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError(f"{filepath!r}: the model description has no layer list")
     marked = meta.get("custom_marks") is True  # unmarked components are pynn's
+    if meta["format_version"] < 2:
+        config = _gelu_was_tanh(config)
     try:
         # the initial weights drawn here are overwritten below
         with file_marks(marked), rng_untouched(), loading_weights():

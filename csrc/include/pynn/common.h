@@ -20,7 +20,7 @@ enum class Activation : int {
     relu = 1,
     leaky_relu = 2,  // param = negative slope (Keras default 0.2)
     elu = 3,         // param = alpha (Keras default 1.0)
-    gelu = 4,        // tanh approximation, the form cuBLASLt's epilogue uses
+    gelu_tanh = 4,   // gelu's tanh approximation (Keras' approximate=True, PyTorch's 'tanh')
     sigmoid = 5,
     tanh = 6,
     silu = 7,          // z * sigmoid(z), Keras' silu/swish
@@ -31,16 +31,17 @@ enum class Activation : int {
     hard_sigmoid = 12, // clip(z / 6 + 1/2, 0, 1), Keras 3's (and ONNX HardSigmoid's with alpha 1/6)
     hard_silu = 13,    // z * hard_sigmoid(z), Keras' hard_silu/hard_swish
     mish = 14,         // z * tanh(softplus(z))
+    gelu = 15,         // z * Phi(z), Phi the normal distribution (erf): Keras' and PyTorch's gelu
 };
 
 // One past the last code: the range the bindings accept.
-constexpr int kActivationCount = 15;
+constexpr int kActivationCount = 16;
 
 // Whether the derivative needs the pre-activation z: for the others it is written through
 // the output y = f(z), so training keeps only y.
 PYNN_HD constexpr bool activation_needs_z(Activation a) {
-    return a == Activation::gelu || a == Activation::silu || a == Activation::hard_silu ||
-           a == Activation::mish;
+    return a == Activation::gelu || a == Activation::gelu_tanh || a == Activation::silu ||
+           a == Activation::hard_silu || a == Activation::mish;
 }
 
 }  // namespace pynn

@@ -15,6 +15,8 @@ import numpy as np
 from .base import Backend
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # Keras' and PyTorch's
 _MASK64 = (1 << 64) - 1
 _GOLDEN64 = 0x9E3779B97F4A7C15
@@ -120,7 +122,9 @@ class NumpyBackend(Backend):
             return xp.where(z > 0, z, z * param).astype(z.dtype, copy=False)
         if name == "elu":
             return xp.where(z > 0, z, param * xp.expm1(xp.minimum(z, 0))).astype(z.dtype, copy=False)
-        if name == "gelu":
+        if name == "gelu":  # z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2 (no cancellation for z << 0)
+            return (z * (0.5 * _erfc(xp, -z * _SQRT_HALF))).astype(z.dtype, copy=False)
+        if name == "gelu_tanh":
             zc = xp.clip(z, -10, 10)  # exact (tanh is +-1 beyond); z**3 overflowed with a warning
             inner = _GELU_C * (zc + 0.044715 * zc ** 3)
             return (0.5 * z * (1 + xp.tanh(inner))).astype(z.dtype, copy=False)
@@ -161,7 +165,12 @@ class NumpyBackend(Backend):
             return dy * xp.where(y > 0, 1, param).astype(dy.dtype, copy=False)
         if name == "elu":
             return dy * xp.where(y > 0, 1, y + param).astype(dy.dtype, copy=False)
-        if name == "gelu":
+        if name == "gelu":  # Phi(z) + z phi(z): 1 and 0 beyond |z| = 10 (as the kernels; z phi(z)
+            zc = xp.clip(z, -10, 10)  # < 1e-21 there, and z*z overflows)
+            d = 0.5 * _erfc(xp, -zc * _SQRT_HALF) + zc * (_INV_SQRT_2PI * xp.exp(-0.5 * zc * zc))
+            d = xp.where(z > 10, 1, xp.where(z < -10, 0, d))
+            return (dy * d).astype(dy.dtype, copy=False)
+        if name == "gelu_tanh":
             z = xp.clip(z, -10, 10)  # exact: tanh is +-1 beyond; z*z overflowed into NaN
             z2 = z * z
             t = xp.tanh(_GELU_C * (z + 0.044715 * z2 * z))
@@ -434,6 +443,23 @@ def _weighted(loss, grad, sample_weight, grad_scale, dtype):
         grad = grad * w.reshape((-1,) + (1,) * (grad.ndim - 1))
     # summed in float64, as the kernels sum (a float32 sum of finite losses could overflow)
     return float(loss.sum(dtype=np.float64)), (grad * grad_scale).astype(dtype, copy=False)
+
+
+def _erfc(xp, x):
+    """erfc(x), exact to the float type: SciPy's (CuPy's on the GPU) where installed, else
+    math.erfc element by element (NumPy has no erf; slower, for the reference backend's
+    gelu without SciPy)."""
+    if xp is not np:
+        try:
+            from cupyx.scipy.special import erfc
+        except ImportError:  # (a CuPy without its SciPy part: through the host)
+            return xp.asarray(_erfc(np, xp.asnumpy(x)), dtype=x.dtype)
+        return erfc(x)
+    try:
+        from scipy.special import erfc
+    except ImportError:
+        return np.vectorize(math.erfc, otypes=[np.float64])(x).astype(x.dtype, copy=False)
+    return erfc(x)
 
 
 def _sigmoid(xp, z):
