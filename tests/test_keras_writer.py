@@ -484,3 +484,145 @@ def test_gelu_tanh_is_written_as_kerass_gelu_with_a_warning(tmp_path, h5py):
         ["gelu", "gelu"]
     loaded = pynn.load_model(tmp_path / "m.keras")
     assert [layer.activation.name for layer in loaded.layers[1:]] == ["gelu_tanh", "gelu"]
+
+
+# ---- a review of the writer and reader side by side with Keras -----------------------------
+def _compiled_metrics(path):
+    return json.loads(zipfile.ZipFile(path).read("config.json"))["compile_config"]["metrics"]
+
+
+def test_metrics_are_written_as_they_mean_in_pynn(tmp_path, rng, h5py):
+    """Keras would read them otherwise: pynn's functions that are Metric objects (Keras has
+    no `precision` function: its load failed), "accuracy" of several sigmoid outputs (Keras:
+    categorical), F1 of one output (Keras' threshold None: the argmax)."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["accuracy", pynn.metrics.precision, pynn.metrics.roc_auc])
+    model.save(tmp_path / "m.keras")
+    accuracy, precision, auc = _compiled_metrics(tmp_path / "m.keras")
+    assert (accuracy["class_name"], accuracy["config"]) == (
+        "BinaryAccuracy", {"name": "accuracy", "threshold": 0.5})
+    assert (precision["class_name"], precision["config"]["name"]) == ("Precision", "precision")
+    assert (auc["class_name"], auc["config"]["name"]) == ("AUC", "roc_auc")
+    one = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+    one.compile("adam", "binary_crossentropy", metrics=["f1_score", "accuracy"])
+    one.save(tmp_path / "one.keras")
+    f1, plain = _compiled_metrics(tmp_path / "one.keras")
+    assert f1["class_name"] == "F1Score" and f1["config"]["threshold"] == 0.5
+    assert plain == "accuracy"  # (Keras reads one output's as binary too)
+    # and Keras' own "accuracy" of several sigmoid outputs reads as Keras computes it
+    _rewritten(tmp_path / "m.keras", tmp_path / "k.keras", lambda c: (
+        c.pop("pynn"), c["compile_config"].update(metrics=["accuracy"])))
+    loaded = pynn.load_model(tmp_path / "k.keras")
+    assert type(loaded.metrics[0]) is pynn.metrics.CategoricalAccuracy
+    assert loaded.metrics[0].name == "accuracy"
+
+
+def test_what_keras_cannot_read_is_written_as_it_can(tmp_path, h5py):
+    """Seeds inside initializers in uint32 (2**40 failed Keras' load), names without "/"
+    (Keras refuses them); pynn's own description keeps both."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(
+        2, name="a/b", kernel_initializer=pynn.initializers.HeNormal(seed=2**40 + 5))],
+        name="m/1")
+    model.save(tmp_path / "m.keras")
+    config = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))
+    dense = config["config"]["layers"][1]["config"]
+    assert dense["kernel_initializer"]["config"]["seed"] == 5
+    assert dense["name"] == "a_b" and config["config"]["name"] == "m_1"
+    loaded = pynn.load_model(tmp_path / "m.keras")
+    assert loaded.name == "m/1" and loaded.layers[1].name == "a/b"
+    assert loaded.layers[1].kernel_initializer.seed == 2**40 + 5
+
+
+def test_a_description_no_file_holds_is_refused_before_writing(tmp_path, h5py):
+    """A .keras written and then refused by load_model (config.json over what a model
+    description holds): refused at save, as the .npz is, nothing written."""
+    model = pynn.Sequential([pynn.Input((700_000,)), L.Normalization(
+        mean=np.full(700_000, 0.123456789), variance=np.full(700_000, 1.23456789))])
+    for name in ("m.keras", "m.npz"):
+        with pytest.raises(ValueError, match="description has .* characters, more than"):
+            model.save(tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_weights_are_not_saved_under_a_keras_name(tmp_path, rng):
+    """A .keras name holds a whole model (Keras refuses weights under it too): save_weights
+    and a weights-only checkpoint wrote an .npz there, which load_model then refused."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="a .keras file holds a whole model"):
+        model.save_weights(tmp_path / "w.keras")
+    checkpoint = pynn.callbacks.ModelCheckpoint(str(tmp_path / "w-{epoch}.keras"),
+                                                save_weights_only=True)
+    with pytest.raises(ValueError, match="a .keras file holds a whole model"):
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), callbacks=[checkpoint], verbose=0)
+    assert not list(tmp_path.iterdir()) and model.optimizer.training_steps == 0
+
+
+def test_keras_archives_that_do_not_fit_are_named(tmp_path, rng, h5py):
+    """The reader's answers to damaged or mismatched Keras-layout archives: the optimizer's
+    state dropped with a warning (it was silent), a step count past int64 dropped, a bad
+    dtype a ValueError naming the file (an AttributeError), missing members and truncation
+    named as .keras problems (the .npz reader's messages), a setting pynn lacks naming the
+    file; a deflated weights member loads."""
+    x, y = _data(rng)
+    model = _mlp(pynn.optimizers.Adam(0.01))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+
+    def frozen(config):  # weights frozen since: fewer slots than the file's
+        config.pop("pynn")
+        config["config"]["layers"][1]["config"]["trainable"] = False
+
+    _rewritten(tmp_path / "m.keras", tmp_path / "frozen.keras", frozen)
+    with pytest.warns(UserWarning, match="optimizer variables do not fit .* starts afresh"):
+        assert pynn.load_model(tmp_path / "frozen.keras").optimizer.training_steps == 0
+
+    def bad_dtype(config):
+        config.pop("pynn")
+        config["config"]["layers"][1]["config"]["dtype"] = {"config": 7}
+
+    _rewritten(tmp_path / "m.keras", tmp_path / "dtype.keras", bad_dtype)
+    with pytest.raises(ValueError, match=r"dtype\.keras.*does not translate"):
+        pynn.load_model(tmp_path / "dtype.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    for missing in ("config.json", "model.weights.h5"):
+        with zipfile.ZipFile(tmp_path / "part.keras", "w") as z:
+            for name, data in members.items():
+                if name != missing:
+                    z.writestr(name, data)
+        with pytest.raises(ValueError, match=f"a .keras archive without its {missing}"):
+            pynn.load_model(tmp_path / "part.keras")
+    whole = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match="not a readable .keras file"):
+        pynn.load_model(tmp_path / "cut.keras")
+    with zipfile.ZipFile(tmp_path / "deflated.keras", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    np.testing.assert_array_equal(pynn.load_model(tmp_path / "deflated.keras").predict(x),
+                                  model.predict(x))
+
+
+def test_a_crafted_keras_layer_size_costs_nothing_before_it_is_refused(tmp_path, rng, h5py,
+                                                                       monkeypatch):
+    """A Keras-layout file declaring Dense(units=2**20) on 256 inputs with small weights:
+    the model was built with drawn weights first (3 GiB, 14 s) before the shapes were
+    compared; zeros cost nothing until written, and no initializer draws."""
+    model = pynn.Sequential([pynn.Input((256,)), pynn.Dense(4)])
+    model.save(tmp_path / "m.keras")
+
+    def huge(config):
+        config.pop("pynn")
+        config["config"]["layers"][1]["config"]["units"] = 2**20
+
+    _rewritten(tmp_path / "m.keras", tmp_path / "huge.keras", huge)
+    drawn = []
+    draw = pynn.initializers.VarianceScaling.__call__
+    monkeypatch.setattr(pynn.initializers.VarianceScaling, "__call__",
+                        lambda self, shape, *a, **k: drawn.append(shape) or draw(self, shape,
+                                                                                *a, **k))
+    with pytest.raises(ValueError, match=r"huge\.keras"):
+        pynn.load_model(tmp_path / "huge.keras")
+    assert drawn == []

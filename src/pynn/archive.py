@@ -206,6 +206,8 @@ def zip_member_size(info, file_length, bad):
 class _H5Archive(Archive):
     """An HDF5 file: one dataset per array at the root, the description an attribute."""
 
+    also_closes = None  # a stream the archive owns (open_keras_weights)
+
     def __init__(self, source, where, h5py):
         super().__init__(where)
         self._h5py = h5py
@@ -213,6 +215,8 @@ class _H5Archive(Archive):
 
     def close(self):
         self._file.close()
+        if self.also_closes is not None:
+            self.also_closes.close()
 
     def names(self):
         return self._names
@@ -281,13 +285,22 @@ class _KerasH5Archive(_H5Archive):
                 self._dataset(name)
 
 
-def open_keras_weights(source, where):
-    """The Archive of a Keras 3 weights file (a path or a seekable binary stream)."""
-    head = file_head(source)
-    if not head.startswith(_HDF5_MAGIC):
-        raise ValueError(f"{where!r} is not a Keras weights file (HDF5): it starts with "
-                         f"{head!r}")
-    return _open_h5(_KerasH5Archive, source, where)
+def open_keras_weights(source, where, owned=False):
+    """The Archive of a Keras 3 weights file (a path or a seekable binary stream; owned: the
+    stream is the Archive's, closed with it or on a failure to open)."""
+    try:
+        head = file_head(source)
+        if not head.startswith(_HDF5_MAGIC):
+            raise ValueError(f"{where!r} is not a Keras weights file (HDF5): it starts with "
+                             f"{head!r}")
+        archive = _open_h5(_KerasH5Archive, source, where)
+    except BaseException:
+        if owned:
+            source.close()
+        raise
+    if owned:
+        archive.also_closes = source
+    return archive
 
 
 def file_head(source):

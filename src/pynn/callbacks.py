@@ -480,6 +480,10 @@ class ModelCheckpoint(Callback):
             from .saving import check_savable
 
             check_savable(self.model, self.filepath)  # now, not after the first epoch's
+        else:
+            from .saving import check_weights_name
+
+            check_weights_name(self.filepath)  # (weights under a .keras name: refused now)
         if self.save_best_only:  # the only use of the direction
             self._monitor.bind("ModelCheckpoint", self.model)
         if self.best is None:  # kept across fit calls, as Keras does

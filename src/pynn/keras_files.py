@@ -34,6 +34,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
+import warnings
 import zipfile
 
 import numpy as np
@@ -41,7 +44,7 @@ import numpy as np
 from .archive import open_keras_weights, zip_member_size
 from .layers.base import snake_case
 
-_CONFIG, _WEIGHTS = "config.json", "model.weights.h5"
+_CONFIG, _WEIGHTS, _METADATA = "config.json", "model.weights.h5", "metadata.json"
 PYNN_KEY = "pynn"  # config.json's description of a model pynn wrote (keras_writer)
 _MAX_CONFIG = 64 << 20  # bytes: an architecture description, not data
 
@@ -61,9 +64,14 @@ def keras_kind(target):
         at = target.tell() if stream else 0
         try:
             if head.startswith(b"PK"):
-                with zipfile.ZipFile(target) as z:
-                    names = set(z.namelist())
-                return "archive" if _CONFIG in names and _WEIGHTS in names and not any(
+                try:
+                    with zipfile.ZipFile(target) as z:
+                        names = set(z.namelist())
+                except (zipfile.BadZipFile, OSError, EOFError):  # truncated: a .keras by
+                    return "archive" if _named_keras(target) else None  # name says why
+                # one of Keras' members, none of numpy's: a .keras (one lacking a member
+                # says so when read)
+                return "archive" if names & {_CONFIG, _WEIGHTS, _METADATA} and not any(
                     n.endswith(".npy") for n in names) else None
             if head.startswith(_HDF5_MAGIC):
                 with _h5py().File(target, "r") as f:
@@ -79,6 +87,11 @@ def keras_kind(target):
     return None
 
 
+def _named_keras(target):
+    name = target if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "")
+    return isinstance(name, (str, os.PathLike)) and os.fspath(name).lower().endswith(".keras")
+
+
 def load_model(target, where, custom_objects=None, compile=True):
     """The Sequential model of a Keras `.keras` archive, its weights and (compile=True) its
     compile settings and optimizer state; one pynn wrote, as pynn's description in it says
@@ -90,14 +103,39 @@ def load_model(target, where, custom_objects=None, compile=True):
         with _open_weights(weights, where) as arrays:
             return rebuild_described(arrays, config[PYNN_KEY], where, custom_objects,
                                      compile)
-    model, keys, unbuilt = model_from_config(config, where, custom_objects)
-    with _open_weights(weights, where) as arrays:
+    from .config import loading_weights, rng_untouched
+
+    with rng_untouched(), loading_weights():  # (zeros, costing nothing until written: a
+        model, keys, unbuilt = model_from_config(config, where, custom_objects)  # crafted
+    with _open_weights(weights, where) as arrays:                        # size does not cost)
         assign_weights(model, arrays, keys, unbuilt)
+        _fresh_weights(model, unbuilt)
         settings = config.get("compile_config")
         if compile and settings:
             _compile(model, settings, where)
-            restore_optimizer(model, arrays)
+            if not restore_optimizer(model, arrays) and _has_slots(arrays):
+                warnings.warn(f"{where!r}: its optimizer variables do not fit the model's "
+                              f"{type(model.optimizer).__name__} (another optimizer, or "
+                              f"weights frozen since): the optimizer starts afresh, as Keras "
+                              f"then does", UserWarning, stacklevel=3)
     return model
+
+
+def _has_slots(arrays):
+    """Whether a Keras weights file holds an optimizer's slots: beyond its step count and
+    rate (what an optimizer Keras never built, an untrained model's, saves)."""
+    return sum(n.startswith("optimizer/vars/") for n in arrays.names()) > 2
+
+
+def _fresh_weights(model, unbuilt):
+    """The layers Keras had not built (no weights in the file) get their initial weights,
+    drawn as at a first call (the model was built with zeros for the file's)."""
+    for i in sorted(unbuilt):
+        layer = model._compute_layers[i]
+        if layer.params:
+            fresh = type(layer).from_config(layer.get_config())
+            fresh._build_marked(layer.input_shape, layer.backend, layer.params[0].value.dtype)
+            layer.set_weights(fresh.get_weights())
 
 
 def read_described(target, where):
@@ -111,6 +149,9 @@ def _read_archive(target, where):
     """(config.json's description, model.weights.h5's bytes) of a .keras archive."""
     try:
         with zipfile.ZipFile(target) as z:
+            for name in (_CONFIG, _WEIGHTS):
+                if name not in z.namelist():
+                    raise ValueError(f"{where!r} is a .keras archive without its {name}")
             config = _json_member(z, _CONFIG, where)
             weights = _member(z, _WEIGHTS, where, limit=None)
     except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:  # (a bad CRC...)
@@ -122,7 +163,7 @@ def _read_archive(target, where):
 
 
 def _open_weights(data, where):
-    return open_keras_weights(io.BytesIO(data), f"{where} ({_WEIGHTS})")
+    return open_keras_weights(data, f"{where} ({_WEIGHTS})", owned=True)
 
 
 def restore_optimizer(model, arrays):
@@ -145,7 +186,7 @@ def restore_optimizer(model, arrays):
         elif tuple(shape) != () or (item == "iteration") != (dtype.kind in "iu"):
             return False
     steps = int(arrays["optimizer/vars/0"])
-    if steps < 0:
+    if not 0 <= steps < 2**63:  # (the engines count in int64)
         return False
     opt = model.optimizer
     state = {}  # id(param) -> (param, {slot: array})
@@ -164,14 +205,13 @@ def load_weights(model, target, where, kind):
     into `model`."""
     if kind == "archive":
         with zipfile.ZipFile(target) as z:
-            source, where = io.BytesIO(_member(z, _WEIGHTS, where, limit=None)), \
-                f"{where} ({_WEIGHTS})"
+            source, where = _member(z, _WEIGHTS, where, limit=None), f"{where} ({_WEIGHTS})"
     else:
         source = target
     if not model.built:
         raise ValueError(f"build the model (or give it an Input) before loading the Keras "
                          f"weights of {where!r}: they do not say the input shape")
-    with open_keras_weights(source, where) as arrays:
+    with open_keras_weights(source, where, owned=kind == "archive") as arrays:
         assign_weights(model, arrays)
 
 
@@ -313,7 +353,7 @@ def model_from_config(config, where, custom_objects):
         if not model.built and shape is not None:
             model.build(shape)
     except (TypeError, ValueError, KeyError, NotImplementedError, MemoryError,
-            OverflowError) as exc:
+            OverflowError, AttributeError) as exc:
         raise ValueError(f"{where!r}: its Keras model does not translate to pynn: "
                          f"{type(exc).__name__}: {exc}") from None
     computed = [e for e in entries if e.get("class_name") != "InputLayer"]
@@ -358,20 +398,31 @@ def _build_shape(first):
 
 
 def _compile(model, settings, where):
-    from . import optimizers
+    from . import losses, metrics as metrics_mod, optimizers
 
     def metrics(specs):
         specs = _one_output(specs)
         if specs is None:
             return None
         specs = specs if isinstance(specs, list) else [specs]
-        return [_metric(m) for m in specs]
+        return [_accuracy_as_keras(_metric(m), loss) for m in specs]
+
+    def _accuracy_as_keras(metric, loss):
+        """Keras reads "accuracy" by the output's width alone: several outputs under binary
+        cross-entropy are categorical there (pynn's "accuracy" reads them one by one)."""
+        width = int(model.output_shape[-1]) if model.output_shape else 1
+        if isinstance(metric, str) and metric.lower() in ("accuracy", "acc") and width > 1 \
+                and metrics_mod.accuracy_for(type(loss).name, width) is \
+                metrics_mod.binary_accuracy:
+            return metrics_mod.CategoricalAccuracy(name=metric)
+        return metric
 
     try:
         if not isinstance(settings, dict):
             raise ValueError(f"compile_config is a {type(settings).__name__}, not a dict")
+        loss = losses.get(_function(_one_output(settings.get("loss"))))
         model.compile(optimizer=optimizers.get(settings.get("optimizer") or "rmsprop"),
-                      loss=_function(_one_output(settings.get("loss"))),
+                      loss=loss,
                       metrics=metrics(settings.get("metrics")),
                       weighted_metrics=metrics(settings.get("weighted_metrics")),
                       loss_weights=settings.get("loss_weights"))
@@ -433,17 +484,21 @@ def _member(z, name, where, limit):
                          f"a model description holds")
     zip_member_size(info, z.fp.seek(0, os.SEEK_END),
                     lambda why: ValueError(f"{where!r}: its {name} {why}"))
+    # in memory up to 64 MiB, beyond in a temporary file: a small deflated member may
+    # declare a large one (1000-fold), of which only the arrays named are read
+    data = tempfile.SpooledTemporaryFile(max_size=64 << 20) if limit is None else io.BytesIO()
     with z.open(name) as f:
-        data = f.read(info.file_size + 1)
-    if len(data) != info.file_size:
+        shutil.copyfileobj(f, data, 1 << 20)
+    if data.tell() != info.file_size:
         raise ValueError(f"{where!r}: its {name} holds other than the {info.file_size:,} "
                          f"bytes it declares")
+    data.seek(0)
     return data
 
 
 def _json_member(z, name, where):
     try:
-        return json.loads(_member(z, name, where, _MAX_CONFIG).decode("utf-8"))
+        return json.loads(_member(z, name, where, _MAX_CONFIG).getvalue().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if str(exc).startswith(repr(where)):
             raise

@@ -45,9 +45,10 @@ import zipfile
 
 import numpy as np
 
-from .keras_files import _CONFIG, _WEIGHTS, PYNN_KEY, layer_keys, optimizer_layout
+from .callbacks import _user_stacklevel
+from .keras_files import (_CONFIG, _MAX_CONFIG, _METADATA, _WEIGHTS, PYNN_KEY, layer_keys,
+                          optimizer_layout)
 
-_METADATA = "metadata.json"
 KERAS_VERSION = "3.15.1"  # the Keras whose layout this follows (metadata.json says so)
 
 # Where Keras finds the pynn components a config names, by the key naming them (a layer's
@@ -77,13 +78,17 @@ def save(model, filepath, meta, arrays):
 
     h5py = require_h5py(filepath)
     datasets, groups, meta = _weights(model, meta, arrays)
+    saving.check_description_size(json.dumps(meta, default=saving._json_value))
     config = _keras_model(model, meta, saving.user_objects(model))
     config[PYNN_KEY] = meta
+    text = json.dumps(config, default=saving._json_value)
+    saving.check_description_size(text, _MAX_CONFIG, f"{_CONFIG} (Keras' and pynn's "
+                                  f"descriptions together)")
     members = {
         _METADATA: json.dumps({"keras_version": KERAS_VERSION, "pynn_version": __version__,
                                "date_saved": datetime.datetime.now().strftime(
                                    "%Y-%m-%d@%H:%M:%S")}),
-        _CONFIG: json.dumps(config, default=saving._json_value),
+        _CONFIG: text,
         _WEIGHTS: _h5_bytes(h5py, datasets, groups)}
 
     def write(f):
@@ -213,11 +218,11 @@ def _keras_model(model, meta, objects):
     layers = [_keras_layer(layer, spec, policy, objects)
               for layer, spec in zip(model.layers, meta["config"]["layers"])]
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": meta["config"]["name"], "trainable": True,
+              "config": {"name": _keras_name(meta["config"]["name"]), "trainable": True,
                          "dtype": policy, "layers": layers},
               "build_config": {"input_shape": [None, *model.input_shape]}}
     if "compile" in meta:
-        config["compile_config"] = _keras_compile(meta["compile"], objects)
+        config["compile_config"] = _keras_compile(meta["compile"], objects, model)
     return config
 
 
@@ -227,14 +232,29 @@ def _keras_layer(layer, spec, policy, objects):
     if spec["class_name"] == "InputLayer" and not spec.get("custom"):
         return _keras_object(spec, {"batch_shape": [None, *config["shape"]],
                                     "dtype": policy["config"]["name"], "sparse": False,
-                                    "ragged": False, "name": config["name"],
+                                    "ragged": False, "name": _keras_name(config["name"]),
                                     "optional": False}, "keras.layers", objects)
     config.pop("input_shape", None)  # Keras takes it from build_config
+    config["name"] = _keras_name(config["name"])
     config = {key: _keras_value(key, value, objects) for key, value in config.items()}
     entry = _keras_object(spec, {**config, "dtype": policy}, "keras.layers", objects)
     if layer.built:
         entry["build_config"] = {"input_shape": [None, *layer.input_shape]}
     return entry
+
+
+def _keras_name(name):
+    """A layer's or model's name as Keras takes one: no "/" (pynn's description keeps it)."""
+    return name.replace("/", "_") if isinstance(name, str) else name
+
+
+def _keras_seeds(config):
+    """A component's config with its seed in Keras' range (uint32: bigger ones fail to load;
+    pynn draws 64-bit seeds)."""
+    seed = config.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return {**config, "seed": seed % 2**32}
+    return config
 
 
 def _keras_value(key, value, objects):
@@ -244,18 +264,19 @@ def _keras_value(key, value, objects):
         if value == "gelu_tanh":  # Keras names no tanh form (its gelu's approximate=True)
             warnings.warn("Keras has no name for gelu_tanh, gelu's tanh approximation: the "
                           ".keras file names it 'gelu', which Keras computes exactly (up to "
-                          "5e-4 apart); pynn reads gelu_tanh back", UserWarning, stacklevel=6)
+                          "5e-4 apart); pynn reads gelu_tanh back", UserWarning,
+                          stacklevel=_user_stacklevel())
             return "gelu"
         if isinstance(value, dict) and value.get("name") in _ACTIVATION_LAYERS:
             name, argument = _ACTIVATION_LAYERS[value["name"]]
             return _keras_object({"class_name": name}, {argument: value["param"]},
                                  "keras.layers", objects)
         return value
-    if key == "seed" and isinstance(value, int):  # pynn draws 64-bit seeds; Keras' are
-        return value % 2**32                        # uint32 (bigger ones fail to load)
+    if key == "seed":
+        return _keras_seeds({"seed": value})["seed"]
     module = _MODULES.get(key.rsplit("_", 1)[-1])
     if module and isinstance(value, dict) and "class_name" in value:
-        return _keras_object(value, value.get("config", {}), module, objects)
+        return _keras_object(value, _keras_seeds(value.get("config", {})), module, objects)
     return value
 
 
@@ -280,7 +301,7 @@ def _registered_name(obj, name):
     return registered_name(obj) or name
 
 
-def _keras_compile(settings, objects):
+def _keras_compile(settings, objects, model):
     """compile_config as Keras writes it, from pynn's compile settings."""
     spec = settings["optimizer"]
     config = dict(spec["config"])
@@ -290,7 +311,7 @@ def _keras_compile(settings, objects):
                                                 "keras.optimizers.schedules", objects)
 
     def metrics(specs):
-        return [_keras_metric(m, objects) for m in specs] or None
+        return [_keras_metric(m, objects, model) for m in specs] or None
 
     loss = settings["loss"]
     return {"optimizer": _keras_object(spec, config, "keras.optimizers", objects),
@@ -300,18 +321,29 @@ def _keras_compile(settings, objects):
             "run_eagerly": False, "steps_per_execution": 1, "jit_compile": "auto"}
 
 
-def _keras_metric(spec, objects):
-    """A compile() metric as Keras writes it: a function's name as it is; a name of a pynn
-    Metric class ("rmse", "precision") as that object's description (Keras lacks some of
-    pynn's names); a function as Keras' function description; a Metric object's
-    description."""
+def _keras_metric(spec, objects, model):
+    """A compile() metric as Keras writes it, meaning what it means in pynn: a function's
+    name as it is; a name of a pynn Metric class ("rmse", "precision") and pynn's functions
+    that are Metric objects (precision, roc_auc: Keras has no such functions) as that
+    object's description; "accuracy" where Keras would read it otherwise (binary
+    cross-entropy's several outputs, read one by one in pynn) as BinaryAccuracy; a function
+    as Keras' function description; a Metric object's description."""
     from . import metrics
 
+    width = int(model.output_shape[-1]) if model.output_shape else 1
     if isinstance(spec, str):
+        if spec.lower() in ("accuracy", "acc") and width > 1 and \
+                metrics.accuracy_for(model._loss_kind, width) is metrics.binary_accuracy:
+            return _keras_object({"class_name": "BinaryAccuracy"},
+                                 {"name": spec, "threshold": 0.5}, "keras.metrics", objects)
         described = metrics.serialize(metrics.get(spec))
         if described is None or described.get("class_name") == "MeanMetricWrapper":
             return spec  # a function's mean (mse, accuracy): Keras' names
         spec = described
+    if "function" in spec and not spec.get("custom"):
+        stateful = metrics.serialize(metrics.get(metrics.deserialize(spec)))
+        if stateful is not None and stateful.get("class_name") != "MeanMetricWrapper":
+            spec = stateful  # (precision, roc_auc...: logged under the function's name)
     if "function" in spec:
         name = spec["function"]
         obj = objects.get(name) if spec.get("custom") else None
@@ -322,13 +354,16 @@ def _keras_metric(spec, objects):
     config = dict(spec.get("config", {}))
     if spec["class_name"] == "MeanMetricWrapper" and not spec.get("custom"):
         config.pop("direction", None)  # (pynn's: which way is better)
-        config["fn"] = _keras_metric(config["fn"], objects)  # Keras' function description
+        config["fn"] = _keras_metric(config["fn"], objects, model)  # Keras' function's
     if not spec.get("custom"):  # pynn's own argument, multilabel, Keras lacks: it reads
         config.pop("multilabel", None)  # (N, C) outputs its own way
         if spec["class_name"] in ("Precision", "Recall") and "threshold" in config:
             config["thresholds"] = config.pop("threshold")  # (Keras' name)
         if spec["class_name"] == "F1Score" and config.get("average") is None:
             config["average"] = "macro"  # pynn's None (one number); Keras' is per class
+        if spec["class_name"] == "F1Score" and config.get("threshold") is None and \
+                width == 1:  # pynn reads one output at 0.5, Keras' None by its argmax
+            config["threshold"] = 0.5
     return _keras_object(spec, config, "keras.metrics", objects)
 
 

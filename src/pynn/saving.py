@@ -217,6 +217,14 @@ def _h5py():
     return h5py
 
 
+def check_weights_name(filepath):
+    """ValueError for weights saved under a .keras name (Keras refuses it too): pynn.load_model
+    and Keras would read a model there."""
+    if is_keras(as_target(filepath)):
+        raise ValueError(f"{os.fsdecode(filepath)!r}: a .keras file holds a whole model "
+                         f"(model.save); save weights as .weights.h5, .h5 or .npz")
+
+
 def check_overwrite(filepath, overwrite):
     """FileExistsError for an existing file when overwrite is False (Keras asks instead)."""
     if not overwrite and isinstance(filepath, (str, bytes, os.PathLike)) and \
@@ -226,7 +234,9 @@ def check_overwrite(filepath, overwrite):
 
 def save_weights(model, filepath, overwrite=True):
     """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5
-    (Keras' saving.save_weights, whose arguments these are)."""
+    (Keras' saving.save_weights, whose arguments these are). A .keras name is refused: such
+    a file holds a whole model (model.save)."""
+    check_weights_name(filepath)
     check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
     if not model.built:
@@ -237,14 +247,20 @@ def save_weights(model, filepath, overwrite=True):
                                               input_shape=list(model.input_shape))))
 
 
+def check_description_size(text, limit=_MAX_DESCRIPTION, what="pynn file"):
+    """What loading refuses is not written: a description (JSON text) longer than a file
+    holds raises ValueError."""
+    if len(text) > limit:
+        raise ValueError(f"cannot save the model: its description has {len(text):,} "
+                         f"characters, more than the {limit:,} a {what} holds (a "
+                         f"get_config() returning data? keep data in weights)")
+
+
 def _write(filepath, arrays, meta):
     """arrays and the JSON description `meta` to .npz, or HDF5 when the name ends in
     .h5/.hdf5 (the same names: one dataset per array, the description as an attribute)."""
     _check_target(filepath, "wb")
-    if len(meta) > _MAX_DESCRIPTION:  # what loading refuses is not written
-        raise ValueError(f"cannot save the model: its description has {len(meta):,} "
-                         f"characters, more than the {_MAX_DESCRIPTION:,} a pynn file holds "
-                         f"(a get_config() returning data? keep data in weights)")
+    check_description_size(meta)
     if _is_file_object(filepath):  # the caller's stream: .npz, in one write() (zip needs
         buffer = io.BytesIO()  # to seek back; a socket, gzip or write-only stream cannot)
         np.savez(buffer, **{**arrays, META_KEY: np.array(meta)})
@@ -597,6 +613,8 @@ def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
         raise ValueError(f"{filepath!r}: a layer's saved arguments are invalid: {exc}") from exc
     except MemoryError as exc:  # layers declared beyond any memory (units=2**40)
         raise ValueError(f"{filepath!r} declares layers too large to build ({exc})") from exc
+    except NotImplementedError as exc:  # a setting pynn lacks (a constraint): name the file
+        raise NotImplementedError(f"{filepath!r}: {exc}") from exc
     except ValueError as exc:  # name the file (a units of 10**4000: numpy's "dimension")
         if repr(filepath) in str(exc):
             raise
