@@ -626,3 +626,45 @@ def test_a_crafted_keras_layer_size_costs_nothing_before_it_is_refused(tmp_path,
     with pytest.raises(ValueError, match=r"huge\.keras"):
         pynn.load_model(tmp_path / "huge.keras")
     assert drawn == []
+
+
+def test_weights_h5_is_kerass_layout(tmp_path, rng, h5py):
+    """save_weights("m.weights.h5"), the name Keras requires, wrote pynn's own layout, which
+    Keras' load_weights read as no weights; it is Keras' now (layers/<key>/vars/<i>), with
+    pynn's description beside, so pynn loads it as its own .h5 (an unbuilt model built from
+    it, skip_mismatch)."""
+    x, y = _data(rng)
+    model = _mlp()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5", "r") as f:
+        paths = set()
+        f.visititems(lambda name, item: paths.add(name)
+                     if isinstance(item, h5py.Dataset) else None)
+        assert "__pynn__" in f.attrs
+    assert paths == {f"layers/dense/vars/{i}" for i in range(2)} | {
+        f"layers/batch_normalization/vars/{i}" for i in range(4)} | {
+        f"layers/dense_1/vars/{i}" for i in range(2)}
+    unbuilt = pynn.Sequential([pynn.Dense(6, activation="tanh"), L.BatchNormalization(),
+                               L.Dropout(0.0), pynn.Dense(3, activation="softmax")])
+    unbuilt.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_array_equal(unbuilt.predict(x), model.predict(x))
+    other = pynn.Sequential([pynn.Input((5,)), pynn.Dense(6, activation="tanh"),
+                             L.BatchNormalization(), L.Dropout(0.0), pynn.Dense(4)])
+    with pytest.warns(UserWarning, match="left layers .* unloaded"):
+        other.load_weights(tmp_path / "m.weights.h5", skip_mismatch=True)
+    np.testing.assert_array_equal(other.get_weights()[0], model.get_weights()[0])
+
+
+def test_keras_loads_pynns_weights_h5(tmp_path, rng, h5py):
+    keras = import_keras()
+    x, y = _data(rng)
+    model = _mlp()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save_weights(tmp_path / "m.weights.h5")
+    theirs = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="tanh"),
+                               keras.layers.BatchNormalization(), keras.layers.Dropout(0.0),
+                               keras.layers.Dense(3, activation="softmax")])
+    theirs.load_weights(tmp_path / "m.weights.h5")
+    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), model.predict(x),
+                               rtol=1e-5, atol=1e-6)

@@ -204,7 +204,8 @@ def zip_member_size(info, file_length, bad):
 
 
 class _H5Archive(Archive):
-    """An HDF5 file: one dataset per array at the root, the description an attribute."""
+    """An HDF5 file: one dataset per array (at the root, or at Keras' paths in a .weights.h5),
+    the description an attribute."""
 
     also_closes = None  # a stream the archive owns (open_keras_weights)
 
@@ -222,7 +223,13 @@ class _H5Archive(Archive):
         return self._names
 
     def check_members(self):
-        names = set(self._file.keys())
+        names = set()  # every dataset's path (a Keras-layout weights file keeps them in
+        self._file.visititems(lambda name, item: names.add(name)  # groups), hard links only
+                              if isinstance(item, self._h5py.Dataset) else None)
+        for name in self._file:  # and the root's links, which _dataset names as such
+            link = self._file.get(name, getlink=True)
+            if not isinstance(link, self._h5py.HardLink):
+                names.add(name)
         if META_KEY in self._file.attrs:
             names.add(META_KEY)
         self._names = names  # read once, here, where a corrupt file's errors are caught

@@ -60,15 +60,15 @@ _MODULES = {"initializer": "keras.initializers", "regularizer": "keras.regulariz
 _ACTIVATION_LAYERS = {"leaky_relu": ("LeakyReLU", "negative_slope"), "elu": ("ELU", "alpha")}
 
 
-def require_h5py(filepath):
+def require_h5py(filepath, what="a Keras .keras file", saved="the model"):
     """h5py, or ImportError saying what to do (before anything is written)."""
     from . import saving
 
     try:
         return saving._h5py()
     except ImportError as exc:
-        raise ImportError(f"saving {filepath!r} as a Keras .keras file needs h5py: pip "
-                          f"install 'pynn[h5]', or save the model as .npz") from exc
+        raise ImportError(f"saving {filepath!r} as {what} needs h5py: pip install "
+                          f"'pynn[h5]', or save {saved} as .npz") from exc
 
 
 def save(model, filepath, meta, arrays):
@@ -99,25 +99,42 @@ def save(model, filepath, meta, arrays):
     saving.atomic_write(filepath, write)
 
 
-def _h5_bytes(h5py, datasets, groups):
+def save_weights(model, filepath, meta, arrays):
+    """The weights as a Keras 3 weights file (`.weights.h5`) at filepath (a path), written
+    atomically: the layers' variables keyed as Keras keys them (Keras' load_weights reads
+    them), pynn's description as the root's attribute, its array keys those paths (pynn's
+    load_weights reads it as its own .h5). meta and arrays: saving.save_weights's."""
+    from . import saving
+    from .archive import META_KEY
+
+    h5py = require_h5py(filepath, "a Keras .weights.h5 file", "the weights")
+    datasets, groups, meta = _weights(model, meta, arrays, optimizer=False)
+    text = json.dumps(meta, default=saving._json_value)
+    saving.check_description_size(text)
+    data = _h5_bytes(h5py, datasets, groups, {META_KEY: text})
+    saving.atomic_write(filepath, lambda f: f.write(data))
+
+
+def _h5_bytes(h5py, datasets, groups, attributes=None):
     """The weights file: plain datasets (Keras' and pynn's readers take no other), and each
-    Keras group's "name" attribute, as Keras writes them."""
+    Keras group's "name" attribute, as Keras writes them (and the root's attributes)."""
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         for path, name in groups.items():
             f.require_group(path).attrs["name"] = name
         for path, array in datasets.items():
             f.create_dataset(path, data=array)
+        f.attrs.update(attributes or {})
     return buffer.getvalue()
 
 
-def _weights(model, meta, arrays):
+def _weights(model, meta, arrays, optimizer=True):
     """({h5 path: array}, {Keras group: its object's name}, meta with the arrays' keys
     renamed to their paths): each array once, where Keras reads it, else under `pynn/`."""
     from .layers import InputLayer
 
     datasets, moved = {}, {}  # moved: .npz key -> h5 path
-    groups = {"vars": meta["config"]["name"]}
+    groups = {"vars": model.name}
     keys = iter(layer_keys(model._compute_layers))
     for layer, entry in zip(model.layers, meta["layers"]):
         if isinstance(layer, InputLayer):
@@ -130,7 +147,7 @@ def _weights(model, meta, arrays):
             datasets[f"{base}/{i}"] = array
         if shared:
             moved.update((w["key"], f"{base}/{i}") for i, w in enumerate(entry["weights"]))
-    if model.compiled:
+    if model.compiled and optimizer:
         groups["optimizer/vars"] = model.optimizer.name
         variables, slots = _optimizer_variables(model, meta, arrays)
         datasets.update(variables)
@@ -367,4 +384,4 @@ def _keras_metric(spec, objects, model):
     return _keras_object(spec, config, "keras.metrics", objects)
 
 
-__all__ = ["require_h5py", "save"]
+__all__ = ["require_h5py", "save", "save_weights"]

@@ -155,6 +155,13 @@ def _is_h5(filepath):
     return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
 
 
+def _is_keras_weights(filepath):
+    """Whether weights saving writes Keras 3's weights layout: a path ending in
+    .weights.h5, the name Keras gives (and requires of) its weights files."""
+    return not _is_file_object(filepath) and isinstance(filepath, str) and \
+        filepath.lower().endswith(".weights.h5")
+
+
 def is_keras(filepath):
     """Whether model saving writes a Keras 3 archive to filepath: a path ending in .keras
     (a file object takes .npz)."""
@@ -233,9 +240,10 @@ def check_overwrite(filepath, overwrite):
 
 
 def save_weights(model, filepath, overwrite=True):
-    """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5
-    (Keras' saving.save_weights, whose arguments these are). A .keras name is refused: such
-    a file holds a whole model (model.save)."""
+    """Every weight to one file: .npz (default), or HDF5 when the name ends in .h5/.hdf5,
+    in Keras 3's layout for a .weights.h5 name (Keras' load_weights reads it; pynn's
+    description beside); Keras' saving.save_weights's arguments. A .keras name is refused:
+    such a file holds a whole model (model.save)."""
     check_weights_name(filepath)
     check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
@@ -243,8 +251,11 @@ def save_weights(model, filepath, overwrite=True):
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
     # the input shape: an unbuilt model loading the file is built for it
-    _write(filepath, arrays, json.dumps(_meta(FORMAT, layers,
-                                              input_shape=list(model.input_shape))))
+    meta = _meta(FORMAT, layers, input_shape=list(model.input_shape))
+    if _is_keras_weights(filepath):  # Keras 3's layout, which Keras' load_weights reads
+        keras_writer.save_weights(model, filepath, meta, arrays)
+        return
+    _write(filepath, arrays, json.dumps(meta))
 
 
 def check_description_size(text, limit=_MAX_DESCRIPTION, what="pynn file"):
