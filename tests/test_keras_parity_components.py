@@ -659,6 +659,18 @@ def test_label_smoothing_is_the_losss_own_the_metrics_read_the_labels(rng, engin
     assert logs["loss"] == pytest.approx(loss(y, after), rel=1e-5)
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["mse"] == pytest.approx(mse(after), rel=1e-5)
+    # metrics the engine computes itself get the labels as given too, and another batch's
+    # targets are smoothed afresh (not the first batch's, kept)
+    model.compile("sgd", loss, metrics=["mse"])
+    other = y[::-1].copy()
+    before = model.predict(x, verbose=0)
+    logs = model.fit(x, other, epochs=1, batch_size=24, verbose=0, engine=engine).history
+    assert logs["mse"][0] == pytest.approx(np.mean((before.astype(np.float64) - other) ** 2),
+                                           rel=1e-5)
+    model.train_on_batch(x, y)  # (train_on_batch keeps its engine for the next call)
+    before = model.predict(x, verbose=0)
+    assert model.train_on_batch(x, other, return_dict=True)["loss"] == pytest.approx(
+        loss(other, before), rel=1e-5)
 
 
 def test_probability_cross_entropy_clips_at_kerass_epsilon():

@@ -510,6 +510,16 @@ def test_metrics_are_written_as_they_mean_in_pynn(tmp_path, rng, h5py):
     f1, plain = _compiled_metrics(tmp_path / "one.keras")
     assert f1["class_name"] == "F1Score" and f1["config"]["threshold"] == 0.5
     assert plain == "accuracy"  # (Keras reads one output's as binary too)
+    one.compile("adam", "binary_crossentropy", metrics=[
+        pynn.metrics.Precision(thresholds=0.3), pynn.metrics.MeanMetricWrapper(
+            pynn.metrics.mean_absolute_error, name="wrapped", direction="down")])
+    one.save(tmp_path / "one.keras")
+    precision, wrapped = _compiled_metrics(tmp_path / "one.keras")
+    assert precision["config"]["thresholds"] == 0.3  # (Keras' name; multilabel is pynn's)
+    assert "threshold" not in precision["config"] and "multilabel" not in precision["config"]
+    assert wrapped["config"] == {"fn": {"module": "builtins", "class_name": "function",
+                                        "config": "mean_absolute_error",
+                                        "registered_name": "function"}, "name": "wrapped"}
     # and Keras' own "accuracy" of several sigmoid outputs reads as Keras computes it
     _rewritten(tmp_path / "m.keras", tmp_path / "k.keras", lambda c: (
         c.pop("pynn"), c["compile_config"].update(metrics=["accuracy"])))
@@ -522,12 +532,13 @@ def test_what_keras_cannot_read_is_written_as_it_can(tmp_path, h5py):
     """Seeds inside initializers in uint32 (2**40 failed Keras' load), names without "/"
     (Keras refuses them); pynn's own description keeps both."""
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(
-        2, name="a/b", kernel_initializer=pynn.initializers.HeNormal(seed=2**40 + 5))],
-        name="m/1")
+        2, name="a/b", kernel_initializer=pynn.initializers.HeNormal(seed=2**40 + 5)),
+        L.Dropout(0.5, seed=2**40 + 7)], name="m/1")
     model.save(tmp_path / "m.keras")
     config = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))
     dense = config["config"]["layers"][1]["config"]
     assert dense["kernel_initializer"]["config"]["seed"] == 5
+    assert config["config"]["layers"][2]["config"]["seed"] == 7
     assert dense["name"] == "a_b" and config["config"]["name"] == "m_1"
     loaded = pynn.load_model(tmp_path / "m.keras")
     assert loaded.name == "m/1" and loaded.layers[1].name == "a/b"
@@ -668,3 +679,68 @@ def test_keras_loads_pynns_weights_h5(tmp_path, rng, h5py):
     theirs.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)), model.predict(x),
                                rtol=1e-5, atol=1e-6)
+
+
+_O = pynn.optimizers
+# Keras 3.15's optimizer.variables after a step of a Dense(3 -> 2), in pynn's slot names
+# (recorded with Keras: its momentum/velocity are Adam's m/v, SGD's momentum pynn's
+# velocity, Adamax's norm its u, Adadelta's accumulated_delta_var its accumulated_delta,
+# Nadam's last variable its momentum product)
+_KERAS_ORDER = [
+    (lambda: _O.SGD(0.1), ["iteration", "learning_rate"]),
+    (lambda: _O.SGD(0.1, momentum=0.9), ["iteration", "learning_rate", "k velocity",
+                                          "b velocity"]),
+    (lambda: _O.Adam(amsgrad=True), ["iteration", "learning_rate", "k m", "k v", "b m", "b v",
+                                     "k v_hat", "b v_hat"]),
+    (lambda: _O.RMSprop(momentum=0.5, centered=True),
+     ["iteration", "learning_rate", "k velocity", "b velocity", "k momentum", "b momentum",
+      "k average_gradient", "b average_gradient"]),
+    (lambda: _O.Ftrl(), ["iteration", "learning_rate", "k accumulator", "k linear",
+                         "b accumulator", "b linear"]),
+    (lambda: _O.Nadam(), ["iteration", "learning_rate", "k m", "k v", "b m", "b v",
+                          "u_product"]),
+    (lambda: _O.Adam(use_ema=True, gradient_accumulation_steps=2),
+     ["iteration", "learning_rate", "k average", "b average", "k gradient_accumulator",
+      "b gradient_accumulator", "k m", "k v", "b m", "b v"]),
+    (lambda: _O.Adam(pynn.schedules.ExponentialDecay(0.1, 10, 0.9)),
+     ["iteration", "k m", "k v", "b m", "b v"]),
+    (lambda: _O.Adadelta(), ["iteration", "learning_rate", "k accumulated_grad",
+                             "k accumulated_delta", "b accumulated_grad",
+                             "b accumulated_delta"]),
+    (lambda: _O.Adamax(), ["iteration", "learning_rate", "k m", "k u", "b m", "b u"]),
+    (lambda: _O.Lion(), ["iteration", "learning_rate", "k m", "b m"]),
+    (lambda: _O.Adagrad(), ["iteration", "learning_rate", "k accumulator", "b accumulator"]),
+]
+
+
+@pytest.mark.parametrize("make, order", _KERAS_ORDER, ids=lambda v: getattr(v, "__name__", ""))
+def test_the_optimizer_layout_is_kerass_order(make, order):
+    """Keras reads its optimizer's variables by position: pynn's slots must lie in Keras'
+    build order (a swapped pair, a missing EMA or accumulator group, a learning rate kept for
+    a schedule trained on from the wrong state; the Keras-gated tests see it, CI has no
+    Keras)."""
+    frozen = pynn.Dense(4, trainable=False)  # (Keras keeps no slots for a frozen layer)
+    model = pynn.Sequential([pynn.Input((3,)), frozen, pynn.Dense(2)])
+    model.compile(make(), "mse")
+    kernel, bias = model.layers[2].params
+    names = {id(kernel): "k", id(bias): "b"}
+    layout = keras_files.optimizer_layout(model)
+    assert [item if isinstance(item, str) else f"{names[id(item[0])]} {item[1]}"
+            for item in layout] == order
+
+
+def test_nadams_momentum_product_is_kerass(tmp_path, rng, h5py):
+    """Keras keeps Nadam's product of beta_1 (1 - 0.96^t / 2) over the steps, multiplied
+    step by step in the weights' float type; the file holds the product of the steps taken,
+    and the learning rate as a number."""
+    x, y = _data(rng)
+    model = _mlp(pynn.optimizers.Nadam(0.01, beta_1=0.8))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # 3 steps
+    model.save(tmp_path / "m.keras")
+    arrays = _members(tmp_path / "m.keras")[2]
+    product = np.float32(1)
+    for t in range(1, 4):
+        product = product * np.float32(0.8 * (1 - 0.5 * 0.96 ** t))
+    assert arrays["optimizer/vars/1"] == np.float32(0.01)
+    last = max(int(k.rsplit("/", 1)[1]) for k in arrays if k.startswith("optimizer/vars/"))
+    assert arrays[f"optimizer/vars/{last}"] == product
