@@ -744,3 +744,52 @@ def test_nadams_momentum_product_is_kerass(tmp_path, rng, h5py):
     assert arrays["optimizer/vars/1"] == np.float32(0.01)
     last = max(int(k.rsplit("/", 1)[1]) for k in arrays if k.startswith("optimizer/vars/"))
     assert arrays[f"optimizer/vars/{last}"] == product
+
+
+def test_a_damaged_archive_is_refused_by_load_weights_too(tmp_path, rng, h5py):
+    """load_weights reads a pynn-written archive's description as load_model does: checked
+    (a format from a newer pynn refused by name), and Keras-layout optimizer variables of
+    the wrong shape are not restored (a warning, the optimizer afresh)."""
+    model = _mlp()
+    model.save(tmp_path / "m.keras")
+    _rewritten(tmp_path / "m.keras", tmp_path / "newer.keras",
+               lambda c: c["pynn"].update(format_version=99))
+    with pytest.raises(ValueError, match=r"newer\.keras.*format version 99"):
+        _mlp().load_weights(tmp_path / "newer.keras")
+    x, y = _data(rng)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(members["config.json"])
+    config.pop("pynn")
+    members["config.json"] = json.dumps(config)
+    weights = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as f:  # a slot of another shape than its weight's
+        slot = f["optimizer/vars/2"][()]
+        del f["optimizer/vars/2"]
+        f.create_dataset("optimizer/vars/2", data=np.zeros(slot.size + 1, slot.dtype))
+    members["model.weights.h5"] = weights.getvalue()
+    with zipfile.ZipFile(tmp_path / "slot.keras", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.warns(UserWarning, match="optimizer variables do not fit"):
+        assert pynn.load_model(tmp_path / "slot.keras").optimizer.training_steps == 0
+
+
+def test_registered_components_carry_their_registered_name(tmp_path):
+    """Keras finds a component of your own by its registered name ("package>name")."""
+    from pynn.custom_objects import _registered
+
+    @pynn.saving.register_keras_serializable(package="mine")
+    class Twice(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            return 2 * x
+
+    try:
+        pynn.Sequential([pynn.Input((2,)), Twice()]).save(tmp_path / "m.keras")
+    finally:
+        _registered.clear()
+    entry = json.loads(zipfile.ZipFile(tmp_path / "m.keras").read("config.json"))[
+        "config"]["layers"][1]
+    assert (entry["class_name"], entry["registered_name"]) == ("Twice", "mine>Twice")
