@@ -782,3 +782,32 @@ def test_a_function_initializer_clones():
 
     init = I.get(table)
     np.testing.assert_array_equal(init.clone()((2, 2)), init((2, 2)))
+
+
+@pytest.mark.parametrize("cls", [L.CategoricalCrossentropy, L.BinaryCrossentropy])
+def test_label_smoothing_of_a_refilled_target_buffer(rng, cls):
+    """A generator refilling one target array (and train_on_batch given one): the native
+    engine smoothed a target array once and kept it by identity, so every later batch
+    trained on the first batch's targets; the layer path and fresh arrays did not."""
+    x = rng.normal(size=(48, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 48)
+    y = np.eye(3)[labels] if cls is L.CategoricalCrossentropy else \
+        (rng.random((48, 3)) > 0.5).astype(np.float64)
+
+    def refilled():
+        xb, yb = np.empty((8, 4), np.float32), np.empty((8, 3), np.float32)  # (as trained)
+        for i in range(0, 48, 8):
+            xb[:], yb[:] = x[i:i + 8], y[i:i + 8]
+            yield xb, yb
+
+    runs = {}
+    for engine in ("native", "layers"):
+        pynn.set_seed(4)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax"
+                                 if cls is L.CategoricalCrossentropy else "sigmoid")])
+        model.compile(pynn.optimizers.SGD(0.5), cls(label_smoothing=0.3))
+        model.fit(refilled(), epochs=1, verbose=0, engine=engine)
+        assert model.history.params["engine"] == engine
+        runs[engine] = model.get_weights()
+    for a, b in zip(runs["native"], runs["layers"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -871,6 +871,8 @@ def test_a_loss_takes_the_last_axis_counted_from_the_front(rng, cls, targets):
     for axis in (0, -2):
         with pytest.raises(NotImplementedError, match="last axis"):
             cls(axis=axis)
+    if cls in (losses.BinaryFocalCrossentropy, losses.CategoricalFocalCrossentropy):
+        assert cls(axis=None).axis == -1 and "axis" not in cls(axis=None).get_config()
 
 
 def test_a_loss_metric_takes_the_last_axis_counted_from_the_front(rng):

@@ -382,17 +382,13 @@ class NativeEngine:
         """The loss whose label smoothing _loss_targets applies (none: predicting)."""
         self.loss = loss
         self.smoothing = bool(getattr(loss, "label_smoothing", 0.0))
-        self._smoothed = None  # (the targets given, smoothed)
 
     def _loss_targets(self, y):
         """The targets the engine's loss trains on: y smoothed where the loss smooths labels,
-        once per target array (fit hands the same array every chunk); the engine's settings
-        key holds the smoothing, so a change mid-fit builds a new engine."""
-        if not self.smoothing:
-            return y
-        if self._smoothed is None or self._smoothed[0] is not y:
-            self._smoothed = (y, self.loss.smooth_targets(y))
-        return self._smoothed[1]
+        at every call (a cache keyed by the array trained a generator's refilled buffer, or
+        train_on_batch's, on its first batch's targets); the engine's settings key holds the
+        smoothing, so a change mid-fit builds a new engine."""
+        return self.loss.smooth_targets(y) if self.smoothing else y
 
     def _remember_settings(self, model, version, training=True):
         """What `matches` compares with: the settings counter `version` read before the
