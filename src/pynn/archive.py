@@ -222,10 +222,16 @@ class _H5Archive(Archive):
     def names(self):
         return self._names
 
-    def check_members(self):
-        names = set()  # every dataset's path (a Keras-layout weights file keeps them in
-        self._file.visititems(lambda name, item: names.add(name)  # groups), hard links only
+    def _dataset_paths(self):
+        """Every dataset's path (a Keras-layout weights file keeps them in groups), found
+        through hard links only (a link to another file is not followed)."""
+        names = set()
+        self._file.visititems(lambda name, item: names.add(name)
                               if isinstance(item, self._h5py.Dataset) else None)
+        return names
+
+    def check_members(self):
+        names = self._dataset_paths()
         for name in self._file:  # and the root's links, which _dataset names as such
             link = self._file.get(name, getlink=True)
             if not isinstance(link, self._h5py.HardLink):
@@ -279,15 +285,11 @@ class _H5Archive(Archive):
 
 class _KerasH5Archive(_H5Archive):
     """A Keras 3 weights file: datasets in groups (layers/dense/vars/0), no description;
-    each checked as pynn's own (_dataset). Names are the datasets' paths, found through
-    hard links only (a link to another file is not followed)."""
+    each checked as pynn's own (_dataset). Names are the datasets' paths (_dataset_paths)."""
 
     def check_members(self):
-        names = []
-        self._file.visititems(lambda name, item: names.append(name)
-                              if isinstance(item, self._h5py.Dataset) else None)
-        self._names = set(names)
-        for name in names:
+        self._names = self._dataset_paths()
+        for name in self._names:
             with self._guarded(name):
                 self._dataset(name)
 

@@ -155,18 +155,22 @@ def _is_h5(filepath):
     return os.fspath(filepath).lower().endswith((".h5", ".hdf5"))
 
 
+def _path_ending(filepath, suffix):
+    """Whether filepath is a path (a str; a file object takes .npz) ending in suffix, in any
+    case."""
+    return isinstance(filepath, str) and filepath.lower().endswith(suffix)
+
+
 def _is_keras_weights(filepath):
     """Whether weights saving writes Keras 3's weights layout: a path ending in
     .weights.h5, the name Keras gives (and requires of) its weights files."""
-    return not _is_file_object(filepath) and isinstance(filepath, str) and \
-        filepath.lower().endswith(".weights.h5")
+    return _path_ending(filepath, ".weights.h5")
 
 
 def is_keras(filepath):
     """Whether model saving writes a Keras 3 archive to filepath: a path ending in .keras
     (a file object takes .npz)."""
-    return not _is_file_object(filepath) and isinstance(filepath, str) and \
-        filepath.lower().endswith(".keras")
+    return _path_ending(filepath, ".keras")
 
 
 def _is_file_object(target):
