@@ -20,6 +20,17 @@ namespace {
 
 using LossResult = DeviceLoss;
 
+// A host thread's device scalars, one per device, freed when the thread ends (a program
+// that starts a thread per fit does not leak one per thread). At process exit the runtime
+// may be gone before the main thread's are freed: cudaFree's error then is ignored.
+struct ThreadSlots {
+    std::vector<LossResult*> per_device;
+    ~ThreadSlots() {
+        for (LossResult* p : per_device)
+            if (p) cudaFree(p);  // (unified addressing: from any current device)
+    }
+};
+
 // The device scalar a loss call reduces into: one per host thread and device, allocated at
 // the first call and kept (no allocation per call). A call is complete (synchronised) before
 // it returns, so one thread's calls never share the slot concurrently, whatever their streams.
@@ -28,7 +39,8 @@ public:
     ResultSlot(cudaStream_t s, const char* what) : s_(s), what_(what) {
         int device = 0;
         check(cudaGetDevice(&device), what);
-        thread_local std::vector<LossResult*> slots;
+        thread_local ThreadSlots thread_slots;
+        auto& slots = thread_slots.per_device;
         if (static_cast<size_t>(device) >= slots.size()) slots.resize(device + 1, nullptr);
         if (!slots[device]) check(cudaMalloc(reinterpret_cast<void**>(&slots[device]), sizeof(LossResult)), what);
         d_ = slots[device];
