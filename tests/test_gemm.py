@@ -87,6 +87,22 @@ def test_k_deeper_than_one_cache_block(rng, isa, threads, ta, tb):
                                    err_msg=f"{m}x{k}x{n}")
 
 
+@pytest.mark.parametrize("m,k,n,lda", [(100, 1024, 40, 1024), (29, 1000, 200, 2048),
+                                       (128, 300, 250, 300), (97, 77, 320, 77)])
+def test_packing_choices(rng, isa, threads, m, k, n, lda):
+    """The shapes where the driver's packing choices turn: A rows a multiple of 4 KiB apart
+    (packed whatever N for a 12-row tile: lda 1024 and 2048, K below lda), and M up to 128
+    with narrow B (read in place by the avx512 kernel, packed by avx2's from M = 65), with
+    beta, bias and ReLU (the store of every K slice)."""
+    a = rng.standard_normal((m, lda), dtype=np.float32)[:, :k]
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    want = reference(a, b, False, False, 0.5, -1.5, c, bias, "relu")
+    got = _C.gemm(a, b, False, False, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k))
+
+
 @pytest.mark.parametrize("act", list(ACTIVATION_CODES))
 def test_epilogue_alpha_beta(rng, isa, threads, act):
     param = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)

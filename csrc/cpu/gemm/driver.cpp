@@ -37,13 +37,13 @@ namespace gemm_detail {
 
 Tuning& tuning() {
     // Measured on the 2-core Zen 4 (AVX2 kernel, one thread), see the report in bench/:
-    // in-place B wins only for short, narrow B (M <= 64, ldb <= 256-ish); in-place A wins
-    // while few column strips reuse it (N <= 256; N <= 128 when A is transposed, its k rows
-    // being lda apart).
+    // in-place B wins only for short, narrow B (M up to the kernel table's limit, ldb <=
+    // 256-ish); in-place A wins while few column strips reuse it (N <= 256; N <= 128 when A
+    // is transposed, its k rows being lda apart).
     // Parallel cutoff: 2 hot threads beat 1 from ~2.5e5 flops (32x64x64 +25%, 32x32x64
     // -50%); a cold pool (sleeping worker) costs the caller only ~3 us; 5e5 leaves margin.
     static Tuning t = [] {
-        Tuning d{5.0e5, 64, 320, 256, 128, 0, 0, 0};
+        Tuning d{5.0e5, 320, 256, 128, 0, 0, 0};
         // PYNN_GEMM_BLOCKING="kc,mc,nc" overrides the kernel table's cache blocking, to tune
         // on a new CPU without rebuilding (bench/gemm_table.py); not meant for production.
         if (const char* env = std::getenv("PYNN_GEMM_BLOCKING")) {
@@ -410,8 +410,14 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
     const int MR = kt.mr, NR = kt.nr;
     const index_t m_all = i1 - i0, n_all = j1 - j0;
     const Tuning& tune = tuning();
-    const bool do_pack_b = p.tb || m_all > tune.inplace_b_max_m || p.ldb > tune.inplace_b_max_ldb;
-    const bool do_pack_a = n_all > (p.ta ? tune.pack_a_min_n_t : tune.pack_a_min_n);
+    const bool do_pack_b = p.tb || m_all > kt.inplace_b_max_m || p.ldb > tune.inplace_b_max_ldb;
+    // A row-major A whose rows lie a multiple of 4 KiB apart is packed whatever N when the
+    // tile is taller than 8 rows: read in place, its rows all map to one L1 set, and Zen 4's
+    // 8 ways do not hold 12 (avx512, 128 x 1024 x 256: 98 -> 111 GFLOP/s packed); avx2's 6
+    // rows fit (packing cost it 2-12% at K = 1024 and 2048).
+    const bool rows_share_l1_set = !p.ta && p.lda % 1024 == 0 && MR > 8;
+    const bool do_pack_a =
+        rows_share_l1_set || n_all > (p.ta ? tune.pack_a_min_n_t : tune.pack_a_min_n);
     // An override (PYNN_GEMM_BLOCKING) is rounded up to whole micro-tiles, as the packing
     // and the edge handling need (the tables' values already are).
     const auto tiles = [](index_t v, index_t unit) { return (v + unit - 1) / unit * unit; };

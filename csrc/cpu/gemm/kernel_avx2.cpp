@@ -190,7 +190,9 @@ float fma_loop(index_t iters) {
 // KC = 384: a 6 x 384 A strip (9 KiB) and a 384 x 16 B strip (24 KiB) sit in L1 (48 KiB);
 // MC = 144: the packed A block (216 KiB) sits in L2 (1 MiB); NC = 3072: the packed B panel
 // (4.5 MiB) in L3. Measured: KC 384-512 ~1-2% over 256 (fewer tile stores).
-const KernelTable kTable = {"avx2", MR, NR, 384, 144, 3072, kernel_6x16, fma_loop, 12 * 8 * 2};
+// In-place B up to M = 64 (Zen 4: packing won from M = 96, one cache line per k row of a
+// strip read in place costing more than the copy).
+const KernelTable kTable = {"avx2", MR, NR, 384, 144, 3072, 64, kernel_6x16, fma_loop, 12 * 8 * 2};
 
 }  // namespace
 

@@ -213,8 +213,10 @@ float fma_loop(index_t iters) {
 // tile's loop 4x longer per call and the passes over C 4x fewer. Xeon (Sapphire Rapids
 // class), gemm_table's squares in three interleaved rounds, pynn/numpy one thread: 2048^3
 // 0.85-0.87x (KC 256) -> 0.99-1.01x, 512^3 and 1024^3 the same or better; the MLP shapes
-// and training steps unchanged (bench/RESULTS.md).
-const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, kernel_12x32, fma_loop,
+// and training steps unchanged (bench/RESULTS.md). In-place B up to M = 128 (a batch of
+// 128's Dense forward): Zen 4, one thread, 128 x {256, 512, 784} x {64..320} 2-6% faster
+// than packing B; in place up to M = 1024 gained nothing sure at M = 192-512.
+const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, 128, kernel_12x32, fma_loop,
                             12 * 16 * 2};
 
 }  // namespace

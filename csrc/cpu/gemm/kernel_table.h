@@ -31,6 +31,8 @@ struct KernelTable {
     const char* name;  // "generic", "avx2", "avx512"
     int mr, nr;        // micro-tile
     int kc, mc, nc;    // cache blocking (mc multiple of mr, nc multiple of nr)
+    int inplace_b_max_m;  // B (not transposed) is read in place when M <= this (and the
+                          // driver's ldb limit holds), else packed
     MicroKernel kernel;
     // A loop of independent FMAs for the peak measurement: `iters` iterations of
     // flops_per_iter flops each; the returned value only defeats dead-code elimination.
@@ -76,8 +78,8 @@ bool amx_active();
 // Driver knobs, exposed for the test/benchmark harness; the defaults are the tuned values.
 struct Tuning {
     double parallel_min_flops;  // below this (2*M*N*K) gemm stays on the calling thread
-    index_t inplace_b_max_m;    // B (not transposed) is read in place when M <= this
-    index_t inplace_b_max_ldb;  //   and ldb <= this (long strides thrash L1/TLB: pack)
+    index_t inplace_b_max_ldb;  // B is read in place only when ldb <= this (long strides
+                                // thrash L1/TLB: pack), and M <= the table's limit
     index_t pack_a_min_n;       // row-major A is packed when N > this, else read in place
     index_t pack_a_min_n_t;     // the same for a transposed A
     index_t kc, mc, nc;         // > 0: override the table's blocking (experiments only)
