@@ -99,8 +99,9 @@ def torch_trainer(w, x, y):
     n = len(x)
 
     class T:
-        def epoch(self):
-            perm = torch.randperm(n)
+        def epoch(self, order=None):
+            """order: the epoch's sample order (numpy indices; default: torch's shuffle)."""
+            perm = torch.randperm(n) if order is None else torch.from_numpy(order)
             total = 0.0
             model.train()
             for i in range(0, n, w.batch):
