@@ -9,8 +9,9 @@ timed, alternating between libraries. Prints samples/s (median over timed epochs
 ratio to each peer, the fraction of the compute limit (2 cores x measured FMA peak), each
 library's final training loss (PyTorch and Keras start from pynn's initial weights, see
 peers.py; each shuffles its own way, which moves wide_mlp's by up to ~8%: loss_parity.py
-compares pynn's and PyTorch's under one order), single-row predict latency and inference throughput in calls of 1024 rows. A
-library that fails gets a row saying so (its traceback goes to stderr) and the others go on.
+compares pynn's and PyTorch's under one order), single-row predict latency and inference
+throughput in calls of 1024 rows. A library that fails gets a row saying so (its traceback
+goes to stderr) and the others go on.
 """
 
 from __future__ import annotations
