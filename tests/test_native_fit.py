@@ -97,6 +97,21 @@ def test_native_is_used_and_predict_matches(rng):
                                atol=1e-6)
 
 
+def test_predict_follows_an_activation_assigned_after_it_ran(rng):
+    """The kept predict engine checks each layer's activation (only the layers that have
+    one: the Input's lookup raised inside getattr, a microsecond of every call)."""
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(5, activation="relu"),
+                             pynn.Dense(3), pynn.Activation("softmax")])
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    model.predict(x)
+    for layer, name in ((model.layers[1], "tanh"), (model.layers[3], "sigmoid")):
+        layer.activation = name
+        np.testing.assert_allclose(model.predict(x), model._forward(x, False, False),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.predict(x[:1]), model._forward(x[:1], False, False),
+                                   rtol=1e-5, atol=1e-6)
+
+
 def test_a_few_float64_rows_take_the_lean_predict_path(rng):
     # numpy's default float64 (and a batch_size the rows fit in) went the full way: 42 us
     # for one row against 3 us in float32

@@ -1615,6 +1615,28 @@ class Sequential:
         x may give the data batch by batch, as in fit (x alone or (x, ...) per batch);
         steps: how many batches (default: all; with arrays and no batch_size, the steps
         share the samples out, as Keras 3)."""
+        cached = self._predict_cache
+        if cached is not None and steps is None and not callbacks and not verbose and \
+                (type(x) is np.ndarray or isinstance(x, np.ndarray) and
+                 not isinstance(x, np.ma.MaskedArray)) and \
+                config.check_finite() and cached.describes(self):
+            # The lean path (single rows in microseconds, so first, before the checks an
+            # array passes anyway): the binding checks dtype, shape, layout and finiteness
+            # itself; anything it refuses takes the full path below, which converts what it
+            # can and otherwise raises the usual clear error.
+            n = len(x) if x.ndim else 0  # (a 0-d array: the full path names the problem)
+            if n and (batch_size is None or (type(batch_size) is int and n <= batch_size)):
+                rows = x
+                if n <= 64 and x.dtype.kind in "biuf" and \
+                        not (x.dtype == self._dtype and x.flags.c_contiguous):
+                    # a few rows of float64 (numpy's default) or a view: 3 us, not 40;
+                    # values beyond float32 become inf, refused: the full path names them
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        rows = np.ascontiguousarray(x, dtype=self._dtype)
+                try:
+                    return cached.predict(rows)
+                except (TypeError, ValueError):
+                    pass
         if is_batch_source(x):
             check_verbose(verbose)
             _no_arrays_with_source("predict", x, batch_size=batch_size)
@@ -1634,25 +1656,6 @@ class Sequential:
             out = self.predict(x, batch_size)
             print(f"{len(out)} samples - {time.perf_counter() - start:.3f}s", flush=True)
             return out
-        cached = self._predict_cache
-        if cached is not None and config.check_finite() and cached.describes(self):
-            # The lean path (single rows in microseconds): the binding checks dtype, shape,
-            # layout and finiteness itself; anything it refuses takes the full path below,
-            # which converts what it can and otherwise raises the usual clear error.
-            try:
-                n = len(x)
-                if n and (batch_size is None or (type(batch_size) is int and n <= batch_size)) \
-                        and not isinstance(x, np.ma.MaskedArray):  # the full path refuses it
-                    rows = x
-                    if isinstance(x, np.ndarray) and n <= 64 and x.dtype.kind in "biuf" and \
-                            not (x.dtype == self._dtype and x.flags.c_contiguous):
-                        # a few rows of float64 (numpy's default) or a view: 3 us, not 40;
-                        # values beyond float32 become inf, refused: the full path names them
-                        with np.errstate(over="ignore", invalid="ignore"):
-                            rows = np.ascontiguousarray(x, dtype=self._dtype)
-                    return cached.predict(rows)
-            except (TypeError, ValueError):
-                pass
         asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         x = data.frame_values(x)
