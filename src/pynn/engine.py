@@ -549,7 +549,8 @@ class PredictEngine(NativeEngine):
         self.layers = list(model.layers)
         # the layers with an activation, and it (a layer without one, the Input, raises an
         # AttributeError inside getattr: ~1 us of every describes() call when it was asked)
-        self.activations = [(l, l.activation) for l in self.layers if hasattr(l, "activation")]
+        self.activations = [(layer, layer.activation) for layer in self.layers
+                            if hasattr(layer, "activation")]
         self.bound = self.params + self.bn_params
         self.values = [p.value for p in self.bound]
         # settings read when the engine was built (the arrays are bound by reference)
