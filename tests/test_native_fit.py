@@ -112,6 +112,17 @@ def test_predict_follows_an_activation_assigned_after_it_ran(rng):
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_samples_of_several_axes_not_in_a_numpy_array_predict_with_a_kept_engine(rng):
+    """A 3-D memoryview (or an h5py Dataset) of (4, 4) samples failed with an AttributeError
+    (no reshape) once a kept engine took the lean path; it works without one."""
+    model = pynn.Sequential([pynn.Input((4, 4)), pynn.layers.Flatten(),
+                             pynn.Dense(8, activation="relu"), pynn.Dense(3)])
+    x = rng.normal(size=(3, 4, 4)).astype(np.float32)
+    want = model.predict(x)  # keeps the engine
+    assert model._predict_cache is not None
+    np.testing.assert_array_equal(model.predict(memoryview(x)), want)
+
+
 def test_a_few_float64_rows_take_the_lean_predict_path(rng):
     # numpy's default float64 (and a batch_size the rows fit in) went the full way: 42 us
     # for one row against 3 us in float32
