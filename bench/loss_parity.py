@@ -14,10 +14,11 @@ order), for --orders random orders. Untimed: needs PyTorch.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
-from peers import pynn_model, torch_trainer
+from peers import available, pynn_model, torch_trainer
 from workloads import WORKLOADS, make_data
 
 
@@ -38,6 +39,9 @@ def main():
     p.add_argument("--orders", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
+    if not available("torch"):
+        sys.exit("loss_parity.py compares with PyTorch, which is not installed (pip install "
+                 "torch)")
     print("| workload | order | pynn loss per epoch | PyTorch loss per epoch | final: pynn vs "
           "PyTorch |")
     print("|---|---|---|---|---|")
