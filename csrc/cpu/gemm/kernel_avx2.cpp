@@ -190,8 +190,8 @@ float fma_loop(index_t iters) {
 // KC = 384: a 6 x 384 A strip (9 KiB) and a 384 x 16 B strip (24 KiB) sit in L1 (48 KiB);
 // MC = 144: the packed A block (216 KiB) sits in L2 (1 MiB); NC = 3072: the packed B panel
 // (4.5 MiB) in L3. Measured: KC 384-512 ~1-2% over 256 (fewer tile stores).
-// In-place B up to M = 64 (Zen 4: packing won from M = 96, one cache line per k row of a
-// strip read in place costing more than the copy).
+// In-place B up to M = 64 (Zen 4, 2026-12-05: in place up to 128, as avx512 now reads it,
+// was 2-8% slower at M = 96-128).
 const KernelTable kTable = {"avx2", MR, NR, 384, 144, 3072, 64, kernel_6x16, fma_loop, 12 * 8 * 2};
 
 }  // namespace
