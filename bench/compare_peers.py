@@ -112,8 +112,10 @@ def main():
             print(f"pynn vs best peer ({best}): {rate['pynn'] / rate[best]:.2f}x samples/s; "
                   f"loss {losses['pynn']:.4f} vs {losses[best]:.4f}")
         if "torch" in losses and "pynn" in losses:
-            # Same initial weights and Adam settings (peers.py): a gap here is arithmetic.
-            print(f"final loss pynn vs torch: {100 * (losses['pynn'] / losses['torch'] - 1):+.1f}%")
+            # Same initial weights and Adam settings (peers.py), but each library's own
+            # shuffle: the gap holds the order's effect too (loss_parity.py removes it).
+            print(f"final loss pynn vs torch: {100 * (losses['pynn'] / losses['torch'] - 1):+.1f}% "
+                  f"(own shuffles; the same order: loss_parity.py)")
 
 
 if __name__ == "__main__":
