@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -132,6 +133,14 @@ def import_keras():
             and importlib.util.find_spec("torch") is not None:
         os.environ["KERAS_BACKEND"] = "torch"
     return pytest.importorskip("keras")
+
+
+erfc64 = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def exact_gelu(z):
+    """gelu's exact form, z Phi(z), in float64 (Keras 3's and PyTorch's default)."""
+    return z * 0.5 * erfc64(-z / math.sqrt(2))
 
 
 def onnx_outputs(model, x):

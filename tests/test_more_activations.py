@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import import_keras, onnx_outputs, requires_backend
+from conftest import erfc64, exact_gelu, import_keras, onnx_outputs, requires_backend
 
 import pynn
 from pynn.backend import get_backend
@@ -121,16 +121,8 @@ def test_special_values_agree_with_the_reference(name):
     assert np.isnan(y[0])
 
 
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
-
-
-def _gelu(z):
-    """gelu's exact form, z Phi(z), in float64 (Keras 3's and PyTorch's default)."""
-    return z * 0.5 * _erfc(-z / math.sqrt(2))
-
-
 def _gelu_derivative(z):
-    return 0.5 * _erfc(-z / math.sqrt(2)) + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    return 0.5 * erfc64(-z / math.sqrt(2)) + z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
@@ -145,7 +137,7 @@ def test_gelu_is_the_exact_form_to_float32s_accuracy(rng, backend):
     z = np.concatenate([rng.normal(size=20011) * scale
                         for scale in (1e-30, 1e-6, 0.05, 0.5, 2, 4, 8, 40)]).astype(np.float32)
     z64 = z.astype(np.float64)
-    want = _gelu(z64)
+    want = exact_gelu(z64)
     if backend == "numpy":
         np.testing.assert_allclose(b.activation_forward("gelu", z64, 0.0), want, rtol=1e-12,
                                    atol=1e-300)  # (SciPy's erfc and math.erfc: 2e-13 apart)
