@@ -141,13 +141,14 @@ def _fresh_weights(model, unbuilt):
 def read_described(target, where):
     """(pynn's description of the model, the Archive of the weights file it names: use it
     in a `with` block) of a `.keras` archive pynn wrote; None for another's."""
-    config, weights = _read_archive(target, where, lambda config: PYNN_KEY in config)
+    config, weights = _read_archive(target, where, pynn_written_only=True)
     return (config[PYNN_KEY], _open_weights(weights, where)) if PYNN_KEY in config else None
 
 
-def _read_archive(target, where, weights_wanted=lambda config: True):
+def _read_archive(target, where, pynn_written_only=False):
     """(config.json's description, model.weights.h5's contents: a file object, or None when
-    weights_wanted(config) says not to copy them out) of a .keras archive."""
+    pynn_written_only and pynn did not write the archive: not copied out) of a .keras
+    archive."""
     try:
         with zipfile.ZipFile(target) as z:
             for name in (_CONFIG, _WEIGHTS):
@@ -155,7 +156,8 @@ def _read_archive(target, where, weights_wanted=lambda config: True):
                     raise ValueError(f"{where!r} is a .keras archive without its {name}")
             config = _json_member(z, _CONFIG, where)
             weights = _member(z, _WEIGHTS, where, limit=None) \
-                if isinstance(config, dict) and weights_wanted(config) else None
+                if isinstance(config, dict) and (PYNN_KEY in config or not pynn_written_only) \
+                else None
     except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:  # (a bad CRC...)
         raise ValueError(f"{where!r} is not a readable .keras file (truncated or corrupt?): "
                          f"{type(exc).__name__}: {exc}") from None
