@@ -288,19 +288,29 @@ def test_metric_objects_of_a_keras_file_are_built_from_their_configs(tmp_path, r
         pynn.load_model(_archive(tmp_path / "m.keras", config, weights))
 
 
-def test_a_normalization_given_its_mean_and_variance_keeps_them(tmp_path, rng):
+@pytest.mark.parametrize("dense_after", [True, False])
+@pytest.mark.parametrize("axis", [-1, [-1], []])  # (Keras' config: [] for axis=None)
+def test_a_normalization_given_its_mean_and_variance_keeps_them(tmp_path, rng, dense_after,
+                                                                axis):
     """Keras keeps Normalization(mean=, variance=) in the config and writes no variables for
-    it (the file was refused: "2 weights in the model, the file 0")."""
-    mean, variance = rng.normal(size=5), rng.uniform(0.5, 2, size=5)
+    it (the file was refused: "2 weights in the model, the file 0"; then, with the layer
+    alone, loaded with a mean and variance of zeros, its outputs x / 1e-7)."""
+    size = () if axis == [] else 5  # axis=None: one mean and variance for all values
+    mean, variance = rng.normal(size=size), rng.uniform(0.5, 2, size=size)
     norm = {"module": "keras.layers", "class_name": "Normalization", "registered_name": None,
             "config": {"name": "normalization", "trainable": True, "dtype": _policy(),
-                       "axis": -1, "invert": False, "mean": mean.tolist(),
-                       "variance": variance.tolist()}}
+                       "axis": axis, "invert": False, "mean": mean.tolist(),
+                       "variance": variance.tolist()},
+            "build_config": {"input_shape": [None, 5]}}
     kernel, bias = rng.normal(size=(5, 2)).astype(np.float32), np.zeros(2, np.float32)
-    config = _config([norm, _dense("out", 2, "linear", 5)], compile_config=False)
-    model = pynn.load_model(_archive(tmp_path / "n.keras", config, {"dense": [kernel, bias]}))
+    layers, weights = [norm], {"normalization": []}
+    if dense_after:
+        layers, weights = [norm, _dense("out", 2, "linear", 5)], {"dense": [kernel, bias]}
+    config = _config(layers, compile_config=False)
+    model = pynn.load_model(_archive(tmp_path / "n.keras", config, weights))
     x = rng.normal(size=(4, 5))
-    np.testing.assert_allclose(model.predict(x), (x - mean) / np.sqrt(variance) @ kernel,
+    want = (x - mean) / np.sqrt(variance)
+    np.testing.assert_allclose(model.predict(x), want @ kernel if dense_after else want,
                                rtol=1e-4, atol=1e-5)
 
 

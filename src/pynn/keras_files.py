@@ -249,7 +249,11 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
                              f"{sorted(names)}, not vars/0 to vars/{len(names) - 1}")
         if type(layer).__name__ == "Normalization":
             if not names and getattr(layer, "_given", None) is not None:
-                continue  # Normalization(mean=, variance=): Keras keeps them in the config
+                # Normalization(mean=, variance=): Keras keeps them in its config, and the
+                # model was built for loading (zeros): set them with the file's weights
+                values.append((layer, [np.broadcast_to(s, e)
+                                       for s, e in zip(layer._given, expected)]))
+                continue
             # Keras' adapted Normalization keeps its count as a third variable; pynn's not
             order = order[:len(expected)] if len(order) == len(expected) + 1 else order
         if len(order) != len(expected):
