@@ -1041,3 +1041,26 @@ def test_batch_hooks_whose_logs_parameter_has_another_name_still_run():
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[OwnNames()])
     model.predict(x, batch_size=16, callbacks=[lam])
     assert seen == [("begin", 0), ("train", 0, ["loss", "mae"]), ("predict", 0)]
+
+
+@pytest.mark.parametrize("callbacks", ["foo", ["foo"], [EarlyStopping], 5, [None],
+                                       {"cb": EarlyStopping()}])
+@pytest.mark.parametrize("call", ["fit", "fit validated", "evaluate", "predict"])
+def test_what_is_not_a_callback_is_named_before_anything_runs(callbacks, call):
+    """A string among the callbacks was an AttributeError ('str' object has no attribute
+    'on_test_batch_begin'), raised by the validation batch size's choice."""
+    model = _model()
+    x, y = _data()
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(TypeError, match="callbacks must be"):
+        if call == "fit":
+            model.fit(x, y, epochs=1, verbose=0, callbacks=callbacks)
+        elif call == "fit validated":
+            model.fit(x, y, epochs=1, verbose=0, callbacks=callbacks, validation_split=0.25)
+        elif call == "evaluate":
+            model.evaluate(x, y, callbacks=callbacks)
+        else:
+            model.predict(x, callbacks=callbacks)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.training_steps == 0

@@ -891,6 +891,7 @@ class Sequential:
         """
         self._check_compiled()
         shuffle = _check_shuffle(shuffle)
+        callbacks = _callback_list(callbacks)
         if is_batch_source(x):
             return self._fit_source(x, y, batch_size, epochs, verbose, callbacks,
                                     validation_split, validation_data, shuffle, initial_epoch,
@@ -2370,8 +2371,20 @@ def _reads_batch_logs_only(callback):
 
 
 def _callback_list(callbacks):
-    """fit/evaluate/predict's callbacks=: one Callback or a list of them (checked later)."""
-    return [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
+    """fit/evaluate/predict's callbacks=: one Callback or a list of them, checked before
+    anything reads them (a string's missing hooks were an AttributeError)."""
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a pynn.callbacks.Callback or a list of them, got "
+                        f"{callbacks!r}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
+    return callbacks
 
 
 def _last_axis(shape):
