@@ -222,10 +222,12 @@ def test_what_the_engine_lacks_is_refused_by_name(cuda_backend, rng, case):
         "accumulation": ("gradient accumulation",
                          {"optimizer": opts.Adam(gradient_accumulation_steps=2)}),
         "sgd-weight-decay": ("weight_decay on SGD", {"optimizer": opts.SGD(weight_decay=0.01)}),
+        # (targets both take: one column of class 0; (N, 3) ones, which the metric cannot
+        # read as labels, are refused before any engine is asked)
         "accuracy-without-labels": ("metric sparse_categorical_accuracy",
-                                    {"loss": "mse", "out": 3,
+                                    {"loss": "mse", "y": np.zeros((24, 1)),
                                      "metrics": [pynn.metrics.sparse_categorical_accuracy],
-                                     "layers": [pynn.Dense(3, activation="tanh")]}),
+                                     **one}),
         # (named by its logged name, not its wrapper's class, _Weighted)
         "weighted-metric": (r"metric \w*accuracy \(", {"weighted_metrics": ["accuracy"]}),
     }

@@ -318,19 +318,36 @@ def test_user_metric_function_runs_natively(rng):
     assert calls == [16, 16, 16, 2] and "max_error" in h.history
 
 
-def test_metric_names_are_checked_at_compile_and_pairings_at_fit():
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+@pytest.mark.parametrize("call", ["fit", "generator", "train_on_batch"])
+@pytest.mark.parametrize("metric", ["mse", pynn.metrics.RootMeanSquaredError(),
+                                    pynn.losses.MeanAbsoluteError()])
+def test_metric_names_are_checked_at_compile_and_pairings_before_training(engine, call,
+                                                                          metric):
     """An unknown metric fails at compile; a metric that does not fit the labels fails the
-    same way on both engines, naming the shapes (not the engine's internals)."""
+    same way on both engines, naming the shapes (not the engine's internals), before any
+    step (the error came from the metrics of the first chunk, the weights already moved)."""
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
     with pytest.raises(ValueError, match="unknown metric 'bogus'"):
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                       metrics=["bogus"])
-    x = np.zeros((8, 4), np.float32)
-    y = np.arange(8) % 3
-    for engine in ("auto", "layers"):
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["mse"])
-        with pytest.raises(ValueError, match=r"y_true has shape \(8,\), y_pred \(8, 3\)"):
-            model.fit(x, y, epochs=1, verbose=0, engine=engine)
+    x = np.random.default_rng().normal(size=(64, 4)).astype(np.float32)
+    y = np.arange(64) % 3
+    before = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", metric])
+    with pytest.raises(ValueError, match=r"cannot take y \(targets of shape \(\) per sample, "
+                                         r"model outputs \(3,\).*: .*shape \(1,"):
+        if call == "fit":
+            model.fit(x, y, epochs=1, batch_size=8, verbose=0, engine=engine)
+        elif call == "generator":
+            model.fit(((x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)), epochs=1,
+                      verbose=0, engine=engine)
+        else:
+            model.train_on_batch(x[:8], y[:8])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.training_steps == 0
 
 
 class _KerasStyleAccuracy(pynn.metrics.Metric):

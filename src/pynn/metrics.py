@@ -1994,6 +1994,22 @@ def resolve(identifier, loss_name, output_dim):
     return metric.name, getattr(metric, "fn", metric)
 
 
+def check_targets(metric, y_true, y_pred):
+    """Runs a compiled metric's checks of targets against predictions, its state left
+    alone: pynn's mean functions (and losses) through their values, pynn's other metrics
+    through one batch's statistics. A user's own metric is not run (its code may count the
+    calls, or do anything else)."""
+    while isinstance(metric, _Wrapped):
+        metric = metric.metric
+    if isinstance(metric, MeanMetricWrapper):
+        if _is_loss(metric.fn) and type(metric.fn).__module__ == _losses.__name__:
+            metric.fn(y_true, y_pred)
+        else:
+            _sample_values(metric.fn, y_true, y_pred)  # (None, uncalled, for a user's)
+    elif type(metric).__module__ == __name__ and type(metric).update_state is Metric.update_state:
+        metric._batch_state(y_true, y_pred)
+
+
 def fresh_copy(metric):
     """A copy of `metric` with its own, empty state: for an evaluate() while an epoch is
     still accumulating into the original. pynn's own classes reset by assigning new state,

@@ -563,6 +563,28 @@ class Sequential:
             layer.to_backend(self.backend, self._dtype)
         self.__dict__["_prepared_for"] = key
 
+    def _check_metrics_take(self, y, name="y"):
+        """compile's metrics run on y's first sample, their state untouched, before any
+        step: one that cannot read these targets (integer labels for 'mse') fails before the
+        weights move, not after the first batches trained. Once per compiled state and
+        kind of targets."""
+        if not self._metric_objects or not len(y):
+            return
+        key = (self.__dict__.get("_prepared_for"), y.shape[1:], y.dtype.str)
+        if self.__dict__.get("_metrics_checked_for") == key:
+            return
+        out_shape = tuple(self.output_shape)
+        y_true, y_pred = np.asarray(y[:1]), np.full((1, *out_shape), 0.5, self._dtype)
+        for metric in self._metric_objects:
+            try:
+                metrics_mod.check_targets(metric, y_true, y_pred)
+            except (TypeError, ValueError) as exc:
+                kind = TypeError if isinstance(exc, TypeError) else ValueError
+                raise kind(f"metric {metric.name!r} cannot take {name} (targets of shape "
+                           f"{y.shape[1:]} per sample, model outputs {out_shape}; pynn never "
+                           f"broadcasts targets): {exc}, for one sample") from None
+        self.__dict__["_metrics_checked_for"] = key
+
     # ---- data ---------------------------------------------------------------------------------
     def _unlisted(self, x):
         """Keras' [x] for the one input: x, an array of a batch's rank (else a list of rows)."""
@@ -912,6 +934,7 @@ class Sequential:
         self._prepare_compiled()
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
+        self._check_metrics_take(y)
         try:  # numbers, numpy scalars and 0-d arrays; not strings
             split = (None if isinstance(validation_split, (str, bytes))
                      else float(validation_split))
@@ -2212,6 +2235,7 @@ class _SourceTrainer:
         """One optimizer step on a batch already checked and converted (x, y ready for the
         loss, sample weights or None); returns its logs (added to epoch_logs)."""
         m = self.model
+        m._check_metrics_take(y)
         b = m.backend
         n = x.shape[0]
         xd, yd = b.asarray(x, m._dtype), b.asarray(y, y.dtype)
