@@ -324,3 +324,30 @@ def test_the_engine_trains_on_smoothed_labels_as_the_layers(cuda_backend, rng):
     np.testing.assert_allclose(native_loss, layers_loss, rtol=1e-5)
     for a, b in zip(native, layers):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # (the fakes' NumPy steps)
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_terminate_on_nan_stops_the_cuda_engine_after_the_bad_batch(cuda_backend, rng,
+                                                                    monkeypatch):
+    """The cuda engine hands its chunk's losses back at the chunk's end (it cannot stop
+    inside one): for TerminateOnNaN fit runs it a batch a chunk, and it stops where the
+    layers stop."""
+    x = rng.normal(size=(800, 6)).astype(np.float32)
+    y = 1e3 * x.sum(axis=1, keepdims=True)
+    y[int(rng.integers(16, 200))] = 1e30  # the weights blow up a few batches later
+    calls = []
+    train = cuda_engine.CudaEngine.train
+    monkeypatch.setattr(cuda_engine.CudaEngine, "train", lambda self, x, y, order, first, last,
+                        *a, **k: calls.append(last - first) or train(self, x, y, order, first,
+                                                                     last, *a, **k))
+    steps = {}
+    for engine in ("layers", "native"):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(16, activation="relu"),
+                                 pynn.Dense(1)])
+        model.compile(optimizer=pynn.optimizers.SGD(1e-4), loss="mse", backend="cuda")
+        model.fit(x, y, epochs=2, batch_size=4, verbose=0, shuffle=False, engine=engine,
+                  callbacks=[pynn.callbacks.TerminateOnNaN()])
+        steps[engine] = model.optimizer.iterations
+    assert steps["native"] == steps["layers"] < 200 and set(calls) == {1}

@@ -373,6 +373,43 @@ def test_terminate_on_nan_names_the_first_bad_batch_without_one_call_per_batch(
         assert len(calls) <= (first_bad // 5 + 1) and len(calls) < first_bad
 
 
+@pytest.mark.parametrize("raise_error", [False, True])
+def test_terminate_on_nan_stops_both_engines_after_the_same_batch(raise_error):
+    """The native engine ran the rest of its chunk after the bad batch (an epoch of 500
+    batches in chunks of 25): more steps than the layers, other weights, and an epoch loss
+    of NaN where the layers logged inf. It now stops its chunk there, as Keras its loop."""
+    if pynn.engine._native_module() is None:
+        pytest.skip("native engine unavailable")
+    rng = np.random.default_rng()
+    x = rng.normal(size=(2000, 6)).astype(np.float32)
+    y = 1e3 * x.sum(axis=1, keepdims=True)
+    y[int(rng.integers(16, 400))] = 1e30  # the weights blow up a few batches later
+    results = {}
+    for engine in ("layers", "native"):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(16, activation="relu"),
+                                 pynn.Dense(1)])
+        model.compile(optimizer=pynn.optimizers.SGD(1e-4), loss="mse")
+        stop = pynn.callbacks.TerminateOnNaN(raise_error=raise_error)
+        try:
+            h = model.fit(x, y, epochs=3, batch_size=4, verbose=0, shuffle=False,
+                          engine=engine, callbacks=[stop])
+            logged = h.history["loss"]
+        except RuntimeError as exc:
+            assert raise_error
+            logged = str(exc)
+        results[engine] = (model.optimizer.iterations, logged, model.get_weights())
+    (steps_l, logged_l, weights_l), (steps, logged, weights) = results.values()
+    assert steps == steps_l < 500
+    if raise_error:
+        assert logged == logged_l and f"at batch {steps - 1}." in logged
+    else:
+        assert len(logged) == 1 and not np.isfinite(logged[0])
+        assert np.isnan(logged[0]) == np.isnan(logged_l[0])
+    for a, b in zip(weights, weights_l):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_a_terminate_on_nan_subclass_with_its_own_hook_sees_each_batch_as_it_ends():
     # It inherited "reads the logs only" and was handed a chunk's batches after the chunk:
     # a subclass saving the last good weights saw the chunk's end state.

@@ -9,7 +9,8 @@
 //   .bind(params, trainable, state)      keeps references to every bound array
 //   .train(x, y, order, first_batch, last_batch, batch_size, hyper, step, metrics,
 //          sample_weight=None, outputs=None)
-//        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics
+//        -> float64 (n_batches, 1 + len(metrics)): per-batch loss, then metrics (fewer rows
+//           when hyper['stop_on_nonfinite_loss'] stopped it at a NaN or infinite loss)
 //   .predict(x, out)                     out = model outputs, every activation applied
 //   shuffled_order(n, seed) -> int64 permutation of range(n)
 // Every array is checked (type, dtype, ndim, shape, contiguity, writability, overlap) before
@@ -436,6 +437,8 @@ public:
         if (!(freq >= 0.0 && freq < 9.2e18) || freq != std::floor(freq))
             throw py::value_error("hyper['ema_overwrite_frequency']: expected an integer >= 0 (0 = never)");
         h.ema_overwrite_frequency = static_cast<std::int64_t>(freq);
+        h.stop_on_nonfinite_loss =
+            hyper_value(hyper, "stop_on_nonfinite_loss", false, 0, "TerminateOnNaN") != 0.0;
         // A learning-rate schedule: one rate per batch of this call, so a chunk of batches
         // needs no return to Python per step.
         std::vector<float> lr_steps;
@@ -463,11 +466,16 @@ public:
         const float* wp = weighted ? static_cast<const float*>(weights.data()) : nullptr;
         float* outp = want_outputs ? static_cast<float*>(outputs.mutable_data()) : nullptr;
         double* rp = result.mutable_data();
+        index_t ran;
         {
             ReleaseGil nogil;
-            eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp, outp);
+            ran = eng_.train(xp, yp, op, n, first, last, batch_size, h, step, metrics.data(), nm, rp, wp, outp);
         }
-        return result;
+        if (ran == n_out) return result;
+        // hyper['stop_on_nonfinite_loss'] stopped it: the rows of the batches that ran
+        PyObject* head = PySequence_GetSlice(result.ptr(), 0, ran);
+        if (!head) throw py::error_already_set();
+        return py::reinterpret_steal<py::array>(head);
     }
 
     void predict(const py::object& x_obj, const py::object& out_obj, bool check_finite) {
@@ -555,7 +563,9 @@ void register_engine(py::module_& m) {
              "sample_weight: float32 (N,), one weight per row of x (Keras' reduction: the "
              "weighted sum over the batch's row count); metrics stay unweighted. outputs: "
              "float32 (rows of the batches, out), filled with each batch's model outputs "
-             "(activations applied) before its update, for metrics computed by the caller.")
+             "(activations applied) before its update, for metrics computed by the caller. "
+             "hyper['stop_on_nonfinite_loss'] true: the call stops after the first batch whose "
+             "loss is NaN or infinite (its update made), returning the rows of the batches run.")
         .def("predict", &PyDenseEngine::predict, py::arg("x"), py::arg("out"),
              py::arg("check_finite") = true,
              "out (N, out_features) = the model's outputs, every activation applied. x is "

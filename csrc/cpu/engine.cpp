@@ -1130,7 +1130,7 @@ double DenseEngine::backward_update(index_t rows, const EngineHyper& h, std::int
     return pen;
 }
 
-void DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
+index_t DenseEngine::train(const float* x, const void* y, const std::int64_t* order, index_t n,
                         index_t first, index_t last, index_t bs, const EngineHyper& h,
                         std::int64_t step, const EngineMetric* metrics, int n_metrics,
                         double* result, const float* sample_weight, float* outputs) {
@@ -1191,7 +1191,9 @@ void DenseEngine::train(const float* x, const void* y, const std::int64_t* order
         EngineHyper hb = h;
         if (h.lr_steps) hb.lr = h.lr_steps[b - first];
         res[0] += frozen_penalty + backward_update(rows, hb, step + (b - first) + 1, drop_step);
+        if (h.stop_on_nonfinite_loss && !std::isfinite(res[0])) return b - first + 1;
     }
+    return last - first;
 }
 
 void DenseEngine::predict(const float* x, float* out, index_t n) {

@@ -67,6 +67,9 @@ struct EngineHyper {
     bool use_ema = false;
     double ema_momentum = 0.99;
     std::int64_t ema_overwrite_frequency = 0;
+    // Stop after the first batch whose loss is NaN or infinite (its update made), as Keras'
+    // TerminateOnNaN stops the layer-by-layer loop; the rest of the call's batches never run.
+    bool stop_on_nonfinite_loss = false;
 };
 
 // The slots the optimizer's update itself uses with these hyper-parameters (without use_ema's
@@ -143,7 +146,9 @@ public:
     // outputs (nullable): receives each batch's model outputs (activations applied, as
     // predict returns them) before its update, batch after batch: (rows of the batches) x out,
     // for metrics computed by the caller.
-    void train(const float* x, const void* y, const std::int64_t* order, index_t n,
+    // Returns the batches run: last_batch - first_batch, fewer only when
+    // hyper.stop_on_nonfinite_loss stopped the call (result's later rows are then unset).
+    index_t train(const float* x, const void* y, const std::int64_t* order, index_t n,
                index_t first_batch, index_t last_batch, index_t batch_size,
                const EngineHyper& hyper, std::int64_t step, const EngineMetric* metrics,
                int n_metrics, double* result, const float* sample_weight = nullptr,

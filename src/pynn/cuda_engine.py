@@ -103,6 +103,8 @@ class CudaEngine(NativeEngine):
     """A pynn._cuda.DenseEngine bound to a model's weights and optimizer state."""
 
     weights_refused = "sample or class weights (the cuda engine takes unweighted batches)"
+    # its chunk's losses come back at its end: fit hands TerminateOnNaN one batch a chunk
+    stops_on_nonfinite_loss = False
 
     def __init__(self, model, batch_size):
         version = config.settings_version()  # first: a change made meanwhile is noticed

@@ -294,6 +294,7 @@ class NativeEngine:
     """A DenseEngine bound to a model's weights (and optimizer state when training)."""
 
     weights_refused = None  # why it refuses weighted batches (it takes them)
+    stops_on_nonfinite_loss = True  # train(stop_on_nonfinite_loss=True) stops in a chunk
 
     def __init__(self, model, batch_size, training=True):
         version = config.settings_version()  # first: a change made meanwhile is noticed
@@ -436,11 +437,16 @@ class NativeEngine:
         return {"use_ema": True, "ema_momentum": opt.ema_momentum,
                 "ema_overwrite_frequency": min(opt.ema_overwrite_frequency or 0, 2**62)}
 
-    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
+    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None,
+              stop_on_nonfinite_loss=False):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs.
         sample_weight: float32 (N,) or None, one weight per row of x; outputs: float32
-        (rows of the batches, out) or None, filled with the batches' model outputs."""
+        (rows of the batches, out) or None, filled with the batches' model outputs.
+        stop_on_nonfinite_loss: stop after the first batch whose loss is NaN or infinite
+        (TerminateOnNaN's stop, in the chunk): fewer rows then."""
         hyper = self.hyper()
+        if stop_on_nonfinite_loss:
+            hyper["stop_on_nonfinite_loss"] = 1.0
         if self.optimizer.has_schedule:  # a scheduled rate changes every step: one per batch
             hyper["lr_steps"] = self.optimizer.scheduled_rates(self.optimizer.training_steps,
                                                                last - first)
@@ -448,7 +454,7 @@ class NativeEngine:
                                  batch_size, hyper,
                                  self.optimizer.training_steps, self.metric_names,
                                  sample_weight, outputs)
-        self._count_steps(last - first)
+        self._count_steps(len(logs))
         return logs
 
     def _count_steps(self, count):

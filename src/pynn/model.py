@@ -33,8 +33,8 @@ from . import optimizers as optimizers_mod
 from .backend import backend_array, backend_for_device, get_backend, is_gpu_array, to_host
 from .backend.arrays import detached
 from .batch_sources import BatchSource, check_steps, is_batch_source
-from .callbacks import (Callback, CallbackList, History, _user_stacklevel, defines_hook,
-                        putting_weights_back_on_error)
+from .callbacks import (Callback, CallbackList, History, TerminateOnNaN, _user_stacklevel,
+                        defines_hook, putting_weights_back_on_error)
 from .custom_objects import custom_object_scope, describe
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
@@ -1010,6 +1010,11 @@ class Sequential:
         hooked = [cb for cb in user_callbacks if _overrides_batch_hooks(cb)]
         batch_hooks = bool(hooked)
         exact_batches = any(not _reads_batch_logs_only(cb) for cb in hooked)
+        # TerminateOnNaN stops after the batch whose loss went bad, as the layers do: the
+        # CPU engine stops its chunk there, the cuda one runs a batch a chunk for it.
+        nan_stop = any(isinstance(cb, TerminateOnNaN) for cb in hooked)
+        if nan_stop and native is not None and not native.stops_on_nonfinite_loss:
+            exact_batches = True
         progress = EpochProgress(verbose, epochs, steps)  # checks verbose
         chunk = 1 if exact_batches else max(1, min(256, steps // 20))
         if not batch_hooks and progress.mode != "bar" and native is not None and \
@@ -1079,13 +1084,16 @@ class Sequential:
                                 continue
                             batches = self._native_chunk(native, xd, yd, wd, order,
                                                          taken + step, taken + last,
-                                                         batch_size, metric_names, epoch_logs)
+                                                         batch_size, metric_names, epoch_logs,
+                                                         nan_stop and
+                                                         native.stops_on_nonfinite_loss)
                         else:
                             last = step + 1
                             batches = self._layer_batch(xd, yd, wd, order, taken + step,
                                                         batch_size, epoch_logs)
                         for s, batch_logs in batches:  # each batch's logs added as it comes
                             s -= taken  # the batch's number in the epoch
+                            last = s + 1  # (a chunk stopped at a NaN loss ran fewer)
                             progress.batch_end(s, epoch_logs)
                             if batch_hooks:  # else no callback does anything per batch
                                 if not exact_batches:
@@ -1322,15 +1330,20 @@ class Sequential:
 
     @staticmethod
     def _native_chunk(native, xd, yd, wd, order, step, last, batch_size, metric_names,
-                      epoch_logs):
-        """Batches [step, last) of the epoch in C++, then each added to epoch_logs as the
-        caller takes it: yields (batch, its logs), so epoch_logs holds the epoch so far.
-        Metrics the engine does not compute are updated here from the batches' outputs."""
+                      epoch_logs, stop_on_nonfinite_loss=False):
+        """Batches [step, last) of the epoch in C++ (up to the first NaN or infinite loss
+        with stop_on_nonfinite_loss), then each added to epoch_logs as the caller takes it:
+        yields (batch, its logs), so epoch_logs holds the epoch so far. Metrics the engine
+        does not compute are updated here from the batches' outputs."""
         n = xd.shape[0]
         r0, r1 = step * batch_size, min(n, last * batch_size)
         outputs = (np.empty((r1 - r0, native.out_dim), dtype=np.float32)
                    if native.needs_outputs else None)
-        rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs)
+        if stop_on_nonfinite_loss:
+            rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs,
+                                stop_on_nonfinite_loss=True)
+        else:
+            rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs)
         for s, r in zip(range(step, last), rows):
             a, e = s * batch_size - r0, min(n, (s + 1) * batch_size) - r0
             if outputs is None:
