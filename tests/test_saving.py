@@ -652,6 +652,35 @@ def test_file_objects_save_and_load(tmp_path, rng):
         pynn.load_model(buffer)  # at its end after save
 
 
+@pytest.mark.parametrize("how", ["stream", "npz", "keras", "weights"])
+def test_files_written_one_after_another_are_not_read_as_the_last(tmp_path, how):
+    """zipfile reads the last archive of the bytes: two models saved into one stream
+    loaded the second, silently (pickle would give the first)."""
+    import io
+
+    first, second = (pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, name=name)])
+                     for name in ("first", "second"))
+    if how == "stream":
+        target = io.BytesIO()
+        first.save(target)
+        second.save(target)
+        target.seek(0)
+    else:
+        suffix = ".weights.npz" if how == "weights" else f".{how}"
+        parts = []
+        for i, model in enumerate((first, second)):
+            part = tmp_path / f"{i}{suffix}"
+            (model.save_weights if how == "weights" else model.save)(part)
+            parts.append(part.read_bytes())
+        target = tmp_path / f"both{suffix}"
+        target.write_bytes(b"".join(parts))
+    with pytest.raises(ValueError, match=r"holds \d+ bytes before its archive: several files"):
+        if how == "weights":
+            first.load_weights(target)
+        else:
+            pynn.load_model(target)
+
+
 def test_streams_that_cannot_seek_back(rng):
     """A write-only stream and a gzip stream: the zip is made in memory and written in one
     call (numpy's zip writer seeks back: 'Negative seek in write mode')."""

@@ -103,12 +103,26 @@ class Archive:
         return ValueError(f"{self.where!r}: array {name!r} {why}")
 
 
+def open_zip(source, where):
+    """zipfile.ZipFile(source), refused when bytes precede its archive: zipfile reads the
+    last archive of the bytes, so two models saved one after the other into one stream
+    loaded the second, silently."""
+    z = zipfile.ZipFile(source)
+    before = min((info.header_offset for info in z.infolist()), default=0)
+    if before > 0:
+        z.close()
+        raise ValueError(f"{where!r} holds {before} bytes before its archive: several files "
+                         f"written one after another (a second save into one stream)? pynn "
+                         f"reads one file from each file or stream")
+    return z
+
+
 class _ZipArchive(Archive):
     """An .npz: a zip of .npy members, 'name.npy' read as 'name' (numpy's convention)."""
 
     def __init__(self, source, where):
         super().__init__(where)
-        self._zip = zipfile.ZipFile(source)
+        self._zip = open_zip(source, where)
         try:
             self._size = self._zip.fp.seek(0, os.SEEK_END)  # the whole file's length
             self._members = {}

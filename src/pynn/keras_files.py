@@ -41,7 +41,7 @@ import zipfile
 
 import numpy as np
 
-from .archive import open_keras_weights, zip_member_size
+from .archive import open_keras_weights, open_zip, zip_member_size
 from .layers.base import snake_case
 
 _CONFIG, _WEIGHTS, _METADATA = "config.json", "model.weights.h5", "metadata.json"
@@ -150,7 +150,7 @@ def _read_archive(target, where, pynn_written_only=False):
     pynn_written_only and pynn did not write the archive: not copied out) of a .keras
     archive."""
     try:
-        with zipfile.ZipFile(target) as z:
+        with open_zip(target, where) as z:
             for name in (_CONFIG, _WEIGHTS):
                 if name not in z.namelist():
                     raise ValueError(f"{where!r} is a .keras archive without its {name}")
@@ -208,7 +208,7 @@ def load_weights(model, target, where, kind):
     """A Keras weights file (.weights.h5), or a .keras archive's weights (keras_kind: kind),
     into `model`."""
     if kind == "archive":
-        with zipfile.ZipFile(target) as z:
+        with open_zip(target, where) as z:
             source, where = _member(z, _WEIGHTS, where, limit=None), f"{where} ({_WEIGHTS})"
     else:
         source = target
