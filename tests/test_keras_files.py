@@ -397,6 +397,31 @@ def test_keras_layers_of_your_own_and_unbuilt_layers_load(tmp_path, rng):
     assert model.layers[0].axis == -1 and model.predict(rng.normal(size=(2, 4))).shape == (2, 2)
 
 
+@pytest.mark.parametrize("key", ["Scale", "mypkg>Scale"])
+def test_a_registered_keras_layer_loads_by_either_name(tmp_path, rng, key):
+    """Keras writes a registered class's 'package>Name' beside its class name, and its
+    custom_objects take either; pynn took the class name only. A class name that is no
+    identifier is named as a class, not as a lambda."""
+    class PynnScale(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            return 2 * x
+
+    scale = {"module": None, "class_name": "Scale", "registered_name": "mypkg>Scale",
+             "config": {"name": "scale", "trainable": True, "dtype": _policy()}}
+    path = _archive(tmp_path / "m.keras", _config([scale], input_rows=3, compile_config=False),
+                    {})
+    x = rng.normal(size=(2, 3))
+    model = pynn.load_model(path, custom_objects={key: PynnScale})
+    np.testing.assert_allclose(model.predict(x), 2 * x, rtol=1e-6)
+    scale["class_name"] = "os.system"
+    path = _archive(tmp_path / "d.keras", _config([scale], input_rows=3, compile_config=False),
+                    {})
+    with pytest.raises(ValueError, match=r"unknown layer class 'os.system': a layer of your "
+                                         r"own loads with custom_objects=\{'os.system': "
+                                         r"YourClass\}"):
+        pynn.load_model(path)
+
+
 def test_a_keras_normalization_of_all_values_keeps_scalars(tmp_path, rng):
     """Normalization(axis=None): Keras writes axis () and scalar statistics."""
     norm = {"class_name": "Normalization", "build_config": {"input_shape": [None, 3]},

@@ -142,13 +142,17 @@ def find(spec, pynn_class, kind):
             return cls
     if isinstance(name, str) and name in objects:
         return objects[name]
-    if isinstance(name, str) and not name.isidentifier():  # '<lambda>'
+    key = spec.get("registered_name")  # Keras' 'package>Name' of a registered class, by
+    if isinstance(key, str) and key in objects:  # which Keras' custom_objects take it too
+        return objects[key]
+    if isinstance(name, str) and name.startswith("<"):  # '<lambda>'
         raise ValueError(f"unknown {kind} {name!r}: a file names a function of your own by "
                          f"its name, which a lambda lacks; define it with def (it then loads "
                          f"with custom_objects={{'its_name': its_name}})")
     article = "an" if kind[0] in "aeiou" else "a"
+    value = name if isinstance(name, str) and name.isidentifier() else "YourClass"
     raise ValueError(f"unknown {kind} class {name!r}: {article} {kind} of your own loads with "
-                     f"custom_objects={{{name!r}: {name}}} (load_model, model_from_json, "
+                     f"custom_objects={{{name!r}: {value}}} (load_model, model_from_json, "
                      f"from_config) or inside pynn.utils.custom_object_scope")
 
 

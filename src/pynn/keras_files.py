@@ -392,7 +392,10 @@ def _layer_entry(entry, i, where):
         rank = len(build.get("input_shape") or ())
         if rank >= 2 and config["axis"] in ([rank - 1], [-1]):
             config = {**config, "axis": -1}
-    return {"class_name": kind, "config": config}
+    spec = {"class_name": kind, "config": config}
+    if isinstance(entry.get("registered_name"), str):  # a registered class's 'package>Name',
+        spec["registered_name"] = entry["registered_name"]  # which custom_objects may use
+    return spec
 
 
 def _build_shape(first):
