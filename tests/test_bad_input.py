@@ -325,7 +325,12 @@ def test_categorical_losses_refuse_a_single_output(loss_name, activation):
         model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation=activation)])
     assert (activation == "softmax") == any("softmax over 1 unit" in str(w.message)
                                             for w in caught)
-    model.compile(optimizer="adam", loss=loss_name, metrics=["accuracy"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.compile(optimizer="adam", loss=loss_name, metrics=["accuracy"])
+    # (raw scores for a loss of probabilities: said at compile, as the reverse is)
+    assert (activation == "linear") == any("outputs are linear: not probabilities"
+                                           in str(w.message) for w in caught)
     x, y = np.zeros((8, 3)), np.zeros((8, 1))
     for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y)):
         with pytest.raises(ValueError, match="needs 2 or more outputs.*binary_crossentropy"):

@@ -355,7 +355,7 @@ def test_misaligned_contiguous_arrays_reach_the_kernels_as_copies(cpu, rng):
         pynn.set_backend("cpu")
         layer = pynn.layers.Activation("tanh")
         np.testing.assert_allclose(np.asarray(layer(misaligned(z))), np.tanh(z), rtol=1e-6)
-        model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(3)])
+        model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(3, activation="softmax")])
         model.compile(loss="categorical_crossentropy", optimizer="sgd")
         assert model.evaluate(misaligned(z), misaligned(t), verbose=0) == \
             model.evaluate(z, t, verbose=0)

@@ -524,7 +524,7 @@ def test_from_logits_after_a_probability_output_warns(activation, loss):
 def test_keras_model_helpers(capsys):
     """get_layer, pop, weights lists, metrics_names, predict(verbose=1)."""
     model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, name="hidden"),
-                             pynn.Dense(2, name="out")])
+                             pynn.Dense(2, activation="softmax", name="out")])
     assert model.get_layer("hidden") is model.layers[1]
     assert model.get_layer(index=-1) is model.layers[2]
     with pytest.raises(ValueError, match="no layer named 'nope'.*'hidden', 'out'"):

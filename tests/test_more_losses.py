@@ -859,10 +859,10 @@ def test_a_loss_takes_the_last_axis_counted_from_the_front(rng, cls, targets):
         cls is losses.CosineSimilarity
     assert losses.get(losses.serialize(loss)).axis == 1
     x = rng.normal(size=(7, 4)).astype(np.float32)
-    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
     model.compile("sgd", loss)
     assert np.isfinite(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
-    steps = pynn.Sequential([pynn.Input((2, 4)), pynn.Dense(3)])
+    steps = pynn.Sequential([pynn.Input((2, 4)), pynn.Dense(3, activation="softmax")])
     steps.compile("sgd", cls(axis=1))
     y_steps = np.stack([y, y], axis=1)
     with pytest.raises(ValueError, match=r"axis=1 is not the last axis .*axis=-1"):

@@ -440,6 +440,14 @@ class Sequential:
             warnings.warn(f"{self.loss.name} has from_logits=True, but the last layer ends in "
                           f"{last.output_activation}: its outputs are probabilities, not logits "
                           f"(was this intended?)", UserWarning, stacklevel=2)
+        elif getattr(self.loss, "from_logits", True) is False and last is not None and \
+                getattr(last, "output_activation", None) == "linear":
+            # the reverse (Keras says neither): a cross-entropy of raw scores, whose loss
+            # means nothing and whose rows of negative sum train nowhere useful
+            warnings.warn(f"{self.loss.name} takes probabilities (from_logits=False), but the "
+                          f"last layer's outputs are linear: not probabilities (give it "
+                          f"activation='softmax' or 'sigmoid', or the loss from_logits=True)",
+                          UserWarning, stacklevel=2)
         if self.input_shape is not None:
             self._build(self.input_shape)
 
