@@ -26,6 +26,20 @@ def time_call(fn, min_time=0.05):
         n = max(n * 2, int(n * min_time / max(dt, 1e-9)) + 1)
 
 
+def warm_heap():
+    """Lets numpy's temporaries stay in the heap, as in a process that has run a while: a
+    fresh one's glibc maps each block over 128 KiB afresh and gives freed heap back past a
+    2x larger trimming threshold, so every temporary faults its pages in again. Freeing one
+    16 MiB block raises both thresholds (to it and twice it; glibc raises them for blocks
+    of at most 32 MiB). Measured: a fresh process's np.maximum(a @ b + bias, 0) at
+    256x1024x1024 ran 8-13% slower than a warm one's, which flattered pynn's fused GEMM
+    (peers at their best: BENCHMARKS.md)."""
+    import numpy as np
+
+    block = np.ones(1 << 22, dtype=np.float32)
+    del block
+
+
 def interleaved(fns: dict, repeats=5, min_time=0.05, settle=0.25):
     """{name: median seconds per call}, the candidates measured in turn, `repeats` rounds.
 

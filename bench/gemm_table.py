@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from common import blas_threads, interleaved, machine_line, numpy_blas
+from common import blas_threads, interleaved, machine_line, numpy_blas, warm_heap
 
 SQUARE = [128, 256, 512, 1024, 2048]
 MLP = [(128, 784, 256), (256, 1024, 1024), (32, 64, 64)]
@@ -46,6 +46,7 @@ def main():
         pynn.set_matmul_precision(args.precision)
 
     rng = np.random.default_rng(0)
+    warm_heap()
     print(f"machine: {machine_line()}")
     print(f"pynn ISA: {_C.gemm_isa()}, matmul precision {pynn.get_matmul_precision()} (AMX: "
           f"{'yes' if _C.amx_available() else 'no'}); numpy BLAS: {numpy_blas()}; "

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import pynn
-from common import blas_threads
+from common import blas_threads, warm_heap
 
 _C = pytest.importorskip("pynn._C")
+warm_heap()  # numpy's temporaries as in a warm process
 
 SHAPES = [(n, n, n) for n in (128, 256, 512, 1024)] + [(128, 784, 256), (256, 1024, 1024),
                                                        (32, 64, 64)]
