@@ -23,7 +23,7 @@ import sys
 import time
 from importlib import metadata
 
-from common import machine_line, numpy_blas
+from common import machine_line, numpy_blas, warm_heap
 from isolated import IsolatedTrainer, LibraryFailed
 from peers import TRAINERS, available, keras_backend
 from workloads import WORKLOADS
@@ -40,6 +40,7 @@ def main():
                                                  if not lib.startswith("keras-")])
     p.add_argument("--epochs", type=int, default=3)
     args = p.parse_args()
+    warm_heap()  # every library's temporaries as in a warm process
     libs = [lib for lib in args.libs if available(lib)]
     skipped = sorted(set(args.libs) - set(libs))
 
