@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pynn
-from conftest import requires_backend, run_python
+from conftest import AVAILABLE, requires_backend, run_python
 from pynn.backend.cpu_backend import ACTIVATION_CODES
 
 pytestmark = requires_backend("cpu")
@@ -855,10 +855,26 @@ def test_ops_gemm_writes_into_an_out_of_any_layout(rng, backend):
         pynn.set_backend(previous)
 
 
-def test_ops_gemm_refuses_a_bias_beyond_float32(rng):
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+def test_ops_gemm_refuses_values_beyond_float32(backend):
+    """A long double operand was cast silently (1e300 became inf), a float64 one refused."""
     a, b = np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)
-    with pytest.raises(ValueError, match="bias holds 1 value.*beyond float32"):
-        pynn.ops.gemm(a, b, bias=np.array([1e300, 1.0]))
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend(backend)
+        with pytest.raises(ValueError, match="bias holds 1 value.*beyond float32"):
+            pynn.ops.gemm(a, b, bias=np.array([1e300, 1.0]))
+        for kind in (np.float64, np.longdouble):
+            big = np.full((2, 3), 1e300, dtype=kind)
+            if backend == "numpy":  # computed in float64 there: its range holds 1e300
+                assert pynn.ops.gemm(big, b).dtype == np.float64
+            else:
+                with pytest.raises(ValueError, match="a holds 6 value.*beyond float32"):
+                    pynn.ops.gemm(big, b)
+        wide = pynn.ops.gemm(np.ones((2, 3), np.longdouble), b)
+        assert wide.dtype == (np.float64 if backend == "numpy" else np.float32)
+    finally:
+        pynn.set_backend(previous)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc")

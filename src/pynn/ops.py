@@ -145,8 +145,9 @@ def _scalar(name, value):
 
 
 def _is_float64(x):
+    """Whether x is of float64 or wider (a long double): computed in float64 where asked."""
     dtype = getattr(x, "dtype", None)
-    return isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize == 8
+    return isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize >= 8
 
 
 def _operand(backend, x, name, wide=False):
@@ -166,7 +167,8 @@ def _operand(backend, x, name, wide=False):
         raise TypeError(f"gemm: {name} must hold real numbers, got dtype {x.dtype}")
     if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8):  # (a byte-swapped one: native)
         return x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
-    return x.astype(np.float64 if wide else config.floatx())
+    # (a long double's finite values beyond the target's range refused, as float64's are)
+    return _in_dtype(x, np.dtype(np.float64 if wide else config.floatx()), name)
 
 
 def _matrix(backend, x, name, wide=False):
