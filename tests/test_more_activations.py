@@ -330,3 +330,22 @@ def test_onnx_graphs_keep_relative_accuracy_in_the_tails(floatx):
                                        atol=1e-37, err_msg=name)
     finally:
         pynn.set_floatx(previous)
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "elu"])
+@pytest.mark.parametrize("param, error", [(-0.1, ValueError), (float("inf"), ValueError),
+                                          (float("nan"), ValueError), (1e39, ValueError),
+                                          (True, TypeError), ("0.1", TypeError),
+                                          (None, None), (np.float32(0.5), None), (3, None)])
+def test_a_parameter_is_a_finite_number(name, param, error):
+    """An infinite slope made leaky_relu(0) NaN (0 * inf) and 1e39 is inf in the kernels'
+    float32; True passed for 1.0 and '0.1' met Python's own '>=' error."""
+    if error is not None:
+        with pytest.raises(error, match=f"{name} parameter must be a"):
+            pynn.activations.Spec(name, param)
+        return
+    spec = pynn.activations.Spec(name, param)
+    assert type(spec.param) is float and np.isfinite(spec.param)
+    z = np.array([[-2.0], [0.0], [3.0]], np.float32)
+    got = pynn.ops.gemm(z, np.ones((1, 1), np.float32), activation=spec)
+    assert np.isfinite(got).all() and got[1, 0] == 0.0

@@ -7,6 +7,8 @@ reference on any array, for users and tests: `pynn.activations.relu(x)`.
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ _DEFAULT_PARAMS = {"linear": 0.0, "relu": 0.0, "leaky_relu": 0.2, "elu": 1.0, "g
                    "softplus": 0.0, "softsign": 0.0, "selu": 0.0, "relu6": 0.0, "hard_sigmoid": 0.0,
                    "hard_silu": 0.0, "mish": 0.0}
 NAMES = tuple(_DEFAULT_PARAMS)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Keras' other names for the same functions (a Spec keeps the first name).
 ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 # Activations whose derivative is written in the pre-activation z, which training then keeps
@@ -44,8 +47,14 @@ class Spec:
         if self.param is None:  # Spec("leaky_relu") was a slope of 0: relu
             object.__setattr__(self, "param", _DEFAULT_PARAMS[self.name])
         if self.name in ("leaky_relu", "elu"):
-            if not self.param >= 0:
-                raise ValueError(f"{self.name} parameter must be >= 0, got {self.param}")
+            param = self.param
+            if isinstance(param, bool) or not isinstance(param, numbers.Real):
+                raise TypeError(f"{self.name} parameter must be a number, got {param!r}")
+            # (the kernels take it in float32: 1e39 would be inf there, and 0 * inf NaN)
+            if not (param >= 0 and math.isfinite(param) and param <= _FLOAT32_MAX):
+                raise ValueError(f"{self.name} parameter must be a finite number >= 0 (within "
+                                 f"float32's range), got {param}")
+            object.__setattr__(self, "param", float(param))
         elif self.param != _DEFAULT_PARAMS[self.name]:  # it would be stored, and ignored
             raise ValueError(f"{self.name} takes no parameter, got {self.param}")
 
