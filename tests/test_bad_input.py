@@ -548,3 +548,22 @@ def test_precision_refuses_an_explicit_threshold_beside_thresholds():
         assert cls(thresholds=0.3).threshold == 0.3
         assert cls(0.3, thresholds=0.3).threshold == 0.3
         assert cls().threshold == 0.5 and type(cls().threshold) is float
+
+
+def test_weights_beyond_float32_are_refused_not_stored_as_inf():
+    """set_weights, assign: 1e300 became inf with numpy's overflow warning alone, as inputs
+    and targets refuse it by name."""
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(6)])
+    before = [w.copy() for w in model.get_weights()]
+    huge = [np.full(w.shape, 1e300) for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"weight 'dense\w*/kernel' holds 30 value\(s\) beyond "
+                                         r"float32's range"):
+        model.set_weights(huge)
+    with pytest.raises(ValueError, match="holds 30 value"):
+        model.layers[-1].kernel.assign(huge[0])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.set_weights([np.full(w.shape, np.nan) for w in before])  # asked for: taken
+    assert np.isnan(model.get_weights()[0]).all()
+    model.set_weights([np.full(w.shape, 3e38) for w in before])  # within range
+    assert np.isfinite(model.get_weights()[0]).all()

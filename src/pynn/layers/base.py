@@ -22,6 +22,7 @@ from .. import config
 from ..custom_objects import AutoConfig, is_custom
 from ..array_like import add_array_operators
 from ..backend import backend_array, get_backend, is_gpu_array, to_host
+from ..data import all_finite, overflow_error
 
 _name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
 _name_lock = threading.Lock()  # layers made on several threads get distinct names
@@ -175,7 +176,17 @@ class Parameter:
         if array.shape != self.shape:
             raise ValueError(f"{owner}: weight {self.name!r}: expected shape {self.shape}, got "
                              f"{array.shape}")
-        return array.astype(self.value.dtype, copy=False)
+        if not config.check_finite() or array.dtype == self.value.dtype:
+            return array.astype(self.value.dtype, copy=False)
+        # finite values beyond the weight's range (1e300 into float32): refused as in
+        # inputs and targets, not stored as inf (numpy's own warning then says nothing more)
+        with np.errstate(over="ignore"):
+            values = array.astype(self.value.dtype)
+        if array.dtype.kind == "f" and not all_finite(values):
+            error = overflow_error(array, values, f"{owner}: weight {self.name!r}")
+            if error is not None:
+                raise error
+        return values
 
     def assign(self, array):
         """Overwrite the values in place with `array` (same shape; converted to the weight's
