@@ -34,6 +34,9 @@ def test_utils_to_categorical_as_keras(rng):
     ([0.5, 1], None, ValueError, "must be integers"),
     (["a"], None, TypeError, "must be integers"),
     ([0, 1], 0, ValueError, "num_classes must be an integer >= 1"),
+    # (cast to int64 first, these wrapped to negative labels: "must be >= 0")
+    (np.array([2**63], np.uint64), 5, ValueError, "label 9223372036854775808 is out of range"),
+    ([1e20], 5, ValueError, "label 100000000000000000000 is out of range"),
 ])
 def test_to_categorical_refuses(labels, num_classes, error, words):
     with pytest.raises(error, match=words):

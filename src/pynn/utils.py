@@ -52,18 +52,20 @@ def to_categorical(x, num_classes=None):
             raise ValueError("to_categorical: labels must be integers, got non-integer floats")
     elif labels.dtype.kind not in "biu":
         raise TypeError(f"to_categorical: labels must be integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
     if labels.ndim > 1 and labels.shape[-1] == 1:
         labels = labels[..., 0]
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"to_categorical: labels must be >= 0, got {labels.min()}")
+    # the range in the labels' own type (a uint64 of 2**63 or a float of 1e20 wraps to a
+    # negative int64), then the cast
+    low, high = (int(labels.min()), int(labels.max())) if labels.size else (0, -1)
+    if low < 0:
+        raise ValueError(f"to_categorical: labels must be >= 0, got {low}")
     if num_classes is None:
-        num_classes = int(labels.max()) + 1 if labels.size else 0
+        num_classes = high + 1
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
             or num_classes < 1:
         raise ValueError(f"to_categorical: num_classes must be an integer >= 1, got "
                          f"{num_classes!r}")
-    if labels.size and labels.max() >= num_classes:
-        raise ValueError(f"to_categorical: label {labels.max()} is out of range for "
+    if high >= num_classes:
+        raise ValueError(f"to_categorical: label {high} is out of range for "
                          f"num_classes={num_classes}")
-    return np.eye(num_classes, dtype=np.float32)[labels]
+    return np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
