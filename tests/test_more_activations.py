@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import erfc64, exact_gelu, import_keras, onnx_outputs, requires_backend
+from conftest import (AVAILABLE, erfc64, exact_gelu, import_keras, onnx_outputs,
+                      requires_backend)
 
 import pynn
 from pynn.backend import get_backend
@@ -349,3 +350,17 @@ def test_a_parameter_is_a_finite_number(name, param, error):
     z = np.array([[-2.0], [0.0], [3.0]], np.float32)
     got = pynn.ops.gemm(z, np.ones((1, 1), np.float32), activation=spec)
     assert np.isfinite(got).all() and got[1, 0] == 0.0
+
+
+@pytest.mark.parametrize("backend", sorted(AVAILABLE & {"numpy", "cpu"}))
+def test_softmax_of_no_classes_is_empty_on_every_backend(backend):
+    """The numpy backend failed with numpy's 'zero-size array to reduction operation
+    maximum' where the cpu kernels give an empty result."""
+    previous = pynn.get_backend().name
+    try:
+        pynn.set_backend(backend)
+        layer = pynn.layers.Softmax()
+        assert np.asarray(layer(np.ones((3, 0), np.float32))).shape == (3, 0)
+    finally:
+        pynn.set_backend(previous)
+    assert pynn.activations.softmax(np.ones((3, 0))).shape == (3, 0)
