@@ -811,3 +811,20 @@ def test_label_smoothing_of_a_refilled_target_buffer(rng, cls):
         runs[engine] = model.get_weights()
     for a, b in zip(runs["native"], runs["layers"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: pynn.initializers.HeNormal(seed=0),
+                                  lambda: pynn.initializers.GlorotUniform(seed=0),
+                                  lambda: pynn.initializers.RandomNormal(seed=0),
+                                  lambda: pynn.initializers.RandomUniform(seed=0),
+                                  lambda: pynn.initializers.TruncatedNormal(seed=0),
+                                  lambda: pynn.initializers.Orthogonal(seed=0)])
+def test_random_initializers_refuse_integer_dtypes(make):
+    """Random values cast to int32 were all zeros, silently; Keras refuses such a dtype."""
+    init = make()
+    with pytest.raises(ValueError, match="expected a float dtype, got int32"):
+        init((4, 3), dtype="int32")
+    for dtype in ("float32", np.float64):
+        values = init((4, 3), dtype=dtype)
+        assert values.dtype == np.dtype(dtype) and np.any(values != 0)
+    assert np.array_equal(pynn.initializers.Zeros()((2, 2), dtype="int32"), np.zeros((2, 2)))

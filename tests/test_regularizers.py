@@ -173,3 +173,13 @@ def test_model_losses_are_the_penalties_the_loss_adds(rng):
     model.layers[2].trainable = False
     np.testing.assert_allclose(model.losses, want[:2], rtol=1e-5)
     assert pynn.Sequential([pynn.Input((2,)), pynn.Dense(2)]).losses == []
+
+
+@pytest.mark.parametrize("make", [lambda: pynn.regularizers.L1(0.5),
+                                  lambda: pynn.regularizers.L2(0.5),
+                                  lambda: pynn.regularizers.L1L2(0.5, 0.25)])
+def test_a_regularizer_takes_a_list_as_keras(make):
+    """L2(0.5)([1.0, 2.0]) was a TypeError (a list times itself); L1 took it."""
+    reg, w = make(), [1.0, -2.0]
+    assert reg(w) == pytest.approx(reg(np.array(w)))
+    assert reg(w) > 0

@@ -43,6 +43,16 @@ def _truncated_unit_normal(rng, shape):
     return w
 
 
+def _float_dtype(initializer, dtype):
+    """dtype, a float type: random values cast to integers were zeros, silently (Keras
+    refuses integer dtypes for its random initializers too)."""
+    kind = np.dtype(dtype)
+    if kind.kind != "f":
+        raise ValueError(f"{type(initializer).__name__}: draws floating-point values; "
+                         f"expected a float dtype, got {kind}")
+    return kind
+
+
 class Initializer(_custom.AutoConfig):
     """Base class: an initializer is called as `initializer(shape, dtype)` and returns a new
     numpy array (a layer then moves it to its backend). A subclass of your own defines
@@ -130,7 +140,8 @@ class RandomNormal(_Seeded):
         self.stddev = _number(owner, "stddev", stddev, least=0)
 
     def __call__(self, shape, dtype="float32"):
-        return self._rng().normal(self.mean, self.stddev, size=shape).astype(dtype)
+        return self._rng().normal(self.mean, self.stddev, size=shape).astype(
+            _float_dtype(self, dtype))
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
@@ -147,7 +158,7 @@ class RandomUniform(_Seeded):
     def __call__(self, shape, dtype="float32"):
         # minval above maxval: between the two, as Keras draws it
         low, high = sorted((self.minval, self.maxval))
-        return self._rng().uniform(low, high, size=shape).astype(dtype)
+        return self._rng().uniform(low, high, size=shape).astype(_float_dtype(self, dtype))
 
     def get_config(self):
         return {"minval": self.minval, "maxval": self.maxval, **super().get_config()}
@@ -166,7 +177,7 @@ class TruncatedNormal(_Seeded):
 
     def __call__(self, shape, dtype="float32"):
         w = _truncated_unit_normal(self._rng(), shape)
-        return (self.mean + self.stddev * w).astype(dtype)
+        return (self.mean + self.stddev * w).astype(_float_dtype(self, dtype))
 
     def get_config(self):
         return {"mean": self.mean, "stddev": self.stddev, **super().get_config()}
@@ -194,7 +205,7 @@ class Orthogonal(_Seeded):
         q *= np.where(np.diag(r) < 0, -1.0, 1.0)  # not np.sign: a 0 would zero a column
         if rows < cols:
             q = q.T
-        return (self.gain * q).reshape(shape).astype(dtype)
+        return (self.gain * q).reshape(shape).astype(_float_dtype(self, dtype))
 
     def get_config(self):
         return {"gain": self.gain, **super().get_config()}
@@ -266,7 +277,7 @@ class VarianceScaling(_Seeded):
             # (0.8796... is the std of a unit normal truncated to [-2, 2]), as Keras does.
             std = math.sqrt(variance) / 0.87962566103423978
             w = _truncated_unit_normal(rng, shape) * std
-        return w.astype(dtype)
+        return w.astype(_float_dtype(self, dtype))
 
     def get_config(self):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,

@@ -59,6 +59,8 @@ class Regularizer(_custom.AutoConfig):
         xp = np
         if is_gpu_array(w):
             import cupy as xp
+        elif not isinstance(w, np.ndarray):  # a list, a tensor: its values (w * w of a
+            w = np.asarray(w, dtype=np.float64)  # list was a TypeError)
         return self.penalty(xp, w)
 
     def get_config(self):
