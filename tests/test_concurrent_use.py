@@ -134,3 +134,51 @@ print(model.predict(np.ones((2, 3), np.float32)).shape)
                          timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(2, 1)"
+
+
+def _auc_model(rng, auc=None):
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=["accuracy", auc or pynn.metrics.AUC()])
+    return model, x, y
+
+
+def test_copying_a_model_leaves_its_metrics_alone(rng, monkeypatch):
+    """Pickling set the compiled metric objects aside on the model itself while it wrote the
+    file: another thread's evaluate or fit meanwhile rebuilt its metrics without them, and
+    a second copy made meanwhile put the shortened list back for good."""
+    import copy
+
+    import pynn.model
+
+    model, x, y = _auc_model(rng)
+    auc = model._metric_specs[1]
+    seen = []
+    pickled_bytes = pynn.model._pickled_bytes
+    monkeypatch.setattr(pynn.model, "_pickled_bytes", lambda m: seen.append(
+        list(m._metric_specs)) or pickled_bytes(m))
+    twin = copy.deepcopy(model)
+    assert seen == [["accuracy", auc]]  # what another thread saw during the copy
+    assert model._metric_specs == ["accuracy", auc]
+    assert sorted(twin.evaluate(x, y, return_dict=True)) == ["accuracy", "auc", "loss"]
+
+
+@pytest.mark.parametrize("share", ["copy.copy", "one metric object"])
+def test_evaluates_sharing_metric_objects_do_not_mix_their_batches(rng, share):
+    """A copy.copy of a model shares its metric objects, as do two models compiled with the
+    same one; each counted its evaluates apart, so two at once accumulated into one AUC."""
+    import copy
+
+    model, x, y = _auc_model(rng)
+    other = copy.copy(model) if share == "copy.copy" else \
+        _auc_model(rng, auc=model._metric_specs[1])[0]
+    alone = other.evaluate(x[:20], y[:20], return_dict=True)
+    model._prepare_compiled()
+    with model._claimed_metrics() as claimed:  # an evaluate of model runs meanwhile
+        assert claimed is None
+        other._prepare_compiled()
+        with other._claimed_metrics() as fresh:
+            assert fresh is not None  # copies of its own
+        assert other.evaluate(x[:20], y[:20], return_dict=True) == alone

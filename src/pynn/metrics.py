@@ -1994,13 +1994,19 @@ def resolve(identifier, loss_name, output_dim):
     return metric.name, getattr(metric, "fn", metric)
 
 
+def accumulator(metric):
+    """The metric object whose state a compiled metric accumulates into (a wrapper's)."""
+    while isinstance(metric, _Wrapped):
+        metric = metric.metric
+    return metric
+
+
 def check_targets(metric, y_true, y_pred):
     """Runs a compiled metric's checks of targets against predictions, its state left
     alone: pynn's mean functions (and losses) through their values, pynn's other metrics
     through one batch's statistics. A user's own metric is not run (its code may count the
     calls, or do anything else)."""
-    while isinstance(metric, _Wrapped):
-        metric = metric.metric
+    metric = accumulator(metric)
     if isinstance(metric, MeanMetricWrapper):
         if _is_loss(metric.fn) and type(metric.fn).__module__ == _losses.__name__:
             metric.fn(y_true, y_pred)

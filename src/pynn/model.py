@@ -47,7 +47,11 @@ _METRIC_SPECS = {"metrics": "_metric_specs", "weighted_metrics": "_weighted_metr
 _PREDICT_BATCH = 1024
 _KEPT_BATCH_ROWS = 4096  # train_on_batch keeps its native engine for batches up to this
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
-_METRIC_CLAIMS_LOCK = threading.Lock()  # guards every model's _metric_claims, _fits_running
+_METRIC_CLAIMS_LOCK = threading.Lock()  # guards _METRIC_CLAIMS and every model's _fits_running
+# id(metric object) -> the fits and evaluates accumulating into it now. Counted by object, not
+# by model: a copy.copy of a model, or another model compiled with the same metric objects,
+# shares them (two evaluates mixed their batches into one AUC)
+_METRIC_CLAIMS = {}
 # The models whose per-process state a forked child resets (_reset_process_state_in_child): those
 # with a build lock (_build_lock), a fit or evaluate counted, or train_on_batch's engine
 _MODELS_WITH_PROCESS_STATE = weakref.WeakSet()
@@ -72,13 +76,12 @@ def _reset_process_state_in_child():
     # child's first train_on_batch hung): the next call builds another.
     global _METRIC_CLAIMS_LOCK
     _METRIC_CLAIMS_LOCK = threading.Lock()
+    _METRIC_CLAIMS.clear()
     for model in list(_MODELS_WITH_PROCESS_STATE):
         state = model.__dict__
         state["_build_lock"] = threading.RLock()
         state.pop("_train_lock", None)  # (held by a parent thread's step, maybe)
         state.pop("_fits_running", None)
-        if "_metric_claims" in state:
-            state["_metric_claims"] = 0
         trainer = state.pop("_batch_trainer", None)
         if trainer is not None:  # kept, never used or freed (freeing a held lock is undefined)
             engine_mod._inherited_at_fork.append(trainer)
@@ -138,7 +141,6 @@ class Sequential:
         self._weighted_metric_specs = []
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
-        self._metric_claims = 0  # fits and evaluates accumulating into _metric_objects
         self._predict_cache = None
         self.history = None  # the History of the latest fit, kept if it is interrupted
         self.shuffle_seed = None  # drawn at the first shuffled fit; saved with the model
@@ -1632,15 +1634,20 @@ class Sequential:
         """None (use the compiled metric objects) when nothing else accumulates into them,
         else fresh copies of them: for an evaluate() from a callback during fit, or while
         another thread evaluates (their batches mixed into each other's metrics)."""
+        objects = list(self._metric_objects)
+        keys = [id(metrics_mod.accumulator(m)) for m in objects]  # (alive: held here)
         with _METRIC_CLAIMS_LOCK:
-            busy = getattr(self, "_metric_claims", 0)
-            self._metric_claims = busy + 1
-            _MODELS_WITH_PROCESS_STATE.add(self)
+            busy = any(_METRIC_CLAIMS.get(key, 0) for key in keys)
+            for key in keys:
+                _METRIC_CLAIMS[key] = _METRIC_CLAIMS.get(key, 0) + 1
         try:
-            yield [metrics_mod.fresh_copy(m) for m in self._metric_objects] if busy else None
+            yield [metrics_mod.fresh_copy(m) for m in objects] if busy else None
         finally:
             with _METRIC_CLAIMS_LOCK:
-                self._metric_claims = max(0, getattr(self, "_metric_claims", 1) - 1)
+                for key in keys:
+                    count = _METRIC_CLAIMS.pop(key, 1) - 1
+                    if count > 0:
+                        _METRIC_CLAIMS[key] = count
 
     @staticmethod
     def _format_logs(logs, return_dict):
@@ -2019,7 +2026,7 @@ class Sequential:
         weights, compile settings and optimizer state, not the backend's modules. A user's
         layer classes travel as pickle references; the backend is restored where available
         (else the default). Not kept: the last fit's History."""
-        from .saving import user_objects
+        from .saving import metric_names_only, user_objects
 
         self._check_layer_class_names("pickle", TypeError)
         custom = user_objects(self)
@@ -2031,14 +2038,8 @@ class Sequential:
         # file (which rebuilds only names and pynn's own classes, not user code).
         aside = (self.optimizer.function_rate_aside() if self.optimizer is not None
                  else contextlib.nullcontext())
-        try:
-            for key, given in specs.items():
-                setattr(self, _METRIC_SPECS[key], [m for m in given if isinstance(m, str)])
-            with aside as rate_function:
-                data = _pickled_bytes(self)
-        finally:
-            for key, given in specs.items():
-                setattr(self, _METRIC_SPECS[key], given)
+        with metric_names_only(self), aside as rate_function:
+            data = _pickled_bytes(self)
         extras = {key: given for key, given in specs.items()
                   if not all(isinstance(m, str) for m in given)}
         if rate_function is not None:

@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import warnings
 
 import numpy as np
@@ -316,6 +317,31 @@ def _metric_names(given):
     return specs
 
 
+# ids of the models whose files this thread writes with their metrics given by name only
+_METRIC_NAMES_ONLY = threading.local()
+
+
+@contextlib.contextmanager
+def metric_names_only(model):
+    """While in it, this thread's files of `model` keep only the metrics compile was given
+    by name (pickling carries the others as objects). The model itself is not changed: its
+    specs set aside for the time raced with other threads' evaluate and fit, which then
+    rebuilt their metrics without the objects, and with a second copy made meanwhile, which
+    put the shortened list back for good."""
+    previous = getattr(_METRIC_NAMES_ONLY, "ids", frozenset())
+    _METRIC_NAMES_ONLY.ids = previous | {id(model)}
+    try:
+        yield
+    finally:
+        _METRIC_NAMES_ONLY.ids = previous
+
+
+def _saved_metrics(model, given):
+    if id(model) in getattr(_METRIC_NAMES_ONLY, "ids", ()):
+        return [m for m in given if isinstance(m, str)]
+    return list(given)
+
+
 def compile_settings(model):
     """A compiled model's compile() arguments as a file saves them (weighted_metrics only
     when there are some: files without them load in older pynn)."""
@@ -323,8 +349,8 @@ def compile_settings(model):
 
     settings = {"optimizer": optimizers.serialize(model.optimizer),
                 "loss": losses.serialize(model.loss),
-                "metrics": _metric_names(model._metric_specs)}
-    weighted = getattr(model, "_weighted_metric_specs", [])
+                "metrics": _metric_names(_saved_metrics(model, model._metric_specs))}
+    weighted = _saved_metrics(model, getattr(model, "_weighted_metric_specs", []))
     if weighted:
         settings["weighted_metrics"] = _metric_names(weighted)
     return settings
