@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -148,3 +149,31 @@ def test_two_threads_do_not_train_one_model_at_once():
         model.train_on_batch(X[:8], Y[:8])) if not calls else None)
     model.fit(X, Y, epochs=1, batch_size=32, verbose=0, callbacks=[again])
     assert len(calls) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_process_forked_during_fit_takes_ctrl_c_at_once():
+    """A child forked during fit (a DataLoader's workers, a callback's pool) inherited fit's
+    handler: its first Ctrl-C only printed "finishing the current step" and it ran on."""
+    results = []
+
+    def fork_and_interrupt(epoch, logs):
+        pid = os.fork()
+        if pid == 0:  # the child: Ctrl-C must interrupt it now
+            code = 3
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(2)  # (fit's deferring handler: only a message, then the sleep)
+            except KeyboardInterrupt:
+                code = 0
+            finally:
+                os._exit(code)
+        results.append(os.waitpid(pid, 0)[1])
+
+    model = _model()
+    model.fit(X, Y, epochs=1, batch_size=8, verbose=0,
+              callbacks=[LambdaCallback(on_epoch_begin=fork_and_interrupt)])
+    assert [os.waitstatus_to_exitcode(status) for status in results] == [0]
+    # the parent's fit still defers its own Ctrl-C, and puts the handler back after
+    assert signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                               pynn.interrupts._steps_handler)

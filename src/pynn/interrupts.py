@@ -12,9 +12,13 @@ nothing is changed.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+
+# The DeferredInterrupts whose handler is installed now, outermost first.
+_active = []
 
 
 class DeferredInterrupt:
@@ -34,11 +38,15 @@ class DeferredInterrupt:
                 and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
                                                         _steps_handler)):
             self._previous = signal.signal(signal.SIGINT, self._handler)
+            _active.append(self)
         return self
 
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+            if self in _active:
+                _active.remove(self)
         return False
 
 
@@ -89,3 +97,24 @@ class StepGuard:
                 if exc_type is None:
                     raise KeyboardInterrupt
         return False
+
+
+def _handlers_back_in_child():
+    # A process forked during fit (a DataLoader's workers, a callback's pool) inherited fit's
+    # handler, and its first Ctrl-C only printed fit's message; it gets the program's own
+    # back, and no step of the parent's is in progress in it.
+    global _steps_in_progress, _step_interrupted
+    _steps_in_progress, _step_interrupted = 0, False
+    if _active:
+        outermost = _active[0]._previous
+        for deferral in _active:  # (a with block the child leaves changes nothing more)
+            deferral._previous = None
+        _active.clear()
+        try:
+            signal.signal(signal.SIGINT, outermost)
+        except (ValueError, OSError):  # (not the main thread after all: left as it is)
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_handlers_back_in_child)
