@@ -828,3 +828,17 @@ def test_random_initializers_refuse_integer_dtypes(make):
         values = init((4, 3), dtype=dtype)
         assert values.dtype == np.dtype(dtype) and np.any(values != 0)
     assert np.array_equal(pynn.initializers.Zeros()((2, 2), dtype="int32"), np.zeros((2, 2)))
+
+
+def test_a_spec_without_config_arguments_and_a_scalar_operand():
+    """{'class_name': ..., 'config': None} met Python's 'argument after ** must be a
+    mapping'; ops.gemm called a scalar operand 'shape (1,)'."""
+    assert isinstance(pynn.initializers.get({"class_name": "HeNormal", "config": None}),
+                      pynn.initializers.HeNormal)
+    assert pynn.optimizers.get({"class_name": "Adam", "config": None}).learning_rate == 0.001
+    with pytest.raises(TypeError, match="initializer 'HeNormal': its config must be a dict"):
+        pynn.initializers.get({"class_name": "HeNormal", "config": [1]})
+    one = np.ones((1, 1), np.float32)
+    for scalar in (2.0, np.float32(2), np.array(2.0)):
+        with pytest.raises(ValueError, match="b must be 2-D, got a scalar"):
+            pynn.ops.gemm(one, scalar)

@@ -122,9 +122,18 @@ def describe(obj):
     return spec
 
 
+def config_of(spec, kind):
+    """A spec's constructor arguments: its config, a dict (None or absent: none)."""
+    config = spec.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"{kind} {spec.get('class_name')!r}: its config must be a dict of "
+                        f"arguments, got {config!r}")
+    return config or {}
+
+
 def rebuild(spec, pynn_class, kind):
     """The component a file's spec describes: its class (see find) called with its config."""
-    return find(spec, pynn_class, kind)(**spec.get("config", {}))
+    return find(spec, pynn_class, kind)(**config_of(spec, kind))
 
 
 def find(spec, pynn_class, kind):

@@ -419,7 +419,7 @@ def get(identifier) -> Initializer:
         found = _custom.find(identifier, _CLASS_NAMES.get, "initializer")
         if not isinstance(found, type):  # a function of the user's (serialize)
             return FunctionInitializer(found)
-        return found(**identifier.get("config", {}))
+        return found(**_custom.config_of(identifier, "initializer"))
     if callable(identifier) and not isinstance(identifier, type):
         return FunctionInitializer(identifier)  # Keras' fn(shape, dtype=None)
     raise ValueError(f"cannot interpret {identifier!r} as an initializer (a name, an "

@@ -173,6 +173,8 @@ def _operand(backend, x, name, wide=False):
 
 def _matrix(backend, x, name, wide=False):
     """A 2-D operand on the backend's device (host arrays copied there by a GPU backend)."""
+    if isinstance(x, numbers.Number) or getattr(x, "ndim", None) == 0:
+        raise ValueError(f"gemm: {name} must be 2-D, got a scalar")
     arr = _operand(backend, x, name, wide)
     if arr.ndim != 2:
         raise ValueError(f"gemm: {name} must be 2-D, got shape {arr.shape}")

@@ -1178,7 +1178,7 @@ def get(identifier) -> Optimizer:
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = _custom.find(identifier, lambda name: _BY_NAME.get(name.lower()), "optimizer")
         _check_hooks(cls)
-        return _from_config(cls, identifier.get("config", {}))
+        return _from_config(cls, _custom.config_of(identifier, "optimizer"))
     raise ValueError(f"cannot interpret {identifier!r} as an optimizer (a name, or an "
                      f"Optimizer instance)")
 
