@@ -563,6 +563,10 @@ def test_weights_beyond_float32_are_refused_not_stored_as_inf():
         model.layers[-1].kernel.assign(huge[0])
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    mixed = [w.copy() for w in huge]
+    mixed[0][0, 0] = np.nan  # (a NaN beside them hid them: not "finite data")
+    with pytest.raises(ValueError, match="holds 29 value"):
+        model.set_weights(mixed)
     model.set_weights([np.full(w.shape, np.nan) for w in before])  # asked for: taken
     assert np.isnan(model.get_weights()[0]).all()
     model.set_weights([np.full(w.shape, 3e38) for w in before])  # within range

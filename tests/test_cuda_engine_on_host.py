@@ -335,7 +335,7 @@ def test_terminate_on_nan_stops_the_cuda_engine_after_the_bad_batch(cuda_backend
     layers stop."""
     x = rng.normal(size=(800, 6)).astype(np.float32)
     y = 1e3 * x.sum(axis=1, keepdims=True)
-    y[int(rng.integers(16, 200))] = 1e30  # the weights blow up a few batches later
+    y[int(rng.integers(16, 200))] = 1e30  # its batch's loss, or a later one's, not finite
     calls = []
     train = cuda_engine.CudaEngine.train
     monkeypatch.setattr(cuda_engine.CudaEngine, "train", lambda self, x, y, order, first, last,

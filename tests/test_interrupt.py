@@ -177,3 +177,29 @@ def test_a_process_forked_during_fit_takes_ctrl_c_at_once():
     # the parent's fit still defers its own Ctrl-C, and puts the handler back after
     assert signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
                                                pynn.interrupts._steps_handler)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_process_forked_in_a_train_on_batch_step_takes_ctrl_c_at_once():
+    """A child forked inside a step (by a metric of the user's) that went on out of the step
+    counted it out twice: -1 steps 'in progress', and its first Ctrl-C was held back."""
+    forks = []
+
+    def forking_metric(y_true, y_pred):
+        if not forks:
+            forks.append(os.fork())
+        return 0.0
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=[forking_metric])
+    model.train_on_batch(X[:8], Y[:8])
+    if forks[0] == 0:  # the child, out of the step
+        code = 3
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(2)
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(forks[0], 0)[1]) == 0

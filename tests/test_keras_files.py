@@ -312,6 +312,11 @@ def test_a_normalization_given_its_mean_and_variance_keeps_them(tmp_path, rng, d
     want = (x - mean) / np.sqrt(variance)
     np.testing.assert_allclose(model.predict(x), want @ kernel if dense_after else want,
                                rtol=1e-4, atol=1e-5)
+    if axis != []:  # statistics of another size: named, not numpy's broadcasting error
+        norm["config"].update(mean=[0.0] * 3, variance=[1.0] * 3)
+        with pytest.raises(ValueError, match=r"layer 'normalization' \(normalization\) is "
+                                             r"given a mean and variance of shapes"):
+            pynn.load_model(_archive(tmp_path / "w.keras", config, weights))
 
 
 def test_keras_layer_keys():
@@ -420,6 +425,13 @@ def test_a_registered_keras_layer_loads_by_either_name(tmp_path, rng, key):
                                          r"own loads with custom_objects=\{'os.system': "
                                          r"YourClass\}"):
         pynn.load_model(path)
+    # a registered class of a pynn layer's name: the user's, as Keras looks up custom_objects
+    # by the registered name first (pynn's Dropout was loaded, silently)
+    scale.update(class_name="Dropout", registered_name="mypkg>Dropout")
+    path = _archive(tmp_path / "r.keras", _config([scale], input_rows=3, compile_config=False),
+                    {})
+    model = pynn.load_model(path, custom_objects={"mypkg>Dropout": PynnScale})
+    assert type(model.layers[-1]) is PynnScale
 
 
 def test_a_keras_normalization_of_all_values_keeps_scalars(tmp_path, rng):

@@ -836,6 +836,8 @@ def test_a_spec_without_config_arguments_and_a_scalar_operand():
     assert isinstance(pynn.initializers.get({"class_name": "HeNormal", "config": None}),
                       pynn.initializers.HeNormal)
     assert pynn.optimizers.get({"class_name": "Adam", "config": None}).learning_rate == 0.001
+    assert isinstance(pynn.metrics.deserialize({"class_name": "AUC", "config": None}),
+                      pynn.metrics.AUC)
     with pytest.raises(TypeError, match="initializer 'HeNormal': its config must be a dict"):
         pynn.initializers.get({"class_name": "HeNormal", "config": [1]})
     one = np.ones((1, 1), np.float32)

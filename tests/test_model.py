@@ -383,7 +383,7 @@ def test_terminate_on_nan_stops_both_engines_after_the_same_batch(raise_error):
     rng = np.random.default_rng()
     x = rng.normal(size=(2000, 6)).astype(np.float32)
     y = 1e3 * x.sum(axis=1, keepdims=True)
-    y[int(rng.integers(16, 400))] = 1e30  # the weights blow up a few batches later
+    y[int(rng.integers(16, 400))] = 1e30  # its batch's loss, or a later one's, not finite
     results = {}
     for engine in ("layers", "native"):
         pynn.set_seed(0)

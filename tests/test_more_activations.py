@@ -336,6 +336,7 @@ def test_onnx_graphs_keep_relative_accuracy_in_the_tails(floatx):
 @pytest.mark.parametrize("name", ["leaky_relu", "elu"])
 @pytest.mark.parametrize("param, error", [(-0.1, ValueError), (float("inf"), ValueError),
                                           (float("nan"), ValueError), (1e39, ValueError),
+                                          (10**400, ValueError),
                                           (True, TypeError), ("0.1", TypeError),
                                           (None, None), (np.float32(0.5), None), (3, None)])
 def test_a_parameter_is_a_finite_number(name, param, error):

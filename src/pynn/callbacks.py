@@ -208,8 +208,10 @@ class History(Callback):
 
 class TerminateOnNaN(Callback):
     """Stops training as soon as a batch loss is NaN or infinite. It only reads the batches'
-    logs, so the native engine keeps running chunks of batches, and stops its chunk after
-    the batch whose loss went bad: training stops after the same batch on every engine.
+    logs, so the CPU's native engine keeps running chunks of batches, and stops its chunk
+    after the batch whose loss went bad (the CUDA engine, which hands its chunk's losses
+    back at its end, runs a batch a chunk for it): training stops after the same batch on
+    every engine.
     raise_error=True (Keras 3's): a RuntimeError instead, out of fit, with no on_train_end
     (a backup or checkpoint callback's state is left as it was)."""
 

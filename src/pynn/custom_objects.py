@@ -146,14 +146,16 @@ def find(spec, pynn_class, kind):
     if spec.get("custom") and registered is not None:
         return registered  # (the class name alone may be another package's)
     if not spec.get("custom"):
+        # a Keras file's registered class ('package>Name', which Keras looks up first in
+        # custom_objects), before pynn's own of its class name (a 'mypkg>Dropout')
+        key = spec.get("registered_name")
+        if isinstance(key, str) and key in objects:
+            return objects[key]
         cls = pynn_class(name) if isinstance(name, str) else None
         if cls is not None and (getattr(_local, "marks", False) or name not in objects):
             return cls
     if isinstance(name, str) and name in objects:
         return objects[name]
-    key = spec.get("registered_name")  # Keras' 'package>Name' of a registered class, by
-    if isinstance(key, str) and key in objects:  # which Keras' custom_objects take it too
-        return objects[key]
     if isinstance(name, str) and name.startswith("<"):  # '<lambda>'
         raise ValueError(f"unknown {kind} {name!r}: a file names a function of your own by "
                          f"its name, which a lambda lacks; define it with def (it then loads "

@@ -90,8 +90,8 @@ class StepGuard:
 
     def __exit__(self, exc_type, exc, tb):
         global _steps_in_progress, _step_interrupted
-        if self._active:
-            _steps_in_progress -= 1
+        if self._active:  # (a child forked in a step has counted it out already)
+            _steps_in_progress = max(0, _steps_in_progress - 1)
             if not _steps_in_progress and _step_interrupted:
                 _step_interrupted = False
                 if exc_type is None:

@@ -251,8 +251,14 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
             if not names and getattr(layer, "_given", None) is not None:
                 # Normalization(mean=, variance=): Keras keeps them in its config, and the
                 # model was built for loading (zeros): set them with the file's weights
-                values.append((layer, [np.broadcast_to(s, e)
-                                       for s, e in zip(layer._given, expected)]))
+                try:
+                    values.append((layer, [np.broadcast_to(s, e)
+                                           for s, e in zip(layer._given, expected)]))
+                except ValueError:
+                    raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) is given "
+                                     f"a mean and variance of shapes "
+                                     f"{[s.shape for s in layer._given]} for weights of "
+                                     f"shapes {expected}") from None
                 continue
             # Keras' adapted Normalization keeps its count as a third variable; pynn's not
             order = order[:len(expected)] if len(order) == len(expected) + 1 else order

@@ -1974,7 +1974,7 @@ def deserialize(spec):
         metric = _custom.rebuild(spec, _SAVABLE.get, "metric")
     except TypeError as exc:
         raise ValueError(f"a saved metric is invalid: {spec!r} ({exc})") from None
-    config = spec.get("config", {})
+    config = spec.get("config") or {}
     threshold = config.get("threshold")
     if isinstance(metric, _ConfusionMetric) and threshold is not None and \
             "multilabel" in config and (config["multilabel"] is not True or threshold == 0.5):

@@ -590,9 +590,9 @@ class Sequential:
                 metrics_mod.check_targets(metric, y_true, y_pred)
             except (TypeError, ValueError) as exc:
                 kind = TypeError if isinstance(exc, TypeError) else ValueError
-                raise kind(f"metric {metric.name!r} cannot take {name} (targets of shape "
-                           f"{y.shape[1:]} per sample, model outputs {out_shape}; pynn never "
-                           f"broadcasts targets): {exc}, for one sample") from None
+                raise kind(f"metric {metric.name!r} cannot take {name}: {exc} (checked on "
+                           f"its first sample before training: targets of shape "
+                           f"{y.shape[1:]} per sample, model outputs {out_shape})") from None
         self.__dict__["_metrics_checked_for"] = key
 
     # ---- data ---------------------------------------------------------------------------------

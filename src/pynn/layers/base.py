@@ -22,7 +22,7 @@ from .. import config
 from ..custom_objects import AutoConfig, is_custom
 from ..array_like import add_array_operators
 from ..backend import backend_array, get_backend, is_gpu_array, to_host
-from ..data import all_finite, overflow_error
+from ..data import all_finite
 
 _name_counters: dict[str, int] = defaultdict(int)  # prefix -> names given
 _name_lock = threading.Lock()  # layers made on several threads get distinct names
@@ -179,13 +179,17 @@ class Parameter:
         if not config.check_finite() or array.dtype == self.value.dtype:
             return array.astype(self.value.dtype, copy=False)
         # finite values beyond the weight's range (1e300 into float32): refused as in
-        # inputs and targets, not stored as inf (numpy's own warning then says nothing more)
+        # inputs and targets, not stored as inf (numpy's own warning then says nothing more);
+        # NaN and inf given are taken as they are
         with np.errstate(over="ignore"):
             values = array.astype(self.value.dtype)
         if array.dtype.kind == "f" and not all_finite(values):
-            error = overflow_error(array, values, f"{owner}: weight {self.name!r}")
-            if error is not None:
-                raise error
+            lost = np.isfinite(array) & ~np.isfinite(values)
+            if lost.any():
+                raise ValueError(f"{owner}: weight {self.name!r} holds {int(lost.sum())} "
+                                 f"value(s) beyond {values.dtype.name}'s range (+-"
+                                 f"{np.finfo(values.dtype).max:.3g}), largest magnitude "
+                                 f"{float(np.abs(array[lost]).max()):.3g}")
         return values
 
     def assign(self, array):
