@@ -469,7 +469,7 @@ def test_bad_targets_are_named(name, targets, message):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_mismatched_shapes_are_refused(name):
-    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3)])
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(3, activation="sigmoid")])
     model.compile("sgd", name)
     with pytest.raises(ValueError, match=r"targets have shape \(4, 2\) but the model's "
                                          r"predictions have shape \(4, 3\)"):
