@@ -622,3 +622,51 @@ def test_on_epoch_begin_runs_before_the_epochs_data_is_read(rng):
     log = pynn.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: order.append("callback"))
     _model(BACKENDS[0]).fit(Data(), epochs=2, verbose=0, callbacks=[log])
     assert order == ["callback", "dataset"] * 2
+
+
+def test_a_validation_generator_stopped_early_still_validates_on_the_same_batches(rng):
+    """Its batches were kept only once a validation read them all: one a test batch hook
+    stopped (stop_evaluating) kept none, and the next validations went on with the
+    generator's later batches (epoch 2 on batches 0-1, epoch 3 on 2-3)."""
+    x, y = _data(rng, n=64)
+    read, seen = [], []
+
+    def validation():
+        for i in range(4):
+            read.append(i)
+            yield x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16]
+
+    class StopFirstValidation(pynn.callbacks.Callback):
+        def on_test_batch_begin(self, batch, logs=None):
+            seen.append(batch)
+
+        def on_test_batch_end(self, batch, logs=None):
+            if len(seen) == 2:
+                self.model.stop_evaluating = True
+
+    model = _model("numpy")
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, validation_data=validation(),
+              callbacks=[StopFirstValidation()])
+    assert read == [0, 1, 2, 3]  # read once
+    assert seen == [0, 1, 0, 1, 2, 3, 0, 1, 2, 3]  # the second and third: all four
+
+
+@pytest.mark.parametrize("what", ["fit", "predict"])
+def test_a_batch_given_as_a_list_of_rows_is_not_read_as_x_and_y(rng, what):
+    """[[1.0], [2.0]] was read as x [1.0] and y [2.0]: predict gave one value for two rows,
+    fit trained one sample, without a word."""
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    rows = [[1.0], [2.0], [3.0], [4.0]]
+    if what == "predict":
+        got = model.predict(iter([rows[:2], rows[2:]]))
+        np.testing.assert_allclose(got, model.predict(np.array(rows)), rtol=1e-6)
+    else:
+        with pytest.raises(ValueError, match="a batch given as a list is read as .* only when "
+                                             "it holds arrays; this one holds list items"):
+            model.fit(iter([rows[:2]]), verbose=0)
+        assert model.optimizer.iterations == 0
+    arrays = [np.array(rows[:2]), np.array([[1.0], [2.0]])]  # a list of arrays: (x, y)
+    if what == "fit":
+        model.fit(iter([arrays]), verbose=0)
+        assert model.optimizer.iterations == 1

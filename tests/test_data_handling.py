@@ -642,3 +642,25 @@ def test_zero_features_are_named():
     with pytest.raises(ValueError, match=r"x has 0 features per sample \(shape \(20, 0\)\)"):
         model.fit(np.zeros((20, 0)), np.zeros(20), verbose=0)
     assert not model.built
+
+
+@pytest.mark.parametrize("kind", ["coo", "dia", "bsr", "csr", "array-like"])
+def test_predict_batch_hooks_take_every_input_predict_takes(rng, kind):
+    """With predict batch hooks x is sliced into batches: a COO or DIA matrix failed ('not
+    subscriptable'), a BSR one with a bare NotImplementedError, and an object with only
+    __array__ ran in one piece with no hook called."""
+    sparse = pytest.importorskip("scipy.sparse")
+    x = rng.normal(size=(70, 4)).astype(np.float32)
+    x[x < 0.3] = 0
+
+    class ArrayLike:
+        def __array__(self, dtype=None, copy=None):
+            return x if dtype is None else x.astype(dtype)
+
+    given = ArrayLike() if kind == "array-like" else getattr(sparse, f"{kind}_matrix")(x)
+    calls = []
+    hook = pynn.callbacks.LambdaCallback(on_predict_batch_end=lambda b, logs: calls.append(b))
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3)])
+    got = model.predict(given, batch_size=32, callbacks=[hook])
+    np.testing.assert_allclose(got, model.predict(x), rtol=1e-6)
+    assert calls == [0, 1, 2]

@@ -126,6 +126,19 @@ def test_validation_steps_bound_the_validation_batches(rng, backend):
     history = model.fit(x, y, epochs=1, verbose=0, validation_split=0.2, validation_steps=2)
     np.testing.assert_allclose(history.history["val_loss"][0],  # shared out: all 30
                                model.evaluate(x[120:], y[120:])[0], rtol=1e-6)
+    # with the training data batch by batch too (refused: "validation_steps is for
+    # validation_data given batch by batch"); its batch size is its own: the steps share
+    # the validation samples out, unless validation_batch_size says
+    batches = ((x[i:i + 32], y[i:i + 32]) for i in range(0, 150, 32))
+    history = model.fit(batches, epochs=1, verbose=0, validation_data=(xv, yv),
+                        validation_steps=2)
+    np.testing.assert_allclose(history.history["val_loss"][0],
+                               model.evaluate(xv, yv)[0], rtol=1e-6)
+    batches = ((x[i:i + 32], y[i:i + 32]) for i in range(0, 150, 32))
+    history = model.fit(batches, epochs=1, verbose=0, validation_data=(xv, yv),
+                        validation_steps=2, validation_batch_size=20)
+    np.testing.assert_allclose(history.history["val_loss"][0],
+                               model.evaluate(xv[:40], yv[:40])[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("call,match", [

@@ -193,9 +193,33 @@ class BatchSource:
         if self._kept is not None:
             yield from self._kept
             return
-        kept = [] if self.restart and self.iterator else None
         if self.restart and not self.iterator:
             self._stream = None
+        reader = self._read()
+        if not (self.restart and self.iterator):
+            yield from reader
+            return
+        # validation from a generator: read once, kept for the next epochs (copies: a
+        # generator may refill one array every batch)
+        kept, complete = [], False
+        try:
+            for batch in reader:
+                kept.append(tuple(map(_snapshot, batch)))
+                yield batch
+            complete = True
+        except GeneratorExit:
+            # stopped early (a test batch hook's stop_evaluating): the rest of the batches
+            # read now, or the next validation would go on with them in place of these
+            for batch in reader:
+                kept.append(tuple(map(_snapshot, batch)))
+            complete = True
+            raise
+        finally:
+            if complete:
+                self._kept = kept
+
+    def _read(self):
+        """The batches of this epoch as the source gives them, unpacked."""
         self.count = 0
         fresh = False  # whether the pass being read began in this epoch
         while (self.steps is None or self.count < self.steps) and not self.exhausted:
@@ -209,12 +233,7 @@ class BatchSource:
                     continue  # the last epoch ended with the pass: this one takes a new one
                 break
             self.count += 1
-            batch = _unpack(item, self.what)
-            if kept is not None:  # copies: a generator may refill one array every batch
-                kept.append(tuple(map(_snapshot, batch)))
-            yield batch
-        if kept is not None:
-            self._kept = kept
+            yield _unpack(item, self.what)
 
     def shortfall(self):
         """What to warn of, once, when the last epoch's data ran out before `steps` batches
@@ -251,6 +270,15 @@ def _snapshot(part):
 
 def _unpack(item, what):
     """(x, y, sample_weight) of one batch; predict also takes a bare x."""
+    if isinstance(item, list) and not all(i is None or hasattr(i, "shape") for i in item):
+        # rows (numbers, lists), not (x, y[, w]) of arrays: [[1.0], [2.0]] was read as x
+        # [1.0] and y [2.0], the rows' other samples dropped without a word
+        if what == "predict":
+            return item, None, None
+        raise ValueError(f"{what}: a batch given as a list is read as (x, y) or (x, y, "
+                         f"sample_weight) only when it holds arrays; this one holds "
+                         f"{type(next(i for i in item if not hasattr(i, 'shape'))).__name__} "
+                         f"items (rows?): give each batch as a tuple (x, y) of arrays")
     if isinstance(item, (tuple, list)):
         if not 1 <= len(item) <= 3:
             raise ValueError(f"{what}: a batch must be (x,), (x, y) or (x, y, sample_weight),"

@@ -1239,8 +1239,11 @@ class Sequential:
 
         # (a generator's or an iterable's order is its own, as in Keras)
         train = BatchSource(source, steps_per_epoch, "steps_per_epoch", "fit", order=order)
-        val_source = self._validation_source(validation_data, validation_steps)
-        if val_source is None and validation_data is not None:
+        val_source = None
+        if is_batch_source(validation_data) or validation_data is None:
+            val_source = self._validation_source(validation_data, validation_steps)
+        else:  # arrays: validation_steps bounds the rows read, as in fit on arrays
+            validation_steps = check_steps(validation_steps, "validation_steps")
             _check_validation_tuple(validation_data)  # (read once the model is built)
         val_batch = data.check_batch_size(validation_batch_size,
                                           32 if _test_batch_hooks(callbacks) else _PREDICT_BATCH)
@@ -1261,6 +1264,14 @@ class Sequential:
             validation = _Validation(val_source, None, None, None, val_batch, validation_freq)
         elif validation_data is not None:  # checked once, before training
             x_val, y_val, w_val = self._validation_arrays(validation_data)
+            if validation_steps is not None:  # (Keras 3: batches of validation_batch_size,
+                # else the steps share the samples out)
+                size, rows = _rows_for_steps(x_val.shape[0], validation_steps,
+                                             validation_batch_size, "validation_steps",
+                                             "validation samples")
+                val_batch = size if validation_batch_size is None else val_batch
+                x_val, y_val = x_val[:rows], y_val[:rows]
+                w_val = None if w_val is None else w_val[:rows]
             validation = _Validation(None, x_val, y_val, w_val, val_batch, validation_freq)
         user_callbacks, history = _with_history(callbacks)
         cbs = CallbackList(user_callbacks, self,
@@ -1771,6 +1782,10 @@ class Sequential:
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
         cbs = CallbackList(_callback_list(callbacks), self)
         x = self._unlisted(x)  # (its rows counted, not the list's one)
+        if type(x).__module__.startswith("scipy.sparse") and hasattr(x, "tocsr"):
+            x = x.tocsr()  # sliced into batches below: COO, DIA and BSR cannot be
+        elif _num_rows(x) == 0 and hasattr(x, "__array__"):
+            x = np.asarray(x)  # (an object with only __array__: its rows, for the batches)
         n = _num_rows(x)  # (0 for what has none: refused by predict)
         batched = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end") and n > 0
         self.stop_predicting = False  # a predict batch hook may set it (Keras 3)
