@@ -741,3 +741,45 @@ def test_building_takes_its_own_initial_values_without_a_copy():
     keeps = KeepsStart()
     pynn.Sequential([pynn.Input((3,)), keeps])
     assert not np.shares_memory(keeps.start, keeps.k.numpy())
+
+
+def test_keras_methods_over_pynn_classes_are_refused_not_ignored():
+    """A subclass of a pynn layer, loss or regularizer overriding only Keras' method (call,
+    __call__) was silently ignored: Dense's outputs not doubled, plain MSE trained, no
+    penalty (or an AttributeError mid-fit where __init__ skipped the base's)."""
+    class DoubledDense(pynn.layers.Dense):
+        def call(self, inputs):
+            return super().call(inputs) * 2.0
+
+    class ScaledMSE(pynn.losses.MeanSquaredError):
+        def call(self, y_true, y_pred):
+            return 10.0 * super().call(y_true, y_pred)
+
+    class KerasRegularizer(pynn.regularizers.Regularizer):
+        def __init__(self, strength):
+            self.strength = strength
+
+        def __call__(self, x):
+            return self.strength * np.sum(np.square(x))
+
+    with pytest.raises(TypeError, match=r"overrides Keras' call\(\), which pynn does not run"):
+        pynn.Sequential([pynn.Input((3,)), DoubledDense(1)])
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    with pytest.raises(TypeError, match=r"ScaledMSE: a pynn loss defines _sum_and_grad"):
+        model.compile("sgd", ScaledMSE())
+    with pytest.raises(TypeError, match=r"KerasRegularizer: a pynn regularizer gives its "
+                                        r"penalty and gradient"):
+        pynn.layers.Dense(2, kernel_regularizer=KerasRegularizer(1.0))
+
+    class Both(pynn.layers.Dense):  # call() beside pynn's own methods: pynn's run
+        def forward(self, x, training=False, logits=False):
+            return 2.0 * super().forward(x, training, logits)
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return super().backward(2.0 * dy, need_input_grad, logits)
+
+        def call(self, x):
+            return self.forward(x)
+
+    model = pynn.Sequential([pynn.Input((3,)), Both(1, kernel_initializer="ones")])
+    np.testing.assert_allclose(model.predict(np.ones((1, 3))), [[6.0]])

@@ -474,3 +474,15 @@ def test_other_keras_files_are_named_with_what_to_do(tmp_path, rng):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="not a readable .keras file .*BadZipFile"):
         pynn.load_model(path)
+
+
+def test_sequential_from_config_reads_keras_get_config():
+    """Sequential.from_config(keras_model.get_config()) failed on Keras' InputLayer
+    ('unexpected keyword argument sparse') where model_from_json(keras_model.to_json())
+    read the same model; Keras' dict holds tuples where its JSON holds lists."""
+    config = _config([_dense("hidden", 3, "relu", 5), _dense("out", 2, "linear", 3)],
+                     compile_config=False)["config"]
+    config["layers"][0]["config"]["batch_shape"] = (None, 5)
+    model = pynn.Sequential.from_config(config)
+    assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense"]
+    assert model.layers[1].activation.name == "relu" and model.layers[2].kernel.shape == (3, 2)

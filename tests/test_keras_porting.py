@@ -260,6 +260,9 @@ def test_names_ported_keras_code_reaches_for(rng):
         pynn.layers.Dense(2)(pynn.Input((3,), name="inp"))
     with pytest.raises(AttributeError, match=r"use numpy \(np.sqrt\)"):
         pynn.ops.sqrt
+    for name in ("cast", "one_hot", "convert_to_numpy"):  # numpy has none of these names
+        with pytest.raises(AttributeError, match="use numpy's counterpart where Keras code"):
+            getattr(pynn.ops, name)
     model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)])
     with pytest.raises(AttributeError, match=r"the first Dense is model.layers\[1\]"):
         model.layers[0].kernel

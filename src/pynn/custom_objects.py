@@ -110,6 +110,15 @@ def is_custom(obj):
     return not (module == "pynn" or module.startswith("pynn."))
 
 
+def keras_method_only(cls, keras_method, own):
+    """Whether a user's class defines Keras' `keras_method` (call, __call__) without any of
+    the methods pynn runs in its place (`own`): a subclass of a pynn class overriding only
+    Keras' method would be ignored, silently."""
+    def defined(name):
+        return any(name in vars(k) for k in cls.__mro__ if is_custom(k))
+    return defined(keras_method) and not any(defined(name) for name in own)
+
+
 def describe(obj):
     """{"class_name", "config"} of a component, "custom": true for a user's class, and its
     "registered_name" where it was registered."""

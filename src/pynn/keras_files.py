@@ -385,18 +385,18 @@ def _layer_entry(entry, i, where):
                          f"a flat Sequential of layers")
     if kind == "InputLayer":
         shape = config.get("batch_shape") or config.get("batch_input_shape")
-        if not isinstance(shape, list) or len(shape) < 2 or None in shape[1:]:
+        if not isinstance(shape, (list, tuple)) or len(shape) < 2 or None in shape[1:]:
             raise ValueError(f"{where!r}: its InputLayer has batch shape {shape!r}; pynn "
                              f"needs every axis but the batch axis sized")
         if config.get("sparse") or config.get("ragged"):
             raise ValueError(f"{where!r}: its InputLayer takes sparse or ragged tensors; "
                              f"pynn takes dense arrays")
         config = {"shape": shape[1:], "name": config.get("name")}
-    if kind == "Normalization" and isinstance(config.get("axis"), list):
+    if kind == "Normalization" and isinstance(config.get("axis"), (list, tuple)):
         # Keras writes the axes kept: [rank - 1] of a built layer is the last axis
         build = entry.get("build_config") or {}
         rank = len(build.get("input_shape") or ())
-        if rank >= 2 and config["axis"] in ([rank - 1], [-1]):
+        if rank >= 2 and list(config["axis"]) in ([rank - 1], [-1]):
             config = {**config, "axis": -1}
     spec = {"class_name": kind, "config": config}
     if isinstance(entry.get("registered_name"), str):  # a registered class's 'package>Name',
@@ -409,7 +409,7 @@ def _build_shape(first):
     layer's build_config), or None."""
     build = first.get("build_config")
     shape = build.get("input_shape") if isinstance(build, dict) else None
-    if first.get("class_name") == "InputLayer" or not isinstance(shape, list):
+    if first.get("class_name") == "InputLayer" or not isinstance(shape, (list, tuple)):
         return None
     return tuple(shape)
 

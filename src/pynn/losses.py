@@ -34,8 +34,12 @@ class Loss(_custom.AutoConfig):
 
     pynn has no autodiff, so a loss of your own gives its gradient too: subclass Loss (or a
     pynn loss) and implement `_sum_and_grad(self, backend, y_pred, y_true, scale,
-    sample_weight=None)` returning `(sum of the per-sample losses as a float, gradient of
-    that sum * scale)` for backend arrays (`backend.xp` is numpy or cupy; y_true comes
+    sample_weight=None)` returning `(a sum as a float, gradient of that sum * scale)` for
+    backend arrays. The loss is that sum divided by `_count(y_pred)`: Loss's counts every
+    element (y_pred.size), so an element-wise loss sums over every element (Keras' mean of
+    the per-sample means over the last axis); a loss of one value per sample (summed over
+    the last axis, as the cross-entropies) overrides `_count` to return the samples
+    (y_pred.size // y_pred.shape[-1]). `backend.xp` is numpy or cupy; y_true comes
     prepared: shape of y_pred, the model's dtype; sample_weight, when given, weighs each
     sample's loss and its gradient row). Set `name` for the logs and get_config for files;
     `_logits_sum_and_grad` (same contract on pre-activations) lets a model fuse
@@ -928,7 +932,9 @@ def _pynn_class(name):
 def get(identifier) -> Loss:
     """A Loss from a name ('mse', 'sparse_categorical_crossentropy', ...) or a Loss."""
     if isinstance(identifier, Loss):
-        if not hasattr(identifier, "_sum_and_grad"):  # say, a Keras-style call() alone
+        # a Keras-style call() alone, or over a pynn loss (whose own sum it would not change)
+        if not hasattr(identifier, "_sum_and_grad") or _custom.keras_method_only(
+                type(identifier), "call", ("_sum_and_grad", "_logits_sum_and_grad")):
             raise TypeError(f"{type(identifier).__name__}: a pynn loss defines "
                             f"_sum_and_grad(backend, y_pred, y_true, scale, sample_weight) "
                             f"returning (sum of the losses, gradient * scale), as "

@@ -35,7 +35,7 @@ from .backend.arrays import detached
 from .batch_sources import BatchSource, check_steps, is_batch_source
 from .callbacks import (Callback, CallbackList, History, TerminateOnNaN, _user_stacklevel,
                         defines_hook, putting_weights_back_on_error)
-from .custom_objects import custom_object_scope, describe
+from .custom_objects import custom_object_scope, describe, keras_method_only
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
@@ -199,6 +199,12 @@ class Sequential:
                             f"forward(x, training, logits){keras}: pynn has no autodiff, so a "
                             f"layer of your own gives forward and backward (README: Custom "
                             f"layers)")
+        if keras_method_only(type(layer), "call", ("forward",)):
+            # (a pynn layer's subclass, its call() ignored: Dense's outputs, not doubled)
+            raise TypeError(f"layer {layer.name!r} ({type(layer).__name__}) overrides Keras' "
+                            f"call(), which pynn does not run: it runs forward(x, training, "
+                            f"logits) and backward(dy, need_input_grad, logits); pynn has no "
+                            f"autodiff, so override those (README: Custom layers)")
         if isinstance(layer, InputLayer) and self.layers:
             raise ValueError("an Input can only be the first element of a Sequential model")
         if layer.name in names:
@@ -2163,6 +2169,17 @@ class Sequential:
             if isinstance(name, (int, float)) and not isinstance(name, bool):
                 return {**cfg, "name": str(name)}
             return cfg
+        entries = config.get("layers") if isinstance(config, dict) else None
+        if isinstance(entries, list) and any(isinstance(e, dict) and str(
+                e.get("module") or "").startswith("keras") for e in entries):
+            # Keras 3's get_config() (its layers' modules say so): read as model_from_json
+            # reads its to_json (InputLayer's `sparse` met pynn's Input before)
+            from . import keras_files
+
+            with custom_object_scope(custom_objects):
+                return keras_files.model_from_config(
+                    {"class_name": "Sequential", "config": config}, "from_config",
+                    custom_objects)[0]
         with custom_object_scope(custom_objects):  # initializers, regularizers inside too
             layers = [get_class(entry["class_name"], custom=entry.get("custom"),
                                 registered_name=entry.get("registered_name"))

@@ -196,7 +196,10 @@ def _in_dtype(arr, dtype, name):
 
 
 def __getattr__(name):
-    # keras.ops' functions (sqrt, mean, ...) in a metric or loss of your own
+    # keras.ops' functions (sqrt, mean, ...) in a metric or loss of your own; numpy's name
+    # suggested only where numpy has one (no np.cast, np.one_hot, np.convert_to_numpy)
+    use = (f"numpy (np.{name})" if not name.startswith("_") and hasattr(np, name)
+           else "numpy's counterpart")
     raise AttributeError(f"module 'pynn.ops' has no attribute {name!r}: it holds pynn's "
                          f"kernels (gemm); a metric function of yours gets NumPy arrays: use "
-                         f"numpy (np.{name}) where Keras code has keras.ops.{name}")
+                         f"{use} where Keras code has keras.ops.{name}")

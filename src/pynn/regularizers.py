@@ -124,6 +124,13 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 def get(identifier):
     """A Regularizer from None, a name ('l1', 'l2', 'l1_l2': factors of 0.01 each, as
     Keras' l1() and l2()), a config dict or a Regularizer."""
+    if isinstance(identifier, Regularizer) and _custom.keras_method_only(
+            type(identifier), "__call__", ("penalty", "add_gradient")):
+        # Keras' way: its __call__ is the penalty; pynn's training never calls it (no
+        # penalty at all, or a missing l1 when __init__ skipped the base's)
+        raise TypeError(f"{type(identifier).__name__}: a pynn regularizer gives its penalty "
+                        f"and gradient, penalty(xp, w) and add_gradient(xp, w, grad), as "
+                        f"pynn.regularizers.L1L2 does; pynn has no autodiff for __call__")
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
     if isinstance(identifier, str):
