@@ -35,7 +35,7 @@ from .backend.arrays import detached
 from .batch_sources import BatchSource, check_steps, is_batch_source
 from .callbacks import (Callback, CallbackList, History, TerminateOnNaN, _user_stacklevel,
                         defines_hook, putting_weights_back_on_error)
-from .custom_objects import custom_object_scope, describe, keras_method_only
+from .custom_objects import custom_object_scope, describe, is_custom, keras_method_only
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
@@ -672,13 +672,14 @@ class Sequential:
         for i, layer in enumerate(layers):
             if input_shapes is not None:
                 input_shapes.append(getattr(x, "shape", None))
+            inputs = x
             try:
                 x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
             except Exception as exc:
-                if i > 0:
-                    _note_undeclared_shape(exc, layers[i - 1], x)
                 _name_the_layer(exc, layer, "forward")
                 raise
+            if is_custom(type(layer)):
+                _check_declared_shape(layer, inputs, x)
             if device is not None and not isinstance(x, device.ndarray):
                 _not_on_device(layer, "forward", "its output", x, self.backend)
         # layers that pass their input on (Dropout at inference, Flatten, Reshape) gave the
@@ -2388,19 +2389,24 @@ def _weight_gradient_shaped(p, layer):
     _wrong_gradient(g, p.value.shape, f"{_layer_name(layer)}: {p.name}.grad")
 
 
-def _note_undeclared_shape(exc, layer, x):
-    """When a layer fails on its input, whether the layer before returned another shape
-    than its compute_output_shape declares (a user layer that changes the shape without
-    saying so: the next one was built for the declared shape)."""
-    try:
-        declared = tuple(layer.compute_output_shape(layer.input_shape))
-    except Exception:  # noqa: BLE001 - only a hint
+def _check_declared_shape(layer, inputs, outputs):
+    """A user's layer returns samples of the shape its compute_output_shape declares: the
+    layers after it were built for that one (a Linear(8) without it built the next Dense
+    for 4 inputs, and the error came from far away, blaming the targets or that layer).
+    Outputs that are no array (a tuple for the next layer) are the layer's own business."""
+    if not hasattr(outputs, "shape") or not hasattr(inputs, "shape"):
         return
-    got = tuple(getattr(x, "shape", ())[1:])
-    if got != declared and hasattr(exc, "add_note"):
-        exc.add_note(f"(layer {layer.name!r} returned samples of shape {got}, but its "
-                     f"compute_output_shape says {declared}, which the layers after it were "
-                     f"built for: define compute_output_shape)")
+    try:
+        declared = tuple(layer.compute_output_shape(tuple(inputs.shape[1:])))
+    except Exception:  # noqa: BLE001 - a check only: the layer's own errors come elsewhere
+        return
+    got = tuple(getattr(outputs, "shape", ())[1:])
+    if got != declared:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) returned samples of "
+                         f"shape {got}, but its compute_output_shape says {declared}, which "
+                         f"the layers after it were built for: define "
+                         f"compute_output_shape(input_shape) to return the shape forward "
+                         f"gives (README: Custom layers)")
 
 
 def _name_the_layer(exc, layer, method):
