@@ -34,6 +34,21 @@ _CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), max_iter=100, learning_rate_
 
 def _expected_failed_checks(estimator):
     # {check name: reason} for checks that fail by design (they run, and must fail).
+    return {**_weight_checks(estimator), **_numpy_backend_checks()}
+
+
+def _numpy_backend_checks():
+    """On the numpy backend (an install without pynn._C), numpy's BLAS sums a product's
+    terms in an order that depends on the number of rows: predictions of a subset differ
+    from the whole set's in the last bits of float32 (4 of 20 by up to 3.6e-7, seen), past
+    the check's tolerance. The cpu kernels give a row the same bits alone and in a batch."""
+    if pynn.get_backend().name != "numpy":
+        return {}
+    return {"check_methods_subset_invariance": "numpy's BLAS rounds a row by the batch's "
+                                               "size (the numpy backend only)"}
+
+
+def _weight_checks(estimator):
     if estimator.solver == "lbfgs":
         # The whole data set each step: a weight of 2 is a repeated sample (the predictions
         # agree to 2e-7 after 5 iterations, 6e-6 after 20), but 100 iterations of a float32
