@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -849,3 +850,50 @@ def test_predict_keeps_a_float64_models_precision(tmp_path, rng):
                           print_fn=lambda text, end="": None)
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert pynn.floatx() == previous  # the session's own afterwards
+
+
+def test_nan_outputs_diverged_runs_and_tiny_features_are_refused(tmp_path, blobs_csv, blobs_model):
+    """predict gave a row whose outputs were NaN the first class label (exit 0); train saved
+    a diverged model (exit 0); features varying by 1e-40 gave a model of infinite weights
+    (its first layer takes raw values, scaled by 1 / spread) reporting 100% accuracy."""
+    model = pynn.load_model(blobs_model)
+    kernel, bias = model.layers[1].get_weights()
+    kernel[0, :] = 3e38  # inputs overflow float32 in its first layer (f1 = 10: inf)
+    model.layers[1].set_weights([kernel, bias])
+    model.save(tmp_path / "nan.npz")
+    data = write_csv(tmp_path / "rows.csv", ["f1", "f2"], [(0.0, 1.0), (10.0, 2.0)])
+    out = run_cli("predict", "--model", tmp_path / "nan.npz", "--data", data)
+    assert out.returncode == 2, out.stdout
+    assert "outputs for 1 row(s) (data rows 2) are NaN or infinite" in out.stderr
+    path, _ = blobs_csv
+    out = run_cli("train", "--data", path, "--target", "label", "--epochs", "3",
+                  "--learning-rate", "1e30", "--out", tmp_path / "x.npz", "--quiet")
+    assert out.returncode == 2 and "training diverged" in out.stderr, out.stderr
+    assert not (tmp_path / "x.npz").exists()
+    rng = np.random.default_rng()
+    rows = [(a * 1e-40, b, int(b > 0)) for a, b in rng.normal(size=(60, 2))]
+    tiny = write_csv(tmp_path / "tiny.csv", ["a", "b", "y"], rows)
+    out = run_cli("train", "--data", tiny, "--target", "y", "--epochs", "1", "--out",
+                  tmp_path / "t.npz", "--quiet")
+    assert out.returncode == 2 and "feature(s) ['a'] vary by less than 1e-30" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ctrl_c_and_a_full_disk_are_one_line(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during train printed fit's 27-line traceback; `pynn info > /dev/full` a
+    traceback where the other commands print one line and exit 2."""
+    from pynn import cli, tabular
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("fit: interrupted after 3 steps")
+
+    monkeypatch.setattr(tabular, "train", interrupted)
+    assert cli.main(["train", "--data", "d.csv", "--target", "y", "--out",
+                     str(tmp_path / "m.npz")]) == 130
+    assert capsys.readouterr().err == "pynn train: interrupted\n"
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            out = subprocess.run([sys.executable, "-m", "pynn", "info"], stdout=full,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.startswith("pynn info: error:")

@@ -28,6 +28,18 @@ def test_every_activation(tmp_path, rng, activation):
     assert np.abs(_run(tmp_path / "m.onnx", x) - model.predict(x)).max() < 1e-5
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "silu"])
+def test_sigmoid_tails_match_predict(tmp_path, activation):
+    """onnxruntime's float Sigmoid gives 0 at -20 where pynn (and the exact value) give
+    2.06e-9, and is off by more than 1e-3 relative below -10.25."""
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1, activation=activation,
+                                                          kernel_initializer="ones")])
+    x = np.linspace(-30, 30, 121, dtype=np.float32).reshape(-1, 1)
+    pynn_onnx.export(model, tmp_path / "s.onnx")
+    got, want = _run(tmp_path / "s.onnx", x), model.predict(x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
+
+
 def test_trained_model_with_dropout_and_batchnorm(tmp_path, rng):
     pynn.set_seed(1)
     model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(16, activation="relu"),

@@ -173,15 +173,15 @@ def _run(argv):
                                "on 50,000 synthetic tabular samples; prints GFLOP/s and "
                                "samples/s. Takes a few seconds.")
     args = parser.parse_args(argv)
-
-    if args.command == "info":
-        from .info import format_info, info
-
-        print(json.dumps(info(), indent=2, default=str) if args.json else format_info())
-        return 0
     from . import backend, tabular
 
     try:
+        if args.command == "info":
+            from .info import format_info, info
+
+            print(json.dumps(info(), indent=2, default=str) if args.json else format_info())
+            sys.stdout.flush()  # (a full disk is said here, as for the other commands)
+            return 0
         if args.command != "demo" or args.backend is None:
             try:  # PYNN_BACKEND may name one that cannot run here: one line, not a traceback
                 backend.get_backend()
@@ -216,4 +216,7 @@ def _run(argv):
     except (tabular.UsageError, OSError) as exc:  # a missing file, a full disk, no permission
         print(f"pynn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # one line, not fit's traceback (nothing was saved)
+        print(f"pynn {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -92,8 +92,10 @@ def _activation_nodes(helper, spec, source, name, const, double):
     out = f"{name}_{spec.name}"
     g = _Graph(helper, out, const)
     x = source
-    if spec.name == "silu":  # x / (1 + exp(-x)): Sigmoid's tails were off by 8x in float32
-        g("Div", x, g("Add", g("Exp", g("Neg", x)), g.const("one", 1.0)), out=out)
+    if spec.name in ("silu", "sigmoid"):  # x / (1 + exp(-x)), 1 / (1 + exp(-x)): Sigmoid's
+        # tails were off by 8x in float32 (0 at -20, where pynn gives 2.06e-9)
+        g("Div", x if spec.name == "silu" else g.const("one", 1.0),
+          g("Add", g("Exp", g("Neg", x)), g.const("one", 1.0)), out=out)
     elif spec.name == "hard_silu":
         g("Mul", x, _hard_sigmoid(g, x), out=out)
     elif spec.name == "mish":
@@ -121,7 +123,7 @@ def _activation_nodes(helper, spec, source, name, const, double):
         inner = g("Gelu", g("Cast", x, to=TensorProto.FLOAT), approximate="none")
         g("Cast", inner, to=TensorProto.DOUBLE, out=out)
     else:
-        ops = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+        ops = {"relu": ("Relu", {}), "tanh": ("Tanh", {}),
                "softmax": ("Softmax", {"axis": -1}),
                "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
                "elu": ("Elu", {"alpha": spec.param}),

@@ -373,6 +373,14 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
     task = choose_task(y, task)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0  # a constant column: leave it unscaled rather than divide by 0
+    # The saved model takes raw values: its first layer is scaled by 1 / spread, which for a
+    # spread of 1e-40 is beyond float32 (its weights were inf, its predictions NaN)
+    tiny = np.flatnonzero(std < 1e-30)
+    if tiny.size:
+        names = [features[i] if features else int(i) for i in tiny]
+        raise UsageError(f"feature(s) {names} vary by less than 1e-30: the saved model takes "
+                         f"raw values, scaled by 1 / their spread, beyond float32's range; "
+                         f"rescale them (or --drop them)")
     xs = ((x - mean) / std).astype(np.float32)
     meta = {"features": features, "target": target, "task": task}
     offsets = centring_offsets(x, std)
@@ -429,6 +437,11 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         kernel, bias = last.get_weights()
         last.set_weights([(kernel * y_std).astype(kernel.dtype),
                           (bias * y_std + (y_mean - y_offset)).astype(bias.dtype)])
+    final_loss = history.history["loss"][-1] if history.history.get("loss") else 0.0
+    if not np.isfinite(final_loss) or not all(np.isfinite(w).all() for w in model.get_weights()):
+        # (a diverged run saved, `pynn predict` then gave every NaN row the first label)
+        raise UsageError(f"training diverged (final loss {final_loss}, weights not all "
+                         f"finite); no model saved: try a smaller --learning-rate")
     model.save(out)
     # The sidecar is written second: should that fail (a full disk), an older sidecar would
     # describe the new model (its class labels mapped to the wrong outputs). The model file's
@@ -548,6 +561,12 @@ def _predict(model_path, data, out, keep, proba, print_fn):
         outputs = model.predict(x)
     except ValueError as exc:
         raise UsageError(f"{data!r}: {exc}") from None
+    bad = np.flatnonzero(~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1))
+    if bad.size:  # (argmax gave a NaN row the first class label, confidently)
+        rows = ", ".join(str(i + 1) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+        raise UsageError(f"{data!r}: the model's outputs for {bad.size} row(s) (data rows "
+                         f"{rows}) are NaN or infinite: its weights, or these inputs, overflow "
+                         f"float32")
     target_offset = (meta or {}).get("target_offset")
     if target_offset is not None:  # in float64: the model gives y - target_offset
         outputs = outputs.astype(np.float64) + target_offset
