@@ -258,3 +258,17 @@ def test_a_dense_shared_from_a_flat_model_exports_for_sequences(rng, tmp_path):
     pynn_onnx.export(model, tmp_path / "m.onnx")
     np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), model.predict(x), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_a_file_object_in_the_wrong_mode_is_named(tmp_path):
+    """A file opened 'rb' passed the check (it has a write method) and failed inside with a
+    bare UnsupportedOperation: write."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with open(tmp_path / "m.onnx", "rb") as f:
+        for write in (lambda: pynn_onnx.export(model, f), lambda: model.save(f)):
+            with pytest.raises(TypeError, match="is not open for writing .open it 'wb'."):
+                write()
+    with open(tmp_path / "m.onnx", "wb") as f:
+        with pytest.raises(TypeError, match="is not open for reading .open it 'rb'."):
+            pynn.load_model(f)

@@ -193,6 +193,14 @@ def _check_target(target, mode):
         method = "read" if mode == "rb" else "write"
         if not hasattr(target, method):
             raise TypeError(f"{where(target)} is a file object without {method}()")
+        able = getattr(target, "readable" if mode == "rb" else "writable", None)
+        try:
+            refused = callable(able) and not able()
+        except ValueError:  # a closed file
+            raise ValueError(f"{where(target)} is closed") from None
+        if refused:  # (a file opened "rb" has a write() that fails: UnsupportedOperation)
+            raise TypeError(f"{where(target)} is not open for "
+                            f"{'reading' if mode == 'rb' else 'writing'} (open it {mode!r})")
         return
     if not isinstance(target, (str, bytes, os.PathLike)):
         raise TypeError(f"filepath must be a path (str or os.PathLike) or a binary file object, "
