@@ -897,3 +897,13 @@ def test_ctrl_c_and_a_full_disk_are_one_line(tmp_path, monkeypatch, capsys):
                                  stderr=subprocess.PIPE, text=True, timeout=120)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert out.stderr.startswith("pynn info: error:")
+
+
+def test_train_refuses_an_out_name_of_another_kind_of_file(tmp_path, blobs_csv):
+    path, _ = blobs_csv
+    for name in ("m.onnx", "m.weights.h5"):
+        out = run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                      tmp_path / name, "--quiet")
+        assert out.returncode == 2 and out.stderr.startswith("pynn train: error: --out "), \
+            out.stderr
+        assert not (tmp_path / name).exists()

@@ -272,3 +272,18 @@ def test_a_file_object_in_the_wrong_mode_is_named(tmp_path):
     with open(tmp_path / "m.onnx", "wb") as f:
         with pytest.raises(TypeError, match="is not open for reading .open it 'rb'."):
             pynn.load_model(f)
+
+
+@pytest.mark.parametrize("name", ["m.onnx", "m.weights.h5", "M.ONNX"])
+def test_a_whole_model_is_not_saved_under_another_files_name(tmp_path, name):
+    """model.save('m.onnx') and `pynn train --out m.onnx` wrote a pynn .npz there, which
+    onnxruntime cannot read; a .weights.h5 name got a whole model (Keras refuses both)."""
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", "mse")
+    match = "holds weights only" if "weights" in name else "model.export"
+    with pytest.raises(ValueError, match=match):
+        model.save(tmp_path / name)
+    with pytest.raises(ValueError, match=match):  # a checkpoint says so before training
+        model.fit(np.ones((4, 2)), np.ones(4), verbose=0,
+                  callbacks=[pynn.callbacks.ModelCheckpoint(str(tmp_path / name))])
+    assert model.optimizer.iterations == 0 and not list(tmp_path.iterdir())

@@ -245,6 +245,22 @@ def check_weights_name(filepath):
                          f"(model.save); save weights as .weights.h5, .h5 or .npz")
 
 
+def check_model_name(filepath):
+    """ValueError for a whole model saved under a name that says another kind of file: a
+    .weights.h5 (Keras refuses it too: weights only) or an .onnx (a graph, model.export);
+    pynn wrote a .npz there, which neither Keras nor onnxruntime reads."""
+    name = as_target(filepath)
+    if not isinstance(name, str):
+        return
+    if name.lower().endswith(".weights.h5"):
+        raise ValueError(f"{name!r}: a .weights.h5 file holds weights only "
+                         f"(model.save_weights); save the model as .keras, .h5 or .npz")
+    if name.lower().endswith(".onnx"):
+        raise ValueError(f"{name!r}: an .onnx file is a graph for other runtimes: "
+                         f"model.export(path, format='onnx'); save the model as .keras, .h5 "
+                         f"or .npz")
+
+
 def check_overwrite(filepath, overwrite):
     """FileExistsError for an existing file when overwrite is False (Keras asks instead)."""
     if not overwrite and isinstance(filepath, (str, bytes, os.PathLike)) and \
@@ -462,6 +478,8 @@ def check_savable(model, filepath=None):
     """Raises what save_model would about the model's description (layers, optimizer, loss,
     metrics) and, given the filepath, its format (a .keras file needs h5py), without
     writing: a ModelCheckpoint fails before training, not after an epoch."""
+    if filepath is not None:
+        check_model_name(filepath)
     if filepath is not None and is_keras(os.fsdecode(filepath)):
         keras_writer.require_h5py(filepath)
     _description(model)
@@ -476,6 +494,7 @@ def save_model(model, filepath, overwrite=True, *, allow_unbuilt=False):
     losslessly as a .npz; needs h5py: ImportError without). A binary file object gets .npz.
     overwrite=False refuses an existing file (Keras' saving.save_model's arguments).
     (allow_unbuilt: for pickling, which keeps a model without weights yet as such.)"""
+    check_model_name(filepath)
     check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
     if not model.built and not allow_unbuilt:

@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from .saving import atomic_write, is_stream
+from .saving import atomic_write, check_model_name, is_stream
 
 # A target's missing-value markers: pandas' default na_values, case and all (so "none", a
 # severity level, is a label, as pandas reads it; "None" and "NaN" are gaps).
@@ -367,6 +367,10 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
 
     for path in (out, sidecar_path(out)):
         check_output_path(path, inputs=[data])
+    try:  # (before training: a .onnx or .weights.h5 name holds no pynn model)
+        check_model_name(out)
+    except ValueError as exc:
+        raise UsageError(f"--out {exc}") from None
     if seed is not None:
         pynn.set_seed(seed)
     x, y, features, target = load_training_data(data, target, drop, task)
