@@ -907,3 +907,12 @@ def test_train_refuses_an_out_name_of_another_kind_of_file(tmp_path, blobs_csv):
         assert out.returncode == 2 and out.stderr.startswith("pynn train: error: --out "), \
             out.stderr
         assert not (tmp_path / name).exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_predict_to_dev_stdout_writes_the_csv_alone(tmp_path, blobs_csv, blobs_model):
+    path, _ = blobs_csv
+    out = run_cli("predict", "--model", blobs_model, "--data", path, "--out", "/dev/stdout")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "label" and len(lines) == 121 and "wrote" not in out.stdout

@@ -601,7 +601,8 @@ def _predict(model_path, data, out, keep, proba, print_fn):
         print_fn(text, end="")
     else:
         atomic_write(out, lambda f: f.write(text.encode()))
-        print_fn(f"wrote {len(preds)} predictions to {out}")
+        if not is_stream(out):  # (--out /dev/stdout: the status line would join the CSV)
+            print_fn(f"wrote {len(preds)} predictions to {out}")
     return result
 
 
