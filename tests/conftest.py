@@ -123,6 +123,14 @@ def requires_backend(name):
                               f"{available_backends()[name]}")
 
 
+# The native Dense engine (pynn.engine over pynn._C.DenseEngine): absent where the package was
+# installed without its compiled extension (the pure-NumPy fallback).
+NATIVE = pynn.engine._native_module() is not None
+requires_native = pytest.mark.skipif(
+    not NATIVE, reason="the native engine needs the compiled extension pynn._C: "
+    f"{available_backends()['cpu'] or 'it has no DenseEngine'}")
+
+
 def import_keras():
     """Keras 3 for the comparisons with it, or a skip when it is not installed. Keras picks
     TensorFlow unless told; with PyTorch alone installed (as on the developers' machines) it

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import AVAILABLE
+from conftest import AVAILABLE, requires_native
 
 import pynn
 from pynn.callbacks import (
@@ -457,7 +457,7 @@ def test_known_names_keep_their_direction_without_a_model():
     assert EarlyStopping(monitor="my_loss", mode="max")._monitor.maximize is True
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_model_trainable_false_freezes_every_layer(engine):
     model, x, y = _classifier([])
     model.trainable = False
@@ -483,7 +483,7 @@ def _stopper(hook, when):
     return stopper
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 @pytest.mark.parametrize("hook,epochs_run", [("on_train_begin", 1), ("on_epoch_begin", 2)])
 def test_stop_training_before_an_epoch_still_logs_whole_epochs(engine, hook, epochs_run):
     # Keras reads stop_training after a batch: the epoch runs one batch and logs completely.
@@ -498,7 +498,7 @@ def test_stop_training_before_an_epoch_still_logs_whole_epochs(engine, hook, epo
     assert model.optimizer.iterations == (epochs_run - 1) * steps + 1
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_stop_before_an_epoch_runs_one_batch_on_both_engines(engine):
     # Without batch hooks the native engine runs chunks of ~steps/20 batches: a stop asked
     # for at epoch begin must still run one batch only.
@@ -535,7 +535,7 @@ def test_costly_metrics_are_not_recomputed_over_the_epoch_every_batch(monkeypatc
     assert len(calls) <= 4  # the epochs' ends, not 20 batches
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_keras_older_batch_hook_names_run(engine):
     seen = []
 
@@ -590,7 +590,7 @@ def test_history_plot_puts_validation_points_at_their_epochs():
     assert list(lines["validation"].get_xdata()) == [2, 4]
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_batch_logs_are_the_epochs_means_so_far(engine):
     # Keras 3: batch logs aggregate the epoch up to that batch; the last equals the epoch's.
     seen = []

@@ -439,7 +439,10 @@ def test_fuzz_kernel_bindings_never_crash(rows, cols, out_rows, dtype, layout, l
 
 
 def _cpu_isas():
-    from pynn import _C
+    try:
+        from pynn import _C
+    except ImportError:  # installed without it: every test here skips (pytestmark)
+        return ["generic"]
     return [isa for isa in ("generic", "avx2", "avx512") if _C.cpu_supports_isa(isa)]
 
 

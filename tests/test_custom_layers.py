@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pynn
+from conftest import requires_backend
 from gradcheck import assert_close_grad, numeric_grad
 
 
@@ -405,6 +406,7 @@ class _Reverse(pynn.layers.Layer):
         return dy[..., ::-1]
 
 
+@requires_backend("cpu")
 def test_a_layer_returning_a_strided_view_feeds_the_next_dense(rng):
     x = rng.normal(size=(8, 4)).astype(np.float32)
     results = []

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pynn
+from conftest import requires_backend
 
 
 def _layer(rate, backend="numpy"):
@@ -178,7 +179,8 @@ def test_dropout_placements_the_engine_does_not_take_fall_back_visibly(layers, w
     model = pynn.Sequential([pynn.Input((4,))] + layers())
     model.compile(optimizer="adam", loss="mse", backend="cpu" if CPU else "numpy")
     reason = pynn.engine.unsupported_reason(model)
-    assert reason is not None and words in reason
+    # (without pynn._C every model falls back, the reason being that it is missing)
+    assert reason is not None and (words in reason or not CPU)
     model.fit(np.ones((8, 4)), np.ones((8, model.output_shape[0])), verbose=0)  # still trains
 
 
@@ -218,7 +220,7 @@ def test_calling_a_layer_in_training_mode():
     assert dense._cache is pending
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("cpu", marks=requires_backend("cpu"))])
 def test_dropout_after_a_softmax_output_keeps_training_finite(rng, backend):
     # A dropped-out probability row sums to 0: the loss took 0/0 and every weight became NaN.
     x = rng.normal(size=(150, 5)).astype(np.float32)

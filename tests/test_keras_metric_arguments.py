@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import import_keras
+from conftest import import_keras, requires_native
 
 import pynn
 from pynn import metrics as M
@@ -199,7 +199,7 @@ def test_subclasses_that_override_reset_state_work_before_any_reset(rng):
     assert float(M.fresh_copy(m).result()) == 0.0 and float(m.result()) > 0
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_guide_and_plain_metrics_in_compile_fit_and_evaluate(rng, engine):
     x = rng.normal(size=(90, 4)).astype(np.float32)
     y = np.digitize(x[:, 0], [-0.4, 0.4])

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import import_keras, requires_backend
+from conftest import import_keras, requires_backend, requires_native
 
 import pynn
 from pynn import engine as engine_mod
@@ -628,7 +628,7 @@ def test_label_smoothing_trains_as_on_smoothed_targets(rng, engine):
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 @pytest.mark.parametrize("cls,outputs", [(L.CategoricalCrossentropy, 3),
                                          (L.BinaryCrossentropy, 1)], ids=["cce", "bce"])
 def test_label_smoothing_is_the_losss_own_the_metrics_read_the_labels(rng, engine, cls,
@@ -784,6 +784,7 @@ def test_a_function_initializer_clones():
     np.testing.assert_array_equal(init.clone()((2, 2)), init((2, 2)))
 
 
+@requires_native
 @pytest.mark.parametrize("cls", [L.CategoricalCrossentropy, L.BinaryCrossentropy])
 def test_label_smoothing_of_a_refilled_target_buffer(rng, cls):
     """A generator refilling one target array (and train_on_batch given one): the native

@@ -14,6 +14,7 @@ import pytest
 import pynn
 from pynn import engine as engine_mod
 from pynn import metrics as M
+from conftest import requires_native
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -365,7 +366,7 @@ class _KerasStyleAccuracy(pynn.metrics.Metric):
         return self.right / max(self.seen, 1)
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_a_keras_style_metric_subclass_in_fit_and_evaluate(rng, engine):
     """It crashed fit and evaluate (they called a private hook the subclass lacks). Its
     result() may be a numpy scalar: History holds floats."""

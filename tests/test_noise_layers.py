@@ -10,7 +10,7 @@ import sys
 import fake_cupy
 import numpy as np
 import pytest
-from conftest import AVAILABLE, import_keras, onnx_outputs
+from conftest import AVAILABLE, NATIVE, import_keras, onnx_outputs
 from gradcheck import assert_close_grad, numeric_grad
 
 import pynn
@@ -67,7 +67,7 @@ def test_draws_follow_seed_and_step_on_every_backend(rng, monkeypatch, kind):
     x = rng.normal(size=(3, 7)).astype(np.float32)
     outs = []
     for backend in [pynn.get_backend("numpy"), CupyBackend()] + \
-            [pynn.get_backend("cpu")] * ("cpu" in AVAILABLE):
+            ([pynn.get_backend("cpu")] if "cpu" in AVAILABLE else []):
         layer = kind(0.4, seed=9)
         layer.build((7,), backend, np.float32)
         layer.step = 5
@@ -116,7 +116,8 @@ def test_training_is_seeded_resumable_and_predict_is_native(tmp_path, rng, make)
     second = _model(make)
     h2 = second.fit(x, y, epochs=2, batch_size=16, verbose=0)
     assert h1.history == h2.history  # pynn.set_seed draws the layers' seeds
-    assert type(first.layers[1]).__name__ in first.engine_reason
+    if NATIVE:  # (without pynn._C the reason is that it is missing)
+        assert type(first.layers[1]).__name__ in first.engine_reason
     first.save(tmp_path / "m.npz")
     loaded = pynn.load_model(tmp_path / "m.npz")
     assert loaded.layers[1].get_config() == first.layers[1].get_config()

@@ -11,7 +11,7 @@ import pytest
 import pynn
 from pynn import optimizers
 from pynn.layers import Parameter
-from conftest import AVAILABLE
+from conftest import AVAILABLE, NATIVE, requires_native
 
 
 def _param(backend, w, g):
@@ -405,7 +405,7 @@ def test_a_refused_recompile_keeps_the_optimizer_owned():
         pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(optimizer=opt1, loss="mse")
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_adam_weight_decay_is_adamw_as_in_keras_3(engine, rng):
     x = rng.normal(size=(40, 3)).astype(np.float32)
     y = x @ rng.normal(size=(3, 2)).astype(np.float32)
@@ -449,7 +449,8 @@ def test_every_optimizer_takes_keras_3s_decoupled_weight_decay(name, rng):
     model.compile(cls(0.01, weight_decay=0.1), "mse")
     history = model.fit(x, x[:, :2], epochs=1, verbose=0)
     assert history.params["engine"] == "layers"  # the native engine has Adam's alone
-    assert "weight_decay on" in pynn.engine.unsupported_reason(model, for_training=True)
+    if NATIVE:  # (without pynn._C the reason is that it is missing)
+        assert "weight_decay on" in pynn.engine.unsupported_reason(model, for_training=True)
     assert cls(weight_decay=0.1).get_config()["weight_decay"] == 0.1
     assert cls.__name__ in repr(cls(weight_decay=0.1))
 

@@ -21,7 +21,14 @@ def test_compiled_cpu_module_is_built_and_default():
     # An install from the README builds pynn._C; its absence is a packaging bug, not a skip.
     if os.environ.get("PYNN_ALLOW_NO_NATIVE") == "1":
         pytest.skip("PYNN_ALLOW_NO_NATIVE=1: running from a source tree without pynn._C")
-    from pynn import _C
+    try:
+        from pynn import _C
+    except ImportError as e:
+        _C, why = None, e
+    if _C is None:  # (outside the except: the message alone, no chained traceback)
+        pytest.fail(f"the compiled extension pynn._C is missing ({why}): the build did not "
+                    "make it. For a deliberate NumPy-only install (or a source tree without "
+                    "it), set PYNN_ALLOW_NO_NATIVE=1 to skip this check.", pytrace=False)
 
     assert _C.build_info["version"] == pynn.__version__
     assert pynn.available_backends()["cpu"] is None

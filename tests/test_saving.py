@@ -14,6 +14,7 @@ import pytest
 
 import pynn
 from pynn import saving
+from conftest import requires_native
 
 
 def _model(optimizer="adam", metrics=("accuracy",), dropout=0.0):
@@ -952,7 +953,7 @@ def test_set_seed_inside_rng_untouched_seeds_the_threads_draws():
         assert pynn.config.rng().integers(0, 2**62) == want
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_a_resumed_shuffled_run_equals_the_uninterrupted_one(tmp_path, rng, monkeypatch,
                                                              engine):
     """Each epoch's order came from the global generator, which no file holds: a run resumed

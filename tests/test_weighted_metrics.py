@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import import_keras
+from conftest import import_keras, requires_native
 
 import pynn
 from pynn import metrics as M
@@ -255,7 +255,7 @@ def test_weighted_metrics_names_as_keras_3(rng):
         _model(weighted="mae")
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_weighted_metrics_weigh_evaluate_and_validation(rng, engine):
     x, y, w = _data(rng)
     model = _model(metrics=["mae", "auc"], weighted=["mae", "auc", "precision"])
@@ -280,7 +280,7 @@ def test_weighted_metrics_weigh_evaluate_and_validation(rng, engine):
     assert plain["weighted_auc"] == pytest.approx(plain["auc"])
 
 
-@pytest.mark.parametrize("engine", ["native", "layers"])
+@pytest.mark.parametrize("engine", [pytest.param("native", marks=requires_native), "layers"])
 def test_weighted_metrics_take_the_training_weights(rng, engine):
     """The epoch's weighted accuracy is the weighted mean of each batch's (computed with the
     weights before the step); class weights join the sample weights (Keras)."""
@@ -305,6 +305,7 @@ def test_weighted_metrics_take_the_training_weights(rng, engine):
     assert seen[0]["weighted_accuracy"] == history.history["weighted_accuracy"][0]
 
 
+@requires_native
 def test_engines_agree_on_weighted_metrics(rng):
     x, y, w = _data(rng, 100)
     results = []
