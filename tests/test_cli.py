@@ -916,3 +916,16 @@ def test_predict_to_dev_stdout_writes_the_csv_alone(tmp_path, blobs_csv, blobs_m
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "label" and len(lines) == 121 and "wrote" not in out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
+def test_a_pipe_as_input_is_named_not_missing(tmp_path):
+    """`--data <(cat data.csv)` and a FIFO were "no such file" (they exist; pynn reads its
+    inputs more than once)."""
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    for args in (["train", "--data", fifo, "--target", "y", "--out", tmp_path / "m.npz"],
+                 ["predict", "--model", fifo, "--data", fifo]):
+        out = run_cli(*args)
+        assert out.returncode == 2 and "is not a regular file (a pipe or device?)" in \
+            out.stderr, out.stderr

@@ -77,11 +77,22 @@ def check_output_path(out, inputs=()):
                              f"would destroy it")
 
 
+def _check_regular_file(path):
+    """An input file the commands read (some more than once: a CSV's columns, then its
+    rows): a missing one, and a pipe or device (`<(cat data.csv)`, /dev/stdin: "no such
+    file" before), named."""
+    if os.path.isfile(path):
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{path!r} is not a regular file (a pipe or device?): pynn reads "
+                         f"its inputs more than once; save it to a file first")
+    raise UsageError(f"no such file: {path!r}")
+
+
 # ---- reading data -----------------------------------------------------------------------------
 def _csv_rows(path):
     """A csv.reader over the file (UTF-8, a byte-order mark such as Excel writes dropped)."""
-    if not os.path.isfile(path):
-        raise UsageError(f"no such file: {path!r}")
+    _check_regular_file(path)
     # csv's default limit (131072 characters a field) refused files with long free-text
     # fields, even in columns never read; raised (process-wide, never lowered) to 2**31 - 1
     # (the most a C long holds everywhere)
@@ -240,8 +251,7 @@ def load_training_data(path, target, drop=(), task="auto"):
     `drop` are left out) or an .npz file (arrays 'x' and 'y', or 'x' and the array named by
     target). y is float64, or text labels (a CSV's non-numeric target, unless task says
     regress)."""
-    if not os.path.isfile(path):
-        raise UsageError(f"no such file: {path!r}")
+    _check_regular_file(path)
     if path.lower().endswith(".npz"):
         if drop:
             raise UsageError("--drop names CSV columns; an .npz file's features have no names")
@@ -484,6 +494,7 @@ def predict(model_path, data, out=None, keep=(), proba=False, print_fn=print):
     with a warning the command line could not act on)."""
     import pynn
 
+    _check_regular_file(model_path)  # (before _file_floatx opens it: a FIFO would block)
     previous = pynn.floatx()
     pynn.set_floatx(_file_floatx(model_path))
     try:
@@ -510,8 +521,7 @@ def _file_floatx(model_path):
 def _predict(model_path, data, out, keep, proba, print_fn):
     import pynn
 
-    if not os.path.isfile(model_path):
-        raise UsageError(f"no such file: {model_path!r}")
+    _check_regular_file(model_path)
     if out is not None:
         check_output_path(out, inputs=[model_path, sidecar_path(model_path), data])
     try:
