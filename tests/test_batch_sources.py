@@ -670,3 +670,25 @@ def test_a_batch_given_as_a_list_of_rows_is_not_read_as_x_and_y(rng, what):
     if what == "fit":
         model.fit(iter([arrays]), verbose=0)
         assert model.optimizer.iterations == 1
+
+
+@pytest.mark.parametrize("with_len", [False, True])
+def test_a_dataset_declaring_num_batches_gives_that_many(rng, with_len):
+    """Keras 3 reads num_batches batches: a dataset defining it without __len__ was taken
+    for data ("x must be numeric"), and one whose __len__ said more gave __len__'s."""
+    x, _ = _data(rng, n=40)
+
+    class Declared:
+        num_batches = 2
+
+        def __getitem__(self, i):
+            return x[i * 5:(i + 1) * 5]
+
+        def on_epoch_end(self):
+            pass
+
+    if with_len:
+        Declared.__len__ = lambda self: 8
+    model = _model("numpy")
+    assert is_batch_source(Declared())
+    np.testing.assert_allclose(model.predict(Declared()), model.predict(x[:10]), rtol=1e-6)

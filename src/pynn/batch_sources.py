@@ -82,7 +82,8 @@ def is_batch_source(x):
     if isinstance(x, PyDataset) or hasattr(x, "__next__") or _torch_iterable_dataset(x):
         return True
     if hasattr(x, "__getitem__"):
-        return (hasattr(x, "__len__") or _endless(x)) and hasattr(x, "on_epoch_end")
+        return (hasattr(x, "__len__") or _endless(x) or _declared_batches(x) is not None) \
+            and hasattr(x, "on_epoch_end")
     return hasattr(x, "__iter__")
 
 
@@ -103,6 +104,19 @@ def _endless(x):
         return x.num_batches is None
     except Exception:  # noqa: BLE001 - a num_batches that needs __len__, which is missing
         return False
+
+
+def _declared_batches(x):
+    """A dataset's num_batches when it declares a number (Keras 3 reads that many, whatever
+    __len__ says, and a dataset may define num_batches alone), else None."""
+    if not hasattr(type(x), "num_batches"):
+        return None
+    try:
+        count = x.num_batches
+    except Exception:  # noqa: BLE001 - pynn's and Keras' default is len(self): none here
+        return None
+    return count if isinstance(count, (int, np.integer)) and not isinstance(count, bool) \
+        else None
 
 
 def _is_buffer(x):
@@ -140,8 +154,10 @@ class BatchSource:
         self.source, self.what, self.steps_name = source, what, steps_name
         self.steps = check_steps(steps, steps_name)
         endless = _endless(source)
+        declared = _declared_batches(source)
         self.indexed = isinstance(source, PyDataset) or (
-            hasattr(source, "__getitem__") and (hasattr(source, "__len__") or endless)
+            hasattr(source, "__getitem__") and (hasattr(source, "__len__") or endless or
+                                                declared is not None)
             and not hasattr(source, "__next__"))
         self.iterator = hasattr(source, "__next__")  # one stream over all the epochs
         self.endless = self.indexed and endless
@@ -151,7 +167,7 @@ class BatchSource:
                                  f"give {steps_name}, the batches to read")
             self.length = None
         elif self.indexed:
-            count = len(source)
+            count = declared if declared is not None else len(source)
             if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
                 raise ValueError(f"len() of the dataset must be a non-negative integer, got "
                                  f"{count!r}")
