@@ -287,3 +287,18 @@ def test_a_whole_model_is_not_saved_under_another_files_name(tmp_path, name):
         model.fit(np.ones((4, 2)), np.ones(4), verbose=0,
                   callbacks=[pynn.callbacks.ModelCheckpoint(str(tmp_path / name))])
     assert model.optimizer.iterations == 0 and not list(tmp_path.iterdir())
+
+
+def test_layer_names_cannot_collide_in_the_graph(tmp_path, rng):
+    """A Dense 'd' with elu and a PReLU 'd_elu' both named an initializer 'd_elu_alpha' in a
+    float64 graph: onnx's own ValidationError ("not unique")."""
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(5, name="d", activation="elu"),
+                                 pynn.layers.PReLU(name="d_elu"), pynn.Dense(2, name="d_z")])
+        x = rng.normal(size=(4, 3))
+        pynn_onnx.export(model, tmp_path / "n.onnx")
+        np.testing.assert_allclose(_run(tmp_path / "n.onnx", x), model.predict(x), rtol=1e-6)
+    finally:
+        pynn.set_floatx(previous)

@@ -175,8 +175,10 @@ def export(model, filepath, opset=None):
 
     # each layer's sample shape in this model (a layer shared with a model of other leading
     # axes keeps that one as its input_shape: Gemm on rank-3 inputs made an invalid file)
-    for layer, sample in zip(model.layers, _sample_shapes(model)):
-        name = layer.name
+    for index, (layer, sample) in enumerate(zip(model.layers, _sample_shapes(model))):
+        # The graph's names start with the layer's place: made from layer names alone, a
+        # Dense 'd' with elu and a PReLU 'd_elu' both named an initializer 'd_elu_alpha'
+        name = f"l{index}_{layer.name}"
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
         if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout, AlphaDropout):
@@ -274,7 +276,7 @@ def export(model, filepath, opset=None):
                 [out], name=out, epsilon=layer.epsilon))
             current = out
         else:
-            raise ValueError(f"layer {name!r} ({type(layer).__name__}) has no ONNX equivalent "
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX equivalent "
                              f"in pynn's exporter")
     uses_gelu = any(node.op_type == "Gelu" for node in nodes)
     if opset is None:
