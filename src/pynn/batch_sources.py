@@ -82,7 +82,7 @@ def is_batch_source(x):
     if isinstance(x, PyDataset) or hasattr(x, "__next__") or _torch_iterable_dataset(x):
         return True
     if hasattr(x, "__getitem__"):
-        return (hasattr(x, "__len__") or _endless(x) or _declared_batches(x) is not None) \
+        return (hasattr(x, "__len__") or _num_batches(x) is not _UNDECLARED) \
             and hasattr(x, "on_epoch_end")
     return hasattr(x, "__iter__")
 
@@ -96,27 +96,23 @@ def _torch_iterable_dataset(x):
     return data is not None and isinstance(x, data.IterableDataset)
 
 
-def _endless(x):
-    """Whether x is an endless dataset: Keras 3's PyDataset whose num_batches is None."""
-    if not hasattr(type(x), "num_batches"):
-        return False
-    try:
-        return x.num_batches is None
-    except Exception:  # noqa: BLE001 - a num_batches that needs __len__, which is missing
-        return False
+_UNDECLARED = object()
 
 
-def _declared_batches(x):
-    """A dataset's num_batches when it declares a number (Keras 3 reads that many, whatever
-    __len__ says, and a dataset may define num_batches alone), else None."""
+def _num_batches(x):
+    """A dataset's num_batches, as Keras 3 reads it: None for an endless one, else the number
+    of batches (read that many, whatever __len__ says; a dataset may define num_batches
+    alone); _UNDECLARED where it has none or it is no number (one that needs a missing
+    __len__, as pynn's and Keras' default)."""
     if not hasattr(type(x), "num_batches"):
-        return None
+        return _UNDECLARED
     try:
         count = x.num_batches
-    except Exception:  # noqa: BLE001 - pynn's and Keras' default is len(self): none here
-        return None
-    return count if isinstance(count, (int, np.integer)) and not isinstance(count, bool) \
-        else None
+    except Exception:  # noqa: BLE001 - the default's len(self), on a dataset without one
+        return _UNDECLARED
+    if count is None or isinstance(count, (int, np.integer)) and not isinstance(count, bool):
+        return count
+    return _UNDECLARED
 
 
 def _is_buffer(x):
@@ -153,11 +149,11 @@ class BatchSource:
                  order=None, restart=False):
         self.source, self.what, self.steps_name = source, what, steps_name
         self.steps = check_steps(steps, steps_name)
-        endless = _endless(source)
-        declared = _declared_batches(source)
+        declared = _num_batches(source)
+        endless = declared is None
         self.indexed = isinstance(source, PyDataset) or (
-            hasattr(source, "__getitem__") and (hasattr(source, "__len__") or endless or
-                                                declared is not None)
+            hasattr(source, "__getitem__") and (hasattr(source, "__len__") or
+                                                declared is not _UNDECLARED)
             and not hasattr(source, "__next__"))
         self.iterator = hasattr(source, "__next__")  # one stream over all the epochs
         self.endless = self.indexed and endless
@@ -167,7 +163,7 @@ class BatchSource:
                                  f"give {steps_name}, the batches to read")
             self.length = None
         elif self.indexed:
-            count = declared if declared is not None else len(source)
+            count = len(source) if declared is _UNDECLARED else declared
             if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
                 raise ValueError(f"len() of the dataset must be a non-negative integer, got "
                                  f"{count!r}")

@@ -939,14 +939,21 @@ def defines_hook(callback, hook):
     return getattr(fn, "__func__", fn) is not getattr(Callback, hook)
 
 
+def checked_callbacks(callbacks):
+    """callbacks (an iterable) as a list, each a Callback; TypeError naming one that is not."""
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
+    return callbacks
+
+
 class CallbackList:
     """Calls a hook on every callback in order."""
 
     def __init__(self, callbacks, model, params=None):
-        self.callbacks = list(callbacks)
+        self.callbacks = checked_callbacks(callbacks)
         for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
             cb.set_model(model)
         if params is not None:
             self.set_params(params)

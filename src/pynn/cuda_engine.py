@@ -169,9 +169,13 @@ class CudaEngine(NativeEngine):
             return False
         return super().matches(model)
 
-    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None):
+    def train(self, x, y, order, first, last, batch_size, sample_weight=None, outputs=None,
+              stop_on_nonfinite_loss=False):
         """Runs batches [first, last) of the epoch; returns (n, 1 + metrics) per-batch logs:
-        the mean loss, then the accuracy for each metric asked for."""
+        the mean loss, then the accuracy for each metric asked for. It runs every batch
+        (stops_on_nonfinite_loss is False: fit asks it for one batch at a time instead)."""
+        if stop_on_nonfinite_loss:
+            raise ValueError("the cuda engine runs a chunk's batches whatever their losses")
         if sample_weight is not None or outputs is not None:
             raise ValueError("the cuda engine trains unweighted batches and hands back no "
                              "outputs")

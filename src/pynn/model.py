@@ -34,7 +34,7 @@ from .backend import backend_array, backend_for_device, get_backend, is_gpu_arra
 from .backend.arrays import detached
 from .batch_sources import BatchSource, check_steps, is_batch_source
 from .callbacks import (Callback, CallbackList, History, TerminateOnNaN, _user_stacklevel,
-                        defines_hook, putting_weights_back_on_error)
+                        checked_callbacks, defines_hook, putting_weights_back_on_error)
 from .custom_objects import custom_object_scope, describe, is_custom, keras_method_only
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
@@ -1367,11 +1367,8 @@ class Sequential:
         r0, r1 = step * batch_size, min(n, last * batch_size)
         outputs = (np.empty((r1 - r0, native.out_dim), dtype=np.float32)
                    if native.needs_outputs else None)
-        if stop_on_nonfinite_loss:
-            rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs,
-                                stop_on_nonfinite_loss=True)
-        else:
-            rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs)
+        rows = native.train(xd, yd, order, step, last, batch_size, wd, outputs,
+                            stop_on_nonfinite_loss)
         for s, r in zip(range(step, last), rows):
             a, e = s * batch_size - r0, min(n, (s + 1) * batch_size) - r0
             if outputs is None:
@@ -2400,7 +2397,7 @@ def _check_declared_shape(layer, inputs, outputs):
         declared = tuple(layer.compute_output_shape(tuple(inputs.shape[1:])))
     except Exception:  # noqa: BLE001 - a check only: the layer's own errors come elsewhere
         return
-    got = tuple(getattr(outputs, "shape", ())[1:])
+    got = tuple(outputs.shape[1:])
     if got != declared:
         raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) returned samples of "
                          f"shape {got}, but its compute_output_shape says {declared}, which "
@@ -2464,11 +2461,7 @@ def _callback_list(callbacks):
     if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
         raise TypeError(f"callbacks must be a pynn.callbacks.Callback or a list of them, got "
                         f"{callbacks!r}")
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
-    return callbacks
+    return checked_callbacks(callbacks)
 
 
 def _last_axis(shape):

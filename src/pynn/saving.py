@@ -480,8 +480,8 @@ def check_savable(model, filepath=None):
     writing: a ModelCheckpoint fails before training, not after an epoch."""
     if filepath is not None:
         check_model_name(filepath)
-    if filepath is not None and is_keras(os.fsdecode(filepath)):
-        keras_writer.require_h5py(filepath)
+        if is_keras(os.fsdecode(filepath)):
+            keras_writer.require_h5py(filepath)
     _description(model)
 
 

@@ -521,7 +521,6 @@ def _file_floatx(model_path):
 def _predict(model_path, data, out, keep, proba, print_fn):
     import pynn
 
-    _check_regular_file(model_path)
     if out is not None:
         check_output_path(out, inputs=[model_path, sidecar_path(model_path), data])
     try:
