@@ -133,8 +133,8 @@ def test_add_weight_takes_kerass_3_signature(rng):
     assert np.abs(drawn).max() <= limit and drawn.std() > limit / 3
     assert (layer.add_weight((3,), None, "int32").numpy() == 0).all()  # "zeros" for integers
     assert layer.add_weight("old", shape=(2,), initializer="ones").name.endswith("/old")
-    with pytest.raises(NotImplementedError, match="constraint='non_neg' is not supported"):
-        layer.add_weight((2,), constraint="non_neg")
+    with pytest.raises(ValueError, match="unknown constraint 'nonneg'"):
+        layer.add_weight((2,), constraint="nonneg")
     with pytest.raises(NotImplementedError, match="overwrite_with_gradient=True"):
         layer.add_weight((2,), overwrite_with_gradient=True)
     with pytest.raises(TypeError, match="shape given both by position and by name"):

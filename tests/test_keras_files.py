@@ -463,9 +463,8 @@ def test_other_keras_files_are_named_with_what_to_do(tmp_path, rng):
         pynn.load_model(tmp_path / "w.weights.h5")
     constrained = _config(layers)
     constrained["config"]["layers"][1]["config"]["kernel_constraint"] = {
-        "class_name": "MaxNorm", "config": {"max_value": 2}}
-    with pytest.raises(ValueError, match="does not translate to pynn: NotImplementedError: "
-                                         "Dense: kernel_constraint"):
+        "class_name": "MaxNormOfMine", "config": {"max_value": 2}}
+    with pytest.raises(ValueError, match="unknown constraint class 'MaxNormOfMine'"):
         pynn.load_model(_archive(tmp_path / "c.keras", constrained, weights))
     path = _archive(tmp_path / "crc.keras", _config(layers), weights)
     data = bytearray(path.read_bytes())

@@ -247,7 +247,7 @@ def test_kerass_none_arguments_are_taken_and_others_refused():
     assert pynn.layers.LayerNormalization(beta_constraint=None, gamma_constraint=None)
     assert pynn.BatchNormalization(beta_constraint=None, gamma_constraint=None)
     with pytest.raises(NotImplementedError, match="kernel_constraint='max_norm' is not supported"):
-        pynn.Dense(3, kernel_constraint="max_norm")
+        pynn.Dropout(0.5, kernel_constraint="max_norm")  # (a layer without a kernel)
     with pytest.raises(TypeError, match="unexpected keyword argument 'kernel_constrain'"):
         pynn.Dense(3, kernel_constrain=None)  # a typo stays an error
 

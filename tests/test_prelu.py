@@ -195,8 +195,8 @@ def test_misuse_is_named(rng):
             PReLU(shared_axes=shared)
     with pytest.raises(ValueError, match="shared axis 2 is not an axis of inputs \\(batch, 4\\)"):
         PReLU(shared_axes=2)(rng.normal(size=(3, 4)))
-    with pytest.raises(NotImplementedError, match="alpha_constraint"):
-        PReLU(alpha_constraint="non_neg")
+    with pytest.raises(ValueError, match="unknown constraint 'nonneg'"):
+        PReLU(alpha_constraint="nonneg")
     layer = PReLU()
     layer(rng.normal(size=(3, 4)))
     with pytest.raises(ValueError, match="built for inputs of shape \\(batch, 4\\)"):

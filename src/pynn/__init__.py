@@ -8,8 +8,8 @@
 
 __version__ = "0.1.0"
 
-from . import (activations, batch_sources, callbacks, config, initializers, layers, losses,
-               metrics, models, ops, optimizers, regularizers, schedules, utils)
+from . import (activations, batch_sources, callbacks, config, constraints, initializers, layers,
+               losses, metrics, models, ops, optimizers, regularizers, schedules, utils)
 from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
@@ -31,7 +31,7 @@ __all__ = [
     "LeakyReLU", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
     "ReLU", "Reshape", "Sequential",
     "Softmax", "activations", "available_backends",
-    "batch_sources", "callbacks", "config",
+    "batch_sources", "callbacks", "config", "constraints",
     "floatx", "get_backend", "get_matmul_precision", "get_num_threads", "info",
     "initializers", "layers", "load_model",
     "losses", "metrics", "models", "ops", "optimizers", "regularizers", "schedules",
@@ -60,7 +60,6 @@ _KERAS_ONLY = {
              "your own, README: Custom layers)",
     "datasets": "pynn downloads no data; load arrays yourself (e.g. sklearn.datasets, or "
                 "keras.datasets' files read with numpy)",
-    "constraints": "pynn has no weight constraints",
     "mixed_precision": "pynn trains in float32 (or float64: pynn.set_floatx); "
                        "pynn.set_matmul_precision('high') runs products as bf16x3 on AMX",
     "random": "pynn's generator is seeded with pynn.set_seed (or pynn.utils.set_random_seed)",

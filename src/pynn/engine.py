@@ -221,7 +221,8 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if getattr(model.backend, "name", None) == "cuda":
         from . import cuda_engine
 
-        why = _decay_exclusion_reason(model) if for_training else None
+        why = (_decay_exclusion_reason(model) or _constraint_reason(model)) \
+            if for_training else None
         return why or cuda_engine.unsupported_reason(model, for_training, weighted)
     if _native_module() is None:
         return "pynn._C (with its DenseEngine) is not available"
@@ -246,7 +247,7 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
         return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
                 f"with the Adam family, Lion and Adadelta)")
-    why = _decay_exclusion_reason(model)
+    why = _decay_exclusion_reason(model) or _constraint_reason(model)
     if why is not None:
         return why
     for layer in model.layers:
@@ -272,6 +273,16 @@ def _decay_exclusion_reason(model):
         if not opt._decays(param):
             return (f"exclude_from_weight_decay keeps {param.name!r} out of the weight decay "
                     f"(the engine decays every weight alike)")
+    return None
+
+
+def _constraint_reason(model):
+    """Why the engines cannot train this model: a trainable weight has a constraint (they
+    project nothing); None otherwise."""
+    for param in model.trainable_params:
+        if param.constraint is not None:
+            return (f"weight {param.name!r} has a constraint ({param.constraint!r}; the "
+                    f"engine applies none)")
     return None
 
 

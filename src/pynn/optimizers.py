@@ -34,7 +34,7 @@ import weakref
 
 import numpy as np
 
-from . import config, schedules  # schedules: also keras.optimizers.schedules' place
+from . import config, constraints, schedules  # schedules: also keras.optimizers.schedules' place
 from . import custom_objects as _custom
 from .schedules import LearningRateSchedule
 
@@ -146,6 +146,14 @@ class _StepCount(int):
     def __reduce__(self):
         return int, (int(self),)
 
+
+
+def _constrain(params):
+    """Keras 3's last act of a step: each weight with a constraint projected by it (also on
+    an accumulating step, which leaves the weights as they were)."""
+    for p in params:
+        if p.constraint is not None:
+            constraints.apply(p)
 
 class Optimizer(_custom.AutoConfig):
     """Base class: subclasses name their state slots and implement `_update` (see the
@@ -508,6 +516,7 @@ class Optimizer(_custom.AutoConfig):
         if self.gradient_accumulation_steps and not self._accumulate(active):
             if self.use_ema:  # (Keras averages after every step, updated or not)
                 self._update_averages(active)
+            _constrain(active)
             return
         if self.clips:
             self._clip([p.grad for p in active])
@@ -531,6 +540,7 @@ class Optimizer(_custom.AutoConfig):
                 self._update(p.backend, p.value, p.grad, state, lr)
         if self.use_ema:
             self._update_averages(active)
+        _constrain(active)
 
     def _fused_decay(self):
         """The weight decay an update that applies it itself (_fuses_weight_decay) gives the

@@ -386,13 +386,16 @@ def user_objects(model):
     needs as custom_objects, and what pickling carries by reference."""
     from . import metrics
     from .custom_objects import is_custom
+    from .constraints import Constraint
     from .initializers import FunctionInitializer, Initializer
     from .regularizers import Regularizer
 
     found = [type(layer) for layer in model.layers]
-    for layer in model.layers:  # the initializers and regularizers a layer's config names
+    for layer in model.layers:  # the initializers, regularizers, constraints a config names
         found += [v.fn if type(v) is FunctionInitializer else type(v)
-                  for v in vars(layer).values() if isinstance(v, (Initializer, Regularizer))]
+                  for v in vars(layer).values()
+                  if isinstance(v, (Initializer, Regularizer, Constraint))]
+        found += [type(p.constraint) for p in layer.params if p.constraint is not None]
     if model.compiled:
         found += [type(model.loss), type(model.optimizer)]
         found.append(type(getattr(model.optimizer, "_schedule", None)))

@@ -117,12 +117,15 @@ class Parameter:
     weight's values where they are, so the model computes with them (as `assign`; a plain
     `layer.kernel = array` is refused: the layer would keep computing with the old weight)."""
 
-    __slots__ = ("name", "value", "grad", "trainable", "backend", "statistic")
+    __slots__ = ("name", "value", "grad", "trainable", "backend", "statistic", "constraint")
 
-    def __init__(self, name, value, backend, trainable=True, statistic=False):
+    def __init__(self, name, value, backend, trainable=True, statistic=False, constraint=None):
         self.name = name
         self.value = value
         self.grad = None
+        # projects the values after each optimizer update (pynn.constraints; set through the
+        # layer's *_constraint attribute or add_weight(constraint=))
+        self.constraint = constraint
         # A statistic (BatchNormalization's moving mean/variance) is updated by its layer,
         # never by an optimizer, so it never counts as trainable.
         self.statistic = statistic
@@ -208,8 +211,8 @@ class Parameter:
     def __setattr__(self, name, value):
         # What a native engine binds: a new array (not `value *= m`, which rebinds the same
         # one) or the flag.
-        changed = name == "trainable" or (name == "value" and
-                                          value is not getattr(self, "value", None))
+        changed = name in ("trainable", "constraint") or (
+            name == "value" and value is not getattr(self, "value", None))
         object.__setattr__(self, name, value)
         if changed:
             config.settings_changed()
@@ -337,6 +340,17 @@ class Layer(AutoConfig):
             from .. import initializers, regularizers
 
             value = (regularizers if name.endswith("_regularizer") else initializers).get(value)
+        elif name.endswith("_constraint") and _pynn_layer_below(type(self)):
+            # a name, a config or an object, as the constructors take it; set after build
+            # too, on the weight it names (kernel_constraint: kernel), as a regularizer is
+            from .. import constraints
+
+            value = constraints.get(value)
+            weight = self.__dict__.get(name[:-len("_constraint")])
+            if isinstance(weight, Parameter):
+                if value is not None:
+                    value.check_shape(weight.shape, weight.name)
+                weight.constraint = value
         elif name in _WEIGHT_FLAGS and self.__dict__.get("built"):
             old = self.__dict__.get(name)
             if type(old) is bool and isinstance(value, (bool, np.bool_, int)) \
@@ -428,10 +442,11 @@ class Layer(AutoConfig):
         super().build first); dtype: default floatx (a model converts its weights to floatx
         when it compiles). trainable=False (or statistic=True): the optimizer never updates
         it, whatever the layer's trainable flag (a moving statistic, a fixed mask).
-        regularizer: its penalty joins the loss (through regularized()). Keras' autocast and
-        aggregation have no effect (one floatx, one device); constraint and
-        overwrite_with_gradient are taken at their defaults only."""
-        from .. import initializers, regularizers
+        regularizer: its penalty joins the loss (through regularized()). constraint (a
+        pynn.constraints name or object): projects the weight after each optimizer update.
+        Keras' autocast and aggregation have no effect (one floatx, one device);
+        overwrite_with_gradient is taken at its default only."""
+        from .. import constraints, initializers, regularizers
 
         order = ("name", "array", "backend", "dtype", "statistic") \
             if args and isinstance(args[0], str) else ("shape", "initializer", "dtype")
@@ -445,9 +460,10 @@ class Layer(AutoConfig):
                 raise TypeError(f"add_weight: {key} given both by position and by name")
             given[key] = value
         name, array, backend, dtype, statistic, shape, initializer = given.values()
-        if constraint is not None:  # refused, not ignored
-            raise NotImplementedError(f"add_weight: constraint={constraint!r} is not "
-                                      f"supported by pynn (only Keras' default, None)")
+        if constraint is None and _pynn_layer_below(type(self)) and isinstance(name, str):
+            # pynn's layers keep their weights' constraints as attributes (kernel_constraint)
+            constraint = self.__dict__.get(f"{name}_constraint")
+        constraint = constraints.get(constraint)  # (a bad one named before anything is made)
         if overwrite_with_gradient:
             raise NotImplementedError("add_weight: overwrite_with_gradient=True is not "
                                       "supported by pynn (only Keras' default, False)")
@@ -487,8 +503,10 @@ class Layer(AutoConfig):
             # next: zeros, unwritten pages until then (a copy would touch all of it).
             value = backend.xp.zeros(value.shape, value.dtype) if config.loading_weights_now() \
                 else value.copy()
+        if constraint is not None:
+            constraint.check_shape(value.shape, path)
         p = Parameter(path, value, backend, trainable=self._trainable,
-                      statistic=statistic or not trainable)
+                      statistic=statistic or not trainable, constraint=constraint)
         self._params.append(p)
         if regularizer is not None:
             self._weight_regularizers.append((p, regularizers.get(regularizer)))

@@ -13,7 +13,7 @@ import warnings
 
 from .. import activations as act_mod
 from .. import config
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .base import Layer, as_flag
 
 
@@ -26,7 +26,9 @@ class Dense(Layer):
     None (linear). use_bias: whether to add a bias. kernel_initializer / bias_initializer:
     a name ('glorot_uniform', 'zeros', ...) or a pynn.initializers object.
     kernel_regularizer / bias_regularizer: None, a name ('l1', 'l2', 'l1_l2') or a
-    pynn.regularizers object, its penalty added to the loss. Also the base Layer's name,
+    pynn.regularizers object, its penalty added to the loss. kernel_constraint /
+    bias_constraint: None, a name ('max_norm', 'non_neg', 'unit_norm', 'min_max_norm') or a
+    pynn.constraints object, projecting the weight after each update. Also the base Layer's name,
     trainable, input_shape / input_dim (dtype is accepted for Keras' sake; pynn's float
     type is global: pynn.set_floatx). Inputs are (batch, features), or (batch, ...,
     features), where the layer applies to the last axis as Keras' Dense does (each position
@@ -34,7 +36,7 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 **kwargs):
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
@@ -51,6 +53,8 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = self.bias = None
         self._cache = None
 
@@ -118,7 +122,9 @@ class Dense(Layer):
                 "kernel_initializer": initializers.serialize(self.kernel_initializer),
                 "bias_initializer": initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": regularizers.serialize(self.bias_regularizer)}
+                "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": constraints.serialize(self.kernel_constraint),
+                "bias_constraint": constraints.serialize(self.bias_constraint)}
 
     def regularized(self):
         """[(parameter, regularizer)] for the penalties this layer adds to the loss."""

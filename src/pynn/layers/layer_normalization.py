@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .base import Layer, as_flag
 
 
@@ -101,13 +101,15 @@ class LayerNormalization(_RowNormalization):
     beta_initializer ("zeros") and gamma_initializer ("ones"): any initializer name, config
     or object (pynn.initializers), for the weights' starting values. beta_regularizer and
     gamma_regularizer (None): a penalty on the weight (pynn.regularizers, e.g. "l2") added to
-    the loss while it trains. All saved with the model. Keras 3 deprecated
+    the loss while it trains. beta_constraint and gamma_constraint (None): a projection
+    after each update (pynn.constraints, e.g. "non_neg"). All saved with the model. Keras 3 deprecated
     `rms_scaling=True` (it scaled by the variance, not the root mean square): it raises
     ValueError; use RMSNormalization."""
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, **kwargs):
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.epsilon = _check("LayerNormalization", axis, epsilon)
         if as_flag(self.name, "rms_scaling", rms_scaling):
@@ -120,6 +122,8 @@ class LayerNormalization(_RowNormalization):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         self.gamma = self.beta = None
 
     def build(self, input_shape, backend, dtype):
@@ -149,7 +153,9 @@ class LayerNormalization(_RowNormalization):
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": constraints.serialize(self.beta_constraint),
+                "gamma_constraint": constraints.serialize(self.gamma_constraint)}
 
 
 class RMSNormalization(_RowNormalization):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .base import Layer, as_flag
 
 
@@ -27,7 +27,8 @@ class BatchNormalization(Layer):
     axis: the features' (-1, or the last axis' index: 1 for (batch, features) inputs), first
     as in Keras' argument order. beta_initializer,
     gamma_initializer, moving_mean_initializer, moving_variance_initializer,
-    beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer).
+    beta_regularizer, gamma_regularizer: Keras' (a penalty trains layer by layer);
+    beta_constraint, gamma_constraint: Keras' (pynn.constraints; layer by layer too).
     Keras 3's synchronized, renorm, renorm_clipping and renorm_momentum (its configs carry
     them) are taken at their defaults only (False, False, None, 0.99).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
@@ -35,7 +36,8 @@ class BatchNormalization(Layer):
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, *,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 beta_regularizer=None, gamma_regularizer=None, synchronized=False,
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, synchronized=False,
                  renorm=False, renorm_clipping=None, renorm_momentum=0.99, **kwargs):
         for name, value, default in (("synchronized", synchronized, False),
                                      ("renorm", renorm, False),
@@ -54,6 +56,8 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
         self.beta_regularizer = regularizers.get(beta_regularizer)
         self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
         # Keras' axis: the features'. -1, or the last axis counted from the batch axis (1 for
         # (batch, features), 2 for (batch, steps, features)), checked against the inputs in
         # build.
@@ -179,5 +183,7 @@ class BatchNormalization(Layer):
             config[name] = initializers.serialize(getattr(self, name))
         for name in ("beta_regularizer", "gamma_regularizer"):
             config[name] = regularizers.serialize(getattr(self, name))
+        for name in ("beta_constraint", "gamma_constraint"):
+            config[name] = constraints.serialize(getattr(self, name))
         return config
 

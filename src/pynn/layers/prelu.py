@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
 from .base import Layer
 
 
@@ -34,16 +34,15 @@ class PReLU(Layer):
     loss. shared_axes (None): axes of the input (1 = the first after the batch axis) along
     which one alpha is shared, e.g. shared_axes=[1] on (batch, steps, features) inputs
     learns one slope per feature. alpha's shape is the sample shape with 1 on the shared
-    axes. alpha_constraint is Keras'; only its default None is taken."""
+    axes. alpha_constraint (None): a projection of alpha after each update
+    (pynn.constraints, e.g. "non_neg")."""
 
     def __init__(self, alpha_initializer="zeros", alpha_regularizer=None,
                  alpha_constraint=None, shared_axes=None, **kwargs):
-        if alpha_constraint is not None:  # refused, not ignored
-            raise NotImplementedError(f"PReLU: alpha_constraint={alpha_constraint!r} is not "
-                                      f"supported by pynn (only Keras' default, None)")
         super().__init__(**kwargs)
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        self.alpha_constraint = constraints.get(alpha_constraint)
         self.shared_axes = shared_axes  # (checked by __setattr__)
         self.alpha = None
 
@@ -105,4 +104,5 @@ class PReLU(Layer):
         return {**super().get_config(),
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
                 "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
-                "alpha_constraint": None, "shared_axes": self.shared_axes}
+                "alpha_constraint": constraints.serialize(self.alpha_constraint),
+                "shared_axes": self.shared_axes}

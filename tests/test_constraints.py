@@ -1,0 +1,262 @@
+"""Weight constraints (pynn.constraints): Keras' formulas against float64 references on
+awkward shapes, applied after each optimizer update (and only then), on every layer that
+takes one, kept by model files; the engines leave a constrained model to the layer path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import AVAILABLE, NATIVE
+from pynn import constraints as C
+
+EPS = 1e-7  # Keras' backend.epsilon()
+
+
+def _norms(w, axis):
+    axes = tuple(axis) if isinstance(axis, list) else axis
+    return np.sqrt((w.astype(np.float64) ** 2).sum(axis=axes, keepdims=True))
+
+
+def _reference(constraint, w):
+    """Keras' formula in float64."""
+    w64 = w.astype(np.float64)
+    if isinstance(constraint, C.NonNeg):
+        return np.maximum(w64, 0)
+    n = _norms(w, constraint.axis)
+    if isinstance(constraint, C.UnitNorm):
+        return w64 / (EPS + n)
+    if isinstance(constraint, C.MaxNorm):
+        desired = np.clip(n, 0, constraint.max_value)
+    else:
+        r = constraint.rate
+        desired = r * np.clip(n, constraint.min_value, constraint.max_value) + (1 - r) * n
+    return w64 * desired / (EPS + n)
+
+
+_SHAPES = [(1,), (3,), (17, 1), (1, 17), (3, 129), (129, 3), (5, 3, 4)]
+
+
+@pytest.mark.parametrize("shape", _SHAPES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_each_constraint_matches_kerass_formula(rng, shape, dtype):
+    w = (rng.normal(size=shape) * rng.uniform(0.1, 5)).astype(dtype)
+    axes = [0, -1] + ([1, [0, 1]] if len(shape) > 1 else [])
+    made = [C.NonNeg()]
+    for axis in axes:
+        made += [C.MaxNorm(float(rng.uniform(0.2, 3)), axis=axis), C.UnitNorm(axis=axis),
+                 C.MinMaxNorm(0.5, 1.5, float(rng.uniform(0.1, 1)), axis=axis)]
+    tol = 2e-6 if dtype == "float32" else 1e-13
+    for constraint in made:
+        got = constraint(w)
+        assert got.dtype == w.dtype and got.shape == w.shape, constraint
+        np.testing.assert_allclose(got, _reference(constraint, w), rtol=tol, atol=tol,
+                                   err_msg=repr(constraint))
+
+
+def test_projection_properties(rng):
+    """What each is for: norms at most max_value (the small ones untouched), unit norms,
+    norms within [min, max] at rate 1, no negative value; a zero vector stays zero."""
+    w = rng.normal(size=(40, 9)).astype(np.float32) * np.linspace(0.01, 3, 9, dtype=np.float32)
+    w[:, 4] = 0
+    n = np.linalg.norm(w, axis=0)
+    capped = C.MaxNorm(1.0)(w)
+    assert np.linalg.norm(capped, axis=0).max() <= 1.0 + 1e-6
+    small = (n < 1.0) & (n > 0.05)  # (scaled by n / (eps + n): 1 - 2e-6 at n = 0.05)
+    np.testing.assert_allclose(capped[:, small], w[:, small], rtol=1e-5)
+    assert (capped[:, 4] == 0).all() and np.isfinite(capped).all()
+    unit = C.UnitNorm()(w)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=0)[n > 0], 1, rtol=1e-5)
+    within = np.linalg.norm(C.MinMaxNorm(0.5, 2.0)(w), axis=0)[n > 0]
+    assert within.min() >= 0.5 - 1e-5 and within.max() <= 2.0 + 1e-5
+    assert C.NonNeg()(w - 1).min() == 0
+
+
+def test_get_names_configs_and_refusals():
+    assert C.get(None) is None
+    for name, cls in [("max_norm", C.MaxNorm), ("MaxNorm", C.MaxNorm), ("non_neg", C.NonNeg),
+                      ("unit_norm", C.UnitNorm), ("min_max_norm", C.MinMaxNorm)]:
+        assert type(C.get(name)) is cls
+    assert C.get(C.MaxNorm) == C.MaxNorm()  # a class: its defaults, as Keras
+    same = C.MinMaxNorm(0.1, 0.9, 0.5, axis=[0, 1])
+    assert C.get(same) is same
+    assert C.get(C.serialize(same)) == same
+    keras_written = {"module": "keras.constraints", "class_name": "MaxNorm",
+                     "config": {"max_value": 3, "axis": 0}, "registered_name": None}
+    assert C.get(keras_written) == C.MaxNorm(3)
+    assert C.max_norm is C.MaxNorm and C.non_neg is C.NonNeg  # Keras' aliases
+    with pytest.raises(ValueError, match="unknown constraint 'maxnorm'"):
+        C.get("maxnorm")
+    with pytest.raises(ValueError, match="Constraint subclass"):
+        C.get(lambda w: w)
+    with pytest.raises(ValueError, match="cannot interpret 3"):
+        C.get(3)
+    with pytest.raises(ValueError, match="unknown constraint class 'Mine'"):
+        C.get({"class_name": "Mine", "config": {}})
+    with pytest.raises(ValueError, match="max_value must be a number >= 0"):
+        C.MaxNorm(-1)
+    with pytest.raises(ValueError, match="max_value .* is below min_value"):
+        C.MinMaxNorm(2.0, 1.0)
+    with pytest.raises(ValueError, match="axis must be an integer or a list"):
+        C.UnitNorm(axis="0")
+    with pytest.raises(ValueError, match="repeats an axis"):
+        C.MaxNorm(axis=[0, 0])
+
+
+def test_an_axis_the_weight_lacks_is_named_when_the_layer_is_built(rng):
+    layer = pynn.Dense(3, kernel_constraint=C.MaxNorm(axis=2))
+    with pytest.raises(ValueError, match=r"MaxNorm\(axis=2\) on weight 'dense.*/kernel' of "
+                                         r"shape \(4, 3\): axis 2 is out of range"):
+        layer(rng.normal(size=(2, 4)))
+    built = pynn.Dense(3)
+    built(rng.normal(size=(2, 4)))
+    with pytest.raises(ValueError, match="axis -2 is out of range"):
+        built.bias_constraint = C.UnitNorm(axis=-2)
+
+
+def _model(**dense_args):
+    model = pynn.Sequential([pynn.Input((6,)), pynn.Dense(5, activation="tanh", **dense_args),
+                             pynn.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.3), loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("backend", sorted({"numpy", "cpu"} & AVAILABLE))
+def test_a_step_is_the_update_then_the_projection(rng, backend):
+    """One train_on_batch of a constrained model = the unconstrained step, then Keras'
+    formula on the updated weights (the initial weights are not projected before)."""
+    previous = pynn.get_backend().name
+    pynn.set_backend(backend)
+    try:
+        x, y = rng.normal(size=(8, 6)), rng.normal(size=(8, 2)) * 5
+        constraint = C.MaxNorm(0.4)
+        plain, constrained = _model(), _model(kernel_constraint=constraint,
+                                              bias_constraint="non_neg")
+        start = [w * 3 for w in plain.get_weights()]  # norms above 0.4
+        plain.set_weights(start)
+        constrained.set_weights(start)
+        plain.train_on_batch(x, y)
+        constrained.train_on_batch(x, y)
+        kernel, bias = plain.get_weights()[:2]
+        got = constrained.get_weights()
+        np.testing.assert_allclose(got[0], _reference(constraint, kernel), rtol=2e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(got[1], np.maximum(bias, 0), atol=1e-7)
+        for a, b in zip(got[2:], plain.get_weights()[2:]):  # the next layer: unconstrained
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    finally:
+        pynn.set_backend(previous)
+
+
+def test_fit_keeps_the_constraint_and_says_the_engine_left_it(rng):
+    x = rng.normal(size=(96, 6)).astype(np.float32) * 3
+    y = np.stack([x[:, 0] * 4, -x[:, 1] * 4], axis=1)
+    model = _model(kernel_constraint=C.MaxNorm(0.5))
+    model.layers[2].kernel_constraint = "non_neg"  # (after build, as a regularizer)
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() <= 0.5 + 1e-6
+    assert model.layers[2].kernel.numpy().min() >= 0
+    if NATIVE:
+        assert "has a constraint (MaxNorm(max_value=0.5, axis=0)" in model.engine_reason
+    model.layers[1].kernel_constraint = None
+    model.layers[2].kernel_constraint = None
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() > 0.5
+    if NATIVE:  # nothing left to project: the engine trains again
+        assert model.engine_reason is None
+
+
+def test_constraints_on_normalization_prelu_and_add_weight(rng):
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = rng.normal(size=(64, 4)).astype(np.float32) * 10
+
+    class Scaled(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.scale = self.add_weight((input_shape[-1],), "ones",
+                                         constraint=C.MinMaxNorm(0.0, 0.5))
+
+        def forward(self, x, training=False):
+            self._x = x
+            return x * self.scale.value
+
+        def backward(self, dy, need_input_grad=True):
+            self.scale.grad = (dy * self._x).sum(axis=0)
+            return dy * self.scale.value
+
+    model = pynn.Sequential([
+        pynn.Input((4,)), pynn.BatchNormalization(gamma_constraint=C.UnitNorm()),
+        pynn.layers.LayerNormalization(beta_constraint=C.MaxNorm(0.1)),
+        pynn.PReLU(alpha_constraint="non_neg", alpha_initializer="ones"), Scaled()])
+    model.compile(optimizer=pynn.optimizers.Adam(0.1), loss="mse")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    bn, ln, prelu, scaled = model.layers[1:]
+    np.testing.assert_allclose(np.linalg.norm(bn.gamma.numpy()), 1, rtol=1e-5)
+    assert np.linalg.norm(ln.beta.numpy()) <= 0.1 + 1e-6
+    assert prelu.alpha.numpy().min() >= 0
+    assert np.linalg.norm(scaled.scale.numpy()) <= 0.5 + 1e-6
+    assert bn.moving_variance.constraint is None  # (statistics are not trained)
+
+
+def test_every_step_of_gradient_accumulation_projects(rng):
+    """Keras projects after each apply, an accumulating one too (the weights as they were:
+    the first step projects the initial weights)."""
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, kernel_constraint="unit_norm")])
+    model.compile(optimizer=pynn.optimizers.SGD(0.1, gradient_accumulation_steps=3),
+                  loss="mse")
+    start = model.get_weights()
+    model.train_on_batch(rng.normal(size=(4, 3)), rng.normal(size=(4, 2)))
+    np.testing.assert_allclose(model.get_weights()[0], _reference(C.UnitNorm(), start[0]),
+                               rtol=2e-5, atol=1e-7)
+    np.testing.assert_array_equal(model.get_weights()[1], start[1])
+
+
+class HalfNonNeg(C.Constraint):
+    """A user's constraint, its argument kept by Keras' automatic get_config."""
+
+    def __init__(self, factor=0.5):
+        self.factor = factor
+
+    def __call__(self, w):
+        return np.maximum(w, 0) * self.factor
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".keras"])
+def test_model_files_keep_the_constraints(rng, tmp_path, suffix):
+    if suffix == ".keras":
+        pytest.importorskip("h5py")
+    model = pynn.Sequential([pynn.Input((4,)),
+                             pynn.Dense(3, kernel_constraint=C.MinMaxNorm(0.1, 0.7, 0.5,
+                                                                          axis=[0]),
+                                        bias_constraint=HalfNonNeg(0.25))])
+    model.compile(optimizer="sgd", loss="mse")
+    path = tmp_path / f"m{suffix}"
+    model.save(path)
+    with pytest.raises(ValueError, match="unknown constraint class 'HalfNonNeg'"):
+        pynn.load_model(path)
+    back = pynn.load_model(path, custom_objects={"HalfNonNeg": HalfNonNeg})
+    dense = back.layers[1]
+    assert dense.kernel.constraint == C.MinMaxNorm(0.1, 0.7, 0.5, axis=[0])
+    assert type(dense.bias.constraint) is HalfNonNeg and dense.bias.constraint.factor == 0.25
+    clone = pynn.models.clone_model(model)
+    assert clone.layers[1].kernel_constraint == model.layers[1].kernel_constraint
+    x, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    model.train_on_batch(x, y)
+    back.set_weights(pynn.load_model(path, custom_objects={"HalfNonNeg": HalfNonNeg})
+                     .get_weights())
+    back.train_on_batch(x, y)
+    for a, b in zip(back.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_a_projection_of_the_wrong_shape_is_named(rng):
+    class Broken(C.Constraint):
+        def __call__(self, w):
+            return w.sum()  # a scalar: would broadcast over the whole weight
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, kernel_constraint=Broken())])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match=r"returned an array of shape \(\), not the "
+                                         r"weight's \(3, 2\)"):
+        model.train_on_batch(rng.normal(size=(4, 3)), rng.normal(size=(4, 2)))
