@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import AVAILABLE, NATIVE
+from conftest import AVAILABLE, NATIVE, assert_trained_alike, requires_native
 from pynn import constraints as C
 
 EPS = 1e-7  # Keras' backend.epsilon()
@@ -33,6 +33,16 @@ def _reference(constraint, w):
         r = constraint.rate
         desired = r * np.clip(n, constraint.min_value, constraint.max_value) + (1 - r) * n
     return w64 * desired / (EPS + n)
+
+
+class HalfNonNeg(C.Constraint):
+    """A user's constraint, its argument kept by Keras' automatic get_config."""
+
+    def __init__(self, factor=0.5):
+        self.factor = factor
+
+    def __call__(self, w):
+        return np.maximum(w, 0) * self.factor
 
 
 _SHAPES = [(1,), (3,), (17, 1), (1, 17), (3, 129), (129, 3), (5, 3, 4)]
@@ -149,7 +159,7 @@ def test_a_step_is_the_update_then_the_projection(rng, backend):
         pynn.set_backend(previous)
 
 
-def test_fit_keeps_the_constraint_and_says_the_engine_left_it(rng):
+def test_fit_keeps_the_constraint_set_before_or_after_build(rng):
     x = rng.normal(size=(96, 6)).astype(np.float32) * 3
     y = np.stack([x[:, 0] * 4, -x[:, 1] * 4], axis=1)
     model = _model(kernel_constraint=C.MaxNorm(0.5))
@@ -157,14 +167,73 @@ def test_fit_keeps_the_constraint_and_says_the_engine_left_it(rng):
     model.fit(x, y, epochs=3, batch_size=16, verbose=0)
     assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() <= 0.5 + 1e-6
     assert model.layers[2].kernel.numpy().min() >= 0
-    if NATIVE:
-        assert "has a constraint (MaxNorm(max_value=0.5, axis=0)" in model.engine_reason
     model.layers[1].kernel_constraint = None
     model.layers[2].kernel_constraint = None
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)
     assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() > 0.5
-    if NATIVE:  # nothing left to project: the engine trains again
-        assert model.engine_reason is None
+
+
+_NATIVE_CASES = [
+    dict(kernel_constraint=C.MaxNorm(0.6)),
+    dict(kernel_constraint=C.MaxNorm(0.6, axis=1), bias_constraint=C.MaxNorm(0.3)),
+    dict(kernel_constraint=C.MinMaxNorm(0.4, 0.8, 0.6, axis=[0, 1]), bias_constraint="non_neg"),
+    dict(kernel_constraint=C.UnitNorm(axis=-2), bias_constraint=C.UnitNorm(axis=-1)),
+    dict(kernel_constraint="non_neg"),
+]
+
+
+@requires_native
+@pytest.mark.parametrize("case", range(len(_NATIVE_CASES)))
+@pytest.mark.parametrize("optimizer", ["adam", "sgd_ema_global_clip"])
+def test_the_native_engine_projects_dense_weights_as_the_layer_path(rng, case, optimizer):
+    x = rng.normal(size=(83, 6)).astype(np.float32) * 3
+    y = (x[:, :3].sum(axis=1) > 0).astype(np.int64) + (x[:, 3] > 1)
+    seed = int(rng.integers(1 << 30))
+
+    def make():
+        pynn.set_seed(seed)
+        model = pynn.Sequential([pynn.Input((6,)),
+                                 pynn.Dense(17, activation="relu", **_NATIVE_CASES[case]),
+                                 pynn.Dense(3, activation="softmax",
+                                            kernel_constraint=C.MaxNorm(1.3))])
+        opt = pynn.optimizers.Adam(0.05) if optimizer == "adam" else pynn.optimizers.SGD(
+            0.2, momentum=0.5, use_ema=True, ema_overwrite_frequency=3, global_clipnorm=1.0)
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    native, layers = make(), make()
+    h_native = native.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=False).history
+    assert native.engine_reason is None
+    h_layers = layers.fit(x, y, epochs=3, batch_size=16, verbose=0, shuffle=False,
+                          engine="layers").history
+    assert_trained_alike(native, layers, h_native, h_layers, len(x))
+    if optimizer == "adam":  # (fit ends on use_ema's averages, unprojected, as in Keras)
+        assert np.linalg.norm(native.layers[2].kernel.numpy(), axis=0).max() <= 1.3 + 1e-5
+
+
+@requires_native
+def test_the_native_engine_leaves_what_it_cannot_project_to_the_layer_path(rng):
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.normal(size=(40, 2)).astype(np.float32)
+    model = _model(kernel_constraint=HalfNonNeg())
+    model.fit(x, y, epochs=1, verbose=0)
+    assert "weight 'dense" in model.engine_reason and "HalfNonNeg(" in model.engine_reason
+    assert model.layers[1].kernel.numpy().min() >= 0
+    model.layers[1].kernel_constraint = C.MaxNorm(0.5)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.engine_reason is None  # now pynn's own: projected natively
+    assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() <= 0.5 + 1e-6
+    model.layers[1].kernel_constraint.max_value = 0.2  # changed in place: a new engine
+    model.fit(x, y, epochs=1, verbose=0)
+    assert np.linalg.norm(model.layers[1].kernel.numpy(), axis=0).max() <= 0.2 + 1e-6
+    normalized = pynn.Sequential([pynn.Input((6,)), pynn.Dense(4),
+                                  pynn.BatchNormalization(gamma_constraint="non_neg"),
+                                  pynn.Dense(2)])
+    normalized.compile(optimizer="adam", loss="mse")
+    normalized.fit(x, y, epochs=1, verbose=0)
+    assert "'batch_normalization" in normalized.engine_reason
+    assert "pynn's own on Dense kernels and biases" in normalized.engine_reason
 
 
 def test_constraints_on_normalization_prelu_and_add_weight(rng):
@@ -212,16 +281,6 @@ def test_every_step_of_gradient_accumulation_projects(rng):
     np.testing.assert_array_equal(model.get_weights()[1], start[1])
 
 
-class HalfNonNeg(C.Constraint):
-    """A user's constraint, its argument kept by Keras' automatic get_config."""
-
-    def __init__(self, factor=0.5):
-        self.factor = factor
-
-    def __call__(self, w):
-        return np.maximum(w, 0) * self.factor
-
-
 @pytest.mark.parametrize("suffix", [".npz", ".keras"])
 def test_model_files_keep_the_constraints(rng, tmp_path, suffix):
     if suffix == ".keras":
@@ -260,3 +319,21 @@ def test_a_projection_of_the_wrong_shape_is_named(rng):
     with pytest.raises(ValueError, match=r"returned an array of shape \(\), not the "
                                          r"weight's \(3, 2\)"):
         model.train_on_batch(rng.normal(size=(4, 3)), rng.normal(size=(4, 2)))
+
+
+@requires_native
+def test_the_engines_set_constraint_refuses_bad_arguments():
+    engine = pynn.engine._native_module().DenseEngine(
+        [4, 5, 3], [1, 0], [0.0, 0.0], [True, False], "mse", 0.0, "sgd", 8)
+    engine.set_constraint(0, False, 1, 0, max_value=2.0)
+    engine.set_constraint(0, True, 4, 2)
+    for args, kwargs, match in [
+            ((2, False, 1, 0), {}, r"layer must be in \[0, 2\), got 2"),
+            ((-1, False, 1, 0), {}, "layer must be in"),
+            ((1, True, 1, 0), {}, "layer 1 has no bias"),
+            ((0, False, 5, 0), {}, "unknown kind 5"),
+            ((0, False, 1, 3), {}, "unknown axis 3"),
+            ((0, False, 1, 0), {"max_value": -1.0}, "finite and >= 0"),
+            ((0, False, 2, 0), {"rate": float("nan")}, "finite and >= 0")]:
+        with pytest.raises(ValueError, match=match):
+            engine.set_constraint(*args, **kwargs)

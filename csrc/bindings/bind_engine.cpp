@@ -4,6 +4,8 @@
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training;
 //                                        layer -1: the inputs)
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
+//   .set_constraint(layer, bias, kind, axis, min_value, max_value, rate, epsilon)
+//                                        a Keras weight constraint after each update
 //   .set_batchnorm(layer, pre, momentum, epsilon, trainable, gamma, beta, moving_mean,
 //                  moving_variance, gamma_slots, beta_slots, std_floor=0)   keeps references
 //   .bind(params, trainable, state)      keeps references to every bound array
@@ -205,6 +207,16 @@ public:
     void set_regularizer(int layer, double kl1, double kl2, double bl1, double bl2) {
         ReleaseGil nogil;
         eng_.set_regularizer(layer, kl1, kl2, bl1, bl2);
+    }
+
+    void set_constraint(int layer, bool bias, int kind, int axis, double min_value,
+                        double max_value, double rate, double epsilon) {
+        pynn::WeightConstraint c;
+        c.kind = static_cast<pynn::ConstraintKind>(kind);
+        c.axis = static_cast<pynn::NormAxis>(axis);
+        c.min_value = min_value, c.max_value = max_value, c.rate = rate, c.epsilon = epsilon;
+        ReleaseGil nogil;  // (set_constraint checks kind and axis under the engine's lock)
+        eng_.set_constraint(layer, bias, c);
     }
 
     void set_dropout(int layer, double rate, std::uint64_t seed) {
@@ -533,6 +545,12 @@ void register_engine(py::module_& m) {
              py::arg("kernel_l1"), py::arg("kernel_l2"), py::arg("bias_l1"), py::arg("bias_l2"),
              "Keras L1/L2 penalties on a layer's kernel and bias: added to each batch's loss "
              "and, for trainable layers, to the gradients before the update.")
+        .def("set_constraint", &PyDenseEngine::set_constraint, py::arg("layer"), py::arg("bias"),
+             py::arg("kind"), py::arg("axis"), py::arg("min_value") = 0.0,
+             py::arg("max_value") = 0.0, py::arg("rate") = 1.0, py::arg("epsilon") = 1e-7,
+             "A Keras weight constraint on a layer's kernel or bias (kind 0 none, 1 max_norm, "
+             "2 min_max_norm, 3 unit_norm, 4 non_neg; axis 0 per column, 1 per row, 2 whole), "
+             "applied after each update.")
         .def("set_batchnorm", &PyDenseEngine::set_batchnorm, py::arg("layer"), py::arg("pre"),
              py::arg("momentum"), py::arg("epsilon"), py::arg("trainable"), py::arg("gamma"),
              py::arg("beta"), py::arg("moving_mean"), py::arg("moving_variance"),

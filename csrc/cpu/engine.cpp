@@ -529,6 +529,54 @@ void DenseEngine::set_regularizer(int layer, double kernel_l1, double kernel_l2,
     l.w_l1 = kernel_l1, l.w_l2 = kernel_l2, l.b_l1 = bias_l1, l.b_l2 = bias_l2;
 }
 
+void DenseEngine::set_constraint(int layer, bool bias, const WeightConstraint& c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layer < 0 || layer >= n_layers())
+        fail("set_constraint: layer must be in [0, " + std::to_string(n_layers()) + "), got " +
+             std::to_string(layer));
+    const int kind = static_cast<int>(c.kind), axis = static_cast<int>(c.axis);
+    if (kind < 0 || kind > 4) fail("set_constraint: unknown kind " + std::to_string(kind));
+    if (axis < 0 || axis > 2) fail("set_constraint: unknown axis " + std::to_string(axis));
+    for (double v : {c.min_value, c.max_value, c.rate, c.epsilon})
+        if (!(v >= 0.0) || !std::isfinite(v))
+            fail("set_constraint: values must be finite and >= 0, got " + std::to_string(v));
+    Layer& l = layers_[layer];
+    if (bias && !l.has_bias)
+        fail("set_constraint: layer " + std::to_string(layer) + " has no bias");
+    (bias ? l.b_con : l.w_con) = c;
+}
+
+void project_weight(float* w, index_t rows, index_t cols, const WeightConstraint& c) {
+    const index_t n = rows * cols;
+    if (c.kind == ConstraintKind::none) return;
+    if (c.kind == ConstraintKind::non_neg) {
+        for (index_t i = 0; i < n; ++i) w[i] = std::max(w[i], 0.f);
+        return;
+    }
+    // one norm per column, per row, or one: squares summed in double
+    const index_t groups = c.axis == NormAxis::columns ? cols : c.axis == NormAxis::rows ? rows : 1;
+    std::vector<double> sq(static_cast<size_t>(groups), 0.0);
+    auto group = [&](index_t r, index_t k) {
+        return c.axis == NormAxis::columns ? k : c.axis == NormAxis::rows ? r : 0;
+    };
+    for (index_t r = 0; r < rows; ++r)
+        for (index_t k = 0; k < cols; ++k) {
+            const double v = w[r * cols + k];
+            sq[group(r, k)] += v * v;
+        }
+    std::vector<float> scale(static_cast<size_t>(groups));
+    for (index_t g = 0; g < groups; ++g) {
+        const double norm = std::sqrt(sq[g]);
+        double desired = 1.0;  // unit_norm
+        if (c.kind == ConstraintKind::max_norm) desired = std::min(norm, c.max_value);
+        else if (c.kind == ConstraintKind::min_max_norm)
+            desired = c.rate * std::clamp(norm, c.min_value, c.max_value) + (1.0 - c.rate) * norm;
+        scale[g] = static_cast<float>(desired / (c.epsilon + norm));
+    }
+    for (index_t r = 0; r < rows; ++r)
+        for (index_t k = 0; k < cols; ++k) w[r * cols + k] *= scale[group(r, k)];
+}
+
 double DenseEngine::penalty(const Layer& l, bool add_gradients) {
     double p = 0.0;
     if (l.w_l1 != 0.0 || l.w_l2 != 0.0)
@@ -1051,6 +1099,8 @@ void DenseEngine::update_layer(Layer& l, const EngineHyper& h, std::int64_t step
     if (l.trainable) {
         update(l.W, l.dW, l.w_slot, l.n_w_slots, l.in * l.out, h, step);
         if (l.has_bias) update(l.b, l.db, l.b_slot, l.n_b_slots, l.out, h, step);
+        project_weight(l.W, l.in, l.out, l.w_con);  // Keras: after the update (and its EMA)
+        if (l.has_bias) project_weight(l.b, 1, l.out, l.b_con);
     }
     if (l.bn && l.bn->trainable) update_batchnorm(*l.bn, l.out, h, step);
 }

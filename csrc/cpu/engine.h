@@ -45,6 +45,24 @@ EngineMetric parse_engine_metric(const std::string& name);
 // train() checks it under its lock; its binding first, before anything is sized by it.
 void check_batch_range(index_t n, index_t first, index_t last, index_t batch_size);
 
+// Keras 3's weight constraints (pynn.constraints), projecting a weight after its update.
+enum class ConstraintKind : int { none = 0, max_norm = 1, min_max_norm = 2, unit_norm = 3, non_neg = 4 };
+
+// The norms are taken over a weight seen as (rows, cols): per column (axis 0 of a kernel:
+// each unit's incoming weights), per row, or over the whole weight.
+enum class NormAxis : int { columns = 0, rows = 1, whole = 2 };
+
+struct WeightConstraint {
+    ConstraintKind kind = ConstraintKind::none;
+    NormAxis axis = NormAxis::columns;
+    double min_value = 0.0, max_value = 0.0, rate = 1.0, epsilon = 1e-7;
+};
+
+// w (rows x cols, row-major) projected in place: NonNeg max(w, 0); the others scale each
+// norm n to desired / (epsilon + n) times itself, desired being min(n, max) (MaxNorm),
+// rate * clip(n, min, max) + (1 - rate) * n (MinMaxNorm) or 1 (UnitNorm), as Keras.
+void project_weight(float* w, index_t rows, index_t cols, const WeightConstraint& c);
+
 struct EngineHyper {
     float lr = 0.f;
     // A schedule's rates, one per batch of the call (lr_steps[b - first]); nullptr: lr for all.
@@ -110,6 +128,10 @@ public:
     // (frozen layers too) and to the trainable parameters' gradients before their update.
     void set_regularizer(int layer, double kernel_l1, double kernel_l2, double bias_l1,
                          double bias_l2);
+
+    // A constraint on layer `layer`'s kernel (bias = false; (in, out) rows x cols) or bias
+    // (seen as 1 x out), applied after each of its updates (kind none removes it).
+    void set_constraint(int layer, bool bias, const WeightConstraint& c);
 
     // Batch normalization in layer `layer` (not the last): pre = between its GEMM and its
     // activation, else after the activation (before any dropout); layer -1 normalises the
@@ -205,6 +227,7 @@ private:
         float* dW = nullptr;  // in x out
         float* db = nullptr;  // out
         double w_l1 = 0.0, w_l2 = 0.0, b_l1 = 0.0, b_l2 = 0.0;  // weight penalties
+        WeightConstraint w_con, b_con;  // projections after the updates
         bool regularized() const { return w_l1 != 0.0 || w_l2 != 0.0 || b_l1 != 0.0 || b_l2 != 0.0; }
         std::unique_ptr<BatchNorm> bn;
         Drop drop;  // after the activation: out is Y with the mask applied, the next input

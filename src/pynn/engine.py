@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from . import config, losses, metrics, optimizers, regularizers
+from . import config, constraints, losses, metrics, optimizers, regularizers
 from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
                      Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
                      Normalization, Reshape, RMSNormalization)
@@ -247,7 +247,7 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
         return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
                 f"with the Adam family, Lion and Adadelta)")
-    why = _decay_exclusion_reason(model) or _constraint_reason(model)
+    why = _decay_exclusion_reason(model) or _constraint_reason(model, stack)
     if why is not None:
         return why
     for layer in model.layers:
@@ -276,14 +276,38 @@ def _decay_exclusion_reason(model):
     return None
 
 
-def _constraint_reason(model):
-    """Why the engines cannot train this model: a trainable weight has a constraint (they
-    project nothing); None otherwise."""
+# pynn's constraints the native engine applies, by exact type (a subclass may project
+# otherwise), as its set_constraint's kind
+_CONSTRAINT_KINDS = {constraints.MaxNorm: 1, constraints.MinMaxNorm: 2,
+                     constraints.UnitNorm: 3, constraints.NonNeg: 4}
+
+
+def _constraint_reason(model, stack=None):
+    """Why an engine cannot train this model's constrained weights: the cuda engine (stack
+    None) projects none; the native one pynn's own constraints on its Dense weights. None
+    when it can."""
+    dense = set() if stack is None else {id(p) for s in stack for p in s.dense.params}
     for param in model.trainable_params:
-        if param.constraint is not None:
-            return (f"weight {param.name!r} has a constraint ({param.constraint!r}; the "
-                    f"engine applies none)")
+        c = param.constraint
+        if c is None:
+            continue
+        if id(param) not in dense or type(c) not in _CONSTRAINT_KINDS:
+            what = "Dense kernels and biases" if stack is not None else "none"
+            return (f"weight {param.name!r} has a constraint ({c!r}; the engine applies "
+                    f"pynn's own on {what})")
     return None
+
+
+def _native_constraint(param):
+    """set_constraint's arguments (kind, axis, min_value, max_value, rate) for a Dense
+    weight's constraint (checked by _constraint_reason): its norms per column (0) or row
+    (1) of a kernel, or over the whole weight (2; a bias's)."""
+    c = param.constraint
+    axes = getattr(c, "axis", 0)
+    axes = {a % param.ndim for a in (axes if isinstance(axes, list) else [axes])}
+    axis = 2 if param.ndim == 1 or len(axes) == 2 else (0 if axes == {0} else 1)
+    return (_CONSTRAINT_KINDS[type(c)], axis, float(getattr(c, "min_value", 0.0)),
+            float(getattr(c, "max_value", 0.0)), float(getattr(c, "rate", 1.0)))
 
 
 def _rows(x):
@@ -346,6 +370,10 @@ class NativeEngine:
                 b = layer.bias_regularizer if layer.use_bias and layer.bias.trainable else None
                 self.engine.set_regularizer(i, k.l1 if k else 0.0, k.l2 if k else 0.0,
                                             b.l1 if b else 0.0, b.l2 if b else 0.0)
+            for bias, p in enumerate((layer.kernel, layer.bias) if layer is not None else ()):
+                if training and p is not None and p.trainable and p.constraint is not None:
+                    self.engine.set_constraint(i, bool(bias), *_native_constraint(p),
+                                               epsilon=config.epsilon())
             if bn is not None:
                 gamma, beta, mean, variance, momentum, epsilon, floor, trains = \
                     _normalisation(bn, training)
@@ -525,8 +553,9 @@ def _engine_settings(model):
             reg = attributes.get(name)
             if reg is not None:
                 items += [getattr(reg, "l1", None), getattr(reg, "l2", None)]
-        for p in layer._params:
-            items += [p.value, p.trainable]
+        for p in layer._params:  # (a constraint by its arguments: changed in place too)
+            items += [p.value, p.trainable,
+                      None if p.constraint is None else repr(p.constraint)]
     return items
 
 
