@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import AVAILABLE, NATIVE, assert_trained_alike, requires_native
+from conftest import AVAILABLE, assert_trained_alike, requires_native
 from pynn import constraints as C
 
 EPS = 1e-7  # Keras' backend.epsilon()
