@@ -91,6 +91,33 @@ def test_a_nan_first_value_is_not_the_best():
     assert len(h.epoch) == len(values) and es.stopped_epoch == 0 and es.best == 0.6
 
 
+def test_a_first_infinite_value_is_the_reference_as_in_keras(tmp_path):
+    """Keras 3 starts from no reference: a first value of inf is the best so far. From a
+    start of inf it counted as an epoch without improvement, so patience ran out an epoch
+    early (EarlyStopping stopped, ReduceLROnPlateau cut the rate, a checkpoint was not
+    written)."""
+    inf = float("inf")
+    es = EarlyStopping(patience=2)
+    h = _fit(_model(), [_script([inf, inf, 5.0, 4.0]), es], epochs=4)
+    assert len(h.epoch) == 4 and es.stopped_epoch == 0 and es.best == 4.0
+    model = _model(lr=0.1)
+    plateau = ReduceLROnPlateau(factor=0.1, patience=2)
+    _fit(model, [_script([inf, inf, 5.0]), plateau], epochs=3)
+    assert model.optimizer.rate() == pytest.approx(0.1)
+    checkpoint = ModelCheckpoint(str(tmp_path / "ck-{epoch}.npz"), save_best_only=True,
+                                 save_weights_only=True)
+    _fit(_model(), [_script([inf, 3.0]), checkpoint], epochs=2)
+    assert sorted(os.listdir(tmp_path)) == ["ck-1.npz", "ck-2.npz"]
+
+
+def test_a_first_nan_value_counts_as_an_epoch_without_improvement():
+    model = _model(lr=0.1)
+    plateau = ReduceLROnPlateau(factor=0.5, patience=1, min_delta=-0.0)
+    _fit(model, [_script([float("nan"), 1.0, 0.9]), plateau], epochs=3)
+    assert model.optimizer.rate() == pytest.approx(0.05)  # cut once, after the NaN
+    assert ReduceLROnPlateau(min_delta=-0.01).min_delta == 0.01  # Keras' abs, as EarlyStopping
+
+
 def test_early_stopping_max_mode_from_the_name():
     es = EarlyStopping(monitor="val_accuracy", patience=1)
     h = _fit(_model(), [_script([0.5, 0.7, 0.6, 0.9], key="val_accuracy"), es], epochs=4)

@@ -872,3 +872,49 @@ def test_a_mean_metric_wrapper_of_a_named_function_is_saved(rng, tmp_path):
         pynn.metrics.MeanMetricWrapper(lambda t, p: np.abs(p - t), name="anonymous")])
     with pytest.raises(ValueError, match="cannot save metric"):
         model.save(tmp_path / "n.npz")
+
+
+def test_label_metrics_take_one_sample_of_shape_1_against_1_1():
+    """(1,) targets and (1, 1) predictions: the trailing-axis rule read (1,) as () and refused
+    them; n = 2 worked."""
+    y, p = np.ones(1), np.full((1, 1), 0.7)
+    assert M.precision(y, p) == 1.0 and M.recall(y, p) == 1.0 and M.f1_score(y, p) == 1.0
+    metric = M.TruePositives()
+    metric.update_state(y, p)
+    assert metric.result() == 1.0
+    assert M.precision(y, p, multilabel=True) == 1.0
+    with pytest.raises(ValueError, match=r"y_true has shape \(2,\), y_pred \(1, 2\)"):
+        M.precision(np.ones(2), np.full((1, 2), 0.7), multilabel=True)  # (one sample's two)
+
+
+def test_sparse_accuracy_refuses_a_label_no_class_has(rng):
+    n = int(rng.integers(2, 30))
+    scores = rng.normal(size=(n, 3))
+    labels = rng.integers(0, 3, n)
+    assert M.sparse_categorical_accuracy(labels, scores) == \
+        np.mean(scores.argmax(axis=1) == labels)
+    for bad in (3, 1.5):
+        wrong = labels.astype(np.float64)
+        wrong[int(rng.integers(n))] = bad
+        with pytest.raises(ValueError, match=f"labels must be integers below 3 .*got {bad}"):
+            M.sparse_categorical_accuracy(wrong, scores)
+    padded = labels.copy()
+    padded[0] = -1  # padding's label: a miss
+    assert M.sparse_categorical_accuracy(padded, scores) == \
+        np.mean(scores.argmax(axis=1) == padded)
+
+
+def test_cosine_similarity_metric_takes_one_output(rng):
+    """The loss refuses one output (no gradient); the metric reports the signs' agreement,
+    as Keras."""
+    y = rng.normal(size=(7, 1))
+    p = rng.normal(size=(7, 1))
+    metric = M.CosineSimilarity()
+    metric.update_state(y, p)
+    assert metric.result() == pytest.approx(np.mean(np.sign(y) * np.sign(p)))
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", "mse", metrics=["cosine_similarity"])
+    x = rng.normal(size=(7, 2)).astype(np.float32)
+    _, cosine = model.evaluate(x, y, verbose=0)
+    assert cosine == pytest.approx(np.mean(np.sign(y[:, 0]) * np.sign(model.predict(x,
+                                                                                    verbose=0)[:, 0])))

@@ -348,15 +348,23 @@ class _Monitor:
         self.maximize = maximize
 
     def initial(self):
-        # (Keras 3 starts from "no reference", so a first value of NaN becomes its best and
-        # nothing after it improves; here NaN is never an improvement, and the first finite
-        # value after it is)
-        return -math.inf if self.maximize else math.inf
+        """No reference yet (Keras 3's None): the first value improves, an infinite one too
+        (from a start of inf, a first inf counted as an epoch without improvement)."""
+        return None
 
     def improved(self, current, reference):
+        # (Keras takes a first NaN as its best, after which nothing improves; here NaN never
+        # improves, and the first value that is not NaN does)
+        if reference is None:
+            return current == current
         if self.maximize:
             return current - self.min_delta > reference
         return current + self.min_delta < reference
+
+
+def _shown(best):
+    """A best value as Keras prints it: None before the first."""
+    return "None" if best is None else f"{best:.5f}"
 
 
 def _check_optimizer(owner, model):
@@ -506,11 +514,11 @@ class ModelCheckpoint(Callback):
             if current is not None and not self._monitor.improved(current, self.best):
                 if self.verbose:  # (Keras' line, which log readers look for)
                     print(f"Epoch {epoch + 1}: {self.monitor} did not improve from "
-                          f"{self.best:.5f}")
+                          f"{_shown(self.best)}")
                 return
         if self.save_best_only and current is not None:
             if self.verbose:
-                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to "
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {_shown(self.best)} to "
                       f"{current:.5f}")
             self.best = current
         # (without the monitored value, after the warning, it saves, as Keras 3 does)
@@ -705,7 +713,7 @@ class ReduceLROnPlateau(Callback):
         self.patience = _check_count(owner, "patience", patience)
         self.verbose = verbose
         self.mode = _check_mode(owner, mode)
-        self.min_delta = _check_number(owner, "min_delta", min_delta, low=0)
+        self.min_delta = abs(_check_number(owner, "min_delta", min_delta))  # as Keras
         self.cooldown = _check_count(owner, "cooldown", cooldown)
         self.min_lr = _check_number(owner, "min_lr", min_lr, low=0)
         self._monitor = _Monitor(monitor, mode, self.min_delta)

@@ -154,12 +154,22 @@ def _sparse_categorical_hits(y_true, y_pred):
     if y_true.shape[0] != rows.size:
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
                          f"{rows.size} predictions")
+    # a label no class has (3 of 3 classes, 1.5) counted as a miss, silently; a negative one
+    # is padding's (ignore_class=-1, -100) and stays a miss
+    c = y_pred.shape[-1] if y_pred.ndim else 1
+    if y_true.size and y_true.dtype.kind != "b":
+        bad = (y_true >= c) | (y_true != np.round(y_true))
+        if bad.any():
+            raise ValueError(f"sparse_categorical_accuracy: labels must be integers below "
+                             f"{c} (the number of classes; negative ones, padding's, count "
+                             f"as misses), got {y_true[bad][0]}")
     return rows == y_true.reshape(rows.shape)
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """Fraction of rows (class distributions along the last axis: per sample, or per
-    position of a sequence) whose argmax equals the integer label."""
+    position of a sequence) whose argmax equals the integer label (a negative label, such
+    as padding's, counts as a miss; a label of no class is refused)."""
     return float(np.mean(_sparse_categorical_hits(y_true, y_pred)))
 
 
@@ -348,8 +358,8 @@ def _same_label_shape(name, y_true, y_pred):
     """Labels read one per output: targets and predictions of one shape, but for a trailing
     axis of 1 on either ((N,) against (N, 1)). Only the sizes agreeing would pair the
     outputs of different samples once flattened."""
-    def core(shape):
-        return shape[:-1] if shape[-1:] == (1,) else shape
+    def core(shape):  # (a 1-D (1,) is one sample's label, not a trailing axis)
+        return shape[:-1] if len(shape) > 1 and shape[-1:] == (1,) else shape
     if core(y_true.shape) != core(y_pred.shape):
         raise ValueError(f"{name}: y_true has shape {y_true.shape}, y_pred {y_pred.shape}; "
                          f"labels read one per output need one shape")
@@ -1286,7 +1296,9 @@ class AUC(_LabelMetric):
     `num_labels` and `dtype` are accepted for Keras compatibility (and saved) but unused:
     pynn computes the exact area, so nothing is discretised; `from_logits` is accepted and
     changes nothing (a sigmoid keeps the ranking); `multi_label=True` averages the AUC of
-    each output column (multi-hot targets), `multi_label=False` pools every output as one
+    each output column (multi-hot targets; a column holding one class only has no AUC and
+    is left out of the mean, where Keras counts it as 0), `multi_label=False` pools every
+    output as one
     label (pynn's multilabel=True), and left at None pynn's `multilabel` (or compile's
     choice) decides; `curve="PRGAIN"`, `label_weights` and `summation_method` other than
     "interpolation" raise NotImplementedError. The module docstring has the details."""
@@ -1758,6 +1770,11 @@ class _CosineAgreement(_losses.CosineSimilarity):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         return -super().__call__(y_true, y_pred, sample_weight)
+
+    def prepare_targets(self, y, output_shape, dtype):
+        # the loss refuses one output (its gradient is 0); the metric, which needs none,
+        # reports the signs' agreement (+-1) as Keras does
+        return super(_losses.CosineSimilarity, self).prepare_targets(y, output_shape, dtype)
 
 
 # ---- names ----------------------------------------------------------------------------------
