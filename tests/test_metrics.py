@@ -916,5 +916,5 @@ def test_cosine_similarity_metric_takes_one_output(rng):
     model.compile("sgd", "mse", metrics=["cosine_similarity"])
     x = rng.normal(size=(7, 2)).astype(np.float32)
     _, cosine = model.evaluate(x, y, verbose=0)
-    assert cosine == pytest.approx(np.mean(np.sign(y[:, 0]) * np.sign(model.predict(x,
-                                                                                    verbose=0)[:, 0])))
+    predicted = model.predict(x, verbose=0)[:, 0]
+    assert cosine == pytest.approx(np.mean(np.sign(y[:, 0]) * np.sign(predicted)))
