@@ -1091,3 +1091,51 @@ def test_what_is_not_a_callback_is_named_before_anything_runs(callbacks, call):
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert model.optimizer.training_steps == 0
+
+
+def test_callback_list_runs_a_training_loop_of_your_own_as_in_keras():
+    """Keras 3's CallbackList(callbacks, add_history=, model=, **params) and its hooks, for
+    a loop over train_on_batch (it took (callbacks, model, params) and had call() only)."""
+    x, y = _data()
+    model = _model(lr=0.05)
+    seen = []
+    record = LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((epoch, dict(logs))),
+                            on_train_batch_end=lambda batch, logs: seen.append(batch))
+    stop = EarlyStopping(monitor="loss", patience=0)
+    callbacks = pynn.callbacks.CallbackList([record, stop], add_history=True, model=model,
+                                            epochs=5, steps=4, verbose=0)
+    assert len(callbacks) == 3 and record.params == {"epochs": 5, "steps": 4, "verbose": 0}
+    assert record.model is model and stop.model is model
+    values = iter([1.0, 0.5, 0.7, 0.1, 0.05])  # EarlyStopping stops after the third epoch
+    callbacks.on_train_begin()
+    for epoch in range(5):
+        callbacks.on_epoch_begin(epoch)
+        for step in range(4):
+            callbacks.on_train_batch_begin(step)
+            logs = model.train_on_batch(x[step::4], y[step::4], return_dict=True)
+            callbacks.on_train_batch_end(step, logs)
+        logs["loss"] = next(values)
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+    assert epoch == 2 and stop.stopped_epoch == 2
+    assert model.history.history["loss"] == [1.0, 0.5, 0.7]  # the History it added
+    assert seen[:4] == [0, 1, 2, 3] and seen[4][0] == 0
+    history = model.history
+    assert pynn.callbacks.CallbackList([history], add_history=True).callbacks == [history]
+
+
+def test_a_callback_list_given_to_fit_runs_its_callbacks(tmp_path):
+    epochs = []
+    inner = LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))
+    callbacks = pynn.callbacks.CallbackList([inner])
+    callbacks.append(CSVLogger(str(tmp_path / "log.csv")))
+    _fit(_model(), callbacks, epochs=2)
+    _fit(_model(), [callbacks], epochs=1)
+    assert epochs == [0, 1, 0]
+    assert len(open(tmp_path / "log.csv").read().splitlines()) == 2  # header, one epoch
+    with pytest.raises(NotImplementedError, match=r"add_progbar=True\): pynn has no progress"):
+        pynn.callbacks.CallbackList([], add_progbar=True)
+    with pytest.raises(TypeError, match="Callback objects, got 'csv'"):
+        callbacks.append("csv")

@@ -949,29 +949,57 @@ def defines_hook(callback, hook):
 
 def checked_callbacks(callbacks):
     """callbacks (an iterable) as a list, each a Callback; TypeError naming one that is not."""
-    callbacks = list(callbacks)
+    # a CallbackList among them (Keras' fit takes one) runs as its callbacks
+    callbacks = [c for cb in callbacks for c in (cb.callbacks if isinstance(cb, CallbackList)
+                                                  else [cb])]
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be pynn.callbacks.Callback objects, got {cb!r}")
     return callbacks
 
 
-class CallbackList:
-    """Calls a hook on every callback in order."""
+class CallbackList(Callback):
+    """Keras 3's CallbackList: callbacks run as one, each hook called on every callback in
+    order. What fit, evaluate and predict run; a training loop of your own over
+    train_on_batch calls its hooks (on_train_begin(), on_epoch_begin(epoch),
+    on_train_batch_end(step, logs), ...) as Keras' guides do. add_history=True adds a History
+    (unless one is given), which sets model.history at each epoch's end; add_progbar=True is
+    refused (pynn's progress bar is fit's own: verbose=1). model: given to every callback;
+    **params: their params (epochs=, steps=, verbose=)."""
 
-    def __init__(self, callbacks, model, params=None):
-        self.callbacks = checked_callbacks(callbacks)
+    def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None,
+                 **params):
+        super().__init__()
+        if add_progbar:
+            raise NotImplementedError("CallbackList(add_progbar=True): pynn has no progress "
+                                      "bar callback; fit(verbose=1) draws its own")
+        self.callbacks = checked_callbacks([] if callbacks is None else
+                                           [callbacks] if isinstance(callbacks, Callback)
+                                           else callbacks)
+        if add_history and not any(isinstance(cb, History) for cb in self.callbacks):
+            self.callbacks.append(History())
+        if model is not None:
+            self.set_model(model)
+        if params:
+            self.set_params(params)
+
+    def append(self, callback):
+        """One more callback, last (Keras')."""
+        self.callbacks.extend(checked_callbacks([callback]))
+
+    def set_model(self, model):
+        super().set_model(model)
         for cb in self.callbacks:
             cb.set_model(model)
-        if params is not None:
-            self.set_params(params)
 
     def set_params(self, params):
         """Every callback's params (evaluate and predict know theirs once x is read)."""
+        super().set_params(params)
         for cb in self.callbacks:
             cb.set_params(params)
 
     def call(self, hook, *args):
+        """hook(*args) on every callback (a batch hook's logs passed as Keras does)."""
         if hook.endswith(("batch_begin", "batch_end")):  # Keras passes these logs=logs
             batch, logs = args
             for cb in self.callbacks:
@@ -984,8 +1012,43 @@ class CallbackList:
         """Whether any callback defines one of these hooks (defines_hook)."""
         return any(defines_hook(cb, hook) for cb in self.callbacks for hook in hooks)
 
+    def __iter__(self):
+        return iter(self.callbacks)
 
-__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "EarlyStopping", "History",
+    def __len__(self):
+        return len(self.callbacks)
+
+
+def _list_hook(hook, batch=False, epoch=False):
+    if batch:
+        def run(self, batch, logs=None):
+            self.call(hook, batch, logs)
+    elif epoch:
+        def run(self, epoch, logs=None):
+            self.call(hook, epoch, logs)
+    else:
+        def run(self, logs=None):
+            self.call(hook, logs)
+    run.__name__ = hook
+    run.__doc__ = f"{hook} on every callback."
+    return run
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+              "on_predict_begin", "on_predict_end"):
+    setattr(CallbackList, _hook, _list_hook(_hook))
+for _hook in ("on_epoch_begin", "on_epoch_end"):
+    setattr(CallbackList, _hook, _list_hook(_hook, epoch=True))
+for _hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+              "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end"):
+    setattr(CallbackList, _hook, _list_hook(_hook, batch=True))
+# Keras' older names: the train-batch hooks (each callback's then calls its own old one)
+CallbackList.on_batch_begin = CallbackList.on_train_batch_begin
+CallbackList.on_batch_end = CallbackList.on_train_batch_end
+del _hook
+
+
+__all__ = ["BackupAndRestore", "CSVLogger", "Callback", "CallbackList", "EarlyStopping", "History",
            "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau",
            "SwapEMAWeights", "TerminateOnNaN"]
 

@@ -1013,10 +1013,9 @@ class Sequential:
         # buffers for the rows used
         native = self._native_engine(engine, batch_size, weighted=wd is not None)
         user_callbacks, history = _with_history(callbacks)
-        cbs = CallbackList(user_callbacks, self,
-                           {"epochs": epochs, "steps": steps, "verbose": verbose,
-                            "engine": "native" if native else "layers",
-                            "validation": validation is not None})
+        cbs = CallbackList(user_callbacks, model=self, epochs=epochs, steps=steps,
+                           verbose=verbose, engine="native" if native else "layers",
+                           validation=validation is not None)
         # The native engine runs chunks of batches between returns to Python; per-batch
         # callbacks get exactly one batch per chunk, else the bar advances ~20 times an epoch.
         # A callback that only reads the batches' logs (TerminateOnNaN) takes them after the
@@ -1281,10 +1280,9 @@ class Sequential:
                 w_val = None if w_val is None else w_val[:rows]
             validation = _Validation(None, x_val, y_val, w_val, val_batch, validation_freq)
         user_callbacks, history = _with_history(callbacks)
-        cbs = CallbackList(user_callbacks, self,
-                           {"epochs": epochs, "steps": train.epoch_steps, "verbose": verbose,
-                            "engine": "native" if reason is None else "layers",
-                            "validation": validation is not None})
+        cbs = CallbackList(user_callbacks, model=self, epochs=epochs, steps=train.epoch_steps,
+                           verbose=verbose, engine="native" if reason is None else "layers",
+                           validation=validation is not None)
         batch_hooks = any(_overrides_batch_hooks(cb) for cb in user_callbacks)
         progress = EpochProgress(verbose, epochs, train.epoch_steps)
         trainer = _SourceTrainer(self, engine, class_weight, verbose)
@@ -1547,7 +1545,7 @@ class Sequential:
         values do not depend on it, but for a loss averaged per batch (ignore_class)."""
         self._check_compiled()
         check_verbose(verbose)
-        cbs = CallbackList(_callback_list(callbacks), self)  # params once x is read
+        cbs = CallbackList(_callback_list(callbacks), model=self)  # params once x is read
         self.stop_evaluating = False  # a test batch hook may set it (Keras 3)
         if is_batch_source(x):
             _no_arrays_with_source("evaluate", x, y=y, batch_size=batch_size,
@@ -1755,7 +1753,7 @@ class Sequential:
             for start in range(0, x.shape[0], batch_size)))
 
     def _predict_source(self, source, verbose, callbacks):
-        cbs = CallbackList(_callback_list(callbacks), self)
+        cbs = CallbackList(_callback_list(callbacks), model=self)
         cbs.set_params({"verbose": verbose, "epochs": 1, "steps": source.epoch_steps})
         hooks = cbs.overrides("on_predict_batch_begin", "on_predict_batch_end")
         start_time = time.perf_counter()
@@ -1784,7 +1782,7 @@ class Sequential:
         return out
 
     def _predict_with_callbacks(self, x, batch_size, verbose, callbacks):
-        cbs = CallbackList(_callback_list(callbacks), self)
+        cbs = CallbackList(_callback_list(callbacks), model=self)
         x = self._unlisted(x)  # (its rows counted, not the list's one)
         if type(x).__module__.startswith("scipy.sparse") and hasattr(x, "tocsr"):
             x = x.tocsr()  # sliced into batches below: COO, DIA and BSR cannot be
@@ -2454,6 +2452,8 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them, checked before
     anything reads them (a string's missing hooks were an AttributeError)."""
+    if isinstance(callbacks, CallbackList):  # (Keras' fit takes one)
+        return list(callbacks.callbacks)
     if isinstance(callbacks, Callback):
         return [callbacks]
     if callbacks is None:
