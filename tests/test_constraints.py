@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import AVAILABLE, assert_trained_alike, requires_native
+from conftest import AVAILABLE, NATIVE, assert_trained_alike, requires_native
 from pynn import constraints as C
 
 EPS = 1e-7  # Keras' backend.epsilon()
@@ -108,7 +108,7 @@ def test_get_names_configs_and_refusals():
         C.MaxNorm(-1)
     with pytest.raises(ValueError, match="max_value .* is below min_value"):
         C.MinMaxNorm(2.0, 1.0)
-    with pytest.raises(ValueError, match="axis must be an integer or a list"):
+    with pytest.raises(ValueError, match="axis must be an integer, a list of integers or None"):
         C.UnitNorm(axis="0")
     with pytest.raises(ValueError, match="repeats an axis"):
         C.MaxNorm(axis=[0, 0])
@@ -333,7 +333,71 @@ def test_the_engines_set_constraint_refuses_bad_arguments():
             ((1, True, 1, 0), {}, "layer 1 has no bias"),
             ((0, False, 5, 0), {}, "unknown kind 5"),
             ((0, False, 1, 3), {}, "unknown axis 3"),
-            ((0, False, 1, 0), {"max_value": -1.0}, "finite and >= 0"),
-            ((0, False, 2, 0), {"rate": float("nan")}, "finite and >= 0")]:
+            ((0, False, 1, 0), {"max_value": -1.0}, "values must be >= 0"),
+            ((0, False, 2, 0), {"rate": float("nan")}, "values must be >= 0"),
+            ((0, False, 2, 0), {"min_value": 2.0, "max_value": 1.0}, "min_value 2.0+ is above"),
+            ((0, False, 1, 0), {"epsilon": float("inf")}, "epsilon must be finite")]:
         with pytest.raises(ValueError, match=match):
             engine.set_constraint(*args, **kwargs)
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_unbounded_changed_and_whole_weight_constraints(rng, engine):
+    """MaxNorm(inf) (Keras takes it: no bound) and axis=None (one norm of the whole weight)
+    train on either path; an axis or bound changed after construction is checked again when
+    training starts, not mapped silently."""
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = rng.normal(size=(40, 2)).astype(np.float32) * 3
+    unbounded = _model(kernel_constraint=C.MaxNorm(float("inf")),
+                       bias_constraint=C.MinMaxNorm(0.0, float("inf")))
+    unbounded.fit(x, y, epochs=1, verbose=0, engine=engine)
+    whole = _model(kernel_constraint=C.MaxNorm(0.5, axis=None))
+    whole.fit(x, y, epochs=2, verbose=0, engine=engine)
+    assert np.linalg.norm(whole.layers[1].kernel.numpy()) <= 0.5 + 1e-6
+    if engine == "auto" and NATIVE:
+        assert unbounded.engine_reason is None and whole.engine_reason is None
+    constraint = C.MaxNorm(1.0)
+    with pytest.raises(ValueError, match="axis must be an integer"):
+        constraint.axis = "1"
+    with pytest.raises(ValueError, match="max_value must be a number >= 0"):
+        constraint.max_value = float("nan")
+    moved = _model(kernel_constraint=constraint)
+    constraint.axis = 2  # (a weight of 2 axes: out of range, on either path)
+    with pytest.raises(ValueError, match=r"MaxNorm\(axis=2\) on weight '.*kernel' of shape "
+                                         r"\(6, 5\): axis 2 is out of range"):
+        moved.fit(x, y, epochs=1, verbose=0, engine=engine)
+    bounds = C.MinMaxNorm(0.5, 1.0)
+    crossed = _model(kernel_constraint=bounds)
+    bounds.min_value = 2.0
+    with pytest.raises(ValueError, match=r"max_value \(1.0\) is below min_value \(2.0\)"):
+        crossed.fit(x, y, epochs=1, verbose=0, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_norms_of_huge_float32_weights_do_not_overflow(rng, engine):
+    """Keras squares float32 weights in float32: 1e20 squared is inf, and MaxNorm zeroed
+    the column (MinMaxNorm made NaN); the norms are taken in float64 on both paths."""
+    model = _model(kernel_constraint=C.MaxNorm(2.0))
+    kernel = model.layers[1].kernel.numpy()
+    kernel[0, 0] = 1e20
+    model.layers[1].kernel.assign(kernel)
+    model.compile(optimizer=pynn.optimizers.SGD(0.0), loss="mse")
+    model.fit(rng.normal(size=(8, 6)), rng.normal(size=(8, 2)), epochs=1, verbose=0,
+              engine=engine)
+    column = model.layers[1].kernel.numpy()[:, 0]
+    np.testing.assert_allclose(np.linalg.norm(column), 2.0, rtol=1e-6)
+    assert column[0] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_equal_constraints_have_no_hash_and_old_weights_load_without_one():
+    assert C.MaxNorm(2) == C.MaxNorm(2) and C.MaxNorm(2) != C.MaxNorm(3)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(C.MaxNorm(2))
+    # a Parameter pickled before constraints existed: its slots hold no "constraint"
+    backend = pynn.get_backend()
+    weight = pynn.layers.Parameter("w", backend.asarray(np.ones(3), np.float32), backend)
+    _, _, state = weight.__reduce_ex__(2)[:3]
+    old = (state[0], {k: v for k, v in state[1].items() if k != "constraint"})
+    restored = pynn.layers.Parameter.__new__(pynn.layers.Parameter)
+    restored.__setstate__(old)
+    assert restored.constraint is None and restored.name == "w"

@@ -537,9 +537,14 @@ void DenseEngine::set_constraint(int layer, bool bias, const WeightConstraint& c
     const int kind = static_cast<int>(c.kind), axis = static_cast<int>(c.axis);
     if (kind < 0 || kind > 4) fail("set_constraint: unknown kind " + std::to_string(kind));
     if (axis < 0 || axis > 2) fail("set_constraint: unknown axis " + std::to_string(axis));
+    // (Keras takes max_value=inf: no bound)
     for (double v : {c.min_value, c.max_value, c.rate, c.epsilon})
-        if (!(v >= 0.0) || !std::isfinite(v))
-            fail("set_constraint: values must be finite and >= 0, got " + std::to_string(v));
+        if (!(v >= 0.0))
+            fail("set_constraint: values must be >= 0, got " + std::to_string(v));
+    if (!std::isfinite(c.epsilon)) fail("set_constraint: epsilon must be finite");
+    if (c.kind == ConstraintKind::min_max_norm && !(c.min_value <= c.max_value))
+        fail("set_constraint: min_value " + std::to_string(c.min_value) + " is above max_value " +
+             std::to_string(c.max_value));
     Layer& l = layers_[layer];
     if (bias && !l.has_bias)
         fail("set_constraint: layer " + std::to_string(layer) + " has no bias");
@@ -553,28 +558,49 @@ void project_weight(float* w, index_t rows, index_t cols, const WeightConstraint
         for (index_t i = 0; i < n; ++i) w[i] = std::max(w[i], 0.f);
         return;
     }
-    // one norm per column, per row, or one: squares summed in double
+    // One norm per column, per row, or one; squares summed in double (the layer path's
+    // float64), rows in 8 running sums so the sum is not one chain of dependent adds.
     const index_t groups = c.axis == NormAxis::columns ? cols : c.axis == NormAxis::rows ? rows : 1;
     std::vector<double> sq(static_cast<size_t>(groups), 0.0);
-    auto group = [&](index_t r, index_t k) {
-        return c.axis == NormAxis::columns ? k : c.axis == NormAxis::rows ? r : 0;
-    };
-    for (index_t r = 0; r < rows; ++r)
-        for (index_t k = 0; k < cols; ++k) {
-            const double v = w[r * cols + k];
-            sq[group(r, k)] += v * v;
+    if (c.axis == NormAxis::columns) {
+        for (index_t r = 0; r < rows; ++r) {
+            const float* row = w + r * cols;
+            for (index_t k = 0; k < cols; ++k) sq[k] += double(row[k]) * double(row[k]);
         }
+    } else {
+        const index_t len = c.axis == NormAxis::rows ? cols : n;
+        for (index_t g = 0; g < groups; ++g) {
+            const float* v = w + g * len;
+            double part[8] = {};
+            index_t i = 0;
+            for (; i + 8 <= len; i += 8)
+                for (int j = 0; j < 8; ++j) part[j] += double(v[i + j]) * double(v[i + j]);
+            for (; i < len; ++i) part[0] += double(v[i]) * double(v[i]);
+            sq[g] = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        }
+    }
     std::vector<float> scale(static_cast<size_t>(groups));
     for (index_t g = 0; g < groups; ++g) {
         const double norm = std::sqrt(sq[g]);
         double desired = 1.0;  // unit_norm
         if (c.kind == ConstraintKind::max_norm) desired = std::min(norm, c.max_value);
-        else if (c.kind == ConstraintKind::min_max_norm)
-            desired = c.rate * std::clamp(norm, c.min_value, c.max_value) + (1.0 - c.rate) * norm;
+        else if (c.kind == ConstraintKind::min_max_norm)  // (set_constraint: min <= max)
+            desired = c.rate * std::min(std::max(norm, c.min_value), c.max_value) + (1.0 - c.rate) * norm;
         scale[g] = static_cast<float>(desired / (c.epsilon + norm));
     }
-    for (index_t r = 0; r < rows; ++r)
-        for (index_t k = 0; k < cols; ++k) w[r * cols + k] *= scale[group(r, k)];
+    if (c.axis == NormAxis::columns) {
+        for (index_t r = 0; r < rows; ++r) {
+            float* row = w + r * cols;
+            for (index_t k = 0; k < cols; ++k) row[k] *= scale[k];
+        }
+    } else {
+        const index_t len = c.axis == NormAxis::rows ? cols : n;
+        for (index_t g = 0; g < groups; ++g) {
+            float* v = w + g * len;
+            const float f = scale[g];
+            for (index_t i = 0; i < len; ++i) v[i] *= f;
+        }
+    }
 }
 
 double DenseEngine::penalty(const Layer& l, bool add_gradients) {

@@ -8,7 +8,8 @@ UnitNorm(axis=0):              w / (eps + n)
 NonNeg():                      max(w, 0)
 
 n: the weight's Euclidean norms along `axis` (kept as an axis; axis 0 of a Dense kernel
-(inputs, units): each unit's incoming weights), eps = 1e-7 (Keras' backend.epsilon()).
+(inputs, units): each unit's incoming weights; None: one norm of the whole weight), eps =
+1e-7 (Keras' backend.epsilon()).
 A constraint of your own subclasses Constraint and defines __call__(w) -> the projected
 array, w being the weight's array on its backend (numpy; cupy on a GPU).
 """
@@ -30,11 +31,13 @@ def _number(owner, name, value, low=0.0):
 
 
 def _axis(owner, axis):
-    """An int or a list of ints (Keras' axis of the norms)."""
+    """None (every axis: one norm), an int or a list of ints (Keras' axis of the norms)."""
+    if axis is None:
+        return None
     items = list(axis) if isinstance(axis, (list, tuple)) else [axis]
     if not items or any(isinstance(a, bool) or not isinstance(a, numbers.Integral)
                         for a in items):
-        raise ValueError(f"{owner}: axis must be an integer or a list of integers, got "
+        raise ValueError(f"{owner}: axis must be an integer, a list of integers or None, got "
                          f"{axis!r}")
     if len(set(items)) != len(items):
         raise ValueError(f"{owner}: axis {axis!r} repeats an axis")
@@ -60,19 +63,16 @@ class Constraint(_custom.AutoConfig):
         return w
 
     def __setattr__(self, name, value):
-        object.__setattr__(self, name, value)
+        object.__setattr__(self, name, self._checked(name, value))
         config.settings_changed()  # (an engine's choice depends on constraints)
+
+    def _checked(self, name, value):
+        """An argument's value, checked (pynn's constraints check theirs, set later too)."""
+        return value
 
     def check_shape(self, shape, weight):
         """A clear error now, when this constraint cannot apply to a weight of `shape`
         (named `weight`), rather than in the middle of a training step."""
-        axis = getattr(self, "axis", None)
-        if axis is None:
-            return
-        for a in axis if isinstance(axis, list) else [axis]:
-            if not -len(shape) <= a < len(shape):
-                raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
-                                 f"of shape {tuple(shape)}: axis {a} is out of range")
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -86,74 +86,104 @@ class Constraint(_custom.AutoConfig):
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
-    def __hash__(self):
-        return id(self)
+    __hash__ = None  # (equal by value and changeable: no hash, as a list)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
-def _norms(w, axis):
-    xp = _xp(w)
-    axes = tuple(axis) if isinstance(axis, list) else axis
-    return xp, xp.sqrt((w * w).sum(axis=axes, keepdims=True))
+class _NormConstraint(Constraint):
+    """The norm constraints: Euclidean norms along `axis`, each vector scaled by
+    desired(norm) / (epsilon + norm). Norms of float32 weights are taken in float64 (a
+    value of 1e20 squared is beyond float32: Keras' zero or NaN there), as the native
+    engine does."""
 
+    _numbers = ()  # the arguments that are numbers >= 0
 
-def _scaled(w, xp, norms, desired):
-    eps = w.dtype.type(config.epsilon())
-    return (w * (desired / (eps + norms))).astype(w.dtype, copy=False)
+    def _checked(self, name, value):
+        owner = type(self).__name__
+        if name == "axis":
+            return _axis(owner, value)
+        if name in self._numbers:
+            return _number(owner, name, value)
+        return value
 
+    def check_shape(self, shape, weight):
+        axis = self.axis
+        for a in [] if axis is None else axis if isinstance(axis, list) else [axis]:
+            if not -len(shape) <= a < len(shape):
+                raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
+                                 f"of shape {tuple(shape)}: axis {a} is out of range")
 
-class MaxNorm(Constraint):
-    """Each weight vector along `axis` (a Dense kernel's axis 0: a unit's incoming
-    weights) scaled down to a Euclidean norm of at most max_value (Keras' MaxNorm)."""
-
-    def __init__(self, max_value=2, axis=0):
-        self.max_value = _number("MaxNorm", "max_value", max_value)
-        self.axis = _axis("MaxNorm", axis)
+    def _desired(self, xp, norms):
+        raise NotImplementedError
 
     def __call__(self, w):
-        xp, norms = _norms(w, self.axis)
-        return _scaled(w, xp, norms, xp.clip(norms, 0, self.max_value))
+        xp = _xp(w)
+        axes = tuple(self.axis) if isinstance(self.axis, list) else self.axis
+        wide = w.astype(np.float64) if w.dtype.itemsize < 8 else w
+        norms = xp.sqrt((wide * wide).sum(axis=axes, keepdims=True))
+        scale = self._desired(xp, norms) / (config.epsilon() + norms)
+        return w * scale.astype(w.dtype, copy=False)
+
+
+class MaxNorm(_NormConstraint):
+    """Each weight vector along `axis` (a Dense kernel's axis 0: a unit's incoming
+    weights; None: the whole weight) scaled down to a Euclidean norm of at most max_value
+    (Keras' MaxNorm)."""
+
+    _numbers = ("max_value",)
+
+    def __init__(self, max_value=2, axis=0):
+        self.max_value = max_value
+        self.axis = axis
+
+    def _desired(self, xp, norms):
+        return xp.minimum(norms, self.max_value)
 
     def get_config(self):
         return {"max_value": self.max_value, "axis": self.axis}
 
 
-class MinMaxNorm(Constraint):
+class MinMaxNorm(_NormConstraint):
     """Each weight vector's norm along `axis` moved towards [min_value, max_value]: to
     rate * clip(norm, min, max) + (1 - rate) * norm (rate 1: into the interval at once)."""
 
-    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
-        self.min_value = _number("MinMaxNorm", "min_value", min_value)
-        self.max_value = _number("MinMaxNorm", "max_value", max_value)
-        if self.max_value < self.min_value:
-            raise ValueError(f"MinMaxNorm: max_value ({max_value!r}) is below min_value "
-                             f"({min_value!r})")
-        self.rate = _number("MinMaxNorm", "rate", rate)
-        self.axis = _axis("MinMaxNorm", axis)
+    _numbers = ("min_value", "max_value", "rate")
 
-    def __call__(self, w):
-        xp, norms = _norms(w, self.axis)
-        rate = w.dtype.type(self.rate)
-        desired = rate * xp.clip(norms, self.min_value, self.max_value) + (1 - rate) * norms
-        return _scaled(w, xp, norms, desired)
+    def __init__(self, min_value=0.0, max_value=1.0, rate=1.0, axis=0):
+        self.min_value = min_value
+        self.max_value = max_value
+        self.rate = rate
+        self.axis = axis
+        self.check_shape((), None)  # (max below min: named now)
+
+    def check_shape(self, shape, weight):
+        if self.max_value < self.min_value:  # (set so later, or at once)
+            raise ValueError(f"MinMaxNorm: max_value ({self.max_value!r}) is below min_value "
+                             f"({self.min_value!r})")
+        if weight is not None:
+            super().check_shape(shape, weight)
+
+    def _desired(self, xp, norms):
+        self.check_shape((), None)
+        return self.rate * xp.clip(norms, self.min_value, self.max_value) + \
+            (1 - self.rate) * norms
 
     def get_config(self):
         return {"min_value": self.min_value, "max_value": self.max_value, "rate": self.rate,
                 "axis": self.axis}
 
 
-class UnitNorm(Constraint):
+class UnitNorm(_NormConstraint):
     """Each weight vector along `axis` scaled to norm 1 (Keras' UnitNorm)."""
 
     def __init__(self, axis=0):
-        self.axis = _axis("UnitNorm", axis)
+        self.axis = axis
 
-    def __call__(self, w):
-        xp, norms = _norms(w, self.axis)
-        return _scaled(w, xp, norms, w.dtype.type(1))
+    def _desired(self, xp, norms):
+        return 1.0
 
     def get_config(self):
         return {"axis": self.axis}
@@ -211,6 +241,7 @@ def apply(param):
     """Project the parameter's values with its constraint, in place (after an update)."""
     constraint = param.constraint
     w = param.value
+    constraint.check_shape(w.shape, param.name)  # (its axis may have been set since)
     projected = constraint(w)
     if projected is w:
         return

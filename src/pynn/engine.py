@@ -292,9 +292,9 @@ def _constraint_reason(model, stack=None):
         if c is None:
             continue
         if id(param) not in dense or type(c) not in _CONSTRAINT_KINDS:
-            what = "Dense kernels and biases" if stack is not None else "none"
-            return (f"weight {param.name!r} has a constraint ({c!r}; the engine applies "
-                    f"pynn's own on {what})")
+            what = ("the native engine applies pynn's own on Dense kernels and biases"
+                    if stack is not None else "the cuda engine applies none")
+            return f"weight {param.name!r} has a constraint ({c!r}; {what})"
     return None
 
 
@@ -303,8 +303,10 @@ def _native_constraint(param):
     weight's constraint (checked by _constraint_reason): its norms per column (0) or row
     (1) of a kernel, or over the whole weight (2; a bias's)."""
     c = param.constraint
+    c.check_shape(param.shape, param.name)  # (its axis and numbers as set since)
     axes = getattr(c, "axis", 0)
-    axes = {a % param.ndim for a in (axes if isinstance(axes, list) else [axes])}
+    axes = {0, 1} if axes is None else \
+        {a % param.ndim for a in (axes if isinstance(axes, list) else [axes])}
     axis = 2 if param.ndim == 1 or len(axes) == 2 else (0 if axes == {0} else 1)
     return (_CONSTRAINT_KINDS[type(c)], axis, float(getattr(c, "min_value", 0.0)),
             float(getattr(c, "max_value", 0.0)), float(getattr(c, "rate", 1.0)))

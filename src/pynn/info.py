@@ -13,7 +13,8 @@ def info() -> dict:
     None and backend_error when PYNN_BACKEND names one that cannot run) and backends
     (available); cpu (the C++ extension's build flags, the GEMM's instruction set,
     threads, which ISAs the CPU supports; or error); cuda (compiled architectures, CUDA
-    version, devices; or error); env (the PYNN_/OMP_ variables set). `pynn info` prints
+    version, devices; or error); env (those of the variables pynn reads that are set: PYNN_BACKEND, PYNN_ISA,
+    PYNN_NUM_THREADS, OMP_NUM_THREADS, PYNN_GEMM_BLOCKING, PYNN_MATMUL_PRECISION). `pynn info` prints
     it."""
     from . import __version__
 

@@ -154,22 +154,21 @@ def _sparse_categorical_hits(y_true, y_pred):
     if y_true.shape[0] != rows.size:
         raise ValueError(f"sparse_categorical_accuracy: {y_true.shape[0]} labels for "
                          f"{rows.size} predictions")
-    # a label no class has (3 of 3 classes, 1.5) counted as a miss, silently; a negative one
-    # is padding's (ignore_class=-1, -100) and stays a miss
-    c = y_pred.shape[-1] if y_pred.ndim else 1
-    if y_true.size and y_true.dtype.kind != "b":
-        bad = (y_true >= c) | (y_true != np.round(y_true))
+    # a fraction (1.5) counted as a miss, silently; a label of no class is padding's
+    # (ignore_class=-1, 255) and stays a miss, as in Keras
+    if y_true.size and y_true.dtype.kind == "f":
+        bad = y_true != np.round(y_true)
         if bad.any():
-            raise ValueError(f"sparse_categorical_accuracy: labels must be integers below "
-                             f"{c} (the number of classes; negative ones, padding's, count "
-                             f"as misses), got {y_true[bad][0]}")
+            raise ValueError(f"sparse_categorical_accuracy: labels must be integers (class "
+                             f"indices; one of no class, such as padding's, counts as a "
+                             f"miss), got {y_true[bad][0]}")
     return rows == y_true.reshape(rows.shape)
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
     """Fraction of rows (class distributions along the last axis: per sample, or per
-    position of a sequence) whose argmax equals the integer label (a negative label, such
-    as padding's, counts as a miss; a label of no class is refused)."""
+    position of a sequence) whose argmax equals the integer label (a label of no class, such
+    as padding's, counts as a miss, as in Keras; a fraction is refused)."""
     return float(np.mean(_sparse_categorical_hits(y_true, y_pred)))
 
 

@@ -2151,7 +2151,7 @@ class Sequential:
 
     def to_json(self, **kwargs):
         """The architecture as JSON text (Keras' to_json: no weights, no compile settings);
-        pynn.models.model_from_json rebuilds it. kwargs go to json.dumps (indent=2)."""
+        pynn.models.model_from_json rebuilds it. kwargs go to json.dumps (e.g. indent=2)."""
         from .saving import model_to_json
 
         return model_to_json(self, **kwargs)

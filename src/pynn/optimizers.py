@@ -669,8 +669,8 @@ class Optimizer(_custom.AutoConfig):
 
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with momentum (Keras 3's formula): `momentum`
-    in [0, 1) (0.0: plain w -= lr * g; else a `velocity` slot, v = momentum * v - lr * g,
-    w += v); `nesterov=True` steps by momentum * v - lr * g instead (Nesterov momentum; no
+    in [0, 1], as Keras (0.0: plain w -= lr * g; else a `velocity` slot, v = momentum * v -
+    lr * g, w += v); `nesterov=True` steps by momentum * v - lr * g instead (Nesterov momentum; no
     effect without momentum). learning_rate defaults to 0.01."""
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):

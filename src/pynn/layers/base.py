@@ -208,6 +208,13 @@ class Parameter:
         """Keras' variable.assign_sub: the values minus delta, in place."""
         self -= delta
 
+    def __setstate__(self, state):
+        # (a weight pickled before constraints existed holds no "constraint": None)
+        object.__setattr__(self, "constraint", None)
+        _, slots = state if isinstance(state, tuple) else (state, None)
+        for name, value in (slots or {}).items():
+            object.__setattr__(self, name, value)
+
     def __setattr__(self, name, value):
         # What a native engine binds: a new array (not `value *= m`, which rebinds the same
         # one) or the flag.
