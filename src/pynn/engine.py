@@ -221,8 +221,8 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if getattr(model.backend, "name", None) == "cuda":
         from . import cuda_engine
 
-        why = (_decay_exclusion_reason(model) or _constraint_reason(model)) \
-            if for_training else None
+        why = (_decay_exclusion_reason(model) or _constraint_reason(model)
+               or _activity_reason(model)) if for_training else None
         return why or cuda_engine.unsupported_reason(model, for_training, weighted)
     if _native_module() is None:
         return "pynn._C (with its DenseEngine) is not available"
@@ -247,7 +247,8 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if model.optimizer.weight_decay and not model.optimizer._fuses_weight_decay:
         return (f"weight_decay on {type(model.optimizer).__name__} (the engine decays "
                 f"with the Adam family, Lion and Adadelta)")
-    why = _decay_exclusion_reason(model) or _constraint_reason(model, stack)
+    why = (_decay_exclusion_reason(model) or _constraint_reason(model, stack)
+           or _activity_reason(model))
     if why is not None:
         return why
     for layer in model.layers:
@@ -273,6 +274,16 @@ def _decay_exclusion_reason(model):
         if not opt._decays(param):
             return (f"exclude_from_weight_decay keeps {param.name!r} out of the weight decay "
                     f"(the engine decays every weight alike)")
+    return None
+
+
+def _activity_reason(model):
+    """Why the engines cannot train this model: a layer penalises its outputs (an
+    activity_regularizer; they have none); None otherwise."""
+    for layer in model.layers:
+        if getattr(layer, "activity_regularizer", None) is not None:
+            return (f"layer {layer.name!r} has an activity_regularizer (the engine has "
+                    f"none)")
     return None
 
 

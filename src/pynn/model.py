@@ -663,9 +663,10 @@ class Sequential:
         return self.loss.prepare_targets(y_arr, self.output_shape, self._dtype)
 
     # ---- forward / backward -------------------------------------------------------------------
-    def _forward(self, x, training, logits, input_shapes=None):
+    def _forward(self, x, training, logits, input_shapes=None, activity=None):
         """The layers' outputs of x; input_shapes (a list): each layer's input shape is
-        appended (backward checks its gradients against them)."""
+        appended (backward checks its gradients against them); activity (a list): (index,
+        output) of each layer with an activity_regularizer is appended."""
         layers = self._compute_layers
         device = self.backend.xp if self.backend.xp is not np else None
         given = x
@@ -678,6 +679,8 @@ class Sequential:
             except Exception as exc:
                 _name_the_layer(exc, layer, "forward")
                 raise
+            if activity is not None and getattr(layer, "activity_regularizer", None) is not None:
+                activity.append((i, x))
             if is_custom(type(layer)):
                 _check_declared_shape(layer, inputs, x)
             if device is not None and not isinstance(x, device.ndarray):
@@ -784,11 +787,34 @@ class Sequential:
         self.optimizer.apply(self.trainable_params)
         return loss, out
 
+    def _activity_loss(self, activity, rows, grads=None):
+        """Keras 3's activity regularization: each (index, output) of `activity` (from
+        _forward) adds its layer's penalty of the output over the batch's rows to the loss;
+        with grads (a dict), the penalty's gradient w.r.t. that output by index (the last
+        layer's fused output is its pre-activation: the penalty is of the activation's)."""
+        total, b = 0.0, self.backend
+        last = len(self._compute_layers) - 1
+        for i, out in activity:
+            reg = self._compute_layers[i].activity_regularizer
+            fused = self._fused and i == last
+            y = self._predictions(out) if fused else out
+            total += reg.penalty(b.xp, y) / rows
+            if grads is not None:
+                g = b.xp.zeros_like(y)
+                reg.add_gradient(b.xp, y, g)
+                g *= g.dtype.type(1 / rows)
+                if fused:
+                    act = self._compute_layers[i].activation
+                    g = b.activation_backward(act.name, act.param, out, y, g)
+                grads[i] = g
+        return total
+
     def _compute_gradients(self, xb, yb, sample_weight=None):
         """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
         self._sync_dropout_steps()
-        input_shapes = []
-        out = self._forward(xb, training=True, logits=self._fused, input_shapes=input_shapes)
+        input_shapes, activity, activity_grads = [], [], {}
+        out = self._forward(xb, training=True, logits=self._fused, input_shapes=input_shapes,
+                            activity=activity)
         loss, grad = self._loss_and_grad(out, yb, sample_weight)
         if getattr(grad, "shape", None) != out.shape:
             _wrong_gradient(grad, out.shape, f"loss {type(self.loss).__name__}: the gradient "
@@ -797,7 +823,11 @@ class Sequential:
         # Only layers above the lowest trainable one need their input gradient.
         trainable = [i for i, l in enumerate(layers) if any(p.trainable for p in l.params)]
         lowest = trainable[0] if trainable else len(layers)
+        if activity:
+            loss += self._activity_loss(activity, xb.shape[0], activity_grads)
         for i in range(len(layers) - 1, lowest - 1, -1):
+            if i in activity_grads:  # (the penalty's share of d loss / d output)
+                grad = grad + activity_grads[i]
             try:
                 grad = layers[i].backward(grad, need_input_grad=i > lowest,
                                           logits=self._fused and i == len(layers) - 1)
@@ -1492,9 +1522,10 @@ class Sequential:
             cbs.call("on_test_batch_begin", batch, {})
         xb, yb = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
         wb = None if w is None else b.asarray(w, self._dtype)
-        out = self._forward(xb, training=False, logits=self._fused)
+        activity = []
+        out = self._forward(xb, training=False, logits=self._fused, activity=activity)
         loss, _ = self._loss_and_grad(out, yb, wb)
-        loss += self._regularization()
+        loss += self._regularization() + self._activity_loss(activity, xb.shape[0])
         batch_logs = logs.update(xb.shape[0], loss, *self._metric_arrays(yb, out, wb))
         if cbs is not None:  # as Keras: the means so far (AUC's of the batch: no sort per batch)
             cbs.call("on_test_batch_end", batch, logs.so_far(batch_logs))

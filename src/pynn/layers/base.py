@@ -236,6 +236,7 @@ class Parameter:
 # Layer attributes a native training engine is built from (see Layer.__setattr__).
 ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regularizer",
                    "gamma_regularizer", "beta_regularizer", "alpha_regularizer",
+                   "activity_regularizer",
                    "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale",
                    "invert")
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
@@ -244,9 +245,9 @@ _WEIGHT_FLAGS = frozenset({"use_bias", "center", "scale"})
 
 
 # Keras layer arguments taken at their default None (in hand-written or Keras-written
-# configs): weight constraints, activity regularizers, LoRA
+# configs): weight constraints of layers without those weights, LoRA
 _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta_constraint",
-                                   "gamma_constraint", "activity_regularizer", "lora_rank",
+                                   "gamma_constraint", "lora_rank",
                                    "quantization_config"})
 
 
@@ -370,7 +371,7 @@ class Layer(AutoConfig):
             config.settings_changed()
 
     def __init__(self, name=None, trainable=True, input_shape=None, input_dim=None, dtype=None,
-                 **keras_defaults):
+                 activity_regularizer=None, **keras_defaults):
         for key, value in keras_defaults.items():  # Keras' arguments pynn has no use for
             if key == "autocast":  # (Keras' base-layer config writes it: pynn has one
                 as_bool(type(self).__name__, key, value)  # floatx, inputs cast to it)
@@ -399,6 +400,10 @@ class Layer(AutoConfig):
             input_shape = (int(input_dim),)
         self.input_shape = (sample_shape(owner, input_shape, "input_shape")
                             if input_shape is not None else None)
+        from .. import regularizers
+
+        # Keras 3's: a penalty of the layer's outputs, over the batch size, joins the loss
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.built = False
         self.backend = None
         self._params: list[Parameter] = []
@@ -631,6 +636,11 @@ class Layer(AutoConfig):
         config = {"name": self.name, "trainable": self.trainable}
         if self.input_shape is not None:
             config["input_shape"] = list(self.input_shape)
+        activity = self.__dict__.get("activity_regularizer")
+        if activity is not None:  # (only then, as Keras)
+            from .. import regularizers
+
+            config["activity_regularizer"] = regularizers.serialize(activity)
         return config
 
     @classmethod
