@@ -75,6 +75,10 @@ class Regularizer(_custom.AutoConfig):
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
 
 class L1(Regularizer):
     """l1 * sum(|w|)."""
