@@ -703,6 +703,29 @@ def test_ops_gemm_float32_shortcut_is_the_general_path(rng, m, k, n, trans_a, tr
     np.testing.assert_allclose(fast, want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 17, 5), (33, 129, 17)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, True), (False, True)])
+def test_ops_gemm_plainest_call_is_the_general_path(rng, m, k, n, trans_a, trans_b):
+    """gemm(a, b[, trans_a, trans_b]) of float32 NumPy matrices goes to the binding at once;
+    what it refuses (float64, a view it cannot address, numpy flags, a 1-D operand, inner
+    sizes that differ) takes the general path: the same bits, or that path's error."""
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    plain = pynn.ops.gemm(a, b, trans_a, trans_b)
+    assert plain.dtype == np.float32 and plain.shape == (m, n)
+    general = pynn.ops.gemm(a, b, np.bool_(trans_a), np.bool_(trans_b), alpha=1)
+    np.testing.assert_array_equal(plain, general)
+    reversed_rows = np.ascontiguousarray(a[::-1])[::-1]  # (a negative row stride)
+    np.testing.assert_array_equal(pynn.ops.gemm(reversed_rows, b, trans_a, trans_b), plain)
+    wide = pynn.ops.gemm(a.astype(np.float64), b.astype(np.float64), trans_a, trans_b)
+    assert wide.dtype == (np.float64 if pynn.get_backend().name == "numpy" else np.float32)
+    np.testing.assert_allclose(wide, plain, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="inner dimensions differ"):
+        pynn.ops.gemm(a, b[:-1] if not trans_b else b[:, :-1], trans_a, trans_b)
+    with pytest.raises(ValueError, match="2-d|matri|shape"):
+        pynn.ops.gemm(a.reshape(-1), b)
+
+
 def test_public_ops_gemm_keeps_float64_in_a_float64_session(rng):
     a, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 3))
     previous_backend, previous_floatx = pynn.get_backend().name, pynn.floatx()
