@@ -351,3 +351,26 @@ def test_terminate_on_nan_stops_the_cuda_engine_after_the_bad_batch(cuda_backend
                   callbacks=[pynn.callbacks.TerminateOnNaN()])
         steps[engine] = model.optimizer.iterations
     assert steps["native"] == steps["layers"] < 200 and set(calls) == {1}
+
+
+def test_constraints_and_activity_penalties_train_layer_by_layer(cuda_backend, rng):
+    """The CUDA engine projects no weight and penalises no output: such a model trains on
+    the layer path (GPU arrays), which applies both."""
+    x = rng.normal(size=(32, 5)).astype(np.float32) * 3
+    y = rng.normal(size=(32, 2)).astype(np.float32) * 4
+    pynn.set_backend("cuda")
+    for arguments, words in [({"kernel_constraint": pynn.constraints.MaxNorm(0.4)},
+                              "has a constraint (MaxNorm(max_value=0.4, axis=0); the cuda "
+                              "engine applies none)"),
+                             ({"activity_regularizer": "l2"}, "has an activity_regularizer")]:
+        model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(6, activation="tanh",
+                                                              **arguments), pynn.Dense(2)])
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+        assert words in model.engine_reason
+    constrained = pynn.Sequential([pynn.Input((5,)), pynn.Dense(
+        6, kernel_constraint=pynn.constraints.MaxNorm(0.4))])
+    constrained.compile(optimizer="adam", loss="mse")
+    constrained.fit(x, y[:, :1].repeat(6, axis=1), epochs=2, batch_size=8, verbose=0)
+    kernel = constrained.layers[1].kernel.numpy()
+    assert np.linalg.norm(kernel, axis=0).max() <= 0.4 + 1e-6
