@@ -933,3 +933,49 @@ def test_cosine_similarity_metric_takes_one_output(rng):
     _, cosine = model.evaluate(x, y, verbose=0)
     predicted = model.predict(x, verbose=0)[:, 0]
     assert cosine == pytest.approx(np.mean(np.sign(y[:, 0]) * np.sign(predicted)))
+
+
+@pytest.mark.parametrize("n,c", [(1, 3), (17, 3), (129, 5)])
+def test_fbeta_score_matches_sklearn(rng, n, c):
+    """Keras' FBetaScore (average, beta, threshold in its order): scikit-learn's fbeta_score
+    for classes read by the argmax and for labels read at a threshold; beta=1 is F1Score's
+    value to the bit."""
+    y = rng.integers(0, c, n)
+    p = rng.random((n, c))
+    for average in ("macro", "micro", "weighted"):
+        for beta in (0.5, 1.0, 2.0, float(rng.uniform(0.1, 4))):
+            metric = M.FBetaScore(average, beta)
+            metric.update_state(y[: n // 2], p[: n // 2])  # two batches
+            metric.update_state(y[n // 2:], p[n // 2:])
+            want = _sk(skm.fbeta_score, y, p.argmax(axis=1), beta=beta, average=average,
+                       labels=np.unique(np.concatenate([y, p.argmax(axis=1)])))
+            assert metric.result() == pytest.approx(want, abs=1e-12), (average, beta)
+        f1 = M.F1Score(average=average)
+        f1.update_state(y, p)
+        one = M.FBetaScore(average, 1.0)
+        one.update_state(y, p)
+        assert one.result() == f1.result()
+    labels = rng.integers(0, 2, (n, c))
+    multi = M.FBetaScore("macro", 2.0, threshold=0.4)
+    multi.update_state(labels, p)
+    assert multi.result() == pytest.approx(
+        _sk(skm.fbeta_score, labels, p > 0.4, beta=2.0, average="macro"), abs=1e-12)
+
+
+def test_fbeta_score_arguments_names_and_files(rng, tmp_path):
+    for beta in (0, -1, float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="beta must be a number > 0"):
+            M.FBetaScore(beta=beta)
+    assert isinstance(M.get("fbeta_score"), M.FBetaScore)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=[M.FBetaScore(beta=2.0, name="f2")])
+    x, y = rng.normal(size=(20, 3)).astype(np.float32), rng.integers(0, 3, 20)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    want = _sk(skm.fbeta_score, y, model.predict(x, verbose=0).argmax(axis=1), beta=2.0,
+               average="macro", labels=np.unique(np.concatenate(
+                   [y, model.predict(x, verbose=0).argmax(axis=1)])))
+    assert logs["f2"] == pytest.approx(want, abs=1e-12)
+    model.save(tmp_path / "m.npz")
+    back = pynn.load_model(tmp_path / "m.npz")
+    assert back.evaluate(x, y, verbose=0, return_dict=True)["f2"] == logs["f2"]

@@ -376,9 +376,10 @@ def _keras_metric(spec, objects, model):
         config.pop("multilabel", None)  # (N, C) outputs its own way
         if spec["class_name"] in ("Precision", "Recall") and "threshold" in config:
             config["thresholds"] = config.pop("threshold")  # (Keras' name)
-        if spec["class_name"] == "F1Score" and config.get("average") is None:
+        f_score = spec["class_name"] in ("F1Score", "FBetaScore")
+        if f_score and config.get("average") is None:
             config["average"] = "macro"  # pynn's None (one number); Keras' is per class
-        if spec["class_name"] == "F1Score" and config.get("threshold") is None and \
+        if f_score and config.get("threshold") is None and \
                 width == 1:  # pynn reads one output at 0.5, Keras' None by its argmax
             config["threshold"] = 0.5
     return _keras_object(spec, config, "keras.metrics", objects)

@@ -469,14 +469,23 @@ def _recall_from(counts):
 _AVERAGES = (None, "macro", "micro", "weighted")
 
 
-def _f1_from(counts, average="macro", every_class=False):
+def _f1_from(counts, average="macro", every_class=False, beta=1.0):
     """every_class: the macro mean over every row of counts (output columns read at a
     threshold, as Keras and scikit-learn: a column without positives or predictions counts
-    0), else over the classes present in targets or predictions (scikit-learn's labels)."""
+    0), else over the classes present in targets or predictions (scikit-learn's labels).
+    beta != 1: F-beta, (1 + beta^2) tp / ((1 + beta^2) tp + beta^2 fn + fp)."""
     tp, fp, fn = counts.T
-    if average == "micro":  # the F1 of the summed counts
-        return float(_ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()))
-    per_class = _ratio(2 * tp, 2 * tp + fp + fn)
+    if beta == 1.0:  # (F1's own expression: its bits as before)
+        def score(tp, fp, fn):
+            return _ratio(2 * tp, 2 * tp + fp + fn)
+    else:
+        b2 = beta * beta
+
+        def score(tp, fp, fn):
+            return _ratio((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp)
+    if average == "micro":  # the score of the summed counts
+        return float(score(tp.sum(), fp.sum(), fn.sum()))
+    per_class = score(tp, fp, fn)
     if average == "weighted":  # by support: classes absent from the targets weigh nothing
         return float(np.sum(per_class * _ratio(tp + fn, np.sum(tp + fn))))
     return float(np.mean(per_class)) if every_class else _macro(per_class, counts)
@@ -1276,12 +1285,34 @@ class F1Score(_ConfusionMetric):
         self.average = _check_average(type(self).__name__, average)
         super().__init__(threshold, multilabel, name)  # a threshold given: Keras' reading
 
+    beta = 1.0  # (FBetaScore's argument)
+
     def _score(self, counts):
-        return _f1_from(counts, self.average, every_class=self._pooled)
+        return _f1_from(counts, self.average, every_class=self._pooled, beta=self.beta)
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
         return {**super().get_config(), "average": self.average}
+
+
+class FBetaScore(F1Score):
+    """Keras' FBetaScore: (1 + beta^2) tp / ((1 + beta^2) tp + beta^2 fn + fp), recall
+    weighing beta times as much as precision (beta=2: F2), in Keras' argument order
+    (average=None, beta=1.0, threshold=None); average, threshold and multilabel as
+    F1Score's."""
+
+    default_name = "fbeta_score"
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name=None, dtype=None, *,
+                 multilabel=None):
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or \
+                not 0 < beta < float("inf"):
+            raise ValueError(f"FBetaScore: beta must be a number > 0, got {beta!r}")
+        self.beta = float(beta)
+        super().__init__(threshold, multilabel, name, average=average, dtype=dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta}
 
 
 class AUC(_LabelMetric):
@@ -1792,12 +1823,13 @@ _FUNCTIONS = {
 }
 _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
     "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
-    "auc": AUC, "roc_auc": AUC,
+    "fbeta_score": FBetaScore, "auc": AUC, "roc_auc": AUC,
 }
 _CROSSENTROPIES = ("binary_crossentropy", "categorical_crossentropy",
                    "sparse_categorical_crossentropy")
 _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for the metric
     "AUC": "auc", "Precision": "precision", "Recall": "recall", "F1Score": "f1_score",
+    "FBetaScore": "fbeta_score",
     "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
     "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
     "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
@@ -1916,7 +1948,7 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
-_SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, AUC,
+_SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, FBetaScore, AUC,
                                             RootMeanSquaredError, R2Score, BinaryAccuracy,
                                             CategoricalAccuracy, SparseCategoricalAccuracy,
                                             MeanSquaredError, MeanAbsoluteError,
@@ -2150,6 +2182,7 @@ class EpochLogs(Mapping):
 
 __all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
            "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+           "FBetaScore",
            "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError",
            "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",
            "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric", "MetricVariable",
