@@ -111,10 +111,14 @@ class _NormConstraint(Constraint):
 
     def check_shape(self, shape, weight):
         axis = self.axis
-        for a in [] if axis is None else axis if isinstance(axis, list) else [axis]:
+        axes = [] if axis is None else axis if isinstance(axis, list) else [axis]
+        for a in axes:
             if not -len(shape) <= a < len(shape):
                 raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
                                  f"of shape {tuple(shape)}: axis {a} is out of range")
+        if len({a % len(shape) for a in axes}) != len(axes):  # ([0, -2] of a matrix)
+            raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
+                             f"of shape {tuple(shape)} names an axis twice")
 
     def _desired(self, xp, norms):
         raise NotImplementedError
