@@ -3,6 +3,8 @@ fresh random inputs of awkward sizes (1, 3, 17, 129, non-multiples of the vector
 
 from __future__ import annotations
 
+import math
+
 import os
 import subprocess
 import sys
@@ -189,6 +191,22 @@ def test_softmax_cross_entropy_extreme_and_bad_labels(cpu):
     assert np.isfinite(grad).all()
     with pytest.raises(ValueError, match="2"):
         cpu.softmax_cross_entropy(logits, np.array([0, 2], np.int32), True, 1.0)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_logits_beyond_float32_apart_on_every_host_backend(cpu, sparse):
+    """Logits 4e38 apart (more than float32 holds): the reference (numpy backend) shifted
+    them to -inf in float32 and gave NaN (0 * log 0) or inf, where the kernel is exact."""
+    logits = f32([[2e38, -2e38], [-2e38, 2e38], [1.0, -1.0]])
+    labels = np.array([0, 0, 1], np.int32)
+    targets = labels if sparse else f32(np.eye(2)[labels])
+    want = 4e38 + math.log1p(math.exp(2.0))  # the second row's, plus the third's
+    for backend in (cpu, REF):
+        loss, grad = backend.softmax_cross_entropy(logits, targets, sparse, 1.0)
+        assert loss == pytest.approx(want, rel=1e-6) and np.isfinite(grad).all()
+        assert grad.dtype == np.float32
+        np.testing.assert_allclose(grad, [[0, 0], [-1, 1], [0.88079708, -0.88079708]],
+                                   atol=1e-7)
 
 
 @pytest.mark.parametrize("sparse", [True, False])

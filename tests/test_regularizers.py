@@ -183,3 +183,11 @@ def test_a_regularizer_takes_a_list_as_keras(make):
     reg, w = make(), [1.0, -2.0]
     assert reg(w) == pytest.approx(reg(np.array(w)))
     assert reg(w) > 0
+
+
+def test_penalties_of_weights_whose_squares_pass_float32():
+    """l2 * sum(w^2) of float32 weights of 3e20 is 1.8e39: squared in float32 it was inf
+    (TerminateOnNaN stopped the layer path where the native engine went on)."""
+    w = np.full((2, 3), 3e20, np.float32)
+    assert regularizers.L2(0.01).penalty(np, w) == pytest.approx(0.01 * 6 * 9e40, rel=1e-6)
+    assert regularizers.L1(0.5).penalty(np, w) == pytest.approx(0.5 * 6 * 3e20, rel=1e-6)

@@ -297,3 +297,14 @@ def test_a_zero_clipping_saves_and_a_negative_one_is_refused(tmp_path):
             setattr(optimizers.SGD(), option, -1.0)  # a negative norm flipped the gradient
         with pytest.raises(ValueError, match=f"{option} must be a finite number"):
             setattr(optimizers.SGD(), option, "1")
+
+
+@pytest.mark.parametrize("option", ["clipnorm", "global_clipnorm"])
+def test_clipping_a_gradient_beyond_float32_squares(option):
+    """A gradient of 1e20 (its square beyond float32): clipped to a step of norm lr, as the
+    native engine does; squared in float32 the norm was inf and the step 0 (or NaN)."""
+    b = pynn.get_backend("numpy")
+    weight = Parameter("w", b.asarray(np.ones(4), np.float32), b)
+    weight.grad = b.asarray(np.full(4, 1e20), np.float32)
+    optimizers.SGD(0.5, **{option: 1.0}).apply([weight])
+    np.testing.assert_allclose(weight.value, 1 - 0.5 * np.full(4, 0.5), rtol=1e-6)

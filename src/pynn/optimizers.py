@@ -148,6 +148,13 @@ class _StepCount(int):
 
 
 
+def _sum_of_squares(g):
+    """sum(g^2) as a float, squared in float64 (a float32 gradient of 1e20 squared is inf:
+    the clipping then zeroed the step; the native engine sums in double too)."""
+    wide = g.astype(np.float64) if g.dtype.itemsize < 8 else g
+    return float((wide * wide).sum())
+
+
 def _constrain(params):
     """Keras 3's last act of a step: each weight with a constraint projected by it (also on
     an accumulating step, which leaves the weights as they were)."""
@@ -643,11 +650,11 @@ class Optimizer(_custom.AutoConfig):
                 g.clip(-limit, limit, out=g)
         elif option == "clipnorm":
             for g in grads:
-                norm = math.sqrt(float((g * g).sum()))
+                norm = math.sqrt(_sum_of_squares(g))
                 if norm > limit:
                     g *= limit / norm
         elif option == "global_clipnorm":
-            norm = math.sqrt(sum(float((g * g).sum()) for g in grads))
+            norm = math.sqrt(sum(_sum_of_squares(g) for g in grads))
             if norm > limit:
                 for g in grads:
                     g *= limit / norm

@@ -38,9 +38,11 @@ class Regularizer(_custom.AutoConfig):
         add_gradient."""
         total = 0.0
         if self.l1:
-            total += self.l1 * float(xp.abs(w).sum())
-        if self.l2:
-            total += self.l2 * float((w * w).sum())
+            total += self.l1 * float(xp.abs(w).sum(dtype=xp.float64))
+        if self.l2:  # squared in float64: a float32 weight of 3e20 squared is inf (the
+            # native engine sums in double)
+            wide = w.astype(xp.float64) if w.dtype.itemsize < 8 else w
+            total += self.l2 * float((wide * wide).sum())
         return total
 
     def add_gradient(self, xp, w, grad):

@@ -218,6 +218,10 @@ class NumpyBackend(Backend):
     # ---- losses -------------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
         xp = self.xp
+        dtype = logits.dtype
+        # in float64 (the reference): float32 logits 4e38 apart shifted to -inf, and a zero
+        # target times log(0) made the loss NaN, where the kernels' is finite
+        logits = logits.astype(xp.float64) if dtype.itemsize < 8 else logits
         shifted = logits - logits.max(axis=-1, keepdims=True)
         lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
         log_p = shifted - lse  # log-softmax: never log(0)
@@ -235,7 +239,7 @@ class NumpyBackend(Backend):
             same_shape(logits, targets, ("logits", "targets"))
             loss = -(targets * log_p).sum(axis=-1)
             grad = p * targets.sum(axis=-1, keepdims=True) - targets
-        return _weighted(loss, grad, sample_weight, grad_scale, logits.dtype)
+        return _weighted(loss, grad, sample_weight, grad_scale, dtype)
 
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
         xp = self.xp
