@@ -1556,3 +1556,37 @@ def test_a_file_from_before_format_version_2_keeps_its_tanh_gelu(tmp_path, rng):
     assert [layer.activation for layer in from_json.layers[1:]] == \
         [pynn.activations.gelu_tanh] * 3  # (its "gelu"s all were)
     assert pynn.models.model_from_json(model.to_json()).layers[3].activation.name == "gelu"
+
+
+def test_clone_model_takes_kerass_clone_function(rng):
+    """Keras 3's clone_model(model, clone_function=): each layer but the Input through the
+    function (a changed copy, or the layer itself, then shared); functional-API arguments
+    are refused by name."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="relu"),
+                             pynn.Dropout(0.5), pynn.Dense(2)], name="base")
+    model.compile("adam", "mse", metrics=["mae"])
+    seen = []
+
+    def lighter_dropout(layer):
+        seen.append(layer)
+        if isinstance(layer, pynn.Dropout):
+            return pynn.Dropout(0.1)
+        return layer if layer is model.layers[1] else \
+            type(layer).from_config(layer.get_config())
+
+    clone = pynn.models.clone_model(model, clone_function=lighter_dropout)
+    assert seen == model.layers[1:]  # (not the Input)
+    assert clone.layers[1] is model.layers[1] and clone.layers[2].rate == 0.1
+    assert clone.layers[3] is not model.layers[3] and clone.name == "base"
+    assert clone.compiled and clone.metrics_names == model.metrics_names
+    x, y = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 2))
+    kernel = model.layers[1].kernel.numpy()
+    clone.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(model.layers[1].kernel.numpy(), kernel)  # shared: trained
+    with pytest.raises(TypeError, match="returned 3 for layer 'dense"):
+        pynn.models.clone_model(model, clone_function=lambda layer: 3)
+    with pytest.raises(TypeError, match="clone_function must be callable"):
+        pynn.models.clone_model(model, clone_function="copy")
+    for name in ("input_tensors", "call_function"):
+        with pytest.raises(NotImplementedError, match=f"{name} belongs to Keras' functional"):
+            pynn.models.clone_model(model, **{name: object()})
