@@ -370,3 +370,31 @@ def test_train_on_batch_follows_what_changed_between_calls(rng):
         assert all(w.dtype == np.float64 for w in model.get_weights())
     finally:
         pynn.set_floatx("float32")
+
+
+def test_a_layer_popped_and_added_back_before_training_keeps_its_state(rng):
+    """summary(), metrics or evaluate between pop() and add() of the same layer dropped its
+    Adam slots (predict did not): the optimizer forgets weights only when a step follows
+    without them, so the run equals the one never popped."""
+    x = rng.normal(size=(24, 5)).astype(np.float32)
+    y = rng.normal(size=(24, 2)).astype(np.float32)
+
+    def trained():
+        pynn.set_seed(7)
+        model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"),
+                                 pynn.Dense(2)])
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
+        return model
+
+    kept = trained()
+    head = kept.pop()
+    kept.summary(print_fn=lambda line: None)
+    assert kept.metrics_names
+    kept.add(head)
+    kept.evaluate(x, y, verbose=0)
+    kept.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    plain = trained()
+    plain.fit(x, y, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    for a, b in zip(kept.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)

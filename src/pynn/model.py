@@ -553,22 +553,26 @@ class Sequential:
             raise RuntimeError(f"the model has no {missing}: set one (model.optimizer = "
                                f"'adam') or compile again")
 
-    def _prepare_compiled(self):
+    def _prepare_compiled(self, training=False):
         """Loss fusion, metric objects and the backend's weights, once the model is built
         (a model without an input shape is built by its first data, like Keras). Done again
         only when something it reads changed (a weight rebound, a layer's setting or floatx
-        moves the settings counter): train_on_batch calls it every step."""
+        moves the settings counter): train_on_batch calls it every step. training: a step
+        follows, for which the optimizer forgets the state of weights no longer in the
+        model (a layer popped or replaced without compile: kept for as long as the
+        optimizer lives, a head's Adam slots at each swap); not before (a summary between
+        pop() and add() of the same layer kept its slots then, as Keras')."""
         self._check_compiled()
         key = (config.settings_version(), tuple(self.layers), self.optimizer, self.loss,
                self.backend, self._dtype, self._metric_specs, self._weighted_metric_specs)
+        if training and self.__dict__.get("_trimmed_for") != key:
+            self.optimizer.keep_only(self.params)
+            self.__dict__["_trimmed_for"] = key
         if self.__dict__.get("_prepared_for") == key:
             return
         last = self._compute_layers[-1] if self._compute_layers else None
         if last is None:
             raise ValueError("the model has no layers to train")
-        # the state of weights no longer in the model (a layer popped or replaced without
-        # compile) would be kept for as long as the optimizer lives
-        self.optimizer.keep_only(self.params)
         # ('accuracy' by the last axis: a sequence's (T, 1) outputs are one 0/1 output per
         # position, as Keras reads them; the width T took it for argmax over one column)
         self._metric_objects = self._compiled_metrics(tuple(self.output_shape))
@@ -978,7 +982,7 @@ class Sequential:
         val_batch = (None if validation_batch_size is None
                      else data.check_batch_size(validation_batch_size, None))
         x = self._inputs(x)
-        self._prepare_compiled()
+        self._prepare_compiled(training=True)
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
         self._check_metrics_take(y)
@@ -1289,7 +1293,7 @@ class Sequential:
             first = self._build_from(train)
         reason = None
         if self.built:  # else no epoch runs
-            self._prepare_compiled()
+            self._prepare_compiled(training=True)
             reason = "engine='layers' was asked for" if engine == "layers" else \
                 engine_mod.unsupported_reason(self, weighted=class_weight is not None)
             if reason is not None and engine == "native":
@@ -1461,7 +1465,7 @@ class Sequential:
         layers: a custom training loop pays no layer-by-layer Python per step."""
         self._check_compiled()
         x = self._inputs(x)
-        self._prepare_compiled()
+        self._prepare_compiled(training=True)
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
         trainer = self.__dict__.get("_batch_trainer")

@@ -353,7 +353,7 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0]
         sample_weight, weight_mean = _mean_one(sample_weight)
         self._set_penalty(n * weight_mean)
-        model._prepare_compiled()
+        model._prepare_compiled(training=True)
         b = model.backend
         xd = b.asarray(model._inputs(X), model._dtype)
         targets = model._targets(y, n)
