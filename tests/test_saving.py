@@ -93,6 +93,17 @@ def test_load_weights_accepts_model_files_and_skip_mismatch(tmp_path):
     with pytest.warns(UserWarning, match=r"left layers \[\] unloaded; the file's weights of "
                                          r"layers \['dense_\d+', 'dense_\d+'\] have no layer"):
         assert short.load_weights(tmp_path / "m.npz", skip_mismatch=True) == []
+    # a layer inserted: the others paired by class and order, as Keras pairs them (by
+    # position the second Dense met the normalization, the head the second Dense)
+    inserted = pynn.Sequential([pynn.Input((6,)), pynn.Dense(9, activation="tanh"),
+                                pynn.layers.LayerNormalization(),
+                                pynn.Dense(4, activation="leaky_relu"), pynn.Dense(5)])
+    with pytest.warns(UserWarning, match=r"left layers \['layer_normalization.*', 'dense_\d+'\]"):
+        skipped = inserted.load_weights(tmp_path / "m.npz", skip_mismatch=True)
+    assert skipped == [inserted.layers[2].name, inserted.layers[4].name]
+    for i, j in ((1, 1), (3, 2)):
+        for a, b in zip(inserted.layers[i].get_weights(), model.layers[j].get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def _rewrite(src, dst, mutate_meta=None, extra=None, drop=()):

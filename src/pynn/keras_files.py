@@ -204,9 +204,10 @@ def restore_optimizer(model, arrays):
     return True
 
 
-def load_weights(model, target, where, kind):
+def load_weights(model, target, where, kind, skip_mismatch=False):
     """A Keras weights file (.weights.h5), or a .keras archive's weights (keras_kind: kind),
-    into `model`."""
+    into `model`; with skip_mismatch (assign_weights') the names of the layers left
+    unloaded."""
     if kind == "archive":
         with open_zip(target, where) as z:
             source, where = _member(z, _WEIGHTS, where, limit=None), f"{where} ({_WEIGHTS})"
@@ -216,15 +217,18 @@ def load_weights(model, target, where, kind):
         raise ValueError(f"build the model (or give it an Input) before loading the Keras "
                          f"weights of {where!r}: they do not say the input shape")
     with open_keras_weights(source, where, owned=kind == "archive") as arrays:
-        assign_weights(model, arrays)
+        return assign_weights(model, arrays, skip_mismatch=skip_mismatch)
 
 
-def assign_weights(model, arrays, kinds=None, unbuilt=()):
+def assign_weights(model, arrays, kinds=None, unbuilt=(), skip_mismatch=False):
     """Each layer's `vars/i` under its Keras key into the model, every count and shape
     checked before any is written. kinds: the Keras class names of the model's layers (a
     file's, where a layer of your own has another class name in pynn), default their pynn
     ones; unbuilt: the indices of layers Keras had not built (no weights in the file: they
-    keep pynn's fresh ones, as Keras builds them at the first call)."""
+    keep pynn's fresh ones, as Keras builds them at the first call). skip_mismatch (Keras'
+    load_weights argument): a layer whose weights the file lacks or holds in other counts
+    or shapes keeps its own, and the file's weights of layers the model lacks are left,
+    with a warning naming both; returns the names of the layers left unloaded."""
     keys = layer_keys(model._compute_layers, kinds)
     by_layer = {}
     for name in arrays.names():
@@ -233,51 +237,66 @@ def assign_weights(model, arrays, kinds=None, unbuilt=()):
             continue  # the optimizer's variables (not read) and anything else
         by_layer.setdefault(parts[1], []).append(name)
     unknown = sorted(set(by_layer) - set(keys))
-    if unknown:
+    if unknown and not skip_mismatch:
         raise ValueError(f"{arrays.where!r} holds weights of layers {unknown} that the model "
                          f"lacks (its layers are keyed {keys}: Keras keys them by class, in "
                          f"order)")
-    values = []
+    values, skipped = [], []
     for i, (layer, key) in enumerate(zip(model._compute_layers, keys)):
-        names = by_layer.get(key, [])
-        if not names and i in unbuilt:
-            continue
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        order = [f"layers/{key}/vars/{i}" for i in range(len(names))]
-        if sorted(names) != sorted(order):
-            raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has variables "
-                             f"{sorted(names)}, not vars/0 to vars/{len(names) - 1}")
-        if type(layer).__name__ == "Normalization":
-            if not names and getattr(layer, "_given", None) is not None:
-                # Normalization(mean=, variance=): Keras keeps them in its config, and the
-                # model was built for loading (zeros): set them with the file's weights
-                try:
-                    values.append((layer, [np.broadcast_to(s, e)
-                                           for s, e in zip(layer._given, expected)]))
-                except ValueError:
-                    raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) is given "
-                                     f"a mean and variance of shapes "
-                                     f"{[s.shape for s in layer._given]} for weights of "
-                                     f"shapes {expected}") from None
-                continue
-            # Keras' adapted Normalization keeps its count as a third variable; pynn's not
-            order = order[:len(expected)] if len(order) == len(expected) + 1 else order
-        if len(order) != len(expected):
-            raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has "
-                             f"{len(expected)} weights in the model, the file {len(names)}")
-        shapes = [tuple(arrays.shape_of(n)) for n in order]
-        if type(layer).__name__ == "Normalization" and layer.axis is None and \
-                all(shape == () for shape in shapes):
-            # Keras keeps axis=None's one mean and variance as scalars, pynn one per feature
-            values.append((layer, [np.full(e, arrays[n]) for e, n in zip(expected, order)]))
-            continue
-        if shapes != expected:
-            raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has weights of "
-                             f"shapes {expected}, the file {shapes}")
-        values.append((layer, [arrays[n] for n in order]))
+        try:
+            values += _layer_values(layer, key, by_layer.get(key, []), arrays, i in unbuilt)
+        except ValueError:
+            if not skip_mismatch:
+                raise
+            skipped.append(layer.name)
+    if skipped or unknown:  # as Keras: skipping is allowed, not silent
+        from .callbacks import _user_stacklevel
+
+        warnings.warn(f"{arrays.where!r}: skip_mismatch left layers {skipped} unloaded"
+                      + (f"; the file's weights of layers {unknown} have no layer here"
+                         if unknown else ""), UserWarning, stacklevel=_user_stacklevel())
     for layer, arrays_of_layer in values:
         if arrays_of_layer:
             layer.set_weights(arrays_of_layer)
+    return skipped
+
+
+def _layer_values(layer, key, names, arrays, unbuilt):
+    """[(layer, its arrays from the file: `names`)], [] for a layer Keras had not built
+    (unbuilt, none in the file); ValueError for weights that do not fit the layer."""
+    if not names and unbuilt:
+        return []
+    expected = [tuple(w.shape) for w in layer.get_weights()]
+    order = [f"layers/{key}/vars/{i}" for i in range(len(names))]
+    if sorted(names) != sorted(order):
+        raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has variables "
+                         f"{sorted(names)}, not vars/0 to vars/{len(names) - 1}")
+    if type(layer).__name__ == "Normalization":
+        if not names and getattr(layer, "_given", None) is not None:
+            # Normalization(mean=, variance=): Keras keeps them in its config, and the
+            # model was built for loading (zeros): set them with the file's weights
+            try:
+                return [(layer, [np.broadcast_to(s, e)
+                                 for s, e in zip(layer._given, expected)])]
+            except ValueError:
+                raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) is given "
+                                 f"a mean and variance of shapes "
+                                 f"{[s.shape for s in layer._given]} for weights of "
+                                 f"shapes {expected}") from None
+        # Keras' adapted Normalization keeps its count as a third variable; pynn's not
+        order = order[:len(expected)] if len(order) == len(expected) + 1 else order
+    if len(order) != len(expected):
+        raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has "
+                         f"{len(expected)} weights in the model, the file {len(names)}")
+    shapes = [tuple(arrays.shape_of(n)) for n in order]
+    if type(layer).__name__ == "Normalization" and layer.axis is None and \
+            all(shape == () for shape in shapes):
+        # Keras keeps axis=None's one mean and variance as scalars, pynn one per feature
+        return [(layer, [np.full(e, arrays[n]) for e, n in zip(expected, order)])]
+    if shapes != expected:
+        raise ValueError(f"{arrays.where!r}: layer {layer.name!r} ({key}) has weights of "
+                         f"shapes {expected}, the file {shapes}")
+    return [(layer, [arrays[n] for n in order])]
 
 
 def layer_keys(layers, kinds=None):

@@ -811,10 +811,7 @@ def load_weights(model, filepath, skip_mismatch=False):
     described = keras_files.read_described(filepath, where(filepath)) \
         if kind == "archive" else None
     if kind in ("archive", "weights") and described is None:
-        if skip_mismatch:
-            raise ValueError(f"load_weights: skip_mismatch is not supported for Keras files "
-                             f"({where(filepath)!r}): every layer's weights must match")
-        return keras_files.load_weights(model, filepath, where(filepath), kind)
+        return keras_files.load_weights(model, filepath, where(filepath), kind, skip_mismatch)
     meta, arrays = described or (None, read_arrays(filepath))
     with arrays, _description_errors(where(filepath), "weights"):
         filepath = where(filepath)  # for the messages below
@@ -921,16 +918,29 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_dep
     if len(saved) != len(ours) and not skip_mismatch:
         raise ValueError(f"{filepath!r} holds weights for {len(saved)} layers, the model has "
                          f"{len(ours)} layers with weights")
+    pairs, unused = list(zip(ours, saved)), []
+    kinds = [entry.get("class") for entry in saved]
+    if skip_mismatch and all(isinstance(kind, str) for kind in kinds):
+        # paired as Keras pairs them, by class and order (the second Dense with the file's
+        # second Dense): by position, a layer inserted (a BatchNormalization) shifted every
+        # later one onto another's weights, all skipped
+        theirs = dict(zip(keras_files.layer_keys(saved, kinds), saved))
+        pairs = [(layer, theirs.pop(key, None))
+                 for layer, key in zip(ours, keras_files.layer_keys(ours))]
+        unused = [entry.get("name") for entry in theirs.values()]
+    elif skip_mismatch:  # (an older file naming no classes: by position)
+        pairs += [(layer, None) for layer in ours[len(saved):]]
+        unused = [entry.get("name") for entry in saved[len(ours):]]
     plan, skipped = [], []
-    for layer, entry in zip(ours, saved):
+    for layer, entry in pairs:
         try:
+            if entry is None:
+                raise ValueError(f"{filepath!r} holds no weights for layer {layer.name!r}")
             plan += _layer_plan(layer, entry, arrays, filepath)
         except ValueError:
             if not skip_mismatch:
                 raise
             skipped.append(layer.name)
-    skipped += [layer.name for layer in ours[len(saved):]]
-    unused = [entry.get("name") for entry in saved[len(ours):]]
     if skipped or unused:  # as Keras: skipping is allowed, not silent
         warnings.warn(f"{filepath!r}: skip_mismatch left layers {skipped} unloaded"
                       + (f"; the file's weights of layers {unused} have no layer here"
