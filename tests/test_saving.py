@@ -105,6 +105,24 @@ def test_load_weights_accepts_model_files_and_skip_mismatch(tmp_path):
         for a, b in zip(inserted.layers[i].get_weights(), model.layers[j].get_weights()):
             np.testing.assert_array_equal(a, b)
 
+    class MyDense(pynn.Dense):
+        pass
+
+    # a subclass of the saved class: what the strict load loads, skip_mismatch loads too
+    # (Keras' keys by class name paired the next Dense with the file's first)
+    mine = pynn.Sequential([pynn.Input((6,)), MyDense(9, activation="tanh"),
+                            pynn.Dense(4, activation="leaky_relu"), pynn.Dense(3)])
+    assert mine.load_weights(tmp_path / "m.npz", skip_mismatch=True) == []
+    for a, b in zip(mine.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    mine_head = pynn.Sequential([pynn.Input((6,)), MyDense(9, activation="tanh"),
+                                 pynn.Dense(4, activation="leaky_relu"), pynn.Dense(5)])
+    with pytest.warns(UserWarning, match=r"left layers \['dense_\d+'\] unloaded"):
+        assert mine_head.load_weights(tmp_path / "m.npz", skip_mismatch=True) == \
+            [mine_head.layers[3].name]
+    for a, b in zip(mine_head.get_weights()[:4], model.get_weights()[:4]):
+        np.testing.assert_array_equal(a, b)
+
 
 def _rewrite(src, dst, mutate_meta=None, extra=None, drop=()):
     with np.load(src, allow_pickle=False) as f:

@@ -897,7 +897,8 @@ class Sequential:
     @property
     def losses(self):
         """The weight penalties the loss adds, as numbers, layer by layer (Keras'
-        model.losses): their sum is what fit's loss has beyond the data's."""
+        model.losses, less its activity penalties, which are a batch's: fit's and
+        evaluate's loss adds those too)."""
         return [penalty for layer in self.layers for penalty in layer.losses]
 
     @property

@@ -149,10 +149,15 @@ class _StepCount(int):
 
 
 def _sum_of_squares(g):
-    """sum(g^2) as a float, squared in float64 (a float32 gradient of 1e20 squared is inf:
-    the clipping then zeroed the step; the native engine sums in double too)."""
-    wide = g.astype(np.float64) if g.dtype.itemsize < 8 else g
-    return float((wide * wide).sum())
+    """sum(g^2) as a float: in g's type (fast), again in float64 when that overflowed (a
+    float32 gradient of 1e20 squared is inf: the clipping then zeroed the step; the native
+    engine sums in double)."""
+    with np.errstate(over="ignore"):  # (the overflow is redone, not reported)
+        total = float((g * g).sum())
+    if total == math.inf and g.dtype.itemsize < 8:
+        wide = g.astype(np.float64)
+        total = float((wide * wide).sum())
+    return total
 
 
 def _constrain(params):

@@ -22,6 +22,18 @@ def _factor(name, value, default=0.0):
     return float(value)
 
 
+def _finite_sum(xp, w, f):
+    """sum(f(w)) as a float: in w's type (fast), again in float64 when that overflowed (a
+    float32 weight of 3e20 squared is inf; the native engine sums in double)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):  # (the overflow is redone, not reported)
+        total = float(f(w).sum())
+    if total == float("inf") and w.dtype.itemsize < 8:
+        total = float(f(w.astype(xp.float64)).sum())
+    return total
+
+
 class Regularizer(_custom.AutoConfig):
     """Base class: l1 * sum(|w|) + l2 * sum(w^2) and its gradient."""
 
@@ -38,11 +50,9 @@ class Regularizer(_custom.AutoConfig):
         add_gradient."""
         total = 0.0
         if self.l1:
-            total += self.l1 * float(xp.abs(w).sum(dtype=xp.float64))
-        if self.l2:  # squared in float64: a float32 weight of 3e20 squared is inf (the
-            # native engine sums in double)
-            wide = w.astype(xp.float64) if w.dtype.itemsize < 8 else w
-            total += self.l2 * float((wide * wide).sum())
+            total += self.l1 * _finite_sum(xp, w, lambda a: xp.abs(a))
+        if self.l2:
+            total += self.l2 * _finite_sum(xp, w, lambda a: a * a)
         return total
 
     def add_gradient(self, xp, w, grad):

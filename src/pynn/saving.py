@@ -919,18 +919,8 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_dep
         raise ValueError(f"{filepath!r} holds weights for {len(saved)} layers, the model has "
                          f"{len(ours)} layers with weights")
     pairs, unused = list(zip(ours, saved)), []
-    kinds = [entry.get("class") for entry in saved]
-    if skip_mismatch and all(isinstance(kind, str) for kind in kinds):
-        # paired as Keras pairs them, by class and order (the second Dense with the file's
-        # second Dense): by position, a layer inserted (a BatchNormalization) shifted every
-        # later one onto another's weights, all skipped
-        theirs = dict(zip(keras_files.layer_keys(saved, kinds), saved))
-        pairs = [(layer, theirs.pop(key, None))
-                 for layer, key in zip(ours, keras_files.layer_keys(ours))]
-        unused = [entry.get("name") for entry in theirs.values()]
-    elif skip_mismatch:  # (an older file naming no classes: by position)
-        pairs += [(layer, None) for layer in ours[len(saved):]]
-        unused = [entry.get("name") for entry in saved[len(ours):]]
+    if skip_mismatch:
+        pairs, unused = _pairs_to_skip(ours, saved, arrays, filepath)
     plan, skipped = [], []
     for layer, entry in pairs:
         try:
@@ -951,6 +941,36 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_dep
     return skipped
 
 
+def _pairs_to_skip(ours, saved, arrays, filepath):
+    """skip_mismatch's (layer, file entry or None) pairs and the names of the file's layers
+    left over: by position when every layer fits its place (what the strict load loads,
+    skip_mismatch never loads less or otherwise), else as Keras pairs them, by class and
+    order (the second Dense with the file's second Dense; a subclass of a saved class
+    counts as that class): by position, a layer inserted (a BatchNormalization) shifted
+    every later one onto another's weights, all skipped."""
+    if len(ours) == len(saved):
+        try:  # (shapes and names only: the caller reads the arrays)
+            for layer, entry in zip(ours, saved):
+                _layer_fits(layer, entry, arrays, filepath)
+            return list(zip(ours, saved)), []
+        except ValueError:
+            pass
+    kinds = [entry.get("class") for entry in saved]
+    if not all(isinstance(kind, str) for kind in kinds):  # an older file: by position
+        return (list(zip(ours, saved)) + [(layer, None) for layer in ours[len(saved):]],
+                [entry.get("name") for entry in saved[len(ours):]])
+    known = set(kinds)
+
+    def kind(layer):  # the saved class it is or extends, else its own
+        return next((k.__name__ for k in type(layer).__mro__ if k.__name__ in known),
+                    type(layer).__name__)
+
+    theirs = dict(zip(keras_files.layer_keys(saved, kinds), saved))
+    keys = keras_files.layer_keys(ours, [kind(layer) for layer in ours])
+    pairs = [(layer, theirs.pop(key, None)) for layer, key in zip(ours, keys)]
+    return pairs, [entry.get("name") for entry in theirs.values()]
+
+
 def _warn_if_narrowed(plan, filepath, stacklevel):
     """pynn's float type is global (pynn.set_floatx) and models follow it: float64 weights
     loaded in a float32 session are rounded, which deserves a word."""
@@ -964,6 +984,13 @@ def _warn_if_narrowed(plan, filepath, stacklevel):
 
 
 def _layer_plan(layer, entry, arrays, filepath):
+    """[(parameter, its array from the file)] for a layer (_layer_fits' checks first)."""
+    return [(p, arrays[key]) for p, key in _layer_fits(layer, entry, arrays, filepath)]
+
+
+def _layer_fits(layer, entry, arrays, filepath):
+    """[(parameter, the file's key of its array)] when the file's entry fits the layer
+    (counts, names, declared shapes), else ValueError; no array is read."""
     weights = entry["weights"]
     if len(weights) != len(layer.params):
         raise ValueError(f"{filepath!r}: layer {layer.name!r}: the file has {len(weights)} "
@@ -985,7 +1012,7 @@ def _layer_plan(layer, entry, arrays, filepath):
             raise ValueError(f"{filepath!r} lacks the array {key!r}")
         _check_declared(arrays, key, p, filepath,
                         f"layer {layer.name!r}, weight {p.name.rsplit('/', 1)[-1]!r}")
-        plan.append((p, arrays[key]))
+        plan.append((p, key))
     return plan
 
 
