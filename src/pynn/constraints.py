@@ -95,9 +95,9 @@ class Constraint(_custom.AutoConfig):
 
 class _NormConstraint(Constraint):
     """The norm constraints: Euclidean norms along `axis`, each vector scaled by
-    desired(norm) / (epsilon + norm). Norms of float32 weights are taken in float64 (a
-    value of 1e20 squared is beyond float32: Keras' zero or NaN there), as the native
-    engine does."""
+    desired(norm) / (epsilon + norm). Squares of float32 weights that overflow are summed
+    again in float64 (a value of 1e20 squared is beyond float32: Keras' zero or NaN
+    there), as the native engine sums them."""
 
     _numbers = ()  # the arguments that are numbers >= 0
 
@@ -124,12 +124,30 @@ class _NormConstraint(Constraint):
         raise NotImplementedError
 
     def __call__(self, w):
+        return w * self._scale(w)
+
+    def _project_in_place(self, w):
+        w *= self._scale(w)  # (no weight-sized temporary: the optimizer's way)
+
+    def _scale(self, w):
+        """Each vector's factor desired(n) / (eps + n), shaped to broadcast over w."""
         xp = _xp(w)
-        axes = tuple(self.axis) if isinstance(self.axis, list) else self.axis
-        wide = w.astype(np.float64) if w.dtype.itemsize < 8 else w
-        norms = xp.sqrt((wide * wide).sum(axis=axes, keepdims=True))
+        axes = [a % w.ndim for a in (range(w.ndim) if self.axis is None else
+                                     self.axis if isinstance(self.axis, list)
+                                     else [self.axis])]
+        # the squares summed without a weight-sized temporary (einsum), in w's type; a
+        # float32 sum that overflowed is summed again in float64 (rare: a copy costs more
+        # than the update)
+        letters = "abcdefghijklmnopqrstuvwxyz"[:w.ndim]
+        kept = "".join(c for i, c in enumerate(letters) if i not in axes)
+        squares = xp.einsum(f"{letters},{letters}->{kept}", w, w)
+        if w.dtype.itemsize < 8 and bool(xp.isinf(squares).any()):
+            wide = w.astype(np.float64)
+            squares = xp.einsum(f"{letters},{letters}->{kept}", wide, wide)
+        shape = [1 if i in axes else n for i, n in enumerate(w.shape)]
+        norms = xp.sqrt(squares.astype(np.float64, copy=False)).reshape(shape)
         scale = self._desired(xp, norms) / (config.epsilon() + norms)
-        return w * scale.astype(w.dtype, copy=False)
+        return scale.astype(w.dtype, copy=False)
 
 
 class MaxNorm(_NormConstraint):
@@ -199,6 +217,9 @@ class NonNeg(Constraint):
     def __call__(self, w):
         return _xp(w).maximum(w, w.dtype.type(0))
 
+    def _project_in_place(self, w):
+        _xp(w).maximum(w, w.dtype.type(0), out=w)
+
 
 # Keras' lower-case aliases are the classes themselves
 max_norm, min_max_norm, unit_norm, non_neg = MaxNorm, MinMaxNorm, UnitNorm, NonNeg
@@ -241,11 +262,17 @@ def serialize(constraint):
     return None if constraint is None else _custom.describe(constraint)
 
 
+_OWN_CALLS = (_NormConstraint.__call__, NonNeg.__call__)
+
+
 def apply(param):
     """Project the parameter's values with its constraint, in place (after an update)."""
     constraint = param.constraint
     w = param.value
     constraint.check_shape(w.shape, param.name)  # (its axis may have been set since)
+    if type(constraint).__call__ in _OWN_CALLS:  # pynn's, not a subclass's projection
+        constraint._project_in_place(w)
+        return
     projected = constraint(w)
     if projected is w:
         return
