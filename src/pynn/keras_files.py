@@ -249,12 +249,10 @@ def assign_weights(model, arrays, kinds=None, unbuilt=(), skip_mismatch=False):
             if not skip_mismatch:
                 raise
             skipped.append(layer.name)
-    if skipped or unknown:  # as Keras: skipping is allowed, not silent
-        from .callbacks import _user_stacklevel
+    from .callbacks import _user_stacklevel
+    from .saving import warn_skipped
 
-        warnings.warn(f"{arrays.where!r}: skip_mismatch left layers {skipped} unloaded"
-                      + (f"; the file's weights of layers {unknown} have no layer here"
-                         if unknown else ""), UserWarning, stacklevel=_user_stacklevel())
+    warn_skipped(arrays.where, skipped, unknown, _user_stacklevel())
     for layer, arrays_of_layer in values:
         if arrays_of_layer:
             layer.set_weights(arrays_of_layer)

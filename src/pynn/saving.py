@@ -931,10 +931,7 @@ def _assign_weights(model, arrays, meta, filepath, skip_mismatch=False, user_dep
             if not skip_mismatch:
                 raise
             skipped.append(layer.name)
-    if skipped or unused:  # as Keras: skipping is allowed, not silent
-        warnings.warn(f"{filepath!r}: skip_mismatch left layers {skipped} unloaded"
-                      + (f"; the file's weights of layers {unused} have no layer here"
-                         if unused else ""), UserWarning, stacklevel=user_depth + 1)
+    warn_skipped(filepath, skipped, unused, user_depth + 1)
     _warn_if_narrowed(plan, filepath, user_depth + 2)
     for p, array in plan:  # every check passed: nothing is half-loaded
         p.assign(array)
@@ -969,6 +966,15 @@ def _pairs_to_skip(ours, saved, arrays, filepath):
     keys = keras_files.layer_keys(ours, [kind(layer) for layer in ours])
     pairs = [(layer, theirs.pop(key, None)) for layer, key in zip(ours, keys)]
     return pairs, [entry.get("name") for entry in theirs.values()]
+
+
+def warn_skipped(where, skipped, unused, stacklevel):
+    """skip_mismatch's warning (as Keras': skipping is allowed, not silent) naming the
+    model's layers left unloaded and the file's layers that have no layer here."""
+    if skipped or unused:
+        warnings.warn(f"{where!r}: skip_mismatch left layers {skipped} unloaded"
+                      + (f"; the file's weights of layers {unused} have no layer here"
+                         if unused else ""), UserWarning, stacklevel=stacklevel + 1)
 
 
 def _warn_if_narrowed(plan, filepath, stacklevel):
