@@ -101,3 +101,35 @@ def test_set_after_build_configs_and_files(rng, tmp_path):
         regularizers.L2(0.5)
     with pytest.raises(ValueError, match="unknown regularizer"):
         pynn.Dense(2, activity_regularizer="l3")
+
+
+def test_activity_regularization_layer(float64_numpy, rng, tmp_path):
+    """Keras' ActivityRegularization(l1, l2): the identity, its inputs penalised; by finite
+    differences, in configs and files, and left out of ONNX and predict's engine."""
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5, activation="tanh"),
+                             pynn.ActivityRegularization(l1=0.03, l2=0.05), pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    model._prepare_compiled()
+    n = int(rng.integers(2, 9))
+    x, y = rng.normal(size=(n, 4)), rng.normal(size=(n, 2))
+    loss, _ = model._compute_gradients(x, y)
+    hidden = model.layers[1](x)
+    penalty = (0.03 * np.abs(hidden).sum() + 0.05 * (hidden * hidden).sum()) / n
+    assert loss == pytest.approx(model.loss(y, model.predict(x, verbose=0)) + penalty,
+                                 rel=1e-10)
+
+    def f():
+        activity = []
+        out = model._forward(x, training=False, logits=False, activity=activity)
+        return model._loss_and_grad(out, y)[0] + model._activity_loss(activity, n)
+    for p in model.trainable_params:
+        assert_close_grad(p.grad, numeric_grad(f, p.value), what=p.name)
+    config = model.layers[2].get_config()
+    assert config["l1"] == 0.03 and config["l2"] == 0.05
+    assert "activity_regularizer" not in config
+    model.save(tmp_path / "m.npz")
+    back = pynn.load_model(tmp_path / "m.npz")
+    assert back.evaluate(x, y, verbose=0) == pytest.approx(model.evaluate(x, y, verbose=0))
+    np.testing.assert_array_equal(model.layers[2](x[:, :4]), x[:, :4])  # the identity
+    with pytest.raises(ValueError, match="l1 must be a number >= 0"):
+        pynn.ActivityRegularization(l1=-1)

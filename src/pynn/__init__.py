@@ -14,10 +14,11 @@ from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
 from .info import info
-from .layers import (ELU, Activation, AlphaDropout, BatchNormalization, Dense, Dropout,
-                     Flatten, GaussianDropout, GaussianNoise, Input, InputLayer, Layer,
-                     LayerNormalization, LeakyReLU, Normalization, PReLU, RandomLayer, ReLU,
-                     Reshape, RMSNormalization, Softmax)
+from .layers import (ELU, Activation, ActivityRegularization, AlphaDropout,
+                     BatchNormalization, Dense, Dropout, Flatten, GaussianDropout,
+                     GaussianNoise, Input, InputLayer, Layer, LayerNormalization, LeakyReLU,
+                     Normalization, PReLU, RandomLayer, ReLU, Reshape, RMSNormalization,
+                     Softmax)
 from .model import Sequential
 from .precision import get_matmul_precision, set_matmul_precision
 from .saving import load_model
@@ -26,7 +27,8 @@ from .threads import get_num_threads, register_with_threadpoolctl, set_num_threa
 register_with_threadpoolctl()
 
 __all__ = [
-    "Activation", "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
+    "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dense",
+    "Dropout", "ELU", "Flatten",
     "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization",
     "LeakyReLU", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
     "ReLU", "Reshape", "Sequential",

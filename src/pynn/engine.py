@@ -22,7 +22,8 @@ import weakref
 import numpy as np
 
 from . import config, constraints, losses, metrics, optimizers, regularizers
-from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
+from .layers import (ACTIVATION_LAYERS, ActivityRegularization, AlphaDropout,
+                     BatchNormalization, Dense, Dropout,
                      Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
                      Normalization, Reshape, RMSNormalization)
 from .layers.feature_normalization import EPSILON
@@ -133,7 +134,8 @@ def _dense_stack(model, for_training=True):
                         f"known) samples")
             stack.input_bn = layer  # normalises the inputs
             continue
-        if type(layer) in (GaussianNoise, GaussianDropout, AlphaDropout) and not for_training:
+        if type(layer) in (GaussianNoise, GaussianDropout, AlphaDropout,
+                           ActivityRegularization) and not for_training:
             continue  # the identity at inference (trained layer by layer)
         if type(layer) is Dropout:
             if not for_training or layer.rate == 0:

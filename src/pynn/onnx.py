@@ -1,7 +1,8 @@
 """ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
-PReLU, Flatten, Reshape, Dropout, GaussianNoise, GaussianDropout and AlphaDropout (left
-out: the identity at inference), BatchNormalization (inference mode), LayerNormalization,
-RMSNormalization and Normalization (invert=True too), every activation included. Layers
+PReLU, Flatten, Reshape, Dropout, GaussianNoise, GaussianDropout, AlphaDropout and
+ActivityRegularization (left out: the identity at inference), BatchNormalization
+(inference mode), LayerNormalization, RMSNormalization and Normalization (invert=True
+too), every activation included. Layers
 are matched by exact class: a subclass of one of these, or any other layer, raises
 ValueError.
 
@@ -16,7 +17,8 @@ import numbers
 
 import numpy as np
 
-from .layers import (ACTIVATION_LAYERS, AlphaDropout, BatchNormalization, Dense, Dropout,
+from .layers import (ACTIVATION_LAYERS, ActivityRegularization, AlphaDropout,
+                     BatchNormalization, Dense, Dropout,
                      Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
                      Normalization, PReLU, Reshape, RMSNormalization)
 
@@ -181,7 +183,8 @@ def export(model, filepath, opset=None):
         name = f"l{index}_{layer.name}"
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
-        if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout, AlphaDropout):
+        if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
+                    ActivityRegularization):
             continue  # (the identity at inference)
         if kind is Flatten:
             out = f"{name}_out"

@@ -2,6 +2,7 @@
 
 from .. import custom_objects as _custom
 from .activation import Activation, Input, InputLayer
+from .activity_regularization import ActivityRegularization
 from .activation_layers import ACTIVATION_LAYERS, ELU, LeakyReLU, ReLU, Softmax
 from .base import Layer, Parameter
 from .dense import Dense
@@ -19,9 +20,10 @@ LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, AlphaDropout
 
 # The layers that work element by element: they take inputs of any shape, 1-D included
 ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
-                      *ACTIVATION_LAYERS)
+                      ActivityRegularization, *ACTIVATION_LAYERS)
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, GaussianDropout,
+                                            ActivityRegularization,
                                             GaussianNoise, PReLU, BatchNormalization, Flatten,
                                             Reshape, InputLayer, LayerNormalization,
                                             Normalization, RMSNormalization, *ACTIVATION_LAYERS)}
@@ -37,6 +39,7 @@ def get_class(name, custom_objects=None, custom=False, registered_name=None):
 
 
 __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
+           "ActivityRegularization",
            "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
            "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
