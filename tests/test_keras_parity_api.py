@@ -558,3 +558,47 @@ def test_input_shape_on_a_later_layer_that_contradicts_its_input_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the shape it does take: nothing to say
         pynn.Sequential([pynn.Dense(3, input_shape=(4,)), pynn.Dense(2, input_shape=(3,))])
+
+
+def test_kerass_deserialize_functions_and_data_utilities(rng):
+    """keras.<module>.deserialize(config, custom_objects) for constraints, regularizers,
+    initializers, losses and optimizers; utils.normalize and the (x, y, sample_weight)
+    packing helpers."""
+    keras_config = {"module": "keras.constraints", "class_name": "MaxNorm",
+                    "config": {"max_value": 3, "axis": 0}, "registered_name": None}
+    assert pynn.constraints.deserialize(keras_config) == pynn.constraints.MaxNorm(3)
+    assert pynn.regularizers.deserialize(
+        pynn.regularizers.serialize(pynn.regularizers.L1L2(0.1, 0.2))) == \
+        pynn.regularizers.L1L2(0.1, 0.2)
+    assert type(pynn.losses.deserialize({"class_name": "Huber", "config": {"delta": 2.0}})
+                ).__name__ == "Huber"
+    assert pynn.optimizers.deserialize({"class_name": "Adam", "config": {
+        "learning_rate": 0.25}}).learning_rate == 0.25
+    assert type(pynn.initializers.deserialize("he_normal")).__name__ == "HeNormal"
+
+    class Halving(pynn.constraints.Constraint):
+        def __call__(self, w):
+            return w / 2
+
+    mine = pynn.constraints.deserialize({"class_name": "Halving", "config": {}},
+                                        custom_objects={"Halving": Halving})
+    assert type(mine) is Halving
+    with pytest.raises(TypeError, match="described by a config dict"):
+        pynn.losses.deserialize(3)
+    x = rng.normal(size=(4, 3))
+    x[1] = 0
+    for axis, order in ((-1, 2), (0, 1), (1, np.inf)):
+        got = pynn.utils.normalize(x, axis=axis, order=order)
+        norms = np.linalg.norm(x, order, axis=axis, keepdims=True)
+        np.testing.assert_allclose(got, x / np.where(norms == 0, 1, norms))
+    with pytest.raises(ValueError, match="axis must be an axis"):
+        pynn.utils.normalize(x, axis=2)
+    assert pynn.utils.unpack_x_y_sample_weight(x) == (x, None, None)
+    assert pynn.utils.unpack_x_y_sample_weight([1, 2]) == (1, 2, None)
+    assert pynn.utils.unpack_x_y_sample_weight((1, 2, 3)) == (1, 2, 3)
+    with pytest.raises(ValueError, match="got a tuple of 4"):
+        pynn.utils.unpack_x_y_sample_weight((1, 2, 3, 4))
+    assert pynn.utils.pack_x_y_sample_weight(1) == 1
+    assert pynn.utils.pack_x_y_sample_weight([1, 2]) == ([1, 2],)
+    assert pynn.utils.pack_x_y_sample_weight(1, 2) == (1, 2)
+    assert pynn.utils.pack_x_y_sample_weight(1, 2, 3) == (1, 2, 3)

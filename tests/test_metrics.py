@@ -979,3 +979,32 @@ def test_fbeta_score_arguments_names_and_files(rng, tmp_path):
     model.save(tmp_path / "m.npz")
     back = pynn.load_model(tmp_path / "m.npz")
     assert back.evaluate(x, y, verbose=0, return_dict=True)["f2"] == logs["f2"]
+
+
+def test_mean_and_sum_track_values_for_a_loop_of_your_own(rng):
+    """Keras' Mean and Sum (loss trackers of a training loop): weighted over every call
+    since reset_state; compile's metrics take targets and predictions, so they are refused
+    there by name."""
+    values = [rng.normal(size=int(rng.integers(1, 9))) for _ in range(3)]
+    weights = [rng.uniform(0, 2, size=len(v)) for v in values]
+    mean, total = M.Mean(name="loss"), M.Sum()
+    assert np.isnan(mean.result()) and total.result() == 0
+    for v, w in zip(values, weights):
+        mean.update_state(v, sample_weight=w)
+        total.update_state(v, w)
+    v, w = np.concatenate(values), np.concatenate(weights)
+    assert mean.result() == pytest.approx((v * w).sum() / w.sum(), rel=1e-12)
+    assert total.result() == pytest.approx((v * w).sum(), rel=1e-12)
+    assert mean(5.0) == pytest.approx(((v * w).sum() + 5) / (w.sum() + 1), rel=1e-12)
+    per_row = M.Mean()
+    per_row.update_state(np.ones((3, 2)) * [[1], [2], [3]], sample_weight=[1, 0, 1])
+    assert per_row.result() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match=r"sample_weight of shape \(2,\) does not fit "
+                                         r"values of shape \(3,\)"):
+        M.Mean().update_state([1.0, 2.0, 3.0], sample_weight=[1, 2])
+    mean.reset_state()
+    assert np.isnan(mean.result())
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile("sgd", "mse", metrics=[M.Mean()])
+    with pytest.raises(TypeError, match="Mean reduces the values you give its update_state"):
+        model.fit(np.ones((4, 2)), np.ones(4), verbose=0)

@@ -281,3 +281,9 @@ def apply(param):
         raise ValueError(f"constraint {constraint!r} of weight {param.name!r} returned an "
                          f"array of shape {shape}, not the weight's {tuple(w.shape)}")
     w[...] = param.backend.asarray(projected, w.dtype)
+
+
+def deserialize(config, custom_objects=None):
+    """The constraint a config (serialize's, or Keras') or a name describes, a class of your own
+    from custom_objects={name: class} (Keras' deserialize)."""
+    return _custom.deserialize_with(get, config, custom_objects, "constraint")

@@ -140,6 +140,17 @@ def config_of(spec, kind):
     return config or {}
 
 
+def deserialize_with(get, config, custom_objects, kind):
+    """Keras' <module>.deserialize(config, custom_objects): the component a config (a dict as
+    serialize and Keras write it, or a name) describes, a user's class found in
+    custom_objects ({name: class})."""
+    if not isinstance(config, (dict, str)):
+        raise TypeError(f"deserialize: a {kind} is described by a config dict (or a name), "
+                        f"got {config!r}")
+    with custom_object_scope(custom_objects):
+        return get(config)
+
+
 def rebuild(spec, pynn_class, kind):
     """The component a file's spec describes: its class (see find) called with its config."""
     return find(spec, pynn_class, kind)(**config_of(spec, kind))

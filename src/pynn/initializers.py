@@ -435,3 +435,9 @@ def serialize(init: Initializer) -> dict:
         registered = _custom.registered_name(init.fn)
         return spec if registered is None else {**spec, "registered_name": registered}
     return _custom.describe(init)
+
+
+def deserialize(config, custom_objects=None):
+    """The initializer a config (serialize's, or Keras') or a name describes, a class of your own
+    from custom_objects={name: class} (Keras' deserialize)."""
+    return _custom.deserialize_with(get, config, custom_objects, "initializer")

@@ -983,3 +983,9 @@ def __getattr__(name):
                              f"by its name, compile(loss={name!r}), or as an object "
                              f"(pynn has no autodiff, so its losses are Loss objects)")
     raise AttributeError(f"module 'pynn.losses' has no attribute {name!r}")
+
+
+def deserialize(config, custom_objects=None):
+    """The loss a config (serialize's, or Keras') or a name describes, a class of your own
+    from custom_objects={name: class} (Keras' deserialize)."""
+    return _custom.deserialize_with(get, config, custom_objects, "loss")

@@ -967,6 +967,63 @@ def _number(name, value, samples=None):
     raise TypeError(f"metric {name!r} must give one number, got {value!r:.80}{per_sample}")
 
 
+class _Reduce(Metric):
+    """Keras' Sum and Mean: values reduced over every update_state(values, sample_weight)
+    since reset_state, for a training loop of your own (a loss tracker); compile's metrics
+    take (y_true, y_pred) and refuse it."""
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None):
+        """Add values (a number or an array); sample_weight: a weight per value, or one
+        that broadcasts over them (one per sample of (N, ...) values)."""
+        owner = type(self).__name__
+        v = np.asarray(_host(values), dtype=np.float64)
+        if sample_weight is None:
+            w = np.ones_like(v)
+        else:
+            w = np.asarray(_host(sample_weight), dtype=np.float64)
+            if w.ndim < v.ndim and w.shape == v.shape[:w.ndim]:  # (N,) for (N, ...)
+                w = w.reshape(w.shape + (1,) * (v.ndim - w.ndim))
+            try:
+                w = np.broadcast_to(w, v.shape)
+            except ValueError:
+                raise ValueError(f"{owner}: sample_weight of shape {w.shape} does not fit "
+                                 f"values of shape {v.shape}") from None
+        self._total += float((v * w).sum())
+        self._count += float(w.sum())
+
+    def __call__(self, values, sample_weight=None):
+        """Update with values and return the result so far (Keras')."""
+        self.update_state(values, sample_weight)
+        return self.result()
+
+    def _update(self, y_true, y_pred, sample_weight=None):
+        raise TypeError(f"{type(self).__name__} reduces the values you give its "
+                        f"update_state(values) in a loop of your own; compile(metrics=) "
+                        f"takes metrics of targets and predictions")
+
+
+class Sum(_Reduce):
+    """Keras' Sum: the (weighted) sum of every value given since reset_state."""
+
+    default_name = "sum"
+
+    def result(self):
+        return self._total
+
+
+class Mean(_Reduce):
+    """Keras' Mean: the (weighted) mean of every value given since reset_state (NaN before
+    any, where Keras gives 0), e.g. a loss tracker: tracker.update_state(loss) per step."""
+
+    default_name = "mean"
+
+    def result(self):
+        return self._total / self._count if self._count else float("nan")
+
+
 class MeanMetricWrapper(Metric):
     """A per-sample mean metric (accuracy, MSE, a user function fn(y_true, y_pred) -> the
     batch's mean, or one value per sample, which is averaged as Keras does): the mean of fn
@@ -2180,8 +2237,8 @@ class EpochLogs(Mapping):
         return len(self._names())
 
 
-__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
-           "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
+__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "Mean",
+           "Sum", "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
            "FBetaScore",
            "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError",
            "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",

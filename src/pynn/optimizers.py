@@ -1237,3 +1237,9 @@ def _schedule_config(schedule):
         return _custom.describe(schedule)
     raise ValueError(f"cannot serialise the learning-rate function {schedule!r}; use a "
                      f"pynn.schedules class to save it")
+
+
+def deserialize(config, custom_objects=None):
+    """The optimizer a config (serialize's, or Keras') or a name describes, a class of your own
+    from custom_objects={name: class} (Keras' deserialize)."""
+    return _custom.deserialize_with(get, config, custom_objects, "optimizer")

@@ -178,3 +178,9 @@ def serialize(reg):
     """The {'class_name', 'config'} dict that `get` turns back into the regularizer (None stays
     None)."""
     return None if reg is None else _custom.describe(reg)
+
+
+def deserialize(config, custom_objects=None):
+    """The regularizer a config (serialize's, or Keras') or a name describes, a class of your own
+    from custom_objects={name: class} (Keras' deserialize)."""
+    return _custom.deserialize_with(get, config, custom_objects, "regularizer")

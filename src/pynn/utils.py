@@ -15,8 +15,9 @@ from .custom_objects import custom_object_scope, get_custom_objects, register_ke
 Sequence = PyDataset  # Keras 3 keeps keras.utils.Sequence as PyDataset's alias
 
 __all__ = ["PyDataset", "Sequence", "clear_session", "custom_object_scope",
-           "get_custom_objects", "register_keras_serializable", "set_random_seed",
-           "to_categorical"]
+           "get_custom_objects", "normalize", "pack_x_y_sample_weight",
+           "register_keras_serializable", "set_random_seed", "to_categorical",
+           "unpack_x_y_sample_weight"]
 
 
 def clear_session(free_memory=True):
@@ -69,3 +70,38 @@ def to_categorical(x, num_classes=None):
         raise ValueError(f"to_categorical: label {high} is out of range for "
                          f"num_classes={num_classes}")
     return np.eye(num_classes, dtype=np.float32)[labels.astype(np.int64)]
+
+
+def normalize(x, axis=-1, order=2):
+    """x divided by its `order`-norm along `axis` (a zero norm divides by 1), a new array,
+    as Keras' normalize (numpy.linalg.norm's orders)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"normalize: expected numbers, got dtype {x.dtype}")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
+            not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
+        raise ValueError(f"normalize: axis must be an axis of x's {x.ndim}, got {axis!r}")
+    norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+    norm[norm == 0] = 1
+    return x / np.expand_dims(norm, axis)
+
+
+def unpack_x_y_sample_weight(data):
+    """(x, y, sample_weight) from a batch x, (x,), (x, y) or (x, y, sample_weight) (a list
+    read as a tuple), None for what it lacks, as Keras'."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if len(data) in (1, 2, 3):
+        return (*data, *(None,) * (3 - len(data)))
+    raise ValueError(f"a batch is x, (x,), (x, y) or (x, y, sample_weight); got a tuple of "
+                     f"{len(data)}")
+
+
+def pack_x_y_sample_weight(x, y=None, sample_weight=None):
+    """The batch fit reads: x alone (a tuple or list of inputs as (x,)), (x, y) or (x, y,
+    sample_weight), as Keras'."""
+    if y is None:
+        return (x,) if isinstance(x, (tuple, list)) else x
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
