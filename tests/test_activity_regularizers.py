@@ -133,3 +133,11 @@ def test_activity_regularization_layer(float64_numpy, rng, tmp_path):
     np.testing.assert_array_equal(model.layers[2](x[:, :4]), x[:, :4])  # the identity
     with pytest.raises(ValueError, match="l1 must be a number >= 0"):
         pynn.ActivityRegularization(l1=-1)
+    layer = back.layers[2]  # l1/l2 are the penalty in use, as files keep it
+    layer.l2 = 0.5
+    assert layer.activity_regularizer == regularizers.L1L2(0.03, 0.5)
+    layer.activity_regularizer = regularizers.L2(0.2)
+    assert (layer.l1, layer.l2) == (0.0, 0.2)
+    assert layer.get_config()["l2"] == 0.2
+    with pytest.raises(ValueError, match="l1 must be a number >= 0"):
+        layer.l1 = -3

@@ -125,6 +125,8 @@ def test_an_axis_the_weight_lacks_is_named_when_the_layer_is_built(rng):
         built.bias_constraint = C.UnitNorm(axis=-2)
     with pytest.raises(ValueError, match=r"shape \(4, 3\) names an axis twice"):
         built.kernel_constraint = C.MaxNorm(axis=[0, -2])
+    with pytest.raises(ValueError, match="axis 2 is out of range"):
+        C.MaxNorm(1.0, axis=2)(rng.normal(size=(4, 3)))  # called directly, as Keras code does
 
 
 def _model(**dense_args):

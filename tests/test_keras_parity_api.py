@@ -583,8 +583,13 @@ def test_kerass_deserialize_functions_and_data_utilities(rng):
     mine = pynn.constraints.deserialize({"class_name": "Halving", "config": {}},
                                         custom_objects={"Halving": Halving})
     assert type(mine) is Halving
-    with pytest.raises(TypeError, match="described by a config dict"):
+    with pytest.raises(TypeError, match="a loss is described by a config dict"):
         pynn.losses.deserialize(3)
+    for module in (pynn.constraints, pynn.regularizers, pynn.initializers, pynn.losses):
+        assert module.deserialize(None) is None  # (a layer's from_config of no constraint)
+    keras_function = {"module": "builtins", "class_name": "function",
+                      "config": "mean_squared_error", "registered_name": "function"}
+    assert type(pynn.losses.deserialize(keras_function)).__name__ == "MeanSquaredError"
     x = rng.normal(size=(4, 3))
     x[1] = 0
     for axis, order in ((-1, 2), (0, 1), (1, np.inf)):
@@ -593,6 +598,9 @@ def test_kerass_deserialize_functions_and_data_utilities(rng):
         np.testing.assert_allclose(got, x / np.where(norms == 0, 1, norms))
     with pytest.raises(ValueError, match="axis must be an axis"):
         pynn.utils.normalize(x, axis=2)
+    row = pynn.utils.normalize([3.0, 4.0])  # a 1-D array keeps its shape
+    np.testing.assert_allclose(row, [0.6, 0.8])
+    np.testing.assert_array_equal(pynn.utils.normalize(x, axis=None), pynn.utils.normalize(x))
     assert pynn.utils.unpack_x_y_sample_weight(x) == (x, None, None)
     assert pynn.utils.unpack_x_y_sample_weight([1, 2]) == (1, 2, None)
     assert pynn.utils.unpack_x_y_sample_weight((1, 2, 3)) == (1, 2, 3)

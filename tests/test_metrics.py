@@ -1004,6 +1004,14 @@ def test_mean_and_sum_track_values_for_a_loop_of_your_own(rng):
         M.Mean().update_state([1.0, 2.0, 3.0], sample_weight=[1, 2])
     mean.reset_state()
     assert np.isnan(mean.result())
+    # as Keras: a sample (row) counts once, its values reduced first; weights per sample
+    for updates, want in [([(np.ones((2, 4)), None), (np.zeros((2, 1)), None)], 0.5),
+                          ([([1.0, 2.0, 3.0], 2.0), ([10.0], None)], 28 / 6),
+                          ([([1.0, 2.0, 3.0], [[1.0], [1.0], [1.0]])], 2.0)]:
+        keras_mean = M.Mean()
+        for values, weight in updates:
+            keras_mean.update_state(values, sample_weight=weight)
+        assert keras_mean.result() == pytest.approx(want, rel=1e-12)
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     model.compile("sgd", "mse", metrics=[M.Mean()])
     with pytest.raises(TypeError, match="Mean reduces the values you give its update_state"):

@@ -131,6 +131,7 @@ class _NormConstraint(Constraint):
 
     def _scale(self, w):
         """Each vector's factor desired(n) / (eps + n), shaped to broadcast over w."""
+        self.check_shape(w.shape, "w")  # (called directly too: an axis w lacks is named)
         xp = _xp(w)
         axes = [a % w.ndim for a in (range(w.ndim) if self.axis is None else
                                      self.axis if isinstance(self.axis, list)

@@ -144,9 +144,12 @@ def deserialize_with(get, config, custom_objects, kind):
     """Keras' <module>.deserialize(config, custom_objects): the component a config (a dict as
     serialize and Keras write it, or a name) describes, a user's class found in
     custom_objects ({name: class})."""
+    if config is None:  # (serialize(None)'s, as Keras)
+        return None
     if not isinstance(config, (dict, str)):
-        raise TypeError(f"deserialize: a {kind} is described by a config dict (or a name), "
-                        f"got {config!r}")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise TypeError(f"deserialize: {article} {kind} is described by a config dict (or a "
+                        f"name), got {config!r}")
     with custom_object_scope(custom_objects):
         return get(config)
 

@@ -988,4 +988,7 @@ def __getattr__(name):
 def deserialize(config, custom_objects=None):
     """The loss a config (serialize's, or Keras') or a name describes, a class of your own
     from custom_objects={name: class} (Keras' deserialize)."""
+    if isinstance(config, dict) and config.get("class_name") == "function" and \
+            isinstance(config.get("config"), str):  # Keras' serialize of a loss function
+        config = config["config"]
     return _custom.deserialize_with(get, config, custom_objects, "loss")

@@ -970,29 +970,20 @@ def _number(name, value, samples=None):
 class _Reduce(Metric):
     """Keras' Sum and Mean: values reduced over every update_state(values, sample_weight)
     since reset_state, for a training loop of your own (a loss tracker); compile's metrics
-    take (y_true, y_pred) and refuse it."""
+    take (y_true, y_pred) and refuse it. As Keras', each sample (a row of (N, ...) values)
+    counts once, its values first reduced to one (their mean for Mean, sum for Sum)."""
+
+    _reduce = staticmethod(np.mean)
 
     def reset_state(self):
         self._total, self._count = 0.0, 0.0
 
     def update_state(self, values, sample_weight=None):
-        """Add values (a number or an array); sample_weight: a weight per value, or one
-        that broadcasts over them (one per sample of (N, ...) values)."""
-        owner = type(self).__name__
-        v = np.asarray(_host(values), dtype=np.float64)
-        if sample_weight is None:
-            w = np.ones_like(v)
-        else:
-            w = np.asarray(_host(sample_weight), dtype=np.float64)
-            if w.ndim < v.ndim and w.shape == v.shape[:w.ndim]:  # (N,) for (N, ...)
-                w = w.reshape(w.shape + (1,) * (v.ndim - w.ndim))
-            try:
-                w = np.broadcast_to(w, v.shape)
-            except ValueError:
-                raise ValueError(f"{owner}: sample_weight of shape {w.shape} does not fit "
-                                 f"values of shape {v.shape}") from None
-        self._total += float((v * w).sum())
-        self._count += float(w.sum())
+        """Add values (a number, or one row per sample); sample_weight: one per sample (or
+        per value), or one for all."""
+        v, w = _samplewise(type(self).__name__, values, sample_weight, self._reduce)
+        self._total += float(v.sum())
+        self._count += float(w.sum()) if w is not None else (v.shape[0] if v.ndim else 1)
 
     def __call__(self, values, sample_weight=None):
         """Update with values and return the result so far (Keras')."""
@@ -1005,10 +996,39 @@ class _Reduce(Metric):
                         f"takes metrics of targets and predictions")
 
 
+def _samplewise(owner, values, sample_weight, reduce):
+    """Keras' reduce_to_samplewise_values: (values, weights) one per sample, the values
+    reduced over the axes the weights lack, weighted, then over the rest."""
+    v = np.asarray(_host(values), dtype=np.float64)
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(_host(sample_weight), dtype=np.float64)
+        if v.ndim == w.ndim + 1 and v.shape[-1:] == (1,):  # (Keras' same-rank rule)
+            v = v[..., 0] if w.ndim != 1 else v
+            w = w[..., None] if w.ndim == 1 else w
+        elif w.ndim == v.ndim + 1 and w.shape[-1:] == (1,):
+            w = w[..., 0] if v.ndim != 1 else w
+            v = v[..., None] if v.ndim == 1 else v
+        if v.ndim > w.ndim:
+            v = reduce(v, axis=tuple(range(w.ndim, v.ndim)))
+        try:
+            w = np.broadcast_to(w, v.shape)
+        except ValueError:
+            raise ValueError(f"{owner}: sample_weight of shape {w.shape} does not fit values "
+                             f"of shape {v.shape}") from None
+        v = v * w
+        if w.ndim > 1:
+            w = reduce(w, axis=tuple(range(1, w.ndim)))
+    if v.ndim > 1:
+        v = reduce(v, axis=tuple(range(1, v.ndim)))
+    return v, w
+
+
 class Sum(_Reduce):
     """Keras' Sum: the (weighted) sum of every value given since reset_state."""
 
     default_name = "sum"
+    _reduce = staticmethod(np.sum)
 
     def result(self):
         return self._total

@@ -152,9 +152,11 @@ def get(identifier):
     if isinstance(identifier, str):
         name = identifier.lower()
         if name == "l1l2":  # Keras 3's L1L2(): 0 and 0, no penalty; said rather than silent
+            from .callbacks import _user_stacklevel
+
             warnings.warn(f"regularizer {identifier!r} is Keras 3's L1L2(), which penalises "
                           f"nothing; 'l1_l2' gives 0.01 for both, L1L2(l1, l2) your factors",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=_user_stacklevel())
             return L1L2()
         make = {"l1": lambda: L1(0.01), "l2": lambda: L2(0.01),
                 "l1_l2": lambda: L1L2(0.01, 0.01)}.get(name)

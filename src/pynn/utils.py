@@ -73,17 +73,18 @@ def to_categorical(x, num_classes=None):
 
 
 def normalize(x, axis=-1, order=2):
-    """x divided by its `order`-norm along `axis` (a zero norm divides by 1), a new array,
-    as Keras' normalize (numpy.linalg.norm's orders)."""
+    """x divided by its `order`-norm along `axis` (a zero norm divides by 1; axis None: the
+    last, as Keras'), a new array of x's shape, as Keras' normalize (numpy.linalg.norm's
+    orders)."""
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise TypeError(f"normalize: expected numbers, got dtype {x.dtype}")
+    axis = -1 if axis is None else axis
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
             not -max(x.ndim, 1) <= axis < max(x.ndim, 1):
         raise ValueError(f"normalize: axis must be an axis of x's {x.ndim}, got {axis!r}")
-    norm = np.atleast_1d(np.linalg.norm(x, order, axis))
-    norm[norm == 0] = 1
-    return x / np.expand_dims(norm, axis)
+    norm = np.linalg.norm(x, order, axis, keepdims=True)
+    return x / np.where(norm == 0, 1, norm)
 
 
 def unpack_x_y_sample_weight(data):

@@ -16,7 +16,26 @@ class ActivityRegularization(Layer):
         kwargs.pop("activity_regularizer", None)  # (a file's config may name its own)
         super().__init__(**kwargs)
         self.activity_regularizer = regularizers.L1L2(l1, l2)
-        self.l1, self.l2 = self.activity_regularizer.l1, self.activity_regularizer.l2
+
+    # l1 and l2 are the penalty's own (set either, or the regularizer: what trains is what
+    # a file keeps)
+    @property
+    def l1(self):
+        """The L1 factor of the penalty in use."""
+        return getattr(self.activity_regularizer, "l1", 0.0)
+
+    @l1.setter
+    def l1(self, value):
+        self.activity_regularizer = regularizers.L1L2(value, self.l2)
+
+    @property
+    def l2(self):
+        """The L2 factor of the penalty in use."""
+        return getattr(self.activity_regularizer, "l2", 0.0)
+
+    @l2.setter
+    def l2(self, value):
+        self.activity_regularizer = regularizers.L1L2(self.l1, value)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
