@@ -1016,3 +1016,74 @@ def test_mean_and_sum_track_values_for_a_loop_of_your_own(rng):
     model.compile("sgd", "mse", metrics=[M.Mean()])
     with pytest.raises(TypeError, match="Mean reduces the values you give its update_state"):
         model.fit(np.ones((4, 2)), np.ones(4), verbose=0)
+
+
+def _brute_at(y, s, w, constrained, maximised, value):
+    """Every threshold, by brute force: predicted positive when the score is >= it (and
+    one above every score); the best `maximised` rate where `constrained` >= value."""
+    best = None
+    for t in [np.inf, *np.unique(s)]:
+        pred = s >= t
+        tp = np.sum(w * (pred & (y > 0)))
+        fp = np.sum(w * (pred & (y <= 0)))
+        pos, neg = np.sum(w * (y > 0)), np.sum(w * (y <= 0))
+        rates = {"recall": tp / pos, "precision": tp / (tp + fp) if tp + fp > 0 else 0.0,
+                 "specificity": 1 - fp / neg}
+        if rates[constrained] >= value:
+            best = rates[maximised] if best is None else max(best, rates[maximised])
+    return 0.0 if best is None else best
+
+
+@pytest.mark.parametrize("n", [3, 17, 129])
+def test_rates_at_a_constraint_match_a_brute_force_reference(rng, n):
+    """Keras' PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity and
+    SpecificityAtSensitivity, exact: a threshold at every distinct score (ties included),
+    weighted, in two batches, and on a class_id's column."""
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]  # both classes
+    s = np.round(rng.random(n), 1)  # ties
+    w = rng.uniform(0.1, 2, n)
+    for cls, rates in [(M.PrecisionAtRecall, ("recall", "precision")),
+                       (M.RecallAtPrecision, ("precision", "recall")),
+                       (M.SensitivityAtSpecificity, ("specificity", "recall")),
+                       (M.SpecificityAtSensitivity, ("recall", "specificity"))]:
+        for value in (0.0, 0.5, float(rng.uniform(0.3, 0.95)), 1.0):
+            metric = cls(value)
+            metric.update_state(y[: n // 2], s[: n // 2], sample_weight=w[: n // 2])
+            metric.update_state(y[n // 2:], s[n // 2:], sample_weight=w[n // 2:])
+            assert metric.result() == pytest.approx(_brute_at(y, s, w, *rates, value),
+                                                    abs=1e-12), (cls.__name__, value)
+    one_hot = np.eye(3)[rng.integers(0, 3, n)]
+    scores = rng.random((n, 3))
+    column = M.PrecisionAtRecall(0.5, class_id=2)
+    column.update_state(one_hot, scores)
+    assert column.result() == pytest.approx(
+        _brute_at(one_hot[:, 2], scores[:, 2], np.ones(n), "recall", "precision", 0.5),
+        abs=1e-12)
+    pooled = M.RecallAtPrecision(0.4)
+    pooled.update_state(one_hot, scores)  # every output one label, as Keras
+    assert pooled.result() == pytest.approx(_brute_at(
+        one_hot.ravel(), scores.ravel(), np.ones(3 * n), "precision", "recall", 0.4),
+        abs=1e-12)
+
+
+def test_rates_at_a_constraint_arguments_and_files(rng, tmp_path):
+    with pytest.raises(ValueError, match="recall"):
+        M.PrecisionAtRecall(1.5)
+    with pytest.raises(ValueError, match="class_id must be an output's index"):
+        M.RecallAtPrecision(0.5, class_id=-1)
+    no_positive = M.PrecisionAtRecall(0.5)
+    no_positive.update_state(np.zeros(4), rng.random(4))
+    assert np.isnan(no_positive.result())  # recall undefined (Keras: 0)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=[M.PrecisionAtRecall(0.5, name="p_at_r"),
+                           M.SpecificityAtSensitivity(0.8)])
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    p = model.predict(x, verbose=0)[:, 0]
+    assert logs["p_at_r"] == pytest.approx(
+        _brute_at(y, p, np.ones(40), "recall", "precision", 0.5), abs=1e-9)
+    model.save(tmp_path / "m.npz")
+    back = pynn.load_model(tmp_path / "m.npz")
+    assert back.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(logs)

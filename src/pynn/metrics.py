@@ -1467,15 +1467,19 @@ class AUC(_LabelMetric):
     def _score(self, chunks):
         if len(chunks) == 1:
             y, s, w = chunks[0]
-            return _auc_from(y, s, self.curve, w)
+            return self._of(y, s, w)
         if self._cached is None:  # the progress bar may ask often; concatenate once
             weighted = any(w is not None for _, _, w in chunks)
-            self._cached = _auc_from(
+            self._cached = self._of(
                 np.concatenate([y for y, _, _ in chunks]),
-                np.concatenate([s for _, s, _ in chunks]), self.curve,
+                np.concatenate([s for _, s, _ in chunks]),
                 np.concatenate([np.ones(len(y)) if w is None else w for y, _, w in chunks])
                 if weighted else None)
         return self._cached
+
+    def _of(self, y, s, w):
+        """The value of every sample seen: labels, scores and weights (None: 1)."""
+        return _auc_from(y, s, self.curve, w)
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -1483,6 +1487,124 @@ class AUC(_LabelMetric):
                 "num_thresholds": self.num_thresholds, "thresholds": self.thresholds,
                 "multi_label": self.multi_label, "num_labels": self.num_labels,
                 "from_logits": self.from_logits}
+
+
+class _AtConstraint(AUC):
+    """Keras' PrecisionAtRecall, RecallAtPrecision, SensitivityAtSpecificity and
+    SpecificityAtSensitivity: the best of one rate over the thresholds at which another
+    reaches `value`, exact (a threshold at every distinct score, and one above them all;
+    Keras' num_thresholds is accepted and unused), every output pooled as one label (as
+    Keras); class_id: that output column alone. 0 when no threshold reaches `value` (as
+    Keras), NaN when a rate is undefined (no positives, or no negatives)."""
+
+    _rates = ("", "")  # (the constrained rate, the maximised one)
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        owner = type(self).__name__
+        value = check_unit_interval(owner, self._argument, value)
+        if class_id is not None and (isinstance(class_id, bool) or
+                                     not isinstance(class_id, (int, np.integer))
+                                     or class_id < 0):
+            raise ValueError(f"{owner}: class_id must be an output's index, got {class_id!r}")
+        self.value = float(value)
+        self.class_id = None if class_id is None else int(class_id)
+        super().__init__(num_thresholds=num_thresholds, name=name, multilabel=True)
+
+    @property
+    def _pooled(self):
+        return True
+
+    def _batch_state(self, y_true, y_pred, w=None):
+        if self.class_id is not None:
+            y_true, y_pred = _host(y_true), _host(y_pred)
+            if y_pred.ndim != 2 or self.class_id >= y_pred.shape[1]:
+                raise ValueError(f"{self.name}: class_id {self.class_id} is not a column of "
+                                 f"predictions of shape {y_pred.shape}")
+            _same_shape(self.name, y_true, y_pred)
+            y_true, y_pred = y_true[:, self.class_id], y_pred[:, self.class_id]
+        return [_auc_scores(self.name, y_true, y_pred, True, False, w)]
+
+    def _of(self, y, s, w):
+        if w is not None and not np.all(w > 0):  # (weight 0: not there)
+            y, s, w = y[w > 0], s[w > 0], w[w > 0]
+        if np.isnan(s).any():
+            return float("nan")
+        rates = _threshold_rates(y, s, w)
+        bound, best = (rates[name] for name in self._rates)
+        if bound is None or best is None:
+            return float("nan")
+        ok = bound >= self.value
+        return float(best[ok].max()) if ok.any() else 0.0
+
+    def get_config(self):
+        return {"name": self.name, self._argument: self.value,
+                "num_thresholds": self.num_thresholds, "class_id": self.class_id}
+
+
+def _threshold_rates(y, s, w):
+    """Each rate at every threshold, from above every score (nothing predicted positive)
+    down through each distinct score: recall (= sensitivity), precision (0 with nothing
+    predicted), specificity; a rate whose denominator is 0 for all thresholds is None."""
+    weight = np.ones(s.size) if w is None else w
+    order = np.argsort(-s, kind="stable")
+    s, positive, weight = s[order], y[order] > 0, weight[order]
+    ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
+    tp = np.append(0.0, np.cumsum(weight * positive)[ends] if s.size else [])
+    fp = np.append(0.0, np.cumsum(weight * ~positive)[ends] if s.size else [])
+    pos, neg = tp[-1], fp[-1]
+    return {"recall": tp / pos if pos > 0 else None,
+            "precision": _ratio(tp, tp + fp),
+            "specificity": 1 - fp / neg if neg > 0 else None}
+
+
+class PrecisionAtRecall(_AtConstraint):
+    """Keras' PrecisionAtRecall(recall): the best precision at a recall of at least
+    `recall` (see _AtConstraint)."""
+
+    default_name = "precision_at_recall"
+    _argument = "recall"
+    _rates = ("recall", "precision")
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+
+class RecallAtPrecision(_AtConstraint):
+    """Keras' RecallAtPrecision(precision): the best recall at a precision of at least
+    `precision`."""
+
+    default_name = "recall_at_precision"
+    _argument = "precision"
+    _rates = ("precision", "recall")
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+
+class SensitivityAtSpecificity(_AtConstraint):
+    """Keras' SensitivityAtSpecificity(specificity): the best sensitivity (recall) at a
+    specificity of at least `specificity`."""
+
+    default_name = "sensitivity_at_specificity"
+    _argument = "specificity"
+    _rates = ("specificity", "recall")
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None, name=None,
+                 dtype=None):
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+
+class SpecificityAtSensitivity(_AtConstraint):
+    """Keras' SpecificityAtSensitivity(sensitivity): the best specificity at a sensitivity
+    (recall) of at least `sensitivity`."""
+
+    default_name = "specificity_at_sensitivity"
+    _argument = "sensitivity"
+    _rates = ("recall", "specificity")
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None, name=None,
+                 dtype=None):
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
 
 
 class _Count(Metric):
@@ -2026,6 +2148,9 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
 
 
 _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, FBetaScore, AUC,
+                                            PrecisionAtRecall, RecallAtPrecision,
+                                            SensitivityAtSpecificity,
+                                            SpecificityAtSensitivity,
                                             RootMeanSquaredError, R2Score, BinaryAccuracy,
                                             CategoricalAccuracy, SparseCategoricalAccuracy,
                                             MeanSquaredError, MeanAbsoluteError,
@@ -2263,7 +2388,9 @@ __all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy",
            "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError",
            "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanMetricWrapper",
            "MeanSquaredError", "MeanSquaredLogarithmicError", "Metric", "MetricVariable",
-           "Poisson", "Precision", "R2Score", "Recall", "RootMeanSquaredError",
+           "Poisson", "Precision", "PrecisionAtRecall", "R2Score", "Recall",
+           "RecallAtPrecision", "RootMeanSquaredError", "SensitivityAtSpecificity",
+           "SpecificityAtSensitivity",
            "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
            "SparseTopKCategoricalAccuracy", "SquaredHinge", "TopKCategoricalAccuracy",
            "TrueNegatives", "TruePositives", "binary_accuracy", "categorical_accuracy",
