@@ -1053,7 +1053,9 @@ def test_rates_at_a_constraint_match_a_brute_force_reference(rng, n):
             metric.update_state(y[n // 2:], s[n // 2:], sample_weight=w[n // 2:])
             assert metric.result() == pytest.approx(_brute_at(y, s, w, *rates, value),
                                                     abs=1e-12), (cls.__name__, value)
-    one_hot = np.eye(3)[rng.integers(0, 3, n)]
+    classes = rng.integers(0, 3, n)
+    classes[0] = 2  # (column 2 has a positive: its recall is defined)
+    one_hot = np.eye(3)[classes]
     scores = rng.random((n, 3))
     column = M.PrecisionAtRecall(0.5, class_id=2)
     column.update_state(one_hot, scores)
