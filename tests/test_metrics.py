@@ -1027,8 +1027,9 @@ def _brute_at(y, s, w, constrained, maximised, value):
         tp = np.sum(w * (pred & (y > 0)))
         fp = np.sum(w * (pred & (y <= 0)))
         pos, neg = np.sum(w * (y > 0)), np.sum(w * (y <= 0))
-        rates = {"recall": tp / pos, "precision": tp / (tp + fp) if tp + fp > 0 else 0.0,
-                 "specificity": 1 - fp / neg}
+        with np.errstate(invalid="ignore", divide="ignore"):  # (a rate it is not asked for)
+            rates = {"recall": tp / pos, "precision": tp / (tp + fp) if tp + fp > 0 else 0.0,
+                     "specificity": 1 - fp / neg}
         if rates[constrained] >= value:
             best = rates[maximised] if best is None else max(best, rates[maximised])
     return 0.0 if best is None else best
