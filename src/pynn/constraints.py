@@ -22,6 +22,7 @@ import numpy as np
 
 from . import config
 from . import custom_objects as _custom
+from .backend.arrays import array_module
 
 
 def _number(owner, name, value, low=0.0):
@@ -44,18 +45,7 @@ def _axis(owner, axis):
     return [int(a) for a in items] if isinstance(axis, (list, tuple)) else int(axis)
 
 
-def _xp(w):
-    """The array module of w (numpy, or cupy for a GPU array)."""
-    from .backend import is_gpu_array
-
-    if is_gpu_array(w):
-        import cupy
-
-        return cupy
-    return np
-
-
-class Constraint(_custom.AutoConfig):
+class Constraint(_custom.ByConfig, _custom.AutoConfig):
     """Base class: the identity. A subclass defines __call__(w), returning the projected
     weight (an array of w's shape), and get_config() for its arguments."""
 
@@ -83,15 +73,6 @@ class Constraint(_custom.AutoConfig):
         """The constraint get_config describes (Keras' from_config)."""
         return cls(**config)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = None  # (equal by value and changeable: no hash, as a list)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
 
 class _NormConstraint(Constraint):
     """The norm constraints: Euclidean norms along `axis`, each vector scaled by
@@ -109,14 +90,21 @@ class _NormConstraint(Constraint):
             return _number(owner, name, value)
         return value
 
+    def axes(self, ndim):
+        """The axes of the norms on a weight of `ndim` axes, each in [0, ndim) (every one
+        for axis=None); check_shape says whether they are its."""
+        if self.axis is None:
+            return list(range(ndim))
+        return [a % ndim for a in (self.axis if isinstance(self.axis, list) else [self.axis])]
+
     def check_shape(self, shape, weight):
         axis = self.axis
-        axes = [] if axis is None else axis if isinstance(axis, list) else [axis]
-        for a in axes:
+        for a in [] if axis is None else axis if isinstance(axis, list) else [axis]:
             if not -len(shape) <= a < len(shape):
                 raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
                                  f"of shape {tuple(shape)}: axis {a} is out of range")
-        if len({a % len(shape) for a in axes}) != len(axes):  # ([0, -2] of a matrix)
+        axes = self.axes(len(shape))
+        if len(set(axes)) != len(axes):  # ([0, -2] of a matrix)
             raise ValueError(f"{type(self).__name__}(axis={axis!r}) on weight {weight!r} "
                              f"of shape {tuple(shape)} names an axis twice")
 
@@ -124,18 +112,17 @@ class _NormConstraint(Constraint):
         raise NotImplementedError
 
     def __call__(self, w):
-        return w * self._scale(w)
+        return w * self._scale(w, "w")
 
-    def _project_in_place(self, w):
-        w *= self._scale(w)  # (no weight-sized temporary: the optimizer's way)
+    def _project_in_place(self, w, weight):
+        w *= self._scale(w, weight)  # (no weight-sized temporary: the optimizer's way)
 
-    def _scale(self, w):
-        """Each vector's factor desired(n) / (eps + n), shaped to broadcast over w."""
-        self.check_shape(w.shape, "w")  # (called directly too: an axis w lacks is named)
-        xp = _xp(w)
-        axes = [a % w.ndim for a in (range(w.ndim) if self.axis is None else
-                                     self.axis if isinstance(self.axis, list)
-                                     else [self.axis])]
+    def _scale(self, w, weight):
+        """Each vector's factor desired(n) / (eps + n), shaped to broadcast over w (the
+        weight named `weight`: an axis it lacks is named, when called directly too)."""
+        self.check_shape(w.shape, weight)
+        xp = array_module(w)
+        axes = self.axes(w.ndim)
         # the squares summed without a weight-sized temporary (einsum), in w's type; a
         # float32 sum that overflowed is summed again in float64 (rare: a copy costs more
         # than the update)
@@ -190,7 +177,6 @@ class MinMaxNorm(_NormConstraint):
             super().check_shape(shape, weight)
 
     def _desired(self, xp, norms):
-        self.check_shape((), None)
         return self.rate * xp.clip(norms, self.min_value, self.max_value) + \
             (1 - self.rate) * norms
 
@@ -216,10 +202,10 @@ class NonNeg(Constraint):
     """Negative weights set to 0 (Keras' NonNeg)."""
 
     def __call__(self, w):
-        return _xp(w).maximum(w, w.dtype.type(0))
+        return array_module(w).maximum(w, w.dtype.type(0))
 
-    def _project_in_place(self, w):
-        _xp(w).maximum(w, w.dtype.type(0), out=w)
+    def _project_in_place(self, w, weight):
+        array_module(w).maximum(w, w.dtype.type(0), out=w)
 
 
 # Keras' lower-case aliases are the classes themselves
@@ -270,10 +256,10 @@ def apply(param):
     """Project the parameter's values with its constraint, in place (after an update)."""
     constraint = param.constraint
     w = param.value
-    constraint.check_shape(w.shape, param.name)  # (its axis may have been set since)
     if type(constraint).__call__ in _OWN_CALLS:  # pynn's, not a subclass's projection
-        constraint._project_in_place(w)
+        constraint._project_in_place(w, param.name)  # (which checks the shape)
         return
+    constraint.check_shape(w.shape, param.name)  # (its axis may have been set since)
     projected = constraint(w)
     if projected is w:
         return

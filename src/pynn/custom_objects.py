@@ -154,6 +154,20 @@ def deserialize_with(get, config, custom_objects, kind):
         return get(config)
 
 
+class ByConfig:
+    """A component equal to another of its class with the same get_config() (changeable,
+    so without a hash, as a list), and shown by it: regularizers, constraints."""
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    __hash__ = None
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
 def rebuild(spec, pynn_class, kind):
     """The component a file's spec describes: its class (see find) called with its config."""
     return find(spec, pynn_class, kind)(**config_of(spec, kind))

@@ -236,6 +236,17 @@ def all_finite(arr):
     return bool(np.isfinite(arr.min()) and np.isfinite(arr.max()))
 
 
+def sum_of(f, w):
+    """sum(f(w)) as a float: in w's type (fast), again in float64 when that overflowed (a
+    float32 value of 1e20 squared is inf; the native engine sums in double). For penalties
+    and gradient norms, w on any backend."""
+    with np.errstate(over="ignore"):  # (the overflow is redone, not reported)
+        total = float(f(w).sum())
+    if total == float("inf") and w.dtype.itemsize < 8:
+        total = float(f(w.astype(np.float64)).sum())
+    return total
+
+
 def overflow_error(source, arr, name):
     """A ValueError when finite `source` values became inf in `arr`'s narrower dtype (1e39 in
     float32), else None: such data is not 'NaN or infinite', it needs rescaling."""

@@ -317,9 +317,7 @@ def _native_constraint(param):
     (1) of a kernel, or over the whole weight (2; a bias's)."""
     c = param.constraint
     c.check_shape(param.shape, param.name)  # (its axis and numbers as set since)
-    axes = getattr(c, "axis", 0)
-    axes = {0, 1} if axes is None else \
-        {a % param.ndim for a in (axes if isinstance(axes, list) else [axes])}
+    axes = set(c.axes(param.ndim)) if hasattr(c, "axes") else {0}  # (NonNeg: no norms)
     axis = 2 if param.ndim == 1 or len(axes) == 2 else (0 if axes == {0} else 1)
     return (_CONSTRAINT_KINDS[type(c)], axis, float(getattr(c, "min_value", 0.0)),
             float(getattr(c, "max_value", 0.0)), float(getattr(c, "rate", 1.0)))

@@ -576,12 +576,7 @@ def _binary_pr_auc(y, s, w):
     pos = float(np.sum(weight[y > 0]))
     if pos == 0:
         return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s, y, weight = s[order], y[order] > 0, weight[order]
-    ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
-    # counts at "score >= each distinct score", from the highest down, after "none positive"
-    tp = np.append(0.0, np.cumsum(weight * y)[ends])
-    p = np.append(0.0, np.cumsum(weight)[ends])  # predicted positives
+    tp, p = _threshold_counts(y, s, weight)
     dtp, dp = np.diff(tp), np.diff(p)
     slope = dtp / dp  # dp > 0: every step adds a tie group
     intercept = tp[:-1] - slope * p[:-1]
@@ -589,12 +584,32 @@ def _binary_pr_auc(y, s, w):
     return float(np.sum(slope * (dtp + intercept * np.log(ratio))) / pos)
 
 
-def _auc_from(y, s, curve="ROC", w=None):
-    if w is not None and not np.all(w > 0):  # weight 0: not there (a padded position's NaN)
+def _threshold_counts(y, s, weight):
+    """(true positives, predicted positives) at "score >= each distinct score", from the
+    highest down, after "none positive" (a leading 0): weighted counts, ties together."""
+    if not s.size:
+        return np.zeros(1), np.zeros(1)
+    order = np.argsort(-s, kind="stable")
+    s, y, weight = s[order], y[order] > 0, weight[order]
+    ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
+    return (np.append(0.0, np.cumsum(weight * y)[ends]),
+            np.append(0.0, np.cumsum(weight)[ends]))
+
+
+def _ranked(y, s, w):
+    """(labels, scores, weights) without the labels weighing 0 (not there: a padded
+    position's NaN), or None when a score is NaN (no ranking)."""
+    if w is not None and not np.all(w > 0):
         keep = w > 0
         y, s, w = y[keep], s[keep], w[keep]
-    if np.isnan(s).any():
+    return None if np.isnan(s).any() else (y, s, w)
+
+
+def _auc_from(y, s, curve="ROC", w=None):
+    ranked = _ranked(y, s, w)
+    if ranked is None:
         return float("nan")  # no ranking (np.unique put NaN above every score: AUC 1.0)
+    y, s, w = ranked
     area = _binary_pr_auc if curve == "PR" else _binary_auc
     if s.ndim == 1:
         return area(y, s, w)
@@ -1525,11 +1540,10 @@ class _AtConstraint(AUC):
         return [_auc_scores(self.name, y_true, y_pred, True, False, w)]
 
     def _of(self, y, s, w):
-        if w is not None and not np.all(w > 0):  # (weight 0: not there)
-            y, s, w = y[w > 0], s[w > 0], w[w > 0]
-        if np.isnan(s).any():
+        ranked = _ranked(y, s, w)
+        if ranked is None:
             return float("nan")
-        rates = _threshold_rates(y, s, w)
+        rates = _threshold_rates(*ranked)
         bound, best = (rates[name] for name in self._rates)
         if bound is None or best is None:
             return float("nan")
@@ -1545,15 +1559,11 @@ def _threshold_rates(y, s, w):
     """Each rate at every threshold, from above every score (nothing predicted positive)
     down through each distinct score: recall (= sensitivity), precision (0 with nothing
     predicted), specificity; a rate whose denominator is 0 for all thresholds is None."""
-    weight = np.ones(s.size) if w is None else w
-    order = np.argsort(-s, kind="stable")
-    s, positive, weight = s[order], y[order] > 0, weight[order]
-    ends = np.append(np.flatnonzero(s[1:] != s[:-1]), s.size - 1)  # last of each tie group
-    tp = np.append(0.0, np.cumsum(weight * positive)[ends] if s.size else [])
-    fp = np.append(0.0, np.cumsum(weight * ~positive)[ends] if s.size else [])
+    tp, predicted = _threshold_counts(y, s, np.ones(s.size) if w is None else w)
+    fp = predicted - tp
     pos, neg = tp[-1], fp[-1]
     return {"recall": tp / pos if pos > 0 else None,
-            "precision": _ratio(tp, tp + fp),
+            "precision": _ratio(tp, predicted),
             "specificity": 1 - fp / neg if neg > 0 else None}
 
 

@@ -2488,10 +2488,8 @@ def _reads_batch_logs_only(callback):
 def _callback_list(callbacks):
     """fit/evaluate/predict's callbacks=: one Callback or a list of them, checked before
     anything reads them (a string's missing hooks were an AttributeError)."""
-    if isinstance(callbacks, CallbackList):  # (Keras' fit takes one)
-        return list(callbacks.callbacks)
-    if isinstance(callbacks, Callback):
-        return [callbacks]
+    if isinstance(callbacks, Callback):  # (a CallbackList, Keras' fit takes: its callbacks)
+        return checked_callbacks([callbacks])
     if callbacks is None:
         return []
     if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):

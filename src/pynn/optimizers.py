@@ -36,6 +36,7 @@ import numpy as np
 
 from . import config, constraints, schedules  # schedules: also keras.optimizers.schedules' place
 from . import custom_objects as _custom
+from .data import sum_of
 from .schedules import LearningRateSchedule
 
 
@@ -147,17 +148,10 @@ class _StepCount(int):
         return int, (int(self),)
 
 
-
 def _sum_of_squares(g):
-    """sum(g^2) as a float: in g's type (fast), again in float64 when that overflowed (a
-    float32 gradient of 1e20 squared is inf: the clipping then zeroed the step; the native
-    engine sums in double)."""
-    with np.errstate(over="ignore"):  # (the overflow is redone, not reported)
-        total = float((g * g).sum())
-    if total == math.inf and g.dtype.itemsize < 8:
-        wide = g.astype(np.float64)
-        total = float((wide * wide).sum())
-    return total
+    """sum(g^2), again in float64 when float32 overflowed (a gradient of 1e20: the clipping
+    then zeroed the step; the native engine sums in double)."""
+    return sum_of(lambda a: a * a, g)
 
 
 def _constrain(params):
@@ -166,6 +160,7 @@ def _constrain(params):
     for p in params:
         if p.constraint is not None:
             constraints.apply(p)
+
 
 class Optimizer(_custom.AutoConfig):
     """Base class: subclasses name their state slots and implement `_update` (see the

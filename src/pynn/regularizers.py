@@ -12,6 +12,7 @@ import warnings
 
 from . import config
 from . import custom_objects as _custom
+from .data import sum_of
 
 
 def _factor(name, value, default=0.0):
@@ -22,19 +23,7 @@ def _factor(name, value, default=0.0):
     return float(value)
 
 
-def _finite_sum(xp, w, f):
-    """sum(f(w)) as a float: in w's type (fast), again in float64 when that overflowed (a
-    float32 weight of 3e20 squared is inf; the native engine sums in double)."""
-    import numpy as np
-
-    with np.errstate(over="ignore"):  # (the overflow is redone, not reported)
-        total = float(f(w).sum())
-    if total == float("inf") and w.dtype.itemsize < 8:
-        total = float(f(w.astype(xp.float64)).sum())
-    return total
-
-
-class Regularizer(_custom.AutoConfig):
+class Regularizer(_custom.ByConfig, _custom.AutoConfig):
     """Base class: l1 * sum(|w|) + l2 * sum(w^2) and its gradient."""
 
     def __init__(self, l1=0.0, l2=0.0):
@@ -50,9 +39,9 @@ class Regularizer(_custom.AutoConfig):
         add_gradient."""
         total = 0.0
         if self.l1:
-            total += self.l1 * _finite_sum(xp, w, lambda a: xp.abs(a))
-        if self.l2:
-            total += self.l2 * _finite_sum(xp, w, lambda a: a * a)
+            total += self.l1 * sum_of(xp.abs, w)
+        if self.l2:  # (a float32 weight of 3e20 squared is summed in float64)
+            total += self.l2 * sum_of(xp.square, w)
         return total
 
     def add_gradient(self, xp, w, grad):
@@ -66,14 +55,11 @@ class Regularizer(_custom.AutoConfig):
         """The penalty of the weight array w, as Keras' regularizer(w) (a float)."""
         import numpy as np
 
-        from .backend import is_gpu_array
+        from .backend.arrays import array_module, is_gpu_array
 
-        xp = np
-        if is_gpu_array(w):
-            import cupy as xp
-        elif not isinstance(w, np.ndarray):  # a list, a tensor: its values (w * w of a
-            w = np.asarray(w, dtype=np.float64)  # list was a TypeError)
-        return self.penalty(xp, w)
+        if not is_gpu_array(w) and not isinstance(w, np.ndarray):  # a list, a tensor: its
+            w = np.asarray(w, dtype=np.float64)  # values (w * w of a list was a TypeError)
+        return self.penalty(array_module(w), w)
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -83,13 +69,6 @@ class Regularizer(_custom.AutoConfig):
     def from_config(cls, config):
         """The regularizer get_config describes (Keras' from_config)."""
         return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1(Regularizer):

@@ -24,6 +24,15 @@ def is_gpu_array(x):
     return hasattr(x, "__cuda_array_interface__")
 
 
+def array_module(a):
+    """The array module of `a`: cupy for a GPU array, else numpy."""
+    if is_gpu_array(a):
+        import cupy
+
+        return cupy
+    return np
+
+
 def backend_array(a, backend, name):
     """A GPU array `a` as `backend`'s own array, zero-copy (through DLPack or the CUDA array
     interface unless it is one already); a TypeError naming the ways out when `backend`
