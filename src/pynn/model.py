@@ -1705,7 +1705,6 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    @putting_weights_back_on_error
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Model outputs for x, as a numpy array; verbose=1 prints the number of samples and
         the time taken. batch_size bounds memory use (the numpy backend's products may
@@ -1728,6 +1727,13 @@ class Sequential:
                 out = None
             if out is not None:
                 return out
+        return self._predict(x, batch_size, verbose, steps, callbacks)
+
+    @putting_weights_back_on_error
+    def _predict(self, x, batch_size, verbose, steps, callbacks):
+        """predict's every other case (it swaps no weights: the wrapper's 0.45 us, a twentieth
+        of a single row's predict, is spent only here)."""
+        cached = self._predict_cache
         if cached is not None and steps is None and not callbacks and not verbose and \
                 (type(x) is np.ndarray or isinstance(x, np.ndarray) and
                  not isinstance(x, np.ma.MaskedArray)) and \
