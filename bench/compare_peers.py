@@ -80,8 +80,11 @@ def main():
                     times[lib].append(seconds)
         latency, throughput, predict_failed = {}, {}, {}
         for lib, t in trainers.items():
-            try:
+            try:  # (each after a second's rest, as the epochs: the last epoch's library's
+                # spinning threads held a core while the first library's single row was timed)
+                time.sleep(1.0)
                 latency[lib] = t.predict_seconds(1, 0.2)
+                time.sleep(1.0)
                 throughput[lib] = BLOCK / t.predict_seconds(BLOCK, 0.2)
             except LibraryFailed as e:  # its training numbers stand; the cells say failed
                 predict_failed[lib] = str(e)

@@ -179,3 +179,23 @@ def test_predict_follows_floatx_and_a_normalisations_epsilon(rng):
     bn.epsilon = 0.5
     assert _current(model, x) is None
     np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_subclass_with_its_own_layers_property_is_guarded_through_it(rng):
+    class Logged(pynn.Sequential):
+        reads = 0
+
+        @property
+        def layers(self):
+            type(self).reads += 1
+            return super().layers
+
+    model = Logged([pynn.Input((13,)), pynn.Dense(4)])
+    x = rng.normal(size=(1, 13)).astype(np.float32)
+    model.predict(x)
+    Logged.reads = 0
+    first = _current(model, x)
+    assert Logged.reads == 1 and first is not None  # the engine read the property
+    model.add(pynn.Dense(2))
+    assert _current(model, x) is None
+    np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-6)
