@@ -32,7 +32,7 @@ def test_each_kind_of_guard_holds_only_while_its_attribute_does():
     for change in (lambda: setattr(owner, "a", object()),  # an equal-looking other object
                    lambda: setattr(owner, "b", 2.0),
                    lambda: owner.c.reverse(), lambda: owner.c.append(items[0]),
-                   lambda: setattr(owner, "c", tuple(items)),  # a sequence, not the list kept
+                   lambda: setattr(owner, "c", iter(items)),  # not a list or tuple: never read
                    lambda: delattr(owner, "a"),  # gone: the guard fails, nothing raises
                    lambda: setattr(model, "a", None)):
         saved = dict(vars(owner)), dict(vars(model))
@@ -199,3 +199,27 @@ def test_a_subclass_with_its_own_layers_property_is_guarded_through_it(rng):
     model.add(pynn.Dense(2))
     assert _current(model, x) is None
     np.testing.assert_allclose(model.predict(x), _reference(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_same_items_guards_take_any_sequence(rng):
+    # a subclass's layers property giving a tuple failed the guard on every call: the
+    # predict engine was rebuilt each time (53 us a row instead of 3.5)
+    class TupleLayers(pynn.Sequential):
+        @property
+        def layers(self):
+            return tuple(super().layers)
+
+    model = TupleLayers([pynn.Input((13,)), pynn.Dense(4)])
+    x = rng.normal(size=(1, 13)).astype(np.float32)
+    model.predict(x)
+    cache = model._predict_cache
+    assert _current(model, x) is not None
+    model.predict(x)
+    assert model._predict_cache is cache  # kept, not rebuilt
+    items = [object(), object()]
+    owner = types.SimpleNamespace(c=tuple(items), d=iter(items), e=5)
+    assert _guards_hold(owner, [(owner, "c", items, SAME_ITEMS)])
+    assert not _guards_hold(owner, [(owner, "d", items, SAME_ITEMS)])  # an iterator: not read
+    assert not _guards_hold(owner, [(owner, "e", items, SAME_ITEMS)])
+    with pytest.raises(TypeError, match="list"):
+        _guards_hold(owner, [(owner, "c", tuple(items), SAME_ITEMS)])

@@ -529,9 +529,10 @@ public:
 
     // Whether every guard still holds: guards is a tuple of (owner, attribute, expected, how)
     // tuples, owner None standing for `model`; how 0: the attribute is `expected`, 1: it
-    // equals it, 2: it holds the same objects in order. Python's PredictEngine builds them
-    // from what the engine was built for (layers, activations, weight arrays, settings); an
-    // attribute that is gone fails the guard (other errors of the lookup propagate).
+    // equals it, 2: it is a list or tuple of the same objects in order (`expected` a list).
+    // Python's PredictEngine builds them from what the engine was built for (layers,
+    // activations, weight arrays, settings); an attribute that is gone fails the guard (other
+    // errors of the lookup propagate).
     static bool guards_hold(py::handle model, py::handle guards) {
         if (!PyTuple_Check(guards.ptr())) throw py::type_error("guards: expected a tuple");
         const Py_ssize_t n = PyTuple_GET_SIZE(guards.ptr());
@@ -558,10 +559,13 @@ public:
                 if (eq < 0) throw py::error_already_set();
                 ok = eq == 1;
             } else if (how == 2) {
-                ok = PyList_Check(now) && PyList_Check(expected) &&
-                     PyList_GET_SIZE(now) == PyList_GET_SIZE(expected);
-                for (Py_ssize_t k = 0; ok && k < PyList_GET_SIZE(now); ++k)
-                    ok = PyList_GET_ITEM(now, k) == PyList_GET_ITEM(expected, k);
+                // a list or a tuple (a subclass's layers property may give one)
+                if (!PyList_Check(expected))
+                    throw py::type_error("guards: how 2 expects a list of the objects");
+                ok = (PyList_Check(now) || PyTuple_Check(now)) &&
+                     PySequence_Fast_GET_SIZE(now) == PyList_GET_SIZE(expected);
+                for (Py_ssize_t k = 0; ok && k < PyList_GET_SIZE(expected); ++k)
+                    ok = PySequence_Fast_GET_ITEM(now, k) == PyList_GET_ITEM(expected, k);
             } else {
                 if (PyErr_Occurred()) throw py::error_already_set();
                 throw py::value_error("guards: how must be 0 (is), 1 (==) or 2 (same items)");
@@ -680,7 +684,8 @@ void register_engine(py::module_& m) {
              "checked it).")
         .def_static("guards_hold", &PyDenseEngine::guards_hold, py::arg("model"), py::arg("guards"),
                     "Whether every (owner, attribute, expected, how) guard holds; owner None: "
-                    "model; how 0: `is`, 1: `==`, 2: the same objects in order.")
+                    "model; how 0: `is`, 1: `==`, 2: a list or tuple of the same objects in "
+                    "order (expected: a list).")
         .def("predict_current", &PyDenseEngine::predict_current, py::arg("x"), py::arg("model"),
              py::arg("sample_shape"), py::arg("guards"),
              "The outputs for x in one call when x is a numpy.ndarray of float32 samples of "
