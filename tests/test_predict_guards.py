@@ -156,7 +156,8 @@ def test_predict_follows_every_change_of_what_the_engine_was_built_for(rng):
         after = model.predict(x)
         np.testing.assert_allclose(after, _reference(model, x), rtol=1e-5, atol=1e-6,
                                    err_msg=what)
-        assert after.shape != before.shape or not np.array_equal(after, before), what
+        if what != "backend":  # (the same outputs, maybe to the bit, on another backend)
+            assert after.shape != before.shape or not np.array_equal(after, before), what
 
 
 def test_predict_follows_floatx_and_a_normalisations_epsilon(rng):
