@@ -204,6 +204,71 @@ def test_pandas_frames_of_mixed_and_nullable_columns():
                                   one.predict(plain[:, 2:3], verbose=0))
 
 
+def test_targets_and_weights_in_frames_are_read_as_inputs_are(rng):
+    """y or sample_weight in a frame of mixed or nullable columns went through np.asarray:
+    an object array, refused as 'dtype object' without naming the column (x took them)."""
+    pd = pytest.importorskip("pandas")
+    n = 29
+    values = rng.standard_normal((n, 2))
+    x = rng.standard_normal((n, 3)).astype(np.float32)
+    plain = np.column_stack([values[:, 0], values[:, 1] > 0]).astype(np.float32)
+    frames = (pd.DataFrame({"t": values[:, 0], "flag": values[:, 1] > 0}),
+              pd.DataFrame({"t": pd.array(values[:, 0], dtype="Float64"),
+                            "flag": pd.array((values[:, 1] > 0).astype(int), dtype="Int64")}))
+    weights = pd.Series(pd.array(rng.uniform(0.5, 2, n), dtype="Float64"))
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    want = model.evaluate(x, plain, sample_weight=weights.to_numpy(np.float64), verbose=0)
+    for y in frames:
+        np.testing.assert_allclose(model.evaluate(x, y, sample_weight=weights, verbose=0),
+                                   want, rtol=1e-6)
+    labels = pd.Series(pd.Categorical(["cat", "dog"] * 14 + ["cat"]))
+    classifier = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="softmax")])
+    classifier.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(TypeError, match="y has dtype category; pynn takes numbers"):
+        classifier.fit(x, labels, verbose=0)
+    with pytest.raises(TypeError, match="y column 'kind' has dtype"):
+        classifier.fit(x, pd.DataFrame({"kind": labels, "n": np.arange(n)}), verbose=0)
+    history = classifier.fit(x, labels.cat.codes, epochs=1, verbose=0)  # encoded: trains
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_frame_with_the_trained_columns_in_another_order_is_refused(rng):
+    """A frame is read by position: predict on df[['c', 'b', 'a']] after fit on df[['a',
+    'b', 'c']] mixed the features up without a word."""
+    pd = pytest.importorskip("pandas")
+    n = 24
+    frame = pd.DataFrame(rng.standard_normal((n, 3)), columns=["a", "b", "c"])
+    y = rng.standard_normal(n)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(frame, y, epochs=1, verbose=0)
+    want = model.predict(frame.to_numpy(np.float32))
+    np.testing.assert_array_equal(model.predict(frame), want)
+    reordered = frame[["c", "b", "a"]]
+    renamed = frame.set_axis(["a", "b", "z"], axis=1)
+    for call in (lambda x: model.predict(x), lambda x: model.evaluate(x, y, verbose=0),
+                 lambda x: model.fit(frame, y, validation_data=(x, y), verbose=0),
+                 lambda x: model.test_on_batch(x, y)):
+        with pytest.raises(ValueError, match="in another order than those the model was "
+                                             r"trained on: \['c', 'b', 'a'\]"):
+            call(reordered)
+        with pytest.raises(ValueError, match="with other names"):
+            call(renamed)
+    np.testing.assert_array_equal(model.predict(reordered[["a", "b", "c"]]), want)
+    np.testing.assert_array_equal(model.predict(renamed.to_numpy()), want)  # by position
+    model.fit(reordered, y, epochs=1, verbose=0)  # a fit on another order: that one now
+    model.predict(reordered)
+    with pytest.raises(ValueError, match="another order"):
+        model.predict(frame)
+    wide = pd.DataFrame(rng.standard_normal((n, 9)), columns=[f"x{i}" for i in range(9)])
+    model = pynn.Sequential([pynn.Input((9,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.train_on_batch(wide, y)
+    with pytest.raises(ValueError, match=r"'x8', 'x7', .*\.\.\. \(9 in all\)"):
+        model.predict(wide[wide.columns[::-1]])
+
+
 def test_pandas_extension_arrays_are_read_as_arrays(rng):
     """A Series' .array (pandas' nullable FloatingArray / IntegerArray, which have no
     .dtypes) was taken for a frame: AttributeError 'no attribute to_frame'."""

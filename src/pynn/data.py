@@ -92,6 +92,11 @@ def frame_values(x, name="x"):
     return _pandas_values(x, name) if _is_pandas(x) else x
 
 
+def is_frame(x):
+    """Whether x is a pandas DataFrame (its columns have names)."""
+    return _is_pandas(x) and getattr(x, "ndim", 0) == 2 and hasattr(x, "columns")
+
+
 def _is_pandas(x):
     return type(x).__module__.partition(".")[0] == "pandas" and hasattr(x, "to_numpy") \
         and hasattr(x, "dtypes")
@@ -111,7 +116,8 @@ def _pandas_values(x, name, dtype=None):
         if getattr(column_dtype, "name", "") == "category":
             kind = getattr(column_dtype.categories.dtype, "kind", "O")
         if kind not in "biuf":
-            raise TypeError(f"{name} column {column!r} has dtype {column_dtype}; pynn takes "
+            what = name if x.ndim == 1 else f"{name} column {column!r}"  # (a Series: x)
+            raise TypeError(f"{what} has dtype {column_dtype}; pynn takes "
                             f"numbers: encode it (one-hot or codes for categories, numbers "
                             f"for dates) or drop it")
     if all(isinstance(d, np.dtype) for d in dtypes):  # plain numpy columns: their common type

@@ -142,6 +142,7 @@ class Sequential:
         self._metrics = []  # (name, function or Metric): what the native engine checks
         self._metric_objects = []  # pynn.metrics.Metric, accumulated over an epoch
         self._predict_cache = None
+        self._frame_columns = None  # the DataFrame columns fit read last (predict checks them)
         self.history = None  # the History of the latest fit, kept if it is interrupted
         self.shuffle_seed = None  # drawn at the first shuffled fit; saved with the model
         self.engine_reason = None  # why the last fit did not use the native engine; None: it
@@ -614,8 +615,9 @@ class Sequential:
             return x[0]
         return x
 
-    def _inputs(self, x, name="x", check_finite=None):
+    def _inputs(self, x, name="x", check_finite=None, record_columns=False):
         x = self._unlisted(x)
+        self._check_columns(x, name, record_columns)
         layers = self._compute_layers
         # an unbuilt model takes samples of any shape, as Keras builds from the data: Flatten
         # and Reshape always; any other first layer (Dense, BatchNormalization, PReLU, a
@@ -629,6 +631,25 @@ class Sequential:
         arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp, check_finite)
         self._ensure_built(arr.shape[1:])
         return arr
+
+    def _check_columns(self, x, name, record=False):
+        """A DataFrame's column names against those of the frame the model was trained on
+        (record: this is that frame): a frame is read by position, as Keras reads it, so
+        the same columns in another order would mix the features up without a word."""
+        if not data.is_frame(x):
+            return
+        columns = list(x.columns)
+        if record:
+            self._frame_columns = columns
+            return
+        trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
+        if trained is not None and columns != trained:
+            order = "in another order" if sorted(map(str, columns)) == sorted(
+                map(str, trained)) else "with other names"
+            raise ValueError(f"{name}'s columns come {order} than those the model was trained "
+                             f"on: {_few(columns)} against {_few(trained)}; select them as "
+                             f"trained ({name}[columns]), or pass {name}.to_numpy() to read "
+                             f"them by position")
 
     def _gpu_array(self, a, name):
         """A GPU array as the model's backend's own array (zero-copy)."""
@@ -645,7 +666,7 @@ class Sequential:
             raise TypeError(f"{name} is a masked array; pynn uses no masks: pass "
                             f"{name.split()[-1]}.filled(value) with the value masked entries "
                             f"should take (a zero sample weight leaves a sample out)")
-        return detached(data.densified(a))
+        return detached(data.densified(data.frame_values(a, name)))
 
     def _targets(self, y, n, name="y"):
         if y is None:
@@ -933,7 +954,9 @@ class Sequential:
 
         x: (samples, features) array-like (numpy, a pandas DataFrame, a PyTorch CPU tensor
         taken zero-copy, lists; any numeric dtype, converted once); y: targets as the loss
-        takes them. Or x gives the data batch by batch (y, batch_size and sample_weight then
+        takes them. A DataFrame is read by position, as Keras reads it: the model keeps its
+        column names (in memory, not in files), and evaluate, predict and validation refuse
+        a frame whose columns differ or come in another order. Or x gives the data batch by batch (y, batch_size and sample_weight then
         come with it): a generator, an iterable such as a PyTorch DataLoader, or a
         pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
         (x, y, sample_weight); validation_data may be one too. steps_per_epoch: the
@@ -982,7 +1005,7 @@ class Sequential:
         _check_epochs(epochs, initial_epoch, validation_freq)
         val_batch = (None if validation_batch_size is None
                      else data.check_batch_size(validation_batch_size, None))
-        x = self._inputs(x)
+        x = self._inputs(x, record_columns=True)
         self._prepare_compiled(training=True)
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
@@ -1465,7 +1488,7 @@ class Sequential:
         kept for the next call while nothing it was built from changes), else through the
         layers: a custom training loop pays no layer-by-layer Python per step."""
         self._check_compiled()
-        x = self._inputs(x)
+        x = self._inputs(x, record_columns=True)
         self._prepare_compiled(training=True)
         y = self._targets(y, x.shape[0])
         w = self._sample_weights(sample_weight, class_weight, y)
@@ -1611,6 +1634,7 @@ class Sequential:
         # Keras' batches of 32 where test batch hooks see them (as predict's), else bigger
         test_hooks = cbs.overrides("on_test_batch_begin", "on_test_batch_end")
         batch_size = data.check_batch_size(batch_size, 32 if test_hooks else _PREDICT_BATCH)
+        self._check_columns(x, "x")
         x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
         if test_hooks:
@@ -1776,6 +1800,7 @@ class Sequential:
             return out
         asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
+        self._check_columns(x, "x")
         x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
         if step is not None:
@@ -2578,6 +2603,13 @@ def _with_history(callbacks):
         history = History()
         callbacks.append(history)
     return callbacks, history
+
+
+def _few(names, shown=6):
+    """A list of names for a message, the first few of a long one."""
+    names = [str(n) for n in names]
+    return str(names) if len(names) <= shown else \
+        f"[{', '.join(map(repr, names[:shown]))}, ... ({len(names)} in all)]"
 
 
 def _warn_of_shortfall(source):
