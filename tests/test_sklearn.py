@@ -155,6 +155,31 @@ def test_partial_fit_needs_classes_first_and_continues(iris):
         clf.partial_fit(x[:5], np.array([0, 1, 2, 3, 0]))
 
 
+def test_a_refused_refit_leaves_the_fitted_classifier_as_it_was(iris):
+    # a one-class refit raised after setting classes_: predict then named a class the kept
+    # model never learned (or failed with an IndexError)
+    x, y = iris
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(x, names)
+    before = clf.predict_proba(x[:20])
+    with pytest.raises(ValueError, match=r"at least 2 classes to train; got 1 class \('z'\)"):
+        clf.fit(x[:5], np.array(["z"] * 5))
+    np.testing.assert_array_equal(clf.classes_, ["setosa", "versicolor", "virginica"])
+    np.testing.assert_array_equal(clf.predict_proba(x[:20]), before)
+    assert set(clf.predict(x)) <= set(clf.classes_)
+    multi = (x[:, :3] > x[:, :3].mean(axis=0)).astype(int)
+    fresh = MLPClassifier(hidden_layer_sizes=(4,))
+    with pytest.raises(ValueError, match=r"classes=\[0, 1\]: a multi-label y with 3 columns"):
+        fresh.partial_fit(x, multi, classes=np.array([0, 1]))
+    assert not hasattr(fresh, "classes_")  # nothing set by the refused call
+    with pytest.raises(ValueError, match=r"got 1 class \(0\.0\)"):  # numbers as numbers
+        MLPClassifier().fit(x[:4], np.zeros(4))
+    stream = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    stream.partial_fit(x, y, classes=np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"classes=\[0, 1\] differs .* \[0, 1, 2\]"):
+        stream.partial_fit(x[y < 2], y[y < 2], classes=np.array([0, 1]))
+
+
 def test_early_stopping_restores_best_and_records_scores(iris):
     x, y = iris
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, early_stopping=True,

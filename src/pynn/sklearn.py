@@ -571,25 +571,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _encode(self, y, classes=None, reset=True):
         """Targets for the model: label codes (float 0/1 for binary), or the float indicator
-        matrix of a multi-label y (sparse too)."""
+        matrix of a multi-label y (sparse too). reset: y (and classes) set classes_ and the
+        kind of target, only once every check passed (a refused refit left classes_ that no
+        longer matched model_)."""
         multilabel = np.ndim(y) == 2 and type_of_target(y) == "multilabel-indicator"
-        if reset:
-            self._multilabel = multilabel
-            # predict answers in kind (a sparse y, a sparse one), through scikit-learn's own
-            self._label_binarizer = LabelBinarizer().fit(y) if multilabel else None
+        # predict answers in kind (a sparse y, a sparse one), through scikit-learn's own
+        binarizer = LabelBinarizer().fit(y) if reset and multilabel else None
         y = y.toarray() if sparse.issparse(y) else y
-        if self._multilabel:
+        if multilabel if reset else self._multilabel:
             if not multilabel:
                 raise ValueError(f"the model was fitted on a multi-label indicator matrix; y "
                                  f"must be one too (0/1 values, shape (n, "
                                  f"{len(self.classes_)})), got {type_of_target(y)!r} y")
             if reset:
-                self.classes_ = np.arange(y.shape[1])
-                if classes is not None and not np.array_equal(np.unique(classes),
-                                                              self.classes_):
-                    raise ValueError(f"classes={list(classes)!r}: a multi-label y with "
-                                     f"{y.shape[1]} columns has classes "
-                                     f"{self.classes_.tolist()}")
+                labels = np.arange(y.shape[1])
+                if classes is not None and not np.array_equal(np.unique(classes), labels):
+                    raise ValueError(f"classes={np.asarray(classes).tolist()!r}: a multi-label "
+                                     f"y with {y.shape[1]} columns has classes "
+                                     f"{labels.tolist()}")
+                self._multilabel, self._label_binarizer, self.classes_ = True, binarizer, labels
             elif y.shape[1] != len(self.classes_):
                 raise ValueError(f"y has {y.shape[1]} labels, the model was fitted on "
                                  f"{len(self.classes_)}")
@@ -598,14 +598,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_classification_targets(y)
         if reset:
             # scikit-learn's classes_ (a Series of strings gives str, not object, labels)
-            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
-            if len(self.classes_) < 2:
+            labels = unique_labels(y if classes is None else np.asarray(classes))
+            if len(labels) < 2:
                 raise ValueError(f"MLPClassifier needs samples of at least 2 classes to train; "
-                                 f"got 1 class ({self.classes_[0]!r})")
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
+                                 f"got 1 class ({labels[0].item()!r})")
+        else:
+            labels = self.classes_
+        unknown = np.setdiff1d(np.unique(y), labels)
         if unknown.size:
             raise ValueError(f"y holds labels {unknown.tolist()} not among classes_ "
-                             f"{self.classes_.tolist()}")
+                             f"{labels.tolist()}")
+        if reset:
+            self._multilabel, self._label_binarizer, self.classes_ = False, None, labels
         codes = np.searchsorted(self.classes_, y)
         return codes.astype(np.float32) if len(self.classes_) == 2 else codes.astype(np.int64)
 
@@ -642,8 +646,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         else:
             if classes is not None and not self._multilabel and \
                     not np.array_equal(np.unique(classes), self.classes_):
-                raise ValueError(f"classes={list(classes)!r} differs from the classes of the "
-                                 f"first partial_fit call, {self.classes_.tolist()}")
+                raise ValueError(f"classes={np.asarray(classes).tolist()!r} differs from the "
+                                 f"classes of the first partial_fit call, "
+                                 f"{self.classes_.tolist()}")
             codes = self._encode(y, reset=False)
         self._train(X, codes, incremental, first, sample_weight, sizes)
         return self
