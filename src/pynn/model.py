@@ -956,8 +956,8 @@ class Sequential:
         taken zero-copy, lists; any numeric dtype, converted once); y: targets as the loss
         takes them. A DataFrame is read by position, as Keras reads it: the model keeps its
         column names (in memory, not in files), and evaluate, predict and validation refuse
-        a frame whose columns differ or come in another order. Or x gives the data batch by batch (y, batch_size and sample_weight then
-        come with it): a generator, an iterable such as a PyTorch DataLoader, or a
+        a frame whose columns differ or come in another order. Or x gives the data batch by
+        batch (y, batch_size and sample_weight then come with it): a generator, an iterable such as a PyTorch DataLoader, or a
         pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
         (x, y, sample_weight); validation_data may be one too. steps_per_epoch: the
         batches an epoch takes (default: a pass over the data); as Keras 3, an epoch
