@@ -69,6 +69,11 @@ def test_unsupported_layer_and_unbuilt_model(tmp_path):
                          tmp_path / "d.onnx")
     with pytest.raises(ValueError, match="build the model"):
         pynn_onnx.export(pynn.Sequential([pynn.Dense(2)]), tmp_path / "u.onnx")
+    # a graph under a model file's name: load_model then failed with a zip-file message
+    built = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    for name in ("m.keras", "m.weights.h5", "m.H5", "m.npz"):
+        with pytest.raises(ValueError, match="goes under a .onnx name"):
+            built.export(tmp_path / name)
     assert not list(tmp_path.iterdir())
 
 

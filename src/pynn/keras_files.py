@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -385,6 +386,15 @@ def model_from_config(config, where, custom_objects):
             model.build(shape)
     except (TypeError, ValueError, KeyError, NotImplementedError, MemoryError,
             OverflowError, AttributeError) as exc:
+        missing = re.match(r"unknown layer class '(\w+)'", str(exc))
+        if missing and any(e.get("class_name") == missing[1] and
+                           str(e.get("module", "")).startswith("keras") for e in entries):
+            # one of Keras' own layers: "a layer of your own" misled
+            name = missing[1]
+            raise ValueError(f"{where!r}: its Keras model does not translate to pynn: Keras' "
+                             f"{name} layer has no pynn counterpart (a pynn layer class of "
+                             f"your own that computes it loads with custom_objects="
+                             f"{{{name!r}: YourLayer}})") from None
         raise ValueError(f"{where!r}: its Keras model does not translate to pynn: "
                          f"{type(exc).__name__}: {exc}") from None
     computed = [e for e in entries if e.get("class_name") != "InputLayer"]
@@ -408,6 +418,13 @@ def _layer_entry(entry, i, where):
         if config.get("sparse") or config.get("ragged"):
             raise ValueError(f"{where!r}: its InputLayer takes sparse or ragged tensors; "
                              f"pynn takes dense arrays")
+        dtype = config.get("dtype")
+        if isinstance(dtype, dict):  # a DTypePolicy's description
+            dtype = (dtype.get("config") or {}).get("name")
+        if dtype not in (None, "float32", "float64"):
+            # Keras casts the inputs to it (int32 truncates 0.7 to 0): pynn computes in floatx
+            raise ValueError(f"{where!r}: its InputLayer takes dtype {dtype!r}; pynn's "
+                             f"inputs are float32 (or float64), as the model computes")
         config = {"shape": shape[1:], "name": config.get("name")}
     if kind == "Normalization" and isinstance(config.get("axis"), (list, tuple)):
         # Keras writes the axes kept: [rank - 1] of a built layer is the last axis

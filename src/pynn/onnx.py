@@ -138,6 +138,17 @@ def _activation_nodes(helper, spec, source, name, const, double):
     return g.nodes, out
 
 
+def _check_graph_name(filepath):
+    """ValueError for a graph written under a name that says a pynn or Keras file (.keras,
+    .h5, .npz...): load_model then failed on it with a message about zip files."""
+    if isinstance(filepath, str):
+        suffix = next((s for s in (".keras", ".weights.h5", ".h5", ".hdf5", ".npz")
+                       if filepath.lower().endswith(s)), None)
+        if suffix is not None:
+            raise ValueError(f"{filepath!r}: a {suffix} name is for model.save or "
+                             f"save_weights; an ONNX graph goes under a .onnx name")
+
+
 def export(model, filepath, opset=None):
     """Write `model` (built) to `filepath` (a path or a binary file object) as an ONNX graph
     taking 'input' (batch, *input_shape) -> 'output' (batch, *output_shape), in the model's
@@ -156,6 +167,7 @@ def export(model, filepath, opset=None):
     if not model.built:
         raise ValueError("build the model (fit, build or an Input) before exporting it")
     filepath = as_target(filepath)
+    _check_graph_name(filepath)
     _check_target(filepath, "wb")
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, numbers.Integral)
