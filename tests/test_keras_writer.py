@@ -504,6 +504,13 @@ def test_metrics_are_written_as_they_mean_in_pynn(tmp_path, rng, h5py):
         "BinaryAccuracy", {"name": "accuracy", "threshold": 0.5})
     assert (precision["class_name"], precision["config"]["name"]) == ("Precision", "precision")
     assert (auc["class_name"], auc["config"]["name"]) == ("AUC", "roc_auc")
+    assert auc["config"]["from_logits"] is False
+    # on logits: pynn's AUC ranks them as they are, Keras' thresholds them in [0, 1]
+    logits = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1)])
+    logits.compile("adam", pynn.losses.BinaryCrossentropy(from_logits=True), metrics=["auc"])
+    logits.save(tmp_path / "logits.keras")
+    (auc,) = _compiled_metrics(tmp_path / "logits.keras")
+    assert auc["class_name"] == "AUC" and auc["config"]["from_logits"] is True
     one = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
     one.compile("adam", "binary_crossentropy", metrics=["f1_score", "accuracy"])
     one.save(tmp_path / "one.keras")

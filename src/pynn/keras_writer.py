@@ -382,6 +382,9 @@ def _keras_metric(spec, objects, model):
         if f_score and config.get("threshold") is None and \
                 width == 1:  # pynn reads one output at 0.5, Keras' None by its argmax
             config["threshold"] = 0.5
+        if spec["class_name"] == "AUC" and getattr(model.loss, "from_logits", False):
+            # pynn's AUC ranks the outputs, logits or not; Keras' thresholds them in [0, 1]
+            config["from_logits"] = True
     return _keras_object(spec, config, "keras.metrics", objects)
 
 

@@ -13,6 +13,7 @@ whose tanh approximation arrived there), so older runtimes load it too.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -57,8 +58,12 @@ class _Graph:
 
 
 def _expm1_times(g, x, alpha):
-    """alpha * (exp(x) - 1): elu's and selu's negative side."""
-    return g("Mul", g("Sub", g("Exp", x), g.const("one", 1.0)), g.const("alpha", alpha))
+    """alpha * expm1(x): elu's and selu's negative side. ONNX has no Expm1, and exp(x) - 1
+    (onnxruntime's Elu and Selu too) lost x's digits near 0 (1e-2 relative at -1e-6 in
+    float32): expm1(x) = tanh(x / 2) (exp(x) + 1), within 4 ulps from -1e-9 to -30."""
+    expm1 = g("Mul", g("Tanh", g("Mul", x, g.const("half", 0.5))),
+              g("Add", g("Exp", x), g.const("one", 1.0)))
+    return g("Mul", expm1, g.const("alpha", alpha))
 
 
 def _softplus(g, x, double, out=None):
@@ -84,11 +89,12 @@ def _hard_sigmoid(g, x, out=None):
 def _activation_nodes(helper, spec, source, name, const, double):
     """[nodes] applying activation `spec` to tensor `source`; returns (nodes, output name).
     const(name, value) adds a scalar initializer. Every graph needs opset 13 only (gelu: 20).
-    Where onnxruntime lacks a double kernel (LeakyRelu, Elu, Softplus, Softsign, Selu),
-    float64 graphs build the function from basic operators (gelu's Erf: computed in float);
-    silu, hard_sigmoid, hard_silu
-    and mish are built so in any graph (their operators need newer opsets, or HardSigmoid
-    computes alpha x + beta, which loses bits near -3)."""
+    Where onnxruntime lacks a double kernel (LeakyRelu, Softplus, Softsign), float64 graphs
+    build the function from basic operators (gelu: onnxruntime's Gelu in float, within ~1e-7
+    absolute, its far negative tail's tiny values to fewer relative digits); silu, sigmoid,
+    elu, selu, hard_sigmoid, hard_silu and mish are built so in any graph (their operators
+    need newer opsets, or lose digits: Sigmoid's tails, Elu's and Selu's exp(x) - 1 near 0,
+    HardSigmoid's alpha x + beta near -3)."""
     if spec.name == "linear":
         return [], source
     out = f"{name}_{spec.name}"
@@ -108,7 +114,7 @@ def _activation_nodes(helper, spec, source, name, const, double):
         _hard_sigmoid(g, x, out=out)
     elif spec.name == "softplus":
         _softplus(g, x, double, out=out)
-    elif double and spec.name in ("leaky_relu", "elu", "selu"):
+    elif spec.name in ("elu", "selu") or double and spec.name == "leaky_relu":
         negative = g("Less", x, g.const("zero", 0.0))
         if spec.name == "leaky_relu":
             g("Where", negative, g("Mul", x, g.const("alpha", spec.param)), x, out=out)
@@ -119,8 +125,15 @@ def _activation_nodes(helper, spec, source, name, const, double):
             g("Mul", inner, g.const("scale", _SELU_SCALE), out=out)
     elif double and spec.name == "softsign":
         g("Div", x, g("Add", g("Abs", x), g.const("one", 1.0)), out=out)
+    elif double and spec.name == "gelu_tanh":  # (onnxruntime's Gelu computed it in float)
+        clipped = g("Clip", x, g.const("minus_ten", -10.0), g.const("ten", 10.0))
+        cube = g("Mul", g("Mul", clipped, clipped), clipped)
+        inner = g("Mul", g("Add", clipped, g("Mul", cube, g.const("k", 0.044715))),
+                  g.const("c", math.sqrt(2.0 / math.pi)))
+        half_x = g("Mul", x, g.const("half", 0.5))
+        g("Mul", half_x, g("Add", g("Tanh", inner), g.const("one", 1.0)), out=out)
     elif double and spec.name == "gelu":  # (onnxruntime has no double Erf: its Gelu in float,
-        from onnx import TensorProto      # within ~1e-7)
+        from onnx import TensorProto      # within ~1e-7 absolute)
 
         inner = g("Gelu", g("Cast", x, to=TensorProto.FLOAT), approximate="none")
         g("Cast", inner, to=TensorProto.DOUBLE, out=out)
@@ -128,11 +141,9 @@ def _activation_nodes(helper, spec, source, name, const, double):
         ops = {"relu": ("Relu", {}), "tanh": ("Tanh", {}),
                "softmax": ("Softmax", {"axis": -1}),
                "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
-               "elu": ("Elu", {"alpha": spec.param}),
                "gelu": ("Gelu", {"approximate": "none"}),
                "gelu_tanh": ("Gelu", {"approximate": "tanh"}),
-               "softsign": ("Softsign", {}),
-               "selu": ("Selu", {"alpha": _SELU_ALPHA, "gamma": _SELU_SCALE})}
+               "softsign": ("Softsign", {})}
         op, attrs = ops[spec.name]
         g(op, x, out=out, **attrs)
     return g.nodes, out
@@ -245,7 +256,14 @@ def export(model, filepath, opset=None):
             # axes moved from an attribute to an input at opset 18
             features = sample[-1]
             average = g.const("average", np.full((features, 1), 1 / features))
-            d = g("Sub", current, g("MatMul", current, average)) if layer.centred else current
+            d = current
+            if layer.centred:
+                # each row shifted by its first value before the mean: a float32 mean of values
+                # with a large common offset lost their differences (offset 1e4: 3e-3 off)
+                first = numpy_helper.from_array(np.array([0], np.int64), f"{name}_first")
+                inits.append(first)
+                d = g("Sub", current, g("Gather", current, first.name, axis=-1))
+                d = g("Sub", d, g("MatMul", d, average))
             spread = g("MatMul", g("Mul", d, d), average)
             y = g("Div", d, g("Sqrt", g("Add", spread, g.const("epsilon", layer.epsilon))))
             gain, shift = layer._gain_and_shift()
@@ -291,8 +309,8 @@ def export(model, filepath, opset=None):
                 [out], name=out, epsilon=layer.epsilon))
             current = out
         else:
-            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX equivalent "
-                             f"in pynn's exporter")
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX "
+                             f"equivalent in pynn's exporter")
     uses_gelu = any(node.op_type == "Gelu" for node in nodes)
     if opset is None:
         opset = 20 if uses_gelu else 13
