@@ -196,8 +196,10 @@ def test_the_native_engine_projects_dense_weights_as_the_layer_path(rng, case, o
 
     def make():
         pynn.set_seed(seed)
+        # (tanh, not relu: a pre-activation within float32 rounding of 0 took relu's other
+        # side in one of the two runs, and Adam at 0.05 made that 1e-3 apart; seen once)
         model = pynn.Sequential([pynn.Input((6,)),
-                                 pynn.Dense(17, activation="relu", **_NATIVE_CASES[case]),
+                                 pynn.Dense(17, activation="tanh", **_NATIVE_CASES[case]),
                                  pynn.Dense(3, activation="softmax",
                                             kernel_constraint=C.MaxNorm(1.3))])
         opt = pynn.optimizers.Adam(0.05) if optimizer == "adam" else pynn.optimizers.SGD(
