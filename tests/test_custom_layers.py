@@ -309,7 +309,8 @@ def test_two_weights_named_alike_keep_their_values_through_files_and_copies(tmp_
 
 class _NoSuperBuild(pynn.layers.Layer):
     def build(self, input_shape, backend, dtype):  # super().build(...) forgotten
-        self.w = self.add_weight("w", shape=input_shape, initializer="ones", backend=backend)
+        self.w = self.add_weight("w", shape=input_shape, initializer="ones", backend=backend,
+                                 trainable=False)  # (its backward sets no gradient)
 
     def forward(self, x, training=False, logits=False):
         return x * self.w.value
@@ -793,3 +794,130 @@ def test_keras_methods_over_pynn_classes_are_refused_not_ignored():
 
     model = pynn.Sequential([pynn.Input((3,)), Both(1, kernel_initializer="ones")])
     np.testing.assert_allclose(model.predict(np.ones((1, 3))), [[6.0]])
+
+
+# ---- mistakes in a layer of one's own (a user-level review, 2026-12-05) -----------------------
+class _Mistaken(pynn.layers.Layer):
+    """A scale layer whose forward or backward makes the mistake `mode` names."""
+
+    def __init__(self, mode="", **kw):
+        super().__init__(**kw)
+        self.mode = mode
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.k = self.add_weight("k", shape=(input_shape[0], 3), initializer="ones")
+        self.b = self.add_weight("b", shape=(3,), initializer="zeros")
+        self.calls = 0
+
+    def compute_output_shape(self, input_shape):
+        return (3,)
+
+    def forward(self, x, training=False, logits=False):
+        if self.mode == "in place":
+            x *= 2
+        self.x = x
+        y = x @ self.k.value + self.b.value
+        if self.mode == "batch mean":
+            return y.mean(axis=0, keepdims=True)
+        if self.mode == "list":
+            return list(y)
+        if self.mode == "float64":
+            return y.astype(np.float64)
+        return y
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.calls += 1
+        grad = self.x.T @ dy
+        if self.mode == "transposed":
+            grad = grad.T.copy()
+        if self.mode != "stale" or self.calls == 1:
+            self.k.grad = grad
+        if self.mode != "no bias":
+            self.b.grad = dy.sum(axis=0)
+        return dy @ self.k.value.T
+
+
+def _mistaken_model(mode, last=True):
+    layers = [pynn.Input((4,)), _Mistaken(mode)] + ([] if last else [pynn.Dense(2)])
+    model = pynn.Sequential(layers)
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def test_a_layers_outputs_are_checked_for_rows_type_and_float_type(rng):
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    # a mean over the batch axis: predict gave rows of uninitialised memory
+    model = _mistaken_model("batch mean")
+    for call in (lambda: model.predict(x), lambda: model(x),
+                 lambda: model.fit(x, np.zeros((5, 3)), verbose=0)):
+        with pytest.raises(ValueError, match=r"_mistaken.*forward returned \(1, 3\) for "
+                                             r"inputs \(5, 4\): one output row per input"):
+            call()
+    # a list: broadcast into (5, 5, 3) as the output, or blamed on the next layer
+    with pytest.raises(TypeError, match=r"forward returned a list, not an array, as the "
+                                        r"model's output"):
+        _mistaken_model("list").predict(x)
+    with pytest.raises(TypeError, match=r"as the next layer's input \(layer 'dense"):
+        _mistaken_model("list", last=False).predict(x)
+    # float64 results spread to the model's outputs: the model's float type, as Keras
+    model = _mistaken_model("float64")
+    assert model.predict(x).dtype == np.float32 and model(x).dtype == np.float32
+
+
+def test_a_layer_writing_into_its_input_leaves_the_callers_data_alone(rng):
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    kept = x.copy()
+    model = _mistaken_model("in place")
+    for call in (lambda: model.predict(x), lambda: model(x)):
+        with pytest.raises(ValueError, match="read-only"):
+            call()
+    np.testing.assert_array_equal(x, kept)
+    for shuffle in (False, True):  # fit's batches are gathered copies: its own to write
+        model.fit(x, np.zeros((6, 3)), verbose=0, shuffle=shuffle)
+        np.testing.assert_array_equal(x, kept)
+
+
+def test_weight_gradients_of_the_wrong_shape_or_missing_are_named(rng):
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = rng.normal(size=(8, 3)).astype(np.float32) + 5
+    # the right size in a transposed shape was reshaped: the values scrambled
+    with pytest.raises(ValueError, match=r"k.grad has shape \(3, 4\); it must have \(4, 3\)"):
+        _mistaken_model("transposed").fit(x, y, verbose=0)
+    # a gradient set once was applied again at every later step
+    model = _mistaken_model("stale")
+    steps = []
+    with pytest.warns(UserWarning, match=r"set no gradient .* \['_+mistaken.*/k'\]"):
+        for _ in range(3):
+            before = model.layers[1].k.numpy()
+            model.train_on_batch(x, y)
+            steps.append(np.abs(model.layers[1].k.numpy() - before).max())
+    assert steps[0] > 0 and steps[1] == steps[2] == 0
+    # a forgotten one: the bias silently stayed 0
+    model = _mistaken_model("no bias")
+    with pytest.warns(UserWarning, match=r"weight\(s\) \['_+mistaken.*/b'\]: they are not "
+                                         r"updated"):
+        model.fit(x, y, epochs=2, verbose=0)
+    assert not model.layers[1].b.numpy().any()
+
+
+def test_a_scalar_weight_keeps_its_shape(rng):
+    class Scale(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.s = self.add_weight(shape=(), initializer="ones", name="s")
+
+        def forward(self, x, training=False, logits=False):
+            self.x = x
+            return x * self.s.value
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            self.s.grad = (dy * self.x).sum()
+            return dy * self.s.value
+
+    model = pynn.Sequential([pynn.Input((3,)), Scale()])
+    model.compile(optimizer="adam", loss="mse")
+    x = rng.normal(size=(16, 3)).astype(np.float32)
+    model.fit(x, 2 * x, epochs=2, verbose=0)
+    assert model.layers[1].s.shape == () and [w.shape for w in model.get_weights()] == [()]
+    assert float(model.layers[1].s.numpy()) > 1  # trained towards 2

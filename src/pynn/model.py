@@ -630,6 +630,12 @@ class Sequential:
             x, xp = self._gpu_array(x, name), self.backend.xp
         arr = data.as_inputs(x, self._dtype, self.input_shape, name, any_rank, xp, check_finite)
         self._ensure_built(arr.shape[1:])
+        if isinstance(arr, np.ndarray) and arr.flags.writeable and \
+                (arr is x or not arr.flags.owndata):
+            # the caller's own memory, read only from here: a user's layer writing into its
+            # input (x *= 2) changed the caller's data; numpy now names the write
+            arr = arr.view()
+            arr.flags.writeable = False
         return arr
 
     def _check_columns(self, x, name, record=False):
@@ -707,7 +713,8 @@ class Sequential:
             if activity is not None and getattr(layer, "activity_regularizer", None) is not None:
                 activity.append((i, x))
             if is_custom(type(layer)):
-                _check_declared_shape(layer, inputs, x)
+                following = layers[i + 1] if i + 1 < len(layers) else None
+                x = _checked_output(layer, inputs, x, following)
             if device is not None and not isinstance(x, device.ndarray):
                 _not_on_device(layer, "forward", "its output", x, self.backend)
         # layers that pass their input on (Dropout at inference, Flatten, Reshape) gave the
@@ -853,6 +860,10 @@ class Sequential:
         for i in range(len(layers) - 1, lowest - 1, -1):
             if i in activity_grads:  # (the penalty's share of d loss / d output)
                 grad = grad + activity_grads[i]
+            custom = is_custom(type(layers[i]))
+            if custom:  # a gradient its backward does not set again was applied every step
+                for p in layers[i].params:
+                    p.grad = None
             try:
                 grad = layers[i].backward(grad, need_input_grad=i > lowest,
                                           logits=self._fused and i == len(layers) - 1)
@@ -873,6 +884,8 @@ class Sequential:
                 if g is not None and getattr(g, "shape", None) != p.value.shape and \
                         p.trainable:
                     _weight_gradient_shaped(p, layers[i])
+            if custom:
+                _warn_of_missing_gradients(layers[i])
             if self.backend.xp is not np:  # a host array would fail later, somewhere else
                 xp = self.backend.xp
                 if i > lowest and not isinstance(grad, xp.ndarray):
@@ -957,8 +970,9 @@ class Sequential:
         takes them. A DataFrame is read by position, as Keras reads it: the model keeps its
         column names (in memory, not in files), and evaluate, predict and validation refuse
         a frame whose columns differ or come in another order. Or x gives the data batch by
-        batch (y, batch_size and sample_weight then come with it): a generator, an iterable such as a PyTorch DataLoader, or a
-        pynn.batch_sources.PyDataset (Keras' PyDataset/Sequence), each batch (x, y) or
+        batch (y, batch_size and sample_weight then come with it): a generator, an iterable
+        such as a PyTorch DataLoader, or a pynn.batch_sources.PyDataset (Keras'
+        PyDataset/Sequence), each batch (x, y) or
         (x, y, sample_weight); validation_data may be one too. steps_per_epoch: the
         batches an epoch takes (default: a pass over the data); as Keras 3, an epoch
         continues the pass the last one began and ends early where that pass ends (a run
@@ -2452,23 +2466,59 @@ def _wrong_gradient(grad, shape, what):
 
 
 def _weight_gradient_shaped(p, layer):
-    """A weight's .grad of its size in another shape (a 0-d array or a number for a (1,)
-    weight, (F,) for (1, F)) takes the weight's shape; another size is refused."""
+    """A weight's .grad in another shape that differs by axes of length 1 only (a 0-d
+    array or a number for a (1,) weight, (F,) for (1, F)) takes the weight's shape; any
+    other shape is refused (a (4, 3) gradient of a (3, 4) kernel was reshaped, its values
+    scrambled)."""
     g = p.grad
-    size = getattr(g, "size", 1 if isinstance(g, (int, float, np.number)) else None)
-    if size == p.value.size:
+    shape = getattr(g, "shape", () if isinstance(g, (int, float, np.number)) else None)
+    if shape is not None and [d for d in shape if d != 1] == \
+            [d for d in p.value.shape if d != 1]:
         p.grad = p.backend.xp.asarray(g, dtype=p.value.dtype).reshape(p.value.shape)
         return
     _wrong_gradient(g, p.value.shape, f"{_layer_name(layer)}: {p.name}.grad")
 
 
+def _warn_of_missing_gradients(layer):
+    """A UserWarning (once per layer and weights) for trainable weights a user's backward
+    left without a gradient: the optimizer skips them, as Keras does."""
+    missing = [p.name for p in layer.params if p.trainable and p.grad is None]
+    if missing:
+        warnings.warn(f"{_layer_name(layer)}.backward set no gradient (.grad) for its "
+                      f"trainable weight(s) {missing}: they are not updated (set trainable="
+                      f"False on a weight meant to stay)", stacklevel=2)
+
+
+def _checked_output(layer, inputs, outputs, following):
+    """A user's layer's outputs, checked: an array (a tuple may go to a user's layer after it,
+    not to pynn's or out of the model), of the input's rows (a mean over the batch axis gave
+    predict rows of uninitialised memory), in the input's float type (a float64 result
+    spread to the model's outputs), of the shape compute_output_shape declares."""
+    if not hasattr(outputs, "shape"):
+        if following is None or not is_custom(type(following)):
+            where = "the model's output" if following is None else \
+                f"the next layer's input ({_layer_name(following)})"
+            raise TypeError(f"{_layer_name(layer)}.forward returned a "
+                            f"{type(outputs).__name__}, not an array, as {where}")
+        return outputs
+    if not hasattr(inputs, "shape"):
+        return outputs
+    if tuple(outputs.shape[:1]) != tuple(inputs.shape[:1]):
+        raise ValueError(f"{_layer_name(layer)}.forward returned {tuple(outputs.shape)} for "
+                         f"inputs {tuple(inputs.shape)}: one output row per input row (its "
+                         f"axis 0 is the batch)")
+    dtype = getattr(inputs, "dtype", None)
+    if dtype is not None and dtype.kind == "f" and outputs.dtype != dtype and \
+            getattr(outputs.dtype, "kind", "") in "biuf":
+        outputs = outputs.astype(dtype)  # (Keras computes in the layer's float type too)
+    _check_declared_shape(layer, inputs, outputs)
+    return outputs
+
+
 def _check_declared_shape(layer, inputs, outputs):
     """A user's layer returns samples of the shape its compute_output_shape declares: the
     layers after it were built for that one (a Linear(8) without it built the next Dense
-    for 4 inputs, and the error came from far away, blaming the targets or that layer).
-    Outputs that are no array (a tuple for the next layer) are the layer's own business."""
-    if not hasattr(outputs, "shape") or not hasattr(inputs, "shape"):
-        return
+    for 4 inputs, and the error came from far away, blaming the targets or that layer)."""
     try:
         declared = tuple(layer.compute_output_shape(tuple(inputs.shape[1:])))
     except Exception:  # noqa: BLE001 - a check only: the layer's own errors come elsewhere

@@ -511,6 +511,8 @@ def c_array(xp, a, dtype=None):
     misaligned data, which np.frombuffer at an odd offset gives contiguous. (CuPy's arrays
     have no aligned flag: always aligned.)"""
     c = xp.ascontiguousarray(a, dtype=dtype)
+    if c.ndim != getattr(a, "ndim", c.ndim):  # (a 0-d array came back 1-d: a scalar weight
+        c = c.reshape(())                      # of shape () became (1,))
     return c if getattr(c.flags, "aligned", True) else c.copy()
 
 
