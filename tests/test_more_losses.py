@@ -415,6 +415,22 @@ def test_names_classes_and_configs_round_trip(alias):
     assert type(pickle.loads(pickle.dumps(loss))) is cls
     with pytest.raises(ValueError, match="reduction='sum' is not supported"):
         cls(reduction="sum")
+    # Keras' idiom: from_config(get_config()), a name given included (it had no from_config)
+    named = cls(name="mine")
+    again = cls.from_config(named.get_config())
+    assert type(again) is cls and again.name == "mine"
+    assert again.get_config() == named.get_config() and "name" not in loss.get_config()
+
+
+def test_loss_arguments_take_keras_positions_and_are_checked():
+    assert losses.BinaryCrossentropy(True, 0.1, -1).get_config() == {
+        "from_logits": True, "label_smoothing": 0.1}
+    assert losses.Huber(2.0, "sum_over_batch_size", "h").name == "h"
+    assert losses.CosineSimilarity(-1, "sum_over_batch_size").get_config() == {"axis": -1}
+    assert losses.SparseCategoricalCrossentropy(True, 3).get_config()["ignore_class"] == 3
+    for delta in ("1", True, 0, -1.0, float("nan"), None):  # ('1': a bare '>' TypeError)
+        with pytest.raises(ValueError, match="delta must be a number > 0"):
+            losses.Huber(delta)
 
 
 def test_cosine_similarity_keeps_its_axis():

@@ -75,8 +75,22 @@ class Loss(_custom.AutoConfig):
             _check_layer_dtype(self.name, dtype, "loss")
 
     def get_config(self):
-        """The constructor arguments (what model files store)."""
+        """The constructor arguments (what model files store): the loss's settings, and its
+        name where it is not the class's own (as Keras', from_config(get_config()) gives it
+        back)."""
+        config = self._settings()
+        if self.name != type(self).name:
+            config["name"] = self.name
+        return config
+
+    def _settings(self):
+        """The arguments besides name that rebuild this loss (a pynn loss's own)."""
         return {}
+
+    @classmethod
+    def from_config(cls, config):
+        """The loss get_config describes (Keras' from_config)."""
+        return cls(**config)
 
     def smooth_targets(self, y):
         """The targets the loss trains on, from prepared ones: label smoothing where the loss
@@ -284,13 +298,13 @@ class Huber(Loss):
 
     name = "huber_loss"  # Keras' (a metric of this loss object logs under it)
 
-    def __init__(self, delta=1.0, *, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
-        if not delta > 0:
-            raise ValueError(f"huber: delta must be > 0, got {delta}")
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
+            raise ValueError(f"huber: delta must be a number > 0, got {delta!r}")
         self.delta = float(delta)
 
-    def get_config(self):
+    def _settings(self):
         return {"delta": self.delta}
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
@@ -322,7 +336,7 @@ class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
     name = "binary_crossentropy"
     epsilon = 1e-7  # Keras' clip of probabilities
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
         self._take_axis(axis)
@@ -331,7 +345,7 @@ class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
                                                    label_smoothing)
         self.fused_activation = None if self.from_logits else "sigmoid"
 
-    def get_config(self):
+    def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
                 **self._axis_config()}
 
@@ -373,7 +387,7 @@ class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
     one_d_predictions = "classes"
     sparse = False
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, *, axis=-1,
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
         self._take_axis(axis)
@@ -382,7 +396,7 @@ class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
                                                    label_smoothing)
         self.fused_activation = None if self.from_logits else "softmax"
 
-    def get_config(self):
+    def _settings(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing,
                 **self._axis_config()}
 
@@ -440,7 +454,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     label_smoothing = 0.0  # none, as in Keras (smoothed labels are not integers)
     ignore_class = None
 
-    def __init__(self, from_logits=False, ignore_class=None, *, reduction="sum_over_batch_size",
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  axis=-1, name=None, dtype=None):  # (Keras' order of the keywords)
         Loss.__init__(self, reduction, name, dtype)
         self._take_axis(axis)
@@ -452,7 +466,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
                             f"{ignore_class!r}")
         self.ignore_class = None if ignore_class is None else int(ignore_class)
 
-    def get_config(self):
+    def _settings(self):
         config = {"from_logits": self.from_logits, **self._axis_config()}
         if self.ignore_class is not None:
             config["ignore_class"] = self.ignore_class
@@ -705,7 +719,7 @@ class BinaryFocalCrossentropy(_AlongLastAxis, _BinaryTargets, _FormulaLoss):
     name = "binary_focal_crossentropy"
 
     def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
-                 label_smoothing=0.0, *, axis=-1, reduction="sum_over_batch_size",
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name=None, dtype=None):
         super().__init__(reduction, name, dtype)
         self._take_axis(-1 if axis is None else axis)
@@ -717,7 +731,7 @@ class BinaryFocalCrossentropy(_AlongLastAxis, _BinaryTargets, _FormulaLoss):
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
 
-    def get_config(self):
+    def _settings(self):
         return {"apply_class_balancing": self.apply_class_balancing, "alpha": self.alpha,
                 "gamma": self.gamma, "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, **self._axis_config()}
@@ -787,7 +801,7 @@ class CategoricalFocalCrossentropy(_AlongLastAxis, _ClassRows, _RowLoss):
 
     name = "categorical_focal_crossentropy"
 
-    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, *,
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
                  axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
         self._take_axis(-1 if axis is None else axis)
@@ -797,7 +811,7 @@ class CategoricalFocalCrossentropy(_AlongLastAxis, _ClassRows, _RowLoss):
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
                                                    label_smoothing)
 
-    def get_config(self):
+    def _settings(self):
         return {"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, **self._axis_config()}
 
@@ -842,11 +856,11 @@ class CosineSimilarity(_AlongLastAxis, _RowLoss):
 
     name = "cosine_similarity"
 
-    def __init__(self, axis=-1, *, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
         self._take_axis(axis)
 
-    def get_config(self):
+    def _settings(self):
         return {"axis": self.axis}
 
     def __repr__(self):
@@ -962,10 +976,7 @@ def get(identifier) -> Loss:
 def serialize(loss: Loss) -> dict:
     """The {'class_name', 'config'} dict that `get` turns back into the loss (a name given
     to a pynn loss included)."""
-    spec = _custom.describe(loss)
-    if loss.name != type(loss).name and not _custom.is_custom(type(loss)):
-        spec["config"] = {**spec["config"], "name": loss.name}
-    return spec
+    return _custom.describe(loss)
 
 
 _KERAS_FUNCTIONS = ("binary_crossentropy", "categorical_crossentropy",
