@@ -921,3 +921,38 @@ def test_a_scalar_weight_keeps_its_shape(rng):
     model.fit(x, 2 * x, epochs=2, verbose=0)
     assert model.layers[1].s.shape == () and [w.shape for w in model.get_weights()] == [()]
     assert float(model.layers[1].s.numpy()) > 1  # trained towards 2
+
+
+def test_a_weight_of_integers_keeps_its_type_through_compile_training_and_files(tmp_path):
+    # it became float32 at compile (a counter inexact past 2**24) and files refused integers
+    class Counter(pynn.layers.Layer):
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.n = self.add_weight(shape=(), dtype="int64", initializer="zeros", name="n")
+
+        def forward(self, x, training=False, logits=False):
+            if training:
+                self.n.value[...] += len(x)
+            return x
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(3), Counter()])
+    model.compile(optimizer="adam", loss="mse")
+    counter = model.layers[2]
+    assert counter.n.dtype == np.int64 and not counter.n.trainable  # (never trained)
+    x = np.ones((8, 3), np.float32)
+    model.fit(x, x, epochs=2, batch_size=4, verbose=0)
+    pynn.set_floatx("float64")
+    try:
+        model.compile(optimizer="adam", loss="mse")
+        assert counter.n.dtype == np.int64 and counter.n.numpy() == 16
+    finally:
+        pynn.set_floatx("float32")
+    model.compile(optimizer="adam", loss="mse")  # (the Dense back in float32)
+    for name in ("c.npz", "c.keras"):
+        model.save(tmp_path / name)
+        loaded = pynn.load_model(tmp_path / name, custom_objects={"Counter": Counter})
+        n = loaded.layers[2].n
+        assert n.dtype == np.int64 and n.numpy() == 16

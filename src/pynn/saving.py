@@ -1031,7 +1031,12 @@ def _check_declared(arrays, key, p, filepath, what, shape=None):
     if tuple(declared) != expected:
         raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(declared)}, the "
                          f"model {expected}")
-    if dtype.kind != "f" or dtype.itemsize > 16:
+    # (a weight of integers, a counter, reads integers; an optimizer slot always floats)
+    integers = shape is None and np.dtype(p.value.dtype).kind in "biu"
+    if integers and (dtype.kind not in "biu" or dtype.itemsize > 8):
+        raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
+                         f"integers")
+    if not integers and (dtype.kind != "f" or dtype.itemsize > 16):
         raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
                          f"floats")
 

@@ -226,7 +226,9 @@ class Parameter:
 
     def to_backend(self, backend, dtype):
         """Move the values to `backend` in `dtype` (compile(backend=) and set_floatx do
-        this)."""
+        this); a weight of integers or booleans (a counter, a mask) keeps its type, exact."""
+        if self.value.dtype.kind != "f":
+            dtype = self.value.dtype
         if backend is not self.backend or self.value.dtype != np.dtype(dtype):
             self.value = backend.asarray(self.backend.to_numpy(self.value), dtype)
             self.backend = backend
@@ -452,7 +454,8 @@ class Layer(AutoConfig):
         dtype); or pynn's, from its initial values: add_weight(name, array, backend, dtype,
         statistic) (a name first selects this order). backend: default the layer's (call
         super().build first); dtype: default floatx (a model converts its weights to floatx
-        when it compiles). trainable=False (or statistic=True): the optimizer never updates
+        when it compiles, but for one of integers or booleans, which keeps its dtype and is
+        never trained). trainable=False (or statistic=True): the optimizer never updates
         it, whatever the layer's trainable flag (a moving statistic, a fixed mask).
         regularizer: its penalty joins the loss (through regularized()). constraint (a
         pynn.constraints name or object): projects the weight after each optimizer update.
@@ -489,6 +492,8 @@ class Layer(AutoConfig):
             raise ValueError(f"add_weight: name must be a string without '/', got {name!r}")
         backend = backend or self.backend or get_backend()
         dtype = dtype or config.floatx()
+        if np.dtype(dtype).kind != "f":  # integers (a counter) or booleans: never trained
+            trainable = False              # (Keras takes no gradient of them either)
         if (array is None) == (shape is None):
             raise TypeError(f"add_weight({name!r}): give the initial values (array) or a "
                             f"shape, not both or neither")
