@@ -956,3 +956,20 @@ def test_a_weight_of_integers_keeps_its_type_through_compile_training_and_files(
         loaded = pynn.load_model(tmp_path / name, custom_objects={"Counter": Counter})
         n = loaded.layers[2].n
         assert n.dtype == np.int64 and n.numpy() == 16
+
+
+def test_a_weight_made_inside_forward_is_refused(rng):
+    # it trained, saved, and the file did not load: the model rebuilt by build lacked it
+    class Lazy(pynn.layers.Layer):
+        def forward(self, x, training=False, logits=False):
+            if not hasattr(self, "w"):
+                self.w = self.add_weight(shape=(x.shape[-1],), initializer="ones", name="w")
+            return x * self.w.value
+
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), Lazy()])
+    for call in (lambda: model.predict(x), lambda: Lazy()(x)):
+        with pytest.raises(ValueError, match=r"add_weight\('w'\) inside forward: create "
+                                             r"weights in build"):
+            call()
+    ScaledDense(2)(x)  # (build's add_weight, called by a layer call: as before)

@@ -39,7 +39,7 @@ from .custom_objects import custom_object_scope, describe, is_custom, keras_meth
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
-from .layers.base import as_bool, as_flag, as_shape, unique_name
+from .layers.base import as_bool, as_flag, as_shape, forward_of, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
 
 # compile()'s metric arguments and the attributes that keep them (as given)
@@ -706,7 +706,9 @@ class Sequential:
                 input_shapes.append(getattr(x, "shape", None))
             inputs = x
             try:
-                x = layer.forward(x, training=training, logits=logits and i == len(layers) - 1)
+                last = logits and i == len(layers) - 1
+                x = forward_of(layer, x, training=training, logits=last) if \
+                    is_custom(type(layer)) else layer.forward(x, training=training, logits=last)
             except Exception as exc:
                 _name_the_layer(exc, layer, "forward")
                 raise

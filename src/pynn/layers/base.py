@@ -30,6 +30,19 @@ _name_lock = threading.Lock()  # layers made on several threads get distinct nam
 
 _scratch_names = threading.local()  # a private copy of the counters: layer_names_untouched
 
+_computing = threading.local()  # the user's layer whose forward runs on this thread
+
+
+def forward_of(layer, x, **kwargs):
+    """layer.forward(x, **kwargs) of a user's layer, its add_weight refused meanwhile: a
+    weight made while computing trained, but a file's model, rebuilt by build, lacked it."""
+    outer = getattr(_computing, "layer", None)
+    _computing.layer = layer
+    try:
+        return layer.forward(x, **kwargs)
+    finally:
+        _computing.layer = outer
+
 
 @contextlib.contextmanager
 def layer_names_untouched():
@@ -490,6 +503,10 @@ class Layer(AutoConfig):
         if not isinstance(name, str) or "/" in name:  # (Keras 3 refuses it too): files key a
             # weight by the name after the layer's "/", so "a/w" and "b/w" would collide
             raise ValueError(f"add_weight: name must be a string without '/', got {name!r}")
+        if getattr(_computing, "layer", None) is self:
+            raise ValueError(f"layer {self.name!r}: add_weight({name!r}) inside forward: "
+                             f"create weights in build(input_shape, backend, dtype) (a model "
+                             f"loaded from a file is rebuilt by build, without this one)")
         backend = backend or self.backend or get_backend()
         dtype = dtype or config.floatx()
         if np.dtype(dtype).kind != "f":  # integers (a counter) or booleans: never trained
@@ -678,7 +695,9 @@ class Layer(AutoConfig):
             self._check_call_shape(x.shape)
             if self.params[0].value.dtype != dtype:  # built in another floatx: its weights
                 self.to_backend(self.backend, dtype)  # follow, as a model's do at next use
-        y = self.forward(backend.asarray(x, dtype), training=bool(training))
+        x = backend.asarray(x, dtype)
+        y = forward_of(self, x, training=bool(training)) if is_custom(type(self)) else \
+            self.forward(x, training=bool(training))
         if training:
             self._cache = None  # no backward follows (inference leaves a pending one alone)
         y = backend.to_numpy(y)
