@@ -108,7 +108,7 @@ def test_in_a_model_counts_saves_and_trains(tmp_path, rng):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="momentum"):
-        pynn.BatchNormalization(momentum=1.0)
+        pynn.BatchNormalization(momentum=-0.1)
     with pytest.raises(ValueError, match="epsilon"):
         pynn.BatchNormalization(epsilon=0)
 
@@ -477,3 +477,22 @@ def test_a_single_rows_prediction_takes_the_one_row_kernel_through_normalisation
                 np.testing.assert_array_equal(rows, seen[0])
     finally:
         pynn.set_num_threads(previous)
+
+
+@requires_native
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_a_momentum_of_one_keeps_the_moving_statistics(rng, engine):
+    # Keras takes it (the statistics stay as they are); pynn refused it, a Keras file too
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(5),
+                             pynn.BatchNormalization(momentum=1.0), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    bn = model.layers[2]
+    mean, variance = rng.normal(size=5), rng.uniform(0.5, 2, 5)
+    bn.moving_mean.assign(mean)
+    bn.moving_variance.assign(variance)
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    model.fit(x, rng.normal(size=(12, 1)), epochs=2, batch_size=4, verbose=0, engine=engine)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), mean.astype(np.float32))
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), variance.astype(np.float32))
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\], got 1.5"):
+        pynn.BatchNormalization(momentum=1.5)

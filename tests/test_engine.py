@@ -780,7 +780,7 @@ def test_set_batchnorm_errors(rng):
     for change, words in [(dict(layer=1), "after the output layer"), (dict(layer=5), "layer"),
                           (dict(gamma=np.ones(5, np.float32)), r"gamma: expected shape \(6,\)"),
                           (dict(moving_mean=None), "moving_mean: required"),
-                          (dict(momentum=1.0), "momentum"), (dict(epsilon=0.0), "epsilon"),
+                          (dict(momentum=1.5), "momentum"), (dict(epsilon=0.0), "epsilon"),
                           (dict(beta_slots=[zeros.copy() for _ in range(5)]), "at most 4"),
                           (dict(beta=ones), "separate buffers")]:
         with pytest.raises(ValueError, match=words):

@@ -276,3 +276,10 @@ def test_rms_of_inputs_beyond_float32_squares(rng):
         model.compile("sgd", "mse", backend=backend)
         np.testing.assert_allclose(model(x), want, rtol=1e-5)  # the layer path
         np.testing.assert_allclose(model.predict(x), want, rtol=1e-5)
+
+
+def test_positional_arguments_follow_keras():
+    # Keras' fifth is beta_initializer; pynn's was rms_scaling (a misleading flag error)
+    layer = pynn.layers.LayerNormalization(-1, 1e-3, True, True, "ones")
+    layer.build((4,), pynn.get_backend(), "float32")
+    np.testing.assert_array_equal(layer.beta.numpy(), np.ones(4, np.float32))

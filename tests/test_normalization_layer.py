@@ -195,3 +195,13 @@ def test_adapted_statistics_replace_the_given_ones_in_files():
     rebuilt = pynn.models.model_from_json(model.to_json())
     rebuilt.set_weights(model.get_weights())
     np.testing.assert_allclose(rebuilt.predict(np.array([[3.0]])), [[1.0]], rtol=1e-5)
+
+
+def test_axis_none_takes_one_mean_and_variance():
+    # per-feature statistics under axis=None were taken and applied per feature (Keras
+    # refuses them)
+    with pytest.raises(ValueError, match=r"axis=None\) standardises all values together: "
+                                         r"give one mean and one variance, got shapes \(3,\)"):
+        pynn.Normalization(axis=None, mean=[1, 2, 3], variance=[1, 4, 9])
+    layer = pynn.Normalization(axis=None, mean=2.0, variance=4.0)
+    np.testing.assert_allclose(layer(np.array([[2.0, 4.0, 6.0]], np.float32)), [[0, 1, 2]])

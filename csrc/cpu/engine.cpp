@@ -400,7 +400,7 @@ void DenseEngine::set_batchnorm(int layer, bool pre, double momentum, double eps
         fail("set_batchnorm: layer must be in [-1, " + std::to_string(n_layers() - 1) +
              ") (-1: the inputs; batch normalization after the output layer is not supported), got " +
              std::to_string(layer));
-    if (!(momentum >= 0.0 && momentum < 1.0)) fail("set_batchnorm: momentum must be in [0, 1)");
+    if (!(momentum >= 0.0 && momentum <= 1.0)) fail("set_batchnorm: momentum must be in [0, 1]");
     if (!(std_floor >= 0.0) || !std::isfinite(std_floor)) fail("set_batchnorm: std_floor must be >= 0");
     if (!(epsilon > 0.0 || (epsilon == 0.0 && std_floor > 0.0)) || !std::isfinite(epsilon))
         fail("set_batchnorm: epsilon must be > 0 (or 0 with std_floor > 0)");

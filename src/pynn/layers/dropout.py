@@ -46,7 +46,8 @@ class RandomLayer(Layer):
 
 def _rate(rate):
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r} (pynn's range: a "
+                         f"rate of 1 drops every value, where Keras outputs zeros)")
     return float(rate)
 
 

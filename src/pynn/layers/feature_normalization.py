@@ -45,6 +45,11 @@ class Normalization(Layer):
                                                  _statistic("variance", variance))
         if self._given is not None and (self._given[1] < 0).any():
             raise ValueError("Normalization: variance must be >= 0")
+        if self.axis is None and self._given is not None and \
+                any(s.size != 1 for s in self._given):  # (it standardised per feature)
+            raise ValueError(f"Normalization(axis=None) standardises all values together: "
+                             f"give one mean and one variance, got shapes "
+                             f"{self._given[0].shape} and {self._given[1].shape}")
         self.mean = self.variance = None
 
     def build(self, input_shape, backend, dtype):
@@ -73,7 +78,9 @@ class Normalization(Layer):
     def adapt(self, data, batch_size=None, steps=None):
         """Mean and variance of each feature over data's samples (and any middle axes), in
         float64, as Keras' adapt. data: an array-like (batch_size: rows read at a time) or
-        a generator/iterable of batches (x or (x, ...)); steps bounds the batches read."""
+        a generator/iterable of batches (x or (x, ...)); steps bounds the batches read. 1-D
+        data is one feature per sample, as fit reads it (Keras reads it as one sample of
+        that many features, whose variance is 0)."""
         from ..batch_sources import BatchSource, is_batch_source
 
         if is_batch_source(data):

@@ -106,10 +106,10 @@ class LayerNormalization(_RowNormalization):
     `rms_scaling=True` (it scaled by the variance, not the root mean square): it raises
     ValueError; use RMSNormalization."""
 
-    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
-                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
-                 **kwargs):
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, *,
+                 rms_scaling=False, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = _check("LayerNormalization", axis, epsilon)
         if as_flag(self.name, "rms_scaling", rms_scaling):

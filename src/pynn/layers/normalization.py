@@ -70,8 +70,8 @@ class BatchNormalization(Layer):
         for name, value in (("momentum", momentum), ("epsilon", epsilon)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"BatchNormalization: {name} must be a number, got {value!r}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1), got {momentum}")
+        if not 0 <= momentum <= 1:  # (1: the moving statistics stay as they are, as Keras)
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1], got {momentum}")
         if not 0 < epsilon < float("inf"):
             raise ValueError(f"BatchNormalization: epsilon must be a finite number > 0, got "
                              f"{epsilon}")
