@@ -412,8 +412,10 @@ def test_a_model_whose_options_changed_mid_training_saves_and_loads(tmp_path, rn
 def test_the_engine_refuses_a_negative_step_count(rng):
     model = _model("nadam")
     x, y = _data(rng)
-    model.optimizer.iterations = -10**12  # crashed the engine's Nadam (a table read at -1e12)
-    with pytest.raises(ValueError, match="step"):
+    with pytest.raises(ValueError, match="iterations: expected a count >= 0"):
+        model.optimizer.iterations = -10**12  # refused where it is set now
+    model.optimizer.training_steps = -10**12  # crashed the engine's Nadam (a table read at
+    with pytest.raises(ValueError, match="step"):  # -1e12): the engine checks it too
         model.fit(x, y, epochs=1, verbose=0)
 
 

@@ -617,3 +617,28 @@ def test_an_update_step_of_a_classs_own_is_not_kerass_hook():
 
     with pytest.raises(TypeError, match="defines update_step.*Keras' hook"):
         pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)]).compile(KerasStyle(), "mse")
+
+
+def test_iterations_and_keras2_arguments_are_checked():
+    # (a user-level review) opt.iterations = -5 ran the schedules' rates backwards and
+    # failed in a kernel at the next step; Keras 2's decay and lr failed on a bare TypeError
+    opt = pynn.optimizers.Adam()
+    for bad in (-5, 2.7, "x", True):
+        with pytest.raises(ValueError, match="iterations: expected a count >= 0"):
+            opt.iterations = bad
+    opt.iterations = np.int64(3)
+    assert int(opt.iterations) == 3
+    with pytest.raises(ValueError, match="iterations: expected a count >= 0"):
+        opt.iterations.assign(-1)
+    keras2 = {"class_name": "Adam", "config": {"learning_rate": 0.01, "decay": 0.0}}
+    assert pynn.optimizers.deserialize(keras2).learning_rate == 0.01  # (Keras 2's files)
+    with pytest.raises(ValueError, match=r"decay=0.001 is Keras 2's time decay.*"
+                                         r"InverseTimeDecay\(rate, 1, 0.001\)"):
+        pynn.optimizers.SGD(decay=0.001)
+    with pytest.raises(TypeError, match="lr is Keras 2's name; pass learning_rate="):
+        pynn.optimizers.RMSprop(lr=0.1)
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['foo'\]"):
+        pynn.optimizers.Adam(foo=1)
+    for boundaries in (["a"], [None], [float("nan")], [True]):
+        with pytest.raises(ValueError, match="boundaries must be finite numbers"):
+            pynn.optimizers.schedules.PiecewiseConstantDecay(boundaries, [0.1, 0.2])

@@ -140,9 +140,7 @@ class _StepCount(int):
         return int(self)
 
     def assign(self, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"iterations: expected a count >= 0, got {value!r}")
-        self._owner.iterations = value
+        self._owner.iterations = value  # (checked there)
 
     def __reduce__(self):
         return int, (int(self),)
@@ -160,6 +158,22 @@ def _constrain(params):
     for p in params:
         if p.constraint is not None:
             constraints.apply(p)
+
+
+def _check_keras2_arguments(owner, arguments):
+    """Keras 2's optimizer arguments: decay 0 (what Keras 2 configs hold) is taken, as Keras
+    3 does; any other decay, lr and unknown names are refused by name (Keras 3 ignores a
+    decay with a warning: it trains otherwise than the file's model)."""
+    arguments = dict(arguments)
+    decay = arguments.pop("decay", None)
+    if decay not in (None, 0, 0.0):
+        raise ValueError(f"{owner}: decay={decay!r} is Keras 2's time decay, gone in Keras 3 "
+                         f"and pynn: learning_rate=pynn.optimizers.schedules."
+                         f"InverseTimeDecay(rate, 1, {decay!r}) decays the same way")
+    if "lr" in arguments:
+        raise TypeError(f"{owner}: lr is Keras 2's name; pass learning_rate=")
+    if arguments:
+        raise TypeError(f"{owner}: unexpected argument(s) {sorted(arguments)}")
 
 
 class Optimizer(_custom.AutoConfig):
@@ -188,7 +202,8 @@ class Optimizer(_custom.AutoConfig):
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, loss_scale_factor=None,
-                 gradient_accumulation_steps=None):
+                 gradient_accumulation_steps=None, **keras2):
+        _check_keras2_arguments(type(self).__name__, keras2)
         self.learning_rate = learning_rate
         self.training_steps = 0  # apply() calls; Keras' optimizer.iterations counts updates
         self.gradient_accumulation_steps = gradient_accumulation_steps
@@ -263,6 +278,9 @@ class Optimizer(_custom.AutoConfig):
 
     @iterations.setter
     def iterations(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            # (-5 made the schedules' rates run backwards and the next step fail in a kernel)
+            raise ValueError(f"iterations: expected a count >= 0, got {value!r}")
         self.training_steps = int(value) * (self.gradient_accumulation_steps or 1)
 
     def _update_count(self):

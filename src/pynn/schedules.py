@@ -106,6 +106,10 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
         boundaries, values = list(boundaries), [float(v) for v in values]
+        for b in boundaries:  # (a string failed at the first step, NaN was never reached)
+            if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b):
+                raise ValueError(f"PiecewiseConstantDecay: boundaries must be finite numbers "
+                                 f"(steps), got {boundaries!r}")
         if len(values) != len(boundaries) + 1:
             raise ValueError(f"PiecewiseConstantDecay needs len(values) == len(boundaries) + 1, "
                              f"got {len(values)} values for {len(boundaries)} boundaries")
