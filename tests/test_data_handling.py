@@ -261,6 +261,16 @@ def test_a_frame_with_the_trained_columns_in_another_order_is_refused(rng):
     model.predict(reordered)
     with pytest.raises(ValueError, match="another order"):
         model.predict(frame)
+    # no false alarms: NaN names (new NaN objects each read), arrays after a frame, batches
+    nan_names = pd.DataFrame(rng.standard_normal((n, 3)), columns=[0.5, 1.5, np.nan])
+    model.fit(nan_names, y, epochs=1, verbose=0)
+    model.predict(nan_names)
+    model.fit(frame.to_numpy(), y, epochs=1, verbose=0)  # trained on positions now
+    model.predict(renamed)
+    model.fit(frame, y, epochs=1, verbose=0)
+    model.fit(((frame.iloc[i:i + 8], y[i:i + 8]) for i in range(0, n, 8)), epochs=1,
+              verbose=0)  # batches of frames: their names are not kept
+    model.predict(renamed)
     wide = pd.DataFrame(rng.standard_normal((n, 9)), columns=[f"x{i}" for i in range(9)])
     model = pynn.Sequential([pynn.Input((9,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")

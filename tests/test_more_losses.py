@@ -909,3 +909,26 @@ def test_a_loss_metric_takes_the_last_axis_counted_from_the_front(rng):
         float(losses.SparseCategoricalCrossentropy()(y.argmax(axis=1), p)), rel=1e-6)
     with pytest.raises(ValueError, match="axis=1 is not the last axis"):
         metrics.CategoricalCrossentropy(axis=1).update_state(y[:, None], p[:, None])
+
+
+def test_a_loss_of_your_own_that_names_itself_saves_and_copies(tmp_path, rng):
+    # pynn's losses now write their name; a subclass calling super().__init__(name=...)
+    # whose own constructor takes no name must not get it in its config
+    import copy
+
+    class Weighted(losses.MeanSquaredError):
+        def __init__(self, w=1.0):
+            super().__init__(name="weighted_mse")
+            self.w = w
+
+        def get_config(self):
+            return {**super().get_config(), "w": self.w}
+
+    loss = Weighted(3.0)
+    assert loss.get_config() == {"w": 3.0}
+    assert copy.deepcopy(loss).w == 3.0
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss=loss)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"Weighted": Weighted})
+    assert loaded.loss.w == 3.0 and loaded.loss.name == "weighted_mse"

@@ -185,6 +185,8 @@ def restore_optimizer(model, arrays):
         shape, dtype = arrays.declared(f"optimizer/vars/{i}")
         if isinstance(item, tuple):
             expected = model.optimizer.slot_shape(item[1], item[0].shape)
+            if tuple(shape) == (1,) and tuple(expected) == ():  # (pynn's scalar weights
+                shape = ()                                       # before 2026-12-05)
             if tuple(shape) != tuple(expected) or dtype.kind != "f":
                 return False
             slots.append((i, *item))
@@ -197,7 +199,8 @@ def restore_optimizer(model, arrays):
     state = {}  # id(param) -> (param, {slot: array})
     for i, p, slot in slots:
         state.setdefault(id(p), (p, {}))[1][slot] = p.backend.asarray(
-            arrays[f"optimizer/vars/{i}"], p.value.dtype)
+            arrays[f"optimizer/vars/{i}"], p.value.dtype).reshape(
+                model.optimizer.slot_shape(slot, p.shape))
     for p, values in state.values():
         opt.set_state_of(p, values)
     # (the rate and Nadam's product: the config's rate, and pynn's from the step count)
@@ -423,8 +426,9 @@ def _layer_entry(entry, i, where):
             dtype = (dtype.get("config") or {}).get("name")
         if dtype not in (None, "float32", "float64"):
             # Keras casts the inputs to it (int32 truncates 0.7 to 0): pynn computes in floatx
-            raise ValueError(f"{where!r}: its InputLayer takes dtype {dtype!r}; pynn's "
-                             f"inputs are float32 (or float64), as the model computes")
+            warnings.warn(f"{where!r}: its InputLayer takes dtype {dtype!r}, to which Keras "
+                          f"casts the inputs; pynn reads them as floats (the same for "
+                          f"inputs of that type's values)", UserWarning, stacklevel=4)
         config = {"shape": shape[1:], "name": config.get("name")}
     if kind == "Normalization" and isinstance(config.get("axis"), (list, tuple)):
         # Keras writes the axes kept: [rank - 1] of a built layer is the last axis

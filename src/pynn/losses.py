@@ -75,12 +75,12 @@ class Loss(_custom.AutoConfig):
             _check_layer_dtype(self.name, dtype, "loss")
 
     def get_config(self):
-        """The constructor arguments (what model files store): the loss's settings, and its
-        name where it is not the class's own (as Keras', from_config(get_config()) gives it
-        back)."""
+        """The constructor arguments (what model files store): the loss's settings, and a
+        pynn loss's name where it is not the class's own (as Keras', from_config(get_config())
+        gives it back)."""
         config = self._settings()
-        if self.name != type(self).name:
-            config["name"] = self.name
+        if self.name != type(self).name and not _custom.is_custom(type(self)):
+            config["name"] = self.name  # (a class of your own: its own get_config says it)
         return config
 
     def _settings(self):

@@ -643,13 +643,15 @@ class Sequential:
         (record: this is that frame): a frame is read by position, as Keras reads it, so
         the same columns in another order would mix the features up without a word."""
         if not data.is_frame(x):
+            if record:  # trained on arrays now: no names to check
+                self._frame_columns = None
             return
-        columns = list(x.columns)
+        columns = x.columns
         if record:
             self._frame_columns = columns
             return
         trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
-        if trained is not None and columns != trained:
+        if trained is not None and not columns.equals(trained):  # (NaN names equal too)
             order = "in another order" if sorted(map(str, columns)) == sorted(
                 map(str, trained)) else "with other names"
             raise ValueError(f"{name}'s columns come {order} than those the model was trained "
@@ -863,9 +865,6 @@ class Sequential:
             if i in activity_grads:  # (the penalty's share of d loss / d output)
                 grad = grad + activity_grads[i]
             custom = is_custom(type(layers[i]))
-            if custom:  # a gradient its backward does not set again was applied every step
-                for p in layers[i].params:
-                    p.grad = None
             try:
                 grad = layers[i].backward(grad, need_input_grad=i > lowest,
                                           logits=self._fused and i == len(layers) - 1)
@@ -1297,6 +1296,7 @@ class Sequential:
         """fit on data given batch by batch (see fit and pynn.batch_sources): each batch is
         checked and converted as it comes, then trained as fit trains one of its own."""
         _no_arrays_with_source("fit", source, y=y, sample_weight=sample_weight)
+        self._frame_columns = None  # (batches' column names are not kept: none checked)
         if batch_size is not None:  # Keras ignores it too
             warnings.warn(f"fit: batch_size={batch_size!r} is ignored: the batches of "
                           f"{type(source).__name__} have their own size", UserWarning,
@@ -2469,13 +2469,13 @@ def _wrong_gradient(grad, shape, what):
 
 def _weight_gradient_shaped(p, layer):
     """A weight's .grad in another shape that differs by axes of length 1 only (a 0-d
-    array or a number for a (1,) weight, (F,) for (1, F)) takes the weight's shape; any
-    other shape is refused (a (4, 3) gradient of a (3, 4) kernel was reshaped, its values
-    scrambled)."""
+    array or a number for a (1,) weight, (F,) for (1, F)), or flat, takes the weight's
+    shape; any other shape is refused (a (4, 3) gradient of a (3, 4) kernel was reshaped,
+    its values scrambled)."""
     g = p.grad
     shape = getattr(g, "shape", () if isinstance(g, (int, float, np.number)) else None)
-    if shape is not None and [d for d in shape if d != 1] == \
-            [d for d in p.value.shape if d != 1]:
+    if shape is not None and ([d for d in shape if d != 1] == [d for d in p.value.shape if d != 1]
+                              or len(shape) == 1 and shape[0] == p.value.size):  # (flat: C order)
         p.grad = p.backend.xp.asarray(g, dtype=p.value.dtype).reshape(p.value.shape)
         return
     _wrong_gradient(g, p.value.shape, f"{_layer_name(layer)}: {p.name}.grad")

@@ -278,10 +278,13 @@ class Optimizer(_custom.AutoConfig):
 
     @iterations.setter
     def iterations(self, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            # (-5 made the schedules' rates run backwards and the next step fail in a kernel)
+        count = np.asarray(value) if not isinstance(value, (bool, str)) else None
+        if count is None or count.ndim or count.dtype.kind not in "iuf" or \
+                not np.isfinite(count) or count != np.floor(count) or count < 0:
+            # (-5 made the schedules' rates run backwards and the next step fail in a
+            # kernel; 2.7 became 2)
             raise ValueError(f"iterations: expected a count >= 0, got {value!r}")
-        self.training_steps = int(value) * (self.gradient_accumulation_steps or 1)
+        self.training_steps = int(count) * (self.gradient_accumulation_steps or 1)
 
     def _update_count(self):
         """int(self.iterations), read by the updates once per weight (without making a

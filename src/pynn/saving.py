@@ -722,7 +722,9 @@ def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
         restored = {}
         for i, slot, key in plan:
             p = params[i]
-            restored.setdefault(i, {})[slot] = p.backend.asarray(arrays[key], p.value.dtype)
+            restored.setdefault(i, {})[slot] = p.backend.asarray(
+                arrays[key], p.value.dtype).reshape(opt.slot_shape(slot, p.shape))  # ((1,):
+            #                                     a scalar weight's slot before 2026-12-05)
         for i, slots in restored.items():
             # A slot missing (an option turned on while the weight was frozen) starts as
             # in memory: as at step 0
@@ -1028,14 +1030,17 @@ def _check_declared(arrays, key, p, filepath, what, shape=None):
     loading read more than the model's weights."""
     expected = p.shape if shape is None else shape
     declared, dtype = arrays.declared(key)
+    if tuple(declared) == (1,) and expected == ():  # (a scalar weight as pynn stored it
+        declared = ()                               # before 2026-12-05: (1,))
     if tuple(declared) != expected:
         raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(declared)}, the "
                          f"model {expected}")
-    # (a weight of integers, a counter, reads integers; an optimizer slot always floats)
+    # (a weight of integers, a counter, reads numbers: pynn stored counters as floats
+    # before 2026-12-05; an optimizer slot always floats)
     integers = shape is None and np.dtype(p.value.dtype).kind in "biu"
-    if integers and (dtype.kind not in "biu" or dtype.itemsize > 8):
+    if integers and (dtype.kind not in "biuf" or dtype.itemsize > 8):
         raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
-                         f"integers")
+                         f"numbers")
     if not integers and (dtype.kind != "f" or dtype.itemsize > 16):
         raise ValueError(f"{filepath!r}: {what}: array {key!r} has dtype {dtype}, expected "
                          f"floats")

@@ -107,7 +107,9 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
         boundaries, values = list(boundaries), [float(v) for v in values]
         for b in boundaries:  # (a string failed at the first step, NaN was never reached)
-            if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b):
+            if isinstance(b, (bool, np.bool_)) or np.ndim(b) or \
+                    not isinstance(b, (numbers.Real, np.ndarray)) or \
+                    np.asarray(b).dtype.kind not in "iuf" or not math.isfinite(b):
                 raise ValueError(f"PiecewiseConstantDecay: boundaries must be finite numbers "
                                  f"(steps), got {boundaries!r}")
         if len(values) != len(boundaries) + 1:

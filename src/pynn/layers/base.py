@@ -189,6 +189,8 @@ class Parameter:
         if array.dtype.kind not in "biuf":
             raise ValueError(f"{owner}: weight {self.name!r} must hold real numbers, got "
                              f"dtype {array.dtype}")
+        if array.shape == (1,) and self.shape == ():  # (a scalar weight as pynn stored it
+            array = array.reshape(())                   # before 2026-12-05)
         if array.shape != self.shape:
             raise ValueError(f"{owner}: weight {self.name!r}: expected shape {self.shape}, got "
                              f"{array.shape}")
