@@ -899,21 +899,24 @@ def test_weight_gradients_of_the_wrong_shape_or_missing_are_named(rng):
     assert not model.layers[1].b.numpy().any()
 
 
+class _Scale(pynn.layers.Layer):
+    """x times a trainable scalar weight of shape ()."""
+
+    def build(self, input_shape, backend, dtype):
+        super().build(input_shape, backend, dtype)
+        self.s = self.add_weight(shape=(), initializer="ones", name="s")
+
+    def forward(self, x, training=False, logits=False):
+        self.x = x
+        return x * self.s.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        self.s.grad = (dy * self.x).sum()
+        return dy * self.s.value
+
+
 def test_a_scalar_weight_keeps_its_shape(rng):
-    class Scale(pynn.layers.Layer):
-        def build(self, input_shape, backend, dtype):
-            super().build(input_shape, backend, dtype)
-            self.s = self.add_weight(shape=(), initializer="ones", name="s")
-
-        def forward(self, x, training=False, logits=False):
-            self.x = x
-            return x * self.s.value
-
-        def backward(self, dy, need_input_grad=True, logits=False):
-            self.s.grad = (dy * self.x).sum()
-            return dy * self.s.value
-
-    model = pynn.Sequential([pynn.Input((3,)), Scale()])
+    model = pynn.Sequential([pynn.Input((3,)), _Scale()])
     model.compile(optimizer="adam", loss="mse")
     x = rng.normal(size=(16, 3)).astype(np.float32)
     model.fit(x, 2 * x, epochs=2, verbose=0)
@@ -1000,21 +1003,8 @@ def test_files_of_scalar_weights_stored_as_one_value_load(tmp_path, rng):
     import io
     import zipfile
 
-    class Scale(pynn.layers.Layer):
-        def build(self, input_shape, backend, dtype):
-            super().build(input_shape, backend, dtype)
-            self.s = self.add_weight("s", shape=(), initializer="ones")
-
-        def forward(self, x, training=False, logits=False):
-            self.x = x
-            return x * self.s.value
-
-        def backward(self, dy, need_input_grad=True, logits=False):
-            self.s.grad = (dy * self.x).sum()
-            return dy * self.s.value
-
     x = rng.normal(size=(16, 3)).astype(np.float32)
-    model = pynn.Sequential([pynn.Input((3,)), Scale(), pynn.Dense(1)])
+    model = pynn.Sequential([pynn.Input((3,)), _Scale(), pynn.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     model.fit(x, x[:, :1], epochs=1, batch_size=4, verbose=0)
     model.save(tmp_path / "new.npz")
@@ -1030,7 +1020,7 @@ def test_files_of_scalar_weights_stored_as_one_value_load(tmp_path, rng):
                     data = buffer.getvalue()
             dst.writestr(item, data)
     for name in ("new.npz", "old.npz"):
-        loaded = pynn.load_model(tmp_path / name, custom_objects={"Scale": Scale})
+        loaded = pynn.load_model(tmp_path / name, custom_objects={"_Scale": _Scale})
         assert loaded.layers[1].s.shape == ()
         loaded.fit(x, x[:, :1], epochs=1, batch_size=4, verbose=0, shuffle=False)
         if name == "new.npz":
