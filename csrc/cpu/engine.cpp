@@ -75,8 +75,9 @@ inline index_t argmax_row(const float* p, index_t n) {
 // fma chains in flight; then 32 and 8) whose partial sums wait in y between bands. 64 rather
 // than 32 columns (Zen 4 VM, 2026-12-05): wide_mlp's row 186-192 -> 91-105 us, mnist_mlp's
 // ~5% faster; the strip reads four cache lines of each row where W's rows are 4 KiB apart.
-// Results differ from the batched path by float32 rounding only. Compiled for AVX2+FMA through the target attribute (intrinsics only, no
-// shared inline code) and called only when gemm's runtime dispatch chose avx2 or avx512.
+// Results differ from the batched path by float32 rounding only. Compiled for AVX2+FMA
+// through the target attribute (intrinsics only, no shared inline code) and called only when
+// gemm's runtime dispatch chose avx2 or avx512.
 constexpr index_t kGemvBand = 16;
 
 // y[0:8*V] += x[0:rows] . w (rows x 8V, row stride ldw), V = 1, 4 or 8.

@@ -608,35 +608,29 @@ class PredictEngine(NativeEngine):
         super().__init__(model, max_batch, training=False)
         _predict_engines.add(self)
         self.backend = model.backend
-        self.layers = list(model.layers)
-        # the layers with an activation, and it (a layer without one, the Input, raises an
-        # AttributeError inside getattr: ~1 us of every describes() call when it was asked)
-        self.activations = [(layer, layer.activation) for layer in self.layers
-                            if hasattr(layer, "activation")]
-        self.bound = self.params + self.bn_params
-        self.values = [p.value for p in self.bound]
-        # settings read when the engine was built (the arrays are bound by reference)
-        self.layer_settings = [(l, name, getattr(l, name)) for l in self.layers
-                               for name in {BatchNormalization: ("epsilon",),
-                                            LayerNormalization: ("epsilon",),
-                                            RMSNormalization: ("epsilon",),
-                                            Normalization: ("invert",)}.get(type(l), ())]
-        self.n_features = model.input_shape[0]
         self.sample_shape = tuple(model.input_shape)
-        # What describes() checks, as guards the engine checks in C++ (~0.3 us, a third of
-        # the Python loops'): (owner, attribute, expected, how), owner None the model asked
-        # about; how _IS: `is`, _EQUALS: `==`, _SAME_ITEMS: the same objects in order.
-        # (Sequential's own list of layers rather than the `layers` property's copy, 0.2 us)
+        layers = list(model.layers)
+        bound = self.params + self.bn_params
+        # What the engine was built for, as guards its describes() and model.predict's
+        # one-call path check in C++ (~0.3 us, a third of Python loops'): (owner, attribute,
+        # expected, how), owner None the model asked about; how _IS: `is`, _EQUALS: `==`,
+        # _SAME_ITEMS: the same objects in order. Sequential's own list of layers, not the
+        # `layers` property's copy (0.2 us); the activations of the layers that have one (the
+        # Input has none: its guard would never hold); settings read when the engine was
+        # built (the arrays are bound by reference).
         from .model import Sequential  # (model imports this module)
 
-        layers = "_layers" if type(model).layers is Sequential.layers else "layers"
+        settings = {BatchNormalization: ("epsilon",), LayerNormalization: ("epsilon",),
+                    RMSNormalization: ("epsilon",), Normalization: ("invert",)}
         self.guards = ((None, "backend", self.backend, _IS),
                        (config, "_FLOATX", "float32", _EQUALS),
-                       (None, layers, self.layers, _SAME_ITEMS),
-                       *((layer, "activation", act, _IS) for layer, act in self.activations),
-                       *((layer, name, value, _EQUALS)
-                         for layer, name, value in self.layer_settings),
-                       *((p, "value", v, _IS) for p, v in zip(self.bound, self.values)))
+                       (None, "_layers" if type(model).layers is Sequential.layers else "layers",
+                        layers, _SAME_ITEMS),
+                       *((layer, "activation", layer.activation, _IS) for layer in layers
+                         if hasattr(layer, "activation")),
+                       *((layer, name, getattr(layer, name), _EQUALS) for layer in layers
+                         for name in settings.get(type(layer), ())),
+                       *((p, "value", p.value, _IS) for p in bound))
         # model.predict's one-call path also needs inputs checked for NaN and infinity
         self.call_guards = self.guards + ((config, "_CHECK_FINITE", True, _IS),)
 

@@ -43,7 +43,7 @@ import zipfile
 import numpy as np
 
 from .archive import open_keras_weights, open_zip, zip_member_size
-from .layers.base import snake_case
+from .layers.base import snake_case, stored_shape
 
 _CONFIG, _WEIGHTS, _METADATA = "config.json", "model.weights.h5", "metadata.json"
 PYNN_KEY = "pynn"  # config.json's description of a model pynn wrote (keras_writer)
@@ -185,9 +185,7 @@ def restore_optimizer(model, arrays):
         shape, dtype = arrays.declared(f"optimizer/vars/{i}")
         if isinstance(item, tuple):
             expected = model.optimizer.slot_shape(item[1], item[0].shape)
-            if tuple(shape) == (1,) and tuple(expected) == ():  # (pynn's scalar weights
-                shape = ()                                       # before 2026-12-05)
-            if tuple(shape) != tuple(expected) or dtype.kind != "f":
+            if stored_shape(shape, expected) != tuple(expected) or dtype.kind != "f":
                 return False
             slots.append((i, *item))
         elif tuple(shape) != () or (item == "iteration") != (dtype.kind in "iu"):
@@ -198,7 +196,7 @@ def restore_optimizer(model, arrays):
     opt = model.optimizer
     state = {}  # id(param) -> (param, {slot: array})
     for i, p, slot in slots:
-        state.setdefault(id(p), (p, {}))[1][slot] = p.backend.asarray(
+        state.setdefault(id(p), (p, {}))[1][slot] = p.backend.asarray(  # (see stored_shape)
             arrays[f"optimizer/vars/{i}"], p.value.dtype).reshape(
                 model.optimizer.slot_shape(slot, p.shape))
     for p, values in state.values():

@@ -864,7 +864,6 @@ class Sequential:
         for i in range(len(layers) - 1, lowest - 1, -1):
             if i in activity_grads:  # (the penalty's share of d loss / d output)
                 grad = grad + activity_grads[i]
-            custom = is_custom(type(layers[i]))
             try:
                 grad = layers[i].backward(grad, need_input_grad=i > lowest,
                                           logits=self._fused and i == len(layers) - 1)
@@ -885,7 +884,7 @@ class Sequential:
                 if g is not None and getattr(g, "shape", None) != p.value.shape and \
                         p.trainable:
                     _weight_gradient_shaped(p, layers[i])
-            if custom:
+            if is_custom(type(layers[i])):
                 _warn_of_missing_gradients(layers[i])
             if self.backend.xp is not np:  # a host array would fail later, somewhere else
                 xp = self.backend.xp
@@ -1771,8 +1770,9 @@ class Sequential:
 
     @putting_weights_back_on_error
     def _predict(self, x, batch_size, verbose, steps, callbacks):
-        """predict's every other case (it swaps no weights: the wrapper's 0.45 us, a twentieth
-        of a single row's predict, is spent only here)."""
+        """predict's every other case, wrapped to put back weights a SwapEMAWeights callback
+        swapped out (predict's one-call path swaps none, so it skips the wrapper's 0.45 us,
+        a twentieth of a single row's predict)."""
         cached = self._predict_cache
         if cached is not None and steps is None and not callbacks and not verbose and \
                 (type(x) is np.ndarray or isinstance(x, np.ndarray) and

@@ -41,6 +41,7 @@ from .custom_objects import (custom_object_scope, get_custom_objects,  # keras.s
                              register_keras_serializable)
 from .archive import META_KEY, open_archive
 from .backend import to_host
+from .layers.base import stored_shape
 
 FORMAT = "pynn-weights"
 MODEL_FORMAT = "pynn-model"
@@ -722,9 +723,8 @@ def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
         restored = {}
         for i, slot, key in plan:
             p = params[i]
-            restored.setdefault(i, {})[slot] = p.backend.asarray(
-                arrays[key], p.value.dtype).reshape(opt.slot_shape(slot, p.shape))  # ((1,):
-            #                                     a scalar weight's slot before 2026-12-05)
+            restored.setdefault(i, {})[slot] = p.backend.asarray(  # (see stored_shape)
+                arrays[key], p.value.dtype).reshape(opt.slot_shape(slot, p.shape))
         for i, slots in restored.items():
             # A slot missing (an option turned on while the weight was frozen) starts as
             # in memory: as at step 0
@@ -1030,9 +1030,8 @@ def _check_declared(arrays, key, p, filepath, what, shape=None):
     loading read more than the model's weights."""
     expected = p.shape if shape is None else shape
     declared, dtype = arrays.declared(key)
-    if tuple(declared) == (1,) and expected == ():  # (a scalar weight as pynn stored it
-        declared = ()                               # before 2026-12-05: (1,))
-    if tuple(declared) != expected:
+    declared = stored_shape(declared, expected)
+    if declared != expected:
         raise ValueError(f"{filepath!r}: {what}: the file has shape {tuple(declared)}, the "
                          f"model {expected}")
     # (a weight of integers, a counter, reads numbers: pynn stored counters as floats

@@ -44,6 +44,13 @@ def forward_of(layer, x, **kwargs):
         _computing.layer = outer
 
 
+def stored_shape(shape, expected):
+    """The shape a file or array gives for a weight (or slot) of shape `expected`, as pynn
+    reads it: (1,) is () for a scalar weight, which pynn stored so before 2026-12-05."""
+    shape = tuple(shape)
+    return () if shape == (1,) and tuple(expected) == () else shape
+
+
 @contextlib.contextmanager
 def layer_names_untouched():
     """Layers made inside (on this thread) take no automatic names from later ones (a trial
@@ -189,8 +196,7 @@ class Parameter:
         if array.dtype.kind not in "biuf":
             raise ValueError(f"{owner}: weight {self.name!r} must hold real numbers, got "
                              f"dtype {array.dtype}")
-        if array.shape == (1,) and self.shape == ():  # (a scalar weight as pynn stored it
-            array = array.reshape(())                   # before 2026-12-05)
+        array = array.reshape(stored_shape(array.shape, self.shape))
         if array.shape != self.shape:
             raise ValueError(f"{owner}: weight {self.name!r}: expected shape {self.shape}, got "
                              f"{array.shape}")
