@@ -195,6 +195,13 @@ def _refused(rng, why, layers=None, loss="sparse_categorical_crossentropy", opti
         model.fit(x, y0 if y is None else y, epochs=1, verbose=0, engine="native")
 
 
+def test_a_loss_not_averaged_over_the_batch_is_refused(cuda_backend, rng):
+    for reduction in ("sum", "mean_with_sample_weight"):
+        _refused(rng, f"loss reduction '{reduction}'",
+                 loss=pynn.losses.SparseCategoricalCrossentropy(reduction=reduction),
+                 y=rng.integers(0, 5, 24))
+
+
 def test_weights_frozen_one_by_one_are_refused(cuda_backend, rng):
     first = pynn.Dense(8, activation="relu")
     x, y = _data(rng, "sparse_categorical_crossentropy", 5, n=24)

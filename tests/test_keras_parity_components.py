@@ -366,10 +366,13 @@ def test_label_smoothing_checks_and_round_trip():
 @pytest.mark.parametrize("cls", [L.MeanSquaredError, L.MeanAbsoluteError, L.Huber,
                                  L.BinaryCrossentropy, L.CategoricalCrossentropy,
                                  L.SparseCategoricalCrossentropy])
-def test_losses_take_keras_default_reduction_only(cls):
-    assert cls(reduction="sum_over_batch_size").reduction == "sum_over_batch_size"
-    for other in ("sum", "none", None, "mean"):
-        with pytest.raises(ValueError, match="average over the batch"):
+def test_losses_take_keras_reductions_and_refuse_others(cls):
+    # (what each does: test_loss_reductions.py)
+    for reduction in ("sum_over_batch_size", "sum", "none", None, "mean",
+                      "mean_with_sample_weight"):
+        assert cls(reduction=reduction).reduction == reduction
+    for other in ("auto", "Sum", "batch"):
+        with pytest.raises(ValueError, match="reduction must be one of"):
             cls(reduction=other)
 
 

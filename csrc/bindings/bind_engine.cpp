@@ -3,6 +3,8 @@
 //               training=True)
 //   .set_dropout(layer, rate, seed)      dropout after that layer's activation (training;
 //                                        layer -1: the inputs)
+//   .set_reduction(name)                 "sum_over_batch_size" (default), "sum" or
+//                                        "mean_with_sample_weight": Keras' loss reduction
 //   .set_regularizer(layer, kernel_l1, kernel_l2, bias_l1, bias_l2)   Keras L1/L2 penalties
 //   .set_constraint(layer, bias, kind, axis, min_value, max_value, rate, epsilon)
 //                                        a Keras weight constraint after each update
@@ -223,6 +225,17 @@ public:
         c.min_value = min_value, c.max_value = max_value, c.rate = rate, c.epsilon = epsilon;
         ReleaseGil nogil;  // (set_constraint checks kind and axis under the engine's lock)
         eng_.set_constraint(layer, bias, c);
+    }
+
+    void set_reduction(const std::string& name) {
+        pynn::LossReduction r;
+        if (name == "sum_over_batch_size") r = pynn::LossReduction::mean;
+        else if (name == "sum") r = pynn::LossReduction::sum;
+        else if (name == "mean_with_sample_weight") r = pynn::LossReduction::mean_with_sample_weight;
+        else throw py::value_error("set_reduction: reduction must be 'sum_over_batch_size', 'sum' or "
+                                   "'mean_with_sample_weight', got '" + name + "'");
+        ReleaseGil nogil;  // waits for a running train/predict of this engine
+        eng_.set_reduction(r);
     }
 
     void set_dropout(int layer, double rate, std::uint64_t seed) {
@@ -656,6 +669,7 @@ void register_engine(py::module_& m) {
              "max(sqrt(var + epsilon), std_floor), epsilon may then be 0 (Keras' Normalization). "
              "per_row=True: Keras' LayerNormalization (centred) or RMSNormalization "
              "(centred=False) instead: each row's statistics, no moving ones (None).")
+        .def("set_reduction", &PyDenseEngine::set_reduction, py::arg("reduction"))
         .def("set_dropout", &PyDenseEngine::set_dropout, py::arg("layer"), py::arg("rate"),
              py::arg("seed"),
              "Inverted dropout on that layer's activated output while training (not the last "

@@ -368,6 +368,13 @@ DenseEngine::DenseEngine(const std::vector<index_t>& sizes, const std::vector<in
 
 DenseEngine::~DenseEngine() { std::free(arena_); }
 
+void DenseEngine::set_reduction(LossReduction r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (r != LossReduction::mean && r != LossReduction::sum && r != LossReduction::mean_with_sample_weight)
+        fail("set_reduction: unknown reduction " + std::to_string(static_cast<int>(r)));
+    reduction_ = r;
+}
+
 void DenseEngine::set_dropout(int layer, double rate, std::uint64_t seed) {
     std::lock_guard<std::mutex> lock(mu_);
     if (layer < -1 || layer + 1 >= n_layers())
@@ -885,15 +892,15 @@ void DenseEngine::forward(const float* x0, index_t rows, bool training, float* f
 }
 
 // The loss SUM of rows [r0, r0 + rows) of the batch, writing their gradient rows scaled by
-// 1/denom (the batch's count: rows for the cross-entropies, rows*C element-wise; formed in
-// double then rounded, as the layer path's Python float -> float32 argument is).
-double DenseEngine::loss_rows(const void* yb, index_t r0, index_t rows, index_t denom) {
+// 1/denom (the reduction's divisor; formed in double then rounded, as the layer path's Python
+// float -> float32 argument is).
+double DenseEngine::loss_rows(const void* yb, index_t r0, index_t rows, double denom) {
     Layer& l = layers_.back();
     const index_t C = l.out, n = rows * C;
     const float* z = l.Y + r0 * C;
     float* d = l.D + r0 * C;
     const float* t = static_cast<const float*>(yb) + r0 * C;
-    const float gs = static_cast<float>(1.0 / double(denom));
+    const float gs = static_cast<float>(1.0 / denom);
     switch (loss_) {
         case EngineLoss::softmax_xent_sparse:
             return softmax_xent_sparse(z, static_cast<const std::int32_t*>(yb) + r0, d, rows, C, gs);
@@ -907,21 +914,34 @@ double DenseEngine::loss_rows(const void* yb, index_t r0, index_t rows, index_t 
     return 0.0;
 }
 
-// The batch's mean loss (Keras' reduction) and its gradient in the last layer's D. With
-// sample weights (wb, one per row), each row's loss and gradient are scaled by its weight
-// and the mean still divides by the unweighted count, as the layer path does.
+// The batch's loss, reduced as reduction_ says, and its gradient in the last layer's D. With
+// sample weights (wb, one per row), each row's loss and gradient are scaled by its weight;
+// the mean divides by the unweighted count, as the layer path does (mean_with_sample_weight
+// by the weights' sum; a divisor of 0 gives 0, as Keras' divide_no_nan).
 double DenseEngine::loss_and_grad(const void* yb, index_t rows, const float* wb) {
     const index_t C = layers_.back().out;
     const bool per_row = loss_ == EngineLoss::softmax_xent_sparse || loss_ == EngineLoss::softmax_xent_dense;
-    const index_t denom = per_row ? rows : rows * C;
-    if (!wb) return loss_rows(yb, 0, rows, denom) / double(denom);
+    const double each = per_row ? 1.0 : double(C);  // elements one sample's loss averages
+    double denom = each * double(rows);
+    if (reduction_ == LossReduction::sum) {
+        denom = each;
+    } else if (reduction_ == LossReduction::mean_with_sample_weight && wb) {
+        double total = 0.0;
+        for (index_t r = 0; r < rows; ++r) total += wb[r];
+        denom = each * total;
+    }
+    if (denom == 0.0) {
+        std::fill(layers_.back().D, layers_.back().D + rows * C, 0.f);
+        return 0.0;
+    }
+    if (!wb) return loss_rows(yb, 0, rows, denom) / denom;
     double s = 0.0;
     float* d = layers_.back().D;
     for (index_t r = 0; r < rows; ++r) {
         s += double(wb[r]) * loss_rows(yb, r, 1, denom);
         for (index_t j = 0; j < C; ++j) d[r * C + j] *= wb[r];
     }
-    return s / double(denom);
+    return s / denom;
 }
 
 void DenseEngine::compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,

@@ -28,6 +28,9 @@ enum class EngineLoss : int {
     mae,
     huber,
 };
+// Keras' reduction of the per-sample losses: their mean (sum_over_batch_size), their sum, or
+// their weighted sum over the weights' sum (mean_with_sample_weight).
+enum class LossReduction : int { mean, sum, mean_with_sample_weight };
 enum class EngineOptimizer : int { sgd, adam, rmsprop, adagrad, nadam, adamax, lion, adadelta };
 // The most optimizer slots a parameter has (Adam with AMSGrad: m, v, v_hat; then the moving
 // average of use_ema).
@@ -123,6 +126,9 @@ public:
     // masks of math/dropout.h with this seed, the step being the optimizer's 0-based
     // iteration, so masks equal the layer path's Dropout. rate 0 removes it.
     void set_dropout(int layer, double rate, std::uint64_t seed);
+
+    // How each batch's loss is reduced (training; the mean unless set).
+    void set_reduction(LossReduction r);
 
     // Keras L1/L2 penalties on layer `layer`'s kernel and bias: added to each batch's loss
     // (frozen layers too) and to the trainable parameters' gradients before their update.
@@ -244,7 +250,7 @@ private:
     void forward_one_row(const float* x, float* final_out);  // predict's single row (x86)
     static bool pairs_with_next(const Layer& a, const Layer& b);
     double loss_and_grad(const void* yb, index_t rows, const float* wb);
-    double loss_rows(const void* yb, index_t r0, index_t rows, index_t denom);
+    double loss_rows(const void* yb, index_t r0, index_t rows, double denom);
     void compute_metrics(const void* yb, index_t rows, const EngineMetric* metrics,
                          int n_metrics, double* res);
     void activated_outputs(index_t rows, float* out) const;
@@ -274,6 +280,7 @@ private:
     std::vector<Layer> layers_;
     EngineLoss loss_;
     float loss_param_;
+    LossReduction reduction_ = LossReduction::mean;
     EngineOptimizer opt_;
     index_t max_batch_;
     bool training_;

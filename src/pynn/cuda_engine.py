@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config, metrics, optimizers
+from . import config, losses, metrics, optimizers
 from .backend.kernel_calls import ACTIVATION_CODES
 from .engine import NativeEngine, _dense_stack, _loss_kind, _loss_reason, _rows
 
@@ -70,6 +70,8 @@ def unsupported_reason(model, for_training=True, weighted=False):
     why = _loss_reason(loss, last, "the cuda engine")
     if why is not None:
         return why
+    if loss.reduction not in losses._MEAN_REDUCTIONS:
+        return f"loss reduction {loss.reduction!r} (the cuda engine takes the batch's mean)"
     kind = _loss_kind(loss, last)
     if kind not in _KINDS:  # ("bce": probabilities from another output than a sigmoid)
         return f"loss {type(loss).__name__} with a {last} output"

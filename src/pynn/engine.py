@@ -368,6 +368,8 @@ class NativeEngine:
         self.engine = _C.DenseEngine(sizes, codes, [a.param for a in acts],
                                      [d.use_bias for d in dense], kind, float(loss_param),
                                      opt_name, int(batch_size), training=training)
+        if training and model.loss.reduction not in losses._MEAN_REDUCTIONS:
+            self.engine.set_reduction(model.loss.reduction)  # ('mean' is the default's name)
         self.max_batch = int(batch_size)  # the most rows its buffers hold
         self.bn_params = []  # the arrays set_batchnorm bound (predict checks they remain)
         stages = []

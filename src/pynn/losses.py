@@ -1,9 +1,12 @@
-"""Losses, with Keras 3's names, formulas and reduction (mean over the batch of the per-sample
-loss; per-sample loss of element-wise losses is the mean over the last axis). That reduction,
-Keras' default "sum_over_batch_size", is the only one: `reduction=` takes no other value.
-Losses of a distribution or a vector per sample (cross-entropies, KL divergence, categorical
-hinge, cosine similarity) sum over the last axis instead, as in Keras, and average over the
-rest.
+"""Losses, with Keras 3's names, formulas and reductions. The per-sample loss of an
+element-wise loss is the mean over the last axis; losses of a distribution or a vector per
+sample (cross-entropies, KL divergence, categorical hinge, cosine similarity) sum over the last
+axis instead, as in Keras. `reduction=` then reduces those per-sample losses (per position, for
+predictions (N, T, ..., outputs)), each times its sample weight: "sum_over_batch_size" (Keras'
+default; "mean" is the same) divides their sum by their count, "sum" does not divide,
+"mean_with_sample_weight" divides by the sum of the weights (unweighted: the count; a zero sum
+gives 0, as Keras' divide_no_nan), and "none" (or None) returns them, one per sample: for a
+standalone call only, since a model trains on one number.
 
 Targets are checked and shaped once per `fit`, not per batch (`prepare_targets`): a target of
 shape (N,) against predictions (N, 1) is reshaped deliberately, as Keras does, and any other
@@ -29,24 +32,41 @@ from . import custom_objects as _custom
 from .data import check_unit_interval, converted, overflow_error
 
 
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean")
+_REDUCTIONS = _MEAN_REDUCTIONS + ("sum", "mean_with_sample_weight", "none")
+
+
+def _value_count(y_pred):
+    """How many per-sample losses predictions (N, ..., outputs) have: one per sample, or
+    per position of a sequence."""
+    return y_pred.size // y_pred.shape[-1] if y_pred.shape[-1] else y_pred.shape[0]
+
+
+def _sums_as(loss, cls):
+    """Whether loss sums as cls's _sum_and_grad does (a subclass of yours may not)."""
+    return type(loss)._sum_and_grad is cls._sum_and_grad
+
+
 class Loss(_custom.AutoConfig):
-    """Base class of losses. `loss(y_true, y_pred)` gives the mean loss of numpy arrays.
+    """Base class of losses. `loss(y_true, y_pred)` gives the loss of numpy arrays, reduced
+    as `reduction` says (by default their mean).
 
     pynn has no autodiff, so a loss of your own gives its gradient too: subclass Loss (or a
     pynn loss) and implement `_sum_and_grad(self, backend, y_pred, y_true, scale,
     sample_weight=None)` returning `(a sum as a float, gradient of that sum * scale)` for
-    backend arrays. The loss is that sum divided by `_count(y_pred)`: Loss's counts every
+    backend arrays. The mean is that sum divided by `_count(y_pred)`: Loss's counts every
     element (y_pred.size), so an element-wise loss sums over every element (Keras' mean of
     the per-sample means over the last axis); a loss of one value per sample (summed over
     the last axis, as the cross-entropies) overrides `_count` to return the samples
-    (y_pred.size // y_pred.shape[-1]). `backend.xp` is numpy or cupy; y_true comes
+    (y_pred.size // y_pred.shape[-1]); the other reductions follow from these two (and
+    reduction='none' calls _sum_and_grad once per sample). `backend.xp` is numpy or cupy;
+    y_true comes
     prepared: shape of y_pred, the model's dtype; sample_weight, when given, weighs each
     sample's loss and its gradient row). Set `name` for the logs and get_config for files;
     `_logits_sum_and_grad` (same contract on pre-activations) lets a model fuse
     `fused_activation` into the loss, as the cross-entropies do."""
 
     name = "loss"
-    reduction = "sum_over_batch_size"  # Keras' default, the only one pynn has
     # The output activation this loss can absorb: the model then feeds it pre-activations.
     fused_activation: str | None = None
     # How a standalone call reads 1-D predictions (Keras reduces over the last axis): one
@@ -60,11 +80,6 @@ class Loss(_custom.AutoConfig):
             config.settings_changed()
 
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
-        # Refused rather than ignored: a "sum" asked for and a mean given trains differently.
-        if reduction != "sum_over_batch_size":
-            raise ValueError(f"{self.name}: reduction={reduction!r} is not supported; pynn's "
-                             f"losses average over the batch (Keras' default reduction, "
-                             f"'sum_over_batch_size')")
         if name is not None:  # Keras' name (messages; saved with the loss)
             if not isinstance(name, str):
                 raise TypeError(f"{self.name}: name must be a string, got {name!r}")
@@ -73,14 +88,43 @@ class Loss(_custom.AutoConfig):
             from .layers.base import _check_layer_dtype
 
             _check_layer_dtype(self.name, dtype, "loss")
+        self.reduction = reduction
+
+    @property
+    def reduction(self):
+        """How the per-sample losses become the loss (Keras' reduction; see the module's
+        docstring). Checked when set: an unknown one is refused rather than averaged."""
+        return self.__dict__.get("_reduction", "sum_over_batch_size")
+
+    @reduction.setter
+    def reduction(self, value):
+        if not (value is None or isinstance(value, str) and value in _REDUCTIONS):
+            raise ValueError(f"{self.name}: reduction must be one of "
+                             f"{', '.join(map(repr, _REDUCTIONS))} or None, got {value!r}")
+        self._reduction = value
+
+    def _per_sample(self):
+        """Whether a call gives one loss per sample (reduction 'none' or None)."""
+        return self.reduction in (None, "none")
+
+    def _check_trains(self, what):
+        """Raises unless this loss reduces to one number, as training needs (Keras would
+        train on the sum of a 'none' loss's values: said instead)."""
+        if self._per_sample():
+            raise ValueError(f"{what}: loss {self.name} has reduction={self.reduction!r}, one "
+                             f"loss per sample, but training needs one number: use "
+                             f"'sum_over_batch_size' (the mean, Keras' default) or 'sum'")
 
     def get_config(self):
         """The constructor arguments (what model files store): the loss's settings, and a
         pynn loss's name where it is not the class's own (as Keras', from_config(get_config())
         gives it back)."""
         config = self._settings()
-        if self.name != type(self).name and not _custom.is_custom(type(self)):
-            config["name"] = self.name  # (a class of your own: its own get_config says it)
+        if not _custom.is_custom(type(self)):  # (a class of your own: its get_config says)
+            if self.name != type(self).name:
+                config["name"] = self.name
+            if self.reduction != "sum_over_batch_size":
+                config["reduction"] = self.reduction
         return config
 
     def _settings(self):
@@ -141,21 +185,40 @@ class Loss(_custom.AutoConfig):
 
     # ---- values ---------------------------------------------------------------------------
     def value_and_grad(self, backend, y_pred, y_true, sample_weight=None):
-        """(mean loss, d loss / d y_pred) on backend arrays of prepared targets. With
-        sample_weight, Keras' reduction: the weighted sum over the unweighted count; one
-        weight per sample, or per position of (N, T, ..., outputs) predictions. Label
-        smoothing is applied here, to the batch: metrics read the targets as given."""
-        n = self._count(y_pred)
-        total, grad = _by_weighted_rows(self._sum_and_grad, backend, y_pred,
-                                        self.smooth_targets(y_true), 1.0 / n, sample_weight)
-        return total / n, grad
+        """(loss, d loss / d y_pred) on backend arrays of prepared targets, reduced as
+        `reduction` says (by default the weighted sum over the unweighted count); one weight
+        per sample, or per position of (N, T, ..., outputs) predictions. Label smoothing is
+        applied here, to the batch: metrics read the targets as given."""
+        return self._reduced(self._sum_and_grad, backend, y_pred, y_true, sample_weight)
 
     def logits_value_and_grad(self, backend, logits, y_true, sample_weight=None):
-        """(mean loss, d loss / d logits) when the output activation was fused away."""
-        n = self._count(logits)
-        total, grad = _by_weighted_rows(self._logits_sum_and_grad, backend, logits,
-                                        self.smooth_targets(y_true), 1.0 / n, sample_weight)
-        return total / n, grad
+        """(loss, d loss / d logits) when the output activation was fused away."""
+        return self._reduced(self._logits_sum_and_grad, backend, logits, y_true,
+                             sample_weight)
+
+    def _reduced(self, fn, backend, y_pred, y_true, sample_weight):
+        n = self._divisor(y_pred, sample_weight)
+        total, grad = _by_weighted_rows(fn, backend, y_pred, self.smooth_targets(y_true),
+                                        1.0 / n if n else 0.0, sample_weight)
+        return (total / n if n else 0.0), grad
+
+    def _divisor(self, y_pred, sample_weight=None):
+        """What the reduction divides a batch's weighted sum of losses by (as _sum_and_grad
+        sums: over elements for an element-wise loss): their count by default, one
+        per-sample loss's count of elements for 'sum', and for 'mean_with_sample_weight' the
+        weights' sum, each weight counted for every loss it weighs (a weighted mean; Keras
+        sums the weights as given, which differs for one number, or one weight per sample
+        of a sequence). Raises for 'none': training needs one number."""
+        count, reduction = self._count(y_pred), self.reduction
+        if reduction in _MEAN_REDUCTIONS or (reduction == "mean_with_sample_weight" and
+                                              sample_weight is None):
+            return count
+        self._check_trains(self.name)
+        values = _value_count(y_pred)
+        each = count / values  # (elements a per-sample loss averages)
+        if reduction == "sum":
+            return each
+        return each * float(sample_weight.sum()) * (values / sample_weight.size)
 
     def _count(self, y_pred):
         return y_pred.size  # element-wise losses: mean over every element
@@ -174,6 +237,8 @@ class Loss(_custom.AutoConfig):
                             f"{y_pred.dtype}")
         dtype = np.float64 if y_pred.dtype == np.float64 else np.float32
         y_pred = np.ascontiguousarray(y_pred, dtype=dtype)
+        positions = y_pred.shape[:-1] if y_pred.ndim != 1 or \
+            self.one_d_predictions != "samples" else y_pred.shape  # (of reduction 'none')
         if y_pred.ndim == 1 and self.one_d_predictions == "samples":
             y_pred = y_pred.reshape(-1, 1)  # y_true (N,) pairs with it as in a model
         elif y_pred.ndim == 1 and self.one_d_predictions == "classes":
@@ -191,7 +256,39 @@ class Loss(_custom.AutoConfig):
         y_true = self.prepare_targets(y_true, y_pred.shape[1:], dtype)
         w = None if sample_weight is None else \
             _call_weights(self.name, to_host(sample_weight), y_pred.shape[:-1], dtype)
+        if self._per_sample():
+            values = self._per_sample_losses(get_backend("numpy"), y_pred, y_true, w)
+            return values.reshape(positions)
         return self.value_and_grad(get_backend("numpy"), y_pred, y_true, w)[0]
+
+    def _per_sample_losses(self, backend, y_pred, y_true, sample_weight):
+        """Each sample's (or position's) loss times its weight, as an array of y_pred's
+        dtype and shape but the last axis: reduction 'none'."""
+        y_true = self.smooth_targets(y_true)
+        kept = None
+        if getattr(self, "ignore_class", None) is not None:  # (Keras: weighs them 0)
+            kept = y_true != self.ignore_class
+            y_true = np.where(kept, y_true, 0).astype(y_true.dtype)
+        positions, outputs = y_pred.shape[:-1], y_pred.shape[-1]
+        rows = math.prod(positions)
+        p = y_pred.reshape(rows, outputs)
+        t = y_true.reshape(rows) if y_true.ndim < y_pred.ndim else y_true.reshape(rows, outputs)
+        count = self._count(p)
+        values = np.asarray(self._row_losses(backend, p, t), dtype=np.float64)
+        values = (values * (rows / count) if count else values).reshape(positions)
+        if kept is not None:
+            values = values * kept
+        if sample_weight is not None:
+            values = values * sample_weight.reshape(sample_weight.shape + (1,) *
+                                                    (values.ndim - sample_weight.ndim))
+        return values.astype(y_pred.dtype)
+
+    def _row_losses(self, backend, y_pred, y_true):
+        """The loss sum of each row of predictions (rows, outputs) as _sum_and_grad sums
+        it (targets: (rows, outputs), or (rows,) labels): one call a row for a loss of your
+        own; pynn's losses take all rows at once."""
+        return [self._sum_and_grad(backend, y_pred[i:i + 1], y_true[i:i + 1], 1.0)[0]
+                for i in range(y_pred.shape[0])]
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -275,28 +372,42 @@ def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
     return total, grad.reshape(y_pred.shape)
 
 
-class MeanSquaredError(Loss):
+class _Regression(Loss):
+    """An element-wise loss of the backends' regression kernels (kind: 'mse', 'mae' or
+    'huber')."""
+
+    kind = "mse"
+    delta = 1.0
+
+    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+        return backend.regression_loss(self.kind, y_pred, y_true, scale, delta=self.delta,
+                                       sample_weight=sample_weight)
+
+    def _row_losses(self, backend, y_pred, y_true):
+        if not _sums_as(self, _Regression):
+            return super()._row_losses(backend, y_pred, y_true)
+        return backend.regression_elements(self.kind, y_pred, y_true, self.delta)[0].sum(-1)
+
+
+class MeanSquaredError(_Regression):
     """mean((y_pred - y_true)^2) over every element."""
 
     name = "mean_squared_error"
-
-    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
-        return backend.regression_loss("mse", y_pred, y_true, scale, sample_weight=sample_weight)
+    kind = "mse"
 
 
-class MeanAbsoluteError(Loss):
+class MeanAbsoluteError(_Regression):
     """mean(|y_pred - y_true|) over every element."""
 
     name = "mean_absolute_error"
-
-    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
-        return backend.regression_loss("mae", y_pred, y_true, scale, sample_weight=sample_weight)
+    kind = "mae"
 
 
-class Huber(Loss):
+class Huber(_Regression):
     """Quadratic within `delta` of the target, linear beyond: robust to outliers."""
 
     name = "huber_loss"  # Keras' (a metric of this loss object logs under it)
+    kind = "huber"
 
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
         super().__init__(reduction, name, dtype)
@@ -306,10 +417,6 @@ class Huber(Loss):
 
     def _settings(self):
         return {"delta": self.delta}
-
-    def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
-        return backend.regression_loss("huber", y_pred, y_true, scale, delta=self.delta,
-                                       sample_weight=sample_weight)
 
 
 class _BinaryTargets:
@@ -352,6 +459,12 @@ class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         return backend.binary_cross_entropy(y_pred, y_true, self.from_logits, self.epsilon, scale,
                                             sample_weight)
+
+    def _row_losses(self, backend, y_pred, y_true):
+        if not _sums_as(self, BinaryCrossentropy):
+            return super()._row_losses(backend, y_pred, y_true)
+        return backend.binary_cross_entropy_elements(y_pred, y_true, self.from_logits,
+                                                     self.epsilon)[0].sum(-1)
 
     def _logits_sum_and_grad(self, backend, logits, y_true, scale, sample_weight=None):
         return backend.binary_cross_entropy(logits, y_true, True, self.epsilon, scale,
@@ -407,13 +520,25 @@ class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
     def _count(self, y_pred):
         # One loss per class distribution: per sample, or per (sample, step) for sequences
         # (N, T, classes), whose mean is over N * T positions as in Keras and PyTorch.
-        return y_pred.size // y_pred.shape[-1] if y_pred.shape[-1] else y_pred.shape[0]
+        return _value_count(y_pred)
 
     def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
         if self.from_logits:
             return self._logits_sum_and_grad(backend, y_pred, y_true, scale, sample_weight)
-        # Probabilities from an unfused model (say softmax inside another layer): take logs of
-        # the clipped probabilities, Keras' formula; d/dp of -sum t log p is -t / p.
+        loss, grad = self._probability_elements(backend, y_pred, y_true)
+        return _weighted_sum(loss, grad, sample_weight, scale, y_pred.dtype)
+
+    def _row_losses(self, backend, y_pred, y_true):
+        if not _sums_as(self, CategoricalCrossentropy):
+            return super()._row_losses(backend, y_pred, y_true)
+        if self.from_logits:
+            return backend.softmax_cross_entropy_elements(y_pred, y_true, self.sparse)[0]
+        return self._probability_elements(backend, y_pred, y_true)[0]
+
+    def _probability_elements(self, backend, y_pred, y_true):
+        """(loss of each row, its gradient) of probabilities from an unfused model (say
+        softmax inside another layer): logs of the clipped probabilities, Keras' formula;
+        d/dp of -sum t log p is -t / p."""
         xp = backend.xp
         eps = 1e-7
         # A row of zeros (a Dropout after the softmax dropped all of it) counts as clipped
@@ -424,14 +549,11 @@ class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
         p = y_pred / s
         pc = xp.clip(p, eps, 1 - eps)
         onehot = self._dense_targets(backend, y_true, y_pred.shape[1], y_pred.dtype)
-        w = (1.0 if sample_weight is None
-             else sample_weight.reshape((-1,) + (1,) * (y_pred.ndim - 1)))
-        total = float(-(w * onehot * xp.log(pc)).sum())
+        loss = -(onehot * xp.log(pc)).sum(axis=-1)
         inside = (p > eps) & (p < 1 - eps)
-        dp = xp.where(inside, -w * onehot / pc, 0)
+        dp = xp.where(inside, -onehot / pc, 0)
         # through the normalisation, where there was one
-        grad = (dp - xp.where(normalised, (dp * p).sum(axis=-1, keepdims=True), 0)) / s
-        return total, (grad * scale).astype(y_pred.dtype, copy=False)
+        return loss, (dp - xp.where(normalised, (dp * p).sum(axis=-1, keepdims=True), 0)) / s
 
     def _dense_targets(self, backend, y_true, classes, dtype):
         return y_true
@@ -484,11 +606,14 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     def _ignoring(self, backend, y_true, sample_weight, dtype):
         """Keras 3's mask as weights: 0 at the ignored positions, positions / valid ones
-        elsewhere (times any sample weights), and a valid label (0) in the ignored places."""
+        elsewhere for a mean (1 for the other reductions), times any sample weights; and a
+        valid label (0) in the ignored places."""
         xp = backend.xp
         valid = y_true != self.ignore_class
         count = int(valid.sum())
-        weight = valid.astype(dtype) * dtype.type(valid.size / count if count else 0.0)
+        spread = (valid.size / count if count else 0.0) if \
+            self.reduction in _MEAN_REDUCTIONS else 1.0
+        weight = valid.astype(dtype) * dtype.type(spread)
         if sample_weight is not None:
             weight *= sample_weight.reshape(sample_weight.shape + (1,) * (weight.ndim -
                                                                           sample_weight.ndim))
@@ -562,6 +687,12 @@ class _FormulaLoss(Loss):
         loss, grad = self._elements(backend.xp, y_pred, y_true)
         return _weighted_sum(loss, grad, sample_weight, scale, y_pred.dtype)
 
+    def _row_losses(self, backend, y_pred, y_true):
+        if not _sums_as(self, _FormulaLoss):
+            return super()._row_losses(backend, y_pred, y_true)
+        loss = self._elements(backend.xp, y_pred, y_true)[0]
+        return loss.sum(axis=-1) if loss.ndim > 1 else loss  # (a _RowLoss's: per row)
+
 
 class _RowLoss(_FormulaLoss):
     """A loss of each vector along the last axis (Keras sums over it), averaged over the
@@ -570,7 +701,7 @@ class _RowLoss(_FormulaLoss):
     one_d_predictions = "classes"  # a standalone 1-D call is one sample's row, as in Keras
 
     def _count(self, y_pred):
-        return y_pred.size // y_pred.shape[-1] if y_pred.shape[-1] else y_pred.shape[0]
+        return _value_count(y_pred)
 
 
 class MeanAbsolutePercentageError(_FormulaLoss):

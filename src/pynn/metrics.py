@@ -1089,7 +1089,7 @@ class MeanMetricWrapper(Metric):
             y_true, y_pred = _one_sample_if_numbers(y_true, y_pred)
             return self._add_weighted(y_true, y_pred,
                                       _sample_weights(self.name, sample_weight, k))
-        value = _number(self.name, self.fn(y_true, y_pred), k)
+        value = _number(self.name, _averaging(self.fn)(y_true, y_pred), k)
         self._total += value * k
         self._count += k
         return value
@@ -1111,7 +1111,7 @@ class MeanMetricWrapper(Metric):
         weighted value, a user's function what it returns (one value per sample, or one for
         the batch, weighing the batch's total weight; as Keras, it is not given the
         weights)."""
-        fn, k = self.fn, _samples(y_pred)
+        fn, k = _averaging(self.fn), _samples(y_pred)
         values = _sample_values(fn, y_true, y_pred, per_output=True)
         if values is None and _is_loss(fn):  # its weighted sum over the unweighted count
             positions = _host(y_pred).shape[:-1] if np.ndim(y_pred) > 1 else (k,)
@@ -1138,6 +1138,16 @@ class MeanMetricWrapper(Metric):
 
 def _is_loss(fn):
     return isinstance(fn, _losses.Loss)
+
+
+def _averaging(fn):
+    """fn, or for a loss of another reduction than the mean a copy of it that averages: a
+    loss as a metric is the mean of its per-sample losses (its 'sum' would make the metric
+    depend on the batch size, its 'none' is no one number)."""
+    if _is_loss(fn) and fn.reduction not in _losses._MEAN_REDUCTIONS:
+        fn = copy.copy(fn)
+        fn.__dict__["_reduction"] = "sum_over_batch_size"  # (not a settings change)
+    return fn
 
 
 class _Wrapped(Metric):
@@ -2269,7 +2279,7 @@ def check_targets(metric, y_true, y_pred):
     metric = accumulator(metric)
     if isinstance(metric, MeanMetricWrapper):
         if _is_loss(metric.fn) and type(metric.fn).__module__ == _losses.__name__:
-            metric.fn(y_true, y_pred)
+            _averaging(metric.fn)(y_true, y_pred)
         else:
             _sample_values(metric.fn, y_true, y_pred)  # (None, uncalled, for a user's)
     elif type(metric).__module__ == __name__ and type(metric).update_state is Metric.update_state:

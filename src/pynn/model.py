@@ -429,6 +429,7 @@ class Sequential:
             if given is not None and not isinstance(given, (list, tuple)):
                 raise TypeError(f"{what} must be a list, got {given!r}")
         loss = losses_mod.get(loss)
+        loss._check_trains("compile")
         specs = (list(metrics or []), list(weighted_metrics or []))
         # unknown names, clashes fail here, not at the first fit
         self._compiled_metrics((1,), (*specs, type(loss).name))
@@ -564,6 +565,8 @@ class Sequential:
         optimizer lives, a head's Adam slots at each swap); not before (a summary between
         pop() and add() of the same layer kept its slots then, as Keras')."""
         self._check_compiled()
+        if training:  # (reduction='none' set after compile; summary() may still show it)
+            self.loss._check_trains("fit")
         key = (config.settings_version(), tuple(self.layers), self.optimizer, self.loss,
                self.backend, self._dtype, self._metric_specs, self._weighted_metric_specs)
         if training and self.__dict__.get("_trimmed_for") != key:
@@ -996,9 +999,9 @@ class Sequential:
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
         layer-by-layer path (the reference the native engine is tested against).
         sample_weight (one non-negative number per sample, or per position of (N, T, ...)
-        outputs) and class_weight ({class: weight}) scale each sample's loss, with Keras'
-        reduction (weighted sum over the batch size), on both engines (per position: layer
-        by layer). compile's weighted_metrics take these weights too (its metrics do not).
+        outputs) and class_weight ({class: weight}) scale each sample's loss, reduced as the
+        loss's reduction says (Keras' default: the weighted sum over the batch size), on both
+        engines (per position: layer by layer). compile's weighted_metrics take these weights too (its metrics do not).
         """
         self._check_compiled()
         shuffle = _check_shuffle(shuffle)
@@ -1616,7 +1619,8 @@ class Sequential:
         x may give the data batch by batch, as in fit; steps: how many batches (default:
         all; with arrays and no batch_size, the steps share the samples out, as Keras 3).
         batch_size: default 1024 (32, Keras', when a callback has test batch hooks); the
-        values do not depend on it, but for a loss averaged per batch (ignore_class)."""
+        values do not depend on it, but for a loss averaged per batch (ignore_class) or
+        summed (reduction='sum'), as in Keras."""
         self._check_compiled()
         check_verbose(verbose)
         cbs = CallbackList(_callback_list(callbacks), model=self)  # params once x is read

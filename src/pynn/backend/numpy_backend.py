@@ -217,11 +217,17 @@ class NumpyBackend(Backend):
 
     # ---- losses -------------------------------------------------------------------------
     def softmax_cross_entropy(self, logits, targets, sparse, grad_scale, sample_weight=None):
+        loss, grad = self.softmax_cross_entropy_elements(logits, targets, sparse)
+        return _weighted(loss, grad, sample_weight, grad_scale, logits.dtype)
+
+    def softmax_cross_entropy_elements(self, logits, targets, sparse):
+        """(the loss of each row, float64; its unscaled gradient, float64): the reference's
+        terms, which softmax_cross_entropy weighs and sums (a loss's reduction='none' reads
+        them)."""
         xp = self.xp
-        dtype = logits.dtype
         # in float64 (the reference): float32 logits 4e38 apart shifted to -inf, and a zero
         # target times log(0) made the loss NaN, where the kernels' is finite
-        logits = logits.astype(xp.float64) if dtype.itemsize < 8 else logits
+        logits = logits.astype(xp.float64) if logits.dtype.itemsize < 8 else logits
         shifted = logits - logits.max(axis=-1, keepdims=True)
         lse = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
         log_p = shifted - lse  # log-softmax: never log(0)
@@ -239,41 +245,47 @@ class NumpyBackend(Backend):
             same_shape(logits, targets, ("logits", "targets"))
             loss = -(targets * log_p).sum(axis=-1)
             grad = p * targets.sum(axis=-1, keepdims=True) - targets
-        return _weighted(loss, grad, sample_weight, grad_scale, dtype)
+        return loss, grad
 
     def regression_loss(self, kind, pred, target, grad_scale, delta=1.0, sample_weight=None):
+        loss, grad = self.regression_elements(kind, pred, target, delta)
+        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
+
+    def regression_elements(self, kind, pred, target, delta=1.0):
+        """(the loss of each element, float64; its unscaled gradient) of regression_loss."""
         xp = self.xp
         same_shape(pred, target)
         d = pred - target
         d64 = d.astype(xp.float64)  # the losses in float64, as the kernels add them up:
         # (2.5e19)^2 is inf in float32
         if kind == "mse":
-            loss, grad = d64 * d64, 2 * d
-        elif kind == "mae":
-            loss, grad = xp.abs(d64), xp.sign(d)
-        elif kind == "huber":
+            return d64 * d64, 2 * d
+        if kind == "mae":
+            return xp.abs(d64), xp.sign(d)
+        if kind == "huber":
             a = xp.abs(d64)
             small = a <= delta
-            loss = xp.where(small, 0.5 * d64 * d64, delta * (a - 0.5 * delta))
-            grad = xp.where(small, d, delta * xp.sign(d))
-        else:
-            raise ValueError(f"unknown regression loss {kind!r}")
-        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
+            return (xp.where(small, 0.5 * d64 * d64, delta * (a - 0.5 * delta)),
+                    xp.where(small, d, delta * xp.sign(d)))
+        raise ValueError(f"unknown regression loss {kind!r}")
 
     def binary_cross_entropy(self, pred, target, from_logits, eps, grad_scale,
                              sample_weight=None):
+        loss, grad = self.binary_cross_entropy_elements(pred, target, from_logits, eps)
+        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
+
+    def binary_cross_entropy_elements(self, pred, target, from_logits, eps):
+        """(the loss of each element; its unscaled gradient) of binary_cross_entropy."""
         xp = self.xp
         same_shape(pred, target)
         if from_logits:
             x = pred
             loss = xp.maximum(x, 0) - x * target + xp.log1p(xp.exp(-xp.abs(x)))
-            grad = _sigmoid(xp, x) - target
-        else:
-            pc = xp.clip(pred, eps, 1 - eps)
-            loss = -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc))
-            inside = (pred > eps) & (pred < 1 - eps)
-            grad = xp.where(inside, (pc - target) / (pc * (1 - pc)), 0)
-        return _weighted(loss, grad, sample_weight, grad_scale, pred.dtype)
+            return loss, _sigmoid(xp, x) - target
+        pc = xp.clip(pred, eps, 1 - eps)
+        loss = -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc))
+        inside = (pred > eps) & (pred < 1 - eps)
+        return loss, xp.where(inside, (pc - target) / (pc * (1 - pc)), 0)
 
     # ---- optimizers (Keras 3 formulas) ---------------------------------------------------
     def sgd_update(self, w, g, velocity, lr, momentum, nesterov):
