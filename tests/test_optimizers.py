@@ -642,3 +642,52 @@ def test_iterations_and_keras2_arguments_are_checked():
     for boundaries in (["a"], [None], [float("nan")], [True]):
         with pytest.raises(ValueError, match="boundaries must be finite numbers"):
             pynn.optimizers.schedules.PiecewiseConstantDecay(boundaries, [0.1, 0.2])
+
+
+# Arguments every optimizer takes, checked elsewhere: the rate and the step count by their
+# properties, clipping and weight decay by Optimizer.__setattr__'s own rules, the moving
+# average's two settings when fit starts (Keras checks them with use_ema only), the name.
+_SHARED = {"learning_rate", "name", "clipnorm", "clipvalue", "global_clipnorm", "weight_decay",
+           "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
+           "gradient_accumulation_steps"}
+
+
+@pytest.mark.parametrize("cls", ALL_OPTIMIZERS, ids=lambda c: c.__name__)
+def test_every_hyperparameter_is_checked_when_set_later(cls):
+    """A hyperparameter set after construction (by a callback, or by hand) is checked as the
+    constructor checks it: beta_1 = 1.5 set mid-fit diverged silently, momentum = "0.9" failed
+    inside a kernel."""
+    optimizer = cls()
+    config = optimizer.get_config()
+    own = set(config) - _SHARED
+    assert own <= set(cls._checks), f"unchecked: {own - set(cls._checks)}"
+    for name in own:
+        kept = getattr(optimizer, name)
+        for bad in ("0.9", -1e9, float("nan")):
+            try:
+                cls(**{name: bad})
+            except (TypeError, ValueError) as refused:
+                with pytest.raises(type(refused)):
+                    setattr(optimizer, name, bad)
+                assert getattr(optimizer, name) == kept  # (left as it was)
+            else:  # (what the constructor takes, a later setting takes too)
+                setattr(optimizer, name, bad)
+                setattr(optimizer, name, kept)
+        setattr(optimizer, name, config[name])  # its own value, given again: taken
+        assert cls(**{name: config[name]}).get_config()[name] == config[name]
+
+
+def test_a_hyperparameter_set_later_is_checked_by_class():
+    sgd, rmsprop = optimizers.SGD(), optimizers.RMSprop()
+    sgd.momentum = 1.0  # Keras' SGD takes [0, 1], its RMSprop [0, 1)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        rmsprop.momentum = 1.0
+    adam = optimizers.Adam()
+    with pytest.raises(ValueError, match=r"beta_1 must be in \[0, 1\)"):
+        adam.beta_1 = 1.5
+    with pytest.raises(TypeError, match="amsgrad must be True or False"):
+        adam.amsgrad = "yes"
+    adam.beta_1 = np.float32(0.5)  # numpy numbers: kept as floats
+    assert type(adam.beta_1) is float and adam.beta_1 == 0.5
+    with pytest.raises(ValueError, match=r"beta_1 must be in \(0, 1\]"):
+        optimizers.Lion().beta_1 = 1.5

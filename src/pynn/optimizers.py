@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import math
 import numbers
@@ -81,6 +82,73 @@ def _check_fraction(name, value, closed=False):
     if value > 1 if closed else value >= 1:
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     return value
+
+
+def _check_lion_beta_1(name, value):
+    """Lion's beta_1, in (0, 1] as Keras' (1 steps by the sign of the momentum alone)."""
+    value = _check_positive(name, value)
+    if value > 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
+def _check_at_most_zero(name, value):
+    value = _check_real(name, value)
+    if value > 0:
+        raise ValueError(f"{name} must be <= 0, got {value}")
+    return value
+
+
+def _check_below_zero(name, value):
+    value = _check_real(name, value)
+    if value >= 0:  # (Adafactor's 1 - t^decay would not stay in [0, 1))
+        raise ValueError(f"{name} must be < 0, got {value}")
+    return value
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_, numbers.Integral)) or value not in (0, 1):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _patterns(name, value):
+    """A list of regular expressions (text), each compiled once to check it."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a list of regular expressions (text), got {value!r}")
+    try:
+        patterns = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a list of regular expressions (text), got "
+                        f"{value!r}") from None
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"{name} must be a list of regular expressions (text), got "
+                            f"{pattern!r} in it")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{name}: {pattern!r} is not a regular expression ({exc})") \
+                from None
+    return patterns
+
+
+def _or_none(check):
+    """check, letting None (off) through."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+_FRACTION = _check_fraction  # [0, 1)
+_MOMENTUM = functools.partial(_check_fraction, closed=True)  # Keras' momenta: [0, 1]
+_AT_LEAST_ZERO = functools.partial(_check_positive, allow_zero=True)
 
 
 def _takes_no_step(function):
@@ -198,6 +266,17 @@ class Optimizer(_custom.AutoConfig):
     use_ema, ema_momentum, ema_overwrite_frequency = False, 0.99, None
     name = None
     _accumulation_steps = None
+    # Each class's own hyperparameters and their checks, applied whenever one is set (in
+    # __init__, or later by a callback or by hand: beta_1 = 1.5 set mid-fit diverged); a
+    # subclass's table adds to its bases' (__init_subclass__).
+    _checks: dict = {"use_ema": _check_flag}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        checks = {}
+        for klass in reversed(cls.__mro__):
+            checks.update(vars(klass).get("_checks", {}))
+        cls._checks = checks
 
     def __init__(self, learning_rate, clipnorm=None, clipvalue=None, global_clipnorm=None,
                  weight_decay=None, name=None, use_ema=False, ema_momentum=0.99,
@@ -228,7 +307,7 @@ class Optimizer(_custom.AutoConfig):
         # Keras 3's moving average of the weights: updated after each step, written into the
         # weights every ema_overwrite_frequency steps and when fit ends (the two checked with
         # use_ema only, as Keras; a frequency of 0 or None: never)
-        self.use_ema = _check_flag("use_ema", use_ema)
+        self.use_ema = use_ema
         self.ema_momentum, self.ema_overwrite_frequency = ema_momentum, ema_overwrite_frequency
         if self.use_ema:
             self._check_ema()
@@ -245,7 +324,10 @@ class Optimizer(_custom.AutoConfig):
     def __setattr__(self, name, value):
         # Checked when set after construction too (a callback turning clipping off with 0,
         # Keras' weight_decay=None): such values crashed or silently stopped training
-        if name in ("clipnorm", "clipvalue", "global_clipnorm") and value is not None:
+        check = self._checks.get(name)
+        if check is not None:
+            value = check(name, value)
+        elif name in ("clipnorm", "clipvalue", "global_clipnorm") and value is not None:
             value = _check_clipping(name, value)
         elif name == "weight_decay":
             value = (0.0 if value is None else
@@ -701,10 +783,11 @@ class SGD(Optimizer):
     lr * g, w += v); `nesterov=True` steps by momentum * v - lr * g instead (Nesterov momentum; no
     effect without momentum). learning_rate defaults to 0.01."""
 
+    _checks = {"momentum": _MOMENTUM, "nesterov": _check_flag}
+
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.momentum = _check_fraction("momentum", momentum, closed=True)  # Keras' [0, 1]
-        self.nesterov = _check_flag("nesterov", nesterov)
+        self.momentum, self.nesterov = momentum, nesterov
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -716,24 +799,17 @@ class SGD(Optimizer):
         b.sgd_update(w, g, s.get("velocity"), lr, self.momentum, self.nesterov)
 
 
-def _check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_, numbers.Integral)) or value not in (0, 1):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 class _MomentOptimizer(Optimizer):
     """The optimizers built on Adam's two moment estimates (Adam, Nadam, Adamax, Lamb): their
     shared arguments beta_1 (0.9), beta_2 (0.999), each in [0, 1), and epsilon (1e-7), with
     Keras' defaults; learning_rate defaults to 0.001."""
 
     slots = ("m", "v")
+    _checks = {"beta_1": _FRACTION, "beta_2": _FRACTION, "epsilon": _check_positive}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = _check_fraction("beta_1", beta_1)
-        self.beta_2 = _check_fraction("beta_2", beta_2)
-        self.epsilon = _check_positive("epsilon", epsilon)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -748,11 +824,12 @@ class Adam(_MomentOptimizer):
 
     _fuses_weight_decay = True
     amsgrad = False  # (optimizers pickled before it existed load)
+    _checks = {"amsgrad": _check_flag}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, **kwargs):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, **kwargs)
-        self.amsgrad = _check_flag("amsgrad", amsgrad)
+        self.amsgrad = amsgrad
 
     def get_config(self):
         return {**super().get_config(), "amsgrad": self.amsgrad}
@@ -790,14 +867,14 @@ class RMSprop(Optimizer):
     defaults to 0.001."""
 
     centered = False
+    _checks = {"rho": _FRACTION, "momentum": _FRACTION, "epsilon": _check_positive,
+               "centered": _check_flag}
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7,
                  centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho = _check_fraction("rho", rho)
-        self.momentum = _check_fraction("momentum", momentum)
-        self.epsilon = _check_positive("epsilon", epsilon)
-        self.centered = _check_flag("centered", centered)
+        self.rho, self.momentum, self.epsilon = rho, momentum, epsilon
+        self.centered = centered
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
@@ -823,13 +900,12 @@ class Adagrad(Optimizer):
     defaults to 0.001."""
 
     slots = ("accumulator",)
+    _checks = {"initial_accumulator_value": _AT_LEAST_ZERO, "epsilon": _check_positive}
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.initial_accumulator_value = _check_positive(
-            "initial_accumulator_value", initial_accumulator_value, allow_zero=True)
-        self.epsilon = _check_positive("epsilon", epsilon)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
 
     def get_config(self):
         return {**super().get_config(),
@@ -874,13 +950,11 @@ class Lion(Optimizer):
     slots = ("m",)
     _fuses_weight_decay = True
 
+    _checks = {"beta_1": _check_lion_beta_1, "beta_2": _FRACTION}
+
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.99, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        # Keras' range for Lion's beta_1: (0, 1] (1 steps by the sign of the momentum alone)
-        self.beta_1 = _check_positive("beta_1", beta_1)
-        if self.beta_1 > 1:
-            raise ValueError(f"beta_1 must be in (0, 1], got {beta_1}")
-        self.beta_2 = _check_fraction("beta_2", beta_2)
+        self.beta_1, self.beta_2 = beta_1, beta_2
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2}
@@ -897,10 +971,11 @@ class Adadelta(Optimizer):
     slots = ("accumulated_grad", "accumulated_delta")
     _fuses_weight_decay = True
 
+    _checks = {"rho": _FRACTION, "epsilon": _check_positive}
+
     def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-7, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.rho = _check_fraction("rho", rho)
-        self.epsilon = _check_positive("epsilon", epsilon)
+        self.rho, self.epsilon = rho, epsilon
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -931,22 +1006,23 @@ class Ftrl(Optimizer):
     >= 0). Array operations on every backend; fit trains it layer by layer."""
 
     slots = ("accumulator", "linear")
+    _checks = {"learning_rate_power": _check_at_most_zero,
+               **dict.fromkeys(("initial_accumulator_value", "l1_regularization_strength",
+                                "l2_regularization_strength",
+                                "l2_shrinkage_regularization_strength", "beta"),
+                               _AT_LEAST_ZERO)}
 
     def __init__(self, learning_rate=0.001, learning_rate_power=-0.5,
                  initial_accumulator_value=0.1, l1_regularization_strength=0.0,
                  l2_regularization_strength=0.0, l2_shrinkage_regularization_strength=0.0,
                  beta=0.0, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.learning_rate_power = _check_real("learning_rate_power", learning_rate_power)
-        if self.learning_rate_power > 0:
-            raise ValueError(f"learning_rate_power must be <= 0, got {learning_rate_power}")
-        self.initial_accumulator_value = _check_positive(
-            "initial_accumulator_value", initial_accumulator_value, allow_zero=True)
-        for option, value in (("l1_regularization_strength", l1_regularization_strength),
-                              ("l2_regularization_strength", l2_regularization_strength),
-                              ("l2_shrinkage_regularization_strength",
-                               l2_shrinkage_regularization_strength), ("beta", beta)):
-            setattr(self, option, _check_positive(option, value, allow_zero=True))
+        self.learning_rate_power = learning_rate_power
+        self.initial_accumulator_value = initial_accumulator_value
+        self.l1_regularization_strength = l1_regularization_strength
+        self.l2_regularization_strength = l2_regularization_strength
+        self.l2_shrinkage_regularization_strength = l2_shrinkage_regularization_strength
+        self.beta = beta
 
     def get_config(self):
         return {**super().get_config(), "learning_rate_power": self.learning_rate_power,
@@ -976,17 +1052,15 @@ class Adafactor(Optimizer):
     by layer."""
 
     slots = ("r", "c", "v")
+    _checks = {"beta_2_decay": _check_below_zero, "epsilon_1": _check_positive,
+               "epsilon_2": _AT_LEAST_ZERO, "clip_threshold": _check_positive,
+               "relative_step": _check_flag}
 
     def __init__(self, learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30,
                  epsilon_2=1e-3, clip_threshold=1.0, relative_step=True, **kwargs):
         super().__init__(learning_rate, **kwargs)
-        self.beta_2_decay = _check_real("beta_2_decay", beta_2_decay)
-        if self.beta_2_decay >= 0:  # (1 - t^decay would not stay in [0, 1))
-            raise ValueError(f"beta_2_decay must be < 0, got {beta_2_decay}")
-        self.epsilon_1 = _check_positive("epsilon_1", epsilon_1)
-        self.epsilon_2 = _check_positive("epsilon_2", epsilon_2, allow_zero=True)
-        self.clip_threshold = _check_positive("clip_threshold", clip_threshold)
-        self.relative_step = _check_flag("relative_step", relative_step)
+        self.beta_2_decay, self.epsilon_1, self.epsilon_2 = beta_2_decay, epsilon_1, epsilon_2
+        self.clip_threshold, self.relative_step = clip_threshold, relative_step
 
     def get_config(self):
         return {**super().get_config(), "beta_2_decay": self.beta_2_decay,
@@ -1023,6 +1097,14 @@ class Muon(Optimizer):
 
     slots = ("momentum", "velocity")  # a matrix's Muon step keeps the momentum alone
     _fuses_weight_decay = True  # each weight's own decay, in _update
+    _checks = {"adam_beta_1": _FRACTION, "adam_beta_2": _FRACTION,
+               "adam_weight_decay": _or_none(_AT_LEAST_ZERO), "epsilon": _AT_LEAST_ZERO,
+               "exclude_layers": _patterns,
+               "exclude_embeddings": _check_flag,
+               "muon_a": _check_real, "muon_b": _check_real, "muon_c": _check_real,
+               "adam_lr_ratio": _AT_LEAST_ZERO, "momentum": _MOMENTUM,
+               "ns_steps": _check_count, "nesterov": _check_flag,
+               "rms_rate": _or_none(_AT_LEAST_ZERO)}
 
     def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999,
                  adam_weight_decay=0.004, epsilon=1e-7, weight_decay=0.004, *,
@@ -1031,24 +1113,12 @@ class Muon(Optimizer):
                  rms_rate=0.2, **kwargs):
         super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
         self._no_weight_decay = weight_decay is None  # (Keras' config keeps the None)
-        self.adam_beta_1 = _check_fraction("adam_beta_1", adam_beta_1)
-        self.adam_beta_2 = _check_fraction("adam_beta_2", adam_beta_2)
-        self.adam_weight_decay = None if adam_weight_decay is None else _check_positive(
-            "adam_weight_decay", adam_weight_decay, allow_zero=True)
-        self.epsilon = _check_positive("epsilon", epsilon, allow_zero=True)
-        self.exclude_layers = _patterns("exclude_layers", exclude_layers)
-        self.exclude_embeddings = _check_flag("exclude_embeddings", exclude_embeddings)
-        self.muon_a, self.muon_b, self.muon_c = (_check_real(n, v) for n, v in (
-            ("muon_a", muon_a), ("muon_b", muon_b), ("muon_c", muon_c)))
-        self.adam_lr_ratio = _check_positive("adam_lr_ratio", adam_lr_ratio, allow_zero=True)
-        self.momentum = _check_fraction("momentum", momentum, closed=True)
-        if isinstance(ns_steps, bool) or not isinstance(ns_steps, numbers.Integral) or \
-                ns_steps < 0:
-            raise ValueError(f"ns_steps must be an integer >= 0, got {ns_steps!r}")
-        self.ns_steps = int(ns_steps)
-        self.nesterov = _check_flag("nesterov", nesterov)
-        self.rms_rate = None if rms_rate is None else _check_positive("rms_rate", rms_rate,
-                                                                      allow_zero=True)
+        self.adam_beta_1, self.adam_beta_2 = adam_beta_1, adam_beta_2
+        self.adam_weight_decay, self.epsilon = adam_weight_decay, epsilon
+        self.exclude_layers, self.exclude_embeddings = exclude_layers, exclude_embeddings
+        self.muon_a, self.muon_b, self.muon_c = muon_a, muon_b, muon_c
+        self.adam_lr_ratio, self.momentum, self.ns_steps = adam_lr_ratio, momentum, ns_steps
+        self.nesterov, self.rms_rate = nesterov, rms_rate
 
     def get_config(self):
         config = super().get_config()
@@ -1123,29 +1193,6 @@ class Muon(Optimizer):
             a = x @ x.T
             x = t(self.muon_a) * x + (t(self.muon_b) * a + t(self.muon_c) * (a @ a)) @ x
         return x.T if tall else x
-
-
-def _patterns(name, value):
-    """A list of regular expressions (text), each compiled once to check it."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a list of regular expressions (text), got {value!r}")
-    try:
-        patterns = list(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a list of regular expressions (text), got "
-                        f"{value!r}") from None
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise TypeError(f"{name} must be a list of regular expressions (text), got "
-                            f"{pattern!r} in it")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"{name}: {pattern!r} is not a regular expression ({exc})") \
-                from None
-    return patterns
 
 
 # Keras 3's default optimizer names.
