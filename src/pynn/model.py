@@ -1001,7 +1001,8 @@ class Sequential:
         sample_weight (one non-negative number per sample, or per position of (N, T, ...)
         outputs) and class_weight ({class: weight}) scale each sample's loss, reduced as the
         loss's reduction says (Keras' default: the weighted sum over the batch size), on both
-        engines (per position: layer by layer). compile's weighted_metrics take these weights too (its metrics do not).
+        engines (per position: layer by layer). compile's weighted_metrics take these
+        weights too (its metrics do not).
         """
         self._check_compiled()
         shuffle = _check_shuffle(shuffle)
@@ -1524,6 +1525,35 @@ class Sequential:
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
             self._batch_trainer = None
         return self._format_logs(logs, return_dict)
+
+    @_unbuilt_again_if_refused
+    def compute_gradients(self, x, y, sample_weight=None, class_weight=None):
+        """One batch's loss and its gradients, for a training loop of your own (what Keras
+        code gets from a GradientTape): (loss, grads), the loss as fit computes it (weight
+        and activity penalties included), grads one array per model.trainable_weights (its
+        shape, on the model's backend; None where a layer of yours gave none). The batch
+        runs as in training (dropout, batch statistics; BatchNormalization's moving
+        statistics move, as Keras' model(x, training=True)); the weights and the optimizer
+        stay as they are. Then optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        takes the step, after whatever you do to the gradients (clip, average them across
+        workers, ...). Layer by layer: train_on_batch is the fast step."""
+        self._check_compiled()
+        x = self._inputs(x, record_columns=True)
+        self._prepare_compiled(training=True)
+        y = self._targets(y, x.shape[0])
+        w = self._sample_weights(sample_weight, class_weight, y)
+        b = self.backend
+        xb, yb = b.asarray(x, self._dtype), b.asarray(y, y.dtype)
+        wb = None if w is None else b.asarray(w, self._dtype)
+        lock = self._training_lock("compute_gradients")
+        try:
+            with StepGuard():
+                loss, _ = self._compute_gradients(xb, yb, wb)
+                weights = self.trainable_weights
+                grads = [None if p.grad is None else p.grad.copy() for p in weights]
+        finally:
+            lock.release()
+        return _loss_number(loss, self.loss), grads
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss (and metrics) of one batch, no update (Keras' test_on_batch)."""

@@ -618,8 +618,66 @@ class Optimizer(_custom.AutoConfig):
             start += getattr(self, "initial_accumulator_value", 0.0)
         return start
 
-    def apply(self, params):
-        """One step: update every trainable parameter from its .grad, in place."""
+    def apply(self, params, trainable_variables=None):
+        """One step: update every trainable parameter of `params` from its .grad, in place.
+        Keras' form apply(grads, trainable_variables) is apply_gradients(zip(grads,
+        trainable_variables))."""
+        if trainable_variables is not None:
+            return self.apply_gradients(zip(params, trainable_variables))
+        return self._apply(params)
+
+    def apply_gradients(self, grads_and_vars):
+        """Keras' step on gradients you give (a training loop of your own, with
+        model.compute_gradients): pairs (gradient, weight), each weight one of a model's
+        trainable_weights and its gradient an array of the weight's shape (None: skipped,
+        as Keras skips it). The gradients are copied; clipping, weight decay, gradient
+        accumulation, the moving average and constraints apply as in fit, and the step
+        count moves by one. Returns the new step count (iterations)."""
+        from .backend.arrays import to_host
+        from .layers.base import Parameter
+
+        steps, seen = [], set()
+        for i, pair in enumerate(grads_and_vars):
+            try:
+                grad, weight = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"apply_gradients: item {i} is not a (gradient, weight) pair, "
+                                f"got {pair!r}") from None
+            if not isinstance(weight, Parameter):
+                raise TypeError(f"apply_gradients: item {i}'s weight is a "
+                                f"{type(weight).__name__}, not a model's weight (a pynn "
+                                f"Parameter, as model.trainable_weights gives; pynn updates "
+                                f"those in place)")
+            if not weight.trainable:  # (apply would skip it silently)
+                raise ValueError(f"apply_gradients: weight {weight.name!r} is frozen "
+                                 f"(trainable=False); set its trainable to train it")
+            if id(weight) in seen:
+                raise ValueError(f"apply_gradients: weight {weight.name!r} is given twice")
+            seen.add(id(weight))
+            if grad is None:
+                continue
+            xp, dtype = weight.backend.xp, weight.value.dtype
+            try:
+                g = np.array(to_host(grad), dtype=dtype) if xp is np else \
+                    xp.array(grad, dtype=dtype)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"apply_gradients: the gradient of {weight.name!r} is not an "
+                                f"array of numbers ({exc})") from None
+            if g.shape != weight.value.shape:  # (never broadcast: a (3,) grad of a (2, 3))
+                raise ValueError(f"apply_gradients: the gradient of {weight.name!r} has shape "
+                                 f"{g.shape}, the weight {weight.value.shape}")
+            steps.append((weight, g))
+        kept = [(w, w.grad) for w, _ in steps]  # (the layers' own gradient buffers)
+        try:
+            for w, g in steps:
+                w.grad = g
+            self._apply([w for w, _ in steps])
+        finally:
+            for w, grad in kept:
+                w.grad = grad
+        return self.iterations
+
+    def _apply(self, params):
         lr = self.rate()  # before the step counter moves, as Keras evaluates schedules
         self.training_steps += 1
         active = [p for p in params if p.trainable and p.grad is not None]
