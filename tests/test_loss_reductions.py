@@ -244,7 +244,7 @@ def test_saved_model_keeps_its_losss_reduction(tmp_path, rng, suffix):
 def test_compile_refuses_one_loss_per_sample():
     model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)])
     for reduction in ("none", None):
-        with pytest.raises(ValueError, match="training needs one number"):
+        with pytest.raises(ValueError, match="a model's loss is one number"):
             model.compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction=reduction))
     assert not model.compiled
 
@@ -255,7 +255,7 @@ def test_none_set_after_compile_is_refused_by_fit(rng):
     model.loss.reduction = "none"
     before = [w.copy() for w in model.get_weights()]
     for engine in ("auto", "layers"):
-        with pytest.raises(ValueError, match="training needs one number"):
+        with pytest.raises(ValueError, match="a model's loss is one number"):
             model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0, engine=engine)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -350,3 +350,66 @@ def test_keras_reduces_as_pynn(rng):
                 np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs),
                                            rtol=2e-5, atol=1e-6,
                                            err_msg=f"{name} {reduction} {sw is not None}")
+
+
+class _SwitchReduction(pynn.callbacks.Callback):
+    def __init__(self, reduction):
+        super().__init__()
+        self.reduction = reduction
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.loss.reduction = self.reduction
+
+
+@pytest.mark.parametrize("first, then", [("mean", "sum"), ("sum", "sum_over_batch_size"),
+                                         ("sum", "mean_with_sample_weight")])
+def test_a_reduction_changed_mid_fit_is_followed_by_both_paths(rng, first, then):
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    w = rng.uniform(0.1, 2, 50)
+    runs = []
+    for engine in ("auto", "layers"):
+        pynn.utils.set_random_seed(5)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6, activation="relu"),
+                                 pynn.Dense(3, activation="softmax")])
+        model.compile(optimizer=pynn.optimizers.SGD(0.01),
+                      loss=losses.SparseCategoricalCrossentropy(reduction=first))
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, sample_weight=w,
+                            shuffle=False, engine=engine, callbacks=[_SwitchReduction(then)])
+        runs.append((history.history["loss"], model.get_weights()))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_train_on_batch_follows_a_changed_reduction(rng):
+    x, y = rng.normal(size=(16, 4)), rng.normal(size=(16, 2))
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.0), loss="mse")  # (no step: same weights)
+    mean = model.train_on_batch(x, y)
+    model.loss.reduction = "sum"
+    assert model.train_on_batch(x, y) == pytest.approx(16 * mean, rel=1e-5)
+    assert model.test_on_batch(x, y) == pytest.approx(16 * mean, rel=1e-5)
+    model.loss.reduction = "none"
+    for engine in ("auto", "layers"):
+        with pytest.raises(ValueError, match="a model's loss is one number"):
+            model.fit(x, y, verbose=0, engine=engine)
+    with pytest.raises(ValueError, match="a model's loss is one number"):
+        model.train_on_batch(x, y)
+
+
+@pytest.mark.parametrize("loss", [losses.MeanSquaredError(reduction="sum"),
+                                  losses.MeanSquaredError(reduction="mean_with_sample_weight")])
+def test_a_loss_that_depends_on_the_batches_is_evaluated_in_keras_batches(rng, loss):
+    x, y = rng.normal(size=(100, 4)), rng.normal(size=(100, 2))
+    w = rng.uniform(0.1, 2, 100)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.0), loss=loss)
+    assert model.evaluate(x, y, sample_weight=w) == pytest.approx(
+        model.evaluate(x, y, sample_weight=w, batch_size=32), rel=1e-12)  # (Keras' default)
+    history = model.fit(x, y, batch_size=20, epochs=1, verbose=0, sample_weight=w,
+                        validation_data=(x, y, w), shuffle=False)
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x, y, sample_weight=w, batch_size=20), rel=1e-6)  # (fit's batches)
+    assert history.history["val_loss"][0] == pytest.approx(history.history["loss"][0],
+                                                           rel=1e-5)

@@ -356,6 +356,7 @@ class NativeEngine:
         codes = [_SOFTMAX_CODE if a.name == "softmax" else ACTIVATION_CODES[a.name] for a in acts]
         if training:
             loss = model.loss
+            loss._check_trains()  # (reduction='none' set mid-fit)
             kind = _loss_kind(loss, acts[-1].name)
             loss_param = loss.delta if kind == "huber" else getattr(loss, "epsilon", 0.0)
             opt = model.optimizer
@@ -560,6 +561,7 @@ def _engine_settings(model):
     # float too, which _settings_key reads by value)
     items += [v for _, v in sorted(getattr(model.loss, "__dict__", {}).items())
               if isinstance(v, numbers.Real)]
+    items.append(getattr(model.loss, "reduction", None))  # (a string, or None)
     for layer in model.layers:
         attributes = vars(layer)
         items.append(layer)

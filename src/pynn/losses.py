@@ -107,13 +107,14 @@ class Loss(_custom.AutoConfig):
         """Whether a call gives one loss per sample (reduction 'none' or None)."""
         return self.reduction in (None, "none")
 
-    def _check_trains(self, what):
-        """Raises unless this loss reduces to one number, as training needs (Keras would
-        train on the sum of a 'none' loss's values: said instead)."""
+    def _check_trains(self, what=None):
+        """Raises unless this loss reduces to one number, as a model's loss is (training,
+        evaluating); what: the call to name first."""
         if self._per_sample():
-            raise ValueError(f"{what}: loss {self.name} has reduction={self.reduction!r}, one "
-                             f"loss per sample, but training needs one number: use "
-                             f"'sum_over_batch_size' (the mean, Keras' default) or 'sum'")
+            raise ValueError(f"{what + ': ' if what else ''}loss {self.name} has reduction="
+                             f"{self.reduction!r}, one loss per sample, but a model's loss is "
+                             f"one number: use 'sum_over_batch_size' (the mean, Keras' "
+                             f"default), 'sum' or 'mean_with_sample_weight'")
 
     def get_config(self):
         """The constructor arguments (what model files store): the loss's settings, and a
@@ -213,9 +214,9 @@ class Loss(_custom.AutoConfig):
         if reduction in _MEAN_REDUCTIONS or (reduction == "mean_with_sample_weight" and
                                               sample_weight is None):
             return count
-        self._check_trains(self.name)
+        self._check_trains()
         values = _value_count(y_pred)
-        each = count / values  # (elements a per-sample loss averages)
+        each = count / values  # (the elements a per-sample loss averages)
         if reduction == "sum":
             return each
         return each * float(sample_weight.sum()) * (values / sample_weight.size)

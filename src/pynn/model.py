@@ -566,7 +566,7 @@ class Sequential:
         pop() and add() of the same layer kept its slots then, as Keras')."""
         self._check_compiled()
         if training:  # (reduction='none' set after compile; summary() may still show it)
-            self.loss._check_trains("fit")
+            self.loss._check_trains()
         key = (config.settings_version(), tuple(self.layers), self.optimizer, self.loss,
                self.backend, self._dtype, self._metric_specs, self._weighted_metric_specs)
         if training and self.__dict__.get("_trimmed_for") != key:
@@ -737,6 +737,14 @@ class Sequential:
         else:
             loss, grad = self.loss.value_and_grad(self.backend, out, y, sample_weight)
         return _loss_number(loss, self.loss), grad
+
+    def _loss_by_batch(self):
+        """Whether the loss's value over data depends on how they are batched (a sum per
+        batch, a mean over each batch's weights or kept labels): evaluation then takes
+        Keras' batches (fit's, 32 for evaluate), not pynn's larger ones, for Keras' values."""
+        loss = self.loss
+        return loss is not None and (loss.reduction in ("sum", "mean_with_sample_weight") or
+                                     getattr(loss, "ignore_class", None) is not None)
 
     def _sample_weights(self, sample_weight, class_weight, y):
         """The weights, checked: one float per sample, or per position of outputs with more
@@ -993,7 +1001,8 @@ class Sequential:
         Validation (validation_split: the last fraction of x, as Keras; or validation_data
         (x, y) or (x, y, sample_weight)) runs after every validation_freq-th epoch (or after
         the epochs a list gives, counted from 1, as Keras 3), in batches of
-        validation_batch_size (default: as fast as memory allows).
+        validation_batch_size (default: as fast as memory allows; batch_size, as Keras',
+        where the loss's value depends on the batches: see evaluate).
 
         engine: 'auto' runs whole steps in C++ when the model allows it (see pynn.engine),
         'native' insists (ValueError naming what prevents it), 'layers' forces the Python
@@ -1073,8 +1082,8 @@ class Sequential:
             batch_size = 32 if steps_per_epoch is None else -(-n // steps_per_epoch)
         if val_batch is None:  # validation's default follows the batch size as given; a
             # callback's test batch hooks see fit's batches, as in Keras (else larger ones)
-            val_batch = batch_size if _test_batch_hooks(callbacks) else \
-                max(batch_size, _PREDICT_BATCH)
+            val_batch = batch_size if _test_batch_hooks(callbacks) or \
+                self._loss_by_batch() else max(batch_size, _PREDICT_BATCH)
         batch_size = min(batch_size, n)  # one batch either way; row offsets then fit int64
         passes = -(-n // batch_size)  # batches in a pass over x
         if steps_per_epoch is not None and steps_per_epoch > passes:
@@ -1328,8 +1337,8 @@ class Sequential:
         else:  # arrays: validation_steps bounds the rows read, as in fit on arrays
             validation_steps = check_steps(validation_steps, "validation_steps")
             _check_validation_tuple(validation_data)  # (read once the model is built)
-        val_batch = data.check_batch_size(validation_batch_size,
-                                          32 if _test_batch_hooks(callbacks) else _PREDICT_BATCH)
+        val_batch = data.check_batch_size(validation_batch_size, 32 if _test_batch_hooks(
+            callbacks) or self._loss_by_batch() else _PREDICT_BATCH)
         first = None
         if initial_epoch < epochs and not self.built:
             train.epoch_begin()  # the first epoch's, before its first batch builds the model
@@ -1648,9 +1657,10 @@ class Sequential:
         callbacks: their test hooks run (on_test_begin/end, on_test_batch_begin/end).
         x may give the data batch by batch, as in fit; steps: how many batches (default:
         all; with arrays and no batch_size, the steps share the samples out, as Keras 3).
-        batch_size: default 1024 (32, Keras', when a callback has test batch hooks); the
-        values do not depend on it, but for a loss averaged per batch (ignore_class) or
-        summed (reduction='sum'), as in Keras."""
+        batch_size: default 1024, or Keras' 32 when a callback has test batch hooks or the
+        loss's value depends on the batches (as in Keras: a loss summed per batch,
+        reduction='sum', or averaged over each batch's weights or kept labels,
+        'mean_with_sample_weight' or ignore_class); other values do not depend on it."""
         self._check_compiled()
         check_verbose(verbose)
         cbs = CallbackList(_callback_list(callbacks), model=self)  # params once x is read
@@ -1682,7 +1692,8 @@ class Sequential:
                                  callbacks=callbacks, return_dict=return_dict)
         # Keras' batches of 32 where test batch hooks see them (as predict's), else bigger
         test_hooks = cbs.overrides("on_test_batch_begin", "on_test_batch_end")
-        batch_size = data.check_batch_size(batch_size, 32 if test_hooks else _PREDICT_BATCH)
+        batch_size = data.check_batch_size(batch_size, 32 if test_hooks or
+                                           self._loss_by_batch() else _PREDICT_BATCH)
         self._check_columns(x, "x")
         x = data.frame_values(x)
         step = self._conversion_piece(x, batch_size)
