@@ -225,8 +225,9 @@ def test_checkpoint_missing_key_warns_and_bad_format_names_the_keys(tmp_path):
         _fit(_model(), [ModelCheckpoint(tmp_path / "{val_acc}.npz")], epochs=1)
     with pytest.raises(ValueError, match="mode"):
         ModelCheckpoint(tmp_path / "w.npz", mode="best")
-    with pytest.raises(ValueError, match="save_freq"):
-        ModelCheckpoint(tmp_path / "w.npz", save_freq=10)
+    for bad in ("batch", 0, True, 2.5):
+        with pytest.raises(ValueError, match="save_freq"):
+            ModelCheckpoint(tmp_path / "w.npz", save_freq=bad)
 
 
 # ---- learning rate --------------------------------------------------------------------------
@@ -366,10 +367,12 @@ def test_csv_logger_writes_header_and_one_row_per_epoch(tmp_path):
     rows = _rows(path)
     assert len(rows) == 6 and [r[0] for r in rows[1:]] == ["0", "1", "2", "0", "1"]
     model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(path, separator=";")])
-    assert _rows(path, ";") == [["epoch", "loss", "mae"], _rows(path, ";")[1]]
+    columns = ["epoch", "loss", "mae", "val_loss", "val_mae"]  # (Keras': "NA" there)
+    assert _rows(path, ";") == [columns, _rows(path, ";")[1]]
+    assert _rows(path, ";")[1][3:] == ["NA", "NA"]
     appended = tmp_path / "new.csv"
     model.fit(x, y, epochs=1, verbose=0, callbacks=[CSVLogger(appended, append=True)])
-    assert _rows(appended)[0] == ["epoch", "loss", "mae"]  # a new file still gets a header
+    assert _rows(appended)[0] == columns  # a new file still gets a header
     with pytest.raises(ValueError, match="separator"):
         CSVLogger(path, separator=";;")
 
@@ -1139,3 +1142,92 @@ def test_a_callback_list_given_to_fit_runs_its_callbacks(tmp_path):
         pynn.callbacks.CallbackList([], add_progbar=True)
     with pytest.raises(TypeError, match="Callback objects, got 'csv'"):
         callbacks.append("csv")
+
+
+# ---- settings changed after construction, batch checkpoints, rates near min_lr, CSV rows ----
+def test_monitor_settings_set_after_construction_are_followed(tmp_path):
+    rising = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    stop = EarlyStopping(patience=1)
+    stop.monitor, stop.mode = "val_score", "max"
+    _fit(_model(), [_script(rising, "val_score"), stop], epochs=6)
+    assert stop.best == 0.95 and stop.stopped_epoch == 0
+    stop.min_delta = 0.2  # each rise is smaller: no improvement after the first
+    _fit(_model(), [_script(rising, "val_score"), stop], epochs=6)
+    assert stop.best == 0.5 and stop.stopped_epoch == 1
+    plateau = ReduceLROnPlateau(patience=1, factor=0.5)
+    plateau.monitor, plateau.mode = "val_score", "max"
+    model = _model()
+    _fit(model, [_script(rising, "val_score"), plateau], epochs=6)
+    assert model.optimizer.rate() == pytest.approx(model.optimizer.get_config()["learning_rate"])
+    checkpoint = ModelCheckpoint(tmp_path / "e{epoch}.npz", save_best_only=True)
+    checkpoint.monitor, checkpoint.mode = "val_score", "max"
+    _fit(_model(), [_script(rising, "val_score"), checkpoint], epochs=6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"e{i}.npz" for i in range(1, 7)]
+    unknown = EarlyStopping()
+    unknown.monitor = "val_score"  # (mode auto cannot tell its direction: refused)
+    with pytest.raises(ValueError, match="cannot tell whether 'val_score'"):
+        _fit(_model(), [_script(rising, "val_score"), unknown], epochs=1)
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_checkpoint_every_n_batches(tmp_path, engine):
+    x, y = _data()  # (batches of 8: 5 an epoch)
+    checkpoint = ModelCheckpoint(tmp_path / "e{epoch}-b{batch}.npz", save_weights_only=True,
+                                 save_freq=3)
+    seen = []
+    model = _model()
+    weights_after = LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append([w.copy() for w in
+                                                            model.get_weights()]))
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0, engine=engine,
+              callbacks=[checkpoint, weights_after])
+    steps = len(seen) // 2
+    names = sorted(p.name for p in tmp_path.iterdir())
+    # every third batch counted across epochs, as Keras: batches 3 and 6 (the next epoch's 1st)
+    expected = [(i // steps + 1, i % steps + 1) for i in range(2, 2 * steps, 3)]
+    assert names == sorted(f"e{e}-b{b}.npz" for e, b in expected)
+    for (epoch, batch) in expected:
+        other = _model()
+        other.load_weights(tmp_path / f"e{epoch}-b{batch}.npz")
+        for a, b in zip(other.get_weights(), seen[(epoch - 1) * steps + batch - 1]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_an_epoch_checkpoint_costs_no_batch_calls(tmp_path):
+    from pynn.callbacks import defines_hook
+
+    assert not defines_hook(ModelCheckpoint(tmp_path / "w.npz"), "on_train_batch_end")
+    assert defines_hook(ModelCheckpoint(tmp_path / "w.npz", save_freq=2), "on_train_batch_end")
+
+    class Mine(ModelCheckpoint):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+
+    assert defines_hook(Mine(tmp_path / "w.npz"), "on_train_batch_end")
+
+
+def test_plateau_stops_reducing_at_min_lr_as_float32_does(capsys):
+    model = _model()
+    model.compile(pynn.optimizers.SGD(0.1), "mse")
+    plateau = ReduceLROnPlateau(monitor="val_score", mode="max", patience=1, factor=0.1,
+                                min_lr=0.001, cooldown=2, verbose=1)
+    _fit(model, [_script([0.5] * 12, "val_score"), plateau], epochs=12)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "reducing" in line]
+    assert [line.split()[-1] for line in lines] == ["0.01", "0.001"]  # then no 2e-19 "step"
+    with pytest.raises(TypeError, match="epsilon is Keras 2's name of min_delta"):
+        ReduceLROnPlateau(epsilon=1e-3)
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        ReduceLROnPlateau(cool_down=3)
+
+
+def test_csv_logger_writes_arrays_on_one_line_and_follows_an_appended_files_columns(tmp_path):
+    path = tmp_path / "log.csv"
+    per_class = _script([np.array([0.25, 0.5]), np.array([0.75, 1.0])], "f1")
+    _fit(_model(), [per_class, CSVLogger(path)], epochs=2)
+    rows = _rows(path)
+    assert len(rows) == 3 and rows[1][rows[0].index("f1")] == "[0.25, 0.5]"
+    with pytest.warns(RuntimeWarning, match="no column for extra"):
+        _fit(_model(), [_script([1.0], "extra"), CSVLogger(path, append=True)], epochs=1)
+    appended = _rows(path)
+    assert len(appended) == 4 and all(len(row) == len(rows[0]) for row in appended)
+    assert appended[3][rows[0].index("f1")] == "NA"

@@ -347,6 +347,15 @@ class _Monitor:
                              f"minimised or maximised; pass mode='min' or mode='max'")
         self.maximize = maximize
 
+    @classmethod
+    def of(cls, owner, callback, min_delta):
+        """The callback's test from its settings as they are when training starts (set
+        after construction too: Keras reads them then), bound to its model."""
+        test = cls(_check_monitor(owner, callback.monitor), _check_mode(owner, callback.mode),
+                   abs(_check_number(owner, "min_delta", min_delta)))
+        test.bind(owner, callback.model)
+        return test
+
     def initial(self):
         """No reference yet (Keras 3's None): the first value improves, an infinite one too
         (from a start of inf, a first inf counted as an epoch without improvement)."""
@@ -423,7 +432,7 @@ class EarlyStopping(Callback):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
-        self._monitor.bind("EarlyStopping", self.model)
+        self._monitor = _Monitor.of("EarlyStopping", self, self.min_delta)
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -463,7 +472,9 @@ class ModelCheckpoint(Callback):
     writes model.save_weights (an .npz of the weights); otherwise model.save (the whole model:
     a Keras 3 archive for a ".keras" path, which needs h5py, checked before training)
     when the model has it, and the weights file when it does not (whole-model files come with
-    pynn's model saving). Only save_freq="epoch" is supported."""
+    pynn's model saving). save_freq: "epoch", or an integer n, as Keras: after every n-th
+    batch (counted across epochs), the path formatted with the epoch, the batch (1-based,
+    {batch}) and the running batch logs (save_best_only then compares those)."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
@@ -476,9 +487,12 @@ class ModelCheckpoint(Callback):
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.mode = _check_mode(owner, mode)
-        if save_freq != "epoch":
-            raise ValueError(f"{owner}: only save_freq='epoch' is supported, got {save_freq!r}")
-        self.save_freq = save_freq
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(
+                save_freq, numbers.Integral) or save_freq < 1):
+            raise ValueError(f"{owner}: save_freq must be 'epoch' or a number of batches >= 1, "
+                             f"got {save_freq!r}")
+        self.save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+        self._epoch, self._batches_since_saving, self._last_batch = 0, 0, None
         self._monitor = _Monitor(monitor, mode, 0.0)
         self.initial_value_threshold = (None if initial_value_threshold is None else
                                         _check_number(owner, "initial_value_threshold",
@@ -495,20 +509,48 @@ class ModelCheckpoint(Callback):
 
             check_weights_name(self.filepath)  # (weights under a .keras name: refused now)
         if self.save_best_only:  # the only use of the direction
-            self._monitor.bind("ModelCheckpoint", self.model)
+            self._monitor = _Monitor.of("ModelCheckpoint", self, 0.0)
+        self._batches_since_saving, self._last_batch = 0, None
         if self.best is None:  # kept across fit calls, as Keras does
             self.best = (self.initial_value_threshold if self.initial_value_threshold
                          is not None else self._monitor.initial())
 
-    def _path(self, epoch, logs):
+    def _path(self, epoch, logs, batch=None):
+        fields = {} if batch is None else {"batch": batch + 1}
         try:
-            return self.filepath.format(epoch=epoch + 1, **(logs or {}))
+            return self.filepath.format(**{"epoch": epoch + 1, **fields, **(logs or {})})
         except (KeyError, IndexError, ValueError) as exc:
             raise KeyError(f"ModelCheckpoint: cannot format filepath {self.filepath!r} "
                            f"({type(exc).__name__}: {exc}); logs have "
                            f"{', '.join(sorted(logs or {})) or 'no keys'}") from None
 
+    def _uses_hook(self, hook):
+        """defines_hook's answer: the batch hook only saves with a batch save_freq (a
+        subclass's own batch hook runs anyway); fit pays per-batch calls only then."""
+        return hook != "on_train_batch_end" or self.save_freq != "epoch" or \
+            type(self).on_train_batch_end is not ModelCheckpoint.on_train_batch_end
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # batches seen since the last save, counted as Keras counts them (batch restarts at
+        # 0 each epoch)
+        seen = batch + 1 if self._last_batch is None or batch <= self._last_batch else \
+            batch - self._last_batch
+        self._batches_since_saving += seen
+        self._last_batch = batch
+        if self._batches_since_saving >= self.save_freq:
+            self._batches_since_saving = 0
+            self._save_checkpoint(self._epoch, logs, batch)
+
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save_checkpoint(epoch, logs)
+
+    def _save_checkpoint(self, epoch, logs, batch=None):
         if self.save_best_only:
             current = _monitored("ModelCheckpoint", self.monitor, logs)
             if current is not None and not self._monitor.improved(current, self.best):
@@ -522,7 +564,7 @@ class ModelCheckpoint(Callback):
                       f"{current:.5f}")
             self.best = current
         # (without the monitored value, after the warning, it saves, as Keras 3 does)
-        path = self._path(epoch, logs)
+        path = self._path(epoch, logs, batch)
         self._save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved to {path}")
@@ -702,9 +744,14 @@ class ReduceLROnPlateau(Callback):
     before counting again (Keras 3 semantics)."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
-                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, **keras2):
         super().__init__()
         owner = "ReduceLROnPlateau"
+        if "epsilon" in keras2:  # (Keras 3 ignores it silently: min_delta stayed 1e-4)
+            raise TypeError(f"{owner}: epsilon is Keras 2's name of min_delta: pass "
+                            f"min_delta={keras2['epsilon']!r}")
+        if keras2:
+            raise TypeError(f"{owner}: unexpected arguments {', '.join(sorted(keras2))}")
         self.factor = _check_number(owner, "factor", factor)
         if not 0.0 < self.factor < 1.0:
             raise ValueError(f"{owner}: factor must be in (0, 1) (it multiplies the learning "
@@ -726,7 +773,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs=None):
         _check_optimizer("ReduceLROnPlateau", self.model)  # a schedule: refused now, not later
-        self._monitor.bind("ReduceLROnPlateau", self.model)
+        self._monitor = _Monitor.of("ReduceLROnPlateau", self, self.min_delta)
         self._reset()
 
     def in_cooldown(self):
@@ -750,12 +797,14 @@ class ReduceLROnPlateau(Callback):
             if self.wait >= self.patience:
                 optimizer = _check_optimizer("ReduceLROnPlateau", self.model)
                 old = optimizer.rate()
-                if old > self.min_lr:
+                # in float32, as Keras' rate variable: 0.1 * 0.1 * 0.1 is just above a
+                # min_lr of 0.001 in float64, and a reduction by 2e-19 restarted the cooldown
+                if np.float32(old) > np.float32(self.min_lr):
                     new = max(old * self.factor, self.min_lr)
                     optimizer.learning_rate = new
                     if self.verbose:
                         print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "
-                              f"to {new}")
+                              f"to {new:.6g}")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
@@ -878,9 +927,13 @@ def training_weights_in(model):
 
 
 class CSVLogger(Callback):
-    """Writes one CSV row per epoch: `epoch` then the log keys in sorted order (as Keras), a
-    header first unless appending to a non-empty file. The file is opened, written and closed
-    each epoch, so every finished epoch is on disk even if training is interrupted."""
+    """Writes one CSV row per epoch: `epoch` then the log keys in sorted order, with a val_
+    column for each when the first epoch has none (as Keras: "NA" where an epoch has no
+    value), a header first unless appending to a non-empty file, whose header's columns the
+    rows then follow (a key it lacks is left out, with a warning: rows never shift under
+    another header). An array value is written as a list on one line. The file is opened,
+    written and closed each epoch, so every finished epoch is on disk even if training is
+    interrupted."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -892,27 +945,45 @@ class CSVLogger(Callback):
         self.keys = None
 
     def on_train_begin(self, logs=None):
-        self.keys = None
+        self.keys = self._columns = None
         exists = os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         self._write_header = not (self.append and exists)
         if not self.append:
             open(self.filename, "w").close()  # start the file fresh, as Keras' mode "w"
+        elif exists:
+            with open(self.filename, newline="") as f:
+                header = next(csv.reader(f, delimiter=self.sep), [])
+            if header[:1] == ["epoch"]:
+                self._columns = header[1:]
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
-            if self.params.get("validation") and not any(k.startswith("val_")
-                                                         for k in self.keys):
-                # validation_freq > 1: no val_ values yet; as Keras 3, their columns now
+            if not any(k.startswith("val_") for k in self.keys):
+                # no validation (yet: validation_freq > 1): their columns now, as Keras 3
                 self.keys += [f"val_{k}" for k in self.keys]
+            if self._columns is not None:  # appending: the file's columns
+                left_out = [k for k in self.keys if k not in self._columns and k in logs]
+                if left_out:
+                    warnings.warn(f"CSVLogger: {self.filename} has no column for "
+                                  f"{', '.join(left_out)}; appending without them",
+                                  RuntimeWarning, stacklevel=_user_stacklevel())
+                self.keys = self._columns
         with open(self.filename, "a", newline="") as f:
             writer = csv.writer(f, delimiter=self.sep)
             if self._write_header:
                 writer.writerow(["epoch", *self.keys])
                 self._write_header = False
-            writer.writerow([epoch, *(logs.get(k, "NA") for k in self.keys)])
+            writer.writerow([epoch, *(_csv_value(logs.get(k, "NA")) for k in self.keys)])
             f.flush()
+
+
+def _csv_value(value):
+    """A log value for a CSV field: an array (a per-class metric) as a list on one line."""
+    if isinstance(value, (str, bytes)) or np.ndim(value) == 0:
+        return value
+    return str(np.asarray(value).tolist())
 
 
 _BY_KEYWORD = weakref.WeakKeyDictionary()  # a batch hook's function -> logs= by keyword?
@@ -944,7 +1015,10 @@ def defines_hook(callback, hook):
     """Whether a callback does something in `hook`: a subclass method or a LambdaCallback's
     function (the base's are empty; per-batch calls cost, so they run only then)."""
     fn = getattr(callback, hook)
-    return getattr(fn, "__func__", fn) is not getattr(Callback, hook)
+    if getattr(fn, "__func__", fn) is getattr(Callback, hook):
+        return False
+    uses = getattr(callback, "_uses_hook", None)  # (a pynn callback's hook in some settings)
+    return uses is None or uses(hook)
 
 
 def checked_callbacks(callbacks):
