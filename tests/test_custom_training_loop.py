@@ -43,15 +43,12 @@ def test_computing_gradients_changes_nothing(rng):
     before, steps = [a.copy() for a in model.get_weights()], model.optimizer.iterations
     trainable = [p.value.copy() for p in model.trainable_weights]
     first = model.compute_gradients(x, y)
-    again = model.compute_gradients(x, y)  # (the same dropout masks: the step did not move)
-    assert model.optimizer.iterations == steps
+    again = model.compute_gradients(x, y)  # (fresh dropout masks: another loss)
+    assert model.optimizer.iterations == steps and first[0] != again[0]
     for p, value in zip(model.trainable_weights, trainable):
         np.testing.assert_array_equal(p.value, value)
-    assert first[0] == again[0]
-    for a, b in zip(first[1], again[1]):
-        np.testing.assert_array_equal(a, b)
-    first[1][0][...] = 1e9  # the caller's copies: the model's next gradients are its own
-    np.testing.assert_array_equal(model.compute_gradients(x, y)[1][1], again[1][1])
+    for p, g in zip(model.trainable_weights, again[1]):  # the caller's copies
+        assert p.grad is None or not np.shares_memory(p.grad, g)
     moving = [a for a, b in zip(model.get_weights(), before) if not np.array_equal(a, b)]
     assert moving  # BatchNormalization's moving statistics moved, as Keras' training=True
 
@@ -81,8 +78,9 @@ def test_kerass_apply_form_and_skipped_gradients(rng):
     _, grads = model.compute_gradients(x, y)
     weights = model.trainable_weights
     kept = weights[0].value.copy()
-    grads[0] = None  # (Keras skips a missing gradient)
-    model.optimizer.apply(grads, weights)
+    grads[0] = None  # (Keras skips a missing gradient, and warns)
+    with pytest.warns(RuntimeWarning, match="no gradients for"):
+        model.optimizer.apply(grads, weights)
     np.testing.assert_array_equal(weights[0].value, kept)
     assert not np.array_equal(weights[1].value, grads[1])  # (the others stepped)
     assert model.optimizer.iterations == 1
@@ -108,7 +106,10 @@ def test_bad_pairs_are_refused_before_any_step(rng):
         (TypeError, "not a model's weight", [(grads[0], weights[0].value)]),
         (ValueError, "has shape \\(7,\\), the weight \\(5, 7\\)", [(grads[1], weights[0])]),
         (ValueError, "given twice", [(grads[0], weights[0]), (grads[0], weights[0])]),
-        (TypeError, "not an array of numbers", [(["a", "b"], weights[3])]),
+        (TypeError, "array of real numbers", [(["1", "2", "3"], weights[3])]),
+        (TypeError, "array of real numbers", [(np.ones(3) * 1j, weights[3])]),
+        (ValueError, "is not one of the model's",
+         [(grads[0], _model("sgd", dropout=False).trainable_weights[0])]),
     ]
     for error, message, pairs in cases:
         with pytest.raises(error, match=message):
@@ -130,3 +131,78 @@ def test_compute_gradients_checks_its_data(rng):
     uncompiled = pynn.Sequential([pynn.Input((5,)), pynn.Dense(2)])
     with pytest.raises(RuntimeError, match="compile"):
         uncompiled.compute_gradients(rng.normal(size=(4, 5)), rng.normal(size=(4, 2)))
+
+
+def test_random_layers_draw_afresh_for_each_batch_before_a_step(rng):
+    model = _model("sgd")
+    x, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+    first, second = (model.compute_gradients(x, y)[0] for _ in range(2))
+    assert first != second  # (micro-batches before one update: not one mask for all)
+    other = pynn.optimizers.SGD(0.01)  # (another optimizer than the model's steps)
+    losses = []
+    for _ in range(3):
+        loss, grads = model.compute_gradients(x, y)
+        other.apply_gradients(zip(grads, model.trainable_weights))
+        losses.append(loss)
+    assert len(set(losses)) == 3 and model.optimizer.iterations == 0
+
+
+def test_kerass_apply_of_gradients_alone_and_the_refusals(rng):
+    model = _model("adam", dropout=False)
+    x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    _, grads = model.compute_gradients(x, y)
+    assert model.optimizer.apply(grads) == 1  # (the weights of the model it trains)
+    with pytest.raises(ValueError, match="4 gradients for 3 weights"):
+        model.optimizer.apply(grads, model.trainable_weights[:3])
+    with pytest.raises(ValueError, match="no gradients provided"):
+        model.optimizer.apply_gradients([])
+    with pytest.raises(ValueError, match="no gradients provided"):
+        model.optimizer.apply_gradients((None, p) for p in model.trainable_weights)
+    with pytest.raises(TypeError, match="trains no model yet"):
+        pynn.optimizers.Adam().apply(grads)
+    assert model.optimizer.iterations == 1
+    bn = _model("adam")
+    statistic = next(p for p in bn.params if p.statistic)
+    with pytest.raises(ValueError, match="is a statistic"):
+        bn.optimizer.apply_gradients([(np.zeros(statistic.value.shape), statistic)])
+
+
+def test_a_subclass_with_an_apply_of_its_own_steps_through_it(rng):
+    class Counting(pynn.optimizers.SGD):
+        calls = 0
+
+        def apply(self, params, trainable_variables=None):
+            Counting.calls += 1
+            return super().apply(params, trainable_variables)
+
+    model = _model(Counting(0.1), dropout=False)
+    x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    _, grads = model.compute_gradients(x, y)
+    model.optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    assert Counting.calls == 1 and model.optimizer.iterations == 1
+
+
+def test_apply_gradients_waits_for_no_other_threads_training(rng):
+    import threading
+
+    model = _model("sgd", dropout=False)
+    x, y = rng.normal(size=(8, 5)), rng.integers(0, 3, 8)
+    _, grads = model.compute_gradients(x, y)
+    held, release = threading.Event(), threading.Event()
+
+    def train():  # (another thread's fit holds the model's training lock)
+        lock = model._training_lock("fit")
+        held.set()
+        release.wait()
+        lock.release()
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    held.wait()
+    try:
+        with pytest.raises(RuntimeError, match="another thread is training this model"):
+            model.optimizer.apply_gradients(zip(grads, model.trainable_weights))
+    finally:
+        release.set()
+        worker.join()
+    assert model.optimizer.apply_gradients(zip(grads, model.trainable_weights)) == 1

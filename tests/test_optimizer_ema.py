@@ -220,12 +220,13 @@ def test_turned_on_mid_training_the_average_starts_at_the_weights():
 def test_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
         optimizers.Adam(**kwargs)
-    # as Keras, checked only with use_ema; set later, the next step checks them
+    # as Keras, checked only with use_ema; turned on later, checked then (before, a bad one
+    # failed in the next step, after the weights had moved)
     opt = optimizers.Adam(**{**kwargs, "use_ema": False})
-    opt.use_ema = kwargs["use_ema"] is True
-    if opt.use_ema:
+    if kwargs["use_ema"] is True:
         with pytest.raises(error, match=words):
-            optimizer_steps("numpy", opt, np.zeros(2, np.float32), [np.ones(2, np.float32)])
+            opt.use_ema = True
+        assert opt.use_ema is False
 
 
 def test_a_frequency_of_0_or_beyond_any_step_is_never(rng):

@@ -691,3 +691,29 @@ def test_a_hyperparameter_set_later_is_checked_by_class():
     assert type(adam.beta_1) is float and adam.beta_1 == 0.5
     with pytest.raises(ValueError, match=r"beta_1 must be in \(0, 1\]"):
         optimizers.Lion().beta_1 = 1.5
+
+
+def test_the_shared_settings_are_checked_when_set_later_too():
+    adam = optimizers.Adam(use_ema=True)
+    for name, bad in (("ema_momentum", 1.5), ("ema_momentum", "0.9"),
+                      ("ema_overwrite_frequency", -3)):
+        with pytest.raises(ValueError, match=name):
+            setattr(adam, name, bad)
+    assert adam.ema_momentum == 0.99 and adam.ema_overwrite_frequency is None
+    plain = optimizers.Adam()
+    plain.ema_momentum = 1.5  # (checked with use_ema only, as Keras)
+    with pytest.raises(ValueError, match="ema_momentum"):
+        plain.use_ema = True
+    assert plain.use_ema is False
+    with pytest.raises(TypeError, match="name must be a string"):
+        plain.name = 5
+    with pytest.raises(NotImplementedError, match="loss_scale_factor"):
+        plain.loss_scale_factor = 128
+    clipped = optimizers.Adam(clipnorm=1.0)
+    with pytest.raises(ValueError, match="set clipnorm to None first"):
+        clipped.clipvalue = 0.5
+    clipped.clipnorm = None
+    clipped.clipvalue = 0.5
+    assert clipped.clipvalue == 0.5
+    plain.beta_1 = np.array(0.5)  # (a 0-d array, as learning_rate takes)
+    assert plain.beta_1 == 0.5 and type(plain.beta_1) is float

@@ -45,6 +45,7 @@ from .progress import EpochProgress, check_verbose, logs_line
 # compile()'s metric arguments and the attributes that keep them (as given)
 _METRIC_SPECS = {"metrics": "_metric_specs", "weighted_metrics": "_weighted_metric_specs"}
 _PREDICT_BATCH = 1024
+_OWN_MASK_STEPS = 1 << 63  # compute_gradients' own draws: beyond any optimizer's step
 _KEPT_BATCH_ROWS = 4096  # train_on_batch keeps its native engine for batches up to this
 _PREDICT_PIECE = 16 << 20  # bytes of converted input predict holds at a time (beside x)
 _METRIC_CLAIMS_LOCK = threading.Lock()  # guards _METRIC_CLAIMS and every model's _fits_running
@@ -856,9 +857,10 @@ class Sequential:
                 grads[i] = g
         return total
 
-    def _compute_gradients(self, xb, yb, sample_weight=None):
-        """Forward, loss and backward on one batch: fills every trainable parameter's .grad."""
-        self._sync_dropout_steps()
+    def _compute_gradients(self, xb, yb, sample_weight=None, mask_step=None):
+        """Forward, loss and backward on one batch: fills every trainable parameter's .grad.
+        mask_step: the step random layers draw (default: the optimizer's)."""
+        self._sync_dropout_steps(mask_step)
         input_shapes, activity, activity_grads = [], [], {}
         out = self._forward(xb, training=True, logits=self._fused, input_shapes=input_shapes,
                             activity=activity)
@@ -916,13 +918,13 @@ class Sequential:
         class's `name`, which a name= given to the loss object does not change."""
         return type(self.loss).name
 
-    def _sync_dropout_steps(self):
+    def _sync_dropout_steps(self, step=None):
         """Dropout masks (and Gaussian noise) follow the optimizer's step (the native engine
         uses the same), so both training paths, and a run resumed from a file, draw the same
-        masks."""
+        masks; or `step`'s."""
         for layer in self.layers:
             if isinstance(layer, RandomLayer):
-                layer.step = self.optimizer.training_steps
+                layer.step = self.optimizer.training_steps if step is None else step
 
     def _regularization(self, add_gradients=False):
         """The weight penalties (kernel/bias regularizers) of the trainable weights, added to
@@ -1556,8 +1558,16 @@ class Sequential:
         wb = None if w is None else b.asarray(w, self._dtype)
         lock = self._training_lock("compute_gradients")
         try:
+            # Random layers draw afresh each call, as Keras': the optimizer's step for the
+            # first call at that step (a loop of compute_gradients + apply_gradients draws
+            # train_on_batch's masks), then steps of their own (micro-batches before one
+            # update, or updates by another optimizer than the model's)
+            steps = self.optimizer.training_steps
+            last_step, extra = self.__dict__.get("_gradient_draws", (None, 0))
+            mask_step = None if last_step != steps else _OWN_MASK_STEPS + extra
+            self.__dict__["_gradient_draws"] = (steps, extra + (last_step == steps))
             with StepGuard():
-                loss, _ = self._compute_gradients(xb, yb, wb)
+                loss, _ = self._compute_gradients(xb, yb, wb, mask_step)
                 weights = self.trainable_weights
                 grads = [None if p.grad is None else p.grad.copy() for p in weights]
         finally:

@@ -31,6 +31,7 @@ import numbers
 import re
 import sys
 import threading
+import warnings
 import weakref
 
 import numpy as np
@@ -42,6 +43,8 @@ from .schedules import LearningRateSchedule
 
 
 def _check_real(name, value):
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()  # (a 0-d array, as the learning rate takes)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value \
             or value in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -112,6 +115,26 @@ def _check_count(name, value):
     return int(value)
 
 
+def _gradient_array(grad, weight, to_host):
+    """A gradient given for weight, copied onto the weight's backend in its dtype; its shape
+    must be the weight's (never broadcast), its numbers real."""
+    xp, dtype = weight.backend.xp, weight.value.dtype
+    kind = getattr(getattr(grad, "dtype", None), "kind", None)
+    if kind is None:
+        try:
+            kind = np.asarray(to_host(grad)).dtype.kind
+        except (TypeError, ValueError):
+            kind = "O"
+    if kind not in "biuf":  # (text parsed as numbers, complex numbers cut to their real part)
+        raise TypeError(f"apply_gradients: the gradient of {weight.name!r} must be an array of "
+                        f"real numbers, got {type(grad).__name__} of kind {kind!r}")
+    g = np.array(to_host(grad), dtype=dtype) if xp is np else xp.array(grad, dtype=dtype)
+    if g.shape != weight.value.shape:  # (never broadcast: a (3,) grad of a (2, 3) weight)
+        raise ValueError(f"apply_gradients: the gradient of {weight.name!r} has shape "
+                         f"{g.shape}, the weight {weight.value.shape}")
+    return g
+
+
 def _check_flag(name, value):
     if not isinstance(value, (bool, np.bool_, numbers.Integral)) or value not in (0, 1):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -139,6 +162,32 @@ def _patterns(name, value):
             raise ValueError(f"{name}: {pattern!r} is not a regular expression ({exc})") \
                 from None
     return patterns
+
+
+def _check_name(name, value):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _no_loss_scale(name, value):
+    if value is not None:  # a Keras 3 option pynn lacks: refused, not ignored
+        raise NotImplementedError(f"{name}={value!r} is not supported by pynn (leave it at "
+                                  f"None)")
+    return value
+
+
+def _checked_ema(momentum, frequency):
+    """use_ema's two settings, checked (Keras checks them with use_ema only)."""
+    _check_fraction("ema_momentum", momentum, closed=True)
+    if frequency is not None and (isinstance(frequency, bool) or
+                                  not isinstance(frequency, numbers.Integral) or
+                                  frequency < 0):
+        raise ValueError(f"ema_overwrite_frequency must be an integer >= 1, or 0 or None "
+                         f"(never), got {frequency!r}")
+
+
+_CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
 def _or_none(check):
@@ -269,7 +318,8 @@ class Optimizer(_custom.AutoConfig):
     # Each class's own hyperparameters and their checks, applied whenever one is set (in
     # __init__, or later by a callback or by hand: beta_1 = 1.5 set mid-fit diverged); a
     # subclass's table adds to its bases' (__init_subclass__).
-    _checks: dict = {"use_ema": _check_flag}
+    _checks: dict = {"use_ema": _check_flag, "name": _check_name,
+                     "loss_scale_factor": _no_loss_scale}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -297,29 +347,19 @@ class Optimizer(_custom.AutoConfig):
         # Keras 3's decoupled weight decay, an argument of every optimizer: w -= lr * wd * w
         # before the update (None: 0, by __setattr__)
         self.weight_decay = weight_decay
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {name!r}")
-        self.name = name or self._default_name()
-        if loss_scale_factor is not None:  # a Keras 3 option pynn lacks: refused, not ignored
-            raise NotImplementedError(f"{type(self).__name__}: loss_scale_factor="
-                                      f"{loss_scale_factor!r} is not supported by pynn (leave "
-                                      f"it at None)")
+        self.name = self._default_name() if name is None or name == "" else name
+        try:
+            _no_loss_scale("loss_scale_factor", loss_scale_factor)
+        except NotImplementedError as exc:
+            raise NotImplementedError(f"{type(self).__name__}: {exc}") from None
         # Keras 3's moving average of the weights: updated after each step, written into the
         # weights every ema_overwrite_frequency steps and when fit ends (the two checked with
-        # use_ema only, as Keras; a frequency of 0 or None: never)
-        self.use_ema = use_ema
+        # use_ema only, as Keras, by __setattr__; a frequency of 0 or None: never)
         self.ema_momentum, self.ema_overwrite_frequency = ema_momentum, ema_overwrite_frequency
-        if self.use_ema:
-            self._check_ema()
+        self.use_ema = use_ema
 
     def _check_ema(self):
-        momentum, frequency = self.ema_momentum, self.ema_overwrite_frequency
-        _check_fraction("ema_momentum", momentum, closed=True)
-        if frequency is not None and (isinstance(frequency, bool) or
-                                      not isinstance(frequency, numbers.Integral) or
-                                      frequency < 0):
-            raise ValueError(f"ema_overwrite_frequency must be an integer >= 1, or 0 or None "
-                             f"(never), got {frequency!r}")
+        _checked_ema(self.ema_momentum, self.ema_overwrite_frequency)
 
     def __setattr__(self, name, value):
         # Checked when set after construction too (a callback turning clipping off with 0,
@@ -327,11 +367,20 @@ class Optimizer(_custom.AutoConfig):
         check = self._checks.get(name)
         if check is not None:
             value = check(name, value)
-        elif name in ("clipnorm", "clipvalue", "global_clipnorm") and value is not None:
+        elif name in _CLIPPING and value is not None:
             value = _check_clipping(name, value)
+            others = [c for c in _CLIPPING if c != name and self.__dict__.get(c)]
+            if value and others:  # (the constructor's rule; set later, one was ignored)
+                raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be "
+                                 f"set (as in Keras 3): set {others[0]} to None first")
         elif name == "weight_decay":
             value = (0.0 if value is None else
                      _check_positive("weight_decay", value, allow_zero=True))
+        if name in ("use_ema", "ema_momentum", "ema_overwrite_frequency"):
+            settings = {"use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                        "ema_overwrite_frequency": self.ema_overwrite_frequency, name: value}
+            if settings["use_ema"]:  # (checked before it is set: a bad one failed mid-step)
+                _checked_ema(settings["ema_momentum"], settings["ema_overwrite_frequency"])
         object.__setattr__(self, name, value)
         # set mid-fit: a native engine that lacks the decay must leave; one built for other
         # slots (amsgrad's v_hat, SGD's velocity) must be rebuilt
@@ -620,62 +669,97 @@ class Optimizer(_custom.AutoConfig):
 
     def apply(self, params, trainable_variables=None):
         """One step: update every trainable parameter of `params` from its .grad, in place.
-        Keras' form apply(grads, trainable_variables) is apply_gradients(zip(grads,
-        trainable_variables))."""
-        if trainable_variables is not None:
-            return self.apply_gradients(zip(params, trainable_variables))
-        return self._apply(params)
+        Keras' forms: apply(grads, trainable_variables) is apply_gradients(zip(grads,
+        trainable_variables)); apply(grads) takes the weights of the model this optimizer
+        trains (model.trainable_weights, in order)."""
+        from .layers.base import Parameter
+
+        if trainable_variables is None:
+            params = list(params)
+            if all(isinstance(p, Parameter) for p in params):
+                return self._apply(params)
+            model = self._model()
+            if model is None:
+                raise TypeError("apply(grads): this optimizer trains no model yet, so give the "
+                                "weights too: apply(grads, model.trainable_weights)")
+            trainable_variables = model.trainable_weights
+        grads, weights = list(params), list(trainable_variables)
+        if len(grads) != len(weights):
+            raise ValueError(f"apply: {len(grads)} gradients for {len(weights)} weights")
+        return self.apply_gradients(zip(grads, weights))
+
+    def _model(self):
+        """The model this optimizer trains (compile made it its), or None."""
+        owner = self.__dict__.get("_owner")
+        return owner() if owner is not None else None
 
     def apply_gradients(self, grads_and_vars):
         """Keras' step on gradients you give (a training loop of your own, with
-        model.compute_gradients): pairs (gradient, weight), each weight one of a model's
-        trainable_weights and its gradient an array of the weight's shape (None: skipped,
-        as Keras skips it). The gradients are copied; clipping, weight decay, gradient
-        accumulation, the moving average and constraints apply as in fit, and the step
-        count moves by one. Returns the new step count (iterations)."""
+        model.compute_gradients): pairs (gradient, weight), each weight one of the trainable
+        weights of the model this optimizer trains (model.trainable_weights; any model's
+        before compile gave it one) and its gradient an array of numbers of the weight's
+        shape (None: skipped with a warning, as Keras; all None is refused). The gradients
+        are copied; clipping, weight decay, gradient accumulation, the moving average and
+        constraints apply as in fit. Returns iterations (updates: every k-th call with
+        gradient accumulation k)."""
         from .backend.arrays import to_host
         from .layers.base import Parameter
 
-        steps, seen = [], set()
-        for i, pair in enumerate(grads_and_vars):
-            try:
-                grad, weight = pair
-            except (TypeError, ValueError):
-                raise TypeError(f"apply_gradients: item {i} is not a (gradient, weight) pair, "
-                                f"got {pair!r}") from None
-            if not isinstance(weight, Parameter):
-                raise TypeError(f"apply_gradients: item {i}'s weight is a "
-                                f"{type(weight).__name__}, not a model's weight (a pynn "
-                                f"Parameter, as model.trainable_weights gives; pynn updates "
-                                f"those in place)")
-            if not weight.trainable:  # (apply would skip it silently)
-                raise ValueError(f"apply_gradients: weight {weight.name!r} is frozen "
-                                 f"(trainable=False); set its trainable to train it")
-            if id(weight) in seen:
-                raise ValueError(f"apply_gradients: weight {weight.name!r} is given twice")
-            seen.add(id(weight))
-            if grad is None:
-                continue
-            xp, dtype = weight.backend.xp, weight.value.dtype
-            try:
-                g = np.array(to_host(grad), dtype=dtype) if xp is np else \
-                    xp.array(grad, dtype=dtype)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"apply_gradients: the gradient of {weight.name!r} is not an "
-                                f"array of numbers ({exc})") from None
-            if g.shape != weight.value.shape:  # (never broadcast: a (3,) grad of a (2, 3))
-                raise ValueError(f"apply_gradients: the gradient of {weight.name!r} has shape "
-                                 f"{g.shape}, the weight {weight.value.shape}")
-            steps.append((weight, g))
-        kept = [(w, w.grad) for w, _ in steps]  # (the layers' own gradient buffers)
+        model = self._model()
+        lock = model._training_lock("apply_gradients") if model is not None else None
         try:
-            for w, g in steps:
-                w.grad = g
-            self._apply([w for w, _ in steps])
+            ours = None if model is None else {id(p) for p in model.params}
+            steps, seen, missing = [], set(), []
+            for i, pair in enumerate(grads_and_vars):
+                try:
+                    grad, weight = pair
+                except (TypeError, ValueError):
+                    raise TypeError(f"apply_gradients: item {i} is not a (gradient, weight) "
+                                    f"pair, got {pair!r}") from None
+                if not isinstance(weight, Parameter):
+                    raise TypeError(f"apply_gradients: item {i}'s weight is a "
+                                    f"{type(weight).__name__}, not a model's weight (a pynn "
+                                    f"Parameter, as model.trainable_weights gives; pynn "
+                                    f"updates those in place)")
+                if ours is not None and id(weight) not in ours:  # (Keras: unknown variable)
+                    raise ValueError(f"apply_gradients: weight {weight.name!r} is not one of "
+                                     f"the model's this optimizer trains; give each model "
+                                     f"its own optimizer")
+                if weight.statistic:
+                    raise ValueError(f"apply_gradients: weight {weight.name!r} is a statistic "
+                                     f"(a moving mean or variance), which no gradient trains")
+                if not weight.trainable:  # (apply would skip it silently)
+                    raise ValueError(f"apply_gradients: weight {weight.name!r} is frozen "
+                                     f"(trainable=False); set its trainable to train it")
+                if id(weight) in seen:
+                    raise ValueError(f"apply_gradients: weight {weight.name!r} is given twice")
+                seen.add(id(weight))
+                if grad is None:
+                    missing.append(weight.name)
+                    continue
+                steps.append((weight, _gradient_array(grad, weight, to_host)))
+            if not steps:
+                raise ValueError("apply_gradients: no gradients provided for any weight")
+            if missing:
+                warnings.warn(f"apply_gradients: no gradients for {', '.join(missing)}; those "
+                              f"weights stay as they are", RuntimeWarning, stacklevel=2)
+            kept = [(w, w.grad) for w, _ in steps]  # (the layers' own gradient buffers)
+            try:
+                for w, g in steps:
+                    w.grad = g
+                weights = [w for w, _ in steps]
+                # (a subclass with an apply() of its own steps through it, as fit's)
+                if type(self).apply is not Optimizer.apply:
+                    self.apply(weights)
+                else:
+                    self._apply(weights)
+            finally:
+                for w, grad in kept:
+                    w.grad = grad
+            return self.iterations
         finally:
-            for w, grad in kept:
-                w.grad = grad
-        return self.iterations
+            if lock is not None:
+                lock.release()
 
     def _apply(self, params):
         lr = self.rate()  # before the step counter moves, as Keras evaluates schedules
