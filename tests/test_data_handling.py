@@ -739,3 +739,31 @@ def test_predict_batch_hooks_take_every_input_predict_takes(rng, kind):
     got = model.predict(given, batch_size=32, callbacks=[hook])
     np.testing.assert_allclose(got, model.predict(x), rtol=1e-6)
     assert calls == [0, 1, 2]
+
+
+@pytest.mark.parametrize("how", ["npz", "keras", "h5", "deepcopy", "pickle"])
+def test_the_trained_columns_are_checked_after_a_copy_or_a_file(tmp_path, rng, how):
+    """A model saved, copied or pickled checked the column order no more: a frame with its
+    columns swapped was predicted from silently."""
+    import copy
+    import pickle
+
+    pd = pytest.importorskip("pandas")
+    if how in ("keras", "h5"):
+        pytest.importorskip("h5py")
+    frame = pd.DataFrame(rng.standard_normal((20, 3)), columns=["a", "b", "c"])
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(frame, rng.standard_normal(20), epochs=1, verbose=0)
+    if how in ("npz", "keras", "h5"):
+        model.save(tmp_path / f"m.{how}")
+        again = pynn.load_model(tmp_path / f"m.{how}")
+    else:
+        again = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    with pytest.raises(ValueError, match="in another order"):
+        again.predict(frame[["b", "a", "c"]])
+    np.testing.assert_array_equal(again.predict(frame), model.predict(frame))
+    numbered = pd.DataFrame(frame.to_numpy(), columns=[0, 1, 2])  # (names that are not
+    model.fit(numbered, rng.standard_normal(20), epochs=1, verbose=0)  # text: in memory only)
+    model.save(tmp_path / "numbered.npz")
+    pynn.load_model(tmp_path / "numbered.npz").predict(numbered[[2, 1, 0]])

@@ -518,3 +518,17 @@ def test_sequential_from_config_reads_keras_get_config():
     model = pynn.Sequential.from_config(config)
     assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Dense"]
     assert model.layers[1].activation.name == "relu" and model.layers[2].kernel.shape == (3, 2)
+
+
+@pytest.mark.parametrize("optimizer", ["adafactor", "muon"])
+def test_a_keras_file_of_an_optimizer_whose_state_pynn_cannot_read_says_so(tmp_path, rng,
+                                                                           optimizer):
+    keras = import_keras()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer, "mse")
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "k.keras")
+    with pytest.warns(UserWarning, match=r"pynn reads no Keras state of (Adafactor|Muon): "
+                                         r"the optimizer starts afresh"):
+        loaded = pynn.load_model(tmp_path / "k.keras")
+    assert loaded.optimizer.iterations == 0

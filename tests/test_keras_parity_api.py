@@ -610,3 +610,68 @@ def test_kerass_deserialize_functions_and_data_utilities(rng):
     assert pynn.utils.pack_x_y_sample_weight([1, 2]) == ([1, 2],)
     assert pynn.utils.pack_x_y_sample_weight(1, 2) == (1, 2)
     assert pynn.utils.pack_x_y_sample_weight(1, 2, 3) == (1, 2, 3)
+
+
+def test_kerass_build_then_set_weights_and_shapes_with_the_batch_axis():
+    layers = [pynn.Dense(2), pynn.layers.BatchNormalization(), pynn.layers.LayerNormalization(),
+              pynn.layers.PReLU(), pynn.layers.Normalization()]
+    for layer in layers:
+        layer.build((None, 3))  # Keras' form: the batch axis first
+        assert layer.built and layer.input_shape == (3,)
+    dense = layers[0]
+    dense.set_weights([np.ones((3, 2)), np.arange(2.0)])
+    np.testing.assert_array_equal(dense(np.ones((1, 3))), [[3.0, 4.0]])
+    model = pynn.Sequential([pynn.Input((3,)), dense])
+    np.testing.assert_array_equal(model.predict(np.ones((1, 3))), [[3.0, 4.0]])
+    assert pynn.layers.Flatten().compute_output_shape((None, 3, 4)) == (None, 12)
+    assert pynn.layers.Flatten().compute_output_shape((3, 4)) == (12,)
+    assert pynn.layers.Reshape((-1, 2)).compute_output_shape((None, 3, 4)) == (None, 6, 2)
+    with pytest.raises(ValueError, match="cannot take the shape"):
+        pynn.layers.Reshape((5,)).compute_output_shape((None, 3, 4))
+
+
+def test_kerass_names_of_a_layers_weights_dtype_and_path():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4, name="hidden"),
+                             pynn.layers.BatchNormalization(), pynn.Dense(1)])
+    dense, norm = model.layers[1], model.layers[2]  # (after the Input: README)
+    assert dense.variables == dense.weights and len(dense.variables) == 2
+    assert norm.trainable_variables == norm.trainable_weights and len(norm.trainable_variables) == 2
+    assert norm.non_trainable_variables == norm.non_trainable_weights
+    assert len(norm.non_trainable_variables) == 2
+    assert dense.dtype == dense.compute_dtype == pynn.floatx() and dense.path == "hidden"
+
+
+def test_compile_config_round_trips(rng):
+    model = _model()
+    assert model.get_compile_config() is None
+    model.compile(pynn.optimizers.Adam(0.01, clipnorm=1.0),
+                  pynn.losses.Huber(delta=0.5, reduction="sum"), metrics=["mae"])
+    config = model.get_compile_config()
+    other = _model()
+    other.compile_from_config(config)
+    assert type(other.optimizer) is pynn.optimizers.Adam and other.optimizer.clipnorm == 1.0
+    assert other.loss.delta == 0.5 and other.loss.reduction == "sum"
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    other.set_weights(model.get_weights())
+    assert other.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
+    with pytest.raises(ValueError, match="get_compile_config"):
+        other.compile_from_config({"loss": "mse"})
+
+
+def test_kerass_clone_function_rebuilding_layers_gives_no_warnings():
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(4), pynn.layers.BatchNormalization(),
+                             pynn.Dense(1)])
+
+    def widen(layer):  # Keras' documented idiom: each layer from its config, one changed
+        config = layer.get_config()
+        if layer.name == model.layers[1].name:  # (the first Dense, after the Input)
+            config["units"] = 5
+        return type(layer).from_config(config)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clone = pynn.models.clone_model(model, clone_function=widen)
+    assert [w.shape for w in clone.get_weights()][:2] == [(3, 5), (5,)]
+    lazy = pynn.Sequential([pynn.Dense(4), pynn.Dense(1)])
+    lazy.build((3,))  # (built lazily: its first layer's config names the model's input)
+    assert pynn.Sequential.from_config(lazy.get_config()).input_shape == (3,)

@@ -115,10 +115,12 @@ def load_model(target, where, custom_objects=None, compile=True):
         if compile and settings:
             _compile(model, settings, where)
             if not restore_optimizer(model, arrays) and _has_slots(arrays):
-                warnings.warn(f"{where!r}: its optimizer variables do not fit the model's "
-                              f"{type(model.optimizer).__name__} (another optimizer, or "
-                              f"weights frozen since): the optimizer starts afresh, as Keras "
-                              f"then does", UserWarning, stacklevel=3)
+                name = type(model.optimizer).__name__
+                why = (f"pynn reads no Keras state of {name}" if optimizer_layout(model) is None
+                       else f"its optimizer variables do not fit the model's {name} (another "
+                            f"optimizer, or weights frozen since)")
+                warnings.warn(f"{where!r}: {why}: the optimizer starts afresh, as Keras does "
+                              f"with variables it cannot place", UserWarning, stacklevel=3)
     return model
 
 

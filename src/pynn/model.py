@@ -655,7 +655,10 @@ class Sequential:
             self._frame_columns = columns
             return
         trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
-        if trained is not None and not columns.equals(trained):  # (NaN names equal too)
+        # (a file's names: a list of text; NaN names equal too in pandas' comparison)
+        same = list(columns) == trained if isinstance(trained, list) else \
+            trained is None or columns.equals(trained)
+        if not same:
             order = "in another order" if sorted(map(str, columns)) == sorted(
                 map(str, trained)) else "with other names"
             raise ValueError(f"{name}'s columns come {order} than those the model was trained "
@@ -2210,6 +2213,8 @@ class Sequential:
                   if not all(isinstance(m, str) for m in given)}
         if rate_function is not None:
             extras["rate_function"] = rate_function
+        if getattr(self, "_frame_columns", None) is not None:  # (the column check goes along)
+            extras["frame_columns"] = self._frame_columns
         return _unpickle_model, (data, custom or None, backend, *([extras] if extras else []))
 
     def __copy__(self):
@@ -2296,7 +2301,30 @@ class Sequential:
     def get_config(self):
         """The model's name and its layers' descriptions (Sequential.from_config rebuilds it,
         without weights)."""
-        return {"name": self.name, "layers": [describe(layer) for layer in self.layers]}
+        layers = [describe(layer) for layer in self.layers]
+        first = layers[0]["config"] if layers else None
+        if self.built and isinstance(first, dict) and "input_shape" not in first and \
+                layers[0]["class_name"] != "InputLayer":  # (built lazily: the model's input)
+            layers[0] = {**layers[0], "config": {**first,
+                                                 "input_shape": list(self.input_shape)}}
+        return {"name": self.name, "layers": layers}
+
+    def get_compile_config(self):
+        """compile()'s arguments as a model file keeps them (Keras' get_compile_config; None
+        before compile): optimizer, loss and metrics serialized; compile_from_config
+        compiles with them again."""
+        from .saving import compile_settings
+
+        return compile_settings(self) if self.compiled else None
+
+    def compile_from_config(self, config):
+        """compile() with what get_compile_config gave (Keras' compile_from_config)."""
+        from .saving import _compile_arguments
+
+        if not isinstance(config, dict) or not {"optimizer", "loss"} <= set(config):
+            raise ValueError(f"compile_from_config: expected get_compile_config()'s dict "
+                             f"(optimizer, loss, metrics), got {config!r}")
+        self.compile(**_compile_arguments({"metrics": [], **config}))
 
     def to_json(self, **kwargs):
         """The architecture as JSON text (Keras' to_json: no weights, no compile settings);
@@ -2610,6 +2638,7 @@ def _unpickle_model(data, custom_objects, backend, extras=None):
             setattr(model, attribute, list(extras[key]))
     if "rate_function" in extras:
         model.optimizer.learning_rate = extras["rate_function"]
+    model._frame_columns = extras.get("frame_columns")
     if backend is not None and backend != getattr(model.backend, "name", None):
         try:
             target = get_backend(backend)

@@ -520,6 +520,9 @@ def save_model(model, filepath, overwrite=True, *, allow_unbuilt=False):
         extra["optimizer_state"] = {"iterations": opt.training_steps, "slots": slots}
     if model.shuffle_seed is not None:  # with the step count, the next epoch's order
         extra["shuffle_seed"] = model.shuffle_seed
+    columns = getattr(model, "_frame_columns", None)  # (a DataFrame's names: still checked)
+    if columns is not None and all(isinstance(c, str) for c in columns):
+        extra["input_columns"] = list(columns)
     # custom_marks: a component without the "custom" mark is pynn's (custom_objects.find)
     meta = _meta(MODEL_FORMAT, layers, custom_marks=True, **extra)
     if is_keras(filepath):  # Keras 3's archive, holding this description and these arrays
@@ -693,6 +696,9 @@ def _rebuild(arrays, filepath, custom_objects, compile, meta=None):
         raise ValueError(f"{filepath!r}: {exc}") from exc
     _assign_weights(model, arrays, meta, filepath, user_depth=3)  # user, load_model, _rebuild
     _restore_frozen_weights(model, meta)
+    columns = meta.get("input_columns")
+    if isinstance(columns, list) and all(isinstance(c, str) for c in columns):
+        model._frame_columns = columns  # (the DataFrame columns fit read, by name)
     settings = meta.get("compile")
     if compile and settings:
         with custom_object_scope(custom_objects), file_marks(marked):

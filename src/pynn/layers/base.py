@@ -127,6 +127,20 @@ def unique_name(prefix):
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def keras_build_arguments(input_shape, backend, dtype):
+    """build()'s arguments, from Keras' build(input_shape) too: no backend given, a leading
+    None (the batch axis) is dropped and the layer is built on the current backend in
+    floatx."""
+    if backend is None:
+        from ..backend import get_backend
+        from ..config import floatx
+
+        shape = tuple(input_shape)
+        input_shape = shape[1:] if shape and shape[0] is None else shape
+        backend, dtype = get_backend(), (floatx() if dtype is None else dtype)
+    return input_shape, backend, dtype
+
+
 class Parameter:
     """One weight array with its gradient. `value` lives on `backend`.
 
@@ -423,6 +437,9 @@ class Layer(AutoConfig):
             input_shape = (int(input_dim),)
         self.input_shape = (sample_shape(owner, input_shape, "input_shape")
                             if input_shape is not None else None)
+        # get_config names a given input shape, not one a model's build set (as Keras: a
+        # layer rebuilt from its config in another model took its old shape, and warned)
+        self._input_shape_given = input_shape is not None
         from .. import regularizers
 
         # Keras 3's: a penalty of the layer's outputs, over the batch size, joins the loss
@@ -438,8 +455,11 @@ class Layer(AutoConfig):
         self._cache = None
 
     # ---- building ---------------------------------------------------------------------------
-    def build(self, input_shape, backend, dtype):
-        """Create the weights for inputs of `input_shape` (no batch axis)."""
+    def build(self, input_shape, backend=None, dtype=None):
+        """Create the weights for inputs of `input_shape` (no batch axis). Keras' form,
+        build(input_shape) with the batch axis as None ((None, 3)), builds a layer of pynn's
+        on the current backend in floatx (then set_weights, as Keras code does)."""
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         self.input_shape = tuple(input_shape)
         self.backend = backend
         self.built = True
@@ -593,6 +613,24 @@ class Layer(AutoConfig):
         """The weights no optimizer updates (frozen ones, moving statistics)."""
         return [p for p in self._params if not p.trainable]
 
+    # Keras 3's names for the three lists
+    variables = weights
+    trainable_variables = trainable_weights
+    non_trainable_variables = non_trainable_weights
+
+    @property
+    def dtype(self):
+        """The dtype of the layer's weights and computations: the session's floatx (Keras'
+        variable and compute dtypes, one here)."""
+        return config.floatx()
+
+    compute_dtype = dtype
+
+    @property
+    def path(self):
+        """Keras 3's path of a layer: its name."""
+        return self.name
+
     @property
     def trainable(self):
         """Whether fit updates the layer's weights: False freezes them (bit-identical after
@@ -664,7 +702,7 @@ class Layer(AutoConfig):
         """The constructor arguments that rebuild the layer (cls(**config)), as JSON-able
         values: what model files store."""
         config = {"name": self.name, "trainable": self.trainable}
-        if self.input_shape is not None:
+        if self.input_shape is not None and self.__dict__.get("_input_shape_given", True):
             config["input_shape"] = list(self.input_shape)
         activity = self.__dict__.get("activity_regularizer")
         if activity is not None:  # (only then, as Keras)

@@ -14,7 +14,7 @@ import warnings
 from .. import activations as act_mod
 from .. import config
 from .. import constraints, initializers, regularizers
-from .base import Layer, as_flag
+from .base import Layer, as_flag, keras_build_arguments
 
 
 
@@ -58,7 +58,8 @@ class Dense(Layer):
         self.kernel = self.bias = None
         self._cache = None
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         super().build(input_shape, backend, dtype)
         self._params = []
         fan_in = int(input_shape[-1])

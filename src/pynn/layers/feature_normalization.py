@@ -12,7 +12,7 @@ import numpy as np
 from .. import config
 from .. import data as data_mod
 from ..backend import to_host
-from .base import Layer, as_flag
+from .base import Layer, as_flag, keras_build_arguments
 
 EPSILON = 1e-7  # keras.backend.epsilon(): the least standard deviation divided by
 
@@ -52,7 +52,8 @@ class Normalization(Layer):
                              f"{self._given[0].shape} and {self._given[1].shape}")
         self.mean = self.variance = None
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         super().build(input_shape, backend, dtype)
         self._params = []
         n = int(input_shape[-1])

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .. import constraints, initializers, regularizers
-from .base import Layer, as_flag
+from .base import Layer, as_flag, keras_build_arguments
 
 
 def _check(owner, axis, epsilon):
@@ -126,7 +126,8 @@ class LayerNormalization(_RowNormalization):
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.gamma = self.beta = None
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
         n = (int(input_shape[-1]),)
@@ -170,7 +171,8 @@ class RMSNormalization(_RowNormalization):
         self.epsilon = _check("RMSNormalization", axis, epsilon)
         self.scale = None
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         super().build(input_shape, backend, dtype)
         self._params = []
         self.scale = self.add_weight("scale", None, backend, dtype,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 
 from .. import constraints, initializers, regularizers
-from .base import Layer, as_flag
+from .base import Layer, as_flag, keras_build_arguments
 
 
 class BatchNormalization(Layer):
@@ -80,7 +80,8 @@ class BatchNormalization(Layer):
         self.scale = as_flag(self.name, "scale", scale)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         if self.axis not in (-1, len(input_shape)):
             raise ValueError(f"BatchNormalization {self.name!r}: axis={self.axis} is not the "
                              f"feature (last) axis of inputs of shape (batch, "

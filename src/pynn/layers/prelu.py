@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 
 from .. import constraints, initializers, regularizers
-from .base import Layer
+from .base import Layer, keras_build_arguments
 
 
 def _shared_axes(value):
@@ -54,7 +54,8 @@ class PReLU(Layer):
                                  f"layer is built (alpha has its shape); make a new layer")
         super().__setattr__(name, value)
 
-    def build(self, input_shape, backend, dtype):
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         shape = [int(d) for d in input_shape]
         for axis in self.shared_axes or ():
             if axis > len(shape):

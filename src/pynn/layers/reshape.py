@@ -22,6 +22,8 @@ class Flatten(Layer):
                                       f"by pynn (samples flatten in C order, channels last)")
 
     def compute_output_shape(self, input_shape):
+        if input_shape and input_shape[0] is None:  # Keras' form: the batch axis first
+            return (None,) + self.compute_output_shape(tuple(input_shape)[1:])
         return (math.prod(int(d) for d in input_shape),)  # exact: int64 wrapped silently
 
     def forward(self, x, training=False, logits=False):
@@ -57,6 +59,8 @@ class Reshape(Layer):
         self.target_shape = tuple(int(d) for d in shape)
 
     def compute_output_shape(self, input_shape):
+        if input_shape and input_shape[0] is None:  # Keras' form: the batch axis first
+            return (None,) + self.compute_output_shape(tuple(input_shape)[1:])
         size = math.prod(int(d) for d in input_shape)
         known = math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape and known and size % known == 0:
