@@ -1231,3 +1231,14 @@ def test_csv_logger_writes_arrays_on_one_line_and_follows_an_appended_files_colu
     appended = _rows(path)
     assert len(appended) == 4 and all(len(row) == len(rows[0]) for row in appended)
     assert appended[3][rows[0].index("f1")] == "NA"
+
+
+def test_a_checkpoint_subclasss_on_batch_end_still_runs(tmp_path):
+    calls = []
+
+    class Counting(ModelCheckpoint):
+        def on_batch_end(self, batch, logs=None):  # (Keras' older name of the hook)
+            calls.append(batch)
+
+    _fit(_model(), [Counting(tmp_path / "w.npz")], epochs=2)
+    assert calls == [0, 1, 2, 3] * 2 and (tmp_path / "w.npz").exists()

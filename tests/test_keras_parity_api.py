@@ -675,3 +675,48 @@ def test_kerass_clone_function_rebuilding_layers_gives_no_warnings():
     lazy = pynn.Sequential([pynn.Dense(4), pynn.Dense(1)])
     lazy.build((3,))  # (built lazily: its first layer's config names the model's input)
     assert pynn.Sequential.from_config(lazy.get_config()).input_shape == (3,)
+
+
+def test_a_layer_of_yours_may_store_its_own_dtype_path_or_variables(rng):
+    class Keeps(pynn.Dense):
+        def __init__(self, units, **kwargs):
+            super().__init__(units, **kwargs)
+            self.path, self.variables = "vocab.txt", {}
+
+        def build(self, input_shape, backend, dtype):
+            super().build(input_shape, backend, dtype)
+            self.dtype = dtype
+
+    model = pynn.Sequential([pynn.Input((3,)), Keeps(2)])
+    model.compile("sgd", "mse")
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), verbose=0)
+    layer = model.layers[1]
+    assert layer.path == "vocab.txt" and layer.variables == {}
+    assert layer.dtype == pynn.floatx() and pynn.Dense(2).path.startswith("dense")
+
+
+def test_clone_function_clones_of_a_lazily_built_model_are_built(rng):
+    model = pynn.Sequential([pynn.Dense(4), pynn.Dense(1)])
+    model.build((None, 3))
+    clone = pynn.models.clone_model(
+        model, clone_function=lambda layer: type(layer).from_config(layer.get_config()))
+    assert clone.built and clone.input_shape == (3,)
+    clone.set_weights(model.get_weights())
+    x = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(clone.predict(x), model.predict(x))
+
+    class Times(pynn.layers.Layer):  # a first layer whose config is its own arguments only
+        def __init__(self, k=2.0):
+            super().__init__()
+            self.k = k
+
+        def get_config(self):
+            return {"k": self.k}
+
+        def forward(self, x, training=False, logits=False):
+            return x * self.k
+
+    custom = pynn.Sequential([Times(3.0), pynn.Dense(1)])
+    custom.build((None, 3))
+    assert "input_shape" not in custom.get_config()["layers"][0]["config"]
+    pynn.models.clone_model(custom, clone_function=lambda layer: layer)

@@ -528,12 +528,14 @@ class ModelCheckpoint(Callback):
         """defines_hook's answer: the batch hook only saves with a batch save_freq (a
         subclass's own batch hook runs anyway); fit pays per-batch calls only then."""
         return hook != "on_train_batch_end" or self.save_freq != "epoch" or \
-            type(self).on_train_batch_end is not ModelCheckpoint.on_train_batch_end
+            type(self).on_train_batch_end is not ModelCheckpoint.on_train_batch_end or \
+            type(self).on_batch_end is not Callback.on_batch_end
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)  # (a subclass's on_batch_end, Keras' old name)
         if self.save_freq == "epoch":
             return
         # batches seen since the last save, counted as Keras counts them (batch restarts at

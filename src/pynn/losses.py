@@ -198,7 +198,8 @@ class Loss(_custom.AutoConfig):
                              sample_weight)
 
     def _reduced(self, fn, backend, y_pred, y_true, sample_weight):
-        n = self._divisor(y_pred, sample_weight)
+        n = self._count(y_pred) if self.__dict__.get("_reduction") in _MEAN_REDUCTIONS else \
+            self._divisor(y_pred, sample_weight)  # (the mean: no more calls a step)
         total, grad = _by_weighted_rows(fn, backend, y_pred, self.smooth_targets(y_true),
                                         1.0 / n if n else 0.0, sample_weight)
         return (total / n if n else 0.0), grad

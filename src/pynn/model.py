@@ -13,6 +13,7 @@ import collections
 import contextlib
 import functools
 import gc
+import inspect
 import itertools
 import math
 import numbers
@@ -835,7 +836,12 @@ class Sequential:
 
     def _train_step(self, xb, yb, sample_weight=None):
         loss, out = self._compute_gradients(xb, yb, sample_weight)
-        self.optimizer.apply(self.trainable_params)
+        opt = self.optimizer
+        # (apply's Keras forms cost each step a check: a subclass's own apply() still runs)
+        if type(opt).apply is optimizers_mod.Optimizer.apply:
+            opt._apply(self.trainable_params)
+        else:
+            opt.apply(self.trainable_params)
         return loss, out
 
     def _activity_loss(self, activity, rows, grads=None):
@@ -2304,7 +2310,8 @@ class Sequential:
         layers = [describe(layer) for layer in self.layers]
         first = layers[0]["config"] if layers else None
         if self.built and isinstance(first, dict) and "input_shape" not in first and \
-                layers[0]["class_name"] != "InputLayer":  # (built lazily: the model's input)
+                layers[0]["class_name"] != "InputLayer" and \
+                _takes_keyword(type(self.layers[0]), "input_shape"):  # (built lazily)
             layers[0] = {**layers[0], "config": {**first,
                                                  "input_shape": list(self.input_shape)}}
         return {"name": self.name, "layers": layers}
@@ -2739,6 +2746,15 @@ def _with_history(callbacks):
         history = History()
         callbacks.append(history)
     return callbacks, history
+
+
+def _takes_keyword(cls, name):
+    """Whether cls(...) takes the keyword `name` (by name, or through **kwargs)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _few(names, shown=6):

@@ -53,6 +53,8 @@ def clone_model(model, input_tensors=None, clone_function=None, call_function=No
                                 f"{layer.name!r}, not a pynn layer")
             layers.append(made)
         clone = Sequential(layers, name=model.name)
+        if model.built and not clone.built:  # (built lazily: its layers name no input)
+            clone.build((None, *model.input_shape))
     if model.compiled and model.optimizer is not None and model.loss is not None:
         with custom_object_scope(objects), \
                 model.optimizer.function_rate_aside() as rate_function:

@@ -127,6 +127,19 @@ def unique_name(prefix):
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+def _keras_name(name, default):
+    """A property of one of Keras' layer attributes that pynn derives (`default(layer)`),
+    unless the layer stores its own value under that name."""
+    def get(layer):
+        own = layer.__dict__
+        return own[name] if name in own else default(layer)
+
+    def put(layer, value):
+        layer.__dict__[name] = value
+
+    return property(get, put, doc=f"Keras' layer.{name} (a value set on the layer stays)")
+
+
 def keras_build_arguments(input_shape, backend, dtype):
     """build()'s arguments, from Keras' build(input_shape) too: no backend given, a leading
     None (the batch axis) is dropped and the layer is built on the current backend in
@@ -613,23 +626,17 @@ class Layer(AutoConfig):
         """The weights no optimizer updates (frozen ones, moving statistics)."""
         return [p for p in self._params if not p.trainable]
 
-    # Keras 3's names for the three lists
-    variables = weights
-    trainable_variables = trainable_weights
-    non_trainable_variables = non_trainable_weights
-
-    @property
-    def dtype(self):
-        """The dtype of the layer's weights and computations: the session's floatx (Keras'
-        variable and compute dtypes, one here)."""
-        return config.floatx()
-
-    compute_dtype = dtype
-
-    @property
-    def path(self):
-        """Keras 3's path of a layer: its name."""
-        return self.name
+    # Keras 3's names: the three lists, the dtype (the session's floatx: Keras' variable and
+    # compute dtypes, one here), the path (the layer's name); a layer of yours may store
+    # its own value under one of these names (self.dtype = dtype in build, as before)
+    variables = _keras_name("variables", lambda layer: layer.weights)
+    trainable_variables = _keras_name("trainable_variables",
+                                      lambda layer: layer.trainable_weights)
+    non_trainable_variables = _keras_name("non_trainable_variables",
+                                          lambda layer: layer.non_trainable_weights)
+    dtype = _keras_name("dtype", lambda layer: config.floatx())
+    compute_dtype = _keras_name("compute_dtype", lambda layer: config.floatx())
+    path = _keras_name("path", lambda layer: layer.name)
 
     @property
     def trainable(self):
