@@ -692,3 +692,29 @@ def test_a_dataset_declaring_num_batches_gives_that_many(rng, with_len):
     model = _model("numpy")
     assert is_batch_source(Declared())
     np.testing.assert_allclose(model.predict(Declared()), model.predict(x[:10]), rtol=1e-6)
+
+
+def test_a_dataset_that_shrinks_gives_its_new_count_of_batches(rng):
+    """Its on_epoch_end dropping batches, __getitem__ past the new end raised mid-fit."""
+    x, y = _data(rng, n=50)
+
+    class Shrinking(Batches):
+        def __len__(self):
+            return 2 if self.epoch_ends else 5
+
+    data = Shrinking(x, y, 10)
+    model = _model("numpy")
+    history = model.fit(data, epochs=3, verbose=0, shuffle=False)
+    assert len(history.history["loss"]) == 3
+    assert data.read == [0, 1, 2, 3, 4, 0, 1, 0, 1] and model.optimizer.iterations == 9
+
+
+def test_errors_in_validation_batches_say_they_come_from_validation(rng):
+    x, y = _data(rng, n=40)
+    model = _model("numpy")
+    with pytest.raises(ValueError, match="validation x has 2 features"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  validation_data=Batches(x[:, :2], y, 10))
+    with pytest.raises(ValueError, match="validation_data: .*label 6 is out of range"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  validation_data=Batches(x, np.full(40, 6), 10))

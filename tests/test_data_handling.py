@@ -257,19 +257,22 @@ def test_a_frame_with_the_trained_columns_in_another_order_is_refused(rng):
             call(renamed)
     np.testing.assert_array_equal(model.predict(reordered[["a", "b", "c"]]), want)
     np.testing.assert_array_equal(model.predict(renamed.to_numpy()), want)  # by position
-    model.fit(reordered, y, epochs=1, verbose=0)  # a fit on another order: that one now
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="another order"):  # training on it mixes them too
+        model.fit(reordered, y, epochs=1, verbose=0)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    model.fit(reordered.to_numpy(), y, epochs=1, verbose=0)  # by position: names let go
+    model.fit(reordered, y, epochs=1, verbose=0)  # then a frame's are kept again
     model.predict(reordered)
     with pytest.raises(ValueError, match="another order"):
         model.predict(frame)
-    # no false alarms: NaN names (new NaN objects each read), arrays after a frame, batches
+    # no false alarms: NaN names (new NaN objects each read), arrays after a frame
     nan_names = pd.DataFrame(rng.standard_normal((n, 3)), columns=[0.5, 1.5, np.nan])
+    model.fit(nan_names.to_numpy(), y, epochs=1, verbose=0)
     model.fit(nan_names, y, epochs=1, verbose=0)
     model.predict(nan_names)
     model.fit(frame.to_numpy(), y, epochs=1, verbose=0)  # trained on positions now
-    model.predict(renamed)
-    model.fit(frame, y, epochs=1, verbose=0)
-    model.fit(((frame.iloc[i:i + 8], y[i:i + 8]) for i in range(0, n, 8)), epochs=1,
-              verbose=0)  # batches of frames: their names are not kept
     model.predict(renamed)
     wide = pd.DataFrame(rng.standard_normal((n, 9)), columns=[f"x{i}" for i in range(9)])
     model = pynn.Sequential([pynn.Input((9,)), pynn.Dense(1)])
@@ -764,6 +767,55 @@ def test_the_trained_columns_are_checked_after_a_copy_or_a_file(tmp_path, rng, h
         again.predict(frame[["b", "a", "c"]])
     np.testing.assert_array_equal(again.predict(frame), model.predict(frame))
     numbered = pd.DataFrame(frame.to_numpy(), columns=[0, 1, 2])  # (names that are not
-    model.fit(numbered, rng.standard_normal(20), epochs=1, verbose=0)  # text: in memory only)
-    model.save(tmp_path / "numbered.npz")
+    other = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])       # text: in memory only)
+    other.compile(optimizer="sgd", loss="mse")
+    other.fit(numbered, rng.standard_normal(20), epochs=1, verbose=0)
+    other.save(tmp_path / "numbered.npz")
     pynn.load_model(tmp_path / "numbered.npz").predict(numbered[[2, 1, 0]])
+
+
+def test_training_keeps_the_first_frames_columns_and_a_refused_call_changes_nothing(rng):
+    pd = pytest.importorskip("pandas")
+    n = 24
+    frame = pd.DataFrame(rng.standard_normal((n, 3)), columns=["a", "b", "c"])
+    swapped = frame[["c", "b", "a"]]
+    y = rng.standard_normal(n)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(frame, y, epochs=1, verbose=0)
+    for call in (lambda: model.train_on_batch(swapped, y),
+                 lambda: model.compute_gradients(swapped, y),
+                 lambda: model.partial_fit(swapped, y)):
+        with pytest.raises(ValueError, match="in another order"):
+            call()
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        model.fit(swapped.to_numpy(), y[:10], verbose=0)  # refused: the names stay
+    with pytest.raises(ValueError, match="another order"):
+        model.predict(swapped)
+    fresh = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    fresh.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        fresh.fit(swapped, y[:10], verbose=0)  # a refused first fit records nothing
+    fresh.predict(frame)
+    # batches of frames: the first one's names are kept and the others checked against them
+    batches = [(frame.iloc[i:i + 8], y[i:i + 8]) for i in range(0, n, 8)]
+    fresh.fit(iter(batches), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="another order"):
+        fresh.predict(swapped)
+    mixed = batches[:1] + [(swapped.iloc[8:16], y[8:16])]
+    with pytest.raises(ValueError, match="another order"):
+        fresh.fit(iter(mixed), epochs=1, verbose=0)
+
+
+def test_a_frame_of_several_dtypes_is_converted_to_the_models_dtype_directly(rng):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": rng.standard_normal(6).astype(np.float32),
+                          "b": rng.standard_normal(6)})
+    values = pynn.data.frame_values(frame, "x", np.float32)
+    assert values.dtype == np.float32 and values.shape == (6, 2)
+    model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    want = model.predict(frame.to_numpy(np.float32))
+    np.testing.assert_array_equal(model.predict(frame), want)
+    assert model.evaluate(frame, np.zeros(6)) == model.evaluate(frame.to_numpy(np.float32),
+                                                                np.zeros(6))

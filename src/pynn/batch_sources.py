@@ -196,6 +196,17 @@ class BatchSource:
             return iter(self.source)
         if self.endless:  # one pass that never ends: no order to shuffle
             return (self.source[i] for i in itertools.count())
+        # a dataset that shrank (its on_epoch_end dropped batches: __getitem__ past the new
+        # end raised mid-fit) gives its new count; the epoch then warns that it ran out, as
+        # Keras'; one that grew keeps the count fit started with (as Keras)
+        now = _num_batches(self.source)
+        try:
+            now = len(self.source) if now is _UNDECLARED else now
+        except Exception:  # noqa: BLE001 - (no length now: the one read at the start)
+            now = self.length
+        if isinstance(now, (int, np.integer)) and not isinstance(now, bool) and \
+                0 <= now < self.length:
+            self.length = int(now)
         order = range(self.length) if self.order is None else self.order(self.passes,
                                                                          self.length)
         return (self.source[int(i)] for i in order)

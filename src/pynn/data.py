@@ -84,12 +84,13 @@ def _numeric(x, name, dtype=None):
     return arr
 
 
-def frame_values(x, name="x"):
+def frame_values(x, name="x", dtype=None):
     """A pandas DataFrame's or Series' values as a numpy array (checked as every input; a
     single-dtype frame's own memory where pandas allows), anything else as it is: predict
     and evaluate then convert them a piece at a time, as any numpy array (a frame was
-    converted to the model's dtype whole: a second copy of the data)."""
-    return _pandas_values(x, name) if _is_pandas(x) else x
+    converted to the model's dtype whole: a second copy of the data). dtype: the model's,
+    for a frame of several dtypes (made into it directly, not a float64 copy first)."""
+    return _pandas_values(x, name, dtype) if _is_pandas(x) else x
 
 
 def is_frame(x):

@@ -99,20 +99,21 @@ def _unbuilt_again_if_refused(method):
     unbuilt, as Keras does: built for a transposed x, the corrected call was refused."""
     @functools.wraps(method)
     def call(model, *args, **kwargs):
-        if model.built:
-            return method(model, *args, **kwargs)
         from .saving import _restore_state, _unbuilt_state
 
-        state = _unbuilt_state(model)
+        state = None if model.built else _unbuilt_state(model)
         optimizer = model.optimizer
         steps = None if optimizer is None else optimizer.training_steps
+        columns = model.__dict__.get("_frame_columns")
         try:
             return method(model, *args, **kwargs)
         except Exception:
-            # (not once a step has trained the new weights)
-            if model.built and optimizer is model.optimizer and \
+            # (not once a step has trained the new weights: the frame's names then stay)
+            if optimizer is model.optimizer and \
                     (optimizer is None or optimizer.training_steps == steps):
-                _restore_state(state)
+                model.__dict__["_frame_columns"] = columns
+                if state is not None and model.built:
+                    _restore_state(state)
             raise
 
     return call
@@ -645,17 +646,19 @@ class Sequential:
 
     def _check_columns(self, x, name, record=False):
         """A DataFrame's column names against those of the frame the model was trained on
-        (record: this is that frame): a frame is read by position, as Keras reads it, so
-        the same columns in another order would mix the features up without a word."""
+        (record: training on this frame; the first frame's names are kept, and training on
+        another order is refused as predicting is): a frame is read by position, as Keras
+        reads it, so the same columns in another order would mix the features up without a
+        word. Training on an array lets the names go (the caller reads by position)."""
         if not data.is_frame(x):
             if record:  # trained on arrays now: no names to check
                 self._frame_columns = None
             return
         columns = x.columns
-        if record:
+        trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
+        if record and trained is None:
             self._frame_columns = columns
             return
-        trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
         # (a file's names: a list of text; NaN names equal too in pandas' comparison)
         same = list(columns) == trained if isinstance(trained, list) else \
             trained is None or columns.equals(trained)
@@ -1319,7 +1322,6 @@ class Sequential:
         """fit on data given batch by batch (see fit and pynn.batch_sources): each batch is
         checked and converted as it comes, then trained as fit trains one of its own."""
         _no_arrays_with_source("fit", source, y=y, sample_weight=sample_weight)
-        self._frame_columns = None  # (batches' column names are not kept: none checked)
         if batch_size is not None:  # Keras ignores it too
             warnings.warn(f"fit: batch_size={batch_size!r} is ignored: the batches of "
                           f"{type(source).__name__} have their own size", UserWarning,
@@ -1662,9 +1664,16 @@ class Sequential:
         if yb is None:
             raise ValueError(f"{what}: a batch has no targets; give (x, y) or (x, y, "
                              f"sample_weight)")
-        x = self._inputs(xb)
-        y = self._targets(yb, x.shape[0])
-        w = self._sample_weights(wb, class_weight, y)
+        validation = what == "validation"  # (its errors say so, as validation arrays')
+        x = self._inputs(xb, "validation x" if validation else "x",
+                         record_columns=what == "fit")  # (a first frame's names are kept)
+        try:
+            y = self._targets(yb, x.shape[0], "validation y" if validation else "y")
+            w = self._sample_weights(wb, class_weight, y)
+        except (TypeError, ValueError) as exc:
+            if not validation or str(exc).startswith("validation"):
+                raise
+            raise type(exc)(f"validation_data: {exc}") from None
         return x, y, w
 
     @putting_weights_back_on_error
@@ -1714,7 +1723,7 @@ class Sequential:
         batch_size = data.check_batch_size(batch_size, 32 if test_hooks or
                                            self._loss_by_batch() else _PREDICT_BATCH)
         self._check_columns(x, "x")
-        x = data.frame_values(x)
+        x = data.frame_values(x, "x", self._dtype)
         step = self._conversion_piece(x, batch_size)
         if test_hooks:
             step = None  # batches numbered over the whole set, not per converted piece
@@ -1881,7 +1890,7 @@ class Sequential:
         asked = batch_size
         batch_size = data.check_batch_size(batch_size, _PREDICT_BATCH)
         self._check_columns(x, "x")
-        x = data.frame_values(x)
+        x = data.frame_values(x, "x", self._dtype)
         step = self._conversion_piece(x, batch_size)
         if step is not None:
             return self._predict_in_pieces(x, step, asked)
