@@ -1090,3 +1090,74 @@ def test_rates_at_a_constraint_arguments_and_files(rng, tmp_path):
     model.save(tmp_path / "m.npz")
     back = pynn.load_model(tmp_path / "m.npz")
     assert back.evaluate(x, y, verbose=0, return_dict=True) == pytest.approx(logs)
+
+
+# ---- from a user-testing pass against Keras 3 ----------------------------------------------
+class _Flipped(pynn.metrics.BinaryAccuracy):
+    """A subclass counting otherwise: the accuracy of 1 - y_pred."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(y_true, 1 - np.asarray(y_pred), sample_weight)
+
+
+class _Scaled(pynn.metrics.MeanSquaredError):
+    def result(self):
+        return 100 * super().result()
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_a_subclassed_metric_counts_its_own_way_on_every_path(engine, rng):
+    """Overriding update_state or result of pynn's metric classes: the native engine logged
+    the base class's value (its function's), silently."""
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    pynn.set_seed(3)
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy",
+                  metrics=[_Flipped(name="flip"), "accuracy", _Scaled(name="mse100")])
+    logs = model.fit(x, y, epochs=1, batch_size=64, verbose=0, engine=engine,
+                     shuffle=False).history
+    p = model.predict(x)  # (after the step: compare the metrics of evaluate's pass too)
+    evaluated = model.evaluate(x, y, return_dict=True)
+    assert evaluated["flip"] == pytest.approx(1 - evaluated["accuracy"], abs=1e-12)
+    assert evaluated["mse100"] == pytest.approx(100 * np.mean((p - y) ** 2), rel=1e-5)
+    assert logs["flip"][0] == pytest.approx(1 - logs["accuracy"][0], abs=1e-12)
+
+
+def test_metrics_from_config_and_get_of_a_config():
+    for metric in (pynn.metrics.AUC(num_thresholds=50, name="auc50"),
+                   pynn.metrics.Precision(thresholds=0.3), pynn.metrics.F1Score(),
+                   pynn.metrics.Mean(name="m"), pynn.metrics.R2Score()):
+        again = type(metric).from_config(metric.get_config())
+        assert type(again) is type(metric) and again.get_config() == metric.get_config()
+        got = pynn.metrics.get(pynn.metrics.serialize(metric))
+        assert type(got) is type(metric) and got.get_config() == metric.get_config()
+
+
+def test_mean_metric_wrapper_takes_kerass_arguments(tmp_path):
+    M = pynn.metrics
+    wrapped = M.MeanMetricWrapper(M.binary_accuracy, name="ba7", threshold=0.7)
+    wrapped.update_state(np.array([[1.0], [1.0], [0.0], [0.0]]),
+                         np.array([[0.8], [0.6], [0.1], [0.75]]))
+    assert wrapped.result() == 0.5  # (0.6 and 0.75 on the wrong side of 0.7)
+    assert M.MeanMetricWrapper(M.binary_accuracy, "ba", "float32").direction == "up"
+    with pytest.raises(ValueError, match="dtype"):
+        M.MeanMetricWrapper(M.binary_accuracy, "ba", "float16")
+    assert M.MeanMetricWrapper(M.mean_squared_error).direction == "down"
+    assert M.MeanMetricWrapper(pynn.losses.Huber()).direction == "down"
+    model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=[wrapped])
+    model.save(tmp_path / "m.npz")
+    again = pynn.load_model(tmp_path / "m.npz").metrics
+    kept = next(m for m in again if m.name == "ba7")
+    assert kept.fn_kwargs == {"threshold": 0.7}
+
+
+def test_sparse_top_k_counts_a_padding_label_as_a_miss():
+    scores = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    labels = np.array([2, -1, 0])
+    metric = pynn.metrics.SparseTopKCategoricalAccuracy(k=2)
+    metric.update_state(labels, scores)
+    assert metric.result() == pytest.approx(2 / 3)  # (label -1: a miss, as accuracy's)
+    with pytest.raises(ValueError, match="integer"):
+        pynn.metrics.sparse_top_k_categorical_accuracy(np.array([0.5, 1, 2]), scores, k=2)

@@ -208,7 +208,15 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
 
 
 def _sparse_top_k_hits(y_true, y_pred, k=5):
-    return _in_top_k("sparse_top_k_categorical_accuracy", _host(y_true), _host(y_pred), k)
+    y_true, y_pred = _host(y_true), _host(y_pred)
+    # a label of no class (padding's, ignore_class=-1) is a miss, as sparse accuracy's
+    classes = y_pred.shape[-1] if y_pred.ndim >= 2 else 0
+    outside = (y_true < 0) | (y_true >= classes) if y_true.dtype.kind in "iuf" else None
+    if outside is None or not outside.any():
+        return _in_top_k("sparse_top_k_categorical_accuracy", y_true, y_pred, k)
+    hits = _in_top_k("sparse_top_k_categorical_accuracy", np.where(outside, 0, y_true),
+                     y_pred, k)
+    return hits & ~outside.reshape(hits.shape)
 
 
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
@@ -948,6 +956,11 @@ class Metric(_custom.AutoConfig):
         """The constructor arguments (what model files store)."""
         return {"name": self.name}
 
+    @classmethod
+    def from_config(cls, config):
+        """The metric get_config describes (Keras' from_config): cls(**config)."""
+        return cls(**config)
+
     def __repr__(self):
         return f"<{type(self).__name__} name={getattr(self, 'name', None)!r}>"
 
@@ -1069,10 +1082,20 @@ class MeanMetricWrapper(Metric):
 
     _total, _count = 0.0, 0
 
-    def __init__(self, fn, name=None, direction=None):
-        self.fn = fn
-        # A user's function may say which way is better: fn.direction = "up" or "down".
-        self.direction = direction or getattr(fn, "direction", None)
+    def __init__(self, fn, name=None, dtype=None, *, direction=None, **kwargs):
+        # (Keras' arguments: dtype the session's floatx or None; kwargs go to fn each call)
+        if dtype is not None:
+            from .layers.base import _check_layer_dtype
+
+            _check_layer_dtype(name or getattr(fn, "__name__", "metric"), dtype, "metric")
+        if direction not in (None, "up", "down"):
+            raise ValueError(f"MeanMetricWrapper: direction must be 'up', 'down' or None, got "
+                             f"{direction!r}")
+        self.fn_kwargs = dict(kwargs)
+        self.fn = functools.partial(fn, **kwargs) if kwargs else fn
+        # A user's function may say which way is better: fn.direction = "up" or "down";
+        # pynn's functions and losses know theirs (Keras: a loss is minimised)
+        self.direction = direction or getattr(fn, "direction", None) or _direction_of(fn)
         if name is None and _is_loss(fn):  # a loss object: its name, as Keras logs it
             name = fn.name
         super().__init__(name or getattr(fn, "__name__", "metric"))
@@ -1138,6 +1161,17 @@ class MeanMetricWrapper(Metric):
 
 def _is_loss(fn):
     return isinstance(fn, _losses.Loss)
+
+
+def _direction_of(fn):
+    """Which way pynn's metric function (or a loss) is better: None for any other."""
+    if _is_loss(fn):
+        return "down"
+    try:
+        name = next((n for n, f in _FUNCTIONS.items() if f is fn), None)
+    except TypeError:
+        return None
+    return None if name is None else "up" if name.endswith("accuracy") else "down"
 
 
 def _averaging(fn):
@@ -1780,7 +1814,7 @@ class _MeanOf(MeanMetricWrapper):
 
     def __init__(self, name=None, dtype=None):  # Keras' order: name, dtype
         super().__init__(type(self).function, name or self.default_name,
-                         "up" if self.up else "down")
+                         direction="up" if self.up else "down")
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -1888,7 +1922,7 @@ class _LossMean(MeanMetricWrapper):
     def __init__(self, name, options):
         self._options = options
         super().__init__(self._loss(**options), name or self.default_name,
-                         "up" if self.up else "down")
+                         direction="up" if self.up else "down")
 
     def _loss(self, **options):
         return getattr(_losses, type(self).__name__)(**options)
@@ -2138,6 +2172,8 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
                              f"per output, and the logs hold one number per metric; give "
                              f"'uniform_average' or 'variance_weighted_average' to compile")
         return identifier
+    if isinstance(identifier, dict) and "class_name" in identifier:  # serialize's (a config)
+        return get(deserialize(identifier), loss_name, output_dim, last_axis)
     if callable(identifier) and not isinstance(identifier, str):
         stateful = _stateful_for(identifier)
         return MeanMetricWrapper(identifier) if stateful is None else stateful
@@ -2147,15 +2183,15 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     name = identifier
     identifier = _KERAS_NAMES.get(identifier, identifier)  # Keras' class names: "AUC"
     if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
-        return MeanMetricWrapper(_losses.get(identifier), name, "down")
+        return MeanMetricWrapper(_losses.get(identifier), name, direction="down")
     if identifier in _LOSS_METRICS:
         return _LOSS_METRICS[identifier](name=name)
     if identifier.lower() in ("accuracy", "acc"):  # Keras: "Accuracy", "ACC" too
         width = output_dim if last_axis is None else last_axis
-        return MeanMetricWrapper(accuracy_for(loss_name, width), name, "up")
+        return MeanMetricWrapper(accuracy_for(loss_name, width), name, direction="up")
     if identifier in _FUNCTIONS:
         direction = "up" if identifier.endswith("accuracy") else "down"
-        return MeanMetricWrapper(_FUNCTIONS[identifier], name, direction)
+        return MeanMetricWrapper(_FUNCTIONS[identifier], name, direction=direction)
     if identifier in _CLASSIFICATION:
         return _CLASSIFICATION[identifier](multilabel=multilabel, name=name)
     if identifier in _REGRESSION:
@@ -2180,7 +2216,8 @@ _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, FBetaScore
                                             SparseTopKCategoricalAccuracy, *_COUNTS.values(),
                                             BinaryCrossentropy, CategoricalCrossentropy,
                                             SparseCategoricalCrossentropy,
-                                            *_LOSS_METRICS.values())}
+                                            *_LOSS_METRICS.values(),
+                                            Mean, Sum)}  # (Mean, Sum: for loops of yours)
 # pynn's metric functions a file may name (a file never names anything else of this module)
 _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision, recall,
                                                  f1_score, roc_auc, root_mean_squared_error,
@@ -2197,11 +2234,13 @@ def serialize(metric):
     if isinstance(metric, type) and issubclass(metric, Metric):  # compile() takes classes
         metric = metric()
     if type(metric) is MeanMetricWrapper:  # (Keras' files keep its function too)
-        fn = serialize(metric.fn)
+        kwargs = getattr(metric, "fn_kwargs", {})
+        fn = serialize(metric.fn.func if kwargs else metric.fn)
         if not (isinstance(fn, dict) and "function" in fn):
             return None  # (a lambda, an object)
+        config = {"fn": fn, "name": metric.name, "direction": metric.direction}
         return {"class_name": "MeanMetricWrapper",
-                "config": {"fn": fn, "name": metric.name, "direction": metric.direction}}
+                "config": {**config, **({"kwargs": kwargs} if kwargs else {})}}
     if isinstance(metric, Metric):
         cls = type(metric)
         if _custom.is_custom(cls) or _SAVABLE.get(cls.__name__) is cls:
@@ -2239,7 +2278,8 @@ def deserialize(spec):
     if spec.get("class_name") == "MeanMetricWrapper" and not spec.get("custom") and \
             isinstance(config, dict) and isinstance(config.get("fn"), dict):
         return MeanMetricWrapper(deserialize(config["fn"]), config.get("name"),
-                                 config.get("direction"))
+                                 direction=config.get("direction"),
+                                 **(config.get("kwargs") or {}))
     try:
         metric = _custom.rebuild(spec, _SAVABLE.get, "metric")
     except TypeError as exc:
@@ -2262,6 +2302,15 @@ def resolve(identifier, loss_name, output_dim):
     the function is what the native engine recognises)."""
     metric = get(identifier, loss_name, output_dim)
     return metric.name, getattr(metric, "fn", metric)
+
+
+def engine_function(metric):
+    """What the native engines may know a compiled metric by: its function where the
+    accumulating metric is pynn's own class (whose values that function gives), else the
+    metric itself (a subclass may count otherwise: its update_state or result of its own
+    ran nowhere on the engine, which logged the base class's value)."""
+    inner = accumulator(metric)
+    return getattr(metric, "fn", metric) if type(inner).__module__ == __name__ else metric
 
 
 def accumulator(metric):

@@ -585,7 +585,7 @@ class Sequential:
         self._metric_objects = self._compiled_metrics(tuple(self.output_shape))
         # The native engine knows a metric by its function; stateful metrics (precision,
         # AUC, ...) are not among them, so they keep training on the layer path.
-        self._metrics = [(m.name, getattr(m, "fn", m)) for m in self._metric_objects]
+        self._metrics = [(m.name, metrics_mod.engine_function(m)) for m in self._metric_objects]
         for layer in self.layers:
             layer.to_backend(self.backend, self._dtype)
         self.__dict__["_prepared_for"] = key
