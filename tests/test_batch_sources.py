@@ -708,6 +708,14 @@ def test_a_dataset_that_shrinks_gives_its_new_count_of_batches(rng):
     assert len(history.history["loss"]) == 3
     assert data.read == [0, 1, 2, 3, 4, 0, 1, 0, 1] and model.optimizer.iterations == 9
 
+    class Dipping(Batches):  # (5 batches, then 2, then 5 again: each epoch its count)
+        def __len__(self):
+            return 2 if self.epoch_ends == 1 else 5
+
+    data = Dipping(x, y, 10)
+    model.fit(data, epochs=3, verbose=0, shuffle=False)
+    assert data.read == [0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 4]
+
 
 def test_errors_in_validation_batches_say_they_come_from_validation(rng):
     x, y = _data(rng, n=40)

@@ -802,6 +802,12 @@ def test_training_keeps_the_first_frames_columns_and_a_refused_call_changes_noth
     fresh.fit(iter(batches), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="another order"):
         fresh.predict(swapped)
+    renamed = frame.set_axis(["d", "e", "f"], axis=1)  # other names: another schema, which
+    fresh.train_on_batch(renamed, y)                   # training takes (as before)
+    fresh.predict(renamed)
+    with pytest.raises(ValueError, match="with other names"):
+        fresh.predict(frame)
+    fresh.fit(frame, y, epochs=1, verbose=0)
     mixed = batches[:1] + [(swapped.iloc[8:16], y[8:16])]
     with pytest.raises(ValueError, match="another order"):
         fresh.fit(iter(mixed), epochs=1, verbose=0)

@@ -1161,3 +1161,22 @@ def test_sparse_top_k_counts_a_padding_label_as_a_miss():
     assert metric.result() == pytest.approx(2 / 3)  # (label -1: a miss, as accuracy's)
     with pytest.raises(ValueError, match="integer"):
         pynn.metrics.sparse_top_k_categorical_accuracy(np.array([0.5, 1, 2]), scores, k=2)
+
+
+def test_mean_metric_wrapper_round_trips_and_takes_pynns_old_positional_direction():
+    M = pynn.metrics
+    wrapped = M.MeanMetricWrapper(M.top_k_categorical_accuracy, name="top3", k=3)
+    again = M.MeanMetricWrapper.from_config(wrapped.get_config())
+    assert again.name == "top3" and again.fn_kwargs == {"k": 3} and again.direction == "up"
+    with pytest.warns(DeprecationWarning, match="direction by keyword"):
+        old = M.MeanMetricWrapper(M.mean_absolute_error, "mine", "up")
+    assert old.direction == "up"
+
+
+def test_a_subclass_that_counts_as_its_base_stays_on_the_native_engine():
+    class Defaults(pynn.metrics.BinaryAccuracy):  # (only other defaults)
+        def __init__(self, name="acc", dtype=None):
+            super().__init__(name=name, dtype=dtype)
+
+    assert pynn.metrics.engine_function(Defaults()) is pynn.metrics.binary_accuracy
+    assert pynn.metrics.engine_function(_Flipped()) is not pynn.metrics.binary_accuracy

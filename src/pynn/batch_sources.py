@@ -197,18 +197,17 @@ class BatchSource:
         if self.endless:  # one pass that never ends: no order to shuffle
             return (self.source[i] for i in itertools.count())
         # a dataset that shrank (its on_epoch_end dropped batches: __getitem__ past the new
-        # end raised mid-fit) gives its new count; the epoch then warns that it ran out, as
-        # Keras'; one that grew keeps the count fit started with (as Keras)
+        # end raised mid-fit) gives this pass its new count, never more than fit started with
+        # (the epochs' count, as Keras reads it)
         now = _num_batches(self.source)
         try:
             now = len(self.source) if now is _UNDECLARED else now
         except Exception:  # noqa: BLE001 - (no length now: the one read at the start)
             now = self.length
-        if isinstance(now, (int, np.integer)) and not isinstance(now, bool) and \
-                0 <= now < self.length:
-            self.length = int(now)
-        order = range(self.length) if self.order is None else self.order(self.passes,
-                                                                         self.length)
+        length = self.length
+        if isinstance(now, (int, np.integer)) and not isinstance(now, bool) and 0 <= now:
+            length = min(length, int(now))
+        order = range(length) if self.order is None else self.order(self.passes, length)
         return (self.source[int(i)] for i in order)
 
     def batches(self):

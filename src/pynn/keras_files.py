@@ -527,8 +527,11 @@ def _metric(spec):
         fn = _function(config.get("fn"))
         if not isinstance(fn, str):
             raise ValueError(f"the Keras metric {name!r} names no function")
+        # (fn's keyword arguments sit beside name and dtype in Keras' config: k=1)
+        kwargs = {k: v for k, v in config.items() if k not in ("name", "dtype", "fn") and
+                  (v is None or isinstance(v, (bool, int, float, str)))}
         return metrics.MeanMetricWrapper(metrics.deserialize({"function": fn}),
-                                         config.get("name"))
+                                         config.get("name"), **kwargs)
     return cls.from_config(config) if hasattr(cls, "from_config") else cls(**config)
 
 

@@ -1084,6 +1084,11 @@ class MeanMetricWrapper(Metric):
 
     def __init__(self, fn, name=None, dtype=None, *, direction=None, **kwargs):
         # (Keras' arguments: dtype the session's floatx or None; kwargs go to fn each call)
+        if dtype in ("up", "down") and direction is None:  # pynn's third argument before
+            warnings.warn("MeanMetricWrapper: the third argument is Keras' dtype; pass the "
+                          "direction by keyword (direction='up')", DeprecationWarning,
+                          stacklevel=2)
+            dtype, direction = None, dtype
         if dtype is not None:
             from .layers.base import _check_layer_dtype
 
@@ -1099,6 +1104,24 @@ class MeanMetricWrapper(Metric):
         if name is None and _is_loss(fn):  # a loss object: its name, as Keras logs it
             name = fn.name
         super().__init__(name or getattr(fn, "__name__", "metric"))
+
+    def get_config(self):
+        """The function (serialized), name, direction and fn's keyword arguments, as Keras'
+        get_config gives them (a subclass: its own arguments)."""
+        spec = serialize(self) if type(self) is MeanMetricWrapper else None
+        return dict(spec["config"]) if spec else super().get_config()
+
+    @classmethod
+    def from_config(cls, config):
+        if cls is not MeanMetricWrapper:
+            return super().from_config(config)
+        config = dict(config)
+        fn = config.pop("fn", None)
+        fn = deserialize(fn) if isinstance(fn, dict) else fn
+        if not callable(fn):
+            raise TypeError(f"MeanMetricWrapper.from_config: the config names no function "
+                            f"(fn), got {fn!r}")
+        return cls(fn, **config.pop("kwargs", None) or {}, **config)
 
     def reset_state(self):
         self._total = 0.0
@@ -2310,7 +2333,16 @@ def engine_function(metric):
     metric itself (a subclass may count otherwise: its update_state or result of its own
     ran nowhere on the engine, which logged the base class's value)."""
     inner = accumulator(metric)
-    return getattr(metric, "fn", metric) if type(inner).__module__ == __name__ else metric
+    own = next((c for c in type(inner).__mro__ if c.__module__ == __name__), None)
+    # (a subclass that changes none of the counting is pynn's class: its defaults, say)
+    same = own is not None and all(getattr(type(inner), name, None) is getattr(own, name, None)
+                                   for name in _COUNTING)
+    return getattr(metric, "fn", metric) if same else metric
+
+
+# The methods whose override makes a metric count its own way.
+_COUNTING = ("update_state", "result", "reset_state", "_update", "_add_batch",
+             "_add_weighted", "_batch_state", "_merge", "_score")
 
 
 def accumulator(metric):

@@ -99,9 +99,11 @@ def _unbuilt_again_if_refused(method):
     unbuilt, as Keras does: built for a transposed x, the corrected call was refused."""
     @functools.wraps(method)
     def call(model, *args, **kwargs):
-        from .saving import _restore_state, _unbuilt_state
+        state = None
+        if not model.built:
+            from .saving import _unbuilt_state
 
-        state = None if model.built else _unbuilt_state(model)
+            state = _unbuilt_state(model)
         optimizer = model.optimizer
         steps = None if optimizer is None else optimizer.training_steps
         columns = model.__dict__.get("_frame_columns")
@@ -113,6 +115,8 @@ def _unbuilt_again_if_refused(method):
                     (optimizer is None or optimizer.training_steps == steps):
                 model.__dict__["_frame_columns"] = columns
                 if state is not None and model.built:
+                    from .saving import _restore_state
+
                     _restore_state(state)
             raise
 
@@ -656,7 +660,8 @@ class Sequential:
             return
         columns = x.columns
         trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
-        if record and trained is None:
+        if record and (trained is None or sorted(map(str, columns)) != sorted(
+                map(str, trained))):  # (other names: another schema, taken as before)
             self._frame_columns = columns
             return
         # (a file's names: a list of text; NaN names equal too in pandas' comparison)
