@@ -267,10 +267,9 @@ class Loss(_custom.AutoConfig):
         """Each sample's (or position's) loss times its weight, as an array of y_pred's
         dtype and shape but the last axis: reduction 'none'."""
         y_true = self.smooth_targets(y_true)
-        kept = None
         if getattr(self, "ignore_class", None) is not None:  # (Keras: weighs them 0)
-            kept = y_true != self.ignore_class
-            y_true = np.where(kept, y_true, 0).astype(y_true.dtype)
+            y_true, sample_weight = self._ignoring(backend, y_true, sample_weight,
+                                                   y_pred.dtype)
         positions, outputs = y_pred.shape[:-1], y_pred.shape[-1]
         rows = math.prod(positions)
         p = y_pred.reshape(rows, outputs)
@@ -278,8 +277,6 @@ class Loss(_custom.AutoConfig):
         count = self._count(p)
         values = np.asarray(self._row_losses(backend, p, t), dtype=np.float64)
         values = (values * (rows / count) if count else values).reshape(positions)
-        if kept is not None:
-            values = values * kept
         if sample_weight is not None:
             values = values * sample_weight.reshape(sample_weight.shape + (1,) *
                                                     (values.ndim - sample_weight.ndim))

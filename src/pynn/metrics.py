@@ -1190,10 +1190,7 @@ def _direction_of(fn):
     """Which way pynn's metric function (or a loss) is better: None for any other."""
     if _is_loss(fn):
         return "down"
-    try:
-        name = next((n for n, f in _FUNCTIONS.items() if f is fn), None)
-    except TypeError:
-        return None
+    name = next((n for n, f in _FUNCTIONS.items() if f is fn), None)
     return None if name is None else "up" if name.endswith("accuracy") else "down"
 
 
@@ -2206,15 +2203,14 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     name = identifier
     identifier = _KERAS_NAMES.get(identifier, identifier)  # Keras' class names: "AUC"
     if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
-        return MeanMetricWrapper(_losses.get(identifier), name, direction="down")
+        return MeanMetricWrapper(_losses.get(identifier), name)  # (a loss: "down")
     if identifier in _LOSS_METRICS:
         return _LOSS_METRICS[identifier](name=name)
     if identifier.lower() in ("accuracy", "acc"):  # Keras: "Accuracy", "ACC" too
         width = output_dim if last_axis is None else last_axis
-        return MeanMetricWrapper(accuracy_for(loss_name, width), name, direction="up")
-    if identifier in _FUNCTIONS:
-        direction = "up" if identifier.endswith("accuracy") else "down"
-        return MeanMetricWrapper(_FUNCTIONS[identifier], name, direction=direction)
+        return MeanMetricWrapper(accuracy_for(loss_name, width), name)
+    if identifier in _FUNCTIONS:  # (its direction: _direction_of's)
+        return MeanMetricWrapper(_FUNCTIONS[identifier], name)
     if identifier in _CLASSIFICATION:
         return _CLASSIFICATION[identifier](multilabel=multilabel, name=name)
     if identifier in _REGRESSION:

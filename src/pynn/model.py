@@ -13,7 +13,6 @@ import collections
 import contextlib
 import functools
 import gc
-import inspect
 import itertools
 import math
 import numbers
@@ -40,7 +39,7 @@ from .custom_objects import custom_object_scope, describe, is_custom, keras_meth
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
-from .layers.base import as_bool, as_flag, as_shape, forward_of, unique_name
+from .layers.base import _keywords_taken, as_bool, as_flag, as_shape, forward_of, unique_name
 from .progress import EpochProgress, check_verbose, logs_line
 
 # compile()'s metric arguments and the attributes that keep them (as given)
@@ -660,16 +659,16 @@ class Sequential:
             return
         columns = x.columns
         trained = getattr(self, "_frame_columns", None)  # (a model pickled before: None)
-        if record and (trained is None or sorted(map(str, columns)) != sorted(
-                map(str, trained))):  # (other names: another schema, taken as before)
+        same_names = trained is not None and sorted(map(str, columns)) == sorted(
+            map(str, trained))
+        if record and not same_names:  # (other names: another schema, taken as before)
             self._frame_columns = columns
             return
         # (a file's names: a list of text; NaN names equal too in pandas' comparison)
         same = list(columns) == trained if isinstance(trained, list) else \
             trained is None or columns.equals(trained)
         if not same:
-            order = "in another order" if sorted(map(str, columns)) == sorted(
-                map(str, trained)) else "with other names"
+            order = "in another order" if same_names else "with other names"
             raise ValueError(f"{name}'s columns come {order} than those the model was trained "
                              f"on: {_few(columns)} against {_few(trained)}; select them as "
                              f"trained ({name}[columns]), or pass {name}.to_numpy() to read "
@@ -2325,7 +2324,7 @@ class Sequential:
         first = layers[0]["config"] if layers else None
         if self.built and isinstance(first, dict) and "input_shape" not in first and \
                 layers[0]["class_name"] != "InputLayer" and \
-                _takes_keyword(type(self.layers[0]), "input_shape"):  # (built lazily)
+                _keywords_taken(type(self.layers[0]), ("input_shape",)):  # (built lazily)
             layers[0] = {**layers[0], "config": {**first,
                                                  "input_shape": list(self.input_shape)}}
         return {"name": self.name, "layers": layers}
@@ -2760,15 +2759,6 @@ def _with_history(callbacks):
         history = History()
         callbacks.append(history)
     return callbacks, history
-
-
-def _takes_keyword(cls, name):
-    """Whether cls(...) takes the keyword `name` (by name, or through **kwargs)."""
-    try:
-        parameters = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _few(names, shown=6):
