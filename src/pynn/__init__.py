@@ -13,6 +13,7 @@ from . import (activations, batch_sources, callbacks, config, constraints, initi
 from .backend import available_backends, get_backend, set_backend
 from .batch_sources import PyDataset
 from .config import floatx, set_floatx, set_seed
+from .functional import Model
 from .info import info
 from .layers import (ELU, Activation, ActivityRegularization, AlphaDropout,
                      BatchNormalization, Dense, Dropout, Flatten, GaussianDropout,
@@ -30,7 +31,7 @@ __all__ = [
     "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dense",
     "Dropout", "ELU", "Flatten",
     "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization",
-    "LeakyReLU", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
+    "LeakyReLU", "Model", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
     "ReLU", "Reshape", "Sequential",
     "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config", "constraints",
@@ -57,9 +58,6 @@ def __getattr__(name):
 
 
 _KERAS_ONLY = {
-    "Model": "pynn has no functional API (keras.Model(inputs, outputs)); put the layers in "
-             "pynn.Sequential([...]) (a subclassed keras.Model: a Sequential of layers of "
-             "your own, README: Custom layers)",
     "datasets": "pynn downloads no data; load arrays yourself (e.g. sklearn.datasets, or "
                 "keras.datasets' files read with numpy)",
     "mixed_precision": "pynn trains in float32 (or float64: pynn.set_floatx); "

@@ -362,16 +362,7 @@ class Sequential:
                                   f"before it: the given shape is ignored (it is the model's "
                                   f"input shape on its first layer only)", UserWarning,
                                   stacklevel=_user_stacklevel())
-                if not layer.built or layer.input_shape != shape:
-                    if layer.built and layer.params:
-                        # A layer with weights keeps them: for the same inputs, or (Dense, the
-                        # normalisations) the same last axis under other leading axes, as
-                        # layer(x) takes and Keras shares a layer across sequence lengths
-                        if not layer._takes_samples(shape):
-                            raise ValueError(f"layer {layer.name!r} was built for inputs "
-                                             f"{layer.input_shape}, not {shape}")
-                    else:
-                        layer._build_marked(shape, backend, dtype)
+                layer._build_for(shape, backend, dtype)
                 shape = layer.compute_output_shape(shape)
         except BaseException:
             _restore_state(before)
@@ -2019,7 +2010,13 @@ class Sequential:
     def __call__(self, x, training=False):
         """model(x) is predict(x); model(x, training=True) runs the layers as in a training
         step (dropout active, batch normalisation on the batch's statistics, updating its
-        moving ones, as Keras does) without any weight update."""
+        moving ones, as Keras does) without any weight update. model(tensor) on pynn.Input(...)
+        or a layer's output (Keras' functional form) adds the model's layers to a chain
+        for pynn.Model, sharing them."""
+        from . import functional
+
+        if functional.is_symbolic(x):
+            return functional.call_model(self, x, training)
         if not training:
             return self.predict(x)
         if self.backend is None:

@@ -1,12 +1,13 @@
-"""Keras' `keras.models` names: `Sequential`, `load_model`, `save_model`, `clone_model`,
-`model_from_json`."""
+"""Keras' `keras.models` names: `Model` (the functional form), `Sequential`, `load_model`,
+`save_model`, `clone_model`, `model_from_json`."""
 
 from __future__ import annotations
 
+from .functional import Model
 from .model import Sequential
 from .saving import load_model, model_from_json
 
-__all__ = ["Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
+__all__ = ["Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]
 
 
 def save_model(model, filepath, overwrite=True):

@@ -494,6 +494,20 @@ class Layer(AutoConfig):
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
 
+    def _build_for(self, input_shape, backend, dtype):
+        """Builds the layer for samples of `input_shape` as a model does: one with weights
+        keeps them for the same inputs, or (Dense, the normalisations) the same last axis
+        under other leading axes, as layer(x) takes and Keras shares a layer across sequence
+        lengths, and refuses others; one without weights is built afresh."""
+        if self.built and self.input_shape == input_shape:
+            return
+        if self.built and self.params:
+            if not self._takes_samples(input_shape):
+                raise ValueError(f"layer {self.name!r} was built for inputs "
+                                 f"{self.input_shape}, not {input_shape}")
+        else:
+            self._build_marked(input_shape, backend, dtype)
+
     def compute_output_shape(self, input_shape):
         """The shape of one output sample for one input sample of `input_shape` (neither has
         the batch axis); the input's shape unless the layer changes it."""
@@ -730,10 +744,14 @@ class Layer(AutoConfig):
         from ..data import as_layer_input
         from . import ELEMENTWISE_LAYERS
 
-        if isinstance(x, Layer):  # Keras' functional API: Dense(64)(keras.Input((784,)))
-            raise TypeError(f"layer {self.name!r} was called on the layer {x.name!r}: pynn "
-                            f"has no functional API; put the layers in "
-                            f"pynn.Sequential([...]) (a layer is called on arrays)")
+        from .. import functional
+
+        if functional.is_symbolic(x):  # Keras' functional form: Dense(64)(pynn.Input((784,)))
+            return functional.call_layer(self, x, training)
+        if isinstance(x, Layer):
+            raise TypeError(f"layer {self.name!r} was called on the layer {x.name!r}: a "
+                            f"layer is called on arrays, or on pynn.Input(...) (or another "
+                            f"layer's output) to define a model")
         backend = self.backend or get_backend()
         x = as_layer_input(backend_array(x, backend, "x") if is_gpu_array(x) else x,
                            f"layer {self.name!r}: x",

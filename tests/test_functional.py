@@ -1,0 +1,162 @@
+"""Keras' functional form (pynn.Model(inputs, outputs)) for chains of layers: the Sequential
+of the same layer objects, built at each call as Keras builds them, with what cannot be a
+chain refused by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pynn
+from conftest import import_keras
+
+
+def _mlp_tensors(features=20):
+    inputs = pynn.Input((features,))
+    x = pynn.Dense(16, activation="relu")(inputs)
+    x = pynn.Dropout(0.25)(x)
+    outputs = pynn.Dense(3, activation="softmax")(x)
+    return inputs, x, outputs
+
+
+def test_a_chain_is_the_sequential_of_its_layers(rng):
+    inputs, hidden, outputs = _mlp_tensors()
+    assert hidden.shape == (None, 16) and outputs.shape == (None, 3)
+    assert outputs.ndim == 2 and outputs.dtype == pynn.floatx()
+    model = pynn.Model(inputs=inputs, outputs=outputs, name="mlp")
+    assert type(model) is pynn.Sequential and model.name == "mlp"
+    assert model.layers[0] is inputs
+    assert [type(l).__name__ for l in model.layers] == ["InputLayer", "Dense", "Dropout",
+                                                        "Dense"]
+    assert model.layers[3] is outputs.layer and model.built  # built at each call (Keras)
+    assert model.count_params() == 20 * 16 + 16 + 16 * 3 + 3
+    x = rng.normal(size=(7, 20)).astype(np.float32)
+    by_layer = x
+    for layer in model.layers[1:]:
+        by_layer = layer(by_layer)
+    np.testing.assert_allclose(model.predict(x, verbose=0), by_layer, rtol=1e-6, atol=1e-7)
+
+
+def test_a_functional_model_trains_natively_and_saves(rng, tmp_path):
+    inputs, _, outputs = _mlp_tensors()
+    model = pynn.models.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.normal(size=(64, 20)).astype(np.float32)
+    y = rng.integers(0, 3, size=64)
+    before = model.get_weights()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert model.engine_reason is None
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    model.save(tmp_path / "m.keras")
+    loaded = pynn.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_shapes_follow_the_layers():
+    inputs = pynn.Input((4, 7))
+    flat = pynn.Flatten()(inputs)
+    assert flat.shape == (None, 28)
+    folded = pynn.Reshape((7, 4))(flat)
+    assert folded.shape == (None, 7, 4)
+    last = pynn.Dense(5)(folded)  # Dense on the last axis, as Keras
+    assert last.shape == (None, 7, 5)
+    assert pynn.Model(inputs, last).output_shape == (7, 5)
+
+
+def test_models_made_from_one_input_share_their_layers(rng):
+    """Keras' autoencoder idiom: the encoder is part of the whole model, trained with it."""
+    inputs = pynn.Input((6,))
+    code = pynn.Dense(2, activation="tanh")(inputs)
+    decoded = pynn.Dense(6)(code)
+    encoder = pynn.Model(inputs, code)
+    autoencoder = pynn.Model(inputs, decoded)
+    assert encoder.layers[1] is autoencoder.layers[1]
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    before = encoder.predict(x, verbose=0)
+    autoencoder.compile("adam", "mse")
+    autoencoder.fit(x, x, epochs=1, verbose=0)
+    assert not np.array_equal(encoder.predict(x, verbose=0), before)
+
+
+def test_a_model_called_on_a_tensor_adds_its_layers_shared(rng):
+    base = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu"),
+                            pynn.Dense(3, activation="relu")])
+    inputs = pynn.Input((5,))
+    outputs = pynn.Dense(1)(base(inputs))
+    model = pynn.Model(inputs, outputs)
+    assert model.layers[1:3] == base.layers[1:]
+    x = rng.normal(size=(9, 5)).astype(np.float32)
+    head = model.layers[3]
+    np.testing.assert_allclose(model.predict(x, verbose=0), head(base.predict(x, verbose=0)),
+                               rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(None, 5\), got a tensor of "
+                                         r"shape \(None, 6\)"):
+        base(pynn.Input((6,)))
+
+
+def test_what_is_not_a_chain_is_refused_by_name():
+    inputs, _, outputs = _mlp_tensors()
+    other = pynn.Input((20,), name="other")
+    with pytest.raises(ValueError, match="not computed from inputs: they come from the Input "
+                                         f"'{inputs.name}', not 'other'"):
+        pynn.Model(other, outputs)
+    with pytest.raises(NotImplementedError, match="one input and one output; got 2 outputs"):
+        pynn.Model(inputs, [outputs, outputs])
+    with pytest.raises(NotImplementedError, match="got 2 inputs"):
+        pynn.Model([inputs, other], outputs)
+    model = pynn.Model([inputs], {"y": outputs})  # a list or dict of one is that one
+    assert model.layers[-1] is outputs.layer
+    with pytest.raises(ValueError, match="outputs is the Input itself"):
+        pynn.Model(inputs, inputs)
+    with pytest.raises(TypeError, match="inputs must be InputLayer"):
+        pynn.Model(np.zeros((2, 20)), outputs)
+    shared = pynn.Dense(4, name="shared")
+    start = pynn.Input((4,))
+    with pytest.raises(ValueError, match="layer 'shared' is called twice"):
+        pynn.Model(start, shared(shared(start)))
+    with pytest.raises(TypeError, match="give inputs and outputs"):
+        pynn.Model()
+    with pytest.raises(TypeError, match="unexpected argument"):
+        pynn.Model(inputs, outputs, nope=1)
+    with pytest.raises(NotImplementedError, match="a fixed training=True"):
+        pynn.Dropout(0.5)(inputs, training=True)
+    with pytest.raises(TypeError, match="holds no values"):
+        np.asarray(outputs)
+    with pytest.raises(TypeError, match="is not called"):
+        pynn.Input((3,))(inputs)
+
+
+def test_a_built_layer_refuses_other_inputs_at_the_call():
+    dense = pynn.Dense(3)
+    dense(pynn.Input((5,)))
+    assert dense.built and dense.kernel.shape == (5, 3)
+    with pytest.raises(ValueError, match=r"built for inputs \(5,\), not \(7,\)"):
+        dense(pynn.Input((7,)))
+
+
+def test_subclassed_models_are_refused_and_every_model_is_a_model():
+    with pytest.raises(TypeError, match="pynn has no subclassed models"):
+        class Mine(pynn.Model):  # noqa: F841 (the class statement itself is refused)
+            pass
+    assert isinstance(pynn.Sequential(), pynn.Model)
+    assert issubclass(pynn.Sequential, pynn.models.Model)
+
+
+def test_as_keras_builds_it(rng):
+    keras = import_keras()
+    layers = keras.layers
+    k_in = keras.Input((4, 3))
+    k_x = layers.Flatten()(k_in)
+    k_x = layers.Dense(8, activation="relu")(k_x)
+    k_out = layers.Dense(2)(k_x)
+    k_model = keras.Model(k_in, k_out)
+    p_in = pynn.Input((4, 3))
+    p_x = pynn.Flatten()(p_in)
+    p_x = pynn.Dense(8, activation="relu")(p_x)
+    p_out = pynn.Dense(2)(p_x)
+    p_model = pynn.Model(p_in, p_out)
+    assert [tuple(t.shape) for t in (k_x, k_out)] == [p_x.shape, p_out.shape]
+    p_model.set_weights(k_model.get_weights())
+    x = rng.normal(size=(5, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(p_model.predict(x, verbose=0),
+                               k_model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
