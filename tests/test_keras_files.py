@@ -5,6 +5,7 @@ tested without Keras; a last test compares with Keras itself where it is install
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import zipfile
@@ -166,6 +167,10 @@ def test_model_from_json_reads_kerass_to_json(rng):
         ["InputLayer"] + [entry["class_name"] for entry in layers]
     assert model.built and model.input_shape == (5,) and not model.compiled
     assert pynn.models.model_from_json(model.to_json()).get_config() == model.get_config()
+    functional = _functional(_config(layers, compile_config=False), [5, 8, 8, 8])
+    chain = pynn.models.model_from_json(json.dumps(functional))
+    assert [type(layer).__name__ for layer in chain.layers] == \
+        ["InputLayer"] + [entry["class_name"] for entry in layers]
     with pytest.raises(ValueError, match="model_from_json'*: its Keras model does not translate"):
         pynn.models.model_from_json(json.dumps(_config([_dense("d", 0, "relu", 5)],
                                                        compile_config=False)))
@@ -233,11 +238,111 @@ def test_a_keras_file_that_does_not_fit_is_refused_by_name(tmp_path, rng, change
         pynn.load_model(_archive(tmp_path / "m.keras", _config(layers), weights))
 
 
+def _tensor(name, shape):
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": [None, *shape], "dtype": "float32",
+                       "keras_history": [name, 0, 0]}}
+
+
+def _functional(config, widths):
+    """Keras 3's Functional description of the chain that a Sequential `config` describes
+    (its layers' output widths given): each layer called once on the one before."""
+    body = config["config"]
+    entries = copy.deepcopy(body["layers"])
+    for entry in entries:
+        entry["name"] = entry["config"]["name"]
+        entry["inbound_nodes"] = []
+    for before, entry, width in zip(entries, entries[1:], widths):
+        entry["inbound_nodes"] = [{"args": [_tensor(before["name"], (width,))],
+                                   "kwargs": {}}]
+    return {**config, "module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": "functional", "trainable": True, "layers": entries,
+                       "input_layers": [entries[0]["name"], 0, 0],
+                       "output_layers": [entries[-1]["name"], 0, 0]}}
+
+
+def test_a_keras_functional_chain_loads_as_its_sequential(tmp_path, rng):
+    layers, weights, forward = _mlp(rng)
+    functional = _functional(_config(layers), [5, 8, 8, 8])
+    model = pynn.load_model(_archive(tmp_path / "f.keras", functional, weights))
+    assert [type(l).__name__ for l in model.layers] == [
+        "InputLayer", "Dense", "BatchNormalization", "Dropout", "Dense"]
+    assert model.name == "functional" and type(model.optimizer).__name__ == "Adam"
+    x = rng.normal(size=(9, 5))
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+    # as Keras writes them: training=False where a layer takes it (fit and predict override
+    # it), mask=None
+    functional["config"]["layers"][2]["inbound_nodes"][0]["kwargs"] = {"mask": None}
+    functional["config"]["layers"][3]["inbound_nodes"][0]["kwargs"] = {"training": False}
+    functional["config"]["input_layers"] = [["input_layer", 0, 0]]  # a list of one
+    functional["config"]["output_layers"] = [["out", 0, 0]]
+    model = pynn.load_model(_archive(tmp_path / "f.keras", functional, weights))
+    np.testing.assert_allclose(model.predict(x), forward(x), rtol=1e-4, atol=1e-6)
+
+
+def _changed(functional, change):
+    changed = copy.deepcopy(functional)
+    change(changed["config"])
+    return changed
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(output_layers=[["out", 0, 0], ["hidden", 0, 0]]),
+     r"of outputs \[\['out'.*one input and one output"),
+    (lambda c: c.update(input_layers={"a": ["input_layer", 0, 0]}), "of inputs"),
+    (lambda c: c["layers"][4]["inbound_nodes"].append(c["layers"][4]["inbound_nodes"][0]),
+     "layer 'out' of its Functional model is called 2 times"),
+    (lambda c: c["layers"][4]["inbound_nodes"][0]["args"].append(_tensor("hidden", (8,))),
+     "layer 'out' of its Functional model is not called on one tensor"),
+    (lambda c: c["layers"][3]["inbound_nodes"][0]["kwargs"].update(mask=[True]),
+     "layer 'dropout' of its Functional model is called with mask"),
+    (lambda c: c["layers"][1]["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+     .__setitem__(0, "nowhere"), "refers to layer 'nowhere', which it does not describe"),
+    (lambda c: c["layers"].append({**c["layers"][4], "name": "branch",
+                                   "config": {**c["layers"][4]["config"], "name": "branch"}}),
+     r"layers \['branch'\] of its Functional model are off the way"),
+    (lambda c: c["layers"].insert(1, c["layers"].pop(2)), "out of the order they run in"),
+    (lambda c: c["layers"][1]["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+     .__setitem__(0, "out"), "form a loop"),
+])
+def test_a_keras_functional_model_that_is_not_a_chain_is_refused_by_name(tmp_path, rng,
+                                                                         change, message):
+    layers, weights, _ = _mlp(rng)
+    functional = _changed(_functional(_config(layers), [5, 8, 8, 8]), change)
+    with pytest.raises(ValueError, match=message):
+        pynn.load_model(_archive(tmp_path / "f.keras", functional, weights))
+
+
+def test_a_keras_functional_model_saved_by_keras_predicts_the_same_in_pynn(tmp_path, rng):
+    keras = import_keras()
+    L = keras.layers
+    inputs = keras.Input((4, 3), name="pixels")
+    x = L.Flatten()(inputs)
+    x = L.Dense(16, activation="relu")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Dropout(0.1)(x)
+    outputs = L.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = rng.normal(size=(32, 4, 3)).astype(np.float32)
+    model.fit(x, rng.integers(0, 3, 32), epochs=1, verbose=0)
+    model.save(tmp_path / "k.keras")
+    loaded = pynn.load_model(tmp_path / "k.keras")
+    assert loaded.input_shape == (4, 3) and loaded.optimizer.training_steps == 1
+    np.testing.assert_allclose(loaded.predict(x), np.asarray(model.predict(x, verbose=0)),
+                               rtol=1e-5, atol=1e-6)
+    branch = L.Dense(2)(inputs)  # a second output: not a chain
+    keras.Model(inputs, [outputs, branch]).save(tmp_path / "two.keras")
+    with pytest.raises(ValueError, match="one input and one output"):
+        pynn.load_model(tmp_path / "two.keras")
+
+
 def test_keras_models_pynn_cannot_read_are_refused_by_name(tmp_path, rng):
     layers, weights, _ = _mlp(rng)
-    functional = {**_config(layers), "class_name": "Functional"}
-    with pytest.raises(ValueError, match="a Keras Functional model; pynn reads Sequential"):
-        pynn.load_model(_archive(tmp_path / "f.keras", functional, weights))
+    subclassed = {**_config(layers), "class_name": "MyModel"}
+    with pytest.raises(ValueError, match="a Keras MyModel model; pynn reads Sequential models "
+                                         "and Functional ones that are a chain"):
+        pynn.load_model(_archive(tmp_path / "f.keras", subclassed, weights))
     nested = _config([{"module": "keras", "class_name": "Sequential", "config": {}}])
     with pytest.raises(ValueError, match="layer 1 is a nested Keras Sequential model"):
         pynn.load_model(_archive(tmp_path / "n.keras", nested, {}))

@@ -4,13 +4,14 @@ model trained with Keras predicts and trains on pynn's kernels, and one trained 
 loads in Keras.
 
 A `.keras` file is a zip of config.json (the architecture and compile settings),
-metadata.json and model.weights.h5. pynn reads a Sequential model of the layers it has (by
+metadata.json and model.weights.h5. pynn reads a Sequential model (or a Functional one that
+is a chain of layers, as pynn.Model makes) of the layers it has (by
 their Keras class names and configs: Dense, Dropout, BatchNormalization, ...), its weights,
 and with compile=True its compile settings (optimizer, loss, metrics) and the optimizer's
 state and step count where Keras keeps the variables pynn's optimizer has (optimizer_layout:
 SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Lion, Ftrl, Lamb; any other
-starts afresh). Other models (functional or subclassed ones, a nested model, a layer pynn
-lacks) are refused by name.
+starts afresh). Other models (functional ones of several inputs, outputs or branches,
+subclassed ones, a nested model, a layer pynn lacks) are refused by name.
 
 pynn writes the same layout (pynn.keras_writer): Keras' descriptions of the model and its
 compile settings, the layers' variables and the optimizer's as Keras keys them, so
@@ -368,13 +369,15 @@ def model_from_config(config, where, custom_objects):
     from .model import Sequential
 
     kind = config.get("class_name")
-    if kind != "Sequential":
+    if kind not in ("Sequential", "Functional"):
         raise ValueError(f"{where!r} holds a Keras {kind} model; pynn reads Sequential "
-                         f"models only")
+                         f"models and Functional ones that are a chain of layers")
     body = config.get("config")
     entries = body.get("layers") if isinstance(body, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{where!r}: its {_CONFIG} lists no layers")
+    if kind == "Functional":
+        entries = _chain_entries(body, entries, where)
     layers = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
@@ -404,6 +407,73 @@ def model_from_config(config, where, custom_objects):
     kinds = [e.get("class_name") for e in computed]
     unbuilt = {i for i, e in enumerate(computed) if "build_config" not in e}
     return model, kinds, unbuilt
+
+
+def _chain_entries(body, entries, where):
+    """The layer descriptions of a Keras Functional model, from its Input to its output,
+    when they are a chain (one input, each layer called once on the output of the one
+    before, one output: what pynn.Model makes); refused by name otherwise."""
+    def one_layer(refs, what):  # Keras 3: [name, 0, 0], or a list of those
+        if isinstance(refs, list) and len(refs) == 1 and isinstance(refs[0], list):
+            refs = refs[0]
+        if not (isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str)):
+            raise ValueError(f"{where!r}: a Keras Functional model of {what} {refs!r}; pynn "
+                             f"reads one input and one output")
+        return refs[0]
+
+    def name_of(entry):
+        return entry.get("name") or entry["config"].get("name") \
+            if isinstance(entry, dict) and isinstance(entry.get("config"), dict) else None
+
+    by_name = {name_of(e): e for e in entries}
+    start = one_layer(body.get("input_layers"), "inputs")
+    name, chain = one_layer(body.get("output_layers"), "outputs"), []
+    while True:
+        entry = by_name.get(name)
+        if entry is None or len(chain) >= len(entries):
+            raise ValueError(f"{where!r}: its Functional model refers to layer {name!r}, "
+                             f"which it does not describe (or its layers form a loop)")
+        chain.append(entry)
+        if name == start:
+            break
+        nodes = entry.get("inbound_nodes")
+        if not isinstance(nodes, list) or len(nodes) != 1:
+            raise ValueError(f"{where!r}: layer {name!r} of its Functional model is called "
+                             f"{len(nodes) if isinstance(nodes, list) else 'an unknown number of'} "
+                             f"times; pynn reads a chain of layers, each called once")
+        node = nodes[0] if isinstance(nodes[0], dict) else {}
+        args, kwargs = node.get("args"), node.get("kwargs") or {}
+        tensor = args[0] if isinstance(args, list) and len(args) == 1 else None
+        if not (isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__"
+                and isinstance(tensor.get("config"), dict)):
+            raise ValueError(f"{where!r}: layer {name!r} of its Functional model is not "
+                             f"called on one tensor; pynn reads a chain of layers, each "
+                             f"called on the output of the one before")
+        # (Keras records training=False for a layer that takes it, and its fit and predict
+        # override what a node records; mask=None is no mask)
+        given = sorted(k for k, v in kwargs.items() if v is not None and k != "training") \
+            if isinstance(kwargs, dict) else [repr(kwargs)]
+        if given:
+            raise ValueError(f"{where!r}: layer {name!r} of its Functional model is called "
+                             f"with {', '.join(given)}; pynn calls layers on their input "
+                             f"alone")
+        history = tensor["config"].get("keras_history")
+        if not isinstance(history, list) or not history or not isinstance(history[0], str):
+            raise ValueError(f"{where!r}: layer {name!r} of its Functional model is called "
+                             f"on a tensor of no known layer")
+        name = history[0]
+    if chain[-1].get("class_name") != "InputLayer":
+        raise ValueError(f"{where!r}: its Functional model starts at layer {start!r}, not an "
+                         f"Input")
+    left = [name_of(e) for e in entries if not any(e is c for c in chain)]
+    if left:
+        raise ValueError(f"{where!r}: layers {left} of its Functional model are off the way "
+                         f"from its input to its output; pynn reads a chain of layers")
+    chain.reverse()
+    if any(a is not b for a, b in zip(chain, entries)):  # (Keras keys weights in its order)
+        raise ValueError(f"{where!r}: its Functional model lists its layers out of the "
+                         f"order they run in")
+    return chain
 
 
 def _layer_entry(entry, i, where):

@@ -570,11 +570,16 @@ def model_from_json(json_string, custom_objects=None):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model_from_json: not JSON text ({exc})") from None
     config = spec.get("config") if isinstance(spec, dict) else None
-    if not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
+    if isinstance(config, dict) and spec.get("class_name") == "Functional" and \
+            str(spec.get("module", "")).startswith("keras"):
+        pass  # Keras 3's to_json of a functional model: read below, if it is a chain
+    elif not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
             not isinstance(config.get("layers"), list):
         raise ValueError("model_from_json: expected the JSON of a Sequential's to_json(), "
-                         "{'class_name': 'Sequential', 'config': {'layers': [...]}}")
-    if spec.get("module") == "keras":  # Keras 3's to_json: read as a .keras file's config
+                         "{'class_name': 'Sequential', 'config': {'layers': [...]}} (or "
+                         "Keras' of a Sequential or a chain of layers)")
+    if str(spec.get("module", "")).startswith("keras"):  # Keras 3's to_json: read as a
+        #                                                   .keras file's config
         with custom_object_scope(custom_objects):
             return keras_files.model_from_config(spec, "model_from_json", custom_objects)[0]
     with _description_errors("model_from_json", "model"):
