@@ -94,6 +94,21 @@ def test_a_model_called_on_a_tensor_adds_its_layers_shared(rng):
         base(pynn.Input((6,)))
 
 
+def test_a_head_on_a_models_output_shares_its_layers(rng):
+    """Keras' transfer-learning idiom: Model(base.input, Dense(...)(base.output))."""
+    base = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu")])
+    assert base.input is base.layers[0] and base.output.shape == (None, 4)
+    model = pynn.Model(base.input, pynn.Dense(2)(base.output))
+    assert model.layers[:2] == base.layers
+    x = rng.normal(size=(3, 5)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               model.layers[2](base.predict(x, verbose=0)), rtol=1e-6)
+    with pytest.raises(AttributeError, match="has no Input"):
+        pynn.Sequential([pynn.Dense(3)]).input
+    with pytest.raises(AttributeError, match="has no layers after its Input"):
+        pynn.Sequential([pynn.Input((3,))]).output
+
+
 def test_what_is_not_a_chain_is_refused_by_name():
     inputs, _, outputs = _mlp_tensors()
     other = pynn.Input((20,), name="other")

@@ -290,6 +290,30 @@ class Sequential:
         return self.layers[0].input_shape if self.layers else None
 
     @property
+    def input(self):
+        """The model's Input (Keras' model.input, in Keras' functional form: a layer called
+        on it, or pynn.Model(model.input, ...)); a model declared without one has none."""
+        first = self._layers[0] if self._layers else None
+        if not isinstance(first, InputLayer):
+            raise AttributeError(f"model {self.name!r} has no Input (pynn.Input(...) as its "
+                                 f"first layer) and so no defined input")
+        return first
+
+    @property
+    def output(self):
+        """The output of the model's layers from its Input, as a symbolic tensor (Keras'
+        model.output): `pynn.Model(base.input, pynn.Dense(10)(base.output))` puts a head on
+        the model's layers, sharing them."""
+        from . import functional
+
+        x = self.input
+        for layer in self._compute_layers:
+            x = functional.call_layer(layer, x, training=False)
+        if x is self.input:
+            raise AttributeError(f"model {self.name!r} has no layers after its Input")
+        return x
+
+    @property
     def built(self):
         """Whether every layer has its weights (an Input, build(), or the first fit/predict)."""
         # (the flag after the layers': a layer is marked built before its build makes weights)
