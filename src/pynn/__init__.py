@@ -17,9 +17,9 @@ from .functional import Model
 from .info import info
 from .layers import (ELU, Activation, ActivityRegularization, AlphaDropout,
                      BatchNormalization, Dense, Dropout, Flatten, GaussianDropout,
-                     GaussianNoise, Input, InputLayer, Layer, LayerNormalization, LeakyReLU,
-                     Normalization, PReLU, RandomLayer, ReLU, Reshape, RMSNormalization,
-                     Softmax)
+                     GaussianNoise, Identity, Input, InputLayer, Layer, LayerNormalization,
+                     LeakyReLU, Normalization, PReLU, RandomLayer, ReLU, Rescaling, Reshape,
+                     RMSNormalization, Softmax)
 from .model import Sequential
 from .precision import get_matmul_precision, set_matmul_precision
 from .saving import load_model
@@ -30,9 +30,10 @@ register_with_threadpoolctl()
 __all__ = [
     "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dense",
     "Dropout", "ELU", "Flatten",
-    "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer", "LayerNormalization",
+    "GaussianDropout", "GaussianNoise", "Identity", "Input", "InputLayer", "Layer",
+    "LayerNormalization",
     "LeakyReLU", "Model", "Normalization", "PReLU", "PyDataset", "RMSNormalization", "RandomLayer",
-    "ReLU", "Reshape", "Sequential",
+    "ReLU", "Rescaling", "Reshape", "Sequential",
     "Softmax", "activations", "available_backends",
     "batch_sources", "callbacks", "config", "constraints",
     "floatx", "get_backend", "get_matmul_precision", "get_num_threads", "info",

@@ -54,7 +54,7 @@ def unsupported_reason(model, for_training=True, weighted=False):
     if isinstance(stack, str):
         return stack
     if stack.input_bn is not None or any(s.bn is not None for s in stack):
-        return "normalization (the cuda engine has none)"
+        return "normalization or rescaling (the cuda engine has none)"
     if not DROPOUT_RUN_ON_A_GPU and stack.dropouts():
         return "dropout (the cuda engine's has not yet run on a GPU)"
     for stage in stack:

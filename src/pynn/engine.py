@@ -4,7 +4,8 @@ The native engine (pynn._C.DenseEngine, csrc/cpu/engine.cpp) runs whole mini-bat
 C++: forward with fused bias + activation, loss, backward and the optimizer update, with no
 Python per batch. It takes stacks of Dense layers on the cpu backend in float32: an
 Activation right after a linear Dense folds into it; a BatchNormalization, LayerNormalization
-or RMSNormalization of the inputs, or before or after a hidden layer's activation, and a
+or RMSNormalization of the inputs, or before or after a hidden layer's activation (a
+Normalization or Rescaling of the inputs too; an Identity anywhere is skipped), and a
 Dropout of the inputs (after their normalisation) or at a hidden layer's end run inside the
 step (the dropout with the layer path's counter-based masks); L1/L2 weight penalties join
 loss and gradients. With the losses and optimizers of this package, gradient clipping,
@@ -24,8 +25,8 @@ import numpy as np
 from . import config, constraints, losses, metrics, optimizers, regularizers
 from .layers import (ACTIVATION_LAYERS, ActivityRegularization, AlphaDropout,
                      BatchNormalization, Dense, Dropout,
-                     Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
-                     Normalization, Reshape, RMSNormalization)
+                     Flatten, GaussianDropout, GaussianNoise, Identity, InputLayer,
+                     LayerNormalization, Normalization, Rescaling, Reshape, RMSNormalization)
 from .layers.feature_normalization import EPSILON
 from .layers.base import ENGINE_SETTINGS
 from .backend.cpu_backend import ACTIVATION_CODES
@@ -118,12 +119,12 @@ def _dense_stack(model, for_training=True):
     compute (forward, backward), so it takes the layer path."""
     stack = _Stack()
     for layer, sample in zip(model.layers, _sample_shapes(model)):
-        if type(layer) is InputLayer:
+        if type(layer) in (InputLayer, Identity):
             continue
         if (type(layer) is Flatten or type(layer) is Reshape and len(layer.target_shape) == 1) \
                 and not stack and stack.input_bn is None and stack.input_dropout is None:
             continue  # the engine reads each sample as one row (C order) anyway
-        if type(layer) in (*_NORMALISATIONS, Normalization) and not stack \
+        if type(layer) in (*_NORMALISATIONS, Normalization, Rescaling) and not stack \
                 and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
@@ -132,7 +133,7 @@ def _dense_stack(model, for_training=True):
             if len(sample or ()) != 1:
                 return (f"{type(layer).__name__} {layer.name!r} of multi-axis (or not yet "
                         f"known) samples")
-            stack.input_bn = layer  # normalises the inputs
+            stack.input_bn = layer  # normalises (or rescales) the inputs
             continue
         if type(layer) in (GaussianNoise, GaussianDropout, AlphaDropout,
                            ActivityRegularization) and not for_training:
@@ -392,7 +393,7 @@ class NativeEngine:
                                                epsilon=config.epsilon())
             if bn is not None:
                 gamma, beta, mean, variance, momentum, epsilon, floor, trains = \
-                    _normalisation(bn, training)
+                    _normalisation(bn, training, sizes[0])
                 per_row = type(bn) in (LayerNormalization, RMSNormalization)
 
                 def slots(p):
@@ -400,13 +401,15 @@ class NativeEngine:
                         return []
                     return opt.slot_arrays(p)
 
-                def value(p):
-                    return None if p is None else p.value
+                def value(p):  # (a Parameter's array, or a Rescaling's own: kept here)
+                    return None if p is None else getattr(p, "value", p)
                 self.engine.set_batchnorm(
                     i, bn_pre, momentum, epsilon, trains, value(gamma), value(beta),
                     value(mean), value(variance), slots(gamma), slots(beta), floor,
                     per_row=per_row, centred=type(bn) is not RMSNormalization)
-                self.bn_params += [p for p in (gamma, beta, mean, variance) if p is not None]
+                bound = [p for p in (gamma, beta, mean, variance) if p is not None]
+                self.bn_params += [p for p in bound if not isinstance(p, np.ndarray)]
+                self._rescaling = [p for p in bound if isinstance(p, np.ndarray)]
         if opt is None:
             state = [[] for _ in self.params]
         else:
@@ -526,12 +529,19 @@ class NativeEngine:
         return out
 
 
-def _normalisation(layer, training):
+def _normalisation(layer, training, features):
     """What the engine's normalisation takes from a BatchNormalization (gamma, beta, moving
     mean and variance, momentum, epsilon, the least standard deviation (none), whether it
     trains), from a Normalization (a frozen one without gamma and beta, dividing by
-    max(sqrt(variance), 1e-7) as Keras') or from a LayerNormalization / RMSNormalization
-    (its gain and shift, no moving statistics)."""
+    max(sqrt(variance), 1e-7) as Keras'), from a LayerNormalization / RMSNormalization
+    (its gain and shift, no moving statistics) or from a Rescaling of `features` inputs (a
+    frozen one of mean 0 and variance 1: (x - 0) / 1 * scale + offset, x * scale + offset
+    to the bit)."""
+    if type(layer) is Rescaling:
+        def per_feature(value):
+            return np.array(np.broadcast_to(np.float32(value), (features,)))  # (writable)
+        return (per_feature(layer.scale), per_feature(layer.offset), per_feature(0.0),
+                per_feature(1.0), 0.0, 0.0, EPSILON, False)
     if type(layer) is Normalization:
         return None, None, layer.mean, layer.variance, 0.0, 0.0, EPSILON, False
     trains = bool(training and layer.trainable)
@@ -625,7 +635,8 @@ class PredictEngine(NativeEngine):
         from .model import Sequential  # (model imports this module)
 
         settings = {BatchNormalization: ("epsilon",), LayerNormalization: ("epsilon",),
-                    RMSNormalization: ("epsilon",), Normalization: ("invert",)}
+                    RMSNormalization: ("epsilon",), Normalization: ("invert",),
+                    Rescaling: ("scale", "offset")}
         self.guards = ((None, "backend", self.backend, _IS),
                        (config, "_FLOATX", "float32", _EQUALS),
                        (None, "_layers" if type(model).layers is Sequential.layers else "layers",

@@ -1,6 +1,6 @@
 """ONNX export: `pynn.onnx.export(model, "m.onnx")` for Dense, Activation (and ReLU & co.),
-PReLU, Flatten, Reshape, Dropout, GaussianNoise, GaussianDropout, AlphaDropout and
-ActivityRegularization (left out: the identity at inference), BatchNormalization
+PReLU, Flatten, Reshape, Rescaling, Identity, Dropout, GaussianNoise, GaussianDropout,
+AlphaDropout and ActivityRegularization (left out: the identity at inference), BatchNormalization
 (inference mode), LayerNormalization, RMSNormalization and Normalization (invert=True
 too), every activation included. Layers
 are matched by exact class: a subclass of one of these, or any other layer, raises
@@ -20,8 +20,9 @@ import numpy as np
 
 from .layers import (ACTIVATION_LAYERS, ActivityRegularization, AlphaDropout,
                      BatchNormalization, Dense, Dropout,
-                     Flatten, GaussianDropout, GaussianNoise, InputLayer, LayerNormalization,
-                     Normalization, PReLU, Reshape, RMSNormalization)
+                     Flatten, GaussianDropout, GaussianNoise, Identity, InputLayer,
+                     LayerNormalization, Normalization, PReLU, Rescaling, Reshape,
+                     RMSNormalization)
 
 
 def _onnx():
@@ -207,7 +208,7 @@ def export(model, filepath, opset=None):
         # Exact types: a subclass may compute something else than the operators below.
         kind = type(layer)
         if kind in (InputLayer, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
-                    ActivityRegularization):
+                    ActivityRegularization, Identity):
             continue  # (the identity at inference)
         if kind is Flatten:
             out = f"{name}_out"
@@ -220,6 +221,12 @@ def export(model, filepath, opset=None):
             inits.append(shape)
             nodes.append(helper.make_node("Reshape", [current, shape.name], [out], name=out))
             current = out
+        elif kind is Rescaling:  # x * scale + offset, in that order (as Keras computes it)
+            g = _Graph(helper, name, const)
+            g("Add", g("Mul", current, g.const("scale", layer.scale)),
+              g.const("offset", layer.offset), out=f"{name}_out")
+            nodes += g.nodes
+            current = f"{name}_out"
         elif kind is Dense:
             w = const(f"{name}_kernel", layer.kernel.numpy())
             out = f"{name}_z"

@@ -12,7 +12,8 @@ from .layer_normalization import LayerNormalization, RMSNormalization
 from .noise import AlphaDropout, GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
 from .prelu import PReLU
-from .reshape import Flatten, Reshape
+from .rescaling import Rescaling
+from .reshape import Flatten, Identity, Reshape
 
 # The layers that work on the last axis alone: they take (batch, ..., features) inputs
 LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
@@ -20,12 +21,13 @@ LAST_AXIS_LAYERS = (Dense, Dropout, GaussianNoise, GaussianDropout, AlphaDropout
 
 # The layers that work element by element: they take inputs of any shape, 1-D included
 ELEMENTWISE_LAYERS = (Activation, Dropout, GaussianNoise, GaussianDropout, AlphaDropout,
-                      ActivityRegularization, *ACTIVATION_LAYERS)
+                      ActivityRegularization, Identity, *ACTIVATION_LAYERS)
 
 _REGISTRY = {cls.__name__: cls for cls in (Dense, Dropout, AlphaDropout, GaussianDropout,
                                             ActivityRegularization,
                                             GaussianNoise, PReLU, BatchNormalization, Flatten,
-                                            Reshape, InputLayer, LayerNormalization,
+                                            Reshape, Identity, Rescaling, InputLayer,
+                                            LayerNormalization,
                                             Normalization, RMSNormalization, *ACTIVATION_LAYERS)}
 
 
@@ -41,9 +43,9 @@ def get_class(name, custom_objects=None, custom=False, registered_name=None):
 __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
            "ActivityRegularization",
            "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
-           "GaussianDropout", "GaussianNoise", "Input", "InputLayer", "Layer",
+           "GaussianDropout", "GaussianNoise", "Identity", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
-           "RandomLayer", "ReLU", "Reshape", "RMSNormalization", "Softmax", "get_class"]
+           "RandomLayer", "ReLU", "Rescaling", "Reshape", "RMSNormalization", "Softmax", "get_class"]
 
 
 def __getattr__(name):

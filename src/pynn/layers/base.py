@@ -288,7 +288,7 @@ ENGINE_SETTINGS = ("_trainable", "activation", "kernel_regularizer", "bias_regul
                    "gamma_regularizer", "beta_regularizer", "alpha_regularizer",
                    "activity_regularizer",
                    "use_bias", "rate", "seed", "momentum", "epsilon", "center", "scale",
-                   "invert")
+                   "invert", "offset")
 _ENGINE_SETTINGS = frozenset(ENGINE_SETTINGS)
 # Flags that decide which weights a layer has: fixed once it is built
 _WEIGHT_FLAGS = frozenset({"use_bias", "center", "scale"})

@@ -1,5 +1,6 @@
 """Flatten: (batch, d1, d2, ...) -> (batch, d1 * d2 * ...), row-major, as Keras' Flatten;
-Reshape: (batch, ...) -> (batch, *target_shape), row-major, as Keras' Reshape."""
+Reshape: (batch, ...) -> (batch, *target_shape), row-major, as Keras' Reshape; Identity: the
+input as it is, as Keras' Identity."""
 
 from __future__ import annotations
 
@@ -81,3 +82,14 @@ class Reshape(Layer):
 
     def get_config(self):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Identity(Layer):
+    """Keras' Identity: the input as it is (a placeholder, e.g. for a layer switched off by
+    a setting); no weights. The native engine skips it."""
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy if need_input_grad else None
