@@ -59,9 +59,9 @@ def test_the_gpu_backends_compute_the_same(rng, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_fake_cupy())
     x, dy = rng.normal(size=(2, 7, 5)).astype(np.float32)
-    results = []
+    results, scale = [], list(rng.uniform(-1, 1, 5))
     for backend in (pynn.get_backend("numpy"), CupyBackend()):
-        layer = Rescaling(list(rng.uniform(-1, 1, 5)) if not results else layer.scale, 0.5)
+        layer = Rescaling(scale, 0.5)
         layer.build((5,), backend, np.float32)
         y = layer.forward(backend.asarray(x, np.float32), training=True)
         dx = layer.backward(backend.asarray(dy, np.float32))

@@ -45,7 +45,8 @@ __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activ
            "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
            "GaussianDropout", "GaussianNoise", "Identity", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
-           "RandomLayer", "ReLU", "Rescaling", "Reshape", "RMSNormalization", "Softmax", "get_class"]
+           "RandomLayer", "ReLU", "Rescaling", "Reshape", "RMSNormalization", "Softmax",
+           "get_class"]
 
 
 def __getattr__(name):

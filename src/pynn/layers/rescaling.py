@@ -3,8 +3,6 @@ with scale=1/255), in training and at inference, with no weights."""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .base import Layer
