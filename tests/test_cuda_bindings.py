@@ -43,7 +43,7 @@ BAD_CALLS = {
     "misaligned": (lambda c: c.softmax_forward(F(4, 6, ptr=4098), F(4, 6)),
                    ValueError, "aligned"),
     "ndim": (lambda c: c.softmax_forward(F(24), F(24)), ValueError, "2-d"),
-    "act code": (lambda c: c.activation_forward(16, 0.0, F(3), F(3)), ValueError, "act"),
+    "act code": (lambda c: c.activation_forward(17, 0.0, F(3), F(3)), ValueError, "act"),
     "gelu without z": (lambda c: c.activation_backward(4, 0.0, None, F(3), F(3), F(3)),
                        ValueError, "pre-activation"),
     "bias shape": (lambda c: c.bias_activation(F(4, 6), F(5), 1, 0.0), ValueError, "bias"),

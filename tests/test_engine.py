@@ -31,8 +31,8 @@ def _needs_the_extension(request):
                     f"{pynn.available_backends()['cpu']}")
 
 (LIN, RELU, LEAKY, ELU, GELU_TANH, SIGMOID, TANH, SILU, SOFTPLUS, SOFTSIGN, SELU, RELU6,
- HARD_SIGMOID, HARD_SILU, MISH, GELU) = range(16)
-SOFTMAX = 16  # the engine's code after the activations
+ HARD_SIGMOID, HARD_SILU, MISH, GELU, EXPONENTIAL) = range(17)
+SOFTMAX = 17  # the engine's code after the activations
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 FUSED = {"softmax_xent_sparse", "softmax_xent_dense", "bce_logits"}
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -74,6 +74,8 @@ def act_f(code, z, p):
         return z * np.clip(z + 3, 0, 6) / 6
     if code == MISH:
         return z * np.tanh(np.logaddexp(z, 0))
+    if code == EXPONENTIAL:
+        return np.exp(z)
     if code == SOFTMAX:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -96,6 +98,8 @@ def act_grad(code, z, y, p):
         return y * (1 - y)
     if code == TANH:
         return 1 - y * y
+    if code == EXPONENTIAL:
+        return y
     sig = 1 / (1 + np.exp(-z))
     if code == SILU:
         return sig * (1 + z * (1 - sig))
@@ -505,7 +509,7 @@ def test_activation_codes_agree_with_the_python_side():
     assert _C.activation_count == len(ACTIVATION_CODES) == SOFTMAX == _SOFTMAX_CODE
     names = ["linear", "relu", "leaky_relu", "elu", "gelu_tanh", "sigmoid", "tanh", "silu",
              "softplus", "softsign", "selu", "relu6", "hard_sigmoid", "hard_silu", "mish",
-             "gelu"]
+             "gelu", "exponential"]
     assert [ACTIVATION_CODES[n] for n in names] == list(range(SOFTMAX))
     assert set(ACTIVATION_CODES) | {"softmax"} == set(pynn.activations.NAMES)
 

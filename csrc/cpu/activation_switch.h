@@ -35,6 +35,7 @@ bool with_activation(Activation act, F&& f) {
         PYNN_ACTIVATION_CASE(hard_silu)
         PYNN_ACTIVATION_CASE(mish)
         PYNN_ACTIVATION_CASE(gelu)
+        PYNN_ACTIVATION_CASE(exponential)
 #undef PYNN_ACTIVATION_CASE
         default: return false;
     }

@@ -41,7 +41,7 @@ const char* act_name(int a) {
     static const char* names[] = {"linear",  "relu",    "leaky_relu", "elu",       "gelu_tanh",
                                   "sigmoid", "tanh",    "silu",       "softplus",  "softsign",
                                   "selu",    "relu6",   "hard_sigmoid", "hard_silu", "mish",
-                                  "gelu",    "softmax"};
+                                  "gelu",    "exponential", "softmax"};
     static_assert(sizeof names / sizeof *names == kSoftmax + 1, "a name per activation code");
     return (a >= 0 && a <= kSoftmax) ? names[a] : "?";
 }

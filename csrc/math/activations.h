@@ -24,16 +24,20 @@ struct ExpParts {
     float em1_r;   // expm1(r)
 };
 
-PYNN_HD float pow2_half(std::int32_t k) {  // 2^k for -75 <= k <= 0
+PYNN_HD float pow2_half(std::int32_t k) {  // 2^k for -75 <= k <= 64 (normal floats)
     const std::int32_t bits = (k + 127) << 23;
     float f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
 }
 
-PYNN_HD ExpParts exp_parts(float y) {
-    y = y == y ? y : 0.f;                             // NaN: any value; the caller restores it
-    y = y < -104.f ? -104.f : (y > 0.f ? 0.f : y);    // exp(-104) is below the least denormal
+// y = k ln2 + r: k and expm1(r), for y already in [-104, 89] (not NaN).
+struct ExpReduced {
+    std::int32_t k;
+    float em1_r;
+};
+
+PYNN_HD ExpReduced exp_reduce(float y) {
     // round(y / ln2), as a float and, from the same sum's bits, as an integer: a float-to-int
     // conversion of a bounded value let GCC narrow it to a type it cannot vectorise
     const float shifted = y * 1.44269504f + 12582912.f;  // 1.5 * 2^23: k in the low bits
@@ -49,9 +53,26 @@ PYNN_HD ExpParts exp_parts(float y) {
     const float em1 = (p * r) * r + r;
     std::int32_t bits;
     std::memcpy(&bits, &shifted, sizeof bits);
-    const std::int32_t k = bits - 0x4B400000;  // the bits of 1.5 * 2^23 + k, less 1.5 * 2^23's
-    const std::int32_t k1 = k >> 1;            // floor(k / 2): both halves in [-75, 0]
-    return {pow2_half(k1) * pow2_half(k - k1), em1};
+    return {bits - 0x4B400000, em1};  // the bits of 1.5 * 2^23 + k, less 1.5 * 2^23's
+}
+
+PYNN_HD ExpParts exp_parts(float y) {
+    y = y == y ? y : 0.f;                             // NaN: any value; the caller restores it
+    y = y < -104.f ? -104.f : (y > 0.f ? 0.f : y);    // exp(-104) is below the least denormal
+    const ExpReduced e = exp_reduce(y);
+    const std::int32_t k1 = e.k >> 1;                 // floor(k / 2): both halves in [-75, 0]
+    return {pow2_half(k1) * pow2_half(e.k - k1), e.em1_r};
+}
+
+// exp(z) for any z (Keras' exponential activation): 2^k's second half applied last, so
+// e^88.7 (k = 128) stays finite; inf above float32's range, NaN for NaN.
+PYNN_HD float exp_f(float z) {
+    float y = z == z ? z : 0.f;
+    y = y < -104.f ? -104.f : (y > 89.f ? 89.f : y);  // e^89 overflows: inf, as exp's
+    const ExpReduced e = exp_reduce(y);
+    const std::int32_t k1 = e.k >> 1;                 // both halves in [-75, 64]
+    const float half = pow2_half(k1);
+    return z == z ? (half + half * e.em1_r) * pow2_half(e.k - k1) : z;
 }
 
 PYNN_HD float exp_nonpositive(float y) {
@@ -91,6 +112,7 @@ PYNN_HD float log1p_unit(float u) {
 }
 #else
 PYNN_HD float exp_nonpositive(float y) { return expf(y); }
+PYNN_HD float exp_f(float z) { return expf(z); }
 PYNN_HD float expm1_nonpositive(float y) { return expm1f(y); }
 PYNN_HD float tanh_f(float z) { return tanhf(z); }
 PYNN_HD float log1p_unit(float u) { return log1pf(u); }
@@ -255,6 +277,7 @@ PYNN_HD float activate(Activation act, float z, float param) {
         case Activation::hard_sigmoid: return hard_sigmoid(z);
         case Activation::hard_silu: return z * hard_sigmoid(z);
         case Activation::mish: return mish(z);
+        case Activation::exponential: return exp_f(z);
         default: return z;
     }
 }
@@ -275,6 +298,7 @@ PYNN_HD float activation_grad(Activation act, float z, float y, float param) {
         case Activation::selu: return y > 0.f ? kSeluScale : y + kSeluScale * kSeluAlpha;
         case Activation::relu6: return y > 0.f && y < 6.f ? 1.f : 0.f;
         case Activation::hard_sigmoid: return y > 0.f && y < 1.f ? kSixth : 0.f;
+        case Activation::exponential: return y;
         case Activation::gelu:
         case Activation::gelu_tanh:
         case Activation::silu:

@@ -18,7 +18,7 @@ import numpy as np
 _DEFAULT_PARAMS = {"linear": 0.0, "relu": 0.0, "leaky_relu": 0.2, "elu": 1.0, "gelu": 0.0,
                    "gelu_tanh": 0.0, "sigmoid": 0.0, "tanh": 0.0, "softmax": 0.0, "silu": 0.0,
                    "softplus": 0.0, "softsign": 0.0, "selu": 0.0, "relu6": 0.0, "hard_sigmoid": 0.0,
-                   "hard_silu": 0.0, "mish": 0.0}
+                   "hard_silu": 0.0, "mish": 0.0, "exponential": 0.0}
 NAMES = tuple(_DEFAULT_PARAMS)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Keras' other names for the same functions (a Spec keeps the first name).
@@ -205,3 +205,7 @@ hard_silu = hard_swish = _documented(
     Spec("hard_silu"),
     "hard_silu(x) = hard_swish(x) = x hard_sigmoid(x).")
 mish = _documented(Spec("mish"), "mish(x) = x tanh(softplus(x)).")
+exponential = _documented(
+    Spec("exponential"),
+    "exponential(x) = exp(x) (Keras'; inf beyond the float range): a positive output, as "
+    "for counts or rates (with the Poisson loss).")

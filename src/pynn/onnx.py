@@ -144,7 +144,7 @@ def _activation_nodes(helper, spec, source, name, const, double):
                "leaky_relu": ("LeakyRelu", {"alpha": spec.param}),
                "gelu": ("Gelu", {"approximate": "none"}),
                "gelu_tanh": ("Gelu", {"approximate": "tanh"}),
-               "softsign": ("Softsign", {})}
+               "softsign": ("Softsign", {}), "exponential": ("Exp", {})}
         op, attrs = ops[spec.name]
         g(op, x, out=out, **attrs)
     return g.nodes, out

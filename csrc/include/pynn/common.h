@@ -32,10 +32,11 @@ enum class Activation : int {
     hard_silu = 13,    // z * hard_sigmoid(z), Keras' hard_silu/hard_swish
     mish = 14,         // z * tanh(softplus(z))
     gelu = 15,         // z * Phi(z), Phi the normal distribution (erf): Keras' and PyTorch's gelu
+    exponential = 16,  // exp(z), Keras' (a positive output: counts, rates)
 };
 
 // One past the last code: the range the bindings accept.
-constexpr int kActivationCount = 16;
+constexpr int kActivationCount = 17;
 
 // Whether the derivative needs the pre-activation z: for the others it is written through
 // the output y = f(z), so training keeps only y.

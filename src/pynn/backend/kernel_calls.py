@@ -19,7 +19,7 @@ from .numpy_backend import c_array, class_indices
 ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "gelu_tanh": 4,
                     "sigmoid": 5, "tanh": 6, "silu": 7, "softplus": 8, "softsign": 9,
                     "selu": 10, "relu6": 11, "hard_sigmoid": 12, "hard_silu": 13, "mish": 14,
-                    "gelu": 15}
+                    "gelu": 15, "exponential": 16}
 
 
 _FLOAT32 = np.dtype(np.float32)

@@ -152,6 +152,9 @@ class NumpyBackend(Backend):
             return z * _hard_sigmoid(xp, z)
         if name == "mish":
             return z * _mish_parts(xp, z)[0]
+        if name == "exponential":
+            with np.errstate(over="ignore"):  # (inf beyond the dtype's range, as exp's)
+                return xp.exp(z)
         raise ValueError(f"unknown activation {name!r}")
 
     def activation_backward(self, name, param, z, y, dy):
@@ -203,6 +206,8 @@ class NumpyBackend(Backend):
         if name == "mish":
             t, one_minus_t2, sig = _mish_parts(xp, z)
             return dy * (t + z * one_minus_t2 * sig)
+        if name == "exponential":
+            return dy * y
         raise ValueError(f"unknown activation {name!r}")
 
     def softmax_forward(self, z):
