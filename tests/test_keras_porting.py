@@ -6,6 +6,8 @@ cross-entropy."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -358,3 +360,62 @@ def test_a_layer_called_after_set_floatx_follows_it(rng, layer, float64_floatx):
     assert all(w.dtype == np.float32 for w in layer.get_weights())
     pynn.set_floatx("float64")
     assert layer(x).dtype == np.float64 and layer.get_weights()[0].dtype == np.float64
+
+
+def test_keras_positional_orders():
+    """Keras' positional arguments land where Keras puts them (a constraint given ninth to
+    Dense was the bias's; Sequential's second argument is trainable; the base Loss takes
+    its name first, the built-in losses their reduction)."""
+    max_norm = pynn.constraints.MaxNorm(1.0)
+    dense = pynn.layers.Dense(2, None, True, "glorot_uniform", "zeros", None, None, "l2",
+                              max_norm)
+    assert dense.kernel_constraint is max_norm and dense.bias_constraint is None
+    assert isinstance(dense.activity_regularizer, pynn.regularizers.L2)
+    norm = pynn.layers.BatchNormalization(-1, 0.9, 1e-3, True, True, "zeros", "ones", "zeros",
+                                          "ones", "l2")
+    assert norm.momentum == 0.9 and norm.beta_regularizer is not None
+    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)], False)
+    assert not model.layers[1].trainable and model.name.startswith("sequential")
+    with pytest.raises(TypeError, match="name must be a string, got 3"):
+        pynn.Sequential([], 3)
+
+    class Scaled(pynn.losses.Loss):
+        def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
+            raise NotImplementedError
+
+    assert Scaled("scaled").name == "scaled" and Scaled("s", "sum").reduction == "sum"
+    assert pynn.losses.MeanSquaredError("sum").reduction == "sum"
+    assert pynn.losses.Huber(2.0, "sum", "h").name == "h"
+    keras = import_keras()
+    for ours, theirs, count in ((pynn.layers.Dense, keras.layers.Dense, 10),
+                                (pynn.layers.BatchNormalization,
+                                 keras.layers.BatchNormalization, 13),
+                                (pynn.losses.Loss, keras.losses.Loss, 3),
+                                (pynn.losses.MeanSquaredError, keras.losses.MeanSquaredError, 3),
+                                (pynn.Input, keras.Input, 9)):
+        assert list(inspect.signature(ours).parameters)[:count] == \
+            list(inspect.signature(theirs).parameters)[:count], ours
+
+
+def test_kerass_input_arguments_and_shape():
+    inputs = pynn.Input(shape=(4,), sparse=False, ragged=False, optional=False)
+    assert inputs.shape == (None, 4)
+    for name in ("sparse", "ragged", "optional"):
+        with pytest.raises(NotImplementedError, match=f"{name}=True is not supported"):
+            pynn.Input((4,), **{name: True})
+    with pytest.raises(NotImplementedError, match="input_tensor"):
+        pynn.Input((4,), tensor=np.zeros((1, 4)))
+
+
+def test_a_sequential_subclass_with_kerass_steps_is_refused():
+    """Keras' train_step, call, ... in a Sequential's subclass: pynn's loops never call them
+    (they were ignored silently)."""
+    for method in ("train_step", "test_step", "predict_step", "call", "compute_loss"):
+        with pytest.raises(TypeError, match=f"defines Keras' {method}, which pynn's fit"):
+            type("Mine", (pynn.Sequential,), {method: lambda self, *args: None})
+
+    class Logged(pynn.Sequential):  # pynn's own methods may be overridden
+        def fit(self, *args, **kwargs):
+            return super().fit(*args, **kwargs)
+
+    assert isinstance(Logged([pynn.Input((2,)), pynn.layers.Dense(1)]), pynn.Model)

@@ -79,7 +79,9 @@ class Loss(_custom.AutoConfig):
         if changed:  # (delta, epsilon, label_smoothing... set mid-fit: the engine holds them)
             config.settings_changed()
 
-    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        # (Keras' base Loss takes the name first; its built-in losses, as pynn's, take
+        # reduction first)
         if name is not None:  # Keras' name (messages; saved with the loss)
             if not isinstance(name, str):
                 raise TypeError(f"{self.name}: name must be a string, got {name!r}")
@@ -371,7 +373,15 @@ def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
     return total, grad.reshape(y_pred.shape)
 
 
-class _Regression(Loss):
+class _BuiltIn(Loss):
+    """pynn's (and Keras') built-in losses take reduction first, name second (the base class
+    Loss, as Keras', the name first)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+
+
+class _Regression(_BuiltIn):
     """An element-wise loss of the backends' regression kernels (kind: 'mse', 'mae' or
     'huber')."""
 
@@ -409,7 +419,7 @@ class Huber(_Regression):
     kind = "huber"
 
     def __init__(self, delta=1.0, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
             raise ValueError(f"huber: delta must be a number > 0, got {delta!r}")
         self.delta = float(delta)
@@ -435,7 +445,7 @@ class _BinaryTargets:
         return y
 
 
-class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
+class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, _BuiltIn):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3). Keras'
     axis: the last one only (_AlongLastAxis)."""
@@ -444,7 +454,7 @@ class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
@@ -490,7 +500,7 @@ class _ClassRows:
                              f"binary_crossentropy, or 2 softmax outputs")
 
 
-class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
+class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, _BuiltIn):
     """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
     label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3). Keras' axis:
     the last one only (_AlongLastAxis)."""
@@ -501,7 +511,7 @@ class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
                  reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.label_smoothing = check_unit_interval(self.name, "label_smoothing",
@@ -577,7 +587,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
                  axis=-1, name=None, dtype=None):  # (Keras' order of the keywords)
-        Loss.__init__(self, reduction, name, dtype)
+        Loss.__init__(self, reduction=reduction, name=name, dtype=dtype)
         self._take_axis(axis)
         self.from_logits = _flag(self.name, "from_logits", from_logits)
         self.fused_activation = None if self.from_logits else "softmax"
@@ -675,7 +685,7 @@ def _check_range(name, y, low, high, why):
                          f" ({why}), got values in [{y.min()}, {y.max()}]")
 
 
-class _FormulaLoss(Loss):
+class _FormulaLoss(_BuiltIn):
     """A loss of each element, averaged over all of them (Keras: the mean over the last axis,
     then over the samples). Subclasses give `_elements(xp, y_pred, y_true)`: the loss of each
     element and its derivative with respect to y_pred, in xp's array operations."""
@@ -851,7 +861,7 @@ class BinaryFocalCrossentropy(_AlongLastAxis, _BinaryTargets, _FormulaLoss):
     def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
                  label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
                  name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self._take_axis(-1 if axis is None else axis)
         self.apply_class_balancing = _flag(self.name, "apply_class_balancing",
                                            apply_class_balancing)
@@ -933,7 +943,7 @@ class CategoricalFocalCrossentropy(_AlongLastAxis, _ClassRows, _RowLoss):
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
                  axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self._take_axis(-1 if axis is None else axis)
         self.alpha = _class_weights(self.name, alpha)
         self.gamma = _check_gamma(self.name, gamma)
@@ -987,7 +997,7 @@ class CosineSimilarity(_AlongLastAxis, _RowLoss):
     name = "cosine_similarity"
 
     def __init__(self, axis=-1, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction, name, dtype)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
         self._take_axis(axis)
 
     def _settings(self):
@@ -1014,7 +1024,7 @@ class CosineSimilarity(_AlongLastAxis, _RowLoss):
         return -cos[..., 0], grad
 
 
-class _HalfPoissonLogLink(Loss):
+class _HalfPoissonLogLink(_BuiltIn):
     """scikit-learn's 'poisson' loss (pynn.sklearn.MLPRegressor(loss='poisson')) on the
     network's raw outputs z (its log-link: the prediction is exp(z)): exp(z) - y z +
     y log y - y per element (half the Poisson deviance), gradient exp(z) - y, averaged over

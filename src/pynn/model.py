@@ -133,7 +133,27 @@ class Sequential:
     Keras). Models pickle and copy.deepcopy (through the .npz format).
     Unlike Keras 3, an Input stays in model.layers (as layers[0])."""
 
+    # Keras' Model methods a subclass overrides to change what fit, evaluate or predict
+    # compute: pynn's loops run in C++ or through forward/backward, never these
+    _KERAS_STEPS = ("call", "train_step", "test_step", "predict_step", "compute_loss",
+                    "compute_metrics")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in cls._KERAS_STEPS if name in vars(cls)]
+        if overridden:
+            raise TypeError(f"class {cls.__name__}(pynn.Sequential) defines Keras' "
+                            f"{', '.join(overridden)}, which pynn's fit, evaluate and predict "
+                            f"never call (they run the layers' forward and backward, or "
+                            f"the native engine); put that computation in a layer of your "
+                            f"own (README: Custom layers) or a loop of your own "
+                            f"(model.compute_gradients, optimizer.apply_gradients)")
+
     def __init__(self, layers=None, name=None, *, trainable=True):
+        if isinstance(name, (bool, np.bool_)):  # Keras' order: Sequential(layers, trainable)
+            name, trainable = None, name
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Sequential: name must be a string, got {name!r}")
         trainable = as_bool("Sequential", "trainable", trainable)  # (None froze every layer)
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []  # (the layers property hands out copies)
@@ -312,6 +332,16 @@ class Sequential:
         if x is self.input:
             raise AttributeError(f"model {self.name!r} has no layers after its Input")
         return x
+
+    @property
+    def inputs(self):
+        """[model.input], as Keras' list of a model's inputs."""
+        return [self.input]
+
+    @property
+    def outputs(self):
+        """[model.output], as Keras' list of a model's outputs."""
+        return [self.output]
 
     @property
     def built(self):

@@ -54,7 +54,15 @@ class InputLayer(Layer):
     otherwise unused: any batch size runs. dtype must be the session's floatx if given."""
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None,
-                 input_shape=None, **kwargs):
+                 input_shape=None, sparse=None, ragged=None, input_tensor=None, optional=False,
+                 **kwargs):
+        for name, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
+            if value not in (None, False):  # (Keras' defaults taken: False, or None)
+                raise NotImplementedError(f"Input: {name}={value!r} is not supported (pynn "
+                                          f"takes dense float arrays)")
+        if input_tensor is not None:
+            raise NotImplementedError("Input: input_tensor (a backend tensor to wrap) is not "
+                                      "supported; pynn.Input(shape) declares the inputs")
         # Keras' other spellings of the shape: batch_shape (batch axis first) and the
         # older input_shape; batch_size is taken and unused (any batch size runs)
         given = [s for s in (shape, batch_shape, input_shape) if s is not None]
@@ -75,6 +83,11 @@ class InputLayer(Layer):
         shape = sample_shape("Input", shape)
         kwargs.setdefault("input_shape", shape)
         super().__init__(**kwargs)
+
+    @property
+    def shape(self):
+        """The input's shape, batch axis first (None), as Keras' Input(...).shape."""
+        return None if self.input_shape is None else (None, *self.input_shape)
 
     def __getattr__(self, name):
         # (only for names the layer lacks) model.layers[0] is the Input in pynn, unlike
@@ -113,12 +126,16 @@ class InputLayer(Layer):
         return config
 
 
-def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+def Input(shape=None, batch_size=None, dtype=None, sparse=None, ragged=None, batch_shape=None,
+          name=None, tensor=None, optional=False):
     """Keras' `Input(shape=...)`: the first element of a Sequential declaring the input shape
     without the batch axis (a number n is (n,)), or batch_shape=(None, ...) with it (its
     batch size ignored). batch_size: accepted as in Keras (a positive integer) and unused,
     since the model runs any batch size. dtype, if given, must be the session's floatx.
-    name: the layer's name (default "input_layer", numbered when taken, as Keras'). Returns
-    the InputLayer, which is model.layers[0]."""
+    name: the layer's name (default "input_layer", numbered when taken, as Keras').
+    sparse, ragged, tensor, optional: Keras' defaults are taken, others refused. Returns
+    the InputLayer, which is model.layers[0] (its `shape` is Keras' (None, ...)), or
+    which layers are called on in Keras' functional form (pynn.Model)."""
     return InputLayer(shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name)
+                      name=name, sparse=sparse, ragged=ragged, input_tensor=tensor,
+                      optional=optional)

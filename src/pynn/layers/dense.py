@@ -36,8 +36,10 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, **kwargs):
-        super().__init__(**kwargs)
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
+        # (Keras' order: a constraint given ninth is the kernel's)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
             raise ValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)  # numpy integers too

@@ -33,12 +33,12 @@ class BatchNormalization(Layer):
     them) are taken at their defaults only (False, False, None, 0.99).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, *,
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                 gamma_constraint=None, synchronized=False,
-                 renorm=False, renorm_clipping=None, renorm_momentum=0.99, **kwargs):
+                 gamma_constraint=None, renorm=False, renorm_clipping=None,
+                 renorm_momentum=0.99, synchronized=False, **kwargs):  # (Keras' order)
         for name, value, default in (("synchronized", synchronized, False),
                                      ("renorm", renorm, False),
                                      ("renorm_clipping", renorm_clipping, None),
