@@ -109,6 +109,36 @@ def test_a_head_on_a_models_output_shares_its_layers(rng):
         pynn.Sequential([pynn.Input((3,))]).output
 
 
+def test_a_layers_output_gives_a_feature_extractor(rng):
+    """Keras' Model(model.input, model.get_layer(name).output), for a Sequential (the layer's
+    output in the model it was last built in) and inside a definition."""
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(4, activation="relu", name="h"),
+                             pynn.Dense(2)])
+    features = pynn.Model(model.input, model.get_layer("h").output)
+    x = rng.normal(size=(3, 5)).astype(np.float32)
+    np.testing.assert_array_equal(features.predict(x, verbose=0),
+                                  model.layers[1](x))
+    assert model.layers[0].output is model.layers[0]  # the Input is its own tensor
+    inputs = pynn.Input((5,))
+    hidden = pynn.Dense(3)(inputs)
+    assert hidden.layer.output is hidden
+    with pytest.raises(AttributeError, match="has no output yet"):
+        pynn.Dense(3).output
+    assert not hasattr(pynn.Dense(3), "output")
+
+    class Keeps(pynn.layers.Layer):  # a layer of one's own may name an attribute output
+        def forward(self, x, training=False, logits=False):
+            self.output = x
+            return x
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    keeps = Keeps()
+    keeps(x)
+    np.testing.assert_array_equal(keeps.output, x)
+
+
 def test_what_is_not_a_chain_is_refused_by_name():
     inputs, _, outputs = _mlp_tensors()
     other = pynn.Input((20,), name="other")

@@ -14,6 +14,7 @@ a nested Keras model shares its weights.
 from __future__ import annotations
 
 import abc
+import weakref
 
 from . import config
 from .backend import get_backend
@@ -75,6 +76,39 @@ def sample_shape_of(x):
     return x.sample_shape if isinstance(x, SymbolicTensor) else x.input_shape
 
 
+# layer.output (Keras'): the tensor a layer's last symbolic call gave, while it lives, else
+# its output in the model it was last built in (both weakly held: no layer or model kept)
+_CALLED = weakref.WeakKeyDictionary()   # layer -> weakref to its SymbolicTensor
+_BUILT_IN = weakref.WeakKeyDictionary()  # layer -> weakref to its Sequential
+
+
+def remember_model(model):
+    """After a model's build: each of its layers' output is that model's (layer.output)."""
+    ref = weakref.ref(model)
+    for layer in model._layers:
+        _BUILT_IN[layer] = ref
+
+
+def layer_output(layer):
+    """layer.output: its SymbolicTensor in a functional definition, or in the model it was
+    last built in, from that model's Input."""
+    called = _CALLED.get(layer)
+    tensor = called() if called is not None else None
+    if tensor is not None:
+        return tensor
+    model = _BUILT_IN.get(layer)
+    model = model() if model is not None else None
+    if model is not None and layer in model._layers and isinstance(model._layers[0],
+                                                                   InputLayer):
+        x = model._layers[0]
+        for each in model._layers[1:model._layers.index(layer) + 1]:
+            x = call_layer(each, x, training=False)
+        return x
+    raise AttributeError(f"layer {layer.name!r} has no output yet: it is known once the "
+                         f"layer is called on pynn.Input(...) (or a layer's output), or built "
+                         f"in a model that starts with an Input")
+
+
 def call_layer(layer, x, training):
     """layer(x) on a symbolic x: the layer built for x's samples (now, as Keras builds it, so
     a shape that does not fit fails at this line), and its output's SymbolicTensor."""
@@ -91,7 +125,9 @@ def call_layer(layer, x, training):
                         f"logits)")
     shape = sample_shape_of(x)
     layer._build_for(shape, layer.backend or get_backend(), config.floatx())
-    return SymbolicTensor(layer, x, layer.compute_output_shape(shape))
+    tensor = SymbolicTensor(layer, x, layer.compute_output_shape(shape))
+    _CALLED[layer] = weakref.ref(tensor)
+    return tensor
 
 
 def call_model(model, x, training):

@@ -421,6 +421,9 @@ class Sequential:
         except BaseException:
             _restore_state(before)
             raise
+        from . import functional
+
+        functional.remember_model(self)  # (layer.output: in this model)
 
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""

@@ -96,6 +96,8 @@ class InputLayer(Layer):
             raise AttributeError(f"{type(self).__name__} {self.name!r} has no {name}: "
                                  f"model.layers starts with the Input in pynn (unlike Keras "
                                  f"3), so the first Dense is model.layers[1]")
+        if name == "output":  # (Keras': the Input's tensor, which the Input is in pynn)
+            return self
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property

@@ -737,6 +737,14 @@ class Layer(AutoConfig):
         """The layer that get_config describes."""
         return cls(**config)
 
+    def __getattr__(self, name):
+        # (only for names the layer lacks: a layer of one's own may set self.output itself)
+        if name == "output":  # Keras' layer.output, for pynn.Model(m.input, layer.output)
+            from .. import functional
+
+            return functional.layer_output(self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __call__(self, x, training=False):
         """The layer on an array (built on first use; GPU arrays stay on a GPU backend):
         inference, or with training=True as in a training step (dropout active, batch
