@@ -386,13 +386,20 @@ def test_keras_positional_orders():
     assert Scaled("scaled").name == "scaled" and Scaled("s", "sum").reduction == "sum"
     assert pynn.losses.MeanSquaredError("sum").reduction == "sum"
     assert pynn.losses.Huber(2.0, "sum", "h").name == "h"
+    f1 = pynn.metrics.F1Score("micro", 0.4, "f")
+    assert (f1.average, f1.threshold, f1.name) == ("micro", 0.4, "f")
+    with pytest.raises(TypeError, match=r"give the threshold by keyword, "
+                                        r"F1Score\(threshold=0.5\)"):
+        pynn.metrics.F1Score(0.5)
     keras = import_keras()
     for ours, theirs, count in ((pynn.layers.Dense, keras.layers.Dense, 10),
                                 (pynn.layers.BatchNormalization,
                                  keras.layers.BatchNormalization, 13),
                                 (pynn.losses.Loss, keras.losses.Loss, 3),
                                 (pynn.losses.MeanSquaredError, keras.losses.MeanSquaredError, 3),
-                                (pynn.Input, keras.Input, 9)):
+                                (pynn.Input, keras.Input, 9),
+                                (pynn.metrics.F1Score, keras.metrics.F1Score, 4),
+                                (pynn.metrics.FBetaScore, keras.metrics.FBetaScore, 5)):
         assert list(inspect.signature(ours).parameters)[:count] == \
             list(inspect.signature(theirs).parameters)[:count], ours
 

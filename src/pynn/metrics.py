@@ -1433,11 +1433,13 @@ class F1Score(_ConfusionMetric):
     direction = "up"
     _per_column = True
 
-    def __init__(self, threshold=None, multilabel=None, name=None, *, average=None,
-                 dtype=None):
-        if isinstance(threshold, str):  # Keras' F1Score("macro"): average comes first there
-            raise TypeError(f"F1Score: threshold={threshold!r}; give the average by keyword: "
-                            f"F1Score(average={threshold!r})")
+    def __init__(self, average=None, threshold=None, name=None, dtype=None, *,
+                 multilabel=None):  # (Keras' order)
+        if isinstance(average, numbers.Real) and not isinstance(average, bool):
+            # pynn's order before 2026-12-05 (threshold first): say so, not "unknown average"
+            raise TypeError(f"F1Score: average={average!r}; F1Score takes Keras' order "
+                            f"(average, threshold, name): give the threshold by keyword, "
+                            f"F1Score(threshold={average!r})")
         self.average = _check_average(type(self).__name__, average)
         super().__init__(threshold, multilabel, name)  # a threshold given: Keras' reading
 
@@ -1465,7 +1467,7 @@ class FBetaScore(F1Score):
                 not 0 < beta < float("inf"):
             raise ValueError(f"FBetaScore: beta must be a number > 0, got {beta!r}")
         self.beta = float(beta)
-        super().__init__(threshold, multilabel, name, average=average, dtype=dtype)
+        super().__init__(average, threshold, name, dtype, multilabel=multilabel)
 
     def get_config(self):
         return {**super().get_config(), "beta": self.beta}
