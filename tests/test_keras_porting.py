@@ -426,3 +426,19 @@ def test_a_sequential_subclass_with_kerass_steps_is_refused():
             return super().fit(*args, **kwargs)
 
     assert isinstance(Logged([pynn.Input((2,)), pynn.layers.Dense(1)]), pynn.Model)
+
+
+def test_build_without_a_shape_and_compute_output_shape():
+    model = pynn.Sequential([pynn.Input((4, 3)), pynn.layers.Flatten(), pynn.layers.Dense(2)])
+    model.build()  # Keras' build(input_shape=None): the Input's shape
+    assert model.built
+    assert model.compute_output_shape((None, 4, 3)) == (None, 2)
+    assert model.compute_output_shape((7, 4, 3)) == (7, 2)
+    with pytest.raises(ValueError, match="starts with the batch axis"):
+        model.compute_output_shape((12,))
+    with pytest.raises(ValueError, match="does not know its input shape yet"):
+        pynn.Sequential([pynn.layers.Dense(2)]).build()
+    keras = import_keras()
+    theirs = keras.Sequential([keras.Input((4, 3)), keras.layers.Flatten(),
+                               keras.layers.Dense(2)])
+    assert tuple(theirs.compute_output_shape((7, 4, 3))) == (7, 2)

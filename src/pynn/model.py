@@ -362,11 +362,33 @@ class Sequential:
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def build(self, input_shape):
+    def compute_output_shape(self, input_shape):
+        """Keras' model.compute_output_shape: the output's shape for inputs of `input_shape`
+        (batch axis first: (None, 784) -> (None, 10)), from the layers' own shapes."""
+        try:
+            shape = as_shape(input_shape)
+        except TypeError:
+            raise TypeError(f"compute_output_shape: expected a shape such as (None, "
+                            f"features), got {input_shape!r}") from None
+        if len(shape) < 2:
+            raise ValueError(f"compute_output_shape: the shape starts with the batch axis, "
+                             f"e.g. (None, features); got {input_shape!r}")
+        batch, sample = shape[0], tuple(shape[1:])
+        for layer in self._compute_layers:
+            sample = layer.compute_output_shape(sample)
+        return (batch, *sample)
+
+    def build(self, input_shape=None):
         """Create the weights for inputs of `input_shape`, which starts with the batch axis
         as in Keras ((None, features), (32, 28, 28) for 28x28 samples); a 1-tuple
-        (features,) or a bare number is the sample shape. (model.input_shape and
-        output_shape are sample shapes, without the batch axis.)"""
+        (features,) or a bare number is the sample shape; None (Keras' default): the input
+        shape the model knows. (model.input_shape and output_shape are sample shapes,
+        without the batch axis.)"""
+        if input_shape is None:
+            if self.input_shape is None:
+                raise ValueError("build: the model does not know its input shape yet; give "
+                                 "one, e.g. build((None, features))")
+            input_shape = (None, *self.input_shape)
         try:
             given = shape = as_shape(input_shape)
         except TypeError:
