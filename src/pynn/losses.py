@@ -22,6 +22,8 @@ pynn reports the true loss (20) and its gradient. The metrics of those names (me
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 
@@ -1104,7 +1106,10 @@ def get(identifier) -> Loss:
         return cls()
     if isinstance(identifier, dict) and "class_name" in identifier:
         return _custom.rebuild(identifier, _pynn_class, "loss")
-    if callable(identifier):  # Keras' loss functions: pynn would need their gradient
+    from_function = _from_function(identifier) if callable(identifier) else None
+    if from_function is not None:  # loss=pynn.losses.binary_crossentropy, as Keras takes it
+        return from_function
+    if callable(identifier):  # a function of one's own: pynn would need its gradient
         raise ValueError(f"cannot use the function {getattr(identifier, '__name__', identifier)!r}"
                          f" as a loss: pynn has no autodiff, so a loss of your own is a "
                          f"pynn.losses.Loss subclass giving its value and gradient "
@@ -1119,21 +1124,78 @@ def serialize(loss: Loss) -> dict:
     return _custom.describe(loss)
 
 
-_KERAS_FUNCTIONS = ("binary_crossentropy", "categorical_crossentropy",
-                    "sparse_categorical_crossentropy", "mean_squared_error",
-                    "mean_absolute_error", "huber", "kl_divergence", "log_cosh", "hinge",
-                    "poisson", "binary_focal_crossentropy", "categorical_hinge",
-                    "squared_hinge", "mean_absolute_percentage_error",
-                    "mean_squared_logarithmic_error", "cosine_similarity")
+def _function_form(name, cls, options):
+    """Keras' function form of the loss `cls`: name(y_true, y_pred, **options), the loss of
+    each sample (the class with reduction "none"; options the class's own arguments), and
+    compile(loss=name) (or a functools.partial of it) trains with cls(**options)."""
+    def loss_function(y_true, y_pred, **given):
+        unknown = sorted(set(given) - set(options))
+        if unknown:
+            raise TypeError(f"{name}() got unexpected keyword argument(s) {unknown}; it "
+                            f"takes {', '.join(options) or 'no options'}")
+        return cls(reduction="none", **given)(y_true, y_pred)
+
+    defaults = inspect.signature(cls).parameters
+    loss_function.__name__ = loss_function.__qualname__ = name
+    loss_function.__module__ = __name__
+    loss_function.__doc__ = (f"Keras' {name}(y_true, y_pred{''.join(', ' + o for o in options)})"
+                             f": each sample's {cls.__name__} (reduction 'none'); as a "
+                             f"compile() loss, {cls.__name__}({', '.join(options)}).")
+    loss_function.__signature__ = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+         for n in ("y_true", "y_pred")] +
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           default=defaults[n].default) for n in options])
+    loss_function.loss_class, loss_function.options = cls, tuple(options)
+    return loss_function
 
 
-def __getattr__(name):
-    # keras.losses' functions (loss=keras.losses.categorical_crossentropy in older examples)
-    if name in _KERAS_FUNCTIONS:
-        raise AttributeError(f"module 'pynn.losses' has no function {name!r}: give the loss "
-                             f"by its name, compile(loss={name!r}), or as an object "
-                             f"(pynn has no autodiff, so its losses are Loss objects)")
-    raise AttributeError(f"module 'pynn.losses' has no attribute {name!r}")
+_CROSSENTROPY_OPTIONS = ("from_logits", "label_smoothing", "axis")
+binary_crossentropy = _function_form("binary_crossentropy", BinaryCrossentropy,
+                                     _CROSSENTROPY_OPTIONS)
+categorical_crossentropy = _function_form("categorical_crossentropy", CategoricalCrossentropy,
+                                          _CROSSENTROPY_OPTIONS)
+sparse_categorical_crossentropy = _function_form(
+    "sparse_categorical_crossentropy", SparseCategoricalCrossentropy,
+    ("from_logits", "ignore_class", "axis"))
+binary_focal_crossentropy = _function_form(
+    "binary_focal_crossentropy", BinaryFocalCrossentropy,
+    ("apply_class_balancing", "alpha", "gamma") + _CROSSENTROPY_OPTIONS)
+categorical_focal_crossentropy = _function_form(
+    "categorical_focal_crossentropy", CategoricalFocalCrossentropy,
+    ("alpha", "gamma") + _CROSSENTROPY_OPTIONS)
+huber = _function_form("huber", Huber, ("delta",))
+cosine_similarity = _function_form("cosine_similarity", CosineSimilarity, ("axis",))
+mean_squared_error = _function_form("mean_squared_error", MeanSquaredError, ())
+mean_absolute_error = _function_form("mean_absolute_error", MeanAbsoluteError, ())
+mean_absolute_percentage_error = _function_form("mean_absolute_percentage_error",
+                                                MeanAbsolutePercentageError, ())
+mean_squared_logarithmic_error = _function_form("mean_squared_logarithmic_error",
+                                                MeanSquaredLogarithmicError, ())
+kl_divergence = _function_form("kl_divergence", KLDivergence, ())
+log_cosh = _function_form("log_cosh", LogCosh, ())
+poisson = _function_form("poisson", Poisson, ())
+hinge = _function_form("hinge", Hinge, ())
+squared_hinge = _function_form("squared_hinge", SquaredHinge, ())
+categorical_hinge = _function_form("categorical_hinge", CategoricalHinge, ())
+
+
+def _from_function(identifier):
+    """The Loss that one of the function forms above (or a functools.partial of one, its
+    options by keyword) stands for in compile(), else None."""
+    fn, given = identifier, {}
+    if isinstance(identifier, functools.partial):
+        fn, given = identifier.func, dict(identifier.keywords)
+        if identifier.args:
+            raise ValueError(f"a partial of the loss function {fn.__name__!r} gives options "
+                             f"by keyword only, got {identifier.args!r}")
+    cls = getattr(fn, "loss_class", None)
+    if cls is None or fn is not globals().get(getattr(fn, "__name__", None)):
+        return None
+    unknown = sorted(set(given) - set(fn.options))
+    if unknown:
+        raise ValueError(f"the loss function {fn.__name__!r} takes no option(s) {unknown}")
+    return cls(**given)
 
 
 def deserialize(config, custom_objects=None):
