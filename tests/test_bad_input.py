@@ -508,8 +508,10 @@ def test_build_checks_the_shape_as_input_does(shape):
     model = pynn.Sequential([pynn.Dense(2)])
     with pytest.raises(ValueError, match="positive integers"):
         model.build(shape)
+    with pytest.raises(ValueError, match="does not know its input shape yet"):
+        pynn.Sequential([pynn.Dense(2)]).build(None)  # (Keras' default: the Input's)
     with pytest.raises(TypeError, match="a shape such as"):
-        pynn.Sequential([pynn.Dense(2)]).build(None)
+        pynn.Sequential([pynn.Dense(2)]).build(object())
     model.build((None, np.int64(3)))
     assert model.input_shape == (3,)
 
