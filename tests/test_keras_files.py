@@ -302,6 +302,8 @@ def _changed(functional, change):
                                    "config": {**c["layers"][4]["config"], "name": "branch"}}),
      r"layers \['branch'\] of its Functional model are off the way"),
     (lambda c: c["layers"].insert(1, c["layers"].pop(2)), "out of the order they run in"),
+    (lambda c: c["layers"][4].update(inbound_nodes=[[["dropout", 0, 0, {}]]]),
+     "described in Keras 2's"),
     (lambda c: c["layers"][1]["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
      .__setitem__(0, "out"), "form a loop"),
 ])

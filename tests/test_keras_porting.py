@@ -373,16 +373,19 @@ def test_keras_positional_orders():
     norm = pynn.layers.BatchNormalization(-1, 0.9, 1e-3, True, True, "zeros", "ones", "zeros",
                                           "ones", "l2")
     assert norm.momentum == 0.9 and norm.beta_regularizer is not None
-    model = pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)], False)
-    assert not model.layers[1].trainable and model.name.startswith("sequential")
-    with pytest.raises(TypeError, match="name must be a string, got 3"):
-        pynn.Sequential([], 3)
+    with pytest.raises(TypeError, match="give trainable=False by keyword"):
+        pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)], False)
+    assert pynn.Sequential([], 3).name == 3  # (as before: files hold such names)
 
     class Scaled(pynn.losses.Loss):
         def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
             raise NotImplementedError
 
     assert Scaled("scaled").name == "scaled" and Scaled("s", "sum").reduction == "sum"
+    for args in (("sum",), ("sum", "mine")):  # pynn's order before: read so, with a warning
+        with pytest.warns(DeprecationWarning, match="the base Loss takes the name first"):
+            loss = Scaled(*args)
+        assert loss.reduction == "sum" and loss.name == ("mine" if len(args) == 2 else "loss")
     assert pynn.losses.MeanSquaredError("sum").reduction == "sum"
     assert pynn.losses.Huber(2.0, "sum", "h").name == "h"
     f1 = pynn.metrics.F1Score("micro", 0.4, "f")
@@ -411,6 +414,8 @@ def test_kerass_input_arguments_and_shape():
             pynn.Input((4,), **{name: True})
     with pytest.raises(NotImplementedError, match="input_tensor"):
         pynn.Input((4,), tensor=np.zeros((1, 4)))
+    with pytest.raises(TypeError, match="give batch_shape= by keyword"):
+        pynn.Input(None, None, None, (None, 4))  # pynn's order before: batch_shape fourth
 
 
 def test_a_sequential_subclass_with_kerass_steps_is_refused():

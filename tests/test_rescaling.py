@@ -104,6 +104,34 @@ def test_the_native_engine_trains_it_first_as_the_layer_path_does(rng):
     hidden = model.layers[3](x[:4] / np.float32(255) + np.float32(3))
     np.testing.assert_allclose(model.predict(x[:4]), model.layers[5](hidden), rtol=1e-5,
                                atol=1e-6)
+    images = x.reshape(96, 2, 3)
+    for first in ("rescaling", "flatten"):  # (2, 3) samples: the same either way
+
+        def image_model():
+            pynn.set_seed(6)
+            flatten = pynn.Flatten()
+            if first == "rescaling":  # per feature of the last axis
+                head = [Rescaling([1.0, -2.0, 0.5], offset=[0.0, 1.0, 2.0]), flatten]
+            else:
+                head = [flatten, Rescaling([1.0, -2.0, 0.5] * 2, offset=[0.0, 1.0, 2.0] * 2)]
+            model = pynn.Sequential([pynn.Input((2, 3)), *head,
+                                     pynn.Dense(3, activation="softmax")])
+            model.compile("adam", "sparse_categorical_crossentropy")
+            return model
+
+        runs = []
+        for engine in ("native", "layers"):
+            model = image_model()
+            runs.append(model.fit(images, y, epochs=2, batch_size=16, verbose=0,
+                                  engine=engine, shuffle=False).history["loss"])
+            if engine == "native":
+                assert model.engine_reason is None
+                dense = model.layers[3]
+                want = dense(images[:5].reshape(5, 6) * np.float32([1, -2, 0.5] * 2) +
+                             np.float32([0, 1, 2] * 2))
+                np.testing.assert_allclose(model.predict(images[:5]), want, rtol=1e-5,
+                                           atol=1e-6)
+        np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
     later = pynn.Sequential([pynn.Input((6,)), pynn.Dense(6), Rescaling(2.0),
                              pynn.Dense(3)])
     later.compile("adam", "mse")
@@ -151,7 +179,7 @@ def test_identity_returns_a_new_array_of_the_same_values(rng):
     (True, TypeError, "scale must be a number or per-feature numbers, got True"),
     ("2", TypeError, "scale must be a number"),
     (float("nan"), ValueError, "scale must be finite"),
-    ([[1.0, 2.0]], ValueError, r"1-D sequence of per-feature numbers, got shape \(1, 2\)"),
+    ([[1.0], [2.0]], ValueError, r"1-D sequence of per-feature numbers, got shape \(2, 1\)"),
     ([], ValueError, "got shape"),
 ])
 def test_misuse_is_named(scale, error, message):
@@ -169,6 +197,9 @@ def test_per_feature_factors_must_fit_the_features():
     model = pynn.Sequential([pynn.Input((3,)), Rescaling(1.0)])
     with pytest.raises(ValueError, match="offset has 2 values for inputs of 3 features"):
         model.layers[1].offset = [1.0, 2.0]
+    model.layers[1].scale = np.array([[1.0, 2.0, 3.0]])  # (1, n): per feature, as Keras
+    assert model.layers[1].scale == (1.0, 2.0, 3.0)
+    model.layers[1].scale = 1.0
     model.layers[1].offset = [1.0]  # one value: every feature
     np.testing.assert_array_equal(model.predict(np.zeros((1, 3), np.float32)), [[1, 1, 1]])
 

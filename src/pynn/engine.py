@@ -122,15 +122,17 @@ def _dense_stack(model, for_training=True):
         if type(layer) in (InputLayer, Identity):
             continue
         if (type(layer) is Flatten or type(layer) is Reshape and len(layer.target_shape) == 1) \
-                and not stack and stack.input_bn is None and stack.input_dropout is None:
-            continue  # the engine reads each sample as one row (C order) anyway
+                and not stack and stack.input_dropout is None and \
+                type(stack.input_bn) in (type(None), Rescaling):
+            continue  # the engine reads each sample as one row (C order) anyway (a
+            #           Rescaling, element by element, the same before or after)
         if type(layer) in (*_NORMALISATIONS, Normalization, Rescaling) and not stack \
                 and stack.input_bn is None:
             if stack.input_dropout is not None:
                 return (f"normalization after the inputs' dropout (layer {layer.name!r})")
             if type(layer) is Normalization and layer.invert:
                 return f"Normalization {layer.name!r} with invert=True"
-            if len(sample or ()) != 1:
+            if len(sample or ()) != 1 and not (type(layer) is Rescaling and sample):
                 return (f"{type(layer).__name__} {layer.name!r} of multi-axis (or not yet "
                         f"known) samples")
             stack.input_bn = layer  # normalises (or rescales) the inputs
@@ -538,8 +540,10 @@ def _normalisation(layer, training, features):
     frozen one of mean 0 and variance 1: (x - 0) / 1 * scale + offset, x * scale + offset
     to the bit)."""
     if type(layer) is Rescaling:
-        def per_feature(value):
-            return np.array(np.broadcast_to(np.float32(value), (features,)))  # (writable)
+        def per_feature(value):  # (along the last axis of each sample, read as one row)
+            last = np.float32(value).reshape(-1)
+            return np.array(np.tile(last, features // last.size)
+                            if last.size > 1 else np.broadcast_to(last, (features,)))
         return (per_feature(layer.scale), per_feature(layer.offset), per_feature(0.0),
                 per_feature(1.0), 0.0, 0.0, EPSILON, False)
     if type(layer) is Normalization:

@@ -76,37 +76,85 @@ def sample_shape_of(x):
     return x.sample_shape if isinstance(x, SymbolicTensor) else x.input_shape
 
 
-# layer.output (Keras'): the tensor a layer's last symbolic call gave, while it lives, else
-# its output in the model it was last built in (both weakly held: no layer or model kept)
-_CALLED = weakref.WeakKeyDictionary()   # layer -> weakref to its SymbolicTensor
-_BUILT_IN = weakref.WeakKeyDictionary()  # layer -> weakref to its Sequential
+class _WeakRegistry:
+    """object -> a weakly held value, holding neither: keyed by id, since a layer of one's own
+    may be unhashable (a dataclass); an entry goes with its object."""
+
+    def __init__(self):
+        self._entries = {}
+
+    def set_first(self, obj, value):
+        """obj -> value, unless obj's value is set and alive (Keras' layer.output is its
+        first call's)."""
+        if self.get(obj) is not None:
+            return
+        key, entries = id(obj), self._entries
+        entries[key] = (weakref.ref(obj, lambda _, key=key: entries.pop(key, None)),
+                        weakref.ref(value))
+
+    def get(self, obj):
+        entry = self._entries.get(id(obj))
+        return entry[1]() if entry is not None and entry[0]() is obj else None
+
+
+# layer.output (Keras': its first call's): the tensor a layer's first call in a definition
+# gave, while it lives, else its output in the first model it was built in, while that
+# model lives
+_CALLED = _WeakRegistry()    # layer -> its SymbolicTensor
+_BUILT_IN = _WeakRegistry()  # layer -> its Sequential
 
 
 def remember_model(model):
-    """After a model's build: each of its layers' output is that model's (layer.output)."""
-    ref = weakref.ref(model)
+    """After a model's build: each of its layers' output is that model's (layer.output),
+    unless the layer's first model lives."""
     for layer in model._layers:
-        _BUILT_IN[layer] = ref
+        _BUILT_IN.set_first(layer, model)
+
+
+def model_input(model):
+    """model.input: its Input, or for a model given its input shape otherwise (input_shape=
+    on its first layer, or built) an Input of that shape kept for it, as Keras makes one."""
+    layers = model._layers
+    if layers and isinstance(layers[0], InputLayer):
+        return layers[0]
+    shape = model.input_shape
+    if shape is None:
+        raise AttributeError(f"model {model.name!r} does not know its input shape yet, and "
+                             f"so has no defined input or output")
+    kept = model.__dict__.get("_implicit_input")
+    if kept is None or kept.input_shape != tuple(shape):
+        kept = model.__dict__["_implicit_input"] = InputLayer(shape=shape)
+    return kept
+
+
+def model_output(model, upto=None):
+    """The SymbolicTensor of the model's layers from its Input (up to the layer `upto`), for
+    model.output and layer.output: shapes only, nothing built or recorded."""
+    x = model_input(model)
+    layers = [layer for layer in model._layers if layer is not x]
+    for layer in layers[:layers.index(upto) + 1 if upto in layers else len(layers)]:
+        try:
+            x = SymbolicTensor(layer, x, layer.compute_output_shape(sample_shape_of(x)))
+        except (TypeError, ValueError) as exc:  # (an attribute: hasattr says False)
+            raise AttributeError(f"model {model.name!r}: layer {layer.name!r} gives no "
+                                 f"output shape ({exc})") from exc
+    return x
 
 
 def layer_output(layer):
     """layer.output: its SymbolicTensor in a functional definition, or in the model it was
-    last built in, from that model's Input."""
-    called = _CALLED.get(layer)
-    tensor = called() if called is not None else None
+    last built in, from that model's Input; an Input is its own."""
+    if isinstance(layer, InputLayer):
+        return layer
+    tensor = _CALLED.get(layer)
     if tensor is not None:
         return tensor
     model = _BUILT_IN.get(layer)
-    model = model() if model is not None else None
-    if model is not None and layer in model._layers and isinstance(model._layers[0],
-                                                                   InputLayer):
-        x = model._layers[0]
-        for each in model._layers[1:model._layers.index(layer) + 1]:
-            x = call_layer(each, x, training=False)
-        return x
+    if model is not None and any(each is layer for each in model._layers):
+        return model_output(model, upto=layer)
     raise AttributeError(f"layer {layer.name!r} has no output yet: it is known once the "
                          f"layer is called on pynn.Input(...) (or a layer's output), or built "
-                         f"in a model that starts with an Input")
+                         f"in a model")
 
 
 def call_layer(layer, x, training):
@@ -126,7 +174,7 @@ def call_layer(layer, x, training):
     shape = sample_shape_of(x)
     layer._build_for(shape, layer.backend or get_backend(), config.floatx())
     tensor = SymbolicTensor(layer, x, layer.compute_output_shape(shape))
-    _CALLED[layer] = weakref.ref(tensor)
+    _CALLED.set_first(layer, tensor)
     return tensor
 
 
@@ -175,7 +223,10 @@ def chain_model(inputs, outputs, name=None, trainable=True):
                              f"outputs; a pynn model runs each layer once (a Keras model "
                              f"may reuse one)")
         seen.add(id(layer))
-    return Sequential([source, *layers], name=name, trainable=trainable)
+    from .layers.base import unique_name
+
+    return Sequential([source, *layers], name=name or unique_name("functional"),
+                      trainable=trainable)
 
 
 class Model(abc.ABC):
@@ -194,6 +245,12 @@ class Model(abc.ABC):
                             "form, Model(inputs, outputs), not a model subclassed from "
                             "Model; README: Custom layers)")
         return chain_model(inputs, outputs, name=name, trainable=trainable)
+
+    @staticmethod
+    def from_config(config, custom_objects=None):
+        """The model get_config() described (Keras' Model.from_config): a Sequential's
+        config, or Keras' of a Sequential or of a Functional chain."""
+        return Sequential.from_config(config, custom_objects)
 
     def __init_subclass__(cls, **kwargs):
         raise TypeError(f"class {cls.__name__}(pynn.Model): pynn has no subclassed models "

@@ -437,6 +437,10 @@ def _chain_entries(body, entries, where):
         if name == start:
             break
         nodes = entry.get("inbound_nodes")
+        if isinstance(nodes, list) and nodes and isinstance(nodes[0], list):
+            raise ValueError(f"{where!r}: its Functional model is described in Keras 2's "
+                             f"(tf.keras') format; pynn reads Keras 3's (save it with Keras "
+                             f"3, or rebuild it as a Sequential)")
         if not isinstance(nodes, list) or len(nodes) != 1:
             raise ValueError(f"{where!r}: layer {name!r} of its Functional model is called "
                              f"{len(nodes) if isinstance(nodes, list) else 'an unknown number of'} "

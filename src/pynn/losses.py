@@ -26,6 +26,7 @@ import functools
 import inspect
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -83,7 +84,16 @@ class Loss(_custom.AutoConfig):
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         # (Keras' base Loss takes the name first; its built-in losses, as pynn's, take
-        # reduction first)
+        # reduction first. pynn's base took reduction first before 2026-12-05: a reduction
+        # given first is still read so, with a warning.)
+        if name in _REDUCTIONS and (reduction not in _REDUCTIONS or
+                                    reduction == "sum_over_batch_size"):
+            warnings.warn(f"Loss({name!r}, ...): the base Loss takes the name first, as "
+                          f"Keras' (Loss(name, reduction, dtype)); {name!r} is read as the "
+                          f"reduction: give reduction= by keyword", DeprecationWarning,
+                          stacklevel=3)
+            name, reduction = (None if reduction == "sum_over_batch_size" else reduction,
+                               name)
         if name is not None:  # Keras' name (messages; saved with the loss)
             if not isinstance(name, str):
                 raise TypeError(f"{self.name}: name must be a string, got {name!r}")

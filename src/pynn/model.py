@@ -39,7 +39,8 @@ from .custom_objects import custom_object_scope, describe, is_custom, keras_meth
 from .engine import epoch_order
 from .interrupts import DeferredInterrupt, StepGuard
 from .layers import Flatten, Input, InputLayer, Layer, RandomLayer, Reshape, get_class
-from .layers.base import _keywords_taken, as_bool, as_flag, as_shape, forward_of, unique_name
+from .layers.base import (KerasAttribute, _keywords_taken, as_bool, as_flag, as_shape,
+                          forward_of, unique_name)
 from .progress import EpochProgress, check_verbose, logs_line
 
 # compile()'s metric arguments and the attributes that keep them (as given)
@@ -150,10 +151,9 @@ class Sequential:
                             f"(model.compute_gradients, optimizer.apply_gradients)")
 
     def __init__(self, layers=None, name=None, *, trainable=True):
-        if isinstance(name, (bool, np.bool_)):  # Keras' order: Sequential(layers, trainable)
-            name, trainable = None, name
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"Sequential: name must be a string, got {name!r}")
+        if isinstance(name, (bool, np.bool_)):  # Keras' Sequential(layers, trainable) order
+            raise TypeError(f"Sequential: name={name!r}; pynn's second argument is the name "
+                            f"(Keras' is trainable): give trainable={name!r} by keyword")
         trainable = as_bool("Sequential", "trainable", trainable)  # (None froze every layer)
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []  # (the layers property hands out copies)
@@ -309,36 +309,32 @@ class Sequential:
         (None, 784)); None before the model knows it."""
         return self.layers[0].input_shape if self.layers else None
 
-    @property
+    @KerasAttribute
     def input(self):
         """The model's Input (Keras' model.input, in Keras' functional form: a layer called
         on it, or pynn.Model(model.input, ...)); a model declared without one has none."""
-        first = self._layers[0] if self._layers else None
-        if not isinstance(first, InputLayer):
-            raise AttributeError(f"model {self.name!r} has no Input (pynn.Input(...) as its "
-                                 f"first layer) and so no defined input")
-        return first
+        from . import functional
 
-    @property
+        return functional.model_input(self)
+
+    @KerasAttribute
     def output(self):
         """The output of the model's layers from its Input, as a symbolic tensor (Keras'
         model.output): `pynn.Model(base.input, pynn.Dense(10)(base.output))` puts a head on
         the model's layers, sharing them."""
         from . import functional
 
-        x = self.input
-        for layer in self._compute_layers:
-            x = functional.call_layer(layer, x, training=False)
-        if x is self.input:
+        x = functional.model_output(self)
+        if isinstance(x, InputLayer):
             raise AttributeError(f"model {self.name!r} has no layers after its Input")
         return x
 
-    @property
+    @KerasAttribute
     def inputs(self):
         """[model.input], as Keras' list of a model's inputs."""
         return [self.input]
 
-    @property
+    @KerasAttribute
     def outputs(self):
         """[model.output], as Keras' list of a model's outputs."""
         return [self.output]
@@ -2092,10 +2088,11 @@ class Sequential:
         moving ones, as Keras does) without any weight update. model(tensor) on pynn.Input(...)
         or a layer's output (Keras' functional form) adds the model's layers to a chain
         for pynn.Model, sharing them."""
-        from . import functional
+        if not isinstance(x, np.ndarray):
+            from . import functional
 
-        if functional.is_symbolic(x):
-            return functional.call_model(self, x, training)
+            if functional.is_symbolic(x):
+                return functional.call_model(self, x, training)
         if not training:
             return self.predict(x)
         if self.backend is None:

@@ -56,6 +56,9 @@ class InputLayer(Layer):
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None,
                  input_shape=None, sparse=None, ragged=None, input_tensor=None, optional=False,
                  **kwargs):
+        if isinstance(sparse, (tuple, list)):  # Input(shape, batch_size, dtype, batch_shape)
+            raise TypeError(f"Input: sparse={sparse!r}; the fourth argument is Keras' sparse "
+                            f"(its order): give batch_shape= by keyword")
         for name, value in (("sparse", sparse), ("ragged", ragged), ("optional", optional)):
             if value not in (None, False):  # (Keras' defaults taken: False, or None)
                 raise NotImplementedError(f"Input: {name}={value!r} is not supported (pynn "
@@ -96,8 +99,6 @@ class InputLayer(Layer):
             raise AttributeError(f"{type(self).__name__} {self.name!r} has no {name}: "
                                  f"model.layers starts with the Input in pynn (unlike Keras "
                                  f"3), so the first Dense is model.layers[1]")
-        if name == "output":  # (Keras': the Input's tensor, which the Input is in pynn)
-            return self
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property

@@ -367,6 +367,33 @@ def _passing_taken(cls, method, flag):
     return call
 
 
+class KerasAttribute:
+    """A computed attribute of Keras' (layer.output, model.input, ...) that an object may set
+    for itself (a layer of one's own keeping self.output): what it set is what it reads."""
+
+    def __init__(self, compute):
+        self.compute, self.__doc__ = compute, compute.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        own = obj.__dict__.get(self.name, _NOT_SET)
+        return self.compute(obj) if own is _NOT_SET else own
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = value
+
+    def __delete__(self, obj):
+        if obj.__dict__.pop(self.name, _NOT_SET) is _NOT_SET:
+            raise AttributeError(self.name)
+
+
+_NOT_SET = object()
+
+
 class Layer(AutoConfig):
     """Base class of every layer."""
 
@@ -737,13 +764,14 @@ class Layer(AutoConfig):
         """The layer that get_config describes."""
         return cls(**config)
 
-    def __getattr__(self, name):
-        # (only for names the layer lacks: a layer of one's own may set self.output itself)
-        if name == "output":  # Keras' layer.output, for pynn.Model(m.input, layer.output)
-            from .. import functional
+    @KerasAttribute
+    def output(self):
+        """Keras' layer.output, for pynn.Model(model.input, layer.output): the layer's
+        output tensor in the functional definition it was called in, else in the model
+        (starting with an Input) it was last built in."""
+        from .. import functional
 
-            return functional.layer_output(self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return functional.layer_output(self)
 
     def __call__(self, x, training=False):
         """The layer on an array (built on first use; GPU arrays stay on a GPU backend):
@@ -752,10 +780,15 @@ class Layer(AutoConfig):
         from ..data import as_layer_input
         from . import ELEMENTWISE_LAYERS
 
-        from .. import functional
+        if not isinstance(x, np.ndarray):
+            from .. import functional
 
-        if functional.is_symbolic(x):  # Keras' functional form: Dense(64)(pynn.Input((784,)))
-            return functional.call_layer(self, x, training)
+            if functional.is_symbolic(x):  # Keras' functional form: Dense(64)(Input((784,)))
+                return functional.call_layer(self, x, training)
+            if type(x).__name__ == "KerasTensor":
+                raise TypeError(f"layer {self.name!r} was called on a Keras tensor "
+                                f"(keras.Input): pynn's layers are called on pynn.Input(...) "
+                                f"to define a model, or on arrays")
         if isinstance(x, Layer):
             raise TypeError(f"layer {self.name!r} was called on the layer {x.name!r}: a "
                             f"layer is called on arrays, or on pynn.Input(...) (or another "

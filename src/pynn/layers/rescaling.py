@@ -9,8 +9,9 @@ from .base import Layer
 
 
 def _factor(name, value):
-    """A number, or per-feature numbers (a sequence or 1-D array: the last axis's size, or
-    one), as floats; Keras' description of a numpy array ({"class_name": "__numpy__"}) too."""
+    """A number, or per-feature numbers (a sequence or 1-D array, or one of shape (1, n): the
+    last axis's size, or one), as floats; Keras' description of a numpy array
+    ({"class_name": "__numpy__"}) too."""
     if isinstance(value, dict) and value.get("class_name") == "__numpy__":
         value = (value.get("config") or {}).get("value")
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
@@ -21,6 +22,8 @@ def _factor(name, value):
     except (TypeError, ValueError):
         raise TypeError(f"Rescaling: {name} must be a number or per-feature numbers, got "
                         f"{value!r}") from None
+    if array.ndim > 1 and all(d == 1 for d in array.shape[:-1]):
+        array = array.reshape(-1)  # (1, n), as Keras broadcasts it over (batch, n)
     if array.ndim > 1 or array.size == 0:
         raise ValueError(f"Rescaling: {name} must be a number or a 1-D sequence of "
                          f"per-feature numbers, got shape {array.shape}")
