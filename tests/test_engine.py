@@ -516,7 +516,9 @@ def test_activation_codes_agree_with_the_python_side():
 
 @pytest.mark.parametrize("act", range(SOFTMAX))
 def test_hidden_activations(rng, act):
-    check_against_reference(rng, [6, 11, 9, 3], [act, act, LIN], "mse", "sgd_momentum", n=37,
+    # (exponential after tanh: exp of exp's sums overflowed, NaN against NaN compared)
+    acts = [TANH, act, LIN] if act == EXPONENTIAL else [act, act, LIN]
+    check_against_reference(rng, [6, 11, 9, 3], acts, "mse", "sgd_momentum", n=37,
                             bs=10, metrics=["mae"])
 
 

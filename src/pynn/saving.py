@@ -552,6 +552,10 @@ def model_to_json(model, **kwargs):
     model._check_layer_class_names("to_json", ValueError)
     spec = {"class_name": "Sequential", "config": model.get_config(), "custom_marks": True,
             "format_version": FORMAT_VERSION, "pynn_version": __version__}
+    try:  # Keras' description too, with pynn's under "pynn" (as a .keras file's config)
+        spec = keras_writer.architecture(model, spec)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        pass  # (pynn's alone: pynn reads it back; Keras could not)
     try:
         return json.dumps(spec, default=_json_value, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -569,6 +573,8 @@ def model_from_json(json_string, custom_objects=None):
         spec = json.loads(json_string)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model_from_json: not JSON text ({exc})") from None
+    if isinstance(spec, dict) and isinstance(spec.get(keras_files.PYNN_KEY), dict):
+        spec = spec[keras_files.PYNN_KEY]  # pynn's own description beside Keras'
     config = spec.get("config") if isinstance(spec, dict) else None
     if isinstance(config, dict) and spec.get("class_name") == "Functional" and \
             str(spec.get("module", "")).startswith("keras"):
