@@ -437,6 +437,7 @@ def _check_against_reference(rng, sizes, acts, loss, variant, n, bs, metrics=(),
         step += last - first
     got, want = np.concatenate(got), np.concatenate(want)
     assert got.dtype == np.float64 and got.shape == (n_batches, 1 + len(metrics))
+    assert np.isfinite(want).all(), "the reference itself overflowed: nothing is compared"
     if cfg["opt"] == "lion":
         # Lion moves each weight by +-lr: where float32 and float64 gradients put the sign's
         # argument on either side of 0, one weight may be 2 lr apart; allow a few such
