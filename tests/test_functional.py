@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import import_keras
+from conftest import NATIVE, import_keras
 
 
 def _mlp_tensors(features=20):
@@ -47,7 +47,7 @@ def test_a_functional_model_trains_natively_and_saves(rng, tmp_path):
     y = rng.integers(0, 3, size=64)
     before = model.get_weights()
     model.fit(x, y, epochs=2, batch_size=16, verbose=0)
-    assert model.engine_reason is None
+    assert model.engine_reason is None or not NATIVE
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     model.save(tmp_path / "m.keras")
     loaded = pynn.load_model(tmp_path / "m.keras")

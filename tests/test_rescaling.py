@@ -9,7 +9,7 @@ import sys
 import fake_cupy
 import numpy as np
 import pytest
-from conftest import AVAILABLE, import_keras, onnx_outputs
+from conftest import AVAILABLE, import_keras, onnx_outputs, requires_native
 from gradcheck import assert_close_grad, numeric_grad
 
 import pynn
@@ -76,6 +76,7 @@ def _model(rescaling):
                             pynn.Dense(3, activation="softmax")])
 
 
+@requires_native
 def test_the_native_engine_trains_it_first_as_the_layer_path_does(rng):
     x = (rng.random((96, 6)) * 255).astype(np.float32)
     y = rng.integers(0, 3, 96)
