@@ -308,3 +308,34 @@ def test_a_model_without_an_input_has_keras_implicit_one(rng):
     assert features.layers[1] is model.layers[0]
     config = features.get_config()
     assert pynn.Model.from_config(config).get_config() == config
+
+
+def test_layer_output_follows_the_models_that_live(rng):
+    """A layer's output falls back to a later model once its first one is gone, and is
+    found by identity (equal layers of one's own are distinct layers); reading model.input
+    names no Input."""
+    base = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, name="feat")])
+    full = pynn.Sequential([*base.layers, pynn.Dense(2)])
+    del base
+    import gc
+    gc.collect()
+    assert full.get_layer("feat").output.shape == (None, 8)
+    first, second = _Scale(2.0), _Scale(2.0)
+    assert first == second  # (a dataclass's equality)
+    model = pynn.Sequential([pynn.Input((3,)), first, pynn.Dense(4), second, pynn.Dense(1)])
+    assert second.output.layer is second and second.output.shape == (None, 4)
+    part = pynn.Model(model.input, second.output)
+    assert [type(layer).__name__ for layer in part.layers] == ["InputLayer", "_Scale",
+                                                               "Dense", "_Scale"]
+    pynn.utils.clear_session()
+    implicit = pynn.Sequential([pynn.Dense(2, input_shape=(3,))])
+    hasattr(implicit, "input")
+    assert pynn.Input((3,)).name == "input_layer"
+
+    odd = pynn.Sequential([pynn.Input((3,)), _Scale(), pynn.Dense(1)], name="odd")
+
+    def no_shape(input_shape):
+        raise NotImplementedError("no shape")
+
+    odd.layers[1].compute_output_shape = no_shape  # (a layer of one's own that cannot say)
+    assert not hasattr(odd, "output")  # (an AttributeError, not the layer's own error)

@@ -171,6 +171,9 @@ def test_model_from_json_reads_kerass_to_json(rng):
     chain = pynn.models.model_from_json(json.dumps(functional))
     assert [type(layer).__name__ for layer in chain.layers] == \
         ["InputLayer"] + [entry["class_name"] for entry in layers]
+    with pytest.raises(ValueError, match="Keras 2.15.0's .tf.keras'. JSON"):
+        pynn.models.model_from_json(json.dumps({"class_name": "Functional", "config": {
+            "layers": []}, "keras_version": "2.15.0", "backend": "tensorflow"}))
     with pytest.raises(ValueError, match="model_from_json'*: its Keras model does not translate"):
         pynn.models.model_from_json(json.dumps(_config([_dense("d", 0, "relu", 5)],
                                                        compile_config=False)))
@@ -640,30 +643,3 @@ def test_a_keras_file_of_an_optimizer_whose_state_pynn_cannot_read_says_so(tmp_p
         loaded = pynn.load_model(tmp_path / "k.keras")
     assert loaded.optimizer.iterations == 0
 
-
-def test_to_json_is_kerass_with_pynns_beside(rng):
-    """model.to_json() holds Keras' description (keras.models.model_from_json reads it)
-    and pynn's under "pynn" (pynn reads that back, as before: pynn-only settings kept);
-    pynn's JSON of earlier versions (its own description alone) still loads."""
-    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, activation="gelu_tanh"),
-                             pynn.layers.Rescaling(0.5), pynn.Dense(3, activation="softmax")])
-    text = model.to_json()  # (no warning of gelu_tanh's Keras name: pynn's keeps it)
-    spec = json.loads(text)
-    assert spec["module"] == "keras" and spec["class_name"] == "Sequential"
-    assert pynn.models.model_from_json(text).get_config() == model.get_config()
-    assert pynn.models.model_from_json(json.dumps(spec["pynn"])).get_config() == \
-        model.get_config()  # (what to_json wrote before)
-    unbuilt = pynn.Sequential([pynn.Dense(2)])
-    assert "build_config" not in json.loads(unbuilt.to_json())
-    assert pynn.models.model_from_json(unbuilt.to_json()).get_config() == unbuilt.get_config()
-    keras = import_keras()
-    theirs = keras.models.model_from_json(text)
-    assert [type(layer).__name__ for layer in theirs.layers] == ["Dense", "Rescaling", "Dense"]
-    theirs.set_weights(model.get_weights())
-    x = rng.normal(size=(5, 4)).astype(np.float32)
-    with_exact_gelu = pynn.Sequential([pynn.Input((4,)), pynn.Dense(8, activation="gelu"),
-                                       pynn.layers.Rescaling(0.5),
-                                       pynn.Dense(3, activation="softmax")])
-    with_exact_gelu.set_weights(model.get_weights())
-    np.testing.assert_allclose(np.asarray(theirs.predict(x, verbose=0)),
-                               with_exact_gelu.predict(x), rtol=1e-5, atol=1e-6)

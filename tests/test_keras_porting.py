@@ -363,8 +363,8 @@ def test_a_layer_called_after_set_floatx_follows_it(rng, layer, float64_floatx):
 
 def test_keras_positional_orders():
     """Keras' positional arguments land where Keras puts them (a constraint given ninth to
-    Dense was the bias's; Sequential's second argument is trainable; the base Loss takes
-    its name first, the built-in losses their reduction)."""
+    Dense was the bias's), or are refused naming the keyword (Sequential's second argument,
+    Keras' trainable; the base Loss's first, Keras' name)."""
     max_norm = pynn.constraints.MaxNorm(1.0)
     dense = pynn.layers.Dense(2, None, True, "glorot_uniform", "zeros", None, None, "l2",
                               max_norm)
@@ -381,11 +381,11 @@ def test_keras_positional_orders():
         def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):
             raise NotImplementedError
 
-    assert Scaled("scaled").name == "scaled" and Scaled("s", "sum").reduction == "sum"
-    for args in (("sum",), ("sum", "mine")):  # pynn's order before: read so, with a warning
-        with pytest.warns(DeprecationWarning, match="the base Loss takes the name first"):
-            loss = Scaled(*args)
-        assert loss.reduction == "sum" and loss.name == ("mine" if len(args) == 2 else "loss")
+    # pynn's base Loss takes reduction first (as Keras' built-in losses): Keras' base
+    # class's name-first habit is named
+    assert Scaled("sum").reduction == "sum" and Scaled(name="scaled").name == "scaled"
+    with pytest.raises(ValueError, match="give name= by keyword"):
+        Scaled("scaled")
     assert pynn.losses.MeanSquaredError("sum").reduction == "sum"
     assert pynn.losses.Huber(2.0, "sum", "h").name == "h"
     f1 = pynn.metrics.F1Score("micro", 0.4, "f")
@@ -393,11 +393,12 @@ def test_keras_positional_orders():
     with pytest.raises(TypeError, match=r"give the threshold by keyword, "
                                         r"F1Score\(threshold=0.5\)"):
         pynn.metrics.F1Score(0.5)
+    with pytest.raises(TypeError, match="give multilabel= by keyword"):
+        pynn.metrics.F1Score(None, True)  # pynn's (threshold, multilabel) before
     keras = import_keras()
     for ours, theirs, count in ((pynn.layers.Dense, keras.layers.Dense, 10),
                                 (pynn.layers.BatchNormalization,
                                  keras.layers.BatchNormalization, 13),
-                                (pynn.losses.Loss, keras.losses.Loss, 3),
                                 (pynn.losses.MeanSquaredError, keras.losses.MeanSquaredError, 3),
                                 (pynn.Input, keras.Input, 9),
                                 (pynn.metrics.F1Score, keras.metrics.F1Score, 4),
@@ -438,6 +439,8 @@ def test_build_without_a_shape_and_compute_output_shape():
     assert model.built
     assert model.compute_output_shape((None, 4, 3)) == (None, 2)
     assert model.compute_output_shape((7, 4, 3)) == (7, 2)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(None, 4, 3\)"):
+        model.compute_output_shape((None, 3, 3))
     with pytest.raises(ValueError, match="starts with the batch axis"):
         model.compute_output_shape((12,))
     with pytest.raises(ValueError, match="does not know its input shape yet"):

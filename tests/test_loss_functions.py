@@ -53,8 +53,8 @@ def test_options_are_the_classes():
                                                                reduction="none")(y, z))
     np.testing.assert_allclose(L.huber(z, z * 3, delta=0.5),
                                L.Huber(0.5, reduction="none")(z, z * 3))
-    with pytest.raises(TypeError, match=r"huber\(\) got unexpected keyword argument\(s\) "
-                                        r"\['from_logits'\]; it takes delta"):
+    with pytest.raises(TypeError, match=r"huber\(\): got an unexpected keyword argument "
+                                        r"'from_logits'; it takes \(y_true, y_pred, delta\)"):
         L.huber(z, z, from_logits=True)
 
 
@@ -95,3 +95,31 @@ def test_as_keras_computes_them(rng, name):
     np.testing.assert_allclose(getattr(L, name)(y, p),
                                keras.ops.convert_to_numpy(getattr(keras.losses, name)(y, p)),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_options_by_position_and_one_vector_as_keras():
+    z = np.array([[2.0, 0.5, -1.0]])
+    np.testing.assert_allclose(L.huber(z, z * 3, 0.5), L.huber(z, z * 3, delta=0.5))
+    np.testing.assert_allclose(L.categorical_crossentropy([[0, 0, 1.0]], z, True),
+                               L.categorical_crossentropy([[0, 0, 1.0]], z, from_logits=True))
+    with pytest.raises(TypeError, match=r"huber\(\): .*it takes \(y_true, y_pred, delta\)"):
+        L.huber(z, z, 0.5, 2.0)
+    # one vector: one sample's loss over its last axis (Keras'), not a loss per value
+    assert np.ndim(L.mean_squared_error([1.0, 2.0], [1.5, 2.0])) == 0
+    assert L.mean_squared_error([1.0, 2.0], [1.5, 2.0]) == pytest.approx(0.125)
+
+
+def test_as_metrics_they_are_their_named_metrics_and_save(rng, tmp_path):
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy",
+                  metrics=[L.mean_absolute_error, L.log_cosh, L.categorical_crossentropy])
+    y = np.eye(2)[rng.integers(0, 2, 16)]
+    history = model.fit(rng.normal(size=(16, 3)), y, epochs=1, verbose=0).history
+    assert list(history) == ["loss", "mean_absolute_error", "logcosh",
+                             "categorical_crossentropy"]
+    model.save(tmp_path / "m.npz")
+    assert pynn.load_model(tmp_path / "m.npz").metrics_names == list(history)
+    assert pynn.models.clone_model(model).metrics_names == list(history)
+    model.compile("sgd", "categorical_crossentropy", metrics=[L.huber])  # (no metric of that
+    with pytest.raises(ValueError, match="cannot save metric"):       # name: the loss)
+        model.save(tmp_path / "h.npz")

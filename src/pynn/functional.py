@@ -19,6 +19,7 @@ import weakref
 from . import config
 from .backend import get_backend
 from .layers import InputLayer, Layer
+from .layers.base import layer_names_untouched
 from .model import Sequential
 
 __all__ = ["Model", "SymbolicTensor"]
@@ -77,38 +78,42 @@ def sample_shape_of(x):
 
 
 class _WeakRegistry:
-    """object -> a weakly held value, holding neither: keyed by id, since a layer of one's own
-    may be unhashable (a dataclass); an entry goes with its object."""
+    """object -> the values recorded for it, in order, holding none of them: keyed by id,
+    since a layer of one's own may be unhashable (a dataclass); an entry goes with its
+    object, a value when it goes. `first` is the earliest value still alive (Keras'
+    layer.output is its first call's)."""
 
     def __init__(self):
         self._entries = {}
 
-    def set_first(self, obj, value):
-        """obj -> value, unless obj's value is set and alive (Keras' layer.output is its
-        first call's)."""
-        if self.get(obj) is not None:
-            return
+    def add(self, obj, value):
         key, entries = id(obj), self._entries
-        entries[key] = (weakref.ref(obj, lambda _, key=key: entries.pop(key, None)),
-                        weakref.ref(value))
+        entry = entries.get(key)
+        if entry is None or entry[0]() is not obj:
+            entry = entries[key] = (weakref.ref(obj, lambda _, key=key: entries.pop(key, None)),
+                                    [])
+        values = [ref for ref in entry[1] if ref() is not None]  # (the dead ones dropped)
+        if not any(ref() is value for ref in values):
+            values.append(weakref.ref(value))
+        entry[1][:] = values
 
-    def get(self, obj):
+    def first(self, obj):
         entry = self._entries.get(id(obj))
-        return entry[1]() if entry is not None and entry[0]() is obj else None
+        if entry is None or entry[0]() is not obj:
+            return None
+        return next((v for v in (ref() for ref in list(entry[1])) if v is not None), None)
 
 
-# layer.output (Keras': its first call's): the tensor a layer's first call in a definition
-# gave, while it lives, else its output in the first model it was built in, while that
-# model lives
-_CALLED = _WeakRegistry()    # layer -> its SymbolicTensor
-_BUILT_IN = _WeakRegistry()  # layer -> its Sequential
+# layer.output (Keras': its first call's): the tensor of a layer's first call in a definition
+# that still lives, else its output in the first model it was built in that still lives
+_CALLED = _WeakRegistry()    # layer -> its SymbolicTensors
+_BUILT_IN = _WeakRegistry()  # layer -> the Sequentials it was built in
 
 
 def remember_model(model):
-    """After a model's build: each of its layers' output is that model's (layer.output),
-    unless the layer's first model lives."""
+    """After a model's build: its layers' output may be read in it (layer.output)."""
     for layer in model._layers:
-        _BUILT_IN.set_first(layer, model)
+        _BUILT_IN.add(layer, model)
 
 
 def model_input(model):
@@ -123,7 +128,9 @@ def model_input(model):
                              f"so has no defined input or output")
     kept = model.__dict__.get("_implicit_input")
     if kept is None or kept.input_shape != tuple(shape):
-        kept = model.__dict__["_implicit_input"] = InputLayer(shape=shape)
+        with layer_names_untouched():  # (reading model.input names no later Input)
+            made = InputLayer(shape=shape)
+        kept = model.__dict__["_implicit_input"] = made
     return kept
 
 
@@ -132,24 +139,26 @@ def model_output(model, upto=None):
     model.output and layer.output: shapes only, nothing built or recorded."""
     x = model_input(model)
     layers = [layer for layer in model._layers if layer is not x]
-    for layer in layers[:layers.index(upto) + 1 if upto in layers else len(layers)]:
+    end = next((i + 1 for i, layer in enumerate(layers) if layer is upto), len(layers))
+    for layer in layers[:end]:
         try:
             x = SymbolicTensor(layer, x, layer.compute_output_shape(sample_shape_of(x)))
-        except (TypeError, ValueError) as exc:  # (an attribute: hasattr says False)
+        except Exception as exc:  # (an AttributeError: hasattr says False)
             raise AttributeError(f"model {model.name!r}: layer {layer.name!r} gives no "
-                                 f"output shape ({exc})") from exc
+                                 f"output shape ({type(exc).__name__}: {exc})") from exc
     return x
 
 
 def layer_output(layer):
-    """layer.output: its SymbolicTensor in a functional definition, or in the model it was
-    last built in, from that model's Input; an Input is its own."""
+    """layer.output: its first call's SymbolicTensor in a functional definition, or its
+    output in the first model it was built in, from that model's Input (those still
+    alive); an Input is its own."""
     if isinstance(layer, InputLayer):
         return layer
-    tensor = _CALLED.get(layer)
+    tensor = _CALLED.first(layer)
     if tensor is not None:
         return tensor
-    model = _BUILT_IN.get(layer)
+    model = _BUILT_IN.first(layer)
     if model is not None and any(each is layer for each in model._layers):
         return model_output(model, upto=layer)
     raise AttributeError(f"layer {layer.name!r} has no output yet: it is known once the "
@@ -174,7 +183,7 @@ def call_layer(layer, x, training):
     shape = sample_shape_of(x)
     layer._build_for(shape, layer.backend or get_backend(), config.floatx())
     tensor = SymbolicTensor(layer, x, layer.compute_output_shape(shape))
-    _CALLED.set_first(layer, tensor)
+    _CALLED.add(layer, tensor)
     return tensor
 
 

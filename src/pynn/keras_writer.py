@@ -37,7 +37,6 @@ Writing needs h5py (pynn's `h5` extra).
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import io
 import json
@@ -237,29 +236,11 @@ def _keras_model(model, meta, objects):
               for layer, spec in zip(model.layers, meta["config"]["layers"])]
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
               "config": {"name": _keras_name(meta["config"]["name"]), "trainable": True,
-                         "dtype": policy, "layers": layers}}
-    if model.input_shape is not None:
-        config["build_config"] = {"input_shape": [None, *model.input_shape]}
+                         "dtype": policy, "layers": layers},
+              "build_config": {"input_shape": [None, *model.input_shape]}}
     if "compile" in meta:
         config["compile_config"] = _keras_compile(meta["compile"], objects, model)
     return config
-
-
-def architecture(model, spec):
-    """model.to_json()'s description: Keras' (keras.models.model_from_json reads it, for
-    the layers Keras has), pynn's own (spec, what pynn reads back) under "pynn"."""
-    from . import saving
-
-    token = _NAMING_GELU_TANH_WARNS.set(False)  # (pynn's description keeps gelu_tanh: text
-    try:                                        # a pynn model round-trips needs no warning)
-        config = _keras_model(model, {"config": spec["config"]}, saving.user_objects(model))
-    finally:
-        _NAMING_GELU_TANH_WARNS.reset(token)
-    config[PYNN_KEY] = spec
-    return config
-
-
-_NAMING_GELU_TANH_WARNS = contextvars.ContextVar("naming_gelu_tanh_warns", default=True)
 
 
 def _keras_layer(layer, spec, policy, objects):
@@ -297,13 +278,11 @@ def _keras_value(key, value, objects):
     """A layer config's value as Keras writes it: an activation, a seed, or a component (a
     "*_initializer", "*_regularizer" or "*_constraint" description)."""
     if key == "activation":
-        if value == "gelu_tanh" and _NAMING_GELU_TANH_WARNS.get():  # (Keras: no tanh gelu)
-            warnings.warn("Keras has no name for gelu_tanh, gelu's tanh approximation: "
-                          "Keras' description of the model names it 'gelu', which Keras "
-                          "computes exactly (up to 5e-4 apart); pynn reads gelu_tanh back",
-                          UserWarning,
+        if value == "gelu_tanh":  # Keras names no tanh form (its gelu's approximate=True)
+            warnings.warn("Keras has no name for gelu_tanh, gelu's tanh approximation: the "
+                          ".keras file names it 'gelu', which Keras computes exactly (up to "
+                          "5e-4 apart); pynn reads gelu_tanh back", UserWarning,
                           stacklevel=_user_stacklevel())
-        if value == "gelu_tanh":
             return "gelu"
         if isinstance(value, dict) and value.get("name") in _ACTIVATION_LAYERS:
             name, argument = _ACTIVATION_LAYERS[value["name"]]

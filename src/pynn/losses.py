@@ -26,7 +26,6 @@ import functools
 import inspect
 import math
 import numbers
-import warnings
 
 import numpy as np
 
@@ -82,18 +81,17 @@ class Loss(_custom.AutoConfig):
         if changed:  # (delta, epsilon, label_smoothing... set mid-fit: the engine holds them)
             config.settings_changed()
 
-    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
-        # (Keras' base Loss takes the name first; its built-in losses, as pynn's, take
-        # reduction first. pynn's base took reduction first before 2026-12-05: a reduction
-        # given first is still read so, with a warning.)
-        if name in _REDUCTIONS and (reduction not in _REDUCTIONS or
-                                    reduction == "sum_over_batch_size"):
-            warnings.warn(f"Loss({name!r}, ...): the base Loss takes the name first, as "
-                          f"Keras' (Loss(name, reduction, dtype)); {name!r} is read as the "
-                          f"reduction: give reduction= by keyword", DeprecationWarning,
-                          stacklevel=3)
-            name, reduction = (None if reduction == "sum_over_batch_size" else reduction,
-                               name)
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        # (reduction first, as Keras' built-in losses; Keras' base Loss takes the name
+        # first, which the check of a subclass's reduction names)
+        if type(self).__module__ != __name__ and isinstance(reduction, str) and \
+                reduction not in _REDUCTIONS and name is None:  # (a loss of one's own)
+            try:
+                self.reduction = reduction
+            except ValueError as exc:  # (Keras' base Loss takes the name first)
+                raise ValueError(f"{exc} (pynn's Loss takes reduction first, as Keras' "
+                                 f"built-in losses do; Keras' base class takes the name "
+                                 f"first: give name= by keyword)") from None
         if name is not None:  # Keras' name (messages; saved with the loss)
             if not isinstance(name, str):
                 raise TypeError(f"{self.name}: name must be a string, got {name!r}")
@@ -385,15 +383,7 @@ def _by_weighted_rows(fn, backend, y_pred, y_true, scale, sample_weight):
     return total, grad.reshape(y_pred.shape)
 
 
-class _BuiltIn(Loss):
-    """pynn's (and Keras') built-in losses take reduction first, name second (the base class
-    Loss, as Keras', the name first)."""
-
-    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-
-
-class _Regression(_BuiltIn):
+class _Regression(Loss):
     """An element-wise loss of the backends' regression kernels (kind: 'mse', 'mae' or
     'huber')."""
 
@@ -457,7 +447,7 @@ class _BinaryTargets:
         return y
 
 
-class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, _BuiltIn):
+class BinaryCrossentropy(_AlongLastAxis, _BinaryTargets, Loss):
     """Cross-entropy of independent 0/1 targets; probabilities (clipped to [1e-7, 1 - 1e-7]) or
     logits. label_smoothing=ls trains on targets y * (1 - ls) + 0.5 * ls (Keras 3). Keras'
     axis: the last one only (_AlongLastAxis)."""
@@ -512,7 +502,7 @@ class _ClassRows:
                              f"binary_crossentropy, or 2 softmax outputs")
 
 
-class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, _BuiltIn):
+class CategoricalCrossentropy(_AlongLastAxis, _ClassRows, Loss):
     """Targets are one-hot (or probability) rows; predictions are probabilities or logits.
     label_smoothing=ls trains on targets y * (1 - ls) + ls / classes (Keras 3). Keras' axis:
     the last one only (_AlongLastAxis)."""
@@ -697,7 +687,7 @@ def _check_range(name, y, low, high, why):
                          f" ({why}), got values in [{y.min()}, {y.max()}]")
 
 
-class _FormulaLoss(_BuiltIn):
+class _FormulaLoss(Loss):
     """A loss of each element, averaged over all of them (Keras: the mean over the last axis,
     then over the samples). Subclasses give `_elements(xp, y_pred, y_true)`: the loss of each
     element and its derivative with respect to y_pred, in xp's array operations."""
@@ -1036,7 +1026,7 @@ class CosineSimilarity(_AlongLastAxis, _RowLoss):
         return -cos[..., 0], grad
 
 
-class _HalfPoissonLogLink(_BuiltIn):
+class _HalfPoissonLogLink(Loss):
     """scikit-learn's 'poisson' loss (pynn.sklearn.MLPRegressor(loss='poisson')) on the
     network's raw outputs z (its log-link: the prediction is exp(z)): exp(z) - y z +
     y log y - y per element (half the Poisson deviance), gradient exp(z) - y, averaged over
@@ -1138,11 +1128,16 @@ def _function_form(name, cls, options):
     """Keras' function form of the loss `cls`: name(y_true, y_pred, **options), the loss of
     each sample (the class with reduction "none"; options the class's own arguments), and
     compile(loss=name) (or a functools.partial of it) trains with cls(**options)."""
-    def loss_function(y_true, y_pred, **given):
-        unknown = sorted(set(given) - set(options))
-        if unknown:
-            raise TypeError(f"{name}() got unexpected keyword argument(s) {unknown}; it "
-                            f"takes {', '.join(options) or 'no options'}")
+    def loss_function(y_true, y_pred, *args, **kwargs):
+        try:
+            given = loss_function.__signature__.bind(y_true, y_pred, *args, **kwargs).arguments
+        except TypeError as exc:
+            raise TypeError(f"{name}(): {exc}; it takes (y_true, y_pred"
+                            f"{''.join(', ' + o for o in options)})") from None
+        given = {k: v for k, v in given.items() if k not in ("y_true", "y_pred")}
+        y_true, y_pred = (a if hasattr(a, "ndim") else np.asarray(a) for a in (y_true, y_pred))
+        if y_pred.ndim == 1:  # Keras reduces the last axis: one vector is one sample
+            return cls(reduction="none", **given)(y_true[None], y_pred[None])[0]
         return cls(reduction="none", **given)(y_true, y_pred)
 
     defaults = inspect.signature(cls).parameters

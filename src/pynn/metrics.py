@@ -1435,6 +1435,9 @@ class F1Score(_ConfusionMetric):
 
     def __init__(self, average=None, threshold=None, name=None, dtype=None, *,
                  multilabel=None):  # (Keras' order)
+        if isinstance(threshold, (bool, np.bool_)):  # pynn's F1Score(threshold, multilabel)
+            raise TypeError(f"F1Score: threshold={threshold!r}; F1Score takes Keras' order "
+                            f"(average, threshold, name): give multilabel= by keyword")
         if isinstance(average, numbers.Real) and not isinstance(average, bool):
             # pynn's order before 2026-12-05 (threshold first): say so, not "unknown average"
             raise TypeError(f"F1Score: average={average!r}; F1Score takes Keras' order "
@@ -2197,6 +2200,12 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     if isinstance(identifier, dict) and "class_name" in identifier:  # serialize's (a config)
         return get(deserialize(identifier), loss_name, output_dim, last_axis)
     if callable(identifier) and not isinstance(identifier, str):
+        as_name = _loss_function_metric(identifier)
+        if as_name is not None:  # metrics=[pynn.losses.mean_absolute_error]: its name's
+            return get(as_name, loss_name, output_dim, last_axis)
+        if _loss_function(identifier):  # (no metric of that name: the loss, averaged)
+            return get(identifier.loss_class(name=identifier.__name__), loss_name,
+                       output_dim, last_axis)
         stateful = _stateful_for(identifier)
         return MeanMetricWrapper(identifier) if stateful is None else stateful
     if not isinstance(identifier, str):
@@ -2245,6 +2254,30 @@ _METRIC_FUNCTIONS = {fn.__name__: fn for fn in (*_FUNCTIONS.values(), precision,
                                                  r2_score)}
 
 
+_LOSS_FUNCTION_METRICS = {"log_cosh": "logcosh"}  # a loss function's metric name, where
+#                                                   it differs from the function's
+
+
+def _loss_function(fn):
+    """Whether fn is one of pynn.losses' Keras loss functions (binary_crossentropy, ...)."""
+    name = getattr(fn, "__name__", None)
+    return isinstance(name, str) and getattr(_losses, name, None) is fn and \
+        hasattr(fn, "loss_class")
+
+
+def _loss_function_metric(fn):
+    """The metric name a Keras loss function stands for in compile(metrics=), which files
+    save by name; None for another callable, or one whose name no metric has."""
+    if not _loss_function(fn):
+        return None
+    name = _LOSS_FUNCTION_METRICS.get(fn.__name__, fn.__name__)
+    try:
+        get(name)
+    except ValueError:
+        return None
+    return name
+
+
 def serialize(metric):
     """A compile() metric as saved in a model file: its name; {"class_name", "config"} for a
     Metric object (pynn's own classes, or a user's, loaded through custom_objects); a function
@@ -2252,6 +2285,8 @@ def serialize(metric):
     wrappers)."""
     if isinstance(metric, str):
         return metric
+    if _loss_function_metric(metric) is not None:  # pynn.losses.mean_absolute_error
+        return _loss_function_metric(metric)
     if isinstance(metric, type) and issubclass(metric, Metric):  # compile() takes classes
         metric = metric()
     if type(metric) is MeanMetricWrapper:  # (Keras' files keep its function too)

@@ -370,6 +370,11 @@ class Sequential:
             raise ValueError(f"compute_output_shape: the shape starts with the batch axis, "
                              f"e.g. (None, features); got {input_shape!r}")
         batch, sample = shape[0], tuple(shape[1:])
+        known, layers = self.input_shape, self._compute_layers
+        if known is not None and tuple(known) != sample and not (
+                layers and layers[0]._takes_samples(sample)):  # (Dense on sequences takes
+            raise ValueError(f"compute_output_shape: the model takes inputs of shape "
+                             f"{(None, *known)}, got {tuple(input_shape)}")
         for layer in self._compute_layers:
             sample = layer.compute_output_shape(sample)
         return (batch, *sample)

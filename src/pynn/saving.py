@@ -552,10 +552,6 @@ def model_to_json(model, **kwargs):
     model._check_layer_class_names("to_json", ValueError)
     spec = {"class_name": "Sequential", "config": model.get_config(), "custom_marks": True,
             "format_version": FORMAT_VERSION, "pynn_version": __version__}
-    try:  # Keras' description too, with pynn's under "pynn" (as a .keras file's config)
-        spec = keras_writer.architecture(model, spec)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        pass  # (pynn's alone: pynn reads it back; Keras could not)
     try:
         return json.dumps(spec, default=_json_value, **kwargs)
     except (TypeError, ValueError) as exc:
@@ -573,12 +569,14 @@ def model_from_json(json_string, custom_objects=None):
         spec = json.loads(json_string)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model_from_json: not JSON text ({exc})") from None
-    if isinstance(spec, dict) and isinstance(spec.get(keras_files.PYNN_KEY), dict):
-        spec = spec[keras_files.PYNN_KEY]  # pynn's own description beside Keras'
     config = spec.get("config") if isinstance(spec, dict) else None
     if isinstance(config, dict) and spec.get("class_name") == "Functional" and \
             str(spec.get("module", "")).startswith("keras"):
         pass  # Keras 3's to_json of a functional model: read below, if it is a chain
+    elif isinstance(spec, dict) and str(spec.get("keras_version", "")).startswith("2."):
+        raise ValueError(f"model_from_json: Keras {spec['keras_version']}'s (tf.keras') JSON; "
+                         f"pynn reads Keras 3's and its own (save the model with Keras 3, or "
+                         f"rebuild it as a Sequential)")
     elif not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
             not isinstance(config.get("layers"), list):
         raise ValueError("model_from_json: expected the JSON of a Sequential's to_json(), "
