@@ -328,9 +328,10 @@ def test_layer_output_follows_the_models_that_live(rng):
     assert [type(layer).__name__ for layer in part.layers] == ["InputLayer", "_Scale",
                                                                "Dense", "_Scale"]
     pynn.utils.clear_session()
-    implicit = pynn.Sequential([pynn.Dense(2, input_shape=(3,))])
-    hasattr(implicit, "input")
+    implicit = pynn.Sequential([pynn.Dense(2, input_shape=(3,))], name="tiny")
+    assert implicit.input.name == "tiny_input"  # (takes no name a later Input gets)
     assert pynn.Input((3,)).name == "input_layer"
+    assert pynn.Dense(2)([pynn.Input((3,))]).shape == (None, 2)  # a list of one (Keras')
 
     odd = pynn.Sequential([pynn.Input((3,)), _Scale(), pynn.Dense(1)], name="odd")
 

@@ -106,6 +106,7 @@ def test_options_by_position_and_one_vector_as_keras():
         L.huber(z, z, 0.5, 2.0)
     # one vector: one sample's loss over its last axis (Keras'), not a loss per value
     assert np.ndim(L.mean_squared_error([1.0, 2.0], [1.5, 2.0])) == 0
+    assert L.binary_crossentropy(1.0, 0.7) == pytest.approx(-np.log(0.7), rel=1e-6)
     assert L.mean_squared_error([1.0, 2.0], [1.5, 2.0]) == pytest.approx(0.125)
 
 
@@ -120,6 +121,9 @@ def test_as_metrics_they_are_their_named_metrics_and_save(rng, tmp_path):
     model.save(tmp_path / "m.npz")
     assert pynn.load_model(tmp_path / "m.npz").metrics_names == list(history)
     assert pynn.models.clone_model(model).metrics_names == list(history)
-    model.compile("sgd", "categorical_crossentropy", metrics=[L.huber])  # (no metric of that
-    with pytest.raises(ValueError, match="cannot save metric"):       # name: the loss)
+    for fn in (L.huber, L.binary_focal_crossentropy, L.categorical_focal_crossentropy):
+        model.compile("sgd", "categorical_crossentropy", metrics=[fn])  # (the loss averaged)
+        model.fit(rng.normal(size=(16, 3)), y, epochs=1, verbose=0)
         model.save(tmp_path / "h.npz")
+        assert pynn.load_model(tmp_path / "h.npz").metrics_names == ["loss", fn.__name__]
+        assert pynn.models.clone_model(model).metrics_names == ["loss", fn.__name__]

@@ -19,7 +19,6 @@ import weakref
 from . import config
 from .backend import get_backend
 from .layers import InputLayer, Layer
-from .layers.base import layer_names_untouched
 from .model import Sequential
 
 __all__ = ["Model", "SymbolicTensor"]
@@ -128,9 +127,9 @@ def model_input(model):
                              f"so has no defined input or output")
     kept = model.__dict__.get("_implicit_input")
     if kept is None or kept.input_shape != tuple(shape):
-        with layer_names_untouched():  # (reading model.input names no later Input)
-            made = InputLayer(shape=shape)
-        kept = model.__dict__["_implicit_input"] = made
+        # (named after the model: reading model.input takes no name from later Inputs)
+        kept = model.__dict__["_implicit_input"] = InputLayer(shape=shape,
+                                                              name=f"{model.name}_input")
     return kept
 
 

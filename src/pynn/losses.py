@@ -1136,6 +1136,9 @@ def _function_form(name, cls, options):
                             f"{''.join(', ' + o for o in options)})") from None
         given = {k: v for k, v in given.items() if k not in ("y_true", "y_pred")}
         y_true, y_pred = (a if hasattr(a, "ndim") else np.asarray(a) for a in (y_true, y_pred))
+        if y_pred.ndim == 0:  # one number: one sample's one output
+            return cls(reduction="none", **given)(y_true.reshape(1, 1),
+                                                   y_pred.reshape(1, 1))[0]
         if y_pred.ndim == 1:  # Keras reduces the last axis: one vector is one sample
             return cls(reduction="none", **given)(y_true[None], y_pred[None])[0]
         return cls(reduction="none", **given)(y_true, y_pred)

@@ -2105,6 +2105,8 @@ _CLASSIFICATION = {  # name -> class taking (threshold?, multilabel)
 }
 _CROSSENTROPIES = ("binary_crossentropy", "categorical_crossentropy",
                    "sparse_categorical_crossentropy")
+# other losses a metric may be named by (as their Keras loss functions are given)
+_LOSSES_AS_METRICS = ("huber", "binary_focal_crossentropy", "categorical_focal_crossentropy")
 _KERAS_NAMES = {  # Keras' metric classes named as strings -> pynn's name for the metric
     "AUC": "auc", "Precision": "precision", "Recall": "recall", "F1Score": "f1_score",
     "FBetaScore": "fbeta_score",
@@ -2203,9 +2205,6 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
         as_name = _loss_function_metric(identifier)
         if as_name is not None:  # metrics=[pynn.losses.mean_absolute_error]: its name's
             return get(as_name, loss_name, output_dim, last_axis)
-        if _loss_function(identifier):  # (no metric of that name: the loss, averaged)
-            return get(identifier.loss_class(name=identifier.__name__), loss_name,
-                       output_dim, last_axis)
         stateful = _stateful_for(identifier)
         return MeanMetricWrapper(identifier) if stateful is None else stateful
     if not isinstance(identifier, str):
@@ -2213,8 +2212,8 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     # Keras 3 names a metric given as a string by that string: "AUC" logs AUC and val_AUC.
     name = identifier
     identifier = _KERAS_NAMES.get(identifier, identifier)  # Keras' class names: "AUC"
-    if identifier in _CROSSENTROPIES:  # a loss as a metric, its batch means averaged
-        return MeanMetricWrapper(_losses.get(identifier), name)  # (a loss: "down")
+    if identifier in _CROSSENTROPIES + _LOSSES_AS_METRICS:  # a loss as a metric, its batch
+        return MeanMetricWrapper(_losses.get(identifier), name)  # means averaged ("down")
     if identifier in _LOSS_METRICS:
         return _LOSS_METRICS[identifier](name=name)
     if identifier.lower() in ("accuracy", "acc"):  # Keras: "Accuracy", "ACC" too
@@ -2229,7 +2228,7 @@ def get(identifier, loss_name=None, output_dim=1, last_axis=None):
     if identifier in _COUNTS:
         return _COUNTS[identifier](name=name)
     known = ["accuracy", *_FUNCTIONS, *_CLASSIFICATION, *_REGRESSION, *_COUNTS,
-             *_CROSSENTROPIES, *_LOSS_METRICS, *_KERAS_NAMES]
+             *_CROSSENTROPIES, *_LOSSES_AS_METRICS, *_LOSS_METRICS, *_KERAS_NAMES]
     raise ValueError(f"unknown metric {identifier!r}; known: {', '.join(known)}")
 
 
@@ -2267,15 +2266,9 @@ def _loss_function(fn):
 
 def _loss_function_metric(fn):
     """The metric name a Keras loss function stands for in compile(metrics=), which files
-    save by name; None for another callable, or one whose name no metric has."""
-    if not _loss_function(fn):
-        return None
-    name = _LOSS_FUNCTION_METRICS.get(fn.__name__, fn.__name__)
-    try:
-        get(name)
-    except ValueError:
-        return None
-    return name
+    save by name; None for another callable."""
+    return _LOSS_FUNCTION_METRICS.get(fn.__name__, fn.__name__) if _loss_function(fn) \
+        else None
 
 
 def serialize(metric):

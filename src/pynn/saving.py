@@ -573,12 +573,13 @@ def model_from_json(json_string, custom_objects=None):
     if isinstance(config, dict) and spec.get("class_name") == "Functional" and \
             str(spec.get("module", "")).startswith("keras"):
         pass  # Keras 3's to_json of a functional model: read below, if it is a chain
-    elif isinstance(spec, dict) and str(spec.get("keras_version", "")).startswith("2."):
-        raise ValueError(f"model_from_json: Keras {spec['keras_version']}'s (tf.keras') JSON; "
-                         f"pynn reads Keras 3's and its own (save the model with Keras 3, or "
-                         f"rebuild it as a Sequential)")
     elif not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
             not isinstance(config.get("layers"), list):
+        if isinstance(spec, dict) and str(spec.get("keras_version", "")).startswith("2."):
+            raise ValueError(f"model_from_json: Keras {spec['keras_version']}'s (tf.keras') "
+                             f"JSON of a {spec.get('class_name')} model; pynn reads Keras "
+                             f"3's and its own (save the model with Keras 3, or rebuild it "
+                             f"as a Sequential)")
         raise ValueError("model_from_json: expected the JSON of a Sequential's to_json(), "
                          "{'class_name': 'Sequential', 'config': {'layers': [...]}} (or "
                          "Keras' of a Sequential or a chain of layers)")

@@ -783,6 +783,8 @@ class Layer(AutoConfig):
         if not isinstance(x, np.ndarray):
             from .. import functional
 
+            if isinstance(x, (list, tuple)) and len(x) == 1 and functional.is_symbolic(x[0]):
+                x = x[0]  # ([tensor], as Keras takes a list of one)
             if functional.is_symbolic(x):  # Keras' functional form: Dense(64)(Input((784,)))
                 return functional.call_layer(self, x, training)
             if type(x).__name__ == "KerasTensor":
