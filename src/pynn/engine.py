@@ -403,15 +403,14 @@ class NativeEngine:
                         return []
                     return opt.slot_arrays(p)
 
-                def value(p):  # (a Parameter's array, or a Rescaling's own: kept here)
-                    return None if p is None else getattr(p, "value", p)
+                def value(p):  # (a Parameter's array, or a Rescaling's own: the binding
+                    return None if p is None else getattr(p, "value", p)  # keeps it)
                 self.engine.set_batchnorm(
                     i, bn_pre, momentum, epsilon, trains, value(gamma), value(beta),
                     value(mean), value(variance), slots(gamma), slots(beta), floor,
                     per_row=per_row, centred=type(bn) is not RMSNormalization)
-                bound = [p for p in (gamma, beta, mean, variance) if p is not None]
-                self.bn_params += [p for p in bound if not isinstance(p, np.ndarray)]
-                self._rescaling = [p for p in bound if isinstance(p, np.ndarray)]
+                self.bn_params += [p for p in (gamma, beta, mean, variance)
+                                   if p is not None and not isinstance(p, np.ndarray)]
         if opt is None:
             state = [[] for _ in self.params]
         else:

@@ -19,6 +19,7 @@ import weakref
 from . import config
 from .backend import get_backend
 from .layers import InputLayer, Layer
+from .layers.base import unique_name
 from .model import Sequential
 
 __all__ = ["Model", "SymbolicTensor"]
@@ -231,8 +232,6 @@ def chain_model(inputs, outputs, name=None, trainable=True):
                              f"outputs; a pynn model runs each layer once (a Keras model "
                              f"may reuse one)")
         seen.add(id(layer))
-    from .layers.base import unique_name
-
     return Sequential([source, *layers], name=name or unique_name("functional"),
                       trainable=trainable)
 

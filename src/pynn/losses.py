@@ -84,14 +84,6 @@ class Loss(_custom.AutoConfig):
     def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
         # (reduction first, as Keras' built-in losses; Keras' base Loss takes the name
         # first, which the check of a subclass's reduction names)
-        if type(self).__module__ != __name__ and isinstance(reduction, str) and \
-                reduction not in _REDUCTIONS and name is None:  # (a loss of one's own)
-            try:
-                self.reduction = reduction
-            except ValueError as exc:  # (Keras' base Loss takes the name first)
-                raise ValueError(f"{exc} (pynn's Loss takes reduction first, as Keras' "
-                                 f"built-in losses do; Keras' base class takes the name "
-                                 f"first: give name= by keyword)") from None
         if name is not None:  # Keras' name (messages; saved with the loss)
             if not isinstance(name, str):
                 raise TypeError(f"{self.name}: name must be a string, got {name!r}")
@@ -100,7 +92,15 @@ class Loss(_custom.AutoConfig):
             from .layers.base import _check_layer_dtype
 
             _check_layer_dtype(self.name, dtype, "loss")
-        self.reduction = reduction
+        try:
+            self.reduction = reduction
+        except ValueError as exc:
+            if type(self).__module__ == __name__ or not isinstance(reduction, str) or \
+                    name is not None:
+                raise
+            raise ValueError(f"{exc} (pynn's Loss takes reduction first, as Keras' built-in "
+                             f"losses do; Keras' base class takes the name first: give "
+                             f"name= by keyword)") from None
 
     @property
     def reduction(self):
@@ -1134,14 +1134,14 @@ def _function_form(name, cls, options):
         except TypeError as exc:
             raise TypeError(f"{name}(): {exc}; it takes (y_true, y_pred"
                             f"{''.join(', ' + o for o in options)})") from None
-        given = {k: v for k, v in given.items() if k not in ("y_true", "y_pred")}
+        loss = cls(reduction="none", **{k: v for k, v in given.items()
+                                        if k not in ("y_true", "y_pred")})
         y_true, y_pred = (a if hasattr(a, "ndim") else np.asarray(a) for a in (y_true, y_pred))
         if y_pred.ndim == 0:  # one number: one sample's one output
-            return cls(reduction="none", **given)(y_true.reshape(1, 1),
-                                                   y_pred.reshape(1, 1))[0]
+            return loss(y_true.reshape(1, 1), y_pred.reshape(1, 1))[0]
         if y_pred.ndim == 1:  # Keras reduces the last axis: one vector is one sample
-            return cls(reduction="none", **given)(y_true[None], y_pred[None])[0]
-        return cls(reduction="none", **given)(y_true, y_pred)
+            return loss(y_true[None], y_pred[None])[0]
+        return loss(y_true, y_pred)
 
     defaults = inspect.signature(cls).parameters
     loss_function.__name__ = loss_function.__qualname__ = name
@@ -1188,6 +1188,11 @@ squared_hinge = _function_form("squared_hinge", SquaredHinge, ())
 categorical_hinge = _function_form("categorical_hinge", CategoricalHinge, ())
 
 
+def is_function_form(fn):
+    """Whether fn is one of the Keras loss functions above (binary_crossentropy, ...)."""
+    return hasattr(fn, "loss_class") and globals().get(getattr(fn, "__name__", None)) is fn
+
+
 def _from_function(identifier):
     """The Loss that one of the function forms above (or a functools.partial of one, its
     options by keyword) stands for in compile(), else None."""
@@ -1197,13 +1202,12 @@ def _from_function(identifier):
         if identifier.args:
             raise ValueError(f"a partial of the loss function {fn.__name__!r} gives options "
                              f"by keyword only, got {identifier.args!r}")
-    cls = getattr(fn, "loss_class", None)
-    if cls is None or fn is not globals().get(getattr(fn, "__name__", None)):
+    if not is_function_form(fn):
         return None
     unknown = sorted(set(given) - set(fn.options))
     if unknown:
         raise ValueError(f"the loss function {fn.__name__!r} takes no option(s) {unknown}")
-    return cls(**given)
+    return fn.loss_class(**given)
 
 
 def deserialize(config, custom_objects=None):

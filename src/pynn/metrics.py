@@ -2257,18 +2257,11 @@ _LOSS_FUNCTION_METRICS = {"log_cosh": "logcosh"}  # a loss function's metric nam
 #                                                   it differs from the function's
 
 
-def _loss_function(fn):
-    """Whether fn is one of pynn.losses' Keras loss functions (binary_crossentropy, ...)."""
-    name = getattr(fn, "__name__", None)
-    return isinstance(name, str) and getattr(_losses, name, None) is fn and \
-        hasattr(fn, "loss_class")
-
-
 def _loss_function_metric(fn):
     """The metric name a Keras loss function stands for in compile(metrics=), which files
     save by name; None for another callable."""
-    return _LOSS_FUNCTION_METRICS.get(fn.__name__, fn.__name__) if _loss_function(fn) \
-        else None
+    return _LOSS_FUNCTION_METRICS.get(fn.__name__, fn.__name__) \
+        if _losses.is_function_form(fn) else None
 
 
 def serialize(metric):
@@ -2278,8 +2271,9 @@ def serialize(metric):
     wrappers)."""
     if isinstance(metric, str):
         return metric
-    if _loss_function_metric(metric) is not None:  # pynn.losses.mean_absolute_error
-        return _loss_function_metric(metric)
+    as_name = _loss_function_metric(metric)
+    if as_name is not None:  # pynn.losses.mean_absolute_error
+        return as_name
     if isinstance(metric, type) and issubclass(metric, Metric):  # compile() takes classes
         metric = metric()
     if type(metric) is MeanMetricWrapper:  # (Keras' files keep its function too)

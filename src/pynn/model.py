@@ -375,7 +375,7 @@ class Sequential:
                 layers and layers[0]._takes_samples(sample)):  # (Dense on sequences takes
             raise ValueError(f"compute_output_shape: the model takes inputs of shape "
                              f"{(None, *known)}, got {tuple(input_shape)}")
-        for layer in self._compute_layers:
+        for layer in layers:
             sample = layer.compute_output_shape(sample)
         return (batch, *sample)
 

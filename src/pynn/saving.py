@@ -570,11 +570,11 @@ def model_from_json(json_string, custom_objects=None):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"model_from_json: not JSON text ({exc})") from None
     config = spec.get("config") if isinstance(spec, dict) else None
-    if isinstance(config, dict) and spec.get("class_name") == "Functional" and \
-            str(spec.get("module", "")).startswith("keras"):
-        pass  # Keras 3's to_json of a functional model: read below, if it is a chain
-    elif not isinstance(config, dict) or spec.get("class_name") != "Sequential" or \
-            not isinstance(config.get("layers"), list):
+    keras_functional = isinstance(config, dict) and spec.get("class_name") == "Functional" \
+        and str(spec.get("module", "")).startswith("keras")  # (read below, if a chain)
+    if not keras_functional and (not isinstance(config, dict) or
+                                 spec.get("class_name") != "Sequential" or
+                                 not isinstance(config.get("layers"), list)):
         if isinstance(spec, dict) and str(spec.get("keras_version", "")).startswith("2."):
             raise ValueError(f"model_from_json: Keras {spec['keras_version']}'s (tf.keras') "
                              f"JSON of a {spec.get('class_name')} model; pynn reads Keras "

@@ -37,9 +37,6 @@ class ActivityRegularization(Layer):
     def l2(self, value):
         self.activity_regularizer = regularizers.L1L2(self.l1, value)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
     def forward(self, x, training=False, logits=False):
         return x
 

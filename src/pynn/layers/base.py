@@ -767,8 +767,8 @@ class Layer(AutoConfig):
     @KerasAttribute
     def output(self):
         """Keras' layer.output, for pynn.Model(model.input, layer.output): the layer's
-        output tensor in the functional definition it was called in, else in the model
-        (starting with an Input) it was last built in."""
+        output tensor in the functional definition it was first called in, else in the
+        first model it was built in (functional.layer_output)."""
         from .. import functional
 
         return functional.layer_output(self)

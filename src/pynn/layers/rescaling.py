@@ -14,7 +14,7 @@ def _factor(name, value):
     ({"class_name": "__numpy__"}) too."""
     if isinstance(value, dict) and value.get("class_name") == "__numpy__":
         value = (value.get("config") or {}).get("value")
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"Rescaling: {name} must be a number or per-feature numbers, got "
                         f"{value!r}")
     try:
@@ -62,9 +62,6 @@ class Rescaling(Layer):
         for name in ("scale", "offset"):
             self._check_features(name, getattr(self, name), self.input_shape[-1]
                                  if self.input_shape else 1)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
 
     def _array(self, value, like):
         return self.backend.asarray(np.asarray(value), like.dtype) if isinstance(value, tuple) \
