@@ -112,6 +112,24 @@ def test_float64_model_exports_in_float64(tmp_path, rng, activation):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_float64_gelu_keeps_values_beyond_float32s_range(tmp_path, rng):
+    """The float Gelu of a float64 graph turned 1e39 into inf; above 10 gelu(x) is x, and
+    below -20 it is under 1e-80 in size."""
+    previous = pynn.floatx()
+    pynn.set_floatx("float64")
+    try:
+        model = pynn.Sequential([pynn.Input((1,)), pynn.Activation("gelu")])
+        big = 10.0 ** rng.uniform(1, 300, 20)
+        x = np.concatenate([big, -big, [10.0, 10.0 + 1e-9, -20.0, 3e38, 4e38]])[:, None]
+        expected = model.predict(x)
+        pynn_onnx.export(model, tmp_path / "g.onnx")
+    finally:
+        pynn.set_floatx(previous)
+    got = _run(tmp_path / "g.onnx", x)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-80)
+
+
 @pytest.mark.parametrize("activation", ["elu", "selu"])
 def test_elu_and_selu_keep_their_digits_near_zero(tmp_path, activation):
     # onnxruntime's Elu and Selu compute exp(x) - 1: 1e-2 relative error at x = -1e-6

@@ -92,7 +92,7 @@ def _activation_nodes(helper, spec, source, name, const, double):
     const(name, value) adds a scalar initializer. Every graph needs opset 13 only (gelu: 20).
     Where onnxruntime lacks a double kernel (LeakyRelu, Softplus, Softsign), float64 graphs
     build the function from basic operators (gelu: onnxruntime's Gelu in float, within ~1e-7
-    absolute, its far negative tail's tiny values to fewer relative digits); silu, sigmoid,
+    relative, its far negative tail's tiny values to fewer relative digits); silu, sigmoid,
     elu, selu, hard_sigmoid, hard_silu and mish are built so in any graph (their operators
     need newer opsets, or lose digits: Sigmoid's tails, Elu's and Selu's exp(x) - 1 near 0,
     HardSigmoid's alpha x + beta near -3)."""
@@ -133,11 +133,16 @@ def _activation_nodes(helper, spec, source, name, const, double):
                   g.const("c", math.sqrt(2.0 / math.pi)))
         half_x = g("Mul", x, g.const("half", 0.5))
         g("Mul", half_x, g("Add", g("Tanh", inner), g.const("one", 1.0)), out=out)
-    elif double and spec.name == "gelu":  # (onnxruntime has no double Erf: its Gelu in float,
-        from onnx import TensorProto      # within ~1e-7 absolute)
+    elif double and spec.name == "gelu":
+        # onnxruntime has no double Erf: its Gelu in float (~1e-7 relative), on x clipped to
+        # [-20, 10] so no double beyond float's range becomes inf; above 10, gelu(x) = x
+        # (x * Phi(x), Phi within 1e-23 of 1), exactly in double.
+        from onnx import TensorProto
 
-        inner = g("Gelu", g("Cast", x, to=TensorProto.FLOAT), approximate="none")
-        g("Cast", inner, to=TensorProto.DOUBLE, out=out)
+        clipped = g("Clip", x, g.const("minus_twenty", -20.0), g.const("ten", 10.0))
+        inner = g("Gelu", g("Cast", clipped, to=TensorProto.FLOAT), approximate="none")
+        g("Where", g("Greater", x, g.const("ten", 10.0)), x,
+          g("Cast", inner, to=TensorProto.DOUBLE), out=out)
     else:
         ops = {"relu": ("Relu", {}), "tanh": ("Tanh", {}),
                "softmax": ("Softmax", {"axis": -1}),
