@@ -590,15 +590,20 @@ def test_a_keras_normalization_of_all_values_keeps_scalars(tmp_path, rng):
 
 
 def test_other_keras_files_are_named_with_what_to_do(tmp_path, rng):
-    legacy = tmp_path / "legacy.h5"
-    with h5py.File(legacy, "w") as f:  # Keras 2's model file: its root's attributes
-        f.attrs["keras_version"] = "2.15.0"
-        f.attrs["model_config"] = "{}"
-        f.create_group("model_weights")
+    # Keras 2's model file (its root's attributes), which Keras 3 still writes to .h5 paths
+    # (named "a Keras 2 (tf.keras) file" before, its version 3.x)
     model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3)])
-    for load in (pynn.load_model, model.load_weights):
-        with pytest.raises(ValueError, match="a Keras 2 .* HDF5 file; pynn reads Keras 3"):
-            load(legacy)
+    for version in ("2.15.0", "3.15.0"):
+        legacy = tmp_path / f"legacy-{version}.h5"
+        with h5py.File(legacy, "w") as f:
+            f.attrs["keras_version"] = version
+            f.attrs["model_config"] = "{}"
+            f.create_group("model_weights")
+        for load in (pynn.load_model, model.load_weights):
+            with pytest.raises(ValueError, match="a legacy Keras HDF5 model file .tf.keras 2's "
+                                                 "format, which Keras 3 still writes to .h5 "
+                                                 "paths.; pynn reads Keras 3's .keras files"):
+                load(legacy)
     layers, weights, _ = _mlp(rng)
     _weights_file(tmp_path / "w.weights.h5", weights)
     with pytest.raises(ValueError, match="holds a Keras model's weights, not the model: "

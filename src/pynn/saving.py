@@ -622,9 +622,10 @@ def _refuse_other_keras_files(filepath, kind, action):
     """Keras files (keras_files.keras_kind: kind) pynn does not read as asked, named with
     what to do (their lack of a pynn description said nothing of it)."""
     if kind == "legacy":
-        raise ValueError(f"{where(filepath)!r} is a Keras 2 (tf.keras) HDF5 file; pynn reads "
-                         f"Keras 3 files: load it with Keras and save it as .keras (or "
-                         f"save_weights to a .weights.h5)")
+        raise ValueError(f"{where(filepath)!r} is a legacy Keras HDF5 model file (tf.keras "
+                         f"2's format, which Keras 3 still writes to .h5 paths); pynn reads "
+                         f"Keras 3's .keras files: load it with Keras and save it as .keras "
+                         f"(or save_weights to a .weights.h5)")
     if action == "load_model" and kind == "weights":
         raise ValueError(f"{where(filepath)!r} holds a Keras model's weights, not the model: "
                          f"build the model in pynn and call model.load_weights on it")
