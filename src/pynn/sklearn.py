@@ -55,6 +55,9 @@ Differences from scikit-learn's own MLPs, by design:
   samples than average takes a larger step here than there (a lighter one a smaller step).
   In both, the weights' scale counts only through alpha's penalty (divided by a weight sum),
   and with mini-batches weighting is not the same as repeating samples.
+* A classifier's fit refuses y of a single class (scikit-learn's fits it and then predicts
+  that class for everything): there is nothing to learn, and a cross-validation fold that
+  sees one class is better split with stratification than trained on.
 * Sparse X (OneHotEncoder's default output) is accepted and made dense (float32) once per
   call: the network's layers take dense batches, so mind its size for very wide inputs.
 * coefs_ and intercepts_ are read-only float64 copies of the model's weights (a tuple: an
