@@ -37,7 +37,8 @@ def _sk(fn, *args, **kwargs):
 def _keras_result(metric, *batches):
     for y, p in batches:
         metric.update_state(np.asarray(y, np.float32), np.asarray(p, np.float32))
-    return float(np.asarray(metric.result()))
+    result = np.asarray(metric.result(), dtype=np.float64)
+    return float(result) if result.ndim == 0 else result  # (per class: F1Score(None))
 
 
 # ---- 1. custom metrics as Keras' guide writes them ---------------------------------------
@@ -269,23 +270,53 @@ def test_f1score_average_matches_sklearn(rng, average):
         hard = p.argmax(1)
         present = np.union1d(labels, hard)  # sklearn's classes (pynn's macro)
         want = _sk(skm.f1_score, labels, hard, average=average or "macro", labels=present)
+        # None: Keras' one value per class (every column, 0 for one never seen), and the
+        # macro mean in the logs (which hold one number)
+        per_class = _sk(skm.f1_score, labels, hard, average=None, labels=np.arange(c))
         for targets in (labels, np.eye(c)[labels]):
             m = M.F1Score(average=average)
             m.update_state(targets[:70], p[:70])
             m.update_state(targets[70:], p[70:])
-            assert m.result() == pytest.approx(want), average
+            assert m._logged_result() == pytest.approx(want), average
+            if average is None:
+                assert m.result() == pytest.approx(per_class)
+            else:
+                assert m.result() == pytest.approx(want), average
         assert M.f1_score(labels, p, average=average) == pytest.approx(want)
     y, s = rng.integers(0, 2, 60), rng.random(60)  # one output: its class alone
-    assert M.F1Score(average=average)(y, s) == pytest.approx(_sk(skm.f1_score, y, s > 0.5))
+    one = _sk(skm.f1_score, y, s > 0.5)
+    assert M.F1Score(average=average)(y, s) == pytest.approx([one] if average is None else one)
     with pytest.raises(ValueError, match="F1Score: average must be one of"):
         M.F1Score(average="samples")
+
+
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_f1score_default_logs_the_macro_mean_of_its_classes(rng, engine):
+    """F1Score() (Keras' average=None) gave the macro mean from result() too; Keras' is one
+    value per class, and pynn's logs, one number per metric, take their macro mean."""
+    x = rng.normal(size=(90, 5)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 90)]
+    model = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3, activation="softmax")])
+    f1 = M.F1Score()
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=[f1])
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0, engine=engine)
+    per_class = f1.result()
+    hard = model.predict(x, verbose=0).argmax(1)
+    want = _sk(skm.f1_score, y.argmax(1), hard, average=None, labels=np.arange(3))
+    assert per_class.shape == (3,)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert f1.result() == pytest.approx(want)
+    assert logs["f1_score"] == pytest.approx(_sk(skm.f1_score, y.argmax(1), hard,
+                                                 average="macro",
+                                                 labels=np.union1d(y.argmax(1), hard)))
+    assert all(isinstance(v, float) for v in history.history["f1_score"])
 
 
 def test_f1score_average_matches_keras(rng):
     keras = import_keras()
     labels, p = _classes(rng, 300, 4)
     onehot = np.eye(4)[labels]
-    for average in ("macro", "micro", "weighted"):
+    for average in (None, "macro", "micro", "weighted"):
         want = _keras_result(keras.metrics.F1Score(average=average), (onehot, p))
         assert M.F1Score(average=average, threshold=None)(onehot, p) == \
             pytest.approx(want, abs=1e-5)

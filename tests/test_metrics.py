@@ -3,6 +3,7 @@ giving whole-epoch / whole-set values (not means of per-batch values) in fit and
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import warnings
@@ -128,7 +129,8 @@ def test_bad_inputs_raise_clear_errors():
 
 @pytest.mark.parametrize("cls,fn,kind", [
     (M.Precision, M.precision, "binary"), (M.Recall, M.recall, "multi"),
-    (M.F1Score, M.f1_score, "multi"), (M.F1Score, M.f1_score, "binary"),
+    (functools.partial(M.F1Score, average="macro"), M.f1_score, "multi"),
+    (functools.partial(M.F1Score, average="macro"), M.f1_score, "binary"),
     (M.AUC, M.roc_auc, "binary"), (M.AUC, M.roc_auc, "multi"),
     (M.RootMeanSquaredError, M.root_mean_squared_error, "reg"), (M.R2Score, M.r2_score, "reg"),
 ])

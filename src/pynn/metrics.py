@@ -494,6 +494,8 @@ def _f1_from(counts, average="macro", every_class=False, beta=1.0):
     if average == "micro":  # the score of the summed counts
         return float(score(tp.sum(), fp.sum(), fn.sum()))
     per_class = score(tp, fp, fn)
+    if average == "per_class":  # (F1Score(average=None).result(), as Keras')
+        return np.asarray(per_class, dtype=np.float64)
     if average == "weighted":  # by support: classes absent from the targets weigh nothing
         return float(np.sum(per_class * _ratio(tp + fn, np.sum(tp + fn))))
     return float(np.mean(per_class)) if every_class else _macro(per_class, counts)
@@ -916,6 +918,10 @@ class Metric(_custom.AutoConfig):
         """The metric over every batch since reset_state, a float (NaN before any)."""
         return self._score(self._state) if self._state is not None else float("nan")
 
+    def _logged_result(self):
+        """result() as the logs hold it: one number (F1Score(average=None)'s macro mean)."""
+        return self.result()
+
     def __call__(self, y_true, y_pred, sample_weight=None):
         """Update with one batch and return the result so far (as Keras' Metric.__call__)."""
         if sample_weight is None:
@@ -934,7 +940,7 @@ class Metric(_custom.AutoConfig):
             else:
                 _check_takes_weights(self)
                 self.update_state(y_true, y_pred, sample_weight=sample_weight)
-            return _number(self.name, self.result())
+            return _number(self.name, self._logged_result())
         return self._add_batch(y_true, y_pred, sample_weight)
 
     def _add_batch(self, y_true, y_pred, sample_weight=None):
@@ -1232,6 +1238,9 @@ class _Wrapped(Metric):
     def result(self):
         return self.metric.result()
 
+    def _logged_result(self):
+        return self.metric._logged_result()
+
 
 class _Renamed(_Wrapped):
     """A compile() metric logged under another name than its own: Keras' `name_1`, `name_2`
@@ -1422,8 +1431,9 @@ class F1Score(_ConfusionMetric):
     """F1 over all batches seen since reset_state. `average` is scikit-learn's: "macro" (the
     mean over classes, or over the output columns of labels read at a threshold), "micro"
     (the F1 of the summed counts) or "weighted" (the mean weighted by each class's support);
-    Keras' default None gives one value per class, which pynn cannot log as one number, so
-    None is "macro" here. A single output is one class: every average is its F1.
+    Keras' default None: result() is one value per class (an array, as Keras'; a single
+    output is one class), and compile's logs, which hold one number per metric, take their
+    "macro" mean. A single output is one class: every average is its F1.
     threshold=None (the default, Keras') reads several outputs by their argmax class (Keras:
     the row's largest output) and a single output at 0.5 (Keras would count nearly every
     sample positive); a threshold given reads every output at it, as Keras (multilabel=True,
@@ -1448,8 +1458,18 @@ class F1Score(_ConfusionMetric):
 
     beta = 1.0  # (FBetaScore's argument)
 
-    def _score(self, counts):
+    def _score(self, counts):  # (each batch's logged value: None's the macro mean)
         return _f1_from(counts, self.average, every_class=self._pooled, beta=self.beta)
+
+    def result(self):
+        """The score over every batch since reset_state: a float, or with average=None
+        one per class (Keras'; NaN before any batch)."""
+        if self.average is None and self._state is not None:
+            return _f1_from(self._state, "per_class", beta=self.beta)
+        return super().result()
+
+    def _logged_result(self):
+        return super().result()
 
     def get_config(self):
         """The constructor arguments (what model files store)."""
@@ -2486,7 +2506,7 @@ class EpochLogs(Mapping):
         if self._seen:
             for m in self.metrics:
                 if m.name == key:
-                    return _number(m.name, m.result())
+                    return _number(m.name, m._logged_result())
         raise KeyError(key)
 
     def __iter__(self):
