@@ -356,10 +356,10 @@ def test_terminate_on_nan_names_the_first_bad_batch_without_one_call_per_batch(
                   callbacks=[callback])
         return model
 
-    losses = []  # an exact per-batch callback: where the loss first stops being finite
+    losses = []  # an exact per-batch callback: where the loss first leaves float32's range
     run(pynn.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: losses.append(
         logs["loss"])))
-    first_bad = next(i for i, v in enumerate(losses) if not np.isfinite(v))
+    first_bad = next(i for i, v in enumerate(losses) if not abs(v) <= FLOAT32_MAX)
     calls = []
     train = pynn.engine.NativeEngine.train
     monkeypatch.setattr(pynn.engine.NativeEngine, "train",
@@ -372,6 +372,33 @@ def test_terminate_on_nan_names_the_first_bad_batch_without_one_call_per_batch(
     assert len(model.history.history["loss"]) == first_bad // 100 + 1  # stopped in that epoch
     if engine == "native":
         assert len(calls) <= (first_bad // 5 + 1) and len(calls) < first_bad
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("engine", ["native", "layers"])
+def test_terminate_on_nan_stops_at_a_loss_beyond_float32s_range(engine):
+    """A float32 model's loss of 1e42, summed in float64, counted as finite: training ran a
+    step more than Keras' (whose float32 loss is inf there), leaving the weights infinite."""
+    if engine == "native" and pynn.engine._native_module() is None:
+        pytest.skip("native engine unavailable")
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(100, 4)) * 10).astype(np.float32)
+    y = x[:, 0] * 10
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(6, activation="relu"),
+                             pynn.Dense(1)])
+    model.set_weights([rng.normal(size=(4, 6)) * 0.5, np.zeros(6),
+                       rng.normal(size=(6, 1)) * 0.5, np.zeros(1)])
+    model.compile(optimizer=pynn.optimizers.SGD(0.5), loss="mse")
+    seen = []
+    h = model.fit(x, y, epochs=3, batch_size=10, shuffle=False, verbose=0, engine=engine,
+                  callbacks=[pynn.callbacks.TerminateOnNaN(), pynn.callbacks.LambdaCallback(
+                      on_train_batch_end=lambda b, logs: seen.append(logs["loss"]))])
+    assert np.isfinite(seen[:-1]).all() and np.isfinite(seen[-1])  # finite in float64,
+    assert abs(seen[-1]) > FLOAT32_MAX and max(map(abs, seen[:-1])) <= FLOAT32_MAX  # not 32
+    assert len(h.history["loss"]) == 1 and int(model.optimizer.iterations) == len(seen)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
 @pytest.mark.parametrize("raise_error", [False, True])
@@ -405,7 +432,7 @@ def test_terminate_on_nan_stops_both_engines_after_the_same_batch(raise_error):
     if raise_error:
         assert logged == logged_l and f"at batch {steps - 1}." in logged
     else:
-        assert len(logged) == 1 and not np.isfinite(logged[0])
+        assert len(logged) == 1 and not abs(logged[0]) <= FLOAT32_MAX
         assert np.isnan(logged[0]) == np.isnan(logged_l[0])
     for a, b in zip(weights, weights_l):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

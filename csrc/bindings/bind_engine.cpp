@@ -690,7 +690,8 @@ void register_engine(py::module_& m) {
              "float32 (rows of the batches, out), filled with each batch's model outputs "
              "(activations applied) before its update, for metrics computed by the caller. "
              "hyper['stop_on_nonfinite_loss'] true: the call stops after the first batch whose "
-             "loss is NaN or infinite (its update made), returning the rows of the batches run.")
+             "loss is NaN or infinite (beyond float32's range too; its update made), returning "
+             "the rows of the batches run.")
         .def("predict", &PyDenseEngine::predict, py::arg("x"), py::arg("out"),
              py::arg("check_finite") = true,
              "out (N, out_features) = the model's outputs, every activation applied. x is "

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -1289,7 +1290,11 @@ index_t DenseEngine::train(const float* x, const void* y, const std::int64_t* or
         EngineHyper hb = h;
         if (h.lr_steps) hb.lr = h.lr_steps[b - first];
         res[0] += frozen_penalty + backward_update(rows, hb, step + (b - first) + 1, drop_step);
-        if (h.stop_on_nonfinite_loss && !std::isfinite(res[0])) return b - first + 1;
+        // Beyond float's range counts as infinite: the model's float32 loss would be (as
+        // Keras'), and its weights are about to be ruined (NaN fails the test too).
+        if (h.stop_on_nonfinite_loss &&
+            !(std::fabs(res[0]) <= static_cast<double>(std::numeric_limits<float>::max())))
+            return b - first + 1;
     }
     return last - first;
 }

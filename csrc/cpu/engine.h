@@ -88,7 +88,8 @@ struct EngineHyper {
     bool use_ema = false;
     double ema_momentum = 0.99;
     std::int64_t ema_overwrite_frequency = 0;
-    // Stop after the first batch whose loss is NaN or infinite (its update made), as Keras'
+    // Stop after the first batch whose loss is NaN or infinite (beyond float's range: the
+    // float32 loss would be; its update made), as Keras'
     // TerminateOnNaN stops the layer-by-layer loop; the rest of the call's batches never run.
     bool stop_on_nonfinite_loss = false;
 };

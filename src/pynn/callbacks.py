@@ -207,7 +207,9 @@ class History(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training as soon as a batch loss is NaN or infinite. It only reads the batches'
+    """Stops training as soon as a batch loss is NaN or infinite, or beyond the model's float
+    type's range (a float32 model's loss of 1e45, summed in float64 here, is Keras' inf; the
+    next step would leave its weights infinite). It only reads the batches'
     logs, so the CPU's native engine keeps running chunks of batches, and stops its chunk
     after the batch whose loss went bad (the CUDA engine, which hands its chunk's losses
     back at its end, runs a batch a chunk for it): training stops after the same batch on
@@ -227,12 +229,17 @@ class TerminateOnNaN(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss) and not self.model.stop_training:
+        if loss is not None and not abs(loss) <= self._largest() and \
+                not self.model.stop_training:
             if self.raise_error:
                 raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss "
                                    f"value: {loss}. Terminating training immediately.")
             print(f"Batch {batch}: invalid loss {loss}, terminating training")
             self.model.stop_training = True
+
+    def _largest(self):
+        """The largest finite loss of the model's float type (NaN compares false to it)."""
+        return float(np.finfo(getattr(self.model, "_dtype", None) or config.floatx()).max)
 
 
 class LambdaCallback(Callback):
