@@ -375,6 +375,20 @@ def test_validation_split_counts_as_keras_3(rng, n, split):
         model.evaluate(x[-n_val + 1:], y[-n_val + 1:], verbose=0), rel=1e-9) or n_val == 1
 
 
+@pytest.mark.parametrize("split, n_val", [(np.float32(0.2), 20), (np.float32(0.1), 10),
+                                          (np.float32(0.3), 30), (np.array(0.2, np.float32), 20),
+                                          (np.float64(0.3), 30), (0.3, 30)])
+def test_a_float32_validation_split_counts_in_float32_as_keras(rng, split, n_val):
+    # it was made a Python float first: 0.20000000298 left 79 training rows, Keras' 80
+    x = rng.normal(size=(100, 4)).astype(np.float32)
+    seen = []
+    model = _linear()
+    model.fit(x, x[:, :1], validation_split=split, validation_batch_size=1, epochs=1,
+              verbose=0, callbacks=[pynn.callbacks.LambdaCallback(
+                  on_test_batch_end=lambda batch, logs: seen.append(batch))])
+    assert len(seen) == n_val
+
+
 def test_a_pydatasets_epoch_hooks_run_around_evaluate_predict_and_validation(rng):
     calls = []
     x = rng.normal(size=(12, 4)).astype(np.float32)

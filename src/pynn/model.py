@@ -1134,7 +1134,11 @@ class Sequential:
         if split is None or not 0 <= split < 1:
             raise ValueError(f"validation_split must be a number in [0, 1), got "
                              f"{validation_split!r}")
-        validation_split = split
+        # Keras computes with the value as given: np.float32(0.2) leaves floor(100 * (1 -
+        # 0.2 in float32)) = 80 rows, where its float64 value, 0.20000000298, left 79
+        given = np.asarray(validation_split)[()] if isinstance(validation_split, np.ndarray) \
+            else validation_split
+        validation_split = given if isinstance(given, np.floating) else split
         w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
         if val_source is not None:
             x_val = y_val = None
