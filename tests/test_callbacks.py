@@ -1193,6 +1193,20 @@ def test_checkpoint_every_n_batches(tmp_path, engine):
             np.testing.assert_array_equal(a, b)
 
 
+def test_checkpoint_every_n_batches_counts_across_fit_calls(tmp_path):
+    # the count restarted at each fit: a loop of one-epoch fits of 4 batches with
+    # save_freq=3 saved batch 3 of every fit (the same file), Keras batches 3, 2, 1, 3, ...
+    x, y = _data()
+    checkpoint = ModelCheckpoint(tmp_path / "f{fit}-b{batch}.npz", save_weights_only=True,
+                                 save_freq=3)
+    model = _model()
+    for fit in range(3):
+        checkpoint.filepath = str(tmp_path / f"f{fit}-b{{batch}}.npz")
+        model.fit(x[:32], y[:32], epochs=1, batch_size=8, verbose=0, callbacks=[checkpoint])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f0-b3.npz", "f1-b2.npz",
+                                                          "f2-b1.npz", "f2-b4.npz"]
+
+
 def test_an_epoch_checkpoint_costs_no_batch_calls(tmp_path):
     from pynn.callbacks import defines_hook
 

@@ -517,8 +517,9 @@ class ModelCheckpoint(Callback):
             check_weights_name(self.filepath)  # (weights under a .keras name: refused now)
         if self.save_best_only:  # the only use of the direction
             self._monitor = _Monitor.of("ModelCheckpoint", self, 0.0)
-        self._batches_since_saving, self._last_batch = 0, None
-        if self.best is None:  # kept across fit calls, as Keras does
+        # the batch count since the last save and the best value are kept across fit calls,
+        # as Keras keeps them (a loop of one-epoch fits saves every save_freq batches)
+        if self.best is None:
             self.best = (self.initial_value_threshold if self.initial_value_threshold
                          is not None else self._monitor.initial())
 
