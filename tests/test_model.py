@@ -817,6 +817,38 @@ def test_compile_takes_a_neutral_loss_weight_and_refuses_the_rest():
         model.compile(optimizer="sgd", loss="mse", loss_weights=["1"])
 
 
+def test_compile_takes_keras_per_output_forms_for_the_one_output(rng):
+    """Keras 3 takes loss=[loss] and loss/metrics dicts keyed by the output's name (its last
+    layer's) for a one-output model; pynn refused them ("cannot interpret", "must be a
+    list")."""
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    logged = []
+    for loss, metrics, weighted in (
+            (["sparse_categorical_crossentropy"], ["accuracy"], None),
+            ({"out": "sparse_categorical_crossentropy"}, {"out": ["accuracy"]}, None),
+            ("sparse_categorical_crossentropy", {"out": "accuracy"}, {"out": ["accuracy"]}),
+            ("sparse_categorical_crossentropy", ["accuracy"], ["accuracy"])):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2, activation="softmax",
+                                                              name="out")])
+        model.compile(optimizer="sgd", loss=loss, metrics=metrics, weighted_metrics=weighted)
+        assert model.loss.name == "sparse_categorical_crossentropy"
+        logged.append(model.fit(x, y, epochs=1, verbose=0).history)
+    assert logged[0] == logged[1] and logged[2] == logged[3]
+    assert list(logged[2]) == ["loss", "accuracy", "weighted_accuracy"]
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(2, name="out")])
+    with pytest.raises(ValueError, match=r"loss given per output \(\['y'\]\), but the model "
+                                         r"has one output, 'out': key it by that name"):
+        model.compile(optimizer="sgd", loss={"y": "mse"})
+    with pytest.raises(ValueError, match="metrics given per output"):
+        model.compile(optimizer="sgd", loss="mse", metrics={"out": ["mae"], "y": ["mae"]})
+    with pytest.raises(ValueError, match="2 losses given, but the model has one output"):
+        model.compile(optimizer="sgd", loss=["mse", "mae"])
+    with pytest.raises(ValueError, match="0 losses given"):
+        model.compile(optimizer="sgd", loss=[])
+
+
 def test_layers_and_weights_lists_are_copies():
     """model.layers and layer.weights handed out the model's own lists: appending to one
     skipped add()'s checks and changed the model (and every model built from that list)."""

@@ -460,6 +460,27 @@ class Sequential:
         return config.floatx()
 
     # ---- compile ------------------------------------------------------------------------------
+    def _for_the_output(self, what, given, listed=False):
+        """Keras' per-output forms of compile's loss and metrics for the one output: a
+        one-item list of losses, or a dict keyed by the output's name (its last layer's)
+        holding a loss or the output's metrics. listed: metrics (already a list otherwise;
+        a dict's one metric becomes a list of it)."""
+        if isinstance(given, dict) and "class_name" not in given:  # (not a loss's config)
+            name = _output_name(self)
+            if len(given) != 1 or (name is not None and name not in given):
+                raise ValueError(f"compile: {what} given per output ({sorted(given)!r}), but "
+                                 f"the model has one output, {name!r}: key it by that name, "
+                                 f"or give it without the dict")
+            given, = given.values()
+            if listed and not isinstance(given, (list, tuple)):
+                given = [given]
+        elif not listed and isinstance(given, (list, tuple)):
+            if len(given) != 1:
+                raise ValueError(f"compile: {len(given)} losses given, but the model has one "
+                                 f"output: give one loss")
+            given, = given
+        return given
+
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, backend=None, device=None,
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1,
                 auto_scale_loss=True, weighted_metrics=None, loss_weights=None):
@@ -473,7 +494,9 @@ class Sequential:
         auto_scale_loss are Keras' execution settings, taken and unused (pynn has no graph
         to compile, and its native engine already runs many steps per call). loss_weights
         (Keras' weights of several outputs' losses): a pynn model has one output, and only
-        the weight 1 (a number, a one-item list or dict) is taken."""
+        the weight 1 (a number, a one-item list or dict) is taken; Keras' per-output forms
+        of loss and metrics for that output are taken too (a one-item list of losses, dicts
+        keyed by its name, the last layer's)."""
         _check_loss_weights(loss_weights)
         if getattr(self, "_fits_running", 0):  # (Keras 3 fails too, less clearly)
             raise RuntimeError("compile() was called during fit (from a callback or another "
@@ -486,6 +509,10 @@ class Sequential:
                 steps_per_execution, (int, np.integer)) or steps_per_execution < 1:
             raise ValueError(f"compile: steps_per_execution must be a positive integer, got "
                              f"{steps_per_execution!r}")
+        loss = self._for_the_output("loss", loss)
+        metrics = self._for_the_output("metrics", metrics, listed=True)
+        weighted_metrics = self._for_the_output("weighted_metrics", weighted_metrics,
+                                                listed=True)
         if loss is None:
             raise ValueError("compile: a loss is required, e.g. loss='mse'")
         if optimizer is None:
@@ -2807,6 +2834,11 @@ def _stacked(n, pieces):
             out = np.empty((n,) + tuple(piece.shape[1:]), dtype=piece.dtype)
         out[start:start + len(piece)] = piece
     return out
+
+
+def _output_name(model):
+    """The name Keras gives the model's one output: its last layer's (None: no layers)."""
+    return model.layers[-1].name if model.layers else None
 
 
 def _check_loss_weights(loss_weights):
