@@ -239,6 +239,8 @@ class TerminateOnNaN(Callback):
 
     def _largest(self):
         """The largest finite loss of the model's float type (NaN compares false to it)."""
+        from . import config
+
         return float(np.finfo(getattr(self.model, "_dtype", None) or config.floatx()).max)
 
 
