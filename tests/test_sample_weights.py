@@ -172,6 +172,28 @@ def test_class_weight_weights_training_not_the_split_off_validation(engine):
             model.evaluate(x[-20:], y[-20:], sample_weight=val_weight, verbose=0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ["auto", "layers"])
+def test_class_and_sample_weights_together_weigh_by_their_product(engine):
+    # tf.keras 2's rule (Keras 3 refuses the pair), as the README says
+    rng = np.random.default_rng()
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    w = rng.uniform(0.5, 2, 60)
+    class_weight = {0: 1.0, 1: 3.0, 2: 0.5}
+    runs = []
+    for kwargs in ({"sample_weight": w, "class_weight": class_weight},
+                   {"sample_weight": w * np.array([class_weight[c] for c in y])}):
+        pynn.set_seed(0)
+        model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                            engine=engine, **kwargs).history
+        runs.append((history["loss"], model.get_weights()))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-6)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_sample_weight_must_be_numbers():
     model = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
