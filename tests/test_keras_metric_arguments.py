@@ -798,3 +798,37 @@ def test_kerass_other_metric_names_are_accepted_and_log_as_given(rng):
     assert set(logs) == {"loss", *aliases, *aliases.values()}
     for alias, name in aliases.items():
         assert logs[alias] == pytest.approx(logs[name], rel=1e-6), alias
+
+
+def test_accuracy_class_counts_exact_matches_as_keras(rng, tmp_path):
+    """keras.metrics.Accuracy (exact equality, for label outputs) had no pynn counterpart."""
+    y = rng.integers(0, 3, (40, 2)).astype(np.float32)
+    p = rng.integers(0, 3, (40, 2)).astype(np.float32)
+    w = rng.uniform(0, 1, 40)
+    m = M.Accuracy()
+    m.update_state(y[:15], p[:15], sample_weight=w[:15])
+    m.update_state(y[15:], p[15:], sample_weight=w[15:])
+    hits = (y == p).mean(axis=1)
+    assert m.result() == pytest.approx(np.sum(w * hits) / np.sum(w))
+    assert M.Accuracy()(y[:, 0], p[:, :1]) == pytest.approx(np.mean(y[:, 0] == p[:, 0]))
+    with pytest.raises(ValueError, match="accuracy"):
+        M.Accuracy()(y, p[:, :1])
+    x = rng.normal(size=(30, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", metrics=[M.Accuracy(name="exact")])
+    target = np.round(x[:, :1])
+    logs = model.evaluate(x, target, verbose=0, return_dict=True)
+    assert logs["exact"] == np.mean(model.predict(x, verbose=0) == target)
+    model.save(tmp_path / "m.npz")
+    assert type(pynn.load_model(tmp_path / "m.npz")._metric_specs[0]) is M.Accuracy
+
+
+def test_accuracy_class_matches_keras(rng):
+    keras = import_keras()
+    y = rng.integers(0, 2, (50, 3)).astype(np.float32)
+    p = rng.integers(0, 2, (50, 3)).astype(np.float32)
+    w = rng.uniform(0, 1, 50).astype(np.float32)
+    ours, theirs = M.Accuracy(), keras.metrics.Accuracy()
+    ours.update_state(y, p, sample_weight=w)
+    theirs.update_state(y, p, sample_weight=w)
+    assert ours.result() == pytest.approx(float(theirs.result()), rel=1e-6)

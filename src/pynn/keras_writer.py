@@ -378,7 +378,7 @@ def _keras_metric(spec, objects, model):
             config["thresholds"] = config.pop("threshold")  # (Keras' name)
         f_score = spec["class_name"] in ("F1Score", "FBetaScore")
         if f_score and config.get("average") is None:
-            config["average"] = "macro"  # pynn's None (one number); Keras' is per class
+            config["average"] = "macro"  # pynn logs None's macro mean; Keras, per class
         if f_score and config.get("threshold") is None and \
                 width == 1:  # pynn reads one output at 0.5, Keras' None by its argmax
             config["threshold"] = 0.5

@@ -136,6 +136,17 @@ def binary_accuracy(y_true, y_pred, threshold=0.5):
     return float(np.mean(_binary_hits(y_true, y_pred, threshold)))
 
 
+def _exact_hits(y_true, y_pred):
+    y_true, y_pred = _pair(y_true, y_pred)
+    _same_shape("accuracy", y_true, y_pred)
+    return y_true == y_pred
+
+
+def _exact_accuracy(y_true, y_pred):
+    """Keras' Accuracy's function: the fraction of outputs equal to their targets."""
+    return float(np.mean(_exact_hits(y_true, y_pred)))
+
+
 def _categorical_hits(y_true, y_pred):
     y_true, y_pred = _pair(y_true, y_pred)
     _same_shape("categorical_accuracy", y_true, y_pred)
@@ -271,7 +282,8 @@ def mean_squared_logarithmic_error(y_true, y_pred):
     return float(np.mean(_squared_log_errors(y_true, y_pred)))
 
 
-_ELEMENTS = {binary_accuracy: (_binary_hits, 1), mean_squared_error: (_squared_errors, 1),
+_ELEMENTS = {binary_accuracy: (_binary_hits, 1), _exact_accuracy: (_exact_hits, 1),
+             mean_squared_error: (_squared_errors, 1),
              mean_absolute_error: (_absolute_errors, 1),
              mean_absolute_percentage_error: (_absolute_relative_errors, 100),
              mean_squared_logarithmic_error: (_squared_log_errors, 1)}  # (values, factor)
@@ -1884,6 +1896,15 @@ class BinaryAccuracy(_MeanOf):
         return {"name": self.name, "threshold": self.threshold}
 
 
+class Accuracy(_MeanOf):
+    """Keras' Accuracy: the fraction of predictions exactly equal to their targets, for a
+    model whose outputs are labels (compile's "accuracy" string is another metric: the
+    accuracy of the loss's kind, binary, categorical or sparse)."""
+
+    default_name = "accuracy"
+    function = staticmethod(_exact_accuracy)
+
+
 class CategoricalAccuracy(_MeanOf):
     """Keras' CategoricalAccuracy: the fraction of rows whose argmax is the one-hot target's."""
 
@@ -2256,7 +2277,8 @@ _SAVABLE = {cls.__name__: cls for cls in (Precision, Recall, F1Score, FBetaScore
                                             PrecisionAtRecall, RecallAtPrecision,
                                             SensitivityAtSpecificity,
                                             SpecificityAtSensitivity,
-                                            RootMeanSquaredError, R2Score, BinaryAccuracy,
+                                            RootMeanSquaredError, R2Score, Accuracy,
+                                            BinaryAccuracy,
                                             CategoricalAccuracy, SparseCategoricalAccuracy,
                                             MeanSquaredError, MeanAbsoluteError,
                                             MeanAbsolutePercentageError,
@@ -2523,7 +2545,7 @@ class EpochLogs(Mapping):
         return len(self._names())
 
 
-__all__ = ["AUC", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "Mean",
+__all__ = ["AUC", "Accuracy", "BinaryAccuracy", "BinaryCrossentropy", "CategoricalAccuracy", "Mean",
            "Sum", "CategoricalCrossentropy", "CategoricalHinge", "CosineSimilarity", "F1Score",
            "FBetaScore",
            "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError",
