@@ -1028,3 +1028,78 @@ def test_files_of_scalar_weights_stored_as_one_value_load(tmp_path, rng):
     np.testing.assert_array_equal(loaded.get_weights()[0], want[0])
     model.layers[1].s.assign(np.full(1, 2.0))  # set_weights of an old get_weights() list
     assert model.layers[1].s.numpy() == 2.0
+
+
+class _Block(pynn.layers.Layer):
+    """Two Dense layers held as attributes, as Keras' guide composes layers."""
+
+    def __init__(self, units=3, **kw):
+        super().__init__(**kw)
+        self.units = units
+        self.inner = [pynn.layers.Dense(units, activation="tanh", kernel_regularizer="l2"),
+                      pynn.layers.Dense(units)]
+
+    def build(self, input_shape, backend=None, dtype=None):
+        super().build(input_shape, backend, dtype)
+        self.inner[0].build(input_shape, backend, dtype)
+        self.inner[1].build((self.units,), backend, dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, training=False, logits=False):
+        return self.inner[1].forward(self.inner[0].forward(x, training), training)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return self.inner[0].backward(self.inner[1].backward(dy), need_input_grad)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_a_layer_made_of_layers_trains_saves_and_freezes_their_weights(rng, tmp_path):
+    """Its inner layers' weights were not the model's: fit trained nothing and files lost
+    them, silently. Keras tracks layers held in attributes; so does pynn now."""
+    x = rng.normal(size=(48, 4)).astype(np.float32)
+    y = np.tanh(x[:, :3] * 2)
+    model = pynn.Sequential([pynn.Input((4,)), _Block(3), pynn.layers.Dense(1)])
+    block = model.layers[1]
+    assert model.count_params() == 4 * 3 + 3 + 3 * 3 + 3 + 3 + 1
+    assert [p.name for p in block.weights] == [p.name for layer in block.inner
+                                               for p in layer.weights]
+    model.compile(optimizer="adam", loss="mse")
+    before = block.get_weights()
+    model.fit(x, y[:, :1], epochs=3, batch_size=16, verbose=0)
+    assert all(not np.array_equal(a, b) for a, b in zip(before, block.get_weights()))
+    # the inner kernel's l2 penalty joins the loss
+    penalty = 0.01 * np.sum(block.inner[0].get_weights()[0].astype(np.float64) ** 2)
+    assert sum(model.losses) == pytest.approx(penalty, rel=1e-5)
+    model.save(tmp_path / "m.npz")
+    loaded = pynn.load_model(tmp_path / "m.npz", custom_objects={"_Block": _Block})
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    block.trainable = False
+    frozen = block.get_weights()
+    model.fit(x, y[:, :1], epochs=1, verbose=0)
+    for a, b in zip(frozen, block.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.count_params() - sum(np.prod(p.shape) for p in model.trainable_weights) == \
+        sum(w.size for w in frozen)
+
+
+def test_a_layer_holding_another_of_the_model_or_an_unbuilt_one_is_refused():
+    shared = pynn.layers.Dense(4)
+
+    class Holder(pynn.layers.Layer):
+        def __init__(self, held, **kw):
+            super().__init__(**kw)
+            self.held = held
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+    with pytest.raises(ValueError, match="belongs to layers 'dense.*' and 'holder.*' of the "
+                                         "model .* trained twice a step"):
+        pynn.Sequential([pynn.Input((4,)), shared, Holder(shared)])
+    assert not shared.built  # (a refused build leaves the layers as they were)
+    with pytest.raises(ValueError, match="which its build\\(\\) did not build: build it there"):
+        pynn.Sequential([pynn.Input((4,)), Holder(pynn.layers.Dense(2))]).build()

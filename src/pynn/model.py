@@ -441,6 +441,7 @@ class Sequential:
                                   stacklevel=_user_stacklevel())
                 layer._build_for(shape, backend, dtype)
                 shape = layer.compute_output_shape(shape)
+            _check_weights_owned_once(self._layers)
         except BaseException:
             _restore_state(before)
             raise
@@ -2834,6 +2835,20 @@ def _stacked(n, pieces):
             out = np.empty((n,) + tuple(piece.shape[1:]), dtype=piece.dtype)
         out[start:start + len(piece)] = piece
     return out
+
+
+def _check_weights_owned_once(layers):
+    """A weight in two layers (a layer of yours holding another of the model, whose weights
+    it tracks) would be updated twice a step and saved twice: refused."""
+    owner = {}
+    for layer in layers:
+        for p in layer.params:
+            other = owner.setdefault(id(p), layer)
+            if other is not layer:
+                raise ValueError(f"weight {p.name!r} belongs to layers {other.name!r} and "
+                                 f"{layer.name!r} of the model (a layer holding another "
+                                 f"layer of the model tracks its weights): it would be "
+                                 f"trained twice a step; hold the layer in one place only")
 
 
 def _output_name(model):

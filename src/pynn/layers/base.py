@@ -154,6 +154,29 @@ def keras_build_arguments(input_shape, backend, dtype):
     return input_shape, backend, dtype
 
 
+def _held_layers(layer):
+    """The Layer objects layer's attributes hold directly or in lists, tuples and dicts (one
+    level: a held layer tracks its own), each once, in attribute order."""
+    found, seen = [], set()
+
+    def take(value):
+        if isinstance(value, Layer):
+            if id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                take(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                take(item)
+
+    for name, value in vars(layer).items():
+        if name != "_inner_layers":
+            take(value)
+    return found
+
+
 class Parameter:
     """One weight array with its gradient. `value` lives on `backend`.
 
@@ -520,6 +543,36 @@ class Layer(AutoConfig):
         self.build(input_shape, backend, dtype)
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
+        self._track_inner_layers()
+
+    def _track_inner_layers(self):
+        """The layers a layer of yours holds (attributes, or lists, tuples and dict values of
+        them), as Keras tracks them: their weights become this layer's too, after its own
+        (trained, saved, frozen and moved with it; their regularizers' penalties join the
+        loss). Their activity regularizers would need the model's layer loop: refused."""
+        inner = [layer for layer in _held_layers(self) if layer is not self]
+        if not inner:
+            return
+        for layer in inner:
+            if not layer.built:
+                raise ValueError(f"layer {self.name!r} holds layer {layer.name!r}, which its "
+                                 f"build() did not build: build it there "
+                                 f"({layer.name}.build(shape, backend, dtype)), so its weights "
+                                 f"exist to be tracked")
+            layer._track_inner_layers()
+            if layer.__dict__.get("activity_regularizer") is not None:
+                raise ValueError(f"layer {layer.name!r} inside layer {self.name!r} has an "
+                                 f"activity_regularizer, which pynn applies to a model's own "
+                                 f"layers only: give it to {self.name!r} or to a layer of the "
+                                 f"model")
+        known = {id(p) for p in self._params}
+        for layer in inner:
+            for p in layer._params:
+                if id(p) not in known:
+                    known.add(id(p))
+                    self._params.append(p)
+                    p.trainable = p.trainable and self._trainable and not p.statistic
+        self._inner_layers = inner
 
     def _build_for(self, input_shape, backend, dtype):
         """Builds the layer for samples of `input_shape` as a model does: one with weights
@@ -639,8 +692,10 @@ class Layer(AutoConfig):
         return initializer(shape, dtype)
 
     def to_backend(self, backend, dtype):
-        """Move the layer's weights to `backend` in `dtype`."""
+        """Move the layer's weights to `backend` in `dtype` (and the layers it holds)."""
         self.backend = backend
+        for layer in self.__dict__.get("_inner_layers", ()):
+            layer.to_backend(backend, dtype)
         for p in self._params:
             p.to_backend(backend, dtype)
 
@@ -717,8 +772,10 @@ class Layer(AutoConfig):
 
     def regularized(self):
         """[(parameter, regularizer)] whose penalties join the loss: those add_weight was
-        given; none by default."""
-        return list(self._weight_regularizers)
+        given, and those of the layers this one holds; none by default."""
+        return list(self._weight_regularizers) + [
+            pair for layer in self.__dict__.get("_inner_layers", ())
+            for pair in layer.regularized()]
 
     @property
     def losses(self):
