@@ -299,6 +299,14 @@ def test_a_model_inside_a_model_names_the_way_to_reuse_its_layers(rng):
         pynn.Sequential([base, pynn.Dense(1)])
     model = pynn.Sequential(base.layers + [pynn.Dense(1)])  # the way it names
     assert model.layers[1] is base.layers[1]
+    # a model after the first element: its layers without its Input (the way named was
+    # refused: "an Input can only be the first element")
+    head = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2), pynn.Dense(1)])
+    with pytest.raises(TypeError, match=r"Sequential\(\[\.\.\., \*sequential_?\d*\.layers\[1:\]\]\)"):
+        pynn.Sequential([*base.layers, head])
+    joined = pynn.Sequential([*base.layers, *head.layers[1:]])  # the way it names
+    assert joined.layers[2:] == head.layers[1:]
+    assert joined.predict(rng.normal(size=(2, 4)), verbose=0).shape == (2, 1)
 
 
 def test_load_weights_refuses_to_guess_a_flatten_models_input(tmp_path):

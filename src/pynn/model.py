@@ -212,9 +212,15 @@ class Sequential:
 
     def _check_addable(self, layer, names):
         if isinstance(layer, Sequential):  # Keras nests models; pynn stacks their layers
+            # (its Input, pynn's first layer, only where the new model starts)
+            own = layer.layers
+            tail = "[1:]" if names and own and isinstance(own[0], InputLayer) else ""
+            example = (f"Sequential([..., *{layer.name}.layers{tail}])" if names else
+                       f"Sequential({layer.name}.layers + [head])")
             raise TypeError(f"a model is not a layer in pynn: add its layers instead, e.g. "
-                            f"Sequential({layer.name}.layers + [head]) (they share the "
-                            f"weights, as a nested Keras model does)")
+                            f"{example} (they share the weights, as a nested Keras model "
+                            f"does), or call it on a tensor in the functional form; the "
+                            f"new model's layers are then its layers, not the model")
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a pynn layer, got {layer!r}")
         if type(layer).forward is Layer.forward and "forward" not in vars(layer):
