@@ -228,9 +228,17 @@ def test_a_custom_layer_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
 
     model = pynn.Sequential([pynn.Input((2,)), NoConfig(5, name="times"), pynn.Dense(1)])
     with pytest.raises(ValueError, match=r"cannot save the model: it would not load back "
-                                         r"\(.*NoConfig.__init__\(\) missing .* 'k'\)"):
+                                         r"\(.*NoConfig.__init__\(\) missing .* 'k'\); a "
+                                         r"component of your own needs a get_config\(\)"):
         model.save(tmp_path / "m.npz")
     assert not (tmp_path / "m.npz").exists()
+    # a model of pynn's own layers is not told of get_config (a layer renamed to another's
+    # name was blamed on it)
+    plain = pynn.Sequential([pynn.Input((2,)), pynn.Dense(1, name="a"), pynn.Dense(1)])
+    plain.get_layer("a").name = plain.layers[-1].name
+    with pytest.raises(ValueError, match=r"would not load back \(a layer named '.*' is "
+                                         r"already in the model\)$"):
+        plain.save(tmp_path / "p.npz")
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="cannot save the model"):
         model.fit(np.ones((4, 2)), np.ones(4), epochs=1, verbose=0,

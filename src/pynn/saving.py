@@ -473,9 +473,12 @@ def _trial_load(extra, objects):
                 raise
             rebuild(extra["config"])  # as load_model will: built, weights drawn
     except Exception as exc:  # noqa: BLE001 - whatever load_model would meet
-        raise ValueError(f"cannot save the model: it would not load back ({exc}); a "
-                         f"component of your own needs a get_config() that returns its "
-                         f"__init__ arguments") from exc
+        # (the hint only where the model has components of the user's own: a renamed layer
+        # clashing with another was blamed on get_config)
+        hint = ("; a component of your own needs a get_config() that returns its __init__ "
+                "arguments") if objects else ""
+        raise ValueError(f"cannot save the model: it would not load back ({exc}){hint}") \
+            from exc
 
 
 def check_savable(model, filepath=None):
