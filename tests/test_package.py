@@ -191,6 +191,9 @@ def test_set_backend_switches_and_reports(numpy_backend):
     assert m.backend.name == "numpy"
     with pytest.raises(ValueError, match="unknown backend"):
         pynn.set_backend("quantum")
+    with pytest.raises(TypeError, match="set_backend takes a backend's name .*got None"):
+        pynn.set_backend(None)  # (it changed nothing, silently)
+    assert pynn.get_backend().name == "numpy"
     m.compile(optimizer="sgd", loss="mse", backend=pynn.get_backend("numpy"))  # the object
     assert m.backend is pynn.get_backend("numpy")
 

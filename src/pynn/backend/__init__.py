@@ -123,6 +123,9 @@ def backend_for_device(device: str) -> Backend:
 def set_backend(name: str) -> Backend:
     """Make `name` the backend for models compiled from now on and for pynn.ops."""
     global _current
+    if name is None:  # (get_backend(None) is the current one: set_backend changed nothing)
+        raise TypeError("set_backend takes a backend's name ('cpu', 'cuda', 'numpy', "
+                        "'cupy'), got None")
     _current = get_backend(name)
     return _current
 
