@@ -499,6 +499,24 @@ def test_predict_into_a_pipe_and_a_row_beyond_float32(tmp_path, blobs_csv):
     assert "Traceback" not in res.stderr and "RuntimeWarning" not in res.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_train_into_a_device_writes_no_sidecar_into_dev(blobs_csv):
+    """--out /dev/null wrote /dev/null.columns.json (as root; others were refused after
+    training): no sidecar beside a device, and the line says what predict then lacks."""
+    path, _ = blobs_csv
+    sidecar = "/dev/null.columns.json"
+    existed = os.path.exists(sidecar)
+    try:
+        res = run_cli("train", "--data", path, "--target", "label", "--epochs", "1", "--out",
+                      "/dev/null")
+        assert res.returncode == 0, res.stderr
+        assert "not /dev/null.columns.json, beside a device" in res.stdout
+        assert os.path.exists(sidecar) == existed
+    finally:
+        if not existed and os.path.isfile(sidecar):
+            os.remove(sidecar)
+
+
 def test_out_checks_a_pipe_itself_not_its_folder(tmp_path, monkeypatch):
     """A FIFO (or /dev/stdout) in a folder the user cannot write is a fine --out: it is
     written through, not replaced (non-root users were refused for /dev/stdout). The user

@@ -52,6 +52,20 @@ def sidecar_path(model_path):
     return os.fspath(model_path) + ".columns.json"
 
 
+def _sidecar_beside(out):
+    """Whether a sidecar goes beside --out: not beside a device or a descriptor (/dev/null,
+    /dev/stdout: it would land in /dev, which only root may write), but beside a FIFO."""
+    import stat
+
+    if not is_stream(out):
+        return True
+    try:
+        return stat.S_ISFIFO(os.stat(out).st_mode) and \
+            not os.path.realpath(os.fspath(out)).startswith(("/dev/", "/proc/"))
+    except OSError:
+        return False
+
+
 def check_output_path(out, inputs=()):
     """Fail before any work (training can take long) when `out` cannot be written as a new
     file: a directory, a folder that does not exist, or one of the command's input files."""
@@ -375,7 +389,7 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
         cls = type(pynn.optimizers.get(optimizer))
         return cls() if learning_rate is None else cls(learning_rate)
 
-    for path in (out, sidecar_path(out)):
+    for path in (out, sidecar_path(out)) if _sidecar_beside(out) else (out,):
         check_output_path(path, inputs=[data])
     try:  # (before training: a .onnx or .weights.h5 name holds no pynn model)
         check_model_name(out)
@@ -462,10 +476,15 @@ def train(data, target, layers, epochs, out, task="auto", batch_size=32, seed=No
     # hash in the sidecar lets predict tell. (A pipe as --out cannot be read back.)
     if not is_stream(out):
         meta["model_sha256"] = file_sha256(out)
-    atomic_write(sidecar_path(out), lambda f: f.write(json.dumps(meta, indent=2).encode()))
     final = {k: round(v[-1], 6) for k, v in history.history.items()}
     scale = " (on standardised targets)" if task == "regress" else ""
-    print_fn(f"saved {out} (and {sidecar_path(out)}); final epoch{scale}: {final}")
+    if _sidecar_beside(out):
+        atomic_write(sidecar_path(out), lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        print_fn(f"saved {out} (and {sidecar_path(out)}); final epoch{scale}: {final}")
+    else:
+        print_fn(f"saved {out} (not {sidecar_path(out)}, beside a device or descriptor: "
+                 f"`pynn predict` then knows none of its column names, classes or target "
+                 f"offset; give --out a file to keep them); final epoch{scale}: {final}")
     return model
 
 
