@@ -88,8 +88,8 @@ def test_what_has_no_kernel_is_refused():
         LeakyReLU(-0.1)
     with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
         ELU(float("nan"))
-    with pytest.raises(ValueError, match="axis=1 is not supported"):
-        Softmax(axis=1)
+    with pytest.raises(ValueError, match="axis=0 is not supported"):
+        Softmax(axis=0)
     with pytest.warns(UserWarning, match="`alpha` is deprecated"):
         assert LeakyReLU(alpha=0.2).negative_slope == 0.2  # Keras 2 code
 

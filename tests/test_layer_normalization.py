@@ -156,8 +156,11 @@ def test_onnx(rng, floatx):
 
 
 def test_misuse_is_named():
-    with pytest.raises(ValueError, match="axis=1 is not supported"):
-        LayerNormalization(axis=1)
+    with pytest.raises(ValueError, match="axis=0 is not supported"):
+        LayerNormalization(axis=0)
+    with pytest.raises(ValueError, match="axis=1 is not the last axis of inputs of shape "
+                                         "\\(batch, 2, 3\\)"):
+        pynn.Sequential([pynn.Input((2, 3)), RMSNormalization(axis=1)])
     with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
         RMSNormalization(epsilon=0)
     with pytest.raises(ValueError, match="rms_scaling=True is deprecated.*RMSNormalization"):

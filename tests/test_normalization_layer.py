@@ -128,6 +128,30 @@ def test_files_and_onnx(rng, tmp_path):
     np.testing.assert_allclose(onnx_outputs(model, x), model.predict(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("make", [
+    lambda axis: pynn.layers.LayerNormalization(axis=axis),
+    lambda axis: pynn.layers.RMSNormalization(axis=axis),
+    lambda axis: pynn.layers.Softmax(axis=axis),
+    lambda axis: Normalization(axis=axis, mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 9.0])])
+def test_the_last_axis_by_its_index_as_keras(rng, make, tmp_path):
+    """axis=1 of (batch, features) inputs, Keras' way too of naming the last axis, was
+    refused by these layers (BatchNormalization took it); another axis is refused at build."""
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    for axis in (1, [1]):
+        model = pynn.Sequential([pynn.Input((3,)), make(axis)])
+        np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                      pynn.Sequential([pynn.Input((3,)), make(-1)]).predict(
+                                          x, verbose=0))
+        assert model.layers[1].get_config()["axis"] == 1
+        model.save(tmp_path / "m.npz")
+        assert pynn.load_model(tmp_path / "m.npz").layers[1].get_config()["axis"] == 1
+    with pytest.raises(ValueError, match="axis=1 is not the last axis of inputs of shape "
+                                         "\\(batch, 2, 3\\)"):
+        pynn.Sequential([pynn.Input((2, 3)), make(1)])
+    with pytest.raises(ValueError, match="axis=0 is not supported"):
+        make(0)
+
+
 def test_misuse_is_named(rng):
     with pytest.raises(ValueError, match="axis=0 is not supported"):
         Normalization(axis=0)

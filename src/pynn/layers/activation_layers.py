@@ -9,6 +9,7 @@ import warnings
 
 from .. import activations as act_mod
 from .activation import Activation
+from .base import check_last_axis, keras_build_arguments, last_axis
 
 
 def _number(owner, name, value, allow_none=False):
@@ -121,14 +122,19 @@ class ELU(_KerasActivation):
 
 
 class Softmax(_KerasActivation):
-    """Keras' Softmax layer over the last axis (`axis=-1`, the only one pynn takes)."""
+    """Keras' Softmax layer over the last axis (`axis=-1`, or that axis' index: 1 for
+    (batch, features) inputs)."""
 
     def __init__(self, axis=-1, **kwargs):
-        if axis != -1:
-            raise ValueError(f"Softmax: axis={axis!r} is not supported; pynn's softmax is over "
-                             f"the last axis (axis=-1)")
+        axis = last_axis("Softmax", axis, "computes softmax over")
         super().__init__(act_mod.softmax, **kwargs)
-        self.axis = -1
+        self.axis = axis
+
+    def build(self, input_shape, backend=None, dtype=None):
+        input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
+        check_last_axis(f"Softmax {self.name!r}", self.axis, input_shape,
+                        "computes softmax over")
+        super().build(input_shape, backend, dtype)
 
     def _keras_arguments(self):
         return {"axis": self.axis}

@@ -154,6 +154,28 @@ def keras_build_arguments(input_shape, backend, dtype):
     return input_shape, backend, dtype
 
 
+def last_axis(owner, axis, computes="computes over"):
+    """Keras' axis of a layer pynn computes over the last axis: -1, or that axis' index
+    counted from the batch axis (1 for (batch, features) inputs; checked at build by
+    check_last_axis), also as a one-item list."""
+    if isinstance(axis, (list, tuple)) and len(axis) == 1:
+        axis = axis[0]
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or \
+            not (axis == -1 or axis >= 1):
+        raise ValueError(f"{owner}: axis={axis!r} is not supported; pynn {computes} the last "
+                         f"axis: axis=-1, or its index (1 for (batch, features) inputs)")
+    return int(axis)
+
+
+def check_last_axis(owner, axis, input_shape, computes="computes over"):
+    """At build: a positive axis must be the last of inputs of input_shape (no batch axis)."""
+    if axis not in (-1, len(input_shape)):
+        dims = ", ".join(str(d) for d in input_shape)
+        raise ValueError(f"{owner}: axis={axis} is not the last axis of inputs of shape "
+                         f"(batch, {dims}); pynn {computes} the last axis (axis=-1 or "
+                         f"{len(input_shape)})")
+
+
 def _held_layers(layer):
     """The Layer objects layer's attributes hold directly or in lists, tuples and dicts (one
     level: a held layer tracks its own), each once, in attribute order."""

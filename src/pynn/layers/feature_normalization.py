@@ -12,7 +12,7 @@ import numpy as np
 from .. import config
 from .. import data as data_mod
 from ..backend import to_host
-from .base import Layer, as_flag, keras_build_arguments
+from .base import Layer, as_flag, check_last_axis, keras_build_arguments, last_axis
 
 EPSILON = 1e-7  # keras.backend.epsilon(): the least standard deviation divided by
 
@@ -21,8 +21,9 @@ class Normalization(Layer):
     """Standardises each feature (the last axis): (x - mean) / max(sqrt(variance), 1e-7),
     as Keras' Normalization. `layer.adapt(x)` takes mean and variance from data (an array,
     or a generator/iterable of arrays or (x, ...) batches), or give `mean=` and `variance=`
-    (a number each, or one per feature). `axis=-1` (Keras' default) standardises each
-    feature, `axis=None` all values with one mean and variance; other axes are refused.
+    (a number each, or one per feature). `axis=-1` (Keras' default, or the last axis'
+    index: 1 for (batch, features) inputs) standardises each feature, `axis=None` all
+    values with one mean and variance; other axes are refused.
     `invert=True` undoes the standardisation instead: x * max(sqrt(variance), 1e-7) + mean
     (e.g. predictions back to the scale of targets standardised with the same statistics).
     The native engine runs it (as a frozen normalisation of the inputs) as the model's first
@@ -32,11 +33,9 @@ class Normalization(Layer):
         super().__init__(**kwargs)
         if axis in ((), []):  # Keras' own config writes axis=None so
             axis = None
-        if axis is not None and axis not in (-1, (-1,), [-1]):
-            raise ValueError(f"Normalization: axis={axis!r} is not supported; pynn "
-                             f"standardises each feature (axis=-1) or all values together "
-                             f"(axis=None)")
-        self.axis = None if axis is None else -1
+        self.axis = None if axis is None else last_axis(
+            "Normalization", axis, "standardises each feature (or with axis=None all values "
+            "together) along")
         if (mean is None) != (variance is None):
             raise ValueError("Normalization: give both mean and variance, or neither (and "
                              "call adapt)")
@@ -54,6 +53,9 @@ class Normalization(Layer):
 
     def build(self, input_shape, backend=None, dtype=None):
         input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
+        if self.axis is not None:
+            check_last_axis(f"Normalization {self.name!r}", self.axis, input_shape,
+                            "standardises each feature along")
         super().build(input_shape, backend, dtype)
         self._params = []
         n = int(input_shape[-1])

@@ -12,17 +12,16 @@ import numbers
 import numpy as np
 
 from .. import constraints, initializers, regularizers
-from .base import Layer, as_flag, keras_build_arguments
+from .base import Layer, as_flag, check_last_axis, keras_build_arguments, last_axis
 
 
 def _check(owner, axis, epsilon):
-    if isinstance(axis, bool) or axis not in (-1, (-1,), [-1]):
-        raise ValueError(f"{owner}: axis={axis!r} is not supported; pynn normalises the last "
-                         f"axis (axis=-1)")
+    """(axis, epsilon), checked."""
+    axis = last_axis(owner, axis, "normalises")
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or \
             not 0 < epsilon < float("inf"):
         raise ValueError(f"{owner}: epsilon must be a finite number > 0, got {epsilon!r}")
-    return float(epsilon)
+    return axis, float(epsilon)
 
 
 def _row_mean(xp, a, acc):
@@ -96,8 +95,9 @@ class _RowNormalization(Layer):
 
 
 class LayerNormalization(_RowNormalization):
-    """Keras' LayerNormalization over the last axis (`axis=-1`, the only one pynn takes;
-    another raises ValueError): epsilon (1e-3), center / scale (whether beta / gamma exist).
+    """Keras' LayerNormalization over the last axis (`axis=-1`, or that axis' index: 1 for
+    (batch, features) inputs; another raises ValueError): epsilon (1e-3), center / scale
+    (whether beta / gamma exist).
     beta_initializer ("zeros") and gamma_initializer ("ones"): any initializer name, config
     or object (pynn.initializers), for the weights' starting values. beta_regularizer and
     gamma_regularizer (None): a penalty on the weight (pynn.regularizers, e.g. "l2") added to
@@ -111,7 +111,7 @@ class LayerNormalization(_RowNormalization):
                  gamma_regularizer=None, beta_constraint=None, gamma_constraint=None, *,
                  rms_scaling=False, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = _check("LayerNormalization", axis, epsilon)
+        self.axis, self.epsilon = _check("LayerNormalization", axis, epsilon)
         if as_flag(self.name, "rms_scaling", rms_scaling):
             raise ValueError("LayerNormalization: rms_scaling=True is deprecated in Keras 3 "
                              "(it scales by the variance, not the root mean square) and not "
@@ -128,6 +128,8 @@ class LayerNormalization(_RowNormalization):
 
     def build(self, input_shape, backend=None, dtype=None):
         input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
+        check_last_axis(f"LayerNormalization {self.name!r}", self.axis, input_shape,
+                        "normalises")
         super().build(input_shape, backend, dtype)
         self._params, self._weight_regularizers = [], []
         n = (int(input_shape[-1]),)
@@ -149,7 +151,7 @@ class LayerNormalization(_RowNormalization):
             super().regularized()
 
     def get_config(self):
-        return {**super().get_config(), "axis": -1, "epsilon": self.epsilon,
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale,
                 "beta_initializer": initializers.serialize(self.beta_initializer),
                 "gamma_initializer": initializers.serialize(self.gamma_initializer),
@@ -161,18 +163,20 @@ class LayerNormalization(_RowNormalization):
 
 class RMSNormalization(_RowNormalization):
     """Keras' RMSNormalization over the last axis: x / sqrt(mean(x^2) + epsilon) * scale
-    (epsilon 1e-6, a learnt `scale` per feature starting at 1), no centring; axis=-1 only
-    (another raises ValueError)."""
+    (epsilon 1e-6, a learnt `scale` per feature starting at 1), no centring; axis=-1 or
+    the last axis' index (another raises ValueError)."""
 
     centred = False
 
     def __init__(self, axis=-1, epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = _check("RMSNormalization", axis, epsilon)
+        self.axis, self.epsilon = _check("RMSNormalization", axis, epsilon)
         self.scale = None
 
     def build(self, input_shape, backend=None, dtype=None):
         input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
+        check_last_axis(f"RMSNormalization {self.name!r}", self.axis, input_shape,
+                        "normalises")
         super().build(input_shape, backend, dtype)
         self._params = []
         self.scale = self.add_weight("scale", None, backend, dtype,
@@ -182,4 +186,4 @@ class RMSNormalization(_RowNormalization):
         return self.scale, None
 
     def get_config(self):
-        return {**super().get_config(), "axis": -1, "epsilon": self.epsilon}
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
