@@ -242,8 +242,10 @@ def test_kerass_none_arguments_are_taken_and_others_refused():
     """Keras' constraints, activity regularizers and LoRA at their default None (as configs
     and ported code spell them out) were TypeErrors; a value is refused by name."""
     dense = pynn.Dense(3, kernel_constraint=None, bias_constraint=None,
-                       activity_regularizer=None, lora_rank=None)
+                       activity_regularizer=None, lora_rank=None, lora_alpha=None)
     assert dense.units == 3
+    with pytest.raises(NotImplementedError, match="lora_alpha=4 is not supported"):
+        pynn.Dense(3, lora_alpha=4)
     assert pynn.layers.LayerNormalization(beta_constraint=None, gamma_constraint=None)
     assert pynn.BatchNormalization(beta_constraint=None, gamma_constraint=None)
     with pytest.raises(NotImplementedError, match="kernel_constraint='max_norm' is not supported"):

@@ -342,7 +342,7 @@ _WEIGHT_FLAGS = frozenset({"use_bias", "center", "scale"})
 # Keras layer arguments taken at their default None (in hand-written or Keras-written
 # configs): weight constraints of layers without those weights, LoRA
 _KERAS_NONE_ARGUMENTS = frozenset({"kernel_constraint", "bias_constraint", "beta_constraint",
-                                   "gamma_constraint", "lora_rank",
+                                   "gamma_constraint", "lora_rank", "lora_alpha",
                                    "quantization_config"})
 
 
