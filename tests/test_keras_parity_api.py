@@ -238,6 +238,16 @@ def test_a_keras_3_dtype_policy_in_a_layer_config():
         pynn.Dense(3, dtype={**policy, "config": {"name": "mixed_float16"}})
 
 
+def test_a_layer_dtype_other_than_floatx_is_refused_with_advice_that_fits(float64_numpy):
+    # float32 under a float64 session was told "use pynn.set_floatx for float64"
+    with pytest.raises(ValueError, match=r"floatx \(float64\): pynn.set_floatx\('float32'\) "
+                                         r"computes in it"):
+        pynn.Dense(3, dtype="float32")
+    with pytest.raises(ValueError, match="floatx may be float32 or float64 .*inputs of int32 "
+                                         "are converted to it"):
+        pynn.Input((4,), dtype="int32")
+
+
 def test_kerass_none_arguments_are_taken_and_others_refused():
     """Keras' constraints, activity regularizers and LoRA at their default None (as configs
     and ported code spell them out) were TypeErrors; a value is refused by name."""

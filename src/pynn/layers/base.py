@@ -362,9 +362,17 @@ def _check_layer_dtype(name, dtype, kind="layer"):
     except (TypeError, ValueError):  # a policy name such as "mixed_float16", or no dtype
         same = False
     if not same:
+        wanted = policy or dtype
+        try:
+            advice = (f"pynn.set_floatx({np.dtype(wanted).name!r}) computes in it"
+                      if np.dtype(wanted) in (np.float32, np.float64) else
+                      f"floatx may be float32 or float64 (pynn.set_floatx); inputs of "
+                      f"{np.dtype(wanted).name} are converted to it")
+        except (TypeError, ValueError):  # a policy name ("mixed_float16"): no such dtype
+            advice = "floatx may be float32 or float64 (pynn.set_floatx)"
         raise ValueError(f"{kind} {name!r}: dtype={dtype!r}: pynn computes every {kind} in "
-                         f"the session's floatx ({config.floatx()}); use pynn.set_floatx for "
-                         f"float64, or leave dtype out")
+                         f"the session's floatx ({config.floatx()}): {advice}; or leave "
+                         f"dtype out")
 
 
 def _pynn_layer_below(cls):
