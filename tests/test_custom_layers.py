@@ -1086,20 +1086,94 @@ def test_a_layer_made_of_layers_trains_saves_and_freezes_their_weights(rng, tmp_
         sum(w.size for w in frozen)
 
 
-def test_a_layer_holding_another_of_the_model_or_an_unbuilt_one_is_refused():
-    shared = pynn.layers.Dense(4)
+class _DenseTranspose(pynn.layers.Layer):
+    """A tied-weights decoder: the encoder's kernel, transposed, and a bias of its own."""
+
+    def __init__(self, dense, **kw):
+        super().__init__(**kw)
+        self.dense = dense
+
+    def build(self, input_shape, backend=None, dtype=None):
+        super().build(input_shape, backend, dtype)
+        self.b = self.add_weight(shape=(self.dense.input_shape[-1],), initializer="zeros",
+                                 name="b")
+
+    def compute_output_shape(self, input_shape):
+        return self.dense.input_shape
+
+    def forward(self, x, training=False, logits=False):
+        self._x = x
+        return x @ self.dense.kernel.value.T + self.b.value
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        # (the kernel's gradient is the encoder's: a Dense sets its grad, it does not add)
+        self.b.grad = dy.sum(axis=0)
+        return dy @ self.dense.kernel.value
+
+
+def test_a_layer_sharing_weights_with_the_models_own_counts_them_once(rng):
+    """A tied-weights autoencoder (Keras' example) was refused by the tracking's first form:
+    the model trains the encoder's kernel, once; the decoder adds its bias alone."""
+    encoder = pynn.layers.Dense(2)
+    model = pynn.Sequential([pynn.Input((4,)), encoder, _DenseTranspose(encoder)])
+    assert model.count_params() == 4 * 2 + 2 + 4  # as Keras counts it
+    assert len(model.layers[2].weights) == 1 and len(model.weights) == 3
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    model.compile(optimizer=pynn.optimizers.SGD(0.01), loss="mse")
+    before = model.layers[1].get_weights()[0]
+    model.fit(x, x, epochs=1, batch_size=32, verbose=0, engine="layers")
+    assert not np.array_equal(before, model.layers[1].get_weights()[0])
+
+
+def test_what_a_layer_holds_is_tracked_once_whatever_the_path(rng):
+    """Cases the tracking's first form got wrong: a back-reference (RecursionError), a layer
+    reached by two paths (its penalty counted twice), a layer passed to the constructor and
+    not kept (pynn's config bookkeeping held it), two blocks sharing one layer, a layer of
+    the model held before the model built it; an unbuilt layer held is refused."""
+    inner = pynn.layers.Dense(3, kernel_regularizer="l2")
 
     class Holder(pynn.layers.Layer):
-        def __init__(self, held, **kw):
+        def __init__(self, held, keep=True, **kw):
             super().__init__(**kw)
-            self.held = held
+            if keep:
+                self.held = held
+                self.again = {"same": held}  # a second path to it
+                held.parent = self  # a back-reference
+
+        def build(self, input_shape, backend=None, dtype=None):
+            super().build(input_shape, backend, dtype)
+            held = self.__dict__.get("held")
+            if held is not None and not held.built:
+                held.build(input_shape, backend, dtype)
 
         def forward(self, x, training=False, logits=False):
             return x
 
-    with pytest.raises(ValueError, match="belongs to layers 'dense.*' and 'holder.*' of the "
-                                         "model .* trained twice a step"):
-        pynn.Sequential([pynn.Input((4,)), shared, Holder(shared)])
-    assert not shared.built  # (a refused build leaves the layers as they were)
-    with pytest.raises(ValueError, match="which its build\\(\\) did not build: build it there"):
-        pynn.Sequential([pynn.Input((4,)), Holder(pynn.layers.Dense(2))]).build()
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    model = pynn.Sequential([pynn.Input((3,)), Holder(inner), Holder(inner)])
+    assert model.count_params() == 3 * 3 + 3  # shared by both holders: once
+    penalty = 0.01 * np.sum(inner.get_weights()[0].astype(np.float64) ** 2)
+    assert sum(model.losses) == pytest.approx(penalty, rel=1e-6)
+    # a layer passed and not kept is not held (its config bookkeeping keeps it)
+    assert pynn.Sequential([pynn.Input((3,)), Holder(pynn.layers.Dense(2), keep=False)]) \
+        .count_params() == 0
+    later = pynn.layers.Dropout(0.5)  # a layer of the model, built after its holder
+
+    class Peek(pynn.layers.Layer):
+        def __init__(self, other, **kw):
+            super().__init__(**kw)
+            self.other = other
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+    pynn.Sequential([pynn.Input((3,)), Peek(later), later])
+
+    class Unbuilt(Peek):
+        pass
+
+    with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built: build "
+                                         "it in"):
+        pynn.Sequential([pynn.Input((4,)), Unbuilt(pynn.layers.Dense(2))])

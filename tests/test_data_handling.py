@@ -389,6 +389,14 @@ def test_a_float32_validation_split_counts_in_float32_as_keras(rng, split, n_val
     assert len(seen) == n_val
 
 
+def test_a_float16_validation_split_of_many_rows_does_not_overflow(rng):
+    # counted in float16, 100,000 rows overflowed (OverflowError: float infinity)
+    x = np.zeros((100_000, 4), np.float32)
+    history = _linear().fit(x, x[:, :1], validation_split=np.float16(0.1), epochs=1,
+                            batch_size=50_000, verbose=0)
+    assert "val_loss" in history.history
+
+
 def test_a_pydatasets_epoch_hooks_run_around_evaluate_predict_and_validation(rng):
     calls = []
     x = rng.normal(size=(12, 4)).astype(np.float32)

@@ -312,6 +312,21 @@ def test_f1score_default_logs_the_macro_mean_of_its_classes(rng, engine):
     assert all(isinstance(v, float) for v in history.history["f1_score"])
 
 
+def test_an_f1score_subclass_logs_its_own_result(rng):
+    # the logs took F1Score's macro mean past a subclass's result()
+    class Percent(M.F1Score):
+        def result(self):
+            return 100 * float(np.mean(super().result()))
+
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 60)]
+    model = pynn.Sequential([pynn.Input((4,)), pynn.Dense(3, activation="softmax")])
+    metric = Percent(name="pct")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=[metric])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["pct"] == pytest.approx(metric.result()) and logs["pct"] > 1
+
+
 def test_f1score_average_matches_keras(rng):
     keras = import_keras()
     labels, p = _classes(rng, 300, 4)
@@ -814,11 +829,13 @@ def test_accuracy_class_counts_exact_matches_as_keras(rng, tmp_path):
     with pytest.raises(ValueError, match="accuracy"):
         M.Accuracy()(y, p[:, :1])
     x = rng.normal(size=(30, 3)).astype(np.float32)
-    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1)])
+    model = pynn.Sequential([pynn.Input((3,)), pynn.Dense(1, use_bias=False)])
+    model.set_weights([np.array([[1.0], [0.0], [0.0]])])  # predicts x[:, 0] exactly
     model.compile(optimizer="sgd", loss="mse", metrics=[M.Accuracy(name="exact")])
-    target = np.round(x[:, :1])
+    target = x[:, :1].copy()
+    target[::3] += 1  # a third of the rows missed
     logs = model.evaluate(x, target, verbose=0, return_dict=True)
-    assert logs["exact"] == np.mean(model.predict(x, verbose=0) == target)
+    assert logs["exact"] == pytest.approx(2 / 3)
     model.save(tmp_path / "m.npz")
     assert type(pynn.load_model(tmp_path / "m.npz")._metric_specs[0]) is M.Accuracy
 

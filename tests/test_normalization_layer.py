@@ -150,6 +150,14 @@ def test_the_last_axis_by_its_index_as_keras(rng, make, tmp_path):
         pynn.Sequential([pynn.Input((2, 3)), make(1)])
     with pytest.raises(ValueError, match="axis=0 is not supported"):
         make(0)
+    # built for (batch, 3), then given (batch, 2, 3): its axis 1 is no longer the last (it
+    # computed over axis 2, silently)
+    layer = make(1)
+    layer(x)
+    with pytest.raises(ValueError, match="axis=1 is not the last axis|was built for inputs"):
+        layer(x.reshape(5, 1, 3))
+    with pytest.raises(ValueError, match="axis=1 is not the last axis|was built for inputs"):
+        pynn.Sequential([pynn.Input((1, 3)), layer])
 
 
 def test_misuse_is_named(rng):

@@ -447,7 +447,10 @@ class Sequential:
                                   stacklevel=_user_stacklevel())
                 layer._build_for(shape, backend, dtype)
                 shape = layer.compute_output_shape(shape)
-            _check_weights_owned_once(self._layers)
+            # the layers yours hold: their weights are theirs, each weight in one layer
+            taken = {id(layer) for layer in self._layers}
+            for layer in self._layers:
+                taken.update(id(held) for held in layer._track_held_layers(taken))
         except BaseException:
             _restore_state(before)
             raise
@@ -1172,7 +1175,8 @@ class Sequential:
         # 0.2 in float32)) = 80 rows, where its float64 value, 0.20000000298, left 79
         given = np.asarray(validation_split)[()] if isinstance(validation_split, np.ndarray) \
             else validation_split
-        validation_split = given if isinstance(given, np.floating) else split
+        # (float16's: rows beyond its range, 65504, would overflow: counted as a Python float)
+        validation_split = given if isinstance(given, np.float32) else split
         w_val = None  # the validation samples' weights (their loss is weighted, as in Keras)
         if val_source is not None:
             x_val = y_val = None
@@ -2841,20 +2845,6 @@ def _stacked(n, pieces):
             out = np.empty((n,) + tuple(piece.shape[1:]), dtype=piece.dtype)
         out[start:start + len(piece)] = piece
     return out
-
-
-def _check_weights_owned_once(layers):
-    """A weight in two layers (a layer of yours holding another of the model, whose weights
-    it tracks) would be updated twice a step and saved twice: refused."""
-    owner = {}
-    for layer in layers:
-        for p in layer.params:
-            other = owner.setdefault(id(p), layer)
-            if other is not layer:
-                raise ValueError(f"weight {p.name!r} belongs to layers {other.name!r} and "
-                                 f"{layer.name!r} of the model (a layer holding another "
-                                 f"layer of the model tracks its weights): it would be "
-                                 f"trained twice a step; hold the layer in one place only")
 
 
 def _output_name(model):

@@ -130,11 +130,19 @@ class Softmax(_KerasActivation):
         super().__init__(act_mod.softmax, **kwargs)
         self.axis = axis
 
+    axis_by_index = True
+
     def build(self, input_shape, backend=None, dtype=None):
         input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         check_last_axis(f"Softmax {self.name!r}", self.axis, input_shape,
                         "computes softmax over")
         super().build(input_shape, backend, dtype)
+
+    def forward(self, x, training=False, logits=False):
+        # built once, it takes any shape (no weights): its axis checked on each input
+        check_last_axis(f"Softmax {self.name!r}", self.axis, tuple(x.shape[1:]),
+                        "computes softmax over")
+        return super().forward(x, training, logits)
 
     def _keras_arguments(self):
         return {"axis": self.axis}

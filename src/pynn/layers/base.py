@@ -176,16 +176,24 @@ def check_last_axis(owner, axis, input_shape, computes="computes over"):
                          f"{len(input_shape)})")
 
 
-def _held_layers(layer):
-    """The Layer objects layer's attributes hold directly or in lists, tuples and dicts (one
-    level: a held layer tracks its own), each once, in attribute order."""
-    found, seen = [], set()
+# Attributes of pynn's own bookkeeping, not layers the user's layer holds (its constructor
+# arguments, for a config: a layer passed in and not kept is not held)
+_NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers"})
+
+
+def _held_layers(layer, exclude=frozenset()):
+    """The Layer objects layer holds in its attributes (directly, or in lists, tuples and
+    dicts), and those they hold in turn, each once (a back-reference is no cycle), in
+    attribute order; not layer itself, nor those whose id is in `exclude` (the model's own
+    layers: a layer holding one shares its weights, which the model already trains)."""
+    found, seen = [], {id(layer)} | set(exclude)
 
     def take(value):
         if isinstance(value, Layer):
             if id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
+                visit(value)
         elif isinstance(value, (list, tuple)):
             for item in value:
                 take(item)
@@ -193,9 +201,12 @@ def _held_layers(layer):
             for item in value.values():
                 take(item)
 
-    for name, value in vars(layer).items():
-        if name != "_inner_layers":
-            take(value)
+    def visit(holder):
+        for name, value in vars(holder).items():
+            if name not in _NOT_HELD:
+                take(value)
+
+    visit(layer)
     return found
 
 
@@ -573,36 +584,36 @@ class Layer(AutoConfig):
         self.build(input_shape, backend, dtype)
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
-        self._track_inner_layers()
 
-    def _track_inner_layers(self):
-        """The layers a layer of yours holds (attributes, or lists, tuples and dict values of
-        them), as Keras tracks them: their weights become this layer's too, after its own
+    def _track_held_layers(self, exclude=frozenset()):
+        """The layers a layer of yours holds (attributes, lists, tuples, dict values; and
+        theirs), as Keras tracks them: their weights become this layer's too, after its own
         (trained, saved, frozen and moved with it; their regularizers' penalties join the
-        loss). Their activity regularizers would need the model's layer loop: refused."""
-        inner = [layer for layer in _held_layers(self) if layer is not self]
-        if not inner:
-            return
-        for layer in inner:
+        loss), each once. A model calls it when it builds, excluding its own layers and
+        those an earlier layer holds (a layer holding one, as a tied-weights decoder its
+        encoder, shares weights the model trains once); returns the layers taken. Refused: a held layer left unbuilt (its weights would not exist yet), one
+        with an activity regularizer (applied to a model's own layers only)."""
+        held = _held_layers(self, exclude)
+        for layer in held:
             if not layer.built:
-                raise ValueError(f"layer {self.name!r} holds layer {layer.name!r}, which its "
-                                 f"build() did not build: build it there "
-                                 f"({layer.name}.build(shape, backend, dtype)), so its weights "
-                                 f"exist to be tracked")
-            layer._track_inner_layers()
+                raise ValueError(f"layer {self.name!r} holds layer {layer.name!r}, which is "
+                                 f"not built: build it in {self.name!r}'s build() "
+                                 f"({layer.name}.build(shape, backend, dtype)), so its "
+                                 f"weights exist to be tracked")
             if layer.__dict__.get("activity_regularizer") is not None:
                 raise ValueError(f"layer {layer.name!r} inside layer {self.name!r} has an "
                                  f"activity_regularizer, which pynn applies to a model's own "
                                  f"layers only: give it to {self.name!r} or to a layer of the "
                                  f"model")
         known = {id(p) for p in self._params}
-        for layer in inner:
+        for layer in held:
             for p in layer._params:
                 if id(p) not in known:
                     known.add(id(p))
                     self._params.append(p)
                     p.trainable = p.trainable and self._trainable and not p.statistic
-        self._inner_layers = inner
+        self._inner_layers = held
+        return held
 
     def _build_for(self, input_shape, backend, dtype):
         """Builds the layer for samples of `input_shape` as a model does: one with weights
@@ -803,9 +814,14 @@ class Layer(AutoConfig):
     def regularized(self):
         """[(parameter, regularizer)] whose penalties join the loss: those add_weight was
         given, and those of the layers this one holds; none by default."""
-        return list(self._weight_regularizers) + [
-            pair for layer in self.__dict__.get("_inner_layers", ())
-            for pair in layer.regularized()]
+        pairs = list(self._weight_regularizers)
+        seen = {id(p) for p, _ in pairs}
+        for layer in self.__dict__.get("_inner_layers", ()):  # each weight's penalty once
+            for p, reg in layer.regularized():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    pairs.append((p, reg))
+        return pairs
 
     @property
     def losses(self):
@@ -913,10 +929,17 @@ class Layer(AutoConfig):
 
         return isinstance(self, LAST_AXIS_LAYERS) and bool(getattr(self, "input_shape", None))
 
+    # Layers taking Keras' axis by its index too (axis=1 of (batch, features) inputs): a
+    # positive axis is their inputs' rank
+    axis_by_index = False
+
     def _takes_samples(self, sample_shape):
         """Whether this layer, as built, takes samples of sample_shape: its input shape, or
         (on the last axis) other leading axes before that axis's size. Never broadcast (a
         (N, 1) column spread over 4 features)."""
+        axis = self.__dict__.get("axis") if type(self).axis_by_index else None
+        if isinstance(axis, int) and axis > 0 and len(sample_shape) != axis:
+            return False  # (its last axis by index: that rank only)
         built = getattr(self, "input_shape", None)
         if built is None or tuple(sample_shape) == tuple(built):
             return True

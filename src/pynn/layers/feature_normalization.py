@@ -29,6 +29,8 @@ class Normalization(Layer):
     The native engine runs it (as a frozen normalisation of the inputs) as the model's first
     layer, without invert=True (a model with such a layer trains layer by layer)."""
 
+    axis_by_index = True
+
     def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
         super().__init__(**kwargs)
         if axis in ((), []):  # Keras' own config writes axis=None so

@@ -45,6 +45,7 @@ class _RowNormalization(Layer):
     times the gain and plus the shift where they exist (the subclasses' weights)."""
 
     centred = True
+    axis_by_index = True
 
     def _gain_and_shift(self):
         raise NotImplementedError

@@ -33,6 +33,8 @@ class BatchNormalization(Layer):
     them) are taken at their defaults only (False, False, None, 0.99).
     Weights in Keras' order: gamma, beta, moving_mean, moving_variance."""
 
+    axis_by_index = True
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
                  beta_initializer="zeros", gamma_initializer="ones",
                  moving_mean_initializer="zeros", moving_variance_initializer="ones",
