@@ -591,8 +591,9 @@ class Layer(AutoConfig):
         (trained, saved, frozen and moved with it; their regularizers' penalties join the
         loss), each once. A model calls it when it builds, excluding its own layers and
         those an earlier layer holds (a layer holding one, as a tied-weights decoder its
-        encoder, shares weights the model trains once); returns the layers taken. Refused: a held layer left unbuilt (its weights would not exist yet), one
-        with an activity regularizer (applied to a model's own layers only)."""
+        encoder, shares weights the model trains once); returns the layers taken.
+        Refused: a held layer left unbuilt (its weights would not exist yet), one with an
+        activity regularizer (applied to a model's own layers only)."""
         held = _held_layers(self, exclude)
         for layer in held:
             if not layer.built:
