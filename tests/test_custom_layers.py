@@ -1177,3 +1177,69 @@ def test_what_a_layer_holds_is_tracked_once_whatever_the_path(rng):
     with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built: build "
                                          "it in"):
         pynn.Sequential([pynn.Input((4,)), Unbuilt(pynn.layers.Dense(2))])
+
+
+class _Wrap(pynn.layers.Layer):
+    """Holds one Dense, built in its build()."""
+
+    def __init__(self, inner=None, **kw):
+        super().__init__(**kw)
+        self.inner = inner if inner is not None else pynn.layers.Dense(3)
+
+    def build(self, input_shape, backend=None, dtype=None):
+        super().build(input_shape, backend, dtype)
+        if not self.inner.built:
+            self.inner.build(input_shape, backend, dtype)
+
+    def compute_output_shape(self, input_shape):
+        return self.inner.compute_output_shape(input_shape)
+
+    def forward(self, x, training=False, logits=False):
+        return self.inner.forward(x, training)
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return self.inner.backward(dy, need_input_grad)
+
+
+def test_tracking_follows_each_model_and_reaches_every_depth(rng):
+    """The review of the tracking's second form: a holder built in a second model kept the
+    weights it took there (a weight trained twice a step in the first); a holder called on
+    an array tracked nothing; a holder inside a holder owned nothing of its own."""
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    encoder = pynn.layers.Dense(1, kernel_initializer="ones")
+
+    class Peek(pynn.layers.Layer):  # holds a layer of model A (reads it, passes x on)
+        def __init__(self, other, **kw):
+            super().__init__(**kw)
+            self.other = other
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    peek = Peek(encoder)
+    model_a = pynn.Sequential([pynn.Input((4,)), encoder, peek])
+    model_a.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
+    pynn.Sequential([pynn.Input((1,)), peek])  # built in another model: there it takes them
+    assert len(peek.weights) == 2
+    assert len(model_a.get_weights()) == 2 and model_a.count_params() == 5  # A's again
+    assert peek.weights == []  # in model A, the encoder's
+    start = encoder.get_weights()[0].copy()
+    y = rng.normal(size=(8, 1)).astype(np.float32)
+    model_a.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    once = pynn.Sequential([pynn.Input((4,)), pynn.layers.Dense(1, kernel_initializer="ones")])
+    once.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
+    once.fit(x, y, epochs=1, batch_size=8, verbose=0)  # (the kernel moved once, not twice)
+    np.testing.assert_allclose(encoder.get_weights()[0] - start,
+                               once.get_weights()[0] - 1.0, rtol=1e-5, atol=1e-7)
+    alone = _Wrap()
+    alone(x)  # eagerly: Keras tracks too
+    assert len(alone.weights) == 2
+    outer = _Wrap(_Wrap(pynn.layers.Dense(2)))
+    model = pynn.Sequential([pynn.Input((4,)), outer, pynn.layers.Dense(1)])
+    middle = outer.inner
+    assert len(middle.weights) == 2 and len(outer.weights) == 2 and len(model.weights) == 4
+    middle.trainable = False
+    assert len(model.trainable_weights) == 2

@@ -326,6 +326,16 @@ def test_an_f1score_subclass_logs_its_own_result(rng):
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
     assert logs["pct"] == pytest.approx(metric.result()) and logs["pct"] > 1
 
+    class Clipped(M.F1Score):  # per class still: the logs take the macro mean, as F1Score's
+        def result(self):
+            return np.clip(super().result(), 0.0, 1.0)
+
+    plain = M.F1Score(name="plain")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy",
+                  metrics=[Clipped(name="clipped"), plain])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["clipped"] == logs["plain"]
+
 
 def test_f1score_average_matches_keras(rng):
     keras = import_keras()

@@ -158,6 +158,10 @@ def test_the_last_axis_by_its_index_as_keras(rng, make, tmp_path):
         layer(x.reshape(5, 1, 3))
     with pytest.raises(ValueError, match="axis=1 is not the last axis|was built for inputs"):
         pynn.Sequential([pynn.Input((1, 3)), layer])
+    weightless = pynn.layers.LayerNormalization(axis=1, center=False, scale=False)
+    weightless(x)
+    with pytest.raises(ValueError, match="axis=1 is not the last axis"):
+        weightless(x.reshape(5, 1, 3))
 
 
 def test_misuse_is_named(rng):

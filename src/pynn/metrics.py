@@ -1481,8 +1481,12 @@ class F1Score(_ConfusionMetric):
         return super().result()
 
     def _logged_result(self):
-        if type(self).result is not F1Score.result:  # a subclass's result() is what it logs
-            return self.result()
+        # a subclass's result() is what it logs, unless it is per class (average=None):
+        # then, as F1Score's own, the macro mean
+        if type(self).result is not F1Score.result:
+            value = self.result()
+            if np.ndim(value) == 0:
+                return value
         return super().result()
 
     def get_config(self):

@@ -447,16 +447,28 @@ class Sequential:
                                   stacklevel=_user_stacklevel())
                 layer._build_for(shape, backend, dtype)
                 shape = layer.compute_output_shape(shape)
-            # the layers yours hold: their weights are theirs, each weight in one layer
-            taken = {id(layer) for layer in self._layers}
-            for layer in self._layers:
-                taken.update(id(held) for held in layer._track_held_layers(taken))
+            self._track_layers()
         except BaseException:
             _restore_state(before)
             raise
         from . import functional
 
         functional.remember_model(self)  # (layer.output: in this model)
+
+    def _track_layers(self):
+        """The layers yours hold: their weights are theirs (Layer._track_held_layers), each
+        weight in one layer of this model: its own layers, and those an earlier layer took,
+        excluded. Again where a holder was built since in another model (it took weights
+        there that may be this model's own): the settings counter says so."""
+        taken = {id(layer) for layer in self._layers}
+        for layer in self._layers:
+            taken.update(id(held) for held in layer._track_held_layers(taken))
+        self.__dict__["_tracked_version"] = config.settings_version()
+
+    def _layers_tracked(self):
+        """_track_layers again if a holder may have been tracked since (a step, a save)."""
+        if self.built and self.__dict__.get("_tracked_version") != config.settings_version():
+            self._track_layers()
 
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""
@@ -681,6 +693,7 @@ class Sequential:
         self._check_compiled()
         if training:  # (reduction='none' set after compile; summary() may still show it)
             self.loss._check_trains()
+        self._layers_tracked()
         key = (config.settings_version(), tuple(self.layers), self.optimizer, self.loss,
                self.backend, self._dtype, self._metric_specs, self._weighted_metric_specs)
         if training and self.__dict__.get("_trimmed_for") != key:
@@ -1075,6 +1088,7 @@ class Sequential:
     @property
     def params(self):
         """Every weight as a Parameter, in get_weights order (same as model.weights)."""
+        self._layers_tracked()
         return [p for l in self.layers for p in l.params]
 
     @property
@@ -2158,6 +2172,7 @@ class Sequential:
     # ---- weights ------------------------------------------------------------------------------
     def get_weights(self):
         """Every weight as a numpy array (copies), layer by layer in each layer's order."""
+        self._layers_tracked()
         return [w for layer in self.layers for w in layer.get_weights()]
 
     @property
@@ -2230,6 +2245,7 @@ class Sequential:
         """Replace every weight from a list of arrays in get_weights order; all are checked
         (count and shapes) before any is assigned."""
         weights = list(weights)
+        self._layers_tracked()
         expected = sum(len(l.params) for l in self.layers)
         if len(weights) != expected:
             # which layer takes which arrays: a list from another library (Keras'

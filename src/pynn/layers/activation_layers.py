@@ -138,12 +138,6 @@ class Softmax(_KerasActivation):
                         "computes softmax over")
         super().build(input_shape, backend, dtype)
 
-    def forward(self, x, training=False, logits=False):
-        # built once, it takes any shape (no weights): its axis checked on each input
-        check_last_axis(f"Softmax {self.name!r}", self.axis, tuple(x.shape[1:]),
-                        "computes softmax over")
-        return super().forward(x, training, logits)
-
     def _keras_arguments(self):
         return {"axis": self.axis}
 

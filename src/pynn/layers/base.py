@@ -178,22 +178,19 @@ def check_last_axis(owner, axis, input_shape, computes="computes over"):
 
 # Attributes of pynn's own bookkeeping, not layers the user's layer holds (its constructor
 # arguments, for a config: a layer passed in and not kept is not held)
-_NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers"})
+_NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers", "_tracked_ids"})
 
 
-def _held_layers(layer, exclude=frozenset()):
-    """The Layer objects layer holds in its attributes (directly, or in lists, tuples and
-    dicts), and those they hold in turn, each once (a back-reference is no cycle), in
-    attribute order; not layer itself, nor those whose id is in `exclude` (the model's own
-    layers: a layer holding one shares its weights, which the model already trains)."""
-    found, seen = [], {id(layer)} | set(exclude)
+def _held_layers(layer, skip=frozenset()):
+    """The Layer objects layer holds in its attributes, directly or in lists, tuples and
+    dicts, each once, in attribute order; none whose id is in `skip`."""
+    found, seen = [], set(skip)
 
     def take(value):
         if isinstance(value, Layer):
             if id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
-                visit(value)
         elif isinstance(value, (list, tuple)):
             for item in value:
                 take(item)
@@ -201,12 +198,9 @@ def _held_layers(layer, exclude=frozenset()):
             for item in value.values():
                 take(item)
 
-    def visit(holder):
-        for name, value in vars(holder).items():
-            if name not in _NOT_HELD:
-                take(value)
-
-    visit(layer)
+    for name, value in vars(layer).items():
+        if name not in _NOT_HELD:
+            take(value)
     return found
 
 
@@ -584,37 +578,52 @@ class Layer(AutoConfig):
         self.build(input_shape, backend, dtype)
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
+        self._track_held_layers(strict=False)  # (a model tracks again, knowing its layers)
 
-    def _track_held_layers(self, exclude=frozenset()):
-        """The layers a layer of yours holds (attributes, lists, tuples, dict values; and
-        theirs), as Keras tracks them: their weights become this layer's too, after its own
-        (trained, saved, frozen and moved with it; their regularizers' penalties join the
-        loss), each once. A model calls it when it builds, excluding its own layers and
-        those an earlier layer holds (a layer holding one, as a tied-weights decoder its
-        encoder, shares weights the model trains once); returns the layers taken.
-        Refused: a held layer left unbuilt (its weights would not exist yet), one with an
-        activity regularizer (applied to a model's own layers only)."""
-        held = _held_layers(self, exclude)
+    def _track_held_layers(self, exclude=frozenset(), strict=True, _holders=frozenset()):
+        """The layers a layer of yours holds (attributes, lists, tuples, dict values), as
+        Keras tracks them: each tracks its own first, then their weights become this
+        layer's too, after its own (trained, saved, frozen and moved with it; their
+        regularizers' penalties join the loss), each once. Built alone (layer(x)) it tracks
+        all it holds; a model tracks again when it builds, excluding its own layers and those
+        an earlier layer took (a layer holding one, as a tied-weights decoder its encoder,
+        shares weights the model trains once): the weights tracked before are let go first,
+        so a weight is one layer's in each model. A held layer holding this one back is no
+        cycle (_holders). strict (a model's build): a held layer left unbuilt is refused
+        (its weights would not exist yet), as is one with an activity regularizer (applied
+        to a model's own layers only). Returns every layer taken, at any depth."""
+        holders = _holders | {id(self)}
+        held = [layer for layer in _held_layers(self, exclude | holders)
+                if strict or layer.built]
+        taken = []
         for layer in held:
             if not layer.built:
                 raise ValueError(f"layer {self.name!r} holds layer {layer.name!r}, which is "
                                  f"not built: build it in {self.name!r}'s build() "
                                  f"({layer.name}.build(shape, backend, dtype)), so its "
                                  f"weights exist to be tracked")
-            if layer.__dict__.get("activity_regularizer") is not None:
+            if strict and layer.__dict__.get("activity_regularizer") is not None:
                 raise ValueError(f"layer {layer.name!r} inside layer {self.name!r} has an "
                                  f"activity_regularizer, which pynn applies to a model's own "
                                  f"layers only: give it to {self.name!r} or to a layer of the "
                                  f"model")
-        known = {id(p) for p in self._params}
+            taken += [layer, *layer._track_held_layers(exclude, strict, holders)]
+        before = self.__dict__.get("_tracked_ids", frozenset())
+        params = [p for p in self._params if id(p) not in before]  # its own
+        known, tracked = {id(p) for p in params}, set()
         for layer in held:
             for p in layer._params:
                 if id(p) not in known:
                     known.add(id(p))
-                    self._params.append(p)
+                    tracked.add(id(p))
+                    params.append(p)
                     p.trainable = p.trainable and self._trainable and not p.statistic
+        self._tracked_ids = frozenset(tracked)
+        if [id(p) for p in params] != [id(p) for p in self._params]:
+            config.settings_changed()  # (a model built before re-tracks at its next step)
+        self._params[:] = params
         self._inner_layers = held
-        return held
+        return taken
 
     def _build_for(self, input_shape, backend, dtype):
         """Builds the layer for samples of `input_shape` as a model does: one with weights
@@ -909,6 +918,11 @@ class Layer(AutoConfig):
         dtype = config.floatx()
         if not self.built:
             self._build_marked(x.shape[1:], backend, dtype)
+        elif type(self).axis_by_index and not self.params:  # (its axis's rank, though)
+            axis = self.__dict__.get("axis")
+            if isinstance(axis, int) and axis > 0 and x.ndim - 1 != axis:
+                check_last_axis(f"{type(self).__name__} {self.name!r}", axis,
+                                tuple(x.shape[1:]))
         elif self.params:  # (a layer without weights takes any shape, as Keras')
             self._check_call_shape(x.shape)
             if self.params[0].value.dtype != dtype:  # built in another floatx: its weights
