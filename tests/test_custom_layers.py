@@ -1243,3 +1243,35 @@ def test_tracking_follows_each_model_and_reaches_every_depth(rng):
     assert len(middle.weights) == 2 and len(outer.weights) == 2 and len(model.weights) == 4
     middle.trainable = False
     assert len(model.trainable_weights) == 2
+
+
+def test_a_holder_shared_by_two_models_leaves_counts_and_flags_right(rng):
+    """After another model re-tracked a shared holder: count_params, summary and losses
+    read its stale weights (20 params for 10, a penalty twice), and the weights it let go
+    stayed frozen after the holder was unfrozen (never trained again)."""
+    dense = pynn.layers.Dense(2, kernel_regularizer="l2")
+
+    class Peek(pynn.layers.Layer):
+        def __init__(self, other, **kw):
+            super().__init__(**kw)
+            self.other = other
+
+        def forward(self, x, training=False, logits=False):
+            return x
+
+        def backward(self, dy, need_input_grad=True, logits=False):
+            return dy
+
+    peek = Peek(dense)
+    model_a = pynn.Sequential([pynn.Input((4,)), dense, peek])
+    model_a.compile(optimizer="sgd", loss="mse")
+    model_b = pynn.Sequential([pynn.Input((2,)), peek])  # there, peek owns dense's weights
+    assert model_a.count_params() == 10 and len(model_a.losses) == 1
+    peek.trainable = False
+    model_b.get_weights()  # peek takes dense's weights again, frozen with it
+    model_a.get_weights()  # and lets them go
+    peek.trainable = True
+    assert [p.name for p in model_a.trainable_weights] == [p.name for p in dense.weights]
+    before = dense.get_weights()[0].copy()
+    model_a.train_on_batch(rng.normal(size=(4, 4)), rng.normal(size=(4, 2)))
+    assert not np.array_equal(before, dense.get_weights()[0])

@@ -195,6 +195,7 @@ class Sequential:
         """The model's layers, a new list each time (as Keras'): editing the list leaves the
         model as it was (appending to the model's own list skipped add()'s checks and
         building, and changed every model built from it); add() and pop() edit the model."""
+        self._layers_tracked()  # (what a holder of yours owns here: anything reading them)
         return list(self._layers)
 
     def add(self, layer, rebuild=True):
@@ -466,8 +467,9 @@ class Sequential:
         self.__dict__["_tracked_version"] = config.settings_version()
 
     def _layers_tracked(self):
-        """_track_layers again if a holder may have been tracked since (a step, a save)."""
-        if self.built and self.__dict__.get("_tracked_version") != config.settings_version():
+        """_track_layers again if a holder may have been tracked since (another model built
+        it), before anything reads the layers' weights."""
+        if self.__dict__.get("_tracked_version") != config.settings_version() and self.built:
             self._track_layers()
 
     def _ensure_built(self, sample_shape):

@@ -178,7 +178,7 @@ def check_last_axis(owner, axis, input_shape, computes="computes over"):
 
 # Attributes of pynn's own bookkeeping, not layers the user's layer holds (its constructor
 # arguments, for a config: a layer passed in and not kept is not held)
-_NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers", "_tracked_ids"})
+_NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers", "_tracked_from"})
 
 
 def _held_layers(layer, skip=frozenset()):
@@ -608,17 +608,20 @@ class Layer(AutoConfig):
                                  f"layers only: give it to {self.name!r} or to a layer of the "
                                  f"model")
             taken += [layer, *layer._track_held_layers(exclude, strict, holders)]
-        before = self.__dict__.get("_tracked_ids", frozenset())
+        before = self.__dict__.get("_tracked_from", {})  # id -> (weight, the layer it came from)
         params = [p for p in self._params if id(p) not in before]  # its own
-        known, tracked = {id(p) for p in params}, set()
+        known, tracked = {id(p) for p in params}, {}
         for layer in held:
             for p in layer._params:
                 if id(p) not in known:
                     known.add(id(p))
-                    tracked.add(id(p))
+                    tracked[id(p)] = (p, layer)
                     params.append(p)
                     p.trainable = p.trainable and self._trainable and not p.statistic
-        self._tracked_ids = frozenset(tracked)
+        for key, (p, layer) in before.items():  # let go: the flag of the layer it came from
+            if key not in tracked:
+                p.trainable = layer.trainable and not p.statistic
+        self._tracked_from = tracked
         if [id(p) for p in params] != [id(p) for p in self._params]:
             config.settings_changed()  # (a model built before re-tracks at its next step)
         self._params[:] = params
