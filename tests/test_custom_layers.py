@@ -1160,18 +1160,9 @@ def test_what_a_layer_holds_is_tracked_once_whatever_the_path(rng):
     assert pynn.Sequential([pynn.Input((3,)), Holder(pynn.layers.Dense(2), keep=False)]) \
         .count_params() == 0
     later = pynn.layers.Dropout(0.5)  # a layer of the model, built after its holder
+    pynn.Sequential([pynn.Input((3,)), _Peek(later), later])
 
-    class Peek(pynn.layers.Layer):
-        def __init__(self, other, **kw):
-            super().__init__(**kw)
-            self.other = other
-
-        def forward(self, x, training=False, logits=False):
-            return x
-
-    pynn.Sequential([pynn.Input((3,)), Peek(later), later])
-
-    class Unbuilt(Peek):
+    class Unbuilt(_Peek):
         pass
 
     with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built: build "
@@ -1201,6 +1192,20 @@ class _Wrap(pynn.layers.Layer):
         return self.inner.backward(dy, need_input_grad)
 
 
+class _Peek(pynn.layers.Layer):
+    """Holds another layer (reads it) and passes its input on."""
+
+    def __init__(self, other, **kw):
+        super().__init__(**kw)
+        self.other = other
+
+    def forward(self, x, training=False, logits=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True, logits=False):
+        return dy
+
+
 def test_tracking_follows_each_model_and_reaches_every_depth(rng):
     """The review of the tracking's second form: a holder built in a second model kept the
     weights it took there (a weight trained twice a step in the first); a holder called on
@@ -1208,18 +1213,7 @@ def test_tracking_follows_each_model_and_reaches_every_depth(rng):
     x = rng.normal(size=(8, 4)).astype(np.float32)
     encoder = pynn.layers.Dense(1, kernel_initializer="ones")
 
-    class Peek(pynn.layers.Layer):  # holds a layer of model A (reads it, passes x on)
-        def __init__(self, other, **kw):
-            super().__init__(**kw)
-            self.other = other
-
-        def forward(self, x, training=False, logits=False):
-            return x
-
-        def backward(self, dy, need_input_grad=True, logits=False):
-            return dy
-
-    peek = Peek(encoder)
+    peek = _Peek(encoder)  # holds a layer of model A
     model_a = pynn.Sequential([pynn.Input((4,)), encoder, peek])
     model_a.compile(optimizer=pynn.optimizers.SGD(0.1), loss="mse")
     pynn.Sequential([pynn.Input((1,)), peek])  # built in another model: there it takes them
@@ -1251,18 +1245,7 @@ def test_a_holder_shared_by_two_models_leaves_counts_and_flags_right(rng):
     stayed frozen after the holder was unfrozen (never trained again)."""
     dense = pynn.layers.Dense(2, kernel_regularizer="l2")
 
-    class Peek(pynn.layers.Layer):
-        def __init__(self, other, **kw):
-            super().__init__(**kw)
-            self.other = other
-
-        def forward(self, x, training=False, logits=False):
-            return x
-
-        def backward(self, dy, need_input_grad=True, logits=False):
-            return dy
-
-    peek = Peek(dense)
+    peek = _Peek(dense)
     model_a = pynn.Sequential([pynn.Input((4,)), dense, peek])
     model_a.compile(optimizer="sgd", loss="mse")
     model_b = pynn.Sequential([pynn.Input((2,)), peek])  # there, peek owns dense's weights
