@@ -1258,3 +1258,28 @@ def test_a_holder_shared_by_two_models_leaves_counts_and_flags_right(rng):
     before = dense.get_weights()[0].copy()
     model_a.train_on_batch(rng.normal(size=(4, 4)), rng.normal(size=(4, 2)))
     assert not np.array_equal(before, dense.get_weights()[0])
+
+
+def test_a_weight_let_go_keeps_its_owners_frozen_flag_and_a_refused_holder_stays_readable(
+        rng):
+    """Reviews of the tracking's third form: a weight let go took the flag of the holder it
+    came from, unfreezing a frozen layer held deeper (fit then trained it); and once a
+    holder was refused, every read of model.layers raised (no pop to mend it)."""
+    inner = pynn.layers.Dense(2)
+    inner.trainable = False
+    middle = _Wrap(inner)
+    middle(np.zeros((1, 2), np.float32))
+    outer = _Peek(middle)
+    pynn.Sequential([pynn.Input((2,)), outer])  # there, outer owns inner's weights
+    model = pynn.Sequential([pynn.Input((2,)), middle, outer])  # here, middle is the model's
+    assert [p.trainable for p in inner.weights] == [False, False]
+    assert model.trainable_weights == []
+    holder = _Wrap()
+    model = pynn.Sequential([pynn.Input((3,)), holder, pynn.layers.Dense(1)])
+    holder.extra = pynn.layers.Dense(5)  # held, never built
+    pynn.Sequential([pynn.Input((3,)), _Wrap()])  # (moves the settings counter)
+    assert len(model.layers) == 3 and model.get_layer(index=1) is holder
+    with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built"):
+        model.get_weights()
+    del holder.extra
+    assert len(model.get_weights()) == 4

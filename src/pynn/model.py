@@ -195,7 +195,7 @@ class Sequential:
         """The model's layers, a new list each time (as Keras'): editing the list leaves the
         model as it was (appending to the model's own list skipped add()'s checks and
         building, and changed every model built from it); add() and pop() edit the model."""
-        self._layers_tracked()  # (what a holder of yours owns here: anything reading them)
+        self._layers_tracked(strict=False)  # (what a holder of yours owns here)
         return list(self._layers)
 
     def add(self, layer, rebuild=True):
@@ -204,6 +204,7 @@ class Sequential:
         rebuild = as_flag("add", "rebuild", rebuild)
         self._check_addable(layer, {existing.name for existing in self._layers})
         self._layers.append(layer)
+        config.settings_changed()  # (a holder of yours may own the layer's weights: re-track)
         if rebuild and self.input_shape is not None:  # Keras builds once the shape is known
             try:
                 self._build(self.input_shape)
@@ -268,6 +269,7 @@ class Sequential:
             raise ValueError("pop: the model has no layers to remove")
         shape = self.input_shape
         layer = self._layers.pop()
+        config.settings_changed()  # (a holder of yours may own the layer's weights now)
         if not self._layers and shape is not None:  # the input shape stays, as Keras 3's
             self._layers.append(Input(shape))       # InputLayer (input_shape=, or built)
         return layer
@@ -456,21 +458,27 @@ class Sequential:
 
         functional.remember_model(self)  # (layer.output: in this model)
 
-    def _track_layers(self):
+    def _track_layers(self, strict=True):
         """The layers yours hold: their weights are theirs (Layer._track_held_layers), each
         weight in one layer of this model: its own layers, and those an earlier layer took,
         excluded. Again where a holder was built since in another model (it took weights
-        there that may be this model's own): the settings counter says so."""
+        there that may be this model's own), or layers were added or popped: the settings
+        counter says so. strict=False (reading model.layers): a holder's refusals are left
+        to the next build or step, so the model can still be looked at and mended."""
         taken = {id(layer) for layer in self._layers}
         for layer in self._layers:
-            taken.update(id(held) for held in layer._track_held_layers(taken))
-        self.__dict__["_tracked_version"] = config.settings_version()
+            taken.update(id(held) for held in layer._track_held_layers(taken, strict))
+        # (a lenient tracking leaves the strict one, with its refusals, still to do)
+        self.__dict__["_tracked_version"] = version = config.settings_version()
+        if strict:
+            self.__dict__["_strictly_tracked_version"] = version
 
-    def _layers_tracked(self):
+    def _layers_tracked(self, strict=True):
         """_track_layers again if a holder may have been tracked since (another model built
         it), before anything reads the layers' weights."""
-        if self.__dict__.get("_tracked_version") != config.settings_version() and self.built:
-            self._track_layers()
+        key = "_strictly_tracked_version" if strict else "_tracked_version"
+        if self.__dict__.get(key) != config.settings_version() and self.built:
+            self._track_layers(strict)
 
     def _ensure_built(self, sample_shape):
         """Builds an unbuilt model for samples of this shape (its own input shape first)."""

@@ -204,6 +204,22 @@ def _held_layers(layer, skip=frozenset()):
     return found
 
 
+def _set_trainable(p, value):
+    if p.trainable != value:  # (unchanged flags left alone)
+        p.trainable = value
+
+
+def _held_trainable(p, layer):
+    """Weight p's flag as the layers that hold it say, from `layer` down to the one whose
+    own weight it is: trainable only if each of them is (and p no statistic)."""
+    flag = not p.statistic
+    while layer is not None:
+        flag = flag and layer.trainable
+        layer = next((source for q, source in layer.__dict__.get("_tracked_from", ())
+                      if q is p), None)
+    return flag
+
+
 class Parameter:
     """One weight array with its gradient. `value` lives on `backend`.
 
@@ -608,19 +624,22 @@ class Layer(AutoConfig):
                                  f"layers only: give it to {self.name!r} or to a layer of the "
                                  f"model")
             taken += [layer, *layer._track_held_layers(exclude, strict, holders)]
-        before = self.__dict__.get("_tracked_from", {})  # id -> (weight, the layer it came from)
-        params = [p for p in self._params if id(p) not in before]  # its own
-        known, tracked = {id(p) for p in params}, {}
+        # [(weight, the layer it came from)]: pairs, not ids, so a copy (deepcopy, pickle)
+        # knows its own copies as tracked
+        before = self.__dict__.get("_tracked_from", [])
+        was_tracked = {id(p) for p, _ in before}
+        params = [p for p in self._params if id(p) not in was_tracked]  # its own
+        known, tracked = {id(p) for p in params}, []
         for layer in held:
             for p in layer._params:
                 if id(p) not in known:
                     known.add(id(p))
-                    tracked[id(p)] = (p, layer)
+                    tracked.append((p, layer))
                     params.append(p)
-                    p.trainable = p.trainable and self._trainable and not p.statistic
-        for key, (p, layer) in before.items():  # let go: the flag of the layer it came from
-            if key not in tracked:
-                p.trainable = layer.trainable and not p.statistic
+                    _set_trainable(p, p.trainable and self._trainable and not p.statistic)
+        for p, layer in before:  # let go: the flags down to the layer that owns it
+            if id(p) not in known:
+                _set_trainable(p, _held_trainable(p, layer))
         self._tracked_from = tracked
         if [id(p) for p in params] != [id(p) for p in self._params]:
             config.settings_changed()  # (a model built before re-tracks at its next step)
