@@ -1281,5 +1281,7 @@ def test_a_weight_let_go_keeps_its_owners_frozen_flag_and_a_refused_holder_stays
     assert len(model.layers) == 3 and model.get_layer(index=1) is holder
     with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built"):
         model.get_weights()
+    with pytest.raises(ValueError, match="holds layer 'dense.*', which is not built"):
+        model.count_params()
     del holder.extra
     assert len(model.get_weights()) == 4

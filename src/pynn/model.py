@@ -2282,6 +2282,7 @@ class Sequential:
         if not self.built:
             raise ValueError("count_params: the model has no weights yet: build it (fit, "
                              "build or an Input) first")
+        self._layers_tracked()  # (a holder's refusal said here too, as by model.weights)
         return sum(l.count_params() for l in self.layers)
 
     def save_weights(self, filepath, overwrite=True):
