@@ -277,7 +277,7 @@ def save_weights(model, filepath, overwrite=True):
     check_weights_name(filepath)
     check_overwrite(filepath, overwrite)
     filepath = as_target(filepath)
-    getattr(model, "_layers_tracked", lambda: None)()  # (a holder tracked elsewhere since)
+    model._layers_tracked()  # (strictly: a holder tracked elsewhere since, or refused)
     if not model.built:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")
     arrays, layers = _weight_arrays(model)
@@ -504,7 +504,7 @@ def save_model(model, filepath, overwrite=True, *, allow_unbuilt=False):
     (allow_unbuilt: for pickling, which keeps a model without weights yet as such.)"""
     check_model_name(filepath)
     check_overwrite(filepath, overwrite)
-    getattr(model, "_layers_tracked", lambda: None)()  # (a holder tracked elsewhere since)
+    model._layers_tracked()  # (strictly: a holder tracked elsewhere since, or refused)
     filepath = as_target(filepath)
     if not model.built and not allow_unbuilt:
         raise ValueError("the model has no weights yet: build it (fit, build or an Input) first")

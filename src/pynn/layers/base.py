@@ -204,11 +204,6 @@ def _held_layers(layer, skip=frozenset()):
     return found
 
 
-def _set_trainable(p, value):
-    if p.trainable != value:  # (unchanged flags left alone)
-        p.trainable = value
-
-
 def _held_trainable(p, layer):
     """Weight p's flag as the layers that hold it say, from `layer` down to the one whose
     own weight it is: trainable only if each of them is (and p no statistic)."""
@@ -636,10 +631,10 @@ class Layer(AutoConfig):
                     known.add(id(p))
                     tracked.append((p, layer))
                     params.append(p)
-                    _set_trainable(p, p.trainable and self._trainable and not p.statistic)
+                    p.trainable = p.trainable and self._trainable and not p.statistic
         for p, layer in before:  # let go: the flags down to the layer that owns it
             if id(p) not in known:
-                _set_trainable(p, _held_trainable(p, layer))
+                p.trainable = _held_trainable(p, layer)
         self._tracked_from = tracked
         if [id(p) for p in params] != [id(p) for p in self._params]:
             config.settings_changed()  # (a model built before re-tracks at its next step)
@@ -940,11 +935,10 @@ class Layer(AutoConfig):
         dtype = config.floatx()
         if not self.built:
             self._build_marked(x.shape[1:], backend, dtype)
-        elif type(self).axis_by_index and not self.params:  # (its axis's rank, though)
-            axis = self.__dict__.get("axis")
-            if isinstance(axis, int) and axis > 0 and x.ndim - 1 != axis:
-                check_last_axis(f"{type(self).__name__} {self.name!r}", axis,
-                                tuple(x.shape[1:]))
+        # (a layer without weights takes any shape, but a last axis given by index its rank)
+        elif not self.params and not self._takes_rank(x.shape[1:]):
+            check_last_axis(f"{type(self).__name__} {self.name!r}", self.axis,
+                            tuple(x.shape[1:]))
         elif self.params:  # (a layer without weights takes any shape, as Keras')
             self._check_call_shape(x.shape)
             if self.params[0].value.dtype != dtype:  # built in another floatx: its weights
@@ -970,13 +964,17 @@ class Layer(AutoConfig):
     # positive axis is their inputs' rank
     axis_by_index = False
 
+    def _takes_rank(self, sample_shape):
+        """Whether samples of sample_shape have the rank a last axis given by index names."""
+        axis = self.__dict__.get("axis") if type(self).axis_by_index else None
+        return not (isinstance(axis, int) and axis > 0 and len(sample_shape) != axis)
+
     def _takes_samples(self, sample_shape):
         """Whether this layer, as built, takes samples of sample_shape: its input shape, or
         (on the last axis) other leading axes before that axis's size. Never broadcast (a
         (N, 1) column spread over 4 features)."""
-        axis = self.__dict__.get("axis") if type(self).axis_by_index else None
-        if isinstance(axis, int) and axis > 0 and len(sample_shape) != axis:
-            return False  # (its last axis by index: that rank only)
+        if not self._takes_rank(sample_shape):
+            return False
         built = getattr(self, "input_shape", None)
         if built is None or tuple(sample_shape) == tuple(built):
             return True
