@@ -434,6 +434,10 @@ def test_sequential_takes_trainable_as_keras():
     assert pynn.Sequential([pynn.Dense(2)], trainable=True).layers[0].trainable
     with pytest.raises(TypeError, match="trainable must be True or False"):
         pynn.Sequential([pynn.Dense(2)], trainable="no")
+    with pytest.raises(TypeError, match="Sequential: name must be a string, got 5"):
+        pynn.Sequential([pynn.Dense(2)], name=5)  # (accepted before; a layer's is refused)
+    config = pynn.Sequential([pynn.Input((3,)), pynn.Dense(2)]).get_config()
+    assert pynn.Sequential.from_config({**config, "name": 5}).name == "5"  # (files made then)
 
 
 def test_every_loss_takes_kerass_name_and_dtype(tmp_path):

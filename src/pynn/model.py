@@ -154,6 +154,8 @@ class Sequential:
         if isinstance(name, (bool, np.bool_)):  # Keras' Sequential(layers, trainable) order
             raise TypeError(f"Sequential: name={name!r}; pynn's second argument is the name "
                             f"(Keras' is trainable): give trainable={name!r} by keyword")
+        if name is not None and not isinstance(name, str):  # (as a layer's: files key by it)
+            raise TypeError(f"Sequential: name must be a string, got {name!r}")
         trainable = as_bool("Sequential", "trainable", trainable)  # (None froze every layer)
         self.name = name or unique_name("sequential")
         self._layers: list[Layer] = []  # (the layers property hands out copies)
@@ -2524,7 +2526,7 @@ class Sequential:
             layers = [get_class(entry["class_name"], custom=entry.get("custom"),
                                 registered_name=entry.get("registered_name"))
                       .from_config(named(entry["config"])) for entry in config["layers"]]
-        return cls(layers, name=config.get("name"))
+        return cls(layers, name=named(config).get("name"))  # (a model's number name too)
 
 
 
