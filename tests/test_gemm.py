@@ -456,13 +456,16 @@ def test_pool_runs_with_the_threads_the_system_starts(grow):
         "C.set_num_threads(1024)\n"
         "for _ in range(3):\n"
         "    assert C.gemm(a, a)[0, 0] == 512\n"
-        "print(C.num_threads())\n")
+        "import pynn\n"
+        "print(C.num_threads(), C.running_threads() == pynn.get_num_threads() < 1024,\n"
+        "      pynn.info()['cpu']['threads'] == pynn.get_num_threads())\n")
     try:
         out = run_python(code, timeout=60)
     except subprocess.TimeoutExpired:
         pytest.fail("the thread pool hung when the system refused a thread")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1024"]
+    # the setting is kept; get_num_threads and info say what runs
+    assert out.stdout.split() == ["1024", "True", "True"], out.stdout
     assert out.stderr.count("pynn: the system refused worker thread") == 1, out.stderr
 
 

@@ -285,6 +285,9 @@ void register_gemm(py::module_& m) {
     m.def("amx_available", [] { return amx_available(); },
           "Whether AMX (bf16 tiles) runs here: what the 'high' precision uses.");
     m.def("num_threads", [] { return num_threads(); }, "Threads the CPU kernels use.");
+    m.def("running_threads", [] { return running_threads(); },
+          "Threads the CPU kernels run with: num_threads(), or fewer where the system refused "
+          "to start some.");
     m.def(
         "set_num_threads",
         [](long long n) {

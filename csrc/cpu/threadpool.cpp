@@ -56,7 +56,8 @@ public:
     explicit Pool(int n_workers) { start(n_workers); }
 
     int workers() const { return static_cast<int>(threads_.size()); }
-    int asked() const { return asked_; }  // workers asked for (workers() may be fewer)
+    int asked() const { return asked_.load(); }  // workers asked for (workers() may be fewer)
+    int started() const { return started_.load(); }  // workers() readable without use_
 
     // Stops and joins the workers, then starts n_workers new ones. Caller holds use_.
     void resize(int n_workers) {
@@ -101,7 +102,11 @@ public:
 
 private:
     void start(int n_workers) {
-        asked_ = n_workers;
+        asked_.store(n_workers);
+        struct Count {  // however start ends
+            Pool* pool;
+            ~Count() { pool->started_.store(pool->workers()); }
+        } count{this};
         for (int want = n_workers;;) {
             threads_.reserve(want);
             std::string refused;  // a copy: the exception is gone after the catch
@@ -208,7 +213,7 @@ private:
     }
 
     std::vector<std::thread> threads_;
-    int asked_ = 0;
+    std::atomic<int> asked_{0}, started_{0};
     std::mutex mu_;  // pairs with wake_/done_; the job is published under it
     std::condition_variable wake_, done_;
     std::atomic<bool> stop_{false};
@@ -312,6 +317,13 @@ int num_threads() {
     if (n != 0) return n;
     std::lock_guard<std::mutex> lk(g_mu);
     return threads_locked();
+}
+
+int running_threads() {
+    const int want = num_threads();
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (g_pool && g_pool->asked() == want - 1) return g_pool->started() + 1;
+    return want;  // the pool starts (or resizes) to it at its next use
 }
 
 namespace {

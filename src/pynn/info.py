@@ -29,7 +29,7 @@ def info() -> dict:
         from . import _C
 
         result["cpu"] = {"build": dict(_C.build_info), "isa": _C.gemm_isa(),
-                         "threads": _C.num_threads(),
+                         "threads": _C.running_threads(),
                          "matmul_precision": _C.matmul_precision(), "amx": _C.amx_available(),
                          "isa_supported": {i: _C.cpu_supports_isa(i)
                                            for i in ("generic", "avx2", "avx512")}}

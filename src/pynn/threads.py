@@ -27,9 +27,10 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads pynn's C++ kernels use (1 without the extension)."""
+    """The number of threads pynn's C++ kernels run with (1 without the extension): the
+    count set, or fewer where the system refused to start some (said on stderr then)."""
     module = _native()
-    return module.num_threads() if module is not None else 1
+    return module.running_threads() if module is not None else 1
 
 
 def _threadpoolctl_controller(threadpoolctl):

@@ -11,6 +11,9 @@ constexpr int kMaxThreads = 1024;  // PYNN_NUM_THREADS and set_num_threads: 1..k
 
 int num_threads();
 void set_num_threads(int n);  // 1 <= n <= kMaxThreads; obeyed as far as the system starts threads
+// The threads the pool runs with: num_threads(), or fewer where the system refused to start
+// some (known once the pool has started at that count).
+int running_threads();
 
 // Runs fn(task) for task in [0, n_tasks) on up to num_threads() threads (the caller is one
 // of them) and returns when all are done. n_tasks <= 1 runs inline with no synchronisation.
