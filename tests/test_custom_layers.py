@@ -1285,3 +1285,23 @@ def test_a_weight_let_go_keeps_its_owners_frozen_flag_and_a_refused_holder_stays
         model.count_params()
     del holder.extra
     assert len(model.get_weights()) == 4
+
+
+def test_a_layer_holding_a_model_is_refused_by_name(rng):
+    """A layer holding a pynn model (Keras tracks a model as a layer) had none of its
+    weights: fit trained none of them, files lost them, silently."""
+    inner = pynn.Sequential([pynn.Input((2,)), pynn.layers.Dense(2)], name="encoder")
+    holder = _Peek({"blocks": [inner]}, name="outer")
+    refused = ("layer 'outer' holds model 'encoder': pynn tracks the weights of layers a "
+               "layer holds, not of models")
+    with pytest.raises(ValueError, match=refused):
+        pynn.Sequential([pynn.Input((2,)), holder])
+    holder.other = None
+    model = pynn.Sequential([pynn.Input((2,)), holder])
+    holder.other = inner  # held after the model was built: refused at its next step
+    assert len(model.layers) == 2  # (read leniently)
+    with pytest.raises(ValueError, match=refused):
+        model.compile("sgd", "mse")
+    holder.other = inner.layers  # its layers instead: tracked
+    model.compile("sgd", "mse")
+    assert model.count_params() == 6

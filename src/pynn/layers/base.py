@@ -181,9 +181,12 @@ def check_last_axis(owner, axis, input_shape, computes="computes over"):
 _NOT_HELD = frozenset({"_constructor_arguments", "_inner_layers", "_tracked_from"})
 
 
-def _held_layers(layer, skip=frozenset()):
+def _held_layers(layer, skip=frozenset(), models=None):
     """The Layer objects layer holds in its attributes, directly or in lists, tuples and
-    dicts, each once, in attribute order; none whose id is in `skip`."""
+    dicts, each once, in attribute order; none whose id is in `skip`. The pynn models it
+    holds so are appended to `models` when a list is given."""
+    from ..model import Sequential
+
     found, seen = [], set(skip)
 
     def take(value):
@@ -191,6 +194,9 @@ def _held_layers(layer, skip=frozenset()):
             if id(value) not in seen:
                 seen.add(id(value))
                 found.append(value)
+        elif isinstance(value, Sequential):
+            if models is not None:
+                models.append(value)
         elif isinstance(value, (list, tuple)):
             for item in value:
                 take(item)
@@ -604,8 +610,14 @@ class Layer(AutoConfig):
         (its weights would not exist yet), as is one with an activity regularizer (applied
         to a model's own layers only). Returns every layer taken, at any depth."""
         holders = _holders | {id(self)}
-        held = [layer for layer in _held_layers(self, exclude | holders)
+        models = []
+        held = [layer for layer in _held_layers(self, exclude | holders, models)
                 if strict or layer.built]
+        if strict and models:  # its weights would be no one's: untrained, unsaved, silently
+            raise ValueError(f"layer {self.name!r} holds model {models[0].name!r}: pynn "
+                             f"tracks the weights of layers a layer holds, not of models; "
+                             f"hold its layers ({self.name}.block = model.layers) and run "
+                             f"them in forward/backward, or add them to the outer model")
         taken = []
         for layer in held:
             if not layer.built:
