@@ -1305,3 +1305,20 @@ def test_a_layer_holding_a_model_is_refused_by_name(rng):
     holder.other = inner.layers  # its layers instead: tracked
     model.compile("sgd", "mse")
     assert model.count_params() == 6
+
+
+def test_freezing_a_holder_sets_the_flags_of_the_layers_it_holds():
+    """As Keras' trainable setter: the held layers' own flags follow (they stayed True while
+    their weights were frozen), at every depth; a layer of the model held is not the
+    holder's to set."""
+    deep = pynn.layers.Dense(2)
+    middle = _Wrap(deep)
+    shared = pynn.layers.Dense(2)
+    outer = _Wrap(middle)
+    outer.tied = shared
+    model = pynn.Sequential([pynn.Input((2,)), shared, outer])
+    outer.trainable = False
+    assert not middle.trainable and not deep.trainable
+    assert shared.trainable and model.trainable_weights == shared.weights
+    outer.trainable = True
+    assert middle.trainable and deep.trainable and len(model.trainable_weights) == 4

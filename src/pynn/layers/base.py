@@ -823,6 +823,8 @@ class Layer(AutoConfig):
     @trainable.setter
     def trainable(self, value):
         self._trainable = as_bool(self.name, "trainable", value)
+        for layer in self.__dict__.get("_inner_layers", ()):  # those it holds, as Keras
+            layer.trainable = self._trainable
         for p in self._params:
             p.trainable = self._trainable and not p.statistic
 
