@@ -1322,3 +1322,29 @@ def test_freezing_a_holder_sets_the_flags_of_the_layers_it_holds():
     assert shared.trainable and model.trainable_weights == shared.weights
     outer.trainable = True
     assert middle.trainable and deep.trainable and len(model.trainable_weights) == 4
+
+
+class _WrapMore(_Wrap):
+    """A subclass whose build() holds one more layer, after its parent's build()."""
+
+    def build(self, input_shape, backend=None, dtype=None):
+        super().build(input_shape, backend, dtype)
+        self.more = pynn.layers.Dense(3)
+        self.more.build(input_shape, backend, dtype)
+
+
+def test_a_holder_built_directly_tracks_what_it_holds(rng):
+    """holder.build(shape) called by the user (no model, no call) tracked nothing: its
+    weights were its own only, as Keras' are not (it tracks layers as they are set)."""
+    holder = _Wrap()
+    holder.build((4,))
+    assert holder.weights == holder.inner.weights and holder.count_params() == 15
+    chained = _WrapMore()
+    chained.build((4,))  # tracked once its outermost build returns: both layers
+    assert chained.weights == chained.inner.weights + chained.more.weights
+    assert "_building" not in vars(chained)
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((4,)), chained])
+    assert model.count_params() == 30
+    np.testing.assert_allclose(model.predict(x, verbose=0), chained.inner.forward(x),
+                               rtol=1e-6)

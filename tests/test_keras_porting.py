@@ -375,7 +375,8 @@ def test_keras_positional_orders():
     assert norm.momentum == 0.9 and norm.beta_regularizer is not None
     with pytest.raises(TypeError, match="give trainable=False by keyword"):
         pynn.Sequential([pynn.Input((3,)), pynn.layers.Dense(2)], False)
-    assert pynn.Sequential([], 3).name == 3  # (as before: files hold such names)
+    with pytest.raises(TypeError, match="name must be a string"):  # (as Keras and layers)
+        pynn.Sequential([], 3)
 
     class Scaled(pynn.losses.Loss):
         def _sum_and_grad(self, backend, y_pred, y_true, scale, sample_weight=None):

@@ -442,6 +442,30 @@ def _passing_taken(cls, method, flag):
     return call
 
 
+def _tracking_after(build):
+    """A layer of yours' build(), which tracks the layers it holds when it returns (the
+    outermost call of a chain of subclasses' builds): built directly (holder.build(shape)),
+    not by a model or a call, it tracked nothing, where Keras tracks them as they are set."""
+    if not inspect.isfunction(build):
+        return build
+
+    @functools.wraps(build)
+    def tracked(self, *args, **kwargs):
+        state = self.__dict__
+        state["_building"] = state.get("_building", 0) + 1
+        try:
+            result = build(self, *args, **kwargs)
+        finally:
+            state["_building"] -= 1
+            if not state["_building"]:
+                del state["_building"]
+        if "_building" not in state:
+            self._track_held_layers(strict=False)
+        return result
+
+    return tracked
+
+
 class KerasAttribute:
     """A computed attribute of Keras' (layer.output, model.input, ...) that an object may set
     for itself (a layer of one's own keeping self.output): what it set is what it reads."""
@@ -477,6 +501,8 @@ class Layer(AutoConfig):
         for method, flag in (("forward", "training"), ("backward", "need_input_grad")):
             if method in vars(cls):
                 setattr(cls, method, _passing_taken(cls, method, flag))
+        if "build" in vars(cls) and not cls.__module__.startswith("pynn."):
+            cls.build = _tracking_after(vars(cls)["build"])
 
     def __setattr__(self, name, value):
         if name == "activation" and _pynn_layer_below(type(self)):
