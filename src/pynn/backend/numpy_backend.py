@@ -127,7 +127,8 @@ class NumpyBackend(Backend):
         if name == "gelu_tanh":
             zc = xp.clip(z, -10, 10)  # exact (tanh is +-1 beyond); z**3 overflowed with a warning
             inner = _GELU_C * (zc + 0.044715 * zc ** 3)
-            return (0.5 * z * (1 + xp.tanh(inner))).astype(z.dtype, copy=False)
+            # (1 + tanh(u)) / 2 as sigmoid(2u): 1 + tanh lost every bit for z < -5
+            return (z * _sigmoid(xp, 2 * inner)).astype(z.dtype, copy=False)
         if name == "sigmoid":
             return _sigmoid(xp, z)
         if name == "tanh":
@@ -176,8 +177,10 @@ class NumpyBackend(Backend):
         if name == "gelu_tanh":
             z = xp.clip(z, -10, 10)  # exact: tanh is +-1 beyond; z*z overflowed into NaN
             z2 = z * z
-            t = xp.tanh(_GELU_C * (z + 0.044715 * z2 * z))
-            d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * z2)
+            # (1 + t) / 2 = sigmoid(2u) and 1 - t^2 = 4 s (1 - s): no cancellation for z << 0
+            s = _sigmoid(xp, 2 * _GELU_C * (z + 0.044715 * z2 * z))
+            d = s + 2 * z * s * _sigmoid(xp, -2 * _GELU_C * (z + 0.044715 * z2 * z)) * \
+                _GELU_C * (1 + 3 * 0.044715 * z2)
             return (dy * d).astype(dy.dtype, copy=False)
         if name == "sigmoid":
             return dy * y * (1 - y)
