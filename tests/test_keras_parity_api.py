@@ -57,10 +57,34 @@ def test_save_overwrite_and_load_safe_mode(tmp_path):
 
 
 def test_summary_takes_kerass_layout_arguments():
+    """line_length and positions set the columns (they were taken and ignored), wrapping
+    what does not fit; with show_trainable Keras' three positions make room for a fourth."""
+    model = pynn.Sequential([pynn.Input((784,), name="input_layer"),
+                             pynn.Dense(128, name="a_long_layer_name")])
     lines = []
-    _model().summary(line_length=80, positions=[0.3, 0.6, 1.0], print_fn=lines.append,
-                     expand_nested=True, show_trainable=True)
-    assert any("dense" in line for line in lines)
+    model.summary(line_length=80, positions=[0.3, 0.6, 1.0], print_fn=lines.append,
+                  expand_nested=True, show_trainable=True)
+    table = lines[0].splitlines()
+    assert {len(line) for line in table[1:4]} == {80}
+    assert table[2].index("Output Shape") == 21 and table[2].index("Param #") == 43 and \
+        table[2].index("Trainab") == 72
+    lines = []
+    model.summary(line_length=30, print_fn=lines.append)  # the natural widths, scaled
+    table = lines[0].splitlines()
+    assert all(len(line) == 30 for line in table[1:9] if not line.startswith("Total"))
+    wrapped = [line.split()[0] for line in table if line.startswith(("input_", "(Input"))]
+    assert wrapped == ["input_layer", "(InputLayer)"]  # (at the space)
+    assert "100480" not in lines[0] and "10048" in lines[0]  # (a number too)
+    lines = []
+    model.summary(positions=[30, 45, 55], print_fn=lines.append)  # characters
+    assert lines[0].splitlines()[2].index("Param #") == 45
+    for bad in ([0.5, 0.4, 1.0], [0.5, 1.0], "wide", [10, 20, 0]):
+        with pytest.raises(ValueError, match="positions must be 3 increasing positive"):
+            model.summary(positions=bad)
+    with pytest.raises(ValueError, match="line_length must be a positive integer"):
+        model.summary(line_length=0)
+    with pytest.raises(ValueError, match="under 2 characters wide"):
+        model.summary(line_length=3)
 
 
 def test_summary_shows_trainable_and_a_layer_range_as_keras():

@@ -18,6 +18,7 @@ import math
 import numbers
 import os
 import re
+import textwrap
 import threading
 import time
 import warnings
@@ -2401,8 +2402,10 @@ class Sequential:
         non-trainable totals (print_fn takes the whole table, once, as Keras'). As Keras:
         show_trainable adds a column (Y, N, or - for a layer without weights),
         layer_range=(first, last) names or patterns the layers to list (the totals stay the
-        model's). line_length, positions and
-        expand_nested are taken and unused (pynn's columns fit their contents)."""
+        model's), line_length (the table's width) and positions (where each column ends:
+        fractions of line_length, or characters) set the columns, wrapping what does not
+        fit (by default they fit their contents). expand_nested is taken and unused (no
+        model nests in a Sequential)."""
         if print_fn is None and callable(line_length):  # summary(print_fn) before Keras'
             print_fn, line_length = line_length, None     # argument order was taken
         print_fn = print if print_fn is None else print_fn
@@ -2422,10 +2425,15 @@ class Sequential:
                 row += ("-" if not layer.params else "Y" if layer.trainable else "N",)
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
+        if line_length is not None or positions is not None:
+            if show_trainable and isinstance(positions, (list, tuple)) and \
+                    len(positions) == len(widths) - 1:  # Keras' three, made room in
+                positions = _trainable_column_added(positions)
+            widths = _summary_widths(line_length, positions, widths)
         line = "-" * sum(widths)
-        lines = [f'Model: "{self.name}"', line,
-                 "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
-        lines += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
+        lines = [f'Model: "{self.name}"', line, *_summary_row(rows[0], widths),
+                 "=" * sum(widths)]
+        lines += [text for r in rows[1:] for text in _summary_row(r, widths)]
         total = self.count_params() if self.built else 0
         trainable = sum(int(np.prod(p.shape)) for p in self.params if p.trainable)
         lines += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
@@ -2528,6 +2536,54 @@ class Sequential:
                       .from_config(named(entry["config"])) for entry in config["layers"]]
         return cls(layers, name=named(config).get("name"))  # (a model's number name too)
 
+
+
+def _summary_widths(line_length, positions, natural):
+    """summary's column widths from Keras' line_length and positions (where each column
+    ends: fractions of line_length when all are at most 1, else characters); line_length
+    defaults to the natural widths' sum, positions to the natural widths scaled to it."""
+    def positive_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
+    if line_length is not None and not positive_int(line_length):
+        raise ValueError(f"summary: line_length must be a positive integer, got "
+                         f"{line_length!r}")
+    length = sum(natural) if line_length is None else int(line_length)
+    if positions is None:
+        ends = np.cumsum(natural) / sum(natural)
+    else:
+        ends = list(positions) if isinstance(positions, (list, tuple)) else None
+        if ends is None or len(ends) != len(natural) or not all(
+                isinstance(e, numbers.Real) and not isinstance(e, bool) and e > 0
+                for e in ends) or any(b <= a for a, b in zip(ends, ends[1:])):
+            raise ValueError(f"summary: positions must be {len(natural)} increasing positive "
+                             f"numbers (where each column ends), got {positions!r}")
+    if max(ends) <= 1:
+        ends = [int(length * e) for e in ends]  # (as Keras 3)
+    ends = [int(e) for e in ends]
+    widths = [b - a for a, b in zip([0, *ends], ends)]
+    if min(widths) < 2:
+        raise ValueError(f"summary: the columns ending at {ends} leave one under 2 "
+                         f"characters wide")
+    return widths
+
+
+def _trainable_column_added(positions):
+    """Keras' positions for summary's three columns with show_trainable's fourth: fractions
+    scaled by 0.9, the last column to 1.0 (as Keras 3); characters: 12 more."""
+    ends = list(positions)
+    if all(isinstance(e, numbers.Real) and 0 < e <= 1 for e in ends):
+        return [e * 0.9 for e in ends] + [1.0]
+    return ends + [ends[-1] + 12] if all(isinstance(e, numbers.Real) for e in ends) else ends
+
+
+def _summary_row(cells, widths):
+    """One table row as lines: each cell left-justified in its width with a space after it,
+    wrapped onto further lines where it is longer (at spaces where it can)."""
+    pieces = [(textwrap.wrap(c, w - 1, break_on_hyphens=False) if len(c) >= w else [c]) or [""]
+              for c, w in zip(cells, widths)]
+    return ["".join((p[k] if k < len(p) else "").ljust(w) for p, w in zip(pieces, widths))
+            for k in range(max(len(p) for p in pieces))]
 
 
 # fit's validation: from a batch source, or arrays (x, prepared y, weights or None); after
