@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pynn
-from conftest import requires_backend
+from conftest import AVAILABLE, requires_backend
 from gradcheck import assert_close_grad, numeric_grad
 
 
@@ -874,8 +874,9 @@ def test_a_layer_writing_into_its_input_leaves_the_callers_data_alone(rng):
         with pytest.raises(ValueError, match="read-only"):
             call()
     np.testing.assert_array_equal(x, kept)
-    for shuffle in (False, True):  # fit's batches are gathered copies: its own to write
-        model.fit(x, np.zeros((6, 3)), verbose=0, shuffle=shuffle)
+    for shuffle in (False, True):  # fit's batch copies are refused too: one rule everywhere
+        with pytest.raises(ValueError, match="wrote into its input"):
+            model.fit(x, np.zeros((6, 3)), verbose=0, shuffle=shuffle)
         np.testing.assert_array_equal(x, kept)
 
 
@@ -1348,3 +1349,49 @@ def test_a_holder_built_directly_tracks_what_it_holds(rng):
     assert model.count_params() == 30
     np.testing.assert_allclose(model.predict(x, verbose=0), chained.inner.forward(x),
                                rtol=1e-6)
+
+
+class _Doubling(pynn.layers.Layer):
+    """Doubles its input in place: a mistake."""
+
+    def forward(self, x, training=False):
+        x *= 2.0
+        return x
+
+    def backward(self, dy, need_input_grad=True):
+        return dy * 2.0
+
+
+class _Passing(pynn.layers.Layer):
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True):
+        return dy
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.parametrize("first", [True, False])
+def test_a_layer_writing_into_its_input_is_named_on_every_path(rng, first, backend):
+    """After a layer, the write went through: the layer before's kept output changed and
+    its gradients were wrong, silently; as the first layer, fit's batch copy took it and
+    evaluate/predict raised numpy's 'output array is read-only', naming nothing."""
+    if backend not in AVAILABLE:
+        pytest.skip(f"backend {backend!r} unavailable")
+    pynn.set_backend(backend)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    before = [] if first else [pynn.Dense(4, activation="sigmoid")]
+    model = pynn.Sequential([pynn.Input((5,)), *before, _Doubling(name="doubling"),
+                             pynn.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    message = "layer 'doubling' \\(_Doubling\\).forward wrote into its input"
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y),
+                 lambda: model.predict(x), lambda: model.train_on_batch(x, y),
+                 lambda: model(x, training=True)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    passing = pynn.Sequential([pynn.Input((5,)), pynn.Dense(3), _Passing()])
+    out = passing.predict(x, verbose=0)  # a read-only view passed on comes out a new array
+    out[0] = 1.0
+    assert passing(x, training=True).flags.writeable
