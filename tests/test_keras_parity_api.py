@@ -760,3 +760,48 @@ def test_clone_function_clones_of_a_lazily_built_model_are_built(rng):
     custom.build((None, 3))
     assert "input_shape" not in custom.get_config()["layers"][0]["config"]
     pynn.models.clone_model(custom, clone_function=lambda layer: layer)
+
+
+class _Units(pynn.layers.Layer):
+    def __init__(self, units, **kw):
+        super().__init__(**kw)
+        self.units = units
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_activations_and_layers_serialize_as_the_other_modules(rng):
+    """README says each component module has serialize/deserialize; pynn.activations and
+    pynn.layers had neither (Keras 3 has both)."""
+    acts = pynn.activations
+    assert acts.serialize("relu") == "relu" and acts.serialize(acts.gelu) == "gelu"
+    slope = acts.leaky_relu_with(0.1)
+    assert acts.serialize(slope) == {"name": "leaky_relu", "param": 0.1}
+    assert acts.deserialize(acts.serialize(slope)) == slope
+    assert acts.deserialize("swish") == acts.get("silu") and acts.deserialize(None) is None
+    with pytest.raises(TypeError, match="an activation is described by a config dict"):
+        acts.deserialize(3)
+    layer = pynn.Dense(3, activation="relu", kernel_regularizer="l2", name="d1")
+    config = pynn.layers.serialize(layer)
+    again = pynn.layers.deserialize(config)
+    assert type(again) is pynn.Dense and not again.built
+    assert pynn.layers.serialize(again) == config
+    mine = pynn.layers.deserialize(pynn.layers.serialize(_Units(2, name="s")),
+                                   custom_objects={"_Units": _Units})
+    assert type(mine) is _Units and mine.units == 2 and mine.name == "s"
+    with pytest.raises(ValueError, match="unknown layer class '_Units'"):
+        pynn.layers.deserialize(pynn.layers.serialize(_Units(2)))
+    with pytest.raises(TypeError, match="expected a layer, got str"):
+        pynn.layers.serialize("Dense")
+    with pytest.raises(TypeError, match="a layer is described by a dict with 'class_name'"):
+        pynn.layers.deserialize("Dense")
+    # a Keras 3 layer's description (module, DTypePolicy, registered_name)
+    keras_dense = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+                   "config": {"name": "kd", "trainable": True, "units": 4,
+                              "activation": "tanh", "use_bias": True,
+                              "dtype": {"module": "keras", "class_name": "DTypePolicy",
+                                        "config": {"name": "float32"},
+                                        "registered_name": None}}}
+    dense = pynn.layers.deserialize(keras_dense)
+    assert (dense.units, dense.name, dense.activation) == (4, "kd", pynn.activations.tanh)

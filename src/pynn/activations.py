@@ -151,6 +151,20 @@ def get(identifier) -> Spec:
                      f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
 
 
+def serialize(activation):
+    """Keras' activations.serialize: the activation's name, or {'name', 'param'} for another
+    parameter than its default (what model files store), which deserialize and get take."""
+    return get(activation).get_config()
+
+
+def deserialize(config, custom_objects=None):
+    """Keras' activations.deserialize: the activation (a Spec) a name or serialize's dict
+    describes (custom_objects is taken as Keras'; pynn's activations are its own)."""
+    from .custom_objects import deserialize_with
+
+    return deserialize_with(get, config, custom_objects, "activation")
+
+
 def leaky_relu_with(negative_slope: float) -> Spec:
     """A leaky_relu Spec with another negative slope."""
     return Spec("leaky_relu", float(negative_slope))

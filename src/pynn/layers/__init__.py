@@ -40,13 +40,40 @@ def get_class(name, custom_objects=None, custom=False, registered_name=None):
                              "registered_name": registered_name}, _REGISTRY.get, "layer")
 
 
+def serialize(layer):
+    """Keras' layers.serialize: the {'class_name', 'config'} dict (marked "custom" for a
+    class of yours) that deserialize turns back into the layer, without its weights, as
+    Keras'."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"serialize: expected a layer, got {type(layer).__name__}")
+    return _custom.describe(layer)
+
+
+def deserialize(config, custom_objects=None):
+    """Keras' layers.deserialize: the (unbuilt) layer serialize's dict describes, or a Keras
+    3 layer's ({'module', 'class_name', 'config', ...}); a class of yours from
+    custom_objects ({name: class}) or registered."""
+    if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
+            and isinstance(config.get("config", {}), dict)):
+        raise TypeError(f"deserialize: a layer is described by a dict with 'class_name' and "
+                        f"'config' (as layers.serialize gives), got {config!r}")
+    if str(config.get("module") or "").startswith("keras"):  # Keras' own description
+        from ..keras_files import _layer_entry
+
+        config = {**config, **_layer_entry(config, 0, "deserialize")}
+    cls = get_class(config["class_name"], custom_objects, custom=config.get("custom", False),
+                    registered_name=config.get("registered_name"))
+    with _custom.custom_object_scope(custom_objects):  # (its initializers, regularizers)
+        return cls.from_config(dict(config.get("config") or {}))
+
+
 __all__ = ["ACTIVATION_LAYERS", "ELEMENTWISE_LAYERS", "LAST_AXIS_LAYERS", "Activation",
            "ActivityRegularization",
            "AlphaDropout", "BatchNormalization", "Dense", "Dropout", "ELU", "Flatten",
            "GaussianDropout", "GaussianNoise", "Identity", "Input", "InputLayer", "Layer",
            "LayerNormalization", "LeakyReLU", "Normalization", "Parameter", "PReLU",
            "RandomLayer", "ReLU", "Rescaling", "Reshape", "RMSNormalization", "Softmax",
-           "get_class"]
+           "deserialize", "get_class", "serialize"]
 
 
 def __getattr__(name):
