@@ -76,6 +76,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -2466,8 +2467,9 @@ class EpochLogs(Mapping):
     objects through their state (exact for non-decomposable metrics). Values are computed when
     read, so a progress bar that redraws a few times a second costs little."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics, largest=math.inf):
         self.metrics = list(metrics)
+        self.largest = largest  # the float type's largest value: a mean beyond it reads inf
         # per-sample means computed natively join these metrics' own state, so an epoch whose
         # batches ran partly in the engine and partly through the layers (an option the
         # engine lacks set mid-epoch) reads one mean over all of them
@@ -2530,7 +2532,10 @@ class EpochLogs(Mapping):
 
     def __getitem__(self, key):
         if key in self._sums:
-            return self._sums[key] / self._seen if self._seen else float("nan")
+            if not self._seen:
+                return float("nan")
+            mean = self._sums[key] / self._seen
+            return math.copysign(math.inf, mean) if abs(mean) > self.largest else mean  # NaN
         if self._seen:
             for m in self.metrics:
                 if m.name == key:

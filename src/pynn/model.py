@@ -845,6 +845,11 @@ class Sequential:
         return self.loss.prepare_targets(y_arr, self.output_shape, self._dtype)
 
     # ---- forward / backward -------------------------------------------------------------------
+    def _epoch_logs(self, metrics):
+        """An epoch's (or evaluate's) logs of these metrics; a mean loss beyond the model's
+        float range reads as inf, as Keras' float32 loss is (its sums run in float64)."""
+        return metrics_mod.EpochLogs(metrics, largest=float(np.finfo(self._dtype).max))
+
     def _forward(self, x, training, logits, input_shapes=None, activity=None):
         """The layers' outputs of x; input_shapes (a list): each layer's input shape is
         appended (backward checks its gradients against them); activity (a list): (index,
@@ -1316,7 +1321,7 @@ class Sequential:
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
                 self._fit_running():
             # copies when another thread's evaluate accumulates into the compiled objects
-            epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
+            epoch_logs = self._epoch_logs(self._metric_objects if claimed is None
                                                else claimed)
             try:
                 for epoch in range(initial_epoch, epochs):
@@ -1557,7 +1562,7 @@ class Sequential:
                 first, train._stream = None, None
         with DeferredInterrupt() as interrupt, self._claimed_metrics() as claimed, \
                 self._fit_running():
-            epoch_logs = metrics_mod.EpochLogs(self._metric_objects if claimed is None
+            epoch_logs = self._epoch_logs(self._metric_objects if claimed is None
                                                else claimed)
             try:
                 for epoch in range(initial_epoch, epochs):
@@ -1700,7 +1705,7 @@ class Sequential:
         lock = self._training_lock("train_on_batch")
         try:
             with StepGuard():
-                logs = trainer.step(x, y, w, metrics_mod.EpochLogs(self._metric_objects))
+                logs = trainer.step(x, y, w, self._epoch_logs(self._metric_objects))
         finally:
             lock.release()
         self.engine_reason = trainer.engine_reason
@@ -1771,7 +1776,7 @@ class Sequential:
         of the data) or to a new one; returns them as a dict. cbs: a CallbackList whose test
         batch hooks run around each batch (when a callback defines them)."""
         if logs is None:  # metrics over the whole set
-            logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
+            logs = self._epoch_logs(self._metric_objects if metrics is None else metrics)
         hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
         for batch, start in enumerate(range(0, x.shape[0], batch_size)):
             self._evaluate_batch(x[start:start + batch_size], y[start:start + batch_size],
@@ -1802,7 +1807,7 @@ class Sequential:
         on_epoch_begin before evaluating and predicting too)."""
         if not begun:
             source.epoch_begin()
-        logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None else metrics)
+        logs = self._epoch_logs(self._metric_objects if metrics is None else metrics)
         hooks = cbs is not None and cbs.overrides("on_test_batch_begin", "on_test_batch_end")
         count, stopped = 0, False
         for count, (xb, yb, wb) in enumerate(batches or source.batches(), 1):
@@ -1901,7 +1906,7 @@ class Sequential:
             if step is None:
                 logs = self._evaluate_arrays(x, y, batch_size, w, metrics, cbs=cbs)
             else:
-                logs = metrics_mod.EpochLogs(self._metric_objects if metrics is None
+                logs = self._epoch_logs(self._metric_objects if metrics is None
                                              else metrics)
                 with self._errors_about_all_of(x):
                     for i in range(0, len(x), step):
