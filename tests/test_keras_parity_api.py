@@ -805,3 +805,23 @@ def test_activations_and_layers_serialize_as_the_other_modules(rng):
                                         "registered_name": None}}}
     dense = pynn.layers.deserialize(keras_dense)
     assert (dense.units, dense.name, dense.activation) == (4, "kd", pynn.activations.tanh)
+
+
+def test_small_messages_from_a_readme_review():
+    """A weight showed as <...Parameter object at 0x...>; a 1-D x of another length than
+    the features was told to pass x[None] (a second error followed); the activation names
+    listed left out the aliases (swish, hard_swish)."""
+    model = pynn.Sequential([pynn.Input((20,)), pynn.Dense(2, name="d")])
+    shown = repr(model.get_layer("d").bias)
+    assert shown == "<Parameter name=d/bias, shape=(2,), dtype=float32, trainable=True, " \
+                    "value=[0., 0.]>"
+    assert "shape=(20, 2)" in repr(model.get_layer("d").kernel)
+    with pytest.raises(ValueError, match=r"got shape \(200,\); the model takes 20 features "
+                                         r"per sample"):
+        model.predict(np.zeros(200))
+    with pytest.raises(ValueError, match=r"for one sample pass x\[None\]"):
+        model.predict(np.zeros(20))
+    with pytest.raises(ValueError, match="cannot interpret .*swish, hard_swish"):
+        pynn.Dense(2, activation=np.tanh)
+    with pytest.raises(ValueError, match="a rate of 1 would drop every value"):
+        pynn.Dropout(1.0)

@@ -148,7 +148,8 @@ def get(identifier) -> Spec:
     if isinstance(identifier, Activation):  # activation=LeakyReLU(0.2), as Keras takes it
         return identifier.activation
     raise ValueError(f"cannot interpret {identifier!r} as an activation; use a name "
-                     f"({', '.join(NAMES)}) or pynn.activations.Spec(name, param)")
+                     f"({', '.join(NAMES + tuple(ALIASES))}) or pynn.activations.Spec(name, "
+                     f"param)")
 
 
 def serialize(activation):

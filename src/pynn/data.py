@@ -165,8 +165,11 @@ def as_inputs(x, dtype, sample_shape=None, name="x", any_rank=False, xp=np,
     if arr.ndim == 1 and n_features in (None, 1):
         arr = arr.reshape(-1, 1)  # Keras' deliberate expansion of a 1-D input
     if arr.ndim == 1:  # one sample of n_features > 1: Keras refuses it too
+        hint = (f"for one sample pass {name}[None] (or {name}.reshape(1, -1))"
+                if arr.shape[0] == n_features else
+                f"the model takes {n_features} features per sample")
         raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}; "
-                         f"for one sample pass {name}[None] (or {name}.reshape(1, -1))")
+                         f"{hint}")
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (samples, features), got shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:  # before: 0 rows of it too

@@ -272,6 +272,12 @@ class Parameter:
         """A numpy copy of the weight's values (from the GPU too)."""
         return np.array(self.backend.to_numpy(self.value), copy=True)
 
+    def __repr__(self):  # (as Keras' variables show themselves)
+        values = np.array2string(np.asarray(self.backend.to_numpy(self.value)), threshold=12,
+                                 edgeitems=2, separator=", ").replace("\n", "")
+        return (f"<Parameter name={self.name}, shape={self.shape}, dtype={self.dtype}, "
+                f"trainable={self.trainable}, value={values}>")
+
     def __getitem__(self, key):
         # a copy, as Keras' variable[0] is a new tensor (a view would write into the weight);
         # read-only, as np.asarray(kernel): a write into it would vanish

@@ -46,8 +46,9 @@ class RandomLayer(Layer):
 
 def _rate(rate):
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
-        raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r} (pynn's range: a "
-                         f"rate of 1 drops every value, where Keras outputs zeros)")
+        raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r} (a rate of 1 would "
+                         f"drop every value: the layer's output all zeros in training, nothing "
+                         f"learned through it; Keras allows it, pynn refuses it)")
     return float(rate)
 
 
