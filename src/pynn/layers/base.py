@@ -225,10 +225,8 @@ class Parameter:
     """One weight array with its gradient. `value` lives on `backend`.
 
     It reads as its array, as a Keras variable: `kernel * 2`, `abs(kernel)`, `kernel[0]`,
-    `np.asarray(kernel)` and `kernel.shape` / `kernel.dtype` give NumPy values (new arrays;
-    `kernel[0]` and `np.asarray(kernel)` read-only, as JAX's: a write into them would leave
-    the weight alone; `kernel.numpy()` and `np.array(kernel)` are copies to keep and change).
-    `assign(values)` overwrites the weight, and
+    `np.asarray(kernel)` and `kernel.shape` / `kernel.dtype` give NumPy values (new arrays:
+    writing to them leaves the weight alone). `assign(values)` overwrites the weight, and
     so do the in-place operators: `layer.kernel += 1` (also -=, *=, /=, ...) updates the
     weight's values where they are, so the model computes with them (as `assign`; a plain
     `layer.kernel = array` is refused: the layer would keep computing with the old weight)."""
@@ -279,13 +277,9 @@ class Parameter:
                 f"trainable={self.trainable}, value={values}>")
 
     def __getitem__(self, key):
-        # a copy, as Keras' variable[0] is a new tensor (a view would write into the weight);
-        # read-only, as np.asarray(kernel): a write into it would vanish
+        # a copy, as Keras' variable[0] is a new tensor (a view would write into the weight)
         item = self.backend.to_numpy(self.value)[key]
-        if isinstance(item, np.ndarray):
-            item = item.copy()
-            item.flags.writeable = False
-        return item
+        return item.copy() if isinstance(item, np.ndarray) else item
 
     # As a Keras variable: np.array(layer.kernel), np.round(kernel, 2) and kernel * 2 read
     # the values (np.array of the object gave a 0-d object array, silently); a copy, as
@@ -293,13 +287,7 @@ class Parameter:
     # would change the model), unless copy=False asks for the buffer
     def __array__(self, dtype=None, copy=None):
         values = np.asarray(self.backend.to_numpy(self.value), dtype=dtype)
-        if copy is False:
-            return values
-        values = np.array(values, copy=True)
-        # np.asarray(kernel): read-only, as JAX's, so a write into it (which would leave the
-        # weight alone) fails instead of vanishing; np.array(kernel) asks for a copy to keep
-        values.flags.writeable = copy is True
-        return values
+        return values if copy is False else np.array(values, copy=True)
 
     def checked(self, array, owner="set_weights"):
         """array as a host array of this parameter's shape and dtype; a clear error for a
