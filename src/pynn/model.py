@@ -861,26 +861,17 @@ class Sequential:
             if input_shapes is not None:
                 input_shapes.append(getattr(x, "shape", None))
             custom = is_custom(type(layer))
-            if custom and device is None and isinstance(x, np.ndarray) and x.flags.writeable:
-                # a view it cannot write into: the layer before keeps x for its backward, or
-                # x is the batch fit copied (predict's and evaluate's are the caller's arrays,
-                # read-only: a write failed there only, with numpy's words)
-                x = x.view()
-                x.flags.writeable = False
+            if custom and hasattr(x, "copy"):
+                # its own copy, to write into as it likes: x may be what the layer before
+                # keeps for its backward (a sigmoid's output: a write made its gradients
+                # wrong, silently) or the caller's array (predict's: read-only, a write
+                # failed with numpy's words, where fit's batch copy took it)
+                x = x.copy()
             inputs = x
             try:
                 last = logits and i == len(layers) - 1
                 x = forward_of(layer, x, training=training, logits=last) if \
                     custom else layer.forward(x, training=training, logits=last)
-            except ValueError as exc:
-                if custom and device is None and "read-only" in str(exc):
-                    raise ValueError(f"{_layer_name(layer)}.forward wrote into its input "
-                                     f"({exc}): pynn hands a layer its input read-only (the "
-                                     f"layer before keeps it for its backward, the caller "
-                                     f"owns the first); compute a new array (x = x * 2, not "
-                                     f"x *= 2)") from exc
-                _name_the_layer(exc, layer, "forward")
-                raise
             except Exception as exc:
                 _name_the_layer(exc, layer, "forward")
                 raise
@@ -893,9 +884,9 @@ class Sequential:
                 _not_on_device(layer, "forward", "its output", x, self.backend)
         # layers that pass their input on (Dropout at inference, Flatten, Reshape) gave the
         # caller's array, or a view of it, to predict and model(x): a new one, as Keras'
-        if device is None and isinstance(x, np.ndarray) and (not x.flags.writeable or (
-                isinstance(given, np.ndarray) and np.may_share_memory(x, given))):
-            x = x.copy()  # (a read-only view a layer of yours passed on too)
+        if device is None and isinstance(x, np.ndarray) and isinstance(given, np.ndarray) \
+                and np.may_share_memory(x, given):
+            x = x.copy()
         return x
 
     def _loss_and_grad(self, out, y, sample_weight=None):
