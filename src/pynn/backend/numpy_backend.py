@@ -125,9 +125,11 @@ class NumpyBackend(Backend):
         if name == "gelu":  # z Phi(z), Phi(z) = erfc(-z / sqrt 2) / 2 (no cancellation for z << 0)
             return (z * (0.5 * _erfc(xp, -z * _SQRT_HALF))).astype(z.dtype, copy=False)
         if name == "gelu_tanh":
-            zc = xp.clip(z, -10, 10)  # exact (tanh is +-1 beyond); z**3 overflowed with a warning
+            # (1 + tanh(u)) / 2 as sigmoid(2u): 1 + tanh lost every bit for z < -5. Clipped
+            # where it is exact (sigmoid(2u) is 1 to float64 above 10 and 0 below -30);
+            # z**3 overflowed with a warning
+            zc = xp.clip(z, -30, 10)
             inner = _GELU_C * (zc + 0.044715 * zc ** 3)
-            # (1 + tanh(u)) / 2 as sigmoid(2u): 1 + tanh lost every bit for z < -5
             return (z * _sigmoid(xp, 2 * inner)).astype(z.dtype, copy=False)
         if name == "sigmoid":
             return _sigmoid(xp, z)
@@ -175,7 +177,7 @@ class NumpyBackend(Backend):
             d = xp.where(z > 10, 1, xp.where(z < -10, 0, d))
             return (dy * d).astype(dy.dtype, copy=False)
         if name == "gelu_tanh":
-            z = xp.clip(z, -10, 10)  # exact: tanh is +-1 beyond; z*z overflowed into NaN
+            z = xp.clip(z, -30, 10)  # exact (as the forward's); z*z overflowed into NaN
             z2 = z * z
             # (1 + t) / 2 = sigmoid(2u) and 1 - t^2 = 4 s (1 - s): no cancellation for z << 0
             s = _sigmoid(xp, 2 * _GELU_C * (z + 0.044715 * z2 * z))
