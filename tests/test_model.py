@@ -402,6 +402,25 @@ def test_terminate_on_nan_stops_at_a_loss_beyond_float32s_range(engine):
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+@pytest.mark.parametrize("floatx", ["float32", "float64"])
+def test_a_loss_or_metric_beyond_the_float_range_reads_inf_as_keras(floatx):
+    """The loss read inf beyond float32's range while the same mean squared error as a
+    metric read 1e52 (Keras: both inf); a float64 model keeps them finite."""
+    previous = pynn.floatx()
+    pynn.set_floatx(floatx)
+    try:
+        model = pynn.Sequential([pynn.Input((1,)), pynn.Dense(
+            1, kernel_initializer="zeros", bias_initializer=pynn.initializers.Constant(1e26))])
+        model.compile("sgd", "mse", metrics=["mse", "mae"])
+        logs = model.evaluate(np.ones((4, 1)), np.zeros((4, 1)), return_dict=True)
+    finally:
+        pynn.set_floatx(previous)
+    if floatx == "float32":
+        assert logs["loss"] == logs["mse"] == np.inf and logs["mae"] == pytest.approx(1e26)
+    else:
+        assert logs["loss"] == pytest.approx(1e52) and logs["mse"] == pytest.approx(1e52)
+
+
 @pytest.mark.parametrize("raise_error", [False, True])
 def test_terminate_on_nan_stops_both_engines_after_the_same_batch(raise_error):
     """The native engine ran the rest of its chunk after the bad batch (an epoch of 500

@@ -2469,7 +2469,7 @@ class EpochLogs(Mapping):
 
     def __init__(self, metrics, largest=math.inf):
         self.metrics = list(metrics)
-        self.largest = largest  # the float type's largest value: a mean beyond it reads inf
+        self.largest = largest  # the float type's largest value: a value beyond it reads inf
         # per-sample means computed natively join these metrics' own state, so an epoch whose
         # batches ran partly in the engine and partly through the layers (an option the
         # engine lacks set mid-epoch) reads one mean over all of them
@@ -2534,13 +2534,16 @@ class EpochLogs(Mapping):
         if key in self._sums:
             if not self._seen:
                 return float("nan")
-            mean = self._sums[key] / self._seen
-            return math.copysign(math.inf, mean) if abs(mean) > self.largest else mean  # NaN
+            return self._in_range(self._sums[key] / self._seen)
         if self._seen:
             for m in self.metrics:
                 if m.name == key:
-                    return _number(m.name, m._logged_result())
+                    return self._in_range(_number(m.name, m._logged_result()))
         raise KeyError(key)
+
+    def _in_range(self, value):
+        """value, or +-inf beyond the float type's range (NaN stays)."""
+        return math.copysign(math.inf, value) if abs(value) > self.largest else value
 
     def __iter__(self):
         return iter(self._names())
