@@ -1309,19 +1309,27 @@ def test_a_layer_holding_a_model_is_refused_by_name(rng):
 
 def test_freezing_a_holder_sets_the_flags_of_the_layers_it_holds():
     """As Keras' trainable setter: the held layers' own flags follow (they stayed True while
-    their weights were frozen), at every depth; a layer of the model held is not the
-    holder's to set."""
+    their weights were frozen), at every depth, a layer of the model held too (Keras' tied
+    layer is the holder's sublayer), and before anything is built; a back-reference is no
+    cycle."""
     deep = pynn.layers.Dense(2)
     middle = _Wrap(deep)
     shared = pynn.layers.Dense(2)
     outer = _Wrap(middle)
     outer.tied = shared
+    shared.back = outer  # (a back-reference)
     model = pynn.Sequential([pynn.Input((2,)), shared, outer])
     outer.trainable = False
-    assert not middle.trainable and not deep.trainable
-    assert shared.trainable and model.trainable_weights == shared.weights
+    assert not middle.trainable and not deep.trainable and not shared.trainable
+    assert model.trainable_weights == []
     outer.trainable = True
-    assert middle.trainable and deep.trainable and len(model.trainable_weights) == 4
+    assert middle.trainable and deep.trainable and shared.trainable
+    assert len(model.trainable_weights) == 4
+    early = _Wrap()  # frozen before it is built (the review's case)
+    early.trainable = False
+    assert not early.inner.trainable
+    pynn.Sequential([pynn.Input((2,)), early])
+    assert not any(p.trainable for p in early.weights)
 
 
 class _WrapMore(_Wrap):

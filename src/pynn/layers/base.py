@@ -854,11 +854,18 @@ class Layer(AutoConfig):
 
     @trainable.setter
     def trainable(self, value):
-        self._trainable = as_bool(self.name, "trainable", value)
-        for layer in self.__dict__.get("_inner_layers", ()):  # those it holds, as Keras
-            layer.trainable = self._trainable
+        self._set_trainable(as_bool(self.name, "trainable", value), frozenset())
+
+    def _set_trainable(self, value, holders):
+        """The flag of this layer and, as Keras' setter, of every layer it holds, at any
+        depth (built or not, tracked here or in another model; a back-reference is no
+        cycle: `holders`), then of its weights."""
+        self._trainable = value
+        holders = holders | {id(self)}
+        for layer in _held_layers(self, holders):
+            layer._set_trainable(value, holders)
         for p in self._params:
-            p.trainable = self._trainable and not p.statistic
+            p.trainable = value and not p.statistic
 
     def count_params(self):
         """The number of weight values (trainable or not); refused before the layer is
