@@ -81,8 +81,15 @@ def test_summary_takes_kerass_layout_arguments():
     for bad in ([0.5, 0.4, 1.0], [0.5, 1.0], "wide", [10, 20, 0]):
         with pytest.raises(ValueError, match="positions must be 3 increasing positive"):
             model.summary(positions=bad)
-    with pytest.raises(ValueError, match="line_length must be a positive integer"):
-        model.summary(line_length=0)
+    with pytest.raises(ValueError, match="line_length must be a positive number"):
+        model.summary(line_length=-3)
+    default, lenient = [], []  # Keras' `or default`: 0 and [] are the default; 100.0 and
+    model.summary(print_fn=default.append)  # arrays taken
+    model.summary(line_length=0, positions=[], print_fn=lenient.append)
+    assert lenient == default
+    lines = []
+    model.summary(line_length=100.0, positions=np.array([0.5, 0.8, 1.0]), print_fn=lines.append)
+    assert lines[0].splitlines()[2].index("Param #") == 80
     with pytest.raises(ValueError, match="under 2 characters wide"):
         model.summary(line_length=3)
 

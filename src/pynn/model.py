@@ -2437,6 +2437,12 @@ class Sequential:
                 row += ("-" if not layer.params else "Y" if layer.trainable else "N",)
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
+        if isinstance(positions, np.ndarray):
+            positions = positions.tolist()
+        # Keras' `line_length or default`, `positions or default`: 0 and [] mean the default
+        line_length = line_length or None
+        if isinstance(positions, (list, tuple)) and not positions:
+            positions = None
         if line_length is not None or positions is not None:
             if show_trainable and isinstance(positions, (list, tuple)) and \
                     len(positions) == len(widths) - 1:  # Keras' three, made room in
@@ -2554,12 +2560,10 @@ def _summary_widths(line_length, positions, natural):
     """summary's column widths from Keras' line_length and positions (where each column
     ends: fractions of line_length when all are at most 1, else characters); line_length
     defaults to the natural widths' sum, positions to the natural widths scaled to it."""
-    def positive_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
-
-    if line_length is not None and not positive_int(line_length):
-        raise ValueError(f"summary: line_length must be a positive integer, got "
-                         f"{line_length!r}")
+    if line_length is not None and not (isinstance(line_length, numbers.Real) and not
+                                        isinstance(line_length, bool) and line_length >= 1):
+        raise ValueError(f"summary: line_length must be a positive number of characters, "
+                         f"got {line_length!r}")
     length = sum(natural) if line_length is None else int(line_length)
     if positions is None:
         ends = np.cumsum(natural) / sum(natural)
