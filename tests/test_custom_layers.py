@@ -3,6 +3,7 @@ fixed weights, gradients), and the errors a mistake in one gives."""
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -1341,6 +1342,14 @@ class _WrapMore(_Wrap):
         self.more.build(input_shape, backend, dtype)
 
 
+class _WrapSnapshot(_Wrap):
+    """Keeps a copy of itself taken in the middle of its build()."""
+
+    def build(self, input_shape, backend=None, dtype=None):
+        self.copies.append(copy.deepcopy(self))
+        super().build(input_shape, backend, dtype)
+
+
 def test_a_holder_built_directly_tracks_what_it_holds(rng):
     """holder.build(shape) called by the user (no model, no call) tracked nothing: its
     weights were its own only, as Keras' are not (it tracks layers as they are set)."""
@@ -1350,7 +1359,13 @@ def test_a_holder_built_directly_tracks_what_it_holds(rng):
     chained = _WrapMore()
     chained.build((4,))  # tracked once its outermost build returns: both layers
     assert chained.weights == chained.inner.weights + chained.more.weights
-    assert "_building" not in vars(chained)
+    copied = []
+    snapshot = _WrapSnapshot()
+    snapshot.copies = copied
+    snapshot.build((4,))  # a copy made inside its build() tracks at its own build
+    twin = copied[0]
+    twin.build((4,))
+    assert twin.weights == twin.inner.weights and len(twin.weights) == 2
     x = rng.normal(size=(2, 4)).astype(np.float32)
     model = pynn.Sequential([pynn.Input((4,)), chained])
     assert model.count_params() == 30

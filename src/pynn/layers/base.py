@@ -457,19 +457,25 @@ def _tracking_after(build):
 
     @functools.wraps(build)
     def tracked(self, *args, **kwargs):
-        state = self.__dict__
-        state["_building"] = state.get("_building", 0) + 1
+        # the depth of this layer's build() calls on this thread: kept outside the layer, so
+        # a copy taken during its build (deepcopy, pickle) carries none of it
+        depths = _build_depths.__dict__.setdefault("depths", {})
+        depths[id(self)] = depths.get(id(self), 0) + 1
         try:
             result = build(self, *args, **kwargs)
         finally:
-            state["_building"] -= 1
-            if not state["_building"]:
-                del state["_building"]
-        if "_building" not in state:
+            depths[id(self)] -= 1
+            outermost = not depths[id(self)]
+            if outermost:
+                del depths[id(self)]
+        if outermost:
             self._track_held_layers(strict=False)
         return result
 
     return tracked
+
+
+_build_depths = threading.local()
 
 
 class KerasAttribute:
