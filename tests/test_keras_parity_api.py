@@ -789,6 +789,10 @@ def test_activations_and_layers_serialize_as_the_other_modules(rng):
     assert acts.deserialize("swish") == acts.get("silu") and acts.deserialize(None) is None
     with pytest.raises(TypeError, match="an activation is described by a config dict"):
         acts.deserialize(3)
+    for name in ("relu", "mine"):  # (ignored before: pynn's relu, or 'unknown activation')
+        with pytest.raises(ValueError, match=f"activation '{name}' is given in "
+                                             f"custom_objects, but pynn's activations"):
+            acts.deserialize(name, custom_objects={name: np.tanh})
     layer = pynn.Dense(3, activation="relu", kernel_regularizer="l2", name="d1")
     config = pynn.layers.serialize(layer)
     again = pynn.layers.deserialize(config)

@@ -160,9 +160,16 @@ def serialize(activation):
 
 def deserialize(config, custom_objects=None):
     """Keras' activations.deserialize: the activation (a Spec) a name or serialize's dict
-    describes (custom_objects is taken as Keras'; pynn's activations are its own)."""
+    describes. pynn's activations are its own: one named in custom_objects is refused (it
+    would be ignored)."""
     from .custom_objects import deserialize_with
 
+    name = config.get("name") if isinstance(config, dict) else config
+    if isinstance(name, str) and custom_objects and name in custom_objects:
+        raise ValueError(f"deserialize: activation {name!r} is given in custom_objects, but "
+                         f"pynn's activations are its own (pynn has no autodiff: a function "
+                         f"of yours needs its gradient too: a layer of yours with forward "
+                         f"and backward)")
     return deserialize_with(get, config, custom_objects, "activation")
 
 
