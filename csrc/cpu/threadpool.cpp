@@ -102,11 +102,16 @@ public:
 
 private:
     void start(int n_workers) {
-        asked_.store(n_workers);
-        struct Count {  // however start ends
+        // However start ends: the workers started, then the count asked (running_threads()
+        // reads them the other way round, so it never pairs a new count with old workers)
+        struct Count {
             Pool* pool;
-            ~Count() { pool->started_.store(pool->workers()); }
-        } count{this};
+            int asked;
+            ~Count() {
+                pool->started_.store(pool->workers());
+                pool->asked_.store(asked);
+            }
+        } count{this, n_workers};
         for (int want = n_workers;;) {
             threads_.reserve(want);
             std::string refused;  // a copy: the exception is gone after the catch
