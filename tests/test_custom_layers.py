@@ -1414,3 +1414,81 @@ def test_a_layer_writing_into_its_input_writes_into_its_own_copy(rng, first, bac
                         *model.get_weights()])
     for got, want in zip(*results):
         np.testing.assert_array_equal(got, want)
+
+
+class _Node(pynn.layers.Layer):
+    """Passes its input on; keeps what a test gives it."""
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_input_grad=True):
+        return dy
+
+
+class _Flagged(_Node):
+    """Its own trainable setter also sets a flag of its own (as a BatchNorm-like layer)."""
+
+    @pynn.layers.Layer.trainable.setter
+    def trainable(self, value):
+        pynn.layers.Layer.trainable.fset(self, value)
+        self.update_stats = bool(value)
+
+
+def test_the_trainable_setter_reaches_each_layer_once_and_not_back_up():
+    """The setter's walk was one visit per path (9 blocks sharing their list: 7 s, each
+    more x10); a child holding its holder back froze the holder and its siblings; a held
+    layer's own setter (a subclass's override) did not run."""
+    blocks = [_Node() for _ in range(40)]
+    for block in blocks:
+        block.siblings = blocks
+    root = _Node()
+    root.blocks = blocks
+    root.trainable = False  # (seconds per block before: this would not end)
+    assert not any(block.trainable for block in blocks)
+    looped = _Node()
+    looped.items = []
+    looped.items.append(looped.items)  # a list holding itself
+    looped.trainable = False
+    parent = _Wrap(_Node())
+    parent.sibling = pynn.layers.Dense(2)
+    parent.sibling.build((3,))
+    parent.inner.parent = parent  # a back-reference
+    parent.flagged = _Flagged()
+    parent.flagged.build((3,))
+    pynn.Sequential([pynn.Input((3,)), parent])  # (parent tracks what it holds)
+    parent.inner.trainable = False
+    assert parent.trainable and parent.sibling.trainable and not parent.inner.trainable
+    parent.trainable = False
+    assert not parent.sibling.trainable and parent.flagged.update_stats is False
+
+
+class _Pair(_Node):
+    """Hands the next layer a tuple (or list) of its sigmoid, which it keeps."""
+
+    def __init__(self, container=tuple, **kw):
+        super().__init__(**kw)
+        self.container = container
+
+    def forward(self, x, training=False):
+        self.s = 1 / (1 + np.exp(-x))
+        return self.container((self.s, self.s))
+
+    def backward(self, dy, need_input_grad=True):
+        return dy * self.s * (1 - self.s)
+
+
+class _TripleFirst(_Node):
+    def forward(self, x, training=False):
+        first, _ = x
+        first *= 3
+        return first + 0
+
+
+@pytest.mark.parametrize("container", [tuple, list])
+def test_a_write_into_a_tuple_of_arrays_goes_into_copies(rng, container):
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    pair = _Pair(container)
+    model = pynn.Sequential([pynn.Input((3,)), pair, _TripleFirst(), pynn.Dense(2)])
+    model(x, training=True)
+    np.testing.assert_allclose(pair.s, 1 / (1 + np.exp(-x)), rtol=1e-6)

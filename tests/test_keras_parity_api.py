@@ -81,8 +81,9 @@ def test_summary_takes_kerass_layout_arguments():
     for bad in ([0.5, 0.4, 1.0], [0.5, 1.0], "wide", [10, 20, 0]):
         with pytest.raises(ValueError, match="positions must be 3 increasing positive"):
             model.summary(positions=bad)
-    with pytest.raises(ValueError, match="line_length must be a positive number"):
-        model.summary(line_length=-3)
+    for bad in (-3, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="line_length must be a positive number"):
+            model.summary(line_length=bad)
     default, lenient = [], []  # Keras' `or default`: 0 and [] are the default; 100.0 and
     model.summary(print_fn=default.append)  # arrays taken
     model.summary(line_length=0, positions=[], print_fn=lenient.append)
@@ -790,9 +791,15 @@ def test_activations_and_layers_serialize_as_the_other_modules(rng):
     with pytest.raises(TypeError, match="an activation is described by a config dict"):
         acts.deserialize(3)
     for name in ("relu", "mine"):  # (ignored before: pynn's relu, or 'unknown activation')
-        with pytest.raises(ValueError, match=f"activation '{name}' is given in "
-                                             f"custom_objects, but pynn's activations"):
+        given = f"activation '{name}' is given among the custom objects, but pynn's"
+        with pytest.raises(ValueError, match=given):
             acts.deserialize(name, custom_objects={name: np.tanh})
+        with pynn.utils.custom_object_scope({name: np.tanh}):  # a scope, or load_model's
+            with pytest.raises(ValueError, match=given):
+                acts.deserialize(name)
+            with pytest.raises(ValueError, match=given):
+                pynn.Dense(2, activation=name)
+    assert acts.deserialize("relu") == acts.relu  # (none given: pynn's)
     layer = pynn.Dense(3, activation="relu", kernel_regularizer="l2", name="d1")
     config = pynn.layers.serialize(layer)
     again = pynn.layers.deserialize(config)

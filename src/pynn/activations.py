@@ -127,8 +127,10 @@ def get(identifier) -> Spec:
     if isinstance(identifier, Spec):
         return identifier
     if isinstance(identifier, str):
+        _not_a_custom_object(identifier)
         return Spec(identifier)
     if isinstance(identifier, dict) and "name" in identifier:  # a file's config
+        _not_a_custom_object(identifier["name"])
         name, param = ALIASES.get(identifier["name"], identifier["name"]), identifier.get("param")
         if param is not None and name in _DEFAULT_PARAMS and name not in ("leaky_relu", "elu") \
                 and float(param) != _DEFAULT_PARAMS[name]:
@@ -164,13 +166,19 @@ def deserialize(config, custom_objects=None):
     would be ignored)."""
     from .custom_objects import deserialize_with
 
-    name = config.get("name") if isinstance(config, dict) else config
-    if isinstance(name, str) and custom_objects and name in custom_objects:
-        raise ValueError(f"deserialize: activation {name!r} is given in custom_objects, but "
-                         f"pynn's activations are its own (pynn has no autodiff: a function "
-                         f"of yours needs its gradient too: a layer of yours with forward "
-                         f"and backward)")
     return deserialize_with(get, config, custom_objects, "activation")
+
+
+def _not_a_custom_object(name):
+    """Refuses an activation name given among the custom objects (custom_objects=, a scope,
+    get_custom_objects()): Keras would use that function; pynn's activations are its own."""
+    from .custom_objects import in_scope
+
+    if isinstance(name, str) and name in in_scope():
+        raise ValueError(f"activation {name!r} is given among the custom objects, but pynn's "
+                         f"activations are its own (pynn has no autodiff: a function of "
+                         f"yours needs its gradient too: a layer of yours with forward and "
+                         f"backward)")
 
 
 def leaky_relu_with(negative_slope: float) -> Spec:

@@ -861,12 +861,12 @@ class Sequential:
             if input_shapes is not None:
                 input_shapes.append(getattr(x, "shape", None))
             custom = is_custom(type(layer))
-            if custom and hasattr(x, "copy"):
+            if custom:
                 # its own copy, to write into as it likes: x may be what the layer before
                 # keeps for its backward (a sigmoid's output: a write made its gradients
                 # wrong, silently) or the caller's array (predict's: read-only, a write
                 # failed with numpy's words, where fit's batch copy took it)
-                x = x.copy()
+                x = _own_copy(x)
             inputs = x
             try:
                 last = logits and i == len(layers) - 1
@@ -1696,9 +1696,13 @@ class Sequential:
         lock = self._training_lock("train_on_batch")
         try:
             with StepGuard():
-                logs = trainer.step(x, y, w, self._epoch_logs(self._metric_objects))
+                epoch_logs = self._epoch_logs(self._metric_objects)
+                logs = trainer.step(x, y, w, epoch_logs)
         finally:
             lock.release()
+        # the batch's own values, in the float range as the epoch's logs (inf beyond)
+        logs = {k: epoch_logs._in_range(v) if isinstance(v, float) else v
+                for k, v in logs.items()}
         self.engine_reason = trainer.engine_reason
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
             self._batch_trainer = None
@@ -2561,7 +2565,8 @@ def _summary_widths(line_length, positions, natural):
     ends: fractions of line_length when all are at most 1, else characters); line_length
     defaults to the natural widths' sum, positions to the natural widths scaled to it."""
     if line_length is not None and not (isinstance(line_length, numbers.Real) and not
-                                        isinstance(line_length, bool) and line_length >= 1):
+                                        isinstance(line_length, bool) and 1 <= line_length
+                                        < math.inf):
         raise ValueError(f"summary: line_length must be a positive number of characters, "
                          f"got {line_length!r}")
     length = sum(natural) if line_length is None else int(line_length)
@@ -2774,6 +2779,16 @@ def _not_on_device(layer, method, what, value, backend):
                     f"{type(value).__module__}.{type(value).__name__}, not an array of the "
                     f"{backend.name!r} backend ({backend.xp.__name__}.ndarray, on the GPU): "
                     f"compute with backend.xp (or the backend's methods), not numpy")
+
+
+def _own_copy(x):
+    """A copy of an array, or of each array in a tuple, list or dict (a layer of yours may
+    hand such a container to the next)."""
+    if isinstance(x, (tuple, list)):
+        return type(x)(_own_copy(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _own_copy(v) for k, v in x.items()}
+    return x.copy() if hasattr(x, "copy") and hasattr(x, "shape") else x
 
 
 def _layer_name(layer):

@@ -187,7 +187,7 @@ def _held_layers(layer, skip=frozenset(), models=None):
     holds so are appended to `models` when a list is given."""
     from ..model import Sequential
 
-    found, seen = [], set(skip)
+    found, seen, containers = [], set(skip), set()
 
     def take(value):
         if isinstance(value, Layer):
@@ -197,11 +197,9 @@ def _held_layers(layer, skip=frozenset(), models=None):
         elif isinstance(value, Sequential):
             if models is not None:
                 models.append(value)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                take(item)
-        elif isinstance(value, dict):
-            for item in value.values():
+        elif isinstance(value, (list, tuple, dict)) and id(value) not in containers:
+            containers.add(id(value))  # (a list holding itself, or shared by attributes)
+            for item in (value.values() if isinstance(value, dict) else value):
                 take(item)
 
     for name, value in vars(layer).items():
@@ -476,6 +474,20 @@ def _tracking_after(build):
 
 
 _build_depths = threading.local()
+_trainable_walk = threading.local()  # the layers a trainable setter reached, while it runs
+
+
+def _tracks(holder, layer):
+    """Whether `holder` took `layer` when it tracked what it holds (at any depth)."""
+    seen, stack = set(), [holder]
+    while stack:
+        for inner in stack.pop().__dict__.get("_inner_layers", ()):
+            if inner is layer:
+                return True
+            if id(inner) not in seen:
+                seen.add(id(inner))
+                stack.append(inner)
+    return False
 
 
 class KerasAttribute:
@@ -860,18 +872,26 @@ class Layer(AutoConfig):
 
     @trainable.setter
     def trainable(self, value):
-        self._set_trainable(as_bool(self.name, "trainable", value), frozenset())
-
-    def _set_trainable(self, value, holders):
-        """The flag of this layer and, as Keras' setter, of every layer it holds, at any
-        depth (built or not, tracked here or in another model; a back-reference is no
-        cycle: `holders`), then of its weights."""
-        self._trainable = value
-        holders = holders | {id(self)}
-        for layer in _held_layers(self, holders):
-            layer._set_trainable(value, holders)
-        for p in self._params:
-            p.trainable = value and not p.statistic
+        """Sets this layer's flag and, as Keras' setter, that of every layer it holds, at
+        any depth (built or not, tracked in this model or another), each once however many
+        paths reach it, through each one's own setter (a subclass's override runs); a
+        layer that tracks this one (its holder, held back by a reference) is not set."""
+        value = as_bool(self.name, "trainable", value)
+        walk = getattr(_trainable_walk, "seen", None)
+        outermost = walk is None
+        if outermost:
+            walk = _trainable_walk.seen = {id(self)}
+        try:
+            self._trainable = value
+            for layer in _held_layers(self, walk):
+                if id(layer) not in walk and not _tracks(layer, self):
+                    walk.add(id(layer))
+                    layer.trainable = value
+            for p in self._params:
+                p.trainable = value and not p.statistic
+        finally:
+            if outermost:
+                _trainable_walk.seen = None
 
     def count_params(self):
         """The number of weight values (trainable or not); refused before the layer is
