@@ -224,10 +224,11 @@ class Parameter:
 
     It reads as its array, as a Keras variable: `kernel * 2`, `abs(kernel)`, `kernel[0]`,
     `np.asarray(kernel)` and `kernel.shape` / `kernel.dtype` give NumPy values (new arrays:
-    writing to them leaves the weight alone until they are assigned back). `assign(values)` overwrites the weight, and
-    so do the in-place operators: `layer.kernel += 1` (also -=, *=, /=, ...) updates the
-    weight's values where they are, so the model computes with them (as `assign`; a plain
-    `layer.kernel = array` is refused: the layer would keep computing with the old weight)."""
+    writing to them leaves the weight alone until they are assigned back). `assign(values)`
+    overwrites the weight, and so do the in-place operators: `layer.kernel += 1` (also -=,
+    *=, /=, ...) updates the weight's values where they are, so the model computes with them
+    (as `assign`; a plain `layer.kernel = array` is refused: the layer would keep computing
+    with the old weight)."""
 
     __slots__ = ("name", "value", "grad", "trainable", "backend", "statistic", "constraint")
 
