@@ -411,6 +411,8 @@ def test_keras_positional_orders():
 def test_kerass_input_arguments_and_shape():
     inputs = pynn.Input(shape=(4,), sparse=False, ragged=False, optional=False)
     assert inputs.shape == (None, 4)
+    assert inputs.ndim == 2 and pynn.Input((3, 5)).ndim == 3  # (Keras' .ndim: missing)
+    assert pynn.layers.Dense(2)(pynn.Input((3, 5))).ndim == 3
     for name in ("sparse", "ragged", "optional"):
         with pytest.raises(NotImplementedError, match=f"{name}=True is not supported"):
             pynn.Input((4,), **{name: True})

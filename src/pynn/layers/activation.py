@@ -92,6 +92,11 @@ class InputLayer(Layer):
         """The input's shape, batch axis first (None), as Keras' Input(...).shape."""
         return None if self.input_shape is None else (None, *self.input_shape)
 
+    @property
+    def ndim(self):
+        """The number of axes of shape, the batch axis included, as Keras' Input(...).ndim."""
+        return None if self.input_shape is None else len(self.input_shape) + 1
+
     def __getattr__(self, name):
         # (only for names the layer lacks) model.layers[0] is the Input in pynn, unlike
         # Keras 3: code written for Keras reaches for the first Dense's weights there
