@@ -612,17 +612,46 @@ def test_a_weight_owns_its_values():
     assert not np.shares_memory(dense.kernel.numpy(), cached)
 
 
-def test_a_keras_style_build_is_named_as_such():
+def test_a_keras_style_build_is_taken(rng):
+    """Keras' build(self, input_shape) was refused (the most common Keras habit); it is
+    called as Keras calls it, with the batch axis (None, ...), after the backend and float
+    type are set, so its add_weight makes the weights there. A build that takes neither
+    form is refused by name."""
+    seen = []
+
     class Linear(pynn.layers.Layer):
         def build(self, input_shape):  # Keras' signature
-            self.w = self.add_weight("w", shape=(input_shape[-1], 2))
+            seen.append(input_shape)
+            self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="ones",
+                                     name="w")
+
+        def compute_output_shape(self, input_shape):
+            return (2,)
 
         def forward(self, x, training=False, logits=False):
+            self._x = x
             return x @ self.w.value
 
-    with pytest.raises(TypeError, match=r"Linear.build\(input_shape\): pynn calls "
-                                        r"build\(input_shape, backend, dtype\)"):
-        pynn.Sequential([pynn.Input((3,)), Linear()])
+        def backward(self, dy, need_input_grad=True, logits=False):
+            self.w.grad = self._x.T @ dy
+            return dy @ self.w.value.T
+
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    model = pynn.Sequential([pynn.Input((3,)), Linear(name="lin")])
+    assert seen == [(None, 3)] and model.get_layer("lin").w.shape == (3, 2)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x @ np.ones((3, 2)), rtol=1e-6)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((6, 2)), verbose=0)
+    assert not np.array_equal(model.get_layer("lin").w.numpy(), np.ones((3, 2)))
+
+    class Odd(Linear):
+        def build(self, input_shape, backend, dtype, extra):
+            pass
+
+    with pytest.raises(TypeError, match=r"Odd.build\(input_shape, backend, dtype, extra\): "
+                                        r"pynn calls build\(input_shape, backend, dtype\) "
+                                        r"\(or Keras' build\(input_shape\)\)"):
+        pynn.Sequential([pynn.Input((3,)), Odd()])
 
 
 def test_a_layer_with_keras_call_alone_is_refused_when_added():

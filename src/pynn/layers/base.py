@@ -633,17 +633,28 @@ class Layer(AutoConfig):
     def _build_marked(self, input_shape, backend, dtype):
         """build(), then the layer marked built even when a user's build() skipped
         super().build(...) (as Keras marks it; it was built again at every call)."""
+        keras_form = False
         try:  # Keras' build(input_shape) failed inside with "takes 2 positional arguments"
             inspect.signature(self.build).bind(input_shape, backend, dtype)
         except TypeError:
-            raise TypeError(f"{type(self).__name__}.build{inspect.signature(self.build)}: pynn "
-                            f"calls build(input_shape, backend, dtype), and runs forward(x, "
-                            f"training, logits) and backward(dy, need_input_grad, logits); "
-                            f"Keras' build(input_shape) and call(x) are not pynn's (see "
-                            f"pynn.layers.Layer)") from None
+            try:
+                inspect.signature(self.build).bind(input_shape)
+                keras_form = True
+            except TypeError:
+                raise TypeError(f"{type(self).__name__}.build{inspect.signature(self.build)}: "
+                                f"pynn calls build(input_shape, backend, dtype) (or Keras' "
+                                f"build(input_shape)), and runs forward(x, training, logits) "
+                                f"and backward(dy, need_input_grad, logits) (see "
+                                f"pynn.layers.Layer)") from None
         except ValueError:  # (no signature to read: called as it is)
             pass
-        self.build(input_shape, backend, dtype)
+        if keras_form:
+            # Keras' build(input_shape): the backend and float type set first (its
+            # add_weight makes the weights there), the shape with the batch axis, as Keras
+            Layer.build(self, input_shape, backend, dtype)
+            self.build((None, *input_shape))
+        else:
+            self.build(input_shape, backend, dtype)
         if not self.built:
             Layer.build(self, input_shape, backend, dtype)
         self._track_held_layers(strict=False)  # (a model tracks again, knowing its layers)
