@@ -1521,3 +1521,66 @@ def test_a_write_into_a_tuple_of_arrays_goes_into_copies(rng, container):
     model = pynn.Sequential([pynn.Input((3,)), pair, _TripleFirst(), pynn.Dense(2)])
     model(x, training=True)
     np.testing.assert_allclose(pair.s, 1 / (1 + np.exp(-x)), rtol=1e-6)
+
+
+class _KerasLinear(pynn.layers.Layer):
+    """Keras' habits: build(input_shape) with the `if self.built: return` guard."""
+
+    def build(self, input_shape):
+        if self.built:
+            return
+        self.seen_backend = self.backend
+        self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="zeros", name="w")
+
+    def compute_output_shape(self, input_shape):
+        return (2,)
+
+    def forward(self, x, training=False, logits=False):
+        return x @ self.w.value
+
+
+def test_a_keras_style_build_is_built_as_keras_marks_it(tmp_path, rng):
+    """The review of the first form: `built` was True inside build (Keras' guard skipped the
+    weights; Dense's use_bias could not be set there), a failed eager build left the layer
+    built, and a direct layer.build((None, 3)) left it unbuilt (the model built it again:
+    two weights, the set values lost, a file that would not load)."""
+    x = np.ones((1, 3), np.float32)
+    direct = _KerasLinear(name="q")
+    direct.build((None, 3))
+    assert direct.built and direct.count_params() == 6
+    direct.set_weights([np.ones((3, 2))])
+    model = pynn.Sequential([pynn.Input((3,)), direct])
+    assert [w.name for w in model.weights] == ["q/w"]
+    np.testing.assert_array_equal(model.predict(x, verbose=0), [[3.0, 3.0]])
+    model.save(tmp_path / "q.npz")
+    again = pynn.load_model(tmp_path / "q.npz", custom_objects={"_KerasLinear": _KerasLinear})
+    np.testing.assert_array_equal(again.predict(x, verbose=0), [[3.0, 3.0]])
+    calls = []
+
+    class Failing(_KerasLinear):
+        def build(self, input_shape):
+            calls.append(input_shape)
+            if len(calls) == 1:
+                raise RuntimeError("the first build fails")
+            super().build(input_shape)
+
+    failing = Failing()
+    with pytest.raises(RuntimeError, match="the first build fails"):
+        failing(x)
+    assert not failing.built
+    np.testing.assert_array_equal(failing(x), [[0.0, 0.0]])
+
+    class NoBias(pynn.layers.Dense):
+        def build(self, input_shape):
+            self.use_bias = input_shape[-1] > 5  # (refused: 'cannot change once built')
+            super().build(input_shape)
+
+    assert [w.name for w in pynn.Sequential([pynn.Input((3,)), NoBias(2, name="nb")]).weights] \
+        == ["nb/kernel"]
+    if "numpy" in AVAILABLE and "cpu" in AVAILABLE:  # the model's backend, set first
+        pynn.set_backend("cpu")
+        layer = _KerasLinear()
+        model = pynn.Sequential([layer])
+        model.compile("sgd", "mse", backend="numpy")
+        model.predict(np.ones((2, 3)), verbose=0)
+        assert layer.seen_backend.name == "numpy"

@@ -468,6 +468,8 @@ def _tracking_after(build):
             if outermost:
                 del depths[id(self)]
         if outermost:
+            if not self.built and args:  # built once build returns, as Keras marks it (a
+                Layer.build(self, *args[:3])  # direct layer.build((None, 3)) stayed unbuilt)
             self._track_held_layers(strict=False)
         return result
 
@@ -625,9 +627,11 @@ class Layer(AutoConfig):
         """Create the weights for inputs of `input_shape` (no batch axis). Keras' form,
         build(input_shape) with the batch axis as None ((None, 3)), builds a layer of pynn's
         on the current backend in floatx (then set_weights, as Keras code does)."""
+        keras_call = backend is None
         input_shape, backend, dtype = keras_build_arguments(input_shape, backend, dtype)
         self.input_shape = tuple(input_shape)
-        self.backend = backend
+        if not (keras_call and self.__dict__.get("backend") is not None):
+            self.backend = backend  # (a Keras-form build a model runs keeps the model's)
         self.built = True
 
     def _build_marked(self, input_shape, backend, dtype):
@@ -649,9 +653,10 @@ class Layer(AutoConfig):
         except ValueError:  # (no signature to read: called as it is)
             pass
         if keras_form:
-            # Keras' build(input_shape): the backend and float type set first (its
-            # add_weight makes the weights there), the shape with the batch axis, as Keras
-            Layer.build(self, input_shape, backend, dtype)
+            # Keras' build(input_shape): the shape with the batch axis, as Keras calls it,
+            # the backend set first (its add_weight makes the weights there), `built` left
+            # False until it returns (Keras' `if self.built: return` guard)
+            self.backend = backend
             self.build((None, *input_shape))
         else:
             self.build(input_shape, backend, dtype)
