@@ -2534,14 +2534,14 @@ class EpochLogs(Mapping):
         if key in self._sums:
             if not self._seen:
                 return float("nan")
-            return self._in_range(self._sums[key] / self._seen)
+            return self.in_range(self._sums[key] / self._seen)
         if self._seen:
             for m in self.metrics:
                 if m.name == key:
-                    return self._in_range(_number(m.name, m._logged_result()))
+                    return self.in_range(_number(m.name, m._logged_result()))
         raise KeyError(key)
 
-    def _in_range(self, value):
+    def in_range(self, value):
         """value, or +-inf beyond the float type's range (NaN stays)."""
         return math.copysign(math.inf, value) if abs(value) > self.largest else value
 

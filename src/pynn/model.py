@@ -846,8 +846,9 @@ class Sequential:
 
     # ---- forward / backward -------------------------------------------------------------------
     def _epoch_logs(self, metrics):
-        """An epoch's (or evaluate's) logs of these metrics; a mean loss beyond the model's
-        float range reads as inf, as Keras' float32 loss is (its sums run in float64)."""
+        """An epoch's (or evaluate's) logs of these metrics; a loss or metric beyond the
+        model's float range reads as inf, as Keras' float32 values are (pynn's sums run in
+        float64)."""
         return metrics_mod.EpochLogs(metrics, largest=float(np.finfo(self._dtype).max))
 
     def _forward(self, x, training, logits, input_shapes=None, activity=None):
@@ -1701,7 +1702,7 @@ class Sequential:
         finally:
             lock.release()
         # the batch's own values, in the float range as the epoch's logs (inf beyond)
-        logs = {k: epoch_logs._in_range(v) if isinstance(v, float) else v
+        logs = {k: epoch_logs.in_range(v) if isinstance(v, float) else v
                 for k, v in logs.items()}
         self.engine_reason = trainer.engine_reason
         if trainer.capacity > _KEPT_BATCH_ROWS:  # its buffers are not held for later calls
@@ -2559,7 +2560,6 @@ class Sequential:
         return cls(layers, name=named(config).get("name"))  # (a model's number name too)
 
 
-
 def _summary_widths(line_length, positions, natural):
     """summary's column widths from Keras' line_length and positions (where each column
     ends: fractions of line_length when all are at most 1, else characters); line_length
@@ -2579,9 +2579,8 @@ def _summary_widths(line_length, positions, natural):
                 for e in ends) or any(b <= a for a, b in zip(ends, ends[1:])):
             raise ValueError(f"summary: positions must be {len(natural)} increasing positive "
                              f"numbers (where each column ends), got {positions!r}")
-    if max(ends) <= 1:
-        ends = [int(length * e) for e in ends]  # (as Keras 3)
-    ends = [int(e) for e in ends]
+    # fractions of line_length (as Keras 3), or characters
+    ends = [int(length * e) if max(ends) <= 1 else int(e) for e in ends]
     widths = [b - a for a, b in zip([0, *ends], ends)]
     if min(widths) < 2:
         raise ValueError(f"summary: the columns ending at {ends} leave one under 2 "

@@ -180,9 +180,9 @@ class NumpyBackend(Backend):
             z = xp.clip(z, -30, 10)  # exact (as the forward's); z*z overflowed into NaN
             z2 = z * z
             # (1 + t) / 2 = sigmoid(2u) and 1 - t^2 = 4 s (1 - s): no cancellation for z << 0
-            s = _sigmoid(xp, 2 * _GELU_C * (z + 0.044715 * z2 * z))
-            d = s + 2 * z * s * _sigmoid(xp, -2 * _GELU_C * (z + 0.044715 * z2 * z)) * \
-                _GELU_C * (1 + 3 * 0.044715 * z2)
+            u2 = 2 * _GELU_C * (z + 0.044715 * z2 * z)
+            s = _sigmoid(xp, u2)
+            d = s + 2 * z * s * _sigmoid(xp, -u2) * _GELU_C * (1 + 3 * 0.044715 * z2)
             return (dy * d).astype(dy.dtype, copy=False)
         if name == "sigmoid":
             return dy * y * (1 - y)

@@ -95,7 +95,8 @@ class InputLayer(Layer):
     @property
     def ndim(self):
         """The number of axes of shape, the batch axis included, as Keras' Input(...).ndim."""
-        return None if self.input_shape is None else len(self.input_shape) + 1
+        shape = self.shape
+        return None if shape is None else len(shape)
 
     def __getattr__(self, name):
         # (only for names the layer lacks) model.layers[0] is the Input in pynn, unlike

@@ -884,15 +884,15 @@ class Layer(AutoConfig):
     @property
     def trainable(self):
         """Whether fit updates the layer's weights: False freezes them (bit-identical after
-        fit, counted as non-trainable by summary); takes effect without compiling again."""
+        fit, counted as non-trainable by summary); takes effect without compiling again.
+        Setting it sets, as Keras' setter, the flag of every layer this one holds, at any
+        depth (built or not, tracked in this model or another), each once however many
+        paths reach it, through each one's own setter (a subclass's override runs); a
+        layer that tracks this one (its holder, held back by a reference) is not set."""
         return self._trainable
 
     @trainable.setter
     def trainable(self, value):
-        """Sets this layer's flag and, as Keras' setter, that of every layer it holds, at
-        any depth (built or not, tracked in this model or another), each once however many
-        paths reach it, through each one's own setter (a subclass's override runs); a
-        layer that tracks this one (its holder, held back by a reference) is not set."""
         value = as_bool(self.name, "trainable", value)
         walk = getattr(_trainable_walk, "seen", None)
         outermost = walk is None
