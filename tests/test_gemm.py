@@ -103,6 +103,25 @@ def test_packing_choices(rng, isa, threads, m, k, n, lda):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k))
 
 
+@pytest.mark.parametrize("m,k,n,ta", [(200, 5, 300, False), (20, 50, 400, False),
+                                      (12, 1025, 333, False), (145, 2100, 1100, False),
+                                      (200, 64, 100, True), (200, 64, 100, False),
+                                      (256, 1024, 1024, True)])
+def test_b_packed_by_the_micro_kernels(rng, isa, threads, m, k, n, ta):
+    """A row-major B packed strip by strip inside the avx512 tiles of the first row block
+    (driver.cpp's run_rect): fewer rows than tiles to share them (K = 5), one full tile (M =
+    12, 20: B packed for ldb > 320), several K slices and column panels, an edge strip, A
+    packed, read in place and transposed; with beta, bias and ReLU. The other ISAs pack in a
+    pass of their own: the same answers."""
+    a, b = operands(rng, m, k, n, ta, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    want = reference(a, b, ta, False, 0.5, -1.5, c, bias, "relu")
+    got = _C.gemm(a, b, ta, False, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
+                               err_msg=f"{m}x{k}x{n}")
+
+
 @pytest.mark.parametrize("act", list(ACTIVATION_CODES))
 def test_epilogue_alpha_beta(rng, isa, threads, act):
     param = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)

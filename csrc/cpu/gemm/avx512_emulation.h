@@ -39,6 +39,9 @@ inline Vec16 maskz_loadu(Mask16 k, const float* p) {
     for (int i = 0; i < 16; ++i) r.lane[i] = (k >> i) & 1 ? p[i] : 0.f;
     return r;
 }
+inline void storeu(float* p, Vec16 x) {
+    for (int i = 0; i < 16; ++i) p[i] = x.lane[i];
+}
 inline void mask_storeu(float* p, Mask16 k, Vec16 x) {
     for (int i = 0; i < 16; ++i)
         if ((k >> i) & 1) p[i] = x.lane[i];
@@ -74,6 +77,7 @@ inline float cvtss_f32(Vec16 a) { return a.lane[0]; }
 #define _mm512_set1_ps pynn_avx512_emulation::set1
 #define _mm512_loadu_ps pynn_avx512_emulation::loadu
 #define _mm512_maskz_loadu_ps pynn_avx512_emulation::maskz_loadu
+#define _mm512_storeu_ps pynn_avx512_emulation::storeu
 #define _mm512_mask_storeu_ps pynn_avx512_emulation::mask_storeu
 #define _mm512_fmadd_ps pynn_avx512_emulation::fmadd
 #define _mm512_mul_ps pynn_avx512_emulation::mul

@@ -437,6 +437,14 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
     const index_t m_all = i1 - i0, n_all = j1 - j0;
     const Tuning& tune = tuning();
     const bool do_pack_b = p.tb || m_all > kt.inplace_b_max_m || p.ldb > tune.inplace_b_max_ldb;
+    // A row-major B is packed by the micro-kernels where the table has a packing kernel:
+    // strip s+1 by the full tiles of strip s in the first row block (the rectangle has MR
+    // rows or more), each copying its share of the rows between its FMAs; only strip 0 and
+    // the edge strip are packed up front. Packing in a pass of its own took 5.5% of the fused
+    // 256 x 1024 x 1024 product (Zen 4, one thread), mostly waiting on B; overlapped with the
+    // FMAs: 1.03x faster there, the same at 2048^3 and the other shapes tried (bench/RESULTS.md).
+    const bool pack_in_kernel =
+        do_pack_b && !p.tb && kt.packing_kernel != nullptr && m_all >= MR;
     // A row-major A whose rows lie a multiple of 4 KiB apart is packed whatever N when the
     // tile is taller than 8 rows: read in place, its rows all map to one L1 set, and Zen 4's
     // 8 ways do not hold 12 (avx512, 128 x 1024 x 256: 98 -> 111 GFLOP/s packed); avx2's 6
@@ -471,8 +479,13 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
             const bool last = pc + kc == p.K;
             TileEpilogue te{p.alpha, pc == 0 ? p.beta : 1.f, nullptr, last && relu};
 
-            if (do_pack_b) pack_b(NR, p, pc, kc, jc, nc, b_buf);
-            else if (nc_full < nc) pack_b(NR, p, pc, kc, jc + nc_full, nc - nc_full, b_edge);
+            if (pack_in_kernel) {
+                pack_b(NR, p, pc, kc, jc, std::min<index_t>(NR, nc), b_buf);
+                if (NR <= nc_full && nc_full < nc)
+                    pack_b(NR, p, pc, kc, jc + nc_full, nc - nc_full, b_buf + nc_full * kc);
+            } else if (do_pack_b) {
+                pack_b(NR, p, pc, kc, jc, nc, b_buf);
+            } else if (nc_full < nc) pack_b(NR, p, pc, kc, jc + nc_full, nc - nc_full, b_edge);
 
             for (index_t ic = i0; ic < i1; ic += MC) {
                 const index_t mc = std::min(MC, i1 - ic);
@@ -499,7 +512,23 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
                     for (index_t ir = 0; ir < mc; ir += MR) {
                         const int mr = static_cast<int>(std::min<index_t>(MR, mc - ir));
                         float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-                        if (do_pack_a) {
+                        if (pack_in_kernel && ic == i0 && ir < mc_full && jr + NR < nc_full) {
+                            // This tile's share of the next (full) strip's rows, spread over
+                            // its k: one tile copying a whole strip (a copy every 12 cycles)
+                            // took 2-3x a tile's time, waiting on B.
+                            const index_t tiles = mc_full / MR;
+                            const index_t share = (kc + tiles - 1) / tiles;
+                            const index_t r0 = std::min(kc, ir / MR * share);
+                            const index_t rows = std::min(share, kc - r0);
+                            const float* a = do_pack_a ? a_buf + ir * kc
+                                             : p.ta    ? p.A + pc * p.lda + ic + ir
+                                                       : p.A + (ic + ir) * p.lda + pc;
+                            kt.packing_kernel(kc, a, do_pack_a ? 1 : rsa, do_pack_a ? MR : csa,
+                                              b, rsb, c, p.ldc, mr, nr, te,
+                                              p.B + (pc + r0) * p.ldb + jc + jr + NR, p.ldb,
+                                              b_buf + (jr + NR) * kc + r0 * NR, rows,
+                                              kc - r0 - rows, rows > 0 ? kc / rows : 1);
+                        } else if (do_pack_a) {
                             kt.kernel(kc, a_buf + ir * kc, 1, MR, b, rsb, c, p.ldc, mr, nr, te);
                         } else if (ir < mc_full) {
                             const float* a = p.ta ? p.A + pc * p.lda + ic + ir

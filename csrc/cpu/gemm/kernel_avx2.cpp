@@ -192,7 +192,8 @@ float fma_loop(index_t iters) {
 // (4.5 MiB) in L3. Measured: KC 384-512 ~1-2% over 256 (fewer tile stores).
 // In-place B up to M = 64 (Zen 4, 2026-12-05: in place up to 128, as avx512 now reads it,
 // was 2-8% slower at M = 96-128).
-const KernelTable kTable = {"avx2", MR, NR, 384, 144, 3072, 64, kernel_6x16, fma_loop, 12 * 8 * 2};
+const KernelTable kTable = {"avx2", MR, NR, 384, 144, 3072, 64, kernel_6x16,
+                            nullptr, fma_loop, 12 * 8 * 2};
 
 }  // namespace
 

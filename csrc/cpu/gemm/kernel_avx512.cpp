@@ -21,6 +21,13 @@ namespace {
 
 constexpr int MR = 12;
 constexpr int NR = 32;
+// A packing tile fetches the row it will copy kPackAhead copies later (~500 cycles at one
+// copy every ~10 k, about a DRAM latency) with PREFETCHNTA. Zen 4, one thread, the pynn/pynn
+// ratio against packing in a pass of its own (session 35, bench/RESULTS.md): no prefetch
+// 0.68x at 256 x 1024 x 1024; into L2 (T1), 16 ahead, 1.03x there but 0.91x at 2048^3 (B
+// from DRAM, its rows 8 KiB apart: the lines crowd the L2 sets of the A block); NTA, 4
+// ahead: 1.03x and 1.01x.
+constexpr index_t kPackAhead = 4;
 
 // The epilogue for one row of the tile. k0/k1 mask the valid columns (all ones on a full
 // tile): masked-off lanes are neither loaded (no fault past the end of C or bias) nor stored.
@@ -54,9 +61,16 @@ constexpr int NR = 32;
 // row sums in the same order whatever R is: a row's result does not depend on where it falls.
 // V column vectors: 2, or 1 when at most 16 columns are valid (a 10-class output layer's
 // GEMMs: the second vector's FMAs would all be wasted). The same FMAs per element either way.
-template <int R, int V>
+// PACK: also copy rows of the next B strip, one every `step` k (PackingMicroKernel in
+// kernel_table.h).
+template <int R, int V, bool PACK = false>
 void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
-                 index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep) {
+                 index_t rsb, float* c, index_t ldc, int m, int n, const TileEpilogue& ep,
+                 const float* next_src = nullptr, index_t next_ld = 0,
+                 float* next_dst = nullptr, index_t rows = 0, index_t rows_after = 0,
+                 index_t step = 1) {
+    index_t copied = 0, copies_left = rows + rows_after;
+    index_t copy_k = PACK && rows > 0 ? 0 : kc;  // the k of the next copy
     static_assert(R == 4 || R == 8 || R == MR, "a 4-, 8- or 12-row tile");
     static_assert(V == 1 || V == 2, "one or two column vectors");
     // Warm the C rows while the FMAs run (read when beta != 0, written always): a row's
@@ -122,6 +136,29 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                 PYNN_AVX512_ROW(a9 + r1, c100, c101);
                 PYNN_AVX512_ROW(a9 + r2, c110, c111);
             }
+            if constexpr (PACK) {
+                if (k == copy_k) {  // one row of the next strip every `step` k
+                    // The source rows lie next_ld apart (a page or more for a layer's
+                    // weights): no hardware prefetcher follows them, so each is fetched
+                    // kPackAhead copies ahead, all three lines a row may touch; never past
+                    // the strip's last row.
+                    if (kPackAhead < copies_left) {
+                        const char* ahead =
+                            reinterpret_cast<const char*>(next_src + kPackAhead * next_ld);
+                        _mm_prefetch(ahead, _MM_HINT_NTA);
+                        _mm_prefetch(ahead + 64, _MM_HINT_NTA);
+                        _mm_prefetch(ahead + 124, _MM_HINT_NTA);
+                    }
+                    const __m512 s0 = _mm512_loadu_ps(next_src);
+                    const __m512 s1 = _mm512_loadu_ps(next_src + 16);
+                    _mm512_storeu_ps(next_dst, s0);
+                    _mm512_storeu_ps(next_dst + 16, s1);
+                    next_src += next_ld;
+                    next_dst += NR;
+                    --copies_left;
+                    copy_k = ++copied < rows ? copy_k + step : kc;
+                }
+            }
             a0 += csa;
             a3 += csa;
             a6 += csa;
@@ -177,6 +214,15 @@ void kernel_12x32(index_t kc, const float* a, index_t rsa, index_t csa, const fl
     kernel_rx32<MR, 2>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep);
 }
 
+// The 12 x 32 tile copying the next B strip (full tiles only: the driver asks for no other).
+void kernel_12x32_packing(index_t kc, const float* a, index_t rsa, index_t csa, const float* b,
+                          index_t rsb, float* c, index_t ldc, int m, int n,
+                          const TileEpilogue& ep, const float* next_src, index_t next_ld,
+                          float* next_dst, index_t rows, index_t rows_after, index_t step) {
+    kernel_rx32<MR, 2, true>(kc, a, rsa, csa, b, rsb, c, ldc, m, n, ep, next_src, next_ld,
+                             next_dst, rows, rows_after, step);
+}
+
 #undef PYNN_AVX512_STORE_ROW
 
 // 12 independent chains (covers latency 4 x 2 pipes); 12 x 16 lanes x 2 flops.
@@ -216,8 +262,8 @@ float fma_loop(index_t iters) {
 // and training steps unchanged (bench/RESULTS.md). In-place B up to M = 128 (a batch of
 // 128's Dense forward): Zen 4, one thread, 128 x {256, 512, 784} x {64..320} 2-6% faster
 // than packing B; in place up to M = 1024 gained nothing sure at M = 192-512.
-const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, 128, kernel_12x32, fma_loop,
-                            12 * 16 * 2};
+const KernelTable kTable = {"avx512", MR, NR, 1024, 144, 1024, 128, kernel_12x32,
+                            kernel_12x32_packing, fma_loop, 12 * 16 * 2};
 
 }  // namespace
 

@@ -49,7 +49,8 @@ float fma_loop(index_t iters) {
     return r;
 }
 
-const KernelTable kTable = {"generic", MR, NR, 256, 128, 3072, 64, kernel_4x8, fma_loop, 16 * 2};
+const KernelTable kTable = {"generic", MR, NR, 256, 128, 3072, 64, kernel_4x8,
+                            nullptr, fma_loop, 16 * 2};
 
 }  // namespace
 

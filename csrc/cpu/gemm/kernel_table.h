@@ -27,6 +27,18 @@ using MicroKernel = void (*)(index_t kc, const float* a, index_t rsa, index_t cs
                              const float* b, index_t rsb, float* c, index_t ldc, int m, int n,
                              const TileEpilogue& ep);
 
+// The micro-kernel on a full MR x NR tile (m, n as above) that also copies `rows` rows of
+// the next B strip, one every `step` k (step * rows <= kc): next_src[r*next_ld + j] ->
+// next_dst[r*NR + j]; rows_after more rows of that strip follow in memory (it may prefetch
+// them). The copies' loads and stores go between the FMAs, so packing a row-major B overlaps
+// the arithmetic instead of running as a pass of its own (kernel_avx512.cpp, driver.cpp's
+// run_rect). The same results as MicroKernel, bit for bit.
+using PackingMicroKernel = void (*)(index_t kc, const float* a, index_t rsa, index_t csa,
+                                    const float* b, index_t rsb, float* c, index_t ldc, int m,
+                                    int n, const TileEpilogue& ep, const float* next_src,
+                                    index_t next_ld, float* next_dst, index_t rows,
+                                    index_t rows_after, index_t step);
+
 struct KernelTable {
     const char* name;  // "generic", "avx2", "avx512"
     int mr, nr;        // micro-tile
@@ -34,6 +46,7 @@ struct KernelTable {
     int inplace_b_max_m;  // B (not transposed) is read in place when M <= this (and the
                           // driver's ldb limit holds), else packed
     MicroKernel kernel;
+    PackingMicroKernel packing_kernel;  // nullptr: B is packed in a pass of its own
     // A loop of independent FMAs for the peak measurement: `iters` iterations of
     // flops_per_iter flops each; the returned value only defeats dead-code elimination.
     float (*fma_loop)(index_t iters);
