@@ -122,6 +122,19 @@ def test_b_packed_by_the_micro_kernels(rng, isa, threads, m, k, n, ta):
                                err_msg=f"{m}x{k}x{n}")
 
 
+@pytest.mark.parametrize("ldb", [1024, 2048])
+def test_transposed_b_rows_4_kib_apart(rng, isa, threads, ldb):
+    """A transposed B whose rows lie a multiple of 4 KiB apart is packed through an L1 tile
+    of 32 columns (driver.cpp's transpose_rows_tiled): K below one tile, K with a ragged
+    last tile, several K slices (K = 2045); full strips and an edge strip."""
+    for m, k, n in [(50, 5, 33), (130, 37, 64), (20, 1000, 100), (140, ldb - 3, 70)]:
+        b = rng.standard_normal((n, ldb), dtype=np.float32)[:, :k]
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        np.testing.assert_allclose(_C.gemm(a, b, False, True), reference(a, b, False, True),
+                                   rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
+                                   err_msg=f"{m}x{k}x{n}")
+
+
 @pytest.mark.parametrize("act", list(ACTIVATION_CODES))
 def test_epilogue_alpha_beta(rng, isa, threads, act):
     param = {"leaky_relu": 0.1, "elu": 0.7}.get(act, 0.0)

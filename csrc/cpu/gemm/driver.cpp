@@ -118,12 +118,20 @@ Buffers& thread_buffers() {
 // (no hardware prefetcher follows that; measured at 256x1024x1024, one thread: packing B fell
 // from 8.6% to 2% of the GEMM's time, 0.95x -> 0.99x numpy). 8 beat 4 and 16.
 constexpr int kPackRows = 8;
+constexpr int kTransposeK = 32;  // columns per tile of transpose_rows_tiled
 
 // d[k*W + r] = src[r][k] for r < W, k < kc: the transposing half of packing (row-major A,
 // transposed B). 4 x 4 SSE transposes where the baseline ISA has SSE (all of x86-64): one
 // load and one store per 4 floats instead of one scattered access per float.
+// (Not specialised for transpose_rows_tiled's constant kc: GCC 12 then warns, wrongly, that
+// the tail loop overflows.)
+#if defined(__GNUC__) && !defined(__clang__)
+#define PYNN_NOT_SPECIALISED __attribute__((noipa))
+#else
+#define PYNN_NOT_SPECIALISED
+#endif
 template <int W>
-void pack_transpose(const float* const* src, index_t kc, float* d) {
+PYNN_NOT_SPECIALISED void transpose_rows(const float* const* src, index_t kc, float* d) {
     index_t k = 0;
 #if defined(__SSE2__)
     constexpr int W4 = W / 4 * 4;
@@ -143,6 +151,41 @@ void pack_transpose(const float* const* src, index_t kc, float* d) {
 #endif
     for (; k < kc; ++k)
         for (int r = 0; r < W; ++r) d[k * W + r] = src[r][k];
+}
+
+// transpose_rows for rows a multiple of 4 KiB apart (a transposed B of a 1024-wide layer:
+// its 32 rows share one L1 set, whose 8 ways do not hold them, so every 4-float load went
+// to L2 and each line was fetched 4 times): kTransposeK columns of the W rows are copied in
+// whole lines into a tile in L1, the next ones fetched into L2 meanwhile, then transposed
+// from it. Zen 4, one thread, 256 x 1024 x 1024 A.B^T: 1.06x; the same tile at other strides
+// gained nothing (512^3) or lost 3-8% (128 x 784 x 256, 32 x 64 x 64), as for a row-major
+// A's 12 rows (bench/RESULTS.md, session 35).
+template <int W>
+void transpose_rows_tiled(const float* const* src, index_t kc, float* d) {
+    constexpr int KB = kTransposeK;
+    alignas(64) float tile[W * KB];
+    const float* tile_rows[W];
+    for (int r = 0; r < W; ++r) tile_rows[r] = tile + r * KB;
+    index_t k0 = 0;
+    for (; k0 + KB <= kc; k0 += KB) {
+        for (int r = 0; r < W; ++r) {
+#if defined(__SSE2__)
+            if (k0 + 3 * KB <= kc) {  // two tiles ahead; never past the row's end
+                const char* ahead = reinterpret_cast<const char*>(src[r] + k0 + 2 * KB);
+                _mm_prefetch(ahead, _MM_HINT_T1);
+                _mm_prefetch(ahead + 64, _MM_HINT_T1);
+                _mm_prefetch(ahead + 124, _MM_HINT_T1);
+            }
+#endif
+            std::memcpy(tile + r * KB, src[r] + k0, sizeof(float) * KB);
+        }
+        transpose_rows<W>(tile_rows, KB, d + k0 * W);
+    }
+    if (k0 < kc) {
+        const float* rest[W];
+        for (int r = 0; r < W; ++r) rest[r] = src[r] + k0;
+        transpose_rows<W>(rest, kc - k0, d + k0 * W);
+    }
 }
 
 // The full strips of pack_rows_into_strips, kPackRows rows at a time across all strips.
@@ -217,7 +260,7 @@ void pack_a_t(const Problem& p, index_t i0, index_t mc, index_t p0, index_t kc, 
         const float* rows[MR];
         for (int r = 0; r < MR; ++r) rows[r] = p.A + (i0 + s + std::min(r, mr - 1)) * p.lda + p0;
         if (mr == MR) {
-            pack_transpose<MR>(rows, kc, d);
+            transpose_rows<MR>(rows, kc, d);
         } else {
             for (index_t k = 0; k < kc; ++k)
                 for (int r = 0; r < MR; ++r) d[k * MR + r] = r < mr ? rows[r][k] : 0.f;
@@ -239,8 +282,10 @@ void pack_b_t(const Problem& p, index_t p0, index_t kc, index_t j0, index_t nc, 
         float* d = dst + s * kc;
         const float* cols[NR];
         for (int c = 0; c < NR; ++c) cols[c] = p.B + (j0 + s + std::min(c, nr - 1)) * p.ldb + p0;
-        if (nr == NR) {
-            pack_transpose<NR>(cols, kc, d);
+        if (nr == NR && p.ldb % 1024 == 0) {
+            transpose_rows_tiled<NR>(cols, kc, d);
+        } else if (nr == NR) {
+            transpose_rows<NR>(cols, kc, d);
         } else {
             for (index_t k = 0; k < kc; ++k)
                 for (int c = 0; c < NR; ++c) d[k * NR + c] = c < nr ? cols[c][k] : 0.f;
