@@ -53,6 +53,19 @@ def operands(rng, m, k, n, ta, tb):
     return a, b
 
 
+def assert_fused_product(rng, a, b, ta, tb):
+    """C = 0.5 op(a) op(b) - 1.5 C + bias, then ReLU (the store of every K slice: beta on the
+    first, the bias and activation on the last) against the float64 reference."""
+    m, k = a.shape[::-1] if ta else a.shape
+    n = b.shape[0] if tb else b.shape[1]
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = rng.standard_normal((m, n)).astype(np.float32)
+    want = reference(a, b, ta, tb, 0.5, -1.5, c, bias, "relu")
+    got = _C.gemm(a, b, ta, tb, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
+                               err_msg=f"{m}x{k}x{n}")
+
+
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 def test_all_sizes_and_transposes(rng, isa, threads, ta, tb):
     for m in SIZES:
@@ -78,13 +91,7 @@ def test_k_deeper_than_one_cache_block(rng, isa, threads, ta, tb):
     """K past several K slices of every ISA (KC 256-1024): the first slice applies beta, the
     later ones accumulate into C, the last applies bias and activation."""
     for m, k, n in [(13, 1025, 70), (29, 2081, 37)]:
-        a, b = operands(rng, m, k, n, ta, tb)
-        bias = rng.standard_normal(n).astype(np.float32)
-        c = rng.standard_normal((m, n)).astype(np.float32)
-        want = reference(a, b, ta, tb, 0.5, -1.5, c, bias, "relu")
-        got = _C.gemm(a, b, ta, tb, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
-                                   err_msg=f"{m}x{k}x{n}")
+        assert_fused_product(rng, *operands(rng, m, k, n, ta, tb), ta, tb)
 
 
 @pytest.mark.parametrize("m,k,n,lda", [(100, 1024, 40, 1024), (29, 1000, 200, 2048),
@@ -96,11 +103,7 @@ def test_packing_choices(rng, isa, threads, m, k, n, lda):
     beta, bias and ReLU (the store of every K slice)."""
     a = rng.standard_normal((m, lda), dtype=np.float32)[:, :k]
     b = rng.standard_normal((k, n), dtype=np.float32)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c = rng.standard_normal((m, n)).astype(np.float32)
-    want = reference(a, b, False, False, 0.5, -1.5, c, bias, "relu")
-    got = _C.gemm(a, b, False, False, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k))
+    assert_fused_product(rng, a, b, False, False)
 
 
 @pytest.mark.parametrize("m,k,n,ta", [(200, 5, 300, False), (20, 50, 400, False),
@@ -113,13 +116,7 @@ def test_b_packed_by_the_micro_kernels(rng, isa, threads, m, k, n, ta):
     12, 20: B packed for ldb > 320), several K slices and column panels, an edge strip, A
     packed, read in place and transposed; with beta, bias and ReLU. The other ISAs pack in a
     pass of their own: the same answers."""
-    a, b = operands(rng, m, k, n, ta, False)
-    bias = rng.standard_normal(n).astype(np.float32)
-    c = rng.standard_normal((m, n)).astype(np.float32)
-    want = reference(a, b, ta, False, 0.5, -1.5, c, bias, "relu")
-    got = _C.gemm(a, b, ta, False, 0.5, -1.5, c.copy(), bias, ACTIVATION_CODES["relu"], 0.0)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tolerance(k) * np.sqrt(k),
-                               err_msg=f"{m}x{k}x{n}")
+    assert_fused_product(rng, *operands(rng, m, k, n, ta, False), ta, False)
 
 
 @pytest.mark.parametrize("ldb", [1024, 2048])
