@@ -686,7 +686,13 @@ def test_kerass_names_of_a_layers_weights_dtype_and_path():
     assert norm.trainable_variables == norm.trainable_weights and len(norm.trainable_variables) == 2
     assert norm.non_trainable_variables == norm.non_trainable_weights
     assert len(norm.non_trainable_variables) == 2
-    assert dense.dtype == dense.compute_dtype == pynn.floatx() and dense.path == "hidden"
+    assert dense.dtype == dense.compute_dtype == dense.variable_dtype == pynn.floatx()
+    assert dense.path == "hidden"
+    pynn.set_floatx("float64")
+    try:
+        assert dense.variable_dtype == dense.compute_dtype == "float64"
+    finally:
+        pynn.set_floatx("float32")
 
 
 def test_compile_config_round_trips(rng):

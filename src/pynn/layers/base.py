@@ -879,6 +879,7 @@ class Layer(AutoConfig):
                                           lambda layer: layer.non_trainable_weights)
     dtype = _keras_name("dtype", lambda layer: config.floatx())
     compute_dtype = _keras_name("compute_dtype", lambda layer: config.floatx())
+    variable_dtype = _keras_name("variable_dtype", lambda layer: config.floatx())
     path = _keras_name("path", lambda layer: layer.name)
 
     @property
