@@ -123,8 +123,8 @@ constexpr int kTransposeK = 32;  // columns per tile of transpose_rows_tiled
 // d[k*W + r] = src[r][k] for r < W, k < kc: the transposing half of packing (row-major A,
 // transposed B). 4 x 4 SSE transposes where the baseline ISA has SSE (all of x86-64): one
 // load and one store per 4 floats instead of one scattered access per float.
-// (Not specialised for transpose_rows_tiled's constant kc: GCC 12 then warns, wrongly, that
-// the tail loop overflows.)
+// (Never inlined nor specialised, for any caller: with transpose_rows_tiled's constant kc,
+// GCC 12 warns, wrongly, that the tail loop overflows. Its callers' speed measured the same.)
 #if defined(__GNUC__) && !defined(__clang__)
 #define PYNN_NOT_SPECIALISED __attribute__((noipa))
 #else
@@ -155,11 +155,12 @@ PYNN_NOT_SPECIALISED void transpose_rows(const float* const* src, index_t kc, fl
 
 // transpose_rows for rows a multiple of 4 KiB apart (a transposed B of a 1024-wide layer:
 // its 32 rows share one L1 set, whose 8 ways do not hold them, so every 4-float load went
-// to L2 and each line was fetched 4 times): kTransposeK columns of the W rows are copied in
-// whole lines into a tile in L1, the next ones fetched into L2 meanwhile, then transposed
-// from it. Zen 4, one thread, 256 x 1024 x 1024 A.B^T: 1.06x; the same tile at other strides
-// gained nothing (512^3) or lost 3-8% (128 x 784 x 256, 32 x 64 x 64), as for a row-major
-// A's 12 rows (bench/RESULTS.md, session 35).
+// to L2 and each line was fetched 4 times): kTransposeK columns of the W rows are copied,
+// 128 contiguous bytes a row, into a tile in L1, the next ones fetched into L2 meanwhile,
+// then transposed from it. Zen 4, one thread, 256 x 1024 x 1024 A.B^T: 1.08x (avx512's 32
+// rows; avx2's 16 at 16 x 1024 x 1024: 1.10x, generic's 8 the same); the same tile at other
+// strides gained nothing (512^3) or lost 3-8% (128 x 784 x 256, 32 x 64 x 64), as for a
+// row-major A's 12 rows (bench/RESULTS.md, session 35).
 template <int W>
 void transpose_rows_tiled(const float* const* src, index_t kc, float* d) {
     constexpr int KB = kTransposeK;
@@ -487,7 +488,8 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
     // rows or more), each copying its share of the rows between its FMAs; only strip 0 and
     // the edge strip are packed up front. Packing in a pass of its own took 5.5% of the fused
     // 256 x 1024 x 1024 product (Zen 4, one thread), mostly waiting on B; overlapped with the
-    // FMAs: 1.03x faster there, the same at 2048^3 and the other shapes tried (bench/RESULTS.md).
+    // FMAs: 1.03x faster there, 1.0x at 2048^3, 1.04-1.24x at M = 12-64 with 2-16 MiB of B
+    // (bench/RESULTS.md, session 35).
     const bool pack_in_kernel =
         do_pack_b && !p.tb && kt.packing_kernel != nullptr && m_all >= MR;
     // A row-major A whose rows lie a multiple of 4 KiB apart is packed whatever N when the
@@ -557,14 +559,17 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
                     for (index_t ir = 0; ir < mc; ir += MR) {
                         const int mr = static_cast<int>(std::min<index_t>(MR, mc - ir));
                         float* c = p.C + (ic + ir) * p.ldc + jc + jr;
+                        // This tile's share of the next (full) strip's rows, spread over
+                        // its k: one tile of 12 copying a whole strip (a copy every 12
+                        // cycles) took 2-3x a tile's time, waiting on B (256 x 1024 x 1024).
+                        index_t r0 = 0, rows = 0;
                         if (pack_in_kernel && ic == i0 && ir < mc_full && jr + NR < nc_full) {
-                            // This tile's share of the next (full) strip's rows, spread over
-                            // its k: one tile copying a whole strip (a copy every 12 cycles)
-                            // took 2-3x a tile's time, waiting on B.
-                            const index_t tiles = mc_full / MR;
-                            const index_t share = (kc + tiles - 1) / tiles;
-                            const index_t r0 = std::min(kc, ir / MR * share);
-                            const index_t rows = std::min(share, kc - r0);
+                            const index_t block_tiles = mc_full / MR;  // >= 1 here
+                            const index_t share = (kc + block_tiles - 1) / block_tiles;
+                            r0 = std::min(kc, ir / MR * share);
+                            rows = std::min(share, kc - r0);
+                        }
+                        if (rows > 0) {
                             const float* a = do_pack_a ? a_buf + ir * kc
                                              : p.ta    ? p.A + pc * p.lda + ic + ir
                                                        : p.A + (ic + ir) * p.lda + pc;
@@ -572,7 +577,7 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
                                               b, rsb, c, p.ldc, mr, nr, te,
                                               p.B + (pc + r0) * p.ldb + jc + jr + NR, p.ldb,
                                               b_buf + (jr + NR) * kc + r0 * NR, rows,
-                                              kc - r0 - rows, rows > 0 ? kc / rows : 1);
+                                              kc - r0 - rows, kc / rows);
                         } else if (do_pack_a) {
                             kt.kernel(kc, a_buf + ir * kc, 1, MR, b, rsb, c, p.ldc, mr, nr, te);
                         } else if (ir < mc_full) {
