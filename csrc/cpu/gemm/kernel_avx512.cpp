@@ -22,12 +22,13 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 // A packing tile fetches the row it will copy kPackAheadK k ahead (~500 cycles, about a DRAM
-// latency), and at least kPackAhead copies ahead, into L2 (T1). Zen 4, one thread, old/new
-// time against packing in a pass of its own (session 35, bench/RESULTS.md): no prefetch
-// 0.68x at 256 x 1024 x 1024; T1 16 copies ahead (160 k) 1.03x there but 0.91x at 2048^3
-// (B from DRAM, rows 8 KiB apart: the lines crowd the L2 sets of the A block); 4 copies
-// ahead (NTA) 1.03x and 1.00x, but 0.75x at 16 x 2048 x 2048, where one tile copies a row
-// every k (4 k ahead: B's rows arrived late); kPackAheadK in L2: 1.03x, 1.00x and 1.18x.
+// latency), and at least kPackAhead copies ahead. Zen 4, one thread, old/new time against
+// packing in a pass of its own (session 35, bench/RESULTS.md): no prefetch 0.68x at 256 x
+// 1024 x 1024; into L2 (T1) 16 copies ahead (~160 k) 1.03x there but 0.91x at 2048^3 (B
+// from DRAM, rows 8 KiB apart: the lines crowd the L2 sets of the A block); 4 copies ahead
+// with NTA 1.03x and 1.00x, but 0.75x at 16 x 2048 x 2048, where one tile copies a row every
+// k (4 k ahead: B's rows came late); 40 k ahead into L2 there: 1.18x. So: NTA while 4
+// copies reach 40 k, T1 further ahead when they do not (rows copied every k or few).
 constexpr index_t kPackAhead = 4, kPackAheadK = 40;
 
 // The epilogue for one row of the tile. k0/k1 mask the valid columns (all ones on a full
@@ -72,7 +73,8 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                  index_t step = 1) {
     index_t copied = 0, copies_left = rows + rows_after;
     index_t copy_k = PACK && rows > 0 ? 0 : kc;  // the k of the next copy
-    const index_t ahead = kPackAheadK / step > kPackAhead ? kPackAheadK / step : kPackAhead;
+    const bool far = kPackAheadK / step > kPackAhead;
+    const index_t ahead = far ? kPackAheadK / step : kPackAhead;
     static_assert(R == 4 || R == 8 || R == MR, "a 4-, 8- or 12-row tile");
     static_assert(V == 1 || V == 2, "one or two column vectors");
     // Warm the C rows while the FMAs run (read when beta != 0, written always): a row's
@@ -147,9 +149,15 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                     if (ahead < copies_left) {
                         const char* row =
                             reinterpret_cast<const char*>(next_src + ahead * next_ld);
-                        _mm_prefetch(row, _MM_HINT_T1);
-                        _mm_prefetch(row + 64, _MM_HINT_T1);
-                        _mm_prefetch(row + 124, _MM_HINT_T1);
+                        if (far) {
+                            _mm_prefetch(row, _MM_HINT_T1);
+                            _mm_prefetch(row + 64, _MM_HINT_T1);
+                            _mm_prefetch(row + 124, _MM_HINT_T1);
+                        } else {
+                            _mm_prefetch(row, _MM_HINT_NTA);
+                            _mm_prefetch(row + 64, _MM_HINT_NTA);
+                            _mm_prefetch(row + 124, _MM_HINT_NTA);
+                        }
                     }
                     const __m512 s0 = _mm512_loadu_ps(next_src);
                     const __m512 s1 = _mm512_loadu_ps(next_src + 16);
