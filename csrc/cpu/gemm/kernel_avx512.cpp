@@ -27,8 +27,9 @@ constexpr int NR = 32;
 // 1024 x 1024; into L2 (T1) 16 copies ahead (~160 k) 1.03x there but 0.91x at 2048^3 (B
 // from DRAM, rows 8 KiB apart: the lines crowd the L2 sets of the A block); 4 copies ahead
 // with NTA 1.03x and 1.00x, but 0.75x at 16 x 2048 x 2048, where one tile copies a row every
-// k (4 k ahead: B's rows came late); 40 k ahead into L2 there: 1.18x. So: NTA while 4
-// copies reach 40 k, T1 further ahead when they do not (rows copied every k or few).
+// k (4 k ahead: B's rows came late); 40 k ahead into L2 there: 1.18x. So: T1, 40 / step
+// copies ahead, where that is more than 4 (a row copied every 8 k or less: blocks of up to
+// ~9 tiles); NTA 4 copies ahead otherwise (36 k or more).
 constexpr index_t kPackAhead = 4, kPackAheadK = 40;
 
 // The epilogue for one row of the tile. k0/k1 mask the valid columns (all ones on a full
