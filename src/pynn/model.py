@@ -2580,7 +2580,8 @@ def _summary_widths(line_length, positions, natural):
             raise ValueError(f"summary: positions must be {len(natural)} increasing positive "
                              f"numbers (where each column ends), got {positions!r}")
     # fractions of line_length (as Keras 3), or characters
-    ends = [int(length * e) if max(ends) <= 1 else int(e) for e in ends]
+    scale = length if max(ends) <= 1 else 1
+    ends = [int(scale * e) for e in ends]
     widths = [b - a for a, b in zip([0, *ends], ends)]
     if min(widths) < 2:
         raise ValueError(f"summary: the columns ending at {ends} leave one under 2 "

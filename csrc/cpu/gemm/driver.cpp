@@ -539,6 +539,12 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
                 const index_t mc_full = mc / MR * MR;
                 if (do_pack_a) pack_a(MR, p, ic, mc, pc, kc, a_buf);
                 else if (mc_full < mc) pack_a(MR, p, ic + mc_full, mc - mc_full, pc, kc, a_edge);
+                // Rows of the next strip each full tile of the first row block copies (0: no
+                // copying), spread over its k: one tile of 12 copying a whole strip (a copy
+                // every 12 cycles) took 2-3x a tile's time, waiting on B (256 x 1024 x 1024).
+                // (mc_full >= MR in that block: pack_in_kernel asks for MR rows or more.)
+                const index_t pack_share =
+                    pack_in_kernel && ic == i0 ? (kc + mc_full / MR - 1) / (mc_full / MR) : 0;
 
                 for (index_t jr = 0; jr < nc; jr += NR) {
                     const int nr = static_cast<int>(std::min<index_t>(NR, nc - jr));
@@ -559,15 +565,11 @@ void run_rect(const Problem& p, const KernelTable& kt, index_t i0, index_t i1, i
                     for (index_t ir = 0; ir < mc; ir += MR) {
                         const int mr = static_cast<int>(std::min<index_t>(MR, mc - ir));
                         float* c = p.C + (ic + ir) * p.ldc + jc + jr;
-                        // This tile's share of the next (full) strip's rows, spread over
-                        // its k: one tile of 12 copying a whole strip (a copy every 12
-                        // cycles) took 2-3x a tile's time, waiting on B (256 x 1024 x 1024).
+                        // This tile's share of the next (full) strip's rows.
                         index_t r0 = 0, rows = 0;
-                        if (pack_in_kernel && ic == i0 && ir < mc_full && jr + NR < nc_full) {
-                            const index_t block_tiles = mc_full / MR;  // >= 1 here
-                            const index_t share = (kc + block_tiles - 1) / block_tiles;
-                            r0 = std::min(kc, ir / MR * share);
-                            rows = std::min(share, kc - r0);
+                        if (pack_share > 0 && ir < mc_full && jr + NR < nc_full) {
+                            r0 = std::min(kc, ir / MR * pack_share);
+                            rows = std::min(pack_share, kc - r0);
                         }
                         if (rows > 0) {
                             const float* a = do_pack_a ? a_buf + ir * kc

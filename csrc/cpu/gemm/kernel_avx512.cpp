@@ -32,6 +32,16 @@ constexpr int NR = 32;
 // ~9 tiles); NTA 4 copies ahead otherwise (36 k or more).
 constexpr index_t kPackAhead = 4, kPackAheadK = 40;
 
+// The three lines a row of 32 floats may touch (numpy's rows start 16 bytes past a line):
+// into L2 (T1) when FAR, else NTA.
+template <bool FAR>
+inline void prefetch_b_row(const char* row) {
+    constexpr auto hint = FAR ? _MM_HINT_T1 : _MM_HINT_NTA;
+    _mm_prefetch(row, hint);
+    _mm_prefetch(row + 64, hint);
+    _mm_prefetch(row + 124, hint);
+}
+
 // The epilogue for one row of the tile. k0/k1 mask the valid columns (all ones on a full
 // tile): masked-off lanes are neither loaded (no fault past the end of C or bias) nor stored.
 #define PYNN_AVX512_STORE_ROW(i, x0, x1)                                           \
@@ -145,20 +155,12 @@ void kernel_rx32(index_t kc, const float* a, index_t rsa, index_t csa, const flo
                 if (k == copy_k) {  // one row of the next strip every `step` k
                     // The source rows lie next_ld apart (a page or more for a layer's
                     // weights): no hardware prefetcher follows them, so each is fetched
-                    // `ahead` copies ahead, all three lines a row may touch; never past the
-                    // strip's last row.
+                    // `ahead` copies ahead; never past the strip's last row.
                     if (ahead < copies_left) {
                         const char* row =
                             reinterpret_cast<const char*>(next_src + ahead * next_ld);
-                        if (far) {
-                            _mm_prefetch(row, _MM_HINT_T1);
-                            _mm_prefetch(row + 64, _MM_HINT_T1);
-                            _mm_prefetch(row + 124, _MM_HINT_T1);
-                        } else {
-                            _mm_prefetch(row, _MM_HINT_NTA);
-                            _mm_prefetch(row + 64, _MM_HINT_NTA);
-                            _mm_prefetch(row + 124, _MM_HINT_NTA);
-                        }
+                        if (far) prefetch_b_row<true>(row);
+                        else prefetch_b_row<false>(row);
                     }
                     const __m512 s0 = _mm512_loadu_ps(next_src);
                     const __m512 s1 = _mm512_loadu_ps(next_src + 16);
